@@ -1,0 +1,34 @@
+"""The Celery application: Redis when JZFLOW_REDIS_URL is set, else a SQLite broker needing no server."""
+from __future__ import annotations
+
+from celery import Celery
+
+from engine import config
+
+
+def make_celery(settings: config.Settings | None = None) -> Celery:
+    """Create the Celery app with our reliability settings and the beat schedule."""
+    settings = settings or config.load()
+    settings.instance_dir.mkdir(parents=True, exist_ok=True)
+    app = Celery("jzflow", broker=settings.broker_url, include=["engine.jobs"])
+    app.conf.update(
+        task_acks_late=True,                 # a worker killed mid-job leaves the message to be redelivered
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={"visibility_timeout": 600},
+        timezone="Asia/Shanghai",
+        enable_utc=True,
+        worker_hijack_root_logger=False,
+        beat_schedule={
+            "sweep-timers": {"task": "engine.jobs.sweep_timers", "schedule": settings.timer_sweep_seconds},
+            "deliver-outbox": {"task": "engine.jobs.deliver_outbox", "schedule": settings.outbox_seconds},
+            "seal-audit": {"task": "engine.jobs.seal_audit", "schedule": 3600.0},
+        },
+        beat_schedule_filename=str(settings.instance_dir / "celerybeat-schedule"),
+    )
+    return app
+
+
+celery = make_celery()

@@ -1,0 +1,136 @@
+"""Domain errors: a small tree, each with a stable id and an HTTP status, translated once in web/."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+
+class EngineError(Exception):
+    """Base of every error a user or client can cause."""
+
+    code: ClassVar[str] = "engine_error"
+    http_status: ClassVar[int] = 400
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-friendly description for APIs and the CLI."""
+        return {"error": self.code, "message": self.message, **self.details}
+
+
+class NotFound(EngineError):
+    code = "not_found"
+    http_status = 404
+
+
+class ProcessNotFound(NotFound):
+    code = "process_not_found"
+
+
+class InstanceNotFound(NotFound):
+    code = "instance_not_found"
+
+
+class TaskNotFound(NotFound):
+    code = "task_not_found"
+
+
+class UserNotFound(NotFound):
+    code = "user_not_found"
+
+
+class Forbidden(EngineError):
+    code = "forbidden"
+    http_status = 403
+
+
+class NotYourTask(Forbidden):
+    code = "not_your_task"
+
+
+class Conflict(EngineError):
+    code = "conflict"
+    http_status = 409
+
+
+class ConcurrentModification(Conflict):
+    code = "concurrent_modification"
+
+    def __init__(self, instance_id: int) -> None:
+        super().__init__("其他人刚刚处理了此事项，请刷新后重试 (someone else just acted; reload)",
+                         instance_id=instance_id)
+
+
+class TaskNotReady(Conflict):
+    code = "task_not_ready"
+
+
+class AlreadyClaimed(Conflict):
+    code = "already_claimed"
+
+
+class InstanceNotRunning(Conflict):
+    code = "instance_not_running"
+
+
+class InvalidInput(EngineError):
+    code = "invalid_input"
+    http_status = 422
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One problem with one submitted field (a JSON pointer-ish path)."""
+
+    field: str
+    message: str
+
+
+class FormInvalid(InvalidInput):
+    code = "form_invalid"
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        summary = "; ".join(f"{e.field}: {e.message}" for e in errors)
+        super().__init__(f"表单数据无效 (form invalid): {summary}",
+                         fields=[{"field": e.field, "message": e.message} for e in errors])
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class DeployProblem:
+    """One reason a deployment was refused, pinned to file, element and line."""
+
+    file: str
+    message: str
+    element_id: str | None = None
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.line is not None:
+            where += f":{self.line}"
+        if self.element_id:
+            where += f" [{self.element_id}]"
+        return f"{where}: {self.message}"
+
+
+class DeployInvalid(InvalidInput):
+    """The files do not validate; nothing was stored."""
+
+    code = "deploy_invalid"
+
+    def __init__(self, problems: list[DeployProblem]) -> None:
+        lines = "\n".join(f"  {p}" for p in problems)
+        super().__init__(f"部署被拒绝 (deployment refused), {len(problems)} problem(s):\n{lines}",
+                         problems=[vars(p) for p in problems])
+        self.problems = problems
+
+
+class IncidentRaised(EngineError):
+    """The engine hit an error in a script, expression or budget; the instance holds an incident."""
+
+    code = "incident"
+    http_status = 409

@@ -1,0 +1,54 @@
+"""The human_task projection: what the inbox reads, so it never deserializes a workflow."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from engine import clock
+from engine.models.base import Base
+
+
+class HumanTask(Base):
+    __tablename__ = "human_task"
+    __table_args__ = (
+        UniqueConstraint("instance_id", "task_guid", name="uq_human_task_guid"),
+        Index("ix_human_task_assignee_open", "assignee_id", "state", "due_at"),
+        Index("ix_human_task_state_due", "state", "due_at"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    instance_id: Mapped[int] = mapped_column(ForeignKey("process_instance.id"), index=True)
+    task_guid: Mapped[str] = mapped_column(String(36))
+    bpmn_id: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(300))
+    process_key: Mapped[str] = mapped_column(String(120))
+    lane: Mapped[str | None] = mapped_column(String(100))
+    state: Mapped[str] = mapped_column(String(20), default="ready")  # ready|completed|cancelled
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    form_schema: Mapped[str | None] = mapped_column(String(255))  # file name in the version
+    form_ui_schema: Mapped[str | None] = mapped_column(String(255))
+    priority: Mapped[int] = mapped_column(Integer, default=50)
+    sla: Mapped[str | None] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(default=clock.now)
+    due_at: Mapped[datetime | None] = mapped_column()
+    warn_at: Mapped[datetime | None] = mapped_column()
+    completed_at: Mapped[datetime | None] = mapped_column()
+    completed_by_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    instructions: Mapped[str | None] = mapped_column(Text)
+
+    candidates: Mapped[list[TaskCandidate]] = relationship(back_populates="task", cascade="all, delete-orphan")
+
+
+class TaskCandidate(Base):
+    """Who may claim a task: a user, or every member of an org unit or holder of a role."""
+
+    __tablename__ = "task_candidate"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("human_task.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"), index=True)
+    org_unit_id: Mapped[int | None] = mapped_column(ForeignKey("org_unit.id"), index=True)
+    role_id: Mapped[int | None] = mapped_column(ForeignKey("role.id"), index=True)
+
+    task: Mapped[HumanTask] = relationship(back_populates="candidates")

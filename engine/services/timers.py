@@ -1,0 +1,38 @@
+"""Fire due BPMN timers: find instances by next_timer_at, then refresh_timers + do_engine_steps."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine.db import is_postgres
+from engine.models import ProcessInstance
+from engine.services import runtime
+from engine.services.actors import SYSTEM
+
+
+def due_ids(session: Session, *, now: datetime, limit: int = 100) -> list[int]:
+    """Return ids of running instances whose next timer is due (an index scan)."""
+    return list(session.scalars(select(ProcessInstance.id)
+                                .where(ProcessInstance.status == "running", ProcessInstance.next_timer_at <= now)
+                                .order_by(ProcessInstance.next_timer_at, ProcessInstance.id).limit(limit)))
+
+
+def fire_instance(session: Session, instance_id: int, *, now: datetime) -> bool:
+    """Fire one instance's due timers under a row lock; False if not due (already fired or taken).
+
+    Re-checks the due time under the lock, so a redelivered job or a second worker does nothing.
+    """
+    q = select(ProcessInstance.id).where(ProcessInstance.id == instance_id, ProcessInstance.status == "running",
+                                         ProcessInstance.next_timer_at <= now)
+    if is_postgres(session):
+        q = q.with_for_update(skip_locked=True)
+    if session.scalar(q) is None:
+        return False
+    running = runtime.load(session, instance_id)
+    before = runtime.waiting_summary(running)
+    runtime.run(session, running, SYSTEM, refresh_timers=True)
+    runtime.save(session, running)
+    runtime.record(session, running, SYSTEM, "timer.fire", before=before, after=runtime.waiting_summary(running))
+    return True

@@ -1,0 +1,299 @@
+"""Guards against measured SpiffWorkflow 3.2.0 bugs (DESIGN §5): deep trees, MI output, recursion, lines.
+
+Each guard has a regression test in tests/engine/spiff/test_guards.py that first shows the bug
+with the guard removed (`uninstall()`), then shows the guard fixing or reporting it.
+
+Upgrading SpiffWorkflow: bump SUPPORTED_SPIFF_VERSION and run those tests. A test of the form
+"..._without_the_patch" that starts failing means the upgrade fixed that bug: delete the patch
+and that test. Patches are installed once, at import of `engine.spiff`, by `install()`.
+
+1. Task trees deeper than 1000. `TaskIterator` (util/task.py, and `BpmnTaskIterator` which
+   passes the same default on) silently stops descending at depth 1000. Every tree walk is one
+   of these: `get_tasks` (so `do_engine_steps` stops running tasks and the inbox sees no READY
+   task), `is_completed()` (returns True with tasks still open, and caches that in
+   `workflow.completed`, which the serializer persists), `cancel()`, `update_waiting_tasks()`.
+   A looping process grows the tree by one level per task run. Patch: lift the cap (the
+   iterator is a loop, not recursion, so the cap buys nothing). Policy on top (DESIGN §4: keep
+   instances short): `check_depth` after each engine run, and `depth_guard` to stop a runaway
+   loop inside one `do_engine_steps` call, which can otherwise cross any limit in one go.
+2. `MultiInstanceTask.init_data_output_with_cardinality` names `data_ouput` (typo), so a
+   cardinality multi-instance whose output collection already exists raises a bare NameError.
+   Patch: the same method with the intended checks.
+3. Recursion. The parser recurses about two frames per sequential task (RecursionError, wrapped
+   in a ValidationException, from about 490 chained tasks); `BpmnWorkflow(spec)` predicts the
+   whole chain recursively (from about 980); `cancel()` and `reset_from_task_id()` drop
+   subtrees recursively. Serializer and `do_engine_steps` are iterative. Guard: `run_deep`.
+4. `ValidationException.__init__` reads `node.line_number`, an attribute lxml elements do not
+   have (it is `sourceline`), so element errors never carry a line. Patch: read `sourceline`;
+   `locate_validation_error` works with or without the patch.
+"""
+from __future__ import annotations
+
+import contextvars
+import sys
+import threading
+from collections.abc import Callable, Mapping, MutableMapping, MutableSequence
+from typing import Any, ParamSpec, TypeVar, cast
+
+import SpiffWorkflow.version
+from lxml import etree
+from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
+from SpiffWorkflow.bpmn.specs.mixins.multiinstance_task import MultiInstanceTask
+from SpiffWorkflow.task import Task
+from SpiffWorkflow.util.task import TaskIterator, TaskState
+from SpiffWorkflow.workflow import Workflow
+
+SUPPORTED_SPIFF_VERSION = "3.2.0"
+SPIFF_MAX_DEPTH = 1000  # TaskIterator's default max_depth in 3.2.0
+DEPTH_LIMIT = 900  # policy: below SPIFF_MAX_DEPTH, and every engine step walks the whole tree
+DEEP_RECURSION_LIMIT = 50_000  # ~20,000 chained tasks at parse
+DEEP_STACK_SIZE = 256 * 1024 * 1024  # virtual; only touched pages are committed
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class TaskTreeTooDeep(Exception):
+    """The instance's task tree is deeper than the policy allows."""
+
+    def __init__(self, depth: int, limit: int) -> None:
+        super().__init__(
+            f"task tree is {depth} levels deep (limit {limit}): this instance loops too long. SpiffWorkflow "
+            f"{SUPPORTED_SPIFF_VERSION} loses sight of tasks past depth {SPIFF_MAX_DEPTH} and every step walks the "
+            "whole tree; end the instance and continue in a new one (continue-as-new, one instance per period)"
+        )
+        self.depth = depth
+        self.limit = limit
+
+
+# --- 1. deep task trees -------------------------------------------------------------------------
+
+def task_depth(task: Task) -> int:
+    """Return the task's depth as SpiffWorkflow's iterators count it, subprocess nesting included."""
+    depth: int = task.depth  # walks parents in a loop
+    workflow = task.workflow
+    # A subprocess tree hangs below the task that started it: the iterator adds its root as a child.
+    while (parent_id := getattr(workflow, "parent_task_id", None)) is not None:
+        parent = workflow.top_workflow.get_task_from_id(parent_id)
+        depth += parent.depth + 1
+        workflow = parent.workflow
+    return depth
+
+
+def tree_depth(workflow: Workflow) -> int:
+    """Return the depth of the deepest task in the workflow's tree, subprocesses included."""
+    subprocesses: Mapping[Any, Workflow] = getattr(workflow, "subprocesses", {})
+    deepest = 0
+    stack: list[tuple[Task, int]] = [(workflow.task_tree, 0)]
+    while stack:  # explicit stack: a recursive walk would itself hit the recursion limit
+        task, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in task.children)
+        subprocess = subprocesses.get(task.id)
+        if subprocess is not None:
+            stack.append((subprocess.task_tree, depth + 1))
+    return deepest
+
+
+def check_depth(workflow: Workflow, limit: int = DEPTH_LIMIT) -> int:
+    """Return the tree depth; call after each engine run.
+
+    Raises: TaskTreeTooDeep
+    """
+    depth = tree_depth(workflow)
+    if depth > limit:
+        raise TaskTreeTooDeep(depth, limit)
+    return depth
+
+
+def depth_guard(limit: int = DEPTH_LIMIT) -> Callable[[Task], None]:
+    """Return a `did_complete_task` callback for `do_engine_steps` that stops a runaway loop.
+
+    Raises (from the callback): TaskTreeTooDeep, leaving the just-completed task COMPLETED.
+    """
+    def check(task: Task) -> None:
+        depth = task_depth(task)
+        if depth > limit:
+            raise TaskTreeTooDeep(depth, limit)
+    return check
+
+
+def is_really_completed(workflow: Workflow) -> bool:
+    """Return whether no task is unfinished, reading the flat task map instead of walking the tree."""
+    # Neither the depth-capped iterator nor the sticky `completed` flag, which an unpatched
+    # is_completed() may already have set wrongly in stored state.
+    return not any(task.has_state(TaskState.NOT_FINISHED_MASK) for task in workflow.tasks.values())
+
+
+_spiff_iterator_init = TaskIterator.__init__
+
+
+def _iterator_init(self: TaskIterator, *args: Any, **kwargs: Any) -> None:
+    """Build the iterator without the depth cap unless a caller asked for a specific depth."""
+    _spiff_iterator_init(self, *args, **kwargs)
+    if self.max_depth == SPIFF_MAX_DEPTH:  # nothing in 3.2.0 passes max_depth, so this is the default
+        self.max_depth = sys.maxsize
+
+
+# --- 2. multi-instance output with cardinality ----------------------------------------------------
+
+_spiff_init_data_output_with_cardinality = MultiInstanceTask.init_data_output_with_cardinality
+
+
+def _init_data_output_with_cardinality(self: MultiInstanceTask, my_task: Task) -> None:
+    """Create the output collection, or check that the existing one can take indexed results."""
+    if not self.data_output.exists(my_task):
+        self.data_output.set(my_task, [])
+        return
+    output = self.data_output.get(my_task)
+    # 3.2.0 meant these two checks; the first also turns len(None) into a data error.
+    if not isinstance(output, (MutableSequence, MutableMapping)):
+        self.raise_data_exception("Only a mutable map (dict) or sequence (list) can be used for output", my_task)
+    if not isinstance(output, MutableMapping) and len(output) > 0:
+        self.raise_data_exception(
+            "If loop cardinality is specified, the output must be a map (dict) or empty sequence (list)", my_task)
+
+
+# --- 3. recursion -----------------------------------------------------------------------------
+
+class _DeepState:
+    """Count running deep workers so the process-wide recursion limit is raised once and restored once."""
+
+    lock = threading.Lock()
+    users = 0
+    saved_limit = 0
+
+
+_in_deep_worker = threading.local()
+
+
+def _enter_deep() -> None:
+    with _DeepState.lock:
+        if _DeepState.users == 0:
+            _DeepState.saved_limit = sys.getrecursionlimit()
+            sys.setrecursionlimit(max(_DeepState.saved_limit, DEEP_RECURSION_LIMIT))
+        _DeepState.users += 1
+
+
+def _leave_deep() -> None:
+    with _DeepState.lock:
+        _DeepState.users -= 1
+        if _DeepState.users == 0:
+            sys.setrecursionlimit(_DeepState.saved_limit)
+
+
+def run_deep(fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+    """Run fn in a big-stack worker thread under a raised recursion limit; return its result or re-raise.
+
+    The caller blocks until fn ends, so objects handed over are never used by two threads at once.
+    Context variables are copied into the worker; thread-locals, sys.settrace hooks and signal
+    handlers are not. The recursion limit is process-wide while any deep call runs: other
+    threads see it too, which is harmless on CPython 3.11 (Python-to-Python calls use no C stack).
+    """
+    if getattr(_in_deep_worker, "active", False):
+        return fn(*args, **kwargs)  # nested: already deep
+    context = contextvars.copy_context()
+    outcome: list[tuple[bool, Any]] = []  # (succeeded, result or exception)
+
+    def work() -> None:
+        _in_deep_worker.active = True
+        try:
+            outcome.append((True, context.run(fn, *args, **kwargs)))
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread below
+            outcome.append((False, exc))
+
+    _enter_deep()
+    try:
+        with _DeepState.lock:  # stack_size() is global too: set it only for our own thread start
+            previous = threading.stack_size(DEEP_STACK_SIZE)
+            try:
+                worker = threading.Thread(target=work, name="jzflow-deep")
+                worker.start()
+            finally:
+                threading.stack_size(previous)
+        worker.join()
+    finally:
+        _leave_deep()
+    succeeded, value = outcome[0]
+    if succeeded:
+        return cast(R, value)
+    raise value
+
+
+# --- 4. validation error locations ----------------------------------------------------------------
+
+_spiff_validation_init = ValidationException.__init__
+
+
+def _validation_init(self: ValidationException, msg: str, node: Any = None, file_name: str | None = None,
+                     *args: Any, **kwargs: Any) -> None:
+    """Build the exception, taking the line from lxml's `sourceline`."""
+    _spiff_validation_init(self, msg, node, file_name, *args, **kwargs)
+    if node is not None and not self.line_number:
+        self.line_number = getattr(node, "sourceline", None) or ""
+
+
+def element_line(xml: bytes, element_id: str) -> int | None:
+    """Return the source line of the element with this id, or None if absent or unparsable."""
+    try:
+        # Uploaded text: no entity expansion, no network.
+        root = etree.fromstring(xml, etree.XMLParser(resolve_entities=False, no_network=True))
+    except etree.XMLSyntaxError:
+        return None
+    found = root.xpath("//*[@id=$id]", id=element_id)
+    line = found[0].sourceline if found else None
+    return line if isinstance(line, int) else None
+
+
+def locate_validation_error(exc: BaseException,
+                            xml_by_file: Mapping[str, bytes]) -> tuple[str | None, str | None, int | None]:
+    """Return (file, element id, line) for a parser error, looking the element up when SpiffWorkflow has no line."""
+    file = getattr(exc, "file_name", None) or getattr(exc, "filename", None) or None
+    element = getattr(exc, "id", None) or None
+    line = next((n for n in (getattr(exc, "line_number", None), getattr(exc, "lineno", None))
+                 if isinstance(n, int) and n > 0), None)
+    if line is None and element is not None:
+        # Without a known file (raised outside a process parser) try each document.
+        for name in [file] if isinstance(file, str) and file in xml_by_file else list(xml_by_file):
+            line = element_line(xml_by_file[name], element)
+            if line is not None:
+                file = name
+                break
+    if file is None and len(xml_by_file) == 1:
+        file = next(iter(xml_by_file))
+    return file, element, line
+
+
+# --- installation -------------------------------------------------------------------------------
+
+_PATCHES: tuple[tuple[type[Any], str, Callable[..., Any], Callable[..., Any]], ...] = (
+    (TaskIterator, "__init__", _spiff_iterator_init, _iterator_init),
+    (MultiInstanceTask, "init_data_output_with_cardinality",
+     _spiff_init_data_output_with_cardinality, _init_data_output_with_cardinality),
+    (ValidationException, "__init__", _spiff_validation_init, _validation_init),
+)
+
+
+def install() -> None:
+    """Apply the patches to SpiffWorkflow's classes (idempotent).
+
+    Raises: RuntimeError when the installed SpiffWorkflow is not the version the patches were measured on
+    """
+    version = SpiffWorkflow.version.__version__
+    if version != SUPPORTED_SPIFF_VERSION:
+        raise RuntimeError(
+            f"engine.spiff.guards patches SpiffWorkflow {SUPPORTED_SPIFF_VERSION}, but {version} is installed: "
+            "re-measure each bug (see this module's docstring) before changing SUPPORTED_SPIFF_VERSION")
+    for owner, name, _original, patched in _PATCHES:
+        setattr(owner, name, patched)
+
+
+def uninstall() -> None:
+    """Put SpiffWorkflow's own methods back (tests use this to show each bug)."""
+    for owner, name, original, _patched in _PATCHES:
+        setattr(owner, name, original)
+
+
+def installed() -> bool:
+    """Return whether every patch is in place."""
+    return all(owner.__dict__.get(name) is patched for owner, name, _original, patched in _PATCHES)

@@ -1,0 +1,329 @@
+"""Parse and validate a bundle of BPMN, DMN and form files before anything is deployed.
+
+Every problem is pinned to a file, an element id and a line. Validation runs in stages (XML,
+XSD, SpiffWorkflow's parser, then our own checks of every expression under the sandbox); a stage
+only runs when the ones before it found nothing, so one typo does not cascade into noise.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from lxml import etree
+from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
+from SpiffWorkflow.bpmn.specs.mixins.user_task import UserTask
+from SpiffWorkflow.exceptions import SpiffWorkflowException
+from SpiffWorkflow.spiff.parser.process import VALIDATOR, SpiffBpmnParser
+
+from engine.errors import DeployInvalid, DeployProblem
+from engine.spiff import expressions
+from engine.spiff.guards import locate_validation_error, run_deep
+from engine.spiff.serializer import Specs
+
+BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
+SPIFF_NS = "http://spiffworkflow.org/bpmn/schema/1.0/core"
+FORM_SCHEMA_PROP = "formJsonSchemaFilename"
+FORM_UI_PROP = "formUiSchemaFilename"
+
+LaneResolver = Callable[[str], bool]
+
+
+@dataclass(frozen=True)
+class BundleFile:
+    name: str
+    kind: str  # bpmn | dmn | form
+    text: str
+    sha256: str
+
+
+@dataclass
+class UserTaskInfo:
+    bpmn_id: str
+    name: str
+    lane: str | None
+    properties: dict[str, str]
+    instructions: str | None
+
+
+@dataclass
+class ParsedProcess:
+    key: str
+    name: str
+    bpmn_file: str
+    specs: Specs
+    dmn_files: set[str] = field(default_factory=set)
+    form_files: set[str] = field(default_factory=set)
+    lanes: set[str] = field(default_factory=set)
+    user_tasks: dict[str, UserTaskInfo] = field(default_factory=dict)
+
+    def file_names(self) -> list[str]:
+        """Return every file this process needs, sorted."""
+        return sorted({self.bpmn_file, *self.dmn_files, *self.form_files})
+
+
+@dataclass
+class ParsedBundle:
+    files: dict[str, BundleFile]
+    processes: dict[str, ParsedProcess]
+
+
+def _local(el: etree._Element) -> str:
+    """Return an element's local name ('' for comments and processing instructions)."""
+    return etree.QName(el).localname if isinstance(el.tag, str) else ""
+
+
+def sha256(text: str) -> str:
+    """Return the hex sha256 of UTF-8 text."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _kind(name: str) -> str | None:
+    lower = name.lower()
+    if lower.endswith(".bpmn") or lower.endswith(".bpmn20.xml"):
+        return "bpmn"
+    if lower.endswith(".dmn"):
+        return "dmn"
+    if lower.endswith(".json"):
+        return "form"
+    return None
+
+
+def _decode(files: Mapping[str, bytes | str], problems: list[DeployProblem]) -> dict[str, BundleFile]:
+    decoded: dict[str, BundleFile] = {}
+    for name, raw in sorted(files.items()):
+        kind = _kind(name)
+        if kind is None:
+            continue  # READMEs, diagrams' images and the like are not part of a deployment
+        try:
+            text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        except UnicodeDecodeError as exc:
+            problems.append(DeployProblem(name, f"not UTF-8 text (byte {exc.start})"))
+            continue
+        text = text.removeprefix("\ufeff")
+        decoded[name] = BundleFile(name, kind, text, sha256(text))
+    return decoded
+
+
+def _parse_xml(f: BundleFile, problems: list[DeployProblem]) -> etree._Element | None:
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
+    try:
+        return etree.fromstring(f.text.encode("utf-8"), parser=parser)
+    except etree.XMLSyntaxError as exc:
+        line = exc.lineno if exc.lineno else None
+        problems.append(DeployProblem(f.name, f"malformed XML: {exc.msg}", line=line))
+        return None
+
+
+def _element_at(root: etree._Element, line: int | None) -> str | None:
+    """Return the id of the element on `line` (or its nearest ancestor with an id)."""
+    if line is None:
+        return None
+    for el in root.iter():
+        if el.sourceline == line:
+            node: etree._Element | None = el
+            while node is not None:
+                if node.get("id"):
+                    return str(node.get("id"))
+                node = node.getparent()
+    return None
+
+
+def _xsd_check(f: BundleFile, root: etree._Element, problems: list[DeployProblem]) -> None:
+    schema = VALIDATOR.validator
+    if f.kind == "bpmn":
+        VALIDATOR.preprocess(root)
+        ok = schema.validate(root)
+        if not ok:
+            for err in schema.error_log:
+                problems.append(DeployProblem(f.name, f"BPMN schema: {err.message}",
+                                              element_id=_element_at(root, err.line), line=err.line))
+    elif f.kind == "dmn":
+        if not (root.tag.endswith("}definitions") and "dmn" in (etree.QName(root).namespace or "").lower()):
+            problems.append(DeployProblem(f.name, "not a DMN document (root must be dmn:definitions)",
+                                          line=root.sourceline))
+
+
+def _check_form(f: BundleFile, problems: list[DeployProblem]) -> None:
+    from jsonschema import exceptions as js_exc
+    from jsonschema import validators
+
+    try:
+        doc = json.loads(f.text)
+    except json.JSONDecodeError as exc:
+        problems.append(DeployProblem(f.name, f"invalid JSON: {exc.msg}", line=exc.lineno))
+        return
+    if f.name.endswith(".uischema.json") or "uischema" in f.name.lower():
+        if not isinstance(doc, dict):
+            problems.append(DeployProblem(f.name, "UI schema must be a JSON object", line=1))
+        return
+    if not isinstance(doc, dict):
+        problems.append(DeployProblem(f.name, "JSON Schema must be a JSON object", line=1))
+        return
+    try:
+        validators.validator_for(doc).check_schema(doc)
+    except js_exc.SchemaError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path) or "(root)"
+        problems.append(DeployProblem(f.name, f"invalid JSON Schema at {where}: {exc.message}", line=_json_line(f.text, exc.absolute_path)))
+
+
+def _json_line(text: str, path: Any) -> int | None:
+    """Find the line of the last key of a JSON path (good enough for hand-written forms)."""
+    keys = [p for p in path if isinstance(p, str)]
+    if not keys:
+        return 1
+    needle = json.dumps(keys[-1], ensure_ascii=False)
+    for number, line in enumerate(text.splitlines(), start=1):
+        if needle in line:
+            return number
+    return None
+
+
+def _spiff_parse(bpmn: dict[str, tuple[BundleFile, etree._Element]], dmn: dict[str, tuple[BundleFile, etree._Element]],
+                 problems: list[DeployProblem]) -> SpiffBpmnParser | None:
+    parser = SpiffBpmnParser(validator=VALIDATOR)
+    raw = {name: f.text.encode("utf-8") for name, (f, _root) in {**bpmn, **dmn}.items()}
+    for name, (_f, root) in dmn.items():
+        try:
+            parser.add_dmn_xml(root, filename=name)
+        except (ValidationException, SpiffWorkflowException, etree.LxmlError) as exc:
+            problems.append(_from_validation(exc, name, raw))
+    for name, (_f, root) in bpmn.items():
+        try:
+            parser.add_bpmn_xml(root, filename=name)
+        except (ValidationException, SpiffWorkflowException, etree.LxmlError) as exc:
+            problems.append(_from_validation(exc, name, raw))
+    return None if problems else parser
+
+
+def _from_validation(exc: Exception, default_file: str, raw: Mapping[str, bytes]) -> DeployProblem:
+    file, element, line = locate_validation_error(exc, raw)
+    message = getattr(exc, "error_msg", None) or str(exc).splitlines()[0]
+    return DeployProblem(file or default_file, message, element_id=element, line=line)
+
+
+def _process_elements(root: etree._Element) -> list[etree._Element]:
+    return [p for p in root.iter(f"{{{BPMN_NS}}}process")]
+
+
+def parse_bundle(files: Mapping[str, bytes | str], *, lane_known: LaneResolver | None = None) -> ParsedBundle:
+    """Validate and parse a bundle; raise DeployInvalid listing every problem found.
+
+    Raises: DeployInvalid
+    """
+    problems: list[DeployProblem] = []
+    decoded = _decode(files, problems)
+    if not any(f.kind == "bpmn" for f in decoded.values()) and not problems:
+        problems.append(DeployProblem("(bundle)", "no .bpmn file to deploy"))
+    trees: dict[str, tuple[BundleFile, etree._Element]] = {}
+    for f in decoded.values():
+        if f.kind == "form":
+            _check_form(f, problems)
+            continue
+        root = _parse_xml(f, problems)
+        if root is not None:
+            trees[f.name] = (f, root)
+    for f, root in trees.values():
+        _xsd_check(f, root, problems)
+    if problems:
+        raise DeployInvalid(problems)
+
+    bpmn = {n: t for n, t in trees.items() if t[0].kind == "bpmn"}
+    dmn = {n: t for n, t in trees.items() if t[0].kind == "dmn"}
+    for name, (_f, root) in bpmn.items():
+        for proc in _process_elements(root):
+            if not list(proc.iter(f"{{{BPMN_NS}}}startEvent")):
+                problems.append(DeployProblem(name, "process has no start event", element_id=proc.get("id"),
+                                              line=proc.sourceline))
+    for name, (f, root) in trees.items():
+        problems.extend(expressions.check_document(name, f.kind, root))
+    if problems:
+        raise DeployInvalid(problems)
+
+    parser = run_deep(_spiff_parse, bpmn, dmn, problems)
+    if parser is None:
+        raise DeployInvalid(problems)
+    processes = _collect_processes(parser, bpmn, dmn, decoded, problems, lane_known)
+    if problems:
+        raise DeployInvalid(problems)
+    return ParsedBundle(files=decoded, processes=processes)
+
+
+def _collect_processes(parser: SpiffBpmnParser, bpmn: dict[str, tuple[BundleFile, etree._Element]],
+                       dmn: dict[str, tuple[BundleFile, etree._Element]], decoded: dict[str, BundleFile],
+                       problems: list[DeployProblem], lane_known: LaneResolver | None) -> dict[str, ParsedProcess]:
+    decision_files = {d.get("id"): name for name, (_f, root) in dmn.items()
+                      for d in root.iter() if _local(d) == "decision"}
+    processes: dict[str, ParsedProcess] = {}
+    raw = {name: f.text.encode("utf-8") for name, (f, _r) in {**bpmn, **dmn}.items()}
+    for name, (_f, root) in bpmn.items():
+        for proc in _process_elements(root):
+            if proc.get("isExecutable", "true").lower() != "true":
+                continue
+            key = str(proc.get("id"))
+            try:
+                spec = run_deep(parser.get_spec, key)
+                subs = run_deep(parser.get_subprocess_specs, key)
+            except (ValidationException, SpiffWorkflowException) as exc:
+                problems.append(_from_validation(exc, name, raw))
+                continue
+            parsed = ParsedProcess(key=key, name=proc.get("name") or key, bpmn_file=name, specs=(spec, subs))
+            for lane in root.iter(f"{{{BPMN_NS}}}lane"):
+                lane_name = lane.get("name") or lane.get("id")
+                if lane_name is None:
+                    continue
+                if _lane_in_process(root, lane, proc):
+                    parsed.lanes.add(lane_name)
+                    if lane_known is not None and not lane_known(lane_name):
+                        problems.append(DeployProblem(
+                            name, f"lane '{lane_name}' maps to no known role or org unit",
+                            element_id=lane.get("id"), line=lane.sourceline))
+            for rule_task in proc.iter(f"{{{BPMN_NS}}}businessRuleTask"):
+                ref = _called_decision(rule_task)
+                if ref is None or ref not in decision_files:
+                    problems.append(DeployProblem(name, f"business rule task calls unknown decision '{ref}'",
+                                                  element_id=rule_task.get("id"), line=rule_task.sourceline))
+                else:
+                    parsed.dmn_files.add(decision_files[ref])
+            for sub_spec in [spec, *subs.values()]:
+                for task_spec in sub_spec.task_specs.values():
+                    if isinstance(task_spec, UserTask):
+                        _collect_user_task(parsed, task_spec, decoded, name, root, problems)
+            processes[key] = parsed
+    return processes
+
+
+def _lane_in_process(root: etree._Element, lane: etree._Element, proc: etree._Element) -> bool:
+    node = lane.getparent()
+    while node is not None:
+        if node is proc:
+            return True
+        node = node.getparent()
+    return False
+
+
+def _called_decision(rule_task: etree._Element) -> str | None:
+    for el in rule_task.iter(f"{{{SPIFF_NS}}}calledDecisionId"):
+        return (el.text or "").strip() or None
+    return None
+
+
+def _collect_user_task(parsed: ParsedProcess, task_spec: Any, decoded: dict[str, BundleFile], file: str,
+                       root: etree._Element, problems: list[DeployProblem]) -> None:
+    props: dict[str, str] = dict(task_spec.extensions.get("properties", {}) or {})
+    el = next((e for e in root.iter() if e.get("id") == task_spec.bpmn_id), None)
+    line = el.sourceline if el is not None else None
+    for prop in (FORM_SCHEMA_PROP, FORM_UI_PROP):
+        form = props.get(prop)
+        if not form:
+            continue
+        if form not in decoded:
+            problems.append(DeployProblem(file, f"form file '{form}' is not in the deployment",
+                                          element_id=task_spec.bpmn_id, line=line))
+        else:
+            parsed.form_files.add(form)
+    parsed.user_tasks[task_spec.bpmn_id] = UserTaskInfo(
+        bpmn_id=task_spec.bpmn_id, name=task_spec.bpmn_name or task_spec.bpmn_id, lane=task_spec.lane,
+        properties=props, instructions=task_spec.extensions.get("instructionsForEndUser"))

@@ -1,0 +1,544 @@
+"""Run BPMN scripts and expressions (conditions, DMN cells, timers, pre/post scripts) in a sandbox.
+
+Uploading BPMN is running code (DESIGN §6), so everything SpiffWorkflow evaluates goes through
+RestrictedPython with our guards, globals built fresh per call, and a budget.
+
+Refused at compile time (SandboxViolation): imports, any name or attribute starting with "_",
+class definitions, calls to exec/eval/compile/open/getattr/type/vars/globals/locals and the like,
+plus RestrictedPython's own list (nonlocal, async, try/except*, match, ...). Refused at run time:
+builtins that are not offered (NameError), ``str.format``/``format_map`` (safer_getattr: the
+'{0.__class__}' escape), writes into anything but dicts and lists.
+
+Budget (BudgetExceeded): one unit of fuel per loop iteration, function or lambda call and item drawn
+by ``for``/comprehensions, plus a monotonic deadline checked at each tick. ``range()`` longer than
+_MAX_ITEMS, ``int ** int`` and ``<<`` results above _MAX_INT_BITS, and str/list/tuple repetition
+above _MAX_ITEMS are refused before they allocate.
+
+Not covered, because a single C-level step is never interrupted: memory growth by repeated doubling
+in a short loop (``s += s`` thirty times), allocating str methods (``'x'.ljust(10**10)``,
+``expandtabs``), ``sorted``/``sum``/``list`` over large existing data, big-int arithmetic below the
+cap. Run workers with a memory limit (cgroup or RLIMIT_AS) for those.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import json
+import operator
+import re
+import threading
+import time
+import types
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Final
+
+from RestrictedPython import compile_restricted_eval, compile_restricted_exec, safe_builtins
+from RestrictedPython.Guards import (
+    guarded_iter_unpack_sequence,
+    guarded_unpack_sequence,
+    raise_,
+    safer_getattr,
+)
+from RestrictedPython.PrintCollector import PrintCollector
+from RestrictedPython.transformer import IOPERATOR_TO_STR, RestrictingNodeTransformer, copy_locations
+from SpiffWorkflow.bpmn.exceptions import WorkflowTaskException  # type: ignore[import-untyped]
+from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine  # type: ignore[import-untyped]
+from SpiffWorkflow.bpmn.script_engine.python_environment import (  # type: ignore[import-untyped]
+    BasePythonScriptEngineEnvironment,
+)
+from SpiffWorkflow.exceptions import SpiffWorkflowException  # type: ignore[import-untyped]
+
+_MAX_ITEMS: Final = 1_000_000
+_MAX_INT_BITS: Final = 100_000
+_MAX_DEPTH: Final = 100  # nesting of written-back data; also stops self-referencing lists
+_TICK: Final = "_jz_tick_"
+_FORBIDDEN_CALLS: Final = frozenset(
+    "eval exec compile open getattr setattr delattr type vars globals locals dir input "
+    "breakpoint help memoryview object super classmethod staticmethod property exit quit".split()
+)
+_OP_GUARDS: Final[Mapping[type[ast.operator], str]] = {
+    ast.Pow: "_jz_pow_", ast.Mult: "_jz_mul_", ast.LShift: "_jz_lshift_",
+}
+_ERROR_LINE: Final = re.compile(r"^Line (\d+): (.*)$", re.DOTALL)
+
+
+class SandboxViolation(Exception):
+    """Code refused by the sandbox at compile time."""
+
+    def __init__(self, message: str, lineno: int | None = None) -> None:
+        super().__init__(f"line {lineno}: {message}" if lineno else message)
+        self.message = message
+        self.lineno = lineno
+
+
+class BudgetExceeded(Exception):
+    """A script ran out of its time or fuel budget."""
+
+
+# -- compiling ----------------------------------------------------------------------------------
+
+class _Policy(RestrictingNodeTransformer):
+    """Restrict like RestrictedPython, refuse imports and classes, meter loops and calls."""
+
+    def visit_Name(self, node: ast.Name) -> Any:
+        # Stores and deletes count too: execute() writes back exactly the names a script touches.
+        self.used_names[node.id] = True
+        return super().visit_Name(node)
+
+    def visit_Global(self, node: ast.Global) -> Any:
+        self.used_names.update(dict.fromkeys(node.names, True))
+        return super().visit_Global(node)
+
+    def visit_Import(self, node: ast.Import | ast.ImportFrom) -> Any:
+        self.error(node, "import is not allowed.")
+        return node
+
+    visit_ImportFrom = visit_Import
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> Any:
+        self.error(node, "class definitions are not allowed.")
+        return node
+
+    def visit_Call(self, node: ast.Call) -> Any:
+        if isinstance(node.func, ast.Name) and node.func.id in _FORBIDDEN_CALLS:
+            self.error(node, f'"{node.func.id}" is not available in scripts.')
+        return super().visit_Call(node)
+
+    def visit_BinOp(self, node: ast.BinOp) -> Any:
+        node = self.node_contents_visit(node)
+        guard = _OP_GUARDS.get(type(node.op))
+        if guard is None:
+            return node
+        call = ast.Call(ast.Name(guard, ast.Load()), [node.left, node.right], [])
+        copy_locations(call, node)
+        return call
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> Any:
+        target = node.target
+        if not isinstance(target, ast.Subscript):
+            return super().visit_AugAssign(node)
+        # RestrictedPython refuses `totals[k] += 1`; scripts need it, so route it through the guards.
+        if any(isinstance(n, ast.Slice) for n in ast.walk(target.slice)):
+            self.error(node, "Augmented assignment of slices is not allowed.")
+            return node
+        args = [self.visit(target.value), self.visit(target.slice),
+                ast.Constant(IOPERATOR_TO_STR[type(node.op)]), self.visit(node.value)]
+        stmt = ast.Expr(ast.Call(ast.Name("_jz_augitem_", ast.Load()), args, []))
+        copy_locations(stmt, node)
+        return stmt
+
+    def visit_For(self, node: ast.For) -> Any:
+        return self._meter(super().visit_For(node))
+
+    def visit_While(self, node: ast.While) -> Any:
+        return self._meter(super().visit_While(node))
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> Any:
+        self.used_names[node.name] = True
+        return self._meter(super().visit_FunctionDef(node))
+
+    def visit_Lambda(self, node: ast.Lambda) -> Any:
+        node = super().visit_Lambda(node)
+        tick = ast.Call(ast.Name(_TICK, ast.Load()), [], [])
+        node.body = ast.BoolOp(ast.Or(), [tick, node.body])  # the tick returns None
+        copy_locations(node.body, node)
+        return node
+
+    def _meter(self, node: ast.For | ast.While | ast.FunctionDef) -> Any:
+        stmt = ast.Expr(ast.Call(ast.Name(_TICK, ast.Load()), [], []))
+        copy_locations(stmt, node)
+        node.body.insert(0, stmt)
+        return node
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    code: types.CodeType | None
+    names: tuple[str, ...] = ()  # in source order, so written-back keys keep a stable order
+    error: str = ""
+    lineno: int | None = None
+    syntax: bool = False
+
+    def unwrap(self) -> types.CodeType:
+        """Return the code or raise the refusal."""
+        if self.code is None:
+            raise SandboxViolation(self.error, self.lineno)
+        return self.code
+
+
+@functools.lru_cache(maxsize=2048)
+def _compile(text: str, mode: str) -> _Compiled:
+    """Compile text under the policy, keeping refusals too so repeated bad text costs nothing."""
+    # Python's eval() skips leading blanks and BPMN XML often indents conditions.
+    source = text.lstrip(" \t") if mode == "eval" else text
+    try:
+        tree = ast.parse(source, "<string>", mode)
+        compile_restricted = compile_restricted_eval if mode == "eval" else compile_restricted_exec
+        result = compile_restricted(tree, policy=_Policy)
+    except SyntaxError as err:  # from compile() too: `return` outside a function and the like
+        return _Compiled(None, error=f"{type(err).__name__}: {err.msg}", lineno=err.lineno, syntax=True)
+    if result.errors:
+        first = _ERROR_LINE.match(result.errors[0])
+        lineno = int(first.group(1)) if first else None
+        error = first.group(2) if first else result.errors[0]
+        if len(result.errors) > 1:
+            error += " (also: " + "; ".join(result.errors[1:]) + ")"
+        return _Compiled(None, error=error, lineno=lineno)
+    return _Compiled(result.code, tuple(result.used_names))
+
+
+def compile_expression(text: str) -> types.CodeType:
+    """Compile an expression under the sandbox policy.
+
+    Raises: SandboxViolation
+    """
+    return _compile(text, "eval").unwrap()
+
+
+def compile_script(text: str) -> types.CodeType:
+    """Compile a script under the sandbox policy.
+
+    Raises: SandboxViolation
+    """
+    return _compile(text, "exec").unwrap()
+
+
+# -- budget -------------------------------------------------------------------------------------
+
+_PRECHARGED: Final = frozenset(
+    {tuple, str, bytes, range, dict, set, frozenset, type({}.keys()), type({}.values()), type({}.items())}
+)
+_local = threading.local()
+
+
+class _Budget:
+    """Fuel and a deadline shared by the scripts run in one thread, inside one budget() block."""
+
+    __slots__ = ("fuel", "deadline", "tripped")
+
+    def __init__(self, seconds: float, fuel: int) -> None:
+        self.fuel = fuel
+        self.deadline = time.monotonic() + seconds
+        self.tripped = False
+
+    def spend(self, units: int) -> None:
+        """Take units of fuel; raise when fuel or time has run out (and keep raising)."""
+        self.fuel -= units
+        if self.fuel < 0 or time.monotonic() > self.deadline:
+            self.tripped = True
+            raise BudgetExceeded("script ran out of fuel (too many steps)" if self.fuel < 0
+                                 else "script ran past its time limit")
+
+    def tick(self) -> None:
+        """Take one unit of fuel."""
+        self.spend(1)
+
+    def getiter(self, ob: Any) -> Iterator[Any]:
+        """Iterate ob for a script, paying one unit of fuel per item."""
+        self.spend(1)
+        if type(ob) in _PRECHARGED:  # cannot grow while iterated: pay up front, iterate in C
+            self.spend(len(ob))
+            return iter(ob)
+        return self._metered(iter(ob))
+
+    def _metered(self, items: Iterator[Any]) -> Iterator[Any]:
+        for count, item in enumerate(items, 1):
+            if not count & 63:
+                self.spend(64)
+            yield item
+
+
+# -- guards and helpers -------------------------------------------------------------------------
+
+def _mul(a: Any, b: Any, op: Callable[[Any, Any], Any] = operator.mul) -> Any:
+    """Multiply, refusing sequence repetition past the size cap."""
+    if isinstance(a, (str, bytes, list, tuple)) and isinstance(b, int):
+        size = len(a) * b
+    elif isinstance(b, (str, bytes, list, tuple)) and isinstance(a, int):
+        size = len(b) * a
+    else:
+        return op(a, b)
+    if size > _MAX_ITEMS:
+        raise BudgetExceeded(f"repetition would make {size} items (limit {_MAX_ITEMS})")
+    return op(a, b)
+
+
+def _pow(a: Any, b: Any, mod: Any = None) -> Any:
+    """Raise to a power, refusing integers too big to compute quickly."""
+    if (mod is None and isinstance(a, int) and isinstance(b, int) and b > 0 and abs(a) > 1
+            and a.bit_length() * b > _MAX_INT_BITS):
+        raise BudgetExceeded(f"{a} ** {b} is too large")
+    return pow(a, b) if mod is None else pow(a, b, mod)
+
+
+def _lshift(a: Any, b: Any) -> Any:
+    """Shift left, refusing integers too big to compute quickly."""
+    if isinstance(a, int) and isinstance(b, int) and a and a.bit_length() + b > _MAX_INT_BITS:
+        raise BudgetExceeded(f"{a} << {b} is too large")
+    return a << b
+
+
+def _range(*args: int) -> range:
+    """Make a range, refusing ones longer than the cap (list(range(...)) runs in C)."""
+    r = range(*args)
+    if len(r) > _MAX_ITEMS:
+        raise BudgetExceeded(f"range of {len(r)} items (limit {_MAX_ITEMS})")
+    return r
+
+
+def _write(ob: Any) -> Any:
+    """Allow item assignment into dicts and lists only."""
+    if isinstance(ob, (dict, list)):
+        return ob
+    raise TypeError(f"scripts cannot modify a {type(ob).__name__}")
+
+
+_INPLACE: Final[Mapping[str, Callable[[Any, Any], Any]]] = {
+    "+=": operator.iadd, "-=": operator.isub, "*=": functools.partial(_mul, op=operator.imul),
+    "/=": operator.itruediv, "//=": operator.ifloordiv, "%=": operator.imod, "**=": _pow,
+    "<<=": _lshift, ">>=": operator.irshift, "&=": operator.iand, "|=": operator.ior,
+    "^=": operator.ixor, "@=": operator.imatmul,
+}
+
+
+def _inplacevar(op: str, x: Any, y: Any) -> Any:
+    """Apply an augmented assignment operator."""
+    return _INPLACE[op](x, y)
+
+
+def _augitem(ob: Any, key: Any, op: str, value: Any) -> None:
+    """Apply `ob[key] op= value` through the write guard."""
+    _write(ob)[key] = _inplacevar(op, ob[key], value)
+
+
+def _apply(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call func for `f(*args, **kwargs)` syntax."""
+    return func(*args, **kwargs)
+
+
+SAFE_GLOBALS: Final[Mapping[str, object]] = types.MappingProxyType(
+    {"Decimal": Decimal, "date": date, "datetime": datetime, "timedelta": timedelta}
+)
+_UNSAFE_BUILTINS: Final = {"setattr", "delattr", "BaseException", "SystemExit", "KeyboardInterrupt",
+                           "GeneratorExit"}  # these exceptions would not be caught as task errors
+_BUILTINS: Final[dict[str, object]] = {
+    **{k: v for k, v in safe_builtins.items() if not k.startswith("_") and k not in _UNSAFE_BUILTINS},
+    "range": _range, "pow": _pow, "sum": sum, "min": min, "max": max, "sorted": sorted, "any": any,
+    "all": all, "enumerate": enumerate, "zip": zip, "reversed": reversed, "list": list, "dict": dict,
+    "set": set, "frozenset": frozenset, "tuple": tuple,
+}
+_BASE_GLOBALS: Final[dict[str, object]] = {
+    **SAFE_GLOBALS,
+    "__builtins__": _BUILTINS,
+    "__name__": "<script>",
+    "_getattr_": functools.partial(safer_getattr, default=raise_),
+    "_getitem_": operator.getitem,
+    "_write_": _write,
+    "_inplacevar_": _inplacevar,
+    "_iter_unpack_sequence_": guarded_iter_unpack_sequence,
+    "_unpack_sequence_": guarded_unpack_sequence,
+    "_apply_": _apply,
+    "_print_": PrintCollector,
+    "_jz_pow_": _pow,
+    "_jz_mul_": _mul,
+    "_jz_lshift_": _lshift,
+    "_jz_augitem_": _augitem,
+}
+_PLAIN_SCALARS: Final = (str, int, float, bool, type(None), Decimal, date)  # datetime is a date
+
+
+def _is_plain(value: object, depth: int = 0) -> bool:
+    """Tell whether value is data the serializer can store."""
+    if isinstance(value, _PLAIN_SCALARS):
+        return True
+    if depth >= _MAX_DEPTH:
+        return False
+    if isinstance(value, dict):
+        return all(_is_plain(k, _MAX_DEPTH) and _is_plain(v, depth + 1) for k, v in value.items())
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return all(_is_plain(v, depth + 1) for v in value)
+    return False
+
+
+# -- SpiffWorkflow glue -------------------------------------------------------------------------
+
+class SandboxEnvironment(BasePythonScriptEngineEnvironment):  # type: ignore[misc]
+    """Evaluate expressions and execute scripts over task data inside the sandbox."""
+
+    def __init__(self, services: Mapping[str, Callable[..., Any]] | None = None, *,
+                 time_limit: float = 2.0, fuel: int = 1_000_000) -> None:
+        super().__init__(dict(SAFE_GLOBALS))
+        self.services: Mapping[str, Callable[..., Any]] = dict(services or {})
+        self.time_limit = time_limit
+        self.fuel = fuel
+
+    @contextmanager
+    def budget(self, *, seconds: float | None = None, fuel: int | None = None) -> Iterator[None]:
+        """Share one budget among everything run in this thread inside the block."""
+        outer: _Budget | None = getattr(_local, "budget", None)
+        if outer is not None and seconds is None and fuel is None:
+            yield  # nested without limits of its own: keep spending the outer budget
+            return
+        inner = _Budget(self.time_limit if seconds is None else seconds,
+                        self.fuel if fuel is None else fuel)
+        if outer is not None:  # a nested block may tighten the outer budget, never extend it
+            inner.deadline = min(inner.deadline, outer.deadline)
+            inner.fuel = min(inner.fuel, outer.fuel)
+        start = inner.fuel
+        _local.budget = inner
+        try:
+            yield
+        finally:
+            _local.budget = outer
+            if outer is not None:
+                outer.fuel -= start - inner.fuel
+
+    def evaluate(self, expression: str, context: dict[str, Any],
+                 external_context: Mapping[str, Any] | None = None) -> Any:
+        """Return the value of expression with task data, then external_context, as variables.
+
+        Raises: SandboxViolation, BudgetExceeded, ValueError (task data shadows a helper)
+        """
+        compiled = _compile(expression, "eval")
+        code = compiled.unwrap()
+        budget, scope = self._scope(compiled.names, context, external_context or {})
+        result = eval(code, scope)
+        if budget.tripped:  # the expression swallowed BudgetExceeded somewhere
+            raise BudgetExceeded("script ran out of its budget")
+        return result
+
+    def execute(self, script: str, context: dict[str, Any],
+                external_context: Mapping[str, Any] | None = None) -> bool:
+        """Run script and write its top-level variables back into context (all or nothing).
+
+        Raises: SandboxViolation, BudgetExceeded, ValueError (shadowed names),
+        TypeError (a variable holds something that is not plain data)
+        """
+        compiled = _compile(script, "exec")
+        code = compiled.unwrap()
+        external = external_context or {}
+        clash = sorted(n for n in compiled.names if n in context and n in external)
+        if clash:
+            raise ValueError(f"task data {clash} overwrites names given to the script; rename them")
+        budget, scope = self._scope(compiled.names, context, external)
+        exec(code, scope)
+        if budget.tripped:  # the script caught BudgetExceeded and carried on
+            raise BudgetExceeded("script ran out of its budget")
+        updates: dict[str, Any] = {}
+        removed: list[str] = []
+        for name in compiled.names:
+            if name.startswith("_") or name in SAFE_GLOBALS or name in external:
+                continue
+            if name not in scope or callable(scope[name]) or isinstance(scope[name], types.ModuleType):
+                removed.append(name)  # deleted, or a function: like TaskDataEnvironment, drop it
+            elif _is_plain(scope[name]):
+                updates[name] = scope[name]
+            else:
+                raise TypeError(
+                    f"script variable '{name}' holds a {type(scope[name]).__name__}, which cannot be "
+                    "stored in task data; use str, int, float, bool, None, Decimal, date, datetime, "
+                    "list, dict, tuple or set"
+                )
+        for name in removed:
+            context.pop(name, None)
+        context.update(updates)
+        return True
+
+    def _scope(self, names: tuple[str, ...], context: Mapping[str, Any],
+               external: Mapping[str, Any]) -> tuple[_Budget, dict[str, Any]]:
+        """Build fresh globals: guards and builtins always ours, data only for names the code uses."""
+        budget: _Budget = getattr(_local, "budget", None) or _Budget(self.time_limit, self.fuel)
+        scope = dict(_BASE_GLOBALS)
+        scope[_TICK] = budget.tick
+        scope["_getiter_"] = budget.getiter
+        for name in names:  # names never start with "_" except "_" itself, which data cannot set
+            if name in context:
+                if name in SAFE_GLOBALS:
+                    raise ValueError(f"task data '{name}' shadows the script helper {name}(); rename it")
+                if name != "_":
+                    scope[name] = context[name]
+            elif name in external and name != "_":
+                if name in SAFE_GLOBALS:
+                    raise ValueError(f"'{name}' given to the script shadows the helper {name}()")
+                scope[name] = external[name]
+        return budget, scope
+
+    def call_service(self, context: dict[str, Any], operation_name: str = "",
+                     operation_params: Mapping[str, Mapping[str, Any]] | None = None,
+                     **kwargs: Any) -> str:
+        """Call a registered service with the evaluated parameter values; return its JSON result."""
+        if not self.services:
+            raise NotImplementedError("service tasks are not enabled")
+        service = self.services.get(operation_name)
+        if service is None:
+            raise LookupError(f"unknown service '{operation_name}'")
+        params = {name: param["value"] for name, param in (operation_params or {}).items()}
+        return json.dumps(service(**params))
+
+
+class SandboxScriptEngine(PythonScriptEngine):  # type: ignore[misc]
+    """SpiffWorkflow script engine whose every expression and script runs in the sandbox."""
+
+    environment: SandboxEnvironment
+
+    def __init__(self, *, time_limit: float = 2.0, fuel: int = 1_000_000,
+                 services: Mapping[str, Callable[..., Any]] | None = None) -> None:
+        super().__init__(SandboxEnvironment(services, time_limit=time_limit, fuel=fuel))
+
+    def validate(self, expression: str) -> None:
+        """Check an expression; DMNEngine.needs_eq relies on SyntaxError for partial cells.
+
+        Raises: SyntaxError, SandboxViolation
+        """
+        compiled = _compile(expression, "eval")
+        if compiled.syntax:
+            err = SyntaxError(compiled.error)
+            err.lineno = compiled.lineno
+            raise err
+        compiled.unwrap()
+
+    @contextmanager
+    def budget(self, *, seconds: float | None = None, fuel: int | None = None) -> Iterator[None]:
+        """Share one budget among everything run in this thread inside the block."""
+        with self.environment.budget(seconds=seconds, fuel=fuel):
+            yield
+
+    def call_service(self, task: Any, **kwargs: Any) -> Any:
+        """Call a service; the base class raises NameError on this path in SpiffWorkflow 3.2.0.
+
+        Raises: WorkflowTaskException
+        """
+        try:
+            return self.environment.call_service(task.data, **kwargs)
+        except SpiffWorkflowException:
+            raise
+        except Exception as err:
+            name = kwargs.get("operation_name", "")
+            raise WorkflowTaskException(f"service '{name}' failed: {type(err).__name__}: {err}",
+                                        task=task, exception=err) from err
+
+    def create_task_exec_exception(self, task: Any, script: str, err: Exception) -> Exception:
+        """Wrap a script error; the base class fails with TypeError on non-str args like KeyError(5)."""
+        if isinstance(err, SpiffWorkflowException):
+            return super().create_task_exec_exception(task, script, err)  # type: ignore[no-any-return]
+        line_number, error_line = self.get_error_line_number_and_content(script, err)
+        detail = type(err).__name__ + (f": {err.args[0]}" if err.args else "")
+        return WorkflowTaskException(detail, task=task, exception=err, line_number=line_number,
+                                     error_line=error_line)  # type: ignore[no-any-return]
+
+    def get_error_line_number_and_content(self, script: str, err: Exception) -> tuple[int, str]:
+        """Locate the failing line, using the line a SandboxViolation carries."""
+        if isinstance(err, SandboxViolation) and err.lineno:
+            lines = script.splitlines()
+            return err.lineno, lines[err.lineno - 1] if err.lineno <= len(lines) else ""
+        return super().get_error_line_number_and_content(script, err)  # type: ignore[no-any-return]
+
+
+def make_script_engine(*, time_limit: float = 2.0, fuel: int = 1_000_000) -> SandboxScriptEngine:
+    """Build the sandboxed script engine to attach to every workflow (it is not serialized)."""
+    return SandboxScriptEngine(time_limit=time_limit, fuel=fuel)

@@ -1,0 +1,117 @@
+"""Serialize workflow state without its spec, and specs once per deployed version.
+
+The instance row stores only state; the spec lives on the process version (DESIGN §4). The
+script engine is not serialized: `load_state` attaches the sandboxed one on every load.
+"""
+from __future__ import annotations
+
+import json
+from datetime import date
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from SpiffWorkflow.bpmn import BpmnWorkflow
+from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
+from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
+from SpiffWorkflow.bpmn.serializer.default.workflow import BpmnWorkflowConverter, WorkflowConverter
+from SpiffWorkflow.bpmn.serializer.migration.version_migration import MIGRATIONS
+from SpiffWorkflow.bpmn.specs.bpmn_process_spec import BpmnProcessSpec
+from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
+
+from engine.spiff.guards import run_deep
+
+# Bump the first part when our own state layout changes; the second is SpiffWorkflow's.
+SERIALIZER_VERSION = "jz1/spiff1.5"
+SPIFF_STATE_VERSION = "1.5"
+
+Specs = tuple[BpmnProcessSpec, dict[str, BpmnProcessSpec]]
+
+
+class StateOnlyWorkflowConverter(BpmnWorkflowConverter):  # type: ignore[misc]
+    """Convert a top-level workflow without its spec; the spec is given back on restore."""
+
+    def to_dict(self, workflow: BpmnWorkflow) -> dict[str, Any]:
+        dct: dict[str, Any] = WorkflowConverter.to_dict(self, workflow)
+        dct["subprocesses"] = self.mapping_to_dict(workflow.subprocesses)
+        dct["bpmn_events"] = self.registry.convert(workflow.bpmn_events)
+        return dct
+
+    def from_dict(self, dct: dict[str, Any], spec: BpmnProcessSpec | None = None,
+                  subprocess_specs: dict[str, BpmnProcessSpec] | None = None) -> BpmnWorkflow:
+        if spec is None:  # a full serialization (with spec) from elsewhere
+            return super().from_dict(dct)
+        workflow = self.target_class(spec, subprocess_specs or {}, deserializing=True)
+        workflow.tasks = self.mapping_from_dict(dct["tasks"], UUID, workflow=workflow)
+        workflow.task_tree = workflow.tasks.get(UUID(dct["root"]))
+        self.set_default_attributes(workflow, dct)
+        self.subprocesses_from_dict(dct["subprocesses"], workflow)
+        workflow.bpmn_events = self.registry.restore(dct.pop("bpmn_events", []))
+        return workflow
+
+
+def _registry() -> Any:
+    config = dict(SPIFF_CONFIG)
+    config[BpmnWorkflow] = StateOnlyWorkflowConverter
+    registry = BpmnWorkflowSerializer.configure(config)
+    # Task data types beyond JSON. datetime is registered by SpiffWorkflow; date is a different class.
+    registry.register(Decimal, lambda v: {"value": str(v)}, lambda v: Decimal(v["value"]))
+    registry.register(date, lambda v: {"value": v.isoformat()}, lambda v: date.fromisoformat(v["value"]))
+    registry.register(set, lambda v: {"items": sorted(v, key=repr)}, lambda v: set(v["items"]),
+                      typename="set")
+    return registry
+
+
+SERIALIZER = BpmnWorkflowSerializer(_registry(), version=SPIFF_STATE_VERSION)
+
+
+def dump_specs(spec: BpmnProcessSpec, subprocess_specs: dict[str, BpmnProcessSpec]) -> str:
+    """Serialize a parsed process spec and its called subprocess specs, once per version."""
+    def convert() -> str:
+        return json.dumps({
+            "spec": SERIALIZER.registry.convert(spec),
+            "subprocess_specs": {k: SERIALIZER.registry.convert(v) for k, v in subprocess_specs.items()},
+            "serializer_version": SPIFF_STATE_VERSION,
+        }, ensure_ascii=False)
+    return run_deep(convert)
+
+
+def load_specs(text: str) -> Specs:
+    """Restore the specs stored on a process version."""
+    def restore() -> Specs:
+        dct = json.loads(text)
+        spec = SERIALIZER.registry.restore(dct["spec"])
+        subs = {k: SERIALIZER.registry.restore(v) for k, v in dct["subprocess_specs"].items()}
+        return spec, subs
+    return run_deep(restore)
+
+
+def dump_state(workflow: BpmnWorkflow) -> str:
+    """Serialize the workflow's state (task tree and data) without the spec, as TEXT."""
+    def convert() -> str:
+        result: str = SERIALIZER.serialize_json(workflow)
+        return result
+    return run_deep(convert)
+
+
+def load_state(text: str, specs: Specs, script_engine: PythonScriptEngine) -> BpmnWorkflow:
+    """Restore a workflow from stored state and its version's specs; attach the sandbox."""
+    spec, subprocess_specs = specs
+
+    def restore() -> BpmnWorkflow:
+        dct = json.loads(text)
+        version = dct.pop(SERIALIZER.VERSION_KEY, SPIFF_STATE_VERSION)
+        if version in MIGRATIONS:
+            # SpiffWorkflow's migrations expect a full serialization; we store 1.5 and above only.
+            raise ValueError(f"stored workflow state has unsupported serializer version {version}")
+        workflow: BpmnWorkflow = SERIALIZER.registry.restore(dct, spec=spec, subprocess_specs=subprocess_specs)
+        return workflow
+    workflow = run_deep(restore)
+    workflow.script_engine = script_engine
+    return workflow
+
+
+def new_workflow(specs: Specs, script_engine: PythonScriptEngine) -> BpmnWorkflow:
+    """Create a fresh workflow for a version's specs with the sandboxed script engine."""
+    spec, subprocess_specs = specs
+    return BpmnWorkflow(spec, subprocess_specs, script_engine=script_engine)

@@ -1,0 +1,36 @@
+"""Alembic environment: the URL comes from the caller (engine.migrate) or JZFLOW_DATABASE_URL."""
+from __future__ import annotations
+
+from alembic import context
+
+from engine import config as jz_config
+from engine.db import make_engine
+from engine.models import Base
+
+target_metadata = Base.metadata
+
+
+def _url() -> str:
+    url = context.config.get_main_option("sqlalchemy.url")
+    return url or jz_config.load().database_url
+
+
+def run_migrations_offline() -> None:
+    context.configure(url=_url(), target_metadata=target_metadata, literal_binds=True, render_as_batch=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    engine = make_engine(_url())
+    with engine.connect() as connection:
+        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()

@@ -1,0 +1,163 @@
+"""Shared fixtures: the same engine tests run on SQLite and PostgreSQL (DESIGN §11).
+
+PostgreSQL comes from JZFLOW_TEST_PG_URL (default: the local server of this machine kind). Where
+it cannot be reached the PostgreSQL cases are skipped on a laptop — and fail under CI=true.
+"""
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from engine import clock, migrate
+from engine.db import make_engine, make_sessionmaker
+from engine.services import org
+from engine.services.actors import Actor, actor_for
+
+FIXTURES = Path(__file__).parent / "fixtures"
+PG_ADMIN_URL = os.environ.get("JZFLOW_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def _pg_available() -> str | None:
+    try:
+        eng = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with eng.connect() as conn:
+            conn.execute(text("select 1"))
+        eng.dispose()
+        return None
+    except Exception as exc:  # any connection failure means "not available"
+        return str(exc).splitlines()[0]
+
+
+def require_service(name: str, problem: str | None) -> None:
+    """Skip on a laptop, fail under CI, when a service the test needs is missing."""
+    if problem is None:
+        return
+    message = f"{name} not available: {problem}"
+    if IN_CI:
+        pytest.fail(message + " (CI=true: a missing service is a failure)")
+    pytest.skip(message)
+
+
+class PgDatabases:
+    """Create throwaway PostgreSQL databases from one migrated template."""
+
+    def __init__(self) -> None:
+        self.admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        self.prefix = f"jzt_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+        self.template = f"{self.prefix}_tpl"
+        self.created: list[str] = []
+        self._create(self.template)
+        migrate.upgrade(self.url(self.template))
+
+    def url(self, name: str) -> str:
+        return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+
+    def _create(self, name: str, template: str | None = None) -> None:
+        with self.admin.connect() as conn:
+            suffix = f" TEMPLATE {template}" if template else ""
+            conn.execute(text(f'CREATE DATABASE "{name}"{suffix}'))
+        self.created.append(name)
+
+    def fresh(self) -> str:
+        name = f"{self.prefix}_{len(self.created)}"
+        self._create(name, self.template)
+        return self.url(name)
+
+    def drop_all(self) -> None:
+        with self.admin.connect() as conn:
+            for name in reversed(self.created):
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        self.admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_databases() -> Iterator[PgDatabases]:
+    require_service("PostgreSQL", _pg_available())
+    dbs = PgDatabases()
+    yield dbs
+    dbs.drop_all()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("sqlite") / "template.sqlite"
+    migrate.upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> str:
+    """A fresh, migrated database per test, committed for real (threads and workers can see it)."""
+    if request.param == "sqlite":
+        path = tmp_path / "jzflow.sqlite"
+        path.write_bytes(sqlite_template.read_bytes())
+        return f"sqlite:///{path}"
+    dbs: PgDatabases = request.getfixturevalue("pg_databases")
+    return dbs.fresh()
+
+
+@pytest.fixture
+def db_engine(db_url: str) -> Iterator[Engine]:
+    engine = make_engine(db_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def factory(db_engine: Engine) -> sessionmaker[Session]:
+    return make_sessionmaker(db_engine)
+
+
+@pytest.fixture
+def session(factory: sessionmaker[Session]) -> Iterator[Session]:
+    s = factory()
+    yield s
+    s.rollback()
+    s.close()
+
+
+@pytest.fixture(autouse=True)
+def _clock() -> Iterator[None]:
+    yield
+    clock.unfreeze()
+
+
+@pytest.fixture
+def frozen() -> Iterator[Callable[..., Any]]:
+    """Freeze the clock; returns engine.clock for advance()."""
+    from datetime import datetime
+    clock.freeze(datetime(2025, 9, 1, 9, 0, tzinfo=clock.SHANGHAI))
+    yield clock
+    clock.unfreeze()
+
+
+@pytest.fixture
+def review_org(session: Session) -> dict[str, Actor]:
+    """Org units, roles and users that review_process's lanes and DMN departments map to."""
+    for code, name in [("applicant", "申请人"), ("reviewer", "审批部门"), ("leader", "领导")]:
+        org.add_role(session, code=code, name=name)
+    for code, name in [("window", "窗口"), ("fgj", "发改"), ("zrzy", "自然资源"), ("sthj", "生态环境"),
+                       ("scjg", "市场监管"), ("zj", "住建")]:
+        org.add_unit(session, code=code, name=name)
+    org.add_user(session, username="applicant", display_name="项目单位张三", role_codes=["applicant"])
+    org.add_user(session, username="window", display_name="窗口李四", unit_codes=["window"])
+    org.add_user(session, username="fg", display_name="发改王五", unit_codes=["fgj"], role_codes=["reviewer"])
+    org.add_user(session, username="zr", display_name="自然资源赵六", unit_codes=["zrzy"], role_codes=["reviewer"])
+    org.add_user(session, username="st", display_name="生态环境钱七", unit_codes=["sthj"], role_codes=["reviewer"])
+    org.add_user(session, username="boss", display_name="领导孙八", role_codes=["leader"])
+    org.add_user(session, username="admin", display_name="管理员", is_admin=True)
+    session.commit()
+    return {u: actor_for(session, u) for u in ("applicant", "window", "fg", "zr", "st", "boss", "admin")}
+
+
+def read_fixture_dir(*parts: str) -> dict[str, bytes]:
+    from engine.services.deploy import read_directory
+    return read_directory(FIXTURES.joinpath(*parts))
