@@ -6,6 +6,14 @@ from celery import Celery
 from engine import config
 
 
+def _transport_options(settings: config.Settings) -> dict[str, object]:
+    """Return broker transport options; kombu's SQLAlchemy transport passes them all to create_engine()."""
+    if settings.redis_url:
+        # An unacked message (worker killed mid-job) is redelivered after this many seconds.
+        return {"visibility_timeout": 600}
+    return {}
+
+
 def make_celery(settings: config.Settings | None = None) -> Celery:
     """Create the Celery app with our reliability settings and the beat schedule."""
     settings = settings or config.load()
@@ -17,7 +25,7 @@ def make_celery(settings: config.Settings | None = None) -> Celery:
         worker_prefetch_multiplier=1,
         task_ignore_result=True,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": 600},
+        broker_transport_options=_transport_options(settings),
         timezone="Asia/Shanghai",
         enable_utc=True,
         worker_hijack_root_logger=False,

@@ -23,9 +23,12 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 @contextmanager
 def _session() -> Iterator[Session]:
-    factory = make_sessionmaker(make_engine(config.load().database_url))
-    with session_scope(factory) as session:
-        yield session
+    engine = make_engine(config.load().database_url)
+    try:
+        with session_scope(make_sessionmaker(engine)) as session:
+            yield session
+    finally:
+        engine.dispose()
 
 
 def _friendly(fn: F) -> F:
@@ -44,7 +47,8 @@ def _friendly(fn: F) -> F:
             sys.exit(2)
         except OperationalError as exc:
             click.echo(f"数据库错误 (database error): {exc.orig}", err=True)
-            click.echo("提示: 先运行 `jzflow init-db` (hint: run `jzflow init-db` first)", err=True)
+            if "no such table" in str(exc.orig) or "does not exist" in str(exc.orig):
+                click.echo("提示: 先运行 `jzflow init-db` (hint: run `jzflow init-db` first)", err=True)
             sys.exit(1)
     return wrapper  # type: ignore[return-value]
 
@@ -184,8 +188,11 @@ def complete(task_id: int, username: str, data: str | None) -> None:
 def fire_timers() -> None:
     """Fire every due BPMN timer now (what the beat-scheduled sweep does)."""
     from engine import jobs
-    fired = jobs.run_timer_sweep(make_sessionmaker(make_engine(config.load().database_url)),
-                                 batch=config.load().sweep_batch)
+    engine = make_engine(config.load().database_url)
+    try:
+        fired = jobs.run_timer_sweep(make_sessionmaker(engine), batch=config.load().sweep_batch)
+    finally:
+        engine.dispose()
     click.echo(f"已触发 (fired) {fired}")
 
 

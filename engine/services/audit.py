@@ -111,7 +111,8 @@ def verify(session: Session, *, batch: int = 5000) -> VerifyReport:
     last_id = 0
     while True:
         rows = session.scalars(select(AuditEvent).where(AuditEvent.id > last_id)
-                               .order_by(AuditEvent.id).limit(batch)).all()
+                               .order_by(AuditEvent.id).limit(batch)
+                               .execution_options(populate_existing=True)).all()
         if not rows:
             break
         for ev in rows:
@@ -129,7 +130,8 @@ def verify(session: Session, *, batch: int = 5000) -> VerifyReport:
                 first_bad = (ev.id, problem)
             expected[ev.stream] = (ev.seq, ev.hash)
         session.expunge_all()
-    checkpoints = session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.id)).all()
+    checkpoints = session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.id)
+                                  .execution_options(populate_existing=True)).all()
     if first_bad is not None:
         return VerifyReport(False, count, len(expected), len(checkpoints), f"event #{first_bad[0]}: {first_bad[1]}",
                             first_bad[0])

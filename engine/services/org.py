@@ -7,10 +7,12 @@ from werkzeug.security import generate_password_hash
 
 from engine.errors import Conflict, InvalidInput, NotFound
 from engine.models import Membership, OrgUnit, Role, User
+from engine.services import audit
+from engine.services.actors import SYSTEM, Actor
 
 
 def add_unit(session: Session, *, code: str, name: str, kind: str = "department",
-             parent_code: str | None = None) -> OrgUnit:
+             parent_code: str | None = None, actor: Actor = SYSTEM) -> OrgUnit:
     """Add an org unit (flushes).
 
     Raises: Conflict, NotFound
@@ -25,10 +27,12 @@ def add_unit(session: Session, *, code: str, name: str, kind: str = "department"
     unit = OrgUnit(code=code, name=name, kind=kind, parent_id=parent_id)
     session.add(unit)
     session.flush()
+    audit.record(session, actor, "org.unit.add", stream=f"org_unit:{unit.id}", object_type="org_unit",
+                 object_id=unit.id, after={"code": code, "name": name, "kind": kind, "parent": parent_code})
     return unit
 
 
-def add_role(session: Session, *, code: str, name: str) -> Role:
+def add_role(session: Session, *, code: str, name: str, actor: Actor = SYSTEM) -> Role:
     """Add a role (flushes).
 
     Raises: Conflict
@@ -38,12 +42,14 @@ def add_role(session: Session, *, code: str, name: str) -> Role:
     role = Role(code=code, name=name)
     session.add(role)
     session.flush()
+    audit.record(session, actor, "org.role.add", stream=f"role:{role.id}", object_type="role", object_id=role.id,
+                 after={"code": code, "name": name})
     return role
 
 
 def add_user(session: Session, *, username: str, display_name: str, password: str | None = None,
              unit_codes: list[str] | None = None, role_codes: list[str] | None = None, is_head: bool = False,
-             is_admin: bool = False, email: str | None = None) -> User:
+             is_admin: bool = False, email: str | None = None, actor: Actor = SYSTEM) -> User:
     """Add a user with memberships: each unit, each role, and each role within each unit (flushes).
 
     Raises: Conflict, NotFound, InvalidInput
@@ -75,4 +81,9 @@ def add_user(session: Session, *, username: str, display_name: str, password: st
     for role in roles:
         session.add(Membership(user_id=user.id, role_id=role.id))
     session.flush()
+    # Never the password or its hash in the audit trail.
+    audit.record(session, actor, "org.user.add", stream=f"user:{user.id}", object_type="app_user",
+                 object_id=user.id, after={"username": username, "display_name": display_name, "admin": is_admin,
+                                           "units": [u.code for u in units], "roles": [r.code for r in roles],
+                                           "head": is_head})
     return user

@@ -126,12 +126,18 @@ def run(session: Session, running: Running, actor: Actor, *, refresh_timers: boo
     """Run engine steps within the script budget; an engine error becomes an incident."""
     settings = config.load()
     engine = script_engine()
-    try:
+    workflow = running.workflow
+
+    def steps() -> None:
+        # The budget is per thread and run_deep runs us in a thread of its own: enter it here.
         with engine.budget(seconds=settings.script_time_limit, fuel=settings.script_fuel):
             if refresh_timers:
-                running.workflow.refresh_timers()
-            guards.run_deep(running.workflow.do_engine_steps)
-        guards.check_depth(running.workflow)
+                workflow.refresh_timers()
+            workflow.do_engine_steps(did_complete_task=guards.depth_guard())
+
+    try:
+        guards.run_deep(steps)
+        guards.check_depth(workflow)
     except ENGINE_ERRORS as exc:
         open_incident(session, running, exc, actor)
 
@@ -157,7 +163,14 @@ def complete_user_task(running: Running, task_guid: str, data: dict[str, Any], a
     # builds its output item from them (e.g. in a postScript with scriptsOnInstances).
     task.data.update(data)
     running.completed_by[task_guid] = actor.user_id
-    guards.run_deep(task.run)
+    settings = config.load()
+    engine = script_engine()
+
+    def run_task() -> None:
+        with engine.budget(seconds=settings.script_time_limit, fuel=settings.script_fuel):
+            task.run()  # runs the task's postScript
+
+    guards.run_deep(run_task)
     return task
 
 

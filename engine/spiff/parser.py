@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from copy import deepcopy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -170,15 +171,16 @@ def _check_form(f: BundleFile, problems: list[DeployProblem]) -> None:
 
 
 def _json_line(text: str, path: Any) -> int | None:
-    """Find the line of the last key of a JSON path (good enough for hand-written forms)."""
-    keys = [p for p in path if isinstance(p, str)]
-    if not keys:
-        return 1
-    needle = json.dumps(keys[-1], ensure_ascii=False)
-    for number, line in enumerate(text.splitlines(), start=1):
-        if needle in line:
-            return number
-    return None
+    """Find the line of a JSON path by finding each key after the previous one (hand-written forms)."""
+    lines = text.splitlines()
+    line_no = 0
+    for key in [p for p in path if isinstance(p, str)]:
+        needle = json.dumps(key, ensure_ascii=False) + ":"
+        found = next((i for i in range(line_no, len(lines)) if needle in lines[i].replace('": ', '":')), None)
+        if found is None:
+            break
+        line_no = found
+    return line_no + 1
 
 
 def _spiff_parse(bpmn: dict[str, tuple[BundleFile, etree._Element]], dmn: dict[str, tuple[BundleFile, etree._Element]],
@@ -187,7 +189,8 @@ def _spiff_parse(bpmn: dict[str, tuple[BundleFile, etree._Element]], dmn: dict[s
     raw = {name: f.text.encode("utf-8") for name, (f, _root) in {**bpmn, **dmn}.items()}
     for name, (_f, root) in dmn.items():
         try:
-            parser.add_dmn_xml(root, filename=name)
+            # SpiffWorkflow's DMN parser fails on a comment inside a decision table; comments mean nothing.
+            parser.add_dmn_xml(_without_comments(root), filename=name)
         except (ValidationException, SpiffWorkflowException, etree.LxmlError) as exc:
             problems.append(_from_validation(exc, name, raw))
     for name, (_f, root) in bpmn.items():
@@ -196,6 +199,21 @@ def _spiff_parse(bpmn: dict[str, tuple[BundleFile, etree._Element]], dmn: dict[s
         except (ValidationException, SpiffWorkflowException, etree.LxmlError) as exc:
             problems.append(_from_validation(exc, name, raw))
     return None if problems else parser
+
+
+def _without_comments(root: etree._Element) -> etree._Element:
+    copy = deepcopy(root)
+    for comment in copy.xpath("//comment() | //processing-instruction()"):
+        parent = comment.getparent()
+        if parent is not None:
+            if comment.tail:  # keep text that followed the comment
+                prev = comment.getprevious()
+                if prev is not None:
+                    prev.tail = (prev.tail or "") + comment.tail
+                else:
+                    parent.text = (parent.text or "") + comment.tail
+            parent.remove(comment)
+    return copy
 
 
 def _from_validation(exc: Exception, default_file: str, raw: Mapping[str, bytes]) -> DeployProblem:

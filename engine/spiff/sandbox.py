@@ -1,22 +1,22 @@
 """Run BPMN scripts and expressions (conditions, DMN cells, timers, pre/post scripts) in a sandbox.
 
-Uploading BPMN is running code (DESIGN §6), so everything SpiffWorkflow evaluates goes through
+Uploading BPMN is running code (DESIGN §6): everything SpiffWorkflow evaluates goes through
 RestrictedPython with our guards, globals built fresh per call, and a budget.
 
-Refused at compile time (SandboxViolation): imports, any name or attribute starting with "_",
-class definitions, calls to exec/eval/compile/open/getattr/type/vars/globals/locals and the like,
-plus RestrictedPython's own list (nonlocal, async, try/except*, match, ...). Refused at run time:
-builtins that are not offered (NameError), ``str.format``/``format_map`` (safer_getattr: the
-'{0.__class__}' escape), writes into anything but dicts and lists.
+Refused at compile time (SandboxViolation): imports, names and attributes starting with "_", class
+definitions, calls to exec/eval/compile/open/getattr/type/vars/globals/locals and the like, and
+RestrictedPython's own list (nonlocal, async, except*, match, ...). Refused at run time: builtins not
+offered (NameError), ``str.format``/``format_map`` (safer_getattr: the '{0.__class__}' escape),
+writes into anything but dicts and lists.
 
-Budget (BudgetExceeded): one unit of fuel per loop iteration, function or lambda call and item drawn
-by ``for``/comprehensions, plus a monotonic deadline checked at each tick. ``range()`` longer than
+Budget (BudgetExceeded): a unit of fuel per loop iteration, function or lambda call and item drawn
+by ``for`` or a comprehension; a monotonic deadline checked at each tick. ``range()`` longer than
 _MAX_ITEMS, ``int ** int`` and ``<<`` results above _MAX_INT_BITS, and str/list/tuple repetition
 above _MAX_ITEMS are refused before they allocate.
 
-Not covered, because a single C-level step is never interrupted: memory growth by repeated doubling
-in a short loop (``s += s`` thirty times), allocating str methods (``'x'.ljust(10**10)``,
-``expandtabs``), ``sorted``/``sum``/``list`` over large existing data, big-int arithmetic below the
+Not covered, because one C-level step is never interrupted: memory growth by doubling in a short
+loop (``s += s`` thirty times), allocating str methods and format widths (``'x'.ljust(10**10)``,
+``f'{1:>999999999}'``), ``sorted``/``sum`` over large existing data, big-int arithmetic below the
 cap. Run workers with a memory limit (cgroup or RLIMIT_AS) for those.
 """
 
@@ -37,34 +37,34 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final
 
-from RestrictedPython import compile_restricted_eval, compile_restricted_exec, safe_builtins
-from RestrictedPython.Guards import (
-    guarded_iter_unpack_sequence,
-    guarded_unpack_sequence,
-    raise_,
-    safer_getattr,
-)
+from RestrictedPython import Guards
+from RestrictedPython.compile import compile_restricted_eval, compile_restricted_exec
 from RestrictedPython.PrintCollector import PrintCollector
-from RestrictedPython.transformer import IOPERATOR_TO_STR, RestrictingNodeTransformer, copy_locations
-from SpiffWorkflow.bpmn.exceptions import WorkflowTaskException  # type: ignore[import-untyped]
-from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine  # type: ignore[import-untyped]
-from SpiffWorkflow.bpmn.script_engine.python_environment import (  # type: ignore[import-untyped]
-    BasePythonScriptEngineEnvironment,
+from RestrictedPython.transformer import (
+    IOPERATOR_TO_STR,
+    RestrictingNodeTransformer,
+    copy_locations,
 )
-from SpiffWorkflow.exceptions import SpiffWorkflowException  # type: ignore[import-untyped]
+from SpiffWorkflow.bpmn.exceptions import WorkflowTaskException
+from SpiffWorkflow.bpmn.script_engine import (
+    BasePythonScriptEngineEnvironment,
+    PythonScriptEngine,
+)
+from SpiffWorkflow.exceptions import SpiffWorkflowException
 
 _MAX_ITEMS: Final = 1_000_000
 _MAX_INT_BITS: Final = 100_000
-_MAX_DEPTH: Final = 100  # nesting of written-back data; also stops self-referencing lists
+_MAX_DEPTH: Final = 100  # nesting of written-back data; also ends self-referencing lists
 _TICK: Final = "_jz_tick_"
-_FORBIDDEN_CALLS: Final = frozenset(
-    "eval exec compile open getattr setattr delattr type vars globals locals dir input "
-    "breakpoint help memoryview object super classmethod staticmethod property exit quit".split()
-)
+_FORBIDDEN_CALLS: Final = frozenset({
+    "eval", "exec", "compile", "open", "getattr", "setattr", "delattr", "type", "vars", "globals",
+    "locals", "dir", "input", "breakpoint", "help", "memoryview", "object", "super", "exit", "quit",
+})
 _OP_GUARDS: Final[Mapping[type[ast.operator], str]] = {
     ast.Pow: "_jz_pow_", ast.Mult: "_jz_mul_", ast.LShift: "_jz_lshift_",
 }
 _ERROR_LINE: Final = re.compile(r"^Line (\d+): (.*)$", re.DOTALL)
+_GONE: Final = object()  # marks a variable the script deleted
 
 
 class SandboxViolation(Exception):
@@ -90,19 +90,11 @@ class _Policy(RestrictingNodeTransformer):
         self.used_names[node.id] = True
         return super().visit_Name(node)
 
-    def visit_Global(self, node: ast.Global) -> Any:
-        self.used_names.update(dict.fromkeys(node.names, True))
-        return super().visit_Global(node)
+    def visit_Import(self, node: ast.AST) -> None:
+        """Refuse imports and class definitions (Python code only, no modules or metaclasses)."""
+        self.not_allowed(node)
 
-    def visit_Import(self, node: ast.Import | ast.ImportFrom) -> Any:
-        self.error(node, "import is not allowed.")
-        return node
-
-    visit_ImportFrom = visit_Import
-
-    def visit_ClassDef(self, node: ast.ClassDef) -> Any:
-        self.error(node, "class definitions are not allowed.")
-        return node
+    visit_ImportFrom = visit_ClassDef = visit_Import
 
     def visit_Call(self, node: ast.Call) -> Any:
         if isinstance(node.func, ast.Name) and node.func.id in _FORBIDDEN_CALLS:
@@ -143,13 +135,13 @@ class _Policy(RestrictingNodeTransformer):
         return self._meter(super().visit_FunctionDef(node))
 
     def visit_Lambda(self, node: ast.Lambda) -> Any:
-        node = super().visit_Lambda(node)
+        new: Any = super().visit_Lambda(node)
         tick = ast.Call(ast.Name(_TICK, ast.Load()), [], [])
-        node.body = ast.BoolOp(ast.Or(), [tick, node.body])  # the tick returns None
-        copy_locations(node.body, node)
-        return node
+        new.body = ast.BoolOp(ast.Or(), [tick, new.body])  # the tick returns None
+        copy_locations(new.body, node)
+        return new
 
-    def _meter(self, node: ast.For | ast.While | ast.FunctionDef) -> Any:
+    def _meter(self, node: Any) -> Any:
         stmt = ast.Expr(ast.Call(ast.Name(_TICK, ast.Load()), [], []))
         copy_locations(stmt, node)
         node.body.insert(0, stmt)
@@ -173,22 +165,19 @@ class _Compiled:
 
 @functools.lru_cache(maxsize=2048)
 def _compile(text: str, mode: str) -> _Compiled:
-    """Compile text under the policy, keeping refusals too so repeated bad text costs nothing."""
-    # Python's eval() skips leading blanks and BPMN XML often indents conditions.
+    """Compile under the policy; refusals are cached too, so repeated bad text costs nothing."""
+    # Python's eval() skips leading blanks, and BPMN XML often indents conditions.
     source = text.lstrip(" \t") if mode == "eval" else text
     try:
-        tree = ast.parse(source, "<string>", mode)
+        tree: Any = ast.parse(source, "<string>", mode)
         compile_restricted = compile_restricted_eval if mode == "eval" else compile_restricted_exec
         result = compile_restricted(tree, policy=_Policy)
-    except SyntaxError as err:  # from compile() too: `return` outside a function and the like
+    except SyntaxError as err:  # compile() raises some too: `return` outside a function, ...
         return _Compiled(None, error=f"{type(err).__name__}: {err.msg}", lineno=err.lineno, syntax=True)
     if result.errors:
-        first = _ERROR_LINE.match(result.errors[0])
-        lineno = int(first.group(1)) if first else None
-        error = first.group(2) if first else result.errors[0]
-        if len(result.errors) > 1:
-            error += " (also: " + "; ".join(result.errors[1:]) + ")"
-        return _Compiled(None, error=error, lineno=lineno)
+        first = _ERROR_LINE.match(result.errors[0])  # "Line 3: ..." from RestrictedPython
+        error = "; ".join([first.group(2) if first else result.errors[0], *result.errors[1:]])
+        return _Compiled(None, error=error, lineno=int(first.group(1)) if first else None)
     return _Compiled(result.code, tuple(result.used_names))
 
 
@@ -210,33 +199,28 @@ def compile_script(text: str) -> types.CodeType:
 
 # -- budget -------------------------------------------------------------------------------------
 
-_PRECHARGED: Final = frozenset(
-    {tuple, str, bytes, range, dict, set, frozenset, type({}.keys()), type({}.values()), type({}.items())}
-)
+_PRECHARGED: Final = frozenset({tuple, str, bytes, range, dict, set, frozenset,
+                                type({}.keys()), type({}.values()), type({}.items())})
 _local = threading.local()
 
 
 class _Budget:
-    """Fuel and a deadline shared by the scripts run in one thread, inside one budget() block."""
+    """Fuel and a deadline shared by the scripts one thread runs inside one budget() block."""
 
-    __slots__ = ("fuel", "deadline", "tripped")
+    __slots__ = ("deadline", "fuel", "tripped")
 
     def __init__(self, seconds: float, fuel: int) -> None:
         self.fuel = fuel
         self.deadline = time.monotonic() + seconds
         self.tripped = False
 
-    def spend(self, units: int) -> None:
-        """Take units of fuel; raise when fuel or time has run out (and keep raising)."""
+    def spend(self, units: int = 1) -> None:
+        """Take fuel; raise once fuel or time has run out, and on every later call."""
         self.fuel -= units
         if self.fuel < 0 or time.monotonic() > self.deadline:
             self.tripped = True
             raise BudgetExceeded("script ran out of fuel (too many steps)" if self.fuel < 0
                                  else "script ran past its time limit")
-
-    def tick(self) -> None:
-        """Take one unit of fuel."""
-        self.spend(1)
 
     def getiter(self, ob: Any) -> Iterator[Any]:
         """Iterate ob for a script, paying one unit of fuel per item."""
@@ -244,7 +228,7 @@ class _Budget:
         if type(ob) in _PRECHARGED:  # cannot grow while iterated: pay up front, iterate in C
             self.spend(len(ob))
             return iter(ob)
-        return self._metered(iter(ob))
+        return self._metered(iter(ob))  # lists may grow under a comprehension: pay as we go
 
     def _metered(self, items: Iterator[Any]) -> Iterator[Any]:
         for count, item in enumerate(items, 1):
@@ -284,7 +268,7 @@ def _lshift(a: Any, b: Any) -> Any:
 
 
 def _range(*args: int) -> range:
-    """Make a range, refusing ones longer than the cap (list(range(...)) runs in C)."""
+    """Make a range, refusing long ones: list(range(...)) would fill memory in C, unmetered."""
     r = range(*args)
     if len(r) > _MAX_ITEMS:
         raise BudgetExceeded(f"range of {len(r)} items (limit {_MAX_ITEMS})")
@@ -317,37 +301,29 @@ def _augitem(ob: Any, key: Any, op: str, value: Any) -> None:
 
 
 def _apply(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Call func for `f(*args, **kwargs)` syntax."""
+    """Call func for the `f(*args, **kwargs)` syntax."""
     return func(*args, **kwargs)
 
 
 SAFE_GLOBALS: Final[Mapping[str, object]] = types.MappingProxyType(
-    {"Decimal": Decimal, "date": date, "datetime": datetime, "timedelta": timedelta}
-)
+    {"Decimal": Decimal, "date": date, "datetime": datetime, "timedelta": timedelta})
+# These exceptions escape `except Exception` in SpiffWorkflow and would take the worker down.
 _UNSAFE_BUILTINS: Final = {"setattr", "delattr", "BaseException", "SystemExit", "KeyboardInterrupt",
-                           "GeneratorExit"}  # these exceptions would not be caught as task errors
+                           "GeneratorExit"}
 _BUILTINS: Final[dict[str, object]] = {
-    **{k: v for k, v in safe_builtins.items() if not k.startswith("_") and k not in _UNSAFE_BUILTINS},
+    **{k: v for k, v in Guards.safe_builtins.items() if k[0] != "_" and k not in _UNSAFE_BUILTINS},
     "range": _range, "pow": _pow, "sum": sum, "min": min, "max": max, "sorted": sorted, "any": any,
     "all": all, "enumerate": enumerate, "zip": zip, "reversed": reversed, "list": list, "dict": dict,
     "set": set, "frozenset": frozenset, "tuple": tuple,
 }
 _BASE_GLOBALS: Final[dict[str, object]] = {
-    **SAFE_GLOBALS,
-    "__builtins__": _BUILTINS,
-    "__name__": "<script>",
-    "_getattr_": functools.partial(safer_getattr, default=raise_),
-    "_getitem_": operator.getitem,
-    "_write_": _write,
-    "_inplacevar_": _inplacevar,
-    "_iter_unpack_sequence_": guarded_iter_unpack_sequence,
-    "_unpack_sequence_": guarded_unpack_sequence,
-    "_apply_": _apply,
+    **SAFE_GLOBALS, "__builtins__": _BUILTINS,
+    "_getattr_": functools.partial(Guards.safer_getattr, default=Guards.raise_),
+    "_getitem_": operator.getitem, "_write_": _write, "_inplacevar_": _inplacevar, "_apply_": _apply,
     "_print_": PrintCollector,
-    "_jz_pow_": _pow,
-    "_jz_mul_": _mul,
-    "_jz_lshift_": _lshift,
-    "_jz_augitem_": _augitem,
+    "_iter_unpack_sequence_": Guards.guarded_iter_unpack_sequence,
+    "_unpack_sequence_": Guards.guarded_unpack_sequence,
+    "_jz_pow_": _pow, "_jz_mul_": _mul, "_jz_lshift_": _lshift, "_jz_augitem_": _augitem,
 }
 _PLAIN_SCALARS: Final = (str, int, float, bool, type(None), Decimal, date)  # datetime is a date
 
@@ -379,7 +355,7 @@ class SandboxEnvironment(BasePythonScriptEngineEnvironment):  # type: ignore[mis
 
     @contextmanager
     def budget(self, *, seconds: float | None = None, fuel: int | None = None) -> Iterator[None]:
-        """Share one budget among everything run in this thread inside the block."""
+        """Share one budget among everything this thread runs inside the block."""
         outer: _Budget | None = getattr(_local, "budget", None)
         if outer is not None and seconds is None and fuel is None:
             yield  # nested without limits of its own: keep spending the outer budget
@@ -389,8 +365,7 @@ class SandboxEnvironment(BasePythonScriptEngineEnvironment):  # type: ignore[mis
         if outer is not None:  # a nested block may tighten the outer budget, never extend it
             inner.deadline = min(inner.deadline, outer.deadline)
             inner.fuel = min(inner.fuel, outer.fuel)
-        start = inner.fuel
-        _local.budget = inner
+        start, _local.budget = inner.fuel, inner
         try:
             yield
         finally:
@@ -398,74 +373,67 @@ class SandboxEnvironment(BasePythonScriptEngineEnvironment):  # type: ignore[mis
             if outer is not None:
                 outer.fuel -= start - inner.fuel
 
-    def evaluate(self, expression: str, context: dict[str, Any],
+    def evaluate(self, expression: str, context: Mapping[str, Any],
                  external_context: Mapping[str, Any] | None = None) -> Any:
         """Return the value of expression with task data, then external_context, as variables.
 
-        Raises: SandboxViolation, BudgetExceeded, ValueError (task data shadows a helper)
+        Raises: SandboxViolation, BudgetExceeded, ValueError (data shadows a helper)
         """
         compiled = _compile(expression, "eval")
         code = compiled.unwrap()
-        budget, scope = self._scope(compiled.names, context, external_context or {})
-        result = eval(code, scope)
-        if budget.tripped:  # the expression swallowed BudgetExceeded somewhere
-            raise BudgetExceeded("script ran out of its budget")
-        return result
+        scope = self._scope(compiled.names, context, external_context or {})[1]
+        return eval(code, scope)  # an expression has no `try`: it cannot swallow BudgetExceeded
 
     def execute(self, script: str, context: dict[str, Any],
                 external_context: Mapping[str, Any] | None = None) -> bool:
-        """Run script and write its top-level variables back into context (all or nothing).
+        """Run script, then write its top-level variables back into context (all or nothing).
 
-        Raises: SandboxViolation, BudgetExceeded, ValueError (shadowed names),
-        TypeError (a variable holds something that is not plain data)
+        Raises: SandboxViolation, BudgetExceeded, ValueError (shadowed names), TypeError (not data)
         """
         compiled = _compile(script, "exec")
         code = compiled.unwrap()
         external = external_context or {}
-        clash = sorted(n for n in compiled.names if n in context and n in external)
+        clash = [n for n in compiled.names if n in context and n in external]
         if clash:
             raise ValueError(f"task data {clash} overwrites names given to the script; rename them")
         budget, scope = self._scope(compiled.names, context, external)
-        exec(code, scope)
-        if budget.tripped:  # the script caught BudgetExceeded and carried on
+        exec(code, scope)  # noqa: S102 - restricted code, our globals
+        if budget.tripped:  # the script caught BudgetExceeded and carried on, or the block's budget is spent
             raise BudgetExceeded("script ran out of its budget")
         updates: dict[str, Any] = {}
-        removed: list[str] = []
         for name in compiled.names:
             if name.startswith("_") or name in SAFE_GLOBALS or name in external:
                 continue
-            if name not in scope or callable(scope[name]) or isinstance(scope[name], types.ModuleType):
-                removed.append(name)  # deleted, or a function: like TaskDataEnvironment, drop it
-            elif _is_plain(scope[name]):
-                updates[name] = scope[name]
+            value = scope.get(name, _GONE)
+            if value is _GONE or callable(value) or isinstance(value, types.ModuleType):
+                updates[name] = _GONE  # deleted, or a function: dropped, as TaskDataEnvironment does
+            elif _is_plain(value):
+                updates[name] = value
             else:
-                raise TypeError(
-                    f"script variable '{name}' holds a {type(scope[name]).__name__}, which cannot be "
-                    "stored in task data; use str, int, float, bool, None, Decimal, date, datetime, "
-                    "list, dict, tuple or set"
-                )
-        for name in removed:
-            context.pop(name, None)
-        context.update(updates)
+                raise TypeError(f"script variable '{name}' holds a {type(value).__name__}, which cannot "
+                                "be stored in task data; use str, int, float, bool, None, Decimal, date, "
+                                "datetime, list, dict, tuple or set")
+        for name, value in updates.items():
+            if value is _GONE:
+                context.pop(name, None)
+            else:
+                context[name] = value
         return True
 
     def _scope(self, names: tuple[str, ...], context: Mapping[str, Any],
                external: Mapping[str, Any]) -> tuple[_Budget, dict[str, Any]]:
-        """Build fresh globals: guards and builtins always ours, data only for names the code uses."""
+        """Build fresh globals: guards and builtins always ours, data only for the names used."""
         budget: _Budget = getattr(_local, "budget", None) or _Budget(self.time_limit, self.fuel)
         scope = dict(_BASE_GLOBALS)
-        scope[_TICK] = budget.tick
+        scope[_TICK] = budget.spend  # a bound method: the cheapest call per tick
         scope["_getiter_"] = budget.getiter
-        for name in names:  # names never start with "_" except "_" itself, which data cannot set
-            if name in context:
-                if name in SAFE_GLOBALS:
-                    raise ValueError(f"task data '{name}' shadows the script helper {name}(); rename it")
-                if name != "_":
-                    scope[name] = context[name]
-            elif name in external and name != "_":
-                if name in SAFE_GLOBALS:
-                    raise ValueError(f"'{name}' given to the script shadows the helper {name}()")
-                scope[name] = external[name]
+        for name in names:  # no name starts with "_" but "_" itself, which data may not set
+            source = context if name in context else external if name in external else None
+            if source is None or name == "_":
+                continue
+            if name in SAFE_GLOBALS:
+                raise ValueError(f"variable '{name}' shadows the script helper {name}(); rename it")
+            scope[name] = source[name]
         return budget, scope
 
     def call_service(self, context: dict[str, Any], operation_name: str = "",
@@ -504,12 +472,12 @@ class SandboxScriptEngine(PythonScriptEngine):  # type: ignore[misc]
 
     @contextmanager
     def budget(self, *, seconds: float | None = None, fuel: int | None = None) -> Iterator[None]:
-        """Share one budget among everything run in this thread inside the block."""
+        """Share one budget among everything this thread runs inside the block."""
         with self.environment.budget(seconds=seconds, fuel=fuel):
             yield
 
     def call_service(self, task: Any, **kwargs: Any) -> Any:
-        """Call a service; the base class raises NameError on this path in SpiffWorkflow 3.2.0.
+        """Call a service; SpiffWorkflow 3.2.0 raises NameError (`script`) on this error path.
 
         Raises: WorkflowTaskException
         """
@@ -523,13 +491,14 @@ class SandboxScriptEngine(PythonScriptEngine):  # type: ignore[misc]
                                         task=task, exception=err) from err
 
     def create_task_exec_exception(self, task: Any, script: str, err: Exception) -> Exception:
-        """Wrap a script error; the base class fails with TypeError on non-str args like KeyError(5)."""
+        """Wrap a script error; SpiffWorkflow 3.2.0 fails with TypeError on args like KeyError(5)."""
         if isinstance(err, SpiffWorkflowException):
             return super().create_task_exec_exception(task, script, err)  # type: ignore[no-any-return]
         line_number, error_line = self.get_error_line_number_and_content(script, err)
         detail = type(err).__name__ + (f": {err.args[0]}" if err.args else "")
-        return WorkflowTaskException(detail, task=task, exception=err, line_number=line_number,
-                                     error_line=error_line)  # type: ignore[no-any-return]
+        wrapped: Exception = WorkflowTaskException(detail, task=task, exception=err,
+                                                   line_number=line_number, error_line=error_line)
+        return wrapped
 
     def get_error_line_number_and_content(self, script: str, err: Exception) -> tuple[int, str]:
         """Locate the failing line, using the line a SandboxViolation carries."""
