@@ -29,7 +29,8 @@ from engine.services.actors import Actor
 from engine.spiff import guards, sandbox, serializer, timers
 
 _SPEC_CACHE_SIZE = 64
-_spec_cache: OrderedDict[int, serializer.Specs] = OrderedDict()
+# Keyed by database and version id: version ids are only unique within one database.
+_spec_cache: OrderedDict[tuple[str, int], serializer.Specs] = OrderedDict()
 _spec_lock = threading.Lock()
 _engine: sandbox.SandboxScriptEngine | None = None
 
@@ -45,17 +46,18 @@ def script_engine() -> sandbox.SandboxScriptEngine:
 
 def specs_for(session: Session, version_id: int) -> serializer.Specs:
     """Return a version's parsed specs, deserialized once per process and cached."""
+    key = (str(session.get_bind().url), version_id)
     with _spec_lock:
-        cached = _spec_cache.get(version_id)
+        cached = _spec_cache.get(key)
         if cached is not None:
-            _spec_cache.move_to_end(version_id)
+            _spec_cache.move_to_end(key)
             return cached
     text = session.scalar(select(ProcessVersion.spec_json).where(ProcessVersion.id == version_id))
     if text is None:
         raise InstanceNotFound(f"process version {version_id} not found", version_id=version_id)
     specs = serializer.load_specs(text)
     with _spec_lock:
-        _spec_cache[version_id] = specs
+        _spec_cache[key] = specs
         while len(_spec_cache) > _SPEC_CACHE_SIZE:
             _spec_cache.popitem(last=False)
     return specs
@@ -98,7 +100,7 @@ def open_incident(session: Session, running: Running, exc: BaseException, actor:
     """Stop the instance with an incident describing the engine error (flushes)."""
     chain = _cause_chain(exc)
     kind = "engine_error"
-    if any(isinstance(e, sandbox.BudgetExceeded) for e in chain):
+    if any(isinstance(e, (sandbox.BudgetExceeded, RecursionError)) for e in chain):
         kind = "budget_exceeded"
     elif any(isinstance(e, guards.TaskTreeTooDeep) for e in chain):
         kind = "tree_too_deep"
