@@ -20,8 +20,8 @@ run: setup
 	$(JZ) deploy bpmn/
 	$(JZ) worker --beat
 
-test: setup
-	CI=$(CI) $(PY) -m pytest -q -p no:cacheprovider
+test: setup lint
+	$(PY) -m pytest -q -p no:cacheprovider
 
 test-fast: setup
 	$(PY) -m pytest -q -x -k "not postgres and not scale"

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-UTC = timezone.utc
 SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+__all__ = ["SHANGHAI", "UTC", "advance", "as_utc", "freeze", "now", "unfreeze"]
 
 _lock = threading.Lock()
 _frozen: datetime | None = None

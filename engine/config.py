@@ -17,7 +17,7 @@ class Settings:
     instance_dir: Path = field(default_factory=_instance_dir)
     database_url: str = ""
     redis_url: str | None = None
-    secret_key: str = "dev-only-secret-change-me"
+    secret_key: str = "dev-only-secret-change-me"  # noqa: S105 (development default, overridden by env)
     script_time_limit: float = 2.0
     script_fuel: int = 2_000_000
     timer_sweep_seconds: float = 30.0

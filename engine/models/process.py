@@ -67,7 +67,8 @@ class ProcessInstance(Base):
     version_id: Mapped[int] = mapped_column(ForeignKey("process_version.id"), index=True)
     business_key: Mapped[str | None] = mapped_column(String(200))
     title: Mapped[str] = mapped_column(String(300), default="")
-    status: Mapped[str] = mapped_column(String(20), default="running")  # running|suspended|incident|completed|terminated
+    # running | suspended | incident | completed | terminated
+    status: Mapped[str] = mapped_column(String(20), default="running")
     state: Mapped[str] = mapped_column(Text)  # TEXT, never JSONB: key order matters to SpiffWorkflow 3.2.0
     serializer_version: Mapped[str] = mapped_column(String(20))
     lock_version: Mapped[int] = mapped_column(Integer, default=0)

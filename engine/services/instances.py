@@ -4,8 +4,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy.orm import Session
 from SpiffWorkflow.util.task import TaskState
+from sqlalchemy.orm import Session
 
 from engine import clock
 from engine.errors import Forbidden, InstanceNotRunning, ProcessNotFound

@@ -12,14 +12,14 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.bpmn.specs.mixins.multiinstance_task import MultiInstanceTask
 from SpiffWorkflow.exceptions import SpiffWorkflowException, TaskNotFoundException
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from engine import calendar, clock, config
 from engine.errors import ConcurrentModification, InstanceNotFound
@@ -46,7 +46,8 @@ def script_engine() -> sandbox.SandboxScriptEngine:
 
 def specs_for(session: Session, version_id: int) -> serializer.Specs:
     """Return a version's parsed specs, deserialized once per process and cached."""
-    key = (str(session.get_bind().url), version_id)
+    bind = session.get_bind()
+    key = (str(bind.engine.url), version_id)
     with _spec_lock:
         cached = _spec_cache.get(key)
         if cached is not None:

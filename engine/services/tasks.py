@@ -9,7 +9,14 @@ from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import Session
 
 from engine import clock
-from engine.errors import AlreadyClaimed, ConcurrentModification, IncidentRaised, InstanceNotRunning, NotYourTask, TaskNotFound
+from engine.errors import (
+    AlreadyClaimed,
+    ConcurrentModification,
+    IncidentRaised,
+    InstanceNotRunning,
+    NotYourTask,
+    TaskNotFound,
+)
 from engine.models import HumanTask, ProcessInstance, TaskCandidate
 from engine.services import deploy, forms, runtime
 from engine.services.actors import Actor
@@ -139,7 +146,8 @@ def complete(session: Session, *, task_id: int, actor: Actor, data: Mapping[str,
     task.completed_by_id = actor.user_id
     task.completed_at = clock.now()
     runtime.record(session, running, actor, "task.complete",
-                   after={"task_id": task.id, "bpmn_id": task.bpmn_id, "data": cleaned, **runtime.waiting_summary(running)})
+                   after={"task_id": task.id, "bpmn_id": task.bpmn_id, "data": cleaned,
+                          **runtime.waiting_summary(running)})
     next_ids = list(session.scalars(select(HumanTask.id).where(HumanTask.instance_id == row.id,
                                                                 HumanTask.state == "ready")))
     return Completion(instance_id=row.id, status=running.row.status,

@@ -40,13 +40,14 @@ def _owner(el: etree._Element) -> etree._Element:
 
 
 def _line(el: etree._Element, offset: int | None) -> int | None:
-    base = el.sourceline
+    base: int | None = el.sourceline
     if base is None:
         return None
     return base + (offset - 1 if offset and offset > 1 else 0)
 
 
-def _compile(file: str, el: etree._Element, text: str, kind: str, what: str, owner: etree._Element | None = None) -> DeployProblem | None:
+def _compile(file: str, el: etree._Element, text: str, kind: str, what: str,
+             owner: etree._Element | None = None) -> DeployProblem | None:
     owner = owner if owner is not None else _owner(el)
     try:
         if kind == "script":
@@ -227,7 +228,7 @@ def _unique_overlaps(file: str, table: etree._Element) -> Iterator[DeployProblem
         if len(matched) > 1 and (matched[0], matched[1]) not in reported:
             first, second = matched[0], matched[1]
             reported.add((first, second))
-            shown = ", ".join(f"{_label(inp)}={_show(v)}" for inp, v in zip(inputs, combo))
+            shown = ", ".join(f"{_label(inp)}={_show(v)}" for inp, v in zip(inputs, combo, strict=True))
             yield DeployProblem(file, f"UNIQUE decision table: rules '{rules[first].get('id')}' and "
                                 f"'{rules[second].get('id')}' both match {shown}",
                                 element_id=rules[second].get("id"), line=rules[second].sourceline)
@@ -242,7 +243,7 @@ def _show(value: Any) -> str:
 
 
 def _rule_matches(env: sandbox.SandboxEnvironment, row: list[str | None], combo: tuple[Any, ...]) -> bool:
-    for test, value in zip(row, combo):
+    for test, value in zip(row, combo, strict=True):
         if test is None:
             continue
         try:

@@ -199,7 +199,7 @@ def run_deep(fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         _in_deep_worker.active = True
         try:
             outcome.append((True, context.run(fn, *args, **kwargs)))
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread below
+        except BaseException as exc:
             outcome.append((False, exc))
 
     _enter_deep()

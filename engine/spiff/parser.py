@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from copy import deepcopy
 from collections.abc import Callable, Mapping
+from copy import deepcopy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -141,10 +141,10 @@ def _xsd_check(f: BundleFile, root: etree._Element, problems: list[DeployProblem
             for err in schema.error_log:
                 problems.append(DeployProblem(f.name, f"BPMN schema: {err.message}",
                                               element_id=_element_at(root, err.line), line=err.line))
-    elif f.kind == "dmn":
-        if not (root.tag.endswith("}definitions") and "dmn" in (etree.QName(root).namespace or "").lower()):
-            problems.append(DeployProblem(f.name, "not a DMN document (root must be dmn:definitions)",
-                                          line=root.sourceline))
+    elif f.kind == "dmn" and not (root.tag.endswith("}definitions")
+                                  and "dmn" in (etree.QName(root).namespace or "").lower()):
+        problems.append(DeployProblem(f.name, "not a DMN document (root must be dmn:definitions)",
+                                      line=root.sourceline))
 
 
 def _check_form(f: BundleFile, problems: list[DeployProblem]) -> None:
@@ -167,7 +167,8 @@ def _check_form(f: BundleFile, problems: list[DeployProblem]) -> None:
         validators.validator_for(doc).check_schema(doc)
     except js_exc.SchemaError as exc:
         where = "/".join(str(p) for p in exc.absolute_path) or "(root)"
-        problems.append(DeployProblem(f.name, f"invalid JSON Schema at {where}: {exc.message}", line=_json_line(f.text, exc.absolute_path)))
+        problems.append(DeployProblem(f.name, f"invalid JSON Schema at {where}: {exc.message}",
+                                      line=_json_line(f.text, exc.absolute_path)))
 
 
 def _json_line(text: str, path: Any) -> int | None:

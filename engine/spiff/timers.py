@@ -25,7 +25,7 @@ class _ClockDateTime(datetime):
 
 def install() -> None:
     """Point SpiffWorkflow's timer module at our clock (idempotent)."""
-    spiff_timer.datetime = _ClockDateTime  # type: ignore[misc]
+    spiff_timer.datetime = _ClockDateTime
 
 
 def next_timer_at(workflow: BpmnWorkflow) -> datetime | None:

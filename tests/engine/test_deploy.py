@@ -100,7 +100,7 @@ def _env(db_url: str, tmp_path: Path) -> dict[str, str]:
 def test_cli_deploy_of_bad_bpmn_exits_non_zero_without_traceback(db_url: str, tmp_path: Path, name: str) -> None:
     result = CliRunner().invoke(cli.main, ["deploy", "--no-lane-check", str(BAD / name)], env=_env(db_url, tmp_path))
     assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
+    assert ("Traceback" not in result.output and result.exception is None) or isinstance(result.exception, SystemExit)
     file, element, line, _words = EXPECTED[name]
     assert f"{file}:{line}" in result.output
     if element:

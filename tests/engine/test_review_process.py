@@ -65,7 +65,7 @@ def test_happy_path_runs_to_the_end(session: Session, started: int, review_org: 
     with factory() as other:
         running = runtime.load(other, started)
         data = running.workflow.last_task.data if running.workflow.last_task else {}
-        fee_task = [t for t in running.workflow.get_tasks() if t.task_spec.bpmn_id == "compute_fee"][0]
+        fee_task = next(t for t in running.workflow.get_tasks() if t.task_spec.bpmn_id == "compute_fee")
         assert fee_task.data["fee"] == Decimal("12.50")
         assert isinstance(fee_task.data["fee"], Decimal)
         assert fee_task.data["decided_on"] == date(2025, 10, 9)

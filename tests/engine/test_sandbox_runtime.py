@@ -20,7 +20,9 @@ TEMPLATE = """<?xml version="1.0" encoding="UTF-8"?>
     <bpmn:scriptTask id="the_script" name="脚本"><bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>
       <bpmn:script>{script}</bpmn:script>
     </bpmn:scriptTask>
-    <bpmn:exclusiveGateway id="gw" default="f4"><bpmn:incoming>f2</bpmn:incoming><bpmn:outgoing>f3</bpmn:outgoing><bpmn:outgoing>f4</bpmn:outgoing></bpmn:exclusiveGateway>
+    <bpmn:exclusiveGateway id="gw" default="f4">
+      <bpmn:incoming>f2</bpmn:incoming><bpmn:outgoing>f3</bpmn:outgoing><bpmn:outgoing>f4</bpmn:outgoing>
+    </bpmn:exclusiveGateway>
     <bpmn:endEvent id="end_a"><bpmn:incoming>f3</bpmn:incoming></bpmn:endEvent>
     <bpmn:endEvent id="end_b"><bpmn:incoming>f4</bpmn:incoming></bpmn:endEvent>
     <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="the_script" />

@@ -348,6 +348,6 @@ def test_install_is_idempotent_and_uninstall_restores(unpatched: None) -> None:
 
 def test_install_refuses_another_spiff_version(unpatched: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(SpiffWorkflow.version, "__version__", "3.3.0")
-    with pytest.raises(RuntimeError, match="3.3.0"):
+    with pytest.raises(RuntimeError, match=r"3\.3\.0"):
         guards.install()
     assert not guards.installed()
