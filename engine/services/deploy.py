@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from engine.errors import DeployInvalid, DeployProblem
 from engine.models import OrgUnit, ProcessDefinition, ProcessFile, ProcessVersion, Role
-from engine.services import audit
+from engine.services import audit, effects
 from engine.services.actors import Actor
 from engine.spiff import parser, serializer
 
@@ -66,7 +66,8 @@ def deploy(session: Session, files: Mapping[str, bytes | str], *, actor: Actor, 
     Raises: DeployInvalid (nothing is stored)
     """
     targets = lane_targets(session)
-    bundle = parser.parse_bundle(files, lane_known=(lambda lane: lane in targets) if check_lanes else None)
+    bundle = parser.parse_bundle(files, lane_known=(lambda lane: lane in targets) if check_lanes else None,
+                                 services=set(effects.REGISTRY))
     results: list[Deployed] = []
     for key, proc in sorted(bundle.processes.items()):
         names = proc.file_names()

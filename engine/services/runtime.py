@@ -40,7 +40,9 @@ def script_engine() -> sandbox.SandboxScriptEngine:
     global _engine
     if _engine is None:
         settings = config.load()
-        _engine = sandbox.make_script_engine(time_limit=settings.script_time_limit, fuel=settings.script_fuel)
+        from engine.services import effects
+        _engine = sandbox.SandboxScriptEngine(time_limit=settings.script_time_limit, fuel=settings.script_fuel,
+                                              services=effects.ServiceMap())
     return _engine
 
 
@@ -138,8 +140,10 @@ def run(session: Session, running: Running, actor: Actor, *, refresh_timers: boo
                 workflow.refresh_timers()
             workflow.do_engine_steps(did_complete_task=guards.depth_guard())
 
+    from engine.services import effects
     try:
-        guards.run_deep(steps)
+        with effects.bound(session, running, actor):
+            guards.run_deep(steps)
         guards.check_depth(workflow)
     except ENGINE_ERRORS as exc:
         open_incident(session, running, exc, actor)

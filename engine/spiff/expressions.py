@@ -9,7 +9,7 @@ from __future__ import annotations
 import ast
 import itertools
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any
 
 from lxml import etree
@@ -33,8 +33,9 @@ def _local(el: etree._Element) -> str:
 
 
 def _owner(el: etree._Element) -> etree._Element:
+    """Return the nearest element with an id that is not a spiff extension (whose `id` means other things)."""
     node: etree._Element | None = el
-    while node is not None and not node.get("id"):
+    while node is not None and (not node.get("id") or str(node.tag).startswith(f"{{{SPIFF_NS}}}")):
         node = node.getparent()
     return node if node is not None else el
 
@@ -60,10 +61,11 @@ def _compile(file: str, el: etree._Element, text: str, kind: str, what: str,
     return None
 
 
-def check_document(file: str, kind: str, root: etree._Element) -> list[DeployProblem]:
+def check_document(file: str, kind: str, root: etree._Element,
+                   services: Collection[str] | None = None) -> list[DeployProblem]:
     """Compile every expression and script of a BPMN or DMN document; return the problems."""
     if kind == "bpmn":
-        return list(_check_bpmn(file, root))
+        return list(_check_bpmn(file, root, services))
     if kind == "dmn":
         return list(_check_dmn(file, root))
     return []
@@ -73,7 +75,29 @@ def _text(el: etree._Element) -> str:
     return (el.text or "").strip()
 
 
-def _check_bpmn(file: str, root: etree._Element) -> Iterator[DeployProblem]:
+EXPRESSION_PROPERTIES = ("candidates", "assignee")
+
+
+def _check_bpmn(file: str, root: etree._Element, services: Collection[str] | None) -> Iterator[DeployProblem]:
+    for prop in root.iter(f"{{{SPIFF_NS}}}property"):
+        if prop.get("name") in EXPRESSION_PROPERTIES and (prop.get("value") or "").strip():
+            text = str(prop.get("value")).strip()
+            if (p := _compile(file, prop, text, "expression", f"property {prop.get('name')} '{text}'")) is not None:
+                yield p
+    for op in root.iter(f"{{{SPIFF_NS}}}serviceTaskOperator"):
+        name = op.get("id") or ""
+        if services is not None and name not in services:
+            known = ", ".join(sorted(services)) or "none"
+            yield DeployProblem(file, f"unknown service '{name}' (known: {known})", element_id=_owner(op).get("id"),
+                                line=op.sourceline)
+        for param in op.iter(f"{{{SPIFF_NS}}}parameter"):
+            text = (param.get("value") or "").strip()
+            if not text:
+                yield DeployProblem(file, f"service parameter '{param.get('id')}' has no value",
+                                    element_id=_owner(op).get("id"), line=param.sourceline)
+            elif (p := _compile(file, param, text, "expression", f"service parameter '{param.get('id')}'",
+                                _owner(op))) is not None:
+                yield p
     for el in root.iter(f"{{{BPMN_NS}}}conditionExpression"):
         text = _text(el)
         if not text:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from copy import deepcopy
 from dataclasses import dataclass, field
 from typing import Any
@@ -227,7 +227,8 @@ def _process_elements(root: etree._Element) -> list[etree._Element]:
     return [p for p in root.iter(f"{{{BPMN_NS}}}process")]
 
 
-def parse_bundle(files: Mapping[str, bytes | str], *, lane_known: LaneResolver | None = None) -> ParsedBundle:
+def parse_bundle(files: Mapping[str, bytes | str], *, lane_known: LaneResolver | None = None,
+                 services: Collection[str] | None = None) -> ParsedBundle:
     """Validate and parse a bundle; raise DeployInvalid listing every problem found.
 
     Raises: DeployInvalid
@@ -257,7 +258,7 @@ def parse_bundle(files: Mapping[str, bytes | str], *, lane_known: LaneResolver |
                 problems.append(DeployProblem(name, "process has no start event", element_id=proc.get("id"),
                                               line=proc.sourceline))
     for name, (f, root) in trees.items():
-        problems.extend(expressions.check_document(name, f.kind, root))
+        problems.extend(expressions.check_document(name, f.kind, root, services))
     if problems:
         raise DeployInvalid(problems)
 

@@ -1,0 +1,70 @@
+"""Service tasks call registered operations inside the unit of work; unknown ones are refused at deploy."""
+from __future__ import annotations
+
+from xml.sax.saxutils import quoteattr
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine.errors import DeployInvalid
+from engine.models import HumanTask, ProcessInstance
+from engine.services import deploy, instances, runtime
+from engine.services.actors import SYSTEM
+from tests.conftest import FIXTURES
+
+PARENT = """<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+    xmlns:spiffworkflow="http://spiffworkflow.org/bpmn/schema/1.0/core" id="d" targetNamespace="t">
+  <bpmn:process id="parent" isExecutable="true">
+    <bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:serviceTask id="spawn" name="发起子流程">
+      <bpmn:extensionElements>
+        <spiffworkflow:serviceTaskOperator id={operator} resultVariable="child">
+          <spiffworkflow:parameters>
+            <spiffworkflow:parameter id="process_key" type="str" value={key} />
+            <spiffworkflow:parameter id="business_key" type="str" value="project_code" />
+          </spiffworkflow:parameters>
+        </spiffworkflow:serviceTaskOperator>
+      </bpmn:extensionElements>
+      <bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>
+    </bpmn:serviceTask>
+    <bpmn:endEvent id="end"><bpmn:incoming>f2</bpmn:incoming></bpmn:endEvent>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="spawn" />
+    <bpmn:sequenceFlow id="f2" sourceRef="spawn" targetRef="end" />
+  </bpmn:process>
+</bpmn:definitions>
+"""
+
+
+def parent(operator: str = "start_process", key: str = '"minimal"') -> dict[str, bytes]:
+    return {"parent.bpmn": PARENT.format(operator=quoteattr(operator), key=quoteattr(key)).encode()}
+
+
+def test_start_process_starts_a_linked_child_in_the_same_transaction(session: Session) -> None:
+    files = {**deploy.read_directory(FIXTURES / "good"), **parent()}
+    deploy.deploy(session, files, actor=SYSTEM, check_lanes=False)
+    row = instances.start(session, process_key="parent", actor=SYSTEM, data={"project_code": "XM-2025-007"})
+    assert row.status == "completed"
+    child = session.scalar(select(ProcessInstance).where(ProcessInstance.business_key == "XM-2025-007"))
+    assert child is not None and child.id != row.id and child.status == "running"
+    assert session.scalar(select(HumanTask.bpmn_id).where(HumanTask.instance_id == child.id)) == "approve"
+    data = runtime.load(session, row.id).workflow.last_task.data
+    assert data["child"] == {"instance_id": child.id, "status": "running"}
+    assert runtime.load(session, child.id).workflow.last_task.data["parent_instance_id"] == row.id
+
+
+def test_unknown_service_and_bad_parameter_are_refused_at_deploy(session: Session) -> None:
+    with pytest.raises(DeployInvalid) as err:
+        deploy.deploy(session, parent(operator="rm_rf"), actor=SYSTEM)
+    assert "unknown service 'rm_rf'" in err.value.problems[0].message
+    assert err.value.problems[0].element_id == "spawn"
+    with pytest.raises(DeployInvalid) as err:
+        deploy.deploy(session, parent(key="__import__('os')"), actor=SYSTEM)
+    assert err.value.problems[0].element_id == "spawn" and "refused" in err.value.problems[0].message
+
+
+def test_a_failing_child_start_is_an_incident_of_the_parent(session: Session) -> None:
+    deploy.deploy(session, parent(key='"no_such_process"'), actor=SYSTEM)
+    row = instances.start(session, process_key="parent", actor=SYSTEM, data={"project_code": "X"})
+    assert row.status == "incident"
