@@ -302,6 +302,28 @@ def beat() -> None:
     celery.start(["beat", "--loglevel=INFO"])
 
 
+@main.command()
+@click.option("--path", "path", default=None, type=click.Path(path_type=Path),
+              help="seed data directory (default: data/seed)")
+@_friendly
+def seed(path: Path | None) -> None:
+    """Load the plan's domain data (units, leaders, industries, indicators, libraries); idempotent."""
+    from engine.services import seed as seed_service
+    with _session() as session:
+        summary = seed_service.load_seed(session, path)
+    click.echo(f"种子数据已加载 (seed data loaded): {summary}")
+
+
+@main.command()
+@_friendly
+def demo() -> None:
+    """Load the demo data set (projects, issues, a running investment-loop period, approvals); idempotent."""
+    from engine.services import demo as demo_service
+    with _session() as session:
+        summary = demo_service.load_demo(session)
+    click.echo(f"演示数据已加载 (demo data loaded): {summary}")
+
+
 @main.command("list-processes")
 @_friendly
 def list_processes() -> None:

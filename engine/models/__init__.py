@@ -1,13 +1,17 @@
 """SQLAlchemy 2 typed models; import this package to register every table."""
 from engine.models.audit import AuditCheckpoint, AuditEvent
 from engine.models.base import Base
+from engine.models.ledger import LedgerIssue
 from engine.models.org import Membership, OrgUnit, Role, User
 from engine.models.outbox import OutboxMessage
+from engine.models.plan import Indicator, IndicatorValue, Industry, PlanItem
 from engine.models.process import Incident, ProcessDefinition, ProcessFile, ProcessInstance, ProcessVersion
+from engine.models.project import Bid, Project, ProjectLibrary, ProjectStage
 from engine.models.task import HumanTask, TaskCandidate
 
 __all__ = [
-    "AuditCheckpoint", "AuditEvent", "Base", "HumanTask", "Incident", "Membership", "OrgUnit",
-    "OutboxMessage", "ProcessDefinition", "ProcessFile", "ProcessInstance", "ProcessVersion", "Role",
+    "AuditCheckpoint", "AuditEvent", "Base", "Bid", "HumanTask", "Incident", "Indicator", "IndicatorValue",
+    "Industry", "LedgerIssue", "Membership", "OrgUnit", "OutboxMessage", "PlanItem", "ProcessDefinition",
+    "ProcessFile", "ProcessInstance", "ProcessVersion", "Project", "ProjectLibrary", "ProjectStage", "Role",
     "TaskCandidate", "User",
 ]

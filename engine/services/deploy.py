@@ -67,7 +67,7 @@ def deploy(session: Session, files: Mapping[str, bytes | str], *, actor: Actor, 
     """
     targets = lane_targets(session)
     bundle = parser.parse_bundle(files, lane_known=(lambda lane: lane in targets) if check_lanes else None,
-                                 services=set(effects.REGISTRY))
+                                 services=set(effects.load_all()))
     results: list[Deployed] = []
     for key, proc in sorted(bundle.processes.items()):
         names = proc.file_names()

@@ -31,6 +31,21 @@ class RunContext:
 
 _current: ContextVar[RunContext | None] = ContextVar("jzflow_run_context", default=None)
 REGISTRY: dict[str, Service] = {}
+# Modules whose @service functions make up the registry; imported by `load_all()`.
+SERVICE_MODULES = (
+    "engine.services.approval",
+    "engine.services.ledger",
+    "engine.services.plan",
+    "engine.services.projects",
+)
+
+
+def load_all() -> dict[str, Service]:
+    """Import every service module so the registry is complete (deploy checks against it)."""
+    import importlib
+    for module in SERVICE_MODULES:
+        importlib.import_module(module)
+    return REGISTRY
 
 
 def service(name: str) -> Callable[[Service], Service]:
@@ -55,7 +70,7 @@ class ServiceMap(Mapping[str, Service]):
     """The registry as the sandbox sees it: each call gets the current unit of work."""
 
     def __getitem__(self, name: str) -> Service:
-        fn = REGISTRY[name]
+        fn = load_all()[name]
 
         def call(**params: Any) -> Any:
             ctx = _current.get()
@@ -65,7 +80,7 @@ class ServiceMap(Mapping[str, Service]):
         return call
 
     def __iter__(self) -> Iterator[str]:
-        return iter(REGISTRY)
+        return iter(load_all())
 
     def __len__(self) -> int:
         return len(REGISTRY)

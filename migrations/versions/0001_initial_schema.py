@@ -11,7 +11,6 @@ from alembic import op
 
 import engine.models.base
 
-
 revision = '0001'
 down_revision = None
 branch_labels = None
