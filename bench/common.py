@@ -366,7 +366,28 @@ def table_counts(db: BenchDatabase) -> dict[str, int]:
         return {t.name: conn.execute(select(func.count()).select_from(t)).scalar() or 0 for t in SEED_TABLES}
 
 
-__all__ = ["BENCH_BPMN", "Base", "BenchDatabase", "BenchOrg", "FILL_FORM", "PROCESS_KEY", "REVIEW_FORM",
-           "START_DATA", "SeedStats", "Template", "actor", "bare_serializer", "bare_specs", "capture_template",
-           "database", "deploy_bench", "median_ms", "open_task_ids", "p90_ms", "pg_url", "seed_copies",
-           "setup_org", "table_counts"]
+__all__ = [
+    "BENCH_BPMN",
+    "FILL_FORM",
+    "PROCESS_KEY",
+    "REVIEW_FORM",
+    "START_DATA",
+    "Base",
+    "BenchDatabase",
+    "BenchOrg",
+    "SeedStats",
+    "Template",
+    "actor",
+    "bare_serializer",
+    "bare_specs",
+    "capture_template",
+    "database",
+    "deploy_bench",
+    "median_ms",
+    "open_task_ids",
+    "p90_ms",
+    "pg_url",
+    "seed_copies",
+    "setup_org",
+    "table_counts",
+]

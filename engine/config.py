@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 
@@ -36,8 +37,18 @@ class Settings:
         return self.database_url.startswith("sqlite")
 
 
+_KEYS = ("JZFLOW_INSTANCE_DIR", "JZFLOW_DATABASE_URL", "JZFLOW_REDIS_URL", "JZFLOW_SECRET_KEY",
+         "JZFLOW_SCRIPT_TIME_LIMIT", "JZFLOW_SCRIPT_FUEL", "JZFLOW_TIMER_SWEEP_SECONDS", "JZFLOW_OUTBOX_SECONDS",
+         "JZFLOW_SWEEP_BATCH")
+
+
 def load() -> Settings:
-    """Read settings from the environment."""
+    """Read settings from the environment (cached until a JZFLOW_* variable or the cwd changes)."""
+    return _load(tuple(os.environ.get(k) for k in _KEYS), os.getcwd())
+
+
+@lru_cache(maxsize=8)
+def _load(_env: tuple[str | None, ...], _cwd: str) -> Settings:
     instance = _instance_dir()
     url = os.environ.get("JZFLOW_DATABASE_URL") or f"sqlite:///{instance / 'jzflow.sqlite'}"
     return Settings(

@@ -9,6 +9,7 @@ import json
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from datetime import date, datetime, time
 from typing import Any
 from uuid import UUID
 
@@ -23,14 +24,25 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from engine import calendar, clock, config
 from engine.errors import ConcurrentModification, InstanceNotFound
-from engine.models import HumanTask, Incident, OrgUnit, ProcessInstance, ProcessVersion, Role, TaskCandidate, User
+from engine.models import (
+    HumanTask,
+    Incident,
+    OrgUnit,
+    ProcessDefinition,
+    ProcessFile,
+    ProcessInstance,
+    ProcessVersion,
+    Role,
+    TaskCandidate,
+    User,
+)
 from engine.services import audit
 from engine.services.actors import Actor
 from engine.spiff import guards, sandbox, serializer, timers
 
 _SPEC_CACHE_SIZE = 64
 # Keyed by database and version id: version ids are only unique within one database.
-_spec_cache: OrderedDict[tuple[str, int], serializer.Specs] = OrderedDict()
+_spec_cache: OrderedDict[tuple[str, int], VersionInfo] = OrderedDict()
 _spec_lock = threading.Lock()
 _engine: sandbox.SandboxScriptEngine | None = None
 
@@ -46,24 +58,43 @@ def script_engine() -> sandbox.SandboxScriptEngine:
     return _engine
 
 
-def specs_for(session: Session, version_id: int) -> serializer.Specs:
-    """Return a version's parsed specs, deserialized once per process and cached."""
-    bind = session.get_bind()
-    key = (str(bind.engine.url), version_id)
+@dataclass(frozen=True)
+class VersionInfo:
+    """What the engine needs of a deployed version, read once per process (versions never change)."""
+
+    specs: serializer.Specs
+    process_key: str
+    lane_map: dict[str, dict[str, int]]
+    files: dict[str, str]  # form files by name
+
+
+def version_info(session: Session, version_id: int) -> VersionInfo:
+    """Return a version's parsed specs, lane map and forms, loaded once per process and cached."""
+    key = (str(session.get_bind().engine.url), version_id)
     with _spec_lock:
         cached = _spec_cache.get(key)
         if cached is not None:
             _spec_cache.move_to_end(key)
             return cached
-    text = session.scalar(select(ProcessVersion.spec_json).where(ProcessVersion.id == version_id))
-    if text is None:
+    version = session.execute(select(ProcessVersion.spec_json, ProcessVersion.lane_map_json, ProcessDefinition.key)
+                              .join(ProcessDefinition, ProcessDefinition.id == ProcessVersion.definition_id)
+                              .where(ProcessVersion.id == version_id)).first()
+    if version is None:
         raise InstanceNotFound(f"process version {version_id} not found", version_id=version_id)
-    specs = serializer.load_specs(text)
+    files = dict(session.execute(select(ProcessFile.name, ProcessFile.text).where(
+        ProcessFile.version_id == version_id, ProcessFile.kind == "form")).all())
+    info = VersionInfo(specs=serializer.load_specs(version.spec_json), process_key=version.key,
+                       lane_map=json.loads(version.lane_map_json or "{}"), files=files)
     with _spec_lock:
-        _spec_cache[key] = specs
+        _spec_cache[key] = info
         while len(_spec_cache) > _SPEC_CACHE_SIZE:
             _spec_cache.popitem(last=False)
-    return specs
+    return info
+
+
+def specs_for(session: Session, version_id: int) -> serializer.Specs:
+    """Return a version's parsed specs (cached)."""
+    return version_info(session, version_id).specs
 
 
 @dataclass
@@ -75,6 +106,7 @@ class Running:
     lock_version: int
     incident: Incident | None = None
     completed_by: dict[str, int | None] = field(default_factory=dict)  # task guid → user id
+    created_tasks: list[HumanTask] = field(default_factory=list)  # projection rows added by this unit of work
 
 
 def load(session: Session, instance_id: int) -> Running:
@@ -143,7 +175,7 @@ def run(session: Session, running: Running, actor: Actor, *, refresh_timers: boo
     from engine.services import effects
     try:
         with effects.bound(session, running, actor):
-            guards.run_deep(steps)
+            guards.run_deep_for(len(workflow.tasks), steps)
         guards.check_depth(workflow)
     except ENGINE_ERRORS as exc:
         open_incident(session, running, exc, actor)
@@ -177,7 +209,7 @@ def complete_user_task(running: Running, task_guid: str, data: dict[str, Any], a
         with engine.budget(seconds=settings.script_time_limit, fuel=settings.script_fuel):
             task.run()  # runs the task's postScript
 
-    guards.run_deep(run_task)
+    guards.run_deep_for(len(running.workflow.tasks), run_task)
     return task
 
 
@@ -238,14 +270,15 @@ def sync_projection(session: Session, running: Running) -> None:
         human.completed_at = now
         if finished and guid in running.completed_by:
             human.completed_by_id = running.completed_by[guid]
-    lane_map: dict[str, dict[str, int]] = json.loads(row.version.lane_map_json or "{}") if ready else {}
+    info = version_info(session, row.version_id)
+    lane_map = info.lane_map
     for guid, task in ready.items():
         if guid in existing:
             continue
         props: dict[str, str] = dict(task.task_spec.extensions.get("properties", {}) or {})
         human = HumanTask(
             instance_id=row.id, task_guid=guid, bpmn_id=task.task_spec.bpmn_id or task.task_spec.name,
-            name=_task_title(task), process_key=row.definition.key, lane=task.task_spec.lane,
+            name=_task_title(task), process_key=info.process_key, lane=task.task_spec.lane,
             state="ready" if active else "suspended", form_schema=props.get("formJsonSchemaFilename"),
             form_ui_schema=props.get("formUiSchemaFilename"), sla=props.get("sla"), created_at=now,
             instructions=task.task_spec.extensions.get("instructionsForEndUser"),
@@ -257,9 +290,37 @@ def sync_projection(session: Session, running: Running) -> None:
                 human.warn_at = now + (human.due_at - now) * 0.8 if human.due_at > now else now
             except ValueError:
                 human.due_at = None
+        if props.get("due"):
+            _apply_due(task, props["due"], human, now)
         _assign(session, running, task, human, props, lane_map)
         session.add(human)
+        running.created_tasks.append(human)
     session.flush()
+
+
+def due_time(value: object) -> datetime | None:
+    """Turn a date (end of that day, Asia/Shanghai), a datetime (naive = Shanghai) or ISO text of either into UTC."""
+    if isinstance(value, str):
+        try:
+            value = date.fromisoformat(value) if len(value.strip()) == 10 else datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    if isinstance(value, datetime):
+        return clock.as_utc(value if value.tzinfo else value.replace(tzinfo=clock.SHANGHAI))
+    if isinstance(value, date):
+        return clock.as_utc(datetime.combine(value, time(23, 59, 59), tzinfo=clock.SHANGHAI))
+    return None
+
+
+def _apply_due(task: Task, expression: str, human: HumanTask, now: datetime) -> None:
+    # User-task property `due`: an expression giving the task's deadline (e.g. an issue's), overriding `sla`.
+    try:
+        due = due_time(script_engine().evaluate(task, expression))
+    except Exception:  # an unknown variable or a bad expression: keep the SLA's due time, if any
+        return
+    if due is not None:
+        human.due_at = due
+        human.warn_at = now + (due - now) * 0.8 if due > now else now
 
 
 def _evaluate_names(task: Task, expression: str) -> list[str]:
@@ -321,5 +382,5 @@ def waiting_summary(running: Running) -> dict[str, Any]:
             "next_timer_at": timer.isoformat() if timer else None}
 
 
-__all__ = ["Running", "complete_user_task", "load", "open_incident", "record", "run", "save", "script_engine",
+__all__ = ["Running", "complete_user_task", "due_time", "load", "open_incident", "record", "run", "save", "script_engine",
            "specs_for", "sync_projection"]

@@ -6,9 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import exists, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
-from engine import clock
 from engine.errors import (
     AlreadyClaimed,
     ConcurrentModification,
@@ -17,7 +16,7 @@ from engine.errors import (
     NotYourTask,
     TaskNotFound,
 )
-from engine.models import HumanTask, ProcessInstance, TaskCandidate
+from engine.models import HumanTask, TaskCandidate
 from engine.services import deploy, forms, runtime
 from engine.services.actors import Actor
 
@@ -33,7 +32,9 @@ def get_open(session: Session, task_id: int) -> HumanTask:
 
     Raises: TaskNotFound, TaskAlreadyDone
     """
-    task = session.scalar(select(HumanTask).where(HumanTask.id == task_id).execution_options(populate_existing=True))
+    task = session.scalar(select(HumanTask).where(HumanTask.id == task_id)
+                          .options(joinedload(HumanTask.candidates))  # one round trip for the holder check
+                          .execution_options(populate_existing=True))
     if task is None:
         raise TaskNotFound(f"任务不存在: {task_id}", task_id=task_id)
     if task.state in ("completed", "cancelled"):
@@ -126,32 +127,32 @@ def complete(session: Session, *, task_id: int, actor: Actor, data: Mapping[str,
     """
     task = get_open(session, task_id)
     require_holder(task, actor)
-    row = session.get(ProcessInstance, task.instance_id)
-    if row is None or row.status != "running":
-        raise InstanceNotRunning("流程实例未在运行 (instance is not running)", instance_id=task.instance_id)
-    schema = deploy.file_text(session, row.version_id, task.form_schema) if task.form_schema else None
-    cleaned = forms.validate(schema, data)
     running = runtime.load(session, task.instance_id)
-    if running.lock_version != row.lock_version:
-        raise ConcurrentModification(row.id)
-    try:
-        runtime.complete_user_task(running, task.task_guid, cleaned, actor)
-    except runtime.ENGINE_ERRORS as exc:  # a postScript failed: the task is done, the instance stops
-        runtime.open_incident(session, running, exc, actor)
-    if running.row.status == "running":
-        runtime.run(session, running, actor)
-    if task.assignee_id is None:
-        task.assignee_id = actor.user_id  # completing a group task claims it implicitly
-    runtime.save(session, running)
-    task.completed_by_id = actor.user_id
-    task.completed_at = clock.now()
+    row = running.row
+    if row.status != "running":
+        raise InstanceNotRunning("流程实例未在运行 (instance is not running)", instance_id=task.instance_id)
+    info = runtime.version_info(session, row.version_id)
+    schema = info.files.get(task.form_schema) if task.form_schema else None
+    if task.form_schema and schema is None:  # forms of versions deployed before forms were cached
+        schema = deploy.file_text(session, row.version_id, task.form_schema)
+    cleaned = forms.validate(schema, data)
+    with session.no_autoflush:  # one flush at the end, not one per query
+        try:
+            runtime.complete_user_task(running, task.task_guid, cleaned, actor)
+        except runtime.ENGINE_ERRORS as exc:  # a postScript failed: the task is done, the instance stops
+            runtime.open_incident(session, running, exc, actor)
+        if running.row.status == "running":
+            runtime.run(session, running, actor)
+        if task.assignee_id is None:
+            task.assignee_id = actor.user_id  # completing a group task claims it implicitly
+        task.completed_by_id = actor.user_id
+        runtime.save(session, running)
     runtime.record(session, running, actor, "task.complete",
                    after={"task_id": task.id, "bpmn_id": task.bpmn_id, "data": cleaned,
                           **runtime.waiting_summary(running)})
-    next_ids = list(session.scalars(select(HumanTask.id).where(HumanTask.instance_id == row.id,
-                                                                HumanTask.state == "ready")))
     return Completion(instance_id=row.id, status=running.row.status,
-                      incident=running.incident.message if running.incident else None, next_tasks=next_ids)
+                      incident=running.incident.message if running.incident else None,
+                      next_tasks=[t.id for t in running.created_tasks if t.state == "ready"])
 
 
 def inbox_query(actor: Actor, *, include_claimable: bool = True) -> Any:

@@ -19,7 +19,7 @@ from SpiffWorkflow.bpmn.serializer.migration.version_migration import MIGRATIONS
 from SpiffWorkflow.bpmn.specs.bpmn_process_spec import BpmnProcessSpec
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
 
-from engine.spiff.guards import run_deep
+from engine.spiff.guards import run_deep_for
 
 # Bump the first part when our own state layout changes; the second is SpiffWorkflow's.
 SERIALIZER_VERSION = "jz1/spiff1.5"
@@ -65,48 +65,43 @@ def _registry() -> Any:
 SERIALIZER = BpmnWorkflowSerializer(_registry(), version=SPIFF_STATE_VERSION)
 
 
+# The serializer converts specs and states iteratively (measured up to 3000 chained tasks, see
+# guards.py), so none of these needs run_deep; only building a new workflow recurses.
+
+
 def dump_specs(spec: BpmnProcessSpec, subprocess_specs: dict[str, BpmnProcessSpec]) -> str:
     """Serialize a parsed process spec and its called subprocess specs, once per version."""
-    def convert() -> str:
-        return json.dumps({
-            "spec": SERIALIZER.registry.convert(spec),
-            "subprocess_specs": {k: SERIALIZER.registry.convert(v) for k, v in subprocess_specs.items()},
-            "serializer_version": SPIFF_STATE_VERSION,
-        }, ensure_ascii=False)
-    return run_deep(convert)
+    return json.dumps({
+        "spec": SERIALIZER.registry.convert(spec),
+        "subprocess_specs": {k: SERIALIZER.registry.convert(v) for k, v in subprocess_specs.items()},
+        "serializer_version": SPIFF_STATE_VERSION,
+    }, ensure_ascii=False)
 
 
 def load_specs(text: str) -> Specs:
     """Restore the specs stored on a process version."""
-    def restore() -> Specs:
-        dct = json.loads(text)
-        spec = SERIALIZER.registry.restore(dct["spec"])
-        subs = {k: SERIALIZER.registry.restore(v) for k, v in dct["subprocess_specs"].items()}
-        return spec, subs
-    return run_deep(restore)
+    dct = json.loads(text)
+    spec = SERIALIZER.registry.restore(dct["spec"])
+    subs = {k: SERIALIZER.registry.restore(v) for k, v in dct["subprocess_specs"].items()}
+    return spec, subs
 
 
 def dump_state(workflow: BpmnWorkflow) -> str:
     """Serialize the workflow's state (task tree and data) without the spec, as TEXT."""
-    def convert() -> str:
-        result: str = SERIALIZER.serialize_json(workflow)
-        return result
-    return run_deep(convert)
+    result: str = SERIALIZER.serialize_json(workflow)
+    return result
 
 
 def load_state(text: str, specs: Specs, script_engine: PythonScriptEngine) -> BpmnWorkflow:
     """Restore a workflow from stored state and its version's specs; attach the sandbox."""
     spec, subprocess_specs = specs
 
-    def restore() -> BpmnWorkflow:
-        dct = json.loads(text)
-        version = dct.pop(SERIALIZER.VERSION_KEY, SPIFF_STATE_VERSION)
-        if version in MIGRATIONS:
-            # SpiffWorkflow's migrations expect a full serialization; we store 1.5 and above only.
-            raise ValueError(f"stored workflow state has unsupported serializer version {version}")
-        workflow: BpmnWorkflow = SERIALIZER.registry.restore(dct, spec=spec, subprocess_specs=subprocess_specs)
-        return workflow
-    workflow = run_deep(restore)
+    dct = json.loads(text)
+    version = dct.pop(SERIALIZER.VERSION_KEY, SPIFF_STATE_VERSION)
+    if version in MIGRATIONS:
+        # SpiffWorkflow's migrations expect a full serialization; we store 1.5 and above only.
+        raise ValueError(f"stored workflow state has unsupported serializer version {version}")
+    workflow: BpmnWorkflow = SERIALIZER.registry.restore(dct, spec=spec, subprocess_specs=subprocess_specs)
     workflow.script_engine = script_engine
     return workflow
 
@@ -114,4 +109,6 @@ def load_state(text: str, specs: Specs, script_engine: PythonScriptEngine) -> Bp
 def new_workflow(specs: Specs, script_engine: PythonScriptEngine) -> BpmnWorkflow:
     """Create a fresh workflow for a version's specs with the sandboxed script engine."""
     spec, subprocess_specs = specs
-    return BpmnWorkflow(spec, subprocess_specs, script_engine=script_engine)
+    size = len(spec.task_specs) + sum(len(s.task_specs) for s in subprocess_specs.values())
+    workflow: BpmnWorkflow = run_deep_for(size, BpmnWorkflow, spec, subprocess_specs, script_engine=script_engine)
+    return workflow
