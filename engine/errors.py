@@ -76,6 +76,11 @@ class InstanceNotRunning(Conflict):
     code = "instance_not_running"
 
 
+class RateLimited(EngineError):
+    code = "rate_limited"
+    http_status = 429
+
+
 class InvalidInput(EngineError):
     code = "invalid_input"
     http_status = 422

@@ -16,7 +16,7 @@ from engine import clock, config
 from engine.celery_app import celery
 from engine.db import make_engine, make_sessionmaker, session_scope
 from engine.errors import ConcurrentModification
-from engine.models import OutboxMessage
+from engine.models import Notification, OutboxMessage
 from engine.services import audit, outbox, timers
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def sweep_timers() -> int:
     return run_timer_sweep(session_factory(), batch=config.load().sweep_batch)
 
 
-def _deliver_webhook(msg: OutboxMessage) -> None:
+def _deliver_webhook(_session: Session, msg: OutboxMessage) -> None:
     body = json.dumps(msg.payload.get("body", msg.payload), ensure_ascii=False).encode()
     url = str(msg.payload["url"])
     if not url.startswith(("http://", "https://")):
@@ -70,7 +70,7 @@ def _deliver_webhook(msg: OutboxMessage) -> None:
             raise RuntimeError(f"webhook answered {response.status}")
 
 
-def _deliver_email(msg: OutboxMessage) -> None:
+def _deliver_email(_session: Session, msg: OutboxMessage) -> None:
     settings = msg.payload
     email = EmailMessage()
     email["Subject"] = settings["subject"]
@@ -81,21 +81,28 @@ def _deliver_email(msg: OutboxMessage) -> None:
         smtp.send_message(email)
 
 
-def _deliver_event(msg: OutboxMessage) -> None:
+def _deliver_event(_session: Session, msg: OutboxMessage) -> None:
     log.info("event %s: %s", msg.id, msg.payload)
 
 
-DELIVERERS: dict[str, Callable[[OutboxMessage], None]] = {
-    "webhook": _deliver_webhook, "email": _deliver_email, "event": _deliver_event,
+def _deliver_in_app(session: Session, msg: OutboxMessage) -> None:
+    # Written in the same transaction that marks the message delivered: exactly once.
+    p = msg.payload
+    session.add(Notification(user_id=int(p["user_id"]), kind=str(p.get("kind", "info")), title=str(p["title"])[:300],
+                             body=str(p.get("body") or ""), link=p.get("link"), outbox_id=msg.id))
+
+
+DELIVERERS: dict[str, Callable[[Session, OutboxMessage], None]] = {
+    "webhook": _deliver_webhook, "email": _deliver_email, "event": _deliver_event, "in_app": _deliver_in_app,
 }
 
 
-def deliver(msg: OutboxMessage) -> None:
+def deliver(session: Session, msg: OutboxMessage) -> None:
     """Deliver one outbox message by its kind."""
     handler = DELIVERERS.get(msg.kind)
     if handler is None:
         raise LookupError(f"no deliverer for outbox kind {msg.kind!r}")
-    handler(msg)
+    handler(session, msg)
 
 
 def run_outbox(factory: sessionmaker[Session], *, limit: int = 100) -> int:

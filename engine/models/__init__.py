@@ -1,6 +1,7 @@
 """SQLAlchemy 2 typed models; import this package to register every table."""
 from engine.models.audit import AuditCheckpoint, AuditEvent
 from engine.models.base import Base
+from engine.models.collab import Attachment, CarbonCopy, Comment, Notification, SavedFilter
 from engine.models.ledger import LedgerIssue
 from engine.models.org import Membership, OrgUnit, Role, User
 from engine.models.outbox import OutboxMessage
@@ -10,8 +11,33 @@ from engine.models.project import Bid, Project, ProjectLibrary, ProjectStage
 from engine.models.task import HumanTask, TaskCandidate
 
 __all__ = [
-    "AuditCheckpoint", "AuditEvent", "Base", "Bid", "HumanTask", "Incident", "Indicator", "IndicatorValue",
-    "Industry", "LedgerIssue", "Membership", "OrgUnit", "OutboxMessage", "PlanItem", "ProcessDefinition",
-    "ProcessFile", "ProcessInstance", "ProcessVersion", "Project", "ProjectLibrary", "ProjectStage", "Role",
-    "TaskCandidate", "User",
+    "Attachment",
+    "AuditCheckpoint",
+    "AuditEvent",
+    "Base",
+    "Bid",
+    "CarbonCopy",
+    "Comment",
+    "HumanTask",
+    "Incident",
+    "Indicator",
+    "IndicatorValue",
+    "Industry",
+    "LedgerIssue",
+    "Membership",
+    "Notification",
+    "OrgUnit",
+    "OutboxMessage",
+    "PlanItem",
+    "ProcessDefinition",
+    "ProcessFile",
+    "ProcessInstance",
+    "ProcessVersion",
+    "Project",
+    "ProjectLibrary",
+    "ProjectStage",
+    "Role",
+    "SavedFilter",
+    "TaskCandidate",
+    "User",
 ]

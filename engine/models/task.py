@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from engine import clock
@@ -37,8 +38,18 @@ class HumanTask(Base):
     completed_at: Mapped[datetime | None] = mapped_column()
     completed_by_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
     instructions: Mapped[str | None] = mapped_column(Text)
+    # bpmn: backed by a SpiffWorkflow task; cosign: an ad-hoc co-signer task (加签) on parent_task_id
+    kind: Mapped[str] = mapped_column(String(20), default="bpmn")
+    parent_task_id: Mapped[int | None] = mapped_column(ForeignKey("human_task.id"), index=True)
+    # cosign: before | after (加签 before or after the parent's holder); delegation: pending | resolved
+    cosign_position: Mapped[str | None] = mapped_column(String(10))
+    delegation_state: Mapped[str | None] = mapped_column(String(10))
+    # A parent held back for co-signers after its holder: the holder's submission, applied when they are done.
+    pending_data: Mapped[Any | None] = mapped_column(JSON)
+    blocked: Mapped[bool] = mapped_column(default=False)  # waiting for co-signers (before or after)
 
-    candidates: Mapped[list[TaskCandidate]] = relationship(back_populates="task", cascade="all, delete-orphan")
+    candidates: Mapped[list[TaskCandidate]] = relationship(back_populates="task", cascade="all, delete-orphan",
+                                                           foreign_keys="TaskCandidate.task_id")
 
 
 class TaskCandidate(Base):

@@ -13,7 +13,7 @@ from engine.db import is_postgres
 from engine.models import OutboxMessage
 from engine.services.audit import jsonable
 
-Deliverer = Callable[[OutboxMessage], None]
+Deliverer = Callable[[Session, OutboxMessage], None]
 MAX_ATTEMPTS = 10
 
 
@@ -46,7 +46,7 @@ def deliver_one(session: Session, message_id: int, deliver: Deliverer) -> bool:
     if msg is None:
         return False
     try:
-        deliver(msg)
+        deliver(session, msg)
     except Exception as exc:  # any delivery failure is retried later with backoff
         msg.attempts += 1
         msg.last_error = f"{type(exc).__name__}: {exc}"[:2000]

@@ -258,7 +258,7 @@ def sync_projection(session: Session, running: Running) -> None:
     if row.status in ("running", "suspended", "incident"):
         ready = {str(t.id): t for t in workflow.get_tasks(state=TaskState.READY, manual=True)}
     existing = {h.task_guid: h for h in session.scalars(
-        select(HumanTask).where(HumanTask.instance_id == row.id,
+        select(HumanTask).where(HumanTask.instance_id == row.id, HumanTask.kind == "bpmn",
                                 (HumanTask.state.in_(("ready", "suspended"))) | (HumanTask.task_guid.in_(list(ready)))))}
     for guid, human in existing.items():
         if guid in ready:

@@ -11,14 +11,21 @@ from sqlalchemy.orm import Session, joinedload
 from engine.errors import (
     AlreadyClaimed,
     ConcurrentModification,
+    Conflict,
     IncidentRaised,
     InstanceNotRunning,
     NotYourTask,
     TaskNotFound,
 )
-from engine.models import HumanTask, TaskCandidate
+from engine.models import Comment, HumanTask, TaskCandidate
 from engine.services import deploy, forms, runtime
 from engine.services.actors import Actor
+
+
+class TaskBlocked(Conflict):
+    """The task waits for co-signers (加签) before its holder can act."""
+
+    code = "task_blocked"
 
 
 class TaskAlreadyDone(ConcurrentModification):
@@ -120,25 +127,51 @@ class Completion:
     next_tasks: list[int]
 
 
-def complete(session: Session, *, task_id: int, actor: Actor, data: Mapping[str, Any]) -> Completion:
+def complete(session: Session, *, task_id: int, actor: Actor, data: Mapping[str, Any],
+             opinion: str | None = None) -> Completion:
     """Complete a READY task the actor holds and run the engine until it waits again (flushes).
+
+    With co-signers added after the holder (后加签) the submission is held until they have signed.
 
     Raises: TaskNotFound, TaskAlreadyDone, NotYourTask, FormInvalid, InstanceNotRunning, ConcurrentModification
     """
     task = get_open(session, task_id)
     require_holder(task, actor)
+    if task.kind == "cosign":
+        from engine.services import operations
+        return operations.sign(session, task=task, actor=actor, opinion=opinion or str(data.get("opinion", "")))
+    if task.delegation_state == "pending":
+        raise NotYourTask("委派的任务须由被委派人退回，由委派人办理 (a delegated task goes back to its owner)",
+                          task_id=task.id)
+    if task.blocked:
+        raise TaskBlocked("等待加签人处理 (waiting for co-signers)", task_id=task.id)
     running = runtime.load(session, task.instance_id)
-    row = running.row
-    if row.status != "running":
+    if running.row.status != "running":
+        session.refresh(task)
+        if task.state in ("completed", "cancelled"):  # someone else finished it between our two reads
+            raise TaskAlreadyDone(task.instance_id)
         raise InstanceNotRunning("流程实例未在运行 (instance is not running)", instance_id=task.instance_id)
-    info = runtime.version_info(session, row.version_id)
+    info = runtime.version_info(session, running.row.version_id)
     schema = info.files.get(task.form_schema) if task.form_schema else None
     if task.form_schema and schema is None:  # forms of versions deployed before forms were cached
-        schema = deploy.file_text(session, row.version_id, task.form_schema)
+        schema = deploy.file_text(session, running.row.version_id, task.form_schema)
     cleaned = forms.validate(schema, data)
+    if opinion:
+        session.add(Comment(instance_id=task.instance_id, task_id=task.id, author_id=actor.user_id, kind="opinion",
+                            body=opinion[:4000]))
+    from engine.services import operations
+    if operations.hold_for_cosigners(session, task, actor, cleaned):
+        return Completion(instance_id=task.instance_id, status=running.row.status, incident=None, next_tasks=[])
+    return finish(session, task=task, running=running, actor=actor, data=cleaned)
+
+
+def finish(session: Session, *, task: HumanTask, running: runtime.Running, actor: Actor,
+           data: dict[str, Any]) -> Completion:
+    """Complete the task's SpiffWorkflow task with validated data, run the engine and save (flushes)."""
+    row = running.row
     with session.no_autoflush:  # one flush at the end, not one per query
         try:
-            runtime.complete_user_task(running, task.task_guid, cleaned, actor)
+            runtime.complete_user_task(running, task.task_guid, data, actor)
         except runtime.ENGINE_ERRORS as exc:  # a postScript failed: the task is done, the instance stops
             runtime.open_incident(session, running, exc, actor)
         if running.row.status == "running":
@@ -148,7 +181,7 @@ def complete(session: Session, *, task_id: int, actor: Actor, data: Mapping[str,
         task.completed_by_id = actor.user_id
         runtime.save(session, running)
     runtime.record(session, running, actor, "task.complete",
-                   after={"task_id": task.id, "bpmn_id": task.bpmn_id, "data": cleaned,
+                   after={"task_id": task.id, "bpmn_id": task.bpmn_id, "data": data,
                           **runtime.waiting_summary(running)})
     return Completion(instance_id=row.id, status=running.row.status,
                       incident=running.incident.message if running.incident else None,

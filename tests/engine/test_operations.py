@@ -1,0 +1,221 @@
+"""Inbox operations: 转办, 委派, 加签/减签, 退回, 撤回, 催办, 抄送, comments, attachments."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from engine import jobs
+from engine.errors import Conflict, Forbidden, InvalidInput, NotYourTask, RateLimited
+from engine.models import AuditEvent, CarbonCopy, HumanTask, Notification, ProcessInstance
+from engine.services import access, audit, deploy, instances, operations, runtime, tasks
+from engine.services.actors import SYSTEM, Actor
+from engine.services.tasks import TaskBlocked
+
+THREE_STEPS = """<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+    xmlns:spiffworkflow="http://spiffworkflow.org/bpmn/schema/1.0/core" id="d" targetNamespace="t">
+  <bpmn:collaboration id="c"><bpmn:participant id="p" processRef="three_steps" /></bpmn:collaboration>
+  <bpmn:process id="three_steps" name="三步审批" isExecutable="true">
+    <bpmn:laneSet id="ls">
+      <bpmn:lane id="l1" name="申请人"><bpmn:flowNodeRef>start</bpmn:flowNodeRef><bpmn:flowNodeRef>fill</bpmn:flowNodeRef></bpmn:lane>
+      <bpmn:lane id="l2" name="审批部门"><bpmn:flowNodeRef>review</bpmn:flowNodeRef></bpmn:lane>
+      <bpmn:lane id="l3" name="领导"><bpmn:flowNodeRef>sign_off</bpmn:flowNodeRef><bpmn:flowNodeRef>end</bpmn:flowNodeRef></bpmn:lane>
+    </bpmn:laneSet>
+    <bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:userTask id="fill" name="填写申请">
+      <bpmn:extensionElements><spiffworkflow:properties>
+        <spiffworkflow:property name="assignee" value="initiator" />
+      </spiffworkflow:properties></bpmn:extensionElements>
+      <bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>
+    </bpmn:userTask>
+    <bpmn:userTask id="review" name="部门审查"><bpmn:incoming>f2</bpmn:incoming><bpmn:outgoing>f3</bpmn:outgoing></bpmn:userTask>
+    <bpmn:userTask id="sign_off" name="领导签发"><bpmn:incoming>f3</bpmn:incoming><bpmn:outgoing>f4</bpmn:outgoing></bpmn:userTask>
+    <bpmn:endEvent id="end"><bpmn:incoming>f4</bpmn:incoming></bpmn:endEvent>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="fill" />
+    <bpmn:sequenceFlow id="f2" sourceRef="fill" targetRef="review" />
+    <bpmn:sequenceFlow id="f3" sourceRef="review" targetRef="sign_off" />
+    <bpmn:sequenceFlow id="f4" sourceRef="sign_off" targetRef="end" />
+  </bpmn:process>
+</bpmn:definitions>
+"""
+
+
+@pytest.fixture
+def instance(session: Session, review_org: dict[str, Actor]) -> int:
+    deploy.deploy(session, {"three_steps.bpmn": THREE_STEPS.encode()}, actor=SYSTEM)
+    row = instances.start(session, process_key="three_steps", actor=review_org["applicant"])
+    session.commit()
+    return row.id
+
+
+def open_task(session: Session, instance_id: int, bpmn_id: str, kind: str = "bpmn") -> HumanTask:
+    rows = list(session.scalars(select(HumanTask).where(HumanTask.instance_id == instance_id,
+                                                        HumanTask.bpmn_id == bpmn_id, HumanTask.kind == kind,
+                                                        HumanTask.state == "ready")))
+    assert len(rows) == 1, rows
+    return rows[0]
+
+
+def fill(session: Session, instance_id: int, who: Actor, text: str = "胶州湾新材料项目") -> None:
+    tasks.complete(session, task_id=open_task(session, instance_id, "fill").id, actor=who, data={"project": text})
+    session.commit()
+
+
+def at_review(session: Session, instance_id: int, org: dict[str, Actor]) -> HumanTask:
+    fill(session, instance_id, org["applicant"])
+    review = open_task(session, instance_id, "review")
+    tasks.claim(session, task_id=review.id, actor=org["fg"])
+    session.commit()
+    return review
+
+
+def test_transfer_hands_the_task_over_and_notifies(session: Session, factory: sessionmaker[Session], instance: int,
+                                                   review_org: dict[str, Actor]) -> None:
+    review = at_review(session, instance, review_org)
+    operations.transfer(session, task_id=review.id, actor=review_org["fg"], to_username="zr", note="请赵六办理")
+    session.commit()
+    assert review.assignee_id == review_org["zr"].user_id
+    with pytest.raises(NotYourTask):
+        tasks.complete(session, task_id=review.id, actor=review_org["fg"], data={})
+    session.rollback()
+    assert review.id in [t.id for t in tasks.inbox(session, review_org["zr"])]
+    session.rollback()
+    assert jobs.run_outbox(factory) >= 1
+    note = session.scalar(select(Notification).where(Notification.user_id == review_org["zr"].user_id))
+    assert note is not None and "转办" in note.title
+    session.rollback()  # SQLite: one writer at a time, and our reads take the write lock too
+    assert jobs.run_outbox(factory) == 0  # delivered once
+    tasks.complete(session, task_id=review.id, actor=review_org["zr"], data={"ok": True})
+    session.commit()
+    open_task(session, instance, "sign_off")
+
+
+def test_delegate_comes_back_to_the_owner_who_decides(session: Session, instance: int,
+                                                      review_org: dict[str, Actor]) -> None:
+    review = at_review(session, instance, review_org)
+    operations.delegate(session, task_id=review.id, actor=review_org["fg"], to_username="zr", note="请先看看")
+    with pytest.raises(NotYourTask):
+        tasks.complete(session, task_id=review.id, actor=review_org["zr"], data={})
+    with pytest.raises(InvalidInput):
+        operations.resolve_delegation(session, task_id=review.id, actor=review_org["zr"], opinion=" ")
+    operations.resolve_delegation(session, task_id=review.id, actor=review_org["zr"], opinion="材料齐全，建议同意")
+    assert review.assignee_id == review_org["fg"].user_id and review.delegation_state == "resolved"
+    tasks.complete(session, task_id=review.id, actor=review_org["fg"], data={"ok": True}, opinion="同意")
+    session.commit()
+    open_task(session, instance, "sign_off")
+
+
+def test_cosigners_before_me_sign_first(session: Session, instance: int, review_org: dict[str, Actor]) -> None:
+    review = at_review(session, instance, review_org)
+    [cosign] = operations.add_cosigners(session, task_id=review.id, actor=review_org["fg"], usernames=["zr"],
+                                        position="before")
+    with pytest.raises(TaskBlocked):
+        tasks.complete(session, task_id=review.id, actor=review_org["fg"], data={})
+    assert cosign.id in [t.id for t in tasks.inbox(session, review_org["zr"])]
+    tasks.complete(session, task_id=cosign.id, actor=review_org["zr"], data={}, opinion="自然资源意见：同意")
+    assert not review.blocked
+    tasks.complete(session, task_id=review.id, actor=review_org["fg"], data={"ok": True})
+    session.commit()
+    open_task(session, instance, "sign_off")
+
+
+def test_cosigners_after_me_sign_my_submission(session: Session, instance: int, review_org: dict[str, Actor]) -> None:
+    review = at_review(session, instance, review_org)
+    operations.add_cosigners(session, task_id=review.id, actor=review_org["fg"], usernames=["zr", "st"],
+                             position="after")
+    tasks.complete(session, task_id=review.id, actor=review_org["fg"], data={"fg_says": "同意"})
+    session.commit()
+    assert review.state == "ready" and review.blocked  # held for the co-signers
+    cosigns = list(session.scalars(select(HumanTask).where(HumanTask.kind == "cosign", HumanTask.state == "ready")))
+    assert {c.assignee_id for c in cosigns} == {review_org["zr"].user_id, review_org["st"].user_id}
+    zr = next(c for c in cosigns if c.assignee_id == review_org["zr"].user_id)
+    operations.remove_cosigner(session, cosign_task_id=zr.id, actor=review_org["fg"])  # 减签 zr
+    st = open_task(session, instance, "review", kind="cosign")
+    assert st.assignee_id == review_org["st"].user_id
+    result = tasks.complete(session, task_id=st.id, actor=review_org["st"], data={}, opinion="生态环境：同意")
+    session.commit()
+    assert review.state == "completed" and review.completed_by_id == review_org["fg"].user_id
+    sign_off = open_task(session, instance, "sign_off")
+    assert result.next_tasks == [sign_off.id]
+    assert runtime.load(session, instance).workflow.last_task.data["fg_says"] == "同意"
+
+
+def test_send_back_to_the_previous_step_and_to_the_applicant(session: Session, instance: int,
+                                                             review_org: dict[str, Actor]) -> None:
+    review = at_review(session, instance, review_org)
+    with pytest.raises(InvalidInput):
+        operations.send_back(session, task_id=review.id, actor=review_org["fg"], reason="")
+    reopened = operations.send_back(session, task_id=review.id, actor=review_org["fg"], reason="缺少环评材料")
+    session.commit()
+    assert reopened.bpmn_id == "fill" and reopened.assignee_id == review_org["applicant"].user_id
+    assert review.state == "cancelled"
+    assert runtime.load(session, instance).workflow.get_task_from_id(
+        __import__("uuid").UUID(reopened.task_guid)).data["project"] == "胶州湾新材料项目"  # their input comes back
+    fill(session, instance, review_org["applicant"], "胶州湾新材料项目（补充环评）")
+    review2 = open_task(session, instance, "review")
+    tasks.claim(session, task_id=review2.id, actor=review_org["fg"])
+    tasks.complete(session, task_id=review2.id, actor=review_org["fg"], data={"ok": True})
+    session.commit()
+    sign_off = open_task(session, instance, "sign_off")
+    tasks.claim(session, task_id=sign_off.id, actor=review_org["boss"])
+    targets = [t.bpmn_id for t in operations.send_back_targets(session, sign_off)]
+    assert targets == ["fill", "review"]
+    back = operations.send_back(session, task_id=sign_off.id, actor=review_org["boss"], to="applicant",
+                                reason="投资额需重新核定")
+    session.commit()
+    assert back.bpmn_id == "fill"
+    actions = list(session.scalars(select(AuditEvent.action).where(AuditEvent.action == "task.send_back")))
+    assert len(actions) == 2
+    assert audit.verify(session).ok
+
+
+def test_withdraw_until_the_next_handler_acts(session: Session, instance: int, review_org: dict[str, Actor]) -> None:
+    fill(session, instance, review_org["applicant"])
+    done = session.scalar(select(HumanTask).where(HumanTask.instance_id == instance, HumanTask.bpmn_id == "fill"))
+    assert done is not None
+    with pytest.raises(NotYourTask):
+        operations.withdraw(session, task_id=done.id, actor=review_org["fg"])
+    reopened = operations.withdraw(session, task_id=done.id, actor=review_org["applicant"], reason="填错了")
+    session.commit()
+    assert reopened.state == "ready" and reopened.bpmn_id == "fill"
+    assert session.scalar(select(func.count()).select_from(HumanTask).where(
+        HumanTask.instance_id == instance, HumanTask.bpmn_id == "review", HumanTask.state == "ready")) == 0
+    fill(session, instance, review_org["applicant"])
+    review = open_task(session, instance, "review")
+    tasks.claim(session, task_id=review.id, actor=review_org["fg"])
+    session.commit()
+    with pytest.raises(Conflict):
+        operations.withdraw(session, task_id=reopened.id, actor=review_org["applicant"])
+
+
+def test_urge_is_rate_limited(session: Session, instance: int, review_org: dict[str, Actor]) -> None:
+    review = at_review(session, instance, review_org)
+    assert operations.urge(session, task_id=review.id, actor=review_org["applicant"], message="请尽快审查") == 1
+    with pytest.raises(RateLimited):
+        operations.urge(session, task_id=review.id, actor=review_org["applicant"])
+
+
+def test_cc_comments_and_attachments_respect_who_may_see(session: Session, instance: int,
+                                                        review_org: dict[str, Actor]) -> None:
+    outsider = review_org["window"]
+    assert not access.can_view_instance(session, outsider, instance)
+    with pytest.raises(Forbidden):
+        operations.add_comment(session, instance_id=instance, actor=outsider, body="我来看看")
+    with pytest.raises(Forbidden):
+        operations.carbon_copy(session, instance_id=instance, actor=outsider, usernames=["window"])
+    operations.carbon_copy(session, instance_id=instance, actor=review_org["applicant"], usernames=["window"],
+                           note="请知悉")
+    assert access.can_view_instance(session, outsider, instance)
+    assert session.scalar(select(CarbonCopy.note).where(CarbonCopy.user_id == outsider.user_id)) == "请知悉"
+    comment = operations.add_comment(session, instance_id=instance, actor=outsider, body="<script>x</script>已阅")
+    assert comment.body == "<script>x</script>已阅"  # stored as given; escaping is the template's job
+    att = operations.attach(session, instance_id=instance, actor=review_org["applicant"],
+                            name="../../etc/环评报告.pdf", content=b"%PDF-1.4 ...", content_type="application/pdf")
+    assert att.name == "环评报告.pdf" and att.size == 12
+    with pytest.raises(InvalidInput):
+        operations.attach(session, instance_id=instance, actor=review_org["applicant"], name="big.bin",
+                          content=b"x" * (operations.MAX_ATTACHMENT_BYTES + 1))
+    assert session.get(ProcessInstance, instance) is not None
+    session.commit()
+    assert audit.verify(session).ok
