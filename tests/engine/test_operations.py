@@ -18,9 +18,13 @@ THREE_STEPS = """<?xml version="1.0" encoding="UTF-8"?>
   <bpmn:collaboration id="c"><bpmn:participant id="p" processRef="three_steps" /></bpmn:collaboration>
   <bpmn:process id="three_steps" name="三步审批" isExecutable="true">
     <bpmn:laneSet id="ls">
-      <bpmn:lane id="l1" name="申请人"><bpmn:flowNodeRef>start</bpmn:flowNodeRef><bpmn:flowNodeRef>fill</bpmn:flowNodeRef></bpmn:lane>
+      <bpmn:lane id="l1" name="申请人">
+        <bpmn:flowNodeRef>start</bpmn:flowNodeRef><bpmn:flowNodeRef>fill</bpmn:flowNodeRef>
+      </bpmn:lane>
       <bpmn:lane id="l2" name="审批部门"><bpmn:flowNodeRef>review</bpmn:flowNodeRef></bpmn:lane>
-      <bpmn:lane id="l3" name="领导"><bpmn:flowNodeRef>sign_off</bpmn:flowNodeRef><bpmn:flowNodeRef>end</bpmn:flowNodeRef></bpmn:lane>
+      <bpmn:lane id="l3" name="领导">
+        <bpmn:flowNodeRef>sign_off</bpmn:flowNodeRef><bpmn:flowNodeRef>end</bpmn:flowNodeRef>
+      </bpmn:lane>
     </bpmn:laneSet>
     <bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
     <bpmn:userTask id="fill" name="填写申请">
@@ -29,8 +33,12 @@ THREE_STEPS = """<?xml version="1.0" encoding="UTF-8"?>
       </spiffworkflow:properties></bpmn:extensionElements>
       <bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>
     </bpmn:userTask>
-    <bpmn:userTask id="review" name="部门审查"><bpmn:incoming>f2</bpmn:incoming><bpmn:outgoing>f3</bpmn:outgoing></bpmn:userTask>
-    <bpmn:userTask id="sign_off" name="领导签发"><bpmn:incoming>f3</bpmn:incoming><bpmn:outgoing>f4</bpmn:outgoing></bpmn:userTask>
+    <bpmn:userTask id="review" name="部门审查">
+      <bpmn:incoming>f2</bpmn:incoming><bpmn:outgoing>f3</bpmn:outgoing>
+    </bpmn:userTask>
+    <bpmn:userTask id="sign_off" name="领导签发">
+      <bpmn:incoming>f3</bpmn:incoming><bpmn:outgoing>f4</bpmn:outgoing>
+    </bpmn:userTask>
     <bpmn:endEvent id="end"><bpmn:incoming>f4</bpmn:incoming></bpmn:endEvent>
     <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="fill" />
     <bpmn:sequenceFlow id="f2" sourceRef="fill" targetRef="review" />
