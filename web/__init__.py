@@ -1,13 +1,18 @@
-"""Flask app factory: configuration, one database session per request, errors translated once."""
+"""Flask app factory: configuration, extensions, blueprints; errors translated once."""
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask, g, jsonify, request
+from flask import Flask, flash, g, jsonify, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import Babel
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_login import LoginManager
+from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlalchemy import text
-from sqlalchemy.orm import Session
 
 from engine import config
 from engine.db import make_engine, make_sessionmaker
@@ -17,9 +22,26 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
-                               "object-src 'none'; base-uri 'self'; frame-ancestors 'none'",
+                               "script-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
+                               "frame-ancestors 'none'",
 }
+LANGUAGES = ("zh", "en")
+
+login_manager = LoginManager()
+csrf = CSRFProtect()
+babel = Babel()
+limiter = Limiter(key_func=get_remote_address, default_limits=[])
+
+
+def _locale() -> str:
+    chosen = request.cookies.get("lang")
+    return chosen if chosen in LANGUAGES else "zh"
+
+
+def _timezone() -> str:
+    return "Asia/Shanghai"
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
@@ -31,22 +53,74 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         DATABASE_URL=settings.database_url,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=os.environ.get("JZFLOW_SECURE_COOKIES", "0") == "1",
+        REMEMBER_COOKIE_HTTPONLY=True,
+        REMEMBER_COOKIE_SAMESITE="Lax",
+        PERMANENT_SESSION_LIFETIME=8 * 3600,
+        WTF_CSRF_TIME_LIMIT=8 * 3600,
+        BABEL_DEFAULT_LOCALE="zh",
+        BABEL_DEFAULT_TIMEZONE="Asia/Shanghai",
+        RATELIMIT_STORAGE_URI=settings.redis_url or "memory://",
+        RATELIMIT_HEADERS_ENABLED=True,
+        MAX_CONTENT_LENGTH=25 * 1024 * 1024,
     )
     if test_config:
         app.config.from_mapping(test_config)
     engine = make_engine(app.config["DATABASE_URL"])
+    app.extensions["jzflow.engine"] = engine
     app.extensions["jzflow.sessionmaker"] = make_sessionmaker(engine)
+
+    from web import i18n
+    i18n.compile_catalogs()
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = None  # type: ignore[assignment]
+    csrf.init_app(app)
+    babel.init_app(app, locale_selector=_locale, timezone_selector=_timezone,
+                   default_translation_directories=str(i18n.BUILD_DIR))
+    limiter.init_app(app)
+
+    from web import auth, common
+    app.register_blueprint(auth.bp)
+    common.init_app(app)
+    from web import features
+    features.register(app)
 
     @app.teardown_appcontext
     def _close_session(_exc: BaseException | None) -> None:
-        session: Session | None = g.pop("db_session", None)
+        session = g.pop("db_session", None)
         if session is not None:
             session.rollback()  # anything not committed by the view is discarded
             session.close()
 
     @app.errorhandler(EngineError)
     def _engine_error(exc: EngineError) -> ResponseReturnValue:
-        return jsonify(exc.to_dict()), exc.http_status
+        if request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json":
+            return jsonify(exc.to_dict()), exc.http_status
+        if request.headers.get("HX-Request"):
+            return render_template("_error.html", error=exc), exc.http_status
+        flash(exc.message, "error")
+        if request.method == "POST" and request.referrer and request.referrer.startswith(request.host_url):
+            return redirect(request.referrer)
+        return render_template("error.html", error=exc), exc.http_status
+
+    @app.errorhandler(CSRFError)
+    def _csrf_error(exc: CSRFError) -> ResponseReturnValue:
+        if request.path.startswith("/api/"):
+            return jsonify(error="csrf", message=str(exc.description)), 400
+        return render_template("error.html", error=exc, status=400), 400
+
+    @app.errorhandler(404)
+    def _not_found(exc: Exception) -> ResponseReturnValue:
+        if request.path.startswith("/api/"):
+            return jsonify(error="not_found", message="not found"), 404
+        return render_template("error.html", error=exc, status=404), 404
+
+    @app.errorhandler(403)
+    def _forbidden(exc: Exception) -> ResponseReturnValue:
+        if request.path.startswith("/api/"):
+            return jsonify(error="forbidden", message="forbidden"), 403
+        return render_template("error.html", error=exc, status=403), 403
 
     @app.after_request
     def _headers(response: Any) -> Any:
@@ -56,17 +130,25 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     @app.get("/healthz")
     def healthz() -> ResponseReturnValue:
-        db_session().execute(text("select 1"))
-        return jsonify(status="ok", database=engine.dialect.name, embedded=settings.is_embedded,
-                       path=request.path)
+        common.db_session().execute(text("select 1"))
+        return jsonify(status="ok", database=engine.dialect.name, embedded=settings.is_embedded)
+
+    @app.get("/lang/<code>")
+    def set_language(code: str) -> ResponseReturnValue:
+        target = request.referrer if request.referrer and request.referrer.startswith(request.host_url) else "/"
+        response = redirect(target)
+        if code in LANGUAGES:
+            response.set_cookie("lang", code, max_age=365 * 86400, samesite="Lax", httponly=True)
+        return response
+
+    @app.get("/")
+    def index() -> ResponseReturnValue:
+        return redirect(url_for("inbox.index"))
 
     return app
 
 
-def db_session() -> Session:
-    """Return the request's database session (the view commits; teardown rolls back the rest)."""
-    from flask import current_app
-    if "db_session" not in g:
-        g.db_session = current_app.extensions["jzflow.sessionmaker"]()
-    session: Session = g.db_session
-    return session
+def db_session() -> Any:
+    """Return the request's database session (kept for callers of the first version)."""
+    from web.common import db_session as session
+    return session()

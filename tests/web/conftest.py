@@ -1,0 +1,48 @@
+"""Web fixtures: an app on the test database, clients logged in as the people of review_org."""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session
+from werkzeug.security import generate_password_hash
+
+from engine.models import User
+from web import create_app
+
+PASSWORD = "jz-test-Passw0rd"
+# Hashed once, cheaply: the tests are about the app, not about the hash's cost.
+PASSWORD_HASH = generate_password_hash(PASSWORD, method="pbkdf2:sha256:1000")
+
+
+@pytest.fixture
+def app(db_url: str, session: Session, review_org: dict[str, Any]) -> Iterator[Flask]:
+    for user in session.query(User):
+        user.password_hash = PASSWORD_HASH
+    session.commit()
+    session.close()
+    app = create_app({"DATABASE_URL": db_url, "TESTING": True, "WTF_CSRF_ENABLED": True,
+                      "RATELIMIT_ENABLED": True, "SECRET_KEY": "test-secret"})
+    yield app
+    app.extensions["jzflow.engine"].dispose()
+
+
+def csrf_of(client: FlaskClient, path: str = "/login") -> str:
+    html = client.get(path).get_data(as_text=True)
+    marker = 'name="csrf_token" value="'
+    start = html.index(marker) + len(marker)
+    return html[start:html.index('"', start)]
+
+
+@pytest.fixture
+def login(app: Flask) -> Callable[[str], FlaskClient]:
+    def log_in(username: str) -> FlaskClient:
+        client = app.test_client()
+        token = csrf_of(client)
+        response = client.post("/login", data={"username": username, "password": PASSWORD, "csrf_token": token})
+        assert response.status_code == 302, response.get_data(as_text=True)
+        return client
+    return log_in

@@ -1,0 +1,89 @@
+"""What every feature blueprint shares: the request's session, the acting user, commit-then-kick."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from flask import Flask, current_app, g
+from flask_login import UserMixin, current_user
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from engine import clock
+from engine.models import Notification, User
+from engine.services.actors import Actor, actor_of
+
+
+class LoginUser(UserMixin):  # type: ignore[misc]
+    """The flask-login view of a user; the engine sees an Actor."""
+
+    def __init__(self, user: User) -> None:
+        self.user = user
+        self.id = str(user.id)
+
+    @property
+    def is_active(self) -> bool:
+        return bool(self.user.is_active)
+
+
+def db_session() -> Session:
+    """Return the request's database session (the view commits; teardown rolls back the rest)."""
+    if "db_session" not in g:
+        g.db_session = current_app.extensions["jzflow.sessionmaker"]()
+    session: Session = g.db_session
+    return session
+
+
+def current_actor() -> Actor:
+    """Return the Actor of the logged-in user (cached for the request)."""
+    if "actor" not in g:
+        g.actor = actor_of(db_session(), current_user.user)
+    actor: Actor = g.actor
+    return actor
+
+
+def commit() -> None:
+    """Commit the request's unit of work, then nudge the outbox job (after the commit, never before)."""
+    db_session().commit()
+    kick_outbox()
+
+
+def kick_outbox() -> None:
+    """Ask a worker to deliver the outbox now; if the broker is down, beat's schedule does it later."""
+    if current_app.config.get("TESTING") or current_app.config.get("JZFLOW_NO_KICK"):
+        return
+    try:
+        from engine.celery_app import celery
+        celery.send_task("engine.jobs.deliver_outbox", retry=False, ignore_result=True)
+    except Exception:  # noqa: S110 (the broker being down must not fail a committed request)
+        pass
+
+
+def shanghai(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """Format an aware UTC time in Asia/Shanghai."""
+    if value is None:
+        return ""
+    return clock.as_utc(value).astimezone(clock.SHANGHAI).strftime(fmt)
+
+
+def init_app(app: Flask) -> None:
+    """Register the user loader, template filters and globals."""
+    from web import login_manager
+
+    @login_manager.user_loader
+    def _load(user_id: str) -> LoginUser | None:
+        if not user_id.isdigit():
+            return None
+        user = db_session().get(User, int(user_id))
+        return LoginUser(user) if user is not None and user.is_active else None
+
+    app.jinja_env.filters["shanghai"] = shanghai
+
+    @app.context_processor
+    def _globals() -> dict[str, Any]:
+        unread = 0
+        if current_user.is_authenticated:
+            unread = db_session().scalar(select(func.count()).select_from(Notification).where(
+                Notification.user_id == current_user.user.id, Notification.read_at.is_(None))) or 0
+        from flask_babel import get_locale
+        return {"unread_count": unread, "locale": str(get_locale() or "zh")}
