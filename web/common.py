@@ -66,6 +66,14 @@ def shanghai(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
     return clock.as_utc(value).astimezone(clock.SHANGHAI).strftime(fmt)
 
 
+# The main navigation: shown when the endpoint exists (features register their blueprints).
+NAV = (
+    ("inbox.index", "待办"), ("inbox.done", "已办"), ("inbox.started", "我发起的"), ("inbox.cc", "抄送我的"),
+    ("processes.index", "发起流程"), ("instances.index", "流程实例"), ("notifications.index", "通知"),
+    ("admin.index", "管理"),
+)
+
+
 def init_app(app: Flask) -> None:
     """Register the user loader, template filters and globals."""
     from web import login_manager
@@ -86,4 +94,6 @@ def init_app(app: Flask) -> None:
             unread = db_session().scalar(select(func.count()).select_from(Notification).where(
                 Notification.user_id == current_user.user.id, Notification.read_at.is_(None))) or 0
         from flask_babel import get_locale
-        return {"unread_count": unread, "locale": str(get_locale() or "zh")}
+        from flask_babel import gettext as _
+        links = [(endpoint, _(label)) for endpoint, label in NAV if endpoint in app.view_functions]
+        return {"unread_count": unread, "locale": str(get_locale() or "zh"), "nav_links": links}

@@ -6,7 +6,13 @@ import importlib
 from flask import Flask
 
 FEATURES = (
-    "web.inbox",
+    "web.inbox",          # 待办 / 已办 / 我发起的 / 抄送我的, saved filters, bulk actions
+    "web.tasks",          # the task page: form, diagram, history, operations
+    "web.processes",      # 发起: start a process with its start form
+    "web.instances",      # instance list and page; suspend / resume / terminate
+    "web.notifications",  # in-app notifications
+    "web.admin",          # users and org units (admins)
+    "web.api",            # JSON API under /api with an OpenAPI document
 )
 
 

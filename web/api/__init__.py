@@ -1,0 +1,6 @@
+"""Feature blueprint: api (routes are added by its feature work)."""
+from __future__ import annotations
+
+from flask import Blueprint
+
+bp = Blueprint("api", __name__)
