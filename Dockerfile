@@ -5,6 +5,7 @@ COPY engine ./engine
 COPY web ./web
 COPY migrations ./migrations
 COPY bpmn ./bpmn
+COPY data ./data
 RUN pip install --no-cache-dir -e ".[server]"
 USER nobody
 EXPOSE 8000
