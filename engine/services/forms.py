@@ -23,7 +23,10 @@ def _validator(schema_text: str) -> Any:
 def _field(error: Any) -> str:
     path = "/".join(str(p) for p in error.absolute_path)
     if error.validator == "required" and isinstance(error.instance, Mapping):
-        missing = next((m for m in error.validator_value if m not in error.instance), None)
+        absent = [m for m in error.validator_value if m not in error.instance]
+        # jsonschema raises one error per missing property ("'name' is a required property"):
+        # name the one this error is about, not always the first that is missing.
+        missing = next((m for m in absent if error.message.startswith(f"{m!r} ")), absent[0] if absent else None)
         if missing is not None:
             return f"{path}/{missing}" if path else str(missing)
     return path or "(form)"
