@@ -11,6 +11,8 @@ FEATURES = (
     "web.processes",      # 发起: start a process with its start form
     "web.instances",      # instance list and page; suspend / resume / terminate
     "web.notifications",  # in-app notifications
+    "web.supervision",    # 督办: overdue and escalated work of a leader's area
+    "web.reports",        # 周调度 / 月通报 downloads
     "web.admin",          # users and org units (admins)
     "web.api",            # JSON API under /api with an OpenAPI document
 )
