@@ -9,7 +9,8 @@ from engine import config
 def _transport_options(settings: config.Settings) -> dict[str, object]:
     """Return broker transport options; kombu's SQLAlchemy transport passes them all to create_engine()."""
     if settings.redis_url:
-        # An unacked message (worker killed mid-job) is redelivered after this many seconds.
+        # An unacked message (worker killed mid-job) is put back once older than this, by a worker's
+        # start-up scan or its periodic one (about every 100 s); beat's next sweep comes sooner.
         return {"visibility_timeout": 600}
     return {}
 

@@ -46,6 +46,14 @@ def run_timer_sweep(factory: sessionmaker[Session], *, batch: int, max_batches: 
                         progressed = True
             except ConcurrentModification:
                 continue  # someone acted on it meanwhile; its next_timer_at was recomputed
+            except OperationalError:
+                raise  # the database is gone: let Celery retry the whole sweep
+            except Exception as exc:
+                # One broken instance must not stall every timer behind it (the sweep goes by due time).
+                log.exception("timer of instance %s failed", instance_id)
+                with session_scope(factory) as session:
+                    timers.mark_failed(session, instance_id, exc)
+                progressed = True
         if not progressed:
             break  # everything left is locked by another worker or not due after all
     return fired

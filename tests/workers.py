@@ -13,8 +13,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -110,6 +110,20 @@ class Worker:
                 return False
         self.wait_until(ready, timeout, what="the worker to be ready", poll=0.05)
 
+    def pool_children(self) -> list[int]:
+        """Return the pids of the worker's direct children (prefork pool processes, beat), from /proc."""
+        if self.process is None:
+            return []
+        children = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue  # the process ended while we looked
+            if int(fields[1]) == self.process.pid:
+                children.append(int(stat.parent.name))
+        return children
+
     def kill(self) -> None:
         """SIGKILL the whole process group: main process, pool children and beat, mid-job."""
         if self.process is None:
@@ -155,15 +169,17 @@ class Workers:
         self.log_dir = log_dir
         self.started: list[Worker] = []
 
-    def start(self, env: Mapping[str, str], *, beat: bool = False, wait_ready: bool = True,
-              name: str | None = None) -> Worker:
-        """Start one more worker (its own log file) and, by default, wait until it consumes."""
-        worker = Worker(self.log_dir / f"{name or f'worker{len(self.started) + 1}'}.log")
+    def start(self, env: Mapping[str, str], *, beat: bool = False) -> Worker:
+        """Start one more worker (with its own log file) and wait until it consumes."""
+        worker = Worker(self.log_dir / f"worker{len(self.started) + 1}.log")
         self.started.append(worker)
         worker.start(env, beat=beat)
-        if wait_ready:
-            worker.wait_ready()
+        worker.wait_ready()
         return worker
+
+    def tails(self, lines: int = 40) -> str:
+        """Return the tails of every worker's log, for assertion messages."""
+        return "".join(f"\n----- tail of {w.log_path} -----\n{w.log_tail(lines)}" for w in self.started)
 
     def stop_all(self) -> None:
         errors: list[BaseException] = []

@@ -7,8 +7,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.db import is_postgres
-from engine.models import ProcessInstance
-from engine.services import runtime
+from engine.models import Incident, ProcessInstance
+from engine.services import audit, runtime
 from engine.services.actors import SYSTEM
 
 
@@ -17,6 +17,22 @@ def due_ids(session: Session, *, now: datetime, limit: int = 100) -> list[int]:
     return list(session.scalars(select(ProcessInstance.id)
                                 .where(ProcessInstance.status == "running", ProcessInstance.next_timer_at <= now)
                                 .order_by(ProcessInstance.next_timer_at, ProcessInstance.id).limit(limit)))
+
+
+def mark_failed(session: Session, instance_id: int, exc: BaseException) -> None:
+    """Stop an instance whose timer could not be fired with an incident, so the sweep moves on (flushes)."""
+    row = session.get(ProcessInstance, instance_id)
+    if row is None or row.status != "running":
+        return
+    row.status = "incident"
+    row.next_timer_at = None
+    row.lock_version += 1  # a save that loaded the old state must not overwrite the incident
+    message = f"{type(exc).__name__}: {exc}"[:4000]
+    session.add(Incident(instance_id=instance_id, kind="timer_error", message=message))
+    session.flush()
+    audit.record(session, SYSTEM, "instance.incident", stream=f"instance:{instance_id}",
+                 object_type="process_instance", object_id=instance_id, after={"kind": "timer_error",
+                                                                               "message": message[:500]})
 
 
 def fire_instance(session: Session, instance_id: int, *, now: datetime) -> bool:
