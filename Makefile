@@ -17,8 +17,10 @@ setup: $(VENV)/.installed
 # Embedded default: SQLite under ./instance, Celery on a SQLite broker (no server needed).
 run: setup
 	$(JZ) init-db
+	$(JZ) seed
 	$(JZ) deploy bpmn/
-	$(JZ) worker --beat
+	$(JZ) demo
+	$(PY) -m web.run
 
 test: setup lint
 	$(PY) -m pytest -q -p no:cacheprovider

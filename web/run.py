@@ -1,0 +1,68 @@
+"""`make run`: the embedded default in one command — web, Celery worker and beat, no servers needed.
+
+Prints the URL and the demo logins, then serves until Ctrl-C, stopping the worker with it.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from engine import config
+
+HOST = os.environ.get("JZFLOW_HOST", "127.0.0.1")
+PORT = int(os.environ.get("JZFLOW_PORT", "5000"))
+
+
+def _banner(settings: config.Settings) -> str:
+    from sqlalchemy import select
+
+    from engine.db import make_engine, make_sessionmaker
+    from engine.models import Membership, Role, User
+    engine = make_engine(settings.database_url)
+    lines = [f"jzflow 胶州经济工作流: http://{HOST}:{PORT}/",
+             f"  database {settings.database_url}",
+             f"  broker   {settings.broker_url}"]
+    try:
+        with make_sessionmaker(engine)() as session:
+            rows = session.execute(select(User.username, User.display_name, Role.name)
+                                   .join(Membership, Membership.user_id == User.id)
+                                   .join(Role, Role.id == Membership.role_id)
+                                   .where(User.password_hash.is_not(None)).order_by(Role.id, User.id)).all()
+            seen: set[str] = set()
+            lines.append("  demo logins (password: jzflow-dev-2025):")
+            for username, name, role in rows:
+                if role in seen:
+                    continue
+                seen.add(role)
+                lines.append(f"    {username:<16} {name} — {role}")
+            admin = session.scalar(select(User.username).where(User.is_admin.is_(True)))
+            if admin:
+                lines.append(f"    {admin:<16} 管理员 (admin)")
+    finally:
+        engine.dispose()
+    return "\n".join(lines)
+
+
+def main() -> None:
+    """Start the worker (with beat) as a child process and serve the web app in this one."""
+    settings = config.load()
+    worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "engine.celery_app:celery", "worker",
+                               "--beat", "--loglevel=WARNING", "--concurrency=2"],
+                              cwd=Path(__file__).resolve().parent.parent, start_new_session=True)
+    try:
+        print(_banner(settings), flush=True)
+        from web import create_app
+        create_app().run(host=HOST, port=PORT, threaded=True, use_reloader=False)
+    finally:
+        try:
+            os.killpg(worker.pid, signal.SIGTERM)
+            worker.wait(timeout=15)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(worker.pid, signal.SIGKILL)
+
+
+if __name__ == "__main__":
+    main()
