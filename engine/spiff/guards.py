@@ -26,6 +26,14 @@ and that test. Patches are installed once, at import of `engine.spiff`, by `inst
 4. `ValidationException.__init__` reads `node.line_number`, an attribute lxml elements do not
    have (it is `sourceline`), so element errors never carry a line. Patch: read `sourceline`;
    `locate_validation_error` works with or without the patch.
+5. Dropped subprocess tasks. `Task.cancel()` drops a task's unfinished children from the tree
+   (`_drop_children` → `Workflow._remove_task`) without cancelling them, so when an interrupting
+   boundary event cancels a multi-instance *subprocess*, each instance's subworkflow stays in
+   `workflow.subprocesses`, still active, its parent task gone: the next `do_engine_steps` raises
+   TaskNotFoundException (`get_task_from_id(subprocess.parent_task_id)`), and waiting events of
+   dropped tasks stay in the event manager. Patch: `_remove_task` also cancels and forgets the
+   subprocess a removed task started (nested ones too) and unregisters its waiting event.
+   Regression test: tests/processes/test_investment_loop.py::test_guard_boundary_on_multi_instance_subprocess.
 """
 from __future__ import annotations
 
@@ -277,6 +285,29 @@ def locate_validation_error(exc: BaseException,
     return file, element, line
 
 
+# --- 5. subprocesses of dropped tasks -------------------------------------------------------------
+
+_spiff_remove_task = Workflow._remove_task
+
+
+def _remove_task(self: Workflow, task_id: Any) -> None:
+    """Remove a task from the tree; cancel and forget the subprocess it started, unregister its event."""
+    task = self.tasks.get(task_id)
+    _spiff_remove_task(self, task_id)
+    top = getattr(self, "top_workflow", None)
+    if task is not None and top is not None and hasattr(top, "event_manager"):
+        top.event_manager.remove_task(task)
+    subprocesses: dict[Any, Any] | None = getattr(top, "subprocesses", None)
+    if not subprocesses or task_id not in subprocesses:
+        return
+    subprocesses[task_id].cancel()  # cancels nested subprocesses and unregisters their events
+    stack = [task_id]
+    while stack:
+        forgotten = subprocesses.pop(stack.pop(), None)
+        if forgotten is not None:
+            stack.extend(k for k, sp in subprocesses.items() if sp.parent_task_id in forgotten.tasks)
+
+
 # --- installation -------------------------------------------------------------------------------
 
 _PATCHES: tuple[tuple[type[Any], str, Callable[..., Any], Callable[..., Any]], ...] = (
@@ -284,6 +315,7 @@ _PATCHES: tuple[tuple[type[Any], str, Callable[..., Any], Callable[..., Any]], .
     (MultiInstanceTask, "init_data_output_with_cardinality",
      _spiff_init_data_output_with_cardinality, _init_data_output_with_cardinality),
     (ValidationException, "__init__", _spiff_validation_init, _validation_init),
+    (Workflow, "_remove_task", _spiff_remove_task, _remove_task),
 )
 
 

@@ -1,0 +1,831 @@
+"""investment_loop.bpmn (七步工作法) end to end through the engine services, on SQLite and PostgreSQL.
+
+Paths: a full period (① ② on hand-computed figures, recompute, ③ items, ④ claims, ⑤ a visit raising
+issues into the ledger, ⑥ leads, ⑦ several bids → 挂帅 → follow-up → signed → parallel approval); the
+揭榜 window closing with 0, 1 and several bids; every unit declining; no call this period; bad input
+sent back to its form; the follow-up cap; start_period idempotent. Each restores the instance in a
+fresh session in the middle and verifies the audit trail at the end.
+
+issue_ledger and parallel_approval are deployed from bpmn/ when they deploy; otherwise the stand-ins
+of tests/fixtures/stand_ins/ take their place (same process ids), since only their start is tested here.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
+from SpiffWorkflow.exceptions import TaskNotFoundException
+from SpiffWorkflow.spiff.parser.process import VALIDATOR, SpiffBpmnParser
+from SpiffWorkflow.util.task import TaskState
+from SpiffWorkflow.workflow import Workflow
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from engine import clock
+from engine.errors import DeployInvalid, InvalidInput, NotYourTask
+from engine.models import (
+    AuditEvent,
+    Bid,
+    HumanTask,
+    Indicator,
+    IndicatorValue,
+    Industry,
+    LedgerIssue,
+    OrgUnit,
+    PlanItem,
+    ProcessDefinition,
+    ProcessInstance,
+    Project,
+    ProjectLibrary,
+    ProjectStage,
+)
+from engine.services import audit, deploy, instances, org, plan, projects, runtime, tasks, timers
+from engine.services.actors import SYSTEM, Actor, actor_for
+from engine.spiff import guards, serializer
+
+ROOT = Path(__file__).resolve().parents[2]
+BPMN_DIR = ROOT / "bpmn"
+STAND_INS = ROOT / "tests" / "fixtures" / "stand_ins"
+PERIOD = "2025-08"
+ROLES = [("applicant", "项目单位"), ("window", "窗口受理"), ("reviewer", "审批部门"), ("data_officer", "数据监测"),
+         ("planner", "产业规划"), ("leader", "责任领导"), ("city_leader", "市级领导"), ("service_officer", "服务专员"),
+         ("investment_officer", "招商专员"), ("ledger_officer", "台账管理员"), ("handler", "承办人"),
+         ("process_owner", "流程管理员"), ("auditor", "审计督查")]
+UNITS = [("fgj", "发展和改革局"), ("gxj", "工业和信息化局"), ("zrzyj", "自然资源局"), ("zjj", "住房和城乡建设局"),
+         ("sthjj", "生态环境分局"), ("spj", "行政审批服务局"), ("yjj", "应急管理局"), ("scjgj", "市场监督管理局"),
+         ("xfj", "消防救援大队"), ("tjj", "统计局"), ("tcj", "投资促进局"), ("swj", "商务局"), ("kjj", "科技局"),
+         ("czj", "财政局"), ("rsj", "人力资源和社会保障局"), ("jtj", "交通运输局"), ("slj", "水务局"), ("rfb", "人防办"),
+         ("shz", "上合示范区"), ("lkq", "临空经济区"), ("jdj", "胶东街道"), ("lgz", "李哥庄镇")]
+USERS = [("tongji", "统计局赵敏", ["tjj"], ["data_officer"]), ("guihua", "发改局钱进", ["fgj"], ["planner"]),
+         ("lizhenhua", "李振华", [], ["leader", "city_leader"]), ("wangjianguo", "王建国", [], ["leader", "city_leader"]),
+         ("fuwu", "胶东街道服务专员孙丽", ["jdj"], ["service_officer"]),
+         ("zhaoshang", "投促局招商专员周强", ["tcj"], ["investment_officer"]),
+         ("shz_zs", "上合示范区吴磊", ["shz"], ["investment_officer"]),
+         ("lkq_zs", "临空经济区郑洁", ["lkq"], ["investment_officer"]),
+         ("lgz_zs", "李哥庄镇冯涛", ["lgz"], ["investment_officer"]),
+         ("qiye", "青岛海智电器有限公司", [], ["applicant"])]
+
+
+# -- deployment -----------------------------------------------------------------------------------
+
+def loop_files() -> dict[str, bytes]:
+    """This process's files only: investment_loop.bpmn, loop_*.dmn and forms/loop_*.json."""
+    return {name: data for name, data in deploy.read_directory(BPMN_DIR).items()
+            if name == "investment_loop.bpmn" or name.startswith("loop_")}
+
+
+def partner_files(key: str, prefix: str) -> dict[str, bytes]:
+    return {name: data for name, data in deploy.read_directory(BPMN_DIR).items()
+            if name == f"{key}.bpmn" or name.startswith(prefix)}
+
+
+def deploy_partner(session: Session, key: str, prefix: str) -> str:
+    """Deploy the real process from bpmn/ if it is there and valid, else its stand-in; say which.
+
+    JZFLOW_TEST_STAND_INS=1 forces the stand-ins (to tell this process's failures from a partner's).
+    """
+    if (BPMN_DIR / f"{key}.bpmn").exists() and os.environ.get("JZFLOW_TEST_STAND_INS") != "1":
+        try:
+            with session.begin_nested():
+                deploy.deploy(session, partner_files(key, prefix), actor=SYSTEM)
+            return "bpmn"
+        except DeployInvalid:
+            pass
+    deploy.deploy(session, {f"{key}.bpmn": (STAND_INS / f"{key}.bpmn").read_bytes()}, actor=SYSTEM)
+    return "stand-in"
+
+
+# -- fixtures ---------------------------------------------------------------------------------------
+
+@pytest.fixture
+def people(session: Session, frozen: Any) -> dict[str, Actor]:
+    """The 0001 roles and units (lanes, DMN departments), leaders 包挂 gxj and fgj, the staff of each lane."""
+    for code, name in ROLES:
+        org.add_role(session, code=code, name=name)
+    for code, name in UNITS:
+        org.add_unit(session, code=code, name=name)
+    users = {u: org.add_user(session, username=u, display_name=n, unit_codes=units, role_codes=roles)
+             for u, n, units, roles in USERS}
+    for code, leader in [("gxj", "lizhenhua"), ("fgj", "wangjianguo")]:
+        unit = session.scalar(select(OrgUnit).where(OrgUnit.code == code))
+        assert unit is not None
+        unit.responsible_leader_id = users[leader].id
+    session.commit()
+    return {u: actor_for(session, u) for u, *_ in USERS}
+
+
+def unit_id(session: Session, code: str) -> int:
+    found = session.scalar(select(OrgUnit.id).where(OrgUnit.code == code))
+    assert found is not None
+    return found
+
+
+@pytest.fixture
+def figures(session: Session, people: dict[str, Actor]) -> dict[str, int]:
+    """Industries, 2025 indicators with targets, their recorded values and signed projects (for ①②)."""
+    gxj, fgj, tcj = unit_id(session, "gxj"), unit_id(session, "fgj"), unit_id(session, "tcj")
+    smart = Industry(code="smart_appliance", name="智能家电", category="focus", scale_target=Decimal("500"),
+                     target_text="力争到2025年底产业规模超500亿元", lead_unit_id=gxj)
+    energy = Industry(code="new_energy", name="新能源", category="focus", scale_target=Decimal("150"), lead_unit_id=fgj)
+    air = Industry(code="low_altitude", name="低空经济", category="focus", scale_target=Decimal("30"))
+    session.add_all([smart, energy, air])
+    session.flush()
+    line = iter(range(14, 100))
+
+    def indicator(code: str, name: str, kind: str, unit: str, target: str, *, cumulative: bool = False,
+                  industry: Industry | None = None, responsible: int | None = None, source: str = "统计局") -> Indicator:
+        ind = Indicator(code=code, name=name, group="industry" if industry else "industry_development", kind=kind,
+                        unit=unit, target=Decimal(target), comparison=">=", year=2025, cumulative=cumulative,
+                        industry_id=industry.id if industry else None, responsible_unit_id=responsible,
+                        source=source, plan_text=name, plan_line=next(line))
+        session.add(ind)
+        return ind
+
+    gdp = indicator("gdp_growth", "地区生产总值增速", "growth_rate", "%", "5.6", responsible=fgj)
+    industrial = indicator("industrial_growth", "规上工业增加值增速", "growth_rate", "%", "9", responsible=gxj)
+    share = indicator("tertiary_share", "第三产业占比", "share", "%", "53", responsible=fgj)
+    signed = indicator("projects_signed", "新签约项目", "count", "个", "200", cumulative=True, responsible=tcj,
+                       source="投资促进局")
+    indicator("projects_signed_focus", "聚焦突破类新签约项目", "count", "个", "60", cumulative=True, responsible=tcj)
+    talents = indicator("new_talents", "新引进各类人才", "amount", "万人", "1.2", cumulative=True)
+    smart_scale = indicator("smart_appliance_scale", "智能家电产业规模", "amount", "亿元", "500", cumulative=True,
+                            industry=smart)
+    energy_scale = indicator("new_energy_scale", "新能源产业规模", "amount", "亿元", "150", cumulative=True,
+                             industry=energy)
+    indicator("low_altitude_scale", "低空经济产业规模", "amount", "亿元", "30", cumulative=True, industry=air)
+    session.flush()
+    for ind, period, value in [(gdp, "2024-12", "4.9"), (gdp, "2025-03", "5.1"), (gdp, "2025-06", "5.8"),
+                               (industrial, "2025-08", "8.7"), (share, "2025-07", "52.6"), (share, "2025-08", "52.1"),
+                               (signed, "2025-08", "150"),  # ignored: counted from the project library
+                               (talents, "2025-08", "0.9"), (smart_scale, "2025-08", "280"),
+                               (energy_scale, "2025-07", "160"), (smart_scale, "2025-09", "400")]:
+        session.add(IndicatorValue(indicator_id=ind.id, period=period, value=Decimal(value), source="统计局"))
+    library = ProjectLibrary(code="investment", name="招商引资项目")
+    session.add(library)
+    session.flush()
+    for n, (category, signed_on) in enumerate([("focus", date(2025, 3, 2)), ("key", date(2025, 6, 30)),
+                                               ("key", date(2025, 8, 31)), ("key", date(2025, 9, 5)),
+                                               ("focus", date(2024, 11, 11))], 1):
+        p = Project(code=f"ZS-OLD-{n}", name=f"既有项目{n}", library_id=library.id, category=category,
+                    investment=Decimal("1000"), stage="signed")
+        session.add(p)
+        session.flush()
+        session.add(ProjectStage(project_id=p.id, stage="signed", on=signed_on))
+    session.commit()
+    return {"smart": smart.id, "air": air.id}
+
+
+@pytest.fixture
+def deployed(session: Session, figures: dict[str, int]) -> dict[str, str]:
+    result = deploy.deploy(session, loop_files(), actor=SYSTEM)  # lane checks on
+    assert [(d.key, d.created) for d in result] == [("investment_loop", True)]
+    used = {key: deploy_partner(session, key, prefix)
+            for key, prefix in [("issue_ledger", "ledger_"), ("parallel_approval", "approval_")]}
+    session.commit()
+    return used
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+
+def open_tasks(session: Session, instance_id: int, bpmn_id: str | None = None) -> list[HumanTask]:
+    q = select(HumanTask).where(HumanTask.instance_id == instance_id, HumanTask.state == "ready")
+    if bpmn_id is not None:
+        q = q.where(HumanTask.bpmn_id == bpmn_id)
+    return list(session.scalars(q.order_by(HumanTask.id)))
+
+
+def names(session: Session, instance_id: int) -> list[str]:
+    return sorted(t.bpmn_id for t in open_tasks(session, instance_id))
+
+
+def only(session: Session, instance_id: int, bpmn_id: str) -> HumanTask:
+    found = open_tasks(session, instance_id, bpmn_id)
+    assert len(found) == 1, names(session, instance_id)
+    return found[0]
+
+
+def do(session: Session, task: HumanTask, actor: Actor, data: dict[str, Any]) -> tasks.Completion:
+    tasks.claim(session, task_id=task.id, actor=actor)
+    result = tasks.complete(session, task_id=task.id, actor=actor, data=data)
+    session.commit()
+    assert result.incident is None, result.incident
+    return result
+
+
+def task_data(session: Session, task: HumanTask) -> dict[str, Any]:
+    """Return the data of an open task (what its form and instructions see)."""
+    found = runtime.find_task(runtime.load(session, task.instance_id).workflow, task.task_guid)
+    assert found is not None
+    return dict(found.data)
+
+
+def data_of(running: runtime.Running, bpmn_id: str, state: TaskState = TaskState.COMPLETED) -> dict[str, Any]:
+    """Return the data of the (last) task of an element in the given state."""
+    found = [t for t in running.workflow.get_tasks(state=state) if t.task_spec.bpmn_id == bpmn_id]
+    assert found, bpmn_id
+    return dict(found[-1].data)
+
+
+@contextmanager
+def restored(session: Session, factory: sessionmaker[Session], instance_id: int) -> Iterator[runtime.Running]:
+    """Save/restore in the middle: a fresh session and spec cache load the instance and lose nothing."""
+    runtime._spec_cache.clear()
+    session.rollback()  # end our read transaction: SQLite has one writer at a time
+    with factory() as other:
+        running = runtime.load(other, instance_id)
+        stored = other.scalar(select(ProcessInstance.state).where(ProcessInstance.id == instance_id))
+        assert serializer.dump_state(running.workflow) == stored
+        yield running
+        other.rollback()
+
+
+def start(session: Session, actor: Actor = SYSTEM, period: str = PERIOD) -> int:
+    started = plan.start_period(session, period, actor)
+    session.commit()
+    assert started.created
+    return started.instance_id
+
+
+def children(session: Session, key: str) -> list[ProcessInstance]:
+    return list(session.scalars(select(ProcessInstance).join(ProcessDefinition)
+                                .where(ProcessDefinition.key == key).order_by(ProcessInstance.id)))
+
+
+def start_data(session: Session, instance_id: int) -> dict[str, Any]:
+    """The start data of an instance as its instance.start audit event recorded it."""
+    event = session.scalar(select(AuditEvent).where(AuditEvent.stream == f"instance:{instance_id}",
+                                                    AuditEvent.action == "instance.start"))
+    assert event is not None
+    data: dict[str, Any] = event.after["data"]
+    return data
+
+
+def to_fork(session: Session, people: dict[str, Actor], instance_id: int, items: list[dict[str, Any]]) -> None:
+    """Run ①–④ quickly: confirm the figures, submit the given plan items, claim them all."""
+    do(session, only(session, instance_id, "confirm_figures"), people["tongji"], {"figures_decision": "confirm"})
+    do(session, only(session, instance_id, "review_plan"), people["guihua"], {"items": items})
+    by_id = {a.user_id: a for a in people.values()}
+    for task in open_tasks(session, instance_id, "claim_item"):
+        leader = by_id.get(task.candidates[0].user_id, people["wangjianguo"])
+        do(session, task, leader, {"measures": "按月调度", "finish_by": "2025-12-31"})
+    assert names(session, instance_id) == ["publish_call", "record_visits", "source_leads"]
+
+
+def publish(session: Session, people: dict[str, Actor], instance_id: int, units: list[str],
+            window: str = "P7D", **extra: Any) -> None:
+    do(session, only(session, instance_id, "publish_call"), people["zhaoshang"],
+       {"call_decision": "publish", "call_title": "智能家电产业链强链补链揭榜", "industry": "smart_appliance",
+        "eligible_units": units, "bid_window": window, "description": "招引智能家电核心零部件配套企业", **extra})
+
+
+def bid_tasks(session: Session, instance_id: int) -> dict[str, HumanTask]:
+    """The open 揭榜 tasks by the unit code of their candidate."""
+    found = {}
+    for task in open_tasks(session, instance_id, "submit_bid"):
+        (candidate,) = task.candidates
+        found[session.scalar(select(OrgUnit.code).where(OrgUnit.id == candidate.org_unit_id))] = task
+    return found
+
+
+def bid(session: Session, people: dict[str, Actor], instance_id: int, unit: str, proposal: str | None) -> None:
+    task = bid_tasks(session, instance_id)[unit]
+    data = {"bid_decision": "bid", "proposal": proposal} if proposal else {"bid_decision": "decline"}
+    do(session, task, people[f"{unit}_zs"], data)
+
+
+def close_window(session: Session, instance_id: int, days: int = 7) -> None:
+    row = session.get(ProcessInstance, instance_id)
+    assert row is not None and row.next_timer_at is not None
+    assert timers.due_ids(session, now=clock.now()) == []
+    clock.advance(timedelta(days=days, minutes=1))
+    assert timers.due_ids(session, now=clock.now()) == [instance_id]
+    assert timers.fire_instance(session, instance_id, now=clock.now())
+    session.commit()
+    from engine.models import Incident
+    problem = session.scalar(select(Incident.message).where(Incident.instance_id == instance_id))
+    assert problem is None, problem
+    assert not timers.fire_instance(session, instance_id, now=clock.now())  # fired once, never twice
+
+
+def bids_in_table(session: Session, instance_id: int) -> list[str]:
+    return list(session.scalars(select(OrgUnit.code).join(Bid, Bid.unit_id == OrgUnit.id)
+                                .where(Bid.instance_id == instance_id).order_by(Bid.id)))
+
+
+def finish_other_branches(session: Session, people: dict[str, Actor], instance_id: int) -> None:
+    do(session, only(session, instance_id, "record_visits"), people["fuwu"], {"visits": []})
+    do(session, only(session, instance_id, "source_leads"), people["zhaoshang"], {"leads": []})
+
+
+# -- the engine guard this process needs -------------------------------------------------------------
+
+MI_SUBPROCESS_WITH_TIMER = b"""<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+    xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" id="d" targetNamespace="t">
+  <bpmn:process id="window" isExecutable="true">
+    <bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:subProcess id="round">
+      <bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>
+      <bpmn:multiInstanceLoopCharacteristics>
+        <bpmn:loopDataInputRef>units</bpmn:loopDataInputRef>
+        <bpmn:inputDataItem id="unit" name="unit" />
+      </bpmn:multiInstanceLoopCharacteristics>
+      <bpmn:startEvent id="s"><bpmn:outgoing>g1</bpmn:outgoing></bpmn:startEvent>
+      <bpmn:userTask id="answer"><bpmn:incoming>g1</bpmn:incoming><bpmn:outgoing>g2</bpmn:outgoing></bpmn:userTask>
+      <bpmn:endEvent id="e"><bpmn:incoming>g2</bpmn:incoming></bpmn:endEvent>
+      <bpmn:sequenceFlow id="g1" sourceRef="s" targetRef="answer" />
+      <bpmn:sequenceFlow id="g2" sourceRef="answer" targetRef="e" />
+    </bpmn:subProcess>
+    <bpmn:boundaryEvent id="deadline" attachedToRef="round" cancelActivity="true">
+      <bpmn:outgoing>f3</bpmn:outgoing>
+      <bpmn:timerEventDefinition>
+        <bpmn:timeDuration xsi:type="bpmn:tFormalExpression">"PT1H"</bpmn:timeDuration>
+      </bpmn:timerEventDefinition>
+    </bpmn:boundaryEvent>
+    <bpmn:endEvent id="answered"><bpmn:incoming>f2</bpmn:incoming></bpmn:endEvent>
+    <bpmn:endEvent id="closed"><bpmn:incoming>f3</bpmn:incoming></bpmn:endEvent>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="round" />
+    <bpmn:sequenceFlow id="f2" sourceRef="round" targetRef="answered" />
+    <bpmn:sequenceFlow id="f3" sourceRef="deadline" targetRef="closed" />
+  </bpmn:process>
+</bpmn:definitions>
+"""
+
+
+def _window_workflow() -> BpmnWorkflow:
+    from lxml import etree
+    parser = SpiffBpmnParser(validator=VALIDATOR)
+    parser.add_bpmn_xml(etree.fromstring(MI_SUBPROCESS_WITH_TIMER), filename="window.bpmn")
+    workflow = BpmnWorkflow(parser.get_spec("window"), parser.get_subprocess_specs("window"))
+    workflow.get_tasks(state=TaskState.READY)[0].data["units"] = ["shz", "lkq", "lgz"]
+    workflow.do_engine_steps()
+    answers = workflow.get_tasks(state=TaskState.READY, manual=True)
+    assert len(answers) == 3 and len(workflow.subprocesses) == 3
+    answers[0].run()  # one unit answers, two do not: the timer must cancel two live subprocesses
+    workflow.do_engine_steps()
+    return workflow
+
+
+def test_guard_boundary_on_multi_instance_subprocess(frozen: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SpiffWorkflow 3.2.0 drops the instances of a cancelled MI subprocess but keeps their subworkflows."""
+    assert guards.installed()
+    with monkeypatch.context() as without_the_patch:
+        without_the_patch.setattr(Workflow, "_remove_task", guards._spiff_remove_task)
+        workflow = _window_workflow()
+        clock.advance(timedelta(hours=1, minutes=1))
+        workflow.refresh_timers()
+        with pytest.raises(TaskNotFoundException):
+            workflow.do_engine_steps()
+
+    workflow = _window_workflow()
+    clock.advance(timedelta(hours=1, minutes=1))
+    workflow.refresh_timers()
+    workflow.do_engine_steps()
+    assert workflow.is_completed() and guards.is_really_completed(workflow)
+    assert [t.task_spec.bpmn_id for t in workflow.get_tasks(state=TaskState.COMPLETED)
+            if t.task_spec.bpmn_id in ("answered", "closed")] == ["closed"]
+    # Only the answered instance's (completed) subworkflow is left; the two dropped ones are gone.
+    (kept,) = workflow.subprocesses.values()
+    assert kept.completed and workflow.get_task_from_id(kept.parent_task_id).state == TaskState.COMPLETED
+    assert workflow.waiting_events() == []
+
+
+# -- ① ② formulas -----------------------------------------------------------------------------------
+
+def test_assessment_formulas() -> None:
+    d = Decimal
+    # Rates and shares: the year-to-date value is the projection.
+    assert plan.assess(target=d("5.6"), comparison=">=", cumulative=False, value=d("5.8"), months=6) == \
+        ("met", d("5.8000"), d("0.0000"), d("0.0000"))
+    assert plan.assess(target=d("53"), comparison=">=", cumulative=False, value=d("52.1"), months=8) == \
+        ("behind", d("52.1000"), d("0.9000"), d("0.9000"))
+    # Cumulative: value × 12 / months.
+    assert plan.assess(target=d("1.2"), comparison=">=", cumulative=True, value=d("0.9"), months=8) == \
+        ("on_track", d("1.3500"), d("0.0000"), d("0.3000"))
+    assert plan.assess(target=d("500"), comparison=">=", cumulative=True, value=d("280"), months=8) == \
+        ("behind", d("420.0000"), d("80.0000"), d("220.0000"))
+    assert plan.assess(target=d("200"), comparison=">=", cumulative=True, value=d("2"), months=7)[1] == d("3.4286")
+    # Caps (<=): on track while the projection stays under; met only when the year is complete.
+    assert plan.assess(target=d("120"), comparison="<=", cumulative=True, value=d("60"), months=6)[0] == "on_track"
+    assert plan.assess(target=d("120"), comparison="<=", cumulative=True, value=d("70"), months=6) == \
+        ("behind", d("140.0000"), d("20.0000"), d("0.0000"))
+    assert plan.assess(target=d("120"), comparison="<=", cumulative=True, value=d("110"), months=12)[0] == "met"
+    assert plan.assess(target=d("0.5"), comparison="<=", cumulative=False, value=d("0.4"), months=3)[0] == "met"
+    assert plan.assess(target=d("1"), comparison=">=", cumulative=True, value=None, months=None)[0] == "missing"
+    # Strict comparisons: reaching the target exactly is not enough.
+    assert plan.assess(target=d("30"), comparison=">", cumulative=True, value=d("30"), months=12)[0] == "behind"
+    assert plan.assess(target=d("30"), comparison=">", cumulative=True, value=d("20"), months=6)[0] == "on_track"
+
+
+def test_periods() -> None:
+    assert plan.parse_period("2025-08") == (2025, 8)
+    assert plan.period_end("2025-02") == date(2025, 2, 28) and plan.period_end("2025-12") == date(2025, 12, 31)
+    assert plan.period_due(datetime(2025, 9, 1, 0, 30, tzinfo=clock.SHANGHAI)) == "2025-08"
+    assert plan.period_due(datetime(2025, 1, 1, 0, 30, tzinfo=clock.SHANGHAI)) == "2024-12"
+    assert plan.business_key("2025-08") == "investment_loop:2025-08"
+    for bad in ("2025-8", "2025-13", "25-08", ""):
+        with pytest.raises(InvalidInput):
+            plan.parse_period(bad)
+
+
+def test_indicator_statuses_on_hand_computed_figures(session: Session, figures: dict[str, int]) -> None:
+    by_code = {a.code: a for a in plan.indicator_statuses(session, PERIOD)}
+    got = {c: (a.status, plan.show(a.value), a.as_of, plan.show(a.projected), plan.show(a.gap))
+           for c, a in by_code.items()}
+    assert got == {
+        "gdp_growth": ("met", "5.8", "2025-06", "5.8", "0"),  # growth rate: latest YTD value (June, quarterly)
+        "industrial_growth": ("behind", "8.7", "2025-08", "8.7", "0.3"),
+        "tertiary_share": ("behind", "52.1", "2025-08", "52.1", "0.9"),  # share: August, not July
+        "projects_signed": ("behind", "3", "2025-08", "4.5", "195.5"),  # 3 signed in 2025 by 31 Aug: 3×12/8
+        "projects_signed_focus": ("behind", "1", "2025-08", "1.5", "58.5"),  # of which 聚焦突破类: 1
+        "new_talents": ("on_track", "0.9", "2025-08", "1.35", "0"),  # 0.9×12/8 = 1.35 ≥ 1.2
+        "smart_appliance_scale": ("behind", "280", "2025-08", "420", "80"),  # 280×12/8 = 420 < 500
+        "new_energy_scale": ("met", "160", "2025-07", "274.2857", "0"),  # 160 ≥ 150 in July already
+        "low_altitude_scale": ("missing", None, None, None, None),
+    }
+    assert projects.count_in_stage(session, "signed", year=2025) == 4
+    assert projects.count_in_stage(session, "signed", year=2025, category="focus") == 1
+    summary = plan.status_summary(PERIOD, list(by_code.values()))
+    assert summary["counts"] == {"met": 2, "on_track": 1, "behind": 5, "missing": 1}
+    assert summary["behind"] == ["industrial_growth", "projects_signed", "projects_signed_focus",
+                                 "smart_appliance_scale", "tertiary_share"]
+
+
+# -- the full period ---------------------------------------------------------------------------------
+
+def test_a_full_period(session: Session, factory: sessionmaker[Session], people: dict[str, Actor],
+                       deployed: dict[str, str]) -> None:
+    iid = start(session)
+    row = session.get(ProcessInstance, iid)
+    assert row is not None and row.business_key == "investment_loop:2025-08" and row.title == "七步工作法 2025-08"
+
+    # ① computed at start; the data officer sees a missing figure, records it and recomputes.
+    task = only(session, iid, "confirm_figures")
+    assert task.lane == "数据监测"
+    running = runtime.load(session, iid)
+    status = data_of(running, "confirm_figures", TaskState.READY)["indicator_status"]
+    assert status == {"period": PERIOD, "counts": {"met": 2, "on_track": 1, "behind": 5, "missing": 1},
+                      "behind": ["industrial_growth", "projects_signed", "projects_signed_focus", "smart_appliance_scale",
+                                 "tertiary_share"],
+                      "missing": ["low_altitude_scale"]}
+    with pytest.raises(NotYourTask):
+        tasks.claim(session, task_id=task.id, actor=people["guihua"])
+    session.rollback()
+    air = session.scalar(select(Indicator).where(Indicator.code == "low_altitude_scale"))
+    assert air is not None
+    session.add(IndicatorValue(indicator_id=air.id, period=PERIOD, value=Decimal("24"), source="发改局"))
+    session.commit()
+    do(session, task, people["tongji"], {"figures_decision": "recompute", "figures_note": "已补录低空经济8月数据"})
+    running = runtime.load(session, iid)
+    assert data_of(running, "confirm_figures", TaskState.READY)["indicator_status"]["counts"] == \
+        {"met": 2, "on_track": 2, "behind": 5, "missing": 0}  # 24×12/8 = 36 ≥ 30
+    do(session, only(session, iid, "confirm_figures"), people["tongji"], {"figures_decision": "confirm"})
+
+    # ② gaps and projections, compact; ③ the draft items per industry chain, reviewed by the planner.
+    task = only(session, iid, "review_plan")
+    assert task.lane == "产业规划"
+    ready = data_of(runtime.load(session, iid), "review_plan", TaskState.READY)
+    assert ready["gap_analysis"]["behind"] == [
+        {"code": "industrial_growth", "status": "behind", "value": "8.7", "as_of": "2025-08", "projected": "8.7",
+         "target": "9", "gap": "0.3"},
+        {"code": "projects_signed", "status": "behind", "value": "3", "as_of": "2025-08", "projected": "4.5",
+         "target": "200", "gap": "195.5"},
+        {"code": "projects_signed_focus", "status": "behind", "value": "1", "as_of": "2025-08", "projected": "1.5",
+         "target": "60", "gap": "58.5"},
+        {"code": "smart_appliance_scale", "status": "behind", "value": "280", "as_of": "2025-08",
+         "projected": "420", "target": "500", "gap": "80"},
+        {"code": "tertiary_share", "status": "behind", "value": "52.1", "as_of": "2025-08", "projected": "52.1",
+         "target": "53", "gap": "0.9"}]
+    drafts = ready["items"]
+    share_at, smart_at = 3, 4  # positions of the tertiary-share and smart-appliance drafts
+    assert [(d["industry"], d["indicator"], d["gap"]) for d in drafts] == [
+        ("", "industrial_growth", 0.3), ("", "projects_signed", 195.5), ("", "projects_signed_focus", 58.5),
+        ("", "tertiary_share", 0.9),
+        ("smart_appliance", "smart_appliance_scale", 80.0)]
+    assert drafts[smart_at]["title"] == "智能家电产业链补链强链：智能家电产业规模年末预计 420亿元，差 80亿元"
+    assert drafts[1]["title"] == "补齐缺口：新签约项目（年末预计 4.5个，目标 200个，差 195.5个）"
+    items = [drafts[1], {**drafts[share_at], "title": "提升第三产业占比：生产性服务业招商"}, drafts[smart_at],
+             {"title": "新增落户创投风投机构20家", "industry": "", "indicator": ""}]
+    do(session, task, people["guihua"], {"items": items})
+    created = list(session.scalars(select(PlanItem).where(PlanItem.instance_id == iid).order_by(PlanItem.id)))
+    assert [(p.title, p.gap, p.status, p.period) for p in created] == [
+        (drafts[1]["title"], Decimal("195.5"), "open", PERIOD),
+        ("提升第三产业占比：生产性服务业招商", Decimal("0.9"), "open", PERIOD),
+        (drafts[smart_at]["title"], Decimal("80"), "open", PERIOD), ("新增落户创投风投机构20家", None, "open", PERIOD)]
+    assert created[2].industry_id is not None and created[3].indicator_id is None
+
+    # ④ one claim task per item: the 包挂 leader of the lead unit, else the leader role.
+    claims = open_tasks(session, iid, "claim_item")
+    assert len(claims) == 4 and {t.lane for t in claims} == {"责任领导"}
+    by_title = {task_data(session, t)["plan_item"]["title"]: t for t in claims}
+    smart_claim, share_claim = by_title[drafts[smart_at]["title"]], by_title["提升第三产业占比：生产性服务业招商"]
+    assert [c.user_id for c in smart_claim.candidates] == [people["lizhenhua"].user_id]
+    assert [c.user_id for c in share_claim.candidates] == [people["wangjianguo"].user_id]
+    leader_role = [(c.user_id, c.role_id) for t in (by_title[drafts[1]["title"]], by_title["新增落户创投风投机构20家"])
+                   for c in t.candidates]
+    assert len(leader_role) == 2 and all(u is None and r is not None for u, r in leader_role)  # the role 责任领导
+    with pytest.raises(NotYourTask):
+        tasks.claim(session, task_id=smart_claim.id, actor=people["wangjianguo"])
+    session.rollback()
+    do(session, smart_claim, people["lizhenhua"], {"measures": "卡奥斯生态园配套项目月调度", "finish_by": "2025-12-31"})
+    assert names(session, iid).count("claim_item") == 3  # the others still wait
+    for t in open_tasks(session, iid, "claim_item"):  # his own item and the two open to every leader
+        do(session, t, people["wangjianguo"], {"measures": "专班推进", "finish_by": "2025-11-30"})
+    session.expire_all()
+    claimed = {p.title: (p.status, p.claimed_by_id) for p in
+               session.scalars(select(PlanItem).where(PlanItem.instance_id == iid))}
+    assert claimed[drafts[smart_at]["title"]] == ("claimed", people["lizhenhua"].user_id)
+    assert claimed["新增落户创投风投机构20家"] == ("claimed", people["wangjianguo"].user_id)
+    assert names(session, iid) == ["publish_call", "record_visits", "source_leads"]
+
+    # Save/restore in the middle: Chinese text, Decimal and the plan survive a fresh session.
+    with restored(session, factory, iid) as running:
+        ready = data_of(running, "publish_call", TaskState.READY)
+        assert ready["period"] == PERIOD and "items" not in ready  # the draft is dropped once created
+        assert [p["title"] for p in ready["plan_items"]][3] == "新增落户创投风投机构20家"
+        assert ready["gap_analysis"]["counts"]["behind"] == 5
+        assert len(serializer.dump_state(running.workflow)) < 120_000
+
+    # ⑤ a visit with two problems → two issue_ledger instances with the 0001 data.
+    do(session, only(session, iid, "record_visits"), people["fuwu"], {"visits": [
+        {"enterprise": "青岛海智电器有限公司", "visited_on": "2025-09-01", "summary": "企业扩产，反映用地与用电问题",
+         "problems": [{"title": "扩产项目用地指标未落实", "description": "新厂房用地指标尚未批复", "unit_code": "zrzyj",
+                       "due_date": "2025-09-30"},
+                      {"title": "10kV增容迟缓", "unit_code": "gxj", "project_code": "ZS-OLD-1"}]},
+        {"enterprise": "胶州某食品有限公司", "visited_on": "2025-09-01", "summary": "运行平稳，无诉求"}]})
+    issues = children(session, "issue_ledger")
+    assert len(issues) == 2
+    first, second = (start_data(session, i.id) for i in issues)
+    assert first == {"title": "扩产项目用地指标未落实", "description": "新厂房用地指标尚未批复",
+                     "enterprise": "青岛海智电器有限公司", "unit_code": "zrzyj", "source": "service_visit",
+                     "reporter": "fuwu", "due_date": "2025-09-30", "parent_instance_id": iid, "initiator": "fuwu"}
+    assert second["project_code"] == "ZS-OLD-1" and "due_date" not in second and second["unit_code"] == "gxj"
+    assert [i.status for i in issues] == ["running", "running"]  # the ledger took the contract data
+    if deployed["issue_ledger"] == "bpmn":  # the real process registers its ledger_issue row (0001)
+        rows = session.scalars(select(LedgerIssue).order_by(LedgerIssue.id)).all()
+        assert [(r.title, r.source, r.enterprise, r.instance_id) for r in rows] == [
+            ("扩产项目用地指标未落实", "service_visit", "青岛海智电器有限公司", issues[0].id),
+            ("10kV增容迟缓", "service_visit", "青岛海智电器有限公司", issues[1].id)]
+
+    # ⑥ leads into the 招商引资项目 library at stage lead.
+    do(session, only(session, iid, "source_leads"), people["zhaoshang"], {"leads": [
+        {"name": "智能家电核心零部件项目", "enterprise": "青岛某精密电机有限公司", "investment": Decimal("52000.50"),
+         "project_type": "industrial", "industry": "智能家电", "planned_sign": "2025-10-31"},
+        {"name": "帽饰跨境电商中心", "enterprise": "胶州某帽业有限公司", "investment": Decimal("8000"),
+         "project_type": "service", "category": "layout"}]})
+    leads = list(session.scalars(select(Project).where(Project.code.like("XM-2025-%")).order_by(Project.code)))
+    assert [(p.code, p.stage, p.category, p.investment, p.industry_id) for p in leads] == [
+        ("XM-2025-0001", "lead", "focus", Decimal("52000.50"), session.scalar(
+            select(Industry.id).where(Industry.code == "smart_appliance"))),
+        ("XM-2025-0002", "lead", "layout", Decimal("8000.00"), None)]
+    assert [(s.stage, s.on) for s in leads[0].stages] == [("lead", date(2025, 9, 1))]
+    assert leads[0].planned_sign == date(2025, 10, 31) and leads[0].library.code == "investment"
+
+    # ⑦ a call aimed at the lead; three units may bid, two bid, one declines: bidding closes early.
+    publish(session, people, iid, ["shz", "lkq", "lgz"], project_code="XM-2025-0001")
+    assert sorted(bid_tasks(session, iid)) == ["lgz", "lkq", "shz"]
+    assert {t.lane for t in open_tasks(session, iid, "submit_bid")} == {"招商专员"}
+    bid(session, people, iid, "shz", "上合示范区提供标准厂房，三个月内投产")
+    bid(session, people, iid, "lkq", "临空经济区配套物流优势，提供人才公寓")
+    assert bids_in_table(session, iid) == ["shz", "lkq"]
+    with restored(session, factory, iid) as running:
+        assert data_of(running, "submit_bid", TaskState.READY)["bid_unit"] == "lgz"
+        lead_data = data_of(running, "source_leads")
+        assert lead_data["leads"][0]["investment"] == Decimal("52000.50")
+        assert isinstance(lead_data["leads"][0]["investment"], Decimal)
+    bid(session, people, iid, "lgz", None)
+    row = session.get(ProcessInstance, iid)
+    assert row is not None and row.next_timer_at is None  # everyone answered: the window timer is gone
+    appoint = only(session, iid, "appoint")
+    assert [c.user_id for c in appoint.candidates] == [people["lizhenhua"].user_id]  # gxj's 包挂 leader
+    assert task_data(session, appoint)["bidding"]["bids"] == [
+        {"unit_code": "shz", "unit_name": "上合示范区", "bidder": "shz_zs"},
+        {"unit_code": "lkq", "unit_name": "临空经济区", "bidder": "lkq_zs"}]
+
+    # A unit that did not bid cannot be appointed: back to the form.
+    do(session, appoint, people["lizhenhua"], {"appointed_unit": "lgz", "appoint_opinion": "由李哥庄镇牵头"})
+    appoint = only(session, iid, "appoint")
+    assert task_data(session, appoint)["appointment"] == {"ok": False, "error": "单位“lgz”未揭榜，不能挂帅"}
+    do(session, appoint, people["lizhenhua"], {"appointed_unit": "lkq", "appoint_opinion": "由临空经济区挂帅"})
+    assert session.scalars(select(Bid.appointed).where(Bid.instance_id == iid).order_by(Bid.id)).all() == [False, True]
+    follow = only(session, iid, "follow_up")
+    assert follow.assignee_id == people["lkq_zs"].user_id
+    do(session, follow, people["lkq_zs"], {"progress": "已完成两轮洽谈", "outcome": "in_progress"})
+    follow = only(session, iid, "follow_up")
+    result = do(session, follow, people["lkq_zs"], {
+        "progress": "已签订投资协议", "outcome": "signed", "project_name": "智能家电核心零部件项目（一期）",
+        "enterprise": "青岛某精密电机有限公司", "investment": Decimal("60000.25"), "project_type": "industrial",
+        "signed_on": "2025-09-20", "applicant": "qiye"})
+    assert result.status == "completed"
+
+    project = session.scalar(select(Project).where(Project.code == "XM-2025-0001"))
+    assert project is not None
+    session.refresh(project)
+    assert (project.stage, project.name, project.investment) == ("signed", "智能家电核心零部件项目（一期）",
+                                                                 Decimal("60000.25"))
+    assert [(s.stage, s.on) for s in project.stages] == [("lead", date(2025, 9, 1)), ("signed", date(2025, 9, 20))]
+    (approval,) = children(session, "parallel_approval")
+    assert approval.business_key == "XM-2025-0001" and approval.status == "running"
+    assert start_data(session, approval.id) == {
+        "project_code": "XM-2025-0001", "project_name": "智能家电核心零部件项目（一期）", "project_type": "industrial",
+        "investment": "60000.25", "stage": "land_planning", "applicant": "qiye", "parent_instance_id": iid,
+        "initiator": "lkq_zs"}
+    running = runtime.load(session, iid)
+    final = data_of(running, "follow_up")
+    assert final["signed_on"] == date(2025, 9, 20) and final["investment"] == Decimal("60000.25")
+    assert data_of(running, "start_approval")["approval"]["instance_id"] == approval.id
+    assert audit.verify(session).ok
+
+
+# -- the 揭榜 window ---------------------------------------------------------------------------------
+
+def test_window_closes_with_no_bids(session: Session, factory: sessionmaker[Session], people: dict[str, Actor],
+                                    deployed: dict[str, str]) -> None:
+    iid = start(session)
+    to_fork(session, people, iid, [])  # nothing to claim: the multi-instance over no items passes
+    finish_other_branches(session, people, iid)
+    publish(session, people, iid, ["shz", "lkq"], window="P3D")
+    row = session.get(ProcessInstance, iid)
+    assert row is not None and row.next_timer_at == clock.now() + timedelta(days=3)
+    with restored(session, factory, iid) as running:
+        assert sorted(t.data["bid_unit"] for t in running.workflow.get_tasks(state=TaskState.READY, manual=True)) == \
+            ["lkq", "shz"]
+        assert data_of(running, "submit_bid", TaskState.READY)["call"]["title"] == "智能家电产业链强链补链揭榜"
+    close_window(session, iid, days=3)
+    session.expire_all()
+    assert open_tasks(session, iid) == []
+    row = session.get(ProcessInstance, iid)
+    assert row is not None and row.status == "completed"
+    states = session.scalars(select(HumanTask.state).where(HumanTask.instance_id == iid,
+                                                           HumanTask.bpmn_id == "submit_bid")).all()
+    assert sorted(states) == ["cancelled", "cancelled"]
+    running = runtime.load(session, iid)
+    assert data_of(running, "close_bidding")["bidding"] == {"count": 0, "bids": []}
+    assert [t.task_spec.bpmn_id for t in running.workflow.get_tasks(state=TaskState.COMPLETED)
+            if t.task_spec.bpmn_id in ("no_bids", "appoint")] == ["no_bids"]
+    assert audit.verify(session).ok
+
+
+def test_window_closes_with_one_bid(session: Session, factory: sessionmaker[Session], people: dict[str, Actor],
+                                    deployed: dict[str, str]) -> None:
+    iid = start(session)
+    to_fork(session, people, iid, [{"title": "智能家电强链", "industry": "smart_appliance",
+                                    "indicator": "smart_appliance_scale", "gap": Decimal("80")}])
+    publish(session, people, iid, ["shz", "lkq", "lgz"])
+    bid(session, people, iid, "shz", "上合示范区承接")
+    with restored(session, factory, iid) as running:
+        assert len(running.workflow.get_tasks(state=TaskState.READY, manual=True)) == 4  # 2 bids + ⑤ + ⑥
+    close_window(session, iid)
+    session.expire_all()
+    assert sorted(s for s in session.scalars(select(HumanTask.state).where(
+        HumanTask.instance_id == iid, HumanTask.bpmn_id == "submit_bid"))) == ["cancelled", "cancelled", "completed"]
+    assert bids_in_table(session, iid) == ["shz"]
+    appoint = only(session, iid, "appoint")
+    assert task_data(session, appoint)["bidding"] == {
+        "count": 1, "bids": [{"unit_code": "shz", "unit_name": "上合示范区", "bidder": "shz_zs"}]}
+    do(session, appoint, people["lizhenhua"], {"appointed_unit": "shz", "appoint_opinion": "同意"})
+    do(session, only(session, iid, "follow_up"), people["shz_zs"], {"progress": "企业决定暂缓投资", "outcome": "not_signed"})
+    finish_other_branches(session, people, iid)
+    row = session.get(ProcessInstance, iid)
+    assert row is not None and row.status == "completed"
+    assert children(session, "parallel_approval") == []
+    assert audit.verify(session).ok
+
+
+def test_window_closes_with_several_bids_and_follow_up_is_capped(
+        session: Session, factory: sessionmaker[Session], people: dict[str, Actor], deployed: dict[str, str]) -> None:
+    iid = start(session)
+    to_fork(session, people, iid, [])
+    finish_other_branches(session, people, iid)
+    publish(session, people, iid, ["shz", "lkq", "lgz"])
+    bid(session, people, iid, "lkq", "临空经济区方案")
+    bid(session, people, iid, "shz", "上合示范区方案")
+    close_window(session, iid)
+    assert bids_in_table(session, iid) == ["lkq", "shz"]
+    session.expire_all()
+    assert [t.state for t in session.scalars(select(HumanTask).where(
+        HumanTask.instance_id == iid, HumanTask.bpmn_id == "submit_bid").order_by(HumanTask.id))
+        if t.completed_by_id is None] == ["cancelled"]
+    appoint = only(session, iid, "appoint")
+    assert [b["unit_code"] for b in task_data(session, appoint)["bidding"]["bids"]] == ["lkq", "shz"]
+    do(session, appoint, people["lizhenhua"], {"appointed_unit": "shz", "appoint_opinion": "上合示范区挂帅"})
+    for n in range(1, 13):
+        if n == 6:
+            with restored(session, factory, iid) as running:
+                assert data_of(running, "follow_up", TaskState.READY)["follow_up_count"] == 5
+        follow = only(session, iid, "follow_up")
+        do(session, follow, people["shz_zs"], {"progress": f"第{n}次洽谈", "outcome": "in_progress"})
+    row = session.get(ProcessInstance, iid)
+    assert row is not None and row.status == "completed"  # the 12th report without signing closes the call
+    assert children(session, "parallel_approval") == []
+    assert audit.verify(session).ok
+
+
+def test_every_unit_declines_and_bidding_closes_at_once(session: Session, factory: sessionmaker[Session],
+                                                        people: dict[str, Actor], deployed: dict[str, str]) -> None:
+    iid = start(session)
+    to_fork(session, people, iid, [])
+    publish(session, people, iid, ["shz", "lgz"])
+    bid(session, people, iid, "shz", None)
+    with restored(session, factory, iid) as running:
+        assert [t.data["bid_unit"] for t in running.workflow.get_tasks(state=TaskState.READY, manual=True)
+                if t.task_spec.bpmn_id == "submit_bid"] == ["lgz"]
+    bid(session, people, iid, "lgz", None)
+    row = session.get(ProcessInstance, iid)
+    assert row is not None and row.next_timer_at is None
+    assert names(session, iid) == ["record_visits", "source_leads"]
+    assert data_of(runtime.load(session, iid), "close_bidding")["bidding"]["count"] == 0
+    finish_other_branches(session, people, iid)
+    assert audit.verify(session).ok
+
+
+def test_no_call_this_period(session: Session, factory: sessionmaker[Session], people: dict[str, Actor],
+                             deployed: dict[str, str]) -> None:
+    iid = start(session)
+    to_fork(session, people, iid, [])
+    with restored(session, factory, iid) as running:
+        assert data_of(running, "publish_call", TaskState.READY)["project_code"] == ""  # preScript default
+    do(session, only(session, iid, "publish_call"), people["zhaoshang"],
+       {"call_decision": "skip", "skip_reason": "本月集中推进存量项目"})
+    finish_other_branches(session, people, iid)
+    row = session.get(ProcessInstance, iid)
+    assert row is not None and row.status == "completed"
+    assert session.scalar(select(func.count(Bid.id))) == 0
+    assert audit.verify(session).ok
+
+
+def test_bad_input_goes_back_to_its_form(session: Session, factory: sessionmaker[Session], people: dict[str, Actor],
+                                         deployed: dict[str, str]) -> None:
+    iid = start(session)
+    do(session, only(session, iid, "confirm_figures"), people["tongji"], {"figures_decision": "confirm"})
+    do(session, only(session, iid, "review_plan"), people["guihua"],
+       {"items": [{"title": "航空航天头部企业招引", "industry": "航空航天"}, {"title": "x", "indicator": "no_such"}]})
+    task = only(session, iid, "review_plan")  # back, nothing created
+    assert task_data(session, task)["plan_result"] == {
+        "ok": False, "error": "第1项：产业“航空航天”不存在；第2项：指标“no_such”不存在"}
+    assert session.scalar(select(func.count(PlanItem.id))) == 0
+    with restored(session, factory, iid) as running:
+        assert data_of(running, "review_plan", TaskState.READY)["plan_result"]["ok"] is False
+    do(session, task, people["guihua"], {"items": []})
+    assert names(session, iid) == ["publish_call", "record_visits", "source_leads"]
+
+    do(session, only(session, iid, "source_leads"), people["zhaoshang"], {"leads": [
+        {"name": "无人机整机项目", "enterprise": "某航空科技公司", "investment": 30000, "project_type": "industrial",
+         "industry": "无人机"}]})
+    task = only(session, iid, "source_leads")
+    assert task_data(session, task)["leads_result"]["error"] == "第1条线索：产业“无人机”不存在"
+    do(session, task, people["zhaoshang"], {"leads": [
+        {"name": "无人机整机项目", "enterprise": "某航空科技公司", "investment": 30000, "project_type": "industrial",
+         "industry": "低空经济"}]})
+    assert session.scalar(select(Project.stage).where(Project.name == "无人机整机项目")) == "lead"
+
+    publish(session, people, iid, ["shz"], industry="no_such_industry")
+    task = only(session, iid, "publish_call")
+    assert task_data(session, task)["call"] == {"ok": False, "error": "产业“no_such_industry”不存在", "bid_units": []}
+    publish(session, people, iid, ["shz"], project_code="XM-1999-0001")
+    assert task_data(session, only(session, iid, "publish_call"))["call"]["error"] == "项目“XM-1999-0001”不在项目库中"
+    publish(session, people, iid, ["shz"])
+    assert sorted(bid_tasks(session, iid)) == ["shz"]
+    assert audit.verify(session).ok
+
+
+# -- one instance per period ------------------------------------------------------------------------
+
+def test_start_period_is_idempotent_and_links_the_previous_period(
+        session: Session, factory: sessionmaker[Session], people: dict[str, Actor], deployed: dict[str, str]) -> None:
+    july = start(session, period="2025-07")
+    again = plan.start_period(session, "2025-07", people["tongji"])
+    session.commit()
+    assert (again.instance_id, again.created) == (july, False)
+    august = start(session, people["tongji"], period="2025-08")
+    assert august != july
+    instances.terminate(session, instance_id=july, actor=SYSTEM)
+    session.commit()
+    assert plan.start_period(session, "2025-07", SYSTEM) == plan.PeriodStart(july, "2025-07", created=False)
+    with restored(session, factory, august) as running:
+        ready = data_of(running, "confirm_figures", TaskState.READY)
+        assert (ready["period"], ready["previous_instance_id"], ready["initiator"]) == ("2025-08", july, "tongji")
+    keys = session.scalars(select(ProcessInstance.business_key).order_by(ProcessInstance.id)).all()
+    assert keys == ["investment_loop:2025-07", "investment_loop:2025-08"]
+    with pytest.raises(InvalidInput):
+        plan.start_period(session, "2025/08", SYSTEM)
+    session.rollback()
+    assert session.scalar(select(func.count(ProcessInstance.id))) == 2
+    assert audit.verify(session).ok
+
+
+def test_deploys_with_every_lane_resolved(session: Session, deployed: dict[str, str]) -> None:
+    version = deploy.latest_version(session, "investment_loop")
+    assert version is not None and version.name == "七步工作法"
+    import json
+    lanes = json.loads(version.lane_map_json)
+    assert sorted(lanes) == ["产业规划", "招商专员", "数据监测", "服务专员", "责任领导"]
+    assert all("role_id" in target for target in lanes.values())
+    assert set(deployed) == {"issue_ledger", "parallel_approval"}
