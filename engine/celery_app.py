@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from celery import Celery
+from celery.schedules import crontab
 
 from engine import config
 
@@ -34,6 +35,9 @@ def make_celery(settings: config.Settings | None = None) -> Celery:
             "sweep-timers": {"task": "engine.jobs.sweep_timers", "schedule": settings.timer_sweep_seconds},
             "deliver-outbox": {"task": "engine.jobs.deliver_outbox", "schedule": settings.outbox_seconds},
             "seal-audit": {"task": "engine.jobs.seal_audit", "schedule": 3600.0},
+            # 七步工作法: one instance per month; idempotent, so a daily run catches up a missed one.
+            "start-investment-period": {"task": "engine.jobs.start_investment_period",
+                                        "schedule": crontab(hour=8, minute=0)},
         },
         beat_schedule_filename=str(settings.instance_dir / "celerybeat-schedule"),
     )

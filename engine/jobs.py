@@ -138,3 +138,19 @@ def seal_audit() -> int | None:
     with session_scope(session_factory()) as session:
         checkpoint = audit.seal(session)
         return checkpoint.id if checkpoint else None
+
+
+@celery.task(  # type: ignore[untyped-decorator]
+    acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
+def start_investment_period() -> int | None:
+    """Start last month's 七步工作法 instance unless it exists (beat runs this daily)."""
+    from engine.errors import ProcessNotFound
+    from engine.services import plan
+    from engine.services.actors import SYSTEM
+    with session_scope(session_factory()) as session:
+        try:
+            started = plan.start_period(session, plan.period_due(clock.now()), SYSTEM)
+        except ProcessNotFound:
+            log.warning("investment_loop is not deployed; no period started")
+            return None
+        return started.instance_id

@@ -1,0 +1,33 @@
+"""Beat's daily job starts last month's 七步工作法 instance once."""
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from engine import clock, jobs
+from engine.celery_app import celery
+from engine.models import ProcessInstance
+from engine.services import deploy, seed
+from engine.services.actors import SYSTEM
+from tests.conftest import FIXTURES
+
+
+def test_the_period_job_starts_one_instance_per_month(session: Session, factory: sessionmaker[Session],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    seed.load_seed(session)
+    deploy.deploy(session, deploy.read_directory(FIXTURES.parent.parent / "bpmn"), actor=SYSTEM)
+    session.commit()
+    session.close()
+    monkeypatch.setattr(jobs, "session_factory", lambda: factory)  # the job's own factory is the env's DB
+    clock.freeze(datetime(2025, 9, 3, 8, 0, tzinfo=clock.SHANGHAI))
+    first = jobs.start_investment_period.run()
+    again = jobs.start_investment_period.run()
+    assert first is not None and first == again
+    with factory() as s:
+        rows = s.scalar(select(func.count()).select_from(ProcessInstance)
+                        .where(ProcessInstance.business_key == "investment_loop:2025-08"))
+        assert rows == 1
+    assert "start-investment-period" in celery.conf.beat_schedule
