@@ -70,7 +70,8 @@ def shanghai(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
 NAV = (
     ("inbox.index", "待办"), ("inbox.done", "已办"), ("inbox.started", "我发起的"), ("inbox.cc", "抄送我的"),
     ("processes.index", "发起流程"), ("instances.index", "流程实例"), ("supervision.index", "督办"),
-    ("reports.index", "报表"), ("notifications.index", "通知"),
+    ("reports.index", "报表"), ("dashboard.index", "经济运行监测"), ("modeller.index", "流程建模"),
+    ("audit.index", "审计"), ("notifications.index", "通知"),
     ("admin.index", "管理"),
 )
 

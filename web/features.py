@@ -13,6 +13,9 @@ FEATURES = (
     "web.notifications",  # in-app notifications
     "web.supervision",    # 督办: overdue and escalated work of a leader's area
     "web.reports",        # 周调度 / 月通报 downloads
+    "web.dashboard",      # 经济运行监测: targets, gaps, projects, warnings
+    "web.modeller",       # process owners edit BPMN/DMN/forms, deploy, migrate
+    "web.audit",          # auditors review history and verify the chain
     "web.admin",          # users and org units (admins)
     "web.api",            # JSON API under /api with an OpenAPI document
 )

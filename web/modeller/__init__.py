@@ -1,0 +1,6 @@
+"""Feature blueprint: modeller (routes are added by its feature work)."""
+from __future__ import annotations
+
+from flask import Blueprint
+
+bp = Blueprint("modeller", __name__)
