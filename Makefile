@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 JZ     := $(VENV)/bin/jzflow
 
-.PHONY: setup run test test-fast lint bench clean
+.PHONY: setup assets run test test-fast lint bench clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,7 +12,18 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
 
-setup: $(VENV)/.installed
+# Front-end bundle (htmx, the bpmn-js viewer) into web/static/dist/: rebuilt when package.json, the
+# lockfile or the sources are newer than the stamp. Without npm the pages still work (no diagram).
+ASSETS := web/static/dist/.built
+$(ASSETS): package.json package-lock.json web/build.mjs $(wildcard web/static/src/* web/static/src/*/* web/static/src/*/*/*)
+	@if command -v npm >/dev/null 2>&1; then npm ci --no-audit --no-fund && npm run build && touch $@; \
+	else echo "npm not found: skipping the front-end bundle (make assets builds it)"; fi
+
+assets:
+	npm ci --no-audit --no-fund && npm run build
+	touch $(ASSETS)
+
+setup: $(VENV)/.installed $(ASSETS)
 
 # Embedded default: SQLite under ./instance, Celery on a SQLite broker (no server needed).
 run: setup

@@ -20,7 +20,7 @@ def make_celery(settings: config.Settings | None = None) -> Celery:
     """Create the Celery app with our reliability settings and the beat schedule."""
     settings = settings or config.load()
     settings.instance_dir.mkdir(parents=True, exist_ok=True)
-    app = Celery("jzflow", broker=settings.broker_url, include=["engine.jobs"])
+    app = Celery("jzflow", broker=settings.broker_url, include=["engine.jobs", "engine.jobs_deadlines"])
     app.conf.update(
         task_acks_late=True,                 # a worker killed mid-job leaves the message to be redelivered
         task_reject_on_worker_lost=True,
@@ -35,6 +35,8 @@ def make_celery(settings: config.Settings | None = None) -> Celery:
             "sweep-timers": {"task": "engine.jobs.sweep_timers", "schedule": settings.timer_sweep_seconds},
             "deliver-outbox": {"task": "engine.jobs.deliver_outbox", "schedule": settings.outbox_seconds},
             "seal-audit": {"task": "engine.jobs.seal_audit", "schedule": 3600.0},
+            "sweep-deadlines": {"task": "engine.jobs_deadlines.sweep_deadlines", "schedule": 60.0},
+            "pending-reports": {"task": "engine.jobs_deadlines.pending_reports", "schedule": 60.0},
             # 七步工作法: one instance per month; idempotent, so a daily run catches up a missed one.
             "start-investment-period": {"task": "engine.jobs.start_investment_period",
                                         "schedule": crontab(hour=8, minute=0)},

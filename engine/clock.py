@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
-__all__ = ["SHANGHAI", "UTC", "advance", "as_utc", "freeze", "now", "unfreeze"]
+__all__ = ["SHANGHAI", "UTC", "advance", "as_utc", "freeze", "frozen_at", "now", "unfreeze"]
 
 _lock = threading.Lock()
 _frozen: datetime | None = None
@@ -19,6 +19,11 @@ def now() -> datetime:
     if frozen is not None:
         return frozen
     return datetime.now(UTC)
+
+
+def frozen_at() -> datetime | None:
+    """Return the time the clock is frozen at, or None when it follows the wall clock."""
+    return _frozen
 
 
 def freeze(at: datetime) -> None:

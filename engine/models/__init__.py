@@ -1,4 +1,6 @@
 """SQLAlchemy 2 typed models; import this package to register every table."""
+from engine.models import deadlines  # noqa: F401 (registers the deadline tables)
+from engine.models.api import ApiToken
 from engine.models.audit import AuditCheckpoint, AuditEvent
 from engine.models.base import Base
 from engine.models.collab import Attachment, CarbonCopy, Comment, Notification, SavedFilter
@@ -11,6 +13,7 @@ from engine.models.project import Bid, Project, ProjectLibrary, ProjectStage
 from engine.models.task import HumanTask, TaskCandidate
 
 __all__ = [
+    "ApiToken",
     "Attachment",
     "AuditCheckpoint",
     "AuditEvent",

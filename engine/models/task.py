@@ -15,8 +15,11 @@ class HumanTask(Base):
     __tablename__ = "human_task"
     __table_args__ = (
         UniqueConstraint("instance_id", "task_guid", name="uq_human_task_guid"),
-        Index("ix_human_task_assignee_open", "assignee_id", "state", "due_at"),
+        # 待办 pages on (due_at, id) per assignee (NULL = claimable): with id in the key the scan is
+        # index-only and already in page order (migration 0005).
+        Index("ix_human_task_assignee_open", "assignee_id", "state", "due_at", "id"),
         Index("ix_human_task_state_due", "state", "due_at"),
+        Index("ix_human_task_done", "completed_by_id", "completed_at", "id"),  # 已办, newest first
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     instance_id: Mapped[int] = mapped_column(ForeignKey("process_instance.id"), index=True)

@@ -87,3 +87,51 @@ def add_user(session: Session, *, username: str, display_name: str, password: st
                                            "units": [u.code for u in units], "roles": [r.code for r in roles],
                                            "head": is_head})
     return user
+
+
+def deactivate_user(session: Session, *, user_id: int, actor: Actor = SYSTEM) -> User:
+    """Deactivate a user: they can no longer log in nor use their API tokens (flushes).
+
+    Raises: NotFound, InvalidInput
+    """
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"用户不存在 (no such user): {user_id}", field="user")
+    if actor.user_id == user.id:
+        raise InvalidInput("不能停用自己 (you cannot deactivate yourself)", field="user")
+    if user.is_active:
+        user.is_active = False
+        session.flush()
+        audit.record(session, actor, "org.user.deactivate", stream=f"user:{user.id}", object_type="app_user",
+                     object_id=user.id, before={"active": True}, after={"active": False})
+    return user
+
+
+def users(session: Session) -> list[tuple[User, list[str], list[str]]]:
+    """Return every user with the names of their units and roles, by username."""
+    rows = session.execute(select(Membership.user_id, OrgUnit.name, Role.name)
+                           .outerjoin(OrgUnit, OrgUnit.id == Membership.org_unit_id)
+                           .outerjoin(Role, Role.id == Membership.role_id)).all()
+    units: dict[int, list[str]] = {}
+    roles: dict[int, list[str]] = {}
+    for user_id, unit_name, role_name in rows:
+        if unit_name and unit_name not in units.setdefault(user_id, []):
+            units[user_id].append(unit_name)
+        if role_name and role_name not in roles.setdefault(user_id, []):
+            roles[user_id].append(role_name)
+    return [(u, units.get(u.id, []), roles.get(u.id, []))
+            for u in session.scalars(select(User).order_by(User.username))]
+
+
+def units(session: Session) -> list[tuple[OrgUnit, User | None, User | None]]:
+    """Return every org unit with its leader and its responsible (city) leader, by code."""
+    all_units = list(session.scalars(select(OrgUnit).order_by(OrgUnit.kind, OrgUnit.code)))
+    ids = {i for u in all_units for i in (u.leader_id, u.responsible_leader_id) if i is not None}
+    people = {u.id: u for u in session.scalars(select(User).where(User.id.in_(ids or {-1})))}
+    return [(u, people.get(u.leader_id) if u.leader_id else None,
+             people.get(u.responsible_leader_id) if u.responsible_leader_id else None) for u in all_units]
+
+
+def roles(session: Session) -> list[Role]:
+    """Return every role, by code."""
+    return list(session.scalars(select(Role).order_by(Role.code)))

@@ -36,7 +36,7 @@ from engine.models import (
     TaskCandidate,
     User,
 )
-from engine.services import audit
+from engine.services import audit, sla
 from engine.services.actors import Actor
 from engine.spiff import guards, sandbox, serializer, timers
 
@@ -287,7 +287,7 @@ def sync_projection(session: Session, running: Running) -> None:
         if human.sla:
             try:
                 human.due_at = calendar.due_from_sla(now, human.sla)
-                human.warn_at = now + (human.due_at - now) * 0.8 if human.due_at > now else now
+                human.warn_at = sla.task_warn_time(info.process_key, now, human.due_at)
             except ValueError:
                 human.due_at = None
         if props.get("due"):
@@ -320,7 +320,7 @@ def _apply_due(task: Task, expression: str, human: HumanTask, now: datetime) -> 
         return
     if due is not None:
         human.due_at = due
-        human.warn_at = now + (due - now) * 0.8 if due > now else now
+        human.warn_at = sla.task_warn_time(human.process_key, now, due)
 
 
 def _evaluate_names(task: Task, expression: str) -> list[str]:

@@ -20,7 +20,7 @@ from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.spiff.parser.process import VALIDATOR, SpiffBpmnParser
 
 from engine.errors import DeployInvalid, DeployProblem
-from engine.spiff import expressions
+from engine.spiff import expressions, support
 from engine.spiff.guards import locate_validation_error, run_deep
 from engine.spiff.serializer import Specs
 
@@ -111,11 +111,15 @@ def _decode(files: Mapping[str, bytes | str], problems: list[DeployProblem]) -> 
 def _parse_xml(f: BundleFile, problems: list[DeployProblem]) -> etree._Element | None:
     parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
     try:
-        return etree.fromstring(f.text.encode("utf-8"), parser=parser)
+        root = etree.fromstring(f.text.encode("utf-8"), parser=parser)
     except etree.XMLSyntaxError as exc:
         line = exc.lineno if exc.lineno else None
         problems.append(DeployProblem(f.name, f"malformed XML: {exc.msg}", line=line))
         return None
+    if root.getroottree().docinfo.doctype:  # entities are never expanded; a DTD has no place in BPMN or DMN
+        problems.append(DeployProblem(f.name, "a DOCTYPE declaration is not allowed in BPMN or DMN files", line=1))
+        return None
+    return root
 
 
 def _element_at(root: etree._Element, line: int | None) -> str | None:
@@ -136,7 +140,11 @@ def _xsd_check(f: BundleFile, root: etree._Element, problems: list[DeployProblem
     schema = VALIDATOR.validator
     if f.kind == "bpmn":
         VALIDATOR.preprocess(root)
-        ok = schema.validate(root)
+        try:
+            ok = schema.validate(root)
+        except etree.LxmlError as exc:  # libxml2 gives up on some inputs instead of reporting them
+            problems.append(DeployProblem(f.name, f"BPMN schema: cannot validate ({exc})", line=root.sourceline))
+            return
         if not ok:
             for err in schema.error_log:
                 problems.append(DeployProblem(f.name, f"BPMN schema: {err.message}",
@@ -156,6 +164,9 @@ def _check_form(f: BundleFile, problems: list[DeployProblem]) -> None:
     except json.JSONDecodeError as exc:
         problems.append(DeployProblem(f.name, f"invalid JSON: {exc.msg}", line=exc.lineno))
         return
+    except (ValueError, RecursionError) as exc:  # a number too long to convert, nesting too deep to decode
+        problems.append(DeployProblem(f.name, f"invalid JSON: {str(exc)[:200]}", line=1))
+        return
     if f.name.endswith(".uischema.json") or "uischema" in f.name.lower():
         if not isinstance(doc, dict):
             problems.append(DeployProblem(f.name, "UI schema must be a JSON object", line=1))
@@ -165,6 +176,8 @@ def _check_form(f: BundleFile, problems: list[DeployProblem]) -> None:
         return
     try:
         validators.validator_for(doc).check_schema(doc)
+    except RecursionError:
+        problems.append(DeployProblem(f.name, "JSON Schema nested too deeply", line=1))
     except js_exc.SchemaError as exc:
         where = "/".join(str(p) for p in exc.absolute_path) or "(root)"
         problems.append(DeployProblem(f.name, f"invalid JSON Schema at {where}: {exc.message}",
@@ -247,6 +260,7 @@ def parse_bundle(files: Mapping[str, bytes | str], *, lane_known: LaneResolver |
             trees[f.name] = (f, root)
     for f, root in trees.values():
         _xsd_check(f, root, problems)
+    problems.extend(support.check_bundle({n: support.Document(f.kind, r) for n, (f, r) in trees.items()}))
     if problems:
         raise DeployInvalid(problems)
 
@@ -311,6 +325,8 @@ def _collect_processes(parser: SpiffBpmnParser, bpmn: dict[str, tuple[BundleFile
                 for task_spec in sub_spec.task_specs.values():
                     if isinstance(task_spec, UserTask):
                         _collect_user_task(parsed, task_spec, decoded, name, root, problems)
+            for start_event in spec.start.outputs:  # a start form (发起表单) on the process's start event
+                _collect_forms(parsed, start_event, decoded, name, root, problems)
             processes[key] = parsed
     return processes
 
@@ -330,9 +346,10 @@ def _called_decision(rule_task: etree._Element) -> str | None:
     return None
 
 
-def _collect_user_task(parsed: ParsedProcess, task_spec: Any, decoded: dict[str, BundleFile], file: str,
-                       root: etree._Element, problems: list[DeployProblem]) -> None:
-    props: dict[str, str] = dict(task_spec.extensions.get("properties", {}) or {})
+def _collect_forms(parsed: ParsedProcess, task_spec: Any, decoded: dict[str, BundleFile], file: str,
+                   root: etree._Element, problems: list[DeployProblem]) -> dict[str, str]:
+    """Check and keep the form files a user task or start event (a start form) names; return its properties."""
+    props: dict[str, str] = dict((getattr(task_spec, "extensions", None) or {}).get("properties", {}) or {})
     el = next((e for e in root.iter() if e.get("id") == task_spec.bpmn_id), None)
     line = el.sourceline if el is not None else None
     for prop in (FORM_SCHEMA_PROP, FORM_UI_PROP):
@@ -344,6 +361,12 @@ def _collect_user_task(parsed: ParsedProcess, task_spec: Any, decoded: dict[str,
                                           element_id=task_spec.bpmn_id, line=line))
         else:
             parsed.form_files.add(form)
+    return props
+
+
+def _collect_user_task(parsed: ParsedProcess, task_spec: Any, decoded: dict[str, BundleFile], file: str,
+                       root: etree._Element, problems: list[DeployProblem]) -> None:
+    props = _collect_forms(parsed, task_spec, decoded, file, root, problems)
     parsed.user_tasks[task_spec.bpmn_id] = UserTaskInfo(
         bpmn_id=task_spec.bpmn_id, name=task_spec.bpmn_name or task_spec.bpmn_id, lane=task_spec.lane,
         properties=props, instructions=task_spec.extensions.get("instructionsForEndUser"))

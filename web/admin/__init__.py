@@ -1,6 +1,104 @@
-"""Feature blueprint: admin (routes are added by its feature work)."""
+"""管理: users, org units with their leaders and open incidents (admins); API tokens (admins, and each user's own)."""
 from __future__ import annotations
 
-from flask import Blueprint
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from flask_login import login_required
+
+from engine.errors import Forbidden, InvalidInput
+from engine.services import org, queries, timeline, tokens
+from engine.services.actors import Actor
+from web.common import commit, current_actor, db_session
 
 bp = Blueprint("admin", __name__)
+MIN_PASSWORD = 8
+
+
+def require_admin() -> Actor:
+    """Return the acting admin.
+
+    Raises: Forbidden
+    """
+    actor = current_actor()
+    if not actor.is_admin:
+        raise Forbidden("只有管理员可以访问 (admins only)")
+    return actor
+
+
+@bp.get("/admin")
+@login_required
+def index() -> ResponseReturnValue:
+    require_admin()
+    session = db_session()
+    incidents = timeline.open_incidents(session)
+    rows = {i.instance_id: queries.instance_row(session, i.instance_id) for i in incidents}
+    units = org.units(session)
+    return render_template("admin/index.html", users=org.users(session), units=units, roles=org.roles(session),
+                           incidents=incidents, incident_rows=rows)
+
+
+@bp.post("/admin/users")
+@login_required
+def create_user() -> ResponseReturnValue:
+    actor = require_admin()
+    form = request.form
+    password = form.get("password", "")
+    if len(password) < MIN_PASSWORD:
+        raise InvalidInput(f"密码至少{MIN_PASSWORD}位 (password: at least {MIN_PASSWORD} characters)", field="password")
+    user = org.add_user(db_session(), username=form.get("username", "").strip(),
+                        display_name=form.get("display_name", "").strip() or form.get("username", "").strip(),
+                        password=password, email=form.get("email", "").strip() or None,
+                        unit_codes=[c for c in form.getlist("units") if c],
+                        role_codes=[c for c in form.getlist("roles") if c],
+                        is_head=form.get("is_head") == "1", is_admin=form.get("is_admin") == "1", actor=actor)
+    commit()
+    flash(_("已创建用户 %(name)s", name=user.username), "info")
+    return redirect(url_for("admin.index"))
+
+
+@bp.post("/admin/users/<int:user_id>/deactivate")
+@login_required
+def deactivate_user(user_id: int) -> ResponseReturnValue:
+    actor = require_admin()
+    user = org.deactivate_user(db_session(), user_id=user_id, actor=actor)
+    commit()
+    flash(_("已停用用户 %(name)s", name=user.username), "info")
+    return redirect(url_for("admin.index"))
+
+
+def _tokens_page(new_token: str | None = None, status: int = 200) -> ResponseReturnValue:
+    actor = current_actor()
+    session = db_session()
+    people = [u for u, _units, _roles in org.users(session) if u.is_active] if actor.is_admin else []
+    response = render_template("admin/tokens.html", tokens=tokens.listing(session, actor), people=people,
+                               new_token=new_token, is_admin=actor.is_admin)
+    # The plaintext is shown once: never cached, never put in the (signed, not encrypted) session cookie.
+    return response, status, {"Cache-Control": "no-store"}
+
+
+@bp.get("/admin/tokens")
+@login_required
+def token_list() -> ResponseReturnValue:
+    return _tokens_page()
+
+
+@bp.post("/admin/tokens")
+@login_required
+def issue_token() -> ResponseReturnValue:
+    actor = current_actor()
+    session = db_session()
+    username = request.form.get("username", "").strip() or actor.username
+    owner = tokens.owner(session, username)
+    plaintext = tokens.issue(session, owner, request.form.get("name", ""), actor=actor)
+    commit()
+    return _tokens_page(new_token=plaintext, status=201)
+
+
+@bp.post("/admin/tokens/<int:token_id>/revoke")
+@login_required
+def revoke_token(token_id: int) -> ResponseReturnValue:
+    tokens.revoke(db_session(), token_id=token_id, actor=current_actor())
+    commit()
+    flash(_("令牌已吊销"), "info")
+    return redirect(url_for("admin.token_list"))

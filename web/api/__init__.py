@@ -1,6 +1,133 @@
-"""Feature blueprint: api (routes are added by its feature work)."""
+"""JSON API under /api: bearer tokens for machines, the session cookie (with CSRF) for the browser.
+
+Errors are JSON `{"error", "message", ...}` with the EngineError's status (the app's handler);
+401 without credentials; rate-limited per token (or per user / address) with Flask-Limiter.
+"""
 from __future__ import annotations
 
-from flask import Blueprint
+import json
+from decimal import Decimal
+from typing import Any
 
-bp = Blueprint("api", __name__)
+from flask import Blueprint, Flask, current_app, g, jsonify, request
+from flask.typing import ResponseReturnValue
+from flask_limiter.util import get_remote_address
+from flask_login import current_user
+from werkzeug.exceptions import HTTPException
+
+from engine.errors import InvalidInput
+from engine.services import tokens
+from engine.services.actors import actor_of
+from web import csrf, limiter
+from web.common import db_session
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+csrf.exempt(bp)  # token requests carry no cookie; session requests are checked in `_authenticate`
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+PUBLIC_ENDPOINTS = ("api.openapi",)
+DEFAULT_RATE_LIMIT = "600 per minute"
+
+
+def _bearer() -> str | None:
+    header = request.headers.get("Authorization")
+    if header is None:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def rate_key() -> str:
+    """Rate-limit bucket: the token (by its digest), else the logged-in user, else the address."""
+    token = _bearer()
+    if token:
+        return "api:token:" + tokens.digest(token)[:32]
+    if current_user.is_authenticated:
+        return f"api:user:{current_user.id}"
+    return "api:ip:" + get_remote_address()
+
+
+def _rate_limit() -> str:
+    return str(current_app.config.get("JZFLOW_API_RATE_LIMIT", DEFAULT_RATE_LIMIT))
+
+
+limiter.limit(_rate_limit, key_func=rate_key)(bp)
+
+
+def unauthorized(message: str) -> ResponseReturnValue:
+    """Return a 401 JSON error asking for a bearer token."""
+    response = jsonify(error="unauthorized", message=message)
+    response.status_code = 401
+    response.headers["WWW-Authenticate"] = 'Bearer realm="jzflow"'
+    return response
+
+
+@bp.before_request
+def _authenticate() -> ResponseReturnValue | None:
+    if request.endpoint in PUBLIC_ENDPOINTS:
+        return None
+    token = _bearer()
+    if token is not None:  # an Authorization header decides alone, whatever cookie comes along
+        session = db_session()
+        user = tokens.authenticate(session, token) if token else None
+        if user is None:
+            return unauthorized("令牌无效或已吊销 (invalid or revoked token)")
+        session.commit()  # last_used_at, on its own: nothing else is pending yet
+        g.actor = actor_of(session, user)
+        g.api_auth = "token"
+        return None
+    if current_user.is_authenticated:
+        g.api_auth = "session"
+        if request.method not in SAFE_METHODS:
+            csrf.protect()  # a browser session: the X-CSRFToken header is required
+        return None
+    return unauthorized("需要登录或 API 令牌 (log in or send Authorization: Bearer <token>)")
+
+
+def body() -> dict[str, Any]:
+    """Return the JSON object sent (numbers with a fraction as Decimal); an empty body is {}.
+
+    Raises: InvalidInput
+    """
+    raw = request.get_data(cache=True, as_text=True)
+    if not raw.strip():
+        return {}
+    try:
+        value = json.loads(raw, parse_float=Decimal)
+    except ValueError as exc:
+        raise InvalidInput(f"请求体不是有效的 JSON (invalid JSON): {exc}", field="(body)") from exc
+    if not isinstance(value, dict):
+        raise InvalidInput("请求体必须是 JSON 对象 (the body must be a JSON object)", field="(body)")
+    return value
+
+
+def text_field(data: dict[str, Any], name: str, *, required: bool = False, default: str = "") -> str:
+    """Return a string field of a JSON body.
+
+    Raises: InvalidInput
+    """
+    value = data.get(name, default)
+    if value is None:
+        value = default
+    if not isinstance(value, str):
+        raise InvalidInput(f"{name} 必须是字符串 (must be a string)", field=name)
+    if required and not value.strip():
+        raise InvalidInput(f"{name} 不能为空 (required)", field=name)
+    return value
+
+
+def init_app(app: Flask) -> None:
+    """JSON for the HTTP errors the API can meet outside EngineError (405, 429)."""
+
+    def as_json(exc: HTTPException) -> ResponseReturnValue:
+        if not request.path.startswith("/api/"):
+            return exc
+        codes = {405: "method_not_allowed", 429: "rate_limited", 413: "too_large"}
+        response = jsonify(error=codes.get(exc.code or 0, "http_error"), message=exc.description)
+        response.status_code = exc.code or 500
+        return response
+
+    for code in (405, 413, 429):
+        app.register_error_handler(code, as_json)
+
+
+from web.api import openapi, routes  # noqa: E402,F401  (routes register on bp)

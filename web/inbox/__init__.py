@@ -1,18 +1,8 @@
-"""待办 / 已办 / 我发起的 / 抄送我的."""
+"""待办 / 已办 / 我发起的 / 抄送我的: filtered, keyset-paginated lists; saved filters; bulk actions."""
 from __future__ import annotations
 
-from flask import Blueprint, render_template
-from flask.typing import ResponseReturnValue
-from flask_login import login_required
-
-from engine.services import tasks
-from web.common import current_actor, db_session
+from flask import Blueprint
 
 bp = Blueprint("inbox", __name__)
 
-
-@bp.get("/inbox")
-@login_required
-def index() -> ResponseReturnValue:
-    rows = tasks.inbox(db_session(), current_actor(), limit=50)
-    return render_template("inbox/index.html", tasks=rows, actor=current_actor())
+from web.inbox import actions, lists  # noqa: E402,F401  (they add their routes to bp)

@@ -1,6 +1,128 @@
-"""Feature blueprint: instances (routes are added by its feature work)."""
+"""流程实例: the list of instances one may see, an instance's page, its BPMN; suspend / resume / terminate."""
 from __future__ import annotations
 
-from flask import Blueprint
+import json
+
+from flask import Blueprint, Response, current_app, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from flask_login import login_required
+from werkzeug.routing import BuildError
+
+from engine.errors import Forbidden, InstanceNotFound, NotFound
+from engine.services import access, instances, queries, runtime, timeline
+from engine.services.actors import Actor
+from web.common import commit, current_actor, db_session
+from web.instances import labels
 
 bp = Blueprint("instances", __name__)
+def visible_row(instance_id: int, actor: Actor) -> queries.InstanceRow:
+    """Return an instance the actor may see.
+
+    Raises: InstanceNotFound, Forbidden
+    """
+    session = db_session()
+    row = queries.instance_row(session, instance_id)
+    if row is None:
+        raise InstanceNotFound(f"流程实例不存在: {instance_id}", instance_id=instance_id)
+    access.require_view(session, actor, instance_id)
+    return row
+
+
+def task_url(task_id: int) -> str:
+    """Return the task page's URL (the tasks feature's), or the plain path it serves."""
+    if "tasks.show" in current_app.view_functions:
+        try:
+            return url_for("tasks.show", task_id=task_id)
+        except BuildError:
+            pass
+    return f"/tasks/{task_id}"
+
+
+def filters_from(args: dict[str, str]) -> queries.InstanceFilter:
+    """Read the list's filters from query arguments."""
+    return queries.InstanceFilter(process_key=args.get("process") or None, status=args.get("status") or None,
+                                  mine=args.get("mine") in ("1", "on", "true"), text=args.get("q") or None)
+
+
+@bp.get("/instances")
+@login_required
+def index() -> ResponseReturnValue:
+    session = db_session()
+    flt = filters_from(request.args.to_dict())
+    page = queries.instance_page(session, current_actor(), flt, after=request.args.get("after") or None,
+                                 limit=request.args.get("limit", 50, type=int) or 50)
+    processes = queries.process_choices(session)
+    args = {k: v for k, v in request.args.items() if k not in ("after",) and v}
+    return render_template("instances/index.html", page=page, flt=flt, processes=processes,
+                           statuses=queries.STATUSES, labels=labels, args=args)
+
+
+@bp.get("/instances/<int:instance_id>")
+@login_required
+def show(instance_id: int) -> ResponseReturnValue:
+    session = db_session()
+    actor = current_actor()
+    row = visible_row(instance_id, actor)
+    instance = row.instance
+    with_data = queries.may_see_data(session, actor, instance)
+    running = runtime.load(session, instance_id)
+    states = timeline.diagram_states(session, running)
+    data = None
+    if with_data:
+        data = [(key, *labels.pretty(value)) for key, value in timeline.instance_data(running).items()]
+    entries = timeline.timeline(session, instance_id, with_details=with_data)
+    history = [(e, json.dumps(e.details, ensure_ascii=False, indent=2, sort_keys=True, default=str)
+                if e.details is not None else None) for e in entries]
+    task_rows = timeline.human_tasks(session, instance_id)
+    users = queries.UserNames().load(session, [t.assignee_id for t in task_rows]
+                                     + [t.completed_by_id for t in task_rows])
+    return render_template(
+        "instances/show.html", row=row, instance=instance, states=states, data=data, history=history,
+        tasks=task_rows, users=users, incidents=timeline.incidents(session, instance_id),
+        labels=labels, is_admin=actor.is_admin, task_url=task_url,
+        diagram_url=url_for("instances.diagram", instance_id=instance_id))
+
+
+@bp.get("/instances/<int:instance_id>/diagram.bpmn")
+@login_required
+def diagram(instance_id: int) -> ResponseReturnValue:
+    row = visible_row(instance_id, current_actor())
+    text = timeline.bpmn_text(db_session(), row.instance.version_id, row.process_key)
+    if text is None:
+        raise NotFound("此版本没有BPMN文件 (no BPMN file in this version)", instance_id=instance_id)
+    response = Response(text, mimetype="application/xml")
+    response.headers["Cache-Control"] = "private, max-age=3600"  # a version's files never change
+    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"  # opened directly, it runs nothing
+    return response
+
+
+def _lifecycle(instance_id: int, action: str) -> ResponseReturnValue:
+    actor = current_actor()
+    visible_row(instance_id, actor)
+    if not actor.is_admin:
+        raise Forbidden("只有管理员可以执行此操作 (admins only)", instance_id=instance_id)
+    change = {"suspend": instances.suspend, "resume": instances.resume, "terminate": instances.terminate}[action]
+    change(db_session(), instance_id=instance_id, actor=actor)
+    commit()
+    flash({"suspend": _("流程实例已挂起"), "resume": _("流程实例已恢复"), "terminate": _("流程实例已终止")}[action],
+          "info")
+    return redirect(url_for("instances.show", instance_id=instance_id))
+
+
+@bp.post("/instances/<int:instance_id>/suspend")
+@login_required
+def suspend(instance_id: int) -> ResponseReturnValue:
+    return _lifecycle(instance_id, "suspend")
+
+
+@bp.post("/instances/<int:instance_id>/resume")
+@login_required
+def resume(instance_id: int) -> ResponseReturnValue:
+    return _lifecycle(instance_id, "resume")
+
+
+@bp.post("/instances/<int:instance_id>/terminate")
+@login_required
+def terminate(instance_id: int) -> ResponseReturnValue:
+    return _lifecycle(instance_id, "terminate")

@@ -1,6 +1,54 @@
-"""Feature blueprint: notifications (routes are added by its feature work)."""
+"""通知: the user's in-app notifications; open one (marks it read), mark all read."""
 from __future__ import annotations
 
-from flask import Blueprint
+from urllib.parse import urlsplit
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from flask_login import login_required
+
+from engine.services import notifications
+from web.common import commit, current_actor, db_session
 
 bp = Blueprint("notifications", __name__)
+
+
+def safe_link(link: str | None) -> str | None:
+    """Return a notification's link if it is a same-site path (never redirect off site)."""
+    if not link:
+        return None
+    parts = urlsplit(link)
+    if parts.scheme or parts.netloc or not link.startswith("/") or link.startswith("//") or "\\" in link:
+        return None
+    return link
+
+
+@bp.get("/notifications")
+@login_required
+def index() -> ResponseReturnValue:
+    before = request.args.get("before", type=int)
+    unread_only = request.args.get("unread") == "1"
+    page = notifications.page(db_session(), current_actor(), before_id=before, unread_only=unread_only)
+    return render_template("notifications/index.html", page=page, unread_only=unread_only, safe_link=safe_link)
+
+
+@bp.post("/notifications/<int:notification_id>/read")
+@login_required
+def read(notification_id: int) -> ResponseReturnValue:
+    note = notifications.mark_read(db_session(), notification_id=notification_id, actor=current_actor())
+    commit()
+    if request.form.get("open") == "1":
+        target = safe_link(note.link)
+        if target:
+            return redirect(target)
+    return redirect(url_for("notifications.index"))
+
+
+@bp.post("/notifications/read-all")
+@login_required
+def read_all() -> ResponseReturnValue:
+    count = notifications.mark_all_read(db_session(), actor=current_actor())
+    commit()
+    flash(_("已将 %(count)s 条通知标为已读", count=count), "info")
+    return redirect(url_for("notifications.index"))

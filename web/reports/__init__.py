@@ -1,6 +1,92 @@
-"""Feature blueprint: reports (routes are added by its feature work)."""
+"""报表: start a 周调度 / 月通报 run, watch its progress (a meta refresh, no script), download XLSX and PDF."""
 from __future__ import annotations
 
-from flask import Blueprint
+from datetime import date
+
+from flask import Blueprint, Response, current_app, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from flask_login import login_required
+from sqlalchemy import select
+from sqlalchemy.orm import undefer
+
+from engine import clock
+from engine.errors import Forbidden, InvalidInput, NotFound
+from engine.models.deadlines import ReportRun
+from engine.services import reports
+from web.common import commit, current_actor, db_session
 
 bp = Blueprint("reports", __name__)
+ACTIVE = ("pending", "running")
+MEDIA = {"xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "pdf": "application/pdf"}
+
+
+def kick_report(run_id: int) -> None:
+    """Ask a worker to generate the run now; if the broker is down, beat's pending-reports job does it later."""
+    if current_app.config.get("TESTING") or current_app.config.get("JZFLOW_NO_KICK"):
+        return
+    try:
+        from engine.celery_app import celery
+        # No connection retries: with the broker down, kombu would otherwise hold the request for seconds.
+        options = dict(celery.conf.broker_transport_options or {})
+        if str(celery.conf.broker_url or "").startswith("redis"):  # the SQLite broker passes options to create_engine
+            options["max_retries"] = 0
+        with celery.connection_for_write(transport_options=options) as connection:
+            celery.send_task("engine.jobs_deadlines.generate_report", args=[run_id], retry=False, ignore_result=True,
+                             connection=connection)
+    except Exception:  # noqa: S110 (the broker being down must not fail a committed request)
+        pass
+
+
+def _require_reports() -> None:
+    if not reports.can_use(db_session(), current_actor()):
+        raise Forbidden(_("无权使用报表"))
+
+
+@bp.get("/reports")
+@login_required
+def index() -> ResponseReturnValue:
+    _require_reports()
+    runs = db_session().scalars(select(ReportRun).order_by(ReportRun.id.desc()).limit(30)).all()
+    today = clock.now().astimezone(clock.SHANGHAI).date()
+    return render_template("reports/index.html", runs=runs, today=today, kinds=reports.KINDS,
+                           refresh=any(r.status in ACTIVE for r in runs))
+
+
+@bp.post("/reports")
+@login_required
+def start() -> ResponseReturnValue:
+    kind = request.form.get("kind", "")
+    try:
+        day = date.fromisoformat(request.form.get("day", "").strip())
+    except ValueError:
+        raise InvalidInput(_("日期格式应为 YYYY-MM-DD"), field="day") from None
+    run = reports.create_run(db_session(), actor=current_actor(), kind=kind, day=day)
+    commit()
+    kick_report(run.id)
+    flash(_("报表生成中"))
+    return redirect(url_for("reports.show", run_id=run.id))
+
+
+@bp.get("/reports/<int:run_id>")
+@login_required
+def show(run_id: int) -> ResponseReturnValue:
+    run = reports.get_run(db_session(), run_id, current_actor())
+    return render_template("reports/show.html", run=run, refresh=run.status in ACTIVE)
+
+
+@bp.get("/reports/<int:run_id>.<fmt>")
+@login_required
+def download(run_id: int, fmt: str) -> ResponseReturnValue:
+    if fmt not in MEDIA:
+        raise NotFound(_("没有这种格式"))
+    session = db_session()
+    reports.get_run(session, run_id, current_actor())
+    run = session.scalar(select(ReportRun).where(ReportRun.id == run_id).options(undefer(getattr(ReportRun, fmt))))
+    content = getattr(run, fmt) if run is not None else None
+    if run is None or run.status != "done" or content is None:
+        raise NotFound(_("报表尚未生成"))
+    name = f"{run.title}.{fmt}"
+    from urllib.parse import quote
+    return Response(content, mimetype=MEDIA[fmt], headers={
+        "Content-Disposition": f"attachment; filename=report-{run.id}.{fmt}; filename*=UTF-8''{quote(name)}"})

@@ -1,6 +1,143 @@
-"""Feature blueprint: supervision (routes are added by its feature work)."""
+"""督办: a leader's overdue and escalated work by unit, its actions, the `light` helper and the wait heatmap."""
 from __future__ import annotations
 
-from flask import Blueprint
+from datetime import date, datetime
+
+from flask import Blueprint, Flask, flash, jsonify, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from flask_login import login_required
+from markupsafe import Markup, escape
+from sqlalchemy import select
+
+from engine import clock
+from engine.errors import Forbidden, InvalidInput, NotFound
+from engine.models import ProcessDefinition, ProcessVersion, Role
+from engine.services import access, sla, supervision
+from engine.services.escalation import STEP_NAMES
+from web.common import commit, current_actor, db_session
 
 bp = Blueprint("supervision", __name__)
+OBJECT_TYPES = ("task", "issue", "project")
+HEAT_ROLES = ("process_owner",)
+
+
+def light(due_at: datetime | None, warn_at: datetime | None = None, now: datetime | None = None) -> Markup:
+    """Render a red/yellow/green light for a deadline (nothing without one); use on any list."""
+    level = sla.level(due_at, warn_at, now or clock.now())
+    if level is None:
+        return Markup("")
+    title = {"red": _("逾期"), "yellow": _("临近截止"), "green": _("正常")}[level]
+    return Markup('<span class="light {0}" title="{1}" aria-label="{1}"></span>').format(level, escape(title))
+
+
+def init_app(app: Flask) -> None:
+    """Make `light(due_at, warn_at)` a Jinja global (and filter: `task.due_at|light(task.warn_at)`)."""
+    app.jinja_env.globals["light"] = light
+    app.jinja_env.filters["light"] = light
+
+
+def _object(object_type: str) -> str:
+    if object_type not in OBJECT_TYPES:
+        raise NotFound(f"未知的督办对象 (unknown object): {object_type}")
+    return object_type
+
+
+def _date(field: str, *, required: bool = False) -> date | None:
+    value = request.form.get(field, "").strip()
+    if not value:
+        if required:
+            raise InvalidInput(_("请填写日期"), field=field)
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput(_("日期格式应为 YYYY-MM-DD"), field=field) from None
+
+
+def _back(object_type: str, object_id: int) -> ResponseReturnValue:
+    return redirect(url_for("supervision.index") + f"#{object_type}-{object_id}")
+
+
+@bp.get("/supervision")
+@login_required
+def index() -> ResponseReturnValue:
+    session, actor = db_session(), current_actor()
+    if not supervision.is_supervisor(session, actor):
+        raise Forbidden(_("督办仅限领导使用"))
+    now = clock.now()
+    groups = supervision.overview(session, actor, now=now)
+    history = {item.key: supervision.history(session, item.target.object_type, item.target.object_id)
+               for group in groups for item in group.items}
+    return render_template("supervision/index.html", groups=groups, history=history, now=now,
+                           today=now.astimezone(clock.SHANGHAI).date())
+
+
+@bp.post("/supervision/<object_type>/<int:object_id>/urge")
+@login_required
+def urge(object_type: str, object_id: int) -> ResponseReturnValue:
+    told = supervision.urge(db_session(), actor=current_actor(), object_type=_object(object_type), object_id=object_id,
+                            message=request.form.get("message", ""), due_date=_date("due_date"))
+    commit()
+    flash(_("已催办 %(n)s 人", n=told))
+    return _back(object_type, object_id)
+
+
+@bp.post("/supervision/<object_type>/<int:object_id>/reassign")
+@login_required
+def reassign(object_type: str, object_id: int) -> ResponseReturnValue:
+    user = supervision.reassign(db_session(), actor=current_actor(), object_type=_object(object_type),
+                                object_id=object_id, to_username=request.form.get("to_username", "").strip(),
+                                note=request.form.get("note", ""))
+    commit()
+    flash(_("已改派给 %(name)s", name=user.display_name))
+    return _back(object_type, object_id)
+
+
+@bp.post("/supervision/<object_type>/<int:object_id>/extension")
+@login_required
+def extension(object_type: str, object_id: int) -> ResponseReturnValue:
+    decision = request.form.get("decision", "")
+    if decision not in ("grant", "refuse"):
+        raise InvalidInput(_("请选择批准或不批准"), field="decision")
+    grant = decision == "grant"
+    supervision.decide_extension(db_session(), actor=current_actor(), object_type=_object(object_type),
+                                 object_id=object_id, grant=grant, due_date=_date("due_date", required=grant),
+                                 opinion=request.form.get("opinion", ""))
+    commit()
+    flash(_("已批准延期") if grant else _("已不批准延期"))
+    return _back(object_type, object_id)
+
+
+@bp.post("/supervision/<object_type>/<int:object_id>/escalate")
+@login_required
+def escalate(object_type: str, object_id: int) -> ResponseReturnValue:
+    step = supervision.escalate(db_session(), actor=current_actor(), object_type=_object(object_type),
+                                object_id=object_id, note=request.form.get("note", ""))
+    commit()
+    flash(_("已升级至 %(who)s", who=STEP_NAMES.get(step.step, step.step)))
+    return _back(object_type, object_id)
+
+
+@bp.get("/supervision/heat/<process_key>.json")
+@login_required
+def heat(process_key: str) -> ResponseReturnValue:
+    """Waiting time per BPMN element of a process version (latest, or ?version=N), for the diagram's heatmap."""
+    session, actor = db_session(), current_actor()
+    codes = set(session.scalars(select(Role.code).where(Role.id.in_(actor.role_ids)))) if actor.role_ids else set()
+    if not (access.reads_everything(session, actor) or codes & set(HEAT_ROLES)
+            or supervision.is_supervisor(session, actor)):
+        raise Forbidden(_("无权查看"))
+    query = select(ProcessVersion).join(ProcessDefinition, ProcessDefinition.id == ProcessVersion.definition_id).where(
+        ProcessDefinition.key == process_key)
+    version_no = request.args.get("version", type=int)
+    query = query.where(ProcessVersion.version == version_no) if version_no else \
+        query.order_by(ProcessVersion.version.desc())
+    version = session.scalar(query.limit(1))
+    if version is None:
+        raise NotFound(f"流程不存在 (no such process): {process_key}", process_key=process_key)
+    stats = sla.wait_heat(session, version.id)
+    return jsonify(process_key=process_key, version=version.version,
+                   heat={b: round(h.median, 1) for b, h in stats.items()},
+                   stats={b: {"count": h.count, "open": h.open, "mean": round(h.mean, 1), "median": round(h.median, 1),
+                              "max": round(h.max, 1)} for b, h in stats.items()})

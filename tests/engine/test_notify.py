@@ -1,0 +1,135 @@
+"""Notifications routed by preference and delivered for real: in-app rows, e-mail to a local SMTP server,
+webhooks to a local HTTP server (tests/sinks.py), on SQLite and PostgreSQL."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from engine import clock
+from engine.errors import InvalidInput
+from engine.jobs import run_outbox
+from engine.models import Notification, OrgUnit, OutboxMessage
+from engine.services import notify, org
+from engine.services.actors import Actor, actor_for
+from tests.sinks import HookSink, SmtpSink
+
+
+@pytest.fixture
+def people(session: Session, frozen: Any) -> dict[str, Actor]:
+    org.add_unit(session, code="gxj", name="工业和信息化局")
+    org.add_user(session, username="zhang", display_name="张伟", unit_codes=["gxj"], email="zhang@gxj.jiaozhou.test")
+    org.add_user(session, username="li", display_name="李娜", unit_codes=["gxj"])
+    org.add_user(session, username="wang", display_name="王建国", email="wang@jiaozhou.test")
+    session.commit()
+    return {u: actor_for(session, u) for u in ("zhang", "li", "wang")}
+
+
+@pytest.fixture
+def smtp(monkeypatch: pytest.MonkeyPatch) -> Iterator[SmtpSink]:
+    with SmtpSink() as sink:
+        monkeypatch.setenv("JZFLOW_SMTP_HOST", "127.0.0.1")
+        monkeypatch.setenv("JZFLOW_SMTP_PORT", str(sink.port))
+        monkeypatch.setenv("JZFLOW_PUBLIC_URL", "https://jzflow.jiaozhou.test")
+        yield sink
+
+
+@pytest.fixture
+def hooks() -> Iterator[HookSink]:
+    with HookSink() as sink:
+        yield sink
+
+
+def note(user: Actor, key: str | None = "esc:issue:1:1:unit_head") -> notify.Note:
+    return notify.Note(user_id=int(user.user_id or 0), kind="escalation",
+                       title="督办升级(单位负责人): WT-2025-0001 用电增容",
+                       body="已逾期 2 个工作日，请督促办理。", link="/supervision#issue-1", key=key)
+
+
+def test_by_default_only_in_app_with_an_unread_count(session: Session, factory: sessionmaker[Session],
+                                                     people: dict[str, Actor], smtp: SmtpSink) -> None:
+    assert notify.send(session, note(people["zhang"])) == 1
+    assert notify.send(session, note(people["zhang"])) == 0  # the same key again: nothing new
+    session.commit()
+    assert run_outbox(factory) == 1 and run_outbox(factory) == 0
+    zhang = int(people["zhang"].user_id or 0)
+    assert notify.unread_count(session, zhang) == 1
+    row = session.scalar(select(Notification).where(Notification.user_id == zhang))
+    assert row is not None and row.title.startswith("督办升级") and row.link == "/supervision#issue-1"
+    assert notify.mark_read(session, zhang) == 1
+    session.commit()
+    assert notify.unread_count(session, zhang) == 0
+    assert smtp.mails == []
+
+
+def test_email_and_webhooks_follow_preferences(session: Session, factory: sessionmaker[Session],
+                                               people: dict[str, Actor], smtp: SmtpSink, hooks: HookSink) -> None:
+    zhang, li, wang = (int(people[u].user_id or 0) for u in ("zhang", "li", "wang"))
+    notify.set_preference(session, user_id=zhang, kind="escalation", channels=["in_app", "email", "webhook"])
+    notify.set_preference(session, user_id=zhang, kind="*", channels=["in_app"])
+    notify.set_preference(session, user_id=li, kind="*", channels=["webhook"])
+    notify.set_preference(session, user_id=wang, kind="*", channels=["email"])
+    notify.set_webhook(session, user_id=zhang, url=hooks.url("/wecom/zhang"))
+    unit = session.scalar(select(OrgUnit.id).where(OrgUnit.code == "gxj"))
+    notify.set_webhook(session, org_unit_id=unit, url=hooks.url("/dingtalk/gxj"), flavor="json")
+    assert notify.channels_for(session, [zhang, li], "urge") == {zhang: ("in_app",), li: ("webhook",)}
+    added = notify.send_many(session, [note(people["zhang"]), note(people["li"]), note(people["wang"]),
+                                       notify.Note(user_id=zhang, kind="urge", title="催办", key="urge:1")])
+    session.commit()
+    assert added == 3 + 1 + 1 + 1
+    assert run_outbox(factory) == 6
+    assert run_outbox(factory) == 0
+
+    assert sorted((m.recipients[0], m.subject) for m in smtp.mails) == [
+        ("wang@jiaozhou.test", "督办升级(单位负责人): WT-2025-0001 用电增容"),
+        ("zhang@gxj.jiaozhou.test", "督办升级(单位负责人): WT-2025-0001 用电增容")]
+    assert "https://jzflow.jiaozhou.test/supervision#issue-1" in smtp.mails[0].text
+    assert "已逾期 2 个工作日" in smtp.mails[0].text
+    by_path = {h.path: h for h in hooks.hooks}
+    assert set(by_path) == {"/wecom/zhang", "/dingtalk/gxj"}
+    robot = by_path["/wecom/zhang"]
+    assert robot.body["msgtype"] == "text" and robot.content_type.startswith("application/json")
+    assert robot.body["text"]["content"].splitlines()[0] == "督办升级(单位负责人): WT-2025-0001 用电增容"
+    assert by_path["/dingtalk/gxj"].body["user_id"] == li  # li has no own hook: his unit's, as plain JSON
+    in_app = session.scalars(select(Notification.user_id)).all()
+    assert sorted(in_app) == [zhang, zhang]  # escalation and urge; li and wang chose other channels
+
+
+def test_a_failing_webhook_is_retried_and_delivered_once(session: Session, factory: sessionmaker[Session],
+                                                         people: dict[str, Actor]) -> None:
+    zhang = int(people["zhang"].user_id or 0)
+    with HookSink(fail_first=1) as sink:
+        notify.set_preference(session, user_id=zhang, kind="*", channels=["webhook"])
+        notify.set_webhook(session, user_id=zhang, url=sink.url())
+        notify.send(session, note(people["zhang"]))
+        session.commit()
+        assert run_outbox(factory) == 0
+        msg = session.scalar(select(OutboxMessage).execution_options(populate_existing=True))
+        assert msg is not None and msg.attempts == 1 and "500" in (msg.last_error or "")
+        session.rollback()  # SQLite: let go of the write lock the read took (BEGIN IMMEDIATE)
+        assert run_outbox(factory) == 0  # backing off
+        clock.advance(timedelta(seconds=5))
+        assert run_outbox(factory) == 1
+        assert run_outbox(factory) == 0
+        assert len(sink.hooks) == 1
+
+
+def test_a_channel_without_an_address_is_skipped(session: Session, factory: sessionmaker[Session],
+                                                 people: dict[str, Actor]) -> None:
+    li = int(people["li"].user_id or 0)
+    notify.set_preference(session, user_id=li, kind="*", channels=["in_app", "email", "webhook"])
+    assert notify.send(session, note(people["li"])) == 1  # no e-mail address, no webhook: in-app only
+    assert session.scalar(select(func.count()).select_from(OutboxMessage).where(OutboxMessage.kind == "in_app")) == 1
+
+
+def test_bad_preferences_are_refused(session: Session, people: dict[str, Actor]) -> None:
+    with pytest.raises(InvalidInput):
+        notify.set_preference(session, user_id=int(people["li"].user_id or 0), channels=["sms"])
+    with pytest.raises(InvalidInput):
+        notify.set_webhook(session, user_id=int(people["li"].user_id or 0), url="file:///etc/passwd")
+    with pytest.raises(InvalidInput):
+        notify.set_webhook(session, url="https://example.invalid/hook")

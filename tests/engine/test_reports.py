@@ -1,0 +1,139 @@
+"""周调度 / 月通报: counts per unit from the ledger and the projects, XLSX and PDF (Chinese text), the run job."""
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from engine import clock
+from engine.errors import Forbidden, InvalidInput
+from engine.models import LedgerIssue, Notification, OrgUnit, OutboxMessage, Project, ProjectLibrary, ProjectStage
+from engine.models.deadlines import ReportRun
+from engine.services import org, reports, sla
+from engine.services.actors import Actor, actor_for
+
+SH = clock.SHANGHAI
+
+
+def at(y: int, m: int, d: int, hh: int = 10) -> datetime:
+    return datetime(y, m, d, hh, tzinfo=SH)
+
+
+@pytest.fixture
+def ledger(session: Session, frozen: Any) -> dict[str, Actor]:
+    """Issues of two units over September 2025 and three projects, as of Friday 26 Sep."""
+    org.add_role(session, code="ledger_officer", name="台账管理员")
+    org.add_unit(session, code="gxj", name="工业和信息化局")
+    org.add_unit(session, code="zrzyj", name="自然资源局")
+    org.add_user(session, username="officer", display_name="台账管理员", role_codes=["ledger_officer"])
+    org.add_user(session, username="staff", display_name="普通用户", unit_codes=["gxj"])
+    units = {u.code: u.id for u in session.scalars(select(OrgUnit))}
+
+    def issue(code: str, unit: str, created: datetime, due: date, closed: datetime | None = None) -> LedgerIssue:
+        return LedgerIssue(code=code, title=f"问题{code}", unit_id=units[unit], created_at=created,
+                           due_at=sla.deadline_of(due), status="closed" if closed else "in_progress", closed_at=closed)
+    session.add_all([
+        issue("A1", "gxj", at(2025, 9, 2), date(2025, 9, 10), at(2025, 9, 9)),     # closed on time, earlier week
+        issue("A2", "gxj", at(2025, 9, 22), date(2025, 9, 30), at(2025, 9, 24)),   # new and closed this week
+        issue("A3", "gxj", at(2025, 9, 23), date(2025, 10, 15)),                   # new, in progress
+        issue("B1", "zrzyj", at(2025, 9, 3), date(2025, 9, 19)),                   # overdue
+        issue("B2", "zrzyj", at(2025, 9, 15), date(2025, 9, 20), at(2025, 9, 25)),  # closed late this week
+        issue("B3", "zrzyj", at(2025, 9, 24), date(2025, 10, 20)),                 # new, in progress
+    ])
+    library = ProjectLibrary(code="key", name="重点项目")
+    session.add(library)
+    session.flush()
+    behind = Project(code="XM-1", name="智能家电产业园", library_id=library.id, category="focus", investment=60000,
+                     stage="signed", responsible_unit_id=units["gxj"], planned_start=date(2025, 9, 15),
+                     created_at=at(2025, 3, 1))
+    fine = Project(code="XM-2", name="新材料基地", library_id=library.id, category="key", investment=20000,
+                   stage="started", responsible_unit_id=units["zrzyj"], planned_complete=date(2026, 6, 30),
+                   created_at=at(2025, 9, 23))
+    session.add_all([behind, fine])
+    session.flush()
+    session.add(ProjectStage(project_id=fine.id, stage="started", on=date(2025, 9, 24)))
+    session.commit()
+    clock.freeze(at(2025, 9, 26, 17))
+    return {u: actor_for(session, u) for u in ("officer", "staff")}
+
+
+def test_weekly_and_monthly_counts_per_unit(session: Session, ledger: dict[str, Actor]) -> None:
+    start, end, title = reports.period("weekly", date(2025, 9, 26))
+    assert (start, end) == (date(2025, 9, 22), date(2025, 9, 29)) and "周调度" in title
+    week = reports.build(session, kind="weekly", start=start, end=end)
+    lines = {line.unit: line for line in week.issues}
+    gxj, zr = lines["工业和信息化局"], lines["自然资源局"]
+    assert (gxj.new, gxj.in_progress, gxj.closed, gxj.overdue, gxj.closed_late, gxj.total, gxj.closed_total) == \
+        (2, 1, 1, 0, 0, 3, 2)
+    assert (zr.new, zr.in_progress, zr.closed, zr.overdue, zr.closed_late, zr.total, zr.closed_total) == \
+        (1, 2, 1, 1, 1, 3, 1)
+    assert [line.unit for line in week.issues] == ["工业和信息化局", "自然资源局"]  # ranked by 销号率 67 % vs 33 %
+    assert [line.rank for line in week.issues] == [1, 2] and round(gxj.close_rate, 3) == 0.667
+    totals = week.totals()
+    assert (totals.new, totals.total, totals.closed_total) == (3, 6, 3)
+    projects = {line.unit: line for line in week.projects}
+    assert (projects["工业和信息化局"].behind, projects["自然资源局"].started, projects["自然资源局"].new) == (1, 1, 1)
+    assert [line.unit for line in week.projects] == ["自然资源局", "工业和信息化局"]  # fewest behind first
+
+    start, end, title = reports.period("monthly", date(2025, 9, 26))
+    assert (start, end, title) == (date(2025, 9, 1), date(2025, 10, 1), "问题台账与项目推进月通报（2025年09月）")
+    month = {line.unit: line for line in reports.build(session, kind="monthly", start=start, end=end).issues}
+    assert (month["工业和信息化局"].new, month["工业和信息化局"].closed) == (3, 2)
+    assert reports.period("monthly", date(2025, 12, 3))[1] == date(2026, 1, 1)
+    with pytest.raises(InvalidInput):
+        reports.period("daily", date(2025, 9, 1))
+
+
+def test_xlsx_holds_the_chinese_tables(session: Session, ledger: dict[str, Actor]) -> None:
+    from openpyxl import load_workbook
+    start, end, _ = reports.period("weekly", date(2025, 9, 26))
+    book = load_workbook(io.BytesIO(reports.to_xlsx(reports.build(session, kind="weekly", start=start, end=end))))
+    assert book.sheetnames == ["问题台账", "项目推进"]
+    rows = list(book["问题台账"].iter_rows(values_only=True))
+    assert "周调度" in str(rows[0][0]) and rows[2] == reports.ISSUE_HEAD
+    assert rows[3][:4] == (1, "工业和信息化局", 2, 1) and rows[3][-1] == "66.7%"
+    assert rows[-1][1] == "合计"
+    assert list(book["项目推进"].iter_rows(values_only=True))[3][1] == "自然资源局"
+
+
+def test_pdf_renders_chinese_with_the_builtin_cjk_font(session: Session, ledger: dict[str, Actor],
+                                                       tmp_path: Path) -> None:
+    start, end, _ = reports.period("monthly", date(2025, 9, 26))
+    pdf = reports.to_pdf(reports.build(session, kind="monthly", start=start, end=end))
+    assert pdf.startswith(b"%PDF") and b"STSong-Light" in pdf
+    if shutil.which("pdftotext") is None:
+        pytest.skip("pdftotext (poppler-utils) is not installed: the text check needs it")
+    path = tmp_path / "report.pdf"
+    path.write_bytes(pdf)
+    text = subprocess.run(["pdftotext", "-layout", str(path), "-"], capture_output=True, check=True).stdout.decode()
+    for words in ("问题台账与项目推进月通报", "工业和信息化局", "自然资源局", "销号率", "滞后"):
+        assert words in text, text
+
+
+def test_a_run_commits_its_progress_and_keeps_both_files(session: Session, factory: sessionmaker[Session],
+                                                         ledger: dict[str, Actor]) -> None:
+    with pytest.raises(Forbidden):
+        reports.create_run(session, actor=ledger["staff"], kind="weekly", day=date(2025, 9, 26))
+    run = reports.create_run(session, actor=ledger["officer"], kind="weekly", day=date(2025, 9, 26))
+    session.commit()
+    assert (run.status, run.progress) == ("pending", 0)
+    assert reports.stale_runs(session, now=clock.now()) == []
+    run_id = run.id
+    assert reports.stale_runs(session, now=clock.now() + timedelta(minutes=1)) == [run_id]
+    session.rollback()  # SQLite: let go of the write lock (and touch no expired attribute after this)
+    assert reports.run(factory, run_id) == "done"
+    assert reports.run(factory, run_id) == "done"  # a second delivery of the job changes nothing
+    done = session.scalar(select(ReportRun).where(ReportRun.id == run_id).execution_options(populate_existing=True))
+    assert done is not None and (done.status, done.progress) == ("done", 100)
+    assert done.xlsx is not None and done.xlsx[:2] == b"PK" and done.pdf is not None and done.pdf[:4] == b"%PDF"
+    assert done.summary["issues"][0]["unit"] == "工业和信息化局"
+    messages = session.scalars(select(OutboxMessage).where(OutboxMessage.kind == "in_app")).all()
+    assert [m.payload["title"] for m in messages] == [f"报表已生成: {done.title}"]
+    assert session.scalar(select(Notification)) is None  # delivered by the outbox job, not here

@@ -1,0 +1,115 @@
+"""管理: admins only; users (create, deactivate), org units with leaders, incidents; API tokens."""
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+
+from engine.models import ApiToken, AuditEvent, Incident, User
+from engine.services import org
+from tests.web.conftest import csrf_of
+from tests.web.flows import Api, db, deploy_good, post, started_review, token_for, user_id
+
+Login = Callable[[str], FlaskClient]
+
+
+def test_staff_get_403_admins_see_users_units_and_incidents(app: Flask, login: Login) -> None:
+    deploy_good(app)
+    row = started_review(app, login("applicant"))
+    with db(app) as s:
+        s.add(Incident(instance_id=row.id, bpmn_id="compute_fee", kind="script_error", message="ZeroDivisionError"))
+        org.add_unit(s, code="jdj", name="胶东街道", kind="town")
+        org.add_user(s, username="jd_head", display_name="胶东主任", unit_codes=["jdj"], is_head=True)
+    for who in ("fg", "applicant"):
+        staff = login(who)
+        assert staff.get("/admin").status_code == 403, who
+        assert post(staff, "/admin/users", {"username": "x", "display_name": "x", "password": "long-enough-1"},
+                    page="/processes").status_code == 403
+    html = login("admin").get("/admin").get_data(as_text=True)
+    assert "发改王五" in html and "胶东街道" in html and "胶东主任" in html  # a unit with its leader
+    assert "ZeroDivisionError" in html and f"/instances/{row.id}" in html
+
+
+def test_admin_creates_and_deactivates_users(app: Flask, login: Login) -> None:
+    admin = login("admin")
+    short = post(admin, "/admin/users", {"username": "li", "display_name": "李", "password": "short"}, page="/admin")
+    assert short.status_code == 422
+    created = post(admin, "/admin/users", {"username": "li", "display_name": "李明", "password": "Secret-pass-1",
+                                           "units": ["fgj"], "roles": ["reviewer"]}, page="/admin")
+    assert created.status_code == 302
+    with db(app) as s:
+        user = s.scalar(select(User).where(User.username == "li"))
+        assert user is not None and user.password_hash and "Secret-pass-1" not in user.password_hash
+        events = list(s.scalars(select(AuditEvent).where(AuditEvent.stream == f"user:{user.id}")))
+        assert [e.action for e in events] == ["org.user.add"] and "Secret" not in str(events[0].after)
+    duplicate = post(admin, "/admin/users", {"username": "li", "display_name": "x", "password": "Secret-pass-2"},
+                     page="/admin")
+    assert duplicate.status_code == 409
+    li = app.test_client()
+    assert li.post("/login", data={"username": "li", "password": "Secret-pass-1",
+                                   "csrf_token": csrf_of(li)}).status_code == 302
+    assert "李明" in li.get("/processes").get_data(as_text=True)
+
+    li_id = user_id(app, "li")
+    fg = login("fg")
+    assert post(fg, f"/admin/users/{li_id}/deactivate", page="/processes").status_code == 403
+    assert post(admin, f"/admin/users/{user_id(app, 'admin')}/deactivate", page="/admin").status_code == 422
+    assert post(admin, f"/admin/users/{li_id}/deactivate", page="/admin").status_code == 302
+    with db(app) as s:
+        assert s.scalar(select(User.is_active).where(User.id == li_id)) is False
+    assert li.get("/processes").status_code == 302  # the session of a deactivated user ends
+    again = app.test_client()
+    assert again.post("/login", data={"username": "li", "password": "Secret-pass-1",
+                                      "csrf_token": csrf_of(again)}).status_code == 401
+
+
+def _new_token(html: str) -> str:
+    match = re.search(r'<pre class="token">(jzf_[\w-]+)</pre>', html)
+    assert match is not None
+    return match.group(1)
+
+
+def test_tokens_are_shown_once_stored_hashed_and_revocable(app: Flask, login: Login) -> None:
+    fg = login("fg")
+    page = fg.get("/admin/tokens")
+    assert page.status_code == 200 and "没有令牌" in page.get_data(as_text=True)
+    made = post(fg, "/admin/tokens", {"name": "统计接口"}, page="/admin/tokens")
+    assert made.status_code == 201 and made.headers["Cache-Control"] == "no-store"
+    plaintext = _new_token(made.get_data(as_text=True))
+    assert plaintext not in fg.get("/admin/tokens").get_data(as_text=True)  # never shown again
+    with db(app) as s:
+        token = s.scalar(select(ApiToken))
+        assert token is not None and token.token_hash == hashlib.sha256(plaintext.encode()).hexdigest()
+        audit_text = str(s.scalars(select(AuditEvent.after).where(AuditEvent.action == "api_token.issue")).all())
+        assert plaintext not in audit_text and token.token_hash not in audit_text
+        token_id = token.id
+    assert Api(app, plaintext).get("/api/tasks").status_code == 200
+
+    # Staff make tokens only for themselves and revoke only their own.
+    assert post(fg, "/admin/tokens", {"name": "冒名", "username": "boss"}, page="/admin/tokens").status_code == 403
+    st = login("st")
+    assert post(st, f"/admin/tokens/{token_id}/revoke", page="/admin/tokens").status_code == 403
+    assert "统计接口" not in st.get("/admin/tokens").get_data(as_text=True)
+    assert Api(app, plaintext).get("/api/tasks").status_code == 200
+
+    admin = login("admin")
+    assert "统计接口" in admin.get("/admin/tokens").get_data(as_text=True)
+    for_boss = post(admin, "/admin/tokens", {"name": "领导看板", "username": "boss"}, page="/admin/tokens")
+    assert for_boss.status_code == 201
+    boss_api = Api(app, _new_token(for_boss.get_data(as_text=True)))
+    assert boss_api.get("/api/tasks").status_code == 200
+    assert post(admin, f"/admin/tokens/{token_id}/revoke", page="/admin/tokens").status_code == 302
+    assert Api(app, plaintext).get("/api/tasks").status_code == 401
+    with db(app) as s:
+        assert s.scalar(select(func.count()).select_from(AuditEvent).where(
+            AuditEvent.action == "api_token.revoke")) == 1
+
+
+def test_a_service_issued_token_and_an_empty_name(app: Flask, login: Login) -> None:
+    assert Api(app, token_for(app, "boss")).get("/api/processes").status_code == 200
+    fg = login("fg")
+    assert post(fg, "/admin/tokens", {"name": "  "}, page="/admin/tokens").status_code == 422

@@ -1,0 +1,255 @@
+"""The JSON API: token and session auth, every route, JSON errors, rate limit, OpenAPI document."""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from openapi_spec_validator import validate
+from sqlalchemy import select
+
+from engine.models import ApiToken, HumanTask
+from engine.services import runtime
+from tests.web.conftest import csrf_of
+from tests.web.flows import Api, db, deploy_files, deploy_good, post, start_form_bundle, token_for
+
+Login = Callable[[str], FlaskClient]
+
+
+def _start(api: Api, key: str = "review_process", **body: Any) -> dict[str, Any]:
+    response = api.post(f"/api/processes/{key}/instances", {"title": "智能家电", "business_key": "JZ-API", **body})
+    assert response.status_code == 201, response.get_data(as_text=True)
+    assert response.json is not None
+    return response.json
+
+
+def _task_id(app: Flask, instance_id: int, bpmn_id: str) -> int:
+    with db(app) as s:
+        task_id = s.scalar(select(HumanTask.id).where(HumanTask.instance_id == instance_id,
+                                                      HumanTask.bpmn_id == bpmn_id, HumanTask.state == "ready"))
+        assert task_id is not None, bpmn_id
+        return task_id
+
+
+def test_no_or_bad_credentials_get_401_json(app: Flask) -> None:
+    client = app.test_client()
+    for headers in ({}, {"Authorization": "Bearer jzf_wrong"}, {"Authorization": "Basic Zm9vOmJhcg=="},
+                    {"Authorization": "Bearer "}):
+        response = client.get("/api/tasks", headers=headers)
+        assert response.status_code == 401, headers
+        assert response.json is not None and response.json["error"] == "unauthorized"
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert client.post("/api/tasks/1/claim").status_code == 401
+    assert client.get("/api/openapi.json").status_code == 200  # the document itself is public
+
+
+def test_a_task_through_every_operation(app: Flask) -> None:
+    deploy_good(app)
+    applicant, window = Api(app, token_for(app, "applicant")), Api(app, token_for(app, "window"))
+    boss, st = Api(app, token_for(app, "boss")), Api(app, token_for(app, "st"))
+
+    processes = applicant.get("/api/processes").json
+    assert processes is not None and "review_process" in [p["key"] for p in processes["items"]]
+    started = _start(applicant)
+    instance_id, submit = started["id"], started["next_task_id"]
+    assert started["status"] == "running" and started["started_by"] == "applicant" and submit is not None
+
+    inbox = applicant.get("/api/tasks").json
+    assert inbox is not None and [t["id"] for t in inbox["items"]] == [submit] and inbox["next_cursor"] is None
+    assert inbox["items"][0]["claimable"] is True
+    detail = applicant.get(f"/api/tasks/{submit}").json
+    assert detail is not None and detail["form"]["properties"]["project_name"]["title"] == "项目名称"
+    assert detail["instance"]["id"] == instance_id
+
+    claimed = applicant.post(f"/api/tasks/{submit}/claim").json
+    assert claimed is not None and claimed["assignee"] == "applicant" and claimed["mine"] is True
+    assert applicant.post(f"/api/tasks/{submit}/unclaim").json["assignee"] is None  # type: ignore[index]
+    applicant.post(f"/api/tasks/{submit}/claim")
+
+    refused = applicant.post(f"/api/tasks/{submit}/complete", {"data": {"project_name": "", "project_type": "x"}})
+    assert refused.status_code == 422 and refused.json is not None and refused.json["error"] == "form_invalid"
+    fields = {f["field"] for f in refused.json["fields"]}
+    assert {"project_name", "investment", "project_type"} <= fields
+    assert applicant.post(f"/api/tasks/{submit}/complete", {"data": []}).status_code == 422
+    bad_json = applicant.client.post(f"/api/tasks/{submit}/complete", data="{no", headers=applicant.headers,
+                                     content_type="application/json")
+    assert bad_json.status_code == 422
+
+    done = applicant.post(f"/api/tasks/{submit}/complete", {
+        "data": {"project_name": "胶州智能家电产业园", "investment": 6000.5, "project_type": "industrial"},
+        "opinion": "请受理"})
+    assert done.status_code == 200 and done.json is not None and done.json["status"] == "running"
+    accept = _task_id(app, instance_id, "accept")
+    assert done.json["next_tasks"] == [accept]
+    again = applicant.post(f"/api/tasks/{submit}/complete", {"data": {}})
+    assert again.status_code == 409 and again.json is not None and again.json["error"] == "task_already_done"
+
+    # Another user's task: 403 to see or touch it; 404 for one that does not exist.
+    assert st.get(f"/api/tasks/{accept}").status_code == 403
+    not_yours = st.post(f"/api/tasks/{accept}/claim")
+    assert not_yours.status_code == 403 and not_yours.json is not None and not_yours.json["error"] == "not_your_task"
+    assert st.get(f"/api/instances/{instance_id}").status_code == 403
+    missing = st.get("/api/tasks/999999")
+    assert missing.status_code == 404 and missing.json is not None and missing.json["error"] == "task_not_found"
+    assert st.get("/api/instances/999999").status_code == 404
+
+    # 转办 → 退回 → 催办
+    assert window.get(f"/api/tasks/{accept}").status_code == 200
+    moved = window.post(f"/api/tasks/{accept}/transfer", {"to_username": "boss", "note": "请领导处理"})
+    assert moved.status_code == 200 and moved.json is not None and moved.json["assignee"] == "boss"
+    assert window.post(f"/api/tasks/{accept}/transfer", {}).status_code == 422
+    assert boss.post(f"/api/tasks/{accept}/send-back", {"to": "previous"}).status_code == 422  # no reason
+    back = boss.post(f"/api/tasks/{accept}/send-back", {"to": "previous", "reason": "材料不全"})
+    assert back.status_code == 200 and back.json is not None
+    assert back.json["bpmn_id"] == "submit_application" and back.json["assignee"] == "applicant"
+    urged = boss.post(f"/api/tasks/{back.json['id']}/urge", {"message": "请尽快补正"})
+    assert urged.status_code == 200 and urged.json == {"notified": 1, "task_id": back.json["id"]}
+    twice = boss.post(f"/api/tasks/{back.json['id']}/urge", {})
+    assert twice.status_code == 429 and twice.json is not None and twice.json["error"] == "rate_limited"
+
+    # Instances: the list, the page, data for the starter only.
+    listed = applicant.get("/api/instances", q="JZ-API").json
+    assert listed is not None and [i["id"] for i in listed["items"]] == [instance_id]
+    mine = applicant.get(f"/api/instances/{instance_id}").json
+    assert mine is not None and mine["data_visible"] is True and mine["data"]["project_name"] == "胶州智能家电产业园"
+    assert mine["data"]["investment"] == "6000.5"  # a Decimal, as text
+    theirs = window.get(f"/api/instances/{instance_id}").json
+    assert theirs is not None and theirs["data_visible"] is False and "data" not in theirs
+    assert {t["bpmn_id"] for t in theirs["tasks"]} >= {"submit_application", "accept"}
+
+
+def test_concurrent_modification_is_409(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    deploy_good(app)
+    applicant = Api(app, token_for(app, "applicant"))
+    started = _start(applicant)
+    submit = started["next_task_id"]
+    real_load = runtime.load
+
+    def stale_load(session: Any, instance_id: int) -> runtime.Running:
+        running = real_load(session, instance_id)
+        running.lock_version -= 1  # as if someone else saved between our read and our write
+        return running
+
+    monkeypatch.setattr(runtime, "load", stale_load)
+    conflict = applicant.post(f"/api/tasks/{submit}/complete", {
+        "data": {"project_name": "胶州", "investment": 1, "project_type": "service"}})
+    assert conflict.status_code == 409, conflict.get_data(as_text=True)
+    assert conflict.json is not None and conflict.json["error"] == "concurrent_modification"
+    assert conflict.json["instance_id"] == started["id"] and "reload" in conflict.json["message"]
+    monkeypatch.undo()
+    with db(app) as s:  # nothing changed
+        task = s.get(HumanTask, submit)
+        assert task is not None and task.state == "ready" and task.completed_by_id is None
+
+
+def test_keyset_pages_of_the_inbox_and_instances(app: Flask) -> None:
+    deploy_good(app)
+    applicant = Api(app, token_for(app, "applicant"))
+    ids = [_start(applicant, business_key=f"JZ-{n}")["next_task_id"] for n in range(3)]
+    seen: list[int] = []
+    cursor = None
+    while True:
+        page = applicant.get("/api/tasks", limit=2, **({"after": cursor} if cursor else {})).json
+        assert page is not None
+        seen += [t["id"] for t in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert sorted(seen) == sorted(ids) and len(seen) == 3
+    first = applicant.get("/api/instances", limit=2).json
+    assert first is not None and len(first["items"]) == 2 and first["next_cursor"]
+    rest = applicant.get("/api/instances", limit=2, after=first["next_cursor"]).json
+    assert rest is not None and len(rest["items"]) == 1 and rest["next_cursor"] is None
+    assert applicant.get("/api/tasks", limit=0).status_code == 422
+    assert applicant.get("/api/tasks", after="garbage").status_code == 422
+
+
+def test_start_forms_are_validated_by_the_api(app: Flask) -> None:
+    deploy_good(app)
+    deploy_files(app, start_form_bundle())
+    fg = Api(app, token_for(app, "fg"))
+    form = next(p for p in fg.get("/api/processes").json["items"] if p["key"] == "start_form_demo")  # type: ignore[index]
+    assert form["start_form"]["required"] == ["project_name", "investment"]
+    refused = fg.post("/api/processes/start_form_demo/instances", {"data": {"investment": -1}})
+    assert refused.status_code == 422 and refused.json is not None
+    assert {f["field"] for f in refused.json["fields"]} == {"project_name", "investment"}
+    assert fg.post("/api/processes/nope/instances", {}).status_code == 404
+    started = fg.post("/api/processes/start_form_demo/instances",
+                      {"data": {"project_name": "胶州湾", "investment": 12.5}, "business_key": "SF-API"})
+    assert started.status_code == 201 and started.json is not None and started.json["data"]["investment"] == "12.5"
+
+
+def test_the_browser_session_works_with_csrf(app: Flask, login: Login) -> None:
+    deploy_good(app)
+    client = login("applicant")
+    assert client.get("/api/processes").status_code == 200
+    no_csrf = client.post("/api/processes/review_process/instances", json={"title": "x"})
+    assert no_csrf.status_code == 400 and no_csrf.json is not None and no_csrf.json["error"] == "csrf"
+    token = csrf_of(client, "/processes")
+    ok = client.post("/api/processes/review_process/instances", json={"title": "浏览器发起"},
+                     headers={"X-CSRFToken": token})
+    assert ok.status_code == 201
+
+
+def test_revoked_and_deactivated_tokens_are_refused(app: Flask, login: Login) -> None:
+    plaintext = token_for(app, "fg")
+    api = Api(app, plaintext)
+    assert api.get("/api/tasks").status_code == 200
+    with db(app) as s:
+        token = s.scalar(select(ApiToken))
+        assert token is not None and token.last_used_at is not None and plaintext not in (token.token_hash, token.prefix)
+        token_id = token.id
+    fg = login("fg")
+    assert post(fg, f"/admin/tokens/{token_id}/revoke", page="/admin/tokens").status_code == 302
+    assert api.get("/api/tasks").status_code == 401
+    other = Api(app, token_for(app, "st"))
+    assert post(login("admin"), f"/admin/users/{_user(app, 'st')}/deactivate", page="/admin").status_code == 302
+    assert other.get("/api/tasks").status_code == 401
+
+
+def _user(app: Flask, username: str) -> int:
+    from tests.web.flows import user_id
+    return user_id(app, username)
+
+
+def test_rate_limit_per_token_and_json_http_errors(app: Flask) -> None:
+    app.config["JZFLOW_API_RATE_LIMIT"] = "3 per minute"
+    api, other = Api(app, token_for(app, "fg")), Api(app, token_for(app, "st"))
+    assert [api.get("/api/tasks").status_code for _ in range(4)] == [200, 200, 200, 429]
+    limited = api.get("/api/tasks")
+    assert limited.json is not None and limited.json["error"] == "rate_limited"
+    assert other.get("/api/tasks").status_code == 200  # another token has its own budget
+    wrong_method = other.get("/api/tasks/1/claim")
+    assert wrong_method.status_code == 405 and wrong_method.json is not None
+    assert wrong_method.json["error"] == "method_not_allowed"
+
+
+def _routes(app: Flask) -> set[tuple[str, str]]:
+    found = set()
+    for rule in app.url_map.iter_rules():
+        if not rule.rule.startswith("/api/"):
+            continue
+        path = re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", r"{\1}", rule.rule)
+        for method in rule.methods or ():
+            if method not in ("HEAD", "OPTIONS"):
+                found.add((path, method.lower()))
+    return found
+
+
+def test_the_openapi_document_is_valid_and_covers_every_route(app: Flask) -> None:
+    document = app.test_client().get("/api/openapi.json").json
+    assert document is not None and document["openapi"].startswith("3.1")
+    validate(document)
+    described = {(path, method) for path, ops in document["paths"].items() for method in ops
+                 if method in ("get", "post", "put", "patch", "delete")}
+    assert described == _routes(app)
+    for path, ops in document["paths"].items():
+        for method, op in ops.items():
+            if path != "/api/openapi.json":
+                assert "401" in op["responses"], (path, method)
+            for status, response in op["responses"].items():
+                if status.startswith(("4", "5")):
+                    assert response["$ref"].startswith("#/components/responses/"), (path, status)

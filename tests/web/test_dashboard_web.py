@@ -1,0 +1,178 @@
+"""经济运行监测 pages: lights, drill-down, roles, charts as SVG/PNG/JSON, data entry with upload preview."""
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine import clock
+from engine.models import IndicatorValue, User
+from engine.services import slow_projects
+from engine.services.actors import SYSTEM
+from tests import dashboard_data
+from tests.web.conftest import PASSWORD, PASSWORD_HASH, csrf_of
+from web import create_app
+
+Login = Callable[[str], FlaskClient]
+
+
+@pytest.fixture
+def dash_app(db_url: str, session: Session, frozen: Any) -> Iterator[Flask]:
+    dashboard_data.seed_and_deploy(session)
+    dashboard_data.sample(session)
+    slow_projects.flag_slow_projects(session, clock.now(), SYSTEM)
+    for user in session.scalars(select(User)):
+        user.password_hash = PASSWORD_HASH
+    session.commit()
+    session.close()
+    app = create_app({"DATABASE_URL": db_url, "TESTING": True, "WTF_CSRF_ENABLED": True, "SECRET_KEY": "test-secret",
+                      "RATELIMIT_ENABLED": False})
+    yield app
+    app.extensions["jzflow.engine"].dispose()
+
+
+@pytest.fixture
+def login(dash_app: Flask) -> Login:
+    def log_in(username: str) -> FlaskClient:
+        client = dash_app.test_client()
+        token = csrf_of(client)
+        response = client.post("/login", data={"username": username, "password": PASSWORD, "csrf_token": token})
+        assert response.status_code == 302, response.get_data(as_text=True)
+        return client
+    return log_in
+
+
+def light_of(html: str, code: str) -> str:
+    match = re.search(rf'<tr data-code="{code}" data-light="(\w+)">', html)
+    assert match is not None, code
+    return match.group(1)
+
+
+def test_city_leader_sees_every_light_chart_and_gap(login: Login) -> None:
+    leader = login("wangjianguo")
+    page = leader.get("/dashboard")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and "2025-08" in html
+    assert light_of(html, "gdp_growth") == "yellow" and light_of(html, "tertiary_share") == "red"
+    assert light_of(html, "industrial_enterprises") == "green" and light_of(html, "rd_intensity") == "none"
+    assert 'data-count="red"' in html and "dist/dashboard.js" in html
+    charts = re.findall(r"data-chart='([^']*)'", html)
+    assert len(charts) == 3
+    investment = json.loads(charts[0].replace("&#34;", '"'))
+    assert investment["categories"] == ["聚焦突破", "重点实施", "加快布局", "合计"]
+    assert investment["series"][0]["values"] == [4, 1, 0, 5] and investment["series"][1]["values"] == [60, 120, 20, 200]
+    gaps = html.split('id="gaps"')[1].split("</section>")[0]
+    assert "/dashboard/projects/XM-2025-0002" in gaps and "智能家电产业链补链强链" in gaps
+    assert "XM-2025-0008" in html.split('id="slow"')[1] and "63" in html.split('id="slow"')[1]
+    assert "<script>" not in html  # CSP: no inline script; data travels in data-* attributes
+    assert html.count('data-industry="') == 22
+
+
+def test_drill_down_from_headline_to_projects_and_issues(login: Login) -> None:
+    leader = login("lizhenhua")
+    html = leader.get("/dashboard/indicators/projects_started?period=2025-08").get_data(as_text=True)
+    assert "新开工项目" in html and "145.5" in html and "XM-2025-0006" in html  # counted feed
+    addressing = html.split('id="addressing"')[1]
+    assert 'data-project="XM-2025-0002"' in addressing and "WT-2025-" in addressing
+    project = leader.get("/dashboard/projects/XM-2025-0002")
+    text = project.get_data(as_text=True)
+    assert project.status_code == 200 and 'data-lag="started"' in text and "62" in text and "WT-2025-" in text
+    gdp = leader.get("/dashboard/indicators/gdp_growth").get_data(as_text=True)
+    assert "2025-06" in gdp and "统计局" in gdp and "5.4%" in gdp
+
+
+def test_charts_as_svg_png_and_json(login: Login) -> None:
+    leader = login("wangjianguo")
+    svg = leader.get("/dashboard/charts/industries.svg?period=2025-08")
+    assert svg.status_code == 200 and svg.mimetype == "image/svg+xml"
+    assert "智能家电" in svg.get_data(as_text=True) and "Noto Sans CJK SC" in svg.get_data(as_text=True)
+    png = leader.get("/dashboard/indicators/gdp_growth/chart.png")
+    assert png.status_code == 200 and png.data[:4] == b"\x89PNG"
+    data = leader.get("/dashboard/charts/pipeline.json").get_json()
+    assert data["categories"] == ["线索", "签约", "开工", "竣工", "投产"]
+    assert leader.get("/dashboard/charts/nope.svg").status_code == 404
+    assert leader.get("/dashboard/charts/investment.gif").status_code == 404
+    assert leader.get("/dashboard?period=2025-13").status_code == 422
+
+
+def test_a_town_sees_its_own(login: Login, dash_app: Flask) -> None:
+    town = login("zoujianjun")  # head of 李哥庄镇
+    html = town.get("/dashboard").get_data(as_text=True)
+    assert "仅显示本单位范围的数据" in html and 'data-code="gdp_growth"' not in html
+    assert "本单位项目" in html
+    assert town.get("/dashboard/projects/XM-2025-0001").status_code == 200  # located in 李哥庄镇
+    assert town.get("/dashboard/projects/XM-2025-0002").status_code == 403
+    assert town.get("/dashboard/indicators/gdp_growth").status_code == 403
+    assert town.get("/dashboard/units/lgz").status_code == 200
+    assert town.get("/dashboard/units/gxj").status_code == 403
+    units = town.get("/dashboard/units").get_data(as_text=True)
+    assert units.count("data-unit=") == 1
+    assert town.get("/dashboard/data").status_code == 403
+
+
+def test_units_view_for_leaders(login: Login) -> None:
+    leader = login("wangjianguo")
+    units = leader.get("/dashboard/units").get_data(as_text=True)
+    assert units.count("data-unit=") == 32
+    fgj = leader.get("/dashboard/units/fgj").get_data(as_text=True)
+    assert "项目进展缓慢" in fgj and "XM-2025-0002" in fgj
+    leader.set_cookie("lang", "en")
+    english = leader.get("/dashboard").get_data(as_text=True)
+    assert "Gap analysis" in english and "Projected year-end" in english
+
+
+def test_upload_preview_confirm_and_refusal(login: Login, dash_app: Flask) -> None:
+    officer = login("fanwenjuan")
+    form = officer.get("/dashboard/data?period=2025-08")
+    assert form.status_code == 200 and 'name="value:tertiary_share"' in form.get_data(as_text=True)
+    token = csrf_of(officer, "/dashboard/data?period=2025-08")
+    bad = officer.post("/dashboard/data/upload", data={
+        "csrf_token": token, "period": "2025-08",
+        "file": (__import__("io").BytesIO("指标代码,数值,单位\ntertiary_share,54,%\nscale_marine_iot,0.3,亿元\n".encode()),
+                 "八月.csv")}, content_type="multipart/form-data")
+    text = bad.get_data(as_text=True)
+    assert bad.status_code == 422 and 'data-line="3"' in text and "万元" in text and "确认保存" not in text
+    good = officer.post("/dashboard/data/upload", data={
+        "csrf_token": token, "period": "2025-08",
+        "file": (__import__("io").BytesIO("指标代码,数值,单位\ntertiary_share,54,%\n".encode()), "八月.csv")},
+        content_type="multipart/form-data")
+    page = good.get_data(as_text=True)
+    assert good.status_code == 200 and 'data-kind="change"' in page and 'data-kind="remove"' in page
+    fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)">', page))
+    with dash_app.app_context():
+        session = dash_app.extensions["jzflow.sessionmaker"]()
+        assert session.scalar(select(IndicatorValue.value).join(IndicatorValue.indicator).where(
+            IndicatorValue.period == "2025-08").where(IndicatorValue.indicator.has(code="tertiary_share"))) == 50
+        session.close()
+    tampered = officer.post("/dashboard/data/confirm", data={**fields, "sha256": "0" * 64})
+    assert tampered.status_code == 422  # refused with a message, nothing stored
+    done = officer.post("/dashboard/data/confirm", data=fields)
+    assert done.status_code == 302 and done.headers["Location"].startswith("/dashboard?period=2025-08")
+    assert "已保存 2025-08" in officer.get("/dashboard?period=2025-08").get_data(as_text=True)
+    html = login("wangjianguo").get("/dashboard?period=2025-08").get_data(as_text=True)
+    assert light_of(html, "tertiary_share") == "green"
+    assert light_of(html, "scale_smart_appliances") == "red"  # August's removed: July's 270 is the latest now
+    template = officer.get("/dashboard/data/template.xlsx?period=2025-08")
+    assert template.status_code == 200 and template.data[:2] == b"PK"
+
+
+def test_form_entry(login: Login) -> None:
+    officer = login("pengtao")  # 发改局 数据监测
+    token = csrf_of(officer, "/dashboard/data?period=2025-08")
+    saved = officer.post("/dashboard/data", data={"csrf_token": token, "period": "2025-08",
+                                                  "value:gdp_growth": "5.7", "source:gdp_growth": "统计局快报",
+                                                  "value:tertiary_share": "50", "source:tertiary_share": "统计局"})
+    assert saved.status_code == 302
+    html = login("wangjianguo").get("/dashboard").get_data(as_text=True)
+    assert light_of(html, "gdp_growth") == "green" and light_of(html, "scale_new_energy") == "none"
+    bad = officer.post("/dashboard/data", data={"csrf_token": token, "period": "2025-08", "value:gdp_growth": "abc"},
+                       headers={"Referer": "http://localhost/dashboard/data?period=2025-08"})
+    assert bad.status_code == 302
+    assert "不是数字" in officer.get("/dashboard/data?period=2025-08").get_data(as_text=True)

@@ -1,0 +1,62 @@
+"""通知: delivered by the outbox job after the commit; listed, opened, marked read — one's own only."""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from engine.jobs import run_outbox
+from engine.models import Notification
+from engine.services import operations
+from engine.services.actors import actor_for
+from tests.web.flows import db, deploy_good, post, started_review
+
+Login = Callable[[str], FlaskClient]
+
+
+def _notify(app: Flask, username: str, title: str, link: str | None) -> None:
+    with db(app) as s:
+        operations.notify(s, actor_for(s, username).user_id or 0, "info", title, body="正文", link=link)
+    assert run_outbox(app.extensions["jzflow.sessionmaker"]) >= 1
+
+
+def test_a_cc_reaches_the_user_through_the_outbox(app: Flask, login: Login) -> None:
+    deploy_good(app)
+    applicant = login("applicant")
+    row = started_review(app, applicant)
+    with db(app) as s:
+        operations.carbon_copy(s, instance_id=row.id, actor=actor_for(s, "applicant"), usernames=["boss"],
+                               note="知悉")
+    boss = login("boss")
+    assert "知悉" not in boss.get("/notifications").get_data(as_text=True)  # not delivered yet
+    run_outbox(app.extensions["jzflow.sessionmaker"])
+    html = boss.get("/notifications").get_data(as_text=True)
+    assert "项目单位张三抄送给您" in html and 'class="badge"' in html
+    with db(app) as s:
+        note = s.scalar(select(Notification).where(Notification.link == f"/instances/{row.id}"))
+        assert note is not None
+    opened = post(boss, f"/notifications/{note.id}/read", {"open": "1"}, page="/notifications")
+    assert opened.status_code == 302 and opened.headers["Location"] == f"/instances/{row.id}"
+    assert 'class="badge"' not in boss.get("/notifications").get_data(as_text=True)
+
+
+def test_mark_read_all_and_only_ones_own(app: Flask, login: Login) -> None:
+    _notify(app, "fg", "第一条", "/tasks/1")
+    _notify(app, "fg", "第二条", "https://evil.example/")
+    _notify(app, "st", "别人的", None)
+    fg = login("fg")
+    html = fg.get("/notifications?unread=1").get_data(as_text=True)
+    assert "第一条" in html and "第二条" in html and "别人的" not in html
+    with db(app) as s:
+        theirs = s.scalar(select(Notification.id).where(Notification.title == "别人的"))
+        evil = s.scalar(select(Notification.id).where(Notification.title == "第二条"))
+    assert post(fg, f"/notifications/{theirs}/read", page="/notifications").status_code == 404
+    off_site = post(fg, f"/notifications/{evil}/read", {"open": "1"}, page="/notifications")
+    assert off_site.headers["Location"] == "/notifications"  # never redirected off site
+    assert post(fg, "/notifications/read-all", page="/notifications").status_code == 302
+    with db(app) as s:
+        unread = {n.title: n.read_at for n in s.scalars(select(Notification))}
+    assert unread["第一条"] is not None and unread["第二条"] is not None and unread["别人的"] is None
+    assert "没有通知" in fg.get("/notifications?unread=1").get_data(as_text=True)

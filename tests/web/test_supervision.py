@@ -1,0 +1,171 @@
+"""督办 and 报表 in the browser's terms: a leader's view by unit, its POST actions with CSRF, the ledger's 申请延期
+decided from 督办, the `light` helper, the heat JSON, and a report run from request to download."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import pytest
+from flask import Flask, render_template_string
+from flask.testing import FlaskClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from engine import clock
+from engine.models import AuditEvent, HumanTask, LedgerIssue, OrgUnit, Role, User
+from engine.models.deadlines import DeadlineAction, EscalationStep
+from engine.services import deploy, escalation, instances, org, reports, sla, tasks
+from engine.services.actors import SYSTEM, Actor, actor_for
+from tests.processes.test_issue_ledger import ledger_files
+from tests.web.conftest import csrf_of
+
+SH = clock.SHANGHAI
+
+
+@pytest.fixture
+def leaders(session: Session, review_org: dict[str, Actor], frozen: Any) -> dict[str, int]:
+    """Made before the app (which sets every password): boss heads 发改, sun is 工信局's responsible leader."""
+    org.add_role(session, code="ledger_officer", name="台账管理员")
+    org.add_role(session, code="handler", name="承办人")
+    leader = session.scalar(select(Role).where(Role.code == "leader"))
+    assert leader is not None
+    leader.name = "责任领导"  # issue_ledger.bpmn's lane
+    org.add_unit(session, code="gxj", name="工业和信息化局")
+    org.add_user(session, username="officer", display_name="台账管理员王敏", role_codes=["ledger_officer"])
+    org.add_user(session, username="gx_zhang", display_name="工信局张伟", unit_codes=["gxj"], role_codes=["handler"])
+    sun = org.add_user(session, username="leader_sun", display_name="副市长孙建国", role_codes=["leader"])
+    units = {u.code: u for u in session.scalars(select(OrgUnit))}
+    boss = session.scalar(select(User.id).where(User.username == "boss"))
+    units["fgj"].leader_id = boss
+    units["gxj"].responsible_leader_id = sun.id
+    fg = session.scalar(select(User.id).where(User.username == "fg"))
+    issue = LedgerIssue(code="WT-2025-0001", title="项目用地规划许可办理缓慢", unit_id=units["fgj"].id, handler_id=fg,
+                        status="in_progress", due_at=sla.deadline_of(date(2025, 9, 3)), created_at=clock.now())
+    session.add(issue)
+    session.commit()
+    return {"issue": issue.id, "fgj": units["fgj"].id}
+
+
+def swept(factory: sessionmaker[Session], when: datetime) -> int:
+    clock.freeze(when)
+    with factory() as session:
+        steps = escalation.sweep(session, now=clock.now()).steps
+        session.commit()
+    return steps
+
+
+def post(client: FlaskClient, path: str, data: dict[str, str]) -> Any:
+    return client.post(path, data={"csrf_token": csrf_of(client, "/supervision"), **data})
+
+
+def test_the_leader_sees_overdue_work_by_unit_and_urges_it(
+        leaders: dict[str, int], login: Callable[[str], FlaskClient], factory: sessionmaker[Session]) -> None:
+    assert swept(factory, datetime(2025, 9, 5, 10, tzinfo=SH)) == 4  # yellow, red, handler, unit_head
+    assert login("applicant").get("/supervision").status_code == 403
+    boss = login("boss")
+    page = boss.get("/supervision").get_data(as_text=True)
+    assert "发改" in page and "WT-2025-0001 项目用地规划许可办理缓慢" in page and 'class="light red"' in page
+    assert "单位负责人" in page and f'id="issue-{leaders["issue"]}"' in page
+
+    issue = leaders["issue"]
+    assert post(boss, f"/supervision/issue/{issue}/urge", {"due_date": "2025-09-12", "message": "请本周办结"}
+                ).status_code == 302
+    again = post(boss, f"/supervision/issue/{issue}/urge", {"message": "再催"})
+    assert again.status_code == 429 and "一小时内已催办过" in again.get_data(as_text=True)  # once an hour
+    with factory() as session:
+        assert session.get(LedgerIssue, issue).due_at == sla.deadline_of(date(2025, 9, 12))  # type: ignore[union-attr]
+        assert session.scalars(select(DeadlineAction.action)).all() == ["urge"]
+        assert escalation.watch_of(session, "issue", issue, lock=False).round == 2
+    assert post(boss, f"/supervision/issue/{issue}/escalate", {"note": "提级督办"}).status_code == 302
+    assert post(boss, f"/supervision/issue/{issue}/reassign", {"to_username": "nobody"}).status_code == 404
+    no_csrf = boss.post(f"/supervision/issue/{issue}/escalate", data={})
+    assert no_csrf.status_code == 400
+    with factory() as session:
+        steps = session.scalars(select(EscalationStep.step).where(EscalationStep.round == 2)).all()
+        assert steps == ["handler"]  # escalated by hand one rung: the handler is reminded first
+    assert login("zr").get("/supervision").status_code == 403
+
+
+def test_the_ledgers_extension_request_is_decided_from_supervision(
+        leaders: dict[str, int], login: Callable[[str], FlaskClient], session: Session,
+        factory: sessionmaker[Session]) -> None:
+    with factory() as s:
+        deploy.deploy(s, ledger_files(), actor=SYSTEM)
+        officer, zhang = actor_for(s, "officer"), actor_for(s, "gx_zhang")
+        row = instances.start(s, process_key="issue_ledger", actor=officer, title="问题台账")
+        s.commit()
+        for bpmn_id, actor, form in [
+                ("register_issue", officer, {"title": "企业用电增容迟迟未落实", "description": "10kV 增容",
+                                             "enterprise": "青岛海智电器", "source": "service_visit", "unit_code": "gxj"}),
+                ("dispatch", officer, {"unit_code": "gxj", "deadline_kind": "date", "due_date": "2025-09-10"}),
+                ("respond", zhang, {"response": "accept"}),
+                ("handle", zhang, {"action": "extension", "requested_due_date": "2025-09-30",
+                                   "extension_reason": "供电方案需省公司批复"})]:
+            task = s.scalar(select(HumanTask).where(HumanTask.instance_id == row.id, HumanTask.bpmn_id == bpmn_id,
+                                                    HumanTask.state == "ready"))
+            assert task is not None, bpmn_id
+            tasks.claim(s, task_id=task.id, actor=actor)
+            tasks.complete(s, task_id=task.id, actor=actor, data=form)
+            s.commit()
+        issue_id = s.scalar(select(LedgerIssue.id).where(LedgerIssue.instance_id == row.id))
+    sun = login("leader_sun")
+    page = sun.get("/supervision").get_data(as_text=True)
+    assert "申请延期" in page and "企业用电增容迟迟未落实" in page
+    response = post(sun, f"/supervision/issue/{issue_id}/extension",
+                    {"decision": "grant", "due_date": "2025-09-30", "opinion": "同意延期，请抓紧协调"})
+    assert response.status_code == 302
+    with factory() as s:
+        issue = s.get(LedgerIssue, issue_id)
+        assert issue is not None and issue.due_at == sla.deadline_of(date(2025, 9, 30))
+        handle = s.scalar(select(HumanTask).where(HumanTask.instance_id == row.id, HumanTask.state == "ready"))
+        assert handle is not None and handle.bpmn_id == "handle" and handle.due_at == issue.due_at
+        actions = s.scalars(select(AuditEvent.action).where(AuditEvent.stream == f"ledger_issue:{issue_id}")
+                            .order_by(AuditEvent.seq)).all()
+        assert "ledger.extension.grant" in actions and actions[-1] == "supervision.extension_grant"
+    assert "申请延期" not in sun.get("/supervision").get_data(as_text=True)
+
+
+def test_light_is_a_template_global(app: Flask) -> None:
+    now = datetime(2025, 9, 5, 10, tzinfo=SH)
+    with app.test_request_context():
+        html = render_template_string("{{ light(due, warn, now) }}|{{ due|light(warn, now) }}|{{ light(None) }}",
+                                      due=now + timedelta(hours=2), warn=now - timedelta(hours=1), now=now)
+    assert html == ('<span class="light yellow" title="临近截止" aria-label="临近截止"></span>|'
+                    '<span class="light yellow" title="临近截止" aria-label="临近截止"></span>|')
+
+
+def test_heat_json_for_leaders_and_admins(leaders: dict[str, int], login: Callable[[str], FlaskClient],
+                                          factory: sessionmaker[Session]) -> None:
+    with factory() as s:
+        deploy.deploy(s, ledger_files(), actor=SYSTEM)
+        instances.start(s, process_key="issue_ledger", actor=actor_for(s, "officer"), title="问题台账")
+        s.commit()
+    clock.freeze(clock.now() + timedelta(hours=3))
+    body = login("admin").get("/supervision/heat/issue_ledger.json").get_json()
+    assert body["version"] == 1 and body["heat"] == {"register_issue": 3 * 3600.0}
+    assert body["stats"]["register_issue"]["open"] == 1
+    assert login("boss").get("/supervision/heat/nothing.json").status_code == 404
+    assert login("applicant").get("/supervision/heat/issue_ledger.json").status_code == 403
+
+
+def test_a_report_run_from_request_to_download(leaders: dict[str, int], login: Callable[[str], FlaskClient],
+                                               factory: sessionmaker[Session]) -> None:
+    assert login("applicant").get("/reports").status_code == 403
+    boss = login("boss")
+    assert "生成报表" in boss.get("/reports").get_data(as_text=True)
+    token = csrf_of(boss, "/reports")
+    response = boss.post("/reports", data={"kind": "weekly", "day": "2025-09-03", "csrf_token": token})
+    assert response.status_code == 302
+    run_id = int(response.headers["Location"].rsplit("/", 1)[1])
+    pending = boss.get(f"/reports/{run_id}").get_data(as_text=True)
+    assert 'http-equiv="refresh"' in pending and "排队中" in pending
+    assert boss.get(f"/reports/{run_id}.pdf").status_code == 404
+    assert reports.run(factory, run_id) == "done"  # what the job does
+    done = boss.get(f"/reports/{run_id}").get_data(as_text=True)
+    assert 'http-equiv="refresh"' not in done and "下载 PDF" in done and "发改" in done
+    xlsx = boss.get(f"/reports/{run_id}.xlsx")
+    assert xlsx.status_code == 200 and xlsx.data[:2] == b"PK" and "spreadsheetml" in xlsx.content_type
+    pdf = boss.get(f"/reports/{run_id}.pdf")
+    assert pdf.status_code == 200 and pdf.data[:4] == b"%PDF" and "filename*=UTF-8''" in pdf.headers["Content-Disposition"]
+    assert boss.get(f"/reports/{run_id}.doc").status_code == 404

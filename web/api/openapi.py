@@ -1,0 +1,204 @@
+"""The OpenAPI 3.1 document of /api, served at /api/openapi.json (a test checks it covers every route)."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import jsonify
+from flask.typing import ResponseReturnValue
+
+from web.api import DEFAULT_RATE_LIMIT, bp
+
+JSON = "application/json"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(kind: str, **extra: Any) -> dict[str, Any]:
+    return {"type": [kind, "null"], **extra}
+
+
+TIME = _nullable("string", format="date-time")
+SCHEMAS: dict[str, Any] = {
+    "Error": {"type": "object", "required": ["error", "message"], "additionalProperties": True,
+              "description": "Every error: a stable code, a message (Chinese, then English) and details such as ids.",
+              "properties": {"error": {"type": "string", "examples": ["not_your_task"]},
+                             "message": {"type": "string"}}},
+    "FieldError": {"type": "object", "required": ["field", "message"],
+                   "properties": {"field": {"type": "string"}, "message": {"type": "string"}}},
+    "FormInvalid": {"allOf": [_ref("Error"), {"type": "object", "required": ["fields"], "properties": {
+        "fields": {"type": "array", "items": _ref("FieldError")}}}]},
+    "Task": {"type": "object", "required": ["id", "instance_id", "name", "state"], "properties": {
+        "id": {"type": "integer"}, "instance_id": {"type": "integer"}, "name": {"type": "string"},
+        "bpmn_id": {"type": "string"}, "process_key": {"type": "string"}, "lane": _nullable("string"),
+        "state": {"type": "string", "enum": ["ready", "suspended", "pending", "completed", "cancelled"]},
+        "kind": {"type": "string", "enum": ["bpmn", "cosign"]}, "assignee": _nullable("string"),
+        "mine": {"type": "boolean"}, "claimable": {"type": "boolean"}, "priority": {"type": "integer"},
+        "sla": _nullable("string"), "created_at": TIME, "due_at": TIME, "warn_at": TIME, "completed_at": TIME,
+        "completed_by": _nullable("string"), "form_schema": _nullable("string"), "blocked": {"type": "boolean"},
+        "delegation_state": _nullable("string")}},
+    "TaskDetail": {"allOf": [_ref("Task"), {"type": "object", "properties": {
+        "form": {"description": "The task's JSON Schema, or null", "type": ["object", "null"]},
+        "form_ui": {"description": "Its UI schema, or null", "type": ["object", "null"]},
+        "instance": {"type": "object", "properties": {
+            "id": {"type": "integer"}, "title": {"type": "string"}, "status": {"type": "string"},
+            "business_key": _nullable("string"), "process_key": {"type": "string"}}}}}]},
+    "TaskPage": {"type": "object", "required": ["items", "next_cursor"], "properties": {
+        "items": {"type": "array", "items": _ref("Task")},
+        "next_cursor": _nullable("string", description="Pass as `after` for the next page; null at the end")}},
+    "Completion": {"type": "object", "required": ["instance_id", "status"], "properties": {
+        "instance_id": {"type": "integer"}, "status": {"type": "string"}, "incident": _nullable("string"),
+        "next_tasks": {"type": "array", "items": {"type": "integer"}}}},
+    "Incident": {"type": "object", "properties": {
+        "id": {"type": "integer"}, "bpmn_id": _nullable("string"), "kind": {"type": "string"},
+        "message": {"type": "string"}, "created_at": TIME, "resolved_at": TIME}},
+    "Instance": {"type": "object", "required": ["id", "process_key", "title", "status"], "properties": {
+        "id": {"type": "integer"}, "process_key": {"type": "string"}, "process_name": {"type": "string"},
+        "version": {"type": "integer"}, "title": {"type": "string"}, "business_key": _nullable("string"),
+        "status": {"type": "string", "enum": ["running", "suspended", "incident", "completed", "terminated"]},
+        "started_by": _nullable("string"), "started_at": TIME, "updated_at": TIME, "ended_at": TIME}},
+    "InstanceDetail": {"allOf": [_ref("Instance"), {"type": "object", "properties": {
+        "tasks": {"type": "array", "items": _ref("Task")},
+        "incidents": {"type": "array", "items": _ref("Incident")},
+        "data_visible": {"type": "boolean", "description": "Admins, process owners, auditors and the starter"},
+        "data": {"type": "object", "description": "Only when data_visible"},
+        "next_task_id": {"type": ["integer", "null"], "description": "After a start: the starter's first task"}}}]},
+    "InstancePage": {"type": "object", "required": ["items", "next_cursor"], "properties": {
+        "items": {"type": "array", "items": _ref("Instance")}, "next_cursor": _nullable("string")}},
+    "Process": {"type": "object", "required": ["key", "name", "version"], "properties": {
+        "key": {"type": "string"}, "name": {"type": "string"}, "version": {"type": "integer"},
+        "deployed_at": TIME, "start_form": {"type": ["object", "null"]}, "start_form_ui": {"type": ["object", "null"]}}},
+    "ProcessList": {"type": "object", "required": ["items"], "properties": {
+        "items": {"type": "array", "items": _ref("Process")}}},
+    "CompleteRequest": {"type": "object", "properties": {
+        "data": {"type": "object", "description": "The form's fields, validated against the task's JSON Schema"},
+        "opinion": {"type": "string", "description": "审批意见"}}},
+    "TransferRequest": {"type": "object", "required": ["to_username"], "properties": {
+        "to_username": {"type": "string"}, "note": {"type": "string"}}},
+    "SendBackRequest": {"type": "object", "required": ["reason"], "properties": {
+        "to": {"oneOf": [{"type": "string", "enum": ["previous", "applicant"]}, {"type": "integer"}],
+               "default": "previous"},
+        "reason": {"type": "string"}}},
+    "UrgeRequest": {"type": "object", "properties": {"message": {"type": "string"}}},
+    "UrgeResult": {"type": "object", "required": ["task_id", "notified"], "properties": {
+        "task_id": {"type": "integer"}, "notified": {"type": "integer"}}},
+    "StartRequest": {"type": "object", "properties": {
+        "data": {"type": "object", "description": "Start data; validated by the start event's form, if any"},
+        "title": {"type": "string", "maxLength": 300}, "business_key": {"type": "string", "maxLength": 200}}},
+}
+
+
+def _error(description: str, schema: str = "Error") -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"schema": _ref(schema)}}}
+
+
+RESPONSES = {
+    "BadRequest": _error("Malformed request or missing CSRF token (session-cookie callers)"),
+    "Unauthorized": _error("No valid bearer token and no session"),
+    "Forbidden": _error("Not allowed (e.g. another user's task: not_your_task)"),
+    "NotFound": _error("No such object"),
+    "Conflict": _error("Someone else acted first (concurrent_modification, task_already_done, already_claimed…)"),
+    "Unprocessable": _error("Invalid input; form_invalid lists each field", "FormInvalid"),
+    "RateLimited": _error(f"Too many requests ({DEFAULT_RATE_LIMIT} per token by default)"),
+}
+PARAMETERS = {
+    "TaskId": {"name": "task_id", "in": "path", "required": True, "schema": {"type": "integer"}},
+    "InstanceId": {"name": "instance_id", "in": "path", "required": True, "schema": {"type": "integer"}},
+    "ProcessKey": {"name": "key", "in": "path", "required": True, "schema": {"type": "string"}},
+    "Limit": {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200,
+                                                         "default": 50}},
+    "After": {"name": "after", "in": "query", "description": "The next_cursor of the previous page",
+              "schema": {"type": "string"}},
+}
+
+
+def _param(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/parameters/{name}"}
+
+
+def _op(summary: str, ok: str, *, status: str = "200", params: tuple[str, ...] = (), request: str | None = None,
+        errors: tuple[str, ...] = (), op_id: str) -> dict[str, Any]:
+    codes = {"400": "BadRequest", "401": "Unauthorized", "403": "Forbidden", "404": "NotFound", "409": "Conflict",
+             "422": "Unprocessable", "429": "RateLimited"}
+    wanted = ("401", "429", *errors) + (("400",) if request else ())
+    responses: dict[str, Any] = {status: {"description": "OK", "content": {JSON: {"schema": _ref(ok)}}}}
+    for code in sorted(set(wanted)):
+        responses[code] = {"$ref": f"#/components/responses/{codes[code]}"}
+    op: dict[str, Any] = {"operationId": op_id, "summary": summary, "responses": responses}
+    if params:
+        op["parameters"] = [_param(p) for p in params]
+    if request:
+        op["requestBody"] = {"required": False, "content": {JSON: {"schema": _ref(request)}}}
+    return op
+
+
+TASK_ERRORS = ("403", "404", "409")
+
+
+def _task_op(name: str, summary: str, ok: str = "TaskDetail", request: str | None = None,
+             errors: tuple[str, ...] = TASK_ERRORS) -> dict[str, Any]:
+    return {"post": _op(summary, ok, params=("TaskId",), request=request, errors=errors, op_id=f"task_{name}")}
+
+
+PATHS: dict[str, Any] = {
+    "/api/tasks": {"get": _op("The caller's inbox (待办): assigned and claimable, due first", "TaskPage",
+                              params=("Limit", "After"), errors=("422",), op_id="task_list")},
+    "/api/tasks/{task_id}": {"get": _op("One task with its form", "TaskDetail", params=("TaskId",),
+                                        errors=("403", "404"), op_id="task_show")},
+    "/api/tasks/{task_id}/claim": _task_op("claim", "Claim (认领)"),
+    "/api/tasks/{task_id}/unclaim": _task_op("unclaim", "Give back to the candidates (取消认领)"),
+    "/api/tasks/{task_id}/complete": _task_op("complete", "Complete with form data and an opinion", "Completion",
+                                              "CompleteRequest", errors=(*TASK_ERRORS, "422")),
+    "/api/tasks/{task_id}/transfer": _task_op("transfer", "Hand over to another user (转办)",
+                                              request="TransferRequest", errors=(*TASK_ERRORS, "422")),
+    "/api/tasks/{task_id}/send-back": _task_op("send_back", "Send back to an earlier step (退回); returns it",
+                                               request="SendBackRequest", errors=(*TASK_ERRORS, "422")),
+    "/api/tasks/{task_id}/urge": _task_op("urge", "Remind the holder (催办), once an hour", "UrgeResult",
+                                          "UrgeRequest", errors=("403", "404", "409")),
+    "/api/instances": {"get": {**_op("Instances the caller may see, newest first", "InstancePage",
+                                     params=("Limit", "After"), errors=("422",), op_id="instance_list"),
+                               "parameters": [_param("Limit"), _param("After"),
+                                              {"name": "process", "in": "query", "schema": {"type": "string"}},
+                                              {"name": "status", "in": "query", "schema": {"type": "string"}},
+                                              {"name": "mine", "in": "query", "schema": {"type": "boolean"}},
+                                              {"name": "q", "in": "query", "schema": {"type": "string"}}]}},
+    "/api/instances/{instance_id}": {"get": _op("One instance: tasks, incidents, data (if allowed)", "InstanceDetail",
+                                                params=("InstanceId",), errors=("403", "404"),
+                                                op_id="instance_show")},
+    "/api/processes": {"get": _op("Processes the caller may start (latest versions)", "ProcessList",
+                                  op_id="process_list")},
+    "/api/processes/{key}/instances": {"post": _op("Start an instance", "InstanceDetail", status="201",
+                                                   params=("ProcessKey",), request="StartRequest",
+                                                   errors=("403", "404", "409", "422"), op_id="process_start")},
+    "/api/openapi.json": {"get": {"operationId": "openapi", "summary": "This document", "security": [],
+                                  "responses": {"200": {"description": "OpenAPI 3.1",
+                                                        "content": {JSON: {"schema": {"type": "object"}}}}}}},
+}
+
+
+def document() -> dict[str, Any]:
+    """Return the OpenAPI 3.1 document."""
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "jzflow 胶州经济工作流 API", "version": "1.0.0",
+                 "description": "Tasks, instances and processes. Send `Authorization: Bearer <token>` (tokens are "
+                                "made on /admin/tokens). A browser session works too; its POSTs need the "
+                                "`X-CSRFToken` header. Times are ISO 8601 UTC. Errors are JSON with a stable "
+                                "`error` code and the HTTP status of the engine's error."},
+        "servers": [{"url": "/"}],
+        "security": [{"bearerAuth": []}, {"sessionCookie": []}],
+        "paths": PATHS,
+        "components": {
+            "schemas": SCHEMAS, "responses": RESPONSES, "parameters": PARAMETERS,
+            "securitySchemes": {
+                "bearerAuth": {"type": "http", "scheme": "bearer", "description": "An API token (jzf_…)"},
+                "sessionCookie": {"type": "apiKey", "in": "cookie", "name": "session",
+                                  "description": "The web session; POSTs also need the X-CSRFToken header"}},
+        },
+    }
+
+
+@bp.get("/openapi.json")
+def openapi() -> ResponseReturnValue:
+    return jsonify(document())

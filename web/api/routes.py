@@ -1,0 +1,171 @@
+"""The API's routes: the caller's tasks and their operations, instances, processes (start)."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import jsonify, request
+from flask.typing import ResponseReturnValue
+
+from engine.errors import Forbidden, InstanceNotFound, InvalidInput, TaskNotFound
+from engine.models import HumanTask
+from engine.services import access, forms, instances, operations, queries, runtime, tasks, timeline
+from engine.services.actors import Actor
+from web.api import body, bp, serialize, text_field
+from web.common import commit, current_actor, db_session
+from web.processes import startable_info
+
+
+def _limit() -> int:
+    value = request.args.get("limit", "50")
+    if not value.isdigit() or not 1 <= int(value) <= queries.MAX_PAGE:
+        raise InvalidInput(f"limit 须为 1–{queries.MAX_PAGE} 的整数 (limit: 1–{queries.MAX_PAGE})", field="limit")
+    return int(value)
+
+
+def visible_task(task_id: int, actor: Actor) -> HumanTask:
+    """Return a task the actor holds, may claim, or whose instance they may see.
+
+    Raises: TaskNotFound, Forbidden
+    """
+    session = db_session()
+    task = session.get(HumanTask, task_id)
+    if task is None:
+        raise TaskNotFound(f"任务不存在: {task_id}", task_id=task_id)
+    if task.assignee_id != actor.user_id and not tasks.is_candidate(task, actor) and \
+            not access.can_view_instance(session, actor, task.instance_id):
+        raise Forbidden("无权查看此任务 (not allowed to view this task)", task_id=task_id)
+    return task
+
+
+def _task_response(task: HumanTask, status: int = 200) -> ResponseReturnValue:
+    return jsonify(serialize.task_detail(db_session(), task, current_actor())), status
+
+
+# --- tasks -------------------------------------------------------------------------------------------
+
+@bp.get("/tasks")
+def task_list() -> ResponseReturnValue:
+    actor = current_actor()
+    page = queries.inbox_page(db_session(), actor, after=request.args.get("after") or None, limit=_limit())
+    return jsonify(items=serialize.tasks_list(db_session(), page.items, actor), next_cursor=page.next_cursor)
+
+
+@bp.get("/tasks/<int:task_id>")
+def task_show(task_id: int) -> ResponseReturnValue:
+    return _task_response(visible_task(task_id, current_actor()))
+
+
+@bp.post("/tasks/<int:task_id>/claim")
+def task_claim(task_id: int) -> ResponseReturnValue:
+    task = tasks.claim(db_session(), task_id=task_id, actor=current_actor())
+    commit()
+    return _task_response(task)
+
+
+@bp.post("/tasks/<int:task_id>/unclaim")
+def task_unclaim(task_id: int) -> ResponseReturnValue:
+    task = tasks.unclaim(db_session(), task_id=task_id, actor=current_actor())
+    commit()
+    return _task_response(task)
+
+
+@bp.post("/tasks/<int:task_id>/complete")
+def task_complete(task_id: int) -> ResponseReturnValue:
+    data = body()
+    form = data.get("data", {})
+    if not isinstance(form, dict):
+        raise InvalidInput("data 必须是 JSON 对象 (data must be an object)", field="data")
+    opinion = text_field(data, "opinion") or None
+    done = tasks.complete(db_session(), task_id=task_id, actor=current_actor(), data=form, opinion=opinion)
+    commit()
+    return jsonify(instance_id=done.instance_id, status=done.status, incident=done.incident,
+                   next_tasks=done.next_tasks)
+
+
+@bp.post("/tasks/<int:task_id>/transfer")
+def task_transfer(task_id: int) -> ResponseReturnValue:
+    data = body()
+    task = operations.transfer(db_session(), task_id=task_id, actor=current_actor(),
+                               to_username=text_field(data, "to_username", required=True),
+                               note=text_field(data, "note"))
+    commit()
+    return _task_response(task)
+
+
+@bp.post("/tasks/<int:task_id>/send-back")
+def task_send_back(task_id: int) -> ResponseReturnValue:
+    data = body()
+    to: Any = data.get("to", "previous")
+    if not (isinstance(to, str) or (isinstance(to, int) and not isinstance(to, bool))):
+        raise InvalidInput("to 须为 previous、applicant 或任务编号 (to: previous | applicant | a task id)", field="to")
+    reopened = operations.send_back(db_session(), task_id=task_id, actor=current_actor(), to=to,
+                                    reason=text_field(data, "reason"))
+    commit()
+    return _task_response(reopened)
+
+
+@bp.post("/tasks/<int:task_id>/urge")
+def task_urge(task_id: int) -> ResponseReturnValue:
+    data = body()
+    notified = operations.urge(db_session(), task_id=task_id, actor=current_actor(),
+                               message=text_field(data, "message"))
+    commit()
+    return jsonify(task_id=task_id, notified=notified)
+
+
+# --- instances and processes -------------------------------------------------------------------------
+
+@bp.get("/instances")
+def instance_list() -> ResponseReturnValue:
+    flt = queries.InstanceFilter(process_key=request.args.get("process") or None,
+                                 status=request.args.get("status") or None,
+                                 mine=request.args.get("mine", "").lower() in ("1", "true"),
+                                 text=request.args.get("q") or None)
+    page = queries.instance_page(db_session(), current_actor(), flt, after=request.args.get("after") or None,
+                                 limit=_limit())
+    return jsonify(items=serialize.instances_list(db_session(), page.items), next_cursor=page.next_cursor)
+
+
+def _instance_response(instance_id: int, status: int = 200, **extra: Any) -> ResponseReturnValue:
+    session = db_session()
+    actor = current_actor()
+    row = queries.instance_row(session, instance_id)
+    if row is None:
+        raise InstanceNotFound(f"流程实例不存在: {instance_id}", instance_id=instance_id)
+    access.require_view(session, actor, instance_id)
+    data = None
+    if queries.may_see_data(session, actor, row.instance):
+        data = timeline.instance_data(runtime.load(session, instance_id))
+    out = serialize.instance_detail(session, row, actor, task_rows=timeline.human_tasks(session, instance_id),
+                                    incidents=timeline.incidents(session, instance_id), data=data)
+    out.update(extra)
+    return jsonify(out), status
+
+
+@bp.get("/instances/<int:instance_id>")
+def instance_show(instance_id: int) -> ResponseReturnValue:
+    return _instance_response(instance_id)
+
+
+@bp.get("/processes")
+def process_list() -> ResponseReturnValue:
+    infos = queries.startable(db_session(), current_actor())
+    return jsonify(items=[serialize.process(i) for i in infos])
+
+
+@bp.post("/processes/<key>/instances")
+def process_start(key: str) -> ResponseReturnValue:
+    actor = current_actor()
+    info = startable_info(key, actor)
+    data = body()
+    form = data.get("data", {})
+    if not isinstance(form, dict):
+        raise InvalidInput("data 必须是 JSON 对象 (data must be an object)", field="data")
+    form = forms.validate(info.schema_text, form)  # the start form, when the start event names one
+    title = text_field(data, "title")[:300] or None
+    business_key = text_field(data, "business_key")[:200] or None
+    row = instances.start(db_session(), process_key=key, actor=actor, data=form, business_key=business_key,
+                          title=title)
+    commit()
+    first = queries.first_task_for(db_session(), actor, row.id)
+    return _instance_response(row.id, 201, next_task_id=first.id if first is not None else None)

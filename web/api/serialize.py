@@ -1,0 +1,111 @@
+"""JSON shapes of the API (described in web/api/openapi.py): tasks, instances, processes."""
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine import clock
+from engine.models import HumanTask, Incident, User
+from engine.services import audit, deploy, queries, runtime, tasks
+from engine.services.actors import Actor
+
+
+def when(value: datetime | None) -> str | None:
+    """Return an aware time as ISO 8601 UTC, or None."""
+    return clock.as_utc(value).isoformat() if value is not None else None
+
+
+def usernames(session: Session, ids: Sequence[int | None]) -> dict[int, str]:
+    """Return usernames by id, in one query."""
+    wanted = {i for i in ids if i is not None}
+    if not wanted:
+        return {}
+    return dict(session.execute(select(User.id, User.username).where(User.id.in_(wanted))).all())
+
+
+def task(t: HumanTask, actor: Actor, names: dict[int, str]) -> dict[str, Any]:
+    """Return a task as the inbox lists it."""
+    return {
+        "id": t.id, "instance_id": t.instance_id, "name": t.name, "bpmn_id": t.bpmn_id, "process_key": t.process_key,
+        "lane": t.lane, "state": t.state, "kind": t.kind,
+        "assignee": names.get(t.assignee_id) if t.assignee_id is not None else None,
+        "mine": t.assignee_id is not None and t.assignee_id == actor.user_id,
+        "claimable": t.assignee_id is None and t.state == "ready" and tasks.is_candidate(t, actor),
+        "priority": t.priority, "sla": t.sla, "created_at": when(t.created_at), "due_at": when(t.due_at),
+        "warn_at": when(t.warn_at), "completed_at": when(t.completed_at),
+        "completed_by": names.get(t.completed_by_id) if t.completed_by_id is not None else None,
+        "form_schema": t.form_schema, "blocked": t.blocked, "delegation_state": t.delegation_state,
+    }
+
+
+def tasks_list(session: Session, rows: Sequence[HumanTask], actor: Actor) -> list[dict[str, Any]]:
+    """Return tasks with their people's usernames resolved in one query."""
+    names = usernames(session, [r.assignee_id for r in rows] + [r.completed_by_id for r in rows])
+    return [task(r, actor, names) for r in rows]
+
+
+def _form(session: Session, version_id: int, name: str | None) -> Any:
+    if not name:
+        return None
+    text = runtime.version_info(session, version_id).files.get(name) or deploy.file_text(session, version_id, name)
+    return json.loads(text) if text else None
+
+
+def task_detail(session: Session, t: HumanTask, actor: Actor) -> dict[str, Any]:
+    """Return a task with its form (JSON Schema and UI schema) and its instance's headline."""
+    row = queries.instance_row(session, t.instance_id)
+    out = tasks_list(session, [t], actor)[0]
+    if row is not None:
+        out["form"] = _form(session, row.instance.version_id, t.form_schema)
+        out["form_ui"] = _form(session, row.instance.version_id, t.form_ui_schema)
+        out["instance"] = {"id": row.instance.id, "title": row.instance.title, "status": row.instance.status,
+                           "business_key": row.instance.business_key, "process_key": row.process_key}
+    return out
+
+
+def instance(row: queries.InstanceRow, names: dict[int, str]) -> dict[str, Any]:
+    """Return an instance as the list shows it."""
+    i = row.instance
+    return {
+        "id": i.id, "process_key": row.process_key, "process_name": row.process_name, "version": row.version,
+        "title": i.title, "business_key": i.business_key, "status": i.status,
+        "started_by": names.get(i.started_by_id) if i.started_by_id is not None else None,
+        "started_at": when(i.started_at), "updated_at": when(i.updated_at), "ended_at": when(i.ended_at),
+    }
+
+
+def instances_list(session: Session, rows: Sequence[queries.InstanceRow]) -> list[dict[str, Any]]:
+    """Return instances with their starters' usernames resolved in one query."""
+    names = usernames(session, [r.instance.started_by_id for r in rows])
+    return [instance(r, names) for r in rows]
+
+
+def incident(inc: Incident) -> dict[str, Any]:
+    """Return an incident."""
+    return {"id": inc.id, "bpmn_id": inc.bpmn_id, "kind": inc.kind, "message": inc.message,
+            "created_at": when(inc.created_at), "resolved_at": when(inc.resolved_at)}
+
+
+def instance_detail(session: Session, row: queries.InstanceRow, actor: Actor, *, task_rows: Sequence[HumanTask],
+                    incidents: Sequence[Incident], data: dict[str, Any] | None) -> dict[str, Any]:
+    """Return an instance with its tasks, incidents and (for who may see it) its data."""
+    out = instances_list(session, [row])[0]
+    out["tasks"] = tasks_list(session, task_rows, actor)
+    out["incidents"] = [incident(i) for i in incidents]
+    out["data_visible"] = data is not None
+    if data is not None:
+        out["data"] = audit.jsonable(data)
+    return out
+
+
+def process(info: queries.StartInfo) -> dict[str, Any]:
+    """Return a startable process with its start form, if any."""
+    return {"key": info.key, "name": info.version.name, "version": info.version.version,
+            "deployed_at": when(info.version.deployed_at),
+            "start_form": json.loads(info.schema_text) if info.schema_text else None,
+            "start_form_ui": json.loads(info.ui_text) if info.ui_text else None}

@@ -1,0 +1,127 @@
+"""The dashboard's pages: overview, an indicator's drill-down, a project, units; charts as SVG/PNG/JSON."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, current_app, jsonify, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_login import login_required
+from werkzeug.routing import BuildError
+
+from engine import clock
+from engine.errors import NotFound
+from engine.models.project import STAGES
+from engine.services import charts, dashboard, indicators, plan, unitview
+from engine.services.charts import Chart
+from web.common import current_actor, db_session
+from web.dashboard import bp
+
+FORMATS = ("svg", "png", "json")
+
+
+def _scope() -> dashboard.Scope:
+    return dashboard.scope_of(db_session(), current_actor())
+
+
+def _period() -> str:
+    return dashboard.check_period(request.args.get("period"), dashboard.default_period(db_session(), clock.now()))
+
+
+def instance_url(instance_id: int | None) -> str | None:
+    """Link to an instance page (the instances feature's), or its plain path."""
+    if instance_id is None:
+        return None
+    if "instances.show" in current_app.view_functions:
+        try:
+            return url_for("instances.show", instance_id=instance_id)
+        except BuildError:
+            pass
+    return f"/instances/{instance_id}"
+
+
+def task_url(task_id: int) -> str:
+    if "tasks.show" in current_app.view_functions:
+        try:
+            return url_for("tasks.show", task_id=task_id)
+        except BuildError:
+            pass
+    return f"/tasks/{task_id}"
+
+
+def _helpers() -> dict[str, Any]:
+    return {"show": plan.show, "instance_url": instance_url, "task_url": task_url, "stages": STAGES,
+            "stage_names": dashboard.STAGE_NAMES, "category_names": dashboard.CATEGORY_NAMES,
+            "now": clock.now()}
+
+
+def _send(chart: Chart, fmt: str, name: str) -> ResponseReturnValue:
+    if fmt == "json":
+        return jsonify(chart.as_dict())
+    if fmt == "svg":
+        response = Response(charts.render_svg(chart), mimetype="image/svg+xml")
+    elif fmt == "png":
+        response = Response(charts.render_png(chart), mimetype="image/png")
+    else:
+        raise NotFound(f"图表格式须为 svg、png 或 json (format must be svg, png or json): {fmt}", format=fmt)
+    response.headers["Content-Disposition"] = f'inline; filename="{name}.{fmt}"'
+    response.headers["Cache-Control"] = "private, max-age=60"
+    return response
+
+
+@bp.get("/dashboard")
+@login_required
+def index() -> ResponseReturnValue:
+    session = db_session()
+    period = _period()
+    ov = dashboard.overview(session, period=period, scope=_scope(), now=clock.now())
+    chart_data = {name: dashboard.named_chart(ov, name).as_dict() for name in dashboard.CHARTS}
+    industry_links = [url_for("dashboard.indicator", code=i.scale.code, period=period)
+                      for i in ov.industries if i.scale is not None]
+    return render_template("dashboard/index.html", ov=ov, period=period, charts=chart_data,
+                           industry_links=industry_links, can_enter=indicators.can_enter(session, current_actor()),
+                           **_helpers())
+
+
+@bp.get("/dashboard/charts/<name>.<fmt>")
+@login_required
+def chart(name: str, fmt: str) -> ResponseReturnValue:
+    ov = dashboard.overview(db_session(), period=_period(), scope=_scope(), now=clock.now())
+    return _send(dashboard.named_chart(ov, name), fmt, f"{name}-{ov.period}")
+
+
+@bp.get("/dashboard/indicators/<code>")
+@login_required
+def indicator(code: str) -> ResponseReturnValue:
+    period = _period()
+    detail = dashboard.indicator_detail(db_session(), code=code, period=period, scope=_scope())
+    return render_template("dashboard/indicator.html", d=detail, row=detail.row, period=period,
+                           chart=detail.chart.as_dict(), **_helpers())
+
+
+@bp.get("/dashboard/indicators/<code>/chart.<fmt>")
+@login_required
+def indicator_chart(code: str, fmt: str) -> ResponseReturnValue:
+    period = _period()
+    detail = dashboard.indicator_detail(db_session(), code=code, period=period, scope=_scope())
+    return _send(detail.chart, fmt, f"{code}-{period}")
+
+
+@bp.get("/dashboard/projects/<code>")
+@login_required
+def project(code: str) -> ResponseReturnValue:
+    detail = dashboard.project_detail(db_session(), code=code, scope=_scope(), now=clock.now())
+    return render_template("dashboard/project.html", p=detail, **_helpers())
+
+
+@bp.get("/dashboard/units")
+@login_required
+def units() -> ResponseReturnValue:
+    rows = unitview.figures(db_session(), scope=_scope(), now=clock.now())
+    return render_template("dashboard/units.html", rows=rows, **_helpers())
+
+
+@bp.get("/dashboard/units/<code>")
+@login_required
+def unit(code: str) -> ResponseReturnValue:
+    view = unitview.unit_view(db_session(), code=code, scope=_scope(), now=clock.now())
+    return render_template("dashboard/unit.html", v=view, **_helpers())

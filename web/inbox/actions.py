@@ -1,0 +1,199 @@
+"""Changes made from the lists: bulk 认领 / 办理 / 转办, 抄送 read marks, saved filters.
+
+A bulk action calls the engine service once per task, each in a savepoint so that one refusal
+does not undo the others; the request still commits once, and shows every task's result.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Response, abort, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from flask_login import login_required
+from sqlalchemy import select
+from werkzeug.datastructures import MultiDict
+
+from engine.errors import EngineError, FieldError, FormInvalid, InvalidInput
+from engine.models import HumanTask
+from engine.services import forms, inbox, operations, tasks, taskview
+from web.common import commit, current_actor, db_session
+from web.formparse import parse
+from web.formrender import Form, initial, render
+from web.inbox import bp
+from web.inbox.lists import FIELDS, list_context
+
+MAX_BULK = 100
+
+
+@dataclass(frozen=True)
+class Result:
+    task_id: int
+    name: str
+    ok: bool
+    message: str
+
+
+def _selected() -> list[int]:
+    ids = [int(v) for v in request.form.getlist("ids") if v.strip().isdigit()]
+    return list(dict.fromkeys(ids))[:MAX_BULK]
+
+
+def _filter_args() -> dict[str, str]:
+    return inbox.Filter.from_mapping({k: v for k, v in request.args.items() if k in FIELDS["index"]}).as_query()
+
+
+def _template_task(ids: list[int]) -> HumanTask | None:
+    """The first selected task the actor may see: its form is the one the bulk submission fills."""
+    session, actor = db_session(), current_actor()
+    for task_id in ids:
+        try:
+            return taskview.get_visible(session, actor, task_id)
+        except EngineError:
+            continue
+    return None
+
+
+def _bulk_form(ids: list[int], raw: MultiDict[str, str] | None = None, errors: dict[str, list[str]] | None = None,
+               status: int = 200) -> ResponseReturnValue:
+    session = db_session()
+    first = _template_task(ids)
+    if first is None:
+        abort(404)
+    form = Form.from_text(*taskview.form_texts(session, first))
+    chosen = list(session.scalars(select(HumanTask).where(HumanTask.id.in_(ids)).order_by(HumanTask.id)))
+    html = render(form, raw if raw is not None else initial(form, {}), errors,
+                  more=raw.get("_more", "") if raw is not None else "")
+    return render_template("inbox/bulk_complete.html", ids=ids, tasks=chosen, first=first, form_html=html,
+                           opinion=raw.get("opinion", "") if raw is not None else "",
+                           filter_args=_filter_args()), status
+
+
+def _complete_each(ids: list[int]) -> Callable[[int], Any] | ResponseReturnValue:
+    session, actor = db_session(), current_actor()
+    first = _template_task(ids)
+    if first is None:
+        abort(404)
+    schema_text, ui_text = taskview.form_texts(session, first)
+    parsed = parse(Form.from_text(schema_text, ui_text), request.form)
+    if parsed.errors:
+        found: list[FieldError] = []
+        try:
+            forms.validate(schema_text, parsed.data)
+        except FormInvalid as exc:
+            found = exc.errors
+        return _bulk_form(ids, request.form, parsed.place(found), 422)
+    opinion = request.form.get("opinion", "").strip()[:4000] or None
+    return lambda task_id: tasks.complete(session, task_id=task_id, actor=actor, data=parsed.data, opinion=opinion)
+
+
+def _plan(action: str, ids: list[int]) -> tuple[Callable[[int], Any], str] | ResponseReturnValue:
+    """Return the per-task call and its success message, or a page to show instead (the bulk form)."""
+    session, actor = db_session(), current_actor()
+    if action == "claim":
+        return (lambda task_id: tasks.claim(session, task_id=task_id, actor=actor)), _("已认领")
+    if action == "transfer":
+        target = request.form.get("to_username", "").strip()[:80]
+        if not target:
+            raise InvalidInput("请填写转办给谁 (whom to transfer to)", field="to_username")
+        note = request.form.get("note", "").strip()[:4000]
+
+        def transfer(task_id: int) -> Any:
+            return operations.transfer(session, task_id=task_id, actor=actor, to_username=target, note=note)
+        return transfer, _("已转办给 %(name)s", name=target)
+    if action == "complete":
+        if not request.form.get("confirm"):  # first the shared form, on a page of its own
+            target = url_for("inbox.bulk_form", ids=ids, **_filter_args())
+            if request.headers.get("HX-Request"):
+                return Response(status=204, headers={"HX-Redirect": target})
+            return redirect(target)
+        if request.form.get("_more"):
+            return _bulk_form(ids, request.form)
+        each = _complete_each(ids)
+        return (each, _("已提交")) if callable(each) else each
+    abort(400)
+
+
+@bp.get("/inbox/bulk/complete")
+@login_required
+def bulk_form() -> ResponseReturnValue:
+    ids = list(dict.fromkeys(int(v) for v in request.args.getlist("ids") if v.strip().isdigit()))[:MAX_BULK]
+    if not ids:
+        return redirect(url_for("inbox.index", **_filter_args()))
+    return _bulk_form(ids)
+
+
+@bp.post("/inbox/bulk")
+@login_required
+def bulk() -> ResponseReturnValue:
+    session = db_session()
+    ids = _selected()
+    if not ids:
+        flash(_("请先勾选任务"), "error")
+        return redirect(url_for("inbox.index", **_filter_args()))
+    plan = _plan(request.form.get("action", ""), ids)
+    if not isinstance(plan, tuple) or len(plan) != 2 or not callable(plan[0]):
+        return plan  # type: ignore[return-value]
+    call, done = plan
+    names = dict(session.execute(select(HumanTask.id, HumanTask.name).where(HumanTask.id.in_(ids))).all())
+    results: list[Result] = []
+    for task_id in ids:
+        try:
+            with session.begin_nested():  # a refusal undoes only this task's changes
+                call(task_id)
+            results.append(Result(task_id, names.get(task_id, f"#{task_id}"), True, done))
+        except EngineError as exc:
+            results.append(Result(task_id, names.get(task_id, f"#{task_id}"), False, exc.message))
+    commit()
+    ok = sum(r.ok for r in results)
+    if not request.headers.get("HX-Request"):  # htmx swaps only the list, where the results table says it all
+        flash(_("批量操作完成：成功 %(ok)s 项，失败 %(failed)s 项", ok=ok, failed=len(results) - ok),
+              "info" if ok == len(results) else "error")
+    return render_template("inbox/index.html", **list_context("index", results=results))
+
+
+@bp.post("/inbox/cc/<int:cc_id>/read")
+@login_required
+def cc_read(cc_id: int) -> ResponseReturnValue:
+    inbox.mark_cc_read(db_session(), current_actor(), cc_id)
+    commit()
+    return redirect(url_for("inbox.cc", **_cc_args()))
+
+
+@bp.post("/inbox/cc/read-all")
+@login_required
+def cc_read_all() -> ResponseReturnValue:
+    count = inbox.mark_cc_read(db_session(), current_actor())
+    commit()
+    flash(_("已将 %(n)s 条抄送标为已读", n=count), "info")
+    return redirect(url_for("inbox.cc", **_cc_args()))
+
+
+def _cc_args() -> dict[str, str]:
+    return inbox.Filter.from_mapping({k: v for k, v in request.args.items() if k in FIELDS["cc"]}).as_query()
+
+
+@bp.post("/inbox/filters")
+@login_required
+def save_filter() -> ResponseReturnValue:
+    list_name = request.form.get("list", "index")
+    if list_name not in inbox.LISTS:
+        abort(400)
+    flt = inbox.Filter.from_mapping({k: v for k, v in request.form.items() if k in FIELDS[list_name]})
+    saved = inbox.save_filter(db_session(), current_actor(), name=request.form.get("name", ""), list_name=list_name,
+                              flt=flt)
+    commit()
+    flash(_("已保存筛选「%(name)s」", name=saved.name), "info")
+    return redirect(url_for(f"inbox.{list_name}", **flt.as_query()))
+
+
+@bp.post("/inbox/filters/<int:filter_id>/delete")
+@login_required
+def delete_filter(filter_id: int) -> ResponseReturnValue:
+    inbox.delete_filter(db_session(), current_actor(), filter_id)
+    commit()
+    flash(_("已删除筛选"), "info")
+    list_name = request.form.get("list", "index")
+    return redirect(url_for(f"inbox.{list_name}" if list_name in inbox.LISTS else "inbox.index"))

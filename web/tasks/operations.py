@@ -1,0 +1,235 @@
+"""The task page's operations: each a CSRF-checked POST calling one audited engine service, then
+commit, flash and redirect (POST-redirect-GET). Engine errors are translated by the app's handler."""
+from __future__ import annotations
+
+import re
+
+from flask import abort, flash, redirect, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from flask_login import login_required
+
+from engine.errors import FieldError, FormInvalid, InvalidInput
+from engine.models import HumanTask
+from engine.services import forms, operations, tasks, taskview
+from web.common import commit, current_actor, db_session
+from web.formparse import parse
+from web.formrender import Form
+from web.tasks import bp
+from web.tasks.views import render_page
+
+_NAMES = re.compile(r"[\s,，、;；]+")
+
+
+def usernames(field: str) -> list[str]:
+    """Read usernames from repeated inputs or one input separated by spaces, commas or 、."""
+    names: list[str] = []
+    for value in request.form.getlist(field):
+        names += [n for n in _NAMES.split(value) if n]
+    return list(dict.fromkeys(names))
+
+
+def text(field: str, size: int = 4000) -> str:
+    return request.form.get(field, "").strip()[:size]
+
+
+def _visible(task_id: int) -> HumanTask:
+    """Refuse (403/404) a task the actor may not see, before any service tells them more about it."""
+    return taskview.get_visible(db_session(), current_actor(), task_id)
+
+
+def _back(task_id: int, anchor: str | None = None) -> ResponseReturnValue:
+    return redirect(url_for("tasks.show", task_id=task_id, _anchor=anchor))
+
+
+@bp.post("/tasks/<int:task_id>/claim")
+@login_required
+def claim(task_id: int) -> ResponseReturnValue:
+    _visible(task_id)
+    tasks.claim(db_session(), task_id=task_id, actor=current_actor())
+    commit()
+    flash(_("已认领"), "info")
+    return _back(task_id)
+
+
+@bp.post("/tasks/<int:task_id>/unclaim")
+@login_required
+def unclaim(task_id: int) -> ResponseReturnValue:
+    _visible(task_id)
+    tasks.unclaim(db_session(), task_id=task_id, actor=current_actor())
+    commit()
+    flash(_("已取消认领"), "info")
+    return _back(task_id)
+
+
+@bp.post("/tasks/<int:task_id>/complete")
+@login_required
+def complete(task_id: int) -> ResponseReturnValue:
+    session, actor = db_session(), current_actor()
+    task = _visible(task_id)
+    if request.form.get("_more"):  # "增加一行": show the form again with one more empty row, submit nothing
+        return render_page(task_id, raw=request.form, more=request.form["_more"])
+    opinion = text("opinion") or None
+    data: dict[str, object] = {}
+    parsed = None
+    if task.kind == "bpmn":
+        schema_text, ui_text = taskview.form_texts(session, task)
+        parsed = parse(Form.from_text(schema_text, ui_text), request.form)
+        data = parsed.data
+        if parsed.errors:  # values that are not numbers: show them with whatever else the schema finds
+            found: list[FieldError] = []
+            try:
+                forms.validate(schema_text, data)
+            except FormInvalid as exc:
+                found = exc.errors
+            flash(_("表单有误，请修改标出的字段"), "error")
+            return render_page(task_id, raw=request.form, errors=parsed.place(found), status=422)
+    try:
+        result = tasks.complete(session, task_id=task_id, actor=actor, data=data, opinion=opinion)
+    except FormInvalid as exc:
+        session.rollback()
+        if parsed is None:
+            raise
+        flash(_("表单有误，请修改标出的字段"), "error")
+        return render_page(task_id, raw=request.form, errors=parsed.place(exc.errors), status=422)
+    held = task.blocked and task.kind == "bpmn"
+    commit()
+    if result.incident:
+        flash(_("已提交，但流程出现故障，已通知管理员"), "error")
+    else:
+        flash(_("已提交，等待加签人签署") if held else _("已提交"), "info")
+    for next_id in result.next_tasks:  # the next step is mine too: go straight there
+        following = session.get(HumanTask, next_id)
+        if following is not None and (following.assignee_id == actor.user_id or (
+                following.assignee_id is None and tasks.is_candidate(following, actor))):
+            return _back(next_id)
+    return redirect(url_for("inbox.index"))
+
+
+@bp.post("/tasks/<int:task_id>/transfer")
+@login_required
+def transfer(task_id: int) -> ResponseReturnValue:
+    _visible(task_id)
+    target = text("to_username", 80)
+    operations.transfer(db_session(), task_id=task_id, actor=current_actor(), to_username=target, note=text("note"))
+    commit()
+    flash(_("已转办给 %(name)s", name=target), "info")
+    return redirect(url_for("inbox.index"))
+
+
+@bp.post("/tasks/<int:task_id>/delegate")
+@login_required
+def delegate(task_id: int) -> ResponseReturnValue:
+    _visible(task_id)
+    target = text("to_username", 80)
+    operations.delegate(db_session(), task_id=task_id, actor=current_actor(), to_username=target, note=text("note"))
+    commit()
+    flash(_("已委派给 %(name)s，待其处理后退回给您", name=target), "info")
+    return _back(task_id)
+
+
+@bp.post("/tasks/<int:task_id>/resolve")
+@login_required
+def resolve(task_id: int) -> ResponseReturnValue:
+    _visible(task_id)
+    operations.resolve_delegation(db_session(), task_id=task_id, actor=current_actor(), opinion=text("opinion"))
+    commit()
+    flash(_("已处理并退回委派人"), "info")
+    return redirect(url_for("inbox.index"))
+
+
+@bp.post("/tasks/<int:task_id>/cosigners")
+@login_required
+def add_cosigners(task_id: int) -> ResponseReturnValue:
+    _visible(task_id)
+    position = request.form.get("position", "")
+    operations.add_cosigners(db_session(), task_id=task_id, actor=current_actor(), usernames=usernames("usernames"),
+                             position=position, note=text("note"))
+    commit()
+    flash(_("已加签，加签人签署后由您继续办理") if position == "before" else _("已加签，您提交后由加签人签署"), "info")
+    return _back(task_id, "cosigners")
+
+
+@bp.post("/tasks/<int:task_id>/cosigners/<int:cosign_id>/remove")
+@login_required
+def remove_cosigner(task_id: int, cosign_id: int) -> ResponseReturnValue:
+    _visible(task_id)
+    session = db_session()
+    cosign = session.get(HumanTask, cosign_id)
+    if cosign is None or cosign.parent_task_id != task_id:
+        abort(404)
+    operations.remove_cosigner(session, cosign_task_id=cosign_id, actor=current_actor())
+    commit()
+    flash(_("已减签"), "info")
+    return _back(task_id, "cosigners")
+
+
+@bp.post("/tasks/<int:task_id>/send-back")
+@login_required
+def send_back(task_id: int) -> ResponseReturnValue:
+    _visible(task_id)
+    to = request.form.get("to", "previous").strip() or "previous"
+    if to not in ("previous", "applicant") and not to.isdigit():
+        raise InvalidInput("退回目标无效 (unknown target)", field="to")
+    reopened = operations.send_back(db_session(), task_id=task_id, actor=current_actor(), to=to,
+                                    reason=text("reason"))
+    commit()
+    flash(_("已退回到「%(name)s」", name=reopened.name), "info")
+    return redirect(url_for("inbox.index"))
+
+
+@bp.post("/tasks/<int:task_id>/withdraw")
+@login_required
+def withdraw(task_id: int) -> ResponseReturnValue:
+    _visible(task_id)
+    reopened = operations.withdraw(db_session(), task_id=task_id, actor=current_actor(), reason=text("reason"))
+    commit()
+    flash(_("已撤回，请重新办理"), "info")
+    return _back(reopened.id)
+
+
+@bp.post("/tasks/<int:task_id>/urge")
+@login_required
+def urge(task_id: int) -> ResponseReturnValue:
+    _visible(task_id)
+    count = operations.urge(db_session(), task_id=task_id, actor=current_actor(), message=text("message", 2000))
+    commit()
+    flash(_("已催办 %(n)s 人", n=count), "info")
+    return _back(task_id)
+
+
+@bp.post("/tasks/<int:task_id>/cc")
+@login_required
+def carbon_copy(task_id: int) -> ResponseReturnValue:
+    task = _visible(task_id)
+    operations.carbon_copy(db_session(), instance_id=task.instance_id, actor=current_actor(),
+                           usernames=usernames("usernames"), note=text("note", 2000), task_id=task.id)
+    commit()
+    flash(_("已抄送"), "info")
+    return _back(task_id)
+
+
+@bp.post("/tasks/<int:task_id>/comments")
+@login_required
+def comment(task_id: int) -> ResponseReturnValue:
+    task = _visible(task_id)
+    operations.add_comment(db_session(), instance_id=task.instance_id, actor=current_actor(), body=text("body"),
+                           task_id=task.id)
+    commit()
+    flash(_("已发表评论"), "info")
+    return _back(task_id, "history")
+
+
+@bp.post("/tasks/<int:task_id>/attachments")
+@login_required
+def attach(task_id: int) -> ResponseReturnValue:
+    task = _visible(task_id)
+    upload = request.files.get("file")
+    if upload is None or not upload.filename:
+        raise InvalidInput("请选择文件 (choose a file)", field="file")
+    operations.attach(db_session(), instance_id=task.instance_id, actor=current_actor(), name=upload.filename,
+                      content=upload.read(operations.MAX_ATTACHMENT_BYTES + 1),
+                      content_type=upload.mimetype or "application/octet-stream", task_id=task.id)
+    commit()
+    flash(_("已上传附件"), "info")
+    return _back(task_id, "attachments")

@@ -1,0 +1,83 @@
+"""The task page (GET), its diagram's BPMN and attachment downloads — each access-checked."""
+from __future__ import annotations
+
+from io import BytesIO
+
+from flask import Response, render_template, send_file
+from flask.typing import ResponseReturnValue
+from flask_babel import lazy_gettext as _l
+from flask_login import login_required
+from werkzeug.datastructures import MultiDict
+
+from engine import clock
+from engine.services import inbox, taskview
+from web.common import current_actor, db_session
+from web.formrender import Form, initial, render
+from web.tasks import bp, instructions
+
+# Labels of the history's audit actions and comment kinds (unknown ones show their code).
+ACTIONS = {
+    "instance.start": _l("发起流程"), "task.claim": _l("认领"), "task.unclaim": _l("取消认领"),
+    "task.complete": _l("提交"), "task.transfer": _l("转办"), "task.delegate": _l("委派"),
+    "task.delegation_resolved": _l("委派退回"), "task.cosign.add": _l("加签"), "task.cosign.remove": _l("减签"),
+    "task.cosign.sign": _l("加签签署"), "task.submit_for_cosign": _l("提交，待加签人签署"),
+    "task.send_back": _l("退回"), "task.withdraw": _l("撤回"), "task.urge": _l("催办"), "timer.fire": _l("定时触发"),
+    "instance.attach": _l("上传附件"), "instance.incident": _l("流程故障"), "instance.suspend": _l("挂起"),
+    "instance.resume": _l("恢复"), "instance.terminate": _l("终止"), "opinion": _l("审批意见"),
+    "comment": _l("评论"), "urge": _l("催办"), "transfer": _l("转办说明"), "delegate": _l("委派说明"),
+    "cosign": _l("加签说明"), "send_back": _l("退回理由"), "withdraw": _l("撤回理由"), "cc": _l("抄送"),
+    "system": _l("系统"),
+}
+STATES = {"ready": _l("待办理"), "completed": _l("已完成"), "cancelled": _l("已取消"), "suspended": _l("已挂起"),
+          "pending": _l("待激活")}
+POSITIONS = {"before": _l("前加签"), "after": _l("后加签")}
+
+
+def render_page(task_id: int, *, raw: MultiDict[str, str] | None = None, errors: dict[str, list[str]] | None = None,
+                more: str = "", status: int = 200) -> ResponseReturnValue:
+    """Render the task page; after a refused submission, with the user's input and the errors at their fields."""
+    session = db_session()
+    actor = current_actor()
+    page = taskview.load(session, actor, task_id)
+    form_html = None
+    if page.may.complete and page.task.kind == "bpmn":
+        form = Form.from_text(page.schema_text, page.ui_text)
+        form_html = render(form, raw if raw is not None else initial(form, page.data), errors, more=more)
+    now = clock.now()
+    return render_template(
+        "tasks/show.html", page=page, task=page.task, form_html=form_html,
+        opinion=(raw.get("opinion", "") if raw is not None else ""),
+        instructions_html=instructions.render(page.instructions, page.data),
+        light=inbox.light_of(page.task.due_at, page.task.warn_at, now),
+        users=taskview.users(session), actions=ACTIONS, states=STATES, positions=POSITIONS,
+    ), status
+
+
+@bp.get("/tasks/<int:task_id>")
+@login_required
+def show(task_id: int) -> ResponseReturnValue:
+    return render_page(task_id)
+
+
+@bp.get("/tasks/<int:task_id>/diagram.bpmn")
+@login_required
+def diagram(task_id: int) -> ResponseReturnValue:
+    xml = taskview.diagram_xml(db_session(), current_actor(), task_id)
+    response = Response(xml, mimetype="application/xml")
+    # Fetched by the viewer as text; opened directly, it may run nothing.
+    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    response.cache_control.private = True
+    return response
+
+
+@bp.get("/tasks/<int:task_id>/attachments/<int:attachment_id>")
+@login_required
+def attachment(task_id: int, attachment_id: int) -> ResponseReturnValue:
+    found = taskview.attachment(db_session(), current_actor(), task_id, attachment_id)
+    response = send_file(BytesIO(found.content), mimetype=found.content_type or "application/octet-stream",
+                         as_attachment=True, download_name=found.name, etag=found.sha256, max_age=0)
+    # Never shown inline: a download, and a sandbox in case a browser renders it anyway.
+    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.cache_control.private = True
+    return response
