@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 JZ     := $(VENV)/bin/jzflow
 
-.PHONY: setup assets run test test-fast lint bench clean
+.PHONY: setup assets system-packages run test test-fast lint bench clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,17 @@ assets:
 	npm ci --no-audit --no-fund && npm run build
 	touch $(ASSETS)
 
+# System packages the tests use: Debian's chromium (browser tests, driven by Playwright — never a
+# downloaded browser), CJK fonts (screenshots, charts) and poppler (PDF report checks). Installed
+# with apt when missing and we are root (CI and this machine kind); otherwise a note is printed.
+SYSTEM_PACKAGES := chromium fonts-noto-cjk poppler-utils
+system-packages:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else echo "missing system packages:$$missing (browser/PDF tests will be skipped or fail under CI)"; fi; fi
+
 setup: $(VENV)/.installed $(ASSETS)
 
 # Embedded default: SQLite under ./instance, Celery on a SQLite broker (no server needed).
@@ -33,7 +44,7 @@ run: setup
 	$(JZ) demo
 	$(PY) -m web.run
 
-test: setup lint
+test: setup system-packages lint
 	$(PY) -m pytest -q -p no:cacheprovider
 
 test-fast: setup
