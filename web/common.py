@@ -50,11 +50,21 @@ def commit() -> None:
 
 def kick_outbox() -> None:
     """Ask a worker to deliver the outbox now; if the broker is down, beat's schedule does it later."""
+    kick("engine.jobs.deliver_outbox")
+
+
+def kick(task_name: str, args: list[Any] | None = None) -> None:
+    """Send a job without waiting on a broker that is down (beat's sweeps catch up later)."""
     if current_app.config.get("TESTING") or current_app.config.get("JZFLOW_NO_KICK"):
         return
     try:
         from engine.celery_app import celery
-        celery.send_task("engine.jobs.deliver_outbox", retry=False, ignore_result=True)
+        # No connection retries: with the broker down, kombu would otherwise hold the request for seconds.
+        options = dict(celery.conf.broker_transport_options or {})
+        if str(celery.conf.broker_url or "").startswith("redis"):  # the SQLite broker hands options to create_engine
+            options["max_retries"] = 0
+        with celery.connection_for_write(transport_options=options) as connection:
+            celery.send_task(task_name, args=args or [], retry=False, ignore_result=True, connection=connection)
     except Exception:  # noqa: S110 (the broker being down must not fail a committed request)
         pass
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from flask import Blueprint, Response, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import login_required
@@ -14,7 +14,7 @@ from engine import clock
 from engine.errors import Forbidden, InvalidInput, NotFound
 from engine.models.deadlines import ReportRun
 from engine.services import reports
-from web.common import commit, current_actor, db_session
+from web.common import commit, current_actor, db_session, kick
 
 bp = Blueprint("reports", __name__)
 ACTIVE = ("pending", "running")
@@ -23,19 +23,7 @@ MEDIA = {"xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sh
 
 def kick_report(run_id: int) -> None:
     """Ask a worker to generate the run now; if the broker is down, beat's pending-reports job does it later."""
-    if current_app.config.get("TESTING") or current_app.config.get("JZFLOW_NO_KICK"):
-        return
-    try:
-        from engine.celery_app import celery
-        # No connection retries: with the broker down, kombu would otherwise hold the request for seconds.
-        options = dict(celery.conf.broker_transport_options or {})
-        if str(celery.conf.broker_url or "").startswith("redis"):  # the SQLite broker passes options to create_engine
-            options["max_retries"] = 0
-        with celery.connection_for_write(transport_options=options) as connection:
-            celery.send_task("engine.jobs_deadlines.generate_report", args=[run_id], retry=False, ignore_result=True,
-                             connection=connection)
-    except Exception:  # noqa: S110 (the broker being down must not fail a committed request)
-        pass
+    kick("engine.jobs_deadlines.generate_report", [run_id])
 
 
 def _require_reports() -> None:
