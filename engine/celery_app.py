@@ -40,6 +40,8 @@ def make_celery(settings: config.Settings | None = None) -> Celery:
             # 七步工作法: one instance per month; idempotent, so a daily run catches up a missed one.
             "start-investment-period": {"task": "engine.jobs.start_investment_period",
                                         "schedule": crontab(hour=8, minute=0)},
+            # 对进展缓慢项目自动预警: a ledger issue for each project behind its planned dates (idempotent).
+            "flag-slow-projects": {"task": "engine.jobs.flag_slow_projects", "schedule": crontab(hour=7, minute=30)},
         },
         beat_schedule_filename=str(settings.instance_dir / "celerybeat-schedule"),
     )

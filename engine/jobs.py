@@ -154,3 +154,18 @@ def start_investment_period() -> int | None:
             log.warning("investment_loop is not deployed; no period started")
             return None
         return started.instance_id
+
+
+@celery.task(  # type: ignore[untyped-decorator]
+    acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
+def flag_slow_projects() -> int:
+    """Raise a ledger issue for every project behind its planned dates (beat runs this daily)."""
+    from engine.errors import ProcessNotFound
+    from engine.services import slow_projects
+    from engine.services.actors import SYSTEM
+    with session_scope(session_factory()) as session:
+        try:
+            return len(slow_projects.flag_slow_projects(session, clock.now(), SYSTEM))
+        except ProcessNotFound:
+            log.warning("issue_ledger is not deployed; slow projects not flagged")
+            return 0
