@@ -88,10 +88,10 @@ def claim(session: Session, *, task_id: int, actor: Actor) -> HumanTask:
     task = get_open(session, task_id)
     if task.assignee_id == actor.user_id:
         return task
+    if not is_candidate(task, actor):  # first: who may not claim it learns nothing about who holds it
+        raise NotYourTask("您不是此任务的候选人 (not a candidate for this task)", task_id=task_id)
     if task.assignee_id is not None:
         raise AlreadyClaimed("此任务已由他人认领 (already claimed)", task_id=task_id)
-    if not is_candidate(task, actor):
-        raise NotYourTask("您不是此任务的候选人 (not a candidate for this task)", task_id=task_id)
     # Compare-and-set, so two claimers racing cannot both win.
     from sqlalchemy import update
     result = session.execute(update(HumanTask).where(HumanTask.id == task_id, HumanTask.assignee_id.is_(None),

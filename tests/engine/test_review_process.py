@@ -13,32 +13,15 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.errors import FormInvalid, NotYourTask
-from engine.models import AuditEvent, HumanTask, ProcessInstance
+from engine.models import AuditEvent, ProcessInstance
 from engine.services import audit, deploy, instances, runtime, tasks
 from engine.services.actors import SYSTEM, Actor
 from engine.spiff import serializer
 from tests.conftest import read_fixture_dir
+from tests.steps import do, only_task, open_tasks
 
 APPLICATION = {"project_name": "胶州智能家电产业园（一期）", "investment": 6000, "project_type": "industrial",
                "start_date": "2025-10-09"}
-
-
-def open_tasks(session: Session, instance_id: int) -> list[HumanTask]:
-    return list(session.scalars(select(HumanTask).where(HumanTask.instance_id == instance_id,
-                                                        HumanTask.state == "ready").order_by(HumanTask.id)))
-
-
-def only_task(session: Session, instance_id: int, bpmn_id: str) -> HumanTask:
-    found = [t for t in open_tasks(session, instance_id) if t.bpmn_id == bpmn_id]
-    assert len(found) == 1, [t.bpmn_id for t in open_tasks(session, instance_id)]
-    return found[0]
-
-
-def do(session: Session, task: HumanTask, actor: Actor, data: dict[str, object]) -> tasks.Completion:
-    tasks.claim(session, task_id=task.id, actor=actor)
-    result = tasks.complete(session, task_id=task.id, actor=actor, data=data)
-    session.commit()
-    return result
 
 
 @pytest.fixture

@@ -49,6 +49,8 @@ from engine.models import (
 from engine.services import audit, deploy, instances, org, plan, projects, runtime, tasks, timers
 from engine.services.actors import SYSTEM, Actor, actor_for
 from engine.spiff import guards, serializer
+from tests.steps import do, names, open_tasks
+from tests.steps import only_task as only
 
 ROOT = Path(__file__).resolve().parents[2]
 BPMN_DIR = ROOT / "bpmn"
@@ -193,30 +195,6 @@ def deployed(session: Session, figures: dict[str, int]) -> dict[str, str]:
 
 
 # -- helpers ----------------------------------------------------------------------------------------
-
-def open_tasks(session: Session, instance_id: int, bpmn_id: str | None = None) -> list[HumanTask]:
-    q = select(HumanTask).where(HumanTask.instance_id == instance_id, HumanTask.state == "ready")
-    if bpmn_id is not None:
-        q = q.where(HumanTask.bpmn_id == bpmn_id)
-    return list(session.scalars(q.order_by(HumanTask.id)))
-
-
-def names(session: Session, instance_id: int) -> list[str]:
-    return sorted(t.bpmn_id for t in open_tasks(session, instance_id))
-
-
-def only(session: Session, instance_id: int, bpmn_id: str) -> HumanTask:
-    found = open_tasks(session, instance_id, bpmn_id)
-    assert len(found) == 1, names(session, instance_id)
-    return found[0]
-
-
-def do(session: Session, task: HumanTask, actor: Actor, data: dict[str, Any]) -> tasks.Completion:
-    tasks.claim(session, task_id=task.id, actor=actor)
-    result = tasks.complete(session, task_id=task.id, actor=actor, data=data)
-    session.commit()
-    assert result.incident is None, result.incident
-    return result
 
 
 def task_data(session: Session, task: HumanTask) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from engine.services import audit, deploy, instances, ledger, org, runtime, task
 from engine.services.actors import SYSTEM, Actor, actor_for
 from engine.services.effects import RunContext
 from engine.spiff import serializer
+from tests.steps import do, names, only_task
 
 BPMN_DIR = Path(__file__).resolve().parents[2] / "bpmn"
 TITLE = "青岛某智能家电公司扩产项目用电增容迟迟未落实"
@@ -114,29 +115,6 @@ def by_hand(session: Session, deployed: None, people: dict[str, Actor]) -> int:
 
 
 # -- helpers ------------------------------------------------------------------------------------
-
-def open_tasks(session: Session, instance_id: int) -> list[HumanTask]:
-    return list(session.scalars(select(HumanTask).where(HumanTask.instance_id == instance_id,
-                                                        HumanTask.state == "ready").order_by(HumanTask.id)
-                                .execution_options(populate_existing=True)))
-
-
-def names(session: Session, instance_id: int) -> list[str]:
-    return [t.bpmn_id for t in open_tasks(session, instance_id)]
-
-
-def only_task(session: Session, instance_id: int, bpmn_id: str) -> HumanTask:
-    found = [t for t in open_tasks(session, instance_id) if t.bpmn_id == bpmn_id]
-    assert len(found) == 1, names(session, instance_id)
-    return found[0]
-
-
-def do(session: Session, task: HumanTask, actor: Actor, data: dict[str, Any]) -> tasks.Completion:
-    tasks.claim(session, task_id=task.id, actor=actor)
-    result = tasks.complete(session, task_id=task.id, actor=actor, data=data)
-    session.commit()
-    assert result.incident is None, result.incident
-    return result
 
 
 def issue_of(session: Session, instance_id: int) -> LedgerIssue:

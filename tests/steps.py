@@ -1,0 +1,40 @@
+"""Steps the scenario tests share: find open tasks, claim and complete as the inbox would."""
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine.models import HumanTask
+from engine.services import tasks
+from engine.services.actors import Actor
+
+
+def open_tasks(session: Session, instance_id: int, bpmn_id: str | None = None) -> list[HumanTask]:
+    """Return the instance's ready tasks (optionally of one BPMN element), oldest first, freshly read."""
+    q = select(HumanTask).where(HumanTask.instance_id == instance_id, HumanTask.state == "ready")
+    if bpmn_id is not None:
+        q = q.where(HumanTask.bpmn_id == bpmn_id)
+    return list(session.scalars(q.order_by(HumanTask.id).execution_options(populate_existing=True)))
+
+
+def names(session: Session, instance_id: int) -> list[str]:
+    """Return the BPMN ids of the instance's ready tasks, sorted."""
+    return sorted(t.bpmn_id for t in open_tasks(session, instance_id))
+
+
+def only_task(session: Session, instance_id: int, bpmn_id: str) -> HumanTask:
+    """Return the one ready task of a BPMN element (fails naming what is ready instead)."""
+    found = open_tasks(session, instance_id, bpmn_id)
+    assert len(found) == 1, names(session, instance_id)
+    return found[0]
+
+
+def do(session: Session, task: HumanTask, actor: Actor, data: dict[str, Any]) -> tasks.Completion:
+    """Claim and complete a task as the inbox would, commit, and insist the engine raised no incident."""
+    tasks.claim(session, task_id=task.id, actor=actor)
+    result = tasks.complete(session, task_id=task.id, actor=actor, data=data)
+    session.commit()
+    assert result.incident is None, result.incident
+    return result
