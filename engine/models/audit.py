@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from engine import clock
@@ -13,7 +13,8 @@ from engine.models.base import Base
 
 class AuditEvent(Base):
     __tablename__ = "audit_event"
-    __table_args__ = (UniqueConstraint("stream", "seq", name="uq_audit_stream_seq"),)
+    __table_args__ = (UniqueConstraint("stream", "seq", name="uq_audit_stream_seq"),
+                      Index("ix_audit_event_object", "object_type", "object_id"))  # the audit page's object filter
     id: Mapped[int] = mapped_column(primary_key=True)
     stream: Mapped[str] = mapped_column(String(120))  # "instance:42", "issue:7", "process:review"
     seq: Mapped[int] = mapped_column(Integer)

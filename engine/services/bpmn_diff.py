@@ -21,6 +21,13 @@ NOT_ELEMENTS = ("EventDefinition", "LoopCharacteristics", "laneSet", "ioSpecific
                 "dataOutput", "inputSet", "outputSet")
 DMN_ELEMENTS = ("decision", "decisionTable", "input", "output", "rule")
 MAX_DIFF_LINES = 400
+# Attribute values the BPMN schema takes when the attribute is absent: modellers write them or not at will.
+DEFAULTS = {"cancelActivity": "true", "isInterrupting": "true", "parallelMultiple": "false",
+            "isForCompensation": "false", "startQuantity": "1", "completionQuantity": "1", "isImmediate": "true",
+            "gatewayDirection": "Unspecified", "isClosed": "false", "processType": "None", "isSequential": "false",
+            "implementation": "##unspecified", "associationDirection": "None", "instantiate": "false",
+            "eventGatewayType": "Exclusive", "triggeredByEvent": "false", "isExecutable": "true",
+            "textFormat": "text/plain", "ordering": "Parallel", "cancelRemainingInstances": "true"}
 
 
 @dataclass(frozen=True)
@@ -73,7 +80,7 @@ def _bpmn_fields(el: etree._Element, lanes: dict[str, str]) -> dict[str, str]:
     fields: dict[str, str] = {}
     for key, value in sorted(el.attrib.items()):
         qname = etree.QName(key)
-        if qname.localname not in ("id", "name"):
+        if qname.localname not in ("id", "name") and DEFAULTS.get(qname.localname) != value:
             fields[f"@{qname.localname}"] = value
     if el.get("id") in lanes:
         fields["lane"] = lanes[str(el.get("id"))]

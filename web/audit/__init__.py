@@ -1,6 +1,174 @@
-"""Feature blueprint: audit (routes are added by its feature work)."""
+"""审计: auditors filter the audit trail, read one instance's timeline, export CSV/XLSX and verify the chain.
+
+Auditors (role `auditor`) read everything and change nothing: `_auditors_read_only` refuses every
+non-GET request of a user holding that role (admins excepted), in the browser and through the API.
+"""
 from __future__ import annotations
 
-from flask import Blueprint
+import json
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, render_template, request, stream_with_context
+from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from flask_login import current_user, login_required
+from sqlalchemy import select
+
+from engine import clock
+from engine.errors import InvalidInput
+from engine.models import ApiToken, Membership, Role, User
+from engine.services import audit_views, queries, tokens
+from web.common import current_actor, db_session
 
 bp = Blueprint("audit", __name__)
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+ALWAYS_ALLOWED = ("auth.login", "auth.logout", "static")
+
+
+# --- auditors change nothing --------------------------------------------------------------------------------
+
+def _bearer_user_id() -> int | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _sep, token = header.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return db_session().scalar(select(ApiToken.user_id).where(ApiToken.token_hash == tokens.digest(token.strip()),
+                                                              ApiToken.revoked_at.is_(None)))
+
+
+def _is_read_only_auditor(user_id: int) -> bool:
+    session = db_session()
+    if session.scalar(select(User.is_admin).where(User.id == user_id)):
+        return False
+    return session.scalar(select(Role.id).join(Membership, Membership.role_id == Role.id)
+                          .where(Membership.user_id == user_id, Role.code == audit_views.AUDITOR_ROLE).limit(1)) is not None
+
+
+@bp.before_app_request
+def _auditors_read_only() -> ResponseReturnValue | None:
+    if request.method in SAFE_METHODS or request.endpoint in ALWAYS_ALLOWED:
+        return None
+    user_id = _bearer_user_id()
+    if user_id is None and current_user.is_authenticated:
+        user_id = current_user.user.id
+    if user_id is None or not _is_read_only_auditor(user_id):
+        return None
+    message = _("审计人员只能查看，不能修改 (auditors read only)")
+    if request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json" or request.is_json:
+        return jsonify(error="forbidden", message=message), 403
+    return render_template("error.html", error=message, status=403), 403
+
+
+# --- filters ------------------------------------------------------------------------------------------------
+
+def _when(value: str | None, field: str, *, end: bool) -> datetime | None:
+    """Read a date or datetime-local given in Asia/Shanghai; a date's end is the start of the next day."""
+    if not value:
+        return None
+    try:
+        if len(value.strip()) == 10:
+            day = date.fromisoformat(value.strip())
+            moment = datetime.combine(day + timedelta(days=1) if end else day, time(), tzinfo=clock.SHANGHAI)
+        else:
+            moment = datetime.fromisoformat(value.strip())
+            moment = moment if moment.tzinfo else moment.replace(tzinfo=clock.SHANGHAI)
+    except ValueError as exc:
+        raise InvalidInput(_("日期格式无效") + f": {value[:40]}", field=field) from exc
+    return clock.as_utc(moment)
+
+
+def filter_from(args: Any) -> audit_views.AuditFilter:
+    """Read the audit filter from query arguments.
+
+    Raises: InvalidInput
+    """
+    instance = (args.get("instance") or "").strip().lstrip("#")
+    if instance and not instance.isdigit():
+        raise InvalidInput(_("实例编号须为数字"), field="instance")
+    return audit_views.AuditFilter(
+        since=_when(args.get("since"), "since", end=False), until=_when(args.get("until"), "until", end=True),
+        actor=(args.get("actor") or "").strip() or None, action=(args.get("action") or "").strip() or None,
+        process_key=(args.get("process") or "").strip() or None, instance_id=int(instance) if instance else None,
+        object_type=(args.get("object_type") or "").strip() or None,
+        object_id=(args.get("object_id") or "").strip() or None)
+
+
+def _args() -> dict[str, str]:
+    keys = ("since", "until", "actor", "action", "process", "instance", "object_type", "object_id")
+    return {k: request.args[k] for k in keys if request.args.get(k)}
+
+
+def _auditor() -> None:
+    audit_views.require_auditor(db_session(), current_actor())
+
+
+def pretty(value: Any) -> str:
+    """Before/after values as indented JSON (the template escapes it)."""
+    return json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True, default=str)
+
+
+# --- pages --------------------------------------------------------------------------------------------------
+
+@bp.get("/audit")
+@login_required
+def index() -> ResponseReturnValue:
+    _auditor()
+    session = db_session()
+    flt = filter_from(request.args)
+    after = request.args.get("after", type=int)
+    page = audit_views.events(session, flt, after=after, limit=request.args.get("limit", 50, type=int) or 50)
+    return render_template("audit/index.html", page=page, args=_args(), actions=audit_views.actions(session),
+                           object_types=audit_views.object_types(session), processes=queries.process_choices(session),
+                           pretty=pretty, filtered=not flt.is_empty())
+
+
+@bp.get("/audit/events/<int:event_id>")
+@login_required
+def event(event_id: int) -> ResponseReturnValue:
+    _auditor()
+    row = audit_views.event(db_session(), event_id)
+    return render_template("audit/event.html", row=row, pretty=pretty)
+
+
+@bp.get("/audit/instances/<int:instance_id>")
+@login_required
+def timeline(instance_id: int) -> ResponseReturnValue:
+    _auditor()
+    found = audit_views.timeline(db_session(), instance_id)
+    return render_template("audit/timeline.html", timeline=found, pretty=pretty)
+
+
+@bp.get("/audit/verify")
+@login_required
+def verify() -> ResponseReturnValue:
+    _auditor()
+    result = audit_views.verify(db_session())
+    return render_template("audit/verify.html", result=result, pretty=pretty)
+
+
+def _filename(ext: str) -> str:
+    return f"jzflow-audit-{clock.now().astimezone(clock.SHANGHAI):%Y%m%d-%H%M%S}.{ext}"
+
+
+@bp.get("/audit/export.csv")
+@login_required
+def export_csv() -> ResponseReturnValue:
+    _auditor()
+    flt = filter_from(request.args)
+    session = db_session()
+    body = stream_with_context(audit_views.csv_chunks(audit_views.iter_events(session, flt)))
+    response = Response(body, mimetype="text/csv; charset=utf-8")
+    response.headers["Content-Disposition"] = f"attachment; filename={_filename('csv')}"
+    return response
+
+
+@bp.get("/audit/export.xlsx")
+@login_required
+def export_xlsx() -> ResponseReturnValue:
+    _auditor()
+    flt = filter_from(request.args)
+    data = audit_views.xlsx_bytes(audit_views.iter_events(db_session(), flt))
+    response = Response(data, mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+    response.headers["Content-Disposition"] = f"attachment; filename={_filename('xlsx')}"
+    return response

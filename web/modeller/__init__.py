@@ -1,6 +1,290 @@
-"""Feature blueprint: modeller (routes are added by its feature work)."""
+"""流程建模: process owners edit BPMN/DMN/forms in the browser, deploy, compare versions and migrate instances.
+
+Auditors and admins read everything here (versions, files, diffs, the modeller without its deploy
+button); only process owners and admins deploy and migrate. Deploying runs the same validation as
+`jzflow deploy` (engine.services.deploy); its problems come back as JSON and are drawn on the diagram.
+"""
 from __future__ import annotations
 
-from flask import Blueprint
+import yaml
+from flask import Blueprint, Response, flash, jsonify, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from flask_login import login_required
+from werkzeug.datastructures import MultiDict
+
+from engine.errors import DeployInvalid, InvalidInput, NotFound
+from engine.models import ProcessInstance
+from engine.services import deploy, effects, org, sla, versions
+from engine.services.actors import Actor
+from web import formrender
+from web.common import commit, current_actor, db_session
+from web.modeller import uploads
+from web.modeller.labels import ui_labels
 
 bp = Blueprint("modeller", __name__)
+MIGRATE_LIST_LIMIT = 200
+
+
+@bp.after_request
+def _modeller_csp(response: Response) -> Response:
+    """Allow data: fonts: the palette's and context pad's icons (bpmn-font, dmn-font) are embedded that way."""
+    from web import SECURITY_HEADERS
+    policy = SECURITY_HEADERS["Content-Security-Policy"]
+    if "font-src" not in policy:  # runs before the app's defaults, which only fill in what is missing
+        response.headers["Content-Security-Policy"] = policy.rstrip("; ") + "; font-src 'self' data:"
+    return response
+
+
+def _reader() -> Actor:
+    """Return the acting user if they may read versions (process owners, auditors, admins).
+
+    Raises: Forbidden
+    """
+    actor = current_actor()
+    versions.require_read(db_session(), actor)
+    return actor
+
+
+def _owner() -> Actor:
+    """Return the acting user if they may deploy and migrate (process owners, admins).
+
+    Raises: Forbidden
+    """
+    actor = current_actor()
+    versions.require_deploy(db_session(), actor)
+    return actor
+
+
+@bp.get("/modeller")
+@login_required
+def index() -> ResponseReturnValue:
+    actor = _reader()
+    session = db_session()
+    return render_template("modeller/index.html", processes=versions.processes(session),
+                           may_deploy=versions.may_deploy(session, actor))
+
+
+@bp.get("/modeller/processes/<key>")
+@login_required
+def process(key: str) -> ResponseReturnValue:
+    actor = _reader()
+    session = db_session()
+    rows = versions.versions(session, key)
+    return render_template("modeller/process.html", key=key, rows=rows, may_deploy=versions.may_deploy(session, actor))
+
+
+# --- the editor -----------------------------------------------------------------------------------------
+
+@bp.get("/modeller/versions/<int:version_id>/edit")
+@login_required
+def edit(version_id: int) -> ResponseReturnValue:
+    actor = _reader()
+    session = db_session()
+    row = versions.version(session, version_id)
+    return render_template("modeller/edit.html", row=row, may_deploy=versions.may_deploy(session, actor),
+                           files_url=url_for("modeller.files_json", version_id=version_id), labels=ui_labels())
+
+
+@bp.get("/modeller/new")
+@login_required
+def new() -> ResponseReturnValue:
+    _owner()
+    return render_template("modeller/edit.html", row=None, may_deploy=True, files_url="", labels=ui_labels())
+
+
+@bp.get("/modeller/versions/<int:version_id>/files.json")
+@login_required
+def files_json(version_id: int) -> ResponseReturnValue:
+    _reader()
+    session = db_session()
+    row = versions.version(session, version_id)
+    kinds = versions.file_kinds(session, version_id)
+    main = versions.main_bpmn(session, version_id)
+    return jsonify(key=row.key, version=row.version, version_id=row.id, main=main[0] if main else None,
+                   files=[{"name": n, "kind": kinds.get(n, "form"), "text": t}
+                          for n, t in versions.files(session, version_id).items()])
+
+
+@bp.get("/modeller/targets.json")
+@login_required
+def targets() -> ResponseReturnValue:
+    """What the properties panel offers: roles and org units for lanes, services, escalation profiles."""
+    _reader()
+    session = db_session()
+    units = [{"code": u.code, "name": u.name, "kind": u.kind} for u, _leader, _resp in org.units(session)]
+    roles = [{"code": r.code, "name": r.name} for r in org.roles(session)]
+    try:
+        profiles = sorted(k for k in sla.load_policies().by_kind.get("task", {}) if k != "default")
+    except (ValueError, OSError, yaml.YAMLError):  # a broken escalation.yaml must not take the modeller down
+        profiles = []
+    return jsonify(roles=roles, units=units, services=sorted(effects.load_all()), escalation_profiles=profiles)
+
+
+@bp.post("/modeller/deploy")
+@login_required
+def deploy_files() -> ResponseReturnValue:
+    actor = _owner()
+    files = uploads.from_json(request.get_json(silent=True))
+    session = db_session()
+    try:
+        results = deploy.deploy(session, files, actor=actor)
+    except DeployInvalid as exc:
+        session.rollback()
+        return jsonify(error=exc.code, message=_("部署被拒绝，未保存任何内容"),
+                       problems=[vars(p) for p in exc.problems]), 422
+    deployed = []
+    for result in results:
+        latest = deploy.latest_version(session, result.key)
+        deployed.append({"key": result.key, "version": result.version, "created": result.created,
+                         "version_id": latest.id if latest else None,
+                         "url": url_for("modeller.process", key=result.key),
+                         "edit_url": url_for("modeller.edit", version_id=latest.id) if latest else None})
+    commit()
+    return jsonify(deployed=deployed)
+
+
+@bp.post("/modeller/form-preview")
+@login_required
+def form_preview() -> ResponseReturnValue:
+    """Render a JSON Schema (+ UI schema) the way the task page will show it, for the live preview."""
+    _reader()
+    body = request.get_json(silent=True) or {}
+    schema, ui = body.get("schema"), body.get("uischema")
+    if not isinstance(schema, dict) or not (ui is None or isinstance(ui, dict)):
+        raise InvalidInput(_("表单定义须为 JSON 对象"), field="schema")
+    try:
+        html = formrender.render(formrender.Form(schema, ui), MultiDict(), disabled=False)
+    except (TypeError, ValueError, KeyError, AttributeError, RecursionError) as exc:
+        raise InvalidInput(_("无法预览此表单") + f": {exc}", field="schema") from exc
+    return Response(str(html), mimetype="text/html")
+
+
+# --- files and import -------------------------------------------------------------------------------------
+
+@bp.get("/modeller/versions/<int:version_id>/files/<path:name>")
+@login_required
+def file_download(version_id: int, name: str) -> ResponseReturnValue:
+    _reader()
+    texts = versions.files(db_session(), version_id)
+    if name not in texts:
+        raise NotFound(_("此版本没有该文件"), version_id=version_id, name=name)
+    mimetype = "application/json" if name.endswith(".json") else "application/xml"
+    response = Response(texts[name], mimetype=mimetype)
+    response.headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{_quote(name)}"
+    return response
+
+
+@bp.get("/modeller/versions/<int:version_id>/diagram.bpmn")
+@login_required
+def diagram(version_id: int) -> ResponseReturnValue:
+    _reader()
+    main = versions.main_bpmn(db_session(), version_id)
+    if main is None:
+        raise NotFound(_("此版本没有BPMN文件"), version_id=version_id)
+    response = Response(main[1], mimetype="application/xml")
+    response.headers["Cache-Control"] = "private, max-age=3600"  # versions never change
+    return response
+
+
+@bp.get("/modeller/versions/<int:version_id>/download.zip")
+@login_required
+def download_zip(version_id: int) -> ResponseReturnValue:
+    _reader()
+    session = db_session()
+    row = versions.version(session, version_id)
+    response = Response(versions.zip_of(session, version_id), mimetype="application/zip")
+    response.headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{_quote(f'{row.key}-v{row.version}.zip')}"
+    return response
+
+
+def _quote(name: str) -> str:
+    from urllib.parse import quote
+    return quote(name, safe="")
+
+
+@bp.post("/modeller/import")
+@login_required
+def import_files() -> ResponseReturnValue:
+    actor = _owner()
+    session = db_session()
+    try:
+        files = uploads.from_uploads(request.files.getlist("files"))
+        results = deploy.deploy(session, files, actor=actor)
+    except (DeployInvalid, InvalidInput) as exc:
+        session.rollback()
+        problems = exc.problems if isinstance(exc, DeployInvalid) else []
+        return render_template("modeller/import_result.html", problems=problems, message=exc.message,
+                               processes=versions.processes(session), may_deploy=True), 422
+    commit()
+    for result in results:
+        if result.created:
+            flash(_("已部署 %(key)s 版本 %(version)s", key=result.key, version=result.version), "info")
+        else:
+            flash(_("%(key)s 未变化，仍为版本 %(version)s", key=result.key, version=result.version), "info")
+    if len(results) == 1:
+        return redirect(url_for("modeller.process", key=results[0].key))
+    return redirect(url_for("modeller.index"))
+
+
+# --- versions: diff and migration ----------------------------------------------------------------------------
+
+@bp.get("/modeller/processes/<key>/diff")
+@login_required
+def diff(key: str) -> ResponseReturnValue:
+    _reader()
+    session = db_session()
+    rows = versions.versions(session, key)
+    if len(rows) < 2 and not request.args.get("old"):
+        flash(_("只有一个版本，无可比较"), "info")
+        return redirect(url_for("modeller.process", key=key))
+    old_id = request.args.get("old", type=int) or rows[1].id
+    new_id = request.args.get("new", type=int) or rows[0].id
+    result = versions.diff(session, old_id, new_id)
+    if result.old.key != key:
+        raise NotFound(_("版本不属于此流程"), process_key=key)
+    main = versions.main_bpmn(session, new_id)
+    markers = {c.element_id: c.kind for c in result.elements if main is None or c.file == main[0]}
+    return render_template("modeller/diff.html", key=key, rows=rows, result=result, markers=markers)
+
+
+def _instances_on(version_id: int) -> list[ProcessInstance]:
+    from sqlalchemy import select
+    return list(db_session().scalars(
+        select(ProcessInstance).where(ProcessInstance.version_id == version_id,
+                                      ProcessInstance.status.in_(versions.MIGRATABLE))
+        .order_by(ProcessInstance.id).limit(MIGRATE_LIST_LIMIT)))
+
+
+@bp.get("/modeller/versions/<int:version_id>/migrate")
+@login_required
+def migrate_preview(version_id: int) -> ResponseReturnValue:
+    actor = _reader()
+    session = db_session()
+    row = versions.version(session, version_id)
+    rows = versions.versions(session, row.key)
+    target_id = request.args.get("to", type=int) or rows[0].id
+    target = versions.version(session, target_id)
+    previews = [versions.preview(session, i.id, target_id) for i in _instances_on(version_id)]
+    return render_template("modeller/migrate.html", row=row, rows=rows, target=target, previews=previews,
+                           may_deploy=versions.may_deploy(session, actor), report=None)
+
+
+@bp.post("/modeller/versions/<int:version_id>/migrate")
+@login_required
+def migrate(version_id: int) -> ResponseReturnValue:
+    actor = _owner()
+    session = db_session()
+    target_id = request.form.get("to", type=int)
+    if target_id is None:
+        raise InvalidInput(_("请选择目标版本"), field="to")
+    ids = [int(v) for v in request.form.getlist("instance") if v.isdigit()]
+    if not ids:
+        raise InvalidInput(_("请选择要迁移的流程实例"), field="instance")
+    report = versions.migrate(session, ids, target_id, actor)
+    commit()
+    row = versions.version(session, version_id)
+    target = versions.version(session, target_id)
+    previews = [versions.preview(session, i.id, target_id) for i in _instances_on(version_id)]
+    return render_template("modeller/migrate.html", row=row, rows=versions.versions(session, row.key), target=target,
+                           previews=previews, may_deploy=True, report=report)

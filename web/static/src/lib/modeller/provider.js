@@ -5,10 +5,12 @@
 // elements (the SpiffArena convention SpiffWorkflow parses) through the command stack, so undo works.
 import { h } from "@bpmn-io/properties-panel/preact";
 import {
+  CheckboxEntry,
   Group,
   SelectEntry,
   TextAreaEntry,
   TextFieldEntry,
+  isCheckboxEntryEdited,
   isSelectEntryEdited,
   isTextAreaEntryEdited,
   isTextFieldEntryEdited,
@@ -263,6 +265,47 @@ function ResultVariable(props) {
   });
 }
 
+const TIME_KINDS = ["timeDuration", "timeDate", "timeCycle"];
+
+function timerOf(element) {
+  return (getBusinessObject(element).get("eventDefinitions") || []).find((d) => is(d, "bpmn:TimerEventDefinition"));
+}
+
+function Timer(props) {
+  const { element, id, t } = props;
+  const factory = useService("bpmnFactory");
+  const commandStack = useService("commandStack");
+  const debounce = useService("debounceInput");
+  return h(TextFieldEntry, {
+    element, id, label: t.timer, description: t.timer_hint, debounce,
+    getValue: () => {
+      const definition = timerOf(element);
+      const kind = TIME_KINDS.find((k) => definition.get(k));
+      return kind ? definition.get(kind).get("body") || "" : "";
+    },
+    setValue: (value) => {
+      const definition = timerOf(element);
+      const kind = TIME_KINDS.find((k) => definition.get(k)) || "timeDuration";
+      const expression = factory.create("bpmn:FormalExpression", { body: (value || "").trim() });
+      expression.$parent = definition;
+      commandStack.execute("element.updateModdleProperties",
+        { element, moddleElement: definition, properties: { [kind]: expression } });
+    },
+  });
+}
+
+function ScriptsOnInstances(props) {
+  const { element, id, t } = props;
+  const commandStack = useService("commandStack");
+  const loop = () => getBusinessObject(element).get("loopCharacteristics");
+  return h(CheckboxEntry, {
+    element, id, label: t.on_instances,
+    getValue: () => Boolean(loop().get("spiffworkflow:scriptsOnInstances")),
+    setValue: (value) => commandStack.execute("element.updateModdleProperties",
+      { element, moddleElement: loop(), properties: { "spiffworkflow:scriptsOnInstances": value || undefined } }),
+  });
+}
+
 // --- the group -----------------------------------------------------------------------------------------
 
 function entries(element, config, t) {
@@ -296,6 +339,9 @@ function entries(element, config, t) {
   if (is(element, "bpmn:SequenceFlow") && bo.sourceRef && isAny(bo.sourceRef, ["bpmn:ExclusiveGateway", "bpmn:InclusiveGateway"])) {
     add("jz-condition", Condition, isTextAreaEntryEdited);
   }
+  if (timerOf(element)) add("jz-timer", Timer, isTextFieldEntryEdited);
+  const loop = bo.get && bo.get("loopCharacteristics");
+  if (loop && is(loop, "bpmn:MultiInstanceLoopCharacteristics")) add("jz-scripts-on-instances", ScriptsOnInstances, isCheckboxEntryEdited);
   if (isAny(element, SCRIPTED) && !is(element, "bpmn:Process")) {
     add("jz-pre-script", BodyArea, isTextAreaEntryEdited, { type: "spiffworkflow:PreScript", label: t.pre_script });
     add("jz-post-script", BodyArea, isTextAreaEntryEdited, { type: "spiffworkflow:PostScript", label: t.post_script });
