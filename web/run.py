@@ -4,6 +4,7 @@ Prints the URL and the demo logins, then serves until Ctrl-C, stopping the worke
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -46,9 +47,17 @@ def _banner(settings: config.Settings) -> str:
     return "\n".join(lines)
 
 
+def _stop(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)  # unwind through main's `finally`, which stops the worker too
+
+
 def main() -> None:
     """Start the worker (with beat) as a child process and serve the web app in this one."""
     settings = config.load()
+    # SIGTERM's default action ends this process at once and would leave the worker, in a session of its own,
+    # running as an orphan: turn it (and SIGHUP, a closed terminal) into a normal exit.
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGHUP, _stop)
     worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "engine.celery_app:celery", "worker",
                                "--beat", "--loglevel=WARNING", "--concurrency=2"],
                               cwd=Path(__file__).resolve().parent.parent, start_new_session=True)
@@ -57,11 +66,15 @@ def main() -> None:
         from web import create_app
         create_app().run(host=HOST, port=PORT, threaded=True, use_reloader=False)
     finally:
+        # Warm shutdown: SIGTERM to the worker alone, which stops its pool and beat itself. (Sent to the whole
+        # group, the pool processes die under the worker, which then hangs until it is killed.)
+        worker.terminate()
         try:
-            os.killpg(worker.pid, signal.SIGTERM)
-            worker.wait(timeout=15)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(worker.pid, signal.SIGKILL)  # the worker and its pool processes
+            worker.wait(timeout=10)
 
 
 if __name__ == "__main__":

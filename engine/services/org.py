@@ -1,6 +1,8 @@
 """Organisation administration: units, roles, users and their memberships."""
 from __future__ import annotations
 
+import re
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.security import generate_password_hash
@@ -9,6 +11,8 @@ from engine.errors import Conflict, InvalidInput, NotFound
 from engine.models import Membership, OrgUnit, Role, User
 from engine.services import audit
 from engine.services.actors import SYSTEM, Actor
+
+USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")  # as data/seed/users.yaml has them
 
 
 def add_unit(session: Session, *, code: str, name: str, kind: str = "department",
@@ -56,6 +60,9 @@ def add_user(session: Session, *, username: str, display_name: str, password: st
     """
     if not username.strip() or len(username) > 80:
         raise InvalidInput("用户名不能为空且不超过80字符 (username: 1–80 characters)", field="username")
+    if not USERNAME.match(username):  # what data/seed allows: it is split on spaces and commas, shown in lists
+        raise InvalidInput("用户名只能包含字母、数字、下划线、点和连字符，并以字母或数字开头 "
+                           "(username: letters, digits, _ . - only)", field="username")
     if session.scalar(select(User.id).where(User.username == username)) is not None:
         raise Conflict(f"用户已存在 (user exists): {username}", field="username")
     user = User(username=username, display_name=display_name, email=email, is_admin=is_admin,

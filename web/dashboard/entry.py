@@ -35,6 +35,7 @@ def data() -> ResponseReturnValue:
 @login_required
 def save() -> ResponseReturnValue:
     session = db_session()
+    indicators.require_entry(session, current_actor())  # before the input is looked at: refused is refused
     period = _period(request.form.get("period"))
     values = {code[len("value:"):]: (text, request.form.get("source:" + code[len("value:"):], ""))
               for code, text in request.form.items() if code.startswith("value:")}
@@ -65,6 +66,7 @@ def upload() -> ResponseReturnValue:
 @login_required
 def confirm() -> ResponseReturnValue:
     session = db_session()
+    indicators.require_entry(session, current_actor())
     period = _period(request.form.get("period"))
     try:
         payload = base64.b64decode(request.form.get("payload", ""), validate=True)

@@ -141,6 +141,11 @@ def bulk() -> ResponseReturnValue:
     results: list[Result] = []
     for task_id in ids:
         try:
+            taskview.get_visible(session, current_actor(), task_id)
+        except EngineError as exc:  # someone else's task: not even its name
+            results.append(Result(task_id, f"#{task_id}", False, exc.message))
+            continue
+        try:
             with session.begin_nested():  # a refusal undoes only this task's changes
                 call(task_id)
             results.append(Result(task_id, names.get(task_id, f"#{task_id}"), True, done))
