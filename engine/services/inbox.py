@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session, aliased
 from engine import clock
 from engine.errors import InvalidInput, NotFound
 from engine.models import CarbonCopy, HumanTask, ProcessDefinition, ProcessInstance, SavedFilter, TaskCandidate, User
-from engine.services import audit
+from engine.services import audit, sla
 from engine.services.actors import Actor
-from engine.services.queries import decode_cursor, encode_cursor
+from engine.services.queries import cursor_int, cursor_time, decode_cursor, encode_cursor
 
 LISTS = ("index", "done", "started", "cc")
 DUE_CHOICES = ("overdue", "warn")
@@ -101,25 +101,8 @@ class Page:
 
 
 def light_of(due_at: datetime | None, warn_at: datetime | None, now: datetime) -> str:
-    """Return the traffic light of a deadline: red overdue, yellow past warn_at, green otherwise."""
-    if due_at is not None and clock.as_utc(due_at) < now:
-        return "red"
-    if warn_at is not None and clock.as_utc(warn_at) < now:
-        return "yellow"
-    return "green"
-
-
-def _time(value: Any) -> datetime:
-    try:
-        return clock.as_utc(datetime.fromisoformat(str(value)))
-    except ValueError as exc:
-        raise InvalidInput("分页游标无效 (invalid cursor)", field="after") from exc
-
-
-def _int(value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise InvalidInput("分页游标无效 (invalid cursor)", field="after")
-    return value
+    """Return the traffic light of a deadline (sla.level's); a task without a deadline is green."""
+    return sla.level(due_at, warn_at, now) or "green"
 
 
 def _size(limit: int) -> int:
@@ -201,7 +184,7 @@ def todo_page(session: Session, actor: Actor, flt: Filter = Filter(), *, after: 
     cursor: tuple[datetime | None, int] | None = None
     if after:
         due, last = decode_cursor(after, 2)
-        cursor = (None if due is None else _time(due), _int(last))
+        cursor = (None if due is None else cursor_time(due), cursor_int(last))
     filters = _task_filters(flt, clock.now())
     keys: list[tuple[datetime | None, int]] = []
     for branch in _todo_branches(actor):
@@ -226,7 +209,7 @@ def done_page(session: Session, actor: Actor, flt: Filter = Filter(), *, after: 
              HumanTask.completed_at.is_not(None), *_task_filters(replace(flt, due=""), clock.now())]
     if after:
         at, last = decode_cursor(after, 2)
-        at_time, last_id = _time(at), _int(last)
+        at_time, last_id = cursor_time(at), cursor_int(last)
         where.append(and_(HumanTask.completed_at <= at_time,
                           or_(HumanTask.completed_at < at_time, HumanTask.id < last_id)))
     keys = session.execute(select(HumanTask.completed_at, HumanTask.id).where(*where)
@@ -272,7 +255,7 @@ def started_page(session: Session, actor: Actor, flt: Filter = Filter(), *, afte
         where.append(open_step)
     if after:
         (last,) = decode_cursor(after, 1)
-        where.append(ProcessInstance.id < _int(last))
+        where.append(ProcessInstance.id < cursor_int(last))
     found = session.execute(select(ProcessInstance, ProcessDefinition.name)
                             .join(ProcessDefinition, ProcessDefinition.id == ProcessInstance.definition_id)
                             .where(*where).order_by(ProcessInstance.id.desc()).limit(size + 1)).all()
@@ -302,7 +285,7 @@ def cc_page(session: Session, actor: Actor, flt: Filter = Filter(), *, after: st
         where.append(or_(*_text_filter(flt), CarbonCopy.note.icontains(flt.q, autoescape=True)))
     if after:
         at, last = decode_cursor(after, 2)
-        at_time, last_id = _time(at), _int(last)
+        at_time, last_id = cursor_time(at), cursor_int(last)
         where.append(and_(CarbonCopy.created_at <= at_time, or_(CarbonCopy.created_at < at_time, CarbonCopy.id < last_id)))
     found = session.execute(select(CarbonCopy, ProcessInstance.title, ProcessInstance.business_key, sender.display_name)
                             .join(ProcessInstance, ProcessInstance.id == CarbonCopy.instance_id)

@@ -64,14 +64,22 @@ def decode_cursor(cursor: str, arity: int) -> list[Any]:
     return values
 
 
-def _time(value: Any) -> datetime:
+def cursor_time(value: Any) -> datetime:
+    """Read a time out of a decoded cursor.
+
+    Raises: InvalidInput
+    """
     try:
         return clock.as_utc(datetime.fromisoformat(str(value)))
     except ValueError as exc:
         raise InvalidInput("分页游标无效 (invalid cursor)", field="after") from exc
 
 
-def _int(value: Any) -> int:
+def cursor_int(value: Any) -> int:
+    """Read an id out of a decoded cursor.
+
+    Raises: InvalidInput
+    """
     if not isinstance(value, int) or isinstance(value, bool):
         raise InvalidInput("分页游标无效 (invalid cursor)", field="after")
     return value
@@ -203,7 +211,7 @@ def instance_page(session: Session, actor: Actor, flt: InstanceFilter, *, after:
                         ProcessInstance.business_key.icontains(needle, autoescape=True)))
     if after:
         at, last_id = decode_cursor(after, 2)
-        at_time, last = _time(at), _int(last_id)
+        at_time, last = cursor_time(at), cursor_int(last_id)
         q = q.where(or_(ProcessInstance.started_at < at_time,
                         and_(ProcessInstance.started_at == at_time, ProcessInstance.id < last)))
     size = _limit(limit)
@@ -266,11 +274,11 @@ def inbox_page(session: Session, actor: Actor, *, after: str | None = None, limi
     q = tasks.inbox_query(actor)
     if after:
         due, last_id = decode_cursor(after, 2)
-        last = _int(last_id)
+        last = cursor_int(last_id)
         if due is None:
             q = q.where(HumanTask.due_at.is_(None), HumanTask.id > last)
         else:
-            due_time = _time(due)
+            due_time = cursor_time(due)
             q = q.where(or_(HumanTask.due_at.is_(None), HumanTask.due_at > due_time,
                             and_(HumanTask.due_at == due_time, HumanTask.id > last)))
     size = _limit(limit)
