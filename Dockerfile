@@ -1,11 +1,24 @@
+# Front-end bundle (bpmn-js, dmn-js, htmx, ECharts) from the npm registry, with the lockfile.
+FROM node:20-slim AS assets
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY web/build.mjs web/build.mjs
+COPY web/static/src web/static/src
+RUN npm run build
+
 FROM python:3.11-slim
 WORKDIR /app
+# libcairo2: PNG charts (cairosvg); fonts-noto-cjk: Chinese in charts and PDF previews.
+RUN apt-get update && apt-get install -y --no-install-recommends libcairo2 fonts-noto-cjk \
+    && rm -rf /var/lib/apt/lists/*
 COPY setup.cfg pyproject.toml README.md ./
 COPY engine ./engine
 COPY web ./web
 COPY migrations ./migrations
 COPY bpmn ./bpmn
 COPY data ./data
+COPY --from=assets /app/web/static/dist ./web/static/dist
 RUN pip install --no-cache-dir -e ".[server]"
 USER nobody
 EXPOSE 8000
