@@ -19,6 +19,8 @@ COPY migrations ./migrations
 COPY bpmn ./bpmn
 COPY data ./data
 COPY --from=assets /app/web/static/dist ./web/static/dist
-RUN pip install --no-cache-dir -e ".[server]"
+RUN pip install --no-cache-dir -e ".[server]" \
+    && python -c "from web import i18n; i18n.compile_catalogs()" \
+    && mkdir -p /var/lib/jzflow && chown nobody /var/lib/jzflow
 USER nobody
 EXPOSE 8000
