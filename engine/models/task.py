@@ -50,6 +50,13 @@ class HumanTask(Base):
     # A parent held back for co-signers after its holder: the holder's submission, applied when they are done.
     pending_data: Mapped[Any | None] = mapped_column(JSON)
     blocked: Mapped[bool] = mapped_column(default=False)  # waiting for co-signers (before or after)
+    # The task's escalation profile (a `tasks:` key of data/escalation.yaml); None: its process's.
+    escalation: Mapped[str | None] = mapped_column(String(120))
+
+    @property
+    def escalation_policy(self) -> str:
+        """Return the key the deadline sweep looks its policy up by."""
+        return self.escalation or self.process_key
 
     candidates: Mapped[list[TaskCandidate]] = relationship(back_populates="task", cascade="all, delete-orphan",
                                                            foreign_keys="TaskCandidate.task_id")

@@ -125,7 +125,7 @@ def _task_targets(session: Session, ids: Sequence[int], org: Org) -> dict[int, T
                 elif c.role_id:
                     handlers += org.holders(session, c.role_id)
         found[t.id] = Target("task", t.id, t.name, f"/tasks/{t.id}", f"instance:{t.instance_id}", "human_task",
-                             t.state == "ready", t.due_at, t.warn_at, t.created_at, t.process_key, unit_id,
+                             t.state == "ready", t.due_at, t.warn_at, t.created_at, t.escalation_policy, unit_id,
                              list(dict.fromkeys(handlers))[:MAX_RECIPIENTS])
     return found
 

@@ -283,11 +283,12 @@ def sync_projection(session: Session, running: Running) -> None:
             form_ui_schema=props.get("formUiSchemaFilename"), sla=props.get("sla"), created_at=now,
             instructions=task.task_spec.extensions.get("instructionsForEndUser"),
             priority=int(props["priority"]) if props.get("priority", "").isdigit() else 50,
+            escalation=props.get("escalation") or None,
         )
         if human.sla:
             try:
                 human.due_at = calendar.due_from_sla(now, human.sla)
-                human.warn_at = sla.task_warn_time(info.process_key, now, human.due_at)
+                human.warn_at = sla.task_warn_time(human.escalation_policy, now, human.due_at)
             except ValueError:
                 human.due_at = None
         if props.get("due"):
@@ -320,7 +321,7 @@ def _apply_due(task: Task, expression: str, human: HumanTask, now: datetime) -> 
         return
     if due is not None:
         human.due_at = due
-        human.warn_at = sla.task_warn_time(human.process_key, now, due)
+        human.warn_at = sla.task_warn_time(human.escalation_policy, now, due)
 
 
 def _evaluate_names(task: Task, expression: str) -> list[str]:

@@ -165,9 +165,9 @@ def warn_time(start: datetime, due: datetime, yellow: Thresholds = Thresholds())
     return max(start, min(by_fraction, by_days))
 
 
-def task_warn_time(process_key: str, start: datetime, due: datetime) -> datetime:
-    """Return a new human task's warn_at under its process's thresholds (runtime.sync_projection calls this)."""
-    return warn_time(start, due, load_policies().get("task", process_key).yellow)
+def task_warn_time(policy_key: str, start: datetime, due: datetime) -> datetime:
+    """Return a new human task's warn_at under its policy's thresholds (its escalation profile, else its process)."""
+    return warn_time(start, due, load_policies().get("task", policy_key).yellow)
 
 
 def level(due_at: datetime | None, warn_at: datetime | None, now: datetime | None = None) -> str | None:
@@ -223,7 +223,8 @@ def watch_tasks(session: Session, *, now: datetime, policies: Policies) -> None:
                    *([~or_(*skipped)] if skipped else []))
     unwatched = ~select(DeadlineWatch.id).where(DeadlineWatch.object_type == "task",
                                                 DeadlineWatch.object_id == HumanTask.id).exists()
-    source = (select(literal("task"), HumanTask.id, HumanTask.process_key, literal(1), HumanTask.created_at,
+    source = (select(literal("task"), HumanTask.id, func.coalesce(HumanTask.escalation, HumanTask.process_key),
+                     literal(1), HumanTask.created_at,
                      HumanTask.due_at, HumanTask.warn_at, literal("green"), literal(0),
                      func.coalesce(HumanTask.warn_at, HumanTask.due_at), literal(True),
                      literal(now, DeadlineWatch.updated_at.type))
