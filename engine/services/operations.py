@@ -18,7 +18,6 @@ from sqlalchemy.orm import Session
 from engine import clock
 from engine.errors import (
     Conflict,
-    Forbidden,
     InstanceNotRunning,
     InvalidInput,
     NotYourTask,
@@ -456,5 +455,5 @@ def attach(session: Session, *, instance_id: int, actor: Actor, name: str, conte
     return attachment
 
 
-__all__ = ["Forbidden", "add_comment", "add_cosigners", "attach", "carbon_copy", "delegate", "remove_cosigner",
+__all__ = ["add_comment", "add_cosigners", "attach", "carbon_copy", "delegate", "remove_cosigner",
            "resolve_delegation", "send_back", "send_back_targets", "sign", "transfer", "urge", "withdraw"]

@@ -12,7 +12,6 @@ from engine.errors import (
     AlreadyClaimed,
     ConcurrentModification,
     Conflict,
-    IncidentRaised,
     InstanceNotRunning,
     NotYourTask,
     TaskNotFound,
@@ -207,4 +206,5 @@ def inbox(session: Session, actor: Actor, *, limit: int = 50, offset: int = 0) -
     return session.scalars(inbox_query(actor).limit(limit).offset(offset)).all()
 
 
-__all__ = ["Completion", "IncidentRaised", "TaskAlreadyDone", "claim", "complete", "inbox", "unclaim"]
+__all__ = ["Completion", "TaskAlreadyDone", "TaskBlocked", "claim", "complete", "finish", "get_open", "inbox",
+           "inbox_query", "is_candidate", "require_holder", "unclaim"]
