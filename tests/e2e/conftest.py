@@ -28,6 +28,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -68,6 +69,24 @@ def _build_bundle() -> None:
     subprocess.run([npm, "run", "build"], cwd=ROOT, check=True, timeout=600)
 
 
+
+@contextmanager
+def serving(url: str) -> Iterator[LiveServer]:
+    """Serve the app on a free local port against `url` in a thread; stop it and unfreeze the clock after."""
+    from web import create_app
+    app = create_app({"DATABASE_URL": url, "SECRET_KEY": "e2e-secret", "RATELIMIT_ENABLED": False,
+                      "JZFLOW_NO_KICK": True})
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="e2e-server", daemon=True)
+    thread.start()
+    try:
+        yield LiveServer(f"http://127.0.0.1:{server.server_port}", url)
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        app.extensions["jzflow.engine"].dispose()
+        clock.unfreeze()
+
 @pytest.fixture(scope="session")
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     _build_bundle()
@@ -87,19 +106,8 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     finally:
         session.close()
         engine.dispose()
-    from web import create_app
-    app = create_app({"DATABASE_URL": url, "SECRET_KEY": "e2e-secret", "RATELIMIT_ENABLED": False,
-                      "JZFLOW_NO_KICK": True})
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="e2e-server", daemon=True)
-    thread.start()
-    try:
-        yield LiveServer(f"http://127.0.0.1:{server.server_port}", url)
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
-        app.extensions["jzflow.engine"].dispose()
-        clock.unfreeze()
+    with serving(url) as live:
+        yield live
 
 
 @pytest.fixture(autouse=True)

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
-from werkzeug.serving import make_server
 
 from engine import clock
 from engine.db import make_engine, make_sessionmaker
@@ -23,7 +21,7 @@ from engine.models import HumanTask, ProcessDefinition, ProcessInstance, Process
 from engine.services import deploy, instances, seed, tasks
 from engine.services.actors import SYSTEM, Actor, actor_for
 from tests.conftest import PgDatabases
-from tests.e2e.conftest import NOW, ROOT, LiveServer, log_in
+from tests.e2e.conftest import NOW, ROOT, LiveServer, log_in, serving
 from tests.processes.test_parallel_approval import APPLICATION
 
 ARTIFACTS = ROOT / "test-artifacts"
@@ -55,19 +53,8 @@ def pg_live_server(pg_databases: PgDatabases) -> Iterator[LiveServer]:
         deploy.deploy(session, deploy.read_directory(ROOT / "bpmn"), actor=SYSTEM)
         session.commit()
     engine.dispose()
-    from web import create_app
-    app = create_app({"DATABASE_URL": url, "SECRET_KEY": "e2e-secret", "RATELIMIT_ENABLED": False,
-                      "JZFLOW_NO_KICK": True})
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="e2e-pg-server", daemon=True)
-    thread.start()
-    try:
-        yield LiveServer(f"http://127.0.0.1:{server.server_port}", url)
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
-        app.extensions["jzflow.engine"].dispose()
-        clock.unfreeze()
+    with serving(url) as live:
+        yield live
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
