@@ -38,3 +38,36 @@ def do(session: Session, task: HumanTask, actor: Actor, data: dict[str, Any]) ->
     session.commit()
     assert result.incident is None, result.incident
     return result
+
+
+SPAWNER = """<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+    xmlns:spiffworkflow="http://spiffworkflow.org/bpmn/schema/1.0/core" id="d" targetNamespace="t">
+  <bpmn:process id={process_id} name={name} isExecutable="true">
+    <bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:serviceTask id={task_id} name="发起流程">
+      <bpmn:extensionElements>
+        <spiffworkflow:serviceTaskOperator id={operator} resultVariable={result}>
+          <spiffworkflow:parameters>
+{parameters}
+          </spiffworkflow:parameters>
+        </spiffworkflow:serviceTaskOperator>
+      </bpmn:extensionElements>
+      <bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>
+    </bpmn:serviceTask>
+    <bpmn:endEvent id="end"><bpmn:incoming>f2</bpmn:incoming></bpmn:endEvent>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef={task_id} />
+    <bpmn:sequenceFlow id="f2" sourceRef={task_id} targetRef="end" />
+  </bpmn:process>
+</bpmn:definitions>
+"""
+
+
+def spawner(process_id: str, *, task_id: str = "spawn", name: str = "发起子流程", operator: str = "start_process",
+            result: str = "child", **parameters: str) -> bytes:
+    """Return a process whose one service task calls `operator` with the given parameter expressions."""
+    from xml.sax.saxutils import quoteattr
+    params = "\n".join(f'            <spiffworkflow:parameter id={quoteattr(k)} type="any" value={quoteattr(v)} />'
+                       for k, v in parameters.items())
+    return SPAWNER.format(process_id=quoteattr(process_id), name=quoteattr(name), task_id=quoteattr(task_id),
+                          operator=quoteattr(operator), result=quoteattr(result), parameters=params).encode()

@@ -1,8 +1,6 @@
 """Service tasks call registered operations inside the unit of work; unknown ones are refused at deploy."""
 from __future__ import annotations
 
-from xml.sax.saxutils import quoteattr
-
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -12,33 +10,11 @@ from engine.models import HumanTask, ProcessInstance
 from engine.services import deploy, instances, runtime
 from engine.services.actors import SYSTEM
 from tests.conftest import FIXTURES
-
-PARENT = """<?xml version="1.0" encoding="UTF-8"?>
-<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
-    xmlns:spiffworkflow="http://spiffworkflow.org/bpmn/schema/1.0/core" id="d" targetNamespace="t">
-  <bpmn:process id="parent" isExecutable="true">
-    <bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
-    <bpmn:serviceTask id="spawn" name="发起子流程">
-      <bpmn:extensionElements>
-        <spiffworkflow:serviceTaskOperator id={operator} resultVariable="child">
-          <spiffworkflow:parameters>
-            <spiffworkflow:parameter id="process_key" type="str" value={key} />
-            <spiffworkflow:parameter id="business_key" type="str" value="project_code" />
-          </spiffworkflow:parameters>
-        </spiffworkflow:serviceTaskOperator>
-      </bpmn:extensionElements>
-      <bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>
-    </bpmn:serviceTask>
-    <bpmn:endEvent id="end"><bpmn:incoming>f2</bpmn:incoming></bpmn:endEvent>
-    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="spawn" />
-    <bpmn:sequenceFlow id="f2" sourceRef="spawn" targetRef="end" />
-  </bpmn:process>
-</bpmn:definitions>
-"""
+from tests.steps import spawner
 
 
 def parent(operator: str = "start_process", key: str = '"minimal"') -> dict[str, bytes]:
-    return {"parent.bpmn": PARENT.format(operator=quoteattr(operator), key=quoteattr(key)).encode()}
+    return {"parent.bpmn": spawner("parent", operator=operator, process_key=key, business_key="project_code")}
 
 
 def test_start_process_starts_a_linked_child_in_the_same_transaction(session: Session) -> None:

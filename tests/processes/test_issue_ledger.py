@@ -24,36 +24,17 @@ from engine.services import audit, deploy, instances, ledger, org, runtime, task
 from engine.services.actors import SYSTEM, Actor, actor_for
 from engine.services.effects import RunContext
 from engine.spiff import serializer
-from tests.steps import do, names, only_task
+from tests.steps import do, names, only_task, spawner
 
 BPMN_DIR = Path(__file__).resolve().parents[2] / "bpmn"
 TITLE = "青岛某智能家电公司扩产项目用电增容迟迟未落实"
 REGISTRATION = {"title": TITLE,
                 "description": "企业反映新厂房 10kV 增容申请已提交两个月，供电方案仍未批复，影响 10 月投产。",
                 "enterprise": "青岛海智电器有限公司", "source": "service_visit", "unit_code": "gxj"}
-PARENT = """<?xml version="1.0" encoding="UTF-8"?>
-<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
-    xmlns:spiffworkflow="http://spiffworkflow.org/bpmn/schema/1.0/core" id="d" targetNamespace="t">
-  <bpmn:process id="visit_enterprise" name="走访企业（测试）" isExecutable="true">
-    <bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
-    <bpmn:serviceTask id="open_issue" name="问题转入台账">
-      <bpmn:extensionElements>
-        <spiffworkflow:serviceTaskOperator id="start_process" resultVariable="issue_instance">
-          <spiffworkflow:parameters>
-            <spiffworkflow:parameter id="process_key" type="str" value="&quot;issue_ledger&quot;" />
-            <spiffworkflow:parameter id="data" type="dict" value="issue" />
-            <spiffworkflow:parameter id="title" type="str" value="issue[&quot;title&quot;]" />
-          </spiffworkflow:parameters>
-        </spiffworkflow:serviceTaskOperator>
-      </bpmn:extensionElements>
-      <bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>
-    </bpmn:serviceTask>
-    <bpmn:endEvent id="end"><bpmn:incoming>f2</bpmn:incoming></bpmn:endEvent>
-    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="open_issue" />
-    <bpmn:sequenceFlow id="f2" sourceRef="open_issue" targetRef="end" />
-  </bpmn:process>
-</bpmn:definitions>
-"""
+
+
+VISIT = spawner("visit_enterprise", task_id="open_issue", name="走访企业（测试）", result="issue_instance",
+                process_key='"issue_ledger"', data="issue", title='issue["title"]')
 
 
 def ledger_files() -> dict[str, bytes]:
@@ -385,7 +366,7 @@ def test_extension_request_goes_to_the_responsible_leader(session: Session, by_h
 def test_started_by_another_process_with_the_contract_data(session: Session, deployed: None,
                                                             people: dict[str, Actor],
                                                             factory: sessionmaker[Session]) -> None:
-    deploy.deploy(session, {"visit.bpmn": PARENT.encode()}, actor=SYSTEM)
+    deploy.deploy(session, {"visit.bpmn": VISIT}, actor=SYSTEM)
     contract = {"title": TITLE, "description": "走访中企业反映用电增容问题。", "enterprise": "青岛海智电器有限公司",
                 "unit_code": "gxj", "project_code": "XM-2025-0042", "source": "service_visit",
                 "due_date": "2025-09-30", "reporter": "gx_li"}
@@ -411,7 +392,7 @@ def test_started_by_another_process_with_the_contract_data(session: Session, dep
 
 
 def test_codes_are_unique_per_issue(session: Session, deployed: None, people: dict[str, Actor]) -> None:
-    deploy.deploy(session, {"visit.bpmn": PARENT.encode()}, actor=SYSTEM)
+    deploy.deploy(session, {"visit.bpmn": VISIT}, actor=SYSTEM)
     for n in range(3):
         instances.start(session, process_key="visit_enterprise", actor=people["gx_li"],
                         data={"issue": {"title": f"问题{n}", "unit_code": "gxj", "source": "project", "reporter": "gx_li"}})

@@ -15,7 +15,6 @@ from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from xml.sax.saxutils import quoteattr
 
 import pytest
 from lxml import etree
@@ -28,7 +27,7 @@ from engine.models import AuditEvent, HumanTask, OrgUnit, ProcessInstance, User
 from engine.services import audit, deploy, instances, org, runtime, tasks, timers
 from engine.services.actors import SYSTEM, Actor, actor_for
 from engine.spiff import serializer
-from tests.steps import do, only_task, open_tasks
+from tests.steps import do, only_task, open_tasks, spawner
 
 BPMN = Path(__file__).resolve().parents[2] / "bpmn"
 SHANGHAI = clock.SHANGHAI
@@ -530,37 +529,15 @@ def test_a_disapproval_ends_with_a_rejection_notice(
     assert final["outcome"] == "disapproved" and final["notice_no"] == "JZBY-2025-0007"
 
 
-PARENT = """<?xml version="1.0" encoding="UTF-8"?>
-<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
-    xmlns:spiffworkflow="http://spiffworkflow.org/bpmn/schema/1.0/core" id="d" targetNamespace="t">
-  <bpmn:process id="signed_project" name="签约项目" isExecutable="true">
-    <bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
-    <bpmn:serviceTask id="start_approval" name="发起并联审批">
-      <bpmn:extensionElements>
-        <spiffworkflow:serviceTaskOperator id="start_process" resultVariable="approval">
-          <spiffworkflow:parameters>
-            <spiffworkflow:parameter id="process_key" type="str" value='"parallel_approval"' />
-            <spiffworkflow:parameter id="business_key" type="str" value="project_code" />
-            <spiffworkflow:parameter id="data" type="dict" value={data} />
-          </spiffworkflow:parameters>
-        </spiffworkflow:serviceTaskOperator>
-      </bpmn:extensionElements>
-      <bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>
-    </bpmn:serviceTask>
-    <bpmn:endEvent id="end"><bpmn:incoming>f2</bpmn:incoming></bpmn:endEvent>
-    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="start_approval" />
-    <bpmn:sequenceFlow id="f2" sourceRef="start_approval" targetRef="end" />
-  </bpmn:process>
-</bpmn:definitions>
-"""
 CONTRACT_KEYS = ("project_code", "project_name", "project_type", "investment", "stage", "applicant")
 
 
 def test_started_by_another_process_with_the_contract_data(
         session: Session, deployed: None, people: dict[str, Actor], factory: sessionmaker[Session]) -> None:
     data = "{" + ", ".join(f'"{k}": {k}' for k in CONTRACT_KEYS) + "}"
-    deploy.deploy(session, {**approval_files(), "signed_project.bpmn": PARENT.format(data=quoteattr(data))},
-                  actor=SYSTEM)
+    parent = spawner("signed_project", task_id="start_approval", name="签约项目", result="approval",
+                     process_key='"parallel_approval"', business_key="project_code", data=data)
+    deploy.deploy(session, {**approval_files(), "signed_project.bpmn": parent}, actor=SYSTEM)
     session.commit()
     clock.freeze(at("2025-09-25"))
     contract = {"project_code": "XM-2025-031", "project_name": "胶州上合新区冷链物流中心", "project_type": "infrastructure",
