@@ -36,17 +36,22 @@ _ROOT = Path(__file__).resolve().parent.parent
 if sys.path and Path(sys.path[0] or ".").resolve() == _ROOT / "bench":
     sys.path[0] = str(_ROOT)
 
-import redis  # noqa: E402
-from sqlalchemy import func, select, text  # noqa: E402
+import redis
+from sqlalchemy import func, select, text
 
-from bench import common  # noqa: E402
-from engine import calendar, clock, config  # noqa: E402
-from engine.celery_app import make_celery  # noqa: E402
-from engine.db import session_scope  # noqa: E402
-from engine.jobs_deadlines import run_sweep  # noqa: E402
-from engine.models import HumanTask, OutboxMessage, ProcessDefinition, ProcessInstance, ProcessVersion  # noqa: E402
-from engine.models.deadlines import DeadlineWatch, EscalationStep  # noqa: E402
-from engine.services import audit, org, sla  # noqa: E402
+from bench import common
+from engine import audit, clock, config, org
+from engine.celery_app import make_celery
+from engine.db import session_scope
+from engine.deadlines import (
+    calendar,
+    sla,
+)
+from engine.deadlines.models import DeadlineWatch, EscalationStep
+from engine.jobs_deadlines import run_sweep
+from engine.notify.models import OutboxMessage
+from engine.runtime.models import ProcessDefinition, ProcessInstance, ProcessVersion
+from engine.tasks.models import HumanTask
 
 SH = clock.SHANGHAI
 T0 = datetime(2025, 9, 1, 10, 0, tzinfo=SH)  # Monday

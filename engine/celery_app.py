@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 from celery import Celery
-from celery.schedules import crontab
 
-from engine import config
+from engine import config, extensions
 
 
 def _transport_options(settings: config.Settings) -> dict[str, object]:
@@ -20,7 +19,9 @@ def make_celery(settings: config.Settings | None = None) -> Celery:
     """Create the Celery app with our reliability settings and the beat schedule."""
     settings = settings or config.load()
     settings.instance_dir.mkdir(parents=True, exist_ok=True)
-    app = Celery("jzflow", broker=settings.broker_url, include=["engine.jobs", "engine.jobs_deadlines"])
+    extensions.load()
+    app = Celery("jzflow", broker=settings.broker_url,
+                 include=["engine.jobs", "engine.jobs_deadlines", *extensions.task_modules])
     app.conf.update(
         task_acks_late=True,                 # a worker killed mid-job leaves the message to be redelivered
         task_reject_on_worker_lost=True,
@@ -36,12 +37,7 @@ def make_celery(settings: config.Settings | None = None) -> Celery:
             "deliver-outbox": {"task": "engine.jobs.deliver_outbox", "schedule": settings.outbox_seconds},
             "seal-audit": {"task": "engine.jobs.seal_audit", "schedule": 3600.0},
             "sweep-deadlines": {"task": "engine.jobs_deadlines.sweep_deadlines", "schedule": 60.0},
-            "pending-reports": {"task": "engine.jobs_deadlines.pending_reports", "schedule": 60.0},
-            # 七步工作法: one instance per month; idempotent, so a daily run catches up a missed one.
-            "start-investment-period": {"task": "engine.jobs.start_investment_period",
-                                        "schedule": crontab(hour=8, minute=0)},
-            # 对进展缓慢项目自动预警: a ledger issue for each project behind its planned dates (idempotent).
-            "flag-slow-projects": {"task": "engine.jobs.flag_slow_projects", "schedule": crontab(hour=7, minute=30)},
+            **extensions.beat,
         },
         beat_schedule_filename=str(settings.instance_dir / "celerybeat-schedule"),
     )

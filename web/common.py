@@ -10,8 +10,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from engine import clock
-from engine.models import Notification, User
-from engine.services.actors import Actor, actor_of
+from engine.org.actors import Actor, actor_of
+from engine.org.models import User
+from engine.tasks.collab_models import Notification
 
 
 class LoginUser(UserMixin):  # type: ignore[misc]

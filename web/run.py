@@ -21,7 +21,7 @@ def _banner(settings: config.Settings) -> str:
     from sqlalchemy import select
 
     from engine.db import make_engine, make_sessionmaker
-    from engine.models import Membership, Role, User
+    from engine.org.models import Membership, Role, User
     engine = make_engine(settings.database_url)
     lines = [f"jzflow 胶州经济工作流: http://{HOST}:{PORT}/",
              f"  database {settings.database_url}",

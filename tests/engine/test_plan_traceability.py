@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from engine.services.seed import SEED_DIR
+from plan.data.seed import SEED_DIR
 
 ROOT = Path(__file__).resolve().parents[2]
 SEEDS = ROOT / ".." / "shared" / "seeds"

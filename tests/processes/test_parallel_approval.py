@@ -21,12 +21,15 @@ from lxml import etree
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine import clock
+from engine import audit, clock, deploy, org, runtime, tasks
+from engine.audit.models import AuditEvent
 from engine.errors import FormInvalid, NotYourTask
-from engine.models import AuditEvent, HumanTask, OrgUnit, ProcessInstance, User
-from engine.services import audit, deploy, instances, org, runtime, tasks, timers
-from engine.services.actors import SYSTEM, Actor, actor_for
+from engine.org.actors import SYSTEM, Actor, actor_for
+from engine.org.models import OrgUnit, User
+from engine.runtime import instances, timers
+from engine.runtime.models import ProcessInstance
 from engine.spiff import serializer
+from engine.tasks.models import HumanTask
 from tests.steps import do, only_task, open_tasks, spawner
 
 BPMN = Path(__file__).resolve().parents[2] / "bpmn"

@@ -11,8 +11,9 @@ from flask.testing import FlaskClient
 from openapi_spec_validator import validate
 from sqlalchemy import select
 
-from engine.models import ApiToken, HumanTask
-from engine.services import runtime
+from engine import runtime
+from engine.org.token_models import ApiToken
+from engine.tasks.models import HumanTask
 from tests.web.conftest import csrf_of
 from tests.web.flows import Api, db, deploy_files, deploy_good, post, start_form_bundle, token_for
 

@@ -27,21 +27,22 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 from werkzeug.security import generate_password_hash
 
+from engine import deploy
+from engine.audit.models import AuditEvent
 from engine.db import make_engine, make_sessionmaker
-from engine.models import (
-    ApiToken,
-    AuditEvent,
-    Base,
-    HumanTask,
-    IndicatorValue,
-    Notification,
-    ProcessVersion,
-    SavedFilter,
-    User,
-)
-from engine.models.deadlines import ReportRun
-from engine.services import demo, deploy, inbox, instances, operations, seed, tokens
-from engine.services.actors import SYSTEM, actor_for
+from engine.org import tokens
+from engine.org.actors import SYSTEM, actor_for
+from engine.org.models import User
+from engine.org.token_models import ApiToken
+from engine.runtime import instances
+from engine.runtime.models import ProcessVersion
+from engine.tasks import inbox, operations
+from engine.tasks.collab_models import Notification, SavedFilter
+from engine.tasks.models import HumanTask
+from plan.data import demo, seed
+from plan.indicators.models import IndicatorValue
+from plan.reports.models import ReportRun
+from plan.schema import Base
 from tests.web.conftest import csrf_of
 from web import create_app
 

@@ -16,9 +16,11 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.models import Attachment, CarbonCopy, Comment, HumanTask
-from engine.services import deploy, instances, runtime, tasks
-from engine.services.actors import SYSTEM, actor_for
+from engine import deploy, runtime, tasks
+from engine.org.actors import SYSTEM, actor_for
+from engine.runtime import instances
+from engine.tasks.collab_models import Attachment, CarbonCopy, Comment
+from engine.tasks.models import HumanTask
 from tests.conftest import FIXTURES
 from tests.web.conftest import csrf_of
 
@@ -220,7 +222,7 @@ def test_another_users_task_gives_403_and_no_data(deployed: sessionmaker[Session
     instance_id = start(deployed, title="保密项目甲", data={"title_text": "内部数据"})
     fill = task_of(deployed, instance_id, "fill")
     with deployed() as s:
-        from engine.services import operations
+        from engine.tasks import operations
         operations.attach(s, instance_id=instance_id, actor=actor_for(s, "applicant"), name="a.txt", content=b"secret")
         s.commit()
         attachment_id = s.scalar(select(Attachment.id))

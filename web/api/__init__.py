@@ -16,8 +16,8 @@ from flask_login import current_user
 from werkzeug.exceptions import HTTPException
 
 from engine.errors import InvalidInput
-from engine.services import tokens
-from engine.services.actors import actor_of
+from engine.org import tokens
+from engine.org.actors import actor_of
 from web import csrf, limiter
 from web.common import db_session
 

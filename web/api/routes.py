@@ -6,10 +6,12 @@ from typing import Any
 from flask import jsonify, request
 from flask.typing import ResponseReturnValue
 
+from engine import runtime, tasks
 from engine.errors import Forbidden, InstanceNotFound, InvalidInput, TaskNotFound
-from engine.models import HumanTask
-from engine.services import access, forms, instances, operations, queries, runtime, tasks, timeline
-from engine.services.actors import Actor
+from engine.org.actors import Actor
+from engine.runtime import forms, instances, timeline
+from engine.tasks import access, operations, queries
+from engine.tasks.models import HumanTask
 from web.api import body, bp, serialize, text_field
 from web.common import commit, current_actor, db_session
 from web.processes import startable_info

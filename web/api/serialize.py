@@ -9,10 +9,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine import clock
-from engine.models import HumanTask, Incident, User
-from engine.services import audit, deploy, queries, runtime, tasks
-from engine.services.actors import Actor
+from engine import audit, clock, deploy, runtime, tasks
+from engine.org.actors import Actor
+from engine.org.models import User
+from engine.runtime.models import Incident
+from engine.tasks import queries
+from engine.tasks.models import HumanTask
 
 
 def when(value: datetime | None) -> str | None:

@@ -16,9 +16,12 @@ from flask_login import current_user, login_required
 from sqlalchemy import select
 
 from engine import clock
+from engine.audit import audit_views
 from engine.errors import InvalidInput
-from engine.models import ApiToken, Membership, Role, User
-from engine.services import audit_views, queries, tokens
+from engine.org import tokens
+from engine.org.models import Membership, Role, User
+from engine.org.token_models import ApiToken
+from engine.tasks import queries
 from web.common import current_actor, db_session
 
 bp = Blueprint("audit", __name__)

@@ -10,9 +10,9 @@ from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import select
 from werkzeug.security import check_password_hash
 
-from engine.models import User
-from engine.services import audit
-from engine.services.actors import actor_of
+from engine import audit
+from engine.org.actors import actor_of
+from engine.org.models import User
 from web import limiter
 from web.common import LoginUser, db_session
 

@@ -12,7 +12,8 @@ from flask_login import login_required
 
 from engine import clock
 from engine.errors import InvalidInput
-from engine.services import dashboard, indicators, plan
+from plan import dashboard, indicators
+from plan import investment as plan
 from web.common import commit, current_actor, db_session
 from web.dashboard import bp
 

@@ -10,9 +10,11 @@ from werkzeug.routing import BuildError
 
 from engine import clock
 from engine.errors import NotFound
-from engine.models.project import STAGES
-from engine.services import charts, dashboard, indicators, plan, unitview
-from engine.services.charts import Chart
+from plan import dashboard, indicators
+from plan import investment as plan
+from plan.dashboard import charts, unitview
+from plan.dashboard.charts import Chart
+from plan.projects.models import STAGES
 from web.common import current_actor, db_session
 from web.dashboard import bp
 

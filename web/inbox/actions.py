@@ -16,9 +16,11 @@ from flask_login import login_required
 from sqlalchemy import select
 from werkzeug.datastructures import MultiDict
 
+from engine import tasks
 from engine.errors import EngineError, FieldError, FormInvalid, InvalidInput
-from engine.models import HumanTask
-from engine.services import forms, inbox, operations, tasks, taskview
+from engine.runtime import forms
+from engine.tasks import inbox, operations, taskview
+from engine.tasks.models import HumanTask
 from web.common import commit, current_actor, db_session
 from web.formparse import parse
 from web.formrender import Form, initial, render

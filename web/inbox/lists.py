@@ -9,7 +9,7 @@ from flask_babel import lazy_gettext as _l
 from flask_login import login_required
 
 from engine import clock
-from engine.services import inbox
+from engine.tasks import inbox
 from web.common import current_actor, db_session
 from web.inbox import bp
 

@@ -9,9 +9,11 @@ from flask_babel import gettext as _
 from flask_login import login_required
 from werkzeug.routing import BuildError
 
+from engine import runtime
 from engine.errors import Forbidden, InstanceNotFound, NotFound
-from engine.services import access, instances, queries, runtime, timeline
-from engine.services.actors import Actor
+from engine.org.actors import Actor
+from engine.runtime import instances, timeline
+from engine.tasks import access, queries
 from web.common import commit, current_actor, db_session
 from web.instances import labels
 

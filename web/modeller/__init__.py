@@ -2,7 +2,7 @@
 
 Auditors and admins read everything here (versions, files, diffs, the modeller without its deploy
 button); only process owners and admins deploy and migrate. Deploying runs the same validation as
-`jzflow deploy` (engine.services.deploy); its problems come back as JSON and are drawn on the diagram.
+`jzflow deploy` (engine.deploy); its problems come back as JSON and are drawn on the diagram.
 """
 from __future__ import annotations
 
@@ -13,10 +13,13 @@ from flask_babel import gettext as _
 from flask_login import login_required
 from werkzeug.datastructures import MultiDict
 
+from engine import deploy, org
+from engine.deadlines import sla
+from engine.deploy import versions
 from engine.errors import DeployInvalid, InvalidInput, NotFound
-from engine.models import ProcessInstance
-from engine.services import deploy, effects, org, sla, versions
-from engine.services.actors import Actor
+from engine.org.actors import Actor
+from engine.runtime import effects
+from engine.runtime.models import ProcessInstance
 from web import formrender
 from web.common import commit, current_actor, db_session
 from web.modeller import uploads

@@ -12,8 +12,8 @@ from sqlalchemy.orm import undefer
 
 from engine import clock
 from engine.errors import Forbidden, InvalidInput, NotFound
-from engine.models.deadlines import ReportRun
-from engine.services import reports
+from plan import reports
+from plan.reports.models import ReportRun
 from web.common import commit, current_actor, db_session, kick
 
 bp = Blueprint("reports", __name__)
@@ -23,7 +23,7 @@ MEDIA = {"xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sh
 
 def kick_report(run_id: int) -> None:
     """Ask a worker to generate the run now; if the broker is down, beat's pending-reports job does it later."""
-    kick("engine.jobs_deadlines.generate_report", [run_id])
+    kick("plan.jobs.generate_report", [run_id])
 
 
 def _require_reports() -> None:

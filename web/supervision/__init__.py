@@ -11,10 +11,13 @@ from markupsafe import Markup, escape
 from sqlalchemy import select
 
 from engine import clock
+from engine.deadlines import sla
+from engine.deadlines.escalation import STEP_NAMES
 from engine.errors import Forbidden, InvalidInput, NotFound
-from engine.models import ProcessDefinition, ProcessVersion, Role
-from engine.services import access, sla, supervision
-from engine.services.escalation import STEP_NAMES
+from engine.org.models import Role
+from engine.runtime.models import ProcessDefinition, ProcessVersion
+from engine.tasks import access
+from plan import supervision
 from web.common import commit, current_actor, db_session
 
 bp = Blueprint("supervision", __name__)

@@ -9,9 +9,11 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import login_required
 
+from engine import tasks
 from engine.errors import FieldError, FormInvalid, InvalidInput
-from engine.models import HumanTask
-from engine.services import forms, operations, tasks, taskview
+from engine.runtime import forms
+from engine.tasks import operations, taskview
+from engine.tasks.models import HumanTask
 from web.common import commit, current_actor, db_session
 from web.formparse import parse
 from web.formrender import Form

@@ -10,7 +10,7 @@ from flask_login import login_required
 from werkzeug.datastructures import MultiDict
 
 from engine import clock
-from engine.services import inbox, taskview
+from engine.tasks import inbox, taskview
 from web.common import current_actor, db_session
 from web.formrender import Form, initial, render
 from web.tasks import bp, instructions

@@ -1,0 +1,40 @@
+"""Running instances: load, run and save workflow state with its human_task projection (the names below).
+
+Modules: `instances` (start, suspend, resume, terminate), `effects` (service-task operations), `timers`,
+`forms` (server-side form validation), `timeline` (one instance's page), `models` (definitions, versions, instances).
+"""
+from engine.runtime.core import (
+    ENGINE_ERRORS,
+    Running,
+    _spec_cache,
+    complete_user_task,
+    due_time,
+    find_task,
+    load,
+    open_incident,
+    record,
+    run,
+    save,
+    script_engine,
+    specs_for,
+    version_info,
+    waiting_summary,
+)
+
+__all__ = [
+    "ENGINE_ERRORS",
+    "Running",
+    "_spec_cache",
+    "complete_user_task",
+    "due_time",
+    "find_task",
+    "load",
+    "open_incident",
+    "record",
+    "run",
+    "save",
+    "script_engine",
+    "specs_for",
+    "version_info",
+    "waiting_summary",
+]

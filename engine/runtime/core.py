@@ -1,0 +1,378 @@
+"""Load, run and save instances: state, the human_task projection and next_timer_at move together.
+
+Every service that changes an instance goes load → act → `run` → `save`, in the caller's
+transaction. `save` is the optimistic lock: UPDATE … WHERE lock_version = the one we loaded.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from typing import Any
+from uuid import UUID
+
+from SpiffWorkflow.bpmn import BpmnWorkflow
+from SpiffWorkflow.bpmn.specs.mixins.multiinstance_task import MultiInstanceTask
+from SpiffWorkflow.exceptions import SpiffWorkflowException, TaskNotFoundException
+from SpiffWorkflow.task import Task
+from SpiffWorkflow.util.task import TaskState
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
+
+from engine import audit, clock, config
+from engine.deadlines import calendar, sla
+from engine.errors import ConcurrentModification, InstanceNotFound
+from engine.org.actors import Actor
+from engine.org.models import OrgUnit, Role, User
+from engine.runtime.models import Incident, ProcessDefinition, ProcessFile, ProcessInstance, ProcessVersion
+from engine.spiff import guards, sandbox, serializer, timers
+from engine.tasks.models import HumanTask, TaskCandidate
+
+_SPEC_CACHE_SIZE = 64
+# Keyed by database and version id: version ids are only unique within one database.
+_spec_cache: OrderedDict[tuple[str, int], VersionInfo] = OrderedDict()
+_spec_lock = threading.Lock()
+_engine: sandbox.SandboxScriptEngine | None = None
+
+
+def script_engine() -> sandbox.SandboxScriptEngine:
+    """Return the process-wide sandboxed script engine (budgets are per thread)."""
+    global _engine
+    if _engine is None:
+        settings = config.load()
+        from engine.runtime import effects
+        _engine = sandbox.SandboxScriptEngine(time_limit=settings.script_time_limit, fuel=settings.script_fuel,
+                                              services=effects.ServiceMap())
+    return _engine
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """What the engine needs of a deployed version, read once per process (versions never change)."""
+
+    specs: serializer.Specs
+    process_key: str
+    lane_map: dict[str, dict[str, int]]
+    files: dict[str, str]  # form files by name
+
+
+def version_info(session: Session, version_id: int) -> VersionInfo:
+    """Return a version's parsed specs, lane map and forms, loaded once per process and cached."""
+    key = (str(session.get_bind().engine.url), version_id)
+    with _spec_lock:
+        cached = _spec_cache.get(key)
+        if cached is not None:
+            _spec_cache.move_to_end(key)
+            return cached
+    version = session.execute(select(ProcessVersion.spec_json, ProcessVersion.lane_map_json, ProcessDefinition.key)
+                              .join(ProcessDefinition, ProcessDefinition.id == ProcessVersion.definition_id)
+                              .where(ProcessVersion.id == version_id)).first()
+    if version is None:
+        raise InstanceNotFound(f"process version {version_id} not found", version_id=version_id)
+    files = dict(session.execute(select(ProcessFile.name, ProcessFile.text).where(
+        ProcessFile.version_id == version_id, ProcessFile.kind == "form")).all())
+    info = VersionInfo(specs=serializer.load_specs(version.spec_json), process_key=version.key,
+                       lane_map=json.loads(version.lane_map_json or "{}"), files=files)
+    with _spec_lock:
+        _spec_cache[key] = info
+        while len(_spec_cache) > _SPEC_CACHE_SIZE:
+            _spec_cache.popitem(last=False)
+    return info
+
+
+def specs_for(session: Session, version_id: int) -> serializer.Specs:
+    """Return a version's parsed specs (cached)."""
+    return version_info(session, version_id).specs
+
+
+@dataclass
+class Running:
+    """An instance loaded for one unit of work."""
+
+    row: ProcessInstance
+    workflow: BpmnWorkflow
+    lock_version: int
+    incident: Incident | None = None
+    completed_by: dict[str, int | None] = field(default_factory=dict)  # task guid → user id
+    created_tasks: list[HumanTask] = field(default_factory=list)  # projection rows added by this unit of work
+
+
+def load(session: Session, instance_id: int) -> Running:
+    """Load an instance and its workflow (sandbox attached).
+
+    Raises: InstanceNotFound
+    """
+    row = session.scalar(select(ProcessInstance).where(ProcessInstance.id == instance_id)
+                         .execution_options(populate_existing=True))
+    if row is None:
+        raise InstanceNotFound(f"流程实例不存在: {instance_id}", instance_id=instance_id)
+    workflow = serializer.load_state(row.state, specs_for(session, row.version_id), script_engine())
+    return Running(row=row, workflow=workflow, lock_version=row.lock_version)
+
+
+def _cause_chain(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = getattr(current, "exception", None) or current.__cause__ or current.__context__
+    return chain
+
+
+def open_incident(session: Session, running: Running, exc: BaseException, actor: Actor) -> Incident:
+    """Stop the instance with an incident describing the engine error (flushes)."""
+    chain = _cause_chain(exc)
+    kind = "engine_error"
+    if any(isinstance(e, (sandbox.BudgetExceeded, RecursionError)) for e in chain):
+        kind = "budget_exceeded"
+    elif any(isinstance(e, guards.TaskTreeTooDeep) for e in chain):
+        kind = "tree_too_deep"
+    elif any(isinstance(e, (sandbox.SandboxViolation, SpiffWorkflowException)) for e in chain):
+        kind = "script_error"
+    task = getattr(exc, "task", None)
+    bpmn_id = getattr(getattr(task, "task_spec", None), "bpmn_id", None)
+    message = "; ".join(dict.fromkeys(str(e) for e in chain if str(e)))[:4000] or type(exc).__name__
+    incident = Incident(instance_id=running.row.id, bpmn_id=bpmn_id, kind=kind, message=message)
+    session.add(incident)
+    running.row.status = "incident"
+    running.incident = incident
+    session.flush()
+    audit.record(session, actor, "instance.incident", stream=f"instance:{running.row.id}",
+                 object_type="process_instance", object_id=running.row.id,
+                 after={"kind": kind, "bpmn_id": bpmn_id, "message": message[:500]})
+    return incident
+
+
+ENGINE_ERRORS = (SpiffWorkflowException, sandbox.BudgetExceeded, sandbox.SandboxViolation, guards.TaskTreeTooDeep,
+                 RecursionError)
+
+
+def run(session: Session, running: Running, actor: Actor, *, refresh_timers: bool = False) -> None:
+    """Run engine steps within the script budget; an engine error becomes an incident."""
+    settings = config.load()
+    engine = script_engine()
+    workflow = running.workflow
+
+    def steps() -> None:
+        # The budget is per thread and run_deep runs us in a thread of its own: enter it here.
+        with engine.budget(seconds=settings.script_time_limit, fuel=settings.script_fuel):
+            if refresh_timers:
+                workflow.refresh_timers()
+            workflow.do_engine_steps(did_complete_task=guards.depth_guard())
+
+    from engine.runtime import effects
+    try:
+        with effects.bound(session, running, actor):
+            guards.run_deep_for(len(workflow.tasks), steps)
+        guards.check_depth(workflow)
+    except ENGINE_ERRORS as exc:
+        open_incident(session, running, exc, actor)
+
+
+def find_task(workflow: BpmnWorkflow, task_guid: str) -> Task | None:
+    """Return the task with this guid, or None when it is gone (cancelled subtrees are dropped)."""
+    try:
+        task: Task | None = workflow.get_task_from_id(UUID(task_guid))
+    except TaskNotFoundException:
+        return None
+    return task
+
+
+def complete_user_task(running: Running, task_guid: str, data: dict[str, Any], actor: Actor) -> Task:
+    """Put the submitted data on a READY user task and run it (engine steps follow in `run`).
+
+    Raises: ConcurrentModification when the task is no longer READY
+    """
+    task = find_task(running.workflow, task_guid)
+    if task is None or task.state != TaskState.READY:  # task.run() does not check this itself
+        raise ConcurrentModification(running.row.id)
+    # SpiffArena's convention: form fields become task data; a multi-instance task's designer
+    # builds its output item from them (e.g. in a postScript with scriptsOnInstances).
+    task.data.update(data)
+    running.completed_by[task_guid] = actor.user_id
+    settings = config.load()
+    engine = script_engine()
+
+    def run_task() -> None:
+        with engine.budget(seconds=settings.script_time_limit, fuel=settings.script_fuel):
+            task.run()  # runs the task's postScript
+
+    guards.run_deep_for(len(running.workflow.tasks), run_task)
+    return task
+
+
+def save(session: Session, running: Running) -> None:
+    """Write state with the optimistic lock, then the projection and next_timer_at (flushes).
+
+    Raises: ConcurrentModification
+    """
+    row, workflow = running.row, running.workflow
+    now = clock.now()
+    if row.status == "running" and guards.is_really_completed(workflow):
+        row.status = "completed"
+        row.ended_at = now
+    next_timer = timers.next_timer_at(workflow) if row.status == "running" else None
+    values = dict(state=serializer.dump_state(workflow), serializer_version=serializer.SERIALIZER_VERSION,
+                  status=row.status, next_timer_at=next_timer, updated_at=now, ended_at=row.ended_at,
+                  lock_version=running.lock_version + 1)
+    result = session.execute(update(ProcessInstance)
+                             .where(ProcessInstance.id == row.id, ProcessInstance.lock_version == running.lock_version)
+                             .values(**values).execution_options(synchronize_session=False))
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise ConcurrentModification(row.id)
+    for key, value in values.items():
+        set_committed_value(row, key, value)
+    running.lock_version += 1
+    sync_projection(session, running)
+    session.flush()
+
+
+def _task_title(task: Task) -> str:
+    name = task.task_spec.bpmn_name or task.task_spec.bpmn_id or task.task_spec.name
+    parent_spec = task.parent.task_spec if task.parent is not None else None
+    if isinstance(parent_spec, MultiInstanceTask) and parent_spec.input_item is not None:
+        item = task.data.get(parent_spec.input_item.bpmn_id)
+        if isinstance(item, (str, int)):
+            name = f"{name} · {item}"
+    return str(name)[:300]
+
+
+def sync_projection(session: Session, running: Running) -> None:
+    """Make human_task rows mirror the workflow's READY manual tasks (flushes)."""
+    row, workflow = running.row, running.workflow
+    now = clock.now()
+    active = row.status == "running"
+    ready: dict[str, Task] = {}
+    if row.status in ("running", "suspended", "incident"):
+        ready = {str(t.id): t for t in workflow.get_tasks(state=TaskState.READY, manual=True)}
+    existing = {h.task_guid: h for h in session.scalars(
+        select(HumanTask).where(HumanTask.instance_id == row.id, HumanTask.kind == "bpmn",
+                                (HumanTask.state.in_(("ready", "suspended"))) | (HumanTask.task_guid.in_(list(ready)))))}
+    for guid, human in existing.items():
+        if guid in ready:
+            human.state = "ready" if active else "suspended"
+            continue
+        task = find_task(workflow, guid)
+        finished = task is not None and task.state == TaskState.COMPLETED
+        human.state = "completed" if finished else "cancelled"
+        human.completed_at = now
+        if finished and guid in running.completed_by:
+            human.completed_by_id = running.completed_by[guid]
+    info = version_info(session, row.version_id)
+    lane_map = info.lane_map
+    for guid, task in ready.items():
+        if guid in existing:
+            continue
+        props: dict[str, str] = dict(task.task_spec.extensions.get("properties", {}) or {})
+        human = HumanTask(
+            instance_id=row.id, task_guid=guid, bpmn_id=task.task_spec.bpmn_id or task.task_spec.name,
+            name=_task_title(task), process_key=info.process_key, lane=task.task_spec.lane,
+            state="ready" if active else "suspended", form_schema=props.get("formJsonSchemaFilename"),
+            form_ui_schema=props.get("formUiSchemaFilename"), sla=props.get("sla"), created_at=now,
+            instructions=task.task_spec.extensions.get("instructionsForEndUser"),
+            priority=int(props["priority"]) if props.get("priority", "").isdigit() else 50,
+            escalation=props.get("escalation") or None,
+        )
+        if human.sla:
+            try:
+                human.due_at = calendar.due_from_sla(now, human.sla)
+                human.warn_at = sla.task_warn_time(human.escalation_policy, now, human.due_at)
+            except ValueError:
+                human.due_at = None
+        if props.get("due"):
+            _apply_due(task, props["due"], human, now)
+        _assign(session, running, task, human, props, lane_map)
+        session.add(human)
+        running.created_tasks.append(human)
+    session.flush()
+
+
+def due_time(value: object) -> datetime | None:
+    """Turn a date (end of that day, Asia/Shanghai), a datetime (naive = Shanghai) or ISO text of either into UTC."""
+    if isinstance(value, str):
+        try:
+            value = date.fromisoformat(value) if len(value.strip()) == 10 else datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    if isinstance(value, datetime):
+        return clock.as_utc(value if value.tzinfo else value.replace(tzinfo=clock.SHANGHAI))
+    if isinstance(value, date):
+        return clock.as_utc(datetime.combine(value, time(23, 59, 59), tzinfo=clock.SHANGHAI))
+    return None
+
+
+def _apply_due(task: Task, expression: str, human: HumanTask, now: datetime) -> None:
+    # User-task property `due`: an expression giving the task's deadline (e.g. an issue's), overriding `sla`.
+    try:
+        due = due_time(script_engine().evaluate(task, expression))
+    except Exception:  # an unknown variable or a bad expression: keep the SLA's due time, if any
+        return
+    if due is not None:
+        human.due_at = due
+        human.warn_at = sla.task_warn_time(human.escalation_policy, now, due)
+
+
+def _evaluate_names(task: Task, expression: str) -> list[str]:
+    try:
+        value = script_engine().evaluate(task, expression)
+    except Exception:  # an unknown variable or a bad expression: fall back to the lane
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (list, tuple, set)):
+        return [str(v) for v in value]
+    return []
+
+
+def _assign(session: Session, running: Running, task: Task, human: HumanTask, props: dict[str, str],
+            lane_map: dict[str, dict[str, int]]) -> None:
+    if props.get("assignee"):
+        for username in _evaluate_names(task, props["assignee"]):
+            user_id = session.scalar(select(User.id).where(User.username == username))
+            if user_id is not None:
+                human.assignee_id = user_id
+                human.owner_id = user_id
+                human.candidates.append(TaskCandidate(user_id=user_id))
+                return
+    candidates: list[TaskCandidate] = []
+    for name in _evaluate_names(task, props["candidates"]) if props.get("candidates") else []:
+        candidates.extend(_resolve_candidate(session, name))
+    if not candidates and task.task_spec.lane in lane_map:
+        target = lane_map[task.task_spec.lane]
+        candidates.append(TaskCandidate(org_unit_id=target.get("org_unit_id"), role_id=target.get("role_id")))
+    human.candidates.extend(candidates)
+
+
+def _resolve_candidate(session: Session, name: str) -> list[TaskCandidate]:
+    user_id = session.scalar(select(User.id).where(User.username == name))
+    if user_id is not None:
+        return [TaskCandidate(user_id=user_id)]
+    unit_id = session.scalar(select(OrgUnit.id).where((OrgUnit.code == name) | (OrgUnit.name == name)))
+    if unit_id is not None:
+        return [TaskCandidate(org_unit_id=unit_id)]
+    role_id = session.scalar(select(Role.id).where((Role.code == name) | (Role.name == name)))
+    if role_id is not None:
+        return [TaskCandidate(role_id=role_id)]
+    return []
+
+
+def record(session: Session, running: Running, actor: Actor, action: str, *, before: Any = None,
+           after: Any = None) -> None:
+    """Write the instance's audit event for this unit of work."""
+    audit.record(session, actor, action, stream=f"instance:{running.row.id}", object_type="process_instance",
+                 object_id=running.row.id, before=before, after=after)
+
+
+def waiting_summary(running: Running) -> dict[str, Any]:
+    """Describe where the instance stands, for audit events."""
+    ready = [t.task_spec.bpmn_id for t in running.workflow.get_tasks(state=TaskState.READY, manual=True)]
+    timer = timers.next_timer_at(running.workflow)
+    return {"status": running.row.status, "ready": ready,
+            "next_timer_at": timer.isoformat() if timer else None}
+
+
+__all__ = ["Running", "complete_user_task", "due_time", "load", "open_incident", "record", "run", "save", "script_engine",
+           "specs_for", "sync_projection"]

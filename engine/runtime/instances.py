@@ -1,0 +1,90 @@
+"""Start instances and change their lifecycle: suspend, resume, terminate."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from SpiffWorkflow.util.task import TaskState
+from sqlalchemy.orm import Session
+
+from engine import clock, deploy
+from engine.errors import Forbidden, InstanceNotRunning, ProcessNotFound
+from engine.org.actors import Actor
+from engine.runtime import core as runtime
+from engine.runtime import forms
+from engine.runtime.models import ProcessInstance
+from engine.spiff import serializer
+
+
+def start(session: Session, *, process_key: str, actor: Actor, data: Mapping[str, Any] | None = None,
+          business_key: str | None = None, title: str | None = None) -> ProcessInstance:
+    """Start the latest version of a process with initial data and run it until it waits (flushes).
+
+    Raises: ProcessNotFound, FormInvalid
+    """
+    version = deploy.latest_version(session, process_key)
+    if version is None:
+        raise ProcessNotFound(f"流程不存在: {process_key}", process_key=process_key)
+    initial = forms.validate(None, data or {})
+    initial.setdefault("initiator", actor.username)
+    workflow = serializer.new_workflow(runtime.specs_for(session, version.id), runtime.script_engine())
+    for task in workflow.get_tasks(state=TaskState.READY):
+        task.data.update(initial)
+    row = ProcessInstance(definition_id=version.definition_id, version_id=version.id, business_key=business_key,
+                          title=(title or f"{version.name} {business_key or ''}").strip()[:300], status="running",
+                          state="{}", serializer_version=serializer.SERIALIZER_VERSION, lock_version=0,
+                          started_by_id=actor.user_id, started_at=clock.now(), updated_at=clock.now())
+    session.add(row)
+    session.flush()
+    running = runtime.Running(row=row, workflow=workflow, lock_version=0)
+    runtime.run(session, running, actor)
+    runtime.save(session, running)
+    runtime.record(session, running, actor, "instance.start",
+                   after={"process": process_key, "version": version.version, "business_key": business_key,
+                          "data": initial, **runtime.waiting_summary(running)})
+    return row
+
+
+def _require_admin(actor: Actor) -> None:
+    if not (actor.is_admin or actor.is_system):
+        raise Forbidden("只有管理员可以执行此操作 (admins only)")
+
+
+def _transition(session: Session, instance_id: int, actor: Actor, action: str, allowed: tuple[str, ...],
+                new_status: str) -> ProcessInstance:
+    _require_admin(actor)
+    running = runtime.load(session, instance_id)
+    before = running.row.status
+    if before not in allowed:
+        raise InstanceNotRunning(f"实例状态为 {before}，不能{action}", instance_id=instance_id, status=before)
+    running.row.status = new_status
+    if new_status == "terminated":
+        running.row.ended_at = clock.now()
+    runtime.save(session, running)
+    runtime.record(session, running, actor, f"instance.{action}", before={"status": before},
+                   after={"status": new_status})
+    return running.row
+
+
+def suspend(session: Session, *, instance_id: int, actor: Actor) -> ProcessInstance:
+    """Suspend a running instance: its tasks leave the inbox and its timers stop.
+
+    Raises: Forbidden, InstanceNotFound, InstanceNotRunning, ConcurrentModification
+    """
+    return _transition(session, instance_id, actor, "suspend", ("running",), "suspended")
+
+
+def resume(session: Session, *, instance_id: int, actor: Actor) -> ProcessInstance:
+    """Resume a suspended instance (its overdue timers fire on the next sweep).
+
+    Raises: Forbidden, InstanceNotFound, InstanceNotRunning, ConcurrentModification
+    """
+    return _transition(session, instance_id, actor, "resume", ("suspended",), "running")
+
+
+def terminate(session: Session, *, instance_id: int, actor: Actor) -> ProcessInstance:
+    """End an instance for good; its open tasks are cancelled.
+
+    Raises: Forbidden, InstanceNotFound, InstanceNotRunning, ConcurrentModification
+    """
+    return _transition(session, instance_id, actor, "terminate", ("running", "suspended", "incident"), "terminated")

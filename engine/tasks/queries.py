@@ -1,0 +1,310 @@
+"""Read-side queries for the web and the API: startable processes, instance lists (keyset pages), inbox pages.
+
+Nothing here changes state. Visibility mirrors `engine.tasks.access`: one rule, two forms
+(a yes/no for one instance there, a SQL filter for lists here).
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, exists, false, or_, select, true
+from sqlalchemy.orm import Session
+
+from engine import clock, runtime
+from engine.errors import InvalidInput
+from engine.org.actors import Actor
+from engine.org.models import OrgUnit, Role, User
+from engine.runtime.models import ProcessDefinition, ProcessInstance, ProcessVersion
+from engine.tasks import access
+from engine.tasks import core as tasks
+from engine.tasks.collab_models import CarbonCopy
+from engine.tasks.models import HumanTask, TaskCandidate
+
+MAX_PAGE = 200
+STATUSES = ("running", "suspended", "incident", "completed", "terminated")
+# Who may see an instance's data (not only its timeline): besides admins and the starter.
+DATA_ROLES = ("process_owner", "auditor")
+START_FORM_PROP = "formJsonSchemaFilename"
+START_UI_PROP = "formUiSchemaFilename"
+STARTERS_PROP = "starters"  # start-event property: comma-separated usernames, unit or role codes/names
+
+
+# --- cursors -----------------------------------------------------------------------------------------
+
+def encode_cursor(values: Sequence[Any]) -> str:
+    """Return an opaque, URL-safe cursor for a keyset position."""
+    raw = json.dumps(list(values), separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, arity: int) -> list[Any]:
+    """Return a cursor's values.
+
+    Raises: InvalidInput (field `after`)
+    """
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        values = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        values = None
+    if not isinstance(values, list) or len(values) != arity:
+        raise InvalidInput("分页游标无效 (invalid cursor)", field="after")
+    return values
+
+
+def cursor_time(value: Any) -> datetime:
+    """Read a time out of a decoded cursor.
+
+    Raises: InvalidInput
+    """
+    try:
+        return clock.as_utc(datetime.fromisoformat(str(value)))
+    except ValueError as exc:
+        raise InvalidInput("分页游标无效 (invalid cursor)", field="after") from exc
+
+
+def cursor_int(value: Any) -> int:
+    """Read an id out of a decoded cursor.
+
+    Raises: InvalidInput
+    """
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidInput("分页游标无效 (invalid cursor)", field="after")
+    return value
+
+
+def _limit(limit: int) -> int:
+    return max(1, min(int(limit), MAX_PAGE))
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[Any]
+    next_cursor: str | None
+
+
+# --- processes ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class StartInfo:
+    """What starting a version needs: its start form (file names and texts) and who may start it."""
+
+    version: ProcessVersion
+    key: str
+    form_schema: str | None = None
+    form_ui_schema: str | None = None
+    schema_text: str | None = None
+    ui_text: str | None = None
+    starters: tuple[str, ...] = ()
+    documentation: str | None = None
+
+
+def start_info(session: Session, version: ProcessVersion) -> StartInfo:
+    """Read the start event's properties (start form, starters) from the version's cached spec."""
+    info = runtime.version_info(session, version.id)
+    spec = info.specs[0]
+    props: dict[str, str] = {}
+    doc = None
+    for start in spec.start.outputs:
+        props.update(dict((getattr(start, "extensions", None) or {}).get("properties", {}) or {}))
+        doc = doc or getattr(start, "documentation", None)
+    schema, ui = props.get(START_FORM_PROP), props.get(START_UI_PROP)
+    starters = tuple(s.strip() for s in props.get(STARTERS_PROP, "").split(",") if s.strip())
+    return StartInfo(version=version, key=info.process_key, form_schema=schema, form_ui_schema=ui,
+                     schema_text=info.files.get(schema) if schema else None,
+                     ui_text=info.files.get(ui) if ui else None, starters=starters, documentation=doc)
+
+
+def may_start(session: Session, actor: Actor, start: StartInfo) -> bool:
+    """Everyone may start a process unless its start event names its `starters`; admins always may."""
+    if actor.is_admin or actor.is_system or not start.starters:
+        return True
+    names = set(start.starters)
+    if actor.username in names:
+        return True
+    if actor.org_unit_ids and session.scalar(select(OrgUnit.id).where(
+            OrgUnit.id.in_(actor.org_unit_ids), or_(OrgUnit.code.in_(names), OrgUnit.name.in_(names))).limit(1)):
+        return True
+    return bool(actor.role_ids and session.scalar(select(Role.id).where(
+        Role.id.in_(actor.role_ids), or_(Role.code.in_(names), Role.name.in_(names))).limit(1)))
+
+
+def startable(session: Session, actor: Actor) -> list[StartInfo]:
+    """Return the latest version of every process the actor may start, by name."""
+    versions = session.scalars(select(ProcessVersion).join(ProcessDefinition).where(
+        ProcessVersion.version == ProcessDefinition.latest_version).order_by(ProcessDefinition.name)).all()
+    infos = [start_info(session, v) for v in versions]
+    return [i for i in infos if may_start(session, actor, i)]
+
+
+# --- instances ---------------------------------------------------------------------------------------
+
+def visible_instances(session: Session, actor: Actor) -> ColumnElement[bool]:
+    """A filter on ProcessInstance: what `access.can_view_instance` allows, as SQL."""
+    if access.reads_everything(session, actor):
+        return true()
+    if actor.user_id is None:
+        return false()
+    uid = actor.user_id
+    candidate = exists().where(TaskCandidate.task_id == HumanTask.id).where(or_(
+        TaskCandidate.user_id == uid,
+        TaskCandidate.org_unit_id.in_(list(actor.org_unit_ids) or [-1]),
+        TaskCandidate.role_id.in_(list(actor.role_ids) or [-1])))
+    involved = exists().where(HumanTask.instance_id == ProcessInstance.id).where(or_(
+        HumanTask.assignee_id == uid, HumanTask.completed_by_id == uid, HumanTask.owner_id == uid, candidate))
+    copied = exists().where(CarbonCopy.instance_id == ProcessInstance.id, CarbonCopy.user_id == uid)
+    return or_(ProcessInstance.started_by_id == uid, involved, copied)
+
+
+@dataclass(frozen=True)
+class InstanceFilter:
+    process_key: str | None = None
+    status: str | None = None
+    mine: bool = False  # started by me
+    text: str | None = None  # in the title or the business key
+
+
+@dataclass(frozen=True)
+class InstanceRow:
+    instance: ProcessInstance
+    process_key: str
+    process_name: str
+    version: int
+    started_by: str | None  # display name
+
+
+def instance_page(session: Session, actor: Actor, flt: InstanceFilter, *, after: str | None = None,
+                  limit: int = 50) -> Page:
+    """Return visible instances, newest first, keyset-paginated on (started_at, id).
+
+    Raises: InvalidInput (a bad status or cursor)
+    """
+    if flt.status and flt.status not in STATUSES:
+        raise InvalidInput(f"状态无效 (unknown status): {flt.status}", field="status")
+    q = (select(ProcessInstance, ProcessDefinition.key, ProcessDefinition.name, ProcessVersion.version,
+                User.display_name)
+         .join(ProcessDefinition, ProcessDefinition.id == ProcessInstance.definition_id)
+         .join(ProcessVersion, ProcessVersion.id == ProcessInstance.version_id)
+         .outerjoin(User, User.id == ProcessInstance.started_by_id)
+         .where(visible_instances(session, actor)))
+    if flt.process_key:
+        q = q.where(ProcessDefinition.key == flt.process_key)
+    if flt.status:
+        q = q.where(ProcessInstance.status == flt.status)
+    if flt.mine:
+        q = q.where(ProcessInstance.started_by_id == (actor.user_id if actor.user_id is not None else -1))
+    if flt.text and flt.text.strip():
+        needle = flt.text.strip()[:200]
+        q = q.where(or_(ProcessInstance.title.icontains(needle, autoescape=True),
+                        ProcessInstance.business_key.icontains(needle, autoescape=True)))
+    if after:
+        at, last_id = decode_cursor(after, 2)
+        at_time, last = cursor_time(at), cursor_int(last_id)
+        q = q.where(or_(ProcessInstance.started_at < at_time,
+                        and_(ProcessInstance.started_at == at_time, ProcessInstance.id < last)))
+    size = _limit(limit)
+    rows = session.execute(q.order_by(ProcessInstance.started_at.desc(), ProcessInstance.id.desc())
+                           .limit(size + 1)).all()
+    items = [InstanceRow(r[0], r[1], r[2], r[3], r[4]) for r in rows[:size]]
+    cursor = None
+    if len(rows) > size:
+        last_row = items[-1].instance
+        cursor = encode_cursor([clock.as_utc(last_row.started_at).isoformat(), last_row.id])
+    return Page(items=items, next_cursor=cursor)
+
+
+def instance_row(session: Session, instance_id: int) -> InstanceRow | None:
+    """Return one instance with its process and starter, or None."""
+    r = session.execute(select(ProcessInstance, ProcessDefinition.key, ProcessDefinition.name, ProcessVersion.version,
+                               User.display_name)
+                        .join(ProcessDefinition, ProcessDefinition.id == ProcessInstance.definition_id)
+                        .join(ProcessVersion, ProcessVersion.id == ProcessInstance.version_id)
+                        .outerjoin(User, User.id == ProcessInstance.started_by_id)
+                        .where(ProcessInstance.id == instance_id)).first()
+    return InstanceRow(r[0], r[1], r[2], r[3], r[4]) if r is not None else None
+
+
+def process_choices(session: Session) -> list[tuple[str, str]]:
+    """Return (key, name) of every deployed process, by name (for filters)."""
+    rows = session.execute(select(ProcessDefinition.key, ProcessDefinition.name).order_by(ProcessDefinition.name))
+    return [(r[0], r[1]) for r in rows]
+
+
+def may_see_data(session: Session, actor: Actor, instance: ProcessInstance) -> bool:
+    """Admins, process owners, auditors and the starter see an instance's data; others only its timeline."""
+    if actor.is_admin or actor.is_system:
+        return True
+    if actor.user_id is not None and instance.started_by_id == actor.user_id:
+        return True
+    if not actor.role_ids:
+        return False
+    return session.scalar(select(Role.id).where(Role.id.in_(actor.role_ids), Role.code.in_(DATA_ROLES))
+                          .limit(1)) is not None
+
+
+def first_task_for(session: Session, actor: Actor, instance_id: int) -> HumanTask | None:
+    """Return the instance's first open task the actor holds or may claim (to go there after starting)."""
+    open_tasks = session.scalars(select(HumanTask).where(HumanTask.instance_id == instance_id,
+                                                         HumanTask.state == "ready").order_by(HumanTask.id))
+    for task in open_tasks:
+        if task.assignee_id == actor.user_id or (task.assignee_id is None and tasks.is_candidate(task, actor)):
+            return task
+    return None
+
+
+# --- inbox -------------------------------------------------------------------------------------------
+
+def inbox_page(session: Session, actor: Actor, *, after: str | None = None, limit: int = 50) -> Page:
+    """Return the actor's 待办 (due first, undated last), keyset-paginated on (due_at, id).
+
+    Raises: InvalidInput (a bad cursor)
+    """
+    q = tasks.inbox_query(actor)
+    if after:
+        due, last_id = decode_cursor(after, 2)
+        last = cursor_int(last_id)
+        if due is None:
+            q = q.where(HumanTask.due_at.is_(None), HumanTask.id > last)
+        else:
+            due_time = cursor_time(due)
+            q = q.where(or_(HumanTask.due_at.is_(None), HumanTask.due_at > due_time,
+                            and_(HumanTask.due_at == due_time, HumanTask.id > last)))
+    size = _limit(limit)
+    rows = list(session.scalars(q.limit(size + 1)).unique())
+    items = rows[:size]
+    cursor = None
+    if len(rows) > size:
+        last_task = items[-1]
+        cursor = encode_cursor([clock.as_utc(last_task.due_at).isoformat() if last_task.due_at else None,
+                                last_task.id])
+    return Page(items=items, next_cursor=cursor)
+
+
+@dataclass
+class UserNames:
+    """Display names of users by id, fetched in one query per batch."""
+
+    names: dict[int, str] = field(default_factory=dict)
+
+    def load(self, session: Session, ids: Sequence[int | None]) -> UserNames:
+        wanted = {i for i in ids if i is not None and i not in self.names}
+        if wanted:
+            for uid, username, display in session.execute(
+                    select(User.id, User.username, User.display_name).where(User.id.in_(wanted))):
+                self.names[uid] = display or username
+        return self
+
+    def get(self, user_id: int | None) -> str | None:
+        return self.names.get(user_id) if user_id is not None else None
+
+
+__all__ = ["InstanceFilter", "InstanceRow", "Page", "StartInfo", "UserNames", "decode_cursor", "encode_cursor",
+           "first_task_for", "inbox_page", "instance_page", "instance_row", "may_see_data", "may_start",
+           "process_choices",
+           "start_info", "startable", "visible_instances"]

@@ -1,0 +1,41 @@
+"""七步工作法 (找位置 → 领任务 → 打项目): indicator status, gap analysis, plan items and the monthly period.
+"""
+from plan.investment.core import (
+    CAPS,
+    COUNTED_CODE,
+    PROCESS_KEY,
+    RATE_KINDS,
+    Assessment,
+    PeriodStart,
+    assess,
+    business_key,
+    create_plan_items,
+    gap_analysis,
+    indicator_statuses,
+    parse_period,
+    period_due,
+    period_end,
+    show,
+    start_period,
+    status_summary,
+)
+
+__all__ = [
+    "CAPS",
+    "COUNTED_CODE",
+    "PROCESS_KEY",
+    "RATE_KINDS",
+    "Assessment",
+    "PeriodStart",
+    "assess",
+    "business_key",
+    "create_plan_items",
+    "gap_analysis",
+    "indicator_statuses",
+    "parse_period",
+    "period_due",
+    "period_end",
+    "show",
+    "start_period",
+    "status_summary",
+]

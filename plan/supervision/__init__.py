@@ -1,0 +1,23 @@
+"""督办: a leader's view of everything overdue or escalated in their area, and what they can do (the names below).
+"""
+from plan.supervision.core import (
+    decide_extension,
+    escalate,
+    history,
+    is_supervisor,
+    overview,
+    reassign,
+    request_extension,
+    urge,
+)
+
+__all__ = [
+    "decide_extension",
+    "escalate",
+    "history",
+    "is_supervisor",
+    "overview",
+    "reassign",
+    "request_extension",
+    "urge",
+]
