@@ -118,7 +118,7 @@ def targets() -> ResponseReturnValue:
     units = [{"code": u.code, "name": u.name, "kind": u.kind} for u, _leader, _resp in org.units(session)]
     roles = [{"code": r.code, "name": r.name} for r in org.roles(session)]
     try:
-        profiles = sorted(k for k in sla.load_policies().by_kind.get("task", {}) if k != "default")
+        profiles = sorted(k for k in sla.load_policies().by_section.get("tasks", {}) if k != "default")
     except (ValueError, OSError, yaml.YAMLError):  # a broken escalation.yaml must not take the modeller down
         profiles = []
     return jsonify(roles=roles, units=units, services=sorted(effects.load_all()), escalation_profiles=profiles)
