@@ -6,8 +6,6 @@ panel) in headless chromium; screenshots go to test-artifacts/ (gitignored).
 """
 from __future__ import annotations
 
-import shutil
-import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,11 +19,10 @@ from engine.models import HumanTask, ProcessDefinition, ProcessInstance, Process
 from engine.services import deploy, instances, seed, tasks
 from engine.services.actors import SYSTEM, Actor, actor_for
 from tests.conftest import PgDatabases
-from tests.e2e.conftest import NOW, ROOT, LiveServer, log_in, serving
+from tests.e2e.conftest import NOW, ROOT, LiveServer, log_in, require_bundle, serving
 from tests.processes.test_parallel_approval import APPLICATION
 
 ARTIFACTS = ROOT / "test-artifacts"
-DIST = ROOT / "web" / "static" / "dist"
 # Seed users (data/seed/users.yaml): applicant, window, the three departments' reviewers, the process owner.
 APPLICANT, WINDOW, OWNER = "gupeng", "maxiaoyan", "suxiaoming"
 REVIEWERS = {"fgj": "linzhiyuan", "zrzyj": "luocheng", "sthjj": "songjia"}
@@ -33,13 +30,8 @@ REVIEWERS = {"fgj": "linzhiyuan", "zrzyj": "luocheng", "sthjj": "songjia"}
 
 @pytest.fixture(scope="module", autouse=True)
 def _modeller_bundle() -> None:
-    """Build the front-end when the modeller's entry is missing (the shared fixture checks other entries)."""
-    if (DIST / "modeller.js").is_file() and (DIST / "modeller.css").is_file():
-        return
-    npm = shutil.which("npm")
-    if npm is None:
-        pytest.fail("the front-end bundle is not built and npm is missing: run `npm ci && npm run build`")
-    subprocess.run([npm, "run", "build"], cwd=ROOT, check=True, timeout=600)
+    """The modeller's entries are in the bundle `make setup` built (tests never run npm)."""
+    require_bundle()
 
 
 @pytest.fixture(scope="module")
