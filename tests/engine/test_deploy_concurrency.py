@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine import clock
+from engine import cli, clock
 from engine.errors import EngineError, InvalidInput
 from engine.models import AuditEvent, ProcessDefinition, ProcessFile, ProcessVersion
 from engine.services import audit, deploy, org
@@ -198,3 +200,24 @@ def test_a_base_version_that_does_not_fit_is_refused_naming_the_field(session: S
     session.rollback()
     assert err.value.details["field"] == "base_version"
     assert latest(session) == 1
+
+
+def test_cli_deploy_takes_a_base_version_and_refuses_a_stale_one(db_url: str, tmp_path: Path) -> None:
+    runner = CliRunner()
+    env = {"JZFLOW_DATABASE_URL": db_url, "JZFLOW_INSTANCE_DIR": str(tmp_path)}
+    folder = tmp_path / "edit"
+    (folder / "forms").mkdir(parents=True)
+    for name, text in bundle("cli-1").items():
+        (folder / ("forms" if name.endswith(".json") else "") / name).write_text(text, encoding="utf-8")
+    first = runner.invoke(cli.main, ["deploy", "--no-lane-check", "--base-version", "minimal=0", str(folder)], env=env)
+    assert first.exit_code == 0 and "minimal: v1" in first.output, first.output
+    (folder / "minimal.bpmn").write_text(bundle("cli-2")["minimal.bpmn"], encoding="utf-8")
+    second = runner.invoke(cli.main, ["deploy", "--no-lane-check", "--base-version", "minimal=1", str(folder)], env=env)
+    assert second.exit_code == 0 and "minimal: v2" in second.output, second.output
+    (folder / "minimal.bpmn").write_text(bundle("cli-3")["minimal.bpmn"], encoding="utf-8")
+    stale = runner.invoke(cli.main, ["deploy", "--no-lane-check", "--base-version", "minimal=1", str(folder)], env=env)
+    assert stale.exit_code == 2 and "stale_base_version" in stale.output and "v2" in stale.output, stale.output
+    assert "Traceback" not in stale.output
+    for bad in ("3", "minimal=x", "=2"):
+        refused = runner.invoke(cli.main, ["deploy", "--no-lane-check", "--base-version", bad, str(folder)], env=env)
+        assert refused.exit_code == 2 and "--base-version" in refused.output, refused.output
