@@ -246,3 +246,43 @@ def test_an_auditor_reads_the_modeller_but_cannot_deploy(live_server: LiveServer
     assert status == 403
     shot(page, "6-auditor")
 
+
+
+def test_defect2_a_stale_edit_in_the_modeller_gets_409_naming_the_other_owner_with_the_diff_link(
+        pg_live_server: LiveServer, page: Any) -> None:
+    """The owner opens issue_ledger's latest version; someone else deploys meanwhile; the owner's deploy is refused
+    naming who deployed which version, nothing is stored, and the diff between the two opens from the message."""
+    server = pg_live_server
+    clock.freeze(NOW)
+    engine = make_engine(server.database_url)
+    factory = make_sessionmaker(engine)
+    try:
+        with factory() as session:
+            base = deploy.latest_version(session, "issue_ledger")
+            assert base is not None
+            base_version, base_id = base.version, base.id
+        log_in(page, server, OWNER)
+        page.goto(f"{server.url}/modeller/versions/{base_id}/edit")
+        page.wait_for_selector("[data-jz-modeller][data-ready='1']", timeout=30000)
+        with factory() as session:  # 林志远 deploys his own edit while the page is open
+            files = deploy.read_directory(ROOT / "bpmn")
+            files["issue_ledger.bpmn"] = files["issue_ledger.bpmn"].replace(
+                'name="派单"'.encode(), 'name="派单（林）"'.encode())
+            deploy.deploy(session, files, actor=actor_for(session, REVIEWERS["fgj"]))
+            session.commit()
+        press_deploy(page)
+        page.wait_for_selector(".jz-status.jz-stale")
+        status = page.locator(".jz-status").inner_text()
+        assert "林志远" in status and f"v{base_version + 1}" in status and "未部署" in status
+        assert page.locator(f".jz-stale-versions li[data-version='{base_version + 1}']").count() == 1
+        shot(page, "7-stale-postgres")
+        with factory() as session:
+            latest = deploy.latest_version(session, "issue_ledger")
+            assert latest is not None and latest.version == base_version + 1
+        href = page.locator("a.jz-stale-diff").get_attribute("href")
+        assert href == f"/modeller/processes/issue_ledger/diff?old={base_id}&new={latest.id}"
+        page.goto(f"{server.url}{href}")
+        page.wait_for_selector("[data-jz-diff][data-ready='1']", timeout=30000)
+        assert page.locator("tr.diff-changed[data-element-id='dispatch']").count() == 1
+    finally:
+        engine.dispose()
