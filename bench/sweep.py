@@ -128,7 +128,7 @@ def seed(db: common.BenchDatabase, tasks: int, crossing: int) -> None:
                           owner_id=holder, form_schema=None, form_ui_schema=None, priority=50, sla="5wd",
                           created_at=created, due_at=due, warn_at=warn, completed_at=None, completed_by_id=None,
                           instructions=None, kind="bpmn", parent_task_id=None, cosign_position=None,
-                          delegation_state=None, pending_data=None, blocked=False))
+                          delegation_state=None, pending_data=None, blocked=False, escalation=None))
     raw = db.engine.raw_connection()
     try:
         with raw.driver_connection.cursor() as cursor:  # type: ignore[union-attr]

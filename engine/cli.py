@@ -58,6 +58,21 @@ def _actor(session: Session, username: str) -> Any:
     return actor_for(session, username)
 
 
+def _base_versions(values: tuple[str, ...]) -> dict[str, int]:
+    """Parse `--base-version KEY=N` options.
+
+    Raises: InvalidInput
+    """
+    bases: dict[str, int] = {}
+    for value in values:
+        key, sep, number = value.partition("=")
+        if not sep or not key.strip() or not number.strip().isdigit():
+            raise InvalidInput(f"--base-version 须为 KEY=N，如 parallel_approval=3 (expected KEY=N): {value!r}",
+                               field="--base-version")
+        bases[key.strip()] = int(number)
+    return bases
+
+
 def _json_arg(value: str | None, name: str) -> dict[str, Any]:
     if not value:
         return {}
@@ -111,17 +126,22 @@ main.add_command(init_db, "migrate")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--as", "username", default=None, help="deploying user (default: system)")
 @click.option("--no-lane-check", is_flag=True, help="accept lanes that map to no role or org unit")
+@click.option("--base-version", "base_versions", multiple=True, metavar="KEY=N",
+              help="the version of process KEY these files were edited from (0: a new process); "
+                   "refused if someone deployed KEY since. Repeatable.")
 @friendly
-def deploy(paths: tuple[Path, ...], username: str | None, no_lane_check: bool) -> None:
+def deploy(paths: tuple[Path, ...], username: str | None, no_lane_check: bool, base_versions: tuple[str, ...]) -> None:
     """Validate and deploy BPMN/DMN/form files or directories."""
     from engine import deploy as deploy_service
     from engine.org.actors import SYSTEM
+    bases = _base_versions(base_versions)
     files: dict[str, bytes] = {}
     for path in paths:
         files.update(deploy_service.read_directory(path))
     with command_session() as session:
         actor = _actor(session, username) if username else SYSTEM
-        results = deploy_service.deploy(session, files, actor=actor, check_lanes=not no_lane_check)
+        results = deploy_service.deploy(session, files, actor=actor, check_lanes=not no_lane_check,
+                                        base_versions=bases)
     for r in results:
         state = "新版本 (new version)" if r.created else "未变化 (unchanged)"
         click.echo(f"{r.key}: v{r.version} {state}")

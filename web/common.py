@@ -66,7 +66,7 @@ def kick(task_name: str, args: list[Any] | None = None) -> None:
             options["max_retries"] = 0
         with celery.connection_for_write(transport_options=options) as connection:
             celery.send_task(task_name, args=args or [], retry=False, ignore_result=True, connection=connection)
-    except Exception:  # noqa: S110 (the broker being down must not fail a committed request)
+    except Exception:  # noqa: S110  # nosec B110 # the broker being down must not fail a committed request
         pass
 
 

@@ -58,7 +58,7 @@ def main() -> None:
     # running as an orphan: turn it (and SIGHUP, a closed terminal) into a normal exit.
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGHUP, _stop)
-    worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "engine.celery_app:celery", "worker",
+    worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "engine.celery_app:celery", "worker",  # nosec B603 # fixed argv
                                "--beat", "--loglevel=WARNING", "--concurrency=2"],
                               cwd=Path(__file__).resolve().parent.parent, start_new_session=True)
     try:

@@ -3,6 +3,8 @@
 The names below are the public API; `versions` (history, diff, migration) and `bpmn_diff` are modules of their own.
 """
 from engine.deploy.core import (
+    Deployed,
+    StaleBaseVersion,
     deploy,
     file_text,
     latest_version,
@@ -10,6 +12,8 @@ from engine.deploy.core import (
 )
 
 __all__ = [
+    "Deployed",
+    "StaleBaseVersion",
     "deploy",
     "file_text",
     "latest_version",

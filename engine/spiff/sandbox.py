@@ -382,7 +382,7 @@ class SandboxEnvironment(BasePythonScriptEngineEnvironment):  # type: ignore[mis
         compiled = _compile(expression, "eval")
         code = compiled.unwrap()
         scope = self._scope(compiled.names, context, external_context or {})[1]
-        return eval(code, scope)  # noqa: S307 (restricted code, guarded globals) an expression has no `try`: it cannot swallow BudgetExceeded
+        return eval(code, scope)  # noqa: S307  # nosec B307 # RestrictedPython code, guarded globals; an expression has no `try`: it cannot swallow BudgetExceeded
 
     def execute(self, script: str, context: dict[str, Any],
                 external_context: Mapping[str, Any] | None = None) -> bool:
@@ -397,7 +397,7 @@ class SandboxEnvironment(BasePythonScriptEngineEnvironment):  # type: ignore[mis
         if clash:
             raise ValueError(f"task data {clash} overwrites names given to the script; rename them")
         budget, scope = self._scope(compiled.names, context, external)
-        exec(code, scope)  # noqa: S102 - restricted code, our globals
+        exec(code, scope)  # noqa: S102  # nosec B102 # RestrictedPython code, our guarded globals
         if budget.tripped:  # the script caught BudgetExceeded and carried on, or the block's budget is spent
             raise BudgetExceeded("script ran out of its budget")
         updates: dict[str, Any] = {}

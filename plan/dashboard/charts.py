@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from html import escape  # quote=True: safe in SVG text and in attribute values
 from typing import Any
-from xml.sax.saxutils import escape
 
 from engine.errors import EngineError
 
@@ -122,7 +122,7 @@ def render_svg(chart: Chart, *, width: int = 720, height: int = 360) -> str:
 
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
              f'viewBox="0 0 {width} {height}" font-family="{escape(FONT)}" role="img" '
-             f'aria-label="{escape(chart.title, {chr(34): "&quot;"})}">',
+             f'aria-label="{escape(chart.title)}">',
              f'<rect width="{width}" height="{height}" fill="#ffffff"/>',
              _text(left, 22, chart.title, size=15, anchor="start", weight="bold")]
     if chart.subtitle:

@@ -6,7 +6,7 @@ A leader's area: the units they head (org_unit.leader_id) or are responsible for
 outbox: urge (催办, with a new deadline if given; at most once an hour per leader and object), reassign
 (改派), grant or refuse an extension (批准/不批准延期), escalate one rung higher (升级). A ledger issue's
 申请延期 is its process's own `decide_extension` task: deciding it here completes that task, so
-issue_ledger.bpmn and engine/services/ledger.py record the decision as they always do.
+issue_ledger.bpmn and plan/ledger/core.py record the decision as they always do.
 """
 from __future__ import annotations
 

@@ -3,9 +3,10 @@
 `live_server` migrates a fresh SQLite database, loads data/seed, deploys bpmn/, loads the demo
 (`jzflow demo`) and flags the slow projects (the daily job) with the clock frozen at 2025-09-01 09:00
 Asia/Shanghai, and serves `create_app` with werkzeug's `make_server` in a thread on 127.0.0.1 and a
-free port, for the whole session. The
-clock stays frozen at that moment during every test. The front-end bundle (web/static/dist) is
-built first if it is missing. Screenshots go to $JZFLOW_E2E_ARTIFACTS (default instance/e2e/).
+free port, for the whole session. The clock stays frozen at that moment during every test. The
+front-end bundle (web/static/dist) is the one `make setup` built (`make assets` rebuilds it); a missing
+bundle fails naming that command.
+Screenshots go to $JZFLOW_E2E_ARTIFACTS (default instance/e2e/).
 Seeded users log in with the seed's development password.
 
 `app_process` is the other way in: jzflow started as `make run` starts it (the Makefile's `run` recipe in
@@ -19,7 +20,6 @@ import contextlib
 import json
 import os
 import shlex
-import shutil
 import signal
 import socket
 import subprocess
@@ -49,7 +49,8 @@ PASSWORD = "jzflow-dev-2025"  # data/seed/users.yaml default_password
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
-BUNDLES = ("jzflow.js", "dashboard.js")
+DIST = ROOT / "web" / "static" / "dist"
+BUNDLES = ("jzflow.js", "jzflow.css", "dashboard.js", "modeller.js", "modeller.css")
 
 
 @dataclass(frozen=True)
@@ -58,16 +59,12 @@ class LiveServer:
     database_url: str
 
 
-def _build_bundle() -> None:
-    dist = ROOT / "web" / "static" / "dist"
-    if all((dist / name).is_file() for name in BUNDLES):
-        return
-    npm = shutil.which("npm")
-    if npm is None:
-        pytest.fail("the front-end bundle is not built and npm is missing: run `npm ci && npm run build`")
-    if not (ROOT / "node_modules").is_dir():
-        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=ROOT, check=True, timeout=600)
-    subprocess.run([npm, "run", "build"], cwd=ROOT, check=True, timeout=600)
+def require_bundle(dist: Path = DIST) -> None:
+    """Fail, naming the command, when the front-end bundle is missing: `make setup` builds it, tests never run npm."""
+    missing = [name for name in BUNDLES if not (dist / name).is_file()]
+    if missing:
+        pytest.fail(f"the front-end bundle is not built ({', '.join(missing)} missing in {dist}): run `make assets` "
+                    "(`make setup` and `make test` build it)")
 
 
 
@@ -90,7 +87,7 @@ def serving(url: str) -> Iterator[LiveServer]:
 
 @pytest.fixture(scope="session")
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    _build_bundle()
+    require_bundle()
     url = f"sqlite:///{tmp_path_factory.mktemp('e2e') / 'jzflow.sqlite'}"
     migrate.upgrade(url)
     clock.freeze(NOW)
@@ -245,7 +242,7 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: f
 @pytest.fixture(scope="session")
 def app_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppProcess]:
     """jzflow started the way the README starts it (`make run`), in a temporary instance folder."""
-    _build_bundle()  # `make run` builds the front-end first (its `setup` prerequisite)
+    require_bundle()  # `make run` builds the front-end first (its `setup` prerequisite)
     instance = tmp_path_factory.mktemp("make-run")
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("JZFLOW_DATABASE_URL", "JZFLOW_REDIS_URL")}

@@ -6,8 +6,6 @@ panel) in headless chromium; screenshots go to test-artifacts/ (gitignored).
 """
 from __future__ import annotations
 
-import shutil
-import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,11 +21,10 @@ from engine.runtime.models import ProcessDefinition, ProcessInstance, ProcessVer
 from engine.tasks.models import HumanTask
 from plan.data import seed
 from tests.conftest import PgDatabases
-from tests.e2e.conftest import NOW, ROOT, LiveServer, log_in, serving
+from tests.e2e.conftest import NOW, ROOT, LiveServer, log_in, require_bundle, serving
 from tests.processes.test_parallel_approval import APPLICATION
 
 ARTIFACTS = ROOT / "test-artifacts"
-DIST = ROOT / "web" / "static" / "dist"
 # Seed users (data/seed/users.yaml): applicant, window, the three departments' reviewers, the process owner.
 APPLICANT, WINDOW, OWNER = "gupeng", "maxiaoyan", "suxiaoming"
 REVIEWERS = {"fgj": "linzhiyuan", "zrzyj": "luocheng", "sthjj": "songjia"}
@@ -35,13 +32,8 @@ REVIEWERS = {"fgj": "linzhiyuan", "zrzyj": "luocheng", "sthjj": "songjia"}
 
 @pytest.fixture(scope="module", autouse=True)
 def _modeller_bundle() -> None:
-    """Build the front-end when the modeller's entry is missing (the shared fixture checks other entries)."""
-    if (DIST / "modeller.js").is_file() and (DIST / "modeller.css").is_file():
-        return
-    npm = shutil.which("npm")
-    if npm is None:
-        pytest.fail("the front-end bundle is not built and npm is missing: run `npm ci && npm run build`")
-    subprocess.run([npm, "run", "build"], cwd=ROOT, check=True, timeout=600)
+    """The modeller's entries are in the bundle `make setup` built (tests never run npm)."""
+    require_bundle()
 
 
 @pytest.fixture(scope="module")
@@ -256,3 +248,43 @@ def test_an_auditor_reads_the_modeller_but_cannot_deploy(live_server: LiveServer
     assert status == 403
     shot(page, "6-auditor")
 
+
+
+def test_defect2_a_stale_edit_in_the_modeller_gets_409_naming_the_other_owner_with_the_diff_link(
+        pg_live_server: LiveServer, page: Any) -> None:
+    """The owner opens issue_ledger's latest version; someone else deploys meanwhile; the owner's deploy is refused
+    naming who deployed which version, nothing is stored, and the diff between the two opens from the message."""
+    server = pg_live_server
+    clock.freeze(NOW)
+    engine = make_engine(server.database_url)
+    factory = make_sessionmaker(engine)
+    try:
+        with factory() as session:
+            base = deploy.latest_version(session, "issue_ledger")
+            assert base is not None
+            base_version, base_id = base.version, base.id
+        log_in(page, server, OWNER)
+        page.goto(f"{server.url}/modeller/versions/{base_id}/edit")
+        page.wait_for_selector("[data-jz-modeller][data-ready='1']", timeout=30000)
+        with factory() as session:  # 林志远 deploys his own edit while the page is open
+            files = deploy.read_directory(ROOT / "bpmn")
+            files["issue_ledger.bpmn"] = files["issue_ledger.bpmn"].replace(
+                'name="派单"'.encode(), 'name="派单（林）"'.encode())
+            deploy.deploy(session, files, actor=actor_for(session, REVIEWERS["fgj"]))
+            session.commit()
+        press_deploy(page)
+        page.wait_for_selector(".jz-status.jz-stale")
+        status = page.locator(".jz-status").inner_text()
+        assert "林志远" in status and f"v{base_version + 1}" in status and "未部署" in status
+        assert page.locator(f".jz-stale-versions li[data-version='{base_version + 1}']").count() == 1
+        shot(page, "7-stale-postgres")
+        with factory() as session:
+            latest = deploy.latest_version(session, "issue_ledger")
+            assert latest is not None and latest.version == base_version + 1
+        href = page.locator("a.jz-stale-diff").get_attribute("href")
+        assert href == f"/modeller/processes/issue_ledger/diff?old={base_id}&new={latest.id}"
+        page.goto(f"{server.url}{href}")
+        page.wait_for_selector("[data-jz-diff][data-ready='1']", timeout=30000)
+        assert page.locator("tr.diff-changed[data-element-id='dispatch']").count() == 1
+    finally:
+        engine.dispose()

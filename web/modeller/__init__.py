@@ -6,6 +6,8 @@ button); only process owners and admins deploy and migrate. Deploying runs the s
 """
 from __future__ import annotations
 
+from typing import Any
+
 import yaml
 from flask import Blueprint, Response, flash, jsonify, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
@@ -128,14 +130,19 @@ def targets() -> ResponseReturnValue:
 @login_required
 def deploy_files() -> ResponseReturnValue:
     actor = _owner()
-    files = uploads.from_json(request.get_json(silent=True))
+    body = request.get_json(silent=True)
+    files = uploads.from_json(body)
+    bases = uploads.base_versions_from_json(body)
     session = db_session()
     try:
-        results = deploy.deploy(session, files, actor=actor)
+        results = deploy.deploy(session, files, actor=actor, base_versions=bases)
     except DeployInvalid as exc:
         session.rollback()
         return jsonify(error=exc.code, message=_("部署被拒绝，未保存任何内容"),
                        problems=[vars(p) for p in exc.problems]), 422
+    except deploy.StaleBaseVersion as exc:
+        session.rollback()
+        return jsonify(_stale(exc)), 409
     deployed = []
     for result in results:
         latest = deploy.latest_version(session, result.key)
@@ -145,6 +152,24 @@ def deploy_files() -> ResponseReturnValue:
                          "edit_url": url_for("modeller.edit", version_id=latest.id) if latest else None})
     commit()
     return jsonify(deployed=deployed)
+
+
+def _stale(exc: deploy.StaleBaseVersion) -> dict[str, Any]:
+    """Say who deployed which version when since the edit's base, with the diff between the base and the latest."""
+    d = exc.details
+    base_id, latest_id = d["base_version_id"], d["latest_version_id"]
+    since = [{**row, "edit_url": url_for("modeller.edit", version_id=row["version_id"])} for row in d["since"]]
+    return {
+        "error": exc.code, "key": d["key"], "base_version": d["base_version"], "latest_version": d["latest_version"],
+        "message": _("流程 %(key)s 在您编辑期间已有他人部署新版本（您的修改基于 v%(base)s，最新为 v%(latest)s），"
+                     "您的修改未部署。请查看差异，在最新版本上重新修改。",
+                     key=d["key"], base=d["base_version"], latest=d["latest_version"]),
+        "since": since,
+        # A new process (base 0) has no base version to compare: the version list shows what is there.
+        "diff_url": url_for("modeller.diff", key=d["key"], old=base_id, new=latest_id) if base_id else None,
+        "latest_edit_url": url_for("modeller.edit", version_id=latest_id),
+        "versions_url": url_for("modeller.process", key=d["key"]),
+    }
 
 
 @bp.post("/modeller/form-preview")
@@ -238,17 +263,31 @@ def diff(key: str) -> ResponseReturnValue:
     _reader()
     session = db_session()
     rows = versions.versions(session, key)
-    if len(rows) < 2 and not request.args.get("old"):
-        flash(_("只有一个版本，无可比较"), "info")
-        return redirect(url_for("modeller.process", key=key))
-    old_id = request.args.get("old", type=int) or rows[1].id
-    new_id = request.args.get("new", type=int) or rows[0].id
-    result = versions.diff(session, old_id, new_id)
+    old_id, new_id = _version_arg("old"), _version_arg("new")
+    if old_id is None:
+        if len(rows) < 2:
+            flash(_("只有一个版本，无可比较"), "info")
+            return redirect(url_for("modeller.process", key=key))
+        old_id = rows[1].id
+    result = versions.diff(session, old_id, rows[0].id if new_id is None else new_id)
     if result.old.key != key:
         raise NotFound(_("版本不属于此流程"), process_key=key)
-    main = versions.main_bpmn(session, new_id)
+    main = versions.main_bpmn(session, result.new.id)
     markers = {c.element_id: c.kind for c in result.elements if main is None or c.file == main[0]}
     return render_template("modeller/diff.html", key=key, rows=rows, result=result, markers=markers)
+
+
+def _version_arg(name: str) -> int | None:
+    """Return the version id given as query argument `name`, None when absent.
+
+    Raises: InvalidInput (not a version id)
+    """
+    raw = request.args.get(name, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or len(raw) > 12:
+        raise InvalidInput(_("版本编号无效") + f": {name}={raw[:40]}", field=name)
+    return int(raw)
 
 
 def _instances_on(version_id: int) -> list[ProcessInstance]:

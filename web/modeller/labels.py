@@ -28,6 +28,8 @@ def ui_labels() -> dict[str, str]:
         "preview_failed": _("无法预览此表单"), "invalid_json": _("JSON 格式错误"), "file_name": _("文件名"),
         "dmn_tab": _("决策表"), "form_tab": _("表单"), "diagram_tab": _("流程图"), "read_only": _("只读：您不能部署"),
         "added": _("新增"), "removed": _("删除"), "changed": _("修改"),
+        "stale_row": _("由 %(by)s 于 %(at)s 部署"), "view_diff": _("查看差异 v%(old)s → v%(new)s"),
+        "open_latest": _("打开最新版本 v%(version)s"),
     }
 
 

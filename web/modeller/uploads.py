@@ -60,6 +60,29 @@ def from_json(body: Any) -> dict[str, str]:
     return result
 
 
+def base_versions_from_json(body: Any) -> dict[str, int]:
+    """Return {process key: version the edit started from} from the modeller's body {"base_versions": {...}}.
+
+    Absent means "deploy whatever was deployed meanwhile" (older clients); 0 means a new process.
+
+    Raises: InvalidInput
+    """
+    bases = body.get("base_versions") if isinstance(body, Mapping) else None
+    if bases is None:
+        return {}
+    if not isinstance(bases, Mapping) or len(bases) > MAX_FILES:
+        raise InvalidInput("基础版本须为 {流程标识: 版本号} (send {\"base_versions\": {key: version}})",
+                           field="base_versions")
+    result: dict[str, int] = {}
+    for key, version in bases.items():
+        if not isinstance(key, str) or not key or len(key) > MAX_NAME or isinstance(version, bool) \
+                or not isinstance(version, int) or not 0 <= version < 2**31:
+            raise InvalidInput(f"基础版本无效 (invalid base version): {str(key)[:80]!r}: {str(version)[:20]!r}",
+                               field="base_versions")
+        result[key] = version
+    return result
+
+
 def _add(result: dict[str, bytes], name: str, data: bytes, total: int) -> int:
     if len(data) > MAX_FILE_BYTES:
         raise InvalidInput(f"文件过大 (file too large): {name}", field="files")
@@ -119,4 +142,4 @@ def from_uploads(uploads: Iterable[FileStorage]) -> dict[str, bytes]:
     return result
 
 
-__all__ = ["from_json", "from_uploads"]
+__all__ = ["base_versions_from_json", "from_json", "from_uploads"]

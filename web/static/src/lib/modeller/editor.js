@@ -1,6 +1,8 @@
 // The modeller page: bpmn-js Modeler + properties panel (with jzflow's group), dmn-js for decision tables,
 // JSON Schema forms with a live preview, and deploy. Deploy posts every file of the version (edited or not)
 // to the server, which runs the same validation as `jzflow deploy`; its problems are drawn on the diagram.
+// It also sends the version the edit started from (base_versions): if someone deployed since, the server
+// answers 409 with who deployed which version when, and the page links to the diff instead of overwriting.
 import BpmnModeler from "bpmn-js/lib/Modeler";
 import { BpmnPropertiesPanelModule, BpmnPropertiesProviderModule } from "bpmn-js-properties-panel";
 import spiffworkflow from "./spiffworkflow.json";
@@ -94,6 +96,8 @@ class Modeller {
     this.main = null;
     this.targets = { roles: [], units: [], services: [], escalation_profiles: [] };
     this.tabs = new Map(); // name → {button, panel}
+    this.bases = new Map(); // process key → the version this edit started from (0: a new process)
+    this.isNew = !root.dataset.filesUrl;
   }
 
   async start() {
@@ -101,6 +105,7 @@ class Modeller {
     const [data, targets] = await Promise.all([this.loadFiles(), this.loadJson(this.root.dataset.targetsUrl)]);
     if (targets) this.targets = targets;
     for (const file of data.files) this.files.set(file.name, { ...file, original: file.text, dirty: false });
+    if (data.key) this.bases.set(data.key, data.version);
     this.main = data.main || [...this.files.values()].find((f) => f.kind === "bpmn")?.name || "process.bpmn";
     if (!this.files.has(this.main)) this.files.set(this.main, { name: this.main, kind: "bpmn", text: NEW_BPMN, original: "", dirty: true });
     this.createBpmn();
@@ -361,6 +366,19 @@ class Modeller {
     }
   }
 
+  // The processes of the main diagram this deploy claims a base for: on a new page every executable process
+  // (a new process starts from version 0); on an edit page the process that was loaded, if its id was kept.
+  baseVersions() {
+    const ids = (this.modeler.getDefinitions()?.rootElements || [])
+      .filter((e) => e.$type === "bpmn:Process" && e.isExecutable !== false).map((e) => e.id);
+    const bases = {};
+    for (const id of ids) {
+      if (this.bases.has(id)) bases[id] = this.bases.get(id);
+      else if (this.isNew) bases[id] = 0;
+    }
+    return bases;
+  }
+
   async deploy() {
     this.clearProblems();
     this.deployButton.disabled = true;
@@ -370,12 +388,14 @@ class Modeller {
       const response = await fetch(this.deployUrl, {
         method: "POST", credentials: "same-origin",
         headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRFToken": this.csrf },
-        body: JSON.stringify({ files }),
+        body: JSON.stringify({ files, base_versions: this.baseVersions() }),
       });
       const body = await response.json().catch(() => ({}));
       if (response.status === 422 && body.problems) {
         this.say(this.t.refused, "error");
         this.showProblems(body.problems);
+      } else if (response.status === 409 && body.error === "stale_base_version") {
+        this.stale(body);
       } else if (!response.ok) {
         this.say(body.message || `${response.status}`, "error");
       } else {
@@ -388,9 +408,34 @@ class Modeller {
     }
   }
 
+  // Someone deployed since this edit's base: say who, which version, when; the diff and the latest version
+  // open in a new tab so the edits on this page are kept.
+  stale(body) {
+    const t = this.t;
+    const rows = el("ul", { class: "jz-stale-versions" });
+    for (const row of body.since || []) {
+      rows.append(el("li", { "data-version": row.version },
+        el("a", { href: row.edit_url, target: "_blank", rel: "noopener" }, `v${row.version}`), " ",
+        format(t.stale_row, { by: row.deployed_by, at: row.deployed_at_local })));
+    }
+    const links = el("p", {});
+    if (body.diff_url) {
+      links.append(el("a", { href: body.diff_url, target: "_blank", rel: "noopener", class: "jz-stale-diff" },
+        format(t.view_diff, { old: body.base_version, new: body.latest_version })), " ");
+    } else {
+      links.append(el("a", { href: body.versions_url, target: "_blank", rel: "noopener" }, t.versions_link), " ");
+    }
+    links.append(el("a", { href: body.latest_edit_url, target: "_blank", rel: "noopener" },
+      format(t.open_latest, { version: body.latest_version })));
+    this.status.className = "jz-status flash flash-error jz-stale";
+    this.status.dataset.latestVersion = body.latest_version;
+    this.status.replaceChildren(el("p", {}, body.message), rows, links);
+  }
+
   deployed(results, files) {
     const parts = [];
     for (const result of results) {
+      this.bases.set(result.key, result.version); // the next deploy from this page builds on what it stored
       const text = format(result.created ? this.t.deployed : this.t.unchanged, { key: result.key, version: result.version });
       parts.push(el("span", { class: "jz-deployed", "data-key": result.key, "data-version": result.version }, text, " "),
         el("a", { href: result.url }, this.t.versions_link), " ");
