@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from engine.models import Attachment, ProcessFile, ProcessVersion
 from engine.services import deploy, org
 from engine.services.actors import SYSTEM
-from tests.engine.test_uploads import HTML_SCRIPT, XML_BOMBS, xlsx
+from tests.engine.test_upload_guards import HTML_SCRIPT, XML_BOMBS, xlsx
 from tests.web.conftest import PASSWORD_HASH, csrf_of
 from tests.web.flows import db
 from tests.web.test_modeller import minimal_files, post_json, upload
@@ -148,22 +148,24 @@ def _zip(entries: dict[str, bytes], method: int = zipfile.ZIP_DEFLATED) -> bytes
 
 
 IMPORTS = {
-    "too many entries": [("a.zip", _zip({f"junk/{i}.txt": b"" for i in range(1200)}))],
-    "ratio bomb": [("a.zip", _zip({"big.json": b" " * (4 * 1024 * 1024)}))],
-    "billion laughs": [("a.bpmn", XML_BOMBS["billion laughs"].encode())],
-    "external entity": [("a.bpmn", XML_BOMBS["external entity"].encode())],
-    "script in a zipped model": [("a.zip", _zip({"m/evil.bpmn": minimal_files()["minimal.bpmn"].replace(
-        "<spiffworkflow:properties>", HTML_SCRIPT + "<spiffworkflow:properties>", 1).encode()}))],
-    "remote $ref": [("m.bpmn", minimal_files()["minimal.bpmn"].encode()),
-                    ("approve.schema.json", json.dumps({"$ref": "http://127.0.0.1:9/x.json"}).encode()),
-                    ("approve.uischema.json", b"{}")],
+    "too many entries": ([("a.zip", _zip({f"junk/{i}.txt": b"" for i in range(1200)}))], "more than 1000 entries"),
+    "ratio bomb": ([("a.zip", _zip({"big.json": b" " * (4 * 1024 * 1024)}))], "compression ratio above 100"),
+    "billion laughs": ([("a.bpmn", XML_BOMBS["billion laughs"].encode())], "DOCTYPE"),
+    "external entity": ([("a.bpmn", XML_BOMBS["external entity"].encode())], "DOCTYPE"),
+    "script in a zipped model": ([("a.zip", _zip({"m/evil.bpmn": minimal_files()["minimal.bpmn"].replace(
+        "<spiffworkflow:properties>", HTML_SCRIPT + "<spiffworkflow:properties>", 1).encode()}))], "xhtml"),
+    "remote $ref": ([("m.bpmn", minimal_files()["minimal.bpmn"].encode()),
+                     ("approve.schema.json", json.dumps({"$ref": "http://127.0.0.1:9/x.json"}).encode()),
+                     ("approve.uischema.json", b"{}")], "no URL, no path"),
 }
 
 
 @pytest.mark.parametrize("name", sorted(IMPORTS))
 def test_hostile_imports_are_refused(app: Flask, staff: None, login: Login, name: str) -> None:
-    response = upload(login("owner"), IMPORTS[name])
+    files, words = IMPORTS[name]
+    response = upload(login("owner"), files)
     assert response.status_code == 422, (response.status_code, response.get_data(as_text=True)[:300])
+    assert words in response.get_data(as_text=True)
     with db(app) as s:
         assert s.scalar(select(func.count()).select_from(ProcessVersion)) == 0
 

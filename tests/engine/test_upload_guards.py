@@ -205,7 +205,7 @@ INTERNAL = ["http://127.0.0.1:9/x", "http://localhost/x", "http://[::1]/x", "htt
 
 
 @pytest.mark.parametrize("url", INTERNAL)
-def test_hole2_internal_webhook_targets_are_refused(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_internal_webhook_targets_are_refused(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(outbound.ALLOW_ENV, raising=False)
     with pytest.raises(outbound.Refused):
         outbound.check(url)
