@@ -54,7 +54,7 @@ def _elements(stream: Any) -> Iterator[etree._Element]:
                              load_dtd=False)
     for _event, el in parser:
         if el.getparent() is None and el.getroottree().docinfo.doctype:
-            raise etree.XMLSyntaxError("a DOCTYPE is not allowed in a worksheet", None, 1, 1)  # type: ignore[arg-type]
+            raise etree.XMLSyntaxError("a DOCTYPE is not allowed in a worksheet", None, 1, 1)
         yield el
         parent = el.getparent()
         if el.tag == f"{MAIN_NS}row" and parent is not None:
