@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import logging
 import smtplib
-import urllib.request
 from collections.abc import Callable
 from email.message import EmailMessage
 from functools import lru_cache
@@ -12,7 +11,7 @@ from functools import lru_cache
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine import clock, config
+from engine import clock, config, outbound
 from engine.celery_app import celery
 from engine.db import make_engine, make_sessionmaker, session_scope
 from engine.errors import ConcurrentModification
@@ -68,14 +67,10 @@ def sweep_timers() -> int:
 
 def _deliver_webhook(_session: Session, msg: OutboxMessage) -> None:
     body = json.dumps(msg.payload.get("body", msg.payload), ensure_ascii=False).encode()
-    url = str(msg.payload["url"])
-    if not url.startswith(("http://", "https://")):
-        raise ValueError(f"webhook URL must be http(s): {url!r}")
-    request = urllib.request.Request(url, data=body, method="POST",  # noqa: S310 (scheme checked above)
-                                     headers={"Content-Type": "application/json; charset=utf-8"})
-    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310  # nosec B310 # scheme checked above
-        if response.status >= 300:
-            raise RuntimeError(f"webhook answered {response.status}")
+    # Resolved and checked again now (not only when saved): no loopback, private or link-local target.
+    status = outbound.post_json(str(msg.payload["url"]), body, timeout=10)
+    if status >= 300:
+        raise RuntimeError(f"webhook answered {status}")
 
 
 def _deliver_email(_session: Session, msg: OutboxMessage) -> None:
