@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import logging
 import smtplib
-import urllib.request
 from collections.abc import Callable
 from email.message import EmailMessage
 from functools import lru_cache
@@ -16,7 +15,7 @@ from engine import audit, clock, config
 from engine.celery_app import celery
 from engine.db import make_engine, make_sessionmaker, session_scope
 from engine.errors import ConcurrentModification
-from engine.notify import outbox
+from engine.notify import outbound, outbox
 from engine.notify.models import OutboxMessage
 from engine.runtime import timers
 from engine.tasks.collab_models import Notification
@@ -70,14 +69,10 @@ def sweep_timers() -> int:
 
 def _deliver_webhook(_session: Session, msg: OutboxMessage) -> None:
     body = json.dumps(msg.payload.get("body", msg.payload), ensure_ascii=False).encode()
-    url = str(msg.payload["url"])
-    if not url.startswith(("http://", "https://")):
-        raise ValueError(f"webhook URL must be http(s): {url!r}")
-    request = urllib.request.Request(url, data=body, method="POST",  # noqa: S310 (scheme checked above)
-                                     headers={"Content-Type": "application/json; charset=utf-8"})
-    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310  # nosec B310 # scheme checked above
-        if response.status >= 300:
-            raise RuntimeError(f"webhook answered {response.status}")
+    # Resolved and checked again now (not only when saved): no loopback, private or link-local target.
+    status = outbound.post_json(str(msg.payload["url"]), body, timeout=10)
+    if status >= 300:
+        raise RuntimeError(f"webhook answered {status}")
 
 
 def _deliver_email(_session: Session, msg: OutboxMessage) -> None:

@@ -106,10 +106,14 @@ class Hook:
 
 @dataclass
 class HookSink:
-    """An HTTP server on a free port that keeps each POSTed JSON body; it can fail the first N requests."""
+    """An HTTP server on a free port that keeps each POSTed JSON body; it can fail the first N requests.
+
+    GETs are recorded too (`gets`) and answered with a small JSON Schema: what a server-side fetch would get.
+    """
 
     fail_first: int = 0
     hooks: list[Hook] = field(default_factory=list)
+    gets: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         sink = self
@@ -129,6 +133,14 @@ class HookSink:
                 self.send_header("Content-Type", "application/json")
                 self.end_headers()
                 self.wfile.write(b'{"errcode": 0, "errmsg": "ok"}')
+
+            def do_GET(self) -> None:
+                with lock:
+                    sink.gets.append(self.path)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(b'{"type": "string"}')
 
             def log_message(self, *args: Any) -> None:
                 pass

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from engine import audit, clock
 from engine.deadlines.models import NotifyPreference, NotifyWebhook
 from engine.errors import InvalidInput
+from engine.notify import outbound
 from engine.notify.models import OutboxMessage
 from engine.org.actors import SYSTEM, Actor
 from engine.org.models import Membership, User
@@ -189,12 +190,13 @@ def set_webhook(session: Session, *, url: str, user_id: int | None = None, org_u
                 flavor: str = "robot", actor: Actor = SYSTEM) -> NotifyWebhook:
     """Set the webhook of a user or of an org unit (flushes, audited).
 
-    Raises: InvalidInput for a URL that is not http(s) or an unknown flavor.
+    Raises: InvalidInput for a URL that is not http(s), an internal address (outbound.Refused), an unknown flavor.
     """
     if (user_id is None) == (org_unit_id is None):
         raise InvalidInput("须指定用户或单位之一 (a user or a unit)", field="owner")
     if not url.startswith(("http://", "https://")) or len(url) > 500:
         raise InvalidInput("Webhook 地址须为 http(s) 网址 (an http(s) URL)", field="url")
+    outbound.check(url, strict=False)  # no loopback/private/link-local target (checked again at send time)
     if flavor not in FLAVORS:
         raise InvalidInput(f"格式须为 {'/'.join(FLAVORS)} (flavor)", field="flavor")
     owner = NotifyWebhook.user_id == user_id if user_id is not None else NotifyWebhook.org_unit_id == org_unit_id

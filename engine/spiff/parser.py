@@ -20,7 +20,7 @@ from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.spiff.parser.process import VALIDATOR, SpiffBpmnParser
 
 from engine.errors import DeployInvalid, DeployProblem
-from engine.spiff import expressions, support
+from engine.spiff import expressions, inert, support
 from engine.spiff.guards import locate_validation_error, run_deep
 from engine.spiff.serializer import Specs
 
@@ -155,7 +155,7 @@ def _xsd_check(f: BundleFile, root: etree._Element, problems: list[DeployProblem
                                       line=root.sourceline))
 
 
-def _check_form(f: BundleFile, problems: list[DeployProblem]) -> None:
+def _check_form(f: BundleFile, problems: list[DeployProblem], form_names: Collection[str]) -> None:
     from jsonschema import exceptions as js_exc
     from jsonschema import validators
 
@@ -174,6 +174,7 @@ def _check_form(f: BundleFile, problems: list[DeployProblem]) -> None:
     if not isinstance(doc, dict):
         problems.append(DeployProblem(f.name, "JSON Schema must be a JSON object", line=1))
         return
+    problems.extend(inert.check_form_refs(f.name, doc, form_names))  # never a URL: nothing is fetched
     try:
         validators.validator_for(doc).check_schema(doc)
     except RecursionError:
@@ -251,12 +252,14 @@ def parse_bundle(files: Mapping[str, bytes | str], *, lane_known: LaneResolver |
     if not any(f.kind == "bpmn" for f in decoded.values()) and not problems:
         problems.append(DeployProblem("(bundle)", "no .bpmn file to deploy"))
     trees: dict[str, tuple[BundleFile, etree._Element]] = {}
+    form_names = {n for n, f in decoded.items() if f.kind == "form"}
     for f in decoded.values():
         if f.kind == "form":
-            _check_form(f, problems)
+            _check_form(f, problems, form_names)
             continue
         root = _parse_xml(f, problems)
         if root is not None:
+            problems.extend(inert.check_xml(f.name, root))  # no HTML/SVG, no stylesheets: nothing a browser runs
             trees[f.name] = (f, root)
     for f, root in trees.values():
         _xsd_check(f, root, problems)
@@ -361,6 +364,8 @@ def _collect_forms(parsed: ParsedProcess, task_spec: Any, decoded: dict[str, Bun
                                           element_id=task_spec.bpmn_id, line=line))
         else:
             parsed.form_files.add(form)
+            parsed.form_files.update(inert.referenced_forms(form, {n: f.text for n, f in decoded.items()
+                                                                   if f.kind == "form"}))
     return props
 
 

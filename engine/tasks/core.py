@@ -156,7 +156,7 @@ def complete(session: Session, *, task_id: int, actor: Actor, data: Mapping[str,
     schema = info.files.get(task.form_schema) if task.form_schema else None
     if task.form_schema and schema is None:  # forms of versions deployed before forms were cached
         schema = deploy.file_text(session, running.row.version_id, task.form_schema)
-    cleaned = forms.validate(schema, data)
+    cleaned = forms.validate(schema, data, info.files)
     if opinion:
         session.add(Comment(instance_id=task.instance_id, task_id=task.id, author_id=actor.user_id, kind="opinion",
                             body=opinion[:4000]))

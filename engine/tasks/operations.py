@@ -28,7 +28,7 @@ from engine.errors import (
 from engine.notify import outbox
 from engine.org.actors import Actor
 from engine.org.models import User
-from engine.tasks import access
+from engine.tasks import access, uploads
 from engine.tasks import core as tasks
 from engine.tasks.collab_models import Attachment, CarbonCopy, Comment
 from engine.tasks.models import HumanTask, TaskCandidate
@@ -450,8 +450,10 @@ def attach(session: Session, *, instance_id: int, actor: Actor, name: str, conte
     if len(content) > MAX_ATTACHMENT_BYTES:
         raise InvalidInput("文件超过20MB (file larger than 20 MB)", field="file")
     digest = hashlib.sha256(content).hexdigest()
-    attachment = Attachment(instance_id=instance_id, task_id=task_id, name=clean, content_type=content_type[:120],
-                            size=len(content), sha256=digest, content=content, uploaded_by_id=actor.user_id)
+    # The uploader's declared type is a claim: only an inert one is kept (text/javascript, html, svg are not).
+    attachment = Attachment(instance_id=instance_id, task_id=task_id, name=clean,
+                            content_type=uploads.safe_type(content_type), size=len(content), sha256=digest,
+                            content=content, uploaded_by_id=actor.user_id)
     session.add(attachment)
     session.flush()
     audit.record(session, actor, "instance.attach", stream=f"instance:{instance_id}", object_type="attachment",

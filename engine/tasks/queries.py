@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -103,6 +103,7 @@ class StartInfo:
     ui_text: str | None = None
     starters: tuple[str, ...] = ()
     documentation: str | None = None
+    forms: Mapping[str, str] = field(default_factory=dict)  # the version's form files, for a `$ref` between them
 
 
 def start_info(session: Session, version: ProcessVersion) -> StartInfo:
@@ -118,7 +119,8 @@ def start_info(session: Session, version: ProcessVersion) -> StartInfo:
     starters = tuple(s.strip() for s in props.get(STARTERS_PROP, "").split(",") if s.strip())
     return StartInfo(version=version, key=info.process_key, form_schema=schema, form_ui_schema=ui,
                      schema_text=info.files.get(schema) if schema else None,
-                     ui_text=info.files.get(ui) if ui else None, starters=starters, documentation=doc)
+                     ui_text=info.files.get(ui) if ui else None, starters=starters, documentation=doc,
+                     forms=info.files)
 
 
 def may_start(session: Session, actor: Actor, start: StartInfo) -> bool:

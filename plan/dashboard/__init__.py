@@ -3,9 +3,9 @@
 from plan.dashboard.core import (
     CATEGORY_NAMES,
     CHARTS,
+    STAGE_NAMES,
     IndicatorRow,
     Lag,
-    STAGE_NAMES,
     Scope,
     check_period,
     default_period,
@@ -23,9 +23,9 @@ from plan.dashboard.core import (
 __all__ = [
     "CATEGORY_NAMES",
     "CHARTS",
+    "STAGE_NAMES",
     "IndicatorRow",
     "Lag",
-    "STAGE_NAMES",
     "Scope",
     "check_period",
     "default_period",

@@ -2,11 +2,13 @@
 """
 from plan.indicators.core import (
     MAX_BYTES,
+    MAX_TABLE_ROWS,
     UploadInvalid,
     apply_upload,
     can_enter,
     current_figures,
     preview_upload,
+    read_table,
     require_entry,
     save_form,
     template_csv,
@@ -15,11 +17,13 @@ from plan.indicators.core import (
 
 __all__ = [
     "MAX_BYTES",
+    "MAX_TABLE_ROWS",
     "UploadInvalid",
     "apply_upload",
     "can_enter",
     "current_figures",
     "preview_upload",
+    "read_table",
     "require_entry",
     "save_form",
     "template_csv",

@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
@@ -35,11 +36,13 @@ from engine.errors import Forbidden, InvalidInput
 from engine.org.actors import Actor
 from engine.org.models import Role
 from plan import investment as plan
+from plan.indicators import sheets
 from plan.indicators.models import Indicator, IndicatorValue
 
 ENTRY_ROLES = ("data_officer",)
 MAX_BYTES = 2 * 1024 * 1024
 MAX_ROWS = 2000
+MAX_TABLE_ROWS = MAX_ROWS + 100  # read no further: a header, blank lines, and enough to say "too many rows"
 Q4 = Decimal("0.0001")
 LIMIT = Decimal(10) ** 12
 HEADERS = {
@@ -160,16 +163,11 @@ def read_table(filename: str, data: bytes) -> list[list[str]]:
         raise UploadInvalid(f"文件超过 {MAX_BYTES // 1024 // 1024} MB (file too large)", field="file")
     name = filename.lower()
     if name.endswith(".xlsx"):
-        from openpyxl import load_workbook
-        try:
-            book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-        except Exception as exc:  # openpyxl raises many kinds for a broken file
-            raise UploadInvalid(f"无法读取 XLSX 文件 (cannot read the XLSX file): {exc}", field="file") from None
-        try:
-            sheet = book.worksheets[0]
-            return [[_cell(v) for v in row] for row in sheet.iter_rows(values_only=True)]
-        finally:
-            book.close()
+        try:  # bounded before openpyxl reads it: declared area, cell count, rows and columns (plan.indicators.sheets)
+            rows = sheets.read_first_sheet(data, max_rows=MAX_TABLE_ROWS)
+        except InvalidInput as exc:
+            raise UploadInvalid(exc.message, field="file") from None
+        return [[_cell(v) for v in row] for row in rows]
     if name.endswith(".csv") or name.endswith(".txt"):
         for encoding in ("utf-8-sig", "gb18030"):
             try:
@@ -179,7 +177,8 @@ def read_table(filename: str, data: bytes) -> list[list[str]]:
                 continue
         else:
             raise UploadInvalid("CSV 文件编码无法识别，请用 UTF-8 (unknown CSV encoding; use UTF-8)", field="file")
-        return [[c.strip() for c in row] for row in csv.reader(io.StringIO(text))]
+        reader = csv.reader(io.StringIO(text))
+        return [[c.strip() for c in row[:sheets.MAX_COLUMNS]] for row in itertools.islice(reader, MAX_TABLE_ROWS)]
     raise UploadInvalid("只接受 .xlsx 或 .csv 文件 (only .xlsx or .csv files)", field="file")
 
 

@@ -1,12 +1,12 @@
 """七步工作法 (找位置 → 领任务 → 打项目): indicator status, gap analysis, plan items and the monthly period.
 """
 from plan.investment.core import (
-    Assessment,
     CAPS,
     COUNTED_CODE,
     PROCESS_KEY,
-    PeriodStart,
     RATE_KINDS,
+    Assessment,
+    PeriodStart,
     assess,
     business_key,
     create_plan_items,
@@ -21,12 +21,12 @@ from plan.investment.core import (
 )
 
 __all__ = [
-    "Assessment",
     "CAPS",
     "COUNTED_CODE",
     "PROCESS_KEY",
-    "PeriodStart",
     "RATE_KINDS",
+    "Assessment",
+    "PeriodStart",
     "assess",
     "business_key",
     "create_plan_items",

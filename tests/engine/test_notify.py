@@ -39,6 +39,12 @@ def smtp(monkeypatch: pytest.MonkeyPatch) -> Iterator[SmtpSink]:
         yield sink
 
 
+@pytest.fixture(autouse=True)
+def _loopback_hooks_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sinks listen on loopback, which webhooks may reach only when an administrator lists it."""
+    monkeypatch.setenv("JZFLOW_WEBHOOK_ALLOW_HOSTS", "127.0.0.1")
+
+
 @pytest.fixture
 def hooks() -> Iterator[HookSink]:
     with HookSink() as sink:

@@ -230,6 +230,7 @@ def test_with_redis_down_the_web_serves_and_notifications_wait_then_arrive_once(
     with SmtpSink() as smtp, HookSink() as hooks:
         monkeypatch.setenv("JZFLOW_SMTP_HOST", "127.0.0.1")
         monkeypatch.setenv("JZFLOW_SMTP_PORT", str(smtp.port))
+        monkeypatch.setenv("JZFLOW_WEBHOOK_ALLOW_HOSTS", "127.0.0.1")  # the hook sink is on loopback
         with session_scope(stack.factory) as session:
             people = make_org(session)
             zhang = int(people["zhang"].user_id or 0)
@@ -276,7 +277,7 @@ def test_with_redis_down_the_web_serves_and_notifications_wait_then_arrive_once(
         assert smtp.mails == [] and hooks.hooks == [] and stack.count(select(func.count()).select_from(Notification)) == 0
 
         # Redis is back: a worker with beat delivers what waited, by itself.
-        worker = stack.start_worker({"JZFLOW_OUTBOX_SECONDS": "1"}, beat=True)
+        worker = stack.start_worker({"JZFLOW_OUTBOX_SECONDS": "1", "JZFLOW_WEBHOOK_ALLOW_HOSTS": "127.0.0.1"}, beat=True)
         worker.wait_until(lambda: stack.count(select(func.count()).select_from(OutboxMessage)
                                               .where(OutboxMessage.delivered_at.is_not(None))) == 10,
                           60, what="all 10 outbox messages to be delivered")

@@ -56,7 +56,7 @@ def test_the_starter_sees_page_data_diagram_and_timeline(app: Flask, login: Logi
     assert "<script>" not in html.split("</main>")[0]  # no inline script (CSP 'self')
     assert "suspend" not in html  # lifecycle buttons are for admins
     xml = applicant.get(f"/instances/{row.id}/diagram.bpmn")
-    assert xml.status_code == 200 and xml.mimetype == "application/xml"
+    assert xml.status_code == 200 and xml.mimetype == "application/octet-stream"  # an inert download (web.downloads)
     assert b'id="review_process"' in xml.data
 
 

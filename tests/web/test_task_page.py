@@ -363,7 +363,7 @@ def test_diagram_xml_and_markers(deployed: sessionmaker[Session], login: Login) 
     assert f'data-jz-diagram="/tasks/{review}/diagram.bpmn"' in html
     assert "data-current='[\"review\"]'" in html and '"fill"' in html.split("data-completed=")[1][:200]
     response = client.get(f"/tasks/{review}/diagram.bpmn")
-    assert response.status_code == 200 and response.mimetype == "application/xml"
+    assert response.status_code == 200 and response.mimetype == "application/octet-stream"  # an inert download
     assert 'id="web_ops"' in response.get_data(as_text=True)
     assert "sandbox" in response.headers["Content-Security-Policy"]
     assert '<script type="module" src="/static/dist/jzflow.js">' in html  # the bundle, no inline script
@@ -391,7 +391,7 @@ def test_history_comments_and_attachments(deployed: sessionmaker[Session], login
     download = client.get(f"/tasks/{review}/attachments/{attachment_id}")
     assert download.status_code == 200 and download.data == b"<html><script>alert(1)</script></html>"
     assert download.headers["Content-Disposition"].startswith("attachment;")
-    assert download.mimetype == "text/html" and download.headers["X-Content-Type-Options"] == "nosniff"
+    assert download.mimetype == "application/octet-stream" and download.headers["X-Content-Type-Options"] == "nosniff"
     assert "sandbox" in download.headers["Content-Security-Policy"]
     # An attachment id of another instance is not served through this task.
     other = at_review(deployed, "另一个项目")[1]

@@ -163,7 +163,7 @@ def process_start(key: str) -> ResponseReturnValue:
     form = data.get("data", {})
     if not isinstance(form, dict):
         raise InvalidInput("data 必须是 JSON 对象 (data must be an object)", field="data")
-    form = forms.validate(info.schema_text, form)  # the start form, when the start event names one
+    form = forms.validate(info.schema_text, form, info.forms)  # the start form, when the start event names one
     title = text_field(data, "title")[:300] or None
     business_key = text_field(data, "business_key")[:200] or None
     row = instances.start(db_session(), process_key=key, actor=actor, data=form, business_key=business_key,

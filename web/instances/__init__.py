@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from flask import Blueprint, Response, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import login_required
@@ -14,6 +14,7 @@ from engine.errors import Forbidden, InstanceNotFound, NotFound
 from engine.org.actors import Actor
 from engine.runtime import instances, timeline
 from engine.tasks import access, queries
+from web import downloads
 from web.common import commit, current_actor, db_session
 from web.instances import labels
 
@@ -93,10 +94,8 @@ def diagram(instance_id: int) -> ResponseReturnValue:
     text = timeline.bpmn_text(db_session(), row.instance.version_id, row.process_key)
     if text is None:
         raise NotFound("此版本没有BPMN文件 (no BPMN file in this version)", instance_id=instance_id)
-    response = Response(text, mimetype="application/xml")
-    response.headers["Cache-Control"] = "private, max-age=3600"  # a version's files never change
-    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"  # opened directly, it runs nothing
-    return response
+    # Fetched by the viewer as text; opened directly, an inert download. A version's files never change.
+    return downloads.user_file(text, f"{row.process_key}.bpmn", max_age=3600)
 
 
 def _lifecycle(instance_id: int, action: str) -> ResponseReturnValue:

@@ -22,7 +22,7 @@ from engine.errors import DeployInvalid, InvalidInput, NotFound
 from engine.org.actors import Actor
 from engine.runtime import effects
 from engine.runtime.models import ProcessInstance
-from web import formrender
+from web import downloads, formrender
 from web.common import commit, current_actor, db_session
 from web.modeller import uploads
 from web.modeller.labels import ui_labels
@@ -36,6 +36,8 @@ def _modeller_csp(response: Response) -> Response:
     """Allow data: fonts: the palette's and context pad's icons (bpmn-font, dmn-font) are embedded that way."""
     from web import SECURITY_HEADERS
     policy = SECURITY_HEADERS["Content-Security-Policy"]
+    if response.headers.get("Content-Security-Policy") == downloads.SANDBOX:
+        return response  # a user's file: it keeps its sandbox
     if "font-src" not in policy:  # runs before the app's defaults, which only fill in what is missing
         response.headers["Content-Security-Policy"] = policy.rstrip("; ") + "; font-src 'self' data:"
     return response
@@ -197,10 +199,7 @@ def file_download(version_id: int, name: str) -> ResponseReturnValue:
     texts = versions.files(db_session(), version_id)
     if name not in texts:
         raise NotFound(_("此版本没有该文件"), version_id=version_id, name=name)
-    mimetype = "application/json" if name.endswith(".json") else "application/xml"
-    response = Response(texts[name], mimetype=mimetype)
-    response.headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{_quote(name)}"
-    return response
+    return downloads.user_file(texts[name], name)
 
 
 @bp.get("/modeller/versions/<int:version_id>/diagram.bpmn")
@@ -210,9 +209,8 @@ def diagram(version_id: int) -> ResponseReturnValue:
     main = versions.main_bpmn(db_session(), version_id)
     if main is None:
         raise NotFound(_("此版本没有BPMN文件"), version_id=version_id)
-    response = Response(main[1], mimetype="application/xml")
-    response.headers["Cache-Control"] = "private, max-age=3600"  # versions never change
-    return response
+    # Read by the modeller with fetch(); opened directly, an inert download (it may hold anything an owner wrote).
+    return downloads.user_file(main[1], main[0], max_age=3600)  # versions never change
 
 
 @bp.get("/modeller/versions/<int:version_id>/download.zip")
@@ -221,14 +219,7 @@ def download_zip(version_id: int) -> ResponseReturnValue:
     _reader()
     session = db_session()
     row = versions.version(session, version_id)
-    response = Response(versions.zip_of(session, version_id), mimetype="application/zip")
-    response.headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{_quote(f'{row.key}-v{row.version}.zip')}"
-    return response
-
-
-def _quote(name: str) -> str:
-    from urllib.parse import quote
-    return quote(name, safe="")
+    return downloads.user_file(versions.zip_of(session, version_id), f"{row.key}-v{row.version}.zip", "application/zip")
 
 
 @bp.post("/modeller/import")

@@ -74,7 +74,7 @@ def start(key: str) -> ResponseReturnValue:
             errors["business_key"] = [_("业务编号不能超过200字")]
         field_errors: dict[str, list[str]] = dict(parsed.errors)
         try:
-            data: dict[str, Any] = forms.validate(info.schema_text, parsed.data)
+            data: dict[str, Any] = forms.validate(info.schema_text, parsed.data, info.forms)
         except FormInvalid as exc:
             field_errors = parsed.place(exc.errors)
         if not errors and not field_errors:

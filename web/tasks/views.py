@@ -1,9 +1,7 @@
 """The task page (GET), its diagram's BPMN and attachment downloads — each access-checked."""
 from __future__ import annotations
 
-from io import BytesIO
-
-from flask import Response, render_template, send_file
+from flask import render_template
 from flask.typing import ResponseReturnValue
 from flask_babel import lazy_gettext as _l
 from flask_login import login_required
@@ -11,6 +9,7 @@ from werkzeug.datastructures import MultiDict
 
 from engine import clock
 from engine.tasks import inbox, taskview
+from web import downloads
 from web.common import current_actor, db_session
 from web.formrender import Form, initial, render
 from web.tasks import bp, instructions
@@ -63,21 +62,12 @@ def show(task_id: int) -> ResponseReturnValue:
 @login_required
 def diagram(task_id: int) -> ResponseReturnValue:
     xml = taskview.diagram_xml(db_session(), current_actor(), task_id)
-    response = Response(xml, mimetype="application/xml")
-    # Fetched by the viewer as text; opened directly, it may run nothing.
-    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
-    response.cache_control.private = True
-    return response
+    return downloads.user_file(xml, "diagram.bpmn")  # fetched by the viewer as text; opened directly, a download
 
 
 @bp.get("/tasks/<int:task_id>/attachments/<int:attachment_id>")
 @login_required
 def attachment(task_id: int, attachment_id: int) -> ResponseReturnValue:
     found = taskview.attachment(db_session(), current_actor(), task_id, attachment_id)
-    response = send_file(BytesIO(found.content), mimetype=found.content_type or "application/octet-stream",
-                         as_attachment=True, download_name=found.name, etag=found.sha256, max_age=0)
-    # Never shown inline: a download, and a sandbox in case a browser renders it anyway.
-    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.cache_control.private = True
-    return response
+    # Never shown inline, never with the uploader's type unless it is inert (web.downloads).
+    return downloads.user_file(found.content, found.name, found.content_type, etag=found.sha256)

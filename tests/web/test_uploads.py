@@ -1,0 +1,193 @@
+"""Every way a user gets a file onto the server, over HTTP: task attachments, modeller deploy and import
+(files and zip bundles), XLSX/CSV indicator uploads — and every way such content comes back. Whatever
+was uploaded comes back as an inert download: Content-Disposition: attachment, an inert type,
+nosniff, and a CSP that sandboxes it and allows nothing (web.downloads)."""
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from engine import deploy, org
+from engine.org.actors import SYSTEM
+from engine.runtime.models import ProcessFile, ProcessVersion
+from engine.tasks.collab_models import Attachment
+from tests.engine.test_upload_guards import HTML_SCRIPT, XML_BOMBS, xlsx
+from tests.web.conftest import PASSWORD_HASH, csrf_of
+from tests.web.flows import db
+from tests.web.test_modeller import minimal_files, post_json, upload
+from tests.web.test_task_page import at_review, bundle, post
+
+Login = Callable[[str], FlaskClient]
+SANDBOX = "sandbox; default-src 'none'"
+INERT = {"application/octet-stream", "text/plain", "text/csv", "application/json", "application/zip", "image/png",
+         "image/jpeg", "image/gif"}
+
+
+@pytest.fixture
+def staff(session: Session, review_org: dict[str, Any]) -> None:
+    """A process owner and a data officer besides review_org's people (with the web tests' password)."""
+    org.add_role(session, code="process_owner", name="流程管理员")
+    org.add_role(session, code="data_officer", name="数据监测")
+    for user in (org.add_user(session, username="owner", display_name="流程管理员甲", role_codes=["process_owner"]),
+                 org.add_user(session, username="stats", display_name="统计员", role_codes=["data_officer"])):
+        user.password_hash = PASSWORD_HASH
+    session.commit()
+
+
+@pytest.fixture
+def deployed(app: Flask, factory: sessionmaker[Session]) -> sessionmaker[Session]:
+    """The task page tests' processes (web_ops: fill → review by fg → sign off), deployed."""
+    with factory() as s:
+        deploy.deploy(s, bundle(), actor=SYSTEM)
+        s.commit()
+    return factory
+
+
+def assert_inert(response: Any, what: str) -> None:
+    """The rule for everything a user supplied: a download, inert, sniff-proof, sandboxed."""
+    assert response.status_code == 200, (what, response.status_code)
+    assert response.headers["Content-Disposition"].startswith("attachment;"), what
+    assert response.mimetype in INERT, (what, response.mimetype)
+    assert response.headers["X-Content-Type-Options"] == "nosniff", what
+    assert response.headers["Content-Security-Policy"] == SANDBOX, (what, response.headers["Content-Security-Policy"])
+
+
+def version_of(app: Flask, key: str) -> int:
+    with db(app) as s:
+        found = s.scalar(select(ProcessVersion.id).order_by(ProcessVersion.id.desc()).limit(1))
+        assert found is not None, key
+        return found
+
+
+# --------------------------------------------------------------------------- hole 1
+
+def test_hole1_the_raw_diagram_is_an_inert_download(app: Flask, staff: None, login: Login) -> None:
+    owner = login("owner")
+    assert post_json(owner, "/modeller/deploy", {"files": minimal_files()}).status_code == 200
+    version = version_of(app, "minimal")
+    assert_inert(owner.get(f"/modeller/versions/{version}/diagram.bpmn"), "diagram.bpmn")
+    # … and an owner cannot put a script into a model in the first place.
+    files = minimal_files()
+    files["minimal.bpmn"] = files["minimal.bpmn"].replace("<spiffworkflow:properties>",
+                                                          HTML_SCRIPT + "<spiffworkflow:properties>", 1)
+    refused = post_json(owner, "/modeller/deploy", {"files": files})
+    assert refused.status_code == 422 and any("xhtml" in p["message"] for p in refused.json["problems"])
+    page = upload(owner, [("evil.bpmn", files["minimal.bpmn"].encode())])
+    assert page.status_code == 422 and "xhtml" in page.get_data(as_text=True)
+
+
+ACTIVE_ATTACHMENTS = {
+    "js": ("x.js", "text/javascript", b"fetch('/admin/tokens')"),
+    "html": ("x.html", "text/html", b"<script>alert(1)</script>"),
+    "svg": ("x.svg", "image/svg+xml", b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>'),
+    "xhtml in xml": ("x.xml", "application/xml", b'<a:script xmlns:a="http://www.w3.org/1999/xhtml">alert(1)</a:script>'),
+    "gif/js polyglot": ("x.gif", "application/javascript", b"GIF89a/*\x00\x00*/=1;alert(1)//"),
+    "pdf": ("x.pdf", "application/pdf", b"%PDF-1.4 /JS (app.alert(1))"),
+    "no type": ("x", "", b"<script>alert(1)</script>"),
+    "traversal": ("../../../etc/passwd", "text/plain", b"root:x:0:0"),
+}
+
+
+def test_hole1_an_attachment_declared_javascript_cannot_run_as_a_script(deployed: sessionmaker[Session],
+                                                                        login: Login) -> None:
+    _, review = at_review(deployed)
+    client = login("fg")
+    for name, (filename, declared, body) in ACTIVE_ATTACHMENTS.items():
+        sent = post(client, f"/tasks/{review}/attachments", {"file": (io.BytesIO(body), filename, declared)},
+                    content_type="multipart/form-data")
+        assert sent.status_code == 302, name
+    with deployed() as s:
+        stored = s.execute(select(Attachment.id, Attachment.name, Attachment.content_type).order_by(Attachment.id)).all()
+        s.rollback()
+    assert {t for _i, _n, t in stored} == {"application/octet-stream", "text/plain"}
+    assert "passwd" in [n for _i, n, _t in stored] and not any("/" in n or ".." in n for _i, n, _t in stored)
+    for (attachment_id, name, _type), (label, (_f, _d, body)) in zip(stored, ACTIVE_ATTACHMENTS.items(), strict=True):
+        download = client.get(f"/tasks/{review}/attachments/{attachment_id}")
+        assert_inert(download, label)
+        assert download.data == body and download.mimetype != "text/javascript"
+        assert name in download.headers["Content-Disposition"] or "filename*" in download.headers["Content-Disposition"]
+
+
+def test_every_download_of_user_content_is_inert(app: Flask, deployed: sessionmaker[Session], staff: None,
+                                                 login: Login) -> None:
+    instance_id, review = at_review(deployed)
+    fg = login("fg")
+    post(fg, f"/tasks/{review}/attachments", {"file": (io.BytesIO(b"a"), "a.txt", "text/plain")},
+         content_type="multipart/form-data")
+    with deployed() as s:
+        attachment_id = s.scalar(select(Attachment.id))
+        version_id = s.scalar(select(ProcessVersion.id).limit(1))
+        names = list(s.scalars(select(ProcessFile.name).where(ProcessFile.version_id == version_id)))
+        s.rollback()
+    assert_inert(fg.get(f"/tasks/{review}/attachments/{attachment_id}"), "attachment")
+    assert_inert(fg.get(f"/tasks/{review}/diagram.bpmn"), "task diagram")
+    assert_inert(fg.get(f"/instances/{instance_id}/diagram.bpmn"), "instance diagram")
+    admin = login("admin")
+    assert_inert(admin.get(f"/modeller/versions/{version_id}/diagram.bpmn"), "modeller diagram")
+    assert_inert(admin.get(f"/modeller/versions/{version_id}/download.zip"), "version zip")
+    for name in names:
+        assert_inert(admin.get(f"/modeller/versions/{version_id}/files/{name}"), name)
+
+
+# --------------------------------------------------------------------------- modeller import: bombs, traversal
+
+def _zip(entries: dict[str, bytes], method: int = zipfile.ZIP_DEFLATED) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", method) as archive:
+        for name, content in entries.items():
+            archive.writestr(name, content)
+    return buffer.getvalue()
+
+
+IMPORTS = {
+    "too many entries": ([("a.zip", _zip({f"junk/{i}.txt": b"" for i in range(1200)}))], "more than 1000 entries"),
+    "ratio bomb": ([("a.zip", _zip({"big.json": b" " * (4 * 1024 * 1024)}))], "compression ratio above 100"),
+    "billion laughs": ([("a.bpmn", XML_BOMBS["billion laughs"].encode())], "DOCTYPE"),
+    "external entity": ([("a.bpmn", XML_BOMBS["external entity"].encode())], "DOCTYPE"),
+    "script in a zipped model": ([("a.zip", _zip({"m/evil.bpmn": minimal_files()["minimal.bpmn"].replace(
+        "<spiffworkflow:properties>", HTML_SCRIPT + "<spiffworkflow:properties>", 1).encode()}))], "xhtml"),
+    "remote $ref": ([("m.bpmn", minimal_files()["minimal.bpmn"].encode()),
+                     ("approve.schema.json", json.dumps({"$ref": "http://127.0.0.1:9/x.json"}).encode()),
+                     ("approve.uischema.json", b"{}")], "no URL, no path"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(IMPORTS))
+def test_hostile_imports_are_refused(app: Flask, staff: None, login: Login, name: str) -> None:
+    files, words = IMPORTS[name]
+    response = upload(login("owner"), files)
+    assert response.status_code == 422, (response.status_code, response.get_data(as_text=True)[:300])
+    assert words in response.get_data(as_text=True)
+    with db(app) as s:
+        assert s.scalar(select(func.count()).select_from(ProcessVersion)) == 0
+
+
+def test_zip_paths_never_reach_a_file_name(app: Flask, staff: None, login: Login) -> None:
+    files = minimal_files()
+    bundle = _zip({"../../../../tmp/minimal.bpmn": files["minimal.bpmn"].encode(),
+                   "/abs/forms/approve.schema.json": files["approve.schema.json"].encode(),
+                   "..\\..\\approve.uischema.json": files["approve.uischema.json"].encode()})
+    assert upload(login("owner"), [("bundle.zip", bundle)]).status_code == 302
+    with db(app) as s:
+        names = sorted(s.scalars(select(ProcessFile.name)))
+    assert names == ["approve.schema.json", "approve.uischema.json", "minimal.bpmn"]
+
+
+# --------------------------------------------------------------------------- hole 3 over HTTP
+
+def test_hole3_an_xlsx_memory_bomb_is_refused_by_the_upload_page(app: Flask, staff: None, login: Login) -> None:
+    stats = login("stats")
+    bomb = xlsx([["指标代码", "数值"]] + [[f"x{i}", i] for i in range(1200)], dimension="A1:XFD6000")
+    response = stats.post("/dashboard/data/upload", data={
+        "csrf_token": csrf_of(stats, "/dashboard/data?period=2025-08"), "period": "2025-08",
+        "file": (io.BytesIO(bomb), "bomb.xlsx")}, content_type="multipart/form-data")
+    assert 400 <= response.status_code < 500 and "XFD6000" in response.get_data(as_text=True)
