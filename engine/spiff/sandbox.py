@@ -55,7 +55,7 @@ from SpiffWorkflow.bpmn.script_engine import (
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 
 from engine import limits
-from engine.limits import BudgetExceeded
+from engine.limits import BudgetExceeded as BudgetExceeded  # re-exported: raised by the sandbox
 
 _MAX_DEPTH: Final = 100  # nesting of written-back data; also ends self-referencing lists
 _TICK: Final = "_jz_tick_"
