@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import operator
 import re
+import string
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 
@@ -89,16 +90,35 @@ def lshift(a: Any, b: Any) -> Any:
     return a << b
 
 
-def mod(a: Any, b: Any, op: Callable[[Any, Any], Any] = operator.mod) -> Any:
-    """Apply ``%``, refusing printf-style formats whose width or precision (``*`` included) is too large."""
+def check_mod(a: Any, b: Any) -> None:
+    """Refuse ``a % b`` when a is a printf-style format whose width or precision (``*`` included) is too large."""
     if isinstance(a, (str, bytes)):
         text = a.decode("latin-1") if isinstance(a, bytes) else a
         check_spec(text)
+        args = b if isinstance(b, tuple) else (b,)
         if any("*" in m for m in _CONVERSION.findall(text)):
-            for arg in b if isinstance(b, tuple) else (b,):
+            for arg in args:
                 check_width(arg, "format width")
-        check_size(len(a) + sum(_len(arg) for arg in (b if isinstance(b, tuple) else (b,))), "formatting")
+        check_size(len(a) + sum(_len(arg) for arg in args), "formatting")
+
+
+def mod(a: Any, b: Any, op: Callable[[Any, Any], Any] = operator.mod) -> Any:
+    """Apply ``%``, refusing printf-style formats whose width or precision is too large."""
+    check_mod(a, b)
     return op(a, b)
+
+
+def check_format_string(fmt: str, args: Iterable[Any], kwargs: dict[str, Any]) -> None:
+    """Refuse ``fmt.format(...)`` whose field specs (nested ``{:>{w}}`` ones included) are too wide."""
+    nested = False
+    for _literal, _field, spec, _conversion in string.Formatter().parse(fmt):
+        if spec:
+            check_spec(re.sub(r"\{[^}]*\}", "", spec))
+            nested = nested or "{" in spec
+    if nested:
+        for value in [*args, *kwargs.values()]:
+            check_width(value, "format width")
+    check_size(len(fmt) + sum(_len(v) for v in [*args, *kwargs.values()]), "formatting")
 
 
 def join(sep: Any, items: Iterable[Any]) -> Any:
@@ -113,13 +133,18 @@ def _pad(ob: Any, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> N
     check_width(width, f"{name}() width")
 
 
-def _replace(ob: Any, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    if len(args) >= 2 and isinstance(args[0], type(ob)) and isinstance(args[1], type(ob)):
-        old, new = args[0], args[1]
+def check_replace(ob: Any, old: Any, new: Any, limit: Any = None) -> None:
+    """Refuse ``ob.replace(old, new[, limit])`` whose result would pass MAX_ITEMS."""
+    if isinstance(ob, (str, bytes)) and isinstance(old, type(ob)) and isinstance(new, type(ob)):
         count = ob.count(old) if old else len(ob) + 1
-        if len(args) > 2 and isinstance(args[2], int) and args[2] >= 0:
-            count = min(count, args[2])
+        if isinstance(limit, int) and limit >= 0:
+            count = min(count, limit)
         check_size(len(ob) + count * max(0, len(new) - len(old)), "replace()")
+
+
+def _replace(ob: Any, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    if len(args) >= 2:
+        check_replace(ob, args[0], args[1], args[2] if len(args) > 2 else kwargs.get("count"))
 
 
 def _expandtabs(ob: Any, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -181,5 +206,6 @@ def format_value(value: Any, spec: Any) -> str:
     return format(value, spec)
 
 
-__all__ = ["MAX_INT_BITS", "MAX_ITEMS", "MAX_WIDTH", "BudgetExceeded", "add", "check_size", "check_spec",
-           "check_width", "format_value", "guarded_method", "join", "lshift", "mod", "mul", "power"]
+__all__ = ["MAX_INT_BITS", "MAX_ITEMS", "MAX_WIDTH", "BudgetExceeded", "add", "check_format_string", "check_mod",
+           "check_replace", "check_size", "check_spec", "check_width", "format_value", "guarded_method", "join",
+           "lshift", "mod", "mul", "power"]
