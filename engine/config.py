@@ -26,7 +26,7 @@ class Settings:
     sweep_batch: int = 100
     timer_max_days: int = 3660
     max_state_kb: int = 2048
-    memory_limit_mb: int = 0
+    memory_limit_mb: int = 2048
 
     @property
     def broker_url(self) -> str:
@@ -66,5 +66,5 @@ def _load(_env: tuple[str | None, ...], _cwd: str) -> Settings:
         sweep_batch=int(os.environ.get("JZFLOW_SWEEP_BATCH", "100")),
         timer_max_days=int(os.environ.get("JZFLOW_TIMER_MAX_DAYS", "3660")),
         max_state_kb=int(os.environ.get("JZFLOW_MAX_STATE_KB", "2048")),
-        memory_limit_mb=int(os.environ.get("JZFLOW_MEMORY_LIMIT_MB", "0")),
+        memory_limit_mb=int(os.environ.get("JZFLOW_MEMORY_LIMIT_MB", "2048")),
     )

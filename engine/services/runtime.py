@@ -197,7 +197,16 @@ def run(session: Session, running: Running, actor: Actor, *, refresh_timers: boo
     except Exception as exc:
         if not is_engine_error(exc):
             raise
+        release(exc)
         open_incident(session, running, exc, actor)
+
+
+def release(exc: BaseException) -> None:
+    """Drop the tracebacks of a MemoryError's chain: their frames hold what filled the memory."""
+    chain = _cause_chain(exc)
+    if any(isinstance(e, MemoryError) for e in chain):
+        for e in chain:
+            e.__traceback__ = None
 
 
 def find_task(workflow: BpmnWorkflow, task_guid: str) -> Task | None:
@@ -375,4 +384,4 @@ def waiting_summary(running: Running) -> dict[str, Any]:
 
 
 __all__ = ["Running", "StateTooLarge", "complete_user_task", "due_time", "is_engine_error", "load", "open_incident",
-           "record", "run", "save", "script_engine", "specs_for", "sync_projection"]
+           "record", "release", "run", "save", "script_engine", "specs_for", "sync_projection"]

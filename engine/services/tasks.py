@@ -174,6 +174,7 @@ def finish(session: Session, *, task: HumanTask, running: runtime.Running, actor
         except Exception as exc:  # a postScript failed: the task is done, the instance stops
             if not runtime.is_engine_error(exc):
                 raise
+            runtime.release(exc)
             runtime.open_incident(session, running, exc, actor)
         if running.row.status == "running":
             runtime.run(session, running, actor)
