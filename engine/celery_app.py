@@ -54,7 +54,7 @@ def make_celery(settings: config.Settings | None = None) -> Celery:
 celery = make_celery()
 
 
-@worker_process_init.connect
+@worker_process_init.connect  # type: ignore[untyped-decorator]
 def _memory_ceiling(**_kwargs: Any) -> None:
     """Put each pool process under JZFLOW_MEMORY_LIMIT_MB (a MemoryError becomes an incident)."""
     from engine import memory

@@ -136,7 +136,8 @@ def _pad(ob: Any, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> N
 def check_replace(ob: Any, old: Any, new: Any, limit: Any = None) -> None:
     """Refuse ``ob.replace(old, new[, limit])`` whose result would pass MAX_ITEMS."""
     if isinstance(ob, (str, bytes)) and isinstance(old, type(ob)) and isinstance(new, type(ob)):
-        count = ob.count(old) if old else len(ob) + 1
+        text: Any = ob
+        count = text.count(old) if old else len(ob) + 1
         if isinstance(limit, int) and limit >= 0:
             count = min(count, limit)
         check_size(len(ob) + count * max(0, len(new) - len(old)), "replace()")
