@@ -161,6 +161,24 @@ def test_defect10_mistyped_task_expression_is_an_incident(session: Session, prop
     assert task is not None and task.state == "suspended"  # not silently handed to a lane or to nobody
 
 
+def test_defect9_admin_reassigns_a_task_of_an_instance_in_incident(session: Session) -> None:
+    org.add_user(session, username="zhang", display_name="张三")
+    org.add_user(session, username="admin", display_name="管理员", is_admin=True)
+    deploy.deploy(session, process(candidates="reviewrs"), actor=SYSTEM)
+    row = instances.start(session, process_key="p", actor=SYSTEM)
+    assert row.status == "incident"
+    task = session.scalar(select(HumanTask).where(HumanTask.instance_id == row.id))
+    assert task is not None and task.state == "suspended"
+    from engine.errors import Forbidden
+    from engine.services import supervision
+    with pytest.raises(Forbidden):
+        supervision.reassign(session, actor=actor_for(session, "zhang"), object_type="task", object_id=task.id,
+                             to_username="zhang")
+    supervision.reassign(session, actor=actor_for(session, "admin"), object_type="task", object_id=task.id,
+                         to_username="zhang")
+    assert task.assignee_id == actor_for(session, "zhang").user_id
+
+
 def test_hole4_candidates_resolve_in_one_query_and_100k_names_are_refused(session: Session) -> None:
     org.add_role(session, code="reviewer", name="审批人")
     org.add_unit(session, code="fgj", name="发改局")
