@@ -59,8 +59,8 @@ def evaluate_names(engine: Any, task: Any, prop: str, expression: str, problems:
         return []
     if isinstance(value, str):
         return [value]
-    if isinstance(value, (list, tuple, set, frozenset)) and all(isinstance(v, (str, int)) for v in value):
-        names = list(dict.fromkeys(str(v) for v in value))
+    if isinstance(value, (list, tuple, set, frozenset)) and all(isinstance(v, (str, int, type(None))) for v in value):
+        names = list(dict.fromkeys(str(v) for v in value if v is not None))  # None: an optional name left empty
         if len(names) > MAX_NAMES:
             problems.add(task, prop, expression, f"gave {len(names)} names (limit {MAX_NAMES})")
             return []
