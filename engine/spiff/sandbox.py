@@ -83,6 +83,22 @@ class SandboxViolation(Exception):
 
 # -- compiling ----------------------------------------------------------------------------------
 
+def _number(node: ast.expr) -> bool:
+    return isinstance(node, ast.Constant) and type(node.value) in (int, float)
+
+
+def _plainly_numeric(node: ast.BinOp) -> bool:
+    """Tell whether a `+` or `%` cannot build a sequence or a format (a number literal on the deciding side).
+
+    Saves the guard's call in the arithmetic of loops (`total + 1`, `7 % n`); `*`, `**` and `<<` stay guarded.
+    """
+    if isinstance(node.op, ast.Add):
+        return _number(node.left) or _number(node.right)
+    if isinstance(node.op, ast.Mod):
+        return _number(node.left)
+    return False
+
+
 class _Policy(RestrictingNodeTransformer):
     """Restrict like RestrictedPython, refuse imports and classes, meter loops and calls."""
 
@@ -105,7 +121,7 @@ class _Policy(RestrictingNodeTransformer):
     def visit_BinOp(self, node: ast.BinOp) -> Any:
         node = self.node_contents_visit(node)
         guard = _OP_GUARDS.get(type(node.op))
-        if guard is None:
+        if guard is None or _plainly_numeric(node):
             return node
         call = ast.Call(ast.Name(guard, ast.Load()), [node.left, node.right], [])
         copy_locations(call, node)
