@@ -1,8 +1,11 @@
 """The Celery application: Redis when JZFLOW_REDIS_URL is set, else a SQLite broker needing no server."""
 from __future__ import annotations
 
+from typing import Any
+
 from celery import Celery
 from celery.schedules import crontab
+from celery.signals import worker_process_init
 
 from engine import config
 
@@ -49,3 +52,10 @@ def make_celery(settings: config.Settings | None = None) -> Celery:
 
 
 celery = make_celery()
+
+
+@worker_process_init.connect  # type: ignore[untyped-decorator]
+def _memory_ceiling(**_kwargs: Any) -> None:
+    """Put each pool process under JZFLOW_MEMORY_LIMIT_MB (a MemoryError becomes an incident)."""
+    from engine import memory
+    memory.apply_limit()
