@@ -1,7 +1,10 @@
 """The Celery application: Redis when JZFLOW_REDIS_URL is set, else a SQLite broker needing no server."""
 from __future__ import annotations
 
+from typing import Any
+
 from celery import Celery
+from celery.signals import worker_process_init
 
 from engine import config, extensions
 
@@ -45,3 +48,10 @@ def make_celery(settings: config.Settings | None = None) -> Celery:
 
 
 celery = make_celery()
+
+
+@worker_process_init.connect  # type: ignore[untyped-decorator]
+def _memory_ceiling(**_kwargs: Any) -> None:
+    """Put each pool process under JZFLOW_MEMORY_LIMIT_MB (a MemoryError becomes an incident)."""
+    from engine import memory
+    memory.apply_limit()

@@ -19,6 +19,7 @@ from engine.db import make_engine, make_sessionmaker, session_scope
 from engine.errors import DeployInvalid, EngineError, InvalidInput
 
 F = TypeVar("F", bound=Callable[..., Any])
+INCIDENT_EXIT = 3  # the command did its work, but the instance stopped with an incident
 
 
 @contextmanager
@@ -156,11 +157,16 @@ def deploy(paths: tuple[Path, ...], username: str | None, no_lane_check: bool, b
 @friendly
 def start(process_key: str, username: str, data: str | None, business_key: str | None, title: str | None) -> None:
     """Start an instance of the latest version of a process."""
-    from engine.runtime import instances
+    from engine.runtime import instances, timeline
     with command_session() as session:
         row = instances.start(session, process_key=process_key, actor=_actor(session, username),
                               data=_json_arg(data, "--data"), business_key=business_key, title=title)
         click.echo(f"实例 (instance) {row.id}: {row.status}")
+        found = timeline.incidents(session, row.id) if row.status == "incident" else []
+        incident = found[0].message if found else None
+    if incident is not None:  # after the commit: the incident is recorded, the command still fails
+        click.echo(f"流程故障 (incident): {incident}", err=True)
+        sys.exit(INCIDENT_EXIT)
 
 
 @main.command()
@@ -218,7 +224,8 @@ def complete(task_id: int, username: str, data: str | None) -> None:
                                        data=_json_arg(data, "--data"))
     click.echo(f"已提交 (completed); 实例 (instance) {result.instance_id}: {result.status}")
     if result.incident:
-        click.echo(f"注意 (incident): {result.incident}", err=True)
+        click.echo(f"流程故障 (incident): {result.incident}", err=True)
+        sys.exit(INCIDENT_EXIT)
 
 
 @main.command("fire-timers")

@@ -24,6 +24,9 @@ class Settings:
     timer_sweep_seconds: float = 30.0
     outbox_seconds: float = 10.0
     sweep_batch: int = 100
+    timer_max_days: int = 3660
+    max_state_kb: int = 2048
+    memory_limit_mb: int = 2048
 
     @property
     def broker_url(self) -> str:
@@ -39,7 +42,7 @@ class Settings:
 
 _KEYS = ("JZFLOW_INSTANCE_DIR", "JZFLOW_DATABASE_URL", "JZFLOW_REDIS_URL", "JZFLOW_SECRET_KEY",
          "JZFLOW_SCRIPT_TIME_LIMIT", "JZFLOW_SCRIPT_FUEL", "JZFLOW_TIMER_SWEEP_SECONDS", "JZFLOW_OUTBOX_SECONDS",
-         "JZFLOW_SWEEP_BATCH")
+         "JZFLOW_SWEEP_BATCH", "JZFLOW_TIMER_MAX_DAYS", "JZFLOW_MAX_STATE_KB", "JZFLOW_MEMORY_LIMIT_MB")
 
 
 def load() -> Settings:
@@ -61,4 +64,7 @@ def _load(_env: tuple[str | None, ...], _cwd: str) -> Settings:
         timer_sweep_seconds=float(os.environ.get("JZFLOW_TIMER_SWEEP_SECONDS", "30")),
         outbox_seconds=float(os.environ.get("JZFLOW_OUTBOX_SECONDS", "10")),
         sweep_batch=int(os.environ.get("JZFLOW_SWEEP_BATCH", "100")),
+        timer_max_days=int(os.environ.get("JZFLOW_TIMER_MAX_DAYS", "3660")),
+        max_state_kb=int(os.environ.get("JZFLOW_MAX_STATE_KB", "2048")),
+        memory_limit_mb=int(os.environ.get("JZFLOW_MEMORY_LIMIT_MB", "2048")),
     )

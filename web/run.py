@@ -63,7 +63,9 @@ def main() -> None:
                               cwd=Path(__file__).resolve().parent.parent, start_new_session=True)
     try:
         print(_banner(settings), flush=True)
+        from engine import memory
         from web import create_app
+        memory.apply_limit()
         create_app().run(host=HOST, port=PORT, threaded=True, use_reloader=False)
     finally:
         # Warm shutdown: SIGTERM to the worker alone, which stops its pool and beat itself. (Sent to the whole

@@ -4,15 +4,16 @@ Modules: `instances` (start, suspend, resume, terminate), `effects` (service-tas
 `forms` (server-side form validation), `timeline` (one instance's page), `models` (definitions, versions, instances).
 """
 from engine.runtime.core import (
-    ENGINE_ERRORS,
     Running,
     _spec_cache,
     complete_user_task,
     due_time,
     find_task,
+    is_engine_error,
     load,
     open_incident,
     record,
+    release,
     run,
     save,
     script_engine,
@@ -22,15 +23,16 @@ from engine.runtime.core import (
 )
 
 __all__ = [
-    "ENGINE_ERRORS",
     "Running",
     "_spec_cache",
     "complete_user_task",
     "due_time",
     "find_task",
+    "is_engine_error",
     "load",
     "open_incident",
     "record",
+    "release",
     "run",
     "save",
     "script_engine",

@@ -19,17 +19,18 @@ from SpiffWorkflow.exceptions import SpiffWorkflowException, TaskNotFoundExcepti
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from engine import audit, clock, config
 from engine.deadlines import calendar, sla
-from engine.errors import ConcurrentModification, InstanceNotFound
-from engine.org.actors import Actor
-from engine.org.models import OrgUnit, Role, User
+from engine.errors import ConcurrentModification, EngineError, InstanceNotFound
+from engine.org.actors import SYSTEM, Actor
+from engine.runtime import assignment
 from engine.runtime.models import Incident, ProcessDefinition, ProcessFile, ProcessInstance, ProcessVersion
 from engine.spiff import guards, sandbox, serializer, timers
-from engine.tasks.models import HumanTask, TaskCandidate
+from engine.tasks.models import HumanTask
 
 _SPEC_CACHE_SIZE = 64
 # Keyed by database and version id: version ids are only unique within one database.
@@ -126,8 +127,16 @@ def open_incident(session: Session, running: Running, exc: BaseException, actor:
     """Stop the instance with an incident describing the engine error (flushes)."""
     chain = _cause_chain(exc)
     kind = "engine_error"
-    if any(isinstance(e, (sandbox.BudgetExceeded, RecursionError)) for e in chain):
+    if any(isinstance(e, MemoryError) for e in chain):
+        kind = "out_of_memory"
+    elif any(isinstance(e, StateTooLarge) for e in chain):
+        kind = "state_too_large"
+    elif any(isinstance(e, (sandbox.BudgetExceeded, RecursionError)) for e in chain):
         kind = "budget_exceeded"
+    elif any(isinstance(e, assignment.ExpressionFailed) for e in chain):
+        kind = "expression_error"
+    elif any(isinstance(e, timers.TimerOutOfRange) for e in chain):
+        kind = "timer_error"
     elif any(isinstance(e, guards.TaskTreeTooDeep) for e in chain):
         kind = "tree_too_deep"
     elif any(isinstance(e, (sandbox.SandboxViolation, SpiffWorkflowException)) for e in chain):
@@ -146,8 +155,20 @@ def open_incident(session: Session, running: Running, exc: BaseException, actor:
     return incident
 
 
-ENGINE_ERRORS = (SpiffWorkflowException, sandbox.BudgetExceeded, sandbox.SandboxViolation, guards.TaskTreeTooDeep,
-                 RecursionError)
+class StateTooLarge(Exception):
+    """The serialized state is over JZFLOW_MAX_STATE_KB: not saved, the instance stops."""
+
+
+def is_engine_error(exc: BaseException) -> bool:
+    """Tell whether an error raised by engine steps belongs to the instance (an incident) rather than the caller.
+
+    Domain errors (EngineError) and database errors go to the caller: the transaction is rolled back.
+    Anything else the process's content caused (a script, an expression, a timer, SpiffWorkflow, memory).
+    """
+    if not isinstance(exc, Exception) or isinstance(exc, EngineError):
+        return False
+    return not any(isinstance(e, SQLAlchemyError) for e in _cause_chain(exc))
+
 
 
 def run(session: Session, running: Running, actor: Actor, *, refresh_timers: bool = False) -> None:
@@ -168,8 +189,19 @@ def run(session: Session, running: Running, actor: Actor, *, refresh_timers: boo
         with effects.bound(session, running, actor):
             guards.run_deep_for(len(workflow.tasks), steps)
         guards.check_depth(workflow)
-    except ENGINE_ERRORS as exc:
+    except Exception as exc:
+        if not is_engine_error(exc):
+            raise
+        release(exc)
         open_incident(session, running, exc, actor)
+
+
+def release(exc: BaseException) -> None:
+    """Drop the tracebacks of a MemoryError's chain: their frames hold what filled the memory."""
+    chain = _cause_chain(exc)
+    if any(isinstance(e, MemoryError) for e in chain):
+        for e in chain:
+            e.__traceback__ = None
 
 
 def find_task(workflow: BpmnWorkflow, task_guid: str) -> Task | None:
@@ -214,8 +246,13 @@ def save(session: Session, running: Running) -> None:
     if row.status == "running" and guards.is_really_completed(workflow):
         row.status = "completed"
         row.ended_at = now
+    state = serializer.dump_state(workflow)
+    limit = config.load().max_state_kb * 1024
+    if len(state) > limit:
+        state = _keep_old_state(session, running, len(state), limit)
+        workflow = running.workflow
     next_timer = timers.next_timer_at(workflow) if row.status == "running" else None
-    values = dict(state=serializer.dump_state(workflow), serializer_version=serializer.SERIALIZER_VERSION,
+    values = dict(state=state, serializer_version=serializer.SERIALIZER_VERSION,
                   status=row.status, next_timer_at=next_timer, updated_at=now, ended_at=row.ended_at,
                   lock_version=running.lock_version + 1)
     result = session.execute(update(ProcessInstance)
@@ -228,6 +265,20 @@ def save(session: Session, running: Running) -> None:
     running.lock_version += 1
     sync_projection(session, running)
     session.flush()
+
+
+def _keep_old_state(session: Session, running: Running, size: int, limit: int) -> str:
+    """Refuse an oversized state: open an incident and go back to the last saved state (or the start)."""
+    row = running.row
+    open_incident(session, running, StateTooLarge(
+        f"流程数据过大，未保存 (workflow state of {size // 1024} KB is over the {limit // 1024} KB limit, "
+        "JZFLOW_MAX_STATE_KB; not saved)"), SYSTEM)
+    specs = specs_for(session, row.version_id)
+    old = row.state if row.state and row.state != "{}" else serializer.dump_state(
+        serializer.new_workflow(specs, script_engine()))
+    running.workflow = serializer.load_state(old, specs, script_engine())
+    row.ended_at = None
+    return old
 
 
 def _task_title(task: Task) -> str:
@@ -263,6 +314,8 @@ def sync_projection(session: Session, running: Running) -> None:
             human.completed_by_id = running.completed_by[guid]
     info = version_info(session, row.version_id)
     lane_map = info.lane_map
+    engine = script_engine()
+    problems = assignment.Problems([])
     for guid, task in ready.items():
         if guid in existing:
             continue
@@ -283,11 +336,17 @@ def sync_projection(session: Session, running: Running) -> None:
             except ValueError:
                 human.due_at = None
         if props.get("due"):
-            _apply_due(task, props["due"], human, now)
-        _assign(session, running, task, human, props, lane_map)
+            assignment.apply_due(engine, task, props["due"], human, now, problems)
+        assignment.assign(session, engine, task, human, props, lane_map, row.started_by_id, problems)
         session.add(human)
         running.created_tasks.append(human)
     session.flush()
+    if problems.errors and row.status == "running":
+        open_incident(session, running, problems.errors[0], SYSTEM)
+        for human in running.created_tasks:
+            if human.state == "ready":
+                human.state = "suspended"
+        session.flush()
 
 
 def due_time(value: object) -> datetime | None:
@@ -302,61 +361,6 @@ def due_time(value: object) -> datetime | None:
     if isinstance(value, date):
         return clock.as_utc(datetime.combine(value, time(23, 59, 59), tzinfo=clock.SHANGHAI))
     return None
-
-
-def _apply_due(task: Task, expression: str, human: HumanTask, now: datetime) -> None:
-    # User-task property `due`: an expression giving the task's deadline (e.g. an issue's), overriding `sla`.
-    try:
-        due = due_time(script_engine().evaluate(task, expression))
-    except Exception:  # an unknown variable or a bad expression: keep the SLA's due time, if any
-        return
-    if due is not None:
-        human.due_at = due
-        human.warn_at = sla.task_warn_time(human.escalation_policy, now, due)
-
-
-def _evaluate_names(task: Task, expression: str) -> list[str]:
-    try:
-        value = script_engine().evaluate(task, expression)
-    except Exception:  # an unknown variable or a bad expression: fall back to the lane
-        return []
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, (list, tuple, set)):
-        return [str(v) for v in value]
-    return []
-
-
-def _assign(session: Session, running: Running, task: Task, human: HumanTask, props: dict[str, str],
-            lane_map: dict[str, dict[str, int]]) -> None:
-    if props.get("assignee"):
-        for username in _evaluate_names(task, props["assignee"]):
-            user_id = session.scalar(select(User.id).where(User.username == username))
-            if user_id is not None:
-                human.assignee_id = user_id
-                human.owner_id = user_id
-                human.candidates.append(TaskCandidate(user_id=user_id))
-                return
-    candidates: list[TaskCandidate] = []
-    for name in _evaluate_names(task, props["candidates"]) if props.get("candidates") else []:
-        candidates.extend(_resolve_candidate(session, name))
-    if not candidates and task.task_spec.lane in lane_map:
-        target = lane_map[task.task_spec.lane]
-        candidates.append(TaskCandidate(org_unit_id=target.get("org_unit_id"), role_id=target.get("role_id")))
-    human.candidates.extend(candidates)
-
-
-def _resolve_candidate(session: Session, name: str) -> list[TaskCandidate]:
-    user_id = session.scalar(select(User.id).where(User.username == name))
-    if user_id is not None:
-        return [TaskCandidate(user_id=user_id)]
-    unit_id = session.scalar(select(OrgUnit.id).where((OrgUnit.code == name) | (OrgUnit.name == name)))
-    if unit_id is not None:
-        return [TaskCandidate(org_unit_id=unit_id)]
-    role_id = session.scalar(select(Role.id).where((Role.code == name) | (Role.name == name)))
-    if role_id is not None:
-        return [TaskCandidate(role_id=role_id)]
-    return []
 
 
 def record(session: Session, running: Running, actor: Actor, action: str, *, before: Any = None,
@@ -374,5 +378,5 @@ def waiting_summary(running: Running) -> dict[str, Any]:
             "next_timer_at": timer.isoformat() if timer else None}
 
 
-__all__ = ["Running", "complete_user_task", "due_time", "load", "open_incident", "record", "run", "save", "script_engine",
-           "specs_for", "sync_projection"]
+__all__ = ["Running", "StateTooLarge", "complete_user_task", "due_time", "is_engine_error", "load", "open_incident",
+           "record", "release", "run", "save", "script_engine", "specs_for", "sync_projection"]

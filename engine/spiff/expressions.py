@@ -16,7 +16,7 @@ from lxml import etree
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 
 from engine.errors import DeployProblem
-from engine.spiff import sandbox
+from engine.spiff import sandbox, timers
 
 BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
 SPIFF_NS = "http://spiffworkflow.org/bpmn/schema/1.0/core"
@@ -152,6 +152,8 @@ def _check_timer(file: str, el: etree._Element, text: str, event: etree._Element
             TimerEventDefinition.parse_iso_recurring_interval(value)
         else:
             TimerEventDefinition.parse_time_or_duration(value)
+    except timers.TimerOutOfRange as exc:
+        return DeployProblem(file, f"timer '{value}' is out of range: {exc}", **where)
     except Exception as exc:  # SpiffWorkflow raises bare exceptions from its ISO parsing
         return DeployProblem(file, f"timer '{value}' is not a valid ISO 8601 value: {exc}", **where)
     return None

@@ -10,14 +10,16 @@ offered (NameError), ``str.format``/``format_map`` (safer_getattr: the '{0.__cla
 writes into anything but dicts and lists.
 
 Budget (BudgetExceeded): a unit of fuel per loop iteration, function or lambda call and item drawn
-by ``for`` or a comprehension; a monotonic deadline checked at each tick. ``range()`` longer than
-_MAX_ITEMS, ``int ** int`` and ``<<`` results above _MAX_INT_BITS, and str/list/tuple repetition
-above _MAX_ITEMS are refused before they allocate.
+by ``for`` or a comprehension; a monotonic deadline checked at each tick. Size guards (engine.limits)
+refuse, before they allocate: ``range()`` longer than MAX_ITEMS, ``int ** int``, ``int * int`` and ``<<``
+results above MAX_INT_BITS, str/bytes/list/tuple repetition and concatenation (``+``, ``+=``, ``*``,
+``extend``) and joins above MAX_ITEMS, pads (``ljust``/``rjust``/``center``/``zfill``), ``replace``,
+``expandtabs``, and format widths and precisions (``%`` formatting, f-string specs, ``strftime``) above
+MAX_WIDTH.
 
-Not covered, because one C-level step is never interrupted: memory growth by doubling in a short
-loop (``s += s`` thirty times), allocating str methods and format widths (``'x'.ljust(10**10)``,
-``f'{1:>999999999}'``), ``sorted``/``sum`` over large existing data, big-int arithmetic below the
-cap. Run workers with a memory limit (cgroup or RLIMIT_AS) for those.
+Not covered, because one C-level step is never interrupted: ``sorted``/``sum`` over large existing
+data, many allocations each under the caps. The per-process memory ceiling (JZFLOW_MEMORY_LIMIT_MB,
+engine.memory) turns those into a MemoryError, which the runtime records as an incident.
 """
 
 from __future__ import annotations
@@ -52,8 +54,9 @@ from SpiffWorkflow.bpmn.script_engine import (
 )
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 
-_MAX_ITEMS: Final = 1_000_000
-_MAX_INT_BITS: Final = 100_000
+from engine import limits
+from engine.limits import BudgetExceeded as BudgetExceeded  # re-exported: raised by the sandbox
+
 _MAX_DEPTH: Final = 100  # nesting of written-back data; also ends self-referencing lists
 _TICK: Final = "_jz_tick_"
 _FORBIDDEN_CALLS: Final = frozenset({
@@ -61,8 +64,10 @@ _FORBIDDEN_CALLS: Final = frozenset({
     "locals", "dir", "input", "breakpoint", "help", "memoryview", "object", "super", "exit", "quit",
 })
 _OP_GUARDS: Final[Mapping[type[ast.operator], str]] = {
-    ast.Pow: "_jz_pow_", ast.Mult: "_jz_mul_", ast.LShift: "_jz_lshift_",
+    ast.Pow: "_jz_pow_", ast.Mult: "_jz_mul_", ast.LShift: "_jz_lshift_", ast.Add: "_jz_add_",
+    ast.Mod: "_jz_mod_",
 }
+_CONVERSIONS: Final = {-1: None, ord("s"): str, ord("r"): repr, ord("a"): ascii}
 _ERROR_LINE: Final = re.compile(r"^Line (\d+): (.*)$", re.DOTALL)
 _GONE: Final = object()  # marks a variable the script deleted
 
@@ -76,11 +81,23 @@ class SandboxViolation(Exception):
         self.lineno = lineno
 
 
-class BudgetExceeded(Exception):
-    """A script ran out of its time or fuel budget."""
-
-
 # -- compiling ----------------------------------------------------------------------------------
+
+def _number(node: ast.expr) -> bool:
+    return isinstance(node, ast.Constant) and type(node.value) in (int, float)
+
+
+def _plainly_numeric(node: ast.BinOp) -> bool:
+    """Tell whether a `+` or `%` cannot build a sequence or a format (a number literal on the deciding side).
+
+    Saves the guard's call in the arithmetic of loops (`total + 1`, `7 % n`); `*`, `**` and `<<` stay guarded.
+    """
+    if isinstance(node.op, ast.Add):
+        return _number(node.left) or _number(node.right)
+    if isinstance(node.op, ast.Mod):
+        return _number(node.left)
+    return False
+
 
 class _Policy(RestrictingNodeTransformer):
     """Restrict like RestrictedPython, refuse imports and classes, meter loops and calls."""
@@ -104,11 +121,23 @@ class _Policy(RestrictingNodeTransformer):
     def visit_BinOp(self, node: ast.BinOp) -> Any:
         node = self.node_contents_visit(node)
         guard = _OP_GUARDS.get(type(node.op))
-        if guard is None:
+        if guard is None or _plainly_numeric(node):
             return node
         call = ast.Call(ast.Name(guard, ast.Load()), [node.left, node.right], [])
         copy_locations(call, node)
         return call
+
+    def visit_FormattedValue(self, node: ast.FormattedValue) -> Any:
+        node = self.node_contents_visit(node)
+        if node.format_spec is None:
+            return node
+        # f'{x:>999999999}' allocates in one C step: route a field with a spec through the width guard.
+        call = ast.Call(ast.Name("_jz_format_", ast.Load()),
+                        [node.value, ast.Constant(node.conversion), node.format_spec], [])
+        copy_locations(call, node)
+        new = ast.FormattedValue(call, -1, None)
+        copy_locations(new, node)
+        return new
 
     def visit_AugAssign(self, node: ast.AugAssign) -> Any:
         target = node.target
@@ -239,39 +268,27 @@ class _Budget:
 
 # -- guards and helpers -------------------------------------------------------------------------
 
-def _mul(a: Any, b: Any, op: Callable[[Any, Any], Any] = operator.mul) -> Any:
-    """Multiply, refusing sequence repetition past the size cap."""
-    if isinstance(a, (str, bytes, list, tuple)) and isinstance(b, int):
-        size = len(a) * b
-    elif isinstance(b, (str, bytes, list, tuple)) and isinstance(a, int):
-        size = len(b) * a
-    else:
-        return op(a, b)
-    if size > _MAX_ITEMS:
-        raise BudgetExceeded(f"repetition would make {size} items (limit {_MAX_ITEMS})")
-    return op(a, b)
+def _format(value: Any, conversion: int, spec: str) -> str:
+    """Format an f-string field that has a spec, refusing huge widths and precisions."""
+    convert = _CONVERSIONS.get(conversion)
+    return limits.format_value(convert(value) if convert is not None else value, spec)
 
 
-def _pow(a: Any, b: Any, mod: Any = None) -> Any:
-    """Raise to a power, refusing integers too big to compute quickly."""
-    if (mod is None and isinstance(a, int) and isinstance(b, int) and b > 0 and abs(a) > 1
-            and a.bit_length() * b > _MAX_INT_BITS):
-        raise BudgetExceeded(f"{a} ** {b} is too large")
-    return pow(a, b) if mod is None else pow(a, b, mod)
+_safer_getattr: Final = functools.partial(Guards.safer_getattr, default=Guards.raise_)
 
 
-def _lshift(a: Any, b: Any) -> Any:
-    """Shift left, refusing integers too big to compute quickly."""
-    if isinstance(a, int) and isinstance(b, int) and a and a.bit_length() + b > _MAX_INT_BITS:
-        raise BudgetExceeded(f"{a} << {b} is too large")
-    return a << b
+def _getattr(ob: Any, name: str, *default: Any) -> Any:
+    """Get an attribute like RestrictedPython's safer_getattr; allocating str/list methods come size-checked."""
+    value = _safer_getattr(ob, name, *default)
+    guarded = limits.guarded_method(ob, name)
+    return value if guarded is None else guarded
 
 
 def _range(*args: int) -> range:
     """Make a range, refusing long ones: list(range(...)) would fill memory in C, unmetered."""
     r = range(*args)
-    if len(r) > _MAX_ITEMS:
-        raise BudgetExceeded(f"range of {len(r)} items (limit {_MAX_ITEMS})")
+    if len(r) > limits.MAX_ITEMS:
+        raise BudgetExceeded(f"range of {len(r)} items (limit {limits.MAX_ITEMS})")
     return r
 
 
@@ -283,9 +300,10 @@ def _write(ob: Any) -> Any:
 
 
 _INPLACE: Final[Mapping[str, Callable[[Any, Any], Any]]] = {
-    "+=": operator.iadd, "-=": operator.isub, "*=": functools.partial(_mul, op=operator.imul),
-    "/=": operator.itruediv, "//=": operator.ifloordiv, "%=": operator.imod, "**=": _pow,
-    "<<=": _lshift, ">>=": operator.irshift, "&=": operator.iand, "|=": operator.ior,
+    "+=": functools.partial(limits.add, op=operator.iadd), "-=": operator.isub,
+    "*=": functools.partial(limits.mul, op=operator.imul), "/=": operator.itruediv, "//=": operator.ifloordiv,
+    "%=": functools.partial(limits.mod, op=operator.imod), "**=": limits.power, "<<=": limits.lshift,
+    ">>=": operator.irshift, "&=": operator.iand, "|=": operator.ior,
     "^=": operator.ixor, "@=": operator.imatmul,
 }
 
@@ -312,18 +330,19 @@ _UNSAFE_BUILTINS: Final = {"setattr", "delattr", "BaseException", "SystemExit", 
                            "GeneratorExit"}
 _BUILTINS: Final[dict[str, object]] = {
     **{k: v for k, v in Guards.safe_builtins.items() if k[0] != "_" and k not in _UNSAFE_BUILTINS},
-    "range": _range, "pow": _pow, "sum": sum, "min": min, "max": max, "sorted": sorted, "any": any,
+    "range": _range, "pow": limits.power, "sum": sum, "min": min, "max": max, "sorted": sorted, "any": any,
     "all": all, "enumerate": enumerate, "zip": zip, "reversed": reversed, "list": list, "dict": dict,
     "set": set, "frozenset": frozenset, "tuple": tuple,
 }
 _BASE_GLOBALS: Final[dict[str, object]] = {
     **SAFE_GLOBALS, "__builtins__": _BUILTINS,
-    "_getattr_": functools.partial(Guards.safer_getattr, default=Guards.raise_),
+    "_getattr_": _getattr,
     "_getitem_": operator.getitem, "_write_": _write, "_inplacevar_": _inplacevar, "_apply_": _apply,
     "_print_": PrintCollector,
     "_iter_unpack_sequence_": Guards.guarded_iter_unpack_sequence,
     "_unpack_sequence_": Guards.guarded_unpack_sequence,
-    "_jz_pow_": _pow, "_jz_mul_": _mul, "_jz_lshift_": _lshift, "_jz_augitem_": _augitem,
+    "_jz_pow_": limits.power, "_jz_mul_": limits.mul, "_jz_lshift_": limits.lshift, "_jz_add_": limits.add,
+    "_jz_mod_": limits.mod, "_jz_format_": _format, "_jz_augitem_": _augitem,
 }
 _PLAIN_SCALARS: Final = (str, int, float, bool, type(None), Decimal, date)  # datetime is a date
 

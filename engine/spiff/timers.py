@@ -1,14 +1,21 @@
-"""Timer events: SpiffWorkflow reads the wall clock itself; make it read ours, and find due times."""
+"""Timer events: SpiffWorkflow reads the wall clock itself; make it read ours, bound its values, find due times.
+
+SpiffWorkflow 3.2.0 turns the years and months of a duration into days one month at a time, so
+``"P999999999Y"`` spins a worker for minutes; a date far away overflows. Durations and dates are
+checked against JZFLOW_TIMER_MAX_DAYS at deploy (literals) and whenever SpiffWorkflow parses one at
+run time (expressions). A timer expression may also give a ``timedelta``: it is taken as a duration.
+"""
 from __future__ import annotations
 
-from datetime import datetime, tzinfo
+from collections.abc import Callable
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.bpmn.specs.event_definitions import timer as spiff_timer
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 
-from engine import clock
+from engine import clock, config
 
 TIMER_EVENT_TYPES = {"TimerEventDefinition", "TimeDateEventDefinition", "DurationTimerEventDefinition",
                      "CycleTimerEventDefinition"}
@@ -23,9 +30,66 @@ class _ClockDateTime(datetime):
         return current.astimezone(tz) if tz is not None else current.astimezone().replace(tzinfo=None)
 
 
+class TimerOutOfRange(ValueError):
+    """A timer duration or date beyond JZFLOW_TIMER_MAX_DAYS."""
+
+
+_DAYS = {"years": 366, "months": 31, "weeks": 7, "days": 1, "hours": 1 / 24, "minutes": 1 / 1440,
+         "seconds": 1 / 86400, "microseconds": 1 / 86_400_000_000}
+_ORIGINAL: dict[str, Callable[..., Any]] = {}
+
+
+def check_duration(parsed: dict[str, Any], text: object = "") -> dict[str, Any]:
+    """Refuse a parsed duration longer than the configured maximum; return it.
+
+    Raises: TimerOutOfRange
+    """
+    limit = config.load().timer_max_days
+    days = sum(abs(float(v)) * _DAYS.get(k, 1) for k, v in parsed.items() if isinstance(v, (int, float)))
+    if days > limit:
+        raise TimerOutOfRange(f"timer duration {text or parsed} is longer than {limit} days "
+                              "(JZFLOW_TIMER_MAX_DAYS)")
+    return parsed
+
+
+def check_datetime(at: datetime, text: object = "") -> datetime:
+    """Refuse a timer date further ahead than the configured maximum; return it.
+
+    Raises: TimerOutOfRange
+    """
+    limit = config.load().timer_max_days
+    if clock.as_utc(at) - clock.now() > timedelta(days=limit):
+        raise TimerOutOfRange(f"timer date {text or at.isoformat()} is more than {limit} days ahead "
+                              "(JZFLOW_TIMER_MAX_DAYS)")
+    return at
+
+
+def _parse_iso_duration(expression: Any) -> dict[str, Any]:
+    if isinstance(expression, timedelta):  # a timer expression may compute a timedelta
+        return check_duration({"days": expression.days, "seconds": expression.seconds,
+                               "microseconds": expression.microseconds}, expression)
+    if not isinstance(expression, str):
+        raise TypeError(f"timer expression gave a {type(expression).__name__}; give an ISO 8601 text "
+                        "(\"P5D\") or a timedelta")
+    return check_duration(_ORIGINAL["parse_iso_duration"](expression), expression)
+
+
+def _parse_time_or_duration(expression: Any) -> Any:
+    if isinstance(expression, timedelta):
+        return _parse_iso_duration(expression)
+    if not isinstance(expression, str):
+        raise TypeError(f"timer expression gave a {type(expression).__name__}; give an ISO 8601 text")
+    value = _ORIGINAL["parse_time_or_duration"](expression)
+    return check_datetime(value, expression) if isinstance(value, datetime) else value
+
+
 def install() -> None:
-    """Point SpiffWorkflow's timer module at our clock (idempotent)."""
+    """Point SpiffWorkflow's timer module at our clock and bound its durations and dates (idempotent)."""
     spiff_timer.datetime = _ClockDateTime
+    for name, patched in (("parse_iso_duration", _parse_iso_duration),
+                          ("parse_time_or_duration", _parse_time_or_duration)):
+        _ORIGINAL.setdefault(name, getattr(TimerEventDefinition, name))
+        setattr(TimerEventDefinition, name, staticmethod(patched))
 
 
 def next_timer_at(workflow: BpmnWorkflow) -> datetime | None:

@@ -173,7 +173,10 @@ def finish(session: Session, *, task: HumanTask, running: runtime.Running, actor
     with session.no_autoflush:  # one flush at the end, not one per query
         try:
             runtime.complete_user_task(running, task.task_guid, data, actor)
-        except runtime.ENGINE_ERRORS as exc:  # a postScript failed: the task is done, the instance stops
+        except Exception as exc:  # a postScript failed: the task is done, the instance stops
+            if not runtime.is_engine_error(exc):
+                raise
+            runtime.release(exc)
             runtime.open_incident(session, running, exc, actor)
         if running.row.status == "running":
             runtime.run(session, running, actor)
