@@ -138,8 +138,8 @@ def test_defect9_user_task_without_lane_or_candidates_goes_to_the_initiator(sess
     assert task is not None
     assert [c.user_id for c in task.candidates] == [actor_for(session, "zhang").user_id]
     from engine import tasks
-    assert [t.id for t in tasks.inbox(session, actor_for(session, "zhang"))] == [task.id]
-    assert tasks.inbox(session, actor_for(session, "li")) == []
+    assert [t.id for t in tasks.open_tasks(session, actor_for(session, "zhang"))] == [task.id]
+    assert tasks.open_tasks(session, actor_for(session, "li")) == []
 
 
 @pytest.mark.parametrize(("prop", "expression"), [
