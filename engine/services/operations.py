@@ -260,8 +260,21 @@ def _after_cosign(session: Session, parent: HumanTask, actor: Actor) -> tasks.Co
 # --- 催办 urge, 抄送 CC, comments, attachments --------------------------------------------------------
 
 
+def urge_recipients(session: Session, task: HumanTask) -> list[int]:
+    """Return whom 催办 reaches: the holder, else every candidate (users, unit members, role holders), else the
+    unit head — the escalation ladder's first two rungs."""
+    from engine.services import escalation, sla
+    org = escalation.Org.load(session)
+    target = escalation.load_targets(session, [("task", task.id)], org)[("task", task.id)]
+    policy = sla.load_policies().get("task", task.escalation_policy)
+    people = escalation.recipients("handler", target, org, policy, session)
+    if not people:
+        people = escalation.recipients("unit_head", target, org, policy, session)
+    return list(dict.fromkeys(people))
+
+
 def urge(session: Session, *, task_id: int, actor: Actor, message: str = "") -> int:
-    """Remind the task's holder (or its candidates) to act; at most once an hour per task and person (催办).
+    """Remind the task's holder (or all its candidates, or their unit head) to act; once an hour per task and person (催办).
 
     Raises: TaskNotFound, TaskAlreadyDone, Forbidden, RateLimited
     """
@@ -275,11 +288,10 @@ def urge(session: Session, *, task_id: int, actor: Actor, message: str = "") -> 
         raise RateLimited("一小时内已催办过 (already urged within the hour)", task_id=task_id)
     session.add(Comment(instance_id=task.instance_id, task_id=task.id, author_id=actor.user_id, kind="urge",
                         body=message.strip()[:2000] or "催办"))
-    recipients = [task.assignee_id] if task.assignee_id else [c.user_id for c in task.candidates if c.user_id]
+    recipients = urge_recipients(session, task)
     for user_id in recipients:
-        if user_id is not None:
-            notify(session, user_id, "urge", f"{actor.display_name}催办: {task.name}", body=message,
-                   link=f"/tasks/{task.id}")
+        notify(session, user_id, "urge", f"{actor.display_name}催办: {task.name}", body=message,
+               link=f"/tasks/{task.id}")
     session.flush()
     _record(session, task, actor, "task.urge", message=message, recipients=recipients)
     return len(recipients)

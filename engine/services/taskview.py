@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from engine.errors import Forbidden, TaskNotFound
 from engine.models import Attachment, HumanTask, ProcessDefinition, ProcessInstance, User
-from engine.services import deploy, runtime, sendback, task_access, tasks, timeline
+from engine.services import access, deploy, runtime, sendback, task_access, tasks, timeline
 from engine.services.actors import Actor
 
 MAX_USERS = 500  # the choices offered for 转办 / 委派 / 加签 / 抄送
@@ -104,7 +104,8 @@ def load(session: Session, actor: Actor, task_id: int) -> TaskPage:
     page = TaskPage(task=task, instance=instance, process_name=process_name or task.process_key, parent=parent,
                     data=data, schema_text=schema_text, ui_text=ui_text, instructions=source.instructions, may=may,
                     current=states.current, completed=states.completed,
-                    history=timeline.timeline(session, instance.id, with_details=False))
+                    history=timeline.timeline(session, instance.id, with_details=False,
+                                                    public=access.is_external(session, actor), public_for=actor.user_id))
     page.attachments = list(session.scalars(select(Attachment).where(Attachment.instance_id == instance.id)
                                             .order_by(Attachment.created_at, Attachment.id)))
     if task.kind == "bpmn":
