@@ -16,6 +16,8 @@ from engine.spiff import serializer
 
 # Set by the engine from the acting user, never taken from start data (a client could name someone else).
 RESERVED_START_KEYS = ("initiator",)
+# Set by the engine when one instance starts another (start_process, the next period): not a client's to say.
+ENGINE_LINK_KEYS = ("parent_instance_id", "previous_instance_id")
 
 
 def start(session: Session, *, process_key: str, actor: Actor, data: Mapping[str, Any] | None = None,
@@ -30,7 +32,8 @@ def start(session: Session, *, process_key: str, actor: Actor, data: Mapping[str
     if version is None:
         raise ProcessNotFound(f"流程不存在: {process_key}", process_key=process_key)
     given = data or {}
-    reserved = [k for k in RESERVED_START_KEYS if isinstance(given, Mapping) and k in given]
+    keys = RESERVED_START_KEYS + (ENGINE_LINK_KEYS if from_client else ())
+    reserved = [k for k in keys if isinstance(given, Mapping) and k in given]
     if reserved:
         raise FormInvalid([FieldError(k, "保留字段，由系统根据发起人设置 (reserved: set by the engine from who starts)")
                            for k in reserved])

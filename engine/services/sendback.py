@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from engine import clock
 from engine.errors import Conflict, InstanceNotRunning, InvalidInput, NotYourTask, TaskNotFound
 from engine.models import Comment, HumanTask
 from engine.services import operations, runtime, task_access, tasks
@@ -109,6 +110,19 @@ def _tell_cancelled(session: Session, actor: Actor, rows: list[HumanTask], targe
                               link=f"/tasks/{row.id}")
 
 
+def _cancel_cosigners(session: Session, parent_ids: list[int]) -> list[HumanTask]:
+    # Co-signers (加签) of the tasks the reset removed have nothing left to sign.
+    now = clock.now()
+    rows = list(session.scalars(select(HumanTask).where(HumanTask.parent_task_id.in_(parent_ids or [-1]),
+                                                        HumanTask.kind == "cosign",
+                                                        HumanTask.state.in_(("ready", "pending")))))
+    asked = [r for r in rows if r.state == "ready"]  # pending ones were never asked: nothing to tell them
+    for cosign in rows:
+        cosign.state = "cancelled"
+        cosign.completed_at = now
+    return asked
+
+
 def _reopen(session: Session, actor: Actor, target: HumanTask, action: str, reason: str,
             current: HumanTask | None) -> HumanTask:
     running = runtime.load(session, target.instance_id)
@@ -130,6 +144,7 @@ def _reopen(session: Session, actor: Actor, target: HumanTask, action: str, reas
         raise Conflict("该步骤未能重新打开 (the step did not reopen)", task_id=target.id)
     if target.completed_by_id is not None:
         reopened.assignee_id = target.completed_by_id  # back to who did it
+    cosigners = _cancel_cosigners(session, [r.id for r in cancels] + ([current.id] if current is not None else []))
     if current is not None:
         operations._note(session, current, actor, action.split(".")[-1], reason)
     session.flush()
@@ -140,7 +155,7 @@ def _reopen(session: Session, actor: Actor, target: HumanTask, action: str, reas
     if reopened.assignee_id is not None and reopened.assignee_id != actor.user_id:
         operations.notify(session, reopened.assignee_id, "task_sent_back", f"{actor.display_name}退回: {reopened.name}",
                           body=reason, link=f"/tasks/{reopened.id}")
-    _tell_cancelled(session, actor, cancels, reopened, reason)
+    _tell_cancelled(session, actor, cancels + cosigners, reopened, reason)
     return reopened
 
 

@@ -78,6 +78,11 @@ def test_hole6_initiator_spoofing_refused(session: Session, review_org: dict[str
                         data={"initiator": "fg", "project": "x"}, from_client=True)
     assert [e.field for e in refused.value.errors] == ["initiator"]
     session.rollback()
+    with pytest.raises(FormInvalid) as linked:
+        instances.start(session, process_key="three_steps", actor=review_org["applicant"],
+                        data={"parent_instance_id": 1}, from_client=True)
+    assert [e.field for e in linked.value.errors] == ["parent_instance_id"]
+    session.rollback()
     assert session.scalar(select(func.count()).select_from(ProcessInstance)) == 0
     row = instances.start(session, process_key="three_steps", actor=review_org["applicant"], data={"project": "x"})
     first = open_task(session, row.id, "fill")
@@ -133,6 +138,9 @@ def test_defect5_sendback_fresh_deadline(session: Session, review_org: dict[str,
     session.commit()
     frozen.advance(timedelta(days=30))  # long past 一窗受理's first deadline
     review_a, review_b = open_task(session, row.id, "review_a"), open_task(session, row.id, "review_b")
+    [cosign] = operations.add_cosigners(session, task_id=review_b.id, actor=review_org["zr"], usernames=["st"],
+                                        position="before")
+    session.commit()
 
     seen = sendback.preview(session, task_id=review_a.id, actor=review_org["fg"])
     assert seen.target.id == accept.id and [t.id for t in seen.cancels] == [review_b.id]
@@ -151,8 +159,9 @@ def test_defect5_sendback_fresh_deadline(session: Session, review_org: dict[str,
     assert old is not None and old.state == "completed" and old.completed_by_id == review_org["window"].user_id
     assert [t.bpmn_id for t in timeline.human_tasks(session, row.id)].count("accept") == 2
     assert session.get(HumanTask, review_b.id).state == "cancelled"  # type: ignore[union-attr]
+    assert session.get(HumanTask, cosign.id).state == "cancelled"  # type: ignore[union-attr]  # nothing to sign
     told = [m.payload for m in session.scalars(select(OutboxMessage)) if m.payload.get("kind") == "task_cancelled"]
-    assert [m["user_id"] for m in told] == [review_org["zr"].user_id]
+    assert [m["user_id"] for m in told] == [review_org["zr"].user_id, review_org["st"].user_id]
 
     escalation.sweep(session, now=frozen.now() + timedelta(minutes=1))
     session.commit()
