@@ -51,7 +51,8 @@ def notify(session: Session, user_id: int, kind: str, title: str, *, body: str =
                                        "link": link})
 
 
-def _note(session: Session, task: HumanTask, actor: Actor, kind: str, body: str) -> None:
+def add_note(session: Session, task: HumanTask, actor: Actor, kind: str, body: str) -> None:
+    """Keep a note of an operation on the task (its kind: transfer, delegate, opinion, send_back, …)."""
     if body.strip():
         session.add(Comment(instance_id=task.instance_id, task_id=task.id, author_id=actor.user_id, kind=kind,
                             body=body.strip()[:4000]))
@@ -84,7 +85,7 @@ def transfer(session: Session, *, task_id: int, actor: Actor, to_username: str, 
     task.delegation_state = None
     if not any(c.user_id == target.id for c in task.candidates):
         task.candidates.append(TaskCandidate(user_id=target.id))
-    _note(session, task, actor, "transfer", note)
+    add_note(session, task, actor, "transfer", note)
     session.flush()
     _record(session, task, actor, "task.transfer", to=target.username, note=note)
     notify(session, target.id, "task_assigned", f"{actor.display_name}转办给您: {task.name}", body=note,
@@ -106,7 +107,7 @@ def delegate(session: Session, *, task_id: int, actor: Actor, to_username: str, 
     task.owner_id = actor.user_id
     task.assignee_id = target.id
     task.delegation_state = "pending"
-    _note(session, task, actor, "delegate", note)
+    add_note(session, task, actor, "delegate", note)
     session.flush()
     _record(session, task, actor, "task.delegate", to=target.username, note=note)
     notify(session, target.id, "task_delegated", f"{actor.display_name}委派给您: {task.name}", body=note,
@@ -125,7 +126,7 @@ def resolve_delegation(session: Session, *, task_id: int, actor: Actor, opinion:
         raise InvalidInput("请填写处理意见 (an opinion is required)", field="opinion")
     task.assignee_id = task.owner_id
     task.delegation_state = "resolved"
-    _note(session, task, actor, "opinion", opinion)
+    add_note(session, task, actor, "opinion", opinion)
     session.flush()
     _record(session, task, actor, "task.delegation_resolved", opinion=opinion)
     if task.owner_id is not None:
@@ -172,7 +173,7 @@ def add_cosigners(session: Session, *, task_id: int, actor: Actor, usernames: Se
         created.append(cosign)
     if position == "before":
         task.blocked = True
-    _note(session, task, actor, "cosign", note)
+    add_note(session, task, actor, "cosign", note)
     session.flush()
     _record(session, task, actor, "task.cosign.add", position=position, cosigners=list(usernames), note=note)
     if position == "before":
@@ -225,7 +226,7 @@ def sign(session: Session, *, task: HumanTask, actor: Actor, opinion: str) -> ta
     task.state = "completed"
     task.completed_at = clock.now()
     task.completed_by_id = actor.user_id
-    _note(session, task, actor, "opinion", opinion)
+    add_note(session, task, actor, "opinion", opinion)
     session.flush()
     _record(session, task, actor, "task.cosign.sign", opinion=opinion)
     parent = session.get(HumanTask, task.parent_task_id) if task.parent_task_id else None
@@ -362,5 +363,5 @@ def attach(session: Session, *, instance_id: int, actor: Actor, name: str, conte
     return attachment
 
 
-__all__ = ["add_comment", "add_cosigners", "attach", "carbon_copy", "delegate", "hold_for_cosigners", "notify",
+__all__ = ["add_comment", "add_cosigners", "add_note", "attach", "carbon_copy", "delegate", "hold_for_cosigners", "notify",
            "remove_cosigner", "resolve_delegation", "sign", "transfer", "urge"]

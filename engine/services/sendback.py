@@ -146,7 +146,7 @@ def _reopen(session: Session, actor: Actor, target: HumanTask, action: str, reas
         reopened.assignee_id = target.completed_by_id  # back to who did it
     cosigners = _cancel_cosigners(session, [r.id for r in cancels] + ([current.id] if current is not None else []))
     if current is not None:
-        operations._note(session, current, actor, action.split(".")[-1], reason)
+        operations.add_note(session, current, actor, action.split(".")[-1], reason)
     session.flush()
     runtime.record(session, running, actor, action, after={
         "to_task_id": reopened.id, "to_bpmn_id": reopened.bpmn_id, "from_task_id": current.id if current else None,
