@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from engine import clock
 from engine.models import HumanTask, Incident, User
-from engine.services import audit, deploy, queries, runtime, tasks
+from engine.services import audit, deploy, queries, runtime, task_access, tasks
 from engine.services.actors import Actor
 
 
@@ -65,6 +65,8 @@ def task_detail(session: Session, t: HumanTask, actor: Actor) -> dict[str, Any]:
         out["form_ui"] = _form(session, row.instance.version_id, t.form_ui_schema)
         out["instance"] = {"id": row.instance.id, "title": row.instance.title, "status": row.instance.status,
                            "business_key": row.instance.business_key, "process_key": row.process_key}
+    is_open = t.state == "ready" and row is not None and row.instance.status == "running"
+    out["permitted"] = sorted(task_access.permitted(session, actor, t)) if is_open else []  # the access table's
     return out
 
 
