@@ -160,7 +160,8 @@ def start(process_key: str, username: str, data: str | None, business_key: str |
     from engine.runtime import instances, timeline
     with command_session() as session:
         row = instances.start(session, process_key=process_key, actor=_actor(session, username),
-                              data=_json_arg(data, "--data"), business_key=business_key, title=title)
+                              data=_json_arg(data, "--data"), business_key=business_key, title=title,
+                              from_client=True)
         click.echo(f"实例 (instance) {row.id}: {row.status}")
         found = timeline.incidents(session, row.id) if row.status == "incident" else []
         incident = found[0].message if found else None

@@ -239,14 +239,17 @@ def timeline(session: Session, instance_id: int) -> Timeline:
     if found is None:
         raise InstanceNotFound(f"流程实例不存在: {instance_id}", instance_id=instance_id)
     row, key, version = found
-    rows = _rows(session, list(session.scalars(select(AuditEvent).where(AuditEvent.stream == f"instance:{instance_id}")
-                                               .order_by(AuditEvent.seq))))
+    raw = list(session.scalars(select(AuditEvent).where(AuditEvent.stream == f"instance:{instance_id}")
+                               .order_by(AuditEvent.seq)))
+    actor_ids = {e.id: e.actor_id for e in raw}
+    rows = _rows(session, raw)
     names = {t.id: (t.name, t.bpmn_id) for t in session.scalars(select(HumanTask)
                                                                 .where(HumanTask.instance_id == instance_id))}
-    opinions: dict[int, list[str]] = {}
+    # Opinions by task and author: a delegated task carries the delegate's note and the completer's own opinion.
+    opinions: dict[tuple[int, int | None], list[Comment]] = {}
     for comment in session.scalars(select(Comment).where(Comment.instance_id == instance_id, Comment.kind == "opinion",
                                                          Comment.task_id.is_not(None)).order_by(Comment.id)):
-        opinions.setdefault(int(comment.task_id or 0), []).append(comment.body)
+        opinions.setdefault((int(comment.task_id or 0), comment.author_id), []).append(comment)
     steps: list[Step] = []
     for ev in rows:
         task_id = _task_id(ev)
@@ -254,10 +257,12 @@ def timeline(session: Session, instance_id: int) -> Timeline:
         if bpmn_id is None and isinstance(ev.after, dict) and isinstance(ev.after.get("bpmn_id"), str):
             bpmn_id = ev.after["bpmn_id"]
         opinion = None
+        after = ev.after if isinstance(ev.after, dict) else {}
         if ev.action == "task.complete":
-            given = opinions.get(task_id or -1)
-            opinion = "；".join(given) if given else _opinion_from(ev.after.get("data") if isinstance(ev.after, dict)
-                                                                  else None)
+            given = [c.body for c in opinions.get((task_id or -1, actor_ids.get(ev.id)), [])]
+            opinion = "；".join(given) if given else _opinion_from(after.get("data"))
+        elif ev.action == "task.delegation_resolved" and isinstance(after.get("opinion"), str):
+            opinion = after["opinion"] or None
         steps.append(Step(event=ev, task_name=task_name, bpmn_id=bpmn_id, opinion=opinion))
     return Timeline(instance_id=row.id, title=row.title, process_key=key, version=version, status=row.status,
                     started_at=clock.as_utc(row.started_at),

@@ -299,9 +299,11 @@ def sync_projection(session: Session, running: Running) -> None:
     ready: dict[str, Task] = {}
     if row.status in ("running", "suspended", "incident"):
         ready = {str(t.id): t for t in workflow.get_tasks(state=TaskState.READY, manual=True)}
+    # Open rows only: a step that is READY again (退回, 撤回) gets a new row with a fresh deadline, and the rows
+    # of its earlier rounds stay in the history as they were.
     existing = {h.task_guid: h for h in session.scalars(
         select(HumanTask).where(HumanTask.instance_id == row.id, HumanTask.kind == "bpmn",
-                                (HumanTask.state.in_(("ready", "suspended"))) | (HumanTask.task_guid.in_(list(ready)))))}
+                                HumanTask.state.in_(("ready", "suspended"))))}
     for guid, human in existing.items():
         if guid in ready:
             human.state = "ready" if active else "suspended"

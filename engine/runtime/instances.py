@@ -8,25 +8,43 @@ from SpiffWorkflow.util.task import TaskState
 from sqlalchemy.orm import Session
 
 from engine import clock, deploy
-from engine.errors import Forbidden, InstanceNotRunning, ProcessNotFound
+from engine.errors import FieldError, Forbidden, FormInvalid, InstanceNotRunning, ProcessNotFound
 from engine.org.actors import Actor
 from engine.runtime import core as runtime
 from engine.runtime import forms
 from engine.runtime.models import ProcessInstance
 from engine.spiff import serializer
 
+# Set by the engine from the acting user, never taken from start data (a client could name someone else).
+RESERVED_START_KEYS = ("initiator",)
+# Set by the engine when one instance starts another (start_process, the next period): not a client's to say.
+ENGINE_LINK_KEYS = ("parent_instance_id", "previous_instance_id")
+
 
 def start(session: Session, *, process_key: str, actor: Actor, data: Mapping[str, Any] | None = None,
-          business_key: str | None = None, title: str | None = None) -> ProcessInstance:
+          business_key: str | None = None, title: str | None = None, from_client: bool = False) -> ProcessInstance:
     """Start the latest version of a process with initial data and run it until it waits (flushes).
+
+    Data from a client (web, API, CLI) is validated against the start form where the start event names one.
 
     Raises: ProcessNotFound, FormInvalid
     """
     version = deploy.latest_version(session, process_key)
     if version is None:
         raise ProcessNotFound(f"流程不存在: {process_key}", process_key=process_key)
-    initial = forms.validate(None, data or {})
-    initial.setdefault("initiator", actor.username)
+    given = data or {}
+    keys = RESERVED_START_KEYS + (ENGINE_LINK_KEYS if from_client else ())
+    reserved = [k for k in keys if isinstance(given, Mapping) and k in given]
+    if reserved:
+        raise FormInvalid([FieldError(k, "保留字段，由系统根据发起人设置 (reserved: set by the engine from who starts)")
+                           for k in reserved])
+    schema, files = None, None
+    if from_client:
+        from engine.tasks import queries
+        start_form = queries.start_info(session, version)
+        schema, files = start_form.schema_text, start_form.forms
+    initial = forms.validate(schema, given, files)
+    initial["initiator"] = actor.username
     workflow = serializer.new_workflow(runtime.specs_for(session, version.id), runtime.script_engine())
     for task in workflow.get_tasks(state=TaskState.READY):
         task.data.update(initial)

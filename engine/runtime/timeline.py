@@ -19,6 +19,10 @@ from engine.tasks.queries import UserNames
 
 # Shown as their own rows (with the text): the audit event would only repeat them.
 COVERED_ACTIONS = ("instance.comment", "instance.cc")
+# What an applicant from outside sees of an instance (besides their own doings): its lifecycle, the decisions
+# taken on its steps, and 补正 / 退回 requests with their reasons.
+PUBLIC_ACTIONS = ("instance.start", "instance.terminate", "task.complete", "task.send_back", "task.withdraw")
+PUBLIC_NOTES = ("send_back",)
 _CURRENT = (TaskState.READY, TaskState.WAITING, TaskState.STARTED, TaskState.ERROR)
 
 
@@ -44,16 +48,36 @@ def _task_of(ev: AuditEvent) -> int | None:
     return value if isinstance(value, int) else None
 
 
-def timeline(session: Session, instance_id: int, *, with_details: bool) -> list[Entry]:
-    """Return the instance's audit events, comments and CCs in time order (details only when allowed)."""
-    events = session.scalars(select(AuditEvent).where(AuditEvent.stream == f"instance:{instance_id}")
-                             .order_by(AuditEvent.seq)).all()
-    comments = session.scalars(select(Comment).where(Comment.instance_id == instance_id)
-                               .order_by(Comment.created_at, Comment.id)).all()
-    copies = session.scalars(select(CarbonCopy).where(CarbonCopy.instance_id == instance_id)
-                             .order_by(CarbonCopy.created_at, CarbonCopy.id)).all()
-    task_names = dict(session.execute(select(HumanTask.id, HumanTask.name)
-                                      .where(HumanTask.instance_id == instance_id)).all())
+def _public(events: list[AuditEvent], comments: list[Comment], copies: list[CarbonCopy], tasks: list[HumanTask],
+            viewer_id: int | None) -> tuple[list[AuditEvent], list[Comment], list[CarbonCopy]]:
+    # An applicant sees decisions and 补正 / 退回 requests and what they did themselves; not internal comments,
+    # 抄送 notes, delegates' or co-signers' remarks, nor the data of other people's steps.
+    decided = {t.id: t.completed_by_id for t in tasks if t.kind == "bpmn" and t.state == "completed"}
+    events = [e for e in events if e.action in PUBLIC_ACTIONS or (viewer_id is not None and e.actor_id == viewer_id)]
+    comments = [c for c in comments if (c.author_id == viewer_id and viewer_id is not None)
+                or c.kind in PUBLIC_NOTES
+                or (c.kind == "opinion" and c.task_id in decided and decided[c.task_id] == c.author_id)]
+    copies = [c for c in copies if viewer_id is not None and c.from_user_id == viewer_id]
+    return events, comments, copies
+
+
+def timeline(session: Session, instance_id: int, *, with_details: bool, public_for: int | None = None,
+             public: bool = False) -> list[Entry]:
+    """Return the instance's audit events, comments and CCs in time order (details only when allowed).
+
+    `public`: only what an applicant from outside may see (`public_for`: their user id, whose own entries show).
+    """
+    events = list(session.scalars(select(AuditEvent).where(AuditEvent.stream == f"instance:{instance_id}")
+                                  .order_by(AuditEvent.seq)).all())
+    comments = list(session.scalars(select(Comment).where(Comment.instance_id == instance_id)
+                                    .order_by(Comment.created_at, Comment.id)).all())
+    copies = list(session.scalars(select(CarbonCopy).where(CarbonCopy.instance_id == instance_id)
+                                  .order_by(CarbonCopy.created_at, CarbonCopy.id)).all())
+    rows = list(session.scalars(select(HumanTask).where(HumanTask.instance_id == instance_id)))
+    task_names = {t.id: t.name for t in rows}
+    if public:
+        events, comments, copies = _public(events, comments, copies, rows, public_for)
+        with_details = False
     users = UserNames().load(session, [e.actor_id for e in events] + [c.author_id for c in comments]
                              + [c.from_user_id for c in copies] + [c.user_id for c in copies])
     entries: list[Entry] = []

@@ -19,6 +19,7 @@ from engine.errors import (
 )
 from engine.org.actors import Actor
 from engine.runtime import forms
+from engine.tasks import task_access
 from engine.tasks.collab_models import Comment
 from engine.tasks.models import HumanTask, TaskCandidate
 
@@ -87,10 +88,13 @@ def claim(session: Session, *, task_id: int, actor: Actor) -> HumanTask:
     Raises: TaskNotFound, TaskAlreadyDone, AlreadyClaimed, NotYourTask
     """
     task = get_open(session, task_id)
+    rels = task_access.relations(session, actor, task)
+    if not task_access.allows(task_access.Op.CLAIM, rels):
+        if task.assignee_id is not None and is_candidate(task, actor) and rels <= {task_access.Rel.VIEWER}:
+            raise AlreadyClaimed("此任务已由他人认领 (already claimed)", task_id=task_id)
+        task_access.require(session, actor, task, task_access.Op.CLAIM)  # who may not claim it learns nothing more
     if task.assignee_id == actor.user_id:
         return task
-    if not is_candidate(task, actor):  # first: who may not claim it learns nothing about who holds it
-        raise NotYourTask("您不是此任务的候选人 (not a candidate for this task)", task_id=task_id)
     if task.assignee_id is not None:
         raise AlreadyClaimed("此任务已由他人认领 (already claimed)", task_id=task_id)
     # Compare-and-set, so two claimers racing cannot both win.
@@ -111,10 +115,11 @@ def unclaim(session: Session, *, task_id: int, actor: Actor) -> HumanTask:
     Raises: TaskNotFound, TaskAlreadyDone, NotYourTask
     """
     task = get_open(session, task_id)
-    if task.assignee_id != actor.user_id and not actor.is_admin:
-        raise NotYourTask("只能取消自己认领的任务 (not claimed by you)", task_id=task_id)
+    task_access.require(session, actor, task, task_access.Op.UNCLAIM)
     before = task.assignee_id
     task.assignee_id = None
+    if task.delegation_state == "pending":  # an admin releasing a delegated task ends the delegation
+        task.delegation_state = None
     session.flush()
     _record(session, task, actor, "task.unclaim", before={"assignee_id": before})
     return task
@@ -137,13 +142,11 @@ def complete(session: Session, *, task_id: int, actor: Actor, data: Mapping[str,
     Raises: TaskNotFound, TaskAlreadyDone, NotYourTask, FormInvalid, InstanceNotRunning, ConcurrentModification
     """
     task = get_open(session, task_id)
+    task_access.require(session, actor, task, task_access.Op.COMPLETE)
     require_holder(task, actor)
     if task.kind == "cosign":
         from engine.tasks import operations
         return operations.sign(session, task=task, actor=actor, opinion=opinion or str(data.get("opinion", "")))
-    if task.delegation_state == "pending":
-        raise NotYourTask("委派的任务须由被委派人退回，由委派人办理 (a delegated task goes back to its owner)",
-                          task_id=task.id)
     if task.blocked:
         raise TaskBlocked("等待加签人处理 (waiting for co-signers)", task_id=task.id)
     running = runtime.load(session, task.instance_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from engine import clock
@@ -14,7 +14,11 @@ from engine.orm import Base
 class HumanTask(Base):
     __tablename__ = "human_task"
     __table_args__ = (
-        UniqueConstraint("instance_id", "task_guid", name="uq_human_task_guid"),
+        # One open row per SpiffWorkflow task; a step reopened by 退回 / 撤回 keeps its earlier rows (migration 0012).
+        Index("uq_human_task_guid_open", "instance_id", "task_guid", unique=True,
+              sqlite_where=text("state IN ('ready', 'suspended')"),
+              postgresql_where=text("state IN ('ready', 'suspended')")),
+        Index("ix_human_task_guid", "instance_id", "task_guid"),
         # 待办 pages on (due_at, id) per assignee (NULL = claimable): with id in the key the scan is
         # index-only and already in page order (migration 0005).
         Index("ix_human_task_assignee_open", "assignee_id", "state", "due_at", "id"),

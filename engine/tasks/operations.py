@@ -1,4 +1,4 @@
-"""Inbox operations Chinese approval systems have: 转办, 委派, 加签/减签, 退回, 撤回, 催办, 抄送, 意见, 附件.
+"""Inbox operations Chinese approval systems have: 转办, 委派, 加签/减签, 催办, 抄送, 意见, 附件 (退回/撤回: sendback).
 
 Each is an audited engine service in the caller's transaction; notifications go through the outbox.
 """
@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Sequence
-from copy import deepcopy
 from datetime import timedelta
 from typing import Any
 from uuid import uuid4
@@ -28,7 +27,7 @@ from engine.errors import (
 from engine.notify import outbox
 from engine.org.actors import Actor
 from engine.org.models import User
-from engine.tasks import access, uploads
+from engine.tasks import access, task_access, uploads
 from engine.tasks import core as tasks
 from engine.tasks.collab_models import Attachment, CarbonCopy, Comment
 from engine.tasks.models import HumanTask, TaskCandidate
@@ -56,14 +55,16 @@ def notify(session: Session, user_id: int, kind: str, title: str, *, body: str =
                                        "link": link})
 
 
-def _note(session: Session, task: HumanTask, actor: Actor, kind: str, body: str) -> None:
+def add_note(session: Session, task: HumanTask, actor: Actor, kind: str, body: str) -> None:
+    """Keep a note of an operation on the task (its kind: transfer, delegate, opinion, send_back, …)."""
     if body.strip():
         session.add(Comment(instance_id=task.instance_id, task_id=task.id, author_id=actor.user_id, kind=kind,
                             body=body.strip()[:4000]))
 
 
-def _held(session: Session, task_id: int, actor: Actor) -> HumanTask:
+def _held(session: Session, task_id: int, actor: Actor, op: task_access.Op) -> HumanTask:
     task = tasks.get_open(session, task_id)
+    task_access.require(session, actor, task, op)
     if task.assignee_id is None and tasks.is_candidate(task, actor):
         task.assignee_id = actor.user_id  # acting on a group task claims it
     if task.assignee_id != actor.user_id:
@@ -79,7 +80,7 @@ def transfer(session: Session, *, task_id: int, actor: Actor, to_username: str, 
 
     Raises: TaskNotFound, TaskAlreadyDone, NotYourTask, UserNotFound, InvalidInput
     """
-    task = _held(session, task_id, actor)
+    task = _held(session, task_id, actor, task_access.Op.TRANSFER)
     target = _user(session, to_username)
     if target.id == actor.user_id:
         raise InvalidInput("不能转办给自己 (cannot transfer to yourself)", field="to_username")
@@ -88,7 +89,7 @@ def transfer(session: Session, *, task_id: int, actor: Actor, to_username: str, 
     task.delegation_state = None
     if not any(c.user_id == target.id for c in task.candidates):
         task.candidates.append(TaskCandidate(user_id=target.id))
-    _note(session, task, actor, "transfer", note)
+    add_note(session, task, actor, "transfer", note)
     session.flush()
     _record(session, task, actor, "task.transfer", to=target.username, note=note)
     notify(session, target.id, "task_assigned", f"{actor.display_name}转办给您: {task.name}", body=note,
@@ -101,7 +102,7 @@ def delegate(session: Session, *, task_id: int, actor: Actor, to_username: str, 
 
     Raises: TaskNotFound, TaskAlreadyDone, NotYourTask, UserNotFound, InvalidInput
     """
-    task = _held(session, task_id, actor)
+    task = _held(session, task_id, actor, task_access.Op.DELEGATE)
     if task.delegation_state == "pending":
         raise Conflict("任务已委派 (already delegated)", task_id=task_id)
     target = _user(session, to_username)
@@ -110,7 +111,7 @@ def delegate(session: Session, *, task_id: int, actor: Actor, to_username: str, 
     task.owner_id = actor.user_id
     task.assignee_id = target.id
     task.delegation_state = "pending"
-    _note(session, task, actor, "delegate", note)
+    add_note(session, task, actor, "delegate", note)
     session.flush()
     _record(session, task, actor, "task.delegate", to=target.username, note=note)
     notify(session, target.id, "task_delegated", f"{actor.display_name}委派给您: {task.name}", body=note,
@@ -124,13 +125,12 @@ def resolve_delegation(session: Session, *, task_id: int, actor: Actor, opinion:
     Raises: TaskNotFound, TaskAlreadyDone, NotYourTask, InvalidInput
     """
     task = tasks.get_open(session, task_id)
-    if task.delegation_state != "pending" or task.assignee_id != actor.user_id:
-        raise NotYourTask("此任务没有委派给您 (not delegated to you)", task_id=task_id)
+    task_access.require(session, actor, task, task_access.Op.RESOLVE)
     if not opinion.strip():
         raise InvalidInput("请填写处理意见 (an opinion is required)", field="opinion")
     task.assignee_id = task.owner_id
     task.delegation_state = "resolved"
-    _note(session, task, actor, "opinion", opinion)
+    add_note(session, task, actor, "opinion", opinion)
     session.flush()
     _record(session, task, actor, "task.delegation_resolved", opinion=opinion)
     if task.owner_id is not None:
@@ -156,7 +156,7 @@ def add_cosigners(session: Session, *, task_id: int, actor: Actor, usernames: Se
     """
     if position not in ("before", "after"):
         raise InvalidInput("加签位置必须是 before 或 after (position: before | after)", field="position")
-    task = _held(session, task_id, actor)
+    task = _held(session, task_id, actor, task_access.Op.ADD_COSIGNER)
     if task.kind != "bpmn":
         raise InvalidInput("加签任务不能再加签 (a co-signer cannot add co-signers)", field="task_id")
     if not usernames:
@@ -177,7 +177,7 @@ def add_cosigners(session: Session, *, task_id: int, actor: Actor, usernames: Se
         created.append(cosign)
     if position == "before":
         task.blocked = True
-    _note(session, task, actor, "cosign", note)
+    add_note(session, task, actor, "cosign", note)
     session.flush()
     _record(session, task, actor, "task.cosign.add", position=position, cosigners=list(usernames), note=note)
     if position == "before":
@@ -196,9 +196,9 @@ def remove_cosigner(session: Session, *, cosign_task_id: int, actor: Actor) -> H
     if cosign.kind != "cosign" or cosign.parent_task_id is None:
         raise InvalidInput("这不是加签任务 (not a co-signer task)", field="task_id")
     parent = session.get(HumanTask, cosign.parent_task_id)
-    if parent is None or (parent.assignee_id != actor.user_id and cosign.owner_id != actor.user_id):
-        raise NotYourTask("只有加签发起人可以减签 (only who added the co-signer may remove them)",
-                          task_id=cosign_task_id)
+    if parent is None:
+        raise TaskNotFound(f"任务不存在: {cosign.parent_task_id}", task_id=cosign.parent_task_id)
+    task_access.require(session, actor, parent, task_access.Op.REMOVE_COSIGNER)
     cosign.state = "cancelled"
     cosign.completed_at = clock.now()
     session.flush()
@@ -230,7 +230,7 @@ def sign(session: Session, *, task: HumanTask, actor: Actor, opinion: str) -> ta
     task.state = "completed"
     task.completed_at = clock.now()
     task.completed_by_id = actor.user_id
-    _note(session, task, actor, "opinion", opinion)
+    add_note(session, task, actor, "opinion", opinion)
     session.flush()
     _record(session, task, actor, "task.cosign.sign", opinion=opinion)
     parent = session.get(HumanTask, task.parent_task_id) if task.parent_task_id else None
@@ -262,120 +262,29 @@ def _after_cosign(session: Session, parent: HumanTask, actor: Actor) -> tasks.Co
     return tasks.finish(session, task=parent, running=running, actor=holder_actor, data=data)
 
 
-# --- 退回 send back and 撤回 withdraw ----------------------------------------------------------------
-
-
-def send_back_targets(session: Session, task: HumanTask) -> list[HumanTask]:
-    """Return the completed steps on this task's path, earliest first (where 退回 may go)."""
-    running = runtime.load(session, task.instance_id)
-    current = runtime.find_task(running.workflow, task.task_guid)
-    if current is None:
-        return []
-    ancestors: set[str] = set()
-    node = current.parent
-    while node is not None:
-        ancestors.add(str(node.id))
-        node = node.parent
-    rows = session.scalars(select(HumanTask).where(HumanTask.instance_id == task.instance_id,
-                                                   HumanTask.kind == "bpmn", HumanTask.state == "completed")
-                           .order_by(HumanTask.completed_at, HumanTask.id))
-    return [r for r in rows if r.task_guid in ancestors]
-
-
-def _reopen(session: Session, actor: Actor, target: HumanTask, action: str, reason: str,
-            current: HumanTask | None) -> HumanTask:
-    running = runtime.load(session, target.instance_id)
-    if running.row.status != "running":
-        raise InstanceNotRunning("流程实例未在运行 (instance is not running)", instance_id=target.instance_id)
-    spiff_task = runtime.find_task(running.workflow, target.task_guid)
-    if spiff_task is None:
-        raise Conflict("该步骤已不在流程中 (that step is no longer on the path)", task_id=target.id)
-    data = deepcopy(spiff_task.data)  # the form they submitted comes back filled in
-    from engine.spiff import guards
-    guards.run_deep_for(len(running.workflow.tasks), running.workflow.reset_from_task_id, spiff_task.id, data)
-    runtime.run(session, running, actor)
-    runtime.save(session, running)
-    reopened = session.scalar(select(HumanTask).where(HumanTask.instance_id == target.instance_id,
-                                                      HumanTask.task_guid == target.task_guid))
-    assert reopened is not None
-    reopened.assignee_id = target.completed_by_id
-    reopened.completed_at = None
-    reopened.completed_by_id = None
-    reopened.created_at = clock.now()
-    if current is not None:
-        _note(session, current, actor, action.split(".")[-1], reason)
-    session.flush()
-    runtime.record(session, running, actor, action, after={
-        "to_task_id": reopened.id, "to_bpmn_id": reopened.bpmn_id, "from_task_id": current.id if current else None,
-        "reason": reason, **runtime.waiting_summary(running)})
-    if reopened.assignee_id is not None and reopened.assignee_id != actor.user_id:
-        notify(session, reopened.assignee_id, "task_sent_back", f"{actor.display_name}退回: {reopened.name}",
-               body=reason, link=f"/tasks/{reopened.id}")
-    return reopened
-
-
-def send_back(session: Session, *, task_id: int, actor: Actor, to: str | int = "previous", reason: str) -> HumanTask:
-    """Send a task back to the applicant ("applicant"), the previous step ("previous") or an earlier task id (退回).
-
-    Raises: TaskNotFound, TaskAlreadyDone, NotYourTask, InvalidInput, InstanceNotRunning, ConcurrentModification
-    """
-    if not reason.strip():
-        raise InvalidInput("请填写退回理由 (a reason is required)", field="reason")
-    task = _held(session, task_id, actor)
-    if task.kind != "bpmn":
-        raise InvalidInput("加签任务不能退回 (a co-signer task cannot be sent back)", field="task_id")
-    targets = send_back_targets(session, task)
-    if not targets:
-        raise InvalidInput("没有可以退回的步骤 (there is no earlier step to send back to)", field="to")
-    if to == "previous":
-        target = targets[-1]
-    elif to == "applicant":
-        target = targets[0]
-    else:
-        matches = [t for t in targets if str(t.id) == str(to)]
-        if not matches:
-            raise InvalidInput(f"不能退回到任务 {to} (not an earlier step of this task)", field="to")
-        target = matches[0]
-    return _reopen(session, actor, target, "task.send_back", reason, task)
-
-
-def withdraw(session: Session, *, task_id: int, actor: Actor, reason: str = "") -> HumanTask:
-    """Take back what I submitted while no one after me has acted yet (撤回).
-
-    Raises: TaskNotFound, NotYourTask, Conflict, InstanceNotRunning, ConcurrentModification
-    """
-    task = session.get(HumanTask, task_id)
-    if task is None or task.kind != "bpmn":
-        raise TaskNotFound(f"任务不存在: {task_id}", task_id=task_id)
-    if task.state != "completed" or task.completed_by_id != actor.user_id:
-        raise NotYourTask("只能撤回自己提交的任务 (only what you submitted)", task_id=task_id)
-    running = runtime.load(session, task.instance_id)
-    spiff_task = runtime.find_task(running.workflow, task.task_guid)
-    if spiff_task is None:
-        raise Conflict("流程已继续，无法撤回 (the process has moved on)", task_id=task_id)
-    after = {str(t.id) for t in spiff_task} - {task.task_guid}
-    later = list(session.scalars(select(HumanTask).where(HumanTask.instance_id == task.instance_id,
-                                                         HumanTask.task_guid.in_(after or {""}))))
-    acted = [t for t in later if t.state == "completed" or t.assignee_id is not None]
-    commented = session.scalar(select(func.count()).select_from(Comment).where(
-        Comment.task_id.in_([t.id for t in later] or [-1])))
-    if acted or commented:
-        raise Conflict("下一步已有人处理，无法撤回 (the next handler has already acted)", task_id=task_id)
-    if running.row.status != "running":
-        raise Conflict("流程已结束或暂停，无法撤回 (the process is not running)", task_id=task_id)
-    return _reopen(session, actor, task, "task.withdraw", reason, None)
-
-
 # --- 催办 urge, 抄送 CC, comments, attachments --------------------------------------------------------
 
 
+def urge_recipients(session: Session, task: HumanTask) -> list[int]:
+    """Return whom 催办 reaches: the holder, else every candidate (users, unit members, role holders), else the
+    unit head — the escalation ladder's first two rungs."""
+    from engine.deadlines import escalation, sla
+    org = escalation.Org.load(session)
+    target = escalation.load_targets(session, [("task", task.id)], org)[("task", task.id)]
+    policy = sla.load_policies().get("task", task.escalation_policy)
+    people = escalation.recipients("handler", target, org, policy, session)
+    if not people:
+        people = escalation.recipients("unit_head", target, org, policy, session)
+    return list(dict.fromkeys(people))
+
+
 def urge(session: Session, *, task_id: int, actor: Actor, message: str = "") -> int:
-    """Remind the task's holder (or its candidates) to act; at most once an hour per task and person (催办).
+    """Remind the task's holder (or all its candidates, or their unit head) to act; once an hour per task and person (催办).
 
     Raises: TaskNotFound, TaskAlreadyDone, Forbidden, RateLimited
     """
     task = tasks.get_open(session, task_id)
-    access.require_view(session, actor, task.instance_id)
+    task_access.require(session, actor, task, task_access.Op.URGE)
     since = clock.now() - URGE_INTERVAL
     recent = session.scalar(select(func.count()).select_from(Comment).where(
         Comment.task_id == task.id, Comment.kind == "urge", Comment.author_id == actor.user_id,
@@ -384,11 +293,10 @@ def urge(session: Session, *, task_id: int, actor: Actor, message: str = "") -> 
         raise RateLimited("一小时内已催办过 (already urged within the hour)", task_id=task_id)
     session.add(Comment(instance_id=task.instance_id, task_id=task.id, author_id=actor.user_id, kind="urge",
                         body=message.strip()[:2000] or "催办"))
-    recipients = [task.assignee_id] if task.assignee_id else [c.user_id for c in task.candidates if c.user_id]
+    recipients = urge_recipients(session, task)
     for user_id in recipients:
-        if user_id is not None:
-            notify(session, user_id, "urge", f"{actor.display_name}催办: {task.name}", body=message,
-                   link=f"/tasks/{task.id}")
+        notify(session, user_id, "urge", f"{actor.display_name}催办: {task.name}", body=message,
+               link=f"/tasks/{task.id}")
     session.flush()
     _record(session, task, actor, "task.urge", message=message, recipients=recipients)
     return len(recipients)
@@ -461,5 +369,5 @@ def attach(session: Session, *, instance_id: int, actor: Actor, name: str, conte
     return attachment
 
 
-__all__ = ["add_comment", "add_cosigners", "attach", "carbon_copy", "delegate", "remove_cosigner",
-           "resolve_delegation", "send_back", "send_back_targets", "sign", "transfer", "urge", "withdraw"]
+__all__ = ["add_comment", "add_cosigners", "add_note", "attach", "carbon_copy", "delegate", "hold_for_cosigners", "notify",
+           "remove_cosigner", "resolve_delegation", "sign", "transfer", "urge"]

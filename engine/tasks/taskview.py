@@ -13,7 +13,7 @@ from engine.org.actors import Actor
 from engine.org.models import User
 from engine.runtime import timeline
 from engine.runtime.models import ProcessDefinition, ProcessInstance
-from engine.tasks import access, operations
+from engine.tasks import access, sendback, task_access
 from engine.tasks import core as tasks
 from engine.tasks.collab_models import Attachment
 from engine.tasks.models import HumanTask
@@ -66,28 +66,27 @@ def get_visible(session: Session, actor: Actor, task_id: int) -> HumanTask:
         raise TaskNotFound(f"任务不存在: {task_id}", task_id=task_id)
     if task.assignee_id == actor.user_id or task.owner_id == actor.user_id or tasks.is_candidate(task, actor):
         return task
-    if not access.can_view_instance(session, actor, task.instance_id):
+    if not task_access.allows(task_access.Op.VIEW, task_access.relations(session, actor, task)):
         raise Forbidden("无权查看此任务 (not allowed to view this task)", task_id=task_id)
     return task
 
 
 def abilities(session: Session, actor: Actor, task: HumanTask, instance: ProcessInstance) -> Abilities:
-    """Tell which operations to offer the actor on this task."""
+    """Tell which operations to offer the actor on this task: the access table's, where the task's state allows."""
     is_open = task.state == "ready" and instance.status == "running"
-    holder = task.assignee_id is not None and task.assignee_id == actor.user_id
-    claimable = task.assignee_id is None and tasks.is_candidate(task, actor)
-    delegated = task.delegation_state == "pending"
-    acting = is_open and (holder or claimable)
+    ops = task_access.permitted(session, actor, task) if is_open else frozenset()
+    Op = task_access.Op
+    bpmn = task.kind == "bpmn"
     return Abilities(
-        claim=is_open and claimable,
-        unclaim=is_open and holder and not delegated and task.kind == "bpmn",
-        complete=acting and not delegated and not task.blocked,
-        resolve=is_open and holder and delegated,
-        handle=acting and not delegated and task.kind == "bpmn",
-        withdraw=(task.state == "completed" and task.kind == "bpmn" and task.completed_by_id == actor.user_id
+        claim=Op.CLAIM in ops and task.assignee_id is None,
+        unclaim=Op.UNCLAIM in ops and task.assignee_id is not None and bpmn,
+        complete=Op.COMPLETE in ops and not task.blocked,
+        resolve=Op.RESOLVE in ops,
+        handle=bpmn and all(op in ops for op in (Op.TRANSFER, Op.DELEGATE, Op.ADD_COSIGNER, Op.SEND_BACK)),
+        withdraw=(task.state == "completed" and bpmn and task.completed_by_id == actor.user_id
                   and instance.status == "running"),
-        urge=is_open and not acting,
-        remove_cosigner=is_open and (holder or task.owner_id == actor.user_id),
+        urge=Op.URGE in ops,
+        remove_cosigner=Op.REMOVE_COSIGNER in ops,
     )
 
 
@@ -111,14 +110,15 @@ def load(session: Session, actor: Actor, task_id: int) -> TaskPage:
     page = TaskPage(task=task, instance=instance, process_name=process_name or task.process_key, parent=parent,
                     data=data, schema_text=schema_text, ui_text=ui_text, instructions=source.instructions, may=may,
                     current=states.current, completed=states.completed,
-                    history=timeline.timeline(session, instance.id, with_details=False))
+                    history=timeline.timeline(session, instance.id, with_details=False,
+                                                    public=access.is_external(session, actor), public_for=actor.user_id))
     page.attachments = list(session.scalars(select(Attachment).where(Attachment.instance_id == instance.id)
                                             .order_by(Attachment.created_at, Attachment.id)))
     if task.kind == "bpmn":
         page.cosigners = list(session.scalars(select(HumanTask).where(
             HumanTask.parent_task_id == task.id, HumanTask.kind == "cosign").order_by(HumanTask.id)))
     if may.handle:
-        page.targets = operations.send_back_targets(session, task)
+        page.targets = sendback.send_back_targets(session, task)
     names = dict(session.execute(select(User.id, User.display_name).where(
         User.id.in_([i for i in (task.assignee_id, task.owner_id) if i is not None] or [-1]))).all())
     page.assignee = names.get(task.assignee_id) if task.assignee_id else None

@@ -1,6 +1,7 @@
 """督办: a leader's view of everything overdue or escalated in their area, and what they can do (the names below).
 """
 from plan.supervision.core import (
+    area,
     decide_extension,
     escalate,
     history,
@@ -12,6 +13,7 @@ from plan.supervision.core import (
 )
 
 __all__ = [
+    "area",
     "decide_extension",
     "escalate",
     "history",

@@ -11,7 +11,7 @@ from engine.errors import Conflict, Forbidden, InvalidInput, NotYourTask, RateLi
 from engine.org.actors import SYSTEM, Actor
 from engine.runtime import instances
 from engine.runtime.models import ProcessInstance
-from engine.tasks import TaskBlocked, access, operations
+from engine.tasks import TaskBlocked, access, operations, sendback
 from engine.tasks.collab_models import CarbonCopy, Notification
 from engine.tasks.models import HumanTask
 
@@ -156,8 +156,8 @@ def test_send_back_to_the_previous_step_and_to_the_applicant(session: Session, i
                                                              review_org: dict[str, Actor]) -> None:
     review = at_review(session, instance, review_org)
     with pytest.raises(InvalidInput):
-        operations.send_back(session, task_id=review.id, actor=review_org["fg"], reason="")
-    reopened = operations.send_back(session, task_id=review.id, actor=review_org["fg"], reason="缺少环评材料")
+        sendback.send_back(session, task_id=review.id, actor=review_org["fg"], reason="")
+    reopened = sendback.send_back(session, task_id=review.id, actor=review_org["fg"], reason="缺少环评材料")
     session.commit()
     assert reopened.bpmn_id == "fill" and reopened.assignee_id == review_org["applicant"].user_id
     assert review.state == "cancelled"
@@ -170,9 +170,9 @@ def test_send_back_to_the_previous_step_and_to_the_applicant(session: Session, i
     session.commit()
     sign_off = open_task(session, instance, "sign_off")
     tasks.claim(session, task_id=sign_off.id, actor=review_org["boss"])
-    targets = [t.bpmn_id for t in operations.send_back_targets(session, sign_off)]
+    targets = [t.bpmn_id for t in sendback.send_back_targets(session, sign_off)]
     assert targets == ["fill", "review"]
-    back = operations.send_back(session, task_id=sign_off.id, actor=review_org["boss"], to="applicant",
+    back = sendback.send_back(session, task_id=sign_off.id, actor=review_org["boss"], to="applicant",
                                 reason="投资额需重新核定")
     session.commit()
     assert back.bpmn_id == "fill"
@@ -186,8 +186,8 @@ def test_withdraw_until_the_next_handler_acts(session: Session, instance: int, r
     done = session.scalar(select(HumanTask).where(HumanTask.instance_id == instance, HumanTask.bpmn_id == "fill"))
     assert done is not None
     with pytest.raises(NotYourTask):
-        operations.withdraw(session, task_id=done.id, actor=review_org["fg"])
-    reopened = operations.withdraw(session, task_id=done.id, actor=review_org["applicant"], reason="填错了")
+        sendback.withdraw(session, task_id=done.id, actor=review_org["fg"])
+    reopened = sendback.withdraw(session, task_id=done.id, actor=review_org["applicant"], reason="填错了")
     session.commit()
     assert reopened.state == "ready" and reopened.bpmn_id == "fill"
     assert session.scalar(select(func.count()).select_from(HumanTask).where(
@@ -197,7 +197,7 @@ def test_withdraw_until_the_next_handler_acts(session: Session, instance: int, r
     tasks.claim(session, task_id=review.id, actor=review_org["fg"])
     session.commit()
     with pytest.raises(Conflict):
-        operations.withdraw(session, task_id=reopened.id, actor=review_org["applicant"])
+        sendback.withdraw(session, task_id=reopened.id, actor=review_org["applicant"])
 
 
 def test_urge_is_rate_limited(session: Session, instance: int, review_org: dict[str, Actor]) -> None:

@@ -486,8 +486,10 @@ def test_send_back_and_withdraw(deployed: sessionmaker[Session], login: Login) -
     done = applicant.get("/inbox/done").get_data(as_text=True)
     assert f'action="/tasks/{fill}/withdraw"' in done
     response = post(applicant, f"/tasks/{fill}/withdraw", {"reason": "还要改"})
-    assert response.status_code == 302 and response.headers["Location"] == f"/tasks/{fill}"
-    assert row(deployed, fill).state == "ready"
+    again = task_of(deployed, instance_id, "fill")  # the step reopens as a new row; the submitted one stays
+    assert response.status_code == 302 and response.headers["Location"] == f"/tasks/{again}"
+    assert again != fill and row(deployed, fill).state == "completed"
+    fill = again
     finish(deployed, fill, "applicant", {"note": "终稿"})
     review = task_of(deployed, instance_id, "review")
     post(fg, f"/tasks/{review}/claim")  # the next handler acted: too late to withdraw

@@ -43,7 +43,9 @@ SCHEMAS: dict[str, Any] = {
         "form_ui": {"description": "Its UI schema, or null", "type": ["object", "null"]},
         "instance": {"type": "object", "properties": {
             "id": {"type": "integer"}, "title": {"type": "string"}, "status": {"type": "string"},
-            "business_key": _nullable("string"), "process_key": {"type": "string"}}}}}]},
+            "business_key": _nullable("string"), "process_key": {"type": "string"}}},
+        "permitted": {"type": "array", "items": {"type": "string"},
+                      "description": "Operations the access table allows the caller on this open task"}}}]},
     "TaskPage": {"type": "object", "required": ["items", "next_cursor"], "properties": {
         "items": {"type": "array", "items": _ref("Task")},
         "next_cursor": _nullable("string", description="Pass as `after` for the next page; null at the end")}},
@@ -79,7 +81,30 @@ SCHEMAS: dict[str, Any] = {
     "SendBackRequest": {"type": "object", "required": ["reason"], "properties": {
         "to": {"oneOf": [{"type": "string", "enum": ["previous", "applicant"]}, {"type": "integer"}],
                "default": "previous"},
-        "reason": {"type": "string"}}},
+        "reason": {"type": "string"},
+        "confirm": {"type": "boolean", "default": False,
+                    "description": "Required when the 退回 cancels other open tasks (see send-back/preview); "
+                                   "without it: 409 confirmation_required listing them"}}},
+    "SendBackPreviewRequest": {"type": "object", "properties": {
+        "to": {"oneOf": [{"type": "string", "enum": ["previous", "applicant"]}, {"type": "integer"}],
+               "default": "previous"}}},
+    "SendBackPreview": {"type": "object", "required": ["task_id", "target", "cancels"], "properties": {
+        "task_id": {"type": "integer"},
+        "target": {"type": "object", "properties": {"id": {"type": "integer"}, "bpmn_id": {"type": "string"},
+                                                    "name": {"type": "string"}}},
+        "cancels": {"type": "array", "description": "Open tasks (parallel branches) the 退回 would cancel",
+                    "items": {"type": "object", "properties": {
+                        "task_id": {"type": "integer"}, "bpmn_id": {"type": "string"}, "name": {"type": "string"}}}}}},
+    "DelegateRequest": {"type": "object", "required": ["to_username"], "properties": {
+        "to_username": {"type": "string"}, "note": {"type": "string"}}},
+    "ResolveRequest": {"type": "object", "required": ["opinion"], "properties": {"opinion": {"type": "string"}}},
+    "CosignRequest": {"type": "object", "required": ["usernames", "position"], "properties": {
+        "usernames": {"type": "array", "items": {"type": "string"}},
+        "position": {"type": "string", "enum": ["before", "after"]}, "note": {"type": "string"}}},
+    "CosignResult": {"type": "object", "required": ["task_id", "cosign_task_ids"], "properties": {
+        "task_id": {"type": "integer"}, "cosign_task_ids": {"type": "array", "items": {"type": "integer"}}}},
+    "CosignRemoved": {"type": "object", "required": ["task_id", "removed"], "properties": {
+        "task_id": {"type": "integer"}, "removed": {"type": "integer"}}},
     "UrgeRequest": {"type": "object", "properties": {"message": {"type": "string"}}},
     "UrgeResult": {"type": "object", "required": ["task_id", "notified"], "properties": {
         "task_id": {"type": "integer"}, "notified": {"type": "integer"}}},
@@ -104,6 +129,7 @@ RESPONSES = {
 }
 PARAMETERS = {
     "TaskId": {"name": "task_id", "in": "path", "required": True, "schema": {"type": "integer"}},
+    "CosignId": {"name": "cosign_id", "in": "path", "required": True, "schema": {"type": "integer"}},
     "InstanceId": {"name": "instance_id", "in": "path", "required": True, "schema": {"type": "integer"}},
     "ProcessKey": {"name": "key", "in": "path", "required": True, "schema": {"type": "string"}},
     "Limit": {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200,
@@ -154,6 +180,18 @@ PATHS: dict[str, Any] = {
                                               request="TransferRequest", errors=(*TASK_ERRORS, "422")),
     "/api/tasks/{task_id}/send-back": _task_op("send_back", "Send back to an earlier step (退回); returns it",
                                                request="SendBackRequest", errors=(*TASK_ERRORS, "422")),
+    "/api/tasks/{task_id}/send-back/preview": _task_op(
+        "send_back_preview", "Where a 退回 goes and which parallel tasks it cancels; changes nothing",
+        "SendBackPreview", "SendBackPreviewRequest", errors=(*TASK_ERRORS, "422")),
+    "/api/tasks/{task_id}/delegate": _task_op("delegate", "Ask another user to handle it and give it back (委派)",
+                                              request="DelegateRequest", errors=(*TASK_ERRORS, "422")),
+    "/api/tasks/{task_id}/resolve": _task_op("resolve", "The delegate gives it back with an opinion (委派退回)",
+                                             request="ResolveRequest", errors=(*TASK_ERRORS, "422")),
+    "/api/tasks/{task_id}/cosigners": _task_op("add_cosigners", "Add co-signers before or after me (加签)",
+                                               "CosignResult", "CosignRequest", errors=(*TASK_ERRORS, "422")),
+    "/api/tasks/{task_id}/cosigners/{cosign_id}/remove": {"post": _op(
+        "Remove a co-signer who has not signed (减签)", "CosignRemoved", params=("TaskId", "CosignId"),
+        errors=(*TASK_ERRORS, "422"), op_id="task_remove_cosigner")},
     "/api/tasks/{task_id}/urge": _task_op("urge", "Remind the holder (催办), once an hour", "UrgeResult",
                                           "UrgeRequest", errors=("403", "404", "409")),
     "/api/instances": {"get": {**_op("Instances the caller may see, newest first", "InstancePage",

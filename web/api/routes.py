@@ -7,10 +7,10 @@ from flask import jsonify, request
 from flask.typing import ResponseReturnValue
 
 from engine import runtime, tasks
-from engine.errors import Forbidden, InstanceNotFound, InvalidInput, TaskNotFound
+from engine.errors import InstanceNotFound, InvalidInput, TaskNotFound
 from engine.org.actors import Actor
-from engine.runtime import forms, instances, timeline
-from engine.tasks import access, operations, queries
+from engine.runtime import instances, timeline
+from engine.tasks import access, operations, queries, sendback, taskview
 from engine.tasks.models import HumanTask
 from web.api import body, bp, serialize, text_field
 from web.common import commit, current_actor, db_session
@@ -29,14 +29,7 @@ def visible_task(task_id: int, actor: Actor) -> HumanTask:
 
     Raises: TaskNotFound, Forbidden
     """
-    session = db_session()
-    task = session.get(HumanTask, task_id)
-    if task is None:
-        raise TaskNotFound(f"任务不存在: {task_id}", task_id=task_id)
-    if task.assignee_id != actor.user_id and not tasks.is_candidate(task, actor) and \
-            not access.can_view_instance(session, actor, task.instance_id):
-        raise Forbidden("无权查看此任务 (not allowed to view this task)", task_id=task_id)
-    return task
+    return taskview.get_visible(db_session(), actor, task_id)
 
 
 def _task_response(task: HumanTask, status: int = 200) -> ResponseReturnValue:
@@ -94,14 +87,72 @@ def task_transfer(task_id: int) -> ResponseReturnValue:
     return _task_response(task)
 
 
-@bp.post("/tasks/<int:task_id>/send-back")
-def task_send_back(task_id: int) -> ResponseReturnValue:
+@bp.post("/tasks/<int:task_id>/delegate")
+def task_delegate(task_id: int) -> ResponseReturnValue:
     data = body()
+    task = operations.delegate(db_session(), task_id=task_id, actor=current_actor(),
+                               to_username=text_field(data, "to_username", required=True),
+                               note=text_field(data, "note"))
+    commit()
+    return _task_response(task)
+
+
+@bp.post("/tasks/<int:task_id>/resolve")
+def task_resolve(task_id: int) -> ResponseReturnValue:
+    data = body()
+    task = operations.resolve_delegation(db_session(), task_id=task_id, actor=current_actor(),
+                                         opinion=text_field(data, "opinion", required=True))
+    commit()
+    return _task_response(task)
+
+
+@bp.post("/tasks/<int:task_id>/cosigners")
+def task_add_cosigners(task_id: int) -> ResponseReturnValue:
+    data = body()
+    names = data.get("usernames", [])
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise InvalidInput("usernames 须为字符串数组 (usernames: a list of strings)", field="usernames")
+    created = operations.add_cosigners(db_session(), task_id=task_id, actor=current_actor(), usernames=names,
+                                       position=text_field(data, "position", required=True),
+                                       note=text_field(data, "note"))
+    commit()
+    return jsonify(task_id=task_id, cosign_task_ids=[c.id for c in created])
+
+
+@bp.post("/tasks/<int:task_id>/cosigners/<int:cosign_id>/remove")
+def task_remove_cosigner(task_id: int, cosign_id: int) -> ResponseReturnValue:
+    session = db_session()
+    cosign = session.get(HumanTask, cosign_id)
+    if cosign is None or cosign.parent_task_id != task_id:
+        raise TaskNotFound(f"加签任务不存在: {cosign_id}", task_id=cosign_id)
+    operations.remove_cosigner(session, cosign_task_id=cosign_id, actor=current_actor())
+    commit()
+    return jsonify(task_id=task_id, removed=cosign_id)
+
+
+def _send_back_to(data: dict[str, Any]) -> Any:
     to: Any = data.get("to", "previous")
     if not (isinstance(to, str) or (isinstance(to, int) and not isinstance(to, bool))):
         raise InvalidInput("to 须为 previous、applicant 或任务编号 (to: previous | applicant | a task id)", field="to")
-    reopened = operations.send_back(db_session(), task_id=task_id, actor=current_actor(), to=to,
-                                    reason=text_field(data, "reason"))
+    return to
+
+
+@bp.post("/tasks/<int:task_id>/send-back/preview")
+def task_send_back_preview(task_id: int) -> ResponseReturnValue:
+    found = sendback.preview(db_session(), task_id=task_id, actor=current_actor(), to=_send_back_to(body()))
+    return jsonify(task_id=task_id, target={"id": found.target.id, "bpmn_id": found.target.bpmn_id,
+                                            "name": found.target.name},
+                   cancels=[{"task_id": r.id, "bpmn_id": r.bpmn_id, "name": r.name} for r in found.cancels])
+
+
+@bp.post("/tasks/<int:task_id>/send-back")
+def task_send_back(task_id: int) -> ResponseReturnValue:
+    data = body()
+    confirm = data.get("confirm", False)
+    if not isinstance(confirm, bool):
+        raise InvalidInput("confirm 须为 true 或 false (confirm: a boolean)", field="confirm")
+    reopened = sendback.send_back(db_session(), task_id=task_id, actor=current_actor(), to=_send_back_to(data),
+                                  reason=text_field(data, "reason"), confirm=confirm)
     commit()
     return _task_response(reopened)
 
@@ -158,16 +209,16 @@ def process_list() -> ResponseReturnValue:
 @bp.post("/processes/<key>/instances")
 def process_start(key: str) -> ResponseReturnValue:
     actor = current_actor()
-    info = startable_info(key, actor)
+    startable_info(key, actor)
     data = body()
     form = data.get("data", {})
     if not isinstance(form, dict):
         raise InvalidInput("data 必须是 JSON 对象 (data must be an object)", field="data")
-    form = forms.validate(info.schema_text, form, info.forms)  # the start form, when the start event names one
     title = text_field(data, "title")[:300] or None
     business_key = text_field(data, "business_key")[:200] or None
+    # Reserved keys (initiator) are refused and the start form, when there is one, checked by the engine.
     row = instances.start(db_session(), process_key=key, actor=actor, data=form, business_key=business_key,
-                          title=title)
+                          title=title, from_client=True)
     commit()
     first = queries.first_task_for(db_session(), actor, row.id)
     return _instance_response(row.id, 201, next_task_id=first.id if first is not None else None)

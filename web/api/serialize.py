@@ -13,7 +13,7 @@ from engine import audit, clock, deploy, runtime, tasks
 from engine.org.actors import Actor
 from engine.org.models import User
 from engine.runtime.models import Incident
-from engine.tasks import queries
+from engine.tasks import queries, task_access
 from engine.tasks.models import HumanTask
 
 
@@ -67,6 +67,8 @@ def task_detail(session: Session, t: HumanTask, actor: Actor) -> dict[str, Any]:
         out["form_ui"] = _form(session, row.instance.version_id, t.form_ui_schema)
         out["instance"] = {"id": row.instance.id, "title": row.instance.title, "status": row.instance.status,
                            "business_key": row.instance.business_key, "process_key": row.process_key}
+    is_open = t.state == "ready" and row is not None and row.instance.status == "running"
+    out["permitted"] = sorted(task_access.permitted(session, actor, t)) if is_open else []  # the access table's
     return out
 
 

@@ -74,7 +74,9 @@ def show(instance_id: int) -> ResponseReturnValue:
     data = None
     if with_data:
         data = [(key, *labels.pretty(value)) for key, value in timeline.instance_data(running).items()]
-    entries = timeline.timeline(session, instance_id, with_details=with_data)
+    external = access.is_external(session, actor)  # an applicant: the public history only
+    entries = timeline.timeline(session, instance_id, with_details=with_data and not external, public=external,
+                                public_for=actor.user_id)
     history = [(e, json.dumps(e.details, ensure_ascii=False, indent=2, sort_keys=True, default=str)
                 if e.details is not None else None) for e in entries]
     task_rows = timeline.human_tasks(session, instance_id)

@@ -79,7 +79,7 @@ def start(key: str) -> ResponseReturnValue:
             field_errors = parsed.place(exc.errors)
         if not errors and not field_errors:
             row = instances.start(db_session(), process_key=key, actor=actor, data=data,
-                                  business_key=business_key or None, title=title or None)
+                                  business_key=business_key or None, title=title or None, from_client=True)
             commit()
             flash(_("流程已发起"), "info")
             return redirect(after_start_url(row.id, actor))

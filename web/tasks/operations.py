@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import re
 
-from flask import abort, flash, redirect, request, url_for
+from flask import abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import login_required
+from sqlalchemy import select
 
 from engine import tasks
 from engine.errors import FieldError, FormInvalid, InvalidInput
+from engine.org.models import User
 from engine.runtime import forms
-from engine.tasks import operations, taskview
+from engine.tasks import operations, sendback, taskview
 from engine.tasks.models import HumanTask
 from web.common import commit, current_actor, db_session
 from web.formparse import parse
@@ -170,11 +172,20 @@ def remove_cosigner(task_id: int, cosign_id: int) -> ResponseReturnValue:
 @login_required
 def send_back(task_id: int) -> ResponseReturnValue:
     _visible(task_id)
+    session, actor = db_session(), current_actor()
     to = request.form.get("to", "previous").strip() or "previous"
     if to not in ("previous", "applicant") and not to.isdigit():
         raise InvalidInput("退回目标无效 (unknown target)", field="to")
-    reopened = operations.send_back(db_session(), task_id=task_id, actor=current_actor(), to=to,
-                                    reason=text("reason"))
+    try:
+        reopened = sendback.send_back(session, task_id=task_id, actor=actor, to=to, reason=text("reason"),
+                                      confirm=request.form.get("confirm") == "1")
+    except sendback.ConfirmationRequired:  # it cancels parallel branches: say which, and ask again
+        session.rollback()
+        preview = sendback.preview(session, task_id=task_id, actor=actor, to=to)
+        names = dict(session.execute(select(User.id, User.display_name).where(
+            User.id.in_([r.assignee_id for r in preview.cancels if r.assignee_id] or [-1]))).all())
+        return render_template("tasks/send_back_confirm.html", task_id=task_id, preview=preview, names=names, to=to,
+                               reason=text("reason")), 409
     commit()
     flash(_("已退回到「%(name)s」", name=reopened.name), "info")
     return redirect(url_for("inbox.index"))
@@ -184,7 +195,7 @@ def send_back(task_id: int) -> ResponseReturnValue:
 @login_required
 def withdraw(task_id: int) -> ResponseReturnValue:
     _visible(task_id)
-    reopened = operations.withdraw(db_session(), task_id=task_id, actor=current_actor(), reason=text("reason"))
+    reopened = sendback.withdraw(db_session(), task_id=task_id, actor=current_actor(), reason=text("reason"))
     commit()
     flash(_("已撤回，请重新办理"), "info")
     return _back(reopened.id)
