@@ -19,6 +19,7 @@ from plan.investment.status import gap_analysis, indicator_statuses, status_summ
 
 # -- ⑤ enterprise visits → issue ledger ----------------------------------------------------------
 
+
 def issue_start_data(visit: dict[str, Any], problem: dict[str, Any], reporter: str) -> dict[str, Any]:
     """Build issue_ledger's start data (contract 0001) for one problem found on a visit."""
     data: dict[str, Any] = {
