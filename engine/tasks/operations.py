@@ -27,8 +27,7 @@ from engine.errors import (
 from engine.notify import outbox
 from engine.org.actors import Actor
 from engine.org.models import User
-from engine.tasks import access, task_access, uploads
-from engine.tasks import core as tasks
+from engine.tasks import access, completion, lookup, task_access, uploads
 from engine.tasks.collab_models import Attachment, CarbonCopy, Comment
 from engine.tasks.models import HumanTask, TaskCandidate
 
@@ -63,9 +62,9 @@ def add_note(session: Session, task: HumanTask, actor: Actor, kind: str, body: s
 
 
 def _held(session: Session, task_id: int, actor: Actor, op: task_access.Op) -> HumanTask:
-    task = tasks.get_open(session, task_id)
+    task = lookup.get_open(session, task_id)
     task_access.require(session, actor, task, op)
-    if task.assignee_id is None and tasks.is_candidate(task, actor):
+    if task.assignee_id is None and lookup.is_candidate(task, actor):
         task.assignee_id = actor.user_id  # acting on a group task claims it
     if task.assignee_id != actor.user_id:
         raise NotYourTask("只有任务办理人可以执行此操作 (only the task's holder may do this)", task_id=task_id)
@@ -124,7 +123,7 @@ def resolve_delegation(session: Session, *, task_id: int, actor: Actor, opinion:
 
     Raises: TaskNotFound, TaskAlreadyDone, NotYourTask, InvalidInput
     """
-    task = tasks.get_open(session, task_id)
+    task = lookup.get_open(session, task_id)
     task_access.require(session, actor, task, task_access.Op.RESOLVE)
     if not opinion.strip():
         raise InvalidInput("请填写处理意见 (an opinion is required)", field="opinion")
@@ -192,7 +191,7 @@ def remove_cosigner(session: Session, *, cosign_task_id: int, actor: Actor) -> H
 
     Raises: TaskNotFound, TaskAlreadyDone, NotYourTask
     """
-    cosign = tasks.get_open(session, cosign_task_id)
+    cosign = lookup.get_open(session, cosign_task_id)
     if cosign.kind != "cosign" or cosign.parent_task_id is None:
         raise InvalidInput("这不是加签任务 (not a co-signer task)", field="task_id")
     parent = session.get(HumanTask, cosign.parent_task_id)
@@ -223,7 +222,7 @@ def hold_for_cosigners(session: Session, task: HumanTask, actor: Actor, data: di
     return True
 
 
-def sign(session: Session, *, task: HumanTask, actor: Actor, opinion: str) -> tasks.Completion:
+def sign(session: Session, *, task: HumanTask, actor: Actor, opinion: str) -> completion.Completion:
     """A co-signer signs with an opinion; when the last one has, the parent goes on."""
     if not opinion.strip():
         raise InvalidInput("请填写加签意见 (an opinion is required)", field="opinion")
@@ -235,20 +234,20 @@ def sign(session: Session, *, task: HumanTask, actor: Actor, opinion: str) -> ta
     _record(session, task, actor, "task.cosign.sign", opinion=opinion)
     parent = session.get(HumanTask, task.parent_task_id) if task.parent_task_id else None
     if parent is None:
-        return tasks.Completion(instance_id=task.instance_id, status="running", incident=None, next_tasks=[])
+        return completion.Completion(instance_id=task.instance_id, status="running", incident=None, next_tasks=[])
     return _after_cosign(session, parent, actor)
 
 
-def _after_cosign(session: Session, parent: HumanTask, actor: Actor) -> tasks.Completion:
+def _after_cosign(session: Session, parent: HumanTask, actor: Actor) -> completion.Completion:
     if _cosigns(session, parent, "ready"):
-        return tasks.Completion(instance_id=parent.instance_id, status="running", incident=None, next_tasks=[])
+        return completion.Completion(instance_id=parent.instance_id, status="running", incident=None, next_tasks=[])
     parent.blocked = False
     if parent.pending_data is None:  # co-signers before the holder: back to the holder
         session.flush()
         if parent.assignee_id is not None:
             notify(session, parent.assignee_id, "task_ready", f"加签已完成，请办理: {parent.name}",
                    link=f"/tasks/{parent.id}")
-        return tasks.Completion(instance_id=parent.instance_id, status="running", incident=None,
+        return completion.Completion(instance_id=parent.instance_id, status="running", incident=None,
                                 next_tasks=[parent.id])
     data = dict(parent.pending_data)
     parent.pending_data = None
@@ -259,7 +258,7 @@ def _after_cosign(session: Session, parent: HumanTask, actor: Actor) -> tasks.Co
     from engine.org.actors import actor_of
     user = session.get(User, holder) if holder is not None else None
     holder_actor = actor_of(session, user) if user is not None else actor
-    return tasks.finish(session, task=parent, running=running, actor=holder_actor, data=data)
+    return completion.finish(session, task=parent, running=running, actor=holder_actor, data=data)
 
 
 # --- 催办 urge, 抄送 CC, comments, attachments --------------------------------------------------------
@@ -283,7 +282,7 @@ def urge(session: Session, *, task_id: int, actor: Actor, message: str = "") -> 
 
     Raises: TaskNotFound, TaskAlreadyDone, Forbidden, RateLimited
     """
-    task = tasks.get_open(session, task_id)
+    task = lookup.get_open(session, task_id)
     task_access.require(session, actor, task, task_access.Op.URGE)
     since = clock.now() - URGE_INTERVAL
     recent = session.scalar(select(func.count()).select_from(Comment).where(

@@ -17,8 +17,7 @@ from sqlalchemy.orm import Session
 from engine import clock, runtime
 from engine.errors import Conflict, InstanceNotRunning, InvalidInput, NotYourTask, TaskNotFound
 from engine.org.actors import Actor
-from engine.tasks import core as tasks
-from engine.tasks import operations, task_access
+from engine.tasks import lookup, operations, task_access
 from engine.tasks.collab_models import Comment
 from engine.tasks.models import HumanTask
 
@@ -84,7 +83,7 @@ def cancelled_by(session: Session, running: runtime.Running, target: HumanTask,
 
 
 def _sendable(session: Session, task_id: int, actor: Actor) -> HumanTask:
-    task = tasks.get_open(session, task_id)
+    task = lookup.get_open(session, task_id)
     task_access.require(session, actor, task, task_access.Op.SEND_BACK)
     if task.kind != "bpmn":
         raise InvalidInput("加签任务不能退回 (a co-signer task cannot be sent back)", field="task_id")

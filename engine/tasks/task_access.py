@@ -26,7 +26,9 @@ from sqlalchemy.orm import Session
 
 from engine.errors import NotYourTask
 from engine.org.actors import Actor
+from engine.org.area import area
 from engine.org.models import Membership, Role
+from engine.tasks import access, lookup
 from engine.tasks.models import HumanTask
 
 
@@ -90,15 +92,12 @@ def is_leader(session: Session, actor: Actor, task: HumanTask) -> bool:
     if actor.role_ids and session.scalar(select(Role.id).where(Role.id.in_(actor.role_ids),
                                                                Role.code == CITY_LEADER_ROLE)) is not None:
         return True
-    from plan import supervision  # supervision imports the task services
-    area = supervision.area(session, actor)
-    return bool(area.unit_ids) and any(area.covers(u) for u in _task_units(session, task))
+    led = area(session, actor)
+    return bool(led.unit_ids) and any(led.covers(u) for u in _task_units(session, task))
 
 
 def relations(session: Session, actor: Actor, task: HumanTask) -> frozenset[Rel]:
     """Return every relation the actor has to the task."""
-    from engine import tasks
-    from engine.tasks import access
     found: set[Rel] = set()
     me = actor.user_id
     pending = task.delegation_state == "pending"
@@ -111,7 +110,7 @@ def relations(session: Session, actor: Actor, task: HumanTask) -> frozenset[Rel]
             found.add(Rel.HOLDER)
     if me is not None and pending and task.owner_id == me and task.assignee_id != me:
         found.add(Rel.OWNER)
-    if task.assignee_id is None and tasks.is_candidate(task, actor):
+    if task.assignee_id is None and lookup.is_candidate(task, actor):
         found.add(Rel.CANDIDATE)
     if actor.is_admin:
         found.add(Rel.ADMIN)

@@ -13,8 +13,7 @@ from engine.org.actors import Actor
 from engine.org.models import User
 from engine.runtime import timeline
 from engine.runtime.models import ProcessDefinition, ProcessInstance
-from engine.tasks import access, sendback, task_access
-from engine.tasks import core as tasks
+from engine.tasks import access, lookup, sendback, task_access
 from engine.tasks.collab_models import Attachment
 from engine.tasks.models import HumanTask
 
@@ -64,7 +63,7 @@ def get_visible(session: Session, actor: Actor, task_id: int) -> HumanTask:
     task = session.get(HumanTask, task_id)
     if task is None:
         raise TaskNotFound(f"任务不存在: {task_id}", task_id=task_id)
-    if task.assignee_id == actor.user_id or task.owner_id == actor.user_id or tasks.is_candidate(task, actor):
+    if task.assignee_id == actor.user_id or task.owner_id == actor.user_id or lookup.is_candidate(task, actor):
         return task
     if not task_access.allows(task_access.Op.VIEW, task_access.relations(session, actor, task)):
         raise Forbidden("无权查看此任务 (not allowed to view this task)", task_id=task_id)

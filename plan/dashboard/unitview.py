@@ -20,9 +20,10 @@ from engine import clock
 from engine.errors import Forbidden, NotFound
 from engine.org.models import Membership, OrgUnit
 from engine.tasks.models import HumanTask, TaskCandidate
-from plan.dashboard.core import Lag, Scope, lag_of
+from plan.dashboard.scope import Scope
 from plan.ledger import OPEN_STATES
 from plan.ledger.models import LedgerIssue
+from plan.projects.lags import Lag, lag_of
 from plan.projects.models import Project
 
 

@@ -2,7 +2,7 @@
 
 A project lags when the planned date of a stage it has not reached (签约 planned_sign, 开工
 planned_start, 竣工 planned_complete, 投产 planned_produce) is before today (Asia/Shanghai); its lag
-is the earliest such stage (`dashboard.lag_of`). For each lagging project `flag_slow_projects` starts
+is the earliest such stage (`lags.lag_of`). For each lagging project `flag_slow_projects` starts
 an issue_ledger instance with the contract data of docs/decisions/0001 (source `project`, the
 project's responsible unit — else the unit it is located in — as `unit_code`, a due date
 DUE_WORKING_DAYS working days ahead), so the issue goes through 派单 → 响应 → 办理 → 销号 like any
@@ -30,9 +30,9 @@ from engine.org.actors import Actor
 from engine.org.models import OrgUnit
 from engine.runtime import instances
 from engine.runtime.models import ProcessInstance
-from plan.dashboard import STAGE_NAMES, Lag, lag_of
 from plan.ledger import OPEN_STATES
 from plan.ledger.models import LedgerIssue
+from plan.projects.lags import STAGE_NAMES, Lag, lag_of
 from plan.projects.models import Project
 
 PROCESS_KEY = "issue_ledger"

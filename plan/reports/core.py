@@ -14,13 +14,14 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import case, func, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker, undefer
 
 from engine import audit, clock, notify
 from engine.db import is_postgres, session_scope
 from engine.errors import Forbidden, InvalidInput, NotFound
 from engine.org.actors import Actor
 from engine.org.models import OrgUnit, Role
+from plan import supervision
 from plan.ledger.models import LedgerIssue
 from plan.projects.deadlines import NEXT_STAGE
 from plan.projects.models import Project, ProjectStage
@@ -30,6 +31,7 @@ KINDS = {"weekly": "周调度", "monthly": "月通报"}
 REPORT_ROLES = ("leader", "city_leader", "ledger_officer", "auditor", "process_owner", "data_officer")
 STALE_PENDING = timedelta(seconds=30)  # a run nobody picked up (its kick was lost)
 STALE_RUNNING = timedelta(minutes=10)  # a run whose worker died
+FORMATS = ("xlsx", "pdf")  # the files a run produces (ReportRun's deferred columns)
 ISSUE_HEAD = ("排名", "责任单位", "新增", "在办", "本期办结", "逾期", "超期办结", "累计", "累计办结", "销号率")
 PROJECT_HEAD = ("排名", "责任单位", "项目数", "新增", "签约", "开工", "竣工", "投产", "滞后")
 
@@ -232,7 +234,6 @@ def can_use(session: Session, actor: Actor) -> bool:
     codes = set(session.scalars(select(Role.code).where(Role.id.in_(actor.role_ids)))) if actor.role_ids else set()
     if codes & set(REPORT_ROLES):
         return True
-    from plan import supervision
     return supervision.is_supervisor(session, actor)
 
 
@@ -264,6 +265,26 @@ def get_run(session: Session, run_id: int, actor: Actor) -> ReportRun:
     if run.requested_by_id != actor.user_id and not can_use(session, actor):
         raise Forbidden("无权查看此报表 (not allowed)", run_id=run_id)
     return run
+
+
+def recent_runs(session: Session, *, limit: int = 30) -> list[ReportRun]:
+    """Return the latest runs, newest first (the reports page's list)."""
+    return list(session.scalars(select(ReportRun).order_by(ReportRun.id.desc()).limit(limit)))
+
+
+def run_file(session: Session, run_id: int, fmt: str, actor: Actor) -> tuple[ReportRun, bytes] | None:
+    """Return a run the actor may see and its file in a format (FORMATS), or None while it is not generated.
+
+    Loads only that file (the files are deferred columns). Raises: NotFound (no such run or format), Forbidden
+    """
+    if fmt not in FORMATS:
+        raise NotFound(f"没有这种格式 (no such format): {fmt}", fmt=fmt)
+    get_run(session, run_id, actor)
+    run = session.scalar(select(ReportRun).where(ReportRun.id == run_id).options(undefer(getattr(ReportRun, fmt))))
+    content = getattr(run, fmt) if run is not None else None
+    if run is None or run.status != "done" or content is None:
+        return None
+    return run, content
 
 
 def stale_runs(session: Session, *, now: datetime) -> list[int]:
@@ -319,5 +340,5 @@ def run(factory: sessionmaker[Session], run_id: int) -> str:
     return "done"
 
 
-__all__ = ["KINDS", "IssueLine", "ProjectLine", "Report", "build", "can_use", "create_run", "get_run", "period",
-           "run", "stale_runs", "to_pdf", "to_xlsx"]
+__all__ = ["FORMATS", "KINDS", "IssueLine", "ProjectLine", "Report", "build", "can_use", "create_run", "get_run",
+           "period", "recent_runs", "run", "run_file", "stale_runs", "to_pdf", "to_xlsx"]

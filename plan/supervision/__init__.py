@@ -1,19 +1,11 @@
 """督办: a leader's view of everything overdue or escalated in their area, and what they can do (the names below).
 """
-from plan.supervision.core import (
-    area,
-    decide_extension,
-    escalate,
-    history,
-    is_supervisor,
-    overview,
-    reassign,
-    request_extension,
-    urge,
-)
+from plan.supervision.actions import decide_extension, escalate, reassign, request_extension, urge
+from plan.supervision.area import is_supervisor
+from plan.supervision.core import can_see_heat, history, overview, wait_heat
 
 __all__ = [
-    "area",
+    "can_see_heat",
     "decide_extension",
     "escalate",
     "history",
@@ -22,4 +14,5 @@ __all__ = [
     "reassign",
     "request_extension",
     "urge",
+    "wait_heat",
 ]
