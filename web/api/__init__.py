@@ -1,6 +1,6 @@
 """JSON API under /api: bearer tokens for machines, the session cookie (with CSRF) for the browser.
 
-Errors are JSON `{"error", "message", ...}` with the EngineError's status (the app's handler);
+Errors are RFC 9457 problem details that keep `{"error", "message", ...}` (web/errors.py);
 401 without credentials; rate-limited per token (or per user / address) with Flask-Limiter.
 """
 from __future__ import annotations
@@ -9,17 +9,17 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from flask import Blueprint, Flask, current_app, g, jsonify, request
+from flask import Blueprint, current_app, g, request
 from flask.typing import ResponseReturnValue
 from flask_limiter.util import get_remote_address
 from flask_login import current_user
-from werkzeug.exceptions import HTTPException
 
 from engine.errors import InvalidInput
 from engine.services import tokens
 from engine.services.actors import actor_of
 from web import csrf, limiter
 from web.common import db_session
+from web.errors import problem
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 csrf.exempt(bp)  # token requests carry no cookie; session requests are checked in `_authenticate`
@@ -54,9 +54,8 @@ limiter.limit(_rate_limit, key_func=rate_key)(bp)
 
 
 def unauthorized(message: str) -> ResponseReturnValue:
-    """Return a 401 JSON error asking for a bearer token."""
-    response = jsonify(error="unauthorized", message=message)
-    response.status_code = 401
+    """Return a 401 problem asking for a bearer token."""
+    response = problem(401, "unauthorized", message)
     response.headers["WWW-Authenticate"] = 'Bearer realm="jzflow"'
     return response
 
@@ -113,21 +112,6 @@ def text_field(data: dict[str, Any], name: str, *, required: bool = False, defau
     if required and not value.strip():
         raise InvalidInput(f"{name} 不能为空 (required)", field=name)
     return value
-
-
-def init_app(app: Flask) -> None:
-    """JSON for the HTTP errors the API can meet outside EngineError (405, 429)."""
-
-    def as_json(exc: HTTPException) -> ResponseReturnValue:
-        if not request.path.startswith("/api/"):
-            return exc
-        codes = {405: "method_not_allowed", 429: "rate_limited", 413: "too_large"}
-        response = jsonify(error=codes.get(exc.code or 0, "http_error"), message=exc.description)
-        response.status_code = exc.code or 500
-        return response
-
-    for code in (405, 413, 429):
-        app.register_error_handler(code, as_json)
 
 
 from web.api import openapi, routes  # noqa: E402,F401  (routes register on bp)
