@@ -13,6 +13,7 @@ from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from engine import config
 from engine.db import make_engine, make_sessionmaker
@@ -93,10 +94,15 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     def _close_session(_exc: BaseException | None) -> None:
         session = g.pop("db_session", None)
         if session is not None:
-            session.rollback()  # anything not committed by the view is discarded
+            try:
+                session.rollback()  # anything not committed by the view is discarded
+            except DBAPIError:  # the connection died after the answer was made: the pool drops it
+                pass
             session.close()
 
     errors.init_app(app)
+    for endpoint, view in list(app.view_functions.items()):  # a connection lost before commit: run it again
+        app.view_functions[endpoint] = errors.retrying(view)
 
     @app.after_request
     def _headers(response: Any) -> Any:

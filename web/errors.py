@@ -6,7 +6,9 @@ a 500 that says so in the caller's format, never Werkzeug's English page or an H
 """
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, Response, flash, g, jsonify, redirect, render_template, request
@@ -16,6 +18,7 @@ from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import DataError, DBAPIError
 from werkzeug.exceptions import HTTPException
 
+from engine.db import COMMIT_STARTED, is_disconnect
 from engine.errors import EngineError
 
 log = logging.getLogger(__name__)
@@ -62,14 +65,35 @@ def _page(status: int, message: str | None = None) -> tuple[str, int]:
     return render_template("error.html", status=status, title=_(zh), message=message or _(zh)), status
 
 
-def is_disconnect(exc: BaseException) -> bool:
-    """Tell whether a database error means the connection was lost (the work may be retried)."""
-    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
-
-
 def _retry_after(response: Response) -> Response:
     response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
+
+
+def retrying(view: Callable[..., ResponseReturnValue]) -> Callable[..., ResponseReturnValue]:
+    """Run a view again, once, on a fresh connection when the first was lost before any commit began.
+
+    Nothing was committed then (the server rolled the transaction back), so the second run is the first
+    that counts. A loss during or after a commit is a 503: the work may have committed, and only the
+    client (with its Idempotency-Key) can tell a retry from a second request.
+    """
+    @functools.wraps(view)
+    def run(*args: Any, **kwargs: Any) -> ResponseReturnValue:
+        try:
+            return view(*args, **kwargs)
+        except DBAPIError as exc:
+            session = g.get("db_session")
+            if not is_disconnect(exc) or session is None or session.info.get(COMMIT_STARTED):
+                raise
+            log.warning("database connection lost before commit in %s %s; running it again", request.method,
+                        request.path)
+            _rollback()
+            g.pop("db_session").close()
+            if g.get("api_auth") != "token":
+                g.pop("actor", None)
+            g.pop("_login_user", None)  # flask-login reloads the user on the new session
+            return view(*args, **kwargs)
+    return run
 
 
 def init_app(app: Flask) -> None:
@@ -113,7 +137,7 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(DBAPIError)
     def _database_error(exc: DBAPIError) -> ResponseReturnValue:
         _rollback()  # the error page itself reads (the navigation, the unread count)
-        if is_disconnect(exc) or _is_operational(exc):
+        if is_disconnect(exc):
             log.warning("database unavailable during %s %s: %s", request.method, request.path, exc.orig)
             if wants_json():
                 return _retry_after(problem(503, "database_unavailable",
@@ -152,8 +176,3 @@ def _rollback() -> None:
             session.rollback()
         except DBAPIError:  # the connection is gone: the pool replaces it
             log.warning("rollback failed after a database error", exc_info=True)
-
-
-def _is_operational(exc: DBAPIError) -> bool:
-    from sqlalchemy.exc import OperationalError
-    return isinstance(exc, OperationalError)

@@ -14,6 +14,7 @@ from flask.typing import ResponseReturnValue
 from flask_limiter.util import get_remote_address
 from flask_login import current_user
 
+from engine.db import COMMIT_STARTED
 from engine.errors import InvalidInput
 from engine.services import tokens
 from engine.services.actors import actor_of
@@ -71,6 +72,7 @@ def _authenticate() -> ResponseReturnValue | None:
         if user is None:
             return unauthorized("令牌无效或已吊销 (invalid or revoked token)")
         session.commit()  # last_used_at, on its own: nothing else is pending yet
+        session.info.pop(COMMIT_STARTED, None)  # the request's work is still to come, and may be retried
         g.actor = actor_of(session, user)
         g.api_auth = "token"
         return None

@@ -11,7 +11,8 @@ from engine.models import HumanTask
 from engine.services import access, forms, instances, operations, queries, runtime, tasks, timeline
 from engine.services.actors import Actor
 from web.api import body, bp, serialize, text_field
-from web.common import commit, current_actor, db_session
+from web.api.idempotency import finish
+from web.common import current_actor, db_session
 from web.processes import startable_info
 
 
@@ -41,6 +42,11 @@ def _task_response(task: HumanTask, status: int = 200) -> ResponseReturnValue:
     return jsonify(serialize.task_detail(db_session(), task, current_actor())), status
 
 
+def _task_done(task: HumanTask) -> ResponseReturnValue:
+    """Answer an operation on a task: its new state, committed together with the work (and any key)."""
+    return finish(serialize.task_detail(db_session(), task, current_actor()))
+
+
 # --- tasks -------------------------------------------------------------------------------------------
 
 @bp.get("/tasks")
@@ -58,15 +64,13 @@ def task_show(task_id: int) -> ResponseReturnValue:
 @bp.post("/tasks/<int:task_id>/claim")
 def task_claim(task_id: int) -> ResponseReturnValue:
     task = tasks.claim(db_session(), task_id=task_id, actor=current_actor())
-    commit()
-    return _task_response(task)
+    return _task_done(task)
 
 
 @bp.post("/tasks/<int:task_id>/unclaim")
 def task_unclaim(task_id: int) -> ResponseReturnValue:
     task = tasks.unclaim(db_session(), task_id=task_id, actor=current_actor())
-    commit()
-    return _task_response(task)
+    return _task_done(task)
 
 
 @bp.post("/tasks/<int:task_id>/complete")
@@ -77,9 +81,8 @@ def task_complete(task_id: int) -> ResponseReturnValue:
         raise InvalidInput("data 必须是 JSON 对象 (data must be an object)", field="data")
     opinion = text_field(data, "opinion") or None
     done = tasks.complete(db_session(), task_id=task_id, actor=current_actor(), data=form, opinion=opinion)
-    commit()
-    return jsonify(instance_id=done.instance_id, status=done.status, incident=done.incident,
-                   next_tasks=done.next_tasks)
+    return finish({"instance_id": done.instance_id, "status": done.status, "incident": done.incident,
+                   "next_tasks": done.next_tasks})
 
 
 @bp.post("/tasks/<int:task_id>/transfer")
@@ -88,8 +91,7 @@ def task_transfer(task_id: int) -> ResponseReturnValue:
     task = operations.transfer(db_session(), task_id=task_id, actor=current_actor(),
                                to_username=text_field(data, "to_username", required=True),
                                note=text_field(data, "note"))
-    commit()
-    return _task_response(task)
+    return _task_done(task)
 
 
 @bp.post("/tasks/<int:task_id>/send-back")
@@ -100,8 +102,7 @@ def task_send_back(task_id: int) -> ResponseReturnValue:
         raise InvalidInput("to 须为 previous、applicant 或任务编号 (to: previous | applicant | a task id)", field="to")
     reopened = operations.send_back(db_session(), task_id=task_id, actor=current_actor(), to=to,
                                     reason=text_field(data, "reason"))
-    commit()
-    return _task_response(reopened)
+    return _task_done(reopened)
 
 
 @bp.post("/tasks/<int:task_id>/urge")
@@ -109,8 +110,7 @@ def task_urge(task_id: int) -> ResponseReturnValue:
     data = body()
     notified = operations.urge(db_session(), task_id=task_id, actor=current_actor(),
                                message=text_field(data, "message"))
-    commit()
-    return jsonify(task_id=task_id, notified=notified)
+    return finish({"task_id": task_id, "notified": notified})
 
 
 # --- instances and processes -------------------------------------------------------------------------
@@ -127,6 +127,10 @@ def instance_list() -> ResponseReturnValue:
 
 
 def _instance_response(instance_id: int, status: int = 200, **extra: Any) -> ResponseReturnValue:
+    return jsonify(_instance_detail(instance_id, **extra)), status
+
+
+def _instance_detail(instance_id: int, **extra: Any) -> dict[str, Any]:
     session = db_session()
     actor = current_actor()
     row = queries.instance_row(session, instance_id)
@@ -139,7 +143,7 @@ def _instance_response(instance_id: int, status: int = 200, **extra: Any) -> Res
     out = serialize.instance_detail(session, row, actor, task_rows=timeline.human_tasks(session, instance_id),
                                     incidents=timeline.incidents(session, instance_id), data=data)
     out.update(extra)
-    return jsonify(out), status
+    return out
 
 
 @bp.get("/instances/<int:instance_id>")
@@ -166,6 +170,5 @@ def process_start(key: str) -> ResponseReturnValue:
     business_key = text_field(data, "business_key")[:200] or None
     row = instances.start(db_session(), process_key=key, actor=actor, data=form, business_key=business_key,
                           title=title)
-    commit()
     first = queries.first_task_for(db_session(), actor, row.id)
-    return _instance_response(row.id, 201, next_task_id=first.id if first is not None else None)
+    return finish(_instance_detail(row.id, next_task_id=first.id if first is not None else None), 201)
