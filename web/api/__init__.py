@@ -101,7 +101,8 @@ def body() -> dict[str, Any]:
     return value
 
 
-def text_field(data: dict[str, Any], name: str, *, required: bool = False, default: str = "") -> str:
+def text_field(data: dict[str, Any], name: str, *, required: bool = False, default: str = "",
+               max_length: int | None = None) -> str:
     """Return a string field of a JSON body.
 
     Raises: InvalidInput
@@ -113,6 +114,8 @@ def text_field(data: dict[str, Any], name: str, *, required: bool = False, defau
         raise InvalidInput(f"{name} 必须是字符串 (must be a string)", field=name)
     if required and not value.strip():
         raise InvalidInput(f"{name} 不能为空 (required)", field=name)
+    if max_length is not None and len(value) > max_length:
+        raise InvalidInput(f"{name} 不能超过 {max_length} 个字符 (at most {max_length} characters)", field=name)
     return value
 
 

@@ -166,8 +166,8 @@ def process_start(key: str) -> ResponseReturnValue:
     if not isinstance(form, dict):
         raise InvalidInput("data 必须是 JSON 对象 (data must be an object)", field="data")
     form = forms.validate(info.schema_text, form)  # the start form, when the start event names one
-    title = text_field(data, "title")[:300] or None
-    business_key = text_field(data, "business_key")[:200] or None
+    title = text_field(data, "title", max_length=300) or None
+    business_key = text_field(data, "business_key", max_length=200) or None
     row = instances.start(db_session(), process_key=key, actor=actor, data=form, business_key=business_key,
                           title=title)
     first = queries.first_task_for(db_session(), actor, row.id)
