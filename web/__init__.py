@@ -5,18 +5,18 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask, flash, g, jsonify, redirect, render_template, request, url_for
+from flask import Flask, g, jsonify, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import Babel
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
-from flask_wtf.csrf import CSRFError, CSRFProtect
+from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from engine import config
 from engine.db import make_engine, make_sessionmaker
-from engine.errors import EngineError
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -73,7 +73,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["jzflow.engine"] = engine
     app.extensions["jzflow.sessionmaker"] = make_sessionmaker(engine)
 
-    from web import i18n
+    from web import guards, i18n
+    guards.init_app(app)  # before the blueprints: their <int:…> rules take the bounded converter
     i18n.compile_catalogs()
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
@@ -83,7 +84,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
                    default_translation_directories=str(i18n.BUILD_DIR))
     limiter.init_app(app)
 
-    from web import auth, common
+    from web import auth, common, errors
     app.register_blueprint(auth.bp)
     common.init_app(app)
     from web import features
@@ -93,37 +94,15 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     def _close_session(_exc: BaseException | None) -> None:
         session = g.pop("db_session", None)
         if session is not None:
-            session.rollback()  # anything not committed by the view is discarded
+            try:
+                session.rollback()  # anything not committed by the view is discarded
+            except DBAPIError:  # the connection died after the answer was made: the pool drops it
+                pass
             session.close()
 
-    @app.errorhandler(EngineError)
-    def _engine_error(exc: EngineError) -> ResponseReturnValue:
-        if request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json":
-            return jsonify(exc.to_dict()), exc.http_status
-        if request.headers.get("HX-Request"):
-            return render_template("_error.html", error=exc), exc.http_status
-        flash(exc.message, "error")
-        if request.method == "POST" and request.referrer and request.referrer.startswith(request.host_url):
-            return redirect(request.referrer)
-        return render_template("error.html", error=exc), exc.http_status
-
-    @app.errorhandler(CSRFError)
-    def _csrf_error(exc: CSRFError) -> ResponseReturnValue:
-        if request.path.startswith("/api/"):
-            return jsonify(error="csrf", message=str(exc.description)), 400
-        return render_template("error.html", error=exc, status=400), 400
-
-    @app.errorhandler(404)
-    def _not_found(exc: Exception) -> ResponseReturnValue:
-        if request.path.startswith("/api/"):
-            return jsonify(error="not_found", message="not found"), 404
-        return render_template("error.html", error=exc, status=404), 404
-
-    @app.errorhandler(403)
-    def _forbidden(exc: Exception) -> ResponseReturnValue:
-        if request.path.startswith("/api/"):
-            return jsonify(error="forbidden", message="forbidden"), 403
-        return render_template("error.html", error=exc, status=403), 403
+    errors.init_app(app)
+    for endpoint, view in list(app.view_functions.items()):  # a connection lost before commit: run it again
+        app.view_functions[endpoint] = errors.retrying(view)
 
     @app.after_request
     def _headers(response: Any) -> Any:

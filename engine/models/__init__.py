@@ -1,6 +1,6 @@
 """SQLAlchemy 2 typed models; import this package to register every table."""
 from engine.models import deadlines  # noqa: F401 (registers the deadline tables)
-from engine.models.api import ApiToken
+from engine.models.api import ApiToken, IdempotencyRecord
 from engine.models.audit import AuditCheckpoint, AuditEvent
 from engine.models.base import Base
 from engine.models.collab import Attachment, CarbonCopy, Comment, Notification, SavedFilter
@@ -22,6 +22,7 @@ __all__ = [
     "CarbonCopy",
     "Comment",
     "HumanTask",
+    "IdempotencyRecord",
     "Incident",
     "Indicator",
     "IndicatorValue",

@@ -26,7 +26,8 @@ def _safe_next(target: str | None) -> str:
     if not target:
         return url_for("inbox.index")
     parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") or "\\" in target \
+            or any(ch < " " or ch == "\x7f" for ch in target):  # CR/LF would split the Location header
         return url_for("inbox.index")
     return target
 
