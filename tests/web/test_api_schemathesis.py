@@ -75,7 +75,8 @@ def test_schemathesis_finds_no_5xx_and_no_schema_violation(app: Flask) -> None:
     started = Api(app, tokens["applicant"]).post("/api/processes/review_process/instances", {"title": "边界"})
     assert started.status_code == 201
     assert started.json is not None
-    real = {"instance_id": started.json["id"], "task_id": started.json["next_task_id"], "key": "review_process"}
+    real = {"instance_id": started.json["id"], "task_id": started.json["next_task_id"], "key": "review_process",
+            "cosign_id": started.json["next_task_id"]}  # a task that is no co-signer: the 404 path
     statuses: Counter[int] = Counter()
     failures: list[str] = []
     _run(app, tokens, real, statuses, failures)
