@@ -86,25 +86,53 @@ def _lock_stream(session: Session, stream: str) -> None:
 
 
 def record(session: Session, actor: Actor, action: str, *, stream: str, object_type: str, object_id: str | int,
-           before: Any = None, after: Any = None) -> AuditEvent:
-    """Append an event to its stream in the caller's transaction (flushes, never commits).
+           before: Any = None, after: Any = None, at: datetime | None = None) -> AuditEvent:
+    """Record an event in the caller's transaction; it is chained onto its stream when the transaction commits.
 
-    Concurrent writers on one stream wait for each other here instead of colliding on (stream, seq).
+    Appending at commit time, not here, is what lets any number of writers share a stream: the stream's
+    lock is the last lock a transaction takes, held only for its final INSERTs, so it can never close a
+    cycle with the row locks the rest of the work holds (as taking it here did: deadlocks under load).
+    A savepoint rolled back takes its events with it. The event gets its seq, hash and id at commit.
     """
-    session.flush()  # our own earlier appends must be visible to the head query below
-    _lock_stream(session, stream)
-    head = session.execute(select(AuditEvent.seq, AuditEvent.hash).where(AuditEvent.stream == stream)
-                           .order_by(AuditEvent.seq.desc()).limit(1)).first()
-    seq, prev = (head.seq + 1, head.hash) if head else (1, GENESIS)
+    session.flush()  # the caller's own changes fail here, not at commit
     # Microseconds survive both SQLite and PostgreSQL, so the hash input is stable.
-    ev = AuditEvent(stream=stream, seq=seq, at=clock.now(), actor_id=actor.user_id, actor_name=actor.username,
+    ev = AuditEvent(stream=stream, at=at or clock.now(), actor_id=actor.user_id, actor_name=actor.username,
                     action=action, object_type=object_type, object_id=str(object_id),
-                    before=jsonable(before), after=jsonable(after), prev_hash=prev)
-    ev.hash = event_hash(prev, ev)
-    session.add(ev)
-    session.flush()
-    audit_anchor.note_event(session, stream, seq, ev.hash)
+                    before=jsonable(before), after=jsonable(after))
+    audit_anchor.defer(session, ev)
     return ev
+
+
+def _stream_heads(session: Session, streams: list[str]) -> dict[str, tuple[int, str]]:
+    heads: dict[str, tuple[int, str]] = {}
+    for i in range(0, len(streams), 900):
+        chunk = streams[i:i + 900]
+        last = (select(AuditEvent.stream, func.max(AuditEvent.seq).label("seq"))
+                .where(AuditEvent.stream.in_(chunk)).group_by(AuditEvent.stream).subquery())
+        for stream, seq, digest in session.execute(select(AuditEvent.stream, AuditEvent.seq, AuditEvent.hash).join(
+                last, (AuditEvent.stream == last.c.stream) & (AuditEvent.seq == last.c.seq))):
+            heads[stream] = (seq, digest)
+    return heads
+
+
+def append_deferred(session: Session, events: list[AuditEvent]) -> None:
+    """Chain recorded events onto their streams and insert them: the last step of a committing transaction."""
+    streams = sorted({ev.stream for ev in events})
+    for stream in streams:  # always in the same order: two multi-stream writers cannot deadlock here
+        _lock_stream(session, stream)
+    heads = _stream_heads(session, streams)
+    key = audit_anchor.key()
+    for ev in events:
+        seq, prev = heads.get(ev.stream, (0, GENESIS))
+        ev.seq, ev.prev_hash = seq + 1, prev
+        ev.hash = event_hash(prev, ev, key)
+        heads[ev.stream] = (ev.seq, ev.hash)
+        audit_anchor.note_event(session, ev.stream, ev.seq, ev.hash)
+    session.add_all(events)
+    session.flush()
+
+
+audit_anchor.APPEND = append_deferred
 
 
 def _heads_digest(session: Session, max_id: int) -> tuple[str, int]:

@@ -17,7 +17,7 @@ import hashlib
 import hmac
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -29,6 +29,8 @@ from sqlalchemy.orm import Session, SessionTransaction
 from engine import clock, config
 
 PENDING = "jzflow.audit_pending"
+DEFERRED = "jzflow.audit_deferred"
+APPEND: Callable[[Session, list[Any]], None] | None = None  # audit.append_deferred (set by engine.services.audit)
 
 
 @lru_cache(maxsize=4)
@@ -78,18 +80,33 @@ class _Pending:
     checkpoint: tuple[int, str, int] | None = None  # id, hash, max_id
 
 
+def _current(session: Session) -> SessionTransaction:
+    tx = session.get_nested_transaction() or session.get_transaction()
+    return tx if tx is not None else session.begin()
+
+
+def defer(session: Session, event: Any) -> None:
+    """Keep a recorded audit event until the transaction commits (then `APPEND` chains and inserts it)."""
+    session.info.setdefault(DEFERRED, []).append((_current(session), event))
+
+
+@event.listens_for(Session, "before_commit")
+def _before_commit(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # releasing a savepoint: the events wait for the real commit
+    deferred: list[tuple[SessionTransaction, Any]] = session.info.pop(DEFERRED, [])
+    if deferred and APPEND is not None:
+        APPEND(session, [ev for _tx, ev in deferred])
+
+
 def note_event(session: Session, stream: str, seq: int, digest: str) -> None:
     """Remember an appended event; its stream head is anchored once the transaction commits."""
-    tx = session.get_nested_transaction() or session.get_transaction()
-    assert tx is not None  # record() flushed, so a transaction is open
-    session.info.setdefault(PENDING, []).append(_Pending(tx, stream, seq, digest))
+    session.info.setdefault(PENDING, []).append(_Pending(_current(session), stream, seq, digest))
 
 
 def note_checkpoint(session: Session, cp_id: int, digest: str, max_id: int) -> None:
     """Remember a seal; it is anchored once the transaction commits."""
-    tx = session.get_nested_transaction() or session.get_transaction()
-    assert tx is not None
-    session.info.setdefault(PENDING, []).append(_Pending(tx, checkpoint=(cp_id, digest, max_id)))
+    session.info.setdefault(PENDING, []).append(_Pending(_current(session), checkpoint=(cp_id, digest, max_id)))
 
 
 @event.listens_for(Session, "after_commit")
@@ -117,10 +134,7 @@ def append_heads(scope: str, heads: dict[str, list[Any]], checkpoint: list[Any] 
 
 @event.listens_for(Session, "after_soft_rollback")
 def _after_rollback(session: Session, previous: SessionTransaction) -> None:
-    pending: list[_Pending] = session.info.get(PENDING, [])
-    if not pending:
-        return
-
+    """Forget what the rolled-back transaction (or savepoint) and those inside it recorded."""
     def undone(tx: SessionTransaction | None) -> bool:
         while tx is not None:
             if tx is previous:
@@ -128,11 +142,13 @@ def _after_rollback(session: Session, previous: SessionTransaction) -> None:
             tx = tx.parent
         return False
 
-    kept = [p for p in pending if not undone(p.tx)]
-    if kept:
+    pending: list[_Pending] = session.info.get(PENDING, [])
+    if pending:
+        kept = [p for p in pending if not undone(p.tx)]
         session.info[PENDING] = kept
-    else:
-        session.info.pop(PENDING, None)
+    deferred: list[tuple[SessionTransaction, Any]] = session.info.get(DEFERRED, [])
+    if deferred:
+        session.info[DEFERRED] = [(tx, ev) for tx, ev in deferred if not undone(tx)]
 
 
 # --- reading the anchors of one database ------------------------------------------------------------------
