@@ -151,6 +151,13 @@ def _after_rollback(session: Session, previous: SessionTransaction) -> None:
         session.info[DEFERRED] = [(tx, ev) for tx, ev in deferred if not undone(tx)]
 
 
+@event.listens_for(Session, "after_transaction_end")
+def _after_transaction_end(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:  # the outermost ended (after_commit has taken what it writes): start clean
+        session.info.pop(DEFERRED, None)
+        session.info.pop(PENDING, None)
+
+
 # --- reading the anchors of one database ------------------------------------------------------------------
 
 @dataclass

@@ -184,3 +184,17 @@ def test_hole8_migration_refuses_to_rekey_a_broken_legacy_trail(tmp_path: Path) 
     _legacy_trail(url, break_it=True)
     with pytest.raises(BrokenLegacyTrail, match="event #2"):
         migrate.upgrade(url)
+
+
+def test_hole8_events_of_a_rolled_back_savepoint_or_closed_session_are_not_appended(session: Session) -> None:
+    _events(session, "instance:5", 1)
+    with session.begin_nested() as savepoint:
+        _events(session, "instance:5", 2)
+        savepoint.rollback()
+    session.commit()
+    _events(session, "instance:6", 1)
+    session.close()  # never committed
+    session.commit()
+    streams = list(session.scalars(select(AuditEvent.stream).order_by(AuditEvent.id)))
+    assert streams == ["instance:5"]
+    assert audit.verify(session).ok
