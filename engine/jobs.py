@@ -137,6 +137,18 @@ def seal_audit() -> int | None:
 
 @celery.task(  # type: ignore[untyped-decorator]
     acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
+def purge_login_failures() -> int:
+    """Delete failed-login counters whose window has passed."""
+    from engine.services import login_guard
+    settings = config.load()
+    limits = login_guard.Limits(settings.login_account_failures, settings.login_address_failures,
+                                settings.login_window_seconds)
+    with session_scope(session_factory()) as session:
+        return login_guard.purge(session, now=clock.now(), limits=limits)
+
+
+@celery.task(  # type: ignore[untyped-decorator]
+    acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
 def start_investment_period() -> int | None:
     """Start last month's 七步工作法 instance unless it exists (beat runs this daily)."""
     from engine.errors import ProcessNotFound

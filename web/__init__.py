@@ -14,6 +14,7 @@ from flask_login import LoginManager
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from engine import config
 from engine.db import make_engine, make_sessionmaker
@@ -49,7 +50,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     settings = config.load()
     app = Flask(__name__, instance_path=str(settings.instance_dir), instance_relative_config=True)
     app.config.from_mapping(
-        SECRET_KEY=settings.secret_key,
+        SECRET_KEY=settings.secret_key or None,  # resolved below, once the database is known
         DATABASE_URL=settings.database_url,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
@@ -69,6 +70,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     )
     if test_config:
         app.config.from_mapping(test_config)
+    _secure(app, settings)
     engine = make_engine(app.config["DATABASE_URL"])
     app.extensions["jzflow.engine"] = engine
     app.extensions["jzflow.sessionmaker"] = make_sessionmaker(engine)
@@ -108,6 +110,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     def _headers(response: Any) -> Any:
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
+        if app.config["SESSION_COOKIE_SECURE"]:
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+        if request.endpoint != "static" and "Cache-Control" not in response.headers and _authenticated():
+            response.headers["Cache-Control"] = "no-store"  # a shared or back-button cache never shows a user's page
         return response
 
     @app.get("/healthz")
@@ -128,6 +134,25 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         return redirect(url_for("inbox.index"))
 
     return app
+
+
+def _secure(app: Flask, settings: config.Settings) -> None:
+    """Refuse the development secret outside the embedded default; trust only the configured proxies.
+
+    Raises: config.InsecureConfiguration
+    """
+    key = app.config.get("SECRET_KEY")
+    if not key or key == config.DEV_SECRET_KEY:
+        app.config["SECRET_KEY"] = config.secret_key(
+            config.Settings(instance_dir=settings.instance_dir, secret_key=key or ""), app.config["DATABASE_URL"])
+    if settings.trusted_proxies > 0:  # JZFLOW_TRUSTED_PROXIES: how many reverse proxies stand in front of us
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
+
+
+def _authenticated() -> bool:
+    from flask_login import current_user
+    return bool(getattr(current_user, "is_authenticated", False))
 
 
 def db_session() -> Any:

@@ -5,7 +5,7 @@ from engine.models.audit import AuditCheckpoint, AuditEvent
 from engine.models.base import Base
 from engine.models.collab import Attachment, CarbonCopy, Comment, Notification, SavedFilter
 from engine.models.ledger import LedgerIssue
-from engine.models.org import Membership, OrgUnit, Role, User
+from engine.models.org import LoginFailure, Membership, OrgUnit, Role, User
 from engine.models.outbox import OutboxMessage
 from engine.models.plan import Indicator, IndicatorValue, Industry, PlanItem
 from engine.models.process import Incident, ProcessDefinition, ProcessFile, ProcessInstance, ProcessVersion
@@ -28,6 +28,7 @@ __all__ = [
     "IndicatorValue",
     "Industry",
     "LedgerIssue",
+    "LoginFailure",
     "Membership",
     "Notification",
     "OrgUnit",

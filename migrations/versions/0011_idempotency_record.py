@@ -1,7 +1,7 @@
 """idempotency records: the first answer to an API POST sent with an Idempotency-Key
 
 Revision ID: 0011
-Revises: 0008
+Revises: 0009
 Create Date: 2026-12-04 15:00:00
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from alembic import op
 import engine.models.base
 
 revision = '0011'
-down_revision = '0008'
+down_revision = '0009'
 branch_labels = None
 depends_on = None
 
