@@ -296,7 +296,7 @@ PHASES: tuple[tuple[Any, str, str, int], ...] = (
     (runtime, "sync_projection", "sync_projection", 1),
     (runtime, "record", "runtime.record", 0),
     (runtime, "waiting_summary", "waiting_summary (tree walks)", 1),
-    (audit, "record", "audit.record: head SELECT, hash, INSERT", 1),
+    (audit, "record", "audit.record (chained and inserted at commit)", 1),
 )
 
 

@@ -38,7 +38,9 @@ def make_celery(settings: config.Settings | None = None) -> Celery:
         beat_schedule={
             "sweep-timers": {"task": "engine.jobs.sweep_timers", "schedule": settings.timer_sweep_seconds},
             "deliver-outbox": {"task": "engine.jobs.deliver_outbox", "schedule": settings.outbox_seconds},
-            "seal-audit": {"task": "engine.jobs.seal_audit", "schedule": 3600.0},
+            # Seal (and anchor outside the database) often: deletions are noticed within this window.
+            "seal-audit": {"task": "engine.jobs.seal_audit", "schedule": settings.audit_seal_seconds},
+            "purge-login-failures": {"task": "engine.jobs.purge_login_failures", "schedule": 3600.0},
             "sweep-deadlines": {"task": "engine.jobs_deadlines.sweep_deadlines", "schedule": 60.0},
             **extensions.beat,
         },

@@ -251,9 +251,11 @@ def audit_verify() -> None:
         report = audit.verify(session)
     if report.ok:
         click.echo(f"审计链完好 (audit chain intact): {report.events} events, {report.streams} streams, "
-                   f"{report.checkpoints} checkpoints")
+                   f"{report.checkpoints} checkpoints, {report.anchors} anchors")
         return
     click.echo(f"审计链损坏 (audit chain BROKEN): {report.problem}", err=True)
+    for problem in report.problems[1:]:
+        click.echo(f"  {problem}", err=True)
     sys.exit(1)
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -18,7 +19,7 @@ class Settings:
     instance_dir: Path = field(default_factory=_instance_dir)
     database_url: str = ""
     redis_url: str | None = None
-    secret_key: str = "dev-only-secret-change-me"  # noqa: S105 (development default, overridden by env)
+    secret_key: str = ""  # empty: the embedded default keeps its own in the instance folder (see secret_key())
     script_time_limit: float = 2.0
     script_fuel: int = 2_000_000
     timer_sweep_seconds: float = 30.0
@@ -27,6 +28,18 @@ class Settings:
     timer_max_days: int = 3660
     max_state_kb: int = 2048
     memory_limit_mb: int = 2048
+    audit_key: str = ""  # empty: a key file in the instance folder, generated on first use (see audit_key())
+    audit_anchor: Path | None = None  # None: instance/audit-anchors.log
+    audit_seal_seconds: float = 60.0
+    trusted_proxies: int = 0
+    login_account_failures: int = 10
+    login_address_failures: int = 100
+    login_window_seconds: int = 900
+
+    @property
+    def anchor_path(self) -> Path:
+        """The append-only file where audit seals and stream heads are anchored outside the database."""
+        return self.audit_anchor or self.instance_dir / "audit-anchors.log"
 
     @property
     def broker_url(self) -> str:
@@ -42,7 +55,11 @@ class Settings:
 
 _KEYS = ("JZFLOW_INSTANCE_DIR", "JZFLOW_DATABASE_URL", "JZFLOW_REDIS_URL", "JZFLOW_SECRET_KEY",
          "JZFLOW_SCRIPT_TIME_LIMIT", "JZFLOW_SCRIPT_FUEL", "JZFLOW_TIMER_SWEEP_SECONDS", "JZFLOW_OUTBOX_SECONDS",
-         "JZFLOW_SWEEP_BATCH", "JZFLOW_TIMER_MAX_DAYS", "JZFLOW_MAX_STATE_KB", "JZFLOW_MEMORY_LIMIT_MB")
+         "JZFLOW_SWEEP_BATCH", "JZFLOW_TIMER_MAX_DAYS", "JZFLOW_MAX_STATE_KB", "JZFLOW_MEMORY_LIMIT_MB",
+         "JZFLOW_AUDIT_KEY", "JZFLOW_AUDIT_ANCHOR", "JZFLOW_AUDIT_SEAL_SECONDS",
+         "JZFLOW_TRUSTED_PROXIES", "JZFLOW_LOGIN_ACCOUNT_FAILURES", "JZFLOW_LOGIN_ADDRESS_FAILURES",
+         "JZFLOW_LOGIN_WINDOW_SECONDS")
+DEV_SECRET_KEY = "dev-only-secret-change-me"  # noqa: S105 (refused outside the embedded default)
 
 
 def load() -> Settings:
@@ -58,7 +75,7 @@ def _load(_env: tuple[str | None, ...], _cwd: str) -> Settings:
         instance_dir=instance,
         database_url=url,
         redis_url=os.environ.get("JZFLOW_REDIS_URL") or None,
-        secret_key=os.environ.get("JZFLOW_SECRET_KEY", "dev-only-secret-change-me"),
+        secret_key=os.environ.get("JZFLOW_SECRET_KEY", ""),
         script_time_limit=float(os.environ.get("JZFLOW_SCRIPT_TIME_LIMIT", "2.0")),
         script_fuel=int(os.environ.get("JZFLOW_SCRIPT_FUEL", "2000000")),
         timer_sweep_seconds=float(os.environ.get("JZFLOW_TIMER_SWEEP_SECONDS", "30")),
@@ -67,4 +84,56 @@ def _load(_env: tuple[str | None, ...], _cwd: str) -> Settings:
         timer_max_days=int(os.environ.get("JZFLOW_TIMER_MAX_DAYS", "3660")),
         max_state_kb=int(os.environ.get("JZFLOW_MAX_STATE_KB", "2048")),
         memory_limit_mb=int(os.environ.get("JZFLOW_MEMORY_LIMIT_MB", "2048")),
+        audit_key=os.environ.get("JZFLOW_AUDIT_KEY", ""),
+        audit_anchor=Path(anchor).resolve() if (anchor := os.environ.get("JZFLOW_AUDIT_ANCHOR")) else None,
+        audit_seal_seconds=float(os.environ.get("JZFLOW_AUDIT_SEAL_SECONDS", "60")),
+        trusted_proxies=int(os.environ.get("JZFLOW_TRUSTED_PROXIES", "0")),
+        login_account_failures=int(os.environ.get("JZFLOW_LOGIN_ACCOUNT_FAILURES", "10")),
+        login_address_failures=int(os.environ.get("JZFLOW_LOGIN_ADDRESS_FAILURES", "100")),
+        login_window_seconds=int(os.environ.get("JZFLOW_LOGIN_WINDOW_SECONDS", "900")),
     )
+
+
+def _kept_secret(path: Path) -> str:
+    """Return the secret kept in `path`, creating it (owner-only, exclusively) on first use."""
+    try:
+        return path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process won the race: use its secret
+        return path.read_text(encoding="ascii").strip()
+    value = secrets.token_hex(32)
+    with os.fdopen(fd, "w", encoding="ascii") as out:
+        out.write(value + "\n")
+    return value
+
+
+class InsecureConfiguration(RuntimeError):
+    """A setting that must not be left at its development value outside the embedded default."""
+
+
+def secret_key(settings: Settings, database_url: str | None = None) -> str:
+    """Return the Flask secret: JZFLOW_SECRET_KEY, or the embedded default's own key file.
+
+    Raises: InsecureConfiguration (a server database without a real secret key)
+    """
+    url = database_url or settings.database_url
+    if settings.secret_key and settings.secret_key != DEV_SECRET_KEY:
+        return settings.secret_key
+    if url.startswith("sqlite"):
+        return _kept_secret(settings.instance_dir / "secret.key")
+    raise InsecureConfiguration("JZFLOW_SECRET_KEY must be set to a long random value (not the development key) "
+                                "when the database is not the embedded SQLite default")
+
+
+def audit_key(settings: Settings) -> bytes:
+    """Return the key of the audit chain: JZFLOW_AUDIT_KEY, else a key file in the instance folder.
+
+    The key never goes into the database: whoever can rewrite the tables cannot recompute the chain.
+    """
+    if settings.audit_key:
+        return settings.audit_key.encode("utf-8")
+    return _kept_secret(settings.instance_dir / "audit.key").encode("ascii")

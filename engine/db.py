@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -40,9 +41,27 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return create_engine(url, **kwargs)
 
 
+COMMIT_STARTED = "jzflow.commit_started"
+
+
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
-    """Return a session factory whose objects stay usable after commit."""
-    return sessionmaker(bind=engine, expire_on_commit=False)
+    """Return a session factory whose objects stay usable after commit.
+
+    Each session notes in `info[COMMIT_STARTED]` that it began a commit: work that failed on a lost
+    connection may be run again only when no commit was attempted (one that was may have succeeded).
+    """
+    factory = sessionmaker(bind=engine, expire_on_commit=False)
+
+    @event.listens_for(factory, "before_commit")
+    def _commit_started(session: Session) -> None:
+        session.info[COMMIT_STARTED] = True
+
+    return factory
+
+
+def is_disconnect(exc: BaseException) -> bool:
+    """Tell whether a database error means the connection was lost (or could not be made)."""
+    return isinstance(exc, DBAPIError) and (bool(exc.connection_invalidated) or isinstance(exc, OperationalError))
 
 
 @contextmanager

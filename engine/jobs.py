@@ -17,6 +17,7 @@ from engine.db import make_engine, make_sessionmaker, session_scope
 from engine.errors import ConcurrentModification
 from engine.notify import outbound, outbox
 from engine.notify.models import OutboxMessage
+from engine.org import login_guard
 from engine.runtime import timers
 from engine.tasks.collab_models import Notification
 
@@ -135,3 +136,14 @@ def seal_audit() -> int | None:
     with session_scope(session_factory()) as session:
         checkpoint = audit.seal(session)
         return checkpoint.id if checkpoint else None
+
+
+@celery.task(  # type: ignore[untyped-decorator]
+    acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
+def purge_login_failures() -> int:
+    """Delete failed-login counters whose window has passed."""
+    settings = config.load()
+    limits = login_guard.Limits(settings.login_account_failures, settings.login_address_failures,
+                                settings.login_window_seconds)
+    with session_scope(session_factory()) as session:
+        return login_guard.purge(session, now=clock.now(), limits=limits)

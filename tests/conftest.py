@@ -22,6 +22,11 @@ from engine.org.actors import Actor, actor_for
 FIXTURES = Path(__file__).parent / "fixtures"
 PG_ADMIN_URL = os.environ.get("JZFLOW_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() == "true"
+# One audit key and one anchor file for the whole run, shared with CLI runs and worker subprocesses
+# (tests/workers.py passes them on): a test that wants the key file or its own anchor file says so.
+os.environ.setdefault("JZFLOW_AUDIT_KEY", "test-audit-key-" + uuid.uuid4().hex)
+os.environ.setdefault("JZFLOW_AUDIT_ANCHOR", str(Path(os.environ.get("TMPDIR", "/tmp"))
+                                                 / f"jzflow-test-anchors-{os.getpid()}.log"))
 
 
 def _pg_available() -> str | None:

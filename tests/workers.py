@@ -33,7 +33,8 @@ def worker_env(settings: Mapping[str, str]) -> dict[str, str]:
 
     A developer's own JZFLOW_REDIS_URL must not turn the embedded test into a Redis test.
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JZFLOW_")}
+    keep = ("JZFLOW_AUDIT_KEY", "JZFLOW_AUDIT_ANCHOR")  # the run's audit key and anchor file (tests/conftest.py)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JZFLOW_") or k in keep}
     env.update(settings)
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env

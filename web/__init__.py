@@ -5,18 +5,19 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask, flash, g, jsonify, redirect, render_template, request, url_for
+from flask import Flask, g, jsonify, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import Babel
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
-from flask_wtf.csrf import CSRFError, CSRFProtect
+from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from engine import config
 from engine.db import make_engine, make_sessionmaker
-from engine.errors import EngineError
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -49,7 +50,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     settings = config.load()
     app = Flask(__name__, instance_path=str(settings.instance_dir), instance_relative_config=True)
     app.config.from_mapping(
-        SECRET_KEY=settings.secret_key,
+        SECRET_KEY=settings.secret_key or None,  # resolved below, once the database is known
         DATABASE_URL=settings.database_url,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
@@ -69,11 +70,13 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     )
     if test_config:
         app.config.from_mapping(test_config)
+    _secure(app, settings)
     engine = make_engine(app.config["DATABASE_URL"])
     app.extensions["jzflow.engine"] = engine
     app.extensions["jzflow.sessionmaker"] = make_sessionmaker(engine)
 
-    from web import i18n
+    from web import guards, i18n
+    guards.init_app(app)  # before the blueprints: their <int:…> rules take the bounded converter
     i18n.compile_catalogs()
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
@@ -83,7 +86,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
                    default_translation_directories=str(i18n.BUILD_DIR))
     limiter.init_app(app)
 
-    from web import auth, common
+    from web import auth, common, errors
     app.register_blueprint(auth.bp)
     common.init_app(app)
     from web import features
@@ -93,42 +96,24 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     def _close_session(_exc: BaseException | None) -> None:
         session = g.pop("db_session", None)
         if session is not None:
-            session.rollback()  # anything not committed by the view is discarded
+            try:
+                session.rollback()  # anything not committed by the view is discarded
+            except DBAPIError:  # the connection died after the answer was made: the pool drops it
+                pass
             session.close()
 
-    @app.errorhandler(EngineError)
-    def _engine_error(exc: EngineError) -> ResponseReturnValue:
-        if request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json":
-            return jsonify(exc.to_dict()), exc.http_status
-        if request.headers.get("HX-Request"):
-            return render_template("_error.html", error=exc), exc.http_status
-        flash(exc.message, "error")
-        if request.method == "POST" and request.referrer and request.referrer.startswith(request.host_url):
-            return redirect(request.referrer)
-        return render_template("error.html", error=exc), exc.http_status
-
-    @app.errorhandler(CSRFError)
-    def _csrf_error(exc: CSRFError) -> ResponseReturnValue:
-        if request.path.startswith("/api/"):
-            return jsonify(error="csrf", message=str(exc.description)), 400
-        return render_template("error.html", error=exc, status=400), 400
-
-    @app.errorhandler(404)
-    def _not_found(exc: Exception) -> ResponseReturnValue:
-        if request.path.startswith("/api/"):
-            return jsonify(error="not_found", message="not found"), 404
-        return render_template("error.html", error=exc, status=404), 404
-
-    @app.errorhandler(403)
-    def _forbidden(exc: Exception) -> ResponseReturnValue:
-        if request.path.startswith("/api/"):
-            return jsonify(error="forbidden", message="forbidden"), 403
-        return render_template("error.html", error=exc, status=403), 403
+    errors.init_app(app)
+    for endpoint, view in list(app.view_functions.items()):  # a connection lost before commit: run it again
+        app.view_functions[endpoint] = errors.retrying(view)
 
     @app.after_request
     def _headers(response: Any) -> Any:
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
+        if app.config["SESSION_COOKIE_SECURE"]:
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+        if request.endpoint != "static" and "Cache-Control" not in response.headers and _authenticated():
+            response.headers["Cache-Control"] = "no-store"  # a shared or back-button cache never shows a user's page
         return response
 
     @app.get("/healthz")
@@ -149,6 +134,25 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         return redirect(url_for("inbox.index"))
 
     return app
+
+
+def _secure(app: Flask, settings: config.Settings) -> None:
+    """Refuse the development secret outside the embedded default; trust only the configured proxies.
+
+    Raises: config.InsecureConfiguration
+    """
+    key = app.config.get("SECRET_KEY")
+    if not key or key == config.DEV_SECRET_KEY:
+        app.config["SECRET_KEY"] = config.secret_key(
+            config.Settings(instance_dir=settings.instance_dir, secret_key=key or ""), app.config["DATABASE_URL"])
+    if settings.trusted_proxies > 0:  # JZFLOW_TRUSTED_PROXIES: how many reverse proxies stand in front of us
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
+
+
+def _authenticated() -> bool:
+    from flask_login import current_user
+    return bool(getattr(current_user, "is_authenticated", False))
 
 
 def db_session() -> Any:

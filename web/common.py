@@ -16,11 +16,18 @@ from engine.tasks.collab_models import Notification
 
 
 class LoginUser(UserMixin):  # type: ignore[misc]
-    """The flask-login view of a user; the engine sees an Actor."""
+    """The flask-login view of a user; the engine sees an Actor.
+
+    The session stores "<id>:<session epoch>": logout, a password change or deactivation bump the
+    user's epoch, so every session cookie issued before stops working, on every device.
+    """
 
     def __init__(self, user: User) -> None:
         self.user = user
         self.id = str(user.id)
+
+    def get_id(self) -> str:
+        return f"{self.user.id}:{self.user.session_epoch}"
 
     @property
     def is_active(self) -> bool:
@@ -92,11 +99,14 @@ def init_app(app: Flask) -> None:
     from web import login_manager
 
     @login_manager.user_loader
-    def _load(user_id: str) -> LoginUser | None:
-        if not user_id.isdigit():
-            return None
+    def _load(session_id: str) -> LoginUser | None:
+        user_id, _, epoch = session_id.partition(":")
+        if not user_id.isdigit() or not epoch.isdigit():
+            return None  # includes cookies from before sessions carried an epoch
         user = db_session().get(User, int(user_id))
-        return LoginUser(user) if user is not None and user.is_active else None
+        if user is None or not user.is_active or user.session_epoch != int(epoch):
+            return None
+        return LoginUser(user)
 
     app.jinja_env.filters["shanghai"] = shanghai
 

@@ -4,6 +4,8 @@ The names below are the package's public API (`record`, `verify`, …); `audit_v
 """
 from engine.audit.core import (
     GENESIS,
+    _heads_digest,
+    event_body,
     event_hash,
     jsonable,
     record,
@@ -13,6 +15,8 @@ from engine.audit.core import (
 
 __all__ = [
     "GENESIS",
+    "_heads_digest",
+    "event_body",
     "event_hash",
     "jsonable",
     "record",

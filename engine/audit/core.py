@@ -1,22 +1,33 @@
-"""Audit trail: append-only events hash-chained per stream, sealed by checkpoints, verifiable."""
+"""Audit trail: append-only events chained per stream under a key, sealed by checkpoints, anchored, verifiable.
+
+Each event's hash is an HMAC-SHA256, under a key the database does not hold (JZFLOW_AUDIT_KEY or the
+instance folder's key file), of its content and the previous hash of its stream: whoever rewrites the
+table cannot recompute the chain. Appends to one stream are serialised (a transaction-scoped advisory
+lock on PostgreSQL; SQLite transactions are IMMEDIATE), so concurrent writers all succeed. Stream heads
+and seals are anchored outside the database (`audit_anchor`), so deleted recent events, deleted streams
+and a truncated table are named by `verify`.
+"""
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from engine import clock
+from engine.audit import anchor as audit_anchor
 from engine.audit.models import AuditCheckpoint, AuditEvent
 from engine.db import is_postgres
 from engine.org.actors import Actor
 
 GENESIS = "0" * 64
+MAX_PROBLEMS = 50
 
 
 def jsonable(value: Any) -> Any:
@@ -39,27 +50,89 @@ def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
-def event_hash(prev_hash: str, ev: AuditEvent) -> str:
-    """Hash an event's content together with the previous hash of its stream."""
-    body = [prev_hash, ev.stream, ev.seq, clock.as_utc(ev.at).isoformat(), ev.actor_id, ev.actor_name,
-            ev.action, ev.object_type, ev.object_id, ev.before, ev.after]
-    return hashlib.sha256(_canonical(body).encode("utf-8")).hexdigest()
+class EventContent(Protocol):
+    stream: str
+    seq: int
+    at: datetime
+    actor_id: int | None
+    actor_name: str
+    action: str
+    object_type: str
+    object_id: str
+    before: Any
+    after: Any
+
+
+def event_body(prev_hash: str, ev: EventContent) -> str:
+    """The canonical text an event's hash covers."""
+    return _canonical([prev_hash, ev.stream, ev.seq, clock.as_utc(ev.at).isoformat(), ev.actor_id, ev.actor_name,
+                       ev.action, ev.object_type, ev.object_id, ev.before, ev.after])
+
+
+def event_hash(prev_hash: str, ev: EventContent, key: bytes | None = None) -> str:
+    """HMAC an event's content together with the previous hash of its stream, under the audit key."""
+    return hmac.new(key or audit_anchor.key(), event_body(prev_hash, ev).encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def checkpoint_hash(prev_hash: str, heads: str, key: bytes | None = None) -> str:
+    """HMAC a checkpoint's sealed heads together with the previous checkpoint's hash."""
+    return hmac.new(key or audit_anchor.key(), f"{prev_hash}{heads}".encode(), hashlib.sha256).hexdigest()
+
+
+def _lock_stream(session: Session, stream: str) -> None:
+    """Serialise appends to one stream until the transaction ends (SQLite's IMMEDIATE transactions already do)."""
+    if is_postgres(session):
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:s, 0))"), {"s": stream})
 
 
 def record(session: Session, actor: Actor, action: str, *, stream: str, object_type: str, object_id: str | int,
-           before: Any = None, after: Any = None) -> AuditEvent:
-    """Append an event to its stream in the caller's transaction (flushes, never commits)."""
-    head = session.execute(select(AuditEvent.seq, AuditEvent.hash).where(AuditEvent.stream == stream)
-                           .order_by(AuditEvent.seq.desc()).limit(1)).first()
-    seq, prev = (head.seq + 1, head.hash) if head else (1, GENESIS)
+           before: Any = None, after: Any = None, at: datetime | None = None) -> AuditEvent:
+    """Record an event in the caller's transaction; it is chained onto its stream when the transaction commits.
+
+    Appending at commit time, not here, is what lets any number of writers share a stream: the stream's
+    lock is the last lock a transaction takes, held only for its final INSERTs, so it can never close a
+    cycle with the row locks the rest of the work holds (as taking it here did: deadlocks under load).
+    A savepoint rolled back takes its events with it. The event gets its seq, hash and id at commit.
+    """
+    session.flush()  # the caller's own changes fail here, not at commit
     # Microseconds survive both SQLite and PostgreSQL, so the hash input is stable.
-    ev = AuditEvent(stream=stream, seq=seq, at=clock.now(), actor_id=actor.user_id, actor_name=actor.username,
+    ev = AuditEvent(stream=stream, at=at or clock.now(), actor_id=actor.user_id, actor_name=actor.username,
                     action=action, object_type=object_type, object_id=str(object_id),
-                    before=jsonable(before), after=jsonable(after), prev_hash=prev)
-    ev.hash = event_hash(prev, ev)
-    session.add(ev)
-    session.flush()
+                    before=jsonable(before), after=jsonable(after))
+    audit_anchor.defer(session, ev)
     return ev
+
+
+def _stream_heads(session: Session, streams: list[str]) -> dict[str, tuple[int, str]]:
+    heads: dict[str, tuple[int, str]] = {}
+    for i in range(0, len(streams), 900):
+        chunk = streams[i:i + 900]
+        last = (select(AuditEvent.stream, func.max(AuditEvent.seq).label("seq"))
+                .where(AuditEvent.stream.in_(chunk)).group_by(AuditEvent.stream).subquery())
+        for stream, seq, digest in session.execute(select(AuditEvent.stream, AuditEvent.seq, AuditEvent.hash).join(
+                last, (AuditEvent.stream == last.c.stream) & (AuditEvent.seq == last.c.seq))):
+            heads[stream] = (seq, digest)
+    return heads
+
+
+def append_deferred(session: Session, events: list[AuditEvent]) -> None:
+    """Chain recorded events onto their streams and insert them: the last step of a committing transaction."""
+    streams = sorted({ev.stream for ev in events})
+    for stream in streams:  # always in the same order: two multi-stream writers cannot deadlock here
+        _lock_stream(session, stream)
+    heads = _stream_heads(session, streams)
+    key = audit_anchor.key()
+    for ev in events:
+        seq, prev = heads.get(ev.stream, (0, GENESIS))
+        ev.seq, ev.prev_hash = seq + 1, prev
+        ev.hash = event_hash(prev, ev, key)
+        heads[ev.stream] = (ev.seq, ev.hash)
+        audit_anchor.note_event(session, ev.stream, ev.seq, ev.hash)
+    session.add_all(events)
+    session.flush()
+
+
+audit_anchor.APPEND = append_deferred
 
 
 def _heads_digest(session: Session, max_id: int) -> tuple[str, int]:
@@ -86,10 +159,10 @@ def seal(session: Session) -> AuditCheckpoint | None:
     digest, streams = _heads_digest(session, max_id)
     heads = _canonical({"max_id": max_id, "streams": streams, "digest": digest})
     prev_hash = prev.hash if prev else GENESIS
-    cp = AuditCheckpoint(at=clock.now(), heads=heads, prev_hash=prev_hash,
-                         hash=hashlib.sha256(f"{prev_hash}{heads}".encode()).hexdigest())
+    cp = AuditCheckpoint(at=clock.now(), heads=heads, prev_hash=prev_hash, hash=checkpoint_hash(prev_hash, heads))
     session.add(cp)
     session.flush()
+    audit_anchor.note_checkpoint(session, cp.id, cp.hash, max_id)
     return cp
 
 
@@ -101,14 +174,16 @@ class VerifyReport:
     checkpoints: int
     problem: str | None = None
     first_bad_event_id: int | None = None
+    problems: list[str] = field(default_factory=list)  # every problem found (at most MAX_PROBLEMS)
+    anchors: int = 0  # anchor lines of this database read
 
 
-def verify(session: Session, *, batch: int = 5000) -> VerifyReport:
-    """Walk every stream and checkpoint; report the first broken row, if any."""
+def _walk_events(session: Session, anchored: dict[str, tuple[int, str, str]], problems: list[str],
+                 batch: int) -> tuple[int, dict[str, tuple[int, str]], int | None]:
     expected: dict[str, tuple[int, str]] = {}
-    count = 0
-    first_bad: tuple[int, str] | None = None
-    last_id = 0
+    count, last_id = 0, 0
+    first_bad: int | None = None
+    key = audit_anchor.key()
     while True:
         rows = session.scalars(select(AuditEvent).where(AuditEvent.id > last_id)
                                .order_by(AuditEvent.id).limit(batch)
@@ -119,32 +194,64 @@ def verify(session: Session, *, batch: int = 5000) -> VerifyReport:
             count += 1
             last_id = ev.id
             seq, prev = expected.get(ev.stream, (0, GENESIS))
-            problem = None
+            found = []
             if ev.seq != seq + 1:
-                problem = f"stream {ev.stream}: expected seq {seq + 1}, found {ev.seq} (a row was deleted)"
+                found.append(f"stream {ev.stream}: expected seq {seq + 1}, found {ev.seq} (a row was deleted)")
             elif ev.prev_hash != prev:
-                problem = f"stream {ev.stream} seq {ev.seq}: prev_hash does not match the row before it"
-            elif event_hash(ev.prev_hash, ev) != ev.hash:
-                problem = f"stream {ev.stream} seq {ev.seq}: content does not match its hash (altered)"
-            if problem and first_bad is None:
-                first_bad = (ev.id, problem)
+                found.append(f"stream {ev.stream} seq {ev.seq}: prev_hash does not match the row before it")
+            elif not hmac.compare_digest(event_hash(ev.prev_hash, ev, key), ev.hash):
+                found.append(f"stream {ev.stream} seq {ev.seq}: content does not match its keyed hash (altered)")
+            mark = anchored.get(ev.stream)
+            if mark is not None and mark[0] == ev.seq and mark[1] != ev.hash:
+                found.append(f"stream {ev.stream} seq {ev.seq}: differs from its anchor of {mark[2]} (rewritten)")
+            for problem in found:
+                if first_bad is None:
+                    first_bad = ev.id
+                problems.append(f"event #{ev.id}: {problem}")
             expected[ev.stream] = (ev.seq, ev.hash)
         session.expunge_all()
-    checkpoints = session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.id)
-                                  .execution_options(populate_existing=True)).all()
-    if first_bad is not None:
-        return VerifyReport(False, count, len(expected), len(checkpoints), f"event #{first_bad[0]}: {first_bad[1]}",
-                            first_bad[0])
+    return count, expected, first_bad
+
+
+def _check_checkpoints(session: Session, checkpoints: list[AuditCheckpoint], problems: list[str]) -> None:
     prev_hash = GENESIS
+    key = audit_anchor.key()
     for cp in checkpoints:
-        if cp.prev_hash != prev_hash or hashlib.sha256(f"{cp.prev_hash}{cp.heads}".encode()).hexdigest() != cp.hash:
-            return VerifyReport(False, count, len(expected), len(checkpoints),
-                                f"checkpoint #{cp.id}: altered or out of chain")
-        sealed = json.loads(cp.heads)
-        digest, streams = _heads_digest(session, sealed["max_id"])
-        if digest != sealed["digest"]:
-            return VerifyReport(False, count, len(expected), len(checkpoints),
-                                f"checkpoint #{cp.id}: stream heads changed since sealing "
-                                f"({sealed['streams']} streams sealed, {streams} now): a stream was deleted or rewritten")
+        if cp.prev_hash != prev_hash or not hmac.compare_digest(checkpoint_hash(cp.prev_hash, cp.heads, key), cp.hash):
+            problems.append(f"checkpoint #{cp.id}: altered or out of chain")
+        else:
+            sealed = json.loads(cp.heads)
+            digest, streams = _heads_digest(session, sealed["max_id"])
+            if digest != sealed["digest"]:
+                problems.append(f"checkpoint #{cp.id}: stream heads changed since sealing ({sealed['streams']} "
+                                f"streams sealed, {streams} now): a stream was deleted or rewritten")
         prev_hash = cp.hash
-    return VerifyReport(True, count, len(expected), len(checkpoints))
+
+
+def verify(session: Session, *, batch: int = 5000) -> VerifyReport:
+    """Walk every stream, checkpoint and anchor; name what is missing or altered, first broken row first."""
+    anchors = audit_anchor.read(audit_anchor.scope_of(session.get_bind()))
+    problems: list[str] = []
+    count, expected, first_bad = _walk_events(session, anchors.heads, problems, batch)
+    checkpoints = list(session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.id)
+                                       .execution_options(populate_existing=True)))
+    _check_checkpoints(session, checkpoints, problems)
+    for stream, (seq, _digest, at) in sorted(anchors.heads.items()):
+        have = expected.get(stream, (0, ""))[0]
+        if have < seq:
+            gone = f"seq {have + 1}–{seq}" if have else f"all {seq} events"
+            problems.append(f"stream {stream}: {gone} missing (anchored at {at}, the database ends at seq {have}): "
+                            "events were deleted")
+    by_id = {cp.id: cp for cp in checkpoints}
+    for cp_id, (digest, _max_id, at) in sorted(anchors.checkpoints.items()):
+        held = by_id.get(cp_id)
+        if held is None:
+            problems.append(f"checkpoint #{cp_id}: missing (anchored at {at}): checkpoints were deleted")
+        elif not hmac.compare_digest(held.hash, digest):
+            problems.append(f"checkpoint #{cp_id}: differs from its anchor of {at} (rewritten)")
+    problems.extend(anchors.problems)
+    if count and not anchors.lines:
+        problems.append(f"no anchor of this database in {anchors.path}: deletions cannot be detected "
+                        "(the anchor file was removed or the database was copied)")
+    return VerifyReport(not problems, count, len(expected), len(checkpoints), problems[0] if problems else None,
+                        first_bad, problems[:MAX_PROBLEMS], anchors.lines)

@@ -23,11 +23,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from engine import audit, clock, notify
-from engine.audit.models import AuditEvent
 from engine.db import is_postgres
 from engine.deadlines import calendar, sla, sources
 from engine.deadlines.models import DeadlineWatch, EscalationStep
@@ -138,25 +137,10 @@ class AuditBatch:
         self.items.append((actor, action, target.stream, target.audit_type, target.object_id, after))
 
     def flush(self, session: Session, at: datetime) -> None:
-        streams = sorted({item[2] for item in self.items})
-        heads: dict[str, tuple[int, str]] = {}
-        for i in range(0, len(streams), 900):
-            chunk = streams[i:i + 900]
-            last = (select(AuditEvent.stream, func.max(AuditEvent.seq).label("seq"))
-                    .where(AuditEvent.stream.in_(chunk)).group_by(AuditEvent.stream).subquery())
-            for stream, seq, digest in session.execute(select(AuditEvent.stream, AuditEvent.seq, AuditEvent.hash).join(
-                    last, (AuditEvent.stream == last.c.stream) & (AuditEvent.seq == last.c.seq))):
-                heads[stream] = (seq, digest)
-        events = []
+        # Chained at commit with every other event of the transaction (one head query for all streams).
         for actor, action, stream, object_type, object_id, after in self.items:
-            seq, prev = heads.get(stream, (0, audit.GENESIS))
-            ev = AuditEvent(stream=stream, seq=seq + 1, at=at, actor_id=actor.user_id, actor_name=actor.username,
-                            action=action, object_type=object_type, object_id=str(object_id), before=None,
-                            after=audit.jsonable(after), prev_hash=prev)
-            ev.hash = audit.event_hash(prev, ev)
-            heads[stream] = (seq + 1, ev.hash)
-            events.append(ev)
-        session.add_all(events)
+            audit.record(session, actor, action, stream=stream, object_type=object_type, object_id=object_id,
+                         after=after, at=at)
         self.items.clear()
 
 

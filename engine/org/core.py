@@ -5,14 +5,16 @@ import re
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from werkzeug.security import generate_password_hash
+from werkzeug.security import check_password_hash, generate_password_hash
 
 from engine import audit
-from engine.errors import Conflict, InvalidInput, NotFound
+from engine.errors import Conflict, Forbidden, InvalidInput, NotFound
 from engine.org.actors import SYSTEM, Actor
 from engine.org.models import Membership, OrgUnit, Role, User
 
 USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")  # as data/seed/users.yaml has them
+MIN_PASSWORD = 8
+MAX_PASSWORD = 200
 
 
 def add_unit(session: Session, *, code: str, name: str, kind: str = "department",
@@ -108,9 +110,44 @@ def deactivate_user(session: Session, *, user_id: int, actor: Actor = SYSTEM) ->
         raise InvalidInput("不能停用自己 (you cannot deactivate yourself)", field="user")
     if user.is_active:
         user.is_active = False
+        user.session_epoch += 1  # every session of theirs ends now, and stays ended if they are reactivated
         session.flush()
         audit.record(session, actor, "org.user.deactivate", stream=f"user:{user.id}", object_type="app_user",
                      object_id=user.id, before={"active": True}, after={"active": False})
+    return user
+
+
+def end_sessions(session: Session, *, user_id: int) -> None:
+    """End every login session of a user, on every device, server-side (flushes)."""
+    user = session.get(User, user_id)
+    if user is not None:
+        user.session_epoch += 1
+        session.flush()
+
+
+def change_password(session: Session, *, user_id: int, current: str, new: str, actor: Actor) -> User:
+    """Change one's own password after checking the current one; every other session ends (flushes).
+
+    Raises: NotFound, Forbidden, InvalidInput
+    """
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"用户不存在 (no such user): {user_id}", field="user")
+    if actor.user_id != user.id:
+        raise Forbidden("只能修改自己的密码 (you can change only your own password)")
+    if not user.password_hash or not check_password_hash(user.password_hash, current):
+        raise InvalidInput("当前密码不正确 (current password: wrong)", field="current_password")
+    if not MIN_PASSWORD <= len(new) <= MAX_PASSWORD:
+        raise InvalidInput(f"新密码须为{MIN_PASSWORD}–{MAX_PASSWORD}位 (new password: {MIN_PASSWORD}–{MAX_PASSWORD} "
+                           "characters)", field="new_password")
+    if new == current:
+        raise InvalidInput("新密码不能与当前密码相同 (new password: same as the current one)", field="new_password")
+    user.password_hash = generate_password_hash(new)
+    user.session_epoch += 1
+    session.flush()
+    # Never the password or its hash in the audit trail.
+    audit.record(session, actor, "org.user.password", stream=f"user:{user.id}", object_type="app_user",
+                 object_id=user.id, after={"sessions_ended": True})
     return user
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, String, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from engine import clock
@@ -19,6 +19,8 @@ class User(Base):
     password_hash: Mapped[str | None] = mapped_column(String(255))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Bumped by logout, a password change and deactivation: sessions begun in an earlier epoch end.
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=clock.now)
 
     memberships: Mapped[list[Membership]] = relationship(back_populates="user", foreign_keys="Membership.user_id")
@@ -61,3 +63,12 @@ class Membership(Base):
     user: Mapped[User] = relationship(back_populates="memberships", foreign_keys=[user_id])
     org_unit: Mapped[OrgUnit | None] = relationship()
     role: Mapped[Role | None] = relationship()
+
+
+class LoginFailure(Base):
+    """Failed logins of one account ("user:<name>") or one client address ("addr:<ip>") in the current window."""
+
+    __tablename__ = "login_failure"
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    window_start: Mapped[datetime] = mapped_column()

@@ -35,6 +35,8 @@ START_UI_PROP = "formUiSchemaFilename"
 STARTERS_PROP = "starters"  # start-event property: comma-separated usernames, unit or role codes/names
 
 
+MAX_ID = 2**31 - 1  # ids are INTEGER columns: a cursor beyond cannot name a row
+
 # --- cursors -----------------------------------------------------------------------------------------
 
 def encode_cursor(values: Sequence[Any]) -> str:
@@ -74,7 +76,7 @@ def cursor_int(value: Any) -> int:
 
     Raises: InvalidInput
     """
-    if not isinstance(value, int) or isinstance(value, bool):
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_ID:
         raise InvalidInput("分页游标无效 (invalid cursor)", field="after")
     return value
 

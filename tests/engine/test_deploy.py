@@ -89,6 +89,7 @@ def test_redeploy_is_a_noop_and_a_change_makes_a_version(session: Session, revie
     assert v2 is not None and v2.version == 2
     assert session.scalar(select(ProcessFile.text).where(ProcessFile.version_id == v2.id,
                                                          ProcessFile.name == "minimal.bpmn")) is not None
+    session.commit()  # audit events are chained onto their streams at commit
     assert session.scalar(select(func.count()).select_from(AuditEvent)
                           .where(AuditEvent.action == "process.deploy")) == 4
 

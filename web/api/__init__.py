@@ -1,6 +1,6 @@
 """JSON API under /api: bearer tokens for machines, the session cookie (with CSRF) for the browser.
 
-Errors are JSON `{"error", "message", ...}` with the EngineError's status (the app's handler);
+Errors are RFC 9457 problem details that keep `{"error", "message", ...}` (web/errors.py);
 401 without credentials; rate-limited per token (or per user / address) with Flask-Limiter.
 """
 from __future__ import annotations
@@ -9,17 +9,18 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from flask import Blueprint, Flask, current_app, g, jsonify, request
+from flask import Blueprint, current_app, g, request
 from flask.typing import ResponseReturnValue
 from flask_limiter.util import get_remote_address
 from flask_login import current_user
-from werkzeug.exceptions import HTTPException
 
+from engine.db import COMMIT_STARTED
 from engine.errors import InvalidInput
 from engine.org import tokens
 from engine.org.actors import actor_of
 from web import csrf, limiter
 from web.common import db_session
+from web.errors import problem
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 csrf.exempt(bp)  # token requests carry no cookie; session requests are checked in `_authenticate`
@@ -54,9 +55,8 @@ limiter.limit(_rate_limit, key_func=rate_key)(bp)
 
 
 def unauthorized(message: str) -> ResponseReturnValue:
-    """Return a 401 JSON error asking for a bearer token."""
-    response = jsonify(error="unauthorized", message=message)
-    response.status_code = 401
+    """Return a 401 problem asking for a bearer token."""
+    response = problem(401, "unauthorized", message)
     response.headers["WWW-Authenticate"] = 'Bearer realm="jzflow"'
     return response
 
@@ -72,6 +72,7 @@ def _authenticate() -> ResponseReturnValue | None:
         if user is None:
             return unauthorized("令牌无效或已吊销 (invalid or revoked token)")
         session.commit()  # last_used_at, on its own: nothing else is pending yet
+        session.info.pop(COMMIT_STARTED, None)  # the request's work is still to come, and may be retried
         g.actor = actor_of(session, user)
         g.api_auth = "token"
         return None
@@ -100,7 +101,8 @@ def body() -> dict[str, Any]:
     return value
 
 
-def text_field(data: dict[str, Any], name: str, *, required: bool = False, default: str = "") -> str:
+def text_field(data: dict[str, Any], name: str, *, required: bool = False, default: str = "",
+               max_length: int | None = None) -> str:
     """Return a string field of a JSON body.
 
     Raises: InvalidInput
@@ -112,22 +114,9 @@ def text_field(data: dict[str, Any], name: str, *, required: bool = False, defau
         raise InvalidInput(f"{name} 必须是字符串 (must be a string)", field=name)
     if required and not value.strip():
         raise InvalidInput(f"{name} 不能为空 (required)", field=name)
+    if max_length is not None and len(value) > max_length:
+        raise InvalidInput(f"{name} 不能超过 {max_length} 个字符 (at most {max_length} characters)", field=name)
     return value
-
-
-def init_app(app: Flask) -> None:
-    """JSON for the HTTP errors the API can meet outside EngineError (405, 429)."""
-
-    def as_json(exc: HTTPException) -> ResponseReturnValue:
-        if not request.path.startswith("/api/"):
-            return exc
-        codes = {405: "method_not_allowed", 429: "rate_limited", 413: "too_large"}
-        response = jsonify(error=codes.get(exc.code or 0, "http_error"), message=exc.description)
-        response.status_code = exc.code or 500
-        return response
-
-    for code in (405, 413, 429):
-        app.register_error_handler(code, as_json)
 
 
 from web.api import openapi, routes  # noqa: E402,F401  (routes register on bp)

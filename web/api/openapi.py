@@ -9,6 +9,7 @@ from flask.typing import ResponseReturnValue
 from web.api import DEFAULT_RATE_LIMIT, bp
 
 JSON = "application/json"
+PROBLEM = "application/problem+json"
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -21,14 +22,21 @@ def _nullable(kind: str, **extra: Any) -> dict[str, Any]:
 
 TIME = _nullable("string", format="date-time")
 SCHEMAS: dict[str, Any] = {
-    "Error": {"type": "object", "required": ["error", "message"], "additionalProperties": True,
-              "description": "Every error: a stable code, a message (Chinese, then English) and details such as ids.",
-              "properties": {"error": {"type": "string", "examples": ["not_your_task"]},
-                             "message": {"type": "string"}}},
+    "Error": {"type": "object", "required": ["type", "title", "status", "detail", "error", "message"],
+              "additionalProperties": True,
+              "description": "Every error is an RFC 9457 problem (type, title, status, detail, instance) with a "
+                             "stable code (`error`), the message (Chinese, then English; = detail) and details "
+                             "such as ids or the field.",
+              "properties": {"type": {"type": "string"}, "title": {"type": "string"},
+                             "status": {"type": "integer"}, "detail": {"type": "string"},
+                             "instance": {"type": "string"},
+                             "error": {"type": "string", "examples": ["not_your_task"]},
+                             "message": {"type": "string"}, "field": {"type": "string"}}},
     "FieldError": {"type": "object", "required": ["field", "message"],
                    "properties": {"field": {"type": "string"}, "message": {"type": "string"}}},
-    "FormInvalid": {"allOf": [_ref("Error"), {"type": "object", "required": ["fields"], "properties": {
-        "fields": {"type": "array", "items": _ref("FieldError")}}}]},
+    "FormInvalid": {"allOf": [_ref("Error"), {"type": "object", "properties": {
+        "fields": {"type": "array", "items": _ref("FieldError"),
+                   "description": "form_invalid: each field's problem"}}}]},
     "Task": {"type": "object", "required": ["id", "instance_id", "name", "state"], "properties": {
         "id": {"type": "integer"}, "instance_id": {"type": "integer"}, "name": {"type": "string"},
         "bpmn_id": {"type": "string"}, "process_key": {"type": "string"}, "lane": _nullable("string"),
@@ -114,8 +122,11 @@ SCHEMAS: dict[str, Any] = {
 }
 
 
-def _error(description: str, schema: str = "Error") -> dict[str, Any]:
-    return {"description": description, "content": {JSON: {"schema": _ref(schema)}}}
+def _error(description: str, schema: str = "Error", headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"description": description, "content": {PROBLEM: {"schema": _ref(schema)}}}
+    if headers:
+        out["headers"] = headers
+    return out
 
 
 RESPONSES = {
@@ -126,6 +137,9 @@ RESPONSES = {
     "Conflict": _error("Someone else acted first (concurrent_modification, task_already_done, already_claimed…)"),
     "Unprocessable": _error("Invalid input; form_invalid lists each field", "FormInvalid"),
     "RateLimited": _error(f"Too many requests ({DEFAULT_RATE_LIMIT} per token by default)"),
+    "Unavailable": _error("The database connection was lost: retry after `Retry-After` seconds (POSTs with "
+                          "the same Idempotency-Key)",
+                          headers={"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds"}}),
 }
 PARAMETERS = {
     "TaskId": {"name": "task_id", "in": "path", "required": True, "schema": {"type": "integer"}},
@@ -136,6 +150,11 @@ PARAMETERS = {
                                                          "default": 50}},
     "After": {"name": "after", "in": "query", "description": "The next_cursor of the previous page",
               "schema": {"type": "string"}},
+    "IdempotencyKey": {"name": "Idempotency-Key", "in": "header", "required": False,
+                       "description": "1–255 printable ASCII characters. A retry with the same key gets the first "
+                                      "answer (header `Idempotent-Replayed: true`) and the work is done once; the "
+                                      "same key with another body is a 422 (idempotency_key_reused).",
+                       "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"}},
 }
 
 
@@ -146,8 +165,8 @@ def _param(name: str) -> dict[str, str]:
 def _op(summary: str, ok: str, *, status: str = "200", params: tuple[str, ...] = (), request: str | None = None,
         errors: tuple[str, ...] = (), op_id: str) -> dict[str, Any]:
     codes = {"400": "BadRequest", "401": "Unauthorized", "403": "Forbidden", "404": "NotFound", "409": "Conflict",
-             "422": "Unprocessable", "429": "RateLimited"}
-    wanted = ("401", "429", *errors) + (("400",) if request else ())
+             "422": "Unprocessable", "429": "RateLimited", "503": "Unavailable"}
+    wanted = ("400", "401", "429", "503", *errors)
     responses: dict[str, Any] = {status: {"description": "OK", "content": {JSON: {"schema": _ref(ok)}}}}
     for code in sorted(set(wanted)):
         responses[code] = {"$ref": f"#/components/responses/{codes[code]}"}
@@ -159,12 +178,20 @@ def _op(summary: str, ok: str, *, status: str = "200", params: tuple[str, ...] =
     return op
 
 
+def _post(op: dict[str, Any]) -> dict[str, Any]:
+    """A POST: takes an Idempotency-Key; the same key with another body is a 422."""
+    op["parameters"] = [*op.get("parameters", []), _param("IdempotencyKey")]
+    op["responses"].setdefault("422", {"$ref": "#/components/responses/Unprocessable"})
+    return op
+
+
 TASK_ERRORS = ("403", "404", "409")
 
 
 def _task_op(name: str, summary: str, ok: str = "TaskDetail", request: str | None = None,
              errors: tuple[str, ...] = TASK_ERRORS) -> dict[str, Any]:
-    return {"post": _op(summary, ok, params=("TaskId",), request=request, errors=errors, op_id=f"task_{name}")}
+    return {"post": _post(_op(summary, ok, params=("TaskId",), request=request, errors=errors,
+                              op_id=f"task_{name}"))}
 
 
 PATHS: dict[str, Any] = {
@@ -206,9 +233,10 @@ PATHS: dict[str, Any] = {
                                                 op_id="instance_show")},
     "/api/processes": {"get": _op("Processes the caller may start (latest versions)", "ProcessList",
                                   op_id="process_list")},
-    "/api/processes/{key}/instances": {"post": _op("Start an instance", "InstanceDetail", status="201",
-                                                   params=("ProcessKey",), request="StartRequest",
-                                                   errors=("403", "404", "409", "422"), op_id="process_start")},
+    "/api/processes/{key}/instances": {"post": _post(_op("Start an instance", "InstanceDetail", status="201",
+                                                         params=("ProcessKey",), request="StartRequest",
+                                                         errors=("403", "404", "409", "422"),
+                                                         op_id="process_start"))},
     "/api/openapi.json": {"get": {"operationId": "openapi", "summary": "This document", "security": [],
                                   "responses": {"200": {"description": "OpenAPI 3.1",
                                                         "content": {JSON: {"schema": {"type": "object"}}}}}}},
@@ -222,8 +250,9 @@ def document() -> dict[str, Any]:
         "info": {"title": "jzflow 胶州经济工作流 API", "version": "1.0.0",
                  "description": "Tasks, instances and processes. Send `Authorization: Bearer <token>` (tokens are "
                                 "made on /admin/tokens). A browser session works too; its POSTs need the "
-                                "`X-CSRFToken` header. Times are ISO 8601 UTC. Errors are JSON with a stable "
-                                "`error` code and the HTTP status of the engine's error."},
+                                "`X-CSRFToken` header. Times are ISO 8601 UTC. Errors are RFC 9457 problem details "
+                                "(application/problem+json) with a stable `error` code. POSTs accept an "
+                                "`Idempotency-Key`; a 503 carries `Retry-After`."},
         "servers": [{"url": "/"}],
         "security": [{"bearerAuth": []}, {"sessionCookie": []}],
         "paths": PATHS,

@@ -13,7 +13,8 @@ from engine.runtime import instances, timeline
 from engine.tasks import access, operations, queries, sendback, taskview
 from engine.tasks.models import HumanTask
 from web.api import body, bp, serialize, text_field
-from web.common import commit, current_actor, db_session
+from web.api.idempotency import finish
+from web.common import current_actor, db_session
 from web.processes import startable_info
 
 
@@ -36,6 +37,11 @@ def _task_response(task: HumanTask, status: int = 200) -> ResponseReturnValue:
     return jsonify(serialize.task_detail(db_session(), task, current_actor())), status
 
 
+def _task_done(task: HumanTask) -> ResponseReturnValue:
+    """Answer an operation on a task: its new state, committed together with the work (and any key)."""
+    return finish(serialize.task_detail(db_session(), task, current_actor()))
+
+
 # --- tasks -------------------------------------------------------------------------------------------
 
 @bp.get("/tasks")
@@ -53,15 +59,13 @@ def task_show(task_id: int) -> ResponseReturnValue:
 @bp.post("/tasks/<int:task_id>/claim")
 def task_claim(task_id: int) -> ResponseReturnValue:
     task = tasks.claim(db_session(), task_id=task_id, actor=current_actor())
-    commit()
-    return _task_response(task)
+    return _task_done(task)
 
 
 @bp.post("/tasks/<int:task_id>/unclaim")
 def task_unclaim(task_id: int) -> ResponseReturnValue:
     task = tasks.unclaim(db_session(), task_id=task_id, actor=current_actor())
-    commit()
-    return _task_response(task)
+    return _task_done(task)
 
 
 @bp.post("/tasks/<int:task_id>/complete")
@@ -72,9 +76,8 @@ def task_complete(task_id: int) -> ResponseReturnValue:
         raise InvalidInput("data 必须是 JSON 对象 (data must be an object)", field="data")
     opinion = text_field(data, "opinion") or None
     done = tasks.complete(db_session(), task_id=task_id, actor=current_actor(), data=form, opinion=opinion)
-    commit()
-    return jsonify(instance_id=done.instance_id, status=done.status, incident=done.incident,
-                   next_tasks=done.next_tasks)
+    return finish({"instance_id": done.instance_id, "status": done.status, "incident": done.incident,
+                   "next_tasks": done.next_tasks})
 
 
 @bp.post("/tasks/<int:task_id>/transfer")
@@ -83,8 +86,7 @@ def task_transfer(task_id: int) -> ResponseReturnValue:
     task = operations.transfer(db_session(), task_id=task_id, actor=current_actor(),
                                to_username=text_field(data, "to_username", required=True),
                                note=text_field(data, "note"))
-    commit()
-    return _task_response(task)
+    return _task_done(task)
 
 
 @bp.post("/tasks/<int:task_id>/delegate")
@@ -93,8 +95,7 @@ def task_delegate(task_id: int) -> ResponseReturnValue:
     task = operations.delegate(db_session(), task_id=task_id, actor=current_actor(),
                                to_username=text_field(data, "to_username", required=True),
                                note=text_field(data, "note"))
-    commit()
-    return _task_response(task)
+    return _task_done(task)
 
 
 @bp.post("/tasks/<int:task_id>/resolve")
@@ -102,8 +103,7 @@ def task_resolve(task_id: int) -> ResponseReturnValue:
     data = body()
     task = operations.resolve_delegation(db_session(), task_id=task_id, actor=current_actor(),
                                          opinion=text_field(data, "opinion", required=True))
-    commit()
-    return _task_response(task)
+    return _task_done(task)
 
 
 @bp.post("/tasks/<int:task_id>/cosigners")
@@ -115,8 +115,7 @@ def task_add_cosigners(task_id: int) -> ResponseReturnValue:
     created = operations.add_cosigners(db_session(), task_id=task_id, actor=current_actor(), usernames=names,
                                        position=text_field(data, "position", required=True),
                                        note=text_field(data, "note"))
-    commit()
-    return jsonify(task_id=task_id, cosign_task_ids=[c.id for c in created])
+    return finish({"task_id": task_id, "cosign_task_ids": [c.id for c in created]})
 
 
 @bp.post("/tasks/<int:task_id>/cosigners/<int:cosign_id>/remove")
@@ -126,8 +125,7 @@ def task_remove_cosigner(task_id: int, cosign_id: int) -> ResponseReturnValue:
     if cosign is None or cosign.parent_task_id != task_id:
         raise TaskNotFound(f"加签任务不存在: {cosign_id}", task_id=cosign_id)
     operations.remove_cosigner(session, cosign_task_id=cosign_id, actor=current_actor())
-    commit()
-    return jsonify(task_id=task_id, removed=cosign_id)
+    return finish({"task_id": task_id, "removed": cosign_id})
 
 
 def _send_back_to(data: dict[str, Any]) -> Any:
@@ -153,8 +151,7 @@ def task_send_back(task_id: int) -> ResponseReturnValue:
         raise InvalidInput("confirm 须为 true 或 false (confirm: a boolean)", field="confirm")
     reopened = sendback.send_back(db_session(), task_id=task_id, actor=current_actor(), to=_send_back_to(data),
                                   reason=text_field(data, "reason"), confirm=confirm)
-    commit()
-    return _task_response(reopened)
+    return _task_done(reopened)
 
 
 @bp.post("/tasks/<int:task_id>/urge")
@@ -162,8 +159,7 @@ def task_urge(task_id: int) -> ResponseReturnValue:
     data = body()
     notified = operations.urge(db_session(), task_id=task_id, actor=current_actor(),
                                message=text_field(data, "message"))
-    commit()
-    return jsonify(task_id=task_id, notified=notified)
+    return finish({"task_id": task_id, "notified": notified})
 
 
 # --- instances and processes -------------------------------------------------------------------------
@@ -180,6 +176,10 @@ def instance_list() -> ResponseReturnValue:
 
 
 def _instance_response(instance_id: int, status: int = 200, **extra: Any) -> ResponseReturnValue:
+    return jsonify(_instance_detail(instance_id, **extra)), status
+
+
+def _instance_detail(instance_id: int, **extra: Any) -> dict[str, Any]:
     session = db_session()
     actor = current_actor()
     row = queries.instance_row(session, instance_id)
@@ -192,7 +192,7 @@ def _instance_response(instance_id: int, status: int = 200, **extra: Any) -> Res
     out = serialize.instance_detail(session, row, actor, task_rows=timeline.human_tasks(session, instance_id),
                                     incidents=timeline.incidents(session, instance_id), data=data)
     out.update(extra)
-    return jsonify(out), status
+    return out
 
 
 @bp.get("/instances/<int:instance_id>")
@@ -214,11 +214,10 @@ def process_start(key: str) -> ResponseReturnValue:
     form = data.get("data", {})
     if not isinstance(form, dict):
         raise InvalidInput("data 必须是 JSON 对象 (data must be an object)", field="data")
-    title = text_field(data, "title")[:300] or None
-    business_key = text_field(data, "business_key")[:200] or None
+    title = text_field(data, "title", max_length=300) or None
+    business_key = text_field(data, "business_key", max_length=200) or None
     # Reserved keys (initiator) are refused and the start form, when there is one, checked by the engine.
     row = instances.start(db_session(), process_key=key, actor=actor, data=form, business_key=business_key,
                           title=title, from_client=True)
-    commit()
     first = queries.first_task_for(db_session(), actor, row.id)
-    return _instance_response(row.id, 201, next_task_id=first.id if first is not None else None)
+    return finish(_instance_detail(row.id, next_task_id=first.id if first is not None else None), 201)

@@ -23,6 +23,7 @@ from engine.org.models import Membership, Role, User
 from engine.org.token_models import ApiToken
 from engine.tasks import queries
 from web.common import current_actor, db_session
+from web.guards import MAX_ID, id_arg
 
 bp = Blueprint("audit", __name__)
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
@@ -87,7 +88,7 @@ def filter_from(args: Any) -> audit_views.AuditFilter:
     Raises: InvalidInput
     """
     instance = (args.get("instance") or "").strip().lstrip("#")
-    if instance and not instance.isdigit():
+    if instance and (not instance.isdigit() or int(instance) > MAX_ID):
         raise InvalidInput(_("实例编号须为数字"), field="instance")
     return audit_views.AuditFilter(
         since=_when(args.get("since"), "since", end=False), until=_when(args.get("until"), "until", end=True),
@@ -119,8 +120,7 @@ def index() -> ResponseReturnValue:
     _auditor()
     session = db_session()
     flt = filter_from(request.args)
-    after = request.args.get("after", type=int)
-    page = audit_views.events(session, flt, after=after, limit=request.args.get("limit", 50, type=int) or 50)
+    page = audit_views.events(session, flt, after=id_arg("after"), limit=request.args.get("limit", 50, type=int) or 50)
     return render_template("audit/index.html", page=page, args=_args(), actions=audit_views.actions(session),
                            object_types=audit_views.object_types(session), processes=queries.process_choices(session),
                            pretty=pretty, filtered=not flt.is_empty())

@@ -1,20 +1,27 @@
-"""Log in and out with username and password (hashed), rate-limited; safe redirects only."""
+"""Log in and out with username and password (hashed); safe redirects only.
+
+Failed logins are limited per account and per client address (engine/org/login_guard.py), never
+successful ones. Logout and a password change end every session of the user server-side (the session
+epoch, web/common.py).
+"""
 from __future__ import annotations
 
 from urllib.parse import urlsplit
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import session as cookie_session
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import select
 from werkzeug.security import check_password_hash
 
-from engine import audit
+from engine import audit, clock, config, org
+from engine.errors import InvalidInput
+from engine.org import login_guard
 from engine.org.actors import actor_of
 from engine.org.models import User
-from web import limiter
-from web.common import LoginUser, db_session
+from web.common import LoginUser, commit, current_actor, db_session
 
 bp = Blueprint("auth", __name__)
 # A hash to compare against when the user does not exist, so timing does not tell usernames apart.
@@ -26,30 +33,52 @@ def _safe_next(target: str | None) -> str:
     if not target:
         return url_for("inbox.index")
     parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") or "\\" in target \
+            or any(ch < " " or ch == "\x7f" for ch in target):  # CR/LF would split the Location header
         return url_for("inbox.index")
     return target
 
 
+def _limits() -> login_guard.Limits:
+    settings = config.load()
+    return login_guard.Limits(per_account=settings.login_account_failures,
+                              per_address=settings.login_address_failures,
+                              window_seconds=settings.login_window_seconds)
+
+
+def _too_many(username: str, wait: int) -> ResponseReturnValue:
+    minutes = max(1, (wait + 59) // 60)
+    error = _("登录失败次数过多，请%(minutes)s分钟后再试", minutes=minutes)
+    return (render_template("auth/login.html", error=error, username=username, next=request.args.get("next", "")),
+            429, {"Retry-After": str(wait)})
+
+
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit("10 per minute; 50 per hour", methods=["POST"])
 def login() -> ResponseReturnValue:
     if current_user.is_authenticated:
         return redirect(_safe_next(request.args.get("next")))
     error = None
     username = ""
     if request.method == "POST":
-        username = request.form.get("username", "").strip()
+        username = request.form.get("username", "").strip()[:80]
         password = request.form.get("password", "")
         session = db_session()
+        limits, now, address = _limits(), clock.now(), request.remote_addr
+        wait = login_guard.retry_after(session, username=username, address=address, now=now, limits=limits)
+        if wait:  # refused before the password is even looked at: guessing on stops here
+            return _too_many(username, wait)
         user = session.scalar(select(User).where(User.username == username)) if username else None
         ok = check_password_hash(user.password_hash if user and user.password_hash else _DUMMY_HASH, password)
         if user is not None and user.is_active and user.password_hash and ok:
+            login_guard.forget_account(session, username=username)
+            cookie_session.clear()  # nothing from before the login carries over
             login_user(LoginUser(user), remember=False)
             audit.record(session, actor_of(session, user), "auth.login", stream=f"user:{user.id}",
-                         object_type="app_user", object_id=user.id, after={"ip": request.remote_addr})
+                         object_type="app_user", object_id=user.id, after={"ip": address})
             session.commit()
             return redirect(_safe_next(request.form.get("next") or request.args.get("next")))
+        login_guard.record_failure(session, username=username, address=address, now=now, limits=limits)
+        session.commit()
         error = _("用户名或密码错误")
     return render_template("auth/login.html", error=error, username=username,
                            next=request.args.get("next", "")), (401 if error else 200)
@@ -58,6 +87,27 @@ def login() -> ResponseReturnValue:
 @bp.post("/logout")
 @login_required
 def logout() -> ResponseReturnValue:
+    # Server-side: the user's session epoch moves on, so a copy of this cookie (or any other) is dead too.
+    org.end_sessions(db_session(), user_id=current_user.user.id)
+    commit()
     logout_user()
+    cookie_session.clear()
     flash(_("已退出登录"), "info")
     return redirect(url_for("auth.login"))
+
+
+@bp.route("/account/password", methods=["GET", "POST"])
+@login_required
+def password() -> ResponseReturnValue:
+    if request.method == "POST":
+        form = request.form
+        if form.get("new_password", "") != form.get("confirm_password", ""):
+            raise InvalidInput("两次输入的新密码不一致 (new password: the two entries differ)", field="confirm_password")
+        user = org.change_password(db_session(), user_id=current_user.user.id, current=form.get("current_password", ""),
+                                   new=form.get("new_password", ""), actor=current_actor())
+        commit()
+        cookie_session.clear()
+        login_user(LoginUser(user), remember=False)  # this session goes on in the new epoch; all others ended
+        flash(_("密码已修改，其他设备上的登录已退出"), "info")
+        return redirect(url_for("inbox.index"))
+    return render_template("auth/password.html"), 200, {"Cache-Control": "no-store"}

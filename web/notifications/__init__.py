@@ -10,6 +10,7 @@ from flask_login import login_required
 
 from engine.notify import notifications
 from web.common import commit, current_actor, db_session
+from web.guards import id_arg
 
 bp = Blueprint("notifications", __name__)
 
@@ -27,7 +28,7 @@ def safe_link(link: str | None) -> str | None:
 @bp.get("/notifications")
 @login_required
 def index() -> ResponseReturnValue:
-    before = request.args.get("before", type=int)
+    before = id_arg("before")
     unread_only = request.args.get("unread") == "1"
     page = notifications.page(db_session(), current_actor(), before_id=before, unread_only=unread_only)
     return render_template("notifications/index.html", page=page, unread_only=unread_only, safe_link=safe_link)

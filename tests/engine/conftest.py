@@ -1,0 +1,62 @@
+"""Engine fixtures for concurrency: a PostgreSQL database with a connection pool for many threads."""
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from engine import deploy, org
+from engine.db import make_engine, make_sessionmaker
+from engine.org.actors import SYSTEM, Actor, actor_for
+from tests.conftest import FIXTURES, PgDatabases
+
+SIBLINGS = FIXTURES / "concurrency"
+
+
+@pytest.fixture
+def pg(pg_databases: PgDatabases) -> Iterator[Engine]:
+    engine = make_engine(pg_databases.fresh(), pool_size=20)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def pg_factory(pg: Engine) -> sessionmaker[Session]:
+    return make_sessionmaker(pg)
+
+
+def staff(factory: sessionmaker[Session], n: int, *, bpmn_dir: Path = SIBLINGS) -> list[Actor]:
+    """N users of one department, and the sibling-task process deployed."""
+    with factory() as session:
+        org.add_unit(session, code="dept", name="审批部门")
+        for i in range(n):
+            org.add_user(session, username=f"u{i}", display_name=f"用户{i}", unit_codes=["dept"])
+        deploy.deploy(session, deploy.read_directory(bpmn_dir), actor=SYSTEM, check_lanes=False)
+        session.commit()
+        return [actor_for(session, f"u{i}") for i in range(n)]
+
+
+def at_once(n: int, work: Callable[[int], None]) -> list[BaseException | None]:
+    """Run work(0..n-1) in n threads released together; return what each raised."""
+    barrier = threading.Barrier(n)
+    outcomes: list[BaseException | None] = [None] * n
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            work(i)
+        except BaseException as exc:
+            outcomes[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    return outcomes
+
+

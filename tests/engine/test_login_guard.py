@@ -1,0 +1,46 @@
+"""Failed-login counters (Trust I hole 7): per account and address, windowed, purged by a job."""
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from engine.celery_app import celery
+from engine.org import login_guard
+from engine.org.models import LoginFailure
+
+LIMITS = login_guard.Limits(per_account=3, per_address=5, window_seconds=600)
+
+
+def test_hole7_failures_lock_the_account_then_the_window_passes(session: Session, frozen: Any) -> None:
+    for _ in range(3):
+        assert login_guard.retry_after(session, username="Fg", address="10.0.0.1", now=frozen.now(),
+                                       limits=LIMITS) == 0
+        login_guard.record_failure(session, username="Fg", address="10.0.0.1", now=frozen.now(), limits=LIMITS)
+        session.commit()
+    # the account is what counts, whatever the spelling or the address
+    assert login_guard.retry_after(session, username="fg ", address="10.0.0.2", now=frozen.now(), limits=LIMITS) == 601
+    assert login_guard.retry_after(session, username="zr", address="10.0.0.1", now=frozen.now(), limits=LIMITS) == 0
+    frozen.advance(timedelta(seconds=601))
+    assert login_guard.retry_after(session, username="fg", address="10.0.0.2", now=frozen.now(), limits=LIMITS) == 0
+    login_guard.record_failure(session, username="fg", address="10.0.0.1", now=frozen.now(), limits=LIMITS)
+    session.commit()
+    row = session.get(LoginFailure, "user:fg")
+    assert row is not None and row.failures == 1  # a new window began
+
+
+def test_hole7_stale_counters_are_purged(session: Session, frozen: Any) -> None:
+    login_guard.record_failure(session, username="a", address="10.0.0.1", now=frozen.now(), limits=LIMITS)
+    session.commit()
+    frozen.advance(timedelta(seconds=601))
+    login_guard.record_failure(session, username="b", address="10.0.0.9", now=frozen.now(), limits=LIMITS)
+    assert login_guard.purge(session, now=frozen.now(), limits=LIMITS) == 2
+    session.commit()
+    assert session.scalar(select(func.count()).select_from(LoginFailure)) == 2
+    assert celery.conf.beat_schedule["purge-login-failures"]["task"] == "engine.jobs.purge_login_failures"
+
+
+def test_hole8_seal_runs_every_minute_by_default() -> None:
+    assert celery.conf.beat_schedule["seal-audit"]["schedule"] == 60.0

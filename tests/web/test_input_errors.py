@@ -1,0 +1,124 @@
+"""Defect "500s from input": NUL bytes, deep JSON, huge cursors, CRLF redirects → a 4xx with a message.
+
+API errors are RFC 9457 problem details (application/problem+json); HTML error pages speak Chinese.
+"""
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+from werkzeug.test import TestResponse
+
+from engine.runtime.models import ProcessInstance
+from engine.tasks.collab_models import Comment
+from tests.web.conftest import PASSWORD, csrf_of
+from tests.web.flows import Api, db, deploy_good, post, token_for
+
+Login = Callable[[str], FlaskClient]
+NUL = "a\x00b"
+
+
+def _refused(response: TestResponse, *statuses: int) -> None:
+    """A 4xx (one of `statuses` when given) with a message, never a 500."""
+    assert 400 <= response.status_code < 500, (response.status_code, response.get_data(as_text=True)[:300])
+    if statuses:
+        assert response.status_code in statuses, response.status_code
+    if response.mimetype.endswith("json"):
+        assert response.json is not None and response.json["message"]
+    else:
+        assert "出错" in response.get_data(as_text=True) or "无效" in response.get_data(as_text=True)
+
+
+def _api_problem(response: TestResponse, status: int) -> None:
+    assert response.status_code == status, response.get_data(as_text=True)[:300]
+    assert response.mimetype == "application/problem+json"
+    problem = response.json
+    assert problem is not None and problem["status"] == status and problem["title"] and problem["detail"]
+    assert problem["error"] and problem["message"]
+
+
+def test_nul_byte_in_the_login_username_is_a_400_with_a_message(app: Flask) -> None:
+    client = app.test_client()
+    response = client.post("/login", data={"username": "admin\x00", "password": PASSWORD,
+                                           "csrf_token": csrf_of(client)})
+    _refused(response, 400)
+    assert "NUL" in response.get_data(as_text=True)
+
+
+def test_nul_byte_in_list_filters_is_a_400(app: Flask, login: Login) -> None:
+    admin = login("admin")
+    lists = {"/inbox": ("q", "process", "sort", "after", "due", "priority"),
+             "/inbox/done": ("q", "process"), "/instances": ("q", "process", "status", "after", "limit"),
+             "/audit": ("since", "until", "actor", "action", "process", "instance", "object_type", "object_id")}
+    count = 0
+    for path, names in lists.items():
+        for name in names:
+            _refused(admin.get(path, query_string={name: NUL}), 400)
+            count += 1
+    assert count >= 20
+
+
+def test_nul_byte_in_a_comment_and_an_api_title_is_a_400_and_changes_nothing(app: Flask, login: Login) -> None:
+    deploy_good(app)
+    applicant = Api(app, token_for(app, "applicant"))
+    _refused(applicant.post("/api/processes/review_process/instances", {"title": NUL}), 400)
+    started = applicant.post("/api/processes/review_process/instances", {"title": "正常"})
+    assert started.status_code == 201
+    task_id = started.json["next_task_id"]  # type: ignore[index]
+    web = login("applicant")
+    _refused(post(web, f"/tasks/{task_id}/comments", {"body": NUL}, page=f"/tasks/{task_id}"), 400)
+    with db(app) as s:
+        assert s.scalar(select(func.count()).select_from(Comment)) == 0
+        assert s.scalar(select(func.count()).select_from(ProcessInstance)) == 1
+
+
+def test_json_nested_500_deep_is_refused_with_a_message(app: Flask) -> None:
+    deploy_good(app)
+    applicant = Api(app, token_for(app, "applicant"))
+    deep: object = "x"
+    for _ in range(500):
+        deep = [deep]
+    _api_problem(applicant.post("/api/processes/review_process/instances", {"title": "深", "data": {"d": deep}}), 400)
+    very_deep = "[" * 100_000 + "]" * 100_000
+    response = applicant.client.post("/api/processes/review_process/instances", data='{"data":' + very_deep + "}",
+                                     headers=applicant.headers, content_type="application/json")
+    _api_problem(response, 400)
+    with db(app) as s:
+        assert s.scalar(select(func.count()).select_from(ProcessInstance)) == 0
+
+
+def test_a_cursor_of_ten_to_the_thirty_is_a_422(app: Flask, login: Login) -> None:
+    api = Api(app, token_for(app, "admin"))
+    cursor = base64.urlsafe_b64encode(json.dumps(["2025-01-01T00:00:00+00:00", 10**30]).encode()).decode()
+    _api_problem(api.get("/api/instances", after=cursor), 422)
+    _api_problem(api.get("/api/tasks", after=cursor), 422)
+    admin = login("admin")
+    _refused(admin.get("/instances", query_string={"after": cursor}))
+    _refused(admin.get("/audit", query_string={"after": str(10**30)}))
+    _refused(admin.get("/audit", query_string={"instance": str(10**30)}))
+    assert api.get("/api/tasks/" + str(10**30)).status_code == 404
+
+
+def test_login_next_with_crlf_when_logged_in_redirects_home(login: Login) -> None:
+    admin = login("admin")
+    response = admin.get("/login", query_string={"next": "/inbox\r\nSet-Cookie: x=1"})
+    assert response.status_code == 302 and "\n" not in response.headers["Location"]
+    assert "Set-Cookie: x" not in str(response.headers)
+
+
+def test_api_errors_are_problem_details_and_html_errors_speak_chinese(app: Flask, login: Login) -> None:
+    api = Api(app, token_for(app, "applicant"))
+    _api_problem(api.get("/api/no-such-route"), 404)
+    _api_problem(api.client.delete("/api/tasks", headers=api.headers), 405)
+    _api_problem(api.get("/api/tasks/999999"), 404)
+    _api_problem(app.test_client().get("/api/tasks"), 401)
+    web = login("applicant")
+    for response in (web.get("/no-such-page"), web.delete("/inbox")):
+        assert response.mimetype == "text/html" and response.status_code in (404, 405)
+        page = response.get_data(as_text=True)
+        assert "The requested URL" not in page and "not allowed for the requested URL" not in page
+        assert any(word in page for word in ("不存在", "不支持"))

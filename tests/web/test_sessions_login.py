@@ -1,0 +1,208 @@
+"""Trust I hole 7: sessions end server-side; failed logins (never successes) are limited per account and address."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from engine import config
+from tests.web.conftest import PASSWORD, csrf_of
+from web import create_app
+
+
+def _post_login(client: FlaskClient, username: str, password: str, address: str = "10.0.0.1",
+                **headers: str) -> Any:
+    token = csrf_of(client)
+    return client.post("/login", data={"username": username, "password": password, "csrf_token": token},
+                       environ_base={"REMOTE_ADDR": address}, headers=headers)
+
+
+def _replay(app: Flask, cookie: str) -> int:
+    """Present a captured session cookie from another machine; return the inbox's status."""
+    thief = app.test_client()
+    thief.set_cookie("session", cookie)
+    return thief.get("/inbox").status_code
+
+
+def _cookie(client: FlaskClient) -> str:
+    found = client.get_cookie("session")
+    assert found is not None
+    return found.value
+
+
+def test_hole7_cookie_captured_before_logout_stops_working(app: Flask, login: Callable[[str], FlaskClient]) -> None:
+    client = login("window")
+    captured = _cookie(client)
+    assert _replay(app, captured) == 200
+    token = csrf_of(client, "/inbox")
+    assert client.post("/logout", data={"csrf_token": token}).status_code == 302
+    assert _replay(app, captured) == 302  # back to the login page: the session ended server-side
+
+
+def test_hole7_logout_ends_the_sessions_on_other_devices_too(app: Flask, login: Callable[[str], FlaskClient]) -> None:
+    laptop, phone = login("window"), login("window")
+    laptop.post("/logout", data={"csrf_token": csrf_of(laptop, "/inbox")})
+    assert phone.get("/inbox").status_code == 302
+
+
+def test_hole7_password_change_ends_every_other_session(app: Flask, login: Callable[[str], FlaskClient]) -> None:
+    here, elsewhere = login("window"), login("window")
+    captured = _cookie(elsewhere)
+    token = csrf_of(here, "/account/password")
+    response = here.post("/account/password", data={"csrf_token": token, "current_password": PASSWORD,
+                                                     "new_password": "a-new-Passw0rd", "confirm_password":
+                                                     "a-new-Passw0rd"})
+    assert response.status_code == 302
+    assert here.get("/inbox").status_code == 200  # this session goes on
+    assert elsewhere.get("/inbox").status_code == 302
+    assert _replay(app, captured) == 302
+    assert _post_login(app.test_client(), "window", PASSWORD).status_code == 401
+    assert _post_login(app.test_client(), "window", "a-new-Passw0rd").status_code == 302
+
+
+def test_hole7_password_change_needs_the_current_password(app: Flask, login: Callable[[str], FlaskClient]) -> None:
+    client = login("window")
+    token = csrf_of(client, "/account/password")
+    response = client.post("/account/password", data={"csrf_token": token, "current_password": "guess",
+                                                       "new_password": "a-new-Passw0rd",
+                                                       "confirm_password": "a-new-Passw0rd"},
+                           headers={"Accept": "application/json"})
+    assert response.status_code == 422 and "current_password" in response.get_data(as_text=True)
+    assert _post_login(app.test_client(), "window", PASSWORD).status_code == 302  # unchanged
+
+
+def test_hole7_deactivation_ends_every_session(app: Flask, login: Callable[[str], FlaskClient]) -> None:
+    victim, admin = login("window"), login("admin")
+    captured = _cookie(victim)
+    from engine.org.models import User
+    with app.extensions["jzflow.sessionmaker"]() as s:
+        user_id = s.query(User.id).filter(User.username == "window").scalar()
+    admin.post(f"/admin/users/{user_id}/deactivate", data={"csrf_token": csrf_of(admin, "/admin")})
+    assert victim.get("/inbox").status_code == 302
+    assert _replay(app, captured) == 302
+
+
+def test_hole7_successful_logins_from_one_address_are_never_limited(app: Flask) -> None:
+    # An office behind one NAT address: 60 people log in within the hour (main allowed 10 a minute, 50 an hour).
+    for _ in range(60):
+        assert _post_login(app.test_client(), "window", PASSWORD).status_code == 302
+
+
+def test_hole7_failures_are_limited_per_account(app: Flask) -> None:
+    for i in range(10):  # from ten different addresses: the account is what is being guessed
+        assert _post_login(app.test_client(), "window", "wrong", address=f"10.1.0.{i}").status_code == 401
+    refused = _post_login(app.test_client(), "window", PASSWORD, address="10.2.0.1")
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0
+    page = refused.get_data(as_text=True)
+    assert "登录失败次数过多" in page and "分钟后再试" in page  # in Chinese
+    assert _post_login(app.test_client(), "fg", PASSWORD, address="10.1.0.1").status_code == 302  # others log in
+
+
+def test_hole7_failures_are_limited_per_address(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JZFLOW_LOGIN_ADDRESS_FAILURES", "12")
+    users = ["window", "fg", "zr", "st", "boss", "admin"]
+    for i in range(12):  # two wrong guesses per account: no account reaches its own limit
+        assert _post_login(app.test_client(), users[i % 6], "wrong", address="10.9.9.9").status_code == 401
+    assert _post_login(app.test_client(), "applicant", PASSWORD, address="10.9.9.9").status_code == 429
+    assert _post_login(app.test_client(), "applicant", PASSWORD, address="10.9.9.10").status_code == 302
+
+
+def test_hole7_failures_count_across_processes_and_expire(app: Flask, db_url: str, frozen: Any) -> None:
+    other = create_app({"DATABASE_URL": db_url, "TESTING": True, "SECRET_KEY": "test-secret"})  # another worker
+    try:
+        for i in range(10):
+            chosen = app if i % 2 else other
+            assert _post_login(chosen.test_client(), "window", "wrong").status_code == 401
+        assert _post_login(other.test_client(), "window", PASSWORD).status_code == 429
+        assert _post_login(app.test_client(), "window", PASSWORD).status_code == 429
+        frozen.advance(timedelta(seconds=config.load().login_window_seconds + 1))
+        assert _post_login(app.test_client(), "window", PASSWORD).status_code == 302
+    finally:
+        other.extensions["jzflow.engine"].dispose()
+
+
+def test_hole7_redis_outage_does_not_fall_back_to_per_process_memory(db_url: str, app: Flask) -> None:
+    # Redis down (nothing listens on port 1): failures are still counted in the database, across processes,
+    # and people who know their password still get in.
+    apps = [create_app({"DATABASE_URL": db_url, "TESTING": True, "SECRET_KEY": "test-secret",
+                        "RATELIMIT_STORAGE_URI": "redis://127.0.0.1:1/0"}) for _ in range(2)]
+    try:
+        for i in range(19):
+            status = _post_login(apps[i % 2].test_client(), "window", "wrong").status_code
+            assert status == (401 if i < 10 else 429), i
+        assert _post_login(apps[1].test_client(), "fg", PASSWORD).status_code == 302
+    finally:
+        for a in apps:
+            a.extensions["jzflow.engine"].dispose()
+
+
+def test_hole7_trusted_proxy_count_decides_the_client_address(db_url: str, app: Flask,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JZFLOW_LOGIN_ADDRESS_FAILURES", "3")
+    # No proxy configured: X-Forwarded-For is the client's own claim and is ignored (no bypass by spoofing it).
+    for i in range(3):
+        _post_login(app.test_client(), ["fg", "zr", "st"][i], "wrong", address="10.5.5.5",
+                    **{"X-Forwarded-For": f"192.0.2.{i}"})
+    assert _post_login(app.test_client(), "boss", PASSWORD, address="10.5.5.5",
+                       **{"X-Forwarded-For": "192.0.2.77"}).status_code == 429
+    # Behind one trusted reverse proxy: users are told apart by the address the proxy saw.
+    monkeypatch.setenv("JZFLOW_TRUSTED_PROXIES", "1")
+    proxied = create_app({"DATABASE_URL": db_url, "TESTING": True, "SECRET_KEY": "test-secret"})
+    try:
+        for i in range(3):
+            _post_login(proxied.test_client(), ["fg", "zr", "st"][i], "wrong", address="10.0.0.254",
+                        **{"X-Forwarded-For": "198.51.100.1"})
+        assert _post_login(proxied.test_client(), "boss", PASSWORD, address="10.0.0.254",
+                           **{"X-Forwarded-For": "198.51.100.1"}).status_code == 429
+        assert _post_login(proxied.test_client(), "boss", PASSWORD, address="10.0.0.254",
+                           **{"X-Forwarded-For": "198.51.100.2"}).status_code == 302
+    finally:
+        proxied.extensions["jzflow.engine"].dispose()
+
+
+def test_hole7_hsts_only_when_cookies_are_secure(db_url: str, app: Flask) -> None:
+    assert "Strict-Transport-Security" not in app.test_client().get("/login").headers
+    secure = create_app({"DATABASE_URL": db_url, "TESTING": True, "SECRET_KEY": "test-secret",
+                         "SESSION_COOKIE_SECURE": True})
+    try:
+        assert "max-age=" in secure.test_client().get("/login").headers["Strict-Transport-Security"]
+    finally:
+        secure.extensions["jzflow.engine"].dispose()
+
+
+def test_hole7_authenticated_pages_are_not_stored(app: Flask, login: Callable[[str], FlaskClient]) -> None:
+    client = login("window")
+    assert client.get("/inbox").headers.get("Cache-Control") == "no-store"
+    assert "no-store" not in (app.test_client().get("/login").headers.get("Cache-Control") or "")
+
+
+def test_hole7_server_database_refuses_the_development_secret(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("JZFLOW_INSTANCE_DIR", str(tmp_path))
+    monkeypatch.delenv("JZFLOW_SECRET_KEY", raising=False)
+    server = "postgresql+psycopg://postgres@127.0.0.1:1/none"  # never connected to: refused before
+    with pytest.raises(config.InsecureConfiguration, match="JZFLOW_SECRET_KEY"):
+        create_app({"DATABASE_URL": server})
+    monkeypatch.setenv("JZFLOW_SECRET_KEY", config.DEV_SECRET_KEY)
+    with pytest.raises(config.InsecureConfiguration):
+        create_app({"DATABASE_URL": server})
+
+
+def test_hole7_embedded_default_keeps_its_own_secret(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                     sqlite_template: Path) -> None:
+    monkeypatch.setenv("JZFLOW_INSTANCE_DIR", str(tmp_path))
+    monkeypatch.delenv("JZFLOW_SECRET_KEY", raising=False)
+    url = f"sqlite:///{tmp_path / 'jzflow.sqlite'}"
+    (tmp_path / "jzflow.sqlite").write_bytes(sqlite_template.read_bytes())
+    first, second = create_app({"DATABASE_URL": url}), create_app({"DATABASE_URL": url})
+    try:
+        key = first.config["SECRET_KEY"]
+        assert len(key) >= 64 and key != config.DEV_SECRET_KEY and second.config["SECRET_KEY"] == key
+        assert (tmp_path / "secret.key").read_text().strip() == key
+    finally:
+        first.extensions["jzflow.engine"].dispose()
+        second.extensions["jzflow.engine"].dispose()

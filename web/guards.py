@@ -1,0 +1,110 @@
+"""Input that no view may see: NUL bytes, JSON nested too deep, ids beyond any column, CRLF in redirects.
+
+Checked once, before every view, so a new route is covered without remembering to: each refusal is a
+400 naming the field (the database cannot store NUL in text, and deep JSON exhausts the stack later, in
+the audit serialisation or the hash — as a 500, after work has been done).
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Flask, request
+from werkzeug.routing import IntegerConverter
+
+from engine.errors import InvalidInput
+
+MAX_JSON_DEPTH = 64
+MAX_ID = 2**31 - 1  # ids are INTEGER columns; a larger one cannot name a row (404, not a database error)
+
+
+class BoundedInt(IntegerConverter):
+    """`<int:…>` that matches only what an INTEGER column can hold."""
+
+    def __init__(self, map: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", MAX_ID)
+        super().__init__(map, *args, **kwargs)
+
+
+class BadInput(InvalidInput):
+    """Malformed request input, refused before any view ran."""
+
+    code = "bad_input"
+    http_status = 400
+
+
+def depth(value: Any, limit: int = MAX_JSON_DEPTH) -> int:
+    """Return how deep a parsed JSON value nests (stops counting past `limit`), without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, level)
+            if deepest > limit:
+                return deepest
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, level + 1) for child in children if isinstance(child, (dict, list, str)))
+            if isinstance(item, dict):
+                stack.extend((key, level + 1) for key in item)
+        elif isinstance(item, str) and "\x00" in item:
+            raise BadInput("JSON 文本不能含 NUL 字符 (NUL byte in a JSON string)", field="(body)")
+    return deepest
+
+
+def check_json(raw: str) -> None:
+    """Refuse a JSON body nested deeper than MAX_JSON_DEPTH or holding NUL; leave syntax errors to the view.
+
+    Raises: BadInput
+    """
+    try:
+        value = json.loads(raw)
+    except RecursionError as exc:
+        raise BadInput(f"JSON 嵌套超过 {MAX_JSON_DEPTH} 层 (nested deeper than {MAX_JSON_DEPTH})",
+                       field="(body)") from exc
+    except ValueError:
+        return
+    if depth(value) > MAX_JSON_DEPTH:
+        raise BadInput(f"JSON 嵌套超过 {MAX_JSON_DEPTH} 层 (nested deeper than {MAX_JSON_DEPTH})", field="(body)")
+
+
+def check_request() -> None:
+    """Refuse NUL (and, in the path, control characters) in the path, query, form fields and JSON body.
+
+    Raises: BadInput
+    """
+    if any(ch < " " for ch in request.path):
+        raise BadInput("地址含控制字符 (control character in the path)", field="(path)")
+    for where, values in (("query", request.args), ("form", request.form)):
+        for name, value in values.items(multi=True):
+            if "\x00" in name or "\x00" in value:
+                shown = name.replace("\x00", "\\0")
+                raise BadInput(f"{shown} 不能含 NUL 字符 (NUL byte in {where} field {shown})", field=shown)
+    for name, upload in request.files.items(multi=True):
+        if "\x00" in (upload.filename or ""):
+            raise BadInput(f"{name} 文件名不能含 NUL 字符 (NUL byte in a file name)", field=name)
+    if request.is_json and request.content_length:
+        raw = request.get_data(cache=True)
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BadInput("请求体不是 UTF-8 (the body is not UTF-8)", field="(body)") from exc
+        check_json(text)
+
+
+def id_arg(name: str) -> int | None:
+    """Return an id query argument (None when absent).
+
+    Raises: InvalidInput (not a whole number within an id's range)
+    """
+    raw = request.args.get(name)
+    if not raw:
+        return None
+    if not raw.strip().isdigit() or int(raw) > MAX_ID:
+        raise InvalidInput(f"{name} 须为有效编号 (must be an id, 0–{MAX_ID})", field=name)
+    return int(raw)
+
+
+def init_app(app: Flask) -> None:
+    """Bound `<int:…>` path ids and check every request's input before its view."""
+    app.url_map.converters["int"] = BoundedInt
+    app.before_request(check_request)
