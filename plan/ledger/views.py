@@ -236,7 +236,9 @@ def issue_detail(session: Session, reach: Reach, actor: Actor, issue_id: int) ->
     names = _user_names(session, {issue.handler_id, issue.responsible_leader_id, issue.reported_by_id})
     events = list(session.scalars(select(AuditEvent).where(AuditEvent.stream == f"ledger_issue:{issue.id}")
                                   .order_by(AuditEvent.seq)))
-    log = [LogLine(e.at, e.action, e.actor_name, e.after if isinstance(e.after, dict) else {}) for e in events]
+    actors = _user_names(session, {e.actor_id for e in events})
+    log = [LogLine(e.at, e.action, actors.get(e.actor_id or -1, e.actor_name),
+                   e.after if isinstance(e.after, dict) else {}) for e in events]
     instance = session.get(ProcessInstance, issue.instance_id) if issue.instance_id else None
     open_tasks: list[HumanTask] = []
     task_requests: list[ExtensionRequest] = []

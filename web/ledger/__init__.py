@@ -19,6 +19,9 @@ bp = Blueprint("ledger", __name__)
 
 STATUS_NAMES = {"registered": "登记", "dispatched": "已派单", "accepted": "已响应", "in_progress": "办理中",
                 "feedback": "已反馈", "closed": "已销号", "returned": "已退回"}
+ACTION_NAMES = {"ledger.register": "登记", "ledger.dispatch": "派单", "ledger.accepted": "响应", "ledger.returned": "退回",
+                "ledger.progress": "进展报告", "ledger.extension.grant": "批准延期", "ledger.extension.refuse": "不批准延期",
+                "ledger.feedback": "反馈", "ledger.closed": "核验销号", "ledger.reopened": "核验未通过"}
 SOURCE_NAMES = {"service_visit": "服务企业走访", "project": "项目推进", "manual": "手工登记"}
 
 
@@ -29,7 +32,8 @@ def index() -> ResponseReturnValue:
     now = clock.now()
     flt = views.IssueFilter.from_mapping(request.args)
     page = views.issue_page(session, reach.require_reach(session, current_actor(), current_reach()), flt,
-                            after=request.args.get("after") or None, now=now)
+                            after=request.args.get("after") or None,
+                            limit=request.args.get("limit", views.PAGE_SIZE, type=int) or views.PAGE_SIZE, now=now)
     return render_template("ledger/index.html", page=page, flt=flt, args=flt.as_query(), statuses=ISSUE_STATES,
                            sources=SOURCES, units=reach.choices(session).units, status_names=STATUS_NAMES,
                            source_names=SOURCE_NAMES, now=now)
@@ -41,7 +45,7 @@ def show(issue_id: int) -> ResponseReturnValue:
     session = db_session()
     actor = current_actor()
     detail = views.issue_detail(session, reach.require_reach(session, actor, current_reach()), actor, issue_id)
-    return render_template("ledger/show.html", d=detail, i=detail.issue, status_names=STATUS_NAMES,
+    return render_template("ledger/show.html", d=detail, i=detail.issue, status_names=STATUS_NAMES, action_names=ACTION_NAMES,
                            source_names=SOURCE_NAMES, now=clock.now(), task_url=links.task_url,
                            instance_url=links.instance_url)
 

@@ -34,7 +34,8 @@ def index() -> ResponseReturnValue:
     session = db_session()
     reach = _reach()
     flt = views.ProjectFilter.from_mapping(request.args)
-    page = views.project_page(session, reach, flt, after=request.args.get("after") or None, now=clock.now())
+    page = views.project_page(session, reach, flt, after=request.args.get("after") or None,
+                              limit=request.args.get("limit", views.PAGE_SIZE, type=int) or views.PAGE_SIZE, now=clock.now())
     return render_template("projects/index.html", page=page, flt=flt, args=flt.as_query(),
                            choices=views.choices(session), stages=STAGES, stage_names=STAGE_NAMES, now=clock.now())
 
