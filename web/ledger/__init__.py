@@ -45,8 +45,8 @@ def show(issue_id: int) -> ResponseReturnValue:
     session = db_session()
     actor = current_actor()
     detail = views.issue_detail(session, reach.require_reach(session, actor, current_reach()), actor, issue_id)
-    return render_template("ledger/show.html", d=detail, i=detail.issue, status_names=STATUS_NAMES, action_names=ACTION_NAMES,
-                           source_names=SOURCE_NAMES, now=clock.now(), task_url=links.task_url,
+    return render_template("ledger/show.html", d=detail, i=detail.issue, status_names=STATUS_NAMES,
+                           action_names=ACTION_NAMES, source_names=SOURCE_NAMES, now=clock.now(), task_url=links.task_url,
                            instance_url=links.instance_url)
 
 
