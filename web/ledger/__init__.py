@@ -25,6 +25,12 @@ ACTION_NAMES = {"ledger.register": "登记", "ledger.dispatch": "派单", "ledge
 SOURCE_NAMES = {"service_visit": "服务企业走访", "project": "项目推进", "manual": "手工登记"}
 
 
+def _args(query: dict[str, str]) -> dict[str, str]:
+    """The list's query arguments for its next page: the filter and the page size, if one was asked for."""
+    size = request.args.get("limit", type=int)
+    return {**query, "limit": str(size)} if size else query
+
+
 @bp.get("/ledger")
 @login_required
 def index() -> ResponseReturnValue:
@@ -34,7 +40,7 @@ def index() -> ResponseReturnValue:
     page = views.issue_page(session, reach.require_reach(session, current_actor(), current_reach()), flt,
                             after=request.args.get("after") or None,
                             limit=request.args.get("limit", views.PAGE_SIZE, type=int) or views.PAGE_SIZE, now=now)
-    return render_template("ledger/index.html", page=page, flt=flt, args=flt.as_query(), statuses=ISSUE_STATES,
+    return render_template("ledger/index.html", page=page, flt=flt, args=_args(flt.as_query()), statuses=ISSUE_STATES,
                            sources=SOURCES, units=reach.choices(session).units, status_names=STATUS_NAMES,
                            source_names=SOURCE_NAMES, now=now)
 

@@ -28,6 +28,12 @@ def _reach() -> views.Reach:
     return views.require_reach(db_session(), current_actor(), current_reach())
 
 
+def _args(query: dict[str, str]) -> dict[str, str]:
+    """The list's query arguments for its next page: the filter and the page size, if one was asked for."""
+    size = request.args.get("limit", type=int)
+    return {**query, "limit": str(size)} if size else query
+
+
 @bp.get("/projects")
 @login_required
 def index() -> ResponseReturnValue:
@@ -35,8 +41,9 @@ def index() -> ResponseReturnValue:
     reach = _reach()
     flt = views.ProjectFilter.from_mapping(request.args)
     page = views.project_page(session, reach, flt, after=request.args.get("after") or None,
-                              limit=request.args.get("limit", views.PAGE_SIZE, type=int) or views.PAGE_SIZE, now=clock.now())
-    return render_template("projects/index.html", page=page, flt=flt, args=flt.as_query(),
+                              limit=request.args.get("limit", views.PAGE_SIZE, type=int) or views.PAGE_SIZE,
+                              now=clock.now())
+    return render_template("projects/index.html", page=page, flt=flt, args=_args(flt.as_query()),
                            choices=views.choices(session), stages=STAGES, stage_names=STAGE_NAMES, now=clock.now())
 
 
