@@ -251,7 +251,7 @@ def test_supervision_rows_link_issues_and_projects_to_their_pages(world: PagesWo
     assert issue_links and project_links
     assert all(href == f"/ledger/{i}" for i, href in issue_links)
     assert all(href == f"/projects/{i}" for i, href in project_links)
-    for i, href in issue_links[:2] + project_links[:2]:
+    for _object_id, href in issue_links[:2] + project_links[:2]:
         assert get(world, ADMIN, href)[0] == 200
 
 
