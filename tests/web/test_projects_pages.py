@@ -16,6 +16,7 @@ from plan.indicators.models import Industry
 from plan.ledger.models import LedgerIssue
 from plan.projects.models import STAGES, Project, ProjectLibrary
 from tests.web import pages_world as pw
+from tests.web.conftest import PASSWORD, csrf_of
 from tests.web.pages_world import (
     ADMIN,
     APPLICANT,
@@ -266,3 +267,17 @@ def test_the_planned_dates_are_the_projects(world: PagesWorld) -> None:
     assert status == 200
     row = html.split('<tr data-stage="producing"')[1].split("</tr>")[0]
     assert isinstance(project.planned_produce, date) and project.planned_produce.isoformat() in row
+
+
+def test_the_pages_speak_english_when_asked(world: PagesWorld) -> None:
+    client = world.app.test_client()
+    response = client.post("/login", data={"username": ADMIN, "password": PASSWORD, "csrf_token": csrf_of(client)})
+    assert response.status_code == 302
+    client.get("/lang/en")
+    project = all_projects(world)[0]
+    for path, words in (("/projects", ("Behind plan", "Next planned milestone")),
+                        (f"/projects/{project.id}", ("Approvals", "Supervision history")),
+                        ("/ledger", ("Overdue only", "Handler"))):
+        html = client.get(path).get_data(as_text=True)
+        assert all(w in html for w in words), path
+        assert "滞后于计划" not in html and "意见与评论" not in html
