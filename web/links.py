@@ -11,10 +11,8 @@ from collections.abc import Callable
 from flask import Flask, current_app, url_for
 from werkzeug.routing import BuildError
 
-from engine.org.actors import Actor
-
 NavGuard = Callable[[], bool]
-InstanceLinks = Callable[[Actor, int], list[tuple[str, str, str]]]  # (kind, label, url)
+InstanceLinks = Callable[[int], list[tuple[str, str, str]]]  # instance id → (kind, label, url) the user may open
 GUARDS = "jzflow.nav_guards"
 PROVIDERS = "jzflow.instance_links"
 
@@ -35,9 +33,9 @@ def add_instance_links(app: Flask, provider: InstanceLinks) -> None:
     app.extensions.setdefault(PROVIDERS, []).append(provider)
 
 
-def instance_links(actor: Actor, instance_id: int) -> list[tuple[str, str, str]]:
-    """Return (kind, label, url) of what an instance belongs to that the actor may open."""
-    return [link for provider in current_app.extensions.get(PROVIDERS, []) for link in provider(actor, instance_id)]
+def instance_links(instance_id: int) -> list[tuple[str, str, str]]:
+    """Return (kind, label, url) of what an instance belongs to that the logged-in user may open."""
+    return [link for provider in current_app.extensions.get(PROVIDERS, []) for link in provider(instance_id)]
 
 
 def _url(endpoint: str, path: str, **values: int) -> str:

@@ -83,7 +83,7 @@ def show(instance_id: int) -> ResponseReturnValue:
     return render_template(
         "instances/show.html", row=row, instance=instance, states=states, data=data, history=history,
         tasks=task_rows, users=users, incidents=timeline.incidents(session, instance_id),
-        labels=labels, is_admin=actor.is_admin, task_url=task_url, related=links.instance_links(actor, instance_id),
+        labels=labels, is_admin=actor.is_admin, task_url=task_url, related=links.instance_links(instance_id),
         diagram_url=url_for("instances.diagram", instance_id=instance_id))
 
 

@@ -6,11 +6,10 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
 
 from engine import clock
-from engine.org.actors import Actor
 from plan.ledger import views
 from plan.ledger.core import SOURCES
 from plan.ledger.models import ISSUE_STATES
-from plan.projects import views as reach
+from plan.projects import views as project_views
 from web import links
 from web.common import current_actor, db_session
 from web.projects import current_reach
@@ -37,11 +36,12 @@ def index() -> ResponseReturnValue:
     session = db_session()
     now = clock.now()
     flt = views.IssueFilter.from_mapping(request.args)
-    page = views.issue_page(session, reach.require_reach(session, current_actor(), current_reach()), flt,
+    page = views.issue_page(session, project_views.require_reach(session, current_actor(), current_reach()), flt,
                             after=request.args.get("after") or None,
-                            limit=request.args.get("limit", views.PAGE_SIZE, type=int) or views.PAGE_SIZE, now=now)
+                            limit=request.args.get("limit", project_views.PAGE_SIZE, type=int) or project_views.PAGE_SIZE,
+                            now=now)
     return render_template("ledger/index.html", page=page, flt=flt, args=_args(flt.as_query()), statuses=ISSUE_STATES,
-                           sources=SOURCES, units=reach.choices(session).units, status_names=STATUS_NAMES,
+                           sources=SOURCES, units=project_views.choices(session).units, status_names=STATUS_NAMES,
                            source_names=SOURCE_NAMES, now=now)
 
 
@@ -50,7 +50,7 @@ def index() -> ResponseReturnValue:
 def show(issue_id: int) -> ResponseReturnValue:
     session = db_session()
     actor = current_actor()
-    detail = views.issue_detail(session, reach.require_reach(session, actor, current_reach()), actor, issue_id)
+    detail = views.issue_detail(session, project_views.require_reach(session, actor, current_reach()), actor, issue_id)
     return render_template("ledger/show.html", d=detail, i=detail.issue, status_names=STATUS_NAMES,
                            action_names=ACTION_NAMES, source_names=SOURCE_NAMES, now=clock.now(), task_url=links.task_url,
                            instance_url=links.instance_url)
@@ -60,7 +60,7 @@ def _may_open() -> bool:
     return current_user.is_authenticated and current_reach().any
 
 
-def _instance_links(actor: Actor, instance_id: int) -> list[tuple[str, str, str]]:
+def _instance_links(instance_id: int) -> list[tuple[str, str, str]]:
     return [("问题", f"{i.code} {i.title}", url_for("ledger.show", issue_id=i.id))
             for i in views.instance_issues(db_session(), current_reach(), instance_id)]
 

@@ -6,7 +6,6 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
 
 from engine import clock
-from engine.org.actors import Actor
 from plan.dashboard import CATEGORY_NAMES, STAGE_NAMES
 from plan.projects import views
 from plan.projects.models import STAGES
@@ -61,7 +60,7 @@ def _may_open() -> bool:
     return current_user.is_authenticated and current_reach().any
 
 
-def _instance_links(actor: Actor, instance_id: int) -> list[tuple[str, str, str]]:
+def _instance_links(instance_id: int) -> list[tuple[str, str, str]]:
     return [("项目", f"{p.code} {p.name}", url_for("projects.show", project_id=p.id))
             for p in views.instance_projects(db_session(), current_reach(), instance_id)]
 
