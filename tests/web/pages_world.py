@@ -19,7 +19,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine import clock, deploy
+from engine import clock, deploy, org
 from engine.db import make_engine, make_sessionmaker
 from engine.deadlines import escalation
 from engine.org.actors import SYSTEM
@@ -37,7 +37,8 @@ APPLICANT = "gupeng"  # 项目单位: no unit
 REVIEWER = "linzhiyuan"  # 发改局 staff
 TOWN = "cuiliang"  # 李哥庄镇 staff (lgz)
 LEADER = "sunmingyuan"  # head of 发改局: a 督办 area
-EVERYONE = (ADMIN, CITY_LEADER, AUDITOR, APPLICANT, REVIEWER, TOWN, LEADER)
+AREA_HEAD = "lgz_head"  # added here: heads 李哥庄镇 (org_unit.leader_id) without being a member of it
+EVERYONE = (ADMIN, CITY_LEADER, AUDITOR, APPLICANT, REVIEWER, TOWN, LEADER, AREA_HEAD)
 
 
 @dataclass
@@ -80,6 +81,10 @@ def build(path: Path, template: Path) -> str:
             demo.load_demo(s)
             clock.freeze(NOW)
             slow_projects.flag_slow_projects(s, clock.now(), SYSTEM)
+            head = org.add_user(s, username=AREA_HEAD, display_name="李哥庄镇镇长", role_codes=["leader"])
+            lgz = s.scalar(select(OrgUnit).where(OrgUnit.code == "lgz"))
+            assert lgz is not None
+            lgz.leader_id = head.id
             for user in s.scalars(select(User)):
                 user.password_hash = PASSWORD_HASH
             s.commit()

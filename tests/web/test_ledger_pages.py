@@ -23,6 +23,7 @@ from tests.web import pages_world as pw
 from tests.web.pages_world import (
     ADMIN,
     APPLICANT,
+    AREA_HEAD,
     AUDITOR,
     CITY_LEADER,
     LEADER,
@@ -35,7 +36,7 @@ from tests.web.pages_world import (
 )
 
 OPEN = ("registered", "dispatched", "accepted", "in_progress", "feedback", "returned")
-STAFF = (REVIEWER, TOWN, LEADER)
+STAFF = (REVIEWER, TOWN, LEADER, AREA_HEAD)
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ from tests.web.conftest import PASSWORD, csrf_of
 from tests.web.pages_world import (
     ADMIN,
     APPLICANT,
+    AREA_HEAD,
     AUDITOR,
     CITY_LEADER,
     LEADER,
@@ -81,7 +82,7 @@ def outsider_project(world: PagesWorld, username: str) -> Project:
 
 # -- who sees what ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("username", [ADMIN, CITY_LEADER, AUDITOR, REVIEWER, TOWN, LEADER])
+@pytest.mark.parametrize("username", [ADMIN, CITY_LEADER, AUDITOR, REVIEWER, TOWN, LEADER, AREA_HEAD])
 def test_each_role_lists_exactly_the_projects_in_its_reach_across_pages(world: PagesWorld, username: str) -> None:
     listed = collect(world, username, "/projects", codes, limit=7)
     assert listed == expected_codes(world, username)
@@ -102,6 +103,15 @@ def test_staff_see_only_their_units_projects_and_city_roles_see_all(world: Pages
     assert all(p.location_unit_id == lgz or p.responsible_unit_id == lgz for p in all_projects(world) if p.code in town)
 
 
+def test_a_unit_head_outside_the_unit_sees_its_projects_through_the_leader_area(world: PagesWorld) -> None:
+    with world.session() as s:
+        head = s.scalar(select(User.id).where(User.username == AREA_HEAD))
+        lgz = s.scalar(select(OrgUnit).where(OrgUnit.code == "lgz"))
+        assert lgz is not None and lgz.leader_id == head
+    assert not world.units_of(TOWN) - {lgz.id}  # the town's staff: members of 李哥庄镇 only
+    assert collect(world, AREA_HEAD, "/projects", codes) == collect(world, TOWN, "/projects", codes) != []
+
+
 def test_an_applicant_may_open_neither_the_list_nor_a_project(world: PagesWorld) -> None:
     project = all_projects(world)[0]
     status, html = get(world, APPLICANT, "/projects")
@@ -110,7 +120,7 @@ def test_an_applicant_may_open_neither_the_list_nor_a_project(world: PagesWorld)
     assert status in (403, 404) and project.name not in html and project.code not in html
 
 
-@pytest.mark.parametrize("username", [REVIEWER, TOWN, LEADER])
+@pytest.mark.parametrize("username", [REVIEWER, TOWN, LEADER, AREA_HEAD])
 def test_another_units_project_id_is_a_404_like_a_missing_one(world: PagesWorld, username: str) -> None:
     other = outsider_project(world, username)
     status, html = get(world, username, f"/projects/{other.id}")
@@ -121,7 +131,7 @@ def test_another_units_project_id_is_a_404_like_a_missing_one(world: PagesWorld,
 
 
 def test_the_menu_shows_the_project_library_only_to_who_may_open_it(world: PagesWorld) -> None:
-    for username in (ADMIN, CITY_LEADER, AUDITOR, REVIEWER, TOWN, LEADER):
+    for username in (ADMIN, CITY_LEADER, AUDITOR, REVIEWER, TOWN, LEADER, AREA_HEAD):
         menu = nav(get(world, username, "/inbox")[1])
         assert 'href="/projects"' in menu and 'href="/ledger"' in menu, username
     menu = nav(get(world, APPLICANT, "/inbox")[1])
