@@ -13,6 +13,7 @@ from engine import clock
 from engine.org.actors import Actor, actor_of
 from engine.org.models import User
 from engine.tasks.collab_models import Notification
+from web.links import nav_allowed
 
 
 class LoginUser(UserMixin):  # type: ignore[misc]
@@ -88,6 +89,7 @@ def shanghai(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
 NAV = (
     ("inbox.index", "待办"), ("inbox.done", "已办"), ("inbox.started", "我发起的"), ("inbox.cc", "抄送我的"),
     ("processes.index", "发起流程"), ("instances.index", "流程实例"), ("supervision.index", "督办"),
+    ("projects.index", "项目库"), ("ledger.index", "问题台账"),
     ("reports.index", "报表"), ("dashboard.index", "经济运行监测"), ("modeller.index", "流程建模"),
     ("audit.index", "审计"), ("notifications.index", "通知"),
     ("admin.index", "管理"),
@@ -118,5 +120,6 @@ def init_app(app: Flask) -> None:
                 Notification.user_id == current_user.user.id, Notification.read_at.is_(None))) or 0
         from flask_babel import get_locale
         from flask_babel import gettext as _
-        links = [(endpoint, _(label)) for endpoint, label in NAV if endpoint in app.view_functions]
+        links = [(endpoint, _(label)) for endpoint, label in NAV
+                 if endpoint in app.view_functions and (not current_user.is_authenticated or nav_allowed(endpoint))]
         return {"unread_count": unread, "locale": str(get_locale() or "zh"), "nav_links": links}

@@ -38,7 +38,7 @@ def issue_targets(session: Session, ids: Sequence[int], org: Org) -> dict[int, T
     for i in session.scalars(select(LedgerIssue).where(LedgerIssue.id.in_(ids)).execution_options(populate_existing=True)):
         deadline = issue_deadline(i)
         handlers = [i.handler_id] if i.handler_id else org.members(session, i.unit_id)
-        found[i.id] = Target("issue", i.id, f"{i.code} {i.title}", f"/supervision#issue-{i.id}", f"ledger_issue:{i.id}",
+        found[i.id] = Target("issue", i.id, f"{i.code} {i.title}", f"/ledger/{i.id}", f"ledger_issue:{i.id}",
                              "ledger_issue", deadline is not None, i.due_at, None, i.created_at, i.source, i.unit_id,
                              handlers, i.responsible_leader_id)
     return found

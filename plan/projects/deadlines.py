@@ -60,7 +60,7 @@ def project_targets(session: Session, ids: Sequence[int], org: Org) -> dict[int,
     found = {}
     for p in session.scalars(select(Project).where(Project.id.in_(ids)).execution_options(populate_existing=True)):
         d = deadlines.get(p.id)
-        found[p.id] = Target("project", p.id, f"{p.code} {p.name}", f"/supervision#project-{p.id}", f"project:{p.id}",
+        found[p.id] = Target("project", p.id, f"{p.code} {p.name}", f"/projects/{p.id}", f"project:{p.id}",
                              "project", d is not None, d.due_at if d else None, None, d.started_at if d else None,
                              d.policy if d else "", p.responsible_unit_id, org.members(session, p.responsible_unit_id),
                              p.responsible_leader_id)

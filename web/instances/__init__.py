@@ -14,7 +14,7 @@ from engine.errors import Forbidden, InstanceNotFound, NotFound
 from engine.org.actors import Actor
 from engine.runtime import instances, timeline
 from engine.tasks import access, queries
-from web import downloads
+from web import downloads, links
 from web.common import commit, current_actor, db_session
 from web.instances import labels
 
@@ -85,7 +85,7 @@ def show(instance_id: int) -> ResponseReturnValue:
     return render_template(
         "instances/show.html", row=row, instance=instance, states=states, data=data, history=history,
         tasks=task_rows, users=users, incidents=timeline.incidents(session, instance_id),
-        labels=labels, is_admin=actor.is_admin, task_url=task_url,
+        labels=labels, is_admin=actor.is_admin, task_url=task_url, related=links.instance_links(instance_id),
         diagram_url=url_for("instances.diagram", instance_id=instance_id))
 
 
