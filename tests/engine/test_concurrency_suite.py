@@ -21,10 +21,11 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine import audit, tasks
+from engine import audit, org, tasks
 from engine.audit.models import AuditEvent
 from engine.errors import EngineError
-from engine.org.actors import Actor
+from engine.org.actors import Actor, actor_for
+from engine.org.models import OrgUnit, User
 from engine.runtime import instances
 from engine.tasks import operations
 from engine.tasks.collab_models import Attachment, CarbonCopy, Comment
@@ -56,7 +57,7 @@ def _open_tasks(s: Session, instance_id: int) -> list[HumanTask]:
                                                   HumanTask.state == "ready").order_by(HumanTask.id)))
 
 
-def _operate(s: Session, op: str, me: Actor, other: Actor, instance_id: int, tag: str,
+def _operate(s: Session, op: str, me: Actor, other: Actor, urger: Actor, instance_id: int, tag: str,
              rng: random.Random, tally: Tally) -> None:
     """Do one operation and commit; record what was acknowledged (after the commit only)."""
     open_tasks = _open_tasks(s, instance_id)
@@ -78,8 +79,8 @@ def _operate(s: Session, op: str, me: Actor, other: Actor, instance_id: int, tag
             done.append(("claims", (chosen.id, me.user_id)))
         tasks.complete(s, task_id=chosen.id, actor=me, data={"stop": False, "note": tag})
         done.append(("completions", (chosen.id, me.user_id)))
-    elif op == "urge":
-        operations.urge(s, task_id=task.id, actor=me, message=tag)
+    elif op == "urge":  # 催办 is the unit head's (a handler or candidate may not urge their own task)
+        operations.urge(s, task_id=task.id, actor=urger, message=tag)
         done = [("urges", tag)]
     elif op == "cc":
         operations.carbon_copy(s, instance_id=instance_id, actor=me, usernames=[other.username], note=tag)
@@ -94,7 +95,7 @@ def _operate(s: Session, op: str, me: Actor, other: Actor, instance_id: int, tag
             getattr(tally, kind).add(item)
 
 
-def _writer(factory: sessionmaker[Session], w: int, people: list[Actor], instance_id: int,
+def _writer(factory: sessionmaker[Session], w: int, people: list[Actor], head: Actor, instance_id: int,
             start: threading.Barrier, tally: Tally) -> None:
     rng = random.Random(w)
     start.wait()
@@ -102,7 +103,7 @@ def _writer(factory: sessionmaker[Session], w: int, people: list[Actor], instanc
         op = OPERATIONS[(w + rnd) % len(OPERATIONS)]
         with factory() as s:
             try:
-                _operate(s, op, people[w], people[(w + 1) % WRITERS], instance_id, f"w{w}r{rnd}", rng, tally)
+                _operate(s, op, people[w], people[(w + 1) % WRITERS], head, instance_id, f"w{w}r{rnd}", rng, tally)
             except EngineError as exc:
                 s.rollback()
                 with tally.lock:
@@ -123,11 +124,16 @@ def _count(s: Session, query: object) -> int:
 def test_concurrency_suite_on_postgres(pg_factory: sessionmaker[Session]) -> None:
     people = staff(pg_factory, WRITERS)
     with pg_factory() as session:
+        org.add_user(session, username="head", display_name="处长")
+        dept = session.scalars(select(OrgUnit).where(OrgUnit.code == "dept")).one()
+        dept.leader_id = session.scalars(select(User.id).where(User.username == "head")).one()
+        session.commit()
+        head = actor_for(session, "head")
         instance_id = instances.start(session, process_key="siblings", actor=people[0]).id
         session.commit()
     tally = Tally()
     start = threading.Barrier(WRITERS)
-    threads = [threading.Thread(target=_writer, args=(pg_factory, w, people, instance_id, start, tally))
+    threads = [threading.Thread(target=_writer, args=(pg_factory, w, people, head, instance_id, start, tally))
                for w in range(WRITERS)]
     began = time.perf_counter()
     for t in threads:
