@@ -1,4 +1,4 @@
-"""Kinds of watched objects besides human tasks, registered by the application (e.g. its issues, projects).
+"""Kinds of watched objects besides human tasks, registered by the application (e.g. its cases or assets).
 
 A source says how to find its open objects' deadlines (for `sla.watch_all`) and how the escalation
 ladder sees one of them (`Target`: title, link, people, unit). Its policies are the section of the

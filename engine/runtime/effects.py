@@ -84,7 +84,7 @@ class ServiceMap(Mapping[str, Service]):
 @service("start_process")
 def start_process(ctx: RunContext, process_key: str, data: dict[str, Any] | None = None,
                   business_key: str | None = None, title: str | None = None) -> dict[str, Any]:
-    """Start another process (e.g. a signed project's parallel approval), linked to this instance."""
+    """Start another process (e.g. the next stage of a case), linked to this instance."""
     from engine.runtime import instances
     payload = dict(data or {})
     payload.setdefault("parent_instance_id", ctx.running.row.id)

@@ -12,7 +12,7 @@ from engine.tasks.collab_models import CarbonCopy
 from engine.tasks.models import HumanTask, TaskCandidate
 
 READ_ALL_ROLES = ("auditor", "process_owner", "city_leader")
-EXTERNAL_ROLES = ("applicant",)  # 项目单位: people outside government, who see only an instance's public history
+EXTERNAL_ROLES = ("applicant",)  # people outside government, who see only an instance's public history
 
 
 def reads_everything(session: Session, actor: Actor) -> bool:
@@ -26,7 +26,7 @@ def reads_everything(session: Session, actor: Actor) -> bool:
 
 
 def is_external(session: Session, actor: Actor) -> bool:
-    """Tell whether the actor is an applicant from outside (a 项目单位 role and no unit of the government)."""
+    """Tell whether the actor is an applicant from outside (an external role and no unit of the government)."""
     if actor.is_admin or actor.is_system or actor.org_unit_ids or not actor.role_ids:
         return False
     codes = set(session.scalars(select(Role.code).where(Role.id.in_(actor.role_ids))))
