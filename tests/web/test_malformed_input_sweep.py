@@ -27,8 +27,7 @@ from tests.web.flows import Api, deploy_good, token_for, user_id
 from web import create_app
 
 WEB = Path(__file__).resolve().parents[2] / "web"
-SKIP_ENDPOINTS = {"static", "auth.logout",
-                  "modeller.diff"}  # ?old=x on a one-version process: fixed on another branch; drop after merging
+SKIP_ENDPOINTS = {"static", "auth.logout"}
 NUL = "x\x00y"
 HUGE = str(10**30)
 DEEP = "[" * 50_000 + "]" * 50_000
