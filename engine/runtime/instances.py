@@ -4,7 +4,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from SpiffWorkflow.util.task import TaskState
 from sqlalchemy.orm import Session
 
 from engine import clock, deploy
@@ -14,6 +13,7 @@ from engine.runtime import core as runtime
 from engine.runtime import forms
 from engine.runtime.models import ProcessInstance
 from engine.spiff import serializer
+from engine.spiff import workflow as spiff
 
 # Set by the engine from the acting user, never taken from start data (a client could name someone else).
 RESERVED_START_KEYS = ("initiator",)
@@ -46,8 +46,7 @@ def start(session: Session, *, process_key: str, actor: Actor, data: Mapping[str
     initial = forms.validate(schema, given, files)
     initial["initiator"] = actor.username
     workflow = serializer.new_workflow(runtime.specs_for(session, version.id), runtime.script_engine())
-    for task in workflow.get_tasks(state=TaskState.READY):
-        task.data.update(initial)
+    spiff.put_start_data(workflow, initial)
     row = ProcessInstance(definition_id=version.definition_id, version_id=version.id, business_key=business_key,
                           title=(title or f"{version.name} {business_key or ''}").strip()[:300], status="running",
                           state="{}", serializer_version=serializer.SERIALIZER_VERSION, lock_version=0,
