@@ -8,8 +8,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
-from datetime import date, datetime, time
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select, update
@@ -21,11 +20,13 @@ from engine import audit, clock, config
 from engine.deadlines import calendar, sla
 from engine.errors import ConcurrentModification, EngineError, InstanceNotFound
 from engine.org.actors import SYSTEM, Actor
-from engine.runtime import assignment
+from engine.runtime import assignment, effects
+from engine.runtime.assignment import due_time
 from engine.runtime.models import Incident, ProcessDefinition, ProcessFile, ProcessInstance, ProcessVersion
+from engine.runtime.running import Running
 from engine.spiff import guards, sandbox, serializer, timers
 from engine.spiff import workflow as spiff
-from engine.spiff.workflow import Task, Workflow, find_task
+from engine.spiff.workflow import Task, find_task
 from engine.tasks.models import HumanTask
 
 _SPEC_CACHE_SIZE = 64
@@ -40,7 +41,6 @@ def script_engine() -> sandbox.SandboxScriptEngine:
     global _engine
     if _engine is None:
         settings = config.load()
-        from engine.runtime import effects
         _engine = sandbox.SandboxScriptEngine(time_limit=settings.script_time_limit, fuel=settings.script_fuel,
                                               services=effects.ServiceMap())
     return _engine
@@ -83,18 +83,6 @@ def version_info(session: Session, version_id: int) -> VersionInfo:
 def specs_for(session: Session, version_id: int) -> serializer.Specs:
     """Return a version's parsed specs (cached)."""
     return version_info(session, version_id).specs
-
-
-@dataclass
-class Running:
-    """An instance loaded for one unit of work."""
-
-    row: ProcessInstance
-    workflow: Workflow
-    lock_version: int
-    incident: Incident | None = None
-    completed_by: dict[str, int | None] = field(default_factory=dict)  # task guid → user id
-    created_tasks: list[HumanTask] = field(default_factory=list)  # projection rows added by this unit of work
 
 
 def load(session: Session, instance_id: int) -> Running:
@@ -178,7 +166,6 @@ def run(session: Session, running: Running, actor: Actor, *, refresh_timers: boo
         with engine.budget(seconds=settings.script_time_limit, fuel=settings.script_fuel):
             spiff.run_engine_steps(workflow, refresh_timers=refresh_timers, did_complete_task=guards.depth_guard())
 
-    from engine.runtime import effects
     try:
         with effects.bound(session, running, actor):
             guards.run_deep_for(len(workflow.tasks), steps)
@@ -332,20 +319,6 @@ def sync_projection(session: Session, running: Running) -> None:
             if human.state == "ready":
                 human.state = "suspended"
         session.flush()
-
-
-def due_time(value: object) -> datetime | None:
-    """Turn a date (end of that day, Asia/Shanghai), a datetime (naive = Shanghai) or ISO text of either into UTC."""
-    if isinstance(value, str):
-        try:
-            value = date.fromisoformat(value) if len(value.strip()) == 10 else datetime.fromisoformat(value)
-        except ValueError:
-            return None
-    if isinstance(value, datetime):
-        return clock.as_utc(value if value.tzinfo else value.replace(tzinfo=clock.SHANGHAI))
-    if isinstance(value, date):
-        return clock.as_utc(datetime.combine(value, time(23, 59, 59), tzinfo=clock.SHANGHAI))
-    return None
 
 
 def record(session: Session, running: Running, actor: Actor, action: str, *, before: Any = None,

@@ -10,7 +10,7 @@ from engine import clock, deploy
 from engine.errors import FieldError, Forbidden, FormInvalid, InstanceNotRunning, ProcessNotFound
 from engine.org.actors import Actor
 from engine.runtime import core as runtime
-from engine.runtime import forms
+from engine.runtime import effects, forms, starts
 from engine.runtime.models import ProcessInstance
 from engine.spiff import serializer
 from engine.spiff import workflow as spiff
@@ -40,8 +40,7 @@ def start(session: Session, *, process_key: str, actor: Actor, data: Mapping[str
                            for k in reserved])
     schema, files = None, None
     if from_client:
-        from engine.tasks import queries
-        start_form = queries.start_info(session, version)
+        start_form = starts.start_info(session, version)
         schema, files = start_form.schema_text, start_form.forms
     initial = forms.validate(schema, given, files)
     initial["initiator"] = actor.username
@@ -60,6 +59,17 @@ def start(session: Session, *, process_key: str, actor: Actor, data: Mapping[str
                    after={"process": process_key, "version": version.version, "business_key": business_key,
                           "data": initial, **runtime.waiting_summary(running)})
     return row
+
+
+@effects.service("start_process")
+def start_process(ctx: effects.RunContext, process_key: str, data: dict[str, Any] | None = None,
+                  business_key: str | None = None, title: str | None = None) -> dict[str, Any]:
+    """Start another process (e.g. a signed project's parallel approval), linked to this instance."""
+    payload = dict(data or {})
+    payload.setdefault("parent_instance_id", ctx.running.row.id)
+    child = start(ctx.session, process_key=process_key, actor=ctx.actor, data=payload,
+                  business_key=business_key, title=title)
+    return {"instance_id": child.id, "status": child.status}
 
 
 def _require_admin(actor: Actor) -> None:
