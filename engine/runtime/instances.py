@@ -64,7 +64,7 @@ def start(session: Session, *, process_key: str, actor: Actor, data: Mapping[str
 @effects.service("start_process")
 def start_process(ctx: effects.RunContext, process_key: str, data: dict[str, Any] | None = None,
                   business_key: str | None = None, title: str | None = None) -> dict[str, Any]:
-    """Start another process (e.g. a signed project's parallel approval), linked to this instance."""
+    """Start another process (e.g. the next stage of a case), linked to this instance."""
     payload = dict(data or {})
     payload.setdefault("parent_instance_id", ctx.running.row.id)
     child = start(ctx.session, process_key=process_key, actor=ctx.actor, data=payload,
