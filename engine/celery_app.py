@@ -6,7 +6,7 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_process_init
 
-from engine import config, extensions
+from engine import config, extensions, memory
 
 
 def _transport_options(settings: config.Settings) -> dict[str, object]:
@@ -55,5 +55,4 @@ celery = make_celery()
 @worker_process_init.connect  # type: ignore[untyped-decorator]
 def _memory_ceiling(**_kwargs: Any) -> None:
     """Put each pool process under JZFLOW_MEMORY_LIMIT_MB (a MemoryError becomes an incident)."""
-    from engine import memory
     memory.apply_limit()

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, time
 from typing import Any
 
 from sqlalchemy import literal, select, union_all
 from sqlalchemy.orm import Session
 
+from engine import clock
 from engine.deadlines import sla
 from engine.org.models import OrgUnit, Role, User
 from engine.tasks.models import HumanTask, TaskCandidate
@@ -99,9 +100,22 @@ def resolve(session: Session, names: Sequence[str]) -> list[TaskCandidate]:
     return out
 
 
+def due_time(value: object) -> datetime | None:
+    """Turn a date (end of that day, Asia/Shanghai), a datetime (naive = Shanghai) or ISO text of either into UTC."""
+    if isinstance(value, str):
+        try:
+            value = date.fromisoformat(value) if len(value.strip()) == 10 else datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    if isinstance(value, datetime):
+        return clock.as_utc(value if value.tzinfo else value.replace(tzinfo=clock.SHANGHAI))
+    if isinstance(value, date):
+        return clock.as_utc(datetime.combine(value, time(23, 59, 59), tzinfo=clock.SHANGHAI))
+    return None
+
+
 def apply_due(engine: Any, task: Any, expression: str, human: HumanTask, now: datetime, problems: Problems) -> None:
     """Set the deadline from the `due` property (an expression giving a date or datetime), overriding `sla`."""
-    from engine.runtime.core import due_time
     value = _evaluate(engine, task, "due", expression, problems)
     if value is None:
         return
@@ -134,4 +148,4 @@ def assign(session: Session, engine: Any, task: Any, human: HumanTask, props: di
     human.candidates.extend(candidates)
 
 
-__all__ = ["MAX_NAMES", "ExpressionFailed", "Problems", "apply_due", "assign", "evaluate_names", "resolve"]
+__all__ = ["MAX_NAMES", "ExpressionFailed", "Problems", "apply_due", "assign", "due_time", "evaluate_names", "resolve"]

@@ -8,16 +8,9 @@ from __future__ import annotations
 import json
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
-from datetime import date, datetime, time
+from dataclasses import dataclass
 from typing import Any
-from uuid import UUID
 
-from SpiffWorkflow.bpmn import BpmnWorkflow
-from SpiffWorkflow.bpmn.specs.mixins.multiinstance_task import MultiInstanceTask
-from SpiffWorkflow.exceptions import SpiffWorkflowException, TaskNotFoundException
-from SpiffWorkflow.task import Task
-from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -27,9 +20,13 @@ from engine import audit, clock, config
 from engine.deadlines import calendar, sla
 from engine.errors import ConcurrentModification, EngineError, InstanceNotFound
 from engine.org.actors import SYSTEM, Actor
-from engine.runtime import assignment
+from engine.runtime import assignment, effects
+from engine.runtime.assignment import due_time
 from engine.runtime.models import Incident, ProcessDefinition, ProcessFile, ProcessInstance, ProcessVersion
+from engine.runtime.running import Running
 from engine.spiff import guards, sandbox, serializer, timers
+from engine.spiff import workflow as spiff
+from engine.spiff.workflow import Task, find_task
 from engine.tasks.models import HumanTask
 
 _SPEC_CACHE_SIZE = 64
@@ -44,7 +41,6 @@ def script_engine() -> sandbox.SandboxScriptEngine:
     global _engine
     if _engine is None:
         settings = config.load()
-        from engine.runtime import effects
         _engine = sandbox.SandboxScriptEngine(time_limit=settings.script_time_limit, fuel=settings.script_fuel,
                                               services=effects.ServiceMap())
     return _engine
@@ -89,18 +85,6 @@ def specs_for(session: Session, version_id: int) -> serializer.Specs:
     return version_info(session, version_id).specs
 
 
-@dataclass
-class Running:
-    """An instance loaded for one unit of work."""
-
-    row: ProcessInstance
-    workflow: BpmnWorkflow
-    lock_version: int
-    incident: Incident | None = None
-    completed_by: dict[str, int | None] = field(default_factory=dict)  # task guid → user id
-    created_tasks: list[HumanTask] = field(default_factory=list)  # projection rows added by this unit of work
-
-
 def load(session: Session, instance_id: int) -> Running:
     """Load an instance and its workflow (sandbox attached).
 
@@ -139,7 +123,7 @@ def open_incident(session: Session, running: Running, exc: BaseException, actor:
         kind = "timer_error"
     elif any(isinstance(e, guards.TaskTreeTooDeep) for e in chain):
         kind = "tree_too_deep"
-    elif any(isinstance(e, (sandbox.SandboxViolation, SpiffWorkflowException)) for e in chain):
+    elif any(isinstance(e, sandbox.SandboxViolation) or spiff.is_spiff_error(e) for e in chain):
         kind = "script_error"
     task = getattr(exc, "task", None)
     bpmn_id = getattr(getattr(task, "task_spec", None), "bpmn_id", None)
@@ -180,11 +164,8 @@ def run(session: Session, running: Running, actor: Actor, *, refresh_timers: boo
     def steps() -> None:
         # The budget is per thread and run_deep runs us in a thread of its own: enter it here.
         with engine.budget(seconds=settings.script_time_limit, fuel=settings.script_fuel):
-            if refresh_timers:
-                workflow.refresh_timers()
-            workflow.do_engine_steps(did_complete_task=guards.depth_guard())
+            spiff.run_engine_steps(workflow, refresh_timers=refresh_timers, did_complete_task=guards.depth_guard())
 
-    from engine.runtime import effects
     try:
         with effects.bound(session, running, actor):
             guards.run_deep_for(len(workflow.tasks), steps)
@@ -204,22 +185,13 @@ def release(exc: BaseException) -> None:
             e.__traceback__ = None
 
 
-def find_task(workflow: BpmnWorkflow, task_guid: str) -> Task | None:
-    """Return the task with this guid, or None when it is gone (cancelled subtrees are dropped)."""
-    try:
-        task: Task | None = workflow.get_task_from_id(UUID(task_guid))
-    except TaskNotFoundException:
-        return None
-    return task
-
-
 def complete_user_task(running: Running, task_guid: str, data: dict[str, Any], actor: Actor) -> Task:
     """Put the submitted data on a READY user task and run it (engine steps follow in `run`).
 
     Raises: ConcurrentModification when the task is no longer READY
     """
     task = find_task(running.workflow, task_guid)
-    if task is None or task.state != TaskState.READY:  # task.run() does not check this itself
+    if task is None or not spiff.is_ready(task):  # task.run() does not check this itself
         raise ConcurrentModification(running.row.id)
     # SpiffArena's convention: form fields become task data; a multi-instance task's designer
     # builds its output item from them (e.g. in a postScript with scriptsOnInstances).
@@ -283,11 +255,9 @@ def _keep_old_state(session: Session, running: Running, size: int, limit: int) -
 
 def _task_title(task: Task) -> str:
     name = task.task_spec.bpmn_name or task.task_spec.bpmn_id or task.task_spec.name
-    parent_spec = task.parent.task_spec if task.parent is not None else None
-    if isinstance(parent_spec, MultiInstanceTask) and parent_spec.input_item is not None:
-        item = task.data.get(parent_spec.input_item.bpmn_id)
-        if isinstance(item, (str, int)):
-            name = f"{name} · {item}"
+    item = spiff.multi_instance_item(task)
+    if isinstance(item, (str, int)):
+        name = f"{name} · {item}"
     return str(name)[:300]
 
 
@@ -298,7 +268,7 @@ def sync_projection(session: Session, running: Running) -> None:
     active = row.status == "running"
     ready: dict[str, Task] = {}
     if row.status in ("running", "suspended", "incident"):
-        ready = {str(t.id): t for t in workflow.get_tasks(state=TaskState.READY, manual=True)}
+        ready = {str(t.id): t for t in spiff.ready_user_tasks(workflow)}
     # Open rows only: a step that is READY again (退回, 撤回) gets a new row with a fresh deadline, and the rows
     # of its earlier rounds stay in the history as they were.
     existing = {h.task_guid: h for h in session.scalars(
@@ -309,7 +279,7 @@ def sync_projection(session: Session, running: Running) -> None:
             human.state = "ready" if active else "suspended"
             continue
         task = find_task(workflow, guid)
-        finished = task is not None and task.state == TaskState.COMPLETED
+        finished = task is not None and spiff.is_completed(task)
         human.state = "completed" if finished else "cancelled"
         human.completed_at = now
         if finished and guid in running.completed_by:
@@ -351,20 +321,6 @@ def sync_projection(session: Session, running: Running) -> None:
         session.flush()
 
 
-def due_time(value: object) -> datetime | None:
-    """Turn a date (end of that day, Asia/Shanghai), a datetime (naive = Shanghai) or ISO text of either into UTC."""
-    if isinstance(value, str):
-        try:
-            value = date.fromisoformat(value) if len(value.strip()) == 10 else datetime.fromisoformat(value)
-        except ValueError:
-            return None
-    if isinstance(value, datetime):
-        return clock.as_utc(value if value.tzinfo else value.replace(tzinfo=clock.SHANGHAI))
-    if isinstance(value, date):
-        return clock.as_utc(datetime.combine(value, time(23, 59, 59), tzinfo=clock.SHANGHAI))
-    return None
-
-
 def record(session: Session, running: Running, actor: Actor, action: str, *, before: Any = None,
            after: Any = None) -> None:
     """Write the instance's audit event for this unit of work."""
@@ -374,11 +330,11 @@ def record(session: Session, running: Running, actor: Actor, action: str, *, bef
 
 def waiting_summary(running: Running) -> dict[str, Any]:
     """Describe where the instance stands, for audit events."""
-    ready = [t.task_spec.bpmn_id for t in running.workflow.get_tasks(state=TaskState.READY, manual=True)]
+    ready = [t.task_spec.bpmn_id for t in spiff.ready_user_tasks(running.workflow)]
     timer = timers.next_timer_at(running.workflow)
     return {"status": running.row.status, "ready": ready,
             "next_timer_at": timer.isoformat() if timer else None}
 
 
-__all__ = ["Running", "StateTooLarge", "complete_user_task", "due_time", "is_engine_error", "load", "open_incident",
-           "record", "release", "run", "save", "script_engine", "specs_for", "sync_projection"]
+__all__ = ["Running", "StateTooLarge", "complete_user_task", "due_time", "find_task", "is_engine_error", "load",
+           "open_incident", "record", "release", "run", "save", "script_engine", "specs_for", "sync_projection"]

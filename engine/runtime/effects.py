@@ -11,15 +11,13 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from engine import extensions
 from engine.org.actors import Actor
-
-if TYPE_CHECKING:
-    from engine.runtime.core import Running
+from engine.runtime.running import Running
 
 Service = Callable[..., Any]
 
@@ -33,12 +31,15 @@ class RunContext:
 
 _current: ContextVar[RunContext | None] = ContextVar("jzflow_run_context", default=None)
 REGISTRY: dict[str, Service] = {}
+# The engine's own service operations (start_process), registered where they are defined; the plan's come
+# from the extensions.
+ENGINE_SERVICE_MODULES = ("engine.runtime.instances",)
 
 
 def load_all() -> dict[str, Service]:
     """Import every extension's service modules so the registry is complete (deploy checks against it)."""
     extensions.load()
-    for module in extensions.service_modules:
+    for module in (*ENGINE_SERVICE_MODULES, *extensions.service_modules):
         importlib.import_module(module)
     return REGISTRY
 
@@ -79,15 +80,3 @@ class ServiceMap(Mapping[str, Service]):
 
     def __len__(self) -> int:
         return len(REGISTRY)
-
-
-@service("start_process")
-def start_process(ctx: RunContext, process_key: str, data: dict[str, Any] | None = None,
-                  business_key: str | None = None, title: str | None = None) -> dict[str, Any]:
-    """Start another process (e.g. the next stage of a case), linked to this instance."""
-    from engine.runtime import instances
-    payload = dict(data or {})
-    payload.setdefault("parent_instance_id", ctx.running.row.id)
-    child = instances.start(ctx.session, process_key=process_key, actor=ctx.actor, data=payload,
-                            business_key=business_key, title=title)
-    return {"instance_id": child.id, "status": child.status}

@@ -4,16 +4,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from SpiffWorkflow.util.task import TaskState
 from sqlalchemy.orm import Session
 
 from engine import clock, deploy
 from engine.errors import FieldError, Forbidden, FormInvalid, InstanceNotRunning, ProcessNotFound
 from engine.org.actors import Actor
 from engine.runtime import core as runtime
-from engine.runtime import forms
+from engine.runtime import effects, forms, starts
 from engine.runtime.models import ProcessInstance
 from engine.spiff import serializer
+from engine.spiff import workflow as spiff
 
 # Set by the engine from the acting user, never taken from start data (a client could name someone else).
 RESERVED_START_KEYS = ("initiator",)
@@ -40,14 +40,12 @@ def start(session: Session, *, process_key: str, actor: Actor, data: Mapping[str
                            for k in reserved])
     schema, files = None, None
     if from_client:
-        from engine.tasks import queries
-        start_form = queries.start_info(session, version)
+        start_form = starts.start_info(session, version)
         schema, files = start_form.schema_text, start_form.forms
     initial = forms.validate(schema, given, files)
     initial["initiator"] = actor.username
     workflow = serializer.new_workflow(runtime.specs_for(session, version.id), runtime.script_engine())
-    for task in workflow.get_tasks(state=TaskState.READY):
-        task.data.update(initial)
+    spiff.put_start_data(workflow, initial)
     row = ProcessInstance(definition_id=version.definition_id, version_id=version.id, business_key=business_key,
                           title=(title or f"{version.name} {business_key or ''}").strip()[:300], status="running",
                           state="{}", serializer_version=serializer.SERIALIZER_VERSION, lock_version=0,
@@ -61,6 +59,17 @@ def start(session: Session, *, process_key: str, actor: Actor, data: Mapping[str
                    after={"process": process_key, "version": version.version, "business_key": business_key,
                           "data": initial, **runtime.waiting_summary(running)})
     return row
+
+
+@effects.service("start_process")
+def start_process(ctx: effects.RunContext, process_key: str, data: dict[str, Any] | None = None,
+                  business_key: str | None = None, title: str | None = None) -> dict[str, Any]:
+    """Start another process (e.g. the next stage of a case), linked to this instance."""
+    payload = dict(data or {})
+    payload.setdefault("parent_instance_id", ctx.running.row.id)
+    child = start(ctx.session, process_key=process_key, actor=ctx.actor, data=payload,
+                  business_key=business_key, title=title)
+    return {"instance_id": child.id, "status": child.status}
 
 
 def _require_admin(actor: Actor) -> None:

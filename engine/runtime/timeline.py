@@ -5,7 +5,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -13,6 +12,7 @@ from engine import clock
 from engine.audit.models import AuditEvent
 from engine.runtime import core as runtime
 from engine.runtime.models import Incident, ProcessFile
+from engine.spiff import workflow as spiff
 from engine.tasks.collab_models import CarbonCopy, Comment
 from engine.tasks.models import HumanTask
 from engine.tasks.queries import UserNames
@@ -23,7 +23,6 @@ COVERED_ACTIONS = ("instance.comment", "instance.cc")
 # taken on its steps, and 补正 / 退回 requests with their reasons.
 PUBLIC_ACTIONS = ("instance.start", "instance.terminate", "task.complete", "task.send_back", "task.withdraw")
 PUBLIC_NOTES = ("send_back",)
-_CURRENT = (TaskState.READY, TaskState.WAITING, TaskState.STARTED, TaskState.ERROR)
 
 
 @dataclass(frozen=True)
@@ -119,15 +118,16 @@ def diagram_states(session: Session, running: runtime.Running) -> DiagramStates:
     current: set[str] = set()
     completed: set[str] = set()
     cancelled: set[str] = set()
-    for task in _all_tasks(running):
+    for task in spiff.all_tasks(running.workflow):
         bpmn_id = getattr(task.task_spec, "bpmn_id", None)
         if not bpmn_id:
             continue
-        if task.state in _CURRENT:
+        state = spiff.task_state_name(task)
+        if state in spiff.CURRENT_STATES:
             current.add(bpmn_id)
-        elif task.state == TaskState.COMPLETED:
+        elif state == "COMPLETED":
             completed.add(bpmn_id)
-        elif task.state == TaskState.CANCELLED:
+        elif state == "CANCELLED":
             cancelled.add(bpmn_id)
     heat: dict[str, int] = {}
     now = clock.now()
@@ -147,19 +147,11 @@ def diagram_states(session: Session, running: runtime.Running) -> DiagramStates:
     return DiagramStates(sorted(current), sorted(completed), sorted(cancelled), dict(sorted(heat.items())))
 
 
-def _all_tasks(running: runtime.Running) -> list[Any]:
-    # Walk the task dictionaries, not the tree: TaskIterator stops silently below depth 1000.
-    every = list(running.workflow.tasks.values())
-    for sub in running.workflow.subprocesses.values():
-        every.extend(sub.tasks.values())
-    return every
-
-
 def instance_data(running: runtime.Running) -> dict[str, Any]:
     """Return the instance's data as it stands: the last finished step's, then what waits now (later wins)."""
-    every = _all_tasks(running)
-    waiting = [t for t in every if t.state in _CURRENT]
-    finished = [t for t in every if t.state == TaskState.COMPLETED]
+    every = spiff.all_tasks(running.workflow)
+    waiting = [t for t in every if spiff.task_state_name(t) in spiff.CURRENT_STATES]
+    finished = [t for t in every if spiff.is_completed(t)]
     latest = [max(finished, key=lambda t: t.last_state_change)] if finished else []
     data: dict[str, Any] = dict(running.workflow.data or {})
     for task in sorted(latest + waiting, key=lambda t: t.last_state_change):

@@ -1,4 +1,5 @@
-"""The inbox lists — 待办 / 已办 / 我发起的 / 抄送我的 — filtered and keyset-paginated; saved filters.
+"""The inbox lists — 待办 / 已办 / 我发起的 / 抄送我的 — filtered and keyset-paginated (filters and saved
+filters: engine.tasks.filters, re-exported here).
 
 Every list pages on a key the indexes already order (never OFFSET), so page 1000 costs what page 1
 costs. 待办 is two index range scans merged here — tasks held by the actor and unclaimed tasks they
@@ -7,7 +8,7 @@ OR query the database would have to sort whole. Due dates come first, undated ta
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -17,53 +18,19 @@ from sqlalchemy.orm import Session, aliased
 
 from engine import audit, clock
 from engine.deadlines import sla
-from engine.errors import InvalidInput, NotFound
+from engine.errors import NotFound
 from engine.org.actors import Actor
 from engine.org.models import User
 from engine.runtime.models import ProcessDefinition, ProcessInstance
-from engine.tasks.collab_models import CarbonCopy, SavedFilter
+from engine.tasks.collab_models import CarbonCopy
+from engine.tasks.filters import LISTS, NO_FILTER, Filter, delete_filter, save_filter, saved_filters
 from engine.tasks.models import HumanTask, TaskCandidate
 from engine.tasks.queries import cursor_int, cursor_time, decode_cursor, encode_cursor
 
-LISTS = ("index", "done", "started", "cc")
-DUE_CHOICES = ("overdue", "warn")
 PAGE_SIZE = 50
 MAX_PAGE = 200
 COUNT_CAP = 1000  # counts stop here ("999+"): a count must not cost more than a page
-MAX_SAVED = 50
 _EPOCH = datetime(1970, 1, 1, tzinfo=clock.UTC)
-
-
-@dataclass(frozen=True)
-class Filter:
-    """What a list is narrowed to: process key, stage (task bpmn id or name), due state, free text."""
-
-    process: str = ""
-    stage: str = ""
-    due: str = ""  # "" | overdue (due_at < now) | warn (warn_at < now, not yet overdue)
-    q: str = ""
-    unread: bool = False  # 抄送我的 only
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> Filter:
-        """Read a filter from request arguments or a saved filter's JSON, ignoring what is not a filter."""
-        def text(name: str, size: int) -> str:
-            value = values.get(name)
-            return str(value).strip()[:size] if value is not None else ""
-        due = text("due", 10)
-        unread = str(values.get("unread", "")).lower() in ("1", "true", "on", "yes")
-        return cls(process=text("process", 120), stage=text("stage", 200), due=due if due in DUE_CHOICES else "",
-                   q=text("q", 200), unread=unread)
-
-    def as_query(self) -> dict[str, str]:
-        """Return the non-empty fields as URL query arguments."""
-        values = {"process": self.process, "stage": self.stage, "due": self.due, "q": self.q,
-                  "unread": "1" if self.unread else ""}
-        return {k: v for k, v in values.items() if v}
-
-    @property
-    def is_empty(self) -> bool:
-        return not self.as_query()
 
 
 @dataclass(frozen=True)
@@ -177,7 +144,7 @@ def _task_rows(session: Session, ids: Sequence[int]) -> list[TaskRow]:
     return [found[i] for i in ids if i in found]
 
 
-def todo_page(session: Session, actor: Actor, flt: Filter = Filter(), *, after: str | None = None,
+def todo_page(session: Session, actor: Actor, flt: Filter = NO_FILTER, *, after: str | None = None,
               limit: int = PAGE_SIZE) -> Page:
     """Return 待办: the actor's open tasks and the unclaimed ones they may claim, by due date (undated last).
 
@@ -201,7 +168,7 @@ def todo_page(session: Session, actor: Actor, flt: Filter = Filter(), *, after: 
     return Page(rows, next_cursor)
 
 
-def done_page(session: Session, actor: Actor, flt: Filter = Filter(), *, after: str | None = None,
+def done_page(session: Session, actor: Actor, flt: Filter = NO_FILTER, *, after: str | None = None,
               limit: int = PAGE_SIZE) -> Page:
     """Return 已办: tasks the actor completed, most recent first, keyset on (completed_at, id).
 
@@ -245,7 +212,7 @@ def _text_filter(flt: Filter) -> list[ColumnElement[bool]]:
                 ProcessInstance.business_key.icontains(flt.q, autoescape=True))]
 
 
-def started_page(session: Session, actor: Actor, flt: Filter = Filter(), *, after: str | None = None,
+def started_page(session: Session, actor: Actor, flt: Filter = NO_FILTER, *, after: str | None = None,
                  limit: int = PAGE_SIZE) -> Page:
     """Return 我发起的: instances the actor started, newest first (keyset on id), with their open steps.
 
@@ -273,7 +240,7 @@ def started_page(session: Session, actor: Actor, flt: Filter = Filter(), *, afte
     return Page(rows, next_cursor)
 
 
-def cc_page(session: Session, actor: Actor, flt: Filter = Filter(), *, after: str | None = None,
+def cc_page(session: Session, actor: Actor, flt: Filter = NO_FILTER, *, after: str | None = None,
             limit: int = PAGE_SIZE) -> Page:
     """Return 抄送我的: carbon copies to the actor, newest first, keyset on (created_at, id).
 
@@ -346,54 +313,6 @@ def mark_cc_read(session: Session, actor: Actor, cc_id: int | None = None) -> in
         audit.record(session, actor, "cc.read", stream=f"user:{actor.user_id}", object_type="carbon_copy",
                      object_id=cc_id if cc_id is not None else "all", after={"count": changed})
     return changed
-
-
-# --- saved filters ---------------------------------------------------------------------------------------
-
-def saved_filters(session: Session, actor: Actor) -> list[SavedFilter]:
-    """Return the actor's saved filters by name."""
-    return list(session.scalars(select(SavedFilter).where(SavedFilter.user_id == actor.user_id)
-                                .order_by(SavedFilter.name, SavedFilter.id)))
-
-
-def save_filter(session: Session, actor: Actor, *, name: str, list_name: str, flt: Filter) -> SavedFilter:
-    """Save a list's filter under a name (the same name replaces it) (flushes).
-
-    Raises: InvalidInput
-    """
-    name = name.strip()[:100]
-    if not name:
-        raise InvalidInput("请填写筛选名称 (a name is required)", field="name")
-    if list_name not in LISTS:
-        raise InvalidInput(f"未知列表 (unknown list): {list_name}", field="list")
-    if flt.is_empty:
-        raise InvalidInput("当前没有筛选条件 (there is no filter to save)", field="filter")
-    row = session.scalar(select(SavedFilter).where(SavedFilter.user_id == actor.user_id, SavedFilter.name == name))
-    if row is None:
-        total = session.scalar(select(func.count()).select_from(SavedFilter).where(SavedFilter.user_id == actor.user_id))
-        if (total or 0) >= MAX_SAVED:
-            raise InvalidInput(f"最多保存{MAX_SAVED}个筛选 (at most {MAX_SAVED} saved filters)", field="name")
-        row = SavedFilter(user_id=actor.user_id, name=name, query={})
-        session.add(row)
-    row.query = {"list": list_name, **flt.as_query()}
-    session.flush()
-    audit.record(session, actor, "filter.save", stream=f"user:{actor.user_id}", object_type="saved_filter",
-                 object_id=row.id, after={"name": name, "query": row.query})
-    return row
-
-
-def delete_filter(session: Session, actor: Actor, filter_id: int) -> None:
-    """Delete one of the actor's saved filters (flushes).
-
-    Raises: NotFound (no such filter of this actor)
-    """
-    row = session.get(SavedFilter, filter_id)
-    if row is None or row.user_id != actor.user_id:
-        raise NotFound(f"筛选不存在: {filter_id}", filter_id=filter_id)
-    session.delete(row)
-    session.flush()
-    audit.record(session, actor, "filter.delete", stream=f"user:{actor.user_id}", object_type="saved_filter",
-                 object_id=filter_id, before={"name": row.name, "query": row.query})
 
 
 __all__ = ["LISTS", "CcRow", "Filter", "Page", "StartedRow", "TaskRow", "cc_page", "counts", "delete_filter",

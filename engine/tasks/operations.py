@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from engine import audit, clock, runtime
+from engine.deadlines import escalation, sla
 from engine.errors import (
     Conflict,
     InstanceNotRunning,
@@ -25,7 +26,7 @@ from engine.errors import (
     UserNotFound,
 )
 from engine.notify import outbox
-from engine.org.actors import Actor
+from engine.org.actors import Actor, actor_of
 from engine.org.models import User
 from engine.tasks import access, completion, lookup, task_access, uploads
 from engine.tasks.collab_models import Attachment, CarbonCopy, Comment
@@ -255,7 +256,6 @@ def _after_cosign(session: Session, parent: HumanTask, actor: Actor) -> completi
     running = runtime.load(session, parent.instance_id)
     if running.row.status != "running":
         raise InstanceNotRunning("流程实例未在运行 (instance is not running)", instance_id=parent.instance_id)
-    from engine.org.actors import actor_of
     user = session.get(User, holder) if holder is not None else None
     holder_actor = actor_of(session, user) if user is not None else actor
     return completion.finish(session, task=parent, running=running, actor=holder_actor, data=data)
@@ -267,7 +267,6 @@ def _after_cosign(session: Session, parent: HumanTask, actor: Actor) -> completi
 def urge_recipients(session: Session, task: HumanTask) -> list[int]:
     """Return whom 催办 reaches: the holder, else every candidate (users, unit members, role holders), else the
     unit head — the escalation ladder's first two rungs."""
-    from engine.deadlines import escalation, sla
     org = escalation.Org.load(session)
     target = escalation.load_targets(session, [("task", task.id)], org)[("task", task.id)]
     policy = sla.load_policies().get("task", task.escalation_policy)

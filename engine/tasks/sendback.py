@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from engine import clock, runtime
 from engine.errors import Conflict, InstanceNotRunning, InvalidInput, NotYourTask, TaskNotFound
 from engine.org.actors import Actor
+from engine.spiff import guards
 from engine.tasks import lookup, operations, task_access
 from engine.tasks.collab_models import Comment
 from engine.tasks.models import HumanTask
@@ -134,7 +135,6 @@ def _reopen(session: Session, actor: Actor, target: HumanTask, action: str, reas
         raise Conflict("该步骤已不在流程中 (that step is no longer on the path)", task_id=target.id)
     cancels = cancelled_by(session, running, target, current)
     data = deepcopy(spiff_task.data)  # the form they submitted comes back filled in
-    from engine.spiff import guards
     guards.run_deep_for(len(running.workflow.tasks), running.workflow.reset_from_task_id, spiff_task.id, data)
     runtime.run(session, running, actor)
     runtime.save(session, running)  # the projection adds a new row for the step: `target` stays in the history

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.runtime import effects
+from engine.runtime import effects, instances
 from plan.investment.plan_items import ItemsInvalid, claim_plan_item, create_plan_items, item_brief
 from plan.investment.status import gap_analysis, indicator_statuses, status_summary
 
@@ -81,8 +81,8 @@ def loop_raise_issues(ctx: effects.RunContext, visits: list[dict[str, Any]],
     for visit in visits:
         for problem in visit.get("problems") or []:
             data = issue_start_data(visit, problem, reporter)
-            child = effects.start_process(ctx, "issue_ledger", data=data,
-                                          title=f"{data['enterprise']}：{data['title']}"[:300])
+            child = instances.start_process(ctx, "issue_ledger", data=data,
+                                            title=f"{data['enterprise']}：{data['title']}"[:300])
             issues.append({"instance_id": child["instance_id"], "title": data["title"]})
     return {"visits": len(visits), "issues": issues}
 
