@@ -12,12 +12,11 @@ from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFProtect
-from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from engine import config
-from engine.db import make_engine, make_sessionmaker
+from engine.db import make_engine, make_sessionmaker, ping
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -118,7 +117,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     @app.get("/healthz")
     def healthz() -> ResponseReturnValue:
-        common.db_session().execute(text("select 1"))
+        ping(common.db_session())
         return jsonify(status="ok", database=engine.dialect.name, embedded=settings.is_embedded)
 
     @app.get("/lang/<code>")

@@ -282,11 +282,7 @@ def _version_arg(name: str) -> int | None:
 
 
 def _instances_on(version_id: int) -> list[ProcessInstance]:
-    from sqlalchemy import select
-    return list(db_session().scalars(
-        select(ProcessInstance).where(ProcessInstance.version_id == version_id,
-                                      ProcessInstance.status.in_(versions.MIGRATABLE))
-        .order_by(ProcessInstance.id).limit(MIGRATE_LIST_LIMIT)))
+    return versions.migratable_on(db_session(), version_id, limit=MIGRATE_LIST_LIMIT)
 
 
 @bp.get("/modeller/versions/<int:version_id>/migrate")
