@@ -9,12 +9,11 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from flask import Blueprint, current_app, g, request
+from flask import Blueprint, Response, current_app, g, request
 from flask.typing import ResponseReturnValue
 from flask_limiter.util import get_remote_address
 from flask_login import current_user
 
-from engine.db import COMMIT_STARTED
 from engine.errors import InvalidInput
 from engine.org import tokens
 from engine.org.actors import actor_of
@@ -71,8 +70,8 @@ def _authenticate() -> ResponseReturnValue | None:
         user = tokens.authenticate(session, token) if token else None
         if user is None:
             return unauthorized("令牌无效或已吊销 (invalid or revoked token)")
-        session.commit()  # last_used_at, on its own: nothing else is pending yet
-        session.info.pop(COMMIT_STARTED, None)  # the request's work is still to come, and may be retried
+        # last_used_at is flushed into the request's unit of work: the view's commit carries it, and a
+        # read that commits nothing has it committed by `_commit_reads` (one commit per request either way).
         g.actor = actor_of(session, user)
         g.api_auth = "token"
         return None
@@ -82,6 +81,16 @@ def _authenticate() -> ResponseReturnValue | None:
             csrf.protect()  # a browser session: the X-CSRFToken header is required
         return None
     return unauthorized("需要登录或 API 令牌 (log in or send Authorization: Bearer <token>)")
+
+
+@bp.after_request
+def _commit_reads(response: Response) -> Response:
+    """Commit a token read's last_used_at: a GET's view commits nothing, so this is the request's one commit."""
+    if g.get("api_auth") == "token" and request.method in SAFE_METHODS and response.status_code < 400:
+        session = db_session()
+        if session.in_transaction():
+            session.commit()
+    return response
 
 
 def body() -> dict[str, Any]:
