@@ -20,6 +20,7 @@ from engine.org.actors import actor_of
 from web import csrf, limiter
 from web.common import db_session
 from web.errors import problem
+from web.guards import bearer_token
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 csrf.exempt(bp)  # token requests carry no cookie; session requests are checked in `_authenticate`
@@ -28,17 +29,9 @@ PUBLIC_ENDPOINTS = ("api.openapi",)
 DEFAULT_RATE_LIMIT = "600 per minute"
 
 
-def _bearer() -> str | None:
-    header = request.headers.get("Authorization")
-    if header is None:
-        return None
-    scheme, _, token = header.strip().partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else ""
-
-
 def rate_key() -> str:
     """Rate-limit bucket: the token (by its digest), else the logged-in user, else the address."""
-    token = _bearer()
+    token = bearer_token()
     if token:
         return "api:token:" + tokens.digest(token)[:32]
     if current_user.is_authenticated:
@@ -64,7 +57,7 @@ def unauthorized(message: str) -> ResponseReturnValue:
 def _authenticate() -> ResponseReturnValue | None:
     if request.endpoint in PUBLIC_ENDPOINTS:
         return None
-    token = _bearer()
+    token = bearer_token()
     if token is not None:  # an Authorization header decides alone, whatever cookie comes along
         session = db_session()
         user = tokens.authenticate(session, token) if token else None

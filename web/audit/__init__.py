@@ -20,7 +20,7 @@ from engine.errors import InvalidInput
 from engine.org import tokens
 from engine.tasks import queries
 from web.common import current_actor, db_session
-from web.guards import MAX_ID, id_arg
+from web.guards import MAX_ID, bearer_token, id_arg
 
 bp = Blueprint("audit", __name__)
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
@@ -30,11 +30,8 @@ ALWAYS_ALLOWED = ("auth.login", "auth.logout", "static")
 # --- auditors change nothing --------------------------------------------------------------------------------
 
 def _bearer_user_id() -> int | None:
-    header = request.headers.get("Authorization", "")
-    scheme, _sep, token = header.strip().partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return tokens.user_id_of(db_session(), token.strip())
+    token = bearer_token()
+    return tokens.user_id_of(db_session(), token) if token else None
 
 
 @bp.before_app_request
