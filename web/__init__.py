@@ -7,32 +7,15 @@ from typing import Any
 
 from flask import Flask, g, jsonify, redirect, request, url_for
 from flask.typing import ResponseReturnValue
-from flask_babel import Babel
-from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
-from flask_login import LoginManager
-from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.exc import DBAPIError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from engine import config
 from engine.db import make_engine, make_sessionmaker, ping
+from web.extensions import SECURITY_HEADERS, babel, csrf, limiter, login_manager
 
-SECURITY_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "same-origin",
-    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
-                               "script-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
-                               "frame-ancestors 'none'",
-}
 LANGUAGES = ("zh", "en")
 
-login_manager = LoginManager()
-csrf = CSRFProtect()
-babel = Babel()
-limiter = Limiter(key_func=get_remote_address, default_limits=[])
 
 
 def _locale() -> str:

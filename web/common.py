@@ -12,6 +12,7 @@ from engine import clock, notify
 from engine.org import directory
 from engine.org.actors import Actor, actor_of
 from engine.org.models import User
+from web.extensions import login_manager
 from web.links import nav_allowed
 
 
@@ -97,7 +98,6 @@ NAV = (
 
 def init_app(app: Flask) -> None:
     """Register the user loader, template filters and globals."""
-    from web import login_manager
 
     @login_manager.user_loader
     def _load(session_id: str) -> LoginUser | None:

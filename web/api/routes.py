@@ -12,7 +12,8 @@ from engine.org.actors import Actor
 from engine.runtime import instances, timeline
 from engine.tasks import access, lookup, operations, queries, sendback, taskview
 from engine.tasks.models import HumanTask
-from web.api import body, bp, serialize, text_field
+from web.api import serialize
+from web.api.blueprint import body, bp, text_field
 from web.api.idempotency import finish
 from web.common import current_actor, db_session
 from web.processes import startable_info

@@ -15,7 +15,7 @@ from engine.errors import InvalidInput
 from plan import dashboard, indicators
 from plan import investment as plan
 from web.common import commit, current_actor, db_session
-from web.dashboard import bp
+from web.dashboard.blueprint import bp
 
 
 def _period(value: str | None) -> str:

@@ -16,7 +16,7 @@ from plan.dashboard.charts import Chart
 from plan.projects.models import STAGES
 from web import links
 from web.common import current_actor, db_session
-from web.dashboard import bp
+from web.dashboard.blueprint import bp
 
 FORMATS = ("svg", "png", "json")
 

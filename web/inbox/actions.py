@@ -23,7 +23,7 @@ from engine.tasks.models import HumanTask
 from web.common import commit, current_actor, db_session
 from web.formparse import parse
 from web.formrender import Form, initial, render
-from web.inbox import bp
+from web.inbox.blueprint import bp
 from web.inbox.lists import FIELDS, list_context
 
 MAX_BULK = 100

@@ -18,7 +18,7 @@ from engine.tasks.models import HumanTask
 from web.common import commit, current_actor, db_session
 from web.formparse import parse
 from web.formrender import Form
-from web.tasks import bp
+from web.tasks.blueprint import bp
 from web.tasks.views import render_page
 
 _NAMES = re.compile(r"[\s,，、;；]+")
