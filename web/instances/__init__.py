@@ -18,6 +18,8 @@ from web.common import commit, current_actor, db_session
 from web.instances import labels
 
 bp = Blueprint("instances", __name__)
+
+
 def visible_row(instance_id: int, actor: Actor) -> queries.InstanceRow:
     """Return an instance the actor may see.
 
