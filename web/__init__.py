@@ -7,15 +7,16 @@ from typing import Any
 
 from flask import Flask, g, jsonify, redirect, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_login import current_user
 from sqlalchemy.exc import DBAPIError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from engine import config
 from engine.db import make_engine, make_sessionmaker, ping
+from web import auth, common, errors, features, guards, i18n
 from web.extensions import SECURITY_HEADERS, babel, csrf, limiter, login_manager
 
 LANGUAGES = ("zh", "en")
-
 
 
 def _locale() -> str:
@@ -57,7 +58,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["jzflow.engine"] = engine
     app.extensions["jzflow.sessionmaker"] = make_sessionmaker(engine)
 
-    from web import guards, i18n
     guards.init_app(app)  # before the blueprints: their <int:…> rules take the bounded converter
     i18n.compile_catalogs()
     login_manager.init_app(app)
@@ -68,10 +68,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
                    default_translation_directories=str(i18n.BUILD_DIR))
     limiter.init_app(app)
 
-    from web import auth, common, errors
     app.register_blueprint(auth.bp)
     common.init_app(app)
-    from web import features
     features.register(app)
 
     @app.teardown_appcontext
@@ -133,11 +131,4 @@ def _secure(app: Flask, settings: config.Settings) -> None:
 
 
 def _authenticated() -> bool:
-    from flask_login import current_user
     return bool(getattr(current_user, "is_authenticated", False))
-
-
-def db_session() -> Any:
-    """Return the request's database session (kept for callers of the first version)."""
-    from web.common import db_session as session
-    return session()
