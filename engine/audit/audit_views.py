@@ -21,7 +21,7 @@ from engine.audit import core as audit
 from engine.audit.models import AuditEvent
 from engine.errors import Forbidden, InstanceNotFound, NotFound
 from engine.org.actors import Actor
-from engine.org.models import Role, User
+from engine.org.models import Membership, Role, User
 from engine.runtime.models import ProcessDefinition, ProcessInstance, ProcessVersion
 from engine.tasks.collab_models import Comment
 from engine.tasks.models import HumanTask
@@ -41,6 +41,14 @@ def may_audit(session: Session, actor: Actor) -> bool:
     if not actor.role_ids:
         return False
     return AUDITOR_ROLE in set(session.scalars(select(Role.code).where(Role.id.in_(actor.role_ids))))
+
+
+def is_read_only_auditor(session: Session, user_id: int) -> bool:
+    """Tell whether a user holds the auditor role and is no admin (auditors change nothing)."""
+    if session.scalar(select(User.is_admin).where(User.id == user_id)):
+        return False
+    return session.scalar(select(Role.id).join(Membership, Membership.role_id == Role.id)
+                          .where(Membership.user_id == user_id, Role.code == AUDITOR_ROLE).limit(1)) is not None
 
 
 def require_auditor(session: Session, actor: Actor) -> None:

@@ -142,6 +142,13 @@ def _rows(session: Session, versions: Sequence[ProcessVersion], key: str) -> lis
             for v in versions]
 
 
+def migratable_on(session: Session, version_id: int, *, limit: int) -> list[ProcessInstance]:
+    """Return the running or suspended instances on a version, oldest first, at most `limit`."""
+    return list(session.scalars(select(ProcessInstance).where(ProcessInstance.version_id == version_id,
+                                                              ProcessInstance.status.in_(MIGRATABLE))
+                                .order_by(ProcessInstance.id).limit(limit)))
+
+
 def versions(session: Session, process_key: str) -> list[VersionRow]:
     """Return a process's versions, newest first, each with its files and instance counts.
 

@@ -66,6 +66,12 @@ def owner(session: Session, username: str) -> User:
     return user
 
 
+def user_id_of(session: Session, plaintext: str) -> int | None:
+    """Return the id of the user owning an unrevoked token, or None (a read: last_used_at is left alone)."""
+    return session.scalar(select(ApiToken.user_id).where(ApiToken.token_hash == digest(plaintext),
+                                                         ApiToken.revoked_at.is_(None)))
+
+
 def authenticate(session: Session, plaintext: str) -> User | None:
     """Return the active user owning an unrevoked token, or None; notes when it was last used (flushes)."""
     if not plaintext.startswith(PREFIX) or len(plaintext) > 200:

@@ -62,3 +62,30 @@ def require_holder(task: HumanTask, actor: Actor) -> None:
 
 
 __all__ = ["TaskAlreadyDone", "TaskBlocked", "get_open", "is_candidate", "require_holder"]
+
+
+def get(session: Session, task_id: int) -> HumanTask | None:
+    """Return a task by id, or None (no access check: the caller has made one)."""
+    return session.get(HumanTask, task_id)
+
+
+def by_ids(session: Session, ids: list[int]) -> list[HumanTask]:
+    """Return the tasks with these ids, by id (no access check: the caller makes one per task)."""
+    return list(session.scalars(select(HumanTask).where(HumanTask.id.in_(ids)).order_by(HumanTask.id)))
+
+
+def names(session: Session, ids: list[int]) -> dict[int, str]:
+    """Return task names by id, in one query."""
+    return {task_id: name for task_id, name in session.execute(
+        select(HumanTask.id, HumanTask.name).where(HumanTask.id.in_(ids))).all()}
+
+
+def cosign_of(session: Session, task_id: int, cosign_id: int) -> HumanTask:
+    """Return the 加签 task `cosign_id` added to task `task_id`.
+
+    Raises: TaskNotFound
+    """
+    cosign = session.get(HumanTask, cosign_id)
+    if cosign is None or cosign.parent_task_id != task_id:
+        raise TaskNotFound(f"加签任务不存在: {cosign_id}", task_id=cosign_id)
+    return cosign

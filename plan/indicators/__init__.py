@@ -1,6 +1,7 @@
 """The plan's indicators: targets, industries and plan items (`models`), and entering figures (the names below).
 """
 from plan.indicators.core import (
+    Replaced,
     apply_upload,
     can_enter,
     current_figures,
@@ -14,6 +15,7 @@ from plan.indicators.upload import MAX_BYTES, UploadInvalid
 
 __all__ = [
     "MAX_BYTES",
+    "Replaced",
     "UploadInvalid",
     "apply_upload",
     "can_enter",

@@ -13,7 +13,7 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import IntegrityError
 
 from engine.org import idempotency
-from web.api import bp
+from web.api.blueprint import bp
 from web.common import commit, current_actor, db_session
 
 HEADER = "Idempotency-Key"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask, render_template, request, url_for
 from flask.typing import ResponseReturnValue
-from flask_login import current_user, login_required
+from flask_login import login_required
 
 from engine import clock
 from plan.ledger import views
@@ -12,7 +12,7 @@ from plan.ledger.models import ISSUE_STATES
 from plan.projects import views as project_views
 from web import links
 from web.common import current_actor, db_session
-from web.projects import current_reach
+from web.projects import current_reach, may_open
 
 bp = Blueprint("ledger", __name__)
 
@@ -56,10 +56,6 @@ def show(issue_id: int) -> ResponseReturnValue:
                            instance_url=links.instance_url)
 
 
-def _may_open() -> bool:
-    return current_user.is_authenticated and current_reach().any
-
-
 def _instance_links(instance_id: int) -> list[tuple[str, str, str]]:
     return [("问题", f"{i.code} {i.title}", url_for("ledger.show", issue_id=i.id))
             for i in views.instance_issues(db_session(), current_reach(), instance_id)]
@@ -67,5 +63,5 @@ def _instance_links(instance_id: int) -> list[tuple[str, str, str]]:
 
 def init_app(app: Flask) -> None:
     """Show 问题台账 in the menu to those who may open it; link an instance's page to its issue."""
-    links.guard_nav(app, "ledger.index", _may_open)
+    links.guard_nav(app, "ledger.index", may_open)
     links.add_instance_links(app, _instance_links)

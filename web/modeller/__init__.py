@@ -24,6 +24,7 @@ from engine.runtime import effects
 from engine.runtime.models import ProcessInstance
 from web import downloads, formrender
 from web.common import commit, current_actor, db_session
+from web.extensions import SECURITY_HEADERS
 from web.modeller import uploads
 from web.modeller.labels import ui_labels
 
@@ -34,7 +35,6 @@ MIGRATE_LIST_LIMIT = 200
 @bp.after_request
 def _modeller_csp(response: Response) -> Response:
     """Allow data: fonts: the palette's and context pad's icons (bpmn-font, dmn-font) are embedded that way."""
-    from web import SECURITY_HEADERS
     policy = SECURITY_HEADERS["Content-Security-Policy"]
     if response.headers.get("Content-Security-Policy") == downloads.SANDBOX:
         return response  # a user's file: it keeps its sandbox
@@ -282,11 +282,7 @@ def _version_arg(name: str) -> int | None:
 
 
 def _instances_on(version_id: int) -> list[ProcessInstance]:
-    from sqlalchemy import select
-    return list(db_session().scalars(
-        select(ProcessInstance).where(ProcessInstance.version_id == version_id,
-                                      ProcessInstance.status.in_(versions.MIGRATABLE))
-        .order_by(ProcessInstance.id).limit(MIGRATE_LIST_LIMIT)))
+    return versions.migratable_on(db_session(), version_id, limit=MIGRATE_LIST_LIMIT)
 
 
 @bp.get("/modeller/versions/<int:version_id>/migrate")

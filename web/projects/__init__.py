@@ -56,7 +56,8 @@ def show(project_id: int) -> ResponseReturnValue:
                            instance_url=links.instance_url)
 
 
-def _may_open() -> bool:
+def may_open() -> bool:
+    """Tell whether the logged-in user sees any project or issue (项目库 and 问题台账 in the menu)."""
     return current_user.is_authenticated and current_reach().any
 
 
@@ -67,5 +68,5 @@ def _instance_links(instance_id: int) -> list[tuple[str, str, str]]:
 
 def init_app(app: Flask) -> None:
     """Show 项目库 in the menu to those who may open it; link an instance's page to its projects."""
-    links.guard_nav(app, "projects.index", _may_open)
+    links.guard_nav(app, "projects.index", may_open)
     links.add_instance_links(app, _instance_links)
