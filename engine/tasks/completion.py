@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 
 from engine import runtime
 from engine.org.actors import Actor
+from engine.tasks.lookup import is_candidate
 from engine.tasks.models import HumanTask
 
 
@@ -17,6 +18,7 @@ class Completion:
     status: str
     incident: str | None
     next_tasks: list[int]
+    mine_next: int | None = None  # the first new step the actor holds or may claim: where to take them next
 
 
 def finish(session: Session, *, task: HumanTask, running: runtime.Running, actor: Actor,
@@ -42,7 +44,10 @@ def finish(session: Session, *, task: HumanTask, running: runtime.Running, actor
                           **runtime.waiting_summary(running)})
     return Completion(instance_id=row.id, status=running.row.status,
                       incident=running.incident.message if running.incident else None,
-                      next_tasks=[t.id for t in running.created_tasks if t.state == "ready"])
+                      next_tasks=[t.id for t in running.created_tasks if t.state == "ready"],
+                      mine_next=next((t.id for t in running.created_tasks if t.state == "ready" and (
+                          t.assignee_id == actor.user_id or (t.assignee_id is None and is_candidate(t, actor)))),
+                                     None))
 
 
 __all__ = ["Completion", "finish"]

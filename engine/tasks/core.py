@@ -17,7 +17,7 @@ from engine.runtime import forms
 from engine.tasks import operations, task_access
 from engine.tasks.collab_models import Comment
 from engine.tasks.completion import Completion, finish
-from engine.tasks.lookup import TaskAlreadyDone, TaskBlocked, get_open, is_candidate, require_holder
+from engine.tasks.lookup import TaskAlreadyDone, TaskBlocked, get_open, is_candidate, require_holder, require_open
 from engine.tasks.models import HumanTask, TaskCandidate
 
 
@@ -69,14 +69,15 @@ def unclaim(session: Session, *, task_id: int, actor: Actor) -> HumanTask:
 
 
 def complete(session: Session, *, task_id: int, actor: Actor, data: Mapping[str, Any],
-             opinion: str | None = None) -> Completion:
+             opinion: str | None = None, task: HumanTask | None = None) -> Completion:
     """Complete a READY task the actor holds and run the engine until it waits again (flushes).
 
     With co-signers added after the holder (后加签) the submission is held until they have signed.
+    `task`: the row as the caller already read it in this transaction (it is not read again).
 
     Raises: TaskNotFound, TaskAlreadyDone, NotYourTask, FormInvalid, InstanceNotRunning, ConcurrentModification
     """
-    task = get_open(session, task_id)
+    task = require_open(task) if task is not None and task.id == task_id else get_open(session, task_id)
     task_access.require(session, actor, task, task_access.Op.COMPLETE)
     require_holder(task, actor)
     if task.kind == "cosign":

@@ -31,9 +31,17 @@ def get_open(session: Session, task_id: int) -> HumanTask:
                           .execution_options(populate_existing=True))
     if task is None:
         raise TaskNotFound(f"任务不存在: {task_id}", task_id=task_id)
+    return require_open(task)
+
+
+def require_open(task: HumanTask) -> HumanTask:
+    """Return the task if it is still open.
+
+    Raises: TaskAlreadyDone
+    """
     if task.state in ("completed", "cancelled"):
         error = TaskAlreadyDone(task.instance_id)
-        error.details["task_id"] = task_id
+        error.details["task_id"] = task.id
         raise error
     return task
 
@@ -61,7 +69,7 @@ def require_holder(task: HumanTask, actor: Actor) -> None:
         raise NotYourTask("您不是此任务的候选人 (not a candidate for this task)", task_id=task.id)
 
 
-__all__ = ["TaskAlreadyDone", "TaskBlocked", "get_open", "is_candidate", "require_holder"]
+__all__ = ["TaskAlreadyDone", "TaskBlocked", "get_open", "is_candidate", "require_holder", "require_open"]
 
 
 def get(session: Session, task_id: int) -> HumanTask | None:

@@ -88,7 +88,7 @@ def complete(task_id: int) -> ResponseReturnValue:
             flash(_("表单有误，请修改标出的字段"), "error")
             return render_page(task_id, raw=request.form, errors=parsed.place(found), status=422)
     try:
-        result = tasks.complete(session, task_id=task_id, actor=actor, data=data, opinion=opinion)
+        result = tasks.complete(session, task_id=task_id, actor=actor, data=data, opinion=opinion, task=task)
     except FormInvalid as exc:
         session.rollback()
         if parsed is None:
@@ -101,11 +101,8 @@ def complete(task_id: int) -> ResponseReturnValue:
         flash(_("已提交，但流程出现故障，已通知管理员"), "error")
     else:
         flash(_("已提交，等待加签人签署") if held else _("已提交"), "info")
-    for next_id in result.next_tasks:  # the next step is mine too: go straight there
-        following = lookup.get(session, next_id)
-        if following is not None and (following.assignee_id == actor.user_id or (
-                following.assignee_id is None and tasks.is_candidate(following, actor))):
-            return _back(next_id)
+    if result.mine_next is not None:  # the next step is mine too: go straight there
+        return _back(result.mine_next)
     return redirect(url_for("inbox.index"))
 
 
