@@ -33,15 +33,13 @@ def start(session: Session, *, process_key: str, actor: Actor, data: Mapping[str
     if version is None:
         raise ProcessNotFound(f"流程不存在: {process_key}", process_key=process_key)
     given = data or {}
-    keys = RESERVED_START_KEYS + (ENGINE_LINK_KEYS if from_client else ())
+    start_form = starts.start_info(session, version) if from_client else None
+    keys = RESERVED_START_KEYS + ((*ENGINE_LINK_KEYS, *start_form.reserved) if start_form else ())
     reserved = [k for k in keys if isinstance(given, Mapping) and k in given]
     if reserved:
         raise FormInvalid([FieldError(k, "保留字段，由系统根据发起人设置 (reserved: set by the engine from who starts)")
                            for k in reserved])
-    schema, files = None, None
-    if from_client:
-        start_form = starts.start_info(session, version)
-        schema, files = start_form.schema_text, start_form.forms
+    schema, files = (start_form.schema_text, start_form.forms) if start_form else (None, None)
     initial = forms.validate(schema, given, files)
     initial["initiator"] = actor.username
     workflow = serializer.new_workflow(runtime.specs_for(session, version.id), runtime.script_engine())

@@ -15,6 +15,9 @@ from engine.runtime.models import ProcessDefinition, ProcessVersion
 START_FORM_PROP = "formJsonSchemaFilename"
 START_UI_PROP = "formUiSchemaFilename"
 STARTERS_PROP = "starters"  # start-event property: comma-separated usernames, unit or role codes/names
+# start-event property: comma-separated start-data keys only another process (start_process) may give, never a
+# person through the web, the API or the CLI (e.g. who the applicant is, when the engine decides it)
+RESERVED_PROP = "reservedStartData"
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,7 @@ class StartInfo:
     schema_text: str | None = None
     ui_text: str | None = None
     starters: tuple[str, ...] = ()
+    reserved: tuple[str, ...] = ()
     documentation: str | None = None
     forms: Mapping[str, str] = field(default_factory=dict)  # the version's form files, for a `$ref` between them
 
@@ -43,10 +47,11 @@ def start_info(session: Session, version: ProcessVersion) -> StartInfo:
         doc = doc or getattr(start, "documentation", None)
     schema, ui = props.get(START_FORM_PROP), props.get(START_UI_PROP)
     starters = tuple(s.strip() for s in props.get(STARTERS_PROP, "").split(",") if s.strip())
+    reserved = tuple(s.strip() for s in props.get(RESERVED_PROP, "").split(",") if s.strip())
     return StartInfo(version=version, key=info.process_key, form_schema=schema, form_ui_schema=ui,
                      schema_text=info.files.get(schema) if schema else None,
-                     ui_text=info.files.get(ui) if ui else None, starters=starters, documentation=doc,
-                     forms=info.files)
+                     ui_text=info.files.get(ui) if ui else None, starters=starters, reserved=reserved,
+                     documentation=doc, forms=info.files)
 
 
 def may_start(session: Session, actor: Actor, start: StartInfo) -> bool:
@@ -71,4 +76,5 @@ def startable(session: Session, actor: Actor) -> list[StartInfo]:
     return [i for i in infos if may_start(session, actor, i)]
 
 
-__all__ = ["STARTERS_PROP", "START_FORM_PROP", "START_UI_PROP", "StartInfo", "may_start", "start_info", "startable"]
+__all__ = ["RESERVED_PROP", "STARTERS_PROP", "START_FORM_PROP", "START_UI_PROP", "StartInfo", "may_start", "start_info",
+           "startable"]

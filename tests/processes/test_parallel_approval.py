@@ -704,3 +704,18 @@ def test_the_diagram_is_complete_for_the_modeller() -> None:
         elif local in DRAWN and el_id not in shapes:
             problems.append(f"{el_id}: no shape")
     assert problems == []
+
+
+def test_hole6_a_person_starting_an_approval_cannot_name_another_applicant(session: Session,
+                                                                           people: dict[str, Actor],
+                                                                           deployed: None) -> None:
+    """`applicant` is reserved start data (reservedStartData): another process names it, a person never does."""
+    clock.freeze(at("2025-09-25"))
+    with pytest.raises(FormInvalid) as refused:
+        instances.start(session, process_key="parallel_approval", actor=people["qiye_zhang"],
+                        data={"applicant": "zhaoshang_liu"}, from_client=True)
+    assert [e.field for e in refused.value.errors] == ["applicant"]
+    session.rollback()
+    row = instances.start(session, process_key="parallel_approval", actor=people["qiye_zhang"], from_client=True)
+    session.commit()
+    assert assignee(session, only_task(session, row.id, "submit_application")) == "qiye_zhang"
