@@ -22,6 +22,7 @@ import argparse
 import fcntl
 import os
 import random
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -197,6 +198,9 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"batch={args.batch} db=postgres", flush=True)
     with common.database("postgres", suffix="_sweep") as db, redis_db() as broker, \
             tempfile.TemporaryDirectory(prefix="jzflow_sweep_") as tmp:
+        # One audit key and anchor file for this process and its workers, so the chain they write verifies here.
+        audit_env = {"JZFLOW_AUDIT_KEY": secrets.token_hex(32), "JZFLOW_AUDIT_ANCHOR": str(Path(tmp) / "anchors.log")}
+        os.environ.update(audit_env)
         t = time.perf_counter()
         seed(db, args.tasks, args.crossing)
         print(f"seed_s={time.perf_counter() - t:.1f}", flush=True)
@@ -210,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         env = {k: v for k, v in os.environ.items() if not k.startswith("JZFLOW_")}
         env.update(JZFLOW_DATABASE_URL=db.url, JZFLOW_REDIS_URL=broker, JZFLOW_INSTANCE_DIR=tmp,
-                   JZFLOW_SWEEP_BATCH=str(args.batch), PYTHONUNBUFFERED="1")
+                   JZFLOW_SWEEP_BATCH=str(args.batch), PYTHONUNBUFFERED="1", **audit_env)
         workers = Workers(env, Path(tmp))
         workers.start(args.workers)
         try:
