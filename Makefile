@@ -54,8 +54,9 @@ test-fast: setup
 # setup.cfg's [bandit]; single findings carry `# nosec <id> # <reason>`), pip-audit over the installed
 # environment (accepted vulnerabilities, each with its reason: IGNORED in .ci/audit-deps).
 lint: setup
-	$(VENV)/bin/ruff check engine web tests bench
+	$(VENV)/bin/ruff check engine plan web tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --config setup.cfg
 	$(VENV)/bin/bandit -q --ini setup.cfg -r
 	$(PY) .ci/audit-deps
 

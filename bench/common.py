@@ -25,11 +25,13 @@ from sqlalchemy import Engine, Table, create_engine, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine import clock, migrate
+from engine import audit, clock, deploy, migrate, org
+from engine.audit.models import AuditEvent
 from engine.db import make_engine, make_sessionmaker
-from engine.models import AuditEvent, Base, HumanTask, ProcessInstance, TaskCandidate
-from engine.services import audit, deploy, org
-from engine.services.actors import SYSTEM, Actor, actor_for
+from engine.org.actors import SYSTEM, Actor, actor_for
+from engine.orm import Base
+from engine.runtime.models import ProcessInstance
+from engine.tasks.models import HumanTask, TaskCandidate
 
 BENCH_DIR = Path(__file__).resolve().parent
 FIXTURES = BENCH_DIR / "fixtures"

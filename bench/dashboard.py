@@ -7,7 +7,7 @@ JZFLOW_BENCH_PG_URL) is migrated, seeded (data/seed), bpmn/ deployed, the demo l
 (`jzflow demo`) and the slow projects flagged (issues raised), with the clock frozen at
 2025-09-01 09:00 Asia/Shanghai. Then the whole request is timed through Flask's test client,
 logged in as a city leader (everything in scope): routing, session, the read models
-(engine.services.dashboard.overview) and the template. The last line is `p95_ms=<x>`.
+(plan.dashboard.overview) and the template. The last line is `p95_ms=<x>`.
 """
 from __future__ import annotations
 
@@ -29,14 +29,15 @@ _ROOT = Path(__file__).resolve().parent.parent
 if sys.path and Path(sys.path[0] or ".").resolve() == _ROOT / "bench":
     sys.path[0] = str(_ROOT)
 
-from sqlalchemy import create_engine, select, text  # noqa: E402
-from werkzeug.security import generate_password_hash  # noqa: E402
+from sqlalchemy import create_engine, select, text
+from werkzeug.security import generate_password_hash
 
-from engine import clock, migrate  # noqa: E402
-from engine.db import make_engine, make_sessionmaker  # noqa: E402
-from engine.models import User  # noqa: E402
-from engine.services import demo, deploy, seed, slow_projects  # noqa: E402
-from engine.services.actors import SYSTEM  # noqa: E402
+from engine import clock, deploy, migrate
+from engine.db import make_engine, make_sessionmaker
+from engine.org.actors import SYSTEM
+from engine.org.models import User
+from plan.data import demo, seed
+from plan.projects import slow_projects
 
 NOW = datetime(2025, 9, 1, 9, 0, tzinfo=clock.SHANGHAI)
 LEADER = "wangjianguo"

@@ -2,7 +2,7 @@
 
     python bench/engine.py [--db sqlite|postgres|both] [--others 100,100000] [--repeat N] [--profile]
 
-Ours, timed per completion: new session → engine.services.tasks.complete(...) → session.commit()
+Ours, timed per completion: new session → engine.tasks.complete(...) → session.commit()
 (load, form validation, task.run, engine steps through a script task and a gateway to the next
 user task, projection: one human_task completed + one created with its candidate, audit event,
 optimistic-lock save, commit). Each completion is on a fresh instance started beforehand.
@@ -37,16 +37,18 @@ _ROOT = Path(__file__).resolve().parent.parent
 if sys.path and Path(sys.path[0] or ".").resolve() == _ROOT / "bench":
     sys.path[0] = str(_ROOT)
 
-from SpiffWorkflow.bpmn import BpmnWorkflow  # noqa: E402
-from SpiffWorkflow.util.task import TaskState  # noqa: E402
-from sqlalchemy import event, select  # noqa: E402
-from sqlalchemy.orm import Session  # noqa: E402
+from SpiffWorkflow.bpmn import BpmnWorkflow
+from SpiffWorkflow.util.task import TaskState
+from sqlalchemy import event, select
+from sqlalchemy.orm import Session
 
-from bench import common  # noqa: E402
-from engine.models import HumanTask, ProcessInstance  # noqa: E402
-from engine.services import audit, deploy, forms, instances, runtime, tasks  # noqa: E402
-from engine.services.actors import Actor  # noqa: E402
-from engine.spiff import guards, serializer  # noqa: E402
+from bench import common
+from engine import audit, deploy, runtime, tasks
+from engine.org.actors import Actor
+from engine.runtime import forms, instances
+from engine.runtime.models import ProcessInstance
+from engine.spiff import guards, serializer
+from engine.tasks.models import HumanTask
 
 WARMUP = 20
 TEMPLATE_WEIGHTS = {"at_fill": 0.35, "at_review": 0.35, "completed": 0.30}

@@ -11,7 +11,7 @@ them claimed by a member of the candidate unit or role; candidates are an org un
 user (10%). The measured user, `bench_inbox`, works in a small 街道 office of their own: 20 open tasks
 claimed by them, 30 open tasks of their office to claim, 150 done, 20 cancelled — so 待办 holds exactly 50.
 
-Measured, after warm-up: (a) the list query the page uses (engine.services.inbox.todo_page, a new session
+Measured, after warm-up: (a) the list query the page uses (engine.tasks.inbox.todo_page, a new session
 each time), (b) the whole page: GET /inbox through Flask's test client, logged in (session cookie):
 routing, login, the list, the counts, saved filters, the template. Also printed: an EXPLAIN (ANALYZE,
 BUFFERS) summary of every statement todo_page sends. The database is dropped at the end. The last line:
@@ -35,25 +35,21 @@ _ROOT = Path(__file__).resolve().parent.parent
 if sys.path and Path(sys.path[0] or ".").resolve() == _ROOT / "bench":
     sys.path[0] = str(_ROOT)
 
-from sqlalchemy import event, func, select, text  # noqa: E402
-from werkzeug.security import generate_password_hash  # noqa: E402
+from sqlalchemy import event, func, select, text
+from werkzeug.security import generate_password_hash
 
-from bench import common  # noqa: E402
-from engine import clock  # noqa: E402
-from engine.models import (  # noqa: E402
-    HumanTask,
-    Membership,
-    OrgUnit,
-    ProcessDefinition,
-    ProcessFile,
-    ProcessInstance,
-    ProcessVersion,
-    Role,
-    TaskCandidate,
-    User,
+from bench import common
+from engine import (
+    clock,
+    deploy,
+    org,
 )
-from engine.services import deploy, inbox, org, seed  # noqa: E402
-from engine.services.actors import SYSTEM, actor_for  # noqa: E402
+from engine.org.actors import SYSTEM, actor_for
+from engine.org.models import Membership, OrgUnit, Role, User
+from engine.runtime.models import ProcessDefinition, ProcessFile, ProcessInstance, ProcessVersion
+from engine.tasks import inbox
+from engine.tasks.models import HumanTask, TaskCandidate
+from plan.data import seed
 
 USERNAME = "bench_inbox"
 PASSWORD = "bench-Passw0rd"

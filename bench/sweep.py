@@ -22,6 +22,7 @@ import argparse
 import fcntl
 import os
 import random
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -36,17 +37,22 @@ _ROOT = Path(__file__).resolve().parent.parent
 if sys.path and Path(sys.path[0] or ".").resolve() == _ROOT / "bench":
     sys.path[0] = str(_ROOT)
 
-import redis  # noqa: E402
-from sqlalchemy import func, select, text  # noqa: E402
+import redis
+from sqlalchemy import func, select, text
 
-from bench import common  # noqa: E402
-from engine import calendar, clock, config  # noqa: E402
-from engine.celery_app import make_celery  # noqa: E402
-from engine.db import session_scope  # noqa: E402
-from engine.jobs_deadlines import run_sweep  # noqa: E402
-from engine.models import HumanTask, OutboxMessage, ProcessDefinition, ProcessInstance, ProcessVersion  # noqa: E402
-from engine.models.deadlines import DeadlineWatch, EscalationStep  # noqa: E402
-from engine.services import audit, org, sla  # noqa: E402
+from bench import common
+from engine import audit, clock, config, org
+from engine.celery_app import make_celery
+from engine.db import session_scope
+from engine.deadlines import (
+    calendar,
+    sla,
+)
+from engine.deadlines.models import DeadlineWatch, EscalationStep
+from engine.jobs_deadlines import run_sweep
+from engine.notify.models import OutboxMessage
+from engine.runtime.models import ProcessDefinition, ProcessInstance, ProcessVersion
+from engine.tasks.models import HumanTask
 
 SH = clock.SHANGHAI
 T0 = datetime(2025, 9, 1, 10, 0, tzinfo=SH)  # Monday
@@ -192,6 +198,9 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"batch={args.batch} db=postgres", flush=True)
     with common.database("postgres", suffix="_sweep") as db, redis_db() as broker, \
             tempfile.TemporaryDirectory(prefix="jzflow_sweep_") as tmp:
+        # One audit key and anchor file for this process and its workers, so the chain they write verifies here.
+        audit_env = {"JZFLOW_AUDIT_KEY": secrets.token_hex(32), "JZFLOW_AUDIT_ANCHOR": str(Path(tmp) / "anchors.log")}
+        os.environ.update(audit_env)
         t = time.perf_counter()
         seed(db, args.tasks, args.crossing)
         print(f"seed_s={time.perf_counter() - t:.1f}", flush=True)
@@ -205,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         env = {k: v for k, v in os.environ.items() if not k.startswith("JZFLOW_")}
         env.update(JZFLOW_DATABASE_URL=db.url, JZFLOW_REDIS_URL=broker, JZFLOW_INSTANCE_DIR=tmp,
-                   JZFLOW_SWEEP_BATCH=str(args.batch), PYTHONUNBUFFERED="1")
+                   JZFLOW_SWEEP_BATCH=str(args.batch), PYTHONUNBUFFERED="1", **audit_env)
         workers = Workers(env, Path(tmp))
         workers.start(args.workers)
         try:

@@ -4,10 +4,9 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from celery.schedules import crontab
 from celery.signals import worker_process_init
 
-from engine import config
+from engine import config, extensions, memory
 
 
 def _transport_options(settings: config.Settings) -> dict[str, object]:
@@ -23,7 +22,9 @@ def make_celery(settings: config.Settings | None = None) -> Celery:
     """Create the Celery app with our reliability settings and the beat schedule."""
     settings = settings or config.load()
     settings.instance_dir.mkdir(parents=True, exist_ok=True)
-    app = Celery("jzflow", broker=settings.broker_url, include=["engine.jobs", "engine.jobs_deadlines"])
+    extensions.load()
+    app = Celery("jzflow", broker=settings.broker_url,
+                 include=["engine.jobs", "engine.jobs_deadlines", *extensions.task_modules])
     app.conf.update(
         task_acks_late=True,                 # a worker killed mid-job leaves the message to be redelivered
         task_reject_on_worker_lost=True,
@@ -41,12 +42,7 @@ def make_celery(settings: config.Settings | None = None) -> Celery:
             "seal-audit": {"task": "engine.jobs.seal_audit", "schedule": settings.audit_seal_seconds},
             "purge-login-failures": {"task": "engine.jobs.purge_login_failures", "schedule": 3600.0},
             "sweep-deadlines": {"task": "engine.jobs_deadlines.sweep_deadlines", "schedule": 60.0},
-            "pending-reports": {"task": "engine.jobs_deadlines.pending_reports", "schedule": 60.0},
-            # 七步工作法: one instance per month; idempotent, so a daily run catches up a missed one.
-            "start-investment-period": {"task": "engine.jobs.start_investment_period",
-                                        "schedule": crontab(hour=8, minute=0)},
-            # 对进展缓慢项目自动预警: a ledger issue for each project behind its planned dates (idempotent).
-            "flag-slow-projects": {"task": "engine.jobs.flag_slow_projects", "schedule": crontab(hour=7, minute=30)},
+            **extensions.beat,
         },
         beat_schedule_filename=str(settings.instance_dir / "celerybeat-schedule"),
     )
@@ -59,5 +55,4 @@ celery = make_celery()
 @worker_process_init.connect  # type: ignore[untyped-decorator]
 def _memory_ceiling(**_kwargs: Any) -> None:
     """Put each pool process under JZFLOW_MEMORY_LIMIT_MB (a MemoryError becomes an incident)."""
-    from engine import memory
     memory.apply_limit()

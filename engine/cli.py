@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from engine import clock, config
+from engine import clock, config, extensions
 from engine.db import make_engine, make_sessionmaker, session_scope
 from engine.errors import DeployInvalid, EngineError, InvalidInput
 
@@ -23,7 +23,7 @@ INCIDENT_EXIT = 3  # the command did its work, but the instance stopped with an 
 
 
 @contextmanager
-def _session() -> Iterator[Session]:
+def command_session() -> Iterator[Session]:
     engine = make_engine(config.load().database_url)
     try:
         with session_scope(make_sessionmaker(engine)) as session:
@@ -32,7 +32,7 @@ def _session() -> Iterator[Session]:
         engine.dispose()
 
 
-def _friendly(fn: F) -> F:
+def friendly(fn: F) -> F:
     """Turn user mistakes into a message and a non-zero exit code instead of a traceback."""
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -55,7 +55,7 @@ def _friendly(fn: F) -> F:
 
 
 def _actor(session: Session, username: str) -> Any:
-    from engine.services.actors import actor_for
+    from engine.org.actors import actor_for
     return actor_for(session, username)
 
 
@@ -88,13 +88,31 @@ def _json_arg(value: str | None, name: str) -> dict[str, Any]:
     return data
 
 
-@click.group()
+class _Commands(click.Group):
+    """The engine's commands plus those the installed extensions add (`engine.extensions.commands`)."""
+
+    def _extend(self) -> None:
+        extensions.load()
+        for command in extensions.commands:
+            if command.name not in self.commands:
+                self.add_command(command)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._extend()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        self._extend()
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_Commands)
 def main() -> None:
     """胶州经济工作流 jzflow — BPMN workflow engine and task system."""
 
 
 @main.command("init-db")
-@_friendly
+@friendly
 def init_db() -> None:
     """Create or upgrade the database schema (Alembic migrations)."""
     from engine import migrate
@@ -112,16 +130,16 @@ main.add_command(init_db, "migrate")
 @click.option("--base-version", "base_versions", multiple=True, metavar="KEY=N",
               help="the version of process KEY these files were edited from (0: a new process); "
                    "refused if someone deployed KEY since. Repeatable.")
-@_friendly
+@friendly
 def deploy(paths: tuple[Path, ...], username: str | None, no_lane_check: bool, base_versions: tuple[str, ...]) -> None:
     """Validate and deploy BPMN/DMN/form files or directories."""
-    from engine.services import deploy as deploy_service
-    from engine.services.actors import SYSTEM
+    from engine import deploy as deploy_service
+    from engine.org.actors import SYSTEM
     bases = _base_versions(base_versions)
     files: dict[str, bytes] = {}
     for path in paths:
         files.update(deploy_service.read_directory(path))
-    with _session() as session:
+    with command_session() as session:
         actor = _actor(session, username) if username else SYSTEM
         results = deploy_service.deploy(session, files, actor=actor, check_lanes=not no_lane_check,
                                         base_versions=bases)
@@ -136,11 +154,11 @@ def deploy(paths: tuple[Path, ...], username: str | None, no_lane_check: bool, b
 @click.option("--data", default=None, help="initial data as JSON, or @file.json")
 @click.option("--business-key", default=None)
 @click.option("--title", default=None)
-@_friendly
+@friendly
 def start(process_key: str, username: str, data: str | None, business_key: str | None, title: str | None) -> None:
     """Start an instance of the latest version of a process."""
-    from engine.services import instances, timeline
-    with _session() as session:
+    from engine.runtime import instances, timeline
+    with command_session() as session:
         row = instances.start(session, process_key=process_key, actor=_actor(session, username),
                               data=_json_arg(data, "--data"), business_key=business_key, title=title,
                               from_client=True)
@@ -155,13 +173,13 @@ def start(process_key: str, username: str, data: str | None, business_key: str |
 @main.command()
 @click.option("--as", "username", required=True, help="whose inbox")
 @click.option("--limit", default=50, show_default=True)
-@_friendly
+@friendly
 def tasks(username: str, limit: int) -> None:
     """List a user's inbox (待办): their tasks and the ones they may claim."""
-    from engine.services import tasks as task_service
-    with _session() as session:
+    from engine import tasks as task_service
+    with command_session() as session:
         actor = _actor(session, username)
-        rows = task_service.inbox(session, actor, limit=limit)
+        rows = task_service.open_tasks(session, actor, limit=limit)
         if not rows:
             click.echo("没有待办 (no open tasks)")
         for t in rows:
@@ -173,11 +191,11 @@ def tasks(username: str, limit: int) -> None:
 @main.command()
 @click.argument("task_id", type=int)
 @click.option("--as", "username", required=True)
-@_friendly
+@friendly
 def claim(task_id: int, username: str) -> None:
     """Claim a task (认领)."""
-    from engine.services import tasks as task_service
-    with _session() as session:
+    from engine import tasks as task_service
+    with command_session() as session:
         task_service.claim(session, task_id=task_id, actor=_actor(session, username))
     click.echo(f"已认领 (claimed) {task_id}")
 
@@ -185,11 +203,11 @@ def claim(task_id: int, username: str) -> None:
 @main.command()
 @click.argument("task_id", type=int)
 @click.option("--as", "username", required=True)
-@_friendly
+@friendly
 def unclaim(task_id: int, username: str) -> None:
     """Give a claimed task back (取消认领)."""
-    from engine.services import tasks as task_service
-    with _session() as session:
+    from engine import tasks as task_service
+    with command_session() as session:
         task_service.unclaim(session, task_id=task_id, actor=_actor(session, username))
     click.echo(f"已取消认领 (unclaimed) {task_id}")
 
@@ -198,11 +216,11 @@ def unclaim(task_id: int, username: str) -> None:
 @click.argument("task_id", type=int)
 @click.option("--as", "username", required=True)
 @click.option("--data", default=None, help="form data as JSON, or @file.json")
-@_friendly
+@friendly
 def complete(task_id: int, username: str, data: str | None) -> None:
     """Complete a task with form data (提交)."""
-    from engine.services import tasks as task_service
-    with _session() as session:
+    from engine import tasks as task_service
+    with command_session() as session:
         result = task_service.complete(session, task_id=task_id, actor=_actor(session, username),
                                        data=_json_arg(data, "--data"))
     click.echo(f"已提交 (completed); 实例 (instance) {result.instance_id}: {result.status}")
@@ -212,7 +230,7 @@ def complete(task_id: int, username: str, data: str | None) -> None:
 
 
 @main.command("fire-timers")
-@_friendly
+@friendly
 def fire_timers() -> None:
     """Fire every due BPMN timer now (what the beat-scheduled sweep does)."""
     from engine import jobs
@@ -225,11 +243,11 @@ def fire_timers() -> None:
 
 
 @main.command("audit-verify")
-@_friendly
+@friendly
 def audit_verify() -> None:
     """Verify the audit hash chains and checkpoints; exit 1 naming the first broken row."""
-    from engine.services import audit
-    with _session() as session:
+    from engine import audit
+    with command_session() as session:
         report = audit.verify(session)
     if report.ok:
         click.echo(f"审计链完好 (audit chain intact): {report.events} events, {report.streams} streams, "
@@ -242,11 +260,11 @@ def audit_verify() -> None:
 
 
 @main.command("audit-seal")
-@_friendly
+@friendly
 def audit_seal() -> None:
     """Seal all audit stream heads into a checkpoint."""
-    from engine.services import audit
-    with _session() as session:
+    from engine import audit
+    with command_session() as session:
         cp = audit.seal(session)
     click.echo(f"checkpoint {cp.id}" if cp else "无变化 (nothing new to seal)")
 
@@ -254,10 +272,10 @@ def audit_seal() -> None:
 def _lifecycle(action: str) -> Callable[..., None]:
     @click.argument("instance_id", type=int)
     @click.option("--as", "username", required=True)
-    @_friendly
+    @friendly
     def command(instance_id: int, username: str) -> None:
-        from engine.services import instances
-        with _session() as session:
+        from engine.runtime import instances
+        with command_session() as session:
             row = getattr(instances, action)(session, instance_id=instance_id, actor=_actor(session, username))
         click.echo(f"实例 (instance) {row.id}: {row.status}")
     command.__doc__ = f"{action.capitalize()} an instance (admins)."
@@ -273,11 +291,11 @@ for _action in ("suspend", "resume", "terminate"):
 @click.argument("name")
 @click.option("--kind", default="department", show_default=True)
 @click.option("--parent", default=None, help="parent unit code")
-@_friendly
+@friendly
 def add_unit(code: str, name: str, kind: str, parent: str | None) -> None:
     """Add an org unit (部门/镇街/功能区)."""
-    from engine.services import org
-    with _session() as session:
+    from engine import org
+    with command_session() as session:
         org.add_unit(session, code=code, name=name, kind=kind, parent_code=parent)
     click.echo(f"已添加单位 (unit added) {code}")
 
@@ -285,11 +303,11 @@ def add_unit(code: str, name: str, kind: str, parent: str | None) -> None:
 @main.command("add-role")
 @click.argument("code")
 @click.argument("name")
-@_friendly
+@friendly
 def add_role(code: str, name: str) -> None:
     """Add a role."""
-    from engine.services import org
-    with _session() as session:
+    from engine import org
+    with command_session() as session:
         org.add_role(session, code=code, name=name)
     click.echo(f"已添加角色 (role added) {code}")
 
@@ -302,12 +320,12 @@ def add_role(code: str, name: str) -> None:
 @click.option("--role", "roles", multiple=True, help="role code (repeatable)")
 @click.option("--head", is_flag=True, help="the user heads the given units")
 @click.option("--admin", is_flag=True)
-@_friendly
+@friendly
 def add_user(username: str, display_name: str, password: str | None, units: tuple[str, ...],
              roles: tuple[str, ...], head: bool, admin: bool) -> None:
     """Add a user with memberships in units and roles."""
-    from engine.services import org
-    with _session() as session:
+    from engine import org
+    with command_session() as session:
         org.add_user(session, username=username, display_name=display_name, password=password,
                      unit_codes=list(units), role_codes=list(roles), is_head=head, is_admin=admin)
     click.echo(f"已添加用户 (user added) {username}")
@@ -332,34 +350,12 @@ def beat() -> None:
     celery.start(["beat", "--loglevel=INFO"])
 
 
-@main.command()
-@click.option("--path", "path", default=None, type=click.Path(path_type=Path),
-              help="seed data directory (default: data/seed)")
-@_friendly
-def seed(path: Path | None) -> None:
-    """Load the plan's domain data (units, leaders, industries, indicators, libraries); idempotent."""
-    from engine.services import seed as seed_service
-    with _session() as session:
-        summary = seed_service.load_seed(session, path)
-    click.echo(f"种子数据已加载 (seed data loaded): {summary}")
-
-
-@main.command()
-@_friendly
-def demo() -> None:
-    """Load the demo data set (projects, issues, a running investment-loop period, approvals); idempotent."""
-    from engine.services import demo as demo_service
-    with _session() as session:
-        summary = demo_service.load_demo(session)
-    click.echo(f"演示数据已加载 (demo data loaded): {summary}")
-
-
 @main.command("list-processes")
-@_friendly
+@friendly
 def list_processes() -> None:
     """List deployed processes and their latest versions."""
-    from engine.models import ProcessDefinition
-    with _session() as session:
+    from engine.runtime.models import ProcessDefinition
+    with command_session() as session:
         for d in session.scalars(select(ProcessDefinition).order_by(ProcessDefinition.key)):
             click.echo(f"{d.key}\tv{d.latest_version}\t{d.name}")
 

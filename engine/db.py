@@ -6,7 +6,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -82,3 +82,8 @@ def is_postgres(session_or_engine: Session | Engine) -> bool:
     """Tell whether we talk to PostgreSQL (for SKIP LOCKED and the audit trigger)."""
     bind = session_or_engine.get_bind() if isinstance(session_or_engine, Session) else session_or_engine
     return bind.dialect.name == "postgresql"
+
+
+def ping(session: Session) -> None:
+    """Ask the database a trivial question (health checks): raises when it cannot answer."""
+    session.execute(text("select 1"))

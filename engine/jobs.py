@@ -11,12 +11,15 @@ from functools import lru_cache
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine import clock, config, outbound
+from engine import audit, clock, config
 from engine.celery_app import celery
 from engine.db import make_engine, make_sessionmaker, session_scope
 from engine.errors import ConcurrentModification
-from engine.models import Notification, OutboxMessage
-from engine.services import audit, outbox, timers
+from engine.notify import outbound, outbox
+from engine.notify.models import OutboxMessage
+from engine.org import login_guard
+from engine.runtime import timers
+from engine.tasks.collab_models import Notification
 
 log = logging.getLogger(__name__)
 
@@ -139,40 +142,8 @@ def seal_audit() -> int | None:
     acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
 def purge_login_failures() -> int:
     """Delete failed-login counters whose window has passed."""
-    from engine.services import login_guard
     settings = config.load()
     limits = login_guard.Limits(settings.login_account_failures, settings.login_address_failures,
                                 settings.login_window_seconds)
     with session_scope(session_factory()) as session:
         return login_guard.purge(session, now=clock.now(), limits=limits)
-
-
-@celery.task(  # type: ignore[untyped-decorator]
-    acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
-def start_investment_period() -> int | None:
-    """Start last month's 七步工作法 instance unless it exists (beat runs this daily)."""
-    from engine.errors import ProcessNotFound
-    from engine.services import plan
-    from engine.services.actors import SYSTEM
-    with session_scope(session_factory()) as session:
-        try:
-            started = plan.start_period(session, plan.period_due(clock.now()), SYSTEM)
-        except ProcessNotFound:
-            log.warning("investment_loop is not deployed; no period started")
-            return None
-        return started.instance_id
-
-
-@celery.task(  # type: ignore[untyped-decorator]
-    acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
-def flag_slow_projects() -> int:
-    """Raise a ledger issue for every project behind its planned dates (beat runs this daily)."""
-    from engine.errors import ProcessNotFound
-    from engine.services import slow_projects
-    from engine.services.actors import SYSTEM
-    with session_scope(session_factory()) as session:
-        try:
-            return len(slow_projects.flag_slow_projects(session, clock.now(), SYSTEM))
-        except ProcessNotFound:
-            log.warning("issue_ledger is not deployed; slow projects not flagged")
-            return 0

@@ -1,4 +1,4 @@
-"""Celery jobs of deadlines: the SLA/escalation sweep and report generation (thin, idempotent, acks_late).
+"""Celery jobs of deadlines: the SLA/escalation sweep (thin, idempotent, acks_late).
 
 Time: beat calls `sweep_deadlines()` with no argument and the sweep reads engine.clock like every
 other job. A caller may pass `now` (ISO 8601 with a time zone) to sweep "as of" another instant —
@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from engine import clock
 from engine.celery_app import celery
 from engine.db import session_scope
+from engine.deadlines import escalation, sla
 from engine.jobs import session_factory
-from engine.services import escalation, reports, sla
 
 log = logging.getLogger(__name__)
 BATCH = 500
@@ -74,22 +74,3 @@ def sweep_deadlines(now: str | None = None) -> int:
     result = run_sweep(session_factory(), now=_now(now))
     log.info("deadline sweep: %s rows, %s steps", result.watched, result.steps)
     return result.steps
-
-
-@celery.task(  # type: ignore[untyped-decorator]
-    acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
-def generate_report(run_id: int) -> str:
-    """Generate one report run (周调度 / 月通报); a finished run is left alone."""
-    return reports.run(session_factory(), run_id)
-
-
-@celery.task(  # type: ignore[untyped-decorator]
-    acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
-def pending_reports() -> int:
-    """Generate report runs left pending (their request's kick was lost, e.g. while the broker was down)."""
-    factory = session_factory()
-    with session_scope(factory) as session:
-        ids = reports.stale_runs(session, now=clock.now())
-    for run_id in ids:
-        reports.run(factory, run_id)
-    return len(ids)

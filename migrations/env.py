@@ -5,7 +5,7 @@ from alembic import context
 
 from engine import config as jz_config
 from engine.db import make_engine
-from engine.models import Base
+from plan.schema import Base
 
 target_metadata = Base.metadata
 

@@ -1,4 +1,4 @@
-"""The situations of the task access table (engine/services/task_access.py): one per relation to a task.
+"""The situations of the task access table (engine/tasks/task_access.py): one per relation to a task.
 
 Shared by the engine test (every cell through the services) and the web test (every cell through the
 JSON API). Each situation is a fresh instance of three_steps (fill → review → sign_off) whose review
@@ -14,11 +14,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine import clock
-from engine.models import HumanTask, TaskCandidate, User
-from engine.services import deploy, instances, operations, org, sendback, tasks, taskview
-from engine.services.actors import SYSTEM, Actor, actor_for
-from engine.services.task_access import Op, Rel
+from engine import clock, deploy, org, tasks
+from engine.org.actors import SYSTEM, Actor, actor_for
+from engine.org.models import User
+from engine.runtime import instances
+from engine.tasks import operations, sendback, taskview
+from engine.tasks.models import HumanTask, TaskCandidate
+from engine.tasks.task_access import Op, Rel
 from tests.engine.test_operations import THREE_STEPS
 
 # relation → (who acts, what they are to the task; None: nothing)

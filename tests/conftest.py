@@ -15,10 +15,9 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine import clock, migrate
+from engine import clock, migrate, org
 from engine.db import make_engine, make_sessionmaker
-from engine.services import org
-from engine.services.actors import Actor, actor_for
+from engine.org.actors import Actor, actor_for
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PG_ADMIN_URL = os.environ.get("JZFLOW_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -164,5 +163,5 @@ def review_org(session: Session) -> dict[str, Actor]:
 
 
 def read_fixture_dir(*parts: str) -> dict[str, bytes]:
-    from engine.services.deploy import read_directory
+    from engine.deploy import read_directory
     return read_directory(FIXTURES.joinpath(*parts))

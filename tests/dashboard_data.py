@@ -28,10 +28,13 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine import clock
-from engine.models import Indicator, IndicatorValue, Industry, OrgUnit, Project, ProjectLibrary, ProjectStage
-from engine.services import deploy, plan, seed
-from engine.services.actors import SYSTEM
+from engine import clock, deploy
+from engine.org.actors import SYSTEM
+from engine.org.models import OrgUnit
+from plan import investment as plan
+from plan.data import seed
+from plan.indicators.models import Indicator, IndicatorValue, Industry
+from plan.projects.models import Project, ProjectLibrary, ProjectStage
 
 BPMN_DIR = Path(__file__).resolve().parents[1] / "bpmn"
 NOW = datetime(2025, 9, 1, 9, 0, tzinfo=clock.SHANGHAI)

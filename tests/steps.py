@@ -6,9 +6,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine.models import HumanTask
-from engine.services import tasks
-from engine.services.actors import Actor
+from engine import tasks
+from engine.org.actors import Actor
+from engine.tasks.models import HumanTask
 
 
 def open_tasks(session: Session, instance_id: int, bpmn_id: str | None = None) -> list[HumanTask]:

@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine import clock, config
 from engine.db import session_scope
-from engine.services import instances
-from engine.services.actors import SYSTEM
+from engine.org.actors import SYSTEM
+from engine.runtime import instances
 
 REPO = Path(__file__).resolve().parent.parent
 T = TypeVar("T")

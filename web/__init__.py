@@ -7,33 +7,16 @@ from typing import Any
 
 from flask import Flask, g, jsonify, redirect, request, url_for
 from flask.typing import ResponseReturnValue
-from flask_babel import Babel
-from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
-from flask_login import LoginManager
-from flask_wtf.csrf import CSRFProtect
-from sqlalchemy import text
+from flask_login import current_user
 from sqlalchemy.exc import DBAPIError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from engine import config
-from engine.db import make_engine, make_sessionmaker
+from engine.db import make_engine, make_sessionmaker, ping
+from web import auth, common, errors, features, guards, i18n
+from web.extensions import SECURITY_HEADERS, babel, csrf, limiter, login_manager
 
-SECURITY_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "same-origin",
-    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
-                               "script-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
-                               "frame-ancestors 'none'",
-}
 LANGUAGES = ("zh", "en")
-
-login_manager = LoginManager()
-csrf = CSRFProtect()
-babel = Babel()
-limiter = Limiter(key_func=get_remote_address, default_limits=[])
 
 
 def _locale() -> str:
@@ -75,7 +58,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["jzflow.engine"] = engine
     app.extensions["jzflow.sessionmaker"] = make_sessionmaker(engine)
 
-    from web import guards, i18n
     guards.init_app(app)  # before the blueprints: their <int:…> rules take the bounded converter
     i18n.compile_catalogs()
     login_manager.init_app(app)
@@ -86,10 +68,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
                    default_translation_directories=str(i18n.BUILD_DIR))
     limiter.init_app(app)
 
-    from web import auth, common, errors
     app.register_blueprint(auth.bp)
     common.init_app(app)
-    from web import features
     features.register(app)
 
     @app.teardown_appcontext
@@ -118,7 +98,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     @app.get("/healthz")
     def healthz() -> ResponseReturnValue:
-        common.db_session().execute(text("select 1"))
+        ping(common.db_session())
         return jsonify(status="ok", database=engine.dialect.name, embedded=settings.is_embedded)
 
     @app.get("/lang/<code>")
@@ -151,11 +131,4 @@ def _secure(app: Flask, settings: config.Settings) -> None:
 
 
 def _authenticated() -> bool:
-    from flask_login import current_user
     return bool(getattr(current_user, "is_authenticated", False))
-
-
-def db_session() -> Any:
-    """Return the request's database session (kept for callers of the first version)."""
-    from web.common import db_session as session
-    return session()

@@ -6,12 +6,14 @@ from typing import Any
 
 from flask import Flask, current_app, g
 from flask_login import UserMixin, current_user
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from engine import clock
-from engine.models import Notification, User
-from engine.services.actors import Actor, actor_of
+from engine import clock, notify
+from engine.org import directory
+from engine.org.actors import Actor, actor_of
+from engine.org.models import User
+from web.extensions import login_manager
+from web.links import nav_allowed
 
 
 class LoginUser(UserMixin):  # type: ignore[misc]
@@ -87,6 +89,7 @@ def shanghai(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
 NAV = (
     ("inbox.index", "待办"), ("inbox.done", "已办"), ("inbox.started", "我发起的"), ("inbox.cc", "抄送我的"),
     ("processes.index", "发起流程"), ("instances.index", "流程实例"), ("supervision.index", "督办"),
+    ("projects.index", "项目库"), ("ledger.index", "问题台账"),
     ("reports.index", "报表"), ("dashboard.index", "经济运行监测"), ("modeller.index", "流程建模"),
     ("audit.index", "审计"), ("notifications.index", "通知"),
     ("admin.index", "管理"),
@@ -95,14 +98,13 @@ NAV = (
 
 def init_app(app: Flask) -> None:
     """Register the user loader, template filters and globals."""
-    from web import login_manager
 
     @login_manager.user_loader
     def _load(session_id: str) -> LoginUser | None:
         user_id, _, epoch = session_id.partition(":")
         if not user_id.isdigit() or not epoch.isdigit():
             return None  # includes cookies from before sessions carried an epoch
-        user = db_session().get(User, int(user_id))
+        user = directory.get_user(db_session(), int(user_id))
         if user is None or not user.is_active or user.session_epoch != int(epoch):
             return None
         return LoginUser(user)
@@ -113,9 +115,9 @@ def init_app(app: Flask) -> None:
     def _globals() -> dict[str, Any]:
         unread = 0
         if current_user.is_authenticated:
-            unread = db_session().scalar(select(func.count()).select_from(Notification).where(
-                Notification.user_id == current_user.user.id, Notification.read_at.is_(None))) or 0
+            unread = notify.unread_count(db_session(), current_user.user.id)
         from flask_babel import get_locale
         from flask_babel import gettext as _
-        links = [(endpoint, _(label)) for endpoint, label in NAV if endpoint in app.view_functions]
+        links = [(endpoint, _(label)) for endpoint, label in NAV
+                 if endpoint in app.view_functions and (not current_user.is_authenticated or nav_allowed(endpoint))]
         return {"unread_count": unread, "locale": str(get_locale() or "zh"), "nav_links": links}

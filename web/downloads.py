@@ -12,13 +12,13 @@ from urllib.parse import quote
 
 from flask import Response, request
 
-from engine import uploads
+from engine.tasks import uploads
 
 SANDBOX = "sandbox; default-src 'none'"
 
 
 def safe_type(declared: str | None) -> str:
-    """Return the declared type if it is inert (engine.uploads.INERT_TYPES), else application/octet-stream."""
+    """Return the declared type if it is inert (engine.tasks.uploads.INERT_TYPES), else application/octet-stream."""
     base = uploads.safe_type(declared)
     return f"{base}; charset=utf-8" if base.startswith("text/") else base
 

@@ -12,6 +12,8 @@ FEATURES = (
     "web.instances",      # instance list and page; suspend / resume / terminate
     "web.notifications",  # in-app notifications
     "web.supervision",    # 督办: overdue and escalated work of a leader's area
+    "web.projects",       # 项目库: the projects one may see and a project's page
+    "web.ledger",         # 问题台账: the ledger issues one may see and an issue's page
     "web.reports",        # 周调度 / 月通报 downloads
     "web.dashboard",      # 经济运行监测: targets, gaps, projects, warnings
     "web.modeller",       # process owners edit BPMN/DMN/forms, deploy, migrate

@@ -18,7 +18,8 @@ from werkzeug.datastructures import MultiDict
 
 from engine import clock
 from engine.errors import FieldError
-from web.formrender import PREFIX, ROW_REMOVE, Form, json_type, options, row_count, widget
+from web.formrender import row_count
+from web.formschema import PREFIX, ROW_REMOVE, Form, json_type, options, widget
 
 TRUE = ("true", "on", "1")
 

@@ -108,3 +108,12 @@ def init_app(app: Flask) -> None:
     """Bound `<int:…>` path ids and check every request's input before its view."""
     app.url_map.converters["int"] = BoundedInt
     app.before_request(check_request)
+
+
+def bearer_token() -> str | None:
+    """Return the token of an `Authorization: Bearer <token>` header: None without the header, "" for another scheme."""
+    header = request.headers.get("Authorization")
+    if header is None:
+        return None
+    scheme, _sep, token = header.strip().partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""

@@ -18,28 +18,18 @@ PORT = int(os.environ.get("JZFLOW_PORT", "5000"))
 
 
 def _banner(settings: config.Settings) -> str:
-    from sqlalchemy import select
-
     from engine.db import make_engine, make_sessionmaker
-    from engine.models import Membership, Role, User
+    from engine.org import directory
     engine = make_engine(settings.database_url)
     lines = [f"jzflow 胶州经济工作流: http://{HOST}:{PORT}/",
              f"  database {settings.database_url}",
              f"  broker   {settings.broker_url}"]
     try:
         with make_sessionmaker(engine)() as session:
-            rows = session.execute(select(User.username, User.display_name, Role.name)
-                                   .join(Membership, Membership.user_id == User.id)
-                                   .join(Role, Role.id == Membership.role_id)
-                                   .where(User.password_hash.is_not(None)).order_by(Role.id, User.id)).all()
-            seen: set[str] = set()
+            logins, admin = directory.demo_logins(session)
             lines.append("  demo logins (password: jzflow-dev-2025):")
-            for username, name, role in rows:
-                if role in seen:
-                    continue
-                seen.add(role)
+            for username, name, role in logins:
                 lines.append(f"    {username:<16} {name} — {role}")
-            admin = session.scalar(select(User.username).where(User.is_admin.is_(True)))
             if admin:
                 lines.append(f"    {admin:<16} 管理员 (admin)")
     finally:

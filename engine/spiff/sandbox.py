@@ -3,9 +3,7 @@
 Uploading BPMN is running code (DESIGN §6): everything SpiffWorkflow evaluates goes through
 RestrictedPython with our guards, globals built fresh per call, and a budget.
 
-Refused at compile time (SandboxViolation): imports, names and attributes starting with "_", class
-definitions, calls to exec/eval/compile/open/getattr/type/vars/globals/locals and the like, and
-RestrictedPython's own list (nonlocal, async, except*, match, ...). Refused at run time: builtins not
+Compile-time refusals (SandboxViolation) are engine.spiff.policy's. Refused at run time: builtins not
 offered (NameError), ``str.format``/``format_map`` (safer_getattr: the '{0.__class__}' escape),
 writes into anything but dicts and lists.
 
@@ -24,29 +22,20 @@ engine.memory) turns those into a MemoryError, which the runtime records as an i
 
 from __future__ import annotations
 
-import ast
 import functools
 import json
 import operator
-import re
 import threading
 import time
 import types
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final
 
 from RestrictedPython import Guards
-from RestrictedPython.compile import compile_restricted_eval, compile_restricted_exec
 from RestrictedPython.PrintCollector import PrintCollector
-from RestrictedPython.transformer import (
-    IOPERATOR_TO_STR,
-    RestrictingNodeTransformer,
-    copy_locations,
-)
 from SpiffWorkflow.bpmn.exceptions import WorkflowTaskException
 from SpiffWorkflow.bpmn.script_engine import (
     BasePythonScriptEngineEnvironment,
@@ -56,174 +45,11 @@ from SpiffWorkflow.exceptions import SpiffWorkflowException
 
 from engine import limits
 from engine.limits import BudgetExceeded as BudgetExceeded  # re-exported: raised by the sandbox
+from engine.spiff.policy import TICK, SandboxViolation, compile_code, compile_expression, compile_script
 
 _MAX_DEPTH: Final = 100  # nesting of written-back data; also ends self-referencing lists
-_TICK: Final = "_jz_tick_"
-_FORBIDDEN_CALLS: Final = frozenset({
-    "eval", "exec", "compile", "open", "getattr", "setattr", "delattr", "type", "vars", "globals",
-    "locals", "dir", "input", "breakpoint", "help", "memoryview", "object", "super", "exit", "quit",
-})
-_OP_GUARDS: Final[Mapping[type[ast.operator], str]] = {
-    ast.Pow: "_jz_pow_", ast.Mult: "_jz_mul_", ast.LShift: "_jz_lshift_", ast.Add: "_jz_add_",
-    ast.Mod: "_jz_mod_",
-}
 _CONVERSIONS: Final = {-1: None, ord("s"): str, ord("r"): repr, ord("a"): ascii}
-_ERROR_LINE: Final = re.compile(r"^Line (\d+): (.*)$", re.DOTALL)
 _GONE: Final = object()  # marks a variable the script deleted
-
-
-class SandboxViolation(Exception):
-    """Code refused by the sandbox at compile time."""
-
-    def __init__(self, message: str, lineno: int | None = None) -> None:
-        super().__init__(f"line {lineno}: {message}" if lineno else message)
-        self.message = message
-        self.lineno = lineno
-
-
-# -- compiling ----------------------------------------------------------------------------------
-
-def _number(node: ast.expr) -> bool:
-    return isinstance(node, ast.Constant) and type(node.value) in (int, float)
-
-
-def _plainly_numeric(node: ast.BinOp) -> bool:
-    """Tell whether a `+` or `%` cannot build a sequence or a format (a number literal on the deciding side).
-
-    Saves the guard's call in the arithmetic of loops (`total + 1`, `7 % n`); `*`, `**` and `<<` stay guarded.
-    """
-    if isinstance(node.op, ast.Add):
-        return _number(node.left) or _number(node.right)
-    if isinstance(node.op, ast.Mod):
-        return _number(node.left)
-    return False
-
-
-class _Policy(RestrictingNodeTransformer):
-    """Restrict like RestrictedPython, refuse imports and classes, meter loops and calls."""
-
-    def visit_Name(self, node: ast.Name) -> Any:
-        # Stores and deletes count too: execute() writes back exactly the names a script touches.
-        self.used_names[node.id] = True
-        return super().visit_Name(node)
-
-    def visit_Import(self, node: ast.AST) -> None:
-        """Refuse imports and class definitions (Python code only, no modules or metaclasses)."""
-        self.not_allowed(node)
-
-    visit_ImportFrom = visit_ClassDef = visit_Import
-
-    def visit_Call(self, node: ast.Call) -> Any:
-        if isinstance(node.func, ast.Name) and node.func.id in _FORBIDDEN_CALLS:
-            self.error(node, f'"{node.func.id}" is not available in scripts.')
-        return super().visit_Call(node)
-
-    def visit_BinOp(self, node: ast.BinOp) -> Any:
-        node = self.node_contents_visit(node)
-        guard = _OP_GUARDS.get(type(node.op))
-        if guard is None or _plainly_numeric(node):
-            return node
-        call = ast.Call(ast.Name(guard, ast.Load()), [node.left, node.right], [])
-        copy_locations(call, node)
-        return call
-
-    def visit_FormattedValue(self, node: ast.FormattedValue) -> Any:
-        node = self.node_contents_visit(node)
-        if node.format_spec is None:
-            return node
-        # f'{x:>999999999}' allocates in one C step: route a field with a spec through the width guard.
-        call = ast.Call(ast.Name("_jz_format_", ast.Load()),
-                        [node.value, ast.Constant(node.conversion), node.format_spec], [])
-        copy_locations(call, node)
-        new = ast.FormattedValue(call, -1, None)
-        copy_locations(new, node)
-        return new
-
-    def visit_AugAssign(self, node: ast.AugAssign) -> Any:
-        target = node.target
-        if not isinstance(target, ast.Subscript):
-            return super().visit_AugAssign(node)
-        # RestrictedPython refuses `totals[k] += 1`; scripts need it, so route it through the guards.
-        if any(isinstance(n, ast.Slice) for n in ast.walk(target.slice)):
-            self.error(node, "Augmented assignment of slices is not allowed.")
-            return node
-        args = [self.visit(target.value), self.visit(target.slice),
-                ast.Constant(IOPERATOR_TO_STR[type(node.op)]), self.visit(node.value)]
-        stmt = ast.Expr(ast.Call(ast.Name("_jz_augitem_", ast.Load()), args, []))
-        copy_locations(stmt, node)
-        return stmt
-
-    def visit_For(self, node: ast.For) -> Any:
-        return self._meter(super().visit_For(node))
-
-    def visit_While(self, node: ast.While) -> Any:
-        return self._meter(super().visit_While(node))
-
-    def visit_FunctionDef(self, node: ast.FunctionDef) -> Any:
-        self.used_names[node.name] = True
-        return self._meter(super().visit_FunctionDef(node))
-
-    def visit_Lambda(self, node: ast.Lambda) -> Any:
-        new: Any = super().visit_Lambda(node)
-        tick = ast.Call(ast.Name(_TICK, ast.Load()), [], [])
-        new.body = ast.BoolOp(ast.Or(), [tick, new.body])  # the tick returns None
-        copy_locations(new.body, node)
-        return new
-
-    def _meter(self, node: Any) -> Any:
-        stmt = ast.Expr(ast.Call(ast.Name(_TICK, ast.Load()), [], []))
-        copy_locations(stmt, node)
-        node.body.insert(0, stmt)
-        return node
-
-
-@dataclass(frozen=True, slots=True)
-class _Compiled:
-    code: types.CodeType | None
-    names: tuple[str, ...] = ()  # in source order, so written-back keys keep a stable order
-    error: str = ""
-    lineno: int | None = None
-    syntax: bool = False
-
-    def unwrap(self) -> types.CodeType:
-        """Return the code or raise the refusal."""
-        if self.code is None:
-            raise SandboxViolation(self.error, self.lineno)
-        return self.code
-
-
-@functools.lru_cache(maxsize=2048)
-def _compile(text: str, mode: str) -> _Compiled:
-    """Compile under the policy; refusals are cached too, so repeated bad text costs nothing."""
-    # Python's eval() skips leading blanks, and BPMN XML often indents conditions.
-    source = text.lstrip(" \t") if mode == "eval" else text
-    try:
-        tree: Any = ast.parse(source, "<string>", mode)
-        compile_restricted = compile_restricted_eval if mode == "eval" else compile_restricted_exec
-        result = compile_restricted(tree, policy=_Policy)
-    except SyntaxError as err:  # compile() raises some too: `return` outside a function, ...
-        return _Compiled(None, error=f"{type(err).__name__}: {err.msg}", lineno=err.lineno, syntax=True)
-    if result.errors:
-        first = _ERROR_LINE.match(result.errors[0])  # "Line 3: ..." from RestrictedPython
-        error = "; ".join([first.group(2) if first else result.errors[0], *result.errors[1:]])
-        return _Compiled(None, error=error, lineno=int(first.group(1)) if first else None)
-    return _Compiled(result.code, tuple(result.used_names))
-
-
-def compile_expression(text: str) -> types.CodeType:
-    """Compile an expression under the sandbox policy.
-
-    Raises: SandboxViolation
-    """
-    return _compile(text, "eval").unwrap()
-
-
-def compile_script(text: str) -> types.CodeType:
-    """Compile a script under the sandbox policy.
-
-    Raises: SandboxViolation
-    """
-    return _compile(text, "exec").unwrap()
 
 
 # -- budget -------------------------------------------------------------------------------------
@@ -398,7 +224,7 @@ class SandboxEnvironment(BasePythonScriptEngineEnvironment):  # type: ignore[mis
 
         Raises: SandboxViolation, BudgetExceeded, ValueError (data shadows a helper)
         """
-        compiled = _compile(expression, "eval")
+        compiled = compile_code(expression, "eval")
         code = compiled.unwrap()
         scope = self._scope(compiled.names, context, external_context or {})[1]
         return eval(code, scope)  # noqa: S307  # nosec B307 # RestrictedPython code, guarded globals; an expression has no `try`: it cannot swallow BudgetExceeded
@@ -409,7 +235,7 @@ class SandboxEnvironment(BasePythonScriptEngineEnvironment):  # type: ignore[mis
 
         Raises: SandboxViolation, BudgetExceeded, ValueError (shadowed names), TypeError (not data)
         """
-        compiled = _compile(script, "exec")
+        compiled = compile_code(script, "exec")
         code = compiled.unwrap()
         external = external_context or {}
         clash = [n for n in compiled.names if n in context and n in external]
@@ -444,7 +270,7 @@ class SandboxEnvironment(BasePythonScriptEngineEnvironment):  # type: ignore[mis
         """Build fresh globals: guards and builtins always ours, data only for the names used."""
         budget: _Budget = getattr(_local, "budget", None) or _Budget(self.time_limit, self.fuel)
         scope = dict(_BASE_GLOBALS)
-        scope[_TICK] = budget.spend  # a bound method: the cheapest call per tick
+        scope[TICK] = budget.spend  # a bound method: the cheapest call per tick
         scope["_getiter_"] = budget.getiter
         for name in names:  # no name starts with "_" but "_" itself, which data may not set
             source = context if name in context else external if name in external else None
@@ -482,7 +308,7 @@ class SandboxScriptEngine(PythonScriptEngine):  # type: ignore[misc]
 
         Raises: SyntaxError, SandboxViolation
         """
-        compiled = _compile(expression, "eval")
+        compiled = compile_code(expression, "eval")
         if compiled.syntax:
             err = SyntaxError(compiled.error)
             err.lineno = compiled.lineno
@@ -530,3 +356,7 @@ class SandboxScriptEngine(PythonScriptEngine):  # type: ignore[misc]
 def make_script_engine(*, time_limit: float = 2.0, fuel: int = 1_000_000) -> SandboxScriptEngine:
     """Build the sandboxed script engine to attach to every workflow (it is not serialized)."""
     return SandboxScriptEngine(time_limit=time_limit, fuel=fuel)
+
+
+__all__ = ["SAFE_GLOBALS", "BudgetExceeded", "SandboxEnvironment", "SandboxScriptEngine", "SandboxViolation",
+           "compile_expression", "compile_script", "make_script_engine"]

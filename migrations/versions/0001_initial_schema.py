@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import engine.models.base
+import engine.orm
 
 revision = '0001'
 down_revision = None
@@ -27,13 +27,13 @@ def upgrade() -> None:
     sa.Column('password_hash', sa.String(length=255), nullable=True),
     sa.Column('is_active', sa.Boolean(), nullable=False),
     sa.Column('is_admin', sa.Boolean(), nullable=False),
-    sa.Column('created_at', engine.models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', engine.orm.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_app_user')),
     sa.UniqueConstraint('username', name=op.f('uq_app_user_username'))
     )
     op.create_table('audit_checkpoint',
     sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('at', engine.models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('at', engine.orm.UTCDateTime(timezone=True), nullable=False),
     sa.Column('heads', sa.Text(), nullable=False),
     sa.Column('prev_hash', sa.String(length=64), nullable=False),
     sa.Column('hash', sa.String(length=64), nullable=False),
@@ -44,10 +44,10 @@ def upgrade() -> None:
     sa.Column('kind', sa.String(length=60), nullable=False),
     sa.Column('dedupe_key', sa.String(length=200), nullable=True),
     sa.Column('payload', sa.JSON(), nullable=False),
-    sa.Column('created_at', engine.models.base.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('available_at', engine.models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', engine.orm.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('available_at', engine.orm.UTCDateTime(timezone=True), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
-    sa.Column('delivered_at', engine.models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('delivered_at', engine.orm.UTCDateTime(timezone=True), nullable=True),
     sa.Column('last_error', sa.Text(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_outbox_message')),
     sa.UniqueConstraint('dedupe_key', name=op.f('uq_outbox_message_dedupe_key'))
@@ -60,7 +60,7 @@ def upgrade() -> None:
     sa.Column('key', sa.String(length=120), nullable=False),
     sa.Column('name', sa.String(length=200), nullable=False),
     sa.Column('latest_version', sa.Integer(), nullable=False),
-    sa.Column('created_at', engine.models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', engine.orm.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_process_definition')),
     sa.UniqueConstraint('key', name=op.f('uq_process_definition_key'))
     )
@@ -76,7 +76,7 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('stream', sa.String(length=120), nullable=False),
     sa.Column('seq', sa.Integer(), nullable=False),
-    sa.Column('at', engine.models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('at', engine.orm.UTCDateTime(timezone=True), nullable=False),
     sa.Column('actor_id', sa.Integer(), nullable=True),
     sa.Column('actor_name', sa.String(length=120), nullable=False),
     sa.Column('action', sa.String(length=80), nullable=False),
@@ -122,7 +122,7 @@ def upgrade() -> None:
     sa.Column('spec_json', sa.Text(), nullable=False),
     sa.Column('lane_map_json', sa.Text(), nullable=False),
     sa.Column('deployed_by_id', sa.Integer(), nullable=True),
-    sa.Column('deployed_at', engine.models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('deployed_at', engine.orm.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['definition_id'], ['process_definition.id'], name=op.f('fk_process_version_definition_id_process_definition')),
     sa.ForeignKeyConstraint(['deployed_by_id'], ['app_user.id'], name=op.f('fk_process_version_deployed_by_id_app_user')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_process_version')),
@@ -173,11 +173,11 @@ def upgrade() -> None:
     sa.Column('state', sa.Text(), nullable=False),
     sa.Column('serializer_version', sa.String(length=20), nullable=False),
     sa.Column('lock_version', sa.Integer(), nullable=False),
-    sa.Column('next_timer_at', engine.models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('next_timer_at', engine.orm.UTCDateTime(timezone=True), nullable=True),
     sa.Column('started_by_id', sa.Integer(), nullable=True),
-    sa.Column('started_at', engine.models.base.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', engine.models.base.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('ended_at', engine.models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('started_at', engine.orm.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', engine.orm.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('ended_at', engine.orm.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['definition_id'], ['process_definition.id'], name=op.f('fk_process_instance_definition_id_process_definition')),
     sa.ForeignKeyConstraint(['started_by_id'], ['app_user.id'], name=op.f('fk_process_instance_started_by_id_app_user')),
     sa.ForeignKeyConstraint(['version_id'], ['process_version.id'], name=op.f('fk_process_instance_version_id_process_version')),
@@ -204,10 +204,10 @@ def upgrade() -> None:
     sa.Column('form_ui_schema', sa.String(length=255), nullable=True),
     sa.Column('priority', sa.Integer(), nullable=False),
     sa.Column('sla', sa.String(length=20), nullable=True),
-    sa.Column('created_at', engine.models.base.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('due_at', engine.models.base.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('warn_at', engine.models.base.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('completed_at', engine.models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', engine.orm.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('due_at', engine.orm.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('warn_at', engine.orm.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('completed_at', engine.orm.UTCDateTime(timezone=True), nullable=True),
     sa.Column('completed_by_id', sa.Integer(), nullable=True),
     sa.Column('instructions', sa.Text(), nullable=True),
     sa.ForeignKeyConstraint(['assignee_id'], ['app_user.id'], name=op.f('fk_human_task_assignee_id_app_user')),
@@ -228,8 +228,8 @@ def upgrade() -> None:
     sa.Column('bpmn_id', sa.String(length=200), nullable=True),
     sa.Column('kind', sa.String(length=40), nullable=False),
     sa.Column('message', sa.Text(), nullable=False),
-    sa.Column('created_at', engine.models.base.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('resolved_at', engine.models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', engine.orm.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('resolved_at', engine.orm.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['instance_id'], ['process_instance.id'], name=op.f('fk_incident_instance_id_process_instance')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_incident'))
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import engine.models.base
+import engine.orm
 
 revision = '0002'
 down_revision = '0001'
@@ -49,7 +49,7 @@ def upgrade() -> None:
     sa.Column('unit_id', sa.Integer(), nullable=False),
     sa.Column('bidder_id', sa.Integer(), nullable=True),
     sa.Column('proposal', sa.Text(), nullable=False),
-    sa.Column('submitted_at', engine.models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('submitted_at', engine.orm.UTCDateTime(timezone=True), nullable=False),
     sa.Column('appointed', sa.Boolean(), nullable=False),
     sa.ForeignKeyConstraint(['bidder_id'], ['app_user.id'], name=op.f('fk_bid_bidder_id_app_user')),
     sa.ForeignKeyConstraint(['instance_id'], ['process_instance.id'], name=op.f('fk_bid_instance_id_process_instance')),
@@ -100,7 +100,7 @@ def upgrade() -> None:
     sa.Column('planned_complete', sa.Date(), nullable=True),
     sa.Column('planned_produce', sa.Date(), nullable=True),
     sa.Column('description', sa.Text(), nullable=False),
-    sa.Column('created_at', engine.models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', engine.orm.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['industry_id'], ['industry.id'], name=op.f('fk_project_industry_id_industry')),
     sa.ForeignKeyConstraint(['library_id'], ['project_library.id'], name=op.f('fk_project_library_id_project_library')),
     sa.ForeignKeyConstraint(['location_unit_id'], ['org_unit.id'], name=op.f('fk_project_location_unit_id_org_unit')),
@@ -122,7 +122,7 @@ def upgrade() -> None:
     sa.Column('value', sa.Numeric(precision=16, scale=4), nullable=False),
     sa.Column('source', sa.String(length=100), nullable=False),
     sa.Column('recorded_by_id', sa.Integer(), nullable=True),
-    sa.Column('recorded_at', engine.models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('recorded_at', engine.orm.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['indicator_id'], ['indicator.id'], name=op.f('fk_indicator_value_indicator_id_indicator')),
     sa.ForeignKeyConstraint(['recorded_by_id'], ['app_user.id'], name=op.f('fk_indicator_value_recorded_by_id_app_user')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_indicator_value')),
@@ -144,10 +144,10 @@ def upgrade() -> None:
     sa.Column('responsible_leader_id', sa.Integer(), nullable=True),
     sa.Column('reported_by_id', sa.Integer(), nullable=True),
     sa.Column('status', sa.String(length=20), nullable=False),
-    sa.Column('due_at', engine.models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('due_at', engine.orm.UTCDateTime(timezone=True), nullable=True),
     sa.Column('instance_id', sa.Integer(), nullable=True),
-    sa.Column('created_at', engine.models.base.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('closed_at', engine.models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', engine.orm.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('closed_at', engine.orm.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['handler_id'], ['app_user.id'], name=op.f('fk_ledger_issue_handler_id_app_user')),
     sa.ForeignKeyConstraint(['instance_id'], ['process_instance.id'], name=op.f('fk_ledger_issue_instance_id_process_instance')),
     sa.ForeignKeyConstraint(['project_id'], ['project.id'], name=op.f('fk_ledger_issue_project_id_project')),
@@ -173,8 +173,8 @@ def upgrade() -> None:
     sa.Column('gap', sa.Numeric(precision=16, scale=4), nullable=True),
     sa.Column('status', sa.String(length=20), nullable=False),
     sa.Column('claimed_by_id', sa.Integer(), nullable=True),
-    sa.Column('claimed_at', engine.models.base.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('created_at', engine.models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('claimed_at', engine.orm.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', engine.orm.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['claimed_by_id'], ['app_user.id'], name=op.f('fk_plan_item_claimed_by_id_app_user')),
     sa.ForeignKeyConstraint(['indicator_id'], ['indicator.id'], name=op.f('fk_plan_item_indicator_id_indicator')),
     sa.ForeignKeyConstraint(['industry_id'], ['industry.id'], name=op.f('fk_plan_item_industry_id_industry')),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import engine.models.base
+import engine.orm
 
 revision = '0003'
 down_revision = '0002'
@@ -27,8 +27,8 @@ def upgrade() -> None:
     sa.Column('body', sa.Text(), nullable=False),
     sa.Column('link', sa.String(length=300), nullable=True),
     sa.Column('outbox_id', sa.Integer(), nullable=True),
-    sa.Column('created_at', engine.models.base.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('read_at', engine.models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', engine.orm.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('read_at', engine.orm.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['outbox_id'], ['outbox_message.id'], name=op.f('fk_notification_outbox_id_outbox_message')),
     sa.ForeignKeyConstraint(['user_id'], ['app_user.id'], name=op.f('fk_notification_user_id_app_user')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_notification')),
@@ -42,7 +42,7 @@ def upgrade() -> None:
     sa.Column('user_id', sa.Integer(), nullable=False),
     sa.Column('name', sa.String(length=100), nullable=False),
     sa.Column('query', sa.JSON(), nullable=False),
-    sa.Column('created_at', engine.models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', engine.orm.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['user_id'], ['app_user.id'], name=op.f('fk_saved_filter_user_id_app_user')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_saved_filter'))
     )
@@ -59,7 +59,7 @@ def upgrade() -> None:
     sa.Column('sha256', sa.String(length=64), nullable=False),
     sa.Column('content', sa.LargeBinary(), nullable=False),
     sa.Column('uploaded_by_id', sa.Integer(), nullable=True),
-    sa.Column('created_at', engine.models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', engine.orm.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['instance_id'], ['process_instance.id'], name=op.f('fk_attachment_instance_id_process_instance')),
     sa.ForeignKeyConstraint(['task_id'], ['human_task.id'], name=op.f('fk_attachment_task_id_human_task')),
     sa.ForeignKeyConstraint(['uploaded_by_id'], ['app_user.id'], name=op.f('fk_attachment_uploaded_by_id_app_user')),
@@ -75,8 +75,8 @@ def upgrade() -> None:
     sa.Column('user_id', sa.Integer(), nullable=False),
     sa.Column('from_user_id', sa.Integer(), nullable=True),
     sa.Column('note', sa.Text(), nullable=False),
-    sa.Column('created_at', engine.models.base.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('read_at', engine.models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', engine.orm.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('read_at', engine.orm.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['from_user_id'], ['app_user.id'], name=op.f('fk_carbon_copy_from_user_id_app_user')),
     sa.ForeignKeyConstraint(['instance_id'], ['process_instance.id'], name=op.f('fk_carbon_copy_instance_id_process_instance')),
     sa.ForeignKeyConstraint(['task_id'], ['human_task.id'], name=op.f('fk_carbon_copy_task_id_human_task')),
@@ -94,7 +94,7 @@ def upgrade() -> None:
     sa.Column('author_id', sa.Integer(), nullable=True),
     sa.Column('kind', sa.String(length=20), nullable=False),
     sa.Column('body', sa.Text(), nullable=False),
-    sa.Column('created_at', engine.models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', engine.orm.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['author_id'], ['app_user.id'], name=op.f('fk_comment_author_id_app_user')),
     sa.ForeignKeyConstraint(['instance_id'], ['process_instance.id'], name=op.f('fk_comment_instance_id_process_instance')),
     sa.ForeignKeyConstraint(['task_id'], ['human_task.id'], name=op.f('fk_comment_task_id_human_task')),

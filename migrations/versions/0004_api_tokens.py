@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import engine.models.base
+import engine.orm
 
 revision = '0004'
 down_revision = '0003'
@@ -25,9 +25,9 @@ def upgrade() -> None:
     sa.Column('token_hash', sa.String(length=64), nullable=False),
     sa.Column('prefix', sa.String(length=16), nullable=False),
     sa.Column('created_by_id', sa.Integer(), nullable=True),
-    sa.Column('created_at', engine.models.base.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('last_used_at', engine.models.base.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('revoked_at', engine.models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', engine.orm.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('last_used_at', engine.orm.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('revoked_at', engine.orm.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['created_by_id'], ['app_user.id'], name=op.f('fk_api_token_created_by_id_app_user')),
     sa.ForeignKeyConstraint(['user_id'], ['app_user.id'], name=op.f('fk_api_token_user_id_app_user')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_api_token')),

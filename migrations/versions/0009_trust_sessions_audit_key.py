@@ -10,7 +10,7 @@ Create Date: 2026-12-04 15:00:00
 - PostgreSQL: TRUNCATE of audit_event / audit_checkpoint is refused (a statement trigger; the row
   triggers of 0001 never saw TRUNCATE).
 - Existing audit rows are re-keyed (HMAC under the audit key) after the old chain is checked
-  (engine/services/audit_rekey.py says why re-key rather than keep legacy rows).
+  (engine/audit/rekey.py says why re-key rather than keep legacy rows).
 """
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def upgrade() -> None:
     if postgres:
         op.execute("ALTER TABLE audit_event DISABLE TRIGGER audit_event_append_only")
         op.execute("ALTER TABLE audit_checkpoint DISABLE TRIGGER audit_checkpoint_append_only")
-    from engine.services.audit_rekey import rekey
+    from engine.audit.rekey import rekey
     rekey(bind)
     if postgres:
         op.execute("ALTER TABLE audit_event ENABLE TRIGGER audit_event_append_only")

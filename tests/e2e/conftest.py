@@ -37,10 +37,11 @@ from typing import Any
 import pytest
 from werkzeug.serving import make_server
 
-from engine import clock, migrate
+from engine import clock, deploy, migrate
 from engine.db import make_engine, make_sessionmaker
-from engine.services import demo, deploy, seed, slow_projects
-from engine.services.actors import SYSTEM
+from engine.org.actors import SYSTEM
+from plan.data import demo, seed
+from plan.projects import slow_projects
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2025, 9, 1, 9, 0, tzinfo=clock.SHANGHAI)

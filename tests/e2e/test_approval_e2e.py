@@ -20,7 +20,8 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
 from engine import clock
-from engine.models import HumanTask, ProcessInstance
+from engine.runtime.models import ProcessInstance
+from engine.tasks.models import HumanTask
 from tests.e2e.conftest import AppProcess, Desk, flash_texts, open_from_inbox, submit_task
 
 APPLICANT, WINDOW = "gupeng", "maxiaoyan"  # data/seed/users.yaml: 项目单位, 窗口受理 (行政审批服务局)

@@ -30,7 +30,8 @@ def test_city_leader_drills_from_a_red_indicator_to_a_project_or_issue(live_serv
     for n in range(rows.count()):
         row = rows.nth(n)
         if row.locator("[data-light=red]").count() and (
-                row.locator("a[href^='/dashboard/projects/']").count() or row.locator("a[href^='/instances/']").count()):
+                row.locator("a[href^='/dashboard/projects/']").count() or row.locator("a[href^='/instances/']").count()
+                or row.locator("a[href^='/ledger/']").count()):
             target = row
             break
     assert target is not None, "no red indicator with a project or issue addressing it"
@@ -49,8 +50,8 @@ def test_city_leader_drills_from_a_red_indicator_to_a_project_or_issue(live_serv
         page.wait_for_load_state("networkidle")
         assert "/dashboard/projects/" in page.url and name in page.locator("h1").inner_text()
     else:
-        addressing.locator("a[href^='/instances/']").first.click()
+        addressing.locator("a[href^='/instances/'], a[href^='/ledger/']").first.click()  # a plan item or an issue
         page.wait_for_load_state("networkidle")
-        assert "/instances/" in page.url
+        assert "/instances/" in page.url or "/ledger/" in page.url
     page.screenshot(path=str(artifacts / "addressing.png"), full_page=True)
     assert errors == [], errors

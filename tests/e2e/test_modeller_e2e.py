@@ -13,11 +13,13 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from engine import clock
+from engine import clock, deploy, tasks
 from engine.db import make_engine, make_sessionmaker
-from engine.models import HumanTask, ProcessDefinition, ProcessInstance, ProcessVersion
-from engine.services import deploy, instances, seed, tasks
-from engine.services.actors import SYSTEM, Actor, actor_for
+from engine.org.actors import SYSTEM, Actor, actor_for
+from engine.runtime import instances
+from engine.runtime.models import ProcessDefinition, ProcessInstance, ProcessVersion
+from engine.tasks.models import HumanTask
+from plan.data import seed
 from tests.conftest import PgDatabases
 from tests.e2e.conftest import NOW, ROOT, LiveServer, log_in, require_bundle, serving
 from tests.processes.test_parallel_approval import APPLICATION

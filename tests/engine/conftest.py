@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from engine import deploy, org
 from engine.db import make_engine, make_sessionmaker
-from engine.services import deploy, org
-from engine.services.actors import SYSTEM, Actor, actor_for
+from engine.org.actors import SYSTEM, Actor, actor_for
 from tests.conftest import FIXTURES, PgDatabases
 
 SIBLINGS = FIXTURES / "concurrency"

@@ -9,11 +9,12 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from engine import cli
+from engine import audit, cli, deploy, org, tasks
+from engine.audit.models import AuditEvent
 from engine.db import is_postgres
-from engine.models import AuditEvent, HumanTask
-from engine.services import audit, deploy, instances, org, tasks
-from engine.services.actors import SYSTEM, actor_for
+from engine.org.actors import SYSTEM, actor_for
+from engine.runtime import instances
+from engine.tasks.models import HumanTask
 from tests.conftest import FIXTURES
 
 

@@ -7,8 +7,12 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.models import AuditEvent, Comment, HumanTask
-from engine.services import audit, instances, operations, tasks
+from engine import audit, tasks
+from engine.audit.models import AuditEvent
+from engine.runtime import instances
+from engine.tasks import operations
+from engine.tasks.collab_models import Comment
+from engine.tasks.models import HumanTask
 from tests.engine.conftest import at_once, staff
 
 

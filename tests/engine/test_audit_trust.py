@@ -13,11 +13,11 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from engine import cli, config
+from engine import audit, cli, config
+from engine.audit import anchor as audit_anchor
+from engine.audit.models import AuditCheckpoint, AuditEvent
 from engine.db import is_postgres
-from engine.models import AuditCheckpoint, AuditEvent
-from engine.services import audit, audit_anchor
-from engine.services.actors import SYSTEM
+from engine.org.actors import SYSTEM
 
 
 def _events(session: Session, stream: str, n: int) -> None:
@@ -178,7 +178,7 @@ def test_hole8_migration_rekeys_an_intact_legacy_trail(tmp_path: Path) -> None:
 
 def test_hole8_migration_refuses_to_rekey_a_broken_legacy_trail(tmp_path: Path) -> None:
     from engine import migrate
-    from engine.services.audit_rekey import BrokenLegacyTrail
+    from engine.audit.rekey import BrokenLegacyTrail
     url = f"sqlite:///{tmp_path / 'legacy.sqlite'}"
     migrate.upgrade(url, "0008")
     _legacy_trail(url, break_it=True)

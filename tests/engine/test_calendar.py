@@ -1,4 +1,4 @@
-"""engine.calendar: working days across the 2025 and 2026 holidays and 调休, office hours, and its arithmetic's laws."""
+"""engine.deadlines.calendar: working days across the 2025 and 2026 holidays and 调休, office hours, arithmetic laws."""
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine import calendar, clock
+from engine import clock
+from engine.deadlines import calendar
 
 SH = clock.SHANGHAI
 

@@ -7,10 +7,13 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from engine import audit, deploy, org, tasks
+from engine.audit.models import AuditEvent
 from engine.errors import ConcurrentModification
-from engine.models import AuditEvent, HumanTask, ProcessInstance
-from engine.services import audit, deploy, instances, org, tasks
-from engine.services.actors import SYSTEM, Actor, actor_for
+from engine.org.actors import SYSTEM, Actor, actor_for
+from engine.runtime import instances
+from engine.runtime.models import ProcessInstance
+from engine.tasks.models import HumanTask
 from tests.conftest import FIXTURES
 
 REPETITIONS = 200

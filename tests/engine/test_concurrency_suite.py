@@ -21,10 +21,15 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from engine import audit, org, tasks
+from engine.audit.models import AuditEvent
 from engine.errors import EngineError
-from engine.models import Attachment, AuditEvent, CarbonCopy, Comment, HumanTask, OrgUnit, User
-from engine.services import audit, instances, operations, org, tasks
-from engine.services.actors import Actor, actor_for
+from engine.org.actors import Actor, actor_for
+from engine.org.models import OrgUnit, User
+from engine.runtime import instances
+from engine.tasks import operations
+from engine.tasks.collab_models import Attachment, CarbonCopy, Comment
+from engine.tasks.models import HumanTask
 from tests.engine.conftest import staff
 
 WRITERS = 16

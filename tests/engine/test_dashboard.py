@@ -23,12 +23,17 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine import clock
+from engine import clock, org
 from engine.errors import Forbidden, NotFound
-from engine.models import HumanTask, LedgerIssue, OrgUnit, ProcessInstance, Project
-from engine.services import charts, dashboard, org, slow_projects, unitview
-from engine.services.actors import SYSTEM, actor_for
-from engine.services.dashboard import Scope
+from engine.org.actors import SYSTEM, actor_for
+from engine.org.models import OrgUnit
+from engine.runtime.models import ProcessInstance
+from engine.tasks.models import HumanTask
+from plan import dashboard
+from plan.dashboard import Scope, charts, unitview
+from plan.ledger.models import LedgerIssue
+from plan.projects import slow_projects
+from plan.projects.models import Project
 from tests import dashboard_data
 
 ALL = Scope(True)
@@ -89,7 +94,7 @@ def test_counted_investment_targets(data: Session) -> None:
 
 def test_light_thresholds() -> None:
     def light(target: str, value: str) -> str:
-        from engine.services import plan
+        from plan import investment as plan
         status, projected, gap, remaining = plan.assess(target=Decimal(target), comparison=">=", cumulative=False,
                                                         value=Decimal(value), months=8)
         return dashboard.light_of(plan.Assessment(1, "x", "x", "growth_rate", "%", Decimal(target), ">=", False, None,

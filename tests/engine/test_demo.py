@@ -1,4 +1,4 @@
-"""`jzflow demo` (engine.services.demo): the demo data set, on SQLite and PostgreSQL.
+"""`jzflow demo` (plan.data.demo): the demo data set, on SQLite and PostgreSQL.
 
 Loaded on a day inside the plan year, on a day after it and on the real clock: projects at every
 stage (some behind plan), indicator values with some indicators behind, ledger issues at every step
@@ -17,28 +17,20 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from engine import clock
+from engine import audit, clock, deploy, runtime, tasks
+from engine.audit.models import AuditEvent
 from engine.errors import InvalidInput
-from engine.models import (
-    AuditEvent,
-    Bid,
-    CarbonCopy,
-    HumanTask,
-    Incident,
-    IndicatorValue,
-    LedgerIssue,
-    Membership,
-    PlanItem,
-    ProcessDefinition,
-    ProcessInstance,
-    Project,
-    ProjectStage,
-    Role,
-    User,
-)
-from engine.models.project import STAGES
-from engine.services import audit, demo, deploy, plan, runtime, seed, tasks, timers
-from engine.services.actors import SYSTEM, actor_for
+from engine.org.actors import SYSTEM, actor_for
+from engine.org.models import Membership, Role, User
+from engine.runtime import timers
+from engine.runtime.models import Incident, ProcessDefinition, ProcessInstance
+from engine.tasks.collab_models import CarbonCopy
+from engine.tasks.models import HumanTask
+from plan import investment as plan
+from plan.data import demo, seed
+from plan.indicators.models import IndicatorValue, PlanItem
+from plan.ledger.models import LedgerIssue
+from plan.projects.models import STAGES, Bid, Project, ProjectStage
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_CODES = [p["code"] for p in demo.read()["projects"]["projects"]]
@@ -168,7 +160,7 @@ def test_the_demo_shows_every_part_of_the_plan_and_loads_once(session: Session, 
     for role, username in logins.items():
         if role in ("process_owner", "auditor"):
             continue
-        assert tasks.inbox(session, actor_for(session, username)), (role, username)
+        assert tasks.open_tasks(session, actor_for(session, username)), (role, username)
     auditor = session.scalar(select(User.id).where(User.username == logins["auditor"]))
     assert session.scalar(select(func.count()).select_from(CarbonCopy).where(CarbonCopy.user_id == auditor))
 

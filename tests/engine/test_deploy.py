@@ -8,11 +8,12 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from engine import cli
+from engine import cli, deploy
+from engine.audit.models import AuditEvent
 from engine.errors import DeployInvalid, DeployProblem
-from engine.models import AuditEvent, ProcessFile, ProcessInstance, ProcessVersion
-from engine.services import deploy, instances
-from engine.services.actors import SYSTEM, Actor
+from engine.org.actors import SYSTEM, Actor
+from engine.runtime import instances
+from engine.runtime.models import ProcessFile, ProcessInstance, ProcessVersion
 from tests.conftest import FIXTURES, read_fixture_dir
 
 BAD = FIXTURES / "bad"

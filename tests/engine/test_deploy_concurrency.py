@@ -15,11 +15,11 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine import cli, clock
+from engine import audit, cli, clock, deploy, org
+from engine.audit.models import AuditEvent
 from engine.errors import EngineError, InvalidInput
-from engine.models import AuditEvent, ProcessDefinition, ProcessFile, ProcessVersion
-from engine.services import audit, deploy, org
-from engine.services.actors import SYSTEM, Actor, actor_for
+from engine.org.actors import SYSTEM, Actor, actor_for
+from engine.runtime.models import ProcessDefinition, ProcessFile, ProcessVersion
 from tests.conftest import FIXTURES
 
 ROUNDS = 20

@@ -16,11 +16,13 @@ import pytest
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine import config
+from engine import audit, config, deploy
+from engine.audit.models import AuditEvent
 from engine.db import make_engine, make_sessionmaker, session_scope
-from engine.models import AuditEvent, OutboxMessage, ProcessInstance
-from engine.services import audit, deploy, outbox
-from engine.services.actors import SYSTEM
+from engine.notify import outbox
+from engine.notify.models import OutboxMessage
+from engine.org.actors import SYSTEM
+from engine.runtime.models import ProcessInstance
 from tests.conftest import FIXTURES
 from tests.workers import Workers, send_task, start_due_instances
 

@@ -10,13 +10,18 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine import clock
+from engine import audit, clock, org
+from engine.audit.models import AuditEvent
+from engine.deadlines import escalation, sla
+from engine.deadlines.models import DeadlineAction, DeadlineWatch, EscalationStep
 from engine.errors import Conflict, Forbidden, InvalidInput, RateLimited
 from engine.jobs_deadlines import run_sweep
-from engine.models import AuditEvent, HumanTask, LedgerIssue, OrgUnit, OutboxMessage
-from engine.models.deadlines import DeadlineAction, DeadlineWatch, EscalationStep
-from engine.services import audit, escalation, org, sla, supervision
-from engine.services.actors import Actor, actor_for
+from engine.notify.models import OutboxMessage
+from engine.org.actors import Actor, actor_for
+from engine.org.models import OrgUnit
+from engine.tasks.models import HumanTask
+from plan import supervision
+from plan.ledger.models import LedgerIssue
 
 SH = clock.SHANGHAI
 LADDER = ["yellow", "red", "handler", "unit_head", "responsible_leader", "city_leader"]
@@ -270,7 +275,8 @@ def test_task_extension_requests_are_granted_or_refused(session: Session, people
 
 def _task(session: Session, people: dict[str, Actor]) -> HumanTask:
     """A bare human task of 工信局's 张伟 due in 2 working days (not from a process: the ladder does not care)."""
-    from engine.models import ProcessDefinition, ProcessInstance, ProcessVersion, TaskCandidate
+    from engine.runtime.models import ProcessDefinition, ProcessInstance, ProcessVersion
+    from engine.tasks.models import TaskCandidate
     definition = ProcessDefinition(key="adhoc", name="临时事项")
     session.add(definition)
     session.flush()

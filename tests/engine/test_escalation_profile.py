@@ -7,11 +7,12 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine import clock
-from engine.models import HumanTask
-from engine.models.deadlines import DeadlineWatch
-from engine.services import deploy, instances, sla
-from engine.services.actors import SYSTEM
+from engine import clock, deploy
+from engine.deadlines import sla
+from engine.deadlines.models import DeadlineWatch
+from engine.org.actors import SYSTEM
+from engine.runtime import instances
+from engine.tasks.models import HumanTask
 
 BPMN = """<?xml version="1.0" encoding="UTF-8"?>
 <bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"

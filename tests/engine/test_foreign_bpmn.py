@@ -16,10 +16,12 @@ from lxml import etree
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from engine import deploy, runtime, tasks
 from engine.errors import DeployInvalid, DeployProblem
-from engine.models import HumanTask, ProcessInstance, ProcessVersion
-from engine.services import deploy, instances, runtime, tasks
-from engine.services.actors import SYSTEM, Actor
+from engine.org.actors import SYSTEM, Actor
+from engine.runtime import instances
+from engine.runtime.models import ProcessInstance, ProcessVersion
+from engine.tasks.models import HumanTask
 from tests.conftest import FIXTURES
 
 FOREIGN = FIXTURES / "foreign"

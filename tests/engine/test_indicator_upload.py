@@ -10,11 +10,12 @@ from openpyxl import Workbook
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from engine import clock
+from engine import audit, clock
+from engine.audit.models import AuditEvent
 from engine.errors import Forbidden, InvalidInput
-from engine.models import AuditEvent, Indicator, IndicatorValue
-from engine.services import audit, dashboard, indicators
-from engine.services.actors import Actor, actor_for
+from engine.org.actors import Actor, actor_for
+from plan import dashboard, indicators
+from plan.indicators.models import Indicator, IndicatorValue
 from tests import dashboard_data
 
 ALL = dashboard.Scope(True)

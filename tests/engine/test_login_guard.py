@@ -8,8 +8,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from engine.celery_app import celery
-from engine.models import LoginFailure
-from engine.services import login_guard
+from engine.org import login_guard
+from engine.org.models import LoginFailure
 
 LIMITS = login_guard.Limits(per_account=3, per_address=5, window_seconds=600)
 

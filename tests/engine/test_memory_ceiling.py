@@ -17,9 +17,10 @@ SCENARIO = textwrap.dedent("""
     from xml.sax.saxutils import escape
     from engine import memory, migrate
     from engine.db import make_engine, make_sessionmaker
-    from engine.models import Incident
-    from engine.services import deploy, instances
-    from engine.services.actors import SYSTEM
+    from engine import deploy
+    from engine.runtime import instances
+    from engine.runtime.models import Incident
+    from engine.org.actors import SYSTEM
     from sqlalchemy import select
     from tests.engine.test_trust_limits import process, script
 

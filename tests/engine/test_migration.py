@@ -14,12 +14,15 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine import clock
+from engine import audit, clock, deploy, runtime, tasks
+from engine.audit.models import AuditEvent
+from engine.deploy import versions
 from engine.errors import Forbidden
-from engine.models import AuditEvent, HumanTask, ProcessInstance
-from engine.services import audit, deploy, instances, runtime, tasks, timers, versions
-from engine.services.actors import SYSTEM, Actor
+from engine.org.actors import SYSTEM, Actor
+from engine.runtime import instances, timers
+from engine.runtime.models import ProcessInstance
 from engine.spiff import serializer
+from engine.tasks.models import HumanTask
 from tests.processes.test_parallel_approval import (  # noqa: F401 (fixtures used by name)
     accept,
     approval_files,
@@ -114,8 +117,8 @@ def _fresh_spec_cache() -> Iterator[None]:
 
 @pytest.fixture
 def owner(session: Session) -> Actor:
-    from engine.services import org
-    from engine.services.actors import actor_for
+    from engine import org
+    from engine.org.actors import actor_for
     org.add_role(session, code="process_owner", name="流程管理员")
     org.add_user(session, username="owner", display_name="流程管理员甲", role_codes=["process_owner"])
     session.commit()

@@ -5,7 +5,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine
 
-from engine.models import Base
+from plan.schema import Base
 
 
 def test_migrations_match_models(db_engine: Engine) -> None:

@@ -10,12 +10,13 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine import clock
+from engine import clock, notify, org
 from engine.errors import InvalidInput
 from engine.jobs import run_outbox
-from engine.models import Notification, OrgUnit, OutboxMessage
-from engine.services import notify, org
-from engine.services.actors import Actor, actor_for
+from engine.notify.models import OutboxMessage
+from engine.org.actors import Actor, actor_for
+from engine.org.models import OrgUnit
+from engine.tasks.collab_models import Notification
 from tests.sinks import HookSink, SmtpSink
 
 

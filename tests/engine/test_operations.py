@@ -5,12 +5,15 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine import jobs
+from engine import audit, deploy, jobs, runtime, tasks
+from engine.audit.models import AuditEvent
 from engine.errors import Conflict, Forbidden, InvalidInput, NotYourTask, RateLimited
-from engine.models import AuditEvent, CarbonCopy, HumanTask, Notification, ProcessInstance
-from engine.services import access, audit, deploy, instances, operations, runtime, sendback, tasks
-from engine.services.actors import SYSTEM, Actor
-from engine.services.tasks import TaskBlocked
+from engine.org.actors import SYSTEM, Actor
+from engine.runtime import instances
+from engine.runtime.models import ProcessInstance
+from engine.tasks import TaskBlocked, access, operations, sendback
+from engine.tasks.collab_models import CarbonCopy, Notification
+from engine.tasks.models import HumanTask
 
 THREE_STEPS = """<?xml version="1.0" encoding="UTF-8"?>
 <bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
@@ -87,7 +90,7 @@ def test_transfer_hands_the_task_over_and_notifies(session: Session, factory: se
     with pytest.raises(NotYourTask):
         tasks.complete(session, task_id=review.id, actor=review_org["fg"], data={})
     session.rollback()
-    assert review.id in [t.id for t in tasks.inbox(session, review_org["zr"])]
+    assert review.id in [t.id for t in tasks.open_tasks(session, review_org["zr"])]
     session.rollback()
     assert jobs.run_outbox(factory) >= 1
     note = session.scalar(select(Notification).where(Notification.user_id == review_org["zr"].user_id))
@@ -120,7 +123,7 @@ def test_cosigners_before_me_sign_first(session: Session, instance: int, review_
                                         position="before")
     with pytest.raises(TaskBlocked):
         tasks.complete(session, task_id=review.id, actor=review_org["fg"], data={})
-    assert cosign.id in [t.id for t in tasks.inbox(session, review_org["zr"])]
+    assert cosign.id in [t.id for t in tasks.open_tasks(session, review_org["zr"])]
     tasks.complete(session, task_id=cosign.id, actor=review_org["zr"], data={}, opinion="自然资源意见：同意")
     assert not review.blocked
     tasks.complete(session, task_id=review.id, actor=review_org["fg"], data={"ok": True})

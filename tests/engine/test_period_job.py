@@ -7,11 +7,12 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine import clock, jobs
+from engine import clock, deploy
 from engine.celery_app import celery
-from engine.models import ProcessInstance
-from engine.services import deploy, seed
-from engine.services.actors import SYSTEM
+from engine.org.actors import SYSTEM
+from engine.runtime.models import ProcessInstance
+from plan import jobs
+from plan.data import seed
 from tests.conftest import FIXTURES
 
 
@@ -38,7 +39,9 @@ def test_the_slow_project_job_raises_one_issue_per_lag(session: Session, factory
     from datetime import date
     from decimal import Decimal
 
-    from engine.models import LedgerIssue, OrgUnit, Project, ProjectLibrary
+    from engine.org.models import OrgUnit
+    from plan.ledger.models import LedgerIssue
+    from plan.projects.models import Project, ProjectLibrary
     seed.load_seed(session)
     deploy.deploy(session, deploy.read_directory(FIXTURES.parent.parent / "bpmn"), actor=SYSTEM)
     library = session.scalars(select(ProjectLibrary)).first()

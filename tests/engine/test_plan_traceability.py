@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
-from engine.services.seed import SEED_DIR
+from plan.data.seed import SEED_DIR
 
 START, END = "二、目标路径", "四、重点工程"
 NUMBER = r"[0-9]+(?:\.[0-9]+)?"

@@ -12,12 +12,17 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine import clock
+from engine import clock, org
+from engine.deadlines import sla
 from engine.errors import Forbidden, InvalidInput
-from engine.models import LedgerIssue, Notification, OrgUnit, OutboxMessage, Project, ProjectLibrary, ProjectStage
-from engine.models.deadlines import ReportRun
-from engine.services import org, reports, sla
-from engine.services.actors import Actor, actor_for
+from engine.notify.models import OutboxMessage
+from engine.org.actors import Actor, actor_for
+from engine.org.models import OrgUnit
+from engine.tasks.collab_models import Notification
+from plan import reports
+from plan.ledger.models import LedgerIssue
+from plan.projects.models import Project, ProjectLibrary, ProjectStage
+from plan.reports.models import ReportRun
 
 SH = clock.SHANGHAI
 

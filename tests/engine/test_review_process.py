@@ -12,10 +12,12 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from engine import audit, deploy, runtime, tasks
+from engine.audit.models import AuditEvent
 from engine.errors import FormInvalid, NotYourTask
-from engine.models import AuditEvent, ProcessInstance
-from engine.services import audit, deploy, instances, runtime, tasks
-from engine.services.actors import SYSTEM, Actor
+from engine.org.actors import SYSTEM, Actor
+from engine.runtime import instances
+from engine.runtime.models import ProcessInstance
 from engine.spiff import serializer
 from tests.conftest import read_fixture_dir
 from tests.steps import do, only_task, open_tasks
@@ -79,7 +81,7 @@ def test_happy_path_runs_to_the_end(session: Session, started: int, review_org: 
 def test_boundary_timer_escalates_to_the_leader(session: Session, started: int, review_org: dict[str, Actor],
                                                  frozen: object) -> None:
     from engine import clock
-    from engine.services import timers
+    from engine.runtime import timers
     row = session.get(ProcessInstance, started)
     assert row is not None and row.next_timer_at is not None
     assert timers.due_ids(session, now=clock.now()) == []

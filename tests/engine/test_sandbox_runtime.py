@@ -8,10 +8,11 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from engine import audit, deploy
 from engine.errors import DeployInvalid, FormInvalid
-from engine.models import Incident, ProcessInstance
-from engine.services import audit, deploy, instances
-from engine.services.actors import SYSTEM
+from engine.org.actors import SYSTEM
+from engine.runtime import instances
+from engine.runtime.models import Incident, ProcessInstance
 
 TEMPLATE = """<?xml version="1.0" encoding="UTF-8"?>
 <bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" id="d" targetNamespace="t">

@@ -13,11 +13,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash
 
-from engine import cli
+from engine import audit, cli
+from engine.audit.models import AuditEvent
 from engine.errors import InvalidInput
-from engine.models import AuditEvent, Indicator, Industry, Membership, OrgUnit, ProjectLibrary, Role, User
-from engine.services import audit
-from engine.services.seed import SEED_DIR, load_seed
+from engine.org.models import Membership, OrgUnit, Role, User
+from plan.data.seed import SEED_DIR, load_seed
+from plan.indicators.models import Indicator, Industry
+from plan.projects.models import ProjectLibrary
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTRACTS = ROOT / "docs" / "decisions" / "0001-process-contracts.md"

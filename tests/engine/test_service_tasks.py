@@ -5,10 +5,12 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from engine import deploy, runtime
 from engine.errors import DeployInvalid
-from engine.models import HumanTask, ProcessInstance
-from engine.services import deploy, instances, runtime
-from engine.services.actors import SYSTEM
+from engine.org.actors import SYSTEM
+from engine.runtime import instances
+from engine.runtime.models import ProcessInstance
+from engine.tasks.models import HumanTask
 from tests.conftest import FIXTURES
 from tests.steps import spawner
 

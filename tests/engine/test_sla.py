@@ -1,4 +1,4 @@
-"""engine.services.sla: policies, lights, the ladder's timeline, what the sweep watches, and the wait heatmap."""
+"""engine.deadlines.sla: policies, lights, the ladder's timeline, what the sweep watches, and the wait heatmap."""
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
@@ -11,11 +11,15 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine import clock
-from engine.models import HumanTask, LedgerIssue, OrgUnit, Project, ProjectLibrary
-from engine.models.deadlines import DeadlineWatch
-from engine.services import deploy, instances, sla, tasks
-from engine.services.actors import SYSTEM, Actor
+from engine import clock, deploy, tasks
+from engine.deadlines import sla
+from engine.deadlines.models import DeadlineWatch
+from engine.org.actors import SYSTEM, Actor
+from engine.org.models import OrgUnit
+from engine.runtime import instances
+from engine.tasks.models import HumanTask
+from plan.ledger.models import LedgerIssue
+from plan.projects.models import Project, ProjectLibrary
 from tests.conftest import read_fixture_dir
 
 SH = clock.SHANGHAI
@@ -230,7 +234,7 @@ def test_wait_heat_per_element(session: Session, reviews: int, frozen: Any) -> N
 
 
 def instances_version(session: Session, instance_id: int) -> int:
-    from engine.models import ProcessInstance
+    from engine.runtime.models import ProcessInstance
     version = session.scalar(select(ProcessInstance.version_id).where(ProcessInstance.id == instance_id))
     assert version is not None
     return version

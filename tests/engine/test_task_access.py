@@ -5,11 +5,13 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from engine import tasks
 from engine.errors import Forbidden, NotYourTask
-from engine.models import HumanTask, ProcessInstance
-from engine.services import operations, sendback, task_access, tasks, taskview
-from engine.services.actors import Actor, actor_for
-from engine.services.task_access import TABLE, Op, Rel
+from engine.org.actors import Actor, actor_for
+from engine.runtime.models import ProcessInstance
+from engine.tasks import operations, sendback, task_access, taskview
+from engine.tasks.models import HumanTask
+from engine.tasks.task_access import TABLE, Op, Rel
 from tests import access_world
 from tests.access_world import SERVICE, build, prepare
 

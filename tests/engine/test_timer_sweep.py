@@ -6,10 +6,11 @@ from datetime import timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine import clock, jobs
-from engine.models import AuditEvent, Incident, ProcessInstance
-from engine.services import deploy, instances
-from engine.services.actors import SYSTEM
+from engine import clock, deploy, jobs
+from engine.audit.models import AuditEvent
+from engine.org.actors import SYSTEM
+from engine.runtime import instances
+from engine.runtime.models import Incident, ProcessInstance
 from tests.conftest import FIXTURES
 
 

@@ -11,11 +11,12 @@ from click.testing import CliRunner
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
-from engine import cli
+from engine import cli, deploy, org
 from engine.errors import DeployInvalid
-from engine.models import HumanTask, Incident, ProcessInstance, TaskCandidate
-from engine.services import deploy, instances, org, timers
-from engine.services.actors import SYSTEM, actor_for
+from engine.org.actors import SYSTEM, actor_for
+from engine.runtime import instances, timers
+from engine.runtime.models import Incident, ProcessInstance
+from engine.tasks.models import HumanTask, TaskCandidate
 
 HEAD = """<?xml version="1.0" encoding="UTF-8"?>
 <bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
@@ -136,9 +137,9 @@ def test_defect9_user_task_without_lane_or_candidates_goes_to_the_initiator(sess
     task = session.scalar(select(HumanTask).where(HumanTask.instance_id == row.id))
     assert task is not None
     assert [c.user_id for c in task.candidates] == [actor_for(session, "zhang").user_id]
-    from engine.services import tasks
-    assert [t.id for t in tasks.inbox(session, actor_for(session, "zhang"))] == [task.id]
-    assert tasks.inbox(session, actor_for(session, "li")) == []
+    from engine import tasks
+    assert [t.id for t in tasks.open_tasks(session, actor_for(session, "zhang"))] == [task.id]
+    assert tasks.open_tasks(session, actor_for(session, "li")) == []
 
 
 @pytest.mark.parametrize(("prop", "expression"), [
@@ -170,7 +171,7 @@ def test_defect9_admin_reassigns_a_task_of_an_instance_in_incident(session: Sess
     task = session.scalar(select(HumanTask).where(HumanTask.instance_id == row.id))
     assert task is not None and task.state == "suspended"
     from engine.errors import Forbidden
-    from engine.services import supervision
+    from plan import supervision
     with pytest.raises(Forbidden):
         supervision.reassign(session, actor=actor_for(session, "zhang"), object_type="task", object_id=task.id,
                              to_username="zhang")
@@ -221,5 +222,5 @@ def test_hole4_oversized_state_is_an_incident_and_not_saved(session: Session, mo
     assert incident.kind == "state_too_large" and "64 KB" in incident.message
     state = session.scalar(select(ProcessInstance.state).where(ProcessInstance.id == row.id))
     assert state is not None and len(state) < 64 * 1024 and "xxxx" not in state
-    from engine.services import runtime
+    from engine import runtime
     assert runtime.load(session, row.id).workflow is not None  # the page still opens

@@ -8,11 +8,18 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from engine import deploy, tasks
+from engine.audit import audit_views
+from engine.deadlines import escalation
+from engine.deadlines.models import EscalationStep
 from engine.errors import FormInvalid
-from engine.models import HumanTask, OrgUnit, OutboxMessage, ProcessInstance, TaskCandidate
-from engine.models.deadlines import EscalationStep
-from engine.services import audit_views, deploy, escalation, instances, operations, sendback, tasks, timeline
-from engine.services.actors import SYSTEM, Actor
+from engine.notify.models import OutboxMessage
+from engine.org.actors import SYSTEM, Actor
+from engine.org.models import OrgUnit
+from engine.runtime import instances, timeline
+from engine.runtime.models import ProcessInstance
+from engine.tasks import operations, sendback
+from engine.tasks.models import HumanTask, TaskCandidate
 from tests.engine.test_operations import THREE_STEPS, at_review, fill, open_task
 from tests.web.flows import start_form_bundle
 

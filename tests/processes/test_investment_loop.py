@@ -28,27 +28,20 @@ from SpiffWorkflow.workflow import Workflow
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine import clock
+from engine import audit, clock, deploy, org, runtime, tasks
+from engine.audit.models import AuditEvent
 from engine.errors import DeployInvalid, InvalidInput, NotYourTask
-from engine.models import (
-    AuditEvent,
-    Bid,
-    HumanTask,
-    Indicator,
-    IndicatorValue,
-    Industry,
-    LedgerIssue,
-    OrgUnit,
-    PlanItem,
-    ProcessDefinition,
-    ProcessInstance,
-    Project,
-    ProjectLibrary,
-    ProjectStage,
-)
-from engine.services import audit, deploy, instances, org, plan, projects, runtime, tasks, timers
-from engine.services.actors import SYSTEM, Actor, actor_for
+from engine.org.actors import SYSTEM, Actor, actor_for
+from engine.org.models import OrgUnit
+from engine.runtime import instances, timers
+from engine.runtime.models import ProcessDefinition, ProcessInstance
 from engine.spiff import guards, serializer
+from engine.tasks.models import HumanTask
+from plan import investment as plan
+from plan import projects
+from plan.indicators.models import Indicator, IndicatorValue, Industry, PlanItem
+from plan.ledger.models import LedgerIssue
+from plan.projects.models import Bid, Project, ProjectLibrary, ProjectStage
 from tests.steps import do, names, open_tasks
 from tests.steps import only_task as only
 
@@ -286,7 +279,7 @@ def close_window(session: Session, instance_id: int, days: int = 7) -> None:
     assert timers.due_ids(session, now=clock.now()) == [instance_id]
     assert timers.fire_instance(session, instance_id, now=clock.now())
     session.commit()
-    from engine.models import Incident
+    from engine.runtime.models import Incident
     problem = session.scalar(select(Incident.message).where(Incident.instance_id == instance_id))
     assert problem is None, problem
     assert not timers.fire_instance(session, instance_id, now=clock.now())  # fired once, never twice

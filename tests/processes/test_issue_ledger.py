@@ -17,13 +17,18 @@ from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine import clock
+from engine import audit, clock, deploy, org, runtime, tasks
+from engine.audit.models import AuditEvent
 from engine.errors import Conflict, DeployInvalid, Forbidden, FormInvalid, NotYourTask
-from engine.models import AuditEvent, HumanTask, LedgerIssue, OrgUnit, ProcessInstance, User
-from engine.services import audit, deploy, instances, ledger, org, runtime, tasks
-from engine.services.actors import SYSTEM, Actor, actor_for
-from engine.services.effects import RunContext
+from engine.org.actors import SYSTEM, Actor, actor_for
+from engine.org.models import OrgUnit, User
+from engine.runtime import instances
+from engine.runtime.effects import RunContext
+from engine.runtime.models import ProcessInstance
 from engine.spiff import serializer
+from engine.tasks.models import HumanTask
+from plan import ledger
+from plan.ledger.models import LedgerIssue
 from tests.steps import do, names, only_task, spawner
 
 BPMN_DIR = Path(__file__).resolve().parents[2] / "bpmn"

@@ -21,12 +21,15 @@ from lxml import etree
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine import clock
+from engine import audit, clock, deploy, org, runtime, tasks
+from engine.audit.models import AuditEvent
 from engine.errors import FormInvalid, NotYourTask
-from engine.models import AuditEvent, HumanTask, OrgUnit, ProcessInstance, User
-from engine.services import audit, deploy, instances, org, runtime, tasks, timers
-from engine.services.actors import SYSTEM, Actor, actor_for
+from engine.org.actors import SYSTEM, Actor, actor_for
+from engine.org.models import OrgUnit, User
+from engine.runtime import instances, timers
+from engine.runtime.models import ProcessInstance
 from engine.spiff import serializer
+from engine.tasks.models import HumanTask
 from tests.steps import do, only_task, open_tasks, spawner
 
 BPMN = Path(__file__).resolve().parents[2] / "bpmn"
@@ -701,3 +704,18 @@ def test_the_diagram_is_complete_for_the_modeller() -> None:
         elif local in DRAWN and el_id not in shapes:
             problems.append(f"{el_id}: no shape")
     assert problems == []
+
+
+def test_hole6_a_person_starting_an_approval_cannot_name_another_applicant(session: Session,
+                                                                           people: dict[str, Actor],
+                                                                           deployed: None) -> None:
+    """`applicant` is reserved start data (reservedStartData): another process names it, a person never does."""
+    clock.freeze(at("2025-09-25"))
+    with pytest.raises(FormInvalid) as refused:
+        instances.start(session, process_key="parallel_approval", actor=people["qiye_zhang"],
+                        data={"applicant": "zhaoshang_liu"}, from_client=True)
+    assert [e.field for e in refused.value.errors] == ["applicant"]
+    session.rollback()
+    row = instances.start(session, process_key="parallel_approval", actor=people["qiye_zhang"], from_client=True)
+    session.commit()
+    assert assignee(session, only_task(session, row.id, "submit_application")) == "qiye_zhang"

@@ -29,12 +29,18 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from werkzeug.security import generate_password_hash
 
-from engine import celery_app, clock, config
+from engine import audit, celery_app, clock, config, deploy, notify, org, tasks
+from engine.audit.models import AuditEvent
 from engine.db import session_scope
-from engine.models import AuditEvent, HumanTask, LedgerIssue, Notification, OrgUnit, OutboxMessage, User
-from engine.models.deadlines import EscalationStep
-from engine.services import audit, deploy, escalation, instances, notify, org, sla, tasks
-from engine.services.actors import SYSTEM, Actor, actor_for
+from engine.deadlines import escalation, sla
+from engine.deadlines.models import EscalationStep
+from engine.notify.models import OutboxMessage
+from engine.org.actors import SYSTEM, Actor, actor_for
+from engine.org.models import OrgUnit, User
+from engine.runtime import instances
+from engine.tasks.collab_models import Notification
+from engine.tasks.models import HumanTask
+from plan.ledger.models import LedgerIssue
 from tests.processes.test_issue_ledger import ledger_files
 from tests.scale import test_worker
 from tests.scale.test_worker import Stack

@@ -32,11 +32,12 @@ import redis
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine import clock, config
+from engine import audit, clock, config, deploy, runtime
+from engine.audit.models import AuditEvent
 from engine.db import make_engine, make_sessionmaker, session_scope
-from engine.models import AuditEvent, Incident, ProcessInstance
-from engine.services import audit, deploy, instances, runtime, timers
-from engine.services.actors import SYSTEM
+from engine.org.actors import SYSTEM
+from engine.runtime import instances, timers
+from engine.runtime.models import Incident, ProcessInstance
 from tests.conftest import FIXTURES, PgDatabases, require_service
 from tests.workers import Worker, Workers, send_task, start_due_instances
 

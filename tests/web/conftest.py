@@ -10,7 +10,7 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 from werkzeug.security import generate_password_hash
 
-from engine.models import User
+from engine.org.models import User
 from web import create_app
 
 PASSWORD = "jz-test-Passw0rd"

@@ -12,9 +12,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.test import TestResponse
 
-from engine.models import HumanTask, ProcessInstance, User
-from engine.services import deploy, tokens
-from engine.services.actors import SYSTEM
+from engine import deploy
+from engine.org import tokens
+from engine.org.actors import SYSTEM
+from engine.org.models import User
+from engine.runtime.models import ProcessInstance
+from engine.tasks.models import HumanTask
 from tests.conftest import FIXTURES, read_fixture_dir
 from tests.web.conftest import csrf_of
 

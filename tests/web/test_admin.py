@@ -9,8 +9,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from engine.models import ApiToken, AuditEvent, Incident, User
-from engine.services import org
+from engine import org
+from engine.audit.models import AuditEvent
+from engine.org.models import User
+from engine.org.token_models import ApiToken
+from engine.runtime.models import Incident
 from tests.web.conftest import csrf_of
 from tests.web.flows import Api, db, deploy_good, post, started_review, token_for, user_id
 

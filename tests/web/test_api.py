@@ -11,8 +11,9 @@ from flask.testing import FlaskClient
 from openapi_spec_validator import validate
 from sqlalchemy import select
 
-from engine.models import ApiToken, HumanTask
-from engine.services import runtime
+from engine import runtime
+from engine.org.token_models import ApiToken
+from engine.tasks.models import HumanTask
 from tests.web.conftest import csrf_of
 from tests.web.flows import Api, db, deploy_files, deploy_good, post, start_form_bundle, token_for
 
@@ -253,3 +254,35 @@ def test_the_openapi_document_is_valid_and_covers_every_route(app: Flask) -> Non
             for status, response in op["responses"].items():
                 if status.startswith(("4", "5")):
                     assert response["$ref"].startswith("#/components/responses/"), (path, status)
+
+
+def test_a_token_request_commits_once(app: Flask) -> None:
+    """The token's last_used_at rides in the request's one unit of work, never in a commit of its own."""
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+
+    deploy_good(app)
+    commits: list[object] = []
+
+    def _count(session: Session) -> None:
+        commits.append(session)
+
+    event.listen(Session, "after_commit", _count)
+    try:
+        api = Api(app, token_for(app, "fg"))
+        commits.clear()
+        _start(api)  # a fresh token is touched, and the view commits its own work
+        assert len(commits) == 1
+        with db(app) as s:
+            token = s.scalar(select(ApiToken))
+            assert token is not None and token.last_used_at is not None
+            s.execute(ApiToken.__table__.update().values(last_used_at=None))
+            s.commit()
+        commits.clear()
+        assert api.get("/api/tasks").status_code == 200  # a read: the touch is the request's one commit
+        assert len(commits) == 1
+        with db(app) as s:
+            token = s.scalar(select(ApiToken))
+            assert token is not None and token.last_used_at is not None
+    finally:
+        event.remove(Session, "after_commit", _count)

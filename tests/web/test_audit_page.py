@@ -13,11 +13,11 @@ from flask.testing import FlaskClient
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from engine import clock
+from engine import clock, org, runtime
+from engine.audit.models import AuditEvent
 from engine.db import is_postgres
-from engine.models import AuditEvent, User
-from engine.services import org, runtime
-from engine.services.actors import Actor
+from engine.org.actors import Actor
+from engine.org.models import User
 from tests.processes.test_parallel_approval import (  # noqa: F401 (fixtures used by name)
     DEPARTMENTS,
     accept,
@@ -140,8 +140,8 @@ def test_filters_pages_and_escaped_values(audit_app: Flask, finished: int) -> No
 
 def test_before_and_after_values_are_escaped(audit_app: Flask, finished: int) -> None:
     session = audit_app.extensions["jzflow.sessionmaker"]()
-    from engine.services import audit
-    from engine.services.actors import SYSTEM
+    from engine import audit
+    from engine.org.actors import SYSTEM
     event = audit.record(session, SYSTEM, "test.note", stream="test:1", object_type="note", object_id=1,
                          before={"html": "<script>alert(1)</script>"}, after={"formula": "=HYPERLINK(\"x\")"})
     session.commit()
@@ -176,8 +176,8 @@ def test_csv_and_xlsx_exports_follow_the_filter(audit_app: Flask, finished: int)
 
 def test_formulas_never_reach_a_spreadsheet(audit_app: Flask, finished: int) -> None:
     session = audit_app.extensions["jzflow.sessionmaker"]()
-    from engine.services import audit
-    from engine.services.actors import SYSTEM
+    from engine import audit
+    from engine.org.actors import SYSTEM
     audit.record(session, SYSTEM, "=cmd|' /C calc'!A0", stream="test:2", object_type="note", object_id="@x",
                  after={"a": 1})
     session.commit()

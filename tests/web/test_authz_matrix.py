@@ -27,21 +27,24 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 from werkzeug.security import generate_password_hash
 
+from engine import deploy
+from engine.audit.models import AuditEvent
 from engine.db import make_engine, make_sessionmaker
-from engine.models import (
-    ApiToken,
-    AuditEvent,
-    Base,
-    HumanTask,
-    IndicatorValue,
-    Notification,
-    ProcessVersion,
-    SavedFilter,
-    User,
-)
-from engine.models.deadlines import ReportRun
-from engine.services import demo, deploy, inbox, instances, operations, seed, tokens
-from engine.services.actors import SYSTEM, actor_for
+from engine.org import tokens
+from engine.org.actors import SYSTEM, actor_for
+from engine.org.models import OrgUnit, User
+from engine.org.token_models import ApiToken
+from engine.runtime import instances
+from engine.runtime.models import ProcessVersion
+from engine.tasks import inbox, operations
+from engine.tasks.collab_models import Notification, SavedFilter
+from engine.tasks.models import HumanTask
+from plan.data import demo, seed
+from plan.indicators.models import IndicatorValue
+from plan.ledger.models import LedgerIssue
+from plan.projects.models import Project
+from plan.reports.models import ReportRun
+from plan.schema import Base
 from tests.web.conftest import csrf_of
 from web import create_app
 
@@ -178,6 +181,12 @@ MATRIX: dict[str, Access] = {
     "dashboard.upload": Access(post=DATA_ENTRY, form={"period": "2025-08"}),
     "dashboard.confirm": Access(post=DATA_ENTRY, form={"period": "2025-08", "payload": "eA==", "sha256": "x"}),
     "dashboard.template": Access(get=DATA_ENTRY, params={"fmt": "csv"}),
+    # 项目库 / 问题台账: staff their units' (responsible or located), leaders their area, the city everything;
+    # applicants nothing. The objects: a project of 临空经济区 and an issue of 李哥庄镇 (no role's unit or area)
+    "projects.index": Access(get=ALL - {"applicant"}),
+    "projects.show": Access(get=R({"city_leader", "auditor", "admin"}), params={"project_id": "@project_id"}),
+    "ledger.index": Access(get=ALL - {"applicant"}),
+    "ledger.show": Access(get=R({"city_leader", "auditor", "admin"}), params={"issue_id": "@issue"}),
     # 流程建模: process owners deploy and migrate; auditors and admins read
     "modeller.index": Access(get=MODELLER_READ),
     "modeller.new": Access(get=OWNERS),
@@ -282,7 +291,8 @@ def build(db_url: str) -> dict[str, Any]:
             event = s.scalar(select(AuditEvent.id).where(AuditEvent.stream == f"instance:{row.id}")
                              .order_by(AuditEvent.id))
             version = s.scalar(select(ProcessVersion.id).where(ProcessVersion.id == row.version_id))
-            ids = {"task": task.id, "instance": row.id, "attachment": attachment.id, "cc": cc.id, "filter": saved.id,
+            ids = {"task": task.id, "instance": row.id, **outsiders(s), "attachment": attachment.id, "cc": cc.id,
+                   "filter": saved.id,
                    "token": token_id, "owner": owner.user_id, "notification": note.id, "run": run.id,
                    "event": event, "version": version, "project": "XM-2025-0012", "indicator": "airport_cargo"}
             s.commit()
@@ -291,6 +301,17 @@ def build(db_url: str) -> dict[str, Any]:
         return ids
     finally:
         engine.dispose()
+
+
+def outsiders(s: Session) -> dict[str, int]:
+    """A project and an issue that no role of the matrix has a reason to see (临空经济区, 李哥庄镇)."""
+    matrix = set(s.scalars(select(User.id).where(User.username.in_(list(USERS.values())))))
+    project = s.scalar(select(Project).where(Project.code == "XM-2025-0012"))
+    issue = s.scalar(select(LedgerIssue).join(OrgUnit, OrgUnit.id == LedgerIssue.unit_id)
+                     .where(OrgUnit.code == "lgz", LedgerIssue.project_id.is_(None)).order_by(LedgerIssue.id))
+    assert project is not None and issue is not None
+    assert not {project.responsible_leader_id, issue.responsible_leader_id, issue.handler_id} & matrix
+    return {"project_id": project.id, "issue": issue.id}
 
 
 @pytest.fixture

@@ -13,9 +13,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine import clock
-from engine.models import IndicatorValue, User
-from engine.services import slow_projects
-from engine.services.actors import SYSTEM
+from engine.org.actors import SYSTEM
+from engine.org.models import User
+from plan.indicators.models import IndicatorValue
+from plan.projects import slow_projects
 from tests import dashboard_data
 from tests.web.conftest import PASSWORD, PASSWORD_HASH, csrf_of
 from web import create_app

@@ -18,7 +18,9 @@ from flask import Flask
 from sqlalchemy import Engine, create_engine, event, func, select, text
 from werkzeug.test import TestResponse
 
-from engine.models import HumanTask, IdempotencyRecord, ProcessInstance
+from engine.org.token_models import IdempotencyRecord
+from engine.runtime.models import ProcessInstance
+from engine.tasks.models import HumanTask
 from tests.conftest import PG_ADMIN_URL
 from tests.web.flows import Api, db, deploy_good, token_for
 

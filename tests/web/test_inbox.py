@@ -13,10 +13,11 @@ from flask.testing import FlaskClient
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine import clock
-from engine.models import HumanTask, Role, TaskCandidate, User
-from engine.services import inbox, operations, tasks
-from engine.services.actors import actor_for
+from engine import clock, tasks
+from engine.org.actors import actor_for
+from engine.org.models import Role, User
+from engine.tasks import inbox, operations
+from engine.tasks.models import HumanTask, TaskCandidate
 from tests.web.test_task_page import deployed, finish, flashes, post, row, start, task_of  # noqa: F401
 
 Login = Callable[[str], FlaskClient]

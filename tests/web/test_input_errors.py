@@ -13,7 +13,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from werkzeug.test import TestResponse
 
-from engine.models import Comment, ProcessInstance
+from engine.runtime.models import ProcessInstance
+from engine.tasks.collab_models import Comment
 from tests.web.conftest import PASSWORD, csrf_of
 from tests.web.flows import Api, db, deploy_good, post, token_for
 

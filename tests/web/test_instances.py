@@ -9,9 +9,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from engine.models import AuditEvent, Membership, ProcessInstance, Role
-from engine.services import operations, tasks
-from engine.services.actors import actor_for
+from engine import tasks
+from engine.audit.models import AuditEvent
+from engine.org.actors import actor_for
+from engine.org.models import Membership, Role
+from engine.runtime.models import ProcessInstance
+from engine.tasks import operations
 from tests.web.flows import db, deploy_good, open_task, post, start_web, started_review, user_id
 
 Login = Callable[[str], FlaskClient]
@@ -165,7 +168,7 @@ def test_cc_and_incidents_show_on_the_page(app: Flask, login: Login) -> None:
     with db(app) as s:
         operations.carbon_copy(s, instance_id=row.id, actor=actor_for(s, "applicant"), usernames=["boss"],
                                note="请领导知悉")
-        from engine.models import Incident
+        from engine.runtime.models import Incident
         s.add(Incident(instance_id=row.id, bpmn_id="compute_fee", kind="script_error",
                        message="NameError: name 'investment' is not defined <b>"))
     boss = login("boss")  # CC'd: may see the instance

@@ -14,9 +14,11 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from engine.models import ProcessDefinition, ProcessInstance, ProcessVersion
-from engine.services import bpmn_diff, instances, org, runtime
-from engine.services.actors import actor_for
+from engine import org, runtime
+from engine.deploy import bpmn_diff
+from engine.org.actors import actor_for
+from engine.runtime import instances
+from engine.runtime.models import ProcessDefinition, ProcessInstance, ProcessVersion
 from tests.conftest import FIXTURES
 from tests.web.conftest import PASSWORD_HASH, csrf_of
 from tests.web.flows import db, token_for

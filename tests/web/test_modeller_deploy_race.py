@@ -15,7 +15,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
-from engine.services import org
+from engine import org
 from tests.engine.test_deploy_concurrency import bundle
 from tests.web.conftest import PASSWORD_HASH, csrf_of
 from tests.web.test_modeller import count_versions, version_id

@@ -8,9 +8,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from engine.jobs import run_outbox
-from engine.models import Notification
-from engine.services import operations
-from engine.services.actors import actor_for
+from engine.org.actors import actor_for
+from engine.tasks import operations
+from engine.tasks.collab_models import Notification
 from tests.web.flows import db, deploy_good, post, started_review
 
 Login = Callable[[str], FlaskClient]

@@ -9,8 +9,10 @@ from flask.testing import FlaskClient
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import func, select
 
-from engine.models import AuditEvent, HumanTask, ProcessInstance
-from engine.services import runtime
+from engine import runtime
+from engine.audit.models import AuditEvent
+from engine.runtime.models import ProcessInstance
+from engine.tasks.models import HumanTask
 from tests.web.flows import (
     db,
     deploy_files,

@@ -79,7 +79,7 @@ def test_hole7_password_change_needs_the_current_password(app: Flask, login: Cal
 def test_hole7_deactivation_ends_every_session(app: Flask, login: Callable[[str], FlaskClient]) -> None:
     victim, admin = login("window"), login("admin")
     captured = _cookie(victim)
-    from engine.models import User
+    from engine.org.models import User
     with app.extensions["jzflow.sessionmaker"]() as s:
         user_id = s.query(User.id).filter(User.username == "window").scalar()
     admin.post(f"/admin/users/{user_id}/deactivate", data={"csrf_token": csrf_of(admin, "/admin")})

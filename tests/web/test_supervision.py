@@ -12,11 +12,16 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine import clock
-from engine.models import AuditEvent, HumanTask, LedgerIssue, OrgUnit, Role, User
-from engine.models.deadlines import DeadlineAction, EscalationStep
-from engine.services import deploy, escalation, instances, org, reports, sla, tasks
-from engine.services.actors import SYSTEM, Actor, actor_for
+from engine import clock, deploy, org, tasks
+from engine.audit.models import AuditEvent
+from engine.deadlines import escalation, sla
+from engine.deadlines.models import DeadlineAction, EscalationStep
+from engine.org.actors import SYSTEM, Actor, actor_for
+from engine.org.models import OrgUnit, Role, User
+from engine.runtime import instances
+from engine.tasks.models import HumanTask
+from plan import reports
+from plan.ledger.models import LedgerIssue
 from tests.processes.test_issue_ledger import ledger_files
 from tests.web.conftest import csrf_of
 

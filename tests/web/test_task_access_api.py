@@ -6,8 +6,8 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from engine.services import task_access
-from engine.services.task_access import Op
+from engine.tasks import task_access
+from engine.tasks.task_access import Op
 from tests import access_world
 from tests.access_world import API, build, prepare
 from tests.web.flows import Api, db, token_for
@@ -32,7 +32,7 @@ OUTSIDE_THE_TABLE = {"tasks.withdraw", "tasks.carbon_copy", "tasks.comment", "ta
 def test_hole5_every_task_route_is_an_operation_of_the_table(app: Flask) -> None:
     task_routes = {rule.endpoint for rule in app.url_map.iter_rules() if "task_id" in rule.arguments}
     missing = task_routes - set(WEB_ROUTES) - OUTSIDE_THE_TABLE
-    assert not missing, f"task routes without a row in the access table (engine/services/task_access.py): {missing}"
+    assert not missing, f"task routes without a row in the access table (engine/tasks/task_access.py): {missing}"
     assert set(WEB_ROUTES.values()) == set(Op)
 
 

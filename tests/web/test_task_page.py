@@ -13,12 +13,14 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.models import Attachment, CarbonCopy, Comment, HumanTask
-from engine.services import deploy, instances, runtime, tasks
-from engine.services.actors import SYSTEM, actor_for
+from engine import deploy, runtime, tasks
+from engine.org.actors import SYSTEM, actor_for
+from engine.runtime import instances
+from engine.tasks.collab_models import Attachment, CarbonCopy, Comment
+from engine.tasks.models import HumanTask
 from tests.conftest import FIXTURES
 from tests.web.conftest import csrf_of
 
@@ -220,7 +222,7 @@ def test_another_users_task_gives_403_and_no_data(deployed: sessionmaker[Session
     instance_id = start(deployed, title="保密项目甲", data={"title_text": "内部数据"})
     fill = task_of(deployed, instance_id, "fill")
     with deployed() as s:
-        from engine.services import operations
+        from engine.tasks import operations
         operations.attach(s, instance_id=instance_id, actor=actor_for(s, "applicant"), name="a.txt", content=b"secret")
         s.commit()
         attachment_id = s.scalar(select(Attachment.id))
@@ -613,3 +615,29 @@ def test_free_text_everywhere_comes_back_escaped(deployed: sessionmaker[Session]
     history = pages[0][pages[0].index('id="history"'):]
     for label in ("催办", "加签说明", "审批意见"):
         assert label in history
+
+
+def test_a_web_completion_reads_the_task_row_and_the_form_texts_once(app: Flask, deployed: sessionmaker[Session],
+                                                                      login: Login) -> None:
+    """The completion path (docs/architecture.md): no repeated reads of the task row or of the form files."""
+    _, review = at_review(deployed)
+    fg = login("fg")
+    post(fg, f"/tasks/{review}/claim")
+    token = csrf_of(fg, f"/tasks/{review}")
+    statements: list[str] = []
+
+    def log(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(" ".join(statement.split()))
+
+    engine = app.extensions["jzflow.engine"]
+    event.listen(engine, "before_cursor_execute", log)
+    try:
+        response = fg.post(f"/tasks/{review}/complete", data={"f/approved": "true", "csrf_token": token})
+    finally:
+        event.remove(engine, "before_cursor_execute", log)
+    assert response.status_code == 302
+    by_id = [s for s in statements if s.startswith("SELECT human_task.") and "WHERE human_task.id =" in s]
+    files = [s for s in statements if "FROM process_file" in s]
+    assert len(by_id) <= 1, by_id
+    assert len(files) <= 1, files
+    assert not any(s.startswith("BEGIN") for s in statements[1:]), statements  # nothing read after the commit

@@ -8,9 +8,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from engine.models import HumanTask, ProcessInstance
-from engine.services import deploy, instances, operations, sendback, tasks
-from engine.services.actors import SYSTEM, actor_for
+from engine import deploy, tasks
+from engine.org.actors import SYSTEM, actor_for
+from engine.runtime import instances
+from engine.runtime.models import ProcessInstance
+from engine.tasks import operations, sendback
+from engine.tasks.models import HumanTask
 from tests.engine.test_operations import THREE_STEPS
 from tests.engine.test_trust_ops import PARALLEL
 from tests.web.flows import Api, db, post, token_for

@@ -16,9 +16,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.models import Attachment, ProcessFile, ProcessVersion
-from engine.services import deploy, org
-from engine.services.actors import SYSTEM
+from engine import deploy, org
+from engine.org.actors import SYSTEM
+from engine.runtime.models import ProcessFile, ProcessVersion
+from engine.tasks.collab_models import Attachment
 from tests.engine.test_upload_guards import HTML_SCRIPT, XML_BOMBS, xlsx
 from tests.web.conftest import PASSWORD_HASH, csrf_of
 from tests.web.flows import db

@@ -23,9 +23,13 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from engine.models import Attachment, AuditEvent, HumanTask, OrgUnit, ProcessInstance, TaskCandidate, User
-from engine.services import deploy
-from engine.services.actors import SYSTEM
+from engine import deploy
+from engine.audit.models import AuditEvent
+from engine.org.actors import SYSTEM
+from engine.org.models import OrgUnit, User
+from engine.runtime.models import ProcessInstance
+from engine.tasks.collab_models import Attachment
+from engine.tasks.models import HumanTask, TaskCandidate
 from tests.conftest import FIXTURES
 from tests.web.conftest import csrf_of
 from tests.web.test_authz_matrix import PASSWORD, World, changed, endpoints, open_world, snapshot

@@ -6,9 +6,12 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import login_required
 
+from engine import org
 from engine.errors import Forbidden, InvalidInput
-from engine.services import org, queries, timeline, tokens
-from engine.services.actors import Actor
+from engine.org import tokens
+from engine.org.actors import Actor
+from engine.runtime import timeline
+from engine.tasks import queries
 from web.common import commit, current_actor, db_session
 
 bp = Blueprint("admin", __name__)

@@ -12,8 +12,8 @@ from flask import Response, current_app, g, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import IntegrityError
 
-from engine.services import idempotency
-from web.api import bp
+from engine.org import idempotency
+from web.api.blueprint import bp
 from web.common import commit, current_actor, db_session
 
 HEADER = "Idempotency-Key"

@@ -6,7 +6,7 @@ from typing import Any
 from flask import jsonify
 from flask.typing import ResponseReturnValue
 
-from web.api import DEFAULT_RATE_LIMIT, bp
+from web.api.blueprint import DEFAULT_RATE_LIMIT, bp
 
 JSON = "application/json"
 PROBLEM = "application/problem+json"

@@ -6,11 +6,14 @@ from typing import Any
 from flask import jsonify, request
 from flask.typing import ResponseReturnValue
 
-from engine.errors import InstanceNotFound, InvalidInput, TaskNotFound
-from engine.models import HumanTask
-from engine.services import access, instances, operations, queries, runtime, sendback, tasks, taskview, timeline
-from engine.services.actors import Actor
-from web.api import body, bp, serialize, text_field
+from engine import runtime, tasks
+from engine.errors import InstanceNotFound, InvalidInput
+from engine.org.actors import Actor
+from engine.runtime import instances, timeline
+from engine.tasks import access, lookup, operations, queries, sendback, taskview
+from engine.tasks.models import HumanTask
+from web.api import serialize
+from web.api.blueprint import body, bp, text_field
 from web.api.idempotency import finish
 from web.common import current_actor, db_session
 from web.processes import startable_info
@@ -119,9 +122,7 @@ def task_add_cosigners(task_id: int) -> ResponseReturnValue:
 @bp.post("/tasks/<int:task_id>/cosigners/<int:cosign_id>/remove")
 def task_remove_cosigner(task_id: int, cosign_id: int) -> ResponseReturnValue:
     session = db_session()
-    cosign = session.get(HumanTask, cosign_id)
-    if cosign is None or cosign.parent_task_id != task_id:
-        raise TaskNotFound(f"加签任务不存在: {cosign_id}", task_id=cosign_id)
+    lookup.cosign_of(session, task_id, cosign_id)
     operations.remove_cosigner(session, cosign_task_id=cosign_id, actor=current_actor())
     return finish({"task_id": task_id, "removed": cosign_id})
 

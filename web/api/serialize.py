@@ -6,13 +6,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine import clock
-from engine.models import HumanTask, Incident, User
-from engine.services import audit, deploy, queries, runtime, task_access, tasks
-from engine.services.actors import Actor
+from engine import audit, clock, deploy, runtime, tasks
+from engine.org import directory
+from engine.org.actors import Actor
+from engine.runtime.models import Incident
+from engine.tasks import queries, task_access
+from engine.tasks.models import HumanTask
 
 
 def when(value: datetime | None) -> str | None:
@@ -22,10 +23,7 @@ def when(value: datetime | None) -> str | None:
 
 def usernames(session: Session, ids: Sequence[int | None]) -> dict[int, str]:
     """Return usernames by id, in one query."""
-    wanted = {i for i in ids if i is not None}
-    if not wanted:
-        return {}
-    return dict(session.execute(select(User.id, User.username).where(User.id.in_(wanted))).all())
+    return directory.usernames(session, ids)
 
 
 def task(t: HumanTask, actor: Actor, names: dict[int, str]) -> dict[str, Any]:

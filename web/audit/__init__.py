@@ -13,14 +13,14 @@ from flask import Blueprint, Response, jsonify, render_template, request, stream
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
-from sqlalchemy import select
 
 from engine import clock
+from engine.audit import audit_views
 from engine.errors import InvalidInput
-from engine.models import ApiToken, Membership, Role, User
-from engine.services import audit_views, queries, tokens
+from engine.org import tokens
+from engine.tasks import queries
 from web.common import current_actor, db_session
-from web.guards import MAX_ID, id_arg
+from web.guards import MAX_ID, bearer_token, id_arg
 
 bp = Blueprint("audit", __name__)
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
@@ -30,20 +30,8 @@ ALWAYS_ALLOWED = ("auth.login", "auth.logout", "static")
 # --- auditors change nothing --------------------------------------------------------------------------------
 
 def _bearer_user_id() -> int | None:
-    header = request.headers.get("Authorization", "")
-    scheme, _sep, token = header.strip().partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return db_session().scalar(select(ApiToken.user_id).where(ApiToken.token_hash == tokens.digest(token.strip()),
-                                                              ApiToken.revoked_at.is_(None)))
-
-
-def _is_read_only_auditor(user_id: int) -> bool:
-    session = db_session()
-    if session.scalar(select(User.is_admin).where(User.id == user_id)):
-        return False
-    return session.scalar(select(Role.id).join(Membership, Membership.role_id == Role.id)
-                          .where(Membership.user_id == user_id, Role.code == audit_views.AUDITOR_ROLE).limit(1)) is not None
+    token = bearer_token()
+    return tokens.user_id_of(db_session(), token) if token else None
 
 
 @bp.before_app_request
@@ -53,7 +41,7 @@ def _auditors_read_only() -> ResponseReturnValue | None:
     user_id = _bearer_user_id()
     if user_id is None and current_user.is_authenticated:
         user_id = current_user.user.id
-    if user_id is None or not _is_read_only_auditor(user_id):
+    if user_id is None or not audit_views.is_read_only_auditor(db_session(), user_id):
         return None
     message = _("审计人员只能查看，不能修改 (auditors read only)")
     if request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json" or request.is_json:

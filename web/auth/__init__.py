@@ -1,6 +1,6 @@
 """Log in and out with username and password (hashed); safe redirects only.
 
-Failed logins are limited per account and per client address (engine/services/login_guard.py), never
+Failed logins are limited per account and per client address (engine/org/login_guard.py), never
 successful ones. Logout and a password change end every session of the user server-side (the session
 epoch, web/common.py).
 """
@@ -13,14 +13,12 @@ from flask import session as cookie_session
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
-from sqlalchemy import select
 from werkzeug.security import check_password_hash
 
-from engine import clock, config
+from engine import audit, clock, config, org
 from engine.errors import InvalidInput
-from engine.models import User
-from engine.services import audit, login_guard, org
-from engine.services.actors import actor_of
+from engine.org import directory, login_guard
+from engine.org.actors import actor_of
 from web.common import LoginUser, commit, current_actor, db_session
 
 bp = Blueprint("auth", __name__)
@@ -67,7 +65,7 @@ def login() -> ResponseReturnValue:
         wait = login_guard.retry_after(session, username=username, address=address, now=now, limits=limits)
         if wait:  # refused before the password is even looked at: guessing on stops here
             return _too_many(username, wait)
-        user = session.scalar(select(User).where(User.username == username)) if username else None
+        user = directory.by_username(session, username)
         ok = check_password_hash(user.password_hash if user and user.password_hash else _DUMMY_HASH, password)
         if user is not None and user.is_active and user.password_hash and ok:
             login_guard.forget_account(session, username=username)

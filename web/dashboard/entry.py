@@ -12,9 +12,10 @@ from flask_login import login_required
 
 from engine import clock
 from engine.errors import InvalidInput
-from engine.services import dashboard, indicators, plan
+from plan import dashboard, indicators
+from plan import investment as plan
 from web.common import commit, current_actor, db_session
-from web.dashboard import bp
+from web.dashboard.blueprint import bp
 
 
 def _period(value: str | None) -> str:
@@ -40,6 +41,10 @@ def save() -> ResponseReturnValue:
     values = {code[len("value:"):]: (text, request.form.get("source:" + code[len("value:"):], ""))
               for code, text in request.form.items() if code.startswith("value:")}
     result = indicators.save_form(session, period=period, values=values, actor=current_actor())
+    return _saved(period, result)
+
+
+def _saved(period: str, result: indicators.Replaced) -> ResponseReturnValue:
     commit()
     flash(_("已保存 %(period)s：新增 %(added)s，修改 %(changed)s，删除 %(removed)s", period=period,
             added=result.added, changed=result.changed, removed=result.removed))
@@ -76,10 +81,7 @@ def confirm() -> ResponseReturnValue:
         raise InvalidInput(_("上传内容已损坏，请重新上传"), field="payload")
     result = indicators.apply_upload(session, period=period, filename=request.form.get("filename", "upload.csv"),
                                      data=payload, actor=current_actor())
-    commit()
-    flash(_("已保存 %(period)s：新增 %(added)s，修改 %(changed)s，删除 %(removed)s", period=period,
-            added=result.added, changed=result.changed, removed=result.removed))
-    return redirect(url_for("dashboard.index", period=period))
+    return _saved(period, result)
 
 
 @bp.get("/dashboard/data/template.<fmt>")

@@ -3,18 +3,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, current_app, jsonify, render_template, request, url_for
+from flask import Response, jsonify, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import login_required
-from werkzeug.routing import BuildError
 
 from engine import clock
 from engine.errors import NotFound
-from engine.models.project import STAGES
-from engine.services import charts, dashboard, indicators, plan, unitview
-from engine.services.charts import Chart
+from plan import dashboard, indicators
+from plan import investment as plan
+from plan.dashboard import charts, unitview
+from plan.dashboard.charts import Chart
+from plan.projects.models import STAGES
+from web import links
 from web.common import current_actor, db_session
-from web.dashboard import bp
+from web.dashboard.blueprint import bp
 
 FORMATS = ("svg", "png", "json")
 
@@ -27,29 +29,8 @@ def _period() -> str:
     return dashboard.check_period(request.args.get("period"), dashboard.default_period(db_session(), clock.now()))
 
 
-def instance_url(instance_id: int | None) -> str | None:
-    """Link to an instance page (the instances feature's), or its plain path."""
-    if instance_id is None:
-        return None
-    if "instances.show" in current_app.view_functions:
-        try:
-            return url_for("instances.show", instance_id=instance_id)
-        except BuildError:
-            pass
-    return f"/instances/{instance_id}"
-
-
-def task_url(task_id: int) -> str:
-    if "tasks.show" in current_app.view_functions:
-        try:
-            return url_for("tasks.show", task_id=task_id)
-        except BuildError:
-            pass
-    return f"/tasks/{task_id}"
-
-
 def _helpers() -> dict[str, Any]:
-    return {"show": plan.show, "instance_url": instance_url, "task_url": task_url, "stages": STAGES,
+    return {"show": plan.show, "instance_url": links.instance_url, "task_url": links.task_url, "stages": STAGES,
             "stage_names": dashboard.STAGE_NAMES, "category_names": dashboard.CATEGORY_NAMES,
             "now": clock.now()}
 

@@ -1,8 +1,7 @@
 """待办 / 已办 / 我发起的 / 抄送我的: filtered, keyset-paginated lists; saved filters; bulk actions."""
 from __future__ import annotations
 
-from flask import Blueprint
+from web.inbox import actions, lists  # noqa: F401  (they add their routes to bp)
+from web.inbox.blueprint import bp
 
-bp = Blueprint("inbox", __name__)
-
-from web.inbox import actions, lists  # noqa: E402,F401  (they add their routes to bp)
+__all__ = ["bp"]

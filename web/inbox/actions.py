@@ -13,16 +13,17 @@ from flask import Response, abort, flash, redirect, render_template, request, ur
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import login_required
-from sqlalchemy import select
 from werkzeug.datastructures import MultiDict
 
+from engine import tasks
 from engine.errors import EngineError, FieldError, FormInvalid, InvalidInput
-from engine.models import HumanTask
-from engine.services import forms, inbox, operations, tasks, taskview
+from engine.runtime import forms
+from engine.tasks import inbox, lookup, operations, taskview
+from engine.tasks.models import HumanTask
 from web.common import commit, current_actor, db_session
 from web.formparse import parse
 from web.formrender import Form, initial, render
-from web.inbox import bp
+from web.inbox.blueprint import bp
 from web.inbox.lists import FIELDS, list_context
 
 MAX_BULK = 100
@@ -63,7 +64,7 @@ def _bulk_form(ids: list[int], raw: MultiDict[str, str] | None = None, errors: d
     if first is None:
         abort(404)
     form = Form.from_text(*taskview.form_texts(session, first))
-    chosen = list(session.scalars(select(HumanTask).where(HumanTask.id.in_(ids)).order_by(HumanTask.id)))
+    chosen = lookup.by_ids(session, ids)
     html = render(form, raw if raw is not None else initial(form, {}), errors,
                   more=raw.get("_more", "") if raw is not None else "")
     return render_template("inbox/bulk_complete.html", ids=ids, tasks=chosen, first=first, form_html=html,
@@ -137,7 +138,7 @@ def bulk() -> ResponseReturnValue:
     if not isinstance(plan, tuple) or len(plan) != 2 or not callable(plan[0]):
         return plan  # type: ignore[return-value]
     call, done = plan
-    names = dict(session.execute(select(HumanTask.id, HumanTask.name).where(HumanTask.id.in_(ids))).all())
+    names = lookup.names(session, ids)
     results: list[Result] = []
     for task_id in ids:
         try:

@@ -9,9 +9,9 @@ from flask_babel import lazy_gettext as _l
 from flask_login import login_required
 
 from engine import clock
-from engine.services import inbox
+from engine.tasks import inbox
 from web.common import current_actor, db_session
-from web.inbox import bp
+from web.inbox.blueprint import bp
 
 TITLES = {"index": _l("待办"), "done": _l("已办"), "started": _l("我发起的"), "cc": _l("抄送我的")}
 PAGES = {"index": inbox.todo_page, "done": inbox.done_page, "started": inbox.started_page, "cc": inbox.cc_page}

@@ -3,20 +3,23 @@ from __future__ import annotations
 
 import json
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import login_required
-from werkzeug.routing import BuildError
 
+from engine import runtime
 from engine.errors import Forbidden, InstanceNotFound, NotFound
-from engine.services import access, instances, queries, runtime, timeline
-from engine.services.actors import Actor
-from web import downloads
+from engine.org.actors import Actor
+from engine.runtime import instances, timeline
+from engine.tasks import access, queries
+from web import downloads, links
 from web.common import commit, current_actor, db_session
 from web.instances import labels
 
 bp = Blueprint("instances", __name__)
+
+
 def visible_row(instance_id: int, actor: Actor) -> queries.InstanceRow:
     """Return an instance the actor may see.
 
@@ -28,16 +31,6 @@ def visible_row(instance_id: int, actor: Actor) -> queries.InstanceRow:
         raise InstanceNotFound(f"流程实例不存在: {instance_id}", instance_id=instance_id)
     access.require_view(session, actor, instance_id)
     return row
-
-
-def task_url(task_id: int) -> str:
-    """Return the task page's URL (the tasks feature's), or the plain path it serves."""
-    if "tasks.show" in current_app.view_functions:
-        try:
-            return url_for("tasks.show", task_id=task_id)
-        except BuildError:
-            pass
-    return f"/tasks/{task_id}"
 
 
 def filters_from(args: dict[str, str]) -> queries.InstanceFilter:
@@ -83,7 +76,7 @@ def show(instance_id: int) -> ResponseReturnValue:
     return render_template(
         "instances/show.html", row=row, instance=instance, states=states, data=data, history=history,
         tasks=task_rows, users=users, incidents=timeline.incidents(session, instance_id),
-        labels=labels, is_admin=actor.is_admin, task_url=task_url,
+        labels=labels, is_admin=actor.is_admin, task_url=links.task_url, related=links.instance_links(instance_id),
         diagram_url=url_for("instances.diagram", instance_id=instance_id))
 
 

@@ -2,7 +2,7 @@
 
 Auditors and admins read everything here (versions, files, diffs, the modeller without its deploy
 button); only process owners and admins deploy and migrate. Deploying runs the same validation as
-`jzflow deploy` (engine.services.deploy); its problems come back as JSON and are drawn on the diagram.
+`jzflow deploy` (engine.deploy); its problems come back as JSON and are drawn on the diagram.
 """
 from __future__ import annotations
 
@@ -15,12 +15,16 @@ from flask_babel import gettext as _
 from flask_login import login_required
 from werkzeug.datastructures import MultiDict
 
+from engine import deploy, org
+from engine.deadlines import sla
+from engine.deploy import versions
 from engine.errors import DeployInvalid, InvalidInput, NotFound
-from engine.models import ProcessInstance
-from engine.services import deploy, effects, org, sla, versions
-from engine.services.actors import Actor
+from engine.org.actors import Actor
+from engine.runtime import effects
+from engine.runtime.models import ProcessInstance
 from web import downloads, formrender
 from web.common import commit, current_actor, db_session
+from web.extensions import SECURITY_HEADERS
 from web.modeller import uploads
 from web.modeller.labels import ui_labels
 
@@ -31,7 +35,6 @@ MIGRATE_LIST_LIMIT = 200
 @bp.after_request
 def _modeller_csp(response: Response) -> Response:
     """Allow data: fonts: the palette's and context pad's icons (bpmn-font, dmn-font) are embedded that way."""
-    from web import SECURITY_HEADERS
     policy = SECURITY_HEADERS["Content-Security-Policy"]
     if response.headers.get("Content-Security-Policy") == downloads.SANDBOX:
         return response  # a user's file: it keeps its sandbox
@@ -119,7 +122,7 @@ def targets() -> ResponseReturnValue:
     units = [{"code": u.code, "name": u.name, "kind": u.kind} for u, _leader, _resp in org.units(session)]
     roles = [{"code": r.code, "name": r.name} for r in org.roles(session)]
     try:
-        profiles = sorted(k for k in sla.load_policies().by_kind.get("task", {}) if k != "default")
+        profiles = sorted(k for k in sla.load_policies().by_section.get("tasks", {}) if k != "default")
     except (ValueError, OSError, yaml.YAMLError):  # a broken escalation.yaml must not take the modeller down
         profiles = []
     return jsonify(roles=roles, units=units, services=sorted(effects.load_all()), escalation_profiles=profiles)
@@ -279,11 +282,7 @@ def _version_arg(name: str) -> int | None:
 
 
 def _instances_on(version_id: int) -> list[ProcessInstance]:
-    from sqlalchemy import select
-    return list(db_session().scalars(
-        select(ProcessInstance).where(ProcessInstance.version_id == version_id,
-                                      ProcessInstance.status.in_(versions.MIGRATABLE))
-        .order_by(ProcessInstance.id).limit(MIGRATE_LIST_LIMIT)))
+    return versions.migratable_on(db_session(), version_id, limit=MIGRATE_LIST_LIMIT)
 
 
 @bp.get("/modeller/versions/<int:version_id>/migrate")

@@ -13,7 +13,7 @@ from typing import Any
 from werkzeug.datastructures import FileStorage
 
 from engine.errors import InvalidInput
-from engine.uploads import ZipLimits, open_zip
+from engine.tasks.uploads import ZipLimits, open_zip
 
 DEPLOYABLE = (".bpmn", ".bpmn20.xml", ".dmn", ".json")
 MAX_NAME = 200

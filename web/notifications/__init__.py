@@ -8,7 +8,7 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import login_required
 
-from engine.services import notifications
+from engine.notify import notifications
 from web.common import commit, current_actor, db_session
 from web.guards import id_arg
 

@@ -10,9 +10,11 @@ from flask_login import login_required
 from werkzeug.datastructures import MultiDict
 from werkzeug.routing import BuildError
 
+from engine import deploy
 from engine.errors import Forbidden, FormInvalid, ProcessNotFound
-from engine.services import deploy, forms, instances, queries
-from engine.services.actors import Actor
+from engine.org.actors import Actor
+from engine.runtime import forms, instances
+from engine.tasks import queries
 from web import formparse, formrender
 from web.common import commit, current_actor, db_session
 

@@ -2,18 +2,16 @@
 from __future__ import annotations
 
 from datetime import date
+from urllib.parse import quote
 
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import login_required
-from sqlalchemy import select
-from sqlalchemy.orm import undefer
 
 from engine import clock
 from engine.errors import Forbidden, InvalidInput, NotFound
-from engine.models.deadlines import ReportRun
-from engine.services import reports
+from plan import reports
 from web.common import commit, current_actor, db_session, kick
 
 bp = Blueprint("reports", __name__)
@@ -23,7 +21,7 @@ MEDIA = {"xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sh
 
 def kick_report(run_id: int) -> None:
     """Ask a worker to generate the run now; if the broker is down, beat's pending-reports job does it later."""
-    kick("engine.jobs_deadlines.generate_report", [run_id])
+    kick("plan.jobs.generate_report", [run_id])
 
 
 def _require_reports() -> None:
@@ -35,7 +33,7 @@ def _require_reports() -> None:
 @login_required
 def index() -> ResponseReturnValue:
     _require_reports()
-    runs = db_session().scalars(select(ReportRun).order_by(ReportRun.id.desc()).limit(30)).all()
+    runs = reports.recent_runs(db_session())
     today = clock.now().astimezone(clock.SHANGHAI).date()
     return render_template("reports/index.html", runs=runs, today=today, kinds=reports.KINDS,
                            refresh=any(r.status in ACTIVE for r in runs))
@@ -68,13 +66,10 @@ def show(run_id: int) -> ResponseReturnValue:
 def download(run_id: int, fmt: str) -> ResponseReturnValue:
     if fmt not in MEDIA:
         raise NotFound(_("没有这种格式"))
-    session = db_session()
-    reports.get_run(session, run_id, current_actor())
-    run = session.scalar(select(ReportRun).where(ReportRun.id == run_id).options(undefer(getattr(ReportRun, fmt))))
-    content = getattr(run, fmt) if run is not None else None
-    if run is None or run.status != "done" or content is None:
+    found = reports.run_file(db_session(), run_id, fmt, current_actor())
+    if found is None:
         raise NotFound(_("报表尚未生成"))
+    run, content = found
     name = f"{run.title}.{fmt}"
-    from urllib.parse import quote
     return Response(content, mimetype=MEDIA[fmt], headers={
         "Content-Disposition": f"attachment; filename=report-{run.id}.{fmt}; filename*=UTF-8''{quote(name)}"})

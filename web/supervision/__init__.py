@@ -8,18 +8,16 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import login_required
 from markupsafe import Markup, escape
-from sqlalchemy import select
 
 from engine import clock
+from engine.deadlines import sla
+from engine.deadlines.escalation import STEP_NAMES
 from engine.errors import Forbidden, InvalidInput, NotFound
-from engine.models import ProcessDefinition, ProcessVersion, Role
-from engine.services import access, sla, supervision
-from engine.services.escalation import STEP_NAMES
+from plan import supervision
 from web.common import commit, current_actor, db_session
 
 bp = Blueprint("supervision", __name__)
 OBJECT_TYPES = ("task", "issue", "project")
-HEAT_ROLES = ("process_owner",)
 
 
 def light(due_at: datetime | None, warn_at: datetime | None = None, now: datetime | None = None) -> Markup:
@@ -124,20 +122,11 @@ def escalate(object_type: str, object_id: int) -> ResponseReturnValue:
 def heat(process_key: str) -> ResponseReturnValue:
     """Waiting time per BPMN element of a process version (latest, or ?version=N), for the diagram's heatmap."""
     session, actor = db_session(), current_actor()
-    codes = set(session.scalars(select(Role.code).where(Role.id.in_(actor.role_ids)))) if actor.role_ids else set()
-    if not (access.reads_everything(session, actor) or codes & set(HEAT_ROLES)
-            or supervision.is_supervisor(session, actor)):
+    if not supervision.can_see_heat(session, actor):
         raise Forbidden(_("无权查看"))
-    query = select(ProcessVersion).join(ProcessDefinition, ProcessDefinition.id == ProcessVersion.definition_id).where(
-        ProcessDefinition.key == process_key)
-    version_no = request.args.get("version", type=int)
-    query = query.where(ProcessVersion.version == version_no) if version_no else \
-        query.order_by(ProcessVersion.version.desc())
-    version = session.scalar(query.limit(1))
-    if version is None:
-        raise NotFound(f"流程不存在 (no such process): {process_key}", process_key=process_key)
-    stats = sla.wait_heat(session, version.id)
-    return jsonify(process_key=process_key, version=version.version,
+    found = supervision.wait_heat(session, process_key, request.args.get("version", type=int))
+    stats = found.stats
+    return jsonify(process_key=process_key, version=found.version,
                    heat={b: round(h.median, 1) for b, h in stats.items()},
                    stats={b: {"count": h.count, "open": h.open, "mean": round(h.mean, 1), "median": round(h.median, 1),
                               "max": round(h.max, 1)} for b, h in stats.items()})

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import re
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import login_required
-from sqlalchemy import select
 
+from engine import tasks
 from engine.errors import FieldError, FormInvalid, InvalidInput
-from engine.models import HumanTask, User
-from engine.services import forms, operations, sendback, tasks, taskview
+from engine.org import directory
+from engine.runtime import forms
+from engine.tasks import lookup, operations, sendback, taskview
+from engine.tasks.models import HumanTask
 from web.common import commit, current_actor, db_session
 from web.formparse import parse
 from web.formrender import Form
-from web.tasks import bp
+from web.tasks.blueprint import bp
 from web.tasks.views import render_page
 
 _NAMES = re.compile(r"[\s,，、;；]+")
@@ -86,7 +88,7 @@ def complete(task_id: int) -> ResponseReturnValue:
             flash(_("表单有误，请修改标出的字段"), "error")
             return render_page(task_id, raw=request.form, errors=parsed.place(found), status=422)
     try:
-        result = tasks.complete(session, task_id=task_id, actor=actor, data=data, opinion=opinion)
+        result = tasks.complete(session, task_id=task_id, actor=actor, data=data, opinion=opinion, task=task)
     except FormInvalid as exc:
         session.rollback()
         if parsed is None:
@@ -99,11 +101,8 @@ def complete(task_id: int) -> ResponseReturnValue:
         flash(_("已提交，但流程出现故障，已通知管理员"), "error")
     else:
         flash(_("已提交，等待加签人签署") if held else _("已提交"), "info")
-    for next_id in result.next_tasks:  # the next step is mine too: go straight there
-        following = session.get(HumanTask, next_id)
-        if following is not None and (following.assignee_id == actor.user_id or (
-                following.assignee_id is None and tasks.is_candidate(following, actor))):
-            return _back(next_id)
+    if result.mine_next is not None:  # the next step is mine too: go straight there
+        return _back(result.mine_next)
     return redirect(url_for("inbox.index"))
 
 
@@ -156,9 +155,7 @@ def add_cosigners(task_id: int) -> ResponseReturnValue:
 def remove_cosigner(task_id: int, cosign_id: int) -> ResponseReturnValue:
     _visible(task_id)
     session = db_session()
-    cosign = session.get(HumanTask, cosign_id)
-    if cosign is None or cosign.parent_task_id != task_id:
-        abort(404)
+    lookup.cosign_of(session, task_id, cosign_id)
     operations.remove_cosigner(session, cosign_task_id=cosign_id, actor=current_actor())
     commit()
     flash(_("已减签"), "info")
@@ -179,8 +176,7 @@ def send_back(task_id: int) -> ResponseReturnValue:
     except sendback.ConfirmationRequired:  # it cancels parallel branches: say which, and ask again
         session.rollback()
         preview = sendback.preview(session, task_id=task_id, actor=actor, to=to)
-        names = dict(session.execute(select(User.id, User.display_name).where(
-            User.id.in_([r.assignee_id for r in preview.cancels if r.assignee_id] or [-1]))).all())
+        names = directory.display_names(session, [r.assignee_id for r in preview.cancels])
         return render_template("tasks/send_back_confirm.html", task_id=task_id, preview=preview, names=names, to=to,
                                reason=text("reason")), 409
     commit()

@@ -8,11 +8,12 @@ from flask_login import login_required
 from werkzeug.datastructures import MultiDict
 
 from engine import clock
-from engine.services import inbox, taskview
+from engine.tasks import inbox, taskview
 from web import downloads
 from web.common import current_actor, db_session
 from web.formrender import Form, initial, render
-from web.tasks import bp, instructions
+from web.tasks import instructions
+from web.tasks.blueprint import bp
 
 # Labels of the history's audit actions and comment kinds (unknown ones show their code).
 ACTIONS = {

@@ -1,0 +1,21 @@
+"""Deployments: validate BPMN/DMN/form bundles, store versions, compare and migrate between them.
+
+The names below are the public API; `versions` (history, diff, migration) and `bpmn_diff` are modules of their own.
+"""
+from engine.deploy.core import (
+    Deployed,
+    StaleBaseVersion,
+    deploy,
+    file_text,
+    latest_version,
+    read_directory,
+)
+
+__all__ = [
+    "Deployed",
+    "StaleBaseVersion",
+    "deploy",
+    "file_text",
+    "latest_version",
+    "read_directory",
+]

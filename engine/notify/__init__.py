@@ -1,0 +1,25 @@
+"""Notifications: routed by preference into the outbox (in-app, e-mail, webhook), delivered after commit.
+
+The names below are the public API; `outbox` records side effects, `notifications` is one user's in-app list.
+"""
+from engine.notify.core import (
+    Note,
+    channels_for,
+    mark_read,
+    send,
+    send_many,
+    set_preference,
+    set_webhook,
+    unread_count,
+)
+
+__all__ = [
+    "Note",
+    "channels_for",
+    "mark_read",
+    "send",
+    "send_many",
+    "set_preference",
+    "set_webhook",
+    "unread_count",
+]

@@ -1,0 +1,232 @@
+"""Notifications routed by each user's preferences into the outbox: in-app, e-mail (SMTP), webhook.
+
+A notification is only ever recorded here, in the caller's transaction, as outbox rows (`in_app`,
+`email`, `webhook`); engine/jobs.py delivers them after the commit, so nothing is sent for work that
+rolled back and nothing is lost while the broker is down. A dedupe key per notification, user and
+channel (unique in the outbox) makes a repeated call a no-op.
+
+Preferences: `notify_preference` rows give the channels per kind (`*` for every kind); with none a
+user gets in-app only. E-mail goes to `app_user.email`; a webhook to the user's own URL, else to the
+robot of one of their units (`notify_webhook`). Robot webhooks (WeChat Work / DingTalk group robots)
+get `{"msgtype": "text", "text": {"content": …}}`; plain ones the notification as JSON.
+
+Delivery settings come from the environment of the process that records the notification:
+JZFLOW_SMTP_HOST / JZFLOW_SMTP_PORT / JZFLOW_SMTP_FROM (default 127.0.0.1:25, jzflow@localhost) and
+JZFLOW_PUBLIC_URL (the site's address, to make links absolute in e-mail and webhooks).
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from engine import audit, clock
+from engine.deadlines.models import NotifyPreference, NotifyWebhook
+from engine.errors import InvalidInput
+from engine.notify import outbound
+from engine.notify.models import OutboxMessage
+from engine.org.actors import SYSTEM, Actor
+from engine.org.models import Membership, User
+from engine.tasks.collab_models import Notification
+
+CHANNELS = ("in_app", "email", "webhook")
+DEFAULT_CHANNELS = ("in_app",)
+FLAVORS = ("robot", "json")
+
+
+@dataclass(frozen=True)
+class Note:
+    """One notification to one user; `key` identifies it, so recording it twice sends it once."""
+
+    user_id: int
+    kind: str  # sla | escalation | urge | reassign | extension | report | …
+    title: str
+    body: str = ""
+    link: str | None = None
+    key: str | None = None
+
+
+def channels_for(session: Session, user_ids: Iterable[int], kind: str) -> dict[int, tuple[str, ...]]:
+    """Return each user's channels for a kind: their row for the kind, else for '*', else in-app only."""
+    ids = sorted(set(user_ids))
+    found: dict[int, dict[str, tuple[str, ...]]] = {}
+    for chunk in _chunks(ids):
+        for user_id, pref_kind, channels in session.execute(
+                select(NotifyPreference.user_id, NotifyPreference.kind, NotifyPreference.channels).where(
+                    NotifyPreference.user_id.in_(chunk), NotifyPreference.kind.in_((kind, "*")))):
+            found.setdefault(user_id, {})[pref_kind] = tuple(c for c in channels or () if c in CHANNELS)
+    return {u: found.get(u, {}).get(kind, found.get(u, {}).get("*", DEFAULT_CHANNELS)) for u in ids}
+
+
+def _chunks(ids: Sequence[int], size: int = 900) -> Iterable[Sequence[int]]:
+    for i in range(0, len(ids), size):
+        yield ids[i:i + size]
+
+
+def _absolute(link: str | None) -> str:
+    if not link:
+        return ""
+    base = os.environ.get("JZFLOW_PUBLIC_URL", "").rstrip("/")
+    return f"{base}{link}" if base and link.startswith("/") else link
+
+
+def _smtp() -> dict[str, Any]:
+    return {"host": os.environ.get("JZFLOW_SMTP_HOST", "127.0.0.1"), "port": int(os.environ.get("JZFLOW_SMTP_PORT", "25")),
+            "from": os.environ.get("JZFLOW_SMTP_FROM", "jzflow@localhost")}
+
+
+def _webhooks(session: Session, user_ids: Sequence[int]) -> dict[int, tuple[str, str]]:
+    """Return each user's webhook (url, flavor): their own, else their first unit's robot."""
+    own: dict[int, tuple[str, str]] = {}
+    for chunk in _chunks(list(user_ids)):
+        for user_id, url, flavor in session.execute(select(NotifyWebhook.user_id, NotifyWebhook.url, NotifyWebhook.flavor)
+                                                    .where(NotifyWebhook.user_id.in_(chunk), NotifyWebhook.active)):
+            if user_id is not None:
+                own[user_id] = (url, flavor)
+        rest = [u for u in chunk if u not in own]
+        if rest:
+            for user_id, url, flavor in session.execute(
+                    select(Membership.user_id, NotifyWebhook.url, NotifyWebhook.flavor)
+                    .join(NotifyWebhook, NotifyWebhook.org_unit_id == Membership.org_unit_id)
+                    .where(Membership.user_id.in_(rest), NotifyWebhook.active).order_by(Membership.id)):
+                own.setdefault(user_id, (url, flavor))
+    return own
+
+
+def webhook_body(note: Note, flavor: str) -> dict[str, Any]:
+    """Return the JSON a webhook receives: a robot's text message, or the notification itself."""
+    link = _absolute(note.link)
+    if flavor == "robot":
+        content = "\n".join(part for part in (note.title, note.body, link) if part)
+        return {"msgtype": "text", "text": {"content": content}}
+    return {"kind": note.kind, "title": note.title, "body": note.body, "link": link, "user_id": note.user_id}
+
+
+def send_many(session: Session, notes: Sequence[Note]) -> int:
+    """Record notifications as outbox rows on each user's channels (flushes); return how many rows were added."""
+    if not notes:
+        return 0
+    user_ids = sorted({n.user_id for n in notes})
+    channels: dict[tuple[int, str], tuple[str, ...]] = {}
+    for kind in {n.kind for n in notes}:
+        for user_id, chosen in channels_for(session, [n.user_id for n in notes if n.kind == kind], kind).items():
+            channels[(user_id, kind)] = chosen
+    wanted = {c for chosen in channels.values() for c in chosen}
+    emails: dict[int, str] = {}
+    if "email" in wanted:
+        for chunk in _chunks(user_ids):
+            emails.update({u: e for u, e in session.execute(select(User.id, User.email).where(User.id.in_(chunk))) if e})
+    hooks = _webhooks(session, user_ids) if "webhook" in wanted else {}
+    smtp = _smtp() if emails else {}
+    rows: list[OutboxMessage] = []
+    for note in notes:
+        for channel in channels.get((note.user_id, note.kind), DEFAULT_CHANNELS):
+            key = f"{note.key}:{note.user_id}:{channel}"[:200] if note.key else None
+            if channel == "in_app":
+                payload: dict[str, Any] = {"user_id": note.user_id, "kind": note.kind, "title": note.title,
+                                           "body": note.body, "link": note.link}
+            elif channel == "email" and note.user_id in emails:
+                text = "\n\n".join(part for part in (note.body, _absolute(note.link)) if part)
+                payload = {"to": emails[note.user_id], "subject": note.title, "text": text or note.title, **smtp}
+            elif channel == "webhook" and note.user_id in hooks:
+                url, flavor = hooks[note.user_id]
+                payload = {"url": url, "body": webhook_body(note, flavor)}
+            else:
+                continue  # no address for this channel: the other channels still go
+            rows.append(OutboxMessage(kind=channel, payload=audit.jsonable(payload), dedupe_key=key,
+                                      created_at=clock.now(), available_at=clock.now()))
+    keys = [r.dedupe_key for r in rows if r.dedupe_key]
+    seen: set[str] = set()
+    for i in range(0, len(keys), 900):
+        seen.update(session.scalars(select(OutboxMessage.dedupe_key).where(OutboxMessage.dedupe_key.in_(keys[i:i + 900]))))
+    fresh, taken = [], set(seen)
+    for row in rows:
+        if row.dedupe_key is not None:
+            if row.dedupe_key in taken:
+                continue
+            taken.add(row.dedupe_key)
+        fresh.append(row)
+    session.add_all(fresh)
+    session.flush()
+    return len(fresh)
+
+
+def send(session: Session, note: Note) -> int:
+    """Record one notification (flushes); return how many outbox rows were added."""
+    return send_many(session, [note])
+
+
+# -- preferences -----------------------------------------------------------------------------------
+
+def set_preference(session: Session, *, user_id: int, kind: str = "*", channels: Sequence[str],
+                   actor: Actor = SYSTEM) -> NotifyPreference:
+    """Choose the channels of a kind of notification for a user (flushes, audited).
+
+    Raises: InvalidInput for an unknown channel.
+    """
+    bad = [c for c in channels if c not in CHANNELS]
+    if bad:
+        raise InvalidInput(f"未知的通知渠道 (unknown channel): {', '.join(bad)}", field="channels")
+    pref = session.scalar(select(NotifyPreference).where(NotifyPreference.user_id == user_id,
+                                                         NotifyPreference.kind == kind))
+    before = list(pref.channels) if pref else None
+    if pref is None:
+        pref = NotifyPreference(user_id=user_id, kind=kind, channels=list(dict.fromkeys(channels)))
+        session.add(pref)
+    else:
+        pref.channels = list(dict.fromkeys(channels))
+    session.flush()
+    audit.record(session, actor, "notify.preference", stream=f"user:{user_id}", object_type="app_user",
+                 object_id=user_id, before={"kind": kind, "channels": before},
+                 after={"kind": kind, "channels": pref.channels})
+    return pref
+
+
+def set_webhook(session: Session, *, url: str, user_id: int | None = None, org_unit_id: int | None = None,
+                flavor: str = "robot", actor: Actor = SYSTEM) -> NotifyWebhook:
+    """Set the webhook of a user or of an org unit (flushes, audited).
+
+    Raises: InvalidInput for a URL that is not http(s), an internal address (outbound.Refused), an unknown flavor.
+    """
+    if (user_id is None) == (org_unit_id is None):
+        raise InvalidInput("须指定用户或单位之一 (a user or a unit)", field="owner")
+    if not url.startswith(("http://", "https://")) or len(url) > 500:
+        raise InvalidInput("Webhook 地址须为 http(s) 网址 (an http(s) URL)", field="url")
+    outbound.check(url, strict=False)  # no loopback/private/link-local target (checked again at send time)
+    if flavor not in FLAVORS:
+        raise InvalidInput(f"格式须为 {'/'.join(FLAVORS)} (flavor)", field="flavor")
+    owner = NotifyWebhook.user_id == user_id if user_id is not None else NotifyWebhook.org_unit_id == org_unit_id
+    hook = session.scalar(select(NotifyWebhook).where(owner))
+    if hook is None:
+        hook = NotifyWebhook(user_id=user_id, org_unit_id=org_unit_id, url=url, flavor=flavor)
+        session.add(hook)
+    else:
+        hook.url, hook.flavor, hook.active = url, flavor, True
+    session.flush()
+    stream = f"user:{user_id}" if user_id is not None else f"org_unit:{org_unit_id}"
+    audit.record(session, actor, "notify.webhook", stream=stream, object_type="notify_webhook", object_id=hook.id,
+                 after={"url": url, "flavor": flavor})
+    return hook
+
+
+def unread_count(session: Session, user_id: int) -> int:
+    """Count a user's unread in-app notifications."""
+    return int(session.scalar(select(func.count()).select_from(Notification).where(
+        Notification.user_id == user_id, Notification.read_at.is_(None))) or 0)
+
+
+def mark_read(session: Session, user_id: int, ids: Sequence[int] | None = None) -> int:
+    """Mark a user's notifications read (all, or these); return how many (flushes)."""
+    stmt = update(Notification).where(Notification.user_id == user_id, Notification.read_at.is_(None))
+    if ids is not None:
+        stmt = stmt.where(Notification.id.in_(list(ids) or [-1]))
+    result = session.execute(stmt.values(read_at=clock.now()).execution_options(synchronize_session=False))
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+__all__ = ["CHANNELS", "Note", "channels_for", "mark_read", "send", "send_many", "set_preference", "set_webhook",
+           "unread_count", "webhook_body"]

@@ -1,0 +1,59 @@
+"""Outbox: record side effects in the transaction; a job delivers them after the commit."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine import clock
+from engine.audit import jsonable
+from engine.db import is_postgres
+from engine.notify.models import OutboxMessage
+
+Deliverer = Callable[[Session, OutboxMessage], None]
+MAX_ATTEMPTS = 10
+
+
+def enqueue(session: Session, kind: str, payload: dict[str, Any], *, dedupe_key: str | None = None) -> OutboxMessage | None:
+    """Add a message unless one with the same dedupe key exists (flushes, never commits)."""
+    if dedupe_key is not None and session.scalar(
+            select(OutboxMessage.id).where(OutboxMessage.dedupe_key == dedupe_key)) is not None:
+        return None
+    msg = OutboxMessage(kind=kind, payload=jsonable(payload), dedupe_key=dedupe_key)
+    session.add(msg)
+    session.flush()
+    return msg
+
+
+def pending_ids(session: Session, *, limit: int = 100) -> list[int]:
+    """Return ids of messages due for delivery, oldest first."""
+    q = (select(OutboxMessage.id).where(OutboxMessage.delivered_at.is_(None),
+                                        OutboxMessage.available_at <= clock.now(),
+                                        OutboxMessage.attempts < MAX_ATTEMPTS)
+         .order_by(OutboxMessage.id).limit(limit))
+    return list(session.scalars(q))
+
+
+def deliver_one(session: Session, message_id: int, deliver: Deliverer) -> bool:
+    """Deliver one message under a row lock; True if delivered now, False if skipped or failed."""
+    q = select(OutboxMessage).where(OutboxMessage.id == message_id, OutboxMessage.delivered_at.is_(None))
+    if is_postgres(session):
+        q = q.with_for_update(skip_locked=True)
+    msg = session.scalar(q)
+    if msg is None:
+        return False
+    try:
+        deliver(session, msg)
+    except Exception as exc:  # any delivery failure is retried later with backoff
+        msg.attempts += 1
+        msg.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+        msg.available_at = clock.now() + timedelta(seconds=min(3600, 2 ** msg.attempts))
+        session.flush()
+        return False
+    msg.attempts += 1
+    msg.delivered_at = clock.now()
+    session.flush()
+    return True

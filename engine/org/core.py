@@ -1,0 +1,181 @@
+"""Organisation administration: units, roles, users and their memberships."""
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from engine import audit
+from engine.errors import Conflict, Forbidden, InvalidInput, NotFound
+from engine.org.actors import SYSTEM, Actor
+from engine.org.models import Membership, OrgUnit, Role, User
+
+USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")  # as data/seed/users.yaml has them
+MIN_PASSWORD = 8
+MAX_PASSWORD = 200
+
+
+def add_unit(session: Session, *, code: str, name: str, kind: str = "department",
+             parent_code: str | None = None, actor: Actor = SYSTEM) -> OrgUnit:
+    """Add an org unit (flushes).
+
+    Raises: Conflict, NotFound
+    """
+    if session.scalar(select(OrgUnit.id).where((OrgUnit.code == code) | (OrgUnit.name == name))) is not None:
+        raise Conflict(f"单位已存在 (unit exists): {code} / {name}", field="code")
+    parent_id = None
+    if parent_code:
+        parent_id = session.scalar(select(OrgUnit.id).where(OrgUnit.code == parent_code))
+        if parent_id is None:
+            raise NotFound(f"上级单位不存在 (no parent unit): {parent_code}", field="parent")
+    unit = OrgUnit(code=code, name=name, kind=kind, parent_id=parent_id)
+    session.add(unit)
+    session.flush()
+    audit.record(session, actor, "org.unit.add", stream=f"org_unit:{unit.id}", object_type="org_unit",
+                 object_id=unit.id, after={"code": code, "name": name, "kind": kind, "parent": parent_code})
+    return unit
+
+
+def add_role(session: Session, *, code: str, name: str, actor: Actor = SYSTEM) -> Role:
+    """Add a role (flushes).
+
+    Raises: Conflict
+    """
+    if session.scalar(select(Role.id).where((Role.code == code) | (Role.name == name))) is not None:
+        raise Conflict(f"角色已存在 (role exists): {code} / {name}", field="code")
+    role = Role(code=code, name=name)
+    session.add(role)
+    session.flush()
+    audit.record(session, actor, "org.role.add", stream=f"role:{role.id}", object_type="role", object_id=role.id,
+                 after={"code": code, "name": name})
+    return role
+
+
+def add_user(session: Session, *, username: str, display_name: str, password: str | None = None,
+             unit_codes: list[str] | None = None, role_codes: list[str] | None = None, is_head: bool = False,
+             is_admin: bool = False, email: str | None = None, actor: Actor = SYSTEM) -> User:
+    """Add a user with memberships: each unit, each role, and each role within each unit (flushes).
+
+    Raises: Conflict, NotFound, InvalidInput
+    """
+    if not username.strip() or len(username) > 80:
+        raise InvalidInput("用户名不能为空且不超过80字符 (username: 1–80 characters)", field="username")
+    if not USERNAME.match(username):  # what data/seed allows: it is split on spaces and commas, shown in lists
+        raise InvalidInput("用户名只能包含字母、数字、下划线、点和连字符，并以字母或数字开头 "
+                           "(username: letters, digits, _ . - only)", field="username")
+    if session.scalar(select(User.id).where(User.username == username)) is not None:
+        raise Conflict(f"用户已存在 (user exists): {username}", field="username")
+    user = User(username=username, display_name=display_name, email=email, is_admin=is_admin,
+                password_hash=generate_password_hash(password) if password else None)
+    session.add(user)
+    session.flush()
+    units = []
+    for code in unit_codes or []:
+        unit = session.scalar(select(OrgUnit).where(OrgUnit.code == code))
+        if unit is None:
+            raise NotFound(f"单位不存在 (no such unit): {code}", field="unit")
+        units.append(unit)
+    roles = []
+    for code in role_codes or []:
+        role = session.scalar(select(Role).where(Role.code == code))
+        if role is None:
+            raise NotFound(f"角色不存在 (no such role): {code}", field="role")
+        roles.append(role)
+    for unit in units:
+        session.add(Membership(user_id=user.id, org_unit_id=unit.id, is_head=is_head))
+        if is_head and unit.leader_id is None:
+            unit.leader_id = user.id
+    for role in roles:
+        session.add(Membership(user_id=user.id, role_id=role.id))
+    session.flush()
+    # Never the password or its hash in the audit trail.
+    audit.record(session, actor, "org.user.add", stream=f"user:{user.id}", object_type="app_user",
+                 object_id=user.id, after={"username": username, "display_name": display_name, "admin": is_admin,
+                                           "units": [u.code for u in units], "roles": [r.code for r in roles],
+                                           "head": is_head})
+    return user
+
+
+def deactivate_user(session: Session, *, user_id: int, actor: Actor = SYSTEM) -> User:
+    """Deactivate a user: they can no longer log in nor use their API tokens (flushes).
+
+    Raises: NotFound, InvalidInput
+    """
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"用户不存在 (no such user): {user_id}", field="user")
+    if actor.user_id == user.id:
+        raise InvalidInput("不能停用自己 (you cannot deactivate yourself)", field="user")
+    if user.is_active:
+        user.is_active = False
+        user.session_epoch += 1  # every session of theirs ends now, and stays ended if they are reactivated
+        session.flush()
+        audit.record(session, actor, "org.user.deactivate", stream=f"user:{user.id}", object_type="app_user",
+                     object_id=user.id, before={"active": True}, after={"active": False})
+    return user
+
+
+def end_sessions(session: Session, *, user_id: int) -> None:
+    """End every login session of a user, on every device, server-side (flushes)."""
+    user = session.get(User, user_id)
+    if user is not None:
+        user.session_epoch += 1
+        session.flush()
+
+
+def change_password(session: Session, *, user_id: int, current: str, new: str, actor: Actor) -> User:
+    """Change one's own password after checking the current one; every other session ends (flushes).
+
+    Raises: NotFound, Forbidden, InvalidInput
+    """
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"用户不存在 (no such user): {user_id}", field="user")
+    if actor.user_id != user.id:
+        raise Forbidden("只能修改自己的密码 (you can change only your own password)")
+    if not user.password_hash or not check_password_hash(user.password_hash, current):
+        raise InvalidInput("当前密码不正确 (current password: wrong)", field="current_password")
+    if not MIN_PASSWORD <= len(new) <= MAX_PASSWORD:
+        raise InvalidInput(f"新密码须为{MIN_PASSWORD}–{MAX_PASSWORD}位 (new password: {MIN_PASSWORD}–{MAX_PASSWORD} "
+                           "characters)", field="new_password")
+    if new == current:
+        raise InvalidInput("新密码不能与当前密码相同 (new password: same as the current one)", field="new_password")
+    user.password_hash = generate_password_hash(new)
+    user.session_epoch += 1
+    session.flush()
+    # Never the password or its hash in the audit trail.
+    audit.record(session, actor, "org.user.password", stream=f"user:{user.id}", object_type="app_user",
+                 object_id=user.id, after={"sessions_ended": True})
+    return user
+
+
+def users(session: Session) -> list[tuple[User, list[str], list[str]]]:
+    """Return every user with the names of their units and roles, by username."""
+    rows = session.execute(select(Membership.user_id, OrgUnit.name, Role.name)
+                           .outerjoin(OrgUnit, OrgUnit.id == Membership.org_unit_id)
+                           .outerjoin(Role, Role.id == Membership.role_id)).all()
+    units: dict[int, list[str]] = {}
+    roles: dict[int, list[str]] = {}
+    for user_id, unit_name, role_name in rows:
+        if unit_name and unit_name not in units.setdefault(user_id, []):
+            units[user_id].append(unit_name)
+        if role_name and role_name not in roles.setdefault(user_id, []):
+            roles[user_id].append(role_name)
+    return [(u, units.get(u.id, []), roles.get(u.id, []))
+            for u in session.scalars(select(User).order_by(User.username))]
+
+
+def units(session: Session) -> list[tuple[OrgUnit, User | None, User | None]]:
+    """Return every org unit with its leader and its responsible (city) leader, by code."""
+    all_units = list(session.scalars(select(OrgUnit).order_by(OrgUnit.kind, OrgUnit.code)))
+    ids = {i for u in all_units for i in (u.leader_id, u.responsible_leader_id) if i is not None}
+    people = {u.id: u for u in session.scalars(select(User).where(User.id.in_(ids or {-1})))}
+    return [(u, people.get(u.leader_id) if u.leader_id else None,
+             people.get(u.responsible_leader_id) if u.responsible_leader_id else None) for u in all_units]
+
+
+def roles(session: Session) -> list[Role]:
+    """Return every role, by code."""
+    return list(session.scalars(select(Role).order_by(Role.code)))

@@ -1,0 +1,53 @@
+"""Looking users up: by id, by username, names for a list, and the demo logins the dev runner shows."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine.org.models import Membership, Role, User
+
+
+def get_user(session: Session, user_id: int) -> User | None:
+    """Return a user by id, or None."""
+    return session.get(User, user_id)
+
+
+def by_username(session: Session, username: str) -> User | None:
+    """Return the user with this username, or None."""
+    return session.scalar(select(User).where(User.username == username)) if username else None
+
+
+def display_names(session: Session, ids: Iterable[int | None]) -> dict[int, str]:
+    """Return display names by id, in one query."""
+    wanted = {i for i in ids if i is not None}
+    if not wanted:
+        return {}
+    return {user_id: name for user_id, name in session.execute(
+        select(User.id, User.display_name).where(User.id.in_(wanted))).all()}
+
+
+def usernames(session: Session, ids: Iterable[int | None]) -> dict[int, str]:
+    """Return usernames by id, in one query."""
+    wanted = {i for i in ids if i is not None}
+    if not wanted:
+        return {}
+    return {user_id: name for user_id, name in session.execute(
+        select(User.id, User.username).where(User.id.in_(wanted))).all()}
+
+
+def demo_logins(session: Session) -> tuple[list[tuple[str, str, str]], str | None]:
+    """Return one (username, display name, role name) with a password per role, and an admin's username."""
+    rows = session.execute(select(User.username, User.display_name, Role.name)
+                           .join(Membership, Membership.user_id == User.id)
+                           .join(Role, Role.id == Membership.role_id)
+                           .where(User.password_hash.is_not(None)).order_by(Role.id, User.id)).all()
+    seen: set[str] = set()
+    logins: list[tuple[str, str, str]] = []
+    for username, name, role in rows:
+        if role not in seen:
+            seen.add(role)
+            logins.append((username, name, role))
+    admin = session.scalar(select(User.username).where(User.is_admin.is_(True)))
+    return logins, admin

@@ -1,0 +1,74 @@
+"""Failed logins counted per account and per client address, in the database (every process sees them).
+
+Only failures count, never successes: an office behind one NAT address logs in all day, while guessing
+one account's password, or many accounts' from one address, is stopped. Counters live in the database
+(no Redis, no per-process memory), so they hold across web workers and through a Redis outage; when the
+database itself is down nobody logs in anyway (fail closed). A fixed window per key: the first failure
+opens it, the count resets when it has passed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import case, delete, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from engine.db import is_postgres
+from engine.org.models import LoginFailure
+
+MAX_KEY = 200
+
+
+@dataclass(frozen=True)
+class Limits:
+    per_account: int = 10
+    per_address: int = 100
+    window_seconds: int = 900
+
+
+def _keys(username: str, address: str | None) -> list[str]:
+    keys = ["user:" + username.strip().lower()[:MAX_KEY - 5]]
+    if address:
+        keys.append("addr:" + address[:MAX_KEY - 5])
+    return keys
+
+
+def retry_after(session: Session, *, username: str, address: str | None, now: datetime, limits: Limits) -> int:
+    """Return the seconds to wait before this account or address may try again; 0 when it may try now."""
+    window = timedelta(seconds=limits.window_seconds)
+    wait = 0
+    for row in session.scalars(select(LoginFailure).where(LoginFailure.key.in_(_keys(username, address)))):
+        limit = limits.per_account if row.key.startswith("user:") else limits.per_address
+        ends = row.window_start + window
+        if row.failures >= limit and ends > now:
+            wait = max(wait, int((ends - now).total_seconds()) + 1)
+    return wait
+
+
+def record_failure(session: Session, *, username: str, address: str | None, now: datetime, limits: Limits) -> None:
+    """Count one failed login against the account and the address (an atomic upsert; flushes)."""
+    stale = now - timedelta(seconds=limits.window_seconds)
+    insert = pg_insert if is_postgres(session) else sqlite_insert
+    for key in _keys(username, address):
+        stmt = insert(LoginFailure).values(key=key, failures=1, window_start=now)
+        restart = LoginFailure.window_start <= stale
+        session.execute(stmt.on_conflict_do_update(index_elements=[LoginFailure.key], set_={
+            "failures": case((restart, 1), else_=LoginFailure.failures + 1),
+            "window_start": case((restart, now), else_=LoginFailure.window_start),
+        }))
+    session.flush()
+
+
+def forget_account(session: Session, *, username: str) -> None:
+    """A successful login clears its account's failures (never its address's: that would reset a guesser)."""
+    session.execute(delete(LoginFailure).where(LoginFailure.key == _keys(username, None)[0]))
+
+
+def purge(session: Session, *, now: datetime, limits: Limits) -> int:
+    """Delete counters whose window has passed; return how many."""
+    stale = now - timedelta(seconds=limits.window_seconds)
+    result = session.execute(delete(LoginFailure).where(LoginFailure.window_start <= stale))
+    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,151 @@
+"""Who gets a new user task: its `assignee` and `candidates` expressions, its lane, else the initiator.
+
+Rule (Trust II 9): a user task nobody could otherwise reach — no assignee or candidates that resolve and
+no mapped lane — is offered to the instance's initiator (发起人). An instance the system started has
+none: its task waits for an administrator, who sees every open task and may reassign it (改派).
+Names resolve in one query, at most MAX_NAMES of them. An expression that fails, or gives something
+other than a name or a list of names, is a problem too (Trust II 10): never a silent fallback.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from typing import Any
+
+from sqlalchemy import literal, select, union_all
+from sqlalchemy.orm import Session
+
+from engine import clock
+from engine.deadlines import sla
+from engine.org.models import OrgUnit, Role, User
+from engine.tasks.models import HumanTask, TaskCandidate
+
+MAX_NAMES = 500  # names one `candidates` or `assignee` expression may give
+
+
+class ExpressionFailed(Exception):
+    """A task property expression failed or gave the wrong kind of value; `task` names the task."""
+
+    def __init__(self, message: str, task: Any) -> None:
+        super().__init__(message)
+        self.task = task
+
+
+@dataclass
+class Problems:
+    """What went wrong while assigning this unit of work's new tasks; the first one becomes the incident."""
+
+    errors: list[ExpressionFailed]
+
+    def add(self, task: Any, prop: str, expression: str, detail: str) -> None:
+        bpmn_id = task.task_spec.bpmn_id or task.task_spec.name
+        self.errors.append(ExpressionFailed(
+            f"任务 {bpmn_id} 的 {prop} 表达式出错 (task '{bpmn_id}': {prop} expression '{expression}' failed): "
+            f"{detail}", task))
+
+
+def _evaluate(engine: Any, task: Any, prop: str, expression: str, problems: Problems) -> Any:
+    try:
+        return engine.evaluate(task, expression)
+    except Exception as exc:  # every failure is reported, as an incident
+        cause = getattr(exc, "exception", None) or exc
+        problems.add(task, prop, expression, f"{type(cause).__name__}: {cause}")
+        return None
+
+
+def evaluate_names(engine: Any, task: Any, prop: str, expression: str, problems: Problems) -> list[str]:
+    """Evaluate a `candidates` or `assignee` expression to a list of names (a problem if it is not one)."""
+    value = _evaluate(engine, task, prop, expression, problems)
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (list, tuple, set, frozenset)) and all(isinstance(v, (str, int, type(None))) for v in value):
+        names = list(dict.fromkeys(str(v) for v in value if v is not None))  # None: an optional name left empty
+        if len(names) > MAX_NAMES:
+            problems.add(task, prop, expression, f"gave {len(names)} names (limit {MAX_NAMES})")
+            return []
+        return names
+    problems.add(task, prop, expression, f"gave a {type(value).__name__}, not a name or a list of names")
+    return []
+
+
+def resolve(session: Session, names: Sequence[str]) -> list[TaskCandidate]:
+    """Turn names (user, then org unit code/name, then role code/name) into candidates, in one query."""
+    if not names:
+        return []
+    query = union_all(
+        select(literal(0).label("rank"), User.id.label("id"), User.username.label("key"))
+        .where(User.username.in_(names)),
+        select(literal(1), OrgUnit.id, OrgUnit.code).where(OrgUnit.code.in_(names)),
+        select(literal(1), OrgUnit.id, OrgUnit.name).where(OrgUnit.name.in_(names)),
+        select(literal(2), Role.id, Role.code).where(Role.code.in_(names)),
+        select(literal(2), Role.id, Role.name).where(Role.name.in_(names)),
+    )
+    best: dict[str, tuple[int, int]] = {}
+    for rank, id_, key in session.execute(query):
+        if key not in best or (rank, id_) < best[key]:
+            best[key] = (rank, id_)
+    out: list[TaskCandidate] = []
+    seen: set[tuple[int, int]] = set()
+    for name in names:
+        found = best.get(name)
+        if found is None or found in seen:
+            continue
+        seen.add(found)
+        rank, id_ = found
+        out.append(TaskCandidate(user_id=id_) if rank == 0 else TaskCandidate(org_unit_id=id_) if rank == 1
+                   else TaskCandidate(role_id=id_))
+    return out
+
+
+def due_time(value: object) -> datetime | None:
+    """Turn a date (end of that day, Asia/Shanghai), a datetime (naive = Shanghai) or ISO text of either into UTC."""
+    if isinstance(value, str):
+        try:
+            value = date.fromisoformat(value) if len(value.strip()) == 10 else datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    if isinstance(value, datetime):
+        return clock.as_utc(value if value.tzinfo else value.replace(tzinfo=clock.SHANGHAI))
+    if isinstance(value, date):
+        return clock.as_utc(datetime.combine(value, time(23, 59, 59), tzinfo=clock.SHANGHAI))
+    return None
+
+
+def apply_due(engine: Any, task: Any, expression: str, human: HumanTask, now: datetime, problems: Problems) -> None:
+    """Set the deadline from the `due` property (an expression giving a date or datetime), overriding `sla`."""
+    value = _evaluate(engine, task, "due", expression, problems)
+    if value is None:
+        return
+    due = due_time(value)
+    if due is None:
+        problems.add(task, "due", expression, f"gave {type(value).__name__} {str(value)[:80]!r}, not a date")
+        return
+    human.due_at = due
+    human.warn_at = sla.task_warn_time(human.escalation_policy, now, due)
+
+
+def assign(session: Session, engine: Any, task: Any, human: HumanTask, props: dict[str, str],
+           lane_map: dict[str, dict[str, int]], initiator_id: int | None, problems: Problems) -> None:
+    """Set the new task's assignee or candidates; see the module's rule."""
+    if props.get("assignee"):
+        names = evaluate_names(engine, task, "assignee", props["assignee"], problems)
+        users = [c for c in resolve(session, names) if c.user_id is not None]
+        if users:
+            human.assignee_id = human.owner_id = users[0].user_id
+            human.candidates.append(TaskCandidate(user_id=users[0].user_id))
+            return
+    candidates: list[TaskCandidate] = []
+    if props.get("candidates"):
+        candidates = resolve(session, evaluate_names(engine, task, "candidates", props["candidates"], problems))
+    if not candidates and task.task_spec.lane in lane_map:
+        target = lane_map[task.task_spec.lane]
+        candidates.append(TaskCandidate(org_unit_id=target.get("org_unit_id"), role_id=target.get("role_id")))
+    if not candidates and initiator_id is not None:
+        candidates.append(TaskCandidate(user_id=initiator_id))  # nobody else can reach it: 发起人
+    human.candidates.extend(candidates)
+
+
+__all__ = ["MAX_NAMES", "ExpressionFailed", "Problems", "apply_due", "assign", "due_time", "evaluate_names", "resolve"]

@@ -1,0 +1,340 @@
+"""Load, run and save instances: state, the human_task projection and next_timer_at move together.
+
+Every service that changes an instance goes load → act → `run` → `save`, in the caller's
+transaction. `save` is the optimistic lock: UPDATE … WHERE lock_version = the one we loaded.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
+
+from engine import audit, clock, config
+from engine.deadlines import calendar, sla
+from engine.errors import ConcurrentModification, EngineError, InstanceNotFound
+from engine.org.actors import SYSTEM, Actor
+from engine.runtime import assignment, effects
+from engine.runtime.assignment import due_time
+from engine.runtime.models import Incident, ProcessDefinition, ProcessFile, ProcessInstance, ProcessVersion
+from engine.runtime.running import Running
+from engine.spiff import guards, sandbox, serializer, timers
+from engine.spiff import workflow as spiff
+from engine.spiff.workflow import Task, find_task
+from engine.tasks.models import HumanTask
+
+_SPEC_CACHE_SIZE = 64
+# Keyed by database and version id: version ids are only unique within one database.
+_spec_cache: OrderedDict[tuple[str, int], VersionInfo] = OrderedDict()
+_spec_lock = threading.Lock()
+_engine: sandbox.SandboxScriptEngine | None = None
+
+
+def script_engine() -> sandbox.SandboxScriptEngine:
+    """Return the process-wide sandboxed script engine (budgets are per thread)."""
+    global _engine
+    if _engine is None:
+        settings = config.load()
+        _engine = sandbox.SandboxScriptEngine(time_limit=settings.script_time_limit, fuel=settings.script_fuel,
+                                              services=effects.ServiceMap())
+    return _engine
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """What the engine needs of a deployed version, read once per process (versions never change)."""
+
+    specs: serializer.Specs
+    process_key: str
+    lane_map: dict[str, dict[str, int]]
+    files: dict[str, str]  # form files by name
+
+
+def version_info(session: Session, version_id: int) -> VersionInfo:
+    """Return a version's parsed specs, lane map and forms, loaded once per process and cached."""
+    key = (str(session.get_bind().engine.url), version_id)
+    with _spec_lock:
+        cached = _spec_cache.get(key)
+        if cached is not None:
+            _spec_cache.move_to_end(key)
+            return cached
+    version = session.execute(select(ProcessVersion.spec_json, ProcessVersion.lane_map_json, ProcessDefinition.key)
+                              .join(ProcessDefinition, ProcessDefinition.id == ProcessVersion.definition_id)
+                              .where(ProcessVersion.id == version_id)).first()
+    if version is None:
+        raise InstanceNotFound(f"process version {version_id} not found", version_id=version_id)
+    files = dict(session.execute(select(ProcessFile.name, ProcessFile.text).where(
+        ProcessFile.version_id == version_id, ProcessFile.kind == "form")).all())
+    info = VersionInfo(specs=serializer.load_specs(version.spec_json), process_key=version.key,
+                       lane_map=json.loads(version.lane_map_json or "{}"), files=files)
+    with _spec_lock:
+        _spec_cache[key] = info
+        while len(_spec_cache) > _SPEC_CACHE_SIZE:
+            _spec_cache.popitem(last=False)
+    return info
+
+
+def specs_for(session: Session, version_id: int) -> serializer.Specs:
+    """Return a version's parsed specs (cached)."""
+    return version_info(session, version_id).specs
+
+
+def load(session: Session, instance_id: int) -> Running:
+    """Load an instance and its workflow (sandbox attached).
+
+    Raises: InstanceNotFound
+    """
+    row = session.scalar(select(ProcessInstance).where(ProcessInstance.id == instance_id)
+                         .execution_options(populate_existing=True))
+    if row is None:
+        raise InstanceNotFound(f"流程实例不存在: {instance_id}", instance_id=instance_id)
+    workflow = serializer.load_state(row.state, specs_for(session, row.version_id), script_engine())
+    return Running(row=row, workflow=workflow, lock_version=row.lock_version)
+
+
+def _cause_chain(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = getattr(current, "exception", None) or current.__cause__ or current.__context__
+    return chain
+
+
+def open_incident(session: Session, running: Running, exc: BaseException, actor: Actor) -> Incident:
+    """Stop the instance with an incident describing the engine error (flushes)."""
+    chain = _cause_chain(exc)
+    kind = "engine_error"
+    if any(isinstance(e, MemoryError) for e in chain):
+        kind = "out_of_memory"
+    elif any(isinstance(e, StateTooLarge) for e in chain):
+        kind = "state_too_large"
+    elif any(isinstance(e, (sandbox.BudgetExceeded, RecursionError)) for e in chain):
+        kind = "budget_exceeded"
+    elif any(isinstance(e, assignment.ExpressionFailed) for e in chain):
+        kind = "expression_error"
+    elif any(isinstance(e, timers.TimerOutOfRange) for e in chain):
+        kind = "timer_error"
+    elif any(isinstance(e, guards.TaskTreeTooDeep) for e in chain):
+        kind = "tree_too_deep"
+    elif any(isinstance(e, sandbox.SandboxViolation) or spiff.is_spiff_error(e) for e in chain):
+        kind = "script_error"
+    task = getattr(exc, "task", None)
+    bpmn_id = getattr(getattr(task, "task_spec", None), "bpmn_id", None)
+    message = "; ".join(dict.fromkeys(str(e) for e in chain if str(e)))[:4000] or type(exc).__name__
+    incident = Incident(instance_id=running.row.id, bpmn_id=bpmn_id, kind=kind, message=message)
+    session.add(incident)
+    running.row.status = "incident"
+    running.incident = incident
+    session.flush()
+    audit.record(session, actor, "instance.incident", stream=f"instance:{running.row.id}",
+                 object_type="process_instance", object_id=running.row.id,
+                 after={"kind": kind, "bpmn_id": bpmn_id, "message": message[:500]})
+    return incident
+
+
+class StateTooLarge(Exception):
+    """The serialized state is over JZFLOW_MAX_STATE_KB: not saved, the instance stops."""
+
+
+def is_engine_error(exc: BaseException) -> bool:
+    """Tell whether an error raised by engine steps belongs to the instance (an incident) rather than the caller.
+
+    Domain errors (EngineError) and database errors go to the caller: the transaction is rolled back.
+    Anything else the process's content caused (a script, an expression, a timer, SpiffWorkflow, memory).
+    """
+    if not isinstance(exc, Exception) or isinstance(exc, EngineError):
+        return False
+    return not any(isinstance(e, SQLAlchemyError) for e in _cause_chain(exc))
+
+
+
+def run(session: Session, running: Running, actor: Actor, *, refresh_timers: bool = False) -> None:
+    """Run engine steps within the script budget; an engine error becomes an incident."""
+    settings = config.load()
+    engine = script_engine()
+    workflow = running.workflow
+
+    def steps() -> None:
+        # The budget is per thread and run_deep runs us in a thread of its own: enter it here.
+        with engine.budget(seconds=settings.script_time_limit, fuel=settings.script_fuel):
+            spiff.run_engine_steps(workflow, refresh_timers=refresh_timers, did_complete_task=guards.depth_guard())
+
+    try:
+        with effects.bound(session, running, actor):
+            guards.run_deep_for(len(workflow.tasks), steps)
+        guards.check_depth(workflow)
+    except Exception as exc:
+        if not is_engine_error(exc):
+            raise
+        release(exc)
+        open_incident(session, running, exc, actor)
+
+
+def release(exc: BaseException) -> None:
+    """Drop the tracebacks of a MemoryError's chain: their frames hold what filled the memory."""
+    chain = _cause_chain(exc)
+    if any(isinstance(e, MemoryError) for e in chain):
+        for e in chain:
+            e.__traceback__ = None
+
+
+def complete_user_task(running: Running, task_guid: str, data: dict[str, Any], actor: Actor) -> Task:
+    """Put the submitted data on a READY user task and run it (engine steps follow in `run`).
+
+    Raises: ConcurrentModification when the task is no longer READY
+    """
+    task = find_task(running.workflow, task_guid)
+    if task is None or not spiff.is_ready(task):  # task.run() does not check this itself
+        raise ConcurrentModification(running.row.id)
+    # SpiffArena's convention: form fields become task data; a multi-instance task's designer
+    # builds its output item from them (e.g. in a postScript with scriptsOnInstances).
+    task.data.update(data)
+    running.completed_by[task_guid] = actor.user_id
+    settings = config.load()
+    engine = script_engine()
+
+    def run_task() -> None:
+        with engine.budget(seconds=settings.script_time_limit, fuel=settings.script_fuel):
+            task.run()  # runs the task's postScript
+
+    guards.run_deep_for(len(running.workflow.tasks), run_task)
+    return task
+
+
+def save(session: Session, running: Running) -> None:
+    """Write state with the optimistic lock, then the projection and next_timer_at (flushes).
+
+    Raises: ConcurrentModification
+    """
+    row, workflow = running.row, running.workflow
+    now = clock.now()
+    if row.status == "running" and guards.is_really_completed(workflow):
+        row.status = "completed"
+        row.ended_at = now
+    state = serializer.dump_state(workflow)
+    limit = config.load().max_state_kb * 1024
+    if len(state) > limit:
+        state = _keep_old_state(session, running, len(state), limit)
+        workflow = running.workflow
+    next_timer = timers.next_timer_at(workflow) if row.status == "running" else None
+    values = dict(state=state, serializer_version=serializer.SERIALIZER_VERSION,
+                  status=row.status, next_timer_at=next_timer, updated_at=now, ended_at=row.ended_at,
+                  lock_version=running.lock_version + 1)
+    result = session.execute(update(ProcessInstance)
+                             .where(ProcessInstance.id == row.id, ProcessInstance.lock_version == running.lock_version)
+                             .values(**values).execution_options(synchronize_session=False))
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise ConcurrentModification(row.id)
+    for key, value in values.items():
+        set_committed_value(row, key, value)
+    running.lock_version += 1
+    sync_projection(session, running)
+    session.flush()
+
+
+def _keep_old_state(session: Session, running: Running, size: int, limit: int) -> str:
+    """Refuse an oversized state: open an incident and go back to the last saved state (or the start)."""
+    row = running.row
+    open_incident(session, running, StateTooLarge(
+        f"流程数据过大，未保存 (workflow state of {size // 1024} KB is over the {limit // 1024} KB limit, "
+        "JZFLOW_MAX_STATE_KB; not saved)"), SYSTEM)
+    specs = specs_for(session, row.version_id)
+    old = row.state if row.state and row.state != "{}" else serializer.dump_state(
+        serializer.new_workflow(specs, script_engine()))
+    running.workflow = serializer.load_state(old, specs, script_engine())
+    row.ended_at = None
+    return old
+
+
+def _task_title(task: Task) -> str:
+    name = task.task_spec.bpmn_name or task.task_spec.bpmn_id or task.task_spec.name
+    item = spiff.multi_instance_item(task)
+    if isinstance(item, (str, int)):
+        name = f"{name} · {item}"
+    return str(name)[:300]
+
+
+def sync_projection(session: Session, running: Running) -> None:
+    """Make human_task rows mirror the workflow's READY manual tasks (flushes)."""
+    row, workflow = running.row, running.workflow
+    now = clock.now()
+    active = row.status == "running"
+    ready: dict[str, Task] = {}
+    if row.status in ("running", "suspended", "incident"):
+        ready = {str(t.id): t for t in spiff.ready_user_tasks(workflow)}
+    # Open rows only: a step that is READY again (退回, 撤回) gets a new row with a fresh deadline, and the rows
+    # of its earlier rounds stay in the history as they were.
+    existing = {h.task_guid: h for h in session.scalars(
+        select(HumanTask).where(HumanTask.instance_id == row.id, HumanTask.kind == "bpmn",
+                                HumanTask.state.in_(("ready", "suspended"))))}
+    for guid, human in existing.items():
+        if guid in ready:
+            human.state = "ready" if active else "suspended"
+            continue
+        task = find_task(workflow, guid)
+        finished = task is not None and spiff.is_completed(task)
+        human.state = "completed" if finished else "cancelled"
+        human.completed_at = now
+        if finished and guid in running.completed_by:
+            human.completed_by_id = running.completed_by[guid]
+    info = version_info(session, row.version_id)
+    lane_map = info.lane_map
+    engine = script_engine()
+    problems = assignment.Problems([])
+    for guid, task in ready.items():
+        if guid in existing:
+            continue
+        props: dict[str, str] = dict(task.task_spec.extensions.get("properties", {}) or {})
+        human = HumanTask(
+            instance_id=row.id, task_guid=guid, bpmn_id=task.task_spec.bpmn_id or task.task_spec.name,
+            name=_task_title(task), process_key=info.process_key, lane=task.task_spec.lane,
+            state="ready" if active else "suspended", form_schema=props.get("formJsonSchemaFilename"),
+            form_ui_schema=props.get("formUiSchemaFilename"), sla=props.get("sla"), created_at=now,
+            instructions=task.task_spec.extensions.get("instructionsForEndUser"),
+            priority=int(props["priority"]) if props.get("priority", "").isdigit() else 50,
+            escalation=props.get("escalation") or None,
+        )
+        if human.sla:
+            try:
+                human.due_at = calendar.due_from_sla(now, human.sla)
+                human.warn_at = sla.task_warn_time(human.escalation_policy, now, human.due_at)
+            except ValueError:
+                human.due_at = None
+        if props.get("due"):
+            assignment.apply_due(engine, task, props["due"], human, now, problems)
+        assignment.assign(session, engine, task, human, props, lane_map, row.started_by_id, problems)
+        session.add(human)
+        running.created_tasks.append(human)
+    session.flush()
+    if problems.errors and row.status == "running":
+        open_incident(session, running, problems.errors[0], SYSTEM)
+        for human in running.created_tasks:
+            if human.state == "ready":
+                human.state = "suspended"
+        session.flush()
+
+
+def record(session: Session, running: Running, actor: Actor, action: str, *, before: Any = None,
+           after: Any = None) -> None:
+    """Write the instance's audit event for this unit of work."""
+    audit.record(session, actor, action, stream=f"instance:{running.row.id}", object_type="process_instance",
+                 object_id=running.row.id, before=before, after=after)
+
+
+def waiting_summary(running: Running) -> dict[str, Any]:
+    """Describe where the instance stands, for audit events."""
+    ready = [t.task_spec.bpmn_id for t in spiff.ready_user_tasks(running.workflow)]
+    timer = timers.next_timer_at(running.workflow)
+    return {"status": running.row.status, "ready": ready,
+            "next_timer_at": timer.isoformat() if timer else None}
+
+
+__all__ = ["Running", "StateTooLarge", "complete_user_task", "due_time", "find_task", "is_engine_error", "load",
+           "open_incident", "record", "release", "run", "save", "script_engine", "specs_for", "sync_projection"]

@@ -1,0 +1,115 @@
+"""Start instances and change their lifecycle: suspend, resume, terminate."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from engine import clock, deploy
+from engine.errors import FieldError, Forbidden, FormInvalid, InstanceNotRunning, ProcessNotFound
+from engine.org.actors import Actor
+from engine.runtime import core as runtime
+from engine.runtime import effects, forms, starts
+from engine.runtime.models import ProcessInstance
+from engine.spiff import serializer
+from engine.spiff import workflow as spiff
+
+# Set by the engine from the acting user, never taken from start data (a client could name someone else).
+RESERVED_START_KEYS = ("initiator",)
+# Set by the engine when one instance starts another (start_process, the next period): not a client's to say.
+ENGINE_LINK_KEYS = ("parent_instance_id", "previous_instance_id")
+
+
+def start(session: Session, *, process_key: str, actor: Actor, data: Mapping[str, Any] | None = None,
+          business_key: str | None = None, title: str | None = None, from_client: bool = False) -> ProcessInstance:
+    """Start the latest version of a process with initial data and run it until it waits (flushes).
+
+    Data from a client (web, API, CLI) is validated against the start form where the start event names one.
+
+    Raises: ProcessNotFound, FormInvalid
+    """
+    version = deploy.latest_version(session, process_key)
+    if version is None:
+        raise ProcessNotFound(f"流程不存在: {process_key}", process_key=process_key)
+    given = data or {}
+    start_form = starts.start_info(session, version) if from_client else None
+    keys = RESERVED_START_KEYS + ((*ENGINE_LINK_KEYS, *start_form.reserved) if start_form else ())
+    reserved = [k for k in keys if isinstance(given, Mapping) and k in given]
+    if reserved:
+        raise FormInvalid([FieldError(k, "保留字段，由系统根据发起人设置 (reserved: set by the engine from who starts)")
+                           for k in reserved])
+    schema, files = (start_form.schema_text, start_form.forms) if start_form else (None, None)
+    initial = forms.validate(schema, given, files)
+    initial["initiator"] = actor.username
+    workflow = serializer.new_workflow(runtime.specs_for(session, version.id), runtime.script_engine())
+    spiff.put_start_data(workflow, initial)
+    row = ProcessInstance(definition_id=version.definition_id, version_id=version.id, business_key=business_key,
+                          title=(title or f"{version.name} {business_key or ''}").strip()[:300], status="running",
+                          state="{}", serializer_version=serializer.SERIALIZER_VERSION, lock_version=0,
+                          started_by_id=actor.user_id, started_at=clock.now(), updated_at=clock.now())
+    session.add(row)
+    session.flush()
+    running = runtime.Running(row=row, workflow=workflow, lock_version=0)
+    runtime.run(session, running, actor)
+    runtime.save(session, running)
+    runtime.record(session, running, actor, "instance.start",
+                   after={"process": process_key, "version": version.version, "business_key": business_key,
+                          "data": initial, **runtime.waiting_summary(running)})
+    return row
+
+
+@effects.service("start_process")
+def start_process(ctx: effects.RunContext, process_key: str, data: dict[str, Any] | None = None,
+                  business_key: str | None = None, title: str | None = None) -> dict[str, Any]:
+    """Start another process (e.g. the next stage of a case), linked to this instance."""
+    payload = dict(data or {})
+    payload.setdefault("parent_instance_id", ctx.running.row.id)
+    child = start(ctx.session, process_key=process_key, actor=ctx.actor, data=payload,
+                  business_key=business_key, title=title)
+    return {"instance_id": child.id, "status": child.status}
+
+
+def _require_admin(actor: Actor) -> None:
+    if not (actor.is_admin or actor.is_system):
+        raise Forbidden("只有管理员可以执行此操作 (admins only)")
+
+
+def _transition(session: Session, instance_id: int, actor: Actor, action: str, allowed: tuple[str, ...],
+                new_status: str) -> ProcessInstance:
+    _require_admin(actor)
+    running = runtime.load(session, instance_id)
+    before = running.row.status
+    if before not in allowed:
+        raise InstanceNotRunning(f"实例状态为 {before}，不能{action}", instance_id=instance_id, status=before)
+    running.row.status = new_status
+    if new_status == "terminated":
+        running.row.ended_at = clock.now()
+    runtime.save(session, running)
+    runtime.record(session, running, actor, f"instance.{action}", before={"status": before},
+                   after={"status": new_status})
+    return running.row
+
+
+def suspend(session: Session, *, instance_id: int, actor: Actor) -> ProcessInstance:
+    """Suspend a running instance: its tasks leave the inbox and its timers stop.
+
+    Raises: Forbidden, InstanceNotFound, InstanceNotRunning, ConcurrentModification
+    """
+    return _transition(session, instance_id, actor, "suspend", ("running",), "suspended")
+
+
+def resume(session: Session, *, instance_id: int, actor: Actor) -> ProcessInstance:
+    """Resume a suspended instance (its overdue timers fire on the next sweep).
+
+    Raises: Forbidden, InstanceNotFound, InstanceNotRunning, ConcurrentModification
+    """
+    return _transition(session, instance_id, actor, "resume", ("suspended",), "running")
+
+
+def terminate(session: Session, *, instance_id: int, actor: Actor) -> ProcessInstance:
+    """End an instance for good; its open tasks are cancelled.
+
+    Raises: Forbidden, InstanceNotFound, InstanceNotRunning, ConcurrentModification
+    """
+    return _transition(session, instance_id, actor, "terminate", ("running", "suspended", "incident"), "terminated")

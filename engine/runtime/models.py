@@ -1,0 +1,97 @@
+"""Deployed process definitions and versions, and running instances."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from engine import clock
+from engine.orm import Base
+
+
+class ProcessDefinition(Base):
+    __tablename__ = "process_definition"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(120), unique=True)  # the BPMN process id
+    name: Mapped[str] = mapped_column(String(200))
+    latest_version: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=clock.now)
+
+
+class ProcessVersion(Base):
+    """One deployed version: its files and the serialized spec, stored once."""
+
+    __tablename__ = "process_version"
+    __table_args__ = (UniqueConstraint("definition_id", "version", name="uq_process_version"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    definition_id: Mapped[int] = mapped_column(ForeignKey("process_definition.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(200))
+    # sha256 over the names and hashes of every file in the bundle: unchanged files → no new version.
+    bundle_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    spec_json: Mapped[str] = mapped_column(Text)  # serialized spec + subprocess specs
+    lane_map_json: Mapped[str] = mapped_column(Text, default="{}")  # lane name → candidate groups
+    deployed_by_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    deployed_at: Mapped[datetime] = mapped_column(default=clock.now)
+
+    definition: Mapped[ProcessDefinition] = relationship()
+    files: Mapped[list[ProcessFile]] = relationship(back_populates="version", order_by="ProcessFile.name")
+
+
+class ProcessFile(Base):
+    """A BPMN, DMN or form file of a version, verbatim, with its sha256."""
+
+    __tablename__ = "process_file"
+    __table_args__ = (UniqueConstraint("version_id", "name", name="uq_process_file"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("process_version.id"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(20))  # bpmn | dmn | form
+    text: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+
+    version: Mapped[ProcessVersion] = relationship(back_populates="files")
+
+
+class ProcessInstance(Base):
+    """A running or ended workflow; `state` is the serialized workflow without its spec."""
+
+    __tablename__ = "process_instance"
+    __table_args__ = (
+        Index("ix_process_instance_due_timer", "status", "next_timer_at"),
+        Index("ix_process_instance_business_key", "definition_id", "business_key"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    definition_id: Mapped[int] = mapped_column(ForeignKey("process_definition.id"))
+    version_id: Mapped[int] = mapped_column(ForeignKey("process_version.id"), index=True)
+    business_key: Mapped[str | None] = mapped_column(String(200))
+    title: Mapped[str] = mapped_column(String(300), default="")
+    # running | suspended | incident | completed | terminated
+    status: Mapped[str] = mapped_column(String(20), default="running")
+    state: Mapped[str] = mapped_column(Text)  # TEXT, never JSONB: key order matters to SpiffWorkflow 3.2.0
+    serializer_version: Mapped[str] = mapped_column(String(20))
+    lock_version: Mapped[int] = mapped_column(Integer, default=0)
+    next_timer_at: Mapped[datetime | None] = mapped_column()
+    started_by_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"), index=True)
+    started_at: Mapped[datetime] = mapped_column(default=clock.now)
+    updated_at: Mapped[datetime] = mapped_column(default=clock.now)
+    ended_at: Mapped[datetime | None] = mapped_column()
+
+    version: Mapped[ProcessVersion] = relationship()
+    definition: Mapped[ProcessDefinition] = relationship()
+
+
+class Incident(Base):
+    """An engine error (script, expression, budget) that stopped an instance until someone acts."""
+
+    __tablename__ = "incident"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    instance_id: Mapped[int] = mapped_column(ForeignKey("process_instance.id"), index=True)
+    bpmn_id: Mapped[str | None] = mapped_column(String(200))
+    # script_error | budget_exceeded | engine_error | expression_error | timer_error | state_too_large |
+    # out_of_memory | tree_too_deep
+    kind: Mapped[str] = mapped_column(String(40))
+    message: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=clock.now)
+    resolved_at: Mapped[datetime | None] = mapped_column()

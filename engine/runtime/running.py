@@ -1,0 +1,23 @@
+"""An instance loaded for one unit of work: its row, its workflow and what this unit of work did to them."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from engine.runtime.models import Incident, ProcessInstance
+from engine.spiff.workflow import Workflow
+from engine.tasks.models import HumanTask
+
+
+@dataclass
+class Running:
+    """An instance loaded for one unit of work."""
+
+    row: ProcessInstance
+    workflow: Workflow
+    lock_version: int
+    incident: Incident | None = None
+    completed_by: dict[str, int | None] = field(default_factory=dict)  # task guid → user id
+    created_tasks: list[HumanTask] = field(default_factory=list)  # projection rows added by this unit of work
+
+
+__all__ = ["Running"]

@@ -1,0 +1,63 @@
+"""Who may see what: the one place the web and the API ask before showing an instance or task."""
+from __future__ import annotations
+
+from sqlalchemy import exists, or_, select
+from sqlalchemy.orm import Session
+
+from engine.errors import Forbidden
+from engine.org.actors import Actor
+from engine.org.models import Role
+from engine.runtime.models import ProcessInstance
+from engine.tasks.collab_models import CarbonCopy
+from engine.tasks.models import HumanTask, TaskCandidate
+
+READ_ALL_ROLES = ("auditor", "process_owner", "city_leader")
+EXTERNAL_ROLES = ("applicant",)  # people outside government, who see only an instance's public history
+
+
+def reads_everything(session: Session, actor: Actor) -> bool:
+    """Admins, auditors (审计督查), process owners and city leaders see every instance."""
+    if actor.is_admin or actor.is_system:
+        return True
+    if not actor.role_ids:
+        return False
+    codes = set(session.scalars(select(Role.code).where(Role.id.in_(actor.role_ids))))
+    return bool(codes & set(READ_ALL_ROLES))
+
+
+def is_external(session: Session, actor: Actor) -> bool:
+    """Tell whether the actor is an applicant from outside (an external role and no unit of the government)."""
+    if actor.is_admin or actor.is_system or actor.org_unit_ids or not actor.role_ids:
+        return False
+    codes = set(session.scalars(select(Role.code).where(Role.id.in_(actor.role_ids))))
+    return bool(codes) and codes <= set(EXTERNAL_ROLES)
+
+
+def can_view_instance(session: Session, actor: Actor, instance_id: int) -> bool:
+    """Tell whether the actor started, handles, handled, may claim or was CC'd on the instance."""
+    if reads_everything(session, actor):
+        return True
+    started = session.scalar(select(ProcessInstance.id).where(ProcessInstance.id == instance_id,
+                                                              ProcessInstance.started_by_id == actor.user_id))
+    if started is not None:
+        return True
+    involved = select(HumanTask.id).where(HumanTask.instance_id == instance_id, or_(
+        HumanTask.assignee_id == actor.user_id, HumanTask.completed_by_id == actor.user_id,
+        HumanTask.owner_id == actor.user_id,
+        exists().where(TaskCandidate.task_id == HumanTask.id).where(or_(
+            TaskCandidate.user_id == actor.user_id,
+            TaskCandidate.org_unit_id.in_(list(actor.org_unit_ids) or [-1]),
+            TaskCandidate.role_id.in_(list(actor.role_ids) or [-1])))))
+    if session.scalar(involved.limit(1)) is not None:
+        return True
+    cc = select(CarbonCopy.id).where(CarbonCopy.instance_id == instance_id, CarbonCopy.user_id == actor.user_id)
+    return session.scalar(cc.limit(1)) is not None
+
+
+def require_view(session: Session, actor: Actor, instance_id: int) -> None:
+    """Refuse unless the actor may see the instance.
+
+    Raises: Forbidden
+    """
+    if not can_view_instance(session, actor, instance_id):
+        raise Forbidden("无权查看此流程实例 (not allowed to view this instance)", instance_id=instance_id)

@@ -1,0 +1,53 @@
+"""Finishing a user task: complete its SpiffWorkflow task, run the engine, save, audit (flushes)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from engine import runtime
+from engine.org.actors import Actor
+from engine.tasks.lookup import is_candidate
+from engine.tasks.models import HumanTask
+
+
+@dataclass(frozen=True)
+class Completion:
+    instance_id: int
+    status: str
+    incident: str | None
+    next_tasks: list[int]
+    mine_next: int | None = None  # the first new step the actor holds or may claim: where to take them next
+
+
+def finish(session: Session, *, task: HumanTask, running: runtime.Running, actor: Actor,
+           data: dict[str, Any]) -> Completion:
+    """Complete the task's SpiffWorkflow task with validated data, run the engine and save (flushes)."""
+    row = running.row
+    with session.no_autoflush:  # one flush at the end, not one per query
+        try:
+            runtime.complete_user_task(running, task.task_guid, data, actor)
+        except Exception as exc:  # a postScript failed: the task is done, the instance stops
+            if not runtime.is_engine_error(exc):
+                raise
+            runtime.release(exc)
+            runtime.open_incident(session, running, exc, actor)
+        if running.row.status == "running":
+            runtime.run(session, running, actor)
+        if task.assignee_id is None:
+            task.assignee_id = actor.user_id  # completing a group task claims it implicitly
+        task.completed_by_id = actor.user_id
+        runtime.save(session, running)
+    runtime.record(session, running, actor, "task.complete",
+                   after={"task_id": task.id, "bpmn_id": task.bpmn_id, "data": data,
+                          **runtime.waiting_summary(running)})
+    return Completion(instance_id=row.id, status=running.row.status,
+                      incident=running.incident.message if running.incident else None,
+                      next_tasks=[t.id for t in running.created_tasks if t.state == "ready"],
+                      mine_next=next((t.id for t in running.created_tasks if t.state == "ready" and (
+                          t.assignee_id == actor.user_id or (t.assignee_id is None and is_candidate(t, actor)))),
+                                     None))
+
+
+__all__ = ["Completion", "finish"]

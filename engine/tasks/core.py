@@ -1,0 +1,138 @@
+"""Human tasks: claim, unclaim and complete (the package's public API), and the 待办 query."""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import exists, or_, select, update
+from sqlalchemy.orm import Session
+
+from engine import audit, deploy, runtime
+from engine.errors import (
+    AlreadyClaimed,
+    InstanceNotRunning,
+)
+from engine.org.actors import Actor
+from engine.runtime import forms
+from engine.tasks import operations, task_access
+from engine.tasks.collab_models import Comment
+from engine.tasks.completion import Completion, finish
+from engine.tasks.lookup import TaskAlreadyDone, TaskBlocked, get_open, is_candidate, require_holder, require_open
+from engine.tasks.models import HumanTask, TaskCandidate
+
+
+def _audit(session: Session, task: HumanTask, actor: Actor, action: str, before: Any = None, after: Any = None) -> None:
+    audit.record(session, actor, action, stream=f"instance:{task.instance_id}", object_type="human_task",
+                 object_id=task.id, before=before, after=after)
+
+
+def claim(session: Session, *, task_id: int, actor: Actor) -> HumanTask:
+    """Claim an open task the actor is a candidate for (认领).
+
+    Raises: TaskNotFound, TaskAlreadyDone, AlreadyClaimed, NotYourTask
+    """
+    task = get_open(session, task_id)
+    rels = task_access.relations(session, actor, task)
+    if not task_access.allows(task_access.Op.CLAIM, rels):
+        if task.assignee_id is not None and is_candidate(task, actor) and rels <= {task_access.Rel.VIEWER}:
+            raise AlreadyClaimed("此任务已由他人认领 (already claimed)", task_id=task_id)
+        task_access.require(session, actor, task, task_access.Op.CLAIM)  # who may not claim it learns nothing more
+    if task.assignee_id == actor.user_id:
+        return task
+    if task.assignee_id is not None:
+        raise AlreadyClaimed("此任务已由他人认领 (already claimed)", task_id=task_id)
+    # Compare-and-set, so two claimers racing cannot both win.
+    result = session.execute(update(HumanTask).where(HumanTask.id == task_id, HumanTask.assignee_id.is_(None),
+                                                     HumanTask.state == "ready")
+                             .values(assignee_id=actor.user_id).execution_options(synchronize_session=False))
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise AlreadyClaimed("此任务刚被他人认领 (just claimed by someone else)", task_id=task_id)
+    session.refresh(task)
+    _audit(session, task, actor, "task.claim", after={"assignee": actor.username, "bpmn_id": task.bpmn_id})
+    return task
+
+
+def unclaim(session: Session, *, task_id: int, actor: Actor) -> HumanTask:
+    """Give a claimed task back to its candidates (取消认领).
+
+    Raises: TaskNotFound, TaskAlreadyDone, NotYourTask
+    """
+    task = get_open(session, task_id)
+    task_access.require(session, actor, task, task_access.Op.UNCLAIM)
+    before = task.assignee_id
+    task.assignee_id = None
+    if task.delegation_state == "pending":  # an admin releasing a delegated task ends the delegation
+        task.delegation_state = None
+    session.flush()
+    _audit(session, task, actor, "task.unclaim", before={"assignee_id": before})
+    return task
+
+
+def complete(session: Session, *, task_id: int, actor: Actor, data: Mapping[str, Any],
+             opinion: str | None = None, task: HumanTask | None = None) -> Completion:
+    """Complete a READY task the actor holds and run the engine until it waits again (flushes).
+
+    With co-signers added after the holder (后加签) the submission is held until they have signed.
+    `task`: the row as the caller already read it in this transaction (it is not read again).
+
+    Raises: TaskNotFound, TaskAlreadyDone, NotYourTask, FormInvalid, InstanceNotRunning, ConcurrentModification
+    """
+    task = require_open(task) if task is not None and task.id == task_id else get_open(session, task_id)
+    task_access.require(session, actor, task, task_access.Op.COMPLETE)
+    require_holder(task, actor)
+    if task.kind == "cosign":
+        return operations.sign(session, task=task, actor=actor, opinion=opinion or str(data.get("opinion", "")))
+    if task.blocked:
+        raise TaskBlocked("等待加签人处理 (waiting for co-signers)", task_id=task.id)
+    running = runtime.load(session, task.instance_id)
+    if running.row.status != "running":
+        session.refresh(task)
+        if task.state in ("completed", "cancelled"):  # someone else finished it between our two reads
+            raise TaskAlreadyDone(task.instance_id)
+        raise InstanceNotRunning("流程实例未在运行 (instance is not running)", instance_id=task.instance_id)
+    info = runtime.version_info(session, running.row.version_id)
+    schema = info.files.get(task.form_schema) if task.form_schema else None
+    if task.form_schema and schema is None:  # forms of versions deployed before forms were cached
+        schema = deploy.file_text(session, running.row.version_id, task.form_schema)
+    cleaned = forms.validate(schema, data, info.files)
+    if opinion:
+        session.add(Comment(instance_id=task.instance_id, task_id=task.id, author_id=actor.user_id, kind="opinion",
+                            body=opinion[:4000]))
+    if operations.hold_for_cosigners(session, task, actor, cleaned):
+        return Completion(instance_id=task.instance_id, status=running.row.status, incident=None, next_tasks=[])
+    return finish(session, task=task, running=running, actor=actor, data=cleaned)
+
+
+def inbox_query(actor: Actor, *, include_claimable: bool = True) -> Any:
+    """Build the 待办 query: tasks assigned to the actor, plus unclaimed ones they may claim."""
+    mine = HumanTask.assignee_id == actor.user_id
+    conditions = [mine]
+    if include_claimable:
+        candidate = exists().where(TaskCandidate.task_id == HumanTask.id).where(or_(
+            TaskCandidate.user_id == actor.user_id,
+            TaskCandidate.org_unit_id.in_(list(actor.org_unit_ids) or [-1]),
+            TaskCandidate.role_id.in_(list(actor.role_ids) or [-1])))
+        conditions.append(HumanTask.assignee_id.is_(None) & candidate)
+    return (select(HumanTask).where(HumanTask.state == "ready", or_(*conditions))
+            .order_by(HumanTask.due_at.is_(None), HumanTask.due_at, HumanTask.id))
+
+
+def open_tasks(session: Session, actor: Actor, *, limit: int = 50, offset: int = 0) -> Sequence[HumanTask]:
+    """Return the actor's open tasks, due first."""
+    return session.scalars(inbox_query(actor).limit(limit).offset(offset)).all()
+
+
+__all__ = [
+    "Completion",
+    "TaskAlreadyDone",
+    "TaskBlocked",
+    "claim",
+    "complete",
+    "finish",
+    "get_open",
+    "inbox_query",
+    "is_candidate",
+    "open_tasks",
+    "require_holder",
+    "unclaim",
+]

@@ -1,0 +1,99 @@
+"""Finding an open task and telling who holds it: what every task operation checks first."""
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, joinedload
+
+from engine.errors import ConcurrentModification, Conflict, NotYourTask, TaskNotFound
+from engine.org.actors import Actor
+from engine.tasks.models import HumanTask
+
+
+class TaskBlocked(Conflict):
+    """The task waits for co-signers (加签) before its holder can act."""
+
+    code = "task_blocked"
+
+
+class TaskAlreadyDone(ConcurrentModification):
+    """Someone else completed (or the engine cancelled) the task first."""
+
+    code = "task_already_done"
+
+
+def get_open(session: Session, task_id: int) -> HumanTask:
+    """Return a task that is still open.
+
+    Raises: TaskNotFound, TaskAlreadyDone
+    """
+    task = session.scalar(select(HumanTask).where(HumanTask.id == task_id)
+                          .options(joinedload(HumanTask.candidates))  # one round trip for the holder check
+                          .execution_options(populate_existing=True))
+    if task is None:
+        raise TaskNotFound(f"任务不存在: {task_id}", task_id=task_id)
+    return require_open(task)
+
+
+def require_open(task: HumanTask) -> HumanTask:
+    """Return the task if it is still open.
+
+    Raises: TaskAlreadyDone
+    """
+    if task.state in ("completed", "cancelled"):
+        error = TaskAlreadyDone(task.instance_id)
+        error.details["task_id"] = task.id
+        raise error
+    return task
+
+
+def is_candidate(task: HumanTask, actor: Actor) -> bool:
+    """Tell whether the actor may claim the task."""
+    for c in task.candidates:
+        if (c.user_id is not None and c.user_id == actor.user_id) or \
+                (c.org_unit_id is not None and c.org_unit_id in actor.org_unit_ids) or \
+                (c.role_id is not None and c.role_id in actor.role_ids):
+            return True
+    return False
+
+
+def require_holder(task: HumanTask, actor: Actor) -> None:
+    """Refuse unless the actor holds the task, or it is unclaimed and they are a candidate.
+
+    Raises: NotYourTask
+    """
+    if task.assignee_id is not None:
+        if task.assignee_id != actor.user_id:
+            raise NotYourTask("此任务已由他人认领 (claimed by someone else)", task_id=task.id)
+        return
+    if not is_candidate(task, actor):
+        raise NotYourTask("您不是此任务的候选人 (not a candidate for this task)", task_id=task.id)
+
+
+__all__ = ["TaskAlreadyDone", "TaskBlocked", "get_open", "is_candidate", "require_holder", "require_open"]
+
+
+def get(session: Session, task_id: int) -> HumanTask | None:
+    """Return a task by id, or None (no access check: the caller has made one)."""
+    return session.get(HumanTask, task_id)
+
+
+def by_ids(session: Session, ids: list[int]) -> list[HumanTask]:
+    """Return the tasks with these ids, by id (no access check: the caller makes one per task)."""
+    return list(session.scalars(select(HumanTask).where(HumanTask.id.in_(ids)).order_by(HumanTask.id)))
+
+
+def names(session: Session, ids: list[int]) -> dict[int, str]:
+    """Return task names by id, in one query."""
+    return {task_id: name for task_id, name in session.execute(
+        select(HumanTask.id, HumanTask.name).where(HumanTask.id.in_(ids))).all()}
+
+
+def cosign_of(session: Session, task_id: int, cosign_id: int) -> HumanTask:
+    """Return the 加签 task `cosign_id` added to task `task_id`.
+
+    Raises: TaskNotFound
+    """
+    cosign = session.get(HumanTask, cosign_id)
+    if cosign is None or cosign.parent_task_id != task_id:
+        raise TaskNotFound(f"加签任务不存在: {cosign_id}", task_id=cosign_id)
+    return cosign

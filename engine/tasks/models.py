@@ -1,0 +1,79 @@
+"""The human_task projection: what the inbox reads, so it never deserializes a workflow."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from engine import clock
+from engine.orm import Base
+
+
+class HumanTask(Base):
+    __tablename__ = "human_task"
+    __table_args__ = (
+        # One open row per SpiffWorkflow task; a step reopened by 退回 / 撤回 keeps its earlier rows (migration 0012).
+        Index("uq_human_task_guid_open", "instance_id", "task_guid", unique=True,
+              sqlite_where=text("state IN ('ready', 'suspended')"),
+              postgresql_where=text("state IN ('ready', 'suspended')")),
+        Index("ix_human_task_guid", "instance_id", "task_guid"),
+        # 待办 pages on (due_at, id) per assignee (NULL = claimable): with id in the key the scan is
+        # index-only and already in page order (migration 0005).
+        Index("ix_human_task_assignee_open", "assignee_id", "state", "due_at", "id"),
+        Index("ix_human_task_state_due", "state", "due_at"),
+        Index("ix_human_task_done", "completed_by_id", "completed_at", "id"),  # 已办, newest first
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    instance_id: Mapped[int] = mapped_column(ForeignKey("process_instance.id"), index=True)
+    task_guid: Mapped[str] = mapped_column(String(36))
+    bpmn_id: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(300))
+    process_key: Mapped[str] = mapped_column(String(120))
+    lane: Mapped[str | None] = mapped_column(String(100))
+    state: Mapped[str] = mapped_column(String(20), default="ready")  # ready|completed|cancelled
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    form_schema: Mapped[str | None] = mapped_column(String(255))  # file name in the version
+    form_ui_schema: Mapped[str | None] = mapped_column(String(255))
+    priority: Mapped[int] = mapped_column(Integer, default=50)
+    sla: Mapped[str | None] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(default=clock.now)
+    due_at: Mapped[datetime | None] = mapped_column()
+    warn_at: Mapped[datetime | None] = mapped_column()
+    completed_at: Mapped[datetime | None] = mapped_column()
+    completed_by_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    instructions: Mapped[str | None] = mapped_column(Text)
+    # bpmn: backed by a SpiffWorkflow task; cosign: an ad-hoc co-signer task (加签) on parent_task_id
+    kind: Mapped[str] = mapped_column(String(20), default="bpmn")
+    parent_task_id: Mapped[int | None] = mapped_column(ForeignKey("human_task.id"), index=True)
+    # cosign: before | after (加签 before or after the parent's holder); delegation: pending | resolved
+    cosign_position: Mapped[str | None] = mapped_column(String(10))
+    delegation_state: Mapped[str | None] = mapped_column(String(10))
+    # A parent held back for co-signers after its holder: the holder's submission, applied when they are done.
+    pending_data: Mapped[Any | None] = mapped_column(JSON)
+    blocked: Mapped[bool] = mapped_column(default=False)  # waiting for co-signers (before or after)
+    # The task's escalation profile (a `tasks:` key of data/escalation.yaml); None: its process's.
+    escalation: Mapped[str | None] = mapped_column(String(120))
+
+    @property
+    def escalation_policy(self) -> str:
+        """Return the key the deadline sweep looks its policy up by."""
+        return self.escalation or self.process_key
+
+    candidates: Mapped[list[TaskCandidate]] = relationship(back_populates="task", cascade="all, delete-orphan",
+                                                           foreign_keys="TaskCandidate.task_id")
+
+
+class TaskCandidate(Base):
+    """Who may claim a task: a user, or every member of an org unit or holder of a role."""
+
+    __tablename__ = "task_candidate"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("human_task.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"), index=True)
+    org_unit_id: Mapped[int | None] = mapped_column(ForeignKey("org_unit.id"), index=True)
+    role_id: Mapped[int | None] = mapped_column(ForeignKey("role.id"), index=True)
+
+    task: Mapped[HumanTask] = relationship(back_populates="candidates")

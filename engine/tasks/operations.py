@@ -1,0 +1,371 @@
+"""Inbox operations Chinese approval systems have: 转办, 委派, 加签/减签, 催办, 抄送, 意见, 附件 (退回/撤回: sendback).
+
+Each is an audited engine service in the caller's transaction; notifications go through the outbox.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+from uuid import uuid4
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from engine import audit, clock, runtime
+from engine.deadlines import escalation, sla
+from engine.errors import (
+    Conflict,
+    InstanceNotRunning,
+    InvalidInput,
+    NotYourTask,
+    RateLimited,
+    TaskNotFound,
+    UserNotFound,
+)
+from engine.notify import outbox
+from engine.org.actors import Actor, actor_of
+from engine.org.models import User
+from engine.tasks import access, completion, lookup, task_access, uploads
+from engine.tasks.collab_models import Attachment, CarbonCopy, Comment
+from engine.tasks.models import HumanTask, TaskCandidate
+
+URGE_INTERVAL = timedelta(hours=1)
+MAX_ATTACHMENT_BYTES = 20 * 1024 * 1024
+SAFE_NAME = re.compile(r"[^\w.\-（）()\u4e00-\u9fff ]+")
+
+
+def _user(session: Session, username: str) -> User:
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None or not user.is_active:
+        raise UserNotFound(f"用户不存在或已停用: {username}", field="username", username=username)
+    return user
+
+
+def _record(session: Session, task: HumanTask, actor: Actor, action: str, **after: Any) -> None:
+    audit.record(session, actor, action, stream=f"instance:{task.instance_id}", object_type="human_task",
+                 object_id=task.id, after={"bpmn_id": task.bpmn_id, **after})
+
+
+def notify(session: Session, user_id: int, kind: str, title: str, *, body: str = "", link: str | None = None) -> None:
+    """Queue an in-app notification (delivered by the outbox job after commit)."""
+    outbox.enqueue(session, "in_app", {"user_id": user_id, "kind": kind, "title": title, "body": body,
+                                       "link": link})
+
+
+def add_note(session: Session, task: HumanTask, actor: Actor, kind: str, body: str) -> None:
+    """Keep a note of an operation on the task (its kind: transfer, delegate, opinion, send_back, …)."""
+    if body.strip():
+        session.add(Comment(instance_id=task.instance_id, task_id=task.id, author_id=actor.user_id, kind=kind,
+                            body=body.strip()[:4000]))
+
+
+def _held(session: Session, task_id: int, actor: Actor, op: task_access.Op) -> HumanTask:
+    task = lookup.get_open(session, task_id)
+    task_access.require(session, actor, task, op)
+    if task.assignee_id is None and lookup.is_candidate(task, actor):
+        task.assignee_id = actor.user_id  # acting on a group task claims it
+    if task.assignee_id != actor.user_id:
+        raise NotYourTask("只有任务办理人可以执行此操作 (only the task's holder may do this)", task_id=task_id)
+    return task
+
+
+# --- 转办 transfer and 委派 delegate -------------------------------------------------------------
+
+
+def transfer(session: Session, *, task_id: int, actor: Actor, to_username: str, note: str = "") -> HumanTask:
+    """Hand a task over to another user for good (转办).
+
+    Raises: TaskNotFound, TaskAlreadyDone, NotYourTask, UserNotFound, InvalidInput
+    """
+    task = _held(session, task_id, actor, task_access.Op.TRANSFER)
+    target = _user(session, to_username)
+    if target.id == actor.user_id:
+        raise InvalidInput("不能转办给自己 (cannot transfer to yourself)", field="to_username")
+    task.assignee_id = target.id
+    task.owner_id = target.id
+    task.delegation_state = None
+    if not any(c.user_id == target.id for c in task.candidates):
+        task.candidates.append(TaskCandidate(user_id=target.id))
+    add_note(session, task, actor, "transfer", note)
+    session.flush()
+    _record(session, task, actor, "task.transfer", to=target.username, note=note)
+    notify(session, target.id, "task_assigned", f"{actor.display_name}转办给您: {task.name}", body=note,
+           link=f"/tasks/{task.id}")
+    return task
+
+
+def delegate(session: Session, *, task_id: int, actor: Actor, to_username: str, note: str = "") -> HumanTask:
+    """Ask another user to handle a task and give it back; the owner decides (委派).
+
+    Raises: TaskNotFound, TaskAlreadyDone, NotYourTask, UserNotFound, InvalidInput
+    """
+    task = _held(session, task_id, actor, task_access.Op.DELEGATE)
+    if task.delegation_state == "pending":
+        raise Conflict("任务已委派 (already delegated)", task_id=task_id)
+    target = _user(session, to_username)
+    if target.id == actor.user_id:
+        raise InvalidInput("不能委派给自己 (cannot delegate to yourself)", field="to_username")
+    task.owner_id = actor.user_id
+    task.assignee_id = target.id
+    task.delegation_state = "pending"
+    add_note(session, task, actor, "delegate", note)
+    session.flush()
+    _record(session, task, actor, "task.delegate", to=target.username, note=note)
+    notify(session, target.id, "task_delegated", f"{actor.display_name}委派给您: {task.name}", body=note,
+           link=f"/tasks/{task.id}")
+    return task
+
+
+def resolve_delegation(session: Session, *, task_id: int, actor: Actor, opinion: str) -> HumanTask:
+    """Give a delegated task back to its owner with an opinion (委派退回).
+
+    Raises: TaskNotFound, TaskAlreadyDone, NotYourTask, InvalidInput
+    """
+    task = lookup.get_open(session, task_id)
+    task_access.require(session, actor, task, task_access.Op.RESOLVE)
+    if not opinion.strip():
+        raise InvalidInput("请填写处理意见 (an opinion is required)", field="opinion")
+    task.assignee_id = task.owner_id
+    task.delegation_state = "resolved"
+    add_note(session, task, actor, "opinion", opinion)
+    session.flush()
+    _record(session, task, actor, "task.delegation_resolved", opinion=opinion)
+    if task.owner_id is not None:
+        notify(session, task.owner_id, "task_returned", f"{actor.display_name}已处理委派: {task.name}",
+               body=opinion, link=f"/tasks/{task.id}")
+    return task
+
+
+# --- 加签 / 减签 co-signers --------------------------------------------------------------------------
+
+
+def _cosigns(session: Session, parent: HumanTask, *states: str) -> list[HumanTask]:
+    return list(session.scalars(select(HumanTask).where(HumanTask.parent_task_id == parent.id,
+                                                        HumanTask.kind == "cosign",
+                                                        HumanTask.state.in_(states))))
+
+
+def add_cosigners(session: Session, *, task_id: int, actor: Actor, usernames: Sequence[str], position: str,
+                  note: str = "") -> list[HumanTask]:
+    """Add co-signers before me (they sign first) or after me (they sign my submission) (加签).
+
+    Raises: TaskNotFound, TaskAlreadyDone, NotYourTask, UserNotFound, InvalidInput
+    """
+    if position not in ("before", "after"):
+        raise InvalidInput("加签位置必须是 before 或 after (position: before | after)", field="position")
+    task = _held(session, task_id, actor, task_access.Op.ADD_COSIGNER)
+    if task.kind != "bpmn":
+        raise InvalidInput("加签任务不能再加签 (a co-signer cannot add co-signers)", field="task_id")
+    if not usernames:
+        raise InvalidInput("请选择加签人 (choose at least one co-signer)", field="usernames")
+    existing = {t.assignee_id for t in _cosigns(session, task, "ready", "pending")}
+    created: list[HumanTask] = []
+    for username in dict.fromkeys(usernames):
+        user = _user(session, username)
+        if user.id == actor.user_id or user.id in existing:
+            raise InvalidInput(f"{username} 已是办理人或加签人 (already signing)", field="usernames")
+        cosign = HumanTask(instance_id=task.instance_id, task_guid=str(uuid4()),
+                           bpmn_id=task.bpmn_id, name=f"加签: {task.name}"[:300], process_key=task.process_key,
+                           lane=task.lane, kind="cosign", parent_task_id=task.id, cosign_position=position,
+                           state="ready" if position == "before" else "pending", assignee_id=user.id,
+                           owner_id=actor.user_id, due_at=task.due_at, warn_at=task.warn_at, created_at=clock.now())
+        cosign.candidates.append(TaskCandidate(user_id=user.id))
+        session.add(cosign)
+        created.append(cosign)
+    if position == "before":
+        task.blocked = True
+    add_note(session, task, actor, "cosign", note)
+    session.flush()
+    _record(session, task, actor, "task.cosign.add", position=position, cosigners=list(usernames), note=note)
+    if position == "before":
+        for cosign in created:
+            notify(session, int(cosign.assignee_id or 0), "task_assigned",
+                   f"{actor.display_name}请您加签: {task.name}", body=note, link=f"/tasks/{cosign.id}")
+    return created
+
+
+def remove_cosigner(session: Session, *, cosign_task_id: int, actor: Actor) -> HumanTask:
+    """Remove a co-signer who has not signed yet (减签); the parent goes on when none is left.
+
+    Raises: TaskNotFound, TaskAlreadyDone, NotYourTask
+    """
+    cosign = lookup.get_open(session, cosign_task_id)
+    if cosign.kind != "cosign" or cosign.parent_task_id is None:
+        raise InvalidInput("这不是加签任务 (not a co-signer task)", field="task_id")
+    parent = session.get(HumanTask, cosign.parent_task_id)
+    if parent is None:
+        raise TaskNotFound(f"任务不存在: {cosign.parent_task_id}", task_id=cosign.parent_task_id)
+    task_access.require(session, actor, parent, task_access.Op.REMOVE_COSIGNER)
+    cosign.state = "cancelled"
+    cosign.completed_at = clock.now()
+    session.flush()
+    _record(session, parent, actor, "task.cosign.remove", cosign_task_id=cosign.id)
+    _after_cosign(session, parent, actor)
+    return cosign
+
+
+def hold_for_cosigners(session: Session, task: HumanTask, actor: Actor, data: dict[str, Any]) -> bool:
+    """Hold a submission for co-signers added after the holder; True if held (then nothing else happens)."""
+    waiting = _cosigns(session, task, "pending")
+    if not waiting:
+        return False
+    task.pending_data = audit.jsonable(data)
+    task.blocked = True
+    for cosign in waiting:
+        cosign.state = "ready"
+        notify(session, int(cosign.assignee_id or 0), "task_assigned",
+               f"{actor.display_name}请您加签: {task.name}", link=f"/tasks/{cosign.id}")
+    session.flush()
+    _record(session, task, actor, "task.submit_for_cosign", data=data, cosigners=[c.id for c in waiting])
+    return True
+
+
+def sign(session: Session, *, task: HumanTask, actor: Actor, opinion: str) -> completion.Completion:
+    """A co-signer signs with an opinion; when the last one has, the parent goes on."""
+    if not opinion.strip():
+        raise InvalidInput("请填写加签意见 (an opinion is required)", field="opinion")
+    task.state = "completed"
+    task.completed_at = clock.now()
+    task.completed_by_id = actor.user_id
+    add_note(session, task, actor, "opinion", opinion)
+    session.flush()
+    _record(session, task, actor, "task.cosign.sign", opinion=opinion)
+    parent = session.get(HumanTask, task.parent_task_id) if task.parent_task_id else None
+    if parent is None:
+        return completion.Completion(instance_id=task.instance_id, status="running", incident=None, next_tasks=[])
+    return _after_cosign(session, parent, actor)
+
+
+def _after_cosign(session: Session, parent: HumanTask, actor: Actor) -> completion.Completion:
+    if _cosigns(session, parent, "ready"):
+        return completion.Completion(instance_id=parent.instance_id, status="running", incident=None, next_tasks=[])
+    parent.blocked = False
+    if parent.pending_data is None:  # co-signers before the holder: back to the holder
+        session.flush()
+        if parent.assignee_id is not None:
+            notify(session, parent.assignee_id, "task_ready", f"加签已完成，请办理: {parent.name}",
+                   link=f"/tasks/{parent.id}")
+        return completion.Completion(instance_id=parent.instance_id, status="running", incident=None,
+                                next_tasks=[parent.id])
+    data = dict(parent.pending_data)
+    parent.pending_data = None
+    holder = parent.assignee_id
+    running = runtime.load(session, parent.instance_id)
+    if running.row.status != "running":
+        raise InstanceNotRunning("流程实例未在运行 (instance is not running)", instance_id=parent.instance_id)
+    user = session.get(User, holder) if holder is not None else None
+    holder_actor = actor_of(session, user) if user is not None else actor
+    return completion.finish(session, task=parent, running=running, actor=holder_actor, data=data)
+
+
+# --- 催办 urge, 抄送 CC, comments, attachments --------------------------------------------------------
+
+
+def urge_recipients(session: Session, task: HumanTask) -> list[int]:
+    """Return whom 催办 reaches: the holder, else every candidate (users, unit members, role holders), else the
+    unit head — the escalation ladder's first two rungs."""
+    org = escalation.Org.load(session)
+    target = escalation.load_targets(session, [("task", task.id)], org)[("task", task.id)]
+    policy = sla.load_policies().get("task", task.escalation_policy)
+    people = escalation.recipients("handler", target, org, policy, session)
+    if not people:
+        people = escalation.recipients("unit_head", target, org, policy, session)
+    return list(dict.fromkeys(people))
+
+
+def urge(session: Session, *, task_id: int, actor: Actor, message: str = "") -> int:
+    """Remind the task's holder (or all its candidates, or their unit head) to act; once an hour per task and person (催办).
+
+    Raises: TaskNotFound, TaskAlreadyDone, Forbidden, RateLimited
+    """
+    task = lookup.get_open(session, task_id)
+    task_access.require(session, actor, task, task_access.Op.URGE)
+    since = clock.now() - URGE_INTERVAL
+    recent = session.scalar(select(func.count()).select_from(Comment).where(
+        Comment.task_id == task.id, Comment.kind == "urge", Comment.author_id == actor.user_id,
+        Comment.created_at >= since))
+    if recent:
+        raise RateLimited("一小时内已催办过 (already urged within the hour)", task_id=task_id)
+    session.add(Comment(instance_id=task.instance_id, task_id=task.id, author_id=actor.user_id, kind="urge",
+                        body=message.strip()[:2000] or "催办"))
+    recipients = urge_recipients(session, task)
+    for user_id in recipients:
+        notify(session, user_id, "urge", f"{actor.display_name}催办: {task.name}", body=message,
+               link=f"/tasks/{task.id}")
+    session.flush()
+    _record(session, task, actor, "task.urge", message=message, recipients=recipients)
+    return len(recipients)
+
+
+def carbon_copy(session: Session, *, instance_id: int, actor: Actor, usernames: Sequence[str], note: str = "",
+                task_id: int | None = None) -> list[CarbonCopy]:
+    """Show an instance to other users for information (抄送).
+
+    Raises: Forbidden, UserNotFound, InvalidInput
+    """
+    access.require_view(session, actor, instance_id)
+    if not usernames:
+        raise InvalidInput("请选择抄送人 (choose at least one recipient)", field="usernames")
+    copies = []
+    for username in dict.fromkeys(usernames):
+        user = _user(session, username)
+        cc = CarbonCopy(instance_id=instance_id, task_id=task_id, user_id=user.id, from_user_id=actor.user_id,
+                        note=note[:2000])
+        session.add(cc)
+        copies.append(cc)
+        notify(session, user.id, "cc", f"{actor.display_name}抄送给您", body=note, link=f"/instances/{instance_id}")
+    session.flush()
+    audit.record(session, actor, "instance.cc", stream=f"instance:{instance_id}", object_type="process_instance",
+                 object_id=instance_id, after={"to": list(usernames), "note": note, "task_id": task_id})
+    return copies
+
+
+def add_comment(session: Session, *, instance_id: int, actor: Actor, body: str,
+                task_id: int | None = None) -> Comment:
+    """Comment on an instance or one of its tasks.
+
+    Raises: Forbidden, InvalidInput
+    """
+    access.require_view(session, actor, instance_id)
+    if not body.strip():
+        raise InvalidInput("评论不能为空 (a comment cannot be empty)", field="body")
+    comment = Comment(instance_id=instance_id, task_id=task_id, author_id=actor.user_id, kind="comment",
+                      body=body.strip()[:4000])
+    session.add(comment)
+    session.flush()
+    audit.record(session, actor, "instance.comment", stream=f"instance:{instance_id}", object_type="comment",
+                 object_id=comment.id, after={"body": comment.body, "task_id": task_id})
+    return comment
+
+
+def attach(session: Session, *, instance_id: int, actor: Actor, name: str, content: bytes,
+           content_type: str = "application/octet-stream", task_id: int | None = None) -> Attachment:
+    """Attach a file (at most 20 MB) to an instance.
+
+    Raises: Forbidden, InvalidInput
+    """
+    access.require_view(session, actor, instance_id)
+    clean = SAFE_NAME.sub("_", name.replace("\\", "/").rsplit("/", 1)[-1]).strip(" .")[:200]
+    if not clean:
+        raise InvalidInput("文件名无效 (invalid file name)", field="name")
+    if not content:
+        raise InvalidInput("文件为空 (empty file)", field="file")
+    if len(content) > MAX_ATTACHMENT_BYTES:
+        raise InvalidInput("文件超过20MB (file larger than 20 MB)", field="file")
+    digest = hashlib.sha256(content).hexdigest()
+    # The uploader's declared type is a claim: only an inert one is kept (text/javascript, html, svg are not).
+    attachment = Attachment(instance_id=instance_id, task_id=task_id, name=clean,
+                            content_type=uploads.safe_type(content_type), size=len(content), sha256=digest,
+                            content=content, uploaded_by_id=actor.user_id)
+    session.add(attachment)
+    session.flush()
+    audit.record(session, actor, "instance.attach", stream=f"instance:{instance_id}", object_type="attachment",
+                 object_id=attachment.id, after={"name": clean, "size": len(content), "sha256": digest})
+    return attachment
+
+
+__all__ = ["add_comment", "add_cosigners", "add_note", "attach", "carbon_copy", "delegate", "hold_for_cosigners", "notify",
+           "remove_cosigner", "resolve_delegation", "sign", "transfer", "urge"]

@@ -1,0 +1,219 @@
+"""退回 (send back) and 撤回 (withdraw): reopen an earlier step of an instance.
+
+A re-opened step is a new human_task row: the rows of its earlier rounds stay in the history as they
+were, and the new one gets a fresh deadline from its SLA — and with it a fresh escalation ladder, as
+the deadline sweep watches rows. Resetting a step removes every open task after it, parallel branches
+included: `preview` lists those before a 退回 is confirmed, `send_back` refuses to cancel them
+unconfirmed, and their holders (or candidates) are told when it happens.
+"""
+from __future__ import annotations
+
+from copy import deepcopy
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from engine import clock, runtime
+from engine.errors import Conflict, InstanceNotRunning, InvalidInput, NotYourTask, TaskNotFound
+from engine.org.actors import Actor
+from engine.spiff import guards
+from engine.tasks import lookup, operations, task_access
+from engine.tasks.collab_models import Comment
+from engine.tasks.models import HumanTask
+
+OPEN = ("ready", "suspended")
+
+
+class ConfirmationRequired(Conflict):
+    """The 退回 would cancel other open tasks (parallel branches): the sender has to confirm it."""
+
+    code = "confirmation_required"
+
+
+@dataclass(frozen=True)
+class Preview:
+    """Where a 退回 goes and which other open tasks it cancels."""
+
+    target: HumanTask
+    cancels: list[HumanTask]
+
+
+def send_back_targets(session: Session, task: HumanTask) -> list[HumanTask]:
+    """Return the completed steps on this task's path, earliest first (where 退回 may go)."""
+    running = runtime.load(session, task.instance_id)
+    current = runtime.find_task(running.workflow, task.task_guid)
+    if current is None:
+        return []
+    ancestors: set[str] = set()
+    node = current.parent
+    while node is not None:
+        ancestors.add(str(node.id))
+        node = node.parent
+    rows = session.scalars(select(HumanTask).where(HumanTask.instance_id == task.instance_id,
+                                                   HumanTask.kind == "bpmn", HumanTask.state == "completed")
+                           .order_by(HumanTask.completed_at, HumanTask.id))
+    latest = {r.task_guid: r for r in rows if r.task_guid in ancestors}  # a step done twice: its last round
+    return sorted(latest.values(), key=lambda r: (r.completed_at is None, r.completed_at, r.id))
+
+
+def _pick(targets: list[HumanTask], to: str | int) -> HumanTask:
+    if not targets:
+        raise InvalidInput("没有可以退回的步骤 (there is no earlier step to send back to)", field="to")
+    if to == "previous":
+        return targets[-1]
+    if to == "applicant":
+        return targets[0]
+    matches = [t for t in targets if str(t.id) == str(to)]
+    if not matches:
+        raise InvalidInput(f"不能退回到任务 {to} (not an earlier step of this task)", field="to")
+    return matches[0]
+
+
+def cancelled_by(session: Session, running: runtime.Running, target: HumanTask,
+                 current: HumanTask | None) -> list[HumanTask]:
+    """Return the open tasks that reopening `target` removes, other than `current` (the sender's own)."""
+    spiff_task = runtime.find_task(running.workflow, target.task_guid)
+    if spiff_task is None:
+        return []
+    below = {str(t.id) for t in spiff_task} - {target.task_guid}
+    rows = session.scalars(select(HumanTask).where(HumanTask.instance_id == target.instance_id,
+                                                   HumanTask.kind == "bpmn", HumanTask.state.in_(OPEN),
+                                                   HumanTask.task_guid.in_(below or {""})).order_by(HumanTask.id))
+    return [r for r in rows if current is None or r.id != current.id]
+
+
+def _sendable(session: Session, task_id: int, actor: Actor) -> HumanTask:
+    task = lookup.get_open(session, task_id)
+    task_access.require(session, actor, task, task_access.Op.SEND_BACK)
+    if task.kind != "bpmn":
+        raise InvalidInput("加签任务不能退回 (a co-signer task cannot be sent back)", field="task_id")
+    return task
+
+
+def preview(session: Session, *, task_id: int, actor: Actor, to: str | int = "previous") -> Preview:
+    """Tell where a 退回 would go and which other open tasks (parallel branches) it would cancel; changes nothing.
+
+    Raises: TaskNotFound, TaskAlreadyDone, NotYourTask, InvalidInput
+    """
+    task = _sendable(session, task_id, actor)
+    target = _pick(send_back_targets(session, task), to)
+    return Preview(target=target, cancels=cancelled_by(session, runtime.load(session, task.instance_id), target, task))
+
+
+def _tell_cancelled(session: Session, actor: Actor, rows: list[HumanTask], target: HumanTask, reason: str) -> None:
+    for row in rows:
+        people = [row.assignee_id] if row.assignee_id else [c.user_id for c in row.candidates if c.user_id]
+        if not people and row.owner_id:
+            people = [row.owner_id]
+        for user_id in dict.fromkeys(p for p in people if p is not None and p != actor.user_id):
+            operations.notify(session, user_id, "task_cancelled",
+                              f"{actor.display_name}退回到「{target.name}」，您的任务已取消: {row.name}", body=reason,
+                              link=f"/tasks/{row.id}")
+
+
+def _cancel_cosigners(session: Session, parent_ids: list[int]) -> list[HumanTask]:
+    # Co-signers (加签) of the tasks the reset removed have nothing left to sign.
+    now = clock.now()
+    rows = list(session.scalars(select(HumanTask).where(HumanTask.parent_task_id.in_(parent_ids or [-1]),
+                                                        HumanTask.kind == "cosign",
+                                                        HumanTask.state.in_(("ready", "pending")))))
+    asked = [r for r in rows if r.state == "ready"]  # pending ones were never asked: nothing to tell them
+    for cosign in rows:
+        cosign.state = "cancelled"
+        cosign.completed_at = now
+    return asked
+
+
+def _reopen(session: Session, actor: Actor, target: HumanTask, action: str, reason: str,
+            current: HumanTask | None) -> HumanTask:
+    running = runtime.load(session, target.instance_id)
+    if running.row.status != "running":
+        raise InstanceNotRunning("流程实例未在运行 (instance is not running)", instance_id=target.instance_id)
+    spiff_task = runtime.find_task(running.workflow, target.task_guid)
+    if spiff_task is None:
+        raise Conflict("该步骤已不在流程中 (that step is no longer on the path)", task_id=target.id)
+    cancels = cancelled_by(session, running, target, current)
+    data = deepcopy(spiff_task.data)  # the form they submitted comes back filled in
+    guards.run_deep_for(len(running.workflow.tasks), running.workflow.reset_from_task_id, spiff_task.id, data)
+    runtime.run(session, running, actor)
+    runtime.save(session, running)  # the projection adds a new row for the step: `target` stays in the history
+    reopened = session.scalar(select(HumanTask).where(HumanTask.instance_id == target.instance_id,
+                                                      HumanTask.task_guid == target.task_guid,
+                                                      HumanTask.state.in_(OPEN)))
+    if reopened is None:
+        raise Conflict("该步骤未能重新打开 (the step did not reopen)", task_id=target.id)
+    if target.completed_by_id is not None:
+        reopened.assignee_id = target.completed_by_id  # back to who did it
+    cosigners = _cancel_cosigners(session, [r.id for r in cancels] + ([current.id] if current is not None else []))
+    if current is not None:
+        operations.add_note(session, current, actor, action.split(".")[-1], reason)
+    session.flush()
+    runtime.record(session, running, actor, action, after={
+        "to_task_id": reopened.id, "to_bpmn_id": reopened.bpmn_id, "from_task_id": current.id if current else None,
+        "reopened_from_task_id": target.id, "cancelled_task_ids": [r.id for r in cancels], "reason": reason,
+        **runtime.waiting_summary(running)})
+    if reopened.assignee_id is not None and reopened.assignee_id != actor.user_id:
+        operations.notify(session, reopened.assignee_id, "task_sent_back", f"{actor.display_name}退回: {reopened.name}",
+                          body=reason, link=f"/tasks/{reopened.id}")
+    _tell_cancelled(session, actor, cancels + cosigners, reopened, reason)
+    return reopened
+
+
+def send_back(session: Session, *, task_id: int, actor: Actor, to: str | int = "previous", reason: str,
+              confirm: bool = False) -> HumanTask:
+    """Send a task back to the applicant ("applicant"), the previous step ("previous") or an earlier task id (退回).
+
+    A 退回 that would cancel other open tasks (parallel branches) needs `confirm`.
+
+    Raises: TaskNotFound, TaskAlreadyDone, NotYourTask, InvalidInput, ConfirmationRequired, InstanceNotRunning,
+    ConcurrentModification
+    """
+    if not reason.strip():
+        raise InvalidInput("请填写退回理由 (a reason is required)", field="reason")
+    task = _sendable(session, task_id, actor)
+    target = _pick(send_back_targets(session, task), to)
+    if not confirm:
+        cancels = cancelled_by(session, runtime.load(session, task.instance_id), target, task)
+        if cancels:
+            names = "、".join(r.name for r in cancels)
+            raise ConfirmationRequired(f"退回将同时取消 {len(cancels)} 个并行任务：{names}，请确认 "
+                                       f"(this also cancels {len(cancels)} open tasks: confirm)",
+                                       task_id=task_id, cancels=[{"task_id": r.id, "name": r.name} for r in cancels])
+    if task.assignee_id is None:
+        task.assignee_id = actor.user_id  # acting on a group task claims it
+    return _reopen(session, actor, target, "task.send_back", reason, task)
+
+
+def withdraw(session: Session, *, task_id: int, actor: Actor, reason: str = "") -> HumanTask:
+    """Take back what I submitted while no one after me has acted yet (撤回).
+
+    Raises: TaskNotFound, NotYourTask, Conflict, InstanceNotRunning, ConcurrentModification
+    """
+    task = session.get(HumanTask, task_id)
+    if task is None or task.kind != "bpmn":
+        raise TaskNotFound(f"任务不存在: {task_id}", task_id=task_id)
+    if task.state != "completed" or task.completed_by_id != actor.user_id:
+        raise NotYourTask("只能撤回自己提交的任务 (only what you submitted)", task_id=task_id)
+    running = runtime.load(session, task.instance_id)
+    spiff_task = runtime.find_task(running.workflow, task.task_guid)
+    if spiff_task is None:
+        raise Conflict("流程已继续，无法撤回 (the process has moved on)", task_id=task_id)
+    if session.scalar(select(HumanTask.id).where(HumanTask.instance_id == task.instance_id,
+                                                 HumanTask.task_guid == task.task_guid,
+                                                 HumanTask.id > task.id).limit(1)) is not None:
+        raise Conflict("该步骤已重新办理，无法撤回 (that step has been reopened since)", task_id=task_id)
+    after = {str(t.id) for t in spiff_task} - {task.task_guid}
+    later = list(session.scalars(select(HumanTask).where(HumanTask.instance_id == task.instance_id,
+                                                         HumanTask.task_guid.in_(after or {""}))))
+    acted = [t for t in later if t.state == "completed" or t.assignee_id is not None]
+    commented = session.scalar(select(func.count()).select_from(Comment).where(
+        Comment.task_id.in_([t.id for t in later] or [-1])))
+    if acted or commented:
+        raise Conflict("下一步已有人处理，无法撤回 (the next handler has already acted)", task_id=task_id)
+    if running.row.status != "running":
+        raise Conflict("流程已结束或暂停，无法撤回 (the process is not running)", task_id=task_id)
+    return _reopen(session, actor, task, "task.withdraw", reason, None)
+
+
+__all__ = ["ConfirmationRequired", "Preview", "cancelled_by", "preview", "send_back", "send_back_targets", "withdraw"]

@@ -1,0 +1,173 @@
+"""Read-side of one task's page: who may do what, its form and data, the diagram's states, history, files."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine import deploy, runtime
+from engine.errors import Forbidden, TaskNotFound
+from engine.org.actors import Actor
+from engine.org.models import User
+from engine.runtime import timeline
+from engine.runtime.models import ProcessDefinition, ProcessInstance
+from engine.tasks import access, lookup, sendback, task_access
+from engine.tasks.collab_models import Attachment
+from engine.tasks.models import HumanTask
+
+MAX_USERS = 500  # the choices offered for 转办 / 委派 / 加签 / 抄送
+
+
+@dataclass(frozen=True)
+class Abilities:
+    """What the actor may do on the task now; the services re-check every one of these."""
+
+    claim: bool = False
+    unclaim: bool = False
+    complete: bool = False
+    resolve: bool = False  # 委派退回: the delegate gives the task back with an opinion
+    handle: bool = False  # 转办 / 委派 / 加签 / 退回: the holder's operations
+    withdraw: bool = False
+    urge: bool = False
+    remove_cosigner: bool = False
+
+
+@dataclass
+class TaskPage:
+    task: HumanTask
+    instance: ProcessInstance
+    process_name: str
+    parent: HumanTask | None
+    data: dict[str, Any]
+    schema_text: str | None
+    ui_text: str | None
+    instructions: str | None
+    may: Abilities
+    current: list[str] = field(default_factory=list)
+    completed: list[str] = field(default_factory=list)
+    history: list[timeline.Entry] = field(default_factory=list)
+    attachments: list[Attachment] = field(default_factory=list)
+    cosigners: list[HumanTask] = field(default_factory=list)
+    targets: list[HumanTask] = field(default_factory=list)  # where 退回 may go, earliest first
+    assignee: str | None = None
+    owner: str | None = None
+
+
+def get_visible(session: Session, actor: Actor, task_id: int) -> HumanTask:
+    """Return a task the actor may see: they hold it, may claim it, or may see its instance.
+
+    Raises: TaskNotFound, Forbidden
+    """
+    task = session.get(HumanTask, task_id)
+    if task is None:
+        raise TaskNotFound(f"任务不存在: {task_id}", task_id=task_id)
+    if task.assignee_id == actor.user_id or task.owner_id == actor.user_id or lookup.is_candidate(task, actor):
+        return task
+    if not task_access.allows(task_access.Op.VIEW, task_access.relations(session, actor, task)):
+        raise Forbidden("无权查看此任务 (not allowed to view this task)", task_id=task_id)
+    return task
+
+
+def abilities(session: Session, actor: Actor, task: HumanTask, instance: ProcessInstance) -> Abilities:
+    """Tell which operations to offer the actor on this task: the access table's, where the task's state allows."""
+    is_open = task.state == "ready" and instance.status == "running"
+    ops = task_access.permitted(session, actor, task) if is_open else frozenset()
+    Op = task_access.Op
+    bpmn = task.kind == "bpmn"
+    return Abilities(
+        claim=Op.CLAIM in ops and task.assignee_id is None,
+        unclaim=Op.UNCLAIM in ops and task.assignee_id is not None and bpmn,
+        complete=Op.COMPLETE in ops and not task.blocked,
+        resolve=Op.RESOLVE in ops,
+        handle=bpmn and all(op in ops for op in (Op.TRANSFER, Op.DELEGATE, Op.ADD_COSIGNER, Op.SEND_BACK)),
+        withdraw=(task.state == "completed" and bpmn and task.completed_by_id == actor.user_id
+                  and instance.status == "running"),
+        urge=Op.URGE in ops,
+        remove_cosigner=Op.REMOVE_COSIGNER in ops,
+    )
+
+
+def load(session: Session, actor: Actor, task_id: int) -> TaskPage:
+    """Gather everything the task page shows, after the access check.
+
+    Raises: TaskNotFound, Forbidden
+    """
+    task = get_visible(session, actor, task_id)
+    instance = session.get(ProcessInstance, task.instance_id)
+    assert instance is not None
+    process_name = session.scalar(select(ProcessDefinition.name).where(ProcessDefinition.id == instance.definition_id))
+    parent = session.get(HumanTask, task.parent_task_id) if task.parent_task_id else None
+    source = parent if task.kind == "cosign" and parent is not None else task  # a co-signer sees the parent's form
+    running = runtime.load(session, task.instance_id)
+    spiff_task = runtime.find_task(running.workflow, source.task_guid)
+    data: dict[str, Any] = dict(spiff_task.data) if spiff_task is not None else {}
+    schema_text, ui_text = form_texts(session, task, instance.version_id) if task.kind == "bpmn" else (None, None)
+    states = timeline.diagram_states(session, running)
+    may = abilities(session, actor, task, instance)
+    page = TaskPage(task=task, instance=instance, process_name=process_name or task.process_key, parent=parent,
+                    data=data, schema_text=schema_text, ui_text=ui_text, instructions=source.instructions, may=may,
+                    current=states.current, completed=states.completed,
+                    history=timeline.timeline(session, instance.id, with_details=False,
+                                                    public=access.is_external(session, actor), public_for=actor.user_id))
+    page.attachments = list(session.scalars(select(Attachment).where(Attachment.instance_id == instance.id)
+                                            .order_by(Attachment.created_at, Attachment.id)))
+    if task.kind == "bpmn":
+        page.cosigners = list(session.scalars(select(HumanTask).where(
+            HumanTask.parent_task_id == task.id, HumanTask.kind == "cosign").order_by(HumanTask.id)))
+    if may.handle:
+        page.targets = sendback.send_back_targets(session, task)
+    names = dict(session.execute(select(User.id, User.display_name).where(
+        User.id.in_([i for i in (task.assignee_id, task.owner_id) if i is not None] or [-1]))).all())
+    page.assignee = names.get(task.assignee_id) if task.assignee_id else None
+    page.owner = names.get(task.owner_id) if task.owner_id else None
+    return page
+
+
+def form_texts(session: Session, task: HumanTask, version_id: int | None = None) -> tuple[str | None, str | None]:
+    """Return the texts of the task's JSON Schema and UI schema files (None where it has none)."""
+    if version_id is None:
+        version_id = session.scalar(select(ProcessInstance.version_id).where(ProcessInstance.id == task.instance_id))
+    assert version_id is not None
+    info = runtime.version_info(session, version_id)
+    texts: list[str | None] = []
+    for name in (task.form_schema, task.form_ui_schema):
+        texts.append((info.files.get(name) or deploy.file_text(session, version_id, name)) if name else None)
+    return texts[0], texts[1]
+
+
+def attachment(session: Session, actor: Actor, task_id: int, attachment_id: int) -> Attachment:
+    """Return an attachment of the task's instance, content loaded, after the access check.
+
+    Raises: TaskNotFound, Forbidden
+    """
+    task = get_visible(session, actor, task_id)
+    found = session.get(Attachment, attachment_id)
+    if found is None or found.instance_id != task.instance_id:
+        raise TaskNotFound(f"附件不存在: {attachment_id}", attachment_id=attachment_id)
+    return found
+
+
+def diagram_xml(session: Session, actor: Actor, task_id: int) -> str:
+    """Return the BPMN XML of the task's process version, after the access check.
+
+    Raises: TaskNotFound, Forbidden
+    """
+    task = get_visible(session, actor, task_id)
+    instance = session.get(ProcessInstance, task.instance_id)
+    assert instance is not None
+    text = timeline.bpmn_text(session, instance.version_id, task.process_key)
+    if text is None:
+        raise TaskNotFound(f"流程图不存在: {task_id}", task_id=task_id)
+    return text
+
+
+def users(session: Session) -> list[tuple[str, str]]:
+    """Return (username, display name) of active users, for choosing whom to hand a task to."""
+    return list(session.execute(select(User.username, User.display_name).where(User.is_active.is_(True))
+                                .order_by(User.username).limit(MAX_USERS)).all())
+
+
+__all__ = ["Abilities", "TaskPage", "abilities", "attachment", "diagram_xml", "form_texts", "get_visible", "load",
+           "users"]

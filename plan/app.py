@@ -1,0 +1,40 @@
+"""The plan as an engine extension: what Jiaozhou's application adds to the workflow engine.
+
+Installed through the `jzflow.extensions` entry point (setup.cfg), so every process — web, worker,
+beat, CLI, tests — gets the same additions the first time the engine asks for them:
+- service-task operations of the plan's processes (并联审批, 问题台账, 七步工作法, 项目库);
+- ledger issues and projects as objects the deadline sweep watches and escalates;
+- its Celery jobs and their beat schedule;
+- the `seed` and `demo` commands.
+"""
+from __future__ import annotations
+
+from celery.schedules import crontab
+
+from engine import extensions
+from engine.deadlines import sources
+from plan import cli
+from plan.ledger import deadlines as ledger_deadlines
+from plan.projects import deadlines as project_deadlines
+
+SERVICE_MODULES = ("plan.approval.core", "plan.ledger.core", "plan.investment.core", "plan.projects.core")
+BEAT = {
+    "pending-reports": {"task": "plan.jobs.pending_reports", "schedule": 60.0},
+    # 七步工作法: one instance per month; idempotent, so a daily run catches up a missed one.
+    "start-investment-period": {"task": "plan.jobs.start_investment_period", "schedule": crontab(hour=8, minute=0)},
+    # 对进展缓慢项目自动预警: a ledger issue for each project behind its planned dates (idempotent).
+    "flag-slow-projects": {"task": "plan.jobs.flag_slow_projects", "schedule": crontab(hour=7, minute=30)},
+}
+
+
+def install() -> None:
+    """Register the plan's additions with the engine (called once per process by `engine.extensions.load`)."""
+    for module in SERVICE_MODULES:
+        if module not in extensions.service_modules:
+            extensions.service_modules.append(module)
+    if "plan.jobs" not in extensions.task_modules:
+        extensions.task_modules.append("plan.jobs")
+    extensions.beat.update(BEAT)
+    extensions.commands.extend(c for c in cli.COMMANDS if c not in extensions.commands)
+    sources.register(ledger_deadlines.SOURCE)
+    sources.register(project_deadlines.SOURCE)

@@ -1,0 +1,28 @@
+"""The plan's indicators: targets, industries and plan items (`models`), and entering figures (the names below).
+"""
+from plan.indicators.core import (
+    Replaced,
+    apply_upload,
+    can_enter,
+    current_figures,
+    require_entry,
+    save_form,
+    template_csv,
+    template_xlsx,
+)
+from plan.indicators.preview import preview_upload
+from plan.indicators.upload import MAX_BYTES, UploadInvalid
+
+__all__ = [
+    "MAX_BYTES",
+    "Replaced",
+    "UploadInvalid",
+    "apply_upload",
+    "can_enter",
+    "current_figures",
+    "preview_upload",
+    "require_entry",
+    "save_form",
+    "template_csv",
+    "template_xlsx",
+]

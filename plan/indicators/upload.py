@@ -1,0 +1,61 @@
+"""指标数据录入: read an uploaded XLSX or CSV file into rows of text (checking the rows is `preview`'s)."""
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+from typing import Any
+
+from engine.errors import InvalidInput
+from plan.indicators import sheets
+
+MAX_BYTES = 2 * 1024 * 1024
+MAX_ROWS = 2000
+MAX_TABLE_ROWS = MAX_ROWS + 100  # read no further: a header, blank lines, and enough to say "too many rows"
+
+
+class UploadInvalid(InvalidInput):
+    """The file (or form) has bad rows; nothing was stored. `errors` lists each line's reason."""
+
+    code = "indicator_upload_invalid"
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, float):
+        return repr(value)
+    return str(value).strip()
+
+
+def read_table(filename: str, data: bytes) -> list[list[str]]:
+    """Return the rows of a CSV (UTF-8, UTF-8 with BOM or GB18030) or XLSX file's first sheet as text.
+
+    Raises: UploadInvalid (not a readable CSV/XLSX, too large)
+    """
+    if len(data) > MAX_BYTES:
+        raise UploadInvalid(f"文件超过 {MAX_BYTES // 1024 // 1024} MB (file too large)", field="file")
+    name = filename.lower()
+    if name.endswith(".xlsx"):
+        try:  # bounded before openpyxl reads it: declared area, cell count, rows and columns (plan.indicators.sheets)
+            rows = sheets.read_first_sheet(data, max_rows=MAX_TABLE_ROWS)
+        except InvalidInput as exc:
+            raise UploadInvalid(exc.message, field="file") from None
+        return [[_cell(v) for v in row] for row in rows]
+    if name.endswith(".csv") or name.endswith(".txt"):
+        for encoding in ("utf-8-sig", "gb18030"):
+            try:
+                text = data.decode(encoding)
+                break
+            except UnicodeDecodeError:
+                continue
+        else:
+            raise UploadInvalid("CSV 文件编码无法识别，请用 UTF-8 (unknown CSV encoding; use UTF-8)", field="file")
+        reader = csv.reader(io.StringIO(text))
+        return [[c.strip() for c in row[:sheets.MAX_COLUMNS]] for row in itertools.islice(reader, MAX_TABLE_ROWS)]
+    raise UploadInvalid("只接受 .xlsx 或 .csv 文件 (only .xlsx or .csv files)", field="file")
+
+
+__all__ = ["MAX_BYTES", "UploadInvalid", "read_table"]

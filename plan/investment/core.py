@@ -1,0 +1,91 @@
+"""七步工作法: services for investment_loop.bpmn — steps ①–⑤ and the period's instance.
+
+① 指标监测预警 `indicator_statuses` assesses every indicator of the period's year against its
+target; ② 缺口分析 `gap_analysis` turns the ones behind into proposed plan items; ③ the planner's
+reviewed items become `PlanItem` rows (`create_plan_items`); ④ each is claimed by a leader
+(`claim_plan_item`); ⑤ problems found on enterprise visits go to the issue ledger (`raise_issues`).
+Steps ⑥ ⑦ (leads, 揭榜挂帅) live in `plan.projects`.
+
+Steps ①② live in `status` (formulas there), ③④ in `plan_items`, the period and its instance in
+`periods`; this module holds ⑤ and the service tasks investment_loop.bpmn calls.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from engine.runtime import effects, instances
+from plan.investment.plan_items import ItemsInvalid, claim_plan_item, create_plan_items, item_brief
+from plan.investment.status import gap_analysis, indicator_statuses, status_summary
+
+# -- ⑤ enterprise visits → issue ledger ----------------------------------------------------------
+
+
+def issue_start_data(visit: dict[str, Any], problem: dict[str, Any], reporter: str) -> dict[str, Any]:
+    """Build issue_ledger's start data (contract 0001) for one problem found on a visit."""
+    data: dict[str, Any] = {
+        "title": str(problem["title"]), "description": str(problem.get("description") or ""),
+        "enterprise": str(visit["enterprise"]), "unit_code": str(problem["unit_code"]),
+        "source": "service_visit", "reporter": reporter,
+    }
+    if problem.get("project_code"):
+        data["project_code"] = str(problem["project_code"])
+    if problem.get("due_date"):
+        data["due_date"] = str(problem["due_date"])
+    return data
+
+
+# -- service tasks ----------------------------------------------------------------------------------
+
+def _instance_id(ctx: effects.RunContext) -> int:
+    return ctx.running.row.id
+
+
+@effects.service("loop_indicator_status")
+def loop_indicator_status(ctx: effects.RunContext, period: str) -> dict[str, Any]:
+    """① Assess the period's indicators; keep only counts and codes in instance data."""
+    return status_summary(period, indicator_statuses(ctx.session, period))
+
+
+@effects.service("loop_gap_analysis")
+def loop_gap_analysis(ctx: effects.RunContext, period: str) -> dict[str, Any]:
+    """② Gaps and year-end projections of the indicators behind, and draft plan items for ③."""
+    return gap_analysis(ctx.session, period)
+
+
+@effects.service("loop_create_plan_items")
+def loop_create_plan_items(ctx: effects.RunContext, period: str, items: list[dict[str, Any]]) -> dict[str, Any]:
+    """③ Create the reviewed plan items; an unknown industry or indicator sends the form back."""
+    try:
+        created = create_plan_items(ctx.session, period=period, instance_id=_instance_id(ctx), items=list(items),
+                                    actor=ctx.actor)
+    except ItemsInvalid as exc:
+        return {"ok": False, "error": exc.message, "plan_items": []}
+    return {"ok": True, "error": None, "plan_items": [item_brief(ctx.session, i) for i in created]}
+
+
+@effects.service("loop_claim_item")
+def loop_claim_item(ctx: effects.RunContext, item_id: int, measures: str = "",
+                    finish_by: str | None = None) -> dict[str, Any]:
+    """④ The leader who completed the claim task claims the item."""
+    item = claim_plan_item(ctx.session, item_id=int(item_id), actor=ctx.actor, measures=measures,
+                           finish_by=finish_by)
+    return {"id": item.id, "status": item.status, "claimed_by": ctx.actor.username}
+
+
+@effects.service("loop_raise_issues")
+def loop_raise_issues(ctx: effects.RunContext, visits: list[dict[str, Any]],
+                      initiator: str = "") -> dict[str, Any]:
+    """⑤ Start one issue_ledger instance per problem found on the period's visits (via start_process)."""
+    reporter = ctx.actor.username if ctx.actor.user_id is not None else initiator
+    issues: list[dict[str, Any]] = []
+    for visit in visits:
+        for problem in visit.get("problems") or []:
+            data = issue_start_data(visit, problem, reporter)
+            child = instances.start_process(ctx, "issue_ledger", data=data,
+                                            title=f"{data['enterprise']}：{data['title']}"[:300])
+            issues.append({"instance_id": child["instance_id"], "title": data["title"]})
+    return {"visits": len(visits), "issues": issues}
+
+
+__all__ = ["issue_start_data", "loop_claim_item", "loop_create_plan_items", "loop_gap_analysis",
+           "loop_indicator_status", "loop_raise_issues"]

@@ -1,0 +1,98 @@
+"""七步工作法's periods: one investment_loop instance per month, and the period arithmetic.
+
+A period is a month "YYYY-MM" (Asia/Shanghai). One instance per period (continue-as-new, DESIGN §1/§4):
+`start_period` starts it, idempotently, with business key `investment_loop:YYYY-MM`; a Celery beat
+entry calls it monthly. Only the link to the previous period's instance is carried forward.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from engine import clock
+from engine.db import is_postgres
+from engine.errors import InvalidInput
+from engine.org.actors import Actor
+from engine.runtime import instances
+from engine.runtime.models import ProcessDefinition, ProcessInstance
+
+PROCESS_KEY = "investment_loop"
+PERIOD_PATTERN = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+
+
+def parse_period(period: str) -> tuple[int, int]:
+    """Return (year, month) of a period "YYYY-MM".
+
+    Raises: InvalidInput
+    """
+    match = PERIOD_PATTERN.match(period) if isinstance(period, str) else None
+    if match is None:
+        raise InvalidInput(f"期间格式应为 YYYY-MM (period must be YYYY-MM): {period!r}", field="period")
+    return int(match.group(1)), int(match.group(2))
+
+
+def period_end(period: str) -> date:
+    """Return the last day of a period."""
+    year, month = parse_period(period)
+    first_next = date(year + (month == 12), month % 12 + 1, 1)
+    return first_next - timedelta(days=1)
+
+
+def period_due(now: datetime) -> str:
+    """Return the period a run started at `now` analyses: the previous month (Asia/Shanghai)."""
+    local = now.astimezone(clock.SHANGHAI).date().replace(day=1) - timedelta(days=1)
+    return f"{local.year:04d}-{local.month:02d}"
+
+
+def business_key(period: str) -> str:
+    """Return the business key of a period's instance."""
+    parse_period(period)
+    return f"{PROCESS_KEY}:{period}"
+
+
+# -- the period's instance ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PeriodStart:
+    instance_id: int
+    period: str
+    created: bool  # False: the period's instance existed already
+
+
+def _period_instance(session: Session, key: str) -> ProcessInstance | None:
+    return session.scalar(select(ProcessInstance).join(ProcessDefinition,
+                                                       ProcessDefinition.id == ProcessInstance.definition_id)
+                          .where(ProcessDefinition.key == PROCESS_KEY, ProcessInstance.business_key == key)
+                          .order_by(ProcessInstance.id).limit(1))
+
+
+def start_period(session: Session, period: str, actor: Actor) -> PeriodStart:
+    """Start the period's 七步工作法 instance unless it exists (any status): one instance per period (flushes).
+
+    The caller commits. Raises: InvalidInput, ProcessNotFound
+    """
+    key = business_key(period)
+    if is_postgres(session):
+        # Two beat runs or a hand start racing: serialise on the key for the rest of the transaction.
+        lock = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock})
+    existing = _period_instance(session, key)
+    if existing is not None:
+        return PeriodStart(existing.id, period, created=False)
+    year, month = parse_period(period)
+    previous = _period_instance(session, business_key(f"{year - (month == 1):04d}-{(month - 2) % 12 + 1:02d}"))
+    data: dict[str, Any] = {"period": period}
+    if previous is not None:
+        data["previous_instance_id"] = previous.id  # continue-as-new: only the link is carried forward
+    row = instances.start(session, process_key=PROCESS_KEY, actor=actor, data=data, business_key=key,
+                          title=f"七步工作法 {period}")
+    return PeriodStart(row.id, period, created=True)
+
+
+__all__ = ["PROCESS_KEY", "PeriodStart", "business_key", "parse_period", "period_due", "period_end", "start_period"]

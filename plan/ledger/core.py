@@ -1,0 +1,370 @@
+"""问题台账: the service tasks of issue_ledger.bpmn, and plain queries of the ledger_issue table.
+
+Each step of the process calls one service here, so `ledger_issue` (status, unit, handler, deadline,
+close time) is always in step with the instance and reports never deserialize a workflow. Every
+change is audited on the issue's own stream `ledger_issue:<id>`. A service acts only on the issue
+of the instance that calls it, and refuses a step the issue's status does not allow (the instance
+then stops with an incident). Each returns a snapshot of the issue (`ledger` in the task data).
+
+Lifecycle: registered 登记 → dispatched 派单 → accepted 响应 (or returned 退回 → dispatched again)
+→ in_progress 办理 → feedback 反馈 → closed 销号 (or back to in_progress when 核验 fails).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from uuid import uuid4
+
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
+
+from engine import audit, clock
+from engine.deadlines import calendar
+from engine.errors import Conflict, Forbidden, InvalidInput, NotFound
+from engine.org.actors import Actor
+from engine.org.models import OrgUnit, User
+from engine.runtime import due_time
+from engine.runtime.effects import RunContext, service
+from plan.ledger.models import LedgerIssue
+from plan.projects.models import Project
+
+SOURCES = ("service_visit", "project", "manual")
+OPEN_STATES = ("registered", "dispatched", "accepted", "in_progress", "feedback", "returned")
+# status → the statuses it may be reached from
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "dispatched": frozenset({"registered", "returned"}),
+    "accepted": frozenset({"dispatched"}),
+    "returned": frozenset({"dispatched"}),
+    "in_progress": frozenset({"accepted", "in_progress", "feedback"}),
+    "feedback": frozenset({"accepted", "in_progress"}),
+    "closed": frozenset({"feedback"}),
+}
+MAX_WORKING_DAYS = 250
+YELLOW_WORKING_DAYS = 2  # default: yellow within two working days of the deadline
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+def _text(value: Any, field: str, *, required: bool = False, limit: int = 4000) -> str:
+    text = "" if value is None else str(value).strip()
+    if required and not text:
+        raise InvalidInput(f"{field} 不能为空 (required)", field=field)
+    if len(text) > limit:
+        raise InvalidInput(f"{field} 超过 {limit} 字 (too long)", field=field)
+    return text
+
+
+def _date(value: Any, field: str) -> date | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise InvalidInput(f"{field} 不是日期 YYYY-MM-DD (not a date): {value!r}", field=field) from None
+
+
+def deadline(day: date) -> datetime:
+    """Return the deadline instant of a due date: the end of that day in Asia/Shanghai, as UTC."""
+    due = due_time(day)
+    assert due is not None
+    return due
+
+
+def _local_date(value: datetime | None) -> str | None:
+    return clock.as_utc(value).astimezone(clock.SHANGHAI).date().isoformat() if value else None
+
+
+def _iso(value: datetime | None) -> str | None:
+    return clock.as_utc(value).isoformat() if value else None
+
+
+def _username(session: Session, user_id: int | None) -> str | None:
+    return session.scalar(select(User.username).where(User.id == user_id)) if user_id else None
+
+
+def _unit(session: Session, code: str) -> OrgUnit | None:
+    return session.scalar(select(OrgUnit).where(OrgUnit.code == code)) if code else None
+
+
+def snapshot(session: Session, issue: LedgerIssue, actor: Actor) -> dict[str, Any]:
+    """Describe the issue as JSON for the task data (`at`/`by`: when and by whom this step was taken)."""
+    unit = session.get(OrgUnit, issue.unit_id) if issue.unit_id else None
+    return {"id": issue.id, "code": issue.code, "title": issue.title, "status": issue.status,
+            "unit_code": unit.code if unit else None, "unit_name": unit.name if unit else None,
+            "leader": _username(session, issue.responsible_leader_id),
+            "handler": _username(session, issue.handler_id),
+            "due_at": _iso(issue.due_at), "due_date": _local_date(issue.due_at), "closed_at": _iso(issue.closed_at),
+            "at": clock.now().isoformat(), "by": actor.username}
+
+
+def _state(issue: LedgerIssue) -> dict[str, Any]:
+    return {"status": issue.status, "unit_id": issue.unit_id, "handler_id": issue.handler_id,
+            "due_at": _iso(issue.due_at), "closed_at": _iso(issue.closed_at)}
+
+
+def _record(ctx: RunContext, issue: LedgerIssue, action: str, before: dict[str, Any] | None,
+            **extra: Any) -> dict[str, Any]:
+    ctx.session.flush()
+    after = _state(issue)
+    changed_before = {k: v for k, v in (before or {}).items() if after.get(k) != v}
+    audit.record(ctx.session, ctx.actor, action, stream=f"ledger_issue:{issue.id}", object_type="ledger_issue",
+                 object_id=issue.id, before=changed_before or None,
+                 after={"code": issue.code, "instance_id": issue.instance_id, **after, **extra})
+    return snapshot(ctx.session, issue, ctx.actor)
+
+
+def _own_issue(ctx: RunContext, issue_id: Any) -> LedgerIssue:
+    issue = ctx.session.get(LedgerIssue, int(issue_id))
+    if issue is None:
+        raise NotFound(f"问题不存在 (no such issue): {issue_id}", issue_id=issue_id)
+    if issue.instance_id != ctx.running.row.id:
+        raise Forbidden(f"问题 {issue.code} 不属于本流程实例 (not this instance's issue)", issue_id=issue.id)
+    return issue
+
+
+def _move(issue: LedgerIssue, status: str) -> None:
+    if issue.status not in TRANSITIONS[status]:
+        raise Conflict(f"问题 {issue.code} 状态为 {issue.status}，不能转为 {status} (transition not allowed)",
+                       issue_id=issue.id, status=issue.status, to=status)
+    issue.status = status
+
+
+# -- service tasks ------------------------------------------------------------------------------
+
+@service("ledger_register")
+def register(ctx: RunContext, title: str, description: str = "", enterprise: str = "", unit_code: str | None = None,
+             project_code: str | None = None, source: str = "manual", due_date: str | None = None,
+             reporter: str | None = None) -> dict[str, Any]:
+    """登记: create the instance's ledger_issue row with a code WT-<year>-<id> (again: update it)."""
+    session = ctx.session
+    if source not in SOURCES:
+        raise InvalidInput(f"来源 source 须为 {'/'.join(SOURCES)}: {source!r}", field="source")
+    unit = _unit(session, _text(unit_code, "unit_code", limit=80))  # a suggestion; 派单 decides
+    requested = _date(due_date, "due_date")
+    values: dict[str, Any] = dict(
+        title=_text(title, "title", required=True, limit=300), description=_text(description, "description"),
+        enterprise=_text(enterprise, "enterprise", limit=200), source=source,
+        project_id=session.scalar(select(Project.id).where(Project.code == project_code)) if project_code else None,
+        unit_id=unit.id if unit else None, responsible_leader_id=unit.responsible_leader_id if unit else None,
+        reported_by_id=session.scalar(select(User.id).where(User.username == reporter)) if reporter else None,
+        due_at=deadline(requested) if requested else None)
+    issue = session.scalar(select(LedgerIssue).where(LedgerIssue.instance_id == ctx.running.row.id))
+    before = _state(issue) if issue else None
+    if issue is None:
+        # The number comes from the row id, so concurrent registrations can never collide.
+        issue = LedgerIssue(code=f"WT-new-{uuid4().hex[:24]}", instance_id=ctx.running.row.id, status="registered",
+                            created_at=clock.now(), **values)
+        session.add(issue)
+        session.flush()
+        issue.code = f"WT-{clock.now().astimezone(clock.SHANGHAI).year}-{issue.id:04d}"
+    else:
+        for key, value in values.items():
+            setattr(issue, key, value)
+    return _record(ctx, issue, "ledger.register", before, title=issue.title, source=source,
+                   project_code=project_code, unit_code=unit_code)
+
+
+@service("ledger_dispatch")
+def dispatch(ctx: RunContext, issue_id: int, unit_code: str, deadline_kind: str, due_date: str | None = None,
+             working_days: int | None = None, note: str | None = None) -> dict[str, Any]:
+    """派单: give the issue to a responsible unit with a deadline (a date, or N working days from now)."""
+    issue = _own_issue(ctx, issue_id)
+    unit = _unit(ctx.session, _text(unit_code, "unit_code", required=True, limit=80))
+    if unit is None:
+        raise NotFound(f"责任单位不存在 (no such unit): {unit_code}", field="unit_code")
+    if deadline_kind == "working_days":
+        if not isinstance(working_days, int) or not 1 <= working_days <= MAX_WORKING_DAYS:
+            raise InvalidInput(f"工作日数须为 1–{MAX_WORKING_DAYS} (working days)", field="working_days")
+        day = calendar.add_working_days(clock.now(), working_days).astimezone(clock.SHANGHAI).date()
+    elif deadline_kind == "date":
+        picked = _date(due_date, "due_date")
+        if picked is None:
+            raise InvalidInput("请填写办结期限 (due_date required)", field="due_date")
+        day = picked
+    else:
+        raise InvalidInput(f"期限方式须为 date 或 working_days: {deadline_kind!r}", field="deadline_kind")
+    before = _state(issue)
+    _move(issue, "dispatched")
+    issue.unit_id, issue.responsible_leader_id, issue.handler_id = unit.id, unit.responsible_leader_id, None
+    issue.due_at = deadline(day)
+    return _record(ctx, issue, "ledger.dispatch", before, unit_code=unit.code, due_date=day.isoformat(),
+                   note=_text(note, "note"))
+
+
+@service("ledger_respond")
+def respond(ctx: RunContext, issue_id: int, response: str, reason: str | None = None) -> dict[str, Any]:
+    """响应: the unit accepts (the acting user becomes the handler) or returns it as not theirs (退回)."""
+    issue = _own_issue(ctx, issue_id)
+    before = _state(issue)
+    if response == "accept":
+        _move(issue, "accepted")
+        issue.handler_id = ctx.actor.user_id
+    elif response == "return":
+        _move(issue, "returned")
+        issue.handler_id = None
+    else:
+        raise InvalidInput(f"响应须为 accept 或 return: {response!r}", field="response")
+    text = _text(reason, "reason", required=response == "return")
+    return _record(ctx, issue, f"ledger.{issue.status}", before, reason=text)
+
+
+@service("ledger_progress")
+def progress(ctx: RunContext, issue_id: int, text: str, percent: int | None = None) -> dict[str, Any]:
+    """办理: record a progress report; the issue is in progress from the first one."""
+    issue = _own_issue(ctx, issue_id)
+    before = _state(issue)
+    _move(issue, "in_progress")
+    return _record(ctx, issue, "ledger.progress", before, text=_text(text, "progress", required=True),
+                   percent=percent)
+
+
+@service("ledger_extension")
+def extension(ctx: RunContext, issue_id: int, decision: str, requested_due_date: str | None = None,
+              due_date: str | None = None, reason: str | None = None, opinion: str | None = None) -> dict[str, Any]:
+    """申请延期: the responsible leader's decision; a grant moves the deadline to `due_date`."""
+    issue = _own_issue(ctx, issue_id)
+    if issue.status not in ("accepted", "in_progress"):
+        raise Conflict(f"问题 {issue.code} 状态为 {issue.status}，不能延期", issue_id=issue.id, status=issue.status)
+    before = _state(issue)
+    if decision == "grant":
+        day = _date(due_date, "new_due_date")
+        if day is None:
+            raise InvalidInput("批准延期须填写新的期限 (new_due_date required)", field="new_due_date")
+        issue.due_at = deadline(day)
+    elif decision != "refuse":
+        raise InvalidInput(f"延期决定须为 grant 或 refuse: {decision!r}", field="decision")
+    requested = _date(requested_due_date, "requested_due_date")
+    return _record(ctx, issue, f"ledger.extension.{decision}", before,
+                   requested_due_date=requested.isoformat() if requested else None,
+                   reason=_text(reason, "reason"), opinion=_text(opinion, "opinion"))
+
+
+@service("ledger_feedback")
+def feedback(ctx: RunContext, issue_id: int, evidence: str, attachments: Sequence[str] | None = None) -> dict[str, Any]:
+    """反馈: the handler reports the issue solved, with evidence, for 核验."""
+    issue = _own_issue(ctx, issue_id)
+    before = _state(issue)
+    _move(issue, "feedback")
+    return _record(ctx, issue, "ledger.feedback", before, evidence=_text(evidence, "evidence", required=True),
+                   attachments=[_text(a, "attachments", limit=255) for a in attachments or []])
+
+
+@service("ledger_verify")
+def verify(ctx: RunContext, issue_id: int, verdict: str, opinion: str | None = None) -> dict[str, Any]:
+    """核验: pass closes the issue (销号); fail sends it back to 办理 with the reason."""
+    issue = _own_issue(ctx, issue_id)
+    before = _state(issue)
+    if verdict == "pass":
+        _move(issue, "closed")
+        issue.closed_at = clock.now()
+    elif verdict == "fail":
+        _move(issue, "in_progress")
+    else:
+        raise InvalidInput(f"核验结论须为 pass 或 fail: {verdict!r}", field="verdict")
+    text = _text(opinion, "opinion", required=verdict == "fail")
+    return _record(ctx, issue, "ledger.closed" if verdict == "pass" else "ledger.reopened", before, opinion=text)
+
+
+# -- queries for the web and the reports ----------------------------------------------------------
+
+def get_issue(session: Session, *, issue_id: int | None = None, code: str | None = None) -> LedgerIssue:
+    """Return an issue by id or code (WT-2025-0001).
+
+    Raises: NotFound
+    """
+    query = select(LedgerIssue).where(LedgerIssue.id == issue_id if issue_id is not None else LedgerIssue.code == code)
+    issue = session.scalar(query)
+    if issue is None:
+        raise NotFound(f"问题不存在 (no such issue): {issue_id or code}", issue_id=issue_id, code=code)
+    return issue
+
+
+def list_issues(session: Session, *, status: str | None = None, unit_code: str | None = None, open_only: bool = False,
+                overdue_at: datetime | None = None, limit: int = 100, offset: int = 0) -> Sequence[LedgerIssue]:
+    """Return issues, the earliest deadline first; `overdue_at` keeps open ones past their deadline then."""
+    query = select(LedgerIssue)
+    if status:
+        query = query.where(LedgerIssue.status == status)
+    if open_only or overdue_at is not None:
+        query = query.where(LedgerIssue.status.in_(OPEN_STATES))
+    if overdue_at is not None:
+        query = query.where(LedgerIssue.due_at < overdue_at)
+    if unit_code:
+        query = query.join(OrgUnit, OrgUnit.id == LedgerIssue.unit_id).where(OrgUnit.code == unit_code)
+    query = query.order_by(LedgerIssue.due_at.is_(None), LedgerIssue.due_at, LedgerIssue.id)
+    return session.scalars(query.limit(limit).offset(offset)).all()
+
+
+def yellow_until(now: datetime, yellow_working_days: int = YELLOW_WORKING_DAYS) -> datetime:
+    """Return the end of the day N working days from now: open issues due by then are yellow."""
+    return deadline(calendar.add_working_days(now, yellow_working_days).astimezone(clock.SHANGHAI).date())
+
+
+def warning_level(issue: LedgerIssue, now: datetime, *, yellow_working_days: int = YELLOW_WORKING_DAYS) -> str:
+    """Return green, yellow (due within N working days) or red (overdue); closed for a closed issue."""
+    if issue.status == "closed":
+        return "closed"
+    if issue.due_at is None:
+        return "green"
+    due = clock.as_utc(issue.due_at)
+    if now > due:
+        return "red"
+    return "yellow" if due <= yellow_until(now, yellow_working_days) else "green"
+
+
+@dataclass(frozen=True)
+class UnitLine:
+    """One unit's line of the 周调度 / 月通报 report (unit None: not dispatched yet)."""
+
+    unit_code: str | None
+    unit_name: str | None
+    registered: int  # new in the period
+    closed: int  # closed in the period
+    closed_late: int  # of those, after their deadline
+    open: int  # open at `now`
+    yellow: int
+    red: int
+
+
+def report(session: Session, *, start: datetime, end: datetime, now: datetime,
+           yellow_working_days: int = YELLOW_WORKING_DAYS) -> list[UnitLine]:
+    """Count issues per responsible unit for a period [start, end) and their state at `now` (one query)."""
+    is_open = LedgerIssue.status.in_(OPEN_STATES)
+    yellow_at = yellow_until(now, yellow_working_days)
+
+    def count(condition: Any) -> Any:
+        return func.sum(case((condition, 1), else_=0))
+    closed_in = (LedgerIssue.closed_at >= start) & (LedgerIssue.closed_at < end)
+    rows = session.execute(
+        select(OrgUnit.code, OrgUnit.name,
+               count((LedgerIssue.created_at >= start) & (LedgerIssue.created_at < end)),
+               count(closed_in), count(closed_in & (LedgerIssue.closed_at > LedgerIssue.due_at)),
+               count(is_open), count(is_open & (LedgerIssue.due_at >= now) & (LedgerIssue.due_at <= yellow_at)),
+               count(is_open & (LedgerIssue.due_at < now)))
+        .select_from(LedgerIssue).outerjoin(OrgUnit, OrgUnit.id == LedgerIssue.unit_id)
+        .group_by(OrgUnit.code, OrgUnit.name).order_by(OrgUnit.code)).all()
+    lines = [UnitLine(code, name, *(int(n or 0) for n in counts)) for code, name, *counts in rows]
+    return [line for line in lines if line.registered or line.closed or line.open]
+
+
+def weekly_report(session: Session, *, now: datetime) -> list[UnitLine]:
+    """周调度: the seven days up to and including today (Asia/Shanghai) per unit, and the state now."""
+    today = now.astimezone(clock.SHANGHAI).date()
+    start = datetime.combine(today - timedelta(days=6), time(0), tzinfo=clock.SHANGHAI)
+    return report(session, start=start, end=start + timedelta(days=7), now=now)
+
+
+def monthly_report(session: Session, *, year: int, month: int, now: datetime) -> list[UnitLine]:
+    """月通报: one calendar month (Asia/Shanghai) per unit."""
+    start = datetime(year, month, 1, tzinfo=clock.SHANGHAI)
+    end = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=clock.SHANGHAI)
+    return report(session, start=start, end=end, now=now)
+
+
+__all__ = ["OPEN_STATES", "SOURCES", "TRANSITIONS", "UnitLine", "deadline", "dispatch", "extension", "feedback",
+           "get_issue", "list_issues", "monthly_report", "progress", "register", "report", "respond", "snapshot",
+           "verify", "warning_level", "weekly_report", "yellow_until"]

@@ -1,0 +1,19 @@
+"""项目库: leads, 揭榜挂帅 calls and bids, signing and stages (the names below); deadlines and slow-project warnings.
+"""
+from plan.projects.core import (
+    CATEGORIES,
+    approval_start_data,
+    count_in_stage,
+    find_industry,
+    reach_stage,
+    responsible_leader,
+)
+
+__all__ = [
+    "CATEGORIES",
+    "approval_start_data",
+    "count_in_stage",
+    "find_industry",
+    "reach_stage",
+    "responsible_leader",
+]

@@ -1,0 +1,21 @@
+"""督办: a leader's view of everything overdue or escalated in their area, and what they can do (the names below).
+"""
+from plan.supervision.actions import decide_extension, escalate, reassign, request_extension, urge
+from plan.supervision.area import area, is_supervisor, pending_extension
+from plan.supervision.core import HistoryLine, can_see_heat, history, overview, wait_heat
+
+__all__ = [
+    "HistoryLine",
+    "area",
+    "can_see_heat",
+    "decide_extension",
+    "escalate",
+    "history",
+    "is_supervisor",
+    "overview",
+    "pending_extension",
+    "reassign",
+    "request_extension",
+    "urge",
+    "wait_heat",
+]

@@ -1,0 +1,244 @@
+"""督办: what a leader does about an object in their area (`plan.supervision.area`).
+
+Actions, each audited on the object's stream and notified through the outbox: urge (催办, with a new
+deadline if given; at most once an hour per leader and object), reassign (改派), grant or refuse an
+extension (批准/不批准延期), escalate one rung higher (升级). A ledger issue's 申请延期 is its
+process's own `decide_extension` task: deciding it here completes that task, so issue_ledger.bpmn and
+plan.ledger record the decision as they always do.
+"""
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine import audit, clock, notify, tasks
+from engine.deadlines import escalation, sla
+from engine.deadlines.escalation import Target
+from engine.deadlines.models import DeadlineAction, EscalationStep, ExtensionRequest
+from engine.errors import Conflict, InvalidInput, RateLimited, UserNotFound
+from engine.org.actors import Actor
+from engine.org.models import User
+from engine.tasks.collab_models import Comment
+from engine.tasks.models import HumanTask, TaskCandidate
+from plan.ledger.models import LedgerIssue
+from plan.projects.deadlines import NEXT_STAGE
+from plan.projects.models import Project
+from plan.supervision.area import ISSUE_TASKS, issue_tasks, open_target, pending_extension, target_of
+
+URGE_INTERVAL = timedelta(hours=1)
+
+
+def _log(session: Session, actor: Actor, target: Target, action: str, *, note: str = "", before: datetime | None = None,
+         after: datetime | None = None, to: int | None = None) -> None:
+    session.add(DeadlineAction(object_type=target.object_type, object_id=target.object_id, action=action,
+                               actor_id=actor.user_id, at=clock.now(), note=note, due_before=before, due_after=after,
+                               target_user_id=to))
+    session.flush()
+    audit.record(session, actor, f"supervision.{action}", stream=target.stream, object_type=target.audit_type,
+                 object_id=target.object_id, before={"due_at": before} if before else None,
+                 after={"note": note, "due_at": after, "to_user_id": to})
+
+
+def _new_deadline(day: date | None, now: datetime) -> datetime | None:
+    if day is None:
+        return None
+    due = sla.deadline_of(day)
+    if due <= now:
+        raise InvalidInput("新的期限须晚于现在 (the new deadline must be in the future)", field="due_date")
+    return due
+
+
+def set_deadline(session: Session, target: Target, due: datetime, *, now: datetime) -> None:
+    """Move an object's deadline (a task's due, an issue's due and its tasks', a project's next planned date)."""
+    policy = sla.load_policies().get(target.object_type, target.policy)
+    if target.object_type == "task":
+        task = session.get(HumanTask, target.object_id)
+        assert task is not None
+        task.due_at, task.warn_at = due, sla.warn_time(now, due, policy.yellow)
+    elif target.object_type == "issue":
+        issue = session.get(LedgerIssue, target.object_id)
+        assert issue is not None
+        issue.due_at = due
+        task_policy = sla.load_policies().get("task", "issue_ledger")
+        for task in issue_tasks(session, issue, ISSUE_TASKS):
+            task.due_at, task.warn_at = due, sla.warn_time(now, due, task_policy.yellow)
+    else:
+        project = session.get(Project, target.object_id)
+        assert project is not None
+        column = NEXT_STAGE[project.stage][1]
+        setattr(project, column, due.astimezone(clock.SHANGHAI).date())
+    session.flush()
+
+
+def urge(session: Session, *, actor: Actor, object_type: str, object_id: int, message: str = "",
+         due_date: date | None = None) -> int:
+    """催办: remind the handler, optionally with a new deadline (a new round of the ladder); return how many were told.
+
+    Raises: NotFound, Forbidden, Conflict, InvalidInput, RateLimited
+    """
+    now = clock.now()
+    target = open_target(session, actor, object_type, object_id)
+    recent = session.scalar(select(DeadlineAction.id).where(
+        DeadlineAction.object_type == object_type, DeadlineAction.object_id == object_id,
+        DeadlineAction.action == "urge", DeadlineAction.actor_id == actor.user_id,
+        DeadlineAction.at >= now - URGE_INTERVAL).limit(1))
+    if recent is not None:
+        raise RateLimited("一小时内已催办过 (already urged within the hour)", object_type=object_type, object_id=object_id)
+    due = _new_deadline(due_date, now)
+    before = target.due_at
+    if due is not None:
+        set_deadline(session, target, due, now=now)
+    text = message.strip()[:2000]
+    if object_type == "task":
+        task = session.get(HumanTask, object_id)
+        assert task is not None
+        session.add(Comment(instance_id=task.instance_id, task_id=task.id, author_id=actor.user_id, kind="urge",
+                            body=text or "督办催办"))
+    _log(session, actor, target, "urge", note=text, before=before, after=due)
+    when = f"新的期限 {due.astimezone(clock.SHANGHAI):%Y-%m-%d}。" if due else ""
+    notify.send_many(session, [notify.Note(user_id=u, kind="urge", title=f"{actor.display_name}督办: {target.title}"[:300],
+                                           body=" ".join(p for p in (text, when) if p), link=target.link)
+                               for u in target.handler_ids])
+    if due is not None:
+        escalation.follow(session, object_type, object_id, now=now)
+    return len(target.handler_ids)
+
+
+def _user(session: Session, username: str) -> User:
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None or not user.is_active:
+        raise UserNotFound(f"用户不存在或已停用: {username}", field="username", username=username)
+    return user
+
+
+def _give_task(task: HumanTask, user: User) -> None:
+    task.assignee_id = task.owner_id = user.id
+    task.delegation_state = None
+    if not any(c.user_id == user.id for c in task.candidates):
+        task.candidates.append(TaskCandidate(user_id=user.id))
+
+
+def reassign(session: Session, *, actor: Actor, object_type: str, object_id: int, to_username: str,
+             note: str = "") -> User:
+    """改派: give a task, or an issue and its open tasks, to another handler.
+
+    Raises: NotFound, Forbidden, Conflict, UserNotFound, InvalidInput
+    """
+    if object_type == "project":
+        raise InvalidInput("项目不能改派，请调整责任单位 (projects are not reassigned)", field="object_type")
+    if object_type == "task" and (actor.is_admin or actor.is_system):
+        # Administrators reach every open task, a suspended one of an instance in incident included.
+        target = target_of(session, object_type, object_id)
+        tasks.get_open(session, object_id)
+    else:
+        target = open_target(session, actor, object_type, object_id)
+    user = _user(session, to_username)
+    if object_type == "task":
+        task = tasks.get_open(session, object_id)
+        if task.assignee_id == user.id:
+            raise InvalidInput("已由此人办理 (already theirs)", field="to_username")
+        _give_task(task, user)
+    else:
+        issue = session.get(LedgerIssue, object_id)
+        assert issue is not None
+        issue.handler_id = user.id
+        for task in issue_tasks(session, issue, ISSUE_TASKS):
+            _give_task(task, user)
+    session.flush()
+    _log(session, actor, target, "reassign", note=note, to=user.id)
+    notify.send(session, notify.Note(user_id=user.id, kind="reassign", title=f"{actor.display_name}改派给您: {target.title}",
+                                     body=note, link=target.link))
+    return user
+
+
+def request_extension(session: Session, *, actor: Actor, task_id: int, due_date: date, reason: str) -> ExtensionRequest:
+    """申请延期 of a task by its holder (issues ask through their own process).
+
+    Raises: TaskNotFound, TaskAlreadyDone, NotYourTask, InvalidInput, Conflict
+    """
+    task = tasks.get_open(session, task_id)
+    tasks.require_holder(task, actor)
+    if not reason.strip():
+        raise InvalidInput("请填写延期理由 (a reason is required)", field="reason")
+    due = _new_deadline(due_date, clock.now())
+    assert due is not None
+    if task.due_at is not None and due <= task.due_at:
+        raise InvalidInput("申请的期限须晚于现有期限 (later than the current deadline)", field="due_date")
+    if session.scalar(select(ExtensionRequest.id).where(ExtensionRequest.object_type == "task",
+                                                        ExtensionRequest.object_id == task_id,
+                                                        ExtensionRequest.status == "pending")) is not None:
+        raise Conflict("已有待审批的延期申请 (a request is pending)", task_id=task_id)
+    request = ExtensionRequest(object_type="task", object_id=task_id, requested_by_id=actor.user_id,
+                               requested_due_at=due, reason=reason.strip()[:2000], created_at=clock.now())
+    session.add(request)
+    session.flush()
+    audit.record(session, actor, "supervision.extension_request", stream=f"instance:{task.instance_id}",
+                 object_type="human_task", object_id=task.id, after={"requested_due_at": due, "reason": request.reason})
+    return request
+
+
+def decide_extension(session: Session, *, actor: Actor, object_type: str, object_id: int, grant: bool,
+                     due_date: date | None = None, opinion: str) -> None:
+    """Grant (with the new deadline) or refuse a pending 申请延期 (flushes).
+
+    Raises: NotFound, Forbidden, Conflict, InvalidInput, and for issues what completing a task raises
+    """
+    now = clock.now()
+    target = open_target(session, actor, object_type, object_id)
+    if not opinion.strip():
+        raise InvalidInput("请填写审批意见 (an opinion is required)", field="opinion")
+    due = _new_deadline(due_date, now) if grant else None
+    if grant and due is None:
+        raise InvalidInput("批准延期须填写新的期限 (the new deadline is required)", field="due_date")
+    pending = pending_extension(session, object_type, object_id)
+    if pending is None:
+        raise Conflict("没有待审批的延期申请 (no pending request)", object_type=object_type, object_id=object_id)
+    decision = "grant" if grant else "refuse"
+    before = target.due_at
+    if isinstance(pending, HumanTask):  # a ledger issue: its process's own decision task
+        if pending.assignee_id not in (None, actor.user_id) or not tasks.is_candidate(pending, actor):
+            pending.assignee_id = actor.user_id  # a leader above takes the decision over, audited below
+            session.flush()
+        tasks.complete(session, task_id=pending.id, actor=actor,
+                       data={"extension_decision": decision, "leader_opinion": opinion.strip(),
+                             **({"new_due_date": due_date.isoformat()} if grant and due_date else {})})
+        issue = session.get(LedgerIssue, object_id)
+        assert issue is not None
+        due = issue.due_at if grant else None
+        if grant:  # the issue's new tasks carry the deadline already; older open ones follow it
+            for task in issue_tasks(session, issue, ISSUE_TASKS):
+                if task.due_at != issue.due_at and issue.due_at is not None:
+                    set_deadline(session, target, issue.due_at, now=now)
+                    break
+    else:
+        pending.status = "granted" if grant else "refused"
+        pending.decided_by_id, pending.decided_at, pending.opinion = actor.user_id, now, opinion.strip()[:2000]
+        if due is not None:
+            set_deadline(session, target, due, now=now)
+        if pending.requested_by_id is not None:
+            notify.send(session, notify.Note(
+                user_id=pending.requested_by_id, kind="extension",
+                title=f"延期申请{'已批准' if grant else '未获批准'}: {target.title}"[:300],
+                body=opinion.strip() + (f" 新的期限 {due.astimezone(clock.SHANGHAI):%Y-%m-%d}。" if due else ""),
+                link=target.link))
+    _log(session, actor, target, f"extension_{decision}", note=opinion.strip()[:2000], before=before, after=due)
+    if due is not None:
+        escalation.follow(session, object_type, object_id, now=now)
+
+
+def escalate(session: Session, *, actor: Actor, object_type: str, object_id: int, note: str = "") -> EscalationStep:
+    """升级: apply the next rung of the ladder now.
+
+    Raises: NotFound, Forbidden, Conflict
+    """
+    now = clock.now()
+    target = open_target(session, actor, object_type, object_id)
+    escalation.follow(session, object_type, object_id, now=now)  # bring the round up to date first
+    step = escalation.escalate(session, object_type=object_type, object_id=object_id, actor=actor, now=now, note=note)
+    _log(session, actor, target, "escalate", note=note)
+    return step
+
+
+__all__ = ["decide_extension", "escalate", "reassign", "request_extension", "set_deadline", "urge"]

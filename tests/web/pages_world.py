@@ -1,0 +1,149 @@
+"""A demo world for the 项目库 and 问题台账 pages: seed, bpmn/, the demo, slow projects flagged, deadlines swept.
+
+Built once per test module on SQLite (the pages only read), with the clock frozen at 2025-09-01 09:00 Asia/Shanghai
+as the browser tests do (tests/e2e/conftest.py); the expected sets in the tests are computed from the database with
+plain queries, not with the read models under test.
+"""
+from __future__ import annotations
+
+import html as html_lib
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from engine import clock, deploy, org
+from engine.db import make_engine, make_sessionmaker
+from engine.deadlines import escalation
+from engine.org.actors import SYSTEM
+from engine.org.models import Membership, OrgUnit, User
+from plan.data import demo, seed
+from plan.projects import slow_projects
+from tests.web.conftest import PASSWORD, PASSWORD_HASH, csrf_of
+from web import create_app
+
+ROOT = Path(__file__).resolve().parents[2]
+NOW = datetime(2025, 9, 1, 9, 0, tzinfo=clock.SHANGHAI)
+# Who logs in (data/seed/users.yaml)
+ADMIN, CITY_LEADER, AUDITOR = "admin", "wangjianguo", "qianlihua"
+APPLICANT = "gupeng"  # 项目单位: no unit
+REVIEWER = "linzhiyuan"  # 发改局 staff
+TOWN = "cuiliang"  # 李哥庄镇 staff (lgz)
+LEADER = "sunmingyuan"  # head of 发改局: a 督办 area
+AREA_HEAD = "lgz_head"  # added here: heads 李哥庄镇 (org_unit.leader_id) without being a member of it
+EVERYONE = (ADMIN, CITY_LEADER, AUDITOR, APPLICANT, REVIEWER, TOWN, LEADER, AREA_HEAD)
+
+
+@dataclass
+class PagesWorld:
+    app: Flask
+    factory: sessionmaker[Session]
+    clients: dict[str, FlaskClient]
+
+    def session(self) -> Session:
+        return self.factory()
+
+    def units_of(self, username: str) -> set[int]:
+        """The user's own units and, for a unit head or 包挂 leader, those units and their sub-units."""
+        with self.factory() as s:
+            user = s.scalar(select(User).where(User.username == username))
+            assert user is not None
+            mine = {m.org_unit_id for m in s.scalars(select(Membership).where(Membership.user_id == user.id))
+                    if m.org_unit_id is not None}
+            units = list(s.scalars(select(OrgUnit)))
+            led = {u.id for u in units if user.id in (u.leader_id, u.responsible_leader_id)}
+            while True:
+                more = {u.id for u in units if u.parent_id in led} - led
+                if not more:
+                    break
+                led |= more
+            return mine | led
+
+
+def build(path: Path, template: Path) -> str:
+    path.write_bytes(template.read_bytes())
+    url = f"sqlite:///{path}"
+    engine = make_engine(url)
+    factory = make_sessionmaker(engine)
+    clock.freeze(NOW)
+    try:
+        with factory() as s:
+            seed.load_seed(s)
+            deploy.deploy(s, deploy.read_directory(ROOT / "bpmn"), actor=SYSTEM)
+            s.commit()
+            demo.load_demo(s)
+            clock.freeze(NOW)
+            slow_projects.flag_slow_projects(s, clock.now(), SYSTEM)
+            head = org.add_user(s, username=AREA_HEAD, display_name="李哥庄镇镇长", role_codes=["leader"])
+            lgz = s.scalar(select(OrgUnit).where(OrgUnit.code == "lgz"))
+            assert lgz is not None
+            lgz.leader_id = head.id
+            for user in s.scalars(select(User)):
+                user.password_hash = PASSWORD_HASH
+            s.commit()
+        with factory() as s:  # the deadline sweep: lights and escalation steps to show
+            clock.freeze(NOW)
+            escalation.sweep(s, now=clock.now())
+            s.commit()
+    finally:
+        clock.freeze(NOW)
+        engine.dispose()
+    return url
+
+
+def open_world(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> Iterator[PagesWorld]:
+    url = build(tmp_path_factory.mktemp("pages") / "pages.sqlite", sqlite_template)
+    app = create_app({"DATABASE_URL": url, "TESTING": True, "WTF_CSRF_ENABLED": True, "SECRET_KEY": "pages-secret",
+                      "RATELIMIT_ENABLED": False})
+    clients = {}
+    for username in EVERYONE:
+        client = app.test_client()
+        response = client.post("/login", data={"username": username, "password": PASSWORD,
+                                               "csrf_token": csrf_of(client)})
+        assert response.status_code == 302, username
+        clients[username] = client
+    yield PagesWorld(app, app.extensions["jzflow.sessionmaker"], clients)
+    app.extensions["jzflow.engine"].dispose()
+    clock.unfreeze()
+
+
+def get(world: PagesWorld, username: str, path: str) -> tuple[int, str]:
+    clock.freeze(NOW)  # the shared `_clock` fixture unfreezes after each test
+    response = world.clients[username].get(path)
+    return response.status_code, response.get_data(as_text=True)
+
+
+def collect(world: PagesWorld, username: str, path: str, marker: Callable[[str], list[str]],
+            limit: int = 7) -> list[str]:
+    """Follow the list's next-page links (`limit` rows a page) and return every row's key, in order."""
+    found: list[str] = []
+    sep = "&" if "?" in path else "?"
+    url: str | None = f"{path}{sep}limit={limit}"
+    pages = 0
+    while url:
+        status, html = get(world, username, url)
+        assert status == 200, (username, url, status)
+        keys = marker(html)
+        assert len(keys) <= limit
+        found += keys
+        pages += 1
+        assert pages < 100
+        url = next_link(html)
+    return found
+
+
+def next_link(html: str) -> str | None:
+    match = re.search(r'<a href="([^"]+)" rel="next">', html)
+    return html_lib.unescape(match.group(1)) if match else None
+
+
+def nav(html: str) -> str:
+    return html.split('<nav class="mainnav">')[1].split("</nav>")[0] if '<nav class="mainnav">' in html else ""
+

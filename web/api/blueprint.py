@@ -1,0 +1,122 @@
+"""JSON API under /api: bearer tokens for machines, the session cookie (with CSRF) for the browser.
+
+Errors are RFC 9457 problem details that keep `{"error", "message", ...}` (web/errors.py);
+401 without credentials; rate-limited per token (or per user / address) with Flask-Limiter.
+"""
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+from flask import Blueprint, Response, current_app, g, request
+from flask.typing import ResponseReturnValue
+from flask_limiter.util import get_remote_address
+from flask_login import current_user
+
+from engine.errors import InvalidInput
+from engine.org import tokens
+from engine.org.actors import actor_of
+from web.common import db_session
+from web.errors import problem
+from web.extensions import csrf, limiter
+from web.guards import bearer_token
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+csrf.exempt(bp)  # token requests carry no cookie; session requests are checked in `_authenticate`
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+PUBLIC_ENDPOINTS = ("api.openapi",)
+DEFAULT_RATE_LIMIT = "600 per minute"
+
+
+def rate_key() -> str:
+    """Rate-limit bucket: the token (by its digest), else the logged-in user, else the address."""
+    token = bearer_token()
+    if token:
+        return "api:token:" + tokens.digest(token)[:32]
+    if current_user.is_authenticated:
+        return f"api:user:{current_user.id}"
+    return "api:ip:" + get_remote_address()
+
+
+def _rate_limit() -> str:
+    return str(current_app.config.get("JZFLOW_API_RATE_LIMIT", DEFAULT_RATE_LIMIT))
+
+
+limiter.limit(_rate_limit, key_func=rate_key)(bp)
+
+
+def unauthorized(message: str) -> ResponseReturnValue:
+    """Return a 401 problem asking for a bearer token."""
+    response = problem(401, "unauthorized", message)
+    response.headers["WWW-Authenticate"] = 'Bearer realm="jzflow"'
+    return response
+
+
+@bp.before_request
+def _authenticate() -> ResponseReturnValue | None:
+    if request.endpoint in PUBLIC_ENDPOINTS:
+        return None
+    token = bearer_token()
+    if token is not None:  # an Authorization header decides alone, whatever cookie comes along
+        session = db_session()
+        user = tokens.authenticate(session, token) if token else None
+        if user is None:
+            return unauthorized("令牌无效或已吊销 (invalid or revoked token)")
+        # last_used_at is flushed into the request's unit of work: the view's commit carries it, and a
+        # read that commits nothing has it committed by `_commit_reads` (one commit per request either way).
+        g.actor = actor_of(session, user)
+        g.api_auth = "token"
+        return None
+    if current_user.is_authenticated:
+        g.api_auth = "session"
+        if request.method not in SAFE_METHODS:
+            csrf.protect()  # a browser session: the X-CSRFToken header is required
+        return None
+    return unauthorized("需要登录或 API 令牌 (log in or send Authorization: Bearer <token>)")
+
+
+@bp.after_request
+def _commit_reads(response: Response) -> Response:
+    """Commit a token read's last_used_at: a GET's view commits nothing, so this is the request's one commit."""
+    if g.get("api_auth") == "token" and request.method in SAFE_METHODS and response.status_code < 400:
+        session = db_session()
+        if session.in_transaction():
+            session.commit()
+    return response
+
+
+def body() -> dict[str, Any]:
+    """Return the JSON object sent (numbers with a fraction as Decimal); an empty body is {}.
+
+    Raises: InvalidInput
+    """
+    raw = request.get_data(cache=True, as_text=True)
+    if not raw.strip():
+        return {}
+    try:
+        value = json.loads(raw, parse_float=Decimal)
+    except ValueError as exc:
+        raise InvalidInput(f"请求体不是有效的 JSON (invalid JSON): {exc}", field="(body)") from exc
+    if not isinstance(value, dict):
+        raise InvalidInput("请求体必须是 JSON 对象 (the body must be a JSON object)", field="(body)")
+    return value
+
+
+def text_field(data: dict[str, Any], name: str, *, required: bool = False, default: str = "",
+               max_length: int | None = None) -> str:
+    """Return a string field of a JSON body.
+
+    Raises: InvalidInput
+    """
+    value = data.get(name, default)
+    if value is None:
+        value = default
+    if not isinstance(value, str):
+        raise InvalidInput(f"{name} 必须是字符串 (must be a string)", field=name)
+    if required and not value.strip():
+        raise InvalidInput(f"{name} 不能为空 (required)", field=name)
+    if max_length is not None and len(value) > max_length:
+        raise InvalidInput(f"{name} 不能超过 {max_length} 个字符 (at most {max_length} characters)", field=name)
+    return value
+
