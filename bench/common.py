@@ -1,6 +1,6 @@
 """Shared helpers for bench/: throwaway databases, the bench org and process, bulk seeding, timing.
 
-Benchmarks print figures; they are never timed tests (DESIGN §11). Everything here is plain
+Benchmarks print figures; they are never timed tests (docs/architecture.md). Everything here is plain
 functions over a migrated database, so later benchmarks (inbox, timers, audit) can reuse the
 same org, process and 100k-instance seeding.
 """

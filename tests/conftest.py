@@ -1,4 +1,4 @@
-"""Shared fixtures: the same engine tests run on SQLite and PostgreSQL (DESIGN §11).
+"""Shared fixtures: the same engine tests run on SQLite and PostgreSQL (docs/architecture.md).
 
 PostgreSQL comes from JZFLOW_TEST_PG_URL (default: the local server of this machine kind). Where
 it cannot be reached the PostgreSQL cases are skipped on a laptop — and fail under CI=true.

@@ -1,4 +1,4 @@
-"""Run a real Celery worker as a subprocess for integration tests (DESIGN §9, §11).
+"""Run a real Celery worker as a subprocess for integration tests (docs/architecture.md).
 
 The worker runs in its own session (process group), so `kill()` takes down the main process,
 its prefork pool children and an embedded beat at once — what a power cut or an OOM kill does.

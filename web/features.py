@@ -1,4 +1,4 @@
-"""The feature blueprints, one package each (DESIGN §10)."""
+"""The feature blueprints, one package each (docs/architecture.md)."""
 from __future__ import annotations
 
 import importlib

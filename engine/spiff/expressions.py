@@ -1,6 +1,6 @@
 """Check every condition, script, timer, multi-instance expression and DMN cell at deploy.
 
-All of them are Python run under the sandbox (DESIGN §5–§6), so each is compiled here with the
+All of them are Python run under the sandbox (docs/architecture.md), so each is compiled here with the
 sandbox's compiler and refused with its element id and line if it does not compile. UNIQUE
 decision tables are searched for inputs that two rules both match.
 """

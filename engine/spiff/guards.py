@@ -1,4 +1,4 @@
-"""Guards against measured SpiffWorkflow 3.2.0 bugs (DESIGN §5): deep trees, MI output, recursion, lines.
+"""Guards against measured SpiffWorkflow 3.2.0 bugs (docs/architecture.md): deep trees, MI output, recursion, lines.
 
 Each guard has a regression test in tests/engine/spiff/test_guards.py that first shows the bug
 with the guard removed (`uninstall()`), then shows the guard fixing or reporting it.
@@ -13,7 +13,7 @@ and that test. Patches are installed once, at import of `engine.spiff`, by `inst
    task), `is_completed()` (returns True with tasks still open, and caches that in
    `workflow.completed`, which the serializer persists), `cancel()`, `update_waiting_tasks()`.
    A looping process grows the tree by one level per task run. Patch: lift the cap (the
-   iterator is a loop, not recursion, so the cap buys nothing). Policy on top (DESIGN §4: keep
+   iterator is a loop, not recursion, so the cap buys nothing). Policy on top (docs/architecture.md: keep
    instances short): `check_depth` after each engine run, and `depth_guard` to stop a runaway
    loop inside one `do_engine_steps` call, which can otherwise cross any limit in one go.
 2. `MultiInstanceTask.init_data_output_with_cardinality` names `data_ouput` (typo), so a

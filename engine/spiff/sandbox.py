@@ -1,6 +1,6 @@
 """Run BPMN scripts and expressions (conditions, DMN cells, timers, pre/post scripts) in a sandbox.
 
-Uploading BPMN is running code (DESIGN §6): everything SpiffWorkflow evaluates goes through
+Uploading BPMN is running code (docs/architecture.md): everything SpiffWorkflow evaluates goes through
 RestrictedPython with our guards, globals built fresh per call, and a budget.
 
 Compile-time refusals (SandboxViolation) are engine.spiff.policy's. Refused at run time: builtins not

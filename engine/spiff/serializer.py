@@ -1,6 +1,6 @@
 """Serialize workflow state without its spec, and specs once per deployed version.
 
-The instance row stores only state; the spec lives on the process version (DESIGN §4). The
+The instance row stores only state; the spec lives on the process version (docs/architecture.md). The
 script engine is not serialized: `load_state` attaches the sandboxed one on every load.
 """
 from __future__ import annotations

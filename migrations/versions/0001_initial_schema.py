@@ -256,7 +256,7 @@ def upgrade() -> None:
 
     # ### end Alembic commands ###
     if op.get_bind().dialect.name == "postgresql":
-        # The audit trail is append-only: refuse UPDATE and DELETE at the database (DESIGN §9).
+        # The audit trail is append-only: refuse UPDATE and DELETE at the database (docs/architecture.md).
         op.execute("""
             CREATE FUNCTION audit_event_append_only() RETURNS trigger AS $$
             BEGIN

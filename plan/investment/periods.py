@@ -1,6 +1,6 @@
 """七步工作法's periods: one investment_loop instance per month, and the period arithmetic.
 
-A period is a month "YYYY-MM" (Asia/Shanghai). One instance per period (continue-as-new, DESIGN §1/§4):
+A period is a month "YYYY-MM" (Asia/Shanghai). One instance per period (continue-as-new, docs/architecture.md):
 `start_period` starts it, idempotently, with business key `investment_loop:YYYY-MM`; a Celery beat
 entry calls it monthly. Only the link to the previous period's instance is carried forward.
 """

@@ -1,4 +1,4 @@
-"""The embedded default: SQLite database, SQLite broker (no Redis), and a real Celery worker (DESIGN §9).
+"""The embedded default: SQLite database, SQLite broker (no Redis), and a real Celery worker (docs/architecture.md).
 
 kombu's SQLAlchemy transport hands every broker transport option to create_engine(); the
 Redis-only visibility_timeout used to make the first publish fail with TypeError

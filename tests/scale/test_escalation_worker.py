@@ -1,4 +1,4 @@
-"""Deadlines end to end on the scale path: PostgreSQL, Redis and real Celery workers (DESIGN §8, §9).
+"""Deadlines end to end on the scale path: PostgreSQL, Redis and real Celery workers (docs/architecture.md).
 
 Time across processes: the test freezes engine.clock in its own process (services, the web app) and
 tells the workers what time it is by sending `sweep_deadlines(now=…)` — the job's own argument,

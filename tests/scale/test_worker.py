@@ -1,4 +1,4 @@
-"""The scale path: PostgreSQL, Redis and a real Celery worker subprocess (DESIGN §9, §11).
+"""The scale path: PostgreSQL, Redis and a real Celery worker subprocess (docs/architecture.md).
 
 The worker reads the wall clock; the instances are started with engine.clock two hours back, so
 their one-hour timers are already due when the worker looks. A worker is SIGKILLed (its whole

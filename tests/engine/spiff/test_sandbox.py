@@ -1,4 +1,4 @@
-"""Tests for the RestrictedPython script sandbox (DESIGN §6)."""
+"""Tests for the RestrictedPython script sandbox (docs/architecture.md)."""
 
 from __future__ import annotations
 
