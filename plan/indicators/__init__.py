@@ -11,16 +11,18 @@ from plan.indicators.core import (
     template_xlsx,
 )
 from plan.indicators.preview import preview_upload
-from plan.indicators.upload import MAX_BYTES, UploadInvalid
+from plan.indicators.upload import MAX_BYTES, MAX_TABLE_ROWS, UploadInvalid, read_table
 
 __all__ = [
     "MAX_BYTES",
+    "MAX_TABLE_ROWS",
     "Replaced",
     "UploadInvalid",
     "apply_upload",
     "can_enter",
     "current_figures",
     "preview_upload",
+    "read_table",
     "require_entry",
     "save_form",
     "template_csv",
