@@ -51,13 +51,14 @@ def check_xml(file: str, root: etree._Element) -> Iterator[DeployProblem]:
             continue  # comments, entities
         qname = etree.QName(el)
         if not _known(qname.namespace or ""):
-            owner = _owner_id(el)
+            owner = owner_id(el)
             yield DeployProblem(file, f"element <{qname.localname}> in namespace '{qname.namespace or '(none)'}' "
                                       f"is not a BPMN/DMN extension jzflow knows (HTML, SVG and scripts are refused)",
                                 element_id=owner, line=el.sourceline)
 
 
-def _owner_id(el: etree._Element) -> str | None:
+def owner_id(el: etree._Element) -> str | None:
+    """Return the id of the element or of its nearest ancestor that has one."""
     node: etree._Element | None = el
     while node is not None:
         if node.get("id"):
@@ -123,4 +124,4 @@ def referenced_forms(name: str, texts: Mapping[str, str]) -> set[str]:
     return found
 
 
-__all__ = ["KNOWN_NAMESPACES", "check_form_refs", "check_xml", "local_ref_file", "referenced_forms", "refs"]
+__all__ = ["KNOWN_NAMESPACES", "check_form_refs", "check_xml", "local_ref_file", "owner_id", "referenced_forms", "refs"]

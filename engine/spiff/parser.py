@@ -128,11 +128,7 @@ def _element_at(root: etree._Element, line: int | None) -> str | None:
         return None
     for el in root.iter():
         if el.sourceline == line:
-            node: etree._Element | None = el
-            while node is not None:
-                if node.get("id"):
-                    return str(node.get("id"))
-                node = node.getparent()
+            return inert.owner_id(el)
     return None
 
 
