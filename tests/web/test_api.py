@@ -10,6 +10,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from openapi_spec_validator import validate
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from engine import runtime
 from engine.org.token_models import ApiToken
@@ -286,3 +288,15 @@ def test_a_token_request_commits_once(app: Flask) -> None:
             assert token is not None and token.last_used_at is not None
     finally:
         event.remove(Session, "after_commit", _count)
+
+
+def test_a_token_read_whose_bookkeeping_commit_loses_its_connection_still_answers(
+        app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A connection killed at the read's one commit (last_used_at) must not turn an answered GET into an error."""
+    api = Api(app, token_for(app, "applicant"))
+
+    def lost(_self: Session) -> None:
+        raise OperationalError("COMMIT", {}, Exception("terminating connection due to administrator command"))
+
+    monkeypatch.setattr(Session, "commit", lost)
+    assert api.get("/api/tasks").status_code == 200

@@ -13,6 +13,7 @@ from flask import Blueprint, Response, current_app, g, request
 from flask.typing import ResponseReturnValue
 from flask_limiter.util import get_remote_address
 from flask_login import current_user
+from sqlalchemy.exc import DBAPIError
 
 from engine.errors import InvalidInput
 from engine.org import tokens
@@ -82,7 +83,10 @@ def _commit_reads(response: Response) -> Response:
     if g.get("api_auth") == "token" and request.method in SAFE_METHODS and response.status_code < 400:
         session = db_session()
         if session.in_transaction():
-            session.commit()
+            try:
+                session.commit()
+            except DBAPIError:  # the connection died after the answer was made: last_used_at is only bookkeeping,
+                pass  # and the teardown rolls back and lets the pool drop the connection
     return response
 
 
