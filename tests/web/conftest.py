@@ -18,16 +18,21 @@ PASSWORD = "jz-test-Passw0rd"
 PASSWORD_HASH = generate_password_hash(PASSWORD, method="pbkdf2:sha256:1000")
 
 
-@pytest.fixture
-def app(db_url: str, session: Session, review_org: dict[str, Any]) -> Iterator[Flask]:
+def app_on(db_url: str, session: Session, **config: Any) -> Iterator[Flask]:
+    """An app on the test database whose users all have the test password (`config` overrides the defaults)."""
     for user in session.query(User):
         user.password_hash = PASSWORD_HASH
     session.commit()
     session.close()
     app = create_app({"DATABASE_URL": db_url, "TESTING": True, "WTF_CSRF_ENABLED": True,
-                      "RATELIMIT_ENABLED": True, "SECRET_KEY": "test-secret"})
+                      "RATELIMIT_ENABLED": True, "SECRET_KEY": "test-secret", **config})
     yield app
     app.extensions["jzflow.engine"].dispose()
+
+
+@pytest.fixture
+def app(db_url: str, session: Session, review_org: dict[str, Any]) -> Iterator[Flask]:
+    yield from app_on(db_url, session)
 
 
 def csrf_of(client: FlaskClient, path: str = "/login") -> str:

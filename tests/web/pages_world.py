@@ -147,3 +147,8 @@ def next_link(html: str) -> str | None:
 def nav(html: str) -> str:
     return html.split('<nav class="mainnav">')[1].split("</nav>")[0] if '<nav class="mainnav">' in html else ""
 
+
+def main(html: str) -> str:
+    """The page's <main> part (without the menu, which differs by who is looking)."""
+    return html.split("<main>")[1].split("</main>")[0]
+

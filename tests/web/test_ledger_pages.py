@@ -44,12 +44,9 @@ def world(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> It
     yield from pw.open_world(tmp_path_factory, sqlite_template)
 
 
+
 def codes(html: str) -> list[str]:
     return re.findall(r'<tr data-code="(WT-[^"]+)">', html)
-
-
-def main(html: str) -> str:
-    return html.split("<main>")[1].split("</main>")[0]
 
 
 def all_issues(world: PagesWorld) -> list[LedgerIssue]:
@@ -108,7 +105,7 @@ def test_another_units_issue_id_is_a_404_like_a_missing_one(world: PagesWorld, u
     status, html = get(world, username, f"/ledger/{other.id}")
     assert status == 404 and other.title not in html and other.code not in html
     _missing, missing_html = get(world, username, "/ledger/999999")
-    assert main(html).replace(str(other.id), "N") == main(missing_html).replace("999999", "N")
+    assert pw.main(html).replace(str(other.id), "N") == pw.main(missing_html).replace("999999", "N")
 
 
 # -- the issue page -----------------------------------------------------------------------------------

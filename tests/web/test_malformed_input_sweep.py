@@ -23,9 +23,8 @@ from werkzeug.routing import Rule
 from werkzeug.test import TestResponse
 
 from engine.org.models import User
-from tests.web.conftest import PASSWORD_HASH
+from tests.web.conftest import app_on
 from tests.web.flows import Api, db, deploy_good, token_for, user_id
-from web import create_app
 
 WEB = Path(__file__).resolve().parents[2] / "web"
 SKIP_ENDPOINTS = {"static", "auth.logout"}
@@ -65,15 +64,7 @@ def _path(rule: Rule, ids: dict[str, Any], bad: bool) -> str:
 
 @pytest.fixture
 def sweep_app(db_url: str, session: Session, review_org: dict[str, Any]) -> Iterator[Flask]:
-    from engine.org.models import User
-    for user in session.query(User):
-        user.password_hash = PASSWORD_HASH
-    session.commit()
-    session.close()
-    app = create_app({"DATABASE_URL": db_url, "TESTING": True, "WTF_CSRF_ENABLED": False,
-                      "RATELIMIT_ENABLED": False, "SECRET_KEY": "test-secret"})
-    yield app
-    app.extensions["jzflow.engine"].dispose()
+    yield from app_on(db_url, session, WTF_CSRF_ENABLED=False, RATELIMIT_ENABLED=False)
 
 
 def _as(app: Flask, client: FlaskClient, uid: int) -> None:

@@ -43,12 +43,9 @@ def world(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> It
     yield from pw.open_world(tmp_path_factory, sqlite_template)
 
 
+
 def codes(html: str) -> list[str]:
     return re.findall(r'<tr data-code="([^"]+)" data-light="', html)
-
-
-def main(html: str) -> str:
-    return html.split("<main>")[1].split("</main>")[0]
 
 
 def all_projects(world: PagesWorld) -> list[Project]:
@@ -127,7 +124,7 @@ def test_another_units_project_id_is_a_404_like_a_missing_one(world: PagesWorld,
     assert status == 404 and other.name not in html and other.code not in html
     missing_status, missing_html = get(world, username, "/projects/999999")
     assert missing_status == 404
-    assert main(html).replace(str(other.id), "N") == main(missing_html).replace("999999", "N")  # nothing tells apart
+    assert pw.main(html).replace(str(other.id), "N") == pw.main(missing_html).replace("999999", "N")  # nothing tells apart
 
 
 def test_the_menu_shows_the_project_library_only_to_who_may_open_it(world: PagesWorld) -> None:
