@@ -7,6 +7,7 @@ from celery import Celery
 from celery.signals import worker_process_init
 
 from engine import config, extensions, memory
+from engine.ops import celery_signals
 
 
 def _transport_options(settings: config.Settings) -> dict[str, object]:
@@ -50,6 +51,7 @@ def make_celery(settings: config.Settings | None = None) -> Celery:
 
 
 celery = make_celery()
+celery_signals.connect()  # request ids into jobs and their logs; job durations; counters of committed work
 
 
 @worker_process_init.connect  # type: ignore[untyped-decorator]

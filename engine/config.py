@@ -35,6 +35,10 @@ class Settings:
     login_account_failures: int = 10
     login_address_failures: int = 100
     login_window_seconds: int = 900
+    log_format: str = "text"  # text | json (one JSON object a line)
+    log_level: str = "INFO"
+    metrics_token: str = ""  # a bearer token that may read /metrics (empty: none)
+    metrics_allow: tuple[str, ...] = ()  # addresses/networks that may read /metrics without the token
 
     @property
     def anchor_path(self) -> Path:
@@ -58,7 +62,8 @@ _KEYS = ("JZFLOW_INSTANCE_DIR", "JZFLOW_DATABASE_URL", "JZFLOW_REDIS_URL", "JZFL
          "JZFLOW_SWEEP_BATCH", "JZFLOW_TIMER_MAX_DAYS", "JZFLOW_MAX_STATE_KB", "JZFLOW_MEMORY_LIMIT_MB",
          "JZFLOW_AUDIT_KEY", "JZFLOW_AUDIT_ANCHOR", "JZFLOW_AUDIT_SEAL_SECONDS",
          "JZFLOW_TRUSTED_PROXIES", "JZFLOW_LOGIN_ACCOUNT_FAILURES", "JZFLOW_LOGIN_ADDRESS_FAILURES",
-         "JZFLOW_LOGIN_WINDOW_SECONDS")
+         "JZFLOW_LOGIN_WINDOW_SECONDS", "JZFLOW_LOG_FORMAT", "JZFLOW_LOG_LEVEL", "JZFLOW_METRICS_TOKEN",
+         "JZFLOW_METRICS_ALLOW")
 DEV_SECRET_KEY = "dev-only-secret-change-me"  # noqa: S105  # nosec B105 # refused outside the embedded default
 
 
@@ -91,6 +96,10 @@ def _load(_env: tuple[str | None, ...], _cwd: str) -> Settings:
         login_account_failures=int(os.environ.get("JZFLOW_LOGIN_ACCOUNT_FAILURES", "10")),
         login_address_failures=int(os.environ.get("JZFLOW_LOGIN_ADDRESS_FAILURES", "100")),
         login_window_seconds=int(os.environ.get("JZFLOW_LOGIN_WINDOW_SECONDS", "900")),
+        log_format="json" if os.environ.get("JZFLOW_LOG_FORMAT", "text").strip().lower() == "json" else "text",
+        log_level=os.environ.get("JZFLOW_LOG_LEVEL", "INFO").strip().upper() or "INFO",
+        metrics_token=os.environ.get("JZFLOW_METRICS_TOKEN", "").strip(),
+        metrics_allow=tuple(p.strip() for p in os.environ.get("JZFLOW_METRICS_ALLOW", "").split(",") if p.strip()),
     )
 
 

@@ -5,15 +5,15 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask, g, jsonify, redirect, request, url_for
+from flask import Flask, g, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from sqlalchemy.exc import DBAPIError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from engine import config
-from engine.db import make_engine, make_sessionmaker, ping
-from web import auth, common, errors, features, guards, i18n
+from engine.db import make_engine, make_sessionmaker
+from web import auth, common, errors, features, guards, i18n, ops
 from web.extensions import SECURITY_HEADERS, babel, csrf, limiter, login_manager
 
 LANGUAGES = ("zh", "en")
@@ -58,6 +58,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["jzflow.engine"] = engine
     app.extensions["jzflow.sessionmaker"] = make_sessionmaker(engine)
 
+    app.register_blueprint(ops.bp)  # /healthz /readyz /metrics; request ids and latency on every request
+    ops.init_app(app)
     guards.init_app(app)  # before the blueprints: their <int:…> rules take the bounded converter
     i18n.compile_catalogs()
     login_manager.init_app(app)
@@ -95,11 +97,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         if request.endpoint != "static" and "Cache-Control" not in response.headers and _authenticated():
             response.headers["Cache-Control"] = "no-store"  # a shared or back-button cache never shows a user's page
         return response
-
-    @app.get("/healthz")
-    def healthz() -> ResponseReturnValue:
-        ping(common.db_session())
-        return jsonify(status="ok", database=engine.dialect.name, embedded=settings.is_embedded)
 
     @app.get("/lang/<code>")
     def set_language(code: str) -> ResponseReturnValue:

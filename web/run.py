@@ -54,7 +54,9 @@ def main() -> None:
     try:
         print(_banner(settings), flush=True)
         from engine import memory
+        from engine.ops import logs
         from web import create_app
+        logs.configure()
         memory.apply_limit()
         create_app().run(host=HOST, port=PORT, threaded=True, use_reloader=False)
     finally:

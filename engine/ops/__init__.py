@@ -1,0 +1,1 @@
+"""Operations: metrics, health checks, logs with request ids, backup and restore."""
