@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from engine import clock, config, extensions
 from engine.db import make_engine, make_sessionmaker, session_scope
 from engine.errors import DeployInvalid, EngineError, InvalidInput
+from engine.ops import commands as ops_commands
 
 F = TypeVar("F", bound=Callable[..., Any])
 INCIDENT_EXIT = 3  # the command did its work, but the instance stopped with an incident
@@ -348,6 +349,10 @@ def beat() -> None:
     """Run the Celery beat scheduler alone."""
     from engine.celery_app import celery
     celery.start(["beat", "--loglevel=INFO"])
+
+
+main.add_command(ops_commands.backup_command)
+main.add_command(ops_commands.restore_command)
 
 
 @main.command("list-processes")

@@ -44,9 +44,9 @@ def key() -> bytes:
     return _key(settings.audit_key, str(settings.instance_dir))
 
 
-def mac(message: str) -> str:
-    """HMAC-SHA256 of `message` under the audit key, as hex."""
-    return hmac.new(key(), message.encode("utf-8"), hashlib.sha256).hexdigest()
+def mac(message: str, under: bytes | None = None) -> str:
+    """HMAC-SHA256 of `message` under the audit key (or the key `under`), as hex."""
+    return hmac.new(under or key(), message.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
 def scope_of(bind: Engine | Any) -> str:
@@ -177,24 +177,49 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
         return
 
 
+def _reset(anchors: Anchors, restored: dict[str, Any], at: str) -> None:
+    anchors.heads = {stream: (seq, digest, at) for stream, (seq, digest) in restored["heads"].items()}
+    anchors.checkpoints = {int(cp_id): (digest, max_id, at) for cp_id, digest, max_id in restored["checkpoints"]}
+
+
+def append_restore(scope: str, source: str, heads: dict[str, list[Any]], checkpoints: list[list[Any]],
+                   archive: str) -> None:
+    """Anchor that database `scope` was restored from a backup of `source` whose anchored state was this."""
+    _append({"db": scope, "at": clock.now().isoformat(), "heads": {},
+             "restored": {"from": source, "archive": archive, "heads": heads, "checkpoints": checkpoints}})
+
+
+def read_file(path: Path, scope: str, under: bytes | None = None) -> Anchors:
+    """Read the anchors of the database `scope` from the file `path` (a backup's copy, say), MACs under `under`."""
+    anchors = Anchors(path=path)
+    _read_into(anchors, scope, under)
+    return anchors
+
+
 def read(scope: str) -> Anchors:
     """Read the anchors of the database `scope`; a line with a wrong MAC is a problem, never trusted."""
     anchors = Anchors(path=config.load().anchor_path)
+    _read_into(anchors, scope)
+    return anchors
+
+
+def _read_into(anchors: Anchors, scope: str, under: bytes | None = None) -> None:
     for number, raw in _lines(anchors.path):
         body, _, tag = raw.rstrip("\n").rpartition("\t")
         if f'"db":{json.dumps(scope, ensure_ascii=False)}' not in body:
             continue
-        if not hmac.compare_digest(tag, mac("anchor" + body)):
+        if not hmac.compare_digest(tag, mac("anchor" + body, under)):
             anchors.problems.append(f"anchor line {number}: altered (its MAC does not match)")
             continue
         payload = json.loads(body)
         if payload.get("db") != scope:
             continue
         anchors.lines += 1
+        if "restored" in payload:  # `jzflow restore` put a backup here: what was anchored before is that backup's
+            _reset(anchors, payload["restored"], payload["at"])
         for stream, (seq, digest) in payload["heads"].items():
             if seq > anchors.heads.get(stream, (0, "", ""))[0]:
                 anchors.heads[stream] = (seq, digest, payload["at"])
         if "cp" in payload:
             cp_id, digest, max_id = payload["cp"]
             anchors.checkpoints[cp_id] = (digest, max_id, payload["at"])
-    return anchors

@@ -16,7 +16,7 @@ from celery.signals import (
 from engine.ops import logs, metrics
 
 _STARTED = "_jzflow_started"
-_TOKEN = "_jzflow_request_token"
+_CONTEXT = "_jzflow_request_context"
 
 
 def _published(headers: dict[str, Any] | None = None, **_kwargs: Any) -> None:
@@ -26,7 +26,7 @@ def _published(headers: dict[str, Any] | None = None, **_kwargs: Any) -> None:
 def _prerun(task: Any = None, **_kwargs: Any) -> None:
     if task is None:
         return
-    setattr(task.request, _TOKEN, logs.bind_request_id(logs.request_id_of(task.request)))
+    setattr(task.request, _CONTEXT, logs.bind_request_id(logs.request_id_of(task.request)))
     setattr(task.request, _STARTED, time.perf_counter())
 
 
@@ -37,7 +37,7 @@ def _postrun(task: Any = None, state: str | None = None, **_kwargs: Any) -> None
     if started is not None:
         metrics.JOB_SECONDS.labels(job=str(task.name)[:120], outcome=str(state or "UNKNOWN")).observe(
             time.perf_counter() - started)
-    token = getattr(task.request, _TOKEN, None)
+    token = getattr(task.request, _CONTEXT, None)
     if token is not None:
         try:
             logs.reset_request_id(token)
