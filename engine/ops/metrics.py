@@ -11,6 +11,7 @@ units are the org units' codes, queues are the configured Celery queues.
 """
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Iterator
 from datetime import datetime
@@ -31,6 +32,7 @@ from engine.ops import queues
 from engine.org.models import OrgUnit
 from engine.runtime.models import ProcessInstance
 
+log = logging.getLogger(__name__)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _ACTIONS = "jzflow.metrics_actions"
 
@@ -101,12 +103,12 @@ class StateCollector(Collector):
         overdue = GaugeMetricFamily("jzflow_overdue", "Open work past its deadline, by responsible org unit and kind",
                                     labels=["unit", "kind"])
         rows = session.execute(
-            select(func.coalesce(OrgUnit.code, "none"), DeadlineWatch.object_type, func.count())
+            select(OrgUnit.code, DeadlineWatch.object_type, func.count())
             .select_from(DeadlineWatch).outerjoin(OrgUnit, OrgUnit.id == DeadlineWatch.unit_id)
             .where(DeadlineWatch.active.is_(True), DeadlineWatch.due_at < now)
-            .group_by(func.coalesce(OrgUnit.code, "none"), DeadlineWatch.object_type))
+            .group_by(OrgUnit.code, DeadlineWatch.object_type))
         for unit, kind, count in rows:
-            overdue.add_metric([str(unit), str(kind)], float(count))
+            overdue.add_metric([str(unit or "none"), str(kind)], float(count))
         yield overdue
 
         oldest_due = session.scalar(select(func.min(ProcessInstance.next_timer_at))
@@ -143,7 +145,8 @@ class StateCollector(Collector):
         up = GaugeMetricFamily("jzflow_broker_up", "1 if the broker answered this scrape")
         try:
             found = queues.inspect(self.broker_url, self.queue_names, now=now.timestamp())
-        except Exception:  # the broker is down: say so, and keep the database's gauges
+        except Exception as exc:  # the broker is down: say so, and keep the database's gauges
+            log.warning("queue metrics: the broker did not answer: %s", type(exc).__name__)
             up.add_metric([], 0.0)
             yield up
             return

@@ -9,9 +9,11 @@ import json
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, make_url, text
+from sqlalchemy import inspect as inspect_schema
 
 from engine.ops.logs import SENT_AT_HEADER
 
@@ -67,11 +69,20 @@ def _redis(url: str, names: Iterable[str], now: float) -> list[QueueState]:
         client.close()
 
 
+def _sqla_engine(url: str) -> Engine:
+    """The embedded broker's database (its folder is the instance folder, made as the Celery app does)."""
+    plain = make_url(url.removeprefix("sqla+"))
+    if plain.get_backend_name() == "sqlite" and plain.database and plain.database != ":memory:":
+        Path(plain.database).parent.mkdir(parents=True, exist_ok=True)
+        return create_engine(plain, connect_args={"timeout": 2})
+    return create_engine(plain)
+
+
 def _sqlalchemy(url: str, names: Iterable[str], now: float) -> list[QueueState]:
-    engine = create_engine(url.removeprefix("sqla+"), connect_args={"timeout": 2} if "sqlite" in url else {})
+    engine = _sqla_engine(url)
     try:
         with engine.connect() as conn:
-            tables = set(engine.dialect.get_table_names(conn))
+            tables = set(inspect_schema(conn).get_table_names())
             found = []
             for name in names:
                 if "kombu_message" not in tables:
@@ -105,7 +116,7 @@ def ping(broker_url: str) -> None:
         finally:
             client.close()
         return
-    engine = create_engine(broker_url.removeprefix("sqla+"))
+    engine = _sqla_engine(broker_url)
     try:
         with engine.connect() as conn:
             conn.execute(text("select 1"))

@@ -103,7 +103,11 @@ TASK_FORM = {"to_username": "jiangtao", "usernames": "jiangtao", "body": "x", "n
 MATRIX: dict[str, Access] = {
     # the app
     "index": Access(get=ALL, public=True),  # a redirect to 待办
-    "healthz": Access(get=ALL, public=True),
+    # operations: probes are public; /metrics answers only its bearer token or allow-list, never a login
+    # (tests/web/test_ops_web.py), so every role and anonymous users get 403 here
+    "ops.healthz": Access(get=ALL, public=True),
+    "ops.readyz": Access(get=ALL, public=True),
+    "ops.metrics": Access(get=NOBODY, public=True),
     "set_language": Access(get=ALL, public=True, params={"code": "en"}),
     "auth.login": Access(get=ALL, post=ALL, public=True),
     "auth.logout": Access(post=ALL),
