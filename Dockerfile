@@ -9,11 +9,13 @@ RUN npm run build
 
 FROM python:3.11-slim
 WORKDIR /app
-# libcairo2: PNG charts (cairosvg); fonts-noto-cjk: Chinese in charts and PDF previews.
-RUN apt-get update && apt-get install -y --no-install-recommends libcairo2 fonts-noto-cjk \
+# libcairo2: PNG charts (cairosvg); fonts-noto-cjk: Chinese in charts and PDF previews;
+# postgresql-client: pg_dump / pg_restore for `jzflow backup` and `jzflow restore` (same major as the server).
+RUN apt-get update && apt-get install -y --no-install-recommends libcairo2 fonts-noto-cjk postgresql-client \
     && rm -rf /var/lib/apt/lists/*
-COPY setup.cfg pyproject.toml README.md ./
+COPY setup.cfg pyproject.toml README.md gunicorn.conf.py ./
 COPY engine ./engine
+COPY plan ./plan
 COPY web ./web
 COPY migrations ./migrations
 COPY bpmn ./bpmn

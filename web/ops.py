@@ -96,7 +96,7 @@ def readyz() -> ResponseReturnValue:
     return response
 
 
-@bp.get("/metrics")
+@bp.get("/metrics", endpoint="metrics")
 def metrics_view() -> ResponseReturnValue:
     """Prometheus metrics (token or allow-list only)."""
     refusal = _metrics_allowed()

@@ -1,4 +1,4 @@
-"""`jzflow backup` / `jzflow restore` on SQLite and PostgreSQL: audit-verify passes after a restore; bad archives are refused."""
+"""`jzflow backup` / `jzflow restore` on SQLite and PostgreSQL: audit-verify passes after a restore; bad archives refused."""
 from __future__ import annotations
 
 import dataclasses

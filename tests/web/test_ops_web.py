@@ -95,7 +95,7 @@ def test_metrics_are_closed_unless_a_token_or_an_allow_list_is_set(db_url: str, 
     refused = allowed.test_client().get("/metrics", environ_base={"REMOTE_ADDR": "192.168.1.9"})
     assert refused.status_code == 403 and "jzflow_" not in refused.get_data(as_text=True)
 
-    with pytest.raises(ValueError, match="JZFLOW_METRICS_ALLOW: '10.0.0.300'"):
+    with pytest.raises(ValueError, match=re.escape("JZFLOW_METRICS_ALLOW: '10.0.0.300'")):
         create_app({"DATABASE_URL": db_url, "TESTING": True, "METRICS_ALLOW": ["10.0.0.300"]})
     for app in (closed, token, allowed):
         app.extensions["jzflow.engine"].dispose()

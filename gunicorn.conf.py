@@ -1,0 +1,50 @@
+"""gunicorn settings for jzflow's web processes: `gunicorn web.wsgi:app` reads this file from the working directory.
+
+Every value can be set from the environment (docs/operations.md explains the choices).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+bind = os.environ.get("JZFLOW_BIND", "0.0.0.0:8000")
+# Processes × threads: about 2 processes per core; threads cover requests that wait on the database.
+workers = int(os.environ.get("JZFLOW_WEB_WORKERS", "4"))
+threads = int(os.environ.get("JZFLOW_WEB_THREADS", "4"))
+worker_class = "gthread"
+# A request that runs longer is stuck (scripts have their own 2 s limit): the process is replaced.
+timeout = int(os.environ.get("JZFLOW_WEB_TIMEOUT", "60"))
+graceful_timeout = 30  # SIGTERM: requests in flight may finish within this
+keepalive = 5  # behind a reverse proxy that keeps connections open
+# Replace each process after this many requests (plus jitter, so they do not all restart at once).
+max_requests = int(os.environ.get("JZFLOW_WEB_MAX_REQUESTS", "5000"))
+max_requests_jitter = max_requests // 10
+preload_app = False  # each process opens its own database pool after the fork
+errorlog = "-"
+accesslog = None  # the app logs one line per request, with its request id, route and time (engine.ops.logs)
+
+if os.environ.get("JZFLOW_LOG_FORMAT", "").strip().lower() == "json":
+    logconfig_dict: dict[str, Any] = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "engine.ops.logs.formatter", "fmt": "json"}},
+        "filters": {"request_id": {"()": "engine.ops.logs.RequestIdFilter"}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["request_id"],
+                                "stream": "ext://sys.stderr"}},
+        "loggers": {"gunicorn.error": {"handlers": ["stderr"], "level": "INFO", "propagate": False}},
+    }
+
+
+def on_starting(_server: Any) -> None:
+    """Make the metrics folder (PROMETHEUS_MULTIPROC_DIR) before any process writes to it."""
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+
+
+def child_exit(_server: Any, worker: Any) -> None:
+    """A web process ended: its live gauges leave the metrics (its counters stay counted)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+        multiprocess.mark_process_dead(worker.pid)
