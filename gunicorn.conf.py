@@ -32,7 +32,10 @@ if os.environ.get("JZFLOW_LOG_FORMAT", "").strip().lower() == "json":
         "filters": {"request_id": {"()": "engine.ops.logs.RequestIdFilter"}},
         "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["request_id"],
                                 "stream": "ext://sys.stderr"}},
-        "loggers": {"gunicorn.error": {"handlers": ["stderr"], "level": "INFO", "propagate": False}},
+        # The root logger is left to the app (engine.ops.logs.configure, in web.wsgi): no lines twice.
+        "root": {"level": "INFO", "handlers": []},
+        "loggers": {"gunicorn.error": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+                    "gunicorn.access": {"handlers": ["stderr"], "level": "INFO", "propagate": False}},
     }
 
 

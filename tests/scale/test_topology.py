@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from engine import audit, clock, config, deploy, org, tasks
 from engine.audit.models import AuditEvent
@@ -238,7 +238,15 @@ def topology(tmp_path: Path, db_url: str, session: Session, review_org: dict[str
 def test_two_web_hosts_and_two_workers_lose_nothing_and_do_nothing_twice(topology: Any, db_url: str) -> None:
     webs, workers, tok, settings = topology
     hosts = [w.url for w in webs]
-    factory = make_sessionmaker(make_engine(db_url))
+    engine = make_engine(db_url)
+    try:
+        _drive(hosts, workers, tok, settings, make_sessionmaker(engine), webs)
+    finally:
+        engine.dispose()
+
+
+def _drive(hosts: list[str], workers: Workers, tok: dict[str, str], settings: config.Settings,
+           factory: sessionmaker[Session], webs: list[Web]) -> None:
     timer_ids = start_due_instances(factory, "timer_wait", 20, {"wait_for": "PT1H", "fire_count": 0})
     ledger = Ledger()
     stop_at = time.monotonic() + SECONDS
@@ -284,11 +292,13 @@ def test_two_web_hosts_and_two_workers_lose_nothing_and_do_nothing_twice(topolog
         assert set(starts) == {str(i) for i in ledger.started} and set(starts.values()) == {1}, "lost or doubled starts"
         titled = s.scalar(select(func.count()).select_from(ProcessInstance).where(ProcessInstance.title.like("拓扑 %")))
         assert titled == len(ledger.started), "an idempotent replay started a second instance"
-        done = Counter(s.scalars(select(AuditEvent.object_id).where(AuditEvent.action == "task.complete")))
+        done = Counter(after["task_id"] for after in s.scalars(select(AuditEvent.after)
+                                                              .where(AuditEvent.action == "task.complete")))
         doubled = {k: v for k, v in done.items() if v > 1}
         assert not doubled, f"completed twice: {doubled}"
         states = dict(s.execute(select(HumanTask.id, HumanTask.state).where(HumanTask.id.in_(ledger.completed))).all())
         assert set(states) == set(ledger.completed) and set(states.values()) == {"completed"}, "a completion was lost"
+        assert {t: done[t] for t in ledger.completed} == dict.fromkeys(ledger.completed, 1), "a completion was lost"
         claims = Counter(s.scalars(select(AuditEvent.object_id).where(
             AuditEvent.action == "task.claim", AuditEvent.object_id.in_([str(t) for t in ledger.claim_winners]))))
         assert set(claims.values()) == {1} and len(claims) == len(ledger.claim_winners), "a raced claim won twice"
