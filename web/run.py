@@ -5,6 +5,7 @@ Prints the URL and the demo logins, then serves until Ctrl-C, stopping the worke
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -57,6 +58,7 @@ def main() -> None:
         from engine.ops import logs
         from web import create_app
         logs.configure()
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the app logs each request (with its id) itself
         memory.apply_limit()
         create_app().run(host=HOST, port=PORT, threaded=True, use_reloader=False)
     finally:

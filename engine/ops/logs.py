@@ -75,12 +75,15 @@ def configure(level: str | None = None) -> None:
     root = logging.getLogger()
     if any(getattr(h, _HANDLER_MARK, False) for h in root.handlers):
         return
+    wanted = (level or config.load().log_level).upper()
+    if wanted not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ValueError(f"JZFLOW_LOG_LEVEL: {wanted!r} is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter())
     handler.addFilter(RequestIdFilter())
     setattr(handler, _HANDLER_MARK, True)
     root.addHandler(handler)
-    root.setLevel((level or config.load().log_level).upper())
+    root.setLevel(wanted)
 
 
 def adopt(logger: logging.Logger) -> None:

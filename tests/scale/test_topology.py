@@ -234,6 +234,7 @@ def topology(tmp_path: Path, db_url: str, session: Session, review_org: dict[str
                 web.stop()
 
 
+@pytest.mark.timeout(SECONDS * 3 + 300)
 @pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
 def test_two_web_hosts_and_two_workers_lose_nothing_and_do_nothing_twice(topology: Any, db_url: str) -> None:
     webs, workers, tok, settings = topology
