@@ -255,3 +255,25 @@ def test_a_request_id_follows_the_job_into_the_worker_and_its_log_lines(db_url: 
         line = next(line for line in worker.log_path.read_text(errors="replace").splitlines() if "traced" in line)
     assert "[req-follow-me-42]" in line, line
 
+
+
+def test_log_settings_are_checked_and_foreign_handlers_get_the_request_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JZFLOW_LOG_LEVEL", "LOUD")
+    with pytest.raises(ValueError, match="JZFLOW_LOG_LEVEL"):
+        logs.configure()
+    monkeypatch.setenv("JZFLOW_LOG_LEVEL", "INFO")
+    monkeypatch.setenv("JZFLOW_LOG_FORMAT", "text")
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("[%(levelname)s] %(message)s"))  # as Celery sets up its own
+    logger = logging.getLogger("jzt.foreign." + uuid.uuid4().hex)
+    logger.addHandler(handler)
+    logger.propagate = False
+    logs.adopt(logger)
+    token = logs.bind_request_id("rid-9")
+    try:
+        logger.warning("inside")
+    finally:
+        logs.reset_request_id(token)
+    logger.warning("outside")
+    assert stream.getvalue().splitlines() == ["[WARNING] [rid-9] inside", "[WARNING] [-] outside"]
