@@ -5,8 +5,14 @@ Every value can be set from the environment (docs/operations.md explains the cho
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
+
+# Several processes answer /metrics in turn: without a shared folder each would show only its own counters.
+# Unset, this master gets a fresh folder of its own (the worker hosts then need theirs: docs/operations.md).
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="jzflow-metrics-")
 
 bind = os.environ.get("JZFLOW_BIND", "0.0.0.0:8000")
 # Processes × threads: about 2 processes per core; threads cover requests that wait on the database.
