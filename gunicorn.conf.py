@@ -41,7 +41,8 @@ if os.environ.get("JZFLOW_LOG_FORMAT", "").strip().lower() == "json":
         # The root logger is left to the app (engine.ops.logs.configure, in web.wsgi): no lines twice.
         "root": {"level": "INFO", "handlers": []},
         "loggers": {"gunicorn.error": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
-                    "gunicorn.access": {"handlers": ["stderr"], "level": "INFO", "propagate": False}},
+                    # with a logconfig gunicorn writes access lines; the app's own request lines replace them
+                    "gunicorn.access": {"handlers": [], "level": "WARNING", "propagate": False}},
     }
 
 

@@ -84,6 +84,8 @@ def configure(level: str | None = None) -> None:
     setattr(handler, _HANDLER_MARK, True)
     root.addHandler(handler)
     root.setLevel(wanted)
+    # Every /readyz asks Alembic for the schema revision; its INFO lines would fill the log.
+    logging.getLogger("alembic.runtime.migration").setLevel(max(logging.WARNING, root.level))
 
 
 def adopt(logger: logging.Logger) -> None:
