@@ -12,10 +12,11 @@ from __future__ import annotations
 from celery.schedules import crontab
 
 from engine import extensions
-from engine.deadlines import sources
+from engine.deadlines import sla, sources
 from plan import cli
 from plan.ledger import deadlines as ledger_deadlines
 from plan.projects import deadlines as project_deadlines
+from plan.reports import schedule as report_schedule
 
 SERVICE_MODULES = ("plan.approval.core", "plan.ledger.core", "plan.investment.core", "plan.projects.core")
 BEAT = {
@@ -24,6 +25,8 @@ BEAT = {
     "start-investment-period": {"task": "plan.jobs.start_investment_period", "schedule": crontab(hour=8, minute=0)},
     # 对进展缓慢项目自动预警: a ledger issue for each project behind its planned dates (idempotent).
     "flag-slow-projects": {"task": "plan.jobs.flag_slow_projects", "schedule": crontab(hour=7, minute=30)},
+    # 周调度、月通报: produced when escalation.yaml's `reports:` says, delivered to the leaders it names.
+    "scheduled-reports": {"task": "plan.jobs.scheduled_reports", "schedule": 600.0},
 }
 
 
@@ -38,3 +41,4 @@ def install() -> None:
     extensions.commands.extend(c for c in cli.COMMANDS if c not in extensions.commands)
     sources.register(ledger_deadlines.SOURCE)
     sources.register(project_deadlines.SOURCE)
+    sla.OTHER_SECTIONS.add(report_schedule.SECTION)
