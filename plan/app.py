@@ -14,11 +14,12 @@ from celery.schedules import crontab
 from engine import extensions
 from engine.deadlines import sla, sources
 from plan import cli
+from plan.leads import deadlines as lead_deadlines
 from plan.ledger import deadlines as ledger_deadlines
 from plan.projects import deadlines as project_deadlines
 from plan.reports import schedule as report_schedule
 
-SERVICE_MODULES = ("plan.approval.core", "plan.ledger.core", "plan.investment.core", "plan.projects.core")
+SERVICE_MODULES = ("plan.approval.core", "plan.ledger.core", "plan.leads.core", "plan.investment.core", "plan.projects.core")
 BEAT = {
     "pending-reports": {"task": "plan.jobs.pending_reports", "schedule": 60.0},
     # 七步工作法: one instance per month; idempotent, so a daily run catches up a missed one.
@@ -41,4 +42,5 @@ def install() -> None:
     extensions.commands.extend(c for c in cli.COMMANDS if c not in extensions.commands)
     sources.register(ledger_deadlines.SOURCE)
     sources.register(project_deadlines.SOURCE)
+    sources.register(lead_deadlines.SOURCE)
     sla.OTHER_SECTIONS.add(report_schedule.SECTION)
