@@ -16,6 +16,7 @@ from engine.deadlines import sla, sources
 from plan import cli
 from plan.leads import deadlines as lead_deadlines
 from plan.ledger import deadlines as ledger_deadlines
+from plan.meetings import core as meetings
 from plan.projects import deadlines as project_deadlines
 from plan.reports import schedule as report_schedule
 
@@ -28,6 +29,8 @@ BEAT = {
     "flag-slow-projects": {"task": "plan.jobs.flag_slow_projects", "schedule": crontab(hour=7, minute=30)},
     # 周调度、月通报: produced when escalation.yaml's `reports:` says, delivered to the leaders it names.
     "scheduled-reports": {"task": "plan.jobs.scheduled_reports", "schedule": 600.0},
+    # 项目推进暨评审会议 (every two weeks): the agenda is built a few days before (escalation.yaml `meetings:`).
+    "review-meeting": {"task": "plan.jobs.prepare_review_meeting", "schedule": crontab(hour=7, minute=0)},
 }
 
 
@@ -43,4 +46,4 @@ def install() -> None:
     sources.register(ledger_deadlines.SOURCE)
     sources.register(project_deadlines.SOURCE)
     sources.register(lead_deadlines.SOURCE)
-    sla.OTHER_SECTIONS.add(report_schedule.SECTION)
+    sla.OTHER_SECTIONS.update((report_schedule.SECTION, meetings.SECTION))
