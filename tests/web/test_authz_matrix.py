@@ -42,8 +42,8 @@ from engine.tasks.models import HumanTask
 from plan.data import demo, seed
 from plan.indicators.models import IndicatorValue
 from plan.ledger.models import LedgerIssue
-from plan.projects.models import Project
 from plan.meetings.models import ReviewMeeting
+from plan.projects.models import Project
 from plan.reports.models import ReportRun
 from plan.schema import Base
 from tests.web.conftest import csrf_of
