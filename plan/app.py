@@ -12,18 +12,25 @@ from __future__ import annotations
 from celery.schedules import crontab
 
 from engine import extensions
-from engine.deadlines import sources
+from engine.deadlines import sla, sources
 from plan import cli
+from plan.leads import deadlines as lead_deadlines
 from plan.ledger import deadlines as ledger_deadlines
+from plan.meetings import core as meetings
 from plan.projects import deadlines as project_deadlines
+from plan.reports import schedule as report_schedule
 
-SERVICE_MODULES = ("plan.approval.core", "plan.ledger.core", "plan.investment.core", "plan.projects.core")
+SERVICE_MODULES = ("plan.approval.core", "plan.ledger.core", "plan.leads.core", "plan.investment.core", "plan.projects.core")
 BEAT = {
     "pending-reports": {"task": "plan.jobs.pending_reports", "schedule": 60.0},
     # 七步工作法: one instance per month; idempotent, so a daily run catches up a missed one.
     "start-investment-period": {"task": "plan.jobs.start_investment_period", "schedule": crontab(hour=8, minute=0)},
     # 对进展缓慢项目自动预警: a ledger issue for each project behind its planned dates (idempotent).
     "flag-slow-projects": {"task": "plan.jobs.flag_slow_projects", "schedule": crontab(hour=7, minute=30)},
+    # 周调度、月通报: produced when escalation.yaml's `reports:` says, delivered to the leaders it names.
+    "scheduled-reports": {"task": "plan.jobs.scheduled_reports", "schedule": 600.0},
+    # 项目推进暨评审会议 (every two weeks): the agenda is built a few days before (escalation.yaml `meetings:`).
+    "review-meeting": {"task": "plan.jobs.prepare_review_meeting", "schedule": crontab(hour=7, minute=0)},
 }
 
 
@@ -38,3 +45,5 @@ def install() -> None:
     extensions.commands.extend(c for c in cli.COMMANDS if c not in extensions.commands)
     sources.register(ledger_deadlines.SOURCE)
     sources.register(project_deadlines.SOURCE)
+    sources.register(lead_deadlines.SOURCE)
+    sla.OTHER_SECTIONS.update((report_schedule.SECTION, meetings.SECTION))

@@ -15,7 +15,7 @@ from engine.db import session_scope
 from engine.errors import ProcessNotFound
 from engine.jobs import session_factory
 from engine.org.actors import SYSTEM
-from plan import investment, reports
+from plan import investment, meetings, reports
 from plan.projects import slow_projects
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,27 @@ def flag_slow_projects() -> int:
 def generate_report(run_id: int) -> str:
     """Generate one report run (周调度 / 月通报); a finished run is left alone."""
     return reports.run(session_factory(), run_id)
+
+
+@celery.task(  # type: ignore[untyped-decorator]
+    acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
+def prepare_review_meeting() -> int | None:
+    """Build the next 项目推进暨评审会议's agenda when it is due (idempotent; beat runs this daily)."""
+    with session_scope(session_factory()) as session:
+        meeting = meetings.ensure_meeting(session, now=clock.now())
+        return meeting.id if meeting is not None else None
+
+
+@celery.task(  # type: ignore[untyped-decorator]
+    acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
+def scheduled_reports() -> int:
+    """Produce the 周调度/月通报 due by escalation.yaml's `reports:` and deliver them (beat: every 10 minutes)."""
+    factory = session_factory()
+    with session_scope(factory) as session:
+        ids = reports.ensure_runs(session, now=clock.now())
+    for run_id in ids:
+        reports.run(factory, run_id)
+    return len(ids)
 
 
 @celery.task(  # type: ignore[untyped-decorator]

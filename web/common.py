@@ -90,7 +90,8 @@ NAV = (
     ("inbox.index", "待办"), ("inbox.done", "已办"), ("inbox.started", "我发起的"), ("inbox.cc", "抄送我的"),
     ("processes.index", "发起流程"), ("instances.index", "流程实例"), ("supervision.index", "督办"),
     ("projects.index", "项目库"), ("ledger.index", "问题台账"),
-    ("reports.index", "报表"), ("dashboard.index", "经济运行监测"), ("modeller.index", "流程建模"),
+    ("reports.index", "报表"), ("meetings.index", "评审会议"), ("dashboard.index", "经济运行监测"),
+    ("modeller.index", "流程建模"),
     ("audit.index", "审计"), ("notifications.index", "通知"),
     ("admin.index", "管理"),
 )

@@ -15,6 +15,7 @@ FEATURES = (
     "web.projects",       # 项目库: the projects one may see and a project's page
     "web.ledger",         # 问题台账: the ledger issues one may see and an issue's page
     "web.reports",        # 周调度 / 月通报 downloads
+    "web.meetings",       # 项目推进暨评审会议: agendas and decisions
     "web.dashboard",      # 经济运行监测: targets, gaps, projects, warnings
     "web.modeller",       # process owners edit BPMN/DMN/forms, deploy, migrate
     "web.audit",          # auditors review history and verify the chain

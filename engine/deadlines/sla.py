@@ -22,7 +22,7 @@ from sqlalchemy import and_, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from engine import clock
+from engine import clock, extensions
 from engine.deadlines import calendar, sources
 from engine.deadlines.models import DeadlineWatch
 from engine.deadlines.objects import Deadline
@@ -102,17 +102,24 @@ def _policy(raw: Any, base: Policy, where: str) -> Policy:
                   ladder=ladder, skip=frozenset(str(s) for s in raw.get("skip") or ()))
 
 
+# Top-level sections of the file that are not deadline policies: an extension reads them itself (e.g.
+# whom its scheduled reports go to) and registers their names here so the policy parser leaves them be.
+OTHER_SECTIONS: set[str] = set()
+
+
 def parse_policies(data: Any) -> Policies:
     """Build policies from the YAML's data.
 
     Raises: ValueError naming the place of a bad entry.
     """
+    extensions.load()  # they register their OTHER_SECTIONS
     data = data or {}
     if not isinstance(data, Mapping):
         raise ValueError("escalation.yaml: expected a mapping at the top")
     defaults = _policy(data.get("defaults"), Policy(), "defaults")
     by_section: dict[str, dict[str, Policy]] = {}
-    for section_name in ("tasks", *(str(k) for k in data if k not in ("defaults", "tasks"))):
+    others = ("defaults", "tasks", *OTHER_SECTIONS)
+    for section_name in ("tasks", *(str(k) for k in data if k not in others)):
         section = data.get(section_name) or {}
         if not isinstance(section, Mapping):
             raise ValueError(f"{section_name}: expected a mapping")

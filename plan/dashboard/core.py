@@ -135,6 +135,8 @@ class IndicatorDetail:
     gap: Gap | None
     chart: Chart
     loops: list[LoopInstance]
+    parts: tuple[IndicatorRow, ...] = ()  # the indicators this one counts (5条产业链: the five chains)
+    whole: IndicatorRow | None = None  # the indicator this one is a part of
 
 
 def indicator_detail(session: Session, *, code: str, period: str, scope: Scope) -> IndicatorDetail:
@@ -146,7 +148,8 @@ def indicator_detail(session: Session, *, code: str, period: str, scope: Scope) 
     indicator = session.scalar(select(Indicator).where(Indicator.code == code, Indicator.year == year))
     if indicator is None:
         raise NotFound(f"指标不存在 (no such indicator): {code} ({year})", code=code)
-    row = next((r for r in indicator_rows(session, period, scope) if r.code == code), None)
+    rows = indicator_rows(session, period, scope)
+    row = next((r for r in rows if r.code == code), None)
     if row is None:
         raise Forbidden(f"无权查看此指标 (not allowed to view this indicator): {code}", code=code)
     feeds: list[Feed] = []
@@ -170,7 +173,9 @@ def indicator_detail(session: Session, *, code: str, period: str, scope: Scope) 
     projects = visible_projects(session, scope)
     found = gaps(session, [row], projects, year) if row.behind else []
     return IndicatorDetail(indicator, row, feeds, found[0] if found else None, indicator_chart(row),
-                           loop_instances(session, year))
+                           loop_instances(session, year),
+                           parts=tuple(r for r in rows if r.a.parent_id == indicator.id),
+                           whole=next((r for r in rows if r.a.indicator_id == indicator.parent_id), None))
 
 
 @dataclass(frozen=True)
@@ -223,7 +228,7 @@ def indicator_chart(row: IndicatorRow) -> Chart:
             projection[k - 1] = float(row.a.value + (row.a.projected - row.a.value) * share)
     label = "累计值" if row.a.cumulative else "当期值"
     return Chart(title=row.name, categories=month_labels(), unit=row.a.unit, target=float(row.a.target),
-                 target_label=f"目标 {plan.show(row.a.target)}{row.a.unit}",
+                 target_label=f"目标 {row.a.target_text}{row.a.unit}",
                  subtitle=f"{row.plan_text}（规划第{row.plan_line}行）",
                  series=(Series(label, tuple(_f(v) for v in actual)),
                          Series("年末预计", tuple(projection), dashed=True, color="#656d76")))

@@ -40,7 +40,7 @@ from plan.projects.models import STAGES, Project, ProjectStage
 
 YELLOW_SHARE = Decimal("0.05")
 LIGHTS = ("red", "yellow", "green", "none")
-GROUPS = ("industry_development", "investment", "operations", "industry")
+GROUPS = ("industry_development", "investment", "operations", "industry", "works")
 Q2 = Decimal("0.01")
 HUNDRED = Decimal(100)
 
@@ -101,6 +101,7 @@ class IndicatorRow:
     group: str
     plan_line: int
     plan_text: str
+    also_quoted: tuple[tuple[int, str], ...]  # the plan's other lines stating the same target
     source: str
     industry_code: str | None
     industry_name: str | None
@@ -191,6 +192,7 @@ def indicator_rows(session: Session, period: str, scope: Scope) -> list[Indicato
         counted = plan.COUNTED_CODE.match(ind.code)
         rows.append(IndicatorRow(
             a=a, group=ind.group, plan_line=ind.plan_line, plan_text=ind.plan_text,
+            also_quoted=tuple((int(str(q["plan_line"])), str(q["plan_text"])) for q in ind.also_quoted or ()),
             source=ind.source if counted else (latest_source.get(ind.id) or ind.source),
             industry_code=industry.code if industry else None, industry_name=industry.name if industry else None,
             category=industry.category if industry else (counted.group(2) if counted else None),

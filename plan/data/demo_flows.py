@@ -205,6 +205,10 @@ def _ledger_step(demo: Demo, spec: Spec, officer: str, step: Spec, iid: int) -> 
         demo.step(iid, "feedback", handler, {"evidence": step["evidence"],
                                              **({"attachments": list(step["attachments"])} if step.get("attachments")
                                                 else {})})
+    elif do in ("satisfied", "unsatisfied"):
+        task = demo.task(iid, "revisit")  # offered to whoever raised the issue
+        form = {"revisit": do, **({"revisit_opinion": step["opinion"]} if step.get("opinion") else {})}
+        demo.act(task, step.get("by") or demo.candidate(task) or officer, form)
     elif do in ("pass", "fail"):
         demo.step(iid, "verify", step.get("by", officer),
                   {"verdict": do, **({"verify_opinion": step["opinion"]} if step.get("opinion") else {})})

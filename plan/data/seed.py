@@ -201,8 +201,9 @@ def _apply(session: Session, seed: Seed, actor: Actor) -> _Writer:
             w.memberships(user, spec)
     for spec in seed.entries["units"]:  # once the users exist
         w.leaders(units[spec["code"]], spec)
-    for key in ("libraries", "industries", "indicators"):
+    for key in ("libraries", "industries"):
         w.plain(key, seed.entries[key])
+    w.plain("indicators", sorted(seed.entries["indicators"], key=lambda e: e["parent"] is not None))  # parents first
     return w
 
 

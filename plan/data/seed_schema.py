@@ -30,7 +30,7 @@ USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 class Field:
     """One field of a seed entry: its type, limits, and the model column it fills ("" = handled apart)."""
 
-    kind: str  # text | code | username | choice | number | int | bool | ref | refs
+    kind: str  # text | code | username | choice | number | int | bool | ref | refs | quotes
     size: int = 0  # max length of text; digits of a number
     minimum: int = 0  # of an int
     required: bool = True
@@ -80,15 +80,17 @@ SECTIONS = {s.key: s for s in (
         "lead_unit": Field("ref", 80, required=False, ref="units", column="lead_unit_id")}),
     Section("indicators.yaml", "indicators", "code", Indicator, "indicator", "plan.indicator", {
         "code": Field("code", 80), "name": Field("text", 200),
-        "group": Field("choice", options=("industry_development", "investment", "operations", "industry")),
+        "group": Field("choice", options=("industry_development", "investment", "operations", "industry", "works")),
         "industry": Field("ref", 60, required=False, ref="industries", column="industry_id"),
         "kind": Field("choice", options=("growth_rate", "share", "count", "amount")), "unit": Field("text", 20),
-        "target": Field("number", 16, places=4),
+        "target": Field("number", 16, places=4), "target_high": Field("number", 16, required=False, places=4),
         "comparison": Field("choice", default=">=", options=(">=", ">", "<=", "<", "==")),
         "cumulative": Field("bool"), "year": Field("int", minimum=2000, default=2025),
         "responsible_unit": Field("ref", 80, required=False, ref="units", column="responsible_unit_id"),
         "source": Field("text", 100, required=False, default="", empty=True),
-        "plan_text": Field("text", 2000), "plan_line": Field("int", minimum=1)}),
+        "plan_text": Field("text", 2000), "plan_line": Field("int", minimum=1),
+        "also_quoted": Field("quotes", 2000, required=False),
+        "parent": Field("ref", 80, required=False, ref="indicators", column="parent_id")}),
 )}
 FILE_KEYS = {"org.yaml": ("roles", "units"), "users.yaml": ("default_password", "users"),
              "libraries.yaml": ("libraries",), "industries.yaml": ("industries",), "indicators.yaml": ("indicators",)}
@@ -201,6 +203,8 @@ def _check(f: Field, raw: Any, known: dict[str, set[Any]]) -> tuple[Any, str | N
         if missing:
             return None, f"{_absent(f.ref)}: {missing}"
         return list(dict.fromkeys(raw)), None
+    if f.kind == "quotes":
+        return _quotes(f, raw)
     if f.kind == "choice":
         return (raw, None) if raw in f.options else (None, f"必须是 (must be one of) {' | '.join(f.options)}: {raw!r}")
     if f.kind == "bool":
@@ -219,6 +223,42 @@ def _check(f: Field, raw: Any, known: dict[str, set[Any]]) -> tuple[Any, str | N
         return None, (f"最多{f.size - f.places}位整数、{f.places}位小数 "
                       f"(at most {f.size - f.places} digits before the point and {f.places} after)")
     return number, None
+
+
+def _quotes(f: Field, raw: Any) -> tuple[Any, str | None]:
+    """Further plan lines quoting the same target: a list of {plan_line: int, plan_text: text}."""
+    shape = "必须是列表，每项为 {plan_line: 行号, plan_text: 原文} (a list of {plan_line, plan_text})"
+    if not isinstance(raw, list) or not raw:
+        return None, shape
+    out = []
+    for item in raw:
+        if not isinstance(item, dict) or set(item) != {"plan_line", "plan_text"}:
+            return None, f"{shape}, 不是 {item!r}"
+        line, quoted = item["plan_line"], item["plan_text"]
+        if not isinstance(line, int) or isinstance(line, bool) or line < 1:
+            return None, f"plan_line 必须是正整数 (a whole number >= 1), 不是 {line!r}"
+        if not isinstance(quoted, str) or not quoted.strip() or len(quoted) > f.size:
+            return None, f"plan_text 必须是不超过{f.size}个字符的文字 (text of at most {f.size} characters)"
+        out.append({"plan_line": line, "plan_text": quoted})
+    return out, None
+
+
+def _indicator_problems(spec: dict[str, Any], parents: dict[Any, Any]) -> list[tuple[str, str]]:
+    """Rules across an indicator's fields: rate units, a range's order, one level of parts."""
+    errors = []
+    if spec["kind"] in ("growth_rate", "share"):
+        if spec["unit"] not in (None, "%"):
+            errors.append(("unit", f"增速和占比的单位是 % (a {spec['kind']} is in %), 不是 {spec['unit']!r}"))
+        if spec["cumulative"]:
+            errors.append(("cumulative", "增速和占比不逐期累加，应为 false (a rate or share is never cumulative)"))
+    if spec["target_high"] is not None and spec["target"] is not None and spec["target_high"] <= spec["target"]:
+        errors.append(("target_high", f"区间上限必须大于下限 target {spec['target']} "
+                                      f"(the upper end of a range must exceed its lower end)"))
+    parent = spec["parent"]
+    if parent is not None and (parent == spec["code"] or parents.get(parent) is not None):
+        errors.append(("parent", f"上级指标 {parent!r} 不能是自身，也不能本身还有上级 "
+                                 f"(a part's parent is neither itself nor a part of another indicator)"))
+    return errors
 
 
 @dataclass
@@ -252,6 +292,7 @@ def validate(path: Path) -> tuple[Seed, list[SeedProblem]]:
     known = {key: {data.get(SECTIONS[key].ident) for _, data in items} for key, items in lists.items()}
 
     parents = {data.get("code"): data.get("parent") for _, data in lists["units"]}
+    indicator_parents = {data.get("code"): data.get("parent") for _, data in lists["indicators"]}
     seed = Seed()
     for key, section in SECTIONS.items():
         seen: dict[str, set[Any]] = {section.ident: set(), "name": set()}
@@ -268,11 +309,8 @@ def validate(path: Path) -> tuple[Seed, list[SeedProblem]]:
                 if spec[name] is not None and spec[name] in seen[name]:
                     errors.append((name, f"重复 (duplicate): {spec[name]!r}"))
                 seen[name].add(spec[name])
-            if key == "indicators" and spec["kind"] in ("growth_rate", "share"):
-                if spec["unit"] not in (None, "%"):
-                    errors.append(("unit", f"增速和占比的单位是 % (a {spec['kind']} is in %), 不是 {spec['unit']!r}"))
-                if spec["cumulative"]:
-                    errors.append(("cumulative", "增速和占比不逐期累加，应为 false (a rate or share is never cumulative)"))
+            if key == "indicators":
+                errors += _indicator_problems(spec, indicator_parents)
             if key == "units" and spec["parent"] is not None and depth(parents, spec["code"]) is None:
                 errors.append(("parent", "上级单位形成循环 (the parent chain loops)"))
             problems += [SeedProblem(section.file, data.line_of(name), entry, name, message) for name, message in errors]

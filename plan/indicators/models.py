@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import ForeignKey, Integer, Numeric, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Integer, Numeric, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from engine import clock
@@ -27,7 +27,14 @@ class Industry(Base):
 
 
 class Indicator(Base):
-    """A measurable 2025 target of the plan (sections 二 and 三)."""
+    """A measurable 2025 target of the plan (sections 二, 三 and 四), traceable to the plan's lines.
+
+    A range (3—5家) keeps both ends: `target` is the lower one, which decides whether it is met, and
+    `target_high` the upper. A target the plan states twice is one indicator: its first line in
+    `plan_line`/`plan_text`, the others in `also_quoted`. An indicator counted over parts (5条产业链产值
+    增长20%: the five chains) is the `parent` of one indicator per part; its value, unless recorded, is
+    the number of parts that meet their own target.
+    """
 
     __tablename__ = "indicator"
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -37,6 +44,7 @@ class Indicator(Base):
     kind: Mapped[str] = mapped_column(String(20))  # growth_rate | share | count | amount
     unit: Mapped[str] = mapped_column(String(20))  # %, 个, 亿元, 万人, 列, 万吨 …
     target: Mapped[Decimal] = mapped_column(Numeric(16, 4))
+    target_high: Mapped[Decimal | None] = mapped_column(Numeric(16, 4))  # upper end of a range (3—5家)
     comparison: Mapped[str] = mapped_column(String(4), default=">=")  # how an actual meets the target
     year: Mapped[int] = mapped_column(Integer, default=2025)
     # Cumulative figures (counts, amounts) add up over the year; rates and shares are year-to-date values.
@@ -46,6 +54,9 @@ class Indicator(Base):
     source: Mapped[str] = mapped_column(String(100), default="")  # e.g. 统计局
     plan_text: Mapped[str] = mapped_column(Text)  # the plan's words, verbatim
     plan_line: Mapped[int] = mapped_column(Integer)
+    # Further lines stating the same target: [{"plan_line": 91, "plan_text": "…"}]
+    also_quoted: Mapped[list[dict[str, object]] | None] = mapped_column(JSON)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("indicator.id"), index=True)
 
     industry: Mapped[Industry | None] = relationship()
 

@@ -12,6 +12,10 @@ Formulas (one indicator, the period P = YYYY-MM of year Y = the indicator's year
   up over the year: projected year-end = value × 12 / m. Rates and shares (`growth_rate`,
   `share`, never cumulative: e.g. GDP +5.6 %, 第三产业占比 53 %) are year-to-date values:
   projected year-end = the value itself.
+- A range (3—5家) is met at its lower end (`target`); the upper end (`target_high`) is shown beside it.
+- An indicator counted over its parts (5条产业链产值增长20%: `parent` of the five chains' indicators)
+  with no value of its own recorded counts the parts that are met in P: value = that count, as of the
+  latest part's period; missing while no part has a figure. A recorded value of its own wins.
 - `>=` / `>` / `==` targets: met when the value already meets the target, on_track when only the
   projection does, behind otherwise; gap = max(target − projected, 0). `<=` / `<` targets (caps):
   behind when the projection breaks the cap, met when the year is complete (m = 12) or the figure
@@ -113,6 +117,14 @@ class Assessment:
     projected: Decimal | None
     gap: Decimal | None
     remaining: Decimal | None
+    target_high: Decimal | None = None  # the upper end of a range (3—5家)
+    parent_id: int | None = None  # the indicator this one is a part of (one of the 5条产业链)
+
+    @property
+    def target_text(self) -> str:
+        """The target as the plan words it: 20, or a range 3—5 (unit apart)."""
+        low = show(self.target) or ""
+        return f"{low}—{show(self.target_high)}" if self.target_high is not None else low
 
     def brief(self) -> dict[str, Any]:
         """Return the compact, JSON-able form kept in instance data."""
@@ -143,8 +155,10 @@ def indicator_statuses(session: Session, period: str) -> list[Assessment]:
             .order_by(IndicatorValue.indicator_id, IndicatorValue.period))
         for row in rows:
             latest[row.indicator_id] = row  # ordered by period: the last one wins
-    result: list[Assessment] = []
-    for ind in indicators:
+    parts: dict[int, list[Assessment]] = {}
+    done: dict[int, Assessment] = {}
+    # Parts before the indicators counted over them (one level: seed_schema refuses deeper chains).
+    for ind in sorted(indicators, key=lambda i: i.parent_id is None):
         cumulative = bool(ind.cumulative) and ind.kind not in RATE_KINDS
         counted = _counted(session, ind.code, year, end)
         if counted is not None:
@@ -152,14 +166,22 @@ def indicator_statuses(session: Session, period: str) -> list[Assessment]:
         elif ind.id in latest:
             row = latest[ind.id]
             value, as_of, months = Decimal(row.value), row.period, parse_period(row.period)[1]
+        elif figured := [p for p in parts.get(ind.id, []) if p.value is not None]:
+            value = Decimal(sum(1 for p in figured if p.status == "met"))
+            as_of = max(p.as_of or "" for p in figured)
+            months = parse_period(as_of)[1]
         else:
             value, as_of, months = None, None, None
         target = Decimal(ind.target)
         status, projected, gap, remaining = assess(target=target, comparison=ind.comparison or ">=",
                                                    cumulative=cumulative, value=value, months=months)
-        result.append(Assessment(ind.id, ind.code, ind.name, ind.kind, ind.unit, target, ind.comparison or ">=",
-                                 cumulative, ind.industry_id, value, as_of, status, projected, gap, remaining))
-    return result
+        done[ind.id] = a = Assessment(
+            ind.id, ind.code, ind.name, ind.kind, ind.unit, target, ind.comparison or ">=", cumulative,
+            ind.industry_id, value, as_of, status, projected, gap, remaining,
+            None if ind.target_high is None else Decimal(ind.target_high), ind.parent_id)
+        if ind.parent_id is not None:
+            parts.setdefault(ind.parent_id, []).append(a)
+    return [done[ind.id] for ind in indicators]
 
 
 def status_summary(period: str, assessments: list[Assessment]) -> dict[str, Any]:

@@ -31,15 +31,16 @@ from plan.ledger.models import LedgerIssue
 from plan.projects.models import Project
 
 SOURCES = ("service_visit", "project", "manual")
-OPEN_STATES = ("registered", "dispatched", "accepted", "in_progress", "feedback", "returned")
+OPEN_STATES = ("registered", "dispatched", "accepted", "in_progress", "feedback", "confirmed", "returned")
 # status → the statuses it may be reached from
 TRANSITIONS: dict[str, frozenset[str]] = {
     "dispatched": frozenset({"registered", "returned"}),
     "accepted": frozenset({"dispatched"}),
     "returned": frozenset({"dispatched"}),
-    "in_progress": frozenset({"accepted", "in_progress", "feedback"}),
+    "in_progress": frozenset({"accepted", "in_progress", "feedback", "confirmed"}),
     "feedback": frozenset({"accepted", "in_progress"}),
-    "closed": frozenset({"feedback"}),
+    "confirmed": frozenset({"feedback"}),  # 回访: the person who raised it confirms the fix
+    "closed": frozenset({"confirmed"}),  # 销号 only after 回访
 }
 MAX_WORKING_DAYS = 250
 YELLOW_WORKING_DAYS = 2  # default: yellow within two working days of the deadline
@@ -97,8 +98,9 @@ def snapshot(session: Session, issue: LedgerIssue, actor: Actor) -> dict[str, An
             "unit_code": unit.code if unit else None, "unit_name": unit.name if unit else None,
             "leader": _username(session, issue.responsible_leader_id),
             "handler": _username(session, issue.handler_id),
+            "reporter": _username(session, issue.reported_by_id),
             "due_at": _iso(issue.due_at), "due_date": _local_date(issue.due_at), "closed_at": _iso(issue.closed_at),
-            "at": clock.now().isoformat(), "by": actor.username}
+            "at": clock.now().isoformat(), "by": actor.username, "by_name": actor.display_name or actor.username}
 
 
 def _state(issue: LedgerIssue) -> dict[str, Any]:
@@ -253,9 +255,25 @@ def feedback(ctx: RunContext, issue_id: int, evidence: str, attachments: Sequenc
                    attachments=[_text(a, "attachments", limit=255) for a in attachments or []])
 
 
+@service("ledger_revisit")
+def revisit(ctx: RunContext, issue_id: int, result: str, opinion: str | None = None) -> dict[str, Any]:
+    """回访: the person who raised the issue confirms the fix (then 核验 and 销号) or sends it back to 办理."""
+    issue = _own_issue(ctx, issue_id)
+    before = _state(issue)
+    if result == "satisfied":
+        _move(issue, "confirmed")
+    elif result == "unsatisfied":
+        _move(issue, "in_progress")
+    else:
+        raise InvalidInput(f"回访结论须为 satisfied 或 unsatisfied: {result!r}", field="revisit")
+    text = _text(opinion, "revisit_opinion", required=result == "unsatisfied")
+    return _record(ctx, issue, "ledger.confirmed" if result == "satisfied" else "ledger.revisit_failed", before,
+                   opinion=text)
+
+
 @service("ledger_verify")
 def verify(ctx: RunContext, issue_id: int, verdict: str, opinion: str | None = None) -> dict[str, Any]:
-    """核验: pass closes the issue (销号); fail sends it back to 办理 with the reason."""
+    """核验: pass closes the issue (销号; only after 回访); fail sends it back to 办理 with the reason."""
     issue = _own_issue(ctx, issue_id)
     before = _state(issue)
     if verdict == "pass":

@@ -14,7 +14,7 @@ from engine.deadlines.objects import Deadline, Org, Target
 from engine.deadlines.sources import Source
 from plan.ledger.models import LedgerIssue
 
-OPEN_STATES = ("registered", "dispatched", "accepted", "in_progress", "feedback", "returned")
+OPEN_STATES = ("registered", "dispatched", "accepted", "in_progress", "feedback", "confirmed", "returned")
 
 
 def issue_deadline(issue: LedgerIssue) -> Deadline | None:

@@ -9,9 +9,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 from engine import clock
 from engine.orm import Base
 
-# registered 登记, dispatched 派单, accepted 响应, in_progress 办理, feedback 反馈, verified 核验,
-# closed 销号, returned 退回 (not ours)
-ISSUE_STATES = ("registered", "dispatched", "accepted", "in_progress", "feedback", "closed", "returned")
+# registered 登记, dispatched 派单, accepted 响应, in_progress 办理, feedback 反馈, confirmed 回访确认
+# (the person who raised it confirms the fix), closed 销号 (after 核验), returned 退回 (not ours)
+ISSUE_STATES = ("registered", "dispatched", "accepted", "in_progress", "feedback", "confirmed", "closed", "returned")
 
 
 class LedgerIssue(Base):

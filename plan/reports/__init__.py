@@ -15,6 +15,7 @@ from plan.reports.core import (
     to_pdf,
     to_xlsx,
 )
+from plan.reports.schedule import ensure_runs
 
 __all__ = [
     "ISSUE_HEAD",
@@ -22,6 +23,7 @@ __all__ = [
     "build",
     "can_use",
     "create_run",
+    "ensure_runs",
     "get_run",
     "period",
     "recent_runs",

@@ -262,7 +262,8 @@ def get_run(session: Session, run_id: int, actor: Actor) -> ReportRun:
     run = session.get(ReportRun, run_id)
     if run is None:
         raise NotFound(f"报表不存在 (no such report): {run_id}", run_id=run_id)
-    if run.requested_by_id != actor.user_id and not can_use(session, actor):
+    if run.requested_by_id != actor.user_id and actor.user_id not in (run.recipients or ()) \
+            and not can_use(session, actor):
         raise Forbidden("无权查看此报表 (not allowed)", run_id=run_id)
     return run
 
@@ -316,7 +317,8 @@ def run(factory: sessionmaker[Session], run_id: int) -> str:
                                     and clock.as_utc(row.started_at) > now - STALE_RUNNING):
             return row.status
         row.status, row.started_at, row.progress, row.error = "running", now, 5, None
-        kind, start, end, title, requester = row.kind, row.period_start, row.period_end, row.title, row.requested_by_id
+        kind, start, end, title = row.kind, row.period_start, row.period_end, row.title
+        told = sorted({row.requested_by_id, *(row.recipients or ())} - {None})
     try:
         with session_scope(factory) as session:
             report = build(session, kind=kind, start=start, end=end, title=title, now=now)
@@ -334,9 +336,9 @@ def run(factory: sessionmaker[Session], run_id: int) -> str:
         row = session.get(ReportRun, run_id)
         assert row is not None
         row.xlsx, row.pdf, row.status, row.progress, row.finished_at = xlsx, pdf, "done", 100, clock.now()
-        if requester is not None:
-            notify.send(session, notify.Note(user_id=requester, kind="report", title=f"报表已生成: {title}"[:300],
-                                             link=f"/reports/{run_id}", key=f"report:{run_id}"))
+        notify.send_many(session, [notify.Note(user_id=user_id, kind="report", title=f"报表已生成: {title}"[:300],
+                                               link=f"/reports/{run_id}", key=f"report:{run_id}:{user_id}")
+                                   for user_id in told])
     return "done"
 
 

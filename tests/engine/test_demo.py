@@ -124,7 +124,7 @@ def test_the_demo_shows_every_part_of_the_plan_and_loads_once(session: Session, 
     overdue = [i for i in issues if i.status != "closed" and i.due_at and clock.as_utc(i.due_at) < now]
     assert len(overdue) >= 3
     ledger_tasks = Counter(b for i in instances_of(session, "issue_ledger") for b in open_tasks(session, i))
-    assert ledger_tasks["decide_extension"] == 1 and ledger_tasks["verify"] == 1 and ledger_tasks["dispatch"] >= 2
+    assert ledger_tasks["decide_extension"] == 1 and ledger_tasks["revisit"] == 1 and ledger_tasks["dispatch"] >= 2
 
     # Approvals in flight at every step, one certified with its working days.
     approvals = instances_of(session, "parallel_approval")

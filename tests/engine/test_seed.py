@@ -60,7 +60,7 @@ def test_seed_loads_the_units_people_industries_indicators_and_libraries(session
     summary = load_seed(session)
     session.commit()
     assert summary.startswith("13 角色 roles, 32 单位 units, 71 用户 users, 4 项目库 libraries, 22 产业 industries, "
-                              "48 指标 indicators")
+                              "66 指标 indicators")
 
     roles, unit_codes = _contract_codes()
     assert set(session.scalars(select(Role.code))) == roles
@@ -99,7 +99,7 @@ def test_seed_loads_the_units_people_industries_indicators_and_libraries(session
     # One add event per row, one leader event per unit; the chains verify.
     actions = list(session.scalars(select(AuditEvent.action)))
     assert actions.count("org.unit.add") == actions.count("org.unit.update") == 32
-    assert actions.count("plan.indicator.add") == 48 and actions.count("plan.industry.add") == 22
+    assert actions.count("plan.indicator.add") == 66 and actions.count("plan.industry.add") == 22
     assert audit.verify(session).ok
 
 
@@ -110,10 +110,30 @@ def test_loading_twice_changes_nothing(session: Session) -> None:
     summary = load_seed(session)
     session.commit()
     assert _snapshot(session) == before
-    assert "新增 added 0, 更新 updated 0, 未变 unchanged 190" in summary
+    assert "新增 added 0, 更新 updated 0, 未变 unchanged 208" in summary
+
+
+def _entry(code: str) -> str:
+    """"indicators #n (code)": how a problem names the indicator entry of that code."""
+    listed = yaml.safe_load((SEED_DIR / "indicators.yaml").read_text(encoding="utf-8"))["indicators"]
+    return f"indicators #{[e['code'] for e in listed].index(code) + 1} ({code})"
 
 
 BAD = [  # file, old text, new text, entry, field
+    ("indicators.yaml", "    target: 3\n    target_high: 5\n", "    target: 3\n    target_high: 3\n",
+     _entry("aerospace_leading_firms"), "target_high"),
+    ("indicators.yaml", "    parent: agri_chains_on_target\n  - code: agri_chain_yellow",
+     "    parent: agri_chain_white_output_growth\n  - code: agri_chain_yellow", _entry("agri_chain_red_output_growth"),
+     "parent"),
+    ("indicators.yaml", "    parent: agri_chains_on_target\n  - code: agri_chain_yellow",
+     "    parent: agri_chain_red_output_growth\n  - code: agri_chain_yellow", _entry("agri_chain_red_output_growth"),
+     "parent"),
+    ("indicators.yaml", "    parent: agri_chains_on_target\n  - code: agri_chain_yellow",
+     "    parent: no_such_indicator\n  - code: agri_chain_yellow", _entry("agri_chain_red_output_growth"), "parent"),
+    ("indicators.yaml", "    also_quoted:\n      - plan_line: 91\n", "    also_quoted:\n      - plan_line: zero\n",
+     _entry("vc_institutions_new"), "also_quoted"),
+    ("indicators.yaml", "    also_quoted:\n      - plan_line: 91\n        plan_text:",
+     "    also_quoted:\n      - plan_line: 91\n        plan_txt:", _entry("vc_institutions_new"), "also_quoted"),
     ("indicators.yaml", "    target: 5.6\n", "    target: abc\n", "indicators #1 (gdp_growth)", "target"),
     ("indicators.yaml", "    target: 5.6\n", "    traget: 5.6\n", "indicators #1 (gdp_growth)", "traget"),
     ("indicators.yaml", "    responsible_unit: tjj\n    source: 统计局\n    plan_line: 10\n",
@@ -166,7 +186,9 @@ def test_a_yaml_syntax_error_names_the_file_and_line(session: Session, seed_dir:
 
 def test_duplicate_keys_in_an_entry_are_refused(session: Session, seed_dir: Path) -> None:
     _edit(seed_dir, "indicators.yaml", "    target: 5.6\n", "    target: 5.6\n    target: 6\n")
-    with pytest.raises(InvalidInput, match=r"indicators\.yaml:36: .*\(duplicate key\) 'target'"):
+    text = (seed_dir / "indicators.yaml").read_text(encoding="utf-8")
+    line = text[:text.index("    target: 6\n")].count("\n") + 1
+    with pytest.raises(InvalidInput, match=rf"indicators\.yaml:{line}: .*\(duplicate key\) 'target'"):
         load_seed(session, seed_dir)
 
 
@@ -184,7 +206,7 @@ def test_an_edit_updates_the_row_and_is_audited(session: Session, seed_dir: Path
 
     summary = load_seed(session, seed_dir)
     session.commit()
-    assert "新增 added 0, 更新 updated 4, 未变 unchanged 186" in summary
+    assert "新增 added 0, 更新 updated 4, 未变 unchanged 204" in summary
     gdp = session.scalar(select(Indicator).where(Indicator.code == "gdp_growth"))
     assert gdp is not None and gdp.target == Decimal("6.1")
     change = session.scalar(select(AuditEvent).where(AuditEvent.action == "plan.indicator.update"))

@@ -30,6 +30,7 @@ from engine.tasks.models import HumanTask
 from plan import ledger
 from plan.ledger.models import LedgerIssue
 from tests.steps import do, names, only_task, spawner
+from web.tasks.instructions import render_text
 
 BPMN_DIR = Path(__file__).resolve().parents[2] / "bpmn"
 TITLE = "青岛某智能家电公司扩产项目用电增容迟迟未落实"
@@ -162,11 +163,13 @@ def dispatch(session: Session, instance_id: int, officer: Actor, unit: str, **de
     do(session, only_task(session, instance_id, "dispatch"), officer, form)
 
 
-def finish(session: Session, instance_id: int, handler: Actor, officer: Actor) -> None:
-    """办结 → 反馈 → 核验通过 → 销号."""
+def finish(session: Session, instance_id: int, handler: Actor, officer: Actor, reporter: Actor | None = None) -> None:
+    """办结 → 反馈 → 回访 (by whoever raised the issue: the officer unless said) → 核验通过 → 销号."""
     do(session, only_task(session, instance_id, "handle"), handler, {"action": "done"})
     do(session, only_task(session, instance_id, "feedback"), handler,
        {"evidence": "已协调供电公司完成方案批复，10kV 线路已送电。", "attachments": ["供电方案批复.pdf"]})
+    do(session, only_task(session, instance_id, "revisit"), reporter or officer, {"revisit": "satisfied"})
+    assert issue_of(session, instance_id).status == "confirmed"
     result = do(session, only_task(session, instance_id, "verify"), officer, {"verdict": "pass"})
     assert result.status == "completed"
     assert names(session, instance_id) == []
@@ -229,6 +232,13 @@ def test_happy_path_two_progress_reports_then_closed(session: Session, by_hand: 
     do(session, feedback, zhang,
        {"evidence": "线路已送电，企业确认满足投产需要。", "attachments": ["送电确认单.pdf", "现场照片.jpg"]})
     assert_row(session, iid, "feedback", unit="gxj", handler="gx_zhang", due=date(2025, 9, 15))
+    revisit = only_task(session, iid, "revisit")  # 回访: the person who raised the issue, here the officer
+    assert revisit.assignee_id == officer.user_id
+    with pytest.raises(NotYourTask):
+        tasks.claim(session, task_id=revisit.id, actor=zhang)
+    session.rollback()
+    do(session, revisit, officer, {"revisit": "satisfied", "revisit_opinion": "企业确认已送电。"})
+    assert_row(session, iid, "confirmed", unit="gxj", handler="gx_zhang", due=date(2025, 9, 15))
     verify = only_task(session, iid, "verify")
     with pytest.raises(NotYourTask):  # 核验 is the ledger officer's
         tasks.claim(session, task_id=verify.id, actor=zhang)
@@ -241,7 +251,9 @@ def test_happy_path_two_progress_reports_then_closed(session: Session, by_hand: 
     assert final["feedbacks"][0]["attachments"] == ["送电确认单.pdf", "现场照片.jpg"]
     assert [v["verdict"] for v in final["verifications"]] == ["pass"]
     assert issue_actions(session, issue) == ["ledger.register", "ledger.dispatch", "ledger.accepted", "ledger.progress",
-                                             "ledger.progress", "ledger.feedback", "ledger.closed"]
+                                             "ledger.progress", "ledger.feedback", "ledger.confirmed", "ledger.closed"]
+    assert [(r["result"], r["opinion"], r["by_name"]) for r in final["revisits"]] == [
+        ("satisfied", "企业确认已送电。", "台账管理员王敏")]
     assert ledger.warning_level(issue, clock.now()) == "closed"
     assert audit.verify(session).ok
 
@@ -277,7 +289,7 @@ def test_returned_as_not_ours_then_redispatched(session: Session, by_hand: int, 
     finish(session, iid, people["gx_li"], officer)
     issue = issue_of(session, iid)
     assert issue_actions(session, issue) == ["ledger.register", "ledger.dispatch", "ledger.returned", "ledger.dispatch",
-                                             "ledger.accepted", "ledger.feedback", "ledger.closed"]
+                                             "ledger.accepted", "ledger.feedback", "ledger.confirmed", "ledger.closed"]
     assert audit.verify(session).ok
 
 
@@ -289,6 +301,7 @@ def test_verification_fails_back_to_handling_then_passes(session: Session, by_ha
     do(session, only_task(session, iid, "handle"), zhang, {"action": "done"})
     do(session, only_task(session, iid, "feedback"), zhang, {"evidence": "已电话沟通供电公司。"})
     assert_row(session, iid, "feedback", unit="gxj", handler="gx_zhang", due=date(2025, 9, 19))
+    do(session, only_task(session, iid, "revisit"), officer, {"revisit": "satisfied"})
     with pytest.raises(FormInvalid) as err:
         tasks.complete(session, task_id=only_task(session, iid, "verify").id, actor=officer, data={"verdict": "fail"})
     session.rollback()
@@ -310,8 +323,48 @@ def test_verification_fails_back_to_handling_then_passes(session: Session, by_ha
         ("fail", "企业反映尚未送电，请继续跟进。"), ("pass", "")]  # the old opinion does not stick
     assert len(final["feedbacks"]) == 2
     assert issue_actions(session, issue_of(session, iid)) == [
-        "ledger.register", "ledger.dispatch", "ledger.accepted", "ledger.feedback", "ledger.reopened", "ledger.progress",
-        "ledger.feedback", "ledger.closed"]
+        "ledger.register", "ledger.dispatch", "ledger.accepted", "ledger.feedback", "ledger.confirmed", "ledger.reopened",
+        "ledger.progress", "ledger.feedback", "ledger.confirmed", "ledger.closed"]
+    assert audit.verify(session).ok
+
+
+def test_the_raiser_finds_it_unsolved_at_the_revisit_and_it_goes_back(session: Session, deployed: None,
+                                                                       people: dict[str, Actor]) -> None:
+    """回访 is the raiser's (zr_liu found it on a visit): not solved → 办理 with the reason; no 销号 before 回访."""
+    contract = {"title": TITLE, "description": "走访中企业反映用电增容问题。", "enterprise": "青岛海智电器有限公司",
+                "unit_code": "gxj", "source": "service_visit", "due_date": "2025-09-30", "reporter": "zr_liu"}
+    iid = instances.start(session, process_key="issue_ledger", actor=people["officer"], data=contract).id
+    session.commit()
+    officer, zhang, liu = people["officer"], people["gx_zhang"], people["zr_liu"]
+    dispatch(session, iid, officer, "gxj", due_date="2025-09-30")
+    do(session, only_task(session, iid, "respond"), zhang, {"response": "accept"})
+    do(session, only_task(session, iid, "handle"), zhang, {"action": "done"})
+    do(session, only_task(session, iid, "feedback"), zhang, {"evidence": "已电话沟通供电公司。"})
+    own = RunContext(session, runtime.load(session, iid), officer)
+    with pytest.raises(Conflict):  # 核验销号 before the raiser's 回访
+        ledger.verify(own, issue_id=issue_of(session, iid).id, verdict="pass")
+    session.rollback()
+    revisit = only_task(session, iid, "revisit")
+    assert revisit.assignee_id == liu.user_id
+    for outsider in (officer, zhang):  # neither the officer nor the handler may confirm their own fix
+        with pytest.raises(NotYourTask):
+            tasks.claim(session, task_id=revisit.id, actor=outsider)
+        session.rollback()
+    tasks.claim(session, task_id=revisit.id, actor=liu)
+    with pytest.raises(FormInvalid) as err:
+        tasks.complete(session, task_id=revisit.id, actor=liu, data={"revisit": "unsatisfied"})
+    session.rollback()
+    assert [e.field for e in err.value.errors] == ["revisit_opinion"]
+    do(session, only_task(session, iid, "revisit"), liu, {"revisit": "unsatisfied", "revisit_opinion": "企业仍未送电。"})
+    assert_row(session, iid, "in_progress", unit="gxj", handler="gx_zhang", due=date(2025, 9, 30))
+    handle = only_task(session, iid, "handle")
+    assert handle.assignee_id == zhang.user_id
+    told = render_text(handle.instructions, workflow_data(session, iid))
+    assert "回访未通过（自然资源局刘洋）：企业仍未送电。" in told
+    finish(session, iid, zhang, officer, reporter=liu)
+    assert issue_actions(session, issue_of(session, iid)) == [
+        "ledger.register", "ledger.dispatch", "ledger.accepted", "ledger.feedback", "ledger.revisit_failed",
+        "ledger.feedback", "ledger.confirmed", "ledger.closed"]
     assert audit.verify(session).ok
 
 
@@ -392,7 +445,7 @@ def test_started_by_another_process_with_the_contract_data(session: Session, dep
     dispatch(session, child_id, people["officer"], "gxj", due_date=data["due_date"])
     assert_row(session, child_id, "dispatched", unit="gxj", due=date(2025, 9, 30))
     do(session, only_task(session, child_id, "respond"), people["gx_li"], {"response": "accept"})
-    finish(session, child_id, people["gx_li"], people["officer"])
+    finish(session, child_id, people["gx_li"], people["officer"], reporter=people["gx_li"])
     assert audit.verify(session).ok
 
 

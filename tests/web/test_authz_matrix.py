@@ -42,6 +42,7 @@ from engine.tasks.models import HumanTask
 from plan.data import demo, seed
 from plan.indicators.models import IndicatorValue
 from plan.ledger.models import LedgerIssue
+from plan.meetings.models import ReviewMeeting
 from plan.projects.models import Project
 from plan.reports.models import ReportRun
 from plan.schema import Base
@@ -171,6 +172,12 @@ MATRIX: dict[str, Access] = {
     "reports.start": Access(post=REPORTS - {"auditor"}, form={"kind": "weekly", "day": "2025-09-01"}),
     "reports.show": Access(get=REPORTS, params={"run_id": "@run"}),
     "reports.download": Access(get=REPORTS, params={"run_id": "@run", "fmt": "xlsx"}),
+    # 项目推进暨评审会议: read by those who read reports, decided by leaders and 招商专员 (none in the matrix)
+    "meetings.index": Access(get=REPORTS),
+    "meetings.show": Access(get=REPORTS, params={"meeting_id": "@meeting"}),
+    "meetings.decide": Access(post=R({"leader", "city_leader", "admin"}), params={"meeting_id": "@meeting"},
+                              form={"project_code": "XM-2025-0012", "outcome": "advance", "decision": "x"}),
+    "meetings.close": Access(post=R({"leader", "city_leader", "admin"}), params={"meeting_id": "@meeting"}),
     # 经济运行监测: everybody, scoped by unit; a project, unit and indicator of 临空经济区 (no role's unit)
     "dashboard.index": Access(get=ALL),
     "dashboard.chart": Access(get=ALL, params={"name": "investment", "fmt": "json"}),
@@ -290,14 +297,17 @@ def build(db_url: str) -> dict[str, Any]:
             run = ReportRun(kind="weekly", period_start=date(2025, 9, 1),
                             period_end=date(2025, 9, 8), title="周调度", status="done",
                             progress=100, requested_by_id=bystander.user_id, xlsx=b"PK-xlsx", pdf=b"%PDF-")
-            s.add_all([note, run])
+            meeting = ReviewMeeting(held_on=date(2025, 9, 17), title="项目推进暨评审会议", status="planned",
+                                    agenda=[{"project_id": outsiders(s)["project_id"], "code": "XM-2025-0012",
+                                             "name": "x", "stage": "signed", "reasons": ["x"]}])
+            s.add_all([note, run, meeting])
             s.flush()
             event = s.scalar(select(AuditEvent.id).where(AuditEvent.stream == f"instance:{row.id}")
                              .order_by(AuditEvent.id))
             version = s.scalar(select(ProcessVersion.id).where(ProcessVersion.id == row.version_id))
             ids = {"task": task.id, "instance": row.id, **outsiders(s), "attachment": attachment.id, "cc": cc.id,
                    "filter": saved.id,
-                   "token": token_id, "owner": owner.user_id, "notification": note.id, "run": run.id,
+                   "token": token_id, "owner": owner.user_id, "notification": note.id, "run": run.id, "meeting": meeting.id,
                    "event": event, "version": version, "project": "XM-2025-0012", "indicator": "airport_cargo"}
             s.commit()
             assert s.scalar(select(SavedFilter.id).where(SavedFilter.id == saved.id)) is not None
@@ -359,7 +369,7 @@ def value(world: World, raw: Any) -> Any:
 def path_of(world: World, endpoint: str, rule: Any) -> str:
     entry = MATRIX[endpoint]
     defaults = {"task_id": "@task", "instance_id": "@instance", "attachment_id": "@attachment",
-                "version_id": "@version", "run_id": "@run", "event_id": "@event"}
+                "version_id": "@version", "run_id": "@run", "event_id": "@event", "meeting_id": "@meeting"}
     values = {name: value(world, entry.params.get(name, defaults.get(name))) for name in rule.arguments}
     missing = [name for name, v in values.items() if v is None]
     assert not missing, f"{endpoint}: no value for {missing}: add params to its MATRIX entry"

@@ -177,3 +177,25 @@ def test_form_entry(login: Login) -> None:
                        headers={"Referer": "http://localhost/dashboard/data?period=2025-08"})
     assert bad.status_code == 302
     assert "不是数字" in officer.get("/dashboard/data?period=2025-08").get_data(as_text=True)
+
+
+def test_a_count_over_parts_a_range_and_a_restated_target_on_the_indicator_page(login: Login, dash_app: Flask) -> None:
+    with Session(dash_app.extensions["jzflow.engine"]) as session:
+        for chain, value in (("red", "22"), ("yellow", "20.1"), ("black", "15"), ("white", "19"), ("grain_oil", "30")):
+            dashboard_data.record(session, f"agri_chain_{chain}_output_growth", "2025-08", value)
+        dashboard_data.record(session, "aerospace_leading_firms", "2025-08", "4")
+        session.commit()
+    leader = login("wangjianguo")
+    whole = leader.get("/dashboard/indicators/agri_chains_on_target?period=2025-08").get_data(as_text=True)
+    parts = whole.split('id="parts"')[1].split("</table>")[0]
+    assert parts.count("<tr data-code=") == 5 and "“黑”产业链产值增速" in parts and "20%" in parts
+    figures = whole.split('id="feeds"')[0]
+    assert "3条" in figures and "5条" in figures  # three of the five chains met 20 %
+    chain = leader.get("/dashboard/indicators/agri_chain_black_output_growth?period=2025-08").get_data(as_text=True)
+    assert 'id="whole"' in chain and "/dashboard/indicators/agri_chains_on_target" in chain
+    aerospace = leader.get("/dashboard/indicators/aerospace_leading_firms?period=2025-08").get_data(as_text=True)
+    assert "3—5家" in aerospace and "区间目标" in aerospace
+    vc = leader.get("/dashboard/indicators/vc_institutions_new?period=2025-08").get_data(as_text=True)
+    assert "规划第26行" in vc and "规划第91行" in vc
+    overview = leader.get("/dashboard?period=2025-08").get_data(as_text=True)
+    assert "重点工程" in overview and 'data-code="new_city_bases"' in overview

@@ -17,10 +17,11 @@ from web.projects import current_reach, may_open
 bp = Blueprint("ledger", __name__)
 
 STATUS_NAMES = {"registered": "登记", "dispatched": "已派单", "accepted": "已响应", "in_progress": "办理中",
-                "feedback": "已反馈", "closed": "已销号", "returned": "已退回"}
+                "feedback": "已反馈", "confirmed": "已回访确认", "closed": "已销号", "returned": "已退回"}
 ACTION_NAMES = {"ledger.register": "登记", "ledger.dispatch": "派单", "ledger.accepted": "响应", "ledger.returned": "退回",
                 "ledger.progress": "进展报告", "ledger.extension.grant": "批准延期", "ledger.extension.refuse": "不批准延期",
-                "ledger.feedback": "反馈", "ledger.closed": "核验销号", "ledger.reopened": "核验未通过"}
+                "ledger.feedback": "反馈", "ledger.closed": "核验销号", "ledger.reopened": "核验未通过",
+                "ledger.confirmed": "回访确认", "ledger.revisit_failed": "回访未通过"}
 SOURCE_NAMES = {"service_visit": "服务企业走访", "project": "项目推进", "manual": "手工登记"}
 
 

@@ -1,0 +1,15 @@
+"""项目推进暨评审会议: the biweekly meeting's agenda (built by the beat) and its recorded decisions."""
+from plan.meetings.core import (
+    OUTCOME_NAMES,
+    OUTCOMES,
+    close_meeting,
+    decisions,
+    ensure_meeting,
+    get_meeting,
+    may_record,
+    recent,
+    record_decision,
+)
+
+__all__ = ["OUTCOMES", "OUTCOME_NAMES", "close_meeting", "decisions", "ensure_meeting", "get_meeting", "may_record",
+           "recent", "record_decision"]

@@ -1,0 +1,70 @@
+"""项目推进暨评审会议: the meetings' agendas (built by the beat) and the decisions recorded at them."""
+from __future__ import annotations
+
+from datetime import date
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from flask_login import login_required
+
+from engine.errors import Forbidden, InvalidInput
+from plan import meetings, reports
+from web.common import commit, current_actor, db_session
+
+bp = Blueprint("meetings", __name__)
+
+
+def _require_read() -> None:
+    session, actor = db_session(), current_actor()
+    if not (meetings.may_record(session, actor) or reports.can_use(session, actor)):
+        raise Forbidden(_("无权查看项目推进暨评审会议"))
+
+
+def _day(raw: str) -> date | None:
+    text = raw.strip()
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(_("日期格式应为 YYYY-MM-DD"), field="due_on") from None
+
+
+@bp.get("/meetings")
+@login_required
+def index() -> ResponseReturnValue:
+    _require_read()
+    return render_template("meetings/index.html", meetings=meetings.recent(db_session()))
+
+
+@bp.get("/meetings/<int:meeting_id>")
+@login_required
+def show(meeting_id: int) -> ResponseReturnValue:
+    _require_read()
+    session = db_session()
+    meeting = meetings.get_meeting(session, meeting_id)
+    return render_template("meetings/show.html", meeting=meeting, decided=meetings.decisions(session, meeting.id),
+                           outcomes=meetings.OUTCOME_NAMES, may_record=meetings.may_record(session, current_actor()))
+
+
+@bp.post("/meetings/<int:meeting_id>/decisions")
+@login_required
+def decide(meeting_id: int) -> ResponseReturnValue:
+    form = request.form
+    meetings.record_decision(db_session(), meeting_id=meeting_id, project_code=form.get("project_code", "")[:40],
+                             outcome=form.get("outcome", ""), decision=form.get("decision", "")[:5000],
+                             unit_code=form.get("unit_code", "").strip()[:80] or None,
+                             due_on=_day(form.get("due_on", "")[:20]), actor=current_actor())
+    commit()
+    flash(_("会议决定已记录"))
+    return redirect(url_for("meetings.show", meeting_id=meeting_id))
+
+
+@bp.post("/meetings/<int:meeting_id>/close")
+@login_required
+def close(meeting_id: int) -> ResponseReturnValue:
+    meetings.close_meeting(db_session(), meeting_id=meeting_id, actor=current_actor())
+    commit()
+    flash(_("会议已结束，决定已定稿"))
+    return redirect(url_for("meetings.show", meeting_id=meeting_id))
