@@ -42,13 +42,15 @@ from engine.runtime.models import ProcessDefinition, ProcessInstance
 from engine.tasks.models import HumanTask
 from plan import investment as plan
 from plan import ledger, projects
+from plan.data import demo_leads
 from plan.data.demo_flows import Demo, approval, labelled, ledger_issue, loop_period
 from plan.indicators.models import Indicator, IndicatorValue, Industry
+from plan.meetings import core as meeting_core
 from plan.projects.models import STAGES, Project, ProjectLibrary
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "data" / "demo"
-FILES = ("projects", "indicators", "issues", "approvals", "investment_loop")
-PROCESSES = ("investment_loop", "parallel_approval", "issue_ledger")
+FILES = ("projects", "indicators", "issues", "approvals", "investment_loop", "leads")
+PROCESSES = ("investment_loop", "parallel_approval", "issue_ledger", "investment_lead")
 PLANNED = {"signed": "planned_sign", "started": "planned_start", "completed": "planned_complete",
            "producing": "planned_produce"}
 STAGE_GAP = {"signed": 60, "started": 90, "completed": 300, "producing": 60}  # days between planned stages
@@ -63,6 +65,7 @@ REQUIRED: dict[str, tuple[tuple[str, ...], str | None, tuple[str, ...]]] = {
     "approvals": (("window",), "approvals", ("project", "stage", "applicant", "contact", "materials", "history")),
     "investment_loop": (("data_officer", "planner", "service_officer", "investment_officer", "ledger_officer",
                          "open_for", "claim", "visits", "leads", "call"), None, ()),
+    "leads": (("officer",), "leads", ("title", "enterprise", "source", "unit", "handler", "history")),
 }
 SEED_FIRST = "请先运行 `jzflow seed` 加载种子数据 (run `jzflow seed` first)"
 DEPLOY_FIRST = "请先运行 `jzflow deploy bpmn/` 部署流程 (run `jzflow deploy bpmn/` first)"
@@ -127,7 +130,7 @@ def _usernames(data: dict[str, Any]) -> set[str]:
         names |= {issue["reporter"], *([issue["handler"]] if issue.get("handler") else [])}
         names |= {u for step in issue["history"] for u in [step.get("by"), *step.get("to", [])] if u}
     names |= {a["applicant"] for a in data["approvals"]["approvals"]}
-    return names
+    return names | demo_leads.usernames(data["leads"])
 
 
 def check_ready(session: Session, data: dict[str, Any]) -> None:
@@ -304,6 +307,7 @@ def load_demo(session: Session, path: Path | None = None) -> str:
     try:
         replay(scenarios(Demo(session, now), data, periods, notes), until=now)
         clock.freeze(now)
+        _next_meeting(session, now, notes)
         summary = describe(session, codes, now, periods, notes)
         audit.record(session, SYSTEM, "demo.load", stream="demo", object_type="demo", object_id="demo",
                      after={"summary": summary, "simulated_until": now, "projects": len(codes)})
@@ -313,6 +317,18 @@ def load_demo(session: Session, path: Path | None = None) -> str:
         else:
             clock.unfreeze()
     return summary
+
+
+def _next_meeting(session: Session, now: datetime, notes: list[str]) -> None:
+    """Build the coming 项目推进暨评审会议's agenda now, as the beat would a few days before it."""
+    rhythm = meeting_core.load()
+    if rhythm is None:
+        return
+    day = meeting_core.next_meeting(rhythm, now.astimezone(clock.SHANGHAI).date())
+    early = Demo.moment(day - timedelta(days=rhythm.prepare_days), 7)
+    meeting = meeting_core.ensure_meeting(session, now=early, rhythm=rhythm)
+    if meeting is not None:
+        notes.append(f"{meeting.title} 议程 {len(meeting.agenda)} 个项目")
 
 
 def scenarios(demo: Demo, data: dict[str, Any], periods: tuple[str, str], notes: list[str]) -> list[Iterator[datetime]]:
@@ -327,6 +343,8 @@ def scenarios(demo: Demo, data: dict[str, Any], periods: tuple[str, str], notes:
               for n, spec in enumerate(data["issues"]["issues"], 1)]
     found += [approval(demo, spec, data["approvals"]["window"], f"approvals.yaml 第{n}项 ({spec['project']})")
               for n, spec in enumerate(data["approvals"]["approvals"], 1)]
+    found += [demo_leads.investment_lead(demo, spec, data["leads"]["officer"], f"leads.yaml 第{n}项《{spec['title']}》")
+              for n, spec in enumerate(data["leads"]["leads"], 1)]
     leads_after = Demo.moment(max(p["stages"]["lead"] for p in specs) - shift, 11)  # after the last project
     found += [labelled(f"investment_loop.yaml ({period})", loop_period(
         demo, data["investment_loop"], period, full=full, notes=notes, leads_after=leads_after))

@@ -29,7 +29,9 @@ from engine.tasks.models import HumanTask
 from plan import investment as plan
 from plan.data import demo, seed
 from plan.indicators.models import IndicatorValue, PlanItem
+from plan.leads.models import InvestmentLead
 from plan.ledger.models import LedgerIssue
+from plan.meetings.models import ReviewMeeting
 from plan.projects.models import STAGES, Bid, Project, ProjectStage
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -106,7 +108,13 @@ def test_the_demo_shows_every_part_of_the_plan_and_loads_once(session: Session, 
         assert all(d.year == 2025 and d < local_today for d in days), p.code
     behind = [p for p in rows.values() if p.stage == "signed" and p.planned_start and p.planned_start < local_today]
     assert len(behind) >= 3
-    assert session.scalar(select(func.count()).select_from(Project)) == 38  # + the two leads of step ⑥
+    # + the two leads of step ⑥ and the one a 招商线索 became after two rounds of 对接
+    assert session.scalar(select(func.count()).select_from(Project)) == 39
+    leads = {x.title: x for x in session.scalars(select(InvestmentLead))}
+    assert sorted(x.status for x in leads.values()) == ["contacting", "dispatched", "project"]
+    assert leads["某储能电池企业拟在胶州布局生产基地"].project_id is not None
+    meeting = session.scalar(select(ReviewMeeting))
+    assert meeting is not None and meeting.held_on > local_today - timedelta(days=3) and meeting.agenda
 
     # Indicator values of 2025 up to August: some behind (a growth rate and a share among them), some not.
     periods = set(session.scalars(select(IndicatorValue.period)))
