@@ -20,7 +20,7 @@ from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.spiff.parser.process import VALIDATOR, SpiffBpmnParser
 
 from engine.errors import DeployInvalid, DeployProblem
-from engine.spiff import expressions, inert, support
+from engine.spiff import expressions, inert, plain, support
 from engine.spiff.guards import locate_validation_error, run_deep
 from engine.spiff.serializer import Specs
 
@@ -135,6 +135,8 @@ def _element_at(root: etree._Element, line: int | None) -> str | None:
 def _xsd_check(f: BundleFile, root: etree._Element, problems: list[DeployProblem]) -> None:
     schema = VALIDATOR.validator
     if f.kind == "bpmn":
+        duplicated, duplicate_ids = plain.duplicate_ids(f.name, root)
+        problems.extend(duplicated)
         VALIDATOR.preprocess(root)
         try:
             ok = schema.validate(root)
@@ -143,8 +145,9 @@ def _xsd_check(f: BundleFile, root: etree._Element, problems: list[DeployProblem
             return
         if not ok:
             for err in schema.error_log:
-                problems.append(DeployProblem(f.name, f"BPMN schema: {err.message}",
-                                              element_id=_element_at(root, err.line), line=err.line))
+                said = plain.schema_problem(f.name, err.message, err.line, _element_at(root, err.line), duplicate_ids)
+                if said is not None:
+                    problems.append(said)
     elif f.kind == "dmn" and not (root.tag.endswith("}definitions")
                                   and "dmn" in (etree.QName(root).namespace or "").lower()):
         problems.append(DeployProblem(f.name, "not a DMN document (root must be dmn:definitions)",
@@ -259,7 +262,11 @@ def parse_bundle(files: Mapping[str, bytes | str], *, lane_known: LaneResolver |
             trees[f.name] = (f, root)
     for f, root in trees.values():
         _xsd_check(f, root, problems)
-    problems.extend(support.check_bundle({n: support.Document(f.kind, r) for n, (f, r) in trees.items()}))
+    structure = [p for n, (f, r) in trees.items() if f.kind == "bpmn" for p in plain.check_document(n, r)]
+    covered = plain.covered_elements(structure)
+    problems.extend(structure)
+    problems.extend(p for p in support.check_bundle({n: support.Document(f.kind, r) for n, (f, r) in trees.items()})
+                    if (p.file, p.element_id) not in covered)
     if problems:
         raise DeployInvalid(problems)
 
