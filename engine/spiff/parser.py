@@ -20,7 +20,7 @@ from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.spiff.parser.process import VALIDATOR, SpiffBpmnParser
 
 from engine.errors import DeployInvalid, DeployProblem
-from engine.spiff import expressions, inert, plain, support
+from engine.spiff import calls, expressions, inert, plain, support
 from engine.spiff.guards import locate_validation_error, run_deep
 from engine.spiff.serializer import Specs
 
@@ -30,6 +30,9 @@ FORM_SCHEMA_PROP = "formJsonSchemaFilename"
 FORM_UI_PROP = "formUiSchemaFilename"
 
 LaneResolver = Callable[[str], bool]
+LANE_UNKNOWN = ("泳道 “%(lane)s” 没有对应的角色或单位，任务将无人可办：请管理员先创建同名角色——运行 "
+                "jzflow add-role <角色代码> %(lane)s（单位用 jzflow add-unit <单位代码> %(lane)s）——或把泳道改名为"
+                "已有的角色或单位")
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class ParsedProcess:
     form_files: set[str] = field(default_factory=set)
     lanes: set[str] = field(default_factory=set)
     user_tasks: dict[str, UserTaskInfo] = field(default_factory=dict)
+    calls: dict[str, int] = field(default_factory=dict)  # deployed process key → the version it is bound to
 
     def file_names(self) -> list[str]:
         """Return every file this process needs, sorted."""
@@ -241,7 +245,8 @@ def _process_elements(root: etree._Element) -> list[etree._Element]:
 
 
 def parse_bundle(files: Mapping[str, bytes | str], *, lane_known: LaneResolver | None = None,
-                 services: Collection[str] | None = None) -> ParsedBundle:
+                 services: Collection[str] | None = None,
+                 called: calls.CalledResolver | None = None) -> ParsedBundle:
     """Validate and parse a bundle; raise DeployInvalid listing every problem found.
 
     Raises: DeployInvalid
@@ -279,13 +284,14 @@ def parse_bundle(files: Mapping[str, bytes | str], *, lane_known: LaneResolver |
                                               line=proc.sourceline))
     for name, (f, root) in trees.items():
         problems.extend(expressions.check_document(name, f.kind, root, services))
+    bound = calls.resolve({n: r for n, (f, r) in trees.items() if f.kind == "bpmn"}, called, problems)
     if problems:
         raise DeployInvalid(problems)
 
     parser = run_deep(_spiff_parse, bpmn, dmn, problems)
     if parser is None:
         raise DeployInvalid(problems)
-    processes = _collect_processes(parser, bpmn, dmn, decoded, problems, lane_known)
+    processes = _collect_processes(parser, bpmn, dmn, decoded, problems, lane_known, bound)
     if problems:
         raise DeployInvalid(problems)
     return ParsedBundle(files=decoded, processes=processes)
@@ -293,7 +299,8 @@ def parse_bundle(files: Mapping[str, bytes | str], *, lane_known: LaneResolver |
 
 def _collect_processes(parser: SpiffBpmnParser, bpmn: dict[str, tuple[BundleFile, etree._Element]],
                        dmn: dict[str, tuple[BundleFile, etree._Element]], decoded: dict[str, BundleFile],
-                       problems: list[DeployProblem], lane_known: LaneResolver | None) -> dict[str, ParsedProcess]:
+                       problems: list[DeployProblem], lane_known: LaneResolver | None,
+                       bound: Mapping[str, calls.CalledProcess]) -> dict[str, ParsedProcess]:
     decision_files = {d.get("id"): name for name, (_f, root) in dmn.items()
                       for d in root.iter() if _local(d) == "decision"}
     processes: dict[str, ParsedProcess] = {}
@@ -305,11 +312,14 @@ def _collect_processes(parser: SpiffBpmnParser, bpmn: dict[str, tuple[BundleFile
             key = str(proc.get("id"))
             try:
                 spec = run_deep(parser.get_spec, key)
-                subs = run_deep(parser.get_subprocess_specs, key)
+                found = run_deep(parser.get_subprocess_specs, key, require_call_activity_specs=False)
             except (ValidationException, SpiffWorkflowException) as exc:
                 problems.append(_from_validation(exc, name, raw))
                 continue
-            parsed = ParsedProcess(key=key, name=proc.get("name") or key, bpmn_file=name, specs=(spec, subs))
+            bound_versions = calls.fill(found, bound)  # calls.resolve refused every call it could not bind
+            subs = {k: v for k, v in found.items() if v is not None}
+            parsed = ParsedProcess(key=key, name=proc.get("name") or key, bpmn_file=name, specs=(spec, subs),
+                                   calls=bound_versions)
             for lane in root.iter(f"{{{BPMN_NS}}}lane"):
                 lane_name = lane.get("name") or lane.get("id")
                 if lane_name is None:
@@ -317,9 +327,8 @@ def _collect_processes(parser: SpiffBpmnParser, bpmn: dict[str, tuple[BundleFile
                 if _lane_in_process(root, lane, proc):
                     parsed.lanes.add(lane_name)
                     if lane_known is not None and not lane_known(lane_name):
-                        problems.append(DeployProblem(
-                            name, f"lane '{lane_name}' maps to no known role or org unit",
-                            element_id=lane.get("id"), line=lane.sourceline))
+                        problems.append(DeployProblem.said(name, LANE_UNKNOWN, element_id=lane.get("id"),
+                                                           line=lane.sourceline, lane=lane_name))
             for rule_task in proc.iter(f"{{{BPMN_NS}}}businessRuleTask"):
                 ref = _called_decision(rule_task)
                 if ref is None or ref not in decision_files:
