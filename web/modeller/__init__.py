@@ -25,7 +25,7 @@ from engine.runtime.models import ProcessInstance
 from web import downloads, formrender
 from web.common import commit, current_actor, db_session
 from web.extensions import SECURITY_HEADERS
-from web.modeller import uploads
+from web.modeller import problems, uploads
 from web.modeller.labels import ui_labels
 
 bp = Blueprint("modeller", __name__)
@@ -141,7 +141,7 @@ def deploy_files() -> ResponseReturnValue:
     except DeployInvalid as exc:
         session.rollback()
         return jsonify(error=exc.code, message=_("部署被拒绝，未保存任何内容"),
-                       problems=[vars(p) for p in exc.problems]), 422
+                       problems=problems.shown(exc.problems)), 422
     except deploy.StaleBaseVersion as exc:
         session.rollback()
         return jsonify(_stale(exc)), 409
@@ -232,8 +232,8 @@ def import_files() -> ResponseReturnValue:
         results = deploy.deploy(session, files, actor=actor)
     except (DeployInvalid, InvalidInput) as exc:
         session.rollback()
-        problems = exc.problems if isinstance(exc, DeployInvalid) else []
-        return render_template("modeller/import_result.html", problems=problems, message=exc.message,
+        found = problems.shown(exc.problems) if isinstance(exc, DeployInvalid) else []
+        return render_template("modeller/import_result.html", problems=found, message=exc.message,
                                processes=versions.processes(session), may_deploy=True), 422
     commit()
     for result in results:
