@@ -15,6 +15,8 @@ import keyword
 import re
 from dataclasses import dataclass
 
+MAX_LENGTH = 4000  # characters of one expression
+MAX_DEPTH = 40  # nested parentheses and prefixes (the parser recurses on them)
 DMN_INPUT = "__jz_dmn_input__"  # stands for SpiffWorkflow's `?` in a translated DMN input cell
 
 
@@ -89,7 +91,10 @@ class _Parser:
     """Recursive descent over one dialect (juel | feel); each rule returns a Python AST node."""
 
     def __init__(self, text: str, dialect: str) -> None:
+        if len(text) > MAX_LENGTH:
+            raise Untranslatable(f"longer than {MAX_LENGTH} characters")
         self.dialect = dialect
+        self.depth = 0
         self.tokens = tokenize(text, single_quotes=dialect == "juel")
         self.i = 0
 
@@ -187,19 +192,24 @@ class _Parser:
 
     def unary(self) -> ast.expr:
         op = self.op()
-        if op == "-":
+        feel_not = self.dialect == "feel" and self.peek().text == "not" and self.peek(1).text == "("
+        if op != "-" and not (op == "!" and self.dialect == "juel") and not feel_not:
+            return self.primary()
+        self.depth += 1  # a chain of prefixes recurses like parentheses do
+        if self.depth > MAX_DEPTH:
+            raise Untranslatable(f"nested deeper than {MAX_DEPTH} prefixes or parentheses")
+        try:
             self.take()
-            return ast.UnaryOp(ast.USub(), self.unary())
-        if op == "!" and self.dialect == "juel":
-            self.take()
-            return ast.UnaryOp(ast.Not(), self.unary())
-        if self.dialect == "feel" and self.peek().text == "not" and self.peek(1).text == "(":
-            self.take()
+            if op == "-":
+                return ast.UnaryOp(ast.USub(), self.unary())
+            if not feel_not:
+                return ast.UnaryOp(ast.Not(), self.unary())
             self.expect("(")
             inner = self.expression()
             self.expect(")")
             return ast.UnaryOp(ast.Not(), inner)
-        return self.primary()
+        finally:
+            self.depth -= 1
 
     def primary(self) -> ast.expr:
         t = self.take()
@@ -208,8 +218,14 @@ class _Parser:
         if t.kind == "str":
             return ast.Constant(_string(t.text))
         if t.kind == "op" and t.text == "(":
-            inner = self.expression()
-            self.expect(")")
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                raise Untranslatable(f"nested deeper than {MAX_DEPTH} prefixes or parentheses")
+            try:
+                inner = self.expression()
+                self.expect(")")
+            finally:
+                self.depth -= 1
             return inner
         if t.kind == "name":
             if t.text in ("true", "false"):

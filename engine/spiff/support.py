@@ -38,14 +38,16 @@ UNSUPPORTED_ELEMENTS = {
 HINT_ASSIGN = "use a lane named after a role or org unit, or the spiffworkflow properties assignee/candidates"
 HINT_SERVICE = "jzflow runs service tasks through spiffworkflow:serviceTaskOperator naming a registered service"
 HINT_PYTHON = "jzflow expressions are Python"
+TRANSLATABLE = ("; translation is available: jzflow deploy --translate, or the modeller's 转换 (translate) choice at "
+                "import, writes it the jzflow way")
 # Vendor attributes (Camunda 7, Activiti, Flowable share the names) whose meaning jzflow would drop.
 REFUSED_ATTRIBUTES = {
-    "assignee": f"task assignment is not read by jzflow: {HINT_ASSIGN}",
-    "candidateUsers": f"task assignment is not read by jzflow: {HINT_ASSIGN}",
-    "candidateGroups": f"task assignment is not read by jzflow: {HINT_ASSIGN}",
+    "assignee": f"task assignment is not read by jzflow: {HINT_ASSIGN}" + TRANSLATABLE,
+    "candidateUsers": f"task assignment is not read by jzflow: {HINT_ASSIGN}" + TRANSLATABLE,
+    "candidateGroups": f"task assignment is not read by jzflow: {HINT_ASSIGN}" + TRANSLATABLE,
     "candidateStarterUsers": "start permissions are not read by jzflow",
     "candidateStarterGroups": "start permissions are not read by jzflow",
-    "dueDate": "due dates are not read by jzflow: use the spiffworkflow property sla or due",
+    "dueDate": "due dates are not read by jzflow: use the spiffworkflow property sla or due" + TRANSLATABLE,
     "followUpDate": "follow-up dates are not read by jzflow: use the spiffworkflow property sla",
     "class": f"Java delegates are not run by jzflow: {HINT_SERVICE}",
     "delegateExpression": f"delegate expressions are not run by jzflow: {HINT_SERVICE}",
@@ -53,7 +55,7 @@ REFUSED_ATTRIBUTES = {
     "type": f"external or typed tasks are not run by jzflow: {HINT_SERVICE}",
     "topic": f"external tasks are not run by jzflow: {HINT_SERVICE}",
     "resultVariable": f"result variables of vendor tasks are not set by jzflow: {HINT_SERVICE}",
-    "decisionRef": "use spiffworkflow:calledDecisionId to name the DMN decision",
+    "decisionRef": "use spiffworkflow:calledDecisionId to name the DMN decision" + TRANSLATABLE,
     "resource": "external script resources are not loaded by jzflow: put the Python script in the element",
     "collection": "multi-instance collections are read from loopDataInputRef (a task data variable) in jzflow",
     "elementVariable": "multi-instance items are named by inputDataItem in jzflow",
@@ -71,9 +73,9 @@ REFUSED_EXTENSIONS = {
     "taskListeners": "task listeners are not run by jzflow",
     "connector": f"connectors are not run by jzflow: {HINT_SERVICE}",
     "taskDefinition": f"job workers are not called by jzflow: {HINT_SERVICE}",
-    "assignmentDefinition": f"task assignment is not read by jzflow: {HINT_ASSIGN}",
-    "taskSchedule": "due dates are not read by jzflow: use the spiffworkflow property sla or due",
-    "calledDecision": "use spiffworkflow:calledDecisionId to name the DMN decision",
+    "assignmentDefinition": f"task assignment is not read by jzflow: {HINT_ASSIGN}" + TRANSLATABLE,
+    "taskSchedule": "due dates are not read by jzflow: use the spiffworkflow property sla or due" + TRANSLATABLE,
+    "calledDecision": "use spiffworkflow:calledDecisionId to name the DMN decision" + TRANSLATABLE,
     "calledElement": "name the called process in the callActivity's calledElement attribute",
     "loopCharacteristics": "multi-instance settings are read from the BPMN multiInstanceLoopCharacteristics",
     "subscription": "message correlation is not done by jzflow",
@@ -81,7 +83,7 @@ REFUSED_EXTENSIONS = {
     "out": "call activity variable mappings are not applied by jzflow (the called process returns all data)",
     "field": f"delegate fields are not read by jzflow: {HINT_SERVICE}",
     "formData": "embedded form fields are not shown by jzflow: give the task a JSON Schema form "
-                "(spiffworkflow property formJsonSchemaFilename)",
+                "(spiffworkflow property formJsonSchemaFilename)" + TRANSLATABLE,
     "script": "vendor scripts are not run by jzflow: use a preScript, postScript or script task",
     "errorEventDefinition": "vendor error mappings are not applied by jzflow",
 }

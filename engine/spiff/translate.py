@@ -157,6 +157,16 @@ class _Bpmn:
                 self.form(el)
             elif name == "businessRuleTask":
                 self.decision(el)
+            elif name == "startEvent":
+                self.initiator(el)
+
+    def initiator(self, start: etree._Element) -> None:
+        """`initiator="initiator"` asks for what jzflow does anyway: the starter's username in `initiator`."""
+        for attr, value in list(start.attrib.items()):
+            q = etree.QName(attr)
+            if q.namespace in JAVA_VENDORS and q.localname == "initiator" and value == "initiator":
+                del start.attrib[attr]
+                self.done(start, f"{VENDORS[str(q.namespace)]}:initiator", value, "initiator (jzflow sets it)")
 
     # --- decisions
     def decision(self, task: etree._Element) -> None:
