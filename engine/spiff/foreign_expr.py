@@ -239,7 +239,10 @@ class _Parser:
         node: ast.expr = ast.Name(self.identifier(first.text), ast.Load())
         while self.peek().text == "." and self.peek(1).kind == "name":
             self.take()
-            node = ast.Subscript(node, ast.Constant(self.take().text), ast.Load())  # task data are dicts
+            key = self.take().text
+            if key.startswith("_"):
+                raise Untranslatable(f"“.{key}” is not a field of task data")
+            node = ast.Subscript(node, ast.Constant(key), ast.Load())  # task data are dicts
         if self.peek().text in ("(", "["):
             raise Untranslatable(f"calls, indexes and filters (“{first.text}{self.peek().text}…”) are not translated")
         nxt = self.peek()
