@@ -144,8 +144,7 @@ def deploy(paths: tuple[Path, ...], username: str | None, no_lane_check: bool, b
     for path in paths:
         files.update(deploy_service.read_directory(path))
     if translate:
-        from engine.spiff.translate import translate_bundle
-        translation = translate_bundle(files)
+        translation = deploy_service.translate_bundle(files)
         files = translation.files
         click.echo(f"已转换 {len(translation.report)} 处 (translated {len(translation.report)} item(s)):")
         for item in translation.report:
