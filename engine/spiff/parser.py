@@ -20,7 +20,7 @@ from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.spiff.parser.process import VALIDATOR, SpiffBpmnParser
 
 from engine.errors import DeployInvalid, DeployProblem
-from engine.spiff import calls, expressions, inert, plain, support
+from engine.spiff import calls, expressions, form_options, inert, plain, support
 from engine.spiff.guards import locate_validation_error, run_deep
 from engine.spiff.serializer import Specs
 
@@ -178,6 +178,11 @@ def _check_form(f: BundleFile, problems: list[DeployProblem], form_names: Collec
         problems.append(DeployProblem(f.name, "JSON Schema must be a JSON object", line=1))
         return
     problems.extend(inert.check_form_refs(f.name, doc, form_names))  # never a URL: nothing is fetched
+    for where, variable in form_options.markers(doc):  # SpiffArena's choices from a task data variable
+        if not variable.isidentifier():
+            problems.append(DeployProblem(f.name, f"{'/'.join(map(str, where))}: '{form_options.PREFIX}{variable}' "
+                                                  "must name a task data variable", line=_json_line(f.text, where)))
+    doc = form_options.for_deploy(doc)
     try:
         validators.validator_for(doc).check_schema(doc)
     except RecursionError:
