@@ -126,5 +126,15 @@ def fill(subprocess_specs: dict[str, BpmnProcessSpec | None], bound: Mapping[str
     return used
 
 
-__all__ = ["BAD_VERSION", "NO_CALLED", "UNKNOWN_CALLED", "UNKNOWN_VERSION", "VERSION_PROP", "CalledProcess",
-           "CalledResolver", "TWO_VERSIONS", "fill", "resolve"]
+__all__ = [
+    "BAD_VERSION",
+    "NO_CALLED",
+    "TWO_VERSIONS",
+    "UNKNOWN_CALLED",
+    "UNKNOWN_VERSION",
+    "VERSION_PROP",
+    "CalledProcess",
+    "CalledResolver",
+    "fill",
+    "resolve",
+]

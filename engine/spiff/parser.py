@@ -178,10 +178,10 @@ def _check_form(f: BundleFile, problems: list[DeployProblem], form_names: Collec
         problems.append(DeployProblem(f.name, "JSON Schema must be a JSON object", line=1))
         return
     problems.extend(inert.check_form_refs(f.name, doc, form_names))  # never a URL: nothing is fetched
-    for where, variable in form_options.markers(doc):  # SpiffArena's choices from a task data variable
+    for path, variable in form_options.markers(doc):  # SpiffArena's choices from a task data variable
         if not variable.isidentifier():
-            problems.append(DeployProblem(f.name, f"{'/'.join(map(str, where))}: '{form_options.PREFIX}{variable}' "
-                                                  "must name a task data variable", line=_json_line(f.text, where)))
+            problems.append(DeployProblem(f.name, f"{'/'.join(map(str, path))}: '{form_options.PREFIX}{variable}' "
+                                                  "must name a task data variable", line=_json_line(f.text, path)))
     doc = form_options.for_deploy(doc)
     try:
         validators.validator_for(doc).check_schema(doc)

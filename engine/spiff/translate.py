@@ -20,12 +20,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 from lxml import etree
 
-from engine.spiff import foreign_expr
+from engine.spiff import foreign_expr, translate_dmn, vendor_forms
 from engine.spiff.foreign_expr import Untranslatable
+from engine.spiff.translated import Translated, Translation
 
 BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
 SPIFF_NS = "http://spiffworkflow.org/bpmn/schema/1.0/core"
@@ -38,35 +38,6 @@ TIMERS = ("timeDuration", "timeDate", "timeCycle")
 ISO_TIMER = re.compile(r"^(R\d*/)?(P(?!$)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+(\.\d+)?S)?)?"
                        r"|\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2})?(\.\d+)?(Z|[+-]\d{2}:?\d{2})?)?)$")
 FOREIGN_LANGUAGES = ("juel", "feel", "http://www.omg.org/spec/feel/20140401", "https://www.omg.org/spec/dmn/20191111/feel/")
-FORM_TYPES = {"string": {"type": "string"}, "long": {"type": "integer"}, "integer": {"type": "integer"},
-              "double": {"type": "number"}, "boolean": {"type": "boolean"},
-              "date": {"type": "string", "format": "date"}}
-FORM_CONSTRAINTS = {"minlength": "minLength", "maxlength": "maxLength", "min": "minimum", "max": "maximum"}
-
-
-@dataclass(frozen=True)
-class Translated:
-    """One change the translation made, where, and from what to what."""
-
-    file: str
-    element_id: str | None
-    line: int | None
-    what: str
-    before: str
-    after: str
-
-    def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where} [{self.element_id or ''}] {self.what}: {self.before} → {self.after}"
-
-
-@dataclass
-class Translation:
-    """The bundle after translation (unchanged files as given), what was changed, and what was left as is."""
-
-    files: dict[str, bytes | str]
-    report: list[Translated] = field(default_factory=list)
-    kept: list[Translated] = field(default_factory=list)  # left for the deploy to refuse, with the reason
 
 
 def _local(el: etree._Element) -> str:
@@ -108,7 +79,7 @@ def translate_bundle(files: Mapping[str, bytes | str]) -> Translation:
         if kind == "bpmn":
             _Bpmn(name, root, out, outputs).run()
         else:
-            _dmn(name, root, out)
+            translate_dmn.translate(name, root, out)
         if len(out.report) > before:
             head = '<?xml version="1.0" encoding="UTF-8"?>\n' if text.lstrip("\ufeff").startswith("<?xml") else ""
             out.files[name] = head + etree.tostring(root, encoding="unicode")
@@ -313,7 +284,7 @@ class _Bpmn:
         if data is None:
             return
         try:
-            schema = _form_schema(task, data)
+            schema = vendor_forms.form_schema(task, data)
         except Untranslatable as exc:
             self.kept(data, "camunda:formData", "formData", str(exc))
             return
@@ -322,7 +293,8 @@ class _Bpmn:
             return
         form_name = _free_name(f"{task.get('id')}.schema.json", self.out.files)
         self.out.files[form_name] = json.dumps(schema, ensure_ascii=False, indent=2) + "\n"
-        fields = ", ".join(schema["properties"])
+        props = schema["properties"]
+        fields = ", ".join(map(str, props)) if isinstance(props, dict) else ""
         self.done(data, "camunda:formData", fields, form_name)
         _remove_keeping_lines(data)
         self.property(task, "formJsonSchemaFilename", form_name)
@@ -358,74 +330,6 @@ def _value(text: str, *, date: bool = False) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
-def _form_schema(task: etree._Element, data: etree._Element) -> dict[str, object]:
-    props: dict[str, object] = {}
-    required: list[str] = []
-    for field_el in data:
-        if not isinstance(field_el.tag, str):
-            continue
-        if field_el.tag != f"{{{CAMUNDA_NS}}}formField":
-            raise Untranslatable(f"<{_local(field_el)}> in formData")
-        fid = field_el.get("id") or ""
-        if not fid.isidentifier():
-            raise Untranslatable(f"form field id “{fid}” is not a variable name")
-        kind = field_el.get("type") or "string"
-        prop: dict[str, object]
-        if kind == "enum":
-            values = [(v.get("id"), v.get("name") or v.get("id")) for v in field_el.iter(f"{{{CAMUNDA_NS}}}value")]
-            if not values:
-                raise Untranslatable(f"enum field “{fid}” has no values")
-            prop = {"type": "string", "oneOf": [{"const": v, "title": t} for v, t in values]}
-        elif kind in FORM_TYPES:
-            prop = dict(FORM_TYPES[kind])
-        else:
-            raise Untranslatable(f"form field type “{kind}” of “{fid}”")
-        prop["title"] = field_el.get("label") or fid
-        default = field_el.get("defaultValue")
-        if default is not None:
-            if "${" in default or "#{" in default:
-                raise Untranslatable(f"an expression as default of “{fid}”")
-            prop["default"] = _typed(default, prop)
-        for c in field_el.iter(f"{{{CAMUNDA_NS}}}constraint"):
-            cname, cvalue = c.get("name") or "", c.get("config")
-            if cname == "required":
-                required.append(fid)
-            elif cname == "readonly":
-                prop["readOnly"] = True
-            elif cname in FORM_CONSTRAINTS and cvalue is not None:
-                try:
-                    prop[FORM_CONSTRAINTS[cname]] = int(cvalue) if cname in ("minlength", "maxlength") \
-                        else float(cvalue) if "." in cvalue else int(cvalue)
-                except ValueError as exc:
-                    raise Untranslatable(f"constraint {cname}=“{cvalue}” of “{fid}”") from exc
-            else:
-                raise Untranslatable(f"constraint “{cname}” of “{fid}” (a custom validator)")
-        props[fid] = prop
-    if not props:
-        raise Untranslatable("formData without fields")
-    schema: dict[str, object] = {"title": task.get("name") or task.get("id") or "", "type": "object",
-                                 "properties": props}
-    if required:
-        schema["required"] = required
-    return schema
-
-
-def _typed(text: str, prop: Mapping[str, object]) -> object:
-    kind = prop.get("type")
-    try:
-        if kind == "integer":
-            return int(text)
-        if kind == "number":
-            return float(text)
-    except ValueError as exc:
-        raise Untranslatable(f"default “{text}” is not a {kind}") from exc
-    if kind == "boolean":
-        if text.lower() not in ("true", "false"):
-            raise Untranslatable(f"default “{text}” is not true or false")
-        return text.lower() == "true"
-    return text
-
-
 def _free_name(name: str, files: Mapping[str, object]) -> str:
     if name not in files:
         return name
@@ -451,53 +355,6 @@ def _remove_keeping_lines(el: etree._Element) -> None:
     parent.remove(el)
     if _local(parent) == "extensionElements" and len(parent) == 0:
         _remove_keeping_lines(parent)
-
-
-# --- DMN ---------------------------------------------------------------------------------------------------
-
-def _same_python(text: str, python: str) -> bool:
-    """Tell whether the cell already was that Python (only quotes or spaces differ): nothing to report."""
-    import ast
-    if text == python:
-        return True
-    try:
-        return ast.dump(ast.parse(text.replace("?", "__q__"), mode="eval")) == \
-            ast.dump(ast.parse(python.replace("?", "__q__"), mode="eval"))
-    except SyntaxError:
-        return False
-
-
-def _foreign_dmn(root: etree._Element) -> bool:
-    """Tell whether a DMN file's cells are FEEL: exported by Camunda or Flowable, or declared FEEL."""
-    exporter = (root.get("exporter") or "").lower()
-    declared = " ".join((el.get("expressionLanguage") or "").lower() for el in root.iter() if isinstance(el.tag, str))
-    return "camunda" in exporter or "flowable" in exporter or "feel" in declared
-
-
-def _dmn(file: str, root: etree._Element, out: Translation) -> None:
-    if not _foreign_dmn(root):
-        return
-    for el in root.iter():
-        if not isinstance(el.tag, str) or _local(el) not in ("inputEntry", "outputEntry", "inputExpression"):
-            continue
-        text_el = next((c for c in el if _local(c) == "text"), None)
-        if text_el is None:
-            continue
-        text = (text_el.text or "").strip()
-        owner = el if el.get("id") else el.getparent()
-        where = (owner.get("id") if owner is not None else None, text_el.sourceline)
-        try:
-            python = foreign_expr.feel_unary_tests(text) if _local(el) == "inputEntry" else \
-                foreign_expr.feel(text) if text else ""
-        except Untranslatable as exc:
-            out.kept.append(Translated(file, where[0], where[1], _local(el), text, str(exc)))
-            continue
-        if not _same_python(text, python):
-            text_el.text = python
-            out.report.append(Translated(file, where[0], where[1], _local(el), text, python))
-    for el in root.iter():
-        if isinstance(el.tag, str) and "feel" in (el.get("expressionLanguage") or "").lower():
-            del el.attrib["expressionLanguage"]
 
 
 __all__ = ["Translated", "Translation", "translate_bundle"]

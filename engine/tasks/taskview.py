@@ -12,8 +12,8 @@ from engine.errors import Forbidden, TaskNotFound
 from engine.org.actors import Actor
 from engine.org.models import User
 from engine.runtime import timeline
-from engine.spiff import form_options
 from engine.runtime.models import ProcessDefinition, ProcessInstance
+from engine.spiff import form_options
 from engine.tasks import access, lookup, sendback, task_access
 from engine.tasks.collab_models import Attachment
 from engine.tasks.models import HumanTask

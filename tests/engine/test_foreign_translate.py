@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine import clock, deploy, tasks
-from engine.errors import DeployInvalid
+from engine.errors import DeployInvalid, FormInvalid
 from engine.org.actors import SYSTEM, Actor
 from engine.runtime import instances
 from engine.runtime.models import ProcessInstance
@@ -111,7 +111,7 @@ def test_camunda7_export_runs_after_translation(session: Session, review_org: di
     request = ready(session, big.id)
     assert request.form_schema == "Task_request.schema.json"
     assert request.assignee_id == review_org["applicant"].user_id  # assignee ${initiator}
-    with pytest.raises(Exception):  # the translated form's constraints hold: amount >= 1 and required item
+    with pytest.raises(FormInvalid):  # the translated form's constraints hold: amount >= 1 and required item
         tasks.complete(session, task_id=request.id, actor=review_org["applicant"], data={"amount": 0})
     session.rollback()
     do(session, big.id, "Task_request", review_org["applicant"],

@@ -7,19 +7,33 @@ from __future__ import annotations
 import io
 from typing import Any
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
+from engine import org
 from engine.runtime.models import ProcessFile, ProcessVersion
 from tests.conftest import FIXTURES
-from tests.web.conftest import csrf_of
+from tests.web.conftest import PASSWORD_HASH, csrf_of
 from tests.web.flows import db
-from tests.web.test_modeller import clients, staff  # noqa: F401  (fixtures)
 
 FOREIGN = FIXTURES / "foreign"
 PURCHASE = (FOREIGN / "camunda7_purchase.bpmn").read_bytes()
 INVOICE = (FOREIGN / "camunda7_invoice.bpmn").read_bytes()
+
+
+@pytest.fixture
+def clients(session: Session, review_org: dict[str, Any], app: Flask, login: Any) -> dict[str, FlaskClient]:
+    """Logged-in clients of a process owner, an auditor and a reviewer (review_org's fg)."""
+    org.add_role(session, code="process_owner", name="流程管理员")
+    org.add_role(session, code="auditor", name="审计督查")
+    for user in (org.add_user(session, username="owner", display_name="流程管理员甲", role_codes=["process_owner"]),
+                 org.add_user(session, username="auditor", display_name="审计员乙", role_codes=["auditor"])):
+        user.password_hash = PASSWORD_HASH
+    session.commit()
+    return {name: login(name) for name in ("owner", "auditor", "fg")}
 
 
 def upload(client: FlaskClient, name: str, content: bytes, *, translate: bool) -> Any:
