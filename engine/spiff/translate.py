@@ -58,6 +58,12 @@ def _owner(el: etree._Element) -> etree._Element:
     return el
 
 
+def _parse(data: bytes) -> etree._Element:
+    """Parse like the deploy does: no entity is resolved, nothing is fetched."""
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
+    return etree.fromstring(data, parser=parser)
+
+
 def translate_bundle(files: Mapping[str, bytes | str]) -> Translation:
     """Translate every BPMN and DMN file of a bundle; files that do not parse are passed on untouched."""
     out = Translation(files=dict(files))
@@ -69,8 +75,7 @@ def translate_bundle(files: Mapping[str, bytes | str]) -> Translation:
             continue
         try:
             text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
-            root = etree.fromstring(text.removeprefix("\ufeff").encode("utf-8"),
-                                    parser=etree.XMLParser(resolve_entities=False, no_network=True))
+            root = _parse(text.removeprefix("\ufeff").encode("utf-8"))
         except (UnicodeDecodeError, etree.XMLSyntaxError, ValueError):
             continue  # the deploy reports it
         if root.getroottree().docinfo.doctype:
@@ -93,8 +98,7 @@ def _decision_outputs(files: Mapping[str, bytes | str]) -> dict[str, list[str]]:
         if not name.lower().endswith(".dmn"):
             continue
         try:
-            root = etree.fromstring(raw if isinstance(raw, bytes) else raw.encode("utf-8"),
-                                    parser=etree.XMLParser(resolve_entities=False, no_network=True))
+            root = _parse(raw if isinstance(raw, bytes) else raw.encode("utf-8"))
         except (etree.XMLSyntaxError, ValueError):
             continue
         for decision in root.iter():
