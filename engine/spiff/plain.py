@@ -17,6 +17,7 @@ from lxml import etree
 from engine.errors import DeployProblem
 
 BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
+OMG = "{http://www.omg.org/spec/"
 
 # Elements SpiffWorkflow lets branch on their own (every other flow node takes one outgoing flow).
 BRANCHING = ("exclusiveGateway", "inclusiveGateway", "parallelGateway", "eventBasedGateway", "complexGateway",
@@ -71,8 +72,8 @@ def duplicate_ids(file: str, root: etree._Element) -> tuple[list[DeployProblem],
     first: dict[str, int] = {}
     problems: list[DeployProblem] = []
     for el in root.iter():
-        if not isinstance(el.tag, str) or not el.get("id"):
-            continue
+        if not isinstance(el.tag, str) or not el.get("id") or not str(el.tag).startswith(OMG):
+            continue  # only BPMN and diagram interchange ids are document-wide (xs:ID); extensions reuse names
         ident = str(el.get("id"))
         if ident in first:
             problems.append(DeployProblem.said(file, DUPLICATE_ID, element_id=ident, line=el.sourceline,

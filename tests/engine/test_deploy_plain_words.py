@@ -20,6 +20,7 @@ from engine.errors import DeployInvalid, DeployProblem
 from engine.org.actors import SYSTEM
 from engine.runtime.models import ProcessVersion
 from engine.spiff import calls, foreign_hints, parser, plain, support
+from tests.conftest import FIXTURES
 
 HEAD = """<?xml version="1.0" encoding="UTF-8"?>
 <bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
@@ -270,3 +271,10 @@ def test_every_owner_message_has_an_english_translation() -> None:
             assert message is not None and message.string, name
             fields = set(re.findall(r"%\((\w+)\)s", template))
             assert fields == set(re.findall(r"%\((\w+)\)s", str(message.string))), name
+
+
+def test_extension_ids_may_repeat_as_in_jzflow_s_own_diagrams(session: Session) -> None:
+    files = {p.name: p.read_bytes() for p in (FIXTURES.parent.parent / "bpmn").glob("*.bpmn")}
+    for name, raw in files.items():
+        root = etree.fromstring(raw, parser=etree.XMLParser(resolve_entities=False, no_network=True))
+        assert plain.duplicate_ids(name, root)[0] == []
