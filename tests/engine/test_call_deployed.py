@@ -161,3 +161,25 @@ def test_a_process_deployed_together_wins_over_the_deployed_one(session: Session
     row = instances.start(session, process_key="application", actor=review_org["applicant"])
     session.commit()
     assert do_ready(session, row.id, review_org["applicant"]).name == "审核 同批"
+
+
+def test_migrating_a_caller_instance_onto_a_version_bound_to_a_newer_called_process(
+        session: Session, review_org: dict[str, Actor]) -> None:
+    from engine.deploy import versions
+    deploy.deploy(session, review("审核 v1", "v1"), actor=SYSTEM, check_lanes=False)
+    deploy.deploy(session, caller(), actor=SYSTEM, check_lanes=False)
+    session.commit()
+    row = instances.start(session, process_key="application", actor=review_org["applicant"])
+    session.commit()
+    deploy.deploy(session, review("审核 v2", "v2"), actor=SYSTEM, check_lanes=False)
+    deploy.deploy(session, caller(), actor=SYSTEM, check_lanes=False)  # caller v2, bound to review v2
+    session.commit()
+    target = deploy.latest_version(session, "application")
+    assert target is not None and target.version == 2
+    preview = versions.preview(session, row.id, target.id)
+    assert preview.ok, preview.problems
+    versions.migrate_one(session, row.id, target.id, SYSTEM)
+    session.commit()
+    task = do_ready(session, row.id, review_org["applicant"])
+    assert task.bpmn_id == "work"
+    assert ended_data(session, row.id)["reviewed_by"] == "v2"  # the moved instance runs the newly bound spec

@@ -6,6 +6,7 @@ What the translator cannot carry over faithfully stays refused, naming the eleme
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -241,3 +242,21 @@ def test_a_dmn_of_jzflow_python_cells_is_left_alone() -> None:
     text = (FIXTURES / "good" / name).read_bytes()
     translation = translate_bundle({name: text})
     assert translation.files[name] == text and translation.report == []
+
+
+def test_cli_deploy_translate_lists_each_change_and_without_it_refuses(db_url: str, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from engine import cli
+    env = {"JZFLOW_DATABASE_URL": db_url, "JZFLOW_INSTANCE_DIR": str(tmp_path)}
+    runner = CliRunner()
+    path = str(FOREIGN / "flowable_leave.bpmn20.xml")
+    refused = runner.invoke(cli.main, ["deploy", "--no-lane-check", path], env=env)
+    assert refused.exit_code == 2 and "flowable:assignee" in refused.output and "--translate" in refused.output
+    done = runner.invoke(cli.main, ["deploy", "--no-lane-check", "--translate", path], env=env)
+    assert done.exit_code == 0, done.output
+    assert "translated 6 item(s)" in done.output and "flowable_leave: v1" in done.output
+    assert "flowable_leave.bpmn20.xml:14 [sid-8D2F0A6E-long] conditionExpression" in done.output
+    kept = runner.invoke(cli.main, ["deploy", "--no-lane-check", "--translate", str(FOREIGN / "camunda7_invoice.bpmn")],
+                         env=env)
+    assert kept.exit_code == 2 and "未转换 (not translated)" in kept.output and "Task_archive" in kept.output
