@@ -95,7 +95,14 @@ def bundle_hash(files: Mapping[str, parser.BundleFile], names: list[str],
 
 def called_resolver(session: Session) -> calls.CalledResolver:
     """Resolve a call activity's process key (and pinned version) to a deployed version with its specs."""
+    found: dict[tuple[str, int | None], calls.CalledProcess | None] = {}
+
     def resolve(key: str, pinned: int | None) -> calls.CalledProcess | None:
+        if (key, pinned) not in found:  # many call activities of a bundle often call one process
+            found[(key, pinned)] = load(key, pinned)
+        return found[(key, pinned)]
+
+    def load(key: str, pinned: int | None) -> calls.CalledProcess | None:
         row = session.execute(
             select(ProcessVersion.version, ProcessVersion.spec_json, ProcessDefinition.latest_version)
             .join(ProcessDefinition, ProcessDefinition.id == ProcessVersion.definition_id)
