@@ -20,7 +20,7 @@ from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.spiff.parser.process import VALIDATOR, SpiffBpmnParser
 
 from engine.errors import DeployInvalid, DeployProblem
-from engine.spiff import calls, expressions, form_options, inert, plain, support
+from engine.spiff import calls, expressions, form_options, inert, plain, support, translate_dmn
 from engine.spiff.guards import locate_validation_error, run_deep
 from engine.spiff.serializer import Specs
 
@@ -273,6 +273,7 @@ def parse_bundle(files: Mapping[str, bytes | str], *, lane_known: LaneResolver |
     for f, root in trees.values():
         _xsd_check(f, root, problems)
     structure = [p for n, (f, r) in trees.items() if f.kind == "bpmn" for p in plain.check_document(n, r)]
+    structure += [p for n, (f, r) in trees.items() if f.kind == "dmn" for p in translate_dmn.check(n, r)]
     covered = plain.covered_elements(structure)
     problems.extend(structure)
     problems.extend(p for p in support.check_bundle({n: support.Document(f.kind, r) for n, (f, r) in trees.items()})

@@ -11,7 +11,9 @@ import ast
 
 from lxml import etree
 
+from engine.errors import DeployProblem
 from engine.spiff import foreign_expr
+from engine.spiff.expressions import match_expression
 from engine.spiff.foreign_expr import Untranslatable
 from engine.spiff.translated import Translated, Translation
 
@@ -64,4 +66,45 @@ def translate(file: str, root: etree._Element, out: Translation) -> None:
             del el.attrib["expressionLanguage"]
 
 
-__all__ = ["translate"]
+# Catalogue templates (English in web/translations/en/LC_MESSAGES/messages.po).
+FEEL_CELL = ("决策表单元格 “%(text)s” 是 FEEL 写法（本文件由 %(source)s 导出），在 jzflow 中按 Python 理解会得出不同结果，"
+             "应写作 %(python)s：导入时选择“转换”（建模器）或用 jzflow deploy --translate 可自动转换")
+FEEL_CELL_UNTRANSLATABLE = ("决策表单元格 “%(text)s” 是 FEEL 写法（本文件由 %(source)s 导出），无法自动转换为 Python"
+                            "（%(reason)s）：请改写为 Python 单元格，如 ? > 5000 或 ? in (\"A\", \"B\")")
+
+
+def _meaning(cell: str) -> str | None:
+    """Return how SpiffWorkflow's DMN engine reads a Python cell (as an AST dump), or None if it is not Python."""
+    try:
+        return ast.dump(ast.parse(match_expression(cell), mode="eval"))
+    except SyntaxError:
+        return None
+
+
+def check(file: str, root: etree._Element) -> list[DeployProblem]:
+    """Refuse FEEL input cells that jzflow would read differently as Python (e.g. `"A","B"`, `[1..10]`)."""
+    if not _foreign_dmn(root):
+        return []
+    source = root.get("exporter") or "FEEL"
+    problems: list[DeployProblem] = []
+    for entry in root.iter():
+        if not isinstance(entry.tag, str) or _local(entry) != "inputEntry":
+            continue
+        text_el = next((c for c in entry if _local(c) == "text"), None)
+        cell = (text_el.text or "").strip() if text_el is not None else ""
+        if not cell or cell == "-" or text_el is None:
+            continue
+        where = {"element_id": entry.get("id") or None, "line": text_el.sourceline}
+        try:
+            python = foreign_expr.feel_unary_tests(cell)
+        except Untranslatable as exc:
+            if _meaning(cell) is None:  # not Python either: say what FEEL it is
+                problems.append(DeployProblem.said(file, FEEL_CELL_UNTRANSLATABLE, **where, text=cell, source=source,
+                                                   reason=str(exc)))
+            continue  # valid Python that is no FEEL we know: the owner wrote Python
+        if _meaning(cell) != _meaning(python):
+            problems.append(DeployProblem.said(file, FEEL_CELL, **where, text=cell, source=source, python=python))
+    return problems
+
+
+__all__ = ["FEEL_CELL", "FEEL_CELL_UNTRANSLATABLE", "check", "translate"]

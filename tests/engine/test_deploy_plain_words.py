@@ -19,7 +19,7 @@ from engine import deploy
 from engine.errors import DeployInvalid, DeployProblem
 from engine.org.actors import SYSTEM
 from engine.runtime.models import ProcessVersion
-from engine.spiff import calls, foreign_hints, parser, plain, support
+from engine.spiff import calls, foreign_hints, parser, plain, support, translate_dmn
 from tests.conftest import FIXTURES
 
 HEAD = """<?xml version="1.0" encoding="UTF-8"?>
@@ -255,7 +255,8 @@ def test_the_cli_has_the_add_role_command_the_hint_names() -> None:
 TEMPLATE_SOURCES: list[Callable[[], dict[str, str]]] = [
     lambda: dict(plain.templates()), foreign_hints.templates,
     lambda: {n: v for n, v in vars(calls).items() if n.isupper() and isinstance(v, str) and "%(" in v},
-    lambda: {"LANE_UNKNOWN": parser.LANE_UNKNOWN, "NOT_EXECUTABLE": support.NOT_EXECUTABLE},
+    lambda: {"LANE_UNKNOWN": parser.LANE_UNKNOWN, "NOT_EXECUTABLE": support.NOT_EXECUTABLE,
+             "FEEL_CELL": translate_dmn.FEEL_CELL, "FEEL_CELL_UNTRANSLATABLE": translate_dmn.FEEL_CELL_UNTRANSLATABLE},
 ]
 
 

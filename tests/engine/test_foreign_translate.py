@@ -237,6 +237,19 @@ def test_translation_of_hostile_or_broken_files_never_crashes() -> None:
     assert [(k.element_id, k.what) for k in translation.kept] == [("i", "inputEntry")]
 
 
+def test_feel_cells_python_would_misread_are_refused_without_translation(session: Session) -> None:
+    dmn = (FOREIGN / "camunda8_claim_level.dmn").read_text()
+    with pytest.raises(DeployInvalid) as err:
+        deploy.deploy(session, {"claim_level.dmn": dmn, "minimal.bpmn": (FIXTURES / "good" / "minimal.bpmn").read_bytes()},
+                      actor=SYSTEM, check_lanes=False)
+    found = {p.element_id: p for p in err.value.problems if p.file == "claim_level.dmn"}
+    assert set(found) == {"UnaryTests_mid_travel_amount", "UnaryTests_mid_travel_category",
+                          "UnaryTests_mid_other_amount", "UnaryTests_mid_other_category"}  # not "> 5000": same meaning
+    travel = found["UnaryTests_mid_travel_category"]
+    assert "? in ('travel', 'training')" in travel.message and "--translate" in travel.message
+    assert travel.line is not None and '"travel","training"' in dmn.splitlines()[travel.line - 1]
+
+
 def test_a_dmn_of_jzflow_python_cells_is_left_alone() -> None:
     name = "review_departments.dmn"
     text = (FIXTURES / "good" / name).read_bytes()
