@@ -131,15 +131,27 @@ main.add_command(init_db, "migrate")
 @click.option("--base-version", "base_versions", multiple=True, metavar="KEY=N",
               help="the version of process KEY these files were edited from (0: a new process); "
                    "refused if someone deployed KEY since. Repeatable.")
+@click.option("--translate", is_flag=True,
+              help="translate Camunda/Flowable/Activiti assignment, due dates, forms and simple JUEL/FEEL "
+                   "expressions into jzflow's terms first, and list each change")
 @friendly
-def deploy(paths: tuple[Path, ...], username: str | None, no_lane_check: bool, base_versions: tuple[str, ...]) -> None:
+def deploy(paths: tuple[Path, ...], username: str | None, no_lane_check: bool, base_versions: tuple[str, ...],
+           translate: bool) -> None:
     """Validate and deploy BPMN/DMN/form files or directories."""
     from engine import deploy as deploy_service
     from engine.org.actors import SYSTEM
     bases = _base_versions(base_versions)
-    files: dict[str, bytes] = {}
+    files: dict[str, bytes | str] = {}
     for path in paths:
         files.update(deploy_service.read_directory(path))
+    if translate:
+        translation = deploy_service.translate_bundle(files)
+        files = translation.files
+        click.echo(f"已转换 {len(translation.report)} 处 (translated {len(translation.report)} item(s)):")
+        for item in translation.report:
+            click.echo(f"  {item}")
+        for item in translation.kept:
+            click.echo(f"  未转换 (not translated) {item}", err=True)
     with command_session() as session:
         actor = _actor(session, username) if username else SYSTEM
         results = deploy_service.deploy(session, files, actor=actor, check_lanes=not no_lane_check,

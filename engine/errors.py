@@ -106,12 +106,26 @@ class FormInvalid(InvalidInput):
 
 @dataclass(frozen=True)
 class DeployProblem:
-    """One reason a deployment was refused, pinned to file, element and line."""
+    """One reason a deployment was refused, pinned to file, element and line.
+
+    A problem written for process owners carries its Chinese `template` (a translation catalogue msgid
+    with %(name)s fields) and the `params` filled in; `message` is the Chinese text. The web layer
+    shows `gettext(template) % params`, so the English UI reads the catalogue's English.
+    """
 
     file: str
     message: str
     element_id: str | None = None
     line: int | None = None
+    template: str | None = None
+    params: dict[str, str | int] | None = None
+
+    @classmethod
+    def said(cls, file: str, template: str, *, element_id: str | None = None, line: int | None = None,
+             **params: str | int) -> DeployProblem:
+        """Build a problem in the process owner's words from a catalogue template and its fields."""
+        return cls(file, template % params if params else template, element_id=element_id, line=line,
+                   template=template, params=dict(params))
 
     def __str__(self) -> str:
         where = self.file

@@ -10,12 +10,16 @@ from engine.deploy.core import (
     latest_version,
     read_directory,
 )
+from engine.spiff.translate import Translated, Translation, translate_bundle
 
 __all__ = [
     "Deployed",
     "StaleBaseVersion",
+    "Translated",
+    "Translation",
     "deploy",
     "file_text",
     "latest_version",
     "read_directory",
+    "translate_bundle",
 ]

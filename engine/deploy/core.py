@@ -25,7 +25,7 @@ from engine.org.actors import Actor
 from engine.org.models import OrgUnit, Role, User
 from engine.runtime import effects
 from engine.runtime.models import ProcessDefinition, ProcessFile, ProcessVersion
-from engine.spiff import parser, serializer
+from engine.spiff import calls, parser, serializer
 
 DEPLOYABLE_SUFFIXES = (".bpmn", ".dmn", ".json")
 STALE_LISTED = 10  # versions named in a StaleBaseVersion message; the details list them all
@@ -81,12 +81,40 @@ def lane_targets(session: Session) -> dict[str, dict[str, int]]:
     return targets
 
 
-def bundle_hash(files: Mapping[str, parser.BundleFile], names: list[str]) -> str:
-    """Hash file names and contents, so any change to any file makes a new version."""
+def bundle_hash(files: Mapping[str, parser.BundleFile], names: list[str],
+                calls: Mapping[str, int] | None = None) -> str:
+    """Hash file names and contents, and the deployed versions its call activities bind to (a new one
+    makes a new version: redeploying the caller is how it picks up a called process deployed since)."""
     digest = hashlib.sha256()
     for name in names:
         digest.update(f"{name}\0{files[name].sha256}\n".encode())
+    for key, version in sorted((calls or {}).items()):
+        digest.update(f"call\0{key}\0{version}\n".encode())
     return digest.hexdigest()
+
+
+def called_resolver(session: Session) -> calls.CalledResolver:
+    """Resolve a call activity's process key (and pinned version) to a deployed version with its specs."""
+    found: dict[tuple[str, int | None], calls.CalledProcess | None] = {}
+
+    def resolve(key: str, pinned: int | None) -> calls.CalledProcess | None:
+        if (key, pinned) not in found:  # many call activities of a bundle often call one process
+            found[(key, pinned)] = load(key, pinned)
+        return found[(key, pinned)]
+
+    def load(key: str, pinned: int | None) -> calls.CalledProcess | None:
+        row = session.execute(
+            select(ProcessVersion.version, ProcessVersion.spec_json, ProcessDefinition.latest_version)
+            .join(ProcessDefinition, ProcessDefinition.id == ProcessVersion.definition_id)
+            .where(ProcessDefinition.key == key,
+                   ProcessVersion.version == (pinned if pinned is not None else ProcessDefinition.latest_version))
+        ).first()
+        if row is None:
+            return None
+        spec, subs = serializer.load_specs(row.spec_json)
+        return calls.CalledProcess(key=key, version=row.version, latest=row.latest_version, spec=spec,
+                                   subprocess_specs=subs)
+    return resolve
 
 
 def _locked_definition(session: Session, key: str, name: str) -> ProcessDefinition:
@@ -171,13 +199,13 @@ def deploy(session: Session, files: Mapping[str, bytes | str], *, actor: Actor, 
     """
     targets = lane_targets(session)
     bundle = parser.parse_bundle(files, lane_known=(lambda lane: lane in targets) if check_lanes else None,
-                                 services=set(effects.load_all()))
+                                 services=set(effects.load_all()), called=called_resolver(session))
     bases = dict(base_versions or {})
     _check_base_keys(set(bundle.processes), bases)
     results: list[Deployed] = []
     for key, proc in sorted(bundle.processes.items()):  # one lock order for every deploy: no deadlocks
         names = proc.file_names()
-        digest = bundle_hash(bundle.files, names)
+        digest = bundle_hash(bundle.files, names, proc.calls)
         definition = _locked_definition(session, key, proc.name)
         latest = session.scalar(select(ProcessVersion).where(
             ProcessVersion.definition_id == definition.id, ProcessVersion.version == definition.latest_version))
@@ -201,7 +229,8 @@ def deploy(session: Session, files: Mapping[str, bytes | str], *, actor: Actor, 
             session.add(ProcessFile(version_id=version.id, name=name, kind=f.kind, text=f.text, sha256=f.sha256))
         audit.record(session, actor, "process.deploy", stream=f"process:{key}", object_type="process_version",
                      object_id=version.id, after={"key": key, "version": version.version, "sha256": digest,
-                                                  "files": {n: bundle.files[n].sha256 for n in names}})
+                                                  "files": {n: bundle.files[n].sha256 for n in names},
+                                                  **({"calls": proc.calls} if proc.calls else {})})
         results.append(Deployed(key, version.version, created=True))
     session.flush()
     return results

@@ -20,7 +20,7 @@ from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.spiff.parser.process import VALIDATOR, SpiffBpmnParser
 
 from engine.errors import DeployInvalid, DeployProblem
-from engine.spiff import expressions, inert, support
+from engine.spiff import calls, expressions, form_options, inert, plain, support, translate_dmn
 from engine.spiff.guards import locate_validation_error, run_deep
 from engine.spiff.serializer import Specs
 
@@ -30,6 +30,9 @@ FORM_SCHEMA_PROP = "formJsonSchemaFilename"
 FORM_UI_PROP = "formUiSchemaFilename"
 
 LaneResolver = Callable[[str], bool]
+LANE_UNKNOWN = ("泳道 “%(lane)s” 没有对应的角色或单位，任务将无人可办：请管理员先创建同名角色——运行 "
+                "jzflow add-role <角色代码> %(lane)s（单位用 jzflow add-unit <单位代码> %(lane)s）——或把泳道改名为"
+                "已有的角色或单位")
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class ParsedProcess:
     form_files: set[str] = field(default_factory=set)
     lanes: set[str] = field(default_factory=set)
     user_tasks: dict[str, UserTaskInfo] = field(default_factory=dict)
+    calls: dict[str, int] = field(default_factory=dict)  # deployed process key → the version it is bound to
 
     def file_names(self) -> list[str]:
         """Return every file this process needs, sorted."""
@@ -135,6 +139,8 @@ def _element_at(root: etree._Element, line: int | None) -> str | None:
 def _xsd_check(f: BundleFile, root: etree._Element, problems: list[DeployProblem]) -> None:
     schema = VALIDATOR.validator
     if f.kind == "bpmn":
+        duplicated, duplicate_ids = plain.duplicate_ids(f.name, root)
+        problems.extend(duplicated)
         VALIDATOR.preprocess(root)
         try:
             ok = schema.validate(root)
@@ -143,8 +149,9 @@ def _xsd_check(f: BundleFile, root: etree._Element, problems: list[DeployProblem
             return
         if not ok:
             for err in schema.error_log:
-                problems.append(DeployProblem(f.name, f"BPMN schema: {err.message}",
-                                              element_id=_element_at(root, err.line), line=err.line))
+                said = plain.schema_problem(f.name, err.message, err.line, _element_at(root, err.line), duplicate_ids)
+                if said is not None:
+                    problems.append(said)
     elif f.kind == "dmn" and not (root.tag.endswith("}definitions")
                                   and "dmn" in (etree.QName(root).namespace or "").lower()):
         problems.append(DeployProblem(f.name, "not a DMN document (root must be dmn:definitions)",
@@ -171,6 +178,11 @@ def _check_form(f: BundleFile, problems: list[DeployProblem], form_names: Collec
         problems.append(DeployProblem(f.name, "JSON Schema must be a JSON object", line=1))
         return
     problems.extend(inert.check_form_refs(f.name, doc, form_names))  # never a URL: nothing is fetched
+    for path, variable in form_options.markers(doc):  # SpiffArena's choices from a task data variable
+        if not variable.isidentifier():
+            problems.append(DeployProblem(f.name, f"{'/'.join(map(str, path))}: '{form_options.PREFIX}{variable}' "
+                                                  "must name a task data variable", line=_json_line(f.text, path)))
+    doc = form_options.for_deploy(doc)
     try:
         validators.validator_for(doc).check_schema(doc)
     except RecursionError:
@@ -238,7 +250,8 @@ def _process_elements(root: etree._Element) -> list[etree._Element]:
 
 
 def parse_bundle(files: Mapping[str, bytes | str], *, lane_known: LaneResolver | None = None,
-                 services: Collection[str] | None = None) -> ParsedBundle:
+                 services: Collection[str] | None = None,
+                 called: calls.CalledResolver | None = None) -> ParsedBundle:
     """Validate and parse a bundle; raise DeployInvalid listing every problem found.
 
     Raises: DeployInvalid
@@ -259,7 +272,12 @@ def parse_bundle(files: Mapping[str, bytes | str], *, lane_known: LaneResolver |
             trees[f.name] = (f, root)
     for f, root in trees.values():
         _xsd_check(f, root, problems)
-    problems.extend(support.check_bundle({n: support.Document(f.kind, r) for n, (f, r) in trees.items()}))
+    structure = [p for n, (f, r) in trees.items() if f.kind == "bpmn" for p in plain.check_document(n, r)]
+    structure += [p for n, (f, r) in trees.items() if f.kind == "dmn" for p in translate_dmn.check(n, r)]
+    covered = plain.covered_elements(structure)
+    problems.extend(structure)
+    problems.extend(p for p in support.check_bundle({n: support.Document(f.kind, r) for n, (f, r) in trees.items()})
+                    if (p.file, p.element_id) not in covered)
     if problems:
         raise DeployInvalid(problems)
 
@@ -272,13 +290,14 @@ def parse_bundle(files: Mapping[str, bytes | str], *, lane_known: LaneResolver |
                                               line=proc.sourceline))
     for name, (f, root) in trees.items():
         problems.extend(expressions.check_document(name, f.kind, root, services))
+    bound = calls.resolve({n: r for n, (f, r) in trees.items() if f.kind == "bpmn"}, called, problems)
     if problems:
         raise DeployInvalid(problems)
 
     parser = run_deep(_spiff_parse, bpmn, dmn, problems)
     if parser is None:
         raise DeployInvalid(problems)
-    processes = _collect_processes(parser, bpmn, dmn, decoded, problems, lane_known)
+    processes = _collect_processes(parser, bpmn, dmn, decoded, problems, lane_known, bound)
     if problems:
         raise DeployInvalid(problems)
     return ParsedBundle(files=decoded, processes=processes)
@@ -286,7 +305,8 @@ def parse_bundle(files: Mapping[str, bytes | str], *, lane_known: LaneResolver |
 
 def _collect_processes(parser: SpiffBpmnParser, bpmn: dict[str, tuple[BundleFile, etree._Element]],
                        dmn: dict[str, tuple[BundleFile, etree._Element]], decoded: dict[str, BundleFile],
-                       problems: list[DeployProblem], lane_known: LaneResolver | None) -> dict[str, ParsedProcess]:
+                       problems: list[DeployProblem], lane_known: LaneResolver | None,
+                       bound: Mapping[str, calls.CalledProcess]) -> dict[str, ParsedProcess]:
     decision_files = {d.get("id"): name for name, (_f, root) in dmn.items()
                       for d in root.iter() if _local(d) == "decision"}
     processes: dict[str, ParsedProcess] = {}
@@ -298,11 +318,14 @@ def _collect_processes(parser: SpiffBpmnParser, bpmn: dict[str, tuple[BundleFile
             key = str(proc.get("id"))
             try:
                 spec = run_deep(parser.get_spec, key)
-                subs = run_deep(parser.get_subprocess_specs, key)
+                found = run_deep(parser.get_subprocess_specs, key, require_call_activity_specs=False)
             except (ValidationException, SpiffWorkflowException) as exc:
                 problems.append(_from_validation(exc, name, raw))
                 continue
-            parsed = ParsedProcess(key=key, name=proc.get("name") or key, bpmn_file=name, specs=(spec, subs))
+            bound_versions = calls.fill(found, bound)  # calls.resolve refused every call it could not bind
+            subs = {k: v for k, v in found.items() if v is not None}
+            parsed = ParsedProcess(key=key, name=proc.get("name") or key, bpmn_file=name, specs=(spec, subs),
+                                   calls=bound_versions)
             for lane in root.iter(f"{{{BPMN_NS}}}lane"):
                 lane_name = lane.get("name") or lane.get("id")
                 if lane_name is None:
@@ -310,9 +333,8 @@ def _collect_processes(parser: SpiffBpmnParser, bpmn: dict[str, tuple[BundleFile
                 if _lane_in_process(root, lane, proc):
                     parsed.lanes.add(lane_name)
                     if lane_known is not None and not lane_known(lane_name):
-                        problems.append(DeployProblem(
-                            name, f"lane '{lane_name}' maps to no known role or org unit",
-                            element_id=lane.get("id"), line=lane.sourceline))
+                        problems.append(DeployProblem.said(name, LANE_UNKNOWN, element_id=lane.get("id"),
+                                                           line=lane.sourceline, lane=lane_name))
             for rule_task in proc.iter(f"{{{BPMN_NS}}}businessRuleTask"):
                 ref = _called_decision(rule_task)
                 if ref is None or ref not in decision_files:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from lxml import etree
 
 from engine.errors import DeployProblem
+from engine.spiff import foreign_hints
 
 BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
 CAMUNDA_NS = "http://camunda.org/schema/1.0/bpmn"
@@ -37,14 +38,16 @@ UNSUPPORTED_ELEMENTS = {
 HINT_ASSIGN = "use a lane named after a role or org unit, or the spiffworkflow properties assignee/candidates"
 HINT_SERVICE = "jzflow runs service tasks through spiffworkflow:serviceTaskOperator naming a registered service"
 HINT_PYTHON = "jzflow expressions are Python"
+TRANSLATABLE = ("; translation is available: jzflow deploy --translate, or the modeller's 转换 (translate) choice at "
+                "import, writes it the jzflow way")
 # Vendor attributes (Camunda 7, Activiti, Flowable share the names) whose meaning jzflow would drop.
 REFUSED_ATTRIBUTES = {
-    "assignee": f"task assignment is not read by jzflow: {HINT_ASSIGN}",
-    "candidateUsers": f"task assignment is not read by jzflow: {HINT_ASSIGN}",
-    "candidateGroups": f"task assignment is not read by jzflow: {HINT_ASSIGN}",
+    "assignee": f"task assignment is not read by jzflow: {HINT_ASSIGN}" + TRANSLATABLE,
+    "candidateUsers": f"task assignment is not read by jzflow: {HINT_ASSIGN}" + TRANSLATABLE,
+    "candidateGroups": f"task assignment is not read by jzflow: {HINT_ASSIGN}" + TRANSLATABLE,
     "candidateStarterUsers": "start permissions are not read by jzflow",
     "candidateStarterGroups": "start permissions are not read by jzflow",
-    "dueDate": "due dates are not read by jzflow: use the spiffworkflow property sla or due",
+    "dueDate": "due dates are not read by jzflow: use the spiffworkflow property sla or due" + TRANSLATABLE,
     "followUpDate": "follow-up dates are not read by jzflow: use the spiffworkflow property sla",
     "class": f"Java delegates are not run by jzflow: {HINT_SERVICE}",
     "delegateExpression": f"delegate expressions are not run by jzflow: {HINT_SERVICE}",
@@ -52,7 +55,7 @@ REFUSED_ATTRIBUTES = {
     "type": f"external or typed tasks are not run by jzflow: {HINT_SERVICE}",
     "topic": f"external tasks are not run by jzflow: {HINT_SERVICE}",
     "resultVariable": f"result variables of vendor tasks are not set by jzflow: {HINT_SERVICE}",
-    "decisionRef": "use spiffworkflow:calledDecisionId to name the DMN decision",
+    "decisionRef": "use spiffworkflow:calledDecisionId to name the DMN decision" + TRANSLATABLE,
     "resource": "external script resources are not loaded by jzflow: put the Python script in the element",
     "collection": "multi-instance collections are read from loopDataInputRef (a task data variable) in jzflow",
     "elementVariable": "multi-instance items are named by inputDataItem in jzflow",
@@ -70,9 +73,9 @@ REFUSED_EXTENSIONS = {
     "taskListeners": "task listeners are not run by jzflow",
     "connector": f"connectors are not run by jzflow: {HINT_SERVICE}",
     "taskDefinition": f"job workers are not called by jzflow: {HINT_SERVICE}",
-    "assignmentDefinition": f"task assignment is not read by jzflow: {HINT_ASSIGN}",
-    "taskSchedule": "due dates are not read by jzflow: use the spiffworkflow property sla or due",
-    "calledDecision": "use spiffworkflow:calledDecisionId to name the DMN decision",
+    "assignmentDefinition": f"task assignment is not read by jzflow: {HINT_ASSIGN}" + TRANSLATABLE,
+    "taskSchedule": "due dates are not read by jzflow: use the spiffworkflow property sla or due" + TRANSLATABLE,
+    "calledDecision": "use spiffworkflow:calledDecisionId to name the DMN decision" + TRANSLATABLE,
     "calledElement": "name the called process in the callActivity's calledElement attribute",
     "loopCharacteristics": "multi-instance settings are read from the BPMN multiInstanceLoopCharacteristics",
     "subscription": "message correlation is not done by jzflow",
@@ -80,13 +83,15 @@ REFUSED_EXTENSIONS = {
     "out": "call activity variable mappings are not applied by jzflow (the called process returns all data)",
     "field": f"delegate fields are not read by jzflow: {HINT_SERVICE}",
     "formData": "embedded form fields are not shown by jzflow: give the task a JSON Schema form "
-                "(spiffworkflow property formJsonSchemaFilename)",
+                "(spiffworkflow property formJsonSchemaFilename)" + TRANSLATABLE,
     "script": "vendor scripts are not run by jzflow: use a preScript, postScript or script task",
     "errorEventDefinition": "vendor error mappings are not applied by jzflow",
 }
 PYTHON_FORMATS = {"", "python", "python3", "py", "text/python", "text/x-python", "application/x-python"}
 JUEL = re.compile(r"^\s*[$#]\{")
 FEEL = re.compile(r"^\s*=")
+NOT_EXECUTABLE = ("本文件中没有可执行的流程（流程 %(processes)s 设置了 isExecutable=\"false\"，Signavio 等工具的默认值）："
+                  "请在流程属性中勾选“可执行”（isExecutable=\"true\"）后再部署")
 START_ONLY_BY_JZFLOW = ("messageEventDefinition", "signalEventDefinition", "conditionalEventDefinition")
 
 
@@ -137,6 +142,7 @@ def check_bundle(documents: Mapping[str, Document]) -> list[DeployProblem]:
     problems: list[DeployProblem] = []
     processes = 0
     names: list[str] = []
+    first: tuple[str, etree._Element] | None = None
     for file, doc in documents.items():
         if doc.kind == "dmn":
             problems.extend(_check_dmn(file, doc.root))
@@ -146,13 +152,13 @@ def check_bundle(documents: Mapping[str, Document]) -> list[DeployProblem]:
             problems.append(_problem(file, store, UNSUPPORTED_ELEMENTS["dataStore"]))
         for proc in doc.root.iter(f"{{{BPMN_NS}}}process"):
             names.append(str(proc.get("id")))
+            first = first or (file, proc)
             if _executable(proc):
                 processes += 1
                 problems.extend(_check_process(file, proc))
-    if names and processes == 0:
-        problems.append(DeployProblem(next(f for f, d in documents.items() if d.kind == "bpmn"),
-                                      f"no executable process (process {', '.join(names)} has "
-                                      "isExecutable=\"false\"): set isExecutable=\"true\" on the process to deploy it"))
+    if names and processes == 0 and first is not None:
+        problems.append(DeployProblem.said(first[0], NOT_EXECUTABLE, element_id=first[1].get("id"),
+                                           line=first[1].sourceline, processes="、".join(names)))
     return problems
 
 
@@ -227,20 +233,16 @@ def _check_script_format(file: str, el: etree._Element) -> Iterator[DeployProble
 def _check_expression_language(file: str, el: etree._Element) -> Iterator[DeployProblem]:
     language = (el.get("language") or "").strip().lower()
     text = el.text or ""
-    what = _local(el)
     if language and language not in PYTHON_FORMATS:
-        yield _problem(file, el, f"{what} in language '{el.get('language')}': {HINT_PYTHON}, e.g. amount > 5000")
-    elif JUEL.match(text):
-        yield _problem(file, el, f"{what} '{text.strip()}' is a JUEL expression: {HINT_PYTHON}, "
-                                 f"write {_unwrap_juel(text)}")
-    elif FEEL.match(text):
-        yield _problem(file, el, f"{what} '{text.strip()}' is a FEEL expression: {HINT_PYTHON}, "
-                                 f"write {text.strip().lstrip('=').strip()}")
+        yield _said(file, el, foreign_hints.LANGUAGE, language=str(el.get("language")),
+                    what=foreign_hints.what(_local(el)), example=foreign_hints.example(_local(el)))
+    elif JUEL.match(text) or FEEL.match(text):
+        template, fields = foreign_hints.expression_hint(_local(el), text)
+        yield _said(file, el, template, **fields)
 
 
-def _unwrap_juel(text: str) -> str:
-    inner = text.strip()[2:]
-    return inner[:-1].strip() if inner.endswith("}") else inner.strip()
+def _said(file: str, el: etree._Element, template: str, **params: str | int) -> DeployProblem:
+    return DeployProblem.said(file, template, element_id=_owner(el).get("id"), line=el.sourceline, **params)
 
 
 def _event_key(definition: etree._Element, ref_attr: str) -> str:

@@ -14,6 +14,7 @@ from engine.errors import (
 )
 from engine.org.actors import Actor
 from engine.runtime import forms
+from engine.spiff import form_options
 from engine.tasks import operations, task_access
 from engine.tasks.collab_models import Comment
 from engine.tasks.completion import Completion, finish
@@ -94,6 +95,9 @@ def complete(session: Session, *, task_id: int, actor: Actor, data: Mapping[str,
     schema = info.files.get(task.form_schema) if task.form_schema else None
     if task.form_schema and schema is None:  # forms of versions deployed before forms were cached
         schema = deploy.file_text(session, running.row.version_id, task.form_schema)
+    if schema and form_options.PREFIX in schema:  # choices from task data: the data the task holds now
+        spiff_task = runtime.find_task(running.workflow, task.task_guid)
+        schema = form_options.resolve(schema, dict(spiff_task.data) if spiff_task is not None else {})
     cleaned = forms.validate(schema, data, info.files)
     if opinion:
         session.add(Comment(instance_id=task.instance_id, task_id=task.id, author_id=actor.user_id, kind="opinion",

@@ -13,6 +13,7 @@ from engine.org.actors import Actor
 from engine.org.models import User
 from engine.runtime import timeline
 from engine.runtime.models import ProcessDefinition, ProcessInstance
+from engine.spiff import form_options
 from engine.tasks import access, lookup, sendback, task_access
 from engine.tasks.collab_models import Attachment
 from engine.tasks.models import HumanTask
@@ -103,7 +104,8 @@ def load(session: Session, actor: Actor, task_id: int) -> TaskPage:
     running = runtime.load(session, task.instance_id)
     spiff_task = runtime.find_task(running.workflow, source.task_guid)
     data: dict[str, Any] = dict(spiff_task.data) if spiff_task is not None else {}
-    schema_text, ui_text = form_texts(session, task, instance.version_id) if task.kind == "bpmn" else (None, None)
+    schema_text, ui_text = form_texts(session, task, instance.version_id, data) if task.kind == "bpmn" \
+        else (None, None)
     states = timeline.diagram_states(session, running)
     may = abilities(session, actor, task, instance)
     page = TaskPage(task=task, instance=instance, process_name=process_name or task.process_key, parent=parent,
@@ -125,8 +127,13 @@ def load(session: Session, actor: Actor, task_id: int) -> TaskPage:
     return page
 
 
-def form_texts(session: Session, task: HumanTask, version_id: int | None = None) -> tuple[str | None, str | None]:
-    """Return the texts of the task's JSON Schema and UI schema files (None where it has none)."""
+def form_texts(session: Session, task: HumanTask, version_id: int | None = None,
+               data: dict[str, Any] | None = None) -> tuple[str | None, str | None]:
+    """Return the texts of the task's JSON Schema and UI schema files (None where it has none).
+
+    Choices a schema takes from task data (SpiffArena's `options_from_task_data_var:`) are filled in from
+    `data`, or from the task's data when it is not given.
+    """
     if version_id is None:
         version_id = session.scalar(select(ProcessInstance.version_id).where(ProcessInstance.id == task.instance_id))
     assert version_id is not None
@@ -134,7 +141,13 @@ def form_texts(session: Session, task: HumanTask, version_id: int | None = None)
     texts: list[str | None] = []
     for name in (task.form_schema, task.form_ui_schema):
         texts.append((info.files.get(name) or deploy.file_text(session, version_id, name)) if name else None)
-    return texts[0], texts[1]
+    schema = texts[0]
+    if schema and form_options.PREFIX in schema:
+        if data is None:
+            spiff_task = runtime.find_task(runtime.load(session, task.instance_id).workflow, task.task_guid)
+            data = dict(spiff_task.data) if spiff_task is not None else {}
+        schema = form_options.resolve(schema, data)
+    return schema, texts[1]
 
 
 def attachment(session: Session, actor: Actor, task_id: int, attachment_id: int) -> Attachment:

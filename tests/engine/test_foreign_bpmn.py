@@ -102,7 +102,7 @@ REFUSED = {
         ("Task_charge", "zeebe:ioMapping")],
     "signavio_complaint.bpmn": [
         ("sid-C-COMPLEX", "complexGateway"), ("sid-C-LINK-THROW", "link events"), ("sid-C-LINK-CATCH", "link events")],
-    "signavio_nonexecutable.bpmn": [(None, "isExecutable")],
+    "signavio_nonexecutable.bpmn": [("sid-site-visit-draft", "isExecutable")],
     "spiffarena_message_start.bpmn": [("StartEvent_message", "message start event"),
                                       ("Event_wait_payment", "payment_received")],
     "spiffarena_connector.bpmn": [("Activity_http", "unknown service 'http/GetRequestV2'")],
@@ -121,7 +121,7 @@ def test_refusals_name_the_line_and_a_python_hint(session: Session) -> None:
     problems = {p.element_id: p for p in refused(session, files_of("camunda7_invoice.bpmn"))}
     text = (FOREIGN / "camunda7_invoice.bpmn").read_text().splitlines()
     assert "${approved}" in text[problems["Flow_approved"].line - 1]  # type: ignore[operator]
-    assert "write approved" in problems["Flow_approved"].message
+    assert "应写作 approved" in problems["Flow_approved"].message and "--translate" in problems["Flow_approved"].message
     assert "scriptTask" in text[problems["Task_notify"].line - 1]  # type: ignore[operator]
 
 

@@ -6,6 +6,7 @@ button); only process owners and admins deploy and migrate. Deploying runs the s
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import yaml
@@ -25,7 +26,7 @@ from engine.runtime.models import ProcessInstance
 from web import downloads, formrender
 from web.common import commit, current_actor, db_session
 from web.extensions import SECURITY_HEADERS
-from web.modeller import uploads
+from web.modeller import problems, uploads
 from web.modeller.labels import ui_labels
 
 bp = Blueprint("modeller", __name__)
@@ -141,7 +142,7 @@ def deploy_files() -> ResponseReturnValue:
     except DeployInvalid as exc:
         session.rollback()
         return jsonify(error=exc.code, message=_("部署被拒绝，未保存任何内容"),
-                       problems=[vars(p) for p in exc.problems]), 422
+                       problems=problems.shown(exc.problems)), 422
     except deploy.StaleBaseVersion as exc:
         session.rollback()
         return jsonify(_stale(exc)), 409
@@ -227,15 +228,22 @@ def download_zip(version_id: int) -> ResponseReturnValue:
 def import_files() -> ResponseReturnValue:
     actor = _owner()
     session = db_session()
+    translation: deploy.Translation | None = None
     try:
-        files = uploads.from_uploads(request.files.getlist("files"))
+        files: Mapping[str, bytes | str] = uploads.from_uploads(request.files.getlist("files"))
+        if request.form.get("translate") == "1":
+            translation = deploy.translate_bundle(files)
+            files = translation.files
         results = deploy.deploy(session, files, actor=actor)
     except (DeployInvalid, InvalidInput) as exc:
         session.rollback()
-        problems = exc.problems if isinstance(exc, DeployInvalid) else []
-        return render_template("modeller/import_result.html", problems=problems, message=exc.message,
-                               processes=versions.processes(session), may_deploy=True), 422
+        found = problems.shown(exc.problems) if isinstance(exc, DeployInvalid) else []
+        return render_template("modeller/import_result.html", problems=found, message=exc.message,
+                               translation=translation, processes=versions.processes(session),
+                               may_deploy=True), 422
     commit()
+    if translation is not None:
+        problems.flash_report(translation)
     for result in results:
         if result.created:
             flash(_("已部署 %(key)s 版本 %(version)s", key=result.key, version=result.version), "info")
