@@ -35,6 +35,9 @@ class Settings:
     login_account_failures: int = 10
     login_address_failures: int = 100
     login_window_seconds: int = 900
+    number_rules: str = ""  # JSON {rule name: template} overriding an application's document number rules
+    pdf_font: str = ""  # a TrueType CJK font file to embed in PDFs ("path" or "path#index" for a collection)
+    verify_address_failures: int = 30  # unknown verification codes one address may try per login window
 
     @property
     def anchor_path(self) -> Path:
@@ -58,7 +61,7 @@ _KEYS = ("JZFLOW_INSTANCE_DIR", "JZFLOW_DATABASE_URL", "JZFLOW_REDIS_URL", "JZFL
          "JZFLOW_SWEEP_BATCH", "JZFLOW_TIMER_MAX_DAYS", "JZFLOW_MAX_STATE_KB", "JZFLOW_MEMORY_LIMIT_MB",
          "JZFLOW_AUDIT_KEY", "JZFLOW_AUDIT_ANCHOR", "JZFLOW_AUDIT_SEAL_SECONDS",
          "JZFLOW_TRUSTED_PROXIES", "JZFLOW_LOGIN_ACCOUNT_FAILURES", "JZFLOW_LOGIN_ADDRESS_FAILURES",
-         "JZFLOW_LOGIN_WINDOW_SECONDS")
+         "JZFLOW_LOGIN_WINDOW_SECONDS", "JZFLOW_NUMBER_RULES", "JZFLOW_PDF_FONT", "JZFLOW_VERIFY_ADDRESS_FAILURES")
 DEV_SECRET_KEY = "dev-only-secret-change-me"  # noqa: S105  # nosec B105 # refused outside the embedded default
 
 
@@ -91,6 +94,9 @@ def _load(_env: tuple[str | None, ...], _cwd: str) -> Settings:
         login_account_failures=int(os.environ.get("JZFLOW_LOGIN_ACCOUNT_FAILURES", "10")),
         login_address_failures=int(os.environ.get("JZFLOW_LOGIN_ADDRESS_FAILURES", "100")),
         login_window_seconds=int(os.environ.get("JZFLOW_LOGIN_WINDOW_SECONDS", "900")),
+        number_rules=os.environ.get("JZFLOW_NUMBER_RULES", ""),
+        pdf_font=os.environ.get("JZFLOW_PDF_FONT", ""),
+        verify_address_failures=int(os.environ.get("JZFLOW_VERIFY_ADDRESS_FAILURES", "30")),
     )
 
 
