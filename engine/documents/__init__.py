@@ -4,6 +4,7 @@ from engine.documents.core import (
     display_code,
     for_instance,
     issue,
+    new_code,
     normalize_code,
     public_facts,
     record_miss,
@@ -15,5 +16,5 @@ from engine.documents.numbering import NumberRule, allocate, check_template, rul
 from engine.documents.pdf import FontMissing
 
 __all__ = ["DocumentSequence", "FontMissing", "IssuedDocument", "NumberRule", "PublicFacts", "allocate",
-           "check_template", "display_code", "for_instance", "issue", "normalize_code", "public_facts", "record_miss",
+           "check_template", "display_code", "for_instance", "issue", "new_code", "normalize_code", "public_facts", "record_miss",
            "rule", "verify", "verify_wait"]

@@ -8,7 +8,7 @@ from flask_login import login_required
 from werkzeug.datastructures import MultiDict
 
 from engine import clock
-from engine.tasks import inbox, taskview
+from engine.tasks import inbox, submissions, taskview
 from web import downloads
 from web.common import current_actor, db_session
 from web.formrender import Form, initial, render
@@ -44,8 +44,10 @@ def render_page(task_id: int, *, raw: MultiDict[str, str] | None = None, errors:
         form = Form.from_text(page.schema_text, page.ui_text)
         form_html = render(form, raw if raw is not None else initial(form, page.data), errors, more=more)
     now = clock.now()
+    steps = submissions.for_instance(session, actor, page.task.instance_id)  # what earlier steps submitted
     return render_template(
-        "tasks/show.html", page=page, task=page.task, form_html=form_html,
+        "tasks/show.html", page=page, task=page.task, form_html=form_html, steps=steps,
+        own=next((s for s in steps if s.task_id == page.task.id), None),
         opinion=(raw.get("opinion", "") if raw is not None else ""),
         instructions_html=instructions.render(page.instructions, page.data),
         light=inbox.light_of(page.task.due_at, page.task.warn_at, now),
