@@ -9,8 +9,9 @@ RUN npm run build
 
 FROM python:3.11-slim
 WORKDIR /app
-# libcairo2: PNG charts (cairosvg); fonts-noto-cjk: Chinese in charts and PDF previews.
-RUN apt-get update && apt-get install -y --no-install-recommends libcairo2 fonts-noto-cjk \
+# libcairo2: PNG charts (cairosvg); fonts-noto-cjk: Chinese in charts; fonts-wqy-microhei: the TrueType CJK font
+# embedded in PDFs (reportlab cannot embed Noto CJK's CFF outlines).
+RUN apt-get update && apt-get install -y --no-install-recommends libcairo2 fonts-noto-cjk fonts-wqy-microhei \
     && rm -rf /var/lib/apt/lists/*
 COPY setup.cfg pyproject.toml README.md ./
 COPY engine ./engine
