@@ -16,5 +16,5 @@ from engine.documents.numbering import NumberRule, allocate, check_template, rul
 from engine.documents.pdf import FontMissing
 
 __all__ = ["DocumentSequence", "FontMissing", "IssuedDocument", "NumberRule", "PublicFacts", "allocate",
-           "check_template", "display_code", "for_instance", "issue", "new_code", "normalize_code", "public_facts", "record_miss",
-           "rule", "verify", "verify_wait"]
+           "check_template", "display_code", "for_instance", "issue", "new_code", "normalize_code", "public_facts",
+           "record_miss", "rule", "verify", "verify_wait"]

@@ -33,6 +33,7 @@ ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 CODE_LENGTH = 20
 GROUP = 4
 MAX_TEXT = 300
+LOOK_ALIKES = str.maketrans("OIL", "011")  # typed from paper: O for 0, I or L for 1
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ def normalize_code(text: str) -> str:
     Raises: InvalidInput (not a code's shape: the wrong length or a symbol outside the alphabet)
     """
     cleaned = (text or "")[:100].upper().replace("-", "").replace(" ", "")
-    cleaned = cleaned.translate(str.maketrans({"O": "0", "I": "1", "L": "1"}))
+    cleaned = cleaned.translate(LOOK_ALIKES)
     if len(cleaned) != CODE_LENGTH or any(ch not in ALPHABET for ch in cleaned):
         raise InvalidInput(f"核验码格式不正确：应为{CODE_LENGTH}位字母数字（如 {display_code('0' * CODE_LENGTH)}）"
                            " (a verification code has 20 letters and digits)", field="code")

@@ -42,13 +42,15 @@ class FontMissing(EngineError):
 def _font_file() -> tuple[str, int]:
     setting = config.load().pdf_font
     if setting:
-        path, _sep, index = setting.partition("#")
+        path, _sep, number = setting.partition("#")
         if not Path(path).is_file():
             raise FontMissing(f"JZFLOW_PDF_FONT 指向的字体文件不存在: {path} (font file not found)", path=path)
-        return path, int(index or 0)
-    for path, index in CANDIDATES:
-        if Path(path).is_file():
-            return path, index
+        if not (number or "0").isdigit():
+            raise FontMissing(f"JZFLOW_PDF_FONT 的字体序号不是数字: {number} (path#index)", path=path)
+        return path, int(number or 0)
+    for candidate, index in CANDIDATES:
+        if Path(candidate).is_file():
+            return candidate, index
     raise FontMissing("没有可嵌入PDF的中文TrueType字体：请安装 fonts-wqy-microhei（make system-packages）或设置 "
                       "JZFLOW_PDF_FONT (no TrueType CJK font to embed)", path=CANDIDATES[0][0])
 

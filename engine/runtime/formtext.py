@@ -168,7 +168,8 @@ def _fields(root: Mapping[str, Any], schema: Mapping[str, Any], ui: Mapping[str,
     for name in names:
         if name not in data or data[name] is None or data[name] == "" or data[name] == []:
             continue
-        sub_ui = ui.get(name) if isinstance(ui.get(name), Mapping) else {}
+        found_ui = ui.get(name)
+        sub_ui: Mapping[str, Any] = found_ui if isinstance(found_ui, Mapping) else {}
         if sub_ui.get("ui:widget") == "hidden":
             continue
         shown.append(_field(root, name, props[name], sub_ui, data[name], depth))

@@ -302,7 +302,8 @@ def build(db_url: str) -> dict[str, Any]:
             ids = {"task": task.id, "instance": row.id, **outsiders(s), "attachment": attachment.id, "cc": cc.id,
                    "filter": saved.id,
                    "token": token_id, "owner": owner.user_id, "notification": note.id, "run": run.id,
-                   "event": event, "version": version, "doc": issued.id, "verify_code": issued.verify_code, "project": "XM-2025-0012", "indicator": "airport_cargo"}
+                   "event": event, "version": version, "doc": issued.id, "verify_code": issued.verify_code,
+                   "project": "XM-2025-0012", "indicator": "airport_cargo"}
             s.commit()
             assert s.scalar(select(SavedFilter.id).where(SavedFilter.id == saved.id)) is not None
             assert s.scalar(select(IndicatorValue.id).limit(1)) is not None
