@@ -9,13 +9,13 @@ Every text is escaped before reportlab's paragraph markup sees it: submitted val
 """
 from __future__ import annotations
 
+import html
 import io
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from xml.sax.saxutils import escape
 
 from engine import config
 from engine.errors import EngineError
@@ -75,7 +75,7 @@ def text(value: Any, limit: int = MAX_FIELD_TEXT) -> str:
     raw = str(value if value is not None else "")
     if len(raw) > limit:
         raw = raw[:limit] + "…"
-    return escape(raw).replace("\n", "<br/>")
+    return html.escape(raw, quote=False).replace("\n", "<br/>")
 
 
 @dataclass(frozen=True)
