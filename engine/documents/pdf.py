@@ -167,7 +167,7 @@ def render(doc: Document) -> bytes:
     from reportlab.platypus import KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
     name = font()
-    title = ParagraphStyle("title", fontName=name, fontSize=20, leading=28, alignment=1, spaceAfter=4)
+    title = ParagraphStyle("title", fontName=name, fontSize=18, leading=26, alignment=1, spaceAfter=4)
     number = ParagraphStyle("number", fontName=name, fontSize=12, leading=18, alignment=1, spaceAfter=8)
     body = ParagraphStyle("body", fontName=name, fontSize=11, leading=18, firstLineIndent=22, spaceAfter=6)
     h2 = ParagraphStyle("h2", fontName=name, fontSize=12, leading=18, spaceBefore=8, spaceAfter=2)

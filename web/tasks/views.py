@@ -22,6 +22,7 @@ ACTIONS = {
     "task.delegation_resolved": _l("委派退回"), "task.cosign.add": _l("加签"), "task.cosign.remove": _l("减签"),
     "task.cosign.sign": _l("加签签署"), "task.submit_for_cosign": _l("提交，待加签人签署"),
     "task.send_back": _l("退回"), "task.withdraw": _l("撤回"), "task.urge": _l("催办"), "timer.fire": _l("定时触发"),
+    "document.issue": _l("出具文书"),
     "instance.attach": _l("上传附件"), "instance.incident": _l("流程故障"), "instance.suspend": _l("挂起"),
     "instance.resume": _l("恢复"), "instance.terminate": _l("终止"), "opinion": _l("审批意见"),
     "comment": _l("评论"), "urge": _l("催办"), "transfer": _l("转办说明"), "delegate": _l("委派说明"),
