@@ -131,6 +131,8 @@ def test_the_applicant_sees_only_their_own_steps_and_the_certificate(app: Flask,
     doc = _doc(app, finished)
     response = applicant.get(f"/instances/{finished}/documents/{doc.id}.pdf")
     assert response.status_code == 200 and response.mimetype == "application/pdf"
+    assert response.headers["Content-Disposition"].startswith("attachment;")  # opened by a PDF reader
+    assert "filename*=UTF-8''%E8%83%B6%E5%AE%A1" in response.headers["Content-Disposition"]  # 胶审〔2025〕0001号.pdf
 
 
 @pytest.mark.parametrize("outsider", ["qiye_li", "zjj_reviewer"])

@@ -19,6 +19,7 @@ from engine import clock, config, documents
 from engine.documents import render
 from engine.errors import InvalidInput
 from engine.tasks import submissions
+from web import downloads
 from web.common import current_actor, db_session
 from web.instances import visible_row
 
@@ -26,8 +27,10 @@ bp = Blueprint("documents", __name__)
 
 
 def _pdf(body: bytes, name: str) -> Response:
+    # A download, opened by the reader's PDF viewer: the app's CSP (object-src 'none') would keep a browser's
+    # built-in viewer from showing it inline, and a printed certificate comes from a PDF reader anyway.
     response = Response(body, mimetype="application/pdf")
-    response.headers["Content-Disposition"] = f"inline; filename=\"{name}\""
+    response.headers["Content-Disposition"] = downloads.disposition(name)
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.cache_control.private = True
     response.cache_control.no_store = True
@@ -56,7 +59,7 @@ def sheet(instance_id: int) -> ResponseReturnValue:
 def sheet_pdf(instance_id: int) -> ResponseReturnValue:
     actor = current_actor()
     visible_row(instance_id, actor)
-    return _pdf(render.sheet_pdf(db_session(), actor, instance_id), f"approval-sheet-{instance_id}.pdf")
+    return _pdf(render.sheet_pdf(db_session(), actor, instance_id), f"审批单-{instance_id}.pdf")
 
 
 @bp.get("/instances/<int:instance_id>/documents/<int:doc_id>.pdf")
@@ -65,7 +68,7 @@ def document_pdf(instance_id: int, doc_id: int) -> ResponseReturnValue:
     actor = current_actor()
     visible_row(instance_id, actor)
     doc, body = render.issued_pdf(db_session(), actor, instance_id, doc_id, verify_url)
-    return _pdf(body, f"certificate-{doc.year}-{doc.seq:04d}.pdf")
+    return _pdf(body, f"{doc.number}.pdf")
 
 
 @bp.get("/verify/<code>")
