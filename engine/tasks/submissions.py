@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -128,27 +127,4 @@ def approval_sheet(session: Session, actor: Actor, instance_id: int) -> list[Sub
     return _load(session, _instance(session, instance_id))
 
 
-def for_task(session: Session, actor: Actor, task: HumanTask) -> Submission | None:
-    """Return what was submitted on one finished task (None while it is open), if the actor may see it.
-
-    Raises: Forbidden
-    """
-    access.require_view(session, actor, task.instance_id)
-    if task.state != "completed":
-        return None
-    if access.is_external(session, actor) and task.completed_by_id != actor.user_id:
-        raise Forbidden("无权查看他人提交的表单 (not allowed to see what others submitted)", task_id=task.id)
-    found = _load(session, _instance(session, task.instance_id), task_ids={task.id})
-    return found[0] if found else None
-
-
-def as_data(item: Submission) -> dict[str, Any]:
-    """Return a submission as JSON-able data (the API and documents)."""
-    def fields(items: list[formtext.Field]) -> list[dict[str, Any]]:
-        return [{"key": f.key, "label": f.label, "text": f.text, "children": fields(f.children)} for f in items]
-    return {"task_id": item.task_id, "bpmn_id": item.bpmn_id, "name": item.name, "actor": item.actor,
-            "at": item.at.isoformat() if item.at else None, "fields": fields(item.fields), "opinions": item.opinions,
-            "superseded": item.superseded}
-
-
-__all__ = ["Submission", "approval_sheet", "as_data", "for_instance", "for_task"]
+__all__ = ["Submission", "approval_sheet", "for_instance"]
