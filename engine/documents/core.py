@@ -4,7 +4,7 @@
 verification code, stores the document and audits it — all in the unit of work of the step that issues it, so a
 rollback leaves no number used and a retried step issues nothing twice (one document per instance and kind).
 
-`/verify/<code>` shows only the public facts (`PublicFacts`): number, title, subject, date, issuers. Unknown codes
+`/verify/<code>` shows only the public facts (`PublicFacts`): number, subject, date, issuers. Unknown codes
 count as failures per client address in the login counters' table (`login_failure`, key ``verify:<address>``), so
 guessing is stopped as login guessing is.
 """
@@ -41,7 +41,6 @@ class PublicFacts:
     """What the public verification page shows of a document, and nothing else."""
 
     number: str
-    title: str
     subject: str
     issued_on: date
     issuers: list[str]
@@ -103,7 +102,7 @@ def for_instance(session: Session, instance_id: int) -> list[IssuedDocument]:
 
 
 def public_facts(doc: IssuedDocument) -> PublicFacts:
-    return PublicFacts(number=doc.number, title=doc.title, subject=doc.subject, issued_on=doc.issued_on,
+    return PublicFacts(number=doc.number, subject=doc.subject, issued_on=doc.issued_on,
                        issuers=list(doc.issuers or []))
 
 
