@@ -9,9 +9,10 @@ RUN npm run build
 
 FROM python:3.11-slim
 WORKDIR /app
-# libcairo2: PNG charts (cairosvg); fonts-noto-cjk: Chinese in charts and PDF previews;
+# libcairo2: PNG charts (cairosvg); fonts-noto-cjk: Chinese in charts; fonts-wqy-microhei: the TrueType CJK font
+# embedded in PDFs (reportlab cannot embed Noto CJK's CFF outlines);
 # postgresql-client: pg_dump / pg_restore for `jzflow backup` and `jzflow restore` (same major as the server).
-RUN apt-get update && apt-get install -y --no-install-recommends libcairo2 fonts-noto-cjk postgresql-client \
+RUN apt-get update && apt-get install -y --no-install-recommends libcairo2 fonts-noto-cjk fonts-wqy-microhei postgresql-client \
     && rm -rf /var/lib/apt/lists/*
 COPY setup.cfg pyproject.toml README.md gunicorn.conf.py ./
 COPY engine ./engine

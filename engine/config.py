@@ -39,6 +39,9 @@ class Settings:
     log_level: str = "INFO"
     metrics_token: str = ""  # a bearer token that may read /metrics (empty: none)
     metrics_allow: tuple[str, ...] = ()  # addresses/networks that may read /metrics without the token
+    number_rules: str = ""  # JSON {rule name: template} overriding an application's document number rules
+    pdf_font: str = ""  # a TrueType CJK font file to embed in PDFs ("path" or "path#index" for a collection)
+    verify_address_failures: int = 30  # unknown verification codes one address may try per login window
 
     @property
     def anchor_path(self) -> Path:
@@ -63,7 +66,7 @@ _KEYS = ("JZFLOW_INSTANCE_DIR", "JZFLOW_DATABASE_URL", "JZFLOW_REDIS_URL", "JZFL
          "JZFLOW_AUDIT_KEY", "JZFLOW_AUDIT_ANCHOR", "JZFLOW_AUDIT_SEAL_SECONDS",
          "JZFLOW_TRUSTED_PROXIES", "JZFLOW_LOGIN_ACCOUNT_FAILURES", "JZFLOW_LOGIN_ADDRESS_FAILURES",
          "JZFLOW_LOGIN_WINDOW_SECONDS", "JZFLOW_LOG_FORMAT", "JZFLOW_LOG_LEVEL", "JZFLOW_METRICS_TOKEN",
-         "JZFLOW_METRICS_ALLOW")
+         "JZFLOW_METRICS_ALLOW", "JZFLOW_NUMBER_RULES", "JZFLOW_PDF_FONT", "JZFLOW_VERIFY_ADDRESS_FAILURES")
 DEV_SECRET_KEY = "dev-only-secret-change-me"  # noqa: S105  # nosec B105 # refused outside the embedded default
 
 
@@ -100,6 +103,9 @@ def _load(_env: tuple[str | None, ...], _cwd: str) -> Settings:
         log_level=os.environ.get("JZFLOW_LOG_LEVEL", "INFO").strip().upper() or "INFO",
         metrics_token=os.environ.get("JZFLOW_METRICS_TOKEN", "").strip(),
         metrics_allow=tuple(p.strip() for p in os.environ.get("JZFLOW_METRICS_ALLOW", "").split(",") if p.strip()),
+        number_rules=os.environ.get("JZFLOW_NUMBER_RULES", ""),
+        pdf_font=os.environ.get("JZFLOW_PDF_FONT", ""),
+        verify_address_failures=int(os.environ.get("JZFLOW_VERIFY_ADDRESS_FAILURES", "30")),
     )
 
 

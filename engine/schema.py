@@ -1,6 +1,7 @@
 """Every table of the workflow engine: import this module to register them all on `Base.metadata`."""
 from engine.audit import models as audit_models
 from engine.deadlines import models as deadline_models
+from engine.documents import models as document_models
 from engine.notify import models as notify_models
 from engine.org import models as org_models
 from engine.org import token_models
@@ -9,7 +10,7 @@ from engine.runtime import models as runtime_models
 from engine.tasks import collab_models
 from engine.tasks import models as task_models
 
-MODULES = (audit_models, deadline_models, notify_models, org_models, token_models, runtime_models,
+MODULES = (audit_models, deadline_models, document_models, notify_models, org_models, token_models, runtime_models,
            collab_models, task_models)
 
 __all__ = ["MODULES", "Base"]

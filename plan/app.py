@@ -20,7 +20,8 @@ from plan.meetings import core as meetings
 from plan.projects import deadlines as project_deadlines
 from plan.reports import schedule as report_schedule
 
-SERVICE_MODULES = ("plan.approval.core", "plan.ledger.core", "plan.leads.core", "plan.investment.core", "plan.projects.core")
+SERVICE_MODULES = ("plan.approval.core", "plan.approval.certificate", "plan.ledger.core", "plan.leads.core",
+                   "plan.investment.core", "plan.projects.core")
 BEAT = {
     "pending-reports": {"task": "plan.jobs.pending_reports", "schedule": 60.0},
     # 七步工作法: one instance per month; idempotent, so a daily run catches up a missed one.

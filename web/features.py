@@ -10,6 +10,7 @@ FEATURES = (
     "web.tasks",          # the task page: form, diagram, history, operations
     "web.processes",      # 发起: start a process with its start form
     "web.instances",      # instance list and page; suspend / resume / terminate
+    "web.documents",      # 审批单 (print, PDF), issued documents (联合意见书 PDF), public /verify/<code>
     "web.notifications",  # in-app notifications
     "web.supervision",    # 督办: overdue and escalated work of a leader's area
     "web.projects",       # 项目库: the projects one may see and a project's page

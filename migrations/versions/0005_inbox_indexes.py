@@ -1,7 +1,7 @@
 """inbox indexes: 待办 index-only in page order, 已办 by who completed it
 
 Revision ID: 0005
-Revises: 0006
+Revises: 0004
 Create Date: 2026-11-28 00:40:00.000000
 
 Numbered 0005 as reserved for the inbox, but it comes after 0006_deadlines, which already revises 0004:
@@ -12,7 +12,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = '0005'
-down_revision = '0006'
+down_revision = '0004'
 branch_labels = None
 depends_on = None
 

@@ -2,7 +2,7 @@
 webhooks and report runs
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 Create Date: 2026-11-28 00:25:28.120780
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from alembic import op
 import engine.orm
 
 revision = '0006'
-down_revision = '0004'
+down_revision = '0005'
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """modeller and audit pages: an index for the audit page's object filter
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-11-28 01:30:00.000000
 
 Auditors filter the trail by object type and id (docs: web/audit); every other filter already has an
@@ -13,7 +13,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = '0007'
-down_revision = '0005'
+down_revision = '0006'
 branch_labels = None
 depends_on = None
 

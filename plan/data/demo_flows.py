@@ -271,8 +271,7 @@ def _approval_step(demo: Demo, spec: Spec, window: str, step: Spec, iid: int) ->
                   {"deferred_supplied": list(step["supplied"]), "deferred_note": step.get("note", "已补交。")})
     elif do == "certify":
         issued = demo.local_day()
-        demo.step(iid, "issue_certificate", step.get("by", window),
-                  {"certificate_no": f"JZBP-{issued[:4]}-{iid:04d}", "issued_on": issued})
+        demo.step(iid, "issue_certificate", step.get("by", window), {"issued_on": issued})
     else:
         raise InvalidInput(f"未知步骤 (unknown step): {do}")
     return iid

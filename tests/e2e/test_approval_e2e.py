@@ -134,7 +134,10 @@ def test_parallel_approval_with_a_supplement_round(app_process: AppProcess, desk
 
     # -- 联合出证 -----------------------------------------------------------------------------------------------
     open_from_inbox(window, app_process, title, "联合出证")
-    window.fill("#fld-f-certificate_no", "JZBP-2025-0901")
+    earlier = window.locator("#earlier-steps").inner_text()  # 联合出证 reads the departments' opinions
+    assert "补正材料符合要求，同意。" in earlier and "审查结论" in earlier
+    assert window.locator("#fld-f-certificate_no").count() == 0  # the engine numbers it, nobody types it
+    window.screenshot(path=str(e2e_artifacts / "approval-3b-certificate-reads-opinions.png"), full_page=True)
     window.fill("#fld-f-issued_on", datetime.now(clock.SHANGHAI).date().isoformat())
     assert "已提交" in submit_task(window)
 
@@ -150,6 +153,8 @@ def test_parallel_approval_with_a_supplement_round(app_process: AppProcess, desk
     history = applicant.locator("ol.timeline").inner_text()
     for who in ("顾鹏", "马晓燕", "林志远", "罗成"):
         assert who in history
+    issued = applicant.locator("#issued-documents").inner_text()
+    assert re.search(r"胶审〔\d{4}〕\d{4}号", issued), issued
     applicant.screenshot(path=str(e2e_artifacts / "approval-4-completed.png"), full_page=True)
 
     row, tasks = instance_row(app_process, title)

@@ -21,7 +21,7 @@ from lxml import etree
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine import audit, clock, deploy, org, runtime, tasks
+from engine import audit, clock, deploy, documents, org, runtime, tasks
 from engine.audit.models import AuditEvent
 from engine.errors import FormInvalid, NotYourTask
 from engine.org.actors import SYSTEM, Actor, actor_for
@@ -197,7 +197,7 @@ def certify(session: Session, people: dict[str, Actor], instance_id: int, when: 
     clock.freeze(when)
     local_day = when.astimezone(SHANGHAI).date().isoformat()
     return do(session, only_task(session, instance_id, "issue_certificate"), people["window_wang"],
-              {"certificate_no": "JZBP-2025-0001", "issued_on": local_day})
+              {"issued_on": local_day})
 
 
 def approve_all(session: Session, people: dict[str, Actor], instance_id: int) -> None:
@@ -267,6 +267,12 @@ def test_happy_path_counts_working_days_across_national_day(
     assert final["outcome"] == "certified"
     assert final["certificate_date"] == date(2025, 10, 10)
     assert final["certificate_title"] == "胶州湾智能家电产业园（一期）并联审批联合意见书"
+    # 联合出证: the engine numbered it (nobody typed it), stored and audited it.
+    assert final["certificate"]["number"] == "胶审〔2025〕0001号"
+    issued = documents.for_instance(session, iid)
+    assert [(d.number, d.subject, d.issued_on) for d in issued] == [
+        ("胶审〔2025〕0001号", "胶州湾智能家电产业园（一期）", date(2025, 10, 10))]
+    assert issued[0].issuers == [DEPARTMENTS[c] for c in ("fgj", "zrzyj", "sthjj")]
     assert sorted(final["approved_departments"]) == ["fgj", "sthjj", "zrzyj"]
     assert [(r["code"], r["round"], r["decision"]) for r in final["review_log"]] == [
         ("fgj", 1, "approve"), ("zrzyj", 1, "approve"), ("sthjj", 1, "approve")]

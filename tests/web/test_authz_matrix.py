@@ -27,7 +27,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 from werkzeug.security import generate_password_hash
 
-from engine import deploy
+from engine import deploy, documents
 from engine.audit.models import AuditEvent
 from engine.db import make_engine, make_sessionmaker
 from engine.org import tokens
@@ -153,6 +153,11 @@ MATRIX: dict[str, Access] = {
     "instances.suspend": Access(post=ADMIN),
     "instances.resume": Access(post=ADMIN),
     "instances.terminate": Access(post=ADMIN),
+    # 审批单 and issued documents of the owner's instance; the 审批单 is internal (applicants: not even their own)
+    "documents.sheet": Access(get=SEES_ALL),
+    "documents.sheet_pdf": Access(get=SEES_ALL),
+    "documents.document_pdf": Access(get=SEES_ALL, params={"doc_id": "@doc"}),
+    "documents.verify": Access(get=ALL, public=True, params={"code": "@verify_code"}),  # public facts only
     # 通知: the bystander's notification
     "notifications.index": Access(get=ALL),
     "notifications.read": Access(post=NOBODY, params={"notification_id": "@notification"}),
@@ -302,13 +307,17 @@ def build(db_url: str) -> dict[str, Any]:
                                              "name": "x", "stage": "signed", "reasons": ["x"]}])
             s.add_all([note, run, meeting])
             s.flush()
+            issued = documents.issue(s, instance_id=row.id, kind="matrix", rule=documents.NumberRule(
+                "matrix", "M{year}-{seq:04d}"), title="文书", subject="公开事项", issuers=["发展和改革局"],
+                issued_on=date(2025, 9, 1), actor=owner)
             event = s.scalar(select(AuditEvent.id).where(AuditEvent.stream == f"instance:{row.id}")
                              .order_by(AuditEvent.id))
             version = s.scalar(select(ProcessVersion.id).where(ProcessVersion.id == row.version_id))
             ids = {"task": task.id, "instance": row.id, **outsiders(s), "attachment": attachment.id, "cc": cc.id,
                    "filter": saved.id,
-                   "token": token_id, "owner": owner.user_id, "notification": note.id, "run": run.id, "meeting": meeting.id,
-                   "event": event, "version": version, "project": "XM-2025-0012", "indicator": "airport_cargo"}
+                   "token": token_id, "owner": owner.user_id, "notification": note.id, "run": run.id,
+                   "meeting": meeting.id, "event": event, "version": version, "doc": issued.id,
+                   "verify_code": issued.verify_code, "project": "XM-2025-0012", "indicator": "airport_cargo"}
             s.commit()
             assert s.scalar(select(SavedFilter.id).where(SavedFilter.id == saved.id)) is not None
             assert s.scalar(select(IndicatorValue.id).limit(1)) is not None
@@ -532,7 +541,8 @@ def test_the_owner_reaches_what_the_matrix_keeps_from_others(world: World) -> No
     assert response.status_code == 302
     ids = world.ids
     for path in (f"/tasks/{ids['task']}", f"/instances/{ids['instance']}", f"/api/tasks/{ids['task']}",
-                 f"/tasks/{ids['task']}/attachments/{ids['attachment']}"):
+                 f"/tasks/{ids['task']}/attachments/{ids['attachment']}",
+                 f"/instances/{ids['instance']}/documents/{ids['doc']}.pdf"):
         response = client.get(path)
         assert response.status_code == 200, path
     assert SECRETS[0] in client.get(f"/tasks/{ids['task']}").get_data(as_text=True)

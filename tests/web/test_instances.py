@@ -75,9 +75,11 @@ def test_data_is_shown_to_admin_auditor_and_starter_only(app: Flask, login: Logi
     applicant = login("applicant")
     row = started_review(app, applicant)
     _submit(app, row.id)
-    window = login("window")  # a candidate of 一窗受理: sees the timeline, not the data
+    window = login("window")  # a candidate of 一窗受理: sees the timeline and the submitted forms, not the data
     html = window.get(f"/instances/{row.id}").get_data(as_text=True)
-    assert "办理记录" in html and "流程数据" not in html and "6000" not in html
+    assert "办理记录" in html and "流程数据" not in html
+    before_sheet, sheet = html.split('id="approval-sheet"', 1)
+    assert "6000" in sheet.split("</section>", 1)[0] and "6000" not in before_sheet  # what the applicant submitted
     assert "详情" not in html  # nor the audit events' values
     admin_html = login("admin").get(f"/instances/{row.id}").get_data(as_text=True)
     assert "流程数据" in admin_html and "6000" in admin_html and "详情" in admin_html

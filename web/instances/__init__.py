@@ -8,11 +8,11 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import login_required
 
-from engine import runtime
+from engine import documents, runtime
 from engine.errors import Forbidden, InstanceNotFound, NotFound
 from engine.org.actors import Actor
 from engine.runtime import instances, timeline
-from engine.tasks import access, queries
+from engine.tasks import access, queries, submissions
 from web import downloads, links
 from web.common import commit, current_actor, db_session
 from web.instances import labels
@@ -71,13 +71,15 @@ def show(instance_id: int) -> ResponseReturnValue:
     history = [(e, json.dumps(e.details, ensure_ascii=False, indent=2, sort_keys=True, default=str)
                 if e.details is not None else None) for e in entries]
     task_rows = timeline.human_tasks(session, instance_id)
+    steps = submissions.for_instance(session, actor, instance_id)  # an applicant: only their own steps
     users = queries.UserNames().load(session, [t.assignee_id for t in task_rows]
                                      + [t.completed_by_id for t in task_rows])
     return render_template(
         "instances/show.html", row=row, instance=instance, states=states, data=data, history=history,
         tasks=task_rows, users=users, incidents=timeline.incidents(session, instance_id),
         labels=labels, is_admin=actor.is_admin, task_url=links.task_url, related=links.instance_links(instance_id),
-        diagram_url=url_for("instances.diagram", instance_id=instance_id))
+        diagram_url=url_for("instances.diagram", instance_id=instance_id), steps=steps, external=external,
+        issued=documents.for_instance(session, instance_id))
 
 
 @bp.get("/instances/<int:instance_id>/diagram.bpmn")

@@ -8,7 +8,7 @@ from flask_login import login_required
 from werkzeug.datastructures import MultiDict
 
 from engine import clock
-from engine.tasks import inbox, taskview
+from engine.tasks import inbox, submissions, taskview
 from web import downloads
 from web.common import current_actor, db_session
 from web.formrender import Form, initial, render
@@ -22,6 +22,7 @@ ACTIONS = {
     "task.delegation_resolved": _l("委派退回"), "task.cosign.add": _l("加签"), "task.cosign.remove": _l("减签"),
     "task.cosign.sign": _l("加签签署"), "task.submit_for_cosign": _l("提交，待加签人签署"),
     "task.send_back": _l("退回"), "task.withdraw": _l("撤回"), "task.urge": _l("催办"), "timer.fire": _l("定时触发"),
+    "document.issue": _l("出具文书"),
     "instance.attach": _l("上传附件"), "instance.incident": _l("流程故障"), "instance.suspend": _l("挂起"),
     "instance.resume": _l("恢复"), "instance.terminate": _l("终止"), "opinion": _l("审批意见"),
     "comment": _l("评论"), "urge": _l("催办"), "transfer": _l("转办说明"), "delegate": _l("委派说明"),
@@ -44,8 +45,10 @@ def render_page(task_id: int, *, raw: MultiDict[str, str] | None = None, errors:
         form = Form.from_text(page.schema_text, page.ui_text)
         form_html = render(form, raw if raw is not None else initial(form, page.data), errors, more=more)
     now = clock.now()
+    steps = submissions.for_instance(session, actor, page.task.instance_id)  # what earlier steps submitted
     return render_template(
-        "tasks/show.html", page=page, task=page.task, form_html=form_html,
+        "tasks/show.html", page=page, task=page.task, form_html=form_html, steps=steps,
+        own=next((s for s in steps if s.task_id == page.task.id), None),
         opinion=(raw.get("opinion", "") if raw is not None else ""),
         instructions_html=instructions.render(page.instructions, page.data),
         light=inbox.light_of(page.task.due_at, page.task.warn_at, now),

@@ -61,3 +61,9 @@ function initDiagrams(root) {
 
 window.jzflow = Object.assign(window.jzflow || {}, { showDiagram, initDiagrams });
 htmx.onLoad(initDiagrams); // on the first load and on every swapped-in fragment
+
+// <button data-jz-print>: print the page (the print stylesheet leaves only the document); no inline script (CSP).
+document.addEventListener("click", (event) => {
+  const button = event.target.closest && event.target.closest("[data-jz-print]");
+  if (button) window.print();
+});

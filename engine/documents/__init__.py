@@ -1,0 +1,20 @@
+"""Documents the engine issues: numbers by rule, verification codes, PDFs with an embedded CJK font."""
+from engine.documents.core import (
+    PublicFacts,
+    display_code,
+    for_instance,
+    issue,
+    new_code,
+    normalize_code,
+    public_facts,
+    record_miss,
+    verify,
+    verify_wait,
+)
+from engine.documents.models import DocumentSequence, IssuedDocument
+from engine.documents.numbering import NumberRule, allocate, check_template, rule
+from engine.documents.pdf import FontMissing
+
+__all__ = ["DocumentSequence", "FontMissing", "IssuedDocument", "NumberRule", "PublicFacts", "allocate",
+           "check_template", "display_code", "for_instance", "issue", "new_code", "normalize_code", "public_facts",
+           "record_miss", "rule", "verify", "verify_wait"]

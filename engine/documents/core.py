@@ -1,0 +1,146 @@
+"""Issue a numbered document for an instance (once), find it by its verification code, and limit code guessing.
+
+`issue` takes the next number of its rule (`numbering.allocate`, in the caller's transaction), draws an unguessable
+verification code, stores the document and audits it — all in the unit of work of the step that issues it, so a
+rollback leaves no number used and a retried step issues nothing twice (one document per instance and kind).
+
+`/verify/<code>` shows only the public facts (`PublicFacts`): number, subject, date, issuers. Unknown codes
+count as failures per client address in the login counters' table (`login_failure`, key ``verify:<address>``), so
+guessing is stopped as login guessing is.
+"""
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import case, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from engine import audit, clock
+from engine.db import is_postgres
+from engine.documents import numbering
+from engine.documents.models import IssuedDocument
+from engine.errors import InvalidInput
+from engine.org.actors import Actor
+from engine.org.models import LoginFailure
+
+# Crockford's base32 (no I, L, O, U): 20 symbols are 100 bits, read aloud or typed from paper without confusion.
+ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+CODE_LENGTH = 20
+GROUP = 4
+MAX_TEXT = 300
+LOOK_ALIKES = str.maketrans("OIL", "011")  # typed from paper: O for 0, I or L for 1
+
+
+@dataclass(frozen=True)
+class PublicFacts:
+    """What the public verification page shows of a document, and nothing else."""
+
+    number: str
+    subject: str
+    issued_on: date
+    issuers: list[str]
+
+
+def new_code() -> str:
+    """Return a fresh verification code (100 random bits)."""
+    return "".join(secrets.choice(ALPHABET) for _ in range(CODE_LENGTH))
+
+
+def display_code(code: str) -> str:
+    """Return a code grouped for reading: XXXX-XXXX-XXXX-XXXX-XXXX."""
+    return "-".join(code[i:i + GROUP] for i in range(0, len(code), GROUP))
+
+
+def normalize_code(text: str) -> str:
+    """Return the stored form of a code as typed (case, dashes, spaces and O/I/L look-alikes forgiven).
+
+    Raises: InvalidInput (not a code's shape: the wrong length or a symbol outside the alphabet)
+    """
+    cleaned = (text or "")[:100].upper().replace("-", "").replace(" ", "")
+    cleaned = cleaned.translate(LOOK_ALIKES)
+    if len(cleaned) != CODE_LENGTH or any(ch not in ALPHABET for ch in cleaned):
+        raise InvalidInput(f"核验码格式不正确：应为{CODE_LENGTH}位字母数字（如 {display_code('0' * CODE_LENGTH)}）"
+                           " (a verification code has 20 letters and digits)", field="code")
+    return cleaned
+
+
+def issue(session: Session, *, instance_id: int, kind: str, rule: numbering.NumberRule, title: str, subject: str,
+          issuers: list[str], issued_on: date, actor: Actor, details: Any = None) -> IssuedDocument:
+    """Issue the instance's document of this kind with the rule's next number, or return the one issued before.
+
+    Raises: InvalidInput (an empty title or subject)
+    """
+    found = session.scalar(select(IssuedDocument).where(IssuedDocument.instance_id == instance_id,
+                                                        IssuedDocument.kind == kind))
+    if found is not None:
+        return found  # a step run again issues nothing twice
+    if not title.strip() or not subject.strip():
+        raise InvalidInput("文书须有标题和事项名称 (a document needs a title and a subject)", field="subject")
+    seq = numbering.allocate(session, rule.name, issued_on.year)
+    doc = IssuedDocument(instance_id=instance_id, kind=kind, rule=rule.name, year=issued_on.year, seq=seq,
+                         number=rule.format(issued_on.year, seq), verify_code=new_code(), title=title[:MAX_TEXT],
+                         subject=subject[:MAX_TEXT], issuers=[str(i)[:MAX_TEXT] for i in issuers][:50],
+                         issued_on=issued_on, issued_at=clock.now(), issued_by_id=actor.user_id, details=details)
+    session.add(doc)
+    session.flush()
+    audit.record(session, actor, "document.issue", stream=f"instance:{instance_id}", object_type="issued_document",
+                 object_id=doc.id, after={"kind": kind, "number": doc.number, "rule": rule.name, "year": doc.year,
+                                          "seq": seq, "title": doc.title, "subject": doc.subject,
+                                          "issuers": doc.issuers, "issued_on": issued_on.isoformat()})
+    return doc
+
+
+def for_instance(session: Session, instance_id: int) -> list[IssuedDocument]:
+    """Return the documents issued for an instance, in the order they were issued (no access check)."""
+    return list(session.scalars(select(IssuedDocument).where(IssuedDocument.instance_id == instance_id)
+                                .order_by(IssuedDocument.issued_at, IssuedDocument.id)))
+
+
+def public_facts(doc: IssuedDocument) -> PublicFacts:
+    return PublicFacts(number=doc.number, subject=doc.subject, issued_on=doc.issued_on,
+                       issuers=list(doc.issuers or []))
+
+
+def _key(address: str | None) -> str:
+    return "verify:" + (address or "unknown")[:190]
+
+
+def verify_wait(session: Session, *, address: str | None, now: datetime, limit: int, window_seconds: int) -> int:
+    """Return the seconds this address must wait before checking another code; 0 when it may check now."""
+    row = session.get(LoginFailure, _key(address))
+    if row is None:
+        return 0
+    ends = row.window_start + timedelta(seconds=window_seconds)
+    if row.failures >= limit and ends > now:
+        return int((ends - now).total_seconds()) + 1
+    return 0
+
+
+def record_miss(session: Session, *, address: str | None, now: datetime, window_seconds: int) -> None:
+    """Count one unknown or malformed code against the address (an atomic upsert; flushes)."""
+    stale = now - timedelta(seconds=window_seconds)
+    insert = pg_insert if is_postgres(session) else sqlite_insert
+    restart = LoginFailure.window_start <= stale
+    session.execute(insert(LoginFailure).values(key=_key(address), failures=1, window_start=now)
+                    .on_conflict_do_update(index_elements=[LoginFailure.key], set_={
+                        "failures": case((restart, 1), else_=LoginFailure.failures + 1),
+                        "window_start": case((restart, now), else_=LoginFailure.window_start)}))
+    session.flush()
+
+
+def verify(session: Session, code: str) -> PublicFacts | None:
+    """Return the public facts of the document with this code, or None for an unknown code.
+
+    Raises: InvalidInput (a malformed code)
+    """
+    doc = session.scalar(select(IssuedDocument).where(IssuedDocument.verify_code == normalize_code(code)))
+    return public_facts(doc) if doc is not None else None
+
+
+__all__ = ["ALPHABET", "CODE_LENGTH", "PublicFacts", "display_code", "for_instance", "issue", "new_code",
+           "normalize_code", "public_facts", "record_miss", "verify", "verify_wait"]

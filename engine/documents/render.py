@@ -1,0 +1,124 @@
+"""Documents as PDF, after the access check: an issued document in its kind's layout, and an instance's 审批单.
+
+An application registers a layout per document kind (`layout`); a kind without one prints in the generic layout
+(title, number, facts, issuers, seal area, verification code). The 审批单 (approval sheet) is every finished step in
+order — who, when, the form's fields with their labels, the opinion — with the instance's issued numbers and a seal
+area, for whoever may read the whole sheet (`submissions.approval_sheet`).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine import clock, extensions
+from engine.documents import core, pdf
+from engine.documents.models import IssuedDocument
+from engine.errors import NotFound
+from engine.org.actors import Actor
+from engine.runtime.models import ProcessDefinition, ProcessInstance
+from engine.tasks import access, submissions
+
+
+@dataclass(frozen=True)
+class LayoutInput:
+    doc: IssuedDocument
+    instance: ProcessInstance
+    steps: list[submissions.Submission]  # the finished steps the reader may see
+    verify_url: str | None
+
+
+Layout = Callable[[LayoutInput], pdf.Document]
+LAYOUTS: dict[str, Layout] = {}
+
+
+def layout(kind: str) -> Callable[[Layout], Layout]:
+    """Register the layout of a document kind (an application's own document)."""
+    def register(fn: Layout) -> Layout:
+        LAYOUTS[kind] = fn
+        return fn
+    return register
+
+
+def generic(inp: LayoutInput) -> pdf.Document:
+    """Print a document with its public facts, the seal area and the verification code."""
+    doc = inp.doc
+    return pdf.Document(
+        title=doc.title, number=doc.number,
+        facts=[("事项", doc.subject), ("出具日期", doc.issued_on.isoformat()), ("出具单位", "、".join(doc.issuers))],
+        seal=pdf.Seal(doc.issuers, chinese_date(doc.issued_on.year, doc.issued_on.month, doc.issued_on.day)),
+        verify_code=core.display_code(doc.verify_code), verify_url=inp.verify_url, footer=doc.number)
+
+
+def chinese_date(year: int, month: int, day: int) -> str:
+    return f"{year}年{month}月{day}日"
+
+
+def _instance(session: Session, actor: Actor, instance_id: int) -> ProcessInstance:
+    access.require_view(session, actor, instance_id)
+    instance = session.get(ProcessInstance, instance_id)
+    if instance is None:
+        raise NotFound(f"流程实例不存在: {instance_id}", instance_id=instance_id)
+    return instance
+
+
+def issued_pdf(session: Session, actor: Actor, instance_id: int, doc_id: int,
+               verify_url: Callable[[str], str] | None = None) -> tuple[IssuedDocument, bytes]:
+    """Return an issued document of the instance and its PDF, for whoever may see the instance.
+
+    Raises: Forbidden, NotFound (no such document on this instance), FontMissing
+    """
+    instance = _instance(session, actor, instance_id)
+    doc = session.scalar(select(IssuedDocument).where(IssuedDocument.id == doc_id,
+                                                      IssuedDocument.instance_id == instance_id))
+    if doc is None:
+        raise NotFound(f"文书不存在: {doc_id}", document_id=doc_id)
+    extensions.load()
+    from engine.runtime import effects
+    effects.load_all()  # the application's layouts are registered where its services are
+    inp = LayoutInput(doc=doc, instance=instance, steps=submissions.for_instance(session, actor, instance_id),
+                      verify_url=verify_url(core.display_code(doc.verify_code)) if verify_url else None)
+    return doc, pdf.render(LAYOUTS.get(doc.kind, generic)(inp))
+
+
+def sheet_document(session: Session, actor: Actor, instance_id: int) -> pdf.Document:
+    """Build the instance's 审批单: facts, every finished step in order, issued numbers, the seal area.
+
+    Raises: Forbidden (not allowed to read the whole sheet), NotFound
+    """
+    instance = _instance(session, actor, instance_id)
+    steps = submissions.approval_sheet(session, actor, instance_id)
+    process_name = session.scalar(select(ProcessDefinition.name).where(
+        ProcessDefinition.id == instance.definition_id)) or ""
+    docs = core.for_instance(session, instance_id)
+    started = clock.as_utc(instance.started_at).astimezone(clock.SHANGHAI)
+    facts = [("流程", process_name), ("事项", instance.title), ("流程编号", str(instance.id))]
+    if instance.business_key:
+        facts.append(("业务编号", instance.business_key))
+    facts.append(("发起时间", started.strftime("%Y-%m-%d %H:%M")))
+    facts += [(d.title, d.number) for d in docs]
+    sections = []
+    for n, step in enumerate(steps, 1):
+        at = step.at.astimezone(clock.SHANGHAI).strftime("%Y-%m-%d %H:%M") if step.at else ""
+        sections.append(pdf.Section(heading=f"{n}. {step.name}", meta=f"办理人：{step.actor}　办理时间：{at}",
+                                    fields=step.fields, opinions=step.opinions,
+                                    note="（此步骤其后被退回或撤回，已重新办理）" if step.superseded else ""))
+    today = clock.now().astimezone(clock.SHANGHAI).date()
+    issuers = [i for d in docs for i in d.issuers]
+    return pdf.Document(title=f"审批单 · {instance.title}", facts=facts, sections=sections,
+                        seal=pdf.Seal(issuers or ["经办单位"], chinese_date(today.year, today.month, today.day)),
+                        footer=f"{process_name} · {instance.title}")
+
+
+def sheet_pdf(session: Session, actor: Actor, instance_id: int) -> bytes:
+    """Return the instance's 审批单 as PDF.
+
+    Raises: Forbidden, NotFound, FontMissing
+    """
+    return pdf.render(sheet_document(session, actor, instance_id))
+
+
+__all__ = ["LAYOUTS", "Layout", "LayoutInput", "chinese_date", "generic", "issued_pdf", "layout", "sheet_document",
+           "sheet_pdf"]

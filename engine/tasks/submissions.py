@@ -1,0 +1,130 @@
+"""What was submitted on an instance's finished steps — who, when, what, with which opinion — as people read it.
+
+The data of a completed step is the `task.complete` audit event's (the validated form data, recorded in the same
+transaction as the completion), the opinion its holder's `opinion` comment, the labels its form's (the version's
+form files, never the raw keys). A co-signer's signature (加签签署) is a step with an opinion and no form.
+
+Who sees what: whoever may see the instance sees every step's submission (`access.require_view`); an applicant
+from outside (`access.is_external`) sees only what they submitted themselves — not the departments' forms.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine import clock, runtime
+from engine.audit.models import AuditEvent
+from engine.errors import Forbidden, InstanceNotFound
+from engine.org.actors import Actor
+from engine.runtime import formtext
+from engine.runtime.models import ProcessInstance
+from engine.tasks import access
+from engine.tasks.collab_models import Comment
+from engine.tasks.models import HumanTask
+from engine.tasks.queries import UserNames
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One finished step: its task, who completed it and when, its form's fields and the opinion given."""
+
+    task_id: int
+    bpmn_id: str
+    name: str
+    kind: str  # bpmn | cosign
+    actor: str
+    actor_id: int | None
+    at: datetime | None
+    form_title: str | None
+    fields: list[formtext.Field] = field(default_factory=list)
+    opinions: list[str] = field(default_factory=list)
+    superseded: bool = False  # the step was reopened afterwards (退回 / 撤回): a later submission replaces it
+
+
+def _events(session: Session, instance_id: int) -> dict[int, AuditEvent]:
+    found: dict[int, AuditEvent] = {}
+    for ev in session.scalars(select(AuditEvent).where(AuditEvent.stream == f"instance:{instance_id}",
+                                                       AuditEvent.action == "task.complete")
+                              .order_by(AuditEvent.seq)):
+        after = ev.after if isinstance(ev.after, dict) else {}
+        task_id = after.get("task_id")
+        if isinstance(task_id, int):
+            found[task_id] = ev  # the last completion of a task row is the one that stands
+    return found
+
+
+def _load(session: Session, instance: ProcessInstance, *, only_by: int | None = None,
+          task_ids: set[int] | None = None) -> list[Submission]:
+    rows = list(session.scalars(select(HumanTask).where(HumanTask.instance_id == instance.id,
+                                                        HumanTask.state == "completed")
+                                .order_by(HumanTask.completed_at, HumanTask.id)))
+    if only_by is not None:
+        rows = [r for r in rows if r.completed_by_id == only_by]
+    if task_ids is not None:
+        rows = [r for r in rows if r.id in task_ids]
+    if not rows:
+        return []
+    events = _events(session, instance.id)
+    opinions: dict[int, list[str]] = {}
+    for c in session.scalars(select(Comment).where(Comment.instance_id == instance.id, Comment.kind == "opinion",
+                                                   Comment.task_id.in_([r.id for r in rows]))
+                             .order_by(Comment.created_at, Comment.id)):
+        row = next(r for r in rows if r.id == c.task_id)
+        if c.author_id == row.completed_by_id or row.completed_by_id is None:
+            opinions.setdefault(c.task_id or 0, []).append(c.body)
+    later = {(t.task_guid, t.id) for t in session.scalars(select(HumanTask).where(
+        HumanTask.instance_id == instance.id, HumanTask.kind == "bpmn"))}
+    files = runtime.version_info(session, instance.version_id).files
+    users = UserNames().load(session, [r.completed_by_id for r in rows])
+    result = []
+    for row in rows:
+        ev = events.get(row.id)
+        data = ev.after.get("data") if ev is not None and isinstance(ev.after, dict) else None
+        schema_text = files.get(row.form_schema) if row.form_schema else None
+        ui_text = files.get(row.form_ui_schema) if row.form_ui_schema else None
+        fields = formtext.describe_texts(schema_text, ui_text, data) if isinstance(data, dict) else []
+        at = row.completed_at or (ev.at if ev is not None else None)
+        result.append(Submission(
+            task_id=row.id, bpmn_id=row.bpmn_id, name=row.name, kind=row.kind,
+            actor=users.get(row.completed_by_id) or (ev.actor_name if ev is not None else "") or "系统",
+            actor_id=row.completed_by_id, at=clock.as_utc(at) if at is not None else None,
+            form_title=formtext.title_of(schema_text), fields=fields, opinions=opinions.get(row.id, []),
+            superseded=row.kind == "bpmn" and any(g == row.task_guid and i > row.id for g, i in later)))
+    return result
+
+
+def _instance(session: Session, instance_id: int) -> ProcessInstance:
+    instance = session.get(ProcessInstance, instance_id)
+    if instance is None:
+        raise InstanceNotFound(f"流程实例不存在: {instance_id}", instance_id=instance_id)
+    return instance
+
+
+def for_instance(session: Session, actor: Actor, instance_id: int) -> list[Submission]:
+    """Return the instance's finished steps in the order they were finished, as far as the actor may see them.
+
+    Raises: Forbidden (the actor may not see the instance)
+    """
+    access.require_view(session, actor, instance_id)
+    instance = _instance(session, instance_id)
+    if access.is_external(session, actor):
+        return _load(session, instance, only_by=actor.user_id if actor.user_id is not None else -1)
+    return _load(session, instance)
+
+
+def approval_sheet(session: Session, actor: Actor, instance_id: int) -> list[Submission]:
+    """Return every finished step for the 审批单 (the instance's whole record of decisions).
+
+    Raises: Forbidden (the actor may not see the instance, or is an applicant from outside: the sheet holds the
+    departments' internal opinions)
+    """
+    access.require_view(session, actor, instance_id)
+    if access.is_external(session, actor):
+        raise Forbidden("审批单仅供内部查看 (the approval sheet is internal)", instance_id=instance_id)
+    return _load(session, _instance(session, instance_id))
+
+
+__all__ = ["Submission", "approval_sheet", "for_instance"]

@@ -1,0 +1,90 @@
+"""联合意见书: the joint certificate of a 并联审批, numbered by the engine when the window issues it (联合出证).
+
+The number follows the city's rule 胶审〔年份〕序号号 (e.g. 胶审〔2026〕0001号): a per-year sequence, four digits
+zero-padded, gap-free and unique (`engine.documents.numbering`); JZFLOW_NUMBER_RULES may change the template of
+the rule `approval_certificate` (e.g. ``{"approval_certificate": "胶审〔{year}〕{seq:05d}号"}``). Nobody types a
+number: the service task after 联合出证 issues it, stores it with a verification code, audits it, and puts it in the
+instance's data (`certificate`). The layout prints the departments' review opinions, the seal area (盖章处) for the
+issuing departments, and the verification code with the public address that checks it.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import date
+from typing import Any
+
+from engine import documents
+from engine.documents import pdf, render
+from engine.runtime import effects
+
+RULE = "approval_certificate"
+DEFAULT_TEMPLATE = "胶审〔{year}〕{seq:04d}号"
+KIND = "approval_joint_certificate"
+STAGES = {"land_planning": "立项用地规划许可", "construction_works": "工程建设许可",
+          "construction_permit": "施工许可", "completion_acceptance": "竣工验收"}
+DECISIONS = {"approve": "同意", "supplement": "补正", "disapprove": "不同意"}
+
+
+def _latest_reviews(review_log: object) -> list[dict[str, str]]:
+    """Each department's last review (the round that decided), in the order the departments first reviewed."""
+    latest: dict[str, dict[str, str]] = {}
+    for item in review_log if isinstance(review_log, Sequence) and not isinstance(review_log, str) else []:
+        if isinstance(item, Mapping) and isinstance(item.get("code"), str):
+            latest[item["code"]] = {"name": str(item.get("name") or item["code"]),
+                                    "decision": str(item.get("decision") or ""),
+                                    "opinion": str(item.get("opinion") or ""), "round": str(item.get("round") or "")}
+    return list(latest.values())
+
+
+@effects.service("approval_issue_certificate")
+def issue_certificate(ctx: effects.RunContext, project_name: str, issued_on: str, departments: list[Any],
+                      review_log: list[Any], applicant_unit: str = "", stage: str = "",
+                      project_code: str = "") -> dict[str, Any]:
+    """Issue the instance's 联合意见书 with the next 胶审 number (once per instance) and return its number.
+
+    Raises: ValueError (no departments, a bad date), InvalidInput (a bad number rule)
+    """
+    day = date.fromisoformat(issued_on)
+    issuers = [str(d.get("name") or d.get("code")) for d in departments if isinstance(d, Mapping)]
+    if not issuers:
+        raise ValueError("no issuing departments (departments is empty)")
+    doc = documents.issue(
+        ctx.session, instance_id=ctx.running.row.id, kind=KIND, rule=documents.rule(RULE, DEFAULT_TEMPLATE),
+        title="并联审批联合意见书", subject=project_name, issuers=issuers, issued_on=day, actor=ctx.actor,
+        details={"applicant_unit": applicant_unit, "stage": stage, "project_code": project_code,
+                 "reviews": _latest_reviews(review_log)})
+    return {"number": doc.number, "document_id": doc.id, "issued_on": doc.issued_on.isoformat()}
+
+
+@render.layout(KIND)
+def joint_certificate(inp: render.LayoutInput) -> pdf.Document:
+    """Lay out the 联合意见书: to the applicant, the departments' opinions, the seal area, the verification code."""
+    doc = inp.doc
+    details = doc.details if isinstance(doc.details, Mapping) else {}
+    stage = STAGES.get(str(details.get("stage") or ""), str(details.get("stage") or ""))
+    applicant = str(details.get("applicant_unit") or "")
+    issuers = "、".join(doc.issuers)
+    facts = [("项目名称", doc.subject)]
+    if details.get("project_code"):
+        facts.append(("项目代码", str(details["project_code"])))
+    if applicant:
+        facts.append(("申请单位", applicant))
+    if stage:
+        facts.append(("审批阶段", stage))
+    facts += [("审批部门", issuers), ("出证日期", render.chinese_date(doc.issued_on.year, doc.issued_on.month,
+                                                                  doc.issued_on.day))]
+    paragraphs = [f"{applicant or '申请单位'}：",
+                  f"你单位报送的“{doc.subject}”{stage}并联审批申请，经{issuers}并联审查，各部门均出具同意意见。"
+                  "现出具本联合意见书，请据此办理后续手续。"]
+    reviews = [r for r in details.get("reviews") or [] if isinstance(r, Mapping)]
+    sections = [pdf.Section(heading=str(r.get("name")), meta=f"审查结论：{DECISIONS.get(str(r.get('decision')), '')}",
+                            opinions=[str(r.get("opinion"))] if r.get("opinion") else [])
+                for r in reviews]
+    return pdf.Document(
+        title=f"{doc.subject}{doc.title}", number=doc.number, facts=facts, paragraphs=paragraphs, sections=sections,
+        seal=pdf.Seal(doc.issuers, render.chinese_date(doc.issued_on.year, doc.issued_on.month, doc.issued_on.day)),
+        verify_code=documents.display_code(doc.verify_code), verify_url=inp.verify_url,
+        footer=f"{doc.number} · 胶州市并联审批")
+
+
+__all__ = ["DEFAULT_TEMPLATE", "KIND", "RULE", "issue_certificate", "joint_certificate"]

@@ -1,0 +1,214 @@
+"""Documents: number rules, the gap-free per-year sequence under concurrency, verification codes, PDFs with the
+Chinese font embedded, and read-only views of submitted forms (labels and enum titles, not raw keys)."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import threading
+import time
+from datetime import date
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from engine import deploy, documents, org
+from engine.documents import numbering, pdf
+from engine.documents.models import DocumentSequence, IssuedDocument
+from engine.errors import InvalidInput
+from engine.org.actors import SYSTEM, Actor, actor_for
+from engine.runtime import formtext, instances
+from tests.conftest import FIXTURES
+
+RULE = numbering.NumberRule("cert", "胶审〔{year}〕{seq:04d}号")
+
+
+@pytest.fixture
+def clerk(session: Session) -> Actor:
+    org.add_unit(session, code="dept", name="审批部门")
+    org.add_user(session, username="clerk", display_name="窗口 王芳", unit_codes=["dept"])
+    deploy.deploy(session, deploy.read_directory(FIXTURES / "good"), actor=SYSTEM, check_lanes=False)
+    session.commit()
+    return actor_for(session, "clerk")
+
+
+def _instances(session: Session, actor: Actor, n: int) -> list[int]:
+    ids = [instances.start(session, process_key="minimal", actor=actor, title=f"事项{i}").id for i in range(n)]
+    session.commit()
+    return ids
+
+
+def _issue(session: Session, iid: int, actor: Actor, day: date = date(2026, 3, 2)) -> IssuedDocument:
+    return documents.issue(session, instance_id=iid, kind="cert", rule=RULE, title="联合意见书", subject=f"事项{iid}",
+                           issuers=["发展和改革局", "自然资源局"], issued_on=day, actor=actor)
+
+
+# --- rules ------------------------------------------------------------------------------------------------
+
+def test_a_rule_formats_prefix_year_and_padded_sequence() -> None:
+    assert RULE.format(2026, 1) == "胶审〔2026〕0001号"
+    assert RULE.format(2026, 12345) == "胶审〔2026〕12345号"  # past the padding it grows, never wraps
+    assert numbering.check_template("r", "JZ-{year}-{seq:06d}").format(2025, 7) == "JZ-2025-000007"
+
+
+@pytest.mark.parametrize("template", ["", "无序号", "{seq}{seq}", "{year}", "{seq.__class__}", "{seq[0]}",
+                                      "{other}{seq}", "{seq!r}", "{seq:>99}", "{seq:099d}", "{seq", "x" * 101])
+def test_a_bad_template_is_refused_naming_the_rule(template: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        numbering.check_template("approval_certificate", template)
+    assert "approval_certificate" in str(caught.value)
+
+
+def test_the_environment_overrides_a_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JZFLOW_NUMBER_RULES", '{"cert": "青审[{year}]{seq:05d}"}')
+    assert numbering.rule("cert", "胶审〔{year}〕{seq:04d}号").format(2026, 3) == "青审[2026]00003"
+    assert numbering.rule("other", "A{seq}").format(2026, 3) == "A3"
+    monkeypatch.setenv("JZFLOW_NUMBER_RULES", "not json")
+    with pytest.raises(InvalidInput, match="JZFLOW_NUMBER_RULES"):
+        numbering.rule("cert", "A{seq}")
+
+
+# --- the sequence -----------------------------------------------------------------------------------------
+
+def test_numbers_follow_per_year_and_an_instance_gets_one(session: Session, clerk: Actor) -> None:
+    a, b, c = _instances(session, clerk, 3)
+    first = _issue(session, a, clerk)
+    assert _issue(session, a, clerk).id == first.id  # issuing again (a step run again) issues nothing twice
+    second = _issue(session, b, clerk)
+    next_year = _issue(session, c, clerk, date(2027, 1, 4))
+    session.commit()
+    assert [first.number, second.number, next_year.number] == ["胶审〔2026〕0001号", "胶审〔2026〕0002号",
+                                                               "胶审〔2027〕0001号"]
+    assert len(documents.normalize_code(first.verify_code)) == 20 and first.verify_code != second.verify_code
+
+
+def test_a_rolled_back_issue_leaves_no_gap(session: Session, clerk: Actor) -> None:
+    a, b = _instances(session, clerk, 2)
+    assert _issue(session, a, clerk).seq == 1
+    session.rollback()  # the step that issued it failed (e.g. someone else saved the instance first)
+    assert _issue(session, b, clerk).number == "胶审〔2026〕0001号"
+    session.commit()
+    assert session.scalar(select(DocumentSequence.last).where(DocumentSequence.rule == "cert")) == 1
+
+
+def test_certificates_issued_at_once_get_consecutive_distinct_numbers(
+        session: Session, factory: sessionmaker[Session], clerk: Actor) -> None:
+    n = 6
+    ids = _instances(session, clerk, n)
+    barrier = threading.Barrier(n)
+    results: list[object] = [None] * n
+
+    def attempt(i: int) -> None:
+        with factory() as s:
+            barrier.wait()
+            try:
+                doc = _issue(s, ids[i], clerk)
+                time.sleep(0.05)  # hold the sequence row: the others must wait, not take the same number
+                number = doc.number
+                s.commit()
+                results[i] = number
+            except Exception as exc:  # a failure of the test, shown below
+                s.rollback()
+                results[i] = exc
+
+    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert all(isinstance(r, str) for r in results), results
+    assert sorted(results) == [f"胶审〔2026〕{i:04d}号" for i in range(1, n + 1)]  # type: ignore[type-var]
+    with factory() as s:
+        rows = s.scalars(select(IssuedDocument.seq).order_by(IssuedDocument.seq)).all()
+    assert list(rows) == list(range(1, n + 1))
+
+
+def test_allocations_racing_with_a_rollback_stay_gap_free(factory: sessionmaker[Session], session: Session) -> None:
+    n = 8
+    barrier = threading.Barrier(n)
+    taken: list[int | None] = [None] * n
+
+    def attempt(i: int) -> None:
+        with factory() as s:
+            barrier.wait()
+            value = numbering.allocate(s, "race", 2026)
+            if i % 3 == 0:
+                s.rollback()  # given back
+            else:
+                s.commit()
+                taken[i] = value
+
+    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    kept = sorted(v for v in taken if v is not None)
+    assert kept == list(range(1, len(kept) + 1))  # no duplicate, no hole
+    assert session.scalar(select(DocumentSequence.last).where(DocumentSequence.rule == "race")) == len(kept)
+
+
+# --- verification codes -------------------------------------------------------------------------------------
+
+def test_codes_verify_typed_loosely_and_malformed_ones_are_named(session: Session, clerk: Actor) -> None:
+    (iid,) = _instances(session, clerk, 1)
+    doc = _issue(session, iid, clerk)
+    session.commit()
+    shown = documents.display_code(doc.verify_code)
+    assert shown.count("-") == 4
+    facts = documents.verify(session, shown.lower())
+    assert facts is not None and facts.number == "胶审〔2026〕0001号" and facts.issuers == ["发展和改革局", "自然资源局"]
+    assert set(vars(facts)) == {"number", "subject", "issued_on", "issuers"}  # nothing else
+    other = documents.new_code()
+    assert documents.verify(session, other if other != doc.verify_code else documents.new_code()) is None
+    for bad in ("", "ABC", "<script>", "A" * 21, "U" * 20, "' OR 1=1 --"):
+        with pytest.raises(InvalidInput, match="核验码"):
+            documents.verify(session, bad)
+
+
+# --- PDF ------------------------------------------------------------------------------------------------------
+
+def test_the_pdf_embeds_the_chinese_font_and_escapes_values(tmp_path: Path) -> None:
+    fields = [formtext.Field("a", "意见", "<b>不</b>同意 & <script>alert(1)</script>")]
+    body = pdf.render(pdf.Document(title="联合意见书", number="胶审〔2026〕0001号", sections=[
+        pdf.Section("发展和改革局", fields=fields, opinions=["<font size=80>同意</font>"])],
+        seal=pdf.Seal(["发展和改革局"], "2026年3月2日"), verify_code="ABCD-EFGH-JKMN-PQRS-TVWX",
+        verify_url="http://example.test/verify/ABCD"))
+    path = tmp_path / "doc.pdf"
+    path.write_bytes(body)
+    if shutil.which("pdffonts") is None:
+        pytest.skip("poppler-utils (pdffonts) is not installed: make system-packages")
+    fonts = subprocess.run(["pdffonts", str(path)], capture_output=True, text=True, check=True).stdout
+    cjk = [line for line in fonts.splitlines() if "WenQuanYi" in line or "CJK" in line or "Droid" in line]
+    assert cjk and all(" yes yes " in " ".join(line.split()) + " " for line in cjk), fonts
+    assert "STSong" not in fonts
+    words = subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True, check=True).stdout
+    assert "胶审〔2026〕0001号" in words and "盖章处" in words
+    assert "<script>alert(1)</script>" in words and "<font size=80>同意</font>" in words  # shown as text
+
+
+def test_a_missing_font_is_refused_naming_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JZFLOW_PDF_FONT", "/nonexistent/font.ttf")
+    with pytest.raises(pdf.FontMissing, match="JZFLOW_PDF_FONT"):
+        pdf.render(pdf.Document(title="x"))
+
+
+# --- submitted forms as people read them ------------------------------------------------------------------------
+
+def test_submitted_data_reads_with_labels_and_enum_titles() -> None:
+    schema = {"type": "object", "properties": {
+        "decision": {"type": "string", "title": "审查结论", "oneOf": [{"const": "approve", "title": "同意"},
+                                                                    {"const": "no", "title": "不同意"}]},
+        "materials": {"type": "array", "title": "已提交材料", "items": {"type": "string", "enum": ["a", "b", "c"]}},
+        "pledge": {"type": "boolean", "title": "承诺"},
+        "rows": {"type": "array", "title": "走访", "items": {"type": "object", "title": "企业", "properties": {
+            "name": {"type": "string", "title": "名称"}}}},
+        "empty": {"type": "string", "title": "空"}}}
+    ui = {"ui:order": ["pledge", "*"], "materials": {"items": {"ui:enumNames": ["营业执照", "可研报告", "环评"]}}}
+    out = formtext.describe(schema, ui, {"decision": "approve", "materials": ["a", "c"], "pledge": True,
+                                         "rows": [{"name": "海湾"}], "empty": "", "extra": "<i>x</i>"})
+    assert [(f.label, f.text) for f in out if not f.children] == [
+        ("承诺", "是"), ("审查结论", "同意"), ("已提交材料", "营业执照、环评"), ("extra", "<i>x</i>")]
+    rows = next(f for f in out if f.label == "走访")
+    assert rows.children[0].label == "企业 1" and rows.children[0].children[0].text == "海湾"

@@ -1,0 +1,201 @@
+"""Submitted forms read-only, the 审批单 (page and PDF), the 联合意见书 PDF and /verify — with who may see what:
+the window and the departments see every step; the applicant sees their own steps and the certificate; another
+applicant and an uninvolved department get 403; hostile submitted values are escaped; unknown, malformed and
+guessed codes are answered clearly and limited per address like logins."""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session
+
+from engine import clock, documents, runtime
+from engine.org.actors import Actor
+from engine.org.models import User
+from engine.runtime import instances
+from tests.processes.test_parallel_approval import (  # noqa: F401 (fixtures used by name)
+    APPLICATION,
+    DEPARTMENTS,
+    accept,
+    at,
+    certify,
+    deployed,
+    people,
+    review,
+)
+from tests.steps import do, only_task
+from tests.web.conftest import PASSWORD, PASSWORD_HASH, csrf_of
+from web import create_app
+
+HOSTILE = "<script>alert('jz')</script><img src=x onerror=alert(1)>"
+
+
+@pytest.fixture
+def finished(session: Session, deployed: None, people: dict[str, Actor]) -> int:  # noqa: F811
+    """A 并联审批 to its certificate; the applicant's note and the window's opinion hold hostile markup."""
+    runtime._spec_cache.clear()
+    clock.freeze(at("2025-09-25"))
+    row = instances.start(session, process_key="parallel_approval", actor=people["qiye_zhang"],
+                          business_key=APPLICATION["project_code"], title="胶州湾智能家电产业园（一期）并联审批")
+    session.commit()
+    do(session, only_task(session, row.id, "submit_application"), people["qiye_zhang"],
+       {**APPLICATION, "application_note": f"说明{HOSTILE}"})
+    accept(session, people, row.id, at("2025-09-26"), window_opinion=f"材料齐全{HOSTILE}")
+    clock.freeze(at("2025-09-29", "10:00"))
+    for code in ("fgj", "zrzyj", "sthjj"):
+        review(session, people, row.id, code)
+    certify(session, people, row.id, at("2025-10-10", "10:00"))
+    clock.unfreeze()
+    return row.id
+
+
+@pytest.fixture
+def app(session: Session, finished: int, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
+    monkeypatch.setenv("JZFLOW_VERIFY_ADDRESS_FAILURES", "4")
+    for user in session.query(User):
+        user.password_hash = PASSWORD_HASH
+    session.commit()
+    session.close()
+    app = create_app({"DATABASE_URL": db_url, "TESTING": True, "SECRET_KEY": "test-secret", "RATELIMIT_ENABLED": False})
+    yield app
+    app.extensions["jzflow.engine"].dispose()
+    runtime._spec_cache.clear()
+
+
+def client_of(app: Flask, username: str) -> FlaskClient:
+    client = app.test_client()
+    response = client.post("/login", data={"username": username, "password": PASSWORD, "csrf_token": csrf_of(client)})
+    assert response.status_code == 302
+    return client
+
+
+def _doc(app: Flask, iid: int) -> documents.IssuedDocument:
+    with app.extensions["jzflow.sessionmaker"]() as s:
+        (doc,) = documents.for_instance(s, iid)
+        s.expunge(doc)
+        return doc
+
+
+def _task_id(app: Flask, iid: int, bpmn_id: str) -> int:
+    from sqlalchemy import select
+
+    from engine.tasks.models import HumanTask
+    with app.extensions["jzflow.sessionmaker"]() as s:
+        return int(s.scalars(select(HumanTask.id).where(HumanTask.instance_id == iid, HumanTask.bpmn_id == bpmn_id)
+                             .order_by(HumanTask.id)).first() or 0)
+
+
+def test_the_instance_page_holds_the_whole_approval_sheet(app: Flask, finished: int) -> None:
+    html = client_of(app, "window_wang").get(f"/instances/{finished}").get_data(as_text=True)
+    sheet = html.split('id="approval-sheet"', 1)[1]
+    steps = re.findall(r'<strong>([^<]+)</strong>', sheet)
+    assert steps[:6] == ["提交并联审批申请", "一窗受理", "部门审查", "部门审查", "部门审查", "联合出证"]
+    # Labels and enum titles from the task's own form, never the raw keys or codes.
+    for shown in ("已提交材料", "营业执照（统一社会信用代码证）", "工业项目", "立项用地规划许可", "受理意见", "审查结论",
+                  "同意", "发展和改革局：同意", "出证日期", "2025-10-10"):
+        assert shown in sheet, shown
+    for raw in ("business_license", "review_decision", "land_planning", "industrial"):
+        assert raw not in sheet, raw
+    assert "胶审〔2025〕0001号" in html.split('id="issued-documents"', 1)[1]
+    assert "&lt;script&gt;alert(&#39;jz&#39;)&lt;/script&gt;" in sheet and HOSTILE not in html
+
+
+def test_completed_and_next_tasks_show_what_was_submitted(app: Flask, finished: int) -> None:
+    window = client_of(app, "window_wang")
+    accept_page = window.get(f"/tasks/{_task_id(app, finished, 'window_accept')}").get_data(as_text=True)
+    own = accept_page.split('id="submitted"', 1)[1].split("</section>", 1)[0]
+    assert "受理意见" in own and "受理" in own and "窗口 王芳" in own and "2025-09-26 09:30" in own
+    earlier = accept_page.split('id="earlier-steps"', 1)[1]
+    assert "营业执照（统一社会信用代码证）" in earlier  # the clerk sees which materials the applicant ticked
+    cert_page = window.get(f"/tasks/{_task_id(app, finished, 'issue_certificate')}").get_data(as_text=True)
+    opinions = cert_page.split('id="earlier-steps"', 1)[1]
+    assert all(f"{DEPARTMENTS[c]}：同意" in opinions for c in ("fgj", "zrzyj", "sthjj"))  # 联合出证 sees the opinions
+    assert HOSTILE not in cert_page
+
+
+def test_the_applicant_sees_only_their_own_steps_and_the_certificate(app: Flask, finished: int) -> None:
+    applicant = client_of(app, "qiye_zhang")
+    html = applicant.get(f"/instances/{finished}").get_data(as_text=True)
+    mine = html.split('id="approval-sheet"', 1)[1]
+    assert "我提交的表单" in mine and "营业执照（统一社会信用代码证）" in mine
+    assert "审查结论" not in mine and "受理意见" not in mine  # not the departments' or the window's forms
+    assert applicant.get(f"/instances/{finished}/sheet").status_code == 403
+    assert applicant.get(f"/instances/{finished}/sheet.pdf").status_code == 403
+    assert applicant.get(f"/tasks/{_task_id(app, finished, 'window_accept')}").status_code in (200, 403)
+    doc = _doc(app, finished)
+    response = applicant.get(f"/instances/{finished}/documents/{doc.id}.pdf")
+    assert response.status_code == 200 and response.mimetype == "application/pdf"
+    assert response.headers["Content-Disposition"].startswith("attachment;")  # opened by a PDF reader
+    assert "filename*=UTF-8''%E8%83%B6%E5%AE%A1" in response.headers["Content-Disposition"]  # 胶审〔2025〕0001号.pdf
+
+
+@pytest.mark.parametrize("outsider", ["qiye_li", "zjj_reviewer"])
+def test_who_may_not_see_the_instance_gets_403_everywhere(app: Flask, finished: int, outsider: str) -> None:
+    client = client_of(app, outsider)
+    doc = _doc(app, finished)
+    for path in (f"/instances/{finished}/sheet", f"/instances/{finished}/sheet.pdf",
+                 f"/instances/{finished}/documents/{doc.id}.pdf",
+                 f"/tasks/{_task_id(app, finished, 'submit_application')}"):
+        response = client.get(path)
+        assert response.status_code == 403, path
+        assert "胶审" not in response.get_data(as_text=True) and "营业执照" not in response.get_data(as_text=True)
+    assert client_of(app, "window_wang").get(f"/instances/{finished}/documents/{doc.id + 999}.pdf").status_code == 404
+    assert app.test_client().get(f"/instances/{finished}/sheet.pdf").status_code == 302  # to the login page
+
+
+def test_the_sheet_prints_and_its_pdf_embeds_the_font(app: Flask, finished: int, tmp_path: Path) -> None:
+    window = client_of(app, "window_wang")
+    page = window.get(f"/instances/{finished}/sheet").get_data(as_text=True)
+    assert "print.css" in page and "（盖章处）" in page and "发展和改革局：同意" in page
+    response = window.get(f"/instances/{finished}/sheet.pdf")
+    assert response.status_code == 200 and response.data.startswith(b"%PDF")
+    cert = window.get(f"/instances/{finished}/documents/{_doc(app, finished).id}.pdf")
+    if shutil.which("pdftotext") is None:
+        pytest.skip("poppler-utils is not installed: make system-packages")
+    for name, body in (("sheet", response.data), ("cert", cert.data)):
+        path = tmp_path / f"{name}.pdf"
+        path.write_bytes(body)
+        words = subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True, check=True).stdout
+        assert "盖章处" in words and "胶审〔2025〕0001号" in words, words
+        fonts = subprocess.run(["pdffonts", str(path)], capture_output=True, text=True, check=True).stdout
+        assert "STSong" not in fonts and any(line.split()[-5:-3] == ["yes", "yes"] for line in fonts.splitlines()[2:])
+    assert "各部门均出具同意意见" in subprocess.run(["pdftotext", str(tmp_path / "cert.pdf"), "-"], capture_output=True,
+                                             text=True, check=True).stdout
+
+
+def test_verify_answers_good_unknown_and_malformed_codes(app: Flask, finished: int) -> None:
+    doc = _doc(app, finished)
+    public = app.test_client()  # nobody logged in
+    good = public.get(f"/verify/{documents.display_code(doc.verify_code)}")
+    html = good.get_data(as_text=True)
+    assert good.status_code == 200 and "核验通过" in html
+    for shown in ("胶审〔2025〕0001号", "胶州湾智能家电产业园（一期）", "2025-10-10", "发展和改革局", "自然资源局"):
+        assert shown in html
+    for private in ("8600", "青岛海湾智能家电有限公司", "13805320000", "张伟"):  # nothing else
+        assert private not in html
+    assert public.get(f"/verify/{doc.verify_code.lower()}").status_code == 200
+    unknown = public.get(f"/verify/{documents.new_code()}")
+    assert unknown.status_code == 404 and "未找到此核验码" in unknown.get_data(as_text=True)
+    for malformed in ("ABC", "%3Cscript%3Ealert(1)%3C%5Cscript%3E", "x" * 500, "%00" * 20):
+        bad = public.get(f"/verify/{malformed}")
+        assert bad.status_code == 400, malformed
+        assert "核验码格式不正确" in bad.get_data(as_text=True) or "控制字符" in bad.get_data(as_text=True)
+        assert "<script>alert(1)" not in bad.get_data(as_text=True)
+
+
+def test_guessing_codes_is_limited_per_address(app: Flask, finished: int) -> None:
+    doc = _doc(app, finished)
+    public = app.test_client()
+    for _ in range(4):  # JZFLOW_VERIFY_ADDRESS_FAILURES=4
+        assert public.get(f"/verify/{documents.new_code()}").status_code == 404
+    limited = public.get(f"/verify/{doc.verify_code}")  # even a good code waits: the guesser learns nothing
+    assert limited.status_code == 429 and int(limited.headers["Retry-After"]) > 0
+    assert "核验次数过多" in limited.get_data(as_text=True)
+    other = app.test_client()
+    assert other.get(f"/verify/{doc.verify_code}", environ_base={"REMOTE_ADDR": "10.1.2.3"}).status_code == 200
