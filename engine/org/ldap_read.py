@@ -215,6 +215,16 @@ def _paged(conn: ldap3.Connection, settings: Settings, flt: str, attrs: list[str
                              "the server limits how many entries a paged search may return)")
 
 
+def _close(conn: ldap3.Connection) -> None:
+    try:
+        conn.unbind()
+    except LDAPException:
+        pass
+    sock = getattr(conn, "socket", None)  # ldap3 leaves a socket that never connected open
+    if sock is not None:
+        sock.close()
+
+
 def read(settings: Settings) -> Snapshot:
     """Read the whole directory (paged) into a snapshot.
 
@@ -226,17 +236,19 @@ def read(settings: Settings) -> Snapshot:
     unit_attrs = sorted({settings.unit_code_attr, settings.unit_name_attr, settings.head_attr})
     person_attrs = sorted({settings.username_attr, settings.name_attr, "cn", settings.email_attr,
                            settings.manager_attr})
+    conn = ldap3.Connection(server, user=settings.bind_dn or None, password=settings.bind_password or None,
+                            receive_timeout=max(1, int(settings.timeout)), raise_exceptions=True, read_only=True)
     try:
-        conn = ldap3.Connection(server, user=settings.bind_dn or None, password=settings.bind_password or None,
-                                receive_timeout=max(1, int(settings.timeout)), raise_exceptions=True, read_only=True,
-                                auto_bind=ldap3.AUTO_BIND_NO_TLS)
-    except LDAPException as exc:
-        raise DirectoryError(f"无法连接或登录目录服务 (cannot bind to the directory): {type(exc).__name__}") from exc
-    try:
-        units = list(_paged(conn, settings, settings.unit_filter, unit_attrs))
-        people = list(_paged(conn, settings, settings.person_filter, person_attrs))
-    except LDAPException as exc:
-        raise DirectoryError(f"读取目录失败 (directory search failed): {type(exc).__name__}: {str(exc)[:200]}") from exc
+        try:
+            conn.open()
+            conn.bind()
+        except LDAPException as exc:
+            raise DirectoryError(f"无法连接或登录目录服务 (cannot bind to the directory): {type(exc).__name__}") from exc
+        try:
+            units = list(_paged(conn, settings, settings.unit_filter, unit_attrs))
+            people = list(_paged(conn, settings, settings.person_filter, person_attrs))
+        except LDAPException as exc:
+            raise DirectoryError(f"读取目录失败 (directory search failed): {type(exc).__name__}: {str(exc)[:200]}") from exc
     finally:
-        conn.unbind()
+        _close(conn)
     return build(units, people, settings)

@@ -300,3 +300,25 @@ def test_the_command_reports_and_a_dry_run_saves_nothing(db_url: str, factory: s
     monkeypatch.setenv("JZFLOW_LDAP_URL", "ldap://127.0.0.1:1")
     down = CliRunner().invoke(main, ["sync-directory"])
     assert down.exit_code == 2 and "目录服务" in down.output
+
+
+def test_beat_schedules_the_job_and_the_job_syncs(db_url: str, factory: sessionmaker[Session], directory: Directory,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine import jobs, jobs_directory
+    from engine.celery_app import make_celery
+    assert "sync-directory" not in make_celery().conf.beat_schedule  # no directory configured: no job
+    monkeypatch.setenv("JZFLOW_DATABASE_URL", db_url)
+    for key, value in (("URL", directory.url), ("BIND_DN", READER_DN), ("BASE_DN", SUFFIX),
+                       ("BIND_PASSWORD", READER_PW), ("SYNC_SECONDS", "900")):
+        monkeypatch.setenv(f"JZFLOW_LDAP_{key}", value)
+    entry = make_celery().conf.beat_schedule["sync-directory"]
+    assert entry == {"task": "engine.jobs_directory.sync_directory", "schedule": 900.0}
+    jobs.session_factory.cache_clear()
+    try:
+        result = jobs_directory.sync_directory()
+        assert result["changes"] >= 10 and len(result["users_added"]) == 6
+        assert jobs_directory.sync_directory()["changes"] == 0
+    finally:
+        jobs.session_factory.cache_clear()
+    with factory() as s:
+        assert s.scalar(select(func.count()).select_from(User).where(User.source == "ldap")) == 6
