@@ -11,7 +11,7 @@ import base64
 import os
 import shutil
 import socket
-import subprocess  # noqa: S404  # nosec B404 # the tests start their own slapd
+import subprocess  # nosec B404 # the tests start their own slapd
 import tempfile
 import time
 from collections.abc import Iterator
@@ -93,7 +93,7 @@ def running(ldif: str, *, size_limit: int = 500, paged_total: str = "unlimited")
             f"cn: jzflow-reader\nuserPassword: {READER_PW}\n\n")
     (home / "seed.ldif").write_text(top + ldif, encoding="utf-8")
     slapadd = shutil.which("slapadd") or "/usr/sbin/slapadd"
-    done = subprocess.run([slapadd, "-q", "-f", str(home / "slapd.conf"), "-l", str(home / "seed.ldif")],  # noqa: S603
+    done = subprocess.run([slapadd, "-q", "-f", str(home / "slapd.conf"), "-l", str(home / "seed.ldif")],
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     drop = []
@@ -105,7 +105,7 @@ def running(ldif: str, *, size_limit: int = 500, paged_total: str = "unlimited")
     port = _free_port()
     url = f"ldap://127.0.0.1:{port}"
     log = (home / "slapd.log").open("w")
-    proc = subprocess.Popen([binary, "-f", str(home / "slapd.conf"), "-h", url + "/", "-d", "0", *drop],  # noqa: S603
+    proc = subprocess.Popen([binary, "-f", str(home / "slapd.conf"), "-h", url + "/", "-d", "0", *drop],
                             stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 20

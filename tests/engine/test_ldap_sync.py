@@ -319,6 +319,7 @@ def test_beat_schedules_the_job_and_the_job_syncs(db_url: str, factory: sessionm
         assert result["changes"] >= 10 and len(result["users_added"]) == 6
         assert jobs_directory.sync_directory()["changes"] == 0
     finally:
+        jobs.session_factory().kw["bind"].dispose()  # the job's own engine, on this test's database
         jobs.session_factory.cache_clear()
     with factory() as s:
         assert s.scalar(select(func.count()).select_from(User).where(User.source == "ldap")) == 6

@@ -6,8 +6,6 @@ epoch, web/common.py).
 """
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask import session as cookie_session
 from flask.typing import ResponseReturnValue
@@ -19,22 +17,14 @@ from engine import audit, clock, config, org
 from engine.errors import InvalidInput
 from engine.org import directory, login_guard, oidc
 from engine.org.actors import actor_of
+from web.auth.redirects import safe_next
+from web.auth.sso import bp as sso_bp
 from web.common import LoginUser, commit, current_actor, db_session
 
 bp = Blueprint("auth", __name__)
+__all__ = ["bp", "safe_next", "sso_bp"]
 # A hash to compare against when the user does not exist, so timing does not tell usernames apart.
 _DUMMY_HASH = "scrypt:32768:8:1$dummydummydummy$" + "0" * 128
-
-
-def safe_next(target: str | None) -> str:
-    """Return a same-site relative path, never an absolute URL (no open redirect)."""
-    if not target:
-        return url_for("inbox.index")
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") or "\\" in target \
-            or any(ch < " " or ch == "\x7f" for ch in target):  # CR/LF would split the Location header
-        return url_for("inbox.index")
-    return target
 
 
 _safe_next = safe_next
@@ -117,5 +107,3 @@ def password() -> ResponseReturnValue:
         return redirect(url_for("inbox.index"))
     return render_template("auth/password.html"), 200, {"Cache-Control": "no-store"}
 
-
-from web.auth import sso as _sso  # noqa: E402,F401  # the 统一身份认证 routes join this blueprint

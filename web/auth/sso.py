@@ -8,7 +8,7 @@ saying why, logs nobody in and writes nothing.
 """
 from __future__ import annotations
 
-from flask import redirect, render_template, request, url_for
+from flask import Blueprint, redirect, render_template, request, url_for
 from flask import session as cookie_session
 from flask.blueprints import BlueprintSetupState
 from flask.typing import ResponseReturnValue
@@ -19,9 +19,10 @@ from werkzeug.exceptions import NotFound
 from engine import audit
 from engine.org import oidc, sso_users
 from engine.org.actors import actor_of
-from web.auth import bp, safe_next
+from web.auth.redirects import safe_next
 from web.common import LoginUser, db_session
 
+bp = Blueprint("sso", __name__)
 PENDING = "oidc_pending"
 
 
@@ -43,7 +44,7 @@ def _settings() -> oidc.Settings:
 
 
 def _redirect_uri(settings: oidc.Settings) -> str:
-    return settings.redirect_url or url_for("auth.sso_callback", _external=True)
+    return settings.redirect_url or url_for("sso.callback", _external=True)
 
 
 def _refused(exc: oidc.SsoError) -> ResponseReturnValue:
@@ -52,7 +53,7 @@ def _refused(exc: oidc.SsoError) -> ResponseReturnValue:
 
 
 @bp.get("/login/sso")
-def sso_login() -> ResponseReturnValue:
+def login() -> ResponseReturnValue:
     if current_user.is_authenticated:
         return redirect(safe_next(request.args.get("next")))
     settings = _settings()
@@ -66,7 +67,7 @@ def sso_login() -> ResponseReturnValue:
 
 
 @bp.get("/login/sso/callback")
-def sso_callback() -> ResponseReturnValue:
+def callback() -> ResponseReturnValue:
     if current_user.is_authenticated:
         return redirect(url_for("inbox.index"))
     settings = _settings()
