@@ -22,10 +22,11 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from engine import clock
+from engine import clock, org
 from engine.audit.models import AuditEvent
 from engine.org import oidc
 from engine.org.models import Membership, OrgUnit, Role, User
+from tests.engine.conftest import at_once
 from tests.oidc_provider import Provider, running
 from tests.web.conftest import PASSWORD, app_on, csrf_of
 
@@ -211,6 +212,52 @@ def test_with_sso_on_only_listed_accounts_log_in_with_a_password(sso_app: Flask)
     admin = sso_app.test_client()
     response = admin.post("/login", data={"username": "admin", "password": PASSWORD, "csrf_token": csrf_of(admin)})
     assert response.status_code == 302 and _logged_in(admin)
+
+
+def test_the_same_first_login_in_two_tabs_at_once_makes_one_account(sso_app: Flask, provider: Provider) -> None:
+    provider.set_user("sub-twice", {"preferred_username": "twice", "name": "两次", "unit": "fgj"})
+    clients = [sso_app.test_client(), sso_app.test_client()]
+    paths = [_callback_path(provider.authorize(_start(c), "sub-twice")) for c in clients]
+    answers: list[int] = [0, 0]
+
+    def finish(i: int) -> None:
+        answers[i] = clients[i].get(paths[i]).status_code
+
+    assert at_once(2, finish) == [None, None]
+    assert answers == [302, 302] and all(_logged_in(c) for c in clients)
+    with sso_app.extensions["jzflow.sessionmaker"]() as s:
+        assert s.scalar(select(func.count()).select_from(User).where(User.username == "twice")) == 1
+
+
+def test_an_sso_session_ends_with_deactivation_like_any_other(sso_app: Flask, provider: Provider) -> None:
+    provider.set_user("sub-epoch", {"preferred_username": "epochy", "unit": "fgj"})
+    client = sso_app.test_client()
+    assert _sign_in(client, provider, "sub-epoch").status_code == 302 and _logged_in(client)
+    with sso_app.extensions["jzflow.sessionmaker"]() as s:
+        user = s.scalar(select(User).where(User.username == "epochy"))
+        assert user is not None
+        org.deactivate_user(s, user_id=user.id)
+        s.commit()
+    assert not _logged_in(client)
+    assert _sign_in(sso_app.test_client(), provider, "sub-epoch").status_code == 403  # and cannot come back by SSO
+
+
+@pytest.mark.parametrize("query", ["code=%00&state=%00", "code=" + "x" * 5000 + "&state=y", "error=access_denied",
+                                   "state=a&state=b&code=c", "code=a&state=%0d%0aSet-Cookie:x"])
+def test_hostile_callbacks_are_refused_with_a_message(sso_app: Flask, provider: Provider, query: str) -> None:
+    client = sso_app.test_client()
+    _start(client)
+    response = client.get("/login/sso/callback?" + query)
+    body = response.get_data(as_text=True)  # (a NUL byte is refused by the app's input guard before the view)
+    assert response.status_code == 400 and ("统一身份认证登录未成功" in body or "NUL" in body)
+    assert not _logged_in(client)
+
+
+def test_a_misconfigured_sso_stops_the_app_at_start(db_url: str, session: Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JZFLOW_OIDC_ISSUER", "http://idp.example.cn")
+    monkeypatch.setenv("JZFLOW_OIDC_CLIENT_ID", "x")
+    with pytest.raises(oidc.SsoError, match="https"):
+        next(app_on(db_url, session))
 
 
 def test_a_callback_without_a_login_in_progress_is_refused(sso_app: Flask) -> None:

@@ -3,6 +3,7 @@
 `/login/sso` starts a login (state, nonce and the PKCE verifier kept in this browser's signed session);
 `/login/sso/callback` takes the provider's answer once: the pending login is removed from the session before
 anything is checked, so a replayed callback finds none, and the provider itself redeems a code only once.
+The same person's first login in two tabs at once makes one account (the loser of the race updates it).
 A refusal (wrong state, a token that does not verify, an unknown unit, a deactivated account) shows a page
 saying why, logs nobody in and writes nothing.
 """
@@ -14,6 +15,7 @@ from flask.blueprints import BlueprintSetupState
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user, login_user
+from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import NotFound
 
 from engine import audit
@@ -75,7 +77,11 @@ def callback() -> ResponseReturnValue:
     session = db_session()
     try:
         claims = oidc.finish(settings, pending, args=request.args, redirect_uri=_redirect_uri(settings))
-        user = sso_users.provision(session, settings, claims)
+        try:
+            user = sso_users.provision(session, settings, claims)
+        except IntegrityError:  # the same person's first login in another tab won the race: now it is an update
+            session.rollback()
+            user = sso_users.provision(session, settings, claims)
     except oidc.SsoError as exc:
         return _refused(exc)
     cookie_session.clear()  # nothing from before the login carries over
