@@ -1,6 +1,7 @@
 """The person an ID token vouches for becomes (or updates) a jzflow user: unit and roles from the claims.
 
-Refused, with nothing written: a token without a usable username, a unit claim naming no unit here (the
+Refused, with nothing written: a token without a usable username, an emergency account
+(JZFLOW_OIDC_LOCAL_LOGINS: local password only, no provider speaks for it), a unit claim naming no unit here (the
 city's directory and jzflow's disagree: an administrator has to add the unit or fix the mapping), and a
 deactivated account (停用 is jzflow's decision, not the provider's). Roles arrive through JZFLOW_OIDC_ROLE_MAP
 (provider value → role code); with no map, values that are role codes here are taken as they are, and
@@ -56,6 +57,9 @@ def provision(session: Session, settings: Settings, claims: dict[str, Any]) -> U
     if not username or len(username) > 80 or not core.USERNAME.match(username):
         raise SsoRefused("统一身份认证未提供可用的用户名，无法登录 (no usable username claim "
                          f"{settings.username_claim!r})", field="username")
+    if username in settings.local_logins:  # emergency accounts are local only: no provider can speak for them
+        raise SsoRefused(f"账号 {username} 为本地应急账号，只能使用本地密码登录 (a local emergency account)",
+                         field="username")
     display_name = str(claims.get(settings.name_claim) or username).strip()[:120] or username
     email_value = claims.get(settings.email_claim)
     email = str(email_value).strip()[:200] if isinstance(email_value, str) and "@" in email_value else None

@@ -229,6 +229,15 @@ def test_the_same_first_login_in_two_tabs_at_once_makes_one_account(sso_app: Fla
         assert s.scalar(select(func.count()).select_from(User).where(User.username == "twice")) == 1
 
 
+def test_no_provider_speaks_for_the_emergency_account(sso_app: Flask, provider: Provider) -> None:
+    provider.set_user("sub-admin", {"preferred_username": "admin", "unit": "fgj", "roles": ["领导"]})
+    client = sso_app.test_client()
+    response = _sign_in(client, provider, "sub-admin")
+    assert response.status_code == 403 and "应急账号" in response.get_data(as_text=True) and not _logged_in(client)
+    admin = _user(sso_app, "admin")
+    assert admin is not None and admin.source is None
+
+
 def test_an_sso_session_ends_with_deactivation_like_any_other(sso_app: Flask, provider: Provider) -> None:
     provider.set_user("sub-epoch", {"preferred_username": "epochy", "unit": "fgj"})
     client = sso_app.test_client()
