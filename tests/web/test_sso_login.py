@@ -133,6 +133,14 @@ def test_a_second_login_updates_unit_and_roles_from_the_claims(sso_app: Flask, p
         assert codes == {"zrzy"} and roles == {"leader"}
 
 
+def test_the_sso_texts_have_english(sso_app: Flask, provider: Provider) -> None:
+    client = sso_app.test_client()
+    client.get("/lang/en")
+    assert "Sign in with the city's unified identity" in client.get("/login").get_data(as_text=True)
+    provider.set_user("sub-en", {"preferred_username": "englishy", "unit": "不存在的局"})
+    assert "Single sign-on did not succeed" in _sign_in(client, provider, "sub-en").get_data(as_text=True)
+
+
 def test_a_wrong_state_is_refused_and_logs_nobody_in(sso_app: Flask, provider: Provider) -> None:
     provider.set_user("sub-s", {"preferred_username": "statey", "unit": "fgj"})
     client = sso_app.test_client()
