@@ -19,7 +19,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, select, text
+from sqlalchemy import delete, select, text, update
 from sqlalchemy.orm import Session
 
 from engine import audit, notify
@@ -253,12 +253,12 @@ def _sync_head(session: Session, entry: UnitEntry, unit: OrgUnit, people: dict[s
     if (unit.leader_id, unit.responsible_leader_id) == (leader_id, responsible_id):
         return
     before = {"leader_id": unit.leader_id, "responsible_leader_id": unit.responsible_leader_id}
-    session.execute(delete(Membership).where(Membership.org_unit_id == unit.id, Membership.is_head.is_(True),
-                                             Membership.role_id.is_(None)))
-    if head is not None:
-        session.execute(delete(Membership).where(Membership.org_unit_id == unit.id, Membership.user_id == head.id,
-                                                 Membership.role_id.is_(None)))
-        session.add(Membership(user_id=head.id, org_unit_id=unit.id, is_head=True))
+    # The old head stays a member (if the directory still has them here); only the head mark moves.
+    session.execute(update(Membership).where(Membership.org_unit_id == unit.id, Membership.is_head.is_(True),
+                                             Membership.role_id.is_(None)).values(is_head=False))
+    if head is not None:  # marked where they are a member; a head from outside the unit leads it without joining it
+        session.execute(update(Membership).where(Membership.org_unit_id == unit.id, Membership.user_id == head.id,
+                                                 Membership.role_id.is_(None)).values(is_head=True))
     unit.leader_id, unit.responsible_leader_id = leader_id, responsible_id
     audit.record(session, actor, "org.unit.head", stream=f"org_unit:{unit.id}", object_type="org_unit",
                  object_id=unit.id, before=before, after={"leader_id": leader_id, "responsible_leader_id": responsible_id})

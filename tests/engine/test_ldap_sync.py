@@ -130,12 +130,19 @@ def test_a_move_is_reported_and_keeps_the_account(factory: sessionmaker[Session]
     with directory.admin() as conn:
         conn.modify_dn(dn_of("linzy", "ou=fgj"), "uid=linzy", new_superior=f"ou=zrzy,{SUFFIX}")
         conn.modify(dn_of("liuq", "ou=zrzy"), {"displayName": [(ldap3.MODIFY_REPLACE, ["刘琪(新)"])]})
-    report = _sync(factory, directory.settings())
+        conn.modify(f"ou=fgj,{SUFFIX}", {"manager": [(ldap3.MODIFY_REPLACE, [dn_of("linzy", "ou=zrzy")])]})
+    report = _sync(factory, directory.settings())  # 林志远 moves to 自然资源局 and, from there, heads 发改局
     assert report.users_moved == ["linzy: fgj → zrzy"] and not report.users_added and not report.users_deactivated
     assert any(line.startswith("liuq") for line in report.users_updated)
     with factory() as s:
         assert _user(s, "linzy").id == old_id and _units_of(s, "linzy") == {"zrzy"}
         assert _user(s, "liuq").display_name == "刘琪(新)"
+        fgj = _unit(s, "fgj")
+        assert fgj.leader_id == old_id and fgj.responsible_leader_id == _user(s, "sunmy").id  # his manager
+        assert _units_of(s, "sunmy") == {"fgj"}  # the old head stays a member, no longer marked head
+        assert not s.scalar(select(Membership.is_head).where(Membership.user_id == _user(s, "sunmy").id))
+    assert _sync(factory, directory.settings()).changes == 0  # stable: nothing oscillates
+    with factory() as s:
         assert s.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "org.user.move")) == 1
 
 
