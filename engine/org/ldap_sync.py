@@ -177,6 +177,11 @@ def _sync_people(session: Session, snap: Snapshot, units: dict[str, OrgUnit], by
                  by_name: dict[str, User], report: Report, actor: Actor) -> dict[str, User]:
     kept_local = set(_local_logins())
     names = {p.username.lower() for p in snap.people.values()}
+    plain: dict[int, set[int]] = {}  # each user's unit memberships, read once (not a query per person)
+    for user_id, unit_id in session.execute(select(Membership.user_id, Membership.org_unit_id).where(
+            Membership.org_unit_id.is_not(None), Membership.role_id.is_(None))):
+        if unit_id is not None:
+            plain.setdefault(user_id, set()).add(unit_id)
     done: dict[str, User] = {}
     codes = {u.id: u.code for u in units.values()}
     for entry in snap.people.values():
@@ -193,14 +198,14 @@ def _sync_people(session: Session, snap: Snapshot, units: dict[str, OrgUnit], by
             user.source, user.external_id = SOURCE, entry.dn
             report.users_added.append(f"{entry.username} {entry.display_name}" + (f" ({unit.code})" if unit else ""))
         else:
-            _update_person(session, user, entry, unit, codes, report, actor)
+            _update_person(session, user, entry, unit, codes, plain.get(user.id, set()), report, actor)
         done[entry.dn] = user
         session.flush()
     return done
 
 
 def _update_person(session: Session, user: User, entry: PersonEntry, unit: OrgUnit | None, codes: dict[int, str],
-                   report: Report, actor: Actor) -> None:
+                   have: set[int], report: Report, actor: Actor) -> None:
     before = {"display_name": user.display_name, "email": user.email, "username": user.username}
     user.display_name, user.email, user.username = entry.display_name, entry.email, entry.username
     user.source, user.external_id = SOURCE, entry.dn
@@ -209,7 +214,6 @@ def _update_person(session: Session, user: User, entry: PersonEntry, unit: OrgUn
         audit.record(session, actor, "org.user.directory_update", stream=f"user:{user.id}", object_type="app_user",
                      object_id=user.id, before=before, after=after)
         report.users_updated.append(f"{user.username} {user.display_name}")
-    have = _plain_units(session, user.id)
     wanted = {unit.id} if unit is not None else set()
     if have != wanted:
         session.execute(delete(Membership).where(Membership.user_id == user.id, Membership.role_id.is_(None),
