@@ -277,6 +277,24 @@ def test_a_misconfigured_sso_stops_the_app_at_start(db_url: str, session: Sessio
         next(app_on(db_url, session))
 
 
+def test_a_provider_that_is_down_gets_a_message_not_a_500(db_url: str, session: Session, review_org: dict[str, Any],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again below: nothing listens there
+    monkeypatch.setenv("JZFLOW_OIDC_ISSUER", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("JZFLOW_OIDC_CLIENT_ID", CLIENT_ID)
+    oidc.METADATA.clear()
+    for app in app_on(db_url, session):
+        client = app.test_client()
+        response = client.get("/login/sso")
+        assert response.status_code == 400 and "无法连接统一身份认证服务" in response.get_data(as_text=True)
+        password = client.post("/login", data={"username": "admin", "password": PASSWORD,
+                                                "csrf_token": csrf_of(client)})
+        assert password.status_code == 302  # the emergency account still gets in
+
+
 def test_a_callback_without_a_login_in_progress_is_refused(sso_app: Flask) -> None:
     response = sso_app.test_client().get("/login/sso/callback?code=abc&state=def")
     assert response.status_code == 400 and "重新登录" in response.get_data(as_text=True)
