@@ -1,12 +1,12 @@
 """The person an ID token vouches for becomes (or updates) a jzflow user: unit and roles from the claims.
 
 Refused, with nothing written: a token without a usable username, an emergency account
-(JZFLOW_OIDC_LOCAL_LOGINS: local password only, no provider speaks for it), a unit claim naming no unit here (the
-city's directory and jzflow's disagree: an administrator has to add the unit or fix the mapping), and a
+(JZFLOW_OIDC_LOCAL_LOGINS: local password only, no provider speaks for it), a unit claim naming no unit here
+(the city's directory and jzflow's disagree: an administrator has to add the unit or fix the mapping), and a
 deactivated account (停用 is jzflow's decision, not the provider's). Roles arrive through JZFLOW_OIDC_ROLE_MAP
 (provider value → role code); with no map, values that are role codes here are taken as they are, and
-unknown ones ignored. The unit's membership and the claimed roles are brought to what the token says;
-roles the token does not mention stay only when the claim is absent altogether.
+unknown ones ignored. The unit memberships and the roles are brought to what the token says when it says
+it (an absent claim changes nothing); with a map, only the roles it maps to are the provider's to take away.
 """
 from __future__ import annotations
 
@@ -83,7 +83,9 @@ def provision(session: Session, settings: Settings, claims: dict[str, Any]) -> U
     if unit_names is not None:
         _set_units(session, user, units)
     if roles is not None:
-        _set_roles(session, user, roles)
+        # With a role map, the provider manages only the roles it maps to; others an administrator gave stay.
+        managed = set(settings.role_map.values()) if settings.role_map else None
+        _set_roles(session, user, roles, managed)
     session.flush()
     after = _state(session, user)
     if after != before:
@@ -113,11 +115,13 @@ def _set_units(session: Session, user: User, units: list[OrgUnit]) -> None:
         session.add(Membership(user_id=user.id, org_unit_id=unit_id))
 
 
-def _set_roles(session: Session, user: User, roles: list[Role]) -> None:
+def _set_roles(session: Session, user: User, roles: list[Role], managed: set[str] | None) -> None:
     wanted = {r.id for r in roles}
     have = set(session.scalars(select(Membership.role_id).where(
         Membership.user_id == user.id, Membership.role_id.is_not(None), Membership.org_unit_id.is_(None))))
     gone = have - wanted
+    if managed is not None:
+        gone &= set(session.scalars(select(Role.id).where(Role.code.in_(managed or {"-"}))))
     if gone:
         session.execute(delete(Membership).where(Membership.user_id == user.id,
                                                  Membership.role_id.in_(gone), Membership.org_unit_id.is_(None)))

@@ -121,6 +121,12 @@ def test_the_login_page_offers_sso_and_the_flow_creates_the_user_from_claims(sso
 
 
 def test_a_second_login_updates_unit_and_roles_from_the_claims(sso_app: Flask, provider: Provider) -> None:
+    with sso_app.extensions["jzflow.sessionmaker"]() as s:  # a role an administrator gave, not the provider's
+        applicant = s.scalar(select(Role).where(Role.code == "applicant"))
+        fg = s.scalar(select(User).where(User.username == "fg"))
+        assert applicant is not None and fg is not None
+        s.add(Membership(user_id=fg.id, role_id=applicant.id))
+        s.commit()
     provider.set_user("sub-fg", {"preferred_username": "fg", "name": "发改王五(新)", "unit": "zrzy", "roles": ["领导"]})
     assert _sign_in(sso_app.test_client(), provider, "sub-fg").status_code == 302
     with sso_app.extensions["jzflow.sessionmaker"]() as s:
@@ -130,7 +136,7 @@ def test_a_second_login_updates_unit_and_roles_from_the_claims(sso_app: Flask, p
                               .where(Membership.user_id == user.id)))
         roles = set(s.scalars(select(Role.code).join(Membership, Membership.role_id == Role.id)
                               .where(Membership.user_id == user.id)))
-        assert codes == {"zrzy"} and roles == {"leader"}
+        assert codes == {"zrzy"} and roles == {"leader", "applicant"}  # reviewer (mapped) gone, applicant kept
 
 
 def test_the_sso_texts_have_english(sso_app: Flask, provider: Provider) -> None:
