@@ -8,12 +8,14 @@ DN, and an entry whose username, unit code or name would not be valid in jzflow 
 Settings (environment): JZFLOW_LDAP_URL (empty: no directory sync), JZFLOW_LDAP_BIND_DN,
 JZFLOW_LDAP_BIND_PASSWORD, JZFLOW_LDAP_BASE_DN, JZFLOW_LDAP_UNIT_FILTER, JZFLOW_LDAP_PERSON_FILTER, the attribute
 names JZFLOW_LDAP_UNIT_CODE_ATTR / _UNIT_NAME_ATTR / _HEAD_ATTR / _USERNAME_ATTR / _NAME_ATTR / _EMAIL_ATTR /
-_MANAGER_ATTR, JZFLOW_LDAP_PAGE_SIZE, JZFLOW_LDAP_TIMEOUT, JZFLOW_LDAP_MAX_DEACTIVATE_FRACTION and
-JZFLOW_LDAP_SYNC_SECONDS (how often beat runs it).
+_MANAGER_ATTR, JZFLOW_LDAP_PAGE_SIZE, JZFLOW_LDAP_TIMEOUT, JZFLOW_LDAP_MAX_DEACTIVATE_FRACTION,
+JZFLOW_LDAP_SYNC_SECONDS (how often beat runs it), JZFLOW_LDAP_CA_FILE and JZFLOW_LDAP_START_TLS. TLS always
+verifies the server's certificate.
 """
 from __future__ import annotations
 
 import os
+import ssl
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -55,6 +57,8 @@ class Settings:
     timeout: float = 30.0
     max_deactivate_fraction: float = 0.2
     sync_seconds: float = 3600.0
+    ca_file: str = ""        # CA bundle for ldaps:// and StartTLS (empty: the system's)
+    start_tls: bool = False  # upgrade an ldap:// connection with StartTLS before binding
 
     @property
     def enabled(self) -> bool:
@@ -84,6 +88,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             page_size=int(text("PAGE_SIZE", str(d.page_size))), timeout=float(text("TIMEOUT", str(d.timeout))),
             max_deactivate_fraction=float(text("MAX_DEACTIVATE_FRACTION", str(d.max_deactivate_fraction))),
             sync_seconds=float(text("SYNC_SECONDS", str(d.sync_seconds))),
+            ca_file=env.get("JZFLOW_LDAP_CA_FILE", "").strip(),
+            start_tls=env.get("JZFLOW_LDAP_START_TLS", "").strip().lower() in ("1", "true", "yes"),
         )
     except ValueError as exc:
         raise DirectoryError(f"目录同步设置中的数字无效 (a JZFLOW_LDAP_* number is invalid): {exc}") from exc
@@ -215,6 +221,12 @@ def _paged(conn: ldap3.Connection, settings: Settings, flt: str, attrs: list[str
                              "the server limits how many entries a paged search may return)")
 
 
+def make_server(settings: Settings) -> ldap3.Server:
+    """Return the directory server; TLS (ldaps:// or StartTLS) always verifies the server's certificate."""
+    tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=settings.ca_file or None)
+    return ldap3.Server(settings.url, connect_timeout=max(1, int(settings.timeout)), get_info=ldap3.NONE, tls=tls)
+
+
 def _close(conn: ldap3.Connection) -> None:
     try:
         conn.unbind()
@@ -232,7 +244,7 @@ def read(settings: Settings) -> Snapshot:
     """
     if not settings.enabled:
         raise DirectoryError("未配置目录服务 (JZFLOW_LDAP_URL is empty)", field="JZFLOW_LDAP_URL")
-    server = ldap3.Server(settings.url, connect_timeout=max(1, int(settings.timeout)), get_info=ldap3.NONE)
+    server = make_server(settings)
     unit_attrs = sorted({settings.unit_code_attr, settings.unit_name_attr, settings.head_attr})
     person_attrs = sorted({settings.username_attr, settings.name_attr, "cn", settings.email_attr,
                            settings.manager_attr})
@@ -241,6 +253,8 @@ def read(settings: Settings) -> Snapshot:
     try:
         try:
             conn.open()
+            if settings.start_tls:
+                conn.start_tls()
             conn.bind()
         except LDAPException as exc:
             raise DirectoryError(f"无法连接或登录目录服务 (cannot bind to the directory): {type(exc).__name__}") from exc

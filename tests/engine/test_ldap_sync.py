@@ -330,3 +330,19 @@ def test_beat_schedules_the_job_and_the_job_syncs(db_url: str, factory: sessionm
         jobs.session_factory.cache_clear()
     with factory() as s:
         assert s.scalar(select(func.count()).select_from(User).where(User.source == "ldap")) == 6
+
+
+def test_settings_are_checked_and_tls_always_verifies_the_server() -> None:
+    import ssl
+    settings = ldap_read.load_settings({"JZFLOW_LDAP_URL": "ldaps://ldap.example.cn", "JZFLOW_LDAP_BASE_DN": SUFFIX,
+                                        "JZFLOW_LDAP_START_TLS": "1", "JZFLOW_LDAP_PAGE_SIZE": "200"})
+    assert settings.enabled and settings.start_tls and settings.page_size == 200
+    server = ldap_read.make_server(settings)
+    assert server.ssl and server.tls.validate == ssl.CERT_REQUIRED
+    with pytest.raises(ldap_read.DirectoryError, match="BASE_DN"):
+        ldap_read.load_settings({"JZFLOW_LDAP_URL": "ldap://x"})
+    with pytest.raises(ldap_read.DirectoryError, match="FRACTION"):
+        ldap_read.load_settings({"JZFLOW_LDAP_MAX_DEACTIVATE_FRACTION": "2"})
+    with pytest.raises(ldap_read.DirectoryError, match="数字无效"):
+        ldap_read.load_settings({"JZFLOW_LDAP_PAGE_SIZE": "lots"})
+    assert not ldap_read.load_settings({}).enabled
