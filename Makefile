@@ -24,9 +24,10 @@ assets:
 	touch $(ASSETS)
 
 # System packages the tests use: Debian's chromium (browser tests, driven by Playwright — never a
-# downloaded browser), CJK fonts (screenshots, charts) and poppler (PDF report checks). Installed
+# downloaded browser), CJK fonts (screenshots, charts), poppler (PDF report checks) and OpenLDAP's slapd with
+# ldap-utils (the directory sync tests start their own slapd on loopback). Installed
 # with apt when missing and we are root (CI and this machine kind); otherwise a note is printed.
-SYSTEM_PACKAGES := chromium fonts-noto-cjk fonts-wqy-microhei poppler-utils
+SYSTEM_PACKAGES := chromium fonts-noto-cjk fonts-wqy-microhei poppler-utils slapd ldap-utils
 system-packages:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

@@ -19,13 +19,22 @@ def _transport_options(settings: config.Settings) -> dict[str, object]:
     return {}
 
 
+def _directory_beat() -> dict[str, dict[str, Any]]:
+    """The directory sync's beat entry, when JZFLOW_LDAP_URL is set (engine/jobs_directory.py)."""
+    from engine.org import ldap_read
+    settings = ldap_read.load_settings()
+    if not settings.enabled:
+        return {}
+    return {"sync-directory": {"task": "engine.jobs_directory.sync_directory", "schedule": settings.sync_seconds}}
+
+
 def make_celery(settings: config.Settings | None = None) -> Celery:
     """Create the Celery app with our reliability settings and the beat schedule."""
     settings = settings or config.load()
     settings.instance_dir.mkdir(parents=True, exist_ok=True)
     extensions.load()
     app = Celery("jzflow", broker=settings.broker_url,
-                 include=["engine.jobs", "engine.jobs_deadlines", *extensions.task_modules])
+                 include=["engine.jobs", "engine.jobs_deadlines", "engine.jobs_directory", *extensions.task_modules])
     app.conf.update(
         task_acks_late=True,                 # a worker killed mid-job leaves the message to be redelivered
         task_reject_on_worker_lost=True,
@@ -43,6 +52,7 @@ def make_celery(settings: config.Settings | None = None) -> Celery:
             "seal-audit": {"task": "engine.jobs.seal_audit", "schedule": settings.audit_seal_seconds},
             "purge-login-failures": {"task": "engine.jobs.purge_login_failures", "schedule": 3600.0},
             "sweep-deadlines": {"task": "engine.jobs_deadlines.sweep_deadlines", "schedule": 60.0},
+            **_directory_beat(),
             **extensions.beat,
         },
         beat_schedule_filename=str(settings.instance_dir / "celerybeat-schedule"),

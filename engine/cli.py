@@ -344,6 +344,27 @@ def add_user(username: str, display_name: str, password: str | None, units: tupl
     click.echo(f"已添加用户 (user added) {username}")
 
 
+@main.command("sync-directory")
+@click.option("--dry-run", is_flag=True, help="report what would change, change nothing")
+@click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
+@friendly
+def sync_directory(dry_run: bool, as_json: bool) -> None:
+    """Sync org units, people, unit heads and leaders from the LDAP directory (JZFLOW_LDAP_*)."""
+    from engine.org import ldap_read, ldap_sync
+    settings = ldap_read.load_settings()
+    snapshot = ldap_read.read(settings)  # before the transaction: a slow directory holds no database lock
+    try:
+        with command_session() as session:
+            report = ldap_sync.sync(session, settings, snapshot, dry_run=dry_run)
+            if dry_run:
+                session.rollback()
+    except ldap_sync.SyncStopped as stopped:
+        report = stopped.report
+        click.echo(json.dumps(report.to_dict(), ensure_ascii=False) if as_json else "\n".join(report.lines()))
+        sys.exit(2)
+    click.echo(json.dumps(report.to_dict(), ensure_ascii=False) if as_json else "\n".join(report.lines()))
+
+
 @main.command()
 @click.option("--beat/--no-beat", default=True, show_default=True, help="also run the beat scheduler")
 @click.option("--concurrency", default=2, show_default=True)

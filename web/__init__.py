@@ -71,6 +71,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     limiter.init_app(app)
 
     app.register_blueprint(auth.bp)
+    app.register_blueprint(auth.sso_bp)  # 统一身份认证登录 (OpenID Connect), 404 while JZFLOW_OIDC_ISSUER is unset
     common.init_app(app)
     features.register(app)
 

@@ -22,6 +22,11 @@ class User(Base):
     # Bumped by logout, a password change and deactivation: sessions begun in an earlier epoch end.
     session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=clock.now)
+    # Where the account comes from: None (made here), "ldap" (directory sync) or "oidc" (first SSO login);
+    # the directory's key for it (its DN), and the leader the directory names (manager) — migration 0017.
+    source: Mapped[str | None] = mapped_column(String(20))
+    external_id: Mapped[str | None] = mapped_column(String(400), index=True)
+    manager_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
 
     memberships: Mapped[list[Membership]] = relationship(back_populates="user", foreign_keys="Membership.user_id")
 
@@ -38,6 +43,8 @@ class OrgUnit(Base):
     leader_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
     # 责任领导 / 市级领导包挂: the city leader responsible for this unit.
     responsible_leader_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    source: Mapped[str | None] = mapped_column(String(20))  # None (made here) or "ldap" (directory sync)
+    external_id: Mapped[str | None] = mapped_column(String(400), index=True)  # the directory's DN
 
     parent: Mapped[OrgUnit | None] = relationship(remote_side=[id])
 

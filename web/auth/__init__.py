@@ -6,8 +6,6 @@ epoch, web/common.py).
 """
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask import session as cookie_session
 from flask.typing import ResponseReturnValue
@@ -17,24 +15,19 @@ from werkzeug.security import check_password_hash
 
 from engine import audit, clock, config, org
 from engine.errors import InvalidInput
-from engine.org import directory, login_guard
+from engine.org import directory, login_guard, oidc
 from engine.org.actors import actor_of
+from web.auth.redirects import safe_next
+from web.auth.sso import bp as sso_bp
 from web.common import LoginUser, commit, current_actor, db_session
 
 bp = Blueprint("auth", __name__)
+__all__ = ["bp", "safe_next", "sso_bp"]
 # A hash to compare against when the user does not exist, so timing does not tell usernames apart.
 _DUMMY_HASH = "scrypt:32768:8:1$dummydummydummy$" + "0" * 128
 
 
-def _safe_next(target: str | None) -> str:
-    """Return a same-site relative path, never an absolute URL (no open redirect)."""
-    if not target:
-        return url_for("inbox.index")
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") or "\\" in target \
-            or any(ch < " " or ch == "\x7f" for ch in target):  # CR/LF would split the Location header
-        return url_for("inbox.index")
-    return target
+_safe_next = safe_next
 
 
 def _limits() -> login_guard.Limits:
@@ -67,6 +60,8 @@ def login() -> ResponseReturnValue:
             return _too_many(username, wait)
         user = directory.by_username(session, username)
         ok = check_password_hash(user.password_hash if user and user.password_hash else _DUMMY_HASH, password)
+        # With single sign-on on, a password opens only the accounts kept for emergencies (JZFLOW_OIDC_LOCAL_LOGINS).
+        ok = ok and oidc.load_settings().allows_password(username)
         if user is not None and user.is_active and user.password_hash and ok:
             login_guard.forget_account(session, username=username)
             cookie_session.clear()  # nothing from before the login carries over
@@ -78,6 +73,8 @@ def login() -> ResponseReturnValue:
         login_guard.record_failure(session, username=username, address=address, now=now, limits=limits)
         session.commit()
         error = _("用户名或密码错误")
+        if oidc.load_settings().enabled and not oidc.load_settings().allows_password(username):
+            error = _("本系统已启用统一身份认证，请点击“统一身份认证登录”")
     return render_template("auth/login.html", error=error, username=username,
                            next=request.args.get("next", "")), (401 if error else 200)
 
@@ -109,3 +106,4 @@ def password() -> ResponseReturnValue:
         flash(_("密码已修改，其他设备上的登录已退出"), "info")
         return redirect(url_for("inbox.index"))
     return render_template("auth/password.html"), 200, {"Cache-Control": "no-store"}
+

@@ -1,0 +1,129 @@
+"""The person an ID token vouches for becomes (or updates) a jzflow user: unit and roles from the claims.
+
+Refused, with nothing written: a token without a usable username, an emergency account
+(JZFLOW_OIDC_LOCAL_LOGINS: local password only, no provider speaks for it), a unit claim naming no unit here
+(the city's directory and jzflow's disagree: an administrator has to add the unit or fix the mapping), and a
+deactivated account (停用 is jzflow's decision, not the provider's). Roles arrive through JZFLOW_OIDC_ROLE_MAP
+(provider value → role code); with no map, values that are role codes here are taken as they are, and
+unknown ones ignored. The unit memberships and the roles are brought to what the token says when it says
+it (an absent claim changes nothing); with a map, only the roles it maps to are the provider's to take away.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from engine import audit
+from engine.org import core
+from engine.org.actors import SYSTEM, actor_of
+from engine.org.models import Membership, OrgUnit, Role, User
+from engine.org.oidc import Settings, SsoRefused
+
+MAX_CLAIM = 200
+
+
+def _texts(value: Any) -> list[str] | None:
+    """Return a claim as a list of strings (a single string, or a list of them); None when absent."""
+    if value is None:
+        return None
+    items = value if isinstance(value, list) else [value]
+    return [str(v).strip()[:MAX_CLAIM] for v in items if isinstance(v, (str, int)) and str(v).strip()]
+
+
+def _units(session: Session, names: list[str]) -> list[OrgUnit]:
+    units: list[OrgUnit] = []
+    for name in names:
+        unit = session.scalar(select(OrgUnit).where((OrgUnit.code == name) | (OrgUnit.name == name)))
+        if unit is None:
+            raise SsoRefused(f"您所在的单位“{name}”尚未在本系统登记，无法登录。请联系系统管理员添加该单位。"
+                             f" (unit {name!r} is not known here: nothing was created)", field="unit", unit=name)
+        units.append(unit)
+    return units
+
+
+def _roles(session: Session, settings: Settings, values: list[str]) -> list[Role]:
+    codes = [settings.role_map[v] for v in values if v in settings.role_map] if settings.role_map else values
+    return list(session.scalars(select(Role).where(Role.code.in_(codes or ["-"])).order_by(Role.code)))
+
+
+def provision(session: Session, settings: Settings, claims: dict[str, Any]) -> User:
+    """Create or update the user the verified claims describe; return them (flushes).
+
+    Raises: SsoRefused (no username, unknown unit, deactivated user)
+    """
+    username = str(claims.get(settings.username_claim) or "").strip()
+    if not username or len(username) > 80 or not core.USERNAME.match(username):
+        raise SsoRefused("统一身份认证未提供可用的用户名，无法登录 (no usable username claim "
+                         f"{settings.username_claim!r})", field="username")
+    if username in settings.local_logins:  # emergency accounts are local only: no provider can speak for them
+        raise SsoRefused(f"账号 {username} 为本地应急账号，只能使用本地密码登录 (a local emergency account)",
+                         field="username")
+    display_name = str(claims.get(settings.name_claim) or username).strip()[:120] or username
+    email_value = claims.get(settings.email_claim)
+    email = str(email_value).strip()[:200] if isinstance(email_value, str) and "@" in email_value else None
+    unit_names = _texts(claims.get(settings.unit_claim))
+    role_values = _texts(claims.get(settings.roles_claim))
+    units = _units(session, unit_names or [])  # before anything is written: an unknown unit creates nothing
+    roles = _roles(session, settings, role_values) if role_values is not None else None
+    user = session.scalar(select(User).where(User.username == username))
+    if user is not None and not user.is_active:
+        raise SsoRefused("您的账号已停用，无法登录。如有疑问请联系系统管理员。 (account deactivated)", field="username")
+    if user is None:
+        user = core.add_user(session, username=username, display_name=display_name, email=email,
+                             unit_codes=[u.code for u in units], role_codes=[r.code for r in roles or []])
+        user.source, user.external_id = "oidc", str(claims.get("sub", ""))[:400] or None
+        session.flush()
+        return user
+    before = _state(session, user)
+    user.display_name = display_name
+    if email:
+        user.email = email
+    if unit_names is not None:
+        _set_units(session, user, units)
+    if roles is not None:
+        # With a role map, the provider manages only the roles it maps to; others an administrator gave stay.
+        managed = set(settings.role_map.values()) if settings.role_map else None
+        _set_roles(session, user, roles, managed)
+    session.flush()
+    after = _state(session, user)
+    if after != before:
+        audit.record(session, actor_of(session, user) if user.is_active else SYSTEM, "org.user.sso_update",
+                     stream=f"user:{user.id}", object_type="app_user", object_id=user.id, before=before, after=after)
+    return user
+
+
+def _state(session: Session, user: User) -> dict[str, Any]:
+    rows = session.execute(select(OrgUnit.code, Role.code).select_from(Membership)
+                           .outerjoin(OrgUnit, OrgUnit.id == Membership.org_unit_id)
+                           .outerjoin(Role, Role.id == Membership.role_id)
+                           .where(Membership.user_id == user.id)).all()
+    return {"display_name": user.display_name, "email": user.email,
+            "units": sorted({u for u, _ in rows if u}), "roles": sorted({r for _, r in rows if r})}
+
+
+def _set_units(session: Session, user: User, units: list[OrgUnit]) -> None:
+    wanted = {u.id for u in units}
+    have = set(session.scalars(select(Membership.org_unit_id).where(
+        Membership.user_id == user.id, Membership.org_unit_id.is_not(None), Membership.role_id.is_(None))))
+    gone = have - wanted
+    if gone:
+        session.execute(delete(Membership).where(Membership.user_id == user.id,
+                                                 Membership.org_unit_id.in_(gone), Membership.role_id.is_(None)))
+    for unit_id in sorted(wanted - have):
+        session.add(Membership(user_id=user.id, org_unit_id=unit_id))
+
+
+def _set_roles(session: Session, user: User, roles: list[Role], managed: set[str] | None) -> None:
+    wanted = {r.id for r in roles}
+    have = set(session.scalars(select(Membership.role_id).where(
+        Membership.user_id == user.id, Membership.role_id.is_not(None), Membership.org_unit_id.is_(None))))
+    gone = have - wanted
+    if managed is not None:
+        gone &= set(session.scalars(select(Role.id).where(Role.code.in_(managed or {"-"}))))
+    if gone:
+        session.execute(delete(Membership).where(Membership.user_id == user.id,
+                                                 Membership.role_id.in_(gone), Membership.org_unit_id.is_(None)))
+    for role_id in sorted(wanted - have):
+        session.add(Membership(user_id=user.id, role_id=role_id))
