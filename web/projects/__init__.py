@@ -7,7 +7,8 @@ from flask_login import current_user, login_required
 
 from engine import clock
 from plan.dashboard import CATEGORY_NAMES, STAGE_NAMES
-from plan.projects import views
+from plan.projects import approvals, entry, page, views
+from plan.projects.core import today
 from plan.projects.models import STAGES
 from web import links
 from web.common import current_actor, db_session
@@ -51,9 +52,11 @@ def index() -> ResponseReturnValue:
 def show(project_id: int) -> ResponseReturnValue:
     session = db_session()
     detail = views.project_detail(session, _reach(), project_id, now=clock.now())
+    work = page.project_work(session, detail.project, current_actor())
     return render_template("projects/show.html", p=detail, pr=detail.project, stage_names=STAGE_NAMES,
                            category_names=CATEGORY_NAMES, now=clock.now(), task_url=links.task_url,
-                           instance_url=links.instance_url)
+                           instance_url=links.instance_url, w=work, need_kinds=entry.NEED_KINDS,
+                           planned_names=entry.PLANNED_NAMES, approval_stages=approvals.STAGES, today=today())
 
 
 def may_open() -> bool:
@@ -70,3 +73,6 @@ def init_app(app: Flask) -> None:
     """Show 项目库 in the menu to those who may open it; link an instance's page to its projects."""
     links.guard_nav(app, "projects.index", may_open)
     links.add_instance_links(app, _instance_links)
+
+
+from web.projects import actions, planning  # noqa: E402,F401  (they add their routes to bp)
