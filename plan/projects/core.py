@@ -94,6 +94,7 @@ def reach_stage(session: Session, project: Project, stage: str, *, on: date, act
     session.add(ProjectStage(project_id=project.id, stage=stage, on=on, note=note, recorded_by_id=actor.user_id,
                              evidence=evidence[:300]))
     session.flush()
+    session.expire(project, ["stages"])  # the stage line is read again with the new row
     audit.record(session, actor, "project.stage", stream=f"project:{project.id}", object_type="project",
                  object_id=project.id, before={"stage": before},
                  after={"stage": stage, "on": on, "note": note, "evidence": evidence[:300]})

@@ -21,7 +21,7 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from engine import audit, clock
@@ -30,7 +30,15 @@ from engine.org.actors import Actor
 from engine.org.models import Membership, OrgUnit, Role, User
 from plan.projects.core import CATEGORIES, PROJECT_TYPES, find_industry, next_code, reach_stage, today
 from plan.projects.lags import STAGE_NAMES
-from plan.projects.models import STAGES, LibraryMember, Project, ProjectLibrary, ProjectNeed, StageReport
+from plan.projects.models import (
+    STAGES,
+    LibraryMember,
+    Project,
+    ProjectLibrary,
+    ProjectNeed,
+    ProjectStage,
+    StageReport,
+)
 
 PLANNED_FIELDS = ("planned_sign", "planned_start", "planned_complete", "planned_produce")
 PLANNED_NAMES = {"planned_sign": "计划签约日期", "planned_start": "计划开工日期", "planned_complete": "计划竣工日期",
@@ -307,7 +315,7 @@ def _check_stage(session: Session, project: Project, stage: str, on: date) -> No
     if STAGES.index(stage) <= STAGES.index(project.stage):
         raise InvalidInput(f"项目已处于{STAGE_NAMES[project.stage]}阶段，不能再记{STAGE_NAMES[stage]} "
                            "(stages only move forward)", field="stage")
-    reached = max((s.on for s in project.stages), default=None)
+    reached = session.scalar(select(func.max(ProjectStage.on)).where(ProjectStage.project_id == project.id))
     if reached is not None and on < reached:
         raise InvalidInput(f"{STAGE_NAMES[stage]}日期 {on} 早于上一阶段日期 {reached} (date out of order)", field="on")
     if on > today():
