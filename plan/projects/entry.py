@@ -55,6 +55,25 @@ class ProjectForbidden(Forbidden):
     code = "project_forbidden"
 
 
+ENTRY_ROLES = ("data_officer", "investment_officer")  # 数据监测 and 招商 staff of a unit enter its projects
+
+
+def may_enter(session: Session, actor: Actor) -> bool:
+    """Tell whether the actor may enter or import projects at all (each project's unit is checked again)."""
+    if actor.is_admin or actor.is_system:
+        return True
+    if not actor.org_unit_ids or not actor.role_ids:
+        return False
+    return session.scalar(select(Role.id).where(Role.id.in_(list(actor.role_ids)), Role.code.in_(ENTRY_ROLES))
+                          .limit(1)) is not None
+
+
+def require_enter(session: Session, actor: Actor) -> None:
+    """Raises: ProjectForbidden unless the actor is a unit's data or investment officer (or an admin)."""
+    if not may_enter(session, actor):
+        raise ProjectForbidden("只有单位的数据监测或招商人员可以录入、导入项目 (only a unit's data officers enter projects)")
+
+
 def may_edit(project: Project, actor: Actor) -> bool:
     """Tell whether the actor may change the project (admins, members of its responsible or location unit)."""
     if actor.is_admin or actor.is_system:
@@ -214,6 +233,7 @@ def create_project(session: Session, *, actor: Actor, data: ProjectInput, code: 
 
     Raises: ProjectForbidden, InvalidInput
     """
+    require_enter(session, actor)
     unit = _unit(session, data.unit_code, "unit_code")
     location = _unit(session, data.location_code or data.unit_code, "location_code")
     if not (actor.is_admin or actor.is_system or {unit.id, location.id} & actor.org_unit_ids):
@@ -433,7 +453,7 @@ def resolve_need(session: Session, project: Project, *, actor: Actor, need_id: i
     return need
 
 
-__all__ = ["CONFIRMED", "NEED_KINDS", "PLANNED_FIELDS", "ProjectForbidden", "ProjectInput", "check_planned",
-           "create_project", "decide_report", "file_report", "get_project", "library_codes", "may_confirm",
-           "may_edit", "raise_need", "read_input", "record_stage", "require_edit", "resolve_need", "set_leader",
-           "set_libraries", "set_planned"]
+__all__ = ["CONFIRMED", "ENTRY_ROLES", "NEED_KINDS", "PLANNED_FIELDS", "ProjectForbidden", "ProjectInput",
+           "check_planned", "create_project", "decide_report", "file_report", "get_project", "library_codes",
+           "may_confirm", "may_edit", "may_enter", "raise_need", "read_input", "record_stage", "require_edit",
+           "require_enter", "resolve_need", "set_leader", "set_libraries", "set_planned"]

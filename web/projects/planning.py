@@ -11,7 +11,7 @@ from flask_babel import gettext as _
 from flask_login import login_required
 
 from engine import clock
-from engine.errors import Forbidden, InvalidInput
+from engine.errors import InvalidInput
 from plan.dashboard import STAGE_NAMES
 from plan.projects import entry, imports, page, schedule, views
 from plan.projects.core import PROJECT_TYPES, today
@@ -20,11 +20,8 @@ from web.projects import bp, current_reach
 
 
 def _entering() -> None:
-    """Only a unit's staff (or an admin) with a reach enter projects; the services check each project's unit."""
-    actor = current_actor()
-    views.require_reach(db_session(), actor, current_reach())
-    if not (actor.is_admin or actor.org_unit_ids):
-        raise Forbidden(_("只有单位人员可以录入项目"))
+    """Only a unit's data or investment officers (or admins) enter projects; the services check each one's unit."""
+    entry.require_enter(db_session(), current_actor())
 
 
 @bp.get("/projects/schedule")
