@@ -27,13 +27,15 @@ from plan.projects import entry
 from plan.projects.models import STAGES, Project
 
 HEADERS: dict[str, tuple[str, ...]] = {
-    "code": ("code", "项目编号", "编号"), "name": ("name", "项目名称", "名称"), "enterprise": ("enterprise", "企业", "建设单位"),
+    "code": ("code", "项目编号", "编号"), "name": ("name", "项目名称", "名称"),
+    "enterprise": ("enterprise", "企业", "建设单位"),
     "investment": ("investment", "总投资（万元）", "总投资", "投资（万元）"), "project_type": ("project_type", "项目类型"),
     "unit_code": ("unit_code", "责任单位", "责任单位代码"), "location_code": ("location_code", "所在单位", "所在单位代码"),
     "libraries": ("libraries", "项目库"), "industry": ("industry", "产业"), "category": ("category", "类别"),
     "leader": ("leader", "包挂领导", "市级领导"), "standard_land": ("standard_land", "标准地"),
     "description": ("description", "说明", "项目简介"),
-    "planned_sign": ("planned_sign", "计划签约日期", "计划签约"), "planned_start": ("planned_start", "计划开工日期", "计划开工"),
+    "planned_sign": ("planned_sign", "计划签约日期", "计划签约"),
+    "planned_start": ("planned_start", "计划开工日期", "计划开工"),
     "planned_complete": ("planned_complete", "计划竣工日期", "计划竣工"),
     "planned_produce": ("planned_produce", "计划投产日期", "计划投产"),
     "signed_on": ("signed_on", "签约日期"), "signed_evidence": ("signed_evidence", "签约证明"),

@@ -12,8 +12,8 @@ from engine.errors import NotFound
 from plan import dashboard, indicators
 from plan import investment as plan
 from plan.dashboard import charts, unitview
-from plan.projects import approvals as project_approvals
 from plan.dashboard.charts import Chart
+from plan.projects import approvals as project_approvals
 from plan.projects.models import STAGES
 from web import links
 from web.common import current_actor, db_session
