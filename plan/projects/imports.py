@@ -24,6 +24,7 @@ from engine.errors import EngineError, InvalidInput
 from engine.org.actors import Actor
 from plan.indicators.upload import MAX_BYTES, MAX_ROWS, UploadInvalid, read_table
 from plan.projects import entry
+from plan.projects.core import today
 from plan.projects.models import STAGES, Project
 
 HEADERS: dict[str, tuple[str, ...]] = {
@@ -130,7 +131,10 @@ def _row(session: Session, cells: dict[str, str], actor: Actor) -> RowDone:
     if code and len(code) > 40:
         raise InvalidInput("项目编号不能超过 40 个字 (code too long)", field="code")
     data = entry.read_input(cells)
-    project = entry.create_project(session, actor=actor, data=data, code=code or None)
+    reached = [d for _s, on_key, _e in STAGE_COLUMNS if (d := entry.day(cells.get(on_key), on_key)) is not None]
+    # a project entered after the fact: its 线索 is no later than the first stage the file says it reached
+    project = entry.create_project(session, actor=actor, data=data, code=code or None,
+                                   created_on=min([*reached, today()]))
     return RowDone(0, project.code, project.name, "add", tuple(_stages(session, project, cells, actor)))
 
 

@@ -83,7 +83,10 @@ def import_preview() -> ResponseReturnValue:
     file = request.files.get("file")
     if file is None or not file.filename:
         raise InvalidInput(_("请选择 XLSX 或 CSV 文件"), field="file")
-    payload = file.read(imports.MAX_BYTES + 1)
+    try:
+        payload = file.read(imports.MAX_BYTES + 1)
+    finally:
+        file.close()  # a large upload is spooled to a temporary file: release it now
     result = imports.run(db_session(), filename=file.filename, data=payload, actor=current_actor(), store=False)
     return render_template("projects/import.html", result=result, stage_names=STAGE_NAMES,
                            payload=base64.b64encode(payload).decode() if result.ok else ""), 200 if result.ok else 422
