@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
@@ -29,24 +29,19 @@ from engine.errors import Forbidden, InvalidInput, NotFound
 from engine.org.actors import Actor
 from engine.org.models import Membership, OrgUnit, Role, User
 from plan.projects.core import CATEGORIES, PROJECT_TYPES, find_industry, next_code, reach_stage, today
+from plan.projects.fields import PLANNED_FIELDS, PLANNED_NAMES, amount, check_planned, day, text
 from plan.projects.lags import STAGE_NAMES
 from plan.projects.models import (
     STAGES,
     LibraryMember,
     Project,
     ProjectLibrary,
-    ProjectNeed,
     ProjectStage,
     StageReport,
 )
 
-PLANNED_FIELDS = ("planned_sign", "planned_start", "planned_complete", "planned_produce")
-PLANNED_NAMES = {"planned_sign": "计划签约日期", "planned_start": "计划开工日期", "planned_complete": "计划竣工日期",
-                 "planned_produce": "计划投产日期"}
 CONFIRMED = ("completed", "producing")  # 竣工、投产: reported by the unit, confirmed by a second person
-NEED_KINDS = {"funds": "资金", "land": "土地", "procedures": "手续", "other": "其他"}
 LEADER_ROLE = "city_leader"  # 市级领导包挂项目
-MAX_TEXT = 2000
 
 
 class ProjectForbidden(Forbidden):
@@ -95,63 +90,6 @@ def get_project(session: Session, project_id: int, *, lock: bool = False) -> Pro
     if project is None:
         raise NotFound("项目不存在 (no such project)", project_id=project_id)
     return project
-
-
-# -- checking input ------------------------------------------------------------------------------------
-
-def text(value: Any, field: str, *, required: bool = False, limit: int = MAX_TEXT) -> str:
-    """Return a trimmed text field. Raises: InvalidInput naming the field"""
-    result = "" if value is None else str(value).strip()
-    if required and not result:
-        raise InvalidInput(f"{field}：必填 (required)", field=field)
-    if len(result) > limit:
-        raise InvalidInput(f"{field}：不能超过 {limit} 个字 (at most {limit} characters)", field=field)
-    if "\x00" in result:
-        raise InvalidInput(f"{field}：含有非法字符 (invalid character)", field=field)
-    return result
-
-
-def day(value: Any, field: str) -> date | None:
-    """Return a date from a date or YYYY-MM-DD text (None when empty). Raises: InvalidInput naming the field"""
-    if value in (None, ""):
-        return None
-    if isinstance(value, date):
-        return value
-    try:
-        found = date.fromisoformat(str(value).strip()[:10])
-    except ValueError:
-        raise InvalidInput(f"{PLANNED_NAMES.get(field, field)}：日期格式应为 YYYY-MM-DD (not a date)",
-                           field=field) from None
-    if not 2000 <= found.year <= 2100:
-        raise InvalidInput(f"{PLANNED_NAMES.get(field, field)}：日期超出范围 (date out of range)", field=field)
-    return found
-
-
-def amount(value: Any, field: str = "investment") -> Decimal:
-    """Return a positive amount in 万元. Raises: InvalidInput naming the field"""
-    try:
-        found = Decimal(str(value).strip().replace(",", ""))
-    except (InvalidOperation, ValueError):
-        raise InvalidInput("投资（万元）：应为数字 (not a number)", field=field) from None
-    if not found.is_finite() or found <= 0 or found >= Decimal("1e12"):
-        raise InvalidInput("投资（万元）：应为大于 0 的数 (must be positive)", field=field)
-    return found.quantize(Decimal("0.01"))
-
-
-def check_planned(dates: Mapping[str, date | None]) -> None:
-    """Refuse planned dates out of order (签约 ≤ 开工 ≤ 竣工 ≤ 投产), naming the later field.
-
-    Raises: InvalidInput
-    """
-    last: tuple[str, date] | None = None
-    for field in PLANNED_FIELDS:
-        value = dates.get(field)
-        if value is None:
-            continue
-        if last is not None and value < last[1]:
-            raise InvalidInput(f"{PLANNED_NAMES[field]} {value} 早于{PLANNED_NAMES[last[0]]} {last[1]} "
-                               f"(planned dates out of order)", field=field)
-        last = (field, value)
 
 
 def _unit(session: Session, code: str, field: str) -> OrgUnit:
@@ -415,45 +353,30 @@ def decide_report(session: Session, project: Project, *, actor: Actor, report_id
     return report
 
 
-# -- 要素保障 -----------------------------------------------------------------------------------------
-
-def raise_need(session: Session, project: Project, *, actor: Actor, kind: str, description: str) -> ProjectNeed:
-    """Track a need for 资金 / 土地 / 手续 / 其他 (open; flushes). Raises: ProjectForbidden, InvalidInput"""
-    require_edit(project, actor)
-    if kind not in NEED_KINDS:
-        raise InvalidInput(f"要素类型应为 {'/'.join(NEED_KINDS)} (unknown kind)", field="kind")
-    need = ProjectNeed(project_id=project.id, kind=kind, description=text(description, "description", required=True),
-                       status="open", raised_by_id=actor.user_id, raised_at=clock.now())
-    session.add(need)
-    session.flush()
-    audit.record(session, actor, "project.need", stream=f"project:{project.id}", object_type="project_need",
-                 object_id=need.id, after={"kind": kind, "description": need.description})
-    return need
-
-
-def resolve_need(session: Session, project: Project, *, actor: Actor, need_id: int, resolution: str) -> ProjectNeed:
-    """Mark a need resolved with who, when and how, exactly once (flushes).
-
-    Raises: ProjectForbidden, InvalidInput (resolved already), NotFound
-    """
-    if not (may_edit(project, actor) or (actor.user_id is not None and actor.user_id == project.responsible_leader_id)):
-        raise ProjectForbidden("只有项目责任单位或包挂领导可以办结要素保障 (not your project)")
-    resolution = text(resolution, "resolution", required=True)
-    need = session.scalar(select(ProjectNeed).where(ProjectNeed.id == need_id, ProjectNeed.project_id == project.id))
-    if need is None:
-        raise NotFound("要素保障事项不存在 (no such need)", need_id=need_id)
-    done = session.execute(update(ProjectNeed).where(ProjectNeed.id == need.id, ProjectNeed.status == "open")
-                           .values(status="resolved", resolved_by_id=actor.user_id, resolved_at=clock.now(),
-                                   resolution=resolution).execution_options(synchronize_session=False))
-    if done.rowcount != 1:  # type: ignore[attr-defined]
-        raise InvalidInput("该事项已办结 (resolved already)", field="need")
-    session.refresh(need)
-    audit.record(session, actor, "project.need_resolved", stream=f"project:{project.id}", object_type="project_need",
-                 object_id=need.id, after={"resolution": resolution})
-    return need
-
-
-__all__ = ["CONFIRMED", "ENTRY_ROLES", "NEED_KINDS", "PLANNED_FIELDS", "ProjectForbidden", "ProjectInput",
-           "check_planned", "create_project", "decide_report", "file_report", "get_project", "library_codes",
-           "may_confirm", "may_edit", "may_enter", "raise_need", "read_input", "record_stage", "require_edit",
-           "require_enter", "resolve_need", "set_leader", "set_libraries", "set_planned"]
+__all__ = [
+    "CONFIRMED",
+    "ENTRY_ROLES",
+    "PLANNED_FIELDS",
+    "PLANNED_NAMES",
+    "ProjectForbidden",
+    "ProjectInput",
+    "amount",
+    "check_planned",
+    "create_project",
+    "day",
+    "decide_report",
+    "file_report",
+    "get_project",
+    "library_codes",
+    "may_confirm",
+    "may_edit",
+    "may_enter",
+    "read_input",
+    "record_stage",
+    "require_edit",
+    "require_enter",
+    "set_leader",
+    "set_libraries",
+    "set_planned",
+    "text",
+]

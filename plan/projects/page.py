@@ -13,8 +13,9 @@ from sqlalchemy.orm import Session
 from engine.org.actors import Actor
 from engine.org.models import Membership, OrgUnit, Role, User
 from plan.projects import approvals
-from plan.projects.entry import LEADER_ROLE, NEED_KINDS, library_codes, may_confirm, may_edit
+from plan.projects.entry import LEADER_ROLE, library_codes, may_confirm, may_edit
 from plan.projects.models import Project, ProjectApproval, ProjectLibrary, ProjectNeed, StageReport
+from plan.projects.needs import NEED_KINDS
 
 
 @dataclass(frozen=True)

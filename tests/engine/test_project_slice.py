@@ -21,7 +21,7 @@ from engine.org.models import OrgUnit
 from engine.runtime.models import ProcessInstance
 from engine.tasks.models import HumanTask
 from plan import projects as core
-from plan.projects import approvals, entry, schedule
+from plan.projects import approvals, entry, needs, schedule
 from plan.projects.lags import lag_of
 from plan.projects.models import LibraryMember, Project, ProjectApproval, ProjectNeed, ProjectStage, StageReport
 from plan.projects.slow_projects import flag_slow_projects
@@ -221,7 +221,7 @@ def test_a_user_of_another_unit_cannot_change_the_project(world: Session) -> Non
         lambda: entry.set_planned(session, project, actor=outsider, dates={"planned_start": date(2026, 1, 5)}),
         lambda: entry.set_libraries(session, project, actor=outsider, codes=["land"]),
         lambda: entry.set_leader(session, project, actor=outsider, username="wangjianguo"),
-        lambda: entry.raise_need(session, project, actor=outsider, kind="land", description="x"),
+        lambda: needs.raise_need(session, project, actor=outsider, kind="land", description="x"),
     ]
     for attempt in attempts:
         with pytest.raises(Forbidden):
@@ -264,13 +264,13 @@ def test_needs_are_tracked_until_resolved_with_who_and_when(world: Session) -> N
     session = world
     project = new_project(session)
     officer = actor_for(session, OFFICER)
-    need = entry.raise_need(session, project, actor=officer, kind="land", description="用地指标缺口 30 亩")
+    need = needs.raise_need(session, project, actor=officer, kind="land", description="用地指标缺口 30 亩")
     session.commit()
-    entry.resolve_need(session, project, actor=actor_for(session, SECOND), need_id=need.id, resolution="已调剂指标")
+    needs.resolve_need(session, project, actor=actor_for(session, SECOND), need_id=need.id, resolution="已调剂指标")
     session.commit()
     assert need.status == "resolved" and need.resolved_by_id is not None and need.resolved_at is not None
     with pytest.raises(InvalidInput):
-        entry.resolve_need(session, project, actor=officer, need_id=need.id, resolution="again")
+        needs.resolve_need(session, project, actor=officer, need_id=need.id, resolution="again")
     assert session.scalar(select(func.count()).select_from(LibraryMember).where(
         LibraryMember.project_id == project.id)) == 2
 

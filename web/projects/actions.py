@@ -9,11 +9,11 @@ from flask_babel import gettext as _
 from flask_login import login_required
 
 from engine.errors import InvalidInput
-from plan.projects import approvals, entry, schedule, views
+from plan.projects import approvals, entry, needs, schedule, views
 from plan.projects.models import Project
 from web import links
 from web.common import commit, current_actor, db_session
-from web.projects import bp, current_reach
+from web.projects.blueprint import bp, current_reach
 
 
 def _project(project_id: int) -> Project:
@@ -105,7 +105,7 @@ def leader(project_id: int) -> ResponseReturnValue:
 @login_required
 def add_need(project_id: int) -> ResponseReturnValue:
     project = _project(project_id)
-    entry.raise_need(db_session(), project, actor=current_actor(), kind=request.form.get("kind", ""),
+    needs.raise_need(db_session(), project, actor=current_actor(), kind=request.form.get("kind", ""),
                      description=request.form.get("description", ""))
     flash(_("要素保障事项已登记"))
     return _back(project, "needs")
@@ -115,7 +115,7 @@ def add_need(project_id: int) -> ResponseReturnValue:
 @login_required
 def resolve_need(project_id: int, need_id: int) -> ResponseReturnValue:
     project = _project(project_id)
-    entry.resolve_need(db_session(), project, actor=current_actor(), need_id=need_id,
+    needs.resolve_need(db_session(), project, actor=current_actor(), need_id=need_id,
                        resolution=request.form.get("resolution", ""))
     flash(_("要素保障事项已办结"))
     return _back(project, "needs")

@@ -16,7 +16,7 @@ from plan.dashboard import STAGE_NAMES
 from plan.projects import entry, imports, page, schedule, views
 from plan.projects.core import PROJECT_TYPES, today
 from web.common import commit, current_actor, db_session
-from web.projects import bp, current_reach
+from web.projects.blueprint import bp, current_reach
 
 
 def _entering() -> None:
