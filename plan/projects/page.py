@@ -89,7 +89,7 @@ def project_work(session: Session, project: Project, actor: Actor) -> ProjectWor
     rows = approvals.project_approvals(session, project.id)
     have = {r.stage for r in rows}
     startable = []
-    if not rows:
+    if not rows and project.stage in ("lead", "signed"):
         first = approvals.first_stage(project)
         startable.append((first, approvals.STAGES[first].name))
     if "construction_works" in {r.stage for r in rows if r.certified_on} and "earthwork_permit" not in have \
