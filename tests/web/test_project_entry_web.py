@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from engine import clock
 from plan.projects import core
-from plan.projects.models import Project, ProjectStage, StageReport
+from plan.projects.models import Project, ProjectApproval, ProjectStage, StageReport
 from tests import dashboard_data
 from tests.engine.test_upload_guards import xlsx
 from tests.web.conftest import PASSWORD, app_on, csrf_of
@@ -206,3 +206,27 @@ def test_a_planned_date_passing_shows_the_warning_on_the_page(app: Flask, login:
     html = officer.get(f"/projects/{pid}").get_data(as_text=True)
     assert 'data-lag="signed"' in html
     assert count(app, StageReport) == 0
+
+
+def test_the_dashboard_shows_the_days_a_certified_stage_saved(app: Flask, login: Any) -> None:
+    from engine.org.actors import actor_for
+    from plan.projects import approvals
+    from tests.engine.test_project_slice import OFFICER as APPLICANT
+    from tests.engine.test_project_slice import drive_to_certificate, stage_instance
+    pid = create(login(OFFICER))
+    with app.extensions["jzflow.sessionmaker"]() as s:
+        project = s.get(Project, pid)
+        assert project is not None
+        approvals.start_stage(s, project, stage="land_planning", actor=actor_for(s, OFFICER), applicant=APPLICANT)
+        s.commit()
+        drive_to_certificate(s, stage_instance(s, project, "land_planning"), APPLICANT, project, "land_planning")
+        saved = approvals.savings(s, [pid])
+    html = login(CITY_LEADER).get("/dashboard").get_data(as_text=True)
+    row = re.search(r'<tr data-stage="land_planning">(.*?)</tr>', html, re.S)
+    assert row is not None, html[html.find('id="approval-savings"'):][:1500]
+    cells = re.findall(r"<td>(-?\d+)</td>", row.group(1))
+    stage = next(s for s in saved.stages if s.stage == "land_planning")
+    assert cells[-1] == str(stage.saved_wd) and stage.certified == 1 and stage.saved_wd > 0
+    assert html.count('id="saved-total"') == 1
+    assert form_post(login(OFFICER), f"/projects/{pid}/approval", {"stage": "land_planning"}).status_code == 302
+    assert count(app, ProjectApproval, project_id=pid, stage="land_planning") == 1  # started once, not again
