@@ -21,6 +21,7 @@ from engine import audit, clock
 from engine.deadlines import calendar
 from engine.runtime import effects
 from engine.tasks.models import HumanTask
+from plan.projects import approvals as project_approvals
 
 ACCEPTANCE_MODES = {"accept": "complete", "accept_deferred": "deferred"}  # 受理 / 容缺受理
 SUPPLEMENT_TASK = "submit_supplement"  # the applicant's 补正 task in parallel_approval.bpmn
@@ -131,6 +132,10 @@ def working_days(ctx: effects.RunContext, accepted_at: str, departments: list[An
     running = ctx.running
     audit.record(ctx.session, ctx.actor, "approval.working_days", stream=f"instance:{running.row.id}",
                  object_type="process_instance", object_id=running.row.id, after=result)
+    # 审批分阶段: the certificate moves the project and starts its next stage (once; plan.projects.approvals)
+    chained = project_approvals.certified_in(ctx, result)
+    if chained:
+        result["project"] = chained
     return result
 
 

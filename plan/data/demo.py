@@ -5,12 +5,13 @@ projects at every stage in the four libraries, some behind plan; monthly indicat
 plan year, some behind target; ledger issues at every step, some overdue; parallel approvals in
 flight; the last two periods of the seven-step method, the earlier one with a 揭榜 call open.
 
-Everything goes through the services real users go through (projects.reach_stage, instances.start,
-tasks.claim/complete, operations.urge/carbon_copy, plan.start_period), as the seed users, so the
-inbox, the ledger, the deadlines and the audit trail are what the engine itself produced. No service
-adds a project to a chosen library or records an indicator value yet: those two are written as
-models with the audit event a service would write (`project.add` as projects.add_lead writes it,
-`indicator.record`), the stages then through projects.reach_stage. Each part
+Everything goes through the services real users go through (instances.start, tasks.claim/complete,
+operations.urge/carbon_copy, plan.start_period), as the seed users, so the inbox, the ledger, the
+deadlines and the audit trail are what the engine itself produced. Projects, their planned dates and
+stages go through the project entry services a unit's data officer uses (plan.projects.entry:
+create_project, record_stage, decide_report for 竣工/投产), as the system on behalf of the recorders of
+projects.yaml. No service records an indicator value yet: it is written as a model with the audit
+event a service would write (`indicator.record`). Each part
 is a scenario: a generator yielding the moment of its next step. `replay` takes the steps of all
 scenarios in time order with engine.clock frozen at each moment, so the history (project stages,
 task times, deadlines, audit events) reads like a real one that ends now; the clock is restored
@@ -46,6 +47,7 @@ from plan.data import demo_leads
 from plan.data.demo_flows import Demo, approval, labelled, ledger_issue, loop_period
 from plan.indicators.models import Indicator, IndicatorValue, Industry
 from plan.meetings import core as meeting_core
+from plan.projects import entry as project_entry
 from plan.projects.models import STAGES, Project, ProjectLibrary
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "data" / "demo"
@@ -215,30 +217,32 @@ def project(demo: Demo, spec: dict[str, Any], n: int, shift: timedelta, recorder
         raise InvalidInput(f"projects.yaml {spec['code']}: 项目库、产业或所在地不存在 (unknown library, industry or "
                            "location)", project=spec["code"])
     unit_id = demo.unit_id(spec["unit"]) if spec.get("unit") else (industry.lead_unit_id if industry else None)
-    leader = session.scalar(select(User.id).where(User.username == spec["leader"])) if spec.get("leader") \
-        else location.responsible_leader_id
-    actor = demo.actor(recorders.get(spec["library"]) or recorders.get("default") or "")
+    leader = spec.get("leader") or (session.scalar(select(User.username).where(
+        User.id == location.responsible_leader_id)) if location.responsible_leader_id else "")
     category = industry.category if industry else spec.get("category")
     if category not in projects.CATEGORIES:
         raise InvalidInput(f"projects.yaml {spec['code']}: 没有产业时须填类别 category (focus/key/layout)",
                            project=spec["code"])
-    row = Project(code=spec["code"], name=spec["name"], library_id=library.id, category=category,
-                  industry_id=industry.id if industry else None, investment=Decimal(str(spec["investment"])),
-                  project_type=spec.get("type", "industrial"), stage="lead", enterprise=spec["enterprise"],
-                  responsible_leader_id=leader, responsible_unit_id=unit_id, location_unit_id=location.id,
-                  description=spec.get("description", ""), created_at=clock.now(),
-                  **_planned(spec, stages, demo, n))
-    session.add(row)
-    session.flush()
-    audit.record(session, actor, "project.add", stream=f"project:{row.id}", object_type="project", object_id=row.id,
-                 after={"code": row.code, "name": row.name, "library": library.code, "stage": "lead",
-                        "investment": row.investment, "enterprise": row.enterprise, "category": row.category,
-                        "industry": industry.code if industry else None, "location": location.code,
-                        "planned": {f: getattr(row, f) for f in PLANNED.values()}})
+    unit_code = session.scalar(select(OrgUnit.code).where(OrgUnit.id == unit_id)) if unit_id else location.code
+    # Entered through the same services as a unit's data officer uses (plan.projects.entry); the loader acts as
+    # the system on behalf of the recorders named in projects.yaml, who are not members of every project's unit.
+    data = project_entry.ProjectInput(
+        name=spec["name"], enterprise=spec["enterprise"], investment=Decimal(str(spec["investment"])),
+        project_type=spec.get("type", "industrial"), unit_code=str(unit_code), location_code=location.code,
+        libraries=(library.code,), industry=industry.code if industry else "", category=str(category),
+        leader=str(leader or ""), description=spec.get("description", ""),
+        planned=tuple(_planned(spec, stages, demo, n).items()))
+    row = project_entry.create_project(session, actor=SYSTEM, data=data, code=spec["code"], created_on=stages[0][1])
+    recorder = recorders.get(spec["library"]) or recorders.get("default") or ""
     for stage, on in stages:
-        if stage != "lead":
-            yield demo.moment(on)
-        projects.reach_stage(session, row, stage, on=on, actor=actor, note=STAGE_NOTES[stage])
+        if stage == "lead":
+            continue
+        yield demo.moment(on)
+        note = f"{STAGE_NOTES[stage]}（{recorder}）" if recorder else STAGE_NOTES[stage]
+        report = project_entry.record_stage(session, row, actor=SYSTEM, stage=stage, on=on, evidence=STAGE_NOTES[stage],
+                                    note=note)
+        if report is not None:  # 竣工 / 投产: confirmed by a second person, here the system
+            project_entry.decide_report(session, row, actor=SYSTEM, report_id=report.id, confirm=True)
 
 
 def _value(ind: Indicator, pace: Decimal, month: int, last: int) -> Decimal:

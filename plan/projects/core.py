@@ -78,7 +78,8 @@ def next_code(session: Session, prefix: str) -> str:
     return f"{prefix}-{max(numbers, default=0) + 1:04d}"
 
 
-def reach_stage(session: Session, project: Project, stage: str, *, on: date, actor: Actor, note: str = "") -> None:
+def reach_stage(session: Session, project: Project, stage: str, *, on: date, actor: Actor, note: str = "",
+                evidence: str = "") -> None:
     """Move a project to a stage and record the day (ProjectStage); a stage is reached once (flushes).
 
     Raises: InvalidInput (unknown stage or reached already)
@@ -90,10 +91,13 @@ def reach_stage(session: Session, project: Project, stage: str, *, on: date, act
         raise InvalidInput(f"项目 {project.code} 已处于{stage}阶段 (stage reached already)", field="stage")
     before = project.stage
     project.stage = stage
-    session.add(ProjectStage(project_id=project.id, stage=stage, on=on, note=note, recorded_by_id=actor.user_id))
+    session.add(ProjectStage(project_id=project.id, stage=stage, on=on, note=note, recorded_by_id=actor.user_id,
+                             evidence=evidence[:300]))
     session.flush()
+    session.expire(project, ["stages"])  # the stage line is read again with the new row
     audit.record(session, actor, "project.stage", stream=f"project:{project.id}", object_type="project",
-                 object_id=project.id, before={"stage": before}, after={"stage": stage, "on": on, "note": note})
+                 object_id=project.id, before={"stage": before},
+                 after={"stage": stage, "on": on, "note": note, "evidence": evidence[:300]})
 
 
 # -- ⑥ leads ----------------------------------------------------------------------------------------

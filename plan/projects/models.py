@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import Date, ForeignKey, Numeric, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, Date, ForeignKey, Integer, Numeric, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from engine import clock
@@ -43,6 +43,7 @@ class Project(Base):
     planned_produce: Mapped[date | None] = mapped_column(Date)
     description: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=clock.now)
+    standard_land: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # “标准地”出让
 
     library: Mapped[ProjectLibrary] = relationship()
     stages: Mapped[list[ProjectStage]] = relationship(back_populates="project", order_by="ProjectStage.on")
@@ -59,8 +60,71 @@ class ProjectStage(Base):
     on: Mapped[date] = mapped_column(Date)
     note: Mapped[str] = mapped_column(Text, default="")
     recorded_by_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    evidence: Mapped[str] = mapped_column(String(300), default="", server_default="")  # e.g. 施工许可证 number
 
     project: Mapped[Project] = relationship(back_populates="stages")
+
+
+class LibraryMember(Base):
+    """A project's membership of one of the four libraries (平台化动态更新: added and removed over time)."""
+
+    __tablename__ = "project_library_member"
+    __table_args__ = (UniqueConstraint("project_id", "library_id", name="uq_project_library_member"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id"), index=True)
+    library_id: Mapped[int] = mapped_column(ForeignKey("project_library.id"), index=True)
+    added_by_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    added_at: Mapped[datetime] = mapped_column(default=clock.now)
+
+
+class StageReport(Base):
+    """竣工 / 投产 reported by the responsible unit, waiting for a second person to confirm."""
+
+    __tablename__ = "project_stage_report"
+    __table_args__ = (UniqueConstraint("project_id", "stage", name="uq_project_stage_report"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id"), index=True)
+    stage: Mapped[str] = mapped_column(String(20))
+    on: Mapped[date] = mapped_column(Date)
+    evidence: Mapped[str] = mapped_column(String(300))
+    note: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(20), default="reported")  # reported | confirmed | rejected
+    reported_by_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    reported_at: Mapped[datetime] = mapped_column(default=clock.now)
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    decided_at: Mapped[datetime | None] = mapped_column()
+
+
+class ProjectNeed(Base):
+    """要素保障: a project's need for 资金, 土地, 手续 or another factor, open until resolved."""
+
+    __tablename__ = "project_need"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))  # funds | land | procedures | other
+    description: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20), default="open", index=True)  # open | resolved
+    raised_by_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    raised_at: Mapped[datetime] = mapped_column(default=clock.now)
+    resolved_by_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    resolved_at: Mapped[datetime | None] = mapped_column()
+    resolution: Mapped[str] = mapped_column(Text, default="")
+
+
+class ProjectApproval(Base):
+    """One approval stage of a project (立项用地规划许可 … 竣工验收): its instance and working days used/saved."""
+
+    __tablename__ = "project_approval"
+    __table_args__ = (UniqueConstraint("project_id", "stage", name="uq_project_approval_stage"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id"), index=True)
+    stage: Mapped[str] = mapped_column(String(40))
+    instance_id: Mapped[int | None] = mapped_column(ForeignKey("process_instance.id"), unique=True)
+    started_at: Mapped[datetime] = mapped_column(default=clock.now)
+    certified_on: Mapped[date | None] = mapped_column(Date)
+    used_wd: Mapped[int | None] = mapped_column(Integer)
+    serial_wd: Mapped[int | None] = mapped_column(Integer)  # the serial sum of the departments' statutory limits
+    saved_wd: Mapped[int | None] = mapped_column(Integer)
 
 
 class Bid(Base):

@@ -35,7 +35,7 @@ from plan.dashboard import Lag, lag_of
 from plan.indicators.models import Industry
 from plan.ledger.models import LedgerIssue
 from plan.projects.deadlines import NEXT_STAGE, project_deadlines
-from plan.projects.models import STAGES, Project, ProjectLibrary
+from plan.projects.models import STAGES, LibraryMember, Project, ProjectLibrary
 
 PAGE_SIZE = 50
 MAX_PAGE = 200
@@ -167,7 +167,9 @@ def behind_clause(today: date) -> ColumnElement[bool]:
 def _filters(session: Session, flt: ProjectFilter, today: date) -> list[ColumnElement[bool]]:
     where: list[ColumnElement[bool]] = []
     if flt.library:
-        where.append(Project.library_id.in_(select(ProjectLibrary.id).where(ProjectLibrary.code == flt.library)))
+        library = select(ProjectLibrary.id).where(ProjectLibrary.code == flt.library)
+        where.append(or_(Project.library_id.in_(library), Project.id.in_(  # home library, or a member (项目库动态更新)
+            select(LibraryMember.project_id).where(LibraryMember.library_id.in_(library)))))
     if flt.stage:
         where.append(Project.stage == flt.stage)
     if flt.industry:
@@ -300,6 +302,7 @@ class StageLine:
     planned: date | None
     reached: date | None
     note: str
+    evidence: str = ""
 
 
 @dataclass(frozen=True)
@@ -361,7 +364,8 @@ def project_detail(session: Session, reach: Reach, project_id: int, *, now: date
     reached = {s.stage: s for s in project.stages}
     planned = {stage: getattr(project, column) for stage, column in PLANNED}
     stages = [StageLine(stage, planned.get(stage), reached[stage].on if stage in reached else None,
-                        reached[stage].note if stage in reached else "") for stage in STAGES]
+                        reached[stage].note if stage in reached else "",
+                        reached[stage].evidence if stage in reached else "") for stage in STAGES]
     issues = list(session.scalars(select(LedgerIssue).where(LedgerIssue.project_id == project.id)
                                   .order_by(LedgerIssue.id.desc())))
     leader = session.scalar(select(User.display_name).where(User.id == project.responsible_leader_id)) \

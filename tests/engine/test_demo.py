@@ -32,7 +32,7 @@ from plan.indicators.models import IndicatorValue, PlanItem
 from plan.leads.models import InvestmentLead
 from plan.ledger.models import LedgerIssue
 from plan.meetings.models import ReviewMeeting
-from plan.projects.models import STAGES, Bid, Project, ProjectStage
+from plan.projects.models import STAGES, Bid, Project, ProjectApproval, ProjectStage
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_CODES = [p["code"] for p in demo.read()["projects"]["projects"]]
@@ -136,7 +136,11 @@ def test_the_demo_shows_every_part_of_the_plan_and_loads_once(session: Session, 
 
     # Approvals in flight at every step, one certified with its working days.
     approvals = instances_of(session, "parallel_approval")
-    assert Counter(a.status for a in approvals) == {"running": 6, "completed": 1}
+    # the certified 工程建设许可 chained the project's 施工许可 (plan.projects.approvals), waiting for its application
+    assert Counter(a.status for a in approvals) == {"running": 7, "completed": 1}
+    chained = session.scalar(select(ProjectApproval).where(ProjectApproval.stage == "construction_permit"))
+    assert chained is not None and chained.instance_id in {a.id for a in approvals}
+    assert open_tasks(session, next(a for a in approvals if a.id == chained.instance_id)) == ["submit_application"]
     waiting = Counter(b for a in approvals for b in open_tasks(session, a))
     assert {"window_accept", "department_review", "submit_supplement", "submit_deferred_materials",
             "submit_application"} <= set(waiting)

@@ -667,7 +667,8 @@ def test_the_department_table_covers_every_stage_type_and_investment(session: Se
     files = {"choose_only.bpmn": RULE_TASK, "approval_departments.dmn": (BPMN / "approval_departments.dmn").read_bytes()}
     deploy.deploy(session, files, actor=SYSTEM)  # the validator refuses overlapping UNIQUE rules
     seen = {}
-    for stage in ("land_planning", "construction_works", "construction_permit", "completion_acceptance"):
+    for stage in ("land_planning", "land_planning_standard", "construction_works", "construction_permit",
+                  "earthwork_permit", "completion_acceptance"):
         for project_type in ("industrial", "service", "infrastructure"):
             for investment in (Decimal("0.01"), Decimal("9999.99"), Decimal("10000"), Decimal("10000000")):
                 row = instances.start(session, process_key="choose_only", actor=SYSTEM,
@@ -681,6 +682,15 @@ def test_the_department_table_covers_every_stage_type_and_investment(session: Se
                 seen[(stage, project_type, investment)] = sum(d["sla_wd"] for d in departments)
     assert seen[("land_planning", "industrial", Decimal("9999.99"))] == 23
     assert seen[("land_planning", "industrial", Decimal("10000"))] == 33  # 1亿元 and above: 应急, 水务 too
+    assert seen[("land_planning_standard", "industrial", Decimal("10000"))] == 8  # “标准地”: 备案 and 规划许可 only
+    assert seen[("earthwork_permit", "service", Decimal("0.01"))] == 3  # 土石方施工许可
+
+
+def test_fire_review_and_acceptance_are_housing_and_construction_since_the_2019_reform() -> None:
+    # 消防设计审查验收 moved from the fire brigade to 住建 (2019): no stage asks the fire brigade (xfj)
+    text = (BPMN / "approval_departments.dmn").read_text(encoding="utf-8")
+    assert '"xfj"' not in text and "消防救援" not in text
+    assert "消防设计审查" in text and "消防验收" in text
 
 
 BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"

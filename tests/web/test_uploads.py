@@ -191,3 +191,23 @@ def test_hole3_an_xlsx_memory_bomb_is_refused_by_the_upload_page(app: Flask, sta
         "csrf_token": csrf_of(stats, "/dashboard/data?period=2025-08"), "period": "2025-08",
         "file": (io.BytesIO(bomb), "bomb.xlsx")}, content_type="multipart/form-data")
     assert 400 <= response.status_code < 500 and "XFD6000" in response.get_data(as_text=True)
+
+
+def test_hole3_an_xlsx_memory_bomb_is_refused_by_the_project_import(app: Flask, staff: None, login: Login,
+                                                                     session: Session) -> None:
+    officer = org.add_user(session, username="unitstats", display_name="单位数据员", unit_codes=["zj"],
+                           role_codes=["data_officer"])
+    officer.password_hash = PASSWORD_HASH
+    session.commit()
+    client = login("unitstats")
+    bomb = xlsx([["项目名称", "总投资（万元）", "责任单位"]] + [[f"x{i}", 1, "zj"] for i in range(1200)],
+                dimension="A1:XFD6000")
+    response = client.post("/projects/import", data={
+        "csrf_token": csrf_of(client, "/projects/import"), "file": (io.BytesIO(bomb), "bomb.xlsx")},
+        content_type="multipart/form-data")
+    assert 400 <= response.status_code < 500 and "XFD6000" in response.get_data(as_text=True)
+    for name, body in (("fake.xlsx", b"PK\x03\x04broken"), ("x.exe", b"MZ")):
+        response = client.post("/projects/import", data={
+            "csrf_token": csrf_of(client, "/projects/import"), "file": (io.BytesIO(body), name)},
+            content_type="multipart/form-data")
+        assert 400 <= response.status_code < 500

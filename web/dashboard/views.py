@@ -13,6 +13,7 @@ from plan import dashboard, indicators
 from plan import investment as plan
 from plan.dashboard import charts, unitview
 from plan.dashboard.charts import Chart
+from plan.projects import approvals as project_approvals
 from plan.projects.models import STAGES
 from web import links
 from web.common import current_actor, db_session
@@ -54,13 +55,17 @@ def _send(chart: Chart, fmt: str, name: str) -> ResponseReturnValue:
 def index() -> ResponseReturnValue:
     session = db_session()
     period = _period()
-    ov = dashboard.overview(session, period=period, scope=_scope(), now=clock.now())
+    scope = _scope()
+    ov = dashboard.overview(session, period=period, scope=scope, now=clock.now())
+    # 提速审批缩短30天以上: working days saved by the certified approval stages of the projects in scope
+    saved = project_approvals.savings(session, None if scope.everything else
+                                      [p.id for p in dashboard.visible_projects(session, scope)])
     chart_data = {name: dashboard.named_chart(ov, name).as_dict() for name in dashboard.CHARTS}
     industry_links = [url_for("dashboard.indicator", code=i.scale.code, period=period)
                       for i in ov.industries if i.scale is not None]
     return render_template("dashboard/index.html", ov=ov, period=period, charts=chart_data,
                            industry_links=industry_links, can_enter=indicators.can_enter(session, current_actor()),
-                           **_helpers())
+                           saved=saved, **_helpers())
 
 
 @bp.get("/dashboard/charts/<name>.<fmt>")

@@ -1,0 +1,232 @@
+"""审批分阶段: a project's four approval stages chained, the stage its certificates move it to, days saved.
+
+The national reform splits approval into four stages, one parallel_approval instance each (business key: the
+project code, start data contract 0001). Each has a lead department (牵头部门) and a total time limit in
+working days (the city's commitment); the departments and their own limits come from the DMN
+`approval_departments`. Two paths of the plan (四(二) 提速审批) are stages of their own:
+- “标准地”出让 (`land_planning_standard`): land sold with its standards set and the regional assessments done, so
+  the first stage needs only the filing and the planning permit; taken instead of `land_planning` for a
+  project marked `standard_land`;
+- 土石方施工许可 (`earthwork_permit`): 靠前办理施工许可 — earthworks may begin before the full 施工许可; the unit
+  applies for it by hand once 工程建设许可 has issued; its certificate is 开工 like the 施工许可's.
+
+Chaining: when a stage's certificate issues (联合出证, then the service approval_working_days), `certified`
+records the working days used against the serial sum of the departments' statutory limits (串联 → 并联: the
+days saved), moves the project (施工许可 / 土石方施工许可 → 开工; 竣工验收 → a 竣工 report waiting for the
+unit's confirmation) and starts the next stage's approval for the same project. Exactly once: one
+`project_approval` row per project and stage (unique), checked before starting and guarded by the constraint.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine import audit, clock
+from engine.errors import InvalidInput
+from engine.org.actors import Actor
+from engine.runtime import effects, instances, timeline
+from plan.projects.core import reach_stage
+from plan.projects.entry import file_report
+from plan.projects.models import Project, ProjectApproval, StageReport
+
+PROCESS_KEY = "parallel_approval"
+
+
+@dataclass(frozen=True)
+class Stage:
+    code: str
+    name: str
+    lead_unit: str  # 牵头部门 (org unit code)
+    lead_name: str
+    limit_wd: int  # total time limit in working days (并联审批承诺时限)
+
+
+STAGES: dict[str, Stage] = {s.code: s for s in (
+    Stage("land_planning", "立项用地规划许可", "zrzyj", "自然资源局", 20),
+    Stage("land_planning_standard", "立项用地规划许可（标准地）", "zrzyj", "自然资源局", 7),
+    Stage("construction_works", "工程建设许可", "zrzyj", "自然资源局", 15),
+    Stage("construction_permit", "施工许可", "zjj", "住房和城乡建设局", 7),
+    Stage("earthwork_permit", "土石方施工许可", "zjj", "住房和城乡建设局", 3),
+    Stage("completion_acceptance", "竣工验收", "zjj", "住房和城乡建设局", 12),
+)}
+CHAIN = ("land_planning", "construction_works", "construction_permit", "completion_acceptance")
+NEXT = {"land_planning": "construction_works", "land_planning_standard": "construction_works",
+        "construction_works": "construction_permit", "construction_permit": "completion_acceptance"}
+STARTS = ("construction_permit", "earthwork_permit")  # their certificate is 开工
+BY_HAND = ("land_planning", "land_planning_standard", "earthwork_permit", "construction_works",
+           "construction_permit", "completion_acceptance")
+
+
+def before_start_wd() -> int:
+    """Return the working days of the approval stages before 开工 (倒排工期 counts them back from 开工)."""
+    return sum(STAGES[s].limit_wd for s in CHAIN[:3])
+
+
+def first_stage(project: Project) -> str:
+    """Return the first approval stage of a project: 标准地 or the ordinary one."""
+    return "land_planning_standard" if project.standard_land else "land_planning"
+
+
+def start_data(project: Project, stage: str, applicant: str) -> dict[str, Any]:
+    """Build parallel_approval's start data (contract 0001) for one stage of a project."""
+    return {"project_code": project.code, "project_name": project.name, "project_type": project.project_type,
+            "investment": Decimal(project.investment), "stage": stage, "applicant": applicant}
+
+
+def start_stage(session: Session, project: Project, *, stage: str, actor: Actor, applicant: str) -> ProjectApproval:
+    """Start a stage's approval for a project, unless it was started already (then return that one; flushes).
+
+    Raises: InvalidInput (unknown stage), ProcessNotFound
+    """
+    if stage not in STAGES:
+        raise InvalidInput(f"未知审批阶段 (unknown approval stage): {stage}", field="stage")
+    found = session.scalar(select(ProjectApproval).where(ProjectApproval.project_id == project.id,
+                                                         ProjectApproval.stage == stage))
+    if found is not None:
+        return found
+    row = ProjectApproval(project_id=project.id, stage=stage, started_at=clock.now())
+    session.add(row)
+    session.flush()  # the unique (project, stage) row first: a second start fails here, before any instance
+    instance = instances.start(session, process_key=PROCESS_KEY, actor=actor,
+                               data=start_data(project, stage, applicant), business_key=project.code,
+                               title=f"并联审批 {project.name}（{STAGES[stage].name}）"[:300])
+    row.instance_id = instance.id
+    session.flush()
+    audit.record(session, actor, "project.approval_start", stream=f"project:{project.id}", object_type="project",
+                 object_id=project.id, after={"stage": stage, "instance_id": instance.id, "applicant": applicant})
+    return row
+
+
+def _row_for(session: Session, project: Project, stage: str, instance_id: int) -> ProjectApproval:
+    row = session.scalar(select(ProjectApproval).where(ProjectApproval.instance_id == instance_id))
+    if row is None:
+        row = session.scalar(select(ProjectApproval).where(ProjectApproval.project_id == project.id,
+                                                           ProjectApproval.stage == stage))
+    if row is None:  # started elsewhere (the investment loop's start_process, or by hand on the task list)
+        row = ProjectApproval(project_id=project.id, stage=stage, instance_id=instance_id, started_at=clock.now())
+        session.add(row)
+    elif row.instance_id is None:
+        row.instance_id = instance_id
+    return row
+
+
+def certified(session: Session, *, instance_id: int, data: Mapping[str, Any], days: Mapping[str, Any],
+              actor: Actor) -> dict[str, Any]:
+    """Record a stage's certificate for its project, move the project, start the next stage (flushes; once).
+
+    `data` is the approval instance's data (project_code, stage, applicant, certificate_no), `days` the
+    result of approval_working_days. Returns what was done (empty when the instance is of no known project).
+    """
+    code, stage = str(data.get("project_code") or ""), str(data.get("stage") or "")
+    project = session.scalar(select(Project).where(Project.code == code))
+    if project is None or stage not in STAGES:
+        return {}
+    row = _row_for(session, project, stage, instance_id)
+    done: dict[str, Any] = {"project_code": code, "stage": stage}
+    if row.certified_on is not None:
+        return {**done, "already": True}
+    certified_on = date.fromisoformat(str(days.get("certified_on") or clock.now().astimezone(clock.SHANGHAI).date()))
+    row.certified_on = certified_on
+    row.used_wd, row.serial_wd = int(days.get("working_days_used", 0)), int(days.get("sla_serial_wd", 0))
+    row.saved_wd = row.serial_wd - row.used_wd
+    evidence = f"{STAGES[stage].name} {data.get('certificate_no') or ''}".strip()
+    session.flush()
+    if stage in STARTS and project.stage in ("lead", "signed"):
+        reach_stage(session, project, "started", on=certified_on, actor=actor, evidence=evidence,
+                    note=f"{STAGES[stage].name}核发")
+        done["project_stage"] = "started"
+    if stage == "completion_acceptance" and project.stage == "started" and session.scalar(
+            select(StageReport.id).where(StageReport.project_id == project.id, StageReport.stage == "completed",
+                                         StageReport.status != "rejected")) is None:
+        file_report(session, project, actor=actor, stage="completed", on=certified_on, evidence=evidence,
+                    note="竣工验收合格，待项目单位确认")
+        done["project_stage"] = "completed_reported"
+    following = NEXT.get(stage)
+    if following:
+        applicant = str(data.get("applicant") or actor.username)
+        nxt = start_stage(session, project, stage=following, actor=actor, applicant=applicant)
+        done.update(next_stage=following, next_instance_id=nxt.instance_id)
+    audit.record(session, actor, "project.approval_certified", stream=f"project:{project.id}",
+                 object_type="project", object_id=project.id,
+                 after={"stage": stage, "used_wd": row.used_wd, "serial_wd": row.serial_wd, "saved_wd": row.saved_wd,
+                        "next": following})
+    return done
+
+
+def certified_in(ctx: effects.RunContext, days: Mapping[str, Any]) -> dict[str, Any]:
+    """`certified` for the running approval instance (called by approval_working_days after 联合出证)."""
+    return certified(ctx.session, instance_id=ctx.running.row.id, data=timeline.instance_data(ctx.running),
+                     days=days, actor=ctx.actor)
+
+
+# -- 提速审批缩短30天以上: days saved ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class StageSaving:
+    stage: str
+    name: str
+    limit_wd: int
+    certified: int  # how many certificates
+    serial_wd: int  # the serial sum of the departments' statutory limits, over those certificates
+    used_wd: int
+    saved_wd: int
+
+
+@dataclass(frozen=True)
+class Savings:
+    """Working days saved per stage and per project, against serial approval."""
+
+    stages: tuple[StageSaving, ...]
+    per_project: dict[int, int]  # project id → working days saved over its certified stages
+    goal_wd: int = 30  # 缩短30天以上
+
+    @property
+    def total_saved(self) -> int:
+        return sum(s.saved_wd for s in self.stages)
+
+    @property
+    def projects(self) -> int:
+        return len(self.per_project)
+
+    @property
+    def reaching_goal(self) -> int:
+        return sum(1 for v in self.per_project.values() if v >= self.goal_wd)
+
+    @property
+    def average(self) -> Decimal:
+        return (Decimal(sum(self.per_project.values())) / len(self.per_project)).quantize(Decimal("0.1")) \
+            if self.per_project else Decimal(0)
+
+
+def savings(session: Session, project_ids: Sequence[int] | None = None) -> Savings:
+    """Sum the working days saved by certified stages (all projects, or these)."""
+    query = select(ProjectApproval).where(ProjectApproval.certified_on.is_not(None))
+    if project_ids is not None:
+        query = query.where(ProjectApproval.project_id.in_(list(project_ids) or [-1]))
+    rows = list(session.scalars(query))
+    per_project: dict[int, int] = {}
+    stages = []
+    for code, stage in STAGES.items():
+        mine = [r for r in rows if r.stage == code]
+        stages.append(StageSaving(code, stage.name, stage.limit_wd, len(mine), sum(r.serial_wd or 0 for r in mine),
+                                  sum(r.used_wd or 0 for r in mine), sum(r.saved_wd or 0 for r in mine)))
+    for r in rows:
+        per_project[r.project_id] = per_project.get(r.project_id, 0) + (r.saved_wd or 0)
+    return Savings(tuple(stages), per_project)
+
+
+def project_approvals(session: Session, project_id: int) -> list[ProjectApproval]:
+    """Return a project's approval stages in chain order."""
+    order = {code: n for n, code in enumerate(STAGES)}
+    rows = session.scalars(select(ProjectApproval).where(ProjectApproval.project_id == project_id))
+    return sorted(rows, key=lambda r: order.get(r.stage, 99))
+
+
+__all__ = ["CHAIN", "NEXT", "STAGES", "Savings", "Stage", "before_start_wd", "certified", "certified_in",
+           "first_stage", "project_approvals", "savings", "start_data", "start_stage"]
