@@ -19,11 +19,15 @@ from SpiffWorkflow.bpmn.serializer.migration.version_migration import MIGRATIONS
 from SpiffWorkflow.bpmn.specs.bpmn_process_spec import BpmnProcessSpec
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
 
+from engine.spiff import compaction
 from engine.spiff.guards import run_deep_for
 
 # Bump the first part when our own state layout changes; the second is SpiffWorkflow's.
-SERIALIZER_VERSION = "jz1/spiff1.5"
+# jz2: the task tree's root may be any finished task (earlier rounds compacted out, engine.spiff.compaction).
+SERIALIZER_VERSION = "jz2/spiff1.5"
 SPIFF_STATE_VERSION = "1.5"
+# Our layouts that load as they are (jz1 → jz2 only widened what the root may be; the next save compacts).
+READABLE_VERSIONS = frozenset({"jz1/spiff1.5", SERIALIZER_VERSION})
 
 Specs = tuple[BpmnProcessSpec, dict[str, BpmnProcessSpec]]
 
@@ -92,9 +96,15 @@ def dump_state(workflow: BpmnWorkflow) -> str:
     return result
 
 
-def load_state(text: str, specs: Specs, script_engine: PythonScriptEngine) -> BpmnWorkflow:
-    """Restore a workflow from stored state and its version's specs; attach the sandbox."""
+def load_state(text: str, specs: Specs, script_engine: PythonScriptEngine,
+               version: str | None = None) -> BpmnWorkflow:
+    """Restore a workflow from stored state and its version's specs; attach the sandbox.
+
+    `version`: the row's serializer_version; an older layout of ours is migrated on load.
+    """
     spec, subprocess_specs = specs
+    if version is not None and version not in READABLE_VERSIONS:
+        raise ValueError(f"stored workflow state has unsupported jzflow serializer version {version}")
 
     dct = json.loads(text)
     version = dct.pop(SERIALIZER.VERSION_KEY, SPIFF_STATE_VERSION)
@@ -104,6 +114,12 @@ def load_state(text: str, specs: Specs, script_engine: PythonScriptEngine) -> Bp
     workflow: BpmnWorkflow = SERIALIZER.registry.restore(dct, spec=spec, subprocess_specs=subprocess_specs)
     workflow.script_engine = script_engine
     return workflow
+
+
+def compact(workflow: BpmnWorkflow, *, keep: int, batch: int) -> str | None:
+    """Cut finished earlier rounds out of the live tree; return them as TEXT for the history, or None."""
+    cut = compaction.compact(workflow, keep=keep, batch=batch, convert=SERIALIZER.registry.convert)
+    return None if cut is None else json.dumps(cut, ensure_ascii=False)
 
 
 def new_workflow(specs: Specs, script_engine: PythonScriptEngine) -> BpmnWorkflow:
