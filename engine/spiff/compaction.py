@@ -2,17 +2,16 @@
 
 SpiffWorkflow 3.2.0 keeps every task it ever ran in one tree, and a loop grows it by one level per
 task run: every engine step walks the whole tree and every save serialises it (≈400 bytes a task).
-The part of the tree that no longer influences the run is the chain of finished *earlier rounds*
-above the live part: once every live task (ready, waiting, started, predicted) hangs below one
-finished task (the frontier), nothing above it is read again by the engine — joins find their
-split at or below the frontier (it is the lowest common ancestor of everything live), data flows
-parent to child from there down, and events wait only on live tasks.
-
-What jzflow itself reads above the frontier is 退回 (send back): it offers the completed human steps
-on the current task's path, each at its latest round. So a finished task is compacted only when
-it is an *earlier round*: every human (manual) step cut away has a later round below the cut, and
-the last `keep` levels above the frontier always stay (撤回 and "send back to the previous step"
-read them). A process without loops is never compacted. Subprocesses started by cut tasks go with them.
+The part of the tree that no longer influences the run is a finished *earlier round* far above
+the live tasks (ready, waiting, started, predicted) on their paths: the engine reads a live task's
+ancestors only a few levels up (its parent's data, a join's inputs and split, a boundary event's
+split), and those stay. A finished task leaves the tree when it is more than `keep` levels above
+every live task below it, on a single live path (one child leads to live tasks: never a split with
+live branches), not the root nor the parent of a human step's last round, and — if it is a human step — a later round of the same step stays below it: 退回
+(send back) offers the completed human steps on the current task's path at their latest round, and
+撤回 the step just done. The run is spliced out: the task below it hangs from the task above it, so
+every kept task keeps all its kept ancestors (joins and inclusive gateways compare ancestry). A
+process without loops is never compacted. Subprocesses started by cut tasks go with them.
 
 `compact` returns what it cut, serialised (for the instance's history table), or None when there
 was nothing worth cutting (fewer than `batch` tasks: compaction is amortised over several saves).
@@ -32,81 +31,99 @@ def _finished(task: Task) -> bool:
     return bool(task.state & FINISHED)
 
 
-def _live_ancestry(workflow: BpmnWorkflow) -> set[Any]:
-    """Return the ids of every unfinished task and all its ancestors."""
-    marked: set[Any] = set()
+def _distances(workflow: BpmnWorkflow) -> dict[Any, int]:
+    """Map every unfinished task and each of its ancestors to its distance (in levels) to the nearest one below."""
+    dist: dict[Any, int] = {}
     for task in workflow.tasks.values():
         if _finished(task):
             continue
         node: Task | None = task
-        while node is not None and node.id not in marked:
-            marked.add(node.id)
+        d = 0
+        while node is not None and dist.get(node.id, d + 1) > d:
+            dist[node.id] = d
             node = node.parent
-    return marked
+            d += 1
+    return dist
 
 
-def frontier_path(workflow: BpmnWorkflow) -> list[Task]:
-    """Return the finished chain from the root down to the frontier (the task every live task hangs below)."""
-    marked = _live_ancestry(workflow)
-    node = workflow.task_tree
-    path: list[Task] = []
-    if node is None or node.id not in marked:
-        return path  # nothing live: an ended instance is not compacted
-    while _finished(node):
-        path.append(node)
-        live_children = [c for c in node.children if c.id in marked]
-        if len(live_children) != 1:
-            break
-        node = live_children[0]
-    return path
+def _specs_below(workflow: BpmnWorkflow, dist: dict[Any, int]) -> dict[Any, frozenset[str]]:
+    """Map each task on a live path to the names of the human steps strictly below it on live paths."""
+    below: dict[Any, frozenset[str]] = {}
+    order: list[Task] = []
+    root = workflow.task_tree
+    stack = [root] if root is not None and root.id in dist else []
+    while stack:  # parents before children
+        task = stack.pop()
+        order.append(task)
+        stack.extend(c for c in task.children if c.id in dist)
+    for task in reversed(order):
+        names: set[str] = set()
+        for child in task.children:
+            if child.id in dist:
+                names |= below[child.id]
+                if child.task_spec.manual:
+                    names.add(child.task_spec.name)
+        below[task.id] = frozenset(names)
+    return below
 
 
-def _cut_index(path: list[Task], keep: int) -> int:
-    """Return how many tasks from the top of `path` may go: earlier rounds only, `keep` levels stay."""
-    limit = len(path) - 1 - keep  # the frontier and `keep` levels above it stay
-    last: dict[str, int] = {}
-    for i, task in enumerate(path):
-        last[task.task_spec.name] = i
-    # Cutting the first `cut` tasks is allowed while every human step among them has a later round at or
-    # below `cut` (its last round is the one 退回 offers).
-    lowest = len(path)
-    cut = 0
-    while cut < limit:
-        task = path[cut]
-        if task.task_spec.manual:
-            lowest = min(lowest, last[task.task_spec.name])
-        if lowest <= cut:
-            break
-        cut += 1
-    return max(cut, 0)
+def removable(workflow: BpmnWorkflow, keep: int) -> list[Task]:
+    """Return the finished tasks on live paths that may leave the tree, top-down.
+
+    A task may go when it is finished, more than `keep` levels above every live task below it, on a
+    single live path (one child leads to live tasks), and — a human step — has a later round below.
+    """
+    dist = _distances(workflow)
+    below = _specs_below(workflow, dist)
+    out: list[Task] = []
+    for task_id, d in dist.items():
+        if d <= keep:
+            continue
+        task = workflow.tasks[task_id]
+        if not _finished(task):
+            continue
+        live_children = [c for c in task.children if c.id in dist]
+        if len(live_children) != 1 or task is workflow.task_tree:
+            continue  # a split of live branches, or the root
+        if live_children[0].task_spec.manual and live_children[0].task_spec.name not in below[live_children[0].id]:
+            continue  # the parent of a human step's last round: 退回 resets that step (boundary events included)
+        if task.task_spec.manual and task.task_spec.name not in below[task_id]:
+            continue
+        out.append(task)
+    return out
+
+
+def _subtree(task: Task, keep_ids: set[Any]) -> list[Task]:
+    found: list[Task] = []
+    stack = [task]
+    while stack:
+        node = stack.pop()
+        found.append(node)
+        stack.extend(c for c in node.children if c.id not in keep_ids)
+    return found
 
 
 def compact(workflow: BpmnWorkflow, *, keep: int, batch: int, convert: Any) -> dict[str, Any] | None:
-    """Cut finished earlier rounds above the live part of the tree; return them serialised, or None.
+    """Cut finished earlier rounds out of the live paths of the tree; return them serialised, or None.
 
-    `convert` turns a task or a subworkflow into its serialised dict (the serializer's registry).
+    Each cut run of tasks is spliced out: the task below it becomes a child of the task above it (or the
+    root), so every kept task keeps its kept ancestors. `convert` turns a task or a subworkflow into its
+    serialised dict (the serializer's registry).
     """
-    path = frontier_path(workflow)
-    cut = _cut_index(path, keep)
-    if cut < batch:
+    cut = removable(workflow, keep)
+    if len(cut) < batch:
         return None
-    new_root = path[cut]
-    gone_roots = path[:cut]
+    cut_ids = {t.id for t in cut}
+    live_paths = set(_distances(workflow))
     removed: list[Task] = []
-    stack = list(gone_roots)
-    keep_ids = {new_root.id}
-    seen: set[Any] = set()
-    while stack:  # the cut tasks and their finished side branches (never the new root's subtree)
-        task = stack.pop()
-        if task.id in seen or task.id in keep_ids:
-            continue
-        seen.add(task.id)
+    for task in cut:
         removed.append(task)
-        stack.extend(c for c in task.children if c.id not in keep_ids)
+        for child in task.children:  # finished side branches hanging off a cut task go with it
+            if child.id not in live_paths:
+                removed.extend(_subtree(child, set()))
     removed_ids = {t.id for t in removed}
     if any(not _finished(t) for t in removed):
-        return None  # never cut a live task (cannot happen: the frontier is below every live task)
-    archived_tasks = [convert(t) for t in sorted(removed, key=lambda t: t.last_state_change)]
+        return None  # never cut a live task (cannot happen: side branches off live paths are finished)
     # Subprocesses started by cut tasks (and the ones they started) go with them.
     gone_subs: dict[Any, Any] = {}
     changed = True
@@ -120,17 +137,32 @@ def compact(workflow: BpmnWorkflow, *, keep: int, batch: int, convert: Any) -> d
                     return None  # a running subprocess under a finished task: leave the tree alone
                 gone_subs[sub_id] = sub
                 changed = True
-    archived_subs = {str(k): convert(v) for k, v in gone_subs.items()}
+    archived = {"tasks": [convert(t) for t in sorted(removed, key=lambda t: t.last_state_change)],
+                "subprocesses": {str(k): convert(v) for k, v in gone_subs.items()}}
+    # Splice: each kept task on a live path below a cut run hangs from the kept task above the run.
+    splices: list[tuple[Task | None, Task, Any]] = []
+    for task in cut:
+        parent = task.parent
+        if parent is not None and parent.id in cut_ids:
+            continue  # not the top of its run
+        top = task
+        node = task
+        while node.id in cut_ids:
+            node = next(c for c in node.children if c.id in live_paths)
+        splices.append((parent, node, top.id))
+    for parent, child, top_id in splices:
+        child._parent = parent.id if parent is not None else None
+        if parent is None:
+            workflow.task_tree = child
+        else:
+            parent._children = [child.id if c == top_id else c for c in parent._children]
     for sub_id in gone_subs:
         del workflow.subprocesses[sub_id]
     for task_id in removed_ids:
         del workflow.tasks[task_id]
-    new_root._parent = None
-    workflow.task_tree = new_root
     if workflow.last_task is not None and workflow.last_task.id in removed_ids:
         workflow.last_task = None
-    return {"root": str(gone_roots[0].id), "new_root": str(new_root.id), "tasks": archived_tasks,
-            "subprocesses": archived_subs}
+    return archived
 
 
-__all__ = ["compact", "frontier_path"]
+__all__ = ["compact", "removable"]
