@@ -91,9 +91,51 @@ def load_specs(text: str) -> Specs:
 
 
 def dump_state(workflow: BpmnWorkflow) -> str:
-    """Serialize the workflow's state (task tree and data) without the spec, as TEXT."""
-    result: str = SERIALIZER.serialize_json(workflow)
-    return result
+    """Serialize the workflow's state (task tree and data) without the spec, as canonical TEXT.
+
+    Canonical: every object's keys sorted except the task and subprocess mappings, whose order
+    SpiffWorkflow 3.2.0 needs (it rebuilds task data parent-first). A restored workflow builds its
+    data dicts in another key order than the run that made them; sorting makes `dump(load(s)) == s`
+    whether a workflow was restored or kept in memory (the hot-instance cache).
+    """
+    registry = SERIALIZER.registry
+    registry._encoder_mode = True
+    try:
+        dct = SERIALIZER.to_dict(workflow)
+        dct[SERIALIZER.VERSION_KEY] = SERIALIZER.VERSION
+        return _canonical_workflow(dct)
+    finally:
+        registry._encoder_mode = False
+
+
+def _canonical(value: Any) -> str:
+    try:
+        return json.dumps(value, cls=SERIALIZER._encoder_cls, sort_keys=True)
+    except TypeError:  # keys of mixed types (1 and "a") cannot be sorted: keep their order
+        return json.dumps(value, cls=SERIALIZER._encoder_cls)
+
+
+def _canonical_task(dct: dict[str, Any]) -> str:
+    delta = dct.get("delta")
+    if isinstance(delta, dict) and isinstance(delta.get("deletions"), list):  # names of keys popped on restore
+        try:
+            dct = {**dct, "delta": {**delta, "deletions": sorted(delta["deletions"])}}
+        except TypeError:
+            pass
+    return _canonical(dct)
+
+
+def _canonical_workflow(dct: dict[str, Any]) -> str:
+    parts: list[str] = []
+    for key in sorted(dct):
+        value = dct[key]
+        if key in ("tasks", "subprocesses") and isinstance(value, dict):
+            item = _canonical_task if key == "tasks" else _canonical_workflow
+            inner = ", ".join(f"{json.dumps(k)}: {item(v)}" for k, v in value.items())
+            parts.append(f"{json.dumps(key)}: {{{inner}}}")
+        else:
+            parts.append(f"{json.dumps(key)}: {_canonical(value)}")
+    return "{" + ", ".join(parts) + "}"
 
 
 def load_state(text: str, specs: Specs, script_engine: PythonScriptEngine,
