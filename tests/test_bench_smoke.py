@@ -32,6 +32,10 @@ RUNS: dict[str, tuple[str, list[str], str, tuple[str, ...]]] = {
                          rf"p95_ms={NUM}", ()),
     "inbox-postgres": ("inbox.py", ["--tasks", "200", "--users", "30", "--repeat", "3", "--warmup", "1", "--smoke"],
                        rf"p50_ms={NUM} p95_ms={NUM} rows=[0-9]+", ("postgres",)),
+    "history-sqlite": ("history.py", ["--instances", "1", "--completions", "3"],
+                       rf"growth={NUM} first_ms={NUM} last_ms={NUM} bytes=[0-9]+", ()),
+    "throughput-postgres": ("throughput.py", ["--duration", "2", "--warmup", "1", "--clients", "2", "--instances", "1"],
+                            rf"per_s={NUM} p95_ms={NUM}", ("postgres",)),
     "sweep-postgres": ("sweep.py", ["--tasks", "40", "--crossing", "4", "--workers", "1", "--batch", "10"],
                        r"sweep_s=" + NUM + r" applied=4", ("postgres", "redis")),
 }
