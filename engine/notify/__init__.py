@@ -12,6 +12,7 @@ from engine.notify.core import (
     set_webhook,
     unread_count,
 )
+from engine.notify.outbox import queued
 
 __all__ = [
     "Note",
@@ -21,5 +22,6 @@ __all__ = [
     "send_many",
     "set_preference",
     "set_webhook",
+    "queued",
     "unread_count",
 ]
