@@ -25,14 +25,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import func, select  # noqa: E402
+from sqlalchemy import func, select
 
-from bench import common  # noqa: E402
-from engine import tasks  # noqa: E402
-from engine.runtime import hot  # noqa: E402
-from engine.runtime.instances import start  # noqa: E402
-from engine.runtime.models import ProcessInstance  # noqa: E402
-from engine.tasks.models import HumanTask  # noqa: E402
+from bench import common
+from engine import tasks
+from engine.runtime import hot
+from engine.runtime.instances import start
+from engine.runtime.models import ProcessInstance
+from engine.tasks.models import HumanTask
 
 PROCESS = "bench_loop"
 WINDOW = 2

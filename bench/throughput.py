@@ -34,14 +34,14 @@ _ROOT = Path(__file__).resolve().parent.parent
 if sys.path and Path(sys.path[0] or ".").resolve() == _ROOT / "bench":
     sys.path[0] = str(_ROOT)
 
-from sqlalchemy import func, select  # noqa: E402
+from sqlalchemy import func, select
 
-from bench import common  # noqa: E402
-from engine import org  # noqa: E402
-from engine.org import tokens  # noqa: E402
-from engine.org.actors import actor_for  # noqa: E402
-from engine.runtime.instances import start  # noqa: E402
-from engine.tasks.models import HumanTask  # noqa: E402
+from bench import common
+from engine import org
+from engine.org import tokens
+from engine.org.actors import actor_for
+from engine.runtime.instances import start
+from engine.tasks.models import HumanTask
 
 PROCESS = "bench_loop"
 
@@ -146,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                "JZFLOW_SECRET_KEY": "throughput-bench-" + os.urandom(8).hex(), "PYTHONPATH": str(_ROOT)}
         env.pop("JZFLOW_REDIS_URL", None)
         app = 'web:create_app({"JZFLOW_API_RATE_LIMIT": "100000000 per minute"})'
-        server = subprocess.Popen(  # noqa: S603  # nosec B603 # our own interpreter and arguments
+        server = subprocess.Popen(  # nosec B603 # our own interpreter and arguments
             [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(args.workers),
              "--threads", str(args.threads), "--worker-class", "gthread", "--log-level", "warning", app],
             cwd=str(_ROOT), env=env)

@@ -18,10 +18,10 @@ __all__ = [
     "Note",
     "channels_for",
     "mark_read",
+    "queued",
     "send",
     "send_many",
     "set_preference",
     "set_webhook",
-    "queued",
     "unread_count",
 ]

@@ -7,9 +7,10 @@ the live tasks (ready, waiting, started, predicted) on their paths: the engine r
 ancestors only a few levels up (its parent's data, a join's inputs and split, a boundary event's
 split), and those stay. A finished task leaves the tree when it is more than `keep` levels above
 every live task below it, on a single live path (one child leads to live tasks: never a split with
-live branches), not the root nor the parent of a human step's last round, and — if it is a human step — a later round of the same step stays below it: 退回
-(send back) offers the completed human steps on the current task's path at their latest round, and
-撤回 the step just done. The run is spliced out: the task below it hangs from the task above it, so
+live branches), not the root nor the parent of a human step's last round, and — if it is a human
+step — a later round of the same step stays below it: 退回 (send back) offers the completed human
+steps on the current task's path at their latest round, and 撤回 the step just done. The run is
+spliced out: the task below it hangs from the task above it, so
 every kept task keeps all its kept ancestors (joins and inclusive gateways compare ancestry). A
 process without loops is never compacted. Subprocesses started by cut tasks go with them.
 
