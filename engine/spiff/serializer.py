@@ -161,7 +161,8 @@ def load_state(text: str, specs: Specs, script_engine: PythonScriptEngine,
 def compact(workflow: BpmnWorkflow, *, keep: int, batch: int) -> str | None:
     """Cut finished earlier rounds out of the live tree; return them as TEXT for the history, or None."""
     cut = compaction.compact(workflow, keep=keep, batch=batch, convert=SERIALIZER.registry.convert)
-    return None if cut is None else json.dumps(cut, ensure_ascii=False)
+    # The encoder class: another thread's dump may have the registry in encoder mode (objects left to it).
+    return None if cut is None else json.dumps(cut, cls=SERIALIZER._encoder_cls, ensure_ascii=False)
 
 
 def new_workflow(specs: Specs, script_engine: PythonScriptEngine) -> BpmnWorkflow:
