@@ -250,3 +250,34 @@ def test_a_compacted_instance_migrates_to_a_new_version(factory: sessionmaker[Se
     assert _stored(factory, instance_id).version_id == target.id
     _complete(factory, instance_id, clerk, progress="on the new version")
     assert _data(factory, instance_id)["rounds"] == 21
+
+
+def test_a_kept_workflow_dumps_exactly_as_its_restored_copy(factory: sessionmaker[Session], session: Session,
+                                                           clerk: Actor) -> None:
+    instance_id = _start(session, clerk)
+    for n in range(25):
+        _complete(factory, instance_id, clerk, progress=f"轮次 {n}")
+    stored = _stored(factory, instance_id)
+    with factory() as s:
+        kept = runtime.load(s, instance_id).workflow  # from the cache: never deserialised
+        restored = serializer.load_state(stored.state, runtime.specs_for(s, stored.version_id),
+                                         runtime.script_engine(), version=stored.serializer_version)
+    assert serializer.dump_state(kept) == stored.state == serializer.dump_state(restored)
+
+
+def test_an_older_state_layout_loads_and_an_unknown_one_is_refused(factory: sessionmaker[Session],
+                                                                   session: Session, clerk: Actor) -> None:
+    instance_id = _start(session, clerk)
+    _complete(factory, instance_id, clerk)
+    with factory() as s:
+        s.execute(update(ProcessInstance).where(ProcessInstance.id == instance_id).values(
+            serializer_version="jz1/spiff1.5", lock_version=ProcessInstance.lock_version + 1))
+        s.commit()
+    _complete(factory, instance_id, clerk, progress="on an old layout")
+    assert _stored(factory, instance_id).serializer_version == serializer.SERIALIZER_VERSION
+    with factory() as s:
+        s.execute(update(ProcessInstance).where(ProcessInstance.id == instance_id).values(
+            serializer_version="jz9/spiff9", lock_version=ProcessInstance.lock_version + 1))
+        s.commit()
+    with factory() as s, pytest.raises(ValueError, match="jz9"):
+        runtime.load(s, instance_id)
