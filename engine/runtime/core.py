@@ -93,8 +93,11 @@ def specs_for(session: Session, version_id: int) -> serializer.Specs:
     return version_info(session, version_id).specs
 
 
-def load(session: Session, instance_id: int) -> Running:
+def load(session: Session, instance_id: int, *, read_only: bool = False) -> Running:
     """Load an instance and its workflow (sandbox attached).
+
+    `read_only`: the caller only looks (a page, a preview) and promises not to change the workflow;
+    it stays in the hot-instance cache for the unit of work that acts next.
 
     Raises: InstanceNotFound
     """
@@ -103,10 +106,13 @@ def load(session: Session, instance_id: int) -> Running:
                          .where(ProcessInstance.id == instance_id).execution_options(populate_existing=True))
     if row is None:
         raise InstanceNotFound(f"流程实例不存在: {instance_id}", instance_id=instance_id)
-    workflow = hot.take(session, row.id, row.lock_version, row.version_id)
+    workflow = hot.take(session, row.id, row.lock_version, row.version_id, read_only=read_only)
     if workflow is None:
-        workflow = serializer.load_state(row.state, specs_for(session, row.version_id), script_engine(),
+        state = row.state
+        workflow = serializer.load_state(state, specs_for(session, row.version_id), script_engine(),
                                          version=row.serializer_version)
+        if read_only:
+            hot.borrowed(session, row.id, row.lock_version, row.version_id, workflow, len(state))
     workflow.script_engine = script_engine()
     return Running(row=row, workflow=workflow, lock_version=row.lock_version)
 

@@ -32,6 +32,7 @@ from engine.spiff.workflow import Workflow
 # A deserialised workflow takes several times its JSON text in memory (objects, dicts, UUIDs).
 MEMORY_PER_STATE_BYTE = 6
 _PENDING = "jzflow.hot_pending"
+_BORROWED = "jzflow.hot_borrowed"
 
 Key = tuple[str, int]  # (database url, instance id)
 
@@ -89,6 +90,13 @@ class HotCache:
                 _key, evicted = self._entries.popitem(last=False)
                 self._bytes -= evicted.size
 
+    def put_back(self, key: Key, entry: Entry) -> None:
+        """Return a workflow borrowed by a read-only unit of work, unless something newer is kept."""
+        with self._lock:
+            if key in self._entries:
+                return
+        self.put(key, entry)
+
     def drop(self, key: Key) -> None:
         with self._lock:
             entry = self._entries.pop(key, None)
@@ -113,17 +121,34 @@ def _pending(session: Session) -> dict[Key, Entry]:
     return pending
 
 
-def take(session: Session, instance_id: int, lock_version: int, version_id: int) -> Workflow | None:
-    """Return the workflow at this row version: saved earlier in this transaction, or cached; else None."""
+def take(session: Session, instance_id: int, lock_version: int, version_id: int, *,
+         read_only: bool = False) -> Workflow | None:
+    """Return the workflow at this row version: saved earlier in this transaction, or cached; else None.
+
+    `read_only`: the caller promises not to change the workflow; it goes back to the cache when the
+    transaction ends (a task page read before its completion keeps the instance hot).
+    """
     key = key_of(session, instance_id)
     pending = session.info.get(_PENDING)
     if pending:
-        entry = pending.pop(key, None)
+        entry = pending.get(key) if read_only else pending.pop(key, None)  # a look leaves it to be published
         if entry is not None and entry.lock_version == lock_version and entry.version_id == version_id:
             return entry.workflow
     if config.load().instance_cache_size <= 0:
         return None
-    return CACHE.take(key, lock_version, version_id)
+    with CACHE._lock:
+        found = CACHE._entries.get(key)
+    workflow = CACHE.take(key, lock_version, version_id)
+    if workflow is not None and read_only and found is not None:
+        session.info.setdefault(_BORROWED, {})[key] = found
+    return workflow
+
+
+def borrowed(session: Session, instance_id: int, lock_version: int, version_id: int, workflow: Workflow,
+             state_bytes: int) -> None:
+    """Keep a workflow a read-only load deserialised: it is cached when the transaction ends."""
+    session.info.setdefault(_BORROWED, {})[key_of(session, instance_id)] = Entry(
+        lock_version, version_id, workflow, state_bytes * MEMORY_PER_STATE_BYTE)
 
 
 def saved(session: Session, instance_id: int, lock_version: int, version_id: int, workflow: Workflow,
@@ -151,6 +176,15 @@ def _publish(session: Session) -> None:
     if pending:
         for key, entry in pending.items():
             CACHE.put(key, entry)
+    _return_borrowed(session, pending or {})
+
+
+def _return_borrowed(session: Session, saved: dict[Key, Entry]) -> None:
+    lent = session.info.pop(_BORROWED, None)
+    if lent:
+        for key, entry in lent.items():
+            if key not in saved:  # a save in this transaction wrote a newer state (published or discarded)
+                CACHE.put_back(key, entry)
 
 
 @event.listens_for(Session, "after_soft_rollback")
@@ -163,7 +197,8 @@ def _discard(session: Session, previous_transaction: Any) -> None:
 @event.listens_for(Session, "after_transaction_end")
 def _end(session: Session, transaction: Any) -> None:
     if transaction.parent is None:  # the outermost transaction ended (commit published already; close, rollback)
-        session.info.pop(_PENDING, None)
+        pending = session.info.pop(_PENDING, None) or {}
+        _return_borrowed(session, pending)
 
 
-__all__ = ["CACHE", "Entry", "HotCache", "forget", "key_of", "saved", "take"]
+__all__ = ["CACHE", "Entry", "HotCache", "borrowed", "forget", "key_of", "saved", "take"]

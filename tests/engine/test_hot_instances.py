@@ -281,3 +281,29 @@ def test_an_older_state_layout_loads_and_an_unknown_one_is_refused(factory: sess
         s.commit()
     with factory() as s, pytest.raises(ValueError, match="jz9"):
         runtime.load(s, instance_id)
+
+
+def test_a_read_only_look_keeps_the_instance_hot_for_the_completion(
+        factory: sessionmaker[Session], session: Session, clerk: Actor) -> None:
+    instance_id = _start(session, clerk)
+    _complete(factory, instance_id, clerk)
+    hot.CACHE.clear()
+    with factory() as s:  # the task page: deserialised once, kept when the request ends
+        looked = runtime.load(s, instance_id, read_only=True).workflow
+        s.rollback()
+    with factory() as s:  # looked at again (a cache hit), then the request fails: it stays
+        assert runtime.load(s, instance_id, read_only=True).workflow is looked
+        s.rollback()
+    hits = hot.CACHE.hits
+    _complete(factory, instance_id, clerk, progress="after a look")  # the completion finds it
+    assert hot.CACHE.hits == hits + 1
+    assert _data(factory, instance_id)["last_progress"] == "after a look"
+    # A look and a save in one transaction: the saved (newer) workflow is what stays.
+    with factory() as s:
+        before = runtime.load(s, instance_id, read_only=True)
+        running = runtime.load(s, instance_id)
+        assert running.workflow is not before.workflow
+        runtime.save(s, running)
+        s.commit()
+    entry = hot.CACHE._entries[hot.key_of(session, instance_id)]
+    assert entry.workflow is running.workflow and entry.lock_version == running.lock_version
