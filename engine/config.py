@@ -30,7 +30,7 @@ class Settings:
     memory_limit_mb: int = 2048
     instance_cache_size: int = 500  # hot-instance cache: workflows kept per process (0: off)
     instance_cache_mb: int = 256  # … and their approximate memory
-    state_keep_levels: int = 16  # finished steps kept above the live part of a task tree (the rest is compacted)
+    state_keep_levels: int = 8  # finished steps kept above the live part of a task tree (the rest is compacted)
     audit_key: str = ""  # empty: a key file in the instance folder, generated on first use (see audit_key())
     audit_anchor: Path | None = None  # None: instance/audit-anchors.log
     audit_seal_seconds: float = 60.0
@@ -90,7 +90,7 @@ def _load(_env: tuple[str | None, ...], _cwd: str) -> Settings:
         memory_limit_mb=int(os.environ.get("JZFLOW_MEMORY_LIMIT_MB", "2048")),
         instance_cache_size=int(os.environ.get("JZFLOW_INSTANCE_CACHE_SIZE", "500")),
         instance_cache_mb=int(os.environ.get("JZFLOW_INSTANCE_CACHE_MB", "256")),
-        state_keep_levels=int(os.environ.get("JZFLOW_STATE_KEEP_LEVELS", "16")),
+        state_keep_levels=int(os.environ.get("JZFLOW_STATE_KEEP_LEVELS", "8")),
         audit_key=os.environ.get("JZFLOW_AUDIT_KEY", ""),
         audit_anchor=Path(anchor).resolve() if (anchor := os.environ.get("JZFLOW_AUDIT_ANCHOR")) else None,
         audit_seal_seconds=float(os.environ.get("JZFLOW_AUDIT_SEAL_SECONDS", "60")),

@@ -37,7 +37,7 @@ from engine.spiff.workflow import Task, find_task
 from engine.tasks.models import HumanTask
 
 _SPEC_CACHE_SIZE = 64
-COMPACT_BATCH = 16  # finished tasks cut at once: one history row every few saves of a looping instance
+COMPACT_BATCH = 8  # finished tasks cut at once: one history row every few saves of a looping instance
 # Keyed by database and version id: version ids are only unique within one database.
 _spec_cache: OrderedDict[tuple[str, int], VersionInfo] = OrderedDict()
 _spec_lock = threading.Lock()
