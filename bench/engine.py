@@ -39,13 +39,13 @@ if sys.path and Path(sys.path[0] or ".").resolve() == _ROOT / "bench":
 
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import event, select
+from sqlalchemy import event, select, text
 from sqlalchemy.orm import Session
 
 from bench import common
 from engine import audit, deploy, runtime, tasks
 from engine.org.actors import Actor
-from engine.runtime import forms, instances
+from engine.runtime import forms, hot, instances
 from engine.runtime.models import ProcessInstance
 from engine.spiff import guards, serializer
 from engine.tasks.models import HumanTask
@@ -96,6 +96,39 @@ class Bare:
         ready = [t.task_spec.bpmn_id for t in workflow.get_tasks(state=TaskState.READY, manual=True)]
         if ready != ["review"]:
             raise RuntimeError(f"bare run stopped at {ready}, expected ['review']")
+
+
+class DurableBare:
+    """Bare SpiffWorkflow that also keeps its JSON in the same database: read, complete, write, commit.
+
+    The floor for any durable engine: one SELECT of the state, deserialize_json, the completion,
+    serialize_json, one UPDATE and a commit, on a fresh row per completion (as ours uses a fresh
+    instance), through the same connection pool.
+    """
+
+    def __init__(self, db: common.BenchDatabase, count: int, bare: Bare) -> None:
+        self.engine = db.engine
+        self.serializer = bare.serializer
+        with self.engine.begin() as conn:
+            conn.execute(text("CREATE TABLE bare_state (id INTEGER PRIMARY KEY, state TEXT NOT NULL)"))
+            conn.execute(text("INSERT INTO bare_state (id, state) VALUES (:id, :state)"),
+                         [{"id": i, "state": bare.stored} for i in range(count)])
+        self.next = 0
+
+    def complete(self) -> float:
+        t0 = time.perf_counter()
+        row_id = self.next
+        self.next += 1
+        with self.engine.begin() as conn:
+            stored = conn.execute(text("SELECT state FROM bare_state WHERE id = :id"), {"id": row_id}).scalar_one()
+            workflow = self.serializer.deserialize_json(stored)
+            task = workflow.get_tasks(state=TaskState.READY, manual=True)[0]
+            task.data.update(common.FILL_FORM)
+            task.run()
+            workflow.do_engine_steps()
+            conn.execute(text("UPDATE bare_state SET state = :state WHERE id = :id"),
+                         {"state": self.serializer.serialize_json(workflow), "id": row_id})
+        return time.perf_counter() - t0
 
 
 # --- ours ---------------------------------------------------------------------------------------
@@ -197,6 +230,7 @@ class Measured:
     others: int
     ours: list[float]
     bare: list[float]
+    durable: list[float]
     seed: common.SeedStats | None
     counts: dict[str, int]
 
@@ -208,12 +242,17 @@ class Measured:
     def bare_ms(self) -> float:
         return common.median_ms(self.bare)
 
+    @property
+    def durable_ms(self) -> float:
+        return common.median_ms(self.durable)
+
     def line(self) -> str:
         seeded = f" seeded_in={self.seed.seconds:.1f}s" if self.seed else ""
         return (f"db={self.kind} others={self.others} n={len(self.ours)} "
                 f"ours_ms={self.ours_ms:.2f} ours_p90_ms={common.p90_ms(self.ours):.2f} "
                 f"bare_ms={self.bare_ms:.2f} bare_p90_ms={common.p90_ms(self.bare):.2f} "
-                f"ratio={self.ours_ms / self.bare_ms:.2f} "
+                f"durable_ms={self.durable_ms:.2f} ratio={self.ours_ms / self.bare_ms:.2f} "
+                f"durable_ratio={self.ours_ms / self.durable_ms:.2f} hot_hits={hot.CACHE.hits} "
                 f"rows=instances:{self.counts['process_instance']},human_task:{self.counts['human_task']},"
                 f"task_candidate:{self.counts['task_candidate']},audit_event:{self.counts['audit_event']}"
                 f"{seeded}")
@@ -247,16 +286,18 @@ def run_database(kind: str, sizes: Sequence[int], repeat: int, warmup: int) -> l
             setup.task_ids = start_fresh(setup, warmup + repeat)
             setups.append(setup)
         bare = Bare()
+        durable = DurableBare(setups[0].db, warmup + repeat, bare)
         ours: list[list[float]] = [[] for _ in setups]
         bare_samples: list[float] = []
+        durable_samples: list[float] = []
         gc.collect()
-        lanes = len(setups) + 1  # the last lane is bare
+        lanes = len(setups) + 2  # the last two lanes are bare in memory and bare durable
         for i in range(warmup + repeat):
             for lane in ((i + k) % lanes for k in range(lanes)):  # rotate who goes first
-                if lane == len(setups):
-                    elapsed = bare.complete()
+                if lane >= len(setups):
+                    elapsed = bare.complete() if lane == len(setups) else durable.complete()
                     if i >= warmup:
-                        bare_samples.append(elapsed)
+                        (bare_samples if lane == len(setups) else durable_samples).append(elapsed)
                     continue
                 setup = setups[lane]
                 elapsed, result = complete_ours(setup, setup.task_ids[i])
@@ -264,7 +305,8 @@ def run_database(kind: str, sizes: Sequence[int], repeat: int, warmup: int) -> l
                     check_completion(setup, result)
                 if i >= warmup:
                     ours[lane].append(elapsed)
-        results = [Measured(kind, size, ours[n], bare_samples, seeds[n], common.table_counts(setups[n].db))
+        results = [Measured(kind, size, ours[n], bare_samples, durable_samples, seeds[n],
+                            common.table_counts(setups[n].db))
                    for n, size in enumerate(sizes)]
     for measured in results:
         print(measured.line(), flush=True)
@@ -275,8 +317,8 @@ def summary(results: Sequence[Measured]) -> str:
     """The summary line: ratio and ms at the smallest size, growth from the smallest to the largest."""
     first, last = results[0], results[-1]
     growth = f"{last.ours_ms / first.ours_ms:.2f}" if len(results) > 1 else "n/a"
-    return (f"ratio={first.ours_ms / first.bare_ms:.2f} ours_ms={first.ours_ms:.2f} bare_ms={first.bare_ms:.2f} "
-            f"growth={growth} db={first.kind}")
+    return (f"ratio={first.ours_ms / first.bare_ms:.2f} durable_ratio={first.ours_ms / first.durable_ms:.2f} "
+            f"ours_ms={first.ours_ms:.2f} bare_ms={first.bare_ms:.2f} growth={growth} db={first.kind}")
 
 
 # --- profile ------------------------------------------------------------------------------------

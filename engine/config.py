@@ -28,6 +28,9 @@ class Settings:
     timer_max_days: int = 3660
     max_state_kb: int = 2048
     memory_limit_mb: int = 2048
+    instance_cache_size: int = 500  # hot-instance cache: workflows kept per process (0: off)
+    instance_cache_mb: int = 256  # … and their approximate memory
+    state_keep_levels: int = 8  # finished steps kept above the live part of a task tree (the rest is compacted)
     audit_key: str = ""  # empty: a key file in the instance folder, generated on first use (see audit_key())
     audit_anchor: Path | None = None  # None: instance/audit-anchors.log
     audit_seal_seconds: float = 60.0
@@ -66,7 +69,8 @@ _KEYS = ("JZFLOW_INSTANCE_DIR", "JZFLOW_DATABASE_URL", "JZFLOW_REDIS_URL", "JZFL
          "JZFLOW_AUDIT_KEY", "JZFLOW_AUDIT_ANCHOR", "JZFLOW_AUDIT_SEAL_SECONDS",
          "JZFLOW_TRUSTED_PROXIES", "JZFLOW_LOGIN_ACCOUNT_FAILURES", "JZFLOW_LOGIN_ADDRESS_FAILURES",
          "JZFLOW_LOGIN_WINDOW_SECONDS", "JZFLOW_LOG_FORMAT", "JZFLOW_LOG_LEVEL", "JZFLOW_METRICS_TOKEN",
-         "JZFLOW_METRICS_ALLOW", "JZFLOW_NUMBER_RULES", "JZFLOW_PDF_FONT", "JZFLOW_VERIFY_ADDRESS_FAILURES")
+         "JZFLOW_METRICS_ALLOW", "JZFLOW_NUMBER_RULES", "JZFLOW_PDF_FONT", "JZFLOW_VERIFY_ADDRESS_FAILURES",
+         "JZFLOW_INSTANCE_CACHE_SIZE", "JZFLOW_INSTANCE_CACHE_MB", "JZFLOW_STATE_KEEP_LEVELS")
 DEV_SECRET_KEY = "dev-only-secret-change-me"  # noqa: S105  # nosec B105 # refused outside the embedded default
 
 
@@ -92,6 +96,9 @@ def _load(_env: tuple[str | None, ...], _cwd: str) -> Settings:
         timer_max_days=int(os.environ.get("JZFLOW_TIMER_MAX_DAYS", "3660")),
         max_state_kb=int(os.environ.get("JZFLOW_MAX_STATE_KB", "2048")),
         memory_limit_mb=int(os.environ.get("JZFLOW_MEMORY_LIMIT_MB", "2048")),
+        instance_cache_size=int(os.environ.get("JZFLOW_INSTANCE_CACHE_SIZE", "500")),
+        instance_cache_mb=int(os.environ.get("JZFLOW_INSTANCE_CACHE_MB", "256")),
+        state_keep_levels=int(os.environ.get("JZFLOW_STATE_KEEP_LEVELS", "8")),
         audit_key=os.environ.get("JZFLOW_AUDIT_KEY", ""),
         audit_anchor=Path(anchor).resolve() if (anchor := os.environ.get("JZFLOW_AUDIT_ANCHOR")) else None,
         audit_seal_seconds=float(os.environ.get("JZFLOW_AUDIT_SEAL_SECONDS", "60")),

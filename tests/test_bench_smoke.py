@@ -25,13 +25,18 @@ REDIS_SERVER = os.environ.get("JZFLOW_BENCH_REDIS", "redis://127.0.0.1:6379")
 # id -> (bench file, tiny arguments, the last line's shape, services it needs)
 RUNS: dict[str, tuple[str, list[str], str, tuple[str, ...]]] = {
     "engine-sqlite": ("engine.py", ["--db", "sqlite", "--others", "30", "--repeat", "3", "--warmup", "1"],
-                      rf"ratio={NUM} ours_ms={NUM} bare_ms={NUM} growth=\S+ db=sqlite", ()),
+                      rf"ratio={NUM} durable_ratio={NUM} ours_ms={NUM} bare_ms={NUM} growth=\S+ db=sqlite", ()),
     "engine-postgres": ("engine.py", ["--db", "postgres", "--others", "30", "--repeat", "3", "--warmup", "1"],
-                        rf"ratio={NUM} ours_ms={NUM} bare_ms={NUM} growth=\S+ db=postgres", ("postgres",)),
+                        rf"ratio={NUM} durable_ratio={NUM} ours_ms={NUM} bare_ms={NUM} growth=\S+ db=postgres",
+                        ("postgres",)),
     "dashboard-sqlite": ("dashboard.py", ["--db", "sqlite", "--repeat", "2", "--warmup", "1"],
                          rf"p95_ms={NUM}", ()),
     "inbox-postgres": ("inbox.py", ["--tasks", "200", "--users", "30", "--repeat", "3", "--warmup", "1", "--smoke"],
                        rf"p50_ms={NUM} p95_ms={NUM} rows=[0-9]+", ("postgres",)),
+    "history-sqlite": ("history.py", ["--instances", "1", "--completions", "3"],
+                       rf"growth={NUM} first_ms={NUM} last_ms={NUM} bytes=[0-9]+", ()),
+    "throughput-postgres": ("throughput.py", ["--duration", "2", "--warmup", "1", "--clients", "2", "--instances", "1"],
+                            rf"per_s={NUM} p95_ms={NUM}", ("postgres",)),
     "sweep-postgres": ("sweep.py", ["--tasks", "40", "--crossing", "4", "--workers", "1", "--batch", "10"],
                        r"sweep_s=" + NUM + r" applied=4", ("postgres", "redis")),
 }

@@ -12,11 +12,13 @@ from engine.notify.core import (
     set_webhook,
     unread_count,
 )
+from engine.notify.outbox import queued
 
 __all__ = [
     "Note",
     "channels_for",
     "mark_read",
+    "queued",
     "send",
     "send_many",
     "set_preference",

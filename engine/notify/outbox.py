@@ -5,7 +5,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from engine import clock
@@ -15,6 +15,19 @@ from engine.notify.models import OutboxMessage
 
 Deliverer = Callable[[Session, OutboxMessage], None]
 MAX_ATTEMPTS = 10
+QUEUED = "jzflow.outbox_queued"  # session.info flag: this unit of work queued a message
+
+
+@event.listens_for(Session, "before_flush")
+def _note_queued(session: Session, _context: Any, _instances: Any) -> None:
+    # However a message is added (enqueue, send_many, another module), its unit of work is marked.
+    if not session.info.get(QUEUED) and any(isinstance(o, OutboxMessage) for o in session.new):
+        session.info[QUEUED] = True
+
+
+def queued(session: Session) -> bool:
+    """Tell (and forget) whether this unit of work queued a message: only then is a delivery kick worth a broker trip."""
+    return bool(session.info.pop(QUEUED, False))
 
 
 def enqueue(session: Session, kind: str, payload: dict[str, Any], *, dedupe_key: str | None = None) -> OutboxMessage | None:

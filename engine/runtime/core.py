@@ -11,18 +11,25 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 from sqlalchemy.orm.attributes import set_committed_value
 
 from engine import audit, clock, config
 from engine.deadlines import calendar, sla
 from engine.errors import ConcurrentModification, EngineError, InstanceNotFound
 from engine.org.actors import SYSTEM, Actor
-from engine.runtime import assignment, effects
+from engine.runtime import assignment, effects, hot
 from engine.runtime.assignment import due_time
-from engine.runtime.models import Incident, ProcessDefinition, ProcessFile, ProcessInstance, ProcessVersion
+from engine.runtime.models import (
+    Incident,
+    ProcessDefinition,
+    ProcessFile,
+    ProcessInstance,
+    ProcessStateHistory,
+    ProcessVersion,
+)
 from engine.runtime.running import Running
 from engine.spiff import guards, sandbox, serializer, timers
 from engine.spiff import workflow as spiff
@@ -30,6 +37,7 @@ from engine.spiff.workflow import Task, find_task
 from engine.tasks.models import HumanTask
 
 _SPEC_CACHE_SIZE = 64
+COMPACT_BATCH = 8  # finished tasks cut at once: one history row every few saves of a looping instance
 # Keyed by database and version id: version ids are only unique within one database.
 _spec_cache: OrderedDict[tuple[str, int], VersionInfo] = OrderedDict()
 _spec_lock = threading.Lock()
@@ -85,16 +93,27 @@ def specs_for(session: Session, version_id: int) -> serializer.Specs:
     return version_info(session, version_id).specs
 
 
-def load(session: Session, instance_id: int) -> Running:
+def load(session: Session, instance_id: int, *, read_only: bool = False) -> Running:
     """Load an instance and its workflow (sandbox attached).
+
+    `read_only`: the caller only looks (a page, a preview) and promises not to change the workflow;
+    it stays in the hot-instance cache for the unit of work that acts next.
 
     Raises: InstanceNotFound
     """
-    row = session.scalar(select(ProcessInstance).where(ProcessInstance.id == instance_id)
-                         .execution_options(populate_existing=True))
+    # The state is read only when the hot-instance cache has no workflow at this row's lock_version.
+    row = session.scalar(select(ProcessInstance).options(defer(ProcessInstance.state))
+                         .where(ProcessInstance.id == instance_id).execution_options(populate_existing=True))
     if row is None:
         raise InstanceNotFound(f"流程实例不存在: {instance_id}", instance_id=instance_id)
-    workflow = serializer.load_state(row.state, specs_for(session, row.version_id), script_engine())
+    workflow = hot.take(session, row.id, row.lock_version, row.version_id, read_only=read_only)
+    if workflow is None:
+        state = row.state
+        workflow = serializer.load_state(state, specs_for(session, row.version_id), script_engine(),
+                                         version=row.serializer_version)
+        if read_only:
+            hot.borrowed(session, row.id, row.lock_version, row.version_id, workflow, len(state))
+    workflow.script_engine = script_engine()
     return Running(row=row, workflow=workflow, lock_version=row.lock_version)
 
 
@@ -218,11 +237,16 @@ def save(session: Session, running: Running) -> None:
     if row.status == "running" and guards.is_really_completed(workflow):
         row.status = "completed"
         row.ended_at = now
+    settings = config.load()
+    # Earlier rounds of a loop leave the live tree for the history table: the state stays the size of the live part.
+    history = serializer.compact(workflow, keep=settings.state_keep_levels, batch=COMPACT_BATCH) \
+        if row.status == "running" else None
     state = serializer.dump_state(workflow)
-    limit = config.load().max_state_kb * 1024
+    limit = settings.max_state_kb * 1024
     if len(state) > limit:
         state = _keep_old_state(session, running, len(state), limit)
         workflow = running.workflow
+        history = None
     next_timer = timers.next_timer_at(workflow) if row.status == "running" else None
     values = dict(state=state, serializer_version=serializer.SERIALIZER_VERSION,
                   status=row.status, next_timer_at=next_timer, updated_at=now, ended_at=row.ended_at,
@@ -235,6 +259,11 @@ def save(session: Session, running: Running) -> None:
     for key, value in values.items():
         set_committed_value(row, key, value)
     running.lock_version += 1
+    if history is not None:
+        session.execute(insert(ProcessStateHistory).values(
+            instance_id=row.id, lock_version=running.lock_version, serializer_version=serializer.SERIALIZER_VERSION,
+            tasks=history, created_at=now))
+    hot.saved(session, row.id, running.lock_version, row.version_id, workflow, len(state))
     sync_projection(session, running)
     session.flush()
 

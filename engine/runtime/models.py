@@ -95,3 +95,15 @@ class Incident(Base):
     message: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=clock.now)
     resolved_at: Mapped[datetime | None] = mapped_column()
+
+
+class ProcessStateHistory(Base):
+    """Finished earlier rounds of an instance's task tree, compacted out of its live state (serialised tasks)."""
+
+    __tablename__ = "process_state_history"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    instance_id: Mapped[int] = mapped_column(ForeignKey("process_instance.id"), index=True)
+    lock_version: Mapped[int] = mapped_column(Integer)  # the save that compacted them
+    serializer_version: Mapped[str] = mapped_column(String(20))
+    tasks: Mapped[str] = mapped_column(Text)  # TEXT, as the state: {"root", "new_root", "tasks", "subprocesses"}
+    created_at: Mapped[datetime] = mapped_column(default=clock.now)

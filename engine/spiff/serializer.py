@@ -19,11 +19,15 @@ from SpiffWorkflow.bpmn.serializer.migration.version_migration import MIGRATIONS
 from SpiffWorkflow.bpmn.specs.bpmn_process_spec import BpmnProcessSpec
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
 
+from engine.spiff import compaction
 from engine.spiff.guards import run_deep_for
 
 # Bump the first part when our own state layout changes; the second is SpiffWorkflow's.
-SERIALIZER_VERSION = "jz1/spiff1.5"
+# jz2: the task tree's root may be any finished task (earlier rounds compacted out, engine.spiff.compaction).
+SERIALIZER_VERSION = "jz2/spiff1.5"
 SPIFF_STATE_VERSION = "1.5"
+# Our layouts that load as they are (jz1 → jz2 only widened what the root may be; the next save compacts).
+READABLE_VERSIONS = frozenset({"jz1/spiff1.5", SERIALIZER_VERSION})
 
 Specs = tuple[BpmnProcessSpec, dict[str, BpmnProcessSpec]]
 
@@ -87,14 +91,62 @@ def load_specs(text: str) -> Specs:
 
 
 def dump_state(workflow: BpmnWorkflow) -> str:
-    """Serialize the workflow's state (task tree and data) without the spec, as TEXT."""
-    result: str = SERIALIZER.serialize_json(workflow)
-    return result
+    """Serialize the workflow's state (task tree and data) without the spec, as canonical TEXT.
+
+    Canonical: every object's keys sorted except the task and subprocess mappings, whose order
+    SpiffWorkflow 3.2.0 needs (it rebuilds task data parent-first). A restored workflow builds its
+    data dicts in another key order than the run that made them; sorting makes `dump(load(s)) == s`
+    whether a workflow was restored or kept in memory (the hot-instance cache).
+    """
+    registry = SERIALIZER.registry
+    registry._encoder_mode = True
+    try:
+        dct = SERIALIZER.to_dict(workflow)
+        dct[SERIALIZER.VERSION_KEY] = SERIALIZER.VERSION
+        return _canonical_workflow(dct)
+    finally:
+        registry._encoder_mode = False
 
 
-def load_state(text: str, specs: Specs, script_engine: PythonScriptEngine) -> BpmnWorkflow:
-    """Restore a workflow from stored state and its version's specs; attach the sandbox."""
+def _canonical(value: Any) -> str:
+    try:
+        return json.dumps(value, cls=SERIALIZER._encoder_cls, sort_keys=True)
+    except TypeError:  # keys of mixed types (1 and "a") cannot be sorted: keep their order
+        return json.dumps(value, cls=SERIALIZER._encoder_cls)
+
+
+def _canonical_task(dct: dict[str, Any]) -> str:
+    delta = dct.get("delta")
+    if isinstance(delta, dict) and isinstance(delta.get("deletions"), list):  # names of keys popped on restore
+        try:
+            dct = {**dct, "delta": {**delta, "deletions": sorted(delta["deletions"])}}
+        except TypeError:
+            pass
+    return _canonical(dct)
+
+
+def _canonical_workflow(dct: dict[str, Any]) -> str:
+    parts: list[str] = []
+    for key in sorted(dct):
+        value = dct[key]
+        if key in ("tasks", "subprocesses") and isinstance(value, dict):
+            item = _canonical_task if key == "tasks" else _canonical_workflow
+            inner = ", ".join(f"{json.dumps(k)}: {item(v)}" for k, v in value.items())
+            parts.append(f"{json.dumps(key)}: {{{inner}}}")
+        else:
+            parts.append(f"{json.dumps(key)}: {_canonical(value)}")
+    return "{" + ", ".join(parts) + "}"
+
+
+def load_state(text: str, specs: Specs, script_engine: PythonScriptEngine,
+               version: str | None = None) -> BpmnWorkflow:
+    """Restore a workflow from stored state and its version's specs; attach the sandbox.
+
+    `version`: the row's serializer_version; an older layout of ours is migrated on load.
+    """
     spec, subprocess_specs = specs
+    if version is not None and version not in READABLE_VERSIONS:
+        raise ValueError(f"stored workflow state has unsupported jzflow serializer version {version}")
 
     dct = json.loads(text)
     version = dct.pop(SERIALIZER.VERSION_KEY, SPIFF_STATE_VERSION)
@@ -104,6 +156,13 @@ def load_state(text: str, specs: Specs, script_engine: PythonScriptEngine) -> Bp
     workflow: BpmnWorkflow = SERIALIZER.registry.restore(dct, spec=spec, subprocess_specs=subprocess_specs)
     workflow.script_engine = script_engine
     return workflow
+
+
+def compact(workflow: BpmnWorkflow, *, keep: int, batch: int) -> str | None:
+    """Cut finished earlier rounds out of the live tree; return them as TEXT for the history, or None."""
+    cut = compaction.compact(workflow, keep=keep, batch=batch, convert=SERIALIZER.registry.convert)
+    # The encoder class: another thread's dump may have the registry in encoder mode (objects left to it).
+    return None if cut is None else json.dumps(cut, cls=SERIALIZER._encoder_cls, ensure_ascii=False)
 
 
 def new_workflow(specs: Specs, script_engine: PythonScriptEngine) -> BpmnWorkflow:

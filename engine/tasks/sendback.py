@@ -41,7 +41,7 @@ class Preview:
 
 def send_back_targets(session: Session, task: HumanTask) -> list[HumanTask]:
     """Return the completed steps on this task's path, earliest first (where 退回 may go)."""
-    running = runtime.load(session, task.instance_id)
+    running = runtime.load(session, task.instance_id, read_only=True)
     current = runtime.find_task(running.workflow, task.task_guid)
     if current is None:
         return []
@@ -98,7 +98,8 @@ def preview(session: Session, *, task_id: int, actor: Actor, to: str | int = "pr
     """
     task = _sendable(session, task_id, actor)
     target = _pick(send_back_targets(session, task), to)
-    return Preview(target=target, cancels=cancelled_by(session, runtime.load(session, task.instance_id), target, task))
+    return Preview(target=target, cancels=cancelled_by(session, runtime.load(session, task.instance_id, read_only=True),
+                                                       target, task))
 
 
 def _tell_cancelled(session: Session, actor: Actor, rows: list[HumanTask], target: HumanTask, reason: str) -> None:
@@ -174,7 +175,7 @@ def send_back(session: Session, *, task_id: int, actor: Actor, to: str | int = "
     task = _sendable(session, task_id, actor)
     target = _pick(send_back_targets(session, task), to)
     if not confirm:
-        cancels = cancelled_by(session, runtime.load(session, task.instance_id), target, task)
+        cancels = cancelled_by(session, runtime.load(session, task.instance_id, read_only=True), target, task)
         if cancels:
             names = "、".join(r.name for r in cancels)
             raise ConfirmationRequired(f"退回将同时取消 {len(cancels)} 个并行任务：{names}，请确认 "

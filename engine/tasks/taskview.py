@@ -101,7 +101,7 @@ def load(session: Session, actor: Actor, task_id: int) -> TaskPage:
     process_name = session.scalar(select(ProcessDefinition.name).where(ProcessDefinition.id == instance.definition_id))
     parent = session.get(HumanTask, task.parent_task_id) if task.parent_task_id else None
     source = parent if task.kind == "cosign" and parent is not None else task  # a co-signer sees the parent's form
-    running = runtime.load(session, task.instance_id)
+    running = runtime.load(session, task.instance_id, read_only=True)
     spiff_task = runtime.find_task(running.workflow, source.task_guid)
     data: dict[str, Any] = dict(spiff_task.data) if spiff_task is not None else {}
     schema_text, ui_text = form_texts(session, task, instance.version_id, data) if task.kind == "bpmn" \

@@ -19,9 +19,11 @@ def test_a_broken_instance_does_not_stall_the_sweep(session: Session, factory: s
     deploy.deploy(session, deploy.read_directory(FIXTURES / "good"), actor=SYSTEM, check_lanes=False)
     ids = [instances.start(session, process_key="timer_wait", actor=SYSTEM, data={"wait_for": "PT1H"}).id
            for _ in range(5)]
-    # The first one due is corrupted by hand: its state no longer deserializes.
+    # The first one due is corrupted by hand: its state no longer deserializes. (Every write of a state bumps
+    # lock_version — a process's hot-instance cache would otherwise keep using the workflow it saved.)
     session.execute(update(ProcessInstance).where(ProcessInstance.id == ids[0])
-                    .values(state='{"tasks": {}}', next_timer_at=clock.now() + timedelta(minutes=30)))
+                    .values(state='{"tasks": {}}', next_timer_at=clock.now() + timedelta(minutes=30),
+                            lock_version=ProcessInstance.lock_version + 1))
     session.commit()
     clock.advance(timedelta(hours=2))
     fired = jobs.run_timer_sweep(factory, batch=2)

@@ -187,7 +187,7 @@ def _instance_detail(instance_id: int, **extra: Any) -> dict[str, Any]:
     access.require_view(session, actor, instance_id)
     data = None
     if queries.may_see_data(session, actor, row.instance):
-        data = timeline.instance_data(runtime.load(session, instance_id))
+        data = timeline.instance_data(runtime.load(session, instance_id, read_only=True))
     out = serialize.instance_detail(session, row, actor, task_rows=timeline.human_tasks(session, instance_id),
                                     incidents=timeline.incidents(session, instance_id), data=data)
     out.update(extra)

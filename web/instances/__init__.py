@@ -60,7 +60,7 @@ def show(instance_id: int) -> ResponseReturnValue:
     row = visible_row(instance_id, actor)
     instance = row.instance
     with_data = queries.may_see_data(session, actor, instance)
-    running = runtime.load(session, instance_id)
+    running = runtime.load(session, instance_id, read_only=True)
     states = timeline.diagram_states(session, running)
     data = None
     if with_data:

@@ -1,0 +1,196 @@
+"""Throughput: task completions per second through the web app's JSON API under gunicorn, on PostgreSQL.
+
+    python bench/throughput.py [--duration 60] [--clients 8] [--workers 2] [--threads 4] [--instances 4]
+
+A fresh PostgreSQL database (bench/common.py) gets the bench org and processes; each client is a
+user of its own with an API token and `--instances` instances of `bench_loop` (fixtures/bench_loop.bpmn:
+every completion of its `report` user task runs one more round and opens the next one). gunicorn serves
+`web:create_app` on 127.0.0.1 only (a free port) with `--workers` processes of `--threads` threads;
+the API rate limit is lifted for the run. The clients (threads of this process, one keep-alive
+connection each) complete their instances' open tasks round-robin — different instances, so no two
+clients race for one instance — as fast as answers come, for `--warmup` seconds untimed and then
+`--duration` seconds. Every answer must be 200 with the next task; afterwards the database must hold
+exactly as many completed tasks as answers counted.
+
+Last line: `per_s=<completions per second> p95_ms=<95th percentile of a completion's round trip>`.
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+_ROOT = Path(__file__).resolve().parent.parent
+if sys.path and Path(sys.path[0] or ".").resolve() == _ROOT / "bench":
+    sys.path[0] = str(_ROOT)
+
+from sqlalchemy import func, select
+
+from bench import common
+from engine import org
+from engine.org import tokens
+from engine.org.actors import actor_for
+from engine.runtime.instances import start
+from engine.tasks.models import HumanTask
+
+PROCESS = "bench_loop"
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Client(threading.Thread):
+    """One API user completing its instances' open tasks round-robin."""
+
+    def __init__(self, port: int, token: str, task_ids: list[int], stop: threading.Event,
+                 measuring: threading.Event) -> None:
+        super().__init__(daemon=True)
+        self.port, self.token, self.task_ids = port, token, task_ids
+        self.stop, self.measuring = stop, measuring
+        self.latencies: list[float] = []
+        self.done = 0  # every 200 answer, warm-up included
+        self.errors: list[str] = []
+
+    def run(self) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        headers = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
+        n = 0
+        try:
+            while not self.stop.is_set():
+                slot = n % len(self.task_ids)
+                body = json.dumps({"data": {"progress": f"第{n}轮", "done": False}})
+                began = time.perf_counter()
+                conn.request("POST", f"/api/tasks/{self.task_ids[slot]}/complete", body=body, headers=headers)
+                response = conn.getresponse()
+                payload = response.read()
+                elapsed = time.perf_counter() - began
+                if response.status != 200:
+                    self.errors.append(f"{response.status}: {payload[:200]!r}")
+                    return
+                answer = json.loads(payload)
+                if answer.get("status") != "running" or len(answer.get("next_tasks") or []) != 1:
+                    self.errors.append(f"unexpected answer {answer}")
+                    return
+                self.task_ids[slot] = int(answer["next_tasks"][0])
+                self.done += 1
+                if self.measuring.is_set():
+                    self.latencies.append(elapsed)
+                n += 1
+        except Exception as exc:  # a dead server or a broken connection ends this client; reported below
+            self.errors.append(f"{type(exc).__name__}: {exc}")
+        finally:
+            conn.close()
+
+
+def _wait_ready(port: int, server: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"gunicorn exited with {server.returncode}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/api/openapi.json")
+            conn.getresponse().read()
+            conn.close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit("gunicorn did not answer in time")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--duration", type=float, default=60.0, help="measured seconds (default 60)")
+    parser.add_argument("--warmup", type=float, default=5.0, help="untimed seconds first (default 5)")
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes (default 2)")
+    parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker (default 4)")
+    parser.add_argument("--instances", type=int, default=4, help="instances per client (default 4)")
+    args = parser.parse_args(argv)
+    if min(args.clients, args.workers, args.threads, args.instances) < 1 or args.duration <= 0:
+        parser.error("counts must be positive and --duration > 0")
+    with common.database("postgres") as db, tempfile.TemporaryDirectory(prefix="jzflow_tp_") as tmp:
+        client_tokens: list[str] = []
+        client_tasks: list[list[int]] = []
+        with db.factory() as session:
+            common.setup_org(session)
+            common.deploy_bench(session)
+            session.commit()
+            for c in range(args.clients):
+                user = org.add_user(session, username=f"tp_client{c:02d}", display_name=f"压测用户{c:02d}",
+                                    role_codes=["applicant"])  # the lane 申请人
+                session.flush()
+                client_tokens.append(tokens.issue(session, user, "throughput bench"))
+                actor = actor_for(session, user.username)
+                ids = [start(session, process_key=PROCESS, actor=actor).id for _ in range(args.instances)]
+                session.flush()
+                rows = {r.instance_id: r.id for r in session.execute(select(HumanTask.instance_id, HumanTask.id).where(
+                    HumanTask.instance_id.in_(ids), HumanTask.state == "ready"))}
+                client_tasks.append([rows[i] for i in ids])
+            session.commit()
+        port = _free_port()
+        env = {**os.environ, "JZFLOW_DATABASE_URL": db.url, "JZFLOW_INSTANCE_DIR": tmp,
+               "JZFLOW_SECRET_KEY": "throughput-bench-" + os.urandom(8).hex(), "PYTHONPATH": str(_ROOT)}
+        env.pop("JZFLOW_REDIS_URL", None)
+        app = 'web:create_app({"JZFLOW_API_RATE_LIMIT": "100000000 per minute"})'
+        server = subprocess.Popen(  # nosec B603 # our own interpreter and arguments
+            [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(args.workers),
+             "--threads", str(args.threads), "--worker-class", "gthread", "--log-level", "warning", app],
+            cwd=str(_ROOT), env=env)
+        try:
+            _wait_ready(port, server)
+            stop, measuring = threading.Event(), threading.Event()
+            clients = [Client(port, client_tokens[c], client_tasks[c], stop, measuring) for c in range(args.clients)]
+            for client in clients:
+                client.start()
+            time.sleep(args.warmup)
+            counted_before = sum(c.done for c in clients)
+            measuring.set()
+            began = time.perf_counter()
+            time.sleep(args.duration)
+            measuring.clear()
+            elapsed = time.perf_counter() - began
+            counted = sum(c.done for c in clients) - counted_before
+            stop.set()
+            for client in clients:
+                client.join(timeout=60)
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+        errors = [e for c in clients for e in c.errors]
+        if errors:
+            raise SystemExit(f"{len(errors)} client(s) failed, first: {errors[0]}")
+        with db.factory() as session:
+            stored = session.scalar(select(func.count()).select_from(HumanTask).where(
+                HumanTask.state == "completed", HumanTask.bpmn_id == "report"))
+        total = sum(c.done for c in clients)
+        if stored != total:
+            raise SystemExit(f"the database holds {stored} completed tasks, the clients counted {total}")
+    latencies = sorted(t for c in clients for t in c.latencies)
+    p95 = latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))] * 1000 if latencies else 0.0
+    median = statistics.median(latencies) * 1000 if latencies else 0.0
+    print(f"completions={counted} seconds={elapsed:.1f} clients={args.clients} workers={args.workers} "
+          f"threads={args.threads} p50_ms={median:.1f} load={os.getloadavg()[0]:.2f}")
+    print(f"per_s={counted / elapsed:.1f} p95_ms={p95:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,204 @@
+"""The hot-instance cache: deserialised workflows kept per process after a committed save.
+
+A completion spends most of its time turning the stored state back into a workflow. After a save
+commits, the workflow it wrote is exactly the stored state at the new `lock_version`, so this process
+keeps it, keyed by (database, instance id), and the next `load` of that instance reuses it when the row
+still has that `lock_version` and process version (one cheap read: the row without its state).
+
+Correct with several web and worker processes: every process checks the row's `lock_version`, which
+every save bumps, so a workflow another process moved on is never reused — it is dropped.
+
+A cached workflow is *taken* out of the cache by `load` (one unit of work owns it; it is mutated as
+the instance runs). What a save wrote is held on the session until the transaction commits and only
+then published; a rollback (also of a savepoint) discards it. So an exception mid-completion followed
+by a retry deserialises the stored state again and never sees the half-run workflow.
+
+Bounded by count and an approximate size (JZFLOW_INSTANCE_CACHE_SIZE, JZFLOW_INSTANCE_CACHE_MB; 0 turns it
+off), least recently used out first.
+"""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from engine import config
+from engine.spiff.workflow import Workflow
+
+# A deserialised workflow takes several times its JSON text in memory (objects, dicts, UUIDs).
+MEMORY_PER_STATE_BYTE = 6
+_PENDING = "jzflow.hot_pending"
+_BORROWED = "jzflow.hot_borrowed"
+
+Key = tuple[str, int]  # (database url, instance id)
+
+
+@dataclass
+class Entry:
+    lock_version: int
+    version_id: int
+    workflow: Workflow
+    size: int  # approximate bytes in memory
+
+
+class HotCache:
+    """A thread-safe LRU of workflows bounded by count and approximate bytes."""
+
+    def __init__(self) -> None:
+        self._entries: OrderedDict[Key, Entry] = OrderedDict()
+        self._lock = threading.Lock()
+        self._bytes = 0
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def bytes(self) -> int:
+        return self._bytes
+
+    def take(self, key: Key, lock_version: int, version_id: int) -> Workflow | None:
+        """Remove and return the workflow kept for this row version; a stale entry is dropped."""
+        with self._lock:
+            entry = self._entries.pop(key, None)
+            if entry is not None:
+                self._bytes -= entry.size
+            if entry is None or entry.lock_version != lock_version or entry.version_id != version_id:
+                self.misses += 1
+                return None
+            self.hits += 1
+            return entry.workflow
+
+    def put(self, key: Key, entry: Entry) -> None:
+        """Keep a committed workflow, evicting the least recently used past the limits."""
+        settings = config.load()
+        max_count, max_bytes = settings.instance_cache_size, settings.instance_cache_mb * 1024 * 1024
+        with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self._bytes -= old.size
+            if max_count <= 0 or entry.size > max_bytes:
+                return
+            self._entries[key] = entry
+            self._bytes += entry.size
+            while len(self._entries) > max_count or self._bytes > max_bytes:
+                _key, evicted = self._entries.popitem(last=False)
+                self._bytes -= evicted.size
+
+    def put_back(self, key: Key, entry: Entry) -> None:
+        """Return a workflow borrowed by a read-only unit of work, unless something newer is kept."""
+        with self._lock:
+            if key in self._entries:
+                return
+        self.put(key, entry)
+
+    def drop(self, key: Key) -> None:
+        with self._lock:
+            entry = self._entries.pop(key, None)
+            if entry is not None:
+                self._bytes -= entry.size
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._bytes = 0
+
+
+CACHE = HotCache()
+
+
+def key_of(session: Session, instance_id: int) -> Key:
+    return (str(session.get_bind().engine.url), instance_id)
+
+
+def _pending(session: Session) -> dict[Key, Entry]:
+    pending: dict[Key, Entry] = session.info.setdefault(_PENDING, {})
+    return pending
+
+
+def take(session: Session, instance_id: int, lock_version: int, version_id: int, *,
+         read_only: bool = False) -> Workflow | None:
+    """Return the workflow at this row version: saved earlier in this transaction, or cached; else None.
+
+    `read_only`: the caller promises not to change the workflow; it goes back to the cache when the
+    transaction ends (a task page read before its completion keeps the instance hot).
+    """
+    key = key_of(session, instance_id)
+    pending = session.info.get(_PENDING)
+    if pending:
+        entry = pending.get(key) if read_only else pending.pop(key, None)  # a look leaves it to be published
+        if entry is not None and entry.lock_version == lock_version and entry.version_id == version_id:
+            return entry.workflow
+    if config.load().instance_cache_size <= 0:
+        return None
+    with CACHE._lock:
+        found = CACHE._entries.get(key)
+    workflow = CACHE.take(key, lock_version, version_id)
+    if workflow is not None and read_only and found is not None:
+        session.info.setdefault(_BORROWED, {})[key] = found
+    return workflow
+
+
+def borrowed(session: Session, instance_id: int, lock_version: int, version_id: int, workflow: Workflow,
+             state_bytes: int) -> None:
+    """Keep a workflow a read-only load deserialised: it is cached when the transaction ends."""
+    session.info.setdefault(_BORROWED, {})[key_of(session, instance_id)] = Entry(
+        lock_version, version_id, workflow, state_bytes * MEMORY_PER_STATE_BYTE)
+
+
+def saved(session: Session, instance_id: int, lock_version: int, version_id: int, workflow: Workflow,
+          state_bytes: int) -> None:
+    """Remember the workflow a save just wrote; it is cached when the transaction commits."""
+    key = key_of(session, instance_id)
+    CACHE.drop(key)  # whatever was cached is older than this save
+    _pending(session)[key] = Entry(lock_version, version_id, workflow, state_bytes * MEMORY_PER_STATE_BYTE)
+
+
+def forget(session: Session, instance_id: int) -> None:
+    """Drop what is known of an instance (its row changed without a save)."""
+    key = key_of(session, instance_id)
+    pending = session.info.get(_PENDING)
+    if pending:
+        pending.pop(key, None)
+    CACHE.drop(key)
+
+
+@event.listens_for(Session, "after_commit")
+def _publish(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # a savepoint released: the outer transaction may still roll back
+    pending = session.info.pop(_PENDING, None)
+    if pending:
+        for key, entry in pending.items():
+            CACHE.put(key, entry)
+    _return_borrowed(session, pending or {})
+
+
+def _return_borrowed(session: Session, saved: dict[Key, Entry]) -> None:
+    lent = session.info.pop(_BORROWED, None)
+    if lent:
+        for key, entry in lent.items():
+            if key not in saved:  # a save in this transaction wrote a newer state (published or discarded)
+                CACHE.put_back(key, entry)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _discard(session: Session, previous_transaction: Any) -> None:
+    # Any rollback, a savepoint's too: what was saved in it may not be in the database; the workflows
+    # may have been changed after their save. Drop them all (the next load reads the row).
+    session.info.pop(_PENDING, None)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _end(session: Session, transaction: Any) -> None:
+    if transaction.parent is None:  # the outermost transaction ended (commit published already; close, rollback)
+        pending = session.info.pop(_PENDING, None) or {}
+        _return_borrowed(session, pending)
+
+
+__all__ = ["CACHE", "Entry", "HotCache", "borrowed", "forget", "key_of", "saved", "take"]

@@ -1,0 +1,169 @@
+"""Compact a workflow's history out of its live task tree, so a save costs what changed, not the history.
+
+SpiffWorkflow 3.2.0 keeps every task it ever ran in one tree, and a loop grows it by one level per
+task run: every engine step walks the whole tree and every save serialises it (≈400 bytes a task).
+The part of the tree that no longer influences the run is a finished *earlier round* far above
+the live tasks (ready, waiting, started, predicted) on their paths: the engine reads a live task's
+ancestors only a few levels up (its parent's data, a join's inputs and split, a boundary event's
+split), and those stay. A finished task leaves the tree when it is more than `keep` levels above
+every live task below it, on a single live path (one child leads to live tasks: never a split with
+live branches), not the root nor the parent of a human step's last round, and — if it is a human
+step — a later round of the same step stays below it: 退回 (send back) offers the completed human
+steps on the current task's path at their latest round, and 撤回 the step just done. The run is
+spliced out: the task below it hangs from the task above it, so
+every kept task keeps all its kept ancestors (joins and inclusive gateways compare ancestry). A
+process without loops is never compacted. Subprocesses started by cut tasks go with them.
+
+`compact` returns what it cut, serialised (for the instance's history table), or None when there
+was nothing worth cutting (fewer than `batch` tasks: compaction is amortised over several saves).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from SpiffWorkflow.bpmn import BpmnWorkflow
+from SpiffWorkflow.task import Task
+from SpiffWorkflow.util.task import TaskState
+
+FINISHED = TaskState.COMPLETED | TaskState.CANCELLED
+
+
+def _finished(task: Task) -> bool:
+    return bool(task.state & FINISHED)
+
+
+def _distances(workflow: BpmnWorkflow) -> dict[Any, int]:
+    """Map every unfinished task and each of its ancestors to its distance (in levels) to the nearest one below."""
+    dist: dict[Any, int] = {}
+    for task in workflow.tasks.values():
+        if _finished(task):
+            continue
+        node: Task | None = task
+        d = 0
+        while node is not None and dist.get(node.id, d + 1) > d:
+            dist[node.id] = d
+            node = node.parent
+            d += 1
+    return dist
+
+
+def _specs_below(workflow: BpmnWorkflow, dist: dict[Any, int]) -> dict[Any, frozenset[str]]:
+    """Map each task on a live path to the names of the human steps strictly below it on live paths."""
+    below: dict[Any, frozenset[str]] = {}
+    order: list[Task] = []
+    root = workflow.task_tree
+    stack = [root] if root is not None and root.id in dist else []
+    while stack:  # parents before children
+        task = stack.pop()
+        order.append(task)
+        stack.extend(c for c in task.children if c.id in dist)
+    for task in reversed(order):
+        names: set[str] = set()
+        for child in task.children:
+            if child.id in dist:
+                names |= below[child.id]
+                if child.task_spec.manual:
+                    names.add(child.task_spec.name)
+        below[task.id] = frozenset(names)
+    return below
+
+
+def removable(workflow: BpmnWorkflow, keep: int) -> list[Task]:
+    """Return the finished tasks on live paths that may leave the tree, top-down.
+
+    A task may go when it is finished, more than `keep` levels above every live task below it, on a
+    single live path (one child leads to live tasks), and — a human step — has a later round below.
+    """
+    dist = _distances(workflow)
+    below = _specs_below(workflow, dist)
+    out: list[Task] = []
+    for task_id, d in dist.items():
+        if d <= keep:
+            continue
+        task = workflow.tasks[task_id]
+        if not _finished(task):
+            continue
+        live_children = [c for c in task.children if c.id in dist]
+        if len(live_children) != 1 or task is workflow.task_tree:
+            continue  # a split of live branches, or the root
+        if live_children[0].task_spec.manual and live_children[0].task_spec.name not in below[live_children[0].id]:
+            continue  # the parent of a human step's last round: 退回 resets that step (boundary events included)
+        if task.task_spec.manual and task.task_spec.name not in below[task_id]:
+            continue
+        out.append(task)
+    return out
+
+
+def _subtree(task: Task, keep_ids: set[Any]) -> list[Task]:
+    found: list[Task] = []
+    stack = [task]
+    while stack:
+        node = stack.pop()
+        found.append(node)
+        stack.extend(c for c in node.children if c.id not in keep_ids)
+    return found
+
+
+def compact(workflow: BpmnWorkflow, *, keep: int, batch: int, convert: Any) -> dict[str, Any] | None:
+    """Cut finished earlier rounds out of the live paths of the tree; return them serialised, or None.
+
+    Each cut run of tasks is spliced out: the task below it becomes a child of the task above it (or the
+    root), so every kept task keeps its kept ancestors. `convert` turns a task or a subworkflow into its
+    serialised dict (the serializer's registry).
+    """
+    cut = removable(workflow, keep)
+    if len(cut) < batch:
+        return None
+    cut_ids = {t.id for t in cut}
+    live_paths = set(_distances(workflow))
+    removed: list[Task] = []
+    for task in cut:
+        removed.append(task)
+        for child in task.children:  # finished side branches hanging off a cut task go with it
+            if child.id not in live_paths:
+                removed.extend(_subtree(child, set()))
+    removed_ids = {t.id for t in removed}
+    if any(not _finished(t) for t in removed):
+        return None  # never cut a live task (cannot happen: side branches off live paths are finished)
+    # Subprocesses started by cut tasks (and the ones they started) go with them.
+    gone_subs: dict[Any, Any] = {}
+    changed = True
+    while changed:
+        changed = False
+        for sub_id, sub in list(workflow.subprocesses.items()):
+            if sub_id in gone_subs:
+                continue
+            if sub.parent_task_id in removed_ids or any(sub.parent_task_id in s.tasks for s in gone_subs.values()):
+                if not sub.is_completed():
+                    return None  # a running subprocess under a finished task: leave the tree alone
+                gone_subs[sub_id] = sub
+                changed = True
+    archived = {"tasks": [convert(t) for t in sorted(removed, key=lambda t: t.last_state_change)],
+                "subprocesses": {str(k): convert(v) for k, v in gone_subs.items()}}
+    # Splice: each kept task on a live path below a cut run hangs from the kept task above the run.
+    splices: list[tuple[Task | None, Task, Any]] = []
+    for task in cut:
+        parent = task.parent
+        if parent is not None and parent.id in cut_ids:
+            continue  # not the top of its run
+        top = task
+        node = task
+        while node.id in cut_ids:
+            node = next(c for c in node.children if c.id in live_paths)
+        splices.append((parent, node, top.id))
+    for parent, child, top_id in splices:
+        child._parent = parent.id if parent is not None else None
+        if parent is None:
+            workflow.task_tree = child
+        else:
+            parent._children = [child.id if c == top_id else c for c in parent._children]
+    for sub_id in gone_subs:
+        del workflow.subprocesses[sub_id]
+    for task_id in removed_ids:
+        del workflow.tasks[task_id]
+    if workflow.last_task is not None and workflow.last_task.id in removed_ids:
+        workflow.last_task = None
+    return archived
+
+
+__all__ = ["compact", "removable"]

@@ -1,0 +1,309 @@
+"""Issue #17: the hot-instance cache and the compaction of a looping instance's earlier rounds.
+
+The cache must never hand out a workflow that is not exactly the stored state at the row's lock_version:
+another process's save, a rollback (also mid-completion), a savepoint. Compaction must keep a loop running
+correctly, keep 退回/撤回 working, migrate, and keep the state the size of the live part.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from engine import deploy, org, runtime, tasks
+from engine.deploy import versions
+from engine.errors import ConcurrentModification
+from engine.org.actors import SYSTEM, Actor, actor_for
+from engine.runtime import hot, instances
+from engine.runtime.models import ProcessInstance, ProcessStateHistory
+from engine.spiff import serializer
+from engine.tasks import sendback
+from engine.tasks.models import HumanTask
+from tests.conftest import FIXTURES
+
+LOOP = FIXTURES / "perf"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("JZFLOW_STATE_KEEP_LEVELS", "4")
+    hot.CACHE.clear()
+    yield
+    hot.CACHE.clear()
+
+
+@pytest.fixture
+def clerk(session: Session) -> Actor:
+    org.add_user(session, username="clerk", display_name="办事员")
+    deploy.deploy(session, deploy.read_directory(LOOP), actor=SYSTEM, check_lanes=False)
+    session.commit()
+    return actor_for(session, "clerk")
+
+
+def _start(session: Session, actor: Actor) -> int:
+    instance_id = instances.start(session, process_key="perf_loop", actor=actor, data={"who": "clerk"}).id
+    session.commit()
+    return instance_id
+
+
+def _open(session: Session, instance_id: int) -> HumanTask:
+    task = session.scalar(select(HumanTask).where(HumanTask.instance_id == instance_id,
+                                                  HumanTask.state == "ready"))
+    assert task is not None
+    return task
+
+
+def _complete(factory: sessionmaker[Session], instance_id: int, actor: Actor, **data: Any) -> None:
+    with factory() as session:
+        task = _open(session, instance_id)
+        form = {"progress": f"第{task.id}步", "done": False, **data} if task.bpmn_id == "report" else {}
+        tasks.complete(session, task_id=task.id, actor=actor, data=form)
+        session.commit()
+
+
+def _data(factory: sessionmaker[Session], instance_id: int) -> dict[str, Any]:
+    with factory() as session:
+        running = runtime.load(session, instance_id)
+        task = runtime.find_task(running.workflow, _open(session, instance_id).task_guid)
+        assert task is not None
+        return dict(task.data)
+
+
+def _stored(factory: sessionmaker[Session], instance_id: int) -> ProcessInstance:
+    with factory() as session:
+        row = session.get(ProcessInstance, instance_id)
+        assert row is not None
+        session.expunge(row)
+        return row
+
+
+def test_a_committed_save_is_reused_and_a_row_moved_on_elsewhere_is_not(
+        factory: sessionmaker[Session], session: Session, clerk: Actor) -> None:
+    instance_id = _start(session, clerk)
+    _complete(factory, instance_id, clerk)  # apply
+    hits = hot.CACHE.hits
+    _complete(factory, instance_id, clerk)  # report, round 1: from the cache
+    assert hot.CACHE.hits == hits + 1
+    # Another process saved (lock_version moved on, with its own state): ours is stale and must be dropped.
+    assert hot.key_of(session, instance_id) in hot.CACHE._entries
+    with factory() as other:
+        row = other.get(ProcessInstance, instance_id)
+        assert row is not None
+        workflow = serializer.load_state(row.state, runtime.specs_for(other, row.version_id), runtime.script_engine())
+        workflow.data["marker"] = "from another process"
+        other.execute(update(ProcessInstance).where(ProcessInstance.id == instance_id).values(
+            state=serializer.dump_state(workflow), lock_version=ProcessInstance.lock_version + 1))
+        other.commit()
+    with factory() as s:
+        assert runtime.load(s, instance_id).workflow.data["marker"] == "from another process"
+    assert hot.key_of(session, instance_id) not in hot.CACHE._entries
+
+
+
+def test_an_exception_mid_completion_leaves_nothing_for_the_retry(
+        factory: sessionmaker[Session], session: Session, clerk: Actor, monkeypatch: pytest.MonkeyPatch) -> None:
+    instance_id = _start(session, clerk)
+    _complete(factory, instance_id, clerk)  # apply; the workflow is now cached
+    _complete(factory, instance_id, clerk)  # round 1
+    real_save = runtime.save
+
+    def failing_save(session: Session, running: runtime.Running) -> None:
+        raise RuntimeError("the database went away after the task ran")
+
+    monkeypatch.setattr("engine.runtime.save", failing_save)
+    with factory() as s, pytest.raises(RuntimeError):
+        task = _open(s, instance_id)
+        tasks.complete(s, task_id=task.id, actor=clerk, data={"progress": "lost", "done": False})
+    # And one that saved, then failed before the commit (the audit record).
+    monkeypatch.setattr("engine.runtime.save", real_save)
+
+    def failing_record(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("audit failed after the save")
+
+    monkeypatch.setattr("engine.runtime.record", failing_record)
+    with factory() as s, pytest.raises(RuntimeError):
+        task = _open(s, instance_id)
+        tasks.complete(s, task_id=task.id, actor=clerk, data={"progress": "also lost", "done": False})
+        s.commit()
+    monkeypatch.undo()
+    monkeypatch.setenv("JZFLOW_STATE_KEEP_LEVELS", "4")
+    # The retry finds the task READY (a mutated cached workflow would say ConcurrentModification) and runs once.
+    _complete(factory, instance_id, clerk, progress="retried")
+    data = _data(factory, instance_id)
+    assert data["rounds"] == 2
+    assert data["last_progress"] == "retried"
+
+
+def test_a_rolled_back_savepoint_drops_what_was_saved_in_it(
+        factory: sessionmaker[Session], session: Session, clerk: Actor) -> None:
+    instance_id = _start(session, clerk)
+    _complete(factory, instance_id, clerk)
+    with factory() as s:
+        with s.begin_nested() as nested:
+            running = runtime.load(s, instance_id)
+            task = runtime.find_task(running.workflow, _open(s, instance_id).task_guid)
+            assert task is not None
+            running.workflow.data["inside"] = "savepoint"
+            runtime.save(s, running)
+            nested.rollback()
+        s.commit()
+    with factory() as s:
+        running = runtime.load(s, instance_id)
+        assert "inside" not in running.workflow.data
+
+
+def test_two_sessions_never_share_one_workflow(factory: sessionmaker[Session], session: Session,
+                                               clerk: Actor) -> None:
+    instance_id = _start(session, clerk)
+    _complete(factory, instance_id, clerk)
+    with factory() as a, factory() as b:
+        first = runtime.load(a, instance_id)
+        a.rollback()  # (SQLite has one writer at a time)
+        second = runtime.load(b, instance_id)
+        assert first.workflow is not second.workflow
+        runtime.save(b, second)
+        b.commit()
+        with pytest.raises(ConcurrentModification):
+            runtime.save(a, first)
+
+
+def test_the_cache_is_bounded_and_instances_do_not_see_each_others_data(
+        factory: sessionmaker[Session], session: Session, clerk: Actor, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JZFLOW_INSTANCE_CACHE_SIZE", "2")
+    ids = [_start(session, clerk) for _ in range(3)]
+    for n, instance_id in enumerate(ids):
+        _complete(factory, instance_id, clerk)
+        _complete(factory, instance_id, clerk, progress=f"secret of {n}")
+    assert len(hot.CACHE) == 2
+    for n, instance_id in enumerate(ids):
+        data = _data(factory, instance_id)
+        assert data["last_progress"] == f"secret of {n}"
+        assert not any(f"secret of {m}" in repr(data) for m in range(3) if m != n)
+    monkeypatch.setenv("JZFLOW_INSTANCE_CACHE_MB", "0")
+    _complete(factory, ids[0], clerk)
+    assert len(hot.CACHE) <= 2 and hot.CACHE.bytes == sum(e.size for e in hot.CACHE._entries.values())
+    assert hot.key_of(session, ids[0]) not in hot.CACHE._entries  # too big for a 0 MB cache
+
+
+def test_a_long_loop_runs_correctly_with_a_bounded_state(factory: sessionmaker[Session], session: Session,
+                                                         clerk: Actor) -> None:
+    instance_id = _start(session, clerk)
+    _complete(factory, instance_id, clerk)  # apply
+    sizes = []
+    for _ in range(60):
+        _complete(factory, instance_id, clerk)
+        sizes.append(len(_stored(factory, instance_id).state))
+    row = _stored(factory, instance_id)
+    assert row.serializer_version == serializer.SERIALIZER_VERSION
+    assert max(sizes[30:]) < 2 * max(sizes[:10]), sizes  # follows the live part, not the history
+    with factory() as s:
+        assert s.scalar(select(func.count()).select_from(ProcessStateHistory)
+                        .where(ProcessStateHistory.instance_id == instance_id)) >= 3
+    hot.CACHE.clear()  # from the stored state: the same as from the cache
+    assert _data(factory, instance_id)["rounds"] == 60
+    _complete(factory, instance_id, clerk, done=True)
+    assert _stored(factory, instance_id).status == "completed"
+
+
+def test_send_back_and_withdraw_still_reach_their_steps_after_compaction(
+        factory: sessionmaker[Session], session: Session, clerk: Actor) -> None:
+    instance_id = _start(session, clerk)
+    _complete(factory, instance_id, clerk)  # apply
+    for _ in range(30):
+        _complete(factory, instance_id, clerk)
+    with factory() as s:
+        assert s.scalar(select(func.count()).select_from(ProcessStateHistory)) > 0  # compacted
+        task = _open(s, instance_id)
+        targets = sendback.send_back_targets(s, task)
+        assert targets[0].bpmn_id == "apply"  # the first step is never compacted away (no later round)
+        assert targets[-1].bpmn_id == "report"
+        reopened = sendback.send_back(s, task_id=task.id, actor=clerk, to="applicant", reason="重新申请")
+        s.commit()
+        assert reopened.bpmn_id == "apply"
+    _complete(factory, instance_id, clerk)  # apply again
+    _complete(factory, instance_id, clerk, progress="after send back")
+    assert _data(factory, instance_id)["last_progress"] == "after send back"
+
+
+def test_a_compacted_instance_migrates_to_a_new_version(factory: sessionmaker[Session], session: Session,
+                                                          clerk: Actor) -> None:
+    instance_id = _start(session, clerk)
+    _complete(factory, instance_id, clerk)
+    for _ in range(20):
+        _complete(factory, instance_id, clerk)
+    files = deploy.read_directory(LOOP)
+    name = next(n for n in files if n.endswith(".bpmn"))
+    files[name] = files[name].replace("报送本轮进展".encode(), "报送本轮进展（新版）".encode())
+    with factory() as s:
+        admin = org.add_user(s, username="owner", display_name="管理员", is_admin=True)
+        s.commit()
+        owner = actor_for(s, admin.username)
+        deploy.deploy(s, files, actor=owner, check_lanes=False)
+        s.commit()
+        target = deploy.latest_version(s, "perf_loop")
+        report = versions.migrate(s, [instance_id], target.id, owner)
+        s.commit()
+        assert report.migrated == [instance_id], report.refused
+    assert _stored(factory, instance_id).version_id == target.id
+    _complete(factory, instance_id, clerk, progress="on the new version")
+    assert _data(factory, instance_id)["rounds"] == 21
+
+
+def test_a_kept_workflow_dumps_exactly_as_its_restored_copy(factory: sessionmaker[Session], session: Session,
+                                                           clerk: Actor) -> None:
+    instance_id = _start(session, clerk)
+    for n in range(25):
+        _complete(factory, instance_id, clerk, progress=f"轮次 {n}")
+    stored = _stored(factory, instance_id)
+    with factory() as s:
+        kept = runtime.load(s, instance_id).workflow  # from the cache: never deserialised
+        restored = serializer.load_state(stored.state, runtime.specs_for(s, stored.version_id),
+                                         runtime.script_engine(), version=stored.serializer_version)
+    assert serializer.dump_state(kept) == stored.state == serializer.dump_state(restored)
+
+
+def test_an_older_state_layout_loads_and_an_unknown_one_is_refused(factory: sessionmaker[Session],
+                                                                   session: Session, clerk: Actor) -> None:
+    instance_id = _start(session, clerk)
+    _complete(factory, instance_id, clerk)
+    with factory() as s:
+        s.execute(update(ProcessInstance).where(ProcessInstance.id == instance_id).values(
+            serializer_version="jz1/spiff1.5", lock_version=ProcessInstance.lock_version + 1))
+        s.commit()
+    _complete(factory, instance_id, clerk, progress="on an old layout")
+    assert _stored(factory, instance_id).serializer_version == serializer.SERIALIZER_VERSION
+    with factory() as s:
+        s.execute(update(ProcessInstance).where(ProcessInstance.id == instance_id).values(
+            serializer_version="jz9/spiff9", lock_version=ProcessInstance.lock_version + 1))
+        s.commit()
+    with factory() as s, pytest.raises(ValueError, match="jz9"):
+        runtime.load(s, instance_id)
+
+
+def test_a_read_only_look_keeps_the_instance_hot_for_the_completion(
+        factory: sessionmaker[Session], session: Session, clerk: Actor) -> None:
+    instance_id = _start(session, clerk)
+    _complete(factory, instance_id, clerk)
+    hot.CACHE.clear()
+    with factory() as s:  # the task page: deserialised once, kept when the request ends
+        looked = runtime.load(s, instance_id, read_only=True).workflow
+        s.rollback()
+    with factory() as s:  # looked at again (a cache hit), then the request fails: it stays
+        assert runtime.load(s, instance_id, read_only=True).workflow is looked
+        s.rollback()
+    hits = hot.CACHE.hits
+    _complete(factory, instance_id, clerk, progress="after a look")  # the completion finds it
+    assert hot.CACHE.hits == hits + 1
+    assert _data(factory, instance_id)["last_progress"] == "after a look"
+    # A look and a save in one transaction: the saved (newer) workflow is what stays.
+    with factory() as s:
+        before = runtime.load(s, instance_id, read_only=True)
+        running = runtime.load(s, instance_id)
+        assert running.workflow is not before.workflow
+        runtime.save(s, running)
+        s.commit()
+    entry = hot.CACHE._entries[hot.key_of(session, instance_id)]
+    assert entry.workflow is running.workflow and entry.lock_version == running.lock_version
