@@ -120,7 +120,7 @@ def certified(session: Session, *, instance_id: int, data: Mapping[str, Any], da
               actor: Actor) -> dict[str, Any]:
     """Record a stage's certificate for its project, move the project, start the next stage (flushes; once).
 
-    `data` is the approval instance's data (project_code, stage, applicant, certificate_no), `days` the
+    `data` is the approval instance's data (project_code, stage, applicant, certificate), `days` the
     result of approval_working_days. Returns what was done (empty when the instance is of no known project).
     """
     code, stage = str(data.get("project_code") or ""), str(data.get("stage") or "")
@@ -135,7 +135,9 @@ def certified(session: Session, *, instance_id: int, data: Mapping[str, Any], da
     row.certified_on = certified_on
     row.used_wd, row.serial_wd = int(days.get("working_days_used", 0)), int(days.get("sla_serial_wd", 0))
     row.saved_wd = row.serial_wd - row.used_wd
-    evidence = f"{STAGES[stage].name} {data.get('certificate_no') or ''}".strip()
+    issued = data.get("certificate")  # the engine-issued 联合意见书 (approval_issue_certificate)
+    number = issued.get("number") if isinstance(issued, Mapping) else data.get("certificate_no")
+    evidence = f"{STAGES[stage].name} {number or ''}".strip()
     session.flush()
     if stage in STARTS and project.stage in ("lead", "signed"):
         reach_stage(session, project, "started", on=certified_on, actor=actor, evidence=evidence,
