@@ -24,7 +24,7 @@ def make_celery(settings: config.Settings | None = None) -> Celery:
     settings.instance_dir.mkdir(parents=True, exist_ok=True)
     extensions.load()
     app = Celery("jzflow", broker=settings.broker_url,
-                 include=["engine.jobs", "engine.jobs_deadlines", *extensions.task_modules])
+                 include=["engine.jobs", "engine.jobs_deadlines", "engine.jobs_messages", *extensions.task_modules])
     app.conf.update(
         task_acks_late=True,                 # a worker killed mid-job leaves the message to be redelivered
         task_reject_on_worker_lost=True,
@@ -42,6 +42,9 @@ def make_celery(settings: config.Settings | None = None) -> Celery:
             "seal-audit": {"task": "engine.jobs.seal_audit", "schedule": settings.audit_seal_seconds},
             "purge-login-failures": {"task": "engine.jobs.purge_login_failures", "schedule": 3600.0},
             "sweep-deadlines": {"task": "engine.jobs_deadlines.sweep_deadlines", "schedule": 60.0},
+            # Signal deliveries a lost job left pending, and buffered messages past their time to live.
+            "deliver-signals": {"task": "engine.jobs_messages.deliver_signals", "schedule": settings.outbox_seconds},
+            "expire-messages": {"task": "engine.jobs_messages.expire_messages", "schedule": 60.0},
             **extensions.beat,
         },
         beat_schedule_filename=str(settings.instance_dir / "celerybeat-schedule"),

@@ -236,6 +236,8 @@ def save(session: Session, running: Running) -> None:
         set_committed_value(row, key, value)
     running.lock_version += 1
     sync_projection(session, running)
+    from engine.runtime import messages  # noqa: PLC0415  # messages loads, runs and saves instances itself
+    messages.sync(session, running)  # what it waits on (message_subscription) and what it threw
     session.flush()
 
 

@@ -43,7 +43,7 @@ class Thrown:
 
     kind: str
     name: str
-    payload: dict[str, Any]
+    payload: Any  # the value of spiffworkflow:messagePayload (any JSON value), None without one
     correlations: dict[str, Any]
 
 
@@ -58,9 +58,10 @@ class StartTrigger:
 
 
 def _kind(definition: object) -> str | None:
-    if type(definition) is MessageEventDefinition:
+    # SpiffBpmnParser builds SpiffWorkflow.spiff's subclasses (messageVariable, messagePayload, process correlations).
+    if isinstance(definition, MessageEventDefinition):
         return "message"
-    if type(definition) is SignalEventDefinition:
+    if isinstance(definition, SignalEventDefinition):
         return "signal"
     return None  # timers, errors, escalations, multiple, conditional: not routed between instances
 
@@ -110,17 +111,17 @@ def drain_thrown(workflow: Workflow) -> list[Thrown]:
         for values in (event.correlations or {}).values():
             if isinstance(values, Mapping):
                 flat.update(values)
-        payload = event.payload if isinstance(event.payload, dict) else {}
-        out.append(Thrown(kind=kind, name=str(event.event_definition.name), payload=deepcopy(payload),
+        out.append(Thrown(kind=kind, name=str(event.event_definition.name), payload=deepcopy(event.payload),
                           correlations=flat))
     return out
 
 
-def deliver(workflow: Workflow, task_guid: str, payload: Mapping[str, Any]) -> bool:
+def deliver(workflow: Workflow, task_guid: str, payload: Any) -> bool:
     """Hand a message or signal payload to one waiting catch task; False when it no longer waits.
 
-    The payload goes into the task's data when it runs (SpiffWorkflow's update_task_data); the
-    engine steps that follow are the caller's (`runtime.run`).
+    When the task runs, the payload goes into its data under the event's spiffworkflow:messageVariable
+    (signals: its variable), SpiffArena's rule; without one it is not kept. The engine steps that follow
+    are the caller's (`runtime.run`).
     """
     task = find_task(workflow, task_guid)
     if task is None or task.state != TaskState.WAITING:
@@ -131,7 +132,7 @@ def deliver(workflow: Workflow, task_guid: str, payload: Mapping[str, Any]) -> b
         return False
     # What CatchingEvent.catch does, without MessageEventDefinition's re-evaluation of the correlation
     # expressions over the payload (a payload may leave out what it was correlated by: the business key).
-    task.internal_data[definition.name] = dict(payload)
+    task.internal_data[definition.name] = deepcopy(payload)
     task._set_internal_data(event_fired=True)
     spec._update(task)
     return True
@@ -177,12 +178,12 @@ def start_event_task(workflow: Workflow, bpmn_id: str) -> Task | None:
     return None
 
 
-def fire_start(workflow: Workflow, bpmn_id: str, payload: Mapping[str, Any]) -> bool:
+def fire_start(workflow: Workflow, bpmn_id: str, payload: Any) -> bool:
     """Fire a waiting message or signal start event of a new workflow with the payload."""
     task = start_event_task(workflow, bpmn_id)
     if task is None:
         return False
-    task.internal_data[task.task_spec.event_definition.name] = dict(payload)
+    task.internal_data[task.task_spec.event_definition.name] = deepcopy(payload)
     task._set_internal_data(event_fired=True)
     task.task_spec._update(task)
     return True

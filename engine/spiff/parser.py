@@ -20,7 +20,7 @@ from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.spiff.parser.process import VALIDATOR, SpiffBpmnParser
 
 from engine.errors import DeployInvalid, DeployProblem
-from engine.spiff import expressions, inert, support
+from engine.spiff import events, expressions, inert, support
 from engine.spiff.guards import locate_validation_error, run_deep
 from engine.spiff.serializer import Specs
 
@@ -324,6 +324,8 @@ def _collect_processes(parser: SpiffBpmnParser, bpmn: dict[str, tuple[BundleFile
                 for task_spec in sub_spec.task_specs.values():
                     if isinstance(task_spec, UserTask):
                         _collect_user_task(parsed, task_spec, decoded, name, root, problems)
+                    elif getattr(task_spec, "event_definition", None) is not None:  # a message's schema
+                        _collect_forms(parsed, task_spec, decoded, name, root, problems)
             for start_event in spec.start.outputs:  # a start form (发起表单) on the process's start event
                 _collect_forms(parsed, start_event, decoded, name, root, problems)
             processes[key] = parsed
@@ -351,7 +353,7 @@ def _collect_forms(parsed: ParsedProcess, task_spec: Any, decoded: dict[str, Bun
     props: dict[str, str] = dict((getattr(task_spec, "extensions", None) or {}).get("properties", {}) or {})
     el = next((e for e in root.iter() if e.get("id") == task_spec.bpmn_id), None)
     line = el.sourceline if el is not None else None
-    for prop in (FORM_SCHEMA_PROP, FORM_UI_PROP):
+    for prop in (FORM_SCHEMA_PROP, FORM_UI_PROP, events.SCHEMA_PROP):
         form = props.get(prop)
         if not form:
             continue

@@ -75,7 +75,8 @@ REFUSED_EXTENSIONS = {
     "calledDecision": "use spiffworkflow:calledDecisionId to name the DMN decision",
     "calledElement": "name the called process in the callActivity's calledElement attribute",
     "loopCharacteristics": "multi-instance settings are read from the BPMN multiInstanceLoopCharacteristics",
-    "subscription": "message correlation is not done by jzflow",
+    "subscription": "Zeebe correlation keys are not read by jzflow: correlate with BPMN correlation properties "
+                    "(correlationProperty, retrieval expression in Python) or the business key",
     "in": "call activity variable mappings are not applied by jzflow (the called process gets all data)",
     "out": "call activity variable mappings are not applied by jzflow (the called process returns all data)",
     "field": f"delegate fields are not read by jzflow: {HINT_SERVICE}",
@@ -87,7 +88,8 @@ REFUSED_EXTENSIONS = {
 PYTHON_FORMATS = {"", "python", "python3", "py", "text/python", "text/x-python", "application/x-python"}
 JUEL = re.compile(r"^\s*[$#]\{")
 FEEL = re.compile(r"^\s*=")
-START_ONLY_BY_JZFLOW = ("messageEventDefinition", "signalEventDefinition", "conditionalEventDefinition")
+# Message and signal start events are started by jzflow's message and signal routing (engine/runtime/messages.py).
+START_ONLY_BY_JZFLOW = ("conditionalEventDefinition",)
 
 
 @dataclass(frozen=True)
@@ -243,46 +245,14 @@ def _unwrap_juel(text: str) -> str:
     return inner[:-1].strip() if inner.endswith("}") else inner.strip()
 
 
-def _event_key(definition: etree._Element, ref_attr: str) -> str:
-    ref = definition.get(ref_attr)
-    if ref:
-        return str(ref)
-    event = definition.getparent()
-    return f"name:{event.get('name') if event is not None else ''}"
-
-
 def _check_events(file: str, proc: etree._Element) -> Iterator[DeployProblem]:
-    """Refuse start events jzflow cannot trigger and catch events nothing in the process throws."""
+    """Refuse start events jzflow cannot trigger (conditional: nothing evaluates the condition)."""
     for start in proc.findall(f"{{{BPMN_NS}}}startEvent"):  # the process's own start (not a subprocess's)
         for definition in start:
             if _local(definition) in START_ONLY_BY_JZFLOW:
                 kind = _local(definition).removesuffix("EventDefinition")
-                yield _problem(file, definition, f"{kind} start event: jzflow starts instances itself (jzflow start, "
-                                                 "the start page or start_process); use a none start event")
-    for kind, ref_attr in (("message", "messageRef"), ("signal", "signalRef")):
-        thrown: set[str] = set()
-        caught: list[tuple[str, etree._Element]] = []
-        for definition in proc.iter(f"{{{BPMN_NS}}}{kind}EventDefinition"):
-            event = definition.getparent()
-            if event is None:
-                continue
-            if _local(event) in ("endEvent", "intermediateThrowEvent"):
-                thrown.add(_event_key(definition, ref_attr))
-            elif not (_local(event) == "startEvent" and event.getparent() is proc):
-                caught.append((_event_key(definition, ref_attr), definition))
-        if kind == "message":
-            for task in proc.iter(f"{{{BPMN_NS}}}sendTask"):
-                if task.get("messageRef"):
-                    thrown.add(str(task.get("messageRef")))
-            for task in proc.iter(f"{{{BPMN_NS}}}receiveTask"):
-                caught.append((task.get("messageRef") or f"name:{task.get('name') or ''}", task))
-        declared = {d.get("id"): d.get("name") for d in proc.getroottree().getroot().iter(f"{{{BPMN_NS}}}{kind}")}
-        for key, el in caught:
-            if key not in thrown:
-                shown = declared.get(key) or key.removeprefix("name:") or "(unnamed)"
-                yield _problem(file, el, f"{kind} catch '{shown}' waits for a {kind} that nothing in process "
-                                         f"{proc.get('id')} throws: jzflow does not deliver {kind}s between "
-                                         "instances or from outside")
+                yield _problem(file, definition, f"{kind} start event: nothing in jzflow evaluates the condition; "
+                                                 "use a none, message or signal start event")
 
 
 __all__ = ["Document", "check_bundle"]

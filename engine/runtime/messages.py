@@ -1,0 +1,463 @@
+"""BPMN messages between instances and from outside: durable, correlated, delivered once.
+
+A message (name, correlation values, business key, payload) goes to the oldest instance waiting on a catch
+of that name whose expected correlation values — or business key — match; found through the
+`message_subscription` table (an index scan), which every save keeps equal to what the instance waits on
+(`sync`). Delivery is the instance's own unit of work: catch, run, save (optimistic lock) and the message
+marked delivered, in one transaction. With nobody waiting, a message start event starts the latest version
+of its process; otherwise the message is buffered until its time to live (Zeebe's rule) and a catch that
+starts waiting later consumes it in the same save. What an instance throws that it does not catch itself
+is queued (status pending) and routed after the commit by the outbox job.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from engine import audit, clock
+from engine.db import is_postgres
+from engine.errors import ConcurrentModification, InvalidInput, NotFound
+from engine.notify import outbox
+from engine.org.actors import SYSTEM, Actor
+from engine.runtime import core as runtime
+from engine.runtime import forms
+from engine.runtime.message_models import BpmnMessage, MessageSubscription
+from engine.runtime.models import ProcessDefinition, ProcessVersion
+from engine.runtime.running import Running
+from engine.spiff import events
+
+MAX_NAME = 200
+MAX_PAYLOAD_BYTES = 64 * 1024
+MAX_CORRELATION = 500
+CANDIDATES = 10  # subscriptions tried per round; a conflict re-reads them
+ROUNDS = 3
+_depth: ContextVar[int] = ContextVar("jzflow_message_depth", default=0)
+
+
+def default_ttl() -> int:
+    """Seconds a message nobody waits for is kept (JZFLOW_MESSAGE_TTL_SECONDS, default one hour)."""
+    return int(os.environ.get("JZFLOW_MESSAGE_TTL_SECONDS", "3600"))
+
+
+def max_ttl() -> int:
+    """The longest time to live a publisher may ask for (JZFLOW_MESSAGE_MAX_TTL_SECONDS, default 30 days)."""
+    return int(os.environ.get("JZFLOW_MESSAGE_MAX_TTL_SECONDS", str(30 * 86400)))
+
+
+class MessageUnknown(NotFound):
+    code = "message_unknown"
+
+
+class MessageUnmatched(NotFound):
+    code = "message_unmatched"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of a published message."""
+
+    id: int | None
+    kind: str
+    name: str
+    status: str  # delivered | started | buffered | duplicate | broadcast
+    instance_id: int | None = None
+    expires_at: datetime | None = None
+    waiting: int = 0  # signals: instances it goes to
+    started: tuple[int, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the outcome for the API and the CLI."""
+        return {"id": self.id, "kind": self.kind, "name": self.name, "status": self.status,
+                "instance_id": self.instance_id,
+                "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+                "waiting": self.waiting, "started": list(self.started)}
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def canonical(correlations: Mapping[str, Any] | None) -> str:
+    """Return the correlation values as the text the subscription index holds (values compared as text)."""
+    return json.dumps({str(k): _text(v) for k, v in (correlations or {}).items()}, ensure_ascii=False,
+                      sort_keys=True, separators=(",", ":"))
+
+
+def check_input(name: Any, correlations: Any, payload: Any, business_key: Any, ttl: Any) -> None:
+    """Refuse a malformed message, naming the field.
+
+    Raises: InvalidInput
+    """
+    if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME:
+        raise InvalidInput(f"消息名称须为 1–{MAX_NAME} 个字符 (name: 1–{MAX_NAME} characters)", field="name")
+    if not isinstance(correlations, Mapping) or not all(
+            isinstance(k, str) and k and isinstance(v, (str, int, float, bool)) for k, v in correlations.items()):
+        raise InvalidInput("correlations 须为 名称→字符串或数字 的对象 (correlations: an object of scalar values)",
+                           field="correlations")
+    if len(canonical(correlations)) > MAX_CORRELATION:
+        raise InvalidInput(f"关联值过长 (correlations: at most {MAX_CORRELATION} characters)", field="correlations")
+    if not isinstance(payload, Mapping):
+        raise InvalidInput("data 必须是 JSON 对象 (data must be an object)", field="data")
+    if len(json.dumps(payload, ensure_ascii=False, default=str)) > MAX_PAYLOAD_BYTES:
+        raise InvalidInput(f"消息数据过大 (data: at most {MAX_PAYLOAD_BYTES // 1024} KB)", field="data")
+    if business_key is not None and (not isinstance(business_key, str) or not business_key or len(business_key) > 200):
+        raise InvalidInput("business_key 须为 1–200 个字符 (business_key: 1–200 characters)", field="business_key")
+    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or not 0 <= ttl <= max_ttl()):
+        raise InvalidInput(f"ttl 须为 0–{max_ttl()} 的整数秒 (ttl: whole seconds, 0–{max_ttl()})", field="ttl")
+
+
+# --- what the deployed processes declare ----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Declaration:
+    version_id: int
+    process_key: str
+    bpmn_id: str
+    schema: str | None
+    start: bool
+
+
+_declared: dict[tuple[str, int], list[tuple[str, str, str, str | None]]] = {}
+_starts: dict[tuple[str, int], list[events.StartTrigger]] = {}
+
+
+def declarations(session: Session, kind: str, name: str) -> list[Declaration]:
+    """Return the catches and start events of this message or signal in the latest version of every process."""
+    db = str(session.get_bind().engine.url)
+    rows = session.execute(select(ProcessVersion.id, ProcessDefinition.key).join(
+        ProcessDefinition, ProcessDefinition.id == ProcessVersion.definition_id).where(
+        ProcessVersion.version == ProcessDefinition.latest_version).order_by(ProcessDefinition.key)).all()
+    out: list[Declaration] = []
+    for version_id, key in rows:
+        cache_key = (db, version_id)
+        if cache_key not in _declared:
+            specs = runtime.specs_for(session, version_id)
+            _declared[cache_key] = events.catch_declarations(specs)
+            _starts[cache_key] = events.start_triggers(specs)
+        starts = {s.bpmn_id for s in _starts[cache_key]}
+        for k, n, bpmn_id, schema in _declared[cache_key]:
+            if k == kind and n == name:
+                out.append(Declaration(version_id, key, bpmn_id, schema, bpmn_id in starts))
+    return out
+
+
+def _validate(session: Session, version_id: int, schema: str | None, payload: Mapping[str, Any]) -> dict[str, Any]:
+    if not schema:
+        return dict(payload)
+    files = runtime.version_info(session, version_id).files
+    if schema not in files:
+        raise InvalidInput(f"消息数据的表单文件不存在: {schema} (message schema {schema} is not in the process bundle)",
+                           field="data")
+    return forms.validate(files[schema], payload, files)
+
+
+def validate_payload(session: Session, decls: list[Declaration], payload: Mapping[str, Any]) -> dict[str, Any]:
+    """Check the payload against every schema the processes declare for it (messageSchema).
+
+    Raises: FormInvalid
+    """
+    checked = dict(payload)
+    for d in decls:
+        checked = _validate(session, d.version_id, d.schema, checked)
+    return checked
+
+
+# --- publish and deliver --------------------------------------------------------------------------------
+
+def publish(session: Session, *, name: str, actor: Actor, correlations: Mapping[str, Any] | None = None,
+            business_key: str | None = None, payload: Mapping[str, Any] | None = None, ttl: int | None = None,
+            message_id: str | None = None) -> Outcome:
+    """Publish a message from outside (API, CLI, a service): deliver it, start an instance, or buffer it (flushes).
+
+    Raises: InvalidInput, FormInvalid, MessageUnknown (no process declares it),
+            MessageUnmatched (ttl 0 and nobody waits)
+    """
+    correlations, payload = correlations or {}, payload or {}
+    check_input(name, correlations, payload, business_key, ttl)
+    if message_id is not None and (not isinstance(message_id, str) or not 1 <= len(message_id) <= 200):
+        raise InvalidInput("message_id 须为 1–200 个字符 (message_id: 1–200 characters)", field="message_id")
+    decls = declarations(session, "message", name)
+    if not decls and not _anyone_waits(session, "message", name):
+        raise MessageUnknown(f"没有流程声明消息「{name}」(no deployed process catches or starts on message {name!r})",
+                             name=name)
+    checked = validate_payload(session, decls, payload)
+    savepoint = session.begin_nested()
+    try:
+        row = BpmnMessage(kind="message", name=name, message_id=message_id, correlation=canonical(correlations),
+                          business_key=business_key, payload=json.dumps(checked, ensure_ascii=False, default=str),
+                          status="pending", created_by_id=actor.user_id)
+        session.add(row)
+        session.flush()
+    except IntegrityError:
+        savepoint.rollback()
+        first = session.scalar(select(BpmnMessage).where(BpmnMessage.kind == "message", BpmnMessage.name == name,
+                                                         BpmnMessage.message_id == message_id))
+        return Outcome(id=first.id if first else None, kind="message", name=name, status="duplicate",
+                       instance_id=first.instance_id if first else None)
+    try:
+        outcome = route(session, row, actor, decls=decls, ttl=default_ttl() if ttl is None else ttl)
+    except BaseException:
+        savepoint.rollback()
+        raise
+    savepoint.commit()
+    return outcome
+
+
+def _anyone_waits(session: Session, kind: str, name: str) -> bool:
+    return session.scalar(select(MessageSubscription.id).where(MessageSubscription.kind == kind,
+                                                               MessageSubscription.name == name).limit(1)) is not None
+
+
+def _candidates(session: Session, row: BpmnMessage) -> list[MessageSubscription]:
+    q = select(MessageSubscription).where(MessageSubscription.kind == "message", MessageSubscription.name == row.name)
+    if row.correlation != canonical({}):
+        q = q.where(MessageSubscription.correlation == row.correlation)
+        if row.business_key:
+            q = q.where(MessageSubscription.business_key == row.business_key)
+    elif row.business_key:
+        q = q.where(MessageSubscription.business_key == row.business_key)
+    else:
+        q = q.where(MessageSubscription.correlation == row.correlation)
+    return list(session.scalars(q.order_by(MessageSubscription.id).limit(CANDIDATES)))
+
+
+def route(session: Session, row: BpmnMessage, actor: Actor, *, decls: list[Declaration] | None = None,
+          ttl: int | None = None) -> Outcome:
+    """Deliver a pending message to a waiting instance, else start one, else buffer it (flushes).
+
+    Raises: MessageUnmatched (ttl 0 and nothing matched), FormInvalid (a catch's schema refuses the payload)
+    """
+    payload = json.loads(row.payload)
+    for _ in range(ROUNDS):
+        conflicted = False
+        for sub in _candidates(session, row):
+            try:
+                with session.begin_nested():
+                    if deliver_to(session, sub.instance_id, sub.task_guid, row, actor):
+                        return _outcome(row)
+            except ConcurrentModification:
+                conflicted = True  # someone else resumed it meanwhile: read the subscriptions again
+        if not conflicted:
+            break
+    decls = declarations(session, "message", row.name) if decls is None else decls
+    starts = [d for d in decls if d.start]
+    if starts:
+        first = starts[0]
+        from engine.runtime import instances  # noqa: PLC0415  # instances imports this module's sync via core
+
+        child = instances.start(session, process_key=first.process_key, actor=actor, data=payload,
+                                business_key=row.business_key, trigger=first.bpmn_id)
+        row.status, row.instance_id, row.delivered_at = "started", child.id, clock.now()
+        session.flush()
+        audit_message(session, actor, "message.start", row)
+        return _outcome(row)
+    ttl = default_ttl() if ttl is None else ttl
+    if ttl <= 0:
+        raise MessageUnmatched(f"没有实例在等待消息「{row.name}」(no instance waits for message {row.name!r} with "
+                               "these correlation values or business key; it was not kept: ttl is 0)", name=row.name)
+    row.status, row.expires_at = "buffered", clock.now() + timedelta(seconds=ttl)
+    session.flush()
+    audit_message(session, actor, "message.buffer", row)
+    return _outcome(row)
+
+
+def _outcome(row: BpmnMessage) -> Outcome:
+    return Outcome(id=row.id, kind=row.kind, name=row.name, status=row.status, instance_id=row.instance_id,
+                   expires_at=row.expires_at)
+
+
+def audit_message(session: Session, actor: Actor, action: str, row: BpmnMessage, **extra: Any) -> None:
+    """Write the message's own audit event (its stream is the message)."""
+    audit.record(session, actor, action, stream=f"message:{row.id}", object_type="bpmn_message", object_id=row.id,
+                 after={"kind": row.kind, "name": row.name, "correlation": row.correlation,
+                        "business_key": row.business_key, "status": row.status, "instance_id": row.instance_id,
+                        "source_instance_id": row.source_instance_id,
+                        "expires_at": row.expires_at.isoformat() if row.expires_at else None, **extra})
+
+
+def deliver_to(session: Session, instance_id: int, task_guid: str, row: BpmnMessage, actor: Actor) -> bool:
+    """Resume one instance with the message, in its own save; False when it no longer waits there.
+
+    Raises: ConcurrentModification, FormInvalid
+    """
+    running = runtime.load(session, instance_id)
+    if running.row.status != "running":
+        return False
+    return _catch(session, running, task_guid, row, actor)
+
+
+def _catch(session: Session, running: Running, task_guid: str, row: BpmnMessage, actor: Actor) -> bool:
+    waiting = {w.task_guid: w for w in events.waiting(running.workflow)}
+    catch = waiting.get(task_guid)
+    if catch is None or catch.kind != row.kind or catch.name != row.name:
+        return False
+    payload = _validate(session, running.row.version_id, catch.schema, json.loads(row.payload))
+    before = runtime.waiting_summary(running)
+    events.deliver(running.workflow, task_guid, payload)
+    row.status, row.instance_id, row.delivered_at = "delivered", running.row.id, clock.now()
+    runtime.run(session, running, actor)
+    runtime.save(session, running)
+    runtime.record(session, running, actor, f"{row.kind}.deliver", before=before,
+                   after={"message": row.id, "name": row.name, "bpmn_id": catch.bpmn_id,
+                          "correlation": row.correlation, "business_key": row.business_key,
+                          **runtime.waiting_summary(running)})
+    return True
+
+
+# --- the subscription projection, kept by every save ------------------------------------------------------
+
+_catching: dict[tuple[str, int], bool] = {}
+
+
+def _has_catches(session: Session, version_id: int) -> bool:
+    key = (str(session.get_bind().engine.url), version_id)
+    if key not in _catching:
+        _catching[key] = bool(events.catch_declarations(runtime.specs_for(session, version_id)))
+    return _catching[key]
+
+
+def sync(session: Session, running: Running) -> None:
+    """Mirror what the instance waits on into message_subscription; queue what it threw; consume buffered messages.
+
+    Called by `runtime.save` after the state is written (flushes).
+    """
+    row = running.row
+    thrown = events.drain_thrown(running.workflow)
+    for event in thrown:
+        _queue_thrown(session, running, event)
+    if not _has_catches(session, row.version_id):
+        return  # no catch in this version: no subscription can exist
+    want: dict[str, events.Waiting] = {}
+    if row.status == "running":
+        want = {w.task_guid: w for w in events.waiting(running.workflow)}
+    have = {s.task_guid: s for s in session.scalars(
+        select(MessageSubscription).where(MessageSubscription.instance_id == row.id))}
+    gone = [s.id for g, s in have.items() if g not in want or _key(want[g]) != s.correlation
+            or s.business_key != row.business_key]
+    if gone:
+        session.execute(delete(MessageSubscription).where(MessageSubscription.id.in_(gone)))
+    fresh: list[events.Waiting] = []
+    for guid, w in want.items():
+        if guid in have and have[guid].id not in gone:
+            continue
+        session.add(MessageSubscription(instance_id=row.id, task_guid=guid, bpmn_id=w.bpmn_id[:200], kind=w.kind,
+                                        name=w.name[:200], correlation=_key(w), business_key=row.business_key))
+        fresh.append(w)
+    session.flush()
+    for w in fresh:
+        if w.kind == "message" and _consume_buffered(session, running, w):
+            break  # that save synced again and consumed what else was waiting
+
+
+def _key(w: events.Waiting) -> str | None:
+    if w.correlations is None:
+        return None
+    key = canonical(w.correlations)
+    return key if len(key) <= MAX_CORRELATION else None
+
+
+def _consume_buffered(session: Session, running: Running, w: events.Waiting) -> bool:
+    if _depth.get() >= 20:
+        return False  # a chain of buffered messages continues at the instance's next save
+    key = _key(w)
+    match = [BpmnMessage.business_key == running.row.business_key] if running.row.business_key else []
+    if key is not None:
+        match.append(BpmnMessage.correlation == key)
+    if not match:
+        return False
+    q = (select(BpmnMessage).where(BpmnMessage.kind == "message", BpmnMessage.name == w.name,
+                                   BpmnMessage.status == "buffered", BpmnMessage.expires_at > clock.now(),
+                                   or_(*match)).order_by(BpmnMessage.id).limit(1))
+    if is_postgres(session):
+        q = q.with_for_update(skip_locked=True)
+    message = session.scalar(q)
+    if message is None or not _matches(message, key, running.row.business_key):
+        return False
+    token = _depth.set(_depth.get() + 1)
+    try:
+        return _catch(session, running, w.task_guid, message, SYSTEM)
+    finally:
+        _depth.reset(token)
+
+
+def _matches(message: BpmnMessage, key: str | None, business_key: str | None) -> bool:
+    """The same rule as `_candidates`, seen from the waiting side."""
+    empty = canonical({})
+    if message.correlation != empty:
+        return message.correlation == key and (not message.business_key or message.business_key == business_key)
+    if message.business_key:
+        return message.business_key == business_key
+    return key == empty
+
+
+def _queue_thrown(session: Session, running: Running, event: events.Thrown) -> None:
+    """Keep a message or signal the instance threw, for the outbox job to route after the commit."""
+    from engine.runtime import signals  # noqa: PLC0415  # signals imports this module
+
+    if event.kind == "signal":
+        row = signals.queue(session, name=event.name, payload=event.payload, source_instance_id=running.row.id)
+    else:
+        payload = json.dumps(event.payload, ensure_ascii=False, default=str)
+        row = BpmnMessage(kind="message", name=event.name[:MAX_NAME], correlation=canonical(event.correlations),
+                          business_key=None, payload=payload, status="pending", source_instance_id=running.row.id)
+        session.add(row)
+        session.flush()
+        outbox.enqueue(session, "bpmn_message", {"message_id": row.id}, dedupe_key=f"bpmn_message:{row.id}")
+    runtime.record(session, running, SYSTEM, f"{event.kind}.throw",
+                   after={"message": row.id, "name": row.name, "correlation": row.correlation})
+
+
+def route_pending(session: Session, message_id: int) -> Outcome | None:
+    """Route a message an instance threw (the outbox job, after the commit); None when it was routed already.
+
+    Raises: ConcurrentModification (the outbox retries)
+    """
+    q = select(BpmnMessage).where(BpmnMessage.id == message_id, BpmnMessage.status == "pending")
+    if is_postgres(session):
+        q = q.with_for_update(skip_locked=True)
+    row = session.scalar(q)
+    if row is None:
+        return None
+    try:
+        return route(session, row, SYSTEM)
+    except MessageUnmatched:
+        return None
+
+
+def expire(session: Session, *, now: datetime, limit: int = 1000) -> int:
+    """Mark buffered messages past their time to live expired, audited; return how many (flushes)."""
+    rows = list(session.scalars(select(BpmnMessage).where(BpmnMessage.status == "buffered",
+                                                          BpmnMessage.expires_at <= now)
+                                .order_by(BpmnMessage.id).limit(limit)))
+    for row in rows:
+        row.status = "expired"
+        audit_message(session, SYSTEM, "message.expire", row)
+    session.flush()
+    return len(rows)
+
+
+def describe(session: Session, message_id: int) -> Outcome:
+    """Return what became of a message.
+
+    Raises: NotFound
+    """
+    row = session.get(BpmnMessage, message_id)
+    if row is None:
+        raise NotFound(f"消息不存在: {message_id}", message_id=message_id)
+    out = _outcome(row)
+    if row.status == "buffered" and row.expires_at is not None and row.expires_at <= clock.now():
+        return replace(out, status="expired")
+    return out
+
+
+__all__ = ["Declaration", "MessageUnknown", "MessageUnmatched", "Outcome", "audit_message", "canonical", "check_input", "declarations", "default_ttl", "deliver_to",
+           "describe", "expire", "publish", "route", "route_pending", "sync", "validate_payload"]
