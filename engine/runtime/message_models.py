@@ -39,7 +39,8 @@ class BpmnMessage(Base):
 
     status: buffered (waits for a catch until expires_at) | pending (thrown by an instance, not routed yet) |
     delivered (to instance_id, in the transaction that saved it) | started (a start event made instance_id) |
-    expired (its time to live passed with no match) | broadcast (a signal: see signal_delivery)
+    expired (its time to live passed with no match) | refused (thrown by an instance; the catch's schema refused
+    the payload) | broadcast (a signal: see signal_delivery)
     """
 
     __tablename__ = "bpmn_message"

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from engine import audit, clock
 from engine.db import is_postgres
-from engine.errors import ConcurrentModification, InvalidInput, NotFound
+from engine.errors import ConcurrentModification, FormInvalid, InvalidInput, NotFound
 from engine.notify import outbox
 from engine.org.actors import SYSTEM, Actor
 from engine.runtime import core as runtime
@@ -427,10 +427,21 @@ def route_pending(session: Session, message_id: int) -> Outcome | None:
     row = session.scalar(q)
     if row is None:
         return None
+    savepoint = session.begin_nested()
     try:
-        return route(session, row, SYSTEM)
-    except MessageUnmatched:
+        outcome = route(session, row, SYSTEM)
+    except (MessageUnmatched, FormInvalid) as exc:
+        # The thrower's payload does not fit the catch's schema: keep it refused (audited), not retried forever.
+        savepoint.rollback()
+        row.status = "refused"
+        session.flush()
+        audit_message(session, SYSTEM, "message.refuse", row, reason=str(exc)[:500])
         return None
+    except BaseException:
+        savepoint.rollback()  # nothing half-done is committed with the outbox row's attempt count
+        raise
+    savepoint.commit()
+    return outcome
 
 
 def expire(session: Session, *, now: datetime, limit: int = 1000) -> int:
