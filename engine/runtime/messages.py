@@ -254,7 +254,8 @@ def route(session: Session, row: BpmnMessage, actor: Actor, *, decls: list[Decla
         first = starts[0]
         from engine.runtime import instances  # noqa: PLC0415  # instances imports this module's sync via core
 
-        child = instances.start(session, process_key=first.process_key, actor=actor, data=payload,
+        child = instances.start(session, process_key=first.process_key, actor=actor,
+                                data=payload if isinstance(payload, dict) else {},
                                 business_key=row.business_key, trigger=first.bpmn_id)
         row.status, row.instance_id, row.delivered_at = "started", child.id, clock.now()
         session.flush()

@@ -49,10 +49,10 @@ def broadcast(session: Session, *, name: str, actor: Actor, payload: Mapping[str
                             started=tuple(started))
 
 
-def queue(session: Session, *, name: str, payload: Mapping[str, Any], source_instance_id: int) -> BpmnMessage:
+def queue(session: Session, *, name: str, payload: Any, source_instance_id: int) -> BpmnMessage:
     """Keep a signal an instance threw; the outbox job fans it out after the commit (flushes)."""
     row = BpmnMessage(kind="signal", name=name[:messages.MAX_NAME], correlation=messages.canonical({}),
-                      status="pending", payload=json.dumps(dict(payload), ensure_ascii=False, default=str),
+                      status="pending", payload=json.dumps(payload, ensure_ascii=False, default=str),
                       source_instance_id=source_instance_id)
     session.add(row)
     session.flush()
@@ -77,10 +77,11 @@ def fan_out(session: Session, row: BpmnMessage, actor: Actor,
     decls = messages.declarations(session, "signal", row.name) if decls is None else decls
     from engine.runtime import instances  # noqa: PLC0415  # instances → core → messages → (here)
 
+    payload = json.loads(row.payload)
     for d in decls:
-        if d.start:
+        if d.start:  # a payload that is not an object reaches the start event's variable only
             child = instances.start(session, process_key=d.process_key, actor=actor,
-                                    data=json.loads(row.payload), trigger=d.bpmn_id)
+                                    data=payload if isinstance(payload, dict) else {}, trigger=d.bpmn_id)
             started.append(child.id)
     row.status, row.delivered_at = "broadcast", clock.now()
     row.instance_id = started[0] if started else None
