@@ -25,9 +25,10 @@ from sqlalchemy.orm import Session
 
 from engine import audit, clock
 from engine.db import is_postgres
-from engine.errors import ConcurrentModification, FormInvalid, InvalidInput, NotFound
+from engine.errors import ConcurrentModification, Forbidden, FormInvalid, InvalidInput, NotFound, UserNotFound
 from engine.notify import outbox
-from engine.org.actors import SYSTEM, Actor
+from engine.org.actors import SYSTEM, Actor, actor_for
+from engine.org.models import OrgUnit, Role, User
 from engine.runtime import core as runtime
 from engine.runtime import forms
 from engine.runtime.message_models import BpmnMessage, MessageSubscription
@@ -36,6 +37,7 @@ from engine.runtime.running import Running
 from engine.spiff import events
 
 MAX_NAME = 200
+INITIATOR = "initiator"  # in messageSenders: the user who started the waiting instance
 MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_CORRELATION = 500
 CANDIDATES = 10  # subscriptions tried per round; a conflict re-reads them
@@ -124,9 +126,10 @@ class Declaration:
     bpmn_id: str
     schema: str | None
     start: bool
+    senders: tuple[str, ...] = ()
 
 
-_declared: dict[tuple[str, int], list[tuple[str, str, str, str | None]]] = {}
+_declared: dict[tuple[str, int], list[tuple[str, str, str, str | None, tuple[str, ...]]]] = {}
 _starts: dict[tuple[str, int], list[events.StartTrigger]] = {}
 
 
@@ -144,10 +147,57 @@ def declarations(session: Session, kind: str, name: str) -> list[Declaration]:
             _declared[cache_key] = events.catch_declarations(specs)
             _starts[cache_key] = events.start_triggers(specs)
         starts = {s.bpmn_id for s in _starts[cache_key]}
-        for k, n, bpmn_id, schema in _declared[cache_key]:
+        for k, n, bpmn_id, schema, senders in _declared[cache_key]:
             if k == kind and n == name:
-                out.append(Declaration(version_id, key, bpmn_id, schema, bpmn_id in starts))
+                out.append(Declaration(version_id, key, bpmn_id, schema, bpmn_id in starts, senders))
     return out
+
+
+def _named(session: Session, actor: Actor, names: tuple[str, ...]) -> bool:
+    """Tell whether the actor is one of the names: a username, or a unit or role by code or name."""
+    wanted = set(names) - {INITIATOR}
+    if not wanted:
+        return False
+    if actor.username in wanted:
+        return True
+    if actor.org_unit_ids and session.scalar(select(OrgUnit.id).where(
+            OrgUnit.id.in_(actor.org_unit_ids), or_(OrgUnit.code.in_(wanted), OrgUnit.name.in_(wanted))).limit(1)):
+        return True
+    return bool(actor.role_ids and session.scalar(select(Role.id).where(
+        Role.id.in_(actor.role_ids), or_(Role.code.in_(wanted), Role.name.in_(wanted))).limit(1)))
+
+
+def _privileged(actor: Actor) -> bool:
+    return bool(actor.is_admin or actor.is_system)
+
+
+def require_sender(session: Session, actor: Actor, kind: str, name: str, decls: list[Declaration]) -> None:
+    """Refuse a sender no catch or start event of the message or signal names (admins always may).
+
+    Raises: Forbidden
+    """
+    if _privileged(actor):
+        return
+    for d in decls:
+        if (INITIATOR in d.senders and not d.start) or _named(session, actor, d.senders):
+            return
+    what = "消息" if kind == "message" else "信号"
+    raise Forbidden(f"无权发送{what}「{name}」(you may not send {kind} {name!r}: no catch names you in "
+                    f"{events.SENDERS_PROP})", name=name)
+
+
+def may_deliver(session: Session, actor: Actor | None, created_by_id: int | None, instance_starter: int | None,
+                senders: tuple[str, ...]) -> bool:
+    """Tell whether a message from this sender may resume this catch (`initiator`: only the instance's starter)."""
+    if created_by_id is None:
+        return True  # thrown by an instance
+    if actor is None:
+        return False  # its sender is gone or deactivated
+    if _privileged(actor):
+        return True
+    if INITIATOR in senders and instance_starter is not None and instance_starter == created_by_id:
+        return True
+    return _named(session, actor, senders)
 
 
 def _validate(session: Session, version_id: int, schema: str | None, payload: Mapping[str, Any]) -> dict[str, Any]:
@@ -189,6 +239,7 @@ def publish(session: Session, *, name: str, actor: Actor, correlations: Mapping[
     if not decls and not _anyone_waits(session, "message", name):
         raise MessageUnknown(f"没有流程声明消息「{name}」(no deployed process catches or starts on message {name!r})",
                              name=name)
+    require_sender(session, actor, "message", name, decls)
     checked = validate_payload(session, decls, payload)
     savepoint = session.begin_nested()
     try:
@@ -249,7 +300,8 @@ def route(session: Session, row: BpmnMessage, actor: Actor, *, decls: list[Decla
         if not conflicted:
             break
     decls = declarations(session, "message", row.name) if decls is None else decls
-    starts = [d for d in decls if d.start]
+    starts = [d for d in decls if d.start and (row.created_by_id is None or _privileged(actor)
+                                               or _named(session, actor, d.senders))]
     if starts:
         first = starts[0]
         from engine.runtime import instances  # noqa: PLC0415  # instances imports this module's sync via core
@@ -300,6 +352,8 @@ def _catch(session: Session, running: Running, task_guid: str, row: BpmnMessage,
     waiting = {w.task_guid: w for w in events.waiting(running.workflow)}
     catch = waiting.get(task_guid)
     if catch is None or catch.kind != row.kind or catch.name != row.name:
+        return False
+    if not may_deliver(session, actor, row.created_by_id, running.row.started_by_id, catch.senders):
         return False
     payload = _validate(session, running.row.version_id, catch.schema, json.loads(row.payload))
     before = runtime.waiting_summary(running)
@@ -383,11 +437,27 @@ def _consume_buffered(session: Session, running: Running, w: events.Waiting) -> 
     message = session.scalar(q)
     if message is None or not _matches(message, key, running.row.business_key):
         return False
+    by = sender(session, message.created_by_id)
+    if by is None:
+        return False
     token = _depth.set(_depth.get() + 1)
     try:
-        return _catch(session, running, w.task_guid, message, SYSTEM)
+        return _catch(session, running, w.task_guid, message, by)
     finally:
         _depth.reset(token)
+
+
+def sender(session: Session, user_id: int | None) -> Actor | None:
+    """Return who published a message (the system for a thrown one); None when that user is gone or inactive."""
+    if user_id is None:
+        return SYSTEM
+    username = session.scalar(select(User.username).where(User.id == user_id))
+    if username is None:
+        return None
+    try:
+        return actor_for(session, username)
+    except UserNotFound:
+        return None
 
 
 def _matches(message: BpmnMessage, key: str | None, business_key: str | None) -> bool:
@@ -472,4 +542,4 @@ def describe(session: Session, message_id: int) -> Outcome:
 
 
 __all__ = ["Declaration", "MessageUnknown", "MessageUnmatched", "Outcome", "audit_message", "canonical", "check_input", "declarations", "default_ttl", "deliver_to",
-           "describe", "expire", "publish", "route", "route_pending", "sync", "validate_payload"]
+           "describe", "expire", "may_deliver", "publish", "require_sender", "sender", "route", "route_pending", "sync", "validate_payload"]

@@ -39,6 +39,7 @@ def broadcast(session: Session, *, name: str, actor: Actor, payload: Mapping[str
             MessageSubscription.kind == "signal", MessageSubscription.name == name).limit(1)) is None:
         raise messages.MessageUnknown(f"没有流程声明信号「{name}」(no deployed process catches or starts on signal "
                                       f"{name!r})", name=name)
+    messages.require_sender(session, actor, "signal", name, decls)
     checked = messages.validate_payload(session, decls, payload)
     row = BpmnMessage(kind="signal", name=name, correlation=messages.canonical({}), status="pending",
                       payload=json.dumps(checked, ensure_ascii=False, default=str), created_by_id=actor.user_id)
@@ -128,7 +129,9 @@ def deliver_one(session: Session, delivery_id: int) -> bool:
     signal = session.get(BpmnMessage, delivery.signal_id)
     assert signal is not None
     running = runtime.load(session, delivery.instance_id)
-    waits = [w for w in events.waiting(running.workflow) if w.kind == "signal" and w.name == signal.name]
+    by = messages.sender(session, signal.created_by_id)
+    waits = [w for w in events.waiting(running.workflow) if w.kind == "signal" and w.name == signal.name
+             and messages.may_deliver(session, by, signal.created_by_id, running.row.started_by_id, w.senders)]
     if running.row.status != "running" or not waits:
         delivery.state, delivery.done_at = "skipped", clock.now()
         session.flush()

@@ -21,6 +21,9 @@ from engine.spiff.serializer import Specs
 from engine.spiff.workflow import Task, Workflow, find_task
 
 SCHEMA_PROP = "messageSchema"  # extension property of a catch or start event: the payload's JSON Schema file
+# extension property of a catch or start event: who may send it from outside (usernames, unit or role codes or
+# names, `initiator` = whoever started the waiting instance); without it only admins (and instances) may
+SENDERS_PROP = "messageSenders"
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,7 @@ class Waiting:
     # None when a property could not be evaluated (the catch then correlates by business key only)
     correlations: dict[str, Any] | None = field(default_factory=dict)
     schema: str | None = None
+    senders: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,7 @@ class StartTrigger:
     name: str
     bpmn_id: str
     schema: str | None
+    senders: tuple[str, ...] = ()
 
 
 def _kind(definition: object) -> str | None:
@@ -70,6 +75,11 @@ def _schema(task_spec: Any) -> str | None:
     props = (getattr(task_spec, "extensions", None) or {}).get("properties", {}) or {}
     value = props.get(SCHEMA_PROP)
     return str(value) if value else None
+
+
+def _senders(task_spec: Any) -> tuple[str, ...]:
+    props = (getattr(task_spec, "extensions", None) or {}).get("properties", {}) or {}
+    return tuple(s.strip() for s in str(props.get(SENDERS_PROP) or "").split(",") if s.strip())
 
 
 def waiting(workflow: Workflow) -> list[Waiting]:
@@ -96,7 +106,8 @@ def waiting(workflow: Workflow) -> list[Waiting]:
             assert expected is not None
             expected[str(prop.name)] = value
         found.append(Waiting(task_guid=str(task.id), bpmn_id=str(spec.bpmn_id or spec.name), kind=kind,
-                             name=str(definition.name), correlations=expected, schema=_schema(spec)))
+                             name=str(definition.name), correlations=expected, schema=_schema(spec),
+                             senders=_senders(spec)))
     return found
 
 
@@ -145,7 +156,8 @@ def start_triggers(specs: Specs) -> list[StartTrigger]:
         kind = _kind(getattr(start, "event_definition", None))
         if kind is not None:
             out.append(StartTrigger(kind=kind, name=str(start.event_definition.name),
-                                    bpmn_id=str(start.bpmn_id or start.name), schema=_schema(start)))
+                                    bpmn_id=str(start.bpmn_id or start.name), schema=_schema(start),
+                                    senders=_senders(start)))
     return out
 
 
@@ -154,9 +166,9 @@ def has_none_start(specs: Specs) -> bool:
     return any(_kind(getattr(s, "event_definition", None)) is None for s in specs[0].start.outputs)
 
 
-def catch_declarations(specs: Specs) -> list[tuple[str, str, str, str | None]]:
-    """Return (kind, name, bpmn_id, schema) of every message/signal catch and start event in a version."""
-    out: list[tuple[str, str, str, str | None]] = []
+def catch_declarations(specs: Specs) -> list[tuple[str, str, str, str | None, tuple[str, ...]]]:
+    """Return (kind, name, bpmn_id, schema, senders) of every message/signal catch and start event in a version."""
+    out: list[tuple[str, str, str, str | None, tuple[str, ...]]] = []
     top, subs = specs
     for spec in (top, *subs.values()):
         for task_spec in spec.task_specs.values():
@@ -166,7 +178,7 @@ def catch_declarations(specs: Specs) -> list[tuple[str, str, str, str | None]]:
             if type(task_spec).__name__.endswith(("ThrowEvent", "EndEvent", "SendTask")):
                 continue
             out.append((kind, str(task_spec.event_definition.name), str(task_spec.bpmn_id or task_spec.name),
-                        _schema(task_spec)))
+                        _schema(task_spec), _senders(task_spec)))
     return out
 
 
@@ -189,5 +201,5 @@ def fire_start(workflow: Workflow, bpmn_id: str, payload: Any) -> bool:
     return True
 
 
-__all__ = ["SCHEMA_PROP", "StartTrigger", "Thrown", "Waiting", "catch_declarations", "deliver", "drain_thrown",
+__all__ = ["SCHEMA_PROP", "SENDERS_PROP", "StartTrigger", "Thrown", "Waiting", "catch_declarations", "deliver", "drain_thrown",
            "fire_start", "has_none_start", "start_triggers", "waiting"]
