@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+from decimal import Decimal
 from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
@@ -84,8 +85,15 @@ class Outcome:
                 "waiting": self.waiting, "started": list(self.started)}
 
 
+def plain(value: Any) -> Any:
+    """JSON for what json cannot write (a Decimal from the API's parser is a number, not a string)."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return str(value)
+
+
 def _text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True, default=plain)
 
 
 def canonical(correlations: Mapping[str, Any] | None) -> str:
@@ -102,14 +110,14 @@ def check_input(name: Any, correlations: Any, payload: Any, business_key: Any, t
     if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME:
         raise InvalidInput(f"消息名称须为 1–{MAX_NAME} 个字符 (name: 1–{MAX_NAME} characters)", field="name")
     if not isinstance(correlations, Mapping) or not all(
-            isinstance(k, str) and k and isinstance(v, (str, int, float, bool)) for k, v in correlations.items()):
+            isinstance(k, str) and k and isinstance(v, (str, int, float, bool, Decimal)) for k, v in correlations.items()):
         raise InvalidInput("correlations 须为 名称→字符串或数字 的对象 (correlations: an object of scalar values)",
                            field="correlations")
     if len(canonical(correlations)) > MAX_CORRELATION:
         raise InvalidInput(f"关联值过长 (correlations: at most {MAX_CORRELATION} characters)", field="correlations")
     if not isinstance(payload, Mapping):
         raise InvalidInput("data 必须是 JSON 对象 (data must be an object)", field="data")
-    if len(json.dumps(payload, ensure_ascii=False, default=str)) > MAX_PAYLOAD_BYTES:
+    if len(json.dumps(payload, ensure_ascii=False, default=plain)) > MAX_PAYLOAD_BYTES:
         raise InvalidInput(f"消息数据过大 (data: at most {MAX_PAYLOAD_BYTES // 1024} KB)", field="data")
     if business_key is not None and (not isinstance(business_key, str) or not business_key or len(business_key) > 200):
         raise InvalidInput("business_key 须为 1–200 个字符 (business_key: 1–200 characters)", field="business_key")
@@ -155,7 +163,7 @@ def declarations(session: Session, kind: str, name: str) -> list[Declaration]:
 
 def _named(session: Session, actor: Actor, names: tuple[str, ...]) -> bool:
     """Tell whether the actor is one of the names: a username, or a unit or role by code or name."""
-    wanted = set(names) - {INITIATOR}
+    wanted = {n for n in names if n != INITIATOR and not n.startswith("var:")}
     if not wanted:
         return False
     if actor.username in wanted:
@@ -179,7 +187,8 @@ def require_sender(session: Session, actor: Actor, kind: str, name: str, decls: 
     if _privileged(actor):
         return
     for d in decls:
-        if (INITIATOR in d.senders and not d.start) or _named(session, actor, d.senders):
+        per_instance = any(n == INITIATOR or n.startswith("var:") for n in d.senders)
+        if (per_instance and not d.start) or _named(session, actor, d.senders):
             return
     what = "消息" if kind == "message" else "信号"
     raise Forbidden(f"无权发送{what}「{name}」(you may not send {kind} {name!r}: no catch names you in "
@@ -187,8 +196,11 @@ def require_sender(session: Session, actor: Actor, kind: str, name: str, decls: 
 
 
 def may_deliver(session: Session, actor: Actor | None, created_by_id: int | None, instance_starter: int | None,
-                senders: tuple[str, ...]) -> bool:
-    """Tell whether a message from this sender may resume this catch (`initiator`: only the instance's starter)."""
+                senders: tuple[str, ...], sender_users: tuple[str, ...] = ()) -> bool:
+    """Tell whether a message from this sender may resume this catch.
+
+    `initiator`: only the instance's starter; `var:NAME`: only the user the waiting task's variable names.
+    """
     if created_by_id is None:
         return True  # thrown by an instance
     if actor is None:
@@ -196,6 +208,8 @@ def may_deliver(session: Session, actor: Actor | None, created_by_id: int | None
     if _privileged(actor):
         return True
     if INITIATOR in senders and instance_starter is not None and instance_starter == created_by_id:
+        return True
+    if actor.username in sender_users:
         return True
     return _named(session, actor, senders)
 
@@ -244,7 +258,7 @@ def publish(session: Session, *, name: str, actor: Actor, correlations: Mapping[
     savepoint = session.begin_nested()
     try:
         row = BpmnMessage(kind="message", name=name, message_id=message_id, correlation=canonical(correlations),
-                          business_key=business_key, payload=json.dumps(checked, ensure_ascii=False, default=str),
+                          business_key=business_key, payload=json.dumps(checked, ensure_ascii=False, default=plain),
                           status="pending", created_by_id=actor.user_id)
         session.add(row)
         session.flush()
@@ -353,7 +367,8 @@ def _catch(session: Session, running: Running, task_guid: str, row: BpmnMessage,
     catch = waiting.get(task_guid)
     if catch is None or catch.kind != row.kind or catch.name != row.name:
         return False
-    if not may_deliver(session, actor, row.created_by_id, running.row.started_by_id, catch.senders):
+    if not may_deliver(session, actor, row.created_by_id, running.row.started_by_id, catch.senders,
+                       catch.sender_users):
         return False
     payload = _validate(session, running.row.version_id, catch.schema, json.loads(row.payload))
     before = runtime.waiting_summary(running)
@@ -477,7 +492,7 @@ def _queue_thrown(session: Session, running: Running, event: events.Thrown) -> N
     if event.kind == "signal":
         row = signals.queue(session, name=event.name, payload=event.payload, source_instance_id=running.row.id)
     else:
-        payload = json.dumps(event.payload, ensure_ascii=False, default=str)
+        payload = json.dumps(event.payload, ensure_ascii=False, default=plain)
         row = BpmnMessage(kind="message", name=event.name[:MAX_NAME], correlation=canonical(event.correlations),
                           business_key=None, payload=payload, status="pending", source_instance_id=running.row.id)
         session.add(row)
@@ -527,6 +542,11 @@ def expire(session: Session, *, now: datetime, limit: int = 1000) -> int:
     return len(rows)
 
 
+def published_by(session: Session, message_id: int) -> int | None:
+    """Return the id of the user who published a message (None: an instance threw it)."""
+    return session.scalar(select(BpmnMessage.created_by_id).where(BpmnMessage.id == message_id))
+
+
 def describe(session: Session, message_id: int) -> Outcome:
     """Return what became of a message.
 
@@ -542,4 +562,4 @@ def describe(session: Session, message_id: int) -> Outcome:
 
 
 __all__ = ["Declaration", "MessageUnknown", "MessageUnmatched", "Outcome", "audit_message", "canonical", "check_input", "declarations", "default_ttl", "deliver_to",
-           "describe", "expire", "may_deliver", "publish", "require_sender", "sender", "route", "route_pending", "sync", "validate_payload"]
+           "describe", "expire", "plain", "published_by", "may_deliver", "publish", "require_sender", "sender", "route", "route_pending", "sync", "validate_payload"]

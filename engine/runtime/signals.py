@@ -42,7 +42,7 @@ def broadcast(session: Session, *, name: str, actor: Actor, payload: Mapping[str
     messages.require_sender(session, actor, "signal", name, decls)
     checked = messages.validate_payload(session, decls, payload)
     row = BpmnMessage(kind="signal", name=name, correlation=messages.canonical({}), status="pending",
-                      payload=json.dumps(checked, ensure_ascii=False, default=str), created_by_id=actor.user_id)
+                      payload=json.dumps(checked, ensure_ascii=False, default=messages.plain), created_by_id=actor.user_id)
     session.add(row)
     session.flush()
     waiting, started = fan_out(session, row, actor, decls=decls)
@@ -53,7 +53,7 @@ def broadcast(session: Session, *, name: str, actor: Actor, payload: Mapping[str
 def queue(session: Session, *, name: str, payload: Any, source_instance_id: int) -> BpmnMessage:
     """Keep a signal an instance threw; the outbox job fans it out after the commit (flushes)."""
     row = BpmnMessage(kind="signal", name=name[:messages.MAX_NAME], correlation=messages.canonical({}),
-                      status="pending", payload=json.dumps(payload, ensure_ascii=False, default=str),
+                      status="pending", payload=json.dumps(payload, ensure_ascii=False, default=messages.plain),
                       source_instance_id=source_instance_id)
     session.add(row)
     session.flush()
@@ -131,7 +131,8 @@ def deliver_one(session: Session, delivery_id: int) -> bool:
     running = runtime.load(session, delivery.instance_id)
     by = messages.sender(session, signal.created_by_id)
     waits = [w for w in events.waiting(running.workflow) if w.kind == "signal" and w.name == signal.name
-             and messages.may_deliver(session, by, signal.created_by_id, running.row.started_by_id, w.senders)]
+             and messages.may_deliver(session, by, signal.created_by_id, running.row.started_by_id, w.senders,
+                                         w.sender_users)]
     if running.row.status != "running" or not waits:
         delivery.state, delivery.done_at = "skipped", clock.now()
         session.flush()

@@ -22,7 +22,8 @@ from engine.spiff.workflow import Task, Workflow, find_task
 
 SCHEMA_PROP = "messageSchema"  # extension property of a catch or start event: the payload's JSON Schema file
 # extension property of a catch or start event: who may send it from outside (usernames, unit or role codes or
-# names, `initiator` = whoever started the waiting instance); without it only admins (and instances) may
+# names, `initiator` = whoever started the waiting instance, `var:NAME` = the username in the waiting task's
+# variable NAME); without it only admins (and instances) may
 SENDERS_PROP = "messageSenders"
 
 
@@ -39,6 +40,7 @@ class Waiting:
     correlations: dict[str, Any] | None = field(default_factory=dict)
     schema: str | None = None
     senders: tuple[str, ...] = ()
+    sender_users: tuple[str, ...] = ()  # the usernames its `var:` senders name now
 
 
 @dataclass(frozen=True)
@@ -105,9 +107,11 @@ def waiting(workflow: Workflow) -> list[Waiting]:
                 break
             assert expected is not None
             expected[str(prop.name)] = value
+        senders = _senders(spec)
+        users = tuple(str(task.data.get(s[4:])) for s in senders if s.startswith("var:") and task.data.get(s[4:]))
         found.append(Waiting(task_guid=str(task.id), bpmn_id=str(spec.bpmn_id or spec.name), kind=kind,
                              name=str(definition.name), correlations=expected, schema=_schema(spec),
-                             senders=_senders(spec)))
+                             senders=senders, sender_users=users))
     return found
 
 
