@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections.abc import Callable, Collection, Mapping
 from copy import deepcopy
 from dataclasses import dataclass, field
@@ -278,7 +279,11 @@ def parse_bundle(files: Mapping[str, bytes | str], *, lane_known: LaneResolver |
     parser = run_deep(_spiff_parse, bpmn, dmn, problems)
     if parser is None:
         raise DeployInvalid(problems)
-    processes = _collect_processes(parser, bpmn, dmn, decoded, problems, lane_known)
+    with warnings.catch_warnings():
+        # SpiffWorkflow 3.2.0 reads messagePayload/messageVariable on the bpmn:message too (SpiffArena's older
+        # exports) and only warns that the place is deprecated: the diagram runs as drawn either way.
+        warnings.filterwarnings("ignore", message="spiffworkflow:messagePayload", category=DeprecationWarning)
+        processes = _collect_processes(parser, bpmn, dmn, decoded, problems, lane_known)
     if problems:
         raise DeployInvalid(problems)
     return ParsedBundle(files=decoded, processes=processes)
