@@ -71,5 +71,5 @@ def kick() -> None:
         with celery.connection_for_write(transport_options=options) as connection:
             celery.send_task("engine.jobs_messages.deliver_signals", retry=False, ignore_result=True,
                              connection=connection)
-    except Exception:  # noqa: BLE001  # the deliveries are committed; a lost kick costs only time
+    except Exception:  # the deliveries are committed; a lost kick costs only time
         log.warning("could not kick deliver_signals; beat will", exc_info=True)

@@ -236,7 +236,7 @@ def save(session: Session, running: Running) -> None:
         set_committed_value(row, key, value)
     running.lock_version += 1
     sync_projection(session, running)
-    from engine.runtime import messages  # noqa: PLC0415  # messages loads, runs and saves instances itself
+    from engine.runtime import messages  # messages loads, runs and saves instances itself
     messages.sync(session, running)  # what it waits on (message_subscription) and what it threw
     session.flush()
 

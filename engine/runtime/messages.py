@@ -11,16 +11,17 @@ is queued (status pending) and routed after the commit by the outbox job.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-from decimal import Decimal
 from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, or_, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -255,6 +256,7 @@ def publish(session: Session, *, name: str, actor: Actor, correlations: Mapping[
                              name=name)
     require_sender(session, actor, "message", name, decls)
     checked = validate_payload(session, decls, payload)
+    lock_name(session, "message", name)
     savepoint = session.begin_nested()
     try:
         row = BpmnMessage(kind="message", name=name, message_id=message_id, correlation=canonical(correlations),
@@ -275,6 +277,16 @@ def publish(session: Session, *, name: str, actor: Actor, correlations: Mapping[
         raise
     savepoint.commit()
     return outcome
+
+
+def lock_name(session: Session, kind: str, name: str) -> None:
+    """Serialise, until the commit, who matches messages of this name: a publisher and an instance that starts
+    waiting at the same moment would otherwise each miss the other (one buffers, one subscribes). PostgreSQL
+    only: SQLite has one writer at a time anyway."""
+    if is_postgres(session):
+        digest = hashlib.sha256(f"jzflow:{kind}:{name}".encode()).digest()
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                        {"key": int.from_bytes(digest[:8], "big", signed=True)})
 
 
 def _anyone_waits(session: Session, kind: str, name: str) -> bool:
@@ -318,7 +330,7 @@ def route(session: Session, row: BpmnMessage, actor: Actor, *, decls: list[Decla
                                                or _named(session, actor, d.senders))]
     if starts:
         first = starts[0]
-        from engine.runtime import instances  # noqa: PLC0415  # instances imports this module's sync via core
+        from engine.runtime import instances  # instances imports this module's sync via core
 
         child = instances.start(session, process_key=first.process_key, actor=actor,
                                 data=payload if isinstance(payload, dict) else {},
@@ -419,6 +431,8 @@ def sync(session: Session, running: Running) -> None:
     for guid, w in want.items():
         if guid in have and have[guid].id not in gone:
             continue
+        if w.kind == "message":
+            lock_name(session, "message", w.name)  # see a message published at this moment, or be seen by it
         session.add(MessageSubscription(instance_id=row.id, task_guid=guid, bpmn_id=w.bpmn_id[:200], kind=w.kind,
                                         name=w.name[:200], correlation=_key(w), business_key=row.business_key))
         fresh.append(w)
@@ -487,7 +501,7 @@ def _matches(message: BpmnMessage, key: str | None, business_key: str | None) ->
 
 def _queue_thrown(session: Session, running: Running, event: events.Thrown) -> None:
     """Keep a message or signal the instance threw, for the outbox job to route after the commit."""
-    from engine.runtime import signals  # noqa: PLC0415  # signals imports this module
+    from engine.runtime import signals  # signals imports this module
 
     if event.kind == "signal":
         row = signals.queue(session, name=event.name, payload=event.payload, source_instance_id=running.row.id)
@@ -513,6 +527,7 @@ def route_pending(session: Session, message_id: int) -> Outcome | None:
     row = session.scalar(q)
     if row is None:
         return None
+    lock_name(session, "message", row.name)
     savepoint = session.begin_nested()
     try:
         outcome = route(session, row, SYSTEM)
@@ -561,5 +576,27 @@ def describe(session: Session, message_id: int) -> Outcome:
     return out
 
 
-__all__ = ["Declaration", "MessageUnknown", "MessageUnmatched", "Outcome", "audit_message", "canonical", "check_input", "declarations", "default_ttl", "deliver_to",
-           "describe", "expire", "plain", "published_by", "may_deliver", "publish", "require_sender", "sender", "route", "route_pending", "sync", "validate_payload"]
+__all__ = [
+    "Declaration",
+    "MessageUnknown",
+    "MessageUnmatched",
+    "Outcome",
+    "audit_message",
+    "canonical",
+    "check_input",
+    "declarations",
+    "default_ttl",
+    "deliver_to",
+    "describe",
+    "expire",
+    "may_deliver",
+    "plain",
+    "publish",
+    "published_by",
+    "require_sender",
+    "route",
+    "route_pending",
+    "sender",
+    "sync",
+    "validate_payload",
+]

@@ -76,7 +76,7 @@ def fan_out(session: Session, row: BpmnMessage, actor: Actor,
                                  .where(SignalDelivery.signal_id == row.id)) or 0)
     started: list[int] = []
     decls = messages.declarations(session, "signal", row.name) if decls is None else decls
-    from engine.runtime import instances  # noqa: PLC0415  # instances → core → messages → (here)
+    from engine.runtime import instances  # instances → core → messages → (here)
 
     payload = json.loads(row.payload)
     for d in decls:

@@ -96,13 +96,14 @@ def waiting(workflow: Workflow) -> list[Waiting]:
         spec = task.task_spec
         definition = getattr(spec, "event_definition", None)
         kind = _kind(definition)
-        if kind is None or task.state != TaskState.WAITING or isinstance(spec, StartEvent) and task.workflow is workflow:
+        if definition is None or kind is None or task.state != TaskState.WAITING or (
+                isinstance(spec, StartEvent) and task.workflow is workflow):
             continue
         expected: dict[str, Any] | None = {}
         for prop in getattr(definition, "correlation_properties", []) or []:
             try:
                 value = engine.environment.evaluate(prop.retrieval_expression, task.data)
-            except Exception:  # noqa: BLE001  # the variable is not there yet: match by business key only
+            except Exception:  # the variable is not there yet: match by business key only
                 expected = None
                 break
             assert expected is not None
@@ -143,7 +144,7 @@ def deliver(workflow: Workflow, task_guid: str, payload: Any) -> bool:
         return False
     spec = task.task_spec
     definition = getattr(spec, "event_definition", None)
-    if _kind(definition) is None or task.id not in workflow.event_manager.tasks:
+    if definition is None or _kind(definition) is None or task.id not in workflow.event_manager.tasks:
         return False
     # What CatchingEvent.catch does, without MessageEventDefinition's re-evaluation of the correlation
     # expressions over the payload (a payload may leave out what it was correlated by: the business key).
@@ -205,5 +206,5 @@ def fire_start(workflow: Workflow, bpmn_id: str, payload: Any) -> bool:
     return True
 
 
-__all__ = ["SCHEMA_PROP", "SENDERS_PROP", "StartTrigger", "Thrown", "Waiting", "catch_declarations", "deliver", "drain_thrown",
-           "fire_start", "has_none_start", "start_triggers", "waiting"]
+__all__ = ["SCHEMA_PROP", "SENDERS_PROP", "StartTrigger", "Thrown", "Waiting", "catch_declarations", "deliver",
+           "drain_thrown", "fire_start", "has_none_start", "start_triggers", "waiting"]

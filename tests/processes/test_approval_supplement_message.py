@@ -16,20 +16,20 @@ from engine.org.actors import Actor
 from engine.runtime import messages
 from engine.runtime.message_models import BpmnMessage
 from engine.tasks.models import HumanTask
-from tests.processes.test_parallel_approval import (  # noqa: F401  (fixtures)
+from tests.processes import test_parallel_approval as approval
+from tests.processes.test_parallel_approval import (
     APPLICATION,
-    _fresh_spec_cache,
     accept,
     at,
     data_of,
-    deployed,
-    people,
     restored,
     review,
     reviews_by_unit,
     start_by_hand,
 )
 from tests.steps import open_tasks
+
+people, deployed, _fresh_spec_cache = approval.people, approval.deployed, approval._fresh_spec_cache  # its fixtures
 
 REPLY = {"supplement_reply": "已补充界址点坐标及盖章红线图（门户提交）", "supplement_pledge": True}
 

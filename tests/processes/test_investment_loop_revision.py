@@ -14,15 +14,11 @@ from engine.errors import Forbidden
 from engine.jobs_messages import run_signal_deliveries
 from engine.org.actors import Actor
 from engine.runtime import signals
-from tests.processes.test_investment_loop import (  # noqa: F401  (fixtures)
-    deployed,
-    figures,
-    people,
-    restored,
-    start,
-    task_data,
-)
+from tests.processes import test_investment_loop as loop
+from tests.processes.test_investment_loop import restored, start, task_data
 from tests.steps import do, only_task
+
+people, figures, deployed = loop.people, loop.figures, loop.deployed  # the loop's fixtures, used here too
 
 
 def test_a_plan_revision_sends_the_open_review_back_to_the_gap_analysis(
