@@ -32,6 +32,8 @@ RUNS: dict[str, tuple[str, list[str], str, tuple[str, ...]]] = {
                          rf"p95_ms={NUM}", ()),
     "inbox-postgres": ("inbox.py", ["--tasks", "200", "--users", "30", "--repeat", "3", "--warmup", "1", "--smoke"],
                        rf"p50_ms={NUM} p95_ms={NUM} rows=[0-9]+", ("postgres",)),
+    "messages-postgres": ("messages.py", ["--waiting", "60", "--repeat", "5", "--warmup", "1", "--others", "10"],
+                          rf"msgs_per_s={NUM} ratio={NUM} waiting=60", ("postgres",)),
     "sweep-postgres": ("sweep.py", ["--tasks", "40", "--crossing", "4", "--workers", "1", "--batch", "10"],
                        r"sweep_s=" + NUM + r" applied=4", ("postgres", "redis")),
 }
