@@ -26,16 +26,16 @@ _ROOT = Path(__file__).resolve().parent.parent
 if sys.path and Path(sys.path[0] or ".").resolve() == _ROOT / "bench":
     sys.path[0] = str(_ROOT)
 
-from sqlalchemy import func, select, text  # noqa: E402
+from sqlalchemy import func, select, text
 
-from bench import common  # noqa: E402
-from bench import engine as engine_bench  # noqa: E402
-from engine import clock, deploy  # noqa: E402
-from engine.org.actors import SYSTEM  # noqa: E402
-from engine.runtime import instances, messages  # noqa: E402
-from engine.runtime.message_models import BpmnMessage, MessageSubscription  # noqa: E402
-from engine.runtime.models import ProcessInstance  # noqa: E402
-from engine.tasks.models import HumanTask  # noqa: E402
+from bench import common
+from bench import engine as engine_bench
+from engine import clock, deploy
+from engine.org.actors import SYSTEM
+from engine.runtime import instances, messages
+from engine.runtime.message_models import BpmnMessage, MessageSubscription
+from engine.runtime.models import ProcessInstance
+from engine.tasks.models import HumanTask
 
 FIXTURE = _ROOT / "bench" / "fixtures" / "message_wait.bpmn"
 KEY = "bench_message_wait"
@@ -56,8 +56,8 @@ def seed_waiting(db: common.BenchDatabase, count: int, chunk: int = 10_000) -> f
         template = session.get(ProcessInstance, row.id)
         sub = session.scalar(select(MessageSubscription).where(MessageSubscription.instance_id == row.id))
         assert template is not None and sub is not None and TEMPLATE_ORDER in template.state
-        tpl = {c: getattr(template, c) for c in ProcessInstance.__table__.c.keys()}
-        tpl_sub = {c: getattr(sub, c) for c in MessageSubscription.__table__.c.keys()}
+        tpl = {c: getattr(template, c) for c in (col.name for col in ProcessInstance.__table__.c)}
+        tpl_sub = {c: getattr(sub, c) for c in (col.name for col in MessageSubscription.__table__.c)}
         next_id = int(session.scalar(select(func.max(ProcessInstance.id))) or 0) + 1
         next_sub = int(session.scalar(select(func.max(MessageSubscription.id))) or 0) + 1
         session.rollback()
