@@ -106,7 +106,7 @@ def _deliver_bpmn_message(session: Session, msg: OutboxMessage) -> None:
 def _deliver_bpmn_signal(session: Session, msg: OutboxMessage) -> None:
     signals.prepare(session, int(msg.payload["signal_id"]))
     from engine.jobs_messages import kick  # that module imports this one
-    kick()  # the deliveries commit with this outbox row; a kick lost or too early is caught up by beat
+    kick(in_worker_only=True)  # the deliveries commit with this outbox row; a kick lost or too early: beat
 
 
 DELIVERERS: dict[str, Callable[[Session, OutboxMessage], None]] = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import time
 
+from celery import current_task
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -50,7 +51,7 @@ def deliver_signals() -> int:
     """Resume the instances broadcast signals wait for; hand what is left to a fresh job."""
     resumed, more = run_signal_deliveries(session_factory())
     if more:
-        kick()
+        kick(in_worker_only=True)
     return resumed
 
 
@@ -62,8 +63,14 @@ def expire_messages() -> int:
         return messages.expire(session, now=clock.now())
 
 
-def kick() -> None:
-    """Send `deliver_signals` without waiting on a broker that is down (beat's schedule catches up)."""
+def kick(*, in_worker_only: bool = False) -> None:
+    """Send `deliver_signals` without waiting on a broker that is down (beat's schedule catches up).
+
+    `in_worker_only`: only from inside a worker's job (the outbox job run as a plain function, in tests or
+    by hand, sends nothing; beat catches up).
+    """
+    if in_worker_only and (current_task is None or not current_task.request.id):
+        return
     try:
         options = dict(celery.conf.broker_transport_options or {})
         if str(celery.conf.broker_url or "").startswith("redis"):
