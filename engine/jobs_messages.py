@@ -69,7 +69,7 @@ def kick(*, in_worker_only: bool = False) -> None:
     `in_worker_only`: only from inside a worker's job (the outbox job run as a plain function, in tests or
     by hand, sends nothing; beat catches up).
     """
-    if in_worker_only and (current_task is None or not current_task.request.id):
+    if in_worker_only and not (current_task and current_task.request.id):  # a proxy: falsy outside a job
         return
     try:
         options = dict(celery.conf.broker_transport_options or {})
