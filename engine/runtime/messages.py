@@ -65,25 +65,23 @@ def publish(session: Session, *, name: str, actor: Actor, correlations: Mapping[
             message_id: str | None = None) -> Outcome:
     """Publish a message from outside (API, CLI, a service): deliver it, start an instance, or buffer it (flushes).
 
-    Raises: InvalidInput, FormInvalid, MessageUnknown (no process declares it),
+    A refused message writes nothing. The row is written once, with what became of it (one INSERT).
+
+    Raises: InvalidInput, FormInvalid, Forbidden, MessageUnknown (no process declares it),
             MessageUnmatched (ttl 0 and nobody waits)
     """
     correlations, payload = correlations or {}, payload or {}
     check_input(name, correlations, payload, business_key, ttl)
     if message_id is not None and (not isinstance(message_id, str) or not 1 <= len(message_id) <= 200):
         raise InvalidInput("message_id 须为 1–200 个字符 (message_id: 1–200 characters)", field="message_id")
-    decls = declarations(session, "message", name)
-    if not decls and not _anyone_waits(session, "message", name):
-        raise MessageUnknown(f"没有流程声明消息「{name}」(no deployed process catches or starts on message {name!r})",
-                             name=name)
-    require_sender(session, actor, "message", name, decls)
-    checked = validate_payload(session, decls, payload)
-    lock_name(session, "message", name)
-    savepoint = session.begin_nested()
+    row = BpmnMessage(kind="message", name=name, message_id=message_id, correlation=canonical(correlations),
+                      business_key=business_key, payload=json.dumps(payload, ensure_ascii=False, default=plain),
+                      status="pending", created_by_id=actor.user_id)
+    ttl = default_ttl() if ttl is None else ttl
+    if message_id is None:
+        return route(session, row, actor, ttl=ttl, from_outside=True)
+    savepoint = session.begin_nested()  # the sender's id: a second message with it is a duplicate
     try:
-        row = BpmnMessage(kind="message", name=name, message_id=message_id, correlation=canonical(correlations),
-                          business_key=business_key, payload=json.dumps(checked, ensure_ascii=False, default=plain),
-                          status="pending", created_by_id=actor.user_id)
         session.add(row)
         session.flush()
     except IntegrityError:
@@ -93,7 +91,7 @@ def publish(session: Session, *, name: str, actor: Actor, correlations: Mapping[
         return Outcome(id=first.id if first else None, kind="message", name=name, status="duplicate",
                        instance_id=first.instance_id if first else None)
     try:
-        outcome = route(session, row, actor, decls=decls, ttl=default_ttl() if ttl is None else ttl)
+        outcome = route(session, row, actor, ttl=ttl, from_outside=True)
     except BaseException:
         savepoint.rollback()
         raise
@@ -129,25 +127,44 @@ def _candidates(session: Session, row: BpmnMessage) -> list[MessageSubscription]
     return list(session.scalars(q.order_by(MessageSubscription.id).limit(CANDIDATES)))
 
 
-def route(session: Session, row: BpmnMessage, actor: Actor, *, decls: list[Declaration] | None = None,
-          ttl: int | None = None) -> Outcome:
-    """Deliver a pending message to a waiting instance, else start one, else buffer it (flushes).
-
-    Raises: MessageUnmatched (ttl 0 and nothing matched), FormInvalid (a catch's schema refuses the payload)
-    """
-    payload = json.loads(row.payload)
+def _deliver_to_candidates(session: Session, row: BpmnMessage, actor: Actor) -> bool:
+    """Resume the oldest waiting instance the message matches; a conflict re-reads the subscriptions."""
     for _ in range(ROUNDS):
         conflicted = False
         for sub in _candidates(session, row):
             try:
                 with session.begin_nested():
                     if deliver_to(session, sub.instance_id, sub.task_guid, row, actor):
-                        return _outcome(row)
+                        return True
             except ConcurrentModification:
-                conflicted = True  # someone else resumed it meanwhile: read the subscriptions again
+                conflicted = True  # someone else resumed it meanwhile
         if not conflicted:
             break
-    decls = declarations(session, "message", row.name) if decls is None else decls
+    return False
+
+
+def route(session: Session, row: BpmnMessage, actor: Actor, *, ttl: int | None = None,
+          from_outside: bool = False) -> Outcome:
+    """Deliver a message to a waiting instance, else start one, else buffer it (flushes; adds `row` if new).
+
+    Nobody waiting: under the name's lock, look again (an instance may have just started waiting), then check
+    what only a start or the buffer needs — the name is declared, the sender named, the payload valid.
+
+    Raises: MessageUnmatched (ttl 0 and nothing matched), FormInvalid, Forbidden, MessageUnknown
+    """
+    if _deliver_to_candidates(session, row, actor):
+        return _outcome(row)
+    lock_name(session, row.kind, row.name)
+    if _deliver_to_candidates(session, row, actor):
+        return _outcome(row)
+    decls = declarations(session, "message", row.name)
+    if not decls and not _anyone_waits(session, "message", row.name):
+        raise MessageUnknown(f"没有流程声明消息「{row.name}」(no deployed process catches or starts on message "
+                             f"{row.name!r})", name=row.name)
+    if from_outside:
+        require_sender(session, actor, "message", row.name, decls)
+    payload = validate_payload(session, decls, json.loads(row.payload))
+    row.payload = json.dumps(payload, ensure_ascii=False, default=plain)
     starts = [d for d in decls if d.start and (row.created_by_id is None or privileged(actor)
                                                or named(session, actor, d.senders))]
     if starts:
@@ -158,6 +175,7 @@ def route(session: Session, row: BpmnMessage, actor: Actor, *, decls: list[Decla
                                 data=payload if isinstance(payload, dict) else {},
                                 business_key=row.business_key, trigger=first.bpmn_id)
         row.status, row.instance_id, row.delivered_at = "started", child.id, clock.now()
+        session.add(row)
         session.flush()
         audit_message(session, actor, "message.start", row)
         return _outcome(row)
@@ -166,6 +184,7 @@ def route(session: Session, row: BpmnMessage, actor: Actor, *, decls: list[Decla
         raise MessageUnmatched(f"没有实例在等待消息「{row.name}」(no instance waits for message {row.name!r} with "
                                "these correlation values or business key; it was not kept: ttl is 0)", name=row.name)
     row.status, row.expires_at = "buffered", clock.now() + timedelta(seconds=ttl)
+    session.add(row)
     session.flush()
     audit_message(session, actor, "message.buffer", row)
     return _outcome(row)
@@ -210,6 +229,9 @@ def _catch(session: Session, running: Running, task_guid: str, row: BpmnMessage,
     row.status, row.instance_id, row.delivered_at = "delivered", running.row.id, clock.now()
     runtime.run(session, running, actor)
     runtime.save(session, running)
+    if row.id is None:
+        session.add(row)  # a message from outside is written once, delivered (one INSERT, no UPDATE)
+        session.flush()
     runtime.record(session, running, actor, f"{row.kind}.deliver", before=before,
                    after={"message": row.id, "name": row.name, "bpmn_id": catch.bpmn_id,
                           "correlation": row.correlation, "business_key": row.business_key,
@@ -336,11 +358,10 @@ def route_pending(session: Session, message_id: int) -> Outcome | None:
     row = session.scalar(q)
     if row is None:
         return None
-    lock_name(session, "message", row.name)
     savepoint = session.begin_nested()
     try:
         outcome = route(session, row, SYSTEM)
-    except (MessageUnmatched, FormInvalid) as exc:
+    except (MessageUnmatched, MessageUnknown, FormInvalid) as exc:
         # The thrower's payload does not fit the catch's schema: keep it refused (audited), not retried forever.
         savepoint.rollback()
         row.status = "refused"
