@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -214,3 +215,38 @@ def test_an_instance_that_stops_waiting_drops_its_subscription(deployed: Session
     deployed.commit()
     assert deployed.scalar(select(func.count()).select_from(MessageSubscription).where(
         MessageSubscription.instance_id == iid)) == 0
+
+
+def test_the_command_line_sends_messages_and_signals(deployed: Session, db_url: str, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from engine import cli
+
+    iid = waiting_case(deployed, 21)
+    waiters = [instances.start(deployed, process_key="sig_wait", actor=SYSTEM, data={"resumed": 0}).id
+               for _ in range(2)]
+    deployed.commit()
+    env = {"JZFLOW_DATABASE_URL": db_url, "JZFLOW_INSTANCE_DIR": str(tmp_path)}
+    run = CliRunner().invoke
+    done = run(cli.main, ["message", "supplement", "--correlate", "application_id=21", "--data", '{"pages": 2}'],
+               env=env)
+    assert done.exit_code == 0 and f"instance) {iid}" in done.output, done.output
+    kept = run(cli.main, ["message", "supplement", "--correlate", "application_id=99", "--data", '{"pages": 2}',
+                          "--ttl", "60", "--id", "cli-1"], env=env)
+    assert kept.exit_code == 0 and "暂存" in kept.output, kept.output
+    again = run(cli.main, ["message", "supplement", "--correlate", "application_id=99", "--data", '{"pages": 2}',
+                           "--id", "cli-1"], env=env)
+    assert again.exit_code == 0 and "duplicate" in again.output, again.output
+    for args, words in ((["message", "supplement", "--correlate", "nokey"], "--correlate"),
+                        (["message", "supplement", "--data", "[1]"], "--data"),
+                        (["message", "no_such_message"], "message_unknown"),
+                        (["message", "supplement", "--as", "nobody"], "user_not_found")):
+        bad = run(cli.main, args, env=env)
+        assert bad.exit_code == 2 and words in bad.output, (args, bad.output)
+    sent = run(cli.main, ["signal", "plan_revised", "--deliver"], env=env)
+    assert sent.exit_code == 0 and "(waiting) 2" in sent.output and "(resumed) 2" in sent.output, sent.output
+    deployed.expire_all()
+    assert [resumed_count(deployed, i) for i in waiters] == [1, 1]
+    deployed.rollback()
+    status = run(cli.main, ["message-status", "999999"], env=env)
+    assert status.exit_code == 2 and "not_found" in status.output, status.output
