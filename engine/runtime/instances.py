@@ -64,7 +64,8 @@ def start(session: Session, *, process_key: str, actor: Actor, data: Mapping[str
     runtime.save(session, running)
     runtime.record(session, running, actor, "instance.start",
                    after={"process": process_key, "version": version.version, "business_key": business_key,
-                          "data": initial, "trigger": trigger, **runtime.waiting_summary(running)})
+                          "data": initial, **({"trigger": trigger} if trigger else {}),
+                          **runtime.waiting_summary(running)})
     return row
 
 

@@ -250,3 +250,10 @@ def test_the_command_line_sends_messages_and_signals(deployed: Session, db_url: 
     deployed.rollback()
     status = run(cli.main, ["message-status", "999999"], env=env)
     assert status.exit_code == 2 and "not_found" in status.output, status.output
+
+
+def test_a_process_only_a_message_starts_is_not_offered_to_start(deployed: Session) -> None:
+    from engine.runtime import starts
+
+    keys = {i.key for i in starts.startable(deployed, SYSTEM)}
+    assert "msg_case" in keys and "msg_started" not in keys and "sig_started" not in keys
