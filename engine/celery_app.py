@@ -34,7 +34,8 @@ def make_celery(settings: config.Settings | None = None) -> Celery:
     settings.instance_dir.mkdir(parents=True, exist_ok=True)
     extensions.load()
     app = Celery("jzflow", broker=settings.broker_url,
-                 include=["engine.jobs", "engine.jobs_deadlines", "engine.jobs_directory", *extensions.task_modules])
+                 include=["engine.jobs", "engine.jobs_deadlines", "engine.jobs_directory", "engine.jobs_messages",
+                          *extensions.task_modules])
     app.conf.update(
         task_acks_late=True,                 # a worker killed mid-job leaves the message to be redelivered
         task_reject_on_worker_lost=True,
@@ -53,6 +54,9 @@ def make_celery(settings: config.Settings | None = None) -> Celery:
             "purge-login-failures": {"task": "engine.jobs.purge_login_failures", "schedule": 3600.0},
             "sweep-deadlines": {"task": "engine.jobs_deadlines.sweep_deadlines", "schedule": 60.0},
             **_directory_beat(),
+            # Signal deliveries a lost job left pending, and buffered messages past their time to live.
+            "deliver-signals": {"task": "engine.jobs_messages.deliver_signals", "schedule": settings.outbox_seconds},
+            "expire-messages": {"task": "engine.jobs_messages.expire_messages", "schedule": 60.0},
             **extensions.beat,
         },
         beat_schedule_filename=str(settings.instance_dir / "celerybeat-schedule"),

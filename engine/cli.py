@@ -398,5 +398,11 @@ def list_processes() -> None:
             click.echo(f"{d.key}\tv{d.latest_version}\t{d.name}")
 
 
+from engine.cli_messages import COMMANDS as _MESSAGE_COMMANDS  # noqa: E402  # they use this module's helpers
+
+for _command in _MESSAGE_COMMANDS:
+    main.add_command(_command)
+
+
 if __name__ == "__main__":
     main()

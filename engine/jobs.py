@@ -18,7 +18,7 @@ from engine.errors import ConcurrentModification
 from engine.notify import outbound, outbox
 from engine.notify.models import OutboxMessage
 from engine.org import login_guard
-from engine.runtime import timers
+from engine.runtime import messages, signals, timers
 from engine.tasks.collab_models import Notification
 
 log = logging.getLogger(__name__)
@@ -98,8 +98,20 @@ def _deliver_in_app(session: Session, msg: OutboxMessage) -> None:
                              body=str(p.get("body") or ""), link=p.get("link"), outbox_id=msg.id))
 
 
+def _deliver_bpmn_message(session: Session, msg: OutboxMessage) -> None:
+    # Routed in the transaction that marks the outbox row delivered; a conflict is retried with backoff.
+    messages.route_pending(session, int(msg.payload["message_id"]))
+
+
+def _deliver_bpmn_signal(session: Session, msg: OutboxMessage) -> None:
+    signals.prepare(session, int(msg.payload["signal_id"]))
+    from engine.jobs_messages import kick  # that module imports this one
+    kick(in_worker_only=True)  # the deliveries commit with this outbox row; a kick lost or too early: beat
+
+
 DELIVERERS: dict[str, Callable[[Session, OutboxMessage], None]] = {
     "webhook": _deliver_webhook, "email": _deliver_email, "event": _deliver_event, "in_app": _deliver_in_app,
+    "bpmn_message": _deliver_bpmn_message, "bpmn_signal": _deliver_bpmn_signal,
 }
 
 

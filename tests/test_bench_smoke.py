@@ -37,6 +37,8 @@ RUNS: dict[str, tuple[str, list[str], str, tuple[str, ...]]] = {
                        rf"growth={NUM} first_ms={NUM} last_ms={NUM} bytes=[0-9]+", ()),
     "throughput-postgres": ("throughput.py", ["--duration", "2", "--warmup", "1", "--clients", "2", "--instances", "1"],
                             rf"per_s={NUM} p95_ms={NUM}", ("postgres",)),
+    "messages-postgres": ("messages.py", ["--waiting", "60", "--repeat", "5", "--warmup", "1", "--others", "10"],
+                          rf"msgs_per_s={NUM} ratio={NUM} waiting=60", ("postgres",)),
     "sweep-postgres": ("sweep.py", ["--tasks", "40", "--crossing", "4", "--workers", "1", "--batch", "10"],
                        r"sweep_s=" + NUM + r" applied=4", ("postgres", "redis")),
 }

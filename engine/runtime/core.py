@@ -265,6 +265,8 @@ def save(session: Session, running: Running) -> None:
             tasks=history, created_at=now))
     hot.saved(session, row.id, running.lock_version, row.version_id, workflow, len(state))
     sync_projection(session, running)
+    from engine.runtime import messages  # messages loads, runs and saves instances itself
+    messages.sync(session, running)  # what it waits on (message_subscription) and what it threw
     session.flush()
 
 

@@ -7,12 +7,12 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from engine import clock, deploy
-from engine.errors import FieldError, Forbidden, FormInvalid, InstanceNotRunning, ProcessNotFound
+from engine.errors import FieldError, Forbidden, FormInvalid, InstanceNotRunning, InvalidInput, ProcessNotFound
 from engine.org.actors import Actor
 from engine.runtime import core as runtime
 from engine.runtime import effects, forms, starts
 from engine.runtime.models import ProcessInstance
-from engine.spiff import serializer
+from engine.spiff import events, serializer
 from engine.spiff import workflow as spiff
 
 # Set by the engine from the acting user, never taken from start data (a client could name someone else).
@@ -22,16 +22,22 @@ ENGINE_LINK_KEYS = ("parent_instance_id", "previous_instance_id")
 
 
 def start(session: Session, *, process_key: str, actor: Actor, data: Mapping[str, Any] | None = None,
-          business_key: str | None = None, title: str | None = None, from_client: bool = False) -> ProcessInstance:
+          business_key: str | None = None, title: str | None = None, from_client: bool = False,
+          trigger: str | None = None) -> ProcessInstance:
     """Start the latest version of a process with initial data and run it until it waits (flushes).
 
     Data from a client (web, API, CLI) is validated against the start form where the start event names one.
+    `trigger` names the message or signal start event that starts it (engine/runtime/messages.py); a process
+    that only such events start cannot be started by hand.
 
-    Raises: ProcessNotFound, FormInvalid
+    Raises: ProcessNotFound, FormInvalid, InvalidInput (a process only a message or signal starts)
     """
     version = deploy.latest_version(session, process_key)
     if version is None:
         raise ProcessNotFound(f"流程不存在: {process_key}", process_key=process_key)
+    if trigger is None and not events.has_none_start(runtime.specs_for(session, version.id)):
+        raise InvalidInput(f"流程 {process_key} 由消息或信号启动，不能手动发起 (process {process_key} is started by a "
+                           "message or signal, not by hand)", field="process_key")
     given = data or {}
     start_form = starts.start_info(session, version) if from_client else None
     keys = RESERVED_START_KEYS + ((*ENGINE_LINK_KEYS, *start_form.reserved) if start_form else ())
@@ -52,10 +58,14 @@ def start(session: Session, *, process_key: str, actor: Actor, data: Mapping[str
     session.flush()
     running = runtime.Running(row=row, workflow=workflow, lock_version=0)
     runtime.run(session, running, actor)
+    if trigger is not None and running.row.status == "running":
+        events.fire_start(workflow, trigger, dict(given))  # the start event waits for its message or signal: here it is
+        runtime.run(session, running, actor)
     runtime.save(session, running)
     runtime.record(session, running, actor, "instance.start",
                    after={"process": process_key, "version": version.version, "business_key": business_key,
-                          "data": initial, **runtime.waiting_summary(running)})
+                          "data": initial, **({"trigger": trigger} if trigger else {}),
+                          **runtime.waiting_summary(running)})
     return row
 
 

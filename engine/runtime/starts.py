@@ -11,6 +11,7 @@ from engine.org.actors import Actor
 from engine.org.models import OrgUnit, Role
 from engine.runtime.core import version_info
 from engine.runtime.models import ProcessDefinition, ProcessVersion
+from engine.spiff import events
 
 START_FORM_PROP = "formJsonSchemaFilename"
 START_UI_PROP = "formUiSchemaFilename"
@@ -73,7 +74,9 @@ def startable(session: Session, actor: Actor) -> list[StartInfo]:
     versions = session.scalars(select(ProcessVersion).join(ProcessDefinition).where(
         ProcessVersion.version == ProcessDefinition.latest_version).order_by(ProcessDefinition.name)).all()
     infos = [start_info(session, v) for v in versions]
-    return [i for i in infos if may_start(session, actor, i)]
+    # A process only a message or signal starts is not offered: by hand it would wait for its own start message.
+    return [i for i in infos if events.has_none_start(version_info(session, i.version.id).specs)
+            and may_start(session, actor, i)]
 
 
 __all__ = ["RESERVED_PROP", "STARTERS_PROP", "START_FORM_PROP", "START_UI_PROP", "StartInfo", "may_start", "start_info",

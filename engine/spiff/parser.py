@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections.abc import Callable, Collection, Mapping
 from copy import deepcopy
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.spiff.parser.process import VALIDATOR, SpiffBpmnParser
 
 from engine.errors import DeployInvalid, DeployProblem
-from engine.spiff import calls, expressions, form_options, inert, plain, support, translate_dmn
+from engine.spiff import calls, events, expressions, form_options, inert, plain, support, translate_dmn
 from engine.spiff.guards import locate_validation_error, run_deep
 from engine.spiff.serializer import Specs
 
@@ -297,7 +298,11 @@ def parse_bundle(files: Mapping[str, bytes | str], *, lane_known: LaneResolver |
     parser = run_deep(_spiff_parse, bpmn, dmn, problems)
     if parser is None:
         raise DeployInvalid(problems)
-    processes = _collect_processes(parser, bpmn, dmn, decoded, problems, lane_known, bound)
+    with warnings.catch_warnings():
+        # SpiffWorkflow 3.2.0 reads messagePayload/messageVariable on the bpmn:message too (SpiffArena's older
+        # exports) and only warns that the place is deprecated: the diagram runs as drawn either way.
+        warnings.filterwarnings("ignore", message="spiffworkflow:messagePayload", category=DeprecationWarning)
+        processes = _collect_processes(parser, bpmn, dmn, decoded, problems, lane_known, bound)
     if problems:
         raise DeployInvalid(problems)
     return ParsedBundle(files=decoded, processes=processes)
@@ -346,6 +351,8 @@ def _collect_processes(parser: SpiffBpmnParser, bpmn: dict[str, tuple[BundleFile
                 for task_spec in sub_spec.task_specs.values():
                     if isinstance(task_spec, UserTask):
                         _collect_user_task(parsed, task_spec, decoded, name, root, problems)
+                    elif getattr(task_spec, "event_definition", None) is not None:  # a message's schema
+                        _collect_forms(parsed, task_spec, decoded, name, root, problems)
             for start_event in spec.start.outputs:  # a start form (发起表单) on the process's start event
                 _collect_forms(parsed, start_event, decoded, name, root, problems)
             processes[key] = parsed
@@ -373,7 +380,7 @@ def _collect_forms(parsed: ParsedProcess, task_spec: Any, decoded: dict[str, Bun
     props: dict[str, str] = dict((getattr(task_spec, "extensions", None) or {}).get("properties", {}) or {})
     el = next((e for e in root.iter() if e.get("id") == task_spec.bpmn_id), None)
     line = el.sourceline if el is not None else None
-    for prop in (FORM_SCHEMA_PROP, FORM_UI_PROP):
+    for prop in (FORM_SCHEMA_PROP, FORM_UI_PROP, events.SCHEMA_PROP):
         form = props.get(prop)
         if not form:
             continue

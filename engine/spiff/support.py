@@ -78,7 +78,8 @@ REFUSED_EXTENSIONS = {
     "calledDecision": "use spiffworkflow:calledDecisionId to name the DMN decision" + TRANSLATABLE,
     "calledElement": "name the called process in the callActivity's calledElement attribute",
     "loopCharacteristics": "multi-instance settings are read from the BPMN multiInstanceLoopCharacteristics",
-    "subscription": "message correlation is not done by jzflow",
+    "subscription": "Zeebe correlation keys are not read by jzflow: correlate with BPMN correlation properties "
+                    "(correlationProperty, retrieval expression in Python) or the business key",
     "in": "call activity variable mappings are not applied by jzflow (the called process gets all data)",
     "out": "call activity variable mappings are not applied by jzflow (the called process returns all data)",
     "field": f"delegate fields are not read by jzflow: {HINT_SERVICE}",
@@ -92,7 +93,8 @@ JUEL = re.compile(r"^\s*[$#]\{")
 FEEL = re.compile(r"^\s*=")
 NOT_EXECUTABLE = ("本文件中没有可执行的流程（流程 %(processes)s 设置了 isExecutable=\"false\"，Signavio 等工具的默认值）："
                   "请在流程属性中勾选“可执行”（isExecutable=\"true\"）后再部署")
-START_ONLY_BY_JZFLOW = ("messageEventDefinition", "signalEventDefinition", "conditionalEventDefinition")
+# Message and signal start events are started by jzflow's message and signal routing (engine/runtime/messages.py).
+START_ONLY_BY_JZFLOW = ("conditionalEventDefinition",)
 
 
 @dataclass(frozen=True)
@@ -245,46 +247,14 @@ def _said(file: str, el: etree._Element, template: str, **params: str | int) -> 
     return DeployProblem.said(file, template, element_id=_owner(el).get("id"), line=el.sourceline, **params)
 
 
-def _event_key(definition: etree._Element, ref_attr: str) -> str:
-    ref = definition.get(ref_attr)
-    if ref:
-        return str(ref)
-    event = definition.getparent()
-    return f"name:{event.get('name') if event is not None else ''}"
-
-
 def _check_events(file: str, proc: etree._Element) -> Iterator[DeployProblem]:
-    """Refuse start events jzflow cannot trigger and catch events nothing in the process throws."""
+    """Refuse start events jzflow cannot trigger (conditional: nothing evaluates the condition)."""
     for start in proc.findall(f"{{{BPMN_NS}}}startEvent"):  # the process's own start (not a subprocess's)
         for definition in start:
             if _local(definition) in START_ONLY_BY_JZFLOW:
                 kind = _local(definition).removesuffix("EventDefinition")
-                yield _problem(file, definition, f"{kind} start event: jzflow starts instances itself (jzflow start, "
-                                                 "the start page or start_process); use a none start event")
-    for kind, ref_attr in (("message", "messageRef"), ("signal", "signalRef")):
-        thrown: set[str] = set()
-        caught: list[tuple[str, etree._Element]] = []
-        for definition in proc.iter(f"{{{BPMN_NS}}}{kind}EventDefinition"):
-            event = definition.getparent()
-            if event is None:
-                continue
-            if _local(event) in ("endEvent", "intermediateThrowEvent"):
-                thrown.add(_event_key(definition, ref_attr))
-            elif not (_local(event) == "startEvent" and event.getparent() is proc):
-                caught.append((_event_key(definition, ref_attr), definition))
-        if kind == "message":
-            for task in proc.iter(f"{{{BPMN_NS}}}sendTask"):
-                if task.get("messageRef"):
-                    thrown.add(str(task.get("messageRef")))
-            for task in proc.iter(f"{{{BPMN_NS}}}receiveTask"):
-                caught.append((task.get("messageRef") or f"name:{task.get('name') or ''}", task))
-        declared = {d.get("id"): d.get("name") for d in proc.getroottree().getroot().iter(f"{{{BPMN_NS}}}{kind}")}
-        for key, el in caught:
-            if key not in thrown:
-                shown = declared.get(key) or key.removeprefix("name:") or "(unnamed)"
-                yield _problem(file, el, f"{kind} catch '{shown}' waits for a {kind} that nothing in process "
-                                         f"{proc.get('id')} throws: jzflow does not deliver {kind}s between "
-                                         "instances or from outside")
+                yield _problem(file, definition, f"{kind} start event: nothing in jzflow evaluates the condition; "
+                                                 "use a none, message or signal start event")
 
 
 __all__ = ["Document", "check_bundle"]

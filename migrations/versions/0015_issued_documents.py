@@ -1,7 +1,7 @@
 """issued documents (numbered certificates with a verification code) and per-year number sequences
 
 Revision ID: 0015
-Revises: 0012
+Revises: 0013
 Create Date: 2026-12-04 17:40:00
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from alembic import op
 import engine.orm
 
 revision = '0015'
-down_revision = '0012'
+down_revision = '0013'
 branch_labels = None
 depends_on = None
 

@@ -86,7 +86,7 @@ def _supplement_working_days(ctx: effects.RunContext) -> int:
     """Sum the working days the applicant held 补正 tasks (补正时间不计入审批时限), from the task projection."""
     rows = ctx.session.execute(select(HumanTask.created_at, HumanTask.completed_at).where(
         HumanTask.instance_id == ctx.running.row.id, HumanTask.bpmn_id == SUPPLEMENT_TASK,
-        HumanTask.state == "completed"))
+        HumanTask.state.in_(("completed", "cancelled"))))  # cancelled: 补正 handed in as a message (portal)
     total = 0
     for created, completed in rows:
         if completed is None:

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from engine import deploy, runtime, tasks
 from engine.errors import DeployInvalid, DeployProblem
 from engine.org.actors import SYSTEM, Actor
-from engine.runtime import instances
+from engine.runtime import instances, messages
 from engine.runtime.models import ProcessInstance, ProcessVersion
 from engine.tasks.models import HumanTask
 from tests.conftest import FIXTURES
@@ -103,8 +103,6 @@ REFUSED = {
     "signavio_complaint.bpmn": [
         ("sid-C-COMPLEX", "complexGateway"), ("sid-C-LINK-THROW", "link events"), ("sid-C-LINK-CATCH", "link events")],
     "signavio_nonexecutable.bpmn": [("sid-site-visit-draft", "isExecutable")],
-    "spiffarena_message_start.bpmn": [("StartEvent_message", "message start event"),
-                                      ("Event_wait_payment", "payment_received")],
     "spiffarena_connector.bpmn": [("Activity_http", "unknown service 'http/GetRequestV2'")],
 }
 
@@ -155,8 +153,9 @@ def bpmn(body: str = TASK, before: str = "") -> dict[str, str]:
     (TASK.replace('id="work">', 'id="work" flowable:assignee="kermit">'), "", "work", "flowable:assignee"),
     (TASK.replace('id="work">', 'id="work"><bpmn:extensionElements><camunda:formData><camunda:formField id="a" '
                   'type="string" /></camunda:formData></bpmn:extensionElements>'), "", "work", "camunda:formData"),
-    (TASK + '<bpmn:boundaryEvent id="stop" attachedToRef="work"><bpmn:signalEventDefinition signalRef="s" />'
-     '</bpmn:boundaryEvent>', '<bpmn:signal id="s" name="stop" />', "stop", "signal catch 'stop'"),
+    (TASK.replace("<bpmn:task ", "<bpmn:startEvent id=\"when\"><bpmn:conditionalEventDefinition><bpmn:condition>"
+                  "x &gt; 1</bpmn:condition></bpmn:conditionalEventDefinition></bpmn:startEvent><bpmn:task "),
+     "", "when", "conditional start event"),
     (TASK, '<bpmn:dataStore id="ledger_db" name="ledger" />', "ledger_db", "data stores"),
 ])
 def test_each_unsupported_construct_is_refused(session: Session, body: str, before: str, element: str,
@@ -171,6 +170,26 @@ def test_harmless_vendor_extras_are_accepted_and_ignored(session: Session) -> No
                         'name="a" value="b" /></camunda:properties><camunda:failedJobRetryTimeCycle>R3/PT5M'
                         '</camunda:failedJobRetryTimeCycle></bpmn:extensionElements>')
     [result] = deploy.deploy(session, bpmn(body), actor=SYSTEM, check_lanes=False)
+    assert result.created
+
+
+def test_spiffarena_message_start_export_deploys_and_a_message_starts_it(session: Session) -> None:
+    """Message start events and catches of messages from outside run since issue "Engine II"."""
+    deploy.deploy(session, files_of("spiffarena_message_start.bpmn"), actor=SYSTEM, check_lanes=False)
+    out = messages.publish(session, name="order_received", actor=SYSTEM, payload={"sku": "A-1"})
+    assert out.status == "started" and out.instance_id is not None
+    data = runtime.load(session, out.instance_id).workflow.last_task.data
+    assert data["order"] == {"sku": "A-1"}  # its messageVariable
+    paid = messages.publish(session, name="payment_received", actor=SYSTEM)
+    assert (paid.status, paid.instance_id) == ("delivered", out.instance_id)
+    assert session.get(ProcessInstance, out.instance_id).status == "completed"  # type: ignore[union-attr]
+
+
+def test_a_catch_of_a_signal_from_outside_is_accepted(session: Session) -> None:
+    body = (TASK + '<bpmn:boundaryEvent id="stop" attachedToRef="work"><bpmn:signalEventDefinition signalRef="s" />'
+            '</bpmn:boundaryEvent>')
+    [result] = deploy.deploy(session, bpmn(body, '<bpmn:signal id="s" name="stop" />'), actor=SYSTEM,
+                             check_lanes=False)
     assert result.created
 
 

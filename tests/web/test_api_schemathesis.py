@@ -23,7 +23,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.web.flows import Api, deploy_good, token_for
+from tests.conftest import read_fixture_dir
+from tests.web.flows import Api, deploy_files, deploy_good, token_for
 
 ROLES = ("applicant", "window", "fg", "st", "boss", "admin")
 MAX_EXAMPLES = 4
@@ -75,8 +76,13 @@ def test_schemathesis_finds_no_5xx_and_no_schema_violation(app: Flask) -> None:
     started = Api(app, tokens["applicant"]).post("/api/processes/review_process/instances", {"title": "边界"})
     assert started.status_code == 201
     assert started.json is not None
+    deploy_files(app, read_fixture_dir("messages"))  # a message and a signal to send; one message kept
+    kept = Api(app, tokens["admin"]).post("/api/messages", {"name": "supplement", "data": {"pages": 1},
+                                                            "correlations": {"application_id": "nobody"}})
+    assert kept.status_code == 202 and kept.json is not None
     real = {"instance_id": started.json["id"], "task_id": started.json["next_task_id"], "key": "review_process",
-            "cosign_id": started.json["next_task_id"]}  # a task that is no co-signer: the 404 path
+            "cosign_id": started.json["next_task_id"],  # a task that is no co-signer: the 404 path
+            "message_id": kept.json["id"]}
     statuses: Counter[int] = Counter()
     failures: list[str] = []
     _run(app, tokens, real, statuses, failures)

@@ -34,7 +34,7 @@ from engine.org import tokens
 from engine.org.actors import SYSTEM, actor_for
 from engine.org.models import OrgUnit, User
 from engine.org.token_models import ApiToken
-from engine.runtime import instances
+from engine.runtime import instances, messages
 from engine.runtime.models import ProcessVersion
 from engine.tasks import inbox, operations
 from engine.tasks.collab_models import Notification, SavedFilter
@@ -280,6 +280,12 @@ MATRIX: dict[str, Access] = {
     "api.instance_show": Access(get=SEES_ALL),
     "api.process_list": Access(get=ALL),
     "api.process_start": Access(post=WRITERS, params={"key": "parallel_approval"}),
+    # messages: a 补正 for an application nobody has (ttl 0: nothing kept) and the owner's kept 补正;
+    # the signal 计划调整 names 产业规划 and 市级领导 as its senders
+    "api.message_publish": Access(post=ADMIN, form={"name": "补正材料", "business_key": "MATRIX-NONE", "ttl": 0,
+                                                    "data": {"supplement_reply": "x", "supplement_pledge": True}}),
+    "api.message_show": Access(get=ADMIN, params={"message_id": "@message"}),
+    "api.signal_broadcast": Access(post=R({"city_leader", "admin"}), form={"name": "计划调整"}),
 }
 
 
@@ -337,6 +343,8 @@ def build(db_url: str) -> dict[str, Any]:
             issued = documents.issue(s, instance_id=row.id, kind="matrix", rule=documents.NumberRule(
                 "matrix", "M{year}-{seq:04d}"), title="文书", subject="公开事项", issuers=["发展和改革局"],
                 issued_on=date(2025, 9, 1), actor=owner)
+            kept = messages.publish(s, name="补正材料", actor=owner, business_key=SECRETS[1], ttl=86400,
+                                    payload={"supplement_reply": SECRETS[0], "supplement_pledge": True})
             event = s.scalar(select(AuditEvent.id).where(AuditEvent.stream == f"instance:{row.id}")
                              .order_by(AuditEvent.id))
             version = s.scalar(select(ProcessVersion.id).where(ProcessVersion.id == row.version_id))
@@ -344,7 +352,8 @@ def build(db_url: str) -> dict[str, Any]:
                    "filter": saved.id,
                    "token": token_id, "owner": owner.user_id, "notification": note.id, "run": run.id,
                    "meeting": meeting.id, "event": event, "version": version, "doc": issued.id,
-                   "verify_code": issued.verify_code, "project": "XM-2025-0012", "indicator": "airport_cargo"}
+                   "verify_code": issued.verify_code, "project": "XM-2025-0012", "indicator": "airport_cargo",
+                   "message": kept.id}
             s.commit()
             assert s.scalar(select(SavedFilter.id).where(SavedFilter.id == saved.id)) is not None
             assert s.scalar(select(IndicatorValue.id).limit(1)) is not None

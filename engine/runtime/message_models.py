@@ -1,0 +1,80 @@
+"""Messages and signals between instances and from outside: the buffer, the subscriptions, signal deliveries."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from engine import clock
+from engine.orm import Base
+
+
+class MessageSubscription(Base):
+    """A catch event an instance waits on now (a projection of its state, kept by every save).
+
+    Found by (kind, name, correlation) or (kind, name, business key): an index scan, never a load.
+    """
+
+    __tablename__ = "message_subscription"
+    __table_args__ = (
+        UniqueConstraint("instance_id", "task_guid", name="uq_message_subscription_task"),
+        Index("ix_message_subscription_match", "kind", "name", "correlation"),
+        Index("ix_message_subscription_business_key", "kind", "name", "business_key"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    instance_id: Mapped[int] = mapped_column(ForeignKey("process_instance.id"), index=True)
+    task_guid: Mapped[str] = mapped_column(String(36))
+    bpmn_id: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(10))  # message | signal
+    name: Mapped[str] = mapped_column(String(200))
+    # canonical JSON of {correlation property: value as text}; NULL when the instance could not compute it
+    correlation: Mapped[str | None] = mapped_column(String(500))
+    business_key: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=clock.now)
+
+
+class BpmnMessage(Base):
+    """A published message or signal: buffered until its time to live, or delivered once.
+
+    status: buffered (waits for a catch until expires_at) | pending (thrown by an instance, not routed yet) |
+    delivered (to instance_id, in the transaction that saved it) | started (a start event made instance_id) |
+    expired (its time to live passed with no match) | refused (thrown by an instance; the catch's schema refused
+    the payload) | broadcast (a signal: see signal_delivery)
+    """
+
+    __tablename__ = "bpmn_message"
+    __table_args__ = (
+        UniqueConstraint("kind", "name", "message_id", name="uq_bpmn_message_id"),
+        Index("ix_bpmn_message_buffered", "kind", "name", "status", "correlation"),
+        Index("ix_bpmn_message_status", "status", "expires_at"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(10))
+    name: Mapped[str] = mapped_column(String(200))
+    message_id: Mapped[str | None] = mapped_column(String(200))  # the publisher's id: a second one is a duplicate
+    correlation: Mapped[str | None] = mapped_column(String(500))
+    business_key: Mapped[str | None] = mapped_column(String(200))
+    payload: Mapped[str] = mapped_column(Text, default="{}")
+    status: Mapped[str] = mapped_column(String(20))
+    expires_at: Mapped[datetime | None] = mapped_column()
+    instance_id: Mapped[int | None] = mapped_column(ForeignKey("process_instance.id"), index=True)
+    source_instance_id: Mapped[int | None] = mapped_column(ForeignKey("process_instance.id"))
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    created_at: Mapped[datetime] = mapped_column(default=clock.now)
+    delivered_at: Mapped[datetime | None] = mapped_column()
+
+
+class SignalDelivery(Base):
+    """One signal to one waiting instance: done in the same transaction as that instance's save, once."""
+
+    __tablename__ = "signal_delivery"
+    __table_args__ = (
+        UniqueConstraint("signal_id", "instance_id", name="uq_signal_delivery"),
+        Index("ix_signal_delivery_pending", "state", "signal_id"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    signal_id: Mapped[int] = mapped_column(ForeignKey("bpmn_message.id"))
+    instance_id: Mapped[int] = mapped_column(ForeignKey("process_instance.id"), index=True)
+    state: Mapped[str] = mapped_column(String(10), default="pending")  # pending | done | skipped
+    done_at: Mapped[datetime | None] = mapped_column()

@@ -1,0 +1,238 @@
+"""What messages and signals are, who may send them, what their payload must be (engine/runtime/messages.py).
+
+The names, limits and settings; the canonical text of correlation values the subscription index compares;
+the catches and start events deployed processes declare (`messageSchema`, `messageSenders`).
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from engine.errors import Forbidden, InvalidInput, NotFound, UserNotFound
+from engine.org.actors import SYSTEM, Actor, actor_for
+from engine.org.models import OrgUnit, Role, User
+from engine.runtime import core as runtime
+from engine.runtime import forms
+from engine.runtime.models import ProcessDefinition, ProcessVersion
+from engine.spiff import events
+
+MAX_NAME = 200
+INITIATOR = "initiator"  # in messageSenders: the user who started the waiting instance
+MAX_PAYLOAD_BYTES = 64 * 1024
+MAX_CORRELATION = 500
+
+
+def default_ttl() -> int:
+    """Seconds a message nobody waits for is kept (JZFLOW_MESSAGE_TTL_SECONDS, default one hour)."""
+    return int(os.environ.get("JZFLOW_MESSAGE_TTL_SECONDS", "3600"))
+
+
+def max_ttl() -> int:
+    """The longest time to live a publisher may ask for (JZFLOW_MESSAGE_MAX_TTL_SECONDS, default 30 days)."""
+    return int(os.environ.get("JZFLOW_MESSAGE_MAX_TTL_SECONDS", str(30 * 86400)))
+
+
+class MessageUnknown(NotFound):
+    code = "message_unknown"
+
+
+class MessageUnmatched(NotFound):
+    code = "message_unmatched"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of a published message."""
+
+    id: int | None
+    kind: str
+    name: str
+    status: str  # delivered | started | buffered | duplicate | broadcast
+    instance_id: int | None = None
+    expires_at: datetime | None = None
+    waiting: int = 0  # signals: instances it goes to
+    started: tuple[int, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the outcome for the API and the CLI."""
+        return {"id": self.id, "kind": self.kind, "name": self.name, "status": self.status,
+                "instance_id": self.instance_id,
+                "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+                "waiting": self.waiting, "started": list(self.started)}
+
+
+def plain(value: Any) -> Any:
+    """JSON for what json cannot write (a Decimal from the API's parser is a number, not a string)."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return str(value)
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True, default=plain)
+
+
+def canonical(correlations: Mapping[str, Any] | None) -> str:
+    """Return the correlation values as the text the subscription index holds (values compared as text)."""
+    return json.dumps({str(k): _text(v) for k, v in (correlations or {}).items()}, ensure_ascii=False,
+                      sort_keys=True, separators=(",", ":"))
+
+
+def check_input(name: Any, correlations: Any, payload: Any, business_key: Any, ttl: Any) -> None:
+    """Refuse a malformed message, naming the field.
+
+    Raises: InvalidInput
+    """
+    if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME:
+        raise InvalidInput(f"消息名称须为 1–{MAX_NAME} 个字符 (name: 1–{MAX_NAME} characters)", field="name")
+    if not isinstance(correlations, Mapping) or not all(
+            isinstance(k, str) and k and isinstance(v, (str, int, float, bool, Decimal)) for k, v in correlations.items()):
+        raise InvalidInput("correlations 须为 名称→字符串或数字 的对象 (correlations: an object of scalar values)",
+                           field="correlations")
+    if len(canonical(correlations)) > MAX_CORRELATION:
+        raise InvalidInput(f"关联值过长 (correlations: at most {MAX_CORRELATION} characters)", field="correlations")
+    if not isinstance(payload, Mapping):
+        raise InvalidInput("data 必须是 JSON 对象 (data must be an object)", field="data")
+    if len(json.dumps(payload, ensure_ascii=False, default=plain)) > MAX_PAYLOAD_BYTES:
+        raise InvalidInput(f"消息数据过大 (data: at most {MAX_PAYLOAD_BYTES // 1024} KB)", field="data")
+    if business_key is not None and (not isinstance(business_key, str) or not business_key or len(business_key) > 200):
+        raise InvalidInput("business_key 须为 1–200 个字符 (business_key: 1–200 characters)", field="business_key")
+    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or not 0 <= ttl <= max_ttl()):
+        raise InvalidInput(f"ttl 须为 0–{max_ttl()} 的整数秒 (ttl: whole seconds, 0–{max_ttl()})", field="ttl")
+
+
+# --- what the deployed processes declare ----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Declaration:
+    version_id: int
+    process_key: str
+    bpmn_id: str
+    schema: str | None
+    start: bool
+    senders: tuple[str, ...] = ()
+
+
+_declared: dict[tuple[str, int], list[tuple[str, str, str, str | None, tuple[str, ...]]]] = {}
+_starts: dict[tuple[str, int], list[events.StartTrigger]] = {}
+
+
+def declarations(session: Session, kind: str, name: str) -> list[Declaration]:
+    """Return the catches and start events of this message or signal in the latest version of every process."""
+    db = str(session.get_bind().engine.url)
+    rows = session.execute(select(ProcessVersion.id, ProcessDefinition.key).join(
+        ProcessDefinition, ProcessDefinition.id == ProcessVersion.definition_id).where(
+        ProcessVersion.version == ProcessDefinition.latest_version).order_by(ProcessDefinition.key)).all()
+    out: list[Declaration] = []
+    for version_id, key in rows:
+        cache_key = (db, version_id)
+        if cache_key not in _declared:
+            specs = runtime.specs_for(session, version_id)
+            _declared[cache_key] = events.catch_declarations(specs)
+            _starts[cache_key] = events.start_triggers(specs)
+        starts = {s.bpmn_id for s in _starts[cache_key]}
+        for k, n, bpmn_id, schema, senders in _declared[cache_key]:
+            if k == kind and n == name:
+                out.append(Declaration(version_id, key, bpmn_id, schema, bpmn_id in starts, senders))
+    return out
+
+
+def named(session: Session, actor: Actor, names: tuple[str, ...]) -> bool:
+    """Tell whether the actor is one of the names: a username, or a unit or role by code or name."""
+    wanted = {n for n in names if n != INITIATOR and not n.startswith("var:")}
+    if not wanted:
+        return False
+    if actor.username in wanted:
+        return True
+    if actor.org_unit_ids and session.scalar(select(OrgUnit.id).where(
+            OrgUnit.id.in_(actor.org_unit_ids), or_(OrgUnit.code.in_(wanted), OrgUnit.name.in_(wanted))).limit(1)):
+        return True
+    return bool(actor.role_ids and session.scalar(select(Role.id).where(
+        Role.id.in_(actor.role_ids), or_(Role.code.in_(wanted), Role.name.in_(wanted))).limit(1)))
+
+
+def privileged(actor: Actor) -> bool:
+    return bool(actor.is_admin or actor.is_system)
+
+
+def require_sender(session: Session, actor: Actor, kind: str, name: str, decls: list[Declaration]) -> None:
+    """Refuse a sender no catch or start event of the message or signal names (admins always may).
+
+    Raises: Forbidden
+    """
+    if privileged(actor):
+        return
+    for d in decls:
+        per_instance = any(n == INITIATOR or n.startswith("var:") for n in d.senders)
+        if (per_instance and not d.start) or named(session, actor, d.senders):
+            return
+    what = "消息" if kind == "message" else "信号"
+    raise Forbidden(f"无权发送{what}「{name}」(you may not send {kind} {name!r}: no catch names you in "
+                    f"{events.SENDERS_PROP})", name=name)
+
+
+def may_deliver(session: Session, actor: Actor | None, created_by_id: int | None, instance_starter: int | None,
+                senders: tuple[str, ...], sender_users: tuple[str, ...] = ()) -> bool:
+    """Tell whether a message from this sender may resume this catch.
+
+    `initiator`: only the instance's starter; `var:NAME`: only the user the waiting task's variable names.
+    """
+    if created_by_id is None:
+        return True  # thrown by an instance
+    if actor is None:
+        return False  # its sender is gone or deactivated
+    if privileged(actor):
+        return True
+    if INITIATOR in senders and instance_starter is not None and instance_starter == created_by_id:
+        return True
+    if actor.username in sender_users:
+        return True
+    return named(session, actor, senders)
+
+
+def validate_for(session: Session, version_id: int, schema: str | None, payload: Mapping[str, Any]) -> dict[str, Any]:
+    if not schema:
+        return dict(payload)
+    files = runtime.version_info(session, version_id).files
+    if schema not in files:
+        raise InvalidInput(f"消息数据的表单文件不存在: {schema} (message schema {schema} is not in the process bundle)",
+                           field="data")
+    return forms.validate(files[schema], payload, files)
+
+
+def validate_payload(session: Session, decls: list[Declaration], payload: Mapping[str, Any]) -> dict[str, Any]:
+    """Check the payload against every schema the processes declare for it (messageSchema).
+
+    Raises: FormInvalid
+    """
+    checked = dict(payload)
+    for d in decls:
+        checked = validate_for(session, d.version_id, d.schema, checked)
+    return checked
+
+
+def sender(session: Session, user_id: int | None) -> Actor | None:
+    """Return who published a message (the system for a thrown one); None when that user is gone or inactive."""
+    if user_id is None:
+        return SYSTEM
+    username = session.scalar(select(User.username).where(User.id == user_id))
+    if username is None:
+        return None
+    try:
+        return actor_for(session, username)
+    except UserNotFound:
+        return None
+
+
+__all__ = ["INITIATOR", "MAX_CORRELATION", "MAX_NAME", "MAX_PAYLOAD_BYTES", "Declaration", "MessageUnknown",
+           "MessageUnmatched", "Outcome", "canonical", "check_input", "declarations", "default_ttl", "max_ttl",
+           "may_deliver", "named", "plain", "privileged", "require_sender", "sender", "validate_for",
+           "validate_payload"]

@@ -1,0 +1,107 @@
+"""POST /api/messages, GET /api/messages/{id}, POST /api/signals: rights, retries, malformed input."""
+from __future__ import annotations
+
+from flask import Flask
+from sqlalchemy import func, select
+
+from engine.org.actors import actor_for
+from engine.runtime import instances
+from engine.runtime.message_models import BpmnMessage
+from tests.conftest import read_fixture_dir
+from tests.web.flows import Api, db, deploy_files, token_for
+
+
+def _setup(app: Flask) -> tuple[Api, Api, Api]:
+    deploy_files(app, read_fixture_dir("messages"))
+    return (Api(app, token_for(app, "admin")), Api(app, token_for(app, "applicant")),
+            Api(app, token_for(app, "window")))
+
+
+def _waiting(app: Flask, application_id: int, username: str = "admin", business_key: str | None = None) -> int:
+    with db(app) as s:
+        return instances.start(s, process_key="msg_case", actor=actor_for(s, username), business_key=business_key,
+                               data={"application_id": application_id, "resumed": 0}).id
+
+
+def test_a_message_resumes_the_instance_and_a_retry_with_the_key_does_not_resume_it_again(app: Flask) -> None:
+    admin, _applicant, _window = _setup(app)
+    iid = _waiting(app, 5)
+    body = {"name": "supplement", "correlations": {"application_id": "5"}, "data": {"pages": 2}}
+    headers = {**admin.headers, "Idempotency-Key": "portal-5-1"}
+    first = admin.client.post("/api/messages", json=body, headers=headers)
+    assert first.status_code == 200, first.get_data(as_text=True)
+    assert first.json is not None and (first.json["status"], first.json["instance_id"]) == ("delivered", iid)
+    again = admin.client.post("/api/messages", json=body, headers=headers)
+    assert again.status_code == 200 and again.headers.get("Idempotent-Replayed") == "true"
+    assert again.json == first.json
+    other = admin.client.post("/api/messages", json={**body, "data": {"pages": 3}}, headers=headers)
+    assert other.status_code == 422  # the same key for another message
+    with db(app) as s:
+        assert s.scalar(select(func.count()).select_from(BpmnMessage)) == 1
+    shown = admin.get(f"/api/messages/{first.json['id']}")
+    assert shown.status_code == 200 and shown.json is not None and shown.json["status"] == "delivered"
+
+
+def test_buffered_is_202_and_only_its_sender_or_an_admin_sees_it(app: Flask) -> None:
+    admin, applicant, window = _setup(app)
+    iid = _waiting(app, 1, username="applicant", business_key="A-1")
+    withdraw = {"name": "withdraw", "business_key": "A-1", "data": {"why": "x"}}
+    # the instance is not at its review yet (it waits for 补正): the applicant's withdrawal is kept
+    kept = applicant.post("/api/messages", withdraw)
+    assert kept.status_code == 202 and kept.json is not None and kept.json["status"] == "buffered"
+    assert kept.json["expires_at"] is not None
+    assert applicant.get(f"/api/messages/{kept.json['id']}").status_code == 200
+    assert window.get(f"/api/messages/{kept.json['id']}").status_code == 404
+    assert admin.get(f"/api/messages/{kept.json['id']}").status_code == 200
+    assert admin.get("/api/messages/999999").status_code == 404
+    assert iid
+
+
+def test_who_may_send_what(app: Flask) -> None:
+    _admin, applicant, window = _setup(app)
+    _waiting(app, 2)
+    # no catch of `supplement` names any sender: only admins
+    refused = applicant.post("/api/messages", {"name": "supplement", "correlations": {"application_id": 2},
+                                               "data": {"pages": 1}})
+    assert refused.status_code == 403 and refused.json is not None and refused.json["error"] == "forbidden"
+    assert window.post("/api/signals", {"name": "plan_revised"}).status_code == 403
+    # the withdrawal of someone else's application: refused outright when nothing may be kept (ttl 0)
+    iid = _waiting(app, 3, username="applicant", business_key="A-3")
+    assert iid
+    nobody = window.post("/api/messages", {"name": "withdraw", "business_key": "A-3", "ttl": 0})
+    assert nobody.status_code == 404 and nobody.json is not None and nobody.json["error"] == "message_unmatched"
+    with db(app) as s:
+        assert s.scalar(select(func.count()).select_from(BpmnMessage)) == 0
+
+
+def test_malformed_messages_name_the_field_and_change_nothing(app: Flask) -> None:
+    admin, _applicant, _window = _setup(app)
+    cases = [({}, "name"), ({"name": ""}, "name"), ({"name": 7}, "name"), ({"name": "x" * 201}, "name"),
+             ({"name": "supplement", "correlations": [1]}, "correlations"),
+             ({"name": "supplement", "correlations": {"a": {"b": 1}}}, "correlations"),
+             ({"name": "supplement", "data": "text"}, "data"), ({"name": "supplement", "ttl": "1h"}, "ttl"),
+             ({"name": "supplement", "ttl": -5}, "ttl"), ({"name": "supplement", "ttl": True}, "ttl"),
+             ({"name": "supplement", "business_key": ["a"]}, "business_key"),
+             ({"name": "supplement", "data": {"note": "长" * 70_000}}, "data")]
+    for body, field in cases:
+        response = admin.post("/api/messages", body)
+        assert response.status_code == 422, (body, response.status_code)
+        assert response.json is not None and response.json.get("field") == field, (body, response.json)
+    unknown = admin.post("/api/messages", {"name": "<script>alert(1)</script>"})
+    assert unknown.status_code == 404 and unknown.json is not None and unknown.json["error"] == "message_unknown"
+    bad_payload = admin.post("/api/messages", {"name": "supplement", "correlations": {"application_id": 1},
+                                               "data": {"pages": "many"}})
+    assert bad_payload.status_code == 422 and bad_payload.json is not None
+    assert bad_payload.json["error"] == "form_invalid"
+    with db(app) as s:
+        assert s.scalar(select(func.count()).select_from(BpmnMessage)) == 0
+
+
+def test_a_signal_is_broadcast_through_the_api(app: Flask) -> None:
+    admin, _applicant, _window = _setup(app)
+    with db(app) as s:
+        for _ in range(2):
+            instances.start(s, process_key="sig_wait", actor=actor_for(s, "admin"), data={"resumed": 0})
+    response = admin.post("/api/signals", {"name": "plan_revised", "data": {"revision": 3}})
+    assert response.status_code == 202, response.get_data(as_text=True)
+    assert response.json is not None and response.json["waiting"] == 2 and len(response.json["started"]) == 1
