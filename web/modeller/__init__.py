@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
-from flask import Blueprint, Response, flash, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, Flask, Response, flash, jsonify, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import login_required
@@ -22,7 +22,7 @@ from engine.errors import DeployInvalid, InvalidInput, NotFound
 from engine.org.actors import Actor
 from engine.runtime import effects
 from engine.runtime.models import ProcessInstance
-from web import downloads, formrender
+from web import access, downloads, formrender
 from web.common import commit, current_actor, db_session
 from web.extensions import SECURITY_HEADERS
 from web.modeller import uploads
@@ -61,6 +61,11 @@ def _owner() -> Actor:
     actor = current_actor()
     versions.require_deploy(db_session(), actor)
     return actor
+
+
+def init_app(app: Flask) -> None:
+    """Show 流程建模 in the menu to those `_reader` lets in."""
+    access.door(app, "modeller.index", _reader, "流程管理员、审计督查人员或系统管理员")
 
 
 @bp.get("/modeller")
