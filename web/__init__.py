@@ -13,7 +13,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from engine import config
 from engine.db import make_engine, make_sessionmaker, ping
-from web import auth, common, errors, features, guards, i18n
+from web import auth, common, errors, features, guards, i18n, wording
 from web.extensions import SECURITY_HEADERS, babel, csrf, limiter, login_manager
 
 LANGUAGES = ("zh", "en")
@@ -71,6 +71,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(auth.bp)
     common.init_app(app)
     features.register(app)
+    _vocabulary(app)
 
     @app.teardown_appcontext
     def _close_session(_exc: BaseException | None) -> None:
@@ -114,6 +115,16 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         return redirect(url_for("inbox.index"))
 
     return app
+
+
+def _vocabulary(app: Flask) -> None:
+    """Let every template name codes in the reader's language: actions, object types, statuses, one-language messages."""
+    from web.instances import labels
+    app.jinja_env.filters["action_label"] = labels.action
+    app.jinja_env.filters["object_label"] = labels.object_type
+    app.jinja_env.filters["status_label"] = labels.status
+    app.jinja_env.filters["one_language"] = wording.localized
+    app.jinja_env.filters["person"] = wording.person
 
 
 def _secure(app: Flask, settings: config.Settings) -> None:

@@ -30,3 +30,11 @@ def localized(message: str) -> str:
     if str(get_locale() or "zh") == "en":
         return en or message
     return zh
+
+
+def person(name: str | None) -> str:
+    """Return a person's name as shown: the engine's own actor ("system") is 系统."""
+    from flask_babel import gettext as _
+    if not name or name == "system":
+        return _("系统")
+    return name
