@@ -1,0 +1,81 @@
+"""The smaller defects found in the office review (issue #14 item 8), each pinned by a test written before its fix."""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from engine.org.models import User
+from engine.runtime.models import ProcessInstance
+from engine.tasks import sendback
+from engine.org.actors import actor_for
+from engine.tasks.models import HumanTask
+from tests.web import pages_world as pw
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> Iterator[pw.PagesWorld]:
+    yield from pw.open_world(tmp_path_factory, sqlite_template)
+
+
+def withdraw_buttons(html: str) -> set[int]:
+    return {int(n) for n in re.findall(r'action="/tasks/(\d+)/withdraw"', html)}
+
+
+@pytest.mark.parametrize("username", [pw.APPLICANT, pw.REVIEWER, pw.TOWN, pw.CITY_LEADER, pw.ADMIN])
+def test_withdraw_is_offered_only_on_what_can_still_be_withdrawn(world: pw.PagesWorld, username: str) -> None:
+    _status, html = pw.get(world, username, "/inbox/done?limit=200")
+    offered = withdraw_buttons(html)
+    with world.session() as s:
+        user = s.scalar(select(User).where(User.username == username))
+        assert user is not None
+        actor = actor_for(s, username)
+        done = s.scalars(select(HumanTask).where(HumanTask.completed_by_id == user.id, HumanTask.kind == "bpmn")).all()
+        possible = {t.id for t in done if sendback.withdraw_refusal(s, actor, t) is None}
+        s.rollback()
+    assert offered == possible, (sorted(offered - possible), sorted(possible - offered))
+    for task_id in list(offered)[:3]:
+        _s, page = pw.get(world, username, f"/tasks/{task_id}")
+        assert f'action="/tasks/{task_id}/withdraw"' in page
+
+
+def test_a_refused_withdraw_speaks_one_language(world: pw.PagesWorld) -> None:
+    found = None
+    with world.session() as s:
+        for username in pw.EVERYONE:
+            actor = actor_for(s, username)
+            stuck = next((t for t in s.scalars(select(HumanTask).where(HumanTask.completed_by_id == actor.user_id,
+                                                                      HumanTask.kind == "bpmn"))
+                          if sendback.withdraw_refusal(s, actor, t) is not None), None)
+            if stuck is not None:
+                found = (username, stuck.id)
+                break
+        s.rollback()
+    assert found is not None
+    username, task_id = found
+    client = world.clients[username]
+    _status, html = pw.get(world, username, "/inbox/done")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert token is not None
+    response = client.post(f"/tasks/{task_id}/withdraw", data={"csrf_token": token.group(1)},
+                           headers={"Referer": "http://localhost/inbox/done"}, follow_redirects=True)
+    page = pw.main(response.get_data(as_text=True))
+    assert "无法撤回" in page or "只能撤回" in page, page[:800]
+    assert not re.search(r"\((the|only|that) [a-z ]+\)", page), page[:800]
+
+
+def test_no_instance_is_left_without_a_case_in_its_task_names(world: pw.PagesWorld) -> None:
+    """Five 部门审查 of one approval, four 认领计划任务 of one period: each names its department or item."""
+    with world.session() as s:
+        rows = s.execute(select(HumanTask.instance_id, HumanTask.bpmn_id, HumanTask.name)
+                         .where(HumanTask.bpmn_id.in_(("department_review", "claim_item")))).all()
+        titles = dict(s.execute(select(ProcessInstance.id, ProcessInstance.title)).all())
+    assert rows
+    by_step: dict[tuple[int, str], list[str]] = {}
+    for instance_id, bpmn_id, name in rows:
+        by_step.setdefault((instance_id, bpmn_id), []).append(name)
+    for (instance_id, bpmn_id), names in by_step.items():
+        assert all(" · " in n for n in names), (titles[instance_id], bpmn_id, names)
