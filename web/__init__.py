@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from flask import Flask, g, jsonify, redirect, request, url_for
+from flask import Flask, Response, g, jsonify, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from sqlalchemy.exc import DBAPIError
@@ -109,6 +110,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         if code in LANGUAGES:
             response.set_cookie("lang", code, max_age=365 * 86400, samesite="Lax", httponly=True)
         return response
+
+    icon = (Path(__file__).parent / "static" / "favicon.ico").read_bytes()
+
+    @app.get("/favicon.ico")
+    def favicon() -> ResponseReturnValue:
+        return Response(icon, mimetype="image/vnd.microsoft.icon", headers={"Cache-Control": "public, max-age=604800"})
 
     @app.get("/")
     def index() -> ResponseReturnValue:

@@ -79,3 +79,27 @@ def test_no_instance_is_left_without_a_case_in_its_task_names(world: pw.PagesWor
         by_step.setdefault((instance_id, bpmn_id), []).append(name)
     for (instance_id, bpmn_id), names in by_step.items():
         assert all(" · " in n for n in names), (titles[instance_id], bpmn_id, names)
+
+
+def test_api_has_a_json_landing_naming_its_description(world: pw.PagesWorld) -> None:
+    anonymous = world.app.test_client()
+    for path in ("/api", "/api/"):
+        response = anonymous.get(path, headers={"Accept": "text/html"})
+        assert response.status_code == 200, path
+        assert response.is_json and response.get_json()["openapi"] == "/api/openapi.json"
+    assert anonymous.get("/api/openapi.json").status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/api/nothing-here", "/api/tasks/999999999"])
+def test_api_404s_are_json_even_for_a_browser(world: pw.PagesWorld, path: str) -> None:
+    response = world.clients[pw.ADMIN].get(path, headers={"Accept": "text/html"})
+    assert response.status_code == 404
+    assert response.mimetype == "application/problem+json" and response.get_json()["status"] == 404
+
+
+def test_every_page_has_a_real_icon(world: pw.PagesWorld) -> None:
+    response = world.app.test_client().get("/favicon.ico")
+    assert response.status_code == 200
+    assert response.data[:4] == b"\x00\x00\x01\x00"  # an ICO file
+    _status, html = pw.get(world, pw.APPLICANT, "/inbox")
+    assert '<link rel="icon" href="/favicon.ico"' in html
