@@ -162,7 +162,8 @@ def test_csv_and_xlsx_exports_follow_the_filter(audit_app: Flask, finished: int)
     assert body.startswith("\ufeff")
     rows = list(csv.DictReader(io.StringIO(body.lstrip("\ufeff"))))
     assert len(rows) == 6 and [r["action"] for r in rows] == ["task.complete"] * 6
-    assert rows[1]["actor"] == "窗口 王芳" and "材料齐全，予以受理" in rows[1]["after"]
+    assert rows[1]["actor"] == "window_wang" and rows[1]["actor_name"] == "窗口 王芳"  # the login, then the name
+    assert "材料齐全，予以受理" in rows[1]["after"]
     assert [int(r["id"]) for r in rows] == sorted(int(r["id"]) for r in rows)  # oldest first
     from openpyxl import load_workbook
     xlsx = auditor.get(f"/audit/export.xlsx?instance={finished}")

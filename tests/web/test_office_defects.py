@@ -103,3 +103,29 @@ def test_every_page_has_a_real_icon(world: pw.PagesWorld) -> None:
     assert response.data[:4] == b"\x00\x00\x01\x00"  # an ICO file
     _status, html = pw.get(world, pw.APPLICANT, "/inbox")
     assert '<link rel="icon" href="/favicon.ico"' in html
+
+
+def test_audit_exports_put_the_login_under_actor_and_the_name_under_actor_name(world: pw.PagesWorld) -> None:
+    import csv
+    import io
+
+    from openpyxl import load_workbook
+    client = world.clients[pw.AUDITOR]
+    body = client.get("/audit/export.csv?action=plan_item.create").get_data(as_text=True)
+    rows = list(csv.DictReader(io.StringIO(body.lstrip("\ufeff"))))
+    people = {r["actor"]: r["actor_name"] for r in client_rows(world)}
+    assert rows
+    for row in rows:
+        assert row["actor"] in people, row["actor"]  # a username
+        assert row["actor_name"] == people[row["actor"]]
+    sheet = load_workbook(io.BytesIO(client.get("/audit/export.xlsx?action=plan_item.create").data), read_only=True).active
+    assert sheet is not None
+    values = list(sheet.iter_rows(values_only=True))
+    assert values[0][2:4] == ("actor", "actor_name")
+    assert all(v[2] in people and v[3] == people[v[2]] for v in values[1:])
+
+
+def client_rows(world: pw.PagesWorld) -> list[dict[str, str]]:
+    with world.session() as s:
+        return [{"actor": u.username, "actor_name": u.display_name} for u in s.scalars(select(User))] + \
+            [{"actor": "system", "actor_name": "系统"}]
