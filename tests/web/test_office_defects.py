@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from engine.org.actors import actor_for
 from engine.org.models import User
 from engine.runtime.models import ProcessInstance
 from engine.tasks import sendback
-from engine.org.actors import actor_for
 from engine.tasks.models import HumanTask
 from tests.web import pages_world as pw
 
@@ -129,3 +129,19 @@ def client_rows(world: pw.PagesWorld) -> list[dict[str, str]]:
     with world.session() as s:
         return [{"actor": u.username, "actor_name": u.display_name} for u in s.scalars(select(User))] + \
             [{"actor": "system", "actor_name": "系统"}]
+
+
+def test_count_projections_are_whole_numbers(world: pw.PagesWorld) -> None:
+    """年末预计 of a count (新开工项目 …个) is a whole number in plan items, inbox rows and the dashboard."""
+    from plan import investment as plan
+    with world.session() as s:
+        assessments = [a for a in plan.indicator_statuses(s, "2025-08") if a.kind == "count" and a.projected is not None
+                       and a.target == a.target.to_integral_value()]
+        titles = s.scalars(select(HumanTask.name).where(HumanTask.bpmn_id == "claim_item")).all()
+    assert assessments
+    assert all(a.projected == a.projected.to_integral_value() and a.gap == a.gap.to_integral_value() for a in assessments), \
+        [(a.code, a.projected, a.gap, a.target) for a in assessments
+         if a.projected != a.projected.to_integral_value() or a.gap != a.gap.to_integral_value()]
+    assert not [t for t in titles if re.search(r"\d+\.\d+个", t)], titles
+    _status, html = pw.get(world, pw.CITY_LEADER, "/inbox")
+    assert not re.search(r"\d+\.\d+个", pw.main(html))
