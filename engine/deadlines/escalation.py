@@ -51,8 +51,9 @@ def _task_targets(session: Session, ids: Sequence[int], org: Org) -> dict[int, T
             Membership.user_id.in_(sorted(people) or [-1]), Membership.org_unit_id.is_not(None)).order_by(Membership.id)):
         if unit_id is not None:
             first_unit.setdefault(user_id, unit_id)
+    instance_ids = {t.instance_id for t in tasks} or {-1}
     cases: dict[int, str] = {i: title for i, title in session.execute(
-        select(ProcessInstance.id, ProcessInstance.title).where(ProcessInstance.id.in_({t.instance_id for t in tasks} or {-1})))}
+        select(ProcessInstance.id, ProcessInstance.title).where(ProcessInstance.id.in_(instance_ids)))}
     found = {}
     for t in tasks:
         unit_id = next((c.org_unit_id for c in t.candidates if c.org_unit_id), None)

@@ -269,7 +269,7 @@ def _task_title(task: Task, engine: Any = None, subject: str | None = None) -> s
     if subject and engine is not None:
         try:
             label = engine.evaluate(task, subject)
-        except Exception:  # noqa: BLE001  # a subject that does not evaluate leaves the step's name alone
+        except Exception:  # a subject that does not evaluate leaves the step's name alone
             log.warning("task %s: the subject expression %r failed", task.task_spec.bpmn_id, subject, exc_info=True)
     if label is None:
         label = spiff.multi_instance_item(task)

@@ -17,10 +17,10 @@ from sqlalchemy.orm import Session
 from engine import clock, runtime
 from engine.errors import Conflict, EngineError, InstanceNotRunning, InvalidInput, NotYourTask, TaskNotFound
 from engine.org.actors import Actor
+from engine.runtime.models import ProcessInstance
 from engine.spiff import guards
 from engine.tasks import lookup, operations, task_access
 from engine.tasks.collab_models import Comment
-from engine.runtime.models import ProcessInstance
 from engine.tasks.models import HumanTask
 
 OPEN = ("ready", "suspended")

@@ -96,7 +96,7 @@ def crawl(get: Callable[[str], tuple[int, str]], starts: Iterable[str], limit: i
     while queue and len(seen) < limit:
         url = urldefrag(queue.popleft())[0]
         parts = urlsplit(url)
-        if parts.netloc and parts.netloc != "localhost" or not url.startswith("/") and not parts.netloc:
+        if (parts.netloc and parts.netloc != "localhost") or (not url.startswith("/") and not parts.netloc):
             continue
         url = parts.path + (f"?{parts.query}" if parts.query else "")
         shape = re.sub(r"\d+", "N", parts.path) + ("?" + re.sub(r"=[^&]*", "", parts.query) if parts.query else "")
