@@ -145,3 +145,20 @@ def test_count_projections_are_whole_numbers(world: pw.PagesWorld) -> None:
     assert not [t for t in titles if re.search(r"\d+\.\d+个", t)], titles
     _status, html = pw.get(world, pw.CITY_LEADER, "/inbox")
     assert not re.search(r"\d+\.\d+个", pw.main(html))
+
+
+def test_the_transfer_confirmation_names_the_person(world: pw.PagesWorld) -> None:
+    with world.session() as s:
+        people = {u.id: u.username for u in s.scalars(select(User).where(User.username.in_(pw.EVERYONE)))}
+        task = s.scalars(select(HumanTask).where(HumanTask.state == "ready", HumanTask.kind == "bpmn",
+                                                 HumanTask.assignee_id.in_(people))).first()
+        assert task is not None and task.assignee_id is not None
+        task_id, holder = task.id, people[task.assignee_id]
+    _status, html = pw.get(world, holder, f"/tasks/{task_id}")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert token is not None and f"/tasks/{task_id}/transfer" in html
+    response = world.clients[holder].post(f"/tasks/{task_id}/transfer", follow_redirects=True,
+                                          data={"csrf_token": token.group(1), "to_username": "gaowenjing"})
+    page = pw.main(response.get_data(as_text=True))
+    assert "已转办给 高文静" in page, page[:600]
+    assert "gaowenjing" not in page
