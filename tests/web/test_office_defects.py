@@ -162,3 +162,52 @@ def test_the_transfer_confirmation_names_the_person(world: pw.PagesWorld) -> Non
     page = pw.main(response.get_data(as_text=True))
     assert "已转办给 高文静" in page, page[:600]
     assert "gaowenjing" not in page
+
+
+SUPERVISORS = (pw.CITY_LEADER, pw.LEADER, pw.AREA_HEAD)
+
+
+def supervision_rows(html: str) -> list[str]:
+    return re.findall(r'<tr id="((?:task|issue|project)-\d+)"', html)
+
+
+@pytest.mark.parametrize("username", SUPERVISORS)
+def test_supervision_shows_red_and_yellow_totals_at_the_top(world: pw.PagesWorld, username: str) -> None:
+    _status, html = pw.get(world, username, "/supervision")
+    body = pw.main(html)
+    lights = re.findall(r'<tr id="(?:task|issue|project)-\d+" class="light-(\w+)"', body)
+    summary = re.search(r'<p class="supervision-totals"[^>]*>(.*?)</p>', body, re.S)
+    assert summary is not None, body[:600]
+    assert f'data-red="{lights.count("red")}"' in summary.group(0)
+    assert f'data-yellow="{lights.count("yellow")}"' in summary.group(0)
+    assert body.index("supervision-totals") < body.index("<table")
+
+
+@pytest.mark.parametrize("username", SUPERVISORS)
+def test_supervision_rows_link_to_their_own_pages_and_name_their_case(world: pw.PagesWorld, username: str) -> None:
+    _status, html = pw.get(world, username, "/supervision")
+    body = pw.main(html)
+    rows = re.findall(r'<tr id="(task|issue|project)-(\d+)"[^>]*>.*?<td><a href="([^"]+)">([^<]+)</a>', body, re.S)
+    assert rows or "没有逾期" in body
+    titles = [title for _kind, _id, _href, title in rows]
+    assert len(set(titles)) == len(titles), titles  # no two rows read alike
+    for kind, object_id, href, title in rows:
+        expected = {"project": f"/projects/{object_id}", "issue": f"/ledger/{object_id}", "task": f"/tasks/{object_id}"}
+        assert href == expected[kind], (kind, object_id, href)
+        if kind == "task":
+            assert "（" in title, title  # the step and its case
+        assert pw.get(world, username, href)[0] == 200, href
+
+
+def test_the_extension_form_is_not_squeezed_into_a_cell(world: pw.PagesWorld) -> None:
+    for username in SUPERVISORS:
+        _status, html = pw.get(world, username, "/supervision")
+        body = pw.main(html)
+        if "/extension" not in body:
+            continue
+        form = body.index("/extension")
+        row_start = body.rindex("<tr", 0, form)
+        assert 'class="extension-row"' in body[row_start:form], body[row_start:form][:300]
+        assert 'colspan="7"' in body[row_start:form]
+        return
+    pytest.fail("no pending extension request in the demo's 督办 lists")
