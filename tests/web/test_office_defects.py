@@ -211,3 +211,18 @@ def test_the_extension_form_is_not_squeezed_into_a_cell(world: pw.PagesWorld) ->
         assert 'colspan="7"' in body[row_start:form]
         return
     pytest.fail("no pending extension request in the demo's 督办 lists")
+
+
+def test_the_certificate_instructions_name_the_project_once() -> None:
+    """联合出证: "请为“X”出具X并联审批联合意见书" said the project's name twice."""
+    from engine import deploy
+    from web.tasks.instructions import render_text
+    files = deploy.read_directory(pw.ROOT / "bpmn")
+    text = files["parallel_approval.bpmn"].decode()
+    task = text[text.index('<bpmn:userTask id="issue_certificate"'):]
+    template = re.search(r"<spiffworkflow:instructionsForEndUser>(.*?)</spiffworkflow:instructionsForEndUser>",
+                         task, re.S)
+    assert template is not None
+    shown = render_text(template.group(1), {"project_name": "临空冷链物流园",
+                                            "certificate_title": "临空冷链物流园并联审批联合意见书"})
+    assert shown.count("临空冷链物流园") == 1, shown
