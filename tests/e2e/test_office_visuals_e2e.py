@@ -61,3 +61,25 @@ def test_the_instance_diagram_fills_its_box_and_its_legend_names_every_colour(li
     assert used, "the diagram marks no step"
     for marker in used:
         assert any(names[marker] in c for c in legend), (marker, legend)
+
+
+def test_save_filter_and_clear_appear_as_soon_as_the_list_is_filtered(live_server: LiveServer, page: Any,
+                                                                      artifacts: Path) -> None:
+    log_in(page, live_server, "wangjianguo")
+    page.goto(f"{live_server.url}/inbox")
+    assert page.locator("#filter-clear a").count() == 0 and page.locator(".save-filter").count() == 0
+    options = page.locator("select[name=process] option").evaluate_all("els => els.map(e => e.value).filter(Boolean)")
+    assert options
+    with page.expect_response(lambda r: "/inbox?" in r.url):
+        page.select_option("select[name=process]", options[0])  # htmx filters the list in place: no reload
+    page.wait_for_selector("#filter-clear a", timeout=5000)
+    assert "process=" in page.url
+    assert page.locator(".save-filter button").is_visible()
+    page.screenshot(path=str(artifacts / "inbox-filtered.png"), full_page=False)
+    page.fill(".save-filter input[name=name]", "我的筛选")
+    page.click(".save-filter button")
+    page.wait_for_load_state("networkidle")
+    assert "我的筛选" in page.locator("#saved-filters").inner_text()
+    page.click("#filter-clear a")
+    page.wait_for_load_state("networkidle")
+    assert page.locator(".save-filter").count() == 0
