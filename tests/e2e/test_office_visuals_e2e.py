@@ -83,3 +83,27 @@ def test_save_filter_and_clear_appear_as_soon_as_the_list_is_filtered(live_serve
     page.click("#filter-clear a")
     page.wait_for_load_state("networkidle")
     assert page.locator(".save-filter").count() == 0
+
+
+PANEL_ENGLISH = ("General", "Name", "Documentation", "Element documentation", "Process documentation", "Executable",
+                 "Select an element")
+
+
+def test_the_modeller_speaks_chinese_in_zh(live_server: LiveServer, page: Any, artifacts: Path) -> None:
+    log_in(page, live_server, "admin")
+    page.goto(f"{live_server.url}/modeller")
+    page.click("a[href='/modeller/processes/parallel_approval']")
+    page.click("text=在建模器中打开最新版本")
+    page.wait_for_selector("[data-jz-modeller][data-ready='1']", timeout=30000)
+    page.wait_for_selector(".bio-properties-panel-group-header", timeout=15000)
+    page.evaluate("""() => { const m = window.jzModeller.modeler;
+        m.get('selection').select(m.get('elementRegistry').get('department_review')); }""")
+    page.wait_for_selector(".bio-properties-panel-header-type", timeout=5000)
+    page.wait_for_timeout(200)
+    panel = page.locator(".bio-properties-panel-container, .bio-properties-panel").first.inner_text()
+    page.screenshot(path=str(artifacts / "modeller-zh.png"), full_page=False)
+    assert "常规" in panel and "名称" in panel and "用户任务" in panel, panel[:400]
+    for words in PANEL_ENGLISH:
+        assert words not in panel, (words, panel[:600])
+    titles = page.locator(".djs-palette .entry").evaluate_all("els => els.map(e => e.getAttribute('title') || '')")
+    assert titles and all(not any(c.isascii() and c.isalpha() for c in t) for t in titles if t), titles

@@ -26,7 +26,7 @@ from web import access, downloads, formrender
 from web.common import commit, current_actor, db_session
 from web.extensions import SECURITY_HEADERS
 from web.modeller import uploads
-from web.modeller.labels import ui_labels
+from web.modeller.labels import panel_labels, ui_labels
 
 bp = Blueprint("modeller", __name__)
 MIGRATE_LIST_LIMIT = 200
@@ -95,14 +95,16 @@ def edit(version_id: int) -> ResponseReturnValue:
     session = db_session()
     row = versions.version(session, version_id)
     return render_template("modeller/edit.html", row=row, may_deploy=versions.may_deploy(session, actor),
-                           files_url=url_for("modeller.files_json", version_id=version_id), labels=ui_labels())
+                           files_url=url_for("modeller.files_json", version_id=version_id), labels=ui_labels(),
+                           panel_labels=panel_labels)
 
 
 @bp.get("/modeller/new")
 @login_required
 def new() -> ResponseReturnValue:
     _owner()
-    return render_template("modeller/edit.html", row=None, may_deploy=True, files_url="", labels=ui_labels())
+    return render_template("modeller/edit.html", row=None, may_deploy=True, files_url="", labels=ui_labels(),
+                           panel_labels=panel_labels)
 
 
 @bp.get("/modeller/versions/<int:version_id>/files.json")
