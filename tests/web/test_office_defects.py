@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from types import SimpleNamespace
 from pathlib import Path
 
 import pytest
@@ -226,3 +227,31 @@ def test_the_certificate_instructions_name_the_project_once() -> None:
     shown = render_text(template.group(1), {"project_name": "临空冷链物流园",
                                             "certificate_title": "临空冷链物流园并联审批联合意见书"})
     assert shown.count("临空冷链物流园") == 1, shown
+
+
+# --- issue #14 item 5: every row and message names its case, its department and its step ------------------------
+
+@pytest.mark.parametrize("username", [pw.CITY_LEADER, pw.REVIEWER, pw.TOWN, pw.LEADER, pw.APPLICANT])
+def test_inbox_rows_tell_themselves_apart(world: pw.PagesWorld, username: str) -> None:
+    _status, html = pw.get(world, username, "/inbox?limit=200")
+    rows = re.findall(r'<tr[^>]*>\s*<td[^>]*>.*?</tr>', pw.main(html).split("<tbody>")[1].split("</tbody>")[0], re.S) \
+        if "<tbody>" in pw.main(html) else []
+    texts = [re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", r)).strip() for r in rows]
+    texts = [t for t in texts if t and "没有" not in t]
+    assert len(set(texts)) == len(texts), [t for t in texts if texts.count(t) > 1]
+
+
+def test_deadline_messages_name_the_step_the_department_and_the_case(world: pw.PagesWorld) -> None:
+    from engine.deadlines import escalation
+    with world.session() as s:
+        tasks = s.execute(select(HumanTask.id, HumanTask.instance_id).where(HumanTask.bpmn_id == "department_review")).all()
+        cases = dict(s.execute(select(ProcessInstance.id, ProcessInstance.title)).all())
+        targets = escalation.load_targets(s, [("task", task_id) for task_id, _i in tasks])
+        s.rollback()
+    assert tasks
+    for task_id, instance_id in tasks:
+        target = targets[("task", task_id)]
+        assert target.title.startswith("部门审查 · ") and cases[instance_id] in target.title, target.title
+        watch = SimpleNamespace(due_at=target.due_at or pw.NOW)
+        _kind, subject, _body = escalation._note("red", target, watch, pw.NOW, None, "")  # type: ignore[arg-type]
+        assert cases[instance_id] in subject and "部门审查 · " in subject, subject
