@@ -82,7 +82,7 @@ def test_the_timeline_of_a_finished_parallel_approval(audit_app: Flask, finished
         assert f"{DEPARTMENTS[code]}审查员" in row and "2025-09-29 10:00" in row and f"{DEPARTMENTS[code]}：同意" in row
     assert "海湾家电 张伟" in rows[0] and 'data-action="instance.start"' in rows[0]
     assert any('data-action="approval.working_days"' in r for r in rows)
-    assert "parallel_approval</code> v1 · completed" in html
+    assert "parallel_approval</code> v1 · 已完成" in html
 
 
 def test_a_row_altered_by_hand_is_named_by_the_verify_page(audit_app: Flask, finished: int, db_url: str) -> None:
