@@ -311,7 +311,7 @@ def test_errors_are_shown_at_their_fields_with_the_input_kept(deployed: sessionm
     assert "必填" in error_at("reason")  # if kind == other then reason is required
     assert "不能小于 0" in error_at("amount")  # the schema's minimum, said in Chinese (not jsonschema's English)
     assert error_at("count") == "请输入整数"
-    assert "date" in error_at("on")
+    assert "日期" in error_at("on")
     assert "必填" in error_at("contact-phone")
     assert "必填" in error_at("items-1-item")  # row 0 was empty: the error is still at the row it belongs to
     assert 'value="-5"' in html and 'value="2.5"' in html and 'value="明天"' in html and 'value="李四"' in html
