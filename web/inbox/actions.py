@@ -20,12 +20,13 @@ from engine.errors import EngineError, FieldError, FormInvalid, InvalidInput
 from engine.runtime import forms
 from engine.tasks import inbox, lookup, operations, taskview
 from engine.tasks.models import HumanTask
-from web.tasks.operations import person_named
 from web.common import commit, current_actor, db_session
 from web.formparse import parse
 from web.formrender import Form, initial, render
 from web.inbox.blueprint import bp
 from web.inbox.lists import FIELDS, list_context
+from web.tasks.operations import person_named
+from web.wording import localized
 
 MAX_BULK = 100
 
@@ -145,14 +146,14 @@ def bulk() -> ResponseReturnValue:
         try:
             taskview.get_visible(session, current_actor(), task_id)
         except EngineError as exc:  # someone else's task: not even its name
-            results.append(Result(task_id, f"#{task_id}", False, exc.message))
+            results.append(Result(task_id, f"#{task_id}", False, localized(exc.message)))
             continue
         try:
             with session.begin_nested():  # a refusal undoes only this task's changes
                 call(task_id)
             results.append(Result(task_id, names.get(task_id, f"#{task_id}"), True, done))
         except EngineError as exc:
-            results.append(Result(task_id, names.get(task_id, f"#{task_id}"), False, exc.message))
+            results.append(Result(task_id, names.get(task_id, f"#{task_id}"), False, localized(exc.message)))
     commit()
     ok = sum(r.ok for r in results)
     if not request.headers.get("HX-Request"):  # htmx swaps only the list, where the results table says it all
