@@ -13,7 +13,8 @@ PANEL_ZH: dict[str, str] = {
     "Process documentation": "流程说明", "Executable": "可执行", "Version tag": "版本标签", "Process ID": "流程 ID",
     "Process name": "流程名称", "Participant Name": "参与者名称", "Properties": "属性",
     "Select an element to edit its properties.": "选择一个元素以编辑其属性。",
-    "Multiple elements are selected. Select a single element to edit its properties.": "已选择多个元素，请只选一个以编辑其属性。",
+    "Multiple elements are selected. Select a single element to edit its properties.":
+        "已选择多个元素，请只选一个以编辑其属性。",
     "Condition": "条件", "Condition Expression": "条件表达式", "Condition expression": "条件表达式", "Type": "类型",
     "Expression": "表达式", "Script": "脚本", "Format": "格式", "Script type": "脚本类型", "Inline script": "内联脚本",
     "External resource": "外部资源", "Resource": "资源", "Timer": "定时器", "Date": "日期", "Duration": "时长",
