@@ -2,8 +2,8 @@
 
 bpmn-js translates through its `translate` service; the modeller page hands this map to a custom
 translate module when the reader's language is Chinese (web/static/src/lib/modeller/translate.js). A text
-missing here stays English: tests/e2e/test_modeller_zh_e2e.py lists what the panel shows for the common
-elements and fails on any it finds untranslated.
+missing here stays English; tests/e2e/test_office_visuals_e2e.py checks the panel of a user task and the
+palette in zh.
 """
 from __future__ import annotations
 
