@@ -103,7 +103,7 @@ def test_transfer_then_send_back_to_the_applicant(app_process: AppProcess, desk:
     transfer.locator("textarea[name=note]").fill("本人外出培训，请高文静代为受理。")
     with window.expect_navigation():
         transfer.locator("button[type=submit]").click()
-    assert f"已转办给 {COLLEAGUE}" in flash_texts(window)
+    assert "已转办给 高文静" in flash_texts(window)  # the name, not the login
     assert window.url.endswith("/inbox")
     window.goto(f"{url}/inbox?q={title}")
     assert rows(window, "一窗受理").count() == 0
