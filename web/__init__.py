@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from flask import Flask, g, redirect, request, url_for
+from flask import Flask, Response, g, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from sqlalchemy.exc import DBAPIError
@@ -13,7 +14,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from engine import config
 from engine.db import make_engine, make_sessionmaker
-from web import auth, common, errors, features, guards, i18n, ops
+from web import auth, common, errors, features, guards, i18n, ops, wording
 from web.extensions import SECURITY_HEADERS, babel, csrf, limiter, login_manager
 
 LANGUAGES = ("zh", "en")
@@ -74,6 +75,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(auth.sso_bp)  # 统一身份认证登录 (OpenID Connect), 404 while JZFLOW_OIDC_ISSUER is unset
     common.init_app(app)
     features.register(app)
+    _vocabulary(app)
 
     @app.teardown_appcontext
     def _close_session(_exc: BaseException | None) -> None:
@@ -107,11 +109,27 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
             response.set_cookie("lang", code, max_age=365 * 86400, samesite="Lax", httponly=True)
         return response
 
+    icon = (Path(__file__).parent / "static" / "favicon.ico").read_bytes()
+
+    @app.get("/favicon.ico")
+    def favicon() -> ResponseReturnValue:
+        return Response(icon, mimetype="image/vnd.microsoft.icon", headers={"Cache-Control": "public, max-age=604800"})
+
     @app.get("/")
     def index() -> ResponseReturnValue:
         return redirect(url_for("inbox.index"))
 
     return app
+
+
+def _vocabulary(app: Flask) -> None:
+    """Let every template name codes in the reader's language: actions, object types, statuses, one-language messages."""
+    from web.instances import labels
+    app.jinja_env.filters["action_label"] = labels.action
+    app.jinja_env.filters["object_label"] = labels.object_type
+    app.jinja_env.filters["status_label"] = labels.status
+    app.jinja_env.filters["one_language"] = wording.localized
+    app.jinja_env.filters["person"] = wording.person
 
 
 def _secure(app: Flask, settings: config.Settings) -> None:

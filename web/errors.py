@@ -20,6 +20,8 @@ from werkzeug.exceptions import HTTPException
 
 from engine.db import COMMIT_STARTED, is_disconnect
 from engine.errors import EngineError
+from web import access
+from web.wording import localized
 
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
@@ -62,7 +64,17 @@ def problem(status: int, code: str | None = None, message: str | None = None, **
 
 def _page(status: int, message: str | None = None) -> tuple[str, int]:
     _code, zh, _en = STATUS_TEXT.get(status, ("http_error", "请求失败", "Error"))
-    return render_template("error.html", status=status, title=_(zh), message=message or _(zh)), status
+    if status == 403:
+        return forbidden_page(message), status
+    return render_template("error.html", status=status, title=_(zh),
+                           message=localized(message) if message else _(zh)), status
+
+
+def forbidden_page(message: str | None = None) -> str:
+    """Render the 403 page: why (the refusal, the right the feature takes) and whom to ask, by name."""
+    return render_template("forbidden.html", status=403, title=_("无权访问"),
+                           message=localized(message) if message else None, right=access.right_here(),
+                           contacts=access.whom_to_ask())
 
 
 def _retry_after(response: Response) -> Response:
@@ -103,19 +115,22 @@ def init_app(app: Flask) -> None:
     def _engine_error(exc: EngineError) -> ResponseReturnValue:
         if wants_json():
             return problem(exc.http_status, exc.code, exc.message, **exc.details)
+        message = localized(exc.message)
         if request.headers.get("HX-Request"):
-            return render_template("_error.html", error=exc), exc.http_status
-        flash(exc.message, "error")
+            return render_template("_error.html", error=exc, message=message), exc.http_status
+        if exc.http_status == 403 and not (request.method == "POST" and request.referrer):
+            return forbidden_page(exc.message), 403
+        flash(message, "error")
         if request.method == "POST" and request.referrer and request.referrer.startswith(request.host_url):
             return redirect(request.referrer)
-        return render_template("error.html", error=exc, status=exc.http_status, message=exc.message), \
+        return render_template("error.html", error=exc, status=exc.http_status, message=message), \
             exc.http_status
 
     @app.errorhandler(CSRFError)
     def _csrf_error(exc: CSRFError) -> ResponseReturnValue:
-        message = _("表单已过期或缺少安全令牌，请刷新页面后重试") + f" ({exc.description})"
+        message = _("表单已过期或缺少安全令牌，请刷新页面后重试")
         if wants_json():
-            return problem(400, "csrf", message)
+            return problem(400, "csrf", f"{message} ({exc.description})")
         return _page(400, message)
 
     @app.errorhandler(HTTPException)

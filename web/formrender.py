@@ -19,6 +19,7 @@ from werkzeug.datastructures import MultiDict
 
 from engine import clock
 from web.formschema import PREFIX, ROW_REMOVE, Form, Option, field_id, json_type, options, widget
+from web.wording import localized
 
 __all__ = ["PREFIX", "ROW_REMOVE", "Form", "Option", "field_id", "initial", "json_type", "options", "render",
            "row_count", "tag", "widget"]
@@ -114,7 +115,7 @@ class Renderer:
         left = [m for msgs in self.errors.values() for m in msgs]
         if left:
             top.append(tag("div", {"class": "flash flash-error form-errors", "role": "alert"},
-                           Markup("").join(tag("div", {}, m) for m in left)))
+                           Markup("").join(tag("div", {}, localized(m)) for m in left)))
         self.errors.clear()
         return Markup("").join([*top, body])
 
@@ -247,8 +248,8 @@ class Renderer:
 
     @staticmethod
     def _errors(errors: Iterable[str], fid: str | None = None) -> Markup:
-        return Markup("").join(tag("div", {"class": "field-error", "id": f"{fid}-error" if fid else None}, m)
-                               for m in errors)
+        return Markup("").join(tag("div", {"class": "field-error", "id": f"{fid}-error" if fid else None},
+                                       localized(m)) for m in errors)
 
 
 def _bool_options(ui: Mapping[str, Any]) -> list[Option]:

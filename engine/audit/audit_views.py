@@ -287,7 +287,8 @@ def _cell(value: Any) -> str:
 
 def _values(row: EventRow) -> list[str]:
     at = row.at.astimezone(clock.SHANGHAI).isoformat(timespec="seconds")
-    return [str(row.id), at, _cell(row.actor), _cell(row.actor_name), _cell(row.action), _cell(row.object_type),
+    # actor: who acted (the username recorded with the event); actor_name: their name as shown today
+    return [str(row.id), at, _cell(row.actor_name), _cell(row.actor), _cell(row.action), _cell(row.object_type),
             _cell(row.object_id), _cell(row.stream), str(row.seq),
             _cell(row.before) if row.before is not None else "", _cell(row.after) if row.after is not None else "",
             row.hash]

@@ -35,6 +35,7 @@ from engine.deadlines.sources import TargetReader
 from engine.errors import Conflict, NotFound
 from engine.org.actors import SYSTEM, Actor
 from engine.org.models import Membership
+from engine.runtime.models import ProcessInstance
 from engine.tasks.models import HumanTask
 
 STEP_NAMES = {"yellow": "黄灯临期", "red": "红灯逾期", "handler": "提醒承办人", "unit_head": "单位负责人",
@@ -50,6 +51,9 @@ def _task_targets(session: Session, ids: Sequence[int], org: Org) -> dict[int, T
             Membership.user_id.in_(sorted(people) or [-1]), Membership.org_unit_id.is_not(None)).order_by(Membership.id)):
         if unit_id is not None:
             first_unit.setdefault(user_id, unit_id)
+    instance_ids = {t.instance_id for t in tasks} or {-1}
+    cases: dict[int, str] = {i: title for i, title in session.execute(
+        select(ProcessInstance.id, ProcessInstance.title).where(ProcessInstance.id.in_(instance_ids)))}
     found = {}
     for t in tasks:
         unit_id = next((c.org_unit_id for c in t.candidates if c.org_unit_id), None)
@@ -65,7 +69,9 @@ def _task_targets(session: Session, ids: Sequence[int], org: Org) -> dict[int, T
                     handlers += org.members(session, c.org_unit_id)
                 elif c.role_id:
                     handlers += org.holders(session, c.role_id)
-        found[t.id] = Target("task", t.id, t.name, f"/tasks/{t.id}", f"instance:{t.instance_id}", "human_task",
+        case = cases.get(t.instance_id) or ""
+        title = f"{t.name}（{case}）" if case and case not in t.name else t.name  # the step and the case it belongs to
+        found[t.id] = Target("task", t.id, title[:300], f"/tasks/{t.id}", f"instance:{t.instance_id}", "human_task",
                              t.state == "ready", t.due_at, t.warn_at, t.created_at, t.escalation_policy, unit_id,
                              list(dict.fromkeys(handlers))[:MAX_RECIPIENTS])
     return found

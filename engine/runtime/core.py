@@ -6,6 +6,7 @@ transaction. `save` is the optimistic lock: UPDATE … WHERE lock_version = the 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -35,6 +36,8 @@ from engine.spiff import guards, sandbox, serializer, timers
 from engine.spiff import workflow as spiff
 from engine.spiff.workflow import Task, find_task
 from engine.tasks.models import HumanTask
+
+log = logging.getLogger(__name__)
 
 _SPEC_CACHE_SIZE = 64
 COMPACT_BATCH = 8  # finished tasks cut at once: one history row every few saves of a looping instance
@@ -284,11 +287,27 @@ def _keep_old_state(session: Session, running: Running, size: int, limit: int) -
     return old
 
 
-def _task_title(task: Task) -> str:
+SUBJECT_KEYS = ("title", "name", "label")  # what a multi-instance item that is a mapping is called by
+
+
+def _task_title(task: Task, engine: Any = None, subject: str | None = None) -> str:
+    """Name a task by its step and what it works on: the `subject` property's value, else its multi-instance item.
+
+    Instances of one step (five 部门审查, four 认领计划任务) must tell themselves apart in every list.
+    """
     name = task.task_spec.bpmn_name or task.task_spec.bpmn_id or task.task_spec.name
-    item = spiff.multi_instance_item(task)
-    if isinstance(item, (str, int)):
-        name = f"{name} · {item}"
+    label: Any = None
+    if subject and engine is not None:
+        try:
+            label = engine.evaluate(task, subject)
+        except Exception:  # a subject that does not evaluate leaves the step's name alone
+            log.warning("task %s: the subject expression %r failed", task.task_spec.bpmn_id, subject, exc_info=True)
+    if label is None:
+        label = spiff.multi_instance_item(task)
+    if isinstance(label, dict):
+        label = next((label[k] for k in SUBJECT_KEYS if isinstance(label.get(k), str) and label[k]), None)
+    if isinstance(label, (str, int)) and not isinstance(label, bool) and str(label).strip():
+        name = f"{name} · {str(label).strip()}"
     return str(name)[:300]
 
 
@@ -325,7 +344,7 @@ def sync_projection(session: Session, running: Running) -> None:
         props: dict[str, str] = dict(task.task_spec.extensions.get("properties", {}) or {})
         human = HumanTask(
             instance_id=row.id, task_guid=guid, bpmn_id=task.task_spec.bpmn_id or task.task_spec.name,
-            name=_task_title(task), process_key=info.process_key, lane=task.task_spec.lane,
+            name=_task_title(task, engine, props.get("subject")), process_key=info.process_key, lane=task.task_spec.lane,
             state="ready" if active else "suspended", form_schema=props.get("formJsonSchemaFilename"),
             form_ui_schema=props.get("formUiSchemaFilename"), sla=props.get("sla"), created_at=now,
             instructions=task.task_spec.extensions.get("instructionsForEndUser"),

@@ -61,12 +61,77 @@ def _field(error: Any) -> str:
     return path or "(form)"
 
 
+# What each JSON Schema keyword's refusal says, in Chinese with an English gloss (web shows the reader's half).
+# `{v}` is the keyword's value. A field's own words come first: its `errorMessage` (a string, or one per keyword).
+MESSAGES: dict[str, str] = {
+    "required": "必填 (required)",
+    "type": "类型不对，应为{v} (must be {e})",
+    "pattern": "格式不正确 (does not match the expected format)",
+    "format": "格式不正确，应为{v} (not a valid {e})",
+    "minLength": "至少 {v} 个字 (at least {v} characters)",
+    "maxLength": "最多 {v} 个字 (at most {v} characters)",
+    "minimum": "不能小于 {v} (must be ≥ {v})",
+    "maximum": "不能大于 {v} (must be ≤ {v})",
+    "exclusiveMinimum": "须大于 {v} (must be > {v})",
+    "exclusiveMaximum": "须小于 {v} (must be < {v})",
+    "multipleOf": "须为 {v} 的整数倍 (must be a multiple of {v})",
+    "enum": "请从给定选项中选择 (must be one of the choices)",
+    "const": "取值不符合要求 (must be the required value)",
+    "minItems": "至少填写 {v} 项 (at least {v} items)",
+    "maxItems": "最多填写 {v} 项 (at most {v} items)",
+    "uniqueItems": "不能有重复项 (items must be unique)",
+    "minProperties": "至少填写 {v} 项 (at least {v} fields)",
+    "maxProperties": "最多填写 {v} 项 (at most {v} fields)",
+    "additionalProperties": "含有表单未定义的字段 (unexpected field)",
+    "unevaluatedProperties": "含有表单未定义的字段 (unexpected field)",
+    "dependentRequired": "填写此项时还须填写：{v} (other fields required)",
+    "contains": "缺少符合要求的项 (no item matches)",
+    "oneOf": "填写的内容不符合任何一种要求 (matches none or several of the alternatives)",
+    "anyOf": "填写的内容不符合任何一种要求 (matches none of the alternatives)",
+    "not": "填写的内容不允许 (not allowed)",
+    "if": "填写的内容不符合条件要求 (does not meet the conditional requirement)",
+}
+TYPE_NAMES = {"string": "文本", "number": "数字", "integer": "整数", "boolean": "是/否", "array": "列表",
+              "object": "对象", "null": "空"}
+FORMAT_NAMES = {"date": "日期（年-月-日）", "date-time": "日期时间", "time": "时间", "email": "电子邮箱",
+                "uri": "网址", "ipv4": "IPv4 地址", "uuid": "UUID"}
+
+
+def _own_words(error: Any) -> str | None:
+    """Return the field's `errorMessage` for this refusal: a string, or the entry for the keyword."""
+    schema = error.schema if isinstance(error.schema, Mapping) else {}
+    words = schema.get("errorMessage")
+    if error.validator == "required" and isinstance(error.instance, Mapping):
+        properties = schema.get("properties")
+        missing = _field(error).rpartition("/")[2]
+        field = properties.get(missing) if isinstance(properties, Mapping) else None
+        words = field.get("errorMessage") if isinstance(field, Mapping) else None
+        words = words.get("required") if isinstance(words, Mapping) else None  # a plain string is for bad values
+        return words if isinstance(words, str) and words.strip() else None
+    if isinstance(words, Mapping):
+        words = words.get(error.validator)
+    return words if isinstance(words, str) and words.strip() else None
+
+
 def _message(error: Any, schema: Mapping[str, Any]) -> str:
-    if error.validator == "required":
-        return "必填 (required)"
-    title = error.schema.get("title") if isinstance(error.schema, Mapping) else None
-    prefix = f"{title}: " if title else ""
-    return f"{prefix}{error.message}"
+    own = _own_words(error)
+    if own:
+        return own.strip()[:500]
+    template = MESSAGES.get(str(error.validator))
+    if template is None:
+        return "填写的内容不符合要求 (invalid value)"
+    value = error.validator_value
+    shown: Any = value
+    english: Any = value
+    if error.validator == "type":
+        kinds = value if isinstance(value, list) else [value]
+        shown = "或".join(TYPE_NAMES.get(str(k), str(k)) for k in kinds)
+        english = " or ".join(str(k) for k in kinds)
+    elif error.validator == "format":
+        shown, english = FORMAT_NAMES.get(str(value), str(value)), value
+    elif error.validator == "dependentRequired" and isinstance(value, Mapping):
+        shown = "、".join(str(n) for names in value.values() for n in names)
+    return template.format(v=shown, e=english)
 
 
 def validate(schema_text: str | None, data: Mapping[str, Any], files: Mapping[str, str] | None = None) -> dict[str, Any]:

@@ -15,8 +15,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from engine import clock, runtime
-from engine.errors import Conflict, InstanceNotRunning, InvalidInput, NotYourTask, TaskNotFound
+from engine.errors import Conflict, EngineError, InstanceNotRunning, InvalidInput, NotYourTask, TaskNotFound
 from engine.org.actors import Actor
+from engine.runtime.models import ProcessInstance
 from engine.spiff import guards
 from engine.tasks import lookup, operations, task_access
 from engine.tasks.collab_models import Comment
@@ -186,6 +187,41 @@ def send_back(session: Session, *, task_id: int, actor: Actor, to: str | int = "
     return _reopen(session, actor, target, "task.send_back", reason, task)
 
 
+def withdraw_refusal(session: Session, actor: Actor, task: HumanTask) -> EngineError | None:
+    """Return why the actor may not withdraw a task now (None: they may); the one check the button and 撤回 share."""
+    if task.kind != "bpmn":
+        return TaskNotFound(f"任务不存在: {task.id}", task_id=task.id)
+    if task.state != "completed" or task.completed_by_id != actor.user_id:
+        return NotYourTask("只能撤回自己提交的任务 (only what you submitted)", task_id=task.id)
+    status = session.scalar(select(ProcessInstance.status).where(ProcessInstance.id == task.instance_id))
+    if status != "running":
+        return Conflict("流程已结束或暂停，无法撤回 (the process is not running)", task_id=task.id)
+    if session.scalar(select(HumanTask.id).where(HumanTask.instance_id == task.instance_id,
+                                                 HumanTask.task_guid == task.task_guid,
+                                                 HumanTask.id > task.id).limit(1)) is not None:
+        return Conflict("该步骤已重新办理，无法撤回 (that step has been reopened since)", task_id=task.id)
+    running = runtime.load(session, task.instance_id)
+    spiff_task = runtime.find_task(running.workflow, task.task_guid)
+    if spiff_task is None:
+        return Conflict("流程已继续，无法撤回 (the process has moved on)", task_id=task.id)
+    after = {str(t.id) for t in spiff_task} - {task.task_guid}
+    later = list(session.scalars(select(HumanTask).where(HumanTask.instance_id == task.instance_id,
+                                                         HumanTask.task_guid.in_(after or {""}))))
+    acted = [t for t in later if t.state == "completed" or t.assignee_id is not None]
+    commented = session.scalar(select(func.count()).select_from(Comment).where(
+        Comment.task_id.in_([t.id for t in later] or [-1])))
+    if acted or commented:
+        return Conflict("下一步已有人处理，无法撤回 (the next handler has already acted)", task_id=task.id)
+    if running.row.status != "running":
+        return Conflict("流程已结束或暂停，无法撤回 (the process is not running)", task_id=task.id)
+    return None
+
+
+def withdrawable(session: Session, actor: Actor, tasks: list[HumanTask]) -> set[int]:
+    """Return the ids of the tasks the actor may withdraw now (for the 撤回 buttons of a list)."""
+    return {t.id for t in tasks if withdraw_refusal(session, actor, t) is None}
+
+
 def withdraw(session: Session, *, task_id: int, actor: Actor, reason: str = "") -> HumanTask:
     """Take back what I submitted while no one after me has acted yet (撤回).
 
@@ -194,27 +230,11 @@ def withdraw(session: Session, *, task_id: int, actor: Actor, reason: str = "") 
     task = session.get(HumanTask, task_id)
     if task is None or task.kind != "bpmn":
         raise TaskNotFound(f"任务不存在: {task_id}", task_id=task_id)
-    if task.state != "completed" or task.completed_by_id != actor.user_id:
-        raise NotYourTask("只能撤回自己提交的任务 (only what you submitted)", task_id=task_id)
-    running = runtime.load(session, task.instance_id)
-    spiff_task = runtime.find_task(running.workflow, task.task_guid)
-    if spiff_task is None:
-        raise Conflict("流程已继续，无法撤回 (the process has moved on)", task_id=task_id)
-    if session.scalar(select(HumanTask.id).where(HumanTask.instance_id == task.instance_id,
-                                                 HumanTask.task_guid == task.task_guid,
-                                                 HumanTask.id > task.id).limit(1)) is not None:
-        raise Conflict("该步骤已重新办理，无法撤回 (that step has been reopened since)", task_id=task_id)
-    after = {str(t.id) for t in spiff_task} - {task.task_guid}
-    later = list(session.scalars(select(HumanTask).where(HumanTask.instance_id == task.instance_id,
-                                                         HumanTask.task_guid.in_(after or {""}))))
-    acted = [t for t in later if t.state == "completed" or t.assignee_id is not None]
-    commented = session.scalar(select(func.count()).select_from(Comment).where(
-        Comment.task_id.in_([t.id for t in later] or [-1])))
-    if acted or commented:
-        raise Conflict("下一步已有人处理，无法撤回 (the next handler has already acted)", task_id=task_id)
-    if running.row.status != "running":
-        raise Conflict("流程已结束或暂停，无法撤回 (the process is not running)", task_id=task_id)
+    refusal = withdraw_refusal(session, actor, task)
+    if refusal is not None:
+        raise refusal
     return _reopen(session, actor, task, "task.withdraw", reason, None)
 
 
-__all__ = ["ConfirmationRequired", "Preview", "cancelled_by", "preview", "send_back", "send_back_targets", "withdraw"]
+__all__ = ["ConfirmationRequired", "Preview", "cancelled_by", "preview", "send_back", "send_back_targets", "withdraw",
+           "withdraw_refusal", "withdrawable"]

@@ -84,7 +84,7 @@ def abilities(session: Session, actor: Actor, task: HumanTask, instance: Process
         resolve=Op.RESOLVE in ops,
         handle=bpmn and all(op in ops for op in (Op.TRANSFER, Op.DELEGATE, Op.ADD_COSIGNER, Op.SEND_BACK)),
         withdraw=(task.state == "completed" and bpmn and task.completed_by_id == actor.user_id
-                  and instance.status == "running"),
+                  and instance.status == "running" and sendback.withdraw_refusal(session, actor, task) is None),
         urge=Op.URGE in ops,
         remove_cosigner=Op.REMOVE_COSIGNER in ops,
     )

@@ -97,7 +97,8 @@ def render_svg(chart: Chart, *, width: int = 720, height: int = 360) -> str:
             raise ValueError(f"unknown series kind {s.kind!r}")
     n = max(len(chart.categories), 1)
     rotate = n > 8 or (any(len(c) > 5 for c in chart.categories) and n > 4)
-    left, right, top = 64, 20, 58 + (14 if chart.subtitle else 0)
+    subtitle = " · ".join(x for x in (chart.subtitle, f"单位：{chart.unit}" if chart.unit else "") if x)
+    left, right, top = 64, 20, 58 + (14 if subtitle else 0)
     bottom = 80 if rotate else 40
     plot_w, plot_h = width - left - right, height - top - bottom
     values = [v for s in chart.series for v in s.values if v is not None]
@@ -125,8 +126,8 @@ def render_svg(chart: Chart, *, width: int = 720, height: int = 360) -> str:
              f'aria-label="{escape(chart.title)}">',
              f'<rect width="{width}" height="{height}" fill="#ffffff"/>',
              _text(left, 22, chart.title, size=15, anchor="start", weight="bold")]
-    if chart.subtitle:
-        parts.append(_text(left, 38, chart.subtitle, size=11, anchor="start", fill="#656d76"))
+    if subtitle:  # the unit rides on the subtitle line, clear of the legend
+        parts.append(_text(left, 38, subtitle, size=11, anchor="start", fill="#656d76"))
     # legend
     lx = left
     ly = top - 16
@@ -146,8 +147,6 @@ def render_svg(chart: Chart, *, width: int = 720, height: int = 360) -> str:
         parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" stroke="#d0d7de" '
                      f'stroke-width="{1 if tick == 0 else 0.5}"/>')
         parts.append(_text(left - 6, y + 4, _fmt(tick), size=11, anchor="end", fill="#656d76"))
-    if chart.unit:
-        parts.append(_text(left - 6, top - 30, chart.unit, size=11, anchor="end", fill="#656d76"))
     for i, category in enumerate(chart.categories):
         x = x_of(i)
         if rotate:

@@ -72,11 +72,24 @@ def _meets(value: Decimal, target: Decimal, comparison: str) -> bool:
 
 
 def assess(*, target: Decimal, comparison: str, cumulative: bool, value: Decimal | None,
-           months: int | None) -> tuple[str, Decimal | None, Decimal | None, Decimal | None]:
-    """Return (status, projected year-end, gap, remaining) of one indicator (formulas: module doc)."""
+           months: int | None, whole: bool = False) -> tuple[str, Decimal | None, Decimal | None, Decimal | None]:
+    """Return (status, projected year-end, gap, remaining) of one indicator (formulas: module doc).
+
+    `whole`: the indicator counts things one by one (个, 家, 列; not 万人): the status is judged on the exact
+    projection, and the projection and gap shown are whole numbers (31.5 projects is no forecast anyone can read).
+    """
     if value is None or not months:
         return "missing", None, None, None
     projected = round4(value * 12 / Decimal(months)) if cumulative else round4(value)
+    status, projected, gap, remaining = _standing(target, comparison, cumulative, value, months, projected)
+    if whole:
+        projected = projected.quantize(Decimal(1), rounding=ROUND_HALF_UP)
+        gap = max(projected - target, Decimal(0)) if comparison in CAPS else max(target - projected, Decimal(0))
+    return status, projected, gap, remaining
+
+
+def _standing(target: Decimal, comparison: str, cumulative: bool, value: Decimal, months: int,
+              projected: Decimal) -> tuple[str, Decimal, Decimal, Decimal]:
     if comparison in CAPS:
         gap = max(projected - target, Decimal(0))
         remaining = max(value - target, Decimal(0))
@@ -174,7 +187,8 @@ def indicator_statuses(session: Session, period: str) -> list[Assessment]:
             value, as_of, months = None, None, None
         target = Decimal(ind.target)
         status, projected, gap, remaining = assess(target=target, comparison=ind.comparison or ">=",
-                                                   cumulative=cumulative, value=value, months=months)
+                                                   cumulative=cumulative, value=value, months=months,
+                                                   whole=ind.kind == "count" and target == target.to_integral_value())
         done[ind.id] = a = Assessment(
             ind.id, ind.code, ind.name, ind.kind, ind.unit, target, ind.comparison or ">=", cumulative,
             ind.industry_id, value, as_of, status, projected, gap, remaining,

@@ -64,8 +64,7 @@ def issue_data(session: Session, lag: Lag, now: datetime, reporter: str) -> dict
     data = {"title": f"项目进展缓慢：{project.name}未按计划{STAGE_NAMES[lag.stage]}（{project.code}）"[:300],
             "description": (f"项目 {project.code}「{project.name}」当前阶段为{stage_now}，"
                             f"{overdue}，已逾期 {lag.days_late} 天。请责任单位说明原因、提出措施并推进。"
-                            f"(automatic warning: the project is {lag.days_late} days behind its planned "
-                            f"{lag.stage} date)"),
+                            "（系统自动预警）"),
             "enterprise": project.enterprise or "", "project_code": project.code, "source": "project",
             "due_date": due.isoformat(), "reporter": reporter}
     if unit_code:

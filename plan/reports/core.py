@@ -149,9 +149,11 @@ def build(session: Session, *, kind: str, start: date, end: date, title: str = "
     return report
 
 
-def _issue_row(line: IssueLine) -> list[Any]:
+def _issue_row(line: IssueLine, *, rate_as_number: bool = False) -> list[Any]:
+    """One unit's issue figures; 销号率 as text for the PDF, as a number (formatted 0.0%) for the spreadsheet."""
+    rate: Any = round(line.close_rate, 4) if rate_as_number else f"{line.close_rate:.1%}"
     return [line.rank or "", line.unit, line.new, line.in_progress, line.closed, line.overdue, line.closed_late,
-            line.total, line.closed_total, f"{line.close_rate:.1%}"]
+            line.total, line.closed_total, rate]
 
 
 def _project_row(line: ProjectLine) -> list[Any]:
@@ -169,7 +171,8 @@ def to_xlsx(report: Report) -> bytes:
     from openpyxl import Workbook
     from openpyxl.styles import Alignment, Font, PatternFill
     book = Workbook()
-    sheets = [("问题台账", ISSUE_HEAD, [_issue_row(x) for x in report.issues] + [_issue_row(report.totals())]),
+    issue_rows = [_issue_row(x, rate_as_number=True) for x in [*report.issues, report.totals()]]
+    sheets = [("问题台账", ISSUE_HEAD, issue_rows),
               ("项目推进", PROJECT_HEAD, [_project_row(x) for x in report.projects])]
     for n, (name, head, rows) in enumerate(sheets):
         sheet = book.active if n == 0 else book.create_sheet()
@@ -185,6 +188,9 @@ def to_xlsx(report: Report) -> bytes:
             cell.alignment = Alignment(horizontal="center")
         for row in rows:
             sheet.append(row)
+        if head == ISSUE_HEAD:  # 销号率: a percentage a spreadsheet can sort and sum
+            for (cell,) in sheet.iter_rows(min_row=4, min_col=len(head), max_col=len(head)):
+                cell.number_format = "0.0%"
         sheet.column_dimensions["B"].width = 24
         sheet.freeze_panes = "C4"
     out = io.BytesIO()

@@ -334,15 +334,21 @@ def flash_texts(page: Any) -> list[str]:
     return [t.strip() for t in page.locator("main .flash").all_inner_texts()]
 
 
+def step_name(task_name: str) -> Any:
+    """Match a task's link by its step: "部门审查", or "部门审查 · 发展和改革局" (the step and what it works on)."""
+    import re
+    return re.compile(rf"^{re.escape(task_name)}( · .+)?$")
+
+
 def open_from_inbox(page: Any, server: AppProcess | LiveServer, title: str, task_name: str) -> str:
     """Find the task `task_name` of the instance titled `title` in 待办 (filtered by the title) and open it."""
     from urllib.parse import quote
     page.goto(f"{server.url}/inbox?q={quote(title)}")
-    row = page.locator("table.tasks tbody tr", has_text=title).filter(
-        has=page.get_by_role("link", name=task_name, exact=True))
+    step = step_name(task_name)
+    row = page.locator("table.tasks tbody tr", has_text=title).filter(has=page.get_by_role("link", name=step))
     assert row.count() == 1, f"{task_name} of {title} is not in the inbox once:\n{page.locator('main').inner_text()}"
     with page.expect_navigation():
-        row.get_by_role("link", name=task_name, exact=True).click()
+        row.get_by_role("link", name=step).click()
     page.locator("h1", has_text=task_name).wait_for()
     return str(page.url)
 

@@ -10,8 +10,8 @@ The data set is tests/dashboard_data.py (its docstring lists every figure). Hand
 - 智能家电产业规模 500 亿元 (cumulative): August YTD 320 → projected 320 × 12 ÷ 8 = 480, gap 20 ≤ 25 →
   yellow; the month's own figure 320 − 270 = 50. As of July: 270 × 12 ÷ 7 = 462.8571, gap 37.1429 → red.
 - 聚焦突破类新签约 60 (counted): 4 focus projects signed Feb–Aug → projected 4 × 12 ÷ 8 = 6, gap 54.
-  新签约 200: 5 signed in 2025 (one signed in 2024 is not counted) → 7.5, gap 192.5.
-  新开工 150: 3 started in 2025 → 4.5, gap 145.5.
+  新签约 200: 5 signed in 2025 (one signed in 2024 is not counted) → 7.5, shown as 8 projects, gap 192.
+  新开工 150: 3 started in 2025 → 4.5, shown as 5 projects, gap 145.
 """
 from __future__ import annotations
 
@@ -85,8 +85,8 @@ def test_counted_investment_targets(data: Session) -> None:
     assert (focus.ytd, focus.a.projected, focus.a.gap, focus.light) == (Decimal(4), Decimal(6), Decimal(54), "red")
     assert focus.series == tuple(Decimal(n) for n in (0, 1, 2, 2, 2, 3, 3, 4))
     assert focus.period_value == Decimal(1)  # XM-2025-0005 in August
-    assert (signed.ytd, signed.a.projected, signed.a.gap) == (Decimal(5), Decimal("7.5"), Decimal("192.5"))
-    assert (started.ytd, started.a.projected, started.a.gap) == (Decimal(3), Decimal("4.5"), Decimal("145.5"))
+    assert (signed.ytd, signed.a.projected, signed.a.gap) == (Decimal(5), Decimal(8), Decimal(192))  # whole projects
+    assert (started.ytd, started.a.projected, started.a.gap) == (Decimal(3), Decimal(5), Decimal(145))
     assert rows["industrial_enterprises"].light == "green"
     assert rows["scale_new_energy"].a.status == "on_track" and rows["scale_new_energy"].light == "green"
     assert rows["rd_intensity"].light == "none" and rows["rd_intensity"].ytd is None

@@ -414,8 +414,8 @@ def test_indicator_statuses_on_hand_computed_figures(session: Session, figures: 
         "gdp_growth": ("met", "5.8", "2025-06", "5.8", "0"),  # growth rate: latest YTD value (June, quarterly)
         "industrial_growth": ("behind", "8.7", "2025-08", "8.7", "0.3"),
         "tertiary_share": ("behind", "52.1", "2025-08", "52.1", "0.9"),  # share: August, not July
-        "projects_signed": ("behind", "3", "2025-08", "4.5", "195.5"),  # 3 signed in 2025 by 31 Aug: 3×12/8
-        "projects_signed_focus": ("behind", "1", "2025-08", "1.5", "58.5"),  # of which 聚焦突破类: 1
+        "projects_signed": ("behind", "3", "2025-08", "5", "195"),  # 3 signed in 2025 by 31 Aug: 3×12/8 = 4.5 → 5 projects
+        "projects_signed_focus": ("behind", "1", "2025-08", "2", "58"),  # of which 聚焦突破类: 1
         "new_talents": ("on_track", "0.9", "2025-08", "1.35", "0"),  # 0.9×12/8 = 1.35 ≥ 1.2
         "smart_appliance_scale": ("behind", "280", "2025-08", "420", "80"),  # 280×12/8 = 420 < 500
         "new_energy_scale": ("met", "160", "2025-07", "274.2857", "0"),  # 160 ≥ 150 in July already
@@ -466,10 +466,10 @@ def test_a_full_period(session: Session, factory: sessionmaker[Session], people:
     assert ready["gap_analysis"]["behind"] == [
         {"code": "industrial_growth", "status": "behind", "value": "8.7", "as_of": "2025-08", "projected": "8.7",
          "target": "9", "gap": "0.3"},
-        {"code": "projects_signed", "status": "behind", "value": "3", "as_of": "2025-08", "projected": "4.5",
-         "target": "200", "gap": "195.5"},
-        {"code": "projects_signed_focus", "status": "behind", "value": "1", "as_of": "2025-08", "projected": "1.5",
-         "target": "60", "gap": "58.5"},
+        {"code": "projects_signed", "status": "behind", "value": "3", "as_of": "2025-08", "projected": "5",
+         "target": "200", "gap": "195"},
+        {"code": "projects_signed_focus", "status": "behind", "value": "1", "as_of": "2025-08", "projected": "2",
+         "target": "60", "gap": "58"},
         {"code": "smart_appliance_scale", "status": "behind", "value": "280", "as_of": "2025-08",
          "projected": "420", "target": "500", "gap": "80"},
         {"code": "tertiary_share", "status": "behind", "value": "52.1", "as_of": "2025-08", "projected": "52.1",
@@ -477,17 +477,17 @@ def test_a_full_period(session: Session, factory: sessionmaker[Session], people:
     drafts = ready["items"]
     share_at, smart_at = 3, 4  # positions of the tertiary-share and smart-appliance drafts
     assert [(d["industry"], d["indicator"], d["gap"]) for d in drafts] == [
-        ("", "industrial_growth", 0.3), ("", "projects_signed", 195.5), ("", "projects_signed_focus", 58.5),
+        ("", "industrial_growth", 0.3), ("", "projects_signed", 195), ("", "projects_signed_focus", 58),
         ("", "tertiary_share", 0.9),
         ("smart_appliance", "smart_appliance_scale", 80.0)]
     assert drafts[smart_at]["title"] == "智能家电产业链补链强链：智能家电产业规模年末预计 420亿元，差 80亿元"
-    assert drafts[1]["title"] == "补齐缺口：新签约项目（年末预计 4.5个，目标 200个，差 195.5个）"
+    assert drafts[1]["title"] == "补齐缺口：新签约项目（年末预计 5个，目标 200个，差 195个）"
     items = [drafts[1], {**drafts[share_at], "title": "提升第三产业占比：生产性服务业招商"}, drafts[smart_at],
              {"title": "新增落户创投风投机构20家", "industry": "", "indicator": ""}]
     do(session, task, people["guihua"], {"items": items})
     created = list(session.scalars(select(PlanItem).where(PlanItem.instance_id == iid).order_by(PlanItem.id)))
     assert [(p.title, p.gap, p.status, p.period) for p in created] == [
-        (drafts[1]["title"], Decimal("195.5"), "open", PERIOD),
+        (drafts[1]["title"], Decimal("195"), "open", PERIOD),
         ("提升第三产业占比：生产性服务业招商", Decimal("0.9"), "open", PERIOD),
         (drafts[smart_at]["title"], Decimal("80"), "open", PERIOD), ("新增落户创投风投机构20家", None, "open", PERIOD)]
     assert created[2].industry_id is not None and created[3].indicator_id is None

@@ -82,7 +82,7 @@ def test_the_timeline_of_a_finished_parallel_approval(audit_app: Flask, finished
         assert f"{DEPARTMENTS[code]}审查员" in row and "2025-09-29 10:00" in row and f"{DEPARTMENTS[code]}：同意" in row
     assert "海湾家电 张伟" in rows[0] and 'data-action="instance.start"' in rows[0]
     assert any('data-action="approval.working_days"' in r for r in rows)
-    assert "parallel_approval</code> v1 · completed" in html
+    assert "parallel_approval</code> v1 · 已完成" in html
 
 
 def test_a_row_altered_by_hand_is_named_by_the_verify_page(audit_app: Flask, finished: int, db_url: str) -> None:
@@ -162,7 +162,8 @@ def test_csv_and_xlsx_exports_follow_the_filter(audit_app: Flask, finished: int)
     assert body.startswith("\ufeff")
     rows = list(csv.DictReader(io.StringIO(body.lstrip("\ufeff"))))
     assert len(rows) == 6 and [r["action"] for r in rows] == ["task.complete"] * 6
-    assert rows[1]["actor"] == "窗口 王芳" and "材料齐全，予以受理" in rows[1]["after"]
+    assert rows[1]["actor"] == "window_wang" and rows[1]["actor_name"] == "窗口 王芳"  # the login, then the name
+    assert "材料齐全，予以受理" in rows[1]["after"]
     assert [int(r["id"]) for r in rows] == sorted(int(r["id"]) for r in rows)  # oldest first
     from openpyxl import load_workbook
     xlsx = auditor.get(f"/audit/export.xlsx?instance={finished}")

@@ -109,6 +109,7 @@ MATRIX: dict[str, Access] = {
     "ops.healthz": Access(get=ALL, public=True),
     "ops.readyz": Access(get=ALL, public=True),
     "ops.metrics": Access(get=NOBODY, public=True),
+    "favicon": Access(get=ALL, public=True),
     "set_language": Access(get=ALL, public=True, params={"code": "en"}),
     "auth.login": Access(get=ALL, post=ALL, public=True),
     "auth.logout": Access(post=ALL),
@@ -263,6 +264,7 @@ MATRIX: dict[str, Access] = {
     "admin.revoke_token": Access(post=ADMIN, params={"token_id": "@token"}),
     # JSON API (session cookie + X-CSRFToken here; bearer tokens in test_api.py)
     "api.openapi": Access(get=ALL, public=True),
+    "api.landing": Access(get=ALL, public=True),
     "api.task_list": Access(get=ALL),
     "api.task_show": Access(get=SEES_ALL),
     "api.task_claim": Access(post=NOBODY),

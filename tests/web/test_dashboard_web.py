@@ -79,7 +79,8 @@ def test_city_leader_sees_every_light_chart_and_gap(login: Login) -> None:
 def test_drill_down_from_headline_to_projects_and_issues(login: Login) -> None:
     leader = login("lizhenhua")
     html = leader.get("/dashboard/indicators/projects_started?period=2025-08").get_data(as_text=True)
-    assert "新开工项目" in html and "145.5" in html and "XM-2025-0006" in html  # counted feed
+    assert "新开工项目" in html and "145" in html and "145.5" not in html  # whole projects, not 145.5
+    assert "XM-2025-0006" in html  # counted feed
     addressing = html.split('id="addressing"')[1]
     assert 'data-project="XM-2025-0002"' in addressing and "WT-2025-" in addressing
     project = leader.get("/dashboard/projects/XM-2025-0002")

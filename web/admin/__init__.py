@@ -1,7 +1,7 @@
 """管理: users, org units with their leaders and open incidents (admins); API tokens (admins, and each user's own)."""
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Flask, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import login_required
@@ -12,6 +12,7 @@ from engine.org import tokens
 from engine.org.actors import Actor
 from engine.runtime import timeline
 from engine.tasks import queries
+from web import access
 from web.common import commit, current_actor, db_session
 
 bp = Blueprint("admin", __name__)
@@ -27,6 +28,11 @@ def require_admin() -> Actor:
     if not actor.is_admin:
         raise Forbidden("只有管理员可以访问 (admins only)")
     return actor
+
+
+def init_app(app: Flask) -> None:
+    """Show 管理 in the menu to those `require_admin` lets in."""
+    access.door(app, "admin.index", require_admin, "系统管理员")
 
 
 @bp.get("/admin")

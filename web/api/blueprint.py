@@ -26,7 +26,7 @@ from web.guards import bearer_token
 bp = Blueprint("api", __name__, url_prefix="/api")
 csrf.exempt(bp)  # token requests carry no cookie; session requests are checked in `_authenticate`
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
-PUBLIC_ENDPOINTS = ("api.openapi",)
+PUBLIC_ENDPOINTS = ("api.openapi", "api.landing")
 DEFAULT_RATE_LIMIT = "600 per minute"
 
 

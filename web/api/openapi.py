@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import jsonify
+from flask import jsonify, url_for
 from flask.typing import ResponseReturnValue
 
 from web.api.blueprint import DEFAULT_RATE_LIMIT, bp
@@ -269,3 +269,12 @@ def document() -> dict[str, Any]:
 @bp.get("/openapi.json")
 def openapi() -> ResponseReturnValue:
     return jsonify(document())
+
+
+@bp.get("", strict_slashes=False)
+def landing() -> ResponseReturnValue:
+    """The API's front door: what it is, where its description is, how to authenticate (no login needed)."""
+    return jsonify(name="jzflow API", description="胶州经济工作流 JSON API",
+                   openapi=url_for("api.openapi", _external=False),
+                   authentication="Authorization: Bearer <token> (管理 → API令牌), or a logged-in browser session",
+                   errors="application/problem+json (RFC 9457)")

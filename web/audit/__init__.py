@@ -9,7 +9,7 @@ import json
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, render_template, request, stream_with_context
+from flask import Blueprint, Flask, Response, jsonify, render_template, request, stream_with_context
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
@@ -19,6 +19,7 @@ from engine.audit import audit_views
 from engine.errors import InvalidInput
 from engine.org import tokens
 from engine.tasks import queries
+from web import access
 from web.common import current_actor, db_session
 from web.guards import MAX_ID, bearer_token, id_arg
 
@@ -46,7 +47,8 @@ def _auditors_read_only() -> ResponseReturnValue | None:
     message = _("审计人员只能查看，不能修改 (auditors read only)")
     if request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json" or request.is_json:
         return jsonify(error="forbidden", message=message), 403
-    return render_template("error.html", error=message, status=403), 403
+    from web.errors import forbidden_page
+    return forbidden_page(message), 403
 
 
 # --- filters ------------------------------------------------------------------------------------------------
@@ -90,6 +92,11 @@ def _args() -> dict[str, str]:
 
 def _auditor() -> None:
     audit_views.require_auditor(db_session(), current_actor())
+
+
+def init_app(app: Flask) -> None:
+    """Show 审计 in the menu to those `_auditor` lets in."""
+    access.door(app, "audit.index", _auditor, "审计督查人员或系统管理员")
 
 
 def pretty(value: Any) -> str:

@@ -9,6 +9,7 @@ from flask_login import login_required
 
 from engine import clock
 from engine.errors import NotFound
+from engine.tasks import queries
 from plan import dashboard, indicators
 from plan import investment as plan
 from plan.dashboard import charts, unitview
@@ -109,5 +110,7 @@ def units() -> ResponseReturnValue:
 @bp.get("/dashboard/units/<code>")
 @login_required
 def unit(code: str) -> ResponseReturnValue:
-    view = unitview.unit_view(db_session(), code=code, scope=_scope(), now=clock.now())
-    return render_template("dashboard/unit.html", v=view, **_helpers())
+    session = db_session()
+    view = unitview.unit_view(session, code=code, scope=_scope(), now=clock.now())
+    return render_template("dashboard/unit.html", v=view, process_names=dict(queries.process_choices(session)),
+                           **_helpers())

@@ -25,6 +25,8 @@ from web.formparse import parse
 from web.formrender import Form, initial, render
 from web.inbox.blueprint import bp
 from web.inbox.lists import FIELDS, list_context
+from web.tasks.operations import person_named
+from web.wording import localized
 
 MAX_BULK = 100
 
@@ -103,7 +105,7 @@ def _plan(action: str, ids: list[int]) -> tuple[Callable[[int], Any], str] | Res
 
         def transfer(task_id: int) -> Any:
             return operations.transfer(session, task_id=task_id, actor=actor, to_username=target, note=note)
-        return transfer, _("已转办给 %(name)s", name=target)
+        return transfer, _("已转办给 %(name)s", name=person_named(target))
     if action == "complete":
         if not request.form.get("confirm"):  # first the shared form, on a page of its own
             target = url_for("inbox.bulk_form", ids=ids, **_filter_args())
@@ -144,14 +146,14 @@ def bulk() -> ResponseReturnValue:
         try:
             taskview.get_visible(session, current_actor(), task_id)
         except EngineError as exc:  # someone else's task: not even its name
-            results.append(Result(task_id, f"#{task_id}", False, exc.message))
+            results.append(Result(task_id, f"#{task_id}", False, localized(exc.message)))
             continue
         try:
             with session.begin_nested():  # a refusal undoes only this task's changes
                 call(task_id)
             results.append(Result(task_id, names.get(task_id, f"#{task_id}"), True, done))
         except EngineError as exc:
-            results.append(Result(task_id, names.get(task_id, f"#{task_id}"), False, exc.message))
+            results.append(Result(task_id, names.get(task_id, f"#{task_id}"), False, localized(exc.message)))
     commit()
     ok = sum(r.ok for r in results)
     if not request.headers.get("HX-Request"):  # htmx swaps only the list, where the results table says it all

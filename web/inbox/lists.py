@@ -9,7 +9,7 @@ from flask_babel import lazy_gettext as _l
 from flask_login import login_required
 
 from engine import clock
-from engine.tasks import inbox
+from engine.tasks import inbox, sendback
 from web.common import current_actor, db_session
 from web.inbox.blueprint import bp
 
@@ -50,7 +50,10 @@ def index() -> ResponseReturnValue:
 @bp.get("/inbox/done")
 @login_required
 def done() -> ResponseReturnValue:
-    return render_template("inbox/done.html", **list_context("done"))
+    context = list_context("done")
+    session, actor = db_session(), current_actor()
+    mine = [row.task for row in context["page"].rows if row.task.kind == "bpmn" and row.instance_status == "running"]
+    return render_template("inbox/done.html", withdrawable=sendback.withdrawable(session, actor, mine), **context)
 
 
 @bp.get("/inbox/started")

@@ -9,6 +9,10 @@ from flask_babel import gettext as _
 STATUS = {
     "running": "运行中", "suspended": "已挂起", "incident": "故障", "completed": "已完成", "terminated": "已终止",
     "ready": "待办理", "cancelled": "已取消", "pending": "待激活",
+    # plan items (计划任务), ledger issues (问题台账) and report runs
+    "open": "待认领", "claimed": "已认领", "done": "已完成", "registered": "已登记", "dispatched": "已派单",
+    "accepted": "已响应", "in_progress": "办理中", "feedback": "已反馈", "closed": "已销号", "returned": "已退回",
+    "failed": "失败",
 }
 
 ACTIONS = {
@@ -17,7 +21,34 @@ ACTIONS = {
     "task.claim": "认领", "task.unclaim": "取消认领", "task.complete": "提交", "task.transfer": "转办",
     "task.delegate": "委派", "task.delegation_resolved": "委派退回", "task.send_back": "退回", "task.withdraw": "撤回",
     "task.urge": "催办", "task.cosign.add": "加签", "task.cosign.remove": "减签", "task.cosign.sign": "加签签署",
-    "task.submit_for_cosign": "提交，待加签人签署", "timer.fire": "定时触发", "document.issue": "出具文书",
+    "task.submit_for_cosign": "提交，待加签人签署", "timer.fire": "定时触发", "document.issue": "出具文书", "instance.migrate": "迁移版本",
+    "escalation.yellow": "黄灯临期提醒", "escalation.red": "红灯逾期提醒", "escalation.handler": "提醒承办人",
+    "escalation.unit_head": "升级至单位负责人", "escalation.responsible_leader": "升级至责任领导",
+    "escalation.city_leader": "升级至市级领导", "approval.working_days": "计算审批工作日",
+    "auth.login": "登录", "api_token.issue": "签发接口令牌", "api_token.revoke": "吊销接口令牌",
+    "call.publish": "发布揭榜任务", "call.bid": "揭榜", "call.appoint": "确定揭榜单位", "call.close": "关闭揭榜任务",
+    "cc.read": "阅读抄送", "demo.load": "载入演示数据", "filter.save": "保存筛选", "filter.delete": "删除筛选",
+    "indicator.record": "录入指标数据", "indicator.value.set": "修改指标数据", "indicator.value.delete": "删除指标数据",
+    "indicator.period.replace": "替换指标期数据", "ledger.register": "登记问题", "ledger.dispatch": "派单",
+    "ledger.accepted": "响应", "ledger.returned": "退回", "ledger.progress": "进展报告",
+    "ledger.extension.grant": "批准延期", "ledger.extension.refuse": "不批准延期", "ledger.feedback": "反馈",
+    "ledger.closed": "核验销号", "ledger.reopened": "核验未通过", "notify.preference": "修改通知设置",
+    "notify.webhook": "设置推送地址", "org.role.add": "新增角色", "org.unit.add": "新增单位", "org.unit.update": "修改单位",
+    "org.user.add": "新增用户", "org.user.deactivate": "停用用户", "org.user.password": "修改密码",
+    "plan.indicator.add": "新增指标", "plan.industry.add": "新增产业链", "plan_item.claim": "认领计划任务",
+    "plan_item.create": "生成计划任务", "process.deploy": "部署流程", "project.add": "新增项目",
+    "project.library.add": "入库", "project.stage": "项目阶段变更", "project.update": "修改项目",
+    "report.request": "生成报表", "supervision.extension_request": "申请延期", "supervision.urge": "督办催办",
+    "supervision.reassign": "改派", "supervision.escalate": "升级督办", "supervision.extension_grant": "批准延期",
+    "supervision.extension_refuse": "不批准延期",
+}
+
+OBJECTS = {
+    "app_user": "用户", "bid": "揭榜", "call": "揭榜任务", "demo": "演示数据", "human_task": "任务",
+    "indicator": "指标", "indicator_value": "指标数据", "industry": "产业链", "ledger_issue": "台账问题",
+    "org_unit": "单位", "plan_item": "计划任务", "process_instance": "流程实例", "process_version": "流程版本",
+    "project": "项目", "project_library": "项目库", "role": "角色", "api_token": "接口令牌", "report_run": "报表",
+    "saved_filter": "筛选", "notification": "通知",
 }
 
 COMMENTS = {
@@ -34,6 +65,11 @@ def status(code: str | None) -> str:
 def action(code: str) -> str:
     """Return an audit action's translated label (the code itself when unknown)."""
     return _(ACTIONS[code]) if code in ACTIONS else code
+
+
+def object_type(code: str | None) -> str:
+    """Return an audited object type's translated label (the code itself when unknown)."""
+    return _(OBJECTS[code]) if code in OBJECTS else (code or "")
 
 
 def comment(kind: str) -> str:

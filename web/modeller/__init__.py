@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import yaml
-from flask import Blueprint, Response, flash, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, Flask, Response, flash, jsonify, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import login_required
@@ -23,11 +23,11 @@ from engine.errors import DeployInvalid, InvalidInput, NotFound
 from engine.org.actors import Actor
 from engine.runtime import effects
 from engine.runtime.models import ProcessInstance
-from web import downloads, formrender
+from web import access, downloads, formrender
 from web.common import commit, current_actor, db_session
 from web.extensions import SECURITY_HEADERS
 from web.modeller import problems, uploads
-from web.modeller.labels import ui_labels
+from web.modeller.labels import panel_labels, ui_labels
 
 bp = Blueprint("modeller", __name__)
 MIGRATE_LIST_LIMIT = 200
@@ -64,6 +64,11 @@ def _owner() -> Actor:
     return actor
 
 
+def init_app(app: Flask) -> None:
+    """Show 流程建模 in the menu to those `_reader` lets in."""
+    access.door(app, "modeller.index", _reader, "流程管理员、审计督查人员或系统管理员")
+
+
 @bp.get("/modeller")
 @login_required
 def index() -> ResponseReturnValue:
@@ -91,14 +96,16 @@ def edit(version_id: int) -> ResponseReturnValue:
     session = db_session()
     row = versions.version(session, version_id)
     return render_template("modeller/edit.html", row=row, may_deploy=versions.may_deploy(session, actor),
-                           files_url=url_for("modeller.files_json", version_id=version_id), labels=ui_labels())
+                           files_url=url_for("modeller.files_json", version_id=version_id), labels=ui_labels(),
+                           panel_labels=panel_labels)
 
 
 @bp.get("/modeller/new")
 @login_required
 def new() -> ResponseReturnValue:
     _owner()
-    return render_template("modeller/edit.html", row=None, may_deploy=True, files_url="", labels=ui_labels())
+    return render_template("modeller/edit.html", row=None, may_deploy=True, files_url="", labels=ui_labels(),
+                           panel_labels=panel_labels)
 
 
 @bp.get("/modeller/versions/<int:version_id>/files.json")

@@ -1,7 +1,15 @@
 """The modeller's texts, translated on the server and handed to the page's script as JSON (data-i18n)."""
 from __future__ import annotations
 
+from flask_babel import get_locale
 from flask_babel import gettext as _
+
+from web.modeller.panel_zh import PANEL_ZH
+
+
+def panel_labels() -> dict[str, str]:
+    """Return bpmn-js's own texts in the user's language: English → 中文 for Chinese readers, none for English."""
+    return dict(PANEL_ZH) if str(get_locale() or "zh") == "zh" else {}
 
 
 def ui_labels() -> dict[str, str]:
@@ -33,4 +41,4 @@ def ui_labels() -> dict[str, str]:
     }
 
 
-__all__ = ["ui_labels"]
+__all__ = ["panel_labels", "ui_labels"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import date
 from urllib.parse import quote
 
-from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Flask, Response, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import login_required
@@ -12,6 +12,7 @@ from flask_login import login_required
 from engine import clock
 from engine.errors import Forbidden, InvalidInput, NotFound
 from plan import reports
+from web import access
 from web.common import commit, current_actor, db_session, kick
 
 bp = Blueprint("reports", __name__)
@@ -27,6 +28,11 @@ def kick_report(run_id: int) -> None:
 def _require_reports() -> None:
     if not reports.can_use(db_session(), current_actor()):
         raise Forbidden(_("无权使用报表"))
+
+
+def init_app(app: Flask) -> None:
+    """Show 报表 in the menu to those `_require_reports` lets in."""
+    access.door(app, "reports.index", _require_reports, "领导、台账管理员、审计督查、流程管理员、数据监测人员或系统管理员")
 
 
 @bp.get("/reports")

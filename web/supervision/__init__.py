@@ -14,6 +14,7 @@ from engine.deadlines import sla
 from engine.deadlines.escalation import STEP_NAMES
 from engine.errors import Forbidden, InvalidInput, NotFound
 from plan import supervision
+from web import access
 from web.common import commit, current_actor, db_session
 
 bp = Blueprint("supervision", __name__)
@@ -33,6 +34,12 @@ def init_app(app: Flask) -> None:
     """Make `light(due_at, warn_at)` a Jinja global (and filter: `task.due_at|light(task.warn_at)`)."""
     app.jinja_env.globals["light"] = light
     app.jinja_env.filters["light"] = light
+    access.door(app, "supervision.index", _require_supervisor, "单位负责人或包挂领导（有督办范围）")
+
+
+def _require_supervisor() -> None:
+    if not supervision.is_supervisor(db_session(), current_actor()):
+        raise Forbidden(_("督办仅限领导使用"))
 
 
 def _object(object_type: str) -> str:
@@ -61,8 +68,7 @@ def _back(object_type: str, object_id: int) -> ResponseReturnValue:
 @login_required
 def index() -> ResponseReturnValue:
     session, actor = db_session(), current_actor()
-    if not supervision.is_supervisor(session, actor):
-        raise Forbidden(_("督办仅限领导使用"))
+    _require_supervisor()
     now = clock.now()
     groups = supervision.overview(session, actor, now=now)
     history = {item.key: supervision.history(session, item.target.object_type, item.target.object_id)

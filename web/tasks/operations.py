@@ -106,6 +106,12 @@ def complete(task_id: int) -> ResponseReturnValue:
     return redirect(url_for("inbox.index"))
 
 
+def person_named(username: str) -> str:
+    """Return the name a confirmation shows for a username: the person's name, not their login."""
+    user = directory.by_username(db_session(), username)
+    return user.display_name if user is not None else username
+
+
 @bp.post("/tasks/<int:task_id>/transfer")
 @login_required
 def transfer(task_id: int) -> ResponseReturnValue:
@@ -113,7 +119,7 @@ def transfer(task_id: int) -> ResponseReturnValue:
     target = text("to_username", 80)
     operations.transfer(db_session(), task_id=task_id, actor=current_actor(), to_username=target, note=text("note"))
     commit()
-    flash(_("已转办给 %(name)s", name=target), "info")
+    flash(_("已转办给 %(name)s", name=person_named(target)), "info")
     return redirect(url_for("inbox.index"))
 
 
@@ -124,7 +130,7 @@ def delegate(task_id: int) -> ResponseReturnValue:
     target = text("to_username", 80)
     operations.delegate(db_session(), task_id=task_id, actor=current_actor(), to_username=target, note=text("note"))
     commit()
-    flash(_("已委派给 %(name)s，待其处理后退回给您", name=target), "info")
+    flash(_("已委派给 %(name)s，待其处理后退回给您", name=person_named(target)), "info")
     return _back(task_id)
 
 

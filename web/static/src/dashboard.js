@@ -37,14 +37,16 @@ export function optionOf(chart) {
     }
     return item;
   });
+  // The unit goes on the subtitle line ("单位：亿元"), never beside the axis, where it ran into the legend.
+  const subtitle = [chart.subtitle, chart.unit ? `单位：${chart.unit}` : ""].filter(Boolean).join(" · ");
   return {
     textStyle: { fontFamily: FONT },
-    title: { text: chart.title, subtext: chart.subtitle || "", left: 8, textStyle: { fontSize: 15 } },
+    title: { text: chart.title, subtext: subtitle, left: 8, textStyle: { fontSize: 15 } },
     tooltip: { trigger: "axis", valueFormatter: (v) => (v === null || v === undefined ? "—" : `${v}${chart.unit === "%" ? "%" : ""}`) },
-    legend: { top: chart.subtitle ? 58 : 34, left: 8 },
-    grid: { left: 56, right: 24, top: chart.subtitle ? 96 : 72, bottom: rotate ? 80 : 32, containLabel: false },
+    legend: { top: subtitle ? 58 : 34, left: 8 },
+    grid: { left: 56, right: 24, top: subtitle ? 96 : 72, bottom: rotate ? 80 : 32, containLabel: false },
     xAxis: { type: "category", data: chart.categories, axisLabel: { rotate: rotate ? 35 : 0, interval: 0 } },
-    yAxis: { type: "value", name: chart.unit || "" },
+    yAxis: { type: "value" },
     series,
   };
 }

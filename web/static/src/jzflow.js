@@ -51,6 +51,7 @@ function initDiagrams(root) {
     showDiagram(element, element.dataset.jzDiagram, {
       current: parseList(element.dataset.current, []),
       completed: parseList(element.dataset.completed, []),
+      cancelled: parseList(element.dataset.cancelled, []),
       heat: parseList(element.dataset.heat, {}),
     }).catch((error) => {
       element.textContent = element.dataset.errorText || "流程图加载失败 (the diagram could not be loaded)";

@@ -26,7 +26,9 @@ export async function renderDiagram(element, xmlUrl, options = {}) {
   const canvas = viewer.get("canvas");
   const registry = viewer.get("elementRegistry");
   const current = new Set(options.current || []);
-  mark(canvas, registry, (options.completed || []).filter((id) => !current.has(id)), "jz-completed");
+  const completed = new Set((options.completed || []).filter((id) => !current.has(id)));
+  mark(canvas, registry, [...completed], "jz-completed");
+  mark(canvas, registry, (options.cancelled || []).filter((id) => !current.has(id) && !completed.has(id)), "jz-cancelled");
   mark(canvas, registry, [...current], "jz-current");
   const heat = options.heat || {};
   const values = Object.values(heat).filter((v) => typeof v === "number" && v > 0);

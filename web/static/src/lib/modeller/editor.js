@@ -7,6 +7,7 @@ import BpmnModeler from "bpmn-js/lib/Modeler";
 import { BpmnPropertiesPanelModule, BpmnPropertiesProviderModule } from "bpmn-js-properties-panel";
 import spiffworkflow from "./spiffworkflow.json";
 import JzPropertiesModule from "./provider.js";
+import { translateModule } from "./translate.js";
 import { FormEditor } from "./forms.js";
 // The palette's and context pad's icon fonts, embedded as data: URLs (the page's CSP allows data: fonts).
 // Imported as text: their .eot/.svg fallbacks are not files esbuild could bundle, and never load.
@@ -89,6 +90,7 @@ class Modeller {
   constructor(root) {
     this.root = root;
     this.t = JSON.parse(root.dataset.i18n || "{}");
+    this.panelI18n = JSON.parse(root.dataset.panelI18n || "{}");
     this.csrf = root.dataset.csrf;
     this.deployUrl = root.dataset.deployUrl;
     this.previewUrl = root.dataset.previewUrl;
@@ -178,7 +180,8 @@ class Modeller {
     this.modeler = new BpmnModeler({
       container: this.canvas,
       propertiesPanel: { parent: this.properties, layout: { groups: { jzflow: { open: true }, general: { open: true } } } },
-      additionalModules: [BpmnPropertiesPanelModule, BpmnPropertiesProviderModule, JzPropertiesModule],
+      additionalModules: [BpmnPropertiesPanelModule, BpmnPropertiesProviderModule, JzPropertiesModule,
+        translateModule(this.panelI18n)],
       moddleExtensions: { spiffworkflow },
       jzflow: this.config(),
     });

@@ -1,0 +1,88 @@
+"""Every page every role can reach, in zh-CN, shows no raw code and no English (tests/web/zh_crawl.py).
+
+The crawl starts at each person's start page (/ → 待办) and the app's routes that take no parameter, and
+follows links; each page's visible text is checked. Proper names and abbreviations (BPMN, XLSX, ID…) are
+the detector's short allow-list; usernames, file names and typed-in values are marked translate="no".
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.web import pages_world as pw
+from tests.web import zh_crawl
+from tests.web.conftest import PASSWORD, csrf_of
+
+WINDOW = "maxiaoyan"
+PEOPLE = (*pw.EVERYONE, WINDOW)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> Iterator[pw.PagesWorld]:
+    for built in pw.open_world(tmp_path_factory, sqlite_template):
+        client = built.app.test_client()
+        response = client.post("/login", data={"username": WINDOW, "password": PASSWORD,
+                                               "csrf_token": csrf_of(client)})
+        assert response.status_code == 302
+        built.clients[WINDOW] = client
+        yield built
+
+
+def known_routes(world: pw.PagesWorld) -> list[str]:
+    """Every GET route without a parameter (outside /api and the static files)."""
+    return sorted(rule.rule for rule in world.app.url_map.iter_rules()
+                  if "GET" in (rule.methods or ()) and not rule.arguments and not rule.rule.startswith(("/api", "/static"))
+                  and rule.endpoint not in ("auth.logout", "healthz", "set_language"))
+
+
+def test_the_detector_finds_codes_and_english_and_spares_proper_names() -> None:
+    page = "<body><main><p>{}</p></main></body>"
+    assert zh_crawl.untranslated(page.format("逾期提醒 escalation.yellow"))
+    assert zh_crawl.untranslated(page.format("已完成 · 流程: completed"))
+    assert zh_crawl.untranslated(page.format("必填 (required)"))
+    assert zh_crawl.untranslated(page.format("'abc' does not match '^(1[3-9]'"))
+    assert zh_crawl.untranslated(page.format("计划 investment_loop:2026-11"))
+    assert not zh_crawl.untranslated(page.format("下载 XLSX · BPMN 图 · 元素 ID"))
+    assert not zh_crawl.untranslated("<body><p>用户 <span translate=\"no\">maxiaoyan</span></p><pre>a.b</pre></body>")
+
+
+@pytest.mark.parametrize("username", PEOPLE)
+def test_every_page_is_chinese(world: pw.PagesWorld, username: str) -> None:
+    pages = zh_crawl.crawl(lambda url: pw.get(world, username, url), ["/", "/inbox", *known_routes(world)])
+    assert len(pages) >= 5, sorted(pages)
+    problems = {url: found for url, html in pages.items() if (found := zh_crawl.untranslated(html))}
+    assert not problems, "\n".join(f"{url}: {found[:6]}" for url, found in sorted(problems.items()))
+
+
+def test_a_refused_form_says_what_is_wrong_in_chinese(world: pw.PagesWorld) -> None:
+    """The applicant's form: a bad phone number gets the field's own words, other refusals Chinese messages."""
+    client = world.clients[pw.APPLICANT]
+    token = zh_crawl_csrf(world, pw.APPLICANT, "/processes/parallel_approval/start")
+    started = client.post("/processes/parallel_approval/start", data={"csrf_token": token, "title": "胶州测试项目"})
+    assert started.status_code == 302, started.get_data(as_text=True)[:500]
+    status, html = pw.get(world, pw.APPLICANT, started.headers["Location"])
+    assert status == 200 and "/complete" in html, started.headers["Location"]
+    action = re.search(r'action="(/tasks/\d+/complete)"', html)
+    assert action is not None
+    fields = dict(re.findall(r'name="(f/[^"]+)"[^>]*value="([^"]*)"', html))
+    fields.update({"f/contact_phone": "abc", "f/contact_name": "x" * 300, "csrf_token": zh_crawl_csrf_in(html)})
+    refused = client.post(action.group(1), data=fields)
+    page = refused.get_data(as_text=True)
+    assert refused.status_code == 422, page[:500]
+    assert "请输入 11 位手机号或带区号的固定电话" in page
+    assert "does not match" not in page and "(required)" not in page and "is too long" not in page
+    assert not zh_crawl.untranslated(page), zh_crawl.untranslated(page)
+    assert "Decimal" not in page and "multipleOf" not in page  # no developer note on the applicant's form
+
+
+def zh_crawl_csrf(world: pw.PagesWorld, username: str, path: str) -> str:
+    return zh_crawl_csrf_in(pw.get(world, username, path)[1])
+
+
+def zh_crawl_csrf_in(html: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert found is not None
+    return found.group(1)

@@ -1,0 +1,40 @@
+"""One language per screen: engine messages carry "中文 (English)"; the page shows the half of its locale.
+
+The engine and plan raise errors whose message is Chinese followed by an English gloss in parentheses
+(`只有管理员可以访问 (admins only)`), so API clients and logs read both. A zh-CN page shows the Chinese
+half only, an English page the gloss (or the whole message when there is none).
+"""
+from __future__ import annotations
+
+import re
+
+from flask_babel import get_locale
+
+# a trailing " (…)" gloss: ASCII letters, and no CJK inside
+_GLOSS = re.compile(r"\s*[（(]([^()（）\u3000-\u9fff]*[A-Za-z][^()（）\u3000-\u9fff]*)[)）]\s*$")
+_INNER_GLOSS = re.compile(r"\s*\(([a-z][^()\u3000-\u9fff]*)\)(?=[:：])")
+
+
+def split(message: str) -> tuple[str, str | None]:
+    """Return (Chinese, English gloss or None) of a "中文 (English)" message; the detail after a colon stays."""
+    text = _INNER_GLOSS.sub("", message) if _INNER_GLOSS.search(message) else message
+    match = _GLOSS.search(text)
+    if match is None or not re.search(r"[\u4e00-\u9fff]", text[:match.start()]):
+        return text, None
+    return text[:match.start()], match.group(1).strip()
+
+
+def localized(message: str) -> str:
+    """Return the half of a bilingual message that the current locale reads."""
+    zh, en = split(message)
+    if str(get_locale() or "zh") == "en":
+        return en or message
+    return zh
+
+
+def person(name: str | None) -> str:
+    """Return a person's name as shown: the engine's own actor ("system") is 系统."""
+    from flask_babel import gettext as _
+    if not name or name == "system":
+        return _("系统")
+    return name
