@@ -21,7 +21,8 @@ ACTIONS = {
     "task.claim": "认领", "task.unclaim": "取消认领", "task.complete": "提交", "task.transfer": "转办",
     "task.delegate": "委派", "task.delegation_resolved": "委派退回", "task.send_back": "退回", "task.withdraw": "撤回",
     "task.urge": "催办", "task.cosign.add": "加签", "task.cosign.remove": "减签", "task.cosign.sign": "加签签署",
-    "task.submit_for_cosign": "提交，待加签人签署", "timer.fire": "定时触发", "document.issue": "出具文书", "instance.migrate": "迁移版本",
+    "task.submit_for_cosign": "提交，待加签人签署", "timer.fire": "定时触发", "document.issue": "出具文书",
+    "instance.migrate": "迁移版本",
     "escalation.yellow": "黄灯临期提醒", "escalation.red": "红灯逾期提醒", "escalation.handler": "提醒承办人",
     "escalation.unit_head": "升级至单位负责人", "escalation.responsible_leader": "升级至责任领导",
     "escalation.city_leader": "升级至市级领导", "approval.working_days": "计算审批工作日",
@@ -41,6 +42,19 @@ ACTIONS = {
     "report.request": "生成报表", "supervision.extension_request": "申请延期", "supervision.urge": "督办催办",
     "supervision.reassign": "改派", "supervision.escalate": "升级督办", "supervision.extension_grant": "批准延期",
     "supervision.extension_refuse": "不批准延期",
+    "lead.register": "登记招商线索", "lead.dispatch": "线索派单", "lead.accepted": "接收线索", "lead.returned": "退回线索",
+    "lead.contact": "对接企业", "lead.project": "线索转入项目库", "lead.dropped": "线索未形成项目",
+    "ledger.confirmed": "回访确认", "ledger.revisit_failed": "回访未通过",
+    "meeting.agenda": "生成会议议程", "meeting.decision": "记录会议决定", "meeting.close": "结束会议",
+    "report.schedule": "按时生成报表", "message.buffer": "暂存消息", "message.expire": "消息过期",
+    "message.refuse": "拒收消息", "message.start": "消息启动流程", "message.deliver": "投递消息",
+    "signal.broadcast": "广播信号", "signal.deliver": "投递信号", "task.return_to_candidates": "退回候选人",
+    "org.directory.sync": "目录同步", "org.unit.directory_update": "目录同步更新单位", "org.unit.head": "设置单位负责人",
+    "org.user.directory_update": "目录同步更新用户", "org.user.manager": "设置上级领导", "org.user.move": "调整所在单位",
+    "org.user.sso_update": "统一身份认证更新用户", "project.approval_certified": "审批阶段出证",
+    "project.approval_start": "启动审批阶段", "project.leader": "设置包挂领导", "project.libraries": "调整项目库",
+    "project.need": "登记要素保障需求", "project.need_resolved": "要素保障已解决", "project.plan": "设置计划日期",
+    "project.stage_decide": "确认项目阶段", "project.stage_report": "报送项目阶段",
 }
 
 OBJECTS = {
@@ -48,7 +62,10 @@ OBJECTS = {
     "indicator": "指标", "indicator_value": "指标数据", "industry": "产业链", "ledger_issue": "台账问题",
     "org_unit": "单位", "plan_item": "计划任务", "process_instance": "流程实例", "process_version": "流程版本",
     "project": "项目", "project_library": "项目库", "role": "角色", "api_token": "接口令牌", "report_run": "报表",
-    "saved_filter": "筛选", "notification": "通知",
+    "saved_filter": "筛选", "notification": "通知", "investment_lead": "招商线索", "review_meeting": "评审会议",
+    "bpmn_message": "消息", "issued_document": "文书", "project_need": "要素保障需求", "directory": "目录",
+    "indicator_period": "指标期数据", "attachment": "附件", "comment": "评论", "carbon_copy": "抄送", "task": "任务",
+    "notify_webhook": "推送地址",
 }
 
 COMMENTS = {
