@@ -6,6 +6,7 @@ Modules: `instances` (start, suspend, resume, terminate), `effects` (service-tas
 from engine.runtime.core import (
     Running,
     _spec_cache,
+    compacted_task_data,
     complete_user_task,
     due_time,
     find_task,
@@ -25,6 +26,7 @@ from engine.runtime.core import (
 __all__ = [
     "Running",
     "_spec_cache",
+    "compacted_task_data",
     "complete_user_task",
     "due_time",
     "find_task",

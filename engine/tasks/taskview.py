@@ -103,7 +103,12 @@ def load(session: Session, actor: Actor, task_id: int) -> TaskPage:
     source = parent if task.kind == "cosign" and parent is not None else task  # a co-signer sees the parent's form
     running = runtime.load(session, task.instance_id, read_only=True)
     spiff_task = runtime.find_task(running.workflow, source.task_guid)
-    data: dict[str, Any] = dict(spiff_task.data) if spiff_task is not None else {}
+    if spiff_task is not None:
+        data: dict[str, Any] = dict(spiff_task.data)
+    else:  # a finished step of an earlier round, compacted into history
+        last = running.workflow.last_task
+        data = runtime.compacted_task_data(session, task.instance_id, source.task_guid,
+                                           dict(last.data) if last is not None else None) or {}
     schema_text, ui_text = form_texts(session, task, instance.version_id, data) if task.kind == "bpmn" \
         else (None, None)
     states = timeline.diagram_states(session, running)

@@ -238,7 +238,7 @@ def project(demo: Demo, spec: dict[str, Any], n: int, shift: timedelta, recorder
         if stage == "lead":
             continue
         yield demo.moment(on)
-        note = f"{STAGE_NOTES[stage]}（{recorder}）" if recorder else STAGE_NOTES[stage]
+        note = f"{STAGE_NOTES[stage]}（{demo.actor(recorder).display_name}）" if recorder else STAGE_NOTES[stage]
         report = project_entry.record_stage(session, row, actor=SYSTEM, stage=stage, on=on, evidence=STAGE_NOTES[stage],
                                     note=note)
         if report is not None:  # 竣工 / 投产: confirmed by a second person, here the system

@@ -20,7 +20,7 @@ from engine.org.actors import SYSTEM, Actor, actor_for
 from engine.runtime import hot, instances
 from engine.runtime.models import ProcessInstance, ProcessStateHistory
 from engine.spiff import serializer
-from engine.tasks import sendback
+from engine.tasks import sendback, taskview
 from engine.tasks.models import HumanTask
 from tests.conftest import FIXTURES
 
@@ -204,6 +204,16 @@ def test_a_long_loop_runs_correctly_with_a_bounded_state(factory: sessionmaker[S
                         .where(ProcessStateHistory.instance_id == instance_id)) >= 3
     hot.CACHE.clear()  # from the stored state: the same as from the cache
     assert _data(factory, instance_id)["rounds"] == 60
+    with factory() as s:  # a finished step of an early round: its page still finds the data it had
+        live = runtime.load(s, instance_id, read_only=True).workflow
+        first = next(t for t in s.scalars(select(HumanTask).where(HumanTask.instance_id == instance_id,
+                                                                  HumanTask.state == "completed").order_by(HumanTask.id))
+                     if runtime.find_task(live, t.task_guid) is None)
+        assert runtime.compacted_task_data(s, instance_id, "no-such-guid") is None
+        kept = runtime.compacted_task_data(s, instance_id, first.task_guid, {"rounds": 60, "title": "x"})
+        assert kept is not None and kept["title"] == "x" and kept.get("progress", "").startswith("第")  # its own change
+        shown = taskview.load(s, clerk, first.id).data
+        assert shown["progress"] == kept["progress"] and "rounds" in shown
     _complete(factory, instance_id, clerk, done=True)
     assert _stored(factory, instance_id).status == "completed"
 
