@@ -18,7 +18,7 @@ from werkzeug.datastructures import MultiDict
 from engine import tasks
 from engine.errors import EngineError, FieldError, FormInvalid, InvalidInput
 from engine.runtime import forms
-from engine.tasks import inbox, lookup, operations, taskview
+from engine.tasks import inbox, lookup, operations, people, taskview
 from engine.tasks.models import HumanTask
 from web.common import commit, current_actor, db_session
 from web.formparse import parse
@@ -103,7 +103,7 @@ def _plan(action: str, ids: list[int]) -> tuple[Callable[[int], Any], str] | Res
 
         def transfer(task_id: int) -> Any:
             return operations.transfer(session, task_id=task_id, actor=actor, to_username=target, note=note)
-        return transfer, _("已转办给 %(name)s", name=target)
+        return transfer, _("已转办给 %(name)s", name="、".join(people.labels(session, [target])) or target)
     if action == "complete":
         if not request.form.get("confirm"):  # first the shared form, on a page of its own
             target = url_for("inbox.bulk_form", ids=ids, **_filter_args())
