@@ -1,6 +1,8 @@
 // jzflow's front-end entry: htmx for partial page updates, and the BPMN diagram viewer (loaded on demand).
 // The pages work without any of this; the CSP allows only 'self' scripts, so data comes in data-* attributes.
 import htmx from "htmx.org";
+import { initMenu } from "./lib/menu.js";
+import { initPickers } from "./lib/picker.js";
 
 htmx.config.allowEval = false; // no hx-on / js: expressions: the CSP forbids eval anyway
 htmx.config.allowScriptTags = false; // swapped-in HTML never runs scripts
@@ -61,3 +63,5 @@ function initDiagrams(root) {
 
 window.jzflow = Object.assign(window.jzflow || {}, { showDiagram, initDiagrams });
 htmx.onLoad(initDiagrams); // on the first load and on every swapped-in fragment
+htmx.onLoad(initPickers);
+initMenu();
