@@ -426,7 +426,7 @@ def test_transfer_delegate_and_resolve(deployed: sessionmaker[Session], login: L
     fg, zr = login("fg"), login("zr")
     post(fg, f"/tasks/{review}/claim")
     response = post(fg, f"/tasks/{review}/transfer", {"to_username": "zr", "note": XSS}, follow_redirects=True)
-    assert "已转办给 zr" in flashes(response.get_data(as_text=True))
+    assert "已转办给 自然资源赵六（自然资源）" in flashes(response.get_data(as_text=True))  # name and unit, not the username
     assert row(deployed, review).assignee_id == row(deployed, review).owner_id
     html = page(zr, review)
     assert "转办说明" in html and XSS not in html and "&lt;script&gt;" in html
