@@ -8,13 +8,16 @@ The scope is enforced by the operations (engine.tasks.operations) and offered by
                                                 the heads and responsible leaders of their units and parents
   an actor with no unit (an applicant)          nobody, except on a case they may see:
   anyone, on a case (a task's instance)         also the people of the units handling that case (candidates,
-                                                holders, signers past and present, and their units)
+                                                holders, signers past and present, and their units) and the
+                                                units and role holders of its process's lanes (steps to come;
+                                                never an outside role's lane: applicants never see each other)
 
 Pinyin initials (林志远 → lzy, 曾凡 → zf or cf) and full pinyin (linzhiyuan) find a person too.
 """
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -26,7 +29,9 @@ from sqlalchemy.orm import Session
 from engine.errors import Forbidden
 from engine.org.actors import Actor
 from engine.org.area import area
-from engine.org.models import Membership, OrgUnit, User
+from engine.org.models import Membership, OrgUnit, Role, User
+from engine.runtime.models import ProcessInstance, ProcessVersion
+from engine.tasks import access
 from engine.tasks.models import HumanTask, TaskCandidate
 
 MAX_QUERY = 40  # characters of a search
@@ -102,9 +107,27 @@ def _ancestors(units: dict[int, OrgUnit], ids: Iterable[int]) -> set[int]:
     return found
 
 
+def _lanes(session: Session, instance_id: int) -> tuple[set[int], set[int]]:
+    """Return (unit ids, role ids) of the lanes of the case's process (its route, steps to come included);
+    a lane of an outside role (applicants) is left out: they never see each other."""
+    raw = session.scalar(select(ProcessVersion.lane_map_json).join(
+        ProcessInstance, ProcessInstance.version_id == ProcessVersion.id).where(ProcessInstance.id == instance_id))
+    try:
+        lanes = json.loads(raw or "{}")
+    except ValueError:
+        return set(), set()
+    units = {int(t["org_unit_id"]) for t in lanes.values() if isinstance(t, dict) and t.get("org_unit_id")}
+    roles = {int(t["role_id"]) for t in lanes.values() if isinstance(t, dict) and t.get("role_id")}
+    if roles:
+        roles -= set(session.scalars(select(Role.id).where(Role.code.in_(access.EXTERNAL_ROLES))))
+    return units, roles
+
+
 def case_people(session: Session, instance_id: int) -> tuple[set[int], set[int]]:
-    """Return (unit ids, user ids) handling a case: its tasks' candidates, holders, owners and signers, and their units."""
+    """Return (unit ids, user ids) handling a case: its tasks' candidates, holders, owners and signers, and their
+    units; and the units and role holders of the lanes of its process (the steps to come)."""
     tasks = select(HumanTask.id).where(HumanTask.instance_id == instance_id)
+    lane_units, lane_roles = _lanes(session, instance_id)
     users: set[int] = set()
     for row in session.execute(select(HumanTask.assignee_id, HumanTask.owner_id, HumanTask.completed_by_id)
                                .where(HumanTask.instance_id == instance_id)):
@@ -119,7 +142,9 @@ def case_people(session: Session, instance_id: int) -> tuple[set[int], set[int]]
     if users:
         units |= {u for u in session.scalars(select(Membership.org_unit_id).where(
             Membership.user_id.in_(users), Membership.org_unit_id.is_not(None))) if u is not None}
-    return units, users
+    if lane_roles:
+        users |= set(session.scalars(select(Membership.user_id).where(Membership.role_id.in_(lane_roles))))
+    return units | lane_units, users
 
 
 def scope(session: Session, actor: Actor, instance_id: int | None = None) -> Scope:

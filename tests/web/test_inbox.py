@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine import clock, tasks
 from engine.org.actors import actor_for
-from engine.org.models import OrgUnit, Role, User
+from engine.org.models import Role, User
 from engine.tasks import inbox, operations
 from engine.tasks.models import HumanTask, TaskCandidate
 from tests.web.test_task_page import deployed, finish, flashes, post, row, start, task_of  # noqa: F401
@@ -227,9 +227,8 @@ def test_started_done_and_cc_lists(deployed: sessionmaker[Session], login: Login
     second = row(deployed, minimal_task(deployed, "另一项目")).instance_id
     with deployed() as s:
         fg = actor_for(s, "fg")
-        s.execute(update(OrgUnit).where(OrgUnit.code == "fgj").values(leader_id=actor_for(s, "boss").user_id))
         operations.carbon_copy(s, instance_id=ops, actor=fg, usernames=["boss"], note="请阅", task_id=review)
-        operations.carbon_copy(s, instance_id=second, actor=actor_for(s, "admin"),
+        operations.carbon_copy(s, instance_id=second, actor=actor_for(s, "applicant"),
                                usernames=["boss"], note="知悉")
         s.commit()
     boss = login("boss")
