@@ -5,7 +5,8 @@ The scope is enforced by the operations (engine.tasks.operations) and offered by
   admin, or a role that supervises every unit   everyone
   staff (a member of a unit, or a leader)       the members of their units, of those units' parent units and
                                                 of the units they lead (with sub-units), and the leader chain:
-                                                the heads and responsible leaders of their units and parents
+                                                the heads and responsible leaders of their units and parents,
+                                                and 督查 (a role that supervises every unit)
   an actor with no unit (an applicant)          nobody, except on a case they may see:
   anyone, on a case (a task's instance)         also the people of the units handling that case (candidates,
                                                 holders, signers past and present, and their units) and the
@@ -28,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from engine.errors import Forbidden
 from engine.org.actors import Actor
-from engine.org.area import area
+from engine.org.area import SUPERVISE_ALL_ROLES, area
 from engine.org.models import Membership, OrgUnit, Role, User
 from engine.runtime.models import ProcessInstance, ProcessVersion
 from engine.tasks import access
@@ -167,6 +168,9 @@ def scope(session: Session, actor: Actor, instance_id: int | None = None) -> Sco
         case_units, case_users = case_people(session, instance_id)
         member_units |= case_units
         users |= case_users
+    if own or led.unit_ids:  # staff: the chain ends with 督查, who supervise every unit
+        users |= set(session.scalars(select(Membership.user_id).join(Role, Role.id == Membership.role_id)
+                                     .where(Role.code.in_(SUPERVISE_ALL_ROLES))))
     if member_units:
         users |= set(session.scalars(select(Membership.user_id).where(Membership.org_unit_id.in_(member_units))))
         users |= {u for unit_id in member_units if unit_id in units
