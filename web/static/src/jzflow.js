@@ -3,6 +3,7 @@
 import htmx from "htmx.org";
 import { initMenu } from "./lib/menu.js";
 import { initPickers } from "./lib/picker.js";
+import { initScrollBoxes, markScrollBoxes } from "./lib/scrollbox.js";
 
 htmx.config.allowEval = false; // no hx-on / js: expressions: the CSP forbids eval anyway
 htmx.config.allowScriptTags = false; // swapped-in HTML never runs scripts
@@ -64,4 +65,6 @@ function initDiagrams(root) {
 window.jzflow = Object.assign(window.jzflow || {}, { showDiagram, initDiagrams });
 htmx.onLoad(initDiagrams); // on the first load and on every swapped-in fragment
 htmx.onLoad(initPickers);
+htmx.onLoad(markScrollBoxes);
 initMenu();
+initScrollBoxes();
