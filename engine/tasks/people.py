@@ -286,7 +286,8 @@ def require_in_scope(session: Session, actor: Actor, user: User, *, field: str, 
     """
     if scope(session, actor, instance_id).covers(user.id):
         return
-    raise Forbidden(f"{what}（{field}）：{user.username} 不在您可选择的人员范围内（本单位、上级单位、领导及承办本事项的单位）"
+    raise Forbidden(f"{what}（{field}）：{user.username} 不在您可选择的人员范围内"
+                    "（本单位、上级单位、领导及承办本事项的单位）"
                     f" ({what}: {user.username} is outside the people you may choose)", field=field,
                     username=user.username)
 

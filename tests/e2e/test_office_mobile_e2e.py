@@ -66,7 +66,7 @@ def too_wide(page: Any, width: int) -> list[str]:
     return page.evaluate("""(w) => {
         const wide = (e) => e.getBoundingClientRect().right > w + 1;
         return [...document.querySelectorAll('body *')].filter((e) => wide(e) && ![...e.children].some(wide))
-          .slice(0, 8).map((e) => `${e.tagName.toLowerCase()}#${e.id}.${e.className} ${Math.round(e.getBoundingClientRect().right)}`);
+          .slice(0, 8).map((e) => `${e.tagName}#${e.id}.${e.className} ${Math.round(e.getBoundingClientRect().right)}`);
     }""", width)  # type: ignore[no-any-return]
 
 

@@ -69,7 +69,7 @@ def test_the_task_page_offers_the_scope_by_unit_and_refuses_transfer_outside_it(
                                                                                session: Session) -> None:
     fg = login("fg")
     html = fg.get(f"/tasks/{world.review_id}").get_data(as_text=True)
-    transfer = html[html.index('action="/tasks/%d/transfer"' % world.review_id):]
+    transfer = html[html.index(f'action="/tasks/{world.review_id}/transfer"'):]
     select = transfer[:transfer.index("</select>")]
     assert 'data-jz-picker="/people/search"' in html and f'data-task="{world.review_id}"' in transfer
     assert re.search(r'<optgroup label="[^"]*发改">', select) and '<option value="lzy">林志远（发改）</option>' in select
