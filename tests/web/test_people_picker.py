@@ -14,6 +14,7 @@ from engine.org.actors import Actor
 from engine.tasks.models import HumanTask
 from tests.people_world import PeopleWorld, build
 from tests.web.conftest import app_on, csrf_of
+from tests.web.flows import Api, token_for
 
 Login = Callable[[str], FlaskClient]
 
@@ -94,3 +95,19 @@ def test_the_inbox_bulk_transfer_offers_the_scope_without_js(world: PeopleWorld,
     html = login("fg").get("/inbox").get_data(as_text=True)
     assert '<select id="bulk-transfer-to" name="to_username">' in html
     assert '<option value="lzy">林志远（发改）</option>' in html and "陌生人" not in html
+
+
+def test_the_api_enforces_the_same_scope(world: PeopleWorld, app: Flask, session: Session) -> None:
+    api = Api(app, token_for(app, "fg"))
+    for path, body, field in ((f"/api/tasks/{world.review_id}/transfer", {"to_username": "stranger"}, "to_username"),
+                              (f"/api/tasks/{world.review_id}/delegate", {"to_username": "clerk"}, "to_username"),
+                              (f"/api/tasks/{world.review_id}/cosigners",
+                               {"usernames": ["zr", "stranger"], "position": "before"}, "usernames")):
+        refused = api.post(path, body)
+        assert refused.status_code == 403, refused.get_data(as_text=True)
+        problem = refused.get_json()
+        assert problem["field"] == field and f"（{field}）" in problem["message"]
+    session.expire_all()
+    review = session.get(HumanTask, world.review_id)
+    assert review is not None and not review.blocked and review.delegation_state is None
+    session.rollback()
