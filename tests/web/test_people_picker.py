@@ -111,3 +111,14 @@ def test_the_api_enforces_the_same_scope(world: PeopleWorld, app: Flask, session
     review = session.get(HumanTask, world.review_id)
     assert review is not None and not review.blocked and review.delegation_state is None
     session.rollback()
+
+
+def test_the_picker_speaks_english_too(world: PeopleWorld, login: Login) -> None:
+    fg = login("fg")
+    fg.get("/lang/en")
+    html = fg.get(f"/tasks/{world.review_id}").get_data(as_text=True)
+    assert 'data-search-label="Search a name, pinyin initials or unit"' in html and ">Transfer to</label>" in html
+    assert ">Co-signers (one or more)</label>" in html and ">Copy to (one or more)</label>" in html
+    token = csrf_of(fg, "/inbox")
+    done = fg.post(f"/tasks/{world.review_id}/cc", data={"usernames": "lzy", "csrf_token": token}, follow_redirects=True)
+    assert "Copied to 林志远（发改）" in done.get_data(as_text=True)

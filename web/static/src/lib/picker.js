@@ -55,7 +55,8 @@ export function enhancePicker(root) {
 
   const showChosen = () => {
     const text = chosenText(select);
-    chosen.textContent = text ? `${root.dataset.chosenText || "✓"}：${text}` : "";
+    const colon = (document.documentElement.lang || "zh").startsWith("zh") ? "：" : ": ";
+    chosen.textContent = text ? `${root.dataset.chosenText || "✓"}${colon}${text}` : "";
   };
   const close = () => {
     list.hidden = true;
