@@ -12,6 +12,7 @@ FEATURES = (
     "web.instances",      # instance list and page; suspend / resume / terminate
     "web.documents",      # 审批单 (print, PDF), issued documents (联合意见书 PDF), public /verify/<code>
     "web.notifications",  # in-app notifications
+    "web.people",         # 选人: the people one may pick for 转办 / 委派 / 加签 / 抄送
     "web.supervision",    # 督办: overdue and escalated work of a leader's area
     "web.projects",       # 项目库: the projects one may see and a project's page
     "web.ledger",         # 问题台账: the ledger issues one may see and an issue's page

@@ -28,7 +28,7 @@ from engine.errors import (
 from engine.notify import outbox
 from engine.org.actors import Actor, actor_of
 from engine.org.models import User
-from engine.tasks import access, completion, lookup, task_access, uploads
+from engine.tasks import access, completion, lookup, people, task_access, uploads
 from engine.tasks.collab_models import Attachment, CarbonCopy, Comment
 from engine.tasks.models import HumanTask, TaskCandidate
 
@@ -84,6 +84,7 @@ def transfer(session: Session, *, task_id: int, actor: Actor, to_username: str, 
     target = _user(session, to_username)
     if target.id == actor.user_id:
         raise InvalidInput("不能转办给自己 (cannot transfer to yourself)", field="to_username")
+    people.require_in_scope(session, actor, target, field="to_username", what="转办给", instance_id=task.instance_id)
     task.assignee_id = target.id
     task.owner_id = target.id
     task.delegation_state = None
@@ -108,6 +109,7 @@ def delegate(session: Session, *, task_id: int, actor: Actor, to_username: str, 
     target = _user(session, to_username)
     if target.id == actor.user_id:
         raise InvalidInput("不能委派给自己 (cannot delegate to yourself)", field="to_username")
+    people.require_in_scope(session, actor, target, field="to_username", what="委派给", instance_id=task.instance_id)
     task.owner_id = actor.user_id
     task.assignee_id = target.id
     task.delegation_state = "pending"
@@ -167,6 +169,7 @@ def add_cosigners(session: Session, *, task_id: int, actor: Actor, usernames: Se
         user = _user(session, username)
         if user.id == actor.user_id or user.id in existing:
             raise InvalidInput(f"{username} 已是办理人或加签人 (already signing)", field="usernames")
+        people.require_in_scope(session, actor, user, field="usernames", what="加签人", instance_id=task.instance_id)
         cosign = HumanTask(instance_id=task.instance_id, task_guid=str(uuid4()),
                            bpmn_id=task.bpmn_id, name=f"加签: {task.name}"[:300], process_key=task.process_key,
                            lane=task.lane, kind="cosign", parent_task_id=task.id, cosign_position=position,
@@ -312,6 +315,7 @@ def carbon_copy(session: Session, *, instance_id: int, actor: Actor, usernames: 
     copies = []
     for username in dict.fromkeys(usernames):
         user = _user(session, username)
+        people.require_in_scope(session, actor, user, field="usernames", what="抄送给", instance_id=instance_id)
         cc = CarbonCopy(instance_id=instance_id, task_id=task_id, user_id=user.id, from_user_id=actor.user_id,
                         note=note[:2000])
         session.add(cc)

@@ -18,8 +18,6 @@ from engine.tasks import access, lookup, sendback, task_access
 from engine.tasks.collab_models import Attachment
 from engine.tasks.models import HumanTask
 
-MAX_USERS = 500  # the choices offered for 转办 / 委派 / 加签 / 抄送
-
 
 @dataclass(frozen=True)
 class Abilities:
@@ -181,11 +179,4 @@ def diagram_xml(session: Session, actor: Actor, task_id: int) -> str:
     return text
 
 
-def users(session: Session) -> list[tuple[str, str]]:
-    """Return (username, display name) of active users, for choosing whom to hand a task to."""
-    return list(session.execute(select(User.username, User.display_name).where(User.is_active.is_(True))
-                                .order_by(User.username).limit(MAX_USERS)).all())
-
-
-__all__ = ["Abilities", "TaskPage", "abilities", "attachment", "diagram_xml", "form_texts", "get_visible", "load",
-           "users"]
+__all__ = ["Abilities", "TaskPage", "abilities", "attachment", "diagram_xml", "form_texts", "get_visible", "load"]

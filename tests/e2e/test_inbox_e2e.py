@@ -87,23 +87,25 @@ def test_transfer_then_send_back_to_the_applicant(app_process: AppProcess, desk:
     title = facts(window)["事项标题"]
     window.screenshot(path=str(e2e_artifacts / "task-window-accept.png"), full_page=True)
 
-    # 转办 to nobody: refused with the message, nothing changed.
+    # 转办 offers the people of the window's scope only: searching someone unknown finds nobody.
     window.locator("details", has_text="转办").first.locator("summary").click()
     transfer = window.locator("form[action$='/transfer']")
-    transfer.locator("input[name=to_username]").fill("nobody-e2e")
-    with window.expect_navigation():
-        transfer.locator("button[type=submit]").click()
-    assert any("nobody-e2e" in f for f in flash_texts(window)), flash_texts(window)
+    search = transfer.locator("input.jz-picker-search")
+    search.fill("nobody-e2e")
+    transfer.locator(".jz-picker-results li.none").wait_for()
+    assert transfer.locator(".jz-picker-results [role=option]").count() == 0
     window.goto(task_url)
     assert facts(window)["办理人"] == "待认领"
 
-    # 转办 to the colleague, with a note.
+    # 转办 to the colleague, found by her pinyin initials (高文静 → gwj), with a note.
     window.locator("details", has_text="转办").first.locator("summary").click()
-    transfer.locator("input[name=to_username]").fill(COLLEAGUE)
+    search.fill("gwj")
+    transfer.locator(".jz-picker-results [role=option]", has_text="高文静").click()
+    assert transfer.locator("select[name=to_username]").input_value() == COLLEAGUE
     transfer.locator("textarea[name=note]").fill("本人外出培训，请高文静代为受理。")
     with window.expect_navigation():
         transfer.locator("button[type=submit]").click()
-    assert "已转办给 高文静" in flash_texts(window)  # the name, not the login
+    assert "已转办给 高文静（行政审批服务局）" in flash_texts(window)  # name and unit, not the username
     assert window.url.endswith("/inbox")
     window.goto(f"{url}/inbox?q={title}")
     assert rows(window, "一窗受理").count() == 0

@@ -215,7 +215,10 @@ def test_cc_comments_and_attachments_respect_who_may_see(session: Session, insta
         operations.add_comment(session, instance_id=instance, actor=outsider, body="我来看看")
     with pytest.raises(Forbidden):
         operations.carbon_copy(session, instance_id=instance, actor=outsider, usernames=["window"])
-    operations.carbon_copy(session, instance_id=instance, actor=review_org["applicant"], usernames=["window"],
+    with pytest.raises(Forbidden) as refused:  # the window does not handle the applicant's case: out of their scope
+        operations.carbon_copy(session, instance_id=instance, actor=review_org["applicant"], usernames=["window"])
+    assert refused.value.details["field"] == "usernames"
+    operations.carbon_copy(session, instance_id=instance, actor=review_org["admin"], usernames=["window"],
                            note="请知悉")
     assert access.can_view_instance(session, outsider, instance)
     assert session.scalar(select(CarbonCopy.note).where(CarbonCopy.user_id == outsider.user_id)) == "请知悉"

@@ -145,7 +145,7 @@ def test_defect5_sendback_fresh_deadline(session: Session, review_org: dict[str,
     session.commit()
     frozen.advance(timedelta(days=30))  # long past 一窗受理's first deadline
     review_a, review_b = open_task(session, row.id, "review_a"), open_task(session, row.id, "review_b")
-    [cosign] = operations.add_cosigners(session, task_id=review_b.id, actor=review_org["zr"], usernames=["st"],
+    [cosign] = operations.add_cosigners(session, task_id=review_b.id, actor=review_org["zr"], usernames=["window"],
                                         position="before")
     session.commit()
 
@@ -168,7 +168,7 @@ def test_defect5_sendback_fresh_deadline(session: Session, review_org: dict[str,
     assert session.get(HumanTask, review_b.id).state == "cancelled"  # type: ignore[union-attr]
     assert session.get(HumanTask, cosign.id).state == "cancelled"  # type: ignore[union-attr]  # nothing to sign
     told = [m.payload for m in session.scalars(select(OutboxMessage)) if m.payload.get("kind") == "task_cancelled"]
-    assert [m["user_id"] for m in told] == [review_org["zr"].user_id, review_org["st"].user_id]
+    assert [m["user_id"] for m in told] == [review_org["zr"].user_id, review_org["window"].user_id]
 
     escalation.sweep(session, now=frozen.now() + timedelta(minutes=1))
     session.commit()

@@ -164,6 +164,7 @@ MATRIX: dict[str, Access] = {
     "documents.verify": Access(get=ALL, public=True, params={"code": "@verify_code"}),  # public facts only
     # 通知: the bystander's notification
     "notifications.index": Access(get=ALL),
+    "people.search": Access(get=SEES_ALL, query="task=@task&q=s"),  # on a case: who may see it; scope in test_people_picker
     "notifications.read": Access(post=NOBODY, params={"notification_id": "@notification"}),
     "notifications.read_all": Access(post=WRITERS),
     # 督办: the owner's task as the object (in nobody's unit: only the admins' area covers it)

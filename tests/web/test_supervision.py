@@ -136,8 +136,8 @@ def test_light_is_a_template_global(app: Flask) -> None:
     with app.test_request_context():
         html = render_template_string("{{ light(due, warn, now) }}|{{ due|light(warn, now) }}|{{ light(None) }}",
                                       due=now + timedelta(hours=2), warn=now - timedelta(hours=1), now=now)
-    assert html == ('<span class="light yellow" title="临近截止" aria-label="临近截止"></span>|'
-                    '<span class="light yellow" title="临近截止" aria-label="临近截止"></span>|')
+    assert html == ('<span class="light yellow" role="img" title="临近截止" aria-label="临近截止"></span>|'
+                    '<span class="light yellow" role="img" title="临近截止" aria-label="临近截止"></span>|')
 
 
 def test_heat_json_for_leaders_and_admins(leaders: dict[str, int], login: Callable[[str], FlaskClient],

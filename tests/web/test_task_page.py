@@ -426,7 +426,7 @@ def test_transfer_delegate_and_resolve(deployed: sessionmaker[Session], login: L
     fg, zr = login("fg"), login("zr")
     post(fg, f"/tasks/{review}/claim")
     response = post(fg, f"/tasks/{review}/transfer", {"to_username": "zr", "note": XSS}, follow_redirects=True)
-    assert "已转办给 自然资源赵六" in flashes(response.get_data(as_text=True))
+    assert "已转办给 自然资源赵六（自然资源）" in flashes(response.get_data(as_text=True))  # name and unit, not the username
     assert row(deployed, review).assignee_id == row(deployed, review).owner_id
     html = page(zr, review)
     assert "转办说明" in html and XSS not in html and "&lt;script&gt;" in html
@@ -506,7 +506,9 @@ def test_urge_cc_and_their_limits(deployed: sessionmaker[Session], login: Login)
     assert "已催办 1 人" in flashes(response.get_data(as_text=True))
     again = post(applicant, f"/tasks/{review}/urge", {"message": "再催"})
     assert again.status_code == 429 and "一小时内已催办过" in again.get_data(as_text=True)
-    response = post(fg, f"/tasks/{review}/cc", {"usernames": "boss, zr", "note": XSS})
+    refused = post(fg, f"/tasks/{review}/cc", {"usernames": "zr, window", "note": XSS})  # the window: not on the case
+    assert refused.status_code == 403 and "抄送给（usernames）：window" in refused.get_data(as_text=True)
+    response = post(fg, f"/tasks/{review}/cc", {"usernames": "boss, zr", "note": XSS})  # boss: the 领导 lane
     assert response.status_code == 302
     listing = boss.get("/inbox/cc").get_data(as_text=True)
     assert f"/tasks/{review}" in listing and XSS not in listing and "&lt;script&gt;" in listing

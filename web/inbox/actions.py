@@ -18,14 +18,13 @@ from werkzeug.datastructures import MultiDict
 from engine import tasks
 from engine.errors import EngineError, FieldError, FormInvalid, InvalidInput
 from engine.runtime import forms
-from engine.tasks import inbox, lookup, operations, taskview
+from engine.tasks import inbox, lookup, operations, people, taskview
 from engine.tasks.models import HumanTask
 from web.common import commit, current_actor, db_session
 from web.formparse import parse
 from web.formrender import Form, initial, render
 from web.inbox.blueprint import bp
 from web.inbox.lists import FIELDS, list_context
-from web.tasks.operations import person_named
 from web.wording import localized
 
 MAX_BULK = 100
@@ -105,7 +104,7 @@ def _plan(action: str, ids: list[int]) -> tuple[Callable[[int], Any], str] | Res
 
         def transfer(task_id: int) -> Any:
             return operations.transfer(session, task_id=task_id, actor=actor, to_username=target, note=note)
-        return transfer, _("已转办给 %(name)s", name=person_named(target))
+        return transfer, _("已转办给 %(name)s", name="、".join(people.labels(session, [target])) or target)
     if action == "complete":
         if not request.form.get("confirm"):  # first the shared form, on a page of its own
             target = url_for("inbox.bulk_form", ids=ids, **_filter_args())

@@ -9,7 +9,7 @@ from flask_babel import lazy_gettext as _l
 from flask_login import login_required
 
 from engine import clock
-from engine.tasks import inbox, sendback
+from engine.tasks import inbox, people, sendback
 from web.common import current_actor, db_session
 from web.inbox.blueprint import bp
 
@@ -44,7 +44,9 @@ def list_context(list_name: str, **extra: Any) -> dict[str, Any]:
 @bp.get("/inbox")
 @login_required
 def index() -> ResponseReturnValue:
-    return render_template("inbox/index.html", **list_context("index"))
+    context = list_context("index")
+    groups = people.tree(db_session(), current_actor()) if context["page"].rows else []  # whom 批量转办 may reach
+    return render_template("inbox/index.html", people=groups, **context)
 
 
 @bp.get("/inbox/done")

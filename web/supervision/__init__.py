@@ -27,7 +27,7 @@ def light(due_at: datetime | None, warn_at: datetime | None = None, now: datetim
     if level is None:
         return Markup("")
     title = {"red": _("逾期"), "yellow": _("临近截止"), "green": _("正常")}[level]
-    return Markup('<span class="light {0}" title="{1}" aria-label="{1}"></span>').format(level, escape(title))
+    return Markup('<span class="light {0}" role="img" title="{1}" aria-label="{1}"></span>').format(level, escape(title))
 
 
 def init_app(app: Flask) -> None:

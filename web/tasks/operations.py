@@ -13,7 +13,7 @@ from engine import tasks
 from engine.errors import FieldError, FormInvalid, InvalidInput
 from engine.org import directory
 from engine.runtime import forms
-from engine.tasks import lookup, operations, sendback, taskview
+from engine.tasks import lookup, operations, people, sendback, taskview
 from engine.tasks.models import HumanTask
 from web.common import commit, current_actor, db_session
 from web.formparse import parse
@@ -30,6 +30,11 @@ def usernames(field: str) -> list[str]:
     for value in request.form.getlist(field):
         names += [n for n in _NAMES.split(value) if n]
     return list(dict.fromkeys(names))
+
+
+def chosen(*names: str) -> str:
+    """Name the people an operation reached by name and unit (林志远（发改局）), never by username."""
+    return "、".join(people.labels(db_session(), names))
 
 
 def text(field: str, size: int = 4000) -> str:
@@ -106,12 +111,6 @@ def complete(task_id: int) -> ResponseReturnValue:
     return redirect(url_for("inbox.index"))
 
 
-def person_named(username: str) -> str:
-    """Return the name a confirmation shows for a username: the person's name, not their login."""
-    user = directory.by_username(db_session(), username)
-    return user.display_name if user is not None else username
-
-
 @bp.post("/tasks/<int:task_id>/transfer")
 @login_required
 def transfer(task_id: int) -> ResponseReturnValue:
@@ -119,7 +118,7 @@ def transfer(task_id: int) -> ResponseReturnValue:
     target = text("to_username", 80)
     operations.transfer(db_session(), task_id=task_id, actor=current_actor(), to_username=target, note=text("note"))
     commit()
-    flash(_("已转办给 %(name)s", name=person_named(target)), "info")
+    flash(_("已转办给 %(name)s", name=chosen(target)), "info")
     return redirect(url_for("inbox.index"))
 
 
@@ -130,7 +129,7 @@ def delegate(task_id: int) -> ResponseReturnValue:
     target = text("to_username", 80)
     operations.delegate(db_session(), task_id=task_id, actor=current_actor(), to_username=target, note=text("note"))
     commit()
-    flash(_("已委派给 %(name)s，待其处理后退回给您", name=person_named(target)), "info")
+    flash(_("已委派给 %(name)s，待其处理后退回给您", name=chosen(target)), "info")
     return _back(task_id)
 
 
@@ -149,10 +148,12 @@ def resolve(task_id: int) -> ResponseReturnValue:
 def add_cosigners(task_id: int) -> ResponseReturnValue:
     _visible(task_id)
     position = request.form.get("position", "")
-    operations.add_cosigners(db_session(), task_id=task_id, actor=current_actor(), usernames=usernames("usernames"),
+    names = usernames("usernames")
+    operations.add_cosigners(db_session(), task_id=task_id, actor=current_actor(), usernames=names,
                              position=position, note=text("note"))
     commit()
-    flash(_("已加签，加签人签署后由您继续办理") if position == "before" else _("已加签，您提交后由加签人签署"), "info")
+    flash(_("已加签 %(names)s，加签人签署后由您继续办理", names=chosen(*names)) if position == "before"
+          else _("已加签 %(names)s，您提交后由加签人签署", names=chosen(*names)), "info")
     return _back(task_id, "cosigners")
 
 
@@ -214,10 +215,11 @@ def urge(task_id: int) -> ResponseReturnValue:
 @login_required
 def carbon_copy(task_id: int) -> ResponseReturnValue:
     task = _visible(task_id)
+    names = usernames("usernames")
     operations.carbon_copy(db_session(), instance_id=task.instance_id, actor=current_actor(),
-                           usernames=usernames("usernames"), note=text("note", 2000), task_id=task.id)
+                           usernames=names, note=text("note", 2000), task_id=task.id)
     commit()
-    flash(_("已抄送"), "info")
+    flash(_("已抄送给 %(names)s", names=chosen(*names)), "info")
     return _back(task_id)
 
 

@@ -8,7 +8,7 @@ from flask_login import login_required
 from werkzeug.datastructures import MultiDict
 
 from engine import clock
-from engine.tasks import inbox, submissions, taskview
+from engine.tasks import inbox, people, submissions, taskview
 from web import downloads
 from web.common import current_actor, db_session
 from web.formrender import Form, initial, render
@@ -52,7 +52,7 @@ def render_page(task_id: int, *, raw: MultiDict[str, str] | None = None, errors:
         opinion=(raw.get("opinion", "") if raw is not None else ""),
         instructions_html=instructions.render(page.instructions, page.data),
         light=inbox.light_of(page.task.due_at, page.task.warn_at, now),
-        users=taskview.users(session), actions=ACTIONS, states=STATES, positions=POSITIONS,
+        people=people.tree(session, actor, page.task.instance_id), actions=ACTIONS, states=STATES, positions=POSITIONS,
     ), status
 
 

@@ -1,6 +1,9 @@
 // jzflow's front-end entry: htmx for partial page updates, and the BPMN diagram viewer (loaded on demand).
 // The pages work without any of this; the CSP allows only 'self' scripts, so data comes in data-* attributes.
 import htmx from "htmx.org";
+import { initMenu } from "./lib/menu.js";
+import { initPickers } from "./lib/picker.js";
+import { initScrollBoxes, markScrollBoxes } from "./lib/scrollbox.js";
 
 htmx.config.allowEval = false; // no hx-on / js: expressions: the CSP forbids eval anyway
 htmx.config.allowScriptTags = false; // swapped-in HTML never runs scripts
@@ -68,3 +71,8 @@ document.addEventListener("click", (event) => {
   const button = event.target.closest && event.target.closest("[data-jz-print]");
   if (button) window.print();
 });
+
+htmx.onLoad(initPickers);
+htmx.onLoad(markScrollBoxes);
+initMenu();
+initScrollBoxes();
