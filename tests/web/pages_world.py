@@ -145,7 +145,9 @@ def next_link(html: str) -> str | None:
 
 
 def nav(html: str) -> str:
-    return html.split('<nav class="mainnav">')[1].split("</nav>")[0] if '<nav class="mainnav">' in html else ""
+    """The main menu's part of a page ("" when there is none)."""
+    found = re.search(r'<nav class="mainnav"[^>]*>(.*?)</nav>', html, re.S)
+    return found.group(1) if found else ""
 
 
 def main(html: str) -> str:

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from datetime import date
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Flask, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import login_required
 
 from engine.errors import Forbidden, InvalidInput
 from plan import meetings, reports
+from web import access
 from web.common import commit, current_actor, db_session
 
 bp = Blueprint("meetings", __name__)
@@ -19,6 +20,10 @@ def _require_read() -> None:
     session, actor = db_session(), current_actor()
     if not (meetings.may_record(session, actor) or reports.can_use(session, actor)):
         raise Forbidden(_("无权查看项目推进暨评审会议"))
+
+
+def init_app(app: Flask) -> None:
+    access.door(app, "meetings.index", _require_read, "领导、招商专员、台账管理员、审计督查、流程管理员、数据监测人员或系统管理员")
 
 
 def _day(raw: str) -> date | None:
