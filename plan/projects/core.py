@@ -4,11 +4,15 @@ Projects move through STAGES 线索 lead → 签约 signed → 开工 started �
 producing; each stage reached is one ProjectStage row (the day it was reached). Leads and projects
 signed through a call go to the 招商引资项目 library (code `investment`, data/seed/libraries.yaml).
 
-揭榜挂帅 (⑦): a call (榜单) has a code `JB-YYYY-MM` (one per period instance); every eligible unit
-may bid once (`bid` table, unique per instance, call and unit), each bid stored the moment it is
-made so that closing the window (a timer that cancels the open bid tasks) loses none; a leader
-appoints one bidder (挂帅, `bid.appointed`), who follows up until signing; signing moves the
-project to `signed` and the process starts its parallel approval.
+揭榜挂帅 (⑦): one call (榜单) per industry chain (产业链) and period, code `JB-YYYY-MM-<industry>`; the
+period's instance opens them (`open_calls`, all or none) and each runs as its own `loop_call` instance
+(business key = the code), so the period ends within its month. Every eligible unit may bid once
+(`bid` table, unique per instance, call and unit), each bid stored the moment it is made so that
+closing the window (a timer that cancels the open bid tasks) loses none; a leader appoints one
+bidder (挂帅, `bid.appointed`) and a date to sign by: the call's lead project (or a new one) goes to
+the appointed unit with that date as its planned signing, which the project deadline sweep watches;
+the unit follows up until signing; signing moves the project to `signed` and the call's instance
+starts its parallel approval.
 """
 from __future__ import annotations
 
@@ -23,7 +27,8 @@ from engine import audit, clock
 from engine.errors import InvalidInput, NotFound
 from engine.org.actors import Actor
 from engine.org.models import OrgUnit, User
-from engine.runtime import effects
+from engine.runtime import effects, instances
+from engine.runtime.models import ProcessDefinition, ProcessInstance
 from plan.indicators.models import Industry
 from plan.projects.models import STAGES, Bid, Project, ProjectLibrary, ProjectStage
 
@@ -146,30 +151,49 @@ def _as_date(value: Any) -> date | None:
 
 # -- ⑦ 揭榜挂帅 -------------------------------------------------------------------------------------
 
-def call_code(period: str) -> str:
-    """Return the code of a period's call (榜单)."""
-    return f"JB-{period}"
+CALL_PROCESS = "loop_call"  # bpmn/loop_call.bpmn: one instance per call
+
+
+def call_code(period: str, industry: str) -> str:
+    """Return the code of a period's call (榜单) for one industry chain: JB-YYYY-MM-<industry code>."""
+    return f"JB-{period}-{industry}"
+
+
+def calls_of_period(session: Session, period: str) -> list[dict[str, Any]]:
+    """Return the calls opened in a period (their loop_call instances), oldest first."""
+    rows = session.execute(select(ProcessInstance.id, ProcessInstance.business_key, ProcessInstance.title,
+                                  ProcessInstance.status)
+                           .join(ProcessDefinition, ProcessDefinition.id == ProcessInstance.definition_id)
+                           .where(ProcessDefinition.key == CALL_PROCESS,
+                                  ProcessInstance.business_key.like(f"{call_code(period, '')}%"))
+                           .order_by(ProcessInstance.id)).all()
+    return [{"code": key, "title": title, "instance_id": iid, "status": status} for iid, key, title, status in rows]
 
 
 def open_call(session: Session, *, period: str, title: str, industry: str, eligible_units: list[str],
-              project_code: str = "", actor: Actor) -> dict[str, Any]:
-    """Check and describe a call before bidding opens: its code, the units that may bid, who appoints.
+              project_code: str = "", taken: set[str] | None = None) -> dict[str, Any]:
+    """Check and describe a call before bidding opens: its code, the units that may bid, who appoints
+    (changes nothing: loop_open_calls records and starts the calls once all of them are valid).
 
+    A chain has one call per period: a code in `taken` (this submission) or already opened is refused.
     Units that do not exist are left out (listed in `skipped_units`).
-    Raises: ProjectInputInvalid (unknown industry or project, no existing unit)
+    Raises: ProjectInputInvalid (unknown industry or project, a second call of the chain, no existing unit)
     """
     ind = find_industry(session, industry)
     if ind is None:
         raise ProjectInputInvalid(f"产业“{industry}”不存在", field="industry")
+    code = call_code(period, ind.code)
+    if code in (taken or set()):
+        raise ProjectInputInvalid(f"产业链“{ind.name}”在本次提交中重复：每条产业链每期只发布一个榜单", field="industry")
+    if any(c["code"] == code for c in calls_of_period(session, period)):
+        raise ProjectInputInvalid(f"产业链“{ind.name}”本期已发布榜单 {code}：每条产业链每期只发布一个榜单",
+                                  field="industry")
     if project_code and session.scalar(select(Project.id).where(Project.code == project_code)) is None:
         raise ProjectInputInvalid(f"项目“{project_code}”不在项目库中", field="project_code")
     units = [c for c in dict.fromkeys(eligible_units) if _unit(session, c) is not None]
     if not units:
         raise ProjectInputInvalid("没有可揭榜的单位 (none of the eligible units exists)", field="eligible_units")
     leader = responsible_leader(session, ind.lead_unit_id)
-    code = call_code(period)
-    audit.record(session, actor, "call.publish", stream=f"call:{code}", object_type="call", object_id=code,
-                 after={"title": title, "industry": ind.code, "units": units, "project_code": project_code or None})
     return {"code": code, "title": title, "industry": ind.code, "category": ind.category,
             "project_code": project_code or "", "bid_units": units,
             "skipped_units": [c for c in eligible_units if c not in units], "leader": leader or "leader"}
@@ -225,6 +249,35 @@ def appoint(session: Session, *, instance_id: int, call: str, unit_code: str, ac
     audit.record(session, actor, "call.appoint", stream=f"call:{call}", object_type="bid", object_id=chosen.id,
                  after={"unit": unit_code, "appointed_by": actor.username})
     return chosen
+
+
+def hand_over(session: Session, *, call: dict[str, Any], unit_code: str, sign_by: date, actor: Actor) -> Project:
+    """Give the appointed unit the call's project: its lead (or a new lead named after the call), with the
+    date to sign by as the planned signing, so that the project deadline sweep follows it up (flushes).
+
+    Raises: ProjectInputInvalid (unknown unit), InvalidInput (the project is past the lead stage)
+    """
+    unit = _unit(session, unit_code)
+    if unit is None:
+        raise ProjectInputInvalid(f"单位“{unit_code}”不存在", field="appointed_unit")
+    project = None
+    if call.get("project_code"):
+        project = session.scalar(select(Project).where(Project.code == call["project_code"]))
+    if project is None:
+        ind = find_industry(session, call.get("industry"))
+        project = add_lead(session, actor=actor, name=str(call.get("title") or call.get("code")),
+                           enterprise="（待定）", investment=Decimal("0"), industry=ind.code if ind else None,
+                           category=None if ind else "key", description=f"揭榜挂帅 {call.get('code', '')}",
+                           note=f"揭榜挂帅 {call.get('code', '')} 挂帅后建立")
+    elif project.stage != "lead":
+        raise InvalidInput(f"项目 {project.code} 已过线索阶段，不能再转交跟进", field="project_code")
+    before = {"responsible_unit_id": project.responsible_unit_id, "planned_sign": project.planned_sign}
+    project.responsible_unit_id, project.planned_sign = unit.id, sign_by
+    session.flush()
+    audit.record(session, actor, "project.hand_over", stream=f"project:{project.id}", object_type="project",
+                 object_id=project.id, before=before,
+                 after={"responsible_unit": unit.code, "planned_sign": sign_by, "call": call.get("code")})
+    return project
 
 
 def sign(session: Session, *, actor: Actor, call: dict[str, Any], project_name: str, enterprise: str,
@@ -300,16 +353,36 @@ def project_add_lead(ctx: effects.RunContext, leads: list[dict[str, Any]]) -> di
     return {"ok": True, "error": None, "projects": codes}
 
 
-@effects.service("loop_open_call")
-def loop_open_call(ctx: effects.RunContext, period: str, title: str, industry: str, eligible_units: list[str],
-                   project_code: str = "") -> dict[str, Any]:
-    """⑦ Open the call: code, the units that get a bid task, who appoints; bad input sends the form back."""
-    try:
-        call = open_call(ctx.session, period=period, title=title, industry=industry,
-                         eligible_units=list(eligible_units), project_code=project_code, actor=ctx.actor)
-    except ProjectInputInvalid as exc:
-        return {"ok": False, "error": exc.message, "bid_units": []}
-    return {"ok": True, "error": None, **call}
+@effects.service("loop_open_calls")
+def loop_open_calls(ctx: effects.RunContext, period: str, calls: list[dict[str, Any]]) -> dict[str, Any]:
+    """⑦ Open the submitted calls, one per industry chain, each as its own loop_call instance; any bad call
+    (named by its field, e.g. calls[1].industry) opens none and sends the form back."""
+    opened: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    problems: list[str] = []
+    taken: set[str] = set()
+    for n, given in enumerate(calls):
+        try:
+            call = open_call(ctx.session, period=period, title=str(given["call_title"]),
+                             industry=str(given["industry"]), eligible_units=list(given["eligible_units"]),
+                             project_code=str(given.get("project_code") or ""), taken=taken)
+        except ProjectInputInvalid as exc:
+            problems.append(f"第{n + 1}个榜单 calls[{n}].{exc.details.get('field', 'industry')}：{exc.message}")
+            continue
+        taken.add(call["code"])
+        opened.append((given, call))
+    if problems:
+        return {"ok": False, "error": "；".join(problems), "calls": calls_of_period(ctx.session, period)}
+    for given, call in opened:
+        audit.record(ctx.session, ctx.actor, "call.publish", stream=f"call:{call['code']}", object_type="call",
+                     object_id=call["code"], after={"title": call["title"], "industry": call["industry"],
+                                                    "units": call["bid_units"], "window": str(given["bid_window"]),
+                                                    "project_code": call["project_code"] or None})
+        data = {"call": {k: call[k] for k in ("code", "title", "industry", "category", "project_code", "leader")}
+                | {"period": period, "description": str(given.get("description") or "")},
+                "bid_units": call["bid_units"], "bid_window": str(given["bid_window"])}
+        instances.start_process(ctx, CALL_PROCESS, data=data, business_key=call["code"],
+                                title=f"揭榜挂帅 {call['code']}《{call['title']}》"[:300])
+    return {"ok": True, "error": None, "calls": calls_of_period(ctx.session, period)}
 
 
 @effects.service("loop_record_bid")
@@ -331,14 +404,25 @@ def loop_close_bidding(ctx: effects.RunContext, call: str) -> dict[str, Any]:
 
 
 @effects.service("loop_appoint")
-def loop_appoint(ctx: effects.RunContext, call: str, unit_code: str) -> dict[str, Any]:
-    """⑦ Appoint (挂帅) one bidding unit; a unit that did not bid sends the form back."""
+def loop_appoint(ctx: effects.RunContext, call: dict[str, Any], unit_code: str, sign_by: Any = None) -> dict[str, Any]:
+    """⑦ Appoint (挂帅) one bidding unit and hand it the call's project with the date to sign by; a unit that
+    did not bid, or a project past its lead stage, sends the form back."""
+    by = _as_date(sign_by)
+    if by is None or by < today():
+        return {"ok": False, "error": "签约期限 sign_by 必须是今天或以后的日期", "project_code": ""}
+    stage = ctx.session.scalar(select(Project.stage).where(Project.code == call.get("project_code"))) \
+        if call.get("project_code") else None
+    if stage not in (None, "lead"):
+        return {"ok": False, "error": f"项目 {call['project_code']} 已过线索阶段，不能再转交跟进", "project_code": ""}
     try:
-        bid = appoint(ctx.session, instance_id=ctx.running.row.id, call=call, unit_code=unit_code, actor=ctx.actor)
+        bid = appoint(ctx.session, instance_id=ctx.running.row.id, call=str(call["code"]), unit_code=unit_code,
+                      actor=ctx.actor)
     except ProjectInputInvalid as exc:
-        return {"ok": False, "error": exc.message}
+        return {"ok": False, "error": exc.message, "project_code": ""}
+    project = hand_over(ctx.session, call=dict(call), unit_code=unit_code, sign_by=by, actor=ctx.actor)
     bidder = ctx.session.scalar(select(User.username).where(User.id == bid.bidder_id)) if bid.bidder_id else None
-    return {"ok": True, "error": None, "unit_code": unit_code, "bidder": bidder}
+    return {"ok": True, "error": None, "unit_code": unit_code, "bidder": bidder, "project_code": project.code,
+            "sign_by": by.isoformat()}
 
 
 @effects.service("project_sign")
@@ -352,5 +436,6 @@ def project_sign(ctx: effects.RunContext, call: dict[str, Any], project_name: st
     return {**data, "investment": str(data["investment"])}  # JSON here; the BPMN makes it a Decimal again
 
 
-__all__ = ["add_lead", "appoint", "approval_start_data", "bids_of", "call_code", "check_leads", "count_in_stage",
-           "find_industry", "next_code", "open_call", "reach_stage", "record_bid", "responsible_leader", "sign"]
+__all__ = ["CALL_PROCESS", "add_lead", "appoint", "approval_start_data", "bids_of", "call_code", "calls_of_period",
+           "check_leads", "count_in_stage", "find_industry", "hand_over", "next_code", "open_call", "reach_stage",
+           "record_bid", "responsible_leader", "sign"]
