@@ -1,7 +1,7 @@
 """task escalation unit: the org unit a task's escalation climbs from (user-task property escalationUnit)
 
 Revision ID: 0024
-Revises: 0012
+Revises: 0013
 Create Date: 2026-12-04 18:40:00
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0024'
-down_revision = '0012'
+down_revision = '0013'
 branch_labels = None
 depends_on = None
 

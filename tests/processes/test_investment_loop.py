@@ -1,10 +1,13 @@
 """investment_loop.bpmn (七步工作法) end to end through the engine services, on SQLite and PostgreSQL.
 
-Paths: a full period (① ② on hand-computed figures, recompute, ③ items, ④ claims, ⑤ a visit raising
-issues into the ledger, ⑥ leads, ⑦ several bids → 挂帅 → follow-up → signed → parallel approval); the
-揭榜 window closing with 0, 1 and several bids; every unit declining; no call this period; bad input
-sent back to its form; the follow-up cap; start_period idempotent. Each restores the instance in a
-fresh session in the middle and verifies the audit trail at the end.
+Paths: a full period (① ② on hand-computed figures, recompute, ③ items, ④ claims while ⑤ ⑥ ⑦ are open, ⑤ a
+visit raising issues into the ledger, ⑥ leads, ⑦ a call → its own loop_call instance: several bids → 挂帅 (the
+lead goes to the appointed unit with its date to sign by) → follow-up → signed → parallel approval, after the
+period's instance has completed); the 揭榜 window closing with 0, 1 and several bids; every unit declining; no
+call this period; two calls for two chains with their own windows and 挂帅, a second call for one chain
+refused; an unclaimed item turning yellow and red and climbing to its unit's head; bad input sent back to
+its form; the follow-up cap; start_period idempotent. Each restores the instance in a fresh session in the
+middle and verifies the audit trail at the end.
 
 issue_ledger and parallel_approval are deployed from bpmn/ when they deploy; otherwise the stand-ins
 of tests/fixtures/stand_ins/ take their place (same process ids), since only their start is tested here.
@@ -71,7 +74,7 @@ USERS = [("tongji", "统计局赵敏", ["tjj"], ["data_officer"]), ("guihua", "�
 # -- deployment -----------------------------------------------------------------------------------
 
 def loop_files() -> dict[str, bytes]:
-    """This process's files only: investment_loop.bpmn, loop_*.dmn and forms/loop_*.json."""
+    """This process's files only: investment_loop.bpmn, loop_call.bpmn, loop_*.dmn and forms/loop_*.json."""
     return {name: data for name, data in deploy.read_directory(BPMN_DIR).items()
             if name == "investment_loop.bpmn" or name.startswith("loop_")}
 
@@ -180,7 +183,7 @@ def figures(session: Session, people: dict[str, Actor]) -> dict[str, int]:
 @pytest.fixture
 def deployed(session: Session, figures: dict[str, int]) -> dict[str, str]:
     result = deploy.deploy(session, loop_files(), actor=SYSTEM)  # lane checks on
-    assert [(d.key, d.created) for d in result] == [("investment_loop", True)]
+    assert sorted((d.key, d.created) for d in result) == [("investment_loop", True), ("loop_call", True)]
     used = {key: deploy_partner(session, key, prefix)
             for key, prefix in [("issue_ledger", "ledger_"), ("parallel_approval", "approval_")]}
     session.commit()
@@ -242,6 +245,7 @@ def to_fork(session: Session, people: dict[str, Actor], instance_id: int, items:
     """Run ①–④ quickly: confirm the figures, submit the given plan items, claim them all."""
     do(session, only(session, instance_id, "confirm_figures"), people["tongji"], {"figures_decision": "confirm"})
     do(session, only(session, instance_id, "review_plan"), people["guihua"], {"items": items})
+    assert names(session, instance_id) == ["claim_item"] * len(items) + ["publish_call", "record_visits", "source_leads"]
     by_id = {a.user_id: a for a in people.values()}
     for task in open_tasks(session, instance_id, "claim_item"):
         leader = by_id.get(task.candidates[0].user_id, people["wangjianguo"])
@@ -249,11 +253,24 @@ def to_fork(session: Session, people: dict[str, Actor], instance_id: int, items:
     assert names(session, instance_id) == ["publish_call", "record_visits", "source_leads"]
 
 
+def a_call(units: list[str], window: str = "P7D", **extra: Any) -> dict[str, Any]:
+    """One call of the publish form (智能家电 unless `industry` says otherwise)."""
+    return {"call_title": "智能家电产业链强链补链揭榜", "industry": "smart_appliance", "eligible_units": units,
+            "bid_window": window, "description": "招引智能家电核心零部件配套企业", **extra}
+
+
+def call_instance(session: Session, industry: str = "smart_appliance", period: str = PERIOD) -> int | None:
+    """The loop_call instance of a chain's call in a period (business key JB-YYYY-MM-<industry>)."""
+    return session.scalar(select(ProcessInstance.id).join(ProcessDefinition).where(
+        ProcessDefinition.key == "loop_call", ProcessInstance.business_key == f"JB-{period}-{industry}"))
+
+
 def publish(session: Session, people: dict[str, Actor], instance_id: int, units: list[str],
-            window: str = "P7D", **extra: Any) -> None:
+            window: str = "P7D", *, more: bool = False, **extra: Any) -> int:
+    """Publish one call from the period's ⑦ form; return its loop_call instance (0 when refused)."""
     do(session, only(session, instance_id, "publish_call"), people["zhaoshang"],
-       {"call_decision": "publish", "call_title": "智能家电产业链强链补链揭榜", "industry": "smart_appliance",
-        "eligible_units": units, "bid_window": window, "description": "招引智能家电核心零部件配套企业", **extra})
+       {"call_decision": "publish", "calls": [a_call(units, window, **extra)], "publish_more": more})
+    return call_instance(session, str(extra.get("industry", "smart_appliance"))) or 0
 
 
 def bid_tasks(session: Session, instance_id: int) -> dict[str, HumanTask]:
@@ -495,6 +512,11 @@ def test_a_full_period(session: Session, factory: sessionmaker[Session], people:
     # ④ one claim task per item: the 包挂 leader of the lead unit, else the leader role.
     claims = open_tasks(session, iid, "claim_item")
     assert len(claims) == 4 and {t.lane for t in claims} == {"责任领导"}
+    # ⑤ ⑥ ⑦ open at the same time as ④: 打项目 does not wait for every claim.
+    assert names(session, iid) == ["claim_item"] * 4 + ["publish_call", "record_visits", "source_leads"]
+    gxj = unit_id(session, "gxj")
+    assert {t.escalation_unit_id for t in claims} == {gxj, unit_id(session, "fgj"), unit_id(session, "tcj"), None}
+    assert all(t.sla == "3wd" and t.due_at is not None for t in claims)
     by_title = {task_data(session, t)["plan_item"]["title"]: t for t in claims}
     smart_claim, share_claim = by_title[drafts[smart_at]["title"]], by_title["提升第三产业占比：生产性服务业招商"]
     assert [c.user_id for c in smart_claim.candidates] == [people["lizhenhua"].user_id]
@@ -559,37 +581,67 @@ def test_a_full_period(session: Session, factory: sessionmaker[Session], people:
     assert [(s.stage, s.on) for s in leads[0].stages] == [("lead", date(2025, 9, 1))]
     assert leads[0].planned_sign == date(2025, 10, 31) and leads[0].library.code == "investment"
 
-    # ⑦ a call aimed at the lead; three units may bid, two bid, one declines: bidding closes early.
-    publish(session, people, iid, ["shz", "lkq", "lgz"], project_code="XM-2025-0001")
-    assert sorted(bid_tasks(session, iid)) == ["lgz", "lkq", "shz"]
-    assert {t.lane for t in open_tasks(session, iid, "submit_bid")} == {"招商专员"}
-    bid(session, people, iid, "shz", "上合示范区提供标准厂房，三个月内投产")
-    bid(session, people, iid, "lkq", "临空经济区配套物流优势，提供人才公寓")
-    assert bids_in_table(session, iid) == ["shz", "lkq"]
     with restored(session, factory, iid) as running:
-        assert data_of(running, "submit_bid", TaskState.READY)["bid_unit"] == "lgz"
         lead_data = data_of(running, "source_leads")
         assert lead_data["leads"][0]["investment"] == Decimal("52000.50")
         assert isinstance(lead_data["leads"][0]["investment"], Decimal)
-    bid(session, people, iid, "lgz", None)
+
+    # ⑦ a call aimed at the lead: it runs as its own loop_call instance and the period's instance ends now.
+    cid = publish(session, people, iid, ["shz", "lkq", "lgz"], project_code="XM-2025-0001")
     row = session.get(ProcessInstance, iid)
+    assert row is not None and row.status == "completed" and open_tasks(session, iid) == []
+    call_row = session.get(ProcessInstance, cid)
+    assert call_row is not None and call_row.business_key == "JB-2025-08-smart_appliance"
+    assert call_row.title == "揭榜挂帅 JB-2025-08-smart_appliance《智能家电产业链强链补链揭榜》"
+    assert start_data(session, cid)["parent_instance_id"] == iid
+    # Three units may bid, two bid, one declines: bidding closes early.
+    assert sorted(bid_tasks(session, cid)) == ["lgz", "lkq", "shz"]
+    assert {t.lane for t in open_tasks(session, cid, "submit_bid")} == {"招商专员"}
+    bid(session, people, cid, "shz", "上合示范区提供标准厂房，三个月内投产")
+    bid(session, people, cid, "lkq", "临空经济区配套物流优势，提供人才公寓")
+    assert bids_in_table(session, cid) == ["shz", "lkq"]
+    with restored(session, factory, cid) as running:
+        assert data_of(running, "submit_bid", TaskState.READY)["bid_unit"] == "lgz"
+    bid(session, people, cid, "lgz", None)
+    row = session.get(ProcessInstance, cid)
     assert row is not None and row.next_timer_at is None  # everyone answered: the window timer is gone
-    appoint = only(session, iid, "appoint")
+    appoint = only(session, cid, "appoint")
     assert [c.user_id for c in appoint.candidates] == [people["lizhenhua"].user_id]  # gxj's 包挂 leader
     assert task_data(session, appoint)["bidding"]["bids"] == [
         {"unit_code": "shz", "unit_name": "上合示范区", "bidder": "shz_zs"},
         {"unit_code": "lkq", "unit_name": "临空经济区", "bidder": "lkq_zs"}]
 
     # A unit that did not bid cannot be appointed: back to the form.
-    do(session, appoint, people["lizhenhua"], {"appointed_unit": "lgz", "appoint_opinion": "由李哥庄镇牵头"})
-    appoint = only(session, iid, "appoint")
-    assert task_data(session, appoint)["appointment"] == {"ok": False, "error": "单位“lgz”未揭榜，不能挂帅"}
-    do(session, appoint, people["lizhenhua"], {"appointed_unit": "lkq", "appoint_opinion": "由临空经济区挂帅"})
-    assert session.scalars(select(Bid.appointed).where(Bid.instance_id == iid).order_by(Bid.id)).all() == [False, True]
-    follow = only(session, iid, "follow_up")
+    do(session, appoint, people["lizhenhua"], {"appointed_unit": "lgz", "appoint_opinion": "由李哥庄镇牵头",
+                                               "sign_by": "2025-12-31"})
+    appoint = only(session, cid, "appoint")
+    assert task_data(session, appoint)["appointment"] == {"ok": False, "error": "单位“lgz”未揭榜，不能挂帅",
+                                                          "project_code": ""}
+    do(session, appoint, people["lizhenhua"], {"appointed_unit": "lkq", "appoint_opinion": "由临空经济区挂帅",
+                                               "sign_by": "2025-08-31"})  # a date already past: back
+    appoint = only(session, cid, "appoint")
+    assert "sign_by" in task_data(session, appoint)["appointment"]["error"]
+    do(session, appoint, people["lizhenhua"], {"appointed_unit": "lkq", "appoint_opinion": "由临空经济区挂帅",
+                                               "sign_by": "2025-12-31"})
+    assert session.scalars(select(Bid.appointed).where(Bid.instance_id == cid).order_by(Bid.id)).all() == [False, True]
+    # The lead goes to the appointed unit; its date to sign by is the project's deadline (项目期限督办).
+    lead = session.scalar(select(Project).where(Project.code == "XM-2025-0001"))
+    assert lead is not None
+    session.refresh(lead)
+    assert (lead.stage, lead.responsible_unit_id, lead.planned_sign) == ("lead", unit_id(session, "lkq"),
+                                                                       date(2025, 12, 31))
+    from plan.projects.deadlines import project_deadlines
+    deadline = project_deadlines(session, [lead.id])[lead.id]
+    assert (deadline.unit_id, deadline.policy) == (unit_id(session, "lkq"), "investment")
+    assert deadline.due_at.astimezone(clock.SHANGHAI).date() in (date(2025, 12, 31), date(2026, 1, 1))
+    follow = only(session, cid, "follow_up")
     assert follow.assignee_id == people["lkq_zs"].user_id
+    assert task_data(session, follow)["appointment"] == {
+        "ok": True, "error": None, "unit_code": "lkq", "bidder": "lkq_zs", "project_code": "XM-2025-0001",
+        "sign_by": "2025-12-31"}
+    assert "{{ appointment.sign_by }}" in (follow.instructions or "")
     do(session, follow, people["lkq_zs"], {"progress": "已完成两轮洽谈", "outcome": "in_progress"})
-    follow = only(session, iid, "follow_up")
+    follow = only(session, cid, "follow_up")
     result = do(session, follow, people["lkq_zs"], {
         "progress": "已签订投资协议", "outcome": "signed", "project_name": "智能家电核心零部件项目（一期）",
         "enterprise": "青岛某精密电机有限公司", "investment": Decimal("60000.25"), "project_type": "industrial",
@@ -606,9 +658,11 @@ def test_a_full_period(session: Session, factory: sessionmaker[Session], people:
     assert approval.business_key == "XM-2025-0001" and approval.status == "running"
     assert start_data(session, approval.id) == {
         "project_code": "XM-2025-0001", "project_name": "智能家电核心零部件项目（一期）", "project_type": "industrial",
-        "investment": "60000.25", "stage": "land_planning", "applicant": "qiye", "parent_instance_id": iid,
+        "investment": "60000.25", "stage": "land_planning", "applicant": "qiye", "parent_instance_id": cid,
         "initiator": "lkq_zs"}
-    running = runtime.load(session, iid)
+    call_row = session.get(ProcessInstance, cid)
+    assert call_row is not None and call_row.status == "completed"
+    running = runtime.load(session, cid)
     final = data_of(running, "follow_up")
     assert final["signed_on"] == date(2025, 9, 20) and final["investment"] == Decimal("60000.25")
     assert data_of(running, "start_approval")["approval"]["instance_id"] == approval.id
@@ -622,22 +676,23 @@ def test_window_closes_with_no_bids(session: Session, factory: sessionmaker[Sess
     iid = start(session)
     to_fork(session, people, iid, [])  # nothing to claim: the multi-instance over no items passes
     finish_other_branches(session, people, iid)
-    publish(session, people, iid, ["shz", "lkq"], window="P3D")
-    row = session.get(ProcessInstance, iid)
+    cid = publish(session, people, iid, ["shz", "lkq"], window="P3D")
+    assert session.get(ProcessInstance, iid).status == "completed"  # type: ignore[union-attr]
+    row = session.get(ProcessInstance, cid)
     assert row is not None and row.next_timer_at == clock.now() + timedelta(days=3)
-    with restored(session, factory, iid) as running:
+    with restored(session, factory, cid) as running:
         assert sorted(t.data["bid_unit"] for t in running.workflow.get_tasks(state=TaskState.READY, manual=True)) == \
             ["lkq", "shz"]
         assert data_of(running, "submit_bid", TaskState.READY)["call"]["title"] == "智能家电产业链强链补链揭榜"
-    close_window(session, iid, days=3)
+    close_window(session, cid, days=3)
     session.expire_all()
-    assert open_tasks(session, iid) == []
-    row = session.get(ProcessInstance, iid)
+    assert open_tasks(session, cid) == []
+    row = session.get(ProcessInstance, cid)
     assert row is not None and row.status == "completed"
-    states = session.scalars(select(HumanTask.state).where(HumanTask.instance_id == iid,
+    states = session.scalars(select(HumanTask.state).where(HumanTask.instance_id == cid,
                                                            HumanTask.bpmn_id == "submit_bid")).all()
     assert sorted(states) == ["cancelled", "cancelled"]
-    running = runtime.load(session, iid)
+    running = runtime.load(session, cid)
     assert data_of(running, "close_bidding")["bidding"] == {"count": 0, "bids": []}
     assert [t.task_spec.bpmn_id for t in running.workflow.get_tasks(state=TaskState.COMPLETED)
             if t.task_spec.bpmn_id in ("no_bids", "appoint")] == ["no_bids"]
@@ -649,22 +704,29 @@ def test_window_closes_with_one_bid(session: Session, factory: sessionmaker[Sess
     iid = start(session)
     to_fork(session, people, iid, [{"title": "智能家电强链", "industry": "smart_appliance",
                                     "indicator": "smart_appliance_scale", "gap": Decimal("80")}])
-    publish(session, people, iid, ["shz", "lkq", "lgz"])
-    bid(session, people, iid, "shz", "上合示范区承接")
-    with restored(session, factory, iid) as running:
-        assert len(running.workflow.get_tasks(state=TaskState.READY, manual=True)) == 4  # 2 bids + ⑤ + ⑥
-    close_window(session, iid)
+    cid = publish(session, people, iid, ["shz", "lkq", "lgz"])
+    bid(session, people, cid, "shz", "上合示范区承接")
+    with restored(session, factory, cid) as running:
+        assert len(running.workflow.get_tasks(state=TaskState.READY, manual=True)) == 2  # the 2 other bids
+    assert names(session, iid) == ["record_visits", "source_leads"]  # ⑤ ⑥ in the period's instance
+    close_window(session, cid)
     session.expire_all()
     assert sorted(s for s in session.scalars(select(HumanTask.state).where(
-        HumanTask.instance_id == iid, HumanTask.bpmn_id == "submit_bid"))) == ["cancelled", "cancelled", "completed"]
-    assert bids_in_table(session, iid) == ["shz"]
-    appoint = only(session, iid, "appoint")
+        HumanTask.instance_id == cid, HumanTask.bpmn_id == "submit_bid"))) == ["cancelled", "cancelled", "completed"]
+    assert bids_in_table(session, cid) == ["shz"]
+    appoint = only(session, cid, "appoint")
     assert task_data(session, appoint)["bidding"] == {
         "count": 1, "bids": [{"unit_code": "shz", "unit_name": "上合示范区", "bidder": "shz_zs"}]}
-    do(session, appoint, people["lizhenhua"], {"appointed_unit": "shz", "appoint_opinion": "同意"})
-    do(session, only(session, iid, "follow_up"), people["shz_zs"], {"progress": "企业决定暂缓投资", "outcome": "not_signed"})
+    do(session, appoint, people["lizhenhua"], {"appointed_unit": "shz", "appoint_opinion": "同意", "sign_by": "2025-11-30"})
+    # No lead named: a lead named after the call is created for the appointed unit to follow up.
+    lead = session.scalar(select(Project).where(Project.name == "智能家电产业链强链补链揭榜"))
+    assert lead is not None and (lead.stage, lead.responsible_unit_id, lead.planned_sign) == (
+        "lead", unit_id(session, "shz"), date(2025, 11, 30))
     finish_other_branches(session, people, iid)
     row = session.get(ProcessInstance, iid)
+    assert row is not None and row.status == "completed"  # the period ends though the follow-up goes on
+    do(session, only(session, cid, "follow_up"), people["shz_zs"], {"progress": "企业决定暂缓投资", "outcome": "not_signed"})
+    row = session.get(ProcessInstance, cid)
     assert row is not None and row.status == "completed"
     assert children(session, "parallel_approval") == []
     assert audit.verify(session).ok
@@ -675,25 +737,27 @@ def test_window_closes_with_several_bids_and_follow_up_is_capped(
     iid = start(session)
     to_fork(session, people, iid, [])
     finish_other_branches(session, people, iid)
-    publish(session, people, iid, ["shz", "lkq", "lgz"])
-    bid(session, people, iid, "lkq", "临空经济区方案")
-    bid(session, people, iid, "shz", "上合示范区方案")
-    close_window(session, iid)
-    assert bids_in_table(session, iid) == ["lkq", "shz"]
+    cid = publish(session, people, iid, ["shz", "lkq", "lgz"])
+    assert session.get(ProcessInstance, iid).status == "completed"  # type: ignore[union-attr]
+    bid(session, people, cid, "lkq", "临空经济区方案")
+    bid(session, people, cid, "shz", "上合示范区方案")
+    close_window(session, cid)
+    assert bids_in_table(session, cid) == ["lkq", "shz"]
     session.expire_all()
     assert [t.state for t in session.scalars(select(HumanTask).where(
-        HumanTask.instance_id == iid, HumanTask.bpmn_id == "submit_bid").order_by(HumanTask.id))
+        HumanTask.instance_id == cid, HumanTask.bpmn_id == "submit_bid").order_by(HumanTask.id))
         if t.completed_by_id is None] == ["cancelled"]
-    appoint = only(session, iid, "appoint")
+    appoint = only(session, cid, "appoint")
     assert [b["unit_code"] for b in task_data(session, appoint)["bidding"]["bids"]] == ["lkq", "shz"]
-    do(session, appoint, people["lizhenhua"], {"appointed_unit": "shz", "appoint_opinion": "上合示范区挂帅"})
+    do(session, appoint, people["lizhenhua"], {"appointed_unit": "shz", "appoint_opinion": "上合示范区挂帅",
+                                               "sign_by": "2026-06-30"})
     for n in range(1, 13):
         if n == 6:
-            with restored(session, factory, iid) as running:
+            with restored(session, factory, cid) as running:
                 assert data_of(running, "follow_up", TaskState.READY)["follow_up_count"] == 5
-        follow = only(session, iid, "follow_up")
+        follow = only(session, cid, "follow_up")
         do(session, follow, people["shz_zs"], {"progress": f"第{n}次洽谈", "outcome": "in_progress"})
-    row = session.get(ProcessInstance, iid)
+    row = session.get(ProcessInstance, cid)
     assert row is not None and row.status == "completed"  # the 12th report without signing closes the call
     assert children(session, "parallel_approval") == []
     assert audit.verify(session).ok
@@ -703,16 +767,16 @@ def test_every_unit_declines_and_bidding_closes_at_once(session: Session, factor
                                                         people: dict[str, Actor], deployed: dict[str, str]) -> None:
     iid = start(session)
     to_fork(session, people, iid, [])
-    publish(session, people, iid, ["shz", "lgz"])
-    bid(session, people, iid, "shz", None)
-    with restored(session, factory, iid) as running:
+    cid = publish(session, people, iid, ["shz", "lgz"])
+    bid(session, people, cid, "shz", None)
+    with restored(session, factory, cid) as running:
         assert [t.data["bid_unit"] for t in running.workflow.get_tasks(state=TaskState.READY, manual=True)
                 if t.task_spec.bpmn_id == "submit_bid"] == ["lgz"]
-    bid(session, people, iid, "lgz", None)
-    row = session.get(ProcessInstance, iid)
-    assert row is not None and row.next_timer_at is None
+    bid(session, people, cid, "lgz", None)
+    row = session.get(ProcessInstance, cid)
+    assert row is not None and row.next_timer_at is None and row.status == "completed"
     assert names(session, iid) == ["record_visits", "source_leads"]
-    assert data_of(runtime.load(session, iid), "close_bidding")["bidding"]["count"] == 0
+    assert data_of(runtime.load(session, cid), "close_bidding")["bidding"]["count"] == 0
     finish_other_branches(session, people, iid)
     assert audit.verify(session).ok
 
@@ -722,13 +786,13 @@ def test_no_call_this_period(session: Session, factory: sessionmaker[Session], p
     iid = start(session)
     to_fork(session, people, iid, [])
     with restored(session, factory, iid) as running:
-        assert data_of(running, "publish_call", TaskState.READY)["project_code"] == ""  # preScript default
+        assert data_of(running, "publish_call", TaskState.READY)["publish_more"] is False  # preScript default
     do(session, only(session, iid, "publish_call"), people["zhaoshang"],
        {"call_decision": "skip", "skip_reason": "本月集中推进存量项目"})
     finish_other_branches(session, people, iid)
     row = session.get(ProcessInstance, iid)
     assert row is not None and row.status == "completed"
-    assert session.scalar(select(func.count(Bid.id))) == 0
+    assert session.scalar(select(func.count(Bid.id))) == 0 and call_instance(session) is None
     assert audit.verify(session).ok
 
 
@@ -757,13 +821,20 @@ def test_bad_input_goes_back_to_its_form(session: Session, factory: sessionmaker
          "industry": "低空经济"}]})
     assert session.scalar(select(Project.stage).where(Project.name == "无人机整机项目")) == "lead"
 
-    publish(session, people, iid, ["shz"], industry="no_such_industry")
+    assert publish(session, people, iid, ["shz"], industry="no_such_industry") == 0
     task = only(session, iid, "publish_call")
-    assert task_data(session, task)["call"] == {"ok": False, "error": "产业“no_such_industry”不存在", "bid_units": []}
-    publish(session, people, iid, ["shz"], project_code="XM-1999-0001")
-    assert task_data(session, only(session, iid, "publish_call"))["call"]["error"] == "项目“XM-1999-0001”不在项目库中"
-    publish(session, people, iid, ["shz"])
-    assert sorted(bid_tasks(session, iid)) == ["shz"]
+    assert task_data(session, task)["call_result"] == {
+        "ok": False, "error": "第1个榜单 calls[0].industry：产业“no_such_industry”不存在", "calls": []}
+    assert publish(session, people, iid, ["shz"], project_code="XM-1999-0001") == 0
+    assert task_data(session, only(session, iid, "publish_call"))["call_result"]["error"] == \
+        "第1个榜单 calls[0].project_code：项目“XM-1999-0001”不在项目库中"
+    with pytest.raises(Exception, match="calls"):  # the form: a call without its chain
+        do(session, only(session, iid, "publish_call"), people["zhaoshang"],
+           {"call_decision": "publish", "calls": [{"call_title": "x", "eligible_units": ["shz"], "bid_window": "P7D"}]})
+    session.rollback()
+    cid = publish(session, people, iid, ["shz"])
+    assert sorted(bid_tasks(session, cid)) == ["shz"]
+    assert session.scalar(select(func.count(AuditEvent.id)).where(AuditEvent.action == "call.publish")) == 1
     assert audit.verify(session).ok
 
 
