@@ -3,6 +3,8 @@
 from plan.projects.core import (
     CATEGORIES,
     approval_start_data,
+    call_code,
+    calls_of_period,
     count_in_stage,
     find_industry,
     reach_stage,
@@ -12,6 +14,8 @@ from plan.projects.core import (
 __all__ = [
     "CATEGORIES",
     "approval_start_data",
+    "call_code",
+    "calls_of_period",
     "count_in_stage",
     "find_industry",
     "reach_stage",

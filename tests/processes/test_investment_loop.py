@@ -838,6 +838,129 @@ def test_bad_input_goes_back_to_its_form(session: Session, factory: sessionmaker
     assert audit.verify(session).ok
 
 
+# -- ⑦ one call per industry chain -----------------------------------------------------------------
+
+def test_two_calls_for_two_chains_and_a_second_call_for_one_chain_is_refused(
+        session: Session, factory: sessionmaker[Session], people: dict[str, Actor], deployed: dict[str, str]) -> None:
+    iid = start(session)
+    to_fork(session, people, iid, [])
+    energy = a_call(["shz", "lgz"], "P3D", call_title="新能源产业链储能揭榜", industry="新能源")
+    # The same chain twice in one submission: refused, naming the second call's field; nothing opens.
+    do(session, only(session, iid, "publish_call"), people["zhaoshang"], {
+        "call_decision": "publish", "calls": [a_call(["shz"]), energy, a_call(["lkq"], industry="智能家电")]})
+    task = only(session, iid, "publish_call")
+    assert task_data(session, task)["call_result"]["error"] == \
+        "第3个榜单 calls[2].industry：产业链“智能家电”在本次提交中重复：每条产业链每期只发布一个榜单"
+    assert call_instance(session) is None and call_instance(session, "new_energy") is None
+    assert session.scalar(select(func.count(AuditEvent.id)).where(AuditEvent.action == "call.publish")) == 0
+
+    # Two chains at once, each its own instance, window and leader; then publish again.
+    do(session, task, people["zhaoshang"], {"call_decision": "publish", "calls": [a_call(["shz", "lkq"]), energy],
+                                            "publish_more": True})
+    smart, power = call_instance(session), call_instance(session, "new_energy")
+    assert smart and power and smart != power
+    rows = {r.business_key: r for r in session.scalars(select(ProcessInstance).where(
+        ProcessInstance.id.in_([smart, power])))}
+    assert rows["JB-2025-08-smart_appliance"].next_timer_at == clock.now() + timedelta(days=7)
+    assert rows["JB-2025-08-new_energy"].next_timer_at == clock.now() + timedelta(days=3)
+    assert sorted(bid_tasks(session, smart)) == ["lkq", "shz"] and sorted(bid_tasks(session, power)) == ["lgz", "shz"]
+    task = only(session, iid, "publish_call")  # 继续发布: back to the form, which lists what is open
+    ready = task_data(session, task)
+    assert ready["publish_more"] is False and [c["code"] for c in ready["call_result"]["calls"]] == [
+        "JB-2025-08-smart_appliance", "JB-2025-08-new_energy"]
+
+    # A second call for a chain that has one this period: refused, naming the field; nothing changes.
+    do(session, task, people["zhaoshang"], {"call_decision": "publish", "calls": [a_call(["lgz"], industry="智能家电")]})
+    task = only(session, iid, "publish_call")
+    assert task_data(session, task)["call_result"]["error"] == (
+        "第1个榜单 calls[0].industry：产业链“智能家电”本期已发布榜单 JB-2025-08-smart_appliance：每条产业链每期只发布一个榜单")
+    assert session.scalar(select(func.count(ProcessInstance.id)).join(ProcessDefinition).where(
+        ProcessDefinition.key == "loop_call")) == 2
+    # The same chain next period is a new call.
+    assert projects.call_code("2025-09", "smart_appliance") == "JB-2025-09-smart_appliance"
+    do(session, task, people["zhaoshang"], {"call_decision": "skip", "skip_reason": "本期榜单已发布完毕"})
+    finish_other_branches(session, people, iid)
+    row = session.get(ProcessInstance, iid)
+    assert row is not None and row.status == "completed"
+
+    # Each call its own window: after 3 days only the energy call closes.
+    bid(session, people, power, "lgz", "李哥庄镇储能项目方案")
+    close_window(session, power, days=3)
+    row = session.get(ProcessInstance, smart)
+    assert row is not None and row.status == "running" and len(bid_tasks(session, smart)) == 2
+    appoint = only(session, power, "appoint")
+    assert [c.user_id for c in appoint.candidates] == [people["wangjianguo"].user_id]  # fgj's 包挂 leader
+    do(session, appoint, people["wangjianguo"], {"appointed_unit": "lgz", "appoint_opinion": "同意",
+                                                 "sign_by": "2025-12-31"})
+    bid(session, people, smart, "shz", "上合示范区方案")
+    bid(session, people, smart, "lkq", None)
+    appoint = only(session, smart, "appoint")
+    assert [c.user_id for c in appoint.candidates] == [people["lizhenhua"].user_id]  # gxj's 包挂 leader
+    do(session, appoint, people["lizhenhua"], {"appointed_unit": "shz", "appoint_opinion": "同意",
+                                               "sign_by": "2026-03-31"})
+    assert only(session, power, "follow_up").assignee_id == people["lgz_zs"].user_id
+    assert only(session, smart, "follow_up").assignee_id == people["shz_zs"].user_id
+    assert sorted(session.scalars(select(Bid.call_code).where(Bid.appointed))) == [
+        "JB-2025-08-new_energy", "JB-2025-08-smart_appliance"]
+    assert audit.verify(session).ok
+
+
+# -- ④ an unclaimed item: deadline, lights, escalation ------------------------------------------------
+
+def test_an_unclaimed_item_turns_yellow_then_red_and_climbs_to_its_units_head(
+        session: Session, factory: sessionmaker[Session], people: dict[str, Actor], deployed: dict[str, str],
+        frozen: Any) -> None:
+    from engine.deadlines import escalation
+    from engine.deadlines.models import DeadlineWatch, EscalationStep
+    head = org.add_user(session, username="gxj_head", display_name="工信局周局长", unit_codes=["gxj"], role_codes=[])
+    gxj = session.scalar(select(OrgUnit).where(OrgUnit.code == "gxj"))
+    assert gxj is not None
+    gxj.leader_id = head.id
+    session.commit()
+    iid = start(session)
+    do(session, only(session, iid, "confirm_figures"), people["tongji"], {"figures_decision": "confirm"})
+    do(session, only(session, iid, "review_plan"), people["guihua"], {"items": [
+        {"title": "智能家电强链", "industry": "smart_appliance", "indicator": "smart_appliance_scale", "gap": 80}]})
+    claim = only(session, iid, "claim_item")
+    assert (claim.escalation_unit_id, [c.user_id for c in claim.candidates]) == (gxj.id, [people["lizhenhua"].user_id])
+    # 3 working days from Monday 1 September 2025 09:00: Thursday 4 September.
+    assert claim.due_at is not None and claim.due_at.astimezone(clock.SHANGHAI).date() == date(2025, 9, 4)
+    # ⑤ ⑥ ⑦ go on while the item waits.
+    assert names(session, iid) == ["claim_item", "publish_call", "record_visits", "source_leads"]
+
+    def sweep(when: datetime) -> list[tuple[str, list[int]]]:
+        clock.freeze(when)
+        for _ in range(2):  # a second sweep repeats nothing
+            escalation.sweep(session, now=clock.now())
+            session.commit()
+        return [(s.step, s.recipients) for s in session.scalars(select(EscalationStep).where(
+            EscalationStep.object_type == "task", EscalationStep.object_id == claim.id).order_by(EscalationStep.id))]
+
+    def light() -> str:
+        watch = session.scalar(select(DeadlineWatch).where(DeadlineWatch.object_type == "task",
+                                                           DeadlineWatch.object_id == claim.id))
+        return watch.light if watch is not None else "green"
+
+    sh = clock.SHANGHAI
+    leader, unit_head = people["lizhenhua"].user_id, head.id
+    assert sweep(datetime(2025, 9, 2, 10, 0, tzinfo=sh)) == [] and light() == "green"
+    assert sweep(datetime(2025, 9, 3, 10, 0, tzinfo=sh)) == [("yellow", [leader])] and light() == "yellow"
+    assert sweep(datetime(2025, 9, 4, 10, 0, tzinfo=sh))[1:] == [("red", []), ("handler", [leader])]
+    assert light() == "red"
+    steps = sweep(datetime(2025, 9, 5, 10, 0, tzinfo=sh))  # one working day late: the lead unit's head
+    assert steps[3:] == [("unit_head", [unit_head])]
+    steps = sweep(datetime(2025, 9, 9, 10, 0, tzinfo=sh))  # three working days late: the responsible leader
+    assert steps[4:] == [("responsible_leader", [leader])]
+    row = session.get(PlanItem, task_data(session, claim)["plan_item"]["id"])
+    assert row is not None and row.status == "open"
+    # Claimed at last: the light goes out, the period's other branches were never held up.
+    do(session, claim, people["lizhenhua"], {"measures": "专班推进", "finish_by": "2025-12-31"})
+    session.refresh(row)
+    assert row.status == "claimed"
+    assert names(session, iid) == ["publish_call", "record_visits", "source_leads"]
+    assert audit.verify(session).ok
+
+
 # -- one instance per period ------------------------------------------------------------------------
 
 def test_start_period_is_idempotent_and_links_the_previous_period(
