@@ -986,6 +986,23 @@ def test_start_period_is_idempotent_and_links_the_previous_period(
     assert audit.verify(session).ok
 
 
+def test_a_call_is_not_started_by_hand_without_a_whole_call(session: Session, people: dict[str, Actor],
+                                                           deployed: dict[str, str]) -> None:
+    from engine.errors import FormInvalid
+    from engine.runtime import starts
+    version = deploy.latest_version(session, "loop_call")
+    assert version is not None
+    info = starts.start_info(session, version)
+    assert not starts.may_start(session, people["zhaoshang"], info)  # started by ⑦ 开榜, not from the start page
+    for data in ({}, {"call": {"code": "JB-2025-08-x"}, "bid_units": [], "bid_window": "P7D"},
+                 {"call": {"code": "<script>", "title": "t", "industry": "i", "leader": "l", "project_code": ""},
+                  "bid_units": ["shz"], "bid_window": "P7D"}):
+        with pytest.raises(FormInvalid):
+            instances.start(session, process_key="loop_call", actor=SYSTEM, data=data, from_client=True)
+        session.rollback()
+    assert call_instance(session) is None
+
+
 def test_deploys_with_every_lane_resolved(session: Session, deployed: dict[str, str]) -> None:
     version = deploy.latest_version(session, "investment_loop")
     assert version is not None and version.name == "七步工作法"
@@ -993,4 +1010,7 @@ def test_deploys_with_every_lane_resolved(session: Session, deployed: dict[str, 
     lanes = json.loads(version.lane_map_json)
     assert sorted(lanes) == ["产业规划", "招商专员", "数据监测", "服务专员", "责任领导"]
     assert all("role_id" in target for target in lanes.values())
+    call = deploy.latest_version(session, "loop_call")
+    assert call is not None and call.name == "揭榜挂帅"
+    assert sorted(json.loads(call.lane_map_json)) == ["招商专员", "责任领导"]
     assert set(deployed) == {"issue_ledger", "parallel_approval"}
