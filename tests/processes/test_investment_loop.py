@@ -873,7 +873,8 @@ def test_two_calls_for_two_chains_and_a_second_call_for_one_chain_is_refused(
     do(session, task, people["zhaoshang"], {"call_decision": "publish", "calls": [a_call(["lgz"], industry="智能家电")]})
     task = only(session, iid, "publish_call")
     assert task_data(session, task)["call_result"]["error"] == (
-        "第1个榜单 calls[0].industry：产业链“智能家电”本期已发布榜单 JB-2025-08-smart_appliance：每条产业链每期只发布一个榜单")
+        "第1个榜单 calls[0].industry：产业链“智能家电”本期已发布榜单 JB-2025-08-smart_appliance："
+        "每条产业链每期只发布一个榜单")
     assert session.scalar(select(func.count(ProcessInstance.id)).join(ProcessDefinition).where(
         ProcessDefinition.key == "loop_call")) == 2
     # The same chain next period is a new call.
