@@ -1015,3 +1015,40 @@ def test_deploys_with_every_lane_resolved(session: Session, deployed: dict[str, 
     assert call is not None and call.name == "揭榜挂帅"
     assert sorted(json.loads(call.lane_map_json)) == ["招商专员", "责任领导"]
     assert set(deployed) == {"issue_ledger", "parallel_approval"}
+
+
+@pytest.mark.parametrize("name", ["investment_loop.bpmn", "loop_call.bpmn"])
+def test_the_diagram_is_complete_for_the_modeller(name: str) -> None:
+    """Every element has a shape inside its lane, every flow an edge from its source to its target."""
+    from lxml import etree
+    bpmn_ns = "http://www.omg.org/spec/BPMN/20100524/MODEL"
+    ns = {"bpmndi": "http://www.omg.org/spec/BPMN/20100524/DI", "dc": "http://www.omg.org/spec/DD/20100524/DC",
+          "di": "http://www.omg.org/spec/DD/20100524/DI", "bpmn": bpmn_ns}
+    drawn = {"startEvent", "endEvent", "boundaryEvent", "userTask", "serviceTask", "exclusiveGateway",
+             "parallelGateway", "subProcess", "lane", "participant"}
+    tree = etree.parse(str(BPMN_DIR / name))
+    shapes = {s.get("bpmnElement"): [float(s.find("dc:Bounds", ns).get(k)) for k in ("x", "y", "width", "height")]
+              for s in tree.iterfind(".//bpmndi:BPMNShape", ns)}
+    edges = {e.get("bpmnElement"): [(float(w.get("x")), float(w.get("y"))) for w in e.iterfind("di:waypoint", ns)]
+             for e in tree.iterfind(".//bpmndi:BPMNEdge", ns)}
+    problems = []
+    for el in tree.iter(f"{{{bpmn_ns}}}*"):
+        local, el_id = etree.QName(el).localname, el.get("id")
+        if local == "sequenceFlow":
+            points = edges.get(el_id, [])
+            for end, ref in ((points[0], el.get("sourceRef")), (points[-1], el.get("targetRef"))) if points else ():
+                x, y, w, h = shapes[ref]
+                if not (x - 1 <= end[0] <= x + w + 1 and y - 1 <= end[1] <= y + h + 1):
+                    problems.append(f"{el_id}: waypoint {end} is not on {ref}")
+            if len(points) < 2:
+                problems.append(f"{el_id}: no edge")
+        elif local in drawn and el_id not in shapes:
+            problems.append(f"{el_id}: no shape")
+    for lane in tree.iterfind(".//bpmn:lane", ns):
+        lx, ly, lw, lh = shapes[lane.get("id")]
+        for ref in lane.iterfind("bpmn:flowNodeRef", ns):
+            x, y, w, h = shapes[ref.text]
+            if not (lx <= x and x + w <= lx + lw and ly <= y + h / 2 <= ly + lh):
+                problems.append(f"{ref.text}: not drawn in its lane {lane.get('name')}")
+    assert problems == []
+
