@@ -906,6 +906,43 @@ def test_two_calls_for_two_chains_and_a_second_call_for_one_chain_is_refused(
     assert audit.verify(session).ok
 
 
+def test_calls_refuse_the_wrong_leader_oversized_forms_and_keep_hostile_text_as_text(
+        session: Session, factory: sessionmaker[Session], people: dict[str, Actor], deployed: dict[str, str]) -> None:
+    from engine.errors import FormInvalid
+    iid = start(session)
+    to_fork(session, people, iid, [])
+    task = only(session, iid, "publish_call")
+    tasks.claim(session, task_id=task.id, actor=people["zhaoshang"])
+    session.commit()
+    too_many = [a_call(["shz"], industry=f"chain{n}") for n in range(21)]
+    for bad in ({"call_decision": "publish", "calls": too_many},
+                {"call_decision": "publish", "calls": [a_call(["shz"], bid_window="P0D")]},
+                {"call_decision": "publish", "calls": [a_call(["shz"], call_title="x" * 201)]},
+                {"call_decision": "publish", "calls": [a_call(["no_such_unit"])]},
+                {"call_decision": "publish"}):
+        with pytest.raises(FormInvalid):
+            tasks.complete(session, task_id=task.id, actor=people["zhaoshang"], data=bad)
+        session.rollback()
+    assert call_instance(session) is None and only(session, iid, "publish_call").id == task.id
+    hostile = "<script>alert(1)</script>{{ 7*7 }}"
+    tasks.complete(session, task_id=task.id, actor=people["zhaoshang"],
+                   data={"call_decision": "publish", "calls": [a_call(["shz"], call_title=hostile)]})
+    session.commit()
+    cid = call_instance(session)
+    assert cid is not None
+    row = session.get(ProcessInstance, cid)
+    assert row is not None and row.title == f"揭榜挂帅 JB-2025-08-smart_appliance《{hostile}》"
+    bid(session, people, cid, "shz", hostile)
+    appoint = only(session, cid, "appoint")
+    with pytest.raises(NotYourTask):  # fgj's leader does not appoint for gxj's chain
+        tasks.claim(session, task_id=appoint.id, actor=people["wangjianguo"])
+    session.rollback()
+    with pytest.raises(NotYourTask):  # nor does the bidder
+        tasks.claim(session, task_id=appoint.id, actor=people["shz_zs"])
+    session.rollback()
+    assert task_data(session, appoint)["call"]["title"] == hostile
+    assert audit.verify(session).ok
+
 # -- ④ an unclaimed item: deadline, lights, escalation ------------------------------------------------
 
 def test_an_unclaimed_item_turns_yellow_then_red_and_climbs_to_its_units_head(
