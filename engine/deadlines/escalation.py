@@ -12,7 +12,8 @@ starts a new round.
 Who each rung reaches:
   handler             the task's assignee, else its candidates (users, unit members, role holders);
                       for other objects, the handlers their source names (`engine.deadlines.sources`)
-  unit_head           org_unit.leader_id of the object's unit
+  unit_head           org_unit.leader_id of the object's unit (a task's: its escalationUnit property, else a
+                      unit among its candidates, else its handler's first unit)
   responsible_leader  the object's responsible leader (from its source), else the unit's (up the parents)
   city_leader         the unit's responsible leader who holds the role city_leader (up the parents)
 """
@@ -56,7 +57,7 @@ def _task_targets(session: Session, ids: Sequence[int], org: Org) -> dict[int, T
         select(ProcessInstance.id, ProcessInstance.title).where(ProcessInstance.id.in_(instance_ids)))}
     found = {}
     for t in tasks:
-        unit_id = next((c.org_unit_id for c in t.candidates if c.org_unit_id), None)
+        unit_id = t.escalation_unit_id or next((c.org_unit_id for c in t.candidates if c.org_unit_id), None)
         if unit_id is None:
             holders = [t.assignee_id] if t.assignee_id else [c.user_id for c in t.candidates if c.user_id]
             unit_id = next((first_unit[u] for u in holders if u in first_unit), None)

@@ -129,7 +129,11 @@ def apply_due(engine: Any, task: Any, expression: str, human: HumanTask, now: da
 
 def assign(session: Session, engine: Any, task: Any, human: HumanTask, props: dict[str, str],
            lane_map: dict[str, dict[str, int]], initiator_id: int | None, problems: Problems) -> None:
-    """Set the new task's assignee or candidates; see the module's rule."""
+    """Set the new task's assignee or candidates (and its escalation unit); see the module's rule."""
+    if props.get("escalationUnit"):  # the unit code or name the escalation ladder climbs from
+        units = [c for c in resolve(session, evaluate_names(engine, task, "escalationUnit", props["escalationUnit"],
+                                                            problems)) if c.org_unit_id is not None]
+        human.escalation_unit_id = units[0].org_unit_id if units else None
     if props.get("assignee"):
         names = evaluate_names(engine, task, "assignee", props["assignee"], problems)
         users = [c for c in resolve(session, names) if c.user_id is not None]

@@ -75,7 +75,7 @@ def _text(el: etree._Element) -> str:
     return (el.text or "").strip()
 
 
-EXPRESSION_PROPERTIES = ("candidates", "assignee", "due")
+EXPRESSION_PROPERTIES = ("candidates", "assignee", "due", "escalationUnit")
 
 
 def _check_bpmn(file: str, root: etree._Element, services: Collection[str] | None) -> Iterator[DeployProblem]:

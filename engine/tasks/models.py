@@ -56,6 +56,8 @@ class HumanTask(Base):
     blocked: Mapped[bool] = mapped_column(default=False)  # waiting for co-signers (before or after)
     # The task's escalation profile (a `tasks:` key of data/escalation.yaml); None: its process's.
     escalation: Mapped[str | None] = mapped_column(String(120))
+    # The unit the escalation ladder climbs from (property escalationUnit); None: the handler's first unit.
+    escalation_unit_id: Mapped[int | None] = mapped_column(ForeignKey("org_unit.id"))
 
     @property
     def escalation_policy(self) -> str:

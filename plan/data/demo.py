@@ -3,7 +3,8 @@
 The content is editable YAML in data/demo/ (all enterprises, projects and figures are fictional):
 projects at every stage in the four libraries, some behind plan; monthly indicator values of the
 plan year, some behind target; ledger issues at every step, some overdue; parallel approvals in
-flight; the last two periods of the seven-step method, the earlier one with a 揭榜 call open.
+flight; the last two periods of the seven-step method, the earlier one completed with its 揭榜 calls open
+(one loop_call instance per industry chain), the later one at ④ with ⑤ ⑥ ⑦ open beside it.
 
 Everything goes through the services real users go through (instances.start, tasks.claim/complete,
 operations.urge/carbon_copy, plan.start_period), as the seed users, so the inbox, the ledger, the
@@ -52,7 +53,7 @@ from plan.projects.models import STAGES, Project, ProjectLibrary
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "data" / "demo"
 FILES = ("projects", "indicators", "issues", "approvals", "investment_loop", "leads")
-PROCESSES = ("investment_loop", "parallel_approval", "issue_ledger", "investment_lead")
+PROCESSES = ("investment_loop", "loop_call", "parallel_approval", "issue_ledger", "investment_lead")
 PLANNED = {"signed": "planned_sign", "started": "planned_start", "completed": "planned_complete",
            "producing": "planned_produce"}
 STAGE_GAP = {"signed": 60, "started": 90, "completed": 300, "producing": 60}  # days between planned stages
@@ -116,6 +117,10 @@ def check(data: dict[str, Any]) -> None:
     call = data["investment_loop"].get("call") if isinstance(data["investment_loop"], dict) else None
     if isinstance(call, dict) and not all(k in call for k in ("title", "industry", "eligible_units", "bid")):
         problems.append("investment_loop.yaml call: 须有 title, industry, eligible_units, bid")
+    others = data["investment_loop"].get("other_calls") if isinstance(data["investment_loop"], dict) else None
+    if others is not None and (not isinstance(others, list) or not all(
+            isinstance(c, dict) and all(k in c for k in ("title", "industry", "eligible_units")) for c in others)):
+        problems.append("investment_loop.yaml other_calls: 须为列表，每项须有 title, industry, eligible_units")
     if problems:
         raise InvalidInput("演示数据有误 (demo data invalid):\n  " + "\n  ".join(problems), problems=problems)
 
@@ -373,8 +378,9 @@ def describe(session: Session, codes: list[str], now: datetime, periods: tuple[s
                                   .where(ProcessDefinition.key == key, ProcessInstance.status == status)) or 0)
 
     def waiting(period: str) -> str:
+        keys = [plan.business_key(period), *(c["code"] for c in projects.calls_of_period(session, period))]
         names = session.scalars(select(HumanTask.name).join(ProcessInstance).where(
-            ProcessInstance.business_key == plan.business_key(period), HumanTask.state == "ready")).all()
+            ProcessInstance.business_key.in_(keys), HumanTask.state == "ready")).all()
         return "、".join(f"{name}×{n}" for name, n in Counter(names).items()) or "无"
     return "；".join([
         f"项目 {len(rows)} 个 ({stages}；{slow} 个已过计划日期未进入下一阶段)", f"指标数值 {values} 条",

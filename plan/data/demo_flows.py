@@ -315,8 +315,10 @@ def _raised_issues(demo: Demo, instance_id: int) -> list[tuple[int, str]]:
 
 def loop_period(demo: Demo, cfg: Spec, period: str, *, full: bool, notes: list[str],
                 leads_after: datetime) -> Iterator[datetime]:
-    """Start a period as beat does, confirm ①②, submit ③; claim ④ (all if `full`, else some) and, if `full`,
-    record ⑤ visits (and dispatch the issues they raise), add ⑥ leads, publish ⑦ a call and make one bid.
+    """Start a period as beat does, confirm ①②, submit ③; claim ④ (all if `full`, else some: ⑤ ⑥ ⑦ stay open
+    beside the unclaimed items) and, if `full`, record ⑤ visits (and dispatch the issues they raise), add ⑥
+    leads, publish ⑦ the calls (one per industry chain, each its own loop_call instance; the period's
+    instance then completes) and make one bid on the first.
 
     ⑥ waits for `leads_after` (the demo's last project): a new lead takes the next free project code.
     """
@@ -361,14 +363,20 @@ def loop_period(demo: Demo, cfg: Spec, period: str, *, full: bool, notes: list[s
              | {"planned_sign": demo.day(int(lead["planned_sign_in"]))} for lead in cfg["leads"]]
     demo.step(iid, "source_leads", cfg["investment_officer"], {"leads": leads})
     call = cfg["call"]
-    yield max(later(8), demo.at(3))  # the window must still be open today
-    demo.step(iid, "publish_call", cfg["investment_officer"], {
-        "call_decision": "publish", "call_title": call["title"], "industry": call["industry"],
-        "description": call.get("description", ""), "eligible_units": list(call["eligible_units"]),
-        "bid_window": call.get("window", "P14D")})
+    yield max(later(8), demo.at(3))  # the windows must still be open today
+    demo.step(iid, "publish_call", cfg["investment_officer"], {"call_decision": "publish", "calls": [
+        {"call_title": c["title"], "industry": c["industry"], "description": c.get("description", ""),
+         "eligible_units": list(c["eligible_units"]), "bid_window": c.get("window", "P14D")}
+        for c in [call, *(cfg.get("other_calls") or [])]], "publish_more": False})
     yield max(later(9), demo.at(1))
     bid = call["bid"]
-    demo.step(iid, "submit_bid", bid["by"], {"bid_decision": "bid", "proposal": bid["proposal"]}, unit=bid["unit"])
+    industry = projects.find_industry(demo.session, str(call["industry"]))
+    code = projects.call_code(period, industry.code if industry else str(call["industry"]))
+    opened = next((c for c in projects.calls_of_period(demo.session, period) if c["code"] == code), None)
+    if opened is None:
+        raise InvalidInput(f"榜单 {code} 未开榜 (the call did not open)")
+    demo.step(int(opened["instance_id"]), "submit_bid", bid["by"], {"bid_decision": "bid", "proposal": bid["proposal"]},
+              unit=bid["unit"])
 
 
 __all__ = ["Demo", "approval", "labelled", "ledger_issue", "loop_period", "period_start"]

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from engine import audit, clock
 from engine.errors import InvalidInput, NotFound
 from engine.org.actors import Actor
+from engine.org.models import OrgUnit
 from plan import projects
 from plan.indicators.models import Indicator, Industry, PlanItem
 from plan.investment.periods import parse_period
@@ -108,8 +109,18 @@ def claim_plan_item(session: Session, *, item_id: int, actor: Actor, measures: s
     return item
 
 
+def claim_unit(session: Session, item: PlanItem) -> str | None:
+    """Return the code of the unit an unclaimed item escalates from: its industry's lead unit, else its
+    indicator's responsible unit (None when neither names one)."""
+    industry = session.get(Industry, item.industry_id) if item.industry_id else None
+    indicator = session.get(Indicator, item.indicator_id) if item.indicator_id else None
+    unit_id = (industry.lead_unit_id if industry else None) or (indicator.responsible_unit_id if indicator else None)
+    return session.scalar(select(OrgUnit.code).where(OrgUnit.id == unit_id)) if unit_id else None
+
+
 def item_brief(session: Session, item: PlanItem) -> dict[str, Any]:
-    return {"id": item.id, "title": item.title, "candidates": claim_candidates(session, item)}
+    return {"id": item.id, "title": item.title, "candidates": claim_candidates(session, item),
+            "unit": claim_unit(session, item)}
 
 
-__all__ = ["ItemsInvalid", "claim_candidates", "claim_plan_item", "create_plan_items", "item_brief"]
+__all__ = ["ItemsInvalid", "claim_candidates", "claim_plan_item", "claim_unit", "create_plan_items", "item_brief"]

@@ -4,11 +4,9 @@ Projects move through STAGES 线索 lead → 签约 signed → 开工 started �
 producing; each stage reached is one ProjectStage row (the day it was reached). Leads and projects
 signed through a call go to the 招商引资项目 library (code `investment`, data/seed/libraries.yaml).
 
-揭榜挂帅 (⑦): a call (榜单) has a code `JB-YYYY-MM` (one per period instance); every eligible unit
-may bid once (`bid` table, unique per instance, call and unit), each bid stored the moment it is
-made so that closing the window (a timer that cancels the open bid tasks) loses none; a leader
-appoints one bidder (挂帅, `bid.appointed`), who follows up until signing; signing moves the
-project to `signed` and the process starts its parallel approval.
+揭榜挂帅 (⑦): the calls, bids and the hand-over of a call's lead to the appointed unit live in
+`plan.projects.calls` (one loop_call instance per industry chain and period); signing (`sign`) moves the
+call's project to `signed` and the call's instance starts its parallel approval.
 """
 from __future__ import annotations
 
@@ -25,7 +23,7 @@ from engine.org.actors import Actor
 from engine.org.models import OrgUnit, User
 from engine.runtime import effects
 from plan.indicators.models import Industry
-from plan.projects.models import STAGES, Bid, Project, ProjectLibrary, ProjectStage
+from plan.projects.models import STAGES, Project, ProjectLibrary, ProjectStage
 
 INVESTMENT_LIBRARY = "investment"  # 招商引资项目
 CATEGORIES = ("focus", "key", "layout")  # 聚焦突破 / 重点实施 / 加快布局
@@ -148,88 +146,7 @@ def _as_date(value: Any) -> date | None:
     return value if isinstance(value, date) else date.fromisoformat(str(value))
 
 
-# -- ⑦ 揭榜挂帅 -------------------------------------------------------------------------------------
-
-def call_code(period: str) -> str:
-    """Return the code of a period's call (榜单)."""
-    return f"JB-{period}"
-
-
-def open_call(session: Session, *, period: str, title: str, industry: str, eligible_units: list[str],
-              project_code: str = "", actor: Actor) -> dict[str, Any]:
-    """Check and describe a call before bidding opens: its code, the units that may bid, who appoints.
-
-    Units that do not exist are left out (listed in `skipped_units`).
-    Raises: ProjectInputInvalid (unknown industry or project, no existing unit)
-    """
-    ind = find_industry(session, industry)
-    if ind is None:
-        raise ProjectInputInvalid(f"产业“{industry}”不存在", field="industry")
-    if project_code and session.scalar(select(Project.id).where(Project.code == project_code)) is None:
-        raise ProjectInputInvalid(f"项目“{project_code}”不在项目库中", field="project_code")
-    units = [c for c in dict.fromkeys(eligible_units) if _unit(session, c) is not None]
-    if not units:
-        raise ProjectInputInvalid("没有可揭榜的单位 (none of the eligible units exists)", field="eligible_units")
-    leader = responsible_leader(session, ind.lead_unit_id)
-    code = call_code(period)
-    audit.record(session, actor, "call.publish", stream=f"call:{code}", object_type="call", object_id=code,
-                 after={"title": title, "industry": ind.code, "units": units, "project_code": project_code or None})
-    return {"code": code, "title": title, "industry": ind.code, "category": ind.category,
-            "project_code": project_code or "", "bid_units": units,
-            "skipped_units": [c for c in eligible_units if c not in units], "leader": leader or "leader"}
-
-
-def record_bid(session: Session, *, instance_id: int, call: str, unit_code: str, proposal: str,
-               actor: Actor) -> Bid:
-    """Store a unit's bid (揭榜) the moment it is made; a unit's second bid replaces its proposal (flushes).
-
-    Raises: NotFound (unknown unit)
-    """
-    unit = _unit(session, unit_code)
-    if unit is None:
-        raise NotFound(f"单位不存在 (no such unit): {unit_code}", unit_code=unit_code)
-    bid = session.scalar(select(Bid).where(Bid.instance_id == instance_id, Bid.call_code == call,
-                                           Bid.unit_id == unit.id))
-    if bid is None:
-        bid = Bid(instance_id=instance_id, call_code=call, unit_id=unit.id, bidder_id=actor.user_id,
-                  proposal=proposal, submitted_at=clock.now())
-        session.add(bid)
-    else:
-        bid.proposal, bid.bidder_id, bid.submitted_at = proposal, actor.user_id, clock.now()
-    session.flush()
-    audit.record(session, actor, "call.bid", stream=f"call:{call}", object_type="bid", object_id=bid.id,
-                 after={"unit": unit_code, "bidder": actor.username, "proposal": proposal})
-    return bid
-
-
-def bids_of(session: Session, *, instance_id: int, call: str) -> list[tuple[Bid, OrgUnit, str | None]]:
-    """Return a call's bids in the order they came, with unit and bidder username."""
-    rows = session.execute(select(Bid, OrgUnit, User.username).join(OrgUnit, OrgUnit.id == Bid.unit_id)
-                           .outerjoin(User, User.id == Bid.bidder_id)
-                           .where(Bid.instance_id == instance_id, Bid.call_code == call)
-                           .order_by(Bid.submitted_at, Bid.id)).all()
-    return [(r[0], r[1], r[2]) for r in rows]
-
-
-def appoint(session: Session, *, instance_id: int, call: str, unit_code: str, actor: Actor) -> Bid:
-    """Appoint (挂帅) the bid of one unit; any earlier appointment of the call is withdrawn (flushes).
-
-    Raises: ProjectInputInvalid (the unit did not bid)
-    """
-    chosen = None
-    for bid, unit, _username in bids_of(session, instance_id=instance_id, call=call):
-        if unit.code == unit_code:
-            chosen = bid
-        elif bid.appointed:
-            bid.appointed = False
-    if chosen is None:
-        raise ProjectInputInvalid(f"单位“{unit_code}”未揭榜，不能挂帅", field="appointed_unit")
-    chosen.appointed = True
-    session.flush()
-    audit.record(session, actor, "call.appoint", stream=f"call:{call}", object_type="bid", object_id=chosen.id,
-                 after={"unit": unit_code, "appointed_by": actor.username})
-    return chosen
-
+# -- ⑦ signing (the calls themselves: plan.projects.calls) ------------------------------------------
 
 def sign(session: Session, *, actor: Actor, call: dict[str, Any], project_name: str, enterprise: str,
          investment: Decimal, project_type: str, signed_on: date, note: str = "") -> Project:
@@ -304,47 +221,6 @@ def project_add_lead(ctx: effects.RunContext, leads: list[dict[str, Any]]) -> di
     return {"ok": True, "error": None, "projects": codes}
 
 
-@effects.service("loop_open_call")
-def loop_open_call(ctx: effects.RunContext, period: str, title: str, industry: str, eligible_units: list[str],
-                   project_code: str = "") -> dict[str, Any]:
-    """⑦ Open the call: code, the units that get a bid task, who appoints; bad input sends the form back."""
-    try:
-        call = open_call(ctx.session, period=period, title=title, industry=industry,
-                         eligible_units=list(eligible_units), project_code=project_code, actor=ctx.actor)
-    except ProjectInputInvalid as exc:
-        return {"ok": False, "error": exc.message, "bid_units": []}
-    return {"ok": True, "error": None, **call}
-
-
-@effects.service("loop_record_bid")
-def loop_record_bid(ctx: effects.RunContext, call: str, unit_code: str, proposal: str) -> dict[str, Any]:
-    """⑦ Store one unit's bid as soon as it is submitted."""
-    bid = record_bid(ctx.session, instance_id=ctx.running.row.id, call=call, unit_code=unit_code,
-                     proposal=proposal, actor=ctx.actor)
-    return {"id": bid.id, "unit_code": unit_code}
-
-
-@effects.service("loop_close_bidding")
-def loop_close_bidding(ctx: effects.RunContext, call: str) -> dict[str, Any]:
-    """⑦ Close bidding (all units answered or the window ended): how many bids, from whom."""
-    rows = bids_of(ctx.session, instance_id=ctx.running.row.id, call=call)
-    audit.record(ctx.session, ctx.actor, "call.close", stream=f"call:{call}", object_type="call", object_id=call,
-                 after={"bids": len(rows), "units": [u.code for _b, u, _n in rows]})
-    return {"count": len(rows), "bids": [{"unit_code": u.code, "unit_name": u.name, "bidder": name}
-                                         for _b, u, name in rows]}
-
-
-@effects.service("loop_appoint")
-def loop_appoint(ctx: effects.RunContext, call: str, unit_code: str) -> dict[str, Any]:
-    """⑦ Appoint (挂帅) one bidding unit; a unit that did not bid sends the form back."""
-    try:
-        bid = appoint(ctx.session, instance_id=ctx.running.row.id, call=call, unit_code=unit_code, actor=ctx.actor)
-    except ProjectInputInvalid as exc:
-        return {"ok": False, "error": exc.message}
-    bidder = ctx.session.scalar(select(User.username).where(User.id == bid.bidder_id)) if bid.bidder_id else None
-    return {"ok": True, "error": None, "unit_code": unit_code, "bidder": bidder}
-
-
 @effects.service("project_sign")
 def project_sign(ctx: effects.RunContext, call: dict[str, Any], project_name: str, enterprise: str,
                  investment: Any, project_type: str, signed_on: str, applicant: str) -> dict[str, Any]:
@@ -356,5 +232,5 @@ def project_sign(ctx: effects.RunContext, call: dict[str, Any], project_name: st
     return {**data, "investment": str(data["investment"])}  # JSON here; the BPMN makes it a Decimal again
 
 
-__all__ = ["add_lead", "appoint", "approval_start_data", "bids_of", "call_code", "check_leads", "count_in_stage",
-           "find_industry", "next_code", "open_call", "reach_stage", "record_bid", "responsible_leader", "sign"]
+__all__ = ["ProjectInputInvalid", "add_lead", "approval_start_data", "check_leads", "count_in_stage", "find_industry",
+           "next_code", "reach_stage", "responsible_leader", "sign", "today"]

@@ -152,18 +152,22 @@ def test_the_demo_shows_every_part_of_the_plan_and_loads_once(session: Session, 
     deferred = next(a for a in approvals if "submit_deferred_materials" in open_tasks(session, a))
     assert deferred.next_timer_at is not None and clock.as_utc(deferred.next_timer_at) > now
 
-    # Two periods of the seven-step method: the earlier one with a call open and one bid, the latest at ④.
+    # Two periods of the seven-step method: the earlier one completed, its two calls (one per industry chain)
+    # open in their own loop_call instances with one bid; the latest at ④ with ⑤ ⑥ ⑦ open beside it.
     current = plan.period_due(now)
     earlier = plan.period_due(datetime.combine(date.fromisoformat(f"{current}-01"), datetime.min.time(),
                                                tzinfo=clock.SHANGHAI))
     loops = {i.business_key: i for i in instances_of(session, "investment_loop")}
     assert set(loops) == {plan.business_key(earlier), plan.business_key(current)}
-    assert all(i.status == "running" for i in loops.values())
-    assert set(open_tasks(session, loops[plan.business_key(earlier)])) == {"submit_bid"}
+    assert [loops[plan.business_key(p)].status for p in (earlier, current)] == ["completed", "running"]
+    calls = {i.business_key: i for i in instances_of(session, "loop_call")}
+    assert set(calls) == {f"JB-{earlier}-smart_appliances", f"JB-{earlier}-low_altitude_economy"}
+    assert all(i.status == "running" and set(open_tasks(session, i)) == {"submit_bid"} for i in calls.values())
     assert session.scalar(select(func.count()).select_from(Bid)) == 1
-    window = loops[plan.business_key(earlier)].next_timer_at
-    assert window is not None and clock.as_utc(window) > now  # the 揭榜 window is still open
-    assert set(open_tasks(session, loops[plan.business_key(current)])) == {"claim_item"}
+    for call in calls.values():
+        assert call.next_timer_at is not None and clock.as_utc(call.next_timer_at) > now  # windows still open
+    assert set(open_tasks(session, loops[plan.business_key(current)])) == {
+        "claim_item", "publish_call", "record_visits", "source_leads"}
     items = Counter(session.scalars(select(PlanItem.status).where(PlanItem.period == current)))
     assert items["claimed"] >= 1 and items["open"] >= 1
 

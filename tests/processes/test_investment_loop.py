@@ -1,10 +1,13 @@
 """investment_loop.bpmn (七步工作法) end to end through the engine services, on SQLite and PostgreSQL.
 
-Paths: a full period (① ② on hand-computed figures, recompute, ③ items, ④ claims, ⑤ a visit raising
-issues into the ledger, ⑥ leads, ⑦ several bids → 挂帅 → follow-up → signed → parallel approval); the
-揭榜 window closing with 0, 1 and several bids; every unit declining; no call this period; bad input
-sent back to its form; the follow-up cap; start_period idempotent. Each restores the instance in a
-fresh session in the middle and verifies the audit trail at the end.
+Paths: a full period (① ② on hand-computed figures, recompute, ③ items, ④ claims while ⑤ ⑥ ⑦ are open, ⑤ a
+visit raising issues into the ledger, ⑥ leads, ⑦ a call → its own loop_call instance: several bids → 挂帅 (the
+lead goes to the appointed unit with its date to sign by) → follow-up → signed → parallel approval, after the
+period's instance has completed); the 揭榜 window closing with 0, 1 and several bids; every unit declining; no
+call this period; two calls for two chains with their own windows and 挂帅, a second call for one chain
+refused; an unclaimed item turning yellow and red and climbing to its unit's head; bad input sent back to
+its form; the follow-up cap; start_period idempotent. Each restores the instance in a fresh session in the
+middle and verifies the audit trail at the end.
 
 issue_ledger and parallel_approval are deployed from bpmn/ when they deploy; otherwise the stand-ins
 of tests/fixtures/stand_ins/ take their place (same process ids), since only their start is tested here.
@@ -71,7 +74,7 @@ USERS = [("tongji", "统计局赵敏", ["tjj"], ["data_officer"]), ("guihua", "�
 # -- deployment -----------------------------------------------------------------------------------
 
 def loop_files() -> dict[str, bytes]:
-    """This process's files only: investment_loop.bpmn, loop_*.dmn and forms/loop_*.json."""
+    """This process's files only: investment_loop.bpmn, loop_call.bpmn, loop_*.dmn and forms/loop_*.json."""
     return {name: data for name, data in deploy.read_directory(BPMN_DIR).items()
             if name == "investment_loop.bpmn" or name.startswith("loop_")}
 
@@ -180,7 +183,7 @@ def figures(session: Session, people: dict[str, Actor]) -> dict[str, int]:
 @pytest.fixture
 def deployed(session: Session, figures: dict[str, int]) -> dict[str, str]:
     result = deploy.deploy(session, loop_files(), actor=SYSTEM)  # lane checks on
-    assert [(d.key, d.created) for d in result] == [("investment_loop", True)]
+    assert sorted((d.key, d.created) for d in result) == [("investment_loop", True), ("loop_call", True)]
     used = {key: deploy_partner(session, key, prefix)
             for key, prefix in [("issue_ledger", "ledger_"), ("parallel_approval", "approval_")]}
     session.commit()
@@ -242,6 +245,7 @@ def to_fork(session: Session, people: dict[str, Actor], instance_id: int, items:
     """Run ①–④ quickly: confirm the figures, submit the given plan items, claim them all."""
     do(session, only(session, instance_id, "confirm_figures"), people["tongji"], {"figures_decision": "confirm"})
     do(session, only(session, instance_id, "review_plan"), people["guihua"], {"items": items})
+    assert names(session, instance_id) == ["claim_item"] * len(items) + ["publish_call", "record_visits", "source_leads"]
     by_id = {a.user_id: a for a in people.values()}
     for task in open_tasks(session, instance_id, "claim_item"):
         leader = by_id.get(task.candidates[0].user_id, people["wangjianguo"])
@@ -249,11 +253,24 @@ def to_fork(session: Session, people: dict[str, Actor], instance_id: int, items:
     assert names(session, instance_id) == ["publish_call", "record_visits", "source_leads"]
 
 
+def a_call(units: list[str], window: str = "P7D", **extra: Any) -> dict[str, Any]:
+    """One call of the publish form (智能家电 unless `industry` says otherwise)."""
+    return {"call_title": "智能家电产业链强链补链揭榜", "industry": "smart_appliance", "eligible_units": units,
+            "bid_window": window, "description": "招引智能家电核心零部件配套企业", **extra}
+
+
+def call_instance(session: Session, industry: str = "smart_appliance", period: str = PERIOD) -> int | None:
+    """The loop_call instance of a chain's call in a period (business key JB-YYYY-MM-<industry>)."""
+    return session.scalar(select(ProcessInstance.id).join(ProcessDefinition).where(
+        ProcessDefinition.key == "loop_call", ProcessInstance.business_key == f"JB-{period}-{industry}"))
+
+
 def publish(session: Session, people: dict[str, Actor], instance_id: int, units: list[str],
-            window: str = "P7D", **extra: Any) -> None:
+            window: str = "P7D", *, more: bool = False, **extra: Any) -> int:
+    """Publish one call from the period's ⑦ form; return its loop_call instance (0 when refused)."""
     do(session, only(session, instance_id, "publish_call"), people["zhaoshang"],
-       {"call_decision": "publish", "call_title": "智能家电产业链强链补链揭榜", "industry": "smart_appliance",
-        "eligible_units": units, "bid_window": window, "description": "招引智能家电核心零部件配套企业", **extra})
+       {"call_decision": "publish", "calls": [a_call(units, window, **extra)], "publish_more": more})
+    return call_instance(session, str(extra.get("industry", "smart_appliance"))) or 0
 
 
 def bid_tasks(session: Session, instance_id: int) -> dict[str, HumanTask]:
@@ -495,6 +512,11 @@ def test_a_full_period(session: Session, factory: sessionmaker[Session], people:
     # ④ one claim task per item: the 包挂 leader of the lead unit, else the leader role.
     claims = open_tasks(session, iid, "claim_item")
     assert len(claims) == 4 and {t.lane for t in claims} == {"责任领导"}
+    # ⑤ ⑥ ⑦ open at the same time as ④: 打项目 does not wait for every claim.
+    assert names(session, iid) == ["claim_item"] * 4 + ["publish_call", "record_visits", "source_leads"]
+    gxj = unit_id(session, "gxj")
+    assert {t.escalation_unit_id for t in claims} == {gxj, unit_id(session, "fgj"), unit_id(session, "tcj"), None}
+    assert all(t.sla == "3wd" and t.due_at is not None for t in claims)
     by_title = {task_data(session, t)["plan_item"]["title"]: t for t in claims}
     smart_claim, share_claim = by_title[drafts[smart_at]["title"]], by_title["提升第三产业占比：生产性服务业招商"]
     assert [c.user_id for c in smart_claim.candidates] == [people["lizhenhua"].user_id]
@@ -559,37 +581,67 @@ def test_a_full_period(session: Session, factory: sessionmaker[Session], people:
     assert [(s.stage, s.on) for s in leads[0].stages] == [("lead", date(2025, 9, 1))]
     assert leads[0].planned_sign == date(2025, 10, 31) and leads[0].library.code == "investment"
 
-    # ⑦ a call aimed at the lead; three units may bid, two bid, one declines: bidding closes early.
-    publish(session, people, iid, ["shz", "lkq", "lgz"], project_code="XM-2025-0001")
-    assert sorted(bid_tasks(session, iid)) == ["lgz", "lkq", "shz"]
-    assert {t.lane for t in open_tasks(session, iid, "submit_bid")} == {"招商专员"}
-    bid(session, people, iid, "shz", "上合示范区提供标准厂房，三个月内投产")
-    bid(session, people, iid, "lkq", "临空经济区配套物流优势，提供人才公寓")
-    assert bids_in_table(session, iid) == ["shz", "lkq"]
     with restored(session, factory, iid) as running:
-        assert data_of(running, "submit_bid", TaskState.READY)["bid_unit"] == "lgz"
         lead_data = data_of(running, "source_leads")
         assert lead_data["leads"][0]["investment"] == Decimal("52000.50")
         assert isinstance(lead_data["leads"][0]["investment"], Decimal)
-    bid(session, people, iid, "lgz", None)
+
+    # ⑦ a call aimed at the lead: it runs as its own loop_call instance and the period's instance ends now.
+    cid = publish(session, people, iid, ["shz", "lkq", "lgz"], project_code="XM-2025-0001")
     row = session.get(ProcessInstance, iid)
+    assert row is not None and row.status == "completed" and open_tasks(session, iid) == []
+    call_row = session.get(ProcessInstance, cid)
+    assert call_row is not None and call_row.business_key == "JB-2025-08-smart_appliance"
+    assert call_row.title == "揭榜挂帅 JB-2025-08-smart_appliance《智能家电产业链强链补链揭榜》"
+    assert start_data(session, cid)["parent_instance_id"] == iid
+    # Three units may bid, two bid, one declines: bidding closes early.
+    assert sorted(bid_tasks(session, cid)) == ["lgz", "lkq", "shz"]
+    assert {t.lane for t in open_tasks(session, cid, "submit_bid")} == {"招商专员"}
+    bid(session, people, cid, "shz", "上合示范区提供标准厂房，三个月内投产")
+    bid(session, people, cid, "lkq", "临空经济区配套物流优势，提供人才公寓")
+    assert bids_in_table(session, cid) == ["shz", "lkq"]
+    with restored(session, factory, cid) as running:
+        assert data_of(running, "submit_bid", TaskState.READY)["bid_unit"] == "lgz"
+    bid(session, people, cid, "lgz", None)
+    row = session.get(ProcessInstance, cid)
     assert row is not None and row.next_timer_at is None  # everyone answered: the window timer is gone
-    appoint = only(session, iid, "appoint")
+    appoint = only(session, cid, "appoint")
     assert [c.user_id for c in appoint.candidates] == [people["lizhenhua"].user_id]  # gxj's 包挂 leader
     assert task_data(session, appoint)["bidding"]["bids"] == [
         {"unit_code": "shz", "unit_name": "上合示范区", "bidder": "shz_zs"},
         {"unit_code": "lkq", "unit_name": "临空经济区", "bidder": "lkq_zs"}]
 
     # A unit that did not bid cannot be appointed: back to the form.
-    do(session, appoint, people["lizhenhua"], {"appointed_unit": "lgz", "appoint_opinion": "由李哥庄镇牵头"})
-    appoint = only(session, iid, "appoint")
-    assert task_data(session, appoint)["appointment"] == {"ok": False, "error": "单位“lgz”未揭榜，不能挂帅"}
-    do(session, appoint, people["lizhenhua"], {"appointed_unit": "lkq", "appoint_opinion": "由临空经济区挂帅"})
-    assert session.scalars(select(Bid.appointed).where(Bid.instance_id == iid).order_by(Bid.id)).all() == [False, True]
-    follow = only(session, iid, "follow_up")
+    do(session, appoint, people["lizhenhua"], {"appointed_unit": "lgz", "appoint_opinion": "由李哥庄镇牵头",
+                                               "sign_by": "2025-12-31"})
+    appoint = only(session, cid, "appoint")
+    assert task_data(session, appoint)["appointment"] == {"ok": False, "error": "单位“lgz”未揭榜，不能挂帅",
+                                                          "project_code": ""}
+    do(session, appoint, people["lizhenhua"], {"appointed_unit": "lkq", "appoint_opinion": "由临空经济区挂帅",
+                                               "sign_by": "2025-08-31"})  # a date already past: back
+    appoint = only(session, cid, "appoint")
+    assert "sign_by" in task_data(session, appoint)["appointment"]["error"]
+    do(session, appoint, people["lizhenhua"], {"appointed_unit": "lkq", "appoint_opinion": "由临空经济区挂帅",
+                                               "sign_by": "2025-12-31"})
+    assert session.scalars(select(Bid.appointed).where(Bid.instance_id == cid).order_by(Bid.id)).all() == [False, True]
+    # The lead goes to the appointed unit; its date to sign by is the project's deadline (项目期限督办).
+    lead = session.scalar(select(Project).where(Project.code == "XM-2025-0001"))
+    assert lead is not None
+    session.refresh(lead)
+    assert (lead.stage, lead.responsible_unit_id, lead.planned_sign) == ("lead", unit_id(session, "lkq"),
+                                                                       date(2025, 12, 31))
+    from plan.projects.deadlines import project_deadlines
+    deadline = project_deadlines(session, [lead.id])[lead.id]
+    assert (deadline.unit_id, deadline.policy) == (unit_id(session, "lkq"), "investment")
+    assert deadline.due_at.astimezone(clock.SHANGHAI).date() in (date(2025, 12, 31), date(2026, 1, 1))
+    follow = only(session, cid, "follow_up")
     assert follow.assignee_id == people["lkq_zs"].user_id
+    assert task_data(session, follow)["appointment"] == {
+        "ok": True, "error": None, "unit_code": "lkq", "bidder": "lkq_zs", "project_code": "XM-2025-0001",
+        "sign_by": "2025-12-31"}
+    assert "{{ appointment.sign_by }}" in (follow.instructions or "")
     do(session, follow, people["lkq_zs"], {"progress": "已完成两轮洽谈", "outcome": "in_progress"})
-    follow = only(session, iid, "follow_up")
+    follow = only(session, cid, "follow_up")
     result = do(session, follow, people["lkq_zs"], {
         "progress": "已签订投资协议", "outcome": "signed", "project_name": "智能家电核心零部件项目（一期）",
         "enterprise": "青岛某精密电机有限公司", "investment": Decimal("60000.25"), "project_type": "industrial",
@@ -606,9 +658,11 @@ def test_a_full_period(session: Session, factory: sessionmaker[Session], people:
     assert approval.business_key == "XM-2025-0001" and approval.status == "running"
     assert start_data(session, approval.id) == {
         "project_code": "XM-2025-0001", "project_name": "智能家电核心零部件项目（一期）", "project_type": "industrial",
-        "investment": "60000.25", "stage": "land_planning", "applicant": "qiye", "parent_instance_id": iid,
+        "investment": "60000.25", "stage": "land_planning", "applicant": "qiye", "parent_instance_id": cid,
         "initiator": "lkq_zs"}
-    running = runtime.load(session, iid)
+    call_row = session.get(ProcessInstance, cid)
+    assert call_row is not None and call_row.status == "completed"
+    running = runtime.load(session, cid)
     final = data_of(running, "follow_up")
     assert final["signed_on"] == date(2025, 9, 20) and final["investment"] == Decimal("60000.25")
     assert data_of(running, "start_approval")["approval"]["instance_id"] == approval.id
@@ -622,22 +676,23 @@ def test_window_closes_with_no_bids(session: Session, factory: sessionmaker[Sess
     iid = start(session)
     to_fork(session, people, iid, [])  # nothing to claim: the multi-instance over no items passes
     finish_other_branches(session, people, iid)
-    publish(session, people, iid, ["shz", "lkq"], window="P3D")
-    row = session.get(ProcessInstance, iid)
+    cid = publish(session, people, iid, ["shz", "lkq"], window="P3D")
+    assert session.get(ProcessInstance, iid).status == "completed"  # type: ignore[union-attr]
+    row = session.get(ProcessInstance, cid)
     assert row is not None and row.next_timer_at == clock.now() + timedelta(days=3)
-    with restored(session, factory, iid) as running:
+    with restored(session, factory, cid) as running:
         assert sorted(t.data["bid_unit"] for t in running.workflow.get_tasks(state=TaskState.READY, manual=True)) == \
             ["lkq", "shz"]
         assert data_of(running, "submit_bid", TaskState.READY)["call"]["title"] == "智能家电产业链强链补链揭榜"
-    close_window(session, iid, days=3)
+    close_window(session, cid, days=3)
     session.expire_all()
-    assert open_tasks(session, iid) == []
-    row = session.get(ProcessInstance, iid)
+    assert open_tasks(session, cid) == []
+    row = session.get(ProcessInstance, cid)
     assert row is not None and row.status == "completed"
-    states = session.scalars(select(HumanTask.state).where(HumanTask.instance_id == iid,
+    states = session.scalars(select(HumanTask.state).where(HumanTask.instance_id == cid,
                                                            HumanTask.bpmn_id == "submit_bid")).all()
     assert sorted(states) == ["cancelled", "cancelled"]
-    running = runtime.load(session, iid)
+    running = runtime.load(session, cid)
     assert data_of(running, "close_bidding")["bidding"] == {"count": 0, "bids": []}
     assert [t.task_spec.bpmn_id for t in running.workflow.get_tasks(state=TaskState.COMPLETED)
             if t.task_spec.bpmn_id in ("no_bids", "appoint")] == ["no_bids"]
@@ -649,22 +704,29 @@ def test_window_closes_with_one_bid(session: Session, factory: sessionmaker[Sess
     iid = start(session)
     to_fork(session, people, iid, [{"title": "智能家电强链", "industry": "smart_appliance",
                                     "indicator": "smart_appliance_scale", "gap": Decimal("80")}])
-    publish(session, people, iid, ["shz", "lkq", "lgz"])
-    bid(session, people, iid, "shz", "上合示范区承接")
-    with restored(session, factory, iid) as running:
-        assert len(running.workflow.get_tasks(state=TaskState.READY, manual=True)) == 4  # 2 bids + ⑤ + ⑥
-    close_window(session, iid)
+    cid = publish(session, people, iid, ["shz", "lkq", "lgz"])
+    bid(session, people, cid, "shz", "上合示范区承接")
+    with restored(session, factory, cid) as running:
+        assert len(running.workflow.get_tasks(state=TaskState.READY, manual=True)) == 2  # the 2 other bids
+    assert names(session, iid) == ["record_visits", "source_leads"]  # ⑤ ⑥ in the period's instance
+    close_window(session, cid)
     session.expire_all()
     assert sorted(s for s in session.scalars(select(HumanTask.state).where(
-        HumanTask.instance_id == iid, HumanTask.bpmn_id == "submit_bid"))) == ["cancelled", "cancelled", "completed"]
-    assert bids_in_table(session, iid) == ["shz"]
-    appoint = only(session, iid, "appoint")
+        HumanTask.instance_id == cid, HumanTask.bpmn_id == "submit_bid"))) == ["cancelled", "cancelled", "completed"]
+    assert bids_in_table(session, cid) == ["shz"]
+    appoint = only(session, cid, "appoint")
     assert task_data(session, appoint)["bidding"] == {
         "count": 1, "bids": [{"unit_code": "shz", "unit_name": "上合示范区", "bidder": "shz_zs"}]}
-    do(session, appoint, people["lizhenhua"], {"appointed_unit": "shz", "appoint_opinion": "同意"})
-    do(session, only(session, iid, "follow_up"), people["shz_zs"], {"progress": "企业决定暂缓投资", "outcome": "not_signed"})
+    do(session, appoint, people["lizhenhua"], {"appointed_unit": "shz", "appoint_opinion": "同意", "sign_by": "2025-11-30"})
+    # No lead named: a lead named after the call is created for the appointed unit to follow up.
+    lead = session.scalar(select(Project).where(Project.name == "智能家电产业链强链补链揭榜"))
+    assert lead is not None and (lead.stage, lead.responsible_unit_id, lead.planned_sign) == (
+        "lead", unit_id(session, "shz"), date(2025, 11, 30))
     finish_other_branches(session, people, iid)
     row = session.get(ProcessInstance, iid)
+    assert row is not None and row.status == "completed"  # the period ends though the follow-up goes on
+    do(session, only(session, cid, "follow_up"), people["shz_zs"], {"progress": "企业决定暂缓投资", "outcome": "not_signed"})
+    row = session.get(ProcessInstance, cid)
     assert row is not None and row.status == "completed"
     assert children(session, "parallel_approval") == []
     assert audit.verify(session).ok
@@ -675,25 +737,27 @@ def test_window_closes_with_several_bids_and_follow_up_is_capped(
     iid = start(session)
     to_fork(session, people, iid, [])
     finish_other_branches(session, people, iid)
-    publish(session, people, iid, ["shz", "lkq", "lgz"])
-    bid(session, people, iid, "lkq", "临空经济区方案")
-    bid(session, people, iid, "shz", "上合示范区方案")
-    close_window(session, iid)
-    assert bids_in_table(session, iid) == ["lkq", "shz"]
+    cid = publish(session, people, iid, ["shz", "lkq", "lgz"])
+    assert session.get(ProcessInstance, iid).status == "completed"  # type: ignore[union-attr]
+    bid(session, people, cid, "lkq", "临空经济区方案")
+    bid(session, people, cid, "shz", "上合示范区方案")
+    close_window(session, cid)
+    assert bids_in_table(session, cid) == ["lkq", "shz"]
     session.expire_all()
     assert [t.state for t in session.scalars(select(HumanTask).where(
-        HumanTask.instance_id == iid, HumanTask.bpmn_id == "submit_bid").order_by(HumanTask.id))
+        HumanTask.instance_id == cid, HumanTask.bpmn_id == "submit_bid").order_by(HumanTask.id))
         if t.completed_by_id is None] == ["cancelled"]
-    appoint = only(session, iid, "appoint")
+    appoint = only(session, cid, "appoint")
     assert [b["unit_code"] for b in task_data(session, appoint)["bidding"]["bids"]] == ["lkq", "shz"]
-    do(session, appoint, people["lizhenhua"], {"appointed_unit": "shz", "appoint_opinion": "上合示范区挂帅"})
+    do(session, appoint, people["lizhenhua"], {"appointed_unit": "shz", "appoint_opinion": "上合示范区挂帅",
+                                               "sign_by": "2026-06-30"})
     for n in range(1, 13):
         if n == 6:
-            with restored(session, factory, iid) as running:
+            with restored(session, factory, cid) as running:
                 assert data_of(running, "follow_up", TaskState.READY)["follow_up_count"] == 5
-        follow = only(session, iid, "follow_up")
+        follow = only(session, cid, "follow_up")
         do(session, follow, people["shz_zs"], {"progress": f"第{n}次洽谈", "outcome": "in_progress"})
-    row = session.get(ProcessInstance, iid)
+    row = session.get(ProcessInstance, cid)
     assert row is not None and row.status == "completed"  # the 12th report without signing closes the call
     assert children(session, "parallel_approval") == []
     assert audit.verify(session).ok
@@ -703,16 +767,16 @@ def test_every_unit_declines_and_bidding_closes_at_once(session: Session, factor
                                                         people: dict[str, Actor], deployed: dict[str, str]) -> None:
     iid = start(session)
     to_fork(session, people, iid, [])
-    publish(session, people, iid, ["shz", "lgz"])
-    bid(session, people, iid, "shz", None)
-    with restored(session, factory, iid) as running:
+    cid = publish(session, people, iid, ["shz", "lgz"])
+    bid(session, people, cid, "shz", None)
+    with restored(session, factory, cid) as running:
         assert [t.data["bid_unit"] for t in running.workflow.get_tasks(state=TaskState.READY, manual=True)
                 if t.task_spec.bpmn_id == "submit_bid"] == ["lgz"]
-    bid(session, people, iid, "lgz", None)
-    row = session.get(ProcessInstance, iid)
-    assert row is not None and row.next_timer_at is None
+    bid(session, people, cid, "lgz", None)
+    row = session.get(ProcessInstance, cid)
+    assert row is not None and row.next_timer_at is None and row.status == "completed"
     assert names(session, iid) == ["record_visits", "source_leads"]
-    assert data_of(runtime.load(session, iid), "close_bidding")["bidding"]["count"] == 0
+    assert data_of(runtime.load(session, cid), "close_bidding")["bidding"]["count"] == 0
     finish_other_branches(session, people, iid)
     assert audit.verify(session).ok
 
@@ -722,13 +786,13 @@ def test_no_call_this_period(session: Session, factory: sessionmaker[Session], p
     iid = start(session)
     to_fork(session, people, iid, [])
     with restored(session, factory, iid) as running:
-        assert data_of(running, "publish_call", TaskState.READY)["project_code"] == ""  # preScript default
+        assert data_of(running, "publish_call", TaskState.READY)["publish_more"] is False  # preScript default
     do(session, only(session, iid, "publish_call"), people["zhaoshang"],
        {"call_decision": "skip", "skip_reason": "本月集中推进存量项目"})
     finish_other_branches(session, people, iid)
     row = session.get(ProcessInstance, iid)
     assert row is not None and row.status == "completed"
-    assert session.scalar(select(func.count(Bid.id))) == 0
+    assert session.scalar(select(func.count(Bid.id))) == 0 and call_instance(session) is None
     assert audit.verify(session).ok
 
 
@@ -757,13 +821,181 @@ def test_bad_input_goes_back_to_its_form(session: Session, factory: sessionmaker
          "industry": "低空经济"}]})
     assert session.scalar(select(Project.stage).where(Project.name == "无人机整机项目")) == "lead"
 
-    publish(session, people, iid, ["shz"], industry="no_such_industry")
+    assert publish(session, people, iid, ["shz"], industry="no_such_industry") == 0
     task = only(session, iid, "publish_call")
-    assert task_data(session, task)["call"] == {"ok": False, "error": "产业“no_such_industry”不存在", "bid_units": []}
-    publish(session, people, iid, ["shz"], project_code="XM-1999-0001")
-    assert task_data(session, only(session, iid, "publish_call"))["call"]["error"] == "项目“XM-1999-0001”不在项目库中"
-    publish(session, people, iid, ["shz"])
-    assert sorted(bid_tasks(session, iid)) == ["shz"]
+    assert task_data(session, task)["call_result"] == {
+        "ok": False, "error": "第1个榜单 calls[0].industry：产业“no_such_industry”不存在", "calls": []}
+    assert publish(session, people, iid, ["shz"], project_code="XM-1999-0001") == 0
+    assert task_data(session, only(session, iid, "publish_call"))["call_result"]["error"] == \
+        "第1个榜单 calls[0].project_code：项目“XM-1999-0001”不在项目库中"
+    with pytest.raises(Exception, match="calls"):  # the form: a call without its chain
+        do(session, only(session, iid, "publish_call"), people["zhaoshang"],
+           {"call_decision": "publish", "calls": [{"call_title": "x", "eligible_units": ["shz"], "bid_window": "P7D"}]})
+    session.rollback()
+    cid = publish(session, people, iid, ["shz"])
+    assert sorted(bid_tasks(session, cid)) == ["shz"]
+    assert session.scalar(select(func.count(AuditEvent.id)).where(AuditEvent.action == "call.publish")) == 1
+    assert audit.verify(session).ok
+
+
+# -- ⑦ one call per industry chain -----------------------------------------------------------------
+
+def test_two_calls_for_two_chains_and_a_second_call_for_one_chain_is_refused(
+        session: Session, factory: sessionmaker[Session], people: dict[str, Actor], deployed: dict[str, str]) -> None:
+    iid = start(session)
+    to_fork(session, people, iid, [])
+    energy = a_call(["shz", "lgz"], "P3D", call_title="新能源产业链储能揭榜", industry="新能源")
+    # The same chain twice in one submission: refused, naming the second call's field; nothing opens.
+    do(session, only(session, iid, "publish_call"), people["zhaoshang"], {
+        "call_decision": "publish", "calls": [a_call(["shz"]), energy, a_call(["lkq"], industry="智能家电")]})
+    task = only(session, iid, "publish_call")
+    assert task_data(session, task)["call_result"]["error"] == \
+        "第3个榜单 calls[2].industry：产业链“智能家电”在本次提交中重复：每条产业链每期只发布一个榜单"
+    assert call_instance(session) is None and call_instance(session, "new_energy") is None
+    assert session.scalar(select(func.count(AuditEvent.id)).where(AuditEvent.action == "call.publish")) == 0
+
+    # Two chains at once, each its own instance, window and leader; then publish again.
+    do(session, task, people["zhaoshang"], {"call_decision": "publish", "calls": [a_call(["shz", "lkq"]), energy],
+                                            "publish_more": True})
+    smart, power = call_instance(session), call_instance(session, "new_energy")
+    assert smart and power and smart != power
+    rows = {r.business_key: r for r in session.scalars(select(ProcessInstance).where(
+        ProcessInstance.id.in_([smart, power])))}
+    assert rows["JB-2025-08-smart_appliance"].next_timer_at == clock.now() + timedelta(days=7)
+    assert rows["JB-2025-08-new_energy"].next_timer_at == clock.now() + timedelta(days=3)
+    assert sorted(bid_tasks(session, smart)) == ["lkq", "shz"] and sorted(bid_tasks(session, power)) == ["lgz", "shz"]
+    task = only(session, iid, "publish_call")  # 继续发布: back to the form, which lists what is open
+    ready = task_data(session, task)
+    assert ready["publish_more"] is False and [c["code"] for c in ready["call_result"]["calls"]] == [
+        "JB-2025-08-smart_appliance", "JB-2025-08-new_energy"]
+
+    # A second call for a chain that has one this period: refused, naming the field; nothing changes.
+    do(session, task, people["zhaoshang"], {"call_decision": "publish", "calls": [a_call(["lgz"], industry="智能家电")]})
+    task = only(session, iid, "publish_call")
+    assert task_data(session, task)["call_result"]["error"] == (
+        "第1个榜单 calls[0].industry：产业链“智能家电”本期已发布榜单 JB-2025-08-smart_appliance："
+        "每条产业链每期只发布一个榜单")
+    assert session.scalar(select(func.count(ProcessInstance.id)).join(ProcessDefinition).where(
+        ProcessDefinition.key == "loop_call")) == 2
+    # The same chain next period is a new call.
+    assert projects.call_code("2025-09", "smart_appliance") == "JB-2025-09-smart_appliance"
+    do(session, task, people["zhaoshang"], {"call_decision": "skip", "skip_reason": "本期榜单已发布完毕"})
+    finish_other_branches(session, people, iid)
+    row = session.get(ProcessInstance, iid)
+    assert row is not None and row.status == "completed"
+
+    # Each call its own window: after 3 days only the energy call closes.
+    bid(session, people, power, "lgz", "李哥庄镇储能项目方案")
+    close_window(session, power, days=3)
+    row = session.get(ProcessInstance, smart)
+    assert row is not None and row.status == "running" and len(bid_tasks(session, smart)) == 2
+    appoint = only(session, power, "appoint")
+    assert [c.user_id for c in appoint.candidates] == [people["wangjianguo"].user_id]  # fgj's 包挂 leader
+    do(session, appoint, people["wangjianguo"], {"appointed_unit": "lgz", "appoint_opinion": "同意",
+                                                 "sign_by": "2025-12-31"})
+    bid(session, people, smart, "shz", "上合示范区方案")
+    bid(session, people, smart, "lkq", None)
+    appoint = only(session, smart, "appoint")
+    assert [c.user_id for c in appoint.candidates] == [people["lizhenhua"].user_id]  # gxj's 包挂 leader
+    do(session, appoint, people["lizhenhua"], {"appointed_unit": "shz", "appoint_opinion": "同意",
+                                               "sign_by": "2026-03-31"})
+    assert only(session, power, "follow_up").assignee_id == people["lgz_zs"].user_id
+    assert only(session, smart, "follow_up").assignee_id == people["shz_zs"].user_id
+    assert sorted(session.scalars(select(Bid.call_code).where(Bid.appointed))) == [
+        "JB-2025-08-new_energy", "JB-2025-08-smart_appliance"]
+    assert audit.verify(session).ok
+
+
+def test_calls_refuse_the_wrong_leader_oversized_forms_and_keep_hostile_text_as_text(
+        session: Session, factory: sessionmaker[Session], people: dict[str, Actor], deployed: dict[str, str]) -> None:
+    from engine.errors import FormInvalid
+    iid = start(session)
+    to_fork(session, people, iid, [])
+    task = only(session, iid, "publish_call")
+    tasks.claim(session, task_id=task.id, actor=people["zhaoshang"])
+    session.commit()
+    too_many = [a_call(["shz"], industry=f"chain{n}") for n in range(21)]
+    for bad in ({"call_decision": "publish", "calls": too_many},
+                {"call_decision": "publish", "calls": [a_call(["shz"], bid_window="P0D")]},
+                {"call_decision": "publish", "calls": [a_call(["shz"], call_title="x" * 201)]},
+                {"call_decision": "publish", "calls": [a_call(["no_such_unit"])]},
+                {"call_decision": "publish"}):
+        with pytest.raises(FormInvalid):
+            tasks.complete(session, task_id=task.id, actor=people["zhaoshang"], data=bad)
+        session.rollback()
+    assert call_instance(session) is None and only(session, iid, "publish_call").id == task.id
+    hostile = "<script>alert(1)</script>{{ 7*7 }}"
+    tasks.complete(session, task_id=task.id, actor=people["zhaoshang"],
+                   data={"call_decision": "publish", "calls": [a_call(["shz"], call_title=hostile)]})
+    session.commit()
+    cid = call_instance(session)
+    assert cid is not None
+    row = session.get(ProcessInstance, cid)
+    assert row is not None and row.title == f"揭榜挂帅 JB-2025-08-smart_appliance《{hostile}》"
+    bid(session, people, cid, "shz", hostile)
+    appoint = only(session, cid, "appoint")
+    with pytest.raises(NotYourTask):  # fgj's leader does not appoint for gxj's chain
+        tasks.claim(session, task_id=appoint.id, actor=people["wangjianguo"])
+    session.rollback()
+    with pytest.raises(NotYourTask):  # nor does the bidder
+        tasks.claim(session, task_id=appoint.id, actor=people["shz_zs"])
+    session.rollback()
+    assert task_data(session, appoint)["call"]["title"] == hostile
+    assert audit.verify(session).ok
+
+# -- ④ an unclaimed item: deadline, lights, escalation ------------------------------------------------
+
+def test_an_unclaimed_item_turns_yellow_then_red_and_climbs_to_its_units_head(
+        session: Session, factory: sessionmaker[Session], people: dict[str, Actor], deployed: dict[str, str],
+        frozen: Any) -> None:
+    from engine.deadlines import escalation
+    from engine.deadlines.models import DeadlineWatch, EscalationStep
+    head = org.add_user(session, username="gxj_head", display_name="工信局周局长", unit_codes=["gxj"], role_codes=[])
+    gxj = session.scalar(select(OrgUnit).where(OrgUnit.code == "gxj"))
+    assert gxj is not None
+    gxj.leader_id = head.id
+    session.commit()
+    iid = start(session)
+    do(session, only(session, iid, "confirm_figures"), people["tongji"], {"figures_decision": "confirm"})
+    do(session, only(session, iid, "review_plan"), people["guihua"], {"items": [
+        {"title": "智能家电强链", "industry": "smart_appliance", "indicator": "smart_appliance_scale", "gap": 80}]})
+    claim = only(session, iid, "claim_item")
+    assert (claim.escalation_unit_id, [c.user_id for c in claim.candidates]) == (gxj.id, [people["lizhenhua"].user_id])
+    # 3 working days from Monday 1 September 2025 09:00: Thursday 4 September.
+    assert claim.due_at is not None and claim.due_at.astimezone(clock.SHANGHAI).date() == date(2025, 9, 4)
+    # ⑤ ⑥ ⑦ go on while the item waits.
+    assert names(session, iid) == ["claim_item", "publish_call", "record_visits", "source_leads"]
+
+    def sweep(when: datetime) -> list[tuple[str, list[int]]]:
+        clock.freeze(when)
+        for _ in range(2):  # a second sweep repeats nothing
+            escalation.sweep(session, now=clock.now())
+            session.commit()
+        return [(s.step, s.recipients) for s in session.scalars(select(EscalationStep).where(
+            EscalationStep.object_type == "task", EscalationStep.object_id == claim.id).order_by(EscalationStep.id))]
+
+    def light() -> str:
+        watch = session.scalar(select(DeadlineWatch).where(DeadlineWatch.object_type == "task",
+                                                           DeadlineWatch.object_id == claim.id))
+        return watch.light if watch is not None else "green"
+
+    sh = clock.SHANGHAI
+    leader, unit_head = people["lizhenhua"].user_id, head.id
+    assert sweep(datetime(2025, 9, 2, 10, 0, tzinfo=sh)) == [] and light() == "green"
+    assert sweep(datetime(2025, 9, 3, 10, 0, tzinfo=sh)) == [("yellow", [leader])] and light() == "yellow"
+    assert sweep(datetime(2025, 9, 4, 10, 0, tzinfo=sh))[1:] == [("red", []), ("handler", [leader])]
+    assert light() == "red"
+    steps = sweep(datetime(2025, 9, 5, 10, 0, tzinfo=sh))  # one working day late: the lead unit's head
+    assert steps[3:] == [("unit_head", [unit_head])]
+    steps = sweep(datetime(2025, 9, 9, 10, 0, tzinfo=sh))  # three working days late: the responsible leader
+    assert steps[4:] == [("responsible_leader", [leader])]
+    row = session.get(PlanItem, task_data(session, claim)["plan_item"]["id"])
+    assert row is not None and row.status == "open"
+    # Claimed at last: the light goes out, the period's other branches were never held up.
+    do(session, claim, people["lizhenhua"], {"measures": "专班推进", "finish_by": "2025-12-31"})
+    session.refresh(row)
+    assert row.status == "claimed"
+    assert names(session, iid) == ["publish_call", "record_visits", "source_leads"]
     assert audit.verify(session).ok
 
 
@@ -792,6 +1024,23 @@ def test_start_period_is_idempotent_and_links_the_previous_period(
     assert audit.verify(session).ok
 
 
+def test_a_call_is_not_started_by_hand_without_a_whole_call(session: Session, people: dict[str, Actor],
+                                                           deployed: dict[str, str]) -> None:
+    from engine.errors import FormInvalid
+    from engine.runtime import starts
+    version = deploy.latest_version(session, "loop_call")
+    assert version is not None
+    info = starts.start_info(session, version)
+    assert not starts.may_start(session, people["zhaoshang"], info)  # started by ⑦ 开榜, not from the start page
+    for data in ({}, {"call": {"code": "JB-2025-08-x"}, "bid_units": [], "bid_window": "P7D"},
+                 {"call": {"code": "<script>", "title": "t", "industry": "i", "leader": "l", "project_code": ""},
+                  "bid_units": ["shz"], "bid_window": "P7D"}):
+        with pytest.raises(FormInvalid):
+            instances.start(session, process_key="loop_call", actor=SYSTEM, data=data, from_client=True)
+        session.rollback()
+    assert call_instance(session) is None
+
+
 def test_deploys_with_every_lane_resolved(session: Session, deployed: dict[str, str]) -> None:
     version = deploy.latest_version(session, "investment_loop")
     assert version is not None and version.name == "七步工作法"
@@ -799,4 +1048,44 @@ def test_deploys_with_every_lane_resolved(session: Session, deployed: dict[str, 
     lanes = json.loads(version.lane_map_json)
     assert sorted(lanes) == ["产业规划", "招商专员", "数据监测", "服务专员", "责任领导"]
     assert all("role_id" in target for target in lanes.values())
+    call = deploy.latest_version(session, "loop_call")
+    assert call is not None and call.name == "揭榜挂帅"
+    assert sorted(json.loads(call.lane_map_json)) == ["招商专员", "责任领导"]
     assert set(deployed) == {"issue_ledger", "parallel_approval"}
+
+
+@pytest.mark.parametrize("name", ["investment_loop.bpmn", "loop_call.bpmn"])
+def test_the_diagram_is_complete_for_the_modeller(name: str) -> None:
+    """Every element has a shape inside its lane, every flow an edge from its source to its target."""
+    from lxml import etree
+    bpmn_ns = "http://www.omg.org/spec/BPMN/20100524/MODEL"
+    ns = {"bpmndi": "http://www.omg.org/spec/BPMN/20100524/DI", "dc": "http://www.omg.org/spec/DD/20100524/DC",
+          "di": "http://www.omg.org/spec/DD/20100524/DI", "bpmn": bpmn_ns}
+    drawn = {"startEvent", "endEvent", "boundaryEvent", "userTask", "serviceTask", "exclusiveGateway",
+             "parallelGateway", "subProcess", "lane", "participant"}
+    tree = etree.parse(str(BPMN_DIR / name))
+    shapes = {s.get("bpmnElement"): [float(s.find("dc:Bounds", ns).get(k)) for k in ("x", "y", "width", "height")]
+              for s in tree.iterfind(".//bpmndi:BPMNShape", ns)}
+    edges = {e.get("bpmnElement"): [(float(w.get("x")), float(w.get("y"))) for w in e.iterfind("di:waypoint", ns)]
+             for e in tree.iterfind(".//bpmndi:BPMNEdge", ns)}
+    problems = []
+    for el in tree.iter(f"{{{bpmn_ns}}}*"):
+        local, el_id = etree.QName(el).localname, el.get("id")
+        if local == "sequenceFlow":
+            points = edges.get(el_id, [])
+            for end, ref in ((points[0], el.get("sourceRef")), (points[-1], el.get("targetRef"))) if points else ():
+                x, y, w, h = shapes[ref]
+                if not (x - 1 <= end[0] <= x + w + 1 and y - 1 <= end[1] <= y + h + 1):
+                    problems.append(f"{el_id}: waypoint {end} is not on {ref}")
+            if len(points) < 2:
+                problems.append(f"{el_id}: no edge")
+        elif local in drawn and el_id not in shapes:
+            problems.append(f"{el_id}: no shape")
+    for lane in tree.iterfind(".//bpmn:lane", ns):
+        lx, ly, lw, lh = shapes[lane.get("id")]
+        for ref in lane.iterfind("bpmn:flowNodeRef", ns):
+            x, y, w, h = shapes[ref.text]
+            if not (lx <= x and x + w <= lx + lw and ly <= y + h / 2 <= ly + lh):
+                problems.append(f"{ref.text}: not drawn in its lane {lane.get('name')}")
+    assert problems == []
+

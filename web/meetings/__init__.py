@@ -23,7 +23,8 @@ def _require_read() -> None:
 
 
 def init_app(app: Flask) -> None:
-    access.door(app, "meetings.index", _require_read, "领导、招商专员、台账管理员、审计督查、流程管理员、数据监测人员或系统管理员")
+    access.door(app, "meetings.index", _require_read,
+                "领导、招商专员、台账管理员、审计督查、流程管理员、数据监测人员或系统管理员")
 
 
 def _day(raw: str) -> date | None:

@@ -323,6 +323,7 @@ function entries(element, config, t) {
       name: "escalation", label: t.escalation,
       options: () => [{ value: "", label: t.escalation_default }, ...config.targets().escalation_profiles.map((p) => ({ value: p, label: p }))],
     });
+    add("jz-escalation-unit", PropertyText, isTextFieldEntryEdited, { name: "escalationUnit", label: t.escalation_unit, description: t.escalation_unit_hint });
     add("jz-candidates", PropertyText, isTextFieldEntryEdited, { name: "candidates", label: t.candidates, description: t.candidates_hint });
     add("jz-assignee", PropertyText, isTextFieldEntryEdited, { name: "assignee", label: t.assignee });
     add("jz-due", PropertyText, isTextFieldEntryEdited, { name: "due", label: t.due });
