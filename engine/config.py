@@ -38,6 +38,8 @@ class Settings:
     login_account_failures: int = 10
     login_address_failures: int = 100
     login_window_seconds: int = 900
+    archive_after_days: int = 365  # ended instances older than this move to the archive tables (0: never)
+    archive_batch: int = 100  # instances moved per transaction
 
     @property
     def anchor_path(self) -> Path:
@@ -62,7 +64,7 @@ _KEYS = ("JZFLOW_INSTANCE_DIR", "JZFLOW_DATABASE_URL", "JZFLOW_REDIS_URL", "JZFL
          "JZFLOW_AUDIT_KEY", "JZFLOW_AUDIT_ANCHOR", "JZFLOW_AUDIT_SEAL_SECONDS",
          "JZFLOW_TRUSTED_PROXIES", "JZFLOW_LOGIN_ACCOUNT_FAILURES", "JZFLOW_LOGIN_ADDRESS_FAILURES",
          "JZFLOW_LOGIN_WINDOW_SECONDS", "JZFLOW_INSTANCE_CACHE_SIZE", "JZFLOW_INSTANCE_CACHE_MB",
-         "JZFLOW_STATE_KEEP_LEVELS")
+         "JZFLOW_STATE_KEEP_LEVELS", "JZFLOW_ARCHIVE_AFTER_DAYS", "JZFLOW_ARCHIVE_BATCH")
 DEV_SECRET_KEY = "dev-only-secret-change-me"  # noqa: S105  # nosec B105 # refused outside the embedded default
 
 
@@ -98,6 +100,8 @@ def _load(_env: tuple[str | None, ...], _cwd: str) -> Settings:
         login_account_failures=int(os.environ.get("JZFLOW_LOGIN_ACCOUNT_FAILURES", "10")),
         login_address_failures=int(os.environ.get("JZFLOW_LOGIN_ADDRESS_FAILURES", "100")),
         login_window_seconds=int(os.environ.get("JZFLOW_LOGIN_WINDOW_SECONDS", "900")),
+        archive_after_days=int(os.environ.get("JZFLOW_ARCHIVE_AFTER_DAYS", "365")),
+        archive_batch=max(1, int(os.environ.get("JZFLOW_ARCHIVE_BATCH", "100"))),
     )
 
 

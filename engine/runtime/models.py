@@ -61,6 +61,7 @@ class ProcessInstance(Base):
     __table_args__ = (
         Index("ix_process_instance_due_timer", "status", "next_timer_at"),
         Index("ix_process_instance_business_key", "definition_id", "business_key"),
+        Index("ix_process_instance_ended", "status", "ended_at"),  # the archiver's scan (migration 0025)
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     definition_id: Mapped[int] = mapped_column(ForeignKey("process_definition.id"))
@@ -77,6 +78,8 @@ class ProcessInstance(Base):
     started_at: Mapped[datetime] = mapped_column(default=clock.now)
     updated_at: Mapped[datetime] = mapped_column(default=clock.now)
     ended_at: Mapped[datetime | None] = mapped_column()
+    # Set when the archiver moved the heavy parts (state, steps, history) to the archive tables: read-only since.
+    archived_at: Mapped[datetime | None] = mapped_column()
 
     version: Mapped[ProcessVersion] = relationship()
     definition: Mapped[ProcessDefinition] = relationship()

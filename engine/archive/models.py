@@ -1,0 +1,56 @@
+"""Archive tables: the heavy parts of long-ended instances, out of the hot tables the inbox and sweeps scan.
+
+The small process_instance row stays where it is (id, key, title, status, dates, `archived_at`), so every
+foreign key to an instance stays valid and lists and search still find it. What moves: the serialized state,
+the compacted history rounds, and the instance's human_task rows with their candidates. Each archive table
+mirrors its hot table column for column (built from it, so a new hot column is a new archive column and the
+migration test notices a missing one); ids are kept, so audit events naming a task still resolve.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Column, ForeignKey, Index, String, Table, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from engine import clock
+from engine.orm import Base
+from engine.runtime.models import ProcessStateHistory
+from engine.tasks.models import HumanTask, TaskCandidate
+
+
+class ArchivedState(Base):
+    """An archived instance's serialized workflow (process_instance.state is emptied when it moves here)."""
+
+    __tablename__ = "archive_instance_state"
+    instance_id: Mapped[int] = mapped_column(ForeignKey("process_instance.id"), primary_key=True,
+                                             autoincrement=False)
+    state: Mapped[str] = mapped_column(Text)
+    serializer_version: Mapped[str] = mapped_column(String(20))
+    archived_at: Mapped[datetime] = mapped_column(default=clock.now)
+
+
+def _mirror(hot: Table, name: str, references: dict[str, str]) -> Table:
+    """Return an archive table with `hot`'s columns; foreign keys only where `references` says (column → target)."""
+    columns = [Column(c.name, c.type, *([ForeignKey(references[c.name])] if c.name in references else []),
+                      primary_key=c.primary_key, nullable=c.nullable, autoincrement=False)
+               for c in hot.columns]
+    return Table(name, Base.metadata, *columns)
+
+
+archived_tasks = _mirror(HumanTask.__table__, "archive_human_task",  # type: ignore[arg-type]
+                         {"instance_id": "process_instance.id"})
+Index("ix_archive_human_task_instance_id", archived_tasks.c.instance_id)
+archived_candidates = _mirror(TaskCandidate.__table__, "archive_task_candidate",  # type: ignore[arg-type]
+                              {"task_id": "archive_human_task.id"})
+Index("ix_archive_task_candidate_task_id", archived_candidates.c.task_id)
+archived_history = _mirror(ProcessStateHistory.__table__, "archive_process_state_history",  # type: ignore[arg-type]
+                           {"instance_id": "process_instance.id"})
+Index("ix_archive_process_state_history_instance_id", archived_history.c.instance_id)
+
+# hot table → its archive, in the order rows are copied (parents first); deleted in the reverse order.
+MIRRORS: tuple[tuple[Table, Table], ...] = (
+    (HumanTask.__table__, archived_tasks),  # type: ignore[has-type]
+    (TaskCandidate.__table__, archived_candidates),  # type: ignore[has-type]
+    (ProcessStateHistory.__table__, archived_history),  # type: ignore[has-type]
+)
