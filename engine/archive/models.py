@@ -9,6 +9,7 @@ migration test notices a missing one); ids are kept, so audit events naming a ta
 from __future__ import annotations
 
 from datetime import datetime
+from typing import cast
 
 from sqlalchemy import Column, ForeignKey, Index, String, Table, Text
 from sqlalchemy.orm import Mapped, mapped_column
@@ -38,19 +39,19 @@ def _mirror(hot: Table, name: str, references: dict[str, str]) -> Table:
     return Table(name, Base.metadata, *columns)
 
 
-archived_tasks = _mirror(HumanTask.__table__, "archive_human_task",  # type: ignore[arg-type]
-                         {"instance_id": "process_instance.id"})
+hot_tasks = cast(Table, HumanTask.__table__)
+hot_candidates = cast(Table, TaskCandidate.__table__)
+hot_history = cast(Table, ProcessStateHistory.__table__)
+archived_tasks = _mirror(hot_tasks, "archive_human_task", {"instance_id": "process_instance.id"})
 Index("ix_archive_human_task_instance_id", archived_tasks.c.instance_id)
-archived_candidates = _mirror(TaskCandidate.__table__, "archive_task_candidate",  # type: ignore[arg-type]
-                              {"task_id": "archive_human_task.id"})
+archived_candidates = _mirror(hot_candidates, "archive_task_candidate", {"task_id": "archive_human_task.id"})
 Index("ix_archive_task_candidate_task_id", archived_candidates.c.task_id)
-archived_history = _mirror(ProcessStateHistory.__table__, "archive_process_state_history",  # type: ignore[arg-type]
-                           {"instance_id": "process_instance.id"})
+archived_history = _mirror(hot_history, "archive_process_state_history", {"instance_id": "process_instance.id"})
 Index("ix_archive_process_state_history_instance_id", archived_history.c.instance_id)
 
 # hot table → its archive, in the order rows are copied (parents first); deleted in the reverse order.
 MIRRORS: tuple[tuple[Table, Table], ...] = (
-    (HumanTask.__table__, archived_tasks),  # type: ignore[has-type]
-    (TaskCandidate.__table__, archived_candidates),  # type: ignore[has-type]
-    (ProcessStateHistory.__table__, archived_history),  # type: ignore[has-type]
+    (hot_tasks, archived_tasks),
+    (hot_candidates, archived_candidates),
+    (hot_history, archived_history),
 )
