@@ -42,6 +42,8 @@ def make_celery(settings: config.Settings | None = None) -> Celery:
             "seal-audit": {"task": "engine.jobs.seal_audit", "schedule": settings.audit_seal_seconds},
             "purge-login-failures": {"task": "engine.jobs.purge_login_failures", "schedule": 3600.0},
             "sweep-deadlines": {"task": "engine.jobs_deadlines.sweep_deadlines", "schedule": 60.0},
+            # Hourly: a run with nothing due is one indexed COUNT; a backlog goes in batches, one transaction each.
+            "archive-instances": {"task": "engine.jobs.archive_instances", "schedule": 3600.0},
             **extensions.beat,
         },
         beat_schedule_filename=str(settings.instance_dir / "celerybeat-schedule"),
