@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from engine import audit, clock
 from engine.archive.models import MIRRORS, ArchivedState, archived_candidates, archived_tasks, hot_candidates
 from engine.db import is_postgres, session_scope
+from engine.deadlines.models import DeadlineWatch
 from engine.org.actors import SYSTEM, Actor
 from engine.orm import UTCDateTime
 from engine.runtime.models import ProcessInstance, ProcessStateHistory
@@ -70,6 +71,9 @@ def archive_batch(session: Session, before: datetime, *, limit: int, now: dateti
         names = [c.name for c in hot.columns]
         key = hot.c.task_id.in_(task_ids) if hot is hot_candidates else hot.c.instance_id.in_(ids)
         session.execute(insert(cold).from_select(names, select(*[hot.c[n] for n in names]).where(key)))
+    # Their deadline watches stop: the deadline sweep never wakes up for an archived step.
+    session.execute(update(DeadlineWatch).where(DeadlineWatch.object_type == "task", DeadlineWatch.object_id.in_(task_ids))
+                    .values(active=False, next_at=None).execution_options(synchronize_session=False))
     session.execute(delete(TaskCandidate).where(TaskCandidate.task_id.in_(task_ids))
                     .execution_options(synchronize_session=False))
     # Co-signer rows point at their parent step: one statement removes both (constraints hold at its end).

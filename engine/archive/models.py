@@ -8,27 +8,13 @@ migration test notices a missing one); ids are kept, so audit events naming a ta
 """
 from __future__ import annotations
 
-from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Column, ForeignKey, Index, String, Table, Text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import Column, ForeignKey, Index, Table
 
-from engine import clock
 from engine.orm import Base
-from engine.runtime.models import ProcessStateHistory
+from engine.runtime.models import ArchivedState, ProcessStateHistory
 from engine.tasks.models import HumanTask, TaskCandidate
-
-
-class ArchivedState(Base):
-    """An archived instance's serialized workflow (process_instance.state is emptied when it moves here)."""
-
-    __tablename__ = "archive_instance_state"
-    instance_id: Mapped[int] = mapped_column(ForeignKey("process_instance.id"), primary_key=True,
-                                             autoincrement=False)
-    state: Mapped[str] = mapped_column(Text)
-    serializer_version: Mapped[str] = mapped_column(String(20))
-    archived_at: Mapped[datetime] = mapped_column(default=clock.now)
 
 
 def _mirror(hot: Table, name: str, references: dict[str, str]) -> Table:
@@ -55,3 +41,6 @@ MIRRORS: tuple[tuple[Table, Table], ...] = (
     (hot_candidates, archived_candidates),
     (hot_history, archived_history),
 )
+
+__all__ = ["MIRRORS", "ArchivedState", "archived_candidates", "archived_history", "archived_tasks", "hot_candidates",
+           "hot_history", "hot_tasks"]

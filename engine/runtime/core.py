@@ -17,13 +17,13 @@ from sqlalchemy.orm import Session, defer
 from sqlalchemy.orm.attributes import set_committed_value
 
 from engine import audit, clock, config
-from engine.archive.models import ArchivedState
 from engine.deadlines import calendar, sla
 from engine.errors import ConcurrentModification, EngineError, InstanceArchived, InstanceNotFound
 from engine.org.actors import SYSTEM, Actor
 from engine.runtime import assignment, effects, hot
 from engine.runtime.assignment import due_time
 from engine.runtime.models import (
+    ArchivedState,
     Incident,
     ProcessDefinition,
     ProcessFile,

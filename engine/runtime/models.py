@@ -110,3 +110,14 @@ class ProcessStateHistory(Base):
     serializer_version: Mapped[str] = mapped_column(String(20))
     tasks: Mapped[str] = mapped_column(Text)  # TEXT, as the state: {"root", "new_root", "tasks", "subprocesses"}
     created_at: Mapped[datetime] = mapped_column(default=clock.now)
+
+
+class ArchivedState(Base):
+    """An archived instance's serialized workflow (process_instance.state is emptied when it moves here)."""
+
+    __tablename__ = "archive_instance_state"
+    instance_id: Mapped[int] = mapped_column(ForeignKey("process_instance.id"), primary_key=True,
+                                             autoincrement=False)
+    state: Mapped[str] = mapped_column(Text)
+    serializer_version: Mapped[str] = mapped_column(String(20))
+    archived_at: Mapped[datetime] = mapped_column(default=clock.now)
