@@ -18,6 +18,7 @@ ACTIONS = {
     "task.delegate": "委派", "task.delegation_resolved": "委派退回", "task.send_back": "退回", "task.withdraw": "撤回",
     "task.urge": "催办", "task.cosign.add": "加签", "task.cosign.remove": "减签", "task.cosign.sign": "加签签署",
     "task.submit_for_cosign": "提交，待加签人签署", "timer.fire": "定时触发",
+    "instance.archive": "归档",
 }
 
 COMMENTS = {
