@@ -37,6 +37,8 @@ RUNS: dict[str, tuple[str, list[str], str, tuple[str, ...]]] = {
                        rf"growth={NUM} first_ms={NUM} last_ms={NUM} bytes=[0-9]+", ()),
     "throughput-postgres": ("throughput.py", ["--duration", "2", "--warmup", "1", "--clients", "2", "--instances", "1"],
                             rf"per_s={NUM} p95_ms={NUM}", ("postgres",)),
+    "archiving-sqlite": ("archiving.py", ["--instances", "3", "--rounds", "2", "--batch", "2"],
+                         rf"per_s={NUM} ms={NUM} moved=3 tasks=[0-9]+ db=sqlite", ()),
     "sweep-postgres": ("sweep.py", ["--tasks", "40", "--crossing", "4", "--workers", "1", "--batch", "10"],
                        r"sweep_s=" + NUM + r" applied=4", ("postgres", "redis")),
 }
