@@ -22,10 +22,9 @@ from sqlalchemy import func, select
 from bench import common
 from engine import clock, tasks
 from engine.archive import core as archive
-from engine.archive.models import archived_tasks
 from engine.org.actors import SYSTEM
 from engine.runtime import instances
-from engine.tasks.models import HumanTask
+from engine.tasks.models import HumanTask, archived_tasks
 
 
 def run(kind: str, count: int, rounds: int, batch: int) -> str:

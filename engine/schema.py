@@ -1,5 +1,4 @@
 """Every table of the workflow engine: import this module to register them all on `Base.metadata`."""
-from engine.archive import models as archive_models
 from engine.audit import models as audit_models
 from engine.deadlines import models as deadline_models
 from engine.notify import models as notify_models
@@ -10,7 +9,7 @@ from engine.runtime import models as runtime_models
 from engine.tasks import collab_models
 from engine.tasks import models as task_models
 
-MODULES = (archive_models, audit_models, deadline_models, notify_models, org_models, token_models, runtime_models,
+MODULES = (audit_models, deadline_models, notify_models, org_models, token_models, runtime_models,
            collab_models, task_models)
 
 __all__ = ["MODULES", "Base"]

@@ -14,21 +14,27 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, exists, func, insert, literal, or_, select, update
+from sqlalchemy import ColumnElement, Table, delete, exists, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine import audit, clock
-from engine.archive.models import MIRRORS, ArchivedState, archived_candidates, archived_tasks, hot_candidates
+from engine.archive.mirror import table_of
 from engine.db import is_postgres, session_scope
 from engine.deadlines.models import DeadlineWatch
 from engine.org.actors import SYSTEM, Actor
 from engine.orm import UTCDateTime
-from engine.runtime.models import ProcessInstance, ProcessStateHistory
-from engine.tasks.models import HumanTask, TaskCandidate
+from engine.runtime.models import ArchivedState, ProcessInstance, ProcessStateHistory, archived_history
+from engine.tasks.models import HumanTask, TaskCandidate, archived_candidates, archived_tasks
 
 log = logging.getLogger(__name__)
 
 ENDED = ("completed", "terminated")
+# hot table → its archive, in the order rows are copied (parents first).
+MIRRORS: tuple[tuple[Table, Table], ...] = (
+    (table_of(HumanTask), archived_tasks),
+    (table_of(TaskCandidate), archived_candidates),
+    (table_of(ProcessStateHistory), archived_history),
+)
 
 
 def cutoff(*, after_days: int, before: date | None = None, now: datetime | None = None) -> datetime | None:
@@ -69,7 +75,7 @@ def archive_batch(session: Session, before: datetime, *, limit: int, now: dateti
     task_ids = select(HumanTask.id).where(HumanTask.instance_id.in_(ids)).scalar_subquery()
     for hot, cold in MIRRORS:
         names = [c.name for c in hot.columns]
-        key = hot.c.task_id.in_(task_ids) if hot is hot_candidates else hot.c.instance_id.in_(ids)
+        key = hot.c.task_id.in_(task_ids) if hot is MIRRORS[1][0] else hot.c.instance_id.in_(ids)
         session.execute(insert(cold).from_select(names, select(*[hot.c[n] for n in names]).where(key)))
     # Their deadline watches stop: the deadline sweep never wakes up for an archived step.
     session.execute(update(DeadlineWatch).where(DeadlineWatch.object_type == "task", DeadlineWatch.object_id.in_(task_ids))
@@ -160,5 +166,5 @@ def involved(instance_id: Any, actor: Actor) -> ColumnElement[bool]:
         archived_tasks.c.owner_id == uid, candidate))
 
 
-__all__ = ["ENDED", "Report", "archive_batch", "archived_state", "candidates_of", "count_due", "cutoff", "involved",
-           "run", "tasks_of"]
+__all__ = ["ENDED", "MIRRORS", "Report", "archive_batch", "archived_state", "candidates_of", "count_due", "cutoff",
+           "involved", "run", "tasks_of"]

@@ -7,6 +7,7 @@ from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstrain
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from engine import clock
+from engine.archive.mirror import mirror, table_of
 from engine.orm import Base
 
 
@@ -121,3 +122,8 @@ class ArchivedState(Base):
     state: Mapped[str] = mapped_column(Text)
     serializer_version: Mapped[str] = mapped_column(String(20))
     archived_at: Mapped[datetime] = mapped_column(default=clock.now)
+
+
+# Archived history rounds of long-ended instances (engine/archive): the same columns, ids kept.
+archived_history = mirror(table_of(ProcessStateHistory), "archive_process_state_history",
+                          {"instance_id": "process_instance.id"}, "instance_id")

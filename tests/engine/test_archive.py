@@ -13,16 +13,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine import audit, cli, clock, deploy, runtime
 from engine.archive import core as archive
-from engine.archive.models import ArchivedState, archived_candidates, archived_history, archived_tasks
 from engine.audit import audit_views
 from engine.deadlines import escalation
 from engine.deploy import versions
 from engine.errors import InstanceArchived
 from engine.org.actors import SYSTEM, Actor
 from engine.runtime import instances, timeline, timers
-from engine.runtime.models import ProcessInstance, ProcessStateHistory, ProcessVersion
+from engine.runtime.models import ArchivedState, ProcessInstance, ProcessStateHistory, ProcessVersion, archived_history
 from engine.tasks import access, inbox, queries
-from engine.tasks.models import HumanTask, TaskCandidate
+from engine.tasks.models import HumanTask, TaskCandidate, archived_candidates, archived_tasks
 from tests.conftest import read_fixture_dir
 from tests.engine.conftest import at_once
 from tests.steps import do, only_task
