@@ -192,7 +192,9 @@ def withdraw(session: Session, *, task_id: int, actor: Actor, reason: str = "") 
     Raises: TaskNotFound, NotYourTask, Conflict, InstanceNotRunning, ConcurrentModification
     """
     task = session.get(HumanTask, task_id)
-    if task is None or task.kind != "bpmn":
+    if task is None:
+        raise lookup.missing(session, task_id)
+    if task.kind != "bpmn":
         raise TaskNotFound(f"任务不存在: {task_id}", task_id=task_id)
     if task.state != "completed" or task.completed_by_id != actor.user_id:
         raise NotYourTask("只能撤回自己提交的任务 (only what you submitted)", task_id=task_id)

@@ -11,16 +11,16 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine import audit, cli, clock, deploy, runtime
+from engine import audit, cli, clock, deploy, runtime, tasks
 from engine.archive import core as archive
 from engine.audit import audit_views
 from engine.deadlines import escalation
 from engine.deploy import versions
-from engine.errors import InstanceArchived
+from engine.errors import InstanceArchived, TaskNotFound
 from engine.org.actors import SYSTEM, Actor
 from engine.runtime import instances, timeline, timers
 from engine.runtime.models import ArchivedState, ProcessInstance, ProcessStateHistory, ProcessVersion, archived_history
-from engine.tasks import access, inbox, queries
+from engine.tasks import access, inbox, queries, sendback
 from engine.tasks.models import HumanTask, TaskCandidate, archived_candidates, archived_tasks
 from tests.conftest import read_fixture_dir
 from tests.engine.conftest import at_once
@@ -136,6 +136,13 @@ def test_archiving_moves_the_heavy_parts_and_keeps_the_instance_readable(
     assert version_id is not None
     refused = versions.migrate(session, [old], version_id, review_org["admin"])
     assert refused.migrated == [] and "已归档" in refused.refused[old][0]
+    (accept_id,) = old_tasks
+    with pytest.raises(InstanceArchived, match="已归档"):  # 撤回 (reopen) the archived step
+        sendback.withdraw(session, task_id=accept_id, actor=window, reason="重新受理")
+    with pytest.raises(InstanceArchived, match="已归档"):
+        tasks.claim(session, task_id=accept_id, actor=window)
+    with pytest.raises(TaskNotFound):  # an id that never was stays "not found"
+        tasks.claim(session, task_id=10**6, actor=window)
     session.rollback()
 
     # Run again: nothing moves twice. The audit chain is intact (an `instance.archive` event per instance).

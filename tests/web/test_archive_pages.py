@@ -12,6 +12,7 @@ from engine import clock, tasks
 from engine.archive import core as archive
 from engine.org.actors import actor_for
 from engine.runtime.models import ProcessInstance
+from engine.tasks.models import archived_tasks
 from tests.web.flows import db, deploy_good, open_task, post, started_review
 
 Login = Callable[[str], FlaskClient]
@@ -51,6 +52,12 @@ def test_an_archived_instance_stays_readable_and_refuses_changes(app: Flask, log
     audit_page = admin.get(f"/audit/instances/{row.id}")
     text = audit_page.get_data(as_text=True)
     assert audit_page.status_code == 200 and "一窗受理" in text and "window的意见" in text
+
+    with db(app) as s:
+        accept_id = s.scalar(select(archived_tasks.c.id).where(archived_tasks.c.instance_id == row.id,
+                                                               archived_tasks.c.bpmn_id == "accept"))
+    task_page = window.get(f"/tasks/{accept_id}")  # an old link (a notification) to an archived step
+    assert task_page.status_code == 409 and "已归档" in task_page.get_data(as_text=True)
 
     refused = post(admin, f"/instances/{row.id}/terminate")
     assert refused.status_code == 409 and "已归档" in refused.get_data(as_text=True)
