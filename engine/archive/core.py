@@ -130,11 +130,6 @@ def run(factory: sessionmaker[Session], *, after_days: int, batch: int, before: 
 
 # --- reading the archive ---------------------------------------------------------------------------------
 
-def archived_state(session: Session, instance_id: int) -> ArchivedState | None:
-    """Return an archived instance's serialized workflow."""
-    return session.get(ArchivedState, instance_id)
-
-
 def tasks_of(session: Session, instance_id: int) -> list[HumanTask]:
     """Return the instance's steps, hot and archived, oldest first (archived ones as detached, read-only rows)."""
     rows = list(session.scalars(select(HumanTask).where(HumanTask.instance_id == instance_id)))
@@ -142,16 +137,6 @@ def tasks_of(session: Session, instance_id: int) -> list[HumanTask]:
     rows += [HumanTask(**dict(row)) for row in archived]
     rows.sort(key=lambda t: (clock.as_utc(t.created_at), t.id))
     return rows
-
-
-def candidates_of(session: Session, task_ids: list[int]) -> list[dict[str, Any]]:
-    """Return the archived candidates of archived steps (user, org unit, role ids)."""
-    if not task_ids:
-        return []
-    return [dict(r) for r in session.execute(select(archived_candidates)
-                                             .where(archived_candidates.c.task_id.in_(task_ids))).mappings()]
-
-
 
 
 def involved(instance_id: Any, actor: Actor) -> ColumnElement[bool]:
@@ -166,5 +151,4 @@ def involved(instance_id: Any, actor: Actor) -> ColumnElement[bool]:
         archived_tasks.c.owner_id == uid, candidate))
 
 
-__all__ = ["ENDED", "MIRRORS", "Report", "archive_batch", "archived_state", "candidates_of", "count_due", "cutoff",
-           "involved", "run", "tasks_of"]
+__all__ = ["ENDED", "MIRRORS", "Report", "archive_batch", "count_due", "cutoff", "involved", "run", "tasks_of"]
