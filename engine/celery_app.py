@@ -57,6 +57,8 @@ def make_celery(settings: config.Settings | None = None) -> Celery:
             # Signal deliveries a lost job left pending, and buffered messages past their time to live.
             "deliver-signals": {"task": "engine.jobs_messages.deliver_signals", "schedule": settings.outbox_seconds},
             "expire-messages": {"task": "engine.jobs_messages.expire_messages", "schedule": 60.0},
+            # Hourly: a run with nothing due is one indexed COUNT; a backlog goes in batches, one transaction each.
+            "archive-instances": {"task": "engine.jobs.archive_instances", "schedule": 3600.0},
             **extensions.beat,
         },
         beat_schedule_filename=str(settings.instance_dir / "celerybeat-schedule"),

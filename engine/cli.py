@@ -5,6 +5,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import date, timedelta
 from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
@@ -253,6 +254,44 @@ def fire_timers() -> None:
     finally:
         engine.dispose()
     click.echo(f"已触发 (fired) {fired}")
+
+
+def _day(_ctx: click.Context, _param: click.Parameter, value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value.strip())
+    except ValueError:
+        raise click.BadParameter(f"日期格式应为 YYYY-MM-DD (expected YYYY-MM-DD): {value[:40]!r}") from None
+
+
+@main.command("archive")
+@click.option("--dry-run", is_flag=True, help="only count what would move")
+@click.option("--before", callback=_day, default=None,
+              help="archive instances ended before this day (YYYY-MM-DD, Shanghai); "
+                   "default: JZFLOW_ARCHIVE_AFTER_DAYS ago")
+@friendly
+def archive_cmd(dry_run: bool, before: date | None) -> None:
+    """Move long-ended instances to the archive tables (what the beat-scheduled job does)."""
+    from engine.archive import core as archive
+    settings = config.load()
+    if before is not None and before > clock.now().astimezone(clock.SHANGHAI).date() + timedelta(days=1):
+        raise click.BadParameter("不能晚于明天 (must not be after tomorrow)", param_hint="--before")
+    engine = make_engine(settings.database_url)
+    try:
+        report = archive.run(make_sessionmaker(engine), after_days=settings.archive_after_days,
+                             batch=settings.archive_batch, before=before, dry_run=dry_run)
+    finally:
+        engine.dispose()
+    if report.before is None:
+        click.echo("归档已关闭 (archiving is off: JZFLOW_ARCHIVE_AFTER_DAYS=0; give --before to run it once)")
+        return
+    cut = report.before.astimezone(clock.SHANGHAI).isoformat(timespec="seconds")
+    if dry_run:
+        click.echo(f"将归档 (would archive) {report.due} 个实例, 结束于 (ended before) {cut}")
+        return
+    click.echo(f"已归档 (archived) {report.moved} 个实例 in {report.batches} batches, "
+               f"结束于 (ended before) {cut}")
 
 
 @main.command("audit-verify")

@@ -45,6 +45,8 @@ class Settings:
     number_rules: str = ""  # JSON {rule name: template} overriding an application's document number rules
     pdf_font: str = ""  # a TrueType CJK font file to embed in PDFs ("path" or "path#index" for a collection)
     verify_address_failures: int = 30  # unknown verification codes one address may try per login window
+    archive_after_days: int = 365  # ended instances older than this move to the archive tables (0: never)
+    archive_batch: int = 100  # instances moved per transaction
 
     @property
     def anchor_path(self) -> Path:
@@ -70,7 +72,8 @@ _KEYS = ("JZFLOW_INSTANCE_DIR", "JZFLOW_DATABASE_URL", "JZFLOW_REDIS_URL", "JZFL
          "JZFLOW_TRUSTED_PROXIES", "JZFLOW_LOGIN_ACCOUNT_FAILURES", "JZFLOW_LOGIN_ADDRESS_FAILURES",
          "JZFLOW_LOGIN_WINDOW_SECONDS", "JZFLOW_LOG_FORMAT", "JZFLOW_LOG_LEVEL", "JZFLOW_METRICS_TOKEN",
          "JZFLOW_METRICS_ALLOW", "JZFLOW_NUMBER_RULES", "JZFLOW_PDF_FONT", "JZFLOW_VERIFY_ADDRESS_FAILURES",
-         "JZFLOW_INSTANCE_CACHE_SIZE", "JZFLOW_INSTANCE_CACHE_MB", "JZFLOW_STATE_KEEP_LEVELS")
+         "JZFLOW_INSTANCE_CACHE_SIZE", "JZFLOW_INSTANCE_CACHE_MB", "JZFLOW_STATE_KEEP_LEVELS",
+         "JZFLOW_ARCHIVE_AFTER_DAYS", "JZFLOW_ARCHIVE_BATCH")
 DEV_SECRET_KEY = "dev-only-secret-change-me"  # noqa: S105  # nosec B105 # refused outside the embedded default
 
 
@@ -113,6 +116,8 @@ def _load(_env: tuple[str | None, ...], _cwd: str) -> Settings:
         number_rules=os.environ.get("JZFLOW_NUMBER_RULES", ""),
         pdf_font=os.environ.get("JZFLOW_PDF_FONT", ""),
         verify_address_failures=int(os.environ.get("JZFLOW_VERIFY_ADDRESS_FAILURES", "30")),
+        archive_after_days=int(os.environ.get("JZFLOW_ARCHIVE_AFTER_DAYS", "365")),
+        archive_batch=max(1, int(os.environ.get("JZFLOW_ARCHIVE_BATCH", "100"))),
     )
 
 

@@ -76,6 +76,12 @@ class InstanceNotRunning(Conflict):
     code = "instance_not_running"
 
 
+class InstanceArchived(Conflict):
+    """The instance was archived: it is read-only (no migration, retry, reopen or other change)."""
+
+    code = "instance_archived"
+
+
 class RateLimited(EngineError):
     code = "rate_limited"
     http_status = 429

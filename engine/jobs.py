@@ -12,6 +12,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine import audit, clock, config
+from engine.archive import core as archive
 from engine.celery_app import celery
 from engine.db import make_engine, make_sessionmaker, session_scope
 from engine.errors import ConcurrentModification
@@ -159,3 +160,12 @@ def purge_login_failures() -> int:
                                 settings.login_window_seconds)
     with session_scope(session_factory()) as session:
         return login_guard.purge(session, now=clock.now(), limits=limits)
+
+
+@celery.task(  # type: ignore[untyped-decorator]
+    acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
+def archive_instances() -> int:
+    """Move instances ended more than JZFLOW_ARCHIVE_AFTER_DAYS ago to the archive tables (0: never)."""
+    settings = config.load()
+    report = archive.run(session_factory(), after_days=settings.archive_after_days, batch=settings.archive_batch)
+    return report.moved

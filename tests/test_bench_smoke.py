@@ -39,6 +39,8 @@ RUNS: dict[str, tuple[str, list[str], str, tuple[str, ...]]] = {
                             rf"per_s={NUM} p95_ms={NUM}", ("postgres",)),
     "messages-postgres": ("messages.py", ["--waiting", "60", "--repeat", "5", "--warmup", "1", "--others", "10"],
                           rf"msgs_per_s={NUM} ratio={NUM} waiting=60", ("postgres",)),
+    "archiving-sqlite": ("archiving.py", ["--instances", "3", "--rounds", "2", "--batch", "2"],
+                         rf"per_s={NUM} ms={NUM} moved=3 tasks=[0-9]+ db=sqlite", ()),
     "sweep-postgres": ("sweep.py", ["--tasks", "40", "--crossing", "4", "--workers", "1", "--batch", "10"],
                        r"sweep_s=" + NUM + r" applied=4", ("postgres", "redis")),
 }

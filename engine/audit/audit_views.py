@@ -17,6 +17,7 @@ from sqlalchemy import ColumnElement, String, cast, literal, or_, select
 from sqlalchemy.orm import Session
 
 from engine import clock
+from engine.archive import core as archive
 from engine.audit import core as audit
 from engine.audit.models import AuditEvent
 from engine.errors import Forbidden, InstanceNotFound, NotFound
@@ -24,7 +25,6 @@ from engine.org.actors import Actor
 from engine.org.models import Membership, Role, User
 from engine.runtime.models import ProcessDefinition, ProcessInstance, ProcessVersion
 from engine.tasks.collab_models import Comment
-from engine.tasks.models import HumanTask
 
 AUDITOR_ROLE = "auditor"
 MAX_PAGE = 200
@@ -251,8 +251,7 @@ def timeline(session: Session, instance_id: int) -> Timeline:
                                .order_by(AuditEvent.seq)))
     actor_ids = {e.id: e.actor_id for e in raw}
     rows = _rows(session, raw)
-    names = {t.id: (t.name, t.bpmn_id) for t in session.scalars(select(HumanTask)
-                                                                .where(HumanTask.instance_id == instance_id))}
+    names = {t.id: (t.name, t.bpmn_id) for t in archive.tasks_of(session, instance_id)}  # archived steps too
     # Opinions by task and author: a delegated task carries the delegate's note and the completer's own opinion.
     opinions: dict[tuple[int, int | None], list[Comment]] = {}
     for comment in session.scalars(select(Comment).where(Comment.instance_id == instance_id, Comment.kind == "opinion",

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from engine import runtime
 from engine.deploy import bpmn_diff
-from engine.errors import Conflict, Forbidden, InstanceNotFound, NotFound, ProcessNotFound
+from engine.errors import Conflict, Forbidden, InstanceArchived, InstanceNotFound, NotFound, ProcessNotFound
 from engine.org.actors import Actor
 from engine.org.models import Role, User
 from engine.runtime.models import ProcessDefinition, ProcessFile, ProcessInstance, ProcessVersion
@@ -313,6 +313,9 @@ def migrate(session: Session, instance_ids: Sequence[int], target_version_id: in
             running = runtime.load(session, instance_id)
         except InstanceNotFound:
             report.refused[instance_id] = [f"instance {instance_id} does not exist"]
+            continue
+        except InstanceArchived as exc:
+            report.refused[instance_id] = [exc.message]
             continue
         found, _result = _preview(session, running, target)
         if not found.ok:

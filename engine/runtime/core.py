@@ -19,11 +19,12 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from engine import audit, clock, config
 from engine.deadlines import calendar, sla
-from engine.errors import ConcurrentModification, EngineError, InstanceNotFound
+from engine.errors import ConcurrentModification, EngineError, InstanceArchived, InstanceNotFound
 from engine.org.actors import SYSTEM, Actor
 from engine.runtime import assignment, effects, hot
 from engine.runtime.assignment import due_time
 from engine.runtime.models import (
+    ArchivedState,
     Incident,
     ProcessDefinition,
     ProcessFile,
@@ -109,6 +110,8 @@ def load(session: Session, instance_id: int, *, read_only: bool = False) -> Runn
                          .where(ProcessInstance.id == instance_id).execution_options(populate_existing=True))
     if row is None:
         raise InstanceNotFound(f"流程实例不存在: {instance_id}", instance_id=instance_id)
+    if row.archived_at is not None:
+        return _load_archived(session, row, read_only=read_only)
     workflow = hot.take(session, row.id, row.lock_version, row.version_id, read_only=read_only)
     if workflow is None:
         state = row.state
@@ -116,6 +119,21 @@ def load(session: Session, instance_id: int, *, read_only: bool = False) -> Runn
                                          version=row.serializer_version)
         if read_only:
             hot.borrowed(session, row.id, row.lock_version, row.version_id, workflow, len(state))
+    workflow.script_engine = script_engine()
+    return Running(row=row, workflow=workflow, lock_version=row.lock_version)
+
+
+def _load_archived(session: Session, row: ProcessInstance, *, read_only: bool) -> Running:
+    """Load an archived instance's workflow from the archive, to look at only (never cached, never saved)."""
+    if not read_only:
+        raise InstanceArchived(
+            f"流程实例 {row.id} 已归档，只能查看，不能迁移、重试、重新打开或作其他更改 "
+            f"(instance {row.id} is archived and read-only)", instance_id=row.id)
+    archived = session.get(ArchivedState, row.id)
+    if archived is None:  # the marker and the state move in one transaction: this is a damaged database
+        raise InstanceNotFound(f"归档的流程状态缺失: {row.id} (archived state missing)", instance_id=row.id)
+    workflow = serializer.load_state(archived.state, specs_for(session, row.version_id), script_engine(),
+                                     version=archived.serializer_version)
     workflow.script_engine = script_engine()
     return Running(row=row, workflow=workflow, lock_version=row.lock_version)
 

@@ -7,6 +7,7 @@ from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstrain
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from engine import clock
+from engine.archive.mirror import mirror, table_of
 from engine.orm import Base
 
 
@@ -61,6 +62,7 @@ class ProcessInstance(Base):
     __table_args__ = (
         Index("ix_process_instance_due_timer", "status", "next_timer_at"),
         Index("ix_process_instance_business_key", "definition_id", "business_key"),
+        Index("ix_process_instance_ended", "status", "ended_at"),  # the archiver's scan (migration 0025)
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     definition_id: Mapped[int] = mapped_column(ForeignKey("process_definition.id"))
@@ -77,6 +79,8 @@ class ProcessInstance(Base):
     started_at: Mapped[datetime] = mapped_column(default=clock.now)
     updated_at: Mapped[datetime] = mapped_column(default=clock.now)
     ended_at: Mapped[datetime | None] = mapped_column()
+    # Set when the archiver moved the heavy parts (state, steps, history) to the archive tables: read-only since.
+    archived_at: Mapped[datetime | None] = mapped_column()
 
     version: Mapped[ProcessVersion] = relationship()
     definition: Mapped[ProcessDefinition] = relationship()
@@ -107,3 +111,19 @@ class ProcessStateHistory(Base):
     serializer_version: Mapped[str] = mapped_column(String(20))
     tasks: Mapped[str] = mapped_column(Text)  # TEXT, as the state: {"root", "new_root", "tasks", "subprocesses"}
     created_at: Mapped[datetime] = mapped_column(default=clock.now)
+
+
+class ArchivedState(Base):
+    """An archived instance's serialized workflow (process_instance.state is emptied when it moves here)."""
+
+    __tablename__ = "archive_instance_state"
+    instance_id: Mapped[int] = mapped_column(ForeignKey("process_instance.id"), primary_key=True,
+                                             autoincrement=False)
+    state: Mapped[str] = mapped_column(Text)
+    serializer_version: Mapped[str] = mapped_column(String(20))
+    archived_at: Mapped[datetime] = mapped_column(default=clock.now)
+
+
+# Archived history rounds of long-ended instances (engine/archive): the same columns, ids kept.
+archived_history = mirror(table_of(ProcessStateHistory), "archive_process_state_history",
+                          {"instance_id": "process_instance.id"}, "instance_id")

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine import clock
+from engine.archive import core as archive
 from engine.audit.models import AuditEvent
 from engine.runtime import core as runtime
 from engine.runtime.models import Incident, ProcessFile
@@ -72,7 +73,7 @@ def timeline(session: Session, instance_id: int, *, with_details: bool, public_f
                                     .order_by(Comment.created_at, Comment.id)).all())
     copies = list(session.scalars(select(CarbonCopy).where(CarbonCopy.instance_id == instance_id)
                                   .order_by(CarbonCopy.created_at, CarbonCopy.id)).all())
-    rows = list(session.scalars(select(HumanTask).where(HumanTask.instance_id == instance_id)))
+    rows = archive.tasks_of(session, instance_id)
     task_names = {t.id: t.name for t in rows}
     if public:
         events, comments, copies = _public(events, comments, copies, rows, public_for)
@@ -131,9 +132,9 @@ def diagram_states(session: Session, running: runtime.Running) -> DiagramStates:
             cancelled.add(bpmn_id)
     heat: dict[str, int] = {}
     now = clock.now()
-    for bpmn_id, state, created, finished in session.execute(select(
-            HumanTask.bpmn_id, HumanTask.state, HumanTask.created_at, HumanTask.completed_at).where(
-            HumanTask.instance_id == running.row.id, HumanTask.kind == "bpmn")):
+    steps = [(t.bpmn_id, t.state, clock.as_utc(t.created_at), clock.as_utc(t.completed_at) if t.completed_at else None)
+             for t in archive.tasks_of(session, running.row.id) if t.kind == "bpmn"]
+    for bpmn_id, state, created, finished in steps:
         {"ready": current, "suspended": current, "completed": completed, "cancelled": cancelled}.get(
             state, set()).add(bpmn_id)
         if state in ("ready", "suspended", "completed"):
@@ -160,9 +161,8 @@ def instance_data(running: runtime.Running) -> dict[str, Any]:
 
 
 def human_tasks(session: Session, instance_id: int) -> list[HumanTask]:
-    """Return the instance's tasks (open and done), oldest first."""
-    return list(session.scalars(select(HumanTask).where(HumanTask.instance_id == instance_id)
-                                .order_by(HumanTask.created_at, HumanTask.id)))
+    """Return the instance's tasks (open and done, and an archived instance's from the archive), oldest first."""
+    return archive.tasks_of(session, instance_id)
 
 
 def incidents(session: Session, instance_id: int) -> list[Incident]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import Session
 
+from engine.archive import core as archive
 from engine.errors import Forbidden
 from engine.org.actors import Actor
 from engine.org.models import Role
@@ -49,6 +50,8 @@ def can_view_instance(session: Session, actor: Actor, instance_id: int) -> bool:
             TaskCandidate.org_unit_id.in_(list(actor.org_unit_ids) or [-1]),
             TaskCandidate.role_id.in_(list(actor.role_ids) or [-1])))))
     if session.scalar(involved.limit(1)) is not None:
+        return True
+    if session.scalar(select(archive.involved(instance_id, actor))):  # an archived instance's steps
         return True
     cc = select(CarbonCopy.id).where(CarbonCopy.instance_id == instance_id, CarbonCopy.user_id == actor.user_id)
     return session.scalar(cc.limit(1)) is not None

@@ -17,7 +17,8 @@ class Comment(Base):
     __tablename__ = "comment"
     id: Mapped[int] = mapped_column(primary_key=True)
     instance_id: Mapped[int] = mapped_column(ForeignKey("process_instance.id"), index=True)
-    task_id: Mapped[int | None] = mapped_column(ForeignKey("human_task.id"), index=True)
+    # A human_task id, or an archived one's (archive_human_task keeps ids): no foreign key since migration 0025.
+    task_id: Mapped[int | None] = mapped_column(Integer, index=True)
     author_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
     kind: Mapped[str] = mapped_column(String(20), default="comment")  # opinion | comment | urge | system
     body: Mapped[str] = mapped_column(Text)
@@ -30,7 +31,7 @@ class Attachment(Base):
     __tablename__ = "attachment"
     id: Mapped[int] = mapped_column(primary_key=True)
     instance_id: Mapped[int] = mapped_column(ForeignKey("process_instance.id"), index=True)
-    task_id: Mapped[int | None] = mapped_column(ForeignKey("human_task.id"))
+    task_id: Mapped[int | None] = mapped_column(Integer)  # a human_task id or an archived one's (see Comment)
     name: Mapped[str] = mapped_column(String(255))
     content_type: Mapped[str] = mapped_column(String(120))
     size: Mapped[int] = mapped_column(Integer)
@@ -47,7 +48,7 @@ class CarbonCopy(Base):
     __table_args__ = (Index("ix_carbon_copy_user_created", "user_id", "created_at"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     instance_id: Mapped[int] = mapped_column(ForeignKey("process_instance.id"), index=True)
-    task_id: Mapped[int | None] = mapped_column(ForeignKey("human_task.id"))
+    task_id: Mapped[int | None] = mapped_column(Integer)  # a human_task id or an archived one's (see Comment)
     user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"))
     from_user_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
     note: Mapped[str] = mapped_column(Text, default="")

@@ -219,7 +219,9 @@ def started_page(session: Session, actor: Actor, flt: Filter = NO_FILTER, *, aft
     Raises: InvalidInput (a bad cursor)
     """
     size = _size(limit)
-    where = [ProcessInstance.started_by_id == actor.user_id, *_definition_filter(flt), *_text_filter(flt)]
+    # Archived instances (long ended, see engine/archive) leave 我发起的; the instance search still finds them.
+    where = [ProcessInstance.started_by_id == actor.user_id, ProcessInstance.archived_at.is_(None),
+             *_definition_filter(flt), *_text_filter(flt)]
     open_step = _open_task_exists(flt, clock.now())
     if open_step is not None:
         where.append(open_step)
@@ -281,7 +283,8 @@ def counts(session: Session, actor: Actor) -> dict[str, int]:
         "index": min(todo, COUNT_CAP),
         "done": _capped(session, select(HumanTask.id).where(HumanTask.completed_by_id == actor.user_id,
                                                             HumanTask.state == "completed")),
-        "started": _capped(session, select(ProcessInstance.id).where(ProcessInstance.started_by_id == actor.user_id)),
+        "started": _capped(session, select(ProcessInstance.id).where(ProcessInstance.started_by_id == actor.user_id,
+                                                                     ProcessInstance.archived_at.is_(None))),
         "cc": _capped(session, select(CarbonCopy.id).where(CarbonCopy.user_id == actor.user_id,
                                                            CarbonCopy.read_at.is_(None))),
     }

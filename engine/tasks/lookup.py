@@ -4,9 +4,9 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
-from engine.errors import ConcurrentModification, Conflict, NotYourTask, TaskNotFound
+from engine.errors import ConcurrentModification, Conflict, EngineError, InstanceArchived, NotYourTask, TaskNotFound
 from engine.org.actors import Actor
-from engine.tasks.models import HumanTask
+from engine.tasks.models import HumanTask, archived_tasks
 
 
 class TaskBlocked(Conflict):
@@ -21,6 +21,14 @@ class TaskAlreadyDone(ConcurrentModification):
     code = "task_already_done"
 
 
+def missing(session: Session, task_id: int) -> EngineError:
+    """Return the error for a task id not in human_task: its instance was archived (read-only), or it never was."""
+    if session.scalar(select(archived_tasks.c.id).where(archived_tasks.c.id == task_id)) is not None:
+        return InstanceArchived(f"此任务所在的流程实例已归档，只能在实例页查看，不能再办理、撤回或退回 "
+                                f"(task {task_id} belongs to an archived instance)", task_id=task_id)
+    return TaskNotFound(f"任务不存在: {task_id}", task_id=task_id)
+
+
 def get_open(session: Session, task_id: int) -> HumanTask:
     """Return a task that is still open.
 
@@ -30,7 +38,7 @@ def get_open(session: Session, task_id: int) -> HumanTask:
                           .options(joinedload(HumanTask.candidates))  # one round trip for the holder check
                           .execution_options(populate_existing=True))
     if task is None:
-        raise TaskNotFound(f"任务不存在: {task_id}", task_id=task_id)
+        raise missing(session, task_id)
     return require_open(task)
 
 

@@ -8,6 +8,7 @@ from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from engine import clock
+from engine.archive.mirror import mirror, table_of
 from engine.orm import Base
 
 
@@ -79,3 +80,9 @@ class TaskCandidate(Base):
     role_id: Mapped[int | None] = mapped_column(ForeignKey("role.id"), index=True)
 
     task: Mapped[HumanTask] = relationship(back_populates="candidates")
+
+
+# Archived steps of long-ended instances (engine/archive): the same columns, ids kept, no foreign keys to users.
+archived_tasks = mirror(table_of(HumanTask), "archive_human_task", {"instance_id": "process_instance.id"}, "instance_id")
+archived_candidates = mirror(table_of(TaskCandidate), "archive_task_candidate", {"task_id": "archive_human_task.id"},
+                             "task_id")

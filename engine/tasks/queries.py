@@ -18,6 +18,7 @@ from sqlalchemy import ColumnElement, and_, exists, false, or_, select, true
 from sqlalchemy.orm import Session
 
 from engine import clock
+from engine.archive import core as archive
 from engine.errors import InvalidInput
 from engine.org.actors import Actor
 from engine.org.models import Role, User
@@ -104,7 +105,8 @@ def visible_instances(session: Session, actor: Actor) -> ColumnElement[bool]:
     involved = exists().where(HumanTask.instance_id == ProcessInstance.id).where(or_(
         HumanTask.assignee_id == uid, HumanTask.completed_by_id == uid, HumanTask.owner_id == uid, candidate))
     copied = exists().where(CarbonCopy.instance_id == ProcessInstance.id, CarbonCopy.user_id == uid)
-    return or_(ProcessInstance.started_by_id == uid, involved, copied)
+    archived = and_(ProcessInstance.archived_at.is_not(None), archive.involved(ProcessInstance.id, actor))
+    return or_(ProcessInstance.started_by_id == uid, involved, copied, archived)
 
 
 @dataclass(frozen=True)

@@ -228,7 +228,9 @@ def withdraw(session: Session, *, task_id: int, actor: Actor, reason: str = "") 
     Raises: TaskNotFound, NotYourTask, Conflict, InstanceNotRunning, ConcurrentModification
     """
     task = session.get(HumanTask, task_id)
-    if task is None or task.kind != "bpmn":
+    if task is None:
+        raise lookup.missing(session, task_id)
+    if task.kind != "bpmn":
         raise TaskNotFound(f"任务不存在: {task_id}", task_id=task_id)
     refusal = withdraw_refusal(session, actor, task)
     if refusal is not None:

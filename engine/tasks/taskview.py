@@ -61,7 +61,7 @@ def get_visible(session: Session, actor: Actor, task_id: int) -> HumanTask:
     """
     task = session.get(HumanTask, task_id)
     if task is None:
-        raise TaskNotFound(f"任务不存在: {task_id}", task_id=task_id)
+        raise lookup.missing(session, task_id)
     if task.assignee_id == actor.user_id or task.owner_id == actor.user_id or lookup.is_candidate(task, actor):
         return task
     if not task_access.allows(task_access.Op.VIEW, task_access.relations(session, actor, task)):

@@ -29,7 +29,7 @@ from engine.org.models import OrgUnit, User
 from engine.runtime.models import ProcessInstance
 from engine.tasks import access
 from engine.tasks.collab_models import Comment
-from engine.tasks.models import HumanTask
+from engine.tasks.models import HumanTask, archived_tasks
 from engine.tasks.queries import cursor_int, cursor_time, decode_cursor, encode_cursor
 from plan import supervision
 from plan.ledger.core import OPEN_STATES, SOURCES
@@ -246,7 +246,8 @@ def issue_detail(session: Session, reach: Reach, actor: Actor, issue_id: int) ->
     if instance is not None:
         open_tasks = list(session.scalars(select(HumanTask).where(HumanTask.instance_id == instance.id,
                                                                   HumanTask.state == "ready").order_by(HumanTask.id)))
-        task_ids = select(HumanTask.id).where(HumanTask.instance_id == instance.id)
+        task_ids = select(HumanTask.id).where(HumanTask.instance_id == instance.id).union_all(  # archived steps too
+            select(archived_tasks.c.id).where(archived_tasks.c.instance_id == instance.id))
         task_requests = list(session.scalars(select(ExtensionRequest).where(
             ExtensionRequest.object_type == "task", ExtensionRequest.object_id.in_(task_ids))
             .order_by(ExtensionRequest.created_at)))

@@ -22,7 +22,7 @@ ACTIONS = {
     "task.delegate": "委派", "task.delegation_resolved": "委派退回", "task.send_back": "退回", "task.withdraw": "撤回",
     "task.urge": "催办", "task.cosign.add": "加签", "task.cosign.remove": "减签", "task.cosign.sign": "加签签署",
     "task.submit_for_cosign": "提交，待加签人签署", "timer.fire": "定时触发", "document.issue": "出具文书",
-    "instance.migrate": "迁移版本",
+    "instance.migrate": "迁移版本", "instance.archive": "归档",
     "escalation.yellow": "黄灯临期提醒", "escalation.red": "红灯逾期提醒", "escalation.handler": "提醒承办人",
     "escalation.unit_head": "升级至单位负责人", "escalation.responsible_leader": "升级至责任领导",
     "escalation.city_leader": "升级至市级领导", "approval.working_days": "计算审批工作日",
