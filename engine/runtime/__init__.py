@@ -6,7 +6,6 @@ Modules: `instances` (start, suspend, resume, terminate), `effects` (service-tas
 from engine.runtime.core import (
     Running,
     _spec_cache,
-    compacted_task_data,
     complete_user_task,
     due_time,
     find_task,
@@ -22,6 +21,7 @@ from engine.runtime.core import (
     version_info,
     waiting_summary,
 )
+from engine.runtime.history import compacted_task_data
 
 __all__ = [
     "Running",

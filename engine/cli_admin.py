@@ -1,0 +1,74 @@
+"""`jzflow archive` and `jzflow sync-directory`: housekeeping an operator runs by hand (the beat runs them too)."""
+from __future__ import annotations
+
+import json
+import sys
+from datetime import date, timedelta
+
+import click
+
+from engine import clock, config
+from engine.cli import command_session, friendly
+from engine.db import make_engine, make_sessionmaker
+
+
+def _day(_ctx: click.Context, _param: click.Parameter, value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value.strip())
+    except ValueError:
+        raise click.BadParameter(f"日期格式应为 YYYY-MM-DD (expected YYYY-MM-DD): {value[:40]!r}") from None
+
+
+@click.command("archive")
+@click.option("--dry-run", is_flag=True, help="only count what would move")
+@click.option("--before", callback=_day, default=None,
+              help="archive instances ended before this day (YYYY-MM-DD, Shanghai); "
+                   "default: JZFLOW_ARCHIVE_AFTER_DAYS ago")
+@friendly
+def archive_cmd(dry_run: bool, before: date | None) -> None:
+    """Move long-ended instances to the archive tables (what the beat-scheduled job does)."""
+    from engine.archive import core as archive
+    settings = config.load()
+    if before is not None and before > clock.now().astimezone(clock.SHANGHAI).date() + timedelta(days=1):
+        raise click.BadParameter("不能晚于明天 (must not be after tomorrow)", param_hint="--before")
+    engine = make_engine(settings.database_url)
+    try:
+        report = archive.run(make_sessionmaker(engine), after_days=settings.archive_after_days,
+                             batch=settings.archive_batch, before=before, dry_run=dry_run)
+    finally:
+        engine.dispose()
+    if report.before is None:
+        click.echo("归档已关闭 (archiving is off: JZFLOW_ARCHIVE_AFTER_DAYS=0; give --before to run it once)")
+        return
+    cut = report.before.astimezone(clock.SHANGHAI).isoformat(timespec="seconds")
+    if dry_run:
+        click.echo(f"将归档 (would archive) {report.due} 个实例, 结束于 (ended before) {cut}")
+        return
+    click.echo(f"已归档 (archived) {report.moved} 个实例 in {report.batches} batches, "
+               f"结束于 (ended before) {cut}")
+
+
+@click.command("sync-directory")
+@click.option("--dry-run", is_flag=True, help="report what would change, change nothing")
+@click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
+@friendly
+def sync_directory(dry_run: bool, as_json: bool) -> None:
+    """Sync org units, people, unit heads and leaders from the LDAP directory (JZFLOW_LDAP_*)."""
+    from engine.org import ldap_read, ldap_sync
+    settings = ldap_read.load_settings()
+    snapshot = ldap_read.read(settings)  # before the transaction: a slow directory holds no database lock
+    try:
+        with command_session() as session:
+            report = ldap_sync.sync(session, settings, snapshot, dry_run=dry_run)
+            if dry_run:
+                session.rollback()
+    except ldap_sync.SyncStopped as stopped:
+        report = stopped.report
+        click.echo(json.dumps(report.to_dict(), ensure_ascii=False) if as_json else "\n".join(report.lines()))
+        sys.exit(2)
+    click.echo(json.dumps(report.to_dict(), ensure_ascii=False) if as_json else "\n".join(report.lines()))
+
+
+COMMANDS = [archive_cmd, sync_directory]
