@@ -42,6 +42,7 @@ def upgrade() -> None:
     sa.Column('completed_by_id', sa.Integer(), autoincrement=False, nullable=True),
     sa.Column('instructions', sa.Text(), autoincrement=False, nullable=True),
     sa.Column('kind', sa.String(length=20), autoincrement=False, nullable=False),
+    sa.Column('escalation_unit_id', sa.Integer(), autoincrement=False, nullable=True),
     sa.Column('parent_task_id', sa.Integer(), autoincrement=False, nullable=True),
     sa.Column('cosign_position', sa.String(length=10), autoincrement=False, nullable=True),
     sa.Column('delegation_state', sa.String(length=10), autoincrement=False, nullable=True),
