@@ -79,7 +79,7 @@ def test_the_approval_sheet_and_the_certificate(app_process: AppProcess, desk: D
     assert doc.number in issued and re.fullmatch(r"胶审〔\d{4}〕\d{4}号", doc.number), issued
     sheet = window.locator("#approval-sheet").inner_text()
     for shown in ("提交并联审批申请", "一窗受理", "部门审查", "联合出证", "已提交材料", "施工图设计文件及审查合格书",
-                  "审查结论", "施工图审查合格，同意核发施工许可。", "消防设计符合要求。", "出证日期"):
+                  "审查结论", "施工图审查及消防设计审查合格。", "人防设计审查通过。", "出证日期"):
         assert shown in sheet, shown
     for raw in ("construction_drawings", "review_decision", "approve"):
         assert raw not in sheet, raw
@@ -88,7 +88,7 @@ def test_the_approval_sheet_and_the_certificate(app_process: AppProcess, desk: D
     # -- a finished task shows what was submitted, and the earlier steps --------------------------------------------
     window.goto(f"{url}/tasks/{certificate_task}")
     assert "出证日期" in window.locator("#submitted").inner_text()
-    assert "环保设施设计符合要求。" in window.locator("#earlier-steps").inner_text()
+    assert "建设工程规划许可审查通过。" in window.locator("#earlier-steps").inner_text()
     window.screenshot(path=str(e2e_artifacts / "documents-2-task-submitted.png"), full_page=True)
 
     # -- the printable 审批单: print media hides navigation and buttons; Chromium prints it to PDF -----------------------
@@ -112,7 +112,7 @@ def test_the_approval_sheet_and_the_certificate(app_process: AppProcess, desk: D
     response = window.context.request.get(f"{url}/instances/{row.id}/sheet.pdf")
     assert response.status == 200 and response.headers["content-type"] == "application/pdf"
     text = check_pdf(response.body(), e2e_artifacts / "documents-sheet.pdf")
-    assert "盖章处" in text and doc.number in text and "消防设计符合要求。" in text
+    assert "盖章处" in text and doc.number in text and "施工图审查及消防设计审查合格。" in text
     response = window.context.request.get(f"{url}/instances/{row.id}/documents/{doc.id}.pdf")
     assert response.status == 200
     text = check_pdf(response.body(), e2e_artifacts / "documents-certificate.pdf")

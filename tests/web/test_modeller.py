@@ -312,7 +312,7 @@ def test_the_modeller_speaks_english(app: Flask, clients: dict[str, FlaskClient]
     owner = clients["owner"]
     post_json(owner, "/modeller/deploy", {"files": minimal_files()})
     owner.get("/lang/en")
-    assert "Process modelling" in owner.get("/modeller").get_data(as_text=True)
+    assert "Modeller" in owner.get("/modeller").get_data(as_text=True)
     page = owner.get(f"/modeller/versions/{version_id(app, 'minimal', 1)}/edit").get_data(as_text=True)
     labels = json.loads(page.split("data-i18n='", 1)[1].split("'", 1)[0])
     assert labels["deploy"] == "Deploy as a new version" and labels["sla"] == "SLA"
