@@ -299,8 +299,8 @@ def _copy_postgres(cursor: Any, table: Table, rows: list[dict[str, Any]]) -> Non
     json_cols = {c.name for c in table.c if c.type.__class__.__name__ == "JSON"}
     with cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
         for row in rows:
-            copy.write_row([json.dumps(row[c], ensure_ascii=False) if c in json_cols and row[c] is not None
-                            else row[c] for c in columns])
+            copy.write_row([json.dumps(row[c], ensure_ascii=False) if c in json_cols and row.get(c) is not None
+                            else row.get(c) for c in columns])
 
 
 def seed_copies(db: BenchDatabase, templates: Sequence[tuple[Template, float]], count: int, bench_org: BenchOrg,

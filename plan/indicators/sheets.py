@@ -74,8 +74,9 @@ def check_sheet(archive: zipfile.ZipFile, member: str, *, max_cells: int = MAX_C
                 if el.tag == f"{MAIN_NS}dimension":
                     area = declared_area(str(el.get("ref") or ""))
                     if area > max_cells:
-                        raise InvalidInput(f"工作表声明的范围过大 (the sheet declares {el.get('ref')}: {area} cells, "
-                                           f"at most {max_cells})", field=field)
+                        ref = str(el.get("ref"))[:40]
+                        raise InvalidInput(f"工作表声明的范围 {ref} 过大：{area} 个单元格，最多 {max_cells} 个 "
+                                           f"(the sheet declares {ref}: {area} cells, at most {max_cells})", field=field)
                 elif el.tag == f"{MAIN_NS}c":
                     cells += 1
                     if cells > max_cells:

@@ -195,7 +195,7 @@ def loop_open_calls(ctx: effects.RunContext, period: str, calls: list[dict[str, 
                 | {"period": period, "description": str(given.get("description") or "")},
                 "bid_units": call["bid_units"], "bid_window": str(given["bid_window"])}
         instances.start_process(ctx, CALL_PROCESS, data=data, business_key=call["code"],
-                                title=f"揭榜挂帅 {call['code']}《{call['title']}》"[:300])
+                                title=f"揭榜挂帅《{call['title']}》（{period}）"[:300])
     return {"ok": True, "error": None, "calls": calls_of_period(ctx.session, period)}
 
 

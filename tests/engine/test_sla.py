@@ -40,7 +40,9 @@ def test_the_shipped_policy_file_parses_with_the_issue_defaults() -> None:
     assert default.yellow == sla.Thresholds(0.2, 1) and default.remind_on_yellow
     assert default.ladder == (("handler", 0), ("unit_head", 1), ("responsible_leader", 3), ("city_leader", 5))
     assert policies.get("task", "parallel_approval").ladder[-1] == ("city_leader", 4)
-    assert policies.skipped_tasks() == {"issue_ledger": frozenset({"handle", "feedback"})}
+    assert policies.skipped_tasks() == {"issue_ledger": frozenset({"handle", "feedback"}),
+                                        "investment_lead": frozenset({"contact", "feedback"}),
+                                        "loop_call": frozenset({"follow_up"})}
     assert policies.get("issue", "project").ladder[-1] == ("city_leader", 3)
     assert policies.get("issue", "manual").ladder[-1] == ("city_leader", 5)
     assert policies.get("project", "key").yellow == sla.Thresholds(0.1, 10)

@@ -592,7 +592,7 @@ def test_a_full_period(session: Session, factory: sessionmaker[Session], people:
     assert row is not None and row.status == "completed" and open_tasks(session, iid) == []
     call_row = session.get(ProcessInstance, cid)
     assert call_row is not None and call_row.business_key == "JB-2025-08-smart_appliance"
-    assert call_row.title == "揭榜挂帅 JB-2025-08-smart_appliance《智能家电产业链强链补链揭榜》"
+    assert call_row.title == "揭榜挂帅《智能家电产业链强链补链揭榜》（2025-08）"
     assert start_data(session, cid)["parent_instance_id"] == iid
     # Three units may bid, two bid, one declines: bidding closes early.
     assert sorted(bid_tasks(session, cid)) == ["lgz", "lkq", "shz"]
@@ -931,7 +931,7 @@ def test_calls_refuse_the_wrong_leader_oversized_forms_and_keep_hostile_text_as_
     cid = call_instance(session)
     assert cid is not None
     row = session.get(ProcessInstance, cid)
-    assert row is not None and row.title == f"揭榜挂帅 JB-2025-08-smart_appliance《{hostile}》"
+    assert row is not None and row.title == f"揭榜挂帅《{hostile}》（2025-08）"
     bid(session, people, cid, "shz", hostile)
     appoint = only(session, cid, "appoint")
     with pytest.raises(NotYourTask):  # fgj's leader does not appoint for gxj's chain
