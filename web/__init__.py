@@ -52,6 +52,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=True,
         MAX_CONTENT_LENGTH=25 * 1024 * 1024,
     )
+    if os.environ.get("JZFLOW_API_RATE_LIMIT"):  # README's setting: the API's limit per token (web/api/blueprint.py)
+        app.config["JZFLOW_API_RATE_LIMIT"] = os.environ["JZFLOW_API_RATE_LIMIT"].strip()
     if test_config:
         app.config.from_mapping(test_config)
     _secure(app, settings)

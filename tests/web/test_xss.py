@@ -247,9 +247,10 @@ def test_free_text_comes_back_escaped_everywhere(world: World) -> None:
         raw += [f"refused {name}: raw {r!r}" for r in RAW if r.lower() in html.lower()]
         seen.update({tag: name for tag in ("L01", "L02") if any(e in html for e in escaped(tag))})
     assert raw == [], "\n".join(raw)
-    # Not shown at all: an e-mail address (U02). Attachment names are cleaned when stored (below).
+    # Not shown at all: an e-mail address (U02) and a saved filter's query (S02: only its name is listed). Attachment
+    # names are cleaned when stored (below).
     expected = {"T01", "T02", "C01", "F01", "F02", "F03", "F04", "F05", "F06", "F07", "F08", "F09", "F10",
-                "F11", "O01", "O02", "O03", "N01", "N02", "N03", "N04", "N05", "N06", "N07", "N08", "S01", "S02",
+                "F11", "O01", "O02", "O03", "N01", "N02", "N03", "N04", "N05", "N06", "N07", "N08", "S01",
                 "U01", "K01", "V01", "V02", "D01", "B01", "B02", "R01", "R02", "R03", "R04", "R05", "R07",
                 "L01", "L02"}
     assert expected - set(seen) == set(), f"payloads never shown (escaped) on any page: {sorted(expected - set(seen))}"
