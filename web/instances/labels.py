@@ -61,7 +61,8 @@ OBJECTS = {
     "app_user": "用户", "bid": "揭榜", "call": "揭榜任务", "demo": "演示数据", "human_task": "任务",
     "indicator": "指标", "indicator_value": "指标数据", "industry": "产业链", "ledger_issue": "台账问题",
     "org_unit": "单位", "plan_item": "计划任务", "process_instance": "流程实例", "process_version": "流程版本",
-    "project": "项目", "project_library": "项目库", "role": "角色", "api_token": "接口令牌", "report_run": "报表",
+    "project": "项目", "project_library": "项目库", "role": "角色", "report_run": "报表",
+    "api_token": "接口令牌",  # nosec B105 # a label, not a password
     "saved_filter": "筛选", "notification": "通知", "investment_lead": "招商线索", "review_meeting": "评审会议",
     "bpmn_message": "消息", "issued_document": "文书", "project_need": "要素保障需求", "directory": "目录",
     "indicator_period": "指标期数据", "attachment": "附件", "comment": "评论", "carbon_copy": "抄送", "task": "任务",
