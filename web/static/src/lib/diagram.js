@@ -46,5 +46,7 @@ export async function renderDiagram(element, xmlUrl, options = {}) {
     }
   }
   canvas.zoom("fit-viewport", "auto");
+  // A small margin: a lane or label never ends on (or a pixel past) the box's edge when the page settles.
+  canvas.zoom(canvas.zoom() * 0.96, "auto");
   return viewer;
 }
