@@ -8,7 +8,7 @@ merges the scenarios in time order and freezes the clock at each moment. Times a
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
@@ -151,15 +151,30 @@ def labelled(where: str, scenario: Iterator[datetime]) -> Iterator[datetime]:
 
 # -- 问题台账 issue_ledger ----------------------------------------------------------------------
 
-def ledger_issue(demo: Demo, spec: Spec, officer: str, where: str) -> Iterator[datetime]:
-    """Start one issue and take it through its history (data/demo/issues.yaml)."""
+StepTaker = Callable[[Demo, Spec, str, Spec, int], int]
+
+
+def history(demo: Demo, spec: Spec, officer: str, where: str, take: StepTaker) -> Iterator[datetime]:
+    """Take one case through its `history` steps at their times; `take` does a step, returns the instance id."""
     instance_id = 0
     for n, step in enumerate(spec["history"]):
         yield demo.at(int(step["at"]), n)
         try:
-            instance_id = _ledger_step(demo, spec, officer, step, instance_id)
+            instance_id = take(demo, spec, officer, step, instance_id)
         except (EngineError, KeyError) as exc:
             raise _fail(where, step, exc) from exc
+
+
+def deadline_form(demo: Demo, step: Spec) -> dict[str, Any]:
+    """A 派单 form's deadline: `working_days`, else a date `due_in` days from today."""
+    if "working_days" in step:
+        return {"deadline_kind": "working_days", "working_days": int(step["working_days"])}
+    return {"deadline_kind": "date", "due_date": demo.day(int(step["due_in"]))}
+
+
+def ledger_issue(demo: Demo, spec: Spec, officer: str, where: str) -> Iterator[datetime]:
+    """Start one issue and take it through its history (data/demo/issues.yaml)."""
+    return history(demo, spec, officer, where, _ledger_step)
 
 
 def _ledger_step(demo: Demo, spec: Spec, officer: str, step: Spec, iid: int) -> int:
@@ -177,11 +192,7 @@ def _ledger_step(demo: Demo, spec: Spec, officer: str, step: Spec, iid: int) -> 
                                   data={**fields, "reporter": spec["reporter"]}, title=title)
         return row.id
     if do == "dispatch":
-        form: dict[str, Any] = {"unit_code": step.get("unit", spec["unit"])}
-        if "working_days" in step:
-            form.update(deadline_kind="working_days", working_days=int(step["working_days"]))
-        else:
-            form.update(deadline_kind="date", due_date=demo.day(int(step["due_in"])))
+        form: dict[str, Any] = {"unit_code": step.get("unit", spec["unit"]), **deadline_form(demo, step)}
         if step.get("note"):
             form["dispatch_note"] = step["note"]
         demo.step(iid, "dispatch", step.get("by", officer), form)

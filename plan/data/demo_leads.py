@@ -6,22 +6,16 @@ from datetime import datetime
 from typing import Any
 
 from engine import clock
-from engine.errors import EngineError, InvalidInput
+from engine.errors import InvalidInput
 from engine.runtime import instances
-from plan.data.demo_flows import Demo, Spec, _fail
+from plan.data.demo_flows import Demo, Spec, deadline_form, history
 
 FIELDS = ("title", "enterprise", "industry", "investment", "source", "description")
 
 
 def investment_lead(demo: Demo, spec: Spec, officer: str, where: str) -> Iterator[datetime]:
     """Start one lead and take it through its history."""
-    instance_id = 0
-    for n, step in enumerate(spec["history"]):
-        yield demo.at(int(step["at"]), n)
-        try:
-            instance_id = _step(demo, spec, officer, step, instance_id)
-        except (EngineError, KeyError) as exc:
-            raise _fail(where, step, exc) from exc
+    return history(demo, spec, officer, where, _step)
 
 
 def _step(demo: Demo, spec: Spec, officer: str, step: Spec, iid: int) -> int:
@@ -37,12 +31,8 @@ def _step(demo: Demo, spec: Spec, officer: str, step: Spec, iid: int) -> int:
         demo.step(row.id, "register_lead", officer, fields)
         return row.id
     if do == "dispatch":
-        form: dict[str, Any] = {"unit_code": step.get("unit", spec["unit"])}
-        if "working_days" in step:
-            form.update(deadline_kind="working_days", working_days=int(step["working_days"]))
-        else:
-            form.update(deadline_kind="date", due_date=demo.day(int(step["due_in"])))
-        demo.step(iid, "dispatch", step.get("by", officer), form)
+        demo.step(iid, "dispatch", step.get("by", officer),
+                  {"unit_code": step.get("unit", spec["unit"]), **deadline_form(demo, step)})
     elif do in ("accept", "return"):
         demo.step(iid, "respond", handler, {"response": do, **({"return_reason": step["reason"]} if do == "return"
                                                                else {})})
