@@ -10,7 +10,7 @@ once: a retry of the step finds the project already linked.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from uuid import uuid4
@@ -27,6 +27,7 @@ from engine.runtime.effects import RunContext, service
 from plan.indicators.models import Industry
 from plan.leads.models import SOURCES, InvestmentLead
 from plan.projects import core as projects
+from plan.projects import fields
 from plan.projects.models import Project
 
 OPEN_STATES = ("registered", "dispatched", "accepted", "returned", "contacting")
@@ -41,24 +42,6 @@ TRANSITIONS: dict[str, frozenset[str]] = {  # status → the statuses it may be 
 CONTACT_WAYS = ("meeting", "visit", "video", "phone")
 MAX_WORKING_DAYS = 250
 MAX_CONTACTS = 100  # 对接 rounds of one lead (each adds to the instance's state)
-
-
-def _text(value: Any, field: str, *, required: bool = False, limit: int = 4000) -> str:
-    text = "" if value is None else str(value).strip()
-    if required and not text:
-        raise InvalidInput(f"请填写 {field} (required)", field=field)
-    if len(text) > limit:
-        raise InvalidInput(f"{field} 不能超过 {limit} 个字符 (too long)", field=field)
-    return text
-
-
-def _day(value: Any, field: str) -> date | None:
-    if value in (None, ""):
-        return None
-    try:
-        return date.fromisoformat(str(value))
-    except ValueError:
-        raise InvalidInput(f"{field} 不是日期 YYYY-MM-DD (not a date): {value!r}", field=field) from None
 
 
 def _amount(value: Any, field: str) -> Decimal | None:
@@ -141,15 +124,16 @@ def register(ctx: RunContext, title: str, enterprise: str = "", industry: str | 
     session = ctx.session
     if source not in SOURCES:
         raise InvalidInput(f"线索来源 source 须为 {'/'.join(SOURCES)}: {source!r}", field="source")
-    ref = _text(industry, "industry", limit=60)
+    ref = fields.text(industry, "industry", limit=60)
     found = projects.find_industry(session, ref) if ref else None
     if ref and found is None:
         raise InvalidInput(f"产业不存在 (no such industry): {ref}", field="industry")
-    unit = _unit(session, _text(unit_code, "unit_code", limit=80))
+    unit = _unit(session, fields.text(unit_code, "unit_code", limit=80))
     values: dict[str, Any] = dict(
-        title=_text(title, "title", required=True, limit=300), enterprise=_text(enterprise, "enterprise", limit=200),
+        title=fields.text(title, "title", required=True, limit=300),
+        enterprise=fields.text(enterprise, "enterprise", limit=200),
         industry_id=found.id if found else None, investment=_amount(investment, "investment"), source=source,
-        description=_text(description, "description"), unit_id=unit.id if unit else None)
+        description=fields.text(description, "description", limit=4000), unit_id=unit.id if unit else None)
     lead = session.scalar(select(InvestmentLead).where(InvestmentLead.instance_id == ctx.running.row.id))
     before = _state(lead) if lead else None
     if lead is None:
@@ -169,7 +153,7 @@ def dispatch(ctx: RunContext, lead_id: int, unit_code: str, deadline_kind: str, 
              working_days: int | None = None, note: str | None = None) -> dict[str, Any]:
     """派单: the unit that contacts the enterprise, and the date it must give its 反馈 by."""
     lead = _own(ctx, lead_id)
-    unit = _unit(ctx.session, _text(unit_code, "unit_code", required=True, limit=80))
+    unit = _unit(ctx.session, fields.text(unit_code, "unit_code", required=True, limit=80))
     assert unit is not None
     if deadline_kind == "working_days":
         if not isinstance(working_days, int) or isinstance(working_days, bool) \
@@ -177,7 +161,7 @@ def dispatch(ctx: RunContext, lead_id: int, unit_code: str, deadline_kind: str, 
             raise InvalidInput(f"工作日数须为 1–{MAX_WORKING_DAYS} (working days)", field="working_days")
         day = calendar.add_working_days(clock.now(), working_days).astimezone(clock.SHANGHAI).date()
     elif deadline_kind == "date":
-        picked = _day(due_date, "due_date")
+        picked = fields.day(due_date, "due_date")
         if picked is None:
             raise InvalidInput("请填写反馈期限 (due_date required)", field="due_date")
         day = picked
@@ -189,7 +173,7 @@ def dispatch(ctx: RunContext, lead_id: int, unit_code: str, deadline_kind: str, 
     lead.dispatched_by_id = ctx.actor.user_id
     lead.due_at = due_time(day)
     return _record(ctx, lead, "lead.dispatch", before, unit_code=unit.code, due_date=day.isoformat(),
-                   note=_text(note, "dispatch_note", limit=2000))
+                   note=fields.text(note, "dispatch_note", limit=2000))
 
 
 @service("lead_respond")
@@ -202,7 +186,7 @@ def respond(ctx: RunContext, lead_id: int, response: str, reason: str | None = N
         lead.handler_id = ctx.actor.user_id
         return _record(ctx, lead, "lead.accepted", before)
     if response == "return":
-        text = _text(reason, "return_reason", required=True, limit=2000)
+        text = fields.text(reason, "return_reason", required=True, limit=2000)
         _move(lead, "returned")
         lead.handler_id = None
         return _record(ctx, lead, "lead.returned", before, reason=text)
@@ -213,7 +197,7 @@ def respond(ctx: RunContext, lead_id: int, response: str, reason: str | None = N
 def contact(ctx: RunContext, lead_id: int, contact_date: str, contact_way: str, summary: str) -> dict[str, Any]:
     """对接: one round of contact with the enterprise (date, way, what was said)."""
     lead = _own(ctx, lead_id)
-    day = _day(contact_date, "contact_date")
+    day = fields.day(contact_date, "contact_date")
     if day is None:
         raise InvalidInput("请填写对接日期 (contact_date required)", field="contact_date")
     if day > clock.now().astimezone(clock.SHANGHAI).date():
@@ -226,7 +210,7 @@ def contact(ctx: RunContext, lead_id: int, contact_date: str, contact_way: str, 
     _move(lead, "contacting")
     lead.contacts += 1
     return _record(ctx, lead, "lead.contact", before, contact_date=day.isoformat(), contact_way=contact_way,
-                   summary=_text(summary, "summary", required=True), round=lead.contacts)
+                   summary=fields.text(summary, "summary", required=True, limit=4000), round=lead.contacts)
 
 
 @service("lead_feedback")
@@ -238,7 +222,7 @@ def feedback(ctx: RunContext, lead_id: int, outcome: str, project_name: str | No
     if outcome == "project":
         if lead.project_id is not None:  # the step ran already (a retry): the project exists
             return snapshot(ctx.session, lead, ctx)
-        name = _text(project_name, "project_name", required=True, limit=200)
+        name = fields.text(project_name, "project_name", required=True, limit=200)
         amount = _amount(investment, "investment")
         if amount is None:
             raise InvalidInput("请填写计划投资（万元） (investment required)", field="investment")
@@ -254,7 +238,7 @@ def feedback(ctx: RunContext, lead_id: int, outcome: str, project_name: str | No
         lead.outcome_note = name
         return _record(ctx, lead, "lead.project", before, project_code=project.code, investment=amount)
     if outcome == "dropped":
-        text = _text(drop_reason, "drop_reason", required=True, limit=2000)
+        text = fields.text(drop_reason, "drop_reason", required=True, limit=2000)
         _move(lead, "dropped")
         lead.closed_at, lead.outcome_note = clock.now(), text
         return _record(ctx, lead, "lead.dropped", before, reason=text)
