@@ -17,7 +17,7 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
 bind = os.environ.get("JZFLOW_BIND", "0.0.0.0:8000")
 # Processes × threads: about 2 processes per core; threads cover requests that wait on the database.
 workers = int(os.environ.get("JZFLOW_WEB_WORKERS", "4"))
-threads = int(os.environ.get("JZFLOW_WEB_THREADS", "4"))
+threads = int(os.environ.get("JZFLOW_WEB_THREADS", "1"))  # docs/operations.md: why one
 worker_class = "gthread"
 # A request that runs longer is stuck (scripts have their own 2 s limit): the process is replaced.
 timeout = int(os.environ.get("JZFLOW_WEB_TIMEOUT", "60"))

@@ -51,6 +51,11 @@ def is_read_only_auditor(session: Session, user_id: int) -> bool:
                           .where(Membership.user_id == user_id, Role.code == AUDITOR_ROLE).limit(1)) is not None
 
 
+def is_read_only_actor(actor: Actor) -> bool:
+    """Tell whether an actor is an auditor and no admin, from the roles read with the actor (no query)."""
+    return not actor.is_admin and AUDITOR_ROLE in actor.role_codes
+
+
 def require_auditor(session: Session, actor: Actor) -> None:
     """Refuse unless the actor is an auditor or an admin.
 

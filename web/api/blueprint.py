@@ -9,12 +9,14 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
 from flask_limiter.util import get_remote_address
 from flask_login import current_user
 from sqlalchemy.exc import DBAPIError
 
+from engine.audit import audit_views
 from engine.errors import InvalidInput
 from engine.org import tokens
 from engine.org.actors import actor_of
@@ -68,6 +70,8 @@ def _authenticate() -> ResponseReturnValue | None:
         # read that commits nothing has it committed by `_commit_reads` (one commit per request either way).
         g.actor = actor_of(session, user)
         g.api_auth = "token"
+        if request.method not in SAFE_METHODS and audit_views.is_read_only_actor(g.actor):
+            return jsonify(error="forbidden", message=_("审计人员只能查看，不能修改 (auditors read only)")), 403
         return None
     if current_user.is_authenticated:
         g.api_auth = "session"
