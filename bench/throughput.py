@@ -95,6 +95,20 @@ class Client(threading.Thread):
             conn.close()
 
 
+def _worker_cpu(server_pid: int) -> list[float]:
+    """CPU seconds used so far by each gunicorn worker (children of the master), from /proc; [] elsewhere."""
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    used: list[float] = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # a process that ended while we looked
+        if int(fields[1]) == server_pid:  # fields[1] is the parent's pid; utime and stime are 11 and 12
+            used.append((int(fields[11]) + int(fields[12])) / ticks)
+    return sorted(used)
+
+
 def _wait_ready(port: int, server: subprocess.Popen[bytes], timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -158,11 +172,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 client.start()
             time.sleep(args.warmup)
             counted_before = sum(c.done for c in clients)
+            cpu_before = _worker_cpu(server.pid)
             measuring.set()
             began = time.perf_counter()
             time.sleep(args.duration)
             measuring.clear()
             elapsed = time.perf_counter() - began
+            cpu_after = _worker_cpu(server.pid)
             counted = sum(c.done for c in clients) - counted_before
             stop.set()
             for client in clients:
@@ -188,6 +204,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     median = statistics.median(latencies) * 1000 if latencies else 0.0
     print(f"completions={counted} seconds={elapsed:.1f} clients={args.clients} workers={args.workers} "
           f"threads={args.threads} p50_ms={median:.1f} load={os.getloadavg()[0]:.2f}")
+    if len(cpu_before) == len(cpu_after) and cpu_after:  # how the work spread over the workers (no restart between)
+        spent = [after - before for before, after in zip(cpu_before, cpu_after)]
+        print("worker_cpu_s=" + ",".join(f"{s:.1f}" for s in spent)
+              + f" cpu_ms_per_completion={sum(spent) * 1000 / max(counted, 1):.2f}")
     print(f"per_s={counted / elapsed:.1f} p95_ms={p95:.1f}")
     return 0
 
