@@ -30,7 +30,11 @@ def run_migrations_online() -> None:
             # drop a table other rows refer to. Off while migrating (outside any transaction, or SQLite ignores
             # it), and every reference checked before the migration commits.
             raw.execute("PRAGMA foreign_keys=OFF")
-        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+        # SQLite's DDL is transactional (make_engine hands BEGIN to SQLAlchemy), but Alembic assumes it is not and
+        # would commit each migration on its own: the check below would then refuse an upgrade already written.
+        # One transaction for the whole upgrade, as on PostgreSQL: a refused or failed upgrade changes nothing.
+        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True,
+                          transactional_ddl=True)
         with context.begin_transaction():
             context.run_migrations()
             if raw is not None:
