@@ -63,7 +63,7 @@ def _reject(session: Session, people: dict[str, Actor], instance_id: int) -> Non
 
 
 @pytest.fixture
-def world(session: Session, review_org: dict[str, Actor], frozen: object) -> dict[str, Any]:
+def world(session: Session, factory: sessionmaker[Session], review_org: dict[str, Actor], frozen: object) -> dict[str, Any]:
     """Instances in every condition; the archived ones hold the highest step ids (they were made last).
 
     completed: submitted, then 不予受理 400 days later (stays hot); running: waits for its application;
@@ -83,7 +83,6 @@ def world(session: Session, review_org: dict[str, Actor], frozen: object) -> dic
     _reject(session, review_org, completed)
     assert audit.seal(session) is not None
     session.commit()
-    factory = make_sessionmaker(session.get_bind())
     assert archive.run(factory, after_days=365, batch=10).moved == 2
     session.expire_all()
     return {"completed": completed, "running": running, "archived": archived}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +13,14 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine import audit, deploy, migrate, runtime
+from engine import audit, clock, deploy, migrate, runtime
+from engine.archive import core as archive
 from engine.db import make_engine, make_sessionmaker
+from engine.ops import health
 from engine.org.actors import SYSTEM, Actor, actor_for
 from engine.runtime import instances
 from engine.runtime.models import ProcessInstance
-from engine.tasks.models import HumanTask
+from engine.tasks.models import HumanTask, TaskCandidate, archived_candidates, archived_tasks
 from tests.conftest import read_fixture_dir
 from tests.steps import do, only_task
 
@@ -137,7 +140,6 @@ def test_a_filled_database_upgrades_from_0020_to_head_with_every_row(db_url: str
 
 
 def migrate_heads() -> set[str]:
-    from engine.ops import health
     return set(health.code_heads())
 
 
@@ -169,3 +171,35 @@ def test_an_upgrade_that_would_leave_a_broken_reference_is_refused_and_changes_n
     with _raw(_path(url)) as conn:
         assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [
             (",".join(sorted(migrate_heads())),)]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_after_0026_no_new_row_takes_an_id_the_archive_holds(db_url: str, work: dict[str, int], tmp_path: Path) -> None:
+    """Archived at 0025 while its steps held the highest ids; upgraded; new steps and candidates start past them."""
+    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
+    migrate.upgrade(url, OLD)
+    copied = _fill_old(_path(db_url), _path(url))
+    migrate.upgrade(url, "0025")
+    engine = make_engine(url)
+    try:
+        factory = make_sessionmaker(engine)
+        day = (clock.now() + timedelta(days=1)).astimezone(clock.SHANGHAI).date()
+        assert archive.run(factory, after_days=0, batch=10, before=day).moved == 1  # the rejected one
+        with factory() as session:
+            held = set(session.scalars(select(archived_tasks.c.id)))
+            assert max(held) == max(r[0] for r in copied["human_task"][1])  # the newest steps went to the archive
+            held_candidates = set(session.scalars(select(archived_candidates.c.id)))
+        engine.dispose()
+        migrate.upgrade(url)
+        with factory() as session:
+            applicant, window = actor_for(session, "applicant"), actor_for(session, "window")
+            do(session, only_task(session, work["waiting"], "submit_application"), applicant, APPLICATION)
+            accept = only_task(session, work["waiting"], "accept")
+            assert accept.id > max(held), (accept.id, held)
+            do(session, only_task(session, work["submitted"], "accept"), window, {"decision": "reject"})
+            assert archive.run(factory, after_days=0, batch=10, before=day).moved == 1  # no primary key collision
+            assert len(set(session.scalars(select(archived_tasks.c.id)))) == len(held) + 2
+            fresh = set(session.scalars(select(TaskCandidate.id).where(TaskCandidate.task_id == accept.id)))
+            assert fresh and min(fresh) > max(held_candidates), (fresh, held_candidates)
+    finally:
+        engine.dispose()
