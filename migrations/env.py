@@ -39,8 +39,10 @@ def run_migrations_online() -> None:
             context.run_migrations()
             if raw is not None:
                 broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
-                if broken:
-                    raise RuntimeError(f"migration left {len(broken)} broken references, e.g. {broken[:3]}")
+                if broken:  # rows: (table, rowid, referenced table, foreign key index)
+                    named = "; ".join(f"{table} row {rowid} → {parent}" for table, rowid, parent, _fk in broken[:5])
+                    raise RuntimeError(f"migration refused, nothing changed: it would leave {len(broken)} broken "
+                                       f"references ({named}); repair or delete those rows and migrate again")
         if raw is not None:
             raw.execute("PRAGMA foreign_keys=ON")
     engine.dispose()
