@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
+import json
+import sqlite3
+import tarfile
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -180,8 +184,6 @@ def _finish_and_archive(session: Session, factory: sessionmaker[Session], world:
 
 def _rewrite(archive_path: Path, out: Path, member: str, change: Any) -> Path:
     """Copy an archive, passing `member`'s bytes through `change` (the manifest is left as it was)."""
-    import io
-    import tarfile
     with tarfile.open(archive_path) as src, tarfile.open(out, "w:gz") as dst:
         for m in src:
             fh = src.extractfile(m)
@@ -194,18 +196,39 @@ def _rewrite(archive_path: Path, out: Path, member: str, change: Any) -> Path:
     return out
 
 
-def _edit_archived_state(dump: bytes, marker: bytes) -> bytes:
-    """Change one byte inside an archived workflow's stored text (the archive table's row, found by its content)."""
-    at = dump.find(marker)
-    assert at >= 0, "the archived state's text is not in the database copy"
-    return dump[:at] + marker.replace("甲".encode(), "丙".encode()) + dump[at + len(marker):]
+def _in_copy(dump: bytes, statement: str, tmp: Path) -> bytes:
+    """Run one statement on the archive's database copy, as someone with sqlite3 at hand would, and return the file."""
+    copy = tmp / f"edit-{uuid.uuid4().hex[:6]}.sqlite"
+    copy.write_bytes(dump)
+    conn = sqlite3.connect(copy)
+    try:
+        assert conn.execute(statement).rowcount > 0, statement
+        conn.commit()
+    finally:
+        conn.close()
+    return copy.read_bytes()
+
+
+def _reseal(altered: Path, out: Path, member: str) -> Path:
+    """The altered archive with its manifest's size and SHA-256 of `member` made to match (its MAC left as it was)."""
+    with tarfile.open(altered) as tar:
+        fh = tar.extractfile(member)
+        assert fh is not None
+        data = fh.read()
+
+    def fix(raw: bytes) -> bytes:
+        manifest = json.loads(raw)
+        manifest["files"][member] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        return json.dumps(manifest).encode()
+    return _rewrite(altered, out, "manifest.json", fix)
 
 
 def _snapshot(url: str) -> Any:
     """What the target holds: the file's bytes (SQLite), or every table with its row count (PostgreSQL)."""
     if url.startswith("sqlite"):
         path = backup.sqlite_path(url)
-        return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
+        files = (path, path.with_name(path.name + "-wal"))
+        return [hashlib.sha256(f.read_bytes()).hexdigest() if f.exists() else None for f in files]
     engine = make_engine(url)
     try:
         with engine.connect() as conn:
@@ -221,13 +244,17 @@ def test_an_archive_with_its_database_part_altered_or_cut_short_is_refused_and_c
     source = dataclasses.replace(config.load(), database_url=db_url, instance_dir=tmp_path / "instance-a")
     good = backup.backup(tmp_path / "b.tar.gz", source).path
     member = SQLITE_DUMP if db_url.startswith("sqlite") else backup.PG_DUMP
-    if member == SQLITE_DUMP:  # the title sits in the archived state's text: edit that row in the copy
-        altered = _rewrite(good, tmp_path / "altered.tar.gz", member,
-                           lambda d: _edit_archived_state(d, "一年多以前的申请甲".encode()))
-    else:
+    if member == SQLITE_DUMP:  # the archive tables themselves: one state edited, one archived step removed
+        altered = _rewrite(good, tmp_path / "altered.tar.gz", member, lambda d: _in_copy(
+            d, "UPDATE archive_instance_state SET state = replace(state, 'reject', 'accept')", tmp_path))
+        cut = _rewrite(good, tmp_path / "cut.tar.gz", member, lambda d: _in_copy(
+            d, "DELETE FROM archive_human_task WHERE id = (SELECT max(id) FROM archive_human_task)", tmp_path))
+    else:  # pg_dump's custom format is compressed: a flipped byte, and the dump cut in half
         altered = _rewrite(good, tmp_path / "altered.tar.gz", member, lambda d: d[:4000] + bytes([d[4000] ^ 1]) + d[4001:])
-    cut = _rewrite(good, tmp_path / "cut.tar.gz", member, lambda d: d[: len(d) // 2])
+        cut = _rewrite(good, tmp_path / "cut.tar.gz", member, lambda d: d[: len(d) // 2])
+    half = _rewrite(good, tmp_path / "half.tar.gz", member, lambda d: d[: len(d) // 2])
     gone = _rewrite(good, tmp_path / "gone.tar.gz", member, lambda d: b"")
+    resealed = _reseal(altered, tmp_path / "resealed.tar.gz", member)  # checksums redone, without the audit key
     whole = tmp_path / "whole-cut.tar.gz"
     whole.write_bytes(good.read_bytes()[: good.stat().st_size * 2 // 3])
 
@@ -240,7 +267,9 @@ def test_an_archive_with_its_database_part_altered_or_cut_short_is_refused_and_c
         files = sorted(p.relative_to(tmp_path).as_posix() for p in (tmp_path / "instance-b").rglob("*"))
         for path, words in ((altered, f"{member}: its checksum does not match"),
                             (cut, f"{member}: its checksum does not match"),
+                            (half, f"{member}: its checksum does not match"),
                             (gone, f"{member}: its checksum does not match"),
+                            (resealed, "the manifest's MAC does not match under the audit key (tampered)"),
                             (whole, "not a readable backup archive (corrupt or truncated)")):
             with pytest.raises(ArchiveRefused) as refused:
                 restore.restore(path, settings=fresh, force=force)
