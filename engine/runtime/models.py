@@ -105,6 +105,7 @@ class ProcessStateHistory(Base):
     """Finished earlier rounds of an instance's task tree, compacted out of its live state (serialised tasks)."""
 
     __tablename__ = "process_state_history"
+    __table_args__ = ({"sqlite_autoincrement": True},)  # archived rounds keep their ids (migration 0026)
     id: Mapped[int] = mapped_column(primary_key=True)
     instance_id: Mapped[int] = mapped_column(ForeignKey("process_instance.id"), index=True)
     lock_version: Mapped[int] = mapped_column(Integer)  # the save that compacted them

@@ -25,6 +25,8 @@ class HumanTask(Base):
         Index("ix_human_task_assignee_open", "assignee_id", "state", "due_at", "id"),
         Index("ix_human_task_state_due", "state", "due_at"),
         Index("ix_human_task_done", "completed_by_id", "completed_at", "id"),  # 已办, newest first
+        # SQLite: never reuse an id, archived steps keep theirs (migration 0026)
+        {"sqlite_autoincrement": True},
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     instance_id: Mapped[int] = mapped_column(ForeignKey("process_instance.id"), index=True)
@@ -73,6 +75,7 @@ class TaskCandidate(Base):
     """Who may claim a task: a user, or every member of an org unit or holder of a role."""
 
     __tablename__ = "task_candidate"
+    __table_args__ = ({"sqlite_autoincrement": True},)  # archived candidates keep their ids (migration 0026)
     id: Mapped[int] = mapped_column(primary_key=True)
     task_id: Mapped[int] = mapped_column(ForeignKey("human_task.id", ondelete="CASCADE"), index=True)
     user_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"), index=True)
