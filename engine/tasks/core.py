@@ -18,7 +18,15 @@ from engine.spiff import form_options
 from engine.tasks import operations, task_access
 from engine.tasks.collab_models import Comment
 from engine.tasks.completion import Completion, finish
-from engine.tasks.lookup import TaskAlreadyDone, TaskBlocked, get_open, is_candidate, require_holder, require_open
+from engine.tasks.lookup import (
+    TaskAlreadyDone,
+    TaskBlocked,
+    get_open,
+    get_open_to_complete,
+    is_candidate,
+    require_holder,
+    require_open,
+)
 from engine.tasks.models import HumanTask, TaskCandidate
 
 
@@ -78,7 +86,11 @@ def complete(session: Session, *, task_id: int, actor: Actor, data: Mapping[str,
 
     Raises: TaskNotFound, TaskAlreadyDone, NotYourTask, FormInvalid, InstanceNotRunning, ConcurrentModification
     """
-    task = require_open(task) if task is not None and task.id == task_id else get_open(session, task_id)
+    cosigners_waiting = True  # unknown for a row the caller read: asked below
+    if task is not None and task.id == task_id:
+        task = require_open(task)
+    else:
+        task, cosigners_waiting = get_open_to_complete(session, task_id)
     task_access.require(session, actor, task, task_access.Op.COMPLETE)
     require_holder(task, actor)
     if task.kind == "cosign":
@@ -102,7 +114,7 @@ def complete(session: Session, *, task_id: int, actor: Actor, data: Mapping[str,
     if opinion:
         session.add(Comment(instance_id=task.instance_id, task_id=task.id, author_id=actor.user_id, kind="opinion",
                             body=opinion[:4000]))
-    if operations.hold_for_cosigners(session, task, actor, cleaned):
+    if cosigners_waiting and operations.hold_for_cosigners(session, task, actor, cleaned):
         return Completion(instance_id=task.instance_id, status=running.row.status, incident=None, next_tasks=[])
     return finish(session, task=task, running=running, actor=actor, data=cleaned)
 

@@ -1,8 +1,8 @@
 """Finding an open task and telling who holds it: what every task operation checks first."""
 from __future__ import annotations
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy import exists, select
+from sqlalchemy.orm import Session, aliased, joinedload
 
 from engine.errors import ConcurrentModification, Conflict, EngineError, InstanceArchived, NotYourTask, TaskNotFound
 from engine.org.actors import Actor
@@ -40,6 +40,22 @@ def get_open(session: Session, task_id: int) -> HumanTask:
     if task is None:
         raise missing(session, task_id)
     return require_open(task)
+
+
+def get_open_to_complete(session: Session, task_id: int) -> tuple[HumanTask, bool]:
+    """Return an open task and whether co-signers added after its holder wait for the submission (one round trip).
+
+    Raises: TaskNotFound, TaskAlreadyDone
+    """
+    cosign = aliased(HumanTask)
+    waiting = exists().where(cosign.parent_task_id == HumanTask.id, cosign.kind == "cosign",
+                             cosign.state == "pending")
+    row = session.execute(select(HumanTask, waiting.label("cosigners_waiting")).where(HumanTask.id == task_id)
+                          .options(joinedload(HumanTask.candidates))
+                          .execution_options(populate_existing=True)).unique().first()
+    if row is None:
+        raise missing(session, task_id)
+    return require_open(row[0]), bool(row[1])
 
 
 def require_open(task: HumanTask) -> HumanTask:
