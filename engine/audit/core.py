@@ -12,17 +12,19 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, insert, select, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from engine import clock
 from engine.audit import anchor as audit_anchor
-from engine.audit.models import AuditCheckpoint, AuditEvent
+from engine.audit.models import AuditCheckpoint, AuditEvent, AuditHead
 from engine.db import is_postgres
 from engine.org.actors import Actor
 
@@ -115,21 +117,66 @@ def _stream_heads(session: Session, streams: list[str]) -> dict[str, tuple[int, 
     return heads
 
 
+def _locked_heads(session: Session, streams: list[str]) -> dict[str, tuple[int, str]]:
+    """Lock the streams' head rows (in stream order) and return their heads; a stream without one is read from its events.
+
+    Locking the head row serialises appends to a stream: a writer waiting for it reads the head its predecessor
+    committed. A stream's first append (no row yet) takes the stream's advisory lock instead, so two first appends
+    cannot both start at 1 (SQLite's transactions are IMMEDIATE: one writer at a time anyway).
+    """
+    heads: dict[str, tuple[int, str]] = {}
+    for i in range(0, len(streams), 900):
+        chunk = streams[i:i + 900]
+        rows = session.execute(select(AuditHead.stream, AuditHead.seq, AuditHead.hash)
+                               .where(AuditHead.stream.in_(chunk)).order_by(AuditHead.stream).with_for_update())
+        heads.update({stream: (seq, digest) for stream, seq, digest in rows})
+    missing = [stream for stream in streams if stream not in heads]
+    for stream in missing:  # sorted, like the rows above: two multi-stream writers cannot deadlock here
+        _lock_stream(session, stream)
+    if missing:
+        heads.update(_stream_heads(session, missing))
+    return heads
+
+
+def _insert(session: Session, events: list[AuditEvent], heads: dict[str, tuple[int, str]]) -> None:
+    """Insert the chained events and move their streams' heads: one statement on PostgreSQL (the heads in a CTE)."""
+    rows = [{"stream": ev.stream, "seq": ev.seq, "at": ev.at, "actor_id": ev.actor_id, "actor_name": ev.actor_name,
+             "action": ev.action, "object_type": ev.object_type, "object_id": ev.object_id, "before": ev.before,
+             "after": ev.after, "prev_hash": ev.prev_hash, "hash": ev.hash} for ev in events]
+    head_rows = [{"stream": stream, "seq": seq, "hash": digest} for stream, (seq, digest) in sorted(heads.items())]
+    upsert_of = postgresql.insert if is_postgres(session) else sqlite.insert
+    upsert = upsert_of(AuditHead).values(head_rows)
+    upsert = upsert.on_conflict_do_update(index_elements=[AuditHead.stream],
+                                          set_={"seq": upsert.excluded.seq, "hash": upsert.excluded.hash})
+    statement = insert(AuditEvent).values(rows).returning(AuditEvent.id, AuditEvent.stream, AuditEvent.seq)
+    if is_postgres(session):
+        statement = statement.add_cte(upsert.cte("moved_heads"))  # runs to completion though nothing reads it
+    else:
+        session.execute(upsert)
+    ids = {(stream, seq): event_id for event_id, stream, seq in session.execute(statement)}
+    for ev in events:
+        ev.id = ids[(ev.stream, ev.seq)]
+    for hook in APPENDED:
+        hook(session, events)
+
+
+APPENDED: list[Callable[[Session, list[AuditEvent]], None]] = []  # told of inserted events (the metrics count them)
+
+
 def append_deferred(session: Session, events: list[AuditEvent]) -> None:
     """Chain recorded events onto their streams and insert them: the last step of a committing transaction."""
+    session.flush()  # what the transaction changed goes first; the audit rows are its last statements
     streams = sorted({ev.stream for ev in events})
-    for stream in streams:  # always in the same order: two multi-stream writers cannot deadlock here
-        _lock_stream(session, stream)
-    heads = _stream_heads(session, streams)
+    heads = _locked_heads(session, streams)
     key = audit_anchor.key()
+    moved: dict[str, tuple[int, str]] = {}
     for ev in events:
         seq, prev = heads.get(ev.stream, (0, GENESIS))
         ev.seq, ev.prev_hash = seq + 1, prev
         ev.hash = event_hash(prev, ev, key)
-        heads[ev.stream] = (ev.seq, ev.hash)
+        heads[ev.stream] = moved[ev.stream] = (ev.seq, ev.hash)
         audit_anchor.note_event(session, ev.stream, ev.seq, ev.hash)
-    session.add_all(events)
-    session.flush()
+    _insert(session, events, moved)
 
 
 audit_anchor.APPEND = append_deferred

@@ -30,6 +30,19 @@ class AuditEvent(Base):
     hash: Mapped[str] = mapped_column(String(64))
 
 
+class AuditHead(Base):
+    """A stream's newest event (seq, hash): the row an append locks and moves on; `verify` never trusts it.
+
+    Whoever alters it makes the next event chain onto a wrong hash, which `verify` names like any broken link.
+    A stream without a row (events older than the table, or none yet) is read from its events once.
+    """
+
+    __tablename__ = "audit_head"
+    stream: Mapped[str] = mapped_column(String(120), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64))
+
+
 class AuditCheckpoint(Base):
     """A seal over all stream heads at a moment, itself chained, so a deleted stream is noticed."""
 

@@ -21,9 +21,10 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import REGISTRY, Collector
 from sqlalchemy import event, func, select
-from sqlalchemy.orm import Session, object_session, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from engine import clock
+from engine.audit import core as audit_core
 from engine.audit.models import AuditEvent
 from engine.deadlines.models import DeadlineWatch
 from engine.notify import outbox
@@ -52,11 +53,11 @@ JOB_SECONDS = Histogram("jzflow_job_duration_seconds", "Celery job run time, by 
 
 # --- counting committed audit actions --------------------------------------------------------------------
 
-@event.listens_for(AuditEvent, "after_insert")
-def _inserted(_mapper: object, _connection: object, target: AuditEvent) -> None:
-    session = object_session(target)
-    if session is not None:
-        session.info.setdefault(_ACTIONS, []).append(target.action)
+def _inserted(session: Session, events: list[AuditEvent]) -> None:
+    session.info.setdefault(_ACTIONS, []).extend(ev.action for ev in events)
+
+
+audit_core.APPENDED.append(_inserted)
 
 
 @event.listens_for(Session, "after_commit")
