@@ -18,7 +18,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import Table, bindparam, func, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -138,24 +138,34 @@ def _locked_heads(session: Session, streams: list[str]) -> dict[str, tuple[int, 
     return heads
 
 
-def _insert(session: Session, events: list[AuditEvent], heads: dict[str, tuple[int, str]]) -> None:
-    """Insert the chained events and move their streams' heads: one statement on PostgreSQL (the heads in a CTE)."""
-    rows = [{"stream": ev.stream, "seq": ev.seq, "at": ev.at, "actor_id": ev.actor_id, "actor_name": ev.actor_name,
-             "action": ev.action, "object_type": ev.object_type, "object_id": ev.object_id, "before": ev.before,
-             "after": ev.after, "prev_hash": ev.prev_hash, "hash": ev.hash} for ev in events]
-    head_rows = [{"stream": stream, "seq": seq, "hash": digest} for stream, (seq, digest) in sorted(heads.items())]
-    upsert_of = postgresql.insert if is_postgres(session) else sqlite.insert
-    upsert = upsert_of(AuditHead).values(head_rows)
-    upsert = upsert.on_conflict_do_update(index_elements=[AuditHead.stream],
-                                          set_={"seq": upsert.excluded.seq, "hash": upsert.excluded.hash})
-    statement = insert(AuditEvent).values(rows).returning(AuditEvent.id, AuditEvent.stream, AuditEvent.seq)
-    if is_postgres(session):
-        statement = statement.add_cte(upsert.cte("moved_heads"))  # runs to completion though nothing reads it
-    else:
-        session.execute(upsert)
-    ids = {(stream, seq): event_id for event_id, stream, seq in session.execute(statement)}
+def _head_upsert(dialect: Any) -> Any:
+    upsert = dialect.insert(AuditHead.__table__).values(stream=bindparam("h_stream"), seq=bindparam("h_seq"),
+                                              hash=bindparam("h_hash"))
+    return upsert.on_conflict_do_update(index_elements=["stream"],
+                                        set_={"seq": upsert.excluded.seq, "hash": upsert.excluded.hash})
+
+
+# Built once, so their compiled forms are cached: statements built per call were compiled again each time.
+_EVENTS: Table = AuditEvent.__table__  # type: ignore[assignment] # Core, not the ORM bulk insert
+_INSERT_EVENT = insert(_EVENTS).returning(_EVENTS.c.id)
+_MOVE_HEAD_SQLITE = _head_upsert(sqlite)
+# PostgreSQL: the event and its stream's new head in one statement (a data-modifying CTE runs though nothing reads it)
+_INSERT_EVENT_MOVE_HEAD_PG = insert(_EVENTS).add_cte(_head_upsert(postgresql).cte("moved_head")).returning(_EVENTS.c.id)
+_COLUMNS = ("stream", "seq", "at", "actor_id", "actor_name", "action", "object_type", "object_id", "before", "after",
+            "prev_hash", "hash")
+
+
+def _insert(session: Session, events: list[AuditEvent]) -> None:
+    """Insert the chained events in order, each moving its stream's head (one statement each on PostgreSQL)."""
+    postgres = is_postgres(session)
     for ev in events:
-        ev.id = ids[(ev.stream, ev.seq)]
+        row = {name: getattr(ev, name) for name in _COLUMNS}
+        head = {"h_stream": ev.stream, "h_seq": ev.seq, "h_hash": ev.hash}
+        if postgres:
+            ev.id = session.execute(_INSERT_EVENT_MOVE_HEAD_PG, {**row, **head}).scalar_one()
+        else:
+            session.execute(_MOVE_HEAD_SQLITE, head)
+            ev.id = session.execute(_INSERT_EVENT, row).scalar_one()
     for hook in APPENDED:
         hook(session, events)
 
@@ -169,14 +179,13 @@ def append_deferred(session: Session, events: list[AuditEvent]) -> None:
     streams = sorted({ev.stream for ev in events})
     heads = _locked_heads(session, streams)
     key = audit_anchor.key()
-    moved: dict[str, tuple[int, str]] = {}
     for ev in events:
         seq, prev = heads.get(ev.stream, (0, GENESIS))
         ev.seq, ev.prev_hash = seq + 1, prev
         ev.hash = event_hash(prev, ev, key)
-        heads[ev.stream] = moved[ev.stream] = (ev.seq, ev.hash)
+        heads[ev.stream] = (ev.seq, ev.hash)
         audit_anchor.note_event(session, ev.stream, ev.seq, ev.hash)
-    _insert(session, events, moved)
+    _insert(session, events)
 
 
 audit_anchor.APPEND = append_deferred

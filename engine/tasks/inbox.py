@@ -242,6 +242,9 @@ def started_page(session: Session, actor: Actor, flt: Filter = NO_FILTER, *, aft
     return Page(rows, next_cursor)
 
 
+_SENDER = aliased(User, name="sender")  # one alias for every call: statements stay cached
+
+
 def cc_page(session: Session, actor: Actor, flt: Filter = NO_FILTER, *, after: str | None = None,
             limit: int = PAGE_SIZE) -> Page:
     """Return 抄送我的: carbon copies to the actor, newest first, keyset on (created_at, id).
@@ -249,7 +252,7 @@ def cc_page(session: Session, actor: Actor, flt: Filter = NO_FILTER, *, after: s
     Raises: InvalidInput (a bad cursor)
     """
     size = _size(limit)
-    sender = aliased(User)
+    sender = _SENDER
     where = [CarbonCopy.user_id == actor.user_id, *_definition_filter(flt)]
     if flt.unread:
         where.append(CarbonCopy.read_at.is_(None))

@@ -42,15 +42,18 @@ def get_open(session: Session, task_id: int) -> HumanTask:
     return require_open(task)
 
 
+_cosign = aliased(HumanTask, name="cosign")
+# Built once: an alias made per call gives every statement a new cache key (compiled again each time: +1 ms).
+_COSIGNERS_WAITING = exists().where(_cosign.parent_task_id == HumanTask.id, _cosign.kind == "cosign",
+                                    _cosign.state == "pending").label("cosigners_waiting")
+
+
 def get_open_to_complete(session: Session, task_id: int) -> tuple[HumanTask, bool]:
     """Return an open task and whether co-signers added after its holder wait for the submission (one round trip).
 
     Raises: TaskNotFound, TaskAlreadyDone
     """
-    cosign = aliased(HumanTask)
-    waiting = exists().where(cosign.parent_task_id == HumanTask.id, cosign.kind == "cosign",
-                             cosign.state == "pending")
-    row = session.execute(select(HumanTask, waiting.label("cosigners_waiting")).where(HumanTask.id == task_id)
+    row = session.execute(select(HumanTask, _COSIGNERS_WAITING).where(HumanTask.id == task_id)
                           .options(joinedload(HumanTask.candidates))
                           .execution_options(populate_existing=True)).unique().first()
     if row is None:
