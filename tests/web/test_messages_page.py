@@ -18,9 +18,10 @@ from flask.testing import FlaskClient
 
 from engine import clock, deploy, org
 from engine.org.actors import SYSTEM, actor_for
+from engine.org.models import User
 from engine.runtime import instances, messages, signals
 from tests.conftest import read_fixture_dir
-from engine.org.models import User
+from tests.web import zh_crawl
 from tests.web.conftest import PASSWORD_HASH
 from tests.web.flows import db
 
@@ -211,3 +212,14 @@ def test_the_pages_speak_english_when_asked(world: dict[str, Any], login: Login)
     refused = _page(login("window"), "/messages", 403)
     assert "流程管理员或系统管理员" in refused
     assert "state: one of" in _page(admin, "/messages?state=bogus", 422)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_every_page_with_data_is_chinese(world: dict[str, Any], login: Login) -> None:
+    for username in ("admin", "owner_a", "owner_b"):
+        client = login(username)
+        for path in ("/messages", "/messages?state=delivered", "/messages/waiting",
+                     "/messages/waiting?kind=message&name=supplement", "/messages/waiting?kind=signal&name=plan_revised",
+                     "/messages/signals"):
+            html = _page(client, path)
+            assert not zh_crawl.untranslated(html), (username, path, zh_crawl.untranslated(html))
