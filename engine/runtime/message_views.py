@@ -71,10 +71,16 @@ def require_reader(session: Session, actor: Actor) -> Scope:
         ProcessVersion.deployed_by_id == actor.user_id).distinct()))
     if not owned:
         return Scope(everything=False)
-    latest = list(session.scalars(select(ProcessVersion.id).join(
-        ProcessDefinition, ProcessDefinition.id == ProcessVersion.definition_id).where(
-        ProcessDefinition.id.in_(owned), ProcessVersion.version == ProcessDefinition.latest_version)))
-    return Scope(everything=False, definition_ids=owned, names=frozenset(declared_names(session, latest)))
+    return Scope(everything=False, definition_ids=owned, names=_declared(session, owned))
+
+
+def _declared(session: Session, definition_ids: frozenset[int] | None) -> frozenset[tuple[str, str]]:
+    """(kind, name) the latest versions of these processes (None: of every process) catch or start on."""
+    q = select(ProcessVersion.id).join(ProcessDefinition, ProcessDefinition.id == ProcessVersion.definition_id).where(
+        ProcessVersion.version == ProcessDefinition.latest_version)
+    if definition_ids is not None:
+        q = q.where(ProcessDefinition.id.in_(definition_ids))
+    return frozenset(declared_names(session, list(session.scalars(q))))
 
 
 def _owned_instances(scope: Scope) -> Any:
@@ -234,12 +240,14 @@ def recent_messages(session: Session, scope: Scope, flt: MessageFilter, *, after
 
 
 def message_names(session: Session, scope: Scope) -> list[str]:
-    """Return the names of messages one may filter by: those published and those the owned processes declare."""
+    """Return the message names one may filter by: those the reader's processes (an admin's: all) declare.
+
+    Read from the deployed versions (cached), not from the messages: no scan of the message table.
+    """
     if scope.owns_nothing():
         return []
-    q = select(BpmnMessage.name).where(BpmnMessage.kind == "message", *_message_scope(scope, "message"))
-    published = set(session.scalars(q.distinct().order_by(BpmnMessage.name).limit(MAX_NAMES)))
-    return sorted(published | set(_names(scope, "message")))[:MAX_NAMES]
+    names = _declared(session, None) if scope.everything else scope.names
+    return sorted(n for k, n in names if k == "message")[:MAX_NAMES]
 
 
 # --- waiting catches -----------------------------------------------------------------------------------------

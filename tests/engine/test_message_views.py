@@ -90,6 +90,8 @@ def test_a_message_belongs_to_where_it_went_where_it_came_from_and_else_to_who_d
                                                                                 None)
     assert row.correlation == {"application_id": "5"}
     assert message_views.message_names(session, _scope(session, owners["yi"])) == ["application_filed"]
+    assert message_views.message_names(session, _scope(session, root)) == ["application_filed", "supplement",
+                                                                            "withdraw"]
 
 
 def test_state_filters_and_a_buffered_message_past_its_time_reads_expired(session: Session,

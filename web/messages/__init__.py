@@ -11,7 +11,6 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import login_required
 
-from engine import clock
 from engine.errors import InvalidInput
 from engine.runtime import message_views as views
 from web import access
@@ -66,7 +65,7 @@ def _args(*keys: str) -> dict[str, str]:
 
 
 def _render(template: str, **context: object) -> ResponseReturnValue:
-    return render_template(template, state_label=state_label, kind_label=kind_label, now=clock.now(), **context)
+    return render_template(template, state_label=state_label, kind_label=kind_label, **context)
 
 
 @bp.get("/messages")
