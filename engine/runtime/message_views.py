@@ -58,13 +58,21 @@ def may_read(session: Session, actor: Actor) -> bool:
         select(Role.id).where(Role.id.in_(actor.role_ids), Role.code == OWNER_ROLE).limit(1)) is not None
 
 
+def check_reader(session: Session, actor: Actor) -> None:
+    """Refuse anyone but admins and process owners (one role lookup: the menu asks it on every page).
+
+    Raises: Forbidden
+    """
+    if not may_read(session, actor):
+        raise Forbidden("只有系统管理员和流程管理员可以查看消息与信号 (admins and process owners only)")
+
+
 def require_reader(session: Session, actor: Actor) -> Scope:
     """Return what the actor may read about messages and signals.
 
     Raises: Forbidden (neither an admin nor a process owner)
     """
-    if not may_read(session, actor):
-        raise Forbidden("只有系统管理员和流程管理员可以查看消息与信号 (admins and process owners only)")
+    check_reader(session, actor)
     if actor.is_admin or actor.is_system:
         return Scope(everything=True)
     owned = frozenset(session.scalars(select(ProcessVersion.definition_id).where(
@@ -381,6 +389,6 @@ def recent_signals(session: Session, scope: Scope, *, name: str | None = None, a
 
 
 __all__ = ["KINDS", "MAX_PAGE", "STATES", "MessageFilter", "MessagePage", "MessageRow", "Scope", "SignalPage",
-           "SignalRow", "WaitingName", "WaitingPage", "WaitingRow", "check_kind", "check_name", "may_read",
-           "message_filter", "message_names", "recent_messages", "recent_signals", "require_reader", "waiting",
-           "waiting_names"]
+           "SignalRow", "WaitingName", "WaitingPage", "WaitingRow", "check_kind", "check_name", "check_reader",
+           "may_read", "message_filter", "message_names", "recent_messages", "recent_signals", "require_reader",
+           "waiting", "waiting_names"]

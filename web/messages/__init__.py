@@ -38,13 +38,17 @@ def kind_label(code: str) -> str:
     return _(KINDS[code]) if code in KINDS else code
 
 
+def _check() -> None:
+    views.check_reader(db_session(), current_actor())
+
+
 def _reader() -> views.Scope:
-    return views.require_reader(db_session(), current_actor())
+    return views.require_reader(db_session(), current_actor())  # `_check` first, then what they may read
 
 
 def init_app(app: Flask) -> None:
-    """Show 消息与信号 in the menu to those `_reader` lets in."""
-    access.door(app, "messages.index", _reader, "流程管理员或系统管理员")
+    """Show 消息与信号 in the menu to those `_check` (the first step of every view's `_reader`) lets in."""
+    access.door(app, "messages.index", _check, "流程管理员或系统管理员")
 
 
 def limit_arg() -> int:
