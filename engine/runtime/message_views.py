@@ -1,14 +1,10 @@
-"""消息与信号: what admins and process owners read about messages and signals (nothing here changes state).
+"""消息与信号: what process owners, auditors and admins read about messages and signals (nothing here changes state).
 
 Recent messages and what became of each, the catches instances wait on now (by name, with counts), and
 recent signal broadcasts with their delivery progress — every list a keyset page, newest first.
 
-Admins read everything. A process owner (role `process_owner`) reads what concerns the processes they own:
-those of which they deployed a version (`process_version.deployed_by_id`; the engine keeps no other owner).
-What concerns a process: a message that reached or started one of its instances, or that one of them threw;
-a message that reached nobody yet (buffered, expired, refused) whose name its latest version catches or starts
-on; catches its instances wait on; a signal one of its instances threw, whose name it declares, or that was
-delivered to one of its instances — and of a signal's deliveries, only those to its instances are counted.
+Who may open the pages reads all of it, like the modeller (`versions.may_read`): process owners, auditors and
+admins read every process and, by `engine.tasks.access.reads_everything`, every instance — whoever deployed it.
 """
 from __future__ import annotations
 
@@ -17,18 +13,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, false, func, or_, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from engine import clock
+from engine.deploy import versions
 from engine.errors import Forbidden, InvalidInput
 from engine.org.actors import Actor
-from engine.org.models import Role, User
+from engine.org.models import User
 from engine.runtime.message_models import BpmnMessage, MessageSubscription, SignalDelivery
 from engine.runtime.message_rules import MAX_NAME, declared_names
 from engine.runtime.models import ProcessDefinition, ProcessInstance, ProcessVersion
 
-OWNER_ROLE = "process_owner"
 MAX_PAGE = 200
 MAX_NAMES = 200  # message names offered in the filter, waiting names summarised
 # what a message row may say became of it (a buffered one past its time to live reads as expired)
@@ -38,79 +34,14 @@ KINDS = ("message", "signal")
 
 # --- who reads what ------------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Scope:
-    """What a reader may see: everything (admins) or the processes they own and the names those declare."""
-
-    everything: bool
-    definition_ids: frozenset[int] = frozenset()
-    names: frozenset[tuple[str, str]] = frozenset()  # (kind, name) the owned processes catch or start on
-
-    def owns_nothing(self) -> bool:
-        return not self.everything and not self.definition_ids
-
-
-def may_read(session: Session, actor: Actor) -> bool:
-    """Tell whether the actor may open the messages pages (admins and process owners)."""
-    if actor.is_admin or actor.is_system:
-        return True
-    return bool(actor.role_ids) and session.scalar(
-        select(Role.id).where(Role.id.in_(actor.role_ids), Role.code == OWNER_ROLE).limit(1)) is not None
-
-
 def check_reader(session: Session, actor: Actor) -> None:
-    """Refuse anyone but admins and process owners (one role lookup: the menu asks it on every page).
+    """Refuse anyone but process owners, auditors and admins (one role lookup: the menu asks it on every page).
 
     Raises: Forbidden
     """
-    if not may_read(session, actor):
-        raise Forbidden("只有系统管理员和流程管理员可以查看消息与信号 (admins and process owners only)")
-
-
-def require_reader(session: Session, actor: Actor) -> Scope:
-    """Return what the actor may read about messages and signals.
-
-    Raises: Forbidden (neither an admin nor a process owner)
-    """
-    check_reader(session, actor)
-    if actor.is_admin or actor.is_system:
-        return Scope(everything=True)
-    owned = frozenset(session.scalars(select(ProcessVersion.definition_id).where(
-        ProcessVersion.deployed_by_id == actor.user_id).distinct()))
-    if not owned:
-        return Scope(everything=False)
-    return Scope(everything=False, definition_ids=owned, names=_declared(session, owned))
-
-
-def _declared(session: Session, definition_ids: frozenset[int] | None) -> frozenset[tuple[str, str]]:
-    """(kind, name) the latest versions of these processes (None: of every process) catch or start on."""
-    q = select(ProcessVersion.id).join(ProcessDefinition, ProcessDefinition.id == ProcessVersion.definition_id).where(
-        ProcessVersion.version == ProcessDefinition.latest_version)
-    if definition_ids is not None:
-        q = q.where(ProcessDefinition.id.in_(definition_ids))
-    return frozenset(declared_names(session, list(session.scalars(q))))
-
-
-def _owned_instances(scope: Scope) -> Any:
-    return select(ProcessInstance.id).where(ProcessInstance.definition_id.in_(scope.definition_ids))
-
-
-def _names(scope: Scope, kind: str) -> list[str]:
-    return sorted(n for k, n in scope.names if k == kind)
-
-
-def _message_scope(scope: Scope, kind: str) -> list[ColumnElement[bool]]:
-    if scope.everything:
-        return []
-    if scope.owns_nothing():
-        return [false()]
-    owned = _owned_instances(scope)
-    reached = or_(BpmnMessage.instance_id.in_(owned), BpmnMessage.source_instance_id.in_(owned))
-    declared = BpmnMessage.name.in_(_names(scope, kind) or [""])
-    if kind == "message":  # one that reached another owner's instance is theirs, whatever its name
-        return [or_(reached, and_(BpmnMessage.instance_id.is_(None), declared))]
-    delivered = exists().where(SignalDelivery.signal_id == BpmnMessage.id, SignalDelivery.instance_id.in_(owned))
-    return [or_(reached, declared, delivered)]
+    if not versions.may_read(session, actor):
+        raise Forbidden("只有流程管理员、审计督查人员和系统管理员可以查看消息与信号 "
+                        "(process owners, auditors and admins only)")
 
 
 # --- filters -------------------------------------------------------------------------------------------------
@@ -215,16 +146,14 @@ class MessagePage:
     next_after: int | None
 
 
-def recent_messages(session: Session, scope: Scope, flt: MessageFilter, *, after: int | None = None,
+def recent_messages(session: Session, flt: MessageFilter, *, after: int | None = None,
                     limit: int = 50) -> MessagePage:
     """Return one page of messages, newest first, continuing below message id `after`."""
-    if scope.owns_nothing():
-        return MessagePage([], None)
     now, size = clock.now(), _limit(limit)
     q = (select(BpmnMessage, ProcessInstance.title, ProcessDefinition.name)
          .outerjoin(ProcessInstance, ProcessInstance.id == BpmnMessage.instance_id)
          .outerjoin(ProcessDefinition, ProcessDefinition.id == ProcessInstance.definition_id)
-         .where(BpmnMessage.kind == "message", *_message_scope(scope, "message")))
+         .where(BpmnMessage.kind == "message"))
     if flt.name:
         q = q.where(BpmnMessage.name == flt.name)
     if flt.state:
@@ -247,14 +176,14 @@ def recent_messages(session: Session, scope: Scope, flt: MessageFilter, *, after
     return MessagePage(rows, rows[-1].id if len(found) > size else None)
 
 
-def message_names(session: Session, scope: Scope) -> list[str]:
-    """Return the message names one may filter by: those the reader's processes (an admin's: all) declare.
+def message_names(session: Session) -> list[str]:
+    """Return the message names one may filter by: those the latest version of a process catches or starts on.
 
     Read from the deployed versions (cached), not from the messages: no scan of the message table.
     """
-    if scope.owns_nothing():
-        return []
-    names = _declared(session, None) if scope.everything else scope.names
+    latest = select(ProcessVersion.id).join(ProcessDefinition, ProcessDefinition.id == ProcessVersion.definition_id
+                                            ).where(ProcessVersion.version == ProcessDefinition.latest_version)
+    names = declared_names(session, list(session.scalars(latest)))
     return sorted(n for k, n in names if k == "message")[:MAX_NAMES]
 
 
@@ -289,19 +218,11 @@ class WaitingPage:
     next_after: int | None
 
 
-def _subscription_scope(scope: Scope) -> list[ColumnElement[bool]]:
-    if scope.everything:
-        return []
-    return [MessageSubscription.instance_id.in_(_owned_instances(scope))]
-
-
-def waiting_names(session: Session, scope: Scope, *, kind: str | None = None) -> list[WaitingName]:
+def waiting_names(session: Session, *, kind: str | None = None) -> list[WaitingName]:
     """Return, per message or signal name, how many catches and instances wait on it (most first)."""
-    if scope.owns_nothing():
-        return []
     q = (select(MessageSubscription.kind, MessageSubscription.name, func.count(),
                 func.count(MessageSubscription.instance_id.distinct()), func.min(MessageSubscription.created_at))
-         .where(*_subscription_scope(scope)).group_by(MessageSubscription.kind, MessageSubscription.name))
+         .group_by(MessageSubscription.kind, MessageSubscription.name))
     if kind:
         q = q.where(MessageSubscription.kind == kind)
     rows = session.execute(q.order_by(func.count().desc(), MessageSubscription.kind, MessageSubscription.name)
@@ -309,16 +230,14 @@ def waiting_names(session: Session, scope: Scope, *, kind: str | None = None) ->
     return [WaitingName(r[0], r[1], int(r[2]), int(r[3]), r[4]) for r in rows]
 
 
-def waiting(session: Session, scope: Scope, *, kind: str, name: str, after: int | None = None,
+def waiting(session: Session, *, kind: str, name: str, after: int | None = None,
             limit: int = 50) -> WaitingPage:
     """Return one page of the catches waiting on a name, oldest first, continuing above subscription id `after`."""
-    if scope.owns_nothing():
-        return WaitingPage([], None)
     size = _limit(limit)
     q = (select(MessageSubscription, ProcessInstance.title, ProcessDefinition.name)
          .join(ProcessInstance, ProcessInstance.id == MessageSubscription.instance_id)
          .join(ProcessDefinition, ProcessDefinition.id == ProcessInstance.definition_id)
-         .where(MessageSubscription.kind == kind, MessageSubscription.name == name, *_subscription_scope(scope)))
+         .where(MessageSubscription.kind == kind, MessageSubscription.name == name))
     if after is not None:
         q = q.where(MessageSubscription.id > after)
     found = session.execute(q.order_by(MessageSubscription.id).limit(size + 1)).all()
@@ -354,41 +273,31 @@ class SignalPage:
     next_after: int | None
 
 
-def recent_signals(session: Session, scope: Scope, *, name: str | None = None, after: int | None = None,
+def recent_signals(session: Session, *, name: str | None = None, after: int | None = None,
                    limit: int = 50) -> SignalPage:
     """Return one page of signal broadcasts, newest first, with their deliveries counted by state."""
-    if scope.owns_nothing():
-        return SignalPage([], None)
     size = _limit(limit)
-    q = (select(BpmnMessage, ProcessInstance.definition_id)
-         .outerjoin(ProcessInstance, ProcessInstance.id == BpmnMessage.instance_id)
-         .where(BpmnMessage.kind == "signal", *_message_scope(scope, "signal")))
+    q = select(BpmnMessage).where(BpmnMessage.kind == "signal")
     if name:
         q = q.where(BpmnMessage.name == name)
     if after is not None:
         q = q.where(BpmnMessage.id < after)
-    found = session.execute(q.order_by(BpmnMessage.id.desc()).limit(size + 1)).all()
-    shown = [s for s, _definition in found[:size]]
-    # a signal start event's instance, when it is the reader's to see (another owner's process: not named)
-    started = {s.id: s.instance_id for s, definition in found[:size]
-               if scope.everything or definition in scope.definition_ids}
+    found = list(session.scalars(q.order_by(BpmnMessage.id.desc()).limit(size + 1)))
+    shown = found[:size]
     counts: dict[tuple[int, str], int] = {}
     if shown:
         c = (select(SignalDelivery.signal_id, SignalDelivery.state, func.count())
              .where(SignalDelivery.signal_id.in_([s.id for s in shown])))
-        if not scope.everything:
-            c = c.where(SignalDelivery.instance_id.in_(_owned_instances(scope)))
         counts = {(sid, state): int(n) for sid, state, n in
                   session.execute(c.group_by(SignalDelivery.signal_id, SignalDelivery.state))}
     names = _user_names(session, {s.created_by_id for s in shown if s.created_by_id is not None})
     rows = [SignalRow(id=s.id, name=s.name, status=s.status, source_instance_id=s.source_instance_id,
-                      started_instance_id=started.get(s.id), sender=_sender(s, names), created_at=s.created_at,
+                      started_instance_id=s.instance_id, sender=_sender(s, names), created_at=s.created_at,
                       done=counts.get((s.id, "done"), 0), pending=counts.get((s.id, "pending"), 0),
                       skipped=counts.get((s.id, "skipped"), 0)) for s in shown]
     return SignalPage(rows, rows[-1].id if len(found) > size else None)
 
 
-__all__ = ["KINDS", "MAX_PAGE", "STATES", "MessageFilter", "MessagePage", "MessageRow", "Scope", "SignalPage",
-           "SignalRow", "WaitingName", "WaitingPage", "WaitingRow", "check_kind", "check_name", "check_reader",
-           "may_read", "message_filter", "message_names", "recent_messages", "recent_signals", "require_reader",
-           "waiting", "waiting_names"]
+__all__ = ["KINDS", "MAX_PAGE", "STATES", "MessageFilter", "MessagePage", "MessageRow", "SignalPage", "SignalRow",
+           "WaitingName", "WaitingPage", "WaitingRow", "check_kind", "check_name", "check_reader", "message_filter",
+           "message_names", "recent_messages", "recent_signals", "waiting", "waiting_names"]

@@ -1,8 +1,8 @@
-"""消息与信号: admins and process owners see recent messages, the catches instances wait on, and signal broadcasts.
+"""消息与信号: recent messages, the catches instances wait on, and signal broadcasts, all of them.
 
-Read only. Who sees what is `engine.runtime.message_views` (admins everything; a process owner the processes
-they deployed); anyone else is refused. Publishing stays with the API (`POST /api/messages`, `/api/signals`)
-and the command line.
+Read only. Who may open the pages is `engine.runtime.message_views.check_reader` (process owners, auditors and
+admins, as the modeller); anyone else is refused. Publishing stays with the API (`POST /api/messages`,
+`/api/signals`) and the command line.
 """
 from __future__ import annotations
 
@@ -42,13 +42,9 @@ def _check() -> None:
     views.check_reader(db_session(), current_actor())
 
 
-def _reader() -> views.Scope:
-    return views.require_reader(db_session(), current_actor())  # `_check` first, then what they may read
-
-
 def init_app(app: Flask) -> None:
-    """Show 消息与信号 in the menu to those `_check` (the first step of every view's `_reader`) lets in."""
-    access.door(app, "messages.index", _check, "流程管理员或系统管理员")
+    """Show 消息与信号 in the menu to those `_check` (every view's first step) lets in."""
+    access.door(app, "messages.index", _check, "流程管理员、审计督查人员或系统管理员")
 
 
 def limit_arg() -> int:
@@ -75,34 +71,34 @@ def _render(template: str, **context: object) -> ResponseReturnValue:
 @bp.get("/messages")
 @login_required
 def index() -> ResponseReturnValue:
-    scope = _reader()
+    _check()
     session = db_session()
     flt = views.message_filter(request.args.get("name"), request.args.get("state"))
-    page = views.recent_messages(session, scope, flt, after=id_arg("after"), limit=limit_arg())
+    page = views.recent_messages(session, flt, after=id_arg("after"), limit=limit_arg())
     return _render("messages/index.html", page=page, flt=flt, args=_args("name", "state", "limit"),
-                   names=views.message_names(session, scope), states=views.STATES, scope=scope)
+                   names=views.message_names(session), states=views.STATES)
 
 
 @bp.get("/messages/waiting")
 @login_required
 def waiting() -> ResponseReturnValue:
-    scope = _reader()
+    _check()
     session = db_session()
     kind = views.check_kind(request.args.get("kind"))
     name = views.check_name(request.args.get("name"))
     after, limit = id_arg("after"), limit_arg()
-    names = views.waiting_names(session, scope, kind=kind)
+    names = views.waiting_names(session, kind=kind)
     catches = None
     if name:
-        catches = views.waiting(session, scope, kind=kind or "message", name=name, after=after, limit=limit)
+        catches = views.waiting(session, kind=kind or "message", name=name, after=after, limit=limit)
     return _render("messages/waiting.html", names=names, catches=catches, kind=kind, name=name,
-                   args=_args("kind", "name", "limit"), scope=scope)
+                   args=_args("kind", "name", "limit"))
 
 
 @bp.get("/messages/signals")
 @login_required
 def signals() -> ResponseReturnValue:
-    scope = _reader()
+    _check()
     name = views.check_name(request.args.get("name"))
-    page = views.recent_signals(db_session(), scope, name=name, after=id_arg("after"), limit=limit_arg())
-    return _render("messages/signals.html", page=page, name=name, args=_args("name", "limit"), scope=scope)
+    page = views.recent_signals(db_session(), name=name, after=id_arg("after"), limit=limit_arg())
+    return _render("messages/signals.html", page=page, name=name, args=_args("name", "limit"))
