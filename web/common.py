@@ -97,7 +97,7 @@ NAV = (
     ("processes.index", "发起流程"), ("instances.index", "流程实例"), ("supervision.index", "督办"),
     ("projects.index", "项目库"), ("ledger.index", "问题台账"),
     ("reports.index", "报表"), ("meetings.index", "评审会议"), ("dashboard.index", "经济运行监测"),
-    ("modeller.index", "流程建模"),
+    ("modeller.index", "流程建模"), ("messages.index", "消息与信号"),
     ("audit.index", "审计"), ("notifications.index", "通知"),
     ("admin.index", "管理"),
 )

@@ -20,6 +20,7 @@ FEATURES = (
     "web.meetings",       # 项目推进暨评审会议: agendas and decisions
     "web.dashboard",      # 经济运行监测: targets, gaps, projects, warnings
     "web.modeller",       # process owners edit BPMN/DMN/forms, deploy, migrate
+    "web.messages",       # 消息与信号: recent messages, waiting catches, signal broadcasts (admins, process owners)
     "web.audit",          # auditors review history and verify the chain
     "web.admin",          # users and org units (admins)
     "web.api",            # JSON API under /api with an OpenAPI document

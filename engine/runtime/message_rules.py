@@ -125,6 +125,15 @@ _declared: dict[tuple[str, int], list[tuple[str, str, str, str | None, tuple[str
 _starts: dict[tuple[str, int], list[events.StartTrigger]] = {}
 
 
+def _cached(session: Session, db: str, version_id: int) -> tuple[str, int]:
+    cache_key = (db, version_id)
+    if cache_key not in _declared:
+        specs = runtime.specs_for(session, version_id)
+        _declared[cache_key] = events.catch_declarations(specs)
+        _starts[cache_key] = events.start_triggers(specs)
+    return cache_key
+
+
 def declarations(session: Session, kind: str, name: str) -> list[Declaration]:
     """Return the catches and start events of this message or signal in the latest version of every process."""
     db = str(session.get_bind().engine.url)
@@ -133,15 +142,20 @@ def declarations(session: Session, kind: str, name: str) -> list[Declaration]:
         ProcessVersion.version == ProcessDefinition.latest_version).order_by(ProcessDefinition.key)).all()
     out: list[Declaration] = []
     for version_id, key in rows:
-        cache_key = (db, version_id)
-        if cache_key not in _declared:
-            specs = runtime.specs_for(session, version_id)
-            _declared[cache_key] = events.catch_declarations(specs)
-            _starts[cache_key] = events.start_triggers(specs)
+        cache_key = _cached(session, db, version_id)
         starts = {s.bpmn_id for s in _starts[cache_key]}
         for k, n, bpmn_id, schema, senders in _declared[cache_key]:
             if k == kind and n == name:
                 out.append(Declaration(version_id, key, bpmn_id, schema, bpmn_id in starts, senders))
+    return out
+
+
+def declared_names(session: Session, version_ids: list[int]) -> set[tuple[str, str]]:
+    """Return (kind, name) of every message and signal the versions catch or start on (cached per version)."""
+    db = str(session.get_bind().engine.url)
+    out: set[tuple[str, str]] = set()
+    for version_id in version_ids:
+        out.update((kind, name) for kind, name, *_rest in _declared[_cached(session, db, version_id)])
     return out
 
 
@@ -233,6 +247,6 @@ def sender(session: Session, user_id: int | None) -> Actor | None:
 
 
 __all__ = ["INITIATOR", "MAX_CORRELATION", "MAX_NAME", "MAX_PAYLOAD_BYTES", "Declaration", "MessageUnknown",
-           "MessageUnmatched", "Outcome", "canonical", "check_input", "declarations", "default_ttl", "max_ttl",
-           "may_deliver", "named", "plain", "privileged", "require_sender", "sender", "validate_for",
+           "MessageUnmatched", "Outcome", "canonical", "check_input", "declarations", "declared_names", "default_ttl",
+           "max_ttl", "may_deliver", "named", "plain", "privileged", "require_sender", "sender", "validate_for",
            "validate_payload"]

@@ -248,6 +248,10 @@ MATRIX: dict[str, Access] = {
     "modeller.import_files": Access(post=OWNERS),
     "modeller.form_preview": Access(post=OWNERS, form={"schema": {"type": "object"}}, json=True),
     "modeller.migrate": Access(post=OWNERS, form={"to": "@version", "instance": "@instance"}),
+    # 消息与信号: the modeller's readers, each of them everything (the world's processes have no deployer)
+    "messages.index": Access(get=MODELLER_READ, query="state=buffered"),
+    "messages.waiting": Access(get=MODELLER_READ, query="kind=message&name=%E8%A1%A5%E6%AD%A3%E6%9D%90%E6%96%99"),
+    "messages.signals": Access(get=MODELLER_READ, query="name=%E8%AE%A1%E5%88%92%E8%B0%83%E6%95%B4"),
     # 审计: auditors and admins
     "audit.index": Access(get=AUDIT),
     "audit.event": Access(get=AUDIT, params={"event_id": "@event"}),
@@ -609,3 +613,19 @@ def _count(world: World, model: Any) -> int:
     from sqlalchemy import func
     with world.session() as s:
         return int(s.scalar(select(func.count()).select_from(model)) or 0)
+
+
+def test_the_messages_pages_show_the_owners_kept_message_to_their_readers_only(world: World) -> None:
+    """bpmn/ came from the command line (no deployer): the process owner and the auditor see it like the admin."""
+    for role in sorted(ALL):
+        for path in ("/messages", "/messages/waiting?kind=message&name=%E8%A1%A5%E6%AD%A3%E6%9D%90%E6%96%99",
+                     "/messages/signals"):
+            response = world.clients[role].get(path)
+            body = response.get_data(as_text=True)
+            if role in MODELLER_READ:
+                assert response.status_code == 200, (role, path)
+            else:
+                assert response.status_code == 403 and not leaked(body), (role, path)
+        if role in MODELLER_READ:
+            shown = world.clients[role].get("/messages").get_data(as_text=True)
+            assert SECRETS[1] in shown and f'data-message="{world.ids["message"]}"' in shown, role

@@ -53,7 +53,9 @@ def test_nul_byte_in_list_filters_is_a_400(app: Flask, login: Login) -> None:
     admin = login("admin")
     lists = {"/inbox": ("q", "process", "sort", "after", "due", "priority"),
              "/inbox/done": ("q", "process"), "/instances": ("q", "process", "status", "after", "limit"),
-             "/audit": ("since", "until", "actor", "action", "process", "instance", "object_type", "object_id")}
+             "/audit": ("since", "until", "actor", "action", "process", "instance", "object_type", "object_id"),
+             "/messages": ("name", "state", "after", "limit"), "/messages/waiting": ("kind", "name", "after", "limit"),
+             "/messages/signals": ("name", "after", "limit")}
     count = 0
     for path, names in lists.items():
         for name in names:
@@ -100,6 +102,9 @@ def test_a_cursor_of_ten_to_the_thirty_is_a_422(app: Flask, login: Login) -> Non
     _refused(admin.get("/instances", query_string={"after": cursor}))
     _refused(admin.get("/audit", query_string={"after": str(10**30)}))
     _refused(admin.get("/audit", query_string={"instance": str(10**30)}))
+    for path in ("/messages", "/messages/waiting", "/messages/signals"):
+        _refused(admin.get(path, query_string={"after": str(10**30)}), 422)
+        _refused(admin.get(path, query_string={"limit": str(10**30)}), 422)
     assert api.get("/api/tasks/" + str(10**30)).status_code == 404
 
 

@@ -57,9 +57,10 @@ def test_the_menu_shows_what_opens_and_hides_what_refuses(world: pw.PagesWorld, 
 
 
 @pytest.mark.parametrize(("username", "hidden"), [
-    (WINDOW, {"督办", "报表", "流程建模", "审计", "管理"}),
-    (pw.APPLICANT, {"流程建模", "审计", "管理", "督办"}),
+    (WINDOW, {"督办", "报表", "流程建模", "消息与信号", "审计", "管理"}),
+    (pw.APPLICANT, {"流程建模", "消息与信号", "审计", "管理", "督办"}),
     (pw.AUDITOR, {"管理"}),
+    (pw.CITY_LEADER, {"流程建模", "消息与信号", "管理"}),  # reads every case, not the engine's processes
 ])
 def test_those_who_may_not_open_a_page_do_not_see_it(world: pw.PagesWorld, username: str, hidden: set[str]) -> None:
     _status, html = pw.get(world, username, "/inbox")
@@ -75,7 +76,7 @@ def test_the_admin_sees_every_menu_entry(world: pw.PagesWorld) -> None:
 
 @pytest.mark.parametrize(("path", "right"), [
     ("/supervision", "单位负责人或包挂领导"), ("/reports", "台账管理员"), ("/modeller", "流程管理员"),
-    ("/audit", "审计督查人员"), ("/admin", "系统管理员"),
+    ("/audit", "审计督查人员"), ("/admin", "系统管理员"), ("/messages", "流程管理员、审计督查人员或系统管理员"),
 ])
 def test_the_refusal_says_why_and_whom_to_ask_by_name(world: pw.PagesWorld, path: str, right: str) -> None:
     status, html = pw.get(world, WINDOW, path)
