@@ -21,7 +21,7 @@ from engine import audit, clock, config
 from engine.deadlines import calendar, sla
 from engine.errors import ConcurrentModification, EngineError, InstanceArchived, InstanceNotFound
 from engine.org.actors import SYSTEM, Actor
-from engine.runtime import assignment, effects, hot, projection
+from engine.runtime import assignment, effects, hot
 from engine.runtime.assignment import due_time
 from engine.runtime.models import (
     ArchivedState,
@@ -352,12 +352,10 @@ def sync_projection(session: Session, running: Running) -> None:
         human.completed_at = now
         if finished and guid in running.completed_by:
             human.completed_by_id = running.completed_by[guid]
-    session.flush()  # the rows closed above first: a step opened again gets a new row under the same guid
     info = version_info(session, row.version_id)
     lane_map = info.lane_map
     engine = script_engine()
     problems = assignment.Problems([])
-    created: list[HumanTask] = []
     for guid, task in ready.items():
         if guid in existing:
             continue
@@ -380,9 +378,9 @@ def sync_projection(session: Session, running: Running) -> None:
         if props.get("due"):
             assignment.apply_due(engine, task, props["due"], human, now, problems)
         assignment.assign(session, engine, task, human, props, lane_map, row.started_by_id, problems)
-        created.append(human)
-    projection.insert_tasks(session, created)
-    running.created_tasks.extend(created)
+        session.add(human)
+        running.created_tasks.append(human)
+    session.flush()
     if problems.errors and row.status == "running":
         open_incident(session, running, problems.errors[0], SYSTEM)
         for human in running.created_tasks:
