@@ -97,17 +97,19 @@ def specs_for(session: Session, version_id: int) -> serializer.Specs:
     return version_info(session, version_id).specs
 
 
-def load(session: Session, instance_id: int, *, read_only: bool = False) -> Running:
+def load(session: Session, instance_id: int, *, read_only: bool = False, row: ProcessInstance | None = None) -> Running:
     """Load an instance and its workflow (sandbox attached).
 
     `read_only`: the caller only looks (a page, a preview) and promises not to change the workflow;
     it stays in the hot-instance cache for the unit of work that acts next.
+    `row`: the instance's row as the caller just read it in this transaction (populate_existing), not read again.
 
     Raises: InstanceNotFound
     """
     # The state is read only when the hot-instance cache has no workflow at this row's lock_version.
-    row = session.scalar(select(ProcessInstance).options(defer(ProcessInstance.state))
-                         .where(ProcessInstance.id == instance_id).execution_options(populate_existing=True))
+    if row is None or row.id != instance_id:
+        row = session.scalar(select(ProcessInstance).options(defer(ProcessInstance.state))
+                             .where(ProcessInstance.id == instance_id).execution_options(populate_existing=True))
     if row is None:
         raise InstanceNotFound(f"流程实例不存在: {instance_id}", instance_id=instance_id)
     if row.archived_at is not None:

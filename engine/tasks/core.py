@@ -86,18 +86,18 @@ def complete(session: Session, *, task_id: int, actor: Actor, data: Mapping[str,
 
     Raises: TaskNotFound, TaskAlreadyDone, NotYourTask, FormInvalid, InstanceNotRunning, ConcurrentModification
     """
-    cosigners_waiting = True  # unknown for a row the caller read: asked below
+    cosigners_waiting, instance = True, None  # unknown for a row the caller read: asked below
     if task is not None and task.id == task_id:
         task = require_open(task)
     else:
-        task, cosigners_waiting = get_open_to_complete(session, task_id)
+        task, instance, cosigners_waiting = get_open_to_complete(session, task_id)
     task_access.require(session, actor, task, task_access.Op.COMPLETE)
     require_holder(task, actor)
     if task.kind == "cosign":
         return operations.sign(session, task=task, actor=actor, opinion=opinion or str(data.get("opinion", "")))
     if task.blocked:
         raise TaskBlocked("等待加签人处理 (waiting for co-signers)", task_id=task.id)
-    running = runtime.load(session, task.instance_id)
+    running = runtime.load(session, task.instance_id, row=instance)
     if running.row.status != "running":
         session.refresh(task)
         if task.state in ("completed", "cancelled"):  # someone else finished it between our two reads

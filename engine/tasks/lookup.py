@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 from sqlalchemy import exists, select
-from sqlalchemy.orm import Session, aliased, joinedload
+from sqlalchemy.orm import Session, aliased, defer, joinedload
 
 from engine.errors import ConcurrentModification, Conflict, EngineError, InstanceArchived, NotYourTask, TaskNotFound
 from engine.org.actors import Actor
+from engine.runtime.models import ProcessInstance
 from engine.tasks.models import HumanTask, archived_tasks
 
 
@@ -48,17 +49,20 @@ _COSIGNERS_WAITING = exists().where(_cosign.parent_task_id == HumanTask.id, _cos
                                     _cosign.state == "pending").label("cosigners_waiting")
 
 
-def get_open_to_complete(session: Session, task_id: int) -> tuple[HumanTask, bool]:
-    """Return an open task and whether co-signers added after its holder wait for the submission (one round trip).
+def get_open_to_complete(session: Session, task_id: int) -> tuple[HumanTask, ProcessInstance, bool]:
+    """Return an open task, its instance's row (state not read) and whether co-signers added after its holder wait
+    for the submission: one round trip for what completing it reads first.
 
     Raises: TaskNotFound, TaskAlreadyDone
     """
-    row = session.execute(select(HumanTask, _COSIGNERS_WAITING).where(HumanTask.id == task_id)
-                          .options(joinedload(HumanTask.candidates))
+    row = session.execute(select(HumanTask, ProcessInstance, _COSIGNERS_WAITING)
+                          .join(ProcessInstance, ProcessInstance.id == HumanTask.instance_id)
+                          .where(HumanTask.id == task_id)
+                          .options(joinedload(HumanTask.candidates), defer(ProcessInstance.state))
                           .execution_options(populate_existing=True)).unique().first()
     if row is None:
         raise missing(session, task_id)
-    return require_open(row[0]), bool(row[1])
+    return require_open(row[0]), row[1], bool(row[2])
 
 
 def require_open(task: HumanTask) -> HumanTask:
