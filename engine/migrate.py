@@ -9,8 +9,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from engine.db import make_engine
+
 ROOT = Path(__file__).resolve().parent.parent
-HEADS = "jzflow.heads"  # Config.attributes key: the revisions the database is at, kept current by migrations/env.py
 
 
 class UpgradeFailed(Exception):
@@ -31,37 +32,46 @@ def upgrade(url: str, revision: str = "head") -> None:
 
 
 def upgrade_or_explain(url: str, revision: str = "head") -> None:
-    """Upgrade like `upgrade`; a refusal (RuntimeError from a migration or env.py) or a database error becomes one
-    UpgradeFailed naming the database, the revision being applied and what is wrong.
+    """Upgrade like `upgrade`; a refusal (a RuntimeError from a migration or migrations/env.py) or a database error
+    becomes one UpgradeFailed naming the database, the revision being applied and what is wrong.
 
     Raises: UpgradeFailed
     """
-    cfg = alembic_config(url)
     where = make_url(url).render_as_string(hide_password=True)
+    engine = make_engine(url)
+    try:
+        engine.connect().close()
+    except SQLAlchemyError as exc:
+        raise UpgradeFailed(f"cannot reach the database {where}: {_first_line(exc)}") from exc
+    finally:
+        engine.dispose()
+    cfg = alembic_config(url)
     try:
         command.upgrade(cfg, revision)
     except RuntimeError as exc:
-        raise UpgradeFailed(f"{where}: {_applying(cfg, revision)}: {exc}") from exc
+        raise UpgradeFailed(f"{where}: {_applying(cfg, exc, revision)}: {exc}") from exc
     except SQLAlchemyError as exc:
-        first = _first_line(exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc)
-        if HEADS not in cfg.attributes:  # env.py never read the database's revision: it could not connect
-            raise UpgradeFailed(f"cannot reach the database {where}: {first}") from exc
-        raise UpgradeFailed(f"{where}: {_applying(cfg, revision)}: {first}") from exc
+        raise UpgradeFailed(f"{where}: {_applying(cfg, exc, revision)}: {_first_line(exc)}") from exc
 
 
-def _applying(cfg: Config, target: str) -> str:
-    """Name the revision an upgrade to `target` was applying when it stopped."""
+def _applying(cfg: Config, exc: BaseException, target: str) -> str:
+    """Name the revision whose script raised `exc` (its frame is on the traceback), else the upgrade's target."""
     script = ScriptDirectory.from_config(cfg)
-    at: tuple[str, ...] | None = cfg.attributes.get(HEADS)
-    pending = list(script.iterate_revisions(target, at or "base")) if at is not None else []  # newest first
-    if not pending:
+    revision = None
+    tb = exc.__traceback__
+    while tb is not None:
+        found = tb.tb_frame.f_globals
+        if "down_revision" in found and isinstance(found.get("revision"), str):
+            revision = found["revision"]
+        tb = tb.tb_next
+    if revision is None:
         return f"upgrading to {','.join(script.get_heads()) if target in ('head', 'heads') else target}"
-    step = pending[-1]
-    title = (step.doc or "").strip().splitlines()
-    doc = f" ({title[0].strip()})" if title else ""
-    return f"applying revision {step.revision}{doc}"
+    title = (getattr(script.get_revision(revision), "doc", "") or "").strip().splitlines()
+    return f"applying revision {revision}" + (f" ({title[0].strip()})" if title else "")
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
+def _first_line(exc: SQLAlchemyError) -> str:
+    """The database's own message, first line (a DBAPIError's str() adds the SQL and a link)."""
+    cause: BaseException = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
+    return lines[0] if lines else type(cause).__name__

@@ -1,13 +1,10 @@
 """Alembic environment: the URL comes from the caller (engine.migrate) or JZFLOW_DATABASE_URL."""
 from __future__ import annotations
 
-from typing import Any
-
 from alembic import context
 
 from engine import config as jz_config
 from engine.db import make_engine
-from engine.migrate import HEADS
 from plan.schema import Base
 
 target_metadata = Base.metadata
@@ -16,11 +13,6 @@ target_metadata = Base.metadata
 def _url() -> str:
     url = context.config.get_main_option("sqlalchemy.url")
     return url or jz_config.load().database_url
-
-
-def _note_heads(*, heads: set[str], **_: Any) -> None:
-    """Keep the revisions reached so far, so a failed upgrade can name the one it was applying (engine.migrate)."""
-    context.config.attributes[HEADS] = tuple(sorted(heads))
 
 
 def run_migrations_offline() -> None:
@@ -38,10 +30,8 @@ def run_migrations_online() -> None:
             # drop a table other rows refer to. Off while migrating (outside any transaction, or SQLite ignores
             # it), and every reference checked before the migration commits.
             raw.execute("PRAGMA foreign_keys=OFF")
-        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True,
-                          on_version_apply=_note_heads)
+        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
         with context.begin_transaction():
-            context.config.attributes[HEADS] = context.get_context().get_current_heads()
             context.run_migrations()
             if raw is not None:
                 broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
