@@ -117,7 +117,11 @@ def main() -> None:
 def init_db() -> None:
     """Create or upgrade the database schema (Alembic migrations)."""
     from engine import migrate
-    migrate.upgrade(config.load().database_url)
+    try:
+        migrate.upgrade_or_explain(config.load().database_url)
+    except migrate.UpgradeFailed as exc:
+        click.echo(f"数据库升级失败 (database upgrade failed): {exc}", err=True)
+        sys.exit(1)
     click.echo("数据库已就绪 (database is up to date)")
 
 

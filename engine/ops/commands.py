@@ -36,12 +36,17 @@ def restore_command(archive: Path, force: bool) -> None:
     Refuses a corrupt or tampered archive, one made under another audit key or by a newer release, and (without
     --force) a target database that is not empty.
     """
+    from engine import migrate
     from engine.ops import restore
     try:
         report = restore.restore(archive, force=force)
     except ArchiveRefused as exc:
         click.echo(f"拒绝恢复 (restore refused): {exc}", err=True)
         sys.exit(2)
+    except migrate.UpgradeFailed as exc:
+        click.echo(f"已恢复 {archive.name}，但数据库升级失败 (restored {archive.name}, but upgrading its schema "
+                   f"failed; fix that and run `jzflow migrate`): {exc}", err=True)
+        sys.exit(1)
     migrated = f", migrated to {report.migrated_to}" if report.migrated_to else ""
     click.echo(f"已恢复 (restored) {archive.name}: {report.dialect} at revision {report.revision}{migrated}, "
                f"{report.events} audit events, {report.files} instance files. "

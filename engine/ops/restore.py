@@ -196,7 +196,7 @@ def _write_instance(work: Path, settings: config.Settings) -> int:
 def restore(archive: Path, *, force: bool = False, settings: config.Settings | None = None) -> RestoreReport:
     """Restore `archive` into the configured database and instance folder.
 
-    Raises: ArchiveRefused
+    Raises: ArchiveRefused, UpgradeFailed (the archive was restored; upgrading its schema failed)
     """
     settings = settings or config.load()
     if not archive.is_file():
@@ -240,7 +240,7 @@ def _restore(archive: Path, work: Path, settings: config.Settings, engine: Engin
     revision = str(database["revision"])
     migrated = None
     if frozenset({revision}) != health.code_heads():
-        migrate.upgrade(settings.database_url)
+        migrate.upgrade_or_explain(settings.database_url)
         migrated = ",".join(sorted(health.code_heads()))
     return RestoreReport(dialect, revision, migrated, int(manifest["audit"].get("events", 0)), files)
 
