@@ -19,11 +19,12 @@ bind = os.environ.get("JZFLOW_BIND", "0.0.0.0:8000")
 workers = int(os.environ.get("JZFLOW_WEB_WORKERS", "4"))
 threads = int(os.environ.get("JZFLOW_WEB_THREADS", "4"))
 worker_class = "gthread"
-# Each process listens on a socket of its own and the kernel spreads new connections over them. With one shared
-# socket a gthread process takes connections while it has a free thread and keeps them (keep-alive), so one
-# process ended up serving every connection of a proxy's upstream pool or of API clients while the other idled
-# (bench/throughput.py: one worker 8.2 CPU seconds, the other 0.0).
-reuse_port = True
+# JZFLOW_WEB_REUSE_PORT=1: each process listens on a socket of its own and the kernel spreads new connections over
+# them. With the one shared socket (the default) a gthread process takes connections while it has a free thread and
+# keeps the keep-alive ones, so clients that hold connections open (API clients, a proxy's upstream keep-alive pool)
+# can all end up on one process while the others idle. The price: connections still waiting in a process's own queue
+# when it exits (recycled by max_requests, killed) are reset unless the host sets net.ipv4.tcp_migrate_req=1.
+reuse_port = os.environ.get("JZFLOW_WEB_REUSE_PORT", "0") == "1"
 # A request that runs longer is stuck (scripts have their own 2 s limit): the process is replaced.
 timeout = int(os.environ.get("JZFLOW_WEB_TIMEOUT", "60"))
 graceful_timeout = 30  # SIGTERM: requests in flight may finish within this

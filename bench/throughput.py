@@ -56,8 +56,9 @@ class Client(threading.Thread):
     """One API user completing its instances' open tasks round-robin."""
 
     def __init__(self, port: int, token: str, task_ids: list[int], stop: threading.Event,
-                 measuring: threading.Event) -> None:
+                 measuring: threading.Event, *, fresh: bool = False) -> None:
         super().__init__(daemon=True)
+        self.fresh = fresh
         self.port, self.token, self.task_ids = port, token, task_ids
         self.stop, self.measuring = stop, measuring
         self.latencies: list[float] = []
@@ -73,6 +74,9 @@ class Client(threading.Thread):
                 slot = n % len(self.task_ids)
                 body = json.dumps({"data": {"progress": f"第{n}轮", "done": False}})
                 began = time.perf_counter()
+                if self.fresh:  # a connection per request, as a proxy without an upstream keep-alive pool opens them
+                    conn.close()
+                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
                 conn.request("POST", f"/api/tasks/{self.task_ids[slot]}/complete", body=body, headers=headers)
                 response = conn.getresponse()
                 payload = response.read()
@@ -133,6 +137,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes (default 2)")
     parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker (default 4)")
     parser.add_argument("--instances", type=int, default=4, help="instances per client (default 4)")
+    parser.add_argument("--reuse-port", action="store_true",
+                        help="JZFLOW_WEB_REUSE_PORT=1: a listening socket per worker (docs/operations.md)")
+    parser.add_argument("--connection-per-request", action="store_true",
+                        help="a new connection for every request (default: one keep-alive connection per client)")
     args = parser.parse_args(argv)
     if min(args.clients, args.workers, args.threads, args.instances) < 1 or args.duration <= 0:
         parser.error("counts must be positive and --duration > 0")
@@ -159,15 +167,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         env = {**os.environ, "JZFLOW_DATABASE_URL": db.url, "JZFLOW_INSTANCE_DIR": tmp,
                "JZFLOW_SECRET_KEY": "throughput-bench-" + os.urandom(8).hex(), "PYTHONPATH": str(_ROOT)}
         env.pop("JZFLOW_REDIS_URL", None)
+        env["JZFLOW_WEB_REUSE_PORT"] = "1" if args.reuse_port else "0"
         app = 'web:create_app({"JZFLOW_API_RATE_LIMIT": "100000000 per minute"})'
         server = subprocess.Popen(  # nosec B603 # our own interpreter and arguments
             [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(args.workers),
+             "--max-requests", "0",  # no recycling mid-run: a recycled worker closes its clients' connections
              "--threads", str(args.threads), "--worker-class", "gthread", "--log-level", "warning", app],
             cwd=str(_ROOT), env=env)
         try:
             _wait_ready(port, server)
             stop, measuring = threading.Event(), threading.Event()
-            clients = [Client(port, client_tokens[c], client_tasks[c], stop, measuring) for c in range(args.clients)]
+            clients = [Client(port, client_tokens[c], client_tasks[c], stop, measuring, fresh=args.connection_per_request)
+                       for c in range(args.clients)]
             for client in clients:
                 client.start()
             time.sleep(args.warmup)
