@@ -5,6 +5,7 @@ import io
 import json
 import logging
 import re
+import runpy
 import time
 import uuid
 from collections.abc import Iterator
@@ -277,3 +278,16 @@ def test_log_settings_are_checked_and_foreign_handlers_get_the_request_id(monkey
         logs.reset_request_id(token)
     logger.warning("outside")
     assert stream.getvalue().splitlines() == ["[WARNING] [rid-9] inside", "[WARNING] [-] outside"]
+
+
+def test_gunicorn_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """One shared listening socket unless JZFLOW_WEB_REUSE_PORT=1 (docs/operations.md has the trade)."""
+    conf = Path(__file__).resolve().parents[2] / "gunicorn.conf.py"
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    monkeypatch.delenv("JZFLOW_WEB_REUSE_PORT", raising=False)
+    defaults = runpy.run_path(str(conf))
+    assert defaults["reuse_port"] is False and defaults["worker_class"] == "gthread"
+    monkeypatch.setenv("JZFLOW_WEB_REUSE_PORT", "1")
+    monkeypatch.setenv("JZFLOW_WEB_THREADS", "2")
+    chosen = runpy.run_path(str(conf))
+    assert chosen["reuse_port"] is True and chosen["threads"] == 2
