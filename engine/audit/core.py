@@ -2,8 +2,9 @@
 
 Each event's hash is an HMAC-SHA256, under a key the database does not hold (JZFLOW_AUDIT_KEY or the
 instance folder's key file), of its content and the previous hash of its stream: whoever rewrites the
-table cannot recompute the chain. Appends to one stream are serialised (a transaction-scoped advisory
-lock on PostgreSQL; SQLite transactions are IMMEDIATE), so concurrent writers all succeed. Stream heads
+table cannot recompute the chain. Appends to one stream are serialised by locking the stream's row in
+`audit_head` (its newest seq and hash; a stream's first append takes an advisory lock; SQLite transactions
+are IMMEDIATE), so concurrent writers all succeed. Stream heads
 and seals are anchored outside the database (`audit_anchor`), so deleted recent events, deleted streams
 and a truncated table are named by `verify`.
 """
