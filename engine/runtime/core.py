@@ -307,6 +307,7 @@ def _keep_old_state(session: Session, running: Running, size: int, limit: int) -
     return old
 
 
+OPEN = ("ready", "suspended")  # the states of an open bpmn row
 SUBJECT_KEYS = ("title", "name", "label")  # what a multi-instance item that is a mapping is called by
 
 
@@ -341,9 +342,10 @@ def sync_projection(session: Session, running: Running) -> None:
         ready = {str(t.id): t for t in spiff.ready_user_tasks(workflow)}
     # Open rows only: a step that is READY again (退回, 撤回) gets a new row with a fresh deadline, and the rows
     # of its earlier rounds stay in the history as they were.
-    existing = {h.task_guid: h for h in session.scalars(
+    existing = running.open_rows if running.open_rows is not None else {h.task_guid: h for h in session.scalars(
         select(HumanTask).where(HumanTask.instance_id == row.id, HumanTask.kind == "bpmn",
-                                HumanTask.state.in_(("ready", "suspended"))))}
+                                HumanTask.state.in_(OPEN)))}
+    running.open_rows = None  # read once: a later save of this unit of work reads them again
     for guid, human in existing.items():
         if guid in ready:
             human.state = "ready" if active else "suspended"

@@ -18,6 +18,9 @@ class Running:
     incident: Incident | None = None
     completed_by: dict[str, int | None] = field(default_factory=dict)  # task guid → user id
     created_tasks: list[HumanTask] = field(default_factory=list)  # projection rows added by this unit of work
+    # The instance's open bpmn rows by guid, when the caller read them with the rest in this transaction
+    # (a completion does): the projection then need not read them again. None: read them.
+    open_rows: dict[str, HumanTask] | None = None
 
 
 __all__ = ["Running"]

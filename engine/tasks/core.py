@@ -21,6 +21,7 @@ from engine.tasks.completion import Completion, finish
 from engine.tasks.lookup import (
     TaskAlreadyDone,
     TaskBlocked,
+    ToComplete,
     get_open,
     get_open_to_complete,
     is_candidate,
@@ -86,18 +87,19 @@ def complete(session: Session, *, task_id: int, actor: Actor, data: Mapping[str,
 
     Raises: TaskNotFound, TaskAlreadyDone, NotYourTask, FormInvalid, InstanceNotRunning, ConcurrentModification
     """
-    cosigners_waiting, instance = True, None  # unknown for a row the caller read: asked below
+    read: ToComplete | None = None  # a row the caller read: the rest is read below
     if task is not None and task.id == task_id:
         task = require_open(task)
     else:
-        task, instance, cosigners_waiting = get_open_to_complete(session, task_id)
+        read = get_open_to_complete(session, task_id)
+        task = read.task
     task_access.require(session, actor, task, task_access.Op.COMPLETE)
     require_holder(task, actor)
     if task.kind == "cosign":
         return operations.sign(session, task=task, actor=actor, opinion=opinion or str(data.get("opinion", "")))
     if task.blocked:
         raise TaskBlocked("等待加签人处理 (waiting for co-signers)", task_id=task.id)
-    running = runtime.load(session, task.instance_id, row=instance)
+    running = runtime.load(session, task.instance_id, row=read.instance if read else None)
     if running.row.status != "running":
         session.refresh(task)
         if task.state in ("completed", "cancelled"):  # someone else finished it between our two reads
@@ -114,8 +116,10 @@ def complete(session: Session, *, task_id: int, actor: Actor, data: Mapping[str,
     if opinion:
         session.add(Comment(instance_id=task.instance_id, task_id=task.id, author_id=actor.user_id, kind="opinion",
                             body=opinion[:4000]))
-    if cosigners_waiting and operations.hold_for_cosigners(session, task, actor, cleaned):
+    if (read is None or read.cosigners_waiting) and operations.hold_for_cosigners(session, task, actor, cleaned):
         return Completion(instance_id=task.instance_id, status=running.row.status, incident=None, next_tasks=[])
+    if read is not None:
+        running.open_rows = read.open_rows
     return finish(session, task=task, running=running, actor=actor, data=cleaned)
 
 

@@ -1,7 +1,9 @@
 """Finding an open task and telling who holds it: what every task operation checks first."""
 from __future__ import annotations
 
-from sqlalchemy import exists, select
+from dataclasses import dataclass
+
+from sqlalchemy import and_, exists, or_, select
 from sqlalchemy.orm import Session, aliased, defer, joinedload
 
 from engine.errors import ConcurrentModification, Conflict, EngineError, InstanceArchived, NotYourTask, TaskNotFound
@@ -49,20 +51,34 @@ _COSIGNERS_WAITING = exists().where(_cosign.parent_task_id == HumanTask.id, _cos
                                     _cosign.state == "pending").label("cosigners_waiting")
 
 
-def get_open_to_complete(session: Session, task_id: int) -> tuple[HumanTask, ProcessInstance, bool]:
-    """Return an open task, its instance's row (state not read) and whether co-signers added after its holder wait
-    for the submission: one round trip for what completing it reads first.
+@dataclass(frozen=True)
+class ToComplete:
+    """What completing a task reads first, in one statement."""
+
+    task: HumanTask
+    instance: ProcessInstance  # its row, state not read
+    cosigners_waiting: bool  # co-signers added after the holder wait for the submission
+    open_rows: dict[str, HumanTask]  # the instance's open bpmn rows by guid (the task among them)
+
+
+def get_open_to_complete(session: Session, task_id: int) -> ToComplete:
+    """Return an open task with its instance's row, the co-signer check and the instance's open bpmn rows.
 
     Raises: TaskNotFound, TaskAlreadyDone
     """
-    row = session.execute(select(HumanTask, ProcessInstance, _COSIGNERS_WAITING)
-                          .join(ProcessInstance, ProcessInstance.id == HumanTask.instance_id)
-                          .where(HumanTask.id == task_id)
-                          .options(joinedload(HumanTask.candidates), defer(ProcessInstance.state))
-                          .execution_options(populate_existing=True)).unique().first()
-    if row is None:
+    same_instance = select(HumanTask.instance_id).where(HumanTask.id == task_id).scalar_subquery()
+    rows = session.execute(select(HumanTask, ProcessInstance, _COSIGNERS_WAITING)
+                           .join(ProcessInstance, ProcessInstance.id == HumanTask.instance_id)
+                           .where(HumanTask.instance_id == same_instance,
+                                  or_(HumanTask.id == task_id,
+                                      and_(HumanTask.kind == "bpmn", HumanTask.state.in_(("ready", "suspended")))))
+                           .options(joinedload(HumanTask.candidates), defer(ProcessInstance.state))
+                           .execution_options(populate_existing=True)).unique().all()
+    target = next((r for r in rows if r[0].id == task_id), None)
+    if target is None:
         raise missing(session, task_id)
-    return require_open(row[0]), row[1], bool(row[2])
+    open_rows = {r[0].task_guid: r[0] for r in rows if r[0].kind == "bpmn" and r[0].state in ("ready", "suspended")}
+    return ToComplete(require_open(target[0]), target[1], bool(target[2]), open_rows)
 
 
 def require_open(task: HumanTask) -> HumanTask:
