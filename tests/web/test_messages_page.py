@@ -206,7 +206,7 @@ def test_the_pages_speak_english_when_asked(world: dict[str, Any], login: Login)
     admin = login("admin")
     admin.get("/lang/en")
     html = _page(admin, "/messages")
-    assert "Messages and signals" in html and "Delivered" in html and "Buffered" in html and "已投递" not in html
+    assert "Messaging" in html and "Delivered" in html and "Buffered" in html and "已投递" not in html
     assert "Delivery progress" in _page(admin, "/messages/signals")
     assert "Waiting catches" in _page(admin, "/messages/waiting")
     window = login("window")
