@@ -131,8 +131,8 @@ def test_concurrent_modification_is_409(app: Flask, monkeypatch: pytest.MonkeyPa
     submit = started["next_task_id"]
     real_load = runtime.load
 
-    def stale_load(session: Any, instance_id: int) -> runtime.Running:
-        running = real_load(session, instance_id)
+    def stale_load(session: Any, instance_id: int, **options: Any) -> runtime.Running:
+        running = real_load(session, instance_id, **options)
         running.lock_version -= 1  # as if someone else saved between our read and our write
         return running
 
