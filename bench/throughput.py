@@ -216,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"completions={counted} seconds={elapsed:.1f} clients={args.clients} workers={args.workers} "
           f"threads={args.threads} p50_ms={median:.1f} load={os.getloadavg()[0]:.2f}")
     if len(cpu_before) == len(cpu_after) and cpu_after:  # how the work spread over the workers (no restart between)
-        spent = [after - before for before, after in zip(cpu_before, cpu_after)]
+        spent = [after - before for before, after in zip(cpu_before, cpu_after, strict=True)]
         print("worker_cpu_s=" + ",".join(f"{s:.1f}" for s in spent)
               + f" cpu_ms_per_completion={sum(spent) * 1000 / max(counted, 1):.2f}")
     print(f"per_s={counted / elapsed:.1f} p95_ms={p95:.1f}")
