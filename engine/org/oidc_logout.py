@@ -69,7 +69,8 @@ def end_session_url(settings: Settings, *, id_token_hint: str | None, post_logou
     require_secure(endpoint, "end_session_endpoint")
     params = [("id_token_hint", id_token_hint)] if id_token_hint else []
     params += [("post_logout_redirect_uri", post_logout_redirect_uri), ("client_id", settings.client_id)]
-    return add_params_to_uri(endpoint, params)
+    url: str = add_params_to_uri(endpoint, params)
+    return url
 
 
 def _origin(url: object) -> str | None:

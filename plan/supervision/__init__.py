@@ -1,6 +1,14 @@
 """督办: a leader's view of everything overdue or escalated in their area, and what they can do (the names below).
 """
-from plan.supervision.actions import Reassignable, decide_extension, escalate, reassign, reassignable, request_extension, urge
+from plan.supervision.actions import (
+    Reassignable,
+    decide_extension,
+    escalate,
+    reassign,
+    reassignable,
+    request_extension,
+    urge,
+)
 from plan.supervision.area import area, is_supervisor, pending_extension
 from plan.supervision.core import HistoryLine, can_see_heat, history, overview, wait_heat
 

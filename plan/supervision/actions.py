@@ -21,8 +21,8 @@ from engine.deadlines.models import DeadlineAction, EscalationStep, ExtensionReq
 from engine.errors import Conflict, InvalidInput, RateLimited, UserNotFound
 from engine.org.actors import Actor
 from engine.org.models import User
-from engine.tasks.collab_models import Comment
 from engine.tasks import people
+from engine.tasks.collab_models import Comment
 from engine.tasks.models import HumanTask, TaskCandidate
 from plan.ledger.models import LedgerIssue
 from plan.projects.deadlines import NEXT_STAGE

@@ -18,13 +18,13 @@ from engine.deadlines.models import DeadlineAction
 from engine.org.models import User
 from plan.ledger.models import LedgerIssue
 from tests.web.conftest import csrf_of
-from tests.web.test_supervision import SH, leaders, swept  # noqa: F401  # boss heads 发改, the issue is 发改's
+from tests.web.test_supervision import SH, leaders, swept  # boss heads 发改, the issue is 发改's
 
 __all__ = ["leaders"]
 
 
 @pytest.fixture
-def colleague(leaders: dict[str, int], factory: sessionmaker[Session]) -> int:  # noqa: F811
+def colleague(leaders: dict[str, int], factory: sessionmaker[Session]) -> int:
     """A second member of 发改: someone the unit's head may hand the issue to."""
     with factory() as s:
         user = org.add_user(s, username="fg_li", display_name="发改李九", unit_codes=["fgj"])
@@ -55,7 +55,7 @@ def _reassigns(factory: sessionmaker[Session]) -> int:
                             .where(DeadlineAction.action == "reassign")) or 0)
 
 
-def test_a_leader_reassigns_with_the_pickers_value(leaders: dict[str, int], colleague: int,  # noqa: F811
+def test_a_leader_reassigns_with_the_pickers_value(leaders: dict[str, int], colleague: int,
                                                    login: Callable[[str], FlaskClient],
                                                    factory: sessionmaker[Session]) -> None:
     swept(factory, datetime(2025, 9, 5, 10, tzinfo=SH))  # overdue: on 督办
@@ -79,7 +79,7 @@ def test_a_leader_reassigns_with_the_pickers_value(leaders: dict[str, int], coll
     ("", 422, ("改派给", "to_username")),
 ])
 def test_an_unknown_or_out_of_scope_person_is_refused_naming_the_field(
-        leaders: dict[str, int], colleague: int, login: Callable[[str], FlaskClient],  # noqa: F811
+        leaders: dict[str, int], colleague: int, login: Callable[[str], FlaskClient],
         factory: sessionmaker[Session], to: str, status: int, words: tuple[str, ...]) -> None:
     boss, issue = login("boss"), leaders["issue"]
     response = _post(boss, issue, to)
@@ -92,7 +92,7 @@ def test_an_unknown_or_out_of_scope_person_is_refused_naming_the_field(
     assert _handler(factory, issue) == "fg" and _reassigns(factory) == 0
 
 
-def test_a_user_who_leads_nothing_cannot_reassign(leaders: dict[str, int], colleague: int,  # noqa: F811
+def test_a_user_who_leads_nothing_cannot_reassign(leaders: dict[str, int], colleague: int,
                                                   login: Callable[[str], FlaskClient],
                                                   factory: sessionmaker[Session]) -> None:
     issue = leaders["issue"]
@@ -103,7 +103,7 @@ def test_a_user_who_leads_nothing_cannot_reassign(leaders: dict[str, int], colle
     assert _handler(factory, issue) == "fg" and _reassigns(factory) == 0
 
 
-def test_the_reassign_page_speaks_english(leaders: dict[str, int], login: Callable[[str], FlaskClient]) -> None:  # noqa: F811
+def test_the_reassign_page_speaks_english(leaders: dict[str, int], login: Callable[[str], FlaskClient]) -> None:
     boss = login("boss")
     boss.get("/lang/en")
     page = boss.get(f"/supervision/issue/{leaders['issue']}/reassign").get_data(as_text=True)

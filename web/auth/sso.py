@@ -7,7 +7,7 @@ The same person's first login in two tabs at once makes one account (the loser o
 A refusal (wrong state, a token that does not verify, an unknown unit, a deactivated account) shows a page
 saying why, logs nobody in and writes nothing.
 
-统一身份认证退出 (engine/org/oidc_logout.py): the login keeps its ID token sealed in the session (`TOKEN`);
+统一身份认证退出 (engine/org/oidc_logout.py): the login keeps its ID token sealed in the session (`LOGOUT_HINT`);
 /logout asks `logout_target` where to send the browser, and every page lets its forms be redirected to the
 provider (CSP form-action), or browsers would stop the logout form's redirect.
 """
@@ -33,7 +33,7 @@ from web.extensions import SECURITY_HEADERS
 
 bp = Blueprint("sso", __name__)
 PENDING = "oidc_pending"
-TOKEN = "oidc_logout"  # present after an OIDC login: the sealed ID token ("" when too large to keep)
+LOGOUT_HINT = "oidc_logout"  # present after an OIDC login: the sealed ID token ("" when too large to keep)
 CSP = "Content-Security-Policy"
 
 
@@ -95,7 +95,8 @@ def callback() -> ResponseReturnValue:
         return _refused(exc)
     cookie_session.clear()  # nothing from before the login carries over
     login_user(LoginUser(user), remember=False)
-    cookie_session[TOKEN] = oidc_logout.seal(signed_in.id_token, user_id=user.id, secret=current_app.secret_key or "") or ""
+    sealed = oidc_logout.seal(signed_in.id_token, user_id=user.id, secret=current_app.secret_key or "")
+    cookie_session[LOGOUT_HINT] = sealed or ""  # an OIDC login, with its hint when the cookie can hold it
     audit.record(session, actor_of(session, user), "auth.login", stream=f"user:{user.id}", object_type="app_user",
                  object_id=user.id, after={"ip": request.remote_addr, "method": "oidc"})
     session.commit()
@@ -120,12 +121,12 @@ def logout_target(user_id: int) -> str | None:
     Only the session's own sealed ID token is ever a hint, and only the configured login page the way back:
     nothing of the request is used. Raises: SsoError (the provider cannot be asked)
     """
-    if TOKEN not in cookie_session:
+    if LOGOUT_HINT not in cookie_session:
         return None
     settings = oidc.load_settings()
     if not settings.enabled:
         return None
-    hint = oidc_logout.unseal(cookie_session.get(TOKEN), user_id=user_id, secret=current_app.secret_key or "")
+    hint = oidc_logout.unseal(cookie_session.get(LOGOUT_HINT), user_id=user_id, secret=current_app.secret_key or "")
     return oidc_logout.end_session_url(settings, id_token_hint=hint, post_logout_redirect_uri=_post_logout_uri(settings))
 
 
