@@ -126,7 +126,7 @@ def logout_target(user_id: int) -> str | None:
     settings = oidc.load_settings()
     if not settings.enabled:
         return None
-    hint = oidc_logout.unseal(cookie_session.get(LOGOUT_HINT), user_id=user_id, secret=current_app.secret_key or "")
+    hint = oidc_logout.unseal(cookie_session[LOGOUT_HINT], user_id=user_id, secret=current_app.secret_key or "")
     return oidc_logout.end_session_url(settings, id_token_hint=hint, post_logout_redirect_uri=_post_logout_uri(settings))
 
 
