@@ -176,13 +176,17 @@ def test_the_provider_down_at_logout_still_logs_out_locally(db_url: str, session
         _env(monkeypatch, gone.issuer)
         apps = app_on(db_url, session)
         app = next(apps)
-        client = app.test_client()
+        client, english = app.test_client(), app.test_client()
         _signed_in(client, gone, "sub-gone")
+        english.get("/lang/en")
+        _signed_in(english, gone, "sub-gone-en")
     oidc.METADATA.clear()  # nothing cached: the provider has to be asked, and it is gone
     response = _logout(client)
     assert response.status_code == 302 and response.headers["Location"] == "/login" and not _logged_in(client)
     page = client.get("/login").get_data(as_text=True)
     assert "已退出登录" in page and "无法连接统一身份认证服务" in page
+    assert _logout(english).headers["Location"] == "/login"
+    assert "the unified identity service could not be reached" in english.get("/login").get_data(as_text=True)
     for _rest in apps:
         pass
 
