@@ -133,8 +133,9 @@ def logout_target(user_id: int) -> str | None:
 @bp.after_app_request
 def _form_action(response: Response) -> Response:
     """Let the logout form be redirected to the provider: browsers apply form-action to a form's redirects."""
-    settings = oidc.load_settings()
-    origins = oidc_logout.form_origins(settings)
+    if response.mimetype != "text/html":  # only pages carry the logout form (the API and files stay as they are)
+        return response
+    origins = oidc_logout.form_origins(oidc.load_settings())
     policy = response.headers.get(CSP, SECURITY_HEADERS[CSP])
     if origins and "form-action 'self';" in policy:
         response.headers[CSP] = policy.replace("form-action 'self';", f"form-action 'self' {' '.join(origins)};", 1)
