@@ -3,9 +3,13 @@
 It runs the real protocol — discovery, authorization endpoint, token endpoint that redeems a code once,
 RS256-signed ID tokens, JWKS — in a thread of the test process. `authorize()` plays the person at the
 provider's login form: it submits the form for a subject and returns where the provider sends the browser.
+Its discovery document names an `end_session_endpoint` (RP-initiated logout: a confirmation form, then back
+to `post_logout_redirect_uri`); `running(end_session=False)` plays a provider that offers none.
 """
 from __future__ import annotations
 
+import json
+import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -14,7 +18,9 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import flask
 import requests
+import werkzeug.serving
 
 with warnings.catch_warnings():  # it imports authlib.jose, which Authlib 1.9 deprecates in favour of joserfc
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -51,9 +57,38 @@ class Provider:
         return token
 
 
+    def end_session(self, url: str) -> str:
+        """Confirm a logout at the provider's end-session form; return where it sends the browser back ("" none)."""
+        form = requests.get(url, allow_redirects=False, timeout=10)
+        assert form.status_code == 200, form.text[:500]
+        back = parse_qs(urlsplit(url).query).get("post_logout_redirect_uri", [None])[0]
+        data = {"redirect_uri": back} if back else {}
+        response = requests.post(f"{self.issuer}/oauth2/end_session/confirm", data=data, allow_redirects=False,
+                                 timeout=10)
+        return response.headers.get("Location", "")
+
+
+def _without_end_session(response: flask.Response) -> flask.Response:
+    if flask.request.path == "/.well-known/openid-configuration":
+        doc = json.loads(response.get_data())
+        doc.pop("end_session_endpoint", None)
+        response.set_data(json.dumps(doc))
+    return response
+
+
 @contextmanager
-def running(users: Sequence[oidc_provider_mock.User] = (), max_age: timedelta = timedelta(hours=1)) -> Iterator[Provider]:
+def running(users: Sequence[oidc_provider_mock.User] = (), max_age: timedelta = timedelta(hours=1),
+            end_session: bool = True) -> Iterator[Provider]:
     """Start the provider on a free loopback port; stop it afterwards."""
-    with oidc_provider_mock.run_server_in_thread(port=0, require_nonce=True, user_claims=users,
-                                                 access_token_max_age=max_age) as server:
+    app = oidc_provider_mock.app(require_nonce=True, user_claims=users, access_token_max_age=max_age)
+    if not end_session:
+        app.after_request(_without_end_session)
+    server = werkzeug.serving.make_server("localhost", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.1,), daemon=True)
+    thread.start()
+    try:
         yield Provider(issuer=f"http://localhost:{server.server_port}")
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

@@ -123,11 +123,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             raise SsoError("统一身份认证未配置客户端标识 (JZFLOW_OIDC_CLIENT_ID is empty)", field="JZFLOW_OIDC_CLIENT_ID")
         if "openid" not in settings.scopes.split():
             raise SsoError("JZFLOW_OIDC_SCOPES 须包含 openid (scopes must include openid)", field="JZFLOW_OIDC_SCOPES")
-        _require_secure(issuer, "JZFLOW_OIDC_ISSUER")
+        require_secure(issuer, "JZFLOW_OIDC_ISSUER")
     return settings
 
 
-def _require_secure(url: str, name: str) -> None:
+def require_secure(url: str, name: str) -> None:
     parts = urlsplit(url)
     loopback = parts.hostname in ("localhost", "127.0.0.1", "::1")
     if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
@@ -177,10 +177,16 @@ class _Metadata:
         for key in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
             if not isinstance(doc.get(key), str):
                 raise SsoError(f"统一身份认证服务的发现文档缺少 {key} (discovery document lacks {key})")
-            _require_secure(doc[key], key)
+            require_secure(doc[key], key)
         with self._lock:
             self._docs[settings.issuer] = (time.monotonic(), doc)
         return doc
+
+    def cached(self, settings: Settings) -> dict[str, Any] | None:
+        """Return the discovery document if this process holds it (never fetched here)."""
+        with self._lock:
+            cached = self._docs.get(settings.issuer)
+        return cached[1] if cached else None
 
     def keys(self, settings: Settings, *, refresh: bool = False) -> dict[str, Any]:
         with self._lock:
@@ -236,8 +242,16 @@ def begin(settings: Settings, *, redirect_uri: str, next_path: str) -> tuple[str
     return url, pending
 
 
-def finish(settings: Settings, pending: Pending | None, *, args: Mapping[str, str], redirect_uri: str) -> dict[str, Any]:
-    """Check the provider's answer against the pending login, redeem the code, verify the ID token; return its claims.
+@dataclass(frozen=True)
+class SignedIn:
+    """A verified login: the ID token's claims, and the token itself (the hint of a later single sign-out)."""
+
+    claims: dict[str, Any]
+    id_token: str
+
+
+def finish(settings: Settings, pending: Pending | None, *, args: Mapping[str, str], redirect_uri: str) -> SignedIn:
+    """Check the provider's answer against the pending login, redeem the code, verify the ID token.
 
     Raises: SsoError
     """
@@ -254,7 +268,7 @@ def finish(settings: Settings, pending: Pending | None, *, args: Mapping[str, st
     id_token = token.get("id_token")
     if not isinstance(id_token, str):
         raise SsoError("统一身份认证服务未返回身份令牌 (no ID token)", field="id_token")
-    return verify_id_token(settings, id_token, nonce=pending.nonce)
+    return SignedIn(claims=verify_id_token(settings, id_token, nonce=pending.nonce), id_token=id_token)
 
 
 def redeem(settings: Settings, *, code: str, verifier: str, redirect_uri: str) -> dict[str, Any]:

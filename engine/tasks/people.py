@@ -1,4 +1,4 @@
-"""Whom an actor may pick for 转办 / 委派 / 加签 / 抄送: the people in their scope, by unit tree, name or pinyin.
+"""Whom an actor may pick for 转办 / 委派 / 加签 / 抄送 / 督办改派: the people in their scope, by unit tree, name or pinyin.
 
 The scope is enforced by the operations (engine.tasks.operations) and offered by the picker (web/people):
 

@@ -1,11 +1,20 @@
 """督办: a leader's view of everything overdue or escalated in their area, and what they can do (the names below).
 """
-from plan.supervision.actions import decide_extension, escalate, reassign, request_extension, urge
+from plan.supervision.actions import (
+    Reassignable,
+    decide_extension,
+    escalate,
+    reassign,
+    reassignable,
+    request_extension,
+    urge,
+)
 from plan.supervision.area import area, is_supervisor, pending_extension
 from plan.supervision.core import HistoryLine, can_see_heat, history, overview, wait_heat
 
 __all__ = [
     "HistoryLine",
+    "Reassignable",
     "area",
     "can_see_heat",
     "decide_extension",
@@ -15,6 +24,7 @@ __all__ = [
     "overview",
     "pending_extension",
     "reassign",
+    "reassignable",
     "request_extension",
     "urge",
     "wait_heat",

@@ -8,6 +8,7 @@ plan.ledger record the decision as they always do.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import select
@@ -20,6 +21,7 @@ from engine.deadlines.models import DeadlineAction, EscalationStep, ExtensionReq
 from engine.errors import Conflict, InvalidInput, RateLimited, UserNotFound
 from engine.org.actors import Actor
 from engine.org.models import User
+from engine.tasks import people
 from engine.tasks.collab_models import Comment
 from engine.tasks.models import HumanTask, TaskCandidate
 from plan.ledger.models import LedgerIssue
@@ -107,10 +109,45 @@ def urge(session: Session, *, actor: Actor, object_type: str, object_id: int, me
 
 
 def _user(session: Session, username: str) -> User:
+    if not username:
+        raise InvalidInput("改派给（to_username）：请选择人员 (reassign to: choose a person)", field="to_username")
     user = session.scalar(select(User).where(User.username == username))
     if user is None or not user.is_active:
-        raise UserNotFound(f"用户不存在或已停用: {username}", field="username", username=username)
+        raise UserNotFound(f"改派给（to_username）：用户不存在或已停用: {username[:80]}", field="to_username",
+                           username=username[:80])
     return user
+
+
+@dataclass(frozen=True)
+class Reassignable:
+    """What 改派 of an object may do: the object, the case whose people may be chosen (its instance), and a
+    task of that case for the picker's search (`/people/search?task=`), when it has one open."""
+
+    target: Target
+    instance_id: int | None
+    task_id: int | None
+
+
+def reassignable(session: Session, *, actor: Actor, object_type: str, object_id: int) -> Reassignable:
+    """Return an object the actor may reassign (改派), with the case the picker offers people of.
+
+    Raises: NotFound, Forbidden, Conflict, InvalidInput
+    """
+    if object_type == "project":
+        raise InvalidInput("项目不能改派，请调整责任单位 (projects are not reassigned)", field="object_type")
+    if object_type == "task" and (actor.is_admin or actor.is_system):
+        # Administrators reach every open task, a suspended one of an instance in incident included.
+        target = target_of(session, object_type, object_id)
+        task = tasks.get_open(session, object_id)
+        return Reassignable(target, task.instance_id, task.id)
+    target = open_target(session, actor, object_type, object_id)
+    if object_type == "task":
+        task = tasks.get_open(session, object_id)
+        return Reassignable(target, task.instance_id, task.id)
+    issue = session.get(LedgerIssue, object_id)
+    assert issue is not None
+    open_tasks = issue_tasks(session, issue, ISSUE_TASKS)
+    return Reassignable(target, issue.instance_id, open_tasks[0].id if open_tasks else None)
 
 
 def _give_task(task: HumanTask, user: User) -> None:
@@ -122,19 +159,14 @@ def _give_task(task: HumanTask, user: User) -> None:
 
 def reassign(session: Session, *, actor: Actor, object_type: str, object_id: int, to_username: str,
              note: str = "") -> User:
-    """改派: give a task, or an issue and its open tasks, to another handler.
+    """改派: give a task, or an issue and its open tasks, to another handler in the actor's scope (the picker's).
 
     Raises: NotFound, Forbidden, Conflict, UserNotFound, InvalidInput
     """
-    if object_type == "project":
-        raise InvalidInput("项目不能改派，请调整责任单位 (projects are not reassigned)", field="object_type")
-    if object_type == "task" and (actor.is_admin or actor.is_system):
-        # Administrators reach every open task, a suspended one of an instance in incident included.
-        target = target_of(session, object_type, object_id)
-        tasks.get_open(session, object_id)
-    else:
-        target = open_target(session, actor, object_type, object_id)
-    user = _user(session, to_username)
+    found = reassignable(session, actor=actor, object_type=object_type, object_id=object_id)
+    target = found.target
+    user = _user(session, to_username.strip())
+    people.require_in_scope(session, actor, user, field="to_username", what="改派给", instance_id=found.instance_id)
     if object_type == "task":
         task = tasks.get_open(session, object_id)
         if task.assignee_id == user.id:
@@ -241,4 +273,5 @@ def escalate(session: Session, *, actor: Actor, object_type: str, object_id: int
     return step
 
 
-__all__ = ["decide_extension", "escalate", "reassign", "request_extension", "set_deadline", "urge"]
+__all__ = ["Reassignable", "decide_extension", "escalate", "reassign", "reassignable", "request_extension",
+           "set_deadline", "urge"]

@@ -14,7 +14,7 @@ from engine import audit, clock, org
 from engine.audit.models import AuditEvent
 from engine.deadlines import escalation, sla
 from engine.deadlines.models import DeadlineAction, DeadlineWatch, EscalationStep
-from engine.errors import Conflict, Forbidden, InvalidInput, RateLimited
+from engine.errors import Conflict, Forbidden, InvalidInput, RateLimited, UserNotFound
 from engine.jobs_deadlines import run_sweep
 from engine.notify.models import OutboxMessage
 from engine.org.actors import Actor, actor_for
@@ -313,3 +313,18 @@ def test_a_task_reaches_its_units_head(session: Session, people: dict[str, Actor
     assert task.assignee_id == user.id == people["li"].user_id
     watch = session.scalar(select(DeadlineWatch).where(DeadlineWatch.object_type == "task"))
     assert watch is not None and watch.unit_id == session.scalar(select(OrgUnit.id).where(OrgUnit.code == "gxj"))
+
+
+def test_a_task_is_reassigned_only_within_the_leaders_scope(session: Session, people: dict[str, Actor],
+                                                            frozen: Any) -> None:
+    task = _task(session, people)
+    sweep_at(session, frozen, at(2025, 9, 10))
+    found = supervision.reassignable(session, actor=people["zhou"], object_type="task", object_id=task.id)
+    assert (found.instance_id, found.task_id) == (task.instance_id, task.id)  # the picker searches this case
+    with pytest.raises(Forbidden, match="改派给（to_username）") as refused:  # 自然资源局's head: not zhou's unit
+        supervision.reassign(session, actor=people["zhou"], object_type="task", object_id=task.id, to_username="wu")
+    assert refused.value.details.get("field") == "to_username"
+    with pytest.raises(UserNotFound, match="改派给（to_username）"):
+        supervision.reassign(session, actor=people["zhou"], object_type="task", object_id=task.id, to_username="x")
+    session.rollback()
+    assert session.get(HumanTask, task.id).assignee_id == people["zhang"].user_id  # type: ignore[union-attr]

@@ -19,6 +19,7 @@ from engine.org import directory, login_guard, oidc
 from engine.org.actors import actor_of
 from web.auth.redirects import safe_next
 from web.auth.sso import bp as sso_bp
+from web.auth.sso import logout_target
 from web.common import LoginUser, commit, current_actor, db_session
 
 bp = Blueprint("auth", __name__)
@@ -82,12 +83,22 @@ def login() -> ResponseReturnValue:
 @bp.post("/logout")
 @login_required
 def logout() -> ResponseReturnValue:
+    # After an OIDC login the provider's session ends too (single sign-out); asked before this session is gone.
+    provider_down = False
+    try:
+        provider = logout_target(current_user.user.id)
+    except oidc.SsoError:
+        provider, provider_down = None, True
     # Server-side: the user's session epoch moves on, so a copy of this cookie (or any other) is dead too.
     org.end_sessions(db_session(), user_id=current_user.user.id)
     commit()
     logout_user()
     cookie_session.clear()
     flash(_("已退出登录"), "info")
+    if provider_down:
+        flash(_("已退出本系统，但无法连接统一身份认证服务：统一身份认证的登录可能仍然有效，请关闭浏览器"), "error")
+    if provider:
+        return redirect(provider, 303)
     return redirect(url_for("auth.login"))
 
 

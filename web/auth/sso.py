@@ -6,10 +6,16 @@ anything is checked, so a replayed callback finds none, and the provider itself 
 The same person's first login in two tabs at once makes one account (the loser of the race updates it).
 A refusal (wrong state, a token that does not verify, an unknown unit, a deactivated account) shows a page
 saying why, logs nobody in and writes nothing.
+
+统一身份认证退出 (engine/org/oidc_logout.py): the login keeps its ID token sealed in the session (`LOGOUT_HINT`);
+/logout asks `logout_target` where to send the browser, and every page lets its forms be redirected to the
+provider (CSP form-action), or browsers would stop the logout form's redirect.
 """
 from __future__ import annotations
 
-from flask import Blueprint, redirect, render_template, request, url_for
+from urllib.parse import urlsplit, urlunsplit
+
+from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
 from flask import session as cookie_session
 from flask.blueprints import BlueprintSetupState
 from flask.typing import ResponseReturnValue
@@ -19,13 +25,16 @@ from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import NotFound
 
 from engine import audit
-from engine.org import oidc, sso_users
+from engine.org import oidc, oidc_logout, sso_users
 from engine.org.actors import actor_of
 from web.auth.redirects import safe_next
 from web.common import LoginUser, db_session
+from web.extensions import SECURITY_HEADERS
 
 bp = Blueprint("sso", __name__)
 PENDING = "oidc_pending"
+LOGOUT_HINT = "oidc_logout"  # present after an OIDC login: the sealed ID token ("" when too large to keep)
+CSP = "Content-Security-Policy"
 
 
 @bp.record_once
@@ -76,18 +85,58 @@ def callback() -> ResponseReturnValue:
     pending = oidc.Pending.from_dict(cookie_session.pop(PENDING, None))  # used once, whatever happens next
     session = db_session()
     try:
-        claims = oidc.finish(settings, pending, args=request.args, redirect_uri=_redirect_uri(settings))
+        signed_in = oidc.finish(settings, pending, args=request.args, redirect_uri=_redirect_uri(settings))
         try:
-            user = sso_users.provision(session, settings, claims)
+            user = sso_users.provision(session, settings, signed_in.claims)
         except IntegrityError:  # the same person's first login in another tab won the race: now it is an update
             session.rollback()
-            user = sso_users.provision(session, settings, claims)
+            user = sso_users.provision(session, settings, signed_in.claims)
     except oidc.SsoError as exc:
         return _refused(exc)
     cookie_session.clear()  # nothing from before the login carries over
     login_user(LoginUser(user), remember=False)
+    sealed = oidc_logout.seal(signed_in.id_token, user_id=user.id, secret=current_app.secret_key or "")
+    cookie_session[LOGOUT_HINT] = sealed or ""  # an OIDC login, with its hint when the cookie can hold it
     audit.record(session, actor_of(session, user), "auth.login", stream=f"user:{user.id}", object_type="app_user",
                  object_id=user.id, after={"ip": request.remote_addr, "method": "oidc"})
     session.commit()
     assert pending is not None  # finish() refused a missing one
     return redirect(safe_next(pending.next))
+
+
+def _post_logout_uri(settings: oidc.Settings) -> str:
+    """The login page, absolute, on the public address the callback is registered under (never a request's)."""
+    login_path = url_for("auth.login")
+    if not settings.redirect_url:
+        return url_for("auth.login", _external=True)
+    parts = urlsplit(settings.redirect_url)
+    callback = url_for("sso.callback")
+    path = parts.path[:-len(callback)] + login_path if parts.path.endswith(callback) else login_path
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def logout_target(user_id: int) -> str | None:
+    """Return where single sign-out sends the browser after an OIDC login, or None for a local logout.
+
+    Only the session's own sealed ID token is ever a hint, and only the configured login page the way back:
+    nothing of the request is used. Raises: SsoError (the provider cannot be asked)
+    """
+    if LOGOUT_HINT not in cookie_session:
+        return None
+    settings = oidc.load_settings()
+    if not settings.enabled:
+        return None
+    hint = oidc_logout.unseal(cookie_session[LOGOUT_HINT], user_id=user_id, secret=current_app.secret_key or "")
+    return oidc_logout.end_session_url(settings, id_token_hint=hint, post_logout_redirect_uri=_post_logout_uri(settings))
+
+
+@bp.after_app_request
+def _form_action(response: Response) -> Response:
+    """Let the logout form be redirected to the provider: browsers apply form-action to a form's redirects."""
+    if response.mimetype != "text/html":  # only pages carry the logout form (the API and files stay as they are)
+        return response
+    origins = oidc_logout.form_origins(oidc.load_settings())
+    policy = response.headers.get(CSP, SECURITY_HEADERS[CSP])
+    if origins and "form-action 'self';" in policy:
+        response.headers[CSP] = policy.replace("form-action 'self';", f"form-action 'self' {' '.join(origins)};", 1)
+    return response

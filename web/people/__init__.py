@@ -1,4 +1,4 @@
-"""选人: whom the actor may pick for 转办 / 委派 / 加签 / 抄送, searched by name, pinyin initials or unit.
+"""选人: whom the actor may pick for 转办 / 委派 / 加签 / 抄送 / 改派, searched by name, pinyin initials or unit.
 
 GET /people/search?q=lzy&task=7 answers JSON; the scope is the server's (engine.tasks.people): an applicant
 sees only the people handling their case, staff their units, parent units and leader chain, admins everyone.

@@ -13,6 +13,7 @@ from engine import clock
 from engine.deadlines import sla
 from engine.deadlines.escalation import STEP_NAMES
 from engine.errors import Forbidden, InvalidInput, NotFound
+from engine.tasks import people
 from plan import supervision
 from web import access
 from web.common import commit, current_actor, db_session
@@ -87,9 +88,21 @@ def urge(object_type: str, object_id: int) -> ResponseReturnValue:
     return _back(object_type, object_id)
 
 
+@bp.get("/supervision/<object_type>/<int:object_id>/reassign")
+@login_required
+def reassign_form(object_type: str, object_id: int) -> ResponseReturnValue:
+    """改派: choose the new handler with the people picker, from the people of the actor's scope on this case."""
+    session, actor = db_session(), current_actor()
+    _require_supervisor()
+    found = supervision.reassignable(session, actor=actor, object_type=_object(object_type), object_id=object_id)
+    return render_template("supervision/reassign.html", found=found, target=found.target,
+                           people=people.tree(session, actor, found.instance_id))
+
+
 @bp.post("/supervision/<object_type>/<int:object_id>/reassign")
 @login_required
 def reassign(object_type: str, object_id: int) -> ResponseReturnValue:
+    _require_supervisor()
     user = supervision.reassign(db_session(), actor=current_actor(), object_type=_object(object_type),
                                 object_id=object_id, to_username=request.form.get("to_username", "").strip(),
                                 note=request.form.get("note", ""))

@@ -1,0 +1,110 @@
+"""督办 改派 with the people picker: the leader chooses from the people of their scope (the same widget and
+/people/search as 转办 on the task page); the server checks the choice again. Hostile: an unknown person, one
+outside the scope, nobody chosen, and a user who leads nothing."""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from engine import org
+from engine.deadlines.models import DeadlineAction
+from engine.org.models import User
+from plan.ledger.models import LedgerIssue
+from tests.web.conftest import csrf_of
+from tests.web.test_supervision import SH, leaders, swept  # boss heads 发改, the issue is 发改's
+
+__all__ = ["leaders"]
+
+
+@pytest.fixture
+def colleague(leaders: dict[str, int], factory: sessionmaker[Session]) -> int:
+    """A second member of 发改: someone the unit's head may hand the issue to."""
+    with factory() as s:
+        user = org.add_user(s, username="fg_li", display_name="发改李九", unit_codes=["fgj"])
+        s.commit()
+        return user.id
+
+
+def _options(page: str) -> list[str]:
+    select_html = re.search(r'<select id="reassign-to" name="to_username"[^>]*>(.*?)</select>', page, re.S)
+    assert select_html is not None, page[-3000:]
+    return [v for v in re.findall(r'<option value="([^"]*)"', select_html.group(1)) if v]
+
+
+def _post(client: FlaskClient, issue: int, to: str, **headers: str) -> Any:
+    return client.post(f"/supervision/issue/{issue}/reassign", headers=headers,
+                       data={"csrf_token": csrf_of(client, "/supervision"), "to_username": to, "note": "出差"})
+
+
+def _handler(factory: sessionmaker[Session], issue: int) -> str:
+    with factory() as s:
+        return str(s.scalar(select(User.username).join(LedgerIssue, LedgerIssue.handler_id == User.id)
+                            .where(LedgerIssue.id == issue)))
+
+
+def _reassigns(factory: sessionmaker[Session]) -> int:
+    with factory() as s:
+        return int(s.scalar(select(func.count()).select_from(DeadlineAction)
+                            .where(DeadlineAction.action == "reassign")) or 0)
+
+
+def test_a_leader_reassigns_with_the_pickers_value(leaders: dict[str, int], colleague: int,
+                                                   login: Callable[[str], FlaskClient],
+                                                   factory: sessionmaker[Session]) -> None:
+    swept(factory, datetime(2025, 9, 5, 10, tzinfo=SH))  # overdue: on 督办
+    boss, issue = login("boss"), leaders["issue"]
+    index = boss.get("/supervision").get_data(as_text=True)
+    assert f'href="/supervision/issue/{issue}/reassign"' in index and 'name="to_username"' not in index
+    page = boss.get(f"/supervision/issue/{issue}/reassign").get_data(as_text=True)
+    assert 'data-jz-picker="/people/search"' in page and "项目用地规划许可办理缓慢" in page
+    offered = _options(page)
+    assert "fg_li" in offered and "fg" in offered and "zr" not in offered and "applicant" not in offered
+    found = boss.get("/people/search", query_string={"q": "fgl"}).get_json()["people"]  # pinyin: 发改李九
+    assert [p["username"] for p in found] == ["fg_li"]
+    response = _post(boss, issue, "fg_li")
+    assert response.status_code == 302 and _handler(factory, issue) == "fg_li" and _reassigns(factory) == 1
+    assert "已改派给 发改李九" in boss.get("/supervision").get_data(as_text=True)
+
+
+@pytest.mark.parametrize(("to", "status", "words"), [
+    ("nobody", 404, ("改派给", "to_username", "nobody")),
+    ("zr", 403, ("改派给", "to_username", "不在您可选择的人员范围内")),  # 自然资源: not boss's unit nor this case's
+    ("", 422, ("改派给", "to_username")),
+])
+def test_an_unknown_or_out_of_scope_person_is_refused_naming_the_field(
+        leaders: dict[str, int], colleague: int, login: Callable[[str], FlaskClient],
+        factory: sessionmaker[Session], to: str, status: int, words: tuple[str, ...]) -> None:
+    boss, issue = login("boss"), leaders["issue"]
+    response = _post(boss, issue, to)
+    body = response.get_data(as_text=True)
+    assert response.status_code == status and all(w in body for w in words), body[-2000:]
+    form = f"http://localhost/supervision/issue/{issue}/reassign"
+    back = _post(boss, issue, to, Referer=form)  # from the form: back to it, the reason flashed
+    assert back.status_code == 302 and back.headers["Location"] == form
+    assert "改派给" in boss.get(form).get_data(as_text=True)
+    assert _handler(factory, issue) == "fg" and _reassigns(factory) == 0
+
+
+def test_a_user_who_leads_nothing_cannot_reassign(leaders: dict[str, int], colleague: int,
+                                                  login: Callable[[str], FlaskClient],
+                                                  factory: sessionmaker[Session]) -> None:
+    issue = leaders["issue"]
+    for username in ("fg", "applicant"):
+        client = login(username)
+        assert client.get(f"/supervision/issue/{issue}/reassign").status_code == 403
+        assert _post(client, issue, "fg_li").status_code == 403
+    assert _handler(factory, issue) == "fg" and _reassigns(factory) == 0
+
+
+def test_the_reassign_page_speaks_english(leaders: dict[str, int], login: Callable[[str], FlaskClient]) -> None:
+    boss = login("boss")
+    boss.get("/lang/en")
+    page = boss.get(f"/supervision/issue/{leaders['issue']}/reassign").get_data(as_text=True)
+    assert "Reassign to" in page and "Back to supervision" in page
