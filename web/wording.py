@@ -36,6 +36,17 @@ def localized(message: str) -> str:
 def person(name: str | None) -> Markup:
     """Return a person's name as shown, marked as data (translate="no"): the engine's own actor ("system") is 系统."""
     from flask_babel import gettext as _
-    if not name or name == "system":
+    if not name or name in ("system", "系统"):  # the plan layer names the system 系统 already
         return Markup.escape(_("系统"))
     return Markup('<span translate="no">{}</span>').format(name)
+
+
+MANUAL = "（手动）"
+
+
+def plan_word(word: str) -> str:
+    """Return, in the reader's language, a fixed word the plan layer hands over in Chinese (督办 steps and actions)."""
+    from flask_babel import gettext as _
+    if word.endswith(MANUAL):
+        return f"{_(word[:-len(MANUAL)])}{_(MANUAL)}"
+    return _(word) if word else word
