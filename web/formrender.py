@@ -236,11 +236,11 @@ class Renderer:
                   errors: list[str], required: bool) -> Markup:
         legend = tag("legend", {}, Markup("{}{}").format(title, self._star(required)))
         return tag("fieldset", {"class": f"form-{kind}" + (" has-error" if errors else "")},
-                   Markup("").join([legend, self._help(schema, ui), self._errors(errors), inner]))
+                   Markup("").join([legend, self._help(schema, ui), self._errors(errors, schema=schema), inner]))
 
     def _wrap(self, kind: str, control: Markup, schema: Mapping[str, Any], ui: Mapping[str, Any], fid: str,
               errors: list[str], label: Markup | None) -> Markup:
-        parts = [label, control, self._help(schema, ui), self._errors(errors, fid)]
+        parts = [label, control, self._help(schema, ui), self._errors(errors, fid, schema)]
         return tag("div", {"class": f"form-field form-{kind}" + (" has-error" if errors else "")},
                    Markup("").join(p for p in parts if p is not None))
 
@@ -254,9 +254,11 @@ class Renderer:
         return Markup("").join(tag("div", {"class": "form-help", "translate": "no"}, t) for t in texts)
 
     @staticmethod
-    def _errors(errors: Iterable[str], fid: str | None = None) -> Markup:
+    def _errors(errors: Iterable[str], fid: str | None = None, schema: Mapping[str, Any] | None = None) -> Markup:
+        own = (schema or {}).get("errorMessage")  # the field's own words (engine.runtime.forms): the author's, data
+        words = {own} if isinstance(own, str) else set(own.values()) if isinstance(own, Mapping) else set()
         return Markup("").join(tag("div", {"class": "field-error", "id": f"{fid}-error" if fid else None},
-                                       localized(m)) for m in errors)
+                                       authored(m) if m in words else localized(m)) for m in errors)
 
 
 def _bool_options(ui: Mapping[str, Any]) -> list[Option]:

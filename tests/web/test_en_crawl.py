@@ -90,3 +90,30 @@ def test_every_page_is_english(world: pw.PagesWorld, username: str) -> None:
     assert len(pages) >= 5, sorted(pages)
     problems = {url: found for url, html in pages.items() if (found := chinese(html))}
     assert not problems, "\n".join(f"{url}: {found[:6]}" for url, found in sorted(problems.items()))
+
+
+def test_a_refused_form_says_what_is_wrong_in_english(world: pw.PagesWorld) -> None:
+    """The applicant's form, refused: the page around it and the refusals are English; the form's own words stay."""
+    client = world.clients[pw.APPLICANT]
+    token = _csrf(pw.get(world, pw.APPLICANT, "/processes/parallel_approval/start")[1])
+    started = client.post("/processes/parallel_approval/start", data={"csrf_token": token, "title": "胶州测试项目"})
+    assert started.status_code == 302, started.get_data(as_text=True)[:500]
+    status, html = pw.get(world, pw.APPLICANT, started.headers["Location"])
+    assert status == 200 and "/complete" in html, started.headers["Location"]
+    action = re.search(r'action="(/tasks/\d+/complete)"', html)
+    assert action is not None
+    fields = dict(re.findall(r'name="(f/[^"]+)"[^>]*value="([^"]*)"', html))
+    fields.update({"f/contact_phone": "abc", "f/contact_name": "x" * 300, "csrf_token": _csrf(html)})
+    refused = client.post(action.group(1), data=fields)
+    page = refused.get_data(as_text=True)
+    assert refused.status_code == 422, page[:500]
+    assert not chinese(page), chinese(page)
+    errors = re.findall(r'<div class="field-error"[^>]*>(.*?)</div>', page)
+    assert "at most 50 characters" in errors and "required" in errors, errors
+    assert '<span translate="no">请输入 11 位手机号或带区号的固定电话</span>' in errors  # the form's own errorMessage
+
+
+def _csrf(html: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert found is not None
+    return found.group(1)
