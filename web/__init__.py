@@ -132,6 +132,7 @@ def _vocabulary(app: Flask) -> None:
     app.jinja_env.filters["status_label"] = labels.status
     app.jinja_env.filters["one_language"] = wording.localized
     app.jinja_env.filters["person"] = wording.person
+    app.jinja_env.filters["plan_word"] = wording.plan_word
 
 
 def _secure(app: Flask, settings: config.Settings) -> None:

@@ -33,6 +33,11 @@ def _attrs(values: Mapping[str, Any]) -> Markup:
     return Markup("").join(parts)
 
 
+def authored(text: Any) -> Markup:
+    """Mark the form author's words (titles, help, choices from the BPMN) as data: they stay in their language."""
+    return tag("span", {"translate": "no"}, text)
+
+
 def tag(name: str, attrs: Mapping[str, Any], content: Any = None) -> Markup:
     if content is None and name in ("input", "br"):
         return Markup("<{}{}>").format(name, _attrs(attrs))  # names are our own literals: format escapes them anyway
@@ -111,7 +116,7 @@ class Renderer:
         top: list[Markup] = []
         description = self.form.root.get("description")
         if description:
-            top.append(tag("p", {"class": "form-help"}, description))
+            top.append(tag("p", {"class": "form-help", "translate": "no"}, description))
         left = [m for msgs in self.errors.values() for m in msgs]
         if left:
             top.append(tag("div", {"class": "flash flash-error form-errors", "role": "alert"},
@@ -137,7 +142,7 @@ class Renderer:
         errors = self._claim(path, prefix=kind in ("lines", "checkboxes"))
         if kind == "object":
             inner = self._object_fields(schema, ui, path, in_rows=in_rows)
-            return self._fieldset("object", title, schema, ui, inner, errors, required)
+            return self._fieldset("object", authored(title), schema, ui, inner, errors, required)
         if kind == "rows":
             return self._rows(schema, ui, path, title, errors, required)
         if kind == "hidden":
@@ -149,13 +154,15 @@ class Renderer:
         control = self._control(kind, schema, ui, path, fid, title, common, readonly, required and not in_rows)
         if kind in ("checkbox", "radio", "bool_radio", "checkboxes"):
             return self._wrap(kind, control, schema, ui, fid, errors, label=None)
-        label = tag("label", {"for": fid}, Markup("{}{}").format(title, self._star(required)))
+        label = tag("label", {"for": fid}, Markup("{}{}").format(authored(title), self._star(required)))
         return self._wrap(kind, control, schema, ui, fid, errors, label=label)
 
     def _control(self, kind: str, schema: Mapping[str, Any], ui: Mapping[str, Any], path: str, fid: str, title: str,
                  common: dict[str, Any], readonly: bool, required: bool) -> Markup:
         value = self.raw.get(path, "")
         placeholder = ui.get("ui:placeholder")
+        if placeholder:
+            common = {**common, "translate": "no"}
         if kind == "textarea":
             opts = ui.get("ui:options") if isinstance(ui.get("ui:options"), Mapping) else {}
             rows = opts.get("rows") or ui.get("ui:rows") or 4
@@ -167,7 +174,7 @@ class Renderer:
         if kind == "checkbox":
             box = tag("input", {**common, "type": "checkbox", "value": "true", "checked": value in ("true", "on", "1"),
                                 "disabled": readonly})
-            return tag("label", {"class": "check", "for": fid}, Markup("{} {}").format(box, title))
+            return tag("label", {"class": "check", "for": fid}, Markup("{} {}").format(box, authored(title)))
         if kind in ("select", "bool_select"):
             choices = (options(schema, ui) or []) if kind == "select" else _bool_options(ui)
             opts_html = [tag("option", {"value": ""}, _("请选择"))]
@@ -200,9 +207,9 @@ class Renderer:
             chosen, input_type = [self.raw.get(path, "")], "radio"
         boxes = [tag("label", {"class": "check"}, Markup("{} {}").format(tag("input", {
             "type": input_type, "name": path, "value": o.value, "id": f"{fid}-{i}", "checked": o.value in chosen,
-            "disabled": readonly, "required": required and input_type == "radio"}), o.label))
+            "disabled": readonly, "required": required and input_type == "radio"}), authored(o.label)))
             for i, o in enumerate(choices)]
-        legend = tag("legend", {}, Markup("{}{}").format(title, self._star(required)))
+        legend = tag("legend", {}, Markup("{}{}").format(authored(title), self._star(required)))
         return tag("fieldset", {"class": "choices", "id": fid}, Markup("").join([legend, *boxes]))
 
     def _rows(self, schema: Mapping[str, Any], ui: Mapping[str, Any], path: str, title: str, errors: list[str],
@@ -218,22 +225,22 @@ class Renderer:
             remove = tag("label", {"class": "check row-remove"}, Markup("{} {}").format(tag("input", {
                 "type": "checkbox", "name": f"{row_path}/{ROW_REMOVE}", "value": "1",
                 "checked": bool(self.raw.get(f"{row_path}/{ROW_REMOVE}"))}), _("删除此行")))
-            legend = f"{item_title} {i + 1}" if item_title else _("第%(n)s项", n=i + 1)
+            legend = authored(f"{item_title} {i + 1}") if item_title else Markup.escape(_("第%(n)s项", n=i + 1))
             rows.append(self._fieldset("row", legend, {}, {}, inner + remove, row_errors, False))
         more = tag("button", {"type": "submit", "name": "_more", "value": path, "class": "secondary",
                               "formnovalidate": True}, _("增加一行"))
         note = tag("p", {"class": "form-help"}, _("空行不会提交"))
-        return self._fieldset("rows", title, schema, ui, Markup("").join([*rows, note, more]), errors, required)
+        return self._fieldset("rows", authored(title), schema, ui, Markup("").join([*rows, note, more]), errors, required)
 
-    def _fieldset(self, kind: str, title: str, schema: Mapping[str, Any], ui: Mapping[str, Any], inner: Markup,
+    def _fieldset(self, kind: str, title: Markup, schema: Mapping[str, Any], ui: Mapping[str, Any], inner: Markup,
                   errors: list[str], required: bool) -> Markup:
         legend = tag("legend", {}, Markup("{}{}").format(title, self._star(required)))
         return tag("fieldset", {"class": f"form-{kind}" + (" has-error" if errors else "")},
-                   Markup("").join([legend, self._help(schema, ui), self._errors(errors), inner]))
+                   Markup("").join([legend, self._help(schema, ui), self._errors(errors, schema=schema), inner]))
 
     def _wrap(self, kind: str, control: Markup, schema: Mapping[str, Any], ui: Mapping[str, Any], fid: str,
               errors: list[str], label: Markup | None) -> Markup:
-        parts = [label, control, self._help(schema, ui), self._errors(errors, fid)]
+        parts = [label, control, self._help(schema, ui), self._errors(errors, fid, schema)]
         return tag("div", {"class": f"form-field form-{kind}" + (" has-error" if errors else "")},
                    Markup("").join(p for p in parts if p is not None))
 
@@ -244,12 +251,14 @@ class Renderer:
     @staticmethod
     def _help(schema: Mapping[str, Any], ui: Mapping[str, Any]) -> Markup:
         texts = [t for t in (schema.get("description"), ui.get("ui:help")) if t]
-        return Markup("").join(tag("div", {"class": "form-help"}, t) for t in texts)
+        return Markup("").join(tag("div", {"class": "form-help", "translate": "no"}, t) for t in texts)
 
     @staticmethod
-    def _errors(errors: Iterable[str], fid: str | None = None) -> Markup:
+    def _errors(errors: Iterable[str], fid: str | None = None, schema: Mapping[str, Any] | None = None) -> Markup:
+        own = (schema or {}).get("errorMessage")  # the field's own words (engine.runtime.forms): the author's, data
+        words = {own} if isinstance(own, str) else set(own.values()) if isinstance(own, Mapping) else set()
         return Markup("").join(tag("div", {"class": "field-error", "id": f"{fid}-error" if fid else None},
-                                       localized(m)) for m in errors)
+                                       authored(m) if m in words else localized(m)) for m in errors)
 
 
 def _bool_options(ui: Mapping[str, Any]) -> list[Option]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from flask_babel import get_locale
+from markupsafe import Markup
 
 # a trailing " (…)" gloss: ASCII letters, and no CJK inside
 _GLOSS = re.compile(r"\s*[（(]([^()（）\u3000-\u9fff]*[A-Za-z][^()（）\u3000-\u9fff]*)[)）]\s*$")
@@ -32,9 +33,20 @@ def localized(message: str) -> str:
     return zh
 
 
-def person(name: str | None) -> str:
-    """Return a person's name as shown: the engine's own actor ("system") is 系统."""
+def person(name: str | None) -> Markup:
+    """Return a person's name as shown, marked as data (translate="no"): the engine's own actor ("system") is 系统."""
     from flask_babel import gettext as _
-    if not name or name == "system":
-        return _("系统")
-    return name
+    if not name or name in ("system", "系统"):  # the plan layer names the system 系统 already
+        return Markup.escape(_("系统"))
+    return Markup('<span translate="no">{}</span>').format(name)
+
+
+MANUAL = "（手动）"
+
+
+def plan_word(word: str) -> str:
+    """Return, in the reader's language, a fixed word the plan layer hands over in Chinese (督办 steps and actions)."""
+    from flask_babel import gettext as _
+    if word.endswith(MANUAL):
+        return f"{_(word[:-len(MANUAL)])}{_(MANUAL)}"
+    return _(word) if word else word

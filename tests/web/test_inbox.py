@@ -26,7 +26,7 @@ Login = Callable[[str], FlaskClient]
 def listed(html: str) -> list[int]:
     """Task ids of a list page's rows, in order."""
     body = html[html.index("<tbody>"):html.index("</tbody>")]
-    return [int(i) for i in re.findall(r'<td><a href="/tasks/(\d+)">', body)]
+    return [int(i) for i in re.findall(r'<td><span translate="no"><a href="/tasks/(\d+)">', body)]
 
 
 def next_link(html: str) -> str | None:

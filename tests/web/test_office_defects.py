@@ -191,7 +191,7 @@ def test_supervision_shows_red_and_yellow_totals_at_the_top(world: pw.PagesWorld
 def test_supervision_rows_link_to_their_own_pages_and_name_their_case(world: pw.PagesWorld, username: str) -> None:
     _status, html = pw.get(world, username, "/supervision")
     body = pw.main(html)
-    rows = re.findall(r'<tr id="(task|issue|project)-(\d+)"[^>]*>.*?<td><a href="([^"]+)">([^<]+)</a>', body, re.S)
+    rows = re.findall(r'<tr id="(task|issue|project)-(\d+)"[^>]*>.*?<td><a href="([^"]+)"[^>]*>([^<]+)</a>', body, re.S)
     assert rows or "没有逾期" in body
     titles = [title for _kind, _id, _href, title in rows]
     assert len(set(titles)) == len(titles), titles  # no two rows read alike

@@ -252,7 +252,8 @@ def test_every_schema_feature_is_rendered(deployed: sessionmaker[Session], login
     assert '<input id="fld-f-name" name="f/name"' in form and 'placeholder="例如：园区项目"' in form
     assert re.search(r'id="fld-f-name"[^>]*autofocus', form)
     assert re.search(r'<select id="fld-f-kind" name="f/kind"[^>]*>.*<option value="a">甲类</option>', form, re.S)
-    assert 'type="radio" name="f/level" value="high"' in form and "> 高</label>" in form
+    assert 'type="radio" name="f/level" value="high"' in form
+    assert '> <span translate="no">高</span></label>' in form  # the form author's words are data (translate="no")
     assert re.search(r'id="fld-f-amount"[^>]*type="text" inputmode="decimal"', form)
     assert re.search(r'id="fld-f-count"[^>]*type="number" step="1" min="1" max="10"', form)
     assert re.search(r'id="fld-f-urgent"[^>]*type="checkbox" value="true"', form)
@@ -260,13 +261,14 @@ def test_every_schema_feature_is_rendered(deployed: sessionmaker[Session], login
     assert re.search(r'<textarea id="fld-f-notes" name="f/notes"[^>]*rows="6"', form)
     assert re.search(r'<textarea id="fld-f-tags" name="f/tags"', form)  # array of strings: one per line
     assert 'type="checkbox" name="f/units" value="zrzy"' in form and "自然资源局" in form
-    assert "<legend>联系人</legend>" in form and 'name="f/contact/phone"' in form  # nested object: a fieldset
+    assert '<legend><span translate="no">联系人</span></legend>' in form  # nested object: a fieldset
+    assert 'name="f/contact/phone"' in form
     assert 'name="f/items/0/item"' in form and 'value="f/items"' in form  # rows, and "增加一行"
     assert "单位：元" in form and "表单说明" in form and "选择“其他”时必填" in form
     order = [form.index(f'name="f/{n}"') for n in ("name", "kind", "level", "reason", "amount", "count", "urgent",
                                                    "on", "notes", "tags", "units", "contact/person", "items/0/item")]
     assert order == sorted(order)  # ui:order, with the rest at "*"
-    assert re.search(r'<label for="fld-f-name">名称 <span class="req"', form)  # required marked
+    assert re.search(r'<label for="fld-f-name"><span translate="no">名称</span> <span class="req"', form)  # required marked
 
 
 def test_a_complete_submission_is_typed_by_the_schema(deployed: sessionmaker[Session], login: Login) -> None:
@@ -338,7 +340,7 @@ def test_more_rows_and_csrf(deployed: sessionmaker[Session], login: Login) -> No
 def test_instructions_are_rendered_safely(deployed: sessionmaker[Session], login: Login) -> None:
     fill = task_of(deployed, start(deployed, data={"title_text": XSS}), "fill")
     html = page(login("applicant"), fill)
-    block = re.search(r'<div class="instructions">(.*?)</div>', html, re.S)
+    block = re.search(r'<div class="instructions" translate="no">(.*?)</div>', html, re.S)
     assert block is not None
     text = block.group(1)
     assert "项目：&lt;script&gt;alert(&#34;xss&#34;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;" in text

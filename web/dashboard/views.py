@@ -37,6 +37,14 @@ def _helpers() -> dict[str, Any]:
             "now": clock.now()}
 
 
+def _wording(chart: dict[str, Any]) -> dict[str, Any]:
+    """Put an overview chart's fixed words (its title, series, target line) in the reader's language."""
+    from flask_babel import gettext
+    return {**chart, "title": gettext(chart["title"]),
+            "target_label": gettext(chart["target_label"]) if chart.get("target_label") else chart.get("target_label"),
+            "series": [{**s, "name": gettext(s["name"])} for s in chart["series"]]}
+
+
 def _send(chart: Chart, fmt: str, name: str) -> ResponseReturnValue:
     if fmt == "json":
         return jsonify(chart.as_dict())
@@ -61,7 +69,7 @@ def index() -> ResponseReturnValue:
     # 提速审批缩短30天以上: working days saved by the certified approval stages of the projects in scope
     saved = project_approvals.savings(session, None if scope.everything else
                                       [p.id for p in dashboard.visible_projects(session, scope)])
-    chart_data = {name: dashboard.named_chart(ov, name).as_dict() for name in dashboard.CHARTS}
+    chart_data = {name: _wording(dashboard.named_chart(ov, name).as_dict()) for name in dashboard.CHARTS}
     industry_links = [url_for("dashboard.indicator", code=i.scale.code, period=period)
                       for i in ov.industries if i.scale is not None]
     return render_template("dashboard/index.html", ov=ov, period=period, charts=chart_data,

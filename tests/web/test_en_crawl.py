@@ -1,0 +1,119 @@
+"""Every page every role can reach, with English chosen, shows no Chinese interface text (the mirror of
+tests/web/test_zh_crawl.py, with its page walk tests/web/zh_crawl.py).
+
+The English switch is the `lang` cookie (`/lang/en`, web/__init__.py `_locale`). Each page's visible text is
+checked for CJK characters outside data: names of processes, tasks, people, units, projects, form answers and
+audit payloads stay as they were typed and are marked `translate="no"` in the templates (or sit in <code>,
+<pre>, <option>…, which the walk skips); the few phrases the app itself keeps in Chinese on purpose are in
+`ALLOWED` below.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.web import pages_world as pw
+from tests.web import zh_crawl
+from tests.web.conftest import PASSWORD, csrf_of
+
+WINDOW = "maxiaoyan"
+PEOPLE = (*pw.EVERYONE, WINDOW)
+CJK = re.compile(r"[\u3000-\u303f\u3400-\u9fff\uf900-\ufaff\uff01-\uff60]+")
+# Chinese the English page keeps on purpose: the language switch names its language in that language.
+ALLOWED = frozenset({"中文"})
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> Iterator[pw.PagesWorld]:
+    for built in pw.open_world(tmp_path_factory, sqlite_template):
+        client = built.app.test_client()
+        response = client.post("/login", data={"username": WINDOW, "password": PASSWORD,
+                                               "csrf_token": csrf_of(client)})
+        assert response.status_code == 302
+        built.clients[WINDOW] = client
+        for each in built.clients.values():
+            each.get("/lang/en")
+        yield built
+
+
+class _Pieces(zh_crawl._Text):
+    """zh_crawl's reader, also noting which pieces are attribute values (title, aria-label…)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attributes: set[int] = set()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        before = len(self.parts)
+        super().handle_starttag(tag, attrs)
+        self.attributes.update(range(before, len(self.parts)))
+
+
+def chinese(html: str, allowed: Iterable[str] = ()) -> list[str]:
+    """Return the visible pieces of a page that hold Chinese outside data and `ALLOWED`.
+
+    An attribute cannot hold a marked element, so one that reads English and names data ("Select 一窗受理",
+    aria-label="{{ _('选择') }} {{ task.name }}") passes; an attribute that is all Chinese does not.
+    """
+    ok = ALLOWED | set(allowed)
+    reader = _Pieces()
+    reader.feed(html.split("<body>", 1)[-1])
+    return [piece[:80] for i, piece in enumerate(reader.parts)
+            if any(match.group(0) not in ok for match in CJK.finditer(piece))
+            and not (i in reader.attributes and re.search(r"[A-Za-z]{2,}", piece))]
+
+
+def known_routes(world: pw.PagesWorld) -> list[str]:
+    """Every GET route without a parameter (outside /api and the static files)."""
+    return sorted(rule.rule for rule in world.app.url_map.iter_rules()
+                  if "GET" in (rule.methods or ()) and not rule.arguments and not rule.rule.startswith(("/api", "/static"))
+                  and rule.endpoint not in ("auth.logout", "healthz", "set_language"))
+
+
+def test_the_detector_finds_chinese_and_spares_data() -> None:
+    page = "<body><main><p>{}</p></main></body>"
+    assert chinese(page.format("Pending tasks 待办"))
+    assert chinese(page.format("提交"))
+    assert chinese("<body><input type=\"submit\" value=\"保存\"></body>")
+    assert chinese("<body><input placeholder=\"搜索\"></body>")
+    assert not chinese("<body><input type=\"checkbox\" aria-label=\"Select 一窗受理\"></body>")
+    assert not chinese(page.format("Process <span translate=\"no\">项目审批</span> · Language: 中文"))
+    assert not chinese("<body><pre>审批意见</pre><select><option>发改局</option></select></body>")
+
+
+@pytest.mark.parametrize("username", PEOPLE)
+def test_every_page_is_english(world: pw.PagesWorld, username: str) -> None:
+    pages = zh_crawl.crawl(lambda url: pw.get(world, username, url), ["/", "/inbox", *known_routes(world)])
+    assert len(pages) >= 5, sorted(pages)
+    problems = {url: found for url, html in pages.items() if (found := chinese(html))}
+    assert not problems, "\n".join(f"{url}: {found[:6]}" for url, found in sorted(problems.items()))
+
+
+def test_a_refused_form_says_what_is_wrong_in_english(world: pw.PagesWorld) -> None:
+    """The applicant's form, refused: the page around it and the refusals are English; the form's own words stay."""
+    client = world.clients[pw.APPLICANT]
+    token = _csrf(pw.get(world, pw.APPLICANT, "/processes/parallel_approval/start")[1])
+    started = client.post("/processes/parallel_approval/start", data={"csrf_token": token, "title": "胶州测试项目"})
+    assert started.status_code == 302, started.get_data(as_text=True)[:500]
+    status, html = pw.get(world, pw.APPLICANT, started.headers["Location"])
+    assert status == 200 and "/complete" in html, started.headers["Location"]
+    action = re.search(r'action="(/tasks/\d+/complete)"', html)
+    assert action is not None
+    fields = dict(re.findall(r'name="(f/[^"]+)"[^>]*value="([^"]*)"', html))
+    fields.update({"f/contact_phone": "abc", "f/contact_name": "x" * 300, "csrf_token": _csrf(html)})
+    refused = client.post(action.group(1), data=fields)
+    page = refused.get_data(as_text=True)
+    assert refused.status_code == 422, page[:500]
+    assert not chinese(page), chinese(page)
+    errors = re.findall(r'<div class="field-error"[^>]*>(.*?)</div>', page)
+    assert "at most 50 characters" in errors and "required" in errors, errors
+    assert '<span translate="no">请输入 11 位手机号或带区号的固定电话</span>' in errors  # the form's own errorMessage
+
+
+def _csrf(html: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert found is not None
+    return found.group(1)
