@@ -39,6 +39,7 @@ TOWN = "cuiliang"  # 李哥庄镇 staff (lgz)
 LEADER = "sunmingyuan"  # head of 发改局: a 督办 area
 AREA_HEAD = "lgz_head"  # added here: heads 李哥庄镇 (org_unit.leader_id) without being a member of it
 EVERYONE = (ADMIN, CITY_LEADER, AUDITOR, APPLICANT, REVIEWER, TOWN, LEADER, AREA_HEAD)
+WINDOW = "maxiaoyan"  # 一窗受理 clerk of 行政审批服务局 (spj), whose head is 褚红梅
 
 
 @dataclass
@@ -98,12 +99,14 @@ def build(path: Path, template: Path) -> str:
     return url
 
 
-def open_world(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> Iterator[PagesWorld]:
+def open_world(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path,
+               also: tuple[str, ...] = ()) -> Iterator[PagesWorld]:
+    """The demo world with everyone logged in (and `also`, e.g. WINDOW, the 一窗受理 clerk)."""
     url = build(tmp_path_factory.mktemp("pages") / "pages.sqlite", sqlite_template)
     app = create_app({"DATABASE_URL": url, "TESTING": True, "WTF_CSRF_ENABLED": True, "SECRET_KEY": "pages-secret",
                       "RATELIMIT_ENABLED": False})
     clients = {}
-    for username in EVERYONE:
+    for username in (*EVERYONE, *also):
         client = app.test_client()
         response = client.post("/login", data={"username": username, "password": PASSWORD,
                                                "csrf_token": csrf_of(client)})
@@ -112,6 +115,30 @@ def open_world(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) 
     yield PagesWorld(app, app.extensions["jzflow.sessionmaker"], clients)
     app.extensions["jzflow.engine"].dispose()
     clock.unfreeze()
+
+
+def csrf_in(html: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert found is not None
+    return found.group(1)
+
+
+def refused_application(world: PagesWorld) -> str:
+    """Start 并联审批 as the applicant and send its first form with a bad phone and an overlong name: the 422 page."""
+    client = world.clients[APPLICANT]
+    token = csrf_in(get(world, APPLICANT, "/processes/parallel_approval/start")[1])
+    started = client.post("/processes/parallel_approval/start", data={"csrf_token": token, "title": "胶州测试项目"})
+    assert started.status_code == 302, started.get_data(as_text=True)[:500]
+    status, html = get(world, APPLICANT, started.headers["Location"])
+    assert status == 200 and "/complete" in html, started.headers["Location"]
+    action = re.search(r'action="(/tasks/\d+/complete)"', html)
+    assert action is not None
+    fields = dict(re.findall(r'name="(f/[^"]+)"[^>]*value="([^"]*)"', html))
+    fields.update({"f/contact_phone": "abc", "f/contact_name": "x" * 300, "csrf_token": csrf_in(html)})
+    refused = client.post(action.group(1), data=fields)
+    page = refused.get_data(as_text=True)
+    assert refused.status_code == 422, page[:500]
+    return page
 
 
 def get(world: PagesWorld, username: str, path: str) -> tuple[int, str]:

@@ -17,9 +17,8 @@ import pytest
 
 from tests.web import pages_world as pw
 from tests.web import zh_crawl
-from tests.web.conftest import PASSWORD, csrf_of
 
-WINDOW = "maxiaoyan"
+WINDOW = pw.WINDOW
 PEOPLE = (*pw.EVERYONE, WINDOW)
 CJK = re.compile(r"[\u3000-\u303f\u3400-\u9fff\uf900-\ufaff\uff01-\uff60]+")
 # Chinese the English page keeps on purpose: the language switch names its language in that language.
@@ -28,12 +27,7 @@ ALLOWED = frozenset({"中文"})
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> Iterator[pw.PagesWorld]:
-    for built in pw.open_world(tmp_path_factory, sqlite_template):
-        client = built.app.test_client()
-        response = client.post("/login", data={"username": WINDOW, "password": PASSWORD,
-                                               "csrf_token": csrf_of(client)})
-        assert response.status_code == 302
-        built.clients[WINDOW] = client
+    for built in pw.open_world(tmp_path_factory, sqlite_template, also=(WINDOW,)):
         for each in built.clients.values():
             each.get("/lang/en")
         yield built
@@ -94,26 +88,8 @@ def test_every_page_is_english(world: pw.PagesWorld, username: str) -> None:
 
 def test_a_refused_form_says_what_is_wrong_in_english(world: pw.PagesWorld) -> None:
     """The applicant's form, refused: the page around it and the refusals are English; the form's own words stay."""
-    client = world.clients[pw.APPLICANT]
-    token = _csrf(pw.get(world, pw.APPLICANT, "/processes/parallel_approval/start")[1])
-    started = client.post("/processes/parallel_approval/start", data={"csrf_token": token, "title": "胶州测试项目"})
-    assert started.status_code == 302, started.get_data(as_text=True)[:500]
-    status, html = pw.get(world, pw.APPLICANT, started.headers["Location"])
-    assert status == 200 and "/complete" in html, started.headers["Location"]
-    action = re.search(r'action="(/tasks/\d+/complete)"', html)
-    assert action is not None
-    fields = dict(re.findall(r'name="(f/[^"]+)"[^>]*value="([^"]*)"', html))
-    fields.update({"f/contact_phone": "abc", "f/contact_name": "x" * 300, "csrf_token": _csrf(html)})
-    refused = client.post(action.group(1), data=fields)
-    page = refused.get_data(as_text=True)
-    assert refused.status_code == 422, page[:500]
+    page = pw.refused_application(world)
     assert not chinese(page), chinese(page)
     errors = re.findall(r'<div class="field-error"[^>]*>(.*?)</div>', page)
     assert "at most 50 characters" in errors and "required" in errors, errors
     assert '<span translate="no">请输入 11 位手机号或带区号的固定电话</span>' in errors  # the form's own errorMessage
-
-
-def _csrf(html: str) -> str:
-    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert found is not None
-    return found.group(1)

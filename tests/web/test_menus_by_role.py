@@ -14,23 +14,16 @@ import pytest
 from flask import url_for
 
 from tests.web import pages_world as pw
-from tests.web.conftest import PASSWORD, csrf_of
 from web.common import NAV
 
-WINDOW = "maxiaoyan"  # 一窗受理 clerk of 行政审批服务局 (spj), whose head is 褚红梅
+WINDOW = pw.WINDOW
 PROCESS_OWNER_ONLY = ("modeller.index",)
 PEOPLE = (*pw.EVERYONE, WINDOW)
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> Iterator[pw.PagesWorld]:
-    for built in pw.open_world(tmp_path_factory, sqlite_template):
-        client = built.app.test_client()
-        response = client.post("/login", data={"username": WINDOW, "password": PASSWORD,
-                                               "csrf_token": csrf_of(client)})
-        assert response.status_code == 302
-        built.clients[WINDOW] = client
-        yield built
+    yield from pw.open_world(tmp_path_factory, sqlite_template, also=(WINDOW,))
 
 
 def menu(html: str) -> list[str]:

@@ -6,7 +6,6 @@ the detector's short allow-list; usernames, file names and typed-in values are m
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,21 +13,14 @@ import pytest
 
 from tests.web import pages_world as pw
 from tests.web import zh_crawl
-from tests.web.conftest import PASSWORD, csrf_of
 
-WINDOW = "maxiaoyan"
+WINDOW = pw.WINDOW
 PEOPLE = (*pw.EVERYONE, WINDOW)
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> Iterator[pw.PagesWorld]:
-    for built in pw.open_world(tmp_path_factory, sqlite_template):
-        client = built.app.test_client()
-        response = client.post("/login", data={"username": WINDOW, "password": PASSWORD,
-                                               "csrf_token": csrf_of(client)})
-        assert response.status_code == 302
-        built.clients[WINDOW] = client
-        yield built
+    yield from pw.open_world(tmp_path_factory, sqlite_template, also=(WINDOW,))
 
 
 def known_routes(world: pw.PagesWorld) -> list[str]:
@@ -59,30 +51,8 @@ def test_every_page_is_chinese(world: pw.PagesWorld, username: str) -> None:
 
 def test_a_refused_form_says_what_is_wrong_in_chinese(world: pw.PagesWorld) -> None:
     """The applicant's form: a bad phone number gets the field's own words, other refusals Chinese messages."""
-    client = world.clients[pw.APPLICANT]
-    token = zh_crawl_csrf(world, pw.APPLICANT, "/processes/parallel_approval/start")
-    started = client.post("/processes/parallel_approval/start", data={"csrf_token": token, "title": "胶州测试项目"})
-    assert started.status_code == 302, started.get_data(as_text=True)[:500]
-    status, html = pw.get(world, pw.APPLICANT, started.headers["Location"])
-    assert status == 200 and "/complete" in html, started.headers["Location"]
-    action = re.search(r'action="(/tasks/\d+/complete)"', html)
-    assert action is not None
-    fields = dict(re.findall(r'name="(f/[^"]+)"[^>]*value="([^"]*)"', html))
-    fields.update({"f/contact_phone": "abc", "f/contact_name": "x" * 300, "csrf_token": zh_crawl_csrf_in(html)})
-    refused = client.post(action.group(1), data=fields)
-    page = refused.get_data(as_text=True)
-    assert refused.status_code == 422, page[:500]
+    page = pw.refused_application(world)
     assert "请输入 11 位手机号或带区号的固定电话" in page
     assert "does not match" not in page and "(required)" not in page and "is too long" not in page
     assert not zh_crawl.untranslated(page), zh_crawl.untranslated(page)
     assert "Decimal" not in page and "multipleOf" not in page  # no developer note on the applicant's form
-
-
-def zh_crawl_csrf(world: pw.PagesWorld, username: str, path: str) -> str:
-    return zh_crawl_csrf_in(pw.get(world, username, path)[1])
-
-
-def zh_crawl_csrf_in(html: str) -> str:
-    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert found is not None
-    return found.group(1)
