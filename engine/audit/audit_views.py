@@ -22,7 +22,7 @@ from engine.audit import core as audit
 from engine.audit.models import AuditEvent
 from engine.errors import Forbidden, InstanceNotFound, NotFound
 from engine.org.actors import Actor
-from engine.org.models import Membership, Role, User
+from engine.org.models import User
 from engine.runtime.models import ProcessDefinition, ProcessInstance, ProcessVersion
 from engine.tasks.collab_models import Comment
 
@@ -38,17 +38,7 @@ def may_audit(session: Session, actor: Actor) -> bool:
     """Auditors and admins read the audit trail."""
     if actor.is_admin or actor.is_system:
         return True
-    if not actor.role_ids:
-        return False
-    return AUDITOR_ROLE in set(session.scalars(select(Role.code).where(Role.id.in_(actor.role_ids))))
-
-
-def is_read_only_auditor(session: Session, user_id: int) -> bool:
-    """Tell whether a user holds the auditor role and is no admin (auditors change nothing)."""
-    if session.scalar(select(User.is_admin).where(User.id == user_id)):
-        return False
-    return session.scalar(select(Role.id).join(Membership, Membership.role_id == Role.id)
-                          .where(Membership.user_id == user_id, Role.code == AUDITOR_ROLE).limit(1)) is not None
+    return AUDITOR_ROLE in actor.role_codes
 
 
 def is_read_only_actor(actor: Actor) -> bool:

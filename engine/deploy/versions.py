@@ -20,10 +20,10 @@ from engine import runtime
 from engine.deploy import bpmn_diff
 from engine.errors import Conflict, Forbidden, InstanceArchived, InstanceNotFound, NotFound, ProcessNotFound
 from engine.org.actors import Actor
-from engine.org.models import Role, User
+from engine.org.models import User
 from engine.runtime.models import ProcessDefinition, ProcessFile, ProcessInstance, ProcessVersion
 from engine.spiff import migration, serializer
-from engine.tasks.models import HumanTask
+from engine.tasks.models import OPEN_STATES, HumanTask
 
 OWNER_ROLE = "process_owner"
 READER_ROLES = ("process_owner", "auditor")
@@ -43,20 +43,14 @@ class MigrationRefused(Conflict):
 
 # --- who may ------------------------------------------------------------------------------------------
 
-def _role_codes(session: Session, actor: Actor) -> set[str]:
-    if not actor.role_ids:
-        return set()
-    return set(session.scalars(select(Role.code).where(Role.id.in_(actor.role_ids))))
-
-
 def may_deploy(session: Session, actor: Actor) -> bool:
     """Process owners (流程管理员) and admins deploy and migrate."""
-    return actor.is_admin or actor.is_system or OWNER_ROLE in _role_codes(session, actor)
+    return actor.is_admin or actor.is_system or OWNER_ROLE in actor.role_codes
 
 
 def may_read(session: Session, actor: Actor) -> bool:
     """Process owners, auditors and admins see every version, its files and diffs."""
-    return actor.is_admin or actor.is_system or bool(_role_codes(session, actor) & set(READER_ROLES))
+    return actor.is_admin or actor.is_system or bool(actor.role_codes & set(READER_ROLES))
 
 
 def require_deploy(session: Session, actor: Actor) -> None:
@@ -363,7 +357,7 @@ def _refresh_open_tasks(session: Session, running: runtime.Running) -> None:
     """Open tasks keep their holder and deadline; their form, instructions and name follow the new version."""
     for human in session.scalars(select(HumanTask).where(HumanTask.instance_id == running.row.id,
                                                          HumanTask.kind == "bpmn",
-                                                         HumanTask.state.in_(("ready", "suspended")))):
+                                                         HumanTask.state.in_(OPEN_STATES))):
         task = runtime.find_task(running.workflow, human.task_guid)
         if task is None:
             continue

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.org.actors import Actor
-from engine.org.models import OrgUnit, Role
+from engine.org.models import OrgUnit
 
 SUPERVISE_ALL_ROLES = ("auditor",)  # 审计督查 sees every unit
 
@@ -28,8 +28,7 @@ def area(session: Session, actor: Actor) -> Area:
     """Return the units a leader supervises (with their sub-units), or everything for admins and 督查."""
     if actor.is_admin or actor.is_system:
         return Area(True, frozenset())
-    if actor.role_ids and set(session.scalars(select(Role.code).where(Role.id.in_(actor.role_ids)))) & set(
-            SUPERVISE_ALL_ROLES):
+    if actor.role_codes & set(SUPERVISE_ALL_ROLES):
         return Area(True, frozenset())
     units = list(session.execute(select(OrgUnit.id, OrgUnit.parent_id, OrgUnit.leader_id, OrgUnit.responsible_leader_id)))
     mine = {u.id for u in units if actor.user_id is not None and actor.user_id in (u.leader_id, u.responsible_leader_id)}

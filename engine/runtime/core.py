@@ -36,7 +36,7 @@ from engine.runtime.running import Running
 from engine.spiff import guards, sandbox, serializer, timers
 from engine.spiff import workflow as spiff
 from engine.spiff.workflow import Task, find_task
-from engine.tasks.models import HumanTask
+from engine.tasks.models import OPEN_STATES, HumanTask
 
 log = logging.getLogger(__name__)
 
@@ -307,7 +307,6 @@ def _keep_old_state(session: Session, running: Running, size: int, limit: int) -
     return old
 
 
-OPEN = ("ready", "suspended")  # the states of an open bpmn row
 SUBJECT_KEYS = ("title", "name", "label")  # what a multi-instance item that is a mapping is called by
 
 
@@ -344,7 +343,7 @@ def sync_projection(session: Session, running: Running) -> None:
     # of its earlier rounds stay in the history as they were.
     existing = running.open_rows if running.open_rows is not None else {h.task_guid: h for h in session.scalars(
         select(HumanTask).where(HumanTask.instance_id == row.id, HumanTask.kind == "bpmn",
-                                HumanTask.state.in_(OPEN)))}
+                                HumanTask.state.in_(OPEN_STATES)))}
     running.open_rows = None  # read once: a later save of this unit of work reads them again
     for guid, human in existing.items():
         if guid in ready:

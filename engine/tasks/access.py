@@ -7,7 +7,6 @@ from sqlalchemy.orm import Session
 from engine.archive import core as archive
 from engine.errors import Forbidden
 from engine.org.actors import Actor
-from engine.org.models import Role
 from engine.runtime.models import ProcessInstance
 from engine.tasks.collab_models import CarbonCopy
 from engine.tasks.models import HumanTask, TaskCandidate
@@ -20,18 +19,14 @@ def reads_everything(session: Session, actor: Actor) -> bool:
     """Admins, auditors (审计督查), process owners and city leaders see every instance."""
     if actor.is_admin or actor.is_system:
         return True
-    if not actor.role_ids:
-        return False
-    codes = set(session.scalars(select(Role.code).where(Role.id.in_(actor.role_ids))))
-    return bool(codes & set(READ_ALL_ROLES))
+    return bool(actor.role_codes & set(READ_ALL_ROLES))
 
 
 def is_external(session: Session, actor: Actor) -> bool:
     """Tell whether the actor is an applicant from outside (an external role and no unit of the government)."""
-    if actor.is_admin or actor.is_system or actor.org_unit_ids or not actor.role_ids:
+    if actor.is_admin or actor.is_system or actor.org_unit_ids:
         return False
-    codes = set(session.scalars(select(Role.code).where(Role.id.in_(actor.role_ids))))
-    return bool(codes) and codes <= set(EXTERNAL_ROLES)
+    return bool(actor.role_codes) and actor.role_codes <= set(EXTERNAL_ROLES)
 
 
 def can_view_instance(session: Session, actor: Actor, instance_id: int) -> bool:

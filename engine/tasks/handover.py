@@ -6,9 +6,7 @@ from sqlalchemy.orm import Session
 
 from engine import audit
 from engine.org.actors import Actor
-from engine.tasks.models import HumanTask, TaskCandidate
-
-OPEN_STATES = ("ready", "suspended")
+from engine.tasks.models import OPEN_STATES, HumanTask, TaskCandidate
 
 
 def return_to_candidates(session: Session, *, user_id: int, unit_id: int | None, actor: Actor,

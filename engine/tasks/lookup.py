@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session, aliased, defer, joinedload
 from engine.errors import ConcurrentModification, Conflict, EngineError, InstanceArchived, NotYourTask, TaskNotFound
 from engine.org.actors import Actor
 from engine.runtime.models import ProcessInstance
-from engine.tasks.models import HumanTask, archived_tasks
+from engine.tasks.models import OPEN_STATES, HumanTask, archived_tasks
 
 
 class TaskBlocked(Conflict):
@@ -71,13 +71,13 @@ def get_open_to_complete(session: Session, task_id: int) -> ToComplete:
                            .join(ProcessInstance, ProcessInstance.id == HumanTask.instance_id)
                            .where(HumanTask.instance_id == same_instance,
                                   or_(HumanTask.id == task_id,
-                                      and_(HumanTask.kind == "bpmn", HumanTask.state.in_(("ready", "suspended")))))
+                                      and_(HumanTask.kind == "bpmn", HumanTask.state.in_(OPEN_STATES))))
                            .options(joinedload(HumanTask.candidates), defer(ProcessInstance.state))
                            .execution_options(populate_existing=True)).unique().all()
     target = next((r for r in rows if r[0].id == task_id), None)
     if target is None:
         raise missing(session, task_id)
-    open_rows = {r[0].task_guid: r[0] for r in rows if r[0].kind == "bpmn" and r[0].state in ("ready", "suspended")}
+    open_rows = {r[0].task_guid: r[0] for r in rows if r[0].kind == "bpmn" and r[0].state in OPEN_STATES}
     return ToComplete(require_open(target[0]), target[1], bool(target[2]), open_rows)
 
 

@@ -11,6 +11,8 @@ from engine import clock
 from engine.archive.mirror import mirror, table_of
 from engine.orm import Base
 
+OPEN_STATES = ("ready", "suspended")  # a step still to be done (uq_human_task_guid_open's states)
+
 
 class HumanTask(Base):
     __tablename__ = "human_task"

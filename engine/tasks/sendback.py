@@ -21,9 +21,7 @@ from engine.runtime.models import ProcessInstance
 from engine.spiff import guards
 from engine.tasks import lookup, operations, task_access
 from engine.tasks.collab_models import Comment
-from engine.tasks.models import HumanTask
-
-OPEN = ("ready", "suspended")
+from engine.tasks.models import OPEN_STATES, HumanTask
 
 
 class ConfirmationRequired(Conflict):
@@ -79,7 +77,7 @@ def cancelled_by(session: Session, running: runtime.Running, target: HumanTask,
         return []
     below = {str(t.id) for t in spiff_task} - {target.task_guid}
     rows = session.scalars(select(HumanTask).where(HumanTask.instance_id == target.instance_id,
-                                                   HumanTask.kind == "bpmn", HumanTask.state.in_(OPEN),
+                                                   HumanTask.kind == "bpmn", HumanTask.state.in_(OPEN_STATES),
                                                    HumanTask.task_guid.in_(below or {""})).order_by(HumanTask.id))
     return [r for r in rows if current is None or r.id != current.id]
 
@@ -142,7 +140,7 @@ def _reopen(session: Session, actor: Actor, target: HumanTask, action: str, reas
     runtime.save(session, running)  # the projection adds a new row for the step: `target` stays in the history
     reopened = session.scalar(select(HumanTask).where(HumanTask.instance_id == target.instance_id,
                                                       HumanTask.task_guid == target.task_guid,
-                                                      HumanTask.state.in_(OPEN)))
+                                                      HumanTask.state.in_(OPEN_STATES)))
     if reopened is None:
         raise Conflict("该步骤未能重新打开 (the step did not reopen)", task_id=target.id)
     if target.completed_by_id is not None:

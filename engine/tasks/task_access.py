@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from engine.errors import NotYourTask
 from engine.org.actors import Actor
 from engine.org.area import area
-from engine.org.models import Membership, Role
+from engine.org.models import Membership
 from engine.tasks import access, lookup
 from engine.tasks.models import HumanTask
 
@@ -89,8 +89,7 @@ def is_leader(session: Session, actor: Actor, task: HumanTask) -> bool:
     """Tell whether the actor is a city leader, or leads (heads, is responsible for) a unit the task belongs to."""
     if actor.user_id is None:
         return False
-    if actor.role_ids and session.scalar(select(Role.id).where(Role.id.in_(actor.role_ids),
-                                                               Role.code == CITY_LEADER_ROLE)) is not None:
+    if CITY_LEADER_ROLE in actor.role_codes:
         return True
     led = area(session, actor)
     return bool(led.unit_ids) and any(led.covers(u) for u in _task_units(session, task))
