@@ -9,8 +9,7 @@ from flask_login import UserMixin, current_user
 from sqlalchemy.orm import Session
 
 from engine import clock, notify
-from engine.org import directory
-from engine.org.actors import Actor, actor_of
+from engine.org.actors import Actor, actor_of, user_with_actor
 from engine.org.models import User
 from web.extensions import login_manager
 from web.links import nav_allowed
@@ -23,9 +22,10 @@ class LoginUser(UserMixin):  # type: ignore[misc]
     user's epoch, so every session cookie issued before stops working, on every device.
     """
 
-    def __init__(self, user: User) -> None:
+    def __init__(self, user: User, actor: Actor | None = None) -> None:
         self.user = user
         self.id = str(user.id)
+        self.actor = actor  # read with the user when the session cookie loaded it
 
     def get_id(self) -> str:
         return f"{self.user.id}:{self.user.session_epoch}"
@@ -46,7 +46,7 @@ def db_session() -> Session:
 def current_actor() -> Actor:
     """Return the Actor of the logged-in user (cached for the request)."""
     if "actor" not in g:
-        g.actor = actor_of(db_session(), current_user.user)
+        g.actor = current_user.actor or actor_of(db_session(), current_user.user)
     actor: Actor = g.actor
     return actor
 
@@ -111,10 +111,10 @@ def init_app(app: Flask) -> None:
         user_id, _, epoch = session_id.partition(":")
         if not user_id.isdigit() or not epoch.isdigit():
             return None  # includes cookies from before sessions carried an epoch
-        user = directory.get_user(db_session(), int(user_id))
-        if user is None or not user.is_active or user.session_epoch != int(epoch):
+        found = user_with_actor(db_session(), int(user_id))
+        if found is None or not found[0].is_active or found[0].session_epoch != int(epoch):
             return None
-        return LoginUser(user)
+        return LoginUser(*found)
 
     app.jinja_env.filters["shanghai"] = shanghai
 

@@ -30,6 +30,7 @@ from engine import clock, config
 
 PENDING = "jzflow.audit_pending"
 DEFERRED = "jzflow.audit_deferred"
+HEAD_SEEN = "jzflow.audit_head_seen"  # {stream: (seq, hash)} as a read of this transaction saw them (no lock)
 APPEND: Callable[[Session, list[Any]], None] | None = None  # audit.append_deferred (set by engine.audit)
 
 
@@ -156,6 +157,7 @@ def _after_transaction_end(session: Session, transaction: SessionTransaction) ->
     if transaction.parent is None:  # the outermost ended (after_commit has taken what it writes): start clean
         session.info.pop(DEFERRED, None)
         session.info.pop(PENDING, None)
+        session.info.pop(HEAD_SEEN, None)
 
 
 # --- reading the anchors of one database ------------------------------------------------------------------

@@ -19,7 +19,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
-from sqlalchemy import Table, bindparam, func, insert, select, text
+from sqlalchemy import Table, bindparam, exists, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -156,37 +156,84 @@ _COLUMNS = ("stream", "seq", "at", "actor_id", "actor_name", "action", "object_t
             "prev_hash", "hash")
 
 
+# PostgreSQL, a stream whose head this transaction saw: the event goes in only if the head is still the one seen,
+# and moves it (taking its lock) in the same statement. Nothing inserted: the head moved, the locked path runs.
+_HEADS: Table = AuditHead.__table__  # type: ignore[assignment]
+_MOVED_FROM_SEEN = (update(_HEADS)
+                    .where(_HEADS.c.stream == bindparam("h_stream"), _HEADS.c.seq == bindparam("h_prev_seq"),
+                           _HEADS.c.hash == bindparam("h_prev_hash"))
+                    .values(seq=bindparam("h_seq"), hash=bindparam("h_hash"))
+                    .returning(_HEADS.c.stream).cte("moved_head"))
+_INSERT_EVENT_FROM_SEEN_PG = insert(_EVENTS).from_select(
+    _COLUMNS, select(*(bindparam(f"e_{name}", type_=_EVENTS.c[name].type) for name in _COLUMNS))
+    .where(exists(select(_MOVED_FROM_SEEN.c.stream)))).returning(_EVENTS.c.id)
+
+
+def saw_head(session: Session, stream: str, seq: int | None, digest: str | None) -> None:
+    """Note a stream's head as a read of this transaction saw it (no lock): the commit's append tries it first."""
+    if seq is not None and digest is not None:
+        session.info.setdefault(audit_anchor.HEAD_SEEN, {})[stream] = (seq, digest)
+
+
+def _row(ev: AuditEvent) -> dict[str, Any]:
+    return {name: getattr(ev, name) for name in _COLUMNS}
+
+
 def _insert(session: Session, events: list[AuditEvent]) -> None:
     """Insert the chained events in order, each moving its stream's head (one statement each on PostgreSQL)."""
     postgres = is_postgres(session)
     for ev in events:
-        row = {name: getattr(ev, name) for name in _COLUMNS}
         head = {"h_stream": ev.stream, "h_seq": ev.seq, "h_hash": ev.hash}
         if postgres:
-            ev.id = session.execute(_INSERT_EVENT_MOVE_HEAD_PG, {**row, **head}).scalar_one()
+            ev.id = session.execute(_INSERT_EVENT_MOVE_HEAD_PG, {**_row(ev), **head}).scalar_one()
         else:
             session.execute(_MOVE_HEAD_SQLITE, head)
-            ev.id = session.execute(_INSERT_EVENT, row).scalar_one()
-    for hook in APPENDED:
-        hook(session, events)
+            ev.id = session.execute(_INSERT_EVENT, _row(ev)).scalar_one()
 
 
 APPENDED: list[Callable[[Session, list[AuditEvent]], None]] = []  # told of inserted events (the metrics count them)
 
 
-def append_deferred(session: Session, events: list[AuditEvent]) -> None:
-    """Chain recorded events onto their streams and insert them: the last step of a committing transaction."""
-    session.flush()  # what the transaction changed goes first; the audit rows are its last statements
-    streams = sorted({ev.stream for ev in events})
-    heads = _locked_heads(session, streams)
-    key = audit_anchor.key()
+def _chain(events: list[AuditEvent], heads: dict[str, tuple[int, str]], key: bytes) -> None:
     for ev in events:
         seq, prev = heads.get(ev.stream, (0, GENESIS))
         ev.seq, ev.prev_hash = seq + 1, prev
         ev.hash = event_hash(prev, ev, key)
         heads[ev.stream] = (ev.seq, ev.hash)
+
+
+def _append_from_seen(session: Session, events: list[AuditEvent], seen: tuple[int, str], key: bytes) -> bool:
+    """Append one stream's events onto the head this transaction saw; False (nothing written) if it has moved."""
+    _chain(events, {events[0].stream: seen}, key)
+    first = events[0]
+    params = {f"e_{name}": value for name, value in _row(first).items()}
+    params.update(h_stream=first.stream, h_seq=first.seq, h_hash=first.hash, h_prev_seq=seen[0], h_prev_hash=seen[1])
+    first_id = session.execute(_INSERT_EVENT_FROM_SEEN_PG, params).scalar()
+    if first_id is None:
+        return False
+    first.id = first_id
+    _insert(session, events[1:])  # the head row is ours now
+    return True
+
+
+def append_deferred(session: Session, events: list[AuditEvent]) -> None:
+    """Chain recorded events onto their streams and insert them: the last step of a committing transaction.
+
+    One stream whose head a read of this transaction saw (a completion's first read does) is tried from that head
+    in one statement; several streams lock their heads in stream order first, so two writers cannot deadlock.
+    """
+    session.flush()  # what the transaction changed goes first; the audit rows are its last statements
+    streams = sorted({ev.stream for ev in events})
+    seen = session.info.pop(audit_anchor.HEAD_SEEN, {})
+    key = audit_anchor.key()
+    if not (len(streams) == 1 and streams[0] in seen and is_postgres(session)
+            and _append_from_seen(session, events, seen[streams[0]], key)):
+        _chain(events, _locked_heads(session, streams), key)
+        _insert(session, events)
+    for ev in events:
         audit_anchor.note_event(session, ev.stream, ev.seq, ev.hash)
-    _insert(session, events)
+    for hook in APPENDED:
+        hook(session, events)
 
 
 audit_anchor.APPEND = append_deferred

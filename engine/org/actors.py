@@ -1,9 +1,11 @@
 """Who is acting: services take the acting user as an argument, never from a request."""
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from engine.errors import UserNotFound
@@ -28,17 +30,39 @@ class Actor:
 SYSTEM = Actor(user_id=None, username="system", display_name="系统")
 
 
+# Built once (a statement built per call pays its cache key every time): what a user holds.
+MEMBERSHIPS = (select(Membership.org_unit_id, Membership.role_id, Role.code)
+               .outerjoin(Role, Role.id == Membership.role_id).where(Membership.user_id == bindparam("user_id")))
+
+
+_USER_HOLDING = (select(User, Membership.org_unit_id, Membership.role_id, Role.code)
+                 .outerjoin(Membership, Membership.user_id == User.id)
+                 .outerjoin(Role, Role.id == Membership.role_id).where(User.id == bindparam("user_id")))
+
+
+def user_with_actor(session: Session, user_id: int) -> tuple[User, Actor] | None:
+    """Return a user by id with its Actor, in one read (a signed-in request's first), or None."""
+    rows = session.execute(_USER_HOLDING, {"user_id": user_id}).all()
+    if not rows:
+        return None
+    user = rows[0][0]
+    return user, actor_from(user, (r[1:] for r in rows))
+
+
 def actor_of(session: Session, user: User) -> Actor:
     """Build the Actor for a user, with the org units and roles they hold."""
-    rows = session.execute(select(Membership.org_unit_id, Membership.role_id, Role.code)
-                           .outerjoin(Role, Role.id == Membership.role_id)
-                           .where(Membership.user_id == user.id)).all()
+    return actor_from(user, session.execute(MEMBERSHIPS, {"user_id": user.id}).all())
+
+
+def actor_from(user: User, held: Iterable[Sequence[Any]]) -> Actor:
+    """Build the Actor for a user from its memberships as (org_unit_id, role_id, role code) rows, as read."""
+    rows = list(held)
     return Actor(
         user_id=user.id, username=user.username, display_name=user.display_name,
-        org_unit_ids=frozenset(r.org_unit_id for r in rows if r.org_unit_id is not None),
-        role_ids=frozenset(r.role_id for r in rows if r.role_id is not None),
+        org_unit_ids=frozenset(r[0] for r in rows if r[0] is not None),
+        role_ids=frozenset(r[1] for r in rows if r[1] is not None),
         is_admin=user.is_admin,
-        role_codes=frozenset(r.code for r in rows if r.code is not None),
+        role_codes=frozenset(r[2] for r in rows if r[2] is not None),
     )
 
 

@@ -18,10 +18,10 @@ from sqlalchemy.orm import Session, defer
 from sqlalchemy.orm.attributes import set_committed_value
 
 from engine import audit, clock, config
-from engine.deadlines import calendar, sla
+from engine.db import is_postgres
 from engine.errors import ConcurrentModification, EngineError, InstanceArchived, InstanceNotFound
 from engine.org.actors import SYSTEM, Actor
-from engine.runtime import assignment, effects, hot
+from engine.runtime import assignment, effects, hot, projection
 from engine.runtime.assignment import due_time
 from engine.runtime.models import (
     ArchivedState,
@@ -36,7 +36,6 @@ from engine.runtime.running import Running
 from engine.spiff import guards, sandbox, serializer, timers
 from engine.spiff import workflow as spiff
 from engine.spiff.workflow import Task, find_task
-from engine.tasks.models import OPEN_STATES, HumanTask
 
 log = logging.getLogger(__name__)
 
@@ -274,11 +273,19 @@ def save(session: Session, running: Running) -> None:
     values = dict(state=state, serializer_version=serializer.SERIALIZER_VERSION,
                   status=row.status, next_timer_at=next_timer, updated_at=now, ended_at=row.ended_at,
                   lock_version=running.lock_version + 1)
-    result = session.execute(update(ProcessInstance)
-                             .where(ProcessInstance.id == row.id, ProcessInstance.lock_version == running.lock_version)
-                             .values(**values).execution_options(synchronize_session=False))
-    if result.rowcount != 1:  # type: ignore[attr-defined]
-        raise ConcurrentModification(row.id)
+    info = version_info(session, row.version_id)
+    projected = projection.plan(session, running, info.process_key, info.lane_map, script_engine())
+    if is_postgres(session) and not projected.problems.errors:  # one round trip: the state and the projection
+        projection.write_postgres(session, row, values, running.lock_version, projected)
+        fused = True
+    else:
+        result = session.execute(update(ProcessInstance)
+                                 .where(ProcessInstance.id == row.id, ProcessInstance.lock_version == running.lock_version)
+                                 .values(**values).execution_options(synchronize_session=False))
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            projection.discard(session, projected)
+            raise ConcurrentModification(row.id)
+        fused = False
     for key, value in values.items():
         set_committed_value(row, key, value)
     running.lock_version += 1
@@ -287,7 +294,8 @@ def save(session: Session, running: Running) -> None:
             instance_id=row.id, lock_version=running.lock_version, serializer_version=serializer.SERIALIZER_VERSION,
             tasks=history, created_at=now))
     hot.saved(session, row.id, running.lock_version, row.version_id, workflow, len(state))
-    sync_projection(session, running)
+    if not fused:
+        _flush_projection(session, running, projected)
     from engine.runtime import messages  # messages loads, runs and saves instances itself
     messages.sync(session, running)  # what it waits on (message_subscription) and what it threw
     session.flush()
@@ -307,86 +315,19 @@ def _keep_old_state(session: Session, running: Running, size: int, limit: int) -
     return old
 
 
-SUBJECT_KEYS = ("title", "name", "label")  # what a multi-instance item that is a mapping is called by
-
-
-def _task_title(task: Task, engine: Any = None, subject: str | None = None) -> str:
-    """Name a task by its step and what it works on: the `subject` property's value, else its multi-instance item.
-
-    Instances of one step (five 部门审查, four 认领计划任务) must tell themselves apart in every list.
-    """
-    name = task.task_spec.bpmn_name or task.task_spec.bpmn_id or task.task_spec.name
-    label: Any = None
-    if subject and engine is not None:
-        try:
-            label = engine.evaluate(task, subject)
-        except Exception:  # a subject that does not evaluate leaves the step's name alone
-            log.warning("task %s: the subject expression %r failed", task.task_spec.bpmn_id, subject, exc_info=True)
-    if label is None:
-        label = spiff.multi_instance_item(task)
-    if isinstance(label, dict):
-        label = next((label[k] for k in SUBJECT_KEYS if isinstance(label.get(k), str) and label[k]), None)
-    if isinstance(label, (str, int)) and not isinstance(label, bool) and str(label).strip():
-        name = f"{name} · {str(label).strip()}"
-    return str(name)[:300]
-
-
 def sync_projection(session: Session, running: Running) -> None:
     """Make human_task rows mirror the workflow's READY manual tasks (flushes)."""
-    row, workflow = running.row, running.workflow
-    now = clock.now()
-    active = row.status == "running"
-    ready: dict[str, Task] = {}
-    if row.status in ("running", "suspended", "incident"):
-        ready = {str(t.id): t for t in spiff.ready_user_tasks(workflow)}
-    # Open rows only: a step that is READY again (退回, 撤回) gets a new row with a fresh deadline, and the rows
-    # of its earlier rounds stay in the history as they were.
-    existing = running.open_rows if running.open_rows is not None else {h.task_guid: h for h in session.scalars(
-        select(HumanTask).where(HumanTask.instance_id == row.id, HumanTask.kind == "bpmn",
-                                HumanTask.state.in_(OPEN_STATES)))}
-    running.open_rows = None  # read once: a later save of this unit of work reads them again
-    for guid, human in existing.items():
-        if guid in ready:
-            human.state = "ready" if active else "suspended"
-            continue
-        task = find_task(workflow, guid)
-        finished = task is not None and spiff.is_completed(task)
-        human.state = "completed" if finished else "cancelled"
-        human.completed_at = now
-        if finished and guid in running.completed_by:
-            human.completed_by_id = running.completed_by[guid]
-    info = version_info(session, row.version_id)
-    lane_map = info.lane_map
-    engine = script_engine()
-    problems = assignment.Problems([])
-    for guid, task in ready.items():
-        if guid in existing:
-            continue
-        props: dict[str, str] = dict(task.task_spec.extensions.get("properties", {}) or {})
-        human = HumanTask(
-            instance_id=row.id, task_guid=guid, bpmn_id=task.task_spec.bpmn_id or task.task_spec.name,
-            name=_task_title(task, engine, props.get("subject")), process_key=info.process_key, lane=task.task_spec.lane,
-            state="ready" if active else "suspended", form_schema=props.get("formJsonSchemaFilename"),
-            form_ui_schema=props.get("formUiSchemaFilename"), sla=props.get("sla"), created_at=now,
-            instructions=task.task_spec.extensions.get("instructionsForEndUser"),
-            priority=int(props["priority"]) if props.get("priority", "").isdigit() else 50,
-            escalation=props.get("escalation") or None,
-        )
-        if human.sla:
-            try:
-                human.due_at = calendar.due_from_sla(now, human.sla)
-                human.warn_at = sla.task_warn_time(human.escalation_policy, now, human.due_at)
-            except ValueError:
-                human.due_at = None
-        if props.get("due"):
-            assignment.apply_due(engine, task, props["due"], human, now, problems)
-        assignment.assign(session, engine, task, human, props, lane_map, row.started_by_id, problems)
-        session.add(human)
-        running.created_tasks.append(human)
+    info = version_info(session, running.row.version_id)
+    _flush_projection(session, running, projection.plan(session, running, info.process_key, info.lane_map,
+                                                         script_engine()))
+
+
+def _flush_projection(session: Session, running: Running, projected: projection.Plan) -> None:
+    """Write a planned projection with the unit of work (flushes); an assignment problem becomes the incident."""
     session.flush()
-    if problems.errors and row.status == "running":
-        open_incident(session, running, problems.errors[0], SYSTEM)
-        for human in running.created_tasks:
+    if projected.problems.errors and running.row.status == "running":
+        open_incident(session, running, projected.problems.errors[0], SYSTEM)
+        for human in projected.created:
             if human.state == "ready":
                 human.state = "suspended"
         session.flush()

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import and_, exists, or_, select
+from sqlalchemy import String, and_, bindparam, cast, exists, literal, or_, select
 from sqlalchemy.orm import Session, aliased, defer, joinedload
 
+from engine.audit.core import saw_head
+from engine.audit.models import AuditHead
 from engine.errors import ConcurrentModification, Conflict, EngineError, InstanceArchived, NotYourTask, TaskNotFound
 from engine.org.actors import Actor
 from engine.runtime.models import ProcessInstance
@@ -45,10 +47,24 @@ def get_open(session: Session, task_id: int) -> HumanTask:
     return require_open(task)
 
 
+_INSTANCE_STREAM = literal("instance:") + cast(ProcessInstance.id, String)  # the instance's audit stream
 _cosign = aliased(HumanTask, name="cosign")
 # Built once: an alias made per call gives every statement a new cache key (compiled again each time: +1 ms).
 _COSIGNERS_WAITING = exists().where(_cosign.parent_task_id == HumanTask.id, _cosign.kind == "cosign",
                                     _cosign.state == "pending").label("cosigners_waiting")
+
+
+_SAME_INSTANCE = select(HumanTask.instance_id).where(HumanTask.id == bindparam("task_id")).scalar_subquery()
+# Built once (a statement built per call costs its cache key every time): the task, its candidates, its instance's
+# row without the state, the co-signer check, the instance's audit head and its other open bpmn rows.
+_TO_COMPLETE = (select(HumanTask, ProcessInstance, _COSIGNERS_WAITING, AuditHead.seq, AuditHead.hash)
+                .join(ProcessInstance, ProcessInstance.id == HumanTask.instance_id)
+                .outerjoin(AuditHead, AuditHead.stream == _INSTANCE_STREAM)
+                .where(HumanTask.instance_id == _SAME_INSTANCE,
+                       or_(HumanTask.id == bindparam("task_id"),
+                           and_(HumanTask.kind == "bpmn", HumanTask.state.in_(OPEN_STATES))))
+                .options(joinedload(HumanTask.candidates), defer(ProcessInstance.state))
+                .execution_options(populate_existing=True))
 
 
 @dataclass(frozen=True)
@@ -66,18 +82,12 @@ def get_open_to_complete(session: Session, task_id: int) -> ToComplete:
 
     Raises: TaskNotFound, TaskAlreadyDone
     """
-    same_instance = select(HumanTask.instance_id).where(HumanTask.id == task_id).scalar_subquery()
-    rows = session.execute(select(HumanTask, ProcessInstance, _COSIGNERS_WAITING)
-                           .join(ProcessInstance, ProcessInstance.id == HumanTask.instance_id)
-                           .where(HumanTask.instance_id == same_instance,
-                                  or_(HumanTask.id == task_id,
-                                      and_(HumanTask.kind == "bpmn", HumanTask.state.in_(OPEN_STATES))))
-                           .options(joinedload(HumanTask.candidates), defer(ProcessInstance.state))
-                           .execution_options(populate_existing=True)).unique().all()
+    rows = session.execute(_TO_COMPLETE, {"task_id": task_id}).unique().all()
     target = next((r for r in rows if r[0].id == task_id), None)
     if target is None:
         raise missing(session, task_id)
     open_rows = {r[0].task_guid: r[0] for r in rows if r[0].kind == "bpmn" and r[0].state in OPEN_STATES}
+    saw_head(session, f"instance:{target[1].id}", target[3], target[4])  # the commit's append starts there
     return ToComplete(require_open(target[0]), target[1], bool(target[2]), open_rows)
 
 

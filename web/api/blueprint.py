@@ -19,7 +19,6 @@ from sqlalchemy.exc import DBAPIError
 from engine.audit import audit_views
 from engine.errors import InvalidInput
 from engine.org import tokens
-from engine.org.actors import actor_of
 from web.common import db_session
 from web.errors import problem
 from web.extensions import csrf, limiter
@@ -63,12 +62,12 @@ def _authenticate() -> ResponseReturnValue | None:
     token = bearer_token()
     if token is not None:  # an Authorization header decides alone, whatever cookie comes along
         session = db_session()
-        user = tokens.authenticate(session, token) if token else None
-        if user is None:
+        actor = tokens.authenticate(session, token) if token else None
+        if actor is None:
             return unauthorized("令牌无效或已吊销 (invalid or revoked token)")
         # last_used_at is flushed into the request's unit of work: the view's commit carries it, and a
         # read that commits nothing has it committed by `_commit_reads` (one commit per request either way).
-        g.actor = actor_of(session, user)
+        g.actor = actor
         g.api_auth = "token"
         if request.method not in SAFE_METHODS and audit_views.is_read_only_actor(g.actor):
             return jsonify(error="forbidden", message=_("审计人员只能查看，不能修改 (auditors read only)")), 403

@@ -1,0 +1,268 @@
+"""The human_task projection of a save: which open rows move or close and which are new, and one statement on PostgreSQL.
+
+`plan` mirrors the workflow's READY manual tasks onto the instance's open rows in memory (no writes; new rows
+are added to the session). `write_postgres` then writes the instance's state and that plan in one
+data-modifying statement: the state UPDATE is the optimistic lock, and every other part writes only when it
+matched. One round trip instead of one per table (the state, the moved rows, the new rows, their candidates),
+and no unit-of-work flush for them. SQLite keeps the flush: its statements cost no round trip.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Table, inspect, select
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
+
+from engine import clock
+from engine.deadlines import calendar, sla
+from engine.errors import ConcurrentModification
+from engine.runtime import assignment
+from engine.runtime.models import ProcessInstance
+from engine.runtime.running import Running
+from engine.spiff import workflow as spiff
+from engine.spiff.workflow import Task, find_task
+from engine.tasks.models import OPEN_STATES, HumanTask, TaskCandidate
+
+log = logging.getLogger(__name__)
+
+SUBJECT_KEYS = ("title", "name", "label")  # what a multi-instance item that is a mapping is called by
+
+
+def task_title(task: Task, engine: Any = None, subject: str | None = None) -> str:
+    """Name a task by its step and what it works on: the `subject` property's value, else its multi-instance item.
+
+    Instances of one step (five 部门审查, four 认领计划任务) must tell themselves apart in every list.
+    """
+    name = task.task_spec.bpmn_name or task.task_spec.bpmn_id or task.task_spec.name
+    label: Any = None
+    if subject and engine is not None:
+        try:
+            label = engine.evaluate(task, subject)
+        except Exception:  # a subject that does not evaluate leaves the step's name alone
+            log.warning("task %s: the subject expression %r failed",
+                        task.task_spec.bpmn_id, subject, exc_info=True)
+    if label is None:
+        label = spiff.multi_instance_item(task)
+    if isinstance(label, dict):
+        label = next((label[k] for k in SUBJECT_KEYS if isinstance(label.get(k), str) and label[k]), None)
+    if isinstance(label, (str, int)) and not isinstance(label, bool) and str(label).strip():
+        name = f"{name} · {str(label).strip()}"
+    return str(name)[:300]
+
+
+@dataclass
+class Plan:
+    """What a save does to the projection, decided in memory."""
+
+    moved: list[HumanTask]  # the instance's open rows, each still open (state kept) or closed now
+    created: list[HumanTask]  # new rows, added to the session with their candidates
+    problems: assignment.Problems
+
+
+def plan(session: Session, running: Running, process_key: str, lane_map: dict[str, dict[str, int]],
+         engine: Any) -> Plan:
+    """Mirror the workflow's READY manual tasks onto the instance's open rows (in memory, nothing written)."""
+    row, workflow = running.row, running.workflow
+    now = clock.now()
+    active = row.status == "running"
+    ready: dict[str, Task] = {}
+    if row.status in ("running", "suspended", "incident"):
+        ready = {str(t.id): t for t in spiff.ready_user_tasks(workflow)}
+    # Open rows only: a step that is READY again (退回, 撤回) gets a new row with a fresh deadline, and the rows
+    # of its earlier rounds stay in the history as they were.
+    existing = running.open_rows if running.open_rows is not None else {h.task_guid: h for h in session.scalars(
+        select_open(row.id))}
+    running.open_rows = None  # read once: a later save of this unit of work reads them again
+    for guid, human in existing.items():
+        if guid in ready:
+            human.state = "ready" if active else "suspended"
+            continue
+        task = find_task(workflow, guid)
+        finished = task is not None and spiff.is_completed(task)
+        human.state = "completed" if finished else "cancelled"
+        human.completed_at = now
+        if finished and guid in running.completed_by:
+            human.completed_by_id = running.completed_by[guid]
+    problems = assignment.Problems([])
+    created: list[HumanTask] = []
+    for guid, task in ready.items():
+        if guid in existing:
+            continue
+        props: dict[str, str] = dict(task.task_spec.extensions.get("properties", {}) or {})
+        human = HumanTask(
+            instance_id=row.id, task_guid=guid, bpmn_id=task.task_spec.bpmn_id or task.task_spec.name,
+            name=task_title(task, engine, props.get("subject")), process_key=process_key, lane=task.task_spec.lane,
+            state="ready" if active else "suspended", form_schema=props.get("formJsonSchemaFilename"),
+            form_ui_schema=props.get("formUiSchemaFilename"), sla=props.get("sla"), created_at=now,
+            instructions=task.task_spec.extensions.get("instructionsForEndUser"),
+            priority=int(props["priority"]) if props.get("priority", "").isdigit() else 50,
+            escalation=props.get("escalation") or None,
+        )
+        if human.sla:
+            try:
+                human.due_at = calendar.due_from_sla(now, human.sla)
+                human.warn_at = sla.task_warn_time(human.escalation_policy, now, human.due_at)
+            except ValueError:
+                human.due_at = None
+        if props.get("due"):
+            assignment.apply_due(engine, task, props["due"], human, now, problems)
+        assignment.assign(session, engine, task, human, props, lane_map, row.started_by_id, problems)
+        session.add(human)
+        created.append(human)
+    running.created_tasks.extend(created)
+    return Plan(list(existing.values()), created, problems)
+
+
+def select_open(instance_id: int) -> Any:
+    """The instance's open bpmn rows."""
+    return select(HumanTask).where(HumanTask.instance_id == instance_id, HumanTask.kind == "bpmn",
+                                   HumanTask.state.in_(OPEN_STATES))
+
+
+# --- PostgreSQL: the state and the projection in one statement ---------------------------------------------------
+
+STATE_COLUMNS = ("state", "serializer_version", "status", "next_timer_at", "updated_at", "ended_at", "lock_version")
+MOVED_COLUMNS = ("state", "assignee_id", "completed_at", "completed_by_id")  # what a save changes on an open row
+_TASKS: Table = HumanTask.__table__  # type: ignore[assignment]
+_NEW: tuple[Column[Any], ...] = tuple(c for c in _TASKS.columns if not c.primary_key)
+_CANDIDATE = ("user_id", "org_unit_id", "role_id")
+_CANDIDATES: Table = TaskCandidate.__table__  # type: ignore[assignment]
+_DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
+
+
+def _array(col: Column[Any], param: str) -> str:
+    return f"%({param})s::{col.type.compile(dialect=_DIALECT)}[]"
+
+
+_TEMPLATE = """WITH st AS (
+  UPDATE process_instance SET {sets} WHERE id = %(s_id)s AND lock_version = %(s_expected)s RETURNING id),
+moved AS (
+  UPDATE human_task AS h SET {moved_sets}
+  FROM unnest({moved_arrays}) AS m(id, {moved_names})
+  WHERE h.id = m.id AND EXISTS (SELECT FROM st) RETURNING h.id),
+created AS (
+  INSERT INTO human_task ({new_names})
+  SELECT {new_values} FROM unnest({new_arrays}) AS n({new_names})
+  WHERE EXISTS (SELECT FROM st) RETURNING id, task_guid),
+candidates AS (
+  INSERT INTO task_candidate (task_id, {cand_names})
+  SELECT created.id, {cand_values}
+  FROM unnest({cand_arrays}) AS c(guid, {cand_names}) JOIN created ON created.task_guid = c.guid
+  RETURNING id, task_id, {cand_names})
+SELECT 0, id, NULL, NULL::integer, NULL::integer, NULL::integer FROM st
+UNION ALL SELECT 1, id, task_guid, NULL, NULL, NULL FROM created
+UNION ALL SELECT 2, id, task_id::text, user_id, org_unit_id, role_id FROM candidates"""
+
+
+def _statement() -> str:
+    """Build the statement once, from the tables' columns (a column added to human_task is written too)."""
+    return _TEMPLATE.format(  # nosec B608 # only the models' column names and types: every value is a parameter
+        sets=", ".join(f"{k} = %(s_{k})s" for k in STATE_COLUMNS),
+        moved_sets=", ".join(f"{k} = m.{k}" for k in MOVED_COLUMNS),
+        moved_arrays=", ".join(_array(_TASKS.c[k], f"m_{k}") for k in ("id", *MOVED_COLUMNS)),
+        moved_names=", ".join(MOVED_COLUMNS),
+        new_names=", ".join(f'"{c.name}"' for c in _NEW),
+        new_values=", ".join(f'n."{c.name}"' for c in _NEW),
+        new_arrays=", ".join(_array(c, f"n_{c.name}") for c in _NEW),
+        cand_names=", ".join(_CANDIDATE),
+        cand_values=", ".join(f"c.{k}" for k in _CANDIDATE),
+        cand_arrays=", ".join([_array(_TASKS.c.task_guid, "c_guid"),
+                               *(_array(_CANDIDATES.c[k], f"c_{k}") for k in _CANDIDATE)]))
+
+
+_SQL = _statement()
+
+
+def _changed(human: HumanTask) -> bool:
+    attrs = inspect(human).attrs
+    return any(attrs[k].history.has_changes() for k in MOVED_COLUMNS)
+
+
+def _loaded(col: Column[Any], obj: HumanTask) -> Any:
+    """The column's value as a flush would write it: the model's default when none was given."""
+    value = getattr(obj, col.key)
+    if value is None and col.default is not None and not col.nullable:
+        default = col.default
+        value = default.arg(None) if default.is_callable else default.arg  # type: ignore[attr-defined]
+    return value
+
+
+def _value(col: Column[Any], obj: HumanTask) -> Any:
+    value = _loaded(col, obj)
+    if isinstance(value, datetime):
+        return clock.as_utc(value)
+    if isinstance(col.type, JSON) and value is not None:  # sent as text, cast to json[] by the statement
+        return json.dumps(value, ensure_ascii=False)
+    return value
+
+
+def write_postgres(session: Session, row: ProcessInstance, values: dict[str, Any], expected: int, projected: Plan) -> None:
+    """Write the state UPDATE (optimistic lock on `expected`) and the planned projection in one statement.
+
+    Raises: ConcurrentModification (nothing written)
+    """
+    new = [h for h in projected.created if h in session.new]  # an autoflush may have written some already
+    params: dict[str, Any] = {f"s_{k}": values[k] for k in STATE_COLUMNS}
+    params.update(s_id=row.id, s_expected=expected)
+    # Only rows that changed: writing an unchanged open row would lock it, and a writer holding it that waits for this
+    # instance's row would deadlock with us (the flush skips them too). In id order, as the flush locks them.
+    moved = sorted((h for h in projected.moved if h.id is not None and _changed(h)), key=lambda h: h.id)
+    params["m_id"] = [h.id for h in moved]
+    for k in MOVED_COLUMNS:
+        params[f"m_{k}"] = [_value(_TASKS.c[k], h) for h in moved]
+    for col in _NEW:
+        params[f"n_{col.name}"] = [_value(col, h) for h in new]
+    candidates = [(h, c) for h in new for c in h.candidates]
+    params["c_guid"] = [h.task_guid for h, _ in candidates]
+    for k in _CANDIDATE:
+        params[f"c_{k}"] = [getattr(c, k) for _, c in candidates]
+    result = session.connection().exec_driver_sql(_SQL, params).all()
+    if not any(r[0] == 0 for r in result):
+        discard(session, projected)
+        raise ConcurrentModification(row.id)
+    for h in moved:
+        for k in MOVED_COLUMNS:
+            set_committed_value(h, k, getattr(h, k))
+    _persisted(session, new, [r for r in result if r[0] != 0])
+
+
+def discard(session: Session, projected: Plan) -> None:
+    """Forget a plan whose save lost the optimistic lock: a caller that commits anyway must not write half of it."""
+    for human in projected.created:
+        if human in session.new:
+            session.expunge(human)
+    for human in projected.moved:
+        if human.id is not None:
+            session.expire(human, MOVED_COLUMNS)
+
+
+def _persisted(session: Session, new: list[HumanTask], returned: list[Any]) -> None:
+    """Make the new rows and their candidates persistent with the ids the statement gave them (no flush writes them)."""
+    ids = {guid: task_id for kind, task_id, guid, *_ in returned if kind == 1}
+    cand_ids: dict[tuple[int, int | None, int | None, int | None], list[int]] = defaultdict(list)
+    for kind, cand_id, task_id, user_id, org_unit_id, role_id in returned:
+        if kind == 2:
+            cand_ids[(int(task_id), user_id, org_unit_id, role_id)].append(cand_id)
+    for human in new:
+        session.expunge(human)  # and its candidates (cascade): pending → transient
+        human.id = ids[human.task_guid]
+        for col in _NEW:  # every column as written: one left unset would be expired and read again
+            setattr(human, col.key, _loaded(col, human))
+        for cand in human.candidates:
+            cand.task_id = human.id
+            cand.id = cand_ids[(human.id, cand.user_id, cand.org_unit_id, cand.role_id)].pop()
+            for key in _CANDIDATE:
+                setattr(cand, key, getattr(cand, key))
+            make_transient_to_detached(cand)
+        make_transient_to_detached(human)
+        session.add(human)  # detached → persistent, with its candidates: nothing left to flush
+
+
+__all__ = ["Plan", "discard", "plan", "select_open", "task_title", "write_postgres"]

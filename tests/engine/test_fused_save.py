@@ -1,0 +1,149 @@
+"""PostgreSQL: a completion writes its state and projection in one statement, its audit event in one more.
+
+The statement is the optimistic lock (nothing of it lands when the lock_version moved, even if the caller commits
+anyway), writes only the open rows that changed (an unchanged sibling held by another writer must not make the
+completion wait: it deadlocked), and leaves the new rows persistent and loaded. The audit event chains onto the
+head the first read saw, or, when another writer moved it in between, onto the head it then locks.
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from sqlalchemy import Engine, event, select, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from engine import audit, runtime, tasks
+from engine.audit.models import AuditEvent
+from engine.errors import ConcurrentModification
+from engine.org.actors import SYSTEM, Actor
+from engine.runtime import instances
+from engine.runtime.models import ProcessInstance
+from engine.tasks.models import HumanTask, TaskCandidate
+from tests.engine.conftest import staff
+
+
+@contextmanager
+def statements(engine: Engine) -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def before(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        seen.append(" ".join(statement.split()))
+
+    event.listen(engine, "before_cursor_execute", before)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+
+
+def _started(factory: sessionmaker[Session]) -> tuple[list[Actor], int, dict[str, int]]:
+    people = staff(factory, 2)
+    with factory() as session:
+        instance_id = instances.start(session, process_key="siblings", actor=people[0]).id
+        session.commit()
+        open_ids = {h.bpmn_id: h.id for h in session.scalars(
+            select(HumanTask).where(HumanTask.instance_id == instance_id, HumanTask.state == "ready"))}
+    return people, instance_id, open_ids
+
+
+def _rows(session: Session, instance_id: int) -> list[tuple[str, str, int | None, list[int | None]]]:
+    return [(h.bpmn_id, h.state, h.completed_by_id, [c.org_unit_id for c in h.candidates])
+            for h in session.scalars(select(HumanTask).where(HumanTask.instance_id == instance_id)
+                                     .order_by(HumanTask.id).execution_options(populate_existing=True))]
+
+
+def test_a_completion_is_one_read_one_write_and_one_audit_statement(pg: Engine,
+                                                                     pg_factory: sessionmaker[Session]) -> None:
+    people, instance_id, open_ids = _started(pg_factory)
+    with pg_factory() as session, statements(pg) as seen:
+        done = tasks.complete(session, task_id=open_ids["task_a"], actor=people[0], data={"stop": False})
+        new = session.get(HumanTask, done.next_tasks[0])
+        assert new is not None
+        session.commit()
+        with statements(pg) as after:  # the new row is persistent and loaded: reading it asks nothing
+            assert (new.bpmn_id, new.state, new.due_at is not None, [c.org_unit_id is not None for c in new.candidates]
+                    ) == ("task_a", "ready", True, [True])
+        assert after == []
+    assert [s.split(" ")[0] for s in seen] == ["SELECT", "WITH", "WITH"], seen
+    assert "INSERT INTO human_task" in seen[1] and "INSERT INTO task_candidate" in seen[1]
+    assert "audit_event" in seen[2] and not any("FOR UPDATE" in s for s in seen)
+    with pg_factory() as session:
+        rows = _rows(session, instance_id)
+        assert ("task_a", "completed", people[0].user_id, [rows[0][3][0]]) in rows
+        assert [r[:2] for r in rows].count(("task_a", "ready")) == 1 and len(rows) == 5
+        assert session.scalar(select(HumanTask.id).where(HumanTask.bpmn_id == "task_a",
+                                                         HumanTask.state == "ready")) == done.next_tasks[0]
+        assert session.scalar(select(ProcessInstance.lock_version).where(ProcessInstance.id == instance_id)) == 2
+        assert audit.verify(session).ok
+
+
+def test_a_stale_lock_writes_nothing_even_when_the_caller_commits(pg_factory: sessionmaker[Session]) -> None:
+    people, instance_id, open_ids = _started(pg_factory)
+    with pg_factory() as session:
+        before = _rows(session, instance_id)
+        session.rollback()
+        task = session.get(HumanTask, open_ids["task_a"])
+        assert task is not None
+        running = runtime.load(session, instance_id)
+        runtime.complete_user_task(running, task.task_guid, {"stop": False}, people[0])
+        runtime.run(session, running, people[0])
+        with pg_factory() as other:  # a sibling completed meanwhile: lock_version moves on
+            tasks.complete(other, task_id=open_ids["task_b"], actor=people[1], data={"stop": True})
+            other.commit()
+        with pytest.raises(ConcurrentModification):
+            runtime.save(session, running)
+        session.commit()  # a caller that swallows the conflict must not publish half a save
+    with pg_factory() as session:
+        rows = _rows(session, instance_id)
+        assert [r for r in rows if r[0] == "task_a"] == [r for r in before if r[0] == "task_a"]
+        assert session.scalar(select(ProcessInstance.lock_version).where(ProcessInstance.id == instance_id)) == 2
+
+
+def test_an_unchanged_sibling_locked_elsewhere_does_not_hold_the_completion(pg_factory: sessionmaker[Session]) -> None:
+    """Writing every open row locked siblings the completion did not change: with a writer that held one and
+    waited for the instance's row, that was a deadlock (the 16-way suite found it)."""
+    people, _instance, open_ids = _started(pg_factory)
+    with pg_factory() as holder:
+        holder.execute(text("UPDATE human_task SET priority = priority WHERE id = :id"), {"id": open_ids["task_b"]})
+        outcome: list[object] = []
+
+        def complete() -> None:
+            with pg_factory() as session:
+                session.execute(text("SET LOCAL lock_timeout = '5s'"))
+                try:
+                    tasks.complete(session, task_id=open_ids["task_a"], actor=people[0], data={"stop": True})
+                    session.commit()
+                    outcome.append("done")
+                except Exception as exc:  # the lock timeout, had it waited for task_b
+                    outcome.append(exc)
+
+        worker = threading.Thread(target=complete)
+        worker.start()
+        worker.join(timeout=30)
+        holder.rollback()
+    assert outcome == ["done"]
+
+
+def test_the_audit_event_chains_onto_a_head_that_moved_after_the_first_read(pg: Engine,
+                                                                            pg_factory: sessionmaker[Session]) -> None:
+    people, instance_id, open_ids = _started(pg_factory)
+    stream = f"instance:{instance_id}"
+    with pg_factory() as session:
+        tasks.complete(session, task_id=open_ids["task_a"], actor=people[0], data={"stop": True})
+        with pg_factory() as other:  # another writer appends to the instance's stream before we commit
+            audit.record(other, SYSTEM, "test.note", stream=stream, object_type="note", object_id=1)
+            other.commit()
+        with statements(pg) as seen:
+            session.commit()
+        assert any("FOR UPDATE" in s for s in seen)  # the seen head was stale: the locked path ran
+    with pg_factory() as session:
+        chain = session.execute(select(AuditEvent.seq, AuditEvent.action).where(AuditEvent.stream == stream)
+                                .order_by(AuditEvent.seq)).all()
+        assert [seq for seq, _ in chain] == list(range(1, len(chain) + 1))
+        assert [action for _, action in chain][-2:] == ["test.note", "task.complete"]
+        assert audit.verify(session).ok
+        assert session.scalar(select(TaskCandidate.id).join(HumanTask).where(
+            HumanTask.instance_id == instance_id, HumanTask.state == "ready").limit(1)) is not None
