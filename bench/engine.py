@@ -43,11 +43,12 @@ from sqlalchemy import event, select, text
 from sqlalchemy.orm import Session
 
 from bench import common
-from engine import audit, deploy, runtime, tasks
+from engine import audit, runtime, tasks
 from engine.org.actors import Actor
-from engine.runtime import forms, hot, instances
+from engine.runtime import forms, hot, instances, projection
 from engine.runtime.models import ProcessInstance
 from engine.spiff import guards, serializer
+from engine.tasks import core as task_core
 from engine.tasks.models import HumanTask
 
 WARMUP = 20
@@ -325,9 +326,7 @@ def summary(results: Sequence[Measured]) -> str:
 
 # (module, attribute, label, depth): wrapped for the phase breakdown; depth 1 is inside the phase above.
 PHASES: tuple[tuple[Any, str, str, int], ...] = (
-    (tasks, "get_open", "get_open: SELECT human_task", 0),
-    (tasks, "require_holder", "require_holder: lazy SELECT task_candidate", 0),
-    (deploy, "file_text", "form schema: SELECT process_file", 0),
+    (task_core, "get_open_to_complete", "first read: task, candidates, instance row, open rows, audit head", 0),
     (forms, "validate", "form validation (jsonschema)", 0),
     (runtime, "load", "runtime.load", 0),
     (serializer, "load_state", "state JSON -> workflow (run_deep)", 1),
@@ -335,7 +334,8 @@ PHASES: tuple[tuple[Any, str, str, int], ...] = (
     (runtime, "run", "runtime.run: do_engine_steps (run_deep) + check_depth", 0),
     (runtime, "save", "runtime.save", 0),
     (serializer, "dump_state", "workflow -> state JSON (run_deep)", 1),
-    (runtime, "sync_projection", "sync_projection", 1),
+    (projection, "plan", "projection.plan (in memory)", 1),
+    (projection, "write_postgres", "projection.write_postgres: state + projection, one statement", 1),
     (runtime, "record", "runtime.record", 0),
     (runtime, "waiting_summary", "waiting_summary (tree walks)", 1),
     (audit, "record", "audit.record (chained and inserted at commit)", 1),
@@ -455,7 +455,7 @@ def profile(kind: str, others: int, repeat: int, warmup: int) -> None:
         rows = [(label, depth) for _m, _n, label, depth in PHASES] + [("session.commit()", 0), ("_rest", 0)]
         for label, depth in rows:
             ms = common.median_ms(per_phase[label])
-            name = "rest: session.get(instance), next_tasks SELECT, autoflush" if label == "_rest" else label
+            name = "rest: new session, connection checkout (pre-ping), the rest" if label == "_rest" else label
             print(f"  {'  ' * depth}{name:<{60 - 2 * depth}} {ms:6.2f} ms {100 * ms / total_ms:5.1f}%")
         print(f"  SQL: {sql.count / repeat:.1f} statements per completion, {1000 * sql.seconds / repeat:.2f} ms "
               "in cursor.execute (mean, driver + server)")
@@ -484,7 +484,7 @@ def profile(kind: str, others: int, repeat: int, warmup: int) -> None:
             state_len = len(row.state) if row else 0
             session.rollback()
         print(f"sizes: state {state_len} chars (an instance at review), spec_json {spec_len} chars "
-              f"(lazy-loaded by sync_projection), bare stored JSON {len(bare.stored)} chars")
+              f"(parsed once per process), bare stored JSON {len(bare.stored)} chars")
 
         # 3. cProfile, run_deep inlined so the worker-thread work shows up in this thread's profile.
         profiler = cProfile.Profile()
