@@ -125,6 +125,15 @@ def end_sessions(session: Session, *, user_id: int) -> None:
         session.flush()
 
 
+def log_out(session: Session, *, actor: Actor, address: str | None, single_sign_out: bool) -> None:
+    """Log a user out: every session of theirs ends, and the audit trail says when and from where (flushes)."""
+    if actor.user_id is None:
+        return
+    end_sessions(session, user_id=actor.user_id)
+    audit.record(session, actor, "auth.logout", stream=f"user:{actor.user_id}", object_type="app_user",
+                 object_id=actor.user_id, after={"ip": address, "single_sign_out": single_sign_out})
+
+
 def change_password(session: Session, *, user_id: int, current: str, new: str, actor: Actor) -> User:
     """Change one's own password after checking the current one; every other session ends (flushes).
 

@@ -9,9 +9,12 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import select
 
-from engine import config
+from engine import audit, config
+from engine.audit.models import AuditEvent
 from tests.web.conftest import PASSWORD, csrf_of
+from tests.web.flows import db
 from web import create_app
 
 
@@ -48,6 +51,21 @@ def test_hole7_logout_ends_the_sessions_on_other_devices_too(app: Flask, login: 
     laptop, phone = login("window"), login("window")
     laptop.post("/logout", data={"csrf_token": csrf_of(laptop, "/inbox")})
     assert phone.get("/inbox").status_code == 302
+
+
+def test_a_logout_is_in_the_audit_trail_with_its_address(app: Flask, login: Callable[[str], FlaskClient]) -> None:
+    client = login("window")
+    response = client.post("/logout", data={"csrf_token": csrf_of(client, "/inbox")},
+                           environ_base={"REMOTE_ADDR": "10.0.0.9"})
+    assert response.status_code == 302
+    with db(app) as s:
+        event = s.scalars(select(AuditEvent).where(AuditEvent.action == "auth.logout")).one()
+        assert (event.actor_name, event.stream, event.after) == (
+            "window", f"user:{event.actor_id}", {"ip": "10.0.0.9", "single_sign_out": False})
+        assert audit.verify(s).ok
+    assert client.post("/logout", data={"csrf_token": "x"}).status_code in (302, 400)  # already out: nothing more
+    with db(app) as s:
+        assert len(s.scalars(select(AuditEvent).where(AuditEvent.action == "auth.logout")).all()) == 1
 
 
 def test_hole7_password_change_ends_every_other_session(app: Flask, login: Callable[[str], FlaskClient]) -> None:

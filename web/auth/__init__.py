@@ -90,7 +90,7 @@ def logout() -> ResponseReturnValue:
     except oidc.SsoError:
         provider, provider_down = None, True
     # Server-side: the user's session epoch moves on, so a copy of this cookie (or any other) is dead too.
-    org.end_sessions(db_session(), user_id=current_user.user.id)
+    org.log_out(db_session(), actor=current_actor(), address=request.remote_addr, single_sign_out=bool(provider))
     commit()
     logout_user()
     cookie_session.clear()
