@@ -3,8 +3,8 @@ tests/web/test_zh_crawl.py, with its page walk tests/web/zh_crawl.py).
 
 The English switch is the `lang` cookie (`/lang/en`, web/__init__.py `_locale`). Each page's visible text is
 checked for CJK characters outside data: names of processes, tasks, people, units, projects, form answers and
-audit payloads stay as they were typed and are marked `translate="no"` in the templates (or sit in <code>,
-<pre>, <option>…, which the walk skips); the few phrases the app itself keeps in Chinese on purpose are in
+audit payloads stay as they were typed and are marked `translate="no"` in the templates (choices of a <select>
+included), or sit in <code>, <pre>…, which the walk skips; the few phrases the app itself keeps in Chinese on purpose are in
 `ALLOWED` below.
 """
 from __future__ import annotations
@@ -34,23 +34,40 @@ def world(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> It
 
 
 class _Pieces(zh_crawl._Text):
-    """zh_crawl's reader, also noting which pieces are attribute values (title, aria-label…)."""
+    """zh_crawl's reader, also noting which pieces are attribute values (title, aria-label…), and reading the
+    choices of a <select>: a choice the app names is interface; one that names data is marked translate="no"."""
+
+    skip = zh_crawl.SKIP - {"option"}
 
     def __init__(self) -> None:
         super().__init__()
-        self.attributes: set[int] = set()
+        self.attributes: set[int] = set()  # and <option> texts: neither can hold a marked element
+        self.in_option = False
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         before = len(self.parts)
         super().handle_starttag(tag, attrs)
         self.attributes.update(range(before, len(self.parts)))
+        self.in_option = tag == "option" or (self.in_option and tag not in ("select", "datalist", "optgroup"))
+
+    def handle_endtag(self, tag: str) -> None:
+        super().handle_endtag(tag)
+        if tag in ("option", "select", "datalist"):
+            self.in_option = False
+
+    def handle_data(self, data: str) -> None:
+        before = len(self.parts)
+        super().handle_data(data)
+        if self.in_option:
+            self.attributes.update(range(before, len(self.parts)))
 
 
 def chinese(html: str, allowed: Iterable[str] = ()) -> list[str]:
     """Return the visible pieces of a page that hold Chinese outside data and `ALLOWED`.
 
-    An attribute cannot hold a marked element, so one that reads English and names data ("Select 一窗受理",
-    aria-label="{{ _('选择') }} {{ task.name }}") passes; an attribute that is all Chinese does not.
+    An attribute or a choice (<option>) cannot hold a marked element, so one that reads English and names data
+    ("Select 一窗受理", "Previous step: 填报申请") passes; one that is all Chinese does not, unless the choice
+    itself is marked as data.
     """
     ok = ALLOWED | set(allowed)
     reader = _Pieces()
@@ -75,7 +92,9 @@ def test_the_detector_finds_chinese_and_spares_data() -> None:
     assert chinese("<body><input placeholder=\"搜索\"></body>")
     assert not chinese("<body><input type=\"checkbox\" aria-label=\"Select 一窗受理\"></body>")
     assert not chinese(page.format("Process <span translate=\"no\">项目审批</span> · Language: 中文"))
-    assert not chinese("<body><pre>审批意见</pre><select><option>发改局</option></select></body>")
+    assert not chinese("<body><pre>审批意见</pre><select><option translate=\"no\">发改局</option></select></body>")
+    assert chinese("<body><select><option value=\"\">全部</option></select></body>")
+    assert not chinese("<body><select><option value=\"previous\">Previous step: 填报申请</option></select></body>")
 
 
 @pytest.mark.parametrize("username", PEOPLE)

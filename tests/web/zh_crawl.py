@@ -30,6 +30,8 @@ DOWNLOADS = re.compile(r"\.(xlsx|csv|pdf|png|svg|bpmn|dmn|json|zip|yaml|ico)(\?|
 
 
 class _Text(HTMLParser):
+    skip = SKIP
+
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.stack: list[bool] = []  # per open element: is it skipped?
@@ -38,7 +40,7 @@ class _Text(HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         found = dict(attrs)
-        skipped = (bool(self.stack) and self.stack[-1]) or tag in SKIP or found.get("translate") == "no" \
+        skipped = (bool(self.stack) and self.stack[-1]) or tag in self.skip or found.get("translate") == "no" \
             or found.get("hidden") is not None
         if tag == "a" and found.get("href"):
             self.links.append(found["href"] or "")
