@@ -6,10 +6,11 @@ A fresh PostgreSQL database (bench/common.py) gets the bench org and processes; 
 user of its own with an API token and `--instances` instances of `bench_loop` (fixtures/bench_loop.bpmn:
 every completion of its `report` user task runs one more round and opens the next one). gunicorn serves
 `web:create_app` on 127.0.0.1 only (a free port) with `--workers` processes of `--threads` threads;
-the API rate limit is lifted for the run. The clients (threads of this process, one keep-alive
-connection each) complete their instances' open tasks round-robin — different instances, so no two
-clients race for one instance — as fast as answers come, for `--warmup` seconds untimed and then
-`--duration` seconds. Every answer must be 200 with the next task; afterwards the database must hold
+the API rate limit is lifted for the run (still counted: in-process, or in Redis with `--redis URL`). The
+clients (threads of this process, one keep-alive connection each) complete their instances' open tasks
+round-robin — different instances, so no two clients race for one instance — as fast as answers come, for
+`--warmup` seconds untimed and then `--duration` seconds. Every answer must be 200 with the next task;
+afterwards the database must hold
 exactly as many completed tasks as answers counted.
 
 Last line: `per_s=<completions per second> p95_ms=<95th percentile of a completion's round trip>`.
@@ -141,6 +142,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="JZFLOW_WEB_REUSE_PORT=1: a listening socket per worker (docs/operations.md)")
     parser.add_argument("--connection-per-request", action="store_true",
                         help="a new connection for every request (default: one keep-alive connection per client)")
+    parser.add_argument("--redis", metavar="URL", default=None,
+                        help="JZFLOW_REDIS_URL for the server: the rate limiter counts in Redis, as in production "
+                             "(default: the in-process store)")
     args = parser.parse_args(argv)
     if min(args.clients, args.workers, args.threads, args.instances) < 1 or args.duration <= 0:
         parser.error("counts must be positive and --duration > 0")
@@ -167,6 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         env = {**os.environ, "JZFLOW_DATABASE_URL": db.url, "JZFLOW_INSTANCE_DIR": tmp,
                "JZFLOW_SECRET_KEY": "throughput-bench-" + os.urandom(8).hex(), "PYTHONPATH": str(_ROOT)}
         env.pop("JZFLOW_REDIS_URL", None)
+        if args.redis:
+            env["JZFLOW_REDIS_URL"] = args.redis
         env["JZFLOW_WEB_REUSE_PORT"] = "1" if args.reuse_port else "0"
         app = 'web:create_app({"JZFLOW_API_RATE_LIMIT": "100000000 per minute"})'
         server = subprocess.Popen(  # nosec B603 # our own interpreter and arguments
