@@ -10,8 +10,7 @@ the API rate limit is lifted for the run (still counted: in-process, or in Redis
 clients (threads of this process, one keep-alive connection each) complete their instances' open tasks
 round-robin — different instances, so no two clients race for one instance — as fast as answers come, for
 `--warmup` seconds untimed and then `--duration` seconds. Every answer must be 200 with the next task;
-afterwards the database must hold
-exactly as many completed tasks as answers counted.
+afterwards the database must hold exactly as many completed tasks as answers counted.
 
 Last line: `per_s=<completions per second> p95_ms=<95th percentile of a completion's round trip>`.
 """
