@@ -162,12 +162,18 @@ UNION ALL SELECT 2, id, task_id::text, user_id, org_unit_id, role_id FROM candid
 
 
 def _statement() -> str:
-    """Build the statement once, from the tables' columns (a column added to human_task is written too)."""
+    """Build the statement once, from the tables' columns (a column added to human_task is written too).
+
+    psycopg keeps the parsed form of a statement of at most 4096 bytes (this one is just under); a longer one has
+    its placeholders parsed again on every run.
+    """
     return _TEMPLATE.format(  # nosec B608 # only the models' column names and types: every value is a parameter
         sets=", ".join(f"{k} = %(s_{k})s" for k in STATE_COLUMNS),
-        moved_sets=", ".join(f"{k} = m.{k}" for k in MOVED_COLUMNS),
-        moved_arrays=", ".join(_array(_TASKS.c[k], f"m_{k}") for k in ("id", *MOVED_COLUMNS)),
-        moved_names=", ".join(MOVED_COLUMNS),
+        # a column this save did not change keeps what the row holds now (a flush would not write it either)
+        moved_sets=", ".join(f"{k} = CASE WHEN m.set_{k} THEN m.{k} ELSE h.{k} END" for k in MOVED_COLUMNS),
+        moved_arrays=", ".join([*(_array(_TASKS.c[k], f"m_{k}") for k in ("id", *MOVED_COLUMNS)),
+                                *(f"%(m_set_{k})s::BOOLEAN[]" for k in MOVED_COLUMNS)]),
+        moved_names=", ".join([*MOVED_COLUMNS, *(f"set_{k}" for k in MOVED_COLUMNS)]),
         new_names=", ".join(f'"{c.name}"' for c in _NEW),
         new_values=", ".join(f'n."{c.name}"' for c in _NEW),
         new_arrays=", ".join(_array(c, f"n_{c.name}") for c in _NEW),
@@ -217,6 +223,7 @@ def write_postgres(session: Session, row: ProcessInstance, values: dict[str, Any
     params["m_id"] = [h.id for h in moved]
     for k in MOVED_COLUMNS:
         params[f"m_{k}"] = [_value(_TASKS.c[k], h) for h in moved]
+        params[f"m_set_{k}"] = [inspect(h).attrs[k].history.has_changes() for h in moved]
     for col in _NEW:
         params[f"n_{col.name}"] = [_value(col, h) for h in new]
     candidates = [(h, c) for h in new for c in h.candidates]
@@ -227,9 +234,10 @@ def write_postgres(session: Session, row: ProcessInstance, values: dict[str, Any
     if not any(r[0] == 0 for r in result):
         discard(session, projected)
         raise ConcurrentModification(row.id)
-    for h in moved:
+    for i, h in enumerate(moved):
         for k in MOVED_COLUMNS:
-            set_committed_value(h, k, getattr(h, k))
+            if params[f"m_set_{k}"][i]:  # written: now what the row holds (an unwritten change stays for a flush)
+                set_committed_value(h, k, getattr(h, k))
     _persisted(session, new, [r for r in result if r[0] != 0])
 
 

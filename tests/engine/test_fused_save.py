@@ -102,6 +102,28 @@ def test_a_stale_lock_writes_nothing_even_when_the_caller_commits(pg_factory: se
         assert session.scalar(select(ProcessInstance.lock_version).where(ProcessInstance.id == instance_id)) == 2
 
 
+def test_a_column_the_save_did_not_change_keeps_what_another_writer_put_there(
+        pg_factory: sessionmaker[Session]) -> None:
+    """The completed row's assignee, changed by another writer after our read, is not written back (as a flush)."""
+    people, instance_id, open_ids = _started(pg_factory)
+    with pg_factory() as session:
+        task = session.get(HumanTask, open_ids["task_a"])
+        assert task is not None and task.assignee_id is None
+        running = runtime.load(session, instance_id)
+        runtime.complete_user_task(running, task.task_guid, {"stop": True}, people[0])
+        runtime.run(session, running, people[0])
+        with pg_factory() as other:
+            other.execute(text("UPDATE human_task SET assignee_id = :u WHERE id = :id"),
+                          {"u": people[1].user_id, "id": task.id})
+            other.commit()
+        runtime.save(session, running)
+        session.commit()
+    with pg_factory() as session:
+        row = session.get(HumanTask, open_ids["task_a"])
+        assert row is not None and (row.state, row.assignee_id, row.completed_by_id) == (
+            "completed", people[1].user_id, people[0].user_id)
+
+
 def test_an_unchanged_sibling_locked_elsewhere_does_not_hold_the_completion(pg_factory: sessionmaker[Session]) -> None:
     """Writing every open row locked siblings the completion did not change: with a writer that held one and
     waited for the instance's row, that was a deadlock (the 16-way suite found it)."""
