@@ -14,7 +14,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from engine import config
 from engine.db import make_engine, make_sessionmaker
-from web import auth, common, errors, features, guards, i18n, limits_memory, ops, wording
+from web import auth, common, errors, features, guards, i18n, limits_memory, limits_redis, ops, wording
 from web.extensions import SECURITY_HEADERS, babel, csrf, limiter, login_manager
 
 LANGUAGES = ("zh", "en")
@@ -45,7 +45,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         WTF_CSRF_TIME_LIMIT=8 * 3600,
         BABEL_DEFAULT_LOCALE="zh",
         BABEL_DEFAULT_TIMEZONE="Asia/Shanghai",
-        RATELIMIT_STORAGE_URI=settings.redis_url or limits_memory.URI,
+        RATELIMIT_STORAGE_URI=limits_redis.uri_for(settings.redis_url) if settings.redis_url else limits_memory.URI,
         RATELIMIT_HEADERS_ENABLED=True,
         # Redis down must not take logins down: fall back to per-process memory and carry on.
         RATELIMIT_SWALLOW_ERRORS=True,

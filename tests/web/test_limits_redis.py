@@ -1,0 +1,89 @@
+"""The rate limiter's store in Redis: counts like limits' own, one round trip per request instead of three."""
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+from limits import parse
+from limits.storage import RedisStorage, storage_from_string
+from limits.strategies import FixedWindowRateLimiter
+from sqlalchemy.orm import Session
+
+from tests.scale.test_worker import redis_db, redis_url  # noqa: F401  (fixtures)
+from tests.web.conftest import app_on
+from tests.web.flows import Api, deploy_good, token_for
+from web import limits_redis
+from web.extensions import limiter
+
+
+def _commands(storage: Any) -> list[str]:
+    """Record the commands a store's client sends from now on."""
+    sent: list[str] = []
+    client = storage.storage
+    original = client.execute_command
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        sent.append(str(args[0]))
+        return original(*args, **kwargs)
+
+    client.execute_command = recording
+    return sent
+
+
+def test_the_uri_of_a_redis_url_and_of_others() -> None:
+    assert limits_redis.uri_for("redis://localhost:6379/3") == "jzredis://localhost:6379/3"
+    assert limits_redis.uri_for("rediss://h/1") == "jzrediss://h/1"
+    assert limits_redis.uri_for("valkey://h/1") == "valkey://h/1"  # limits' own store
+
+
+def test_it_counts_like_limits_store_in_one_round_trip(redis_url: str) -> None:  # noqa: F811
+    ours = storage_from_string(limits_redis.uri_for(redis_url))
+    theirs = storage_from_string(redis_url, key_prefix="THEIRS")
+    assert isinstance(ours, limits_redis.OneTripRedisStorage) and isinstance(theirs, RedisStorage)
+    limit = parse("5 per minute")
+    ours_limiter, theirs_limiter = FixedWindowRateLimiter(ours), FixedWindowRateLimiter(theirs)
+    ours_limiter.hit(limit, "warm-up")  # the script's first use loads it (SCRIPT LOAD)
+    sent = _commands(ours)
+    for _ in range(7):
+        assert ours_limiter.hit(limit, "token-a") == theirs_limiter.hit(limit, "token-a")
+        ours_stats, theirs_stats = ours_limiter.get_window_stats(limit, "token-a"), \
+            theirs_limiter.get_window_stats(limit, "token-a")
+        assert ours_stats.remaining == theirs_stats.remaining
+        assert abs(ours_stats.reset_time - theirs_stats.reset_time) <= 1
+    assert sent == ["EVALSHA"] * 7  # a hit and its window's stats: one command
+    assert ours_limiter.get_window_stats(limit, "token-b").remaining == 5  # another key asks Redis
+    assert sent[7:] == ["GET", "TTL"]
+
+
+def test_a_hit_in_another_thread_is_not_taken_for_this_ones(redis_url: str) -> None:  # noqa: F811
+    storage = storage_from_string(limits_redis.uri_for(redis_url))
+    limiter, limit = FixedWindowRateLimiter(storage), parse("10 per minute")
+    limiter.hit(limit, "shared")
+    other = threading.Thread(target=lambda: [limiter.hit(limit, "shared") for _ in range(3)])
+    other.start()
+    other.join()
+    assert limiter.get_window_stats(limit, "shared").remaining == 10 - 1  # this thread's own last hit
+    storage.clear(limit.key_for("shared"))
+    assert limiter.get_window_stats(limit, "shared").remaining == 10  # cleared: asks Redis
+
+
+@pytest.fixture
+def redis_app(db_url: str, session: Session, review_org: dict[str, Any], redis_url: str,  # noqa: F811
+              monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
+    monkeypatch.setenv("JZFLOW_REDIS_URL", redis_url)
+    yield from app_on(db_url, session, JZFLOW_API_RATE_LIMIT="3 per minute")
+
+
+def test_the_api_counts_in_redis_with_one_command_per_request(redis_app: Flask) -> None:
+    assert redis_app.config["RATELIMIT_STORAGE_URI"].startswith("jzredis://")
+    deploy_good(redis_app)
+    api = Api(redis_app, token_for(redis_app, "fg"))
+    sent = _commands(limiter.storage)
+    answers = [api.get("/api/tasks") for _ in range(4)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    assert [a.headers.get("X-RateLimit-Remaining") for a in answers[:3]] == ["2", "1", "0"]
+    assert int(answers[3].headers["Retry-After"]) > 0
+    assert sent.count("EVALSHA") == 4 and "GET" not in sent and "TTL" not in sent, sent
