@@ -315,13 +315,6 @@ def _keep_old_state(session: Session, running: Running, size: int, limit: int) -
     return old
 
 
-def sync_projection(session: Session, running: Running) -> None:
-    """Make human_task rows mirror the workflow's READY manual tasks (flushes)."""
-    info = version_info(session, running.row.version_id)
-    _flush_projection(session, running, projection.plan(session, running, info.process_key, info.lane_map,
-                                                         script_engine()))
-
-
 def _flush_projection(session: Session, running: Running, projected: projection.Plan) -> None:
     """Write a planned projection with the unit of work (flushes); an assignment problem becomes the incident."""
     session.flush()
@@ -349,5 +342,5 @@ def waiting_summary(running: Running) -> dict[str, Any]:
 
 
 __all__ = ["Running", "StateTooLarge", "complete_user_task", "due_time", "find_task", "is_engine_error", "load",
-           "open_incident", "record", "release", "run", "save", "script_engine", "specs_for", "sync_projection"]
+           "open_incident", "record", "release", "run", "save", "script_engine", "specs_for"]
 
