@@ -5,7 +5,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session
 
 from engine.errors import UserNotFound
@@ -30,14 +30,21 @@ class Actor:
 SYSTEM = Actor(user_id=None, username="system", display_name="系统")
 
 
+HELD = (Membership.org_unit_id, Membership.role_id, Role.code)  # what actor_from reads of each membership
+
+
+def with_holdings(statement: Select[*tuple[Any, ...]]) -> Select[*tuple[Any, ...]]:
+    """Add the User's memberships (HELD, one row each; none: one row of NULLs) to a statement that selects a User."""
+    return (statement.add_columns(*HELD).outerjoin(Membership, Membership.user_id == User.id)
+            .outerjoin(Role, Role.id == Membership.role_id))
+
+
 # Built once (a statement built per call pays its cache key every time): what a user holds.
-MEMBERSHIPS = (select(Membership.org_unit_id, Membership.role_id, Role.code)
-               .outerjoin(Role, Role.id == Membership.role_id).where(Membership.user_id == bindparam("user_id")))
+MEMBERSHIPS = (select(*HELD).outerjoin(Role, Role.id == Membership.role_id)
+               .where(Membership.user_id == bindparam("user_id")))
 
 
-_USER_HOLDING = (select(User, Membership.org_unit_id, Membership.role_id, Role.code)
-                 .outerjoin(Membership, Membership.user_id == User.id)
-                 .outerjoin(Role, Role.id == Membership.role_id).where(User.id == bindparam("user_id")))
+_USER_HOLDING = with_holdings(select(User)).where(User.id == bindparam("user_id"))
 
 
 def user_with_actor(session: Session, user_id: int) -> tuple[User, Actor] | None:

@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session
 
 from engine import audit, clock
 from engine.errors import Forbidden, InvalidInput, NotFound, UserNotFound
-from engine.org.actors import Actor, actor_from, actor_of
-from engine.org.models import Membership, Role, User
+from engine.org.actors import Actor, actor_from, actor_of, with_holdings
+from engine.org.models import User
 from engine.org.token_models import ApiToken
 
 PREFIX = "jzf_"
@@ -73,10 +73,7 @@ def user_id_of(session: Session, plaintext: str) -> int | None:
 
 
 # Built once: the token, its user and what the user holds, in one read (an API request's first).
-_TOKEN_ACTOR = (select(ApiToken, User, Membership.org_unit_id, Membership.role_id, Role.code)
-                .join(User, User.id == ApiToken.user_id)
-                .outerjoin(Membership, Membership.user_id == User.id)
-                .outerjoin(Role, Role.id == Membership.role_id)
+_TOKEN_ACTOR = (with_holdings(select(ApiToken, User).join(User, User.id == ApiToken.user_id))
                 .where(ApiToken.token_hash == bindparam("token_hash"), ApiToken.revoked_at.is_(None)))
 
 

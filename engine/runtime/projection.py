@@ -186,9 +186,10 @@ def _statement() -> str:
 _SQL = _statement()
 
 
-def _changed(human: HumanTask) -> bool:
+def _changed_columns(human: HumanTask) -> list[bool]:
+    """Which of MOVED_COLUMNS this unit of work changed on an open row."""
     attrs = inspect(human).attrs
-    return any(attrs[k].history.has_changes() for k in MOVED_COLUMNS)
+    return [attrs[k].history.has_changes() for k in MOVED_COLUMNS]
 
 
 def _loaded(col: Column[Any], obj: HumanTask) -> Any:
@@ -219,11 +220,12 @@ def write_postgres(session: Session, row: ProcessInstance, values: dict[str, Any
     params.update(s_id=row.id, s_expected=expected)
     # Only rows that changed: writing an unchanged open row would lock it, and a writer holding it that waits for this
     # instance's row would deadlock with us (the flush skips them too). In id order, as the flush locks them.
-    moved = sorted((h for h in projected.moved if h.id is not None and _changed(h)), key=lambda h: h.id)
-    params["m_id"] = [h.id for h in moved]
-    for k in MOVED_COLUMNS:
-        params[f"m_{k}"] = [_value(_TASKS.c[k], h) for h in moved]
-        params[f"m_set_{k}"] = [inspect(h).attrs[k].history.has_changes() for h in moved]
+    changed = [(h, _changed_columns(h)) for h in projected.moved if h.id is not None]
+    moved = sorted(((h, flags) for h, flags in changed if any(flags)), key=lambda m: m[0].id)
+    params["m_id"] = [h.id for h, _ in moved]
+    for i, k in enumerate(MOVED_COLUMNS):
+        params[f"m_{k}"] = [_value(_TASKS.c[k], h) for h, _ in moved]
+        params[f"m_set_{k}"] = [flags[i] for _, flags in moved]
     for col in _NEW:
         params[f"n_{col.name}"] = [_value(col, h) for h in new]
     candidates = [(h, c) for h in new for c in h.candidates]
@@ -234,9 +236,9 @@ def write_postgres(session: Session, row: ProcessInstance, values: dict[str, Any
     if not any(r[0] == 0 for r in result):
         discard(session, projected)
         raise ConcurrentModification(row.id)
-    for i, h in enumerate(moved):
-        for k in MOVED_COLUMNS:
-            if params[f"m_set_{k}"][i]:  # written: now what the row holds (an unwritten change stays for a flush)
+    for h, flags in moved:
+        for k, written in zip(MOVED_COLUMNS, flags, strict=True):
+            if written:  # now what the row holds (a change to another column stays for a flush)
                 set_committed_value(h, k, getattr(h, k))
     _persisted(session, new, [r for r in result if r[0] != 0])
 
