@@ -1,8 +1,9 @@
 """Throughput: task completions per second through the web app's JSON API under gunicorn, on PostgreSQL.
 
-    python bench/throughput.py [--duration 60] [--clients 8] [--workers 2] [--threads 4] [--instances 4]
+    python bench/throughput.py [--duration 60] [--clients 8] [--workers 2] [--threads 4] [--instances 4] [--others N]
 
-A fresh PostgreSQL database (bench/common.py) gets the bench org and processes; each client is a
+A fresh PostgreSQL database (bench/common.py) gets the bench org and processes and `--others` instances bulk-loaded
+and analysed, as an office's database would be after some months (bench/engine.py's seeding); each client is a
 user of its own with an API token and `--instances` instances of `bench_loop` (fixtures/bench_loop.bpmn:
 every completion of its `report` user task runs one more round and opens the next one). gunicorn serves
 `web:create_app` on 127.0.0.1 only (a free port) with `--workers` processes of `--threads` threads;
@@ -37,6 +38,7 @@ if sys.path and Path(sys.path[0] or ".").resolve() == _ROOT / "bench":
 from sqlalchemy import func, select
 
 from bench import common
+from bench import engine as engine_bench
 from engine import org
 from engine.org import tokens
 from engine.org.actors import actor_for
@@ -113,6 +115,16 @@ def _worker_cpu(server_pid: int) -> list[float]:
     return sorted(used)
 
 
+def _machine_cpu() -> float:
+    """CPU seconds the whole machine spent busy so far (all cores, /proc/stat); 0 elsewhere."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except OSError:
+        return 0.0
+    busy = sum(int(v) for i, v in enumerate(fields[:8]) if i not in (3, 4))  # all but idle and iowait
+    return busy / (os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100)
+
+
 def _wait_ready(port: int, server: subprocess.Popen[bytes], timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -141,19 +153,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="JZFLOW_WEB_REUSE_PORT=1: a listening socket per worker (docs/operations.md)")
     parser.add_argument("--connection-per-request", action="store_true",
                         help="a new connection for every request (default: one keep-alive connection per client)")
+    parser.add_argument("--others", type=int, default=10_000,
+                        help="instances already in the database, of the approval bench process, spread over a year "
+                             "(default 10000: an office's database after some months; 0: an empty one, whose "
+                             "unanalysed tables PostgreSQL plans as if they stayed tiny)")
     parser.add_argument("--redis", metavar="URL", default=None,
                         help="JZFLOW_REDIS_URL for the server: the rate limiter counts in Redis, as in production "
                              "(default: the in-process store)")
     args = parser.parse_args(argv)
-    if min(args.clients, args.workers, args.threads, args.instances) < 1 or args.duration <= 0:
-        parser.error("counts must be positive and --duration > 0")
+    if min(args.clients, args.workers, args.threads, args.instances) < 1 or args.duration <= 0 or args.others < 0:
+        parser.error("counts must be positive, --others not negative and --duration > 0")
     with common.database("postgres") as db, tempfile.TemporaryDirectory(prefix="jzflow_tp_") as tmp:
         client_tokens: list[str] = []
         client_tasks: list[list[int]] = []
+        setup = engine_bench.prepare(db)  # the bench org and process, and the templates of other instances
+        if args.others:
+            engine_bench.grow_to(setup, args.others)  # bulk-loaded, then VACUUM ANALYZE as autovacuum would
         with db.factory() as session:
-            common.setup_org(session)
-            common.deploy_bench(session)
-            session.commit()
             for c in range(args.clients):
                 user = org.add_user(session, username=f"tp_client{c:02d}", display_name=f"压测用户{c:02d}",
                                     role_codes=["applicant"])  # the lane 申请人
@@ -189,12 +205,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             time.sleep(args.warmup)
             counted_before = sum(c.done for c in clients)
             cpu_before = _worker_cpu(server.pid)
+            client_before, machine_before = time.process_time(), _machine_cpu()
             measuring.set()
             began = time.perf_counter()
             time.sleep(args.duration)
             measuring.clear()
             elapsed = time.perf_counter() - began
             cpu_after = _worker_cpu(server.pid)
+            client_cpu, machine_cpu = time.process_time() - client_before, _machine_cpu() - machine_before
             counted = sum(c.done for c in clients) - counted_before
             stop.set()
             for client in clients:
@@ -224,6 +242,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         spent = [after - before for before, after in zip(cpu_before, cpu_after, strict=True)]
         print("worker_cpu_s=" + ",".join(f"{s:.1f}" for s in spent)
               + f" cpu_ms_per_completion={sum(spent) * 1000 / max(counted, 1):.2f}")
+    if machine_cpu:  # where the cores went: the workers, the clients (this process), the rest (PostgreSQL, …)
+        workers_ms = sum(after - before for before, after in zip(cpu_before, cpu_after, strict=True)) * 1000
+        print(f"machine_cpu_ms_per_completion={machine_cpu * 1000 / max(counted, 1):.2f} "
+              f"clients_ms={client_cpu * 1000 / max(counted, 1):.2f} "
+              f"rest_ms={(machine_cpu * 1000 - workers_ms - client_cpu * 1000) / max(counted, 1):.2f}")
     print(f"per_s={counted / elapsed:.1f} p95_ms={p95:.1f}")
     return 0
 

@@ -23,7 +23,7 @@ from engine.org.actors import Actor
 from engine.org.models import User
 from engine.runtime.models import ProcessDefinition, ProcessFile, ProcessInstance, ProcessVersion
 from engine.spiff import migration, serializer
-from engine.tasks.models import OPEN_STATES, HumanTask
+from engine.tasks.models import HumanTask, is_open
 
 OWNER_ROLE = "process_owner"
 READER_ROLES = ("process_owner", "auditor")
@@ -357,7 +357,7 @@ def _refresh_open_tasks(session: Session, running: runtime.Running) -> None:
     """Open tasks keep their holder and deadline; their form, instructions and name follow the new version."""
     for human in session.scalars(select(HumanTask).where(HumanTask.instance_id == running.row.id,
                                                          HumanTask.kind == "bpmn",
-                                                         HumanTask.state.in_(OPEN_STATES))):
+                                                         is_open(HumanTask.state))):
         task = runtime.find_task(running.workflow, human.task_guid)
         if task is None:
             continue

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session
@@ -61,7 +61,16 @@ def actor_of(session: Session, user: User) -> Actor:
     return actor_from(user, session.execute(MEMBERSHIPS, {"user_id": user.id}).all())
 
 
-def actor_from(user: User, held: Iterable[Sequence[Any]]) -> Actor:
+class Named(Protocol):
+    """What actor_from reads of a user: a User, or a row of these columns."""
+
+    id: int
+    username: str
+    display_name: str
+    is_admin: bool
+
+
+def actor_from(user: Named, held: Iterable[Sequence[Any]]) -> Actor:
     """Build the Actor for a user from its memberships as (org_unit_id, role_id, role code) rows, as read."""
     rows = list(held)
     return Actor(

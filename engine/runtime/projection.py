@@ -28,7 +28,7 @@ from engine.runtime.models import ProcessInstance
 from engine.runtime.running import Running
 from engine.spiff import workflow as spiff
 from engine.spiff.workflow import Task, find_task
-from engine.tasks.models import OPEN_STATES, HumanTask, TaskCandidate
+from engine.tasks.models import HumanTask, TaskCandidate, is_open
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ def plan(session: Session, running: Running, process_key: str, lane_map: dict[st
 def select_open(instance_id: int) -> Any:
     """The instance's open bpmn rows."""
     return select(HumanTask).where(HumanTask.instance_id == instance_id, HumanTask.kind == "bpmn",
-                                   HumanTask.state.in_(OPEN_STATES))
+                                   is_open(HumanTask.state))
 
 
 # --- PostgreSQL: the state and the projection in one statement ---------------------------------------------------

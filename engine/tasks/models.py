@@ -4,14 +4,24 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, text
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import JSON, ColumnElement, ForeignKey, Index, Integer, String, Text, literal_column, text
+from sqlalchemy.orm import InstrumentedAttribute, Mapped, mapped_column, relationship
 
 from engine import clock
 from engine.archive.mirror import mirror, table_of
 from engine.orm import Base
 
 OPEN_STATES = ("ready", "suspended")  # a step still to be done (uq_human_task_guid_open's states)
+
+
+def is_open(state: InstrumentedAttribute[str]) -> ColumnElement[bool]:
+    """`state IN ('ready', 'suspended')` with the states written into the SQL, not bound.
+
+    PostgreSQL then proves uq_human_task_guid_open's predicate in every plan, a prepared statement's generic one
+    included, and reads an instance's open rows from that index. With bound states it read them from
+    ix_human_task_guid: every row the instance ever had, so a looping instance's steps cost more with each round.
+    """
+    return state.in_([literal_column(f"'{s}'") for s in OPEN_STATES])
 
 
 class HumanTask(Base):
