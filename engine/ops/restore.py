@@ -165,6 +165,10 @@ def _restore_postgres(url: str, dump: Path, engine: Engine, force: bool) -> None
     libpq_url, env = libpq(url)
     run_tool(["pg_restore", "--no-owner", "--no-privileges", "--exit-on-error", "--single-transaction",
               f"--dbname={libpq_url}", str(dump)], env, "the database restore")
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        # pg_restore leaves no column statistics: until autovacuum got round to it, the web processes would plan
+        # (and keep, in their prepared statements) as if every table were nearly empty (docs/operations.md)
+        conn.execute(text("ANALYZE"))
 
 
 def _instance_conflicts(work: Path, settings: config.Settings) -> list[str]:
