@@ -10,6 +10,8 @@ The figure at completion k is the median over all instances of completions k-2 â
 Last line: `growth=<200th/1st> first_ms=<x> last_ms=<y> bytes=<state bytes after the last completion>`
 (growth uses the last checkpoint, 200 by default).
 
+`--others N` bulk-loads N other instances first and analyses them, as bench/engine.py does.
+
 `--baseline` first runs the same with the hot-instance cache off and compaction off (the engine
 before issue #17) and prints that run's line, prefixed `baseline:`, before the figure line.
 """
@@ -28,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import func, select
 
 from bench import common
+from bench import engine as engine_bench
 from engine import tasks
 from engine.runtime import hot
 from engine.runtime.instances import start
@@ -46,14 +49,16 @@ def _open_task(session: object, instance_id: int) -> int:
     return int(task_id)
 
 
-def run(kind: str, instances: int, completions: int, checkpoints: Sequence[int]) -> tuple[str, dict[int, float]]:
+def run(kind: str, instances: int, completions: int, checkpoints: Sequence[int],
+        others: int = 0) -> tuple[str, dict[int, float]]:
     """Run the loop and return the figure line and the median ms at each checkpoint."""
     hot.CACHE.clear()
     with common.database(kind) as db:
+        setup = engine_bench.prepare(db)  # the bench org and processes, and the templates of other instances
+        if others:
+            engine_bench.grow_to(setup, others)  # bulk-loaded and analysed, as in bench/engine.py
         with db.factory() as session:
-            bench_org = common.setup_org(session)
-            common.deploy_bench(session)
-            session.commit()
+            bench_org = setup.org
             username = bench_org.username("applicant", 0)
             actor = common.actor(session, username)
             ids = [start(session, process_key=PROCESS, actor=actor).id for _ in range(instances)]
@@ -94,6 +99,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--instances", type=int, default=5)
     parser.add_argument("--completions", type=int, default=200)
     parser.add_argument("--baseline", action="store_true")
+    parser.add_argument("--others", type=int, default=0,
+                        help="other instances bulk-loaded and analysed first (bench/engine.py's seeding; default 0). "
+                             "On PostgreSQL, past a few hundred completions an empty database measures the plans "
+                             "made while its tables were empty (bench/README.md, fourth pass)")
     args = parser.parse_args(argv)
     checkpoints = sorted({k for k in (1, 50, 100, 200, args.completions) if k <= args.completions})
     if args.baseline:
@@ -101,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ["JZFLOW_INSTANCE_CACHE_SIZE"] = "0"
         os.environ["JZFLOW_STATE_KEEP_LEVELS"] = "1000000"
         try:
-            line, medians = run(args.db, args.instances, args.completions, checkpoints)
+            line, medians = run(args.db, args.instances, args.completions, checkpoints, args.others)
         finally:
             for key, value in saved.items():
                 if value is None:
@@ -110,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     os.environ[key] = value
         print("baseline: " + " ".join(f"{k}th={v:.2f}ms" for k, v in medians.items()))
         print(f"baseline: {line}")
-    line, medians = run(args.db, args.instances, args.completions, checkpoints)
+    line, medians = run(args.db, args.instances, args.completions, checkpoints, args.others)
     print(" ".join(f"{k}th={v:.2f}ms" for k, v in medians.items()) + f" db={args.db} hot_hits={hot.CACHE.hits} "
           f"hot_misses={hot.CACHE.misses}")
     print(line)
