@@ -53,7 +53,7 @@ def user_with_actor(session: Session, user_id: int) -> tuple[User, Actor] | None
     if not rows:
         return None
     user = rows[0][0]
-    return user, actor_from(user, (r[1:] for r in rows))
+    return user, actor_from(user, rows)
 
 
 def actor_of(session: Session, user: User) -> Actor:
@@ -71,8 +71,8 @@ class Named(Protocol):
 
 
 def actor_from(user: Named, held: Iterable[Sequence[Any]]) -> Actor:
-    """Build the Actor for a user from its memberships as (org_unit_id, role_id, role code) rows, as read."""
-    rows = list(held)
+    """Build the Actor for a user from its membership rows, as read: each ends with HELD's columns (with_holdings)."""
+    rows = [r[-len(HELD):] for r in held]
     return Actor(
         user_id=user.id, username=user.username, display_name=user.display_name,
         org_unit_ids=frozenset(r[0] for r in rows if r[0] is not None),

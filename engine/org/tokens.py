@@ -98,7 +98,7 @@ def authenticate(session: Session, plaintext: str) -> Actor | None:
     now = clock.now()
     if first.last_used_at is None or now - clock.as_utc(first.last_used_at) >= TOUCH_INTERVAL:
         session.execute(_TOUCH, {"token_id": first.token_id, "now": now})
-    return actor_from(first, (r[7:] for r in rows))
+    return actor_from(first, rows)
 
 
 def revoke(session: Session, *, token_id: int, actor: Actor) -> ApiToken:
