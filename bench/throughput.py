@@ -101,9 +101,11 @@ class Client(threading.Thread):
             conn.close()
 
 
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100  # /proc's CPU times are in these
+
+
 def _worker_cpu(server_pid: int) -> list[float]:
     """CPU seconds used so far by each gunicorn worker (children of the master), from /proc; [] elsewhere."""
-    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
     used: list[float] = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -111,7 +113,7 @@ def _worker_cpu(server_pid: int) -> list[float]:
         except OSError:
             continue  # a process that ended while we looked
         if int(fields[1]) == server_pid:  # fields[1] is the parent's pid; utime and stime are 11 and 12
-            used.append((int(fields[11]) + int(fields[12])) / ticks)
+            used.append((int(fields[11]) + int(fields[12])) / _TICKS)
     return sorted(used)
 
 
@@ -122,7 +124,7 @@ def _machine_cpu() -> float:
     except OSError:
         return 0.0
     busy = sum(int(v) for i, v in enumerate(fields[:8]) if i not in (3, 4))  # all but idle and iowait
-    return busy / (os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100)
+    return busy / _TICKS
 
 
 def _wait_ready(port: int, server: subprocess.Popen[bytes], timeout: float = 60) -> None:
