@@ -1,4 +1,4 @@
-"""Input that no view may see: NUL bytes, JSON nested too deep, ids beyond any column, CRLF in redirects.
+"""Input that no view may see: NUL bytes, lone surrogates, JSON nested too deep, ids beyond any column, CRLF in redirects.
 
 Checked once, before every view, so a new route is covered without remembering to: each refusal is a
 400 naming the field (the database cannot store NUL in text, and deep JSON exhausts the stack later, in
@@ -7,6 +7,7 @@ the audit serialisation or the hash — as a 500, after work has been done).
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from flask import Flask, request
@@ -15,6 +16,9 @@ from werkzeug.routing import IntegerConverter
 from engine.errors import InvalidInput
 
 MAX_JSON_DEPTH = 64
+# Half a surrogate pair, which JSON can escape ("\\ud800") and json.loads keeps: UTF-8 cannot encode it (a pair is one
+# character once parsed, so only a lone half matches).
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 MAX_ID = 2**31 - 1  # ids are INTEGER columns; a larger one cannot name a row (404, not a database error)
 
 
@@ -46,13 +50,17 @@ def depth(value: Any, limit: int = MAX_JSON_DEPTH) -> int:
             stack.extend((child, level + 1) for child in children if isinstance(child, (dict, list, str)))
             if isinstance(item, dict):
                 stack.extend((key, level + 1) for key in item)
-        elif isinstance(item, str) and "\x00" in item:
-            raise BadInput("JSON 文本不能含 NUL 字符 (NUL byte in a JSON string)", field="(body)")
+        elif isinstance(item, str):
+            if "\x00" in item:
+                raise BadInput("JSON 文本不能含 NUL 字符 (NUL byte in a JSON string)", field="(body)")
+            if _LONE_SURROGATE.search(item):
+                raise BadInput("JSON 文本不能含不成对的代理字符 (a lone surrogate escape in a JSON string)",
+                               field="(body)")
     return deepest
 
 
 def check_json(raw: str) -> None:
-    """Refuse a JSON body nested deeper than MAX_JSON_DEPTH or holding NUL; leave syntax errors to the view.
+    """Refuse a JSON body nested deeper than MAX_JSON_DEPTH or holding NUL or a lone surrogate; syntax errors: the view.
 
     Raises: BadInput
     """

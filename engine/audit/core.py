@@ -208,7 +208,7 @@ def _append_from_seen(session: Session, events: list[AuditEvent], seen: tuple[in
     first = events[0]
     params = {f"e_{name}": value for name, value in _row(first).items()}
     params.update(h_stream=first.stream, h_seq=first.seq, h_hash=first.hash, h_prev_seq=seen[0], h_prev_hash=seen[1])
-    first_id = session.execute(_INSERT_EVENT_FROM_SEEN_PG, params).scalar()
+    first_id = session.connection().execute(_INSERT_EVENT_FROM_SEEN_PG, params).scalar()  # Core: no ORM layer
     if first_id is None:
         return False
     first.id = first_id

@@ -6,6 +6,7 @@ script engine is not serialized: `load_state` attaches the sandboxed one on ever
 from __future__ import annotations
 
 import json
+import re
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -158,11 +159,19 @@ def load_state(text: str, specs: Specs, script_engine: PythonScriptEngine,
     return workflow
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def compact(workflow: BpmnWorkflow, *, keep: int, batch: int) -> str | None:
     """Cut finished earlier rounds out of the live tree; return them as TEXT for the history, or None."""
     cut = compaction.compact(workflow, keep=keep, batch=batch, convert=SERIALIZER.registry.convert)
+    if cut is None:
+        return None
     # The encoder class: another thread's dump may have the registry in encoder mode (objects left to it).
-    return None if cut is None else json.dumps(cut, cls=SERIALIZER._encoder_cls, ensure_ascii=False)
+    text = json.dumps(cut, cls=SERIALIZER._encoder_cls, ensure_ascii=False)
+    if not text.isascii() and _LONE_SURROGATE.search(text):  # a script's chr(0xd800): UTF-8 cannot hold it unescaped
+        text = json.dumps(cut, cls=SERIALIZER._encoder_cls)
+    return text
 
 
 def new_workflow(specs: Specs, script_engine: PythonScriptEngine) -> BpmnWorkflow:

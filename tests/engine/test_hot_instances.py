@@ -6,7 +6,9 @@ correctly, keep 退回/撤回 working, migrate, and keep the state the size of t
 """
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -317,3 +319,26 @@ def test_a_read_only_look_keeps_the_instance_hot_for_the_completion(
         s.commit()
     entry = hot.CACHE._entries[hot.key_of(session, instance_id)]
     assert entry.workflow is running.workflow and entry.lock_version == running.lock_version
+
+
+def test_a_script_that_writes_a_lone_surrogate_does_not_stop_the_loop(factory: sessionmaker[Session],
+                                                                      session: Session, tmp_path: Path) -> None:
+    """A script's chr(0xd800) is data JSON escapes: the state kept it, but the history's text (not escaped) could not
+    be encoded, and every completion after the first compaction failed."""
+    loop = shutil.copytree(LOOP, tmp_path / "loop")
+    bpmn = loop / "loop.bpmn"
+    bpmn.write_text(bpmn.read_text(encoding="utf-8").replace(
+        "last_progress = progress", "last_progress = progress + chr(0xd800)", 1), encoding="utf-8")
+    org.add_user(session, username="clerk", display_name="办事员")
+    deploy.deploy(session, deploy.read_directory(loop), actor=SYSTEM, check_lanes=False)
+    session.commit()
+    clerk = actor_for(session, "clerk")
+    instance_id = _start(session, clerk)
+    for _ in range(31):  # apply, then 30 rounds: several compactions
+        _complete(factory, instance_id, clerk)
+    with factory() as s:
+        assert s.scalar(select(func.count()).select_from(ProcessStateHistory)
+                        .where(ProcessStateHistory.instance_id == instance_id)) >= 2
+    hot.CACHE.clear()  # read back from the database
+    data = _data(factory, instance_id)
+    assert data["rounds"] == 30 and data["last_progress"].endswith("\ud800")

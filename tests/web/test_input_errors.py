@@ -127,3 +127,19 @@ def test_api_errors_are_problem_details_and_html_errors_speak_chinese(app: Flask
         page = response.get_data(as_text=True)
         assert "The requested URL" not in page and "not allowed for the requested URL" not in page
         assert any(word in page for word in ("不存在", "不支持"))
+
+
+def test_a_lone_surrogate_in_json_is_a_400_and_changes_nothing(app: Flask) -> None:
+    """JSON may escape half a surrogate pair ("\\ud800"): Python takes it, UTF-8 cannot encode it (the audit hash,
+    the database). It was a 500 after the work was done; now refused before any view, naming the body."""
+    deploy_good(app)
+    applicant = Api(app, token_for(app, "applicant"))
+    for body in ({"title": "孤\ud800"}, {"title": "正常", "data": {"说明": ["\udfff"]}},
+                 {"title": "正常", "data": {"\ud83d": 1}}):
+        response = applicant.post("/api/processes/review_process/instances", body)
+        _api_problem(response, 400)
+        assert "surrogate" in response.json["message"]  # type: ignore[index]
+    paired = applicant.post("/api/processes/review_process/instances", {"title": "火箭 \U0001f680"})  # "\ud83d\ude80"
+    assert paired.status_code == 201, paired.get_data(as_text=True)[:300]
+    with db(app) as s:
+        assert s.scalar(select(func.count()).select_from(ProcessInstance)) == 1

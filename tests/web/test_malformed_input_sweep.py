@@ -2,7 +2,7 @@
 
 Routes come from app.url_map and field names from the templates' forms and the views' `request.*.get`
 calls, so a new route or field is swept without editing this file. Each route (and method) gets NUL
-bytes, 1 MB strings, huge and negative integers, repeated fields (wrong types), bad cursors and dates,
+bytes, lone surrogates, 1 MB strings, huge and negative integers, repeated fields (wrong types), bad cursors and dates,
 deeply nested and wrongly typed JSON, and out-of-range path ids. A 2xx/3xx is fine where the input is
 legitimately ignored; a 4xx must carry a message.
 """
@@ -29,6 +29,7 @@ from tests.web.flows import Api, db, deploy_good, token_for, user_id
 WEB = Path(__file__).resolve().parents[2] / "web"
 SKIP_ENDPOINTS = {"static", "auth.logout"}
 NUL = "x\x00y"
+LONE = "孤\ud800代理"
 HUGE = str(10**30)
 DEEP = "[" * 50_000 + "]" * 50_000
 VARIANTS: dict[str, Any] = {"nul": NUL, "huge_int": HUGE, "wrong_type": ["1", "two", ""], "long": "长" * 100}
@@ -138,6 +139,8 @@ def test_malformed_input_sweep_over_every_route_never_answers_500(sweep_app: Fla
                 wrong = {name: [{"nested": [1, None, True]}] for name in fields}
                 send(method, path, data=json.dumps(wrong), content_type="application/json")
                 send(method, path, data=json.dumps({name: 10**30 for name in fields}), content_type="application/json")
+                # "\ud800" escaped alone: json.loads gives a str that UTF-8 (the audit hash, the database) cannot hold
+                send(method, path, data=json.dumps({name: LONE for name in fields}), content_type="application/json")
     total = sum(statuses.values())
     fives = sum(n for code, n in statuses.items() if code >= 500)
     print(f"\nmalformed-input sweep: {len(rules)} routes, {len(fields)} fields, {total} requests, "
