@@ -145,9 +145,9 @@ def _sql_type(col: Column[Any]) -> str:
 
 
 # The rows travel as three JSON documents, not one array per column: psycopg dumps each array element by element in
-# Python (0.25 ms a completion for 46 arrays), a JSON text in one go. New rows take human_task's own row type. The
-# ids follow the documents' order (WITH ORDINALITY), as a flush gives them. The
-# moved ids also come as an array: PostgreSQL guesses 100 rows for a JSON document and would scan all of human_task.
+# Python (0.25 ms a completion for 46 arrays), a JSON text in one go. New rows take human_task's own row type, and
+# get their ids in the documents' order (WITH ORDINALITY), as a flush gives them. The moved ids also come as an
+# array: PostgreSQL guesses 100 rows for a JSON document and would scan all of human_task to join them.
 _TEMPLATE = """WITH st AS (
   UPDATE process_instance SET {sets} WHERE id = %(s_id)s AND lock_version = %(s_expected)s RETURNING id),
 moved AS (
