@@ -240,15 +240,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     median = statistics.median(latencies) * 1000 if latencies else 0.0
     print(f"completions={counted} seconds={elapsed:.1f} clients={args.clients} workers={args.workers} "
           f"threads={args.threads} p50_ms={median:.1f} load={os.getloadavg()[0]:.2f}")
-    if len(cpu_before) == len(cpu_after) and cpu_after:  # how the work spread over the workers (no restart between)
-        spent = [after - before for before, after in zip(cpu_before, cpu_after, strict=True)]
+    # How the work spread over the workers: only when none restarted in between (the lists then pair up).
+    spent = [after - before for before, after in zip(cpu_before, cpu_after, strict=True)] \
+        if len(cpu_before) == len(cpu_after) and cpu_after else []
+    per = max(counted, 1)
+    if spent:
         print("worker_cpu_s=" + ",".join(f"{s:.1f}" for s in spent)
-              + f" cpu_ms_per_completion={sum(spent) * 1000 / max(counted, 1):.2f}")
-    if machine_cpu:  # where the cores went: the workers, the clients (this process), the rest (PostgreSQL, …)
-        workers_ms = sum(after - before for before, after in zip(cpu_before, cpu_after, strict=True)) * 1000
-        print(f"machine_cpu_ms_per_completion={machine_cpu * 1000 / max(counted, 1):.2f} "
-              f"clients_ms={client_cpu * 1000 / max(counted, 1):.2f} "
-              f"rest_ms={(machine_cpu * 1000 - workers_ms - client_cpu * 1000) / max(counted, 1):.2f}")
+              + f" cpu_ms_per_completion={sum(spent) * 1000 / per:.2f}")
+    if machine_cpu and spent:  # where the cores went: the workers, the clients (this process), the rest (PostgreSQL, …)
+        print(f"machine_cpu_ms_per_completion={machine_cpu * 1000 / per:.2f} clients_ms={client_cpu * 1000 / per:.2f} "
+              f"rest_ms={(machine_cpu - sum(spent) - client_cpu) * 1000 / per:.2f}")
     print(f"per_s={counted / elapsed:.1f} p95_ms={p95:.1f}")
     return 0
 
