@@ -38,6 +38,8 @@ RUNS: dict[str, tuple[str, list[str], str, tuple[str, ...]]] = {
     "throughput-postgres": ("throughput.py", ["--duration", "2", "--warmup", "1", "--clients", "2", "--instances", "1",
                                               "--others", "20"],
                             rf"per_s={NUM} p95_ms={NUM}", ("postgres",)),
+    "after-read-postgres": ("after_read.py", ["--cycles", "1", "--warmup", "0", "--others", "10"],
+                            rf"after_read_ms={NUM} alone_ms={NUM} ratio={NUM}", ("postgres",)),
     "messages-postgres": ("messages.py", ["--waiting", "60", "--repeat", "5", "--warmup", "1", "--others", "10"],
                           rf"msgs_per_s={NUM} ratio={NUM} waiting=60", ("postgres",)),
     "archiving-sqlite": ("archiving.py", ["--instances", "3", "--rounds", "2", "--batch", "2"],

@@ -1,0 +1,167 @@
+"""PostgreSQL connections: a transaction that wrote nothing ends without forgetting the prepared statements.
+
+psycopg forgets every prepared statement of a connection on ROLLBACK (and deallocates them on the server).
+A request that only reads ends its transaction that way, so in an office's mixed traffic (pages between
+completions) the hot statements were planned again and again: a completion after a page view took a third
+longer (bench/after_read.py).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+from sqlalchemy import Engine, insert, select, text, update
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session, sessionmaker
+
+from engine.db import make_engine, make_sessionmaker
+from engine.org.models import OrgUnit
+from tests.conftest import PgDatabases
+
+HOT = "SELECT count(*) FROM org_unit WHERE code = %(code)s"
+
+
+@pytest.fixture
+def one_connection(pg_databases: PgDatabases) -> Iterator[Engine]:
+    engine = make_engine(pg_databases.fresh(), pool_size=1, max_overflow=0)  # every session on the same connection
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def sessions(one_connection: Engine) -> sessionmaker[Session]:
+    return make_sessionmaker(one_connection)
+
+
+def _prepared(session: Session) -> list[str]:
+    return list(session.connection().exec_driver_sql("SELECT statement FROM pg_prepared_statements").scalars())
+
+
+def _warm(sessions: sessionmaker[Session]) -> None:
+    """Run HOT often enough (psycopg prepares from the 6th run) in committed transactions."""
+    for _ in range(6):
+        with sessions() as s:
+            s.connection().exec_driver_sql(HOT, {"code": "x"}).scalar()
+            s.commit()
+    with sessions() as s:
+        assert any("FROM org_unit" in p for p in _prepared(s)), "the statement was never prepared"
+        s.commit()
+
+
+def test_read_only_transaction_keeps_the_prepared_statements(sessions: sessionmaker[Session]) -> None:
+    _warm(sessions)
+    with sessions() as s:  # a page view: reads, then closes without a commit
+        s.scalars(select(OrgUnit.id)).all()
+    with sessions() as s:
+        assert any("FROM org_unit" in p for p in _prepared(s))
+        s.commit()
+
+
+def test_explicit_rollback_of_a_read_keeps_them(sessions: sessionmaker[Session]) -> None:
+    _warm(sessions)
+    with sessions() as s:
+        s.scalars(select(OrgUnit.id)).all()
+        s.rollback()
+        assert any("FROM org_unit" in p for p in _prepared(s))
+
+
+def _orm_insert(s: Session) -> None:
+    s.add(OrgUnit(code="written", name="写入"))
+    s.flush()
+
+
+def _core_update(s: Session) -> None:
+    s.execute(update(OrgUnit).values(name="改名"))
+
+
+def _core_insert(s: Session) -> None:
+    s.execute(insert(OrgUnit).values(code="written", name="写入"))
+
+
+def _write_after_reads(s: Session) -> None:
+    s.scalars(select(OrgUnit.id)).all()
+    s.execute(text("SELECT 1")).scalar()
+    _orm_insert(s)
+    s.scalars(select(OrgUnit.id)).all()
+
+
+def _writable_cte(s: Session) -> None:
+    s.execute(text("WITH w AS (INSERT INTO org_unit (code, name, kind) VALUES ('written', '写入', 'department') "
+                   "RETURNING id) SELECT id FROM w")).scalar()
+
+
+def _lowercase_and_comment(s: Session) -> None:
+    s.execute(text("/* select */ insert into org_unit (code, name, kind) values ('written', '写入', 'department')"))
+
+
+def _driver_cursor(s: Session) -> None:
+    raw = s.connection().connection.driver_connection
+    assert raw is not None
+    with raw.cursor() as cur:
+        cur.execute("INSERT INTO org_unit (code, name, kind) VALUES ('written', '写入', 'department')")
+
+
+def _driver_executemany(s: Session) -> None:
+    raw = s.connection().connection.driver_connection
+    assert raw is not None
+    with raw.cursor() as cur:
+        cur.executemany("INSERT INTO org_unit (code, name, kind) VALUES (%s, %s, 'department')", [("written", "写入")])
+
+
+def _select_into(s: Session) -> None:
+    s.execute(text("SELECT 1 AS one INTO written_table"))
+
+
+WRITES: dict[str, Callable[[Session], None]] = {
+    "orm insert": _orm_insert, "core update": _core_update, "core insert": _core_insert,
+    "write after reads": _write_after_reads, "writable CTE behind SELECT": _writable_cte,
+    "lower case behind a comment": _lowercase_and_comment, "driver cursor": _driver_cursor,
+    "driver executemany": _driver_executemany, "SELECT INTO": _select_into,
+}
+
+
+@pytest.mark.parametrize("write", WRITES.values(), ids=WRITES.keys())
+def test_rollback_still_undoes_every_write(sessions: sessionmaker[Session], write: Callable[[Session], None]) -> None:
+    with sessions() as s:
+        s.add(OrgUnit(code="kept", name="原名"))
+        s.commit()
+    _warm(sessions)
+    with sessions() as s:
+        write(s)
+        s.rollback()
+    with sessions() as s:
+        assert s.scalars(select(OrgUnit.code)).all() == ["kept"]
+        assert s.scalar(select(OrgUnit.name)) == "原名"
+        assert s.connection().exec_driver_sql("SELECT to_regclass('written_table')").scalar() is None
+    with sessions() as s:  # closing without a commit undoes it too
+        write(s)
+    with sessions() as s:
+        assert s.scalars(select(OrgUnit.code)).all() == ["kept"]
+
+
+def test_a_failed_statement_is_rolled_back_and_the_connection_serves_on(sessions: sessionmaker[Session]) -> None:
+    _warm(sessions)
+    with sessions() as s:
+        s.scalars(select(OrgUnit.id)).all()
+        with pytest.raises(DBAPIError):
+            s.execute(text("SELECT 1/0"))
+        s.rollback()
+        assert s.execute(text("SELECT 2")).scalar() == 2
+
+
+def test_read_only_end_releases_row_locks(pg_databases: PgDatabases) -> None:
+    engine = make_engine(pg_databases.fresh())
+    try:
+        factory = make_sessionmaker(engine)
+        with factory() as s:
+            s.add(OrgUnit(code="locked", name="锁"))
+            s.commit()
+        first = factory()
+        first.execute(select(OrgUnit).where(OrgUnit.code == "locked").with_for_update()).scalar_one()
+        first.close()  # ends the transaction: the lock goes with it
+        with factory() as second:
+            second.execute(text("SET LOCAL lock_timeout = '2s'"))
+            assert second.execute(select(OrgUnit.id).where(OrgUnit.code == "locked").with_for_update()).scalar()
+            second.commit()
+    finally:
+        engine.dispose()
