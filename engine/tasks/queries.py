@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, exists, false, or_, select, true
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from engine import clock
 from engine.archive import core as archive
@@ -220,7 +220,8 @@ def inbox_page(session: Session, actor: Actor, *, after: str | None = None, limi
             q = q.where(or_(HumanTask.due_at.is_(None), HumanTask.due_at > due_time,
                             and_(HumanTask.due_at == due_time, HumanTask.id > last)))
     size = _limit(limit)
-    rows = list(session.scalars(q.limit(size + 1)).unique())
+    # `claimable` reads each task's candidates: all of them in one query, not one each
+    rows = list(session.scalars(q.options(selectinload(HumanTask.candidates)).limit(size + 1)).unique())
     items = rows[:size]
     cursor = None
     if len(rows) > size:

@@ -170,6 +170,30 @@ def test_keyset_pages_of_the_inbox_and_instances(app: Flask) -> None:
     assert applicant.get("/api/tasks", after="garbage").status_code == 422
 
 
+def test_the_inbox_reads_candidates_once_not_per_task(app: Flask) -> None:
+    """`claimable` needs each task's candidates: one query for the page, not one per task (it was 50 for 50)."""
+    from sqlalchemy import event
+
+    deploy_good(app)
+    applicant = Api(app, token_for(app, "applicant"))
+    ids = [_start(applicant, business_key=f"JZ-N{n}")["next_task_id"] for n in range(6)]
+    statements: list[str] = []
+
+    def log(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    engine = app.extensions["jzflow.engine"]
+    event.listen(engine, "before_cursor_execute", log)
+    try:
+        page = applicant.get("/api/tasks").json
+    finally:
+        event.remove(engine, "before_cursor_execute", log)
+    assert page is not None and sorted(t["id"] for t in page["items"]) == sorted(ids)
+    assert all(t["claimable"] for t in page["items"])
+    loads = [s for s in statements if s.lstrip().startswith("SELECT task_candidate.")]  # the candidates' own reads
+    assert len(loads) <= 1, loads
+
+
 def test_start_forms_are_validated_by_the_api(app: Flask) -> None:
     deploy_good(app)
     deploy_files(app, start_form_bundle())
