@@ -6,8 +6,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy import Engine, create_engine, event, make_url, text
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -37,18 +37,34 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
     # The connection returned last is taken first: at a quiet hour one connection serves, with its statements
     # prepared (engine/pgconn.py), and the others idle instead of taking turns with cold caches.
     kwargs.setdefault("pool_use_lifo", True)
-    engine = create_engine(url, **kwargs)
-    if engine.dialect.driver == "psycopg":
-        from engine import pgconn  # psycopg is only imported where PostgreSQL is used
+    if make_url(url).get_dialect().driver != "psycopg":
+        kwargs.setdefault("pool_pre_ping", True)
+        return create_engine(url, **kwargs)
+    from engine import pgconn  # psycopg is only imported where PostgreSQL is used
 
-        @event.listens_for(engine, "do_connect")
-        def _connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
-            return pgconn.Connection.connect(*cargs, **cparams)
+    engine = create_engine(url, **kwargs)
+
+    @event.listens_for(engine, "do_connect")
+    def _connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+        return pgconn.Connection.connect(*cargs, **cparams)
+
+    if not kwargs.get("pool_pre_ping"):
+        @event.listens_for(engine, "checkout")
+        def _alive(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+            # a pre-ping only where the socket says the server may have gone (engine/pgconn.py)
+            if pgconn.hung_up(dbapi_conn) and not _answers(engine, dbapi_conn):
+                raise DisconnectionError("the server closed the connection")
     return engine
+
+
+def _answers(engine: Engine, dbapi_conn: Any) -> bool:
+    try:
+        return bool(engine.dialect.do_ping(dbapi_conn))
+    except Exception:  # any failure: the pool replaces the connection
+        return False
 
 
 COMMIT_STARTED = "jzflow.commit_started"

@@ -7,16 +7,18 @@ longer (bench/after_read.py).
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from sqlalchemy import Engine, insert, select, text, update
+from sqlalchemy import Engine, create_engine, insert, select, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from engine import pgconn
 from engine.db import make_engine, make_sessionmaker
 from engine.org.models import OrgUnit
-from tests.conftest import PgDatabases
+from tests.conftest import PG_ADMIN_URL, PgDatabases
 
 HOT = "SELECT count(*) FROM org_unit WHERE code = %(code)s"
 
@@ -165,3 +167,64 @@ def test_read_only_end_releases_row_locks(pg_databases: PgDatabases) -> None:
             second.commit()
     finally:
         engine.dispose()
+
+
+# --- checkout: a ping only where the socket says the server may have gone ------------------------------------
+
+def _pid(sessions: sessionmaker[Session]) -> int:
+    with sessions() as s:
+        pid = s.connection().exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        s.commit()
+    assert isinstance(pid, int)
+    return pid
+
+
+def _count_pings(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    pings: list[int] = []
+    ping = engine.dialect.do_ping
+
+    def counted(dbapi_conn: object) -> bool:
+        pings.append(1)
+        return ping(dbapi_conn)
+
+    monkeypatch.setattr(engine.dialect, "do_ping", counted)
+    return pings
+
+
+def test_a_healthy_idle_connection_is_taken_without_a_round_trip(one_connection: Engine,
+                                                                  sessions: sessionmaker[Session],
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    pings = _count_pings(one_connection, monkeypatch)
+    pids = {_pid(sessions) for _ in range(5)}
+    assert len(pids) == 1 and pings == []
+
+
+def test_a_connection_whose_backend_was_ended_is_replaced_at_checkout(one_connection: Engine,
+                                                                       sessions: sessionmaker[Session],
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    pid = _pid(sessions)
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as c:
+            assert c.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar()
+    finally:
+        admin.dispose()
+    raw = one_connection.pool._pool.queue[0].dbapi_connection  # type: ignore[attr-defined]  # the idle one
+    deadline = time.monotonic() + 5
+    while not pgconn.hung_up(raw) and time.monotonic() < deadline:  # the server's goodbye is on its way
+        time.sleep(0.01)
+    pings = _count_pings(one_connection, monkeypatch)
+    with sessions() as s:  # no error reaches the caller: the pool found out and connected again
+        assert s.execute(select(OrgUnit.id)).all() is not None
+        new_pid = s.connection().exec_driver_sql("SELECT pg_backend_pid()").scalar()
+    assert new_pid != pid and pings == [1]
+
+
+def test_a_connection_not_idle_is_asked_before_use(sessions: sessionmaker[Session]) -> None:
+    with sessions() as s:
+        raw = s.connection().connection.driver_connection
+        assert isinstance(raw, pgconn.Connection)
+        s.execute(select(OrgUnit.id)).all()
+        assert pgconn.hung_up(raw)  # inside a transaction: never handed out as it is without a ping
+        s.commit()
+        assert not pgconn.hung_up(raw)
