@@ -275,8 +275,8 @@ def save(session: Session, running: Running) -> None:
                   lock_version=running.lock_version + 1)
     info = version_info(session, row.version_id)
     projected = projection.plan(session, running, info.process_key, info.lane_map, script_engine())
-    if is_postgres(session) and not projected.problems.errors:  # one round trip: the state and the projection
-        projection.write_postgres(session, row, values, running.lock_version, projected)
+    if is_postgres(session) and not projected.problems.errors:  # one round trip: the state, history, projection
+        projection.write_postgres(session, row, values, running.lock_version, projected, history)
         fused = True
     else:
         result = session.execute(update(ProcessInstance)
@@ -289,7 +289,7 @@ def save(session: Session, running: Running) -> None:
     for key, value in values.items():
         set_committed_value(row, key, value)
     running.lock_version += 1
-    if history is not None:
+    if history is not None and not fused:
         session.execute(insert(ProcessStateHistory).values(
             instance_id=row.id, lock_version=running.lock_version, serializer_version=serializer.SERIALIZER_VERSION,
             tasks=history, created_at=now))

@@ -150,6 +150,10 @@ def _sql_type(col: Column[Any]) -> str:
 # array: PostgreSQL guesses 100 rows for a JSON document and would scan all of human_task to join them.
 _TEMPLATE = """WITH st AS (
   UPDATE process_instance SET {sets} WHERE id = %(s_id)s AND lock_version = %(s_expected)s RETURNING id),
+hist AS (
+  INSERT INTO process_state_history (instance_id, lock_version, serializer_version, tasks, created_at)
+  SELECT id, %(s_lock_version)s, %(s_serializer_version)s, %(history)s::text, %(s_updated_at)s FROM st
+  WHERE %(history)s::text IS NOT NULL),
 moved AS (
   UPDATE human_task AS h SET {moved_sets}
   FROM json_to_recordset(%(moved)s::json) AS m({moved_defs})
@@ -219,14 +223,16 @@ def _documents(moved: list[tuple[HumanTask, list[bool]]], new: list[HumanTask]) 
             for name, rows in (("moved", moved_rows), ("created", new_rows), ("candidates", candidates))}
 
 
-def write_postgres(session: Session, row: ProcessInstance, values: dict[str, Any], expected: int, projected: Plan) -> None:
-    """Write the state UPDATE (optimistic lock on `expected`) and the planned projection in one statement.
+def write_postgres(session: Session, row: ProcessInstance, values: dict[str, Any], expected: int, projected: Plan,
+                   history: str | None = None) -> None:
+    """Write the state UPDATE (optimistic lock on `expected`), the rounds compacted out of it (`history`, a
+    process_state_history row) and the planned projection in one statement.
 
     Raises: ConcurrentModification (nothing written)
     """
     new = [h for h in projected.created if h in session.new]  # an autoflush may have written some already
     params: dict[str, Any] = {f"s_{k}": values[k] for k in STATE_COLUMNS}
-    params.update(s_id=row.id, s_expected=expected)
+    params.update(s_id=row.id, s_expected=expected, history=history)
     # Only rows that changed: writing an unchanged open row would lock it, and a writer holding it that waits for this
     # instance's row would deadlock with us (the flush skips them too). In id order, as the flush locks them.
     changed = [(h, _changed_columns(h)) for h in projected.moved if h.id is not None]

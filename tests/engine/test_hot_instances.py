@@ -342,3 +342,59 @@ def test_a_script_that_writes_a_lone_surrogate_does_not_stop_the_loop(factory: s
     hot.CACHE.clear()  # read back from the database
     data = _data(factory, instance_id)
     assert data["rounds"] == 30 and data["last_progress"].endswith("\ud800")
+
+
+def test_compacted_rounds_are_written_with_the_save_and_not_by_a_save_that_lost(
+        factory: sessionmaker[Session], session: Session, clerk: Actor, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On PostgreSQL the history row rides in the save's one statement; a save that lost the lock writes none."""
+    from sqlalchemy import event
+
+    instance_id = _start(session, clerk)
+    for _ in range(8):
+        _complete(factory, instance_id, clerk)
+    engine = factory.kw["bind"]
+    statements: list[str] = []
+
+    def log(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement.lstrip())
+
+    def history() -> list[tuple[int, int]]:
+        with factory() as s:
+            return [tuple(r) for r in s.execute(select(ProcessStateHistory.id, ProcessStateHistory.lock_version)
+                                                .where(ProcessStateHistory.instance_id == instance_id)
+                                                .order_by(ProcessStateHistory.id))]
+
+    before = history()
+    for _ in range(12):  # compaction runs in batches: until a completion compacts
+        statements.clear()
+        event.listen(engine, "before_cursor_execute", log)
+        try:
+            _complete(factory, instance_id, clerk)
+        finally:
+            event.remove(engine, "before_cursor_execute", log)
+        after = history()
+        if after != before:
+            break
+    assert len(after) == len(before) + 1 and after[-1][1] == _stored(factory, instance_id).lock_version
+    if engine.dialect.name != "postgresql":
+        return  # SQLite's writers queue (BEGIN IMMEDIATE): no save can lose the lock there
+    assert not [s for s in statements if s.upper().startswith("INSERT INTO PROCESS_STATE_HISTORY")], statements
+
+    raced = False
+    for _ in range(12):  # until the winner's completion compacts: the loser's would have compacted the same rounds
+        with factory() as loser:  # read, then another writer saves first: this save loses the lock
+            running = runtime.load(loser, instance_id)
+            task = _open(loser, instance_id)
+            runtime.complete_user_task(running, task.task_guid, {"progress": "迟到", "done": False}, clerk)
+            runtime.run(loser, running, clerk)
+            previous = history()
+            _complete(factory, instance_id, clerk)
+            won = history()
+            with pytest.raises(ConcurrentModification):
+                runtime.save(loser, running)
+            loser.commit()  # a caller that commits anyway must find nothing of the lost save written
+        assert history() == won
+        if won != previous:
+            raced = True
+            break
+    assert raced, "no completion compacted"
