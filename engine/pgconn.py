@@ -9,8 +9,8 @@ third longer (bench/after_read.py).
 
 A transaction that ran nothing but SELECTs changed nothing, so ending it with COMMIT is the same as ending it
 with ROLLBACK, for the data, the locks it took and the settings it made, and keeps the prepared statements.
-Anything else, or anything not known for sure to be a plain SELECT, marks the transaction as writing, and it is
-rolled back as before.
+Anything else, anything not known for sure to be a plain SELECT, or a cursor class other than this module's
+makes it a transaction that may have written, and it is rolled back as before.
 
 A connection taken from the pool is checked without a round trip (`hung_up`): a server that restarted, or an
 administrator who ended the backend, closes the socket and usually says why first, so the socket has something
@@ -44,16 +44,16 @@ def _plain_select(query: str | bytes) -> bool:
 
 
 class Cursor(psycopg.Cursor[Any]):
-    """A cursor that tells its connection when the transaction may have written."""
+    """A cursor that tells its connection whether the transaction has only read so far."""
 
     def _note(self, query: Any) -> None:
         conn = self.connection
         if not isinstance(conn, Connection):
             return
         if conn.pgconn.transaction_status == TransactionStatus.IDLE:  # this statement begins a transaction
-            conn.wrote = False
-        if not _is_plain_select(query):
-            conn.wrote = True
+            conn.only_read = _is_plain_select(query)
+        elif not _is_plain_select(query):
+            conn.only_read = False
 
     def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
         self._note(query)
@@ -75,22 +75,25 @@ class Cursor(psycopg.Cursor[Any]):
 class Connection(psycopg.Connection[Any]):
     """A psycopg connection whose rollback of a transaction that only read is a COMMIT (see the module)."""
 
-    wrote = False  # the current transaction ran something other than a plain SELECT
+    # Set only by this module's cursor, which every statement through psycopg's cursor() goes through. A statement
+    # sent some other way leaves it as it was, false unless this transaction began with a plain SELECT of ours.
+    only_read = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.cursor_factory = Cursor
 
     def rollback(self) -> None:
-        if not self.wrote and self.pgconn.transaction_status == TransactionStatus.INTRANS:
+        if self.only_read and self.cursor_factory is Cursor and \
+                self.pgconn.transaction_status == TransactionStatus.INTRANS:
             super().commit()  # reads only: the same outcome, the prepared statements kept
         else:
             super().rollback()
-        self.wrote = False
+        self.only_read = False
 
     def commit(self) -> None:
         super().commit()
-        self.wrote = False
+        self.only_read = False
 
 
 def hung_up(conn: psycopg.Connection[Any]) -> bool:

@@ -110,6 +110,17 @@ def _driver_executemany(s: Session) -> None:
         cur.executemany("INSERT INTO org_unit (code, name, kind) VALUES (%s, %s, 'department')", [("written", "写入")])
 
 
+def _other_cursor_class(s: Session) -> None:
+    import psycopg
+
+    raw = s.connection().connection.driver_connection
+    assert raw is not None
+    s.scalars(select(OrgUnit.id)).all()  # began as a read
+    raw.cursor_factory = psycopg.Cursor  # whoever swaps the cursor class: its writes are not seen, so no COMMIT
+    with raw.cursor() as cur:
+        cur.execute("INSERT INTO org_unit (code, name, kind) VALUES ('written', '写入', 'department')")
+
+
 def _select_into(s: Session) -> None:
     s.execute(text("SELECT 1 AS one INTO written_table"))
 
@@ -119,6 +130,7 @@ WRITES: dict[str, Callable[[Session], None]] = {
     "write after reads": _write_after_reads, "writable CTE behind SELECT": _writable_cte,
     "lower case behind a comment": _lowercase_and_comment, "driver cursor": _driver_cursor,
     "driver executemany": _driver_executemany, "SELECT INTO": _select_into,
+    "another cursor class": _other_cursor_class,
 }
 
 
