@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import Integer, String, bindparam, cast, exists, literal, select, union_all
-from sqlalchemy.orm import Session, aliased, defer, joinedload
+from sqlalchemy.orm import Session, aliased, joinedload
 
 from engine.audit.core import saw_head
 from engine.audit.models import AuditHead
@@ -63,12 +63,15 @@ _TASK_AND_OPEN = union_all(select(bindparam("task_id", type_=Integer)),
                            select(HumanTask.id).where(HumanTask.instance_id == _SAME_INSTANCE, HumanTask.kind == "bpmn",
                                                       is_open(HumanTask.state)))
 # Built once (a statement built per call costs its cache key every time): the task, its candidates, its instance's
-# row without the state, the co-signer check, the instance's audit head and its other open bpmn rows.
+# row, the co-signer check, the instance's audit head and its other open bpmn rows. The row comes with its state:
+# unused when this process holds the instance hot, but with several web processes and no affinity another one
+# often saved it last, and reading the state afterwards cost a completion 0.8 ms more (bench/README.md, sixth
+# pass); bringing it along cost nothing measurable.
 _TO_COMPLETE = (select(HumanTask, ProcessInstance, _COSIGNERS_WAITING, AuditHead.seq, AuditHead.hash)
                 .join(ProcessInstance, ProcessInstance.id == HumanTask.instance_id)
                 .outerjoin(AuditHead, AuditHead.stream == _INSTANCE_STREAM)
                 .where(HumanTask.id.in_(_TASK_AND_OPEN))
-                .options(joinedload(HumanTask.candidates), defer(ProcessInstance.state))
+                .options(joinedload(HumanTask.candidates))
                 .execution_options(populate_existing=True))
 
 
@@ -77,7 +80,7 @@ class ToComplete:
     """What completing a task reads first, in one statement."""
 
     task: HumanTask
-    instance: ProcessInstance  # its row, state not read
+    instance: ProcessInstance  # its row, state included
     cosigners_waiting: bool  # co-signers added after the holder wait for the submission
     open_rows: dict[str, HumanTask]  # the instance's open bpmn rows by guid (the task among them)
 

@@ -398,3 +398,38 @@ def test_compacted_rounds_are_written_with_the_save_and_not_by_a_save_that_lost(
             raced = True
             break
     assert raced, "no completion compacted"
+
+
+def test_an_instance_not_hot_here_costs_its_completion_no_extra_read(factory: sessionmaker[Session], session: Session,
+                                                                     clerk: Actor) -> None:
+    """Another process saved it last (several web processes, no affinity): the first read brought the state along."""
+    from sqlalchemy import event
+
+    instance_id = _start(session, clerk)
+    engine = factory.kw["bind"]
+    counts: list[int] = []
+    seen: list[str] = []
+
+    def log(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(statement)
+
+    for cold in (False, True, False, True):
+        _complete(factory, instance_id, clerk)  # warm: this process saved it
+        if cold:
+            hot.CACHE.clear()
+        with factory() as s:
+            task = _open(s, instance_id)
+            form = {"progress": "第1步", "done": False} if task.bpmn_id == "report" else {}
+            s.rollback()
+            seen.clear()
+            event.listen(engine, "before_cursor_execute", log)
+            try:
+                tasks.complete(s, task_id=task.id, actor=clerk, data=form)
+                s.commit()
+            finally:
+                event.remove(engine, "before_cursor_execute", log)
+        # (a compacting round adds its history row on SQLite, where it is a statement of its own)
+        counts.append(len([st for st in seen if not st.lstrip().upper().startswith(
+            ("SAVEPOINT", "RELEASE", "INSERT INTO PROCESS_STATE_HISTORY"))]))
+        assert not [st for st in seen if st.lstrip().startswith("SELECT process_instance.state")], seen
+    assert counts[1] == counts[0] and counts[3] == counts[2], counts
