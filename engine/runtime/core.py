@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session, defer
+from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from engine import audit, clock, config
@@ -105,10 +105,11 @@ def load(session: Session, instance_id: int, *, read_only: bool = False, row: Pr
 
     Raises: InstanceNotFound
     """
-    # The state is read only when the hot-instance cache has no workflow at this row's lock_version.
+    # The row comes with its state, used only when the hot-instance cache has no workflow at this row's lock_version:
+    # with several processes and no affinity that is often, and reading it afterwards cost a round trip more.
     if row is None or row.id != instance_id:
-        row = session.scalar(select(ProcessInstance).options(defer(ProcessInstance.state))
-                             .where(ProcessInstance.id == instance_id).execution_options(populate_existing=True))
+        row = session.scalar(select(ProcessInstance).where(ProcessInstance.id == instance_id)
+                             .execution_options(populate_existing=True))
     if row is None:
         raise InstanceNotFound(f"流程实例不存在: {instance_id}", instance_id=instance_id)
     if row.archived_at is not None:

@@ -433,3 +433,29 @@ def test_an_instance_not_hot_here_costs_its_completion_no_extra_read(factory: se
             ("SAVEPOINT", "RELEASE", "INSERT INTO PROCESS_STATE_HISTORY"))]))
         assert not [st for st in seen if st.lstrip().startswith("SELECT process_instance.state")], seen
     assert counts[1] == counts[0] and counts[3] == counts[2], counts
+
+
+def test_loading_an_instance_not_hot_here_is_one_read(factory: sessionmaker[Session], session: Session,
+                                                      clerk: Actor) -> None:
+    """A page or a job that loads an instance another process saved last reads the row and its state at once."""
+    from sqlalchemy import event
+
+    instance_id = _start(session, clerk)
+    engine = factory.kw["bind"]
+    seen: list[str] = []
+
+    def log(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(statement)
+
+    for read_only in (True, False):
+        hot.CACHE.clear()
+        with factory() as s:
+            s.connection()  # the transaction's own start is not counted
+            event.listen(engine, "before_cursor_execute", log)
+            try:
+                seen.clear()
+                running = runtime.load(s, instance_id, read_only=read_only)
+            finally:
+                event.remove(engine, "before_cursor_execute", log)
+            assert running.row.state and running.workflow is not None
+            assert len(seen) == 1, seen
