@@ -86,7 +86,12 @@ class Connection(psycopg.Connection[Any]):
     def rollback(self) -> None:
         if self.only_read and self.cursor_factory is Cursor and \
                 self.pgconn.transaction_status == TransactionStatus.INTRANS:
-            super().commit()  # reads only: the same outcome, the prepared statements kept
+            try:
+                super().commit()  # reads only: the same outcome, the prepared statements kept
+            except psycopg.OperationalError:
+                raise  # the connection is gone: as a rollback would have found
+            except psycopg.Error:  # refused (a serializable read-only transaction can be): it ended rolled back
+                super().rollback()
         else:
             super().rollback()
         self.only_read = False

@@ -163,6 +163,21 @@ def test_a_failed_statement_is_rolled_back_and_the_connection_serves_on(sessions
         assert s.execute(text("SELECT 2")).scalar() == 2
 
 
+def test_a_read_only_end_refused_at_commit_is_still_a_rollback(sessions: sessionmaker[Session],
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import psycopg
+
+    def refuse(self: psycopg.Connection[object]) -> None:
+        self.execute("SELECT 1/0")  # fails inside the transaction, as a refused COMMIT ends it
+
+    with sessions() as s:
+        s.scalars(select(OrgUnit.id)).all()
+        monkeypatch.setattr(psycopg.Connection, "commit", refuse)
+        s.rollback()  # no error: the caller asked for a rollback and got one
+        monkeypatch.undo()
+        assert s.execute(text("SELECT 2")).scalar() == 2
+
+
 def test_read_only_end_releases_row_locks(pg_databases: PgDatabases) -> None:
     engine = make_engine(pg_databases.fresh())
     try:
