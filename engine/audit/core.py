@@ -98,12 +98,19 @@ def record(session: Session, actor: Actor, action: str, *, stream: str, object_t
     A savepoint rolled back takes its events with it. The event gets its seq, hash and id at commit.
     """
     session.flush()  # the caller's own changes fail here, not at commit
-    # Microseconds survive both SQLite and PostgreSQL, so the hash input is stable.
-    ev = AuditEvent(stream=stream, at=at or clock.now(), actor_id=actor.user_id, actor_name=actor.username,
-                    action=action, object_type=object_type, object_id=str(object_id),
-                    before=jsonable(before), after=jsonable(after))
+    ev = new_event(actor, action, stream=stream, object_type=object_type, object_id=object_id, before=before,
+                   after=after, at=at)
     audit_anchor.defer(session, ev)
     return ev
+
+
+def new_event(actor: Actor, action: str, *, stream: str, object_type: str, object_id: str | int,
+              before: Any = None, after: Any = None, at: datetime | None = None) -> AuditEvent:
+    """An event not recorded yet: `record` keeps it for the commit, `for_statement` lets a save write it."""
+    # Microseconds survive both SQLite and PostgreSQL, so the hash input is stable.
+    return AuditEvent(stream=stream, at=at or clock.now(), actor_id=actor.user_id, actor_name=actor.username,
+                      action=action, object_type=object_type, object_id=str(object_id),
+                      before=jsonable(before), after=jsonable(after))
 
 
 def _stream_heads(session: Session, streams: list[str]) -> dict[str, tuple[int, str]]:

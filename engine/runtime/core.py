@@ -9,6 +9,7 @@ import json
 import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,9 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from engine import audit, clock, config
+from engine.audit import anchor as audit_anchor
+from engine.audit import in_statement
+from engine.audit.models import AuditEvent
 from engine.db import is_postgres
 from engine.errors import ConcurrentModification, EngineError, InstanceArchived, InstanceNotFound
 from engine.org.actors import SYSTEM, Actor
@@ -250,8 +254,11 @@ def complete_user_task(running: Running, task_guid: str, data: dict[str, Any], a
     return task
 
 
-def save(session: Session, running: Running) -> None:
+def save(session: Session, running: Running, *, event: Callable[[], AuditEvent] | None = None) -> None:
     """Write state with the optimistic lock, then the projection and next_timer_at (flushes).
+
+    `event`: builds the unit of work's audit event (`new_event`) once the status is settled; recorded right after
+    the state, in the save's own statement where it can be (PostgreSQL, the stream's head seen and free).
 
     Raises: ConcurrentModification
     """
@@ -260,6 +267,7 @@ def save(session: Session, running: Running) -> None:
     if row.status == "running" and guards.is_really_completed(workflow):
         row.status = "completed"
         row.ended_at = now
+    ev = event() if event is not None else None
     settings = config.load()
     # Earlier rounds of a loop leave the live tree for the history table: the state stays the size of the live part.
     history = serializer.compact(workflow, keep=settings.state_keep_levels, batch=COMPACT_BATCH) \
@@ -276,8 +284,14 @@ def save(session: Session, running: Running) -> None:
                   lock_version=running.lock_version + 1)
     info = version_info(session, row.version_id)
     projected = projection.plan(session, running, info.process_key, info.lane_map, script_engine())
+    from engine.runtime import messages  # messages loads, runs and saves instances itself
     if is_postgres(session) and not projected.problems.errors:  # one round trip: the state, history, projection
-        projection.write_postgres(session, row, values, running.lock_version, projected, history)
+        # and the audit event, unless a message catch may make this transaction wait for something after the save
+        inline = in_statement.for_statement(session, ev) \
+            if ev is not None and not messages.has_catches(session, row.version_id) else None
+        event_id = projection.write_postgres(session, row, values, running.lock_version, projected, history, inline)
+        if ev is not None:
+            in_statement.written_by_statement(session, ev, event_id)  # or kept for the commit
         fused = True
     else:
         result = session.execute(update(ProcessInstance)
@@ -286,6 +300,8 @@ def save(session: Session, running: Running) -> None:
         if result.rowcount != 1:  # type: ignore[attr-defined]
             projection.discard(session, projected)
             raise ConcurrentModification(row.id)
+        if ev is not None:
+            audit_anchor.defer(session, ev)
         fused = False
     for key, value in values.items():
         set_committed_value(row, key, value)
@@ -297,7 +313,6 @@ def save(session: Session, running: Running) -> None:
     hot.saved(session, row.id, running.lock_version, row.version_id, workflow, len(state))
     if not fused:
         _flush_projection(session, running, projected)
-    from engine.runtime import messages  # messages loads, runs and saves instances itself
     messages.sync(session, running)  # what it waits on (message_subscription) and what it threw
     session.flush()
 
@@ -334,6 +349,12 @@ def record(session: Session, running: Running, actor: Actor, action: str, *, bef
                  object_id=running.row.id, before=before, after=after)
 
 
+def new_event(running: Running, actor: Actor, action: str, *, before: Any = None, after: Any = None) -> AuditEvent:
+    """The instance's audit event for this unit of work, for `save` to record with the state."""
+    return audit.new_event(actor, action, stream=f"instance:{running.row.id}", object_type="process_instance",
+                           object_id=running.row.id, before=before, after=after)
+
+
 def waiting_summary(running: Running) -> dict[str, Any]:
     """Describe where the instance stands, for audit events."""
     ready = [t.task_spec.bpmn_id for t in spiff.ready_user_tasks(running.workflow)]
@@ -343,5 +364,5 @@ def waiting_summary(running: Running) -> dict[str, Any]:
 
 
 __all__ = ["Running", "StateTooLarge", "complete_user_task", "due_time", "find_task", "is_engine_error", "load",
-           "open_incident", "record", "release", "run", "save", "script_engine", "specs_for"]
+           "new_event", "open_incident", "record", "release", "run", "save", "script_engine", "specs_for"]
 

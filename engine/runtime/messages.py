@@ -244,7 +244,7 @@ def _catch(session: Session, running: Running, task_guid: str, row: BpmnMessage,
 _catching: dict[tuple[str, int], bool] = {}
 
 
-def _has_catches(session: Session, version_id: int) -> bool:
+def has_catches(session: Session, version_id: int) -> bool:
     key = (str(session.get_bind().engine.url), version_id)
     if key not in _catching:
         _catching[key] = bool(events.catch_declarations(runtime.specs_for(session, version_id)))
@@ -260,7 +260,7 @@ def sync(session: Session, running: Running) -> None:
     thrown = events.drain_thrown(running.workflow)
     for event in thrown:
         _queue_thrown(session, running, event)
-    if not _has_catches(session, row.version_id):
+    if not has_catches(session, row.version_id):
         return  # no catch in this version: no subscription can exist
     want: dict[str, events.Waiting] = {}
     if row.status == "running":

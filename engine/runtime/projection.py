@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
 from engine import clock
+from engine.audit import in_statement
 from engine.deadlines import calendar, sla
 from engine.errors import ConcurrentModification
 from engine.runtime import assignment
@@ -168,10 +169,12 @@ candidates AS (
   FROM ROWS FROM (json_to_recordset(%(candidates)s::json) AS ({cand_defs})) WITH ORDINALITY
     AS c(guid, {cand_names}, ordinality)
   JOIN created ON created.task_guid = c.guid ORDER BY c.ordinality
-  RETURNING id, task_id, {cand_names})
+  RETURNING id, task_id, {cand_names}),
+{audit}
 SELECT 0, id, NULL, NULL::integer, NULL::integer, NULL::integer FROM st
 UNION ALL SELECT 1, id, task_guid, NULL, NULL, NULL FROM created
-UNION ALL SELECT 2, id, task_id::text, user_id, org_unit_id, role_id FROM candidates"""
+UNION ALL SELECT 2, id, task_id::text, user_id, org_unit_id, role_id FROM candidates
+UNION ALL SELECT 3, id, NULL, NULL, NULL, NULL FROM audit_written"""
 
 
 def _statement() -> str:
@@ -187,7 +190,9 @@ def _statement() -> str:
         cand_names=", ".join(_CANDIDATE),
         cand_values=", ".join(f"c.{k}" for k in _CANDIDATE),
         cand_defs=", ".join([f"guid {_sql_type(_TASKS.c.task_guid)}",
-                             *(f"{k} {_sql_type(_CANDIDATES.c[k])}" for k in _CANDIDATE)]))
+                             *(f"{k} {_sql_type(_CANDIDATES.c[k])}" for k in _CANDIDATE)]),
+        # the event only once the state matched and every moved row is locked (the count reads all of `moved`)
+        audit=in_statement.statement_ctes("EXISTS (SELECT FROM st) AND (SELECT count(*) FROM moved) >= 0"))
 
 
 _SQL = _statement()
@@ -224,15 +229,16 @@ def _documents(moved: list[tuple[HumanTask, list[bool]]], new: list[HumanTask]) 
 
 
 def write_postgres(session: Session, row: ProcessInstance, values: dict[str, Any], expected: int, projected: Plan,
-                   history: str | None = None) -> None:
+                   history: str | None = None, event: dict[str, Any] | None = None) -> int | None:
     """Write the state UPDATE (optimistic lock on `expected`), the rounds compacted out of it (`history`, a
-    process_state_history row) and the planned projection in one statement.
+    process_state_history row), the planned projection and an audit event (`in_statement.for_statement`'s
+    parameters) in one statement; return the event's id, None when it was not written.
 
     Raises: ConcurrentModification (nothing written)
     """
     new = [h for h in projected.created if h in session.new]  # an autoflush may have written some already
     params: dict[str, Any] = {f"s_{k}": values[k] for k in STATE_COLUMNS}
-    params.update(s_id=row.id, s_expected=expected, history=history)
+    params.update(event or in_statement.NO_EVENT, s_id=row.id, s_expected=expected, history=history)
     # Only rows that changed: writing an unchanged open row would lock it, and a writer holding it that waits for this
     # instance's row would deadlock with us (the flush skips them too). In id order, as the flush locks them.
     changed = [(h, _changed_columns(h)) for h in projected.moved if h.id is not None]
@@ -247,7 +253,8 @@ def write_postgres(session: Session, row: ProcessInstance, values: dict[str, Any
             if written:  # now what the row holds (a change to another column stays for a flush)
                 set_committed_value(h, k, getattr(h, k))
         _clean_if_written(session, h)
-    _persisted(session, new, [r for r in result if r[0] != 0])
+    _persisted(session, new, [r for r in result if r[0] in (1, 2)])
+    return next((r[1] for r in result if r[0] == 3), None)
 
 
 def _clean_if_written(session: Session, human: HumanTask) -> None:

@@ -38,10 +38,9 @@ def finish(session: Session, *, task: HumanTask, running: runtime.Running, actor
         if task.assignee_id is None:
             task.assignee_id = actor.user_id  # completing a group task claims it implicitly
         task.completed_by_id = actor.user_id
-        runtime.save(session, running)
-    runtime.record(session, running, actor, "task.complete",
-                   after={"task_id": task.id, "bpmn_id": task.bpmn_id, "data": data,
-                          **runtime.waiting_summary(running)})
+        runtime.save(session, running, event=lambda: runtime.new_event(
+            running, actor, "task.complete", after={"task_id": task.id, "bpmn_id": task.bpmn_id, "data": data,
+                                                    **runtime.waiting_summary(running)}))
     return Completion(instance_id=row.id, status=running.row.status,
                       incident=running.incident.message if running.incident else None,
                       next_tasks=[t.id for t in running.created_tasks if t.state == "ready"],

@@ -1,9 +1,11 @@
-"""PostgreSQL: a completion writes its state and projection in one statement, its audit event in one more.
+"""PostgreSQL: a completion writes its state, its projection and its audit event in one statement.
 
 The statement is the optimistic lock (nothing of it lands when the lock_version moved, even if the caller commits
 anyway), writes only the open rows that changed (an unchanged sibling held by another writer must not make the
 completion wait: it deadlocked), and leaves the new rows persistent and loaded. The audit event chains onto the
-head the first read saw, or, when another writer moved it in between, onto the head it then locks.
+head the first read saw; when another writer moved that head in between, or holds it, the event waits for the
+commit and chains onto the head it then locks. The statement never waits for the head, and takes it only after
+the rows it writes: a writer that holds one of them and appends to the stream at its commit must not deadlock.
 """
 from __future__ import annotations
 
@@ -58,8 +60,8 @@ def _rows(session: Session, instance_id: int) -> list[tuple[str, str, int | None
                                      .order_by(HumanTask.id).execution_options(populate_existing=True))]
 
 
-def test_a_completion_is_one_read_one_write_and_one_audit_statement(pg: Engine,
-                                                                     pg_factory: sessionmaker[Session]) -> None:
+def test_a_completion_is_one_read_and_one_write_with_its_audit_event(pg: Engine,
+                                                                      pg_factory: sessionmaker[Session]) -> None:
     people, instance_id, open_ids = _started(pg_factory)
     # The identity map holds rows weakly and a new row is in a reference cycle with its candidates: without this a
     # collection between the completion and the get below may drop it, and the get reads it again.
@@ -76,9 +78,9 @@ def test_a_completion_is_one_read_one_write_and_one_audit_statement(pg: Engine,
             assert after == []
     finally:
         gc.enable()
-    assert [s.split(" ")[0] for s in seen] == ["SELECT", "WITH", "WITH"], seen
+    assert [s.split(" ")[0] for s in seen] == ["SELECT", "WITH"], seen
     assert "INSERT INTO human_task" in seen[1] and "INSERT INTO task_candidate" in seen[1]
-    assert "audit_event" in seen[2] and not any("FOR UPDATE" in s for s in seen)
+    assert "INSERT INTO audit_event" in seen[1]
     with pg_factory() as session:
         rows = _rows(session, instance_id)
         assert ("task_a", "completed", people[0].user_id, [rows[0][3][0]]) in rows
@@ -158,26 +160,132 @@ def test_an_unchanged_sibling_locked_elsewhere_does_not_hold_the_completion(pg_f
     assert outcome == ["done"]
 
 
-def test_the_audit_event_chains_onto_a_head_that_moved_after_the_first_read(pg: Engine,
-                                                                            pg_factory: sessionmaker[Session]) -> None:
-    people, instance_id, open_ids = _started(pg_factory)
-    stream = f"instance:{instance_id}"
-    with pg_factory() as session:
-        tasks.complete(session, task_id=open_ids["task_a"], actor=people[0], data={"stop": True})
-        with pg_factory() as other:  # another writer appends to the instance's stream before we commit
-            audit.record(other, SYSTEM, "test.note", stream=stream, object_type="note", object_id=1)
-            other.commit()
-        with statements(pg) as seen:
-            session.commit()
-        assert any("FOR UPDATE" in s for s in seen)  # the seen head was stale: the locked path ran
-    with pg_factory() as session:
+def _chain(factory: sessionmaker[Session], stream: str) -> list[str]:
+    with factory() as session:
         chain = session.execute(select(AuditEvent.seq, AuditEvent.action).where(AuditEvent.stream == stream)
                                 .order_by(AuditEvent.seq)).all()
         assert [seq for seq, _ in chain] == list(range(1, len(chain) + 1))
-        assert [action for _, action in chain][-2:] == ["test.note", "task.complete"]
         assert audit.verify(session).ok
+        return [action for _, action in chain]
+
+
+def test_the_audit_event_chains_onto_a_head_that_moved_after_the_first_read(
+        pg: Engine, pg_factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch) -> None:
+    people, instance_id, open_ids = _started(pg_factory)
+    stream = f"instance:{instance_id}"
+    save = runtime.save
+
+    def save_after_another_writer(session: Session, running: runtime.Running, **kwargs: object) -> None:
+        with pg_factory() as other:  # another writer appends to the instance's stream between our read and save
+            audit.record(other, SYSTEM, "test.note", stream=stream, object_type="note", object_id=1)
+            other.commit()
+        save(session, running, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(runtime, "save", save_after_another_writer)
+    with pg_factory() as session:
+        with statements(pg) as seen:
+            tasks.complete(session, task_id=open_ids["task_a"], actor=people[0], data={"stop": True})
+            session.commit()
+        assert any("FOR UPDATE" in s for s in seen)  # the seen head was stale: the locked path ran at the commit
+    assert _chain(pg_factory, stream)[-2:] == ["test.note", "task.complete"]
+    with pg_factory() as session:
         assert session.scalar(select(TaskCandidate.id).join(HumanTask).where(
             HumanTask.instance_id == instance_id, HumanTask.state == "ready").limit(1)) is not None
+
+
+def test_a_writer_of_the_stream_after_the_save_follows_the_completion(pg_factory: sessionmaker[Session]) -> None:
+    """The save took the stream's head: another writer's append waits for the completion's commit, then follows."""
+    people, instance_id, open_ids = _started(pg_factory)
+    stream = f"instance:{instance_id}"
+    outcome: list[object] = []
+
+    def note() -> None:
+        with pg_factory() as other:
+            other.execute(text("SET LOCAL lock_timeout = '20s'"))
+            audit.record(other, SYSTEM, "test.note", stream=stream, object_type="note", object_id=1)
+            other.commit()
+            outcome.append("noted")
+
+    with pg_factory() as session:
+        tasks.complete(session, task_id=open_ids["task_a"], actor=people[0], data={"stop": True})
+        writer = threading.Thread(target=note)
+        writer.start()
+        writer.join(timeout=0.5)
+        assert writer.is_alive() and outcome == []  # waiting for our head
+        session.commit()
+    writer.join(timeout=20)
+    assert outcome == ["noted"]
+    assert _chain(pg_factory, stream)[-2:] == ["task.complete", "test.note"]
+
+
+def test_a_head_another_writer_holds_is_not_waited_for_by_the_statement(pg: Engine,
+                                                                       pg_factory: sessionmaker[Session]) -> None:
+    """SKIP LOCKED: with the head held elsewhere the save goes on; its event waits for the commit's locked path."""
+    people, instance_id, open_ids = _started(pg_factory)
+    stream = f"instance:{instance_id}"
+    outcome: list[object] = []
+    saved = threading.Event()
+
+    def complete() -> None:
+        with pg_factory() as session:
+            session.execute(text("SET LOCAL lock_timeout = '20s'"))
+            try:
+                tasks.complete(session, task_id=open_ids["task_a"], actor=people[0], data={"stop": True})
+                saved.set()
+                session.commit()
+                outcome.append("done")
+            except Exception as exc:
+                outcome.append(exc)
+
+    with pg_factory() as holder:
+        assert holder.execute(text("SELECT seq FROM audit_head WHERE stream = :s FOR UPDATE"),
+                              {"s": stream}).scalar() is not None
+        worker = threading.Thread(target=complete)
+        worker.start()
+        assert saved.wait(timeout=10)  # the save did not wait for the held head
+        worker.join(timeout=0.5)
+        assert worker.is_alive()  # its commit does, on the locked path
+        holder.rollback()
+    worker.join(timeout=20)
+    assert outcome == ["done"]
+    assert _chain(pg_factory, stream)[-1] == "task.complete"
+
+
+def test_a_claim_holding_the_task_and_appending_at_its_commit_does_not_deadlock_the_completion(
+        pg_factory: sessionmaker[Session]) -> None:
+    """The completion's statement waits for the task's row, which a claim holds; the claim's commit then appends
+    to the instance's stream. Had the statement taken the stream's head before the rows, that was a deadlock."""
+    people, instance_id, open_ids = _started(pg_factory)
+    outcome: list[object] = []
+
+    def complete() -> None:
+        with pg_factory() as session:
+            try:
+                tasks.complete(session, task_id=open_ids["task_a"], actor=people[0], data={"stop": True})
+                session.commit()
+                outcome.append("done")
+            except Exception as exc:  # DeadlockDetected, had the head been taken first
+                outcome.append(exc)
+
+    with pg_factory() as claimer:
+        tasks.claim(claimer, task_id=open_ids["task_a"], actor=people[1])  # holds task_a's row
+        claimer_pid = claimer.execute(text("SELECT pg_backend_pid()")).scalar()
+        worker = threading.Thread(target=complete)
+        worker.start()
+        with pg_factory() as watcher:  # its own transactions: pg_stat_activity is a snapshot within one
+            for _ in range(200):  # until the completion's statement waits for task_a's row
+                waiting = watcher.execute(text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> :me"
+                    " AND datname = current_database()"), {"me": claimer_pid}).scalar()
+                watcher.rollback()
+                if waiting:
+                    break
+                worker.join(timeout=0.05)
+        assert waiting, f"the completion never waited for the claimed row: {outcome}"
+        claimer.commit()  # appends task.claim to the instance's stream
+    worker.join(timeout=30)
+    assert outcome == ["done"]
+    assert _chain(pg_factory, f"instance:{instance_id}")[-2:] == ["task.claim", "task.complete"]
 
 
 @pytest.mark.parametrize(("note", "subject", "title"), [
@@ -207,3 +315,29 @@ def test_what_a_task_title_takes_from_data_survives_the_statement(pg_factory: se
         again = session.get(HumanTask, done.next_tasks[0])
         assert again is not None and again.bpmn_id == "task_a" and again.name == title
         assert [c.org_unit_id is not None for c in again.candidates] == [True]
+
+
+def test_a_completion_in_a_savepoint_rolled_back_leaves_no_event_and_counts_nothing(
+        pg_factory: sessionmaker[Session]) -> None:
+    """The event the save wrote goes with the savepoint: not in the chain, not anchored, not counted."""
+    from prometheus_client import REGISTRY
+
+    from engine.ops import metrics  # noqa: F401 # counts committed audit actions
+
+    def completions() -> float:
+        return REGISTRY.get_sample_value("jzflow_task_completions_total") or 0.0
+
+    people, instance_id, open_ids = _started(pg_factory)
+    before = completions()
+    with pg_factory() as session:
+        savepoint = session.begin_nested()
+        tasks.complete(session, task_id=open_ids["task_a"], actor=people[0], data={"stop": True})
+        savepoint.rollback()
+        session.commit()
+    assert completions() == before
+    assert "task.complete" not in _chain(pg_factory, f"instance:{instance_id}")
+    with pg_factory() as session:
+        tasks.complete(session, task_id=open_ids["task_a"], actor=people[0], data={"stop": True})
+        session.commit()
+    assert completions() == before + 1
+    assert _chain(pg_factory, f"instance:{instance_id}")[-1] == "task.complete"

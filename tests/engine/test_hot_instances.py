@@ -112,20 +112,19 @@ def test_an_exception_mid_completion_leaves_nothing_for_the_retry(
     _complete(factory, instance_id, clerk)  # round 1
     real_save = runtime.save
 
-    def failing_save(session: Session, running: runtime.Running) -> None:
+    def failing_save(session: Session, running: runtime.Running, **kwargs: Any) -> None:
         raise RuntimeError("the database went away after the task ran")
 
     monkeypatch.setattr("engine.runtime.save", failing_save)
     with factory() as s, pytest.raises(RuntimeError):
         task = _open(s, instance_id)
         tasks.complete(s, task_id=task.id, actor=clerk, data={"progress": "lost", "done": False})
-    # And one that saved, then failed before the commit (the audit record).
-    monkeypatch.setattr("engine.runtime.save", real_save)
+    # And one that saved, then failed before the commit.
+    def save_then_fail(*args: Any, **kwargs: Any) -> None:
+        real_save(*args, **kwargs)
+        raise RuntimeError("failed after the save")
 
-    def failing_record(*args: Any, **kwargs: Any) -> None:
-        raise RuntimeError("audit failed after the save")
-
-    monkeypatch.setattr("engine.runtime.record", failing_record)
+    monkeypatch.setattr("engine.runtime.save", save_then_fail)
     with factory() as s, pytest.raises(RuntimeError):
         task = _open(s, instance_id)
         tasks.complete(s, task_id=task.id, actor=clerk, data={"progress": "also lost", "done": False})
