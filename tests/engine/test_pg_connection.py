@@ -255,3 +255,49 @@ def test_a_connection_not_idle_is_asked_before_use(sessions: sessionmaker[Sessio
         assert pgconn.hung_up(raw)  # inside a transaction: never handed out as it is without a ping
         s.commit()
         assert not pgconn.hung_up(raw)
+
+
+# --- cursor.description, built once per statement and result shape ----------------------------------------------
+
+def _description(engine: Engine, query: str, params: dict[str, object] | None = None) -> list[tuple[object, ...]]:
+    with engine.connect() as conn:
+        cursor = conn.exec_driver_sql(query, params or {}).cursor
+        assert cursor is not None and cursor.description is not None
+        described = [(c.name, c.type_code) for c in cursor.description]
+        conn.rollback()
+    return described
+
+
+def test_a_statement_run_again_is_described_without_building_its_columns_again(
+        one_connection: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    query = "SELECT id, code, name FROM org_unit WHERE code = %(code)s"
+    first = _description(one_connection, query, {"code": "x"})
+    built: list[int] = []
+    column = pgconn.psycopg.Column
+
+    def counting(cursor: object, index: int) -> object:
+        built.append(index)
+        return column(cursor, index)  # type: ignore[arg-type]
+
+    monkeypatch.setattr("psycopg._cursor_base.Column", counting)
+    assert _description(one_connection, query, {"code": "y"}) == first
+    assert built == []
+    assert [name for name, _ in first] == ["id", "code", "name"]
+
+
+def test_the_same_text_with_other_columns_or_types_is_described_as_it_now_is(one_connection: Engine) -> None:
+    """A renamed column or a changed type (a migration) under the same statement text: never an old description."""
+    with one_connection.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE described (a INTEGER, b TEXT)")
+    query = "SELECT * FROM described"
+    assert [n for n, _ in _description(one_connection, query)] == ["a", "b"]
+    with one_connection.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE described RENAME COLUMN b TO c")
+    assert [n for n, _ in _description(one_connection, query)] == ["a", "c"]
+    before = _description(one_connection, query)
+    with one_connection.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE described ALTER COLUMN a TYPE BIGINT")
+    after = _description(one_connection, query)
+    assert after[0][0] == "a" and after[0][1] != before[0][1]
+    assert _description(one_connection, "SELECT 1 AS one, 'x' AS two") == [("one", 23), ("two", 25)]
+    assert _description(one_connection, "SELECT 2 AS uno, 'y' AS dos") == [("uno", 23), ("dos", 25)]
