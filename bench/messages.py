@@ -4,7 +4,8 @@
 
 `--waiting` instances wait on a message catch (bench/fixtures/message_wait.bpmn), each with its own
 correlation value (order_id), seeded in bulk: one real instance is started and its state copied with the
-value replaced, with its `message_subscription` row (COPY). Timed per message: new session →
+value replaced, with its `message_subscription` row and its audit stream (its events chained again under the
+copy's stream, and the stream's head row), by COPY. Timed per message: new session →
 engine.runtime.messages.publish(name, correlations={order_id: …}, payload) → commit, on instances picked at
 random: the subscription index finds the instance, which is loaded, caught, run to its next user task and
 saved with its projection and audit event. In the same run bench/engine.py's completion is measured
@@ -21,6 +22,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from types import SimpleNamespace
 
 _ROOT = Path(__file__).resolve().parent.parent
 if sys.path and Path(sys.path[0] or ".").resolve() == _ROOT / "bench":
@@ -30,7 +32,8 @@ from sqlalchemy import func, select, text
 
 from bench import common
 from bench import engine as engine_bench
-from engine import clock, deploy
+from engine import audit, clock, deploy
+from engine.audit.models import AuditEvent, AuditHead
 from engine.org.actors import SYSTEM
 from engine.runtime import instances, messages
 from engine.runtime.message_models import BpmnMessage, MessageSubscription
@@ -58,15 +61,20 @@ def seed_waiting(db: common.BenchDatabase, count: int, chunk: int = 10_000) -> f
         assert template is not None and sub is not None and TEMPLATE_ORDER in template.state
         tpl = {c: getattr(template, c) for c in (col.name for col in ProcessInstance.__table__.c)}
         tpl_sub = {c: getattr(sub, c) for c in (col.name for col in MessageSubscription.__table__.c)}
+        # Its audit events: a real instance has its stream (instance.start) and the stream's head row.
+        tpl_events = [{c: getattr(ev, c) for c in (col.name for col in AuditEvent.__table__.c)}
+                      for ev in session.scalars(select(AuditEvent).where(AuditEvent.stream == f"instance:{row.id}")
+                                                .order_by(AuditEvent.seq))]
         next_id = int(session.scalar(select(func.max(ProcessInstance.id))) or 0) + 1
         next_sub = int(session.scalar(select(func.max(MessageSubscription.id))) or 0) + 1
+        next_event = int(session.scalar(select(func.max(AuditEvent.id))) or 0) + 1
         session.rollback()
     raw = db.engine.raw_connection()
     try:
         cursor = raw.cursor()
         now = clock.now()
         for start in range(0, count, chunk):
-            rows, subs = [], []
+            rows, subs, evs, heads = [], [], [], []
             for n in range(start, min(count, start + chunk)):
                 value = order(n)
                 rows.append({**tpl, "id": next_id + n, "state": tpl["state"].replace(TEMPLATE_ORDER, value),
@@ -74,10 +82,21 @@ def seed_waiting(db: common.BenchDatabase, count: int, chunk: int = 10_000) -> f
                 subs.append({**tpl_sub, "id": next_sub + n, "instance_id": next_id + n,
                              "correlation": messages.canonical({"order_id": value}), "business_key": value,
                              "created_at": now})
+                prev = audit.GENESIS
+                for k, src in enumerate(tpl_events):
+                    ev = {**src, "id": next_event + n * len(tpl_events) + k, "stream": f"instance:{next_id + n}",
+                          "object_id": str(next_id + n) if src["object_type"] == "process_instance"
+                          else src["object_id"], "prev_hash": prev}
+                    ev["hash"] = prev = audit.event_hash(prev, SimpleNamespace(**ev))  # type: ignore[arg-type]
+                    evs.append(ev)
+                if tpl_events:
+                    heads.append({"stream": f"instance:{next_id + n}", "seq": len(tpl_events), "hash": prev})
             common._copy_postgres(cursor, ProcessInstance.__table__, rows)
             common._copy_postgres(cursor, MessageSubscription.__table__, subs)
+            common._copy_postgres(cursor, AuditEvent.__table__, evs)
+            common._copy_postgres(cursor, AuditHead.__table__, heads)
         raw.commit()
-        for table in ("process_instance", "message_subscription"):
+        for table in ("process_instance", "message_subscription", "audit_event"):
             cursor.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
         raw.commit()
     finally:
@@ -85,6 +104,8 @@ def seed_waiting(db: common.BenchDatabase, count: int, chunk: int = 10_000) -> f
     with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("VACUUM ANALYZE process_instance"))
         conn.execute(text("VACUUM ANALYZE message_subscription"))
+        conn.execute(text("VACUUM ANALYZE audit_event"))
+        conn.execute(text("VACUUM ANALYZE audit_head"))
     return time.perf_counter() - t0
 
 
@@ -145,6 +166,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             session.rollback()
         if delivered != len(picks):
             raise RuntimeError(f"{delivered} of {len(picks)} messages delivered")
+        with db.factory() as session:  # the seeded streams and every delivery's event chain and verify
+            report = audit.verify(session)
+            session.rollback()
+        if not report.ok:
+            raise RuntimeError(f"the audit trail does not verify: {report.problems[:3]}")
     msg_ms = common.median_ms(samples)
     print(f"message_ms={msg_ms:.2f} message_p90_ms={common.p90_ms(samples):.2f} "
           f"completion_ms={completion.ours_ms:.2f} (bench/engine.py, others={args.others}) "

@@ -10,6 +10,7 @@ from engine.audit.core import (
     jsonable,
     new_event,
     record,
+    saw_head,
     seal,
     verify,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "jsonable",
     "new_event",
     "record",
+    "saw_head",
     "seal",
     "verify",
 ]

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import String, bindparam, cast, insert, literal, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -21,7 +21,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from engine import audit, clock, config
 from engine.audit import anchor as audit_anchor
 from engine.audit import in_statement
-from engine.audit.models import AuditEvent
+from engine.audit.models import AuditEvent, AuditHead
 from engine.db import is_postgres
 from engine.errors import ConcurrentModification, EngineError, InstanceArchived, InstanceNotFound
 from engine.org.actors import SYSTEM, Actor
@@ -100,6 +100,12 @@ def specs_for(session: Session, version_id: int) -> serializer.Specs:
     return version_info(session, version_id).specs
 
 
+# Built once (its cache key is then computed once): the instance's row and its audit stream's head.
+_LOAD = (select(ProcessInstance, AuditHead.seq, AuditHead.hash)
+         .outerjoin(AuditHead, AuditHead.stream == literal("instance:") + cast(ProcessInstance.id, String))
+         .where(ProcessInstance.id == bindparam("instance_id")).execution_options(populate_existing=True))
+
+
 def load(session: Session, instance_id: int, *, read_only: bool = False, row: ProcessInstance | None = None) -> Running:
     """Load an instance and its workflow (sandbox attached).
 
@@ -112,8 +118,10 @@ def load(session: Session, instance_id: int, *, read_only: bool = False, row: Pr
     # The row comes with its state, used only when the hot-instance cache has no workflow at this row's lock_version:
     # with several processes and no affinity that is often, and reading it afterwards cost a round trip more.
     if row is None or row.id != instance_id:
-        row = session.scalar(select(ProcessInstance).where(ProcessInstance.id == instance_id)
-                             .execution_options(populate_existing=True))
+        found = session.execute(_LOAD, {"instance_id": instance_id}).first()
+        row = found[0] if found is not None else None
+        if found is not None:  # the commit's audit append starts from the head (one statement, no lock first)
+            audit.saw_head(session, f"instance:{instance_id}", found[1], found[2])
     if row is None:
         raise InstanceNotFound(f"流程实例不存在: {instance_id}", instance_id=instance_id)
     if row.archived_at is not None:

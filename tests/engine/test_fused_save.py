@@ -341,3 +341,18 @@ def test_a_completion_in_a_savepoint_rolled_back_leaves_no_event_and_counts_noth
         session.commit()
     assert completions() == before + 1
     assert _chain(pg_factory, f"instance:{instance_id}")[-1] == "task.complete"
+
+
+def test_a_unit_of_work_that_loads_its_instance_appends_its_event_in_one_statement(
+        pg: Engine, pg_factory: sessionmaker[Session]) -> None:
+    """`runtime.load` reads the stream's head with the row (a message delivery, a timer, a sweep): the commit's
+    append starts from it, one statement, no lock taken first."""
+    _people, instance_id, _open = _started(pg_factory)
+    with pg_factory() as session:
+        running = runtime.load(session, instance_id)
+        runtime.record(session, running, SYSTEM, "test.touch")
+        with statements(pg) as seen:
+            session.commit()
+    assert not any("FOR UPDATE" in s or "pg_advisory" in s for s in seen), seen
+    assert len([s for s in seen if "audit_event" in s]) == 1
+    assert _chain(pg_factory, f"instance:{instance_id}")[-1] == "test.touch"
