@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import String, bindparam, cast, insert, literal, select, update
+from sqlalchemy import String, and_, bindparam, cast, insert, literal, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -40,6 +40,7 @@ from engine.runtime.running import Running
 from engine.spiff import guards, sandbox, serializer, timers
 from engine.spiff import workflow as spiff
 from engine.spiff.workflow import Task, find_task
+from engine.tasks.models import HumanTask, is_open
 
 log = logging.getLogger(__name__)
 
@@ -100,28 +101,37 @@ def specs_for(session: Session, version_id: int) -> serializer.Specs:
     return version_info(session, version_id).specs
 
 
-# Built once (its cache key is then computed once): the instance's row and its audit stream's head.
+# Built once (their cache keys are then computed once): the instance's row and its audit stream's head, and with
+# them its open bpmn rows (through uq_human_task_guid_open: a looping instance's finished rows are never read).
 _LOAD = (select(ProcessInstance, AuditHead.seq, AuditHead.hash)
          .outerjoin(AuditHead, AuditHead.stream == literal("instance:") + cast(ProcessInstance.id, String))
          .where(ProcessInstance.id == bindparam("instance_id")).execution_options(populate_existing=True))
+_LOAD_WITH_OPEN = _LOAD.add_columns(HumanTask).outerjoin(HumanTask, and_(
+    HumanTask.instance_id == ProcessInstance.id, HumanTask.kind == "bpmn", is_open(HumanTask.state)))
 
 
-def load(session: Session, instance_id: int, *, read_only: bool = False, row: ProcessInstance | None = None) -> Running:
+def load(session: Session, instance_id: int, *, read_only: bool = False, row: ProcessInstance | None = None,
+         with_open_rows: bool = False) -> Running:
     """Load an instance and its workflow (sandbox attached).
 
     `read_only`: the caller only looks (a page, a preview) and promises not to change the workflow;
     it stays in the hot-instance cache for the unit of work that acts next.
     `row`: the instance's row as the caller just read it in this transaction (populate_existing), not read again.
+    `with_open_rows`: read the instance's open bpmn rows with its row, for a save that follows with no change to
+    human_task in between (a message delivery): its projection then reads nothing more.
 
     Raises: InstanceNotFound
     """
     # The row comes with its state, used only when the hot-instance cache has no workflow at this row's lock_version:
     # with several processes and no affinity that is often, and reading it afterwards cost a round trip more.
+    open_rows: dict[str, HumanTask] | None = None
     if row is None or row.id != instance_id:
-        found = session.execute(_LOAD, {"instance_id": instance_id}).first()
-        row = found[0] if found is not None else None
-        if found is not None:  # the commit's audit append starts from the head (one statement, no lock first)
-            audit.saw_head(session, f"instance:{instance_id}", found[1], found[2])
+        found = session.execute(_LOAD_WITH_OPEN if with_open_rows else _LOAD, {"instance_id": instance_id}).all()
+        row = found[0][0] if found else None
+        if found:  # the commit's audit append starts from the head (one statement, no lock first)
+            audit.saw_head(session, f"instance:{instance_id}", found[0][1], found[0][2])
+        if with_open_rows:
+            open_rows = {r[3].task_guid: r[3] for r in found if r[3] is not None}
     if row is None:
         raise InstanceNotFound(f"流程实例不存在: {instance_id}", instance_id=instance_id)
     if row.archived_at is not None:
@@ -134,7 +144,7 @@ def load(session: Session, instance_id: int, *, read_only: bool = False, row: Pr
         if read_only:
             hot.borrowed(session, row.id, row.lock_version, row.version_id, workflow, len(state))
     workflow.script_engine = script_engine()
-    return Running(row=row, workflow=workflow, lock_version=row.lock_version)
+    return Running(row=row, workflow=workflow, lock_version=row.lock_version, open_rows=open_rows)
 
 
 def _load_archived(session: Session, row: ProcessInstance, *, read_only: bool) -> Running:

@@ -209,7 +209,7 @@ def deliver_to(session: Session, instance_id: int, task_guid: str, row: BpmnMess
 
     Raises: ConcurrentModification, FormInvalid
     """
-    running = runtime.load(session, instance_id)
+    running = runtime.load(session, instance_id, with_open_rows=True)  # the save reads nothing more
     if running.row.status != "running":
         return False
     return _catch(session, running, task_guid, row, actor)

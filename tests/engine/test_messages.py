@@ -83,6 +83,31 @@ def test_correlation_by_property_resumes_only_the_matching_instance(deployed: Se
         AuditEvent.stream == f"instance:{b}", AuditEvent.action == "message.deliver")) == 1
 
 
+def test_a_delivery_reads_the_instance_with_its_open_rows_in_one_statement(deployed: Session) -> None:
+    """The delivery's load brings the instance's open rows (the save's projection starts from them) and its audit
+    head along: no statement of its own for either."""
+    from sqlalchemy import event
+
+    case = waiting_case(deployed, 7)
+    seen: list[str] = []
+
+    def before(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        seen.append(" ".join(statement.split()))
+
+    bind = deployed.get_bind()
+    event.listen(bind, "before_cursor_execute", before)
+    try:
+        out = messages.publish(deployed, name="supplement", actor=SYSTEM, correlations={"application_id": 7},
+                               payload={"pages": 1})
+    finally:
+        event.remove(bind, "before_cursor_execute", before)
+    deployed.commit()
+    assert (out.status, out.instance_id) == ("delivered", case) and ready_tasks(deployed, case) == ["review"]
+    reads = [s for s in seen if s.startswith("SELECT") and "FROM process_instance" in s]
+    assert len(reads) == 1 and "human_task" in reads[0] and "audit_head" in reads[0], reads
+    assert not [s for s in seen if s.startswith("SELECT human_task.")], seen
+
+
 def test_correlation_values_compare_as_text(deployed: Session) -> None:
     b = waiting_case(deployed, 42)
     out = messages.publish(deployed, name="supplement", actor=SYSTEM, correlations={"application_id": "42"},
