@@ -60,6 +60,26 @@ def _rows(session: Session, instance_id: int) -> list[tuple[str, str, int | None
                                      .order_by(HumanTask.id).execution_options(populate_existing=True))]
 
 
+def _completer(factory: sessionmaker[Session], task_id: int, actor: Actor, *, lock_timeout: str = "20s",
+               saved: threading.Event | None = None) -> tuple[threading.Thread, list[object]]:
+    """A thread (not started) completing the task and committing; its outcome: "done" or the exception."""
+    outcome: list[object] = []
+
+    def complete() -> None:
+        with factory() as session:
+            session.execute(text(f"SET LOCAL lock_timeout = '{lock_timeout}'"))
+            try:
+                tasks.complete(session, task_id=task_id, actor=actor, data={"stop": True})
+                if saved is not None:
+                    saved.set()
+                session.commit()
+                outcome.append("done")
+            except Exception as exc:
+                outcome.append(exc)
+
+    return threading.Thread(target=complete), outcome
+
+
 def test_a_completion_is_one_read_and_one_write_with_its_audit_event(pg: Engine,
                                                                       pg_factory: sessionmaker[Session]) -> None:
     people, instance_id, open_ids = _started(pg_factory)
@@ -141,19 +161,8 @@ def test_an_unchanged_sibling_locked_elsewhere_does_not_hold_the_completion(pg_f
     people, _instance, open_ids = _started(pg_factory)
     with pg_factory() as holder:
         holder.execute(text("UPDATE human_task SET priority = priority WHERE id = :id"), {"id": open_ids["task_b"]})
-        outcome: list[object] = []
-
-        def complete() -> None:
-            with pg_factory() as session:
-                session.execute(text("SET LOCAL lock_timeout = '5s'"))
-                try:
-                    tasks.complete(session, task_id=open_ids["task_a"], actor=people[0], data={"stop": True})
-                    session.commit()
-                    outcome.append("done")
-                except Exception as exc:  # the lock timeout, had it waited for task_b
-                    outcome.append(exc)
-
-        worker = threading.Thread(target=complete)
+        # the lock timeout, had it waited for task_b, ends up in outcome
+        worker, outcome = _completer(pg_factory, open_ids["task_a"], people[0], lock_timeout="5s")
         worker.start()
         worker.join(timeout=30)
         holder.rollback()
@@ -223,24 +232,11 @@ def test_a_head_another_writer_holds_is_not_waited_for_by_the_statement(pg: Engi
     """SKIP LOCKED: with the head held elsewhere the save goes on; its event waits for the commit's locked path."""
     people, instance_id, open_ids = _started(pg_factory)
     stream = f"instance:{instance_id}"
-    outcome: list[object] = []
     saved = threading.Event()
-
-    def complete() -> None:
-        with pg_factory() as session:
-            session.execute(text("SET LOCAL lock_timeout = '20s'"))
-            try:
-                tasks.complete(session, task_id=open_ids["task_a"], actor=people[0], data={"stop": True})
-                saved.set()
-                session.commit()
-                outcome.append("done")
-            except Exception as exc:
-                outcome.append(exc)
-
     with pg_factory() as holder:
         assert holder.execute(text("SELECT seq FROM audit_head WHERE stream = :s FOR UPDATE"),
                               {"s": stream}).scalar() is not None
-        worker = threading.Thread(target=complete)
+        worker, outcome = _completer(pg_factory, open_ids["task_a"], people[0], saved=saved)
         worker.start()
         assert saved.wait(timeout=10)  # the save did not wait for the held head
         worker.join(timeout=0.5)
@@ -256,21 +252,11 @@ def test_a_claim_holding_the_task_and_appending_at_its_commit_does_not_deadlock_
     """The completion's statement waits for the task's row, which a claim holds; the claim's commit then appends
     to the instance's stream. Had the statement taken the stream's head before the rows, that was a deadlock."""
     people, instance_id, open_ids = _started(pg_factory)
-    outcome: list[object] = []
-
-    def complete() -> None:
-        with pg_factory() as session:
-            try:
-                tasks.complete(session, task_id=open_ids["task_a"], actor=people[0], data={"stop": True})
-                session.commit()
-                outcome.append("done")
-            except Exception as exc:  # DeadlockDetected, had the head been taken first
-                outcome.append(exc)
-
     with pg_factory() as claimer:
         tasks.claim(claimer, task_id=open_ids["task_a"], actor=people[1])  # holds task_a's row
         claimer_pid = claimer.execute(text("SELECT pg_backend_pid()")).scalar()
-        worker = threading.Thread(target=complete)
+        # DeadlockDetected, had the head been taken first, ends up in outcome
+        worker, outcome = _completer(pg_factory, open_ids["task_a"], people[0])
         worker.start()
         with pg_factory() as watcher:  # its own transactions: pg_stat_activity is a snapshot within one
             for _ in range(200):  # until the completion's statement waits for task_a's row
