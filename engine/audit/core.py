@@ -174,6 +174,18 @@ _MOVED_FROM_SEEN = (update(_HEADS)
 _INSERT_EVENT_FROM_SEEN_PG = insert(_EVENTS).from_select(
     _COLUMNS, select(*(bindparam(f"e_{name}", type_=_EVENTS.c[name].type) for name in _COLUMNS))
     .where(exists(select(_MOVED_FROM_SEEN.c.stream)))).returning(_EVENTS.c.id)
+# A stream this transaction saw empty (it made the stream's object: a new instance): the head row is created, only
+# if the stream has no head row and no events. A conflicting head another writer is inserting is waited for, then
+# left alone; nothing inserted: the locked path runs.
+_NEW_HEAD = (postgresql.insert(_HEADS).from_select(
+    ["stream", "seq", "hash"], select(bindparam("h_stream", type_=_HEADS.c.stream.type),
+                                      bindparam("h_seq", type_=_HEADS.c.seq.type),
+                                      bindparam("h_hash", type_=_HEADS.c.hash.type))
+    .where(~exists().where(_EVENTS.c.stream == bindparam("h_stream", type_=_EVENTS.c.stream.type))))
+    .on_conflict_do_nothing(index_elements=["stream"]).returning(_HEADS.c.stream).cte("new_head"))
+_INSERT_EVENT_NEW_STREAM_PG = insert(_EVENTS).from_select(
+    _COLUMNS, select(*(bindparam(f"e_{name}", type_=_EVENTS.c[name].type) for name in _COLUMNS))
+    .where(exists(select(_NEW_HEAD.c.stream)))).returning(_EVENTS.c.id)
 
 
 def saw_head(session: Session, stream: str, seq: int | None, digest: str | None) -> None:
@@ -215,7 +227,8 @@ def _append_from_seen(session: Session, events: list[AuditEvent], seen: tuple[in
     first = events[0]
     params = {f"e_{name}": value for name, value in _row(first).items()}
     params.update(h_stream=first.stream, h_seq=first.seq, h_hash=first.hash, h_prev_seq=seen[0], h_prev_hash=seen[1])
-    first_id = session.connection().execute(_INSERT_EVENT_FROM_SEEN_PG, params).scalar()  # Core: no ORM layer
+    statement = _INSERT_EVENT_NEW_STREAM_PG if seen[0] == 0 else _INSERT_EVENT_FROM_SEEN_PG
+    first_id = session.connection().execute(statement, params).scalar()  # Core: no ORM layer
     if first_id is None:
         return False
     first.id = first_id

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from engine import clock, deploy
+from engine import audit, clock, deploy
 from engine.errors import FieldError, Forbidden, FormInvalid, InstanceNotRunning, InvalidInput, ProcessNotFound
 from engine.org.actors import Actor
 from engine.runtime import core as runtime
@@ -56,7 +56,10 @@ def start(session: Session, *, process_key: str, actor: Actor, data: Mapping[str
                           started_by_id=actor.user_id, started_at=clock.now(), updated_at=clock.now())
     session.add(row)
     session.flush()
-    running = runtime.Running(row=row, workflow=workflow, lock_version=0)
+    # A new instance has no rows and an empty audit stream yet: the projection reads none, the commit's append
+    # starts the stream in one statement (a stream that somehow has events is never restarted: see audit).
+    running = runtime.Running(row=row, workflow=workflow, lock_version=0, open_rows={})
+    audit.saw_head(session, f"instance:{row.id}", 0, audit.GENESIS)
     runtime.run(session, running, actor)
     if trigger is not None and running.row.status == "running":
         events.fire_start(workflow, trigger, dict(given))  # the start event waits for its message or signal: here it is

@@ -62,3 +62,36 @@ def test_an_altered_head_row_is_named_by_verify_not_trusted(session: Session) ->
         _note(session, "test:y")  # seq 1 again: the unique (stream, seq) refuses, nothing is written
     session.rollback()
     assert session.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.stream == "test:y")) == 2
+
+
+def test_a_new_stream_seen_empty_appends_in_one_statement_and_a_stream_with_events_is_never_restarted(
+        session: Session) -> None:
+    """A transaction that made the stream's object (a new instance) saw it empty: its commit appends from the
+    start in one statement on PostgreSQL. Events without a head row, or a head another writer made, are never
+    chained over: the locked path then reads what is there."""
+    from sqlalchemy import event
+
+    seen: list[str] = []
+
+    def before(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        seen.append(statement)
+
+    audit.saw_head(session, "test:new", 0, audit.GENESIS)
+    audit.record(session, SYSTEM, "test.note", stream="test:new", object_type="note", object_id=1)
+    event.listen(session.get_bind(), "before_cursor_execute", before)
+    try:
+        session.commit()
+    finally:
+        event.remove(session.get_bind(), "before_cursor_execute", before)
+    if session.get_bind().dialect.name == "postgresql":
+        assert len([s for s in seen if "audit_event" in s or "audit_head" in s or "advisory" in s]) == 1, seen
+    _note(session, "test:old", 2)
+    session.execute(text("DELETE FROM audit_head WHERE stream = 'test:old'"))
+    session.commit()
+    for stream in ("test:old", "test:new"):  # events without a head row; a head row that exists
+        audit.saw_head(session, stream, 0, audit.GENESIS)
+        audit.record(session, SYSTEM, "test.note", stream=stream, object_type="note", object_id=9)
+        session.commit()
+    assert session.scalar(select(func.max(AuditEvent.seq)).where(AuditEvent.stream == "test:old")) == 3
+    assert session.scalar(select(func.max(AuditEvent.seq)).where(AuditEvent.stream == "test:new")) == 2
+    assert audit.verify(session).ok

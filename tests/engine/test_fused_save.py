@@ -342,3 +342,17 @@ def test_a_unit_of_work_that_loads_its_instance_appends_its_event_in_one_stateme
     assert not any("FOR UPDATE" in s or "pg_advisory" in s for s in seen), seen
     assert len([s for s in seen if "audit_event" in s]) == 1
     assert _chain(pg_factory, f"instance:{instance_id}")[-1] == "test.touch"
+
+
+def test_a_start_reads_no_rows_of_its_new_instance_and_starts_its_stream_in_one_statement(
+        pg: Engine, pg_factory: sessionmaker[Session]) -> None:
+    people = staff(pg_factory, 1)
+    with pg_factory() as session, statements(pg) as seen:
+        instance_id = instances.start(session, process_key="siblings", actor=people[0]).id
+        session.commit()
+    assert not [s for s in seen if s.startswith("SELECT human_task.")], seen  # it has none yet
+    audit_statements = [s for s in seen if ("audit_" in s or "advisory" in s) and not s.startswith("WITH st AS")]
+    assert len(audit_statements) == 1 and "FOR UPDATE" not in audit_statements[0], audit_statements
+    assert _chain(pg_factory, f"instance:{instance_id}") == ["instance.start"]
+    with pg_factory() as session:
+        assert len(_rows(session, instance_id)) == 4  # the projection's rows, as before
