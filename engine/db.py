@@ -52,12 +52,24 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         return pgconn.Connection.connect(*cargs, **cparams)
 
     if not kwargs.get("pool_pre_ping"):
+        @event.listens_for(engine, "connect")
+        def _made(_dbapi_conn: Any, record: Any) -> None:
+            record.info[_FRESH] = True
+
         @event.listens_for(engine, "checkout")
-        def _alive(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+        def _alive(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+            # A connection just made is taken as it is, as SQLAlchemy's pre-ping takes it: the pool tries twice at a
+            # checkout and then fails the request before it ran anything, where a statement that finds the
+            # connection gone is a lost connection the caller retries. Two kills in a row did that.
+            if record.info.pop(_FRESH, False):
+                return
             # a pre-ping only where the socket says the server may have gone (engine/pgconn.py)
             if pgconn.hung_up(dbapi_conn) and not _answers(engine, dbapi_conn):
                 raise DisconnectionError("the server closed the connection")
     return engine
+
+
+_FRESH = "jzflow.fresh"  # connected, not yet checked out
 
 
 def _answers(engine: Engine, dbapi_conn: Any) -> bool:

@@ -247,6 +247,52 @@ def test_a_connection_whose_backend_was_ended_is_replaced_at_checkout(one_connec
     assert new_pid != pid and pings == [1]
 
 
+def _terminate(pid: int) -> None:
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as c:
+            assert c.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar()
+    finally:
+        admin.dispose()
+
+
+def test_a_connection_made_at_checkout_is_trusted_as_the_pre_ping_trusts_it(one_connection: Engine,
+                                                                            sessions: sessionmaker[Session]) -> None:
+    """Two kills in a row (the fault suite's killer): the pooled connection, then the one made to replace it.
+
+    SQLAlchemy tries twice at a checkout, then gives up with "This connection is closed" before the request has
+    run anything: a 500 where a lost connection is a retry. A connection just made is taken as it is (SQLAlchemy's
+    own pre-ping does the same); a statement on a dead one is a lost connection, which the caller retries.
+    """
+    from sqlalchemy import event
+
+    _terminate(_pid(sessions))
+    raw = one_connection.pool._pool.queue[0].dbapi_connection  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 5
+    while not pgconn.hung_up(raw) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+    killed: list[int] = []
+
+    def kill_the_first_replacement(dbapi_conn: pgconn.Connection, _record: object) -> None:
+        if killed:
+            return
+        killed.append(dbapi_conn.info.backend_pid)
+        _terminate(dbapi_conn.info.backend_pid)
+        deadline = time.monotonic() + 5
+        while not pgconn.hung_up(dbapi_conn) and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    event.listen(one_connection, "connect", kill_the_first_replacement)
+    with sessions() as s, pytest.raises(DBAPIError) as lost:  # not InvalidRequestError at the checkout
+        s.execute(select(OrgUnit.id)).all()
+    assert lost.value.connection_invalidated
+    with sessions() as s:  # the next one connects afresh and serves
+        assert s.execute(select(OrgUnit.id)).all() is not None
+    event.remove(one_connection, "connect", kill_the_first_replacement)
+    assert len(killed) == 1
+
+
 def test_a_connection_not_idle_is_asked_before_use(sessions: sessionmaker[Session]) -> None:
     with sessions() as s:
         raw = s.connection().connection.driver_connection
