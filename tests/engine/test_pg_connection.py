@@ -218,6 +218,21 @@ def _count_pings(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return pings
 
 
+def _terminate(pid: int) -> None:
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as c:
+            assert c.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar()
+    finally:
+        admin.dispose()
+
+
+def _until_hung_up(raw: pgconn.Connection) -> None:
+    deadline = time.monotonic() + 5
+    while not pgconn.hung_up(raw) and time.monotonic() < deadline:  # the server's goodbye is on its way
+        time.sleep(0.01)
+
+
 def test_a_healthy_idle_connection_is_taken_without_a_round_trip(one_connection: Engine,
                                                                   sessions: sessionmaker[Session],
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
@@ -230,30 +245,13 @@ def test_a_connection_whose_backend_was_ended_is_replaced_at_checkout(one_connec
                                                                        sessions: sessionmaker[Session],
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     pid = _pid(sessions)
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as c:
-            assert c.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar()
-    finally:
-        admin.dispose()
-    raw = one_connection.pool._pool.queue[0].dbapi_connection  # type: ignore[attr-defined]  # the idle one
-    deadline = time.monotonic() + 5
-    while not pgconn.hung_up(raw) and time.monotonic() < deadline:  # the server's goodbye is on its way
-        time.sleep(0.01)
+    _terminate(pid)
+    _until_hung_up(one_connection.pool._pool.queue[0].dbapi_connection)  # type: ignore[attr-defined]  # the idle one
     pings = _count_pings(one_connection, monkeypatch)
     with sessions() as s:  # no error reaches the caller: the pool found out and connected again
         assert s.execute(select(OrgUnit.id)).all() is not None
         new_pid = s.connection().exec_driver_sql("SELECT pg_backend_pid()").scalar()
     assert new_pid != pid and pings == [1]
-
-
-def _terminate(pid: int) -> None:
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as c:
-            assert c.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar()
-    finally:
-        admin.dispose()
 
 
 def test_a_connection_made_at_checkout_is_trusted_as_the_pre_ping_trusts_it(one_connection: Engine,
@@ -267,10 +265,7 @@ def test_a_connection_made_at_checkout_is_trusted_as_the_pre_ping_trusts_it(one_
     from sqlalchemy import event
 
     _terminate(_pid(sessions))
-    raw = one_connection.pool._pool.queue[0].dbapi_connection  # type: ignore[attr-defined]
-    deadline = time.monotonic() + 5
-    while not pgconn.hung_up(raw) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    _until_hung_up(one_connection.pool._pool.queue[0].dbapi_connection)  # type: ignore[attr-defined]
 
     killed: list[int] = []
 
@@ -279,9 +274,7 @@ def test_a_connection_made_at_checkout_is_trusted_as_the_pre_ping_trusts_it(one_
             return
         killed.append(dbapi_conn.info.backend_pid)
         _terminate(dbapi_conn.info.backend_pid)
-        deadline = time.monotonic() + 5
-        while not pgconn.hung_up(dbapi_conn) and time.monotonic() < deadline:
-            time.sleep(0.01)
+        _until_hung_up(dbapi_conn)
 
     event.listen(one_connection, "connect", kill_the_first_replacement)
     with sessions() as s, pytest.raises(DBAPIError) as lost:  # not InvalidRequestError at the checkout
