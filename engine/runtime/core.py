@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import String, and_, bindparam, cast, insert, literal, select, update
+from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -28,6 +28,7 @@ from engine.org.actors import SYSTEM, Actor
 from engine.runtime import assignment, effects, hot, projection
 from engine.runtime.assignment import due_time
 from engine.runtime.models import (
+    INSTANCE_STREAM,
     ArchivedState,
     Incident,
     ProcessDefinition,
@@ -104,7 +105,7 @@ def specs_for(session: Session, version_id: int) -> serializer.Specs:
 # Built once (their cache keys are then computed once): the instance's row and its audit stream's head, and with
 # them its open bpmn rows (through uq_human_task_guid_open: a looping instance's finished rows are never read).
 _LOAD = (select(ProcessInstance, AuditHead.seq, AuditHead.hash)
-         .outerjoin(AuditHead, AuditHead.stream == literal("instance:") + cast(ProcessInstance.id, String))
+         .outerjoin(AuditHead, AuditHead.stream == INSTANCE_STREAM)
          .where(ProcessInstance.id == bindparam("instance_id")).execution_options(populate_existing=True))
 _LOAD_WITH_OPEN = _LOAD.add_columns(HumanTask).outerjoin(HumanTask, and_(
     HumanTask.instance_id == ProcessInstance.id, HumanTask.kind == "bpmn", is_open(HumanTask.state)))

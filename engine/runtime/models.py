@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, cast, literal
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from engine import clock
@@ -84,6 +84,9 @@ class ProcessInstance(Base):
 
     version: Mapped[ProcessVersion] = relationship()
     definition: Mapped[ProcessDefinition] = relationship()
+
+
+INSTANCE_STREAM = literal("instance:") + cast(ProcessInstance.id, String)  # an instance's audit stream, in SQL
 
 
 class Incident(Base):

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Integer, String, bindparam, cast, exists, literal, select, union_all
+from sqlalchemy import Integer, bindparam, exists, select, union_all
 from sqlalchemy.orm import Session, aliased, joinedload
 
 from engine.audit.core import saw_head
 from engine.audit.models import AuditHead
 from engine.errors import ConcurrentModification, Conflict, EngineError, InstanceArchived, NotYourTask, TaskNotFound
 from engine.org.actors import Actor
-from engine.runtime.models import ProcessInstance
+from engine.runtime.models import INSTANCE_STREAM, ProcessInstance
 from engine.tasks.models import OPEN_STATES, HumanTask, archived_tasks, is_open
 
 
@@ -47,7 +47,6 @@ def get_open(session: Session, task_id: int) -> HumanTask:
     return require_open(task)
 
 
-_INSTANCE_STREAM = literal("instance:") + cast(ProcessInstance.id, String)  # the instance's audit stream
 _cosign = aliased(HumanTask, name="cosign")
 # Built once: an alias made per call gives every statement a new cache key (compiled again each time: +1 ms).
 _COSIGNERS_WAITING = exists().where(_cosign.parent_task_id == HumanTask.id, _cosign.kind == "cosign",
@@ -69,7 +68,7 @@ _TASK_AND_OPEN = union_all(select(bindparam("task_id", type_=Integer)),
 # pass); bringing it along cost nothing measurable.
 _TO_COMPLETE = (select(HumanTask, ProcessInstance, _COSIGNERS_WAITING, AuditHead.seq, AuditHead.hash)
                 .join(ProcessInstance, ProcessInstance.id == HumanTask.instance_id)
-                .outerjoin(AuditHead, AuditHead.stream == _INSTANCE_STREAM)
+                .outerjoin(AuditHead, AuditHead.stream == INSTANCE_STREAM)
                 .where(HumanTask.id.in_(_TASK_AND_OPEN))
                 .options(joinedload(HumanTask.candidates))
                 .execution_options(populate_existing=True))
