@@ -48,7 +48,7 @@ def _plain_select(query: str | bytes) -> bool:
 
 
 _DESCRIPTIONS_MAX = 1024
-_descriptions: dict[tuple[bytes, tuple[bytes | None, ...], tuple[int, ...]], list[psycopg.Column]] = {}
+_descriptions: dict[tuple[str | bytes, tuple[bytes | None, ...], tuple[int, ...]], list[psycopg.Column]] = {}
 
 
 class Cursor(psycopg.Cursor[Any]):
@@ -58,8 +58,9 @@ class Cursor(psycopg.Cursor[Any]):
     @property
     def description(self) -> list[psycopg.Column] | None:
         res = self.pgresult
-        query = getattr(getattr(self, "_query", None), "query", None)
-        if res is None or res.status != ExecStatus.TUPLES_OK or not isinstance(query, bytes):
+        # The statement as it was given: psycopg keeps what it sent only when it did not run a prepared statement.
+        query = getattr(self, "_last_query", None)
+        if res is None or res.status != ExecStatus.TUPLES_OK or not isinstance(query, str | bytes):
             return super().description
         fields = range(res.nfields)  # the same text may return other columns after a migration: they are the key
         key = (query, tuple(res.fname(i) for i in fields), tuple(res.ftype(i) for i in fields))
