@@ -14,7 +14,7 @@ WORKDIR /app
 # postgresql-client: pg_dump / pg_restore for `jzflow backup` and `jzflow restore` (same major as the server).
 RUN apt-get update && apt-get install -y --no-install-recommends libcairo2 fonts-noto-cjk fonts-wqy-microhei postgresql-client \
     && rm -rf /var/lib/apt/lists/*
-COPY setup.cfg pyproject.toml README.md gunicorn.conf.py ./
+COPY setup.cfg pyproject.toml constraints.txt README.md gunicorn.conf.py ./
 COPY engine ./engine
 COPY plan ./plan
 COPY web ./web
@@ -22,7 +22,7 @@ COPY migrations ./migrations
 COPY bpmn ./bpmn
 COPY data ./data
 COPY --from=assets /app/web/static/dist ./web/static/dist
-RUN pip install --no-cache-dir -e ".[server]" \
+RUN pip install --no-cache-dir -e ".[server]" -c constraints.txt \
     && python -c "from web import i18n; i18n.compile_catalogs()" \
     && mkdir -p /var/lib/jzflow && chown nobody /var/lib/jzflow
 USER nobody

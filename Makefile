@@ -4,13 +4,21 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 JZ     := $(VENV)/bin/jzflow
 
-.PHONY: setup assets system-packages run test test-fast lint bench clean
+.PHONY: setup assets system-packages run test test-fast lint lock bench clean
 
-$(VENV)/.installed: setup.cfg pyproject.toml
+$(VENV)/.installed: setup.cfg pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev]" -c constraints.txt
 	touch $@
+
+# constraints.txt from the newest releases setup.cfg admits, resolved in a scratch venv (review, then make test).
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet --upgrade pip
+	.lock-venv/bin/python -m pip install --quiet -e ".[dev]"
+	{ sed -n '/^#/p' constraints.txt; .lock-venv/bin/python -m pip freeze --exclude-editable; } > constraints.new
+	mv constraints.new constraints.txt && rm -rf .lock-venv
 
 # Front-end bundle (htmx, the bpmn-js viewer) into web/static/dist/: rebuilt when package.json, the
 # lockfile or the sources are newer than the stamp. Without npm the pages still work (no diagram).

@@ -62,8 +62,11 @@ def _append(payload: dict[str, Any]) -> None:
     body = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     line = f"{body}\t{mac('anchor' + body)}\n".encode()
     path = config.load().anchor_path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+    except FileNotFoundError:  # its folder is missing: made here, once, not checked at every commit
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
     try:
         os.write(fd, line)  # one write with O_APPEND: lines of concurrent processes do not interleave
     finally:

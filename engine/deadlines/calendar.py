@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime, time, timedelta
+from functools import lru_cache
 
 from chinese_calendar.constants import holidays as _HOLIDAYS
 from chinese_calendar.constants import workdays as _MAKEUP_DAYS
@@ -68,11 +69,16 @@ def _local(at: datetime) -> datetime:
 def add_working_days(start: datetime, days: int) -> datetime:
     """Return the same local (Asia/Shanghai) time `days` working days after (or, negative, before) `start`."""
     local = _local(start)
-    day = local.date()
-    for _ in range(abs(days)):
-        day = next_working_day(day) if days > 0 else previous_working_day(day)
+    day = _working_days_from(local.date(), days)
     # Combine with a naive time and localise, so a DST-free zone never shifts the hour.
     return datetime.combine(day, local.time(), tzinfo=clock.SHANGHAI).astimezone(clock.UTC)
+
+
+@lru_cache(maxsize=4096)  # the holidays are fixed at import; every new task with an SLA asks for the same few days
+def _working_days_from(day: date, days: int) -> date:
+    for _ in range(abs(days)):
+        day = next_working_day(day) if days > 0 else previous_working_day(day)
+    return day
 
 
 def subtract_working_days(end: datetime, days: int) -> datetime:

@@ -18,8 +18,8 @@ from typing import Any
 
 from sqlalchemy import Column, Table, inspect, select
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.orm import Session, make_transient_to_detached
-from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm import PassiveFlag, Session, make_transient_to_detached
+from sqlalchemy.orm.attributes import get_history, set_committed_value
 
 from engine import clock
 from engine.audit import in_statement
@@ -200,8 +200,10 @@ _SQL = _statement()
 
 def _changed_columns(human: HumanTask) -> list[bool]:
     """Which of MOVED_COLUMNS this unit of work changed on an open row."""
-    attrs = inspect(human).attrs
-    return [attrs[k].history.has_changes() for k in MOVED_COLUMNS]
+    if not inspect(human).committed_state:  # nothing changed since it was loaded (the instance's other open rows)
+        return [False] * len(MOVED_COLUMNS)
+    # get_history, not inspect().attrs: that builds a view of every attribute of the row, 0.1 ms a completion
+    return [get_history(human, k, PassiveFlag.PASSIVE_NO_INITIALIZE).has_changes() for k in MOVED_COLUMNS]
 
 
 def _loaded(col: Column[Any], obj: HumanTask) -> Any:
@@ -287,14 +289,14 @@ def _persisted(session: Session, new: list[HumanTask], returned: list[Any]) -> N
             cand_ids[(int(task_id), user_id, org_unit_id, role_id)].append(cand_id)
     for human in new:
         session.expunge(human)  # and its candidates (cascade): pending → transient
-        human.id = ids[human.task_guid]
+        set_committed_value(human, "id", ids[human.task_guid])
         for col in _NEW:  # every column as written: one left unset would be expired and read again
-            setattr(human, col.key, _loaded(col, human))
+            set_committed_value(human, col.key, _loaded(col, human))  # no change events: it is what the row holds
         for cand in human.candidates:
-            cand.task_id = human.id
-            cand.id = cand_ids[(human.id, cand.user_id, cand.org_unit_id, cand.role_id)].pop()
+            set_committed_value(cand, "task_id", human.id)
+            set_committed_value(cand, "id", cand_ids[(human.id, cand.user_id, cand.org_unit_id, cand.role_id)].pop())
             for key in _CANDIDATE:
-                setattr(cand, key, getattr(cand, key))
+                set_committed_value(cand, key, getattr(cand, key))
             make_transient_to_detached(cand)
         make_transient_to_detached(human)
         session.add(human)  # detached → persistent, with its candidates: nothing left to flush

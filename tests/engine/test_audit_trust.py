@@ -125,6 +125,20 @@ def test_hole8_anchor_line_altered_is_named(trail: Session) -> None:
     assert not report.ok and any(f"anchor line {mine + 1}: altered" in p for p in report.problems)
 
 
+def test_hole8_the_anchor_folder_is_made_when_missing_even_after_it_was_removed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "logs" / "audit" / "anchors.log"
+    monkeypatch.setenv("JZFLOW_AUDIT_ANCHOR", str(path))
+    audit_anchor.append_heads("test:folder", {"instance:1": [1, "aa"]})
+    (first,) = path.read_text(encoding="utf-8").splitlines()
+    assert '"instance:1":[1,"aa"]' in first
+    path.unlink()
+    path.parent.rmdir()  # an operator cleaned up the folder while the process ran
+    audit_anchor.append_heads("test:folder", {"instance:1": [2, "bb"]})
+    (second,) = path.read_text(encoding="utf-8").splitlines()
+    assert '"instance:1":[2,"bb"]' in second
+
+
 def test_hole8_a_wrong_key_breaks_every_row(trail: Session, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JZFLOW_AUDIT_KEY", "not-the-key")
     report = audit.verify(trail)
