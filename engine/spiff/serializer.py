@@ -109,11 +109,17 @@ def dump_state(workflow: BpmnWorkflow) -> str:
         registry._encoder_mode = False
 
 
+# json.dumps(value, cls=…) builds an encoder per call, and a dump encodes each task on its own: built once here
+# (an encoder keeps no state between calls), with the arguments json.dumps gives it, so the text is the same.
+_SORTED = SERIALIZER._encoder_cls(sort_keys=True)
+_UNSORTED = SERIALIZER._encoder_cls()
+
+
 def _canonical(value: Any) -> str:
     try:
-        return json.dumps(value, cls=SERIALIZER._encoder_cls, sort_keys=True)
+        return str(_SORTED.encode(value))
     except TypeError:  # keys of mixed types (1 and "a") cannot be sorted: keep their order
-        return json.dumps(value, cls=SERIALIZER._encoder_cls)
+        return str(_UNSORTED.encode(value))
 
 
 def _canonical_task(dct: dict[str, Any]) -> str:
