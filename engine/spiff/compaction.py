@@ -94,6 +94,15 @@ def removable(workflow: BpmnWorkflow, keep: int) -> list[Task]:
     return out
 
 
+def least_tasks(keep: int, batch: int) -> int:
+    """The fewest tasks a tree that has `batch` removable tasks holds.
+
+    Each removable task is more than `keep` levels above a live task; below it on that path lie the live task and
+    its `keep` nearest ancestors, none of them removable (their distance is at most `keep`).
+    """
+    return batch + keep + 1
+
+
 def _subtree(task: Task, keep_ids: set[Any]) -> list[Task]:
     found: list[Task] = []
     stack = [task]
@@ -111,6 +120,8 @@ def compact(workflow: BpmnWorkflow, *, keep: int, batch: int, convert: Any) -> d
     root), so every kept task keeps its kept ancestors. `convert` turns a task or a subworkflow into its
     serialised dict (the serializer's registry).
     """
+    if len(workflow.tasks) < least_tasks(keep, batch):
+        return None  # too small to hold a batch: no walk of the tree (a process without loops, most saves)
     cut = removable(workflow, keep)
     if len(cut) < batch:
         return None

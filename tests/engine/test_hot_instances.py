@@ -15,10 +15,11 @@ import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine import deploy, org, runtime, tasks
+from engine import config, deploy, org, runtime, tasks
 from engine.deploy import versions
 from engine.errors import ConcurrentModification
 from engine.org.actors import SYSTEM, Actor, actor_for
+from engine.runtime import core as runtime_core
 from engine.runtime import hot, instances
 from engine.runtime.models import ProcessInstance, ProcessStateHistory
 from engine.spiff import serializer
@@ -458,3 +459,34 @@ def test_loading_an_instance_not_hot_here_is_one_read(factory: sessionmaker[Sess
                 event.remove(engine, "before_cursor_execute", log)
             assert running.row.state and running.workflow is not None
             assert len(seen) == 1, seen
+
+
+def test_a_tree_too_small_for_a_batch_is_not_walked_and_the_bound_holds_at_every_save(
+        factory: sessionmaker[Session], session: Session, clerk: Actor, monkeypatch: pytest.MonkeyPatch) -> None:
+    """compaction.compact skips its walk below least_tasks(): every save of a looping instance shows that a tree
+    with a batch to cut is never that small, and that a small one is not walked."""
+    from engine.spiff import compaction
+    removable, compact, seen, sizes = compaction.removable, compaction.compact, [], []
+
+    def watched(workflow: Any, keep: int) -> Any:
+        cut = removable(workflow, keep)
+        seen.append((len(workflow.tasks), len(cut)))
+        return cut
+
+    def every_save(workflow: Any, **kwargs: Any) -> Any:
+        sizes.append(len(workflow.tasks))
+        if len(workflow.tasks) < compaction.least_tasks(kwargs["keep"], kwargs["batch"]):  # skipped: rightly so
+            assert len(removable(workflow, kwargs["keep"])) < kwargs["batch"]
+        return compact(workflow, **kwargs)
+
+    monkeypatch.setattr(compaction, "removable", watched)
+    monkeypatch.setattr(compaction, "compact", every_save)
+    instance_id = _start(session, clerk)
+    for _ in range(31):
+        _complete(factory, instance_id, clerk)
+    keep, batch = config.load().state_keep_levels, runtime_core.COMPACT_BATCH
+    assert any(cut >= batch for _, cut in seen)  # it did compact
+    least = compaction.least_tasks(keep, batch)
+    assert all(size >= least for size, _ in seen)  # never walked below the bound
+    assert all(size >= least for size, cut in seen if cut >= batch)
+    assert len(seen) == sum(size >= least for size in sizes) < len(sizes)  # the small trees were not walked
