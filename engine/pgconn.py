@@ -19,7 +19,8 @@ a tenth of a millisecond and a few percent of a completion.
 
 psycopg also builds `cursor.description` anew each time it is asked, a Column per column: 60 µs for a
 completion's first read (51 columns), which SQLAlchemy asks once per statement. The cursor here keeps the list
-built for a statement's text and its result's column names and types, and hands out a copy.
+built for a statement's text and its result's column names, types and type modifiers (a varchar's length), and
+hands out a copy.
 """
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ def _plain_select(query: str | bytes) -> bool:
 
 
 _DESCRIPTIONS_MAX = 1024
-_descriptions: dict[tuple[str | bytes, tuple[bytes | None, ...], tuple[int, ...]], list[psycopg.Column]] = {}
+_descriptions: dict[tuple[str | bytes, tuple[bytes | None, ...], tuple[tuple[int, int], ...]], list[psycopg.Column]] = {}
 
 
 class Cursor(psycopg.Cursor[Any]):
@@ -63,7 +64,7 @@ class Cursor(psycopg.Cursor[Any]):
         if res is None or res.status != ExecStatus.TUPLES_OK or not isinstance(query, str | bytes):
             return super().description
         fields = range(res.nfields)  # the same text may return other columns after a migration: they are the key
-        key = (query, tuple(res.fname(i) for i in fields), tuple(res.ftype(i) for i in fields))
+        key = (query, tuple(res.fname(i) for i in fields), tuple((res.ftype(i), res.fmod(i)) for i in fields))
         columns = _descriptions.get(key)
         if columns is None:
             columns = super().description or []

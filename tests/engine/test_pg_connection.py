@@ -307,6 +307,15 @@ def _description(engine: Engine, query: str, params: dict[str, object] | None = 
     return described
 
 
+def _sizes(engine: Engine, query: str) -> object:
+    with engine.connect() as conn:
+        cursor = conn.exec_driver_sql(query).cursor
+        assert cursor is not None and cursor.description is not None
+        size = cursor.description[0].display_size
+        conn.rollback()
+    return size
+
+
 def test_a_statement_run_again_is_described_without_building_its_columns_again(
         one_connection: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     query = "SELECT id, code, name FROM org_unit WHERE code = %(code)s"
@@ -340,5 +349,12 @@ def test_the_same_text_with_other_columns_or_types_is_described_as_it_now_is(one
         conn.exec_driver_sql("ALTER TABLE described ALTER COLUMN a TYPE BIGINT")
     after = _description(one_connection, query)
     assert after[0][0] == "a" and after[0][1] != before[0][1]
+    with one_connection.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE described ADD COLUMN d VARCHAR(10)")
+    query = "SELECT d FROM described"
+    assert _sizes(one_connection, query) == 10
+    with one_connection.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE described ALTER COLUMN d TYPE VARCHAR(20)")  # the same type, longer
+    assert _sizes(one_connection, query) == 20
     assert _description(one_connection, "SELECT 1 AS one, 'x' AS two") == [("one", 23), ("two", 25)]
     assert _description(one_connection, "SELECT 2 AS uno, 'y' AS dos") == [("uno", 23), ("dos", 25)]
