@@ -16,6 +16,7 @@ from engine import config
 from engine.db import make_engine, make_sessionmaker
 from web import auth, common, errors, features, guards, i18n, limits_memory, limits_redis, ops, wording
 from web.extensions import SECURITY_HEADERS, babel, csrf, limiter, login_manager
+from web.sessions import CookieSessions
 
 LANGUAGES = ("zh", "en")
 
@@ -65,6 +66,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     ops.init_app(app)
     guards.init_app(app)  # before the blueprints: their <int:…> rules take the bounded converter
     i18n.compile_catalogs()
+    app.session_interface = CookieSessions()  # the signed cookie's serializer built once per key
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
     login_manager.login_message = None  # type: ignore[assignment]
