@@ -75,6 +75,9 @@ def check_json(raw: str) -> None:
         raise BadInput(f"JSON 嵌套超过 {MAX_JSON_DEPTH} 层 (nested deeper than {MAX_JSON_DEPTH})", field="(body)")
 
 
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
 def check_request() -> None:
     """Refuse NUL (and, in the path, control characters) in the path, query, form fields and JSON body.
 
@@ -82,12 +85,14 @@ def check_request() -> None:
     """
     if any(ch < " " for ch in request.path):
         raise BadInput("地址含控制字符 (control character in the path)", field="(path)")
-    for where, values in (("query", request.args), ("form", request.form)):
-        for name, value in values.items(multi=True):
+    # Only these two types have form fields or files (werkzeug parses no other): a JSON call does not build them.
+    has_form = request.mimetype in _FORM_TYPES
+    for where, values in (("query", request.args), ("form", request.form if has_form else None)):
+        for name, value in values.items(multi=True) if values else ():
             if "\x00" in name or "\x00" in value:
                 shown = name.replace("\x00", "\\0")
                 raise BadInput(f"{shown} 不能含 NUL 字符 (NUL byte in {where} field {shown})", field=shown)
-    for name, upload in request.files.items(multi=True):
+    for name, upload in request.files.items(multi=True) if has_form else ():
         if "\x00" in (upload.filename or ""):
             raise BadInput(f"{name} 文件名不能含 NUL 字符 (NUL byte in a file name)", field=name)
     if request.is_json and request.content_length:

@@ -5,6 +5,7 @@ API errors are RFC 9457 problem details (application/problem+json); HTML error p
 from __future__ import annotations
 
 import base64
+import io
 import json
 from collections.abc import Callable
 
@@ -47,6 +48,23 @@ def test_nul_byte_in_the_login_username_is_a_400_with_a_message(app: Flask) -> N
                                            "csrf_token": csrf_of(client)})
     _refused(response, 400)
     assert "NUL" in response.get_data(as_text=True)
+
+
+def test_nul_byte_in_a_multipart_field_or_file_name_is_a_400_and_a_json_body_is_not_read_as_a_form(
+        app: Flask) -> None:
+    client = app.test_client()
+    token = csrf_of(client)
+    field = client.post("/login", data={"username": "admin\x00", "password": PASSWORD, "csrf_token": token},
+                        content_type="multipart/form-data")
+    _refused(field, 400)
+    assert "NUL" in field.get_data(as_text=True)
+    upload = client.post("/login", data={"username": "admin", "password": PASSWORD, "csrf_token": token,
+                                         "file": (io.BytesIO(b"x"), "a\x00.pdf")}, content_type="multipart/form-data")
+    _refused(upload, 400)
+    assert "文件名不能含 NUL" in upload.get_data(as_text=True)
+    # A form-looking text in a JSON body is the body's text, not a form field: refused only by the JSON checks.
+    api = client.post("/api/tasks/1/complete", data="username=a%00b", content_type="application/json")
+    assert api.status_code != 500 and "field username" not in api.get_data(as_text=True)
 
 
 def test_nul_byte_in_list_filters_is_a_400(app: Flask, login: Login) -> None:
