@@ -87,14 +87,16 @@ def check_request() -> None:
         raise BadInput("地址含控制字符 (control character in the path)", field="(path)")
     # Only these two types have form fields or files (werkzeug parses no other): a JSON call does not build them.
     has_form = request.mimetype in _FORM_TYPES
-    for where, values in (("query", request.args), ("form", request.form if has_form else None)):
-        for name, value in values.items(multi=True) if values else ():
+    sources = (("query", request.args), ("form", request.form)) if has_form else (("query", request.args),)
+    for where, values in sources:
+        for name, value in values.items(multi=True):
             if "\x00" in name or "\x00" in value:
                 shown = name.replace("\x00", "\\0")
                 raise BadInput(f"{shown} 不能含 NUL 字符 (NUL byte in {where} field {shown})", field=shown)
-    for name, upload in request.files.items(multi=True) if has_form else ():
-        if "\x00" in (upload.filename or ""):
-            raise BadInput(f"{name} 文件名不能含 NUL 字符 (NUL byte in a file name)", field=name)
+    if has_form:
+        for name, upload in request.files.items(multi=True):
+            if "\x00" in (upload.filename or ""):
+                raise BadInput(f"{name} 文件名不能含 NUL 字符 (NUL byte in a file name)", field=name)
     if request.is_json and request.content_length:
         raw = request.get_data(cache=True)
         try:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -69,8 +69,6 @@ def test_a_new_stream_seen_empty_appends_in_one_statement_and_a_stream_with_even
     """A transaction that made the stream's object (a new instance) saw it empty: its commit appends from the
     start in one statement on PostgreSQL. Events without a head row, or a head another writer made, are never
     chained over: the locked path then reads what is there."""
-    from sqlalchemy import event
-
     seen: list[str] = []
 
     def before(_conn: object, _cursor: object, statement: str, *_args: object) -> None:

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from sqlalchemy import Engine, create_engine, insert, select, text, update
+from sqlalchemy import Engine, create_engine, event, insert, select, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -262,8 +262,6 @@ def test_a_connection_made_at_checkout_is_trusted_as_the_pre_ping_trusts_it(one_
     run anything: a 500 where a lost connection is a retry. A connection just made is taken as it is (SQLAlchemy's
     own pre-ping does the same); a statement on a dead one is a lost connection, which the caller retries.
     """
-    from sqlalchemy import event
-
     _terminate(_pid(sessions))
     _until_hung_up(one_connection.pool._pool.queue[0].dbapi_connection)  # type: ignore[attr-defined]
 
@@ -298,22 +296,17 @@ def test_a_connection_not_idle_is_asked_before_use(sessions: sessionmaker[Sessio
 
 # --- cursor.description, built once per statement and result shape ----------------------------------------------
 
-def _description(engine: Engine, query: str, params: dict[str, object] | None = None) -> list[tuple[object, ...]]:
+def _columns(engine: Engine, query: str, params: dict[str, object] | None = None) -> list[pgconn.psycopg.Column]:
     with engine.connect() as conn:
         cursor = conn.exec_driver_sql(query, params or {}).cursor
         assert cursor is not None and cursor.description is not None
-        described = [(c.name, c.type_code) for c in cursor.description]
+        columns = list(cursor.description)
         conn.rollback()
-    return described
+    return columns
 
 
-def _sizes(engine: Engine, query: str) -> object:
-    with engine.connect() as conn:
-        cursor = conn.exec_driver_sql(query).cursor
-        assert cursor is not None and cursor.description is not None
-        size = cursor.description[0].display_size
-        conn.rollback()
-    return size
+def _description(engine: Engine, query: str, params: dict[str, object] | None = None) -> list[tuple[object, ...]]:
+    return [(c.name, c.type_code) for c in _columns(engine, query, params)]
 
 
 def test_a_statement_run_again_is_described_without_building_its_columns_again(
@@ -352,9 +345,9 @@ def test_the_same_text_with_other_columns_or_types_is_described_as_it_now_is(one
     with one_connection.begin() as conn:
         conn.exec_driver_sql("ALTER TABLE described ADD COLUMN d VARCHAR(10)")
     query = "SELECT d FROM described"
-    assert _sizes(one_connection, query) == 10
+    assert _columns(one_connection, query)[0].display_size == 10
     with one_connection.begin() as conn:
         conn.exec_driver_sql("ALTER TABLE described ALTER COLUMN d TYPE VARCHAR(20)")  # the same type, longer
-    assert _sizes(one_connection, query) == 20
+    assert _columns(one_connection, query)[0].display_size == 20
     assert _description(one_connection, "SELECT 1 AS one, 'x' AS two") == [("one", 23), ("two", 25)]
     assert _description(one_connection, "SELECT 2 AS uno, 'y' AS dos") == [("uno", 23), ("dos", 25)]

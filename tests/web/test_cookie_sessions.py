@@ -27,6 +27,7 @@ def test_the_serializer_is_built_once_across_requests(app: Flask, login: Callabl
     monkeypatch.setattr(URLSafeTimedSerializer, "__init__", counting)
     for _ in range(3):
         assert _signed_in(client)
+    # Flask's session serializer takes a list of keys (flask-wtf builds its own CSRF one from the key alone)
     assert [a for a in built if a and isinstance(a[0], list) and "test-secret" in a[0]] == []
 
 
