@@ -117,6 +117,26 @@ def _worker_cpu(server_pid: int) -> list[float]:
     return sorted(used)
 
 
+def _worker_switches(server_pid: int) -> int:
+    """Context switches so far of all threads of the gunicorn workers (voluntary and not), from /proc; 0 elsewhere.
+
+    A thread that gives up the GIL for a system call, or waits for a database answer, is switched out: the count
+    per completion shows such handovers, which cost the machine's CPU without showing in the profiles.
+    """
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) != server_pid:
+                continue
+            for status in stat.parent.glob("task/*/status"):
+                for line in status.read_text().splitlines():
+                    if "ctxt_switches:" in line:
+                        total += int(line.split()[1])
+        except (OSError, ValueError, IndexError):
+            continue  # a process or thread that ended while we looked
+    return total
+
+
 def _machine_cpu() -> float:
     """CPU seconds the whole machine spent busy so far (all cores, /proc/stat); 0 elsewhere."""
     try:
@@ -206,14 +226,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 client.start()
             time.sleep(args.warmup)
             counted_before = sum(c.done for c in clients)
-            cpu_before = _worker_cpu(server.pid)
+            cpu_before, switches_before = _worker_cpu(server.pid), _worker_switches(server.pid)
             client_before, machine_before = time.process_time(), _machine_cpu()
             measuring.set()
             began = time.perf_counter()
             time.sleep(args.duration)
             measuring.clear()
             elapsed = time.perf_counter() - began
-            cpu_after = _worker_cpu(server.pid)
+            cpu_after, switches = _worker_cpu(server.pid), _worker_switches(server.pid) - switches_before
             client_cpu, machine_cpu = time.process_time() - client_before, _machine_cpu() - machine_before
             counted = sum(c.done for c in clients) - counted_before
             stop.set()
@@ -247,6 +267,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if spent:
         print("worker_cpu_s=" + ",".join(f"{s:.1f}" for s in spent)
               + f" cpu_ms_per_completion={sum(spent) * 1000 / per:.2f}")
+    if switches > 0:
+        print(f"worker_switches_per_completion={switches / per:.1f}")
     if machine_cpu and spent:  # where the cores went: the workers, the clients (this process), the rest (PostgreSQL, …)
         print(f"machine_cpu_ms_per_completion={machine_cpu * 1000 / per:.2f} clients_ms={client_cpu * 1000 / per:.2f} "
               f"rest_ms={(machine_cpu - sum(spent) - client_cpu) * 1000 / per:.2f}")

@@ -80,8 +80,24 @@ _RAW_KEYS = tuple(os.fsencode(k) for k in _KEYS)  # the keys of os.environ._data
 
 
 def load() -> Settings:
-    """Read settings from the environment (cached until a JZFLOW_* variable or the cwd changes)."""
-    return _load(_environment(), os.getcwd())
+    """Read settings from the environment (cached until a JZFLOW_* variable or, where a path is relative, the cwd
+    changes)."""
+    env = _environment()
+    # os.getcwd() releases the GIL, and settings are read several times a request: only relative paths need it.
+    return _load(env, os.getcwd() if _needs_cwd(env) else "")
+
+
+_INSTANCE_AT, _ANCHOR_AT = _KEYS.index("JZFLOW_INSTANCE_DIR"), _KEYS.index("JZFLOW_AUDIT_ANCHOR")
+
+
+@lru_cache(maxsize=8)
+def _needs_cwd(env: tuple[str | bytes | None, ...]) -> bool:
+    """Whether a setting is a path relative to the working directory: the instance folder (unset: ./instance) or
+    the audit anchor."""
+    instance, anchor = env[_INSTANCE_AT], env[_ANCHOR_AT]
+    if not instance or not os.path.isabs(instance):
+        return True
+    return bool(anchor) and not os.path.isabs(anchor or "")
 
 
 def _environment() -> tuple[str | bytes | None, ...]:
