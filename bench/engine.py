@@ -111,7 +111,11 @@ class DurableBare:
         self.engine = db.engine
         self.serializer = bare.serializer
         with self.engine.begin() as conn:
-            conn.execute(text("CREATE TABLE bare_state (id INTEGER PRIMARY KEY, state TEXT NOT NULL)"))
+            # compressed as ours is (migration 0029: lz4 where PostgreSQL has it), so the floor is not set higher
+            lz4 = conn.dialect.name == "postgresql" and "lz4" in (conn.scalar(text(
+                "SELECT enumvals FROM pg_settings WHERE name = 'default_toast_compression'")) or [])
+            column = "state TEXT" + (" COMPRESSION lz4" if lz4 else "") + " NOT NULL"
+            conn.execute(text(f"CREATE TABLE bare_state (id INTEGER PRIMARY KEY, {column})"))
             conn.execute(text("INSERT INTO bare_state (id, state) VALUES (:id, :state)"),
                          [{"id": i, "state": bare.stored} for i in range(count)])
         self.next = 0

@@ -24,6 +24,13 @@ def is_open(state: InstrumentedAttribute[str]) -> ColumnElement[bool]:
     return state.in_([literal_column(f"'{s}'") for s in OPEN_STATES])
 
 
+def _filled(column: str) -> dict[str, Any]:
+    """An index's options to hold only the rows whose `column` is filled: a column most rows leave empty and that
+    is only looked up by a value (the lookup's `column = x` implies the predicate, so the planner uses it)."""
+    where = text(f"{column} IS NOT NULL")
+    return {"postgresql_where": where, "sqlite_where": where}
+
+
 class HumanTask(Base):
     __tablename__ = "human_task"
     __table_args__ = (
@@ -36,7 +43,9 @@ class HumanTask(Base):
         # index-only and already in page order (migration 0005).
         Index("ix_human_task_assignee_open", "assignee_id", "state", "due_at", "id"),
         Index("ix_human_task_state_due", "state", "due_at"),
-        Index("ix_human_task_done", "completed_by_id", "completed_at", "id"),  # 已办, newest first
+        # 已办, newest first; an open task (no finisher yet) takes no entry (migration 0029)
+        Index("ix_human_task_done", "completed_by_id", "completed_at", "id", **_filled("completed_by_id")),
+        Index("ix_human_task_parent_task_id", "parent_task_id", **_filled("parent_task_id")),  # a co-signer's parent
         # SQLite: never reuse an id, archived steps keep theirs (migration 0026)
         {"sqlite_autoincrement": True},
     )
@@ -63,7 +72,7 @@ class HumanTask(Base):
     instructions: Mapped[str | None] = mapped_column(Text)
     # bpmn: backed by a SpiffWorkflow task; cosign: an ad-hoc co-signer task (加签) on parent_task_id
     kind: Mapped[str] = mapped_column(String(20), default="bpmn")
-    parent_task_id: Mapped[int | None] = mapped_column(ForeignKey("human_task.id"), index=True)
+    parent_task_id: Mapped[int | None] = mapped_column(ForeignKey("human_task.id"))
     # cosign: before | after (加签 before or after the parent's holder); delegation: pending | resolved
     cosign_position: Mapped[str | None] = mapped_column(String(10))
     delegation_state: Mapped[str | None] = mapped_column(String(10))
@@ -88,12 +97,18 @@ class TaskCandidate(Base):
     """Who may claim a task: a user, or every member of an org unit or holder of a role."""
 
     __tablename__ = "task_candidate"
-    __table_args__ = ({"sqlite_autoincrement": True},)  # archived candidates keep their ids (migration 0026)
+    __table_args__ = (
+        # A candidate names one of user, unit or role: each index holds only the rows naming one (migration 0029).
+        Index("ix_task_candidate_user_id", "user_id", **_filled("user_id")),
+        Index("ix_task_candidate_org_unit_id", "org_unit_id", **_filled("org_unit_id")),
+        Index("ix_task_candidate_role_id", "role_id", **_filled("role_id")),
+        {"sqlite_autoincrement": True},  # archived candidates keep their ids (migration 0026)
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     task_id: Mapped[int] = mapped_column(ForeignKey("human_task.id", ondelete="CASCADE"), index=True)
-    user_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"), index=True)
-    org_unit_id: Mapped[int | None] = mapped_column(ForeignKey("org_unit.id"), index=True)
-    role_id: Mapped[int | None] = mapped_column(ForeignKey("role.id"), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    org_unit_id: Mapped[int | None] = mapped_column(ForeignKey("org_unit.id"))
+    role_id: Mapped[int | None] = mapped_column(ForeignKey("role.id"))
 
     task: Mapped[HumanTask] = relationship(back_populates="candidates")
 
