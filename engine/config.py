@@ -108,7 +108,7 @@ def _environment() -> tuple[str | bytes | None, ...]:
     raw = getattr(os.environ, "_data", None)
     if os.name != "posix" or not isinstance(raw, dict):
         return tuple(os.environ.get(k) for k in _KEYS)
-    return tuple(raw.get(k) for k in _RAW_KEYS)
+    return tuple(map(raw.get, _RAW_KEYS))
 
 
 @lru_cache(maxsize=8)

@@ -1,6 +1,7 @@
 """Database engine and sessions; one commit point per request or job (the caller's)."""
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -120,6 +121,21 @@ def is_postgres(session_or_engine: Session | Engine) -> bool:
     """Tell whether we talk to PostgreSQL (for SKIP LOCKED and the audit trigger)."""
     bind = session_or_engine.get_bind() if isinstance(session_or_engine, Session) else session_or_engine
     return bind.dialect.name == "postgresql"
+
+
+_DATABASE_KEYS: weakref.WeakKeyDictionary[Engine, str] = weakref.WeakKeyDictionary()
+
+
+def database_key(session: Session) -> str:
+    """Name the session's database for a per-process cache (its URL, the password hidden).
+
+    Rendered once per engine: str(url) builds the text anew each time, and a completion asked five times.
+    """
+    engine = session.get_bind().engine
+    key = _DATABASE_KEYS.get(engine)
+    if key is None:
+        key = _DATABASE_KEYS[engine] = str(engine.url)
+    return key
 
 
 def ping(session: Session) -> None:

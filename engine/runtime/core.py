@@ -22,7 +22,7 @@ from engine import audit, clock, config
 from engine.audit import anchor as audit_anchor
 from engine.audit import in_statement
 from engine.audit.models import AuditEvent, AuditHead
-from engine.db import is_postgres
+from engine.db import database_key, is_postgres
 from engine.errors import ConcurrentModification, EngineError, InstanceArchived, InstanceNotFound
 from engine.org.actors import SYSTEM, Actor
 from engine.runtime import assignment, effects, hot, projection
@@ -75,7 +75,7 @@ class VersionInfo:
 
 def version_info(session: Session, version_id: int) -> VersionInfo:
     """Return a version's parsed specs, lane map and forms, loaded once per process and cached."""
-    key = (str(session.get_bind().engine.url), version_id)
+    key = (database_key(session), version_id)
     with _spec_lock:
         cached = _spec_cache.get(key)
         if cached is not None:
@@ -304,15 +304,17 @@ def save(session: Session, running: Running, *, event: Callable[[], AuditEvent] 
     info = version_info(session, row.version_id)
     projected = projection.plan(session, running, info.process_key, info.lane_map, script_engine())
     from engine.runtime import messages  # messages loads, runs and saves instances itself
-    if is_postgres(session) and not projected.problems.errors:  # one round trip: the state, history, projection
-        # and the audit event, unless a message catch may make this transaction wait for something after the save
+    # PostgreSQL: one round trip writes the state, history, projection and the audit event (unless a message catch
+    # may make this transaction wait for something after the save). Otherwise the unit of work writes the new rows.
+    fused = is_postgres(session) and not projected.problems.errors
+    if fused:
         inline = in_statement.for_statement(session, ev) \
             if ev is not None and not messages.has_catches(session, row.version_id) else None
         event_id = projection.write_postgres(session, row, values, running.lock_version, projected, history, inline)
         if ev is not None:
             in_statement.written_by_statement(session, ev, event_id)  # or kept for the commit
-        fused = True
     else:
+        session.add_all(projected.created)  # pending, with their candidates: the flush writes them
         result = session.execute(update(ProcessInstance)
                                  .where(ProcessInstance.id == row.id, ProcessInstance.lock_version == running.lock_version)
                                  .values(**values).execution_options(synchronize_session=False))
@@ -321,7 +323,6 @@ def save(session: Session, running: Running, *, event: Callable[[], AuditEvent] 
             raise ConcurrentModification(row.id)
         if ev is not None:
             audit_anchor.defer(session, ev)
-        fused = False
     for key, value in values.items():
         set_committed_value(row, key, value)
     running.lock_version += 1

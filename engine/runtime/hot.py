@@ -27,6 +27,7 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from engine import config
+from engine.db import database_key
 from engine.spiff.workflow import Workflow
 
 # A deserialised workflow takes several times its JSON text in memory (objects, dicts, UUIDs).
@@ -113,7 +114,7 @@ CACHE = HotCache()
 
 
 def key_of(session: Session, instance_id: int) -> Key:
-    return (str(session.get_bind().engine.url), instance_id)
+    return (database_key(session), instance_id)
 
 
 def _pending(session: Session) -> dict[Key, Entry]:

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from engine.db import database_key
 from engine.errors import Forbidden, InvalidInput, NotFound, UserNotFound
 from engine.org.actors import SYSTEM, Actor, actor_for
 from engine.org.models import OrgUnit, Role, User
@@ -136,7 +137,7 @@ def _cached(session: Session, db: str, version_id: int) -> tuple[str, int]:
 
 def declarations(session: Session, kind: str, name: str) -> list[Declaration]:
     """Return the catches and start events of this message or signal in the latest version of every process."""
-    db = str(session.get_bind().engine.url)
+    db = database_key(session)
     rows = session.execute(select(ProcessVersion.id, ProcessDefinition.key).join(
         ProcessDefinition, ProcessDefinition.id == ProcessVersion.definition_id).where(
         ProcessVersion.version == ProcessDefinition.latest_version).order_by(ProcessDefinition.key)).all()
@@ -152,7 +153,7 @@ def declarations(session: Session, kind: str, name: str) -> list[Declaration]:
 
 def declared_names(session: Session, version_ids: list[int]) -> set[tuple[str, str]]:
     """Return (kind, name) of every message and signal the versions catch or start on (cached per version)."""
-    db = str(session.get_bind().engine.url)
+    db = database_key(session)
     out: set[tuple[str, str]] = set()
     for version_id in version_ids:
         out.update((kind, name) for kind, name, *_rest in _declared[_cached(session, db, version_id)])

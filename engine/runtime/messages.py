@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from engine import audit, clock
-from engine.db import is_postgres
+from engine.db import database_key, is_postgres
 from engine.errors import ConcurrentModification, FormInvalid, InvalidInput, NotFound
 from engine.notify import outbox
 from engine.org.actors import SYSTEM, Actor
@@ -245,7 +245,7 @@ _catching: dict[tuple[str, int], bool] = {}
 
 
 def has_catches(session: Session, version_id: int) -> bool:
-    key = (str(session.get_bind().engine.url), version_id)
+    key = (database_key(session), version_id)
     if key not in _catching:
         _catching[key] = bool(events.catch_declarations(runtime.specs_for(session, version_id)))
     return _catching[key]

@@ -66,7 +66,7 @@ class Plan:
     """What a save does to the projection, decided in memory."""
 
     moved: list[HumanTask]  # the instance's open rows, each still open (state kept) or closed now
-    created: list[HumanTask]  # new rows, added to the session with their candidates
+    created: list[HumanTask]  # new rows with their candidates, not in the session (see `add_for_flush`)
     problems: assignment.Problems
 
 
@@ -118,8 +118,7 @@ def plan(session: Session, running: Running, process_key: str, lane_map: dict[st
         if props.get("due"):
             assignment.apply_due(engine, task, props["due"], human, now, problems)
         assignment.assign(session, engine, task, human, props, lane_map, row.started_by_id, problems)
-        session.add(human)
-        created.append(human)
+        created.append(human)  # not in the session yet: write_postgres writes it, or the caller adds it for a flush
     running.created_tasks.extend(created)
     return Plan(list(existing.values()), created, problems)
 
@@ -238,7 +237,7 @@ def write_postgres(session: Session, row: ProcessInstance, values: dict[str, Any
 
     Raises: ConcurrentModification (nothing written)
     """
-    new = [h for h in projected.created if h in session.new]  # an autoflush may have written some already
+    new = projected.created  # outside the session: no autoflush has written any
     params: dict[str, Any] = {f"s_{k}": values[k] for k in STATE_COLUMNS}
     params.update(event or in_statement.NO_EVENT, s_id=row.id, s_expected=expected, history=history)
     # Only rows that changed: writing an unchanged open row would lock it, and a writer holding it that waits for this
@@ -287,8 +286,7 @@ def _persisted(session: Session, new: list[HumanTask], returned: list[Any]) -> N
     for kind, cand_id, task_id, user_id, org_unit_id, role_id in returned:
         if kind == 2:
             cand_ids[(int(task_id), user_id, org_unit_id, role_id)].append(cand_id)
-    for human in new:
-        session.expunge(human)  # and its candidates (cascade): pending → transient
+    for human in new:  # transient, with its candidates
         set_committed_value(human, "id", ids[human.task_guid])
         for col in _NEW:  # every column as written: one left unset would be expired and read again
             set_committed_value(human, col.key, _loaded(col, human))  # no change events: it is what the row holds
