@@ -11,6 +11,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, bindparam, insert, select, update
@@ -40,7 +41,7 @@ from engine.runtime.models import (
 from engine.runtime.running import Running
 from engine.spiff import guards, sandbox, serializer, timers
 from engine.spiff import workflow as spiff
-from engine.spiff.workflow import Task, find_task
+from engine.spiff.workflow import Task, Workflow, find_task
 from engine.tasks.models import HumanTask, is_open
 
 log = logging.getLogger(__name__)
@@ -286,23 +287,29 @@ def save(session: Session, running: Running, *, event: Callable[[], AuditEvent] 
     if row.status == "running" and guards.is_really_completed(workflow):
         row.status = "completed"
         row.ended_at = now
-    ev = event() if event is not None else None
-    settings = config.load()
-    # Earlier rounds of a loop leave the live tree for the history table: the state stays the size of the live part.
-    history = serializer.compact(workflow, keep=settings.state_keep_levels, batch=COMPACT_BATCH) \
-        if row.status == "running" else None
-    state = serializer.dump_state(workflow)
-    limit = settings.max_state_kb * 1024
-    if len(state) > limit:
-        state = _keep_old_state(session, running, len(state), limit)
-        workflow = running.workflow
-        history = None
-    next_timer = timers.next_timer_at(workflow) if row.status == "running" else None
-    values = dict(state=state, serializer_version=serializer.SERIALIZER_VERSION,
-                  status=row.status, next_timer_at=next_timer, updated_at=now, ended_at=row.ended_at,
-                  lock_version=running.lock_version + 1)
-    info = version_info(session, row.version_id)
-    projected = projection.plan(session, running, info.process_key, info.lane_map, script_engine())
+    running.settled = _settled(workflow)  # for the audit event's summary and the projection: one walk each
+    try:
+        ev = event() if event is not None else None
+        settings = config.load()
+        # Earlier rounds of a loop leave the live tree for the history table: the state stays the size of the live
+        # part.
+        history = serializer.compact(workflow, keep=settings.state_keep_levels, batch=COMPACT_BATCH) \
+            if row.status == "running" else None
+        state = serializer.dump_state(workflow)
+        limit = settings.max_state_kb * 1024
+        if len(state) > limit:
+            state = _keep_old_state(session, running, len(state), limit)
+            workflow = running.workflow
+            history = None
+            running.settled = _settled(workflow)
+        next_timer = running.settled[1] if row.status == "running" else None
+        values = dict(state=state, serializer_version=serializer.SERIALIZER_VERSION,
+                      status=row.status, next_timer_at=next_timer, updated_at=now, ended_at=row.ended_at,
+                      lock_version=running.lock_version + 1)
+        info = version_info(session, row.version_id)
+        projected = projection.plan(session, running, info.process_key, info.lane_map, script_engine())
+    finally:
+        running.settled = None
     from engine.runtime import messages  # messages loads, runs and saves instances itself
     # PostgreSQL: one round trip writes the state, history, projection and the audit event (unless a message catch
     # may make this transaction wait for something after the save). Otherwise the unit of work writes the new rows.
@@ -335,6 +342,10 @@ def save(session: Session, running: Running, *, event: Callable[[], AuditEvent] 
         _flush_projection(session, running, projected)
     messages.sync(session, running)  # what it waits on (message_subscription) and what it threw
     session.flush()
+
+
+def _settled(workflow: Workflow) -> tuple[list[Any], datetime | None]:
+    return spiff.ready_user_tasks(workflow), timers.next_timer_at(workflow)
 
 
 def _keep_old_state(session: Session, running: Running, size: int, limit: int) -> str:
@@ -377,8 +388,9 @@ def new_event(running: Running, actor: Actor, action: str, *, before: Any = None
 
 def waiting_summary(running: Running) -> dict[str, Any]:
     """Describe where the instance stands, for audit events."""
-    ready = [t.task_spec.bpmn_id for t in spiff.ready_user_tasks(running.workflow)]
-    timer = timers.next_timer_at(running.workflow)
+    ready_tasks, timer = running.settled or (spiff.ready_user_tasks(running.workflow),
+                                             timers.next_timer_at(running.workflow))
+    ready = [t.task_spec.bpmn_id for t in ready_tasks]
     return {"status": running.row.status, "ready": ready,
             "next_timer_at": timer.isoformat() if timer else None}
 

@@ -78,7 +78,7 @@ def plan(session: Session, running: Running, process_key: str, lane_map: dict[st
     active = row.status == "running"
     ready: dict[str, Task] = {}
     if row.status in ("running", "suspended", "incident"):
-        ready = {str(t.id): t for t in spiff.ready_user_tasks(workflow)}
+        ready = {str(t.id): t for t in (running.settled[0] if running.settled else spiff.ready_user_tasks(workflow))}
     # Open rows only: a step that is READY again (退回, 撤回) gets a new row with a fresh deadline, and the rows
     # of its earlier rounds stay in the history as they were.
     existing = running.open_rows if running.open_rows is not None else {h.task_guid: h for h in session.scalars(

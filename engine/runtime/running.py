@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
 from engine.runtime.models import Incident, ProcessInstance
 from engine.spiff.workflow import Workflow
@@ -21,6 +23,9 @@ class Running:
     # The instance's open bpmn rows by guid, when the caller read them with the rest in this transaction
     # (a completion does): the projection then need not read them again. None: read them.
     open_rows: dict[str, HumanTask] | None = None
+    # While save() builds the audit event and the projection of the settled workflow: its READY user tasks and its
+    # next timer, each a walk of the task tree that both would otherwise make again. None outside a save.
+    settled: tuple[list[Any], datetime | None] | None = None
 
 
 __all__ = ["Running"]
