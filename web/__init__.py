@@ -101,8 +101,11 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
             response.headers.setdefault(name, value)
         if app.config["SESSION_COOKIE_SECURE"]:
             response.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
-        if request.endpoint != "static" and "Cache-Control" not in response.headers and _authenticated():
-            response.headers["Cache-Control"] = "no-store"  # a shared or back-button cache never shows a user's page
+        # A shared or back-button cache never shows a user's page or answer. An API token request is authenticated
+        # by its token (g.api_auth): asking flask-login would load a cookie session's user it never uses.
+        if request.endpoint != "static" and "Cache-Control" not in response.headers and \
+                (g.get("api_auth") or _authenticated()):
+            response.headers["Cache-Control"] = "no-store"
         return response
 
     @app.get("/lang/<code>")

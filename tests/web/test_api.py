@@ -324,3 +324,23 @@ def test_a_token_read_whose_bookkeeping_commit_loses_its_connection_still_answer
 
     monkeypatch.setattr(Session, "commit", lost)
     assert api.get("/api/tasks").status_code == 200
+
+
+def test_a_token_answer_is_not_stored_and_loads_no_cookie_user(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A token request is authenticated by its token alone: its answers are the user's (no-store, as pages are),
+    and flask-login is never asked for a cookie session's user (that cost an API request 0.2 M instructions)."""
+    from web.extensions import login_manager
+
+    deploy_good(app)
+    api = Api(app, token_for(app, "fg"))
+    loads: list[bool] = []
+    real = login_manager._load_user  # type: ignore[attr-defined]
+    monkeypatch.setattr(login_manager, "_load_user", lambda: loads.append(True) or real())
+    started = api.post("/api/processes/review_process/instances", {"title": "缓存", "business_key": "NO-STORE-1"})
+    assert started.status_code == 201, started.get_data(as_text=True)
+    listed = api.get("/api/tasks")
+    assert listed.status_code == 200
+    assert started.headers.get("Cache-Control") == "no-store" and listed.headers.get("Cache-Control") == "no-store"
+    assert loads == []
+    refused = app.test_client().get("/api/tasks", headers={"Authorization": "Bearer jzt_not-a-token"})
+    assert refused.status_code == 401 and "no-store" not in (refused.headers.get("Cache-Control") or "")

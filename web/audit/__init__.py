@@ -31,10 +31,13 @@ ALWAYS_ALLOWED = ("auth.login", "auth.logout", "static")
 
 @bp.before_app_request
 def _auditors_read_only() -> ResponseReturnValue | None:
-    # A bearer token counts only under /api, whose `_authenticate` applies the same rule to the token's actor.
-    if request.method in SAFE_METHODS or request.endpoint in ALWAYS_ALLOWED or not current_user.is_authenticated:
+    if request.method in SAFE_METHODS or request.endpoint in ALWAYS_ALLOWED:
         return None
-    if (request.blueprint == "api" and bearer_token()) or not audit_views.is_read_only_actor(current_actor()):
+    # A bearer token counts only under /api, whose `_authenticate` applies the same rule to the token's actor (asked
+    # first: a token request never loads a cookie session's user).
+    if request.blueprint == "api" and bearer_token():
+        return None
+    if not current_user.is_authenticated or not audit_views.is_read_only_actor(current_actor()):
         return None
     message = _("审计人员只能查看，不能修改 (auditors read only)")
     if request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json" or request.is_json:
