@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Column, Table, inspect, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import PassiveFlag, Session, make_transient_to_detached
-from sqlalchemy.orm.attributes import get_history, set_committed_value
+from sqlalchemy.orm.attributes import get_history, instance_dict, set_committed_value
 
 from engine import clock
 from engine.audit import in_statement
@@ -286,15 +286,17 @@ def _persisted(session: Session, new: list[HumanTask], returned: list[Any]) -> N
     for kind, cand_id, task_id, user_id, org_unit_id, role_id in returned:
         if kind == 2:
             cand_ids[(int(task_id), user_id, org_unit_id, role_id)].append(cand_id)
-    for human in new:  # transient, with its candidates
-        set_committed_value(human, "id", ids[human.task_guid])
+    # Transient rows: their attributes are filled in where the ORM keeps them (no change events: it is what the row
+    # holds), and make_transient_to_detached then takes them all as committed, as if just loaded.
+    for human in new:
+        held = instance_dict(human)
+        held["id"] = ids[human.task_guid]
         for col in _NEW:  # every column as written: one left unset would be expired and read again
-            set_committed_value(human, col.key, _loaded(col, human))  # no change events: it is what the row holds
+            held[col.key] = _loaded(col, human)
         for cand in human.candidates:
-            set_committed_value(cand, "task_id", human.id)
-            set_committed_value(cand, "id", cand_ids[(human.id, cand.user_id, cand.org_unit_id, cand.role_id)].pop())
-            for key in _CANDIDATE:
-                set_committed_value(cand, key, getattr(cand, key))
+            cand_held = instance_dict(cand)
+            cand_held.update({key: getattr(cand, key) for key in _CANDIDATE}, task_id=held["id"])
+            cand_held["id"] = cand_ids[(held["id"], cand.user_id, cand.org_unit_id, cand.role_id)].pop()
             make_transient_to_detached(cand)
         make_transient_to_detached(human)
         session.add(human)  # detached → persistent, with its candidates: nothing left to flush

@@ -14,13 +14,14 @@ import html
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, event, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine import audit, runtime, tasks
+from engine import audit, clock, runtime, tasks
 from engine.audit.models import AuditEvent
 from engine.errors import ConcurrentModification
 from engine.org.actors import SYSTEM, Actor
@@ -60,6 +61,11 @@ def _rows(session: Session, instance_id: int) -> list[tuple[str, str, int | None
                                      .order_by(HumanTask.id).execution_options(populate_existing=True))]
 
 
+def _columns(obj: HumanTask | TaskCandidate) -> dict[str, object]:
+    values = {c.key: getattr(obj, c.key) for c in obj.__table__.columns}
+    return {k: clock.as_utc(v) if isinstance(v, datetime) else v for k, v in values.items()}
+
+
 def _completer(factory: sessionmaker[Session], task_id: int, actor: Actor, *, lock_timeout: str = "20s",
                saved: threading.Event | None = None) -> tuple[threading.Thread, list[object]]:
     """A thread (not started) completing the task and committing; its outcome: "done" or the exception."""
@@ -95,9 +101,15 @@ def test_a_completion_is_one_read_and_one_write_with_its_audit_event(pg: Engine,
             with statements(pg) as after:  # the new row is persistent and loaded: reading it asks nothing
                 assert (new.bpmn_id, new.state, new.due_at is not None,
                         [c.org_unit_id is not None for c in new.candidates]) == ("task_a", "ready", True, [True])
+                held = _columns(new), [_columns(c) for c in new.candidates]
+                assert not session.dirty and not session.new  # and nothing is left for a flush to write
             assert after == []
     finally:
         gc.enable()
+    with pg_factory() as session:  # every column as the row holds it, the candidates' too
+        stored = session.get(HumanTask, done.next_tasks[0])
+        assert stored is not None
+        assert held == (_columns(stored), [_columns(c) for c in stored.candidates])
     assert [s.split(" ")[0] for s in seen] == ["SELECT", "WITH"], seen
     assert "INSERT INTO human_task" in seen[1] and "INSERT INTO task_candidate" in seen[1]
     assert "INSERT INTO audit_event" in seen[1]
