@@ -219,11 +219,13 @@ def _json_value(value: Any) -> Any:
     return clock.as_utc(value).isoformat() if isinstance(value, datetime) else value
 
 
-def _documents(moved: list[tuple[HumanTask, list[bool]]], new: list[HumanTask]) -> dict[str, str]:
-    """The moved rows, the new rows and the new rows' candidates as the statement's three JSON parameters."""
+def _documents(moved: list[tuple[HumanTask, list[bool]]], new: list[HumanTask],
+               written: list[dict[str, Any]]) -> dict[str, str]:
+    """The moved rows, the new rows (`written`: their columns as `_loaded` gives them) and the new rows' candidates
+    as the statement's three JSON parameters."""
     moved_rows = [{"id": h.id, **{k: _json_value(getattr(h, k)) for k in MOVED_COLUMNS},
                    **{f"set_{k}": flag for k, flag in zip(MOVED_COLUMNS, flags, strict=True)}} for h, flags in moved]
-    new_rows = [{c.name: _json_value(_loaded(c, h)) for c in _NEW} for h in new]
+    new_rows = [{c.name: _json_value(row[c.key]) for c in _NEW} for row in written]
     candidates = [{"guid": h.task_guid, **{k: getattr(c, k) for k in _CANDIDATE}} for h in new for c in h.candidates]
     return {name: json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
             for name, rows in (("moved", moved_rows), ("created", new_rows), ("candidates", candidates))}
@@ -244,7 +246,8 @@ def write_postgres(session: Session, row: ProcessInstance, values: dict[str, Any
     # instance's row would deadlock with us (the flush skips them too). In id order, as the flush locks them.
     changed = [(h, _changed_columns(h)) for h in projected.moved if h.id is not None]
     moved = sorted(((h, flags) for h, flags in changed if any(flags)), key=lambda m: m[0].id)
-    params.update(_documents(moved, new), moved_ids=[h.id for h, _ in moved])
+    new_columns = [{c.key: _loaded(c, h) for c in _NEW} for h in new]  # as the statement writes them
+    params.update(_documents(moved, new, new_columns), moved_ids=[h.id for h, _ in moved])
     result = session.connection().exec_driver_sql(_SQL, params).all()
     if not any(r[0] == 0 for r in result):
         discard(session, projected)
@@ -254,7 +257,7 @@ def write_postgres(session: Session, row: ProcessInstance, values: dict[str, Any
             if written:  # now what the row holds (a change to another column stays for a flush)
                 set_committed_value(h, k, getattr(h, k))
         _clean_if_written(session, h)
-    _persisted(session, new, [r for r in result if r[0] in (1, 2)])
+    _persisted(session, new, new_columns, [r for r in result if r[0] in (1, 2)])
     return next((r[1] for r in result if r[0] == 3), None)
 
 
@@ -279,7 +282,7 @@ def discard(session: Session, projected: Plan) -> None:
             session.expire(human, MOVED_COLUMNS)
 
 
-def _persisted(session: Session, new: list[HumanTask], returned: list[Any]) -> None:
+def _persisted(session: Session, new: list[HumanTask], written: list[dict[str, Any]], returned: list[Any]) -> None:
     """Make the new rows and their candidates persistent with the ids the statement gave them (no flush writes them)."""
     ids = {guid: task_id for kind, task_id, guid, *_ in returned if kind == 1}
     cand_ids: dict[tuple[int, int | None, int | None, int | None], list[int]] = defaultdict(list)
@@ -288,11 +291,10 @@ def _persisted(session: Session, new: list[HumanTask], returned: list[Any]) -> N
             cand_ids[(int(task_id), user_id, org_unit_id, role_id)].append(cand_id)
     # Transient rows: their attributes are filled in where the ORM keeps them (no change events: it is what the row
     # holds), and make_transient_to_detached then takes them all as committed, as if just loaded.
-    for human in new:
+    for human, columns in zip(new, written, strict=True):
         held = instance_dict(human)
+        held.update(columns)  # every column as written: one left unset would be expired and read again
         held["id"] = ids[human.task_guid]
-        for col in _NEW:  # every column as written: one left unset would be expired and read again
-            held[col.key] = _loaded(col, human)
         for cand in human.candidates:
             cand_held = instance_dict(cand)
             cand_held.update({key: getattr(cand, key) for key in _CANDIDATE}, task_id=held["id"])
