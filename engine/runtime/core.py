@@ -344,7 +344,7 @@ def save(session: Session, running: Running, *, event: Callable[[], AuditEvent] 
     session.flush()
 
 
-def _settled(workflow: Workflow) -> tuple[list[Any], datetime | None]:
+def _settled(workflow: Workflow) -> tuple[list[Task], datetime | None]:
     return spiff.ready_user_tasks(workflow), timers.next_timer_at(workflow)
 
 

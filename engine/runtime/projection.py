@@ -66,7 +66,7 @@ class Plan:
     """What a save does to the projection, decided in memory."""
 
     moved: list[HumanTask]  # the instance's open rows, each still open (state kept) or closed now
-    created: list[HumanTask]  # new rows with their candidates, not in the session (see `add_for_flush`)
+    created: list[HumanTask]  # new rows with their candidates, not in the session (save adds them for a flush)
     problems: assignment.Problems
 
 

@@ -3,10 +3,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from engine.runtime.models import Incident, ProcessInstance
-from engine.spiff.workflow import Workflow
+from engine.spiff.workflow import Task, Workflow
 from engine.tasks.models import HumanTask
 
 
@@ -25,7 +24,7 @@ class Running:
     open_rows: dict[str, HumanTask] | None = None
     # While save() builds the audit event and the projection of the settled workflow: its READY user tasks and its
     # next timer, each a walk of the task tree that both would otherwise make again. None outside a save.
-    settled: tuple[list[Any], datetime | None] | None = None
+    settled: tuple[list[Task], datetime | None] | None = None
 
 
 __all__ = ["Running"]
