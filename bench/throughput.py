@@ -104,17 +104,24 @@ class Client(threading.Thread):
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100  # /proc's CPU times are in these
 
 
-def _worker_cpu(server_pid: int) -> list[float]:
-    """CPU seconds used so far by each gunicorn worker (children of the master), from /proc; [] elsewhere."""
-    used: list[float] = []
+def _workers(server_pid: int) -> list[tuple[Path, list[str]]]:
+    """The gunicorn workers (children of the master) as (their /proc folder, the fields of their stat after the
+    name); [] elsewhere."""
+    found: list[tuple[Path, list[str]]] = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue  # a process that ended while we looked
-        if int(fields[1]) == server_pid:  # fields[1] is the parent's pid; utime and stime are 11 and 12
-            used.append((int(fields[11]) + int(fields[12])) / _TICKS)
-    return sorted(used)
+        if int(fields[1]) == server_pid:  # fields[1] is the parent's pid
+            found.append((stat.parent, fields))
+    return found
+
+
+def _worker_cpu(server_pid: int) -> list[float]:
+    """CPU seconds used so far by each gunicorn worker, from /proc; [] elsewhere."""
+    return sorted((int(fields[11]) + int(fields[12])) / _TICKS  # utime and stime
+                  for _folder, fields in _workers(server_pid))
 
 
 def _worker_switches(server_pid: int) -> int:
@@ -124,16 +131,13 @@ def _worker_switches(server_pid: int) -> int:
     per completion shows such handovers, which cost the machine's CPU without showing in the profiles.
     """
     total = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) != server_pid:
-                continue
-            for status in stat.parent.glob("task/*/status"):
-                for line in status.read_text().splitlines():
-                    if "ctxt_switches:" in line:
-                        total += int(line.split()[1])
-        except (OSError, ValueError, IndexError):
-            continue  # a process or thread that ended while we looked
+    for folder, _fields in _workers(server_pid):
+        for status in folder.glob("task/*/status"):
+            try:
+                lines = status.read_text().splitlines()
+            except OSError:
+                continue  # a thread that ended while we looked
+            total += sum(int(line.split()[1]) for line in lines if "ctxt_switches:" in line)
     return total
 
 

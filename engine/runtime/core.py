@@ -287,29 +287,30 @@ def save(session: Session, running: Running, *, event: Callable[[], AuditEvent] 
     if row.status == "running" and guards.is_really_completed(workflow):
         row.status = "completed"
         row.ended_at = now
-    running.settled = _settled(workflow)  # for the audit event's summary and the projection: one walk each
+    # One walk each for the READY user tasks and the next timer: the event's summary (waiting_summary), the state row
+    # and the projection all use them.
+    settled = running.settled = _settled(workflow)
     try:
         ev = event() if event is not None else None
-        settings = config.load()
-        # Earlier rounds of a loop leave the live tree for the history table: the state stays the size of the live
-        # part.
-        history = serializer.compact(workflow, keep=settings.state_keep_levels, batch=COMPACT_BATCH) \
-            if row.status == "running" else None
-        state = serializer.dump_state(workflow)
-        limit = settings.max_state_kb * 1024
-        if len(state) > limit:
-            state = _keep_old_state(session, running, len(state), limit)
-            workflow = running.workflow
-            history = None
-            running.settled = _settled(workflow)
-        next_timer = running.settled[1] if row.status == "running" else None
-        values = dict(state=state, serializer_version=serializer.SERIALIZER_VERSION,
-                      status=row.status, next_timer_at=next_timer, updated_at=now, ended_at=row.ended_at,
-                      lock_version=running.lock_version + 1)
-        info = version_info(session, row.version_id)
-        projected = projection.plan(session, running, info.process_key, info.lane_map, script_engine())
     finally:
         running.settled = None
+    settings = config.load()
+    # Earlier rounds of a loop leave the live tree for the history table: the state stays the size of the live part.
+    history = serializer.compact(workflow, keep=settings.state_keep_levels, batch=COMPACT_BATCH) \
+        if row.status == "running" else None
+    state = serializer.dump_state(workflow)
+    limit = settings.max_state_kb * 1024
+    if len(state) > limit:
+        state = _keep_old_state(session, running, len(state), limit)
+        workflow = running.workflow
+        history = None
+        settled = _settled(workflow)
+    next_timer = settled[1] if row.status == "running" else None
+    values = dict(state=state, serializer_version=serializer.SERIALIZER_VERSION,
+                  status=row.status, next_timer_at=next_timer, updated_at=now, ended_at=row.ended_at,
+                  lock_version=running.lock_version + 1)
+    info = version_info(session, row.version_id)
+    projected = projection.plan(session, running, info.process_key, info.lane_map, script_engine(), settled[0])
     from engine.runtime import messages  # messages loads, runs and saves instances itself
     # PostgreSQL: one round trip writes the state, history, projection and the audit event (unless a message catch
     # may make this transaction wait for something after the save). Otherwise the unit of work writes the new rows.

@@ -71,14 +71,15 @@ class Plan:
 
 
 def plan(session: Session, running: Running, process_key: str, lane_map: dict[str, dict[str, int]],
-         engine: Any) -> Plan:
-    """Mirror the workflow's READY manual tasks onto the instance's open rows (in memory, nothing written)."""
+         engine: Any, ready_tasks: list[Task]) -> Plan:
+    """Mirror the workflow's READY manual tasks (`ready_tasks`, as `spiff.ready_user_tasks` gives them) onto the
+    instance's open rows (in memory, nothing written)."""
     row, workflow = running.row, running.workflow
     now = clock.now()
     active = row.status == "running"
     ready: dict[str, Task] = {}
     if row.status in ("running", "suspended", "incident"):
-        ready = {str(t.id): t for t in (running.settled[0] if running.settled else spiff.ready_user_tasks(workflow))}
+        ready = {str(t.id): t for t in ready_tasks}
     # Open rows only: a step that is READY again (退回, 撤回) gets a new row with a fresh deadline, and the rows
     # of its earlier rounds stay in the history as they were.
     existing = running.open_rows if running.open_rows is not None else {h.task_guid: h for h in session.scalars(

@@ -22,8 +22,8 @@ class Running:
     # The instance's open bpmn rows by guid, when the caller read them with the rest in this transaction
     # (a completion does): the projection then need not read them again. None: read them.
     open_rows: dict[str, HumanTask] | None = None
-    # While save() builds the audit event and the projection of the settled workflow: its READY user tasks and its
-    # next timer, each a walk of the task tree that both would otherwise make again. None outside a save.
+    # While save() builds its audit event: the settled workflow's READY user tasks and next timer, which save has
+    # walked for the row and the projection anyway (waiting_summary takes them from here). None otherwise.
     settled: tuple[list[Task], datetime | None] | None = None
 
 

@@ -18,7 +18,6 @@ from engine import runtime
 from engine.audit.models import AuditEvent
 from engine.org.actors import Actor
 from engine.runtime import core as runtime_core
-from engine.runtime import projection
 from engine.runtime.models import ProcessInstance
 from engine.spiff import timers
 from engine.spiff import workflow as spiff
@@ -55,20 +54,17 @@ def test_a_completion_walks_the_tree_once_for_each(monkeypatch: pytest.MonkeyPat
         assert after["next_timer_at"] is None and row.next_timer_at is None
 
 
-def test_the_walks_are_not_kept_past_the_save(monkeypatch: pytest.MonkeyPatch, factory: sessionmaker[Session],
-                                              session: Session, clerk: Actor) -> None:  # noqa: F811
+def test_the_walks_are_not_kept_past_the_save(factory: sessionmaker[Session], session: Session,
+                                              clerk: Actor) -> None:  # noqa: F811
     instance_id = _start(session, clerk)
     seen: list[Any] = []
-    real_plan = projection.plan
-
-    def failing_plan(*args: Any, **kwargs: Any) -> Any:
-        seen.append(args[1].settled)
-        raise RuntimeError("the projection failed")
-    monkeypatch.setattr(projection, "plan", failing_plan)
     with factory() as s:
         running = runtime.load(s, instance_id)
+
+        def failing_event() -> Any:
+            seen.append(running.settled)
+            raise RuntimeError("the audit event failed")
         with pytest.raises(RuntimeError):
-            runtime_core.save(s, running)
-        assert seen and seen[0] is not None  # the plan saw the walks …
+            runtime_core.save(s, running, event=failing_event)
+        assert seen and seen[0] is not None  # the event saw the walks …
         assert running.settled is None  # … and a failed save does not leave them for a later summary
-    monkeypatch.setattr(projection, "plan", real_plan)
