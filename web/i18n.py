@@ -1,6 +1,8 @@
 """Translations: Chinese is the source language; English is compiled from web/translations at start."""
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 from babel.messages.mofile import write_mo
@@ -19,7 +21,14 @@ def compile_catalogs() -> None:
         mo.parent.mkdir(parents=True, exist_ok=True)
         with po.open("rb") as source:
             catalog = read_po(source)
-        tmp = mo.with_suffix(".tmp")
-        with tmp.open("wb") as target:
-            write_mo(target, catalog)
-        tmp.replace(mo)  # atomic: several workers may start at once
+        # A temporary file of this call's own: several workers start at once and each compiles (a shared name let one
+        # rename the file another was still writing, and the other's rename then found none: that worker died).
+        fd, tmp = tempfile.mkstemp(dir=mo.parent, prefix=f".{mo.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as target:
+                write_mo(target, catalog)
+                os.fchmod(target.fileno(), 0o644)  # as a file written the usual way (mkstemp makes it 0600)
+            os.replace(tmp, mo)  # atomic: a reader sees the old catalogue or the new one, whole
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
