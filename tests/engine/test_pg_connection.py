@@ -7,10 +7,15 @@ longer (bench/after_read.py).
 """
 from __future__ import annotations
 
+import itertools
+import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import pytest
+from psycopg import IsolationLevel, pq
+from psycopg import errors as pg_errors
 from sqlalchemy import Engine, create_engine, event, insert, select, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
@@ -351,3 +356,136 @@ def test_the_same_text_with_other_columns_or_types_is_described_as_it_now_is(one
     assert _columns(one_connection, query)[0].display_size == 20
     assert _description(one_connection, "SELECT 1 AS one, 'x' AS two") == [("one", 23), ("two", 25)]
     assert _description(one_connection, "SELECT 2 AS uno, 'y' AS dos") == [("uno", 23), ("dos", 25)]
+
+
+
+# --- BEGIN goes out with the transaction's first statement, in one round trip ------------------------------------
+
+@contextmanager
+def _traced(raw: pgconn.Connection) -> Iterator[list[str]]:
+    """The block's protocol messages, one a line: "F Parse ..." sent, "B CommandComplete ..." received."""
+    lines: list[str] = []
+    with tempfile.TemporaryFile() as trace:
+        raw.pgconn.trace(trace.fileno())
+        raw.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
+        try:
+            yield lines
+        finally:
+            raw.pgconn.untrace()
+        trace.seek(0)
+        for line in trace.read().decode().splitlines():
+            direction, _length, message, *rest = line.split("\t")
+            lines.append(" ".join([direction, message, *(part.strip() for part in rest)]).strip())
+
+
+def _round_trips(lines: list[str]) -> int:
+    """How many times the client sent something and then waited for the answer."""
+    return sum(1 for before, after in itertools.pairwise(["B", *lines]) if before[0] == "B" and after[0] == "F")
+
+
+@pytest.fixture
+def raw(one_connection: Engine) -> Iterator[pgconn.Connection]:
+    with one_connection.connect() as conn:
+        driver = conn.connection.driver_connection
+        assert isinstance(driver, pgconn.Connection)
+        conn.rollback()
+        yield driver
+        driver.rollback()
+
+
+@pytest.mark.parametrize("runs", [1, 6, 7], ids=["unprepared", "prepared-now", "prepared"])  # psycopg prepares at 6
+def test_a_transaction_s_first_statement_takes_its_begin_along(raw: pgconn.Connection, runs: int) -> None:
+    cur = raw.cursor()
+    for n in range(1, runs + 1):
+        with _traced(raw) as lines:
+            cur.execute("SELECT %(n)s::int + 1 AS next", {"n": n})
+            assert cur.fetchall() == [(n + 1,)]
+        assert raw.pgconn.transaction_status == pq.TransactionStatus.INTRANS
+        raw.commit()
+    assert _round_trips(lines) == 1, lines
+    assert lines[0] == 'F Parse "" "BEGIN" 0', lines
+    completed = [line for line in lines if line.startswith("B CommandComplete")]
+    assert completed == ['B CommandComplete "BEGIN"', 'B CommandComplete "SELECT 1"'], lines
+    assert cur.description is not None and cur.description[0].name == "next" and cur.rowcount == 1
+
+
+def test_statements_after_the_first_and_commit_are_as_before(raw: pgconn.Connection) -> None:
+    cur = raw.cursor()
+    cur.execute("SELECT %(n)s::int", {"n": 1})
+    with _traced(raw) as lines:
+        cur.execute("SELECT %(n)s::int", {"n": 2})
+        raw.commit()
+    assert not any("BEGIN" in line for line in lines) and _round_trips(lines) == 2
+
+
+def test_statements_without_parameters_may_be_several_and_get_a_begin_of_their_own(raw: pgconn.Connection) -> None:
+    cur = raw.cursor()
+    with _traced(raw) as lines:
+        cur.execute("CREATE TEMP TABLE several (n int); INSERT INTO several VALUES (1), (2)")
+    assert raw.pgconn.transaction_status == pq.TransactionStatus.INTRANS
+    assert _round_trips(lines) == 2 and lines[0] == 'F Query "BEGIN"', lines
+    raw.rollback()  # undoes both: they ran inside the transaction
+    cur.execute("SELECT count(*) FROM pg_class WHERE relname = %(name)s", {"name": "several"})
+    assert cur.fetchone() == (0,)
+
+
+def test_an_autocommit_connection_sends_no_begin(pg_databases: PgDatabases) -> None:
+    with pgconn.Connection.connect(pg_databases.fresh().replace("+psycopg", ""), autocommit=True) as conn:
+        with _traced(conn) as lines:
+            conn.execute("SELECT %(n)s::int", {"n": 1})
+        assert not any("BEGIN" in line for line in lines)
+        assert conn.pgconn.transaction_status == pq.TransactionStatus.IDLE
+
+
+def test_the_isolation_level_asked_for_is_the_one_begun(raw: pgconn.Connection) -> None:
+    raw.isolation_level = IsolationLevel.SERIALIZABLE
+    try:
+        row = raw.execute("SELECT current_setting(%(name)s)", {"name": "transaction_isolation"}).fetchone()
+        assert row == ("serializable",)
+        raw.rollback()
+    finally:
+        raw.isolation_level = None
+
+
+def test_a_failing_first_statement_fails_its_transaction_and_the_connection_serves_on(raw: pgconn.Connection) -> None:
+    with pytest.raises(pg_errors.DivisionByZero):
+        raw.execute("SELECT %(n)s::int / 0", {"n": 1})
+    assert raw.pgconn.transaction_status == pq.TransactionStatus.INERROR
+    with pytest.raises(pg_errors.InFailedSqlTransaction):  # the transaction had begun: it stays failed until ended
+        raw.execute("SELECT 1")
+    raw.rollback()
+    with pytest.raises(pg_errors.SyntaxError):
+        raw.execute("SELEC %(n)s", {"n": 1})
+    raw.rollback()
+    assert raw.execute("SELECT %(n)s::int", {"n": 5}).fetchone() == (5,)
+    assert raw.pgconn.pipeline_status == pq.PipelineStatus.OFF
+    raw.commit()
+
+
+def test_a_statement_whose_preparation_fails_is_reported_and_nothing_is_left_half_prepared(
+        raw: pgconn.Connection) -> None:
+    raw.execute("CREATE TABLE soon_gone (n int)")
+    raw.commit()
+    query = "SELECT count(*) FROM soon_gone WHERE n > %(n)s"
+    for _ in range(5):  # psycopg prepares it on the next run
+        raw.execute(query, {"n": 0}).fetchone()
+        raw.commit()
+    raw.execute("DROP TABLE soon_gone")
+    raw.commit()
+    with pytest.raises(pg_errors.UndefinedTable):  # the Parse fails, in the same round trip as BEGIN
+        raw.execute(query, {"n": 0})
+    raw.rollback()
+    raw.execute("CREATE TABLE soon_gone (n int)")
+    raw.commit()
+    assert raw.execute(query, {"n": 0}).fetchone() == (0,)  # prepared afresh, not taken for prepared
+    raw.commit()
+
+
+def test_a_backend_ended_while_idle_is_an_operational_error_and_the_connection_is_closed(
+        pg_databases: PgDatabases) -> None:
+    with pgconn.Connection.connect(pg_databases.fresh().replace("+psycopg", "")) as conn:
+        _terminate(conn.info.backend_pid)
+        _until_hung_up(conn)
+        with pytest.raises(pg_errors.OperationalError):
+            conn.execute("SELECT %(n)s::int", {"n": 1})
+        assert conn.closed
