@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -150,20 +151,42 @@ def _load(_env: tuple[str | bytes | None, ...], _cwd: str) -> Settings:
     )
 
 
+MIN_KEPT_SECRET = 32  # characters: a key file holding less was cut short or made by mistake
+
+
 def _kept_secret(path: Path) -> str:
-    """Return the secret kept in `path`, creating it (owner-only, exclusively) on first use."""
+    """Return the secret kept in `path`, creating it (owner-only) on first use.
+
+    Processes starting together on a fresh instance folder (the web processes and the worker of `make run`) each
+    write a whole key into a file of their own and link it into place: the first link wins, and the others read
+    the winner's, whole. (A file made empty first and written afterwards gave a process that looked in between an
+    empty key.)
+
+    Raises: InsecureConfiguration (the file holds an empty or too short key: it is left for the administrator)
+    """
     try:
-        return path.read_text(encoding="ascii").strip()
+        return _read_secret(path)
     except FileNotFoundError:
         pass
     path.parent.mkdir(parents=True, exist_ok=True)
+    fd, made = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # owner-only (0600)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process won the race: use its secret
-        return path.read_text(encoding="ascii").strip()
-    value = secrets.token_hex(32)
-    with os.fdopen(fd, "w", encoding="ascii") as out:
-        out.write(value + "\n")
+        with os.fdopen(fd, "w", encoding="ascii") as out:
+            out.write(secrets.token_hex(32) + "\n")
+        try:
+            os.link(made, path)  # atomic, and never replaces a key another process has put there
+        except FileExistsError:  # another process won the race: use its key
+            pass
+    finally:
+        os.unlink(made)
+    return _read_secret(path)
+
+
+def _read_secret(path: Path) -> str:
+    value = path.read_text(encoding="ascii").strip()
+    if len(value) < MIN_KEPT_SECRET:
+        raise InsecureConfiguration(f"{path} holds an empty or too short key ({len(value)} characters, at least "
+                                    f"{MIN_KEPT_SECRET}): restore it from the backup, or remove it to make a new one")
     return value
 
 
