@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from engine import files
+
 
 def _instance_dir() -> Path:
     return Path(os.environ.get("JZFLOW_INSTANCE_DIR", Path.cwd() / "instance")).resolve()
@@ -173,12 +175,9 @@ def _kept_secret(path: Path) -> str:
     try:
         with os.fdopen(fd, "w", encoding="ascii") as out:
             out.write(secrets.token_hex(32) + "\n")
-        try:
-            os.link(made, path)  # atomic, and never replaces a key another process has put there
-        except FileExistsError:  # another process won the race: use its key
-            pass
+        files.place_new(Path(made), path)  # not placed: another process won the race, and its key is read below
     finally:
-        os.unlink(made)
+        Path(made).unlink(missing_ok=True)
     return _read_secret(path)
 
 

@@ -31,6 +31,7 @@ from engine import clock, config
 from engine.audit import anchor
 from engine.audit.models import AuditCheckpoint, AuditEvent
 from engine.db import make_engine, make_sessionmaker
+from engine.files import place_new
 from engine.ops import health
 
 FORMAT = "jzflow-backup"
@@ -225,13 +226,19 @@ def _backup(work: Path, target: Path, settings: config.Settings, engine: Engine)
     manifest["mac"] = manifest_mac(manifest, key)
     (work / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=1, sort_keys=True), encoding="utf-8")
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".partial")
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # holds keys: owner-only
-    with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz") as tar:
-        tar.add(work / MANIFEST, arcname=MANIFEST)
-        for name, path in members:
-            tar.add(path, arcname=name)
-    partial.replace(target)  # a crash mid-write never leaves a file that looks complete
+    # A name of its own, made exclusively and owner-only (the archive holds keys): a link planted at a name known
+    # beforehand in a shared folder would have received the archive. A crash mid-write leaves only that file.
+    fd, partial_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
+    partial = Path(partial_name)
+    try:
+        with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz") as tar:
+            tar.add(work / MANIFEST, arcname=MANIFEST)
+            for name, path in members:
+                tar.add(path, arcname=name)
+        if not place_new(partial, target):  # another backup took the name meanwhile: never replaced
+            raise ArchiveRefused(f"{target} already exists: choose a new file name")
+    finally:
+        partial.unlink(missing_ok=True)
     return BackupReport(target, dialect, revision, events, len(members), target.stat().st_size)
 
 

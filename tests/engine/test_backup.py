@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import tarfile
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -231,3 +232,56 @@ def test_the_cli_backs_up_and_restores(source: config.Settings, empty_target: st
     verified = CliRunner().invoke(cli.main, ["audit-verify"], env=env_b)
     assert verified.exit_code == 0 and "intact" in verified.output, verified.output
     assert hashlib.sha256(archive.read_bytes()).hexdigest()  # the archive is still there, unchanged by restore
+
+
+def test_a_link_planted_where_the_archive_is_written_receives_nothing(source: config.Settings,
+                                                                       tmp_path: Path) -> None:
+    """A shared backup folder (/tmp, a mounted share): another user plants a link at the name the archive is
+    written under first; the archive holds the database and the keys, so nothing may go through the link."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    theirs = tmp_path / "theirs.bin"
+    theirs.write_bytes(b"")
+    (shared / "b.tar.gz.partial").symlink_to(theirs)
+    report = backup.backup(shared / "b.tar.gz", source)
+    assert theirs.read_bytes() == b""
+    assert report.path == shared / "b.tar.gz" and not report.path.is_symlink()
+    assert report.path.stat().st_mode & 0o777 == 0o600
+    with tarfile.open(report.path) as tar:
+        assert "manifest.json" in tar.getnames()
+
+
+def test_two_backups_to_one_name_at_once_leave_one_whole_archive_and_refuse_the_other(
+        source: config.Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "nightly.tar.gz"
+    both_checked = threading.Barrier(2, timeout=30)
+    add = tarfile.TarFile.add
+
+    def add_together(self: tarfile.TarFile, name: Any, *args: Any, **kwargs: Any) -> None:
+        if Path(name).name == "manifest.json":  # both have found no file of that name and are writing
+            both_checked.wait()
+        add(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(tarfile.TarFile, "add", add_together)
+    outcomes: list[object] = []
+
+    def run() -> None:
+        try:
+            outcomes.append(backup.backup(target, source))
+        except ArchiveRefused as refused:
+            outcomes.append(refused)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(type(o).__name__ for o in outcomes) == ["ArchiveRefused", "BackupReport"]
+    assert "already exists" in str(next(o for o in outcomes if isinstance(o, ArchiveRefused)))
+    with tarfile.open(target) as tar:  # whole: every member reads to its end
+        for member in tar.getmembers():
+            if member.isfile():
+                handle = tar.extractfile(member)
+                assert handle is not None and len(handle.read()) == member.size
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(("nightly", ".nightly"))) == \
+        ["nightly.tar.gz"]  # no partial file left
