@@ -1,12 +1,14 @@
 """Settings from the environment (JZFLOW_*), with an embedded default needing no server."""
 from __future__ import annotations
 
+import math
 import os
 import secrets
 import tempfile
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from engine import files
 
@@ -50,6 +52,7 @@ class Settings:
     verify_address_failures: int = 30  # unknown verification codes one address may try per login window
     archive_after_days: int = 365  # ended instances older than this move to the archive tables (0: never)
     archive_batch: int = 100  # instances moved per transaction
+    public_url: str = ""  # the site's public origin for links that leave it (empty: the address the request came to)
 
     @property
     def anchor_path(self) -> Path:
@@ -76,7 +79,7 @@ _KEYS = ("JZFLOW_INSTANCE_DIR", "JZFLOW_DATABASE_URL", "JZFLOW_REDIS_URL", "JZFL
          "JZFLOW_LOGIN_WINDOW_SECONDS", "JZFLOW_LOG_FORMAT", "JZFLOW_LOG_LEVEL", "JZFLOW_METRICS_TOKEN",
          "JZFLOW_METRICS_ALLOW", "JZFLOW_NUMBER_RULES", "JZFLOW_PDF_FONT", "JZFLOW_VERIFY_ADDRESS_FAILURES",
          "JZFLOW_INSTANCE_CACHE_SIZE", "JZFLOW_INSTANCE_CACHE_MB", "JZFLOW_STATE_KEEP_LEVELS",
-         "JZFLOW_ARCHIVE_AFTER_DAYS", "JZFLOW_ARCHIVE_BATCH")
+         "JZFLOW_ARCHIVE_AFTER_DAYS", "JZFLOW_ARCHIVE_BATCH", "JZFLOW_PUBLIC_URL")
 DEV_SECRET_KEY = "dev-only-secret-change-me"  # noqa: S105  # nosec B105 # refused outside the embedded default
 
 _RAW_KEYS = tuple(os.fsencode(k) for k in _KEYS)  # the keys of os.environ._data on POSIX
@@ -123,34 +126,95 @@ def _load(_env: tuple[str | bytes | None, ...], _cwd: str) -> Settings:
         database_url=url,
         redis_url=os.environ.get("JZFLOW_REDIS_URL") or None,
         secret_key=os.environ.get("JZFLOW_SECRET_KEY", ""),
-        script_time_limit=float(os.environ.get("JZFLOW_SCRIPT_TIME_LIMIT", "2.0")),
-        script_fuel=int(os.environ.get("JZFLOW_SCRIPT_FUEL", "2000000")),
-        timer_sweep_seconds=float(os.environ.get("JZFLOW_TIMER_SWEEP_SECONDS", "30")),
-        outbox_seconds=float(os.environ.get("JZFLOW_OUTBOX_SECONDS", "10")),
-        sweep_batch=int(os.environ.get("JZFLOW_SWEEP_BATCH", "100")),
-        timer_max_days=int(os.environ.get("JZFLOW_TIMER_MAX_DAYS", "3660")),
-        max_state_kb=int(os.environ.get("JZFLOW_MAX_STATE_KB", "2048")),
-        memory_limit_mb=int(os.environ.get("JZFLOW_MEMORY_LIMIT_MB", "2048")),
-        instance_cache_size=int(os.environ.get("JZFLOW_INSTANCE_CACHE_SIZE", "500")),
-        instance_cache_mb=int(os.environ.get("JZFLOW_INSTANCE_CACHE_MB", "256")),
-        state_keep_levels=int(os.environ.get("JZFLOW_STATE_KEEP_LEVELS", "8")),
+        script_time_limit=_number("JZFLOW_SCRIPT_TIME_LIMIT", 2.0, positive=True),
+        script_fuel=_whole("JZFLOW_SCRIPT_FUEL", 2_000_000, least=1),
+        timer_sweep_seconds=_number("JZFLOW_TIMER_SWEEP_SECONDS", 30.0, positive=True),
+        outbox_seconds=_number("JZFLOW_OUTBOX_SECONDS", 10.0, positive=True),
+        sweep_batch=_whole("JZFLOW_SWEEP_BATCH", 100, least=1),
+        timer_max_days=_whole("JZFLOW_TIMER_MAX_DAYS", 3660, least=1),
+        max_state_kb=_whole("JZFLOW_MAX_STATE_KB", 2048, least=1),
+        memory_limit_mb=_whole("JZFLOW_MEMORY_LIMIT_MB", 2048),
+        instance_cache_size=_whole("JZFLOW_INSTANCE_CACHE_SIZE", 500),
+        instance_cache_mb=_whole("JZFLOW_INSTANCE_CACHE_MB", 256),
+        state_keep_levels=_whole("JZFLOW_STATE_KEEP_LEVELS", 8),
         audit_key=os.environ.get("JZFLOW_AUDIT_KEY", ""),
         audit_anchor=Path(anchor).resolve() if (anchor := os.environ.get("JZFLOW_AUDIT_ANCHOR")) else None,
-        audit_seal_seconds=float(os.environ.get("JZFLOW_AUDIT_SEAL_SECONDS", "60")),
-        trusted_proxies=int(os.environ.get("JZFLOW_TRUSTED_PROXIES", "0")),
-        login_account_failures=int(os.environ.get("JZFLOW_LOGIN_ACCOUNT_FAILURES", "10")),
-        login_address_failures=int(os.environ.get("JZFLOW_LOGIN_ADDRESS_FAILURES", "100")),
-        login_window_seconds=int(os.environ.get("JZFLOW_LOGIN_WINDOW_SECONDS", "900")),
+        audit_seal_seconds=_number("JZFLOW_AUDIT_SEAL_SECONDS", 60.0, positive=True),
+        trusted_proxies=_whole("JZFLOW_TRUSTED_PROXIES", 0),
+        login_account_failures=_whole("JZFLOW_LOGIN_ACCOUNT_FAILURES", 10, least=1),
+        login_address_failures=_whole("JZFLOW_LOGIN_ADDRESS_FAILURES", 100, least=1),
+        login_window_seconds=_whole("JZFLOW_LOGIN_WINDOW_SECONDS", 900, least=1),
         log_format="json" if os.environ.get("JZFLOW_LOG_FORMAT", "text").strip().lower() == "json" else "text",
         log_level=os.environ.get("JZFLOW_LOG_LEVEL", "INFO").strip().upper() or "INFO",
         metrics_token=os.environ.get("JZFLOW_METRICS_TOKEN", "").strip(),
         metrics_allow=tuple(p.strip() for p in os.environ.get("JZFLOW_METRICS_ALLOW", "").split(",") if p.strip()),
         number_rules=os.environ.get("JZFLOW_NUMBER_RULES", ""),
         pdf_font=os.environ.get("JZFLOW_PDF_FONT", ""),
-        verify_address_failures=int(os.environ.get("JZFLOW_VERIFY_ADDRESS_FAILURES", "30")),
-        archive_after_days=int(os.environ.get("JZFLOW_ARCHIVE_AFTER_DAYS", "365")),
-        archive_batch=max(1, int(os.environ.get("JZFLOW_ARCHIVE_BATCH", "100"))),
+        verify_address_failures=_whole("JZFLOW_VERIFY_ADDRESS_FAILURES", 30, least=1),
+        archive_after_days=_whole("JZFLOW_ARCHIVE_AFTER_DAYS", 365),
+        archive_batch=_whole("JZFLOW_ARCHIVE_BATCH", 100, least=1),
+        public_url=_public_url(os.environ.get("JZFLOW_PUBLIC_URL", "")),
     )
+
+
+class SettingInvalid(ValueError):
+    """A JZFLOW_* variable holds a value the setting cannot take (the message names the variable)."""
+
+
+def _whole(name: str, default: int, *, least: int = 0) -> int:
+    """An integer setting; unset or empty: the default.
+
+    Raises: SettingInvalid
+    """
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingInvalid(f"{name}={raw!r}: 须为整数 (must be a whole number)") from None
+    if value < least:
+        raise SettingInvalid(f"{name}={value}: 不能小于 {least} (must be at least {least})")
+    return value
+
+
+def _number(name: str, default: float, *, positive: bool = False) -> float:
+    """A number setting (seconds); unset or empty: the default.
+
+    Raises: SettingInvalid
+    """
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingInvalid(f"{name}={raw!r}: 须为数字 (must be a number)") from None
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        raise SettingInvalid(f"{name}={raw!r}: 须为{'正' if positive else '非负'}数 (must be "
+                             f"{'greater than 0' if positive else 'at least 0'})")
+    return value
+
+
+def _public_url(raw: str) -> str:
+    """JZFLOW_PUBLIC_URL as an origin without the trailing slash ("" when unset).
+
+    Raises: SettingInvalid
+    """
+    raw = raw.strip()
+    if not raw:
+        return ""
+    parts = urlsplit(raw)
+    try:
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:  # not a number, or out of range
+        port_ok = False
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password \
+            or parts.path not in ("", "/") or parts.query or parts.fragment or any(ch <= " " for ch in raw) \
+            or not port_ok:
+        raise SettingInvalid(f"JZFLOW_PUBLIC_URL={raw!r}: 须为站点地址，如 https://jzflow.jiaozhou.gov.cn "
+                             f"(scheme and host, an optional port, no path, query or user)")
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 MIN_KEPT_SECRET = 32  # characters: a key file holding less was cut short or made by mistake

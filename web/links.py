@@ -11,10 +11,25 @@ from collections.abc import Callable
 from flask import Flask, current_app, url_for
 from werkzeug.routing import BuildError
 
+from engine import config
+
 NavGuard = Callable[[], bool]
 InstanceLinks = Callable[[int], list[tuple[str, str, str]]]  # instance id → (kind, label, url) the user may open
 GUARDS = "jzflow.nav_guards"
 PROVIDERS = "jzflow.instance_links"
+
+
+def external_url(endpoint: str, **values: object) -> str:
+    """An absolute address of this site for a link that leaves it (a PDF's verification link, a provider's callback).
+
+    On JZFLOW_PUBLIC_URL when set: the Host header is the client's to choose, so a link built from it could point
+    wherever a client (or a proxy that passes it on) says. Unset (a laptop's embedded default): the address the
+    request came to.
+    """
+    origin = config.load().public_url
+    if origin:
+        return origin + url_for(endpoint, **values)
+    return url_for(endpoint, _external=True, **values)
 
 
 def guard_nav(app: Flask, endpoint: str, guard: NavGuard) -> None:

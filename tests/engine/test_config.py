@@ -54,3 +54,43 @@ def test_a_changed_variable_is_read_at_once(monkeypatch: pytest.MonkeyPatch, tmp
     assert config.load().sweep_batch == 7
     monkeypatch.setenv("JZFLOW_SWEEP_BATCH", "8")
     assert config.load().sweep_batch == 8
+
+
+@pytest.mark.parametrize(("name", "value", "says"), [
+    ("JZFLOW_SCRIPT_FUEL", "lots", "whole number"),
+    ("JZFLOW_SWEEP_BATCH", "0", "at least 1"),
+    ("JZFLOW_LOGIN_WINDOW_SECONDS", "-5", "at least 1"),
+    ("JZFLOW_MAX_STATE_KB", "2.5", "whole number"),
+    ("JZFLOW_INSTANCE_CACHE_SIZE", "-1", "at least 0"),
+    ("JZFLOW_SCRIPT_TIME_LIMIT", "0", "greater than 0"),
+    ("JZFLOW_OUTBOX_SECONDS", "nan", "greater than 0"),
+    ("JZFLOW_AUDIT_SEAL_SECONDS", "soon", "a number"),
+    ("JZFLOW_PUBLIC_URL", "jzflow.jiaozhou.gov.cn", "JZFLOW_PUBLIC_URL"),
+    ("JZFLOW_PUBLIC_URL", "ftp://jzflow.jiaozhou.gov.cn", "scheme and host"),
+    ("JZFLOW_PUBLIC_URL", "https://jzflow.jiaozhou.gov.cn/app", "no path"),
+    ("JZFLOW_PUBLIC_URL", "https://user:pw@jzflow.jiaozhou.gov.cn", "no path, query or user"),
+    ("JZFLOW_PUBLIC_URL", "https://jzflow.jiaozhou.gov.cn/?x=1", "query"),
+    ("JZFLOW_PUBLIC_URL", "https://jz flow.gov.cn", "JZFLOW_PUBLIC_URL"),
+    ("JZFLOW_PUBLIC_URL", "https://jzflow.gov.cn:99999", "JZFLOW_PUBLIC_URL"),
+])
+def test_a_setting_it_cannot_take_is_refused_naming_the_variable(monkeypatch: pytest.MonkeyPatch, name: str,
+                                                                   value: str, says: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(config.SettingInvalid) as refused:
+        config.load()
+    assert name in str(refused.value) and says in str(refused.value)
+
+
+@pytest.mark.parametrize(("name", "value", "field", "expected"), [
+    ("JZFLOW_SWEEP_BATCH", " 25 ", "sweep_batch", 25),
+    ("JZFLOW_SWEEP_BATCH", "", "sweep_batch", 100),  # empty: the default
+    ("JZFLOW_INSTANCE_CACHE_MB", "0", "instance_cache_mb", 0),  # 0: the cache off
+    ("JZFLOW_SCRIPT_TIME_LIMIT", "0.5", "script_time_limit", 0.5),
+    ("JZFLOW_PUBLIC_URL", "https://jzflow.jiaozhou.gov.cn/", "public_url", "https://jzflow.jiaozhou.gov.cn"),
+    ("JZFLOW_PUBLIC_URL", "http://10.1.2.3:8000", "public_url", "http://10.1.2.3:8000"),
+    ("JZFLOW_PUBLIC_URL", "", "public_url", ""),
+])
+def test_settings_read_as_given(monkeypatch: pytest.MonkeyPatch, name: str, value: str, field: str,
+                                expected: object) -> None:
+    monkeypatch.setenv(name, value)
+    assert getattr(config.load(), field) == expected

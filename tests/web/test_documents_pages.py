@@ -171,6 +171,50 @@ def test_the_sheet_prints_and_its_pdf_embeds_the_font(app: Flask, finished: int,
                                              text=True, check=True).stdout
 
 
+def _client_at(app: Flask, username: str, base_url: str) -> FlaskClient:
+    """A logged-in client whose every request names `base_url`'s host (cookies are kept per host)."""
+    client = app.test_client()
+    html = client.get("/login", base_url=base_url).get_data(as_text=True)
+    token = html.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+    response = client.post("/login", data={"username": username, "password": PASSWORD, "csrf_token": token},
+                           base_url=base_url)
+    assert response.status_code == 302
+    return client
+
+
+def _pdf_words(body: bytes, tmp_path: Path) -> str:
+    if shutil.which("pdftotext") is None:
+        pytest.skip("poppler-utils is not installed: make system-packages")
+    path = tmp_path / "doc.pdf"
+    path.write_bytes(body)
+    return subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True, check=True).stdout
+
+
+@pytest.mark.parametrize("public_url", ["https://jzflow.jiaozhou.gov.cn", "https://jzflow.jiaozhou.gov.cn:8443/"])
+def test_the_verification_link_is_the_public_address_whatever_host_the_request_names(
+        app: Flask, finished: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, public_url: str) -> None:
+    """A client chooses the Host header (and a proxy may pass it on): an official PDF's verification link built from
+    it would send whoever checks the document to a site of the client's choosing."""
+    monkeypatch.setenv("JZFLOW_PUBLIC_URL", public_url)
+    window = _client_at(app, "window_wang", "http://evil.example")
+    doc = _doc(app, finished)
+    cert = window.get(f"/instances/{finished}/documents/{doc.id}.pdf", base_url="http://evil.example")
+    assert cert.status_code == 200
+    words = _pdf_words(cert.data, tmp_path)
+    expected = public_url.rstrip("/") + f"/verify/{documents.display_code(doc.verify_code)}"
+    assert expected in "".join(words.split()), words
+    assert "evil.example" not in words
+
+
+def test_without_a_public_address_the_link_is_the_address_the_request_came_to(
+        app: Flask, finished: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("JZFLOW_PUBLIC_URL", raising=False)
+    window = _client_at(app, "window_wang", "http://127.0.0.1:5000")
+    doc = _doc(app, finished)
+    cert = window.get(f"/instances/{finished}/documents/{doc.id}.pdf", base_url="http://127.0.0.1:5000")
+    assert "http://127.0.0.1:5000/verify/" in "".join(_pdf_words(cert.data, tmp_path).split())
+
+
 def test_verify_answers_good_unknown_and_malformed_codes(app: Flask, finished: int) -> None:
     doc = _doc(app, finished)
     public = app.test_client()  # nobody logged in

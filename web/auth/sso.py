@@ -27,6 +27,7 @@ from werkzeug.exceptions import NotFound
 from engine import audit
 from engine.org import oidc, oidc_logout, sso_users
 from engine.org.actors import actor_of
+from web import links
 from web.auth.redirects import safe_next
 from web.common import LoginUser, db_session
 from web.extensions import SECURITY_HEADERS
@@ -55,7 +56,7 @@ def _settings() -> oidc.Settings:
 
 
 def _redirect_uri(settings: oidc.Settings) -> str:
-    return settings.redirect_url or url_for("sso.callback", _external=True)
+    return settings.redirect_url or links.external_url("sso.callback")
 
 
 def _refused(exc: oidc.SsoError) -> ResponseReturnValue:
@@ -108,7 +109,7 @@ def _post_logout_uri(settings: oidc.Settings) -> str:
     """The login page, absolute, on the public address the callback is registered under (never a request's)."""
     login_path = url_for("auth.login")
     if not settings.redirect_url:
-        return url_for("auth.login", _external=True)
+        return links.external_url("auth.login")
     parts = urlsplit(settings.redirect_url)
     callback = url_for("sso.callback")
     path = parts.path[:-len(callback)] + login_path if parts.path.endswith(callback) else login_path

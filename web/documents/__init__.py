@@ -10,7 +10,7 @@ gets 403; an applicant from outside gets their own steps and the issued document
 """
 from __future__ import annotations
 
-from flask import Blueprint, Response, render_template, request, url_for
+from flask import Blueprint, Response, render_template, request
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import login_required
@@ -19,7 +19,7 @@ from engine import clock, config, documents
 from engine.documents import render
 from engine.errors import InvalidInput
 from engine.tasks import submissions
-from web import downloads
+from web import downloads, links
 from web.common import current_actor, db_session
 from web.instances import visible_row
 
@@ -39,7 +39,7 @@ def _pdf(body: bytes, name: str) -> Response:
 
 def verify_url(code: str) -> str:
     """Return the public address that checks a verification code."""
-    return url_for("documents.verify", code=code, _external=True)
+    return links.external_url("documents.verify", code=code)
 
 
 @bp.get("/instances/<int:instance_id>/sheet")
