@@ -9,6 +9,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from engine.config import whole  # a bad number stops the start naming its variable
+
 # Several processes answer /metrics in turn: without a shared folder each would show only its own counters.
 # Unset, this master gets a fresh folder of its own (the worker hosts then need theirs: docs/operations.md).
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -16,8 +18,8 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
 
 bind = os.environ.get("JZFLOW_BIND", "0.0.0.0:8000")
 # Processes × threads: about 2 processes per core; threads cover requests that wait on the database.
-workers = int(os.environ.get("JZFLOW_WEB_WORKERS", "4"))
-threads = int(os.environ.get("JZFLOW_WEB_THREADS", "4"))
+workers = whole("JZFLOW_WEB_WORKERS", 4, least=1)
+threads = whole("JZFLOW_WEB_THREADS", 4, least=1)
 worker_class = "gthread"
 # JZFLOW_WEB_REUSE_PORT=1: each process listens on a socket of its own and the kernel spreads new connections over
 # them. With the one shared socket (the default) a gthread process takes connections while it has a free thread and
@@ -26,11 +28,11 @@ worker_class = "gthread"
 # when it exits (recycled by max_requests, killed) are reset unless the host sets net.ipv4.tcp_migrate_req=1.
 reuse_port = os.environ.get("JZFLOW_WEB_REUSE_PORT", "0") == "1"
 # A request that runs longer is stuck (scripts have their own 2 s limit): the process is replaced.
-timeout = int(os.environ.get("JZFLOW_WEB_TIMEOUT", "60"))
+timeout = whole("JZFLOW_WEB_TIMEOUT", 60, least=1)
 graceful_timeout = 30  # SIGTERM: requests in flight may finish within this
 keepalive = 5  # behind a reverse proxy that keeps connections open
 # Replace each process after this many requests (plus jitter, so they do not all restart at once).
-max_requests = int(os.environ.get("JZFLOW_WEB_MAX_REQUESTS", "5000"))
+max_requests = whole("JZFLOW_WEB_MAX_REQUESTS", 5000)
 max_requests_jitter = max_requests // 10
 preload_app = False  # each process opens its own database pool after the fork
 errorlog = "-"

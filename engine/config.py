@@ -5,6 +5,7 @@ import math
 import os
 import secrets
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -52,7 +53,7 @@ class Settings:
     verify_address_failures: int = 30  # unknown verification codes one address may try per login window
     archive_after_days: int = 365  # ended instances older than this move to the archive tables (0: never)
     archive_batch: int = 100  # instances moved per transaction
-    public_url: str = ""  # the site's public origin for links that leave it (empty: the address the request came to)
+    public_url: str = ""  # where users reach the site, for links that leave it (empty: the address a request came to)
 
     @property
     def anchor_path(self) -> Path:
@@ -126,33 +127,33 @@ def _load(_env: tuple[str | bytes | None, ...], _cwd: str) -> Settings:
         database_url=url,
         redis_url=os.environ.get("JZFLOW_REDIS_URL") or None,
         secret_key=os.environ.get("JZFLOW_SECRET_KEY", ""),
-        script_time_limit=_number("JZFLOW_SCRIPT_TIME_LIMIT", 2.0, positive=True),
-        script_fuel=_whole("JZFLOW_SCRIPT_FUEL", 2_000_000, least=1),
-        timer_sweep_seconds=_number("JZFLOW_TIMER_SWEEP_SECONDS", 30.0, positive=True),
-        outbox_seconds=_number("JZFLOW_OUTBOX_SECONDS", 10.0, positive=True),
-        sweep_batch=_whole("JZFLOW_SWEEP_BATCH", 100, least=1),
-        timer_max_days=_whole("JZFLOW_TIMER_MAX_DAYS", 3660, least=1),
-        max_state_kb=_whole("JZFLOW_MAX_STATE_KB", 2048, least=1),
-        memory_limit_mb=_whole("JZFLOW_MEMORY_LIMIT_MB", 2048),
-        instance_cache_size=_whole("JZFLOW_INSTANCE_CACHE_SIZE", 500),
-        instance_cache_mb=_whole("JZFLOW_INSTANCE_CACHE_MB", 256),
-        state_keep_levels=_whole("JZFLOW_STATE_KEEP_LEVELS", 8),
+        script_time_limit=number("JZFLOW_SCRIPT_TIME_LIMIT", 2.0, positive=True),
+        script_fuel=whole("JZFLOW_SCRIPT_FUEL", 2_000_000, least=1),
+        timer_sweep_seconds=number("JZFLOW_TIMER_SWEEP_SECONDS", 30.0, positive=True),
+        outbox_seconds=number("JZFLOW_OUTBOX_SECONDS", 10.0, positive=True),
+        sweep_batch=whole("JZFLOW_SWEEP_BATCH", 100, least=1),
+        timer_max_days=whole("JZFLOW_TIMER_MAX_DAYS", 3660, least=1),
+        max_state_kb=whole("JZFLOW_MAX_STATE_KB", 2048, least=1),
+        memory_limit_mb=whole("JZFLOW_MEMORY_LIMIT_MB", 2048),
+        instance_cache_size=whole("JZFLOW_INSTANCE_CACHE_SIZE", 500),
+        instance_cache_mb=whole("JZFLOW_INSTANCE_CACHE_MB", 256),
+        state_keep_levels=whole("JZFLOW_STATE_KEEP_LEVELS", 8),
         audit_key=os.environ.get("JZFLOW_AUDIT_KEY", ""),
         audit_anchor=Path(anchor).resolve() if (anchor := os.environ.get("JZFLOW_AUDIT_ANCHOR")) else None,
-        audit_seal_seconds=_number("JZFLOW_AUDIT_SEAL_SECONDS", 60.0, positive=True),
-        trusted_proxies=_whole("JZFLOW_TRUSTED_PROXIES", 0),
-        login_account_failures=_whole("JZFLOW_LOGIN_ACCOUNT_FAILURES", 10, least=1),
-        login_address_failures=_whole("JZFLOW_LOGIN_ADDRESS_FAILURES", 100, least=1),
-        login_window_seconds=_whole("JZFLOW_LOGIN_WINDOW_SECONDS", 900, least=1),
+        audit_seal_seconds=number("JZFLOW_AUDIT_SEAL_SECONDS", 60.0, positive=True),
+        trusted_proxies=whole("JZFLOW_TRUSTED_PROXIES", 0),
+        login_account_failures=whole("JZFLOW_LOGIN_ACCOUNT_FAILURES", 10, least=1),
+        login_address_failures=whole("JZFLOW_LOGIN_ADDRESS_FAILURES", 100, least=1),
+        login_window_seconds=whole("JZFLOW_LOGIN_WINDOW_SECONDS", 900, least=1),
         log_format="json" if os.environ.get("JZFLOW_LOG_FORMAT", "text").strip().lower() == "json" else "text",
         log_level=os.environ.get("JZFLOW_LOG_LEVEL", "INFO").strip().upper() or "INFO",
         metrics_token=os.environ.get("JZFLOW_METRICS_TOKEN", "").strip(),
         metrics_allow=tuple(p.strip() for p in os.environ.get("JZFLOW_METRICS_ALLOW", "").split(",") if p.strip()),
         number_rules=os.environ.get("JZFLOW_NUMBER_RULES", ""),
         pdf_font=os.environ.get("JZFLOW_PDF_FONT", ""),
-        verify_address_failures=_whole("JZFLOW_VERIFY_ADDRESS_FAILURES", 30, least=1),
-        archive_after_days=_whole("JZFLOW_ARCHIVE_AFTER_DAYS", 365),
-        archive_batch=_whole("JZFLOW_ARCHIVE_BATCH", 100, least=1),
+        verify_address_failures=whole("JZFLOW_VERIFY_ADDRESS_FAILURES", 30, least=1),
+        archive_after_days=whole("JZFLOW_ARCHIVE_AFTER_DAYS", 365),
+        archive_batch=whole("JZFLOW_ARCHIVE_BATCH", 100, least=1),
         public_url=_public_url(os.environ.get("JZFLOW_PUBLIC_URL", "")),
     )
 
@@ -161,12 +162,12 @@ class SettingInvalid(ValueError):
     """A JZFLOW_* variable holds a value the setting cannot take (the message names the variable)."""
 
 
-def _whole(name: str, default: int, *, least: int = 0) -> int:
-    """An integer setting; unset or empty: the default.
+def whole(name: str, default: int, *, least: int = 0, env: Mapping[str, str] | None = None) -> int:
+    """An integer JZFLOW_* setting read now; unset or empty: the default.
 
     Raises: SettingInvalid
     """
-    raw = os.environ.get(name, "").strip()
+    raw = (os.environ if env is None else env).get(name, "").strip()
     if not raw:
         return default
     try:
@@ -178,12 +179,12 @@ def _whole(name: str, default: int, *, least: int = 0) -> int:
     return value
 
 
-def _number(name: str, default: float, *, positive: bool = False) -> float:
-    """A number setting (seconds); unset or empty: the default.
+def number(name: str, default: float, *, positive: bool = False, env: Mapping[str, str] | None = None) -> float:
+    """A number JZFLOW_* setting (seconds) read now; unset or empty: the default.
 
     Raises: SettingInvalid
     """
-    raw = os.environ.get(name, "").strip()
+    raw = (os.environ if env is None else env).get(name, "").strip()
     if not raw:
         return default
     try:
@@ -197,7 +198,7 @@ def _number(name: str, default: float, *, positive: bool = False) -> float:
 
 
 def _public_url(raw: str) -> str:
-    """JZFLOW_PUBLIC_URL as an origin without the trailing slash ("" when unset).
+    """JZFLOW_PUBLIC_URL (where users reach the site: a proxy may add a path) without the trailing slash ("" unset).
 
     Raises: SettingInvalid
     """
@@ -210,11 +211,10 @@ def _public_url(raw: str) -> str:
     except ValueError:  # not a number, or out of range
         port_ok = False
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password \
-            or parts.path not in ("", "/") or parts.query or parts.fragment or any(ch <= " " for ch in raw) \
-            or not port_ok:
+            or parts.query or parts.fragment or any(ch <= " " or ch in "\\\"'<>" for ch in raw) or not port_ok:
         raise SettingInvalid(f"JZFLOW_PUBLIC_URL={raw!r}: 须为站点地址，如 https://jzflow.jiaozhou.gov.cn "
-                             f"(scheme and host, an optional port, no path, query or user)")
-    return f"{parts.scheme}://{parts.netloc}"
+                             f"(scheme and host, an optional port and path; no query or user)")
+    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
 
 
 MIN_KEPT_SECRET = 32  # characters: a key file holding less was cut short or made by mistake

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from flask import Flask, current_app, url_for
+from flask import Flask, current_app, request, url_for
 from werkzeug.routing import BuildError
 
 from engine import config
@@ -26,10 +26,12 @@ def external_url(endpoint: str, **values: object) -> str:
     wherever a client (or a proxy that passes it on) says. Unset (a laptop's embedded default): the address the
     request came to.
     """
-    origin = config.load().public_url
-    if origin:
-        return origin + url_for(endpoint, **values)
-    return url_for(endpoint, _external=True, **values)
+    public = config.load().public_url
+    if not public:
+        return url_for(endpoint, _external=True, **values)
+    path = url_for(endpoint, **values)
+    root = request.script_root  # the prefix this process is mounted under: JZFLOW_PUBLIC_URL names the public one
+    return public + (path[len(root):] if root and path.startswith(root + "/") else path)
 
 
 def guard_nav(app: Flask, endpoint: str, guard: NavGuard) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from engine import config
 
 HOST = os.environ.get("JZFLOW_HOST", "127.0.0.1")
-PORT = int(os.environ.get("JZFLOW_PORT", "5000"))
+PORT = config.whole("JZFLOW_PORT", 5000, least=1)
 
 
 def _banner(settings: config.Settings) -> str:

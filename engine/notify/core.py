@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from engine import audit, clock
+from engine import audit, clock, config
 from engine.deadlines.models import NotifyPreference, NotifyWebhook
 from engine.errors import InvalidInput
 from engine.notify import outbound
@@ -70,12 +70,12 @@ def _chunks(ids: Sequence[int], size: int = 900) -> Iterable[Sequence[int]]:
 def _absolute(link: str | None) -> str:
     if not link:
         return ""
-    base = os.environ.get("JZFLOW_PUBLIC_URL", "").rstrip("/")
+    base = config.load().public_url
     return f"{base}{link}" if base and link.startswith("/") else link
 
 
 def _smtp() -> dict[str, Any]:
-    return {"host": os.environ.get("JZFLOW_SMTP_HOST", "127.0.0.1"), "port": int(os.environ.get("JZFLOW_SMTP_PORT", "25")),
+    return {"host": os.environ.get("JZFLOW_SMTP_HOST", "127.0.0.1"), "port": config.whole("JZFLOW_SMTP_PORT", 25, least=1),
             "from": os.environ.get("JZFLOW_SMTP_FROM", "jzflow@localhost")}
 
 

@@ -33,7 +33,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
-from engine import clock
+from engine import clock, config
 from engine.errors import EngineError
 
 ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
@@ -116,7 +116,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         role_map=_pairs(env.get("JZFLOW_OIDC_ROLE_MAP", "")),
         local_logins=_split(env.get("JZFLOW_OIDC_LOCAL_LOGINS", "admin")),
         redirect_url=env.get("JZFLOW_OIDC_REDIRECT_URL", "").strip(),
-        timeout=float(env.get("JZFLOW_OIDC_TIMEOUT", "10")),
+        timeout=config.number("JZFLOW_OIDC_TIMEOUT", 10.0, positive=True, env=env),
     )
     if settings.enabled:
         if not settings.client_id:

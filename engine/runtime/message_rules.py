@@ -6,7 +6,6 @@ the catches and start events deployed processes declare (`messageSchema`, `messa
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,6 +15,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from engine import config
 from engine.db import database_key
 from engine.errors import Forbidden, InvalidInput, NotFound, UserNotFound
 from engine.org.actors import SYSTEM, Actor, actor_for
@@ -33,12 +33,12 @@ MAX_CORRELATION = 500
 
 def default_ttl() -> int:
     """Seconds a message nobody waits for is kept (JZFLOW_MESSAGE_TTL_SECONDS, default one hour)."""
-    return int(os.environ.get("JZFLOW_MESSAGE_TTL_SECONDS", "3600"))
+    return config.whole("JZFLOW_MESSAGE_TTL_SECONDS", 3600, least=1)
 
 
 def max_ttl() -> int:
     """The longest time to live a publisher may ask for (JZFLOW_MESSAGE_MAX_TTL_SECONDS, default 30 days)."""
-    return int(os.environ.get("JZFLOW_MESSAGE_MAX_TTL_SECONDS", str(30 * 86400)))
+    return config.whole("JZFLOW_MESSAGE_MAX_TTL_SECONDS", 30 * 86400, least=1)
 
 
 class MessageUnknown(NotFound):

@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from engine import config
+from engine.org import oidc
+from engine.runtime import message_rules
 
 
 def test_absolute_folders_need_no_working_directory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -67,8 +70,8 @@ def test_a_changed_variable_is_read_at_once(monkeypatch: pytest.MonkeyPatch, tmp
     ("JZFLOW_AUDIT_SEAL_SECONDS", "soon", "a number"),
     ("JZFLOW_PUBLIC_URL", "jzflow.jiaozhou.gov.cn", "JZFLOW_PUBLIC_URL"),
     ("JZFLOW_PUBLIC_URL", "ftp://jzflow.jiaozhou.gov.cn", "scheme and host"),
-    ("JZFLOW_PUBLIC_URL", "https://jzflow.jiaozhou.gov.cn/app", "no path"),
-    ("JZFLOW_PUBLIC_URL", "https://user:pw@jzflow.jiaozhou.gov.cn", "no path, query or user"),
+    ("JZFLOW_PUBLIC_URL", "https://user:pw@jzflow.jiaozhou.gov.cn", "no query or user"),
+    ("JZFLOW_PUBLIC_URL", "https://jzflow.jiaozhou.gov.cn/a\"b", "JZFLOW_PUBLIC_URL"),
     ("JZFLOW_PUBLIC_URL", "https://jzflow.jiaozhou.gov.cn/?x=1", "query"),
     ("JZFLOW_PUBLIC_URL", "https://jz flow.gov.cn", "JZFLOW_PUBLIC_URL"),
     ("JZFLOW_PUBLIC_URL", "https://jzflow.gov.cn:99999", "JZFLOW_PUBLIC_URL"),
@@ -88,9 +91,26 @@ def test_a_setting_it_cannot_take_is_refused_naming_the_variable(monkeypatch: py
     ("JZFLOW_SCRIPT_TIME_LIMIT", "0.5", "script_time_limit", 0.5),
     ("JZFLOW_PUBLIC_URL", "https://jzflow.jiaozhou.gov.cn/", "public_url", "https://jzflow.jiaozhou.gov.cn"),
     ("JZFLOW_PUBLIC_URL", "http://10.1.2.3:8000", "public_url", "http://10.1.2.3:8000"),
+    ("JZFLOW_PUBLIC_URL", "https://www.jiaozhou.gov.cn/jzflow/", "public_url", "https://www.jiaozhou.gov.cn/jzflow"),
     ("JZFLOW_PUBLIC_URL", "", "public_url", ""),
 ])
 def test_settings_read_as_given(monkeypatch: pytest.MonkeyPatch, name: str, value: str, field: str,
                                 expected: object) -> None:
     monkeypatch.setenv(name, value)
     assert getattr(config.load(), field) == expected
+
+
+@pytest.mark.parametrize(("name", "value", "read"), [
+    ("JZFLOW_MESSAGE_TTL_SECONDS", "an hour", lambda: message_rules.default_ttl()),
+    ("JZFLOW_MESSAGE_MAX_TTL_SECONDS", "0", lambda: message_rules.max_ttl()),
+    ("JZFLOW_OIDC_TIMEOUT", "-1", lambda: oidc.load_settings()),
+])
+def test_settings_read_outside_the_settings_object_are_refused_by_name_too(
+        monkeypatch: pytest.MonkeyPatch, name: str, value: str, read: Callable[[], object]) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(config.SettingInvalid, match=name):
+        read()
+
+
+def test_the_oidc_timeout_is_read_from_the_mapping_it_is_given() -> None:
+    assert oidc.load_settings({"JZFLOW_OIDC_TIMEOUT": "2.5"}).timeout == 2.5

@@ -31,7 +31,7 @@ from tests.processes.test_parallel_approval import (  # noqa: F401 (fixtures use
 )
 from tests.steps import do, only_task
 from tests.web.conftest import PASSWORD, PASSWORD_HASH, csrf_of
-from web import create_app
+from web import create_app, links
 
 HOSTILE = "<script>alert('jz')</script><img src=x onerror=alert(1)>"
 
@@ -245,3 +245,16 @@ def test_guessing_codes_is_limited_per_address(app: Flask, finished: int) -> Non
     assert "核验次数过多" in limited.get_data(as_text=True)
     other = app.test_client()
     assert other.get(f"/verify/{doc.verify_code}", environ_base={"REMOTE_ADDR": "10.1.2.3"}).status_code == 200
+
+
+@pytest.mark.parametrize(("public_url", "mounted", "expected"), [
+    ("https://www.jiaozhou.gov.cn/jzflow", "/jzflow", "https://www.jiaozhou.gov.cn/jzflow/verify/ABC"),
+    ("https://www.jiaozhou.gov.cn/jzflow/", "", "https://www.jiaozhou.gov.cn/jzflow/verify/ABC"),
+    ("https://jzflow.jiaozhou.gov.cn", "/internal", "https://jzflow.jiaozhou.gov.cn/verify/ABC"),
+])
+def test_a_public_address_with_a_path_is_joined_once(app: Flask, monkeypatch: pytest.MonkeyPatch, public_url: str,
+                                                     mounted: str, expected: str) -> None:
+    """Behind a proxy that serves the site under a path: the prefix the process is mounted under is not repeated."""
+    monkeypatch.setenv("JZFLOW_PUBLIC_URL", public_url)
+    with app.test_request_context("/", base_url=f"http://10.0.0.5:8000{mounted}", headers={"Host": "evil.example"}):
+        assert links.external_url("documents.verify", code="ABC") == expected
