@@ -3,6 +3,7 @@
 A schema's `$ref` resolves only inside the deployment's own form files (by plain name) or the schema
 itself: the registry holds those files and its retrieve function refuses everything else, so no URL
 a process owner wrote is ever fetched (jsonschema's default would fetch http:// and file:// refs).
+A schema's `pattern`s are matched by RE2, never by Python's backtracking `re` (engine/patterns.py).
 """
 from __future__ import annotations
 
@@ -16,10 +17,12 @@ from referencing import Registry, Resource
 from referencing.exceptions import NoSuchResource, Unresolvable
 from referencing.jsonschema import DRAFT202012
 
+from engine import patterns
 from engine.errors import FieldError, FormInvalid
 from engine.spiff import inert
 
 RESERVED_PREFIX = "_"
+patterns.install()  # a schema's patterns are matched by RE2, in time linear in the input (engine/patterns.py)
 
 
 def _refuse(uri: str) -> Resource[Any]:
@@ -152,6 +155,8 @@ def validate(schema_text: str | None, data: Mapping[str, Any], files: Mapping[st
         errors = sorted(validator.iter_errors(dict(data)), key=lambda e: (list(e.absolute_path), e.message))
     except Unresolvable as exc:  # deploy refuses such a $ref; a version deployed before that check may have one
         raise FormInvalid([FieldError("(form)", f"表单定义引用了部署之外的内容 (unresolvable $ref): {exc}")]) from None
+    except patterns.PatternRefused as exc:  # deploy refuses it too; a version deployed before may have one
+        raise FormInvalid([FieldError("(form)", f"表单定义中的格式规则无法执行 (the form's pattern): {exc}")]) from None
     if errors:
         raise FormInvalid([FieldError(_field(e), _message(e, validator.schema)) for e in errors])
     return dict(data)

@@ -20,6 +20,7 @@ from SpiffWorkflow.bpmn.specs.mixins.user_task import UserTask
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.spiff.parser.process import VALIDATOR, SpiffBpmnParser
 
+from engine import patterns
 from engine.errors import DeployInvalid, DeployProblem
 from engine.spiff import calls, events, expressions, form_options, inert, plain, support, translate_dmn
 from engine.spiff.guards import locate_validation_error, run_deep
@@ -185,6 +186,12 @@ def _check_form(f: BundleFile, problems: list[DeployProblem], form_names: Collec
                                                   "must name a task data variable", line=_json_line(f.text, path)))
     doc = form_options.for_deploy(doc)
     try:
+        for path, pattern in patterns.schema_patterns(doc):  # matched by RE2 when a form is submitted
+            try:
+                patterns.compiled(pattern)
+            except patterns.PatternRefused as exc:
+                problems.append(DeployProblem(f.name, f"{'/'.join(map(str, path))}: {exc}",
+                                              line=_json_line(f.text, path)))
         validators.validator_for(doc).check_schema(doc)
     except RecursionError:
         problems.append(DeployProblem(f.name, "JSON Schema nested too deeply", line=1))

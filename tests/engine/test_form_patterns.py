@@ -1,0 +1,124 @@
+"""A form's patterns are a process owner's content and the answers are anyone's: matching never backtracks.
+
+Python's `re` backtracks: `^(a+)+$` against 34 a's and a "!" takes minutes, holding the process's GIL, so one
+submitted answer stopped a web process. RE2 (engine/patterns.py) matches in time linear in the input.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from engine import deploy, patterns
+from engine.errors import DeployInvalid, FormInvalid
+from engine.org.actors import SYSTEM
+from engine.runtime import forms
+from engine.runtime.models import ProcessVersion
+
+BAD = Path(__file__).resolve().parent.parent / "fixtures" / "bad"
+CATASTROPHIC = ["^(a+)+$", "^(a|aa)+$", "^(a|a?)+$", "^(\\w+\\s?)+$", "^([a-zA-Z0-9])(([\\-.]|[_]+)?([a-zA-Z0-9]+))*$"]
+
+
+def _schema(**where: object) -> str:
+    return json.dumps({"type": "object", **where}, ensure_ascii=False)
+
+
+@pytest.mark.parametrize("pattern", CATASTROPHIC)
+def test_a_catastrophic_pattern_answers_at_once_in_a_process_of_its_own(pattern: str) -> None:
+    """In a child process with a deadline: in this one, a backtracking match would hold the GIL and the test."""
+    code = ("import json, sys\nfrom engine.runtime import forms\nfrom engine.errors import FormInvalid\n"
+            "schema, answer = json.loads(sys.argv[1]), sys.argv[2]\n"
+            "try:\n    forms.validate(json.dumps(schema), {'x': answer}, {})\nexcept FormInvalid:\n    print('refused')\n"
+            "else:\n    print('accepted')\n")
+    schema = {"type": "object", "properties": {"x": {"type": "string", "pattern": pattern}}}
+    answer = "a" * 34 + "!"
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", code, json.dumps(schema), answer], capture_output=True, text=True,
+                          timeout=30, cwd=Path(__file__).resolve().parents[2], check=True)
+    assert done.stdout.strip() == "refused"  # no pattern here admits the "!"
+    assert time.monotonic() - started < 30
+
+
+@pytest.mark.parametrize("where", ["pattern", "patternProperties", "additionalProperties", "$defs", "items"])
+def test_every_keyword_that_matches_input_matches_it_in_linear_time(where: str) -> None:
+    evil = "^(a+)+$"
+    schemas = {
+        "pattern": _schema(properties={"x": {"type": "string", "pattern": evil}}),
+        "patternProperties": _schema(patternProperties={evil: {"type": "string"}}),
+        "additionalProperties": _schema(patternProperties={evil: {"type": "string"}}, additionalProperties=False),
+        "$defs": _schema(properties={"x": {"$ref": "#/$defs/code"}}, **{"$defs": {"code": {"pattern": evil}}}),
+        "items": _schema(properties={"x": {"type": "array", "items": {"type": "string", "pattern": evil}}}),
+    }
+    long = "a" * 200_000 + "!"
+    answers = {"pattern": {"x": long}, "patternProperties": {long: 1}, "additionalProperties": {long: "v"},
+               "$defs": {"x": long}, "items": {"x": [long, "aaa"]}}
+    started = time.monotonic()
+    try:
+        forms.validate(schemas[where], answers[where], {})
+    except FormInvalid:
+        refused = True
+    else:
+        refused = False
+    assert time.monotonic() - started < 2
+    assert refused == (where != "patternProperties")  # no property name matches: nothing to check, so accepted
+
+
+@pytest.mark.parametrize(("pattern", "answer", "matches"), [
+    ("^1[3-9]\\d{9}$", "13805320000", True),
+    ("^1[3-9]\\d{9}$", "1380532000", False),
+    ("^1[3-9]\\d{9}$", "1380532000٣", False),  # an Arabic-Indic digit: \d is ASCII, as ECMA-262 has it
+    ("^[\u4e00-\u9fa5]{2,4}$", "张伟", True),
+    ("^[\u4e00-\u9fa5]{2,4}$", "Zhang", False),
+    ("^[\\u4e00-\\u9fa5]+$", "胶州市", True),  # written with ECMA's escapes
+    ("^[\\u4e00-\\u9fa5]+$", "Jiaozhou", False),
+    ("\\\\u4e00", "\\u4e00", True),  # an escaped backslash and the letters u4e00: not a character escape
+    ("^\\d{6}$", "266300", True),
+    ("^[A-Z]{2}-\\d+$", "QD-1", True),
+    ("(?i)^jz", "JZ-1", True),
+    ("胶审", "胶审〔2025〕1号", True),
+    ("^$", "", True),
+])
+def test_patterns_forms_use_match_as_before(pattern: str, answer: str, matches: bool) -> None:
+    schema = _schema(properties={"x": {"type": "string", "pattern": pattern}})
+    if matches:
+        assert forms.validate(schema, {"x": answer}, {}) == {"x": answer}
+    else:
+        with pytest.raises(FormInvalid) as refused:
+            forms.validate(schema, {"x": answer}, {})
+        assert [e.field for e in refused.value.errors] == ["x"]
+
+
+@pytest.mark.parametrize("pattern", ["^(?=.*\\d).{8,}$", "(a)\\1", "(?<!x)y", "a{1001}{1001}", "x" * 1001])
+def test_a_pattern_that_cannot_be_matched_safely_is_refused_when_submitted_naming_it(pattern: str) -> None:
+    """A form deployed before deploy checked its patterns: refused with a message, never run by `re`."""
+    schema = _schema(properties={"x": {"type": "string", "pattern": pattern}})
+    with pytest.raises(FormInvalid) as refused:
+        forms.validate(schema, {"x": "abc"}, {})
+    [error] = refused.value.errors
+    assert error.field == "(form)" and pattern[:50] in error.message
+
+
+def test_deploy_refuses_a_form_whose_pattern_cannot_be_matched_safely(session: Session) -> None:
+    files = deploy.read_directory(BAD / "invalid_form")
+    schema = {"type": "object", "properties": {"name": {"type": "string"},
+                                               "password": {"type": "string", "pattern": "^(?=.*[A-Z]).{8,}$"}},
+              "patternProperties": {"^(x)\\1$": {"type": "string"}}}
+    files["broken.schema.json"] = json.dumps(schema, ensure_ascii=False, indent=1).encode()
+    with pytest.raises(DeployInvalid) as err:
+        deploy.deploy(session, files, actor=SYSTEM, check_lanes=False)
+    found = {p.message.split(":")[0]: p for p in err.value.problems if p.file == "broken.schema.json"}
+    assert set(found) == {"properties/password/pattern", "patternProperties/^(x)\\1$"}, err.value.problems
+    assert found["properties/password/pattern"].line == 9
+    assert session.scalar(select(func.count()).select_from(ProcessVersion)) == 0
+
+
+def test_refusals_are_not_written_to_the_process_s_stderr(capfd: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(patterns.PatternRefused):
+        patterns.compiled("(?=x)quiet")
+    assert capfd.readouterr().err == ""
