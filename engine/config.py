@@ -5,10 +5,11 @@ import math
 import os
 import secrets
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from engine import files
@@ -158,6 +159,9 @@ def _load(_env: tuple[str | bytes | None, ...], _cwd: str) -> Settings:
     )
 
 
+T = TypeVar("T")
+
+
 class SettingInvalid(ValueError):
     """A JZFLOW_* variable holds a value the setting cannot take (the message names the variable)."""
 
@@ -167,13 +171,9 @@ def whole(name: str, default: int, *, least: int = 0, env: Mapping[str, str] | N
 
     Raises: SettingInvalid
     """
-    raw = (os.environ if env is None else env).get(name, "").strip()
-    if not raw:
+    value = _given(name, env, int, "须为整数 (must be a whole number)")
+    if value is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingInvalid(f"{name}={raw!r}: 须为整数 (must be a whole number)") from None
     if value < least:
         raise SettingInvalid(f"{name}={value}: 不能小于 {least} (must be at least {least})")
     return value
@@ -184,17 +184,27 @@ def number(name: str, default: float, *, positive: bool = False, env: Mapping[st
 
     Raises: SettingInvalid
     """
-    raw = (os.environ if env is None else env).get(name, "").strip()
-    if not raw:
+    value = _given(name, env, float, "须为数字 (must be a number)")
+    if value is None:
         return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingInvalid(f"{name}={raw!r}: 须为数字 (must be a number)") from None
     if not math.isfinite(value) or value < 0 or (positive and value == 0):
-        raise SettingInvalid(f"{name}={raw!r}: 须为{'正' if positive else '非负'}数 (must be "
+        raise SettingInvalid(f"{name}={value!r}: 须为{'正' if positive else '非负'}数 (must be "
                              f"{'greater than 0' if positive else 'at least 0'})")
     return value
+
+
+def _given(name: str, env: Mapping[str, str] | None, convert: Callable[[str], T], says: str) -> T | None:
+    """The variable's value converted, None when unset or empty.
+
+    Raises: SettingInvalid (`says` what it must be)
+    """
+    raw = (os.environ if env is None else env).get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        return convert(raw)
+    except ValueError:
+        raise SettingInvalid(f"{name}={raw!r}: {says}") from None
 
 
 def _public_url(raw: str) -> str:
