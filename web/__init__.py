@@ -73,6 +73,13 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     csrf.init_app(app)
     babel.init_app(app, locale_selector=_locale, timezone_selector=_timezone,
                    default_translation_directories=str(i18n.BUILD_DIR))
+
+    @app.before_request  # before the limiter's own check, registered by init_app just below
+    def _new_limiter_request() -> None:
+        storage = limiter.storage
+        if isinstance(storage, limits_redis.OneTripRedisStorage):
+            storage.new_request()
+
     limiter.init_app(app)
 
     app.register_blueprint(auth.bp)

@@ -3,10 +3,12 @@
 flask-limiter counts a hit (limits' INCRBY script), then reads the counter and its time to live back for the
 X-RateLimit-* headers: two more round trips on every request (measured with `bench/throughput.py --redis`:
 195 completions/s without Redis, 163/s with it). Here the hit's script returns the count and the time to live
-together, and the header reads that follow in the same thread, for the same key, within a second, are answered
-from them. A read of any other key, or later, asks Redis as limits' store does; so do the moving and sliding
-window strategies, which this store leaves as they are. `jzredis://…` names it: web/__init__.py turns
-JZFLOW_REDIS_URL into it (`uri_for`).
+together, and the header reads that follow in the same thread and request, for the same key, are answered from
+them. A read of any other key, in a later request (web/__init__.py calls `new_request` before the limiter's check)
+or after a minute asks Redis as limits' store does; so do the moving and sliding window strategies, which this
+store leaves as they are. (The answers were first kept for a second: a process's first request, which compiles
+and loads what it needs, took longer on a busy host, and its headers' reads went to Redis.) `jzredis://…` names
+it: web/__init__.py turns JZFLOW_REDIS_URL into it (`uri_for`).
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from typing import Any
 from limits.storage import RedisStorage
 
 PREFIX = "jz"
-FRESH_SECONDS = 1.0  # how long a hit's count answers the reads that follow it in its thread
+FRESH_SECONDS = 60.0  # the longest a hit's count answers the reads that follow it in its thread and request
 
 # limits' incr_expire.lua, also returning the key's time to live (seconds)
 _INCR_EXPIRE_TTL = """
@@ -48,6 +50,10 @@ class OneTripRedisStorage(RedisStorage):
         current, ttl = self._incr_expire_ttl([self.prefixed_key(key)], [expiry, amount])
         self._counted.last = (key, int(current), time.time() + max(int(ttl), 0), time.monotonic())
         return int(current)
+
+    def new_request(self) -> None:
+        """Forget this thread's last count: a request begins, and its own hit comes first."""
+        self._counted.last = None
 
     def _just_counted(self, key: str) -> tuple[str, int, float, float] | None:
         last: tuple[str, int, float, float] | None = getattr(self._counted, "last", None)

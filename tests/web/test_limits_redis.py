@@ -87,3 +87,40 @@ def test_the_api_counts_in_redis_with_one_command_per_request(redis_app: Flask) 
     assert [a.headers.get("X-RateLimit-Remaining") for a in answers[:3]] == ["2", "1", "0"]
     assert int(answers[3].headers["Retry-After"]) > 0
     assert sent.count("EVALSHA") == 4 and "GET" not in sent and "TTL" not in sent, sent
+
+
+def test_a_slow_request_still_answers_its_headers_from_its_own_hit(redis_app: Flask,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first request of a process compiles and loads what it needs: on a busy host it took over a second, and
+    the headers' reads then went to Redis (CI saw GET and TTL). The count answers them for the whole request."""
+    deploy_good(redis_app)
+    api = Api(redis_app, token_for(redis_app, "fg"))
+    clock = iter(range(0, 10_000, 7))  # every look at the clock: 7 s later
+    monkeypatch.setattr(limits_redis.time, "monotonic", lambda: float(next(clock)))
+    sent = _commands(limiter.storage)
+    answers = [api.get("/api/tasks") for _ in range(2)]
+    assert [a.headers.get("X-RateLimit-Remaining") for a in answers] == ["2", "1"]
+    assert sent == ["EVALSHA", "EVALSHA"], sent
+
+
+def test_a_new_request_never_reads_the_last_one_s_count(redis_url: str) -> None:  # noqa: F811
+    storage = storage_from_string(limits_redis.uri_for(redis_url))
+    assert isinstance(storage, limits_redis.OneTripRedisStorage)
+    limiter, limit = FixedWindowRateLimiter(storage), parse("10 per minute")
+    limiter.hit(limit, "mine")
+    storage.new_request()
+    sent = _commands(storage)
+    assert limiter.get_window_stats(limit, "mine").remaining == 9
+    assert sent == ["GET", "TTL"]  # asked Redis: the count belonged to the request before
+
+
+def test_each_request_forgets_the_last_count_before_the_limiter_counts(redis_app: Flask) -> None:
+    hooks = [f.__name__ for f in redis_app.before_request_funcs[None]]
+    limiter_check = next(i for i, name in enumerate(hooks) if "check_request_limit" in name)
+    assert hooks.index("_new_limiter_request") < limiter_check, hooks
+    storage = limiter.storage
+    assert isinstance(storage, limits_redis.OneTripRedisStorage)
+    storage._counted.last = ("a key", 1, 0.0, limits_redis.time.monotonic())
+    with redis_app.test_request_context("/healthz"):  # no limit: the limiter counts nothing here
+        redis_app.preprocess_request()
+    assert storage._counted.last is None
