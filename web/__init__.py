@@ -76,6 +76,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     @app.before_request  # before the limiter's own check, registered by init_app just below
     def _new_limiter_request() -> None:
+        if not (limiter.enabled and limiter.initialized):  # limits off (RATELIMIT_ENABLED): the limiter has no store
+            return
         storage = limiter.storage
         if isinstance(storage, limits_redis.OneTripRedisStorage):
             storage.new_request()

@@ -124,3 +124,16 @@ def test_each_request_forgets_the_last_count_before_the_limiter_counts(redis_app
     with redis_app.test_request_context("/healthz"):  # no limit: the limiter counts nothing here
         redis_app.preprocess_request()
     assert storage._counted.last is None
+
+
+def test_an_app_with_rate_limits_off_serves_its_pages(db_url: str, session: Session,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """RATELIMIT_ENABLED off (the browser tests' app): the limiter has no store, and asking for it is an error."""
+    monkeypatch.setattr(limiter, "_storage", None)  # as in a process whose only app has the limiter off
+    apps = app_on(db_url, session, RATELIMIT_ENABLED=False)
+    app = next(apps)
+    try:
+        assert app.test_client().get("/login").status_code == 200
+        assert app.test_client().get("/healthz").status_code == 200
+    finally:
+        next(apps, None)
