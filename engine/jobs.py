@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import smtplib
 from collections.abc import Callable
 from email.message import EmailMessage
@@ -77,10 +78,20 @@ def _deliver_webhook(_session: Session, msg: OutboxMessage) -> None:
         raise RuntimeError(f"webhook answered {status}")
 
 
+def one_line(text: str) -> str:
+    """Return text as a mail header holds it: each run of line breaks, tabs and other control characters one space."""
+    return _BREAKS.sub(" ", text).strip()
+
+
+_BREAKS = re.compile(r"[\s\x00-\x1f\x7f]+")
+
+
 def _deliver_email(_session: Session, msg: OutboxMessage) -> None:
     settings = msg.payload
     email = EmailMessage()
-    email["Subject"] = settings["subject"]
+    # A title comes from whoever named the case: a line break in it made the header unsendable (the message was
+    # retried until it was given up), and must never start a header of its own.
+    email["Subject"] = one_line(str(settings["subject"]))
     email["From"] = settings.get("from", "jzflow@localhost")
     email["To"] = settings["to"]
     email.set_content(settings.get("text", ""))

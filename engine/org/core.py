@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from email.headerregistry import Address
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -15,6 +16,37 @@ from engine.org.models import Membership, OrgUnit, Role, User
 USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")  # as data/seed/users.yaml has them
 MIN_PASSWORD = 8
 MAX_PASSWORD = 200
+MAX_EMAIL = 200
+
+
+def mailbox_or_none(value: str | None) -> str | None:
+    """Return value (stripped) when it is one e-mail address as a mail header takes it, else None (blank included).
+
+    A list ("a@x, b@y"), a name with the address, a line break or a second @ would change whom a mail goes to, or make
+    it unsendable: those are not kept.
+    """
+    text = (value or "").strip()
+    if not text or len(text) > MAX_EMAIL or "@" not in text:
+        return None
+    try:
+        parsed = Address(addr_spec=text).addr_spec
+    except Exception:  # the parser refuses in several ways (ValueError, IndexError, its own defects)
+        return None
+    return text if parsed == text else None
+
+
+def mailbox(value: str | None) -> str | None:
+    """Return value (stripped) as one e-mail address, None when blank.
+
+    Raises: InvalidInput (field "email")
+    """
+    if value is None or not value.strip():
+        return None
+    address = mailbox_or_none(value)
+    if address is None:
+        raise InvalidInput(f"电子邮箱格式不正确，只能填写一个地址 (email: one address, e.g. zhang@example.cn): "
+                           f"{value.strip()[:80]!r}", field="email")
+    return address
 
 
 def add_unit(session: Session, *, code: str, name: str, kind: str = "department",
@@ -65,6 +97,7 @@ def add_user(session: Session, *, username: str, display_name: str, password: st
     if not USERNAME.match(username):  # what data/seed allows: it is split on spaces and commas, shown in lists
         raise InvalidInput("用户名只能包含字母、数字、下划线、点和连字符，并以字母或数字开头 "
                            "(username: letters, digits, _ . - only)", field="username")
+    email = mailbox(email)
     if session.scalar(select(User.id).where(User.username == username)) is not None:
         raise Conflict(f"用户已存在 (user exists): {username}", field="username")
     user = User(username=username, display_name=display_name, email=email, is_admin=is_admin,

@@ -28,7 +28,7 @@ with warnings.catch_warnings():  # ldap3 2.9.1 uses names pyasn1 0.6 deprecates
     from ldap3.utils.dn import parse_dn
 
 from engine.errors import EngineError
-from engine.org.core import USERNAME
+from engine.org.core import USERNAME, mailbox_or_none
 
 
 class DirectoryError(EngineError):
@@ -204,7 +204,7 @@ def build(units: list[tuple[str, Mapping[str, Any]]], people: list[tuple[str, Ma
         manager = _first(attrs, settings.manager_attr)
         snap.people[dn] = PersonEntry(
             dn=dn, username=username, display_name=display[:120] if not _bad_text(display, 10_000) else username,
-            email=email[:200] if email and "@" in email and not _bad_text(email, 200) else None,
+            email=mailbox_or_none(email) if email and not _bad_text(email, 200) else None,
             unit_dn=up, manager_dn=norm(manager) if manager else "")
     return snap
 

@@ -62,7 +62,7 @@ def provision(session: Session, settings: Settings, claims: dict[str, Any]) -> U
                          field="username")
     display_name = str(claims.get(settings.name_claim) or username).strip()[:120] or username
     email_value = claims.get(settings.email_claim)
-    email = str(email_value).strip()[:200] if isinstance(email_value, str) and "@" in email_value else None
+    email = core.mailbox_or_none(email_value) if isinstance(email_value, str) else None
     unit_names = _texts(claims.get(settings.unit_claim))
     role_values = _texts(claims.get(settings.roles_claim))
     units = _units(session, unit_names or [])  # before anything is written: an unknown unit creates nothing

@@ -106,6 +106,24 @@ def test_email_and_webhooks_follow_preferences(session: Session, factory: sessio
     assert sorted(in_app) == [zhang, zhang]  # escalation and urge; li and wang chose other channels
 
 
+def test_a_title_with_line_breaks_is_mailed_on_one_line(session: Session, factory: sessionmaker[Session],
+                                                        people: dict[str, Actor], smtp: SmtpSink) -> None:
+    """A case's title comes from whoever started it (the API takes any string): a line break in it must not make the
+    mail unsendable (a header holds one line), nor start a header of its own."""
+    wang = int(people["wang"].user_id or 0)
+    notify.set_preference(session, user_id=wang, kind="*", channels=["email"])
+    notify.send(session, notify.Note(user_id=wang, kind="escalation", key="esc:task:7:1:unit_head",
+                                     title="督办升级(单位负责人): 用电增容\r\nBcc: victim@example.test\t\x0b（青岛某公司）",
+                                     body="已逾期 2 个工作日。"))
+    session.commit()
+    assert run_outbox(factory) == 1
+    [mail] = smtp.mails
+    assert mail.recipients == ["wang@jiaozhou.test"]
+    assert mail.subject == "督办升级(单位负责人): 用电增容 Bcc: victim@example.test （青岛某公司）"
+    assert mail.message["Bcc"] is None
+    assert mail.text.strip() == "已逾期 2 个工作日。"
+
+
 def test_a_failing_webhook_is_retried_and_delivered_once(session: Session, factory: sessionmaker[Session],
                                                          people: dict[str, Actor]) -> None:
     zhang = int(people["zhang"].user_id or 0)
