@@ -1,4 +1,5 @@
-"""Input that no view may see: NUL bytes, lone surrogates, JSON nested too deep, ids beyond any column, CRLF in redirects.
+"""Input that no view may see: NUL bytes, lone surrogates, JSON nested too deep or holding NaN, ids beyond any column,
+CRLF in redirects.
 
 Checked once, before every view, so a new route is covered without remembering to: each refusal is a
 400 naming the field (the database cannot store NUL in text, and deep JSON exhausts the stack later, in
@@ -7,6 +8,7 @@ the audit serialisation or the hash — as a 500, after work has been done).
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -38,29 +40,38 @@ class BadInput(InvalidInput):
 
 
 def depth(value: Any, limit: int = MAX_JSON_DEPTH) -> int:
-    """Return how deep a parsed JSON value nests (stops counting past `limit`), without recursion."""
-    deepest, stack = 0, [(value, 1)]
+    """Return how deep a parsed JSON value nests (stops counting past `limit`), without recursion.
+
+    Raises: BadInput (a string holding NUL or a lone surrogate; NaN or ±Infinity, named by the key that holds it)
+    """
+    deepest, stack = 0, [(value, 1, "(body)")]
     while stack:
-        item, level = stack.pop()
+        item, level, name = stack.pop()
         if isinstance(item, (dict, list)):
             deepest = max(deepest, level)
             if deepest > limit:
                 return deepest
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, level + 1) for child in children if isinstance(child, (dict, list, str)))
             if isinstance(item, dict):
-                stack.extend((key, level + 1) for key in item)
+                stack.extend((child, level + 1, str(key)) for key, child in item.items()
+                             if isinstance(child, (dict, list, str, float)))
+                stack.extend((key, level + 1, name) for key in item)
+            else:
+                stack.extend((child, level + 1, name) for child in item if isinstance(child, (dict, list, str, float)))
         elif isinstance(item, str):
             if "\x00" in item:
                 raise BadInput("JSON 文本不能含 NUL 字符 (NUL byte in a JSON string)", field="(body)")
             if _LONE_SURROGATE.search(item):
                 raise BadInput("JSON 文本不能含不成对的代理字符 (a lone surrogate escape in a JSON string)",
                                field="(body)")
+        elif isinstance(item, float) and not math.isfinite(item):  # Python's json takes them; JSON has no such number
+            shown = "NaN" if math.isnan(item) else ("Infinity" if item > 0 else "-Infinity")
+            raise BadInput(f"{name} 须为有限数值，不能是 {shown} (must be a finite number, not {shown})", field=name)
     return deepest
 
 
 def check_json(raw: str) -> None:
-    """Refuse a JSON body nested deeper than MAX_JSON_DEPTH or holding NUL or a lone surrogate; syntax errors: the view.
+    """Refuse a JSON body nested deeper than MAX_JSON_DEPTH or holding NUL, a lone surrogate, NaN or ±Infinity; syntax
+    errors: the view.
 
     Raises: BadInput
     """
@@ -97,7 +108,8 @@ def check_request() -> None:
         for name, upload in request.files.items(multi=True):
             if "\x00" in (upload.filename or ""):
                 raise BadInput(f"{name} 文件名不能含 NUL 字符 (NUL byte in a file name)", field=name)
-    if request.is_json and request.content_length:
+    # Checked whether or not it came with a length: a chunked body has none, and it reaches the view all the same.
+    if request.is_json and request.content_length != 0:
         raw = request.get_data(cache=True)
         try:
             text = raw.decode("utf-8")

@@ -17,7 +17,7 @@ from werkzeug.test import TestResponse
 from engine.runtime.models import ProcessInstance
 from engine.tasks.collab_models import Comment
 from tests.web.conftest import PASSWORD, csrf_of
-from tests.web.flows import Api, db, deploy_good, post, token_for
+from tests.web.flows import Api, db, deploy_files, deploy_good, post, start_form_bundle, token_for
 
 Login = Callable[[str], FlaskClient]
 NUL = "a\x00b"
@@ -161,3 +161,40 @@ def test_a_lone_surrogate_in_json_is_a_400_and_changes_nothing(app: Flask) -> No
     assert paired.status_code == 201, paired.get_data(as_text=True)[:300]
     with db(app) as s:
         assert s.scalar(select(func.count()).select_from(ProcessInstance)) == 1
+
+
+def test_nan_and_infinity_in_json_are_refused_naming_the_field_and_start_nothing(app: Flask) -> None:
+    """Python's json takes NaN and Infinity, which JSON has not: NaN passed a form's minimum (NaN < 0 is false) and
+    the embedded default started the case with it; PostgreSQL refused it later without naming the field."""
+    deploy_files(app, start_form_bundle())  # its start form: investment {"type": "number", "minimum": 0}
+    applicant = Api(app, token_for(app, "applicant"))
+    for constant in ("NaN", "Infinity", "-Infinity"):
+        raw = '{"title": "非数", "data": {"project_name": "甲", "investment": ' + constant + '}}'
+        response = applicant.client.post("/api/processes/start_form_demo/instances", data=raw,
+                                         headers=applicant.headers, content_type="application/json")
+        _api_problem(response, 400)
+        assert response.json["field"] == "investment" and constant in response.json["message"]  # type: ignore[index]
+    with db(app) as s:
+        assert s.scalar(select(func.count()).select_from(ProcessInstance)) == 0
+
+
+def test_a_chunked_json_body_or_one_sent_as_text_is_checked_like_any(app: Flask) -> None:
+    """A body sent chunked has no Content-Length (gunicorn passes such bodies on), and the API reads a body sent as
+    text/plain as JSON: the input checks must skip neither."""
+    deploy_good(app)
+    applicant = Api(app, token_for(app, "applicant"))
+    for raw, words in (('{"title": "a\\u0000b"}', "NUL"), ('{"title": "孤\\ud800"}', "surrogate"),
+                       ('{"title": "深", "data": {"d": ' + "[" * 500 + "]" * 500 + "}}", "nested"),
+                       ('{"title": "非数", "data": {"n": NaN}}', "NaN")):
+        response = applicant.client.post("/api/processes/review_process/instances", input_stream=io.BytesIO(raw.encode()),
+                                         headers={**applicant.headers, "Transfer-Encoding": "chunked"},
+                                         content_type="application/json",
+                                         environ_overrides={"wsgi.input_terminated": True})
+        _api_problem(response, 400)
+        assert words in response.json["message"], response.json  # type: ignore[index]
+        response = applicant.client.post("/api/processes/review_process/instances", data=raw.encode(),
+                                         headers=applicant.headers, content_type="text/plain")
+        _api_problem(response, 400)
+        assert words in response.json["message"], response.json  # type: ignore[index]
+    with db(app) as s:
+        assert s.scalar(select(func.count()).select_from(ProcessInstance)) == 0

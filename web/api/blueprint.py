@@ -19,6 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from engine.audit import audit_views
 from engine.errors import InvalidInput
 from engine.org import tokens
+from web import guards
 from web.common import db_session
 from web.errors import problem
 from web.extensions import csrf, limiter
@@ -93,6 +94,10 @@ def _commit_reads(response: Response) -> Response:
     return response
 
 
+def _no_constant(name: str) -> Any:
+    raise InvalidInput(f"JSON 没有 {name} 这样的数值 (JSON has no {name})", field="(body)")
+
+
 def body() -> dict[str, Any]:
     """Return the JSON object sent (numbers with a fraction as Decimal); an empty body is {}.
 
@@ -101,8 +106,10 @@ def body() -> dict[str, Any]:
     raw = request.get_data(cache=True, as_text=True)
     if not raw.strip():
         return {}
+    if not request.is_json:  # read as JSON whatever its type says: the input checks ran only on a JSON type
+        guards.check_json(raw)
     try:
-        value = json.loads(raw, parse_float=Decimal)
+        value = json.loads(raw, parse_float=Decimal, parse_constant=_no_constant)
     except ValueError as exc:
         raise InvalidInput(f"请求体不是有效的 JSON (invalid JSON): {exc}", field="(body)") from exc
     if not isinstance(value, dict):
