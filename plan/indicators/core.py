@@ -19,7 +19,7 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine import audit, clock
+from engine import audit, clock, exports
 from engine.errors import Forbidden
 from engine.org.actors import Actor
 from engine.org.models import Role
@@ -154,7 +154,7 @@ def template_rows(session: Session, period: str) -> list[list[str]]:
 
 def template_csv(session: Session, period: str) -> bytes:
     out = io.StringIO()
-    csv.writer(out).writerows(template_rows(session, period))
+    csv.writer(out).writerows([exports.csv_text(v) for v in row] for row in template_rows(session, period))
     return out.getvalue().encode("utf-8-sig")
 
 
@@ -166,6 +166,7 @@ def template_xlsx(session: Session, period: str) -> bytes:
     sheet.title = period
     for row in template_rows(session, period):
         sheet.append(row)
+    exports.no_formulas(sheet)
     for column, width in zip("ABCDEF", (34, 36, 10, 14, 8, 18), strict=True):
         sheet.column_dimensions[column].width = width
     out = io.BytesIO()

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session, sessionmaker, undefer
 
-from engine import audit, clock, notify
+from engine import audit, clock, exports, notify
 from engine.db import is_postgres, session_scope
 from engine.errors import Forbidden, InvalidInput, NotFound
 from engine.org.actors import Actor
@@ -188,6 +188,7 @@ def to_xlsx(report: Report) -> bytes:
             cell.alignment = Alignment(horizontal="center")
         for row in rows:
             sheet.append(row)
+        exports.no_formulas(sheet)  # a unit's name is text, whatever it begins with
         if head == ISSUE_HEAD:  # 销号率: a percentage a spreadsheet can sort and sum
             for (cell,) in sheet.iter_rows(min_row=4, min_col=len(head), max_col=len(head)):
                 cell.number_format = "0.0%"

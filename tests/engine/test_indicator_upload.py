@@ -183,3 +183,23 @@ def test_template_round_trip_changes_nothing(data: Session, officer: Actor) -> N
         preview = indicators.preview_upload(data, period="2025-08", filename=f"t.{fmt}", data=content)
         assert preview.ok, preview.errors
         assert {c.kind for c in preview.changes} == {"same"} and len(preview.entries) == 4
+
+
+def test_a_source_typed_as_a_formula_is_text_in_the_template(data: Session, officer: Actor) -> None:
+    """A figure's 数据来源 is typed by a data officer; whoever opens the fill-in template must not run it (CSV
+    injection: a link to another site, or a command through DDE, in a sheet from the city's own system)."""
+    from openpyxl import load_workbook
+    formula = '=HYPERLINK("http://evil.example/x","统计局")'
+    figures = {code: (value, source) for code, value, source in (
+        ("tertiary_share", "53", formula), ("gdp_growth", "-0.5", "@SUM(1+1)*cmd|' /C calc'!A0"))}
+    indicators.save_form(data, period="2025-08", values=figures, actor=officer)
+    data.commit()
+    lines = indicators.template_csv(data, "2025-08").decode("utf-8-sig").splitlines()
+    tertiary = next(line for line in lines if line.startswith("tertiary_share"))
+    assert tertiary.endswith(',"\'=HYPERLINK(""http://evil.example/x"",""统计局"")"'), tertiary
+    growth = next(line for line in lines if line.startswith("gdp_growth"))
+    assert ",-0.5," in growth and growth.endswith(",'@SUM(1+1)*cmd|' /C calc'!A0"), growth  # a number stays one
+    sheet = load_workbook(io.BytesIO(indicators.template_xlsx(data, "2025-08"))).active
+    assert sheet is not None
+    cells = {c.value: c for row in sheet.iter_rows() for c in row if isinstance(c.value, str)}
+    assert cells[formula].data_type == "s" and not any(c.data_type == "f" for c in cells.values())

@@ -108,6 +108,19 @@ def test_xlsx_holds_the_chinese_tables(session: Session, ledger: dict[str, Actor
     assert rate.data_type == "n" and round(rate.value, 3) == 0.667 and rate.number_format == "0.0%"  # a number, shown as %
     assert rows[-1][1] == "合计"
     assert list(book["项目推进"].iter_rows(values_only=True))[3][1] == "自然资源局"
+    assert not [c.coordinate for sheet in book for row in sheet.iter_rows() for c in row if c.data_type == "f"]
+
+
+def test_a_unit_named_like_a_formula_is_text_in_the_workbook(session: Session, ledger: dict[str, Actor]) -> None:
+    from openpyxl import load_workbook
+    unit = session.scalar(select(OrgUnit).where(OrgUnit.name == "工业和信息化局"))
+    assert unit is not None
+    unit.name = '=HYPERLINK("http://evil.example/","工业和信息化局")'
+    session.flush()
+    start, end, _ = reports.period("weekly", date(2025, 9, 26))
+    book = load_workbook(io.BytesIO(reports.to_xlsx(reports.build(session, kind="weekly", start=start, end=end))))
+    named = [c for row in book["问题台账"].iter_rows() for c in row if c.value == unit.name]
+    assert named and all(c.data_type == "s" for c in named)
 
 
 def test_pdf_renders_chinese_with_an_embedded_cjk_font(session: Session, ledger: dict[str, Actor],
