@@ -3,16 +3,20 @@
 The record is written in the caller's transaction, next to the work it answers for, so a commit holds
 both or neither: a client whose connection broke at commit retries with the same key and either gets the
 stored answer (it committed) or runs the work for the first time (it did not). The same key with another
-request is refused. Two racing requests with one key meet at the unique (user, key) constraint.
+request is refused. Two requests with one key at once (a double click, a proxy retrying before the answer): on
+PostgreSQL the second waits at its lookup, on a lock of its (user, key) held until the first commits, and then finds
+the first answer; on SQLite every transaction holds the write lock already. The unique (user, key) constraint stays
+the last line.
 """
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from engine.db import is_postgres
 from engine.errors import InvalidInput
 from engine.org.token_models import IdempotencyRecord
 
@@ -54,6 +58,8 @@ def find(session: Session, *, user_id: int, key: str, fingerprint: str) -> Answe
 
     Raises: IdempotencyKeyReused (the key was used for another request)
     """
+    if is_postgres(session):  # a twin of this request waits here until this transaction ends (see the module)
+        session.execute(select(func.pg_advisory_xact_lock(_lock_id(user_id, key))))
     row = session.scalar(select(IdempotencyRecord).where(IdempotencyRecord.user_id == user_id,
                                                          IdempotencyRecord.key == key))
     if row is None:
@@ -62,6 +68,11 @@ def find(session: Session, *, user_id: int, key: str, fingerprint: str) -> Answe
         raise IdempotencyKeyReused("此 Idempotency-Key 已用于另一请求 (this Idempotency-Key was used for a "
                                    "different request)", field="Idempotency-Key")
     return Answer(status=row.status, body=row.body)
+
+
+def _lock_id(user_id: int, key: str) -> int:
+    """The advisory lock of one user's key: 64 bits of its sha256, as PostgreSQL's bigint takes them."""
+    return int.from_bytes(hashlib.sha256(f"idempotency\0{user_id}\0{key}".encode()).digest()[:8], "big", signed=True)
 
 
 def remember(session: Session, *, user_id: int, key: str, fingerprint: str, answer: Answer) -> None:

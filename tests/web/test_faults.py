@@ -121,6 +121,48 @@ def test_idempotency_key_returns_the_first_result_and_refuses_another_body(app: 
     assert _count(app, ProcessInstance) == 2 and _count(app, IdempotencyRecord) == 3
 
 
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)  # SQLite: every transaction takes the write lock
+def test_a_keyed_completion_sent_twice_at_once_answers_both_with_the_first_answer(
+        app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client that sends its completion again before the first answer (a double click, a retrying proxy) gets the
+    first answer twice. The twin used to meet its first copy only at the key's unique constraint, after the
+    instance's lock had already refused it: "someone else just acted; reload", to the one person who acted."""
+    from engine.org import idempotency
+    deploy_good(app)
+    api = Api(app, token_for(app, "applicant"))
+    task_id = api.post("/api/processes/review_process/instances", {"title": "双击"}).json["next_task_id"]  # type: ignore[index]
+    looked_up, original = threading.Barrier(2), idempotency.find
+
+    def find(*args: Any, **kwargs: Any) -> Any:  # both copies have looked their key up before either works
+        found = original(*args, **kwargs)
+        if threading.current_thread() is not threading.main_thread() and found is None:
+            try:
+                looked_up.wait(timeout=1.5)  # with the fix the second copy waits inside find: the wait ends unmet
+            except threading.BrokenBarrierError:
+                pass
+        return found
+
+    monkeypatch.setattr(idempotency, "find", find)
+    headers = {**api.headers, "Idempotency-Key": "complete-1"}
+    form = {"project_name": "胶州智能家电产业园", "investment": 6000.5, "project_type": "industrial"}
+    answers: list[TestResponse] = []
+
+    def send() -> None:
+        answers.append(api.client.post(f"/api/tasks/{task_id}/complete", json={"data": form}, headers=headers))
+
+    copies = [threading.Thread(target=send) for _ in range(2)]
+    for copy in copies:
+        copy.start()
+    for copy in copies:
+        copy.join(60)
+    assert sorted(a.status_code for a in answers) == [200, 200], [a.get_data(as_text=True)[:200] for a in answers]
+    assert answers[0].json == answers[1].json
+    assert sorted(a.headers.get("Idempotent-Replayed", "") for a in answers) == ["", "true"]
+    with db(app) as s:
+        assert s.scalar(select(func.count()).select_from(HumanTask).where(HumanTask.id == task_id,
+                                                                          HumanTask.state == "completed")) == 1
+
+
 class Killer(threading.Thread):
     """Terminate every connection of the test database but its own, a chosen delay after being armed.
 
