@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from email.headerregistry import Address
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -98,8 +98,9 @@ def add_user(session: Session, *, username: str, display_name: str, password: st
         raise InvalidInput("用户名只能包含字母、数字、下划线、点和连字符，并以字母或数字开头 "
                            "(username: letters, digits, _ . - only)", field="username")
     email = mailbox(email)
-    if session.scalar(select(User.id).where(User.username == username)) is not None:
-        raise Conflict(f"用户已存在 (user exists): {username}", field="username")
+    # Taken whatever its case: "Zhang" beside "zhang" would be two people to the lists and one to whoever reads them
+    if session.scalar(select(User.id).where(func.lower(User.username) == username.lower())) is not None:
+        raise Conflict(f"用户已存在（用户名不区分大小写）(user exists, in any case): {username}", field="username")
     user = User(username=username, display_name=display_name, email=email, is_admin=is_admin,
                 password_hash=generate_password_hash(password) if password else None)
     session.add(user)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from engine import audit
@@ -57,7 +57,8 @@ def provision(session: Session, settings: Settings, claims: dict[str, Any]) -> U
     if not username or len(username) > 80 or not core.USERNAME.match(username):
         raise SsoRefused("统一身份认证未提供可用的用户名，无法登录 (no usable username claim "
                          f"{settings.username_claim!r})", field="username")
-    if username in settings.local_logins:  # emergency accounts are local only: no provider can speak for them
+    # Emergency accounts are local only: no provider can speak for them, in whatever case it spells them
+    if username.lower() in {name.lower() for name in settings.local_logins}:
         raise SsoRefused(f"账号 {username} 为本地应急账号，只能使用本地密码登录 (a local emergency account)",
                          field="username")
     display_name = str(claims.get(settings.name_claim) or username).strip()[:120] or username
@@ -67,7 +68,8 @@ def provision(session: Session, settings: Settings, claims: dict[str, Any]) -> U
     role_values = _texts(claims.get(settings.roles_claim))
     units = _units(session, unit_names or [])  # before anything is written: an unknown unit creates nothing
     roles = _roles(session, settings, role_values) if role_values is not None else None
-    user = session.scalar(select(User).where(User.username == username))
+    # The same account whatever case the provider spells it in (usernames are ASCII: lower() agrees with SQL's)
+    user = session.scalar(select(User).where(func.lower(User.username) == username.lower()))
     if user is not None and not user.is_active:
         raise SsoRefused("您的账号已停用，无法登录。如有疑问请联系系统管理员。 (account deactivated)", field="username")
     if user is None:

@@ -252,6 +252,23 @@ def test_no_provider_speaks_for_the_emergency_account(sso_app: Flask, provider: 
     assert admin is not None and admin.source is None
 
 
+def test_a_username_the_provider_spells_in_other_letters_is_the_same_account(sso_app: Flask,
+                                                                             provider: Provider) -> None:
+    """A directory and an identity provider may disagree on case ("FG", "fg"): the provider's spelling named a new,
+    second account beside the person's own, and "ADMIN" was not the emergency account it names."""
+    provider.set_user("sub-fg", {"preferred_username": "FG", "name": "发改王五", "unit": "fgj"})
+    client = sso_app.test_client()
+    assert _sign_in(client, provider, "sub-fg").status_code == 302 and _logged_in(client)
+    with sso_app.extensions["jzflow.sessionmaker"]() as s:
+        assert s.scalars(select(User.username).where(func.lower(User.username) == "fg")).all() == ["fg"]
+    provider.set_user("sub-admin", {"preferred_username": "ADMIN", "unit": "fgj", "roles": ["领导"]})
+    other = sso_app.test_client()
+    response = _sign_in(other, provider, "sub-admin")
+    assert response.status_code == 403 and "应急账号" in response.get_data(as_text=True) and not _logged_in(other)
+    with sso_app.extensions["jzflow.sessionmaker"]() as s:
+        assert s.scalars(select(User.username).where(func.lower(User.username) == "admin")).all() == ["admin"]
+
+
 def test_an_sso_session_ends_with_deactivation_like_any_other(sso_app: Flask, provider: Provider) -> None:
     provider.set_user("sub-epoch", {"preferred_username": "epochy", "unit": "fgj"})
     client = sso_app.test_client()
