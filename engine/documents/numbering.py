@@ -108,4 +108,16 @@ def allocate(session: Session, rule_name: str, year: int) -> int:
     return int(value)
 
 
-__all__ = ["NumberRule", "allocate", "check_template", "rule"]
+def skip_to(session: Session, rule_name: str, year: int, last: int) -> None:
+    """Move a rule's sequence in a year on to `last` when the numbers up to it were given out another way.
+
+    For a caller that holds the sequence row (`allocate` earlier in its transaction); never moves it back.
+    """
+    session.execute(update(DocumentSequence)
+                    .where(DocumentSequence.rule == rule_name, DocumentSequence.year == year,
+                           DocumentSequence.last < last)
+                    .values(last=last)
+                    .execution_options(synchronize_session=False))
+
+
+__all__ = ["NumberRule", "allocate", "check_template", "rule", "skip_to"]

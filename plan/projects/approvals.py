@@ -31,7 +31,7 @@ from engine import audit, clock
 from engine.errors import InvalidInput
 from engine.org.actors import Actor
 from engine.runtime import effects, instances, timeline
-from plan.projects.core import reach_stage
+from plan.projects.core import lock_project, reach_stage
 from plan.projects.entry import file_report
 from plan.projects.models import Project, ProjectApproval, StageReport
 
@@ -127,6 +127,7 @@ def certified(session: Session, *, instance_id: int, data: Mapping[str, Any], da
     project = session.scalar(select(Project).where(Project.code == code))
     if project is None or stage not in STAGES:
         return {}
+    lock_project(session, project)  # its stage is read below: an officer may be recording 开工 at this moment
     row = _row_for(session, project, stage, instance_id)
     done: dict[str, Any] = {"project_code": code, "stage": stage}
     if row.certified_on is not None:

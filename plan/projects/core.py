@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from engine import audit, clock
+from engine.documents import numbering
 from engine.errors import InvalidInput, NotFound
 from engine.org.actors import Actor
 from engine.org.models import OrgUnit, User
@@ -29,6 +30,7 @@ INVESTMENT_LIBRARY = "investment"  # 招商引资项目
 CATEGORIES = ("focus", "key", "layout")  # 聚焦突破 / 重点实施 / 加快布局
 PROJECT_TYPES = ("industrial", "service", "infrastructure")
 FIRST_APPROVAL_STAGE = "land_planning"  # 立项用地规划许可 (0001)
+CODE_RULE = "project:XM"  # the numbering sequence (engine.documents.numbering) of project codes XM-<year>-NNNN
 
 
 class ProjectInputInvalid(InvalidInput):
@@ -69,33 +71,62 @@ def responsible_leader(session: Session, unit_id: int | None) -> str | None:
                           .where(OrgUnit.id == unit_id))
 
 
-def next_code(session: Session, prefix: str) -> str:
-    """Return the next free project code `<prefix>-NNNN` (e.g. XM-2025-0007)."""
-    codes = session.scalars(select(Project.code).where(Project.code.like(f"{prefix}-%"))).all()
-    numbers = [int(c.rsplit("-", 1)[1]) for c in codes if c.rsplit("-", 1)[1].isdigit()]
-    return f"{prefix}-{max(numbers, default=0) + 1:04d}"
+def next_code(session: Session, year: int) -> str:
+    """Return a new project code XM-<year>-NNNN, after every code of that year (flushes).
+
+    The number comes from the year's sequence row (engine.documents.numbering), locked until the caller's
+    transaction ends: two officers entering projects at once get two codes. Codes written without it (an import
+    naming its own codes, projects older than the sequence) are stepped over: the number is also past the
+    year's highest code, read once the row is held.
+    """
+    number = numbering.allocate(session, CODE_RULE, year)
+    prefix = f"XM-{year}-"
+    codes = session.scalars(select(Project.code).where(Project.code.like(f"{prefix}%")))
+    highest = max((int(tail) for code in codes if (tail := code.removeprefix(prefix)).isdigit()), default=0)
+    if number <= highest:
+        number = highest + 1
+        numbering.skip_to(session, CODE_RULE, year, number)
+    return f"{prefix}{number:04d}"
+
+
+def lock_project(session: Session, project: Project) -> Project:
+    """Lock the project's row until the transaction ends and read it again (flushes first).
+
+    Every change to a project's stage, reports or libraries takes this lock before its checks: a second officer
+    changing the same project at once waits for the first, then checks against what the first one wrote.
+    (On SQLite, BEGIN IMMEDIATE has serialised the writers already.)
+    """
+    session.flush()
+    session.refresh(project, with_for_update=True)
+    return project
 
 
 def reach_stage(session: Session, project: Project, stage: str, *, on: date, actor: Actor, note: str = "",
                 evidence: str = "") -> None:
-    """Move a project to a stage and record the day (ProjectStage); a stage is reached once (flushes).
+    """Record the day a project reached a stage (ProjectStage) and move it there; a stage is reached once (flushes).
+
+    A stage recorded after a later one (a call's 签约 after 开工) keeps its day and leaves the project where it is:
+    the stage never goes backwards.
 
     Raises: InvalidInput (unknown stage or reached already)
     """
     if stage not in STAGES:
         raise InvalidInput(f"未知阶段 (unknown stage): {stage}", field="stage")
+    lock_project(session, project)
     if session.scalar(select(ProjectStage.id).where(ProjectStage.project_id == project.id,
                                                     ProjectStage.stage == stage)) is not None:
         raise InvalidInput(f"项目 {project.code} 已处于{stage}阶段 (stage reached already)", field="stage")
     before = project.stage
-    project.stage = stage
+    if STAGES.index(stage) > STAGES.index(before):
+        project.stage = stage
     session.add(ProjectStage(project_id=project.id, stage=stage, on=on, note=note, recorded_by_id=actor.user_id,
                              evidence=evidence[:300]))
     session.flush()
     session.expire(project, ["stages"])  # the stage line is read again with the new row
     audit.record(session, actor, "project.stage", stream=f"project:{project.id}", object_type="project",
                  object_id=project.id, before={"stage": before},
-                 after={"stage": stage, "on": on, "note": note, "evidence": evidence[:300]})
+                 after={"stage": stage, "on": on, "note": note, "evidence": evidence[:300],
+                        "project_stage": project.stage})
 
 
 # -- ⑥ leads ----------------------------------------------------------------------------------------
@@ -124,7 +155,7 @@ def add_lead(session: Session, *, actor: Actor, name: str, enterprise: str, inve
         raise ProjectInputInvalid(problems[0].removeprefix("第1条线索："), field="industry")
     ind = find_industry(session, industry)
     year = today().year
-    project = Project(code=next_code(session, f"XM-{year}"), name=name.strip()[:200],
+    project = Project(code=next_code(session, year), name=name.strip()[:200],
                       library_id=_library(session).id, category=ind.category if ind else str(category),
                       industry_id=ind.id if ind else None, investment=Decimal(str(investment)),
                       project_type=project_type, stage="lead", enterprise=enterprise.strip()[:200],
@@ -159,7 +190,7 @@ def sign(session: Session, *, actor: Actor, call: dict[str, Any], project_name: 
         project = session.scalar(select(Project).where(Project.code == call["project_code"]))
     ind = find_industry(session, call.get("industry"))
     if project is None:
-        project = Project(code=next_code(session, f"XM-{signed_on.year}"), name=project_name.strip()[:200],
+        project = Project(code=next_code(session, signed_on.year), name=project_name.strip()[:200],
                           library_id=_library(session).id, category=ind.category if ind else "key",
                           industry_id=ind.id if ind else None, investment=investment, project_type=project_type,
                           stage="lead", enterprise=enterprise.strip()[:200],
@@ -233,4 +264,4 @@ def project_sign(ctx: effects.RunContext, call: dict[str, Any], project_name: st
 
 
 __all__ = ["ProjectInputInvalid", "add_lead", "approval_start_data", "check_leads", "count_in_stage", "find_industry",
-           "next_code", "reach_stage", "responsible_leader", "sign", "today"]
+           "lock_project", "next_code", "reach_stage", "responsible_leader", "sign", "today"]

@@ -10,6 +10,9 @@ before the stage reached before it. 签约 and 开工 are recorded by the unit (
 a second person (another member of the unit, the 包挂 leader or an admin) confirms the report. Two officers
 confirming at once: one confirms, the other is told it was confirmed already (a conditional UPDATE).
 
+Every change locks the project's row first (`lock_project`) and checks after it: two officers recording a stage,
+reporting 竣工 or choosing libraries at once are served one after the other, the second told what the first did.
+
 Planned dates (签约 → 开工 → 竣工 → 投产) must be in that order; a date out of order is refused naming its field.
 Services flush; the caller commits.
 """
@@ -28,7 +31,7 @@ from engine import audit, clock
 from engine.errors import Forbidden, InvalidInput, NotFound
 from engine.org.actors import Actor
 from engine.org.models import Membership, OrgUnit, Role, User
-from plan.projects.core import CATEGORIES, PROJECT_TYPES, find_industry, next_code, reach_stage, today
+from plan.projects.core import CATEGORIES, PROJECT_TYPES, find_industry, lock_project, next_code, reach_stage, today
 from plan.projects.fields import PLANNED_FIELDS, PLANNED_NAMES, amount, check_planned, day, text
 from plan.projects.lags import STAGE_NAMES
 from plan.projects.models import (
@@ -184,7 +187,7 @@ def create_project(session: Session, *, actor: Actor, data: ProjectInput, code: 
     if code is not None and session.scalar(select(Project.id).where(Project.code == code)) is not None:
         raise InvalidInput(f"项目编号 {code} 已存在 (code taken)", field="code")
     on = created_on or today()
-    project = Project(code=code or next_code(session, f"XM-{on.year}"), name=data.name, library_id=libraries[0].id,
+    project = Project(code=code or next_code(session, on.year), name=data.name, library_id=libraries[0].id,
                       category=category, industry_id=industry.id if industry else None, investment=data.investment,
                       project_type=data.project_type, stage="lead", enterprise=data.enterprise,
                       responsible_leader_id=leader.id if leader else None, responsible_unit_id=unit.id,
@@ -205,6 +208,7 @@ def create_project(session: Session, *, actor: Actor, data: ProjectInput, code: 
 
 def set_planned(session: Session, project: Project, *, actor: Actor, dates: Mapping[str, date | None]) -> None:
     """Set a project's planned dates, in order (flushes). Raises: ProjectForbidden, InvalidInput naming the field"""
+    lock_project(session, project)  # the dates not given are merged in as they are now
     require_edit(project, actor)
     merged = {f: dates[f] if f in dates else getattr(project, f) for f in PLANNED_FIELDS}
     check_planned(merged)
@@ -221,6 +225,7 @@ def set_libraries(session: Session, project: Project, *, actor: Actor, codes: It
 
     Raises: ProjectForbidden, InvalidInput
     """
+    lock_project(session, project)  # the memberships are read, then added to
     require_edit(project, actor)
     libraries = _libraries(session, codes)
     before = list(session.scalars(select(ProjectLibrary.code).join(LibraryMember).where(
@@ -253,6 +258,7 @@ def library_codes(session: Session, project_id: int) -> list[str]:
 
 def set_leader(session: Session, project: Project, *, actor: Actor, username: str) -> None:
     """Name the 市级领导 who 包挂s the project (empty: none; flushes). Raises: ProjectForbidden, InvalidInput"""
+    lock_project(session, project)
     require_edit(project, actor)
     leader = _leader(session, username) if username else None
     before = project.responsible_leader_id
@@ -283,6 +289,7 @@ def record_stage(session: Session, project: Project, *, actor: Actor, stage: str
 
     Raises: ProjectForbidden, InvalidInput naming the field
     """
+    lock_project(session, project)  # checked against the stage another officer may have just recorded
     require_edit(project, actor)
     evidence = text(evidence, "evidence", required=True, limit=300)
     _check_stage(session, project, stage, on)
@@ -298,8 +305,9 @@ def file_report(session: Session, project: Project, *, actor: Actor, stage: str,
 
     Raises: InvalidInput (one is waiting already)
     """
-    report = session.scalar(select(StageReport).where(StageReport.project_id == project.id,
-                                                      StageReport.stage == stage))
+    lock_project(session, project)
+    report = session.scalar(select(StageReport).where(StageReport.project_id == project.id, StageReport.stage == stage)
+                            .execution_options(populate_existing=True))
     if report is not None and report.status != "rejected":
         raise InvalidInput(f"{STAGE_NAMES[stage]}已报送，等待确认 (reported already)", field="stage")
     if report is None:
@@ -327,6 +335,7 @@ def decide_report(session: Session, project: Project, *, actor: Actor, report_id
 
     Raises: ProjectForbidden (the reporter, or someone outside the unit), InvalidInput (decided already)
     """
+    lock_project(session, project)
     report = session.scalar(select(StageReport).where(StageReport.id == report_id,
                                                       StageReport.project_id == project.id))
     if report is None:

@@ -1,0 +1,178 @@
+"""项目录入 by two officers at the same moment, on PostgreSQL (on SQLite, BEGIN IMMEDIATE serialises writers).
+
+Each race makes both requests pass their checks before either writes (a barrier), so the check-then-insert
+windows are really open: new project codes (XM-YYYY-NNNN), a stage recorded twice, 签约 and 开工 at once,
+竣工 reported twice, the same library added twice. Both officers get an answer (never a 500), the database keeps
+one row, and a project's stage never goes backwards.
+
+Once the services lock the project (or the code counter), the second request waits for the lock instead of
+reaching the barrier: the barrier's short timeout lets the first one go on.
+"""
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+import pytest
+import sqlalchemy
+from flask import Flask
+
+from plan.projects import core, entry
+from plan.projects.models import LibraryMember, Project, ProjectLibrary, ProjectStage, StageReport
+from tests.web.test_project_entry_web import OFFICER, SECOND, app, count, create, form_post, login  # noqa: F401
+
+pytestmark = pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+
+MEET = 2.0  # seconds a request waits at a barrier for the other (which, once fixed, waits for a lock instead)
+
+
+def two_at_once(*calls: Callable[[], Any]) -> list[Any]:
+    out: list[Any] = [None] * len(calls)
+
+    def run(i: int) -> None:
+        out[i] = calls[i]()
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads)
+    return out
+
+
+def meet(barrier: threading.Barrier) -> None:
+    try:
+        barrier.wait(timeout=MEET)
+    except threading.BrokenBarrierError:
+        pass
+
+
+def meet_after(monkeypatch: pytest.MonkeyPatch, module: ModuleType, name: str) -> None:
+    original, barrier = getattr(module, name), threading.Barrier(2)
+
+    def wrapper(*a: Any, **k: Any) -> Any:
+        result = original(*a, **k)
+        meet(barrier)
+        return result
+    monkeypatch.setattr(module, name, wrapper)
+
+
+def meet_before(monkeypatch: pytest.MonkeyPatch, module: ModuleType, name: str) -> None:
+    original, barrier = getattr(module, name), threading.Barrier(2)
+
+    def wrapper(*a: Any, **k: Any) -> Any:
+        meet(barrier)
+        return original(*a, **k)
+    monkeypatch.setattr(module, name, wrapper)
+
+
+def statuses(answers: list[Any]) -> list[int]:
+    return [a.status_code for a in answers]
+
+
+def test_two_officers_entering_projects_at_once_both_get_a_project_with_its_own_code(
+        app: Flask, login: Any, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    officer, second = login(OFFICER), login(SECOND)
+    meet_before(monkeypatch, entry, "next_code")  # both ask for a code together
+
+    def enter(client: Any, name: str) -> Any:
+        return form_post(client, "/projects/new", {
+            "name": name, "enterprise": "青岛某公司", "investment": "15000", "project_type": "industrial",
+            "unit_code": "tcj", "libraries": ["key"], "category": "key"})
+    answers = two_at_once(lambda: enter(officer, "项目甲"), lambda: enter(second, "项目乙"))
+    assert statuses(answers) == [302, 302], statuses(answers)
+    ids = [int(a.headers["Location"].rsplit("/", 1)[1]) for a in answers]
+    with app.extensions["jzflow.sessionmaker"]() as s:
+        codes = [s.get(Project, i).code for i in ids]
+    year = core.today().year
+    assert len(set(codes)) == 2 and all(re.fullmatch(rf"XM-{year}-\d{{4}}", c) for c in codes), codes
+
+
+def test_two_officers_recording_signing_at_once_record_it_once_without_a_500(
+        app: Flask, login: Any, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    officer, second = login(OFFICER), login(SECOND)
+    pid = create(officer)
+    barrier = threading.Barrier(2)
+
+    class MeetingStage:  # both requests build their 签约 row together: both passed the check
+        def __getattr__(self, name: str) -> Any:
+            return getattr(ProjectStage, name)
+
+        def __call__(self, **values: Any) -> ProjectStage:
+            meet(barrier)
+            return ProjectStage(**values)
+    monkeypatch.setattr(core, "ProjectStage", MeetingStage())
+    today = core.today().isoformat()
+
+    def sign(client: Any, evidence: str) -> Any:
+        return form_post(client, f"/projects/{pid}/stage", {"stage": "signed", "on": today, "evidence": evidence})
+    answers = two_at_once(lambda: sign(officer, "合同 HT-1"), lambda: sign(second, "合同 HT-2"))
+    assert count(app, ProjectStage, project_id=pid, stage="signed") == 1
+    assert sorted(statuses(answers)) == [302, 422], statuses(answers)
+    refused = next(a for a in answers if a.status_code == 422).get_data(as_text=True)
+    assert "项目已处于签约阶段" in refused  # the second officer is told the first one signed it
+
+
+def test_signing_and_starting_recorded_at_once_leave_the_project_at_the_later_stage(
+        app: Flask, login: Any, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    officer, second = login(OFFICER), login(SECOND)
+    pid = create(officer)
+    original, barrier = entry._check_stage, threading.Barrier(2)
+
+    def checked(session: Any, project: Project, stage: str, on: Any) -> None:
+        original(session, project, stage, on)
+        meet(barrier)
+        if stage == "signed":
+            time.sleep(0.5)  # 开工 is written first, 签约 after it
+    monkeypatch.setattr(entry, "_check_stage", checked)
+    today = core.today().isoformat()
+    answers = two_at_once(
+        lambda: form_post(officer, f"/projects/{pid}/stage", {"stage": "signed", "on": today, "evidence": "合同"}),
+        lambda: form_post(second, f"/projects/{pid}/stage", {"stage": "started", "on": today, "evidence": "施工许可"}))
+    assert all(code < 500 for code in statuses(answers)), statuses(answers)
+    with app.extensions["jzflow.sessionmaker"]() as s:
+        project = s.get(Project, pid)
+        assert project is not None
+        reached = sorted(s.scalars(sqlalchemy.select(ProjectStage.stage).where(ProjectStage.project_id == pid)))
+        assert project.stage == "started" and "started" in reached, (project.stage, reached)
+    # and 开工 is not lost: 竣工 may follow
+    assert form_post(officer, f"/projects/{pid}/stage", {"stage": "completed", "on": today, "evidence": "竣工验收"}
+                     ).status_code == 302
+
+
+def test_two_officers_reporting_completion_at_once_file_one_report(
+        app: Flask, login: Any, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    officer, second = login(OFFICER), login(SECOND)
+    pid = create(officer)
+    today = core.today().isoformat()
+    for stage in ("signed", "started"):
+        assert form_post(officer, f"/projects/{pid}/stage", {"stage": stage, "on": today, "evidence": "证"}
+                         ).status_code == 302
+    meet_after(monkeypatch, entry, "_check_stage")
+
+    def report(client: Any, evidence: str) -> Any:
+        return form_post(client, f"/projects/{pid}/stage", {"stage": "completed", "on": today, "evidence": evidence})
+    answers = two_at_once(lambda: report(officer, "竣工验收备案 1"), lambda: report(second, "竣工验收备案 2"))
+    assert sorted(statuses(answers)) == [302, 422], statuses(answers)
+    assert count(app, StageReport, project_id=pid, stage="completed") == 1
+    assert "竣工已报送" in next(a for a in answers if a.status_code == 422).get_data(as_text=True)
+
+
+def test_two_officers_adding_the_same_library_at_once_both_get_an_answer(
+        app: Flask, login: Any, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    officer, second = login(OFFICER), login(SECOND)
+    pid = create(officer)  # in key and land: both keep them (nothing deleted, nothing locked by a delete)
+    meet_after(monkeypatch, entry, "_libraries")
+
+    def choose(client: Any) -> Any:
+        return form_post(client, f"/projects/{pid}/libraries", {"libraries": ["key", "land", "government"]})
+    answers = two_at_once(lambda: choose(officer), lambda: choose(second))
+    assert statuses(answers) == [302, 302], statuses(answers)
+    with app.extensions["jzflow.sessionmaker"]() as s:
+        codes = sorted(s.scalars(sqlalchemy.select(ProjectLibrary.code).join(LibraryMember)
+                                 .where(LibraryMember.project_id == pid)))
+    assert codes == ["government", "key", "land"]
