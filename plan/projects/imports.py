@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -194,6 +194,13 @@ TEMPLATE_COLUMNS = ("code", "name", "enterprise", "investment", "project_type", 
                     "started_evidence", "completed_on", "completed_evidence", "produced_on", "produced_evidence")
 
 
+def a_year_on(day: date) -> date:
+    """Return the same day a year later (28 February for 29 February)."""
+    if (day.month, day.day) == (2, 29):
+        day -= timedelta(days=1)
+    return day.replace(year=day.year + 1)
+
+
 def template_xlsx(example_unit: str, today: date) -> bytes:
     """Return an XLSX template with the header row and one example row."""
     import io
@@ -206,7 +213,7 @@ def template_xlsx(example_unit: str, today: date) -> bytes:
     sheet.append([COLUMN_NAMES[c] for c in TEMPLATE_COLUMNS])
     example = {"name": "示例项目", "enterprise": "示例企业", "investment": "12000", "project_type": "industrial",
                "unit_code": example_unit, "location_code": example_unit, "libraries": "key,investment",
-               "category": "key", "planned_complete": today.replace(year=today.year + 1).isoformat()}
+               "category": "key", "planned_complete": a_year_on(today).isoformat()}
     sheet.append([example.get(c, "") for c in TEMPLATE_COLUMNS])
     buffer = io.BytesIO()
     book.save(buffer)

@@ -1,15 +1,17 @@
 """Project codes and stages keep their order: a new code continues after the year's highest one, however
-that one was made (entered, imported with its own code); and a stage reached never goes backwards.
-On SQLite and PostgreSQL."""
+that one was made (entered, imported with its own code); a stage reached never goes backwards; and the import
+template's example dates are valid on any day, 29 February too. On SQLite and PostgreSQL."""
 from __future__ import annotations
 
+import io
 from datetime import date
 
+from openpyxl import load_workbook
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.org.actors import actor_for
-from plan.projects import core, entry
+from plan.projects import core, entry, imports
 from plan.projects.models import ProjectStage
 from tests.engine.test_project_slice import OFFICER, new_project, world  # noqa: F401
 
@@ -47,3 +49,9 @@ def test_a_stage_recorded_after_a_later_one_does_not_move_the_project_back(world
     assert sorted(session.scalars(select(ProjectStage.stage).where(ProjectStage.project_id == project.id))) == [
         "lead", "signed", "started"]
 
+
+def test_the_import_template_is_valid_on_a_leap_day() -> None:
+    sheet = load_workbook(io.BytesIO(imports.template_xlsx("tcj", date(2028, 2, 29)))).active
+    assert sheet is not None
+    header, example = ([str(c.value or "") for c in row] for row in sheet.iter_rows())
+    assert example[header.index("计划竣工日期")] == "2029-02-28"

@@ -3,14 +3,16 @@ plan it backward, see it on 挂图作战; import projects from XLSX with a previ
 Hostile: another unit (404 / 403), malformed, oversized and bomb XLSX, dates out of order named by column."""
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from openpyxl import load_workbook
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -230,3 +232,14 @@ def test_the_dashboard_shows_the_days_a_certified_stage_saved(app: Flask, login:
     assert html.count('id="saved-total"') == 1
     assert form_post(login(OFFICER), f"/projects/{pid}/approval", {"stage": "land_planning"}).status_code == 302
     assert count(app, ProjectApproval, project_id=pid, stage="land_planning") == 1  # started once, not again
+
+
+def test_the_import_template_downloads_on_a_leap_day(app: Flask, login: Any) -> None:
+    officer = login(OFFICER)
+    clock.freeze(datetime(2028, 2, 29, 9, 0, tzinfo=clock.SHANGHAI))  # unfrozen by tests/conftest.py's _clock
+    response = officer.get("/projects/import/template.xlsx")
+    assert response.status_code == 200
+    sheet = load_workbook(io.BytesIO(response.data)).active
+    assert sheet is not None
+    values = [[str(c.value or "") for c in row] for row in sheet.iter_rows()]
+    assert values[1][values[0].index("计划竣工日期")] == "2029-02-28"  # a year on, the last day of February
