@@ -284,6 +284,8 @@ def urge(session: Session, *, task_id: int, actor: Actor, message: str = "") -> 
 
     Raises: TaskNotFound, TaskAlreadyDone, Forbidden, RateLimited
     """
+    # The task's row first, so two urges at once take turns and the second counts the first (SQLite: BEGIN IMMEDIATE).
+    session.execute(select(HumanTask.id).where(HumanTask.id == task_id).with_for_update())
     task = lookup.get_open(session, task_id)
     task_access.require(session, actor, task, task_access.Op.URGE)
     since = clock.now() - URGE_INTERVAL

@@ -30,6 +30,17 @@ from plan.projects.models import Project
 from plan.supervision.area import ISSUE_TASKS, issue_tasks, open_target, pending_extension, target_of
 
 URGE_INTERVAL = timedelta(hours=1)
+_ROWS: dict[str, type[HumanTask | LedgerIssue | Project]] = {"task": HumanTask, "issue": LedgerIssue, "project": Project}
+
+
+def _lock(session: Session, object_type: str, object_id: int) -> None:
+    """Lock the object's row, first: two actions on one object at once take turns, each checking what the other did.
+
+    PostgreSQL holds the row until the commit; SQLite renders no FOR UPDATE, its BEGIN IMMEDIATE queues every writer.
+    """
+    model = _ROWS.get(object_type)
+    if model is not None:  # an unknown type is open_target's to refuse
+        session.execute(select(model.id).where(model.id == object_id).with_for_update())
 
 
 def _log(session: Session, actor: Actor, target: Target, action: str, *, note: str = "", before: datetime | None = None,
@@ -81,6 +92,7 @@ def urge(session: Session, *, actor: Actor, object_type: str, object_id: int, me
     Raises: NotFound, Forbidden, Conflict, InvalidInput, RateLimited
     """
     now = clock.now()
+    _lock(session, object_type, object_id)  # two urges at once: the second counts the first
     target = open_target(session, actor, object_type, object_id)
     recent = session.scalar(select(DeadlineAction.id).where(
         DeadlineAction.object_type == object_type, DeadlineAction.object_id == object_id,
@@ -190,6 +202,7 @@ def request_extension(session: Session, *, actor: Actor, task_id: int, due_date:
 
     Raises: TaskNotFound, TaskAlreadyDone, NotYourTask, InvalidInput, Conflict
     """
+    _lock(session, "task", task_id)  # asked twice at once (a double click): the second finds the first pending
     task = tasks.get_open(session, task_id)
     tasks.require_holder(task, actor)
     if not reason.strip():
@@ -227,6 +240,10 @@ def decide_extension(session: Session, *, actor: Actor, object_type: str, object
     pending = pending_extension(session, object_type, object_id)
     if pending is None:
         raise Conflict("没有待审批的延期申请 (no pending request)", object_type=object_type, object_id=object_id)
+    if isinstance(pending, ExtensionRequest):  # two leaders at once: the second waits here, then finds it decided
+        session.refresh(pending, with_for_update=True)
+        if pending.status != "pending":
+            raise Conflict("该延期申请刚被他人处理 (already decided)", object_type=object_type, object_id=object_id)
     decision = "grant" if grant else "refuse"
     before = target.due_at
     if isinstance(pending, HumanTask):  # a ledger issue: its process's own decision task
