@@ -48,7 +48,8 @@ def _show(out: Any) -> None:
 @click.option("--data", default=None, help="the payload as JSON, or @file.json")
 @click.option("--ttl", type=int, default=None,
               help="seconds to keep it if nobody waits yet (default JZFLOW_MESSAGE_TTL_SECONDS; 0: refuse)")
-@click.option("--id", "message_id", default=None, help="the sender's message id: a second one is a duplicate")
+@click.option("--id", "message_id", default=None,
+              help="the sender's own message id (the --as user's, else the system's): its second one is a duplicate")
 @click.option("--as", "username", default=None, help="the sending user (default: system)")
 @friendly
 def message(name: str, correlate: tuple[str, ...], business_key: str | None, data: str | None, ttl: int | None,

@@ -3,11 +3,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from engine import clock
 from engine.orm import Base
+
+# A message_id is its sender's: another sender's same id is another message, and tells nothing of the first.
+# Two indexes, as a NULL never equals another NULL in a unique index (PostgreSQL's and SQLite's alike): a user's
+# ids per user, the system's (no user: created_by_id NULL) in a space of their own.
+_USER_SENT = text("message_id IS NOT NULL AND created_by_id IS NOT NULL")
+_SYSTEM_SENT = text("message_id IS NOT NULL AND created_by_id IS NULL")
 
 
 class MessageSubscription(Base):
@@ -45,14 +51,17 @@ class BpmnMessage(Base):
 
     __tablename__ = "bpmn_message"
     __table_args__ = (
-        UniqueConstraint("kind", "name", "message_id", name="uq_bpmn_message_id"),
+        Index("uq_bpmn_message_sender_id", "kind", "name", "message_id", "created_by_id", unique=True,
+              postgresql_where=_USER_SENT, sqlite_where=_USER_SENT),
+        Index("uq_bpmn_message_system_id", "kind", "name", "message_id", unique=True,
+              postgresql_where=_SYSTEM_SENT, sqlite_where=_SYSTEM_SENT),
         Index("ix_bpmn_message_buffered", "kind", "name", "status", "correlation"),
         Index("ix_bpmn_message_status", "status", "expires_at"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(10))
     name: Mapped[str] = mapped_column(String(200))
-    message_id: Mapped[str | None] = mapped_column(String(200))  # the publisher's id: a second one is a duplicate
+    message_id: Mapped[str | None] = mapped_column(String(200))  # the sender's id: its second one is a duplicate
     correlation: Mapped[str | None] = mapped_column(String(500))
     business_key: Mapped[str | None] = mapped_column(String(200))
     payload: Mapped[str] = mapped_column(Text, default="{}")

@@ -6,7 +6,7 @@ the catches and start events deployed processes declare (`messageSchema`, `messa
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -22,7 +22,8 @@ from engine.org.actors import SYSTEM, Actor, actor_for
 from engine.org.models import OrgUnit, Role, User
 from engine.runtime import core as runtime
 from engine.runtime import forms
-from engine.runtime.models import ProcessDefinition, ProcessVersion
+from engine.runtime.message_models import MessageSubscription
+from engine.runtime.models import ProcessDefinition, ProcessInstance, ProcessVersion
 from engine.spiff import events
 
 MAX_NAME = 200
@@ -178,20 +179,58 @@ def privileged(actor: Actor) -> bool:
     return bool(actor.is_admin or actor.is_system)
 
 
+def _names_sender(session: Session, actor: Actor, decls: list[Declaration]) -> bool:
+    if privileged(actor):
+        return True
+    for d in decls:
+        per_instance = any(n == INITIATOR or n.startswith("var:") for n in d.senders)
+        if (per_instance and not d.start) or named(session, actor, d.senders):
+            return True
+    return False
+
+
 def require_sender(session: Session, actor: Actor, kind: str, name: str, decls: list[Declaration]) -> None:
     """Refuse a sender no catch or start event of the message or signal names (admins always may).
 
     Raises: Forbidden
     """
-    if privileged(actor):
+    if _names_sender(session, actor, decls):
         return
-    for d in decls:
-        per_instance = any(n == INITIATOR or n.startswith("var:") for n in d.senders)
-        if (per_instance and not d.start) or named(session, actor, d.senders):
-            return
     what = "消息" if kind == "message" else "信号"
     raise Forbidden(f"无权发送{what}「{name}」(you may not send {kind} {name!r}: no catch names you in "
                     f"{events.SENDERS_PROP})", name=name)
+
+
+def require_sender_first(session: Session, actor: Actor, name: str, waiting_at: Callable[[], list[int]]) -> None:
+    """Refuse, before anything about the message is looked up, a sender that no catch or start event of the latest
+    versions names, nor the catch of an older version a matching instance waits at (`waiting_at`: the ids of the
+    subscriptions the message would reach). Nothing declared and nobody waiting: left to `route`, which tells an
+    unknown message from a refused sender.
+
+    Raises: Forbidden
+    """
+    if privileged(actor):
+        return
+    decls = declarations(session, "message", name)
+    if _names_sender(session, actor, decls):
+        return
+    decls += catches_at(session, waiting_at())
+    if decls:
+        require_sender(session, actor, "message", name, decls)
+
+
+def catches_at(session: Session, subscription_ids: list[int]) -> list[Declaration]:
+    """Return what the catches these subscriptions stand for declare, read from their instances' versions."""
+    if not subscription_ids:
+        return []
+    db = database_key(session)
+    rows = session.execute(select(ProcessInstance.version_id, ProcessDefinition.key, MessageSubscription.bpmn_id)
+                           .join(ProcessInstance, ProcessInstance.id == MessageSubscription.instance_id)
+                           .join(ProcessDefinition, ProcessDefinition.id == ProcessInstance.definition_id)
+                           .where(MessageSubscription.id.in_(subscription_ids))).all()
+    return [Declaration(version_id, key, bpmn_id, schema, False, senders) for version_id, key, catch in rows
+            for _kind, _name, bpmn_id, schema, senders in _declared[_cached(session, db, version_id)]
+            if bpmn_id == catch]
 
 
 def may_deliver(session: Session, actor: Actor | None, created_by_id: int | None, instance_starter: int | None,
@@ -248,6 +287,6 @@ def sender(session: Session, user_id: int | None) -> Actor | None:
 
 
 __all__ = ["INITIATOR", "MAX_CORRELATION", "MAX_NAME", "MAX_PAYLOAD_BYTES", "Declaration", "MessageUnknown",
-           "MessageUnmatched", "Outcome", "canonical", "check_input", "declarations", "declared_names", "default_ttl",
-           "max_ttl", "may_deliver", "named", "plain", "privileged", "require_sender", "sender", "validate_for",
-           "validate_payload"]
+           "MessageUnmatched", "Outcome", "canonical", "catches_at", "check_input", "declarations", "declared_names",
+           "default_ttl", "max_ttl", "may_deliver", "named", "plain", "privileged", "require_sender",
+           "require_sender_first", "sender", "validate_for", "validate_payload"]

@@ -46,6 +46,7 @@ from engine.runtime.message_rules import (
     plain,
     privileged,
     require_sender,
+    require_sender_first,
     sender,
     validate_for,
     validate_payload,
@@ -80,14 +81,18 @@ def publish(session: Session, *, name: str, actor: Actor, correlations: Mapping[
     ttl = default_ttl() if ttl is None else ttl
     if message_id is None:
         return route(session, row, actor, ttl=ttl, from_outside=True)
-    savepoint = session.begin_nested()  # the sender's id: a second message with it is a duplicate
+    # A sender no catch names learns nothing of the id (route checks again, for what it delivers to or keeps).
+    require_sender_first(session, actor, name, lambda: [s.id for s in _candidates(session, row)])
+    savepoint = session.begin_nested()  # the sender's id: its second message with it is a duplicate
     try:
         session.add(row)
         session.flush()
-    except IntegrityError:
+    except IntegrityError:  # unique per sender (uq_bpmn_message_sender_id, _system_id): this sender's first
         savepoint.rollback()
+        by = BpmnMessage.created_by_id
         first = session.scalar(select(BpmnMessage).where(BpmnMessage.kind == "message", BpmnMessage.name == name,
-                                                         BpmnMessage.message_id == message_id))
+                                                         BpmnMessage.message_id == message_id,
+                                                         by.is_(None) if actor.is_system else by == actor.user_id))
         return Outcome(id=first.id if first else None, kind="message", name=name, status="duplicate",
                        instance_id=first.instance_id if first else None)
     try:

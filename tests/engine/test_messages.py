@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine import clock, deploy, jobs
 from engine.audit.models import AuditEvent
-from engine.errors import FormInvalid, InvalidInput
-from engine.org.actors import SYSTEM
+from engine.errors import Forbidden, FormInvalid, InvalidInput
+from engine.org.actors import SYSTEM, Actor
 from engine.runtime import core as runtime
 from engine.runtime import instances, messages
 from engine.runtime.message_models import BpmnMessage, MessageSubscription
@@ -215,6 +215,66 @@ def test_a_message_id_is_delivered_once(deployed: Session) -> None:
     deployed.commit()
     assert (first.status, again.status, again.id, again.instance_id) == ("delivered", "duplicate", first.id, iid)
     assert resumed_count(deployed, iid) == 1
+
+
+def test_a_message_id_is_its_senders_own(deployed: Session, review_org: dict[str, Actor]) -> None:
+    """The system's `portal-0002` and an administrator's are two messages; a retry is its own sender's duplicate."""
+    admin = review_org["admin"]
+    ours, theirs = waiting_case(deployed, 21), waiting_case(deployed, 22)
+    by_system = messages.publish(deployed, name="supplement", actor=SYSTEM, correlations={"application_id": 21},
+                                 payload={"pages": 1}, message_id="portal-0002")
+    deployed.commit()
+    by_admin = messages.publish(deployed, name="supplement", actor=admin, correlations={"application_id": 22},
+                                payload={"pages": 1}, message_id="portal-0002")
+    deployed.commit()
+    assert (by_system.status, by_system.instance_id, by_admin.status, by_admin.instance_id) == (
+        "delivered", ours, "delivered", theirs)
+    for actor, first in ((SYSTEM, by_system), (admin, by_admin)):
+        again = messages.publish(deployed, name="supplement", actor=actor, correlations={"application_id": 0},
+                                 payload={"pages": 1}, message_id="portal-0002")
+        deployed.commit()
+        assert (again.status, again.id, again.instance_id) == ("duplicate", first.id, first.instance_id)
+    assert deployed.scalar(select(func.count()).select_from(BpmnMessage)) == 2
+
+
+def test_a_sender_is_refused_before_its_message_id_is_looked_at(deployed: Session,
+                                                                review_org: dict[str, Actor]) -> None:
+    iid = waiting_case(deployed, 23)
+    first = messages.publish(deployed, name="supplement", actor=review_org["admin"],
+                             correlations={"application_id": 23}, payload={"pages": 1}, message_id="portal-0003")
+    deployed.commit()
+    assert first.instance_id == iid
+    for message_id in ("portal-0003", "portal-0004"):  # taken by the admin, or free: the same refusal
+        with pytest.raises(Forbidden):
+            messages.publish(deployed, name="supplement", actor=review_org["window"],
+                             correlations={"application_id": 23}, payload={"pages": 1}, message_id=message_id)
+        deployed.rollback()
+    assert deployed.scalar(select(func.count()).select_from(BpmnMessage)) == 1
+
+
+def test_a_sender_an_older_versions_catch_names_may_send_with_a_message_id(deployed: Session,
+                                                                           review_org: dict[str, Actor]) -> None:
+    """Version 2 names no sender of 补正 (administrators only); an instance of version 1 still waits at a catch
+    naming the window: the window's message reaches it, with a message_id as without one."""
+    files = deploy.read_directory(MESSAGES)
+    v1 = files["messages.bpmn"].replace(
+        b'<spiffworkflow:property name="messageSchema" value="supplement.json" />',
+        b'<spiffworkflow:property name="messageSchema" value="supplement.json" />'
+        b'<spiffworkflow:property name="messageSenders" value="window" />')
+    deploy.deploy(deployed, {**files, "messages.bpmn": v1}, actor=SYSTEM, check_lanes=False)
+    deployed.commit()
+    old = waiting_case(deployed, 24)
+    deploy.deploy(deployed, files, actor=SYSTEM, check_lanes=False)
+    deployed.commit()
+    out = messages.publish(deployed, name="supplement", actor=review_org["window"],
+                           correlations={"application_id": 24}, payload={"pages": 1}, message_id="window-24")
+    deployed.commit()
+    assert (out.status, out.instance_id) == ("delivered", old)
+    with pytest.raises(Forbidden):  # a new instance's catch (version 2) does not name the window
+        waiting_case(deployed, 25)
+        messages.publish(deployed, name="supplement", actor=review_org["window"],
+                         correlations={"application_id": 25}, payload={"pages": 1}, message_id="window-25")
+    deployed.rollback()
 
 
 def test_a_message_thrown_by_one_instance_resumes_another(deployed: Session, factory: sessionmaker[Session]) -> None:

@@ -1,10 +1,18 @@
-"""The Alembic migrations produce exactly the schema the models describe, on SQLite and PostgreSQL."""
+"""The Alembic migrations produce exactly the schema the models describe, on SQLite and PostgreSQL; a migration
+that changes a key keeps and refuses what it should, both ways."""
 from __future__ import annotations
 
+import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine
+from sqlalchemy import Engine, delete, or_, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
 
+from engine import migrate
+from engine.org.actors import Actor
+from engine.runtime.message_models import BpmnMessage
 from plan.schema import Base
 
 
@@ -12,3 +20,39 @@ def test_migrations_match_models(db_engine: Engine) -> None:
     with db_engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []
+
+
+def test_0030_keeps_message_ids_per_sender_and_downgrades_only_when_the_old_key_holds(
+        db_url: str, factory: sessionmaker[Session], session: Session, review_org: dict[str, Actor]) -> None:
+    session.close()
+    admin, window = review_org["admin"].user_id, review_org["window"].user_id
+
+    def add(by: int | None, message_id: str = "m-1") -> bool:
+        with factory() as s:
+            s.add(BpmnMessage(kind="message", name="withdraw", message_id=message_id, status="buffered",
+                              created_by_id=by))
+            try:
+                s.commit()
+            except IntegrityError:
+                return False
+            return True
+
+    assert [add(admin), add(window), add(None)] == [True, True, True]  # three senders, one id each
+    assert [add(admin), add(None)] == [False, False]  # a sender's second: the user's and the system's
+    with pytest.raises(RuntimeError, match="downgrade refused, nothing changed: 1 message ids"):
+        command.downgrade(migrate.alembic_config(db_url), "0029")
+    assert _revision(factory) == "0030" and add(window) is False
+    with factory() as s:
+        s.execute(delete(BpmnMessage).where(or_(BpmnMessage.created_by_id != admin,
+                                                BpmnMessage.created_by_id.is_(None))))
+        s.commit()
+    command.downgrade(migrate.alembic_config(db_url), "0029")
+    assert _revision(factory) == "0029"
+    assert [add(window), add(None), add(admin, "m-2")] == [False, False, True]  # the old key: one id per name
+    migrate.upgrade(db_url)
+    assert [add(window), add(None), add(admin)] == [True, True, False]
+
+
+def _revision(factory: sessionmaker[Session]) -> str | None:
+    with factory() as s:
+        return s.execute(text("SELECT version_num FROM alembic_version")).scalar_one_or_none()

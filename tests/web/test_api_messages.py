@@ -4,9 +4,11 @@ from __future__ import annotations
 from flask import Flask
 from sqlalchemy import func, select
 
+from engine import org
 from engine.org.actors import actor_for
 from engine.runtime import instances
 from engine.runtime.message_models import BpmnMessage
+from engine.runtime.models import ProcessInstance
 from tests.conftest import read_fixture_dir
 from tests.web.flows import Api, db, deploy_files, token_for
 
@@ -72,6 +74,47 @@ def test_who_may_send_what(app: Flask) -> None:
     assert nobody.status_code == 404 and nobody.json is not None and nobody.json["error"] == "message_unmatched"
     with db(app) as s:
         assert s.scalar(select(func.count()).select_from(BpmnMessage)) == 0
+
+
+def test_a_message_id_is_one_senders_not_shared_with_other_senders(app: Flask) -> None:
+    admin, mine, _window = _setup(app)
+    with db(app) as s:
+        org.add_user(s, username="applicant2", display_name="项目单位李四", role_codes=["applicant"])
+    theirs = Api(app, token_for(app, "applicant2"))
+    a = _waiting(app, 1, username="applicant", business_key="A-1")
+    b = _waiting(app, 2, username="applicant2", business_key="B-1")
+    for n in (1, 2):  # both at their review, where the applicant may withdraw
+        assert admin.post("/api/messages", {"name": "supplement", "correlations": {"application_id": str(n)},
+                                            "data": {"pages": 1}}).status_code == 200
+    first = mine.post("/api/messages", {"name": "withdraw", "business_key": "A-1", "message_id": "withdraw-1"})
+    assert first.status_code == 200 and first.json is not None and first.json["instance_id"] == a, first.json
+    second = theirs.post("/api/messages", {"name": "withdraw", "business_key": "B-1", "message_id": "withdraw-1"})
+    assert second.status_code == 200 and second.json is not None, second.get_data(as_text=True)
+    assert (second.json["status"], second.json["instance_id"]) == ("delivered", b), second.json
+    assert second.json["id"] != first.json["id"]
+    again = theirs.post("/api/messages", {"name": "withdraw", "business_key": "B-1", "message_id": "withdraw-1"})
+    assert again.json is not None and (again.json["status"], again.json["id"], again.json["instance_id"]) == (
+        "duplicate", second.json["id"], b)  # a retry: that sender's own first message, nobody else's
+    with db(app) as s:
+        assert s.scalars(select(ProcessInstance.status).where(ProcessInstance.id.in_((a, b)))).all() == [
+            "completed", "completed"]  # withdrawn, each
+
+
+def test_a_sender_without_the_right_learns_nothing_from_a_taken_message_id(app: Flask) -> None:
+    admin, _applicant, window = _setup(app)
+    iid = _waiting(app, 5)
+    body = {"name": "supplement", "correlations": {"application_id": "5"}, "data": {"pages": 2},
+            "message_id": "portal-5-1"}
+    first = admin.post("/api/messages", body)
+    assert first.json is not None and (first.json["status"], first.json["instance_id"]) == ("delivered", iid)
+    assert window.post("/api/messages", {**body, "message_id": "portal-5-2"}).status_code == 403
+    taken = window.post("/api/messages", body)
+    assert taken.status_code == 403 and taken.json is not None and taken.json["error"] == "forbidden", taken.json
+    assert "id" not in taken.json and "instance_id" not in taken.json  # neither the admin's message nor its instance
+    with db(app) as s:  # nothing written for the refused sender
+        assert s.scalar(select(func.count()).select_from(BpmnMessage)) == 1
+    again = admin.post("/api/messages", body)
+    assert again.json is not None and (again.json["status"], again.json["id"]) == ("duplicate", first.json["id"])
 
 
 def test_malformed_messages_name_the_field_and_change_nothing(app: Flask) -> None:

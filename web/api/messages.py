@@ -71,8 +71,9 @@ openapi.SCHEMAS.update({
         "ttl": {"type": "integer", "minimum": 0,
                 "description": "Seconds to keep it if nobody waits yet (default JZFLOW_MESSAGE_TTL_SECONDS); 0: "
                                "refuse (404 message_unmatched) instead"},
-        "message_id": {"type": "string", "maxLength": 200, "description": "The sender's id: a second message with "
-                                                                           "it is answered as a duplicate"}}},
+        "message_id": {"type": "string", "maxLength": 200,
+                       "description": "The sender's own id: the same sender's second message with it is answered "
+                                      "as a duplicate of its first; other senders' ids are theirs"}}},
     "SignalRequest": {"type": "object", "required": ["name"], "properties": {
         "name": {"type": "string", "minLength": 1, "maxLength": 200}, "data": {"type": "object"}}},
     "MessageOutcome": {"type": "object", "required": ["id", "kind", "name", "status"], "properties": {
