@@ -141,11 +141,6 @@ def get(session: Session, task_id: int) -> HumanTask | None:
     return session.get(HumanTask, task_id)
 
 
-def by_ids(session: Session, ids: list[int]) -> list[HumanTask]:
-    """Return the tasks with these ids, by id (no access check: the caller makes one per task)."""
-    return list(session.scalars(select(HumanTask).where(HumanTask.id.in_(ids)).order_by(HumanTask.id)))
-
-
 def names(session: Session, ids: list[int]) -> dict[int, str]:
     """Return task names by id, in one query."""
     return {task_id: name for task_id, name in session.execute(

@@ -14,9 +14,10 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine import clock, tasks
+from engine.errors import EngineError
 from engine.org.actors import actor_for
 from engine.org.models import Role, User
-from engine.tasks import inbox, operations
+from engine.tasks import inbox, operations, taskview
 from engine.tasks.models import HumanTask, TaskCandidate
 from tests.web.test_task_page import deployed, finish, flashes, post, row, start, task_of  # noqa: F401
 
@@ -208,6 +209,32 @@ def test_bulk_complete_validates_each_task(deployed: sessionmaker[Session], logi
     assert row(deployed, other_form).state == "ready"
     done = fg.get("/inbox/done").get_data(as_text=True)
     assert set(listed(done)) == {first, second}
+
+
+def test_bulk_form_names_only_the_tasks_the_user_may_see(deployed: sessionmaker[Session], login: Login) -> None:  # noqa: F811
+    mine = minimal_task(deployed, "申请人自己的项目")  # the applicant started it: they may see its task
+    hidden = [task_of(deployed, start(deployed, "minimal", who="fg", title=f"他人机密项目{i}"), "approve")
+              for i in range(3)]
+    with deployed() as s:
+        applicant = actor_for(s, "applicant")
+        taskview.get_visible(s, applicant, mine)
+        for task_id in hidden:
+            with pytest.raises(EngineError):
+                taskview.get_visible(s, applicant, task_id)
+        s.rollback()
+    client = login("applicant")
+    query = "&".join(f"ids={i}" for i in [mine, *hidden])
+    response = client.get(f"/inbox/bulk/complete?{query}")
+    assert response.status_code == 200
+    html = htmllib.unescape(response.get_data(as_text=True))
+    assert f'href="/tasks/{mine}"' in html and f'name="ids" value="{mine}"' in html
+    assert not [t for t in hidden if f'href="/tasks/{t}"' in html or f'name="ids" value="{t}"' in html]
+    assert html.count('name="ids"') == 1
+    # Only others' tasks: answered like an id that does not exist.
+    unknown = client.get("/inbox/bulk/complete?ids=99999999")
+    only_hidden = client.get("/inbox/bulk/complete?" + "&".join(f"ids={i}" for i in hidden))
+    assert only_hidden.status_code == unknown.status_code == 404
+    assert only_hidden.get_data(as_text=True) == unknown.get_data(as_text=True)
 
 
 def test_started_done_and_cc_lists(deployed: sessionmaker[Session], login: Login) -> None:  # noqa: F811

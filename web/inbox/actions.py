@@ -47,6 +47,18 @@ def _filter_args() -> dict[str, str]:
     return inbox.Filter.from_mapping({k: v for k, v in request.args.items() if k in FIELDS["index"]}).as_query()
 
 
+def _visible(ids: list[int]) -> list[HumanTask]:
+    """The selected tasks the actor may see, in the order chosen; the others are left out, names and all."""
+    session, actor = db_session(), current_actor()
+    seen = []
+    for task_id in ids:
+        try:
+            seen.append(taskview.get_visible(session, actor, task_id))
+        except EngineError:
+            continue
+    return seen
+
+
 def _template_task(ids: list[int]) -> HumanTask | None:
     """The first selected task the actor may see: its form is the one the bulk submission fills."""
     session, actor = db_session(), current_actor()
@@ -61,15 +73,15 @@ def _template_task(ids: list[int]) -> HumanTask | None:
 def _bulk_form(ids: list[int], raw: MultiDict[str, str] | None = None, errors: dict[str, list[str]] | None = None,
                status: int = 200) -> ResponseReturnValue:
     session = db_session()
-    first = _template_task(ids)
-    if first is None:
+    chosen = _visible(ids)  # someone else's task: not its name, not its id (as if it did not exist)
+    if not chosen:
         abort(404)
+    first = chosen[0]
     form = Form.from_text(*taskview.form_texts(session, first))
-    chosen = lookup.by_ids(session, ids)
     html = render(form, raw if raw is not None else initial(form, {}), errors,
                   more=raw.get("_more", "") if raw is not None else "")
-    return render_template("inbox/bulk_complete.html", ids=ids, tasks=chosen, first=first, form_html=html,
-                           opinion=raw.get("opinion", "") if raw is not None else "",
+    return render_template("inbox/bulk_complete.html", ids=[t.id for t in chosen], tasks=chosen, first=first,
+                           form_html=html, opinion=raw.get("opinion", "") if raw is not None else "",
                            filter_args=_filter_args()), status
 
 
