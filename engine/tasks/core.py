@@ -85,7 +85,8 @@ def complete(session: Session, *, task_id: int, actor: Actor, data: Mapping[str,
     With co-signers added after the holder (后加签) the submission is held until they have signed.
     `task`: the row as the caller already read it in this transaction (it is not read again).
 
-    Raises: TaskNotFound, TaskAlreadyDone, NotYourTask, FormInvalid, InstanceNotRunning, ConcurrentModification
+    Raises: TaskNotFound, TaskAlreadyDone, NotYourTask, TaskNotReady (a co-signer after the holder, before the
+    submission), FormInvalid, InstanceNotRunning, ConcurrentModification
     """
     read: ToComplete | None = None  # a row the caller read: the rest is read below
     if task is not None and task.id == task_id:

@@ -8,7 +8,15 @@ from sqlalchemy.orm import Session, aliased, joinedload
 
 from engine.audit.core import saw_head
 from engine.audit.models import AuditHead
-from engine.errors import ConcurrentModification, Conflict, EngineError, InstanceArchived, NotYourTask, TaskNotFound
+from engine.errors import (
+    ConcurrentModification,
+    Conflict,
+    EngineError,
+    InstanceArchived,
+    NotYourTask,
+    TaskNotFound,
+    TaskNotReady,
+)
 from engine.org.actors import Actor
 from engine.runtime.models import INSTANCE_STREAM, ProcessInstance
 from engine.tasks.models import OPEN_STATES, HumanTask, archived_tasks, is_open
@@ -110,6 +118,19 @@ def require_open(task: HumanTask) -> HumanTask:
     return task
 
 
+def require_started(task: HumanTask) -> HumanTask:
+    """Return the task unless it is a co-signer's that waits for the holder's submission (后加签, state pending).
+
+    Such a task is open (减签 may still remove it) but there is nothing to sign, nor to urge anyone about, yet.
+
+    Raises: TaskNotReady
+    """
+    if task.state == "pending":
+        raise TaskNotReady("加签任务尚未开始：等待经办人提交 (this co-sign task waits for the holder's submission)",
+                           task_id=task.id)
+    return task
+
+
 def is_candidate(task: HumanTask, actor: Actor) -> bool:
     """Tell whether the actor may claim the task."""
     for c in task.candidates:
@@ -133,7 +154,8 @@ def require_holder(task: HumanTask, actor: Actor) -> None:
         raise NotYourTask("您不是此任务的候选人 (not a candidate for this task)", task_id=task.id)
 
 
-__all__ = ["TaskAlreadyDone", "TaskBlocked", "get_open", "is_candidate", "require_holder", "require_open"]
+__all__ = ["TaskAlreadyDone", "TaskBlocked", "get_open", "is_candidate", "require_holder", "require_open",
+           "require_started"]
 
 
 def get(session: Session, task_id: int) -> HumanTask | None:

@@ -227,7 +227,11 @@ def hold_for_cosigners(session: Session, task: HumanTask, actor: Actor, data: di
 
 
 def sign(session: Session, *, task: HumanTask, actor: Actor, opinion: str) -> completion.Completion:
-    """A co-signer signs with an opinion; when the last one has, the parent goes on."""
+    """A co-signer signs with an opinion; when the last one has, the parent goes on.
+
+    Raises: TaskNotReady (signing after the holder: not before they have submitted), InvalidInput
+    """
+    lookup.require_started(task)
     if not opinion.strip():
         raise InvalidInput("请填写加签意见 (an opinion is required)", field="opinion")
     task.state = "completed"
@@ -282,12 +286,13 @@ def urge_recipients(session: Session, task: HumanTask) -> list[int]:
 def urge(session: Session, *, task_id: int, actor: Actor, message: str = "") -> int:
     """Remind the task's holder (or all its candidates, or their unit head) to act; once an hour per task and person (催办).
 
-    Raises: TaskNotFound, TaskAlreadyDone, Forbidden, RateLimited
+    Raises: TaskNotFound, TaskAlreadyDone, Forbidden, TaskNotReady, RateLimited
     """
     # The task's row first, so two urges at once take turns and the second counts the first (SQLite: BEGIN IMMEDIATE).
     session.execute(select(HumanTask.id).where(HumanTask.id == task_id).with_for_update())
     task = lookup.get_open(session, task_id)
     task_access.require(session, actor, task, task_access.Op.URGE)
+    lookup.require_started(task)
     since = clock.now() - URGE_INTERVAL
     recent = session.scalar(select(func.count()).select_from(Comment).where(
         Comment.task_id == task.id, Comment.kind == "urge", Comment.author_id == actor.user_id,

@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine import audit, deploy, jobs, runtime, tasks
 from engine.audit.models import AuditEvent
-from engine.errors import Conflict, Forbidden, InvalidInput, NotYourTask, RateLimited
+from engine.errors import Conflict, Forbidden, InvalidInput, NotYourTask, RateLimited, TaskNotReady
 from engine.org.actors import SYSTEM, Actor
 from engine.runtime import instances
 from engine.runtime.models import ProcessInstance
@@ -150,6 +150,35 @@ def test_cosigners_after_me_sign_my_submission(session: Session, instance: int, 
     sign_off = open_task(session, instance, "sign_off")
     assert result.next_tasks == [sign_off.id]
     assert runtime.load(session, instance).workflow.last_task.data["fg_says"] == "同意"
+
+
+def test_a_co_signer_after_me_cannot_sign_before_i_have_submitted(session: Session, instance: int,
+                                                                  review_org: dict[str, Actor]) -> None:
+    review = at_review(session, instance, review_org)
+    [cosign] = operations.add_cosigners(session, task_id=review.id, actor=review_org["fg"], usernames=["zr"],
+                                        position="after")
+    session.commit()
+    assert cosign.state == "pending"
+    with pytest.raises(TaskNotReady) as refused:  # nothing to sign yet: the holder has not submitted
+        tasks.complete(session, task_id=cosign.id, actor=review_org["zr"], data={}, opinion="同意")
+    assert "等待经办人提交" in refused.value.message and refused.value.details["task_id"] == cosign.id
+    session.rollback()
+    with pytest.raises(TaskNotReady):  # nor anything to urge them about
+        operations.urge(session, task_id=cosign.id, actor=review_org["admin"], message="请尽快")
+    session.rollback()
+    with pytest.raises(NotYourTask):  # a co-signer does not claim, waiting or not
+        tasks.claim(session, task_id=cosign.id, actor=review_org["zr"])
+    session.rollback()
+    assert session.get(HumanTask, cosign.id).state == "pending"  # type: ignore[union-attr]
+    tasks.complete(session, task_id=review.id, actor=review_org["fg"], data={"fg_says": "同意"}, opinion="同意")
+    session.commit()
+    session.refresh(review)
+    assert review.state == "ready" and review.blocked  # held for the co-signer, who now signs the submission
+    tasks.complete(session, task_id=cosign.id, actor=review_org["zr"], data={}, opinion="自然资源：同意")
+    session.commit()
+    session.refresh(review)
+    assert review.state == "completed"
+    open_task(session, instance, "sign_off")
 
 
 def test_send_back_to_the_previous_step_and_to_the_applicant(session: Session, instance: int,

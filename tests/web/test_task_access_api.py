@@ -5,12 +5,17 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from sqlalchemy import update
 
+from engine.org.models import User
 from engine.tasks import task_access
+from engine.tasks.models import HumanTask
 from engine.tasks.task_access import Op
 from tests import access_world
 from tests.access_world import API, build, prepare
+from tests.web.conftest import PASSWORD_HASH
 from tests.web.flows import Api, db, token_for
+from tests.web.test_task_page import post
 
 # The task routes that are operations of the table; the others act on what the actor may see (comments,
 # attachments, CC) or on what they themselves did (撤回), and check that in their own services.
@@ -64,3 +69,24 @@ def test_hole5_the_api_shows_what_the_table_permits(app: Flask) -> None:
     assert shown is not None and shown["permitted"] == ["resolve", "view"]
     moved = Api(app, token_for(app, "zr")).post(f"/api/tasks/{where.task_id}/transfer", {"to_username": "window"})
     assert moved.status_code == 403 and moved.json is not None and moved.json["error"] == "not_your_task"
+
+
+def test_a_co_signer_after_the_holder_is_told_to_wait_not_given_a_500(app: Flask, login: Any) -> None:
+    with db(app) as s:
+        prepare(s)
+        where = build(s, "holder")  # its co-signer "cs" signs after the holder: nothing to sign yet
+        s.execute(update(User).where(User.username == "cs").values(password_hash=PASSWORD_HASH))  # added after the app
+    signed = Api(app, token_for(app, "cs")).post(f"/api/tasks/{where.removable_id}/complete",
+                                                 {"data": {}, "opinion": "同意"})
+    assert signed.status_code == 409 and signed.json is not None, signed.status_code
+    assert signed.json["error"] == "task_not_ready" and "等待经办人提交" in signed.json["message"]
+    shown = Api(app, token_for(app, "cs")).get(f"/api/tasks/{where.removable_id}").json
+    assert shown is not None and shown["permitted"] == []
+    cs = login("cs")
+    page = cs.get(f"/tasks/{where.removable_id}")
+    assert page.status_code == 200 and f'action="/tasks/{where.removable_id}/complete"' not in page.get_data(as_text=True)
+    posted = post(cs, f"/tasks/{where.removable_id}/complete", {"opinion": "同意"})
+    assert posted.status_code == 409 and "等待经办人提交" in posted.get_data(as_text=True)
+    with db(app) as s:
+        cosign = s.get(HumanTask, where.removable_id)
+        assert cosign is not None and cosign.state == "pending"
