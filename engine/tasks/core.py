@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import exists, or_, select, update
+from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import Session
 
 from engine import audit, deploy, runtime
@@ -27,6 +27,7 @@ from engine.tasks.lookup import (
     is_candidate,
     require_holder,
     require_open,
+    take,
 )
 from engine.tasks.models import HumanTask, TaskCandidate
 
@@ -51,13 +52,8 @@ def claim(session: Session, *, task_id: int, actor: Actor) -> HumanTask:
         return task
     if task.assignee_id is not None:
         raise AlreadyClaimed("此任务已由他人认领 (already claimed)", task_id=task_id)
-    # Compare-and-set, so two claimers racing cannot both win.
-    result = session.execute(update(HumanTask).where(HumanTask.id == task_id, HumanTask.assignee_id.is_(None),
-                                                     HumanTask.state == "ready")
-                             .values(assignee_id=actor.user_id).execution_options(synchronize_session=False))
-    if result.rowcount != 1:  # type: ignore[attr-defined]
-        raise AlreadyClaimed("此任务刚被他人认领 (just claimed by someone else)", task_id=task_id)
-    session.refresh(task)
+    if not take(session, task, actor):  # compare-and-set, so two claimers racing cannot both win
+        return task
     _audit(session, task, actor, "task.claim", after={"assignee": actor.username, "bpmn_id": task.bpmn_id})
     return task
 
@@ -114,6 +110,8 @@ def complete(session: Session, *, task_id: int, actor: Actor, data: Mapping[str,
         spiff_task = runtime.find_task(running.workflow, task.task_guid)
         schema = form_options.resolve(schema, dict(spiff_task.data) if spiff_task is not None else {})
     cleaned = forms.validate(schema, data, info.files)
+    if task.assignee_id is None:  # a candidate submitting a group task claims it: not over a claim made since
+        take(session, task, actor)
     if opinion:
         session.add(Comment(instance_id=task.instance_id, task_id=task.id, author_id=actor.user_id, kind="opinion",
                             body=opinion[:4000]))

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Integer, bindparam, exists, select, union_all
+from sqlalchemy import Integer, bindparam, exists, select, union_all, update
 from sqlalchemy.orm import Session, aliased, joinedload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from engine.audit.core import saw_head
 from engine.audit.models import AuditHead
 from engine.errors import (
+    AlreadyClaimed,
     ConcurrentModification,
     Conflict,
     EngineError,
@@ -141,6 +143,29 @@ def is_candidate(task: HumanTask, actor: Actor) -> bool:
     return False
 
 
+def take(session: Session, task: HumanTask, actor: Actor) -> bool:
+    """Claim an unclaimed task for the actor by compare-and-set; True if this call claimed it (False: it was theirs).
+
+    Every claim goes through here, 认领 and the implicit one of acting on a group task (转办, 委派, 加签, 退回,
+    提交): the row as read may be stale, and writing the assignee from it overwrote a claim committed since.
+
+    Raises: AlreadyClaimed, TaskAlreadyDone
+    """
+    claimed = session.execute(update(HumanTask).where(HumanTask.id == task.id, HumanTask.assignee_id.is_(None),
+                                                      HumanTask.state == "ready")
+                              .values(assignee_id=actor.user_id).execution_options(synchronize_session=False))
+    if claimed.rowcount == 1:  # type: ignore[attr-defined]
+        set_committed_value(task, "assignee_id", actor.user_id)  # what the row now holds: nothing left to write
+        return True
+    now = session.execute(select(HumanTask.state, HumanTask.assignee_id).where(HumanTask.id == task.id)).one()
+    if now.state in ("completed", "cancelled"):
+        raise TaskAlreadyDone(task.instance_id)
+    if now.assignee_id is None or now.assignee_id != actor.user_id:
+        raise AlreadyClaimed("此任务刚被他人认领 (just claimed by someone else)", task_id=task.id)
+    set_committed_value(task, "assignee_id", actor.user_id)  # they claimed it elsewhere (another tab) meanwhile
+    return False
+
+
 def require_holder(task: HumanTask, actor: Actor) -> None:
     """Refuse unless the actor holds the task, or it is unclaimed and they are a candidate.
 
@@ -155,7 +180,7 @@ def require_holder(task: HumanTask, actor: Actor) -> None:
 
 
 __all__ = ["TaskAlreadyDone", "TaskBlocked", "get_open", "is_candidate", "require_holder", "require_open",
-           "require_started"]
+           "require_started", "take"]
 
 
 def get(session: Session, task_id: int) -> HumanTask | None:

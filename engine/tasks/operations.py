@@ -66,7 +66,7 @@ def _held(session: Session, task_id: int, actor: Actor, op: task_access.Op) -> H
     task = lookup.get_open(session, task_id)
     task_access.require(session, actor, task, op)
     if task.assignee_id is None and lookup.is_candidate(task, actor):
-        task.assignee_id = actor.user_id  # acting on a group task claims it
+        lookup.take(session, task, actor)  # acting on a group task claims it (not over a claim made since)
     if task.assignee_id != actor.user_id:
         raise NotYourTask("只有任务办理人可以执行此操作 (only the task's holder may do this)", task_id=task_id)
     return task

@@ -181,7 +181,7 @@ def send_back(session: Session, *, task_id: int, actor: Actor, to: str | int = "
                                        f"(this also cancels {len(cancels)} open tasks: confirm)",
                                        task_id=task_id, cancels=[{"task_id": r.id, "name": r.name} for r in cancels])
     if task.assignee_id is None:
-        task.assignee_id = actor.user_id  # acting on a group task claims it
+        lookup.take(session, task, actor)  # acting on a group task claims it (not over a claim made since)
     return _reopen(session, actor, target, "task.send_back", reason, task)
 
 

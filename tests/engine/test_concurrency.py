@@ -1,19 +1,23 @@
-"""Two people complete the same task at once: exactly one wins, the other gets ConcurrentModification."""
+"""Two people complete the same task at once: exactly one wins, the other gets ConcurrentModification; a claim
+committed while another candidate acts on the task (and so claims it) wins, the other is refused."""
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine import audit, deploy, org, tasks
 from engine.audit.models import AuditEvent
-from engine.errors import ConcurrentModification
+from engine.errors import AlreadyClaimed, ConcurrentModification, EngineError
 from engine.org.actors import SYSTEM, Actor, actor_for
 from engine.runtime import instances
 from engine.runtime.models import ProcessInstance
+from engine.tasks import operations, sendback
 from engine.tasks.models import HumanTask
+from tests import access_world
 from tests.conftest import FIXTURES
 
 REPETITIONS = 200
@@ -81,3 +85,64 @@ def test_concurrent_completions_exactly_one_wins(session: Session, factory: sess
         session.commit()
     assert audit.verify(session).ok
     print(f"lost at the optimistic lock: {conflicts_before_commit}/{REPETITIONS}")
+
+
+ACTING: dict[str, access_world.Call] = {  # what a candidate does to an unclaimed group task: each claims it for them first
+    "transfer": lambda s, a, x: operations.transfer(s, task_id=x.task_id, actor=a, to_username="fg"),
+    "delegate": lambda s, a, x: operations.delegate(s, task_id=x.task_id, actor=a, to_username="fg"),
+    "add_cosigners": lambda s, a, x: operations.add_cosigners(s, task_id=x.task_id, actor=a, usernames=["head"],
+                                                              position="before"),
+    "send_back": lambda s, a, x: sendback.send_back(s, task_id=x.task_id, actor=a, reason="材料不全"),
+    "complete": lambda s, a, x: tasks.complete(s, task_id=x.task_id, actor=a, data={}, opinion="同意"),
+}
+
+
+def _waits_for_a_lock(factory: sessionmaker[Session], but: int) -> bool:
+    with factory() as watcher:  # its own transactions: pg_stat_activity is a snapshot within one
+        for _ in range(200):
+            waiting = watcher.execute(text(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> :me"
+                " AND datname = current_database()"), {"me": but}).scalar()
+            watcher.rollback()
+            if waiting:
+                return True
+            time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize("acting", list(ACTING))
+def test_a_claim_committed_while_another_candidate_acts_is_not_overwritten(
+        db_url: str, factory: sessionmaker[Session], session: Session, review_org: dict[str, Actor],
+        acting: str) -> None:
+    """st claims the review; zr, who read it unclaimed, acts on it before st commits: zr is refused."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("row locks: PostgreSQL (SQLite has one writer)")
+    access_world.prepare(session)
+    where = access_world.build(session, "candidate")
+    session.close()
+    outcome: list[object] = []
+    with factory() as claimer:
+        tasks.claim(claimer, task_id=where.task_id, actor=actor_for(claimer, "st"))  # holds the row, uncommitted
+        claimer_pid = claimer.execute(text("SELECT pg_backend_pid()")).scalar()
+
+        def act() -> None:
+            with factory() as mover:
+                try:
+                    ACTING[acting](mover, actor_for(mover, "zr"), where)
+                    mover.commit()
+                    outcome.append("done")
+                except EngineError as exc:
+                    mover.rollback()
+                    outcome.append(exc)
+
+        worker = threading.Thread(target=act)
+        worker.start()
+        assert _waits_for_a_lock(factory, int(claimer_pid or 0)), outcome  # zr has read it unclaimed
+        claimer.commit()
+    worker.join(timeout=30)
+    assert len(outcome) == 1 and isinstance(outcome[0], AlreadyClaimed), outcome
+    assert "此任务刚被他人认领" in outcome[0].message
+    with factory() as s:
+        review = s.get(HumanTask, where.task_id)
+        assert review is not None and review.state == "ready" and review.assignee_id == actor_for(s, "st").user_id
+        assert review.delegation_state is None and not review.blocked

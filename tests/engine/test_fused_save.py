@@ -21,10 +21,10 @@ import pytest
 from sqlalchemy import Engine, event, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine import audit, clock, runtime, tasks
+from engine import audit, clock, org, runtime, tasks
 from engine.audit.models import AuditEvent
 from engine.errors import ConcurrentModification
-from engine.org.actors import SYSTEM, Actor
+from engine.org.actors import SYSTEM, Actor, actor_for
 from engine.runtime import instances
 from engine.runtime.models import ProcessInstance
 from engine.tasks.models import HumanTask, TaskCandidate
@@ -89,6 +89,9 @@ def _completer(factory: sessionmaker[Session], task_id: int, actor: Actor, *, lo
 def test_a_completion_is_one_read_and_one_write_with_its_audit_event(pg: Engine,
                                                                       pg_factory: sessionmaker[Session]) -> None:
     people, instance_id, open_ids = _started(pg_factory)
+    with pg_factory() as session:  # held: submitting an unclaimed group task claims it first, by compare-and-set
+        tasks.claim(session, task_id=open_ids["task_a"], actor=people[0])  # (one UPDATE more: test_concurrency)
+        session.commit()
     # The identity map holds rows weakly and a new row is in a reference cycle with its candidates: without this a
     # collection between the completion and the get below may drop it, and the get reads it again.
     gc.disable()
@@ -259,14 +262,21 @@ def test_a_head_another_writer_holds_is_not_waited_for_by_the_statement(pg: Engi
     assert _chain(pg_factory, stream)[-1] == "task.complete"
 
 
-def test_a_claim_holding_the_task_and_appending_at_its_commit_does_not_deadlock_the_completion(
+def test_a_writer_holding_the_task_and_appending_at_its_commit_does_not_deadlock_the_completion(
         pg_factory: sessionmaker[Session]) -> None:
-    """The completion's statement waits for the task's row, which a claim holds; the claim's commit then appends
-    to the instance's stream. Had the statement taken the stream's head before the rows, that was a deadlock."""
+    """The completion's statement waits for the task's row, which another writer holds (an administrator releasing
+    the task, 取消认领); that writer's commit then appends to the instance's stream. Had the statement taken the
+    stream's head before the rows, that was a deadlock. (A claim no longer serves: a completion of an unclaimed
+    task claims it by compare-and-set first, and that waits instead: test_concurrency.)"""
     people, instance_id, open_ids = _started(pg_factory)
-    with pg_factory() as claimer:
-        tasks.claim(claimer, task_id=open_ids["task_a"], actor=people[1])  # holds task_a's row
-        claimer_pid = claimer.execute(text("SELECT pg_backend_pid()")).scalar()
+    with pg_factory() as session:
+        org.add_user(session, username="admin", display_name="管理员", is_admin=True)
+        tasks.claim(session, task_id=open_ids["task_a"], actor=people[0])
+        session.commit()
+        admin = actor_for(session, "admin")
+    with pg_factory() as releaser:
+        tasks.unclaim(releaser, task_id=open_ids["task_a"], actor=admin)  # holds task_a's row
+        releaser_pid = releaser.execute(text("SELECT pg_backend_pid()")).scalar()
         # DeadlockDetected, had the head been taken first, ends up in outcome
         worker, outcome = _completer(pg_factory, open_ids["task_a"], people[0])
         worker.start()
@@ -274,16 +284,16 @@ def test_a_claim_holding_the_task_and_appending_at_its_commit_does_not_deadlock_
             for _ in range(200):  # until the completion's statement waits for task_a's row
                 waiting = watcher.execute(text(
                     "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> :me"
-                    " AND datname = current_database()"), {"me": claimer_pid}).scalar()
+                    " AND datname = current_database()"), {"me": releaser_pid}).scalar()
                 watcher.rollback()
                 if waiting:
                     break
                 worker.join(timeout=0.05)
-        assert waiting, f"the completion never waited for the claimed row: {outcome}"
-        claimer.commit()  # appends task.claim to the instance's stream
+        assert waiting, f"the completion never waited for the held row: {outcome}"
+        releaser.commit()  # appends task.unclaim to the instance's stream
     worker.join(timeout=30)
     assert outcome == ["done"]
-    assert _chain(pg_factory, f"instance:{instance_id}")[-2:] == ["task.claim", "task.complete"]
+    assert _chain(pg_factory, f"instance:{instance_id}")[-2:] == ["task.unclaim", "task.complete"]
 
 
 @pytest.mark.parametrize(("note", "subject", "title"), [
