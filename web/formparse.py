@@ -18,7 +18,7 @@ from werkzeug.datastructures import MultiDict
 
 from engine import clock
 from engine.errors import FieldError
-from web.formrender import row_count
+from web.formrender import MAX_ROWS, row_count, rows_past_limit
 from web.formschema import PREFIX, ROW_REMOVE, Form, json_type, options, widget
 
 TRUE = ("true", "on", "1")
@@ -106,6 +106,9 @@ def _value(form: Form, schema: Mapping[str, Any], ui: Mapping[str, Any], path: s
 def _rows(form: Form, schema: Mapping[str, Any], ui: Mapping[str, Any], path: str, data_path: str,
           raw: MultiDict[str, str], result: Parsed) -> tuple[Any, bool]:
     item, item_ui = form.item(schema, ui)
+    if rows_past_limit(raw, path):
+        result.errors.setdefault(path, []).append(_("最多 %(n)s 行", n=MAX_ROWS))
+        return None, True
     rows: list[Any] = []
     for i in range(row_count(raw, path)):
         row_path = f"{path}/{i}"

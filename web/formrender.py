@@ -8,6 +8,7 @@ never collides with the page's own fields (`csrf_token`, `opinion`). `web.formpa
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -21,8 +22,8 @@ from engine import clock
 from web.formschema import PREFIX, ROW_REMOVE, Form, Option, field_id, json_type, options, widget
 from web.wording import localized
 
-__all__ = ["PREFIX", "ROW_REMOVE", "Form", "Option", "field_id", "initial", "json_type", "options", "render",
-           "row_count", "tag", "widget"]
+__all__ = ["MAX_ROWS", "PREFIX", "ROW_REMOVE", "Form", "Option", "field_id", "initial", "json_type", "options",
+           "render", "row_count", "rows_past_limit", "tag", "widget"]
 
 def _attrs(values: Mapping[str, Any]) -> Markup:
     parts = []
@@ -267,12 +268,31 @@ def _bool_options(ui: Mapping[str, Any]) -> list[Option]:
     return [Option("true", yes, True), Option("false", no, False)]
 
 
+MAX_ROWS = 500  # rows of one table a form takes: the number in a row's field name comes from the browser
+_ROW_NUMBER = re.compile(r"[0-9]+")
+
+
 def row_count(raw: MultiDict[str, str], path: str) -> int:
-    """Return how many rows of an array of objects the raw values hold (the highest index + 1)."""
+    """Return how many rows of an array of objects the raw values hold (the highest index + 1), at most MAX_ROWS.
+
+    Only a field whose name has a number in the row's place is a row, and only below MAX_ROWS: a number past it
+    (rows_past_limit, which the parse refuses) is left out, so a page or a parse never walks more.
+    """
     prefix = path + "/"
-    indexes = [int(key[len(prefix):].split("/", 1)[0]) for key in raw
-               if key.startswith(prefix) and key[len(prefix):].split("/", 1)[0].isdigit()]
-    return max(indexes) + 1 if indexes else 0
+    highest = -1
+    for key in raw:
+        if key.startswith(prefix):
+            number = key[len(prefix):].split("/", 1)[0]
+            if _ROW_NUMBER.fullmatch(number) and len(number) < 5 and int(number) < MAX_ROWS:
+                highest = max(highest, int(number))
+    return highest + 1
+
+
+def rows_past_limit(raw: MultiDict[str, str], path: str) -> bool:
+    """Tell whether a field of the array at `path` names a row at or past MAX_ROWS."""
+    prefix = path + "/"
+    return any(_ROW_NUMBER.fullmatch(number := key[len(prefix):].split("/", 1)[0]) is not None
+               and (len(number) >= 5 or int(number) >= MAX_ROWS) for key in raw if key.startswith(prefix))
 
 
 def render(form: Form, raw: MultiDict[str, str], errors: Mapping[str, list[str]] | None = None, *, more: str = "",
@@ -281,4 +301,5 @@ def render(form: Form, raw: MultiDict[str, str], errors: Mapping[str, list[str]]
     return Renderer(form, raw, {k: list(v) for k, v in (errors or {}).items()}, more=more, disabled=disabled).render()
 
 
-__all__ = ["PREFIX", "Form", "Option", "field_id", "initial", "options", "render", "row_count", "widget"]
+__all__ = ["MAX_ROWS", "PREFIX", "Form", "Option", "field_id", "initial", "options", "render", "row_count",
+           "rows_past_limit", "widget"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import time
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -332,6 +333,23 @@ def test_more_rows_and_csrf(deployed: sessionmaker[Session], login: Login) -> No
     assert 'name="f/items/2/item"' in html and re.search(r'name="f/items/0/item"[^>]*value="a"', html)
     refused = client.post(f"/tasks/{fill}/complete", data={"f/name": "x", "f/amount": "1", "f/kind": "a"})
     assert refused.status_code == 400
+    assert task_of(deployed, instance_id, "fill_all") == fill
+
+
+def test_a_row_number_far_past_the_rows_is_refused_at_once(deployed: sessionmaker[Session], login: Login) -> None:
+    """A row's number comes from the field's name, which the browser sends: f/items/100000/item made the parse and
+    the page walk a hundred thousand rows (a 66 MB page after 40 s), and a number of 5000 digits was a 500."""
+    instance_id = start(deployed, "form_features", who="fg")
+    fill = task_of(deployed, instance_id, "fill_all")
+    client = login("fg")
+    for index in ("100000", "2000000000", "9" * 5000):
+        began = time.monotonic()
+        response = post(client, f"/tasks/{fill}/complete", {"f/name": "x", f"f/items/{index}/item": "a"})
+        assert time.monotonic() - began < 2 and len(response.get_data()) < 200_000
+        assert response.status_code == 422, response.status_code
+        assert "明细" in response.get_data(as_text=True) and "行" in response.get_data(as_text=True)
+    odd = post(client, f"/tasks/{fill}/complete", {"f/name": "x", "f/items/\u00b2/item": "a", "_more": "f/items"})
+    assert odd.status_code == 200  # not a row number at all: the field is not a row
     assert task_of(deployed, instance_id, "fill_all") == fill
 
 
