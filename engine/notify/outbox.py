@@ -59,7 +59,11 @@ def deliver_one(session: Session, message_id: int, deliver: Deliverer) -> bool:
     if msg is None:
         return False
     try:
-        deliver(session, msg)
+        # In a savepoint: a statement the database refuses (PostgreSQL then refuses every statement after it) is
+        # undone alone, and the failure can still be noted; unnoted, the message came first in every batch again.
+        with session.begin_nested():
+            deliver(session, msg)
+            session.flush()  # what the delivery wrote is checked here, inside the savepoint
     except Exception as exc:  # any delivery failure is retried later with backoff
         msg.attempts += 1
         msg.last_error = f"{type(exc).__name__}: {exc}"[:2000]

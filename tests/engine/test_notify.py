@@ -143,6 +143,34 @@ def test_a_failing_webhook_is_retried_and_delivered_once(session: Session, facto
         assert len(sink.hooks) == 1
 
 
+def test_a_delivery_the_database_refuses_is_retried_later_and_the_rest_go_out(
+        session: Session, factory: sessionmaker[Session], people: dict[str, Actor],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A deliverer whose statement the database refuses left PostgreSQL's transaction aborted: noting the failure
+    then failed too, the batch stopped there, and the message, never marked, came first again in every batch after
+    it, so nothing behind it was ever delivered."""
+    from sqlalchemy import text
+
+    from engine import jobs
+    original = jobs.DELIVERERS["in_app"]
+
+    def refused(s: Session, msg: OutboxMessage) -> None:
+        if msg.payload.get("title") == "坏":
+            s.execute(text("SELECT * FROM no_such_table"))  # any statement the database refuses
+        original(s, msg)
+
+    monkeypatch.setitem(jobs.DELIVERERS, "in_app", refused)
+    zhang = int(people["zhang"].user_id or 0)
+    notify.send_many(session, [notify.Note(user_id=zhang, kind="info", title="坏", key="bad"),
+                               notify.Note(user_id=zhang, kind="info", title="好", key="good")])
+    session.commit()
+    assert run_outbox(factory) == 1
+    bad = session.scalar(select(OutboxMessage).where(OutboxMessage.dedupe_key.startswith("bad:"))
+                         .execution_options(populate_existing=True))
+    assert bad is not None and bad.delivered_at is None and bad.attempts == 1 and "no_such_table" in (bad.last_error or "")
+    assert session.scalars(select(Notification.title)).all() == ["好"]
+
+
 def test_a_channel_without_an_address_is_skipped(session: Session, factory: sessionmaker[Session],
                                                  people: dict[str, Actor]) -> None:
     li = int(people["li"].user_id or 0)
