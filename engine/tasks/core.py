@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from engine import audit, deploy, runtime
 from engine.errors import (
     AlreadyClaimed,
+    Conflict,
     InstanceNotRunning,
 )
 from engine.org.actors import Actor
@@ -61,10 +62,13 @@ def claim(session: Session, *, task_id: int, actor: Actor) -> HumanTask:
 def unclaim(session: Session, *, task_id: int, actor: Actor) -> HumanTask:
     """Give a claimed task back to its candidates (取消认领).
 
-    Raises: TaskNotFound, TaskAlreadyDone, NotYourTask
+    Raises: TaskNotFound, TaskAlreadyDone, NotYourTask, Conflict (a co-sign task)
     """
     task = get_open(session, task_id)
     task_access.require(session, actor, task, task_access.Op.UNCLAIM)
+    if task.kind == "cosign":  # it has no candidates to go back to: nobody could sign it, the submission would wait
+        raise Conflict("加签任务不能取消认领，请由经办人减签 (a co-sign task cannot be unclaimed: its holder removes "
+                       "the co-signer)", task_id=task_id)
     before = task.assignee_id
     task.assignee_id = None
     if task.delegation_state == "pending":  # an admin releasing a delegated task ends the delegation

@@ -181,6 +181,21 @@ def test_a_co_signer_after_me_cannot_sign_before_i_have_submitted(session: Sessi
     open_task(session, instance, "sign_off")
 
 
+def test_a_co_sign_task_is_not_given_back_to_candidates_it_has_none(session: Session, instance: int,
+                                                                    review_org: dict[str, Actor]) -> None:
+    """取消认领 gives a task back to its candidates; a co-signer's task has none: unclaimed, nobody could sign it,
+    and the holder's submission would wait for it for good. Removing a co-signer is 减签."""
+    review = at_review(session, instance, review_org)
+    [cosign] = operations.add_cosigners(session, task_id=review.id, actor=review_org["fg"], usernames=["zr"],
+                                        position="before")
+    session.commit()
+    with pytest.raises(Conflict) as refused:
+        tasks.unclaim(session, task_id=cosign.id, actor=review_org["admin"])
+    assert "减签" in refused.value.message
+    session.rollback()
+    assert session.get(HumanTask, cosign.id).assignee_id == review_org["zr"].user_id  # type: ignore[union-attr]
+
+
 def test_send_back_to_the_previous_step_and_to_the_applicant(session: Session, instance: int,
                                                              review_org: dict[str, Actor]) -> None:
     review = at_review(session, instance, review_org)
