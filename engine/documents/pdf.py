@@ -173,6 +173,8 @@ def render(doc: Document) -> bytes:
     h2 = ParagraphStyle("h2", fontName=name, fontSize=12, leading=18, spaceBefore=8, spaceAfter=2)
     cell = ParagraphStyle("cell", fontName=name, fontSize=9.5, leading=13)
     small = ParagraphStyle("small", fontName=name, fontSize=8.5, leading=12, textColor=colors.HexColor("#555555"))
+    # splitInRow: a row taller than a page (an opinion of 4000 characters) goes on over the next; unsplit, reportlab
+    # refuses the whole document
     grid = TableStyle([("GRID", (0, 0), (-1, -1), 0.4, colors.HexColor("#999999")),
                        ("VALIGN", (0, 0), (-1, -1), "TOP"),
                        ("BACKGROUND", (0, 0), (0, -1), colors.HexColor("#f3f3f3"))])
@@ -181,7 +183,7 @@ def render(doc: Document) -> bytes:
         story.append(Paragraph(text(doc.number, 200), number))
     if doc.facts:
         facts = Table([[Paragraph(text(k, 200), cell), Paragraph(text(v), cell)] for k, v in doc.facts],
-                      colWidths=[35 * mm, 135 * mm])
+                      colWidths=[35 * mm, 135 * mm], splitInRow=1)
         facts.setStyle(grid)
         story += [facts, Spacer(1, 4 * mm)]
     story += [Paragraph(text(p), body) for p in doc.paragraphs]
@@ -192,7 +194,7 @@ def render(doc: Document) -> bytes:
         rows = _field_rows(sec.fields) + [("审批意见", o) for o in sec.opinions]
         if rows:
             table = Table([[Paragraph(text(k, 200), cell), Paragraph(text(v), cell)] for k, v in rows],
-                          colWidths=[45 * mm, 125 * mm], repeatRows=0)
+                          colWidths=[45 * mm, 125 * mm], repeatRows=0, splitInRow=1)
             table.setStyle(grid)
             block.append(table)
         if sec.note:

@@ -188,6 +188,22 @@ def test_the_pdf_embeds_the_chinese_font_and_escapes_values(tmp_path: Path) -> N
     assert "<script>alert(1)</script>" in words and "<font size=80>同意</font>" in words  # shown as text
 
 
+@pytest.mark.parametrize("long", ["同意\n" * 600, "审" * 4000, "x" * 4000, "a\n" * 1999])
+def test_a_value_taller_than_a_page_flows_onto_the_next(long: str, tmp_path: Path) -> None:
+    """An applicant's note or a department's opinion within the forms' limits (2000, 4000 characters) made a table row
+    taller than a page: reportlab refused it (LayoutError), and the 审批单 and the certificate were a 500 for good."""
+    body = pdf.render(pdf.Document(title="联合意见书", facts=[("项目", long)], sections=[
+        pdf.Section("发展和改革局", fields=[formtext.Field("note", "说明", long)], opinions=[long, "同意"])],
+        seal=pdf.Seal(["发展和改革局"], "2026年3月2日")))
+    assert body.startswith(b"%PDF")
+    if shutil.which("pdftotext") is None:
+        pytest.skip("poppler-utils (pdftotext) is not installed: make system-packages")
+    path = tmp_path / "doc.pdf"
+    path.write_bytes(body)
+    words = subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True, check=True).stdout
+    assert "盖章处" in words and words.count("第") >= 2  # pages after the first, and the seal at the end
+
+
 def test_a_missing_font_is_refused_naming_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JZFLOW_PDF_FONT", "/nonexistent/font.ttf")
     with pytest.raises(pdf.FontMissing, match="JZFLOW_PDF_FONT"):
