@@ -1,6 +1,7 @@
 """Flask app factory: configuration, extensions, blueprints; errors translated once."""
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,6 +20,7 @@ from web.extensions import SECURITY_HEADERS, babel, csrf, limiter, login_manager
 from web.sessions import CookieSessions
 
 LANGUAGES = ("zh", "en")
+log = logging.getLogger(__name__)
 
 
 def _locale() -> str:
@@ -58,6 +60,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     if test_config:
         app.config.from_mapping(test_config)
     _secure(app, settings)
+    if not settings.public_url and not str(app.config["DATABASE_URL"]).startswith("sqlite"):
+        log.warning("JZFLOW_PUBLIC_URL is unset: links that leave the site (e-mails, the verification link and QR code "
+                    "of issued documents, the single sign-on callback) follow the Host header a request names; set it "
+                    "to the address users reach the site at")
     engine = make_engine(app.config["DATABASE_URL"])
     app.extensions["jzflow.engine"] = engine
     app.extensions["jzflow.sessionmaker"] = make_sessionmaker(engine)

@@ -4,6 +4,7 @@ applicant and an uninvolved department get 403; hostile submitted values are esc
 guessed codes are answered clearly and limited per address like logins."""
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 import subprocess
@@ -30,7 +31,7 @@ from tests.processes.test_parallel_approval import (  # noqa: F401 (fixtures use
     review,
 )
 from tests.steps import do, only_task
-from tests.web.conftest import PASSWORD, PASSWORD_HASH, csrf_of
+from tests.web.conftest import PASSWORD, PASSWORD_HASH, app_on, csrf_of
 from web import create_app, links
 
 HOSTILE = "<script>alert('jz')</script><img src=x onerror=alert(1)>"
@@ -258,3 +259,19 @@ def test_a_public_address_with_a_path_is_joined_once(app: Flask, monkeypatch: py
     monkeypatch.setenv("JZFLOW_PUBLIC_URL", public_url)
     with app.test_request_context("/", base_url=f"http://10.0.0.5:8000{mounted}", headers={"Host": "evil.example"}):
         assert links.external_url("documents.verify", code="ABC") == expected
+
+
+def test_a_server_on_postgresql_without_a_public_address_says_so_at_start(
+        db_url: str, session: Session, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """Without JZFLOW_PUBLIC_URL the links that leave the site follow the Host header: fine on a laptop, not on a
+    city's server, which is told at start."""
+    monkeypatch.delenv("JZFLOW_PUBLIC_URL", raising=False)
+    with caplog.at_level(logging.WARNING, logger="web"):
+        next(app_on(db_url, session))
+    warned = [r.getMessage() for r in caplog.records if "JZFLOW_PUBLIC_URL" in r.getMessage()]
+    assert bool(warned) == db_url.startswith("postgresql"), warned
+    caplog.clear()
+    monkeypatch.setenv("JZFLOW_PUBLIC_URL", "https://jzflow.jiaozhou.gov.cn")
+    with caplog.at_level(logging.WARNING, logger="web"):
+        next(app_on(db_url, session))
+    assert not [r for r in caplog.records if "JZFLOW_PUBLIC_URL" in r.getMessage()]
