@@ -42,7 +42,7 @@ class NumberRule:
 
 
 def check_template(name: str, template: str) -> NumberRule:
-    """Return the rule if its template names only {year} and {seq} (with an integer format) and {seq} once.
+    """Return the rule if its template names only {year} and {seq} (with an integer format), {seq} once, and {year}.
 
     Raises: InvalidInput naming the rule
     """
@@ -66,6 +66,8 @@ def check_template(name: str, template: str) -> NumberRule:
         seen.append(field_name)
     if seen.count("seq") != 1:
         raise bad("须恰好包含一个 {seq}")
+    if "year" not in seen:  # the sequence starts again each year: without the year, its numbers would repeat
+        raise bad("须包含 {year}：序号每年从1重新开始，没有年份的编号会重复")
     return NumberRule(name, template)
 
 

@@ -53,6 +53,8 @@ def test_a_rule_formats_prefix_year_and_padded_sequence() -> None:
 
 
 @pytest.mark.parametrize("template", ["", "无序号", "{seq}{seq}", "{year}", "{seq.__class__}", "{seq[0]}",
+                                      "胶审〔2025〕{seq:04d}号", "胶审{seq:04d}号",  # the sequence restarts each year
+
                                       "{other}{seq}", "{seq!r}", "{seq:>99}", "{seq:099d}", "{seq", "x" * 101])
 def test_a_bad_template_is_refused_naming_the_rule(template: str) -> None:
     with pytest.raises(InvalidInput) as caught:
@@ -63,7 +65,7 @@ def test_a_bad_template_is_refused_naming_the_rule(template: str) -> None:
 def test_the_environment_overrides_a_rule(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JZFLOW_NUMBER_RULES", '{"cert": "青审[{year}]{seq:05d}"}')
     assert numbering.rule("cert", "胶审〔{year}〕{seq:04d}号").format(2026, 3) == "青审[2026]00003"
-    assert numbering.rule("other", "A{seq}").format(2026, 3) == "A3"
+    assert numbering.rule("other", "A{year}-{seq}").format(2026, 3) == "A2026-3"
     monkeypatch.setenv("JZFLOW_NUMBER_RULES", "not json")
     with pytest.raises(InvalidInput, match="JZFLOW_NUMBER_RULES"):
         numbering.rule("cert", "A{seq}")
