@@ -12,12 +12,18 @@ by ``for`` or a comprehension; a monotonic deadline checked at each tick. Size g
 refuse, before they allocate: ``range()`` longer than MAX_ITEMS, ``int ** int``, ``int * int`` and ``<<``
 results above MAX_INT_BITS, str/bytes/list/tuple repetition and concatenation (``+``, ``+=``, ``*``,
 ``extend``) and joins above MAX_ITEMS, pads (``ljust``/``rjust``/``center``/``zfill``), ``replace``,
-``expandtabs``, and format widths and precisions (``%`` formatting, f-string specs, ``strftime``) above
-MAX_WIDTH.
+``expandtabs``, ``translate``, ``encode``, ``hex``, ``to_bytes``, ``sum()`` of lists, format widths and
+precisions (``%`` formatting, f-string specs, ``strftime``) above MAX_WIDTH, Decimals formatted in fixed
+point; conversions to int past MAX_INT_BITS (``int()``, ``round()``, ``from_bytes``, ``'%d'``);
+``pow(a, b, mod)`` with operands past MAX_POW_MOD_BITS; codecs other than engine.limits.TEXT_CODECS.
+Data written back that the serializer would expand past MAX_ITEMS values (a list held twice is written
+twice) is refused too.
 
 Not covered, because one C-level step is never interrupted: ``sorted``/``sum`` over large existing
 data, many allocations each under the caps. The per-process memory ceiling (JZFLOW_MEMORY_LIMIT_MB,
-engine.memory) turns those into a MemoryError, which the runtime records as an incident.
+engine.memory) turns those into a MemoryError, which the runtime records as an incident. Not covered
+at all yet: ``==`` and ``hash()`` on lists or tuples holding one another many times over (``a = [a, a]``
+forty times: 2⁴⁰ comparisons that allocate nothing).
 """
 
 from __future__ import annotations
@@ -105,9 +111,13 @@ _safer_getattr: Final = functools.partial(Guards.safer_getattr, default=Guards.r
 
 def _getattr(ob: Any, name: str, *default: Any) -> Any:
     """Get an attribute like RestrictedPython's safer_getattr; allocating str/list methods come size-checked."""
+    ob = _UNWRAPPED.get(ob, ob) if isinstance(ob, type) else ob  # str.ljust, int.from_bytes: the real type's
     value = _safer_getattr(ob, name, *default)
     guarded = limits.guarded_method(ob, name)
     return value if guarded is None else guarded
+
+
+_UNWRAPPED: Final[Mapping[object, type]] = {limits.CheckedInt: int, limits.CheckedStr: str}
 
 
 def _range(*args: int) -> range:
@@ -156,7 +166,8 @@ _UNSAFE_BUILTINS: Final = {"setattr", "delattr", "BaseException", "SystemExit", 
                            "GeneratorExit"}
 _BUILTINS: Final[dict[str, object]] = {
     **{k: v for k, v in Guards.safe_builtins.items() if k[0] != "_" and k not in _UNSAFE_BUILTINS},
-    "range": _range, "pow": limits.power, "sum": sum, "min": min, "max": max, "sorted": sorted, "any": any,
+    "range": _range, "pow": limits.power, "int": limits.CheckedInt, "str": limits.CheckedStr,
+    "round": limits.to_round, "sum": limits.checked_sum, "min": min, "max": max, "sorted": sorted, "any": any,
     "all": all, "enumerate": enumerate, "zip": zip, "reversed": reversed, "list": list, "dict": dict,
     "set": set, "frozenset": frozenset, "tuple": tuple,
 }
@@ -173,17 +184,34 @@ _BASE_GLOBALS: Final[dict[str, object]] = {
 _PLAIN_SCALARS: Final = (str, int, float, bool, type(None), Decimal, date)  # datetime is a date
 
 
-def _is_plain(value: object, depth: int = 0) -> bool:
-    """Tell whether value is data the serializer can store."""
+class _NotPlain(Exception):
+    """A value the serializer cannot store (or a self-containing list)."""
+
+
+def _expanded_size(value: object, sizes: dict[int, int], path: set[int], depth: int = 0) -> int:
+    """Count the values value holds as the serializer writes them out: a list held twice is written twice.
+
+    ``sizes`` remembers containers already counted, so ``a = [a, a]`` 22 times is counted in 22 steps, not
+    4 million (the serializer would expand it exponentially, in one step no budget interrupts).
+
+    Raises: _NotPlain, BudgetExceeded (more than MAX_ITEMS values)
+    """
     if isinstance(value, _PLAIN_SCALARS):
-        return True
-    if depth >= _MAX_DEPTH:
-        return False
-    if isinstance(value, dict):
-        return all(_is_plain(k, _MAX_DEPTH) and _is_plain(v, depth + 1) for k, v in value.items())
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return all(_is_plain(v, depth + 1) for v in value)
-    return False
+        return 1
+    if depth >= _MAX_DEPTH or id(value) in path or not isinstance(value, (dict, list, tuple, set, frozenset)):
+        raise _NotPlain
+    known = sizes.get(id(value))
+    if known is not None:
+        return known
+    if isinstance(value, dict) and not all(isinstance(k, _PLAIN_SCALARS) for k in value):
+        raise _NotPlain
+    path.add(id(value))
+    size = 1 + sum(_expanded_size(v, sizes, path, depth + 1)
+                   for v in (value.values() if isinstance(value, dict) else value))
+    path.discard(id(value))
+    limits.check_size(size, "脚本写回的数据 (data the script writes back)")
+    sizes[id(value)] = size
+    return size
 
 
 # -- SpiffWorkflow glue -------------------------------------------------------------------------
@@ -246,18 +274,23 @@ class SandboxEnvironment(BasePythonScriptEngineEnvironment):  # type: ignore[mis
         if budget.tripped:  # the script caught BudgetExceeded and carried on, or the block's budget is spent
             raise BudgetExceeded("script ran out of its budget")
         updates: dict[str, Any] = {}
+        sizes: dict[int, int] = {}
+        total = 0
         for name in compiled.names:
             if name.startswith("_") or name in SAFE_GLOBALS or name in external:
                 continue
             value = scope.get(name, _GONE)
             if value is _GONE or callable(value) or isinstance(value, types.ModuleType):
                 updates[name] = _GONE  # deleted, or a function: dropped, as TaskDataEnvironment does
-            elif _is_plain(value):
-                updates[name] = value
-            else:
+                continue
+            try:
+                total += _expanded_size(value, sizes, set())
+            except _NotPlain:
                 raise TypeError(f"script variable '{name}' holds a {type(value).__name__}, which cannot "
                                 "be stored in task data; use str, int, float, bool, None, Decimal, date, "
-                                "datetime, list, dict, tuple or set")
+                                "datetime, list, dict, tuple or set") from None
+            limits.check_size(total, "脚本写回的数据 (data the script writes back)")
+            updates[name] = value
         for name, value in updates.items():
             if value is _GONE:
                 context.pop(name, None)

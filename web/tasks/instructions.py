@@ -6,8 +6,9 @@ line breaks and `**bold**` (added after escaping). A broken template shows its s
 
 Budget (Trust I hole 4): every item a `{% for %}` draws and every call counts as a step, and the
 clock is checked at each step, so nested loops with no output stop after MAX_STEPS or MAX_SECONDS.
-Operations that allocate in one step (`*`, `**`, `%`, `+`, `~`, pads, `format`, `replace`, `join`,
-`center`, `indent`, `batch`, `slice`) are size-checked first by engine.limits.
+Operations that allocate or compute in one step (`*`, `**`, `%`, `+`, `~`, pads, `format`, `replace`, `join`,
+`center`, `indent`, `batch`, `slice`, `int`, `round`, `translate`, `encode`, Decimals in fixed point) are
+checked first by engine.limits; `lipsum` and `sum` of lists are not offered.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from typing import Any
 
 from jinja2 import nodes
 from jinja2.runtime import markup_join, str_join
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedFormatter
 from jinja2.utils import pass_eval_context
 from jinja2.visitor import NodeTransformer
 from markupsafe import Markup, escape
@@ -115,6 +116,21 @@ def _replace(value: Any, old: Any = "", new: Any = "", count: Any = None) -> Non
     limits.check_replace(str(value), str(old), str(new), count)
 
 
+def _int(value: Any, default: Any = 0, base: Any = 10) -> None:
+    limits.check_int(value, base)
+
+
+def _round(value: Any, precision: Any = 0, method: Any = "common") -> None:
+    limits.check_width(abs(precision) if isinstance(precision, int) else precision, "round precision")
+    if method != "common":  # math.ceil/floor make an int of every digit
+        limits.check_integral(value, "round()")
+
+
+def _sum(value: Any, attribute: Any = None, start: Any = 0) -> None:
+    if isinstance(start, (list, tuple)):  # sum() copies the growing list at every item: quadratic, in C
+        raise limits.BudgetExceeded("说明模板不支持列表求和 (sum() of lists is not offered in instructions)")
+
+
 def _join(value: Any, d: Any = "", attribute: Any = None) -> None:
     if isinstance(value, (list, tuple)):
         limits.check_size(len(value) * len(str(d)) + sum(len(v) if isinstance(v, str) else 64 for v in value), "join")
@@ -132,8 +148,10 @@ class _Environment(ImmutableSandboxedEnvironment):
         self.filters["jz_meter"] = _meter
         self.filters["jz_concat"] = _concat
         for name, check in (("center", _width), ("indent", _indent), ("batch", _count), ("slice", _count),
-                            ("format", _format), ("replace", _replace), ("join", _join)):
+                            ("format", _format), ("replace", _replace), ("join", _join), ("int", _int),
+                            ("round", _round), ("sum", _sum)):
             self.filters[name] = _checked(self.filters[name], check)
+        del self.globals["lipsum"]  # lipsum(100000) writes 44 million characters in one call
 
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
         tree = super()._parse(source, name, filename)
@@ -157,10 +175,11 @@ class _Environment(ImmutableSandboxedEnvironment):
         if sandboxed is None:
             return None
         fmt, is_map = str(value.__self__), value.__name__ == "format_map"
+        get_field = SandboxedFormatter(self).get_field  # resolves `{0.real:f}` as the format will
 
         def checked(*args: Any, **kwargs: Any) -> str:
             mapping = args[0] if is_map and args and isinstance(args[0], Mapping) else kwargs
-            limits.check_format_string(fmt, () if is_map else args, dict(mapping))
+            limits.check_format_string(fmt, () if is_map else args, dict(mapping), get_field)
             result: str = sandboxed(*args, **kwargs)
             return result
         return checked
