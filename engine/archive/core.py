@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Table, delete, exists, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.attributes import set_committed_value
 
 from engine import audit, clock
 from engine.archive.mirror import table_of
@@ -139,6 +140,18 @@ def tasks_of(session: Session, instance_id: int) -> list[HumanTask]:
     return rows
 
 
+def task(session: Session, task_id: int) -> HumanTask | None:
+    """Return one archived step as a detached, read-only row with its candidates (None: no archived step has the id)."""
+    row = session.execute(select(archived_tasks).where(archived_tasks.c.id == task_id)).mappings().first()
+    if row is None:
+        return None
+    found = HumanTask(**dict(row))
+    candidates = [TaskCandidate(**dict(c)) for c in session.execute(
+        select(archived_candidates).where(archived_candidates.c.task_id == task_id)).mappings()]
+    set_committed_value(found, "candidates", candidates)  # as loaded, never to be written
+    return found
+
+
 def involved(instance_id: Any, actor: Actor) -> ColumnElement[bool]:
     """SQL: the actor held, handled, owned or could claim one of the instance's archived steps (visibility)."""
     uid = actor.user_id if actor.user_id is not None else -1
@@ -151,4 +164,4 @@ def involved(instance_id: Any, actor: Actor) -> ColumnElement[bool]:
         archived_tasks.c.owner_id == uid, candidate))
 
 
-__all__ = ["ENDED", "MIRRORS", "Report", "archive_batch", "count_due", "cutoff", "involved", "run", "tasks_of"]
+__all__ = ["ENDED", "MIRRORS", "Report", "archive_batch", "count_due", "cutoff", "involved", "run", "task", "tasks_of"]

@@ -10,12 +10,13 @@ from outside (`access.is_external`) sees only what they submitted themselves —
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine import clock, runtime
+from engine.archive import core as archive
 from engine.audit.models import AuditEvent
 from engine.errors import Forbidden, InstanceNotFound
 from engine.org.actors import Actor
@@ -56,11 +57,18 @@ def _events(session: Session, instance_id: int) -> dict[int, AuditEvent]:
     return found
 
 
+def _finished(task: HumanTask) -> tuple[bool, datetime, int]:
+    """Order finished steps by when they finished, then id (a step with no time last)."""
+    at = task.completed_at
+    return at is None, clock.as_utc(at) if at is not None else datetime.min.replace(tzinfo=UTC), task.id
+
+
 def _load(session: Session, instance: ProcessInstance, *, only_by: int | None = None,
           task_ids: set[int] | None = None) -> list[Submission]:
-    rows = list(session.scalars(select(HumanTask).where(HumanTask.instance_id == instance.id,
-                                                        HumanTask.state == "completed")
-                                .order_by(HumanTask.completed_at, HumanTask.id)))
+    # Hot and archived steps alike: archiving moves an ended instance's steps out of human_task, and its 审批单
+    # must read as before (its opinions, audit events and form files stay where they are).
+    steps = archive.tasks_of(session, instance.id)
+    rows = sorted((t for t in steps if t.state == "completed"), key=_finished)
     if only_by is not None:
         rows = [r for r in rows if r.completed_by_id == only_by]
     if task_ids is not None:
@@ -75,8 +83,7 @@ def _load(session: Session, instance: ProcessInstance, *, only_by: int | None = 
         row = next(r for r in rows if r.id == c.task_id)
         if c.author_id == row.completed_by_id or row.completed_by_id is None:
             opinions.setdefault(c.task_id or 0, []).append(c.body)
-    later = {(t.task_guid, t.id) for t in session.scalars(select(HumanTask).where(
-        HumanTask.instance_id == instance.id, HumanTask.kind == "bpmn"))}
+    later = {(t.task_guid, t.id) for t in steps if t.kind == "bpmn"}
     files = runtime.version_info(session, instance.version_id).files
     users = UserNames().load(session, [r.completed_by_id for r in rows])
     result = []

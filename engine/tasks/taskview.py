@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine import deploy, runtime
+from engine.archive import core as archive
 from engine.errors import Forbidden, TaskNotFound
 from engine.org.actors import Actor
 from engine.org.models import User
@@ -62,10 +63,18 @@ def get_visible(session: Session, actor: Actor, task_id: int) -> HumanTask:
     task = session.get(HumanTask, task_id)
     if task is None:
         raise lookup.missing(session, task_id)
+    return _require_visible(session, actor, task)
+
+
+def _require_visible(session: Session, actor: Actor, task: HumanTask) -> HumanTask:
+    """Refuse unless the actor may see the task, hot or archived (the same rules for both); return it.
+
+    Raises: Forbidden
+    """
     if task.assignee_id == actor.user_id or task.owner_id == actor.user_id or lookup.is_candidate(task, actor):
         return task
     if not task_access.allows(task_access.Op.VIEW, task_access.relations(session, actor, task)):
-        raise Forbidden("无权查看此任务 (not allowed to view this task)", task_id=task_id)
+        raise Forbidden("无权查看此任务 (not allowed to view this task)", task_id=task.id)
     return task
 
 
@@ -116,8 +125,7 @@ def load(session: Session, actor: Actor, task_id: int) -> TaskPage:
                     current=states.current, completed=states.completed,
                     history=timeline.timeline(session, instance.id, with_details=False,
                                                     public=access.is_external(session, actor), public_for=actor.user_id))
-    page.attachments = list(session.scalars(select(Attachment).where(Attachment.instance_id == instance.id)
-                                            .order_by(Attachment.created_at, Attachment.id)))
+    page.attachments = attachments(session, instance.id)
     if task.kind == "bpmn":
         page.cosigners = list(session.scalars(select(HumanTask).where(
             HumanTask.parent_task_id == task.id, HumanTask.kind == "cosign").order_by(HumanTask.id)))
@@ -153,12 +161,24 @@ def form_texts(session: Session, task: HumanTask, version_id: int | None = None,
     return schema, texts[1]
 
 
+def attachments(session: Session, instance_id: int) -> list[Attachment]:
+    """Return the instance's attachments, oldest first (their content not loaded); the caller checked access."""
+    return list(session.scalars(select(Attachment).where(Attachment.instance_id == instance_id)
+                                .order_by(Attachment.created_at, Attachment.id)))
+
+
 def attachment(session: Session, actor: Actor, task_id: int, attachment_id: int) -> Attachment:
     """Return an attachment of the task's instance, content loaded, after the access check.
 
+    An archived step's page is gone (InstanceArchived), but the files of its instance stay in their table: they are
+    served to whoever could see the step before, by the same rules applied to its archived row and candidates.
+
     Raises: TaskNotFound, Forbidden
     """
-    task = get_visible(session, actor, task_id)
+    task = session.get(HumanTask, task_id) or archive.task(session, task_id)
+    if task is None:
+        raise TaskNotFound(f"任务不存在: {task_id}", task_id=task_id)
+    _require_visible(session, actor, task)
     found = session.get(Attachment, attachment_id)
     if found is None or found.instance_id != task.instance_id:
         raise TaskNotFound(f"附件不存在: {attachment_id}", attachment_id=attachment_id)
@@ -179,4 +199,5 @@ def diagram_xml(session: Session, actor: Actor, task_id: int) -> str:
     return text
 
 
-__all__ = ["Abilities", "TaskPage", "abilities", "attachment", "diagram_xml", "form_texts", "get_visible", "load"]
+__all__ = ["Abilities", "TaskPage", "abilities", "attachment", "attachments", "diagram_xml", "form_texts", "get_visible",
+           "load"]

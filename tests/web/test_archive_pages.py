@@ -1,9 +1,13 @@
 """An archived instance on the web: its page and its audit page still show its finished steps; changes are refused."""
 from __future__ import annotations
 
+import shutil
+import subprocess
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
@@ -12,7 +16,8 @@ from engine import clock, tasks
 from engine.archive import core as archive
 from engine.org.actors import actor_for
 from engine.runtime.models import ProcessInstance
-from engine.tasks.models import archived_tasks
+from engine.tasks import operations, submissions
+from engine.tasks.models import HumanTask, archived_tasks
 from tests.web.flows import db, deploy_good, open_task, post, started_review
 
 Login = Callable[[str], FlaskClient]
@@ -63,3 +68,121 @@ def test_an_archived_instance_stays_readable_and_refuses_changes(app: Flask, log
     assert refused.status_code == 409 and "已归档" in refused.get_data(as_text=True)
     with db(app) as s:
         assert s.scalar(select(ProcessInstance.status).where(ProcessInstance.id == row.id)) == "completed"
+
+
+# --- what archiving must not take away: the 审批单, the submitted steps, the attachments ---------------------------
+
+def _finish_with_attachment(app: Flask, instance_id: int) -> tuple[int, int]:
+    """Finish the review (rejected at 受理), a file attached on the 受理 step; return that step's and the file's ids."""
+    attachment_id = task_id = 0
+    for bpmn_id, username, data in (("submit_application", "applicant", APPLICATION),
+                                    ("accept", "window", {"decision": "reject"})):
+        task = open_task(app, instance_id, bpmn_id)
+        with db(app) as s:
+            actor = actor_for(s, username)
+            tasks.claim(s, task_id=task.id, actor=actor)
+            if bpmn_id == "accept":
+                attachment_id = operations.attach(s, instance_id=instance_id, actor=actor, name="受理材料.txt",
+                                                  content=b"materials", content_type="text/plain", task_id=task.id).id
+                task_id = task.id
+            tasks.complete(s, task_id=task.id, actor=actor, data=data, opinion=f"{username}的意见")
+    return task_id, attachment_id
+
+
+def _archive(app: Flask) -> None:
+    clock.advance(timedelta(days=400))
+    assert archive.run(app.extensions["jzflow.sessionmaker"], after_days=365, batch=10).moved == 1
+
+
+def _pdf_words(body: bytes, tmp_path: Path) -> str:
+    if shutil.which("pdftotext") is None:
+        pytest.skip("poppler-utils is not installed: make system-packages")
+    path = tmp_path / "sheet.pdf"
+    path.write_bytes(body)
+    return subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True, check=True).stdout
+
+
+def test_the_approval_sheet_of_an_archived_instance_keeps_its_steps(app: Flask, login: Login, frozen: object,
+                                                                    tmp_path: Path) -> None:
+    deploy_good(app)
+    row = started_review(app, login("applicant"))
+    _finish_with_attachment(app, row.id)
+    window = login("window")
+    before = window.get(f"/instances/{row.id}/sheet").get_data(as_text=True)
+    assert "window的意见" in before and "一窗受理" in before and "尚无已办结的步骤" not in before
+    _archive(app)
+    page = window.get(f"/instances/{row.id}/sheet")
+    text = page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert "尚无已办结的步骤" not in text and "window的意见" in text and "一窗受理" in text and "提交项目申请" in text
+    pdf = window.get(f"/instances/{row.id}/sheet.pdf")
+    assert pdf.status_code == 200
+    words = _pdf_words(pdf.data, tmp_path)
+    assert "window的意见" in words and "一窗受理" in words and "提交项目申请" in words, words
+
+
+def test_the_instance_pages_submitted_steps_survive_archiving(app: Flask, login: Login, frozen: object) -> None:
+    deploy_good(app)
+    applicant = login("applicant")
+    row = started_review(app, applicant)
+    _finish_with_attachment(app, row.id)
+    window = login("window")
+
+    def section(client: FlaskClient) -> str:
+        html = client.get(f"/instances/{row.id}").get_data(as_text=True)
+        return html.split('id="approval-sheet"', 1)[1].split("</section>", 1)[0]
+
+    before, own_before = section(window), section(applicant)
+    assert "window的意见" in before and "提交项目申请" in own_before  # the applicant sees their own step
+    _archive(app)
+    assert section(window) == before
+    assert section(applicant) == own_before
+    with db(app) as s:  # the applicant's own submitted steps, as the engine hands them to pages and layouts
+        steps = submissions.for_instance(s, actor_for(s, "applicant"), row.id)
+    assert [step.bpmn_id for step in steps] == ["submit_application"]
+    assert steps[0].fields and not steps[0].superseded
+
+
+def test_an_archived_instances_attachment_can_still_be_downloaded(app: Flask, login: Login, frozen: object) -> None:
+    deploy_good(app)
+    row = started_review(app, login("applicant"))
+    task_id, attachment_id = _finish_with_attachment(app, row.id)
+    window, applicant = login("window"), login("applicant")
+    path = f"/tasks/{task_id}/attachments/{attachment_id}"
+    first = window.get(path)
+    assert first.status_code == 200 and first.data == b"materials"
+    _archive(app)
+    with db(app) as s:
+        assert s.scalar(select(HumanTask.id).where(HumanTask.id == task_id)) is None
+    for client in (window, applicant):  # who handled the step; who started the instance
+        response = client.get(path)
+        assert response.status_code == 200, response.status_code
+        assert response.data == b"materials"
+        assert response.headers["Content-Disposition"] == first.headers["Content-Disposition"]
+        assert response.headers["Content-Type"] == first.headers["Content-Type"]
+    page = window.get(f"/instances/{row.id}").get_data(as_text=True)  # the task page is gone: listed here
+    assert "受理材料.txt" in page and path in page
+    assert window.get(f"/tasks/{task_id}/attachments/{attachment_id + 999}").status_code == 404
+
+
+def test_who_could_not_see_the_instance_still_cannot_download_its_archived_attachment(
+        app: Flask, login: Login, frozen: object) -> None:
+    deploy_good(app)
+    row = started_review(app, login("applicant"))
+    task_id, attachment_id = _finish_with_attachment(app, row.id)
+    other = started_review(app, login("applicant"), business_key="JZ-2025-002")  # still running: not archived
+    path = f"/tasks/{task_id}/attachments/{attachment_id}"
+    strangers = [login("boss"), login("fg")]
+    for client in strangers:
+        assert client.get(path).status_code == 403
+    _archive(app)
+    for client in strangers:
+        response = client.get(path)
+        assert response.status_code == 403, response.status_code
+        assert b"materials" not in response.data
+        assert "受理材料" not in client.get(f"/instances/{row.id}").get_data(as_text=True)
+    # An archived step's id does not open another instance's file, nor a live step's id an archived instance's.
+    live_task = open_task(app, other.id, "submit_application")
+    window = login("window")
+    assert window.get(f"/tasks/{live_task.id}/attachments/{attachment_id}").status_code in (403, 404)
+    assert login("applicant").get(f"/tasks/{live_task.id}/attachments/{attachment_id}").status_code == 404

@@ -12,7 +12,7 @@ from engine import documents, runtime
 from engine.errors import Forbidden, InstanceNotFound, NotFound
 from engine.org.actors import Actor
 from engine.runtime import instances, timeline
-from engine.tasks import access, queries, submissions
+from engine.tasks import access, queries, submissions, taskview
 from web import downloads, links
 from web.common import commit, current_actor, db_session
 from web.instances import labels
@@ -79,7 +79,9 @@ def show(instance_id: int) -> ResponseReturnValue:
         tasks=task_rows, users=users, incidents=timeline.incidents(session, instance_id),
         labels=labels, is_admin=actor.is_admin, task_url=links.task_url, related=links.instance_links(instance_id),
         diagram_url=url_for("instances.diagram", instance_id=instance_id), steps=steps, external=external,
-        issued=documents.for_instance(session, instance_id))
+        issued=documents.for_instance(session, instance_id),
+        # An archived instance's task pages are gone: its files are listed here (served by the task route).
+        attachments=taskview.attachments(session, instance_id) if instance.archived_at is not None else None)
 
 
 @bp.get("/instances/<int:instance_id>/diagram.bpmn")
