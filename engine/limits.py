@@ -253,7 +253,7 @@ def check_format_string(fmt: str, args: Iterable[Any], kwargs: dict[str, Any],
         if get_field is not None and field is not None and spec and conversion is None:
             try:
                 value = get_field(field, args, kwargs)[0]
-            except Exception:  # noqa: S112  # format() itself raises the same error
+            except Exception:  # noqa: S112  # nosec B112 # format() itself raises the same error
                 continue
             check_number_format(value, re.sub(r"\{[^}]*\}", str(MAX_WIDTH), spec))
     if nested:
