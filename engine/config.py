@@ -34,6 +34,7 @@ class Settings:
     sweep_batch: int = 100
     timer_max_days: int = 3660
     max_state_kb: int = 2048
+    max_multi_instance: int = 500  # instances one multi-instance may make (a city has ~46 units, ~66 indicators)
     memory_limit_mb: int = 2048
     instance_cache_size: int = 500  # hot-instance cache: workflows kept per process (0: off)
     instance_cache_mb: int = 256  # … and their approximate memory
@@ -76,6 +77,7 @@ class Settings:
 _KEYS = ("JZFLOW_INSTANCE_DIR", "JZFLOW_DATABASE_URL", "JZFLOW_REDIS_URL", "JZFLOW_SECRET_KEY",
          "JZFLOW_SCRIPT_TIME_LIMIT", "JZFLOW_SCRIPT_FUEL", "JZFLOW_TIMER_SWEEP_SECONDS", "JZFLOW_OUTBOX_SECONDS",
          "JZFLOW_SWEEP_BATCH", "JZFLOW_TIMER_MAX_DAYS", "JZFLOW_MAX_STATE_KB", "JZFLOW_MEMORY_LIMIT_MB",
+         "JZFLOW_MAX_MULTI_INSTANCE",
          "JZFLOW_AUDIT_KEY", "JZFLOW_AUDIT_ANCHOR", "JZFLOW_AUDIT_SEAL_SECONDS",
          "JZFLOW_TRUSTED_PROXIES", "JZFLOW_LOGIN_ACCOUNT_FAILURES", "JZFLOW_LOGIN_ADDRESS_FAILURES",
          "JZFLOW_LOGIN_WINDOW_SECONDS", "JZFLOW_LOG_FORMAT", "JZFLOW_LOG_LEVEL", "JZFLOW_METRICS_TOKEN",
@@ -135,6 +137,7 @@ def _load(_env: tuple[str | bytes | None, ...], _cwd: str) -> Settings:
         sweep_batch=whole("JZFLOW_SWEEP_BATCH", 100, least=1),
         timer_max_days=whole("JZFLOW_TIMER_MAX_DAYS", 3660, least=1),
         max_state_kb=whole("JZFLOW_MAX_STATE_KB", 2048, least=1),
+        max_multi_instance=whole("JZFLOW_MAX_MULTI_INSTANCE", 500, least=1),
         memory_limit_mb=whole("JZFLOW_MEMORY_LIMIT_MB", 2048),
         instance_cache_size=whole("JZFLOW_INSTANCE_CACHE_SIZE", 500),
         instance_cache_mb=whole("JZFLOW_INSTANCE_CACHE_MB", 256),

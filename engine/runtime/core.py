@@ -39,7 +39,7 @@ from engine.runtime.models import (
     ProcessVersion,
 )
 from engine.runtime.running import Running
-from engine.spiff import guards, sandbox, serializer, timers
+from engine.spiff import fanout, guards, sandbox, serializer, timers
 from engine.spiff import workflow as spiff
 from engine.spiff.workflow import Task, Workflow, find_task
 from engine.tasks.models import HumanTask, is_open
@@ -189,6 +189,8 @@ def open_incident(session: Session, running: Running, exc: BaseException, actor:
         kind = "timer_error"
     elif any(isinstance(e, guards.TaskTreeTooDeep) for e in chain):
         kind = "tree_too_deep"
+    elif any(isinstance(e, fanout.TooManyInstances) for e in chain):
+        kind = "too_many_instances"
     elif any(isinstance(e, sandbox.SandboxViolation) or spiff.is_spiff_error(e) for e in chain):
         kind = "script_error"
     task = getattr(exc, "task", None)

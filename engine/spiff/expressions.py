@@ -2,7 +2,9 @@
 
 All of them are Python run under the sandbox (docs/architecture.md), so each is compiled here with the
 sandbox's compiler and refused with its element id and line if it does not compile. UNIQUE
-decision tables are searched for inputs that two rules both match.
+decision tables are searched for inputs that two rules both match. A literal loopCardinality must be a
+whole number, and it and a loopMaximum no larger than JZFLOW_MAX_MULTI_INSTANCE (engine.spiff.fanout counts the
+rest when they run).
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from typing import Any
 from lxml import etree
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 
+from engine import config
 from engine.errors import DeployProblem
 from engine.spiff import sandbox, timers
 
@@ -124,11 +127,40 @@ def _check_bpmn(file: str, root: etree._Element, services: Collection[str] | Non
         for el in mi:
             name = _local(el)
             if name in ("loopCardinality", "completionCondition") and _text(el):
-                if (p := _compile(file, el, _text(el), "expression", name)) is not None:
+                p = _compile(file, el, _text(el), "expression", name)
+                if p is None and name == "loopCardinality":
+                    p = _check_cardinality(file, el, _text(el))
+                if p is not None:
                     yield p
             elif name in ("loopDataInputRef", "loopDataOutputRef") and _text(el) and not _text(el).isidentifier():
                 yield DeployProblem(file, f"{name} '{_text(el)}' is not a variable name",
                                     element_id=_owner(el).get("id"), line=el.sourceline)
+    for loop in root.iter(f"{{{BPMN_NS}}}standardLoopCharacteristics"):
+        maximum, limit = (loop.get("loopMaximum") or "").strip(), config.load().max_multi_instance
+        if maximum.isdigit() and int(maximum) > limit:  # the XSD refused what is not an integer
+            owner = _owner(loop).get("id")
+            yield DeployProblem(file, f"循环任务 {owner} 的 loopMaximum {int(maximum)} 超过上限 {limit} (loopMaximum "
+                                f"{int(maximum)} of loop {owner} is over the limit {limit}: JZFLOW_MAX_MULTI_INSTANCE)",
+                                element_id=owner, line=loop.sourceline)
+
+
+def _check_cardinality(file: str, el: etree._Element, text: str) -> DeployProblem | None:
+    """Refuse a literal cardinality that is not a whole number or is over JZFLOW_MAX_MULTI_INSTANCE."""
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return None  # an expression over task data: counted when it runs (engine.spiff.fanout)
+    owner = _owner(el).get("id")
+    if not isinstance(value, int) or isinstance(value, bool):
+        return DeployProblem(file, f"多实例任务 {owner} 的 loopCardinality {text} 不是整数 "
+                             f"(loopCardinality {text} of {owner} must be a whole number)",
+                             element_id=owner, line=el.sourceline)
+    limit = config.load().max_multi_instance
+    if value > limit:
+        return DeployProblem(file, f"多实例任务 {owner} 的 loopCardinality {value} 超过上限 {limit} "
+                             f"(loopCardinality {value} of multi-instance {owner} is over the limit {limit}: "
+                             "JZFLOW_MAX_MULTI_INSTANCE)", element_id=owner, line=el.sourceline)
+    return None
 
 
 def _check_timer(file: str, el: etree._Element, text: str, event: etree._Element) -> DeployProblem | None:

@@ -1,0 +1,216 @@
+"""Bound a multi-instance's fan-out and a loop's rounds: at most JZFLOW_MAX_MULTI_INSTANCE, refused before making any.
+
+SpiffWorkflow 3.2.0 makes whatever a multi-instance asks for: a parallel one creates every instance in one
+`_update_hook` (cardinality 5,000 took 28.6 s, each engine step then walking all of them; 10⁵ never returned),
+a sequential one runs them all inside one `do_engine_steps`; a standard loop with no loopMaximum whose
+condition stays true never returns (its rounds hang flat under the loop task, so the depth guard never sees
+them). None of that is script code, so the script budget (engine.spiff.sandbox) does not see it either — a
+script with no loop never even checks its deadline — and a multi-instance user task puts one inbox row per
+instance.
+
+Literal `loopCardinality` and `loopMaximum` over the cap are refused at deploy (engine.spiff.expressions). At run
+time the patches below count what is about to be made and raise TooManyInstances, which engine.runtime turns into
+an incident of kind `too_many_instances` on the multi-instance or loop task:
+
+- parallel: `create_children`, SpiffWorkflow's own with the count (the cardinality, or the length of the input
+  collection, read after the preScript that may build it) checked between evaluating and creating. The
+  cardinality is evaluated once: counting by a second evaluation would let an expression that grows a list as
+  it runs count small and make many;
+- sequential: `add_next_child`, checking what SpiffWorkflow's `_update_hook` has just stored (`cardinality`,
+  `remaining`) before it makes the first instance;
+- standard loop: `create_child`, refusing the round past the cap.
+
+A multi-instance or loop inside another's instances (a multi-instance subprocess or call activity) counts once
+per outer instance: 200 × 200 nested took 15.7 s and ended in `state_too_large`, where 500 × 500 would not end.
+
+The plan's own multi-instances make one instance per department (a few dozen of the city's ~46 units), per
+plan item (the 审定 form allows 50) or per bidding unit (40), none nested: 500 leaves room and no more.
+"""
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable, Mapping, Sequence, Sized
+from decimal import Decimal
+from typing import Any
+
+from SpiffWorkflow.bpmn.exceptions import WorkflowTaskException
+from SpiffWorkflow.bpmn.specs.mixins.multiinstance_task import (
+    LoopTask,
+    MultiInstanceTask,
+    ParallelMultiInstanceTask,
+    SequentialMultiInstanceTask,
+    StandardLoopTask,
+)
+from SpiffWorkflow.task import Task
+
+from engine import config
+
+SETTING = "JZFLOW_MAX_MULTI_INSTANCE"
+
+
+class TooManyInstances(WorkflowTaskException):  # type: ignore[misc]
+    """A multi-instance or loop would make more instances than JZFLOW_MAX_MULTI_INSTANCE allows."""
+
+    def __init__(self, task: Task, count: int, limit: int, source: str, outer: int = 1) -> None:
+        bpmn_id = task.task_spec.bpmn_id
+        if isinstance(task.task_spec, StandardLoopTask):
+            zh, en = f"循环任务 {bpmn_id} 要运行第 {count} 次", f"loop {bpmn_id} would run {count} times"
+        else:
+            zh, en = (f"多实例任务 {bpmn_id} 要创建 {count} 个实例（{source}）",
+                      f"multi-instance {bpmn_id} would create {count} instances from {source}")
+        if outer > 1:
+            zh += f"，在外层 {outer} 个实例中共 {count * outer} 个"
+            en += f", {count * outer} in all inside the {outer} instances it is nested in"
+        super().__init__(f"{zh}，超过上限 {limit} ({en}, limit {limit}: {SETTING})", task=task)
+        self.count = count
+        self.outer = outer
+        self.limit = limit
+
+
+def planned(task: Task) -> int:
+    """Return how many instances the multi-instance or loop `task` makes in all (a loop: iterations so far)."""
+    spec = task.task_spec
+    made = sum(1 for _ in spec._instances(task))
+    if isinstance(spec, SequentialMultiInstanceTask):
+        if spec.data_input is not None:
+            return made + len(task.internal_data.get("remaining", ()))
+        return max(made, whole(task.internal_data.get("cardinality")) or 0)
+    return max(made, 1)
+
+
+def enclosing(task: Task) -> int:
+    """Return the product of the instance counts of the multi-instances and loops the task runs inside."""
+    product = 1
+    workflow = task.workflow
+    while (parent_id := getattr(workflow, "parent_task_id", None)) is not None:  # a subprocess or call activity
+        started_by = workflow.top_workflow.get_task_from_id(parent_id)
+        holder = started_by.parent
+        if holder is not None and isinstance(holder.task_spec, LoopTask):
+            product *= planned(holder)
+        workflow = started_by.workflow
+    return product
+
+
+def check(spec: MultiInstanceTask | StandardLoopTask, task: Task, count: int) -> None:
+    """Refuse a multi-instance or loop that would make more instances than the cap, nested ones multiplied.
+
+    Raises: TooManyInstances
+    """
+    limit = config.load().max_multi_instance
+    outer = enclosing(task) if count > 0 else 1
+    if count * outer > limit:
+        source = (f"loopDataInputRef {spec.data_input.bpmn_id}" if spec.data_input is not None
+                  else f"loopCardinality {spec.cardinality}") if isinstance(spec, MultiInstanceTask) \
+            else "standardLoopCharacteristics"
+        raise TooManyInstances(task, count, limit, source, outer)
+
+
+def _check_items(spec: MultiInstanceTask, task: Task, items: Any) -> None:
+    if isinstance(items, Sized):  # else SpiffWorkflow reports it (missing, not iterable); task data holds no generator
+        check(spec, task, len(items))
+
+
+def whole(cardinality: Any) -> int | None:
+    """Return the instances a cardinality makes, None when SpiffWorkflow refuses it (not a number)."""
+    # A sequential multi-instance counts `current < cardinality`: 2.5 makes 3, 1e9 as many as 10**9.
+    if isinstance(cardinality, bool) or not isinstance(cardinality, (int, float, Decimal)):
+        return None
+    try:
+        return math.ceil(cardinality)
+    except (OverflowError, ValueError, ArithmeticError):  # infinity or NaN
+        return sys.maxsize
+
+
+def _check_cardinality(spec: MultiInstanceTask, task: Task, cardinality: Any) -> None:
+    count = whole(cardinality)
+    if count is not None:
+        check(spec, task, count)
+
+
+# --- parallel ---------------------------------------------------------------------------------------
+
+_spiff_create_children = ParallelMultiInstanceTask.create_children
+
+
+def _create_children(self: ParallelMultiInstanceTask, my_task: Task) -> None:
+    """SpiffWorkflow 3.2.0's create_children, with the count checked before the first child is made."""
+    children: Any
+    if self.data_input is not None:
+        data_input = self.data_input.get(my_task)
+        _check_items(self, my_task, data_input)
+        # We have to preserve the key or index for maps/sequences, in case we're updating in place, or the output
+        # is a mapping
+        if isinstance(data_input, Mapping):
+            children = data_input.items()
+        elif isinstance(data_input, Sequence):
+            children = enumerate(data_input)
+        else:
+            # We can use other iterables as inputs, but key or index isn't meaningful
+            children = ((None, item) for item in data_input)
+    else:
+        # For tasks specifying the cardinality, use the index as the "item"
+        cardinality = my_task.workflow.script_engine.evaluate(my_task, self.cardinality)
+        _check_cardinality(self, my_task, cardinality)
+        children = ((idx, idx) for idx in range(cardinality))
+
+    if self.data_output is not None:
+        if self.data_input is not None:
+            self.init_data_output_with_input_data(my_task, self.data_input.get(my_task))
+        else:
+            self.init_data_output_with_cardinality(my_task)
+
+    for key_or_index, item in children:
+        self.create_child(my_task, item, key_or_index)
+
+
+# --- sequential -------------------------------------------------------------------------------------
+
+_spiff_add_next_child = SequentialMultiInstanceTask.add_next_child
+
+
+def _add_next_child(self: SequentialMultiInstanceTask, my_task: Task) -> None:
+    """Check the count SpiffWorkflow's _update_hook just stored before the first instance, then add the next."""
+    if not any(self._instances(my_task)):  # the first: later ones only count down what was checked
+        if self.data_input is not None:
+            check(self, my_task, len(my_task.internal_data.get("remaining", ())))
+        else:
+            _check_cardinality(self, my_task, my_task.internal_data.get("cardinality"))
+    _spiff_add_next_child(self, my_task)
+
+
+# --- standard loops -------------------------------------------------------------------------------
+
+_spiff_loop_create_child = StandardLoopTask.create_child
+
+
+def _loop_create_child(self: StandardLoopTask, my_task: Task) -> None:
+    """Refuse the iteration past the cap (a loop with no loopMaximum whose condition never ends), then add it."""
+    check(self, my_task, len(my_task.internal_data.get("merged", ())) + 1)
+    _spiff_loop_create_child(self, my_task)
+
+
+# --- installation -------------------------------------------------------------------------------------
+
+_PATCHES: tuple[tuple[type[Any], str, Callable[..., Any], Callable[..., Any]], ...] = (
+    (ParallelMultiInstanceTask, "create_children", _spiff_create_children, _create_children),
+    (SequentialMultiInstanceTask, "add_next_child", _spiff_add_next_child, _add_next_child),
+    (StandardLoopTask, "create_child", _spiff_loop_create_child, _loop_create_child),
+)
+
+
+def install() -> None:
+    """Check every multi-instance's count before SpiffWorkflow makes its instances (idempotent)."""
+    for owner, name, _original, patched in _PATCHES:
+        setattr(owner, name, patched)
+
+
+def uninstall() -> None:
+    """Let SpiffWorkflow make as many instances as asked (tests use this to show the unbounded fan-out)."""
+    for owner, name, original, _patched in _PATCHES:
+        setattr(owner, name, original)
+
+
+def installed() -> bool:
+    """Return whether every patch is in place."""
+    return all(owner.__dict__.get(name) is patched for owner, name, _original, patched in _PATCHES)
