@@ -34,7 +34,7 @@ class Settings:
     sweep_batch: int = 100
     timer_max_days: int = 3660
     max_state_kb: int = 2048
-    max_multi_instance: int = 500  # instances one multi-instance may make (a city has ~46 units, ~66 indicators)
+    max_multi_instance: int = 500  # instances one multi-instance (or loop) may make
     memory_limit_mb: int = 2048
     instance_cache_size: int = 500  # hot-instance cache: workflows kept per process (0: off)
     instance_cache_mb: int = 256  # … and their approximate memory
