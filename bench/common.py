@@ -295,7 +295,8 @@ def _insert_sqlite(conn: Any, table: Table, rows: list[dict[str, Any]]) -> None:
 
 
 def _copy_postgres(cursor: Any, table: Table, rows: list[dict[str, Any]]) -> None:
-    columns = list(table.c.keys())
+    # the columns the rows name: one they leave out takes its default, as an INSERT gives it
+    columns = [c.name for c in table.c if not rows or c.name in rows[0]]
     json_cols = {c.name for c in table.c if c.type.__class__.__name__ == "JSON"}
     with cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
         for row in rows:

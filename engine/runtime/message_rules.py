@@ -30,6 +30,9 @@ MAX_NAME = 200
 INITIATOR = "initiator"  # in messageSenders: the user who started the waiting instance
 MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_CORRELATION = 500
+# Generations of instances that start one another through the messages and signals they throw: a process that starts
+# on its own message and throws it twice doubled the instance count at every run of the outbox, without end.
+MAX_START_HOPS = 5
 
 
 def default_ttl() -> int:
@@ -271,6 +274,22 @@ def validate_payload(session: Session, decls: list[Declaration], payload: Mappin
     for d in decls:
         checked = validate_for(session, d.version_id, d.schema, checked)
     return checked
+
+
+def start_hops(session: Session, thrower_id: int | None, name: str) -> int:
+    """Return the start_hops of an instance a thrown message or signal starts: 0 when no instance threw it, else the
+    thrower's plus one.
+
+    Raises: MessageUnmatched (past MAX_START_HOPS: the start is refused, with the name)
+    """
+    if thrower_id is None:
+        return 0
+    hops = int(session.scalar(select(ProcessInstance.start_hops).where(ProcessInstance.id == thrower_id)) or 0) + 1
+    if hops > MAX_START_HOPS:
+        raise MessageUnmatched(f"「{name}」由相互启动的实例抛出，已连续启动 {MAX_START_HOPS} 代，不再启动新实例 (instances "
+                               f"starting one another through {name!r}: past MAX_START_HOPS={MAX_START_HOPS} "
+                               "generations, no further start)", name=name)
+    return hops
 
 
 def sender(session: Session, user_id: int | None) -> Actor | None:

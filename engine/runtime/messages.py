@@ -48,6 +48,7 @@ from engine.runtime.message_rules import (
     require_sender,
     require_sender_first,
     sender,
+    start_hops,
     validate_for,
     validate_payload,
 )
@@ -173,13 +174,13 @@ def route(session: Session, row: BpmnMessage, actor: Actor, *, ttl: int | None =
     starts = [d for d in decls if d.start and (row.created_by_id is None or privileged(actor)
                                                or named(session, actor, d.senders))]
     if starts:
-        first = starts[0]
+        first, hops = starts[0], start_hops(session, row.source_instance_id, row.name)
         from engine.runtime import instances  # instances imports this module's sync via core
 
         child = instances.start(session, process_key=first.process_key, actor=actor,
                                 data=payload if isinstance(payload, dict) else {},
                                 business_key=row.business_key, trigger=first.bpmn_id)
-        row.status, row.instance_id, row.delivered_at = "started", child.id, clock.now()
+        child.start_hops, row.status, row.instance_id, row.delivered_at = hops, "started", child.id, clock.now()
         session.add(row)
         session.flush()
         audit_message(session, actor, "message.start", row)

@@ -81,6 +81,8 @@ class ProcessInstance(Base):
     ended_at: Mapped[datetime | None] = mapped_column()
     # Set when the archiver moved the heavy parts (state, steps, history) to the archive tables: read-only since.
     archived_at: Mapped[datetime | None] = mapped_column()
+    # 0, or how many instances in a row started each other through thrown messages and signals to start this one
+    start_hops: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     version: Mapped[ProcessVersion] = relationship()
     definition: Mapped[ProcessDefinition] = relationship()

@@ -20,7 +20,7 @@ from engine.db import is_postgres
 from engine.notify import outbox
 from engine.org.actors import SYSTEM, Actor
 from engine.runtime import core as runtime
-from engine.runtime import messages
+from engine.runtime import message_rules, messages
 from engine.runtime.message_models import BpmnMessage, MessageSubscription, SignalDelivery
 from engine.spiff import events
 
@@ -79,17 +79,23 @@ def fan_out(session: Session, row: BpmnMessage, actor: Actor,
     from engine.runtime import instances  # instances → core → messages → (here)
 
     payload = json.loads(row.payload)
+    refused: dict[str, str] = {}
+    try:
+        hops = message_rules.start_hops(session, row.source_instance_id, row.name) if any(d.start for d in decls) else 0
+    except messages.MessageUnmatched as exc:  # instances starting one another: the waiting ones still get it
+        hops, refused = -1, {"start_refused": exc.message}
     for d in decls:
-        if d.start:  # a payload that is not an object reaches the start event's variable only
+        if d.start and hops >= 0:  # a payload that is not an object reaches the start event's variable only
             child = instances.start(session, process_key=d.process_key, actor=actor,
                                     data=payload if isinstance(payload, dict) else {}, trigger=d.bpmn_id)
+            child.start_hops = hops
             started.append(child.id)
     row.status, row.delivered_at = "broadcast", clock.now()
     row.instance_id = started[0] if started else None
     session.flush()
     outbox.enqueue(session, "bpmn_signal", {"signal_id": row.id, "fanned_out": True},
                    dedupe_key=f"bpmn_signal_kick:{row.id}")
-    messages.audit_message(session, actor, "signal.broadcast", row, waiting=waiting, started=started)
+    messages.audit_message(session, actor, "signal.broadcast", row, waiting=waiting, started=started, **refused)
     return waiting, started
 
 
