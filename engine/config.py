@@ -29,6 +29,8 @@ class Settings:
     secret_key: str = ""  # empty: the embedded default keeps its own in the instance folder (see secret_key())
     script_time_limit: float = 2.0
     script_fuel: int = 2_000_000
+    run_time_limit: float = 10.0  # one engine run (a start, a completion, a timer, a message), scripts included
+    max_run_tasks: int = 20_000  # tasks one engine run may complete
     timer_sweep_seconds: float = 30.0
     outbox_seconds: float = 10.0
     sweep_batch: int = 100
@@ -77,7 +79,7 @@ class Settings:
 _KEYS = ("JZFLOW_INSTANCE_DIR", "JZFLOW_DATABASE_URL", "JZFLOW_REDIS_URL", "JZFLOW_SECRET_KEY",
          "JZFLOW_SCRIPT_TIME_LIMIT", "JZFLOW_SCRIPT_FUEL", "JZFLOW_TIMER_SWEEP_SECONDS", "JZFLOW_OUTBOX_SECONDS",
          "JZFLOW_SWEEP_BATCH", "JZFLOW_TIMER_MAX_DAYS", "JZFLOW_MAX_STATE_KB", "JZFLOW_MEMORY_LIMIT_MB",
-         "JZFLOW_MAX_MULTI_INSTANCE",
+         "JZFLOW_MAX_MULTI_INSTANCE", "JZFLOW_RUN_TIME_LIMIT", "JZFLOW_MAX_RUN_TASKS",
          "JZFLOW_AUDIT_KEY", "JZFLOW_AUDIT_ANCHOR", "JZFLOW_AUDIT_SEAL_SECONDS",
          "JZFLOW_TRUSTED_PROXIES", "JZFLOW_LOGIN_ACCOUNT_FAILURES", "JZFLOW_LOGIN_ADDRESS_FAILURES",
          "JZFLOW_LOGIN_WINDOW_SECONDS", "JZFLOW_LOG_FORMAT", "JZFLOW_LOG_LEVEL", "JZFLOW_METRICS_TOKEN",
@@ -132,6 +134,8 @@ def _load(_env: tuple[str | bytes | None, ...], _cwd: str) -> Settings:
         secret_key=os.environ.get("JZFLOW_SECRET_KEY", ""),
         script_time_limit=number("JZFLOW_SCRIPT_TIME_LIMIT", 2.0, positive=True),
         script_fuel=whole("JZFLOW_SCRIPT_FUEL", 2_000_000, least=1),
+        run_time_limit=number("JZFLOW_RUN_TIME_LIMIT", 10.0, positive=True),
+        max_run_tasks=whole("JZFLOW_MAX_RUN_TASKS", 20_000, least=1),
         timer_sweep_seconds=number("JZFLOW_TIMER_SWEEP_SECONDS", 30.0, positive=True),
         outbox_seconds=number("JZFLOW_OUTBOX_SECONDS", 10.0, positive=True),
         sweep_batch=whole("JZFLOW_SWEEP_BATCH", 100, least=1),

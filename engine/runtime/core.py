@@ -191,6 +191,8 @@ def open_incident(session: Session, running: Running, exc: BaseException, actor:
         kind = "tree_too_deep"
     elif any(isinstance(e, fanout.TooManyInstances) for e in chain):
         kind = "too_many_instances"
+    elif any(isinstance(e, guards.RunTooLong) for e in chain):
+        kind = "run_too_long"
     elif any(isinstance(e, sandbox.SandboxViolation) or spiff.is_spiff_error(e) for e in chain):
         kind = "script_error"
     task = getattr(exc, "task", None)
@@ -224,15 +226,17 @@ def is_engine_error(exc: BaseException) -> bool:
 
 
 def run(session: Session, running: Running, actor: Actor, *, refresh_timers: bool = False) -> None:
-    """Run engine steps within the script budget; an engine error becomes an incident."""
+    """Run engine steps within the script and run budgets; an engine error becomes an incident."""
     settings = config.load()
     engine = script_engine()
     workflow = running.workflow
+    # Scripts pay the script budget; SpiffWorkflow's own work (a loop, a fork, a timer cycle) pays this one.
+    guard = guards.run_guard(seconds=settings.run_time_limit, max_tasks=settings.max_run_tasks)
 
     def steps() -> None:
         # The budget is per thread and run_deep runs us in a thread of its own: enter it here.
         with engine.budget(seconds=settings.script_time_limit, fuel=settings.script_fuel):
-            spiff.run_engine_steps(workflow, refresh_timers=refresh_timers, did_complete_task=guards.depth_guard())
+            spiff.run_engine_steps(workflow, refresh_timers=refresh_timers, did_complete_task=guard)
 
     try:
         with effects.bound(session, running, actor):

@@ -40,6 +40,7 @@ from __future__ import annotations
 import contextvars
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping, MutableMapping, MutableSequence
 from typing import Any, ParamSpec, TypeVar, cast
 
@@ -123,6 +124,49 @@ def depth_guard(limit: int = DEPTH_LIMIT) -> Callable[[Task], None]:
         depth = task_depth(task)
         if depth > limit:
             raise TaskTreeTooDeep(depth, limit)
+    return check
+
+
+class RunTooLong(Exception):
+    """One engine run completed more tasks, or took longer, than JZFLOW_MAX_RUN_TASKS / JZFLOW_RUN_TIME_LIMIT allow."""
+
+    def __init__(self, task: Task, tasks: int, seconds: float, *, too_many: bool, max_tasks: int,
+                 time_limit: float) -> None:
+        if too_many:
+            zh, en = (f"一次引擎运行完成了 {tasks} 个任务，超过上限 {max_tasks}（JZFLOW_MAX_RUN_TASKS）",
+                      f"one engine run completed {tasks} tasks, over JZFLOW_MAX_RUN_TASKS={max_tasks}")
+        else:
+            zh, en = (f"一次引擎运行已用 {seconds:.1f} 秒（完成 {tasks} 个任务），超过时限 {time_limit:g} 秒"
+                      "（JZFLOW_RUN_TIME_LIMIT）",
+                      f"one engine run took {seconds:.1f} s ({tasks} tasks), over JZFLOW_RUN_TIME_LIMIT={time_limit:g}")
+        super().__init__(f"{zh}：流程可能在无人办理的环节之间无限循环、分叉或递归 ({en}: the process probably loops, "
+                         "forks or recurses without end between tasks no person has to do)")
+        self.task = task  # the incident names the element where the run stopped
+        self.tasks = tasks
+
+
+def run_guard(*, seconds: float, max_tasks: int, depth: int = DEPTH_LIMIT) -> Callable[[Task], None]:
+    """Return a `did_complete_task` callback that bounds one engine run: depth, tasks completed and time.
+
+    Only scripts pay the script budget and the depth guard sees only loops that go deeper: a tree that grows
+    sideways (a loop under one task, a fork that doubles, recursion in parallel, a timer cycle firing on every
+    completion) is stopped here. Create it when the run starts: the clock starts then.
+
+    Raises (from the callback): TaskTreeTooDeep, RunTooLong, leaving the just-completed task COMPLETED.
+    """
+    check_depth_of = depth_guard(depth)
+    began = time.monotonic()
+    deadline = began + seconds
+    completed = 0
+
+    def check(task: Task) -> None:
+        nonlocal completed
+        check_depth_of(task)
+        completed += 1
+        now = time.monotonic()
+        if completed > max_tasks or now > deadline:
+            raise RunTooLong(task, completed, now - began, too_many=completed > max_tasks, max_tasks=max_tasks,
+                             time_limit=seconds)
     return check
 
 
