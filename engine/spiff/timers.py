@@ -92,8 +92,25 @@ def install() -> None:
         setattr(TimerEventDefinition, name, staticmethod(patched))
 
 
+def _due_at(event_type: str, value: object) -> datetime:
+    """Read a waiting timer's value the way SpiffWorkflow reads it when it checks the timer."""
+    if event_type == "TimeDateEventDefinition":
+        # A date SpiffWorkflow accepts, e.g. a week date "2030-w01-1T09:00:00+08:00" (parse_iso_week), which
+        # datetime.fromisoformat refuses: read alike, or the sweep takes it for due and fires it over and over.
+        at = TimerEventDefinition.parse_time_or_duration(str(value))
+        if not isinstance(at, datetime):
+            raise TypeError(f"timer date {value!r} is not a date")
+        return clock.as_utc(at)
+    return clock.as_utc(TimerEventDefinition.get_datetime(str(value)))
+
+
 def next_timer_at(workflow: BpmnWorkflow) -> datetime | None:
-    """Return the earliest due time of the workflow's waiting timer events, or None."""
+    """Return the earliest due time of the workflow's waiting timer events, or None.
+
+    A value that cannot be read is due now: SpiffWorkflow reads it with the same functions when the sweep
+    refreshes the timers, fails alike, and the instance stops with an incident. Raising here instead would fail
+    the save of every start and completion of the instance with a traceback.
+    """
     due: datetime | None = None
     for event in workflow.waiting_events():
         if event.event_type not in TIMER_EVENT_TYPES:
@@ -105,8 +122,8 @@ def next_timer_at(workflow: BpmnWorkflow) -> datetime | None:
             at = clock.now()  # not evaluated yet: due at once so the sweep sets it up
         else:
             try:
-                at = clock.as_utc(TimerEventDefinition.get_datetime(str(value)))
-            except Exception:  # unparsable: let the sweep surface it as an incident
+                at = _due_at(event.event_type, value)
+            except Exception:  # unreadable: the sweep surfaces it as an incident (see above)
                 at = clock.now()
         if due is None or at < due:
             due = at
