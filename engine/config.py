@@ -35,6 +35,7 @@ class Settings:
     outbox_seconds: float = 10.0
     sweep_batch: int = 100
     timer_max_days: int = 3660
+    timer_min_cycle_seconds: int = 60  # shortest interval of a timeCycle: R/PT0S fired on every step, forever
     max_state_kb: int = 2048
     max_multi_instance: int = 500  # instances one multi-instance (or loop) may make
     memory_limit_mb: int = 2048
@@ -79,7 +80,7 @@ class Settings:
 _KEYS = ("JZFLOW_INSTANCE_DIR", "JZFLOW_DATABASE_URL", "JZFLOW_REDIS_URL", "JZFLOW_SECRET_KEY",
          "JZFLOW_SCRIPT_TIME_LIMIT", "JZFLOW_SCRIPT_FUEL", "JZFLOW_TIMER_SWEEP_SECONDS", "JZFLOW_OUTBOX_SECONDS",
          "JZFLOW_SWEEP_BATCH", "JZFLOW_TIMER_MAX_DAYS", "JZFLOW_MAX_STATE_KB", "JZFLOW_MEMORY_LIMIT_MB",
-         "JZFLOW_MAX_MULTI_INSTANCE", "JZFLOW_RUN_TIME_LIMIT", "JZFLOW_MAX_RUN_TASKS",
+         "JZFLOW_MAX_MULTI_INSTANCE", "JZFLOW_RUN_TIME_LIMIT", "JZFLOW_MAX_RUN_TASKS", "JZFLOW_TIMER_MIN_CYCLE_SECONDS",
          "JZFLOW_AUDIT_KEY", "JZFLOW_AUDIT_ANCHOR", "JZFLOW_AUDIT_SEAL_SECONDS",
          "JZFLOW_TRUSTED_PROXIES", "JZFLOW_LOGIN_ACCOUNT_FAILURES", "JZFLOW_LOGIN_ADDRESS_FAILURES",
          "JZFLOW_LOGIN_WINDOW_SECONDS", "JZFLOW_LOG_FORMAT", "JZFLOW_LOG_LEVEL", "JZFLOW_METRICS_TOKEN",
@@ -140,6 +141,7 @@ def _load(_env: tuple[str | bytes | None, ...], _cwd: str) -> Settings:
         outbox_seconds=number("JZFLOW_OUTBOX_SECONDS", 10.0, positive=True),
         sweep_batch=whole("JZFLOW_SWEEP_BATCH", 100, least=1),
         timer_max_days=whole("JZFLOW_TIMER_MAX_DAYS", 3660, least=1),
+        timer_min_cycle_seconds=whole("JZFLOW_TIMER_MIN_CYCLE_SECONDS", 60, least=1),
         max_state_kb=whole("JZFLOW_MAX_STATE_KB", 2048, least=1),
         max_multi_instance=whole("JZFLOW_MAX_MULTI_INSTANCE", 500, least=1),
         memory_limit_mb=whole("JZFLOW_MEMORY_LIMIT_MB", 2048),

@@ -185,7 +185,9 @@ def _check_timer(file: str, el: etree._Element, text: str, event: etree._Element
         else:
             TimerEventDefinition.parse_time_or_duration(value)
     except timers.TimerOutOfRange as exc:
-        return DeployProblem(file, f"timer '{value}' is out of range: {exc}", **where)
+        owner = where["element_id"]
+        return DeployProblem(file, f"定时器 {owner} 超出范围 (timer '{value}' of {owner} is out of range): {exc}",
+                             **where)
     except Exception as exc:  # SpiffWorkflow raises bare exceptions from its ISO parsing
         return DeployProblem(file, f"timer '{value}' is not a valid ISO 8601 value: {exc}", **where)
     return None

@@ -4,6 +4,8 @@ SpiffWorkflow 3.2.0 turns the years and months of a duration into days one month
 ``"P999999999Y"`` spins a worker for minutes; a date far away overflows. Durations and dates are
 checked against JZFLOW_TIMER_MAX_DAYS at deploy (literals) and whenever SpiffWorkflow parses one at
 run time (expressions). A timer expression may also give a ``timedelta``: it is taken as a duration.
+A cycle repeats no more often than JZFLOW_TIMER_MIN_CYCLE_SECONDS: a non-interrupting ``"R/PT0S"`` fired on
+every completion of its task, forever, and ``"R/PT1S"`` caught up 600 firings in one sweep after ten minutes.
 """
 from __future__ import annotations
 
@@ -31,7 +33,12 @@ class _ClockDateTime(datetime):
 
 
 class TimerOutOfRange(ValueError):
-    """A timer duration or date beyond JZFLOW_TIMER_MAX_DAYS."""
+    """A timer duration or date beyond JZFLOW_TIMER_MAX_DAYS, or a cycle under JZFLOW_TIMER_MIN_CYCLE_SECONDS.
+
+    Raised while SpiffWorkflow checks a timer, it carries that `task` (the incident names its element).
+    """
+
+    task: Any = None
 
 
 _DAYS = {"years": 366, "months": 31, "weeks": 7, "days": 1, "hours": 1 / 24, "minutes": 1 / 1440,
@@ -64,6 +71,20 @@ def check_datetime(at: datetime, text: object = "") -> datetime:
     return at
 
 
+def check_cycle(duration: timedelta, text: object = "") -> timedelta:
+    """Refuse a cycle interval shorter than the configured minimum; return it.
+
+    Raises: TimerOutOfRange
+    """
+    least = config.load().timer_min_cycle_seconds
+    if duration.total_seconds() < least:
+        every = f"{duration.total_seconds():g}"
+        raise TimerOutOfRange(f"循环定时器 {text} 每 {every} 秒触发一次，短于下限 {least} 秒 (timer cycle {text} "
+                              f"repeats every {every} s, under the minimum of {least} s: "
+                              "JZFLOW_TIMER_MIN_CYCLE_SECONDS)")
+    return duration
+
+
 def _parse_iso_duration(expression: Any) -> dict[str, Any]:
     if isinstance(expression, timedelta):  # a timer expression may compute a timedelta
         return check_duration({"days": expression.days, "seconds": expression.seconds,
@@ -83,13 +104,44 @@ def _parse_time_or_duration(expression: Any) -> Any:
     return check_datetime(value, expression) if isinstance(value, datetime) else value
 
 
+def _parse_iso_recurring_interval(expression: Any) -> tuple[int, datetime, timedelta]:
+    if not isinstance(expression, str):
+        raise TypeError(f"timer cycle expression gave a {type(expression).__name__}; give an ISO 8601 text "
+                        "(\"R/PT1H\")")
+    cycles, start, duration = _ORIGINAL["parse_iso_recurring_interval"](expression)
+    return cycles, start, check_cycle(duration, expression)
+
+
+def _naming_the_task(check: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """Wrap a timer's check so that a value out of range names the timer event it came from."""
+
+    def checked(definition: Any, my_task: Any) -> Any:
+        try:
+            return check(definition, my_task)
+        except TimerOutOfRange as exc:
+            if exc.task is None:
+                exc.task = my_task
+                bpmn_id = getattr(my_task.task_spec, "bpmn_id", None) or my_task.task_spec.name
+                exc.args = (f"定时器 {bpmn_id} (timer event {bpmn_id}): {exc}",)
+            raise
+
+    checked.jzflow_wrapped = True  # type: ignore[attr-defined]
+    return checked
+
+
 def install() -> None:
-    """Point SpiffWorkflow's timer module at our clock and bound its durations and dates (idempotent)."""
+    """Point SpiffWorkflow's timer module at our clock and bound its durations, dates and cycles (idempotent)."""
     spiff_timer.datetime = _ClockDateTime
     for name, patched in (("parse_iso_duration", _parse_iso_duration),
-                          ("parse_time_or_duration", _parse_time_or_duration)):
+                          ("parse_time_or_duration", _parse_time_or_duration),
+                          ("parse_iso_recurring_interval", _parse_iso_recurring_interval)):
         _ORIGINAL.setdefault(name, getattr(TimerEventDefinition, name))
         setattr(TimerEventDefinition, name, staticmethod(patched))
+    for cls, method in ((spiff_timer.TimeDateEventDefinition, "has_fired"),
+                        (spiff_timer.DurationTimerEventDefinition, "has_fired"),
+                        (spiff_timer.CycleTimerEventDefinition, "cycle_complete")):
+        if not getattr(getattr(cls, method), "jzflow_wrapped", False):
+            setattr(cls, method, _naming_the_task(getattr(cls, method)))
 
 
 def _due_at(event_type: str, value: object) -> datetime:
