@@ -22,6 +22,8 @@ from chinese_calendar.constants import workdays as _MAKEUP_DAYS
 from engine import clock
 
 SLA_PATTERN = re.compile(r"^\s*(\d+)\s*(wd|d|h)\s*$")
+# The longest SLA of each unit, about ten years: `99999999d` overflowed the save, `3000000wd` walked two million days.
+SLA_LIMITS = {"wd": 2500, "d": 3650, "h": 87600}
 OFFICE_HOURS: tuple[tuple[time, time], ...] = ((time(9, 0), time(12, 0)), (time(13, 30), time(17, 30)))
 _FIRST_YEAR = min(_HOLIDAYS).year
 _LAST_YEAR = max(_HOLIDAYS).year
@@ -109,15 +111,26 @@ def working_days_left(now: datetime, due: datetime) -> int:
     return working_days_between(_local(now).date(), _local(due).date())
 
 
+def parse_sla(sla: str) -> tuple[int, str]:
+    """Return an SLA's amount and unit (`wd`, `d` or `h`).
+
+    Raises: ValueError for an SLA not like 5wd, 2d or 48h, or longer than SLA_LIMITS allows.
+    """
+    match = SLA_PATTERN.match(sla)
+    if match is None or not match.group(1).isascii():
+        raise ValueError(f"SLA '{sla}' is not like 5wd, 2d or 48h")
+    amount, unit = int(match.group(1)), match.group(2)
+    if amount > SLA_LIMITS[unit]:
+        raise ValueError(f"SLA '{sla}' is over the limit of {SLA_LIMITS[unit]}{unit}")
+    return amount, unit
+
+
 def due_from_sla(start: datetime, sla: str) -> datetime:
     """Return the due time of an SLA like `5wd` (working days), `2d` (days) or `48h` (hours).
 
-    Raises: ValueError for an SLA it does not understand.
+    Raises: ValueError for an SLA it does not understand or over SLA_LIMITS.
     """
-    match = SLA_PATTERN.match(sla)
-    if match is None:
-        raise ValueError(f"SLA '{sla}' is not like 5wd, 2d or 48h")
-    amount, unit = int(match.group(1)), match.group(2)
+    amount, unit = parse_sla(sla)
     if unit == "wd":
         return add_working_days(start, amount)
     if unit == "d":

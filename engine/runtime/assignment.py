@@ -22,6 +22,9 @@ from engine.org.models import OrgUnit, Role, User
 from engine.tasks.models import HumanTask, TaskCandidate
 
 MAX_NAMES = 500  # names one `candidates` or `assignee` expression may give
+# Deadlines a `due` expression may give: 9999-12-31T23:00-14:00 overflowed in the save, and any date near the ends of
+# `datetime` overflows where the warning and escalation times are computed from it.
+DUE_RANGE = (datetime(1970, 1, 1, tzinfo=clock.UTC), datetime(3000, 1, 1, tzinfo=clock.UTC))
 
 
 class ExpressionFailed(Exception):
@@ -101,17 +104,25 @@ def resolve(session: Session, names: Sequence[str]) -> list[TaskCandidate]:
 
 
 def due_time(value: object) -> datetime | None:
-    """Turn a date (end of that day, Asia/Shanghai), a datetime (naive = Shanghai) or ISO text of either into UTC."""
+    """Turn a date (end of that day, Asia/Shanghai), a datetime (naive = Shanghai) or ISO text of either into UTC.
+
+    None for anything else, and for a time outside DUE_RANGE.
+    """
     if isinstance(value, str):
         try:
             value = date.fromisoformat(value) if len(value.strip()) == 10 else datetime.fromisoformat(value)
         except ValueError:
             return None
-    if isinstance(value, datetime):
-        return clock.as_utc(value if value.tzinfo else value.replace(tzinfo=clock.SHANGHAI))
-    if isinstance(value, date):
-        return clock.as_utc(datetime.combine(value, time(23, 59, 59), tzinfo=clock.SHANGHAI))
-    return None
+    try:
+        if isinstance(value, datetime):
+            due = clock.as_utc(value if value.tzinfo else value.replace(tzinfo=clock.SHANGHAI))
+        elif isinstance(value, date):
+            due = clock.as_utc(datetime.combine(value, time(23, 59, 59), tzinfo=clock.SHANGHAI))
+        else:
+            return None
+    except (OverflowError, ValueError):  # the UTC time is before year 1 or after 9999
+        return None
+    return due if DUE_RANGE[0] <= due < DUE_RANGE[1] else None
 
 
 def apply_due(engine: Any, task: Any, expression: str, human: HumanTask, now: datetime, problems: Problems) -> None:
@@ -121,10 +132,14 @@ def apply_due(engine: Any, task: Any, expression: str, human: HumanTask, now: da
         return
     due = due_time(value)
     if due is None:
-        problems.add(task, "due", expression, f"gave {type(value).__name__} {str(value)[:80]!r}, not a date")
+        problems.add(task, "due", expression, f"gave {type(value).__name__} {str(value)[:80]!r}, not a date from "
+                     f"{DUE_RANGE[0].year} to {DUE_RANGE[1].year - 1}")
         return
     human.due_at = due
-    human.warn_at = sla.task_warn_time(human.escalation_policy, now, due)
+    try:
+        human.warn_at = sla.task_warn_time(human.escalation_policy, now, due)
+    except (ArithmeticError, ValueError) as exc:
+        problems.add(task, "due", expression, f"{type(exc).__name__}: {exc}")
 
 
 def assign(session: Session, engine: Any, task: Any, human: HumanTask, props: dict[str, str],
@@ -152,4 +167,5 @@ def assign(session: Session, engine: Any, task: Any, human: HumanTask, props: di
     human.candidates.extend(candidates)
 
 
-__all__ = ["MAX_NAMES", "ExpressionFailed", "Problems", "apply_due", "assign", "due_time", "evaluate_names", "resolve"]
+__all__ = ["DUE_RANGE", "MAX_NAMES", "ExpressionFailed", "Problems", "apply_due", "assign", "due_time",
+           "evaluate_names", "resolve"]

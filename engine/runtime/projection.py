@@ -21,7 +21,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import PassiveFlag, Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import get_history, instance_dict, set_committed_value
 
-from engine import clock
+from engine import clock, task_properties
 from engine.audit import in_statement
 from engine.deadlines import calendar, sla
 from engine.errors import ConcurrentModification
@@ -107,15 +107,20 @@ def plan(session: Session, running: Running, process_key: str, lane_map: dict[st
             state="ready" if active else "suspended", form_schema=props.get("formJsonSchemaFilename"),
             form_ui_schema=props.get("formUiSchemaFilename"), sla=props.get("sla"), created_at=now,
             instructions=task.task_spec.extensions.get("instructionsForEndUser"),
-            priority=int(props["priority"]) if props.get("priority", "").isdigit() else 50,
-            escalation=props.get("escalation") or None,
+            priority=task_properties.DEFAULT_PRIORITY, escalation=props.get("escalation") or None,
         )
+        # Deploy refuses what is out of range; a version deployed before that check gets an incident, not a 500.
+        try:
+            human.priority = task_properties.priority_of(props.get("priority"))
+        except ValueError as exc:
+            problems.add(task, "priority", str(props.get("priority")), str(exc))
         if human.sla:
             try:
                 human.due_at = calendar.due_from_sla(now, human.sla)
                 human.warn_at = sla.task_warn_time(human.escalation_policy, now, human.due_at)
-            except ValueError:
-                human.due_at = None
+            except (ArithmeticError, ValueError) as exc:
+                human.due_at = human.warn_at = None
+                problems.add(task, "sla", human.sla, f"{type(exc).__name__}: {exc}")
         if props.get("due"):
             assignment.apply_due(engine, task, props["due"], human, now, problems)
         assignment.assign(session, engine, task, human, props, lane_map, row.started_by_id, problems)

@@ -17,7 +17,7 @@ from typing import Any
 from lxml import etree
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 
-from engine import config
+from engine import config, task_properties
 from engine.errors import DeployProblem
 from engine.spiff import sandbox, timers
 
@@ -87,6 +87,10 @@ def _check_bpmn(file: str, root: etree._Element, services: Collection[str] | Non
             text = str(prop.get("value")).strip()
             if (p := _compile(file, prop, text, "expression", f"property {prop.get('name')} '{text}'")) is not None:
                 yield p
+        elif (wrong := task_properties.problem(str(prop.get("name")), prop.get("value") or "")) is not None:
+            owner, name = _owner(prop).get("id"), prop.get("name")
+            yield DeployProblem(file, f"任务 {owner} 的 {name} 超出范围或格式不对 (task '{owner}': {name} is out of "
+                                f"range or malformed): {wrong}", element_id=owner, line=prop.sourceline)
     for op in root.iter(f"{{{SPIFF_NS}}}serviceTaskOperator"):
         name = op.get("id") or ""
         if services is not None and name not in services:
