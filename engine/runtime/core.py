@@ -328,6 +328,7 @@ def save(session: Session, running: Running, *, event: Callable[[], AuditEvent] 
         if ev is not None:
             in_statement.written_by_statement(session, ev, event_id)  # or kept for the commit
     else:
+        projection.claim_now(session)  # before the flush writes the row: a claim made since the read wins
         session.add_all(projected.created)  # pending, with their candidates: the flush writes them
         result = session.execute(update(ProcessInstance)
                                  .where(ProcessInstance.id == row.id, ProcessInstance.lock_version == running.lock_version)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, Table, inspect, select
+from sqlalchemy import Column, Table, inspect, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import PassiveFlag, Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import get_history, instance_dict, set_committed_value
@@ -24,7 +24,7 @@ from sqlalchemy.orm.attributes import get_history, instance_dict, set_committed_
 from engine import clock, task_properties
 from engine.audit import in_statement
 from engine.deadlines import calendar, sla
-from engine.errors import ConcurrentModification
+from engine.errors import AlreadyClaimed, ConcurrentModification, Conflict
 from engine.runtime import assignment
 from engine.runtime.models import ProcessInstance
 from engine.runtime.running import Running
@@ -154,8 +154,12 @@ def _sql_type(col: Column[Any]) -> str:
 # Python (0.25 ms a completion for 46 arrays), a JSON text in one go. New rows take human_task's own row type, and
 # get their ids in the documents' order (WITH ORDINALITY), as a flush gives them. The moved ids also come as an
 # array: PostgreSQL guesses 100 rows for a JSON document and would scan all of human_task to join them.
-_TEMPLATE = """WITH st AS (
-  UPDATE process_instance SET {sets} WHERE id = %(s_id)s AND lock_version = %(s_expected)s RETURNING id),
+_TEMPLATE = """WITH claim AS (
+  SELECT id FROM human_task WHERE id = %(claim_id)s::INTEGER AND state = 'ready'
+  AND (assignee_id IS NULL OR assignee_id = %(claim_actor)s::INTEGER) FOR UPDATE),
+st AS (
+  UPDATE process_instance SET {sets} WHERE id = %(s_id)s AND lock_version = %(s_expected)s
+  AND (%(claim_id)s::INTEGER IS NULL OR EXISTS (SELECT FROM claim)) RETURNING id),
 hist AS (
   INSERT INTO process_state_history (instance_id, lock_version, serializer_version, tasks, created_at)
   SELECT id, %(s_lock_version)s, %(s_serializer_version)s, %(history)s::text, %(s_updated_at)s FROM st
@@ -179,7 +183,8 @@ candidates AS (
 SELECT 0, id, NULL, NULL::integer, NULL::integer, NULL::integer FROM st
 UNION ALL SELECT 1, id, task_guid, NULL, NULL, NULL FROM created
 UNION ALL SELECT 2, id, task_id::text, user_id, org_unit_id, role_id FROM candidates
-UNION ALL SELECT 3, id, NULL, NULL, NULL, NULL FROM audit_written"""
+UNION ALL SELECT 3, id, NULL, NULL, NULL, NULL FROM audit_written
+UNION ALL SELECT 4, id, NULL, NULL, NULL, NULL FROM claim"""
 
 
 def _statement() -> str:
@@ -243,10 +248,15 @@ def write_postgres(session: Session, row: ProcessInstance, values: dict[str, Any
     process_state_history row), the planned projection and an audit event (`in_statement.for_statement`'s
     parameters) in one statement; return the event's id, None when it was not written.
 
-    Raises: ConcurrentModification (nothing written)
+    A claim the completion left to the statement (`CLAIM`: a candidate submitting a group task) is taken in it: the
+    task's row is locked first, and a claim someone committed since the task was read stops the whole statement.
+
+    Raises: ConcurrentModification, AlreadyClaimed (nothing written)
     """
     new = projected.created  # outside the session: no autoflush has written any
+    claim_id, claim_actor = session.info.pop(CLAIM, (None, None))
     params: dict[str, Any] = {f"s_{k}": values[k] for k in STATE_COLUMNS}
+    params.update(claim_id=claim_id, claim_actor=claim_actor)
     params.update(event or in_statement.NO_EVENT, s_id=row.id, s_expected=expected, history=history)
     # Only rows that changed: writing an unchanged open row would lock it, and a writer holding it that waits for this
     # instance's row would deadlock with us (the flush skips them too). In id order, as the flush locks them.
@@ -257,6 +267,8 @@ def write_postgres(session: Session, row: ProcessInstance, values: dict[str, Any
     result = session.connection().exec_driver_sql(_SQL, params).all()
     if not any(r[0] == 0 for r in result):
         discard(session, projected)
+        if claim_id is not None and not any(r[0] == 4 for r in result):
+            raise _claim_lost(session, claim_id, row.id)
         raise ConcurrentModification(row.id)
     for h, flags in moved:
         for k, written in zip(MOVED_COLUMNS, flags, strict=True):
@@ -265,6 +277,33 @@ def write_postgres(session: Session, row: ProcessInstance, values: dict[str, Any
         _clean_if_written(session, h)
     _persisted(session, new, new_columns, [r for r in result if r[0] in (1, 2)])
     return next((r[1] for r in result if r[0] == 3), None)
+
+
+CLAIM = "jzflow.claim"  # session.info: (task id, user id) of a claim the next save takes (see write_postgres)
+
+
+def claim_now(session: Session) -> None:
+    """Take a claim left for the save (CLAIM) by itself, for a save that writes without write_postgres (flushes).
+
+    Raises: AlreadyClaimed (someone claimed the task since it was read)
+    """
+    claim_id, claim_actor = session.info.pop(CLAIM, (None, None))
+    if claim_id is None:
+        return
+    taken = session.execute(update(HumanTask).where(
+        HumanTask.id == claim_id, HumanTask.state == "ready",
+        (HumanTask.assignee_id.is_(None)) | (HumanTask.assignee_id == claim_actor))
+        .values(assignee_id=claim_actor).execution_options(synchronize_session=False))
+    if taken.rowcount != 1:  # type: ignore[attr-defined]
+        raise _claim_lost(session, claim_id, None)
+
+
+def _claim_lost(session: Session, task_id: int, instance_id: int | None) -> Conflict:
+    """The error for a claim lost to someone else: claimed by them (AlreadyClaimed), or finished meanwhile."""
+    now = session.execute(select(HumanTask.state, HumanTask.instance_id).where(HumanTask.id == task_id)).one_or_none()
+    if now is not None and now.state == "ready":
+        return AlreadyClaimed("此任务刚被他人认领 (just claimed by someone else)", task_id=task_id)
+    return ConcurrentModification(instance_id if instance_id is not None else (now.instance_id if now else 0))
 
 
 def _clean_if_written(session: Session, human: HumanTask) -> None:
@@ -310,4 +349,4 @@ def _persisted(session: Session, new: list[HumanTask], written: list[dict[str, A
         session.add(human)  # detached → persistent, with its candidates: nothing left to flush
 
 
-__all__ = ["Plan", "discard", "plan", "select_open", "task_title", "write_postgres"]
+__all__ = ["CLAIM", "Plan", "claim_now", "discard", "plan", "select_open", "task_title", "write_postgres"]

@@ -6,15 +6,17 @@ from typing import Any
 
 from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from engine import audit, deploy, runtime
+from engine.db import is_postgres
 from engine.errors import (
     AlreadyClaimed,
     Conflict,
     InstanceNotRunning,
 )
 from engine.org.actors import Actor
-from engine.runtime import forms
+from engine.runtime import forms, projection
 from engine.spiff import form_options
 from engine.tasks import operations, task_access
 from engine.tasks.collab_models import Comment
@@ -115,10 +117,24 @@ def complete(session: Session, *, task_id: int, actor: Actor, data: Mapping[str,
         schema = form_options.resolve(schema, dict(spiff_task.data) if spiff_task is not None else {})
     cleaned = forms.validate(schema, data, info.files)
     if task.assignee_id is None:  # a candidate submitting a group task claims it: not over a claim made since
-        take(session, task, actor)
+        if is_postgres(session):  # taken in the save's statement (projection.write_postgres), no round trip more
+            session.info[projection.CLAIM] = (task.id, actor.user_id)
+        else:
+            take(session, task, actor)
+    try:
+        return _submit(session, task, actor, running, read, cleaned, opinion)
+    finally:
+        session.info.pop(projection.CLAIM, None)  # not taken: the completion failed before its save
+
+
+def _submit(session: Session, task: HumanTask, actor: Actor, running: runtime.Running, read: ToComplete | None,
+            cleaned: dict[str, Any], opinion: str | None) -> Completion:
     if opinion:
         session.add(Comment(instance_id=task.instance_id, task_id=task.id, author_id=actor.user_id, kind="opinion",
                             body=opinion[:4000]))
+    if (read is None or read.cosigners_waiting) and projection.CLAIM in session.info:
+        projection.claim_now(session)  # held for co-signers, or saved now: either way the claim is taken first
+        set_committed_value(task, "assignee_id", actor.user_id)
     if (read is None or read.cosigners_waiting) and operations.hold_for_cosigners(session, task, actor, cleaned):
         return Completion(instance_id=task.instance_id, status=running.row.status, incident=None, next_tasks=[])
     if read is not None:

@@ -146,3 +146,44 @@ def test_a_claim_committed_while_another_candidate_acts_is_not_overwritten(
         review = s.get(HumanTask, where.task_id)
         assert review is not None and review.state == "ready" and review.assignee_id == actor_for(s, "st").user_id
         assert review.delegation_state is None and not review.blocked
+
+
+def test_a_claim_committed_while_another_candidate_submits_wins_and_the_submission_writes_nothing(
+        db_url: str, factory: sessionmaker[Session], session: Session, reviewers: tuple[Actor, Actor]) -> None:
+    """The submission's claim is taken in the save's one statement (no co-signers: the fused save): a claim that
+    holds the row makes the statement wait, and once committed stops the whole statement."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("row locks: PostgreSQL (SQLite has one writer)")
+    row = instances.start(session, process_key="minimal", actor=reviewers[0], business_key="CLAIM-RACE")
+    session.commit()
+    task_id = session.scalar(select(HumanTask.id).where(HumanTask.instance_id == row.id))
+    assert task_id is not None
+    session.close()
+    outcome: list[object] = []
+    with factory() as claimer:
+        tasks.claim(claimer, task_id=task_id, actor=reviewers[0])  # holds the row, uncommitted
+        claimer_pid = claimer.execute(text("SELECT pg_backend_pid()")).scalar()
+
+        def submit() -> None:
+            with factory() as mover:
+                try:
+                    tasks.complete(mover, task_id=task_id, actor=reviewers[1], data={"approved": True})
+                    mover.commit()
+                    outcome.append("done")
+                except EngineError as exc:
+                    mover.rollback()
+                    outcome.append(exc)
+
+        worker = threading.Thread(target=submit)
+        worker.start()
+        assert _waits_for_a_lock(factory, int(claimer_pid or 0)), outcome
+        claimer.commit()
+    worker.join(timeout=30)
+    assert len(outcome) == 1 and isinstance(outcome[0], AlreadyClaimed), outcome
+    with factory() as s:
+        task = s.get(HumanTask, task_id)
+        assert task is not None and task.state == "ready" and task.assignee_id == reviewers[0].user_id
+        instance = s.get(ProcessInstance, row.id)
+        assert instance is not None and instance.lock_version == row.lock_version and instance.status == "running"
+        assert s.scalar(select(func.count()).select_from(AuditEvent).where(
+            AuditEvent.stream == f"instance:{row.id}", AuditEvent.action == "task.complete")) == 0

@@ -373,7 +373,7 @@ def test_a_start_reads_no_rows_of_its_new_instance_and_starts_its_stream_in_one_
         instance_id = instances.start(session, process_key="siblings", actor=people[0]).id
         session.commit()
     assert not [s for s in seen if s.startswith("SELECT human_task.")], seen  # it has none yet
-    audit_statements = [s for s in seen if ("audit_" in s or "advisory" in s) and not s.startswith("WITH st AS")]
+    audit_statements = [s for s in seen if ("audit_" in s or "advisory" in s) and not s.startswith("WITH claim AS")]
     assert len(audit_statements) == 1 and "FOR UPDATE" not in audit_statements[0], audit_statements
     assert _chain(pg_factory, f"instance:{instance_id}") == ["instance.start"]
     with pg_factory() as session:
