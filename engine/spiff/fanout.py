@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Callable, Mapping, Sequence, Sized
+from collections.abc import Mapping, Sequence, Sized
 from decimal import Decimal
 from typing import Any
 
@@ -45,6 +45,7 @@ from SpiffWorkflow.bpmn.specs.mixins.multiinstance_task import (
 from SpiffWorkflow.task import Task
 
 from engine import config
+from engine.spiff import patching
 
 SETTING = "JZFLOW_MAX_MULTI_INSTANCE"
 
@@ -192,7 +193,7 @@ def _loop_create_child(self: StandardLoopTask, my_task: Task) -> None:
 
 # --- installation -------------------------------------------------------------------------------------
 
-_PATCHES: tuple[tuple[type[Any], str, Callable[..., Any], Callable[..., Any]], ...] = (
+_PATCHES: tuple[patching.Patch, ...] = (
     (ParallelMultiInstanceTask, "create_children", _spiff_create_children, _create_children),
     (SequentialMultiInstanceTask, "add_next_child", _spiff_add_next_child, _add_next_child),
     (StandardLoopTask, "create_child", _spiff_loop_create_child, _loop_create_child),
@@ -201,16 +202,14 @@ _PATCHES: tuple[tuple[type[Any], str, Callable[..., Any], Callable[..., Any]], .
 
 def install() -> None:
     """Check every multi-instance's count before SpiffWorkflow makes its instances (idempotent)."""
-    for owner, name, _original, patched in _PATCHES:
-        setattr(owner, name, patched)
+    patching.apply(_PATCHES)
 
 
 def uninstall() -> None:
     """Let SpiffWorkflow make as many instances as asked (tests use this to show the unbounded fan-out)."""
-    for owner, name, original, _patched in _PATCHES:
-        setattr(owner, name, original)
+    patching.restore(_PATCHES)
 
 
 def installed() -> bool:
     """Return whether every patch is in place."""
-    return all(owner.__dict__.get(name) is patched for owner, name, _original, patched in _PATCHES)
+    return patching.applied(_PATCHES)

@@ -52,6 +52,8 @@ from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskIterator, TaskState
 from SpiffWorkflow.workflow import Workflow
 
+from engine.spiff import patching
+
 SUPPORTED_SPIFF_VERSION = "3.2.0"
 SPIFF_MAX_DEPTH = 1000  # TaskIterator's default max_depth in 3.2.0
 DEPTH_LIMIT = 900  # policy: below SPIFF_MAX_DEPTH, and every engine step walks the whole tree
@@ -354,7 +356,7 @@ def _remove_task(self: Workflow, task_id: Any) -> None:
 
 # --- installation -------------------------------------------------------------------------------
 
-_PATCHES: tuple[tuple[type[Any], str, Callable[..., Any], Callable[..., Any]], ...] = (
+_PATCHES: tuple[patching.Patch, ...] = (
     (TaskIterator, "__init__", _spiff_iterator_init, _iterator_init),
     (MultiInstanceTask, "init_data_output_with_cardinality",
      _spiff_init_data_output_with_cardinality, _init_data_output_with_cardinality),
@@ -373,16 +375,14 @@ def install() -> None:
         raise RuntimeError(
             f"engine.spiff.guards patches SpiffWorkflow {SUPPORTED_SPIFF_VERSION}, but {version} is installed: "
             "re-measure each bug (see this module's docstring) before changing SUPPORTED_SPIFF_VERSION")
-    for owner, name, _original, patched in _PATCHES:
-        setattr(owner, name, patched)
+    patching.apply(_PATCHES)
 
 
 def uninstall() -> None:
     """Put SpiffWorkflow's own methods back (tests use this to show each bug)."""
-    for owner, name, original, _patched in _PATCHES:
-        setattr(owner, name, original)
+    patching.restore(_PATCHES)
 
 
 def installed() -> bool:
     """Return whether every patch is in place."""
-    return all(owner.__dict__.get(name) is patched for owner, name, _original, patched in _PATCHES)
+    return patching.applied(_PATCHES)

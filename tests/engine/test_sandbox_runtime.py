@@ -84,6 +84,11 @@ def instances_data(session: Session, instance_id: int) -> str:
     "total = 0\nfor i in range(10**12):\n    total += i",
     "def f(n):\n    return f(n + 1) + f(n + 2)\nf(0)",
     "xs = [1]\nfor x in xs:\n    xs.append(x)",
+    # steps that run in C (or a pure-Python codec) never tick the budget: refused before they run
+    "x = pow(7, 1 << 20000, (1 << 20000) - 1) % 10",
+    "x = int(Decimal('1e600000')) % 10",
+    "s = ''.join([chr(0x4e00 + (i * 7919) % 20000) for i in range(8000)])\nx = len(s.encode('punycode'))",
+    "a = [0]\nfor i in range(22):\n    a = [a, a]",
 ])
 def test_a_runaway_script_ends_as_an_incident_within_its_budget(session: Session, monkeypatch: pytest.MonkeyPatch,
                                                                   script: str) -> None:

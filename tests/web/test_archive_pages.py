@@ -24,14 +24,22 @@ Login = Callable[[str], FlaskClient]
 APPLICATION = {"project_name": "胶州智能家电产业园（一期）", "investment": 6000, "project_type": "industrial"}
 
 
-def _finish(app: Flask, instance_id: int) -> None:
+def _finish(app: Flask, instance_id: int, *, attach: bool = False) -> tuple[int, int]:
+    """Finish the review (rejected at 受理), with a file attached on the 受理 step when `attach`; return that step's
+    and the file's ids (0 without one)."""
+    attachment_id = task_id = 0
     for bpmn_id, username, data in (("submit_application", "applicant", APPLICATION),
                                     ("accept", "window", {"decision": "reject"})):
         task = open_task(app, instance_id, bpmn_id)
         with db(app) as s:
             actor = actor_for(s, username)
             tasks.claim(s, task_id=task.id, actor=actor)
+            if attach and bpmn_id == "accept":
+                attachment_id = operations.attach(s, instance_id=instance_id, actor=actor, name="受理材料.txt",
+                                                  content=b"materials", content_type="text/plain", task_id=task.id).id
+                task_id = task.id
             tasks.complete(s, task_id=task.id, actor=actor, data=data, opinion=f"{username}的意见")
+    return task_id, attachment_id
 
 
 def test_an_archived_instance_stays_readable_and_refuses_changes(app: Flask, login: Login, frozen: object) -> None:
@@ -73,20 +81,7 @@ def test_an_archived_instance_stays_readable_and_refuses_changes(app: Flask, log
 # --- what archiving must not take away: the 审批单, the submitted steps, the attachments ---------------------------
 
 def _finish_with_attachment(app: Flask, instance_id: int) -> tuple[int, int]:
-    """Finish the review (rejected at 受理), a file attached on the 受理 step; return that step's and the file's ids."""
-    attachment_id = task_id = 0
-    for bpmn_id, username, data in (("submit_application", "applicant", APPLICATION),
-                                    ("accept", "window", {"decision": "reject"})):
-        task = open_task(app, instance_id, bpmn_id)
-        with db(app) as s:
-            actor = actor_for(s, username)
-            tasks.claim(s, task_id=task.id, actor=actor)
-            if bpmn_id == "accept":
-                attachment_id = operations.attach(s, instance_id=instance_id, actor=actor, name="受理材料.txt",
-                                                  content=b"materials", content_type="text/plain", task_id=task.id).id
-                task_id = task.id
-            tasks.complete(s, task_id=task.id, actor=actor, data=data, opinion=f"{username}的意见")
-    return task_id, attachment_id
+    return _finish(app, instance_id, attach=True)
 
 
 def _archive(app: Flask) -> None:
