@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, Table, inspect, select, update
+from sqlalchemy import Column, Table, inspect, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import PassiveFlag, Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import get_history, instance_dict, set_committed_value
@@ -24,7 +24,7 @@ from sqlalchemy.orm.attributes import get_history, instance_dict, set_committed_
 from engine import clock, task_properties
 from engine.audit import in_statement
 from engine.deadlines import calendar, sla
-from engine.errors import AlreadyClaimed, ConcurrentModification, Conflict
+from engine.errors import ConcurrentModification
 from engine.runtime import assignment
 from engine.runtime.models import ProcessInstance
 from engine.runtime.running import Running
@@ -251,12 +251,12 @@ def write_postgres(session: Session, row: ProcessInstance, values: dict[str, Any
     A claim the completion left to the statement (`CLAIM`: a candidate submitting a group task) is taken in it: the
     task's row is locked first, and a claim someone committed since the task was read stops the whole statement.
 
-    Raises: ConcurrentModification, AlreadyClaimed (nothing written)
+    Raises: ConcurrentModification, AlreadyClaimed, TaskAlreadyDone (nothing written)
     """
     new = projected.created  # outside the session: no autoflush has written any
-    claim_id, claim_actor = session.info.pop(CLAIM, (None, None))
+    claim = session.info.pop(CLAIM, None)
     params: dict[str, Any] = {f"s_{k}": values[k] for k in STATE_COLUMNS}
-    params.update(claim_id=claim_id, claim_actor=claim_actor)
+    params.update(claim_id=claim[0].id if claim else None, claim_actor=claim[1].user_id if claim else None)
     params.update(event or in_statement.NO_EVENT, s_id=row.id, s_expected=expected, history=history)
     # Only rows that changed: writing an unchanged open row would lock it, and a writer holding it that waits for this
     # instance's row would deadlock with us (the flush skips them too). In id order, as the flush locks them.
@@ -267,8 +267,9 @@ def write_postgres(session: Session, row: ProcessInstance, values: dict[str, Any
     result = session.connection().exec_driver_sql(_SQL, params).all()
     if not any(r[0] == 0 for r in result):
         discard(session, projected)
-        if claim_id is not None and not any(r[0] == 4 for r in result):
-            raise _claim_lost(session, claim_id, row.id)
+        if claim is not None and not any(r[0] == 4 for r in result):
+            from engine.tasks.lookup import claim_lost  # engine.tasks imports this module
+            raise claim_lost(session, *claim) or ConcurrentModification(row.id)
         raise ConcurrentModification(row.id)
     for h, flags in moved:
         for k, written in zip(MOVED_COLUMNS, flags, strict=True):
@@ -279,31 +280,18 @@ def write_postgres(session: Session, row: ProcessInstance, values: dict[str, Any
     return next((r[1] for r in result if r[0] == 3), None)
 
 
-CLAIM = "jzflow.claim"  # session.info: (task id, user id) of a claim the next save takes (see write_postgres)
+CLAIM = "jzflow.claim"  # session.info: (task, actor) of a claim the next save takes (see write_postgres)
 
 
 def claim_now(session: Session) -> None:
-    """Take a claim left for the save (CLAIM) by itself, for a save that writes without write_postgres (flushes).
+    """Take a claim left for the save (CLAIM) by its own compare-and-set, for a save without write_postgres.
 
-    Raises: AlreadyClaimed (someone claimed the task since it was read)
+    Raises: AlreadyClaimed, TaskAlreadyDone (someone claimed or finished the task since it was read)
     """
-    claim_id, claim_actor = session.info.pop(CLAIM, (None, None))
-    if claim_id is None:
-        return
-    taken = session.execute(update(HumanTask).where(
-        HumanTask.id == claim_id, HumanTask.state == "ready",
-        (HumanTask.assignee_id.is_(None)) | (HumanTask.assignee_id == claim_actor))
-        .values(assignee_id=claim_actor).execution_options(synchronize_session=False))
-    if taken.rowcount != 1:  # type: ignore[attr-defined]
-        raise _claim_lost(session, claim_id, None)
-
-
-def _claim_lost(session: Session, task_id: int, instance_id: int | None) -> Conflict:
-    """The error for a claim lost to someone else: claimed by them (AlreadyClaimed), or finished meanwhile."""
-    now = session.execute(select(HumanTask.state, HumanTask.instance_id).where(HumanTask.id == task_id)).one_or_none()
-    if now is not None and now.state == "ready":
-        return AlreadyClaimed("此任务刚被他人认领 (just claimed by someone else)", task_id=task_id)
-    return ConcurrentModification(instance_id if instance_id is not None else (now.instance_id if now else 0))
+    claim = session.info.pop(CLAIM, None)
+    if claim is not None:
+        from engine.tasks.lookup import take  # engine.tasks imports this module
+        take(session, *claim)
 
 
 def _clean_if_written(session: Session, human: HumanTask) -> None:

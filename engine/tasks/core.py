@@ -6,7 +6,6 @@ from typing import Any
 
 from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 
 from engine import audit, deploy, runtime
 from engine.db import is_postgres
@@ -117,29 +116,21 @@ def complete(session: Session, *, task_id: int, actor: Actor, data: Mapping[str,
         schema = form_options.resolve(schema, dict(spiff_task.data) if spiff_task is not None else {})
     cleaned = forms.validate(schema, data, info.files)
     if task.assignee_id is None:  # a candidate submitting a group task claims it: not over a claim made since
-        if is_postgres(session):  # taken in the save's statement (projection.write_postgres), no round trip more
-            session.info[projection.CLAIM] = (task.id, actor.user_id)
-        else:
+        if is_postgres(session) and read is not None and not read.cosigners_waiting:
+            session.info[projection.CLAIM] = (task, actor)  # taken in the save's statement, no round trip more
+        else:  # SQLite, or a submission held for co-signers (saved without the statement)
             take(session, task, actor)
     try:
-        return _submit(session, task, actor, running, read, cleaned, opinion)
+        if opinion:
+            session.add(Comment(instance_id=task.instance_id, task_id=task.id, author_id=actor.user_id, kind="opinion",
+                                body=opinion[:4000]))
+        if (read is None or read.cosigners_waiting) and operations.hold_for_cosigners(session, task, actor, cleaned):
+            return Completion(instance_id=task.instance_id, status=running.row.status, incident=None, next_tasks=[])
+        if read is not None:
+            running.open_rows = read.open_rows
+        return finish(session, task=task, running=running, actor=actor, data=cleaned)
     finally:
         session.info.pop(projection.CLAIM, None)  # not taken: the completion failed before its save
-
-
-def _submit(session: Session, task: HumanTask, actor: Actor, running: runtime.Running, read: ToComplete | None,
-            cleaned: dict[str, Any], opinion: str | None) -> Completion:
-    if opinion:
-        session.add(Comment(instance_id=task.instance_id, task_id=task.id, author_id=actor.user_id, kind="opinion",
-                            body=opinion[:4000]))
-    if (read is None or read.cosigners_waiting) and projection.CLAIM in session.info:
-        projection.claim_now(session)  # held for co-signers, or saved now: either way the claim is taken first
-        set_committed_value(task, "assignee_id", actor.user_id)
-    if (read is None or read.cosigners_waiting) and operations.hold_for_cosigners(session, task, actor, cleaned):
-        return Completion(instance_id=task.instance_id, status=running.row.status, incident=None, next_tasks=[])
-    if read is not None:
-        running.open_rows = read.open_rows
-    return finish(session, task=task, running=running, actor=actor, data=cleaned)
 
 
 def inbox_query(actor: Actor, *, include_claimable: bool = True) -> Any:

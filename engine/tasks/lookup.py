@@ -148,22 +148,31 @@ def take(session: Session, task: HumanTask, actor: Actor) -> bool:
 
     Every claim goes through here, 认领 and the implicit one of acting on a group task (转办, 委派, 加签, 退回,
     提交): the row as read may be stale, and writing the assignee from it overwrote a claim committed since.
+    (On PostgreSQL a submission's claim is taken in the save's statement instead: projection.write_postgres.)
 
     Raises: AlreadyClaimed, TaskAlreadyDone
     """
     claimed = session.execute(update(HumanTask).where(HumanTask.id == task.id, HumanTask.assignee_id.is_(None),
                                                       HumanTask.state == "ready")
                               .values(assignee_id=actor.user_id).execution_options(synchronize_session=False))
-    if claimed.rowcount == 1:  # type: ignore[attr-defined]
-        set_committed_value(task, "assignee_id", actor.user_id)  # what the row now holds: nothing left to write
-        return True
+    mine = bool(claimed.rowcount == 1)  # type: ignore[attr-defined]
+    if not mine:
+        lost = claim_lost(session, task, actor)
+        if lost is not None:
+            raise lost
+    set_committed_value(task, "assignee_id", actor.user_id)  # what the row now holds: nothing left to write
+    return mine
+
+
+def claim_lost(session: Session, task: HumanTask, actor: Actor) -> EngineError | None:
+    """After a claim's compare-and-set found the task taken: the error to give (finished meanwhile, or claimed by
+    someone else), None when the actor holds it (claimed in another tab meanwhile)."""
     now = session.execute(select(HumanTask.state, HumanTask.assignee_id).where(HumanTask.id == task.id)).one()
     if now.state in ("completed", "cancelled"):
-        raise TaskAlreadyDone(task.instance_id)
+        return TaskAlreadyDone(task.instance_id)
     if now.assignee_id is None or now.assignee_id != actor.user_id:
-        raise AlreadyClaimed("此任务刚被他人认领 (just claimed by someone else)", task_id=task.id)
-    set_committed_value(task, "assignee_id", actor.user_id)  # they claimed it elsewhere (another tab) meanwhile
-    return False
+        return AlreadyClaimed("此任务刚被他人认领 (just claimed by someone else)", task_id=task.id)
+    return None
 
 
 def require_holder(task: HumanTask, actor: Actor) -> None:
@@ -179,7 +188,7 @@ def require_holder(task: HumanTask, actor: Actor) -> None:
         raise NotYourTask("您不是此任务的候选人 (not a candidate for this task)", task_id=task.id)
 
 
-__all__ = ["TaskAlreadyDone", "TaskBlocked", "get_open", "is_candidate", "require_holder", "require_open",
+__all__ = ["TaskAlreadyDone", "TaskBlocked", "claim_lost", "get_open", "is_candidate", "require_holder", "require_open",
            "require_started", "take"]
 
 
