@@ -125,7 +125,7 @@ def load(session: Session, actor: Actor, task_id: int) -> TaskPage:
                     current=states.current, completed=states.completed,
                     history=timeline.timeline(session, instance.id, with_details=False,
                                                     public=access.is_external(session, actor), public_for=actor.user_id))
-    page.attachments = attachments(session, instance.id)
+    page.attachments = visible_attachments(session, actor, instance.id)
     if task.kind == "bpmn":
         page.cosigners = list(session.scalars(select(HumanTask).where(
             HumanTask.parent_task_id == task.id, HumanTask.kind == "cosign").order_by(HumanTask.id)))
@@ -161,10 +161,17 @@ def form_texts(session: Session, task: HumanTask, version_id: int | None = None,
     return schema, texts[1]
 
 
-def attachments(session: Session, instance_id: int) -> list[Attachment]:
-    """Return the instance's attachments, oldest first (their content not loaded); the caller checked access."""
-    return list(session.scalars(select(Attachment).where(Attachment.instance_id == instance_id)
-                                .order_by(Attachment.created_at, Attachment.id)))
+def visible_attachments(session: Session, actor: Actor, instance_id: int) -> list[Attachment]:
+    """Return the instance's attachments the actor may see, oldest first (content not loaded); the caller checked
+    they may see the instance.
+
+    An applicant from outside sees the files they uploaded: the departments' uploads on their steps are internal,
+    as their forms and opinions are (`submissions.for_instance`, the public history).
+    """
+    query = select(Attachment).where(Attachment.instance_id == instance_id)
+    if access.is_external(session, actor):
+        query = query.where(Attachment.uploaded_by_id == (actor.user_id if actor.user_id is not None else -1))
+    return list(session.scalars(query.order_by(Attachment.created_at, Attachment.id)))
 
 
 def attachment(session: Session, actor: Actor, task_id: int, attachment_id: int) -> Attachment:
@@ -180,7 +187,8 @@ def attachment(session: Session, actor: Actor, task_id: int, attachment_id: int)
         raise TaskNotFound(f"任务不存在: {task_id}", task_id=task_id)
     _require_visible(session, actor, task)
     found = session.get(Attachment, attachment_id)
-    if found is None or found.instance_id != task.instance_id:
+    if found is None or found.instance_id != task.instance_id or (
+            found.uploaded_by_id != actor.user_id and access.is_external(session, actor)):  # internal: as if absent
         raise TaskNotFound(f"附件不存在: {attachment_id}", attachment_id=attachment_id)
     return found
 
@@ -199,5 +207,5 @@ def diagram_xml(session: Session, actor: Actor, task_id: int) -> str:
     return text
 
 
-__all__ = ["Abilities", "TaskPage", "abilities", "attachment", "attachments", "diagram_xml", "form_texts", "get_visible",
-           "load"]
+__all__ = ["Abilities", "TaskPage", "abilities", "attachment", "diagram_xml", "form_texts", "get_visible",
+           "load", "visible_attachments"]

@@ -81,7 +81,8 @@ def show(instance_id: int) -> ResponseReturnValue:
         diagram_url=url_for("instances.diagram", instance_id=instance_id), steps=steps, external=external,
         issued=documents.for_instance(session, instance_id),
         # An archived instance's task pages are gone: its files are listed here (served by the task route).
-        attachments=taskview.attachments(session, instance_id) if instance.archived_at is not None else None)
+        attachments=taskview.visible_attachments(session, actor, instance_id)
+        if instance.archived_at is not None else None)
 
 
 @bp.get("/instances/<int:instance_id>/diagram.bpmn")
