@@ -101,8 +101,16 @@ def _deliver_email(_session: Session, msg: OutboxMessage) -> None:
     email["From"] = settings.get("from", "jzflow@localhost")
     email["To"] = settings["to"]
     email.set_content(settings.get("text", ""))
-    with smtplib.SMTP(settings.get("host", "127.0.0.1"), int(settings.get("port", 25)), timeout=10) as smtp:
-        smtp.send_message(email)
+    smtp = smtplib.SMTP(settings.get("host", "127.0.0.1"), int(settings.get("port", 25)), timeout=10)
+    try:
+        smtp.send_message(email)  # the relay's "250" to the message is the delivery
+    finally:
+        # Not `with`: its exit raised on a QUIT answered other than 221, after the relay had taken the mail, so a
+        # delivered mail counted as failed and each retry sent it again.
+        try:
+            smtp.quit()
+        except (smtplib.SMTPException, OSError):
+            smtp.close()
 
 
 def _deliver_event(_session: Session, msg: OutboxMessage) -> None:

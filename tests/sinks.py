@@ -34,11 +34,17 @@ class Mail:
 
 
 class SmtpSink:
-    """A minimal SMTP server (EHLO, MAIL, RCPT, DATA, QUIT) on a free port, keeping every message."""
+    """A minimal SMTP server (EHLO, MAIL, RCPT, DATA, QUIT) on a free port, keeping every message.
 
-    def __init__(self) -> None:
+    `quit_reply`: what it answers to QUIT (a relay that took the message and then says goodbye oddly).
+    `hold`: when set, each message is kept at once but its "250" waits until the event is set (or the client is
+    gone) — the moment a sender killed then has a mail out and no record of it.
+    """
+
+    def __init__(self, *, quit_reply: str = "221 bye", hold: threading.Event | None = None) -> None:
         self.mails: list[Mail] = []
         self._lock = threading.Lock()
+        self.received = threading.Event()  # set when the first message was kept
         sink = self
 
         class Handler(socketserver.StreamRequestHandler):
@@ -74,11 +80,14 @@ class SmtpSink:
                         message = email.message_from_bytes(b"".join(lines), policy=email.policy.default)
                         with sink._lock:
                             sink.mails.append(Mail(sender, recipients, message))  # type: ignore[arg-type]
+                        sink.received.set()
+                        if hold is not None:
+                            hold.wait(60)
                         self.reply("250 OK queued")
                     elif verb in ("RSET", "NOOP"):
                         self.reply("250 OK")
                     elif verb == "QUIT":
-                        self.reply("221 bye")
+                        self.reply(quit_reply)
                         return
                     else:
                         self.reply("502 not implemented")

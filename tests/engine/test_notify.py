@@ -143,6 +143,26 @@ def test_a_failing_webhook_is_retried_and_delivered_once(session: Session, facto
         assert len(sink.hooks) == 1
 
 
+def test_a_mail_the_relay_took_is_delivered_once_whatever_it_answers_to_quit(
+        session: Session, factory: sessionmaker[Session], people: dict[str, Actor],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The relay said "250" to the message, then answered QUIT with something else than 221 (a relay closing under
+    load): the mail had gone, yet the failed goodbye counted as a failed delivery, and every retry mailed it again."""
+    wang = int(people["wang"].user_id or 0)
+    with SmtpSink(quit_reply="421 closing, too busy") as sink:
+        monkeypatch.setenv("JZFLOW_SMTP_HOST", "127.0.0.1")
+        monkeypatch.setenv("JZFLOW_SMTP_PORT", str(sink.port))
+        notify.set_preference(session, user_id=wang, kind="*", channels=["email"])
+        notify.send(session, note(people["wang"]))
+        session.commit()
+        assert run_outbox(factory) == 1
+        clock.advance(timedelta(hours=2))  # past any back-off
+        assert run_outbox(factory) == 0
+        msg = session.scalar(select(OutboxMessage).execution_options(populate_existing=True))
+        assert msg is not None and msg.delivered_at is not None and msg.attempts == 1, msg.last_error
+        assert len(sink.mails) == 1
+
+
 def test_a_delivery_the_database_refuses_is_retried_later_and_the_rest_go_out(
         session: Session, factory: sessionmaker[Session], people: dict[str, Actor],
         monkeypatch: pytest.MonkeyPatch) -> None:
