@@ -76,10 +76,21 @@ def sweep_timers() -> int:
     return run_timer_sweep(session_factory(), batch=config.load().sweep_batch)
 
 
+def delivery_key(msg: OutboxMessage) -> str:
+    """Name one outbox message alike on every attempt, so a receiver can drop the copy a retry sends again.
+
+    A worker killed after the receiver took the message and before its commit leaves the message pending (no
+    sender avoids that); the copy sent then carries the same key (webhooks: Idempotency-Key; mail: Message-ID).
+    """
+    created = clock.as_utc(msg.created_at).strftime("%Y%m%d%H%M%S") if msg.created_at else "0"
+    return f"jzflow.outbox.{msg.id}.{created}"
+
+
 def _deliver_webhook(_session: Session, msg: OutboxMessage) -> None:
     body = json.dumps(msg.payload.get("body", msg.payload), ensure_ascii=False).encode()
     # Resolved and checked again now (not only when saved): no loopback, private or link-local target.
-    status = outbound.post_json(str(msg.payload["url"]), body, timeout=10)
+    status = outbound.post_json(str(msg.payload["url"]), body, timeout=10,
+                                headers={"Idempotency-Key": delivery_key(msg)})
     if status >= 300:
         raise RuntimeError(f"webhook answered {status}")
 
@@ -100,6 +111,9 @@ def _deliver_email(_session: Session, msg: OutboxMessage) -> None:
     email["Subject"] = one_line(str(settings["subject"]))
     email["From"] = settings.get("from", "jzflow@localhost")
     email["To"] = settings["to"]
+    _, at, domain = str(email["From"]).rpartition("@")
+    domain = domain.strip(" >") if at else ""
+    email["Message-ID"] = f"<{delivery_key(msg)}@{domain or 'localhost'}>"
     email.set_content(settings.get("text", ""))
     smtp = smtplib.SMTP(settings.get("host", "127.0.0.1"), int(settings.get("port", 25)), timeout=10)
     try:

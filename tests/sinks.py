@@ -37,8 +37,8 @@ class SmtpSink:
     """A minimal SMTP server (EHLO, MAIL, RCPT, DATA, QUIT) on a free port, keeping every message.
 
     `quit_reply`: what it answers to QUIT (a relay that took the message and then says goodbye oddly).
-    `hold`: when set, each message is kept at once but its "250" waits until the event is set (or the client is
-    gone) — the moment a sender killed then has a mail out and no record of it.
+    `hold`: when given, each message is taken ("250") but the answer to QUIT waits until the event is set — a
+    sender killed meanwhile has a mail out and no record of it.
     """
 
     def __init__(self, *, quit_reply: str = "221 bye", hold: threading.Event | None = None) -> None:
@@ -81,12 +81,12 @@ class SmtpSink:
                         with sink._lock:
                             sink.mails.append(Mail(sender, recipients, message))  # type: ignore[arg-type]
                         sink.received.set()
-                        if hold is not None:
-                            hold.wait(60)
                         self.reply("250 OK queued")
                     elif verb in ("RSET", "NOOP"):
                         self.reply("250 OK")
                     elif verb == "QUIT":
+                        if hold is not None:
+                            hold.wait(60)
                         self.reply(quit_reply)
                         return
                     else:
@@ -111,6 +111,7 @@ class Hook:
     path: str
     body: Any
     content_type: str
+    idempotency_key: str | None = None
 
 
 @dataclass
@@ -123,6 +124,7 @@ class HookSink:
     fail_first: int = 0
     hooks: list[Hook] = field(default_factory=list)
     gets: list[str] = field(default_factory=list)
+    keys: list[str | None] = field(default_factory=list)  # each POST's Idempotency-Key, failed ones too
 
     def __post_init__(self) -> None:
         sink = self
@@ -132,12 +134,14 @@ class HookSink:
             def do_POST(self) -> None:
                 data = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 with lock:
+                    sink.keys.append(self.headers.get("Idempotency-Key"))
                     if sink.fail_first > 0:
                         sink.fail_first -= 1
                         self.send_response(500)
                         self.end_headers()
                         return
-                    sink.hooks.append(Hook(self.path, json.loads(data), self.headers.get("Content-Type", "")))
+                    sink.hooks.append(Hook(self.path, json.loads(data), self.headers.get("Content-Type", ""),
+                                           self.headers.get("Idempotency-Key")))
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.end_headers()

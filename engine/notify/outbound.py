@@ -118,7 +118,7 @@ def check(url: str, *, allow: Sequence[str] | None = None, strict: bool = True) 
     return addresses
 
 
-def post_json(url: str, body: bytes, *, timeout: float = 10.0) -> int:
+def post_json(url: str, body: bytes, *, timeout: float = 10.0, headers: dict[str, str] | None = None) -> int:
     """POST a JSON body to a checked URL, connecting to the address that was checked; return the status.
 
     Raises: Refused, OSError, http.client.HTTPException
@@ -140,7 +140,7 @@ def post_json(url: str, body: bytes, *, timeout: float = 10.0) -> int:
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     try:
         conn.request("POST", path, body=body, headers={"Content-Type": "application/json; charset=utf-8",
-                                                       "User-Agent": "jzflow-webhook"})
+                                                       "User-Agent": "jzflow-webhook", **(headers or {})})
         response = conn.getresponse()
         response.read(64 * 1024)
         return int(response.status)
