@@ -1,4 +1,4 @@
-"""Operations endpoints: /healthz (up), /readyz (database, broker, schema), /metrics (Prometheus), request ids.
+"""Operations endpoints: /healthz (up), /readyz (database, schema; broker: degraded), /metrics (Prometheus), request ids.
 
 /metrics is not public: it answers a bearer token (JZFLOW_METRICS_TOKEN) or an address on the allow-list
 (JZFLOW_METRICS_ALLOW, addresses or networks); with neither configured it answers nobody. /healthz and
@@ -80,16 +80,19 @@ def healthz() -> ResponseReturnValue:
 
 @bp.get("/readyz")
 def readyz() -> ResponseReturnValue:
-    """Ready for traffic: the database and the broker answer and the schema is what this code needs."""
+    """Ready for traffic: the database answers and the schema is what this code needs (no broker: 200, degraded)."""
     settings: config.Settings = current_app.extensions["jzflow.settings"]
     checks = health.readiness(current_app.extensions["jzflow.engine"], settings.broker_url)
-    failed = [c for c in checks if not c.ok]
-    for check in failed:
+    failed = [c for c in checks if not c.ok and c.required]
+    degraded = [c for c in checks if not c.ok and not c.required]  # still serving: the outbox waits for the broker
+    for check in failed + degraded:
         log.warning("readiness check %s failed: %s", check.name, check.detail)
-    body = {"status": "ok" if not failed else "unavailable",
-            "checks": {c.name: "ok" if c.ok else "failed" for c in checks}}
+    body: dict[str, object] = {"status": "unavailable" if failed else "degraded" if degraded else "ok",
+                               "checks": {c.name: "ok" if c.ok else "failed" for c in checks}}
     if failed:
         body["failed"] = [c.name for c in failed]
+    if degraded:
+        body["degraded"] = [c.name for c in degraded]
     response = jsonify(body)
     response.status_code = 503 if failed else 200
     response.headers["Cache-Control"] = "no-store"
