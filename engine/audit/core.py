@@ -274,6 +274,9 @@ def _heads_digest(session: Session, max_id: int) -> tuple[str, int]:
 def seal(session: Session) -> AuditCheckpoint | None:
     """Seal every stream head into a chained checkpoint; None when nothing changed since the last."""
     if is_postgres(session):
+        # One seal at a time (two beats, a slow seal overlapping the next): both chained onto the same last checkpoint,
+        # and the fork read as tampering. This mode conflicts with itself, not with readers.
+        session.execute(text("LOCK TABLE audit_checkpoint IN SHARE ROW EXCLUSIVE MODE"))
         # Wait for in-flight writers so no lower id commits after we read the maximum.
         session.execute(text("LOCK TABLE audit_event IN SHARE MODE"))
     max_id = session.scalar(select(func.max(AuditEvent.id))) or 0

@@ -4,6 +4,8 @@ On PostgreSQL, with real threads and real connections: every writer on one strea
 """
 from __future__ import annotations
 
+import threading
+
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -61,3 +63,26 @@ def test_trust2_defect1_claiming_four_sibling_tasks_at_once_all_succeed(pg_facto
             assert holders == [p.user_id for p in people]
     with pg_factory() as session:
         assert audit.verify(session).ok
+
+
+def test_two_seals_at_once_leave_one_chain_of_checkpoints(pg_factory: sessionmaker[Session]) -> None:
+    """Two seal jobs at once (two beats, or a slow seal overlapping the next one) both read the same last checkpoint
+    and both chained a new one onto it: the chain forked, and audit-verify reported checkpoints 'altered or out of
+    chain' — a tamper alarm nobody caused."""
+    people = staff(pg_factory, 1)
+    with pg_factory() as session:
+        instances.start(session, process_key="siblings", actor=people[0])
+        session.commit()
+    with pg_factory() as first, pg_factory() as second:
+        assert audit.seal(first) is not None
+        done: list[object] = []
+        other = threading.Thread(target=lambda: done.append(audit.seal(second)))
+        other.start()
+        other.join(0.5)  # the second seal waits for the first one's transaction (or, unfixed, seals beside it)
+        first.commit()
+        other.join(10)
+        assert not other.is_alive()
+        second.commit()
+    with pg_factory() as session:
+        report = audit.verify(session)
+        assert report.ok, report.problems
