@@ -33,6 +33,7 @@ class Settings:
     max_run_tasks: int = 20_000  # tasks one engine run may complete
     timer_sweep_seconds: float = 30.0
     outbox_seconds: float = 10.0
+    outbox_lease_seconds: int = 300  # an e-mail or webhook being sent: counted, and kept from other workers this long
     sweep_batch: int = 100
     timer_max_days: int = 3660
     timer_min_cycle_seconds: int = 60  # shortest interval of a timeCycle: R/PT0S fired on every step, forever
@@ -139,6 +140,7 @@ def _load(_env: tuple[str | bytes | None, ...], _cwd: str) -> Settings:
         max_run_tasks=whole("JZFLOW_MAX_RUN_TASKS", 20_000, least=1),
         timer_sweep_seconds=number("JZFLOW_TIMER_SWEEP_SECONDS", 30.0, positive=True),
         outbox_seconds=number("JZFLOW_OUTBOX_SECONDS", 10.0, positive=True),
+        outbox_lease_seconds=whole("JZFLOW_OUTBOX_LEASE_SECONDS", 300, least=1),
         sweep_batch=whole("JZFLOW_SWEEP_BATCH", 100, least=1),
         timer_max_days=whole("JZFLOW_TIMER_MAX_DAYS", 3660, least=1),
         timer_min_cycle_seconds=whole("JZFLOW_TIMER_MIN_CYCLE_SECONDS", 60, least=1),

@@ -166,11 +166,17 @@ def deliver(session: Session, msg: OutboxMessage) -> None:
 def run_outbox(factory: sessionmaker[Session], *, limit: int = 100) -> int:
     """Deliver pending outbox messages, each in its own transaction; return how many were delivered."""
     with session_scope(factory) as session:
-        ids = outbox.pending_ids(session, limit=limit)
-    delivered = 0
-    for message_id in ids:
+        due = outbox.pending(session, limit=limit)
+    delivered, lease = 0, config.load().outbox_lease_seconds
+    for message_id, kind in due:
+        leased = False
+        if kind in outbox.LEAVING:  # counted before it is sent: a worker killed while sending cannot undo that
+            with session_scope(factory) as session:
+                leased = outbox.lease(session, message_id, seconds=lease)
+            if not leased:
+                continue
         with session_scope(factory) as session:
-            delivered += outbox.deliver_one(session, message_id, deliver)
+            delivered += outbox.deliver_one(session, message_id, deliver, leased=leased)
     return delivered
 
 

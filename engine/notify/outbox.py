@@ -5,7 +5,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import event, select
+from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session
 
 from engine import clock
@@ -15,6 +15,12 @@ from engine.notify.models import OutboxMessage
 
 Deliverer = Callable[[Session, OutboxMessage], None]
 MAX_ATTEMPTS = 10
+# Kinds whose delivery leaves the process (a relay, a receiver's server): each attempt is counted and the message
+# leased before it is sent (`lease`). A worker killed while sending then cannot roll the count back, so a message
+# that kills every worker is given up after MAX_ATTEMPTS instead of coming first in every batch for good. The lease
+# outlasts a delivery's timeouts (10 s per step; JZFLOW_OUTBOX_LEASE_SECONDS); the in-process kinds need neither:
+# they run in the delivery's transaction.
+LEAVING = frozenset({"email", "webhook"})
 QUEUED = "jzflow.outbox_queued"  # session.info flag: this unit of work queued a message
 
 
@@ -41,17 +47,37 @@ def enqueue(session: Session, kind: str, payload: dict[str, Any], *, dedupe_key:
     return msg
 
 
+def pending(session: Session, *, limit: int = 100) -> list[tuple[int, str]]:
+    """Return the ids and kinds of messages due for delivery, oldest first."""
+    q = (select(OutboxMessage.id, OutboxMessage.kind).where(OutboxMessage.delivered_at.is_(None),
+                                                            OutboxMessage.available_at <= clock.now(),
+                                                            OutboxMessage.attempts < MAX_ATTEMPTS)
+         .order_by(OutboxMessage.id).limit(limit))
+    return [(row.id, row.kind) for row in session.execute(q)]
+
+
 def pending_ids(session: Session, *, limit: int = 100) -> list[int]:
     """Return ids of messages due for delivery, oldest first."""
-    q = (select(OutboxMessage.id).where(OutboxMessage.delivered_at.is_(None),
-                                        OutboxMessage.available_at <= clock.now(),
-                                        OutboxMessage.attempts < MAX_ATTEMPTS)
-         .order_by(OutboxMessage.id).limit(limit))
-    return list(session.scalars(q))
+    return [message_id for message_id, _kind in pending(session, limit=limit)]
 
 
-def deliver_one(session: Session, message_id: int, deliver: Deliverer) -> bool:
-    """Deliver one message under a row lock; True if delivered now, False if skipped or failed."""
+def lease(session: Session, message_id: int, *, seconds: int) -> bool:
+    """Count an attempt at a message about to leave the process and keep other workers off it for `seconds`, by
+    compare-and-set (the caller commits before sending); False when it is no longer due (another worker took it)."""
+    now = clock.now()
+    taken = session.execute(update(OutboxMessage).where(
+        OutboxMessage.id == message_id, OutboxMessage.delivered_at.is_(None), OutboxMessage.available_at <= now,
+        OutboxMessage.attempts < MAX_ATTEMPTS)
+        .values(attempts=OutboxMessage.attempts + 1, available_at=now + timedelta(seconds=seconds))
+        .execution_options(synchronize_session=False))
+    return bool(taken.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def deliver_one(session: Session, message_id: int, deliver: Deliverer, *, leased: bool = False) -> bool:
+    """Deliver one message under a row lock; True if delivered now, False if skipped or failed.
+
+    `leased`: its attempt was counted by `lease` (committed): not counted again.
+    """
     q = select(OutboxMessage).where(OutboxMessage.id == message_id, OutboxMessage.delivered_at.is_(None))
     if is_postgres(session):
         q = q.with_for_update(skip_locked=True)
@@ -65,12 +91,12 @@ def deliver_one(session: Session, message_id: int, deliver: Deliverer) -> bool:
             deliver(session, msg)
             session.flush()  # what the delivery wrote is checked here, inside the savepoint
     except Exception as exc:  # any delivery failure is retried later with backoff
-        msg.attempts += 1
+        msg.attempts += 0 if leased else 1
         msg.last_error = f"{type(exc).__name__}: {exc}"[:2000]
         msg.available_at = clock.now() + timedelta(seconds=min(3600, 2 ** msg.attempts))
         session.flush()
         return False
-    msg.attempts += 1
+    msg.attempts += 0 if leased else 1
     msg.delivered_at = clock.now()
     session.flush()
     return True

@@ -208,3 +208,43 @@ def test_bad_preferences_are_refused(session: Session, people: dict[str, Actor])
         notify.set_webhook(session, user_id=int(people["li"].user_id or 0), url="file:///etc/passwd")
     with pytest.raises(InvalidInput):
         notify.set_webhook(session, url="https://example.invalid/hook")
+
+
+def test_a_message_whose_delivery_kills_the_worker_does_not_hold_up_the_rest(
+        session: Session, factory: sessionmaker[Session], people: dict[str, Actor], smtp: SmtpSink,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker killed in the middle of sending (OOM, SIGKILL: stood for here by SystemExit) rolled back the
+    message's attempt with everything else: it never counted towards giving up, came first in every batch again and
+    killed every worker after, and nothing behind it went out. Leaving the process, a message's attempt is counted
+    (and the message leased) before it is sent."""
+    from engine import jobs
+    from engine.notify import outbox
+    original = jobs.DELIVERERS["email"]
+
+    def dies(s: Session, msg: OutboxMessage) -> None:
+        if msg.payload["subject"] == "坏":
+            raise SystemExit("killed in the middle of the delivery")
+        original(s, msg)
+
+    monkeypatch.setitem(jobs.DELIVERERS, "email", dies)
+    for subject in ("坏", "好"):
+        outbox.enqueue(session, "email", {"subject": subject, "to": "zhang@gxj.jiaozhou.test", "text": subject,
+                                          "host": "127.0.0.1", "port": smtp.port})
+    session.commit()
+    with pytest.raises(SystemExit):
+        run_outbox(factory)
+    assert run_outbox(factory) == 1  # the next worker: the poison is leased, the other message goes out
+    assert [m.subject for m in smtp.mails] == ["好"]
+    bad = session.scalar(select(OutboxMessage).where(OutboxMessage.payload["subject"].as_string() == "坏")
+                         .execution_options(populate_existing=True))
+    assert bad is not None and bad.delivered_at is None and bad.attempts == 1
+    session.rollback()  # the workers write next (SQLite: one writer at a time)
+    for _ in range(outbox.MAX_ATTEMPTS):  # each crash counted: given up after MAX_ATTEMPTS, never sent twice
+        clock.advance(timedelta(hours=2))
+        try:
+            run_outbox(factory)
+        except SystemExit:
+            pass
+    session.refresh(bad)
+    assert bad.attempts == outbox.MAX_ATTEMPTS and bad.delivered_at is None and len(smtp.mails) == 1
+    assert outbox.pending_ids(session) == []
