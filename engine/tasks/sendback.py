@@ -11,16 +11,17 @@ from __future__ import annotations
 from copy import deepcopy
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine import clock, runtime
 from engine.errors import Conflict, EngineError, InstanceNotRunning, InvalidInput, NotYourTask, TaskNotFound
-from engine.org.actors import Actor
+from engine.org.actors import Actor, actor_of
+from engine.org.models import User
 from engine.runtime.models import ProcessInstance
 from engine.spiff import guards
 from engine.tasks import lookup, operations, task_access
-from engine.tasks.collab_models import Comment
+from engine.tasks.collab_models import Attachment, CarbonCopy, Comment
 from engine.tasks.models import OPEN_STATES, HumanTask
 
 
@@ -185,6 +186,31 @@ def send_back(session: Session, *, task_id: int, actor: Actor, to: str | int = "
     return _reopen(session, actor, target, "task.send_back", reason, task)
 
 
+# A reminder (催办) or a note the engine writes is no one handling the step: they never stop a 撤回.
+NOT_HANDLING = ("urge", "system")
+
+
+def _handled_after(session: Session, actor: Actor, later: list[HumanTask]) -> bool:
+    """Tell whether a handler of a later step (its holder, owner or a candidate) has commented on it, uploaded a
+    file to it or copied it to someone (抄送): what the withdrawer, a 督办 leader or an onlooker did there does not count.
+    """
+    by_id = {t.id: t for t in later}
+    ids = list(by_id) or [-1]
+    traces = [*session.execute(select(Comment.task_id, Comment.author_id).where(
+                  Comment.task_id.in_(ids), Comment.kind.not_in(NOT_HANDLING))),
+              *session.execute(select(Attachment.task_id, Attachment.uploaded_by_id).where(Attachment.task_id.in_(ids))),
+              *session.execute(select(CarbonCopy.task_id, CarbonCopy.from_user_id).where(CarbonCopy.task_id.in_(ids)))]
+    authors = {a for _t, a in traces if a is not None and a != actor.user_id}
+    users = {u.id: actor_of(session, u) for u in session.scalars(select(User).where(User.id.in_(authors or {-1})))}
+    for task_id, author_id in traces:
+        who = users.get(author_id) if author_id is not None else None
+        task = by_id.get(task_id) if task_id is not None else None
+        if who is not None and task is not None and (
+                who.user_id in (task.assignee_id, task.owner_id) or lookup.is_candidate(task, who)):
+            return True
+    return False
+
+
 def withdraw_refusal(session: Session, actor: Actor, task: HumanTask) -> EngineError | None:
     """Return why the actor may not withdraw a task now (None: they may); the one check the button and 撤回 share."""
     if task.kind != "bpmn":
@@ -206,9 +232,7 @@ def withdraw_refusal(session: Session, actor: Actor, task: HumanTask) -> EngineE
     later = list(session.scalars(select(HumanTask).where(HumanTask.instance_id == task.instance_id,
                                                          HumanTask.task_guid.in_(after or {""}))))
     acted = [t for t in later if t.state == "completed" or t.assignee_id is not None]
-    commented = session.scalar(select(func.count()).select_from(Comment).where(
-        Comment.task_id.in_([t.id for t in later] or [-1])))
-    if acted or commented:
+    if acted or _handled_after(session, actor, later):
         return Conflict("下一步已有人处理，无法撤回 (the next handler has already acted)", task_id=task.id)
     if running.row.status != "running":
         return Conflict("流程已结束或暂停，无法撤回 (the process is not running)", task_id=task.id)

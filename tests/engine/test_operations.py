@@ -277,3 +277,53 @@ def test_cc_comments_and_attachments_respect_who_may_see(session: Session, insta
     assert session.get(ProcessInstance, instance) is not None
     session.commit()
     assert audit.verify(session).ok
+
+
+def test_withdraw_is_refused_once_the_next_handler_has_uploaded_a_file(session: Session, instance: int,
+                                                                      review_org: dict[str, Actor]) -> None:
+    fill(session, instance, review_org["applicant"])
+    done = session.scalar(select(HumanTask).where(HumanTask.instance_id == instance, HumanTask.bpmn_id == "fill"))
+    review = open_task(session, instance, "review")
+    assert done is not None and review.assignee_id is None  # not claimed: the upload is the only trace
+    operations.attach(session, instance_id=instance, actor=review_org["fg"], name="审查意见.docx", content=b"doc",
+                      task_id=review.id)
+    session.commit()
+    assert sendback.withdraw_refusal(session, review_org["applicant"], done) is not None
+    with pytest.raises(Conflict, match="下一步已有人处理"):
+        sendback.withdraw(session, task_id=done.id, actor=review_org["applicant"])
+
+
+def test_withdraw_is_not_refused_for_what_others_than_the_next_handlers_did(session: Session, instance: int,
+                                                                           review_org: dict[str, Actor]) -> None:
+    fill(session, instance, review_org["applicant"])
+    done = session.scalar(select(HumanTask).where(HumanTask.instance_id == instance, HumanTask.bpmn_id == "fill"))
+    review = open_task(session, instance, "review")
+    assert done is not None
+    # 催办 by the submitter and by an administrator, the submitter's own note and file, an administrator's comment
+    # and 抄送 on the next step: none of them is the next handler acting.
+    operations.urge(session, task_id=review.id, actor=review_org["applicant"], message="请尽快审查")
+    operations.urge(session, task_id=review.id, actor=review_org["admin"], message="督办")
+    operations.add_comment(session, instance_id=instance, actor=review_org["applicant"], body="补充说明",
+                           task_id=review.id)
+    operations.attach(session, instance_id=instance, actor=review_org["applicant"], name="补充.pdf", content=b"p",
+                      task_id=review.id)
+    operations.add_comment(session, instance_id=instance, actor=review_org["admin"], body="已阅", task_id=review.id)
+    operations.carbon_copy(session, instance_id=instance, actor=review_org["admin"], usernames=["boss"],
+                           note="请知悉", task_id=review.id)
+    session.commit()
+    assert sendback.withdraw_refusal(session, review_org["applicant"], done) is None
+    reopened = sendback.withdraw(session, task_id=done.id, actor=review_org["applicant"], reason="填错了")
+    session.commit()
+    assert reopened.state == "ready" and reopened.bpmn_id == "fill"
+
+
+def test_withdraw_is_refused_once_the_next_handler_has_commented(session: Session, instance: int,
+                                                                review_org: dict[str, Actor]) -> None:
+    fill(session, instance, review_org["applicant"])
+    done = session.scalar(select(HumanTask).where(HumanTask.instance_id == instance, HumanTask.bpmn_id == "fill"))
+    review = open_task(session, instance, "review")
+    assert done is not None
+    operations.add_comment(session, instance_id=instance, actor=review_org["fg"], body="材料在看", task_id=review.id)
+    session.commit()
+    with pytest.raises(Conflict, match="下一步已有人处理"):
+        sendback.withdraw(session, task_id=done.id, actor=review_org["applicant"])
