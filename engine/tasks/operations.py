@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import Any
 from uuid import uuid4
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine import audit, clock, runtime
@@ -283,6 +283,20 @@ def urge_recipients(session: Session, task: HumanTask) -> list[int]:
     return list(dict.fromkeys(people))
 
 
+def require_not_urged(session: Session, task: HumanTask, actor: Actor) -> None:
+    """Refuse a second 催办 of a task by the same person within the hour, whichever way the first came: the task's
+    page or an application's own (a leader's 督办) — each leaves the task an `urge` comment. The caller has locked the
+    task's row first, so two urges at once take turns and the second sees the first.
+
+    Raises: RateLimited
+    """
+    recent = session.scalar(select(Comment.id).where(
+        Comment.task_id == task.id, Comment.kind == "urge", Comment.author_id == actor.user_id,
+        Comment.created_at >= clock.now() - URGE_INTERVAL).limit(1))
+    if recent is not None:
+        raise RateLimited("一小时内已催办过 (already urged within the hour)", task_id=task.id)
+
+
 def urge(session: Session, *, task_id: int, actor: Actor, message: str = "") -> int:
     """Remind the task's holder (or all its candidates, or their unit head) to act; once an hour per task and person (催办).
 
@@ -293,12 +307,7 @@ def urge(session: Session, *, task_id: int, actor: Actor, message: str = "") -> 
     task = lookup.get_open(session, task_id)
     task_access.require(session, actor, task, task_access.Op.URGE)
     lookup.require_started(task)
-    since = clock.now() - URGE_INTERVAL
-    recent = session.scalar(select(func.count()).select_from(Comment).where(
-        Comment.task_id == task.id, Comment.kind == "urge", Comment.author_id == actor.user_id,
-        Comment.created_at >= since))
-    if recent:
-        raise RateLimited("一小时内已催办过 (already urged within the hour)", task_id=task_id)
+    require_not_urged(session, task, actor)
     session.add(Comment(instance_id=task.instance_id, task_id=task.id, author_id=actor.user_id, kind="urge",
                         body=message.strip()[:2000] or "催办"))
     recipients = urge_recipients(session, task)
@@ -379,4 +388,4 @@ def attach(session: Session, *, instance_id: int, actor: Actor, name: str, conte
 
 
 __all__ = ["add_comment", "add_cosigners", "add_note", "attach", "carbon_copy", "delegate", "hold_for_cosigners", "notify",
-           "remove_cosigner", "resolve_delegation", "sign", "transfer", "urge"]
+           "remove_cosigner", "require_not_urged", "resolve_delegation", "sign", "transfer", "urge"]

@@ -21,7 +21,7 @@ from engine.deadlines.models import DeadlineAction, EscalationStep, ExtensionReq
 from engine.errors import Conflict, InvalidInput, RateLimited, UserNotFound
 from engine.org.actors import Actor
 from engine.org.models import User
-from engine.tasks import people
+from engine.tasks import operations, people
 from engine.tasks.collab_models import Comment
 from engine.tasks.models import HumanTask, TaskCandidate
 from plan.ledger.models import LedgerIssue
@@ -94,11 +94,14 @@ def urge(session: Session, *, actor: Actor, object_type: str, object_id: int, me
     now = clock.now()
     _lock(session, object_type, object_id)  # two urges at once: the second counts the first
     target = open_target(session, actor, object_type, object_id)
-    recent = session.scalar(select(DeadlineAction.id).where(
-        DeadlineAction.object_type == object_type, DeadlineAction.object_id == object_id,
-        DeadlineAction.action == "urge", DeadlineAction.actor_id == actor.user_id,
-        DeadlineAction.at >= now - URGE_INTERVAL).limit(1))
-    if recent is not None:
+    if object_type == "task":  # one rule with the task page's 催办: its urge comments count, 督办's among them
+        urged = session.get(HumanTask, object_id)
+        assert urged is not None  # open_target found it open
+        operations.require_not_urged(session, urged, actor)
+    elif session.scalar(select(DeadlineAction.id).where(
+            DeadlineAction.object_type == object_type, DeadlineAction.object_id == object_id,
+            DeadlineAction.action == "urge", DeadlineAction.actor_id == actor.user_id,
+            DeadlineAction.at >= now - URGE_INTERVAL).limit(1)) is not None:
         raise RateLimited("一小时内已催办过 (already urged within the hour)", object_type=object_type, object_id=object_id)
     due = _new_deadline(due_date, now)
     before = target.due_at

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
@@ -196,3 +196,40 @@ def test_task_urge_twice_at_once_urges_once(session: Session, people: dict[str, 
         Comment.task_id == task_id, Comment.kind == "urge")) == 1
     assert session.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "task.urge")) == 1
 
+
+
+def _urges(people: dict[str, Actor], task_id: int, who: str = "zhou") -> dict[str, Work]:
+    """The two ways to urge a task: its own page (催办) and the leader's 督办."""
+    return {"task page": lambda s: operations.urge(s, task_id=task_id, actor=people[who], message="请尽快办理"),
+            "督办": lambda s: supervision.urge(s, actor=people[who], object_type="task", object_id=task_id,
+                                              message="请尽快办理")}
+
+
+@pytest.mark.parametrize("first", ["task page", "督办"])
+def test_one_urge_of_a_task_an_hour_whichever_way(session: Session, people: dict[str, Actor], frozen: Any,
+                                                  first: str) -> None:
+    task_id = _task(session, people).id
+    session.commit()
+    routes = _urges(people, task_id)
+    second = next(r for r in routes if r != first)
+    routes[first](session)
+    session.commit()
+    frozen.advance(timedelta(minutes=59))
+    with pytest.raises(RateLimited, match="一小时内已催办过"):
+        routes[second](session)
+    session.rollback()
+    _urges(people, task_id, "wang")[second](session)  # another person may: the limit is per person
+    session.commit()
+    frozen.advance(timedelta(minutes=2))  # an hour and a minute after the first: the same person may again
+    routes[second](session)
+    session.commit()
+    assert session.scalar(select(func.count()).select_from(Comment).where(
+        Comment.task_id == task_id, Comment.kind == "urge")) == 3
+
+
+def test_a_leader_urging_a_task_both_ways_at_once_urges_once(session: Session, people: dict[str, Actor], frozen: Any,
+                                                             race: Race) -> None:
+    task_id = _ready(session, _task(session, people))
+    _failed(race(*_urges(people, task_id).values()), RateLimited)
+    assert session.scalar(select(func.count()).select_from(Comment).where(
+        Comment.task_id == task_id, Comment.kind == "urge")) == 1
