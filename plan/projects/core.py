@@ -14,10 +14,11 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from engine import audit, clock
+from engine.db import is_postgres
 from engine.documents import numbering
 from engine.errors import InvalidInput, NotFound
 from engine.org.actors import Actor
@@ -87,6 +88,17 @@ def next_code(session: Session, year: int) -> str:
         number = highest + 1
         numbering.skip_to(session, CODE_RULE, year, number)
     return f"{prefix}{number:04d}"
+
+
+def lock_code(session: Session, code: str) -> None:
+    """Hold a project code until the transaction ends; take it before looking the code up to add its project.
+
+    Two imports naming the same new code at once: the second waits for the first, then finds the project the first
+    added and updates it, instead of both finding none and the second's insert hitting uq_project_code (a 500).
+    A PostgreSQL advisory lock, as there is no row to lock yet; on SQLite, BEGIN IMMEDIATE has serialised the writers.
+    """
+    if is_postgres(session):
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": f"project-code:{code}"})
 
 
 def lock_project(session: Session, project: Project) -> Project:
@@ -264,4 +276,4 @@ def project_sign(ctx: effects.RunContext, call: dict[str, Any], project_name: st
 
 
 __all__ = ["ProjectInputInvalid", "add_lead", "approval_start_data", "check_leads", "count_in_stage", "find_industry",
-           "lock_project", "next_code", "reach_stage", "responsible_leader", "sign", "today"]
+           "lock_code", "lock_project", "next_code", "reach_stage", "responsible_leader", "sign", "today"]

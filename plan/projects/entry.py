@@ -31,7 +31,16 @@ from engine import audit, clock
 from engine.errors import Forbidden, InvalidInput, NotFound
 from engine.org.actors import Actor
 from engine.org.models import Membership, OrgUnit, Role, User
-from plan.projects.core import CATEGORIES, PROJECT_TYPES, find_industry, lock_project, next_code, reach_stage, today
+from plan.projects.core import (
+    CATEGORIES,
+    PROJECT_TYPES,
+    find_industry,
+    lock_code,
+    lock_project,
+    next_code,
+    reach_stage,
+    today,
+)
 from plan.projects.fields import PLANNED_FIELDS, PLANNED_NAMES, amount, check_planned, day, text
 from plan.projects.lags import STAGE_NAMES
 from plan.projects.models import (
@@ -184,6 +193,8 @@ def create_project(session: Session, *, actor: Actor, data: ProjectInput, code: 
     if category not in CATEGORIES:
         raise InvalidInput("没有产业时须填类别 (focus/key/layout)", field="category")
     leader = _leader(session, data.leader) if data.leader else None
+    if code is not None:
+        lock_code(session, code)  # the same new code added at once elsewhere: the second finds it taken
     if code is not None and session.scalar(select(Project.id).where(Project.code == code)) is not None:
         raise InvalidInput(f"项目编号 {code} 已存在 (code taken)", field="code")
     on = created_on or today()

@@ -24,7 +24,7 @@ from engine.errors import EngineError, InvalidInput
 from engine.org.actors import Actor
 from plan.indicators.upload import MAX_BYTES, MAX_ROWS, UploadInvalid, read_table
 from plan.projects import entry
-from plan.projects.core import today
+from plan.projects.core import lock_code, today
 from plan.projects.models import STAGES, Project
 
 HEADERS: dict[str, tuple[str, ...]] = {
@@ -118,6 +118,8 @@ def _stages(session: Session, project: Project, cells: dict[str, str], actor: Ac
 
 def _row(session: Session, cells: dict[str, str], actor: Actor) -> RowDone:
     code = cells.get("code", "").strip()
+    if code:
+        lock_code(session, code)  # another import adding this code at once: wait for it, then update what it added
     project = session.scalar(select(Project).where(Project.code == code)) if code else None
     if project is not None:
         planned = {f: entry.day(cells.get(f), f) for f in entry.PLANNED_FIELDS if cells.get(f, "").strip()}

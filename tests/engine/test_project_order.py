@@ -4,15 +4,19 @@ template's example dates are valid on any day, 29 February too. On SQLite and Po
 from __future__ import annotations
 
 import io
+import threading
+import time
 from datetime import date
+from typing import Any
 
+import pytest
 from openpyxl import load_workbook
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session, sessionmaker
 
 from engine.org.actors import actor_for
 from plan.projects import core, entry, imports
-from plan.projects.models import ProjectStage
+from plan.projects.models import Project, ProjectStage
 from tests.engine.test_project_slice import OFFICER, new_project, world  # noqa: F401
 
 
@@ -55,3 +59,48 @@ def test_the_import_template_is_valid_on_a_leap_day() -> None:
     assert sheet is not None
     header, example = ([str(c.value or "") for c in row] for row in sheet.iter_rows())
     assert example[header.index("计划竣工日期")] == "2029-02-28"
+
+
+def test_two_imports_naming_the_same_new_code_at_once_take_turns(world: Session,  # noqa: F811
+                                                                  factory: sessionmaker[Session]) -> None:
+    """The second import waits for the first (two connections on PostgreSQL; SQLite's BEGIN IMMEDIATE queues them):
+    once the first commits it finds the project and updates it, as if it had come after — never the unique key's
+    IntegrityError (a 500)."""
+    if world.get_bind().dialect.name != "postgresql":
+        pytest.skip("two writers at once: PostgreSQL (SQLite serialises every writer at BEGIN)")
+    world.commit()
+    sheet = ("项目编号,项目名称,总投资（万元）,责任单位,项目库,类别,计划竣工日期\n"
+             f"XM-IMPORT-7,同时导入的项目,9000,tcj,key,key,{core.today().replace(year=core.today().year + 1)}\n").encode()
+    first, second = factory(), factory()
+    outcome: dict[str, Any] = {}
+
+    def run_second() -> None:
+        try:
+            outcome["result"] = imports.run(second, filename="b.csv", data=sheet, actor=actor_for(second, OFFICER),
+                                            store=True)
+            second.commit()
+        except BaseException as exc:  # reported below
+            second.rollback()
+            outcome["error"] = exc
+
+    try:
+        done = imports.run(first, filename="a.csv", data=sheet, actor=actor_for(first, OFFICER), store=True)
+        assert done.ok and done.rows[0].action == "add"
+        pid = second.execute(text("SELECT pg_backend_pid()")).scalar()
+        thread = threading.Thread(target=run_second)
+        thread.start()
+        for _ in range(2000):  # until the second waits for a lock the first holds (or has finished)
+            with factory() as look:
+                if look.execute(text("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = :p"),
+                                {"p": pid}).scalar() or not thread.is_alive():
+                    break
+            time.sleep(0.01)
+        first.commit()
+        thread.join(30)
+        assert not thread.is_alive()
+    finally:
+        first.close()
+        second.close()
+    assert "error" not in outcome, outcome["error"]
+    assert outcome["result"].ok and outcome["result"].rows[0].action == "update"
+    assert world.scalar(select(func.count()).select_from(Project).where(Project.code == "XM-IMPORT-7")) == 1
