@@ -4,7 +4,8 @@ Refused (SandboxViolation): imports, names and attributes starting with "_", cla
 exec/eval/compile/open/getattr/type/vars/globals/locals and the like, and RestrictedPython's own list
 (nonlocal, async, except*, match, ...). The policy also rewrites code so that engine.spiff.sandbox can
 meter it: a tick at each loop iteration and call, size guards around `**`, `*`, `<<`, `+`, `%`, format
-specs and `x[k] op= v`.
+specs and `x[k] op= v`, and engine.spiff.nesting's guards around the steps that walk nested values
+(comparisons, dict keys and set members, subscripts by a computed key, f-string fields, `-`, `&`, `|`, `^`).
 """
 from __future__ import annotations
 
@@ -30,7 +31,11 @@ _FORBIDDEN_CALLS: Final = frozenset({
 })
 _OP_GUARDS: Final[Mapping[type[ast.operator], str]] = {
     ast.Pow: "_jz_pow_", ast.Mult: "_jz_mul_", ast.LShift: "_jz_lshift_", ast.Add: "_jz_add_",
-    ast.Mod: "_jz_mod_",
+    ast.Mod: "_jz_mod_", ast.Sub: "_jz_sub_", ast.BitAnd: "_jz_and_", ast.BitOr: "_jz_or_", ast.BitXor: "_jz_xor_",
+}
+_COMPARE_OPS: Final[Mapping[type[ast.cmpop], str]] = {  # the guard engine.spiff.nesting binds to _jz_<name>_
+    ast.Eq: "eq", ast.NotEq: "ne", ast.Lt: "lt", ast.LtE: "le", ast.Gt: "gt", ast.GtE: "ge", ast.In: "in",
+    ast.NotIn: "not_in",
 }
 _ERROR_LINE: Final = re.compile(r"^Line (\d+): (.*)$", re.DOTALL)
 
@@ -48,12 +53,23 @@ def _number(node: ast.expr) -> bool:
     return isinstance(node, ast.Constant) and type(node.value) in (int, float)
 
 
-def _plainly_numeric(node: ast.BinOp) -> bool:
-    """Tell whether a `+` or `%` cannot build a sequence or a format (a number literal on the deciding side).
+def _scalar(node: ast.expr) -> bool:
+    return isinstance(node, ast.Constant) and not isinstance(node.value, (tuple, frozenset))
 
-    Saves the guard's call in the arithmetic of loops (`total + 1`, `7 % n`); `*`, `**` and `<<` stay guarded.
+
+def _call(name: str, args: list[ast.expr], node: Any) -> ast.Call:
+    call = ast.Call(ast.Name(name, ast.Load()), args, [])
+    copy_locations(call, node)
+    return call
+
+
+def _plainly_numeric(node: ast.BinOp) -> bool:
+    """Tell whether a `+`, `-`, `&`, `|`, `^` or `%` cannot build a sequence, a format or a set of a dict view.
+
+    A number literal on the deciding side saves the guard's call in the arithmetic of loops (`total + 1`,
+    `7 % n`); `*`, `**` and `<<` stay guarded.
     """
-    if isinstance(node.op, ast.Add):
+    if isinstance(node.op, (ast.Add, ast.Sub, ast.BitAnd, ast.BitOr, ast.BitXor)):
         return _number(node.left) or _number(node.right)
     if isinstance(node.op, ast.Mod):
         return _number(node.left)
@@ -88,9 +104,61 @@ class _Policy(RestrictingNodeTransformer):
         copy_locations(call, node)
         return call
 
+    def visit_Compare(self, node: ast.Compare) -> Any:
+        node = self.node_contents_visit(node)
+        ops = [_COMPARE_OPS.get(type(op)) for op in node.ops]
+        if None in ops:  # `is`, `is not` compare identities
+            return node
+        op, right = ops[0], node.comparators[0]
+        if len(ops) > 1:  # a chain `a < b < c`: each operand on its own
+            node.left = _call("_jz_flat_", [node.left], node) if not _scalar(node.left) else node.left
+            node.comparators = [c if _scalar(c) else _call("_jz_flat_", [c], node) for c in node.comparators]
+            return node
+        literals = isinstance(right, (ast.Tuple, ast.List)) and all(_scalar(e) for e in right.elts)
+        if _scalar(node.left) or (_scalar(right) if op not in ("in", "not_in") else literals):
+            return node  # compared with a scalar: one step each, nothing nested is walked
+        return _call(f"_jz_{op}_", [node.left, right], node)
+
+    def visit_Set(self, node: ast.Set) -> Any:
+        node = super().visit_Set(node)  # type: ignore[assignment]  # the node itself
+        for e in node.elts:
+            if isinstance(e, ast.Starred):  # `{*xs}` hashes every item of xs
+                e.value = _call("_jz_members_", [e.value], e)
+        node.elts = [e if _scalar(e) or isinstance(e, ast.Starred) else _call("_jz_key_", [e], e) for e in node.elts]
+        return node
+
+    def visit_Dict(self, node: ast.Dict) -> Any:
+        node = super().visit_Dict(node)  # type: ignore[assignment]  # the node itself
+        node.keys = [k if k is None or _scalar(k) else _call("_jz_key_", [k], k) for k in node.keys]
+        return node
+
+    def visit_SetComp(self, node: ast.SetComp) -> Any:
+        node = super().visit_SetComp(node)  # type: ignore[assignment]  # the node itself
+        node.elt = _call("_jz_key_", [node.elt], node.elt)
+        return node
+
+    def visit_DictComp(self, node: ast.DictComp) -> Any:
+        node = super().visit_DictComp(node)  # type: ignore[assignment]  # the node itself
+        node.key = _call("_jz_key_", [node.key], node.key)
+        return node
+
+    def visit_Subscript(self, node: ast.Subscript) -> Any:
+        key = node.slice
+        new: Any = super().visit_Subscript(node)
+        if _scalar(key) or isinstance(key, ast.Slice):
+            return new
+        if isinstance(new, ast.Call):  # a load: `_getitem_(ob, key)`; a computed key may be a huge tuple
+            guard = ast.Name("_jz_getitem_", ast.Load())
+            copy_locations(guard, new.func)
+            new.func = guard
+        else:
+            new.slice = _call("_jz_key_", [new.slice], new.slice)
+        return new
+
     def visit_FormattedValue(self, node: ast.FormattedValue) -> Any:
         node = self.node_contents_visit(node)
         if node.format_spec is None:
+            node.value = _call("_jz_shown_", [node.value], node.value)
             return node
         # f'{x:>999999999}' allocates in one C step: route a field with a spec through the width guard.
         call = ast.Call(ast.Name("_jz_format_", ast.Load()),

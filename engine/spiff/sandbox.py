@@ -19,11 +19,14 @@ point; conversions to int past MAX_INT_BITS (``int()``, ``round()``, ``from_byte
 Data written back that the serializer would expand past MAX_ITEMS values (a list held twice is written
 twice) is refused too.
 
-Not covered, because one C-level step is never interrupted: ``sorted``/``sum`` over large existing
-data, many allocations each under the caps. The per-process memory ceiling (JZFLOW_MEMORY_LIMIT_MB,
-engine.memory) turns those into a MemoryError, which the runtime records as an incident. Not covered
-at all yet: ``==`` and ``hash()`` on lists or tuples holding one another many times over (``a = [a, a]``
-forty times: 2⁴⁰ comparisons that allocate nothing).
+Steps that walk nested values (comparisons, ``in``, ``hash()``, dict keys and set members, ``sorted``,
+``min``/``max``, ``count``/``index``, ``str``/``repr``/f-strings/``print``/``%s``, an error's message) are
+refused past MAX_ITEMS values counted with sharing expanded (engine.spiff.nesting): ``a = [a, a]`` forty
+times would otherwise make ``a == b`` walk 2⁴⁰ values in one C step.
+
+Not covered, because one C-level step is never interrupted: many allocations each under the caps. The
+per-process memory ceiling (JZFLOW_MEMORY_LIMIT_MB, engine.memory) turns those into a MemoryError, which
+the runtime records as an incident.
 """
 
 from __future__ import annotations
@@ -41,7 +44,6 @@ from decimal import Decimal
 from typing import Any, Final
 
 from RestrictedPython import Guards
-from RestrictedPython.PrintCollector import PrintCollector
 from SpiffWorkflow.bpmn.exceptions import WorkflowTaskException
 from SpiffWorkflow.bpmn.script_engine import (
     BasePythonScriptEngineEnvironment,
@@ -51,6 +53,7 @@ from SpiffWorkflow.exceptions import SpiffWorkflowException
 
 from engine import limits
 from engine.limits import BudgetExceeded as BudgetExceeded  # re-exported: raised by the sandbox
+from engine.spiff import nesting
 from engine.spiff.policy import TICK, SandboxViolation, compile_code, compile_expression, compile_script
 
 _MAX_DEPTH: Final = 100  # nesting of written-back data; also ends self-referencing lists
@@ -103,6 +106,7 @@ class _Budget:
 def _format(value: Any, conversion: int, spec: str) -> str:
     """Format an f-string field that has a spec, refusing huge widths and precisions."""
     convert = _CONVERSIONS.get(conversion)
+    nesting.shown(value)
     return limits.format_value(convert(value) if convert is not None else value, spec)
 
 
@@ -114,10 +118,11 @@ def _getattr(ob: Any, name: str, *default: Any) -> Any:
     ob = _UNWRAPPED.get(ob, ob) if isinstance(ob, type) else ob  # str.ljust, int.from_bytes: the real type's
     value = _safer_getattr(ob, name, *default)
     guarded = limits.guarded_method(ob, name)
-    return value if guarded is None else guarded
+    return nesting.guarded_method(ob, name, value) if guarded is None else guarded
 
 
-_UNWRAPPED: Final[Mapping[object, type]] = {limits.CheckedInt: int, limits.CheckedStr: str}
+_UNWRAPPED: Final[Mapping[object, type]] = {limits.CheckedInt: int, limits.CheckedStr: str, nesting.Str: str,
+                                             nesting.Dict: dict, nesting.Set: set, nesting.FrozenSet: frozenset}
 
 
 def _range(*args: int) -> range:
@@ -136,11 +141,11 @@ def _write(ob: Any) -> Any:
 
 
 _INPLACE: Final[Mapping[str, Callable[[Any, Any], Any]]] = {
-    "+=": functools.partial(limits.add, op=operator.iadd), "-=": operator.isub,
+    "+=": functools.partial(limits.add, op=operator.iadd), "-=": nesting.binary(operator.isub),
     "*=": functools.partial(limits.mul, op=operator.imul), "/=": operator.itruediv, "//=": operator.ifloordiv,
-    "%=": functools.partial(limits.mod, op=operator.imod), "**=": limits.power, "<<=": limits.lshift,
-    ">>=": operator.irshift, "&=": operator.iand, "|=": operator.ior,
-    "^=": operator.ixor, "@=": operator.imatmul,
+    "%=": functools.partial(nesting.mod, op=operator.imod), "**=": limits.power, "<<=": limits.lshift,
+    ">>=": operator.irshift, "&=": nesting.binary(operator.iand), "|=": nesting.binary(operator.ior),
+    "^=": nesting.binary(operator.ixor), "@=": operator.imatmul,
 }
 
 
@@ -151,6 +156,7 @@ def _inplacevar(op: str, x: Any, y: Any) -> Any:
 
 def _augitem(ob: Any, key: Any, op: str, value: Any) -> None:
     """Apply `ob[key] op= value` through the write guard."""
+    key = nesting.key(key)  # hashed by the read below
     _write(ob)[key] = _inplacevar(op, ob[key], value)
 
 
@@ -166,20 +172,19 @@ _UNSAFE_BUILTINS: Final = {"setattr", "delattr", "BaseException", "SystemExit", 
                            "GeneratorExit"}
 _BUILTINS: Final[dict[str, object]] = {
     **{k: v for k, v in Guards.safe_builtins.items() if k[0] != "_" and k not in _UNSAFE_BUILTINS},
-    "range": _range, "pow": limits.power, "int": limits.CheckedInt, "str": limits.CheckedStr,
-    "round": limits.to_round, "sum": limits.checked_sum, "min": min, "max": max, "sorted": sorted, "any": any,
-    "all": all, "enumerate": enumerate, "zip": zip, "reversed": reversed, "list": list, "dict": dict,
-    "set": set, "frozenset": frozenset, "tuple": tuple,
+    "range": _range, "pow": limits.power, "int": limits.CheckedInt, "round": limits.to_round,
+    "sum": limits.checked_sum, "any": any, "all": all, "enumerate": enumerate, "zip": zip, "reversed": reversed,
+    "list": list, "tuple": tuple, **nesting.BUILTINS,
 }
 _BASE_GLOBALS: Final[dict[str, object]] = {
     **SAFE_GLOBALS, "__builtins__": _BUILTINS,
     "_getattr_": _getattr,
     "_getitem_": operator.getitem, "_write_": _write, "_inplacevar_": _inplacevar, "_apply_": _apply,
-    "_print_": PrintCollector,
+    "_print_": nesting.Printed,
     "_iter_unpack_sequence_": Guards.guarded_iter_unpack_sequence,
     "_unpack_sequence_": Guards.guarded_unpack_sequence,
     "_jz_pow_": limits.power, "_jz_mul_": limits.mul, "_jz_lshift_": limits.lshift, "_jz_add_": limits.add,
-    "_jz_mod_": limits.mod, "_jz_format_": _format, "_jz_augitem_": _augitem,
+    "_jz_format_": _format, "_jz_augitem_": _augitem, **nesting.GUARDS,
 }
 _PLAIN_SCALARS: Final = (str, int, float, bool, type(None), Decimal, date)  # datetime is a date
 
@@ -270,7 +275,11 @@ class SandboxEnvironment(BasePythonScriptEngineEnvironment):  # type: ignore[mis
         if clash:
             raise ValueError(f"task data {clash} overwrites names given to the script; rename them")
         budget, scope = self._scope(compiled.names, context, external)
-        exec(code, scope)  # noqa: S102  # nosec B102 # RestrictedPython code, our guarded globals
+        try:
+            exec(code, scope)  # noqa: S102  # nosec B102 # RestrictedPython code, our guarded globals
+        except Exception as err:
+            nesting.quiet(err)  # `raise ValueError(a)`: the incident's message is str(err)
+            raise
         if budget.tripped:  # the script caught BudgetExceeded and carried on, or the block's budget is spent
             raise BudgetExceeded("script ran out of its budget")
         updates: dict[str, Any] = {}

@@ -89,6 +89,9 @@ def instances_data(session: Session, instance_id: int) -> str:
     "x = int(Decimal('1e600000')) % 10",
     "s = ''.join([chr(0x4e00 + (i * 7919) % 20000) for i in range(8000)])\nx = len(s.encode('punycode'))",
     "a = [0]\nfor i in range(22):\n    a = [a, a]",
+    # comparing values holding one another many times over walks them all in one C step (2²⁸ here)
+    "def f():\n    a = [0]\n    b = [0]\n    for i in range(28):\n        a = [a, a]\n        b = [b, b]\n"
+    "    return a == b\nx = f()",
 ])
 def test_a_runaway_script_ends_as_an_incident_within_its_budget(session: Session, monkeypatch: pytest.MonkeyPatch,
                                                                   script: str) -> None:
