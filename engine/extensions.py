@@ -2,18 +2,14 @@
 
 Each entry point names a function taking no arguments that registers what its application adds:
 service-task modules (`service_modules`), watched object kinds (`engine.deadlines.sources`),
-Celery task modules and beat entries (`task_modules`, `beat`), CLI commands (`commands`), and checks of the data
-a client starts a process with (`start_checks`).
+Celery task modules and beat entries (`task_modules`, `beat`), and CLI commands (`commands`).
 They run once per process, on first need; the engine never imports an application by name.
 """
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
 from importlib.metadata import entry_points
 from typing import Any
-
-from sqlalchemy.orm import Session
 
 GROUP = "jzflow.extensions"
 
@@ -21,9 +17,6 @@ service_modules: list[str] = []       # modules whose @effects.service functions
 task_modules: list[str] = []          # Celery task modules the worker imports
 beat: dict[str, dict[str, Any]] = {}  # beat schedule entries (Celery's format), by name
 commands: list[Any] = []              # click commands added to `jzflow`
-# process key → checks of the start data a client (web, API, CLI) gives, after its start form: each raises an
-# InvalidInput naming the field for what the application's own records refuse (a start by a process is not checked)
-start_checks: dict[str, list[Callable[[Session, Mapping[str, Any]], None]]] = {}
 
 _loaded = False  # every registration has run: the fast path
 _started = False  # a registration runs now (one that needs load() again, in its own thread, goes on)

@@ -5,8 +5,7 @@ beat, CLI, tests — gets the same additions the first time the engine asks for 
 - service-task operations of the plan's processes (并联审批, 问题台账, 七步工作法, 项目库);
 - ledger issues and projects as objects the deadline sweep watches and escalates;
 - its Celery jobs and their beat schedule;
-- the `seed` and `demo` commands;
-- checks of the start data a client gives (并联审批: its project must be in the project library).
+- the `seed` and `demo` commands.
 """
 from __future__ import annotations
 
@@ -15,11 +14,9 @@ from celery.schedules import crontab
 from engine import extensions
 from engine.deadlines import sla, sources
 from plan import cli
-from plan.approval import core as approval
 from plan.leads import deadlines as lead_deadlines
 from plan.ledger import deadlines as ledger_deadlines
 from plan.meetings import core as meetings
-from plan.projects import approvals as project_approvals
 from plan.projects import deadlines as project_deadlines
 from plan.reports import schedule as report_schedule
 
@@ -51,6 +48,3 @@ def install() -> None:
     sources.register(project_deadlines.SOURCE)
     sources.register(lead_deadlines.SOURCE)
     sla.OTHER_SECTIONS.update((report_schedule.SECTION, meetings.SECTION))
-    checks = extensions.start_checks.setdefault(project_approvals.PROCESS_KEY, [])
-    if approval.require_known_project not in checks:
-        checks.append(approval.require_known_project)

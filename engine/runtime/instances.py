@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from engine import audit, clock, deploy, extensions
+from engine import audit, clock, deploy
 from engine.errors import FieldError, Forbidden, FormInvalid, InstanceNotRunning, InvalidInput, ProcessNotFound
 from engine.org.actors import Actor
 from engine.runtime import core as runtime
@@ -26,13 +26,11 @@ def start(session: Session, *, process_key: str, actor: Actor, data: Mapping[str
           trigger: str | None = None) -> ProcessInstance:
     """Start the latest version of a process with initial data and run it until it waits (flushes).
 
-    Data from a client (web, API, CLI) is validated against the start form where the start event names one, then by
-    the checks an application registered for the process (`engine.extensions.start_checks`).
+    Data from a client (web, API, CLI) is validated against the start form where the start event names one.
     `trigger` names the message or signal start event that starts it (engine/runtime/messages.py); a process
     that only such events start cannot be started by hand.
 
-    Raises: ProcessNotFound, FormInvalid, InvalidInput (a process only a message or signal starts, or start data an
-    application's check refuses)
+    Raises: ProcessNotFound, FormInvalid, InvalidInput (a process only a message or signal starts)
     """
     version = deploy.latest_version(session, process_key)
     if version is None:
@@ -49,10 +47,6 @@ def start(session: Session, *, process_key: str, actor: Actor, data: Mapping[str
                            for k in reserved])
     schema, files = (start_form.schema_text, start_form.forms) if start_form else (None, None)
     initial = forms.validate(schema, given, files)
-    if from_client:
-        extensions.load()
-        for check in extensions.start_checks.get(process_key, ()):
-            check(session, initial)
     initial["initiator"] = actor.username
     workflow = serializer.new_workflow(runtime.specs_for(session, version.id), runtime.script_engine())
     spiff.put_start_data(workflow, initial)

@@ -16,15 +16,12 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from engine import audit, clock
 from engine.deadlines import calendar
 from engine.runtime import effects
 from engine.tasks.models import HumanTask
 from plan.projects import approvals as project_approvals
-from plan.projects.core import ProjectInputInvalid
-from plan.projects.models import Project
 
 ACCEPTANCE_MODES = {"accept": "complete", "accept_deferred": "deferred"}  # 受理 / 容缺受理
 SUPPLEMENT_TASK = "submit_supplement"  # the applicant's 补正 task in parallel_approval.bpmn
@@ -53,20 +50,6 @@ def _departments(items: object) -> list[dict[str, Any]]:
 
 def _local_day(at: datetime) -> str:
     return at.astimezone(clock.SHANGHAI).date().isoformat()
-
-
-def require_known_project(session: Session, data: Mapping[str, Any]) -> None:
-    """Refuse start data naming a project that is not in the project library (a start without one names it on the
-    application form).
-
-    Raises: ProjectInputInvalid (field project_code)
-    """
-    code = data.get("project_code")
-    if code is None or code == "":
-        return
-    if not isinstance(code, str) or session.scalar(select(Project.id).where(Project.code == code)) is None:
-        raise ProjectInputInvalid(f"项目代码（project_code）“{str(code)[:80]}”不在项目库中 (no such project in the "
-                                  "project library)", field="project_code")
 
 
 @effects.service("approval_accept")
@@ -156,4 +139,4 @@ def working_days(ctx: effects.RunContext, accepted_at: str, departments: list[An
     return result
 
 
-__all__ = ["accept", "open_review_round", "require_known_project", "working_days"]
+__all__ = ["accept", "open_review_round", "working_days"]

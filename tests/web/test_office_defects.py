@@ -7,7 +7,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from engine.org.actors import actor_for
 from engine.org.models import User
@@ -15,8 +15,6 @@ from engine.runtime.models import ProcessInstance
 from engine.tasks import people as people_picker
 from engine.tasks import sendback
 from engine.tasks.models import HumanTask
-from plan.projects import approvals
-from plan.projects.models import Project
 from tests.web import pages_world as pw
 
 
@@ -260,26 +258,3 @@ def test_deadline_messages_name_the_step_the_department_and_the_case(world: pw.P
         watch = SimpleNamespace(due_at=target.due_at or pw.NOW)
         _kind, subject, _body = escalation._note("red", target, watch, pw.NOW, None, "")  # type: ignore[arg-type]
         assert cases[instance_id] in subject and "部门审查 · " in subject, subject
-
-
-def test_an_approval_started_for_a_project_not_in_the_library_is_refused(world: pw.PagesWorld) -> None:
-    """并联审批's start data names its project (contract 0001): an unknown project_code is refused, naming the field."""
-    client = world.clients[pw.APPLICANT]
-    token = pw.csrf_in(pw.get(world, pw.APPLICANT, "/processes/parallel_approval/start")[1])
-    with world.session() as s:
-        known = s.scalar(select(Project).order_by(Project.id).limit(1))
-        assert known is not None
-        start = approvals.start_data(known, "land_planning", pw.APPLICANT)
-        before = s.scalar(select(func.count()).select_from(ProcessInstance))
-    start.pop("applicant")  # only another process may name the applicant
-    start["investment"] = float(start["investment"])
-    refused = client.post("/api/processes/parallel_approval/instances", headers={"X-CSRFToken": token},
-                          json={"title": "未入库项目", "data": {**start, "project_code": "XM-1999-9999"}})
-    assert refused.status_code == 422, refused.get_data(as_text=True)[:500]
-    assert refused.json is not None and refused.json.get("field") == "project_code", refused.json
-    assert "XM-1999-9999" in refused.json["message"] and "项目库" in refused.json["message"]
-    with world.session() as s:
-        assert s.scalar(select(func.count()).select_from(ProcessInstance)) == before  # nothing started
-    started = client.post("/api/processes/parallel_approval/instances", headers={"X-CSRFToken": token},
-                          json={"title": "入库项目", "data": start})
-    assert started.status_code == 201, started.get_data(as_text=True)[:500]
