@@ -27,6 +27,7 @@ from engine.tasks.lookup import (
     get_open,
     get_open_to_complete,
     is_candidate,
+    reassign,
     require_holder,
     require_open,
     take,
@@ -63,7 +64,7 @@ def claim(session: Session, *, task_id: int, actor: Actor) -> HumanTask:
 def unclaim(session: Session, *, task_id: int, actor: Actor) -> HumanTask:
     """Give a claimed task back to its candidates (取消认领).
 
-    Raises: TaskNotFound, TaskAlreadyDone, NotYourTask, Conflict (a co-sign task)
+    Raises: TaskNotFound, TaskAlreadyDone, TaskChanged, NotYourTask, Conflict (a co-sign task)
     """
     task = get_open(session, task_id)
     task_access.require(session, actor, task, task_access.Op.UNCLAIM)
@@ -71,10 +72,9 @@ def unclaim(session: Session, *, task_id: int, actor: Actor) -> HumanTask:
         raise Conflict("加签任务不能取消认领，请由经办人减签 (a co-sign task cannot be unclaimed: its holder removes "
                        "the co-signer)", task_id=task_id)
     before = task.assignee_id
-    task.assignee_id = None
-    if task.delegation_state == "pending":  # an admin releasing a delegated task ends the delegation
-        task.delegation_state = None
-    session.flush()
+    # an admin releasing a delegated task ends the delegation; not over a change committed since the read
+    reassign(session, task, assignee_id=None,
+             delegation_state=None if task.delegation_state == "pending" else task.delegation_state)
     _audit(session, task, actor, "task.unclaim", before={"assignee_id": before})
     return task
 

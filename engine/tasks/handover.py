@@ -19,7 +19,10 @@ def return_to_candidates(session: Session, *, user_id: int, unit_id: int | None,
     tasks = list(session.scalars(select(HumanTask).where(
         HumanTask.state.in_(OPEN_STATES),
         or_(HumanTask.assignee_id == user_id, (HumanTask.assignee_id.is_(None) & HumanTask.id.in_(held))))
-        .order_by(HumanTask.id)))
+        # Locked as read (PostgreSQL; SQLite: BEGIN IMMEDIATE), in id order as a save locks them: a task the person
+        # completed or handed on meanwhile is read as it is now (no longer theirs), never released from under its
+        # new holder.
+        .order_by(HumanTask.id).with_for_update(of=HumanTask).execution_options(populate_existing=True)))
     touched: list[int] = []
     for task in tasks:
         others = [c for c in task.candidates if c.user_id != user_id]

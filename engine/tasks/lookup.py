@@ -36,6 +36,17 @@ class TaskAlreadyDone(ConcurrentModification):
     code = "task_already_done"
 
 
+class TaskChanged(ConcurrentModification):
+    """Someone else changed who holds the task (认领, 取消认领, 转办, 委派, 改派) since it was read."""
+
+    code = "task_changed"
+
+    def __init__(self, task: HumanTask) -> None:
+        Conflict.__init__(self, "此任务的办理人（assignee）刚被他人改动（认领、取消认领、转办、委派或改派），请刷新后重试 "
+                                "(the task's assignee changed since it was read; reload)",
+                          instance_id=task.instance_id, task_id=task.id)
+
+
 def missing(session: Session, task_id: int) -> EngineError:
     """Return the error for a task id not in human_task: its instance was archived (read-only), or it never was."""
     if session.scalar(select(archived_tasks.c.id).where(archived_tasks.c.id == task_id)) is not None:
@@ -164,6 +175,36 @@ def take(session: Session, task: HumanTask, actor: Actor) -> bool:
     return mine
 
 
+# What an operation on a task decides from when it hands the task to someone (its holder, owner and delegation):
+# the write is a compare-and-set on them, so a change committed since the read is never written over.
+HELD_COLUMNS = ("state", "assignee_id", "owner_id", "delegation_state")
+
+
+def reassign(session: Session, task: HumanTask, **values: int | str | None) -> None:
+    """Write who holds the task (`values`: of HELD_COLUMNS) unless the row changed since it was read.
+
+    A compare-and-set on the columns as read, in the statement that writes them (no round trip more): 取消认领,
+    转办, 委派 and 改派 decided from the row as read, and a plain write put their decision over a completion, a claim
+    or another 改派 committed since. On SQLite BEGIN IMMEDIATE already orders them; the statement is the same.
+
+    Raises: TaskAlreadyDone, TaskChanged
+    """
+    read = {k: getattr(task, k) for k in HELD_COLUMNS}
+    same = [HumanTask.id == task.id, *(getattr(HumanTask, k).is_(None) if v is None else getattr(HumanTask, k) == v
+                                       for k, v in read.items())]
+    written = session.execute(update(HumanTask).where(*same).values(**values)
+                              .execution_options(synchronize_session=False))
+    if written.rowcount != 1:  # type: ignore[attr-defined]
+        now = session.execute(select(HumanTask.state).where(HumanTask.id == task.id)).scalar()
+        if now in ("completed", "cancelled"):
+            done = TaskAlreadyDone(task.instance_id)
+            done.details["task_id"] = task.id
+            raise done
+        raise TaskChanged(task)
+    for key, value in values.items():
+        set_committed_value(task, key, value)  # what the row now holds: nothing left for a flush to write
+
+
 def claim_lost(session: Session, task: HumanTask, actor: Actor) -> EngineError | None:
     """After a claim's compare-and-set found the task taken: the error to give (finished meanwhile, or claimed by
     someone else), None when the actor holds it (claimed in another tab meanwhile)."""
@@ -188,8 +229,8 @@ def require_holder(task: HumanTask, actor: Actor) -> None:
         raise NotYourTask("您不是此任务的候选人 (not a candidate for this task)", task_id=task.id)
 
 
-__all__ = ["TaskAlreadyDone", "TaskBlocked", "claim_lost", "get_open", "is_candidate", "require_holder", "require_open",
-           "require_started", "take"]
+__all__ = ["HELD_COLUMNS", "TaskAlreadyDone", "TaskBlocked", "TaskChanged", "claim_lost", "get_open", "is_candidate",
+           "reassign", "require_holder", "require_open", "require_started", "take"]
 
 
 def get(session: Session, task_id: int) -> HumanTask | None:

@@ -78,16 +78,14 @@ def _held(session: Session, task_id: int, actor: Actor, op: task_access.Op) -> H
 def transfer(session: Session, *, task_id: int, actor: Actor, to_username: str, note: str = "") -> HumanTask:
     """Hand a task over to another user for good (转办).
 
-    Raises: TaskNotFound, TaskAlreadyDone, NotYourTask, UserNotFound, InvalidInput
+    Raises: TaskNotFound, TaskAlreadyDone, TaskChanged, NotYourTask, UserNotFound, InvalidInput
     """
     task = _held(session, task_id, actor, task_access.Op.TRANSFER)
     target = _user(session, to_username)
     if target.id == actor.user_id:
         raise InvalidInput("不能转办给自己 (cannot transfer to yourself)", field="to_username")
     people.require_in_scope(session, actor, target, field="to_username", what="转办给", instance_id=task.instance_id)
-    task.assignee_id = target.id
-    task.owner_id = target.id
-    task.delegation_state = None
+    lookup.reassign(session, task, assignee_id=target.id, owner_id=target.id, delegation_state=None)
     if not any(c.user_id == target.id for c in task.candidates):
         task.candidates.append(TaskCandidate(user_id=target.id))
     add_note(session, task, actor, "transfer", note)
@@ -101,7 +99,7 @@ def transfer(session: Session, *, task_id: int, actor: Actor, to_username: str, 
 def delegate(session: Session, *, task_id: int, actor: Actor, to_username: str, note: str = "") -> HumanTask:
     """Ask another user to handle a task and give it back; the owner decides (委派).
 
-    Raises: TaskNotFound, TaskAlreadyDone, NotYourTask, UserNotFound, InvalidInput
+    Raises: TaskNotFound, TaskAlreadyDone, TaskChanged, NotYourTask, UserNotFound, InvalidInput
     """
     task = _held(session, task_id, actor, task_access.Op.DELEGATE)
     if task.delegation_state == "pending":
@@ -110,9 +108,7 @@ def delegate(session: Session, *, task_id: int, actor: Actor, to_username: str, 
     if target.id == actor.user_id:
         raise InvalidInput("不能委派给自己 (cannot delegate to yourself)", field="to_username")
     people.require_in_scope(session, actor, target, field="to_username", what="委派给", instance_id=task.instance_id)
-    task.owner_id = actor.user_id
-    task.assignee_id = target.id
-    task.delegation_state = "pending"
+    lookup.reassign(session, task, owner_id=actor.user_id, assignee_id=target.id, delegation_state="pending")
     add_note(session, task, actor, "delegate", note)
     session.flush()
     _record(session, task, actor, "task.delegate", to=target.username, note=note)
@@ -124,14 +120,13 @@ def delegate(session: Session, *, task_id: int, actor: Actor, to_username: str, 
 def resolve_delegation(session: Session, *, task_id: int, actor: Actor, opinion: str) -> HumanTask:
     """Give a delegated task back to its owner with an opinion (委派退回).
 
-    Raises: TaskNotFound, TaskAlreadyDone, NotYourTask, InvalidInput
+    Raises: TaskNotFound, TaskAlreadyDone, TaskChanged, NotYourTask, InvalidInput
     """
     task = lookup.get_open(session, task_id)
     task_access.require(session, actor, task, task_access.Op.RESOLVE)
     if not opinion.strip():
         raise InvalidInput("请填写处理意见 (an opinion is required)", field="opinion")
-    task.assignee_id = task.owner_id
-    task.delegation_state = "resolved"
+    lookup.reassign(session, task, assignee_id=task.owner_id, delegation_state="resolved")
     add_note(session, task, actor, "opinion", opinion)
     session.flush()
     _record(session, task, actor, "task.delegation_resolved", opinion=opinion)
@@ -142,6 +137,13 @@ def resolve_delegation(session: Session, *, task_id: int, actor: Actor, opinion:
 
 
 # --- 加签 / 减签 co-signers --------------------------------------------------------------------------
+
+
+def _lock(session: Session, parent_id: int) -> None:
+    """Lock the parent's row before reading or changing its co-signers: who signs last, who adds one and who removes
+    one take turns, so the last signature never unblocks a parent given a co-signer meanwhile, nor leaves it waiting
+    for nobody (SQLite: BEGIN IMMEDIATE). Parent first, then the instance (a save), as a claim in the save locks."""
+    session.execute(select(HumanTask.id).where(HumanTask.id == parent_id).with_for_update())
 
 
 def _cosigns(session: Session, parent: HumanTask, *states: str) -> list[HumanTask]:
@@ -158,6 +160,7 @@ def add_cosigners(session: Session, *, task_id: int, actor: Actor, usernames: Se
     """
     if position not in ("before", "after"):
         raise InvalidInput("加签位置必须是 before 或 after (position: before | after)", field="position")
+    _lock(session, task_id)
     task = _held(session, task_id, actor, task_access.Op.ADD_COSIGNER)
     if task.kind != "bpmn":
         raise InvalidInput("加签任务不能再加签 (a co-signer cannot add co-signers)", field="task_id")
@@ -198,6 +201,8 @@ def remove_cosigner(session: Session, *, cosign_task_id: int, actor: Actor) -> H
     cosign = lookup.get_open(session, cosign_task_id)
     if cosign.kind != "cosign" or cosign.parent_task_id is None:
         raise InvalidInput("这不是加签任务 (not a co-signer task)", field="task_id")
+    _lock(session, cosign.parent_task_id)
+    cosign = lookup.get_open(session, cosign_task_id)  # as it is now: signed meanwhile, it is not removed
     parent = session.get(HumanTask, cosign.parent_task_id)
     if parent is None:
         raise TaskNotFound(f"任务不存在: {cosign.parent_task_id}", task_id=cosign.parent_task_id)
@@ -212,6 +217,7 @@ def remove_cosigner(session: Session, *, cosign_task_id: int, actor: Actor) -> H
 
 def hold_for_cosigners(session: Session, task: HumanTask, actor: Actor, data: dict[str, Any]) -> bool:
     """Hold a submission for co-signers added after the holder; True if held (then nothing else happens)."""
+    _lock(session, task.id)
     waiting = _cosigns(session, task, "pending")
     if not waiting:
         return False
@@ -234,6 +240,9 @@ def sign(session: Session, *, task: HumanTask, actor: Actor, opinion: str) -> co
     lookup.require_started(task)
     if not opinion.strip():
         raise InvalidInput("请填写加签意见 (an opinion is required)", field="opinion")
+    if task.parent_task_id is not None:
+        _lock(session, task.parent_task_id)
+        task = lookup.require_started(lookup.get_open(session, task.id))  # as it is now: removed meanwhile (减签)
     task.state = "completed"
     task.completed_at = clock.now()
     task.completed_by_id = actor.user_id

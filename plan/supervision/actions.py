@@ -21,7 +21,7 @@ from engine.deadlines.models import DeadlineAction, EscalationStep, ExtensionReq
 from engine.errors import Conflict, InvalidInput, RateLimited, UserNotFound
 from engine.org.actors import Actor
 from engine.org.models import User
-from engine.tasks import operations, people
+from engine.tasks import lookup, operations, people
 from engine.tasks.collab_models import Comment
 from engine.tasks.models import HumanTask, TaskCandidate
 from plan.ledger.models import LedgerIssue
@@ -165,9 +165,9 @@ def reassignable(session: Session, *, actor: Actor, object_type: str, object_id:
     return Reassignable(target, issue.instance_id, open_tasks[0].id if open_tasks else None)
 
 
-def _give_task(task: HumanTask, user: User) -> None:
-    task.assignee_id = task.owner_id = user.id
-    task.delegation_state = None
+def _give_task(session: Session, task: HumanTask, user: User) -> None:
+    # not over a completion, a claim or another 改派 committed since the task was read (TaskAlreadyDone, TaskChanged)
+    lookup.reassign(session, task, assignee_id=user.id, owner_id=user.id, delegation_state=None)
     if not any(c.user_id == user.id for c in task.candidates):
         task.candidates.append(TaskCandidate(user_id=user.id))
 
@@ -186,13 +186,13 @@ def reassign(session: Session, *, actor: Actor, object_type: str, object_id: int
         task = tasks.get_open(session, object_id)
         if task.assignee_id == user.id:
             raise InvalidInput("已由此人办理 (already theirs)", field="to_username")
-        _give_task(task, user)
+        _give_task(session, task, user)
     else:
         issue = session.get(LedgerIssue, object_id)
         assert issue is not None
         issue.handler_id = user.id
         for task in issue_tasks(session, issue, ISSUE_TASKS):
-            _give_task(task, user)
+            _give_task(session, task, user)
     session.flush()
     _log(session, actor, target, "reassign", note=note, to=user.id)
     notify.send(session, notify.Note(user_id=user.id, kind="reassign", title=f"{actor.display_name}改派给您: {target.title}",

@@ -1,0 +1,248 @@
+"""A write to a task decided from a read of it never overwrites a change committed since (lost update).
+
+Each test runs an operation in one session and, between its read of the task and its write, another operation in
+its own session and thread: it either commits (the first then writes over a row it did not read) or waits for a lock
+the first holds (and then works on what the first wrote). PostgreSQL only: SQLite starts every transaction with
+BEGIN IMMEDIATE, so there the second cannot even begin before the first has committed.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import select, text, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from engine import tasks
+from engine.errors import EngineError
+from engine.org.actors import Actor, actor_for
+from engine.tasks import handover, lookup, operations, people
+from engine.tasks.models import HumanTask
+from plan import supervision
+from tests import access_world
+
+Work = Callable[[Session], Any]
+
+
+class Meanwhile:
+    """Run `other` in its own session and thread, the first time `owner.name` is called in this thread: until it has
+    committed (or failed), or waits for a lock this thread holds; then go on with the call."""
+
+    def __init__(self, factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch) -> None:
+        self.factory, self.monkeypatch = factory, monkeypatch
+        self.outcome: list[object] = []
+        self.thread: threading.Thread | None = None
+
+    def at(self, owner: Any, name: str, other: Work, *, after: bool = False) -> None:
+        original = getattr(owner, name)
+        me = threading.get_ident()
+
+        def hooked(*args: Any, **kwargs: Any) -> Any:
+            if threading.get_ident() != me or self.thread is not None:
+                return original(*args, **kwargs)
+            if not after:
+                self._run(other)
+                return original(*args, **kwargs)
+            result = original(*args, **kwargs)
+            self._run(other)
+            return result
+
+        self.monkeypatch.setattr(owner, name, hooked)
+
+    def _run(self, other: Work) -> None:
+        started = threading.Event()
+        pid: list[int] = []
+
+        def work() -> None:
+            with self.factory() as s:
+                pid.append(int(s.execute(text("SELECT pg_backend_pid()")).scalar() or 0))
+                started.set()
+                try:
+                    other(s)
+                    s.commit()
+                    self.outcome.append("done")
+                except EngineError as exc:
+                    s.rollback()
+                    self.outcome.append(exc)
+
+        self.thread = threading.Thread(target=work)
+        self.thread.start()
+        started.wait(10)
+        with self.factory() as watcher:
+            for _ in range(400):
+                if not self.thread.is_alive():
+                    return
+                waits = watcher.execute(text("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = :p"),
+                                        {"p": pid[0]}).scalar()
+                watcher.rollback()  # pg_stat_activity is a snapshot within one transaction
+                if waits:
+                    return
+                time.sleep(0.025)
+        raise AssertionError("the other work neither finished nor waited for a lock")
+
+    def join(self) -> list[object]:
+        if self.thread is not None:
+            self.thread.join(30)
+            assert not self.thread.is_alive(), "the other work hung"
+        return self.outcome
+
+
+@pytest.fixture
+def meanwhile(db_url: str, factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch) -> Iterator[Meanwhile]:
+    if not db_url.startswith("postgresql"):
+        pytest.skip("row locks: PostgreSQL (SQLite has one writer: BEGIN IMMEDIATE)")
+    m = Meanwhile(factory, monkeypatch)
+    yield m
+    m.join()
+
+
+def _situation(session: Session, relation: str, *, cosigner_after: bool = True) -> access_world.Situation:
+    """The review in `relation` to its actor; without `cosigner_after` a submission completes it (is not held)."""
+    access_world.prepare(session)
+    where = access_world.build(session, relation)
+    if not cosigner_after:
+        session.execute(update(HumanTask).where(HumanTask.id == where.removable_id).values(state="cancelled"))
+        session.commit()
+    session.close()
+    return where
+
+
+def _act(factory: sessionmaker[Session], work: Callable[[Session, Callable[[str], Actor]], Any]) -> object:
+    """Run the first operation in its own session; return "done" or the domain error it raised."""
+    with factory() as s:
+        try:
+            work(s, lambda name: actor_for(s, name))
+            s.commit()
+            return "done"
+        except EngineError as exc:
+            s.rollback()
+            return exc
+
+
+def _row(factory: sessionmaker[Session], task_id: int) -> HumanTask:
+    with factory() as s:
+        row = s.get(HumanTask, task_id)
+        assert row is not None
+        s.expunge(row)
+        return row
+
+
+def _user_id(factory: sessionmaker[Session], name: str) -> int:
+    with factory() as s:
+        return int(actor_for(s, name).user_id or 0)
+
+
+def _complete(task_id: int, who: str = "fg") -> Work:
+    return lambda s: tasks.complete(s, task_id=task_id, actor=actor_for(s, who), data={}, opinion="同意")
+
+
+def test_unclaim_does_not_release_a_task_completed_since_it_was_read(
+        factory: sessionmaker[Session], session: Session, review_org: dict[str, Actor], meanwhile: Meanwhile) -> None:
+    where = _situation(session, "holder", cosigner_after=False)  # fg holds the review
+    meanwhile.at(tasks.core.task_access, "require", _complete(where.task_id))
+    outcome = _act(factory, lambda s, a: tasks.unclaim(s, task_id=where.task_id, actor=a("admin")))
+    assert meanwhile.join() == ["done"]
+    assert isinstance(outcome, lookup.TaskAlreadyDone), outcome
+    row = _row(factory, where.task_id)
+    assert row.state == "completed" and row.assignee_id == _user_id(factory, "fg")
+
+
+def test_unclaim_does_not_release_a_task_handed_to_someone_else_since(
+        factory: sessionmaker[Session], session: Session, review_org: dict[str, Actor], meanwhile: Meanwhile) -> None:
+    where = _situation(session, "holder")
+    meanwhile.at(tasks.core.task_access, "require", lambda s: operations.transfer(
+        s, task_id=where.task_id, actor=actor_for(s, "fg"), to_username="head"))
+    outcome = _act(factory, lambda s, a: tasks.unclaim(s, task_id=where.task_id, actor=a("admin")))
+    assert meanwhile.join() == ["done"]
+    assert isinstance(outcome, lookup.TaskChanged), outcome
+    assert "办理人（assignee）刚被他人改动" in outcome.message
+    assert _row(factory, where.task_id).assignee_id == _user_id(factory, "head")
+
+
+@pytest.mark.parametrize("operation", ["transfer", "delegate"])
+def test_a_holder_no_longer_holding_the_task_hands_nothing_on(
+        factory: sessionmaker[Session], session: Session, review_org: dict[str, Actor], meanwhile: Meanwhile,
+        operation: str) -> None:
+    """fg transfers (or delegates) the review while an administrator releases it (取消认领)."""
+    where = _situation(session, "holder")
+    meanwhile.at(people, "require_in_scope", lambda s: tasks.unclaim(s, task_id=where.task_id,
+                                                                     actor=actor_for(s, "admin")))
+    call = getattr(operations, operation)
+    outcome = _act(factory, lambda s, a: call(s, task_id=where.task_id, actor=a("fg"), to_username="head"))
+    assert meanwhile.join() == ["done"]
+    assert isinstance(outcome, lookup.TaskChanged), outcome
+    row = _row(factory, where.task_id)
+    assert row.assignee_id is None and row.delegation_state is None
+
+
+def test_a_delegate_resolving_does_not_undo_a_release_committed_since(
+        factory: sessionmaker[Session], session: Session, review_org: dict[str, Actor], meanwhile: Meanwhile) -> None:
+    where = _situation(session, "delegate")  # fg delegated the review to zr
+    meanwhile.at(tasks.core.task_access, "require", lambda s: tasks.unclaim(s, task_id=where.task_id,
+                                                                            actor=actor_for(s, "admin")))
+    outcome = _act(factory, lambda s, a: operations.resolve_delegation(s, task_id=where.task_id, actor=a("zr"),
+                                                                       opinion="建议同意"))
+    assert meanwhile.join() == ["done"]
+    assert isinstance(outcome, lookup.TaskChanged), outcome
+    row = _row(factory, where.task_id)
+    assert row.assignee_id is None and row.delegation_state is None
+
+
+def test_reassign_does_not_hand_on_a_task_completed_since_it_was_read(
+        factory: sessionmaker[Session], session: Session, review_org: dict[str, Actor], meanwhile: Meanwhile) -> None:
+    """督办 改派 by an administrator while the holder completes the task."""
+    where = _situation(session, "holder", cosigner_after=False)
+    meanwhile.at(supervision.actions, "_give_task", _complete(where.task_id))
+    outcome = _act(factory, lambda s, a: supervision.reassign(s, actor=a("admin"), object_type="task",
+                                                              object_id=where.task_id, to_username="head"))
+    assert meanwhile.join() == ["done"]
+    assert isinstance(outcome, lookup.TaskAlreadyDone), outcome
+    row = _row(factory, where.task_id)
+    assert row.state == "completed" and row.assignee_id == _user_id(factory, "fg") and row.owner_id is None
+
+
+def test_a_person_leaving_does_not_take_back_a_task_they_handed_on_since(
+        factory: sessionmaker[Session], session: Session, review_org: dict[str, Actor], meanwhile: Meanwhile) -> None:
+    """退回单位候选人 of fg's tasks while fg transfers the review to head: head keeps it."""
+    where = _situation(session, "holder")
+    with factory() as s:
+        unit_id = s.scalar(text("SELECT id FROM org_unit WHERE code = 'fgj'"))
+    transfer: Work = lambda s: operations.transfer(s, task_id=where.task_id, actor=actor_for(s, "fg"),  # noqa: E731
+                                                   to_username="head")
+
+    def work(s: Session, a: Callable[[str], Actor]) -> None:
+        fg, admin = a("fg"), a("admin")
+        meanwhile.at(s, "scalars", transfer, after=True)  # after the read of fg's tasks
+        handover.return_to_candidates(s, user_id=int(fg.user_id or 0), unit_id=unit_id, actor=admin, reason="调离")
+
+    assert _act(factory, work) == "done"
+    [transferred] = meanwhile.join()
+    row = _row(factory, where.task_id)
+    if transferred == "done":  # it waited for the release, then handed on what it read afresh
+        assert row.assignee_id == _user_id(factory, "head")
+    else:  # it read fg's hold before the release: refused, the release stands
+        assert isinstance(transferred, lookup.TaskChanged), transferred
+        assert row.assignee_id is None
+
+
+def test_the_last_co_signer_signing_does_not_unblock_a_task_given_a_new_co_signer_since(
+        factory: sessionmaker[Session], session: Session, review_org: dict[str, Actor], meanwhile: Meanwhile) -> None:
+    """boss, the one co-signer before fg, signs while fg adds another (head): the review waits for head."""
+    where = _situation(session, "cosigner")  # boss co-signs the review before its holder fg
+
+    add: Work = lambda s: operations.add_cosigners(s, task_id=where.parent_id, actor=actor_for(s, "fg"),  # noqa: E731
+                                                   usernames=["head"], position="before")
+    meanwhile.at(operations, "_cosigns", add, after=True)  # after boss's sign read the parent's ready co-signers
+    outcome = _act(factory, lambda s, a: tasks.complete(s, task_id=where.task_id, actor=a("boss"), data={},
+                                                        opinion="同意"))
+    assert outcome == "done"
+    assert meanwhile.join() == ["done"]
+    parent = _row(factory, where.parent_id)
+    with factory() as s:
+        waiting = s.scalars(select(HumanTask.assignee_id).where(HumanTask.parent_task_id == where.parent_id,
+                                                                HumanTask.state == "ready")).all()
+    assert waiting == [_user_id(factory, "head")]
+    assert parent.blocked, "the review went on without head's signature"
