@@ -160,8 +160,11 @@ def add_cosigners(session: Session, *, task_id: int, actor: Actor, usernames: Se
     """
     if position not in ("before", "after"):
         raise InvalidInput("加签位置必须是 before 或 after (position: before | after)", field="position")
-    _lock(session, task_id)
     task = _held(session, task_id, actor, task_access.Op.ADD_COSIGNER)
+    _lock(session, task_id)  # after the claim's compare-and-set: a claim committed meanwhile is AlreadyClaimed
+    task = lookup.get_open(session, task_id)  # as it is now: the last co-signer may have unblocked it meanwhile
+    if task.assignee_id != actor.user_id:
+        raise lookup.TaskChanged(task)
     if task.kind != "bpmn":
         raise InvalidInput("加签任务不能再加签 (a co-signer cannot add co-signers)", field="task_id")
     if not usernames:
@@ -217,8 +220,10 @@ def remove_cosigner(session: Session, *, cosign_task_id: int, actor: Actor) -> H
 
 def hold_for_cosigners(session: Session, task: HumanTask, actor: Actor, data: dict[str, Any]) -> bool:
     """Hold a submission for co-signers added after the holder; True if held (then nothing else happens)."""
+    if not _cosigns(session, task, "pending"):  # most submissions: no lock, no round trip more
+        return False
     _lock(session, task.id)
-    waiting = _cosigns(session, task, "pending")
+    waiting = _cosigns(session, task, "pending")  # as they are now: one removed meanwhile (减签) is not asked
     if not waiting:
         return False
     task.pending_data = audit.jsonable(data)
