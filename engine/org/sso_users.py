@@ -2,11 +2,13 @@
 
 Refused, with nothing written: a token without a usable username, an emergency account
 (JZFLOW_OIDC_LOCAL_LOGINS: local password only, no provider speaks for it), a unit claim naming no unit here
-(the city's directory and jzflow's disagree: an administrator has to add the unit or fix the mapping), and a
-deactivated account (停用 is jzflow's decision, not the provider's). Roles arrive through JZFLOW_OIDC_ROLE_MAP
-(provider value → role code); with no map, values that are role codes here are taken as they are, and
-unknown ones ignored. The unit memberships and the roles are brought to what the token says when it says
-it (an absent claim changes nothing); with a map, only the roles it maps to are the provider's to take away.
+(the city's directory and jzflow's disagree: an administrator has to add the unit or fix the mapping), a
+deactivated account (停用 is jzflow's decision, not the provider's), and an account a first SSO login made for
+another subject (`sub` names the person at the provider; a username may be reassigned or chosen there).
+Roles arrive through JZFLOW_OIDC_ROLE_MAP (provider value → role code); with no map, values that are role codes
+here are taken as they are, and unknown ones ignored. The unit memberships and the roles are brought to what the
+token says when it says it (an absent claim changes nothing); with a map, only the roles it maps to are the
+provider's to take away.
 """
 from __future__ import annotations
 
@@ -72,10 +74,15 @@ def provision(session: Session, settings: Settings, claims: dict[str, Any]) -> U
     user = session.scalar(select(User).where(func.lower(User.username) == username.lower()))
     if user is not None and not user.is_active:
         raise SsoRefused("您的账号已停用，无法登录。如有疑问请联系系统管理员。 (account deactivated)", field="username")
+    subject = str(claims.get("sub", ""))[:400] or None
+    # An account a first SSO login made is its subject's: preferred_username may be reassigned or chosen by the person
+    if user is not None and user.source == "oidc" and user.external_id and user.external_id != subject:
+        raise SsoRefused(f"账号 {user.username} 已属于统一身份认证中的另一身份，无法登录。请联系系统管理员。"
+                         " (the account belongs to another subject: sub differs)", field="sub")
     if user is None:
         user = core.add_user(session, username=username, display_name=display_name, email=email,
                              unit_codes=[u.code for u in units], role_codes=[r.code for r in roles or []])
-        user.source, user.external_id = "oidc", str(claims.get("sub", ""))[:400] or None
+        user.source, user.external_id = "oidc", subject
         session.flush()
         return user
     before = _state(session, user)

@@ -269,6 +269,24 @@ def test_a_username_the_provider_spells_in_other_letters_is_the_same_account(sso
         assert s.scalars(select(User.username).where(func.lower(User.username) == "admin")).all() == ["admin"]
 
 
+def test_another_subject_with_the_same_username_is_not_the_account(sso_app: Flask, provider: Provider) -> None:
+    """OpenID Connect names a person by `sub`; preferred_username may be reassigned or chosen by the person. A second
+    subject whose token said the username of an account an earlier SSO login made was let into that account (and
+    renamed it); now the account stays its subject's and the other is refused, with nothing written."""
+    provider.set_user("sub-first", {"preferred_username": "samename", "name": "第一人", "unit": "fgj", "roles": ["领导"]})
+    assert _sign_in(sso_app.test_client(), provider, "sub-first").status_code == 302
+    provider.set_user("sub-second", {"preferred_username": "SameName", "name": "第二人", "unit": "zrzy"})
+    intruder = sso_app.test_client()
+    audit = _count(sso_app, AuditEvent)
+    response = _sign_in(intruder, provider, "sub-second")
+    assert response.status_code == 403 and "另一身份" in response.get_data(as_text=True) and not _logged_in(intruder)
+    user = _user(sso_app, "samename")
+    assert user is not None and user.external_id == "sub-first" and user.display_name == "第一人"
+    assert _count(sso_app, AuditEvent) == audit
+    owner = sso_app.test_client()
+    assert _sign_in(owner, provider, "sub-first").status_code == 302 and _logged_in(owner)
+
+
 def test_an_sso_session_ends_with_deactivation_like_any_other(sso_app: Flask, provider: Provider) -> None:
     provider.set_user("sub-epoch", {"preferred_username": "epochy", "unit": "fgj"})
     client = sso_app.test_client()
