@@ -94,6 +94,25 @@ def test_hole7_password_change_needs_the_current_password(app: Flask, login: Cal
     assert _post_login(app.test_client(), "window", PASSWORD).status_code == 302  # unchanged
 
 
+def test_guessing_the_current_password_from_an_open_session_is_limited_like_logins(
+        app: Flask, login: Callable[[str], FlaskClient]) -> None:
+    """Whoever finds a session left open could guess the current password on 修改密码 without end (and take the
+    account); those guesses now count against the account like failed logins, and stop at the same limit."""
+    client = login("window")
+
+    def change(current: str) -> Any:
+        return client.post("/account/password", data={
+            "csrf_token": csrf_of(client, "/account/password"), "current_password": current,
+            "new_password": "a-new-Passw0rd", "confirm_password": "a-new-Passw0rd"}, headers={"Accept": "application/json"})
+
+    for i in range(10):
+        assert change(f"guess-{i}").status_code == 422
+    refused = change(PASSWORD)  # the right one, too late: refused before it is looked at
+    assert refused.status_code == 429 and "current_password" in refused.get_data(as_text=True)
+    assert _post_login(app.test_client(), "window", PASSWORD, address="10.3.0.1").status_code == 429
+    assert _post_login(app.test_client(), "fg", PASSWORD, address="10.3.0.1").status_code == 302  # others log in
+
+
 def test_hole7_deactivation_ends_every_session(app: Flask, login: Callable[[str], FlaskClient]) -> None:
     victim, admin = login("window"), login("admin")
     captured = _cookie(victim)

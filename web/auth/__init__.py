@@ -14,7 +14,7 @@ from flask_login import current_user, login_required, login_user, logout_user
 from werkzeug.security import check_password_hash
 
 from engine import audit, clock, config, org
-from engine.errors import InvalidInput
+from engine.errors import InvalidInput, RateLimited
 from engine.org import directory, login_guard, oidc
 from engine.org.actors import actor_of
 from web.auth.redirects import safe_next
@@ -109,8 +109,22 @@ def password() -> ResponseReturnValue:
         form = request.form
         if form.get("new_password", "") != form.get("confirm_password", ""):
             raise InvalidInput("两次输入的新密码不一致 (new password: the two entries differ)", field="confirm_password")
-        user = org.change_password(db_session(), user_id=current_user.user.id, current=form.get("current_password", ""),
-                                   new=form.get("new_password", ""), actor=current_actor())
+        session, limits, now = db_session(), _limits(), clock.now()
+        username, address = current_user.user.username, request.remote_addr
+        # A wrong current password is a failed login: a session left open must not let anyone guess on without end.
+        wait = login_guard.retry_after(session, username=username, address=address, now=now, limits=limits)
+        if wait:
+            raise RateLimited(f"密码错误次数过多，请{max(1, (wait + 59) // 60)}分钟后再试 (current password: too many "
+                              f"wrong attempts, try again in {wait} s)", field="current_password")
+        try:
+            user = org.change_password(session, user_id=current_user.user.id, current=form.get("current_password", ""),
+                                       new=form.get("new_password", ""), actor=current_actor())
+        except InvalidInput as exc:
+            if exc.details.get("field") == "current_password":
+                login_guard.record_failure(session, username=username, address=address, now=now, limits=limits)
+                session.commit()
+            raise
+        login_guard.forget_account(session, username=username)
         commit()
         cookie_session.clear()
         login_user(LoginUser(user), remember=False)  # this session goes on in the new epoch; all others ended
