@@ -11,9 +11,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from engine import audit, config
+from engine import audit, config, org
 from engine.audit.models import AuditEvent
-from tests.web.conftest import PASSWORD, csrf_of
+from engine.org import tokens
+from engine.org.token_models import ApiToken
+from tests.web.conftest import PASSWORD, PASSWORD_HASH, csrf_of
 from tests.web.flows import db
 from web import create_app
 
@@ -111,6 +113,30 @@ def test_guessing_the_current_password_from_an_open_session_is_limited_like_logi
     assert refused.status_code == 429 and "current_password" in refused.get_data(as_text=True)
     assert _post_login(app.test_client(), "window", PASSWORD, address="10.3.0.1").status_code == 429
     assert _post_login(app.test_client(), "fg", PASSWORD, address="10.3.0.1").status_code == 302  # others log in
+
+
+def test_an_auditor_changes_their_own_password_and_revokes_their_own_token(
+        app: Flask, login: Callable[[str], FlaskClient]) -> None:
+    """Auditors change nothing — but their own credentials are not the records they audit: 修改密码 and revoking
+    their own API token were refused (403), so an auditor whose password or token leaked could not shut it out."""
+    with db(app) as s:
+        org.add_role(s, code="auditor", name="审计督查")
+        user = org.add_user(s, username="auditor", display_name="审计员", role_codes=["auditor"])
+        user.password_hash = PASSWORD_HASH
+        tokens.issue(s, user, "审计导出")
+        token_id = s.scalars(select(ApiToken.id).where(ApiToken.user_id == user.id)).one()
+    client = login("auditor")
+    response = client.post(f"/admin/tokens/{token_id}/revoke", data={"csrf_token": csrf_of(client, "/admin/tokens")})
+    assert response.status_code == 302
+    response = client.post("/account/password", data={"csrf_token": csrf_of(client, "/account/password"),
+                                                       "current_password": PASSWORD, "new_password": "a-new-Passw0rd",
+                                                       "confirm_password": "a-new-Passw0rd"})
+    assert response.status_code == 302 and client.get("/inbox").status_code == 200
+    with db(app) as s:
+        assert s.get(ApiToken, token_id).revoked_at is not None  # type: ignore[union-attr]
+    assert _post_login(app.test_client(), "auditor", "a-new-Passw0rd").status_code == 302
+    response = client.post("/inbox/filters", data={"csrf_token": csrf_of(client, "/inbox"), "name": "x", "q": "x"})
+    assert response.status_code == 403  # and otherwise still read-only
 
 
 def test_hole7_deactivation_ends_every_session(app: Flask, login: Callable[[str], FlaskClient]) -> None:

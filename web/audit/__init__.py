@@ -24,7 +24,9 @@ from web.guards import MAX_ID, bearer_token, id_arg
 
 bp = Blueprint("audit", __name__)
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
-ALWAYS_ALLOWED = ("auth.login", "auth.logout", "static")
+# One's own credentials are not the records audited: an auditor changes their password and revokes their own tokens
+# (tokens.revoke refuses anyone else's).
+ALWAYS_ALLOWED = ("auth.login", "auth.logout", "auth.password", "admin.revoke_token", "static")
 
 
 # --- auditors change nothing --------------------------------------------------------------------------------
