@@ -3,8 +3,8 @@
 Refused, with nothing written: a token without a usable username, an emergency account
 (JZFLOW_OIDC_LOCAL_LOGINS: local password only, no provider speaks for it), a unit claim naming no unit here
 (the city's directory and jzflow's disagree: an administrator has to add the unit or fix the mapping), a
-deactivated account (停用 is jzflow's decision, not the provider's), and an account a first SSO login made for
-another subject (`sub` names the person at the provider; a username may be reassigned or chosen there).
+deactivated account (停用 is jzflow's decision, not the provider's), and an account a first SSO login made, or
+bound, for another subject (`sub` names the person at the provider; a username may be reassigned or chosen there).
 Roles arrive through JZFLOW_OIDC_ROLE_MAP (provider value → role code); with no map, values that are role codes
 here are taken as they are, and unknown ones ignored. The unit memberships and the roles are brought to what the
 token says when it says it (an absent claim changes nothing); with a map, only the roles it maps to are the
@@ -86,6 +86,8 @@ def provision(session: Session, settings: Settings, claims: dict[str, Any]) -> U
         session.flush()
         return user
     before = _state(session, user)
+    if user.source is None:  # an account made here: its first SSO login binds it to that subject
+        user.source, user.external_id = "oidc", subject
     user.display_name = display_name
     if email:
         user.email = email
@@ -108,7 +110,7 @@ def _state(session: Session, user: User) -> dict[str, Any]:
                            .outerjoin(OrgUnit, OrgUnit.id == Membership.org_unit_id)
                            .outerjoin(Role, Role.id == Membership.role_id)
                            .where(Membership.user_id == user.id)).all()
-    return {"display_name": user.display_name, "email": user.email,
+    return {"display_name": user.display_name, "email": user.email, "source": user.source,
             "units": sorted({u for u, _ in rows if u}), "roles": sorted({r for _, r in rows if r})}
 
 

@@ -287,6 +287,22 @@ def test_another_subject_with_the_same_username_is_not_the_account(sso_app: Flas
     assert _sign_in(owner, provider, "sub-first").status_code == 302 and _logged_in(owner)
 
 
+def test_an_account_made_here_is_bound_to_the_subject_of_its_first_sso_login(sso_app: Flask, provider: Provider) -> None:
+    """An account made here (source None) took whichever subject named its username, at every login; the first SSO
+    login now binds it to that subject, in the audit trail, and a second subject naming it is refused."""
+    provider.set_user("sub-window", {"preferred_username": "window", "name": "窗口李四", "unit": "window"})
+    assert _sign_in(sso_app.test_client(), provider, "sub-window").status_code == 302
+    user = _user(sso_app, "window")
+    assert user is not None and (user.source, user.external_id) == ("oidc", "sub-window")
+    with sso_app.extensions["jzflow.sessionmaker"]() as s:
+        event = s.scalars(select(AuditEvent).where(AuditEvent.action == "org.user.sso_update",
+                                                   AuditEvent.stream == f"user:{user.id}")).one()
+        assert (event.before["source"], event.after["source"]) == (None, "oidc")
+    provider.set_user("sub-other", {"preferred_username": "window", "name": "冒名", "unit": "window"})
+    intruder = sso_app.test_client()
+    assert _sign_in(intruder, provider, "sub-other").status_code == 403 and not _logged_in(intruder)
+
+
 def test_an_sso_session_ends_with_deactivation_like_any_other(sso_app: Flask, provider: Provider) -> None:
     provider.set_user("sub-epoch", {"preferred_username": "epochy", "unit": "fgj"})
     client = sso_app.test_client()
