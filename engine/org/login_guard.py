@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import case, delete, select
+from sqlalchemy import case, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -60,6 +60,44 @@ def record_failure(session: Session, *, username: str, address: str | None, now:
             "window_start": case((restart, now), else_=LoginFailure.window_start),
         }))
     session.flush()
+
+
+def attempt(session: Session, *, username: str, address: str | None, now: datetime, limits: Limits) -> int:
+    """Count one try against the account and the address before its password is looked at; return the seconds to
+    wait, 0 when this try may go on (flushes: the caller commits at once, so that tries sent together see it).
+
+    Read first and written after the check, tries sent together all found the count under the limit and were all
+    looked at; counted first (one atomic upsert each), no more than the limit ever are. A refused try is taken back.
+    """
+    window = timedelta(seconds=limits.window_seconds)
+    stale = now - window
+    insert = pg_insert if is_postgres(session) else sqlite_insert
+    wait, keys = 0, _keys(username, address)
+    for key in keys:
+        restart = LoginFailure.window_start <= stale
+        stmt = insert(LoginFailure).values(key=key, failures=1, window_start=now)
+        failures, start = session.execute(stmt.on_conflict_do_update(index_elements=[LoginFailure.key], set_={
+            "failures": case((restart, 1), else_=LoginFailure.failures + 1),
+            "window_start": case((restart, now), else_=LoginFailure.window_start),
+        }).returning(LoginFailure.failures, LoginFailure.window_start)).one()
+        limit = limits.per_account if key.startswith("user:") else limits.per_address
+        if failures > limit:
+            wait = max(wait, int((start + window - now).total_seconds()) + 1)
+    if wait:
+        _take_back(session, keys)
+    session.flush()
+    return wait
+
+
+def succeeded(session: Session, *, username: str, address: str | None) -> None:
+    """Take back a try that `attempt` counted and that logged in: successes never count (clears the account's)."""
+    forget_account(session, username=username)
+    _take_back(session, _keys(username, address)[1:])
+
+
+def _take_back(session: Session, keys: list[str]) -> None:
+    session.execute(update(LoginFailure).where(LoginFailure.key.in_(keys), LoginFailure.failures > 0)
+                    .values(failures=LoginFailure.failures - 1))
 
 
 def forget_account(session: Session, *, username: str) -> None:

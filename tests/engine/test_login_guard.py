@@ -31,6 +31,27 @@ def test_hole7_failures_lock_the_account_then_the_window_passes(session: Session
     assert row is not None and row.failures == 1  # a new window began
 
 
+def test_a_try_is_counted_before_its_check_a_refused_one_and_a_success_are_taken_back(session: Session,
+                                                                                       frozen: Any) -> None:
+    def attempt(username: str, address: str) -> int:
+        wait = login_guard.attempt(session, username=username, address=address, now=frozen.now(), limits=LIMITS)
+        session.commit()
+        return wait
+
+    def failures(key: str) -> int:
+        session.expire_all()
+        row = session.get(LoginFailure, key)
+        return row.failures if row else 0
+
+    assert [attempt("Fg", "10.0.0.1") for _ in range(3)] == [0, 0, 0]  # three failures: the account's limit
+    assert attempt("fg", "10.0.0.2") == 601 and failures("user:fg") == 3 and failures("addr:10.0.0.2") == 0
+    for _ in range(4):  # successes from one address (an office's NAT) never add up to its limit
+        assert attempt("zr", "10.0.0.1") == 0
+        login_guard.succeeded(session, username="zr", address="10.0.0.1")
+        session.commit()
+    assert failures("addr:10.0.0.1") == 3 and failures("user:zr") == 0
+
+
 def test_hole7_stale_counters_are_purged(session: Session, frozen: Any) -> None:
     login_guard.record_failure(session, username="a", address="10.0.0.1", now=frozen.now(), limits=LIMITS)
     session.commit()

@@ -1,6 +1,7 @@
 """Trust I hole 7: sessions end server-side; failed logins (never successes) are limited per account and address."""
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -15,9 +16,10 @@ from engine import audit, config, org
 from engine.audit.models import AuditEvent
 from engine.org import tokens
 from engine.org.token_models import ApiToken
+from tests.engine.conftest import at_once
 from tests.web.conftest import PASSWORD, PASSWORD_HASH, csrf_of
 from tests.web.flows import db
-from web import create_app
+from web import auth, create_app
 
 
 def _post_login(client: FlaskClient, username: str, password: str, address: str = "10.0.0.1",
@@ -164,6 +166,36 @@ def test_hole7_failures_are_limited_per_account(app: Flask) -> None:
     page = refused.get_data(as_text=True)
     assert "登录失败次数过多" in page and "分钟后再试" in page  # in Chinese
     assert _post_login(app.test_client(), "fg", PASSWORD, address="10.1.0.1").status_code == 302  # others log in
+
+
+def test_guesses_sent_at_once_get_no_more_tries_than_one_after_another(app: Flask,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The limit was read before the password was checked and the failure written after: guesses sent together all
+    read a count under the limit, so each was checked (a burst got as many tries as it had requests). Now each try
+    is counted before its password is looked at, and only the limit's worth are ever looked at."""
+    monkeypatch.setenv("JZFLOW_LOGIN_ACCOUNT_FAILURES", "3")
+    checked: list[str] = []
+    real = auth.check_password_hash
+
+    def slow_check(pwhash: str, password: str) -> bool:
+        checked.append(password)
+        time.sleep(0.3)  # the hash's cost, long enough for every other guess to arrive meanwhile
+        return real(pwhash, password)
+
+    monkeypatch.setattr(auth, "check_password_hash", slow_check)
+    clients = [app.test_client() for _ in range(8)]
+    tokens = [csrf_of(c) for c in clients]
+    answers: list[int] = [0] * 8
+
+    def guess(i: int) -> None:
+        answers[i] = clients[i].post("/login", data={"username": "window", "password": f"guess-{i}",
+                                                     "csrf_token": tokens[i]},
+                                     environ_base={"REMOTE_ADDR": f"10.4.0.{i}"}).status_code
+
+    assert at_once(8, guess) == [None] * 8
+    assert len(checked) == 3 and sorted(answers) == [401] * 3 + [429] * 5
+    monkeypatch.setattr(auth, "check_password_hash", real)
+    assert _post_login(app.test_client(), "window", PASSWORD, address="10.4.1.1").status_code == 429
 
 
 def test_hole7_failures_are_limited_per_address(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:

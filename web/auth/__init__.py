@@ -56,7 +56,9 @@ def login() -> ResponseReturnValue:
         password = request.form.get("password", "")
         session = db_session()
         limits, now, address = _limits(), clock.now(), request.remote_addr
-        wait = login_guard.retry_after(session, username=username, address=address, now=now, limits=limits)
+        # Counted, and committed, before the password is looked at: tries sent together see each other.
+        wait = login_guard.attempt(session, username=username, address=address, now=now, limits=limits)
+        session.commit()
         if wait:  # refused before the password is even looked at: guessing on stops here
             return _too_many(username, wait)
         user = directory.by_username(session, username)
@@ -64,16 +66,14 @@ def login() -> ResponseReturnValue:
         # With single sign-on on, a password opens only the accounts kept for emergencies (JZFLOW_OIDC_LOCAL_LOGINS).
         ok = ok and oidc.load_settings().allows_password(username)
         if user is not None and user.is_active and user.password_hash and ok:
-            login_guard.forget_account(session, username=username)
+            login_guard.succeeded(session, username=username, address=address)
             cookie_session.clear()  # nothing from before the login carries over
             login_user(LoginUser(user), remember=False)
             audit.record(session, actor_of(session, user), "auth.login", stream=f"user:{user.id}",
                          object_type="app_user", object_id=user.id, after={"ip": address})
             session.commit()
             return redirect(_safe_next(request.form.get("next") or request.args.get("next")))
-        login_guard.record_failure(session, username=username, address=address, now=now, limits=limits)
-        session.commit()
-        error = _("用户名或密码错误")
+        error = _("用户名或密码错误")  # the failure was counted above
         if oidc.load_settings().enabled and not oidc.load_settings().allows_password(username):
             error = _("本系统已启用统一身份认证，请点击“统一身份认证登录”")
     return render_template("auth/login.html", error=error, username=username,
