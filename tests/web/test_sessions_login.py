@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from engine import audit, config, org
 from engine.audit.models import AuditEvent
+from engine.org import core as org_core
 from engine.org import tokens
 from engine.org.token_models import ApiToken
 from tests.engine.conftest import at_once
@@ -115,6 +116,30 @@ def test_guessing_the_current_password_from_an_open_session_is_limited_like_logi
     assert refused.status_code == 429 and "current_password" in refused.get_data(as_text=True)
     assert _post_login(app.test_client(), "window", PASSWORD, address="10.3.0.1").status_code == 429
     assert _post_login(app.test_client(), "fg", PASSWORD, address="10.3.0.1").status_code == 302  # others log in
+
+
+def test_current_passwords_guessed_at_once_get_no_more_tries_than_the_limit(
+        app: Flask, login: Callable[[str], FlaskClient], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JZFLOW_LOGIN_ACCOUNT_FAILURES", "3")
+    client = login("window")
+    checked: list[str] = []
+    real = org_core.check_password_hash
+
+    def slow_check(pwhash: str, password: str) -> bool:
+        checked.append(password)
+        time.sleep(0.3)  # the hash's cost, long enough for every other guess to arrive meanwhile
+        return real(pwhash, password)
+
+    monkeypatch.setattr(org_core, "check_password_hash", slow_check)
+    token = csrf_of(client, "/account/password")
+
+    def guess(i: int) -> None:
+        client.post("/account/password", data={"csrf_token": token, "current_password": f"guess-{i}",
+                                               "new_password": "a-new-Passw0rd", "confirm_password": "a-new-Passw0rd"},
+                    headers={"Accept": "application/json"})
+
+    assert at_once(6, guess) == [None] * 6
+    assert len(checked) == 3
 
 
 def test_an_auditor_changes_their_own_password_and_revokes_their_own_token(

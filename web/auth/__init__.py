@@ -111,8 +111,9 @@ def password() -> ResponseReturnValue:
             raise InvalidInput("两次输入的新密码不一致 (new password: the two entries differ)", field="confirm_password")
         session, limits, now = db_session(), _limits(), clock.now()
         username, address = current_user.user.username, request.remote_addr
-        # A wrong current password is a failed login: a session left open must not let anyone guess on without end.
-        wait = login_guard.retry_after(session, username=username, address=address, now=now, limits=limits)
+        # A current password tried is a login tried: a session left open must not let anyone guess on without end.
+        wait = login_guard.attempt(session, username=username, address=address, now=now, limits=limits)
+        session.commit()
         if wait:
             raise RateLimited(f"密码错误次数过多，请{max(1, (wait + 59) // 60)}分钟后再试 (current password: too many "
                               f"wrong attempts, try again in {wait} s)", field="current_password")
@@ -120,11 +121,12 @@ def password() -> ResponseReturnValue:
             user = org.change_password(session, user_id=current_user.user.id, current=form.get("current_password", ""),
                                        new=form.get("new_password", ""), actor=current_actor())
         except InvalidInput as exc:
-            if exc.details.get("field") == "current_password":
-                login_guard.record_failure(session, username=username, address=address, now=now, limits=limits)
+            if exc.details.get("field") != "current_password":  # the current password was right: no failure
+                session.rollback()
+                login_guard.succeeded(session, username=username, address=address)
                 session.commit()
             raise
-        login_guard.forget_account(session, username=username)
+        login_guard.succeeded(session, username=username, address=address)
         commit()
         cookie_session.clear()
         login_user(LoginUser(user), remember=False)  # this session goes on in the new epoch; all others ended
