@@ -175,7 +175,7 @@ def _plain_units(session: Session, user_id: int) -> set[int]:
 
 def _sync_people(session: Session, snap: Snapshot, units: dict[str, OrgUnit], by_dn: dict[str, User],
                  by_name: dict[str, User], report: Report, actor: Actor) -> dict[str, User]:
-    kept_local = set(_local_logins())
+    kept_local = {name.lower() for name in _local_logins()}  # in any case, as SSO and password logins name them
     names = {p.username.lower() for p in snap.people.values()}
     plain: dict[int, set[int]] = {}  # each user's unit memberships, read once (not a query per person)
     for user_id, unit_id in session.execute(select(Membership.user_id, Membership.org_unit_id).where(
@@ -188,7 +188,7 @@ def _sync_people(session: Session, snap: Snapshot, units: dict[str, OrgUnit], by
         user = by_name.get(entry.username.lower())
         if user is None and (renamed := by_dn.get(entry.dn)) is not None and renamed.username.lower() not in names:
             user = renamed
-        if user is not None and user.source != SOURCE and (user.is_admin or user.username in kept_local):
+        if user is not None and user.source != SOURCE and (user.is_admin or user.username.lower() in kept_local):
             report.skipped.append(f"{entry.dn}: 本地账号 {user.username} 不由目录管理 (local account kept)")
             continue
         unit = units.get(entry.unit_dn)

@@ -92,8 +92,11 @@ class Settings:
         return bool(self.issuer)
 
     def allows_password(self, username: str) -> bool:
-        """Tell whether this account may log in with a local password (always, while SSO is off)."""
-        return not self.enabled or username in self.local_logins
+        """Tell whether this account may log in with a local password (always, while SSO is off).
+
+        In any case, as sso_users keeps the provider away from them: usernames are one account whatever their case.
+        """
+        return not self.enabled or username.lower() in {name.lower() for name in self.local_logins}
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:

@@ -217,6 +217,21 @@ def test_injection_looking_entries_are_data_or_skipped_and_local_admins_are_neve
         assert s.scalar(select(func.count()).select_from(User).where(User.username.like("x)%"))) == 0
 
 
+def test_an_emergency_account_is_never_taken_over_whatever_case_the_setting_spells_it(
+        factory: sessionmaker[Session], directory: Directory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JZFLOW_OIDC_LOCAL_LOGINS", "admin, DUTY")
+    with factory() as s:
+        org.add_user(s, username="duty", display_name="值班账号", password="local-Passw0rd!")
+        s.commit()
+    with directory.admin() as conn:
+        conn.add(f"uid=duty,ou=fgj,{SUFFIX}", ["inetOrgPerson"], {"uid": "duty", "cn": "冒充", "sn": "冒"})
+    report = _sync(factory, directory.settings())
+    assert any("duty" in line for line in report.skipped)
+    with factory() as s:
+        duty = _user(s, "duty")
+        assert duty.source is None and duty.display_name == "值班账号" and _units_of(s, "duty") == set()
+
+
 def test_a_directory_larger_than_the_server_size_limit_is_read_whole_by_pages(factory: sessionmaker[Session]) -> None:
     many = "".join(person(f"p{i:04d}", f"人员{i}", unit_path="ou=big") for i in range(230))
     with running(unit("big", "大单位") + many, size_limit=50) as d:

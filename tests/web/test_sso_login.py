@@ -228,6 +228,15 @@ def test_with_sso_on_only_listed_accounts_log_in_with_a_password(sso_app: Flask)
     assert response.status_code == 302 and _logged_in(admin)
 
 
+def test_the_emergency_account_is_named_in_any_case(sso_app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    """JZFLOW_OIDC_LOCAL_LOGINS="ADMIN" kept the provider away from "admin" (sso_users compares in any case) but also
+    refused its password: the account kept for when single sign-on is down could not log in at all."""
+    monkeypatch.setenv("JZFLOW_OIDC_LOCAL_LOGINS", "ADMIN")
+    admin = sso_app.test_client()
+    response = admin.post("/login", data={"username": "admin", "password": PASSWORD, "csrf_token": csrf_of(admin)})
+    assert response.status_code == 302 and _logged_in(admin)
+
+
 def test_the_same_first_login_in_two_tabs_at_once_makes_one_account(sso_app: Flask, provider: Provider) -> None:
     provider.set_user("sub-twice", {"preferred_username": "twice", "name": "两次", "unit": "fgj"})
     clients = [sso_app.test_client(), sso_app.test_client()]
