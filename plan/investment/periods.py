@@ -24,6 +24,7 @@ from engine.runtime.models import ProcessDefinition, ProcessInstance
 
 PROCESS_KEY = "investment_loop"
 PERIOD_PATTERN = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+YEARS = (2000, 2100)  # as project dates (plan.projects.fields.day): 9999-12 has no month after it
 
 
 def parse_period(period: str) -> tuple[int, int]:
@@ -34,7 +35,10 @@ def parse_period(period: str) -> tuple[int, int]:
     match = PERIOD_PATTERN.match(period) if isinstance(period, str) else None
     if match is None:
         raise InvalidInput(f"期间格式应为 YYYY-MM (period must be YYYY-MM): {period!r}", field="period")
-    return int(match.group(1)), int(match.group(2))
+    year = int(match.group(1))
+    if not YEARS[0] <= year <= YEARS[1]:
+        raise InvalidInput(f"期间 {period} 超出范围 {YEARS[0]}–{YEARS[1]} 年 (period out of range)", field="period")
+    return year, int(match.group(2))
 
 
 def period_end(period: str) -> date:

@@ -200,3 +200,17 @@ def test_a_count_over_parts_a_range_and_a_restated_target_on_the_indicator_page(
     assert "规划第26行" in vc and "规划第91行" in vc
     overview = leader.get("/dashboard?period=2025-08").get_data(as_text=True)
     assert "重点工程" in overview and 'data-code="new_city_bases"' in overview
+
+
+@pytest.mark.parametrize("period", ["9999-12", "0000-06", "1900-01"])
+def test_a_period_out_of_range_is_refused_naming_it(login: Login, period: str) -> None:
+    leader, officer = login("wangjianguo"), login("pengtao")
+    for client, path in ((leader, "/dashboard"), (leader, "/dashboard/charts/investment.json"),
+                         (leader, "/dashboard/indicators/gdp_growth"), (officer, "/dashboard/data"),
+                         (officer, "/dashboard/data/template.csv")):
+        response = client.get(f"{path}?period={period}")
+        assert response.status_code == 422, (path, response.status_code)
+        assert "期间" in response.get_data(as_text=True), path
+    token = csrf_of(officer, "/dashboard/data?period=2025-08")
+    saved = officer.post("/dashboard/data", data={"csrf_token": token, "period": period, "value:gdp_growth": "5"})
+    assert saved.status_code == 422, saved.status_code
