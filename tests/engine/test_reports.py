@@ -161,3 +161,13 @@ def test_a_run_commits_its_progress_and_keeps_both_files(session: Session, facto
     messages = session.scalars(select(OutboxMessage).where(OutboxMessage.kind == "in_app")).all()
     assert [m.payload["title"] for m in messages] == [f"报表已生成: {done.title}"]
     assert session.scalar(select(Notification)) is None  # delivered by the outbox job, not here
+
+
+@pytest.mark.parametrize(("kind", "day"), [("monthly", date(9999, 12, 5)), ("weekly", date(9999, 12, 31)),
+                                           ("weekly", date(1, 1, 1)), ("monthly", date(1899, 5, 1))])
+def test_a_day_out_of_range_is_refused_naming_it(session: Session, ledger: dict[str, Actor], kind: str,
+                                                 day: date) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        reports.create_run(session, actor=ledger["officer"], kind=kind, day=day)
+    assert refused.value.details.get("field") == "day" and "超出范围" in refused.value.message
+    assert session.scalar(select(ReportRun)) is None

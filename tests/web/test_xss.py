@@ -325,6 +325,7 @@ def test_forms_refuse_bad_input_with_a_message_and_change_nothing(world: World) 
         # reports, 督办, indicator figures
         (world.clients["leader"], "/reports", {"kind": "weekly", "day": "yesterday"}, "日期格式应为"),
         (world.clients["leader"], "/reports", {"kind": "yearly", "day": "2025-09-01"}, "报表类型须为"),
+        (world.clients["leader"], "/reports", {"kind": "monthly", "day": "9999-12-05"}, "超出范围"),
         (admin, f"/supervision/task/{world_task}/extension", {"decision": "maybe"}, "请选择批准或不批准"),
         (admin, f"/supervision/task/{world_task}/extension", {"decision": "grant", "due_date": "2025/09/01"},
          "日期格式应为"),
