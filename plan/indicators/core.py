@@ -11,15 +11,17 @@ Figures are year-to-date (1–N月累计) as plan.investment reads them. Who may
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from engine import audit, clock, exports
+from engine.db import is_postgres
 from engine.errors import Forbidden
 from engine.org.actors import Actor
 from engine.org.models import Role
@@ -64,6 +66,11 @@ def replace_period(session: Session, *, period: str, entries: list[Entry], actor
     """
     require_entry(session, actor)
     plan.parse_period(period)
+    if is_postgres(session):
+        # Two officers storing one period at once: the second waits here, then compares with what the first stored
+        # (SQLite: BEGIN IMMEDIATE queues writers already).
+        key = int.from_bytes(hashlib.sha256(f"indicator_period:{period}".encode()).digest()[:8], "big", signed=True)
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
     changes = period_changes(session, period, entries)
     current = {v.indicator_id: v for v in session.scalars(select(IndicatorValue).where(IndicatorValue.period == period))}
     ids = {i.code: i.id for i in session.scalars(select(Indicator).where(Indicator.code.in_([c.code for c in changes])))}

@@ -17,6 +17,7 @@ from engine.org.actors import Actor, actor_for
 from plan import dashboard, indicators
 from plan.indicators.models import Indicator, IndicatorValue
 from tests import dashboard_data
+from tests.engine.test_supervision_races import Race, race  # noqa: F401  (its fixture: works at once)
 
 ALL = dashboard.Scope(True)
 BAD_CSV = """指标代码,指标名称,期间,数值,单位,数据来源
@@ -203,3 +204,24 @@ def test_a_source_typed_as_a_formula_is_text_in_the_template(data: Session, offi
     assert sheet is not None
     cells = {c.value: c for row in sheet.iter_rows() for c in row if isinstance(c.value, str)}
     assert cells[formula].data_type == "s" and not any(c.data_type == "f" for c in cells.values())
+
+
+def test_two_officers_saving_one_period_at_once_are_served_one_after_the_other(
+        data: Session, officer: Actor, race: Race) -> None:  # noqa: F811
+    """Both forms pass their checks together: the second must see what the first stored, not collide with it (a
+    unique violation, a 500) nor overwrite it with an audit trail that says it changed nothing."""
+    other = actor_for(data, "pengtao")  # 发改局 数据监测
+    data.commit()
+    outcomes = race(
+        lambda s: indicators.save_form(s, period="2025-09", values={"gdp_growth": ("5.1", "统计局")}, actor=officer),
+        lambda s: indicators.save_form(s, period="2025-09", values={"gdp_growth": ("5.2", "发改局")}, actor=other))
+    assert outcomes == [None, None]
+    data.expire_all()
+    (kept,) = data.scalars(select(IndicatorValue).where(IndicatorValue.period == "2025-09"))
+    events = data.scalars(select(AuditEvent).where(AuditEvent.action == "indicator.value.set",
+                                                   AuditEvent.stream == f"indicator:{kept.indicator_id}")
+                          .order_by(AuditEvent.id)).all()
+    first, second = events[-2:]
+    assert first.before is None and second.before is not None, [e.before for e in events]
+    assert second.before["value"] == first.after["value"]  # the second replaced what the first stored
+    assert Decimal(kept.value) == Decimal(second.after["value"])
