@@ -131,8 +131,8 @@ def _number(text: str, indicator: Indicator) -> tuple[Decimal | None, str | None
         return None, f"不是数字 (not a number): {text!r}"
     if not value.is_finite():
         return None, f"不是数字 (not a number): {text!r}"
-    value = value.quantize(Q4, rounding=ROUND_HALF_UP)
-    if abs(value) >= LIMIT:
+    # Before quantize (1e30 to four places is more digits than a Decimal holds) and after (…99995 rounds up).
+    if abs(value) >= LIMIT or abs(value := value.quantize(Q4, rounding=ROUND_HALF_UP)) >= LIMIT:
         return None, "数值过大：最多12位整数 (at most 12 digits before the point)"
     if indicator.kind in ("count", "amount") and value < 0:
         return None, f"{indicator.name}不能为负数 (a count or amount cannot be negative): {text}"

@@ -225,3 +225,12 @@ def test_two_officers_saving_one_period_at_once_are_served_one_after_the_other(
     assert first.before is None and second.before is not None, [e.before for e in events]
     assert second.before["value"] == first.after["value"]  # the second replaced what the first stored
     assert Decimal(kept.value) == Decimal(second.after["value"])
+
+
+@pytest.mark.parametrize("huge", ["1e30", str(10**30), "-9" * 1 + "9" * 40, "1E+999999"])
+def test_a_huge_figure_is_refused_row_by_row_by_the_form_and_the_file(data: Session, officer: Actor, huge: str) -> None:
+    with pytest.raises(indicators.UploadInvalid, match="数值过大"):
+        indicators.save_form(data, period="2025-08", values={"gdp_growth": (huge, "统计局")}, actor=officer)
+    preview = indicators.preview_upload(data, period="2025-08", filename="big.csv",
+                                        data=f"指标代码,数值\ngdp_growth,{huge}\n".encode())
+    assert not preview.ok and [(e.line, e.column) for e in preview.errors] == [(2, "value")], preview.errors
