@@ -60,12 +60,13 @@ def _text(value: Any, field: str, *, required: bool = False, limit: int = 4000) 
 def _date(value: Any, field: str) -> date | None:
     if value is None or value == "":
         return None
-    if isinstance(value, date) and not isinstance(value, datetime):
-        return value
     try:
-        return date.fromisoformat(str(value))
+        day = value if isinstance(value, date) and not isinstance(value, datetime) else date.fromisoformat(str(value))
     except ValueError:
         raise InvalidInput(f"{field} 不是日期 YYYY-MM-DD (not a date): {value!r}", field=field) from None
+    if not 2000 <= day.year <= 2100:  # as project dates; 9999-12-31 would stop the instance at a bare assert
+        raise InvalidInput(f"{field} 超出范围 2000–2100 年 (date out of range): {value!r}", field=field)
+    return day
 
 
 def deadline(day: date) -> datetime:

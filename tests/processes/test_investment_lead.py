@@ -146,6 +146,11 @@ def test_returned_redispatched_and_dropped_with_the_reason(session: Session, peo
                        data={"unit_code": "shz", "deadline_kind": "date", "due_date": "2025-02-30"})
     session.rollback()
     assert [e.field for e in err.value.errors] == ["due_date"]
+    with pytest.raises(FormInvalid) as err:  # so is a year out of range: on the form, not as an incident at 派单
+        tasks.complete(session, task_id=only_task(session, iid, "dispatch").id, actor=people["zs_wang"],
+                       data={"unit_code": "shz", "deadline_kind": "date", "due_date": "9999-12-31"})
+    session.rollback()
+    assert [(e.field, "2000" in e.message) for e in err.value.errors] == [("due_date", True)]
     do(session, only_task(session, iid, "dispatch"), people["zs_wang"],
        {"unit_code": "shz", "deadline_kind": "date", "due_date": "2025-09-20"})
     do(session, only_task(session, iid, "respond"), people["shz_chen"], {"response": "accept"})

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine import audit, clock, deploy, org, runtime, tasks
 from engine.audit.models import AuditEvent
-from engine.errors import Conflict, DeployInvalid, Forbidden, FormInvalid, NotYourTask
+from engine.errors import Conflict, DeployInvalid, Forbidden, FormInvalid, InvalidInput, NotYourTask
 from engine.org.actors import SYSTEM, Actor, actor_for
 from engine.org.models import OrgUnit, User
 from engine.runtime import instances
@@ -488,6 +488,9 @@ def test_services_refuse_other_instances_issues_and_wrong_steps(session: Session
     own = RunContext(session, runtime.load(session, by_hand), people["officer"])
     with pytest.raises(Conflict):  # 核验 before 派单/反馈
         ledger.verify(own, issue_id=issue.id, verdict="pass")
+    with pytest.raises(InvalidInput, match="超出范围") as err:  # a version deployed before its form checked the year
+        ledger.dispatch(own, issue_id=issue.id, unit_code="gxj", deadline_kind="date", due_date="9999-12-31")
+    assert err.value.details["field"] == "due_date"
     session.rollback()
     assert_row(session, by_hand, "registered", unit="gxj")
 
@@ -531,3 +534,35 @@ def test_reports_count_per_unit_with_warning_levels(session: Session, by_hand: i
     october = ledger.monthly_report(session, year=2025, month=10, now=clock.now())
     assert [(line.unit_code, line.registered, line.open) for line in october] == [("zrzyj", 0, 1)]
     assert ledger.get_issue(session, code=first.code).id == first.id
+
+
+@pytest.mark.parametrize("day", ["9999-12-31", "0001-01-01", "2999-01-01"])
+def test_a_deadline_out_of_range_is_refused_on_the_form_and_the_instance_goes_on(
+        session: Session, by_hand: int, people: dict[str, Actor], day: str) -> None:
+    """A typo'd year (9999, 0001) once passed the form and stopped the instance at 派单 with a bare AssertionError
+    (an incident the officer could not clear); it is refused on the form, naming the field, and nothing changes."""
+    iid, officer = by_hand, people["officer"]
+    dispatch_task = only_task(session, iid, "dispatch")
+    tasks.claim(session, task_id=dispatch_task.id, actor=officer)
+    session.commit()
+    with pytest.raises(FormInvalid) as err:
+        tasks.complete(session, task_id=dispatch_task.id, actor=officer,
+                       data={"unit_code": "gxj", "deadline_kind": "date", "due_date": day})
+    session.rollback()
+    assert [(e.field, "2000" in e.message) for e in err.value.errors] == [("due_date", True)]
+    assert_row(session, iid, "registered", unit="gxj")
+    do(session, dispatch_task, officer, {"unit_code": "gxj", "deadline_kind": "date", "due_date": "2025-09-12"})
+    do(session, only_task(session, iid, "respond"), people["gx_zhang"], {"response": "accept"})
+    with pytest.raises(FormInvalid) as err:
+        tasks.complete(session, task_id=only_task(session, iid, "handle").id, actor=people["gx_zhang"],
+                       data={"action": "extension", "requested_due_date": day, "extension_reason": "跨年"})
+    session.rollback()
+    assert [e.field for e in err.value.errors] == ["requested_due_date"]
+    do(session, only_task(session, iid, "handle"), people["gx_zhang"],
+       {"action": "extension", "requested_due_date": "2025-09-30", "extension_reason": "跨国庆假期"})
+    with pytest.raises(FormInvalid) as err:
+        tasks.complete(session, task_id=only_task(session, iid, "decide_extension").id, actor=people["leader_sun"],
+                       data={"extension_decision": "grant", "new_due_date": day, "leader_opinion": "同意"})
+    session.rollback()
+    assert [e.field for e in err.value.errors] == ["new_due_date"]
+    assert_row(session, iid, "accepted", unit="gxj", handler="gx_zhang", due=date(2025, 9, 12))
