@@ -57,6 +57,8 @@ def _log(session: Session, actor: Actor, target: Target, action: str, *, note: s
 def _new_deadline(day: date | None, now: datetime) -> datetime | None:
     if day is None:
         return None
+    if not 2000 <= day.year <= 2100:  # as project dates; 9999-12-31 overflows the escalation ladder after it
+        raise InvalidInput(f"新的期限 {day} 超出范围 2000–2100 年 (date out of range)", field="due_date")
     due = sla.deadline_of(day)
     if due <= now:
         raise InvalidInput("新的期限须晚于现在 (the new deadline must be in the future)", field="due_date")
