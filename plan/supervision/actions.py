@@ -26,6 +26,7 @@ from engine.tasks.collab_models import Comment
 from engine.tasks.models import HumanTask, TaskCandidate
 from plan.ledger.models import LedgerIssue
 from plan.projects.deadlines import NEXT_STAGE
+from plan.projects.fields import PLANNED_FIELDS, check_planned
 from plan.projects.models import Project
 from plan.supervision.area import ISSUE_TASKS, issue_tasks, open_target, pending_extension, target_of
 
@@ -83,7 +84,9 @@ def set_deadline(session: Session, target: Target, due: datetime, *, now: dateti
         project = session.get(Project, target.object_id)
         assert project is not None
         column = NEXT_STAGE[project.stage][1]
-        setattr(project, column, due.astimezone(clock.SHANGHAI).date())
+        day = due.astimezone(clock.SHANGHAI).date()
+        check_planned({f: day if f == column else getattr(project, f) for f in PLANNED_FIELDS})  # as the entry form
+        setattr(project, column, day)
     session.flush()
 
 

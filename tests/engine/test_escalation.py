@@ -22,6 +22,7 @@ from engine.org.models import OrgUnit
 from engine.tasks.models import HumanTask
 from plan import supervision
 from plan.ledger.models import LedgerIssue
+from plan.projects.models import Project, ProjectLibrary
 
 SH = clock.SHANGHAI
 LADDER = ["yellow", "red", "handler", "unit_head", "responsible_leader", "city_leader"]
@@ -328,3 +329,27 @@ def test_a_task_is_reassigned_only_within_the_leaders_scope(session: Session, pe
         supervision.reassign(session, actor=people["zhou"], object_type="task", object_id=task.id, to_username="x")
     session.rollback()
     assert session.get(HumanTask, task.id).assignee_id == people["zhang"].user_id  # type: ignore[union-attr]
+
+
+def test_urging_a_project_keeps_its_planned_dates_in_order(session: Session, people: dict[str, Actor]) -> None:
+    """催办 with a new deadline moves the project's next planned date; past its planned 竣工 it is refused, naming the
+    date it would overtake, as the project's own entry form refuses it (计划开工 ≤ 计划竣工 ≤ 计划投产)."""
+    unit = session.scalar(select(OrgUnit).where(OrgUnit.code == "gxj"))
+    assert unit is not None
+    library = ProjectLibrary(code="key", name="重点项目")
+    session.add(library)
+    session.flush()
+    project = Project(code="XM-2025-0001", name="智能家电产业园", library_id=library.id, category="focus",
+                      investment=60000, stage="signed", responsible_unit_id=unit.id, planned_start=date(2025, 8, 1),
+                      planned_complete=date(2025, 12, 31), planned_produce=date(2026, 3, 1))
+    session.add(project)
+    session.commit()
+    with pytest.raises(InvalidInput, match="计划竣工日期") as err:
+        supervision.urge(session, actor=people["zhou"], object_type="project", object_id=project.id, message="加快",
+                         due_date=date(2026, 6, 1))
+    assert err.value.details["field"] == "planned_complete"
+    session.rollback()
+    assert (project.planned_start, project.planned_complete) == (date(2025, 8, 1), date(2025, 12, 31))
+    assert supervision.urge(session, actor=people["zhou"], object_type="project", object_id=project.id, message="加快",
+                            due_date=date(2025, 10, 15)) >= 0
+    assert project.planned_start == date(2025, 10, 15)
