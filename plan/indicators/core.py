@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from engine import audit, clock, exports
 from engine.db import is_postgres
-from engine.errors import Forbidden
+from engine.errors import Conflict, Forbidden
 from engine.org.actors import Actor
 from engine.org.models import Role
 from plan import investment as plan
@@ -58,11 +58,21 @@ class Replaced:
     unchanged: int
 
 
+def period_version(session: Session, period: str) -> str:
+    """Fingerprint the period's recorded figures: a form or preview carries it, to tell whether they changed since."""
+    rows = session.execute(select(IndicatorValue.indicator_id, IndicatorValue.value, IndicatorValue.source)
+                           .where(IndicatorValue.period == period).order_by(IndicatorValue.indicator_id)).all()
+    text = "\n".join(f"{i}\t{Decimal(v).quantize(Decimal('0.0001'))}\t{s}" for i, v, s in rows)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
 def replace_period(session: Session, *, period: str, entries: list[Entry], actor: Actor, via: str,
-                   filename: str | None = None, sha256: str | None = None) -> Replaced:
+                   filename: str | None = None, sha256: str | None = None, seen: str | None = None) -> Replaced:
     """Make the period's recorded figures exactly `entries` (flushes; audited per indicator and per period).
 
-    Raises: Forbidden, InvalidInput
+    `seen`: the `period_version` the officer's form or preview showed; refused when the figures changed since.
+
+    Raises: Forbidden, InvalidInput, Conflict
     """
     require_entry(session, actor)
     plan.parse_period(period)
@@ -71,6 +81,10 @@ def replace_period(session: Session, *, period: str, entries: list[Entry], actor
         # (SQLite: BEGIN IMMEDIATE queues writers already).
         key = int.from_bytes(hashlib.sha256(f"indicator_period:{period}".encode()).digest()[:8], "big", signed=True)
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+    if seen is not None and seen != period_version(session, period):
+        # The whole period is replaced: a page opened before would silently put back what another officer changed.
+        raise Conflict(f"{period} 的数据已被他人修改，请刷新后重新填写 (changed since the page was opened)",
+                       field="seen", period=period)
     changes = period_changes(session, period, entries)
     current = {v.indicator_id: v for v in session.scalars(select(IndicatorValue).where(IndicatorValue.period == period))}
     ids = {i.code: i.id for i in session.scalars(select(Indicator).where(Indicator.code.in_([c.code for c in changes])))}
@@ -105,17 +119,19 @@ def replace_period(session: Session, *, period: str, entries: list[Entry], actor
     return result
 
 
-def apply_upload(session: Session, *, period: str, filename: str, data: bytes, actor: Actor) -> Replaced:
+def apply_upload(session: Session, *, period: str, filename: str, data: bytes, actor: Actor,
+                 seen: str | None = None) -> Replaced:
     """Check a file and, when every row is good, replace the period with it (flushes).
 
-    Raises: Forbidden, InvalidInput, UploadInvalid (with `errors`: each row's line, column and reason)
+    Raises: Forbidden, InvalidInput, Conflict (`seen` is stale), UploadInvalid (with `errors`: each row's line,
+    column and reason)
     """
     require_entry(session, actor)
     preview = preview_upload(session, period=period, filename=filename, data=data)
     if not preview.ok:
         raise _invalid(preview.errors)
     return replace_period(session, period=period, entries=preview.entries, actor=actor, via="upload",
-                          filename=filename, sha256=preview.sha256)
+                          filename=filename, sha256=preview.sha256, seen=seen)
 
 
 def _invalid(errors: list[RowError]) -> UploadInvalid:
@@ -125,10 +141,11 @@ def _invalid(errors: list[RowError]) -> UploadInvalid:
                          errors=[{"line": e.line, "column": e.column, "message": e.message} for e in errors])
 
 
-def save_form(session: Session, *, period: str, values: Mapping[str, tuple[str, str]], actor: Actor) -> Replaced:
+def save_form(session: Session, *, period: str, values: Mapping[str, tuple[str, str]], actor: Actor,
+              seen: str | None = None) -> Replaced:
     """Replace a period with the figures of the entry form ({code: (value, source)}; a blank value removes it).
 
-    Raises: Forbidden, InvalidInput, UploadInvalid
+    Raises: Forbidden, InvalidInput, Conflict (`seen` is stale), UploadInvalid
     """
     require_entry(session, actor)
     year, _ = plan.parse_period(period)
@@ -140,7 +157,7 @@ def save_form(session: Session, *, period: str, values: Mapping[str, tuple[str, 
     entries, errors = check_rows(session, period, rows)
     if errors:
         raise _invalid(errors)
-    return replace_period(session, period=period, entries=entries, actor=actor, via="form")
+    return replace_period(session, period=period, entries=entries, actor=actor, via="form", seen=seen)
 
 
 def current_figures(session: Session, period: str) -> list[tuple[Indicator, IndicatorValue | None]]:
@@ -181,5 +198,5 @@ def template_xlsx(session: Session, period: str) -> bytes:
     return out.getvalue()
 
 
-__all__ = ["ENTRY_ROLES", "Replaced", "apply_upload", "can_enter", "current_figures", "replace_period", "require_entry",
-           "save_form", "template_csv", "template_rows", "template_xlsx"]
+__all__ = ["ENTRY_ROLES", "Replaced", "apply_upload", "can_enter", "current_figures", "period_version", "replace_period",
+           "require_entry", "save_form", "template_csv", "template_rows", "template_xlsx"]

@@ -1,6 +1,7 @@
 """经济运行监测 pages: lights, drill-down, roles, charts as SVG/PNG/JSON, data entry with upload preview."""
 from __future__ import annotations
 
+import io
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -214,3 +215,36 @@ def test_a_period_out_of_range_is_refused_naming_it(login: Login, period: str) -
     token = csrf_of(officer, "/dashboard/data?period=2025-08")
     saved = officer.post("/dashboard/data", data={"csrf_token": token, "period": period, "value:gdp_growth": "5"})
     assert saved.status_code == 422, saved.status_code
+
+
+def _form_fields(html: str) -> dict[str, str]:
+    """The entry form's fields as the browser would post them (its hidden fields and every figure)."""
+    form = html.split('id="form"')[1]
+    return {**dict(re.findall(r'<input type="hidden" name="([\w:]+)" value="([^"]*)">', form)),
+            **dict(re.findall(r'name="((?:value|source):\w+)" value="([^"]*)"', form))}
+
+
+def test_a_form_opened_before_someone_else_saved_does_not_undo_their_figures(login: Login, dash_app: Flask) -> None:
+    """The entry form replaces the whole period: posted from a page opened before another officer's save, it would
+    put back every figure that officer changed, and say nothing. Refused instead (409), nothing changed."""
+    first, second = login("fanwenjuan"), login("pengtao")
+    stale = _form_fields(first.get("/dashboard/data?period=2025-08").get_data(as_text=True))
+    fresh = _form_fields(second.get("/dashboard/data?period=2025-08").get_data(as_text=True))
+    assert second.post("/dashboard/data", data={**fresh, "value:tertiary_share": "53"}).status_code == 302
+    late = first.post("/dashboard/data", data={**stale, "value:gdp_growth": "5.9"})
+    assert late.status_code == 409 and "已被他人修改" in late.get_data(as_text=True)
+    page = first.get("/dashboard/data?period=2025-08").get_data(as_text=True)
+    assert _form_fields(page)["value:tertiary_share"] == "53"
+    again = first.post("/dashboard/data", data={**_form_fields(page), "value:gdp_growth": "5.9"})
+    assert again.status_code == 302  # re-opened, it saves
+    # an upload previewed before someone else's save is refused at its confirmation the same way
+    preview = first.post("/dashboard/data/upload", data={
+        "csrf_token": stale["csrf_token"], "period": "2025-08",
+        "file": (io.BytesIO("指标代码,数值,单位\ntertiary_share,54,%\n".encode()), "八月.csv")},
+        content_type="multipart/form-data").get_data(as_text=True)
+    confirm = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)">', preview))
+    page = second.get("/dashboard/data?period=2025-08").get_data(as_text=True)
+    assert second.post("/dashboard/data", data={**_form_fields(page), "value:tertiary_share": "52"}).status_code == 302
+    assert first.post("/dashboard/data/confirm", data=confirm).status_code == 409
+    assert _form_fields(second.get("/dashboard/data?period=2025-08").get_data(as_text=True))[
+        "value:tertiary_share"] == "52"

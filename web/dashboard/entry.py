@@ -29,7 +29,7 @@ def data() -> ResponseReturnValue:
     indicators.require_entry(session, current_actor())
     period = _period(request.args.get("period"))
     return render_template("dashboard/data.html", period=period, rows=indicators.current_figures(session, period),
-                           show=plan.show)
+                           seen=indicators.period_version(session, period), show=plan.show)
 
 
 @bp.post("/dashboard/data")
@@ -40,7 +40,8 @@ def save() -> ResponseReturnValue:
     period = _period(request.form.get("period"))
     values = {code[len("value:"):]: (text, request.form.get("source:" + code[len("value:"):], ""))
               for code, text in request.form.items() if code.startswith("value:")}
-    result = indicators.save_form(session, period=period, values=values, actor=current_actor())
+    result = indicators.save_form(session, period=period, values=values, actor=current_actor(),
+                                  seen=request.form.get("seen") or None)
     return _saved(period, result)
 
 
@@ -64,6 +65,7 @@ def upload() -> ResponseReturnValue:
     preview = indicators.preview_upload(session, period=period, filename=file.filename, data=payload)
     status = 200 if preview.ok else 422
     return render_template("dashboard/preview.html", preview=preview, show=plan.show,
+                           seen=indicators.period_version(session, period),
                            payload=base64.b64encode(payload).decode() if preview.ok else ""), status
 
 
@@ -80,7 +82,7 @@ def confirm() -> ResponseReturnValue:
     if hashlib.sha256(payload).hexdigest() != request.form.get("sha256"):
         raise InvalidInput(_("上传内容已损坏，请重新上传"), field="payload")
     result = indicators.apply_upload(session, period=period, filename=request.form.get("filename", "upload.csv"),
-                                     data=payload, actor=current_actor())
+                                     data=payload, actor=current_actor(), seen=request.form.get("seen") or None)
     return _saved(period, result)
 
 
