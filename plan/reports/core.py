@@ -8,12 +8,13 @@ font embedded: `engine.documents.pdf.font`, so the PDF reads the same on a machi
 """
 from __future__ import annotations
 
+import hashlib
 import io
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, func, select, text
 from sqlalchemy.orm import Session, sessionmaker, undefer
 
 from engine import audit, clock, exports, notify
@@ -251,11 +252,22 @@ def can_use(session: Session, actor: Actor) -> bool:
 def create_run(session: Session, *, actor: Actor, kind: str, day: date) -> ReportRun:
     """Ask for a report of the period containing `day` (flushes; the caller commits, then kicks the job).
 
+    The actor's run of that period still pending or running is returned instead of a second one.
+
     Raises: Forbidden, InvalidInput
     """
     if not can_use(session, actor):
         raise Forbidden("无权生成报表 (not allowed to generate reports)")
     start, end, title = period(kind, day)
+    if is_postgres(session):  # the same request twice at once: the second waits, then finds the first's run
+        key = int.from_bytes(hashlib.sha256(f"report_run:{actor.user_id}:{kind}:{start}".encode()).digest()[:8], "big",
+                             signed=True)
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+    active = session.scalar(select(ReportRun).where(  # a double click: the run being generated is the answer
+        ReportRun.requested_by_id == actor.user_id, ReportRun.kind == kind, ReportRun.period_start == start,
+        ReportRun.status.in_(("pending", "running"))).order_by(ReportRun.id.desc()).limit(1))
+    if active is not None:
+        return active
     run = ReportRun(kind=kind, period_start=start, period_end=end, title=title, status="pending", progress=0,
                     requested_by_id=actor.user_id, created_at=clock.now())
     session.add(run)

@@ -171,3 +171,15 @@ def test_a_day_out_of_range_is_refused_naming_it(session: Session, ledger: dict[
         reports.create_run(session, actor=ledger["officer"], kind=kind, day=day)
     assert refused.value.details.get("field") == "day" and "超出范围" in refused.value.message
     assert session.scalar(select(ReportRun)) is None
+
+
+def test_asking_twice_for_a_report_being_generated_queues_it_once(session: Session, ledger: dict[str, Actor]) -> None:
+    """A double click, or a second tab, on 生成报表: the run being generated is the answer, not a second one."""
+    first = reports.create_run(session, actor=ledger["officer"], kind="weekly", day=date(2025, 9, 24))
+    again = reports.create_run(session, actor=ledger["officer"], kind="weekly", day=date(2025, 9, 26))  # same week
+    monthly = reports.create_run(session, actor=ledger["officer"], kind="monthly", day=date(2025, 9, 26))
+    assert again.id == first.id and monthly.id != first.id
+    first.status = "done"
+    later = reports.create_run(session, actor=ledger["officer"], kind="weekly", day=date(2025, 9, 26))
+    assert later.id not in (first.id, monthly.id)  # once done, asking again is asking for fresh figures
+    assert len(session.scalars(select(ReportRun)).all()) == 3
