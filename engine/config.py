@@ -60,6 +60,7 @@ class Settings:
     archive_after_days: int = 365  # ended instances older than this move to the archive tables (0: never)
     archive_batch: int = 100  # instances moved per transaction
     public_url: str = ""  # where users reach the site, for links that leave it (empty: the address a request came to)
+    token_max_days: int = 365  # the longest lifetime an API token may be issued with
 
     @property
     def anchor_path(self) -> Path:
@@ -87,7 +88,7 @@ _KEYS = ("JZFLOW_INSTANCE_DIR", "JZFLOW_DATABASE_URL", "JZFLOW_REDIS_URL", "JZFL
          "JZFLOW_LOGIN_WINDOW_SECONDS", "JZFLOW_LOG_FORMAT", "JZFLOW_LOG_LEVEL", "JZFLOW_METRICS_TOKEN",
          "JZFLOW_METRICS_ALLOW", "JZFLOW_NUMBER_RULES", "JZFLOW_PDF_FONT", "JZFLOW_VERIFY_ADDRESS_FAILURES",
          "JZFLOW_INSTANCE_CACHE_SIZE", "JZFLOW_INSTANCE_CACHE_MB", "JZFLOW_STATE_KEEP_LEVELS",
-         "JZFLOW_ARCHIVE_AFTER_DAYS", "JZFLOW_ARCHIVE_BATCH", "JZFLOW_PUBLIC_URL")
+         "JZFLOW_ARCHIVE_AFTER_DAYS", "JZFLOW_ARCHIVE_BATCH", "JZFLOW_PUBLIC_URL", "JZFLOW_TOKEN_MAX_DAYS")
 DEV_SECRET_KEY = "dev-only-secret-change-me"  # noqa: S105  # nosec B105 # refused outside the embedded default
 
 _RAW_KEYS = tuple(os.fsencode(k) for k in _KEYS)  # the keys of os.environ._data on POSIX
@@ -167,6 +168,7 @@ def _load(_env: tuple[str | bytes | None, ...], _cwd: str) -> Settings:
         archive_after_days=whole("JZFLOW_ARCHIVE_AFTER_DAYS", 365),
         archive_batch=whole("JZFLOW_ARCHIVE_BATCH", 100, least=1),
         public_url=_public_url(os.environ.get("JZFLOW_PUBLIC_URL", "")),
+        token_max_days=whole("JZFLOW_TOKEN_MAX_DAYS", 365, least=1),
     )
 
 

@@ -42,6 +42,13 @@ class UserNotFound(NotFound):
     code = "user_not_found"
 
 
+class TokenExpired(EngineError):
+    """A bearer token past its expiry: refused as a credential, told apart from an unknown one."""
+
+    code = "token_expired"
+    http_status = 401
+
+
 class Forbidden(EngineError):
     code = "forbidden"
     http_status = 403

@@ -21,6 +21,8 @@ class ApiToken(Base):
     prefix: Mapped[str] = mapped_column(String(16))  # its first characters, to tell tokens apart on screen
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
     created_at: Mapped[datetime] = mapped_column(default=clock.now)
+    # Refused from this moment (401 token_expired): chosen at issue, at most JZFLOW_TOKEN_MAX_DAYS ahead.
+    expires_at: Mapped[datetime] = mapped_column()
     last_used_at: Mapped[datetime | None] = mapped_column()
     revoked_at: Mapped[datetime | None] = mapped_column()
 

@@ -1,4 +1,5 @@
-"""API tokens for machine clients: issue (plaintext shown once), authenticate by sha256, revoke; all audited."""
+"""API tokens for machine clients: issue (plaintext shown once, with an expiry), authenticate by sha256, revoke;
+all audited."""
 from __future__ import annotations
 
 import hashlib
@@ -9,8 +10,8 @@ from datetime import timedelta
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
-from engine import audit, clock
-from engine.errors import Forbidden, InvalidInput, NotFound, UserNotFound
+from engine import audit, clock, config
+from engine.errors import Forbidden, InvalidInput, NotFound, TokenExpired, UserNotFound
 from engine.org.actors import Actor, actor_from, actor_of, with_holdings
 from engine.org.models import User
 from engine.org.token_models import ApiToken
@@ -18,6 +19,9 @@ from engine.org.token_models import ApiToken
 PREFIX = "jzf_"
 # Touching last_used_at on every call would write on every GET: once a minute is enough to tell.
 TOUCH_INTERVAL = timedelta(minutes=1)
+DEFAULT_DAYS = 90  # a token's lifetime unless its issuer chooses another (cut to the maximum)
+DAY_CHOICES = (30, 90, 180, 365)  # the lifetimes the token page offers, those within the maximum
+LIFETIME_FIELD = "expires_in_days"
 
 
 def digest(plaintext: str) -> str:
@@ -29,29 +33,70 @@ def _may_manage(actor: Actor, user_id: int) -> bool:
     return actor.is_admin or actor.is_system or actor.user_id == user_id
 
 
-def issue(session: Session, user: User, name: str, *, actor: Actor | None = None) -> str:
-    """Create a token for `user` and return its plaintext, which is never stored nor shown again (flushes).
+def max_days() -> int:
+    """Return the longest lifetime a token may be issued with (JZFLOW_TOKEN_MAX_DAYS, default 365)."""
+    return config.load().token_max_days
 
-    The acting user defaults to `user` themself; only admins may issue tokens for others.
+
+def default_days() -> int:
+    """Return the lifetime of a token whose issuer chose none: DEFAULT_DAYS, cut to the maximum."""
+    return min(DEFAULT_DAYS, max_days())
+
+
+def offered_days() -> list[int]:
+    """Return the lifetimes to offer on the token page: the usual choices within the maximum, and the default."""
+    return sorted({d for d in DAY_CHOICES if d <= max_days()} | {default_days()})
+
+
+def lifetime(days: int | str | None) -> timedelta:
+    """Return the lifetime of a token issued for `days` days (None or blank: the default).
+
+    Raises: InvalidInput (not a whole number of days from 1 to the maximum)
+    """
+    limit = max_days()
+    if days is None or (isinstance(days, str) and not days.strip()):
+        return timedelta(days=default_days())
+    text = days.strip() if isinstance(days, str) else None
+    whole = int(text) if text is not None and text.isascii() and text.isdigit() and len(text) <= 6 else days
+    if isinstance(whole, bool) or not isinstance(whole, int) or not 1 <= whole <= limit:
+        raise InvalidInput(f"有效期须为 1 到 {limit} 天的整数 ({LIFETIME_FIELD}: a whole number of days, 1–{limit})",
+                           field=LIFETIME_FIELD)
+    return timedelta(days=whole)
+
+
+def issue(session: Session, user: User, name: str, *, actor: Actor | None = None,
+          days: int | str | None = None) -> str:
+    """Create a token for `user`, valid `days` days (None: the default), and return its plaintext, which is never
+    stored nor shown again (flushes).
+
+    The acting user defaults to `user` themself; only admins may issue tokens for others, and not for another
+    admin: a token acts with all of its owner's rights, so that would be an admin acting as another over the API.
 
     Raises: Forbidden, InvalidInput
     """
     acting = actor if actor is not None else actor_of(session, user)
     if not _may_manage(acting, user.id):
         raise Forbidden("只能为自己创建令牌 (you may only create tokens for yourself)", user_id=user.id)
+    if user.is_admin and acting.user_id != user.id:
+        raise Forbidden(f"所属用户不能是其他管理员: {user.username}，管理员的令牌只能由本人创建 (username: not another "
+                        "administrator — a token acts as its owner; admins issue their own)",
+                        field="username", username=user.username)
     if not user.is_active:
         raise InvalidInput("用户已停用 (the user is deactivated)", field="user")
     clean = name.strip()
     if not clean or len(clean) > 100:
         raise InvalidInput("令牌名称不能为空且不超过100字符 (name: 1–100 characters)", field="name")
+    lasts = lifetime(days)
     plaintext = PREFIX + secrets.token_urlsafe(32)
+    now = clock.now()
     token = ApiToken(user_id=user.id, name=clean, token_hash=digest(plaintext), prefix=plaintext[:12],
-                     created_by_id=acting.user_id, created_at=clock.now())
+                     created_by_id=acting.user_id, created_at=now, expires_at=now + lasts)
     session.add(token)
     session.flush()
     # Never the token or its hash in the audit trail: the prefix is enough to tell tokens apart.
     audit.record(session, acting, "api_token.issue", stream=f"user:{user.id}", object_type="api_token",
-                 object_id=token.id, after={"name": clean, "prefix": token.prefix, "user": user.username})
+                 object_id=token.id, after={"name": clean, "prefix": token.prefix, "user": user.username,
+                                            "expires_at": token.expires_at.isoformat()})
     return plaintext
 
 
@@ -67,25 +112,28 @@ def owner(session: Session, username: str) -> User:
 
 
 def user_id_of(session: Session, plaintext: str) -> int | None:
-    """Return the id of the user owning an unrevoked token, or None (a read: last_used_at is left alone)."""
+    """Return the id of the user owning an unrevoked, unexpired token, or None (a read: last_used_at is left alone)."""
     return session.scalar(select(ApiToken.user_id).where(ApiToken.token_hash == digest(plaintext),
-                                                         ApiToken.revoked_at.is_(None)))
+                                                         ApiToken.revoked_at.is_(None),
+                                                         ApiToken.expires_at > clock.now()))
 
 
 # Built once: the token, its user and what the user holds, in one read (an API request's first). Columns, not
 # entities: an API request needs the Actor only, and loading two entities into the session cost more than the read.
-_TOKEN_ACTOR = (with_holdings(select(ApiToken.id.label("token_id"), ApiToken.last_used_at, User.id, User.username,
-                                     User.display_name, User.is_admin, User.is_active)
+_TOKEN_ACTOR = (with_holdings(select(ApiToken.id.label("token_id"), ApiToken.last_used_at, ApiToken.expires_at,
+                                     User.id, User.username, User.display_name, User.is_admin, User.is_active)
                               .join(User, User.id == ApiToken.user_id))
                 .where(ApiToken.token_hash == bindparam("token_hash"), ApiToken.revoked_at.is_(None)))
 _TOUCH = update(ApiToken).where(ApiToken.id == bindparam("token_id")).values(last_used_at=bindparam("now"))
 
 
 def authenticate(session: Session, plaintext: str) -> Actor | None:
-    """Return the Actor of the active user owning an unrevoked token, or None; notes when it was last used.
+    """Return the Actor of the active user owning an unrevoked, unexpired token, or None; notes when it was last used.
 
     One read: the token, its user and the user's org units and roles. last_used_at is written at most once per
-    TOUCH_INTERVAL, in the request's transaction.
+    TOUCH_INTERVAL, in the request's transaction (never for an expired token).
+
+    Raises: TokenExpired (the token is known and live but past its expiry: its holder is told to issue a new one)
     """
     if not plaintext.startswith(PREFIX) or len(plaintext) > 200:
         return None
@@ -97,6 +145,9 @@ def authenticate(session: Session, plaintext: str) -> Actor | None:
     if not first.is_active:
         return None
     now = clock.now()
+    if now >= clock.as_utc(first.expires_at):
+        raise TokenExpired("令牌已过期，请创建新令牌 (the token has expired: issue a new one)",
+                           expired_at=clock.as_utc(first.expires_at).isoformat())
     if first.last_used_at is None or now - clock.as_utc(first.last_used_at) >= TOUCH_INTERVAL:
         session.execute(_TOUCH, {"token_id": first.token_id, "now": now})
     return actor_from(first, rows)
@@ -130,4 +181,5 @@ def listing(session: Session, actor: Actor, *, user_id: int | None = None) -> Se
     return [(r[0], r[1]) for r in session.execute(q.order_by(ApiToken.revoked_at.is_not(None), ApiToken.id.desc()))]
 
 
-__all__ = ["authenticate", "digest", "issue", "listing", "owner", "revoke"]
+__all__ = ["authenticate", "default_days", "digest", "issue", "lifetime", "listing", "max_days", "offered_days",
+           "owner", "revoke"]

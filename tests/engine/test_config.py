@@ -65,6 +65,7 @@ def test_a_changed_variable_is_read_at_once(monkeypatch: pytest.MonkeyPatch, tmp
     ("JZFLOW_LOGIN_WINDOW_SECONDS", "-5", "at least 1"),
     ("JZFLOW_MAX_STATE_KB", "2.5", "whole number"),
     ("JZFLOW_INSTANCE_CACHE_SIZE", "-1", "at least 0"),
+    ("JZFLOW_TOKEN_MAX_DAYS", "0", "at least 1"),
     ("JZFLOW_SCRIPT_TIME_LIMIT", "0", "greater than 0"),
     ("JZFLOW_OUTBOX_SECONDS", "nan", "greater than 0"),
     ("JZFLOW_AUDIT_SEAL_SECONDS", "soon", "a number"),
@@ -88,6 +89,8 @@ def test_a_setting_it_cannot_take_is_refused_naming_the_variable(monkeypatch: py
     ("JZFLOW_SWEEP_BATCH", " 25 ", "sweep_batch", 25),
     ("JZFLOW_SWEEP_BATCH", "", "sweep_batch", 100),  # empty: the default
     ("JZFLOW_INSTANCE_CACHE_MB", "0", "instance_cache_mb", 0),  # 0: the cache off
+    ("JZFLOW_TOKEN_MAX_DAYS", "30", "token_max_days", 30),
+    ("JZFLOW_TOKEN_MAX_DAYS", "", "token_max_days", 365),
     ("JZFLOW_SCRIPT_TIME_LIMIT", "0.5", "script_time_limit", 0.5),
     ("JZFLOW_PUBLIC_URL", "https://jzflow.jiaozhou.gov.cn/", "public_url", "https://jzflow.jiaozhou.gov.cn"),
     ("JZFLOW_PUBLIC_URL", "http://10.1.2.3:8000", "public_url", "http://10.1.2.3:8000"),

@@ -2,16 +2,22 @@
 that changes a key keeps and refuses what it should, both ways."""
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, delete, or_, text
+from sqlalchemy import Engine, bindparam, delete, or_, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine import migrate
+from engine import clock, migrate
+from engine.errors import TokenExpired
+from engine.org import tokens
 from engine.org.actors import Actor
+from engine.org.token_models import ApiToken
+from engine.orm import UTCDateTime
 from engine.runtime.message_models import BpmnMessage
 from plan.schema import Base
 
@@ -71,3 +77,27 @@ def test_0031_counts_existing_instances_as_started_from_outside(db_url: str, fac
     assert _revision(factory) == _head(db_url)
     with factory() as s:  # the column is back with its default for rows written without it
         assert s.execute(text("SELECT count(*) FROM process_instance WHERE start_hops <> 0")).scalar_one() == 0
+
+
+def test_0032_gives_existing_tokens_the_default_lifetime_from_the_migration(
+        db_url: str, factory: sessionmaker[Session], session: Session, review_org: dict[str, Actor]) -> None:
+    session.close()
+    command.downgrade(migrate.alembic_config(db_url), "0031")
+    plaintext = tokens.PREFIX + "old-token-from-before-expiry"
+    with factory() as s:  # a token as 0031 knew it: no expiry
+        s.execute(text("INSERT INTO api_token (user_id, name, token_hash, prefix, created_at) "
+                       "VALUES (:user, 'old', :hash, 'jzf_old', :at)").bindparams(bindparam("at", type_=UTCDateTime())),
+                  {"user": review_org["fg"].user_id, "hash": tokens.digest(plaintext),
+                   "at": datetime(2025, 1, 1, 8, 0, tzinfo=UTC)})
+        s.commit()
+    migrated_at = datetime(2026, 12, 6, 10, 0, tzinfo=UTC)
+    clock.freeze(migrated_at)
+    migrate.upgrade(db_url)
+    assert _revision(factory) == _head(db_url)
+    with factory() as s:
+        token = s.scalar(select(ApiToken).where(ApiToken.token_hash == tokens.digest(plaintext)))
+        assert token is not None and clock.as_utc(token.expires_at) == migrated_at + timedelta(days=90)
+        assert tokens.authenticate(s, plaintext) == review_org["fg"]  # nothing breaks on the day of the upgrade
+        clock.advance(timedelta(days=90))
+        with pytest.raises(TokenExpired):
+            tokens.authenticate(s, plaintext)

@@ -4,12 +4,13 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable
+from datetime import timedelta
 
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
-from engine import org
+from engine import clock, org
 from engine.audit.models import AuditEvent
 from engine.org.models import User
 from engine.org.token_models import ApiToken
@@ -116,3 +117,36 @@ def test_a_service_issued_token_and_an_empty_name(app: Flask, login: Login) -> N
     assert Api(app, token_for(app, "boss")).get("/api/processes").status_code == 200
     fg = login("fg")
     assert post(fg, "/admin/tokens", {"name": "  "}, page="/admin/tokens").status_code == 422
+
+
+def test_tokens_expire_as_chosen_and_the_list_shows_when(app: Flask, login: Login) -> None:
+    fg = login("fg")
+    page = fg.get("/admin/tokens").get_data(as_text=True)
+    assert 'name="expires_in_days"' in page and 'value="90" selected' in page and 'value="400"' not in page
+    assert post(fg, "/admin/tokens", {"name": "默认"}, page="/admin/tokens").status_code == 201
+    assert post(fg, "/admin/tokens", {"name": "一个月", "expires_in_days": "30"}, page="/admin/tokens").status_code \
+        == 201
+    too_long = post(fg, "/admin/tokens", {"name": "两年", "expires_in_days": "730"}, page="/admin/tokens")
+    assert too_long.status_code == 422 and "有效期须为 1 到 365 天" in too_long.get_data(as_text=True)
+    with db(app) as s:
+        lives = {t.name: t.expires_at - t.created_at for t in s.scalars(select(ApiToken))}
+        assert lives == {"默认": timedelta(days=90), "一个月": timedelta(days=30)}
+        s.execute(update(ApiToken).where(ApiToken.name == "一个月").values(expires_at=clock.now() - timedelta(days=1)))
+    html = fg.get("/admin/tokens").get_data(as_text=True)
+    assert "到期时间" in html and html.count("已过期") == 1
+    row = html[html.index("<td>一个月</td>"):]
+    assert row.index("已过期") < row.index("</tr>")
+
+
+def test_an_admin_may_not_issue_a_token_for_another_admin(app: Flask, login: Login) -> None:
+    with db(app) as s:
+        org.add_user(s, username="admin2", display_name="另一位管理员", is_admin=True)
+    admin = login("admin")
+    page = admin.get("/admin/tokens").get_data(as_text=True)
+    assert 'value="boss"' in page and 'value="admin"' in page and 'value="admin2"' not in page  # not offered
+    refused = post(admin, "/admin/tokens", {"name": "冒名", "username": "admin2"}, page="/admin/tokens")
+    assert refused.status_code == 403 and "所属用户不能是其他管理员: admin2" in refused.get_data(as_text=True)
+    assert post(admin, "/admin/tokens", {"name": "自己", "username": "admin"}, page="/admin/tokens").status_code == 201
+    assert post(admin, "/admin/tokens", {"name": "看板", "username": "boss"}, page="/admin/tokens").status_code == 201
+    with db(app) as s:
+        assert sorted(s.scalars(select(ApiToken.name))) == ["看板", "自己"]

@@ -3,17 +3,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from openapi_spec_validator import validate
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from engine import runtime
+from engine import clock, runtime
 from engine.org.token_models import ApiToken
 from engine.tasks.models import HumanTask
 from tests.web.conftest import csrf_of
@@ -235,6 +236,21 @@ def test_revoked_and_deactivated_tokens_are_refused(app: Flask, login: Login) ->
     other = Api(app, token_for(app, "st"))
     assert post(login("admin"), f"/admin/users/{_user(app, 'st')}/deactivate", page="/admin").status_code == 302
     assert other.get("/api/tasks").status_code == 401
+
+
+def test_an_expired_token_gets_a_401_that_says_it_expired(app: Flask) -> None:
+    plaintext = token_for(app, "fg")
+    api = Api(app, plaintext)
+    assert api.get("/api/tasks").status_code == 200
+    with db(app) as s:
+        s.execute(update(ApiToken).values(expires_at=clock.now() - timedelta(seconds=1)))
+    for response in (api.get("/api/tasks"), api.post("/api/processes/review_process/instances", {"title": "x"})):
+        assert response.status_code == 401 and response.json is not None
+        assert response.json["error"] == "token_expired"
+        assert "令牌已过期" in response.json["message"] and "expired" in response.json["message"]
+        assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
+    unknown = Api(app, plaintext[:-1] + ("0" if plaintext[-1] != "0" else "1")).get("/api/tasks")
+    assert unknown.status_code == 401 and unknown.json is not None and "已过期" not in unknown.json["message"]
 
 
 def _user(app: Flask, username: str) -> int:

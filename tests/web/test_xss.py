@@ -322,6 +322,7 @@ def test_forms_refuse_bad_input_with_a_message_and_change_nothing(world: World) 
                                  "units": "no_such_unit"}, "单位不存在"),
         (admin, "/admin/tokens", {"name": ""}, "令牌名称不能为空"),
         (admin, "/admin/tokens", {"name": "x", "username": "nobody-here"}, "nobody-here"),
+        (admin, "/admin/tokens", {"name": "x", "expires_in_days": "3650"}, "有效期须为 1 到 365 天"),
         # reports, 督办, indicator figures
         (world.clients["leader"], "/reports", {"kind": "weekly", "day": "yesterday"}, "日期格式应为"),
         (world.clients["leader"], "/reports", {"kind": "yearly", "day": "2025-09-01"}, "报表类型须为"),

@@ -6,7 +6,7 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import login_required
 
-from engine import org
+from engine import clock, org
 from engine.errors import Forbidden, InvalidInput
 from engine.org import tokens
 from engine.org.actors import Actor
@@ -79,9 +79,12 @@ def deactivate_user(user_id: int) -> ResponseReturnValue:
 def _tokens_page(new_token: str | None = None, status: int = 200) -> ResponseReturnValue:
     actor = current_actor()
     session = db_session()
-    people = [u for u, _units, _roles in org.users(session) if u.is_active] if actor.is_admin else []
+    # An admin issues for themself and for users who are not admins (tokens.issue refuses another admin).
+    people = [u for u, _units, _roles in org.users(session)
+              if u.is_active and (not u.is_admin or u.id == actor.user_id)] if actor.is_admin else []
     response = render_template("admin/tokens.html", tokens=tokens.listing(session, actor), people=people,
-                               new_token=new_token, is_admin=actor.is_admin)
+                               new_token=new_token, is_admin=actor.is_admin, now=clock.now(),
+                               day_choices=tokens.offered_days(), default_days=tokens.default_days())
     # The plaintext is shown once: never cached, never put in the (signed, not encrypted) session cookie.
     return response, status, {"Cache-Control": "no-store"}
 
@@ -99,7 +102,8 @@ def issue_token() -> ResponseReturnValue:
     session = db_session()
     username = request.form.get("username", "").strip() or actor.username
     owner = tokens.owner(session, username)
-    plaintext = tokens.issue(session, owner, request.form.get("name", ""), actor=actor)
+    plaintext = tokens.issue(session, owner, request.form.get("name", ""), actor=actor,
+                             days=request.form.get("expires_in_days"))
     commit()
     return _tokens_page(new_token=plaintext, status=201)
 

@@ -17,7 +17,7 @@ from flask_login import current_user
 from sqlalchemy.exc import DBAPIError
 
 from engine.audit import audit_views
-from engine.errors import InvalidInput
+from engine.errors import InvalidInput, TokenExpired
 from engine.org import tokens
 from web import guards
 from web.common import db_session
@@ -49,10 +49,10 @@ def _rate_limit() -> str:
 limiter.limit(_rate_limit, key_func=rate_key)(bp)
 
 
-def unauthorized(message: str) -> ResponseReturnValue:
-    """Return a 401 problem asking for a bearer token."""
-    response = problem(401, "unauthorized", message)
-    response.headers["WWW-Authenticate"] = 'Bearer realm="jzflow"'
+def unauthorized(message: str, code: str = "unauthorized", challenge: str = "", **details: Any) -> ResponseReturnValue:
+    """Return a 401 problem asking for a bearer token (`challenge`: RFC 6750 error attributes to add)."""
+    response = problem(401, code, message, **details)
+    response.headers["WWW-Authenticate"] = 'Bearer realm="jzflow"' + challenge
     return response
 
 
@@ -63,7 +63,11 @@ def _authenticate() -> ResponseReturnValue | None:
     token = bearer_token()
     if token is not None:  # an Authorization header decides alone, whatever cookie comes along
         session = db_session()
-        actor = tokens.authenticate(session, token) if token else None
+        try:
+            actor = tokens.authenticate(session, token) if token else None
+        except TokenExpired as expired:
+            return unauthorized(expired.message, expired.code,
+                                ', error="invalid_token", error_description="The access token expired"', **expired.details)
         if actor is None:
             return unauthorized("令牌无效或已吊销 (invalid or revoked token)")
         # last_used_at is flushed into the request's unit of work: the view's commit carries it, and a

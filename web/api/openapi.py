@@ -131,7 +131,7 @@ def _error(description: str, schema: str = "Error", headers: dict[str, Any] | No
 
 RESPONSES = {
     "BadRequest": _error("Malformed request or missing CSRF token (session-cookie callers)"),
-    "Unauthorized": _error("No valid bearer token and no session"),
+    "Unauthorized": _error("No valid bearer token and no session; `token_expired`: the token is past its expiry"),
     "Forbidden": _error("Not allowed (e.g. another user's task: not_your_task)"),
     "NotFound": _error("No such object"),
     "Conflict": _error("Someone else acted first (concurrent_modification, task_already_done, already_claimed…)"),
