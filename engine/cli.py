@@ -84,6 +84,8 @@ def _json_arg(value: str | None, name: str) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"{name} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})",
                            field=name) from None
+    except (ValueError, RecursionError) as exc:  # a number too long to convert, nesting too deep to decode
+        raise InvalidInput(f"{name} is not valid JSON: {str(exc)[:200]}", field=name) from None
     if not isinstance(data, dict):
         raise InvalidInput(f"{name} must be a JSON object", field=name)
     return data
@@ -175,10 +177,10 @@ def deploy(paths: tuple[Path, ...], username: str | None, no_lane_check: bool, b
 def start(process_key: str, username: str, data: str | None, business_key: str | None, title: str | None) -> None:
     """Start an instance of the latest version of a process."""
     from engine.runtime import instances, timeline
+    given = _json_arg(data, "--data")  # read before the database is: a bad file changes nothing
     with command_session() as session:
         row = instances.start(session, process_key=process_key, actor=_actor(session, username),
-                              data=_json_arg(data, "--data"), business_key=business_key, title=title,
-                              from_client=True)
+                              data=given, business_key=business_key, title=title, from_client=True)
         click.echo(f"实例 (instance) {row.id}: {row.status}")
         found = timeline.incidents(session, row.id) if row.status == "incident" else []
         incident = found[0].message if found else None

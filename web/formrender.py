@@ -18,7 +18,7 @@ from flask_babel import gettext as _
 from markupsafe import Markup
 from werkzeug.datastructures import MultiDict
 
-from engine import clock
+from engine import clock, content_limits
 from web.formschema import PREFIX, ROW_REMOVE, Form, Option, field_id, json_type, options, widget
 from web.wording import localized
 
@@ -268,7 +268,8 @@ def _bool_options(ui: Mapping[str, Any]) -> list[Option]:
     return [Option("true", yes, True), Option("false", no, False)]
 
 
-MAX_ROWS = 500  # rows of one table a form takes: the number in a row's field name comes from the browser
+# rows of one table a form takes: the number in a row's field name comes from the browser
+MAX_ROWS = content_limits.MAX_TABLE_ROWS
 _ROW_NUMBER = re.compile(r"[0-9]+")
 
 

@@ -17,7 +17,7 @@ from referencing import Registry, Resource
 from referencing.exceptions import NoSuchResource, Unresolvable
 from referencing.jsonschema import DRAFT202012
 
-from engine import patterns
+from engine import content_limits, patterns
 from engine.errors import FieldError, FormInvalid
 from engine.spiff import inert
 
@@ -140,10 +140,16 @@ def _message(error: Any, schema: Mapping[str, Any]) -> str:
 def validate(schema_text: str | None, data: Mapping[str, Any], files: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Return the submitted data as a dict if it satisfies the schema (`files`: the version's forms, for `$ref`).
 
+    Every client's data for a workflow passes here (a form, the API's and the CLI's start data, a message's payload
+    its catch checks): its size, depth and values are bounded before the schema or SpiffWorkflow walks it.
+
     Raises: FormInvalid (each error names its field; nothing is changed)
     """
     if not isinstance(data, Mapping):
         raise FormInvalid([FieldError("(form)", "表单数据必须是对象 (must be an object)")])
+    too_big = content_limits.data_problem(data)
+    if too_big is not None:
+        raise FormInvalid([FieldError(*too_big)])
     reserved = [k for k in data if not isinstance(k, str) or k.startswith(RESERVED_PREFIX) or not k]
     if reserved:
         raise FormInvalid([FieldError(str(k), "保留字段名 (reserved field name)") for k in reserved])

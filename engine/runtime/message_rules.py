@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from engine import config
+from engine import config, content_limits
 from engine.db import database_key
 from engine.errors import Forbidden, InvalidInput, NotFound, UserNotFound
 from engine.org.actors import SYSTEM, Actor, actor_for
@@ -75,7 +75,13 @@ class Outcome:
 
 
 def plain(value: Any) -> Any:
-    """JSON for what json cannot write (a Decimal from the API's parser is a number, not a string)."""
+    """JSON for what json cannot write (a Decimal from the API's parser is a number, not a string).
+
+    A Decimal past 1e±MAX_EXPONENT (a script's Decimal('1e999999999') is cheap to hold) is written as text: as an
+    int it would take a billion digits.
+    """
+    if isinstance(value, Decimal) and value.is_finite() and abs(value.adjusted()) > content_limits.MAX_EXPONENT:
+        return str(value)
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
     return str(value)
@@ -102,10 +108,17 @@ def check_input(name: Any, correlations: Any, payload: Any, business_key: Any, t
             isinstance(k, str) and k and isinstance(v, (str, int, float, bool, Decimal)) for k, v in correlations.items()):
         raise InvalidInput("correlations 须为 名称→字符串或数字 的对象 (correlations: an object of scalar values)",
                            field="correlations")
+    too_big = content_limits.data_problem(correlations)  # before canonical writes them
+    if too_big is not None:
+        raise InvalidInput(f"correlations/{too_big[0]}: {too_big[1]}", field=f"correlations/{too_big[0]}")
     if len(canonical(correlations)) > MAX_CORRELATION:
         raise InvalidInput(f"关联值过长 (correlations: at most {MAX_CORRELATION} characters)", field="correlations")
     if not isinstance(payload, Mapping):
         raise InvalidInput("data 必须是 JSON 对象 (data must be an object)", field="data")
+    too_big = content_limits.data_problem(payload)  # before json.dumps, which recurses once a level
+    if too_big is not None:
+        where = "data" if too_big[0] == "(form)" else f"data/{too_big[0]}"
+        raise InvalidInput(f"{where}: {too_big[1]}", field=where)
     if len(json.dumps(payload, ensure_ascii=False, default=plain)) > MAX_PAYLOAD_BYTES:
         raise InvalidInput(f"消息数据过大 (data: at most {MAX_PAYLOAD_BYTES // 1024} KB)", field="data")
     if business_key is not None and (not isinstance(business_key, str) or not business_key or len(business_key) > 200):

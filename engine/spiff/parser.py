@@ -20,7 +20,7 @@ from SpiffWorkflow.bpmn.specs.mixins.user_task import UserTask
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.spiff.parser.process import VALIDATOR, SpiffBpmnParser
 
-from engine import patterns
+from engine import content_limits, patterns
 from engine.errors import DeployInvalid, DeployProblem
 from engine.spiff import calls, events, expressions, form_options, inert, plain, support, translate_dmn
 from engine.spiff.guards import locate_validation_error, run_deep
@@ -171,6 +171,11 @@ def _check_form(f: BundleFile, problems: list[DeployProblem], form_names: Collec
         return
     except (ValueError, RecursionError) as exc:  # a number too long to convert, nesting too deep to decode
         problems.append(DeployProblem(f.name, f"invalid JSON: {str(exc)[:200]}", line=1))
+        return
+    too_big = content_limits.form_problems(doc)  # every page, preview and 审批单 drawing the form repeats the work
+    problems.extend(DeployProblem(f.name, f"{path}: {message}", line=_json_line(f.text, path.split("/")))
+                    for path, message in too_big)
+    if too_big:
         return
     if f.name.endswith(".uischema.json") or "uischema" in f.name.lower():
         if not isinstance(doc, dict):

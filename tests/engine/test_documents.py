@@ -212,6 +212,41 @@ def test_a_missing_font_is_refused_naming_the_setting(monkeypatch: pytest.Monkey
         pdf.render(pdf.Document(title="x"))
 
 
+def test_a_long_table_prints_the_rows_a_form_takes_and_says_how_many_more(tmp_path: Path) -> None:
+    """The API takes a table of any length (the form page: 500 rows): 5,000 rows made the 审批单 take 35 s, one
+    request holding a worker; the PDF prints the rows a form takes, then how many it left out."""
+    from engine import content_limits
+    schema = {"type": "object", "properties": {"t": {"type": "array", "title": "走访", "items": {
+        "type": "object", "title": "企业", "properties": {"a": {"type": "string", "title": "名称"}}}}}}
+    rows = content_limits.MAX_TABLE_ROWS
+    fields = formtext.describe(schema, {}, {"t": [{"a": f"企业{i:05d}"} for i in range(5_000)]})
+    started = time.monotonic()
+    body = pdf.render(pdf.Document(title="审批单", sections=[pdf.Section("1. 填报", fields=fields)]))
+    assert time.monotonic() - started < 10
+    if shutil.which("pdftotext") is None:
+        pytest.skip("poppler-utils (pdftotext) is not installed: make system-packages")
+    path = tmp_path / "doc.pdf"
+    path.write_bytes(body)
+    words = subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True, check=True).stdout
+    assert f"企业{rows - 1:05d}" in words and f"企业{rows:05d}" not in words
+    assert f"另有 {5_000 - rows:,} 行未打印" in words
+
+
+def test_a_document_prints_at_most_its_row_limit_in_all(tmp_path: Path) -> None:
+    """Values the form does not describe still print, under their key: 20,000 of them made as many rows."""
+    from engine import content_limits
+    fields = formtext.describe(None, None, {f"k{i:05d}": "v" for i in range(20_000)})
+    body = pdf.render(pdf.Document(title="审批单", sections=[pdf.Section("1. 填报", fields=fields),
+                                                             pdf.Section("2. 审核", opinions=["同意"])]))
+    if shutil.which("pdftotext") is None:
+        pytest.skip("poppler-utils (pdftotext) is not installed: make system-packages")
+    path = tmp_path / "doc.pdf"
+    path.write_bytes(body)
+    words = subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True, check=True).stdout
+    limit = content_limits.MAX_PRINTED_ROWS
+    assert f"k{limit - 2:05d}" in words and f"k{limit:05d}" not in words and "未打印" in words
+
+
 # --- submitted forms as people read them ------------------------------------------------------------------------
 
 def test_submitted_data_reads_with_labels_and_enum_titles() -> None:

@@ -210,6 +210,23 @@ def test_start_forms_are_validated_by_the_api(app: Flask) -> None:
     assert started.status_code == 201 and started.json is not None and started.json["data"]["investment"] == "12.5"
 
 
+def test_oversized_start_data_is_refused_by_the_api_naming_the_field_and_starts_nothing(app: Flask) -> None:
+    """A body within the request limits (25 MB, 64 levels) but past the workflow data limits: refused at the edge of
+    the engine, not saved into a state that later fails (`state_too_large`)."""
+    from engine import content_limits
+    from engine.runtime.models import ProcessInstance
+    deploy_good(app)
+    fg = Api(app, token_for(app, "fg"))
+    with db(app) as s:
+        before = s.query(ProcessInstance).count()
+    big = {"data": {"visits": list(range(content_limits.MAX_DATA_VALUES))}, "title": "大"}
+    refused = fg.post("/api/processes/review_process/instances", big)
+    assert refused.status_code == 422 and refused.json is not None, refused.get_data(as_text=True)
+    assert [f["field"] for f in refused.json["fields"]] == ["visits"]
+    with db(app) as s:
+        assert s.query(ProcessInstance).count() == before
+
+
 def test_the_browser_session_works_with_csrf(app: Flask, login: Login) -> None:
     deploy_good(app)
     client = login("applicant")

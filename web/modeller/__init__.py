@@ -16,7 +16,7 @@ from flask_babel import gettext as _
 from flask_login import login_required
 from werkzeug.datastructures import MultiDict
 
-from engine import deploy, org
+from engine import content_limits, deploy, org
 from engine.deadlines import sla
 from engine.deploy import versions
 from engine.errors import DeployInvalid, InvalidInput, NotFound
@@ -191,6 +191,10 @@ def form_preview() -> ResponseReturnValue:
     schema, ui = body.get("schema"), body.get("uischema")
     if not isinstance(schema, dict) or not (ui is None or isinstance(ui, dict)):
         raise InvalidInput(_("表单定义须为 JSON 对象"), field="schema")
+    for field, doc in (("schema", schema), ("uischema", ui)):  # the limits deploy holds the form to
+        too_big = content_limits.form_problems(doc)
+        if too_big:
+            raise InvalidInput(_("无法预览此表单") + f": {too_big[0][0]}: {too_big[0][1]}", field=field)
     try:
         html = formrender.render(formrender.Form(schema, ui), MultiDict(), disabled=False)
     except (TypeError, ValueError, KeyError, AttributeError, RecursionError) as exc:

@@ -1,0 +1,158 @@
+"""Size limits for what reaches the engine outside scripts: a process owner's form files, a client's workflow data.
+
+A form file (JSON Schema or UI schema) is checked at deploy and by the modeller's preview: the choices of one field
+(`enum`, `oneOf`/`anyOf` of `const`, `ui:enumNames`), the fields of one form, its nesting, its values, and how many
+schemas its `allOf`/`anyOf`/`oneOf`/`$ref` branches expand to where a page lists the fields — each is work every task
+page, preview and printed 审批单 repeats. Workflow data from a form, the API, the CLI or a message's or signal's
+payload is checked where it arrives, before SpiffWorkflow sees it: its depth, its values, and its JSON size (half of
+JZFLOW_MAX_STATE_KB, so one submission cannot by itself make a state the save refuses). Scripts have their own
+limits (engine/limits.py, engine/spiff/nesting.py).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any, Final
+
+from engine import config
+
+MAX_CHOICES: Final = 2_000  # choices of one field: `enum`, `oneOf`/`anyOf` of `const`, `ui:enumNames`
+MAX_FIELDS: Final = 1_000  # `properties` of one form file, nested objects and rows included
+MAX_FORM_DEPTH: Final = 32  # JSON nesting of a form file
+MAX_FORM_VALUES: Final = 100_000  # JSON values of one form file
+MAX_EXPANSION: Final = 10_000  # schemas `allOf`/`anyOf`/`oneOf`/`then`/`else` and `$ref` reach when fields are listed
+MAX_DATA_DEPTH: Final = 32  # nesting of workflow data from outside
+MAX_DATA_VALUES: Final = 100_000  # JSON values of workflow data from outside
+MAX_EXPONENT: Final = 1_000  # of a Decimal (the API reads 1e999999999 as one: as an integer, a billion digits)
+MAX_TABLE_ROWS: Final = 500  # rows of one table a form takes (web.formrender) and a printed document shows
+MAX_PRINTED_ROWS: Final = 3_000  # rows of a printed document's tables together (fields, opinions)
+_BRANCHES: Final = ("allOf", "anyOf", "oneOf")
+_SCALAR: Final = 24  # characters counted for a number, a date or another value that is not text
+
+
+def data_limit() -> int:
+    """Return the most characters of JSON a piece of workflow data from outside may take (half the state limit)."""
+    return config.load().max_state_kb * 1024 // 2
+
+
+def _path(path: tuple[Any, ...]) -> str:
+    return "/".join(str(p) for p in path)
+
+
+def _size(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value) + 2
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value.bit_length() * 30_103 // 100_000 + 2  # decimal digits, without building the text
+    return _SCALAR
+
+
+def data_problem(data: Any) -> tuple[str, str] | None:
+    """Return (field, message) where workflow data passes a limit, or None; walks at most MAX_DATA_VALUES values.
+
+    The field is the path of the value that is nested too deep, or the top-level field holding the value that
+    passed the count or the size.
+    """
+    limit = data_limit()
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(data, ())]
+    values = chars = 0
+    while stack:
+        value, path = stack.pop()
+        if len(path) > MAX_DATA_DEPTH:
+            return _path(path), f"数据嵌套过深，最多 {MAX_DATA_DEPTH} 层 (nested more than {MAX_DATA_DEPTH} levels)"
+        children: Any = None
+        if isinstance(value, Mapping):
+            children = value.items()
+        elif isinstance(value, (list, tuple)):
+            children = enumerate(value)
+        elif isinstance(value, Decimal) and (not value.is_finite() or abs(value.adjusted()) > MAX_EXPONENT):
+            return _path(path), f"数值超出范围，指数最多 {MAX_EXPONENT} (a number past 1e±{MAX_EXPONENT})"
+        else:
+            chars += _size(value)
+        if children is not None:
+            values += len(value)
+            chars += 2
+        where = _path(path[:1]) or "(form)"
+        if values > MAX_DATA_VALUES:
+            return where, f"数据项过多，最多 {MAX_DATA_VALUES:,} 项 (more than {MAX_DATA_VALUES:,} values)"
+        if chars > limit:
+            return where, f"数据过大，最多 {limit // 1024} KB (more than {limit // 1024} KB of data)"
+        for key, item in children or ():
+            chars += _size(str(key)) if isinstance(value, Mapping) else 1
+            stack.append((item, (*path, key)))
+    return None
+
+
+def _choices(node: Mapping[str, Any]) -> list[str]:
+    found = [k for k in ("enum", "ui:enumNames") if isinstance(node.get(k), list) and len(node[k]) > MAX_CHOICES]
+    return found + [k for k in _BRANCHES if isinstance(node.get(k), list) and len(node[k]) > MAX_CHOICES]
+
+
+def form_problems(doc: Any) -> list[tuple[str, str]]:
+    """Return (path, message) for each place a form file passes a limit (paths as `properties/kind/enum`)."""
+    problems: list[tuple[str, str]] = []
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(doc, ())]
+    values = fields = 0
+    while stack:
+        value, path = stack.pop()
+        values += 1
+        if values > MAX_FORM_VALUES:
+            return [*problems, (_path(path), f"表单定义过大，最多 {MAX_FORM_VALUES:,} 个值 (more than "
+                                             f"{MAX_FORM_VALUES:,} JSON values)")]
+        if len(path) > MAX_FORM_DEPTH:
+            return [*problems, (_path(path), f"表单定义嵌套过深，最多 {MAX_FORM_DEPTH} 层 (nested more than "
+                                             f"{MAX_FORM_DEPTH} levels)")]
+        if isinstance(value, Mapping):
+            for key in _choices(value):
+                problems.append((_path((*path, key)), f"选项过多：{len(value[key]):,} 个，每个字段最多 "
+                                 f"{MAX_CHOICES:,} 个 ({len(value[key]):,} choices, at most {MAX_CHOICES:,})"))
+            props = value.get("properties")
+            if path[-1:] != ("properties",) and isinstance(props, Mapping):
+                fields += len(props)
+                if fields > MAX_FIELDS:
+                    return [*problems, (_path((*path, "properties")), f"字段过多，每个表单最多 {MAX_FIELDS:,} 个 "
+                                                                      f"(more than {MAX_FIELDS:,} fields)")]
+            stack.extend((v, (*path, k)) for k, v in reversed(list(value.items())))
+        elif isinstance(value, list):
+            stack.extend((v, (*path, i)) for i, v in reversed(list(enumerate(value))))
+    if isinstance(doc, Mapping) and not problems:
+        problems += _expansion_problems(doc)
+    return problems
+
+
+def _expansion_problems(root: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Count the schemas a listing of the form's fields visits through branches and local `$ref`s (web.formschema).
+
+    Branches are followed whatever their depth (a branch naming itself never ends there either); nested fields and
+    rows only MAX_FORM_DEPTH deep, as a page shows them only as deep as the data goes.
+    """
+    stack: list[tuple[Any, int]] = [(root, 0)]
+    seen = 0
+    while stack:
+        node, depth = stack.pop()
+        hops = 0
+        while isinstance(node, Mapping) and isinstance(node.get("$ref"), str) and hops < 20:
+            target: Any = root
+            for part in node["$ref"].lstrip("#").strip("/").split("/"):
+                target = target.get(part.replace("~1", "/").replace("~0", "~")) if isinstance(target, Mapping) else None
+            node, hops = target, hops + 1
+        if not isinstance(node, Mapping):
+            continue
+        seen += 1
+        if seen > MAX_EXPANSION:
+            return [("allOf", f"allOf/anyOf/oneOf 与 $ref 展开后的结构过多，最多 {MAX_EXPANSION:,} 个 (branches and "
+                              f"$refs expand to more than {MAX_EXPANSION:,} schemas)")]
+        for key in _BRANCHES:
+            branches = node.get(key)
+            stack.extend((b, depth) for b in (branches if isinstance(branches, list) else ()))
+        stack.extend((node.get(k), depth) for k in ("then", "else") if isinstance(node.get(k), Mapping))
+        if depth < MAX_FORM_DEPTH:
+            props = node.get("properties")
+            stack.extend((p, depth + 1) for p in (props.values() if isinstance(props, Mapping) else ()))
+            stack.extend([(node["items"], depth + 1)] if isinstance(node.get("items"), Mapping) else [])
+    return []
+
+
+__all__ = ["MAX_CHOICES", "MAX_DATA_DEPTH", "MAX_DATA_VALUES", "MAX_EXPANSION", "MAX_EXPONENT", "MAX_FIELDS",
+           "MAX_FORM_DEPTH", "MAX_FORM_VALUES", "MAX_PRINTED_ROWS", "MAX_TABLE_ROWS", "data_limit", "data_problem",
+           "form_problems"]

@@ -1,0 +1,164 @@
+"""Content from outside the script sandbox is bounded where it comes in: form files at deploy, data before the engine.
+
+A process owner's form with 200,000 choices took 7 s to show each time a task page or the modeller's preview drew it;
+a client's start data, form or message payload of any size or depth went into the workflow, where the save then
+refused the state (incident `state_too_large`) after the step had run — or the JSON encoder hit its recursion
+limit (a 500). Each is now refused where it arrives, naming the file and field, and nothing changes.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from engine import cli, content_limits, deploy
+from engine.errors import DeployInvalid, FormInvalid, InvalidInput
+from engine.org.actors import SYSTEM
+from engine.runtime import forms, message_rules
+from engine.runtime.models import ProcessVersion
+
+BAD = Path(__file__).resolve().parent.parent / "fixtures" / "bad"
+TOO_MANY = content_limits.MAX_CHOICES + 1
+
+
+def _field(**schema: Any) -> dict[str, Any]:
+    return {"type": "object", "properties": {"name": {"type": "string"}, "kind": schema}}
+
+
+def _deep(levels: int) -> Any:
+    value: Any = "x"
+    for _ in range(levels):
+        value = {"a": value}
+    return value
+
+
+# --- form files, at deploy -------------------------------------------------------------------------------------
+
+FORMS = {
+    "enum": ("broken.schema.json", _field(type="string", enum=[f"v{i}" for i in range(TOO_MANY)]),
+             "properties/kind/enum"),
+    "oneOf": ("broken.schema.json", _field(oneOf=[{"const": i, "title": f"第{i}项"} for i in range(TOO_MANY)]),
+              "properties/kind/oneOf"),
+    "enumNames": ("x.uischema.json", {"kind": {"ui:enumNames": [f"n{i}" for i in range(TOO_MANY)]}},
+                  "kind/ui:enumNames"),
+    "fields": ("broken.schema.json", {"type": "object", "properties": {
+        f"f{i}": {"type": "string"} for i in range(content_limits.MAX_FIELDS + 1)}}, "properties"),
+    "depth": ("broken.schema.json", {"type": "object", "properties": {"name": {"type": "string"},
+                                                                       "deep": _deep(content_limits.MAX_FORM_DEPTH)}},
+              "properties/deep/a/a/a"),
+    "values": ("broken.schema.json", _field(type="string", examples=list(range(content_limits.MAX_FORM_VALUES))),
+               "properties/kind/examples"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FORMS))
+def test_a_form_past_the_limits_is_refused_at_deploy_naming_the_file_and_field(session: Session, case: str) -> None:
+    name, doc, where = FORMS[case]
+    files = deploy.read_directory(BAD / "invalid_form")
+    files["broken.schema.json"] = json.dumps(_field(type="string"), ensure_ascii=False).encode()
+    files[name] = json.dumps(doc, ensure_ascii=False, indent=1).encode()
+    started = time.monotonic()
+    with pytest.raises(DeployInvalid) as err:
+        deploy.deploy(session, files, actor=SYSTEM, check_lanes=False)
+    assert time.monotonic() - started < 5
+    found = [p for p in err.value.problems if p.file == name]
+    assert found and found[0].message.startswith(where), err.value.problems
+    assert session.scalar(select(func.count()).select_from(ProcessVersion)) == 0
+
+
+def test_a_form_at_the_limits_deploys(session: Session) -> None:
+    files = deploy.read_directory(BAD / "invalid_form")
+    files["broken.schema.json"] = json.dumps(_field(type="string", enum=[f"v{i}" for i in range(
+        content_limits.MAX_CHOICES)]), ensure_ascii=False).encode()
+    [result] = deploy.deploy(session, files, actor=SYSTEM, check_lanes=False)
+    assert result.created
+
+
+def test_a_self_referencing_all_of_is_refused_not_expanded(session: Session) -> None:
+    """`allOf` of `$ref`s each naming the next twice walks 2ⁿ schemas wherever the form's fields are listed."""
+    defs = {f"d{i}": {"allOf": [{"$ref": f"#/$defs/d{i + 1}"}, {"$ref": f"#/$defs/d{i + 1}"}]} for i in range(40)}
+    defs["d40"] = {"properties": {"x": {"type": "string"}}}
+    files = deploy.read_directory(BAD / "invalid_form")
+    files["broken.schema.json"] = json.dumps({"type": "object", "$defs": defs, "allOf": [{"$ref": "#/$defs/d0"}]},
+                                             ensure_ascii=False).encode()
+    started = time.monotonic()
+    with pytest.raises(DeployInvalid) as err:
+        deploy.deploy(session, files, actor=SYSTEM, check_lanes=False)
+    assert time.monotonic() - started < 5
+    assert any(p.file == "broken.schema.json" and "allOf" in p.message for p in err.value.problems), err.value.problems
+
+
+# --- workflow data, before the engine -----------------------------------------------------------------------------
+
+DATA = {
+    "deep": ({"name": "x", "visits": [_deep(content_limits.MAX_DATA_DEPTH)]}, "visits/0/a"),
+    "values": ({"name": "x", "visits": list(range(content_limits.MAX_DATA_VALUES))}, "visits"),
+    "size": ({"name": "x", "note": "字" * (content_limits.data_limit() + 1)}, "note"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DATA))
+def test_oversized_form_data_is_refused_naming_the_field(case: str) -> None:
+    data, where = DATA[case]
+    with pytest.raises(FormInvalid) as refused:
+        forms.validate(None, data)
+    [error] = refused.value.errors
+    assert error.field.startswith(where), error
+    with pytest.raises(FormInvalid):
+        forms.validate(json.dumps({"type": "object"}), data)
+
+
+def test_data_within_the_limits_passes() -> None:
+    data = {"visits": [{"n": i, "who": "企业"} for i in range(5_000)], "deep": _deep(content_limits.MAX_DATA_DEPTH - 2)}
+    assert forms.validate(None, data) == data
+
+
+@pytest.mark.parametrize("case", sorted(DATA))
+def test_an_oversized_message_payload_is_refused_naming_the_field(case: str) -> None:
+    data, _where = DATA[case]
+    with pytest.raises(InvalidInput) as refused:
+        message_rules.check_input("m", {}, {"deep": _deep(100_000)} if case == "deep" else data, None, None)
+    assert refused.value.details["field"].startswith("data"), refused.value.details
+
+
+def test_the_cli_refuses_deep_start_data_naming_the_option(db_url: str, tmp_path: Path) -> None:
+    data = tmp_path / "data.json"
+    data.write_text("[" * 100_000 + "]" * 100_000)
+    result = CliRunner().invoke(cli.main, ["start", "nothing", "--as", "admin", "--data", f"@{data}"],
+                                env={"JZFLOW_DATABASE_URL": db_url, "JZFLOW_INSTANCE_DIR": str(tmp_path)})
+    assert result.exit_code != 0 and "--data" in result.output, result.output
+    assert not isinstance(result.exception, RecursionError)
+
+
+def test_a_number_too_large_to_write_is_refused_at_once_naming_the_field() -> None:
+    """The API reads 1e999999999 as a Decimal; writing it as JSON (a correlation value, a payload) built a
+    billion-digit integer, holding the web process. In a child process with a deadline: here it would hold the test."""
+    code = ("from decimal import Decimal\nfrom engine.runtime import forms, message_rules\n"
+            "from engine.errors import FormInvalid, InvalidInput\nhuge = Decimal('1e999999999')\n"
+            "for corr, data in (({'k': huge}, {}), ({}, {'n': [huge]})):\n"
+            "    try:\n        message_rules.check_input('m', corr, data, None, None)\n"
+            "    except InvalidInput as exc:\n        print(exc.details['field'])\n"
+            "try:\n    forms.validate(None, {'n': huge})\nexcept FormInvalid as exc:\n    print(exc.errors[0].field)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).resolve().parents[2], check=False)
+    assert done.stdout.split() == ["correlations/k", "data/n/0", "n"], done.stdout + done.stderr[-2000:]
+
+
+def test_a_huge_number_an_instance_throws_is_written_as_text_not_as_a_billion_digits() -> None:
+    """A script may hold Decimal('1e999999999') (cheap: a digit and an exponent) and throw it in a message's payload
+    or correlation: queueing the message wrote it through `plain`, which made it an int — the run never ended."""
+    code = ("from decimal import Decimal\nfrom engine.runtime import message_rules\n"
+            "print(message_rules.plain(Decimal('1e999999999')), message_rules.canonical({'k': Decimal('-1e-999999')}))\n"
+            "print(message_rules.plain(Decimal('12')), message_rules.plain(Decimal('1.5')))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).resolve().parents[2], check=False)
+    words = done.stdout.split()
+    assert words[0] == "1E+999999999" and "-1E-999999" in words[1] and words[2:] == ["12", "1.5"], done.stdout + done.stderr
