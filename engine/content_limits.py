@@ -95,26 +95,29 @@ def form_problems(doc: Any) -> list[tuple[str, str]]:
     values = fields = 0
     while stack:
         value, path = stack.pop()
-        values += 1
-        if values > MAX_FORM_VALUES:
-            return [*problems, (_path(path), f"表单定义过大，最多 {MAX_FORM_VALUES:,} 个值 (more than "
-                                             f"{MAX_FORM_VALUES:,} JSON values)")]
         if len(path) > MAX_FORM_DEPTH:
             return [*problems, (_path(path), f"表单定义嵌套过深，最多 {MAX_FORM_DEPTH} 层 (nested more than "
                                              f"{MAX_FORM_DEPTH} levels)")]
-        if isinstance(value, Mapping):
-            for key in _choices(value):
-                problems.append((_path((*path, key)), f"选项过多：{len(value[key]):,} 个，每个字段最多 "
-                                 f"{MAX_CHOICES:,} 个 ({len(value[key]):,} choices, at most {MAX_CHOICES:,})"))
-            props = value.get("properties")
-            if path[-1:] != ("properties",) and isinstance(props, Mapping):
-                fields += len(props)
-                if fields > MAX_FIELDS:
-                    return [*problems, (_path((*path, "properties")), f"字段过多，每个表单最多 {MAX_FIELDS:,} 个 "
-                                                                      f"(more than {MAX_FIELDS:,} fields)")]
-            stack.extend((v, (*path, k)) for k, v in reversed(list(value.items())))
-        elif isinstance(value, list):
+        if not isinstance(value, (Mapping, list)):
+            continue
+        values += len(value)  # counted before they are walked: a list of a million is refused, not visited
+        if values > MAX_FORM_VALUES:
+            return [*problems, (_path(path) or "(root)", f"表单定义过大，最多 {MAX_FORM_VALUES:,} 个值 (more than "
+                                                         f"{MAX_FORM_VALUES:,} JSON values)")]
+        if isinstance(value, list):
             stack.extend((v, (*path, i)) for i, v in reversed(list(enumerate(value))))
+            continue
+        choices = _choices(value)
+        for key in choices:
+            problems.append((_path((*path, key)), f"选项过多：{len(value[key]):,} 个，每个字段最多 "
+                             f"{MAX_CHOICES:,} 个 ({len(value[key]):,} choices, at most {MAX_CHOICES:,})"))
+        props = value.get("properties")
+        if path[-1:] != ("properties",) and isinstance(props, Mapping):
+            fields += len(props)
+            if fields > MAX_FIELDS:
+                return [*problems, (_path((*path, "properties")), f"字段过多，每个表单最多 {MAX_FIELDS:,} 个 "
+                                                                  f"(more than {MAX_FIELDS:,} fields)")]
+        stack.extend((v, (*path, k)) for k, v in reversed(list(value.items())) if k not in choices)
     if isinstance(doc, Mapping) and not problems:
         problems += _expansion_problems(doc)
     return problems
