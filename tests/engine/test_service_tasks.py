@@ -46,3 +46,19 @@ def test_a_failing_child_start_is_an_incident_of_the_parent(session: Session) ->
     deploy.deploy(session, parent(key='"no_such_process"'), actor=SYSTEM)
     row = instances.start(session, process_key="parent", actor=SYSTEM, data={"project_code": "X"})
     assert row.status == "incident"
+
+
+def test_oversized_data_a_script_hands_start_process_is_an_incident_naming_the_task(session: Session) -> None:
+    """Engine-internal data passes the same limits as a client's: the parent stops at the service task, the child is
+    not started (nothing of it is saved), instead of a child whose state the save later refuses."""
+    from engine import content_limits
+    from engine.runtime import timeline
+    files = {**deploy.read_directory(FIXTURES / "good"),
+             "parent.bpmn": spawner("parent", process_key='"minimal"', business_key="project_code",
+                                    data=f"{{'rows': list(range({content_limits.MAX_DATA_VALUES + 1}))}}")}
+    deploy.deploy(session, files, actor=SYSTEM, check_lanes=False)
+    row = instances.start(session, process_key="parent", actor=SYSTEM, data={"project_code": "XM-BIG"})
+    assert row.status == "incident"
+    [incident] = timeline.incidents(session, row.id)
+    assert incident.bpmn_id == "spawn" and "rows" in incident.message, incident.message
+    assert session.scalar(select(ProcessInstance).where(ProcessInstance.business_key == "XM-BIG")) is None
