@@ -104,6 +104,11 @@ def test_a_pushed_lead_becomes_a_project_lead_after_two_contacts(session: Sessio
        {"contact_date": "2025-09-01", "contact_way": "visit", "summary": "企业一行考察示范区储能产业园，意向明确。",
         "next_step": "done"})
     assert lead_of(session, iid).contacts == 2
+    with pytest.raises(FormInvalid) as zero:  # a project of 计划投资 0: the project entry form refuses it too
+        tasks.complete(session, task_id=only_task(session, iid, "feedback").id, actor=people["shz_chen"],
+                       data={"outcome": "project", "project_name": "储能电池生产基地项目", "investment": 0})
+    assert [e.field for e in zero.value.errors] == ["investment"]
+    session.rollback()
     result = do(session, only_task(session, iid, "feedback"), people["shz_chen"],
                 {"outcome": "project", "project_name": "储能电池生产基地项目", "investment": 150000})
     assert result.status == "completed"
