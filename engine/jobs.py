@@ -19,7 +19,7 @@ from engine.db import make_engine, make_sessionmaker, session_scope
 from engine.errors import ConcurrentModification
 from engine.notify import outbound, outbox
 from engine.notify.models import OutboxMessage
-from engine.org import login_guard
+from engine.org import login_guard, oidc_backchannel
 from engine.runtime import messages, signals, timers
 from engine.tasks.collab_models import Notification
 
@@ -205,6 +205,14 @@ def purge_login_failures() -> int:
                                 settings.login_window_seconds)
     with session_scope(session_factory()) as session:
         return login_guard.purge(session, now=clock.now(), limits=limits)
+
+
+@celery.task(  # type: ignore[untyped-decorator]
+    acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
+def purge_sso_records() -> int:
+    """Delete the back-channel logout tokens and recorded single sign-on logins past their time."""
+    with session_scope(session_factory()) as session:
+        return oidc_backchannel.purge(session, now=clock.now())
 
 
 @celery.task(  # type: ignore[untyped-decorator]

@@ -5,11 +5,15 @@ RS256-signed ID tokens, JWKS — in a thread of the test process. `authorize()` 
 provider's login form: it submits the form for a subject and returns where the provider sends the browser.
 Its discovery document names an `end_session_endpoint` (RP-initiated logout: a confirmation form, then back
 to `post_logout_redirect_uri`); `running(end_session=False)` plays a provider that offers none.
+`logout_token()` has it sign a back-channel logout token (OpenID Connect Back-Channel Logout 1.0) with the key its
+ID tokens are signed with, as it would before POSTing it to a client's `backchannel_logout_uri`.
 """
 from __future__ import annotations
 
 import json
 import threading
+import time
+import uuid
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -21,10 +25,14 @@ from urllib.parse import parse_qs, urlsplit
 import flask
 import requests
 import werkzeug.serving
+from joserfc import jwt
+from joserfc.jwk import RSAKey
 
 with warnings.catch_warnings():  # it imports authlib.jose, which Authlib 1.9 deprecates in favour of joserfc
     warnings.simplefilter("ignore", DeprecationWarning)
     import oidc_provider_mock
+
+LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 
 
 @dataclass
@@ -67,6 +75,27 @@ class Provider:
                                  timeout=10)
         return response.headers.get("Location", "")
 
+    def logout_token(self, *, client_id: str, sub: str | None = None, sid: str | None = None,
+                     header: dict[str, Any] | None = None, **claims: Any) -> str:
+        """Return a back-channel logout token the provider signs (RS256, its ID token key) for `client_id`.
+
+        The claims a genuine one carries (iss, aud, iat, exp, jti, events, and the given sub / sid) unless `claims`
+        replaces them; a claim given as None is left out.
+        """
+        now = int(time.time())
+        body: dict[str, Any] = {"iss": self.issuer, "aud": client_id, "iat": now, "exp": now + 120,
+                                "jti": uuid.uuid4().hex, "events": {LOGOUT_EVENT: {}}, "sub": sub, "sid": sid}
+        body.update(claims)
+        payload = {"header": header or {}, "claims": {k: v for k, v in body.items() if v is not None}}
+        response = requests.post(f"{self.issuer}/test/logout-token", json=payload, timeout=10)
+        assert response.status_code == 200, response.text[:500]
+        return response.text
+
+    def public_jwk(self) -> dict[str, Any]:
+        """Return the provider's public signing key as its JWKS publishes it."""
+        keys: list[dict[str, Any]] = requests.get(f"{self.issuer}/jwks", timeout=10).json()["keys"]
+        return keys[0]
+
 
 def _without_end_session(response: flask.Response) -> flask.Response:
     if flask.request.path == "/.well-known/openid-configuration":
@@ -76,6 +105,14 @@ def _without_end_session(response: flask.Response) -> flask.Response:
     return response
 
 
+def _sign_logout_token() -> str:
+    """Sign the posted claims with the provider's own key (the header may add to, or replace, alg/kid/typ)."""
+    body = flask.request.get_json()
+    key = RSAKey.import_key(flask.g.oidc_provider_mock_storage.jwk.as_dict(is_private=True))
+    header = {"alg": "RS256", "typ": "logout+jwt", **({"kid": key.kid} if key.kid else {}), **body["header"]}
+    return jwt.encode(header, body["claims"], key)
+
+
 @contextmanager
 def running(users: Sequence[oidc_provider_mock.User] = (), max_age: timedelta = timedelta(hours=1),
             end_session: bool = True) -> Iterator[Provider]:
@@ -83,6 +120,7 @@ def running(users: Sequence[oidc_provider_mock.User] = (), max_age: timedelta = 
     app = oidc_provider_mock.app(require_nonce=True, user_claims=users, access_token_max_age=max_age)
     if not end_session:
         app.after_request(_without_end_session)
+    app.add_url_rule("/test/logout-token", view_func=_sign_logout_token, methods=["POST"])
     server = werkzeug.serving.make_server("localhost", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, args=(0.1,), daemon=True)
     thread.start()

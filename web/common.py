@@ -5,15 +5,18 @@ from datetime import datetime
 from typing import Any
 
 from flask import Flask, current_app, g
+from flask import session as cookie_session
 from flask_login import UserMixin, current_user
 from sqlalchemy.orm import Session
 
 from engine import clock, notify
+from engine.org import oidc_backchannel
 from engine.org.actors import Actor, actor_of, user_with_actor
 from engine.org.models import User
 from web.extensions import login_manager
 from web.links import nav_allowed
 
+SSO_SESSION = "oidc_session"  # a login's record of the provider's session (web/auth/sso.py): ended by the provider
 
 class LoginUser(UserMixin):  # type: ignore[misc]
     """The flask-login view of a user; the engine sees an Actor.
@@ -113,6 +116,10 @@ def init_app(app: Flask) -> None:
             return None  # includes cookies from before sessions carried an epoch
         found = user_with_actor(db_session(), int(user_id))
         if found is None or not found[0].is_active or found[0].session_epoch != int(epoch):
+            return None
+        record = cookie_session.get(SSO_SESSION)  # a single sign-on login the provider may have logged out since
+        if record is not None and not oidc_backchannel.session_open(db_session(), record, user_id=found[0].id,
+                                                                   now=clock.now()):
             return None
         return LoginUser(*found)
 

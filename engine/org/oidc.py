@@ -191,10 +191,12 @@ class _Metadata:
             cached = self._docs.get(settings.issuer)
         return cached[1] if cached else None
 
-    def keys(self, settings: Settings, *, refresh: bool = False) -> dict[str, Any]:
+    def keys(self, settings: Settings, *, refresh: bool = False, fresh_for: float = 0.0) -> dict[str, Any]:
+        """Return the provider's key set; `refresh` fetches it again unless it is younger than `fresh_for` seconds."""
         with self._lock:
             cached = self._keys.get(settings.issuer)
-        if cached and not refresh and time.monotonic() - cached[0] < METADATA_TTL:
+        age = time.monotonic() - cached[0] if cached else METADATA_TTL
+        if cached and (age < fresh_for or (not refresh and age < METADATA_TTL)):
             return cached[1]
         jwks = _get_json(self.document(settings)["jwks_uri"], settings.timeout)
         if not isinstance(jwks.get("keys"), list):
@@ -294,25 +296,34 @@ def redeem(settings: Settings, *, code: str, verifier: str, redirect_uri: str) -
     return data
 
 
+def decode_signed(settings: Settings, token: str, *, refetch_after: float = 0.0) -> dict[str, Any]:
+    """Return the claims of a JWT the provider signed, with one of its keys and an asymmetric algorithm.
+
+    A key the cached key set does not hold has the set fetched again (the provider may have rotated its keys),
+    unless it was fetched less than `refetch_after` seconds ago. Raises: ValueError, JoseError (the signature),
+    SsoError (the provider cannot be asked)
+    """
+    def decode(keys: dict[str, Any]) -> jwt.Token:
+        return jwt.decode(token, KeySet.import_key_set(keys), algorithms=list(ALGORITHMS))  # type: ignore[arg-type]
+
+    try:
+        return dict(decode(METADATA.keys(settings)).claims)
+    except (ValueError, JoseError) as exc:
+        if "key" not in str(exc).lower() and type(exc).__name__ not in ("InvalidKeyIdError", "MissingKeyError"):
+            raise
+        return dict(decode(METADATA.keys(settings, refresh=True, fresh_for=refetch_after)).claims)
+
+
 def verify_id_token(settings: Settings, id_token: str, *, nonce: str,
                     now: Callable[[], int] | None = None) -> dict[str, Any]:
     """Verify an ID token's signature, issuer, audience, times and nonce; return its claims.
 
     Raises: SsoError
     """
-    def decode(keys: dict[str, Any]) -> jwt.Token:
-        return jwt.decode(id_token, KeySet.import_key_set(keys), algorithms=list(ALGORITHMS))  # type: ignore[arg-type]
-
     try:
-        try:
-            token = decode(METADATA.keys(settings))
-        except (ValueError, JoseError) as exc:
-            if "key" not in str(exc).lower() and type(exc).__name__ not in ("InvalidKeyIdError", "MissingKeyError"):
-                raise
-            token = decode(METADATA.keys(settings, refresh=True))  # the provider may have rotated its keys
+        claims = decode_signed(settings, id_token)
     except (ValueError, JoseError) as exc:
         raise SsoError(f"身份令牌签名无效 (ID token signature: {type(exc).__name__})", field="id_token") from exc
-    claims = token.claims
     registry = jwt.JWTClaimsRegistry(
         now=now or (lambda: int(clock.now().timestamp())), leeway=LEEWAY,
         iss={"essential": True, "value": settings.issuer},

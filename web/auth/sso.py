@@ -10,12 +10,29 @@ saying why, logs nobody in and writes nothing.
 统一身份认证退出 (engine/org/oidc_logout.py): the login keeps its ID token sealed in the session (`LOGOUT_HINT`);
 /logout asks `logout_target` where to send the browser, and every page lets its forms be redirected to the
 provider (CSP form-action), or browsers would stop the logout form's redirect.
+
+统一身份认证后台退出 (engine/org/oidc_backchannel.py): the provider POSTs a logout token to
+`/login/sso/backchannel-logout` (server to server: no session, no CSRF token). A login records the provider's
+session (`sid`) its ID token names, its record's id kept in the session (`SSO_SESSION`, checked by the user loader
+in web/common.py). The answer is 200 (`Cache-Control: no-store`), or 400 with the JSON `{"error": "invalid_request",
+"claim": …}` naming what is wrong and nothing changed.
 """
 from __future__ import annotations
 
 from urllib.parse import urlsplit, urlunsplit
 
-from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    jsonify,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask import session as cookie_session
 from flask.blueprints import BlueprintSetupState
 from flask.typing import ResponseReturnValue
@@ -24,18 +41,21 @@ from flask_login import current_user, login_user
 from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import NotFound
 
-from engine import audit
-from engine.org import oidc, oidc_logout, sso_users
+from engine import audit, clock
+from engine.org import oidc, oidc_backchannel, oidc_logout, sso_users
 from engine.org.actors import actor_of
 from web import links
 from web.auth.redirects import safe_next
-from web.common import LoginUser, db_session
-from web.extensions import SECURITY_HEADERS
+from web.common import SSO_SESSION, LoginUser, db_session
+from web.extensions import SECURITY_HEADERS, csrf
 
 bp = Blueprint("sso", __name__)
 PENDING = "oidc_pending"
 LOGOUT_HINT = "oidc_logout"  # present after an OIDC login: the sealed ID token ("" when too large to keep)
 CSP = "Content-Security-Policy"
+BACKCHANNEL = "sso.backchannel_logout"
+MAX_LOGOUT_BODY = 16 * 1024  # bytes: a logout token is a few hundred, and the provider sends nothing else
+NO_STORE = {"Cache-Control": "no-store"}
 
 
 @bp.record_once
@@ -98,11 +118,53 @@ def callback() -> ResponseReturnValue:
     login_user(LoginUser(user), remember=False)
     sealed = oidc_logout.seal(signed_in.id_token, user_id=user.id, secret=current_app.secret_key or "")
     cookie_session[LOGOUT_HINT] = sealed or ""  # an OIDC login, with its hint when the cookie can hold it
+    record = oidc_backchannel.record_login(session, user_id=user.id, sid=signed_in.claims.get("sid"), now=clock.now(),
+                                           lifetime=current_app.permanent_session_lifetime)
+    if record is not None:  # the provider's session, so that its back-channel logout ends this login
+        cookie_session[SSO_SESSION] = record
     audit.record(session, actor_of(session, user), "auth.login", stream=f"user:{user.id}", object_type="app_user",
                  object_id=user.id, after={"ip": request.remote_addr, "method": "oidc"})
     session.commit()
     assert pending is not None  # finish() refused a missing one
     return redirect(safe_next(pending.next))
+
+
+def _logout_refused(claim: str) -> ResponseReturnValue:
+    db_session().rollback()
+    return jsonify(error="invalid_request", claim=claim), 400, NO_STORE
+
+
+@bp.url_value_preprocessor
+def _bound_logout_body(endpoint: str | None, _values: dict[str, object] | None) -> None:
+    """Bound a back-channel logout's body before anything reads it (the input guards read every form, up to the
+    app's 25 MB): this runs before the app's before_request functions."""
+    if endpoint != BACKCHANNEL or not oidc.load_settings().enabled:  # (off: the view's 404)
+        return
+    if request.content_length is not None and request.content_length > MAX_LOGOUT_BODY:
+        abort(make_response(_logout_refused("logout_token")))
+    request.max_content_length = MAX_LOGOUT_BODY  # a body sent without a length stops there too
+
+
+@bp.post("/login/sso/backchannel-logout")
+def backchannel_logout() -> ResponseReturnValue:
+    """End the sessions the provider's logout token names (a form field `logout_token`, nothing else)."""
+    settings = _settings()
+    tokens = request.form.getlist("logout_token") if request.mimetype == "application/x-www-form-urlencoded" else []
+    if len(tokens) != 1:
+        return _logout_refused("logout_token")
+    session = db_session()
+    try:
+        oidc_backchannel.log_out(session, settings, tokens[0], now=clock.now())
+    except oidc_backchannel.LogoutRefused as exc:
+        return _logout_refused(exc.claim)
+    except oidc.SsoError:  # the provider's keys could not be fetched: nothing could be checked, nothing ended
+        db_session().rollback()
+        return jsonify(error="temporarily_unavailable"), 400, NO_STORE
+    session.commit()
+    return "", 200, NO_STORE
+
+
+csrf.exempt(backchannel_logout)  # the provider calls it server to server: no browser, no session; the token is proof
 
 
 def _post_logout_uri(settings: oidc.Settings) -> str:
