@@ -192,6 +192,8 @@ HOSTILE: dict[str, tuple[str, Any]] = {
     "alg_none": ("alg", _unsigned),
     "hs256_with_public_key": ("alg", _hs256_with_the_public_key),
     "tampered": ("signature", _tampered),
+    "access_token_type": ("typ", lambda p: p.logout_token(client_id=CLIENT_ID, sub="sub-victim",
+                                                          header={"typ": "at+jwt"})),
     "stale_iat": ("iat", lambda p: p.logout_token(client_id=CLIENT_ID, sub="sub-victim", iat=int(
         clock.now().timestamp()) - 3600)),
     "future_iat": ("iat", lambda p: p.logout_token(client_id=CLIENT_ID, sub="sub-victim", iat=int(
