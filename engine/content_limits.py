@@ -51,9 +51,49 @@ def data_problem(data: Any) -> tuple[str, str] | None:
     """Return (field, message) where workflow data passes a limit, or None; walks at most MAX_DATA_VALUES values.
 
     The field is the path of the value that is nested too deep, or the top-level field holding the value that
-    passed the count or the size.
+    passed the count or the size. Every completion asks: a walk that keeps no paths answers first, and only data
+    that passes a limit is walked again to name the field.
     """
     limit = data_limit()
+    if _within(data, limit):
+        return None
+    return _named(data, limit)
+
+
+def _within(data: Any, limit: int) -> bool:
+    """Tell whether data stays within every limit (the same counts as _named, without paths)."""
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    values = chars = 0
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DATA_DEPTH:
+            return False
+        kind = type(value)
+        if kind is str:
+            chars += len(value) + 2
+        elif kind is dict or (kind is not list and kind is not tuple and isinstance(value, Mapping)):
+            values += len(value)
+            chars += 2
+            for key, item in value.items():
+                chars += len(key) + 2 if type(key) is str else _size(str(key))
+                stack.append((item, depth + 1))
+        elif kind is list or kind is tuple or isinstance(value, (list, tuple)):
+            values += len(value)
+            chars += 2 + len(value)
+            stack.extend((item, depth + 1) for item in value)
+        elif isinstance(value, Decimal):
+            if not value.is_finite() or abs(value.adjusted()) > MAX_EXPONENT:
+                return False
+            chars += _SCALAR
+        else:
+            chars += _size(value)
+        if values > MAX_DATA_VALUES or chars > limit:
+            return False
+    return True
+
+
+def _named(data: Any, limit: int) -> tuple[str, str] | None:
+    """The walk that names the field (see data_problem); None if, after all, nothing passes a limit."""
     stack: list[tuple[Any, tuple[Any, ...]]] = [(data, ())]
     values = chars = 0
     while stack:
