@@ -265,3 +265,18 @@ def test_submitted_data_reads_with_labels_and_enum_titles() -> None:
         ("承诺", "是"), ("审查结论", "同意"), ("已提交材料", "营业执照、环评"), ("extra", "<i>x</i>")]
     rows = next(f for f in out if f.label == "走访")
     assert rows.children[0].label == "企业 1" and rows.children[0].children[0].text == "海湾"
+
+
+def test_opinions_count_towards_the_row_limit(tmp_path: Path) -> None:
+    """A step's opinions are rows too: 5,000 of them (one per 加签 round, say) printed all, past the limit."""
+    from engine import content_limits
+    limit = content_limits.MAX_PRINTED_ROWS
+    opinions = [f"意见{i:05d}" for i in range(5_000)]
+    body = pdf.render(pdf.Document(title="审批单", sections=[pdf.Section("1. 审核", opinions=opinions)]))
+    if shutil.which("pdftotext") is None:
+        pytest.skip("poppler-utils (pdftotext) is not installed: make system-packages")
+    path = tmp_path / "doc.pdf"
+    path.write_bytes(body)
+    words = subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True, check=True).stdout
+    assert f"意见{limit - 1:05d}" in words and f"意见{limit:05d}" not in words
+    assert f"另有 {5_000 - limit:,} 条未打印" in words
