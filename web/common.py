@@ -114,12 +114,13 @@ def init_app(app: Flask) -> None:
         user_id, _, epoch = session_id.partition(":")
         if not user_id.isdigit() or not epoch.isdigit():
             return None  # includes cookies from before sessions carried an epoch
-        found = user_with_actor(db_session(), int(user_id))
-        if found is None or not found[0].is_active or found[0].session_epoch != int(epoch):
-            return None
         record = cookie_session.get(SSO_SESSION)  # a single sign-on login the provider may have logged out since
-        if record is not None and not oidc_backchannel.session_open(db_session(), record, user_id=found[0].id,
-                                                                   now=clock.now()):
+        if record is None:
+            found = user_with_actor(db_session(), int(user_id))
+        else:  # checked in the same read as the user: a signed-in request stays at one
+            with_login = oidc_backchannel.user_with_login(db_session(), int(user_id), record, now=clock.now())
+            found = with_login[:2] if with_login is not None and with_login[2] else None
+        if found is None or not found[0].is_active or found[0].session_epoch != int(epoch):
             return None
         return LoginUser(*found)
 

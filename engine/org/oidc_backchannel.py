@@ -9,10 +9,13 @@ logout event, `sub` and/or `sid` is there, `nonce` is not (an ID token is no log
 taken before: tokens taken are kept in the database (sso_logout_token) while they could still be accepted, so
 every web process sees them — the database, like the login counters (login_guard), not Redis.
 
-What ends: a login records the provider's session (`sid`) when its ID token names one (sso_session, its id in
-the browser's session); a token naming a recorded sid ends those logins only (of the token's subject, when it
-names one). Otherwise every session of the account bound to the token's `sub` ends (the session epoch, as at
-logout). API tokens are not sessions: they stay. A refused token changes nothing and names the claim at fault.
+What ends: every login through the provider is recorded (sso_session, its id in the browser's session) with the
+subject its ID token verified (`sub`) and the provider's session (`sid`) when it names one; a token naming a
+recorded sid ends those logins only (when it names a subject too, only logins of that subject). Otherwise every
+session of the accounts the token's `sub` logged in to ends (the session epoch, as at logout): found by the
+recorded logins, whatever the account's source (a directory-synced account keeps its DN as external_id), and
+the account an SSO login made (source "oidc", external_id the sub). API tokens are not sessions: they stay.
+A refused token changes nothing and names the claim at fault.
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ from typing import Any
 from joserfc import jws
 from joserfc.errors import ClaimError, JoseError
 from joserfc.jwt import JWTClaimsRegistry
-from sqlalchemy import delete, select
+from sqlalchemy import and_, bindparam, delete, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -32,7 +35,7 @@ from sqlalchemy.orm import Session
 from engine import audit
 from engine.db import is_postgres
 from engine.org import core
-from engine.org.actors import SYSTEM, actor_of
+from engine.org.actors import SYSTEM, Actor, actor_from, actor_of, with_holdings
 from engine.org.models import User
 from engine.org.oidc import ALGORITHMS, LEEWAY, Settings, SsoError, decode_signed
 from engine.org.sso_models import SsoLogoutToken, SsoSession
@@ -157,13 +160,11 @@ def log_out(session: Session, settings: Settings, token: object, *, now: datetim
     """
     verified = verify(settings, token, now=now)
     _take(session, settings, verified, now=now)
-    bound = list(session.scalars(select(User).where(User.source == "oidc", User.external_id == verified.sub))
-                 ) if verified.sub is not None else None
     if verified.sid is not None:
-        recorded = select(SsoSession).where(SsoSession.sid == verified.sid, SsoSession.expires_at > now)
-        if bound is not None:
-            recorded = recorded.where(SsoSession.user_id.in_([u.id for u in bound] or [-1]))
-        logins = list(session.scalars(recorded))
+        named = select(SsoSession).where(SsoSession.sid == verified.sid, SsoSession.expires_at > now)
+        if verified.sub is not None:
+            named = named.where(SsoSession.sub == verified.sub)
+        logins = list(session.scalars(named))
         if logins:  # the provider's session was recorded at login: that login ends, the person's others go on
             open_logins = [login for login in logins if login.ended_at is None]
             for login in open_logins:
@@ -171,10 +172,15 @@ def log_out(session: Session, settings: Settings, token: object, *, now: datetim
             users = {login.user_id: session.get(User, login.user_id) for login in open_logins}
             _audit(session, [u for u in users.values() if u is not None], sid=verified.sid, sessions=len(open_logins))
             return Ended(user_ids=tuple(sorted(users)), by_sid=True)
-    for user in bound or []:  # a sub alone, or a sid no login recorded: every session of the person
+    bound: list[User] = []
+    if verified.sub is not None:  # a sub alone, or a sid no login recorded: every session of the person
+        logged_in = select(SsoSession.user_id).where(SsoSession.sub == verified.sub, SsoSession.expires_at > now)
+        bound = list(session.scalars(select(User).where(or_(
+            User.id.in_(logged_in), and_(User.source == "oidc", User.external_id == verified.sub))).order_by(User.id)))
+    for user in bound:
         core.end_sessions(session, user_id=user.id)
-    _audit(session, bound or [], sid=verified.sid, sessions="all")
-    return Ended(user_ids=tuple(u.id for u in bound or []), by_sid=False)
+    _audit(session, bound, sid=verified.sid, sessions="all")
+    return Ended(user_ids=tuple(u.id for u in bound), by_sid=False)
 
 
 def _audit(session: Session, users: list[User], *, sid: str | None, sessions: int | str) -> None:
@@ -185,23 +191,36 @@ def _audit(session: Session, users: list[User], *, sid: str | None, sessions: in
                      after={"sid": sid, "sessions": sessions})
 
 
-def record_login(session: Session, *, user_id: int, sid: object, now: datetime, lifetime: timedelta) -> int | None:
-    """Record the provider's session a login came with; return the record's id for the browser's session, or None
-    when the ID token named none (a logout token then ends the person's every session). Flushes."""
-    if not isinstance(sid, str) or not sid or len(sid) > MAX_ID:
-        return None
-    login = SsoSession(user_id=user_id, sid=sid, created_at=now, expires_at=now + lifetime)
+def record_login(session: Session, *, user_id: int, sub: str, sid: object, now: datetime, lifetime: timedelta) -> int:
+    """Record a login through the provider: its verified subject and the provider's session when the ID token named
+    a usable one (else a logout token names it by sub only); return the record's id for the browser's session.
+    Flushes."""
+    usable = isinstance(sid, str) and bool(sid) and len(sid) <= MAX_ID
+    login = SsoSession(user_id=user_id, sub=sub[:MAX_SUBJECT], sid=sid if usable else None, created_at=now,
+                       expires_at=now + lifetime)
     session.add(login)
     session.flush()
     return login.id
 
 
-def session_open(session: Session, record: object, *, user_id: int, now: datetime) -> bool:
-    """Tell whether the recorded login a browser's session names is this user's and has not ended nor expired."""
-    if not isinstance(record, int) or isinstance(record, bool):
-        return False
-    login = session.get(SsoSession, record)
-    return login is not None and login.user_id == user_id and login.ended_at is None and login.expires_at > now
+# Built once: the user, what they hold, and whether the login the browser's session names is theirs and open.
+_LOGIN_OPEN = select(SsoSession.id).where(
+    SsoSession.id == bindparam("record"), SsoSession.user_id == User.id, SsoSession.ended_at.is_(None),
+    SsoSession.expires_at > bindparam("now")).exists().label("login_open")
+_USER_LOGIN = with_holdings(select(User, _LOGIN_OPEN)).where(User.id == bindparam("user_id"))
+
+
+def user_with_login(session: Session, user_id: int, record: object, *, now: datetime
+                    ) -> tuple[User, Actor, bool] | None:
+    """Return a user by id with its Actor and whether the recorded login a browser's session names (`record`) is
+    this user's and has not ended nor expired, in one read (a signed-in request's first, as user_with_actor), or
+    None when there is no such user."""
+    valid = isinstance(record, int) and not isinstance(record, bool)
+    rows = session.execute(_USER_LOGIN, {"user_id": user_id, "record": record if valid else -1, "now": now}).all()
+    if not rows:
+        return None
+    user = rows[0][0]
+    return user, actor_from(user, rows), bool(rows[0][1])
 
 
 def purge(session: Session, *, now: datetime) -> int:
@@ -211,5 +230,5 @@ def purge(session: Session, *, now: datetime) -> int:
     return int(tokens.rowcount) + int(logins.rowcount)  # type: ignore[attr-defined]
 
 
-__all__ = ["EVENT", "Ended", "LogoutRefused", "LogoutToken", "log_out", "purge", "record_login", "session_open",
+__all__ = ["EVENT", "Ended", "LogoutRefused", "LogoutToken", "log_out", "purge", "record_login", "user_with_login",
            "verify"]

@@ -25,32 +25,43 @@ def _token(frozen: Any, jti: str = "j-1") -> oidc_backchannel.LogoutToken:
                                         keep_until=frozen.now() + timedelta(seconds=oidc_backchannel.MAX_AGE))
 
 
-def test_a_login_with_a_sid_is_recorded_for_its_user_until_it_expires(session: Session, frozen: Any,
-                                                                     review_org: dict[str, Actor]) -> None:
+def test_every_login_is_recorded_for_its_user_and_subject_until_it_expires(session: Session, frozen: Any,
+                                                                            review_org: dict[str, Actor]) -> None:
     user_id, other = review_org["admin"].user_id, review_org["window"].user_id
     assert user_id is not None and other is not None
-    for absent in (None, "", 7, "x" * 256):  # no usable sid: nothing recorded, the sub ends every session
-        assert oidc_backchannel.record_login(session, user_id=user_id, sid=absent, now=frozen.now(),
-                                             lifetime=timedelta(hours=8)) is None
-    record = oidc_backchannel.record_login(session, user_id=user_id, sid="sid-1", now=frozen.now(),
+    for absent in (None, "", 7, "x" * 256):  # no usable sid: recorded all the same, a logout token names it by sub
+        bare = oidc_backchannel.record_login(session, user_id=user_id, sub="s-1", sid=absent, now=frozen.now(),
+                                             lifetime=timedelta(hours=8))
+        assert session.get(SsoSession, bare).sid is None  # type: ignore[union-attr]
+    record = oidc_backchannel.record_login(session, user_id=user_id, sub="s-1", sid="sid-1", now=frozen.now(),
                                            lifetime=timedelta(hours=8))
-    assert record is not None
-    assert oidc_backchannel.session_open(session, record, user_id=user_id, now=frozen.now())
+    login = session.get(SsoSession, record)
+    assert login is not None and (login.sub, login.sid) == ("s-1", "sid-1")
+    found = oidc_backchannel.user_with_login(session, user_id, record, now=frozen.now())
+    assert found is not None and found[0].id == user_id and found[1].user_id == user_id and found[2]
+
+    def open_for(user: int, named: object) -> bool | None:
+        found = oidc_backchannel.user_with_login(session, user, named, now=frozen.now())
+        return None if found is None else found[2]
+
     for wrong in (str(record), True, None, record + 1):
-        assert not oidc_backchannel.session_open(session, wrong, user_id=user_id, now=frozen.now())
-    assert not oidc_backchannel.session_open(session, record, user_id=other, now=frozen.now())
+        assert open_for(user_id, wrong) is False
+    assert open_for(other, record) is False  # another person's login
+    assert open_for(10**9, record) is None  # no such user
     frozen.advance(timedelta(hours=8))
-    assert not oidc_backchannel.session_open(session, record, user_id=user_id, now=frozen.now())
+    assert open_for(user_id, record) is False
 
 
 def test_records_past_their_time_are_purged_by_beat(session: Session, frozen: Any,
                                                    review_org: dict[str, Actor]) -> None:
     user_id = review_org["admin"].user_id
     assert user_id is not None
-    oidc_backchannel.record_login(session, user_id=user_id, sid="old", now=frozen.now(), lifetime=timedelta(hours=8))
+    oidc_backchannel.record_login(session, user_id=user_id, sub="s", sid="old", now=frozen.now(),
+                                  lifetime=timedelta(hours=8))
     oidc_backchannel._take(session, SETTINGS, _token(frozen, "old"), now=frozen.now())
     frozen.advance(timedelta(hours=9))
-    oidc_backchannel.record_login(session, user_id=user_id, sid="new", now=frozen.now(), lifetime=timedelta(hours=8))
+    oidc_backchannel.record_login(session, user_id=user_id, sub="s", sid="new", now=frozen.now(),
+                                  lifetime=timedelta(hours=8))
     oidc_backchannel._take(session, SETTINGS, _token(frozen, "new"), now=frozen.now())
     assert oidc_backchannel.purge(session, now=frozen.now()) == 2
     session.commit()

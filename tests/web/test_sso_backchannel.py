@@ -23,12 +23,13 @@ from cryptography.hazmat.primitives import serialization
 from flask import Flask
 from flask.testing import FlaskClient
 from joserfc.jwk import RSAKey
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
+from werkzeug.security import generate_password_hash
 
 from engine import clock
 from engine.audit.models import AuditEvent
-from engine.org import oidc
+from engine.org import core, oidc
 from engine.org.models import User
 from engine.org.sso_models import SsoLogoutToken, SsoSession
 from tests.engine.conftest import at_once
@@ -36,6 +37,8 @@ from tests.oidc_provider import LOGOUT_EVENT, Provider, running
 from tests.web.conftest import app_on
 from tests.web.flows import Api, token_for
 from tests.web.test_sso_login import CLIENT_ID, _logged_in, _sign_in
+from web.auth.sso import LOGOUT_HINT
+from web.common import SSO_SESSION
 
 pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning:authlib.*"),
               pytest.mark.filterwarnings("ignore::DeprecationWarning:oidc_provider_mock.*")]
@@ -124,6 +127,75 @@ def test_a_sid_with_another_subject_ends_nothing(sso_app: Flask, provider: Provi
     office = _signed_in(sso_app, provider, "sub-sid", sid="sid-x")
     assert _deliver(sso_app, provider.logout_token(client_id=CLIENT_ID, sub="sub-else", sid="sid-x")).status_code == 200
     assert _logged_in(office)
+
+
+def _directory_user(app: Flask, sub: str, *, password: str | None = None) -> int:
+    """An account the LDAP sync made (source "ldap", external_id its DN) that its owner then signs in to by SSO:
+    provisioning matches it by username and leaves it the directory's (engine/org/sso_users.py)."""
+    with app.extensions["jzflow.sessionmaker"]() as s:
+        user = core.add_user(s, username=f"u-{sub}", display_name="目录用户", unit_codes=["fgj"])
+        user.source, user.external_id = "ldap", f"uid=u-{sub},ou=people,dc=jiaozhou,dc=gov,dc=cn"
+        user.password_hash = generate_password_hash(password) if password else None
+        s.commit()
+        return user.id
+
+
+def test_a_logout_token_ends_the_session_of_a_directory_synced_account(sso_app: Flask, provider: Provider) -> None:
+    """The sub is the provider's, not the account's external_id (a DN): the login records it, the token finds it."""
+    user_id = _directory_user(sso_app, "sub-dir")
+    office = _signed_in(sso_app, provider, "sub-dir", sid="sid-dir-office")
+    phone = _signed_in(sso_app, provider, "sub-dir", sid="sid-dir-phone")
+    with sso_app.extensions["jzflow.sessionmaker"]() as s:
+        assert s.get(User, user_id).source == "ldap"  # type: ignore[union-attr]
+    token = provider.logout_token(client_id=CLIENT_ID, sub="sub-dir", sid="sid-dir-office")
+    assert _deliver(sso_app, token).status_code == 200
+    assert _sent_to_login(office) and _logged_in(phone)  # the sid's login only
+    laptop = _signed_in(sso_app, provider, "sub-dir")  # an ID token without sid
+    assert _deliver(sso_app, provider.logout_token(client_id=CLIENT_ID, sub="sub-dir")).status_code == 200
+    assert _sent_to_login(phone) and _sent_to_login(laptop)  # a sub alone: every session of the person
+    with sso_app.extensions["jzflow.sessionmaker"]() as s:
+        events = s.scalars(select(AuditEvent).where(AuditEvent.action == "auth.backchannel_logout")
+                           .order_by(AuditEvent.id)).all()
+        assert [(e.object_id, e.after) for e in events] == [(str(user_id), {"sid": "sid-dir-office", "sessions": 1}),
+                                                           (str(user_id), {"sid": None, "sessions": "all"})]
+
+
+def test_a_sid_of_a_directory_synced_account_with_another_subject_ends_nothing(sso_app: Flask,
+                                                                               provider: Provider) -> None:
+    _directory_user(sso_app, "sub-dir2")
+    client = _signed_in(sso_app, provider, "sub-dir2", sid="sid-dir2")
+    assert _deliver(sso_app, provider.logout_token(client_id=CLIENT_ID, sub="sub-else", sid="sid-dir2")
+                    ).status_code == 200
+    assert _logged_in(client)
+
+
+def _reads(app: Flask, client: FlaskClient, path: str) -> list[str]:
+    statements: list[str] = []
+
+    def log(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(" ".join(statement.split()))
+
+    engine = app.extensions["jzflow.engine"]
+    event.listen(engine, "before_cursor_execute", log)
+    try:
+        assert client.get(path).status_code == 200
+    finally:
+        event.remove(engine, "before_cursor_execute", log)
+    return statements
+
+
+def test_a_request_of_an_sso_login_reads_no_more_than_one_of_a_password_login(sso_app: Flask,
+                                                                             provider: Provider) -> None:
+    """The user loader checks the login's record in the same read as the user and what they hold."""
+    client = _signed_in(sso_app, provider, "sub-reads", sid="sid-reads")
+    _reads(sso_app, client, "/inbox")  # warm: caches of the first request
+    sso = _reads(sso_app, client, "/inbox")
+    with client.session_transaction() as cookie:
+        cookie.pop(SSO_SESSION)
+        cookie.pop(LOGOUT_HINT)  # the same person and page, as a password login sees it
+    password = _reads(sso_app, client, "/inbox")
+    assert len(sso) == len(password), [s for s in sso if s not in password]
+    assert any("sso_session" in s for s in sso) and not any("sso_session" in s for s in password)
 
 
 def test_a_session_that_recorded_a_sid_ends_with_the_session_lifetime(sso_app: Flask, provider: Provider) -> None:

@@ -12,10 +12,10 @@ saying why, logs nobody in and writes nothing.
 provider (CSP form-action), or browsers would stop the logout form's redirect.
 
 统一身份认证后台退出 (engine/org/oidc_backchannel.py): the provider POSTs a logout token to
-`/login/sso/backchannel-logout` (server to server: no session, no CSRF token). A login records the provider's
-session (`sid`) its ID token names, its record's id kept in the session (`SSO_SESSION`, checked by the user loader
-in web/common.py). The answer is 200 (`Cache-Control: no-store`), or 400 with the JSON `{"error": "invalid_request",
-"claim": …}` naming what is wrong and nothing changed.
+`/login/sso/backchannel-logout` (server to server: no session, no CSRF token). Every login is recorded with its
+subject and the provider's session (`sid`) its ID token names, its record's id kept in the session (`SSO_SESSION`,
+checked by the user loader in web/common.py). The answer is 200 (`Cache-Control: no-store`), or 400 with the
+JSON `{"error": "invalid_request", "claim": …}` naming what is wrong and nothing changed.
 """
 from __future__ import annotations
 
@@ -118,10 +118,11 @@ def callback() -> ResponseReturnValue:
     login_user(LoginUser(user), remember=False)
     sealed = oidc_logout.seal(signed_in.id_token, user_id=user.id, secret=current_app.secret_key or "")
     cookie_session[LOGOUT_HINT] = sealed or ""  # an OIDC login, with its hint when the cookie can hold it
-    record = oidc_backchannel.record_login(session, user_id=user.id, sid=signed_in.claims.get("sid"), now=clock.now(),
-                                           lifetime=current_app.permanent_session_lifetime)
-    if record is not None:  # the provider's session, so that its back-channel logout ends this login
-        cookie_session[SSO_SESSION] = record
+    # Every SSO login, by its subject (and the provider's session, when named): the provider's back-channel logout
+    # finds it whatever the account's source
+    cookie_session[SSO_SESSION] = oidc_backchannel.record_login(
+        session, user_id=user.id, sub=str(signed_in.claims["sub"]), sid=signed_in.claims.get("sid"), now=clock.now(),
+        lifetime=current_app.permanent_session_lifetime)
     audit.record(session, actor_of(session, user), "auth.login", stream=f"user:{user.id}", object_type="app_user",
                  object_id=user.id, after={"ip": request.remote_addr, "method": "oidc"})
     session.commit()
