@@ -34,7 +34,7 @@ from engine.org.models import User
 from engine.org.sso_models import SsoLogoutToken, SsoSession
 from tests.engine.conftest import at_once
 from tests.oidc_provider import LOGOUT_EVENT, Provider, running
-from tests.web.conftest import app_on
+from tests.web.conftest import app_on, csrf_of
 from tests.web.flows import Api, token_for
 from tests.web.test_sso_login import CLIENT_ID, _logged_in, _sign_in
 from web.auth.sso import LOGOUT_HINT
@@ -196,6 +196,19 @@ def test_a_request_of_an_sso_login_reads_no_more_than_one_of_a_password_login(ss
     password = _reads(sso_app, client, "/inbox")
     assert len(sso) == len(password), [s for s in sso if s not in password]
     assert any("sso_session" in s for s in sso) and not any("sso_session" in s for s in password)
+
+
+def test_a_password_change_keeps_the_sso_login_the_provider_can_end(sso_app: Flask, provider: Provider) -> None:
+    _directory_user(sso_app, "sub-pw", password="old-password-1")
+    client = _signed_in(sso_app, provider, "sub-pw", sid="sid-pw")
+    response = client.post("/account/password", data={
+        "csrf_token": csrf_of(client, "/account/password"), "current_password": "old-password-1",
+        "new_password": "new-password-2", "confirm_password": "new-password-2"})
+    assert response.status_code == 302 and _logged_in(client)
+    with client.session_transaction() as cookie:
+        assert SSO_SESSION in cookie and LOGOUT_HINT in cookie  # /logout still signs out at the provider too
+    assert _deliver(sso_app, provider.logout_token(client_id=CLIENT_ID, sid="sid-pw")).status_code == 200
+    assert _sent_to_login(client)
 
 
 def test_a_session_that_recorded_a_sid_ends_with_the_session_lifetime(sso_app: Flask, provider: Provider) -> None:

@@ -18,9 +18,9 @@ from engine.errors import InvalidInput, RateLimited
 from engine.org import directory, login_guard, oidc
 from engine.org.actors import actor_of
 from web.auth.redirects import safe_next
+from web.auth.sso import LOGOUT_HINT, logout_target
 from web.auth.sso import bp as sso_bp
-from web.auth.sso import logout_target
-from web.common import LoginUser, commit, current_actor, db_session
+from web.common import SSO_SESSION, LoginUser, commit, current_actor, db_session
 
 bp = Blueprint("auth", __name__)
 __all__ = ["bp", "safe_next", "sso_bp"]
@@ -128,7 +128,10 @@ def password() -> ResponseReturnValue:
             raise
         login_guard.succeeded(session, username=username, address=address)
         commit()
+        # An SSO login stays one: the provider's back-channel logout still ends it, /logout still signs out there.
+        kept = {key: cookie_session[key] for key in (SSO_SESSION, LOGOUT_HINT) if key in cookie_session}
         cookie_session.clear()
+        cookie_session.update(kept)
         login_user(LoginUser(user), remember=False)  # this session goes on in the new epoch; all others ended
         flash(_("密码已修改，其他设备上的登录已退出"), "info")
         return redirect(url_for("inbox.index"))
