@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 WEB = Path(__file__).resolve().parents[2] / "web"
-SQL = re.compile(r"\bselect\(|\.scalars?\(|\.execute\(|session\.get\(|\.query\(")
+SQL = re.compile(r"\bselect\(|\.scalars?\(|\.execute\(|(?<!cookie_)session\.get\(|\.query\(")
 MAX_LINES = 400
 
 
