@@ -1,6 +1,7 @@
 """Database engine and sessions; one commit point per request or job (the caller's)."""
 from __future__ import annotations
 
+import hashlib
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -121,6 +122,30 @@ def is_postgres(session_or_engine: Session | Engine) -> bool:
     """Tell whether we talk to PostgreSQL (for SKIP LOCKED and the audit trigger)."""
     bind = session_or_engine.get_bind() if isinstance(session_or_engine, Session) else session_or_engine
     return bind.dialect.name == "postgresql"
+
+
+def advisory_lock(session: Session, *names: str) -> None:
+    """Hold the named locks until the session's transaction ends, taken in sorted order (one statement).
+
+    A PostgreSQL transaction-level advisory lock per name, keyed by the first 64 bits of the name's sha256 (the
+    keys stay the same from one release to the next: an old and a new process running side by side during an
+    upgrade wait for each other). Taken again by the same transaction, a lock is held already. Names are taken
+    in sorted order, so two transactions taking overlapping sets cannot each hold one the other waits for.
+    No-op on SQLite, where every transaction began IMMEDIATE and so holds the one writer lock already.
+    """
+    if not names or not is_postgres(session):
+        return
+    keys = [advisory_key(name) for name in sorted(set(names))]
+    if len(keys) == 1:
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": keys[0]})
+        return
+    session.execute(text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) WITH ORDINALITY"
+                         " AS t(k, i) ORDER BY i"), {"keys": keys})
+
+
+def advisory_key(name: str) -> int:
+    """Return the advisory lock key of a name: the first 64 bits of its sha256, as PostgreSQL's bigint takes them."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
 
 _DATABASE_KEYS: weakref.WeakKeyDictionary[Engine, str] = weakref.WeakKeyDictionary()

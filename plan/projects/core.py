@@ -14,11 +14,11 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from engine import audit, clock
-from engine.db import is_postgres
+from engine.db import advisory_lock
 from engine.documents import numbering
 from engine.errors import InvalidInput, NotFound
 from engine.org.actors import Actor
@@ -90,15 +90,15 @@ def next_code(session: Session, year: int) -> str:
     return f"{prefix}{number:04d}"
 
 
-def lock_code(session: Session, code: str) -> None:
-    """Hold a project code until the transaction ends; take it before looking the code up to add its project.
+def lock_codes(session: Session, *codes: str) -> None:
+    """Hold project codes until the transaction ends (in sorted order); take them before looking the codes up.
 
     Two imports naming the same new code at once: the second waits for the first, then finds the project the first
     added and updates it, instead of both finding none and the second's insert hitting uq_project_code (a 500).
-    A PostgreSQL advisory lock, as there is no row to lock yet; on SQLite, BEGIN IMMEDIATE has serialised the writers.
+    An import takes all of its file's codes at once, so two files naming the same codes in different orders take
+    turns instead of deadlocking. A PostgreSQL advisory lock, as there is no row to lock yet (engine.db.advisory_lock).
     """
-    if is_postgres(session):
-        session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": f"project-code:{code}"})
+    advisory_lock(session, *(f"project-code:{code}" for code in codes))
 
 
 def lock_project(session: Session, project: Project) -> Project:
@@ -276,4 +276,4 @@ def project_sign(ctx: effects.RunContext, call: dict[str, Any], project_name: st
 
 
 __all__ = ["ProjectInputInvalid", "add_lead", "approval_start_data", "check_leads", "count_in_stage", "find_industry",
-           "lock_code", "lock_project", "next_code", "reach_stage", "responsible_leader", "sign", "today"]
+           "lock_codes", "lock_project", "next_code", "reach_stage", "responsible_leader", "sign", "today"]

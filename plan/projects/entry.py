@@ -35,7 +35,7 @@ from plan.projects.core import (
     CATEGORIES,
     PROJECT_TYPES,
     find_industry,
-    lock_code,
+    lock_codes,
     lock_project,
     next_code,
     reach_stage,
@@ -175,8 +175,11 @@ def read_input(values: Mapping[str, Any]) -> ProjectInput:
 
 
 def create_project(session: Session, *, actor: Actor, data: ProjectInput, code: str | None = None,
-                   created_on: date | None = None) -> Project:
+                   created_on: date | None = None, lock: bool = True) -> Project:
     """Add a project (stage 线索 on `created_on`) to its libraries; the actor must belong to its unit (flushes).
+
+    `lock=False`: the caller holds the code's lock already (an import takes its file's codes up front) or, in a
+    preview that is rolled back, takes none.
 
     Raises: ProjectForbidden, InvalidInput
     """
@@ -193,8 +196,8 @@ def create_project(session: Session, *, actor: Actor, data: ProjectInput, code: 
     if category not in CATEGORIES:
         raise InvalidInput("没有产业时须填类别 (focus/key/layout)", field="category")
     leader = _leader(session, data.leader) if data.leader else None
-    if code is not None:
-        lock_code(session, code)  # the same new code added at once elsewhere: the second finds it taken
+    if code is not None and lock:
+        lock_codes(session, code)  # the same new code added at once elsewhere: the second finds it taken
     if code is not None and session.scalar(select(Project.id).where(Project.code == code)) is not None:
         raise InvalidInput(f"项目编号 {code} 已存在 (code taken)", field="code")
     on = created_on or today()

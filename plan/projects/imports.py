@@ -24,7 +24,7 @@ from engine.errors import EngineError, InvalidInput
 from engine.org.actors import Actor
 from plan.indicators.upload import MAX_BYTES, MAX_ROWS, UploadInvalid, read_table
 from plan.projects import entry
-from plan.projects.core import lock_code, today
+from plan.projects.core import lock_codes, today
 from plan.projects.models import STAGES, Project
 
 HEADERS: dict[str, tuple[str, ...]] = {
@@ -117,9 +117,7 @@ def _stages(session: Session, project: Project, cells: dict[str, str], actor: Ac
 
 
 def _row(session: Session, cells: dict[str, str], actor: Actor) -> RowDone:
-    code = cells.get("code", "").strip()
-    if code:
-        lock_code(session, code)  # another import adding this code at once: wait for it, then update what it added
+    code = cells.get("code", "").strip()  # locked by run() when storing
     project = session.scalar(select(Project).where(Project.code == code)) if code else None
     if project is not None:
         planned = {f: entry.day(cells.get(f), f) for f in entry.PLANNED_FIELDS if cells.get(f, "").strip()}
@@ -136,7 +134,7 @@ def _row(session: Session, cells: dict[str, str], actor: Actor) -> RowDone:
     reached = [d for _s, on_key, _e in STAGE_COLUMNS if (d := entry.day(cells.get(on_key), on_key)) is not None]
     # a project entered after the fact: its 线索 is no later than the first stage the file says it reached
     project = entry.create_project(session, actor=actor, data=data, code=code or None,
-                                   created_on=min([*reached, today()]))
+                                   created_on=min([*reached, today()]), lock=False)
     return RowDone(0, project.code, project.name, "add", tuple(_stages(session, project, cells, actor)))
 
 
@@ -158,10 +156,15 @@ def run(session: Session, *, filename: str, data: bytes, actor: Actor, store: bo
         if store:
             raise UploadInvalid(f"第1行：缺少列 {result.errors[0].column_name}", field="file", errors=_plain(result))
         return result
+    if store:
+        # Every code of the file, in one order, before the first row: another import adding one of them at once is
+        # waited for (its projects are then updated), and two files naming the same codes in different orders take
+        # turns instead of each holding one the other waits for (a deadlock). A preview rolls back: it takes none.
+        lock_codes(session, *{c for _, raw in body if (c := _cell(raw, columns, "code"))})
     outer = session.begin_nested()
     try:
         for line, raw in body:
-            cells = {key: (raw[i] if i < len(raw) else "").strip() for key, i in columns.items()}
+            cells = {key: _cell(raw, columns, key) for key in columns}
             row = session.begin_nested()
             try:
                 done = _row(session, cells, actor)
@@ -184,6 +187,11 @@ def run(session: Session, *, filename: str, data: bytes, actor: Actor, store: bo
         return result
     outer.commit()
     return result
+
+
+def _cell(raw: list[str], columns: dict[str, int], key: str) -> str:
+    i = columns.get(key)
+    return raw[i].strip() if i is not None and i < len(raw) else ""
 
 
 def _plain(result: ImportResult) -> list[dict[str, Any]]:

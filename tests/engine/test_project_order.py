@@ -104,3 +104,84 @@ def test_two_imports_naming_the_same_new_code_at_once_take_turns(world: Session,
     assert "error" not in outcome, outcome["error"]
     assert outcome["result"].ok and outcome["result"].rows[0].action == "update"
     assert world.scalar(select(func.count()).select_from(Project).where(Project.code == "XM-IMPORT-7")) == 1
+
+
+def _sheet(*codes: str) -> bytes:
+    planned = core.today().replace(year=core.today().year + 1)
+    rows = "".join(f"{code},同时导入的项目{code},9000,tcj,key,key,{planned}\n" for code in codes)
+    return ("项目编号,项目名称,总投资（万元）,责任单位,项目库,类别,计划竣工日期\n" + rows).encode()
+
+
+def test_two_imports_naming_the_same_codes_in_opposite_orders_do_not_deadlock(
+        world: Session, factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """File 1 names [A, B], file 2 [B, A], both stored at once: each holds all its codes before its first row, taken
+    in one order, so the second waits for the first instead of each holding one code and waiting for the other
+    (PostgreSQL's deadlock error 40P01, a 500). Each import pauses after its first row until the other has done one
+    too (or 3 s have passed): without the codes taken up front, both then hold one code each."""
+    if world.get_bind().dialect.name != "postgresql":
+        pytest.skip("two writers at once: PostgreSQL (SQLite serialises every writer at BEGIN)")
+    world.commit()
+    after_first_row = threading.Barrier(2, timeout=3)
+    row = imports._row
+
+    def row_then_wait(session: Session, cells: dict[str, str], actor: Any) -> Any:
+        done = row(session, cells, actor)
+        if cells["code"] in ("XM-ORDER-A", "XM-ORDER-B") and session.info.setdefault("rows", 0) == 0:
+            session.info["rows"] = 1
+            try:
+                after_first_row.wait()
+            except threading.BrokenBarrierError:  # the other import waits for this one's codes: go on alone
+                pass
+        return done
+
+    monkeypatch.setattr(imports, "_row", row_then_wait)
+    outcome: dict[str, Any] = {}
+
+    def store(name: str, codes: tuple[str, ...]) -> None:
+        with factory() as session:
+            try:
+                outcome[name] = imports.run(session, filename=f"{name}.csv", data=_sheet(*codes),
+                                            actor=actor_for(session, OFFICER), store=True)
+                session.commit()
+            except BaseException as exc:  # reported below
+                session.rollback()
+                outcome[f"{name} error"] = exc
+
+    threads = [threading.Thread(target=store, args=("one", ("XM-ORDER-A", "XM-ORDER-B"))),
+               threading.Thread(target=store, args=("two", ("XM-ORDER-B", "XM-ORDER-A")))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not any(thread.is_alive() for thread in threads)
+    assert not [key for key in outcome if key.endswith("error")], outcome
+    assert outcome["one"].ok and outcome["two"].ok
+    actions = sorted(r.action for name in ("one", "two") for r in outcome[name].rows)
+    assert actions == ["add", "add", "update", "update"]  # whichever went second updated what the first added
+    assert world.scalar(select(func.count()).select_from(Project).where(
+        Project.code.in_(["XM-ORDER-A", "XM-ORDER-B"]))) == 2
+
+
+def test_a_preview_holds_no_code_locks_so_stores_of_those_codes_go_on(
+        world: Session, factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """A preview changes nothing, so it need not keep a store of the same codes waiting: while a preview goes
+    through its rows it holds no advisory lock (a big file's preview used to hold every code it had passed)."""
+    if world.get_bind().dialect.name != "postgresql":
+        pytest.skip("advisory locks: PostgreSQL only")
+    world.commit()
+    pid = world.execute(text("SELECT pg_backend_pid()")).scalar()
+    held: list[int] = []
+    row = imports._row
+
+    def row_then_look(session: Session, cells: dict[str, str], actor: Any) -> Any:
+        done = row(session, cells, actor)
+        with factory() as look:
+            held.append(look.execute(text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = :p"),
+                                     {"p": pid}).scalar_one())
+        return done
+
+    monkeypatch.setattr(imports, "_row", row_then_look)
+    result = imports.run(world, filename="a.csv", data=_sheet("XM-PREVIEW-1", "XM-PREVIEW-2"),
+                         actor=actor_for(world, OFFICER), store=False)
+    assert result.ok and [r.action for r in result.rows] == ["add", "add"]
+    assert held == [0, 0]
