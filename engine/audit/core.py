@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from engine import clock
 from engine.audit import anchor as audit_anchor
 from engine.audit.models import AuditCheckpoint, AuditEvent, AuditHead
-from engine.db import is_postgres
+from engine.db import advisory_lock, is_postgres
 from engine.org.actors import Actor
 
 GENESIS = "0" * 64
@@ -84,8 +84,7 @@ def checkpoint_hash(prev_hash: str, heads: str, key: bytes | None = None) -> str
 
 def _lock_stream(session: Session, stream: str) -> None:
     """Serialise appends to one stream until the transaction ends (SQLite's IMMEDIATE transactions already do)."""
-    if is_postgres(session):
-        session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:s, 0))"), {"s": stream})
+    advisory_lock(session, f"audit-stream:{stream}")  # prefixed: a stream is named like any other lock
 
 
 def record(session: Session, actor: Actor, action: str, *, stream: str, object_type: str, object_id: str | int,

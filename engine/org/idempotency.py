@@ -13,10 +13,10 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine.db import is_postgres
+from engine.db import advisory_lock
 from engine.errors import InvalidInput
 from engine.org.token_models import IdempotencyRecord
 
@@ -58,8 +58,7 @@ def find(session: Session, *, user_id: int, key: str, fingerprint: str) -> Answe
 
     Raises: IdempotencyKeyReused (the key was used for another request)
     """
-    if is_postgres(session):  # a twin of this request waits here until this transaction ends (see the module)
-        session.execute(select(func.pg_advisory_xact_lock(_lock_id(user_id, key))))
+    advisory_lock(session, f"idempotency\0{user_id}\0{key}")  # a twin of this request waits here (see the module)
     row = session.scalar(select(IdempotencyRecord).where(IdempotencyRecord.user_id == user_id,
                                                          IdempotencyRecord.key == key))
     if row is None:
@@ -68,11 +67,6 @@ def find(session: Session, *, user_id: int, key: str, fingerprint: str) -> Answe
         raise IdempotencyKeyReused("此 Idempotency-Key 已用于另一请求 (this Idempotency-Key was used for a "
                                    "different request)", field="Idempotency-Key")
     return Answer(status=row.status, body=row.body)
-
-
-def _lock_id(user_id: int, key: str) -> int:
-    """The advisory lock of one user's key: 64 bits of its sha256, as PostgreSQL's bigint takes them."""
-    return int.from_bytes(hashlib.sha256(f"idempotency\0{user_id}\0{key}".encode()).digest()[:8], "big", signed=True)
 
 
 def remember(session: Session, *, user_id: int, key: str, fingerprint: str, answer: Answer) -> None:

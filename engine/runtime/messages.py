@@ -11,7 +11,6 @@ is queued (status pending) and routed after the commit by the outbox job.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
 from contextvars import ContextVar
@@ -19,12 +18,12 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, or_, select, text
+from sqlalchemy import delete, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from engine import audit, clock
-from engine.db import database_key, is_postgres
+from engine.db import advisory_lock, database_key, is_postgres
 from engine.errors import ConcurrentModification, FormInvalid, InvalidInput, NotFound
 from engine.notify import outbox
 from engine.org.actors import SYSTEM, Actor
@@ -109,10 +108,7 @@ def lock_name(session: Session, kind: str, name: str) -> None:
     """Serialise, until the commit, who matches messages of this name: a publisher and an instance that starts
     waiting at the same moment would otherwise each miss the other (one buffers, one subscribes). PostgreSQL
     only: SQLite has one writer at a time anyway."""
-    if is_postgres(session):
-        digest = hashlib.sha256(f"jzflow:{kind}:{name}".encode()).digest()
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"),
-                        {"key": int.from_bytes(digest[:8], "big", signed=True)})
+    advisory_lock(session, f"jzflow:{kind}:{name}")
 
 
 def _anyone_waits(session: Session, kind: str, name: str) -> bool:

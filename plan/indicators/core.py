@@ -17,11 +17,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine import audit, clock, exports
-from engine.db import is_postgres
+from engine.db import advisory_lock
 from engine.errors import Conflict, Forbidden
 from engine.org.actors import Actor
 from engine.org.models import Role
@@ -76,11 +76,8 @@ def replace_period(session: Session, *, period: str, entries: list[Entry], actor
     """
     require_entry(session, actor)
     plan.parse_period(period)
-    if is_postgres(session):
-        # Two officers storing one period at once: the second waits here, then compares with what the first stored
-        # (SQLite: BEGIN IMMEDIATE queues writers already).
-        key = int.from_bytes(hashlib.sha256(f"indicator_period:{period}".encode()).digest()[:8], "big", signed=True)
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+    # Two officers storing one period at once: the second waits here, then compares with what the first stored.
+    advisory_lock(session, f"indicator_period:{period}")
     if seen is not None and seen != period_version(session, period):
         # The whole period is replaced: a page opened before would silently put back what another officer changed.
         raise Conflict(f"{period} 的数据已被他人修改，请刷新后重新填写 (changed since the page was opened)",

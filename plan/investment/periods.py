@@ -6,17 +6,16 @@ entry calls it monthly. Only the link to the previous period's instance is carri
 """
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine import clock
-from engine.db import is_postgres
+from engine.db import advisory_lock
 from engine.errors import InvalidInput
 from engine.org.actors import Actor
 from engine.runtime import instances
@@ -82,10 +81,7 @@ def start_period(session: Session, period: str, actor: Actor) -> PeriodStart:
     The caller commits. Raises: InvalidInput, ProcessNotFound
     """
     key = business_key(period)
-    if is_postgres(session):
-        # Two beat runs or a hand start racing: serialise on the key for the rest of the transaction.
-        lock = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock})
+    advisory_lock(session, key)  # two beat runs or a hand start racing: serialise on the key until the commit
     existing = _period_instance(session, key)
     if existing is not None:
         return PeriodStart(existing.id, period, created=False)

@@ -16,15 +16,14 @@ IMMEDIATE (docs/decisions/0002). Meant for a daily Celery beat job; the caller c
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine import clock
-from engine.db import is_postgres
+from engine.db import advisory_lock
 from engine.deadlines import calendar
 from engine.org.actors import Actor
 from engine.org.models import OrgUnit
@@ -89,9 +88,7 @@ def flag_slow_projects(session: Session, now: datetime, actor: Actor) -> list[Fl
 
     Returns every lagging project with its issue. Raises: ProcessNotFound (issue_ledger not deployed)
     """
-    if is_postgres(session):
-        lock = int.from_bytes(hashlib.sha256(KEY_PREFIX.encode()).digest()[:8], "big", signed=True)
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock})
+    advisory_lock(session, KEY_PREFIX)
     today = now.astimezone(clock.SHANGHAI).date()
     result = []
     for project in session.scalars(select(Project).where(Project.stage != "producing").order_by(Project.code)):

@@ -8,17 +8,16 @@ font embedded: `engine.documents.pdf.font`, so the PDF reads the same on a machi
 """
 from __future__ import annotations
 
-import hashlib
 import io
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, select, text
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session, sessionmaker, undefer
 
 from engine import audit, clock, exports, notify
-from engine.db import is_postgres, session_scope
+from engine.db import advisory_lock, is_postgres, session_scope
 from engine.errors import Forbidden, InvalidInput, NotFound
 from engine.org.actors import Actor
 from engine.org.models import OrgUnit, Role
@@ -259,10 +258,8 @@ def create_run(session: Session, *, actor: Actor, kind: str, day: date) -> Repor
     if not can_use(session, actor):
         raise Forbidden("无权生成报表 (not allowed to generate reports)")
     start, end, title = period(kind, day)
-    if is_postgres(session):  # the same request twice at once: the second waits, then finds the first's run
-        key = int.from_bytes(hashlib.sha256(f"report_run:{actor.user_id}:{kind}:{start}".encode()).digest()[:8], "big",
-                             signed=True)
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+    # the same request twice at once: the second waits, then finds the first's run
+    advisory_lock(session, f"report_run:{actor.user_id}:{kind}:{start}")
     active = session.scalar(select(ReportRun).where(  # a double click: the run being generated is the answer
         ReportRun.requested_by_id == actor.user_id, ReportRun.kind == kind, ReportRun.period_start == start,
         ReportRun.status.in_(("pending", "running"))).order_by(ReportRun.id.desc()).limit(1))
