@@ -20,10 +20,10 @@ from engine.errors import InvalidInput
 from engine.org.actors import Actor
 from engine.runtime import instances
 from engine.runtime.models import ProcessDefinition, ProcessInstance
+from plan.dates import YEARS, require_year
 
 PROCESS_KEY = "investment_loop"
 PERIOD_PATTERN = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
-YEARS = (2000, 2100)  # as project dates (plan.projects.fields.day): 9999-12 has no month after it
 
 
 def parse_period(period: str) -> tuple[int, int]:
@@ -35,8 +35,7 @@ def parse_period(period: str) -> tuple[int, int]:
     if match is None:
         raise InvalidInput(f"期间格式应为 YYYY-MM (period must be YYYY-MM): {period!r}", field="period")
     year = int(match.group(1))
-    if not YEARS[0] <= year <= YEARS[1]:
-        raise InvalidInput(f"期间 {period} 超出范围 {YEARS[0]}–{YEARS[1]} 年 (period out of range)", field="period")
+    require_year(year, field="period", message=f"期间 {period} 超出范围 {YEARS} 年 (period out of range)")
     return year, int(match.group(2))
 
 

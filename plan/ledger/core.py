@@ -27,6 +27,7 @@ from engine.org.actors import Actor
 from engine.org.models import OrgUnit, User
 from engine.runtime import due_time
 from engine.runtime.effects import RunContext, service
+from plan.dates import YEARS, require_year
 from plan.ledger.models import LedgerIssue
 from plan.projects.models import Project
 
@@ -64,8 +65,8 @@ def _date(value: Any, field: str) -> date | None:
         day = value if isinstance(value, date) and not isinstance(value, datetime) else date.fromisoformat(str(value))
     except ValueError:
         raise InvalidInput(f"{field} 不是日期 YYYY-MM-DD (not a date): {value!r}", field=field) from None
-    if not 2000 <= day.year <= 2100:  # as project dates; 9999-12-31 would stop the instance at a bare assert
-        raise InvalidInput(f"{field} 超出范围 2000–2100 年 (date out of range): {value!r}", field=field)
+    # 9999-12-31 would stop the instance at a bare assert
+    require_year(day.year, field=field, message=f"{field} 超出范围 {YEARS} 年 (date out of range): {value!r}")
     return day
 
 

@@ -7,6 +7,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from engine.errors import InvalidInput
+from plan.dates import require_year
 
 PLANNED_FIELDS = ("planned_sign", "planned_start", "planned_complete", "planned_produce")
 PLANNED_NAMES = {"planned_sign": "计划签约日期", "planned_start": "计划开工日期", "planned_complete": "计划竣工日期",
@@ -37,8 +38,7 @@ def day(value: Any, field: str) -> date | None:
     except ValueError:
         raise InvalidInput(f"{PLANNED_NAMES.get(field, field)}：日期格式应为 YYYY-MM-DD (not a date)",
                            field=field) from None
-    if not 2000 <= found.year <= 2100:
-        raise InvalidInput(f"{PLANNED_NAMES.get(field, field)}：日期超出范围 (date out of range)", field=field)
+    require_year(found.year, field=field, message=f"{PLANNED_NAMES.get(field, field)}：日期超出范围 (date out of range)")
     return found
 
 

@@ -22,6 +22,7 @@ from engine.errors import Forbidden, InvalidInput, NotFound
 from engine.org.actors import Actor
 from engine.org.models import OrgUnit, Role
 from plan import supervision
+from plan.dates import YEARS, require_year
 from plan.ledger.models import LedgerIssue
 from plan.projects.deadlines import NEXT_STAGE
 from plan.projects.models import Project, ProjectStage
@@ -29,7 +30,6 @@ from plan.reports.models import ReportRun
 
 KINDS = {"weekly": "周调度", "monthly": "月通报"}
 REPORT_ROLES = ("leader", "city_leader", "ledger_officer", "auditor", "process_owner", "data_officer")
-YEARS = (2000, 2100)  # the days a report may be asked for, as project dates (plan.projects.fields.day)
 STALE_PENDING = timedelta(seconds=30)  # a run nobody picked up (its kick was lost)
 STALE_RUNNING = timedelta(minutes=10)  # a run whose worker died
 FORMATS = ("xlsx", "pdf")  # the files a run produces (ReportRun's deferred columns)
@@ -90,8 +90,7 @@ def period(kind: str, day: date) -> tuple[date, date, str]:
 
     Raises: InvalidInput for an unknown kind or a day outside 2000–2100.
     """
-    if not YEARS[0] <= day.year <= YEARS[1]:  # 9999-12 has no month after it; year 1 no week before it in UTC
-        raise InvalidInput(f"日期 {day} 超出范围 {YEARS[0]}–{YEARS[1]} 年 (day out of range)", field="day")
+    require_year(day.year, field="day", message=f"日期 {day} 超出范围 {YEARS} 年 (day out of range)")
     if kind == "weekly":
         start = day - timedelta(days=day.weekday())
         end = start + timedelta(days=7)

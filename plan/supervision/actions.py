@@ -24,6 +24,7 @@ from engine.org.models import User
 from engine.tasks import lookup, operations, people
 from engine.tasks.collab_models import Comment
 from engine.tasks.models import HumanTask, TaskCandidate
+from plan.dates import YEARS, require_year
 from plan.ledger.models import LedgerIssue
 from plan.projects.deadlines import NEXT_STAGE
 from plan.projects.fields import PLANNED_FIELDS, check_planned
@@ -58,8 +59,8 @@ def _log(session: Session, actor: Actor, target: Target, action: str, *, note: s
 def _new_deadline(day: date | None, now: datetime) -> datetime | None:
     if day is None:
         return None
-    if not 2000 <= day.year <= 2100:  # as project dates; 9999-12-31 overflows the escalation ladder after it
-        raise InvalidInput(f"新的期限 {day} 超出范围 2000–2100 年 (date out of range)", field="due_date")
+    # 9999-12-31 would overflow the escalation ladder after it
+    require_year(day.year, field="due_date", message=f"新的期限 {day} 超出范围 {YEARS} 年 (date out of range)")
     due = sla.deadline_of(day)
     if due <= now:
         raise InvalidInput("新的期限须晚于现在 (the new deadline must be in the future)", field="due_date")
