@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import case, delete, select, update
+from sqlalchemy import case, delete, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -36,30 +36,17 @@ def _keys(username: str, address: str | None) -> list[str]:
     return keys
 
 
-def retry_after(session: Session, *, username: str, address: str | None, now: datetime, limits: Limits) -> int:
-    """Return the seconds to wait before this account or address may try again; 0 when it may try now."""
-    window = timedelta(seconds=limits.window_seconds)
-    wait = 0
-    for row in session.scalars(select(LoginFailure).where(LoginFailure.key.in_(_keys(username, address)))):
-        limit = limits.per_account if row.key.startswith("user:") else limits.per_address
-        ends = row.window_start + window
-        if row.failures >= limit and ends > now:
-            wait = max(wait, int((ends - now).total_seconds()) + 1)
-    return wait
-
-
-def record_failure(session: Session, *, username: str, address: str | None, now: datetime, limits: Limits) -> None:
-    """Count one failed login against the account and the address (an atomic upsert; flushes)."""
-    stale = now - timedelta(seconds=limits.window_seconds)
+def _count(session: Session, key: str, *, now: datetime, stale: datetime) -> tuple[int, datetime]:
+    """Count one try against a key in one atomic upsert (a window older than `stale` starts again at `now`);
+    return the key's failures and window start."""
     insert = pg_insert if is_postgres(session) else sqlite_insert
-    for key in _keys(username, address):
-        stmt = insert(LoginFailure).values(key=key, failures=1, window_start=now)
-        restart = LoginFailure.window_start <= stale
-        session.execute(stmt.on_conflict_do_update(index_elements=[LoginFailure.key], set_={
-            "failures": case((restart, 1), else_=LoginFailure.failures + 1),
-            "window_start": case((restart, now), else_=LoginFailure.window_start),
-        }))
-    session.flush()
+    restart = LoginFailure.window_start <= stale
+    stmt = insert(LoginFailure).values(key=key, failures=1, window_start=now)
+    failures, start = session.execute(stmt.on_conflict_do_update(index_elements=[LoginFailure.key], set_={
+        "failures": case((restart, 1), else_=LoginFailure.failures + 1),
+        "window_start": case((restart, now), else_=LoginFailure.window_start),
+    }).returning(LoginFailure.failures, LoginFailure.window_start)).one()
+    return int(failures), start
 
 
 def attempt(session: Session, *, username: str, address: str | None, now: datetime, limits: Limits) -> int:
@@ -70,16 +57,9 @@ def attempt(session: Session, *, username: str, address: str | None, now: dateti
     looked at; counted first (one atomic upsert each), no more than the limit ever are. A refused try is taken back.
     """
     window = timedelta(seconds=limits.window_seconds)
-    stale = now - window
-    insert = pg_insert if is_postgres(session) else sqlite_insert
     wait, keys = 0, _keys(username, address)
     for key in keys:
-        restart = LoginFailure.window_start <= stale
-        stmt = insert(LoginFailure).values(key=key, failures=1, window_start=now)
-        failures, start = session.execute(stmt.on_conflict_do_update(index_elements=[LoginFailure.key], set_={
-            "failures": case((restart, 1), else_=LoginFailure.failures + 1),
-            "window_start": case((restart, now), else_=LoginFailure.window_start),
-        }).returning(LoginFailure.failures, LoginFailure.window_start)).one()
+        failures, start = _count(session, key, now=now, stale=now - window)
         limit = limits.per_account if key.startswith("user:") else limits.per_address
         if failures > limit:
             wait = max(wait, int((start + window - now).total_seconds()) + 1)

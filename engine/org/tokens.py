@@ -111,13 +111,6 @@ def owner(session: Session, username: str) -> User:
     return user
 
 
-def user_id_of(session: Session, plaintext: str) -> int | None:
-    """Return the id of the user owning an unrevoked, unexpired token, or None (a read: last_used_at is left alone)."""
-    return session.scalar(select(ApiToken.user_id).where(ApiToken.token_hash == digest(plaintext),
-                                                         ApiToken.revoked_at.is_(None),
-                                                         ApiToken.expires_at > clock.now()))
-
-
 # Built once: the token, its user and what the user holds, in one read (an API request's first). Columns, not
 # entities: an API request needs the Actor only, and loading two entities into the session cost more than the read.
 _TOKEN_ACTOR = (with_holdings(select(ApiToken.id.label("token_id"), ApiToken.last_used_at, ApiToken.expires_at,

@@ -14,19 +14,20 @@ from engine.org.models import LoginFailure
 LIMITS = login_guard.Limits(per_account=3, per_address=5, window_seconds=600)
 
 
-def test_hole7_failures_lock_the_account_then_the_window_passes(session: Session, frozen: Any) -> None:
-    for _ in range(3):
-        assert login_guard.retry_after(session, username="Fg", address="10.0.0.1", now=frozen.now(),
-                                       limits=LIMITS) == 0
-        login_guard.record_failure(session, username="Fg", address="10.0.0.1", now=frozen.now(), limits=LIMITS)
-        session.commit()
-    # the account is what counts, whatever the spelling or the address
-    assert login_guard.retry_after(session, username="fg ", address="10.0.0.2", now=frozen.now(), limits=LIMITS) == 601
-    assert login_guard.retry_after(session, username="zr", address="10.0.0.1", now=frozen.now(), limits=LIMITS) == 0
-    frozen.advance(timedelta(seconds=601))
-    assert login_guard.retry_after(session, username="fg", address="10.0.0.2", now=frozen.now(), limits=LIMITS) == 0
-    login_guard.record_failure(session, username="fg", address="10.0.0.1", now=frozen.now(), limits=LIMITS)
+def _attempt(session: Session, frozen: Any, username: str, address: str) -> int:
+    wait = login_guard.attempt(session, username=username, address=address, now=frozen.now(), limits=LIMITS)
     session.commit()
+    return wait
+
+
+def test_hole7_failures_lock_the_account_then_the_window_passes(session: Session, frozen: Any) -> None:
+    assert [_attempt(session, frozen, "Fg", "10.0.0.1") for _ in range(3)] == [0, 0, 0]
+    # the account is what counts, whatever the spelling or the address
+    assert _attempt(session, frozen, "fg ", "10.0.0.2") == 601
+    assert _attempt(session, frozen, "zr", "10.0.0.1") == 0
+    frozen.advance(timedelta(seconds=601))
+    assert _attempt(session, frozen, "fg", "10.0.0.2") == 0
+    session.expire_all()
     row = session.get(LoginFailure, "user:fg")
     assert row is not None and row.failures == 1  # a new window began
 
@@ -53,10 +54,9 @@ def test_a_try_is_counted_before_its_check_a_refused_one_and_a_success_are_taken
 
 
 def test_hole7_stale_counters_are_purged(session: Session, frozen: Any) -> None:
-    login_guard.record_failure(session, username="a", address="10.0.0.1", now=frozen.now(), limits=LIMITS)
-    session.commit()
+    _attempt(session, frozen, "a", "10.0.0.1")
     frozen.advance(timedelta(seconds=601))
-    login_guard.record_failure(session, username="b", address="10.0.0.9", now=frozen.now(), limits=LIMITS)
+    login_guard.attempt(session, username="b", address="10.0.0.9", now=frozen.now(), limits=LIMITS)
     assert login_guard.purge(session, now=frozen.now(), limits=LIMITS) == 2
     session.commit()
     assert session.scalar(select(func.count()).select_from(LoginFailure)) == 2
