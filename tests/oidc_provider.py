@@ -33,6 +33,17 @@ with warnings.catch_warnings():  # it imports authlib.jose, which Authlib 1.9 de
     import oidc_provider_mock
 
 LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
+CLIENT_ID = "jzflow-test"  # jzflow's client at the test provider
+
+
+def configure(monkeypatch: Any, issuer: str, **settings: str) -> None:
+    """Point jzflow's single sign-on at a test provider (`settings`: more JZFLOW_OIDC_* variables, by name)."""
+    from engine.org import oidc
+
+    for name, value in {"JZFLOW_OIDC_ISSUER": issuer, "JZFLOW_OIDC_CLIENT_ID": CLIENT_ID,
+                        "JZFLOW_OIDC_CLIENT_SECRET": "s3cret", "JZFLOW_OIDC_LOCAL_LOGINS": "admin", **settings}.items():
+        monkeypatch.setenv(name, value)
+    oidc.METADATA.clear()
 
 
 @dataclass

@@ -51,3 +51,13 @@ def login(app: Flask) -> Callable[[str], FlaskClient]:
         assert response.status_code == 302, response.get_data(as_text=True)
         return client
     return log_in
+
+
+@pytest.fixture(scope="module")
+def provider() -> Iterator[Any]:
+    """A test OpenID Connect provider on loopback, one per test module (tests/oidc_provider.py, imported by the
+    modules that use it, under their filter of its dependencies' deprecation warnings)."""
+    from tests.oidc_provider import running
+
+    with running() as p:
+        yield p

@@ -33,10 +33,10 @@ from engine.org import core, oidc
 from engine.org.models import User
 from engine.org.sso_models import SsoLogoutToken, SsoSession
 from tests.engine.conftest import at_once
-from tests.oidc_provider import LOGOUT_EVENT, Provider, running
+from tests.oidc_provider import CLIENT_ID, LOGOUT_EVENT, Provider, configure, running
 from tests.web.conftest import app_on, csrf_of
 from tests.web.flows import Api, token_for
-from tests.web.test_sso_login import CLIENT_ID, _logged_in, _sign_in
+from tests.web.test_sso_login import _logged_in, _sign_in
 from web.auth.sso import LOGOUT_HINT
 from web.common import SSO_SESSION
 
@@ -45,20 +45,10 @@ pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning:authlib.*")
 URL = "/login/sso/backchannel-logout"
 
 
-@pytest.fixture(scope="module")
-def provider() -> Iterator[Provider]:
-    with running() as p:
-        yield p
-
-
 @pytest.fixture
 def sso_app(db_url: str, session: Session, review_org: dict[str, Any], provider: Provider,
             monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
-    monkeypatch.setenv("JZFLOW_OIDC_ISSUER", provider.issuer)
-    monkeypatch.setenv("JZFLOW_OIDC_CLIENT_ID", CLIENT_ID)
-    monkeypatch.setenv("JZFLOW_OIDC_CLIENT_SECRET", "s3cret")
-    monkeypatch.setenv("JZFLOW_OIDC_LOCAL_LOGINS", "admin")
-    oidc.METADATA.clear()
+    configure(monkeypatch, provider.issuer)
     yield from app_on(db_url, session)
     oidc.METADATA.clear()
 
@@ -381,9 +371,7 @@ def test_a_provider_that_cannot_be_reached_for_its_keys_ends_nothing(db_url: str
                                                                       review_org: dict[str, Any],
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     with running() as gone:
-        monkeypatch.setenv("JZFLOW_OIDC_ISSUER", gone.issuer)
-        monkeypatch.setenv("JZFLOW_OIDC_CLIENT_ID", CLIENT_ID)
-        monkeypatch.setenv("JZFLOW_OIDC_CLIENT_SECRET", "s3cret")
+        configure(monkeypatch, gone.issuer)
         apps = app_on(db_url, session)
         app = next(apps)
         client = _signed_in(app, gone, "sub-gone")

@@ -27,29 +27,17 @@ from engine.audit.models import AuditEvent
 from engine.org import oidc
 from engine.org.models import Membership, OrgUnit, Role, User
 from tests.engine.conftest import at_once
-from tests.oidc_provider import Provider, running
+from tests.oidc_provider import CLIENT_ID, Provider, configure
 from tests.web.conftest import PASSWORD, app_on, csrf_of
 
 pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning:authlib.*"),
               pytest.mark.filterwarnings("ignore::DeprecationWarning:oidc_provider_mock.*")]
-CLIENT_ID = "jzflow-test"
-
-
-@pytest.fixture(scope="module")
-def provider() -> Iterator[Provider]:
-    with running() as p:
-        yield p
 
 
 @pytest.fixture
 def sso_app(db_url: str, session: Session, review_org: dict[str, Any], provider: Provider,
             monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
-    monkeypatch.setenv("JZFLOW_OIDC_ISSUER", provider.issuer)
-    monkeypatch.setenv("JZFLOW_OIDC_CLIENT_ID", CLIENT_ID)
-    monkeypatch.setenv("JZFLOW_OIDC_CLIENT_SECRET", "s3cret")
-    monkeypatch.setenv("JZFLOW_OIDC_ROLE_MAP", "审批=reviewer, 领导=leader")
-    monkeypatch.setenv("JZFLOW_OIDC_LOCAL_LOGINS", "admin")
-    oidc.METADATA.clear()
+    configure(monkeypatch, provider.issuer, JZFLOW_OIDC_ROLE_MAP="审批=reviewer, 领导=leader")
     yield from app_on(db_url, session)
     oidc.METADATA.clear()
 

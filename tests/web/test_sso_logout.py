@@ -21,32 +21,18 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
 from engine.org import oidc, oidc_logout
-from tests.oidc_provider import Provider, running
+from tests.oidc_provider import CLIENT_ID, Provider, configure, running
 from tests.web.conftest import PASSWORD, app_on, csrf_of
-from tests.web.test_sso_login import CLIENT_ID, _logged_in, _sign_in
+from tests.web.test_sso_login import _logged_in, _sign_in
 
 pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning:authlib.*"),
               pytest.mark.filterwarnings("ignore::DeprecationWarning:oidc_provider_mock.*")]
 
 
-def _env(monkeypatch: pytest.MonkeyPatch, issuer: str) -> None:
-    monkeypatch.setenv("JZFLOW_OIDC_ISSUER", issuer)
-    monkeypatch.setenv("JZFLOW_OIDC_CLIENT_ID", CLIENT_ID)
-    monkeypatch.setenv("JZFLOW_OIDC_CLIENT_SECRET", "s3cret")
-    monkeypatch.setenv("JZFLOW_OIDC_LOCAL_LOGINS", "admin")
-    oidc.METADATA.clear()
-
-
-@pytest.fixture(scope="module")
-def provider() -> Iterator[Provider]:
-    with running() as p:
-        yield p
-
-
 @pytest.fixture
 def sso_app(db_url: str, session: Session, review_org: dict[str, Any], provider: Provider,
             monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
-    _env(monkeypatch, provider.issuer)
+    configure(monkeypatch, provider.issuer)
     yield from app_on(db_url, session)
     oidc.METADATA.clear()
 
@@ -161,7 +147,7 @@ def test_a_provider_without_end_session_gets_the_local_logout(db_url: str, sessi
                                                               review_org: dict[str, Any],
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     with running(end_session=False) as plain:
-        _env(monkeypatch, plain.issuer)
+        configure(monkeypatch, plain.issuer)
         for app in app_on(db_url, session):
             client = app.test_client()
             _signed_in(client, plain, "sub-plain")
@@ -173,7 +159,7 @@ def test_a_provider_without_end_session_gets_the_local_logout(db_url: str, sessi
 def test_the_provider_down_at_logout_still_logs_out_locally(db_url: str, session: Session, review_org: dict[str, Any],
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     with running() as gone:
-        _env(monkeypatch, gone.issuer)
+        configure(monkeypatch, gone.issuer)
         apps = app_on(db_url, session)
         app = next(apps)
         client, english = app.test_client(), app.test_client()
