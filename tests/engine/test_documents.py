@@ -189,6 +189,14 @@ def test_the_pdf_embeds_the_chinese_font_and_escapes_values(tmp_path: Path) -> N
     assert "胶审〔2026〕0001号" in words and "盖章处" in words
     assert "<script>alert(1)</script>" in words and "<font size=80>同意</font>" in words  # shown as text
 
+def _words(body: bytes, tmp_path: Path) -> str:
+    """Return the text of a PDF as poppler's pdftotext reads it (skips the test without poppler-utils)."""
+    if shutil.which("pdftotext") is None:
+        pytest.skip("poppler-utils (pdftotext) is not installed: make system-packages")
+    path = tmp_path / "doc.pdf"
+    path.write_bytes(body)
+    return subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True, check=True).stdout
+
 
 @pytest.mark.parametrize("long", ["同意\n" * 600, "审" * 4000, "x" * 4000, "a\n" * 1999])
 def test_a_value_taller_than_a_page_flows_onto_the_next(long: str, tmp_path: Path) -> None:
@@ -198,11 +206,7 @@ def test_a_value_taller_than_a_page_flows_onto_the_next(long: str, tmp_path: Pat
         pdf.Section("发展和改革局", fields=[formtext.Field("note", "说明", long)], opinions=[long, "同意"])],
         seal=pdf.Seal(["发展和改革局"], "2026年3月2日")))
     assert body.startswith(b"%PDF")
-    if shutil.which("pdftotext") is None:
-        pytest.skip("poppler-utils (pdftotext) is not installed: make system-packages")
-    path = tmp_path / "doc.pdf"
-    path.write_bytes(body)
-    words = subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True, check=True).stdout
+    words = _words(body, tmp_path)
     assert "盖章处" in words and words.count("第") >= 2  # pages after the first, and the seal at the end
 
 
@@ -223,11 +227,7 @@ def test_a_long_table_prints_the_rows_a_form_takes_and_says_how_many_more(tmp_pa
     started = time.monotonic()
     body = pdf.render(pdf.Document(title="审批单", sections=[pdf.Section("1. 填报", fields=fields)]))
     assert time.monotonic() - started < 10
-    if shutil.which("pdftotext") is None:
-        pytest.skip("poppler-utils (pdftotext) is not installed: make system-packages")
-    path = tmp_path / "doc.pdf"
-    path.write_bytes(body)
-    words = subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True, check=True).stdout
+    words = _words(body, tmp_path)
     assert f"企业{rows - 1:05d}" in words and f"企业{rows:05d}" not in words
     assert f"另有 {5_000 - rows:,} 行未打印" in words
 
@@ -238,11 +238,7 @@ def test_a_document_prints_at_most_its_row_limit_in_all(tmp_path: Path) -> None:
     fields = formtext.describe(None, None, {f"k{i:05d}": "v" for i in range(20_000)})
     body = pdf.render(pdf.Document(title="审批单", sections=[pdf.Section("1. 填报", fields=fields),
                                                              pdf.Section("2. 审核", opinions=["同意"])]))
-    if shutil.which("pdftotext") is None:
-        pytest.skip("poppler-utils (pdftotext) is not installed: make system-packages")
-    path = tmp_path / "doc.pdf"
-    path.write_bytes(body)
-    words = subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True, check=True).stdout
+    words = _words(body, tmp_path)
     limit = content_limits.MAX_PRINTED_ROWS
     assert f"k{limit - 2:05d}" in words and f"k{limit:05d}" not in words and "未打印" in words
 
@@ -273,10 +269,6 @@ def test_opinions_count_towards_the_row_limit(tmp_path: Path) -> None:
     limit = content_limits.MAX_PRINTED_ROWS
     opinions = [f"意见{i:05d}" for i in range(5_000)]
     body = pdf.render(pdf.Document(title="审批单", sections=[pdf.Section("1. 审核", opinions=opinions)]))
-    if shutil.which("pdftotext") is None:
-        pytest.skip("poppler-utils (pdftotext) is not installed: make system-packages")
-    path = tmp_path / "doc.pdf"
-    path.write_bytes(body)
-    words = subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True, check=True).stdout
+    words = _words(body, tmp_path)
     assert f"意见{limit - 1:05d}" in words and f"意见{limit:05d}" not in words
     assert f"另有 {5_000 - limit:,} 条未打印" in words
