@@ -225,6 +225,14 @@ def test_send_back_to_the_previous_step_and_to_the_applicant(session: Session, i
     assert audit.verify(session).ok
 
 
+def _filled(session: Session, instance: int, applicant: Actor) -> tuple[HumanTask, HumanTask]:
+    """Submit the fill step; return it and the review step it opened."""
+    fill(session, instance, applicant)
+    done = session.scalar(select(HumanTask).where(HumanTask.instance_id == instance, HumanTask.bpmn_id == "fill"))
+    assert done is not None
+    return done, open_task(session, instance, "review")
+
+
 def test_withdraw_until_the_next_handler_acts(session: Session, instance: int, review_org: dict[str, Actor]) -> None:
     fill(session, instance, review_org["applicant"])
     done = session.scalar(select(HumanTask).where(HumanTask.instance_id == instance, HumanTask.bpmn_id == "fill"))
@@ -281,10 +289,8 @@ def test_cc_comments_and_attachments_respect_who_may_see(session: Session, insta
 
 def test_withdraw_is_refused_once_the_next_handler_has_uploaded_a_file(session: Session, instance: int,
                                                                       review_org: dict[str, Actor]) -> None:
-    fill(session, instance, review_org["applicant"])
-    done = session.scalar(select(HumanTask).where(HumanTask.instance_id == instance, HumanTask.bpmn_id == "fill"))
-    review = open_task(session, instance, "review")
-    assert done is not None and review.assignee_id is None  # not claimed: the upload is the only trace
+    done, review = _filled(session, instance, review_org["applicant"])
+    assert review.assignee_id is None  # not claimed: the upload is the only trace
     operations.attach(session, instance_id=instance, actor=review_org["fg"], name="审查意见.docx", content=b"doc",
                       task_id=review.id)
     session.commit()
@@ -295,10 +301,7 @@ def test_withdraw_is_refused_once_the_next_handler_has_uploaded_a_file(session: 
 
 def test_withdraw_is_not_refused_for_what_others_than_the_next_handlers_did(session: Session, instance: int,
                                                                            review_org: dict[str, Actor]) -> None:
-    fill(session, instance, review_org["applicant"])
-    done = session.scalar(select(HumanTask).where(HumanTask.instance_id == instance, HumanTask.bpmn_id == "fill"))
-    review = open_task(session, instance, "review")
-    assert done is not None
+    done, review = _filled(session, instance, review_org["applicant"])
     # 催办 by the submitter and by an administrator, the submitter's own note and file, an administrator's comment
     # and 抄送 on the next step: none of them is the next handler acting.
     operations.urge(session, task_id=review.id, actor=review_org["applicant"], message="请尽快审查")
@@ -319,10 +322,7 @@ def test_withdraw_is_not_refused_for_what_others_than_the_next_handlers_did(sess
 
 def test_withdraw_is_refused_once_the_next_handler_has_commented(session: Session, instance: int,
                                                                 review_org: dict[str, Actor]) -> None:
-    fill(session, instance, review_org["applicant"])
-    done = session.scalar(select(HumanTask).where(HumanTask.instance_id == instance, HumanTask.bpmn_id == "fill"))
-    review = open_task(session, instance, "review")
-    assert done is not None
+    done, review = _filled(session, instance, review_org["applicant"])
     operations.add_comment(session, instance_id=instance, actor=review_org["fg"], body="材料在看", task_id=review.id)
     session.commit()
     with pytest.raises(Conflict, match="下一步已有人处理"):
