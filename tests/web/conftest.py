@@ -61,3 +61,15 @@ def provider() -> Iterator[Any]:
 
     with running() as p:
         yield p
+
+
+@pytest.fixture
+def sso_app(db_url: str, session: Session, review_org: dict[str, Any], provider: Any,
+            monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
+    """The app with single sign-on at the test provider (a module may override it with settings of its own)."""
+    from engine.org import oidc
+    from tests.oidc_provider import configure
+
+    configure(monkeypatch, provider.issuer)
+    yield from app_on(db_url, session)
+    oidc.METADATA.clear()

@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 from werkzeug.test import TestResponse
 
@@ -31,6 +31,22 @@ START_SCHEMA = """{
   },
   "additionalProperties": false
 }"""
+
+
+@contextmanager
+def statements(app: Flask) -> Iterator[list[str]]:
+    """Collect the SQL the app sends while the block runs, each statement on one line."""
+    sent: list[str] = []
+
+    def log(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        sent.append(" ".join(statement.split()))
+
+    engine = app.extensions["jzflow.engine"]
+    event.listen(engine, "before_cursor_execute", log)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", log)
 
 
 @contextmanager

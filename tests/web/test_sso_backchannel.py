@@ -14,7 +14,6 @@ import base64
 import hashlib
 import hmac
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -23,7 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from flask import Flask
 from flask.testing import FlaskClient
 from joserfc.jwk import RSAKey
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from werkzeug.security import generate_password_hash
 
@@ -35,7 +34,7 @@ from engine.org.sso_models import SsoLogoutToken, SsoSession
 from tests.engine.conftest import at_once
 from tests.oidc_provider import CLIENT_ID, LOGOUT_EVENT, Provider, configure, running
 from tests.web.conftest import app_on, csrf_of
-from tests.web.flows import Api, token_for
+from tests.web.flows import Api, statements, token_for
 from tests.web.test_sso_login import _logged_in, _sign_in
 from web.auth.sso import LOGOUT_HINT
 from web.common import SSO_SESSION
@@ -43,14 +42,6 @@ from web.common import SSO_SESSION
 pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning:authlib.*"),
               pytest.mark.filterwarnings("ignore::DeprecationWarning:oidc_provider_mock.*")]
 URL = "/login/sso/backchannel-logout"
-
-
-@pytest.fixture
-def sso_app(db_url: str, session: Session, review_org: dict[str, Any], provider: Provider,
-            monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
-    configure(monkeypatch, provider.issuer)
-    yield from app_on(db_url, session)
-    oidc.METADATA.clear()
 
 
 def _signed_in(app: Flask, provider: Provider, sub: str, sid: str | None = None) -> FlaskClient:
@@ -160,18 +151,9 @@ def test_a_sid_of_a_directory_synced_account_with_another_subject_ends_nothing(s
 
 
 def _reads(app: Flask, client: FlaskClient, path: str) -> list[str]:
-    statements: list[str] = []
-
-    def log(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        statements.append(" ".join(statement.split()))
-
-    engine = app.extensions["jzflow.engine"]
-    event.listen(engine, "before_cursor_execute", log)
-    try:
+    with statements(app) as sent:
         assert client.get(path).status_code == 200
-    finally:
-        event.remove(engine, "before_cursor_execute", log)
-    return statements
+    return sent
 
 
 def test_a_request_of_an_sso_login_reads_no_more_than_one_of_a_password_login(sso_app: Flask,

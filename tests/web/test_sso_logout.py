@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import zlib
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -27,14 +26,6 @@ from tests.web.test_sso_login import _logged_in, _sign_in
 
 pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning:authlib.*"),
               pytest.mark.filterwarnings("ignore::DeprecationWarning:oidc_provider_mock.*")]
-
-
-@pytest.fixture
-def sso_app(db_url: str, session: Session, review_org: dict[str, Any], provider: Provider,
-            monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
-    configure(monkeypatch, provider.issuer)
-    yield from app_on(db_url, session)
-    oidc.METADATA.clear()
 
 
 def _signed_in(client: FlaskClient, provider: Provider, sub: str = "sub-out") -> None:

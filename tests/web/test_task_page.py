@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import event, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine import deploy, runtime, tasks
@@ -24,6 +24,7 @@ from engine.tasks.collab_models import Attachment, CarbonCopy, Comment
 from engine.tasks.models import HumanTask
 from tests.conftest import FIXTURES
 from tests.web.conftest import csrf_of
+from tests.web.flows import statements as statements_of
 
 Login = Callable[[str], FlaskClient]
 XSS = '<script>alert("xss")</script><img src=x onerror=alert(1)>'
@@ -646,17 +647,8 @@ def test_a_web_completion_reads_the_task_row_and_the_form_texts_once(app: Flask,
     fg = login("fg")
     post(fg, f"/tasks/{review}/claim")
     token = csrf_of(fg, f"/tasks/{review}")
-    statements: list[str] = []
-
-    def log(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        statements.append(" ".join(statement.split()))
-
-    engine = app.extensions["jzflow.engine"]
-    event.listen(engine, "before_cursor_execute", log)
-    try:
+    with statements_of(app) as statements:
         response = fg.post(f"/tasks/{review}/complete", data={"f/approved": "true", "csrf_token": token})
-    finally:
-        event.remove(engine, "before_cursor_execute", log)
     assert response.status_code == 302
     by_id = [s for s in statements if s.startswith("SELECT human_task.") and "WHERE human_task.id =" in s]
     files = [s for s in statements if "FROM process_file" in s]
