@@ -6,6 +6,8 @@ it cannot be reached the PostgreSQL cases are skipped on a laptop — and fail u
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -160,6 +162,15 @@ def review_org(session: Session) -> dict[str, Actor]:
     org.add_user(session, username="admin", display_name="管理员", is_admin=True)
     session.commit()
     return {u: actor_for(session, u) for u in ("applicant", "window", "fg", "zr", "st", "boss", "admin")}
+
+
+def pdf_text(body: bytes, tmp_path: Path) -> str:
+    """Return the text of a PDF as poppler's pdftotext reads it (skips the test without poppler-utils)."""
+    if shutil.which("pdftotext") is None:
+        pytest.skip("poppler-utils (pdftotext) is not installed: make system-packages")
+    path = tmp_path / "doc.pdf"
+    path.write_bytes(body)
+    return subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True, check=True).stdout
 
 
 def read_fixture_dir(*parts: str) -> dict[str, bytes]:

@@ -19,7 +19,7 @@ from engine.documents.models import DocumentSequence, IssuedDocument
 from engine.errors import InvalidInput
 from engine.org.actors import SYSTEM, Actor, actor_for
 from engine.runtime import formtext, instances
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, pdf_text
 
 RULE = numbering.NumberRule("cert", "胶审〔{year}〕{seq:04d}号")
 
@@ -45,6 +45,7 @@ def _issue(session: Session, iid: int, actor: Actor, day: date = date(2026, 3, 2
 
 
 # --- rules ------------------------------------------------------------------------------------------------
+
 
 def test_a_rule_formats_prefix_year_and_padded_sequence() -> None:
     assert RULE.format(2026, 1) == "胶审〔2026〕0001号"
@@ -72,6 +73,7 @@ def test_the_environment_overrides_a_rule(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 # --- the sequence -----------------------------------------------------------------------------------------
+
 
 def test_numbers_follow_per_year_and_an_instance_gets_one(session: Session, clerk: Actor) -> None:
     a, b, c = _instances(session, clerk, 3)
@@ -153,6 +155,7 @@ def test_allocations_racing_with_a_rollback_stay_gap_free(factory: sessionmaker[
 
 # --- verification codes -------------------------------------------------------------------------------------
 
+
 def test_codes_verify_typed_loosely_and_malformed_ones_are_named(session: Session, clerk: Actor) -> None:
     (iid,) = _instances(session, clerk, 1)
     doc = _issue(session, iid, clerk)
@@ -170,6 +173,7 @@ def test_codes_verify_typed_loosely_and_malformed_ones_are_named(session: Sessio
 
 
 # --- PDF ------------------------------------------------------------------------------------------------------
+
 
 def test_the_pdf_embeds_the_chinese_font_and_escapes_values(tmp_path: Path) -> None:
     fields = [formtext.Field("a", "意见", "<b>不</b>同意 & <script>alert(1)</script>")]
@@ -189,14 +193,6 @@ def test_the_pdf_embeds_the_chinese_font_and_escapes_values(tmp_path: Path) -> N
     assert "胶审〔2026〕0001号" in words and "盖章处" in words
     assert "<script>alert(1)</script>" in words and "<font size=80>同意</font>" in words  # shown as text
 
-def _words(body: bytes, tmp_path: Path) -> str:
-    """Return the text of a PDF as poppler's pdftotext reads it (skips the test without poppler-utils)."""
-    if shutil.which("pdftotext") is None:
-        pytest.skip("poppler-utils (pdftotext) is not installed: make system-packages")
-    path = tmp_path / "doc.pdf"
-    path.write_bytes(body)
-    return subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True, check=True).stdout
-
 
 @pytest.mark.parametrize("long", ["同意\n" * 600, "审" * 4000, "x" * 4000, "a\n" * 1999])
 def test_a_value_taller_than_a_page_flows_onto_the_next(long: str, tmp_path: Path) -> None:
@@ -206,7 +202,7 @@ def test_a_value_taller_than_a_page_flows_onto_the_next(long: str, tmp_path: Pat
         pdf.Section("发展和改革局", fields=[formtext.Field("note", "说明", long)], opinions=[long, "同意"])],
         seal=pdf.Seal(["发展和改革局"], "2026年3月2日")))
     assert body.startswith(b"%PDF")
-    words = _words(body, tmp_path)
+    words = pdf_text(body, tmp_path)
     assert "盖章处" in words and words.count("第") >= 2  # pages after the first, and the seal at the end
 
 
@@ -227,7 +223,7 @@ def test_a_long_table_prints_the_rows_a_form_takes_and_says_how_many_more(tmp_pa
     started = time.monotonic()
     body = pdf.render(pdf.Document(title="审批单", sections=[pdf.Section("1. 填报", fields=fields)]))
     assert time.monotonic() - started < 10
-    words = _words(body, tmp_path)
+    words = pdf_text(body, tmp_path)
     assert f"企业{rows - 1:05d}" in words and f"企业{rows:05d}" not in words
     assert f"另有 {5_000 - rows:,} 行未打印" in words
 
@@ -238,12 +234,13 @@ def test_a_document_prints_at_most_its_row_limit_in_all(tmp_path: Path) -> None:
     fields = formtext.describe(None, None, {f"k{i:05d}": "v" for i in range(20_000)})
     body = pdf.render(pdf.Document(title="审批单", sections=[pdf.Section("1. 填报", fields=fields),
                                                              pdf.Section("2. 审核", opinions=["同意"])]))
-    words = _words(body, tmp_path)
+    words = pdf_text(body, tmp_path)
     limit = content_limits.MAX_PRINTED_ROWS
     assert f"k{limit - 2:05d}" in words and f"k{limit:05d}" not in words and "未打印" in words
 
 
 # --- submitted forms as people read them ------------------------------------------------------------------------
+
 
 def test_submitted_data_reads_with_labels_and_enum_titles() -> None:
     schema = {"type": "object", "properties": {
@@ -269,6 +266,6 @@ def test_opinions_count_towards_the_row_limit(tmp_path: Path) -> None:
     limit = content_limits.MAX_PRINTED_ROWS
     opinions = [f"意见{i:05d}" for i in range(5_000)]
     body = pdf.render(pdf.Document(title="审批单", sections=[pdf.Section("1. 审核", opinions=opinions)]))
-    words = _words(body, tmp_path)
+    words = pdf_text(body, tmp_path)
     assert f"意见{limit - 1:05d}" in words and f"意见{limit:05d}" not in words
     assert f"另有 {5_000 - limit:,} 条未打印" in words

@@ -1,13 +1,10 @@
 """An archived instance on the web: its page and its audit page still show its finished steps; changes are refused."""
 from __future__ import annotations
 
-import shutil
-import subprocess
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
@@ -18,6 +15,7 @@ from engine.org.actors import actor_for
 from engine.runtime.models import ProcessInstance
 from engine.tasks import operations, submissions
 from engine.tasks.models import HumanTask, archived_tasks
+from tests.conftest import pdf_text
 from tests.web.flows import db, deploy_good, open_task, post, started_review
 
 Login = Callable[[str], FlaskClient]
@@ -80,6 +78,7 @@ def test_an_archived_instance_stays_readable_and_refuses_changes(app: Flask, log
 
 # --- what archiving must not take away: the 审批单, the submitted steps, the attachments ---------------------------
 
+
 def _finish_with_attachment(app: Flask, instance_id: int) -> tuple[int, int]:
     return _finish(app, instance_id, attach=True)
 
@@ -87,14 +86,6 @@ def _finish_with_attachment(app: Flask, instance_id: int) -> tuple[int, int]:
 def _archive(app: Flask) -> None:
     clock.advance(timedelta(days=400))
     assert archive.run(app.extensions["jzflow.sessionmaker"], after_days=365, batch=10).moved == 1
-
-
-def _pdf_words(body: bytes, tmp_path: Path) -> str:
-    if shutil.which("pdftotext") is None:
-        pytest.skip("poppler-utils is not installed: make system-packages")
-    path = tmp_path / "sheet.pdf"
-    path.write_bytes(body)
-    return subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True, check=True).stdout
 
 
 def test_the_approval_sheet_of_an_archived_instance_keeps_its_steps(app: Flask, login: Login, frozen: object,
@@ -112,7 +103,7 @@ def test_the_approval_sheet_of_an_archived_instance_keeps_its_steps(app: Flask, 
     assert "尚无已办结的步骤" not in text and "window的意见" in text and "一窗受理" in text and "提交项目申请" in text
     pdf = window.get(f"/instances/{row.id}/sheet.pdf")
     assert pdf.status_code == 200
-    words = _pdf_words(pdf.data, tmp_path)
+    words = pdf_text(pdf.data, tmp_path)
     assert "window的意见" in words and "一窗受理" in words and "提交项目申请" in words, words
 
 

@@ -20,6 +20,7 @@ from engine import clock, documents, runtime
 from engine.org.actors import Actor
 from engine.org.models import User
 from engine.runtime import instances
+from tests.conftest import pdf_text
 from tests.processes.test_parallel_approval import (  # noqa: F401 (fixtures used by name)
     APPLICATION,
     DEPARTMENTS,
@@ -183,14 +184,6 @@ def _client_at(app: Flask, username: str, base_url: str) -> FlaskClient:
     return client
 
 
-def _pdf_words(body: bytes, tmp_path: Path) -> str:
-    if shutil.which("pdftotext") is None:
-        pytest.skip("poppler-utils is not installed: make system-packages")
-    path = tmp_path / "doc.pdf"
-    path.write_bytes(body)
-    return subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True, check=True).stdout
-
-
 @pytest.mark.parametrize("public_url", ["https://jzflow.jiaozhou.gov.cn", "https://jzflow.jiaozhou.gov.cn:8443/"])
 def test_the_verification_link_is_the_public_address_whatever_host_the_request_names(
         app: Flask, finished: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, public_url: str) -> None:
@@ -201,7 +194,7 @@ def test_the_verification_link_is_the_public_address_whatever_host_the_request_n
     doc = _doc(app, finished)
     cert = window.get(f"/instances/{finished}/documents/{doc.id}.pdf", base_url="http://evil.example")
     assert cert.status_code == 200
-    words = _pdf_words(cert.data, tmp_path)
+    words = pdf_text(cert.data, tmp_path)
     expected = public_url.rstrip("/") + f"/verify/{documents.display_code(doc.verify_code)}"
     assert expected in "".join(words.split()), words
     assert "evil.example" not in words
@@ -213,7 +206,7 @@ def test_without_a_public_address_the_link_is_the_address_the_request_came_to(
     window = _client_at(app, "window_wang", "http://127.0.0.1:5000")
     doc = _doc(app, finished)
     cert = window.get(f"/instances/{finished}/documents/{doc.id}.pdf", base_url="http://127.0.0.1:5000")
-    assert "http://127.0.0.1:5000/verify/" in "".join(_pdf_words(cert.data, tmp_path).split())
+    assert "http://127.0.0.1:5000/verify/" in "".join(pdf_text(cert.data, tmp_path).split())
 
 
 def test_verify_answers_good_unknown_and_malformed_codes(app: Flask, finished: int) -> None:
