@@ -56,11 +56,6 @@ def pending(session: Session, *, limit: int = 100) -> list[tuple[int, str]]:
     return [(row.id, row.kind) for row in session.execute(q)]
 
 
-def pending_ids(session: Session, *, limit: int = 100) -> list[int]:
-    """Return ids of messages due for delivery, oldest first."""
-    return [message_id for message_id, _kind in pending(session, limit=limit)]
-
-
 def lease(session: Session, message_id: int, *, seconds: int) -> bool:
     """Count an attempt at a message about to leave the process and keep other workers off it for `seconds`, by
     compare-and-set (the caller commits before sending); False when it is no longer due (another worker took it)."""

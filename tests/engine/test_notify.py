@@ -247,4 +247,4 @@ def test_a_message_whose_delivery_kills_the_worker_does_not_hold_up_the_rest(
             pass
     session.refresh(bad)
     assert bad.attempts == outbox.MAX_ATTEMPTS and bad.delivered_at is None and len(smtp.mails) == 1
-    assert outbox.pending_ids(session) == []
+    assert outbox.pending(session) == []

@@ -37,6 +37,20 @@ def _replay(app: Flask, cookie: str) -> int:
     return thief.get("/inbox").status_code
 
 
+def _slow_checks(monkeypatch: pytest.MonkeyPatch, module: Any) -> list[str]:
+    """Make the module's password check slow and return the list of the passwords it is asked to check."""
+    checked: list[str] = []
+    real = module.check_password_hash
+
+    def slow_check(pwhash: str, password: str) -> bool:
+        checked.append(password)
+        time.sleep(0.3)  # the hash's cost, long enough for every other guess to arrive meanwhile
+        return bool(real(pwhash, password))
+
+    monkeypatch.setattr(module, "check_password_hash", slow_check)
+    return checked
+
+
 def _cookie(client: FlaskClient) -> str:
     found = client.get_cookie("session")
     assert found is not None
@@ -122,15 +136,7 @@ def test_current_passwords_guessed_at_once_get_no_more_tries_than_the_limit(
         app: Flask, login: Callable[[str], FlaskClient], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JZFLOW_LOGIN_ACCOUNT_FAILURES", "3")
     client = login("window")
-    checked: list[str] = []
-    real = org_core.check_password_hash
-
-    def slow_check(pwhash: str, password: str) -> bool:
-        checked.append(password)
-        time.sleep(0.3)  # the hash's cost, long enough for every other guess to arrive meanwhile
-        return real(pwhash, password)
-
-    monkeypatch.setattr(org_core, "check_password_hash", slow_check)
+    checked = _slow_checks(monkeypatch, org_core)
     token = csrf_of(client, "/account/password")
 
     def guess(i: int) -> None:
@@ -199,15 +205,8 @@ def test_guesses_sent_at_once_get_no_more_tries_than_one_after_another(app: Flas
     read a count under the limit, so each was checked (a burst got as many tries as it had requests). Now each try
     is counted before its password is looked at, and only the limit's worth are ever looked at."""
     monkeypatch.setenv("JZFLOW_LOGIN_ACCOUNT_FAILURES", "3")
-    checked: list[str] = []
     real = auth.check_password_hash
-
-    def slow_check(pwhash: str, password: str) -> bool:
-        checked.append(password)
-        time.sleep(0.3)  # the hash's cost, long enough for every other guess to arrive meanwhile
-        return real(pwhash, password)
-
-    monkeypatch.setattr(auth, "check_password_hash", slow_check)
+    checked = _slow_checks(monkeypatch, auth)
     clients = [app.test_client() for _ in range(8)]
     tokens = [csrf_of(c) for c in clients]
     answers: list[int] = [0] * 8
