@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine import deploy, org
@@ -60,3 +60,9 @@ def at_once(n: int, work: Callable[[int], None]) -> list[BaseException | None]:
     return outcomes
 
 
+def waits_for_a_lock(factory: sessionmaker[Session], pid: int) -> bool:
+    """Tell whether the PostgreSQL backend `pid` waits for a lock now (a look in a transaction of its own:
+    pg_stat_activity is a snapshot within one)."""
+    with factory() as look:
+        return bool(look.execute(text("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = :p"),
+                                 {"p": pid}).scalar())

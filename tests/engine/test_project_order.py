@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from engine.org.actors import actor_for
 from plan.projects import core, entry, imports
 from plan.projects.models import Project, ProjectStage
+from tests.engine.conftest import waits_for_a_lock
 from tests.engine.test_project_slice import OFFICER, new_project, world  # noqa: F401
 
 
@@ -90,10 +91,8 @@ def test_two_imports_naming_the_same_new_code_at_once_take_turns(world: Session,
         thread = threading.Thread(target=run_second)
         thread.start()
         for _ in range(2000):  # until the second waits for a lock the first holds (or has finished)
-            with factory() as look:
-                if look.execute(text("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = :p"),
-                                {"p": pid}).scalar() or not thread.is_alive():
-                    break
+            if waits_for_a_lock(factory, int(pid or 0)) or not thread.is_alive():
+                break
             time.sleep(0.01)
         first.commit()
         thread.join(30)

@@ -23,6 +23,7 @@ from engine.tasks import handover, lookup, operations, people
 from engine.tasks.models import HumanTask
 from plan import supervision
 from tests import access_world
+from tests.engine.conftest import waits_for_a_lock
 
 Work = Callable[[Session], Any]
 
@@ -71,16 +72,10 @@ class Meanwhile:
         self.thread = threading.Thread(target=work)
         self.thread.start()
         started.wait(10)
-        with self.factory() as watcher:
-            for _ in range(400):
-                if not self.thread.is_alive():
-                    return
-                waits = watcher.execute(text("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = :p"),
-                                        {"p": pid[0]}).scalar()
-                watcher.rollback()  # pg_stat_activity is a snapshot within one transaction
-                if waits:
-                    return
-                time.sleep(0.025)
+        for _ in range(400):
+            if not self.thread.is_alive() or waits_for_a_lock(self.factory, pid[0]):
+                return
+            time.sleep(0.025)
         raise AssertionError("the other work neither finished nor waited for a lock")
 
     def join(self) -> list[object]:
