@@ -378,10 +378,13 @@ def route_pending(session: Session, message_id: int) -> Outcome | None:
 
 
 def expire(session: Session, *, now: datetime, limit: int = 1000) -> int:
-    """Mark buffered messages past their time to live expired, audited; return how many (flushes)."""
-    rows = list(session.scalars(select(BpmnMessage).where(BpmnMessage.status == "buffered",
-                                                          BpmnMessage.expires_at <= now)
-                                .order_by(BpmnMessage.id).limit(limit)))
+    """Mark buffered messages past their time to live expired, audited; return how many (flushes). Under row locks
+    (SKIP LOCKED): a second expiry job at once passes them by, and a message a catch consumes now stays delivered."""
+    q = (select(BpmnMessage).where(BpmnMessage.status == "buffered", BpmnMessage.expires_at <= now)
+         .order_by(BpmnMessage.id).limit(limit))
+    if is_postgres(session):
+        q = q.with_for_update(skip_locked=True)
+    rows = list(session.scalars(q.execution_options(populate_existing=True)))
     for row in rows:
         row.status = "expired"
         audit_message(session, SYSTEM, "message.expire", row)

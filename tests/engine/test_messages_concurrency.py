@@ -1,18 +1,23 @@
-"""16 concurrent deliveries of one message resume one instance once (PostgreSQL, real threads)."""
+"""16 concurrent deliveries of one message resume one instance once; expiry jobs racing each other or a catch
+(PostgreSQL, real threads)."""
 from __future__ import annotations
 
+import threading
+import time
 from collections import Counter
+from collections.abc import Callable
+from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine import deploy, org
+from engine import clock, deploy, org
 from engine.audit.models import AuditEvent
 from engine.org.actors import SYSTEM, Actor, actor_for
 from engine.runtime import instances, messages
 from engine.runtime.message_models import BpmnMessage, MessageSubscription
-from tests.engine.conftest import at_once
+from tests.engine.conftest import at_once, waits_for_a_lock
 from tests.engine.test_messages import MESSAGES, resumed_count
 
 WRITERS = 16
@@ -77,3 +82,73 @@ def test_sixteen_retries_with_one_message_id_are_processed_once(pg_factory: sess
         assert resumed_count(s, iid) == 1
         assert s.scalar(select(func.count()).select_from(BpmnMessage)) == 1
         s.rollback()
+
+
+def _buffered(factory: sessionmaker[Session], application_id: int) -> int:
+    """Deploy the message processes and publish one message nobody waits for (kept a minute)."""
+    with factory() as s:
+        deploy.deploy(s, deploy.read_directory(MESSAGES), actor=SYSTEM, check_lanes=False)
+        out = messages.publish(s, name="supplement", actor=SYSTEM, correlations={"application_id": application_id},
+                               payload={"pages": 1}, ttl=60)
+        s.commit()
+        assert out.status == "buffered" and out.id is not None
+        return out.id
+
+
+def _while_held(factory: sessionmaker[Session], hold: Callable[[Session], None],
+                other: Callable[[Session], object]) -> object:
+    """Run `hold` in a transaction left open, then `other` in a thread until it waits for a lock or ends; then commit
+    the first, and return what `other` returned (it commits too)."""
+    result: list[object] = []
+    pid: list[int] = []
+
+    def run() -> None:
+        with factory() as s:
+            pid.append(int(s.execute(text("SELECT pg_backend_pid()")).scalar_one()))
+            result.append(other(s))
+            s.commit()
+
+    with factory() as held:
+        hold(held)
+        thread = threading.Thread(target=run)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while thread.is_alive() and not (pid and waits_for_a_lock(factory, pid[0])) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        held.commit()
+    thread.join(timeout=30)
+    assert not thread.is_alive() and result, "the second transaction did not finish"
+    return result[0]
+
+
+def test_two_expiry_jobs_at_once_expire_a_message_once(pg_factory: sessionmaker[Session]) -> None:
+    """Two beats (or a job overlapping itself) send expire_messages twice: one expiry, audited once."""
+    message_id = _buffered(pg_factory, 31)
+    later = clock.now() + timedelta(seconds=61)
+    second = _while_held(pg_factory, lambda s: messages.expire(s, now=later),
+                         lambda s: messages.expire(s, now=later))
+    assert second == 0
+    with pg_factory() as s:
+        assert s.scalar(select(BpmnMessage.status).where(BpmnMessage.id == message_id)) == "expired"
+        assert s.scalar(select(func.count()).select_from(AuditEvent).where(
+            AuditEvent.stream == f"message:{message_id}", AuditEvent.action == "message.expire")) == 1
+
+
+def test_an_expiry_job_leaves_a_message_an_instance_took_meanwhile_delivered(pg_factory: sessionmaker[Session]) -> None:
+    """An instance starts waiting just before the time to live ends and consumes the message; the expiry job, a
+    moment later by its own clock, must not mark that message expired."""
+    message_id = _buffered(pg_factory, 32)
+    taken: list[int] = []
+
+    def consume(s: Session) -> None:
+        taken.append(instances.start(s, process_key="msg_case", actor=SYSTEM,
+                                     data={"application_id": 32, "resumed": 0}).id)
+
+    expired = _while_held(pg_factory, consume, lambda s: messages.expire(s, now=clock.now() + timedelta(seconds=61)))
+    assert expired == 0
+    with pg_factory() as s:
+        row = s.get(BpmnMessage, message_id)
+        assert row is not None and (row.status, row.instance_id) == ("delivered", taken[0])
+        assert resumed_count(s, taken[0]) == 1
+        assert s.scalar(select(func.count()).select_from(AuditEvent).where(
+            AuditEvent.stream == f"message:{message_id}", AuditEvent.action == "message.expire")) == 0
