@@ -3,12 +3,14 @@
 kombu's SQLAlchemy transport hands every broker transport option to create_engine(); the
 Redis-only visibility_timeout used to make the first publish fail with TypeError
 (celery_app._transport_options). This transport has no visibility timeout: a message is marked
-invisible when a worker takes it and never deleted, and a worker killed mid-job loses it (a
-warm shutdown puts unacked messages back). Beat's next sweep resumes such work.
+invisible when a worker takes it, and a worker killed mid-job loses it (a warm shutdown puts
+unacked messages back). Beat's next sweep resumes such work (docs/operations.md).
 """
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ import pytest
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine import audit, config, deploy
+from engine import audit, config, deploy, runtime
 from engine.audit.models import AuditEvent
 from engine.db import make_engine, make_sessionmaker, session_scope
 from engine.notify import outbox
@@ -76,4 +78,58 @@ def test_embedded_worker_fires_timers_and_delivers_the_outbox(
         assert msg is not None and msg.attempts == 1 and msg.last_error is None
         fires = session.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "timer.fire"))
         assert fires == len(ids)
+        assert audit.verify(session).ok
+
+
+def broker_messages(settings: config.Settings) -> dict[bool, int]:
+    """Count the embedded broker's messages by kombu's `visible` flag (False: taken by a worker, never deleted)."""
+    path = settings.broker_url.removeprefix("sqla+sqlite:///")
+    with closing(sqlite3.connect(path)) as broker:
+        return {bool(visible): n for visible, n in broker.execute(
+            "SELECT visible, count(*) FROM kombu_message GROUP BY visible")}
+
+
+@pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy is deprecated:DeprecationWarning")
+def test_a_job_killed_on_the_embedded_broker_is_not_redelivered_and_beat_s_next_sweep_finishes_it(
+        embedded: tuple[config.Settings, sessionmaker[Session]], tmp_path: Path) -> None:
+    """docs/operations.md, "What the embedded default guarantees": kombu's SQLAlchemy transport has no visibility
+    timeout, so a job whose worker is SIGKILLed is gone; the periodic sweep beat sends next does its work, and
+    nothing is done twice."""
+    settings, factory = embedded
+    n = 30
+    with session_scope(factory) as session:
+        deploy.deploy(session, deploy.read_directory(FIXTURES / "scale"), actor=SYSTEM)
+    ids = start_due_instances(factory, "slow_timer", n, {"wait_for": "PT1H", "fire_count": 0})
+
+    def fires() -> int:  # a plain reader: the engine's sessions begin IMMEDIATE and would queue behind the worker
+        with closing(sqlite3.connect(settings.database_url.removeprefix("sqlite:///"))) as db:
+            return int(db.execute("SELECT count(*) FROM audit_event WHERE action = 'timer.fire'").fetchone()[0])
+
+    env = {"JZFLOW_DATABASE_URL": settings.database_url, "JZFLOW_INSTANCE_DIR": str(settings.instance_dir),
+           "JZFLOW_SWEEP_BATCH": "5"}
+    with Workers(tmp_path / "logs") as workers:
+        first = workers.start(env)
+        send_task(settings, "engine.jobs.sweep_timers")
+        first.wait_until(lambda: 1 < fires() < n - 1, 60, poll=0.01, what="the sweep to be under way")
+        first.kill()
+        midway = fires()
+        assert midway < n and "succeeded" not in first.log_tail(10_000), "not killed mid-job"
+        # The killed job's message stays taken (visible = False) for good: no worker will get it again.
+        assert broker_messages(settings) == {False: 1}
+
+        second = workers.start({**env, "JZFLOW_TIMER_SWEEP_SECONDS": "1"}, beat=True)
+        second.wait_until(lambda: fires() == n, 60, what=f"beat's sweeps to fire all {n} timers")
+        log = second.log_tail(10_000)
+
+    assert "Sending due task sweep-timers" in log
+    with session_scope(factory) as session:
+        per_instance = dict(session.execute(select(AuditEvent.object_id, func.count())
+                                            .where(AuditEvent.action == "timer.fire").group_by(AuditEvent.object_id)).all())
+        assert per_instance == {str(i): 1 for i in ids}
+        statuses = set(session.scalars(select(ProcessInstance.status).where(ProcessInstance.id.in_(ids))))
+        assert statuses == {"completed"}
+        for instance_id in ids:
+            work = [t for t in runtime.load(session, instance_id).workflow.get_tasks()
+                    if t.task_spec.bpmn_id == "slow_work"]
+            assert [t.data.get("fire_count") for t in work] == [1], instance_id  # the script's effect once
         assert audit.verify(session).ok
