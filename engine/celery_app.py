@@ -28,6 +28,13 @@ def _directory_beat() -> dict[str, dict[str, Any]]:
     return {"sync-directory": {"task": "engine.jobs_directory.sync_directory", "schedule": settings.sync_seconds}}
 
 
+def _broker_beat(settings: config.Settings) -> dict[str, dict[str, Any]]:
+    """The embedded broker's clean-up: kombu's SQLAlchemy transport keeps every message a worker took."""
+    if settings.redis_url:
+        return {}
+    return {"purge-broker": {"task": "engine.jobs.purge_broker", "schedule": 3600.0}}
+
+
 def make_celery(settings: config.Settings | None = None) -> Celery:
     """Create the Celery app with our reliability settings and the beat schedule."""
     settings = settings or config.load()
@@ -60,6 +67,7 @@ def make_celery(settings: config.Settings | None = None) -> Celery:
             "expire-messages": {"task": "engine.jobs_messages.expire_messages", "schedule": 60.0},
             # Hourly: a run with nothing due is one indexed COUNT; a backlog goes in batches, one transaction each.
             "archive-instances": {"task": "engine.jobs.archive_instances", "schedule": 3600.0},
+            **_broker_beat(settings),
             **extensions.beat,
         },
         beat_schedule_filename=str(settings.instance_dir / "celerybeat-schedule"),

@@ -19,6 +19,7 @@ from engine.db import make_engine, make_sessionmaker, session_scope
 from engine.errors import ConcurrentModification
 from engine.notify import outbound, outbox
 from engine.notify.models import OutboxMessage
+from engine.ops import queues
 from engine.org import login_guard, oidc_backchannel
 from engine.runtime import messages, signals, timers
 from engine.tasks.collab_models import Notification
@@ -222,3 +223,10 @@ def archive_instances() -> int:
     settings = config.load()
     report = archive.run(session_factory(), after_days=settings.archive_after_days, batch=settings.archive_batch)
     return report.moved
+
+
+@celery.task(  # type: ignore[untyped-decorator]
+    acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
+def purge_broker() -> int:
+    """Delete the messages workers took from the embedded broker (beat runs this only there)."""
+    return queues.purge_taken(str(celery.conf.broker_url))

@@ -1,4 +1,5 @@
-"""How many jobs wait in each Celery queue and for how long: Redis (production) or the embedded SQLite broker.
+"""How many jobs wait in each Celery queue and for how long: Redis (production) or the embedded SQLite broker;
+and the embedded broker's clean-up (`purge_taken`).
 
 The age comes from the `jz_sent_at` header every job gets when it is queued (engine.ops.logs); a message
 without it (sent by an older release) counts in the depth with age 0.
@@ -92,6 +93,31 @@ def _sqlalchemy(url: str, names: Iterable[str], now: float) -> list[QueueState]:
                 first = conn.execute(_OLDEST, {"name": name}).scalar()
                 found.append(QueueState(name, int(depth), _age(now, _sent_at(first))))
             return found
+    finally:
+        engine.dispose()
+
+
+_TAKEN = text("DELETE FROM kombu_message WHERE id IN (SELECT id FROM kombu_message WHERE NOT visible LIMIT :n)")
+
+
+def purge_taken(broker_url: str, *, batch: int = 10_000) -> int:
+    """Delete the messages workers took from a SQLAlchemy broker, `batch` rows per transaction; return how many.
+
+    kombu's transport marks a message invisible when a worker takes it and never deletes it (an ack changes nothing
+    in the table; a requeue or a warm shutdown's restore writes a new row), so the rows are dead from that moment,
+    even while the job runs. Kept, each beat tick left one for good and every poll read past them all.
+    """
+    engine = _sqla_engine(broker_url)
+    deleted = 0
+    try:
+        if "kombu_message" not in inspect_schema(engine).get_table_names():
+            return 0
+        while True:
+            with engine.begin() as conn:
+                n = conn.execute(_TAKEN, {"n": batch}).rowcount
+            deleted += n
+            if n < batch:
+                return deleted
     finally:
         engine.dispose()
 

@@ -8,6 +8,7 @@ unacked messages back). Beat's next sweep resumes such work (docs/operations.md)
 """
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Iterator
 from contextlib import closing
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kombu import Connection
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -23,6 +25,7 @@ from engine.audit.models import AuditEvent
 from engine.db import make_engine, make_sessionmaker, session_scope
 from engine.notify import outbox
 from engine.notify.models import OutboxMessage
+from engine.ops import queues
 from engine.org.actors import SYSTEM
 from engine.runtime.models import ProcessInstance
 from tests.conftest import FIXTURES
@@ -70,9 +73,14 @@ def test_embedded_worker_fires_timers_and_delivers_the_outbox(
         worker.wait_until(lambda: count(select(func.count()).select_from(OutboxMessage).where(
             OutboxMessage.id == message_id, OutboxMessage.delivered_at.is_not(None))), 60,
             what="the outbox message to be delivered")
+        assert broker_messages(settings).get(False, 0) >= 2  # the two jobs' messages, kept by kombu
+        send_task(settings, "engine.jobs.purge_broker")
+        worker.wait_until(lambda: re.search(r"engine\.jobs\.purge_broker\[\S+\] succeeded", worker.log_tail(10_000)),
+                          60, what="the broker's clean-up")
         log = worker.log_tail(10_000)
 
     assert "transport:   sqla+sqlite:///" in log
+    assert broker_messages(settings) == {}  # the clean-up's own message went with the others
     with session_scope(factory) as session:
         msg = session.get(OutboxMessage, message_id)
         assert msg is not None and msg.attempts == 1 and msg.last_error is None
@@ -133,3 +141,31 @@ def test_a_job_killed_on_the_embedded_broker_is_not_redelivered_and_beat_s_next_
                     if t.task_spec.bpmn_id == "slow_work"]
             assert [t.data.get("fire_count") for t in work] == [1], instance_id  # the script's effect once
         assert audit.verify(session).ok
+
+
+def test_beat_deletes_the_messages_workers_took_from_the_embedded_broker(tmp_path: Path) -> None:
+    """kombu's SQLAlchemy transport never deletes a message a worker took (an ack changes nothing in the table):
+    every beat tick added a row for good (about 26 000 a day), and each poll of the queue read past them all."""
+    from engine.celery_app import make_celery
+
+    settings = config.Settings(instance_dir=tmp_path / "instance", database_url="sqlite://")
+    assert make_celery(settings).conf.beat_schedule["purge-broker"] == {"task": "engine.jobs.purge_broker",
+                                                                         "schedule": 3600.0}
+    with Connection(settings.broker_url) as connection:
+        queue = connection.SimpleQueue("celery")
+        for n in range(4):
+            queue.put({"n": n})
+        done = queue.get_nowait()
+        done.ack()  # a job that finished
+        in_hand = queue.get_nowait()  # a job a worker runs now: its row may go too, the worker holds the message
+        assert broker_messages(settings) == {False: 2, True: 2}
+        assert queues.purge_taken(settings.broker_url, batch=1) == 2
+        assert broker_messages(settings) == {True: 2}
+        in_hand.ack()
+        assert [queue.get_nowait().payload for _ in range(2)] == [{"n": 2}, {"n": 3}]  # the waiting ones stay
+        queue.close()
+    assert queues.purge_taken(settings.broker_url) == 2
+
+    with_redis = config.Settings(instance_dir=tmp_path / "redis", database_url="sqlite://",
+                                 redis_url="redis://127.0.0.1:6379/15")
+    assert "purge-broker" not in make_celery(with_redis).conf.beat_schedule  # Redis deletes what was acked
