@@ -7,6 +7,8 @@ from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFProtect
 
+from engine.org.login_guard import client_key
+
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
@@ -17,9 +19,15 @@ SECURITY_HEADERS = {
                                "frame-ancestors 'none'",
 }
 
+
+def client_address() -> str:
+    """Return the rate-limit key of the client: its address, an IPv6 one by its /64 (login_guard.client_key)."""
+    return client_key(get_remote_address()) or "unknown"
+
+
 login_manager = LoginManager()
 csrf = CSRFProtect()
 babel = Babel()
-limiter = Limiter(key_func=get_remote_address, default_limits=[])
+limiter = Limiter(key_func=client_address, default_limits=[])
 
-__all__ = ["SECURITY_HEADERS", "babel", "csrf", "limiter", "login_manager"]
+__all__ = ["SECURITY_HEADERS", "babel", "client_address", "csrf", "limiter", "login_manager"]

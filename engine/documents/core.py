@@ -26,6 +26,7 @@ from engine.documents import numbering
 from engine.documents.models import IssuedDocument
 from engine.errors import InvalidInput
 from engine.org.actors import Actor
+from engine.org.login_guard import client_key
 from engine.org.models import LoginFailure
 
 # Crockford's base32 (no I, L, O, U): 20 symbols are 100 bits, read aloud or typed from paper without confusion.
@@ -107,7 +108,8 @@ def public_facts(doc: IssuedDocument) -> PublicFacts:
 
 
 def _key(address: str | None) -> str:
-    return "verify:" + (address or "unknown")[:190]
+    """The counter of the client: an IPv6 address by its /64, like the login limits (login_guard.client_key)."""
+    return "verify:" + (client_key(address) or "unknown")[:190]
 
 
 def verify_wait(session: Session, *, address: str | None, now: datetime, limit: int, window_seconds: int) -> int:

@@ -5,9 +5,14 @@ one account's password, or many accounts' from one address, is stopped. Counters
 (no Redis, no per-process memory), so they hold across web workers and through a Redis outage; when the
 database itself is down nobody logs in anyway (fail closed). A fixed window per key: the first failure
 opens it, the count resets when it has passed.
+
+An address is counted as the client it stands for (`client_key`): an IPv4 address alone, an IPv6 address by its
+/64. Every home line and cloud host is given a whole /64, so an attacker can take a new address in it for each try
+for free; per exact address, an IPv6 guesser would never be limited.
 """
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -20,6 +25,7 @@ from engine.db import is_postgres
 from engine.org.models import LoginFailure
 
 MAX_KEY = 200
+IPV6_CLIENT_PREFIX = 64  # the prefix one subscriber or one host holds: all its addresses are one client
 
 
 @dataclass(frozen=True)
@@ -29,10 +35,27 @@ class Limits:
     window_seconds: int = 900
 
 
+def client_key(address: str | None) -> str | None:
+    """Return the client a remote address stands for: an IPv4 address itself, an IPv6 address its /64 (in one
+    spelling), an IPv4-mapped IPv6 address its IPv4 address; anything else as given; None without an address."""
+    if not address:
+        return None
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.IPv6Network((parsed, IPV6_CLIENT_PREFIX), strict=False))  # a zone id (%eth0) dropped
+    return str(parsed)
+
+
 def _keys(username: str, address: str | None) -> list[str]:
     keys = ["user:" + username.strip().lower()[:MAX_KEY - 5]]
-    if address:
-        keys.append("addr:" + address[:MAX_KEY - 5])
+    client = client_key(address)
+    if client:
+        keys.append("addr:" + client[:MAX_KEY - 5])
     return keys
 
 

@@ -65,3 +65,21 @@ def test_hole7_stale_counters_are_purged(session: Session, frozen: Any) -> None:
 
 def test_hole8_seal_runs_every_minute_by_default() -> None:
     assert celery.conf.beat_schedule["seal-audit"]["schedule"] == 60.0
+
+
+def test_an_ipv6_client_is_counted_by_its_64_not_by_the_address_it_picks_in_it(session: Session, frozen: Any) -> None:
+    # Every home line and cloud host gets a whole /64: an attacker picks a new address in it for each try.
+    rotating = [f"2001:db8:7:9:{i:x}::{i + 1:x}" for i in range(5)]
+    assert [_attempt(session, frozen, f"user{i}", address) for i, address in enumerate(rotating)] == [0] * 5
+    # the sixth try from the same /64, however the address is spelled, is refused
+    assert _attempt(session, frozen, "user9", "2001:DB8:7:9:FFFF:0:0:1") == 601
+    assert _attempt(session, frozen, "user9", "2001:db8:7:a::1") == 0  # the next /64 is another client
+    # IPv4 addresses stay apart, and an IPv4-mapped IPv6 address is its IPv4 address
+    for i in range(5):
+        _attempt(session, frozen, f"v4user{i}", "::ffff:192.0.2.7")
+    assert _attempt(session, frozen, "v4user9", "192.0.2.7") == 601
+    assert _attempt(session, frozen, "v4user9", "192.0.2.8") == 0
+    assert login_guard.client_key("2001:db8:7:9:1:2:3:4") == "2001:db8:7:9::/64"
+    assert login_guard.client_key("fe80::1%eth0") == "fe80::/64"
+    assert login_guard.client_key("not an address") == "not an address"
+    assert login_guard.client_key(None) is None and login_guard.client_key("") is None

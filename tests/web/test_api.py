@@ -287,6 +287,15 @@ def test_rate_limit_per_token_and_json_http_errors(app: Flask) -> None:
     assert wrong_method.json["error"] == "method_not_allowed"
 
 
+def test_rate_limit_without_a_token_counts_an_ipv6_64_as_one_client(app: Flask) -> None:
+    app.config["JZFLOW_API_RATE_LIMIT"] = "3 per minute"
+    client = app.test_client()
+    statuses = [client.get("/api/tasks", environ_base={"REMOTE_ADDR": f"2001:db8:99::{i + 1:x}"}).status_code
+                for i in range(4)]
+    assert statuses == [401, 401, 401, 429]
+    assert client.get("/api/tasks", environ_base={"REMOTE_ADDR": "2001:db8:98::1"}).status_code == 401
+
+
 def _routes(app: Flask) -> set[tuple[str, str]]:
     found = set()
     for rule in app.url_map.iter_rules():

@@ -241,6 +241,16 @@ def test_guessing_codes_is_limited_per_address(app: Flask, finished: int) -> Non
     assert other.get(f"/verify/{doc.verify_code}", environ_base={"REMOTE_ADDR": "10.1.2.3"}).status_code == 200
 
 
+def test_guessing_codes_from_one_ipv6_64_is_one_address(app: Flask, finished: int) -> None:
+    doc = _doc(app, finished)
+    public = app.test_client()
+    for i in range(4):  # a new address of the same /64 for every guess
+        assert public.get(f"/verify/{documents.new_code()}",
+                          environ_base={"REMOTE_ADDR": f"2001:db8:5::{i + 1:x}"}).status_code == 404
+    assert public.get(f"/verify/{doc.verify_code}", environ_base={"REMOTE_ADDR": "2001:db8:5::ff"}).status_code == 429
+    assert public.get(f"/verify/{doc.verify_code}", environ_base={"REMOTE_ADDR": "2001:db8:6::1"}).status_code == 200
+
+
 @pytest.mark.parametrize(("public_url", "mounted", "expected"), [
     ("https://www.jiaozhou.gov.cn/jzflow", "/jzflow", "https://www.jiaozhou.gov.cn/jzflow/verify/ABC"),
     ("https://www.jiaozhou.gov.cn/jzflow/", "", "https://www.jiaozhou.gov.cn/jzflow/verify/ABC"),

@@ -284,6 +284,15 @@ def test_hole7_trusted_proxy_count_decides_the_client_address(db_url: str, app: 
         proxied.extensions["jzflow.engine"].dispose()
 
 
+def test_an_ipv6_guesser_cannot_escape_the_address_limit_by_rotating_through_its_64(
+        app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JZFLOW_LOGIN_ADDRESS_FAILURES", "3")
+    for i, username in enumerate(["fg", "zr", "st"]):  # a new address of the same /64 for every guess
+        assert _post_login(app.test_client(), username, "wrong", address=f"2001:db8:42:1::{i + 1:x}").status_code == 401
+    assert _post_login(app.test_client(), "boss", PASSWORD, address="2001:db8:42:1:abcd::9").status_code == 429
+    assert _post_login(app.test_client(), "boss", PASSWORD, address="2001:db8:42:2::1").status_code == 302
+
+
 def test_hole7_hsts_only_when_cookies_are_secure(db_url: str, app: Flask) -> None:
     assert "Strict-Transport-Security" not in app.test_client().get("/login").headers
     secure = create_app({"DATABASE_URL": db_url, "TESTING": True, "SECRET_KEY": "test-secret",

@@ -12,7 +12,6 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
-from flask_limiter.util import get_remote_address
 from flask_login import current_user
 from sqlalchemy.exc import DBAPIError
 
@@ -22,7 +21,7 @@ from engine.org import tokens
 from web import guards
 from web.common import db_session
 from web.errors import problem
-from web.extensions import csrf, limiter
+from web.extensions import client_address, csrf, limiter
 from web.guards import bearer_token
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -33,13 +32,13 @@ DEFAULT_RATE_LIMIT = "600 per minute"
 
 
 def rate_key() -> str:
-    """Rate-limit bucket: the token (by its digest), else the logged-in user, else the address."""
+    """Rate-limit bucket: the token (by its digest), else the logged-in user, else the address (IPv6: its /64)."""
     token = bearer_token()
     if token:
         return "api:token:" + tokens.digest(token)[:32]
     if current_user.is_authenticated:
         return f"api:user:{current_user.id}"
-    return "api:ip:" + get_remote_address()
+    return "api:ip:" + client_address()
 
 
 def _rate_limit() -> str:
