@@ -1,4 +1,5 @@
-"""`jzflow archive` and `jzflow sync-directory`: housekeeping an operator runs by hand (the beat runs them too)."""
+"""`jzflow archive` and `jzflow sync-directory`: housekeeping an operator runs by hand (the beat runs them too);
+`jzflow sso-link`: an administrator links an existing account to its owner's 统一身份认证 subject."""
 from __future__ import annotations
 
 import json
@@ -71,4 +72,25 @@ def sync_directory(dry_run: bool, as_json: bool) -> None:
     click.echo(json.dumps(report.to_dict(), ensure_ascii=False) if as_json else "\n".join(report.lines()))
 
 
-COMMANDS = [archive_cmd, sync_directory]
+@click.command("sso-link")
+@click.argument("username")
+@click.argument("subject", required=False)
+@click.option("--unlink", is_flag=True, help="remove the account's link (its owner's next SSO login links it as "
+                                             "JZFLOW_OIDC_LINK allows)")
+@friendly
+def sso_link(username: str, subject: str | None, unlink: bool) -> None:
+    """Link the account USERNAME to the identity provider's SUBJECT (the `sub` its owner logs in with; the refusal
+    page of their first SSO login shows it). Only that subject logs in to the account from then on."""
+    from engine.org import oidc, sso_users
+    if unlink == (subject is not None):
+        raise click.UsageError("给出统一身份认证标识 SUBJECT，或 --unlink (give SUBJECT, or --unlink)")
+    with command_session() as session:
+        user = sso_users.link(session, oidc.load_settings(), username=username, subject=subject)
+        name = user.username
+    if subject is None:
+        click.echo(f"已解除关联 (unlinked): {name}")
+    else:
+        click.echo(f"已关联 (linked): {name} → {subject.strip()}")
+
+
+COMMANDS = [archive_cmd, sync_directory, sso_link]

@@ -26,6 +26,10 @@ class User(Base):
     # the directory's key for it (its DN), and the leader the directory names (manager) — migration 0017.
     source: Mapped[str | None] = mapped_column(String(20))
     external_id: Mapped[str | None] = mapped_column(String(400), index=True)
+    # The identity provider's subject (`sub`) this account is bound to, whatever its source: set by its first SSO
+    # login (an account it made, or one JZFLOW_OIDC_LINK let it link) or by an administrator (jzflow sso-link);
+    # every other subject is refused this account — migration 0034.
+    sso_subject: Mapped[str | None] = mapped_column(String(400), unique=True)
     manager_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
 
     memberships: Mapped[list[Membership]] = relationship(back_populates="user", foreign_keys="Membership.user_id")

@@ -13,6 +13,7 @@ Settings (environment): JZFLOW_OIDC_ISSUER (empty: SSO off), JZFLOW_OIDC_CLIENT_
 JZFLOW_OIDC_CLIENT_SECRET, JZFLOW_OIDC_SCOPES, the claim names JZFLOW_OIDC_USERNAME_CLAIM /
 _NAME_CLAIM / _EMAIL_CLAIM / _UNIT_CLAIM / _ROLES_CLAIM, JZFLOW_OIDC_ROLE_MAP
 ("provider value=role code, …"), JZFLOW_OIDC_LOCAL_LOGINS (accounts that may still use a password),
+JZFLOW_OIDC_LINK (how an existing account is linked to a provider's subject: LINK_MODES),
 JZFLOW_OIDC_REDIRECT_URL and JZFLOW_OIDC_TIMEOUT.
 """
 from __future__ import annotations
@@ -40,6 +41,11 @@ ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES
 LEEWAY = 60            # seconds of clock difference tolerated on exp / iat / nbf
 METADATA_TTL = 3600.0  # seconds the discovery document and the keys are kept
 MAX_DOCUMENT = 1 << 20  # bytes: a discovery document, key set or token answer larger than this is refused
+# How a first SSO login may take an existing account (made here or by the directory sync) not yet bound to a subject:
+# "admin" only an administrator links it (jzflow sso-link); "username" the provider's username claim is trusted (the
+# provider assigns usernames, nobody picks their own); "email" the token's e-mail, verified by the provider
+# (email_verified true), must be the account's. Whatever the mode, an account bound to one subject is refused to others.
+LINK_MODES = ("admin", "username", "email")
 
 
 class SsoError(EngineError):
@@ -84,6 +90,7 @@ class Settings:
     roles_claim: str = "roles"
     role_map: Mapping[str, str] = field(default_factory=dict)
     local_logins: tuple[str, ...] = ("admin",)
+    link: str = "admin"
     redirect_url: str = ""
     timeout: float = 10.0
 
@@ -102,7 +109,7 @@ class Settings:
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read the JZFLOW_OIDC_* settings.
 
-    Raises: SsoError (an issuer without a client id, or not https outside loopback)
+    Raises: SsoError (an issuer without a client id, or not https outside loopback; an unknown JZFLOW_OIDC_LINK)
     """
     env = os.environ if env is None else env
     issuer = env.get("JZFLOW_OIDC_ISSUER", "").strip().rstrip("/")
@@ -118,9 +125,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         roles_claim=env.get("JZFLOW_OIDC_ROLES_CLAIM", "roles").strip(),
         role_map=_pairs(env.get("JZFLOW_OIDC_ROLE_MAP", "")),
         local_logins=_split(env.get("JZFLOW_OIDC_LOCAL_LOGINS", "admin")),
+        link=env.get("JZFLOW_OIDC_LINK", "admin").strip().lower() or "admin",
         redirect_url=env.get("JZFLOW_OIDC_REDIRECT_URL", "").strip(),
         timeout=config.number("JZFLOW_OIDC_TIMEOUT", 10.0, positive=True, env=env),
     )
+    if settings.link not in LINK_MODES:
+        raise SsoError(f"JZFLOW_OIDC_LINK 须为 {' / '.join(LINK_MODES)} 之一 (how an existing account is linked: "
+                       f"one of {', '.join(LINK_MODES)}): {settings.link[:40]!r}", field="JZFLOW_OIDC_LINK")
     if settings.enabled:
         if not settings.client_id:
             raise SsoError("统一身份认证未配置客户端标识 (JZFLOW_OIDC_CLIENT_ID is empty)", field="JZFLOW_OIDC_CLIENT_ID")

@@ -14,7 +14,8 @@ subject its ID token verified (`sub`) and the provider's session (`sid`) when it
 recorded sid ends those logins only (when it names a subject too, only logins of that subject). Otherwise every
 session of the accounts the token's `sub` logged in to ends (the session epoch, as at logout): found by the
 recorded logins, whatever the account's source (a directory-synced account keeps its DN as external_id), and
-the account an SSO login made (source "oidc", external_id the sub). API tokens are not sessions: they stay.
+the account bound to the sub (app_user.sso_subject: made or linked by an SSO login, or linked by an administrator).
+API tokens are not sessions: they stay.
 A refused token changes nothing and names the claim at fault.
 """
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any
 from joserfc import jws
 from joserfc.errors import ClaimError, JoseError
 from joserfc.jwt import JWTClaimsRegistry
-from sqlalchemy import and_, bindparam, delete, or_, select
+from sqlalchemy import bindparam, delete, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -44,7 +45,7 @@ EVENT = "http://schemas.openid.net/event/backchannel-logout"
 MAX_AGE = 600          # seconds: a logout token issued longer ago is refused (the provider sends it at once)
 MAX_TOKEN = 8192       # characters: a logout token is a few hundred
 MAX_ID = 255           # characters of a sid or jti
-MAX_SUBJECT = 400      # characters of a sub (app_user.external_id)
+MAX_SUBJECT = 400      # characters of a sub (app_user.sso_subject)
 REFETCH_AFTER = 60.0   # seconds: a key the set lacks fetches it again at most this often (the endpoint is public)
 TYPES = ("logout+jwt", "application/logout+jwt", "jwt")
 
@@ -176,7 +177,7 @@ def log_out(session: Session, settings: Settings, token: object, *, now: datetim
     if verified.sub is not None:  # a sub alone, or a sid no login recorded: every session of the person
         logged_in = select(SsoSession.user_id).where(SsoSession.sub == verified.sub, SsoSession.expires_at > now)
         bound = list(session.scalars(select(User).where(or_(
-            User.id.in_(logged_in), and_(User.source == "oidc", User.external_id == verified.sub))).order_by(User.id)))
+            User.id.in_(logged_in), User.sso_subject == verified.sub)).order_by(User.id)))
     for user in bound:
         core.end_sessions(session, user_id=user.id)
     _audit(session, bound, sid=verified.sid, sessions="all")

@@ -9,21 +9,29 @@ Roles arrive through JZFLOW_OIDC_ROLE_MAP (provider value → role code); with n
 here are taken as they are, and unknown ones ignored. The unit memberships and the roles are brought to what the
 token says when it says it (an absent claim changes nothing); with a map, only the roles it maps to are the
 provider's to take away.
+
+Which account: the one bound to the token's `sub` (app_user.sso_subject), whatever its username claim says now;
+else the one its username claim names — refused when that account is bound to another subject, and, when it is
+bound to none (made here, or by the directory sync), linked only as JZFLOW_OIDC_LINK allows (oidc.LINK_MODES;
+default: only an administrator links it, `link`). A username claim alone never takes an existing account over unless
+the deployment said the provider's usernames are to be trusted; else a new account, bound to the subject.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from engine import audit
+from engine.errors import InvalidInput
 from engine.org import core
-from engine.org.actors import SYSTEM, actor_of
+from engine.org.actors import SYSTEM, Actor, actor_of
 from engine.org.models import Membership, OrgUnit, Role, User
 from engine.org.oidc import Settings, SsoRefused
 
 MAX_CLAIM = 200
+MAX_SUBJECT = 400  # characters of a sub (app_user.sso_subject): a longer one is refused, never cut
 
 
 def _texts(value: Any) -> list[str] | None:
@@ -53,7 +61,7 @@ def _roles(session: Session, settings: Settings, values: list[str]) -> list[Role
 def provision(session: Session, settings: Settings, claims: dict[str, Any]) -> User:
     """Create or update the user the verified claims describe; return them (flushes).
 
-    Raises: SsoRefused (no username, unknown unit, deactivated user)
+    Raises: SsoRefused (no username or sub, unknown unit, deactivated user, an account the subject may not take)
     """
     username = str(claims.get(settings.username_claim) or "").strip()
     if not username or len(username) > 80 or not core.USERNAME.match(username):
@@ -70,24 +78,22 @@ def provision(session: Session, settings: Settings, claims: dict[str, Any]) -> U
     role_values = _texts(claims.get(settings.roles_claim))
     units = _units(session, unit_names or [])  # before anything is written: an unknown unit creates nothing
     roles = _roles(session, settings, role_values) if role_values is not None else None
-    # The same account whatever case the provider spells it in (usernames are ASCII: lower() agrees with SQL's)
-    user = session.scalar(select(User).where(func.lower(User.username) == username.lower()))
+    subject = claims.get("sub")
+    if not isinstance(subject, str) or not subject or len(subject) > MAX_SUBJECT or not subject.isprintable():
+        raise SsoRefused("统一身份认证未提供可用的用户标识，无法登录 (no usable sub claim)", field="sub")
+    user = _account(session, settings, claims, username, subject)
     if user is not None and not user.is_active:
         raise SsoRefused("您的账号已停用，无法登录。如有疑问请联系系统管理员。 (account deactivated)", field="username")
-    subject = str(claims.get("sub", ""))[:400] or None
-    # An account a first SSO login made is its subject's: preferred_username may be reassigned or chosen by the person
-    if user is not None and user.source == "oidc" and user.external_id and user.external_id != subject:
-        raise SsoRefused(f"账号 {user.username} 已属于统一身份认证中的另一身份，无法登录。请联系系统管理员。"
-                         " (the account belongs to another subject: sub differs)", field="sub")
     if user is None:
         user = core.add_user(session, username=username, display_name=display_name, email=email,
                              unit_codes=[u.code for u in units], role_codes=[r.code for r in roles or []])
-        user.source, user.external_id = "oidc", subject
+        user.source, user.external_id, user.sso_subject = "oidc", subject, subject
         session.flush()
         return user
     before = _state(session, user)
-    if user.source is None:  # an account made here: its first SSO login binds it to that subject
-        user.source, user.external_id = "oidc", subject
+    if user.sso_subject is None and not _bind(session, user, subject):  # its first SSO login, as JZFLOW_OIDC_LINK
+        session.refresh(user)  # allowed; a login of the same subject in another tab bound it first and updated it:
+        before = _state(session, user)  # its changes are not this login's
     user.display_name = display_name
     if email:
         user.email = email
@@ -105,12 +111,98 @@ def provision(session: Session, settings: Settings, claims: dict[str, Any]) -> U
     return user
 
 
+def _account(session: Session, settings: Settings, claims: dict[str, Any], username: str, subject: str) -> User | None:
+    """Return the account this subject logs in to, None for a new one.
+
+    Raises: SsoRefused (an emergency account; an account bound to another subject, or one the link mode keeps)
+    """
+    user = session.scalar(select(User).where(User.sso_subject == subject))
+    if user is None:  # the same account whatever case the provider spells it in (ASCII: lower() agrees with SQL's)
+        user = session.scalar(select(User).where(func.lower(User.username) == username.lower()))
+    if user is None:
+        return None
+    if user.username.lower() in {name.lower() for name in settings.local_logins}:
+        raise SsoRefused(f"账号 {user.username} 为本地应急账号，只能使用本地密码登录 (a local emergency account)",
+                         field="username")
+    if user.sso_subject is not None and user.sso_subject != subject:
+        raise SsoRefused(f"账号 {user.username} 已属于统一身份认证中的另一身份，无法登录。请联系系统管理员。"
+                         " (the account belongs to another subject: sub differs)", field="sub")
+    if user.sso_subject is None and not _may_link(settings, claims, user):
+        raise SsoRefused(f"账号 {user.username} 已存在，尚未与统一身份认证关联，无法登录。请联系系统管理员关联，"
+                         f"并告知您的统一身份认证标识：{subject[:100]} (the account exists and is not linked to this "
+                         "provider subject: an administrator links it with jzflow sso-link)",
+                         field="sub", username=user.username)
+    return user
+
+
+def _may_link(settings: Settings, claims: dict[str, Any], user: User) -> bool:
+    """Tell whether a login may bind an unbound existing account, as JZFLOW_OIDC_LINK says (the username matched)."""
+    if settings.link == "username":
+        return True
+    if settings.link == "email":
+        asserted = claims.get(settings.email_claim)
+        return (claims.get("email_verified") is True and isinstance(asserted, str) and user.email is not None
+                and asserted.strip().lower() == user.email.strip().lower())
+    return False
+
+
+def _bind(session: Session, user: User, subject: str) -> bool:
+    """Bind an unbound account to a subject in one conditional update (flushes); return False when a login of the same
+    subject bound it meanwhile.
+
+    Raises: SsoRefused (another subject's login bound it meanwhile)
+    """
+    done = session.execute(update(User).where(User.id == user.id, User.sso_subject.is_(None))
+                           .values(sso_subject=subject).execution_options(synchronize_session=False))
+    session.refresh(user, ["sso_subject"])
+    if user.sso_subject != subject:
+        raise SsoRefused(f"账号 {user.username} 已属于统一身份认证中的另一身份，无法登录。请联系系统管理员。"
+                         " (the account belongs to another subject: sub differs)", field="sub")
+    if user.source is None:  # an account made here becomes the provider's (an LDAP one stays the directory's)
+        user.source, user.external_id = "oidc", subject
+    return bool(done.rowcount)  # type: ignore[attr-defined]
+
+
+def link(session: Session, settings: Settings, *, username: str, subject: str | None, actor: Actor = SYSTEM) -> User:
+    """Bind an account to the provider's subject (None: unbind it), as an administrator does; audited (flushes).
+
+    Raises: InvalidInput (no such account, an emergency account, a subject bound to another account, an account
+    bound to another subject: unbind it first; a blank or overlong subject)
+    """
+    user = session.scalar(select(User).where(func.lower(User.username) == username.strip().lower()))
+    if user is None:
+        raise InvalidInput(f"用户不存在: {username[:80]} (username: no such account)", field="username")
+    if user.username.lower() in {name.lower() for name in settings.local_logins}:
+        raise InvalidInput(f"账号 {user.username} 为本地应急账号，不能与统一身份认证关联 (username: an emergency "
+                           "account, JZFLOW_OIDC_LOCAL_LOGINS)", field="username")
+    if subject is not None:
+        subject = subject.strip()
+        if not subject or len(subject) > MAX_SUBJECT or not subject.isprintable():
+            raise InvalidInput(f"统一身份认证标识须为 1 到 {MAX_SUBJECT} 个可打印字符 (subject: 1–{MAX_SUBJECT} "
+                               "printable characters)", field="subject")
+        holder = session.scalar(select(User.username).where(User.sso_subject == subject, User.id != user.id))
+        if holder is not None:
+            raise InvalidInput(f"该统一身份认证标识已关联账号 {holder} (subject: already linked to {holder})",
+                               field="subject", username=holder)
+        if user.sso_subject not in (None, subject):
+            raise InvalidInput(f"账号 {user.username} 已关联另一统一身份认证标识，请先解除关联 (--unlink) "
+                               "(username: linked to another subject; unlink it first)", field="username")
+    before = user.sso_subject
+    if before != subject:
+        user.sso_subject = subject
+        session.flush()
+        audit.record(session, actor, "org.user.sso_link", stream=f"user:{user.id}", object_type="app_user",
+                     object_id=user.id, before={"sso_subject": before}, after={"sso_subject": subject})
+    return user
+
+
 def _state(session: Session, user: User) -> dict[str, Any]:
     rows = session.execute(select(OrgUnit.code, Role.code).select_from(Membership)
                            .outerjoin(OrgUnit, OrgUnit.id == Membership.org_unit_id)
                            .outerjoin(Role, Role.id == Membership.role_id)
                            .where(Membership.user_id == user.id)).all()
     return {"display_name": user.display_name, "email": user.email, "source": user.source,
+            "sso_subject": user.sso_subject,
             "units": sorted({u for u, _ in rows if u}), "roles": sorted({r for _, r in rows if r})}
 
 

@@ -101,3 +101,22 @@ def test_0032_gives_existing_tokens_the_default_lifetime_from_the_migration(
         clock.advance(timedelta(days=90))
         with pytest.raises(TokenExpired):
             tokens.authenticate(s, plaintext)
+
+
+def test_0034_keeps_the_subject_of_accounts_sso_made_and_binds_no_other(
+        db_url: str, factory: sessionmaker[Session], session: Session, review_org: dict[str, Actor]) -> None:
+    session.close()
+    command.downgrade(migrate.alembic_config(db_url), "0033")
+    with factory() as s:  # as 0033 left them: an SSO-made account, its renamed twin, a directory one, a local one
+        for username, source, external_id in (("sso1", "oidc", "sub-1"), ("sso1b", "oidc", "sub-1"),
+                                              ("dir1", "ldap", "uid=dir1,dc=jz"), ("sso2", "oidc", "sub-2")):
+            s.execute(text("INSERT INTO app_user (username, display_name, is_active, is_admin, session_epoch, "
+                           "created_at, source, external_id) VALUES (:u, :u, true, false, 0, :at, :s, :e)")
+                      .bindparams(bindparam("at", type_=UTCDateTime())),
+                      {"u": username, "s": source, "e": external_id, "at": datetime(2025, 1, 1, tzinfo=UTC)})
+        s.commit()
+    migrate.upgrade(db_url)
+    assert _revision(factory) == _head(db_url)
+    with factory() as s:
+        bound = dict(s.execute(text("SELECT username, sso_subject FROM app_user WHERE sso_subject IS NOT NULL")).all())
+        assert bound == {"sso1": "sub-1", "sso2": "sub-2"}  # the first of the twins; no directory or local account

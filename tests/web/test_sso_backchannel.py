@@ -35,7 +35,7 @@ from tests.engine.conftest import at_once
 from tests.oidc_provider import CLIENT_ID, LOGOUT_EVENT, Provider, configure, running
 from tests.web.conftest import app_on, csrf_of
 from tests.web.flows import Api, statements, token_for
-from tests.web.test_sso_login import _logged_in, _sign_in
+from tests.web.test_sso_login import _logged_in, _sign_in, linked
 from web.auth.sso import LOGOUT_HINT
 from web.common import SSO_SESSION
 
@@ -111,14 +111,15 @@ def test_a_sid_with_another_subject_ends_nothing(sso_app: Flask, provider: Provi
 
 
 def _directory_user(app: Flask, sub: str, *, password: str | None = None) -> int:
-    """An account the LDAP sync made (source "ldap", external_id its DN) that its owner then signs in to by SSO:
-    provisioning matches it by username and leaves it the directory's (engine/org/sso_users.py)."""
+    """An account the LDAP sync made (source "ldap", external_id its DN), linked by an administrator to its owner's
+    subject, who then signs in to it by SSO: it stays the directory's (engine/org/sso_users.py)."""
     with app.extensions["jzflow.sessionmaker"]() as s:
         user = core.add_user(s, username=f"u-{sub}", display_name="目录用户", unit_codes=["fgj"])
         user.source, user.external_id = "ldap", f"uid=u-{sub},ou=people,dc=jiaozhou,dc=gov,dc=cn"
         user.password_hash = generate_password_hash(password) if password else None
         s.commit()
-        return user.id
+    linked(app, f"u-{sub}", sub)
+    return user.id
 
 
 def test_a_logout_token_ends_the_session_of_a_directory_synced_account(sso_app: Flask, provider: Provider) -> None:

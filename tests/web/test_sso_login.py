@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from engine import clock, org
 from engine.audit.models import AuditEvent
-from engine.org import oidc
+from engine.org import oidc, sso_users
 from engine.org.models import Membership, OrgUnit, Role, User
 from tests.engine.conftest import at_once
 from tests.oidc_provider import CLIENT_ID, Provider, configure
@@ -72,6 +72,13 @@ def _user(app: Flask, username: str) -> User | None:
         return user
 
 
+def linked(app: Flask, username: str, sub: str) -> None:
+    """An administrator links an existing account to its owner's subject (jzflow sso-link), before its first SSO login."""
+    with app.extensions["jzflow.sessionmaker"]() as s:
+        sso_users.link(s, oidc.load_settings(), username=username, subject=sub)
+        s.commit()
+
+
 def _logged_in(client: FlaskClient) -> bool:
     response = client.get("/inbox")
     return response.status_code == 200
@@ -115,6 +122,7 @@ def test_a_second_login_updates_unit_and_roles_from_the_claims(sso_app: Flask, p
         assert applicant is not None and fg is not None
         s.add(Membership(user_id=fg.id, role_id=applicant.id))
         s.commit()
+    linked(sso_app, "fg", "sub-fg")
     provider.set_user("sub-fg", {"preferred_username": "fg", "name": "发改王五(新)", "unit": "zrzy", "roles": ["领导"]})
     assert _sign_in(sso_app.test_client(), provider, "sub-fg").status_code == 302
     with sso_app.extensions["jzflow.sessionmaker"]() as s:
@@ -190,6 +198,7 @@ def test_a_deactivated_user_is_refused(sso_app: Flask, provider: Provider) -> No
         assert user is not None
         user.is_active = False
         s.commit()
+    linked(sso_app, "zr", "sub-zr")
     provider.set_user("sub-zr", {"preferred_username": "zr", "unit": "zrzy"})
     client = sso_app.test_client()
     response = _sign_in(client, provider, "sub-zr")
@@ -249,10 +258,11 @@ def test_no_provider_speaks_for_the_emergency_account(sso_app: Flask, provider: 
     assert admin is not None and admin.source is None
 
 
-def test_a_username_the_provider_spells_in_other_letters_is_the_same_account(sso_app: Flask,
-                                                                             provider: Provider) -> None:
+def test_a_username_the_provider_spells_in_other_letters_is_the_same_account(sso_app: Flask, provider: Provider,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """A directory and an identity provider may disagree on case ("FG", "fg"): the provider's spelling named a new,
     second account beside the person's own, and "ADMIN" was not the emergency account it names."""
+    monkeypatch.setenv("JZFLOW_OIDC_LINK", "username")  # the provider's usernames are trusted to link accounts
     provider.set_user("sub-fg", {"preferred_username": "FG", "name": "发改王五", "unit": "fgj"})
     client = sso_app.test_client()
     assert _sign_in(client, provider, "sub-fg").status_code == 302 and _logged_in(client)
@@ -284,13 +294,16 @@ def test_another_subject_with_the_same_username_is_not_the_account(sso_app: Flas
     assert _sign_in(owner, provider, "sub-first").status_code == 302 and _logged_in(owner)
 
 
-def test_an_account_made_here_is_bound_to_the_subject_of_its_first_sso_login(sso_app: Flask, provider: Provider) -> None:
+def test_an_account_made_here_is_bound_to_the_subject_of_its_first_sso_login(sso_app: Flask, provider: Provider,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """An account made here (source None) took whichever subject named its username, at every login; the first SSO
-    login now binds it to that subject, in the audit trail, and a second subject naming it is refused."""
+    login (where the provider's usernames are trusted) now binds it to that subject, in the audit trail, and a second
+    subject naming it is refused."""
+    monkeypatch.setenv("JZFLOW_OIDC_LINK", "username")
     provider.set_user("sub-window", {"preferred_username": "window", "name": "窗口李四", "unit": "window"})
     assert _sign_in(sso_app.test_client(), provider, "sub-window").status_code == 302
     user = _user(sso_app, "window")
-    assert user is not None and (user.source, user.external_id) == ("oidc", "sub-window")
+    assert user is not None and (user.source, user.external_id, user.sso_subject) == ("oidc", "sub-window", "sub-window")
     with sso_app.extensions["jzflow.sessionmaker"]() as s:
         event = s.scalars(select(AuditEvent).where(AuditEvent.action == "org.user.sso_update",
                                                    AuditEvent.stream == f"user:{user.id}")).one()

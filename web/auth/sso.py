@@ -4,8 +4,8 @@
 `/login/sso/callback` takes the provider's answer once: the pending login is removed from the session before
 anything is checked, so a replayed callback finds none, and the provider itself redeems a code only once.
 The same person's first login in two tabs at once makes one account (the loser of the race updates it).
-A refusal (wrong state, a token that does not verify, an unknown unit, a deactivated account) shows a page
-saying why, logs nobody in and writes nothing.
+A refusal (wrong state, a token that does not verify, an unknown unit, a deactivated account, an existing account
+not linked to the subject: engine/org/sso_users.py) shows a page saying why, logs nobody in and writes nothing.
 
 统一身份认证退出 (engine/org/oidc_logout.py): the login keeps its ID token sealed in the session (`LOGOUT_HINT`);
 /logout asks `logout_target` where to send the browser, and every page lets its forms be redirected to the
@@ -81,6 +81,8 @@ def _redirect_uri(settings: oidc.Settings) -> str:
 
 def _refused(exc: oidc.SsoError) -> ResponseReturnValue:
     db_session().rollback()
+    if isinstance(exc, oidc.SsoRefused):  # the provider vouched for them: the administrator may have to act (a link)
+        current_app.logger.warning("single sign-on refused (%s): %s", exc.details.get("field"), exc.message)
     return render_template("auth/sso_error.html", message=exc.message), exc.http_status, {"Cache-Control": "no-store"}
 
 
