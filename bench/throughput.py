@@ -200,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 user = org.add_user(session, username=f"tp_client{c:02d}", display_name=f"压测用户{c:02d}",
                                     role_codes=["applicant"])  # the lane 申请人
                 session.flush()
-                client_tokens.append(tokens.issue(session, user, "throughput bench"))
+                client_tokens.append(tokens.issue(session, user, "throughput bench", scope=tokens.READ_WRITE))
                 actor = actor_for(session, user.username)
                 ids = [start(session, process_key=PROCESS, actor=actor).id for _ in range(args.instances)]
                 session.flush()

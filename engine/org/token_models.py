@@ -25,6 +25,10 @@ class ApiToken(Base):
     expires_at: Mapped[datetime] = mapped_column()
     last_used_at: Mapped[datetime | None] = mapped_column()
     revoked_at: Mapped[datetime | None] = mapped_column()
+    # What it may do (engine/org/tokens.py SCOPES), chosen at issue: "read" (GET, HEAD, OPTIONS) or "read_write"
+    # (all its owner may); tokens from before migration 0035, or issued by the old code during the upgrade, are
+    # read_write (the server default), the power they always had.
+    scope: Mapped[str] = mapped_column(String(20), server_default="read_write")
 
 
 class IdempotencyRecord(Base):

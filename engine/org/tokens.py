@@ -1,5 +1,10 @@
-"""API tokens for machine clients: issue (plaintext shown once, with an expiry), authenticate by sha256, revoke;
-all audited."""
+"""API tokens for machine clients: issue (plaintext shown once, with an expiry and a scope), authenticate by sha256,
+revoke; all audited.
+
+A token's scope, chosen at issue, bounds what it may do on top of its owner's rights: READ lets it read only (the
+API answers GET, HEAD and OPTIONS; everything else is refused 403 token_read_only, web/api/blueprint.py), READ_WRITE
+lets it do all its owner may. Unchosen, a token is READ: the least power.
+"""
 from __future__ import annotations
 
 import hashlib
@@ -22,6 +27,10 @@ TOUCH_INTERVAL = timedelta(minutes=1)
 DEFAULT_DAYS = 90  # a token's lifetime unless its issuer chooses another (cut to the maximum)
 DAY_CHOICES = (30, 90, 180, 365)  # the lifetimes the token page offers, those within the maximum
 LIFETIME_FIELD = "expires_in_days"
+READ = "read"
+READ_WRITE = "read_write"
+SCOPES = (READ, READ_WRITE)
+SCOPE_FIELD = "scope"
 
 
 def digest(plaintext: str) -> str:
@@ -64,10 +73,23 @@ def lifetime(days: int | str | None) -> timedelta:
     return timedelta(days=whole)
 
 
+def scope_of(value: str | None) -> str:
+    """Return the scope a token is issued with (None or blank: READ, the least power).
+
+    Raises: InvalidInput (not one of SCOPES)
+    """
+    if value is None or not value.strip():
+        return READ
+    if value.strip() not in SCOPES:
+        raise InvalidInput(f"权限范围须为 {' / '.join(SCOPES)} 之一 ({SCOPE_FIELD}: one of {', '.join(SCOPES)})",
+                           field=SCOPE_FIELD)
+    return value.strip()
+
+
 def issue(session: Session, user: User, name: str, *, actor: Actor | None = None,
-          days: int | str | None = None) -> str:
-    """Create a token for `user`, valid `days` days (None: the default), and return its plaintext, which is never
-    stored nor shown again (flushes).
+          days: int | str | None = None, scope: str | None = None) -> str:
+    """Create a token for `user`, valid `days` days (None: the default), with `scope` (None: READ), and return its
+    plaintext, which is never stored nor shown again (flushes).
 
     The acting user defaults to `user` themself; only admins may issue tokens for others, and not for another
     admin: a token acts with all of its owner's rights, so that would be an admin acting as another over the API.
@@ -86,17 +108,17 @@ def issue(session: Session, user: User, name: str, *, actor: Actor | None = None
     clean = name.strip()
     if not clean or len(clean) > 100:
         raise InvalidInput("令牌名称不能为空且不超过100字符 (name: 1–100 characters)", field="name")
-    lasts = lifetime(days)
+    lasts, chosen = lifetime(days), scope_of(scope)
     plaintext = PREFIX + secrets.token_urlsafe(32)
     now = clock.now()
     token = ApiToken(user_id=user.id, name=clean, token_hash=digest(plaintext), prefix=plaintext[:12],
-                     created_by_id=acting.user_id, created_at=now, expires_at=now + lasts)
+                     created_by_id=acting.user_id, created_at=now, expires_at=now + lasts, scope=chosen)
     session.add(token)
     session.flush()
     # Never the token or its hash in the audit trail: the prefix is enough to tell tokens apart.
     audit.record(session, acting, "api_token.issue", stream=f"user:{user.id}", object_type="api_token",
                  object_id=token.id, after={"name": clean, "prefix": token.prefix, "user": user.username,
-                                            "expires_at": token.expires_at.isoformat()})
+                                            "expires_at": token.expires_at.isoformat(), "scope": chosen})
     return plaintext
 
 
@@ -114,14 +136,25 @@ def owner(session: Session, username: str) -> User:
 # Built once: the token, its user and what the user holds, in one read (an API request's first). Columns, not
 # entities: an API request needs the Actor only, and loading two entities into the session cost more than the read.
 _TOKEN_ACTOR = (with_holdings(select(ApiToken.id.label("token_id"), ApiToken.last_used_at, ApiToken.expires_at,
-                                     User.id, User.username, User.display_name, User.is_admin, User.is_active)
+                                     ApiToken.scope, User.id, User.username, User.display_name, User.is_admin,
+                                     User.is_active)
                               .join(User, User.id == ApiToken.user_id))
                 .where(ApiToken.token_hash == bindparam("token_hash"), ApiToken.revoked_at.is_(None)))
 _TOUCH = update(ApiToken).where(ApiToken.id == bindparam("token_id")).values(last_used_at=bindparam("now"))
 
 
 def authenticate(session: Session, plaintext: str) -> Actor | None:
-    """Return the Actor of the active user owning an unrevoked, unexpired token, or None; notes when it was last used.
+    """Return the Actor of the active user owning an unrevoked, unexpired token, or None (`authenticate_scoped`).
+
+    Raises: TokenExpired
+    """
+    found = authenticate_scoped(session, plaintext)
+    return found[0] if found is not None else None
+
+
+def authenticate_scoped(session: Session, plaintext: str) -> tuple[Actor, str] | None:
+    """Return the Actor of the active user owning an unrevoked, unexpired token, and the token's scope; or None.
+    Notes when it was last used.
 
     One read: the token, its user and the user's org units and roles. last_used_at is written at most once per
     TOUCH_INTERVAL, in the request's transaction (never for an expired token).
@@ -143,7 +176,7 @@ def authenticate(session: Session, plaintext: str) -> Actor | None:
                            expired_at=clock.as_utc(first.expires_at).isoformat())
     if first.last_used_at is None or now - clock.as_utc(first.last_used_at) >= TOUCH_INTERVAL:
         session.execute(_TOUCH, {"token_id": first.token_id, "now": now})
-    return actor_from(first, rows)
+    return actor_from(first, rows), str(first.scope)
 
 
 def revoke(session: Session, *, token_id: int, actor: Actor) -> ApiToken:
@@ -174,5 +207,5 @@ def listing(session: Session, actor: Actor, *, user_id: int | None = None) -> Se
     return [(r[0], r[1]) for r in session.execute(q.order_by(ApiToken.revoked_at.is_not(None), ApiToken.id.desc()))]
 
 
-__all__ = ["authenticate", "default_days", "digest", "issue", "lifetime", "listing", "max_days", "offered_days",
-           "owner", "revoke"]
+__all__ = ["READ", "READ_WRITE", "SCOPES", "authenticate", "authenticate_scoped", "default_days", "digest", "issue",
+           "lifetime", "listing", "max_days", "offered_days", "owner", "revoke", "scope_of"]

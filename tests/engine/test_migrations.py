@@ -120,3 +120,26 @@ def test_0034_keeps_the_subject_of_accounts_sso_made_and_binds_no_other(
     with factory() as s:
         bound = dict(s.execute(text("SELECT username, sso_subject FROM app_user WHERE sso_subject IS NOT NULL")).all())
         assert bound == {"sso1": "sub-1", "sso2": "sub-2"}  # the first of the twins; no directory or local account
+
+
+def test_0035_gives_existing_tokens_the_power_they_had_read_write(
+        db_url: str, factory: sessionmaker[Session], session: Session, review_org: dict[str, Actor]) -> None:
+    session.close()
+    command.downgrade(migrate.alembic_config(db_url), "0034")
+    plaintext = tokens.PREFIX + "old-token-from-before-scopes"
+    insert = text("INSERT INTO api_token (user_id, name, token_hash, prefix, created_at, expires_at) "
+                  "VALUES (:user, :name, :hash, 'jzf_old', :at, :until)").bindparams(
+        bindparam("at", type_=UTCDateTime()), bindparam("until", type_=UTCDateTime()))
+    now = clock.now()
+    with factory() as s:  # a token as 0034 knew it: no scope
+        s.execute(insert, {"user": review_org["fg"].user_id, "name": "old", "hash": tokens.digest(plaintext),
+                           "at": now, "until": now + timedelta(days=30)})
+        s.commit()
+    migrate.upgrade(db_url)
+    assert _revision(factory) == _head(db_url)
+    with factory() as s:
+        assert tokens.authenticate_scoped(s, plaintext) == (review_org["fg"], tokens.READ_WRITE)
+        # the old code, still running during the upgrade, issues a token without naming a scope: it can do what it did
+        s.execute(insert, {"user": review_org["fg"].user_id, "name": "during", "hash": tokens.digest(plaintext + "2"),
+                           "at": now, "until": now + timedelta(days=30)})
+        assert s.scalar(select(ApiToken.scope).where(ApiToken.name == "during")) == tokens.READ_WRITE

@@ -209,7 +209,8 @@ def topology(tmp_path: Path, db_url: str, session: Session, review_org: dict[str
     org.add_user(session, username="window2", display_name="窗口周九", unit_codes=["window"])
     session.commit()
     deploy.deploy(session, read_fixture_dir("good"), actor=SYSTEM)
-    tok = {u: tokens.issue(session, tokens.owner(session, u), "拓扑") for u in ("applicant", "window", "window2")}
+    tok = {u: tokens.issue(session, tokens.owner(session, u), "拓扑", scope=tokens.READ_WRITE)
+           for u in ("applicant", "window", "window2")}
     session.commit()
     _overdue_instances(session, actor_for(session, "applicant"), 5)
     session.close()

@@ -119,11 +119,12 @@ def user_id(app: Flask, username: str) -> int:
         return uid
 
 
-def token_for(app: Flask, username: str, name: str = "测试令牌") -> str:
-    """Issue an API token for a user through the service; return its plaintext."""
+def token_for(app: Flask, username: str, name: str = "测试令牌", *, scope: str = tokens.READ_WRITE) -> str:
+    """Issue an API token for a user through the service (read-write unless `scope` says otherwise); return its
+    plaintext."""
     with db(app) as s:
         user = tokens.owner(s, username)
-        return tokens.issue(s, user, name)
+        return tokens.issue(s, user, name, scope=scope)
 
 
 class Api:

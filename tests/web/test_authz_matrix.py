@@ -588,6 +588,39 @@ def test_staff_posting_to_admin_modeller_and_audit_routes_get_403_and_change_not
         s.rollback()
 
 
+def test_a_read_only_token_reads_what_its_user_may_and_every_api_write_is_403(world: World) -> None:
+    """Every /api route with a read-only token of each role: a GET answers as the matrix says for the role; every POST
+    is 403 token_read_only, saying the token is read-only, whatever the role may do — and nothing changes."""
+    with world.session() as s:
+        readers = {role: tokens.issue(s, s.get(User, actor_for(s, name).user_id), "只读令牌",  # type: ignore[arg-type]
+                                      actor=actor_for(s, name), scope=tokens.READ) for role, name in USERS.items()}
+        s.commit()
+    routes = [(e, r) for e, r in sorted(endpoints(world.app).items()) if is_api(r.rule)]
+    client = world.app.test_client()
+    before, wrong = snapshot(world), []
+    for endpoint, rule in routes:
+        entry, path = MATRIX[endpoint], path_of(world, endpoint, rule)
+        for role, token in readers.items():
+            if entry.post is None:
+                continue
+            response = client.post(path, json=value(world, entry.form), headers={"Authorization": f"Bearer {token}"})
+            body = response.get_json(silent=True) or {}
+            if response.status_code != 403 or body.get("error") != "token_read_only" or "只读" not in body.get(
+                    "message", "") or "read-only" not in body.get("message", ""):
+                wrong.append(f"{role} read-only token POST {path}: {response.status_code} {body}")
+    assert changed(before, snapshot(world)) == [], "a read-only token's POST changed the database"
+    for endpoint, rule in routes:
+        entry, path = MATRIX[endpoint], path_of(world, endpoint, rule)
+        for role, token in readers.items():
+            if entry.get is None:
+                continue
+            response = client.get(path, headers={"Authorization": f"Bearer {token}"})
+            allowed = role in entry.get or entry.public
+            if allowed != (response.status_code < 400):
+                wrong.append(f"{role} read-only token GET {path}: {response.status_code}, allowed: {allowed}")
+    assert not wrong, "\n".join(wrong)
+
+
 def test_the_owner_reaches_what_the_matrix_keeps_from_others(world: World) -> None:
     """The same ids work for the one they belong to: the refusals above are about who asks, not broken ids."""
     client = world.app.test_client()

@@ -103,7 +103,7 @@ def issue_token() -> ResponseReturnValue:
     username = request.form.get("username", "").strip() or actor.username
     owner = tokens.owner(session, username)
     plaintext = tokens.issue(session, owner, request.form.get("name", ""), actor=actor,
-                             days=request.form.get("expires_in_days"))
+                             days=request.form.get("expires_in_days"), scope=request.form.get("scope"))
     commit()
     return _tokens_page(new_token=plaintext, status=201)
 

@@ -1,7 +1,8 @@
 """JSON API under /api: bearer tokens for machines, the session cookie (with CSRF) for the browser.
 
 Errors are RFC 9457 problem details that keep `{"error", "message", ...}` (web/errors.py);
-401 without credentials; rate-limited per token (or per user / address) with Flask-Limiter.
+401 without credentials; a read-only token (engine/org/tokens.py scopes) may GET, HEAD and OPTIONS only, anything
+else is 403 token_read_only before the view runs; rate-limited per token (or per user / address) with Flask-Limiter.
 """
 from __future__ import annotations
 
@@ -63,16 +64,21 @@ def _authenticate() -> ResponseReturnValue | None:
     if token is not None:  # an Authorization header decides alone, whatever cookie comes along
         session = db_session()
         try:
-            actor = tokens.authenticate(session, token) if token else None
+            found = tokens.authenticate_scoped(session, token) if token else None
         except TokenExpired as expired:
             return unauthorized(expired.message, expired.code,
                                 ', error="invalid_token", error_description="The access token expired"', **expired.details)
-        if actor is None:
+        if found is None:
             return unauthorized("令牌无效或已吊销 (invalid or revoked token)")
         # last_used_at is flushed into the request's unit of work: the view's commit carries it, and a
         # read that commits nothing has it committed by `_commit_reads` (one commit per request either way).
-        g.actor = actor
+        g.actor, scope = found
         g.api_auth = "token"
+        if request.method not in SAFE_METHODS and scope != tokens.READ_WRITE:  # before the view: nothing runs
+            session.rollback()  # not even last_used_at: a refused request changes nothing
+            return problem(403, "token_read_only", "此令牌为只读令牌，只能查询（GET），不能修改；请使用读写令牌 (this token "
+                                                   "is read-only: it may only read (GET, HEAD); use a read-write token)",
+                           scope=scope)
         if request.method not in SAFE_METHODS and audit_views.is_read_only_actor(g.actor):
             return jsonify(error="forbidden", message=_("审计人员只能查看，不能修改 (auditors read only)")), 403
         return None

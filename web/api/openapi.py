@@ -6,6 +6,7 @@ from typing import Any
 from flask import jsonify, url_for
 from flask.typing import ResponseReturnValue
 
+from engine.org import tokens
 from web.api.blueprint import DEFAULT_RATE_LIMIT, bp
 
 JSON = "application/json"
@@ -132,7 +133,8 @@ def _error(description: str, schema: str = "Error", headers: dict[str, Any] | No
 RESPONSES = {
     "BadRequest": _error("Malformed request or missing CSRF token (session-cookie callers)"),
     "Unauthorized": _error("No valid bearer token and no session; `token_expired`: the token is past its expiry"),
-    "Forbidden": _error("Not allowed (e.g. another user's task: not_your_task)"),
+    "Forbidden": _error("Not allowed (e.g. another user's task: not_your_task); on a POST with a read-only token: "
+                        "token_read_only, before anything is looked at"),
     "NotFound": _error("No such object"),
     "Conflict": _error("Someone else acted first (concurrent_modification, task_already_done, already_claimed…)"),
     "Unprocessable": _error("Invalid input; form_invalid lists each field", "FormInvalid"),
@@ -243,6 +245,33 @@ PATHS: dict[str, Any] = {
 }
 
 
+# A token's scope (engine/org/tokens.py), as OpenAPI 3.1 lets an http scheme's requirement name roles: a read-only
+# token may call the GETs (and HEAD, OPTIONS); everything else takes a read-write one.
+READ_SCOPE, WRITE_SCOPE = tokens.READ, tokens.READ_WRITE
+TOKEN_SCOPES = (f"Each token has a scope, chosen when it is issued: `{READ_SCOPE}` (read-only: GET, HEAD and OPTIONS; "
+                f"any other method is refused 403 `token_read_only` before anything is looked at) or `{WRITE_SCOPE}` "
+                "(everything its user may do). Each operation's `security` names the scope it takes. Tokens issued "
+                "before scopes existed are read_write.")
+
+
+def _scoped(paths: dict[str, Any]) -> dict[str, Any]:
+    """Return the paths with each operation's security: the token scope it takes; a changing one may answer 403."""
+    out: dict[str, Any] = {}
+    for path, ops in paths.items():
+        out[path] = {}
+        for method, op in ops.items():
+            if method not in ("get", "post", "put", "patch", "delete") or op.get("security") == []:
+                out[path][method] = op
+                continue
+            scope = READ_SCOPE if method == "get" else WRITE_SCOPE
+            responses = dict(op["responses"])
+            if method != "get":
+                responses.setdefault("403", {"$ref": "#/components/responses/Forbidden"})
+            out[path][method] = {**op, "responses": dict(sorted(responses.items())),
+                                 "security": [{"bearerAuth": [scope]}, {"sessionCookie": []}]}
+    return out
+
+
 def document() -> dict[str, Any]:
     """Return the OpenAPI 3.1 document."""
     return {
@@ -252,14 +281,14 @@ def document() -> dict[str, Any]:
                                 "made on /admin/tokens). A browser session works too; its POSTs need the "
                                 "`X-CSRFToken` header. Times are ISO 8601 UTC. Errors are RFC 9457 problem details "
                                 "(application/problem+json) with a stable `error` code. POSTs accept an "
-                                "`Idempotency-Key`; a 503 carries `Retry-After`."},
+                                "`Idempotency-Key`; a 503 carries `Retry-After`. " + TOKEN_SCOPES},
         "servers": [{"url": "/"}],
         "security": [{"bearerAuth": []}, {"sessionCookie": []}],
-        "paths": PATHS,
+        "paths": _scoped(PATHS),
         "components": {
             "schemas": SCHEMAS, "responses": RESPONSES, "parameters": PARAMETERS,
             "securitySchemes": {
-                "bearerAuth": {"type": "http", "scheme": "bearer", "description": "An API token (jzf_…)"},
+                "bearerAuth": {"type": "http", "scheme": "bearer", "description": "An API token (jzf_…). " + TOKEN_SCOPES},
                 "sessionCookie": {"type": "apiKey", "in": "cookie", "name": "session",
                                   "description": "The web session; POSTs also need the X-CSRFToken header"}},
         },
@@ -276,5 +305,6 @@ def landing() -> ResponseReturnValue:
     """The API's front door: what it is, where its description is, how to authenticate (no login needed)."""
     return jsonify(name="jzflow API", description="胶州经济工作流 JSON API",
                    openapi=url_for("api.openapi", _external=False),
-                   authentication="Authorization: Bearer <token> (管理 → API令牌), or a logged-in browser session",
+                   authentication="Authorization: Bearer <token> (管理 → API令牌; read-only tokens may only GET), "
+                                  "or a logged-in browser session",
                    errors="application/problem+json (RFC 9457)")
