@@ -5,8 +5,9 @@ A form file (JSON Schema or UI schema) is checked at deploy and by the modeller'
 schemas its `allOf`/`anyOf`/`oneOf`/`$ref` branches expand to where a page lists the fields — each is work every task
 page, preview and printed 审批单 repeats. Workflow data from a form, the API, the CLI or a message's or signal's
 payload is checked where it arrives, before SpiffWorkflow sees it: its depth, its values, and its JSON size (half of
-JZFLOW_MAX_STATE_KB, so one submission cannot by itself make a state the save refuses). Scripts have their own
-limits (engine/limits.py, engine/spiff/nesting.py).
+JZFLOW_MAX_STATE_KB, counted in characters). The state the save writes counts a Chinese character as six (an escape),
+and several submissions add up: a submission that makes the state too large is refused by the save itself
+(engine/runtime/oversize.py). Scripts have their own limits (engine/limits.py, engine/spiff/nesting.py).
 """
 from __future__ import annotations
 

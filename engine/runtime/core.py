@@ -26,7 +26,7 @@ from engine.audit.models import AuditEvent, AuditHead
 from engine.db import database_key, is_postgres
 from engine.errors import ConcurrentModification, EngineError, InstanceArchived, InstanceNotFound
 from engine.org.actors import SYSTEM, Actor
-from engine.runtime import assignment, effects, hot, projection
+from engine.runtime import assignment, effects, hot, oversize, projection
 from engine.runtime.assignment import due_time
 from engine.runtime.models import (
     INSTANCE_STREAM,
@@ -38,6 +38,7 @@ from engine.runtime.models import (
     ProcessStateHistory,
     ProcessVersion,
 )
+from engine.runtime.oversize import StateTooLarge
 from engine.runtime.running import Running
 from engine.spiff import fanout, guards, sandbox, serializer, timers
 from engine.spiff import workflow as spiff
@@ -196,7 +197,8 @@ def open_incident(session: Session, running: Running, exc: BaseException, actor:
     elif any(isinstance(e, sandbox.SandboxViolation) or spiff.is_spiff_error(e) for e in chain):
         kind = "script_error"
     task = getattr(exc, "task", None)
-    bpmn_id = getattr(getattr(task, "task_spec", None), "bpmn_id", None)
+    bpmn_id = getattr(getattr(task, "task_spec", None), "bpmn_id", None) or (
+        exc.bpmn_id if isinstance(exc, StateTooLarge) else None)
     message = "; ".join(dict.fromkeys(str(e) for e in chain if str(e)))[:4000] or type(exc).__name__
     incident = Incident(instance_id=running.row.id, bpmn_id=bpmn_id, kind=kind, message=message)
     session.add(incident)
@@ -207,10 +209,6 @@ def open_incident(session: Session, running: Running, exc: BaseException, actor:
                  object_type="process_instance", object_id=running.row.id,
                  after={"kind": kind, "bpmn_id": bpmn_id, "message": message[:500]})
     return incident
-
-
-class StateTooLarge(Exception):
-    """The serialized state is over JZFLOW_MAX_STATE_KB: not saved, the instance stops."""
 
 
 def is_engine_error(exc: BaseException) -> bool:
@@ -306,8 +304,10 @@ def save(session: Session, running: Running, *, event: Callable[[], AuditEvent] 
         if row.status == "running" else None
     state = serializer.dump_state(workflow)
     limit = settings.max_state_kb * 1024
-    if len(state) > limit:
-        state = _keep_old_state(session, running, len(state), limit)
+    if len(state) > limit:  # a person's submission that makes it so is refused (writes nothing), else an incident
+        if running.submitted is not None:
+            oversize.refuse_submission(running.submitted, len(state), limit)
+        state = _keep_old_state(session, running, oversize.too_large(workflow, len(state), limit))
         workflow = running.workflow
         history = None
         settled = _settled(workflow)
@@ -356,12 +356,10 @@ def _settled(workflow: Workflow) -> tuple[list[Task], datetime | None]:
     return spiff.ready_user_tasks(workflow), timers.next_timer_at(workflow)
 
 
-def _keep_old_state(session: Session, running: Running, size: int, limit: int) -> str:
+def _keep_old_state(session: Session, running: Running, exc: StateTooLarge) -> str:
     """Refuse an oversized state: open an incident and go back to the last saved state (or the start)."""
     row = running.row
-    open_incident(session, running, StateTooLarge(
-        f"流程数据过大，未保存 (workflow state of {size // 1024} KB is over the {limit // 1024} KB limit, "
-        "JZFLOW_MAX_STATE_KB; not saved)"), SYSTEM)
+    open_incident(session, running, exc, SYSTEM)
     specs = specs_for(session, row.version_id)
     old = row.state if row.state and row.state != "{}" else serializer.dump_state(
         serializer.new_workflow(specs, script_engine()))

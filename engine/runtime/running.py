@@ -1,8 +1,10 @@
 """An instance loaded for one unit of work: its row, its workflow and what this unit of work did to them."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from engine.runtime.models import Incident, ProcessInstance
 from engine.spiff.workflow import Task, Workflow
@@ -25,6 +27,9 @@ class Running:
     # While save() builds its audit event: the settled workflow's READY user tasks and next timer, which save has
     # walked for the row and the projection anyway (waiting_summary takes them from here). None otherwise.
     settled: tuple[list[Task], datetime | None] | None = None
+    # What a person submits in this unit of work (a task's form, a client's start data): a state over the limit that
+    # would fit without it refuses the submission and writes nothing (engine/runtime/oversize.py). None otherwise.
+    submitted: Mapping[str, Any] | None = None
 
 
 __all__ = ["Running"]

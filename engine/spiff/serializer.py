@@ -122,6 +122,11 @@ def _canonical(value: Any) -> str:
         return str(_UNSORTED.encode(value))
 
 
+def encoded_size(value: Any) -> int:
+    """Return the characters a value of task data takes in the saved state (written as `dump_state` writes it)."""
+    return len(_canonical(value))
+
+
 def _canonical_task(dct: dict[str, Any]) -> str:
     delta = dct.get("delta")
     if isinstance(delta, dict) and isinstance(delta.get("deletions"), list):  # names of keys popped on restore

@@ -22,9 +22,16 @@ class Completion:
 
 
 def finish(session: Session, *, task: HumanTask, running: runtime.Running, actor: Actor,
-           data: dict[str, Any]) -> Completion:
-    """Complete the task's SpiffWorkflow task with validated data, run the engine and save (flushes)."""
+           data: dict[str, Any], submitted_now: bool = True) -> Completion:
+    """Complete the task's SpiffWorkflow task with validated data, run the engine and save (flushes).
+
+    `submitted_now`: the actor submits the data now, and is refused (FormInvalid, nothing saved) when it would make
+    the state too large; False when the holder submitted it earlier (held for co-signers): an incident then.
+
+    Raises: FormInvalid (the data would make the workflow state too large: engine/runtime/oversize.py)
+    """
     row = running.row
+    running.submitted = data if submitted_now else None
     with session.no_autoflush:  # one flush at the end, not one per query
         try:
             runtime.complete_user_task(running, task.task_guid, data, actor)

@@ -279,7 +279,9 @@ def _after_cosign(session: Session, parent: HumanTask, actor: Actor) -> completi
         raise InstanceNotRunning("流程实例未在运行 (instance is not running)", instance_id=parent.instance_id)
     user = session.get(User, holder) if holder is not None else None
     holder_actor = actor_of(session, user) if user is not None else actor
-    return completion.finish(session, task=parent, running=running, actor=holder_actor, data=data)
+    # The holder's data, submitted earlier: the co-signer cannot change it (a state it makes too large: an incident).
+    return completion.finish(session, task=parent, running=running, actor=holder_actor, data=data,
+                             submitted_now=False)
 
 
 # --- 催办 urge, 抄送 CC, comments, attachments --------------------------------------------------------

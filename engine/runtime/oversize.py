@@ -1,0 +1,80 @@
+"""A workflow state over JZFLOW_MAX_STATE_KB at the save: who made it so.
+
+One submission is bounded where it arrives (engine/content_limits.py); several, or a loop whose script appends on
+every round, can still grow the state past the limit. The save (engine/runtime/core.py) measures the state it has
+just written anyway and asks here only when it is over:
+
+- a person's submission (a task's form, a client's start data: `Running.submitted`) without which the state would
+  fit is refused — FormInvalid naming its largest fields — and the save writes nothing: the task stays open;
+- otherwise a script or an engine step made it so: the instance stops with the incident `state_too_large`, which
+  names the element whose data weighs most in the state and the largest data keys.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from engine.errors import FieldError, FormInvalid
+from engine.spiff import weight
+from engine.spiff.serializer import encoded_size
+from engine.spiff.workflow import Workflow
+
+NAMED_FIELDS = 5  # fields a refused submission names at most
+NAMED_KEYS = 3  # data keys an incident names
+
+
+class StateTooLarge(Exception):
+    """The serialized state is over JZFLOW_MAX_STATE_KB: not saved, the instance stops."""
+
+    def __init__(self, message: str, bpmn_id: str | None = None) -> None:
+        super().__init__(message)
+        self.bpmn_id = bpmn_id  # the element whose data weighs most, for the incident
+
+
+def kb(size: int) -> str:
+    return str(-(-size // 1024))
+
+
+def refuse_submission(submitted: Mapping[str, Any], size: int, limit: int) -> None:
+    """Refuse a submission without which a state of `size` characters would fit the limit; else return.
+
+    Names its largest fields, as many as make up what the state is over (at most NAMED_FIELDS).
+
+    Raises: FormInvalid
+    """
+    fields = sorted(((len(str(k)) + 4 + encoded_size(v), str(k)) for k, v in submitted.items()), reverse=True)
+    if not fields or size - sum(s for s, _k in fields) > limit:
+        return
+    named: list[tuple[int, str]] = []
+    for field in fields:
+        named.append(field)
+        if sum(s for s, _k in named) >= size - limit or len(named) == NAMED_FIELDS:
+            break
+    raise FormInvalid([FieldError(key, (
+        f"提交的数据过大：此字段约 {kb(s)} KB，提交后流程数据将达 {kb(size)} KB，超过 {kb(limit)} KB 的上限"
+        f"（JZFLOW_MAX_STATE_KB），请精简后再提交 (this field is {kb(s)} KB: with it the workflow state would be "
+        f"{kb(size)} KB, over the {kb(limit)} KB limit, JZFLOW_MAX_STATE_KB; nothing was saved)"))
+        for s, key in named])
+
+
+def too_large(workflow: Workflow, size: int, limit: int) -> StateTooLarge:
+    """Describe a state over the limit: the element whose data weighs most and the largest data keys."""
+    weighed = weight.weigh(workflow)
+    keys = weighed.keys[:NAMED_KEYS]
+    top = weighed.elements[0] if weighed.elements else None
+    zh = en = ""
+    if top is not None:
+        label = f"「{top.name}」({top.bpmn_id})" if top.name else top.bpmn_id
+        zh += f"；数据最多的元素是 {label}，约 {kb(top.size)} KB"
+        en += f"; most of it is the data of element {top.bpmn_id}" + (f" ({top.name})" if top.name else "") + \
+            f", {kb(top.size)} KB"
+    if keys:
+        zh += "；最大的数据项：" + "、".join(f"{k}（约 {kb(s)} KB）" for k, s in keys)
+        en += "; largest data keys: " + ", ".join(f"{k} {kb(s)} KB" for k, s in keys)
+    return StateTooLarge(
+        f"流程数据过大，未保存：{kb(size)} KB，超过 {kb(limit)} KB 的上限（JZFLOW_MAX_STATE_KB）{zh} (workflow state "
+        f"of {kb(size)} KB is over the {kb(limit)} KB limit, JZFLOW_MAX_STATE_KB; not saved{en})",
+        bpmn_id=top.bpmn_id if top is not None else None)
+
+
+__all__ = ["NAMED_FIELDS", "NAMED_KEYS", "StateTooLarge", "kb", "refuse_submission", "too_large"]
