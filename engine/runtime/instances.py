@@ -30,7 +30,8 @@ def start(session: Session, *, process_key: str, actor: Actor, data: Mapping[str
     `trigger` names the message or signal start event that starts it (engine/runtime/messages.py); a process
     that only such events start cannot be started by hand.
 
-    Raises: ProcessNotFound, FormInvalid, InvalidInput (a process only a message or signal starts)
+    Raises: ProcessNotFound, FormInvalid (also: client data that would make the state too large), InvalidInput (a
+    process only a message or signal starts)
     """
     version = deploy.latest_version(session, process_key)
     if version is None:
@@ -58,7 +59,9 @@ def start(session: Session, *, process_key: str, actor: Actor, data: Mapping[str
     session.flush()
     # A new instance has no rows and an empty audit stream yet: the projection reads none, the commit's append
     # starts the stream in one statement (a stream that somehow has events is never restarted: see audit).
-    running = runtime.Running(row=row, workflow=workflow, lock_version=0, open_rows={})
+    # A client's data that makes the first state too large is refused, naming the fields, and nothing is started.
+    running = runtime.Running(row=row, workflow=workflow, lock_version=0, open_rows={},
+                              submitted={k: v for k, v in initial.items() if k in given} if from_client else None)
     audit.saw_head(session, f"instance:{row.id}", 0, audit.GENESIS)
     runtime.run(session, running, actor)
     if trigger is not None and running.row.status == "running":

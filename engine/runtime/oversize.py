@@ -61,7 +61,8 @@ def too_large(workflow: Workflow, size: int, limit: int) -> StateTooLarge:
     """Describe a state over the limit: the element whose data weighs most and the largest data keys."""
     weighed = weight.weigh(workflow)
     keys = weighed.keys[:NAMED_KEYS]
-    top = weighed.elements[0] if weighed.elements else None
+    # An element holding little of it did not make it so (a client's start data is the tree root's, no element's).
+    top = weighed.elements[0] if weighed.elements and weighed.elements[0].size * 10 >= size else None
     zh = en = ""
     if top is not None:
         label = f"「{top.name}」({top.bpmn_id})" if top.name else top.bpmn_id

@@ -175,3 +175,15 @@ def test_one_submission_of_chinese_text_within_the_data_limit_that_makes_the_sta
     assert ready(session, row.id).id == task.id
     assert session.scalar(select(Incident.id).where(Incident.instance_id == row.id)) is None
 
+
+def test_start_data_from_a_client_that_makes_the_state_too_large_is_refused_and_nothing_is_started(
+        session: Session, review_org: dict[str, Actor]) -> None:
+    deploy.deploy(session, form_loop(), actor=SYSTEM, check_lanes=False)
+    session.commit()
+    with pytest.raises(FormInvalid) as refused:
+        instances.start(session, process_key="grow", actor=review_org["applicant"], from_client=True,
+                        data={"title": "申请", "material": "字" * 350_000})
+    session.rollback()
+    assert [e.field for e in refused.value.errors] == ["material"], refused.value.errors
+    assert "JZFLOW_MAX_STATE_KB" in refused.value.errors[0].message
+    assert session.scalar(select(ProcessInstance.id)) is None

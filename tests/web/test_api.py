@@ -227,6 +227,20 @@ def test_oversized_start_data_is_refused_by_the_api_naming_the_field_and_starts_
         assert s.query(ProcessInstance).count() == before
 
 
+def test_start_data_that_would_make_the_state_too_large_is_refused_by_the_api_naming_the_field(app: Flask) -> None:
+    """Within the data limit at the door (characters), but six characters each in the saved state: 422 naming the
+    field, nothing started (it was an instance stopped at once with `state_too_large`)."""
+    from engine.runtime.models import ProcessInstance
+    deploy_good(app)
+    fg = Api(app, token_for(app, "fg"))
+    refused = fg.post("/api/processes/review_process/instances", {"data": {"material": "字" * 350_000}, "title": "大"})
+    assert refused.status_code == 422 and refused.json is not None, refused.get_data(as_text=True)[:2000]
+    assert [f["field"] for f in refused.json["fields"]] == ["material"]
+    assert "JZFLOW_MAX_STATE_KB" in refused.json["fields"][0]["message"]
+    with db(app) as s:
+        assert s.query(ProcessInstance).count() == 0
+
+
 def test_the_browser_session_works_with_csrf(app: Flask, login: Login) -> None:
     deploy_good(app)
     client = login("applicant")

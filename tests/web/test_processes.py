@@ -14,6 +14,7 @@ from engine.audit.models import AuditEvent
 from engine.runtime.models import ProcessInstance
 from engine.tasks.models import HumanTask
 from tests.web.flows import (
+    START_SCHEMA,
     db,
     deploy_files,
     deploy_good,
@@ -122,3 +123,18 @@ def test_the_title_is_escaped_and_bounded(app: Flask, login: Login) -> None:
     row = started_review(app, applicant, business_key="JZ-XSS", title="<script>alert(1)</script>")
     html = applicant.get(f"/instances/{row.id}").get_data(as_text=True)
     assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_start_data_that_would_make_the_state_too_large_shows_the_form_again_naming_the_field(
+        app: Flask, login: Login) -> None:
+    """Within the data limit at the door (characters), but six characters each in the saved state: the start page
+    shows the form again with the field's message, and nothing is started."""
+    bundle = start_form_bundle()
+    bundle["start_demo.schema.json"] = START_SCHEMA.replace('"minLength": 1, "maxLength": 200', '"minLength": 1').encode()
+    deploy_files(app, bundle)
+    refused = start_web(login("fg"), "start_form_demo", **{"f/project_name": "字" * 350_000, "f/investment": "1",
+                                                           "business_key": "SF-BIG"})
+    html = refused.get_data(as_text=True)
+    assert refused.status_code == 422 and "JZFLOW_MAX_STATE_KB" in html, html[-3000:]
+    with db(app) as s:
+        assert s.scalar(select(func.count()).select_from(ProcessInstance)) == 0

@@ -78,11 +78,16 @@ def start(key: str) -> ResponseReturnValue:
         except FormInvalid as exc:
             field_errors = parsed.place(exc.errors)
         if not errors and not field_errors:
-            row = instances.start(db_session(), process_key=key, actor=actor, data=data,
-                                  business_key=business_key or None, title=title or None, from_client=True)
-            commit()
-            flash(_("流程已发起"), "info")
-            return redirect(after_start_url(row.id, actor))
+            try:
+                row = instances.start(db_session(), process_key=key, actor=actor, data=data,
+                                      business_key=business_key or None, title=title or None, from_client=True)
+            except FormInvalid as exc:  # data that would make the workflow state too large: nothing was started
+                db_session().rollback()
+                field_errors = parsed.place(exc.errors)
+            else:
+                commit()
+                flash(_("流程已发起"), "info")
+                return redirect(after_start_url(row.id, actor))
         errors.update(field_errors)
         status = 422
     fields = formrender.render(form, raw, errors) if form is not None else None
