@@ -40,7 +40,7 @@ from engine.runtime.models import (
 )
 from engine.runtime.oversize import StateTooLarge
 from engine.runtime.running import Running
-from engine.spiff import fanout, guards, sandbox, serializer, timers
+from engine.spiff import events, fanout, guards, sandbox, serializer, timers
 from engine.spiff import workflow as spiff
 from engine.spiff.workflow import Task, Workflow, find_task
 from engine.tasks.models import HumanTask, is_open
@@ -302,12 +302,14 @@ def save(session: Session, running: Running, *, event: Callable[[], AuditEvent] 
     # Earlier rounds of a loop leave the live tree for the history table: the state stays the size of the live part.
     history = serializer.compact(workflow, keep=settings.state_keep_levels, batch=COMPACT_BATCH) \
         if row.status == "running" else None
+    thrown = events.drain_thrown(workflow)  # queued by messages.sync below, never written with the state
     state = serializer.dump_state(workflow)
     limit = settings.max_state_kb * 1024
     if len(state) > limit:  # a person's submission that makes it so is refused (writes nothing), else an incident
         if running.submitted is not None:
             oversize.refuse_submission(running.submitted, len(state), limit)
         state = _keep_old_state(session, running, oversize.too_large(workflow, len(state), limit))
+        thrown = []  # the run that threw them is not saved
         workflow = running.workflow
         history = None
         settled = _settled(workflow)
@@ -348,7 +350,7 @@ def save(session: Session, running: Running, *, event: Callable[[], AuditEvent] 
     hot.saved(session, row.id, running.lock_version, row.version_id, workflow, len(state))
     if not fused:
         _flush_projection(session, running, projected)
-    messages.sync(session, running)  # what it waits on (message_subscription) and what it threw
+    messages.sync(session, running, thrown)  # what it waits on (message_subscription) and what it threw
     session.flush()
 
 

@@ -253,13 +253,12 @@ def has_catches(session: Session, version_id: int) -> bool:
     return _catching[key]
 
 
-def sync(session: Session, running: Running) -> None:
+def sync(session: Session, running: Running, thrown: list[events.Thrown]) -> None:
     """Mirror what the instance waits on into message_subscription; queue what it threw; consume buffered messages.
 
-    Called by `runtime.save` after the state is written (flushes).
+    Called by `runtime.save` after the state is written, with what it took out of the workflow before (flushes).
     """
     row = running.row
-    thrown = events.drain_thrown(running.workflow)
     for event in thrown:
         _queue_thrown(session, running, event)
     if not has_catches(session, row.version_id):

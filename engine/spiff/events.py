@@ -2,8 +2,9 @@
 
 SpiffWorkflow 3.2.0 keeps the WAITING catch events of a workflow (and of its subprocesses) in the top
 workflow's event manager, and an event thrown that nothing inside catches in `bpmn_events` (drained by
-`get_events()`, never serialised: drain it before the state is saved). jzflow routes those between
-instances and from outside (engine/runtime/messages.py); this module only reads and acts on one workflow.
+`get_events()`: `runtime.save` drains it before it writes the state, and a state is never restored with any).
+jzflow routes those between instances and from outside (engine/runtime/messages.py); this module only reads and acts
+on one workflow.
 """
 from __future__ import annotations
 
