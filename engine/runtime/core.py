@@ -194,6 +194,8 @@ def open_incident(session: Session, running: Running, exc: BaseException, actor:
         kind = "too_many_instances"
     elif any(isinstance(e, guards.RunTooLong) for e in chain):
         kind = "run_too_long"
+    elif refused := next((e for e in chain if isinstance(e, events.ThrowRefused)), None):
+        kind = refused.kind
     elif any(isinstance(e, sandbox.SandboxViolation) or spiff.is_spiff_error(e) for e in chain):
         kind = "script_error"
     task = getattr(exc, "task", None)
@@ -230,11 +232,18 @@ def run(session: Session, running: Running, actor: Actor, *, refresh_timers: boo
     workflow = running.workflow
     # Scripts pay the script budget; SpiffWorkflow's own work (a loop, a fork, a timer cycle) pays this one.
     guard = guards.run_guard(seconds=settings.run_time_limit, max_tasks=settings.max_run_tasks)
+    from engine.runtime import message_rules  # it loads this module
+    throws = events.throw_guard(workflow, message_rules.thrown_problem, most=message_rules.MAX_THROWN,
+                                total=settings.max_state_kb * 1024)  # what it throws is queued at the save
+
+    def did_complete(task: Task) -> None:
+        guard(task)
+        throws(task)
 
     def steps() -> None:
         # The budget is per thread and run_deep runs us in a thread of its own: enter it here.
         with engine.budget(seconds=settings.script_time_limit, fuel=settings.script_fuel):
-            spiff.run_engine_steps(workflow, refresh_timers=refresh_timers, did_complete_task=guard)
+            spiff.run_engine_steps(workflow, refresh_timers=refresh_timers, did_complete_task=did_complete)
 
     try:
         with effects.bound(session, running, actor):

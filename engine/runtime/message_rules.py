@@ -33,6 +33,7 @@ MAX_CORRELATION = 500
 # Generations of instances that start one another through the messages and signals they throw: a process that starts
 # on its own message and throws it twice doubled the instance count at every run of the outbox, without end.
 MAX_START_HOPS = 5
+MAX_THROWN = 1_000  # messages and signals one engine run of an instance throws (then the instance stops)
 
 
 def default_ttl() -> int:
@@ -125,6 +126,21 @@ def check_input(name: Any, correlations: Any, payload: Any, business_key: Any, t
         raise InvalidInput("business_key 须为 1–200 个字符 (business_key: 1–200 characters)", field="business_key")
     if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or not 0 <= ttl <= max_ttl()):
         raise InvalidInput(f"ttl 须为 0–{max_ttl()} 的整数秒 (ttl: whole seconds, 0–{max_ttl()})", field="ttl")
+
+
+def thrown_problem(payload: Any, correlations: Mapping[str, Any]) -> tuple[str | None, int]:
+    """Say what keeps a message or signal an instance threw from being queued, else None; and its payload's size.
+
+    The limits of a payload from outside (check_input): its depth, values and MAX_PAYLOAD_BYTES of JSON.
+    """
+    too_big = content_limits.data_problem(payload)  # before json.dumps, which recurses once a level
+    if too_big is not None:
+        return f"{too_big[0]}: {too_big[1]}", 0
+    size = len(json.dumps(payload, ensure_ascii=False, default=plain))
+    if size > MAX_PAYLOAD_BYTES:
+        return (f"数据 {-(-size // 1024)} KB，最多 {MAX_PAYLOAD_BYTES // 1024} KB (a payload of {-(-size // 1024)} KB "
+                f"of JSON, at most {MAX_PAYLOAD_BYTES // 1024} KB)"), size
+    return None, size
 
 
 # --- what the deployed processes declare ----------------------------------------------------------------
@@ -318,7 +334,7 @@ def sender(session: Session, user_id: int | None) -> Actor | None:
         return None
 
 
-__all__ = ["INITIATOR", "MAX_CORRELATION", "MAX_NAME", "MAX_PAYLOAD_BYTES", "Declaration", "MessageUnknown",
+__all__ = ["INITIATOR", "MAX_CORRELATION", "MAX_NAME", "MAX_PAYLOAD_BYTES", "MAX_THROWN", "Declaration", "MessageUnknown",
            "MessageUnmatched", "Outcome", "canonical", "catches_at", "check_input", "declarations", "declared_names",
            "default_ttl", "max_ttl", "may_deliver", "named", "plain", "privileged", "require_sender",
-           "require_sender_first", "sender", "validate_for", "validate_payload"]
+           "require_sender_first", "sender", "thrown_problem", "validate_for", "validate_payload"]

@@ -99,7 +99,7 @@ class Incident(Base):
     instance_id: Mapped[int] = mapped_column(ForeignKey("process_instance.id"), index=True)
     bpmn_id: Mapped[str | None] = mapped_column(String(200))
     # script_error | budget_exceeded | engine_error | expression_error | timer_error | state_too_large |
-    # out_of_memory | tree_too_deep | too_many_instances | run_too_long
+    # out_of_memory | tree_too_deep | too_many_instances | run_too_long | message_too_large | too_many_messages
     kind: Mapped[str] = mapped_column(String(40))
     message: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=clock.now)

@@ -8,7 +8,7 @@ on one workflow.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from copy import deepcopy
 from dataclasses import dataclass, field
 from typing import Any
@@ -124,13 +124,68 @@ def drain_thrown(workflow: Workflow) -> list[Thrown]:
         kind = _kind(event.event_definition)
         if kind is None:
             continue
-        flat: dict[str, Any] = {}
-        for values in (event.correlations or {}).values():
-            if isinstance(values, Mapping):
-                flat.update(values)
         out.append(Thrown(kind=kind, name=str(event.event_definition.name), payload=deepcopy(event.payload),
-                          correlations=flat))
+                          correlations=_correlations(event)))
     return out
+
+
+class ThrowRefused(Exception):
+    """A message or signal a task threw passes a limit: not queued, and the instance stops (an incident on the task)."""
+
+    def __init__(self, message: str, task: Task, kind: str) -> None:
+        super().__init__(message)
+        self.task = task
+        self.kind = kind  # the incident's kind: message_too_large | too_many_messages
+
+
+def throw_guard(workflow: Workflow, problem: Callable[[Any, Mapping[str, Any]], tuple[str | None, int]], *,
+                most: int, total: int) -> Callable[[Task], None]:
+    """Check what each task throws as it completes (a `did_complete_task`): each payload and its correlation values
+    (`problem`), at most `most` thrown in this run, their payloads together at most `total` characters.
+
+    Past a limit, what the task threw is dropped (never queued) and ThrowRefused raised, naming the task.
+    """
+    seen, weight = len(workflow.bpmn_events), 0
+
+    def check(task: Task) -> None:
+        nonlocal seen, weight
+        thrown = workflow.bpmn_events
+        if len(thrown) <= seen:
+            seen = len(thrown)
+            return
+        where = str(task.task_spec.bpmn_id or task.task_spec.name)
+        for count, event in enumerate(thrown[seen:], start=seen + 1):
+            kind = _kind(event.event_definition)
+            if kind is None:
+                continue
+            what = f"{'消息' if kind == 'message' else '信号'}「{event.event_definition.name}」"
+            found, size = problem(event.payload, _correlations(event))
+            weight += size
+            refused: tuple[str, str] | None = None
+            if found is not None:
+                refused = "message_too_large", f"{where} 抛出的{what}未发送：{found} ({kind} thrown by {where} not sent)"
+            elif count > most:
+                refused = "too_many_messages", (f"一次运行抛出的消息和信号超过 {most} 个，{where} 抛出的{what}未发送 (more "
+                                                f"than {most} messages and signals thrown in one run: the {kind} thrown "
+                                                f"by {where} was not sent)")
+            elif weight > total:
+                refused = "message_too_large", (f"一次运行抛出的消息和信号数据合计超过 {total // 1024} KB，{where} 抛出的"
+                                                f"{what}未发送 (the payloads thrown in one run pass {total // 1024} KB "
+                                                f"together: the {kind} thrown by {where} was not sent)")
+            if refused is not None:
+                del thrown[seen:]
+                raise ThrowRefused(refused[1], task, refused[0])
+        seen = len(thrown)
+
+    return check
+
+
+def _correlations(event: Any) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for values in (event.correlations or {}).values():
+        if isinstance(values, Mapping):
+            flat.update(values)
+    return flat
 
 
 def deliver(workflow: Workflow, task_guid: str, payload: Any) -> bool:
@@ -207,5 +262,5 @@ def fire_start(workflow: Workflow, bpmn_id: str, payload: Any) -> bool:
     return True
 
 
-__all__ = ["SCHEMA_PROP", "SENDERS_PROP", "StartTrigger", "Thrown", "Waiting", "catch_declarations", "deliver",
-           "drain_thrown", "fire_start", "has_none_start", "start_triggers", "waiting"]
+__all__ = ["SCHEMA_PROP", "SENDERS_PROP", "StartTrigger", "ThrowRefused", "Thrown", "Waiting", "catch_declarations",
+           "deliver", "drain_thrown", "fire_start", "has_none_start", "start_triggers", "throw_guard", "waiting"]

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from xml.sax.saxutils import escape
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from engine import deploy, tasks
 from engine.org.actors import SYSTEM, Actor
-from engine.runtime import hot, instances
+from engine.runtime import hot, instances, message_rules
 from engine.runtime.message_models import BpmnMessage
 from engine.runtime.models import Incident, ProcessInstance
 from engine.tasks.models import HumanTask
@@ -21,27 +22,36 @@ HEAD = """<?xml version="1.0" encoding="UTF-8"?>
     xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"
     xmlns:spiffworkflow="http://spiffworkflow.org/bpmn/schema/1.0/core" id="d" targetNamespace="t">
   <bpmn:message id="m_ping" name="ping" />
-  <bpmn:signal id="s_ping" name="ping_signal" />
+  <bpmn:correlationProperty id="case" name="案号">
+    <bpmn:correlationPropertyRetrievalExpression messageRef="m_ping">
+      <bpmn:formalExpression>case</bpmn:formalExpression>
+    </bpmn:correlationPropertyRetrievalExpression>
+  </bpmn:correlationProperty>
+  <bpmn:signal id="s_ping" name="ping_signal">{signal_payload}</bpmn:signal>
   <bpmn:process id="thrower" isExecutable="true">
 """
 
 
-def thrower(payload: str = '{"n": 1}', *, kind: str = "message", prepare: str = "n = 0", rounds: str = "1") -> bytes:
+def thrower(payload: str = '{"case": "A-1", "n": 1}', *, kind: str = "message", prepare: str = "n = 0",
+            rounds: str = "1") -> bytes:
     """start → prepare (a script) → send (throws `ping` with the payload) → count (n += 1) → back to send while
     n < rounds → review (a user task) → end."""
-    definition = ('<bpmn:messageEventDefinition messageRef="m_ping">' if kind == "message"
-                  else '<bpmn:signalEventDefinition signalRef="s_ping">')
-    close = "</bpmn:messageEventDefinition>" if kind == "message" else "</bpmn:signalEventDefinition>"
-    return (HEAD + f"""    <bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
+    if kind == "message":  # a message's payload is on its event definition, a signal's on the signal
+        head, throw = HEAD.replace("{signal_payload}", ""), (
+            '<bpmn:messageEventDefinition messageRef="m_ping"><bpmn:extensionElements><spiffworkflow:messagePayload>'
+            f"{escape(payload)}</spiffworkflow:messagePayload></bpmn:extensionElements></bpmn:messageEventDefinition>")
+    else:
+        head, throw = HEAD.replace("{signal_payload}", "<bpmn:extensionElements><spiffworkflow:payloadExpression>"
+                                   f"{escape(payload)}</spiffworkflow:payloadExpression></bpmn:extensionElements>"), \
+            '<bpmn:signalEventDefinition signalRef="s_ping" />'
+    return (head + f"""    <bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
     <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="prepare" />
     <bpmn:scriptTask id="prepare"><bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>
       <bpmn:script>{escape(prepare)}</bpmn:script></bpmn:scriptTask>
     <bpmn:sequenceFlow id="f2" sourceRef="prepare" targetRef="send" />
     <bpmn:intermediateThrowEvent id="send" name="发送">
       <bpmn:incoming>f2</bpmn:incoming><bpmn:incoming>f_again</bpmn:incoming><bpmn:outgoing>f3</bpmn:outgoing>
-      {definition}<bpmn:extensionElements>
-        <spiffworkflow:messagePayload>{escape(payload)}</spiffworkflow:messagePayload>
-      </bpmn:extensionElements>{close}
+      {throw}
     </bpmn:intermediateThrowEvent>
     <bpmn:sequenceFlow id="f3" sourceRef="send" targetRef="count" />
     <bpmn:scriptTask id="count"><bpmn:incoming>f3</bpmn:incoming><bpmn:outgoing>f4</bpmn:outgoing>
@@ -103,3 +113,60 @@ def test_a_thrown_signal_is_queued_once_too(session: Session, review_org: dict[s
     tasks.complete(session, task_id=task.id, actor=me, data={})
     session.commit()
     assert queued(session, "ping_signal") == 1
+
+
+@pytest.mark.parametrize("kind", ["message", "signal"])
+def test_a_thrown_payload_past_the_limit_stops_the_instance_naming_the_element_and_is_not_queued(
+        session: Session, kind: str) -> None:
+    """A payload from outside is refused past 64 KB; an instance's own was queued whatever its size, into the table
+    and then into every catching instance's state."""
+    deploy.deploy(session, {"thrower.bpmn": thrower('{"case": "A-1", "big": big}', kind=kind,
+                                                    prepare="n = 0\nbig = 'x' * 200000")},
+                  actor=SYSTEM, check_lanes=False)
+    row = instances.start(session, process_key="thrower", actor=SYSTEM)
+    session.commit()
+    found = incident(session, row.id)
+    assert found.kind == "message_too_large" and found.bpmn_id == "send", (found.kind, found.bpmn_id, found.message)
+    assert "64 KB" in found.message and "send" in found.message, found.message
+    assert queued(session, "ping" if kind == "message" else "ping_signal") == 0
+
+
+def test_a_payload_at_the_limit_is_thrown(session: Session) -> None:
+    deploy.deploy(session, {"thrower.bpmn": thrower('{"case": "A-1", "big": big}',
+                                                    prepare="n = 0\nbig = 'x' * 60000")},
+                  actor=SYSTEM, check_lanes=False)
+    row = instances.start(session, process_key="thrower", actor=SYSTEM)
+    session.commit()
+    assert row.status == "running" and queued(session) == 1
+
+
+@pytest.mark.parametrize("kind", ["message", "signal"])
+def test_an_instance_throwing_past_the_count_in_one_run_stops_naming_the_element(
+        session: Session, monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+    """A loop throwing on every round queued a row (and an outbox row, an audit event) per throw: 10,000 per run
+    within the run's task budget, every run. At most MAX_THROWN per run are queued; the one past it stops the
+    instance."""
+    monkeypatch.setattr(message_rules, "MAX_THROWN", 20, raising=False)
+    deploy.deploy(session, {"thrower.bpmn": thrower('{"case": "A-1"}', kind=kind, rounds="1000")},
+                  actor=SYSTEM, check_lanes=False)
+    row = instances.start(session, process_key="thrower", actor=SYSTEM)
+    session.commit()
+    found = incident(session, row.id)
+    assert found.kind == "too_many_messages" and found.bpmn_id == "send", (found.kind, found.bpmn_id, found.message)
+    assert "20" in found.message, found.message
+    assert queued(session, "ping" if kind == "message" else "ping_signal") == 20
+
+
+def test_thrown_payloads_together_past_the_state_limit_stop_the_instance(
+        session: Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JZFLOW_MAX_STATE_KB", "256")
+    deploy.deploy(session, {"thrower.bpmn": thrower('{"case": "A-1", "big": big}', rounds="10",
+                                                    prepare="n = 0\nbig = 'x' * 60000")},
+                  actor=SYSTEM, check_lanes=False)
+    row = instances.start(session, process_key="thrower", actor=SYSTEM)
+    session.commit()
+    found = incident(session, row.id)
+    assert found.kind == "message_too_large" and found.bpmn_id == "send", (found.kind, found.bpmn_id, found.message)
+    assert "256 KB" in found.message, found.message
+    assert queued(session) == 4
+
