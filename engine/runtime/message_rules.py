@@ -131,7 +131,8 @@ def check_input(name: Any, correlations: Any, payload: Any, business_key: Any, t
 def thrown_problem(payload: Any, correlations: Mapping[str, Any]) -> tuple[str | None, int]:
     """Say what keeps a message or signal an instance threw from being queued, else None; and its payload's size.
 
-    The limits of a payload from outside (check_input): its depth, values and MAX_PAYLOAD_BYTES of JSON.
+    The limits of a payload from outside (check_input): its depth, values and MAX_PAYLOAD_BYTES of JSON, and
+    correlation values that fit MAX_CORRELATION characters (the column: a longer one failed the save's INSERT).
     """
     too_big = content_limits.data_problem(payload)  # before json.dumps, which recurses once a level
     if too_big is not None:
@@ -140,6 +141,8 @@ def thrown_problem(payload: Any, correlations: Mapping[str, Any]) -> tuple[str |
     if size > MAX_PAYLOAD_BYTES:
         return (f"数据 {-(-size // 1024)} KB，最多 {MAX_PAYLOAD_BYTES // 1024} KB (a payload of {-(-size // 1024)} KB "
                 f"of JSON, at most {MAX_PAYLOAD_BYTES // 1024} KB)"), size
+    if content_limits.data_problem(correlations) is not None or len(canonical(correlations)) > MAX_CORRELATION:
+        return f"关联值过长，最多 {MAX_CORRELATION} 个字符 (correlation values past {MAX_CORRELATION} characters)", size
     return None, size
 
 

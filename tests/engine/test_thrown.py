@@ -170,3 +170,15 @@ def test_thrown_payloads_together_past_the_state_limit_stop_the_instance(
     assert "256 KB" in found.message, found.message
     assert queued(session) == 4
 
+
+def test_a_thrown_correlation_value_too_long_to_keep_stops_the_instance_naming_the_element(session: Session) -> None:
+    """bpmn_message.correlation holds 500 characters: a longer one failed the save's INSERT on PostgreSQL (a 500 for
+    whoever completed the step, every time) and was kept whole on SQLite, where nothing could ever match it."""
+    deploy.deploy(session, {"thrower.bpmn": thrower('{"case": case}', prepare="n = 0\ncase = 'c' * 600")},
+                  actor=SYSTEM, check_lanes=False)
+    row = instances.start(session, process_key="thrower", actor=SYSTEM)
+    session.commit()
+    found = incident(session, row.id)
+    assert found.kind == "message_too_large" and found.bpmn_id == "send", (found.kind, found.bpmn_id, found.message)
+    assert str(message_rules.MAX_CORRELATION) in found.message, found.message
+    assert queued(session) == 0
