@@ -316,7 +316,8 @@ def save(session: Session, running: Running, *, event: Callable[[], AuditEvent] 
     limit = settings.max_state_kb * 1024
     if len(state) > limit:  # a person's submission that makes it so is refused (writes nothing), else an incident
         if running.submitted is not None:
-            oversize.refuse_submission(running.submitted, len(state), limit)
+            oversize.refuse_submission(running.submitted, len(state), limit, before=len(row.state or ""),
+                                       copies=2 if row.status == "completed" else 1)
         state = _keep_old_state(session, running, oversize.too_large(workflow, len(state), limit))
         thrown = []  # the run that threw them is not saved
         workflow = running.workflow

@@ -209,7 +209,7 @@ def audit_message(session: Session, actor: Actor, action: str, row: BpmnMessage,
 def deliver_to(session: Session, instance_id: int, task_guid: str, row: BpmnMessage, actor: Actor) -> bool:
     """Resume one instance with the message, in its own save; False when it no longer waits there.
 
-    Raises: ConcurrentModification, FormInvalid
+    Raises: ConcurrentModification, FormInvalid (also: a message published now that would make the state too large)
     """
     running = runtime.load(session, instance_id, with_open_rows=True)  # the save reads nothing more
     if running.row.status != "running":
@@ -226,6 +226,8 @@ def _catch(session: Session, running: Running, task_guid: str, row: BpmnMessage,
                        catch.sender_users):
         return False
     payload = validate_for(session, running.row.version_id, catch.schema, json.loads(row.payload))
+    if row.status == "pending" and row.source_instance_id is None:  # published now: refused if it makes the state
+        running.submitted = {f"data/{k}": v for k, v in payload.items()}  # too large (not a buffered one, nor thrown)
     before = runtime.waiting_summary(running)
     events.deliver(running.workflow, task_guid, payload)
     row.status, row.instance_id, row.delivered_at = "delivered", running.row.id, clock.now()

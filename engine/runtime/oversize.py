@@ -4,8 +4,9 @@ One submission is bounded where it arrives (engine/content_limits.py); several, 
 every round, can still grow the state past the limit. The save (engine/runtime/core.py) measures the state it has
 just written anyway and asks here only when it is over:
 
-- a person's submission (a task's form, a client's start data: `Running.submitted`) without which the state would
-  fit is refused — FormInvalid naming its largest fields — and the save writes nothing: the task stays open;
+- a person's submission (a task's form, a client's start data, a message published now: `Running.submitted`) that
+  with the state saved before passes the limit, or without which the new state would fit, is refused — FormInvalid
+  naming its largest fields — and the save writes nothing: the task stays open;
 - otherwise a script or an engine step made it so: the instance stops with the incident `state_too_large`, which
   names the element whose data weighs most in the state and the largest data keys.
 """
@@ -35,20 +36,25 @@ def kb(size: int) -> str:
     return str(-(-size // 1024))
 
 
-def refuse_submission(submitted: Mapping[str, Any], size: int, limit: int) -> None:
-    """Refuse a submission without which a state of `size` characters would fit the limit; else return.
+def refuse_submission(submitted: Mapping[str, Any], size: int, limit: int, *, before: int, copies: int = 1) -> None:
+    """Refuse a submission that makes a state of `size` characters pass the limit; else return.
 
-    Names its largest fields, as many as make up what the state is over (at most NAMED_FIELDS).
+    It does when the state saved `before` (characters) and it together pass the limit, or when the new state would fit
+    without it. `copies`: how many times the state holds it (2 when the instance ends: SpiffWorkflow copies the last
+    data into the workflow's). Names its largest fields, as many as make up what the state is over (at most
+    NAMED_FIELDS).
 
     Raises: FormInvalid
     """
     fields = sorted(((len(str(k)) + 4 + encoded_size(v), str(k)) for k, v in submitted.items()), reverse=True)
-    if not fields or size - sum(s for s, _k in fields) > limit:
+    weight = sum(s for s, _k in fields) * copies
+    if not fields or (before + weight <= limit and size - weight > limit):
         return
+    over = min(size, before + weight) - limit  # what its fields must make up
     named: list[tuple[int, str]] = []
     for field in fields:
         named.append(field)
-        if sum(s for s, _k in named) >= size - limit or len(named) == NAMED_FIELDS:
+        if sum(s for s, _k in named) * copies >= over or len(named) == NAMED_FIELDS:
             break
     raise FormInvalid([FieldError(key, (
         f"提交的数据过大：此字段约 {kb(s)} KB，提交后流程数据将达 {kb(size)} KB，超过 {kb(limit)} KB 的上限"

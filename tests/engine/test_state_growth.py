@@ -187,3 +187,31 @@ def test_start_data_from_a_client_that_makes_the_state_too_large_is_refused_and_
     assert [e.field for e in refused.value.errors] == ["material"], refused.value.errors
     assert "JZFLOW_MAX_STATE_KB" in refused.value.errors[0].message
     assert session.scalar(select(ProcessInstance.id)) is None
+
+
+def test_a_message_from_outside_that_would_make_the_state_too_large_is_refused_and_the_instance_keeps_waiting(
+        session: Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sender from outside (API, CLI) delivering into an instance near the limit: the publisher is refused naming the
+    payload's field; before, the catching instance — someone else's — stopped with `state_too_large`."""
+    from engine.runtime import messages
+    from engine.runtime.message_models import BpmnMessage
+    from tests.conftest import FIXTURES
+    monkeypatch.setenv("JZFLOW_MAX_STATE_KB", "128")
+    deploy.deploy(session, deploy.read_directory(FIXTURES / "messages"), actor=SYSTEM, check_lanes=False)
+    row = instances.start(session, process_key="msg_case", actor=SYSTEM,
+                          data={"application_id": "A-1", "resumed": 0, "filler": "f" * 60_000})
+    messages.publish(session, name="supplement", actor=SYSTEM, correlations={"application_id": "A-1"},
+                     payload={"pages": 3})
+    session.commit()
+    assert ready(session, row.id).bpmn_id == "review"
+    before = session.scalar(select(ProcessInstance.lock_version).where(ProcessInstance.id == row.id))
+    with pytest.raises(FormInvalid) as refused:
+        messages.publish(session, name="withdraw", actor=SYSTEM, payload={"reason": "r" * 60_000, "at": "今天"})
+    session.rollback()
+    assert [e.field for e in refused.value.errors] == ["data/reason"], refused.value.errors
+    assert "JZFLOW_MAX_STATE_KB" in refused.value.errors[0].message
+    stored = session.get(ProcessInstance, row.id)
+    assert stored is not None and stored.status == "running" and stored.lock_version == before
+    assert session.scalar(select(Incident.id).where(Incident.instance_id == row.id)) is None
+    assert session.scalar(select(BpmnMessage.id).where(BpmnMessage.name == "withdraw")) is None
+    assert ready(session, row.id).bpmn_id == "review"
