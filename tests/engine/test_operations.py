@@ -152,6 +152,24 @@ def test_cosigners_after_me_sign_my_submission(session: Session, instance: int, 
     assert runtime.load(session, instance).workflow.last_task.data["fg_says"] == "同意"
 
 
+def test_a_held_submission_that_makes_the_state_too_large_is_an_incident_not_the_co_signers_refusal(
+        session: Session, instance: int, review_org: dict[str, Actor], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The holder's data, held for co-signers after them, is finished by the last signature: the co-signer cannot
+    change it, so a state it makes too large stops the instance (naming the step and the field) instead of refusing
+    the signature forever."""
+    monkeypatch.setenv("JZFLOW_MAX_STATE_KB", "64")
+    review = at_review(session, instance, review_org)
+    operations.add_cosigners(session, task_id=review.id, actor=review_org["fg"], usernames=["zr"], position="after")
+    tasks.complete(session, task_id=review.id, actor=review_org["fg"], data={"fg_says": "字" * 20_000})
+    session.commit()
+    zr = open_task(session, instance, "review", kind="cosign")
+    result = tasks.complete(session, task_id=zr.id, actor=review_org["zr"], data={}, opinion="同意")
+    session.commit()
+    assert result.status == "incident" and result.incident is not None and "fg_says" in result.incident
+    row = session.get(ProcessInstance, instance)
+    assert row is not None and row.status == "incident"
+
+
 def test_a_co_signer_after_me_cannot_sign_before_i_have_submitted(session: Session, instance: int,
                                                                   review_org: dict[str, Actor]) -> None:
     review = at_review(session, instance, review_org)
