@@ -34,6 +34,9 @@ def _show(out: Any) -> None:
     elif out.status == "buffered":
         until = clock.as_utc(out.expires_at).astimezone(clock.SHANGHAI).strftime("%Y-%m-%d %H:%M:%S")
         click.echo(f"暂无实例等待，已暂存至 {until} (nobody waits yet: kept until then)  [message {out.id}]")
+    elif out.status == "pending":
+        click.echo(f"等待的实例正忙，稍后由后台投递 (the waiting instance is busy: the worker delivers it)  "
+                   f"[message {out.id}]")
     elif out.status == "duplicate":
         click.echo(f"重复消息，未再处理 (duplicate message id: not processed again)  [message {out.id}]")
     else:

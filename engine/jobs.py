@@ -21,7 +21,7 @@ from engine.notify import outbound, outbox
 from engine.notify.models import OutboxMessage
 from engine.ops import queues
 from engine.org import login_guard, oidc_backchannel
-from engine.runtime import messages, signals, timers
+from engine.runtime import message_worker, signals, timers
 from engine.tasks.collab_models import Notification
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ def _deliver_in_app(session: Session, msg: OutboxMessage) -> None:
 
 def _deliver_bpmn_message(session: Session, msg: OutboxMessage) -> None:
     # Routed in the transaction that marks the outbox row delivered; a conflict is retried with backoff.
-    messages.route_pending(session, int(msg.payload["message_id"]))
+    message_worker.route_pending(session, int(msg.payload["message_id"]))
 
 
 def _deliver_bpmn_signal(session: Session, msg: OutboxMessage) -> None:

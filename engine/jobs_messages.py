@@ -13,7 +13,7 @@ from engine.celery_app import celery
 from engine.db import session_scope
 from engine.errors import ConcurrentModification
 from engine.jobs import session_factory
-from engine.runtime import messages, signals
+from engine.runtime import message_worker, signals
 
 log = logging.getLogger(__name__)
 BATCH = 100
@@ -60,7 +60,7 @@ def deliver_signals() -> int:
 def expire_messages() -> int:
     """Mark buffered messages past their time to live expired."""
     with session_scope(session_factory()) as session:
-        return messages.expire(session, now=clock.now())
+        return message_worker.expire(session, now=clock.now())
 
 
 def kick(*, in_worker_only: bool = False) -> None:

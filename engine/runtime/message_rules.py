@@ -61,7 +61,7 @@ class Outcome:
     id: int | None
     kind: str
     name: str
-    status: str  # delivered | started | buffered | duplicate | broadcast
+    status: str  # delivered | started | buffered | pending (for the worker) | duplicate | broadcast
     instance_id: int | None = None
     expires_at: datetime | None = None
     waiting: int = 0  # signals: instances it goes to

@@ -7,7 +7,8 @@ of that name whose expected correlation values — or business key — match; fo
 marked delivered, in one transaction. With nobody waiting, a message start event starts the latest version
 of its process; otherwise the message is buffered until its time to live (Zeebe's rule) and a catch that
 starts waiting later consumes it in the same save. What an instance throws that it does not catch itself
-is queued (status pending) and routed after the commit by the outbox job.
+is queued (status pending) and routed after the commit by the outbox job (`message_worker`), and so is a
+message whose matching instance conflicted at every try: buffered, the instance waiting already never saw it.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import json
 from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import delete, or_, select
@@ -24,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from engine import audit, clock
 from engine.db import advisory_lock, database_key, is_postgres
-from engine.errors import ConcurrentModification, FormInvalid, InvalidInput, NotFound
+from engine.errors import ConcurrentModification, InvalidInput, NotFound
 from engine.notify import outbox
 from engine.org.actors import SYSTEM, Actor
 from engine.runtime import core as runtime
@@ -129,20 +130,25 @@ def _candidates(session: Session, row: BpmnMessage) -> list[MessageSubscription]
     return list(session.scalars(q.order_by(MessageSubscription.id).limit(CANDIDATES)))
 
 
-def _deliver_to_candidates(session: Session, row: BpmnMessage, actor: Actor) -> bool:
-    """Resume the oldest waiting instance the message matches; a conflict re-reads the subscriptions."""
+def _deliver_to_candidates(session: Session, row: BpmnMessage, actor: Actor) -> int | None:
+    """Resume the oldest waiting instance the message matches; a conflict re-reads the subscriptions.
+
+    Returns 0 when delivered, None when no match takes it, else the id of an instance that conflicted in every round
+    (someone else saves it each time, and it still waits for this message).
+    """
+    busy: int | None = None
     for _ in range(ROUNDS):
-        conflicted = False
+        busy = None
         for sub in _candidates(session, row):
             try:
                 with session.begin_nested():
                     if deliver_to(session, sub.instance_id, sub.task_guid, row, actor):
-                        return True
+                        return 0
             except ConcurrentModification:
-                conflicted = True  # someone else resumed it meanwhile
-        if not conflicted:
+                busy = sub.instance_id  # someone else saved it meanwhile: look again
+        if busy is None:
             break
-    return False
+    return busy
 
 
 def route(session: Session, row: BpmnMessage, actor: Actor, *, ttl: int | None = None,
@@ -150,14 +156,20 @@ def route(session: Session, row: BpmnMessage, actor: Actor, *, ttl: int | None =
     """Deliver a message to a waiting instance, else start one, else buffer it (flushes; adds `row` if new).
 
     Nobody waiting: under the name's lock, look again (an instance may have just started waiting), then check
-    what only a start or the buffer needs — the name is declared, the sender named, the payload valid.
+    what only a start, the buffer or a later try needs — the name is declared, the sender named, the payload valid.
 
-    Raises: MessageUnmatched (ttl 0 and nothing matched), FormInvalid, Forbidden, MessageUnknown
+    A match that conflicted at every try still waits for the message: it is neither buffered (the instance would
+    never look at the buffer again) nor starts another instance. From outside it is kept pending for the outbox job
+    (`message_worker.route_pending`) to route again; the outbox job's own try raises, and is retried with backoff.
+
+    Raises: MessageUnmatched (ttl 0 and nothing matched), FormInvalid, Forbidden, MessageUnknown,
+            ConcurrentModification (not from outside: the match was busy at every try)
     """
-    if _deliver_to_candidates(session, row, actor):
+    if _deliver_to_candidates(session, row, actor) == 0:
         return _outcome(row)
     lock_name(session, row.kind, row.name)
-    if _deliver_to_candidates(session, row, actor):
+    busy = _deliver_to_candidates(session, row, actor)
+    if busy == 0:
         return _outcome(row)
     decls = declarations(session, "message", row.name)
     if not decls and not _anyone_waits(session, "message", row.name):
@@ -167,6 +179,16 @@ def route(session: Session, row: BpmnMessage, actor: Actor, *, ttl: int | None =
         require_sender(session, actor, "message", row.name, decls)
     payload = validate_payload(session, decls, json.loads(row.payload))
     row.payload = json.dumps(payload, ensure_ascii=False, default=plain)
+    ttl = default_ttl() if ttl is None else ttl
+    if busy is not None:
+        if not from_outside:
+            raise ConcurrentModification(busy)
+        row.status, row.expires_at = "pending", clock.now() + timedelta(seconds=ttl)  # kept until then, if it must be
+        session.add(row)
+        session.flush()
+        outbox.enqueue(session, "bpmn_message", {"message_id": row.id}, dedupe_key=f"bpmn_message:{row.id}")
+        audit_message(session, actor, "message.queue", row, busy=busy)
+        return _outcome(row)
     starts = [d for d in decls if d.start and (row.created_by_id is None or privileged(actor)
                                                or named(session, actor, d.senders))]
     if starts:
@@ -181,7 +203,6 @@ def route(session: Session, row: BpmnMessage, actor: Actor, *, ttl: int | None =
         session.flush()
         audit_message(session, actor, "message.start", row)
         return _outcome(row)
-    ttl = default_ttl() if ttl is None else ttl
     if ttl <= 0:
         raise MessageUnmatched(f"没有实例在等待消息「{row.name}」(no instance waits for message {row.name!r} with "
                                "these correlation values or business key; it was not kept: ttl is 0)", name=row.name)
@@ -350,49 +371,6 @@ def _queue_thrown(session: Session, running: Running, event: events.Thrown) -> N
                    after={"message": row.id, "name": row.name, "correlation": row.correlation})
 
 
-def route_pending(session: Session, message_id: int) -> Outcome | None:
-    """Route a message an instance threw (the outbox job, after the commit); None when it was routed already.
-
-    Raises: ConcurrentModification (the outbox retries)
-    """
-    q = select(BpmnMessage).where(BpmnMessage.id == message_id, BpmnMessage.status == "pending")
-    if is_postgres(session):
-        q = q.with_for_update(skip_locked=True)
-    row = session.scalar(q)
-    if row is None:
-        return None
-    savepoint = session.begin_nested()
-    try:
-        outcome = route(session, row, SYSTEM)
-    except (MessageUnmatched, MessageUnknown, FormInvalid) as exc:
-        # The thrower's payload does not fit the catch's schema: keep it refused (audited), not retried forever.
-        savepoint.rollback()
-        row.status = "refused"
-        session.flush()
-        audit_message(session, SYSTEM, "message.refuse", row, reason=str(exc)[:500])
-        return None
-    except BaseException:
-        savepoint.rollback()  # nothing half-done is committed with the outbox row's attempt count
-        raise
-    savepoint.commit()
-    return outcome
-
-
-def expire(session: Session, *, now: datetime, limit: int = 1000) -> int:
-    """Mark buffered messages past their time to live expired, audited; return how many (flushes). Under row locks
-    (SKIP LOCKED): a second expiry job at once passes them by, and a message a catch consumes now stays delivered."""
-    q = (select(BpmnMessage).where(BpmnMessage.status == "buffered", BpmnMessage.expires_at <= now)
-         .order_by(BpmnMessage.id).limit(limit))
-    if is_postgres(session):
-        q = q.with_for_update(skip_locked=True)
-    rows = list(session.scalars(q.execution_options(populate_existing=True)))
-    for row in rows:
-        row.status = "expired"
-        audit_message(session, SYSTEM, "message.expire", row)
-    session.flush()
-    return len(rows)
-
-
 def published_by(session: Session, message_id: int) -> int | None:
     """Return the id of the user who published a message (None: an instance threw it)."""
     return session.scalar(select(BpmnMessage.created_by_id).where(BpmnMessage.id == message_id))
@@ -414,7 +392,6 @@ def describe(session: Session, message_id: int) -> Outcome:
 
 __all__ = [  # what callers use, including the rules re-exported from message_rules
     "MAX_NAME", "Declaration", "MessageUnknown", "MessageUnmatched", "Outcome", "audit_message", "canonical",
-    "check_input", "declarations", "default_ttl", "deliver_to", "describe", "expire", "lock_name", "may_deliver",
-    "plain", "publish", "published_by", "require_sender", "route", "route_pending", "sender", "sync",
-    "validate_payload",
+    "check_input", "declarations", "default_ttl", "deliver_to", "describe", "lock_name", "may_deliver", "plain",
+    "publish", "published_by", "require_sender", "route", "sender", "sync", "validate_payload",
 ]

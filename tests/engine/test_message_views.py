@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from engine import clock, deploy, org
 from engine.errors import Forbidden, InvalidInput
 from engine.org.actors import SYSTEM, Actor, actor_for
-from engine.runtime import instances, message_views, messages, signals
+from engine.runtime import instances, message_views, message_worker, messages, signals
 from engine.runtime.message_models import BpmnMessage
 from tests.conftest import read_fixture_dir
 
@@ -66,7 +66,7 @@ def test_every_message_shows_where_it_went_and_where_it_came_from(session: Sessi
     session.commit()
     thrown = session.scalar(select(BpmnMessage).where(BpmnMessage.source_instance_id == thrower.id))
     assert thrown is not None and thrown.status == "pending"
-    messages.route_pending(session, thrown.id)
+    message_worker.route_pending(session, thrown.id)
     kept = messages.publish(session, name="withdraw", actor=root, business_key="NOBODY", ttl=60)
     started = messages.publish(session, name="application_filed", actor=root, payload={"project": "x"})
     session.commit()

@@ -18,7 +18,7 @@ from engine.audit.models import AuditEvent
 from engine.errors import Forbidden, FormInvalid, InvalidInput
 from engine.org.actors import SYSTEM, Actor
 from engine.runtime import core as runtime
-from engine.runtime import instances, messages
+from engine.runtime import instances, message_worker, messages
 from engine.runtime.message_models import BpmnMessage, MessageSubscription
 from engine.runtime.models import ProcessInstance
 from engine.tasks.models import HumanTask
@@ -153,7 +153,7 @@ def test_a_buffered_message_expires_and_is_then_answered_as_expired(deployed: Se
     assert messages.describe(deployed, out.id).status == "expired"
     iid = waiting_case(deployed, 5)
     assert ready_tasks(deployed, iid) == []  # too late: not consumed
-    assert messages.expire(deployed, now=clock.now()) == 1
+    assert message_worker.expire(deployed, now=clock.now()) == 1
     assert deployed.get(BpmnMessage, out.id).status == "expired"  # type: ignore[union-attr]
 
 

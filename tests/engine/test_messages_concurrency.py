@@ -7,16 +7,20 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine import clock, deploy, org
+from engine import clock, deploy, jobs, org
 from engine.audit.models import AuditEvent
+from engine.errors import ConcurrentModification
 from engine.org.actors import SYSTEM, Actor, actor_for
-from engine.runtime import instances, messages
+from engine.runtime import core as runtime
+from engine.runtime import instances, message_worker, messages
 from engine.runtime.message_models import BpmnMessage, MessageSubscription
+from engine.runtime.running import Running
 from tests.engine.conftest import at_once, waits_for_a_lock
 from tests.engine.test_messages import MESSAGES, resumed_count
 
@@ -125,8 +129,8 @@ def test_two_expiry_jobs_at_once_expire_a_message_once(pg_factory: sessionmaker[
     """Two beats (or a job overlapping itself) send expire_messages twice: one expiry, audited once."""
     message_id = _buffered(pg_factory, 31)
     later = clock.now() + timedelta(seconds=61)
-    second = _while_held(pg_factory, lambda s: messages.expire(s, now=later),
-                         lambda s: messages.expire(s, now=later))
+    second = _while_held(pg_factory, lambda s: message_worker.expire(s, now=later),
+                         lambda s: message_worker.expire(s, now=later))
     assert second == 0
     with pg_factory() as s:
         assert s.scalar(select(BpmnMessage.status).where(BpmnMessage.id == message_id)) == "expired"
@@ -144,7 +148,7 @@ def test_an_expiry_job_leaves_a_message_an_instance_took_meanwhile_delivered(pg_
         taken.append(instances.start(s, process_key="msg_case", actor=SYSTEM,
                                      data={"application_id": 32, "resumed": 0}).id)
 
-    expired = _while_held(pg_factory, consume, lambda s: messages.expire(s, now=clock.now() + timedelta(seconds=61)))
+    expired = _while_held(pg_factory, consume, lambda s: message_worker.expire(s, now=clock.now() + timedelta(seconds=61)))
     assert expired == 0
     with pg_factory() as s:
         row = s.get(BpmnMessage, message_id)
@@ -152,3 +156,74 @@ def test_an_expiry_job_leaves_a_message_an_instance_took_meanwhile_delivered(pg_
         assert resumed_count(s, taken[0]) == 1
         assert s.scalar(select(func.count()).select_from(AuditEvent).where(
             AuditEvent.stream == f"message:{message_id}", AuditEvent.action == "message.expire")) == 0
+
+
+def _busy_while(monkeypatch: pytest.MonkeyPatch, instance_id: int) -> set[int]:
+    """Make every save of the instance conflict, as if someone else saved it each time first, while its id is in the
+    set returned (the test clears it: the other writer is done)."""
+    busy = {instance_id}
+    real = runtime.save
+
+    def save(session: Session, running: Running, **kw: Any) -> None:
+        if running.row.id in busy:
+            raise ConcurrentModification(running.row.id)
+        real(session, running, **kw)
+
+    monkeypatch.setattr(runtime, "save", save)
+    return busy
+
+
+def _deliveries(s: Session, message_id: int | None) -> int:
+    return int(s.scalar(select(func.count()).select_from(AuditEvent).where(
+        AuditEvent.action == "message.deliver", AuditEvent.after["message"].as_integer() == message_id)) or 0)
+
+
+def test_a_message_published_while_the_waiting_instance_is_busy_reaches_it_once(
+        pg_factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every try to resume the waiting instance conflicts (someone saves it each time first): the message was
+    buffered, and the instance, waiting already, never looks at the buffer again — lost until it expired. It is
+    routed again by the worker once the instance is free, as its sender, and resumes it once."""
+    iid = _waiting(pg_factory)
+    with pg_factory() as s:
+        org.add_user(s, username="portal", display_name="门户", is_admin=True)
+        s.commit()
+        portal = actor_for(s, "portal")
+    busy = _busy_while(monkeypatch, iid)
+    with pg_factory() as s:
+        out = messages.publish(s, name="supplement", actor=portal, correlations={"application_id": 16},
+                               payload={"pages": 2}, ttl=600)
+        s.commit()
+    assert out.id is not None and out.status == "pending"  # buffered, it waited for a catch that waits already
+    busy.clear()
+    errors = at_once(4, lambda _i: jobs.run_outbox(pg_factory) and None)  # beat and a kick at once: once
+    assert errors == [None] * 4
+    later = clock.now() + timedelta(seconds=601)
+    with pg_factory() as s:
+        assert message_worker.expire(s, now=later) == 0
+        s.commit()
+        row = s.get(BpmnMessage, out.id)
+        assert row is not None and (row.status, row.instance_id) == ("delivered", iid)
+        assert resumed_count(s, iid) == 1 and _deliveries(s, out.id) == 1
+        assert s.scalar(select(AuditEvent.actor_id).where(AuditEvent.action == "message.deliver")) == portal.user_id
+        s.rollback()
+
+
+def test_a_thrown_message_whose_instance_is_busy_is_routed_again_later_not_buffered(
+        pg_factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch, frozen: Any) -> None:
+    """The outbox job routes a thrown message while its waiting instance is busy every time: it stays pending and
+    the outbox retries it with backoff (buffered, it was lost)."""
+    target = _waiting(pg_factory)
+    busy = _busy_while(monkeypatch, target)
+    with pg_factory() as s:
+        instances.start(s, process_key="msg_sender", actor=SYSTEM, data={"application_id": 16, "pages": 4})
+        s.commit()
+    jobs.run_outbox(pg_factory)
+    busy.clear()
+    frozen.advance(timedelta(minutes=5))  # the outbox's backoff
+    jobs.run_outbox(pg_factory)
+    assert jobs.run_outbox(pg_factory) == 0  # nothing left, nothing twice
+    with pg_factory() as s:
+        row = s.scalar(select(BpmnMessage).where(BpmnMessage.source_instance_id.is_not(None)))
+        assert row is not None and (row.status, row.instance_id) == ("delivered", target)
+        assert resumed_count(s, target) == 1 and _deliveries(s, row.id) == 1
+        s.rollback()

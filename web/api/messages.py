@@ -40,7 +40,7 @@ def message_publish() -> ResponseReturnValue:
                            business_key=text_field(data, "business_key", max_length=200) or None,
                            payload=_object(data, "data"), ttl=_ttl(data),
                            message_id=text_field(data, "message_id", max_length=200) or None)
-    return finish(out.to_dict(), 202 if out.status == "buffered" else 200)
+    return finish(out.to_dict(), 202 if out.status in ("buffered", "pending") else 200)
 
 
 @bp.get("/messages/<int:message_id>")
@@ -88,9 +88,10 @@ openapi.SCHEMAS.update({
 openapi.PARAMETERS["MessageId"] = {"name": "message_id", "in": "path", "required": True, "schema": {"type": "integer"}}
 _publish = openapi._post(openapi._op(
     "Publish a message: delivered to the waiting instance it correlates with (200), starts a message start "
-    "event's process (200), or is kept until its time to live (202)", "MessageOutcome", request="MessageRequest",
+    "event's process (200), is kept until its time to live (202, buffered), or, the waiting instance busy at every "
+    "try, is delivered by the worker shortly (202, pending)", "MessageOutcome", request="MessageRequest",
     errors=("403", "404", "422"), op_id="message_publish"))
-_publish["responses"]["202"] = {"description": "Buffered", "content": {openapi.JSON: {
+_publish["responses"]["202"] = {"description": "Buffered, or pending for the worker", "content": {openapi.JSON: {
     "schema": openapi._ref("MessageOutcome")}}}
 openapi.PATHS.update({
     "/api/messages": {"post": _publish},
