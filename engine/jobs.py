@@ -50,9 +50,12 @@ def run_timer_sweep(factory: sessionmaker[Session], *, batch: int, max_batches: 
         progressed = False
         for instance_id in ids:
             done.add(instance_id)
+            seen: int | None = None  # the lock_version the run read, under its row lock
             try:
                 with session_scope(factory) as session:
-                    if timers.fire_instance(session, instance_id, now=now):
+                    seen = timers.take_due(session, instance_id, now=now)
+                    if seen is not None:
+                        timers.fire_taken(session, instance_id)
                         fired += 1
                         progressed = True
             except ConcurrentModification:
@@ -60,10 +63,12 @@ def run_timer_sweep(factory: sessionmaker[Session], *, batch: int, max_batches: 
             except OperationalError:
                 raise  # the database is gone: let Celery retry the whole sweep
             except Exception as exc:
-                # One broken instance must not stall every timer behind it (the sweep goes by due time).
+                # One broken instance must not stall every timer behind it (the sweep goes by due time). The
+                # incident is about the state that failed: not written if someone saved the instance since.
                 log.exception("timer of instance %s failed", instance_id)
-                with session_scope(factory) as session:
-                    timers.mark_failed(session, instance_id, exc)
+                if seen is not None:
+                    with session_scope(factory) as session:
+                        timers.mark_failed(session, instance_id, exc, lock_version=seen)
                 progressed = True
         if not progressed:
             break  # everything left is locked by another worker or not due after all
