@@ -9,6 +9,7 @@ font embedded: `engine.documents.pdf.font`, so the PDF reads the same on a machi
 from __future__ import annotations
 
 import io
+import logging
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -26,12 +27,13 @@ from plan.dates import YEARS, require_year
 from plan.ledger.models import LedgerIssue
 from plan.projects.deadlines import NEXT_STAGE
 from plan.projects.models import Project, ProjectStage
+from plan.reports.lease import STALE_RUNNING, Lease, Lost, renewed_at, renewed_in_sql
 from plan.reports.models import ReportRun
 
+log = logging.getLogger(__name__)
 KINDS = {"weekly": "周调度", "monthly": "月通报"}
 REPORT_ROLES = ("leader", "city_leader", "ledger_officer", "auditor", "process_owner", "data_officer")
 STALE_PENDING = timedelta(seconds=30)  # a run nobody picked up (its kick was lost)
-STALE_RUNNING = timedelta(minutes=10)  # a run whose worker died
 FORMATS = ("xlsx", "pdf")  # the files a run produces (ReportRun's deferred columns)
 ISSUE_HEAD = ("排名", "责任单位", "新增", "在办", "本期办结", "逾期", "超期办结", "累计", "累计办结", "销号率")
 PROJECT_HEAD = ("排名", "责任单位", "项目数", "新增", "签约", "开工", "竣工", "投产", "滞后")
@@ -308,56 +310,58 @@ def run_file(session: Session, run_id: int, fmt: str, actor: Actor) -> tuple[Rep
 
 
 def stale_runs(session: Session, *, now: datetime) -> list[int]:
-    """Return runs nobody took up (pending a while) or whose worker died (running too long)."""
+    """Return runs nobody took up (pending a while) or whose worker died (running, its lease not renewed)."""
     return list(session.scalars(select(ReportRun.id).where(
         ((ReportRun.status == "pending") & (ReportRun.created_at <= now - STALE_PENDING)) |
-        ((ReportRun.status == "running") & (ReportRun.started_at <= now - STALE_RUNNING))).order_by(ReportRun.id)))
-
-
-def _progress(factory: sessionmaker[Session], run_id: int, **values: Any) -> None:
-    with session_scope(factory) as session:
-        run = session.get(ReportRun, run_id)
-        assert run is not None
-        for key, value in values.items():
-            setattr(run, key, value)
+        ((ReportRun.status == "running") & (renewed_in_sql <= now - STALE_RUNNING))).order_by(ReportRun.id)))
 
 
 def run(factory: sessionmaker[Session], run_id: int) -> str:
-    """Generate a run, committing its progress as it goes; return its final status (idempotent)."""
+    """Generate a run, committing its progress as it goes; return its final status (idempotent).
+
+    A run another worker generates (its lease renewed lately) is left to it: "running". A worker replaced while it
+    was silent (lease.py) stops at its next write and writes nothing more: "taken".
+    """
     now = clock.now()
     with session_scope(factory) as session:
         query = select(ReportRun).where(ReportRun.id == run_id)
         if is_postgres(session):
             query = query.with_for_update(skip_locked=True)
         row = session.scalar(query)
-        if row is None:
-            return "missing"
-        if row.status == "done" or (row.status == "running" and row.started_at is not None
-                                    and clock.as_utc(row.started_at) > now - STALE_RUNNING):
+        if row is None:  # or locked: another worker takes it up, or renews its lease, this moment
+            return "missing" if session.get(ReportRun, run_id) is None else "running"
+        seen = renewed_at(row)
+        if row.status == "done" or (row.status == "running" and seen is not None and seen > now - STALE_RUNNING):
             return row.status
-        row.status, row.started_at, row.progress, row.error = "running", now, 5, None
+        row.status, row.started_at, row.heartbeat_at, row.progress, row.error = "running", now, now, 5, None
         kind, start, end, title = row.kind, row.period_start, row.period_end, row.title
         told = sorted({row.requested_by_id, *(row.recipients or ())} - {None})
     try:
-        with session_scope(factory) as session:
-            report = build(session, kind=kind, start=start, end=end, title=title, now=now)
-        summary = {"issues": [asdict(x) | {"close_rate": x.close_rate} for x in report.issues],
-                   "projects": [asdict(x) for x in report.projects]}
-        _progress(factory, run_id, progress=40, summary=audit.jsonable(summary))
-        xlsx = to_xlsx(report)
-        _progress(factory, run_id, progress=70)
-        pdf = to_pdf(report)
-        _progress(factory, run_id, progress=95)
-    except Exception as exc:
-        _progress(factory, run_id, status="failed", error=f"{type(exc).__name__}: {exc}"[:2000], finished_at=clock.now())
-        raise
-    with session_scope(factory) as session:
-        row = session.get(ReportRun, run_id)
-        assert row is not None
-        row.xlsx, row.pdf, row.status, row.progress, row.finished_at = xlsx, pdf, "done", 100, clock.now()
-        notify.send_many(session, [notify.Note(user_id=user_id, kind="report", title=f"报表已生成: {title}"[:300],
-                                               link=f"/reports/{run_id}", key=f"report:{run_id}:{user_id}")
-                                   for user_id in told])
+        with Lease(factory, run_id, now) as lease:
+            try:
+                with session_scope(factory) as session:
+                    report = build(session, kind=kind, start=start, end=end, title=title, now=now)
+                summary = {"issues": [asdict(x) | {"close_rate": x.close_rate} for x in report.issues],
+                           "projects": [asdict(x) for x in report.projects]}
+                lease.write(progress=40, summary=audit.jsonable(summary))
+                xlsx = to_xlsx(report)
+                lease.write(progress=70)
+                pdf = to_pdf(report)
+                lease.write(progress=95)
+            except Lost:
+                raise
+            except Exception as exc:
+                lease.write(status="failed", error=f"{type(exc).__name__}: {exc}"[:2000], finished_at=clock.now())
+                raise
+            with session_scope(factory) as session:
+                row = lease.take(session)
+                row.xlsx, row.pdf, row.status, row.progress, row.finished_at = xlsx, pdf, "done", 100, clock.now()
+                notify.send_many(session, [notify.Note(user_id=user_id, kind="report", title=f"报表已生成: {title}"[:300],
+                                                       link=f"/reports/{run_id}", key=f"report:{run_id}:{user_id}")
+                                           for user_id in told])
+    except Lost:
+        log.warning("report run %s was taken up by another worker while this one was silent", run_id)
+        return "taken"
     return "done"
 
 

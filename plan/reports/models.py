@@ -31,7 +31,8 @@ class ReportRun(Base):
     scheduled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     recipients: Mapped[list[int] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=clock.now)
-    started_at: Mapped[datetime | None] = mapped_column()
+    started_at: Mapped[datetime | None] = mapped_column()  # when its worker took it up: that worker's claim
+    heartbeat_at: Mapped[datetime | None] = mapped_column()  # renewed by that worker while it generates (lease.py)
     finished_at: Mapped[datetime | None] = mapped_column()
     error: Mapped[str | None] = mapped_column(Text)
     summary: Mapped[Any | None] = mapped_column(JSON)

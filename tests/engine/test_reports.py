@@ -4,6 +4,8 @@ from __future__ import annotations
 import io
 import shutil
 import subprocess
+import threading
+import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -183,3 +185,96 @@ def test_asking_twice_for_a_report_being_generated_queues_it_once(session: Sessi
     later = reports.create_run(session, actor=ledger["officer"], kind="weekly", day=date(2025, 9, 26))
     assert later.id not in (first.id, monthly.id)  # once done, asking again is asking for fresh figures
     assert len(session.scalars(select(ReportRun)).all()) == 3
+
+
+def _slow_render(monkeypatch: pytest.MonkeyPatch, *, fail: bool = False) -> tuple[threading.Event, threading.Event,
+                                                                                   list[int]]:
+    """The first PDF render waits (a long report) until released, then renders (or fails); (rendering, release, renders)."""
+    from plan.reports import core, lease
+    real = core.to_pdf
+    rendering, release, renders = threading.Event(), threading.Event(), []
+
+    def to_pdf(report: reports.Report) -> bytes:
+        renders.append(1)
+        if len(renders) == 1:
+            rendering.set()
+            assert release.wait(30)
+            if fail:
+                raise RuntimeError("渲染失败 (the render failed)")
+        return real(report)
+
+    monkeypatch.setattr(core, "to_pdf", to_pdf)
+    monkeypatch.setattr(lease, "HEARTBEAT_SECONDS", 0.02)  # a live worker says so often (tests)
+    return rendering, release, renders
+
+
+def _beat_takes_up_stale_runs(factory: sessionmaker[Session], *, wait: float) -> list[str]:
+    """Beat's pending-reports job, once the runs stop looking stale or after `wait` seconds."""
+    deadline = time.monotonic() + wait
+    while True:
+        with factory() as s:
+            ids = reports.stale_runs(s, now=clock.now())
+        if not ids or time.monotonic() > deadline:
+            return [reports.run(factory, run_id) for run_id in ids]
+        time.sleep(0.02)
+
+
+def _first_run(factory: sessionmaker[Session], run_id: int) -> tuple[threading.Thread, list[object]]:
+    result: list[object] = []
+
+    def generate() -> None:
+        try:
+            result.append(reports.run(factory, run_id))
+        except Exception as exc:
+            result.append(exc)
+
+    thread = threading.Thread(target=generate)
+    thread.start()
+    return thread, result
+
+
+def test_a_run_still_generating_after_ten_minutes_is_not_generated_again(
+        session: Session, factory: sessionmaker[Session], ledger: dict[str, Actor],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A report that takes more than ten minutes: beat's pending-reports job (and a redelivered job) took it up
+    again and generated it a second time beside the first. The worker generating it keeps its lease alive."""
+    run_id = reports.create_run(session, actor=ledger["officer"], kind="weekly", day=date(2025, 9, 26)).id
+    session.commit()
+    rendering, release, renders = _slow_render(monkeypatch)
+    thread, result = _first_run(factory, run_id)
+    try:
+        assert rendering.wait(30)
+        clock.advance(timedelta(minutes=11))
+        assert _beat_takes_up_stale_runs(factory, wait=3) == []
+        assert reports.run(factory, run_id) == "running"  # the job delivered again: left to its worker
+    finally:
+        release.set()
+        thread.join(30)
+    assert result == ["done"] and len(renders) == 1
+    done = session.scalar(select(ReportRun).where(ReportRun.id == run_id).execution_options(populate_existing=True))
+    assert done is not None and (done.status, done.progress) == ("done", 100)
+
+
+def test_a_worker_that_stopped_answering_is_replaced_and_cannot_undo_its_successors_report(
+        session: Session, factory: sessionmaker[Session], ledger: dict[str, Actor],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker silent for ten minutes (stopped, its lease not renewed) is replaced: the next worker generates the
+    report. When the first one wakes up and fails, it must not mark the finished report failed."""
+    run_id = reports.create_run(session, actor=ledger["officer"], kind="weekly", day=date(2025, 9, 26)).id
+    session.commit()
+    rendering, release, renders = _slow_render(monkeypatch, fail=True)
+    monkeypatch.setattr("plan.reports.lease.HEARTBEAT_SECONDS", 3600.0)  # it says nothing
+    thread, result = _first_run(factory, run_id)
+    try:
+        assert rendering.wait(30)
+        clock.advance(timedelta(minutes=11))
+        assert _beat_takes_up_stale_runs(factory, wait=0) == ["done"]
+    finally:
+        release.set()
+        thread.join(30)
+    assert result == ["taken"] and len(renders) == 2
+    done = session.scalar(select(ReportRun).where(ReportRun.id == run_id).execution_options(populate_existing=True))
+    assert done is not None and (done.status, done.progress, done.error) == ("done", 100, None)
+    assert reports.run_file(session, run_id, "pdf", ledger["officer"]) is not None
+    told = session.scalars(select(OutboxMessage).where(OutboxMessage.kind == "in_app")).all()
+    assert [m.payload["title"] for m in told] == [f"报表已生成: {done.title}"]
