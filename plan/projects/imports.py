@@ -9,11 +9,18 @@ the same rights (only one's own unit's projects), the same checks (dates in orde
 The preview runs the import inside a savepoint and rolls it back, so it shows exactly what storing would do;
 one bad row refuses the whole file, each refusal naming its line, column and reason. The file is read by the
 bounded reader of `plan.indicators.upload` (size, rows, and the XLSX bomb guards of `plan.indicators.sheets`).
+
+Storing is one transaction (a crash leaves nothing) and happens once per confirm form: the preview gives the form
+a one-time key, and the result is kept under it in the same transaction (`engine.org.idempotency`). The same form
+posted again — a double click, or a retry after the answer was lost with a server that died after its commit — gets
+the first result back and adds nothing (a row without 项目编号 would otherwise be a second project).
 """
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+import json
+import re
+from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
@@ -21,6 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.errors import EngineError, InvalidInput
+from engine.org import idempotency
 from engine.org.actors import Actor
 from plan.indicators.upload import MAX_BYTES, MAX_ROWS, UploadInvalid, read_table
 from plan.projects import entry
@@ -45,6 +53,7 @@ HEADERS: dict[str, tuple[str, ...]] = {
     "produced_on": ("produced_on", "投产日期"), "produced_evidence": ("produced_evidence", "投产证明"),
 }
 COLUMN_NAMES = {key: names[1] for key, names in HEADERS.items()}
+ONCE = re.compile(r"[A-Za-z0-9_-]{16,64}")  # the confirm form's one-time key (the preview makes it)
 STAGE_COLUMNS = (("signed", "signed_on", "signed_evidence"), ("started", "started_on", "started_evidence"),
                  ("completed", "completed_on", "completed_evidence"), ("producing", "produced_on", "produced_evidence"))
 
@@ -75,6 +84,7 @@ class ImportResult:
     sha256: str
     rows: list[RowDone] = field(default_factory=list)
     errors: list[RowError] = field(default_factory=list)
+    replayed: bool = False  # this confirm form was stored before: its first result, nothing done now
 
     @property
     def ok(self) -> bool:
@@ -138,12 +148,21 @@ def _row(session: Session, cells: dict[str, str], actor: Actor) -> RowDone:
     return RowDone(0, project.code, project.name, "add", tuple(_stages(session, project, cells, actor)))
 
 
-def run(session: Session, *, filename: str, data: bytes, actor: Actor, store: bool) -> ImportResult:
+def run(session: Session, *, filename: str, data: bytes, actor: Actor, store: bool, once: str | None = None) -> \
+        ImportResult:
     """Check (and with `store`, apply) an import; a preview rolls everything back (flushes when storing).
 
-    Raises: UploadInvalid (an unreadable file; with `store`, any bad row)
+    `once` (storing): the confirm form's one-time key; a form stored before returns its first result (`replayed`).
+    None (a caller with no form, a script): stored each time it is called.
+
+    Raises: UploadInvalid (an unreadable file; with `store`, any bad row), InvalidInput (a malformed `once`)
     """
     result = ImportResult(filename=filename[:200], sha256=hashlib.sha256(data).hexdigest())
+    key = _once_key(once) if store and once is not None and actor.user_id is not None else None
+    if key is not None:  # the same form again waits here for the first to commit, then finds its result
+        earlier = idempotency.find(session, user_id=actor.user_id or 0, key=key, fingerprint=result.sha256)
+        if earlier is not None:
+            return _replayed(earlier)
     table = read_table(filename, data)
     rows = [(n, r) for n, r in enumerate(table, 1) if any(c.strip() for c in r)]
     if not rows:
@@ -186,7 +205,25 @@ def run(session: Session, *, filename: str, data: bytes, actor: Actor, store: bo
                                 errors=_plain(result))
         return result
     outer.commit()
+    if key is not None:
+        kept = json.dumps({"filename": result.filename, "rows": [asdict(r) for r in result.rows]}, ensure_ascii=False)
+        idempotency.remember(session, user_id=actor.user_id or 0, key=key, fingerprint=result.sha256,
+                             answer=idempotency.Answer(status=200, body=kept))
     return result
+
+
+def _once_key(once: str) -> str:
+    """Raises: InvalidInput (not a key the preview made: none, or a page from before keys)"""
+    if not ONCE.fullmatch(once):
+        raise InvalidInput("确认表单已失效，请重新上传文件 (the confirmation form is out of date; upload the file again)",
+                           field="once")
+    return f"projects-import:{once}"
+
+
+def _replayed(answer: idempotency.Answer) -> ImportResult:
+    stored = json.loads(answer.body)
+    rows = [RowDone(r["line"], r["code"], r["name"], r["action"], tuple(r["stages"])) for r in stored["rows"]]
+    return ImportResult(filename=stored["filename"], sha256="", rows=rows, replayed=True)
 
 
 def _cell(raw: list[str], columns: dict[str, int], key: str) -> str:

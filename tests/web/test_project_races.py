@@ -21,9 +21,9 @@ import pytest
 import sqlalchemy
 from flask import Flask
 
-from plan.projects import core, entry
+from plan.projects import core, entry, imports
 from plan.projects.models import LibraryMember, Project, ProjectLibrary, ProjectStage, StageReport
-from tests.web.test_project_entry_web import OFFICER, SECOND, app, count, create, form_post, login  # noqa: F401
+from tests.web.test_project_entry_web import OFFICER, SECOND, app, count, create, form_post, import_rows, login, upload  # noqa: F401
 
 pytestmark = pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
 
@@ -176,3 +176,32 @@ def test_two_officers_adding_the_same_library_at_once_both_get_an_answer(
         codes = sorted(s.scalars(sqlalchemy.select(ProjectLibrary.code).join(LibraryMember)
                                  .where(LibraryMember.project_id == pid)))
     assert codes == ["government", "key", "land"]
+
+
+def confirm_form(client: Any, rows: list[list[Any]]) -> dict[str, str]:
+    """Preview an import and return its confirm form's fields (what the browser posts on 确认保存)."""
+    html = upload(client, import_rows(rows)).get_data(as_text=True)
+    fields = dict(re.findall(r'<input type="hidden" name="([a-z0-9_]+)" value="([^"]*)">',
+                             html[html.index('action="/projects/import/confirm"'):]))
+    assert fields.get("payload") and fields.get("sha256"), html[-1500:]
+    return fields
+
+
+def test_an_import_confirmed_twice_at_once_adds_each_project_once(
+        app: Flask, login: Any, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    officer, again = login(OFFICER), app.test_client()  # a double click: the same browser's form, twice
+    rows = [["", f"导入新项目{i}", "甲公司", 100 + i, "industrial", "tcj", "key", "key", "", "", "", "", "", ""]
+            for i in range(3)]
+    fields = confirm_form(officer, rows)
+    for cookie in officer._cookies.values():  # the same session (and so the same CSRF token)
+        again.set_cookie(cookie.key, cookie.value, domain=cookie.domain, path=cookie.path)
+    meet_before(monkeypatch, imports, "run")  # both pass their checks before either stores a row
+    answers = two_at_once(lambda: officer.post("/projects/import/confirm", data=fields),
+                          lambda: again.post("/projects/import/confirm", data=fields))
+    assert statuses(answers) == [302, 302], [a.get_data(as_text=True)[-600:] for a in answers]
+    assert [count(app, Project, name=f"导入新项目{i}") for i in range(3)] == [1, 1, 1]
+    # posted once more later (the answer was lost: the server died after its commit; the back button): nothing new,
+    # and the officer is told the file was imported already
+    response = officer.post("/projects/import/confirm", data=fields, follow_redirects=True)
+    assert response.status_code == 200 and "此文件已导入，未重复导入" in response.get_data(as_text=True)
+    assert [count(app, Project, name=f"导入新项目{i}") for i in range(3)] == [1, 1, 1]

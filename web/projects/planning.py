@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import secrets
 
 from flask import Response, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
@@ -88,7 +89,7 @@ def import_preview() -> ResponseReturnValue:
     finally:
         file.close()  # a large upload is spooled to a temporary file: release it now
     result = imports.run(db_session(), filename=file.filename, data=payload, actor=current_actor(), store=False)
-    return render_template("projects/import.html", result=result, stage_names=STAGE_NAMES,
+    return render_template("projects/import.html", result=result, stage_names=STAGE_NAMES, once=secrets.token_urlsafe(16),
                            payload=base64.b64encode(payload).decode() if result.ok else ""), 200 if result.ok else 422
 
 
@@ -103,7 +104,11 @@ def import_confirm() -> ResponseReturnValue:
     if len(payload) > imports.MAX_BYTES or hashlib.sha256(payload).hexdigest() != request.form.get("sha256"):
         raise InvalidInput(_("上传内容已损坏，请重新上传"), field="payload")
     result = imports.run(db_session(), filename=request.form.get("filename", "upload.xlsx")[:200], data=payload,
-                         actor=current_actor(), store=True)
+                         actor=current_actor(), store=True, once=request.form.get("once", ""))
     commit()
-    flash(_("已导入：新增 %(add)s，更新 %(update)s", add=result.count("add"), update=result.count("update")))
+    if result.replayed:  # this form was stored before (a double click, a retry): nothing was added now
+        flash(_("此文件已导入，未重复导入：新增 %(add)s，更新 %(update)s", add=result.count("add"),
+                update=result.count("update")))
+    else:
+        flash(_("已导入：新增 %(add)s，更新 %(update)s", add=result.count("add"), update=result.count("update")))
     return redirect(url_for("projects.index"))
