@@ -297,12 +297,19 @@ def preview(session: Session, instance_id: int, target_version_id: int) -> Previ
 def migrate(session: Session, instance_ids: Sequence[int], target_version_id: int, actor: Actor) -> Report:
     """Move each instance that can move safely to the target version; report the others with reasons (flushes).
 
-    Raises: Forbidden, NotFound, ConcurrentModification, MigrationRefused (a moved state that would not load back)
+    The instances' rows are locked first, in id order: the same migration sent twice at once moves each instance
+    once — the second waits, then finds them on the target already and says so — and two migrations of
+    overlapping sets never deadlock.
+
+    Raises: Forbidden, NotFound, MigrationRefused (a moved state that would not load back)
     """
     require_deploy(session, actor)
+    wanted = list(dict.fromkeys(instance_ids))
     target = _target(session, target_version_id)
+    session.execute(select(ProcessInstance.id).where(ProcessInstance.id.in_(wanted)).order_by(ProcessInstance.id)
+                    .with_for_update())  # PostgreSQL; SQLite's transaction holds the writer lock already
     report = Report()
-    for instance_id in dict.fromkeys(instance_ids):
+    for instance_id in wanted:
         try:
             running = runtime.load(session, instance_id)
         except InstanceNotFound:

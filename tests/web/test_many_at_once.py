@@ -1,0 +1,94 @@
+"""Actions on many objects at once, on PostgreSQL: the same form posted twice at the same moment (a double click,
+the same browser: one session) handles each object once.
+
+Each race lets both requests pass their checks before either writes (a barrier with a short timeout: once the
+first one holds a lock the second waits for, the barrier times out and the first goes on alone).
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+
+from engine.audit.models import AuditEvent
+from engine.deploy import versions
+from engine.runtime.models import ProcessInstance
+from tests.web.conftest import csrf_of
+from tests.web.flows import db
+from tests.web.test_modeller import clients, staff, two_versions  # noqa: F401
+
+pytestmark = pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+
+MEET = 2.0
+
+
+def two_at_once(*calls: Callable[[], Any]) -> list[Any]:
+    out: list[Any] = [None] * len(calls)
+
+    def run(i: int) -> None:
+        out[i] = calls[i]()
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not any(t.is_alive() for t in threads)
+    return out
+
+
+def meet_before(monkeypatch: pytest.MonkeyPatch, module: Any, name: str) -> None:
+    original, barrier = getattr(module, name), threading.Barrier(2)
+
+    def wrapper(*a: Any, **k: Any) -> Any:
+        try:
+            barrier.wait(timeout=MEET)
+        except threading.BrokenBarrierError:
+            pass
+        return original(*a, **k)
+    monkeypatch.setattr(module, name, wrapper)
+
+
+def twin(app: Flask, client: FlaskClient) -> FlaskClient:
+    """Another client on the same session: the same browser posting the same form again."""
+    other = app.test_client()
+    for cookie in client._cookies.values():
+        other.set_cookie(cookie.key, cookie.value, domain=cookie.domain, path=cookie.path)
+    return other
+
+
+def audited(app: Flask, action: str) -> dict[str, int]:
+    with db(app) as s:
+        return dict(s.execute(select(AuditEvent.object_id, func.count()).where(AuditEvent.action == action)
+                              .group_by(AuditEvent.object_id)).all())  # type: ignore[arg-type]
+
+
+def test_a_migration_posted_twice_at_once_moves_each_instance_once_and_both_answers_say_so(
+        app: Flask, clients: dict[str, FlaskClient], monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    owner = clients["owner"]
+    v1, v2 = two_versions(app, owner, running_on_v1=4)
+    with db(app) as s:
+        ids = list(s.scalars(select(ProcessInstance.id).order_by(ProcessInstance.id)))
+    form = {"csrf_token": csrf_of(owner, f"/modeller/versions/{v1}/migrate?to={v2}"), "to": str(v2),
+            "instance": [str(i) for i in ids]}
+    again = twin(app, owner)
+    meet_before(monkeypatch, versions, "_move")  # both found the first instance movable
+    answers = two_at_once(lambda: owner.post(f"/modeller/versions/{v1}/migrate", data=form),
+                          lambda: again.post(f"/modeller/versions/{v1}/migrate", data=form))
+    assert [a.status_code for a in answers] == [200, 200], [a.get_data(as_text=True)[-800:] for a in answers]
+    with db(app) as s:
+        assert {s.get(ProcessInstance, i).version_id for i in ids} == {v2}  # type: ignore[union-attr]
+    assert audited(app, "instance.migrate") == {str(i): 1 for i in ids}
+    for answer in answers:  # each says, for every instance, whether it moved it or why not
+        html = answer.get_data(as_text=True)
+        report = html[html.index("migrate-report"):]
+        for i in ids:
+            assert f'href="/instances/{i}"' in report or f'data-instance="{i}"' in report, i
+    refused = answers[1].get_data(as_text=True) if "already runs" in answers[1].get_data(as_text=True) \
+        else answers[0].get_data(as_text=True)
+    assert "the instance already runs on version 2" in refused  # the later one names what the first did
+
