@@ -18,7 +18,15 @@ from sqlalchemy.orm import Session
 
 from engine import runtime
 from engine.deploy import bpmn_diff
-from engine.errors import Conflict, Forbidden, InstanceArchived, InstanceNotFound, NotFound, ProcessNotFound
+from engine.errors import (
+    Conflict,
+    Forbidden,
+    InstanceArchived,
+    InstanceNotFound,
+    InvalidInput,
+    NotFound,
+    ProcessNotFound,
+)
 from engine.org.actors import Actor
 from engine.org.models import User
 from engine.runtime.models import ProcessDefinition, ProcessFile, ProcessInstance, ProcessVersion
@@ -28,6 +36,8 @@ from engine.tasks.models import HumanTask, is_open
 OWNER_ROLE = "process_owner"
 READER_ROLES = ("process_owner", "auditor")
 MIGRATABLE = ("running", "suspended")
+# Instances one call moves: its transaction holds each one's row until it commits (a few seconds for this many).
+MAX_MIGRATE = 200
 
 
 class MigrationRefused(Conflict):
@@ -297,14 +307,19 @@ def preview(session: Session, instance_id: int, target_version_id: int) -> Previ
 def migrate(session: Session, instance_ids: Sequence[int], target_version_id: int, actor: Actor) -> Report:
     """Move each instance that can move safely to the target version; report the others with reasons (flushes).
 
-    The instances' rows are locked first, in id order: the same migration sent twice at once moves each instance
-    once — the second waits, then finds them on the target already and says so — and two migrations of
-    overlapping sets never deadlock.
+    At most MAX_MIGRATE instances a call, refused before anything is read. The instances' rows are locked first,
+    in id order: the same migration sent twice at once moves each instance once — the second waits, then finds
+    them on the target already and says so — and two migrations of overlapping sets never deadlock.
 
-    Raises: Forbidden, NotFound, MigrationRefused (a moved state that would not load back)
+    Raises: Forbidden, NotFound, InvalidInput (too many instances), MigrationRefused (a moved state that would not
+    load back)
     """
     require_deploy(session, actor)
     wanted = list(dict.fromkeys(instance_ids))
+    if len(wanted) > MAX_MIGRATE:
+        raise InvalidInput(f"一次最多迁移 {MAX_MIGRATE} 个实例，本次选择了 {len(wanted)} 个，请分批迁移 (at most "
+                           f"{MAX_MIGRATE} instances at a time, {len(wanted)} chosen: migrate them in batches)",
+                           field="instance", limit=MAX_MIGRATE, chosen=len(wanted))
     target = _target(session, target_version_id)
     session.execute(select(ProcessInstance.id).where(ProcessInstance.id.in_(wanted)).order_by(ProcessInstance.id)
                     .with_for_update())  # PostgreSQL; SQLite's transaction holds the writer lock already
@@ -377,6 +392,6 @@ def _refresh_open_tasks(session: Session, running: runtime.Running) -> None:
     session.flush()
 
 
-__all__ = ["MigrationRefused", "Preview", "ProcessSummary", "Report", "VersionDiff", "VersionRow", "diff", "files",
-           "main_bpmn", "may_deploy", "may_read", "migrate", "migrate_one", "preview", "processes", "require_deploy",
-           "require_read", "version", "versions", "zip_of"]
+__all__ = ["MAX_MIGRATE", "MigrationRefused", "Preview", "ProcessSummary", "Report", "VersionDiff", "VersionRow", "diff",
+           "files", "main_bpmn", "may_deploy", "may_read", "migrate", "migrate_one", "preview", "processes",
+           "require_deploy", "require_read", "version", "versions", "zip_of"]

@@ -1,5 +1,5 @@
 """Actions on many objects at once, on PostgreSQL: the same form posted twice at the same moment (a double click,
-the same browser: one session) handles each object once.
+the same browser: one session) handles each object once, and an action over too many objects is refused up front.
 
 Each race lets both requests pass their checks before either writes (a barrier with a short timeout: once the
 first one holds a lock the second waits for, the barrier times out and the first goes on alone).
@@ -92,3 +92,20 @@ def test_a_migration_posted_twice_at_once_moves_each_instance_once_and_both_answ
         else answers[0].get_data(as_text=True)
     assert "the instance already runs on version 2" in refused  # the later one names what the first did
 
+
+def test_a_migration_of_too_many_instances_is_refused_before_any_moves(
+        app: Flask, clients: dict[str, FlaskClient]) -> None:  # noqa: F811
+    owner = clients["owner"]
+    v1, v2 = two_versions(app, owner, running_on_v1=2)
+    with db(app) as s:
+        ids = list(s.scalars(select(ProcessInstance.id).order_by(ProcessInstance.id)))
+    chosen = ids + list(range(10**6, 10**6 + 10_000))  # 10,002 instances: one transaction would lock them for minutes
+    response = owner.post(f"/modeller/versions/{v1}/migrate", data={
+        "csrf_token": csrf_of(owner, f"/modeller/versions/{v1}/migrate?to={v2}"), "to": str(v2),
+        "instance": [str(i) for i in chosen]})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422, html[-800:]
+    assert f"一次最多迁移 {versions.MAX_MIGRATE} 个实例" in html and "10002" in html
+    with db(app) as s:
+        assert {s.get(ProcessInstance, i).version_id for i in ids} == {v1}  # type: ignore[union-attr]
+    assert audited(app, "instance.migrate") == {}

@@ -30,7 +30,7 @@ from web.modeller import problems, uploads
 from web.modeller.labels import panel_labels, ui_labels
 
 bp = Blueprint("modeller", __name__)
-MIGRATE_LIST_LIMIT = 200
+MIGRATE_LIST_LIMIT = versions.MAX_MIGRATE  # the page lists as many as one migration may move
 
 
 @bp.after_request
