@@ -14,13 +14,16 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from engine.audit.models import AuditEvent
 from engine.deploy import versions
 from engine.runtime.models import ProcessInstance
 from tests.web.conftest import csrf_of
 from tests.web.flows import db
+from tests.web.test_inbox import minimal_task
 from tests.web.test_modeller import clients, staff, two_versions  # noqa: F401
+from tests.web.test_task_page import deployed, row  # noqa: F401
 
 pytestmark = pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
 
@@ -109,3 +112,23 @@ def test_a_migration_of_too_many_instances_is_refused_before_any_moves(
     with db(app) as s:
         assert {s.get(ProcessInstance, i).version_id for i in ids} == {v1}  # type: ignore[union-attr]
     assert audited(app, "instance.migrate") == {}
+
+
+def bulk_form(client: FlaskClient, ids: list[int], **fields: Any) -> dict[str, Any]:
+    return {"csrf_token": csrf_of(client, "/inbox"), "ids": [str(i) for i in ids], **fields}
+
+
+def test_a_bulk_action_over_more_tasks_than_it_takes_is_refused_not_cut_short(
+        app: Flask, deployed: sessionmaker[Session], login: Any) -> None:  # noqa: F811
+    from web.inbox.actions import MAX_BULK
+    ids = [minimal_task(deployed, f"超量项目{i}") for i in range(2)]
+    fg = login("fg")
+    chosen = list(range(10**6, 10**6 + MAX_BULK)) + ids  # the real ones last: a cut would drop them unsaid
+    response = fg.post("/inbox/bulk", data=bulk_form(fg, chosen, action="claim"))
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422, html[-600:]
+    assert f"一次最多处理 {MAX_BULK} 项" in html and str(MAX_BULK + 2) in html
+    assert {row(deployed, t).assignee_id for t in ids} == {None}
+    query = "&".join(f"ids={i}" for i in chosen)
+    page = fg.get(f"/inbox/bulk/complete?{query}")
+    assert page.status_code == 422 and f"一次最多处理 {MAX_BULK} 项" in page.get_data(as_text=True)

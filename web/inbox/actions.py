@@ -1,7 +1,8 @@
 """Changes made from the lists: bulk 认领 / 办理 / 转办, 抄送 read marks, saved filters.
 
 A bulk action calls the engine service once per task, each in a savepoint so that one refusal
-does not undo the others; the request still commits once, and shows every task's result.
+does not undo the others; the request still commits once, and shows every task's result. At most MAX_BULK
+tasks at a time: a choice of more is refused whole, never cut short without a word.
 """
 from __future__ import annotations
 
@@ -38,9 +39,16 @@ class Result:
     message: str
 
 
-def _selected() -> list[int]:
-    ids = [int(v) for v in request.form.getlist("ids") if v.strip().isdigit()]
-    return list(dict.fromkeys(ids))[:MAX_BULK]
+def _selected(values: list[str]) -> list[int]:
+    """The chosen task ids, each once, in order.
+
+    Raises: InvalidInput (more than MAX_BULK: refused whole, never cut short without a word)
+    """
+    ids = list(dict.fromkeys(int(v) for v in values if v.strip().isdigit() and len(v.strip()) <= 18))
+    if len(ids) > MAX_BULK:
+        raise InvalidInput(_("一次最多处理 %(max)s 项任务，本次勾选了 %(n)s 项，请分批操作", max=MAX_BULK, n=len(ids)),
+                           field="ids")
+    return ids
 
 
 def _filter_args() -> dict[str, str]:
@@ -133,7 +141,7 @@ def _plan(action: str, ids: list[int]) -> tuple[Callable[[int], Any], str] | Res
 @bp.get("/inbox/bulk/complete")
 @login_required
 def bulk_form() -> ResponseReturnValue:
-    ids = list(dict.fromkeys(int(v) for v in request.args.getlist("ids") if v.strip().isdigit()))[:MAX_BULK]
+    ids = _selected(request.args.getlist("ids"))
     if not ids:
         return redirect(url_for("inbox.index", **_filter_args()))
     return _bulk_form(ids)
@@ -143,7 +151,7 @@ def bulk_form() -> ResponseReturnValue:
 @login_required
 def bulk() -> ResponseReturnValue:
     session = db_session()
-    ids = _selected()
+    ids = _selected(request.form.getlist("ids"))
     if not ids:
         flash(_("请先勾选任务"), "error")
         return redirect(url_for("inbox.index", **_filter_args()))
