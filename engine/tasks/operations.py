@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine import audit, clock, runtime
+from engine.db import advisory_lock
 from engine.deadlines import escalation, sla
 from engine.errors import (
     Conflict,
@@ -337,25 +338,36 @@ def urge(session: Session, *, task_id: int, actor: Actor, message: str = "") -> 
 
 def carbon_copy(session: Session, *, instance_id: int, actor: Actor, usernames: Sequence[str], note: str = "",
                 task_id: int | None = None) -> list[CarbonCopy]:
-    """Show an instance to other users for information (抄送).
+    """Show an instance to other users for information (抄送); return the copies made now.
+
+    A person who has the same 抄送 unread (same instance and step, sender and note) gets nothing more: the form
+    posted twice (a double click, a retry) reaches each person once; two at once take turns on the instance's lock.
 
     Raises: Forbidden, UserNotFound, InvalidInput
     """
     access.require_view(session, actor, instance_id)
     if not usernames:
         raise InvalidInput("请选择抄送人 (choose at least one recipient)", field="usernames")
-    copies = []
+    advisory_lock(session, f"carbon_copy:{instance_id}")
+    step = CarbonCopy.task_id.is_(None) if task_id is None else CarbonCopy.task_id == task_id
+    unread = set(session.scalars(select(CarbonCopy.user_id).where(
+        CarbonCopy.instance_id == instance_id, step, CarbonCopy.from_user_id == actor.user_id,
+        CarbonCopy.note == note[:2000], CarbonCopy.read_at.is_(None))))
+    copies, reached = [], []
     for username in dict.fromkeys(usernames):
         user = _user(session, username)
         people.require_in_scope(session, actor, user, field="usernames", what="抄送给", instance_id=instance_id)
-        cc = CarbonCopy(instance_id=instance_id, task_id=task_id, user_id=user.id, from_user_id=actor.user_id,
-                        note=note[:2000])
-        session.add(cc)
-        copies.append(cc)
+        if user.id in unread:
+            continue
+        copies.append(CarbonCopy(instance_id=instance_id, task_id=task_id, user_id=user.id,
+                                 from_user_id=actor.user_id, note=note[:2000]))
+        reached.append(username)
         notify(session, user.id, "cc", f"{actor.display_name}抄送给您", body=note, link=f"/instances/{instance_id}")
+    session.add_all(copies)
     session.flush()
-    audit.record(session, actor, "instance.cc", stream=f"instance:{instance_id}", object_type="process_instance",
-                 object_id=instance_id, after={"to": list(usernames), "note": note, "task_id": task_id})
+    if reached:
+        audit.record(session, actor, "instance.cc", stream=f"instance:{instance_id}", object_type="process_instance",
+                     object_id=instance_id, after={"to": reached, "note": note, "task_id": task_id})
     return copies
 
 

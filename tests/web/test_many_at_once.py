@@ -18,7 +18,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine.audit.models import AuditEvent
 from engine.deploy import versions
+from engine.notify.models import OutboxMessage
 from engine.runtime.models import ProcessInstance
+from engine.tasks import operations
+from engine.tasks.collab_models import CarbonCopy
 from tests.web.conftest import csrf_of
 from tests.web.flows import db
 from tests.web.test_inbox import minimal_task
@@ -132,3 +135,23 @@ def test_a_bulk_action_over_more_tasks_than_it_takes_is_refused_not_cut_short(
     query = "&".join(f"ids={i}" for i in chosen)
     page = fg.get(f"/inbox/bulk/complete?{query}")
     assert page.status_code == 422 and f"一次最多处理 {MAX_BULK} 项" in page.get_data(as_text=True)
+
+
+def test_a_carbon_copy_posted_twice_at_once_reaches_each_person_once(
+        app: Flask, deployed: sessionmaker[Session], login: Any, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    task = minimal_task(deployed, "抄送项目")
+    fg = login("fg")
+    form = {"csrf_token": csrf_of(fg, f"/tasks/{task}"), "usernames": ["st", "zr"], "note": "请阅"}
+    again = twin(app, fg)
+    meet_before(monkeypatch, operations, "carbon_copy")
+    answers = two_at_once(lambda: fg.post(f"/tasks/{task}/cc", data=form),
+                          lambda: again.post(f"/tasks/{task}/cc", data=form))
+    assert [a.status_code for a in answers] == [302, 302]
+    assert fg.post(f"/tasks/{task}/cc", data=form).status_code == 302  # and once more: the back button, a retry
+    with db(app) as s:
+        copies = s.execute(select(CarbonCopy.user_id, func.count()).group_by(CarbonCopy.user_id)).all()
+        notes = [m.payload["user_id"] for m in s.scalars(select(OutboxMessage).where(OutboxMessage.kind == "in_app"))
+                 if m.payload.get("kind") == "cc"]
+    assert sorted(n for _, n in copies) == [1, 1], copies  # one 抄送 each, not one per post
+    assert sorted(notes) == sorted(u for u, _ in copies)  # and one notification each
+    assert list(audited(app, "instance.cc").values()) == [1]
