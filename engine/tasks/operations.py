@@ -170,6 +170,7 @@ def add_cosigners(session: Session, *, task_id: int, actor: Actor, usernames: Se
         raise InvalidInput("加签任务不能再加签 (a co-signer cannot add co-signers)", field="task_id")
     if not usernames:
         raise InvalidInput("请选择加签人 (choose at least one co-signer)", field="usernames")
+    people.require_few(usernames, field="usernames", what="加签人")
     existing = {t.assignee_id for t in _cosigns(session, task, "ready", "pending")}
     created: list[HumanTask] = []
     for username in dict.fromkeys(usernames):
@@ -348,6 +349,7 @@ def carbon_copy(session: Session, *, instance_id: int, actor: Actor, usernames: 
     access.require_view(session, actor, instance_id)
     if not usernames:
         raise InvalidInput("请选择抄送人 (choose at least one recipient)", field="usernames")
+    people.require_few(usernames, field="usernames", what="抄送")
     advisory_lock(session, f"carbon_copy:{instance_id}")
     step = CarbonCopy.task_id.is_(None) if task_id is None else CarbonCopy.task_id == task_id
     unread = set(session.scalars(select(CarbonCopy.user_id).where(

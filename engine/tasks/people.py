@@ -27,7 +27,7 @@ from pypinyin import Style, pinyin
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine.errors import Forbidden
+from engine.errors import Forbidden, InvalidInput
 from engine.org.actors import Actor
 from engine.org.area import SUPERVISE_ALL_ROLES, area
 from engine.org.models import Membership, OrgUnit, Role, User
@@ -38,6 +38,7 @@ from engine.tasks.models import HumanTask, TaskCandidate
 MAX_QUERY = 40  # characters of a search
 MAX_RESULTS = 20
 MAX_READINGS = 8  # initials combinations kept for a name with several readings (曾: zeng / ceng)
+MAX_CHOSEN = 100  # people one 抄送 or 加签 may name: each is looked up, checked and told in the request
 
 
 @dataclass(frozen=True)
@@ -292,6 +293,17 @@ def require_in_scope(session: Session, actor: Actor, user: User, *, field: str, 
                     username=user.username)
 
 
+def require_few(usernames: Iterable[str], *, field: str, what: str) -> None:
+    """Refuse a choice of more than MAX_CHOSEN people, naming the field and how many were chosen.
+
+    Raises: InvalidInput
+    """
+    count = len(set(usernames))
+    if count > MAX_CHOSEN:
+        raise InvalidInput(f"{what}一次最多 {MAX_CHOSEN} 人，本次选择了 {count} 人 ({what}: at most {MAX_CHOSEN} "
+                           f"people at a time, {count} chosen)", field=field, limit=MAX_CHOSEN, chosen=count)
+
+
 def labels(session: Session, usernames: Iterable[str]) -> list[str]:
     """Return 姓名（单位） for each username that exists, in order."""
     names = list(dict.fromkeys(usernames))
@@ -301,5 +313,5 @@ def labels(session: Session, usernames: Iterable[str]) -> list[str]:
     return [person(session, users[n]).label for n in names if n in users]
 
 
-__all__ = ["Group", "Person", "Scope", "case_people", "initials", "labels", "person", "require_in_scope", "scope",
-           "search", "spelled", "tree"]
+__all__ = ["MAX_CHOSEN", "Group", "Person", "Scope", "case_people", "initials", "labels", "person", "require_few",
+           "require_in_scope", "scope", "search", "spelled", "tree"]

@@ -155,3 +155,29 @@ def test_a_carbon_copy_posted_twice_at_once_reaches_each_person_once(
     assert sorted(n for _, n in copies) == [1, 1], copies  # one 抄送 each, not one per post
     assert sorted(notes) == sorted(u for u, _ in copies)  # and one notification each
     assert list(audited(app, "instance.cc").values()) == [1]
+
+
+def test_a_carbon_copy_to_more_people_than_it_takes_is_refused_before_anyone_is_told(
+        app: Flask, deployed: sessionmaker[Session], login: Any) -> None:  # noqa: F811
+    from engine import org
+    from engine.tasks import people
+    task = minimal_task(deployed, "抄送全员")
+    names = [f"colleague{i:03d}" for i in range(people.MAX_CHOSEN + 1)]
+    with db(app) as s:
+        for name in names:  # fg's own unit: each one fg may copy
+            org.add_user(s, username=name, display_name=f"同事{name[-3:]}", unit_codes=["fgj"])
+    fg = login("fg")
+    response = fg.post(f"/tasks/{task}/cc", data={"csrf_token": csrf_of(fg, f"/tasks/{task}"), "usernames": names,
+                                                  "note": "请阅"})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422, html[-600:]
+    assert f"抄送一次最多 {people.MAX_CHOSEN} 人，本次选择了 {people.MAX_CHOSEN + 1} 人" in html
+    with db(app) as s:
+        assert s.scalar(select(func.count()).select_from(CarbonCopy)) == 0
+        assert s.scalar(select(func.count()).select_from(OutboxMessage)) == 0
+    # as many as it takes: all reached
+    response = fg.post(f"/tasks/{task}/cc", data={"csrf_token": csrf_of(fg, f"/tasks/{task}"),
+                                                  "usernames": names[:people.MAX_CHOSEN], "note": "请阅"})
+    assert response.status_code == 302
+    with db(app) as s:
+        assert s.scalar(select(func.count()).select_from(CarbonCopy)) == people.MAX_CHOSEN
