@@ -16,9 +16,11 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from engine import tasks
 from engine.audit.models import AuditEvent
 from engine.deploy import versions
 from engine.notify.models import OutboxMessage
+from engine.org.models import User
 from engine.runtime.models import ProcessInstance
 from engine.tasks import operations
 from engine.tasks.collab_models import CarbonCopy
@@ -70,7 +72,7 @@ def twin(app: Flask, client: FlaskClient) -> FlaskClient:
 def audited(app: Flask, action: str) -> dict[str, int]:
     with db(app) as s:
         return dict(s.execute(select(AuditEvent.object_id, func.count()).where(AuditEvent.action == action)
-                              .group_by(AuditEvent.object_id)).all())  # type: ignore[arg-type]
+                              .group_by(AuditEvent.object_id)).all())
 
 
 def test_a_migration_posted_twice_at_once_moves_each_instance_once_and_both_answers_say_so(
@@ -117,8 +119,88 @@ def test_a_migration_of_too_many_instances_is_refused_before_any_moves(
     assert audited(app, "instance.migrate") == {}
 
 
+def task_events(app: Flask, action: str) -> dict[int, int]:
+    """How many `action` events each task has (the task id is in the event's object or its `after`)."""
+    out: dict[int, int] = {}
+    with db(app) as s:
+        for object_type, object_id, after in s.execute(select(AuditEvent.object_type, AuditEvent.object_id,
+                                                              AuditEvent.after).where(AuditEvent.action == action)):
+            task_id = int(object_id) if object_type == "human_task" else int((after or {})["task_id"])
+            out[task_id] = out.get(task_id, 0) + 1
+    return out
+
+
+def notes_to(app: Flask, username: str) -> list[str]:
+    with db(app) as s:
+        user_id = s.scalar(select(User.id).where(User.username == username))
+        return [m.payload["link"] for m in s.scalars(select(OutboxMessage).where(OutboxMessage.kind == "in_app"))
+                if m.payload.get("user_id") == user_id]
+
+
 def bulk_form(client: FlaskClient, ids: list[int], **fields: Any) -> dict[str, Any]:
     return {"csrf_token": csrf_of(client, "/inbox"), "ids": [str(i) for i in ids], **fields}
+
+
+def test_a_bulk_transfer_posted_twice_at_once_hands_each_task_over_once(
+        app: Flask, deployed: sessionmaker[Session], login: Any, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    ids = [minimal_task(deployed, f"转办项目{i}") for i in range(5)]
+    fg = login("fg")
+    assert fg.post("/inbox/bulk", data=bulk_form(fg, ids, action="claim")).status_code == 200
+    form = bulk_form(fg, ids, action="transfer", to_username="st", note="请办理")
+    again = twin(app, fg)
+    meet_before(monkeypatch, operations, "transfer")
+    answers = two_at_once(lambda: fg.post("/inbox/bulk", data=form), lambda: again.post("/inbox/bulk", data=form))
+    assert [a.status_code for a in answers] == [200, 200]
+    with db(app) as s:
+        st = s.scalar(select(User.id).where(User.username == "st"))
+    assert {row(deployed, t).assignee_id for t in ids} == {st}
+    assert task_events(app, "task.transfer") == {t: 1 for t in ids}
+    assert sorted(notes_to(app, "st")) == sorted(f"/tasks/{t}" for t in ids)  # one notification per task
+    done = [a.get_data(as_text=True).count('class="ok"') for a in answers]
+    assert sorted(done) == [0, 5], done  # the later request says each was no longer fg's to hand over
+
+
+def test_a_bulk_completion_posted_twice_at_once_completes_each_task_once(
+        app: Flask, deployed: sessionmaker[Session], login: Any, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    ids = [minimal_task(deployed, f"办理项目{i}") for i in range(4)]
+    fg = login("fg")
+    form = bulk_form(fg, ids, action="complete", confirm="1", opinion="同意", **{"f/approved": "true",
+                                                                               "f/comment": "批量同意"})
+    again = twin(app, fg)
+    meet_before(monkeypatch, tasks, "complete")
+    answers = two_at_once(lambda: fg.post("/inbox/bulk", data=form), lambda: again.post("/inbox/bulk", data=form))
+    assert [a.status_code for a in answers] == [200, 200], [a.get_data(as_text=True)[-600:] for a in answers]
+    assert {row(deployed, t).state for t in ids} == {"completed"}
+    assert task_events(app, "task.complete") == {t: 1 for t in ids}
+    done = [a.get_data(as_text=True).count('class="ok"') for a in answers]
+    assert sum(done) == 4, done
+
+
+def test_a_bulk_action_dying_midway_leaves_nothing_done_and_running_it_again_does_each_once(
+        app: Flask, deployed: sessionmaker[Session], login: Any, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    ids = [minimal_task(deployed, f"中断项目{i}") for i in range(4)]
+    fg = login("fg")
+    assert fg.post("/inbox/bulk", data=bulk_form(fg, ids, action="claim")).status_code == 200
+    form = bulk_form(fg, ids, action="transfer", to_username="st", note="请办理")
+    original, calls = operations.transfer, []
+
+    def dies_at_the_third(*a: Any, **k: Any) -> Any:  # the process dies between the second and the third task
+        calls.append(k["task_id"])
+        if len(calls) == 3:
+            raise SystemExit("killed")
+        return original(*a, **k)
+    monkeypatch.setattr(operations, "transfer", dies_at_the_third)
+    with pytest.raises(SystemExit):
+        fg.post("/inbox/bulk", data=form)
+    with db(app) as s:
+        fg_id = s.scalar(select(User.id).where(User.username == "fg"))
+    assert {row(deployed, t).assignee_id for t in ids} == {fg_id}  # none handed over, none half
+    assert task_events(app, "task.transfer") == {} and notes_to(app, "st") == []
+    monkeypatch.setattr(operations, "transfer", original)
+    response = fg.post("/inbox/bulk", data=form)
+    assert response.status_code == 200 and response.get_data(as_text=True).count('class="ok"') == 4
+    assert task_events(app, "task.transfer") == {t: 1 for t in ids}
+    assert sorted(notes_to(app, "st")) == sorted(f"/tasks/{t}" for t in ids)
 
 
 def test_a_bulk_action_over_more_tasks_than_it_takes_is_refused_not_cut_short(
