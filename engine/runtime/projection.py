@@ -14,7 +14,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Column, Table, inspect, select
 from sqlalchemy.dialects import postgresql
@@ -25,6 +25,7 @@ from engine import clock, task_properties
 from engine.audit import in_statement
 from engine.deadlines import calendar, sla
 from engine.errors import ConcurrentModification
+from engine.org.actors import Actor
 from engine.runtime import assignment
 from engine.runtime.models import ProcessInstance
 from engine.runtime.running import Running
@@ -156,7 +157,7 @@ def _sql_type(col: Column[Any]) -> str:
 # array: PostgreSQL guesses 100 rows for a JSON document and would scan all of human_task to join them.
 _TEMPLATE = """WITH claim AS (
   SELECT id FROM human_task WHERE id = %(claim_id)s::INTEGER AND state = 'ready'
-  AND (assignee_id IS NULL OR assignee_id = %(claim_actor)s::INTEGER) FOR UPDATE),
+  AND (assignee_id = %(claim_actor)s::INTEGER OR (assignee_id IS NULL AND %(claim_free)s::BOOLEAN)) FOR UPDATE),
 st AS (
   UPDATE process_instance SET {sets} WHERE id = %(s_id)s AND lock_version = %(s_expected)s
   AND (%(claim_id)s::INTEGER IS NULL OR EXISTS (SELECT FROM claim)) RETURNING id),
@@ -248,15 +249,18 @@ def write_postgres(session: Session, row: ProcessInstance, values: dict[str, Any
     process_state_history row), the planned projection and an audit event (`in_statement.for_statement`'s
     parameters) in one statement; return the event's id, None when it was not written.
 
-    A claim the completion left to the statement (`CLAIM`: a candidate submitting a group task) is taken in it: the
-    task's row is locked first, and a claim someone committed since the task was read stops the whole statement.
+    A submission's check of its task (`CLAIM`) is made in it on the task's row as it is then, locked first: the
+    submitter still holds it, or it was unclaimed when read and is still theirs to claim (a candidate submitting a
+    group task claims it here). A release, 改派 or 转办, or a claim, committed since the task was read (or while
+    the statement waited for the row) stops the whole statement.
 
-    Raises: ConcurrentModification, AlreadyClaimed, TaskAlreadyDone (nothing written)
+    Raises: ConcurrentModification, AlreadyClaimed, TaskChanged, TaskAlreadyDone (nothing written)
     """
     new = projected.created  # outside the session: no autoflush has written any
-    claim = session.info.pop(CLAIM, None)
+    claim: Claim | None = session.info.pop(CLAIM, None)
     params: dict[str, Any] = {f"s_{k}": values[k] for k in STATE_COLUMNS}
-    params.update(claim_id=claim[0].id if claim else None, claim_actor=claim[1].user_id if claim else None)
+    params.update(claim_id=claim.task.id if claim else None, claim_actor=claim.actor.user_id if claim else None,
+                  claim_free=claim.free if claim else False)
     params.update(event or in_statement.NO_EVENT, s_id=row.id, s_expected=expected, history=history)
     # Only rows that changed: writing an unchanged open row would lock it, and a writer holding it that waits for this
     # instance's row would deadlock with us (the flush skips them too). In id order, as the flush locks them.
@@ -269,7 +273,7 @@ def write_postgres(session: Session, row: ProcessInstance, values: dict[str, Any
         discard(session, projected)
         if claim is not None and not any(r[0] == 4 for r in result):
             from engine.tasks.lookup import claim_lost  # engine.tasks imports this module
-            raise claim_lost(session, *claim) or ConcurrentModification(row.id)
+            raise claim_lost(session, claim.task, claim.actor, held=not claim.free) or ConcurrentModification(row.id)
         raise ConcurrentModification(row.id)
     for h, flags in moved:
         for k, written in zip(MOVED_COLUMNS, flags, strict=True):
@@ -280,18 +284,28 @@ def write_postgres(session: Session, row: ProcessInstance, values: dict[str, Any
     return next((r[1] for r in result if r[0] == 3), None)
 
 
-CLAIM = "jzflow.claim"  # session.info: (task, actor) of a claim the next save takes (see write_postgres)
+CLAIM = "jzflow.claim"  # session.info: the Claim the next save checks (see write_postgres)
+
+
+class Claim(NamedTuple):
+    """A submission's check of its task, made by the save on the task's row as it is then."""
+
+    task: HumanTask
+    actor: Actor
+    free: bool  # unclaimed when read: the save claims it for the actor (else: the actor must still hold it)
 
 
 def claim_now(session: Session) -> None:
-    """Take a claim left for the save (CLAIM) by its own compare-and-set, for a save without write_postgres.
+    """Make the check left for the save (CLAIM) by statements of its own, for a save without write_postgres: take
+    a claim by compare-and-set, or lock the task's row and refuse unless the actor still holds it.
 
-    Raises: AlreadyClaimed, TaskAlreadyDone (someone claimed or finished the task since it was read)
+    Raises: AlreadyClaimed, TaskChanged, TaskAlreadyDone (someone claimed, handed on or finished the task since
+    it was read)
     """
-    claim = session.info.pop(CLAIM, None)
+    claim: Claim | None = session.info.pop(CLAIM, None)
     if claim is not None:
-        from engine.tasks.lookup import take  # engine.tasks imports this module
-        take(session, *claim)
+        from engine.tasks.lookup import check_submission  # engine.tasks imports this module
+        check_submission(session, claim.task, claim.actor, free=claim.free)
 
 
 def _clean_if_written(session: Session, human: HumanTask) -> None:
@@ -337,4 +351,4 @@ def _persisted(session: Session, new: list[HumanTask], written: list[dict[str, A
         session.add(human)  # detached → persistent, with its candidates: nothing left to flush
 
 
-__all__ = ["CLAIM", "Plan", "claim_now", "discard", "plan", "select_open", "task_title", "write_postgres"]
+__all__ = ["CLAIM", "Claim", "Plan", "claim_now", "discard", "plan", "select_open", "task_title", "write_postgres"]

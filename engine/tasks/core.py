@@ -87,7 +87,8 @@ def complete(session: Session, *, task_id: int, actor: Actor, data: Mapping[str,
     `task`: the row as the caller already read it in this transaction (it is not read again).
 
     Raises: TaskNotFound, TaskAlreadyDone, NotYourTask, TaskNotReady (a co-signer after the holder, before the
-    submission), FormInvalid, InstanceNotRunning, ConcurrentModification
+    submission), FormInvalid, InstanceNotRunning, ConcurrentModification (AlreadyClaimed, TaskChanged: someone
+    claimed, released or handed on the task since it was read)
     """
     read: ToComplete | None = None  # a row the caller read: the rest is read below
     if task is not None and task.id == task_id:
@@ -115,11 +116,14 @@ def complete(session: Session, *, task_id: int, actor: Actor, data: Mapping[str,
         spiff_task = runtime.find_task(running.workflow, task.task_guid)
         schema = form_options.resolve(schema, dict(spiff_task.data) if spiff_task is not None else {})
     cleaned = forms.validate(schema, data, info.files)
-    if task.assignee_id is None:  # a candidate submitting a group task claims it: not over a claim made since
-        if is_postgres(session) and read is not None and not read.cosigners_waiting:
-            session.info[projection.CLAIM] = (task, actor)  # taken in the save's statement, no round trip more
-        else:  # SQLite, or a submission held for co-signers (saved without the statement)
-            take(session, task, actor)
+    postgres = is_postgres(session)
+    # A candidate submitting a group task claims it, not over a claim made since: SQLite, or a submission that may be
+    # held for co-signers (then not saved), by compare-and-set now; else in the save's statement.
+    if task.assignee_id is None and (not postgres or read is None or read.cosigners_waiting):
+        take(session, task, actor)
+    if postgres:  # the save checks the task's row as it is then (no round trip more): still the actor's, or theirs
+        # to claim; a release, 改派 or 转办 committed since it was read refuses the submission (SQLite: BEGIN IMMEDIATE)
+        session.info[projection.CLAIM] = projection.Claim(task, actor, free=task.assignee_id is None)
     try:
         if opinion:
             session.add(Comment(instance_id=task.instance_id, task_id=task.id, author_id=actor.user_id, kind="opinion",

@@ -205,15 +205,34 @@ def reassign(session: Session, task: HumanTask, **values: int | str | None) -> N
         set_committed_value(task, key, value)  # what the row now holds: nothing left for a flush to write
 
 
-def claim_lost(session: Session, task: HumanTask, actor: Actor) -> EngineError | None:
-    """After a claim's compare-and-set found the task taken: the error to give (finished meanwhile, or claimed by
-    someone else), None when the actor holds it (claimed in another tab meanwhile)."""
+def claim_lost(session: Session, task: HumanTask, actor: Actor, *, held: bool = False) -> EngineError | None:
+    """After a claim's compare-and-set found the task taken, or a submission's save found it no longer the actor's
+    (`held`: they held it when it was read): the error to give (finished meanwhile, claimed by someone else, or
+    released or handed on), None when the actor holds it (claimed in another tab meanwhile)."""
     now = session.execute(select(HumanTask.state, HumanTask.assignee_id).where(HumanTask.id == task.id)).one()
     if now.state in ("completed", "cancelled"):
         return TaskAlreadyDone(task.instance_id)
     if now.assignee_id is None or now.assignee_id != actor.user_id:
+        if held:
+            return TaskChanged(task)
         return AlreadyClaimed("此任务刚被他人认领 (just claimed by someone else)", task_id=task.id)
     return None
+
+
+def check_submission(session: Session, task: HumanTask, actor: Actor, *, free: bool) -> None:
+    """Make a submission's check of its task by statements of its own, for a save that does not make it in its
+    statement (projection.claim_now): claim it by compare-and-set (`free`: unclaimed when read), else lock its row
+    and refuse unless the actor still holds it.
+
+    Raises: AlreadyClaimed, TaskAlreadyDone, TaskChanged
+    """
+    if free:
+        take(session, task, actor)
+        return
+    session.execute(select(HumanTask.id).where(HumanTask.id == task.id).with_for_update())
+    lost = claim_lost(session, task, actor, held=True)
+    if lost is not None:
+        raise lost
 
 
 def require_holder(task: HumanTask, actor: Actor) -> None:
@@ -229,8 +248,8 @@ def require_holder(task: HumanTask, actor: Actor) -> None:
         raise NotYourTask("您不是此任务的候选人 (not a candidate for this task)", task_id=task.id)
 
 
-__all__ = ["HELD_COLUMNS", "TaskAlreadyDone", "TaskBlocked", "TaskChanged", "claim_lost", "get_open", "is_candidate",
-           "reassign", "require_holder", "require_open", "require_started", "take"]
+__all__ = ["HELD_COLUMNS", "TaskAlreadyDone", "TaskBlocked", "TaskChanged", "check_submission", "claim_lost", "get_open",
+           "is_candidate", "reassign", "require_holder", "require_open", "require_started", "take"]
 
 
 def get(session: Session, task_id: int) -> HumanTask | None:

@@ -27,6 +27,7 @@ from engine.errors import ConcurrentModification
 from engine.org.actors import SYSTEM, Actor, actor_for
 from engine.runtime import instances
 from engine.runtime.models import ProcessInstance
+from engine.tasks import operations
 from engine.tasks.models import HumanTask, TaskCandidate
 from tests.engine.conftest import SIBLINGS, staff
 
@@ -264,9 +265,10 @@ def test_a_head_another_writer_holds_is_not_waited_for_by_the_statement(pg: Engi
 
 def test_a_writer_holding_the_task_and_appending_at_its_commit_does_not_deadlock_the_completion(
         pg_factory: sessionmaker[Session]) -> None:
-    """The completion's statement waits for the task's row, which another writer holds (an administrator releasing
-    the task, 取消认领); that writer's commit then appends to the instance's stream. Had the statement taken the
-    stream's head before the rows, that was a deadlock. (A claim no longer serves: a completion of an unclaimed
+    """The completion's statement waits for the task's row, which another writer holds (an administrator urging
+    the task's holder, 催办); that writer's commit then appends to the instance's stream. Had the statement taken the
+    stream's head before the rows, that was a deadlock. (A writer that changes the row no longer serves: the
+    statement then refuses the completion, test_task_lost_updates; nor does a claim: a completion of an unclaimed
     task claims it by compare-and-set first, and that waits instead: test_concurrency.)"""
     people, instance_id, open_ids = _started(pg_factory)
     with pg_factory() as session:
@@ -275,7 +277,7 @@ def test_a_writer_holding_the_task_and_appending_at_its_commit_does_not_deadlock
         session.commit()
         admin = actor_for(session, "admin")
     with pg_factory() as releaser:
-        tasks.unclaim(releaser, task_id=open_ids["task_a"], actor=admin)  # holds task_a's row
+        operations.urge(releaser, task_id=open_ids["task_a"], actor=admin)  # holds task_a's row
         releaser_pid = releaser.execute(text("SELECT pg_backend_pid()")).scalar()
         # DeadlockDetected, had the head been taken first, ends up in outcome
         worker, outcome = _completer(pg_factory, open_ids["task_a"], people[0])
@@ -290,10 +292,10 @@ def test_a_writer_holding_the_task_and_appending_at_its_commit_does_not_deadlock
                     break
                 worker.join(timeout=0.05)
         assert waiting, f"the completion never waited for the held row: {outcome}"
-        releaser.commit()  # appends task.unclaim to the instance's stream
+        releaser.commit()  # appends task.urge to the instance's stream
     worker.join(timeout=30)
     assert outcome == ["done"]
-    assert _chain(pg_factory, f"instance:{instance_id}")[-2:] == ["task.unclaim", "task.complete"]
+    assert _chain(pg_factory, f"instance:{instance_id}")[-2:] == ["task.urge", "task.complete"]
 
 
 @pytest.mark.parametrize(("note", "subject", "title"), [

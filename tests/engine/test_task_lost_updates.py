@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine import tasks
+from engine import runtime, tasks
 from engine.errors import EngineError
 from engine.org.actors import Actor, actor_for
 from engine.tasks import handover, lookup, operations, people
@@ -241,3 +241,55 @@ def test_the_last_co_signer_signing_does_not_unblock_a_task_given_a_new_co_signe
                                                                 HumanTask.state == "ready")).all()
     assert waiting == [_user_id(factory, "head")]
     assert parent.blocked, "the review went on without head's signature"
+
+
+def _instance_lock_version(factory: sessionmaker[Session], task_id: int) -> int:
+    with factory() as s:
+        return int(s.scalar(text("SELECT p.lock_version FROM process_instance p JOIN human_task h"
+                                 " ON h.instance_id = p.id WHERE h.id = :t"), {"t": task_id}) or 0)
+
+
+HANDING_ON: dict[str, Callable[[int], Work]] = {  # who holds fg's review changes: 取消认领, 督办's 改派, fg's 转办
+    "unclaim": lambda t: lambda s: tasks.unclaim(s, task_id=t, actor=actor_for(s, "admin")),
+    "reassign": lambda t: lambda s: supervision.reassign(s, actor=actor_for(s, "admin"), object_type="task",
+                                                         object_id=t, to_username="head"),
+    "transfer": lambda t: lambda s: operations.transfer(s, task_id=t, actor=actor_for(s, "fg"), to_username="head"),
+}
+
+
+@pytest.mark.parametrize("save", ["statement", "flush"])
+@pytest.mark.parametrize("change", list(HANDING_ON))
+def test_a_submission_does_not_complete_a_task_handed_on_since_it_was_read(
+        factory: sessionmaker[Session], session: Session, review_org: dict[str, Actor], meanwhile: Meanwhile,
+        monkeypatch: pytest.MonkeyPatch, change: str, save: str) -> None:
+    """fg submits the review they hold; between the read and the save it is released, reassigned or handed on
+    (in another tab): the submission is refused and writes nothing, the change stands. Both saves: the one statement,
+    and the flush an assignment problem falls back to (projection.claim_now)."""
+    if save == "flush":
+        monkeypatch.setattr(runtime.core, "is_postgres", lambda _s: False)
+    where = _situation(session, "holder", cosigner_after=False)
+    version = _instance_lock_version(factory, where.task_id)
+    meanwhile.at(tasks.core.task_access, "require", HANDING_ON[change](where.task_id))
+    outcome = _act(factory, lambda s, a: tasks.complete(s, task_id=where.task_id, actor=a("fg"), data={},
+                                                        opinion="同意"))
+    assert meanwhile.join() == ["done"]
+    assert isinstance(outcome, lookup.TaskChanged), outcome
+    row = _row(factory, where.task_id)
+    assert row.state == "ready" and row.completed_by_id is None
+    assert row.assignee_id == (None if change == "unclaim" else _user_id(factory, "head"))
+    assert _instance_lock_version(factory, where.task_id) == version
+
+
+def test_a_submission_waiting_for_a_release_in_flight_is_refused_once_it_commits(
+        factory: sessionmaker[Session], session: Session, review_org: dict[str, Actor], meanwhile: Meanwhile) -> None:
+    """An administrator releases fg's review (取消认领), and before that commits fg's submission reaches its save:
+    the save waits for the row, then sees it released and writes nothing."""
+    where = _situation(session, "holder", cosigner_after=False)
+    version = _instance_lock_version(factory, where.task_id)
+    meanwhile.at(tasks.core, "_audit", _complete(where.task_id))  # after the release's write, before its commit
+    assert _act(factory, lambda s, a: tasks.unclaim(s, task_id=where.task_id, actor=a("admin"))) == "done"
+    [submitted] = meanwhile.join()
+    assert isinstance(submitted, lookup.TaskChanged), submitted
+    row = _row(factory, where.task_id)
+    assert row.state == "ready" and row.assignee_id is None and row.completed_by_id is None
+    assert _instance_lock_version(factory, where.task_id) == version
