@@ -155,9 +155,15 @@ def _sql_type(col: Column[Any]) -> str:
 # Python (0.25 ms a completion for 46 arrays), a JSON text in one go. New rows take human_task's own row type, and
 # get their ids in the documents' order (WITH ORDINALITY), as a flush gives them. The moved ids also come as an
 # array: PostgreSQL guesses 100 rows for a JSON document and would scan all of human_task to join them.
+# `claim`, a submission's check of its task: its co-signers are read as the statement's snapshot has them, and a 加签
+# committed while the statement waited for the row is not in it. 加签 writes the row (operations._lock), so the row
+# then is another version than the snapshot's (ctid): that refuses too, as a change of who holds it does.
 _TEMPLATE = """WITH claim AS (
-  SELECT id FROM human_task WHERE id = %(claim_id)s::INTEGER AND state = 'ready'
-  AND (assignee_id = %(claim_actor)s::INTEGER OR (assignee_id IS NULL AND %(claim_free)s::BOOLEAN)) FOR UPDATE),
+  SELECT id FROM human_task WHERE id = %(claim_id)s::INTEGER AND state = 'ready' AND NOT blocked
+  AND (assignee_id = %(claim_actor)s::INTEGER OR (assignee_id IS NULL AND %(claim_free)s::BOOLEAN))
+  AND NOT EXISTS (SELECT FROM human_task c WHERE c.parent_task_id = %(claim_id)s::INTEGER AND c.kind = 'cosign'
+    AND c.state = 'pending')
+  AND ctid = (SELECT ctid FROM human_task WHERE id = %(claim_id)s::INTEGER) FOR UPDATE),
 st AS (
   UPDATE process_instance SET {sets} WHERE id = %(s_id)s AND lock_version = %(s_expected)s
   AND (%(claim_id)s::INTEGER IS NULL OR EXISTS (SELECT FROM claim)) RETURNING id),
@@ -251,10 +257,10 @@ def write_postgres(session: Session, row: ProcessInstance, values: dict[str, Any
 
     A submission's check of its task (`CLAIM`) is made in it on the task's row as it is then, locked first: the
     submitter still holds it, or it was unclaimed when read and is still theirs to claim (a candidate submitting a
-    group task claims it here). A release, 改派 or 转办, or a claim, committed since the task was read (or while
-    the statement waited for the row) stops the whole statement.
+    group task claims it here), and no co-signer waits. A release, 改派 or 转办, a claim or a 加签, committed since
+    the task was read (or while the statement waited for the row) stops the whole statement.
 
-    Raises: ConcurrentModification, AlreadyClaimed, TaskChanged, TaskAlreadyDone (nothing written)
+    Raises: ConcurrentModification, AlreadyClaimed, TaskChanged, TaskBlocked, TaskAlreadyDone (nothing written)
     """
     new = projected.created  # outside the session: no autoflush has written any
     claim: Claim | None = session.info.pop(CLAIM, None)
@@ -272,8 +278,9 @@ def write_postgres(session: Session, row: ProcessInstance, values: dict[str, Any
     if not any(r[0] == 0 for r in result):
         discard(session, projected)
         if claim is not None and not any(r[0] == 4 for r in result):
-            from engine.tasks.lookup import claim_lost  # engine.tasks imports this module
-            raise claim_lost(session, claim.task, claim.actor, held=not claim.free) or ConcurrentModification(row.id)
+            from engine.tasks.lookup import submission_refused  # engine.tasks imports this module
+            raise submission_refused(session, claim.task, claim.actor, held=not claim.free) or \
+                ConcurrentModification(row.id)
         raise ConcurrentModification(row.id)
     for h, flags in moved:
         for k, written in zip(MOVED_COLUMNS, flags, strict=True):
@@ -297,10 +304,10 @@ class Claim(NamedTuple):
 
 def claim_now(session: Session) -> None:
     """Make the check left for the save (CLAIM) by statements of its own, for a save without write_postgres: take
-    a claim by compare-and-set, or lock the task's row and refuse unless the actor still holds it.
+    a claim by compare-and-set, or lock the task's row; then refuse unless the actor holds it and no co-signer waits.
 
-    Raises: AlreadyClaimed, TaskChanged, TaskAlreadyDone (someone claimed, handed on or finished the task since
-    it was read)
+    Raises: AlreadyClaimed, TaskChanged, TaskBlocked, TaskAlreadyDone (someone claimed, handed on, gave co-signers
+    to or finished the task since it was read)
     """
     claim: Claim | None = session.info.pop(CLAIM, None)
     if claim is not None:

@@ -37,13 +37,14 @@ class TaskAlreadyDone(ConcurrentModification):
 
 
 class TaskChanged(ConcurrentModification):
-    """Someone else changed who holds the task (认领, 取消认领, 转办, 委派, 改派) since it was read."""
+    """Someone else changed who holds the task (认领, 取消认领, 转办, 委派, 改派), or gave it co-signers after its
+    holder (加签), since it was read."""
 
     code = "task_changed"
 
-    def __init__(self, task: HumanTask) -> None:
-        Conflict.__init__(self, "此任务的办理人（assignee）刚被他人改动（认领、取消认领、转办、委派或改派），请刷新后重试 "
-                                "(the task's assignee changed since it was read; reload)",
+    def __init__(self, task: HumanTask, message: str | None = None) -> None:
+        Conflict.__init__(self, message or "此任务的办理人（assignee）刚被他人改动（认领、取消认领、转办、委派或改派），"
+                                           "请刷新后重试 (the task's assignee changed since it was read; reload)",
                           instance_id=task.instance_id, task_id=task.id)
 
 
@@ -219,20 +220,38 @@ def claim_lost(session: Session, task: HumanTask, actor: Actor, *, held: bool = 
     return None
 
 
+def submission_refused(session: Session, task: HumanTask, actor: Actor, *, held: bool) -> EngineError | None:
+    """After a submission's save found its task not as it needs it (projection's claim): the error to give
+    (finished, claimed by someone else, released or handed on, or given co-signers meanwhile), None when it is
+    (the save lost on something else)."""
+    lost = claim_lost(session, task, actor, held=held)
+    if lost is not None:
+        return lost
+    blocked, waiting = session.execute(select(HumanTask.blocked, exists().where(
+        _cosign.parent_task_id == task.id, _cosign.kind == "cosign", _cosign.state == "pending"))
+        .where(HumanTask.id == task.id)).one()
+    if blocked:
+        return TaskBlocked("等待加签人处理 (waiting for co-signers)", task_id=task.id)
+    if waiting:
+        return TaskChanged(task, "此任务刚被加签，请刷新后重新提交 (co-signers were added since the task was read; "
+                                 "reload and submit again)")
+    return None
+
+
 def check_submission(session: Session, task: HumanTask, actor: Actor, *, free: bool) -> None:
     """Make a submission's check of its task by statements of its own, for a save that does not make it in its
-    statement (projection.claim_now): claim it by compare-and-set (`free`: unclaimed when read), else lock its row
-    and refuse unless the actor still holds it.
+    statement (projection.claim_now): claim it by compare-and-set (`free`: unclaimed when read), else lock its row;
+    then refuse unless the actor holds it and no co-signer waits.
 
-    Raises: AlreadyClaimed, TaskAlreadyDone, TaskChanged
+    Raises: AlreadyClaimed, TaskAlreadyDone, TaskBlocked, TaskChanged
     """
     if free:
         take(session, task, actor)
-        return
-    session.execute(select(HumanTask.id).where(HumanTask.id == task.id).with_for_update())
-    lost = claim_lost(session, task, actor, held=True)
-    if lost is not None:
-        raise lost
+    else:
+        session.execute(select(HumanTask.id).where(HumanTask.id == task.id).with_for_update())
+    refused = submission_refused(session, task, actor, held=True)
+    if refused is not None:
+        raise refused
 
 
 def require_holder(task: HumanTask, actor: Actor) -> None:
@@ -249,7 +268,7 @@ def require_holder(task: HumanTask, actor: Actor) -> None:
 
 
 __all__ = ["HELD_COLUMNS", "TaskAlreadyDone", "TaskBlocked", "TaskChanged", "check_submission", "claim_lost", "get_open",
-           "is_candidate", "reassign", "require_holder", "require_open", "require_started", "take"]
+           "is_candidate", "reassign", "require_holder", "require_open", "require_started", "submission_refused", "take"]
 
 
 def get(session: Session, task_id: int) -> HumanTask | None:

@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import Any
 from uuid import uuid4
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from engine import audit, clock, runtime
@@ -140,11 +140,18 @@ def resolve_delegation(session: Session, *, task_id: int, actor: Actor, opinion:
 # --- 加签 / 减签 co-signers --------------------------------------------------------------------------
 
 
-def _lock(session: Session, parent_id: int) -> None:
+def _lock(session: Session, parent_id: int, *, write: bool = False) -> None:
     """Lock the parent's row before reading or changing its co-signers: who signs last, who adds one and who removes
     one take turns, so the last signature never unblocks a parent given a co-signer meanwhile, nor leaves it waiting
-    for nobody (SQLite: BEGIN IMMEDIATE). Parent first, then the instance (a save), as a claim in the save locks."""
-    session.execute(select(HumanTask.id).where(HumanTask.id == parent_id).with_for_update())
+    for nobody (SQLite: BEGIN IMMEDIATE). Parent first, then the instance (a save), as a submission's save locks.
+
+    `write` (加签): write the row, not only lock it. A submission's save that waits for the row then finds it changed
+    and refuses (projection's claim); after a lock alone it would go on from a snapshot without the new co-signers."""
+    if write:
+        session.execute(update(HumanTask).where(HumanTask.id == parent_id).values(blocked=HumanTask.blocked)
+                        .execution_options(synchronize_session=False))
+    else:
+        session.execute(select(HumanTask.id).where(HumanTask.id == parent_id).with_for_update())
 
 
 def _cosigns(session: Session, parent: HumanTask, *states: str) -> list[HumanTask]:
@@ -162,7 +169,7 @@ def add_cosigners(session: Session, *, task_id: int, actor: Actor, usernames: Se
     if position not in ("before", "after"):
         raise InvalidInput("加签位置必须是 before 或 after (position: before | after)", field="position")
     task = _held(session, task_id, actor, task_access.Op.ADD_COSIGNER)
-    _lock(session, task_id)  # after the claim's compare-and-set: a claim committed meanwhile is AlreadyClaimed
+    _lock(session, task_id, write=True)  # after the claim's compare-and-set: a claim made meanwhile is AlreadyClaimed
     task = lookup.get_open(session, task_id)  # as it is now: the last co-signer may have unblocked it meanwhile
     if task.assignee_id != actor.user_id:
         raise lookup.TaskChanged(task)

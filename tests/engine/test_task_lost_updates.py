@@ -293,3 +293,63 @@ def test_a_submission_waiting_for_a_release_in_flight_is_refused_once_it_commits
     row = _row(factory, where.task_id)
     assert row.state == "ready" and row.assignee_id is None and row.completed_by_id is None
     assert _instance_lock_version(factory, where.task_id) == version
+
+
+def _add_cosigner(task_id: int, position: str) -> Work:
+    return lambda s: operations.add_cosigners(s, task_id=task_id, actor=actor_for(s, "fg"), usernames=["head"],
+                                              position=position)
+
+
+def _cosigner_states(factory: sessionmaker[Session], parent_id: int) -> list[str]:
+    with factory() as s:
+        return list(s.scalars(select(HumanTask.state).where(HumanTask.parent_task_id == parent_id,
+                                                            HumanTask.assignee_id == _user_id(factory, "head"))))
+
+
+def _refused_for_the_co_signer(factory: sessionmaker[Session], outcome: object, where: access_world.Situation,
+                               position: str, version: int) -> None:
+    """The submission was refused and wrote nothing; head's co-sign waits (after: for the submission)."""
+    if position == "before":
+        assert isinstance(outcome, lookup.TaskBlocked), outcome
+    else:
+        assert isinstance(outcome, lookup.TaskChanged), outcome
+        assert "加签" in outcome.message
+    row = _row(factory, where.task_id)
+    assert row.state == "ready" and row.completed_by_id is None and row.pending_data is None
+    assert _instance_lock_version(factory, where.task_id) == version
+    assert _cosigner_states(factory, where.task_id) == ["ready" if position == "before" else "pending"]
+
+
+@pytest.mark.parametrize("save", ["statement", "flush"])
+@pytest.mark.parametrize("position", ["after", "before"])
+def test_a_submission_does_not_go_on_without_a_co_signer_added_since_it_was_read(
+        factory: sessionmaker[Session], session: Session, review_org: dict[str, Actor], meanwhile: Meanwhile,
+        monkeypatch: pytest.MonkeyPatch, position: str, save: str) -> None:
+    """fg adds a co-signer (head, 加签) in another tab between the read of the review and the save of fg's
+    submission: the submission is refused; sent again, it waits for head's signature."""
+    if save == "flush":
+        monkeypatch.setattr(runtime.core, "is_postgres", lambda _s: False)
+    where = _situation(session, "holder", cosigner_after=False)
+    version = _instance_lock_version(factory, where.task_id)
+    meanwhile.at(tasks.core.task_access, "require", _add_cosigner(where.task_id, position))
+    outcome = _act(factory, lambda s, a: tasks.complete(s, task_id=where.task_id, actor=a("fg"), data={},
+                                                        opinion="同意"))
+    assert meanwhile.join() == ["done"]
+    _refused_for_the_co_signer(factory, outcome, where, position, version)
+    if position == "after":
+        assert _act(factory, lambda s, a: tasks.complete(s, task_id=where.task_id, actor=a("fg"), data={})) == "done"
+        assert _row(factory, where.task_id).blocked and _cosigner_states(factory, where.task_id) == ["ready"]
+
+
+@pytest.mark.parametrize("position", ["after", "before"])
+def test_a_submission_waiting_for_a_co_signer_being_added_is_refused_once_it_commits(
+        factory: sessionmaker[Session], session: Session, review_org: dict[str, Actor], meanwhile: Meanwhile,
+        position: str) -> None:
+    """fg adds head (加签) and, before that commits, fg's submission from another tab reaches its save: the save
+    waits for the review's row, then sees the co-signer and writes nothing."""
+    where = _situation(session, "holder", cosigner_after=False)
+    version = _instance_lock_version(factory, where.task_id)
+    meanwhile.at(people, "require_in_scope", _complete(where.task_id))  # in 加签, the review's row locked
+    assert _act(factory, lambda s, a: _add_cosigner(where.task_id, position)(s)) == "done"
+    [submitted] = meanwhile.join()
+    _refused_for_the_co_signer(factory, submitted, where, position, version)
