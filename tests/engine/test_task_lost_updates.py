@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from engine import runtime, tasks
 from engine.errors import EngineError
 from engine.org.actors import Actor, actor_for
-from engine.tasks import handover, lookup, operations, people
+from engine.tasks import handover, lookup, operations, people, sendback
 from engine.tasks.models import HumanTask
 from plan import supervision
 from tests import access_world
@@ -353,3 +353,80 @@ def test_a_submission_waiting_for_a_co_signer_being_added_is_refused_once_it_com
     assert _act(factory, lambda s, a: _add_cosigner(where.task_id, position)(s)) == "done"
     [submitted] = meanwhile.join()
     _refused_for_the_co_signer(factory, submitted, where, position, version)
+
+
+def _held_for_co_signers(factory: sessionmaker[Session], session: Session) -> tuple[access_world.Situation, list[int]]:
+    """fg's review with two co-signers after fg (cs, boss) and fg's submission held for them: their co-sign ids."""
+    where = _situation(session, "holder")  # cs co-signs after fg
+    with factory() as s:
+        fg = actor_for(s, "fg")
+        operations.add_cosigners(s, task_id=where.task_id, actor=fg, usernames=["boss"], position="after")
+        tasks.complete(s, task_id=where.task_id, actor=fg, data={"fg_says": "同意"})
+        s.commit()
+        ids = list(s.scalars(select(HumanTask.id).where(HumanTask.parent_task_id == where.task_id,
+                                                        HumanTask.state == "ready").order_by(HumanTask.id)))
+    assert _row(factory, where.task_id).blocked and len(ids) == 2
+    return where, ids
+
+
+def _sign(task_id: int, who: str) -> Work:
+    return lambda s: tasks.complete(s, task_id=task_id, actor=actor_for(s, who), data={}, opinion=f"{who}：同意")
+
+
+def _completions(factory: sessionmaker[Session], where: access_world.Situation) -> int:
+    with factory() as s:
+        return int(s.scalar(text("SELECT count(*) FROM audit_event e JOIN human_task h ON h.id = :t"
+                                 " WHERE e.stream = 'instance:' || h.instance_id AND e.action = 'task.complete'"),
+                            {"t": where.task_id}) or 0)
+
+
+@pytest.mark.parametrize("other", ["sign", "remove"])
+def test_the_last_signature_goes_on_with_the_held_submission_exactly_once(
+        factory: sessionmaker[Session], session: Session, review_org: dict[str, Actor], meanwhile: Meanwhile,
+        other: str) -> None:
+    """cs signs while boss, the other co-signer after fg, signs too (or fg removes boss, 减签), once cs has read that
+    boss has not signed: they take turns on the review's row, and the second one goes on with fg's submission."""
+    where, (cs_task, boss_task) = _held_for_co_signers(factory, session)
+    completed = _completions(factory, where)
+    second: Work = _sign(boss_task, "boss") if other == "sign" else lambda s: operations.remove_cosigner(
+        s, cosign_task_id=boss_task, actor=actor_for(s, "fg"))
+    meanwhile.at(operations, "_cosigns", second, after=True)  # cs's sign has read the ready co-signers
+    assert _act(factory, lambda s, a: _sign(cs_task, "cs")(s)) == "done"
+    assert meanwhile.join() == ["done"]
+    review = _row(factory, where.task_id)
+    assert review.state == "completed" and review.completed_by_id == _user_id(factory, "fg") and not review.blocked
+    assert _completions(factory, where) == completed + 1
+    assert [_row(factory, t).state for t in (cs_task, boss_task)] == \
+        ["completed", "completed" if other == "sign" else "cancelled"]
+
+
+@pytest.mark.parametrize("when", ["reading", "signed"])
+def test_a_send_back_and_a_co_signer_signing_at_that_moment_lose_no_signature(
+        factory: sessionmaker[Session], session: Session, review_org: dict[str, Actor], meanwhile: Meanwhile,
+        monkeypatch: pytest.MonkeyPatch, when: str) -> None:
+    """boss co-signs the review before fg while fg sends it back (退回): boss signing while the 退回 reads the
+    co-signers it cancels waits for it and then finds the co-sign cancelled; boss having signed before the 退回's
+    save keeps the signature."""
+    where = _situation(session, "cosigner")  # boss co-signs before fg
+    sign = _sign(where.task_id, "boss")
+    if when == "reading":
+        original = sendback._cancel_cosigners
+
+        def cancelling(s: Session, parent_ids: list[int]) -> list[HumanTask]:
+            meanwhile.at(s, "scalars", sign, after=True)  # once the 退回 has read the co-signers
+            return original(s, parent_ids)
+
+        monkeypatch.setattr(sendback, "_cancel_cosigners", cancelling)
+    else:
+        meanwhile.at(sendback.runtime, "save", sign)
+    assert _act(factory, lambda s, a: sendback.send_back(s, task_id=where.parent_id, actor=a("fg"),
+                                                         reason="材料不全")) == "done"
+    [signed] = meanwhile.join()
+    cosign = _row(factory, where.task_id)
+    if when == "reading":
+        assert isinstance(signed, lookup.TaskAlreadyDone), signed
+        assert cosign.state == "cancelled" and cosign.completed_by_id is None
+    else:
+        assert signed == "done"
+        assert cosign.state == "completed" and cosign.completed_by_id == _user_id(factory, "boss")
+    assert _row(factory, where.parent_id).state == "cancelled"
