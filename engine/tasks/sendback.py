@@ -135,6 +135,13 @@ def _reopen(session: Session, actor: Actor, target: HumanTask, action: str, reas
     if spiff_task is None:
         raise Conflict("该步骤已不在流程中 (that step is no longer on the path)", task_id=target.id)
     cancels = cancelled_by(session, running, target, current)
+    # The rows it closes, in id order, before the instance (its save): as 会签 and 加签 lock a task before they go on
+    # with it, and that saves the instance. A co-signer's last signature going on with a held submission, or another
+    # 退回, then takes turns with this one instead of deadlocking (and finds its task closed, or this save the
+    # instance moved on: ConcurrentModification). They were read before: the save's optimistic lock covers that.
+    closing = [r.id for r in cancels] + ([current.id] if current is not None else [])
+    session.execute(select(HumanTask.id).where(HumanTask.id.in_(closing or [-1])).order_by(HumanTask.id)
+                    .with_for_update())
     data = deepcopy(spiff_task.data)  # the form they submitted comes back filled in
     guards.run_deep_for(len(running.workflow.tasks), running.workflow.reset_from_task_id, spiff_task.id, data)
     runtime.run(session, running, actor)

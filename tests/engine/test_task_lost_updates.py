@@ -16,14 +16,15 @@ import pytest
 from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine import runtime, tasks
-from engine.errors import EngineError
-from engine.org.actors import Actor, actor_for
+from engine import deploy, runtime, tasks
+from engine.errors import ConcurrentModification, EngineError
+from engine.org.actors import SYSTEM, Actor, actor_for
 from engine.tasks import handover, lookup, operations, people, sendback
 from engine.tasks.models import HumanTask
 from plan import supervision
 from tests import access_world
 from tests.engine.conftest import waits_for_a_lock
+from tests.engine.test_operations import THREE_STEPS
 
 Work = Callable[[Session], Any]
 
@@ -94,9 +95,14 @@ def meanwhile(db_url: str, factory: sessionmaker[Session], monkeypatch: pytest.M
     m.join()
 
 
-def _situation(session: Session, relation: str, *, cosigner_after: bool = True) -> access_world.Situation:
-    """The review in `relation` to its actor; without `cosigner_after` a submission completes it (is not held)."""
+def _situation(session: Session, relation: str, *, cosigner_after: bool = True,
+               bpmn: str | None = None) -> access_world.Situation:
+    """The review in `relation` to its actor; without `cosigner_after` a submission completes it (is not held);
+    `bpmn`: a later version of three_steps the instance runs."""
     access_world.prepare(session)
+    if bpmn is not None:
+        deploy.deploy(session, {"three_steps.bpmn": bpmn.encode()}, actor=SYSTEM)
+        session.commit()
     where = access_world.build(session, relation)
     if not cosigner_after:
         session.execute(update(HumanTask).where(HumanTask.id == where.removable_id).values(state="cancelled"))
@@ -355,9 +361,10 @@ def test_a_submission_waiting_for_a_co_signer_being_added_is_refused_once_it_com
     _refused_for_the_co_signer(factory, submitted, where, position, version)
 
 
-def _held_for_co_signers(factory: sessionmaker[Session], session: Session) -> tuple[access_world.Situation, list[int]]:
+def _held_for_co_signers(factory: sessionmaker[Session], session: Session,
+                         bpmn: str | None = None) -> tuple[access_world.Situation, list[int]]:
     """fg's review with two co-signers after fg (cs, boss) and fg's submission held for them: their co-sign ids."""
-    where = _situation(session, "holder")  # cs co-signs after fg
+    where = _situation(session, "holder", bpmn=bpmn)  # cs co-signs after fg
     with factory() as s:
         fg = actor_for(s, "fg")
         operations.add_cosigners(s, task_id=where.task_id, actor=fg, usernames=["boss"], position="after")
@@ -405,8 +412,8 @@ def test_a_send_back_and_a_co_signer_signing_at_that_moment_lose_no_signature(
         factory: sessionmaker[Session], session: Session, review_org: dict[str, Actor], meanwhile: Meanwhile,
         monkeypatch: pytest.MonkeyPatch, when: str) -> None:
     """boss co-signs the review before fg while fg sends it back (退回): boss signing while the 退回 reads the
-    co-signers it cancels waits for it and then finds the co-sign cancelled; boss having signed before the 退回's
-    save keeps the signature."""
+    co-signers it cancels waits for it and then finds the co-sign cancelled; boss having signed once the 退回 has
+    read the review keeps the signature."""
     where = _situation(session, "cosigner")  # boss co-signs before fg
     sign = _sign(where.task_id, "boss")
     if when == "reading":
@@ -418,7 +425,7 @@ def test_a_send_back_and_a_co_signer_signing_at_that_moment_lose_no_signature(
 
         monkeypatch.setattr(sendback, "_cancel_cosigners", cancelling)
     else:
-        meanwhile.at(sendback.runtime, "save", sign)
+        meanwhile.at(sendback, "cancelled_by", sign)  # the 退回 has read the review and where it goes
     assert _act(factory, lambda s, a: sendback.send_back(s, task_id=where.parent_id, actor=a("fg"),
                                                          reason="材料不全")) == "done"
     [signed] = meanwhile.join()
@@ -430,3 +437,22 @@ def test_a_send_back_and_a_co_signer_signing_at_that_moment_lose_no_signature(
         assert signed == "done"
         assert cosign.state == "completed" and cosign.completed_by_id == _user_id(factory, "boss")
     assert _row(factory, where.parent_id).state == "cancelled"
+
+
+@pytest.mark.parametrize("fill", ["initiator", "lane"])
+def test_a_send_back_and_the_last_signature_going_on_with_the_submission_take_turns(
+        factory: sessionmaker[Session], session: Session, review_org: dict[str, Actor], meanwhile: Meanwhile,
+        fill: str) -> None:
+    """cs and boss sign fg's held submission; boss has signed, cs signs last (the review's row locked, the
+    submission about to go on, saving the instance) while fg sends the review back (退回, saving it too) to the
+    first step: its applicant named by a property (read from the users) or only by its lane."""
+    by_lane = THREE_STEPS.replace('<spiffworkflow:property name="assignee" value="initiator" />', "")
+    where, (cs_task, boss_task) = _held_for_co_signers(factory, session, by_lane if fill == "lane" else None)
+    assert _act(factory, lambda s, a: _sign(boss_task, "boss")(s)) == "done"
+    meanwhile.at(operations, "_cosigns", lambda s: sendback.send_back(s, task_id=where.task_id,
+                                                                      actor=actor_for(s, "fg"), reason="材料不全"))
+    assert _act(factory, lambda s, a: _sign(cs_task, "cs")(s)) == "done"
+    [sent_back] = meanwhile.join()
+    assert isinstance(sent_back, ConcurrentModification), sent_back  # the review went on, or the instance did
+    review = _row(factory, where.task_id)
+    assert review.state == "completed" and review.completed_by_id == _user_id(factory, "fg")
