@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Integer, bindparam, exists, select, union_all, update
 from sqlalchemy.orm import Session, aliased, joinedload
@@ -206,6 +207,19 @@ def reassign(session: Session, task: HumanTask, **values: int | str | None) -> N
         set_committed_value(task, key, value)  # what the row now holds: nothing left for a flush to write
 
 
+def require_as_read(task: HumanTask, now: Any) -> None:
+    """Refuse unless the task's row as it is now (`now`: its HELD_COLUMNS, locked) holds what `task` was read with.
+
+    Raises: TaskAlreadyDone, TaskChanged
+    """
+    if now.state in ("completed", "cancelled"):
+        done = TaskAlreadyDone(task.instance_id)
+        done.details["task_id"] = task.id
+        raise done
+    if any(getattr(now, k) != getattr(task, k) for k in HELD_COLUMNS):
+        raise TaskChanged(task)
+
+
 def claim_lost(session: Session, task: HumanTask, actor: Actor, *, held: bool = False) -> EngineError | None:
     """After a claim's compare-and-set found the task taken, or a submission's save found it no longer the actor's
     (`held`: they held it when it was read): the error to give (finished meanwhile, claimed by someone else, or
@@ -268,7 +282,8 @@ def require_holder(task: HumanTask, actor: Actor) -> None:
 
 
 __all__ = ["HELD_COLUMNS", "TaskAlreadyDone", "TaskBlocked", "TaskChanged", "check_submission", "claim_lost", "get_open",
-           "is_candidate", "reassign", "require_holder", "require_open", "require_started", "submission_refused", "take"]
+           "is_candidate", "reassign", "require_as_read", "require_holder", "require_open", "require_started",
+           "submission_refused", "take"]
 
 
 def get(session: Session, task_id: int) -> HumanTask | None:

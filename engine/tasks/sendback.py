@@ -138,10 +138,13 @@ def _reopen(session: Session, actor: Actor, target: HumanTask, action: str, reas
     # The rows it closes, in id order, before the instance (its save): as 会签 and 加签 lock a task before they go on
     # with it, and that saves the instance. A co-signer's last signature going on with a held submission, or another
     # 退回, then takes turns with this one instead of deadlocking (and finds its task closed, or this save the
-    # instance moved on: ConcurrentModification). They were read before: the save's optimistic lock covers that.
+    # instance moved on: ConcurrentModification). The sender's own task must still be held as it was read: a
+    # release or 改派 committed since is not closed under its new holder (the others: the save's optimistic lock).
     closing = [r.id for r in cancels] + ([current.id] if current is not None else [])
-    session.execute(select(HumanTask.id).where(HumanTask.id.in_(closing or [-1])).order_by(HumanTask.id)
-                    .with_for_update())
+    now = session.execute(select(HumanTask.id, *(getattr(HumanTask, k) for k in lookup.HELD_COLUMNS))
+                          .where(HumanTask.id.in_(closing or [-1])).order_by(HumanTask.id).with_for_update()).all()
+    if current is not None:
+        lookup.require_as_read(current, next(r for r in now if r.id == current.id))
     data = deepcopy(spiff_task.data)  # the form they submitted comes back filled in
     guards.run_deep_for(len(running.workflow.tasks), running.workflow.reset_from_task_id, spiff_task.id, data)
     runtime.run(session, running, actor)
@@ -174,8 +177,8 @@ def send_back(session: Session, *, task_id: int, actor: Actor, to: str | int = "
 
     A 退回 that would cancel other open tasks (parallel branches) needs `confirm`.
 
-    Raises: TaskNotFound, TaskAlreadyDone, NotYourTask, InvalidInput, ConfirmationRequired, InstanceNotRunning,
-    ConcurrentModification
+    Raises: TaskNotFound, TaskAlreadyDone, TaskChanged, NotYourTask, InvalidInput, ConfirmationRequired,
+    InstanceNotRunning, ConcurrentModification
     """
     if not reason.strip():
         raise InvalidInput("请填写退回理由 (a reason is required)", field="reason")

@@ -456,3 +456,21 @@ def test_a_send_back_and_the_last_signature_going_on_with_the_submission_take_tu
     assert isinstance(sent_back, ConcurrentModification), sent_back  # the review went on, or the instance did
     review = _row(factory, where.task_id)
     assert review.state == "completed" and review.completed_by_id == _user_id(factory, "fg")
+
+
+@pytest.mark.parametrize("change", ["unclaim", "reassign"])
+def test_a_send_back_does_not_close_a_task_handed_on_since_it_was_read(
+        factory: sessionmaker[Session], session: Session, review_org: dict[str, Actor], meanwhile: Meanwhile,
+        change: str) -> None:
+    """fg sends the review back (退回) while an administrator releases or reassigns it (改派): refused, nothing
+    reopened, the change stands."""
+    where = _situation(session, "holder", cosigner_after=False)
+    version = _instance_lock_version(factory, where.task_id)
+    meanwhile.at(sendback.task_access, "require", HANDING_ON[change](where.task_id))
+    outcome = _act(factory, lambda s, a: sendback.send_back(s, task_id=where.task_id, actor=a("fg"),
+                                                            reason="材料不全"))
+    assert meanwhile.join() == ["done"]
+    assert isinstance(outcome, lookup.TaskChanged), outcome
+    row = _row(factory, where.task_id)
+    assert row.state == "ready" and row.assignee_id == (None if change == "unclaim" else _user_id(factory, "head"))
+    assert _instance_lock_version(factory, where.task_id) == version
