@@ -162,7 +162,7 @@ def _cosigns(session: Session, parent: HumanTask, *states: str) -> list[HumanTas
 
 def add_cosigners(session: Session, *, task_id: int, actor: Actor, usernames: Sequence[str], position: str,
                   note: str = "") -> list[HumanTask]:
-    """Add co-signers before me (they sign first) or after me (they sign my submission) (加签).
+    """Add co-signers before me (they sign first) or after me (they sign my submission, at once if it is held) (加签).
 
     Raises: TaskNotFound, TaskAlreadyDone, NotYourTask, UserNotFound, InvalidInput
     """
@@ -179,6 +179,7 @@ def add_cosigners(session: Session, *, task_id: int, actor: Actor, usernames: Se
         raise InvalidInput("请选择加签人 (choose at least one co-signer)", field="usernames")
     people.require_few(usernames, field="usernames", what="加签人")
     existing = {t.assignee_id for t in _cosigns(session, task, "ready", "pending")}
+    asked = position == "before" or task.pending_data is not None  # after me, my submission held: it waits for them
     created: list[HumanTask] = []
     for username in dict.fromkeys(usernames):
         user = _user(session, username)
@@ -188,7 +189,7 @@ def add_cosigners(session: Session, *, task_id: int, actor: Actor, usernames: Se
         cosign = HumanTask(instance_id=task.instance_id, task_guid=str(uuid4()),
                            bpmn_id=task.bpmn_id, name=f"加签: {task.name}"[:300], process_key=task.process_key,
                            lane=task.lane, kind="cosign", parent_task_id=task.id, cosign_position=position,
-                           state="ready" if position == "before" else "pending", assignee_id=user.id,
+                           state="ready" if asked else "pending", assignee_id=user.id,
                            owner_id=actor.user_id, due_at=task.due_at, warn_at=task.warn_at, created_at=clock.now())
         cosign.candidates.append(TaskCandidate(user_id=user.id))
         session.add(cosign)
@@ -198,7 +199,7 @@ def add_cosigners(session: Session, *, task_id: int, actor: Actor, usernames: Se
     add_note(session, task, actor, "cosign", note)
     session.flush()
     _record(session, task, actor, "task.cosign.add", position=position, cosigners=list(usernames), note=note)
-    if position == "before":
+    if asked:
         for cosign in created:
             notify(session, int(cosign.assignee_id or 0), "task_assigned",
                    f"{actor.display_name}请您加签: {task.name}", body=note, link=f"/tasks/{cosign.id}")

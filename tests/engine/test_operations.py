@@ -170,6 +170,25 @@ def test_a_held_submission_that_makes_the_state_too_large_is_an_incident_not_the
     assert row is not None and row.status == "incident"
 
 
+def test_a_co_signer_added_while_my_submission_waits_signs_it_too(session: Session, instance: int,
+                                                                   review_org: dict[str, Actor]) -> None:
+    """加签 after fg once fg's submission waits for zr: st is asked at once, and it goes on only with both."""
+    review = at_review(session, instance, review_org)
+    operations.add_cosigners(session, task_id=review.id, actor=review_org["fg"], usernames=["zr"], position="after")
+    tasks.complete(session, task_id=review.id, actor=review_org["fg"], data={"fg_says": "同意"})
+    operations.add_cosigners(session, task_id=review.id, actor=review_org["fg"], usernames=["st"], position="after")
+    session.commit()
+    cosigns = {c.assignee_id: c for c in session.scalars(select(HumanTask).where(HumanTask.kind == "cosign"))}
+    zr, st = cosigns[review_org["zr"].user_id], cosigns[review_org["st"].user_id]
+    assert st.state == "ready"  # not pending: the submission it signs has been made
+    tasks.complete(session, task_id=zr.id, actor=review_org["zr"], data={}, opinion="同意")
+    session.commit()
+    assert review.state == "ready" and review.blocked  # still waiting for st
+    tasks.complete(session, task_id=st.id, actor=review_org["st"], data={}, opinion="同意")
+    session.commit()
+    assert review.state == "completed" and st.state == "completed"
+
+
 def test_a_co_signer_after_me_cannot_sign_before_i_have_submitted(session: Session, instance: int,
                                                                   review_org: dict[str, Actor]) -> None:
     review = at_review(session, instance, review_org)
