@@ -1,11 +1,9 @@
-"""Inbox operations Chinese approval systems have: 转办, 委派, 加签/减签, 催办, 抄送, 意见, 附件 (退回/撤回: sendback).
+"""Inbox operations Chinese approval systems have: 转办, 委派, 加签/减签, 催办 (退回/撤回: sendback; 抄送, 附件: collab).
 
 Each is an audited engine service in the caller's transaction; notifications go through the outbox.
 """
 from __future__ import annotations
 
-import hashlib
-import re
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
@@ -15,7 +13,6 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from engine import audit, clock, runtime
-from engine.db import advisory_lock
 from engine.deadlines import escalation, sla
 from engine.errors import (
     Conflict,
@@ -29,16 +26,18 @@ from engine.errors import (
 from engine.notify import outbox
 from engine.org.actors import Actor, actor_of
 from engine.org.models import User
-from engine.tasks import access, completion, lookup, people, task_access, uploads
-from engine.tasks.collab_models import Attachment, CarbonCopy, Comment
+from engine.tasks import completion, lookup, people, task_access
+from engine.tasks.collab_models import Comment
 from engine.tasks.models import HumanTask, TaskCandidate
 
 URGE_INTERVAL = timedelta(hours=1)
-MAX_ATTACHMENT_BYTES = 20 * 1024 * 1024
-SAFE_NAME = re.compile(r"[^\w.\-（）()\u4e00-\u9fff ]+")
 
 
-def _user(session: Session, username: str) -> User:
+def user_named(session: Session, username: str) -> User:
+    """Return the active account of that username.
+
+    Raises: UserNotFound
+    """
     user = session.scalar(select(User).where(User.username == username))
     if user is None or not user.is_active:
         raise UserNotFound(f"用户不存在或已停用: {username}", field="username", username=username)
@@ -82,7 +81,7 @@ def transfer(session: Session, *, task_id: int, actor: Actor, to_username: str, 
     Raises: TaskNotFound, TaskAlreadyDone, TaskChanged, NotYourTask, UserNotFound, InvalidInput
     """
     task = _held(session, task_id, actor, task_access.Op.TRANSFER)
-    target = _user(session, to_username)
+    target = user_named(session, to_username)
     if target.id == actor.user_id:
         raise InvalidInput("不能转办给自己 (cannot transfer to yourself)", field="to_username")
     people.require_in_scope(session, actor, target, field="to_username", what="转办给", instance_id=task.instance_id)
@@ -105,7 +104,7 @@ def delegate(session: Session, *, task_id: int, actor: Actor, to_username: str, 
     task = _held(session, task_id, actor, task_access.Op.DELEGATE)
     if task.delegation_state == "pending":
         raise Conflict("任务已委派 (already delegated)", task_id=task_id)
-    target = _user(session, to_username)
+    target = user_named(session, to_username)
     if target.id == actor.user_id:
         raise InvalidInput("不能委派给自己 (cannot delegate to yourself)", field="to_username")
     people.require_in_scope(session, actor, target, field="to_username", what="委派给", instance_id=task.instance_id)
@@ -182,7 +181,7 @@ def add_cosigners(session: Session, *, task_id: int, actor: Actor, usernames: Se
     asked = position == "before" or task.pending_data is not None  # after me, my submission held: it waits for them
     created: list[HumanTask] = []
     for username in dict.fromkeys(usernames):
-        user = _user(session, username)
+        user = user_named(session, username)
         if user.id == actor.user_id or user.id in existing:
             raise InvalidInput(f"{username} 已是办理人或加签人 (already signing)", field="usernames")
         people.require_in_scope(session, actor, user, field="usernames", what="加签人", instance_id=task.instance_id)
@@ -294,7 +293,7 @@ def _after_cosign(session: Session, parent: HumanTask, actor: Actor) -> completi
                              submitted_now=False)
 
 
-# --- 催办 urge, 抄送 CC, comments, attachments --------------------------------------------------------
+# --- 催办 urge (抄送, comments, attachments: collab) ----------------------------------------------------
 
 
 def urge_recipients(session: Session, task: HumanTask) -> list[int]:
@@ -345,85 +344,5 @@ def urge(session: Session, *, task_id: int, actor: Actor, message: str = "") -> 
     return len(recipients)
 
 
-def carbon_copy(session: Session, *, instance_id: int, actor: Actor, usernames: Sequence[str], note: str = "",
-                task_id: int | None = None) -> list[CarbonCopy]:
-    """Show an instance to other users for information (抄送); return the copies made now.
-
-    A person who has the same 抄送 unread (same instance and step, sender and note) gets nothing more: the form
-    posted twice (a double click, a retry) reaches each person once; two at once take turns on the instance's lock.
-
-    Raises: Forbidden, UserNotFound, InvalidInput
-    """
-    access.require_view(session, actor, instance_id)
-    if not usernames:
-        raise InvalidInput("请选择抄送人 (choose at least one recipient)", field="usernames")
-    people.require_few(usernames, field="usernames", what="抄送")
-    advisory_lock(session, f"carbon_copy:{instance_id}")
-    step = CarbonCopy.task_id.is_(None) if task_id is None else CarbonCopy.task_id == task_id
-    unread = set(session.scalars(select(CarbonCopy.user_id).where(
-        CarbonCopy.instance_id == instance_id, step, CarbonCopy.from_user_id == actor.user_id,
-        CarbonCopy.note == note[:2000], CarbonCopy.read_at.is_(None))))
-    copies, reached = [], []
-    for username in dict.fromkeys(usernames):
-        user = _user(session, username)
-        people.require_in_scope(session, actor, user, field="usernames", what="抄送给", instance_id=instance_id)
-        if user.id in unread:
-            continue
-        copies.append(CarbonCopy(instance_id=instance_id, task_id=task_id, user_id=user.id,
-                                 from_user_id=actor.user_id, note=note[:2000]))
-        reached.append(username)
-        notify(session, user.id, "cc", f"{actor.display_name}抄送给您", body=note, link=f"/instances/{instance_id}")
-    session.add_all(copies)
-    session.flush()
-    if reached:
-        audit.record(session, actor, "instance.cc", stream=f"instance:{instance_id}", object_type="process_instance",
-                     object_id=instance_id, after={"to": reached, "note": note, "task_id": task_id})
-    return copies
-
-
-def add_comment(session: Session, *, instance_id: int, actor: Actor, body: str,
-                task_id: int | None = None) -> Comment:
-    """Comment on an instance or one of its tasks.
-
-    Raises: Forbidden, InvalidInput
-    """
-    access.require_view(session, actor, instance_id)
-    if not body.strip():
-        raise InvalidInput("评论不能为空 (a comment cannot be empty)", field="body")
-    comment = Comment(instance_id=instance_id, task_id=task_id, author_id=actor.user_id, kind="comment",
-                      body=body.strip()[:4000])
-    session.add(comment)
-    session.flush()
-    audit.record(session, actor, "instance.comment", stream=f"instance:{instance_id}", object_type="comment",
-                 object_id=comment.id, after={"body": comment.body, "task_id": task_id})
-    return comment
-
-
-def attach(session: Session, *, instance_id: int, actor: Actor, name: str, content: bytes,
-           content_type: str = "application/octet-stream", task_id: int | None = None) -> Attachment:
-    """Attach a file (at most 20 MB) to an instance.
-
-    Raises: Forbidden, InvalidInput
-    """
-    access.require_view(session, actor, instance_id)
-    clean = SAFE_NAME.sub("_", name.replace("\\", "/").rsplit("/", 1)[-1]).strip(" .")[:200]
-    if not clean:
-        raise InvalidInput("文件名无效 (invalid file name)", field="name")
-    if not content:
-        raise InvalidInput("文件为空 (empty file)", field="file")
-    if len(content) > MAX_ATTACHMENT_BYTES:
-        raise InvalidInput("文件超过20MB (file larger than 20 MB)", field="file")
-    digest = hashlib.sha256(content).hexdigest()
-    # The uploader's declared type is a claim: only an inert one is kept (text/javascript, html, svg are not).
-    attachment = Attachment(instance_id=instance_id, task_id=task_id, name=clean,
-                            content_type=uploads.safe_type(content_type), size=len(content), sha256=digest,
-                            content=content, uploaded_by_id=actor.user_id)
-    session.add(attachment)
-    session.flush()
-    audit.record(session, actor, "instance.attach", stream=f"instance:{instance_id}", object_type="attachment",
-                 object_id=attachment.id, after={"name": clean, "size": len(content), "sha256": digest})
-    return attachment
-
-
-__all__ = ["add_comment", "add_cosigners", "add_note", "attach", "carbon_copy", "delegate", "hold_for_cosigners", "notify",
-           "remove_cosigner", "require_not_urged", "resolve_delegation", "sign", "transfer", "urge"]
+__all__ = ["add_cosigners", "add_note", "delegate", "hold_for_cosigners", "notify",
+           "remove_cosigner", "require_not_urged", "resolve_delegation", "sign", "transfer", "urge", "user_named"]

@@ -21,7 +21,7 @@ from engine.errors import EngineError, InvalidInput
 from engine.org.actors import SYSTEM, Actor, actor_for
 from engine.org.models import Membership, OrgUnit, Role, User
 from engine.runtime import instances
-from engine.tasks import operations
+from engine.tasks import collab, operations
 from engine.tasks.models import HumanTask
 from plan import investment as plan
 from plan import projects
@@ -228,8 +228,8 @@ def _ledger_step(demo: Demo, spec: Spec, officer: str, step: Spec, iid: int) -> 
         operations.urge(demo.session, task_id=task.id, actor=demo.actor(step.get("by", officer)),
                         message=step.get("message", ""))
     elif do == "cc":
-        operations.carbon_copy(demo.session, instance_id=iid, actor=demo.actor(step.get("by", officer)),
-                               usernames=list(step["to"]), note=step.get("note", ""))
+        collab.carbon_copy(demo.session, instance_id=iid, actor=demo.actor(step.get("by", officer)),
+                           usernames=list(step["to"]), note=step.get("note", ""))
     else:
         raise InvalidInput(f"未知步骤 (unknown step): {do}")
     return iid

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from engine import audit, tasks
 from engine.audit.models import AuditEvent
 from engine.runtime import instances
-from engine.tasks import operations
+from engine.tasks import collab
 from engine.tasks.collab_models import Comment
 from engine.tasks.models import HumanTask
 from tests.engine.conftest import at_once, staff
@@ -26,7 +26,7 @@ def test_trust2_defect1_six_users_commenting_at_once_lose_nothing(pg_factory: se
 
     def comment(i: int, rnd: int) -> None:
         with pg_factory() as s:
-            operations.add_comment(s, instance_id=instance_id, actor=people[i], body=f"意见 {rnd}-{i}")
+            collab.add_comment(s, instance_id=instance_id, actor=people[i], body=f"意见 {rnd}-{i}")
             s.commit()
 
     failures = []

@@ -27,7 +27,7 @@ from engine.errors import EngineError
 from engine.org.actors import Actor, actor_for
 from engine.org.models import OrgUnit, User
 from engine.runtime import instances
-from engine.tasks import operations
+from engine.tasks import collab, operations
 from engine.tasks.collab_models import Attachment, CarbonCopy, Comment
 from engine.tasks.models import HumanTask
 from tests.engine.conftest import staff
@@ -64,7 +64,7 @@ def _operate(s: Session, op: str, me: Actor, other: Actor, urger: Actor, instanc
     task = rng.choice(open_tasks) if open_tasks else None
     done: list[tuple[str, object]] = []
     if op == "comment" or task is None:
-        operations.add_comment(s, instance_id=instance_id, actor=me, body=tag)
+        collab.add_comment(s, instance_id=instance_id, actor=me, body=tag)
         op, done = "comment", [("comments", tag)]
     elif op == "claim":
         free = [t for t in open_tasks if t.assignee_id is None] or [task]
@@ -83,10 +83,10 @@ def _operate(s: Session, op: str, me: Actor, other: Actor, urger: Actor, instanc
         operations.urge(s, task_id=task.id, actor=urger, message=tag)
         done = [("urges", tag)]
     elif op == "cc":
-        operations.carbon_copy(s, instance_id=instance_id, actor=me, usernames=[other.username], note=tag)
+        collab.carbon_copy(s, instance_id=instance_id, actor=me, usernames=[other.username], note=tag)
         done = [("copies", tag)]
     else:
-        operations.attach(s, instance_id=instance_id, actor=me, name=f"{tag}.txt", content=tag.encode())
+        collab.attach(s, instance_id=instance_id, actor=me, name=f"{tag}.txt", content=tag.encode())
         done = [("attachments", f"{tag}.txt")]
     s.commit()
     with tally.lock:

@@ -11,7 +11,7 @@ from engine.errors import Conflict, Forbidden, InvalidInput, NotYourTask, RateLi
 from engine.org.actors import SYSTEM, Actor
 from engine.runtime import instances
 from engine.runtime.models import ProcessInstance
-from engine.tasks import TaskBlocked, access, operations, sendback
+from engine.tasks import TaskBlocked, access, collab, operations, sendback
 from engine.tasks.collab_models import CarbonCopy, Notification
 from engine.tasks.models import HumanTask
 
@@ -301,24 +301,24 @@ def test_cc_comments_and_attachments_respect_who_may_see(session: Session, insta
     outsider = review_org["window"]
     assert not access.can_view_instance(session, outsider, instance)
     with pytest.raises(Forbidden):
-        operations.add_comment(session, instance_id=instance, actor=outsider, body="我来看看")
+        collab.add_comment(session, instance_id=instance, actor=outsider, body="我来看看")
     with pytest.raises(Forbidden):
-        operations.carbon_copy(session, instance_id=instance, actor=outsider, usernames=["window"])
+        collab.carbon_copy(session, instance_id=instance, actor=outsider, usernames=["window"])
     with pytest.raises(Forbidden) as refused:  # the window does not handle the applicant's case: out of their scope
-        operations.carbon_copy(session, instance_id=instance, actor=review_org["applicant"], usernames=["window"])
+        collab.carbon_copy(session, instance_id=instance, actor=review_org["applicant"], usernames=["window"])
     assert refused.value.details["field"] == "usernames"
-    operations.carbon_copy(session, instance_id=instance, actor=review_org["admin"], usernames=["window"],
-                           note="请知悉")
+    collab.carbon_copy(session, instance_id=instance, actor=review_org["admin"], usernames=["window"],
+                       note="请知悉")
     assert access.can_view_instance(session, outsider, instance)
     assert session.scalar(select(CarbonCopy.note).where(CarbonCopy.user_id == outsider.user_id)) == "请知悉"
-    comment = operations.add_comment(session, instance_id=instance, actor=outsider, body="<script>x</script>已阅")
+    comment = collab.add_comment(session, instance_id=instance, actor=outsider, body="<script>x</script>已阅")
     assert comment.body == "<script>x</script>已阅"  # stored as given; escaping is the template's job
-    att = operations.attach(session, instance_id=instance, actor=review_org["applicant"],
-                            name="../../etc/环评报告.pdf", content=b"%PDF-1.4 ...", content_type="application/pdf")
+    att = collab.attach(session, instance_id=instance, actor=review_org["applicant"],
+                        name="../../etc/环评报告.pdf", content=b"%PDF-1.4 ...", content_type="application/pdf")
     assert att.name == "环评报告.pdf" and att.size == 12
     with pytest.raises(InvalidInput):
-        operations.attach(session, instance_id=instance, actor=review_org["applicant"], name="big.bin",
-                          content=b"x" * (operations.MAX_ATTACHMENT_BYTES + 1))
+        collab.attach(session, instance_id=instance, actor=review_org["applicant"], name="big.bin",
+                      content=b"x" * (collab.MAX_ATTACHMENT_BYTES + 1))
     assert session.get(ProcessInstance, instance) is not None
     session.commit()
     assert audit.verify(session).ok
@@ -328,8 +328,8 @@ def test_withdraw_is_refused_once_the_next_handler_has_uploaded_a_file(session: 
                                                                       review_org: dict[str, Actor]) -> None:
     done, review = _filled(session, instance, review_org["applicant"])
     assert review.assignee_id is None  # not claimed: the upload is the only trace
-    operations.attach(session, instance_id=instance, actor=review_org["fg"], name="审查意见.docx", content=b"doc",
-                      task_id=review.id)
+    collab.attach(session, instance_id=instance, actor=review_org["fg"], name="审查意见.docx", content=b"doc",
+                  task_id=review.id)
     session.commit()
     assert sendback.withdraw_refusal(session, review_org["applicant"], done) is not None
     with pytest.raises(Conflict, match="下一步已有人处理"):
@@ -343,13 +343,13 @@ def test_withdraw_is_not_refused_for_what_others_than_the_next_handlers_did(sess
     # and 抄送 on the next step: none of them is the next handler acting.
     operations.urge(session, task_id=review.id, actor=review_org["applicant"], message="请尽快审查")
     operations.urge(session, task_id=review.id, actor=review_org["admin"], message="督办")
-    operations.add_comment(session, instance_id=instance, actor=review_org["applicant"], body="补充说明",
-                           task_id=review.id)
-    operations.attach(session, instance_id=instance, actor=review_org["applicant"], name="补充.pdf", content=b"p",
-                      task_id=review.id)
-    operations.add_comment(session, instance_id=instance, actor=review_org["admin"], body="已阅", task_id=review.id)
-    operations.carbon_copy(session, instance_id=instance, actor=review_org["admin"], usernames=["boss"],
-                           note="请知悉", task_id=review.id)
+    collab.add_comment(session, instance_id=instance, actor=review_org["applicant"], body="补充说明",
+                       task_id=review.id)
+    collab.attach(session, instance_id=instance, actor=review_org["applicant"], name="补充.pdf", content=b"p",
+                  task_id=review.id)
+    collab.add_comment(session, instance_id=instance, actor=review_org["admin"], body="已阅", task_id=review.id)
+    collab.carbon_copy(session, instance_id=instance, actor=review_org["admin"], usernames=["boss"],
+                       note="请知悉", task_id=review.id)
     session.commit()
     assert sendback.withdraw_refusal(session, review_org["applicant"], done) is None
     reopened = sendback.withdraw(session, task_id=done.id, actor=review_org["applicant"], reason="填错了")
@@ -360,7 +360,7 @@ def test_withdraw_is_not_refused_for_what_others_than_the_next_handlers_did(sess
 def test_withdraw_is_refused_once_the_next_handler_has_commented(session: Session, instance: int,
                                                                 review_org: dict[str, Actor]) -> None:
     done, review = _filled(session, instance, review_org["applicant"])
-    operations.add_comment(session, instance_id=instance, actor=review_org["fg"], body="材料在看", task_id=review.id)
+    collab.add_comment(session, instance_id=instance, actor=review_org["fg"], body="材料在看", task_id=review.id)
     session.commit()
     with pytest.raises(Conflict, match="下一步已有人处理"):
         sendback.withdraw(session, task_id=done.id, actor=review_org["applicant"])

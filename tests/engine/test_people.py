@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from engine.errors import Forbidden
 from engine.org.actors import Actor, actor_for
-from engine.tasks import operations, people
+from engine.tasks import collab, operations, people
 from engine.tasks.collab_models import CarbonCopy
 from engine.tasks.models import HumanTask
 from tests.people_world import PeopleWorld, build
@@ -71,8 +71,8 @@ def test_transfer_delegate_cosign_and_cc_outside_the_scope_are_refused(session: 
                         lambda: operations.delegate(session, task_id=world.review_id, actor=fg, to_username="clerk")],
         "usernames": [lambda: operations.add_cosigners(session, task_id=world.review_id, actor=fg,
                                                        usernames=["zr", "stranger"], position="before"),
-                      lambda: operations.carbon_copy(session, instance_id=world.instance_id, actor=fg,
-                                                     usernames=["window"])],
+                      lambda: collab.carbon_copy(session, instance_id=world.instance_id, actor=fg,
+                                                 usernames=["window"])],
     }
     for field, attempts in calls.items():
         for attempt in attempts:

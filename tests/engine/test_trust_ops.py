@@ -18,7 +18,7 @@ from engine.org.actors import SYSTEM, Actor
 from engine.org.models import OrgUnit
 from engine.runtime import instances, timeline
 from engine.runtime.models import ProcessInstance
-from engine.tasks import operations, sendback
+from engine.tasks import collab, operations, sendback
 from engine.tasks.models import HumanTask, TaskCandidate
 from tests.engine.test_operations import THREE_STEPS, at_review, fill, open_task
 from tests.web.flows import start_form_bundle
@@ -115,10 +115,10 @@ def test_hole6_client_start_data_is_checked_against_the_start_form(session: Sess
 def test_hole9_applicant_sees_public_history_only(session: Session, instance: int,
                                                   review_org: dict[str, Actor]) -> None:
     review = at_review(session, instance, review_org)
-    operations.add_comment(session, instance_id=instance, actor=review_org["fg"], body="内部：该企业有欠税记录",
-                           task_id=review.id)
-    operations.carbon_copy(session, instance_id=instance, actor=review_org["fg"], usernames=["boss"],
-                           note="内部：请领导关注")
+    collab.add_comment(session, instance_id=instance, actor=review_org["fg"], body="内部：该企业有欠税记录",
+                       task_id=review.id)
+    collab.carbon_copy(session, instance_id=instance, actor=review_org["fg"], usernames=["boss"],
+                       note="内部：请领导关注")
     operations.delegate(session, task_id=review.id, actor=review_org["fg"], to_username="zr", note="内部：请先看")
     operations.resolve_delegation(session, task_id=review.id, actor=review_org["zr"], opinion="内部：建议退回")
     sendback.send_back(session, task_id=review.id, actor=review_org["fg"], to="applicant", reason="请补充环评材料")

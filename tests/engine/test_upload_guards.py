@@ -27,7 +27,7 @@ from engine.notify.models import OutboxMessage
 from engine.org.actors import SYSTEM, Actor
 from engine.runtime import forms, instances
 from engine.runtime.models import ProcessVersion
-from engine.tasks import operations
+from engine.tasks import collab
 from engine.tasks.collab_models import Attachment
 from plan import indicators
 from plan.indicators import sheets
@@ -96,8 +96,8 @@ def test_hole1_an_attachment_declared_javascript_is_stored_as_octet_stream(sessi
     kept = {}
     for declared in ("text/javascript", "text/html", "image/svg+xml", "application/xhtml+xml", "text/xml",
                      "application/pdf", "text/css", "image/png", "text/plain; charset=gbk", "APPLICATION/JSON"):
-        found = operations.attach(session, instance_id=row.id, actor=review_org["fg"], name="../../x.js",
-                                  content=b"GIF89a/*\x00*/=alert(1)//", content_type=declared)
+        found = collab.attach(session, instance_id=row.id, actor=review_org["fg"], name="../../x.js",
+                              content=b"GIF89a/*\x00*/=alert(1)//", content_type=declared)
         kept[declared] = found.content_type
         assert found.name == "x.js"  # no path, never a traversal
     assert kept == {"text/javascript": "application/octet-stream", "text/html": "application/octet-stream",
@@ -111,9 +111,9 @@ def test_attachment_size_and_name_limits(session: Session, review_org: dict[str,
     deploy.deploy(session, minimal(), actor=SYSTEM)
     row = instances.start(session, process_key="minimal", actor=review_org["fg"])
     for name, content, field in (("a.txt", b"", "file"), ("..", b"x", "name"), ("/", b"x", "name"),
-                                 ("big.bin", b"\0" * (operations.MAX_ATTACHMENT_BYTES + 1), "file")):
+                                 ("big.bin", b"\0" * (collab.MAX_ATTACHMENT_BYTES + 1), "file")):
         with pytest.raises(InvalidInput) as caught:
-            operations.attach(session, instance_id=row.id, actor=review_org["fg"], name=name, content=content)
+            collab.attach(session, instance_id=row.id, actor=review_org["fg"], name=name, content=content)
         assert caught.value.details.get("field") == field
     assert session.scalar(select(func.count()).select_from(Attachment)) == 0
 

@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 from engine import clock, tasks
 from engine.archive import core as archive
 from engine.org.actors import actor_for
-from engine.tasks import operations, taskview
+from engine.tasks import collab, taskview
 from tests.web.flows import db, deploy_good, open_task, started_review
 
 Login = Callable[[str], FlaskClient]
@@ -28,8 +28,8 @@ def _two_files(app: Flask, instance_id: int) -> tuple[int, int, int]:
         with db(app) as s:
             actor = actor_for(s, username)
             tasks.claim(s, task_id=task.id, actor=actor)
-            ids[username] = operations.attach(s, instance_id=instance_id, actor=actor, name=name,
-                                              content=name.encode(), content_type="text/plain", task_id=task.id).id
+            ids[username] = collab.attach(s, instance_id=instance_id, actor=actor, name=name,
+                                          content=name.encode(), content_type="text/plain", task_id=task.id).id
             tasks.complete(s, task_id=task.id, actor=actor, data=data, opinion=f"{username}的意见")
             if username == "applicant":
                 ids["step"] = task.id

@@ -13,7 +13,7 @@ from engine import clock, tasks
 from engine.archive import core as archive
 from engine.org.actors import actor_for
 from engine.runtime.models import ProcessInstance
-from engine.tasks import operations, submissions
+from engine.tasks import collab, submissions
 from engine.tasks.models import HumanTask, archived_tasks
 from tests.conftest import pdf_text
 from tests.web.flows import db, deploy_good, open_task, post, started_review
@@ -33,8 +33,8 @@ def _finish(app: Flask, instance_id: int, *, attach: bool = False) -> tuple[int,
             actor = actor_for(s, username)
             tasks.claim(s, task_id=task.id, actor=actor)
             if attach and bpmn_id == "accept":
-                attachment_id = operations.attach(s, instance_id=instance_id, actor=actor, name="受理材料.txt",
-                                                  content=b"materials", content_type="text/plain", task_id=task.id).id
+                attachment_id = collab.attach(s, instance_id=instance_id, actor=actor, name="受理材料.txt",
+                                              content=b"materials", content_type="text/plain", task_id=task.id).id
                 task_id = task.id
             tasks.complete(s, task_id=task.id, actor=actor, data=data, opinion=f"{username}的意见")
     return task_id, attachment_id

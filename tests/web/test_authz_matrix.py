@@ -36,7 +36,7 @@ from engine.org.models import OrgUnit, User
 from engine.org.token_models import ApiToken
 from engine.runtime import instances, messages
 from engine.runtime.models import ProcessVersion
-from engine.tasks import inbox, operations
+from engine.tasks import collab, inbox
 from engine.tasks.collab_models import Notification, SavedFilter
 from engine.tasks.models import HumanTask
 from plan.data import demo, seed
@@ -337,10 +337,10 @@ def build(db_url: str) -> dict[str, Any]:
             s.commit()
             task = s.scalar(select(HumanTask).where(HumanTask.instance_id == row.id, HumanTask.state == "ready"))
             assert task is not None and task.assignee_id == owner.user_id
-            attachment = operations.attach(s, instance_id=row.id, actor=owner, name="secret.txt",
-                                           content=SECRETS[2].encode(), task_id=task.id)
-            operations.add_comment(s, instance_id=row.id, actor=owner, body=SECRETS[3], task_id=task.id)
-            cc = operations.carbon_copy(s, instance_id=row.id, actor=owner, usernames=[BYSTANDER], note="x")[0]
+            attachment = collab.attach(s, instance_id=row.id, actor=owner, name="secret.txt",
+                                       content=SECRETS[2].encode(), task_id=task.id)
+            collab.add_comment(s, instance_id=row.id, actor=owner, body=SECRETS[3], task_id=task.id)
+            cc = collab.carbon_copy(s, instance_id=row.id, actor=owner, usernames=[BYSTANDER], note="x")[0]
             saved = inbox.save_filter(s, owner, name=SECRETS[4], list_name="index", flt=inbox.Filter(q="x"))
             tokens.issue(s, s.get(User, owner.user_id), SECRETS[5])  # type: ignore[arg-type]
             token_id = s.scalar(select(ApiToken.id).where(ApiToken.user_id == owner.user_id))

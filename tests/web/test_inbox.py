@@ -17,7 +17,7 @@ from engine import clock, tasks
 from engine.errors import EngineError
 from engine.org.actors import actor_for
 from engine.org.models import Role, User
-from engine.tasks import inbox, operations, taskview
+from engine.tasks import collab, inbox, taskview
 from engine.tasks.models import HumanTask, TaskCandidate
 from tests.web.test_task_page import deployed, finish, flashes, post, row, start, task_of  # noqa: F401
 
@@ -254,9 +254,9 @@ def test_started_done_and_cc_lists(deployed: sessionmaker[Session], login: Login
     second = row(deployed, minimal_task(deployed, "另一项目")).instance_id
     with deployed() as s:
         fg = actor_for(s, "fg")
-        operations.carbon_copy(s, instance_id=ops, actor=fg, usernames=["boss"], note="请阅", task_id=review)
-        operations.carbon_copy(s, instance_id=second, actor=actor_for(s, "admin"),  # boss has no part in `minimal`:
-                               usernames=["boss"], note="知悉")  # out of the applicant's scope, the admin's to copy
+        collab.carbon_copy(s, instance_id=ops, actor=fg, usernames=["boss"], note="请阅", task_id=review)
+        collab.carbon_copy(s, instance_id=second, actor=actor_for(s, "admin"),  # boss has no part in `minimal`:
+                           usernames=["boss"], note="知悉")  # out of the applicant's scope, the admin's to copy
         s.commit()
     boss = login("boss")
     html = boss.get("/inbox/cc").get_data(as_text=True)

@@ -14,7 +14,7 @@ from engine.audit.models import AuditEvent
 from engine.org.actors import actor_for
 from engine.org.models import Membership, Role
 from engine.runtime.models import ProcessInstance
-from engine.tasks import operations
+from engine.tasks import collab
 from tests.web.flows import db, deploy_good, open_task, post, start_web, started_review, user_id
 
 Login = Callable[[str], FlaskClient]
@@ -168,8 +168,8 @@ def test_cc_and_incidents_show_on_the_page(app: Flask, login: Login) -> None:
     applicant = login("applicant")
     row = started_review(app, applicant)
     with db(app) as s:
-        operations.carbon_copy(s, instance_id=row.id, actor=actor_for(s, "applicant"), usernames=["boss"],
-                               note="请领导知悉")
+        collab.carbon_copy(s, instance_id=row.id, actor=actor_for(s, "applicant"), usernames=["boss"],
+                           note="请领导知悉")
         from engine.runtime.models import Incident
         s.add(Incident(instance_id=row.id, bpmn_id="compute_fee", kind="script_error",
                        message="NameError: name 'investment' is not defined <b>"))

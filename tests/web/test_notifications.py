@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from engine.jobs import run_outbox
 from engine.org.actors import actor_for
-from engine.tasks import operations
+from engine.tasks import collab, operations
 from engine.tasks.collab_models import Notification
 from tests.web.flows import db, deploy_good, post, started_review
 
@@ -27,8 +27,8 @@ def test_a_cc_reaches_the_user_through_the_outbox(app: Flask, login: Login) -> N
     applicant = login("applicant")
     row = started_review(app, applicant)
     with db(app) as s:
-        operations.carbon_copy(s, instance_id=row.id, actor=actor_for(s, "applicant"), usernames=["boss"],
-                               note="知悉")
+        collab.carbon_copy(s, instance_id=row.id, actor=actor_for(s, "applicant"), usernames=["boss"],
+                           note="知悉")
     boss = login("boss")
     assert "知悉" not in boss.get("/notifications").get_data(as_text=True)  # not delivered yet
     run_outbox(app.extensions["jzflow.sessionmaker"])

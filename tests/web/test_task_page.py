@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from engine import deploy, runtime, tasks
 from engine.org.actors import SYSTEM, actor_for
 from engine.runtime import instances
+from engine.tasks import collab
 from engine.tasks.collab_models import Attachment, CarbonCopy, Comment
 from engine.tasks.models import HumanTask
 from tests.conftest import FIXTURES
@@ -224,8 +225,7 @@ def test_another_users_task_gives_403_and_no_data(deployed: sessionmaker[Session
     instance_id = start(deployed, title="保密项目甲", data={"title_text": "内部数据"})
     fill = task_of(deployed, instance_id, "fill")
     with deployed() as s:
-        from engine.tasks import operations
-        operations.attach(s, instance_id=instance_id, actor=actor_for(s, "applicant"), name="a.txt", content=b"secret")
+        collab.attach(s, instance_id=instance_id, actor=actor_for(s, "applicant"), name="a.txt", content=b"secret")
         s.commit()
         attachment_id = s.scalar(select(Attachment.id))
     window = login("window")

@@ -12,7 +12,7 @@ from engine import deploy, tasks
 from engine.org.actors import SYSTEM, actor_for
 from engine.runtime import instances
 from engine.runtime.models import ProcessInstance
-from engine.tasks import operations, sendback
+from engine.tasks import collab, sendback
 from engine.tasks.models import HumanTask
 from tests.engine.test_operations import THREE_STEPS
 from tests.engine.test_trust_ops import PARALLEL
@@ -90,8 +90,8 @@ def test_hole9_applicant_instance_page_shows_the_public_history(app: Flask, logi
         assert review is not None
         fg = actor_for(s, "fg")
         tasks.claim(s, task_id=review.id, actor=fg)
-        operations.add_comment(s, instance_id=instance_id, actor=fg, body="内部意见：再核一下", task_id=review.id)
-        operations.carbon_copy(s, instance_id=instance_id, actor=fg, usernames=["boss"], note="内部抄送说明")
+        collab.add_comment(s, instance_id=instance_id, actor=fg, body="内部意见：再核一下", task_id=review.id)
+        collab.carbon_copy(s, instance_id=instance_id, actor=fg, usernames=["boss"], note="内部抄送说明")
         sendback.send_back(s, task_id=review.id, actor=fg, to="applicant", reason="请补正用地材料")
     mine = login("applicant").get(f"/instances/{instance_id}").get_data(as_text=True)
     assert "请补正用地材料" in mine and "内部意见" not in mine and "内部抄送说明" not in mine

@@ -13,7 +13,7 @@ from engine import tasks
 from engine.errors import FieldError, FormInvalid, InvalidInput
 from engine.org import directory
 from engine.runtime import forms
-from engine.tasks import lookup, operations, people, sendback, taskview
+from engine.tasks import collab, lookup, operations, people, sendback, taskview
 from engine.tasks.models import HumanTask
 from web.common import commit, current_actor, db_session
 from web.formparse import parse
@@ -216,8 +216,8 @@ def urge(task_id: int) -> ResponseReturnValue:
 def carbon_copy(task_id: int) -> ResponseReturnValue:
     task = _visible(task_id)
     names = usernames("usernames")
-    operations.carbon_copy(db_session(), instance_id=task.instance_id, actor=current_actor(),
-                           usernames=names, note=text("note", 2000), task_id=task.id)
+    collab.carbon_copy(db_session(), instance_id=task.instance_id, actor=current_actor(),
+                       usernames=names, note=text("note", 2000), task_id=task.id)
     commit()
     flash(_("已抄送给 %(names)s", names=chosen(*names)), "info")
     return _back(task_id)
@@ -227,8 +227,8 @@ def carbon_copy(task_id: int) -> ResponseReturnValue:
 @login_required
 def comment(task_id: int) -> ResponseReturnValue:
     task = _visible(task_id)
-    operations.add_comment(db_session(), instance_id=task.instance_id, actor=current_actor(), body=text("body"),
-                           task_id=task.id)
+    collab.add_comment(db_session(), instance_id=task.instance_id, actor=current_actor(), body=text("body"),
+                       task_id=task.id)
     commit()
     flash(_("已发表评论"), "info")
     return _back(task_id, "history")
@@ -241,9 +241,9 @@ def attach(task_id: int) -> ResponseReturnValue:
     upload = request.files.get("file")
     if upload is None or not upload.filename:
         raise InvalidInput("请选择文件 (choose a file)", field="file")
-    operations.attach(db_session(), instance_id=task.instance_id, actor=current_actor(), name=upload.filename,
-                      content=upload.read(operations.MAX_ATTACHMENT_BYTES + 1),
-                      content_type=upload.mimetype or "application/octet-stream", task_id=task.id)
+    collab.attach(db_session(), instance_id=task.instance_id, actor=current_actor(), name=upload.filename,
+                  content=upload.read(collab.MAX_ATTACHMENT_BYTES + 1),
+                  content_type=upload.mimetype or "application/octet-stream", task_id=task.id)
     commit()
     flash(_("已上传附件"), "info")
     return _back(task_id, "attachments")
