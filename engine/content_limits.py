@@ -167,8 +167,9 @@ def form_problems(doc: Any) -> list[tuple[str, str]]:
 def _expansion_problems(root: Mapping[str, Any]) -> list[tuple[str, str]]:
     """Count the schemas a listing of the form's fields visits through branches and local `$ref`s (web.formschema).
 
-    Branches are followed whatever their depth (a branch naming itself never ends there either); nested fields and
-    rows only MAX_FORM_DEPTH deep, as a page shows them only as deep as the data goes.
+    Branches are followed whatever their depth (a branch naming itself never ends there either). Fields and rows
+    nest at most MAX_FORM_DEPTH deep: a page draws every field of an object and an empty row of each table,
+    whatever the data, so a field that holds its own schema through `$ref` (a linked list, a tree) never ends.
     """
     stack: list[tuple[Any, int]] = [(root, 0)]
     seen = 0
@@ -190,10 +191,13 @@ def _expansion_problems(root: Mapping[str, Any]) -> list[tuple[str, str]]:
             branches = node.get(key)
             stack.extend((b, depth) for b in (branches if isinstance(branches, list) else ()))
         stack.extend((node.get(k), depth) for k in ("then", "else") if isinstance(node.get(k), Mapping))
-        if depth < MAX_FORM_DEPTH:
-            props = node.get("properties")
-            stack.extend((p, depth + 1) for p in (props.values() if isinstance(props, Mapping) else ()))
-            stack.extend([(node["items"], depth + 1)] if isinstance(node.get("items"), Mapping) else [])
+        props = node.get("properties")
+        fields = [*(props.values() if isinstance(props, Mapping) else ()),
+                  *([node["items"]] if isinstance(node.get("items"), Mapping) else [])]
+        if fields and depth >= MAX_FORM_DEPTH:
+            return [("$ref", f"字段经 $ref 嵌套超过 {MAX_FORM_DEPTH} 层，表单会无休止地展开 (fields nest more than "
+                             f"{MAX_FORM_DEPTH} levels through $ref: the form would never end)")]
+        stack.extend((f, depth + 1) for f in fields)
     return []
 
 

@@ -96,6 +96,26 @@ def test_a_self_referencing_all_of_is_refused_not_expanded(session: Session) -> 
     assert any(p.file == "broken.schema.json" and "allOf" in p.message for p in err.value.problems), err.value.problems
 
 
+def test_fields_that_contain_themselves_through_a_ref_are_refused(session: Session) -> None:
+    """A form draws every field of an object, whatever the data: a field holding its own schema never ends.
+
+    Such a form (a linked list, a tree) passed deploy; each task page, start page and submission then hit the
+    recursion limit (a 500), the modeller's preview said "maximum recursion depth exceeded".
+    """
+    node = {"type": "object", "properties": {"name": {"type": "string"}, "next": {"$ref": "#/$defs/node"}}}
+    rows = {"type": "object", "properties": {"rows": {"type": "array", "items": {"$ref": "#/$defs/row"}}}}
+    for doc in ({"type": "object", "$defs": {"node": node}, "properties": {"head": {"$ref": "#/$defs/node"}}},
+                {"type": "object", "$defs": {"row": rows}, "allOf": [{"$ref": "#/$defs/row"}]}):
+        files = deploy.read_directory(BAD / "invalid_form")
+        files["broken.schema.json"] = json.dumps(doc, ensure_ascii=False, indent=1).encode()
+        with pytest.raises(DeployInvalid) as err:
+            deploy.deploy(session, files, actor=SYSTEM, check_lanes=False)
+        found = [p for p in err.value.problems if p.file == "broken.schema.json"]
+        assert found and "$ref" in found[0].message and str(content_limits.MAX_FORM_DEPTH) in found[0].message, \
+            err.value.problems
+        session.rollback()
+
+
 # --- workflow data, before the engine -----------------------------------------------------------------------------
 
 DATA = {
