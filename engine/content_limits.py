@@ -8,9 +8,15 @@ payload is checked where it arrives, before SpiffWorkflow sees it: its depth, it
 JZFLOW_MAX_STATE_KB, counted in characters). The state the save writes counts a Chinese character as six (an escape),
 and several submissions add up: a submission that makes the state too large is refused by the save itself
 (engine/runtime/oversize.py). Scripts have their own limits (engine/limits.py, engine/spiff/nesting.py).
+
+A form file already stored (a version deployed before a limit existed, rows an import or a migration wrote around
+deploy) is asked again wherever it is read (`stored_form_problem`): what deploy would refuse is shown as a message
+naming the file, never walked.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, Final
@@ -201,6 +207,48 @@ def _expansion_problems(root: Mapping[str, Any]) -> list[tuple[str, str]]:
     return []
 
 
+_STORED: dict[bytes, tuple[str, str] | None] = {}  # a stored form's digest → its first problem (files never change)
+_STORED_SIZE: Final = 1_024
+
+
+def _first_stored_problem(text: str) -> tuple[str, str] | None:
+    try:
+        doc = json.loads(text)
+    except RecursionError:
+        return "(root)", f"表单定义嵌套过深，最多 {MAX_FORM_DEPTH} 层 (nested more than {MAX_FORM_DEPTH} levels)"
+    except json.JSONDecodeError as exc:
+        return "", f"{exc.msg}, line {exc.lineno} column {exc.colno}"  # no path: the text is not JSON
+    except ValueError as exc:  # a number too long to convert
+        return "", str(exc)[:200]
+    found = form_problems(doc)
+    return found[0] if found else None
+
+
+def stored_form_problem(name: str, text: str | None) -> str | None:
+    """Return why a stored form file may not be drawn, listed or checked against — naming it — or None.
+
+    The same limits as deploy (`form_problems`), and JSON the decoder reads; remembered by the text's digest.
+    """
+    if not text:
+        return None
+    key = hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+    if key in _STORED:
+        found = _STORED[key]
+    else:
+        found = _first_stored_problem(text)
+        if len(_STORED) >= _STORED_SIZE:
+            _STORED.clear()
+        _STORED[key] = found
+    if found is None:
+        return None
+    path, message = found
+    if not path:
+        return f"表单 {name} 不是有效的 JSON，无法使用：{message} (form {name} is not valid JSON)"
+    zh, _, en = message.rpartition(" (")  # each message is "中文 (English)"
+    where = "" if path == "(root)" else f"{path}: "
+    return f"表单 {name} 超出限制：{where}{zh} (form {name} is past a limit: {where}{en.rstrip(')')})"
+
+
 __all__ = ["MAX_CHOICES", "MAX_DATA_DEPTH", "MAX_DATA_VALUES", "MAX_EXPANSION", "MAX_EXPONENT", "MAX_FIELDS",
            "MAX_FORM_DEPTH", "MAX_FORM_VALUES", "MAX_PRINTED_ROWS", "MAX_TABLE_ROWS", "data_limit", "data_problem",
-           "form_problems"]
+           "form_problems", "stored_form_problem"]

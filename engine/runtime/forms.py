@@ -137,11 +137,14 @@ def _message(error: Any, schema: Mapping[str, Any]) -> str:
     return template.format(v=shown, e=english)
 
 
-def validate(schema_text: str | None, data: Mapping[str, Any], files: Mapping[str, str] | None = None) -> dict[str, Any]:
+def validate(schema_text: str | None, data: Mapping[str, Any], files: Mapping[str, str] | None = None, *,
+             name: str | None = None) -> dict[str, Any]:
     """Return the submitted data as a dict if it satisfies the schema (`files`: the version's forms, for `$ref`).
 
     Every client's data for a workflow passes here (a form, the API's and the CLI's start data, a message's payload
-    its catch checks): its size, depth and values are bounded before the schema or SpiffWorkflow walks it.
+    its catch checks): its size, depth and values are bounded before the schema or SpiffWorkflow walks it. A stored
+    schema (`name`: its file) that deploy would refuse today, or a file it reaches through `$ref`, refuses every
+    submission naming the file: a version deployed before the limits may hold one.
 
     Raises: FormInvalid (each error names its field; nothing is changed)
     """
@@ -155,7 +158,10 @@ def validate(schema_text: str | None, data: Mapping[str, Any], files: Mapping[st
         raise FormInvalid([FieldError(str(k), "保留字段名 (reserved field name)") for k in reserved])
     if schema_text is None:
         return dict(data)
+    refuse_stored(name or "(form)", schema_text)
     needed = _reachable(schema_text, files or {})
+    for file, text in needed.items():
+        refuse_stored(file, text)
     validator = _validator(schema_text, tuple(sorted(needed.items())))
     try:
         errors = sorted(validator.iter_errors(dict(data)), key=lambda e: (list(e.absolute_path), e.message))
@@ -166,6 +172,16 @@ def validate(schema_text: str | None, data: Mapping[str, Any], files: Mapping[st
     if errors:
         raise FormInvalid([FieldError(_field(e), _message(e, validator.schema)) for e in errors])
     return dict(data)
+
+
+def refuse_stored(name: str, text: str) -> None:
+    """Refuse a submission against a stored form file that deploy would refuse today, naming it.
+
+    Raises: FormInvalid
+    """
+    refused = content_limits.stored_form_problem(name, text)
+    if refused is not None:
+        raise FormInvalid([FieldError("(form)", refused)])
 
 
 def _reachable(schema_text: str, files: Mapping[str, str]) -> dict[str, str]:

@@ -47,7 +47,7 @@ def start(session: Session, *, process_key: str, actor: Actor, data: Mapping[str
         raise FormInvalid([FieldError(k, "保留字段，由系统根据发起人设置 (reserved: set by the engine from who starts)")
                            for k in reserved])
     schema, files = (start_form.schema_text, start_form.forms) if start_form else (None, None)
-    initial = forms.validate(schema, given, files)
+    initial = forms.validate(schema, given, files, name=start_form.form_schema if start_form else None)
     initial["initiator"] = actor.username
     workflow = serializer.new_workflow(runtime.specs_for(session, version.id), runtime.script_engine())
     spiff.put_start_data(workflow, initial)

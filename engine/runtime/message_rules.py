@@ -294,7 +294,7 @@ def validate_for(session: Session, version_id: int, schema: str | None, payload:
     if schema not in files:
         raise InvalidInput(f"消息数据的表单文件不存在: {schema} (message schema {schema} is not in the process bundle)",
                            field="data")
-    return forms.validate(files[schema], payload, files)
+    return forms.validate(files[schema], payload, files, name=schema)
 
 
 def validate_payload(session: Session, decls: list[Declaration], payload: Mapping[str, Any]) -> dict[str, Any]:

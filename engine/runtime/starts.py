@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from engine import content_limits
 from engine.org.actors import Actor
 from engine.org.models import OrgUnit, Role
 from engine.runtime.core import version_info
@@ -35,6 +36,7 @@ class StartInfo:
     reserved: tuple[str, ...] = ()
     documentation: str | None = None
     forms: Mapping[str, str] = field(default_factory=dict)  # the version's form files, for a `$ref` between them
+    form_problem: str | None = None  # a stored start form past today's limits, named: nothing of it is drawn
 
 
 def start_info(session: Session, version: ProcessVersion) -> StartInfo:
@@ -49,10 +51,12 @@ def start_info(session: Session, version: ProcessVersion) -> StartInfo:
     schema, ui = props.get(START_FORM_PROP), props.get(START_UI_PROP)
     starters = tuple(s.strip() for s in props.get(STARTERS_PROP, "").split(",") if s.strip())
     reserved = tuple(s.strip() for s in props.get(RESERVED_PROP, "").split(",") if s.strip())
+    texts = {name: info.files.get(name) for name in (schema, ui) if name}
+    problem = next((said for name, text in texts.items()
+                    if (said := content_limits.stored_form_problem(name, text)) is not None), None)
     return StartInfo(version=version, key=info.process_key, form_schema=schema, form_ui_schema=ui,
-                     schema_text=info.files.get(schema) if schema else None,
-                     ui_text=info.files.get(ui) if ui else None, starters=starters, reserved=reserved,
-                     documentation=doc, forms=info.files)
+                     schema_text=texts.get(schema) if schema else None, ui_text=texts.get(ui) if ui else None,
+                     starters=starters, reserved=reserved, documentation=doc, forms=info.files, form_problem=problem)
 
 
 def may_start(session: Session, actor: Actor, start: StartInfo) -> bool:

@@ -114,13 +114,13 @@ def referenced_forms(name: str, texts: Mapping[str, str]) -> set[str]:
     while todo:
         try:
             doc = json.loads(texts.get(todo.pop(), "null"))
-        except (ValueError, RecursionError):
+            for ref, where in refs(doc):
+                target = local_ref_file(ref)
+                if where[-1] != "$id" and target and target in texts and target not in found and target != name:
+                    found.add(target)
+                    todo.append(target)
+        except (ValueError, RecursionError):  # a stored file deploy would refuse: its name says so where it is read
             continue
-        for ref, where in refs(doc):
-            target = local_ref_file(ref)
-            if where[-1] != "$id" and target and target in texts and target not in found and target != name:
-                found.add(target)
-                todo.append(target)
     return found
 
 

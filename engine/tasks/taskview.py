@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine import deploy, runtime
+from engine import content_limits, deploy, runtime
 from engine.archive import core as archive
 from engine.errors import Forbidden, TaskNotFound
 from engine.org.actors import Actor
@@ -43,6 +43,7 @@ class TaskPage:
     data: dict[str, Any]
     schema_text: str | None
     ui_text: str | None
+    form_problem: str | None  # why the form is not drawn: a stored file past today's limits (FormTexts.problem)
     instructions: str | None
     may: Abilities
     current: list[str] = field(default_factory=list)
@@ -116,12 +117,12 @@ def load(session: Session, actor: Actor, task_id: int) -> TaskPage:
         last = running.workflow.last_task
         data = runtime.compacted_task_data(session, task.instance_id, source.task_guid,
                                            dict(last.data) if last is not None else None) or {}
-    schema_text, ui_text = form_texts(session, task, instance.version_id, data) if task.kind == "bpmn" \
-        else (None, None)
+    form = form_texts(session, task, instance.version_id, data) if task.kind == "bpmn" else FormTexts(None, None)
     states = timeline.diagram_states(session, running)
     may = abilities(session, actor, task, instance)
     page = TaskPage(task=task, instance=instance, process_name=process_name or task.process_key, parent=parent,
-                    data=data, schema_text=schema_text, ui_text=ui_text, instructions=source.instructions, may=may,
+                    data=data, schema_text=form.schema, ui_text=form.ui, form_problem=form.problem,
+                    instructions=source.instructions, may=may,
                     current=states.current, completed=states.completed,
                     history=timeline.timeline(session, instance.id, with_details=False,
                                                     public=access.is_external(session, actor), public_for=actor.user_id))
@@ -138,9 +139,18 @@ def load(session: Session, actor: Actor, task_id: int) -> TaskPage:
     return page
 
 
+@dataclass(frozen=True)
+class FormTexts:
+    """A task's JSON Schema and UI schema texts (None where it has none), and why they may not be used, if so."""
+
+    schema: str | None
+    ui: str | None
+    problem: str | None = None  # a stored file deploy would refuse today (content_limits), named: draw nothing of it
+
+
 def form_texts(session: Session, task: HumanTask, version_id: int | None = None,
-               data: dict[str, Any] | None = None) -> tuple[str | None, str | None]:
-    """Return the texts of the task's JSON Schema and UI schema files (None where it has none).
+               data: dict[str, Any] | None = None) -> FormTexts:
+    """Return the texts of the task's JSON Schema and UI schema files, or why they may not be drawn or checked.
 
     Choices a schema takes from task data (SpiffArena's `options_from_task_data_var:`) are filled in from
     `data`, or from the task's data when it is not given.
@@ -152,13 +162,17 @@ def form_texts(session: Session, task: HumanTask, version_id: int | None = None,
     texts: list[str | None] = []
     for name in (task.form_schema, task.form_ui_schema):
         texts.append((info.files.get(name) or deploy.file_text(session, version_id, name)) if name else None)
+    problem = next((said for name, text in zip((task.form_schema, task.form_ui_schema), texts, strict=True)
+                    if name and (said := content_limits.stored_form_problem(name, text)) is not None), None)
     schema = texts[0]
+    if problem is not None:
+        return FormTexts(schema, texts[1], problem)
     if schema and form_options.PREFIX in schema:
         if data is None:
             spiff_task = runtime.find_task(runtime.load(session, task.instance_id).workflow, task.task_guid)
             data = dict(spiff_task.data) if spiff_task is not None else {}
         schema = form_options.resolve(schema, data)
-    return schema, texts[1]
+    return FormTexts(schema, texts[1])
 
 
 def visible_attachments(session: Session, actor: Actor, instance_id: int) -> list[Attachment]:
@@ -207,5 +221,5 @@ def diagram_xml(session: Session, actor: Actor, task_id: int) -> str:
     return text
 
 
-__all__ = ["Abilities", "TaskPage", "abilities", "attachment", "diagram_xml", "form_texts", "get_visible",
+__all__ = ["Abilities", "FormTexts", "TaskPage", "abilities", "attachment", "diagram_xml", "form_texts", "get_visible",
            "load", "visible_attachments"]

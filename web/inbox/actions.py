@@ -85,11 +85,15 @@ def _bulk_form(ids: list[int], raw: MultiDict[str, str] | None = None, errors: d
     if not chosen:
         abort(404)
     first = chosen[0]
-    form = Form.from_text(*taskview.form_texts(session, first))
-    html = render(form, raw if raw is not None else initial(form, {}), errors,
-                  more=raw.get("_more", "") if raw is not None else "")
+    texts = taskview.form_texts(session, first)
+    html = None
+    if texts.problem is None:  # else a stored form past today's limits: the page says which, draws none of it
+        form = Form.from_text(texts.schema, texts.ui)
+        html = render(form, raw if raw is not None else initial(form, {}), errors,
+                      more=raw.get("_more", "") if raw is not None else "")
     return render_template("inbox/bulk_complete.html", ids=[t.id for t in chosen], tasks=chosen, first=first,
-                           form_html=html, opinion=raw.get("opinion", "") if raw is not None else "",
+                           form_html=html, form_problem=texts.problem,
+                           opinion=raw.get("opinion", "") if raw is not None else "",
                            filter_args=_filter_args()), status
 
 
@@ -98,12 +102,14 @@ def _complete_each(ids: list[int]) -> Callable[[int], Any] | ResponseReturnValue
     first = _template_task(ids)
     if first is None:
         abort(404)
-    schema_text, ui_text = taskview.form_texts(session, first)
-    parsed = parse(Form.from_text(schema_text, ui_text), request.form)
+    texts = taskview.form_texts(session, first)
+    if texts.problem is not None:
+        return _bulk_form(ids, request.form, status=422)
+    parsed = parse(Form.from_text(texts.schema, texts.ui), request.form)
     if parsed.errors:
         found: list[FieldError] = []
         try:
-            forms.validate(schema_text, parsed.data)
+            forms.validate(texts.schema, parsed.data)
         except FormInvalid as exc:
             found = exc.errors
         return _bulk_form(ids, request.form, parsed.place(found), 422)

@@ -59,13 +59,17 @@ def index() -> ResponseReturnValue:
 def start(key: str) -> ResponseReturnValue:
     actor = current_actor()
     info = startable_info(key, actor)
-    form = formrender.Form.from_text(info.schema_text, info.ui_text) if info.schema_text else None
+    # A stored start form past today's limits is drawn as a message naming it (the template), never walked.
+    form = formrender.Form.from_text(info.schema_text, info.ui_text) \
+        if info.schema_text and info.form_problem is None else None
     raw: MultiDict[str, str] = formrender.initial(form, None) if form is not None else MultiDict()
     errors: dict[str, list[str]] = {}
     title = request.form.get("title", "").strip()
     business_key = request.form.get("business_key", "").strip()
     status = 200
-    if request.method == "POST":
+    if request.method == "POST" and info.form_problem is not None:  # nothing starts on a form no page may draw
+        status = 422
+    elif request.method == "POST":
         raw = request.form
         parsed = formparse.parse(form, raw) if form is not None else formparse.Parsed(data={})
         if len(title) > 300:

@@ -81,13 +81,15 @@ def complete(task_id: int) -> ResponseReturnValue:
     data: dict[str, object] = {}
     parsed = None
     if task.kind == "bpmn":
-        schema_text, ui_text = taskview.form_texts(session, task)
-        parsed = parse(Form.from_text(schema_text, ui_text), request.form)
+        texts = taskview.form_texts(session, task)
+        if texts.problem is not None:  # a stored form past today's limits: the page says which, nothing is read
+            return render_page(task_id, raw=request.form, status=422)
+        parsed = parse(Form.from_text(texts.schema, texts.ui), request.form)
         data = parsed.data
         if parsed.errors:  # values that are not numbers: show them with whatever else the schema finds
             found: list[FieldError] = []
             try:
-                forms.validate(schema_text, data)
+                forms.validate(texts.schema, data)
             except FormInvalid as exc:
                 found = exc.errors
             flash(_("表单有误，请修改标出的字段"), "error")

@@ -41,7 +41,7 @@ def render_page(task_id: int, *, raw: MultiDict[str, str] | None = None, errors:
     actor = current_actor()
     page = taskview.load(session, actor, task_id)
     form_html = None
-    if page.may.complete and page.task.kind == "bpmn":
+    if page.may.complete and page.task.kind == "bpmn" and page.form_problem is None:
         form = Form.from_text(page.schema_text, page.ui_text)
         form_html = render(form, raw if raw is not None else initial(form, page.data), errors, more=more)
     now = clock.now()

@@ -1,0 +1,184 @@
+"""Form files already in the database that the limits refuse today: every page that draws or reads one survives it.
+
+Deploy and the modeller's preview refuse a form past the limits (engine/content_limits.py). A version deployed
+before a limit existed, or rows an import or a migration wrote around deploy, may still hold one: a cyclic
+`allOf`/`$ref` or a field holding its own schema was a RecursionError (500), a form nested past the JSON decoder's
+depth or not JSON at all a 500, 50,000 choices a page of megabytes. The rows are written here directly, as such a
+version would hold them; each page shows "表单 X 超出限制 …" where the form would be, the rest of the page works, and
+a submission is refused naming the form, changing nothing.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select, update
+
+from engine import content_limits, runtime
+from engine.runtime.models import ProcessFile, ProcessInstance
+from engine.tasks.models import HumanTask
+from tests.web.flows import db, deploy_files, post
+
+Login = Callable[[str], FlaskClient]
+KEY = "stored_forms"
+PROPERTY = '<spiffworkflow:property name="{}" value="{}" />'
+
+
+def _bpmn() -> str:
+    def props(*pairs: tuple[str, str]) -> str:
+        inner = "".join(PROPERTY.format(n, v) for n, v in pairs)
+        return f"<bpmn:extensionElements><spiffworkflow:properties>{inner}</spiffworkflow:properties>" \
+               "</bpmn:extensionElements>"
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+    xmlns:spiffworkflow="http://spiffworkflow.org/bpmn/schema/1.0/core" id="d" targetNamespace="t">
+  <bpmn:process id="{KEY}" name="旧表单流程" isExecutable="true">
+    <bpmn:startEvent id="start">{props(("formJsonSchemaFilename", "start.schema.json"))}
+      <bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:userTask id="fill" name="填写旧表单">{props(("assignee", "initiator"),
+                                                  ("formJsonSchemaFilename", "fill.schema.json"),
+                                                  ("formUiSchemaFilename", "fill.uischema.json"))}
+      <bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing></bpmn:userTask>
+    <bpmn:userTask id="check" name="核对旧表单">{props(("assignee", "initiator"))}
+      <bpmn:incoming>f2</bpmn:incoming><bpmn:outgoing>f3</bpmn:outgoing></bpmn:userTask>
+    <bpmn:endEvent id="end"><bpmn:incoming>f3</bpmn:incoming></bpmn:endEvent>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="fill" />
+    <bpmn:sequenceFlow id="f2" sourceRef="fill" targetRef="check" />
+    <bpmn:sequenceFlow id="f3" sourceRef="check" targetRef="end" />
+  </bpmn:process>
+</bpmn:definitions>
+"""
+
+
+def _object(**fields: Any) -> str:
+    return json.dumps({"type": "object", "properties": fields}, ensure_ascii=False)
+
+
+GOOD = {"start.schema.json": _object(topic={"type": "string", "title": "事项"}),
+        "fill.schema.json": _object(note={"type": "string", "title": "说明"}),
+        "fill.uischema.json": json.dumps({"note": {"ui:widget": "textarea"}})}
+NODE = {"type": "object", "properties": {"name": {"type": "string"}, "next": {"$ref": "#/$defs/node"}}}
+HOSTILE = {  # what each did before: see the module's docstring
+    "cycle": json.dumps({"type": "object", "$defs": {"x": {"allOf": [{"$ref": "#/$defs/x"}]}},
+                         "allOf": [{"$ref": "#/$defs/x"}], "properties": {"note": {"type": "string"}}}),
+    "itself": json.dumps({"type": "object", "$defs": {"node": NODE},
+                          "properties": {"note": {"type": "string"}, "head": {"$ref": "#/$defs/node"}}}),
+    "choices": _object(note={"type": "string"}, kind={"type": "string", "enum": [f"选项{i}" for i in range(50_000)]}),
+    "deep": '{"a":' * 5_000 + "1" + "}" * 5_000,
+    "not_json": '{"type": "object", "properties": {"note": ',
+}
+SAYS = {"not_json": "不是有效的 JSON"}
+
+
+def _deploy(app: Flask) -> None:
+    deploy_files(app, {f"{KEY}.bpmn": _bpmn().encode(), **{n: t.encode() for n, t in GOOD.items()}})
+
+
+def _store(app: Flask, name: str, text: str) -> None:
+    """Write a form file's text as an old version (or an import around deploy) left it."""
+    with db(app) as s:
+        s.execute(update(ProcessFile).where(ProcessFile.name == name).values(text=text))
+    runtime._spec_cache.clear()  # a running server would read it from the database: so does the next request
+
+
+def _start(app: Flask, who: str = "fg") -> int:
+    from engine.org.actors import actor_for
+    from engine.runtime import instances
+    with db(app) as s:
+        return instances.start(s, process_key=KEY, actor=actor_for(s, who), data={"topic": "旧事项"},
+                               title="旧表单事项").id
+
+
+def _task(app: Flask, instance_id: int, state: str = "ready") -> HumanTask:
+    with db(app) as s:
+        found = s.scalar(select(HumanTask).where(HumanTask.instance_id == instance_id, HumanTask.state == state)
+                         .order_by(HumanTask.id.desc()))
+        assert found is not None
+        s.expunge(found)
+        return found
+
+
+def _says(case: str, name: str, body: str) -> None:
+    assert f"表单 {name} " in body and SAYS.get(case, "超出限制") in body, body[:3000]
+
+
+@pytest.fixture
+def deployed(app: Flask) -> Flask:
+    _deploy(app)
+    return app
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_the_task_page_shows_which_form_is_refused_and_the_rest(deployed: Flask, login: Login, case: str) -> None:
+    fill = _task(deployed, _start(deployed))
+    _store(deployed, "fill.schema.json", HOSTILE[case])
+    fg = login("fg")
+    response = fg.get(f"/tasks/{fill.id}")
+    body = response.get_data(as_text=True)
+    assert response.status_code == 200, body[:3000]
+    _says(case, "fill.schema.json", body)
+    assert "填写旧表单" in body and "旧表单事项" in body and len(body) < 200_000
+    assert 'name="f/' not in body  # no field of the refused form
+
+    refused = post(fg, f"/tasks/{fill.id}/complete", {"f/note": "写了", "opinion": "同意"}, page=f"/tasks/{fill.id}")
+    body = refused.get_data(as_text=True)
+    assert refused.status_code == 422, body[:3000]
+    _says(case, "fill.schema.json", body)
+    assert _task(deployed, fill.instance_id).id == fill.id  # still open, nothing changed
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_a_refused_ui_schema_is_named_too(deployed: Flask, login: Login, case: str) -> None:
+    fill = _task(deployed, _start(deployed))
+    _store(deployed, "fill.uischema.json", HOSTILE[case].replace('"type": "object", ', ""))
+    response = login("fg").get(f"/tasks/{fill.id}")
+    assert response.status_code == 200
+    _says(case, "fill.uischema.json", response.get_data(as_text=True))
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_the_bulk_form_names_the_refused_form(deployed: Flask, login: Login, case: str) -> None:
+    fill = _task(deployed, _start(deployed))
+    _store(deployed, "fill.schema.json", HOSTILE[case])
+    fg = login("fg")
+    shown = fg.get(f"/inbox/bulk/complete?ids={fill.id}")
+    assert shown.status_code == 200, shown.get_data(as_text=True)[:2000]
+    _says(case, "fill.schema.json", shown.get_data(as_text=True))
+    refused = post(fg, "/inbox/bulk", {"ids": [fill.id], "action": "complete", "confirm": "1", "f/note": "写了"},
+                   page="/inbox")
+    assert refused.status_code == 422, refused.get_data(as_text=True)[:2000]
+    _says(case, "fill.schema.json", refused.get_data(as_text=True))
+    assert _task(deployed, fill.instance_id).id == fill.id
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_the_start_page_names_the_refused_start_form(deployed: Flask, login: Login, case: str) -> None:
+    _store(deployed, "start.schema.json", HOSTILE[case])
+    fg = login("fg")
+    shown = fg.get(f"/processes/{KEY}/start")
+    body = shown.get_data(as_text=True)
+    assert shown.status_code == 200, body[:3000]
+    _says(case, "start.schema.json", body)
+    assert len(body) < 200_000 and 'name="f/' not in body
+    assert fg.get("/processes").status_code == 200
+    refused = post(fg, f"/processes/{KEY}/start", {"title": "新事项", "f/topic": "x"}, page=f"/processes/{KEY}/start")
+    assert refused.status_code == 422, refused.get_data(as_text=True)[:3000]
+    _says(case, "start.schema.json", refused.get_data(as_text=True))
+    with db(deployed) as s:
+        assert s.scalar(select(func.count()).select_from(ProcessInstance)) == 0
+
+
+def test_the_check_is_the_deploy_check_and_remembers_its_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert content_limits.stored_form_problem("a.schema.json", GOOD["fill.schema.json"]) is None
+    said = content_limits.stored_form_problem("a.schema.json", HOSTILE["choices"])
+    assert said is not None and said.startswith("表单 a.schema.json 超出限制") and "properties/kind/enum" in said
+
+    def walked(doc: Any) -> Any:
+        raise AssertionError("a stored file is walked once per process")
+    monkeypatch.setattr(content_limits, "form_problems", walked)
+    assert content_limits.stored_form_problem("b.schema.json", HOSTILE["choices"]) == said.replace("a.sch", "b.sch")
+    assert content_limits.stored_form_problem("a.schema.json", GOOD["fill.schema.json"]) is None
