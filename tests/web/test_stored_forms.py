@@ -21,7 +21,7 @@ from sqlalchemy import func, select, update
 from engine import content_limits, runtime
 from engine.runtime.models import ProcessFile, ProcessInstance
 from engine.tasks.models import HumanTask
-from tests.web.flows import db, deploy_files, post
+from tests.web.flows import Api, db, deploy_files, post, token_for
 
 Login = Callable[[str], FlaskClient]
 KEY = "stored_forms"
@@ -170,6 +170,33 @@ def test_the_start_page_names_the_refused_start_form(deployed: Flask, login: Log
     _says(case, "start.schema.json", refused.get_data(as_text=True))
     with db(deployed) as s:
         assert s.scalar(select(func.count()).select_from(ProcessInstance)) == 0
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_the_api_gives_no_refused_form_and_says_why(deployed: Flask, case: str) -> None:
+    fill = _task(deployed, _start(deployed))
+    _store(deployed, "fill.schema.json", HOSTILE[case])
+    _store(deployed, "start.schema.json", HOSTILE[case])
+    api = Api(deployed, token_for(deployed, "fg"))
+    shown = api.get(f"/api/tasks/{fill.id}")
+    assert shown.status_code == 200, shown.get_data(as_text=True)[:2000]
+    assert shown.json["form"] is None and shown.json["form_ui"] is None and len(shown.get_data()) < 100_000
+    _says(case, "fill.schema.json", shown.json["form_problem"])
+    listed = api.get("/api/processes")
+    assert listed.status_code == 200, listed.get_data(as_text=True)[:2000]
+    [mine] = [p for p in listed.json["items"] if p["key"] == KEY]
+    assert mine["start_form"] is None and len(listed.get_data()) < 100_000
+    _says(case, "start.schema.json", mine["start_form_problem"])
+
+    refused = api.post(f"/api/tasks/{fill.id}/complete", {"data": {"note": "写了"}})
+    assert refused.status_code == 422, refused.get_data(as_text=True)[:2000]
+    _says(case, "fill.schema.json", json.dumps(refused.json, ensure_ascii=False))
+    assert _task(deployed, fill.instance_id).id == fill.id
+    started = api.post(f"/api/processes/{KEY}/instances", {"data": {"topic": "x"}})
+    assert started.status_code == 422, started.get_data(as_text=True)[:2000]
+    _says(case, "start.schema.json", json.dumps(started.json, ensure_ascii=False))
+    with db(deployed) as s:
+        assert s.scalar(select(func.count()).select_from(ProcessInstance)) == 1
 
 
 def test_the_check_is_the_deploy_check_and_remembers_its_answer(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -50,6 +50,9 @@ SCHEMAS: dict[str, Any] = {
     "TaskDetail": {"allOf": [_ref("Task"), {"type": "object", "properties": {
         "form": {"description": "The task's JSON Schema, or null", "type": ["object", "null"]},
         "form_ui": {"description": "Its UI schema, or null", "type": ["object", "null"]},
+        "form_problem": _nullable("string", description="Why `form` and `form_ui` are null although the task names "
+                                                        "form files: a stored file past the form limits (deployed "
+                                                        "before them), named; completing the task is refused (422)"),
         "instance": {"type": "object", "properties": {
             "id": {"type": "integer"}, "title": {"type": "string"}, "status": {"type": "string"},
             "business_key": _nullable("string"), "process_key": {"type": "string"}}},
@@ -79,7 +82,9 @@ SCHEMAS: dict[str, Any] = {
         "items": {"type": "array", "items": _ref("Instance")}, "next_cursor": _nullable("string")}},
     "Process": {"type": "object", "required": ["key", "name", "version"], "properties": {
         "key": {"type": "string"}, "name": {"type": "string"}, "version": {"type": "integer"},
-        "deployed_at": TIME, "start_form": {"type": ["object", "null"]}, "start_form_ui": {"type": ["object", "null"]}}},
+        "deployed_at": TIME, "start_form": {"type": ["object", "null"]}, "start_form_ui": {"type": ["object", "null"]},
+        "start_form_problem": _nullable("string", description="Why the start form is null: a stored file past the "
+                                                              "form limits, named; starting is refused (422)")}},
     "ProcessList": {"type": "object", "required": ["items"], "properties": {
         "items": {"type": "array", "items": _ref("Process")}}},
     "CompleteRequest": {"type": "object", "properties": {

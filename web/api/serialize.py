@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from engine import audit, clock, deploy, runtime, tasks
+from engine import audit, clock, content_limits, deploy, runtime, tasks
 from engine.org import directory
 from engine.org.actors import Actor
 from engine.runtime.models import Incident
@@ -47,11 +47,13 @@ def tasks_list(session: Session, rows: Sequence[HumanTask], actor: Actor) -> lis
     return [task(r, actor, names) for r in rows]
 
 
-def _form(session: Session, version_id: int, name: str | None) -> Any:
+def _form(session: Session, version_id: int, name: str | None) -> tuple[Any, str | None]:
+    """Return a form file as JSON, or None and why when it is a stored file deploy would refuse today."""
     if not name:
-        return None
+        return None, None
     text = runtime.version_info(session, version_id).files.get(name) or deploy.file_text(session, version_id, name)
-    return json.loads(text) if text else None
+    problem = content_limits.stored_form_problem(name, text)
+    return (json.loads(text) if text and problem is None else None), problem
 
 
 def task_detail(session: Session, t: HumanTask, actor: Actor) -> dict[str, Any]:
@@ -59,8 +61,10 @@ def task_detail(session: Session, t: HumanTask, actor: Actor) -> dict[str, Any]:
     row = queries.instance_row(session, t.instance_id)
     out = tasks_list(session, [t], actor)[0]
     if row is not None:
-        out["form"] = _form(session, row.instance.version_id, t.form_schema)
-        out["form_ui"] = _form(session, row.instance.version_id, t.form_ui_schema)
+        (form, problem), (ui, ui_problem) = (_form(session, row.instance.version_id, name)
+                                             for name in (t.form_schema, t.form_ui_schema))
+        refused = problem or ui_problem  # neither file is given: a client draws nothing of a refused form
+        out["form"], out["form_ui"], out["form_problem"] = (None, None, refused) if refused else (form, ui, None)
         out["instance"] = {"id": row.instance.id, "title": row.instance.title, "status": row.instance.status,
                            "business_key": row.instance.business_key, "process_key": row.process_key}
     is_open = t.state == "ready" and row is not None and row.instance.status == "running"
@@ -107,5 +111,6 @@ def process(info: queries.StartInfo) -> dict[str, Any]:
     """Return a startable process with its start form, if any."""
     return {"key": info.key, "name": info.version.name, "version": info.version.version,
             "deployed_at": when(info.version.deployed_at),
-            "start_form": json.loads(info.schema_text) if info.schema_text else None,
-            "start_form_ui": json.loads(info.ui_text) if info.ui_text else None}
+            "start_form": json.loads(info.schema_text) if info.schema_text and not info.form_problem else None,
+            "start_form_ui": json.loads(info.ui_text) if info.ui_text and not info.form_problem else None,
+            "start_form_problem": info.form_problem}
