@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine import clock, runtime
+from engine import clock, content_limits, runtime
 from engine.archive import core as archive
 from engine.audit.models import AuditEvent
 from engine.errors import Forbidden, InstanceNotFound
@@ -43,6 +43,7 @@ class Submission:
     fields: list[formtext.Field] = field(default_factory=list)
     opinions: list[str] = field(default_factory=list)
     superseded: bool = False  # the step was reopened afterwards (退回 / 撤回): a later submission replaces it
+    form_problem: str | None = None  # its form files past today's limits (stored before them): fields under their keys
 
 
 def _events(session: Session, instance_id: int) -> dict[int, AuditEvent]:
@@ -92,6 +93,10 @@ def _load(session: Session, instance: ProcessInstance, *, only_by: int | None = 
         data = ev.after.get("data") if ev is not None and isinstance(ev.after, dict) else None
         schema_text = files.get(row.form_schema) if row.form_schema else None
         ui_text = files.get(row.form_ui_schema) if row.form_ui_schema else None
+        problem = next((said for name, text in ((row.form_schema, schema_text), (row.form_ui_schema, ui_text))
+                        if name and (said := content_limits.stored_form_problem(name, text)) is not None), None)
+        if problem is not None:  # what was submitted still shows, under its keys, without walking the files
+            schema_text = ui_text = None
         fields = formtext.describe_texts(schema_text, ui_text, data) if isinstance(data, dict) else []
         at = row.completed_at or (ev.at if ev is not None else None)
         result.append(Submission(
@@ -99,7 +104,8 @@ def _load(session: Session, instance: ProcessInstance, *, only_by: int | None = 
             actor=users.get(row.completed_by_id) or (ev.actor_name if ev is not None else "") or "系统",
             actor_id=row.completed_by_id, at=clock.as_utc(at) if at is not None else None,
             form_title=formtext.title_of(schema_text), fields=fields, opinions=opinions.get(row.id, []),
-            superseded=row.kind == "bpmn" and any(g == row.task_guid and i > row.id for g, i in later)))
+            superseded=row.kind == "bpmn" and any(g == row.task_guid and i > row.id for g, i in later),
+            form_problem=problem))
     return result
 
 

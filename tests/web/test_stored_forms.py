@@ -10,6 +10,7 @@ a submission is refused naming the form, changing nothing.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +22,7 @@ from sqlalchemy import func, select, update
 from engine import content_limits, runtime
 from engine.runtime.models import ProcessFile, ProcessInstance
 from engine.tasks.models import HumanTask
+from tests.conftest import pdf_text
 from tests.web.flows import Api, db, deploy_files, post, token_for
 
 Login = Callable[[str], FlaskClient]
@@ -67,6 +69,8 @@ HOSTILE = {  # what each did before: see the module's docstring
                          "allOf": [{"$ref": "#/$defs/x"}], "properties": {"note": {"type": "string"}}}),
     "itself": json.dumps({"type": "object", "$defs": {"node": NODE},
                           "properties": {"note": {"type": "string"}, "head": {"$ref": "#/$defs/node"}}}),
+    "fan": json.dumps({"type": "object", "$defs": {"x": {"allOf": [{"$ref": "#/$defs/x"}] * 4}},  # 4¹³ walks
+                       "allOf": [{"$ref": "#/$defs/x"}], "properties": {"note": {"type": "string"}}}),
     "choices": _object(note={"type": "string"}, kind={"type": "string", "enum": [f"选项{i}" for i in range(50_000)]}),
     "deep": '{"a":' * 5_000 + "1" + "}" * 5_000,
     "not_json": '{"type": "object", "properties": {"note": ',
@@ -197,6 +201,30 @@ def test_the_api_gives_no_refused_form_and_says_why(deployed: Flask, case: str) 
     _says(case, "start.schema.json", json.dumps(started.json, ensure_ascii=False))
     with db(deployed) as s:
         assert s.scalar(select(func.count()).select_from(ProcessInstance)) == 1
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_what_was_submitted_still_shows_under_its_keys(deployed: Flask, login: Login, case: str,
+                                                       tmp_path: Any) -> None:
+    instance_id = _start(deployed)
+    fill = _task(deployed, instance_id)
+    from engine import tasks
+    from engine.org.actors import actor_for
+    with db(deployed) as s:
+        tasks.complete(s, task_id=fill.id, actor=actor_for(s, "fg"), data={"note": "已核实的说明"})
+    check = _task(deployed, instance_id)
+    _store(deployed, "fill.schema.json", HOSTILE[case])
+    fg, admin = login("fg"), login("admin")
+    for who, path in ((fg, f"/tasks/{check.id}"), (fg, f"/instances/{instance_id}"),
+                      (admin, f"/instances/{instance_id}/sheet"), (admin, f"/instances/{instance_id}/sheet.pdf")):
+        started = time.monotonic()
+        response = who.get(path)
+        assert time.monotonic() - started < 5, path
+        assert response.status_code == 200, (path, response.get_data(as_text=True)[:3000])
+        shown = pdf_text(response.data, tmp_path) if path.endswith(".pdf") else response.get_data(as_text=True)
+        assert "已核实的说明" in shown, path
+        if not path.endswith(".pdf"):
+            _says(case, "fill.schema.json", shown)
 
 
 def test_the_check_is_the_deploy_check_and_remembers_its_answer(monkeypatch: pytest.MonkeyPatch) -> None:
