@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any, Final
 
@@ -135,8 +135,11 @@ def _choices(node: Mapping[str, Any]) -> list[str]:
     return found + [k for k in _BRANCHES if isinstance(node.get(k), list) and len(node[k]) > MAX_CHOICES]
 
 
-def form_problems(doc: Any) -> list[tuple[str, str]]:
-    """Return (path, message) for each place a form file passes a limit (paths as `properties/kind/enum`)."""
+def form_problems(doc: Any, others: Mapping[str, Any] | None = None) -> list[tuple[str, str]]:
+    """Return (path, message) for each place a form file passes a limit (paths as `properties/kind/enum`).
+
+    `others`: the other form files of its deployment by name (parsed), which its `$ref`s may reach.
+    """
     problems: list[tuple[str, str]] = []
     stack: list[tuple[Any, tuple[Any, ...]]] = [(doc, ())]
     values = fields = 0
@@ -166,44 +169,60 @@ def form_problems(doc: Any) -> list[tuple[str, str]]:
                                                                   f"(more than {MAX_FIELDS:,} fields)")]
         stack.extend((v, (*path, k)) for k, v in reversed(list(value.items())) if k not in choices)
     if isinstance(doc, Mapping) and not problems:
-        problems += _expansion_problems(doc)
+        problems += _expansion_problems(doc, others or {})
     return problems
 
 
-def _expansion_problems(root: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """Count the schemas a listing of the form's fields visits through branches and local `$ref`s (web.formschema).
+def _pointed(doc: Mapping[str, Any], pointer: str, *, whole: bool) -> Any:
+    """Return what a `$ref`'s JSON pointer names in its file (`whole`: another file, where no pointer is all of it)."""
+    target: Any = doc
+    if whole and not pointer.strip("/"):
+        return target
+    for part in pointer.strip("/").split("/"):  # "#" alone names nothing, as web.formschema reads it
+        target = target.get(part.replace("~1", "/").replace("~0", "~")) if isinstance(target, Mapping) else None
+    return target
 
-    Branches are followed whatever their depth (a branch naming itself never ends there either). Fields and rows
-    nest at most MAX_FORM_DEPTH deep: a page draws every field of an object and an empty row of each table,
-    whatever the data, so a field that holds its own schema through `$ref` (a linked list, a tree) never ends.
+
+def _expansion_problems(root: Mapping[str, Any], others: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Count the schemas a listing of the form's fields or a check of one value visits through branches and `$ref`s.
+
+    Branches (`allOf`/`anyOf`/`oneOf`, `if`/`then`/`else`, `not`, `dependentSchemas`) are followed whatever their
+    depth: a branch naming itself never ends there either, and the server's check (jsonschema) follows every one
+    of them for each value, `$ref`s into the other form files of `others` included. Fields and rows nest at most
+    MAX_FORM_DEPTH deep: a page (web.formschema, local `$ref`s only) draws every field of an object and an empty row
+    of each table, whatever the data, so a field that holds its own schema (a linked list, a tree) never ends.
     """
-    stack: list[tuple[Any, int]] = [(root, 0)]
+    stack: list[tuple[Any, int, Mapping[str, Any], bool]] = [(root, 0, root, True)]  # node, depth, its file, drawn
     seen = 0
     while stack:
-        node, depth = stack.pop()
+        node, depth, doc, drawn = stack.pop()
         hops = 0
         while isinstance(node, Mapping) and isinstance(node.get("$ref"), str) and hops < 20:
-            target: Any = root
-            for part in node["$ref"].lstrip("#").strip("/").split("/"):
-                target = target.get(part.replace("~1", "/").replace("~0", "~")) if isinstance(target, Mapping) else None
-            node, hops = target, hops + 1
+            file, _, pointer = node["$ref"].partition("#")
+            if file:  # another form file (web.formschema does not follow it: only a check of the values does)
+                found = others.get(file.removeprefix("./"))
+                doc, drawn = (found if isinstance(found, Mapping) else {}), False
+            node, hops = _pointed(doc, pointer, whole=bool(file)), hops + 1
         if not isinstance(node, Mapping):
             continue
         seen += 1
         if seen > MAX_EXPANSION:
             return [("allOf", f"allOf/anyOf/oneOf 与 $ref 展开后的结构过多，最多 {MAX_EXPANSION:,} 个 (branches and "
                               f"$refs expand to more than {MAX_EXPANSION:,} schemas)")]
-        for key in _BRANCHES:
-            branches = node.get(key)
-            stack.extend((b, depth) for b in (branches if isinstance(branches, list) else ()))
-        stack.extend((node.get(k), depth) for k in ("then", "else") if isinstance(node.get(k), Mapping))
+        branches = [b for key in _BRANCHES if isinstance(listed := node.get(key), list) for b in listed]
+        branches += [node.get(k) for k in ("if", "then", "else", "not") if isinstance(node.get(k), Mapping)]
+        dependent = node.get("dependentSchemas")
+        branches += list(dependent.values()) if isinstance(dependent, Mapping) else []
+        stack.extend((b, depth, doc, drawn) for b in branches)
         props = node.get("properties")
         fields = [*(props.values() if isinstance(props, Mapping) else ()),
                   *([node["items"]] if isinstance(node.get("items"), Mapping) else [])]
         if fields and depth >= MAX_FORM_DEPTH:
+            if not drawn:
+                continue  # checked only as deep as the data goes (MAX_DATA_DEPTH)
             return [("$ref", f"字段经 $ref 嵌套超过 {MAX_FORM_DEPTH} 层，表单会无休止地展开 (fields nest more than "
                              f"{MAX_FORM_DEPTH} levels through $ref: the form would never end)")]
-        stack.extend((f, depth + 1) for f in fields)
+        stack.extend((f, depth + 1, doc, drawn) for f in fields)
     return []
 
 
@@ -224,6 +243,20 @@ def _first_stored_problem(text: str) -> tuple[str, str] | None:
     return found[0] if found else None
 
 
+def _remembered(texts: tuple[str, ...], find: Callable[[], tuple[str, str] | None]) -> tuple[str, str] | None:
+    digest = hashlib.sha256()
+    for text in texts:
+        digest.update(hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest())
+    key = digest.digest()
+    if key in _STORED:
+        return _STORED[key]
+    found = find()
+    if len(_STORED) >= _STORED_SIZE:
+        _STORED.clear()
+    _STORED[key] = found
+    return found
+
+
 def stored_form_problem(name: str, text: str | None) -> str | None:
     """Return why a stored form file may not be drawn, listed or checked against — naming it — or None.
 
@@ -231,14 +264,26 @@ def stored_form_problem(name: str, text: str | None) -> str | None:
     """
     if not text:
         return None
-    key = hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
-    if key in _STORED:
-        found = _STORED[key]
-    else:
-        found = _first_stored_problem(text)
-        if len(_STORED) >= _STORED_SIZE:
-            _STORED.clear()
-        _STORED[key] = found
+    return _said(name, _remembered((text,), lambda: _first_stored_problem(text)))
+
+
+def stored_reach_problem(name: str, text: str, others: Mapping[str, str]) -> str | None:
+    """Return why a stored schema may not be checked against when its `$ref`s reach `others` (other stored form
+    files, each within the limits alone), naming it, or None: their branches counted together, as deploy does."""
+    def find() -> tuple[str, str] | None:
+        docs: dict[str, Any] = {}
+        for other, other_text in others.items():
+            try:
+                docs[other] = json.loads(other_text)
+            except (ValueError, RecursionError):
+                continue
+        doc = json.loads(text)
+        found = _expansion_problems(doc, docs) if isinstance(doc, Mapping) else []
+        return found[0] if found else None
+    return _said(name, _remembered((text, *(part for pair in sorted(others.items()) for part in pair)), find))
+
+
+def _said(name: str, found: tuple[str, str] | None) -> str | None:
     if found is None:
         return None
     path, message = found
@@ -251,4 +296,4 @@ def stored_form_problem(name: str, text: str | None) -> str | None:
 
 __all__ = ["MAX_CHOICES", "MAX_DATA_DEPTH", "MAX_DATA_VALUES", "MAX_EXPANSION", "MAX_EXPONENT", "MAX_FIELDS",
            "MAX_FORM_DEPTH", "MAX_FORM_VALUES", "MAX_PRINTED_ROWS", "MAX_TABLE_ROWS", "data_limit", "data_problem",
-           "form_problems", "stored_form_problem"]
+           "form_problems", "stored_form_problem", "stored_reach_problem"]

@@ -5,7 +5,7 @@ each more character of input, and a 40-character answer then holds a web process
 a process owner's content, and the input is anyone's. Here they are compiled with RE2, which matches in time
 linear in the input and never backtracks; jsonschema's keyword modules get a `re` whose `search` is RE2's
 (`install`). RE2 has no backreferences or lookaround: a form using them is refused at deploy
-(engine/spiff/parser.py), and one deployed before is refused when submitted, naming the pattern, never run.
+(engine/spiff/form_files.py), and one deployed before is refused when submitted, naming the pattern, never run.
 
 JSON Schema patterns are ECMA-262 regular expressions. RE2 reads them the same way for what forms use (classes,
 quantifiers, anchors, groups, `\\d` as ASCII digits as ECMA has it); `\\uXXXX` is rewritten as RE2's `\\x{XXXX}`.

@@ -162,9 +162,16 @@ def validate(schema_text: str | None, data: Mapping[str, Any], files: Mapping[st
     needed = _reachable(schema_text, files or {})
     for file, text in needed.items():
         refuse_stored(file, text)
+    if needed:  # branches through the other files, counted together as deploy counts them
+        refused = content_limits.stored_reach_problem(name or "(form)", schema_text, needed)
+        if refused is not None:
+            raise FormInvalid([FieldError("(form)", refused)])
     validator = _validator(schema_text, tuple(sorted(needed.items())))
     try:
         errors = sorted(validator.iter_errors(dict(data)), key=lambda e: (list(e.absolute_path), e.message))
+    except RecursionError:  # a branch naming itself where nothing above counts it (a version deployed before)
+        raise FormInvalid([FieldError("(form)", f"表单 {name or '(form)'} 的引用层层嵌套，无法校验 (form "
+                                                f"{name or '(form)'} refers to itself without end)")]) from None
     except Unresolvable as exc:  # deploy refuses such a $ref; a version deployed before that check may have one
         raise FormInvalid([FieldError("(form)", f"表单定义引用了部署之外的内容 (unresolvable $ref): {exc}")]) from None
     except patterns.PatternRefused as exc:  # deploy refuses it too; a version deployed before may have one

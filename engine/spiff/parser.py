@@ -7,7 +7,6 @@ only runs when the ones before it found nothing, so one typo does not cascade in
 from __future__ import annotations
 
 import hashlib
-import json
 import warnings
 from collections.abc import Callable, Collection, Mapping
 from copy import deepcopy
@@ -20,9 +19,8 @@ from SpiffWorkflow.bpmn.specs.mixins.user_task import UserTask
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.spiff.parser.process import VALIDATOR, SpiffBpmnParser
 
-from engine import content_limits, patterns
 from engine.errors import DeployInvalid, DeployProblem
-from engine.spiff import calls, events, expressions, form_options, inert, plain, support, translate_dmn
+from engine.spiff import calls, events, expressions, form_files, inert, plain, support, translate_dmn
 from engine.spiff.guards import locate_validation_error, run_deep
 from engine.spiff.serializer import Specs
 
@@ -160,65 +158,6 @@ def _xsd_check(f: BundleFile, root: etree._Element, problems: list[DeployProblem
                                       line=root.sourceline))
 
 
-def _check_form(f: BundleFile, problems: list[DeployProblem], form_names: Collection[str]) -> None:
-    from jsonschema import exceptions as js_exc
-    from jsonschema import validators
-
-    try:
-        doc = json.loads(f.text)
-    except json.JSONDecodeError as exc:
-        problems.append(DeployProblem(f.name, f"invalid JSON: {exc.msg}", line=exc.lineno))
-        return
-    except (ValueError, RecursionError) as exc:  # a number too long to convert, nesting too deep to decode
-        problems.append(DeployProblem(f.name, f"invalid JSON: {str(exc)[:200]}", line=1))
-        return
-    too_big = content_limits.form_problems(doc)  # every page, preview and 审批单 drawing the form repeats the work
-    problems.extend(DeployProblem(f.name, f"{path}: {message}", line=_json_line(f.text, path.split("/")))
-                    for path, message in too_big)
-    if too_big:
-        return
-    if f.name.endswith(".uischema.json") or "uischema" in f.name.lower():
-        if not isinstance(doc, dict):
-            problems.append(DeployProblem(f.name, "UI schema must be a JSON object", line=1))
-        return
-    if not isinstance(doc, dict):
-        problems.append(DeployProblem(f.name, "JSON Schema must be a JSON object", line=1))
-        return
-    problems.extend(inert.check_form_refs(f.name, doc, form_names))  # never a URL: nothing is fetched
-    for path, variable in form_options.markers(doc):  # SpiffArena's choices from a task data variable
-        if not variable.isidentifier():
-            problems.append(DeployProblem(f.name, f"{'/'.join(map(str, path))}: '{form_options.PREFIX}{variable}' "
-                                                  "must name a task data variable", line=_json_line(f.text, path)))
-    doc = form_options.for_deploy(doc)
-    try:
-        for path, pattern in patterns.schema_patterns(doc):  # matched by RE2 when a form is submitted
-            try:
-                patterns.compiled(pattern)
-            except patterns.PatternRefused as exc:
-                problems.append(DeployProblem(f.name, f"{'/'.join(map(str, path))}: {exc}",
-                                              line=_json_line(f.text, path)))
-        validators.validator_for(doc).check_schema(doc)
-    except RecursionError:
-        problems.append(DeployProblem(f.name, "JSON Schema nested too deeply", line=1))
-    except js_exc.SchemaError as exc:
-        where = "/".join(str(p) for p in exc.absolute_path) or "(root)"
-        problems.append(DeployProblem(f.name, f"invalid JSON Schema at {where}: {exc.message}",
-                                      line=_json_line(f.text, exc.absolute_path)))
-
-
-def _json_line(text: str, path: Any) -> int | None:
-    """Find the line of a JSON path by finding each key after the previous one (hand-written forms)."""
-    lines = text.splitlines()
-    line_no = 0
-    for key in [p for p in path if isinstance(p, str)]:
-        needle = json.dumps(key, ensure_ascii=False) + ":"
-        found = next((i for i in range(line_no, len(lines)) if needle in lines[i].replace('": ', '":')), None)
-        if found is None:
-            break
-        line_no = found
-    return line_no + 1
-
-
 def _spiff_parse(bpmn: dict[str, tuple[BundleFile, etree._Element]], dmn: dict[str, tuple[BundleFile, etree._Element]],
                  problems: list[DeployProblem]) -> SpiffBpmnParser | None:
     parser = SpiffBpmnParser(validator=VALIDATOR)
@@ -274,10 +213,11 @@ def parse_bundle(files: Mapping[str, bytes | str], *, lane_known: LaneResolver |
     if not any(f.kind == "bpmn" for f in decoded.values()) and not problems:
         problems.append(DeployProblem("(bundle)", "no .bpmn file to deploy"))
     trees: dict[str, tuple[BundleFile, etree._Element]] = {}
-    form_names = {n for n, f in decoded.items() if f.kind == "form"}
+    forms = {n: f.text for n, f in decoded.items() if f.kind == "form"}
+    docs = form_files.docs(forms)
     for f in decoded.values():
         if f.kind == "form":
-            _check_form(f, problems, form_names)
+            problems.extend(form_files.check(f.name, f.text, forms, docs))
             continue
         root = _parse_xml(f, problems)
         if root is not None:

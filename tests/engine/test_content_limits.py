@@ -116,6 +116,51 @@ def test_fields_that_contain_themselves_through_a_ref_are_refused(session: Sessi
         session.rollback()
 
 
+def _across_files() -> dict[str, dict[str, Any]]:
+    """`allOf` through another form file: 2⁴⁰ schemas down a chain there, and two files naming each other."""
+    defs = {f"d{i}": {"allOf": [{"$ref": f"#/$defs/d{i + 1}"}, {"$ref": f"#/$defs/d{i + 1}"}]} for i in range(40)}
+    defs["d40"] = {"properties": {"x": {"type": "string"}}}
+    return {"fan": {"broken.schema.json": {"type": "object", "allOf": [{"$ref": "parts.schema.json#/$defs/d0"}]},
+                    "parts.schema.json": {"$defs": defs}},
+            "cycle": {"broken.schema.json": {"type": "object", "allOf": [{"$ref": "parts.schema.json"}]},
+                      "parts.schema.json": {"allOf": [{"$ref": "broken.schema.json"}]}}}
+
+
+@pytest.mark.parametrize("case", ["cycle", "fan"])
+def test_branches_through_another_form_file_are_counted_at_deploy(session: Session, case: str) -> None:
+    """Each file alone expands to little; jsonschema follows the `$ref` into the other file on every submission."""
+    files = deploy.read_directory(BAD / "invalid_form")
+    files.update({n: json.dumps(d).encode() for n, d in _across_files()[case].items()})
+    started = time.monotonic()
+    with pytest.raises(DeployInvalid) as err:
+        deploy.deploy(session, files, actor=SYSTEM, check_lanes=False)
+    assert time.monotonic() - started < 5
+    assert any(p.file == "broken.schema.json" and "allOf" in p.message for p in err.value.problems), err.value.problems
+
+
+@pytest.mark.parametrize("case", ["cycle", "fan"])
+def test_a_stored_form_branching_through_another_file_refuses_submissions(case: str) -> None:
+    """A version deployed before the count: a submission was a RecursionError (500) or ran for hours."""
+    texts = {n: json.dumps(d) for n, d in _across_files()[case].items()}
+    started = time.monotonic()
+    with pytest.raises(FormInvalid) as refused:
+        forms.validate(texts["broken.schema.json"], {"x": "1"}, texts, name="broken.schema.json")
+    assert time.monotonic() - started < 5
+    [error] = refused.value.errors
+    assert error.field == "(form)" and "broken.schema.json" in error.message and "allOf" in error.message, error
+
+
+def test_a_reference_the_count_does_not_follow_is_refused_not_a_500() -> None:
+    """`$dynamicRef` is not counted (its target depends on where the check came from): jsonschema recursed without
+    end on it, the submission was a RecursionError."""
+    schema = json.dumps({"$schema": "https://json-schema.org/draft/2020-12/schema", "$dynamicAnchor": "x",
+                         "type": "object", "allOf": [{"$dynamicRef": "#x"}]})
+    with pytest.raises(FormInvalid) as refused:
+        forms.validate(schema, {"x": "1"}, {}, name="broken.schema.json")
+    [error] = refused.value.errors
+    assert error.field == "(form)" and "broken.schema.json" in error.message, error
+
+
 # --- workflow data, before the engine -----------------------------------------------------------------------------
 
 DATA = {
