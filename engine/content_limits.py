@@ -33,6 +33,7 @@ MAX_DATA_VALUES: Final = 100_000  # JSON values of workflow data from outside
 MAX_EXPONENT: Final = 1_000  # of a Decimal (the API reads 1e999999999 as one: as an integer, a billion digits)
 MAX_TABLE_ROWS: Final = 500  # rows of one table a form takes (web.formrender) and a printed document shows
 MAX_PRINTED_ROWS: Final = 3_000  # rows of a printed document's tables together (fields, opinions)
+MAX_INSTRUCTIONS: Final = 20_000  # characters of a user task's instructions template, compiled on each view of its page
 _BRANCHES: Final = ("allOf", "anyOf", "oneOf")
 _SCALAR: Final = 24  # characters counted for a number, a date or another value that is not text
 
@@ -295,5 +296,6 @@ def _said(name: str, found: tuple[str, str] | None) -> str | None:
 
 
 __all__ = ["MAX_CHOICES", "MAX_DATA_DEPTH", "MAX_DATA_VALUES", "MAX_EXPANSION", "MAX_EXPONENT", "MAX_FIELDS",
-           "MAX_FORM_DEPTH", "MAX_FORM_VALUES", "MAX_PRINTED_ROWS", "MAX_TABLE_ROWS", "data_limit", "data_problem",
+           "MAX_FORM_DEPTH", "MAX_FORM_VALUES", "MAX_INSTRUCTIONS", "MAX_PRINTED_ROWS", "MAX_TABLE_ROWS", "data_limit",
+           "data_problem",
            "form_problems", "stored_form_problem", "stored_reach_problem"]

@@ -19,6 +19,7 @@ from SpiffWorkflow.bpmn.specs.mixins.user_task import UserTask
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.spiff.parser.process import VALIDATOR, SpiffBpmnParser
 
+from engine import content_limits
 from engine.errors import DeployInvalid, DeployProblem
 from engine.spiff import calls, events, expressions, form_files, inert, plain, support, translate_dmn
 from engine.spiff.guards import locate_validation_error, run_deep
@@ -349,6 +350,14 @@ def _collect_forms(parsed: ParsedProcess, task_spec: Any, decoded: dict[str, Bun
 def _collect_user_task(parsed: ParsedProcess, task_spec: Any, decoded: dict[str, BundleFile], file: str,
                        root: etree._Element, problems: list[DeployProblem]) -> None:
     props = _collect_forms(parsed, task_spec, decoded, file, root, problems)
+    instructions = task_spec.extensions.get("instructionsForEndUser")
+    if instructions and len(instructions) > content_limits.MAX_INSTRUCTIONS:  # compiled on each view of the page
+        el = next((e for e in root.iter() if e.get("id") == task_spec.bpmn_id), None)
+        problems.append(DeployProblem(file, f"说明（instructionsForEndUser）过长：{len(instructions):,} 字，最多 "
+                                            f"{content_limits.MAX_INSTRUCTIONS:,} 字 (instructions of "
+                                            f"{len(instructions):,} characters, at most "
+                                            f"{content_limits.MAX_INSTRUCTIONS:,})", element_id=task_spec.bpmn_id,
+                                      line=el.sourceline if el is not None else None))
     parsed.user_tasks[task_spec.bpmn_id] = UserTaskInfo(
         bpmn_id=task_spec.bpmn_id, name=task_spec.bpmn_name or task_spec.bpmn_id, lane=task_spec.lane,
-        properties=props, instructions=task_spec.extensions.get("instructionsForEndUser"))
+        properties=props, instructions=instructions)
