@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine import clock
-from engine.errors import Forbidden, NotFound
+from engine.errors import NotFound
 from engine.org.models import OrgUnit, User
 from engine.runtime.models import ProcessDefinition, ProcessInstance
 from plan import investment as plan
@@ -142,16 +142,14 @@ class IndicatorDetail:
 def indicator_detail(session: Session, *, code: str, period: str, scope: Scope) -> IndicatorDetail:
     """Drill down from a headline figure to what feeds it and what addresses its gap.
 
-    Raises: NotFound, Forbidden, InvalidInput
+    Raises: NotFound (also for an indicator out of scope: its existence is not told), InvalidInput
     """
     year, _month = plan.parse_period(period)
     indicator = session.scalar(select(Indicator).where(Indicator.code == code, Indicator.year == year))
-    if indicator is None:
-        raise NotFound(f"指标不存在 (no such indicator): {code} ({year})", code=code)
-    rows = indicator_rows(session, period, scope)
+    rows = indicator_rows(session, period, scope) if indicator is not None else []
     row = next((r for r in rows if r.code == code), None)
-    if row is None:
-        raise Forbidden(f"无权查看此指标 (not allowed to view this indicator): {code}", code=code)
+    if indicator is None or row is None:
+        raise NotFound(f"指标不存在 (no such indicator): {code} ({year})", code=code)
     feeds: list[Feed] = []
     counted = plan.COUNTED_CODE.match(code)
     if counted:
@@ -193,13 +191,11 @@ class ProjectDetail:
 def project_detail(session: Session, *, code: str, scope: Scope, now: datetime) -> ProjectDetail:
     """A project's stages against its planned dates, its lag, and its ledger issues.
 
-    Raises: NotFound, Forbidden
+    Raises: NotFound (also for a project out of scope: its existence is not told)
     """
     project = session.scalar(select(Project).where(Project.code == code))
-    if project is None:
+    if project is None or not scope.sees_project(project):
         raise NotFound(f"项目不存在 (no such project): {code}", code=code)
-    if not scope.sees_project(project):
-        raise Forbidden(f"无权查看此项目 (not allowed to view this project): {code}", code=code)
     issues = list(session.scalars(select(LedgerIssue).where(LedgerIssue.project_id == project.id)
                                   .order_by(LedgerIssue.id.desc())))
     leader = session.scalar(select(User.display_name).where(User.id == project.responsible_leader_id)) \

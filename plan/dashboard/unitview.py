@@ -17,7 +17,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from engine import clock
-from engine.errors import Forbidden, NotFound
+from engine.errors import NotFound
 from engine.org.models import Membership, OrgUnit
 from engine.tasks.models import HumanTask, TaskCandidate
 from plan.dashboard.scope import Scope
@@ -138,13 +138,11 @@ class UnitView:
 def unit_view(session: Session, *, code: str, scope: Scope, now: datetime) -> UnitView:
     """One unit's page: its open tasks, open issues (overdue first), projects with their lags.
 
-    Raises: NotFound, Forbidden
+    Raises: NotFound (also for a unit out of scope: its existence is not told)
     """
     unit = session.scalar(select(OrgUnit).where(OrgUnit.code == code))
-    if unit is None:
+    if unit is None or not scope.sees_unit(unit.id):
         raise NotFound(f"单位不存在 (no such unit): {code}", code=code)
-    if not scope.sees_unit(unit.id):
-        raise Forbidden(f"无权查看此单位 (not allowed to view this unit): {code}", code=code)
     counts = figures(session, scope=scope, now=now, units=[unit])[0]
     tasks = _open_tasks(session, [unit.id])[unit.id]
     issues = list(session.scalars(select(LedgerIssue).where(LedgerIssue.unit_id == unit.id,

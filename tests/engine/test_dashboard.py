@@ -24,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine import clock, org
-from engine.errors import Forbidden, NotFound
+from engine.errors import NotFound
 from engine.org.actors import SYSTEM, actor_for
 from engine.org.models import OrgUnit
 from engine.runtime.models import ProcessInstance
@@ -195,11 +195,11 @@ def test_scope_town_department_and_leader(data: Session) -> None:
     assert "scale_smart_appliances" in codes and "gdp_growth" not in codes
     assert dashboard.scope_of(data, actor_for(data, "wangjianguo")).everything  # city leader
     assert dashboard.scope_of(data, actor_for(data, "qianlihua")).everything  # auditor
-    with pytest.raises(Forbidden):
+    with pytest.raises(NotFound):  # out of scope: as if it did not exist
         dashboard.indicator_detail(data, code="gdp_growth", period="2025-08", scope=town)
-    with pytest.raises(Forbidden):
+    with pytest.raises(NotFound):
         dashboard.project_detail(data, code="XM-2025-0002", scope=town, now=clock.now())
-    with pytest.raises(Forbidden):
+    with pytest.raises(NotFound):
         unitview.unit_view(data, code="gxj", scope=town, now=clock.now())
     with pytest.raises(NotFound):
         dashboard.indicator_detail(data, code="nope", period="2025-08", scope=ALL)
