@@ -278,14 +278,12 @@ def create_run(session: Session, *, actor: Actor, kind: str, day: date) -> Repor
 def get_run(session: Session, run_id: int, actor: Actor) -> ReportRun:
     """Return a run the actor may see.
 
-    Raises: NotFound, Forbidden
+    Raises: NotFound (also for a run the actor may not see: its existence is not told)
     """
     run = session.get(ReportRun, run_id)
-    if run is None:
+    if run is None or (run.requested_by_id != actor.user_id and actor.user_id not in (run.recipients or ())
+                       and not can_use(session, actor)):
         raise NotFound(f"报表不存在 (no such report): {run_id}", run_id=run_id)
-    if run.requested_by_id != actor.user_id and actor.user_id not in (run.recipients or ()) \
-            and not can_use(session, actor):
-        raise Forbidden("无权查看此报表 (not allowed)", run_id=run_id)
     return run
 
 
@@ -297,7 +295,8 @@ def recent_runs(session: Session, *, limit: int = 30) -> list[ReportRun]:
 def run_file(session: Session, run_id: int, fmt: str, actor: Actor) -> tuple[ReportRun, bytes] | None:
     """Return a run the actor may see and its file in a format (FORMATS), or None while it is not generated.
 
-    Loads only that file (the files are deferred columns). Raises: NotFound (no such run or format), Forbidden
+    Loads only that file (the files are deferred columns).
+    Raises: NotFound (no such run or format, or a run the actor may not see)
     """
     if fmt not in FORMATS:
         raise NotFound(f"没有这种格式 (no such format): {fmt}", fmt=fmt)

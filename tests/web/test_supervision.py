@@ -174,3 +174,8 @@ def test_a_report_run_from_request_to_download(leaders: dict[str, int], login: C
     pdf = boss.get(f"/reports/{run_id}.pdf")
     assert pdf.status_code == 200 and pdf.data[:4] == b"%PDF" and "filename*=UTF-8''" in pdf.headers["Content-Disposition"]
     assert boss.get(f"/reports/{run_id}.doc").status_code == 404
+    outsider = login("applicant")  # neither the reports' right nor a recipient: as if the run did not exist
+    for path in (f"/reports/{run_id}", f"/reports/{run_id}.xlsx"):
+        refused, absent = outsider.get(path), outsider.get(path.replace(str(run_id), "999999"))
+        assert (refused.status_code, absent.status_code) == (404, 404), path
+        assert "报表不存在" in refused.get_data(as_text=True) and "报表不存在" in absent.get_data(as_text=True)
