@@ -182,13 +182,11 @@ def authenticate_scoped(session: Session, plaintext: str) -> tuple[Actor, str] |
 def revoke(session: Session, *, token_id: int, actor: Actor) -> ApiToken:
     """Revoke a token for good: the owner or an admin (flushes).
 
-    Raises: NotFound, Forbidden
+    Raises: NotFound (also for another's token: one's tokens are one's own, as if the others did not exist)
     """
     token = session.get(ApiToken, token_id)
-    if token is None:
+    if token is None or not _may_manage(actor, token.user_id):
         raise NotFound(f"令牌不存在 (no such token): {token_id}", token_id=token_id)
-    if not _may_manage(actor, token.user_id):
-        raise Forbidden("只能吊销自己的令牌 (you may only revoke your own tokens)", token_id=token_id)
     if token.revoked_at is None:
         token.revoked_at = clock.now()
         session.flush()
