@@ -35,6 +35,10 @@ def target_of(session: Session, object_type: str, object_id: int) -> Target:
     return target
 
 
+def _outside(object_type: str, object_id: int) -> Forbidden:
+    return Forbidden("不在您的督办范围内 (not in your area)", object_type=object_type, object_id=object_id)
+
+
 def require_supervisor(session: Session, actor: Actor, target: Target) -> None:
     """Refuse unless the object is in the actor's area (or they are its responsible leader).
 
@@ -42,11 +46,21 @@ def require_supervisor(session: Session, actor: Actor, target: Target) -> None:
     """
     if area(session, actor).covers(target.unit_id) or (actor.user_id and actor.user_id == target.responsible_leader_id):
         return
-    raise Forbidden("不在您的督办范围内 (not in your area)", object_type=target.object_type, object_id=target.object_id)
+    raise _outside(target.object_type, target.object_id)
 
 
 def open_target(session: Session, actor: Actor, object_type: str, object_id: int) -> Target:
-    target = target_of(session, object_type, object_id)
+    """Return an open object of the actor's area (or one they are the 包挂 leader of).
+
+    Someone with no area at all is refused whatever the id, as for an object outside it: a 404 for a missing id
+    would tell them which ids exist. Raises: Forbidden, NotFound (a supervisor's missing id), Conflict, InvalidInput
+    """
+    try:
+        target = target_of(session, object_type, object_id)
+    except NotFound:
+        if is_supervisor(session, actor):
+            raise
+        raise _outside(object_type, object_id) from None
     require_supervisor(session, actor, target)
     if not target.open:
         raise Conflict("该事项已办结 (already closed)", object_type=object_type, object_id=object_id)

@@ -92,6 +92,19 @@ def test_the_leader_sees_overdue_work_by_unit_and_urges_it(
     assert login("zr").get("/supervision").status_code == 403
 
 
+@pytest.mark.parametrize("action", ["urge", "escalate", "extension"])
+def test_someone_without_an_area_is_not_told_which_objects_exist(
+        leaders: dict[str, int], login: Callable[[str], FlaskClient], action: str) -> None:
+    """Without a 督办 area (nor the object's 包挂 leader) an issue, task or project id answers as any other id."""
+    zr = login("zr")  # 自然资源's staff: no area
+    form = {"message": "x", "note": "x", "decision": "refuse", "opinion": "x"}
+    for object_type in ("issue", "task", "project"):
+        seen = post(zr, f"/supervision/{object_type}/{leaders['issue']}/{action}", form)
+        absent = post(zr, f"/supervision/{object_type}/999999/{action}", form)
+        assert (seen.status_code, absent.status_code) == (403, 403), (object_type, action)
+        assert seen.get_data(as_text=True).count("督办") == absent.get_data(as_text=True).count("督办")
+
+
 def test_the_ledgers_extension_request_is_decided_from_supervision(
         leaders: dict[str, int], login: Callable[[str], FlaskClient], session: Session,
         factory: sessionmaker[Session]) -> None:
