@@ -39,6 +39,8 @@ class Settings:
     timer_min_cycle_seconds: int = 60  # shortest interval of a timeCycle: R/PT0S fired on every step, forever
     max_state_kb: int = 2048
     max_multi_instance: int = 500  # instances one multi-instance (or loop) may make
+    max_run_starts: int = 100  # instances one engine run may start (those they start as they run included)
+    max_open_descendants: int = 1000  # open instances started one from another since one started from outside
     memory_limit_mb: int = 2048
     instance_cache_size: int = 500  # hot-instance cache: workflows kept per process (0: off)
     instance_cache_mb: int = 256  # … and their approximate memory
@@ -88,7 +90,8 @@ _KEYS = ("JZFLOW_INSTANCE_DIR", "JZFLOW_DATABASE_URL", "JZFLOW_REDIS_URL", "JZFL
          "JZFLOW_LOGIN_WINDOW_SECONDS", "JZFLOW_LOG_FORMAT", "JZFLOW_LOG_LEVEL", "JZFLOW_METRICS_TOKEN",
          "JZFLOW_METRICS_ALLOW", "JZFLOW_NUMBER_RULES", "JZFLOW_PDF_FONT", "JZFLOW_VERIFY_ADDRESS_FAILURES",
          "JZFLOW_INSTANCE_CACHE_SIZE", "JZFLOW_INSTANCE_CACHE_MB", "JZFLOW_STATE_KEEP_LEVELS",
-         "JZFLOW_ARCHIVE_AFTER_DAYS", "JZFLOW_ARCHIVE_BATCH", "JZFLOW_PUBLIC_URL", "JZFLOW_TOKEN_MAX_DAYS")
+         "JZFLOW_ARCHIVE_AFTER_DAYS", "JZFLOW_ARCHIVE_BATCH", "JZFLOW_PUBLIC_URL", "JZFLOW_TOKEN_MAX_DAYS",
+         "JZFLOW_MAX_RUN_STARTS", "JZFLOW_MAX_OPEN_DESCENDANTS")
 DEV_SECRET_KEY = "dev-only-secret-change-me"  # noqa: S105  # nosec B105 # refused outside the embedded default
 
 _RAW_KEYS = tuple(os.fsencode(k) for k in _KEYS)  # the keys of os.environ._data on POSIX
@@ -147,6 +150,8 @@ def _load(_env: tuple[str | bytes | None, ...], _cwd: str) -> Settings:
         timer_min_cycle_seconds=whole("JZFLOW_TIMER_MIN_CYCLE_SECONDS", 60, least=1),
         max_state_kb=whole("JZFLOW_MAX_STATE_KB", 2048, least=1),
         max_multi_instance=whole("JZFLOW_MAX_MULTI_INSTANCE", 500, least=1),
+        max_run_starts=whole("JZFLOW_MAX_RUN_STARTS", 100, least=1),
+        max_open_descendants=whole("JZFLOW_MAX_OPEN_DESCENDANTS", 1000, least=1),
         memory_limit_mb=whole("JZFLOW_MEMORY_LIMIT_MB", 2048),
         instance_cache_size=whole("JZFLOW_INSTANCE_CACHE_SIZE", 500),
         instance_cache_mb=whole("JZFLOW_INSTANCE_CACHE_MB", 256),

@@ -26,7 +26,7 @@ from engine.audit.models import AuditEvent, AuditHead
 from engine.db import database_key, is_postgres
 from engine.errors import ConcurrentModification, EngineError, InstanceArchived, InstanceNotFound
 from engine.org.actors import SYSTEM, Actor
-from engine.runtime import assignment, effects, hot, oversize, projection
+from engine.runtime import assignment, effects, hot, oversize, projection, start_limits
 from engine.runtime.assignment import due_time
 from engine.runtime.models import (
     INSTANCE_STREAM,
@@ -194,7 +194,7 @@ def open_incident(session: Session, running: Running, exc: BaseException, actor:
         kind = "too_many_instances"
     elif any(isinstance(e, guards.RunTooLong) for e in chain):
         kind = "run_too_long"
-    elif refused := next((e for e in chain if isinstance(e, events.ThrowRefused)), None):
+    elif refused := next((e for e in chain if isinstance(e, (events.ThrowRefused, start_limits.TooManyStarts))), None):
         kind = refused.kind
     elif any(isinstance(e, sandbox.SandboxViolation) or spiff.is_spiff_error(e) for e in chain):
         kind = "script_error"

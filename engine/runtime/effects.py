@@ -10,7 +10,7 @@ import importlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -22,11 +22,20 @@ from engine.runtime.running import Running
 Service = Callable[..., Any]
 
 
+@dataclass
+class Starts:
+    """How many instances an engine run started: shared with the runs of those instances, which run inside it."""
+
+    count: int = 0
+
+
 @dataclass(frozen=True)
 class RunContext:
     session: Session
     running: Running
     actor: Actor
+    starts: Starts = field(default_factory=Starts)
+    nesting: int = 0  # 0: a run of its own; n: the run of an instance the run around it started, n deep
 
 
 _current: ContextVar[RunContext | None] = ContextVar("jzflow_run_context", default=None)
@@ -54,12 +63,25 @@ def service(name: str) -> Callable[[Service], Service]:
 
 @contextmanager
 def bound(session: Session, running: Running, actor: Actor) -> Iterator[None]:
-    """Make the unit of work visible to services called during the engine steps inside."""
-    token = _current.set(RunContext(session, running, actor))
+    """Make the unit of work visible to services called during the engine steps inside.
+
+    Inside another run of the same session (an instance a service of that run started, running until it waits) the
+    run counts its starts with that run's and knows how deep it is (engine/runtime/start_limits.py).
+    """
+    outer = _current.get()
+    ctx = RunContext(session, running, actor)
+    if outer is not None and outer.session is session:
+        ctx = RunContext(session, running, actor, outer.starts, outer.nesting + 1)
+    token = _current.set(ctx)
     try:
         yield
     finally:
         _current.reset(token)
+
+
+def current() -> RunContext | None:
+    """Return the engine run this code runs in (a service it called), or None outside any."""
+    return _current.get()
 
 
 class ServiceMap(Mapping[str, Service]):

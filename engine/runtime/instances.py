@@ -10,7 +10,7 @@ from engine import audit, clock, deploy
 from engine.errors import FieldError, Forbidden, FormInvalid, InstanceNotRunning, InvalidInput, ProcessNotFound
 from engine.org.actors import Actor
 from engine.runtime import core as runtime
-from engine.runtime import effects, forms, starts
+from engine.runtime import effects, forms, start_limits, starts
 from engine.runtime.models import ProcessInstance
 from engine.spiff import events, serializer
 from engine.spiff import workflow as spiff
@@ -30,9 +30,14 @@ def start(session: Session, *, process_key: str, actor: Actor, data: Mapping[str
     `trigger` names the message or signal start event that starts it (engine/runtime/messages.py); a process
     that only such events start cannot be started by hand.
 
+    A start from inside an engine run (a service task) joins the lineage of the instance that made it and passes its
+    limits first (engine/runtime/start_limits.py).
+
     Raises: ProcessNotFound, FormInvalid (also: client data that would make the state too large), InvalidInput (a
-    process only a message or signal starts)
+    process only a message or signal starts), TooManyStarts (from inside a run: past a limit, nothing started)
     """
+    ctx = effects.current()
+    root = start_limits.admit(ctx, process_key) if ctx is not None and ctx.session is session else None
     version = deploy.latest_version(session, process_key)
     if version is None:
         raise ProcessNotFound(f"流程不存在: {process_key}", process_key=process_key)
@@ -54,7 +59,8 @@ def start(session: Session, *, process_key: str, actor: Actor, data: Mapping[str
     row = ProcessInstance(definition_id=version.definition_id, version_id=version.id, business_key=business_key,
                           title=(title or f"{version.name} {business_key or ''}").strip()[:300], status="running",
                           state="{}", serializer_version=serializer.SERIALIZER_VERSION, lock_version=0,
-                          started_by_id=actor.user_id, started_at=clock.now(), updated_at=clock.now())
+                          started_by_id=actor.user_id, started_at=clock.now(), updated_at=clock.now(),
+                          start_root_id=root)
     session.add(row)
     session.flush()
     # A new instance has no rows and an empty audit stream yet: the projection reads none, the commit's append

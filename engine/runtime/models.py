@@ -3,12 +3,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, cast, literal
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, cast, literal, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from engine import clock
 from engine.archive.mirror import mirror, table_of
 from engine.orm import Base
+
+_HAS_ROOT = text("start_root_id IS NOT NULL")
 
 
 class ProcessDefinition(Base):
@@ -63,6 +65,8 @@ class ProcessInstance(Base):
         Index("ix_process_instance_due_timer", "status", "next_timer_at"),
         Index("ix_process_instance_business_key", "definition_id", "business_key"),
         Index("ix_process_instance_ended", "status", "ended_at"),  # the archiver's scan (migration 0025)
+        Index("ix_process_instance_start_root", "start_root_id", "status", postgresql_where=_HAS_ROOT,
+              sqlite_where=_HAS_ROOT),  # a lineage's open instances (migration 0037)
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     definition_id: Mapped[int] = mapped_column(ForeignKey("process_definition.id"))
@@ -83,6 +87,9 @@ class ProcessInstance(Base):
     archived_at: Mapped[datetime | None] = mapped_column()
     # 0, or how many instances in a row started each other through thrown messages and signals to start this one
     start_hops: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The instance at the head of the line of instances that started this one from inside their engine runs (a service
+    # task: start_process), or NULL for one started from outside: how many of a lineage are open is bounded.
+    start_root_id: Mapped[int | None] = mapped_column(Integer)
 
     version: Mapped[ProcessVersion] = relationship()
     definition: Mapped[ProcessDefinition] = relationship()
@@ -99,7 +106,8 @@ class Incident(Base):
     instance_id: Mapped[int] = mapped_column(ForeignKey("process_instance.id"), index=True)
     bpmn_id: Mapped[str | None] = mapped_column(String(200))
     # script_error | budget_exceeded | engine_error | expression_error | timer_error | state_too_large |
-    # out_of_memory | tree_too_deep | too_many_instances | run_too_long | message_too_large | too_many_messages
+    # out_of_memory | tree_too_deep | too_many_instances | run_too_long | message_too_large | too_many_messages |
+    # too_many_starts
     kind: Mapped[str] = mapped_column(String(40))
     message: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=clock.now)

@@ -19,6 +19,7 @@ SPARSE = {  # index: (table, column)
     "ix_task_candidate_user_id": ("task_candidate", "user_id"),
     "ix_task_candidate_org_unit_id": ("task_candidate", "org_unit_id"),
     "ix_task_candidate_role_id": ("task_candidate", "role_id"),
+    "ix_process_instance_start_root": ("process_instance", "start_root_id"),  # migration 0037
 }
 
 
@@ -43,6 +44,8 @@ LOOKUPS = {  # the statements that must still use the index (PostgreSQL plans th
     "ix_task_candidate_user_id": "SELECT task_id FROM task_candidate WHERE user_id = $1",
     "ix_task_candidate_org_unit_id": "SELECT task_id FROM task_candidate WHERE org_unit_id = ANY($1::int[])",
     "ix_task_candidate_role_id": "SELECT task_id FROM task_candidate WHERE role_id = ANY($1::int[])",
+    "ix_process_instance_start_root": "SELECT count(*) FROM process_instance WHERE start_root_id = $1 "
+                                      "AND status IN ('running', 'suspended', 'incident')",
 }
 _PARAM_TYPE = {"ix_task_candidate_org_unit_id": "int[]", "ix_task_candidate_role_id": "int[]"}
 
