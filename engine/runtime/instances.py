@@ -23,21 +23,23 @@ ENGINE_LINK_KEYS = ("parent_instance_id", "previous_instance_id")
 
 def start(session: Session, *, process_key: str, actor: Actor, data: Mapping[str, Any] | None = None,
           business_key: str | None = None, title: str | None = None, from_client: bool = False,
-          trigger: str | None = None) -> ProcessInstance:
+          trigger: str | None = None, start_hops: int = 0) -> ProcessInstance:
     """Start the latest version of a process with initial data and run it until it waits (flushes).
 
     Data from a client (web, API, CLI) is validated against the start form where the start event names one.
     `trigger` names the message or signal start event that starts it (engine/runtime/messages.py); a process
-    that only such events start cannot be started by hand.
+    that only such events start cannot be started by hand. `start_hops`: its generation (message_rules.start_hops).
 
     A start from inside an engine run (a service task) joins the lineage of the instance that made it and passes its
-    limits first (engine/runtime/start_limits.py).
+    limits first (engine/runtime/start_limits.py); it inherits that instance's message and signal generation
+    (start_hops), or a relay through start_process would start the count of MAX_START_HOPS again.
 
     Raises: ProcessNotFound, FormInvalid (also: client data that would make the state too large), InvalidInput (a
     process only a message or signal starts), TooManyStarts (from inside a run: past a limit, nothing started)
     """
-    ctx = effects.current()
-    root = start_limits.admit(ctx, process_key) if ctx is not None and ctx.session is session else None
+    ctx, root = effects.current(), None
+    if ctx is not None and ctx.session is session:
+        root, start_hops = start_limits.admit(ctx, process_key), ctx.running.row.start_hops
     version = deploy.latest_version(session, process_key)
     if version is None:
         raise ProcessNotFound(f"流程不存在: {process_key}", process_key=process_key)
@@ -60,7 +62,7 @@ def start(session: Session, *, process_key: str, actor: Actor, data: Mapping[str
                           title=(title or f"{version.name} {business_key or ''}").strip()[:300], status="running",
                           state="{}", serializer_version=serializer.SERIALIZER_VERSION, lock_version=0,
                           started_by_id=actor.user_id, started_at=clock.now(), updated_at=clock.now(),
-                          start_root_id=root)
+                          start_root_id=root, start_hops=start_hops)
     session.add(row)
     session.flush()
     # A new instance has no rows and an empty audit stream yet: the projection reads none, the commit's append

@@ -197,8 +197,8 @@ def route(session: Session, row: BpmnMessage, actor: Actor, *, ttl: int | None =
 
         child = instances.start(session, process_key=first.process_key, actor=actor,
                                 data=payload if isinstance(payload, dict) else {},
-                                business_key=row.business_key, trigger=first.bpmn_id)
-        child.start_hops, row.status, row.instance_id, row.delivered_at = hops, "started", child.id, clock.now()
+                                business_key=row.business_key, trigger=first.bpmn_id, start_hops=hops)
+        row.status, row.instance_id, row.delivered_at = "started", child.id, clock.now()
         session.add(row)
         session.flush()
         audit_message(session, actor, "message.start", row)

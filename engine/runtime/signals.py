@@ -87,8 +87,8 @@ def fan_out(session: Session, row: BpmnMessage, actor: Actor,
     for d in decls:
         if d.start and hops >= 0:  # a payload that is not an object reaches the start event's variable only
             child = instances.start(session, process_key=d.process_key, actor=actor,
-                                    data=payload if isinstance(payload, dict) else {}, trigger=d.bpmn_id)
-            child.start_hops = hops
+                                    data=payload if isinstance(payload, dict) else {}, trigger=d.bpmn_id,
+                                    start_hops=hops)
             started.append(child.id)
     row.status, row.delivered_at = "broadcast", clock.now()
     row.instance_id = started[0] if started else None

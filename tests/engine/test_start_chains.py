@@ -71,3 +71,44 @@ def test_instances_starting_each_other_stop_after_a_few_generations(
     if kind == "message":
         assert session.scalar(select(func.count()).select_from(BpmnMessage).where(BpmnMessage.status == "refused")) \
             == 2 ** generations
+
+
+# A message start whose instance hands on to another process (start_process), which throws the message twice: the
+# instance start_process makes inherits the generation of the one that made it, or every relay counted from 0.
+RELAY_START = HEAD + """  <bpmn:message id="m_ping" name="ping" />
+  <bpmn:process id="pinged" isExecutable="true">
+    <bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing>
+      <bpmn:messageEventDefinition messageRef="m_ping" /></bpmn:startEvent>
+    <bpmn:serviceTask id="hand_on"><bpmn:extensionElements>
+      <spiffworkflow:serviceTaskOperator id="start_process" resultVariable="relay"><spiffworkflow:parameters>
+        <spiffworkflow:parameter id="process_key" type="any" value='"relay"' /></spiffworkflow:parameters>
+      </spiffworkflow:serviceTaskOperator></bpmn:extensionElements>
+      <bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing></bpmn:serviceTask>
+    <bpmn:endEvent id="end"><bpmn:incoming>f2</bpmn:incoming></bpmn:endEvent>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="hand_on" />
+    <bpmn:sequenceFlow id="f2" sourceRef="hand_on" targetRef="end" />
+  </bpmn:process>
+</bpmn:definitions>
+"""
+RELAY = PINGER.replace('<bpmn:message id="m_ping" name="ping" />\n', "").replace('id="pinger"', 'id="relay"') \
+    .replace('<bpmn:outgoing>f1</bpmn:outgoing>\n      <bpmn:messageEventDefinition messageRef="m_ping" />',
+             "<bpmn:outgoing>f1</bpmn:outgoing>").replace("<bpmn:process", '<bpmn:message id="m_ping" name="ping" />\n'
+                                                          "  <bpmn:process")
+
+
+def test_a_generation_handed_on_through_start_process_still_counts(
+        session: Session, factory: sessionmaker[Session]) -> None:
+    deploy.deploy(session, {"pinged.bpmn": RELAY_START.encode(), "relay.bpmn": RELAY.encode()}, actor=SYSTEM,
+                  check_lanes=False)
+    session.commit()
+    messages.publish(session, name="ping", actor=SYSTEM)
+    session.commit()
+    seen = []
+    for _ in range(message_rules.MAX_START_HOPS + 4):
+        jobs.run_outbox(factory, limit=1000)
+        session.expire_all()
+        seen.append(session.scalar(select(func.count()).select_from(ProcessInstance)))
+        session.rollback()
+    generations = message_rules.MAX_START_HOPS + 1
+    assert seen[-1] == seen[-2] == 2 * (2 ** generations - 1), seen  # each pinged instance and its relay
+    assert session.scalar(select(func.max(ProcessInstance.start_hops))) == message_rules.MAX_START_HOPS
