@@ -14,6 +14,8 @@ from engine.orm import Base
 # ids per user, the system's (no user: created_by_id NULL) in a space of their own.
 _USER_SENT = text("message_id IS NOT NULL AND created_by_id IS NOT NULL")
 _SYSTEM_SENT = text("message_id IS NOT NULL AND created_by_id IS NULL")
+# Messages from outside kept for a catch not waiting yet: a sender's are counted at each one kept (its quota).
+_KEPT_FROM_OUTSIDE = text("status = 'buffered' AND source_instance_id IS NULL")
 
 
 class MessageSubscription(Base):
@@ -57,6 +59,8 @@ class BpmnMessage(Base):
               postgresql_where=_SYSTEM_SENT, sqlite_where=_SYSTEM_SENT),
         Index("ix_bpmn_message_buffered", "kind", "name", "status", "correlation"),
         Index("ix_bpmn_message_status", "status", "expires_at"),
+        Index("ix_bpmn_message_kept_by", "created_by_id", "expires_at", postgresql_where=_KEPT_FROM_OUTSIDE,
+              sqlite_where=_KEPT_FROM_OUTSIDE),  # migration 0038
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(10))

@@ -12,17 +12,17 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from engine import config, content_limits
+from engine import clock, config, content_limits
 from engine.db import database_key
-from engine.errors import Forbidden, InvalidInput, NotFound, UserNotFound
+from engine.errors import Forbidden, InvalidInput, NotFound, RateLimited, UserNotFound
 from engine.org.actors import SYSTEM, Actor, actor_for
 from engine.org.models import OrgUnit, Role, User
 from engine.runtime import core as runtime
 from engine.runtime import forms
-from engine.runtime.message_models import MessageSubscription
+from engine.runtime.message_models import BpmnMessage, MessageSubscription
 from engine.runtime.models import ProcessDefinition, ProcessInstance, ProcessVersion
 from engine.spiff import events
 
@@ -46,12 +46,26 @@ def max_ttl() -> int:
     return config.whole("JZFLOW_MESSAGE_MAX_TTL_SECONDS", 30 * 86400, least=1)
 
 
+def buffer_quota() -> tuple[int, int]:
+    """How many messages from outside may be kept at once for catches not waiting yet: per sender (a user; the system,
+    which the CLI sends as by default) and per message name, all senders together (JZFLOW_MESSAGE_BUFFER_PER_SENDER,
+    default 1,000; JZFLOW_MESSAGE_BUFFER_PER_NAME, default 10,000)."""
+    return (config.whole("JZFLOW_MESSAGE_BUFFER_PER_SENDER", 1000, least=1),
+            config.whole("JZFLOW_MESSAGE_BUFFER_PER_NAME", 10_000, least=1))
+
+
 class MessageUnknown(NotFound):
     code = "message_unknown"
 
 
 class MessageUnmatched(NotFound):
     code = "message_unmatched"
+
+
+class MessageQuotaExceeded(RateLimited):
+    """Too many messages from outside kept for catches not waiting yet: of this sender, or of this name."""
+
+    code = "message_quota"
 
 
 @dataclass(frozen=True)
@@ -287,6 +301,37 @@ def may_deliver(session: Session, actor: Actor | None, created_by_id: int | None
     return named(session, actor, senders)
 
 
+def check_keep(session: Session, row: BpmnMessage, ttl: int, *, from_outside: bool) -> None:
+    """Refuse to keep a message nobody waits for: with ttl 0, or one from outside past its sender's or its name's quota
+    (buffer_quota). Kept ones count until consumed or expired, marked by the sweep or not. Under the name's lock on
+    PostgreSQL (messages.lock_name): the name's count is exact, a sender's may be passed by what it publishes under
+    other names at the same moment.
+
+    Raises: MessageUnmatched, MessageQuotaExceeded
+    """
+    if ttl <= 0:
+        raise MessageUnmatched(f"没有实例在等待消息「{row.name}」(no instance waits for message {row.name!r} with "
+                               "these correlation values or business key; it was not kept: ttl is 0)", name=row.name)
+    if not from_outside:
+        return
+    per_sender, per_name = buffer_quota()
+    kept = select(func.count()).select_from(BpmnMessage).where(
+        BpmnMessage.status == "buffered", BpmnMessage.expires_at > clock.now(), BpmnMessage.source_instance_id.is_(None))
+    by = BpmnMessage.created_by_id
+    mine = int(session.scalar(kept.where(by.is_(None) if row.created_by_id is None else by == row.created_by_id)) or 0)
+    if mine >= per_sender:
+        raise MessageQuotaExceeded(
+            f"暂存的消息过多：此发送者已有 {mine} 条消息在等待接收，请待其被接收或到期后再发 (too many kept messages: this "
+            f"sender has {mine} kept for catches not waiting yet: JZFLOW_MESSAGE_BUFFER_PER_SENDER={per_sender}; they "
+            "count until consumed or expired)", name=row.name, quota="sender", limit=per_sender)
+    theirs = int(session.scalar(kept.where(BpmnMessage.kind == row.kind, BpmnMessage.name == row.name)) or 0)
+    if theirs >= per_name:
+        raise MessageQuotaExceeded(
+            f"暂存的消息过多：消息「{row.name}」已有 {theirs} 条在等待接收 (too many kept messages: {theirs} messages "
+            f"{row.name!r} are kept for catches not waiting yet: JZFLOW_MESSAGE_BUFFER_PER_NAME={per_name}; they count "
+            "until consumed or expired)", name=row.name, quota="name", limit=per_name)
+
+
 def validate_for(session: Session, version_id: int, schema: str | None, payload: Mapping[str, Any]) -> dict[str, Any]:
     if not schema:
         return dict(payload)
@@ -337,7 +382,8 @@ def sender(session: Session, user_id: int | None) -> Actor | None:
         return None
 
 
-__all__ = ["INITIATOR", "MAX_CORRELATION", "MAX_NAME", "MAX_PAYLOAD_BYTES", "MAX_THROWN", "Declaration", "MessageUnknown",
-           "MessageUnmatched", "Outcome", "canonical", "catches_at", "check_input", "declarations", "declared_names",
+__all__ = ["INITIATOR", "MAX_CORRELATION", "MAX_NAME", "MAX_PAYLOAD_BYTES", "MAX_THROWN", "Declaration",
+           "MessageQuotaExceeded", "MessageUnknown", "MessageUnmatched", "Outcome", "buffer_quota", "canonical",
+           "catches_at", "check_input", "check_keep", "declarations", "declared_names",
            "default_ttl", "max_ttl", "may_deliver", "named", "plain", "privileged", "require_sender",
            "require_sender_first", "sender", "thrown_problem", "validate_for", "validate_payload"]

@@ -39,6 +39,7 @@ from engine.runtime.message_rules import (
     Outcome,
     canonical,
     check_input,
+    check_keep,
     declarations,
     default_ttl,
     may_deliver,
@@ -70,7 +71,7 @@ def publish(session: Session, *, name: str, actor: Actor, correlations: Mapping[
     A refused message writes nothing. The row is written once, with what became of it (one INSERT).
 
     Raises: InvalidInput, FormInvalid, Forbidden, MessageUnknown (no process declares it),
-            MessageUnmatched (ttl 0 and nobody waits)
+            MessageUnmatched (ttl 0 and nobody waits), MessageQuotaExceeded (too many kept, route)
     """
     correlations, payload = correlations or {}, payload or {}
     check_input(name, correlations, payload, business_key, ttl)
@@ -163,7 +164,8 @@ def route(session: Session, row: BpmnMessage, actor: Actor, *, ttl: int | None =
     (`message_worker.route_pending`) to route again; the outbox job's own try raises, and is retried with backoff.
 
     Raises: MessageUnmatched (ttl 0 and nothing matched), FormInvalid, Forbidden, MessageUnknown,
-            ConcurrentModification (not from outside: the match was busy at every try)
+            ConcurrentModification (not from outside: the match was busy at every try),
+            MessageQuotaExceeded (from outside: too many kept, nothing written)
     """
     if _deliver_to_candidates(session, row, actor) == 0:
         return _outcome(row)
@@ -203,9 +205,7 @@ def route(session: Session, row: BpmnMessage, actor: Actor, *, ttl: int | None =
         session.flush()
         audit_message(session, actor, "message.start", row)
         return _outcome(row)
-    if ttl <= 0:
-        raise MessageUnmatched(f"没有实例在等待消息「{row.name}」(no instance waits for message {row.name!r} with "
-                               "these correlation values or business key; it was not kept: ttl is 0)", name=row.name)
+    check_keep(session, row, ttl, from_outside=from_outside)  # ttl 0, or a quota of kept messages
     row.status, row.expires_at = "buffered", clock.now() + timedelta(seconds=ttl)
     session.add(row)
     session.flush()

@@ -46,6 +46,8 @@ LOOKUPS = {  # the statements that must still use the index (PostgreSQL plans th
     "ix_task_candidate_role_id": "SELECT task_id FROM task_candidate WHERE role_id = ANY($1::int[])",
     "ix_process_instance_start_root": "SELECT count(*) FROM process_instance WHERE start_root_id = $1 "
                                       "AND status IN ('running', 'suspended', 'incident')",
+    "ix_bpmn_message_kept_by": "SELECT count(*) FROM bpmn_message WHERE status = 'buffered' AND expires_at > now() "
+                               "AND source_instance_id IS NULL AND created_by_id = $1",  # migration 0038
 }
 _PARAM_TYPE = {"ix_task_candidate_org_unit_id": "int[]", "ix_task_candidate_role_id": "int[]"}
 

@@ -1,6 +1,7 @@
 """POST /api/messages, GET /api/messages/{id}, POST /api/signals: rights, retries, malformed input."""
 from __future__ import annotations
 
+import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
@@ -148,3 +149,21 @@ def test_a_signal_is_broadcast_through_the_api(app: Flask) -> None:
     response = admin.post("/api/signals", {"name": "plan_revised", "data": {"revision": 3}})
     assert response.status_code == 202, response.get_data(as_text=True)
     assert response.json is not None and response.json["waiting"] == 2 and len(response.json["started"]) == 1
+
+
+def test_a_sender_past_its_quota_of_kept_messages_gets_429_naming_it(app: Flask,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """600 requests a minute of 64 KB each, kept 30 days, were the only bound: 25 GB a month from one token."""
+    monkeypatch.setenv("JZFLOW_MESSAGE_BUFFER_PER_SENDER", "2")
+    _admin, applicant, _window = _setup(app)
+    for n in range(2):
+        kept = applicant.post("/api/messages", {"name": "withdraw", "business_key": f"X-{n}", "ttl": 86400})
+        assert kept.status_code == 202, kept.get_data(as_text=True)
+    refused = applicant.client.post("/api/messages", json={"name": "withdraw", "business_key": "X-9"},
+                                    headers={**applicant.headers, "Idempotency-Key": "x-9"})
+    assert refused.status_code == 429, refused.get_data(as_text=True)
+    assert refused.json is not None and refused.json["error"] == "message_quota"
+    assert (refused.json["quota"], refused.json["limit"]) == ("sender", 2)
+    assert "JZFLOW_MESSAGE_BUFFER_PER_SENDER" in refused.json["message"]
+    with db(app) as s:
+        assert s.scalar(select(func.count()).select_from(BpmnMessage)) == 2

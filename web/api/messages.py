@@ -88,8 +88,9 @@ openapi.SCHEMAS.update({
 openapi.PARAMETERS["MessageId"] = {"name": "message_id", "in": "path", "required": True, "schema": {"type": "integer"}}
 _publish = openapi._post(openapi._op(
     "Publish a message: delivered to the waiting instance it correlates with (200), starts a message start "
-    "event's process (200), is kept until its time to live (202, buffered), or, the waiting instance busy at every "
-    "try, is delivered by the worker shortly (202, pending)", "MessageOutcome", request="MessageRequest",
+    "event's process (200), is kept until its time to live (202, buffered; 429 message_quota when the sender or the "
+    "name keeps too many already), or, the waiting instance busy at every try, is delivered by the worker shortly "
+    "(202, pending)", "MessageOutcome", request="MessageRequest",
     errors=("403", "404", "422"), op_id="message_publish"))
 _publish["responses"]["202"] = {"description": "Buffered, or pending for the worker", "content": {openapi.JSON: {
     "schema": openapi._ref("MessageOutcome")}}}
