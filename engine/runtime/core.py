@@ -314,11 +314,11 @@ def save(session: Session, running: Running, *, event: Callable[[], AuditEvent] 
     thrown = events.drain_thrown(workflow)  # queued by messages.sync below, never written with the state
     state = serializer.dump_state(workflow)
     limit = settings.max_state_kb * 1024
-    if len(state) > limit:  # a person's submission that makes it so is refused (writes nothing), else an incident
+    size = oversize.counted(workflow, len(state), limit)  # what SpiffWorkflow repeats when a workflow ends is not
+    if size > limit:  # a person's submission that makes it so is refused (writes nothing), else an incident
         if running.submitted is not None:
-            oversize.refuse_submission(running.submitted, len(state), limit, before=len(row.state or ""),
-                                       copies=2 if row.status == "completed" else 1)
-        state = _keep_old_state(session, running, oversize.too_large(workflow, len(state), limit))
+            oversize.refuse_submission(running.submitted, size, limit, before=len(row.state or ""))
+        state = _keep_old_state(session, running, oversize.too_large(workflow, size, limit))
         thrown = []  # the run that threw them is not saved
         workflow = running.workflow
         history = None

@@ -36,25 +36,30 @@ def kb(size: int) -> str:
     return str(-(-size // 1024))
 
 
-def refuse_submission(submitted: Mapping[str, Any], size: int, limit: int, *, before: int, copies: int = 1) -> None:
-    """Refuse a submission that makes a state of `size` characters pass the limit; else return.
+def counted(workflow: Workflow, size: int, limit: int) -> int:
+    """Return the size of a state of `size` characters the limit applies to: less what SpiffWorkflow repeats when a
+    workflow or a called process ends (weight.end_copies: the last task's data copied into the workflow's own, a
+    repetition of what the state holds anyway, at most doubling it). Worked out only for a state over the limit."""
+    return size if size <= limit else size - weight.end_copies(workflow)
+
+
+def refuse_submission(submitted: Mapping[str, Any], size: int, limit: int, *, before: int) -> None:
+    """Refuse a submission that makes a state of `size` characters (as counted) pass the limit; else return.
 
     It does when the state saved `before` (characters) and it together pass the limit, or when the new state would fit
-    without it. `copies`: how many times the state holds it (2 when the instance ends: SpiffWorkflow copies the last
-    data into the workflow's). Names its largest fields, as many as make up what the state is over (at most
-    NAMED_FIELDS).
+    without it. Names its largest fields, as many as make up what the state is over (at most NAMED_FIELDS).
 
     Raises: FormInvalid
     """
     fields = sorted(((len(str(k)) + 4 + encoded_size(v), str(k)) for k, v in submitted.items()), reverse=True)
-    weight = sum(s for s, _k in fields) * copies
+    weight = sum(s for s, _k in fields)
     if not fields or (before + weight <= limit and size - weight > limit):
         return
     over = min(size, before + weight) - limit  # what its fields must make up
     named: list[tuple[int, str]] = []
     for field in fields:
         named.append(field)
-        if sum(s for s, _k in named) * copies >= over or len(named) == NAMED_FIELDS:
+        if sum(s for s, _k in named) >= over or len(named) == NAMED_FIELDS:
             break
     raise FormInvalid([FieldError(key, (
         f"提交的数据过大：此字段约 {kb(s)} KB，提交后流程数据将达 {kb(size)} KB，超过 {kb(limit)} KB 的上限"
@@ -84,4 +89,4 @@ def too_large(workflow: Workflow, size: int, limit: int) -> StateTooLarge:
         bpmn_id=top.bpmn_id if top is not None else None)
 
 
-__all__ = ["NAMED_FIELDS", "NAMED_KEYS", "StateTooLarge", "kb", "refuse_submission", "too_large"]
+__all__ = ["NAMED_FIELDS", "NAMED_KEYS", "StateTooLarge", "counted", "kb", "refuse_submission", "too_large"]

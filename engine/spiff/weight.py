@@ -4,6 +4,10 @@ Read only when a state is over JZFLOW_MAX_STATE_KB (engine/runtime/oversize.py),
 serializer writes a task's data as the keys it changed from its parent's (SpiffWorkflow's delta) and the tree's
 root in full: a key a loop's script changes on every round weighs once per round kept. The root's data is counted
 for its keys but not for its element (after compaction the root is any earlier task, holding everyone's data).
+
+When a workflow — the instance's, or a called process's — completes, SpiffWorkflow 3.2.0 copies its last task's data
+into the workflow's own data (`Workflow._mark_complete`), which the state writes in full: `end_copies` weighs that
+repetition, which the limit does not count.
 """
 from __future__ import annotations
 
@@ -54,4 +58,18 @@ def weigh(workflow: Workflow) -> Weight:
                   keys=by_key.most_common())
 
 
-__all__ = ["Element", "Weight", "weigh"]
+def end_copies(workflow: Workflow) -> int:
+    """Return the characters the state spends repeating, in a completed workflow's (or subprocess's) own data, the data
+    of the End task it was copied from: each key the End task holds with the same value."""
+    total = 0
+    for flow in (workflow, *getattr(workflow, "subprocesses", {}).values()):
+        last = flow.last_task
+        if not flow.completed or last is None or last.task_spec.name != "End":
+            continue
+        kept = last.data
+        total += sum(s for _k, s in _sizes({k: v for k, v in (flow.data or {}).items()
+                                            if k in kept and (kept[k] is v or kept[k] == v)}))
+    return total
+
+
+__all__ = ["Element", "Weight", "end_copies", "weigh"]

@@ -196,17 +196,17 @@ def test_a_message_from_outside_that_would_make_the_state_too_large_is_refused_a
     from engine.runtime import messages
     from engine.runtime.message_models import BpmnMessage
     from tests.conftest import FIXTURES
-    monkeypatch.setenv("JZFLOW_MAX_STATE_KB", "128")
+    monkeypatch.setenv("JZFLOW_MAX_STATE_KB", "96")  # data from outside: at most 48 KB at once
     deploy.deploy(session, deploy.read_directory(FIXTURES / "messages"), actor=SYSTEM, check_lanes=False)
     row = instances.start(session, process_key="msg_case", actor=SYSTEM,
-                          data={"application_id": "A-1", "resumed": 0, "filler": "f" * 60_000})
+                          data={"application_id": "A-1", "resumed": 0, "filler": "f" * 47_500})
     messages.publish(session, name="supplement", actor=SYSTEM, correlations={"application_id": "A-1"},
                      payload={"pages": 3})
     session.commit()
     assert ready(session, row.id).bpmn_id == "review"
     before = session.scalar(select(ProcessInstance.lock_version).where(ProcessInstance.id == row.id))
     with pytest.raises(FormInvalid) as refused:
-        messages.publish(session, name="withdraw", actor=SYSTEM, payload={"reason": "r" * 60_000, "at": "今天"})
+        messages.publish(session, name="withdraw", actor=SYSTEM, payload={"reason": "r" * 47_500, "at": "今天"})
     session.rollback()
     assert [e.field for e in refused.value.errors] == ["data/reason"], refused.value.errors
     assert "JZFLOW_MAX_STATE_KB" in refused.value.errors[0].message
@@ -215,3 +215,64 @@ def test_a_message_from_outside_that_would_make_the_state_too_large_is_refused_a
     assert session.scalar(select(Incident.id).where(Incident.instance_id == row.id)) is None
     assert session.scalar(select(BpmnMessage.id).where(BpmnMessage.name == "withdraw")) is None
     assert ready(session, row.id).bpmn_id == "review"
+
+
+CALLED = """<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" id="c" targetNamespace="t">
+  <bpmn:process id="called" isExecutable="true">
+    <bpmn:startEvent id="c_start"><bpmn:outgoing>c1</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:scriptTask id="c_fill" name="填写"><bpmn:incoming>c1</bpmn:incoming><bpmn:outgoing>c2</bpmn:outgoing>
+      <bpmn:script>report = "r" * 45000</bpmn:script></bpmn:scriptTask>
+    <bpmn:endEvent id="c_end"><bpmn:incoming>c2</bpmn:incoming></bpmn:endEvent>
+    <bpmn:sequenceFlow id="c1" sourceRef="c_start" targetRef="c_fill" />
+    <bpmn:sequenceFlow id="c2" sourceRef="c_fill" targetRef="c_end" />
+  </bpmn:process>
+</bpmn:definitions>
+"""
+
+
+def call_then_review() -> dict[str, bytes]:
+    """start → a call activity (its script writes 45 KB) → review (a user task) → end."""
+    body = """    <bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:callActivity id="call" calledElement="called"><bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>
+    </bpmn:callActivity>
+    <bpmn:userTask id="review" name="审核"><bpmn:incoming>f2</bpmn:incoming><bpmn:outgoing>f3</bpmn:outgoing>
+    </bpmn:userTask>
+    <bpmn:endEvent id="end"><bpmn:incoming>f3</bpmn:incoming></bpmn:endEvent>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="call" />
+    <bpmn:sequenceFlow id="f2" sourceRef="call" targetRef="review" />
+    <bpmn:sequenceFlow id="f3" sourceRef="review" targetRef="end" />
+"""
+    return {"grow.bpmn": (HEAD + body + TAIL).encode(), "called.bpmn": CALLED.encode()}
+
+
+def test_an_instance_well_within_the_limit_completes_though_spiffworkflow_copies_its_data_at_the_end(
+        session: Session, review_org: dict[str, Actor], monkeypatch: pytest.MonkeyPatch) -> None:
+    """At the end SpiffWorkflow copies the last task's data into the workflow's own, and a called process's into its
+    own as it ends: the state holding 45 KB of data took 90 KB after the call and 135 KB at the end. Counted, an
+    instance whose data took more than a third of the limit could never finish: its last step stopped it with
+    `state_too_large`, and a person's last submission was refused. The copies are written, and not counted."""
+    monkeypatch.setenv("JZFLOW_MAX_STATE_KB", "128")
+    deploy.deploy(session, call_then_review(), actor=SYSTEM, check_lanes=False)
+    me = review_org["applicant"]
+    row = instances.start(session, process_key="grow", actor=me)
+    session.commit()
+    assert row.status == "running" and ready(session, row.id).bpmn_id == "review"
+    result = complete(session, row.id, me, {"note": "n" * 25_000})
+    assert result.incident is None and result.status == "completed", result
+    stored = session.get(ProcessInstance, row.id)
+    assert stored is not None and len(stored.state) > 128 * 1024  # what SpiffWorkflow copied is in it, uncounted
+    assert runtime.load(session, row.id, read_only=True).workflow.data["report"] == "r" * 45000
+
+
+def test_a_state_over_the_limit_without_the_end_copies_still_stops_the_instance(
+        session: Session, review_org: dict[str, Actor], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JZFLOW_MAX_STATE_KB", "128")
+    deploy.deploy(session, call_then_review(), actor=SYSTEM, check_lanes=False)
+    me = review_org["applicant"]
+    row = instances.start(session, process_key="grow", actor=me)
+    session.commit()
+    with pytest.raises(FormInvalid) as refused:  # 90 KB held (one copy of the call's data uncounted) + 45 KB
+        tasks.complete(session, task_id=ready(session, row.id).id, actor=me, data={"note": "n" * 45_000})
+    session.rollback()
+    assert [e.field for e in refused.value.errors] == ["note"], refused.value.errors
