@@ -1,7 +1,9 @@
 """Settings from the environment: cached, yet following every change that matters (a JZFLOW_* variable, the cwd)."""
 from __future__ import annotations
 
+import inspect
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -57,6 +59,19 @@ def test_a_changed_variable_is_read_at_once(monkeypatch: pytest.MonkeyPatch, tmp
     assert config.load().sweep_batch == 7
     monkeypatch.setenv("JZFLOW_SWEEP_BATCH", "8")
     assert config.load().sweep_batch == 8
+
+
+def test_every_variable_the_settings_read_is_read_again_when_changed(monkeypatch: pytest.MonkeyPatch,
+                                                                     tmp_path: Path) -> None:
+    # load() is cached on the values of config._KEYS: a variable it reads that is not among them is never read again
+    source = inspect.getsource(config)
+    read = set(re.findall(r'"(JZFLOW_[A-Z0-9_]+)"', source[source.index("def load()"):]))
+    assert read - set(config._KEYS) == set()
+    monkeypatch.setenv("JZFLOW_INSTANCE_DIR", str(tmp_path))
+    monkeypatch.setenv("JZFLOW_OUTBOX_LEASE_SECONDS", "120")
+    assert config.load().outbox_lease_seconds == 120
+    monkeypatch.setenv("JZFLOW_OUTBOX_LEASE_SECONDS", "240")
+    assert config.load().outbox_lease_seconds == 240
 
 
 @pytest.mark.parametrize(("name", "value", "says"), [
