@@ -141,8 +141,9 @@ def certified(session: Session, *, instance_id: int, data: Mapping[str, Any], da
     evidence = f"{STAGES[stage].name} {number or ''}".strip()
     session.flush()
     if stage in STARTS and project.stage in ("lead", "signed"):
+        # the certificate is 开工 even for a project whose 签约 was never recorded: an exception the audit names
         reach_stage(session, project, "started", on=certified_on, actor=actor, evidence=evidence,
-                    note=f"{STAGES[stage].name}核发")
+                    note=f"{STAGES[stage].name}核发", exception=f"{STAGES[stage].name}核发")
         done["project_stage"] = "started"
     if stage == "completion_acceptance" and project.stage == "started" and session.scalar(
             select(StageReport.id).where(StageReport.project_id == project.id, StageReport.stage == "completed",

@@ -25,6 +25,7 @@ from engine.org.actors import Actor
 from engine.org.models import OrgUnit, User
 from engine.runtime import effects
 from plan.indicators.models import Industry
+from plan.projects.lags import STAGE_NAMES
 from plan.projects.models import STAGES, Project, ProjectLibrary, ProjectStage
 
 INVESTMENT_LIBRARY = "investment"  # 招商引资项目
@@ -113,14 +114,28 @@ def lock_project(session: Session, project: Project) -> Project:
     return project
 
 
+def skipped(current: str, stage: str) -> tuple[str, ...]:
+    """Return the stages between `current` and `stage` (empty when `stage` comes next, or is not ahead at all)."""
+    return STAGES[STAGES.index(current) + 1:STAGES.index(stage)]
+
+
+def stage_skipped(project: Project, stage: str, missing: tuple[str, ...]) -> InvalidInput:
+    """The refusal of a stage recorded ahead of the next one (线索 → 签约 → 开工 → 竣工 → 投产, one at a time)."""
+    names = "、".join(STAGE_NAMES[s] for s in missing)
+    return InvalidInput(f"项目 {project.code} 处于{STAGE_NAMES[project.stage]}阶段，下一阶段应为{STAGE_NAMES[missing[0]]}，"
+                        f"不能跳过{names}直接记{STAGE_NAMES[stage]} (stages move one at a time)", field="stage")
+
+
 def reach_stage(session: Session, project: Project, stage: str, *, on: date, actor: Actor, note: str = "",
-                evidence: str = "") -> None:
+                evidence: str = "", exception: str = "") -> None:
     """Record the day a project reached a stage (ProjectStage) and move it there; a stage is reached once (flushes).
 
-    A stage recorded after a later one (a call's 签约 after 开工) keeps its day and leaves the project where it is:
-    the stage never goes backwards.
+    Stages follow one another (线索 → 签约 → 开工 → 竣工 → 投产): a stage ahead of the next one is refused, unless
+    the caller names an `exception` (the 施工许可 certificate of a project whose 签约 was not recorded), which the
+    audit event keeps with the stages skipped. A stage recorded after a later one (a call's 签约 after such a
+    开工) keeps its day and leaves the project where it is: the stage never goes backwards.
 
-    Raises: InvalidInput (unknown stage or reached already)
+    Raises: InvalidInput (unknown stage, reached already, or ahead of the next one)
     """
     if stage not in STAGES:
         raise InvalidInput(f"未知阶段 (unknown stage): {stage}", field="stage")
@@ -129,6 +144,9 @@ def reach_stage(session: Session, project: Project, stage: str, *, on: date, act
                                                     ProjectStage.stage == stage)) is not None:
         raise InvalidInput(f"项目 {project.code} 已处于{stage}阶段 (stage reached already)", field="stage")
     before = project.stage
+    missing = skipped(before, stage)
+    if missing and not exception:
+        raise stage_skipped(project, stage, missing)
     if STAGES.index(stage) > STAGES.index(before):
         project.stage = stage
     session.add(ProjectStage(project_id=project.id, stage=stage, on=on, note=note, recorded_by_id=actor.user_id,
@@ -138,7 +156,8 @@ def reach_stage(session: Session, project: Project, stage: str, *, on: date, act
     audit.record(session, actor, "project.stage", stream=f"project:{project.id}", object_type="project",
                  object_id=project.id, before={"stage": before},
                  after={"stage": stage, "on": on, "note": note, "evidence": evidence[:300],
-                        "project_stage": project.stage})
+                        "project_stage": project.stage,
+                        **({"skipped": list(missing), "exception": exception} if missing else {})})
 
 
 # -- ⑥ leads ----------------------------------------------------------------------------------------
@@ -276,4 +295,5 @@ def project_sign(ctx: effects.RunContext, call: dict[str, Any], project_name: st
 
 
 __all__ = ["ProjectInputInvalid", "add_lead", "approval_start_data", "check_leads", "count_in_stage", "find_industry",
-           "lock_codes", "lock_project", "next_code", "reach_stage", "responsible_leader", "sign", "today"]
+           "lock_codes", "lock_project", "next_code", "reach_stage", "responsible_leader", "sign", "skipped",
+           "stage_skipped", "today"]

@@ -4,11 +4,13 @@ Who may change a project: admins, and members of the project's responsible unit 
 located in (所在单位). Everyone else — another unit, a leader who only sees it, an auditor — is refused
 (Forbidden) before the input is looked at.
 
-Stages move forward only, each with its day and evidence (证明材料: a contract, a permit number…), a day not
+Stages move forward only, one at a time (签约 → 开工 → 竣工 → 投产: a form or an import row that skips one is
+refused naming the stage), each with its day and evidence (证明材料: a contract, a permit number…), a day not
 before the stage reached before it. 签约 and 开工 are recorded by the unit (开工 also by the 施工许可 /
 土石方施工许可 certificate, `plan.projects.approvals`); 竣工 and 投产 are reported by the unit and count only once
-a second person (another member of the unit, the 包挂 leader or an admin) confirms the report. Two officers
-confirming at once: one confirms, the other is told it was confirmed already (a conditional UPDATE).
+a second person (another member of the unit, the 包挂 leader or an admin) confirms the report. A 投产 report may
+wait together with the 竣工 report before it (a finished project entered after the fact) and is confirmed after
+it. Two officers confirming at once: one confirms, the other is told it was confirmed already (a conditional UPDATE).
 
 Every change locks the project's row first (`lock_project`) and checks after it: two officers recording a stage,
 reporting 竣工 or choosing libraries at once are served one after the other, the second told what the first did.
@@ -39,6 +41,8 @@ from plan.projects.core import (
     lock_project,
     next_code,
     reach_stage,
+    skipped,
+    stage_skipped,
     today,
 )
 from plan.projects.fields import PLANNED_FIELDS, PLANNED_NAMES, amount, check_planned, day, text
@@ -290,7 +294,14 @@ def _check_stage(session: Session, project: Project, stage: str, on: date) -> No
     if STAGES.index(stage) <= STAGES.index(project.stage):
         raise InvalidInput(f"项目已处于{STAGE_NAMES[project.stage]}阶段，不能再记{STAGE_NAMES[stage]} "
                            "(stages only move forward)", field="stage")
-    reached = session.scalar(select(func.max(ProjectStage.on)).where(ProjectStage.project_id == project.id))
+    missing = skipped(project.stage, stage)
+    # one stage at a time; only a 投产 report may follow a 竣工 report that waits for its confirmation
+    waiting = dict(session.execute(select(StageReport.stage, StageReport.on).where(
+        StageReport.project_id == project.id, StageReport.stage.in_(missing), StageReport.status == "reported")).all())
+    if set(missing) - set(waiting):
+        raise stage_skipped(project, stage, missing)
+    last = session.scalar(select(func.max(ProjectStage.on)).where(ProjectStage.project_id == project.id))
+    reached = max([d for d in (last, *waiting.values()) if d is not None], default=None)
     if reached is not None and on < reached:
         raise InvalidInput(f"{STAGE_NAMES[stage]}日期 {on} 早于上一阶段日期 {reached} (date out of order)", field="on")
     if on > today():
@@ -356,6 +367,8 @@ def decide_report(session: Session, project: Project, *, actor: Actor, report_id
         raise NotFound("报送不存在 (no such report)", report_id=report_id)
     if not may_confirm(project, report, actor):
         raise ProjectForbidden("须由报送人以外的本单位人员或包挂领导确认 (a second person must confirm)")
+    if confirm and report.status == "reported" and (missing := skipped(project.stage, report.stage)):
+        raise stage_skipped(project, report.stage, missing)  # 投产 waits until its 竣工 report is confirmed
     status = "confirmed" if confirm else "rejected"
     done = session.execute(update(StageReport).where(StageReport.id == report.id, StageReport.status == "reported")
                            .values(status=status, decided_by_id=actor.user_id, decided_at=clock.now())

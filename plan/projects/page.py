@@ -13,8 +13,9 @@ from sqlalchemy.orm import Session
 from engine.org.actors import Actor
 from engine.org.models import Membership, OrgUnit, Role, User
 from plan.projects import approvals
+from plan.projects.core import skipped
 from plan.projects.entry import LEADER_ROLE, library_codes, may_confirm, may_edit
-from plan.projects.models import Project, ProjectApproval, ProjectLibrary, ProjectNeed, StageReport
+from plan.projects.models import STAGES, Project, ProjectApproval, ProjectLibrary, ProjectNeed, StageReport
 from plan.projects.needs import NEED_KINDS
 
 
@@ -55,6 +56,7 @@ class ProjectWork:
     saved_wd: int
     leaders: list[tuple[str, str]]  # 市级领导 (username, name)
     startable: list[tuple[str, str]]  # approval stages one may start by hand now (code, name)
+    recordable: tuple[str, ...] = ()  # the stages the stage form offers: the next one (投产 too while 竣工 waits)
     now: datetime | None = None
 
 
@@ -106,7 +108,14 @@ def project_work(session: Session, project: Project, actor: Actor) -> ProjectWor
         approvals=[ApprovalLine(r, approvals.STAGES[r.stage]) for r in rows if r.stage in approvals.STAGES],
         saved_wd=sum(r.saved_wd or 0 for r in rows),
         leaders=leaders(session),
-        startable=startable)
+        startable=startable, recordable=recordable(project, {r.stage for r in reports if r.status == "reported"}))
 
 
-__all__ = ["ApprovalLine", "NeedLine", "ProjectWork", "ReportLine", "leaders", "project_work", "unit_codes"]
+def recordable(project: Project, waiting: set[str]) -> tuple[str, ...]:
+    """The stages the unit may record or report now: the next one; 投产 too while its 竣工 report waits."""
+    ahead = STAGES[STAGES.index(project.stage) + 1:]
+    return tuple(s for s in ahead if s not in waiting and set(skipped(project.stage, s)) <= waiting)
+
+
+__all__ = ["ApprovalLine", "NeedLine", "ProjectWork", "ReportLine", "leaders", "project_work", "recordable",
+           "unit_codes"]

@@ -14,9 +14,11 @@ from openpyxl import load_workbook
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from engine.errors import InvalidInput
 from engine.org.actors import actor_for
+from plan.indicators.upload import UploadInvalid
 from plan.projects import core, entry, imports
-from plan.projects.models import Project, ProjectStage
+from plan.projects.models import Project, ProjectStage, StageReport
 from tests.engine.conftest import waits_for_a_lock
 from tests.engine.test_project_slice import OFFICER, new_project, world  # noqa: F401
 
@@ -45,7 +47,9 @@ def test_a_stage_recorded_after_a_later_one_does_not_move_the_project_back(world
     session = world
     project = new_project(session)
     officer = actor_for(session, OFFICER)
-    entry.record_stage(session, project, actor=officer, stage="started", on=core.today(), evidence="施工许可证")
+    # 开工 by a 施工许可 certificate before any 签约 was recorded (plan.projects.approvals.certified)
+    core.reach_stage(session, project, "started", on=core.today(), actor=officer, evidence="施工许可证",
+                     exception="施工许可核发")
     # a call's signing recorded late (plan.projects.core.sign does this): the day is kept, the stage stays
     core.reach_stage(session, project, "signed", on=core.today(), actor=officer, evidence="合同")
     session.commit()
@@ -184,3 +188,75 @@ def test_a_preview_holds_no_code_locks_so_stores_of_those_codes_go_on(
                          actor=actor_for(world, OFFICER), store=False)
     assert result.ok and [r.action for r in result.rows] == ["add", "add"]
     assert held == [0, 0]
+
+
+def _stage_refused(call: Any) -> InvalidInput:
+    with pytest.raises(InvalidInput) as refused:
+        call()
+    assert refused.value.details.get("field") == "stage", refused.value.details
+    return refused.value
+
+
+def test_a_stage_cannot_be_skipped_forward(world: Session) -> None:  # noqa: F811
+    """签约 → 投产 without 开工 and 竣工, 线索 → 竣工: the plan's stages follow one another (签约 → 开工 → 竣工 → 投产);
+    a form or an import that jumps ahead is refused naming the stage, and nothing is recorded."""
+    session = world
+    project = new_project(session)
+    officer = actor_for(session, OFFICER)
+    today = core.today()
+    refused = _stage_refused(lambda: entry.record_stage(session, project, actor=officer, stage="completed", on=today,
+                                                        evidence="竣工验收备案"))
+    assert "签约" in refused.message  # names the stage that comes next
+    session.rollback()
+    entry.record_stage(session, project, actor=officer, stage="signed", on=today, evidence="合同 HT-1")
+    session.commit()
+    refused = _stage_refused(lambda: entry.record_stage(session, project, actor=officer, stage="producing", on=today,
+                                                        evidence="试生产备案"))
+    assert "开工" in refused.message
+    session.rollback()
+    _stage_refused(lambda: core.reach_stage(session, project, "producing", on=today, actor=officer))
+    session.rollback()
+    session.expire_all()
+    assert project.stage == "signed"
+    assert session.scalar(select(func.count()).select_from(StageReport).where(StageReport.project_id == project.id)) == 0
+    assert sorted(session.scalars(select(ProjectStage.stage).where(ProjectStage.project_id == project.id))) == [
+        "lead", "signed"]
+
+
+def test_an_import_row_that_skips_a_stage_is_refused_naming_its_column(world: Session) -> None:  # noqa: F811
+    session = world
+    project = new_project(session)
+    day = core.today().isoformat()
+    sheet = f"项目编号,签约日期,签约证明,投产日期,投产证明\n{project.code},{day},合同,{day},试生产备案\n".encode()
+    with pytest.raises(UploadInvalid) as refused:
+        imports.run(session, filename="skip.csv", data=sheet, actor=actor_for(session, OFFICER), store=True)
+    assert refused.value.details["errors"][0]["column"] == "produced_on", refused.value.details
+    assert "开工" in refused.value.message
+    session.rollback()
+    session.expire_all()
+    assert project.stage == "lead"
+
+
+def test_reports_of_completion_and_production_may_wait_together_but_are_confirmed_in_order(
+        world: Session) -> None:  # noqa: F811
+    """A unit entering a finished project after the fact files 竣工 and 投产 together (an import row with both dates);
+    投产 counts only once 竣工 is confirmed."""
+    session = world
+    project = new_project(session)
+    day = core.today().isoformat()
+    sheet = (f"项目编号,签约日期,签约证明,开工日期,开工证明,竣工日期,竣工证明,投产日期,投产证明\n"
+             f"{project.code},{day},合同,{day},施工许可证,{day},竣工备案,{day},试生产备案\n").encode()
+    done = imports.run(session, filename="all.csv", data=sheet, actor=actor_for(session, OFFICER), store=True)
+    session.commit()
+    assert done.ok and done.rows[0].stages == ("signed", "started", "completed", "producing")
+    reports = {r.stage: r for r in session.scalars(select(StageReport).where(StageReport.project_id == project.id))}
+    second = actor_for(session, "liming")
+    _stage_refused(lambda: entry.decide_report(session, project, actor=second, report_id=reports["producing"].id,
+                                               confirm=True))
+    session.rollback()
+    session.expire_all()
+    assert project.stage == "started" and reports["producing"].status == "reported"
+    entry.decide_report(session, project, actor=second, report_id=reports["completed"].id, confirm=True)
+    entry.decide_report(session, project, actor=second, report_id=reports["producing"].id, confirm=True)
+    session.commit()
+    assert project.stage == "producing"

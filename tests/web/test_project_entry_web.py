@@ -244,3 +244,17 @@ def test_the_import_template_downloads_on_a_leap_day(app: Flask, login: Any) -> 
     assert sheet is not None
     values = [[str(c.value or "") for c in row] for row in sheet.iter_rows()]
     assert values[1][values[0].index("计划竣工日期")] == "2029-02-28"  # a year on, the last day of February
+
+
+def test_the_stage_form_offers_the_next_stage_and_refuses_a_skip_naming_it(app: Flask, login: Any) -> None:
+    officer = login(OFFICER)
+    pid = create(officer)
+    page = f"/projects/{pid}"
+    today = core.today().isoformat()
+    assert form_post(officer, f"{page}/stage", {"stage": "signed", "on": today, "evidence": "合同 HT-8"}).status_code == 302
+    form = re.search(r'id="stage-form".*?</select>', officer.get(page).get_data(as_text=True), re.S)
+    assert form and re.findall(r'<option value="(\w+)"', form.group(0)) == ["started"]
+    refused = officer.post(f"{page}/stage", data={"stage": "producing", "on": today, "evidence": "试生产备案",
+                                                  "csrf_token": csrf_of(officer, page)})
+    assert refused.status_code == 422 and "不能跳过开工、竣工直接记投产" in refused.get_data(as_text=True)
+    assert count(app, StageReport, project_id=pid) == 0 and count(app, ProjectStage, project_id=pid) == 2

@@ -117,7 +117,7 @@ def test_two_officers_recording_signing_at_once_record_it_once_without_a_500(
     assert "项目已处于签约阶段" in refused  # the second officer is told the first one signed it
 
 
-def test_signing_and_starting_recorded_at_once_leave_the_project_at_the_later_stage(
+def test_signing_and_starting_recorded_at_once_never_leave_the_project_ahead_of_signing(
         app: Flask, login: Any, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     officer, second = login(OFFICER), login(SECOND)
     pid = create(officer)
@@ -127,7 +127,7 @@ def test_signing_and_starting_recorded_at_once_leave_the_project_at_the_later_st
         original(session, project, stage, on)
         meet(barrier)
         if stage == "signed":
-            time.sleep(0.5)  # 开工 is written first, 签约 after it
+            time.sleep(0.5)  # 签约 holds the project a moment: 开工 waits for it, unless it came first
     monkeypatch.setattr(entry, "_check_stage", checked)
     today = core.today().isoformat()
     answers = two_at_once(
@@ -138,7 +138,14 @@ def test_signing_and_starting_recorded_at_once_leave_the_project_at_the_later_st
         project = s.get(Project, pid)
         assert project is not None
         reached = sorted(s.scalars(sqlalchemy.select(ProjectStage.stage).where(ProjectStage.project_id == pid)))
-        assert project.stage == "started" and "started" in reached, (project.stage, reached)
+    # 开工 waited for 签约 and followed it, or came first and was told 签约 comes next: never ahead of 签约
+    if statuses(answers) == [302, 302]:
+        assert project.stage == "started" and reached == ["lead", "signed", "started"], (project.stage, reached)
+    else:
+        assert statuses(answers) == [302, 422] and project.stage == "signed", (statuses(answers), project.stage)
+        assert "下一阶段应为签约" in answers[1].get_data(as_text=True)
+        assert form_post(second, f"/projects/{pid}/stage", {"stage": "started", "on": today, "evidence": "施工许可"}
+                         ).status_code == 302
     # and 开工 is not lost: 竣工 may follow
     assert form_post(officer, f"/projects/{pid}/stage", {"stage": "completed", "on": today, "evidence": "竣工验收"}
                      ).status_code == 302
