@@ -66,23 +66,28 @@ def period_version(session: Session, period: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def replace_period(session: Session, *, period: str, entries: list[Entry], actor: Actor, via: str,
-                   filename: str | None = None, sha256: str | None = None, seen: str | None = None) -> Replaced:
+def replace_period(session: Session, *, period: str, entries: list[Entry], actor: Actor, via: str, seen: str,
+                   filename: str | None = None, sha256: str | None = None) -> Replaced:
     """Make the period's recorded figures exactly `entries` (flushes; audited per indicator and per period).
 
-    `seen`: the `period_version` the officer's form or preview showed; refused when the figures changed since.
+    `seen`: the `period_version` the officer's form or preview showed, required. The whole period is replaced, so
+    a page opened before another officer's save would silently put back what they changed: refused when the
+    figures changed since, unless the entries are exactly what is stored (the same form posted twice), and
+    refused when `seen` is blank (an old page, a script posting the form: a blind overwrite).
 
-    Raises: Forbidden, InvalidInput, Conflict
+    Raises: Forbidden, InvalidInput, Conflict (field `seen`)
     """
     require_entry(session, actor)
     plan.parse_period(period)
+    if not seen:
+        raise Conflict(f"{period} 的表单缺少数据版本（seen），无法判断页面打开后数据是否已被他人修改，请刷新后重新填写 "
+                       "(the form carries no version `seen`; reload the page)", field="seen", period=period)
     # Two officers storing one period at once: the second waits here, then compares with what the first stored.
     advisory_lock(session, f"indicator_period:{period}")
-    if seen is not None and seen != period_version(session, period):
-        # The whole period is replaced: a page opened before would silently put back what another officer changed.
+    changes = period_changes(session, period, entries)
+    if seen != period_version(session, period) and any(c.kind != "same" for c in changes):
         raise Conflict(f"{period} 的数据已被他人修改，请刷新后重新填写 (changed since the page was opened)",
                        field="seen", period=period)
-    changes = period_changes(session, period, entries)
     current = {v.indicator_id: v for v in session.scalars(select(IndicatorValue).where(IndicatorValue.period == period))}
     ids = {i.code: i.id for i in session.scalars(select(Indicator).where(Indicator.code.in_([c.code for c in changes])))}
     by_code = {e.code: e for e in entries}
@@ -116,11 +121,10 @@ def replace_period(session: Session, *, period: str, entries: list[Entry], actor
     return result
 
 
-def apply_upload(session: Session, *, period: str, filename: str, data: bytes, actor: Actor,
-                 seen: str | None = None) -> Replaced:
+def apply_upload(session: Session, *, period: str, filename: str, data: bytes, actor: Actor, seen: str) -> Replaced:
     """Check a file and, when every row is good, replace the period with it (flushes).
 
-    Raises: Forbidden, InvalidInput, Conflict (`seen` is stale), UploadInvalid (with `errors`: each row's line,
+    Raises: Forbidden, InvalidInput, Conflict (`seen` is stale or blank), UploadInvalid (with `errors`: each row's line,
     column and reason)
     """
     require_entry(session, actor)
@@ -139,10 +143,10 @@ def _invalid(errors: list[RowError]) -> UploadInvalid:
 
 
 def save_form(session: Session, *, period: str, values: Mapping[str, tuple[str, str]], actor: Actor,
-              seen: str | None = None) -> Replaced:
+              seen: str) -> Replaced:
     """Replace a period with the figures of the entry form ({code: (value, source)}; a blank value removes it).
 
-    Raises: Forbidden, InvalidInput, Conflict (`seen` is stale), UploadInvalid
+    Raises: Forbidden, InvalidInput, Conflict (`seen` is stale or blank), UploadInvalid
     """
     require_entry(session, actor)
     year, _ = plan.parse_period(period)

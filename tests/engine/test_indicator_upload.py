@@ -77,7 +77,7 @@ def test_bad_file_is_refused_row_by_row_and_nothing_is_stored(data: Session, off
     assert "2025-07" in reasons[10] and "缺少指标代码" in reasons[11] and "名称与代码不符" in reasons[12]
     with pytest.raises(indicators.UploadInvalid) as refused:
         indicators.apply_upload(data, period="2025-08", filename="八月.csv", data=BAD_CSV.encode("utf-8"),
-                                actor=officer)
+                                actor=officer, seen=indicators.period_version(data, "2025-08"))
     assert [e["line"] for e in refused.value.details["errors"]] == [3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
     assert "第3行" in refused.value.message
     data.rollback()
@@ -118,7 +118,8 @@ def test_good_xlsx_previews_then_updates_the_dashboard(data: Session, officer: A
     assert kinds == {"tertiary_share": "change", "scale_smart_appliances": "change",
                      "industrial_enterprises": "change", "gdp_growth": "add", "scale_new_energy": "remove"}
     assert {c.code: c.after for c in preview.changes}["scale_smart_appliances"] == Decimal("400.0000")
-    result = indicators.apply_upload(data, period="2025-08", filename="八月.xlsx", data=content, actor=officer)
+    result = indicators.apply_upload(data, period="2025-08", filename="八月.xlsx", data=content, actor=officer,
+                                     seen=indicators.period_version(data, "2025-08"))
     data.commit()
     assert (result.added, result.changed, result.removed, result.unchanged) == (1, 3, 1, 0)
     now = {r.code: r for r in dashboard.indicator_rows(data, "2025-08", ALL)}
@@ -143,7 +144,8 @@ def test_good_xlsx_previews_then_updates_the_dashboard(data: Session, officer: A
         ("indicator.value.set", "50.0000", "54.0000")]
     # a re-upload of the same period replaces it again
     again = indicators.apply_upload(data, period="2025-08", filename="八月v2.csv", actor=officer,
-                                    data="指标代码,数值\ntertiary_share,53.5\n".encode())
+                                    data="指标代码,数值\ntertiary_share,53.5\n".encode(),
+                                    seen=indicators.period_version(data, "2025-08"))
     data.commit()
     assert (again.added, again.changed, again.removed) == (0, 1, 3)
     assert [e.action for e in data.scalars(select(AuditEvent).where(
@@ -155,9 +157,9 @@ def test_only_data_officers_store(data: Session) -> None:
     staff = actor_for(data, "miaoqing")  # 服务专员
     with pytest.raises(Forbidden):
         indicators.apply_upload(data, period="2025-08", filename="a.csv", data=b"code,value\ngdp_growth,5\n",
-                                actor=staff)
+                                actor=staff, seen="x")
     with pytest.raises(Forbidden):
-        indicators.save_form(data, period="2025-08", values={}, actor=staff)
+        indicators.save_form(data, period="2025-08", values={}, actor=staff, seen="x")
     assert indicators.can_enter(data, actor_for(data, "admin"))
 
 
@@ -167,11 +169,13 @@ def test_form_replaces_the_period_and_reports_bad_fields(data: Session, officer:
     assert figures["tertiary_share"][0].startswith("50")
     figures["tertiary_share"] = ("abc", "统计局")
     with pytest.raises(indicators.UploadInvalid, match="不是数字"):
-        indicators.save_form(data, period="2025-08", values=figures, actor=officer)
+        indicators.save_form(data, period="2025-08", values=figures, actor=officer,
+                             seen=indicators.period_version(data, "2025-08"))
     data.rollback()
     figures["tertiary_share"] = ("53", "统计局")
     figures["scale_new_energy"] = ("", "")
-    result = indicators.save_form(data, period="2025-08", values=figures, actor=officer)
+    result = indicators.save_form(data, period="2025-08", values=figures, actor=officer,
+                                  seen=indicators.period_version(data, "2025-08"))
     data.commit()
     assert (result.added, result.changed, result.removed) == (0, 1, 1)
     rows = {r.code: r for r in dashboard.indicator_rows(data, "2025-08", ALL)}
@@ -193,7 +197,8 @@ def test_a_source_typed_as_a_formula_is_text_in_the_template(data: Session, offi
     formula = '=HYPERLINK("http://evil.example/x","统计局")'
     figures = {code: (value, source) for code, value, source in (
         ("tertiary_share", "53", formula), ("gdp_growth", "-0.5", "@SUM(1+1)*cmd|' /C calc'!A0"))}
-    indicators.save_form(data, period="2025-08", values=figures, actor=officer)
+    indicators.save_form(data, period="2025-08", values=figures, actor=officer,
+                             seen=indicators.period_version(data, "2025-08"))
     data.commit()
     lines = indicators.template_csv(data, "2025-08").decode("utf-8-sig").splitlines()
     tertiary = next(line for line in lines if line.startswith("tertiary_share"))
@@ -208,29 +213,32 @@ def test_a_source_typed_as_a_formula_is_text_in_the_template(data: Session, offi
 
 def test_two_officers_saving_one_period_at_once_are_served_one_after_the_other(
         data: Session, officer: Actor, race: Race) -> None:  # noqa: F811
-    """Both forms pass their checks together: the second must see what the first stored, not collide with it (a
-    unique violation, a 500) nor overwrite it with an audit trail that says it changed nothing."""
+    """Both forms pass their checks together, each showing the same figures: the second waits for the first, then is
+    refused (409) for what the first stored — not a collision on the unique key (a 500), nor an overwrite of the
+    first's figures with an audit trail that says it changed nothing."""
     other = actor_for(data, "pengtao")  # 发改局 数据监测
+    seen = indicators.period_version(data, "2025-09")
     data.commit()
     outcomes = race(
-        lambda s: indicators.save_form(s, period="2025-09", values={"gdp_growth": ("5.1", "统计局")}, actor=officer),
-        lambda s: indicators.save_form(s, period="2025-09", values={"gdp_growth": ("5.2", "发改局")}, actor=other))
-    assert outcomes == [None, None]
+        lambda s: indicators.save_form(s, period="2025-09", values={"gdp_growth": ("5.1", "统计局")}, actor=officer,
+                                       seen=seen),
+        lambda s: indicators.save_form(s, period="2025-09", values={"gdp_growth": ("5.2", "发改局")}, actor=other,
+                                       seen=seen))
+    assert sorted(type(o).__name__ for o in outcomes) == ["Conflict", "NoneType"], outcomes
     data.expire_all()
     (kept,) = data.scalars(select(IndicatorValue).where(IndicatorValue.period == "2025-09"))
     events = data.scalars(select(AuditEvent).where(AuditEvent.action == "indicator.value.set",
-                                                   AuditEvent.stream == f"indicator:{kept.indicator_id}")
-                          .order_by(AuditEvent.id)).all()
-    first, second = events[-2:]
-    assert first.before is None and second.before is not None, [e.before for e in events]
-    assert second.before["value"] == first.after["value"]  # the second replaced what the first stored
-    assert Decimal(kept.value) == Decimal(second.after["value"])
+                                                   AuditEvent.stream == f"indicator:{kept.indicator_id}",
+                                                   AuditEvent.after["period"].as_string() == "2025-09")).all()
+    assert len(events) == 1 and events[0].before is None  # the first stored, the second changed nothing
+    assert Decimal(kept.value) == Decimal(events[0].after["value"])
 
 
 @pytest.mark.parametrize("huge", ["1e30", str(10**30), "-9" * 1 + "9" * 40, "1E+999999"])
 def test_a_huge_figure_is_refused_row_by_row_by_the_form_and_the_file(data: Session, officer: Actor, huge: str) -> None:
     with pytest.raises(indicators.UploadInvalid, match="数值过大"):
-        indicators.save_form(data, period="2025-08", values={"gdp_growth": (huge, "统计局")}, actor=officer)
+        indicators.save_form(data, period="2025-08", values={"gdp_growth": (huge, "统计局")}, actor=officer,
+                             seen=indicators.period_version(data, "2025-08"))
     preview = indicators.preview_upload(data, period="2025-08", filename="big.csv",
                                         data=f"指标代码,数值\ngdp_growth,{huge}\n".encode())
     assert not preview.ok and [(e.line, e.column) for e in preview.errors] == [(2, "value")], preview.errors

@@ -174,8 +174,9 @@ def test_upload_preview_confirm_and_refusal(login: Login, dash_app: Flask) -> No
 
 def test_form_entry(login: Login) -> None:
     officer = login("pengtao")  # 发改局 数据监测
-    token = csrf_of(officer, "/dashboard/data?period=2025-08")
-    saved = officer.post("/dashboard/data", data={"csrf_token": token, "period": "2025-08",
+    fields = _form_fields(officer.get("/dashboard/data?period=2025-08").get_data(as_text=True))
+    token = fields["csrf_token"]
+    saved = officer.post("/dashboard/data", data={"csrf_token": token, "period": "2025-08", "seen": fields["seen"],
                                                   "value:gdp_growth": "5.7", "source:gdp_growth": "统计局快报",
                                                   "value:tertiary_share": "50", "source:tertiary_share": "统计局"})
     assert saved.status_code == 302
@@ -254,3 +255,34 @@ def test_a_form_opened_before_someone_else_saved_does_not_undo_their_figures(log
     assert first.post("/dashboard/data/confirm", data=confirm).status_code == 409
     assert _form_fields(second.get("/dashboard/data?period=2025-08").get_data(as_text=True))[
         "value:tertiary_share"] == "52"
+
+
+def test_a_form_without_its_version_is_refused_not_stored_blind(login: Login, dash_app: Flask) -> None:
+    """`seen` (the version of the period the page showed) is what tells a stale page: a post without it — a page
+    from before the field, a script posting the form — would replace the period whatever was stored since. Refused
+    (409, naming the field), nothing changed; the form and the upload's confirmation alike."""
+    officer = login("fanwenjuan")
+    fields = _form_fields(officer.get("/dashboard/data?period=2025-08").get_data(as_text=True))
+    assert fields.pop("seen")
+    late = officer.post("/dashboard/data", data={**fields, "value:tertiary_share": "51"})
+    assert late.status_code == 409 and "seen" in late.get_data(as_text=True)
+    assert _form_fields(officer.get("/dashboard/data?period=2025-08").get_data(as_text=True))[
+        "value:tertiary_share"].startswith("50")
+    preview = officer.post("/dashboard/data/upload", data={
+        "csrf_token": fields["csrf_token"], "period": "2025-08",
+        "file": (io.BytesIO("指标代码,数值,单位\ntertiary_share,54,%\n".encode()), "八月.csv")},
+        content_type="multipart/form-data").get_data(as_text=True)
+    confirm = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)">', preview))
+    assert confirm.pop("seen")
+    assert officer.post("/dashboard/data/confirm", data=confirm).status_code == 409
+
+
+def test_the_same_form_posted_twice_saves_once_and_says_so_twice(login: Login) -> None:
+    """A double click on 保存: the second copy carries the version the first one changed, but puts back exactly
+    what the first stored — no one else's figures are undone, so it is not refused as a stale page."""
+    officer = login("fanwenjuan")
+    fields = _form_fields(officer.get("/dashboard/data?period=2025-08").get_data(as_text=True))
+    posted = {**fields, "value:tertiary_share": "52"}
+    assert [officer.post("/dashboard/data", data=posted).status_code for _ in range(2)] == [302, 302]
+    assert _form_fields(officer.get("/dashboard/data?period=2025-08").get_data(as_text=True))[
+        "value:tertiary_share"].startswith("52")

@@ -194,8 +194,11 @@ def test_free_text_comes_back_escaped_everywhere(world: World) -> None:
          {"message": payload("V01"), "due_date": "2030-01-01"})
     send(admin, f"/supervision/task/{open_task(world, back_id, 'submit_application')}/escalate",
          {"note": payload("V02")})
+    entry_form = world.clients["data_officer"].get("/dashboard/data?period=2025-08").get_data(as_text=True)
+    seen = re.search(r'name="seen" value="(\w+)"', entry_form)
+    assert seen is not None
     send(world.clients["data_officer"], "/dashboard/data", {"period": "2025-08", "value:gdp_growth": "5.1",
-                                                            "source:gdp_growth": payload("D01")})
+                                                            "source:gdp_growth": payload("D01"), "seen": seen.group(1)})
     deploy_names(world)
     xss_process = send(admin, "/processes/xss_names/start", {"title": "流程名称"})
     assert xss_process.status_code == 302

@@ -41,7 +41,7 @@ def save() -> ResponseReturnValue:
     values = {code[len("value:"):]: (text, request.form.get("source:" + code[len("value:"):], ""))
               for code, text in request.form.items() if code.startswith("value:")}
     result = indicators.save_form(session, period=period, values=values, actor=current_actor(),
-                                  seen=request.form.get("seen") or None)
+                                  seen=request.form.get("seen", "")[:64])
     return _saved(period, result)
 
 
@@ -82,7 +82,7 @@ def confirm() -> ResponseReturnValue:
     if hashlib.sha256(payload).hexdigest() != request.form.get("sha256"):
         raise InvalidInput(_("上传内容已损坏，请重新上传"), field="payload")
     result = indicators.apply_upload(session, period=period, filename=request.form.get("filename", "upload.csv"),
-                                     data=payload, actor=current_actor(), seen=request.form.get("seen") or None)
+                                     data=payload, actor=current_actor(), seen=request.form.get("seen", "")[:64])
     return _saved(period, result)
 
 
