@@ -26,7 +26,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from engine import audit, clock
@@ -112,7 +112,8 @@ def _unit(session: Session, code: str, field: str) -> OrgUnit:
     return unit
 
 
-def _libraries(session: Session, codes: Iterable[str]) -> list[ProjectLibrary]:
+def libraries_named(session: Session, codes: Iterable[str]) -> list[ProjectLibrary]:
+    """Return the libraries with these codes, in order. Raises: InvalidInput (an unknown code, or none)"""
     wanted = [c for c in dict.fromkeys(c.strip() for c in codes) if c]
     found = {lib.code: lib for lib in session.scalars(select(ProjectLibrary).where(ProjectLibrary.code.in_(wanted)))}
     unknown = [c for c in wanted if c not in found]
@@ -123,7 +124,8 @@ def _libraries(session: Session, codes: Iterable[str]) -> list[ProjectLibrary]:
     return [found[c] for c in wanted]
 
 
-def _leader(session: Session, username: str) -> User:
+def city_leader(session: Session, username: str) -> User:
+    """Return the active 市级领导 with this username. Raises: InvalidInput"""
     user = session.scalar(select(User).join(Membership, Membership.user_id == User.id)
                           .join(Role, Role.id == Membership.role_id)
                           .where(User.username == username, Role.code == LEADER_ROLE, User.is_active.is_(True)))
@@ -192,14 +194,14 @@ def create_project(session: Session, *, actor: Actor, data: ProjectInput, code: 
     location = _unit(session, data.location_code or data.unit_code, "location_code")
     if not (actor.is_admin or actor.is_system or {unit.id, location.id} & actor.org_unit_ids):
         raise ProjectForbidden("只能录入本单位的项目 (you may only enter your own unit's projects)")
-    libraries = _libraries(session, data.libraries)
+    libraries = libraries_named(session, data.libraries)
     industry = find_industry(session, data.industry)
     if data.industry and industry is None:
         raise InvalidInput(f"产业“{data.industry}”不存在 (no such industry)", field="industry")
     category = industry.category if industry else data.category
     if category not in CATEGORIES:
         raise InvalidInput("没有产业时须填类别 (focus/key/layout)", field="category")
-    leader = _leader(session, data.leader) if data.leader else None
+    leader = city_leader(session, data.leader) if data.leader else None
     if code is not None and lock:
         lock_codes(session, code)  # the same new code added at once elsewhere: the second finds it taken
     if code is not None and session.scalar(select(Project.id).where(Project.code == code)) is not None:
@@ -222,68 +224,6 @@ def create_project(session: Session, *, actor: Actor, data: ProjectInput, code: 
                                               "planned": {f: d for f, d in data.planned}})
     reach_stage(session, project, "lead", on=on, actor=actor, note="录入")
     return project
-
-
-def set_planned(session: Session, project: Project, *, actor: Actor, dates: Mapping[str, date | None]) -> None:
-    """Set a project's planned dates, in order (flushes). Raises: ProjectForbidden, InvalidInput naming the field"""
-    lock_project(session, project)  # the dates not given are merged in as they are now
-    require_edit(project, actor)
-    merged = {f: dates[f] if f in dates else getattr(project, f) for f in PLANNED_FIELDS}
-    check_planned(merged)
-    before = {f: getattr(project, f) for f in PLANNED_FIELDS}
-    for field, value in merged.items():
-        setattr(project, field, value)
-    session.flush()
-    audit.record(session, actor, "project.plan", stream=f"project:{project.id}", object_type="project",
-                 object_id=project.id, before=before, after=merged)
-
-
-def set_libraries(session: Session, project: Project, *, actor: Actor, codes: Iterable[str]) -> list[str]:
-    """Make the project a member of exactly these libraries (平台化动态更新; flushes).
-
-    Raises: ProjectForbidden, InvalidInput
-    """
-    lock_project(session, project)  # the memberships are read, then added to
-    require_edit(project, actor)
-    libraries = _libraries(session, codes)
-    before = list(session.scalars(select(ProjectLibrary.code).join(LibraryMember).where(
-        LibraryMember.project_id == project.id).order_by(ProjectLibrary.code)))
-    keep = {lib.id for lib in libraries}
-    session.execute(delete(LibraryMember).where(LibraryMember.project_id == project.id,
-                                                LibraryMember.library_id.not_in(keep)))
-    have = set(session.scalars(select(LibraryMember.library_id).where(LibraryMember.project_id == project.id)))
-    for lib in libraries:
-        if lib.id not in have:
-            session.add(LibraryMember(project_id=project.id, library_id=lib.id, added_by_id=actor.user_id))
-    project.library_id = libraries[0].id if project.library_id not in keep else project.library_id
-    session.flush()
-    after = sorted(lib.code for lib in libraries)
-    audit.record(session, actor, "project.libraries", stream=f"project:{project.id}", object_type="project",
-                 object_id=project.id, before={"libraries": before}, after={"libraries": after})
-    return after
-
-
-def library_codes(session: Session, project_id: int) -> list[str]:
-    """Return the codes of the libraries a project belongs to (its home library when none is recorded)."""
-    codes = list(session.scalars(select(ProjectLibrary.code).join(LibraryMember).where(
-        LibraryMember.project_id == project_id).order_by(ProjectLibrary.id)))
-    if codes:
-        return codes
-    home = session.scalar(select(ProjectLibrary.code).join(Project, Project.library_id == ProjectLibrary.id)
-                          .where(Project.id == project_id))
-    return [home] if home else []
-
-
-def set_leader(session: Session, project: Project, *, actor: Actor, username: str) -> None:
-    """Name the 市级领导 who 包挂s the project (empty: none; flushes). Raises: ProjectForbidden, InvalidInput"""
-    lock_project(session, project)
-    require_edit(project, actor)
-    leader = _leader(session, username) if username else None
-    before = project.responsible_leader_id
-    project.responsible_leader_id = leader.id if leader else None
-    session.flush()
-    audit.record(session, actor, "project.leader", stream=f"project:{project.id}", object_type="project",
-                 object_id=project.id, before={"leader_id": before}, after={"leader": username or None})
 
 
 # -- stages --------------------------------------------------------------------------------------------
@@ -395,12 +335,13 @@ __all__ = [
     "ProjectInput",
     "amount",
     "check_planned",
+    "city_leader",
     "create_project",
     "day",
     "decide_report",
     "file_report",
     "get_project",
-    "library_codes",
+    "libraries_named",
     "may_confirm",
     "may_edit",
     "may_enter",
@@ -408,8 +349,5 @@ __all__ = [
     "record_stage",
     "require_edit",
     "require_enter",
-    "set_leader",
-    "set_libraries",
-    "set_planned",
     "text",
 ]

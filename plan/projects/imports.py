@@ -31,7 +31,7 @@ from engine.errors import EngineError, InvalidInput
 from engine.org import idempotency
 from engine.org.actors import Actor
 from plan.indicators.upload import MAX_BYTES, MAX_ROWS, UploadInvalid, read_table
-from plan.projects import entry
+from plan.projects import edits, entry
 from plan.projects.core import lock_codes, today
 from plan.projects.models import STAGES, Project
 
@@ -132,11 +132,11 @@ def _row(session: Session, cells: dict[str, str], actor: Actor) -> RowDone:
     if project is not None:
         planned = {f: entry.day(cells.get(f), f) for f in entry.PLANNED_FIELDS if cells.get(f, "").strip()}
         if planned:
-            entry.set_planned(session, project, actor=actor, dates=planned)
+            edits.set_planned(session, project, actor=actor, dates=planned)
         else:
             entry.require_edit(project, actor)
         if cells.get("libraries", "").strip():
-            entry.set_libraries(session, project, actor=actor, codes=cells["libraries"].replace("，", ",").split(","))
+            edits.set_libraries(session, project, actor=actor, codes=cells["libraries"].replace("，", ",").split(","))
         return RowDone(0, project.code, project.name, "update", tuple(_stages(session, project, cells, actor)))
     if code and len(code) > 40:
         raise InvalidInput("项目编号不能超过 40 个字 (code too long)", field="code")

@@ -14,7 +14,8 @@ from engine.org.actors import Actor
 from engine.org.models import Membership, OrgUnit, Role, User
 from plan.projects import approvals
 from plan.projects.core import skipped
-from plan.projects.entry import LEADER_ROLE, library_codes, may_confirm, may_edit
+from plan.projects.edits import library_codes
+from plan.projects.entry import LEADER_ROLE, may_confirm, may_edit
 from plan.projects.models import STAGES, Project, ProjectApproval, ProjectLibrary, ProjectNeed, StageReport
 from plan.projects.needs import NEED_KINDS
 

@@ -22,7 +22,7 @@ from engine.deadlines import calendar
 from engine.errors import InvalidInput
 from engine.org.actors import Actor
 from plan.projects import approvals
-from plan.projects.entry import set_planned
+from plan.projects.edits import set_planned
 from plan.projects.lags import STAGE_NAMES, lag_of
 from plan.projects.models import LibraryMember, Project
 

@@ -21,7 +21,7 @@ from engine.org.models import OrgUnit
 from engine.runtime.models import ProcessInstance
 from engine.tasks.models import HumanTask
 from plan import projects as core
-from plan.projects import approvals, entry, needs, schedule
+from plan.projects import approvals, edits, entry, needs, schedule
 from plan.projects.lags import lag_of
 from plan.projects.models import LibraryMember, Project, ProjectApproval, ProjectNeed, ProjectStage, StageReport
 from plan.projects.slow_projects import flag_slow_projects
@@ -77,7 +77,7 @@ def test_a_project_goes_from_lead_to_producing_with_its_four_approval_stages_cha
     session = world
     project = new_project(session)
     officer, second = actor_for(session, OFFICER), actor_for(session, SECOND)
-    assert project.stage == "lead" and sorted(entry.library_codes(session, project.id)) == ["investment", "key"]
+    assert project.stage == "lead" and sorted(edits.library_codes(session, project.id)) == ["investment", "key"]
     entry.record_stage(session, project, actor=officer, stage="signed", on=core.core.today(), evidence="合同 HT-001")
     session.commit()
 
@@ -218,9 +218,9 @@ def test_a_user_of_another_unit_cannot_change_the_project(world: Session) -> Non
     outsider = actor_for(session, OUTSIDER)
     attempts = [
         lambda: entry.record_stage(session, project, actor=outsider, stage="signed", on=core.core.today(), evidence="x"),
-        lambda: entry.set_planned(session, project, actor=outsider, dates={"planned_start": date(2026, 1, 5)}),
-        lambda: entry.set_libraries(session, project, actor=outsider, codes=["land"]),
-        lambda: entry.set_leader(session, project, actor=outsider, username="wangjianguo"),
+        lambda: edits.set_planned(session, project, actor=outsider, dates={"planned_start": date(2026, 1, 5)}),
+        lambda: edits.set_libraries(session, project, actor=outsider, codes=["land"]),
+        lambda: edits.set_leader(session, project, actor=outsider, username="wangjianguo"),
         lambda: needs.raise_need(session, project, actor=outsider, kind="land", description="x"),
     ]
     for attempt in attempts:
@@ -231,7 +231,7 @@ def test_a_user_of_another_unit_cannot_change_the_project(world: Session) -> Non
             {"name": "x", "investment": "1", "unit_code": "tcj", "libraries": "key", "category": "key"}))
     session.rollback()
     assert session.scalar(select(func.count()).select_from(ProjectNeed)) == 0
-    assert project.stage == "lead" and entry.library_codes(session, project.id) == ["key", "investment"]
+    assert project.stage == "lead" and edits.library_codes(session, project.id) == ["key", "investment"]
 
 
 def test_dates_out_of_order_are_refused_naming_the_field(world: Session) -> None:
@@ -239,7 +239,7 @@ def test_dates_out_of_order_are_refused_naming_the_field(world: Session) -> None
     project = new_project(session)
     officer = actor_for(session, OFFICER)
     with pytest.raises(InvalidInput) as caught:
-        entry.set_planned(session, project, actor=officer,
+        edits.set_planned(session, project, actor=officer,
                           dates={"planned_start": date(2026, 5, 1), "planned_complete": date(2026, 3, 1)})
     assert caught.value.details["field"] == "planned_complete" and "计划竣工日期" in caught.value.message
     with pytest.raises(InvalidInput) as caught:
@@ -257,7 +257,7 @@ def test_dates_out_of_order_are_refused_naming_the_field(world: Session) -> None
         entry.record_stage(session, project, actor=officer, stage="started", on=core.core.today(), evidence=" ")
     assert caught.value.details["field"] == "evidence"
     with pytest.raises(InvalidInput):
-        entry.set_leader(session, project, actor=officer, username=OUTSIDER)  # not a 市级领导
+        edits.set_leader(session, project, actor=officer, username=OUTSIDER)  # not a 市级领导
 
 
 def test_needs_are_tracked_until_resolved_with_who_and_when(world: Session) -> None:

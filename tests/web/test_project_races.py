@@ -21,7 +21,7 @@ import pytest
 import sqlalchemy
 from flask import Flask
 
-from plan.projects import core, entry, imports
+from plan.projects import core, edits, entry, imports
 from plan.projects.models import LibraryMember, Project, ProjectLibrary, ProjectStage, StageReport
 from tests.web.test_project_entry_web import OFFICER, SECOND, app, count, create, form_post, import_rows, login, upload  # noqa: F401
 
@@ -173,7 +173,7 @@ def test_two_officers_adding_the_same_library_at_once_both_get_an_answer(
         app: Flask, login: Any, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     officer, second = login(OFFICER), login(SECOND)
     pid = create(officer)  # in key and land: both keep them (nothing deleted, nothing locked by a delete)
-    meet_after(monkeypatch, entry, "_libraries")
+    meet_after(monkeypatch, edits, "libraries_named")
 
     def choose(client: Any) -> Any:
         return form_post(client, f"/projects/{pid}/libraries", {"libraries": ["key", "land", "government"]})

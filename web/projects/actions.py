@@ -9,7 +9,7 @@ from flask_babel import gettext as _
 from flask_login import login_required
 
 from engine.errors import InvalidInput
-from plan.projects import approvals, entry, needs, schedule, views
+from plan.projects import approvals, edits, entry, needs, schedule, views
 from plan.projects.models import Project
 from web import links
 from web.common import commit, current_actor, db_session
@@ -40,7 +40,7 @@ def plan(project_id: int) -> ResponseReturnValue:
     project = _project(project_id)
     entry.require_edit(project, current_actor())
     dates = {f: entry.day(request.form.get(f), f) for f in entry.PLANNED_FIELDS}
-    entry.set_planned(db_session(), project, actor=current_actor(), dates=dates)
+    edits.set_planned(db_session(), project, actor=current_actor(), dates=dates)
     flash(_("计划日期已保存"))
     return _back(project, "stages")
 
@@ -87,7 +87,7 @@ def decide(project_id: int, report_id: int, decision: str) -> ResponseReturnValu
 @login_required
 def libraries(project_id: int) -> ResponseReturnValue:
     project = _project(project_id)
-    entry.set_libraries(db_session(), project, actor=current_actor(), codes=request.form.getlist("libraries")[:10])
+    edits.set_libraries(db_session(), project, actor=current_actor(), codes=request.form.getlist("libraries")[:10])
     flash(_("项目库已更新"))
     return _back(project, "libraries")
 
@@ -96,7 +96,7 @@ def libraries(project_id: int) -> ResponseReturnValue:
 @login_required
 def leader(project_id: int) -> ResponseReturnValue:
     project = _project(project_id)
-    entry.set_leader(db_session(), project, actor=current_actor(), username=request.form.get("leader", "")[:60])
+    edits.set_leader(db_session(), project, actor=current_actor(), username=request.form.get("leader", "")[:60])
     flash(_("包挂领导已更新"))
     return _back(project, "libraries")
 
