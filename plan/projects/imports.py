@@ -132,11 +132,12 @@ def _row(session: Session, cells: dict[str, str], actor: Actor) -> RowDone:
     if project is not None:
         planned = {f: entry.day(cells.get(f), f) for f in entry.PLANNED_FIELDS if cells.get(f, "").strip()}
         if planned:
-            edits.set_planned(session, project, actor=actor, dates=planned)
+            edits.set_planned(session, project, actor=actor, dates=planned, seen=None)
         else:
             entry.require_edit(project, actor)
         if cells.get("libraries", "").strip():
-            edits.set_libraries(session, project, actor=actor, codes=cells["libraries"].replace("，", ",").split(","))
+            edits.set_libraries(session, project, actor=actor, codes=cells["libraries"].replace("，", ",").split(","),
+                                seen=None)
         return RowDone(0, project.code, project.name, "update", tuple(_stages(session, project, cells, actor)))
     if code and len(code) > 40:
         raise InvalidInput("项目编号不能超过 40 个字 (code too long)", field="code")

@@ -14,7 +14,7 @@ from engine.org.actors import Actor
 from engine.org.models import Membership, OrgUnit, Role, User
 from plan.projects import approvals
 from plan.projects.core import skipped
-from plan.projects.edits import library_codes
+from plan.projects.edits import leader_version, libraries_version, library_codes, planned_version
 from plan.projects.entry import LEADER_ROLE, may_confirm, may_edit
 from plan.projects.models import STAGES, Project, ProjectApproval, ProjectLibrary, ProjectNeed, StageReport
 from plan.projects.needs import NEED_KINDS
@@ -58,6 +58,7 @@ class ProjectWork:
     leaders: list[tuple[str, str]]  # 市级领导 (username, name)
     startable: list[tuple[str, str]]  # approval stages one may start by hand now (code, name)
     recordable: tuple[str, ...] = ()  # the stages the stage form offers: the next one (投产 too while 竣工 waits)
+    seen: dict[str, str] | None = None  # the version each form carries (`plan.stale`): planned, libraries, leader
     now: datetime | None = None
 
 
@@ -109,7 +110,9 @@ def project_work(session: Session, project: Project, actor: Actor) -> ProjectWor
         approvals=[ApprovalLine(r, approvals.STAGES[r.stage]) for r in rows if r.stage in approvals.STAGES],
         saved_wd=sum(r.saved_wd or 0 for r in rows),
         leaders=leaders(session),
-        startable=startable, recordable=recordable(project, {r.stage for r in reports if r.status == "reported"}))
+        startable=startable, recordable=recordable(project, {r.stage for r in reports if r.status == "reported"}),
+        seen={"planned": planned_version(project), "libraries": libraries_version(session, project),
+              "leader": leader_version(project)})
 
 
 def recordable(project: Project, waiting: set[str]) -> tuple[str, ...]:

@@ -71,10 +71,13 @@ def backward(planned_complete: date, *, construction_wd: int, produce_wd: int,
 
 
 def schedule_backward(session: Session, project: Project, *, actor: Actor, planned_complete: date,
-                      construction_wd: int, produce_wd: int) -> Backward:
-    """Set a project's planned dates by 倒排工期 (flushes). Raises: ProjectForbidden, InvalidInput"""
+                      construction_wd: int, produce_wd: int, seen: str | None) -> Backward:
+    """Set a project's planned dates by 倒排工期 (flushes; `seen` as `edits.set_planned`'s).
+
+    Raises: ProjectForbidden, InvalidInput, Conflict
+    """
     plan = backward(planned_complete, construction_wd=construction_wd, produce_wd=produce_wd)
-    set_planned(session, project, actor=actor, dates=plan.as_dict())
+    set_planned(session, project, actor=actor, dates=plan.as_dict(), seen=seen)
     return plan
 
 

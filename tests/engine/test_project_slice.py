@@ -172,7 +172,8 @@ def test_backward_schedule_counts_working_days_from_the_planned_completion(world
     session = world
     project = new_project(session)
     plan = schedule.schedule_backward(session, project, actor=actor_for(session, OFFICER),
-                                      planned_complete=date(2026, 10, 30), construction_wd=200, produce_wd=20)
+                                      planned_complete=date(2026, 10, 30), construction_wd=200, produce_wd=20,
+                                      seen=edits.planned_version(project))
     session.commit()
     assert plan.planned_complete == date(2026, 10, 30)
     assert calendar.working_days_between(plan.planned_start, plan.planned_complete) == 200
@@ -218,9 +219,11 @@ def test_a_user_of_another_unit_cannot_change_the_project(world: Session) -> Non
     outsider = actor_for(session, OUTSIDER)
     attempts = [
         lambda: entry.record_stage(session, project, actor=outsider, stage="signed", on=core.core.today(), evidence="x"),
-        lambda: edits.set_planned(session, project, actor=outsider, dates={"planned_start": date(2026, 1, 5)}),
-        lambda: edits.set_libraries(session, project, actor=outsider, codes=["land"]),
-        lambda: edits.set_leader(session, project, actor=outsider, username="wangjianguo"),
+        lambda: edits.set_planned(session, project, actor=outsider, dates={"planned_start": date(2026, 1, 5)},
+                                  seen=edits.planned_version(project)),
+        lambda: edits.set_libraries(session, project, actor=outsider, codes=["land"], seen=None),
+        lambda: edits.set_leader(session, project, actor=outsider, username="wangjianguo",
+                                 seen=edits.leader_version(project)),
         lambda: needs.raise_need(session, project, actor=outsider, kind="land", description="x"),
     ]
     for attempt in attempts:
@@ -239,7 +242,7 @@ def test_dates_out_of_order_are_refused_naming_the_field(world: Session) -> None
     project = new_project(session)
     officer = actor_for(session, OFFICER)
     with pytest.raises(InvalidInput) as caught:
-        edits.set_planned(session, project, actor=officer,
+        edits.set_planned(session, project, actor=officer, seen=edits.planned_version(project),
                           dates={"planned_start": date(2026, 5, 1), "planned_complete": date(2026, 3, 1)})
     assert caught.value.details["field"] == "planned_complete" and "计划竣工日期" in caught.value.message
     with pytest.raises(InvalidInput) as caught:
@@ -257,7 +260,7 @@ def test_dates_out_of_order_are_refused_naming_the_field(world: Session) -> None
         entry.record_stage(session, project, actor=officer, stage="started", on=core.core.today(), evidence=" ")
     assert caught.value.details["field"] == "evidence"
     with pytest.raises(InvalidInput):
-        edits.set_leader(session, project, actor=officer, username=OUTSIDER)  # not a 市级领导
+        edits.set_leader(session, project, actor=officer, username=OUTSIDER, seen=None)  # not a 市级领导
 
 
 def test_needs_are_tracked_until_resolved_with_who_and_when(world: Session) -> None:

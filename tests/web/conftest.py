@@ -1,6 +1,8 @@
 """Web fixtures: an app on the test database, clients logged in as the people of review_org."""
 from __future__ import annotations
 
+import html as markup
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -40,6 +42,31 @@ def csrf_of(client: FlaskClient, path: str = "/login") -> str:
     marker = 'name="csrf_token" value="'
     start = html.index(marker) + len(marker)
     return html[start:html.index('"', start)]
+
+
+def form_at(client: FlaskClient, page: str, action: str) -> dict[str, Any]:
+    """The fields of the form posting to `action` on `page`, as a browser would send them untouched."""
+    html = client.get(page).get_data(as_text=True)
+    found = re.search(rf'<form method="post" action="{re.escape(action)}"[^>]*>(.*?)</form>', html, re.S)
+    assert found, (action, html[:2000])
+    body = found.group(1)
+    fields: dict[str, Any] = {}
+    for tag in re.findall(r"<input [^>]*>", body):
+        name, value = re.search(r'name="([^"]+)"', tag), re.search(r'value="([^"]*)"', tag)
+        if name is None or ('type="checkbox"' in tag and "checked" not in tag):
+            continue
+        text = markup.unescape(value.group(1)) if value else ""
+        if 'type="checkbox"' in tag:
+            fields.setdefault(name.group(1), []).append(text)
+        else:
+            fields[name.group(1)] = text
+    for name, options in re.findall(r'<select name="([^"]+)">(.*?)</select>', body, re.S):
+        chosen = re.search(r'<option value="([^"]*)"[^>]*selected', options) or re.search(r'<option value="([^"]*)"',
+                                                                                       options)
+        fields[name] = chosen.group(1) if chosen else ""
+    for name, text in re.findall(r'<textarea name="([^"]+)"[^>]*>(.*?)</textarea>', body, re.S):
+        fields[name] = markup.unescape(text)
+    return fields
 
 
 @pytest.fixture

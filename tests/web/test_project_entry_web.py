@@ -21,7 +21,7 @@ from plan.projects import core
 from plan.projects.models import Project, ProjectApproval, ProjectStage, StageReport
 from tests import dashboard_data
 from tests.engine.test_upload_guards import xlsx
-from tests.web.conftest import PASSWORD, app_on, csrf_of
+from tests.web.conftest import PASSWORD, app_on, csrf_of, form_at
 
 OFFICER, SECOND, OUTSIDER, CITY_LEADER = "tangjian", "liming", "pengtao", "wangjianguo"
 
@@ -72,8 +72,9 @@ def test_a_unit_enters_a_project_and_takes_it_to_completion_on_the_web(app: Flas
     page = f"/projects/{pid}"
     today = core.today().isoformat()
     assert form_post(officer, f"{page}/stage", {"stage": "signed", "on": today, "evidence": "合同 HT-7"}).status_code == 302
-    assert form_post(officer, f"{page}/backward", {"planned_complete": "2026-10-30", "construction_wd": "200",
-                                                   "produce_wd": "20"}).status_code == 302
+    assert officer.post(f"{page}/backward", data={**form_at(officer, page, f"{page}/backward"),
+                                                  "planned_complete": "2026-10-30", "construction_wd": "200",
+                                                  "produce_wd": "20"}).status_code == 302
     assert form_post(officer, f"{page}/stage", {"stage": "started", "on": today, "evidence": "施工许可证 370281"}
                      ).status_code == 302
     assert form_post(officer, f"{page}/needs", {"kind": "funds", "description": "配套资金缺口"}).status_code == 302

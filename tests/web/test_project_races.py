@@ -23,6 +23,7 @@ from flask import Flask
 
 from plan.projects import core, edits, entry, imports
 from plan.projects.models import LibraryMember, Project, ProjectLibrary, ProjectStage, StageReport
+from tests.web.conftest import form_at
 from tests.web.test_project_entry_web import OFFICER, SECOND, app, count, create, form_post, import_rows, login, upload  # noqa: F401
 
 pytestmark = pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
@@ -174,9 +175,11 @@ def test_two_officers_adding_the_same_library_at_once_both_get_an_answer(
     officer, second = login(OFFICER), login(SECOND)
     pid = create(officer)  # in key and land: both keep them (nothing deleted, nothing locked by a delete)
     meet_after(monkeypatch, edits, "libraries_named")
+    seen = form_at(officer, f"/projects/{pid}", f"/projects/{pid}/libraries")["seen"]  # both pages show key, land
 
     def choose(client: Any) -> Any:
-        return form_post(client, f"/projects/{pid}/libraries", {"libraries": ["key", "land", "government"]})
+        return form_post(client, f"/projects/{pid}/libraries", {"libraries": ["key", "land", "government"],
+                                                                "seen": seen})
     answers = two_at_once(lambda: choose(officer), lambda: choose(second))
     assert statuses(answers) == [302, 302], statuses(answers)
     with app.extensions["jzflow.sessionmaker"]() as s:

@@ -27,6 +27,11 @@ def _back(project: Project, anchor: str) -> ResponseReturnValue:
     return redirect(url_for("projects.show", project_id=project.id) + f"#{anchor}")
 
 
+def _seen() -> str:
+    """The version of what the page showed (`plan.stale`): blank when the form did not send one, refused then."""
+    return request.form.get("seen", "")[:64]
+
+
 def _int(name: str) -> int:
     value = request.form.get(name, "").strip()
     if not value.isdigit() or len(value) > 6:
@@ -40,7 +45,7 @@ def plan(project_id: int) -> ResponseReturnValue:
     project = _project(project_id)
     entry.require_edit(project, current_actor())
     dates = {f: entry.day(request.form.get(f), f) for f in entry.PLANNED_FIELDS}
-    edits.set_planned(db_session(), project, actor=current_actor(), dates=dates)
+    edits.set_planned(db_session(), project, actor=current_actor(), dates=dates, seen=_seen())
     flash(_("计划日期已保存"))
     return _back(project, "stages")
 
@@ -54,7 +59,7 @@ def backward(project_id: int) -> ResponseReturnValue:
     if complete is None:
         raise InvalidInput(_("请填写计划竣工日期"), field="planned_complete")
     schedule.schedule_backward(db_session(), project, actor=current_actor(), planned_complete=complete,
-                               construction_wd=_int("construction_wd"), produce_wd=_int("produce_wd"))
+                               construction_wd=_int("construction_wd"), produce_wd=_int("produce_wd"), seen=_seen())
     flash(_("已按倒排工期生成计划日期"))
     return _back(project, "stages")
 
@@ -87,7 +92,8 @@ def decide(project_id: int, report_id: int, decision: str) -> ResponseReturnValu
 @login_required
 def libraries(project_id: int) -> ResponseReturnValue:
     project = _project(project_id)
-    edits.set_libraries(db_session(), project, actor=current_actor(), codes=request.form.getlist("libraries")[:10])
+    edits.set_libraries(db_session(), project, actor=current_actor(), codes=request.form.getlist("libraries")[:10],
+                        seen=_seen())
     flash(_("项目库已更新"))
     return _back(project, "libraries")
 
@@ -96,7 +102,8 @@ def libraries(project_id: int) -> ResponseReturnValue:
 @login_required
 def leader(project_id: int) -> ResponseReturnValue:
     project = _project(project_id)
-    edits.set_leader(db_session(), project, actor=current_actor(), username=request.form.get("leader", "")[:60])
+    edits.set_leader(db_session(), project, actor=current_actor(), username=request.form.get("leader", "")[:60],
+                     seen=_seen())
     flash(_("包挂领导已更新"))
     return _back(project, "libraries")
 
