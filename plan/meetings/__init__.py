@@ -3,6 +3,8 @@ from plan.meetings.core import (
     OUTCOME_NAMES,
     OUTCOMES,
     close_meeting,
+    decision_forms,
+    decision_version,
     decisions,
     ensure_meeting,
     get_meeting,
@@ -11,5 +13,5 @@ from plan.meetings.core import (
     record_decision,
 )
 
-__all__ = ["OUTCOMES", "OUTCOME_NAMES", "close_meeting", "decisions", "ensure_meeting", "get_meeting", "may_record",
-           "recent", "record_decision"]
+__all__ = ["OUTCOMES", "OUTCOME_NAMES", "close_meeting", "decision_forms", "decision_version", "decisions",
+           "ensure_meeting", "get_meeting", "may_record", "recent", "record_decision"]

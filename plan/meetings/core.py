@@ -35,6 +35,7 @@ from plan.meetings.models import OUTCOMES, MeetingDecision, ReviewMeeting
 from plan.projects.lags import PLANNED, STAGE_NAMES, lag_of
 from plan.projects.models import STAGES, Project, ProjectStage
 from plan.reports.schedule import recipient_ids
+from plan.stale import require_fresh, version
 
 SECTION = "meetings"
 FIELDS = ("first", "weeks", "prepare_days", "horizon_days", "recipients", "unit")
@@ -186,11 +187,37 @@ def get_meeting(session: Session, meeting_id: int, *, lock: bool = False) -> Rev
     return meeting
 
 
+def decision_version(row: MeetingDecision | None) -> str:
+    """The `seen` of a project's decision form (`plan.stale`): what the page showed of its decision, or none."""
+    return version(*((row.outcome, row.decision, row.unit_id, row.due_on) if row else (None,)))
+
+
+@dataclass(frozen=True)
+class DecisionForm:
+    """What a project's decision form carries besides the decision: its 落实单位's code and its `seen`."""
+
+    unit_code: str
+    seen: str
+
+
+def decision_forms(session: Session, meeting: ReviewMeeting) -> dict[int, DecisionForm]:
+    """The decision form of each agenda project, by project id."""
+    rows = decisions(session, meeting.id)
+    units = dict(session.execute(select(OrgUnit.id, OrgUnit.code).where(
+        OrgUnit.id.in_([r.unit_id for r in rows.values() if r.unit_id] or [-1]))).all())
+    return {int(i["project_id"]): DecisionForm(units.get(row.unit_id, "") if row and row.unit_id else "",
+                                               decision_version(row))
+            for i in meeting.agenda for row in (rows.get(int(i["project_id"])),)}
+
+
 def record_decision(session: Session, *, meeting_id: int, project_code: str, outcome: str, decision: str,
-                    unit_code: str | None, due_on: date | None, actor: Actor) -> MeetingDecision:
+                    unit_code: str | None, due_on: date | None, actor: Actor, seen: str | None) -> MeetingDecision:
     """Record (or correct, while the meeting is open) the decision on one agenda project (flushes).
 
-    Raises: Forbidden, NotFound, Conflict (meeting closed; project not on the agenda), InvalidInput
+    `seen`: the `decision_version` the page showed: a correction over one recorded since is refused (two people
+    minuting one meeting), as is a form without it.
+
+    Raises: Forbidden, NotFound, Conflict (meeting closed; project not on the agenda; the page is stale), InvalidInput
     """
     if not may_record(session, actor):
         raise Forbidden("只有责任领导、市级领导和招商专员可以记录会议决定 (not allowed to record decisions)")
@@ -217,6 +244,9 @@ def record_decision(session: Session, *, meeting_id: int, project_code: str, out
                            field="unit_code" if unit is None else "due_on")
     row = session.scalar(select(MeetingDecision).where(MeetingDecision.meeting_id == meeting.id,
                                                        MeetingDecision.project_id == item["project_id"]))
+    wanted = (outcome, text, unit.id if unit else None, due_on)
+    require_fresh(seen, decision_version(row), what=f"项目 {project_code} 的会议决定",
+                  changes=row is None or (row.outcome, row.decision, row.unit_id, row.due_on) != wanted)
     before = None if row is None else {"outcome": row.outcome, "decision": row.decision}
     if row is None:
         row = MeetingDecision(meeting_id=meeting.id, project_id=item["project_id"])
@@ -256,5 +286,6 @@ def recent(session: Session, limit: int = 20) -> list[ReviewMeeting]:
     return list(session.scalars(select(ReviewMeeting).order_by(ReviewMeeting.held_on.desc()).limit(limit)))
 
 
-__all__ = ["OUTCOMES", "OUTCOME_NAMES", "SECTION", "Rhythm", "agenda", "close_meeting", "decisions", "ensure_meeting",
-           "get_meeting", "load", "may_record", "next_meeting", "parse", "recent", "record_decision"]
+__all__ = ["OUTCOMES", "OUTCOME_NAMES", "SECTION", "DecisionForm", "Rhythm", "agenda", "close_meeting", "decision_forms",
+           "decision_version", "decisions", "ensure_meeting", "get_meeting", "load", "may_record", "next_meeting", "parse",
+           "recent", "record_decision"]

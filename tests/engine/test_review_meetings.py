@@ -97,7 +97,8 @@ def test_decisions_are_recorded_checked_and_final_once_closed(session: Session, 
     session.commit()
     clock.freeze(datetime(2025, 9, 17, 10, tzinfo=SH))
     record = dict(meeting_id=meeting.id, project_code="XM-1", outcome="coordinate", decision="由示范区协调施工许可。",
-                  unit_code="shz", due_on=date(2025, 9, 24))
+                  unit_code="shz", due_on=date(2025, 9, 24), seen=meetings.decision_version(None))
+    ids = {i["code"]: int(i["project_id"]) for i in meeting.agenda}
     with pytest.raises(Forbidden):
         meetings.record_decision(session, **record, actor=people["staff"])
     for bad, field in ((dict(project_code="XM-4"), "project_code"), (dict(outcome="maybe"), "outcome"),
@@ -108,9 +109,15 @@ def test_decisions_are_recorded_checked_and_final_once_closed(session: Session, 
         assert err.value.details.get("field") == field, bad
     session.rollback()
     meetings.record_decision(session, **record, actor=people["zs"])
-    meetings.record_decision(session, **{**record, "decision": "由示范区协调施工许可，住建局配合。"}, actor=people["wang"])
+    with pytest.raises(Conflict) as stale:  # wang's page was opened before zs recorded it
+        meetings.record_decision(session, **{**record, "decision": "由示范区协调。"}, actor=people["wang"])
+    assert stale.value.details.get("field") == "seen"
+    seen = meetings.decision_forms(session, meeting)[ids["XM-1"]].seen
+    meetings.record_decision(session, **{**record, "decision": "由示范区协调施工许可，住建局配合。", "seen": seen},
+                             actor=people["wang"])
     meetings.record_decision(session, meeting_id=meeting.id, project_code="XM-3", outcome="advance",
-                             decision="同意纳入招商引资项目库跟进。", unit_code=None, due_on=None, actor=people["zs"])
+                             decision="同意纳入招商引资项目库跟进。", unit_code=None, due_on=None, actor=people["zs"],
+                             seen=meetings.decision_version(None))
     session.commit()
     decided = meetings.decisions(session, meeting.id)
     assert len(decided) == 2

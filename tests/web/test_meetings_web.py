@@ -1,6 +1,7 @@
 """项目推进暨评审会议 pages: the agenda, decisions recorded by a leader, refusals named, others kept out."""
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -59,9 +60,11 @@ def test_a_leader_records_decisions_and_closes_the_meeting(app: Flask) -> None:
     refused = leader.post(f"/meetings/{meeting.id}/decisions", data={
         "csrf_token": token, "project_code": first["code"], "outcome": "coordinate", "decision": "协调用地指标。"})
     assert refused.status_code == 422 and "落实单位" in refused.get_data(as_text=True)
+    seen = re.search(r'name="seen" value="(\w+)"', page)  # the first agenda project's form: no decision yet
+    assert seen
     done = leader.post(f"/meetings/{meeting.id}/decisions", data={
         "csrf_token": token, "project_code": first["code"], "outcome": "coordinate", "decision": "协调用地指标。",
-        "unit_code": "zrzyj", "due_on": "2025-09-30"})
+        "unit_code": "zrzyj", "due_on": "2025-09-30", "seen": seen.group(1)})
     assert done.status_code == 302
     assert "协调用地指标。" in leader.get(f"/meetings/{meeting.id}").get_data(as_text=True)
     assert leader.post(f"/meetings/{meeting.id}/close", data={"csrf_token": token}).status_code == 302

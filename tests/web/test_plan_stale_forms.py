@@ -3,15 +3,27 @@ never a silent overwrite of what they saved; a form without its version is refus
 twice (a double click) changes nothing the second time, and a double click on a create form makes one row."""
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
+import pytest
 from flask import Flask
+from flask.testing import FlaskClient
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from engine import clock
 from engine.org.models import User
+from plan import meetings
+from plan.meetings.models import MeetingDecision
 from plan.projects.models import LibraryMember, Project, ProjectLibrary
-from tests.web.conftest import form_at
+from tests import dashboard_data
+from tests.web.conftest import PASSWORD, PASSWORD_HASH, csrf_of, form_at
+from tests.web.test_meetings_web import RHYTHM
 from tests.web.test_project_entry_web import OFFICER, SECOND, app, count, create, login  # noqa: F401
+from web import create_app
 
 CITY_LEADER = "wangjianguo"
 
@@ -81,3 +93,52 @@ def test_libraries_and_leader_from_a_stale_page_do_not_undo_another_officers(app
     with app.extensions["jzflow.sessionmaker"]() as s:
         assert s.scalar(select(User.username).join(Project, Project.responsible_leader_id == User.id)
                         .where(Project.id == pid)) == CITY_LEADER
+@pytest.fixture
+def meeting_app(db_url: str, session: Session, frozen: Any) -> Iterator[Flask]:
+    dashboard_data.seed_and_deploy(session)
+    dashboard_data.sample(session)
+    for user in session.scalars(select(User)):
+        user.password_hash = PASSWORD_HASH
+    meetings.ensure_meeting(session, now=datetime(2025, 9, 15, 7, tzinfo=clock.SHANGHAI), rhythm=RHYTHM)
+    session.commit()
+    session.close()
+    flask_app = create_app({"DATABASE_URL": db_url, "TESTING": True, "WTF_CSRF_ENABLED": True,
+                            "SECRET_KEY": "test-secret", "RATELIMIT_ENABLED": False})
+    yield flask_app
+    flask_app.extensions["jzflow.engine"].dispose()
+
+
+def _client(flask_app: Flask, username: str) -> FlaskClient:
+    client = flask_app.test_client()
+    assert client.post("/login", data={"username": username, "password": PASSWORD,
+                                       "csrf_token": csrf_of(client)}).status_code == 302
+    return client
+
+
+def test_a_meeting_decision_corrected_from_a_stale_page_does_not_undo_anothers(meeting_app: Flask) -> None:
+    chair, clerk = _client(meeting_app, CITY_LEADER), _client(meeting_app, "tangjian")
+    with Session(meeting_app.extensions["jzflow.engine"]) as s:
+        meeting = meetings.recent(s)[0]
+        code = meeting.agenda[0]["code"]
+    page, action = f"/meetings/{meeting.id}", f"/meetings/{meeting.id}/decisions"
+
+    def form(client: FlaskClient) -> dict[str, Any]:
+        html = client.get(page).get_data(as_text=True)
+        row = re.search(rf'<tr data-project="{re.escape(code)}">(.*?)</tr>', html, re.S)
+        assert row
+        fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)">', row.group(1)))
+        fields.update(re.findall(r'<input name="(\w+)" maxlength="\d+" value="([^"]*)">', row.group(1)))
+        return fields
+    stale, fresh = form(clerk), form(chair)
+    assert chair.post(action, data={**fresh, "outcome": "coordinate", "decision": "协调用地指标。",
+                                    "unit_code": "zrzyj", "due_on": "2025-09-30"}).status_code == 302
+    refused_as_stale(clerk.post(action, data={**stale, "outcome": "advance", "decision": "按计划推进。"}))
+    with Session(meeting_app.extensions["jzflow.engine"]) as s:
+        assert [d.decision for d in s.scalars(select(MeetingDecision))] == ["协调用地指标。"]
+    # reopened, the correction keeps the 落实单位 it does not change
+    again = form(clerk)
+    assert again["unit_code"] == "zrzyj"
+    assert clerk.post(action, data={**again, "outcome": "coordinate", "decision": "协调用地指标，本月底前。",
+                                    "due_on": "2025-09-30"}).status_code == 302
+    missing = {k: v for k, v in form(clerk).items() if k != "seen"}
+    refused_as_stale(clerk.post(action, data={**missing, "outcome": "advance", "decision": "按计划推进。"}))

@@ -51,7 +51,8 @@ def show(meeting_id: int) -> ResponseReturnValue:
     session = db_session()
     meeting = meetings.get_meeting(session, meeting_id)
     return render_template("meetings/show.html", meeting=meeting, decided=meetings.decisions(session, meeting.id),
-                           outcomes=meetings.OUTCOME_NAMES, may_record=meetings.may_record(session, current_actor()))
+                           forms=meetings.decision_forms(session, meeting), outcomes=meetings.OUTCOME_NAMES,
+                           may_record=meetings.may_record(session, current_actor()))
 
 
 @bp.post("/meetings/<int:meeting_id>/decisions")
@@ -61,7 +62,8 @@ def decide(meeting_id: int) -> ResponseReturnValue:
     meetings.record_decision(db_session(), meeting_id=meeting_id, project_code=form.get("project_code", "")[:40],
                              outcome=form.get("outcome", ""), decision=form.get("decision", "")[:5000],
                              unit_code=form.get("unit_code", "").strip()[:80] or None,
-                             due_on=_day(form.get("due_on", "")[:20]), actor=current_actor())
+                             due_on=_day(form.get("due_on", "")[:20]), actor=current_actor(),
+                             seen=form.get("seen", "")[:64])
     commit()
     flash(_("会议决定已记录"))
     return redirect(url_for("meetings.show", meeting_id=meeting_id))
