@@ -15,7 +15,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from engine import config
 from engine.db import make_engine, make_sessionmaker
-from web import auth, common, errors, features, guards, i18n, limits_memory, limits_redis, ops, wording
+from web import auth, common, errors, features, guards, i18n, limits_memory, limits_redis, once, ops, wording
 from web.extensions import SECURITY_HEADERS, babel, csrf, limiter, login_manager
 from web.sessions import CookieSessions
 
@@ -93,6 +93,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(auth.bp)
     app.register_blueprint(auth.sso_bp)  # 统一身份认证登录 (OpenID Connect), 404 while JZFLOW_OIDC_ISSUER is unset
     common.init_app(app)
+    once.init_app(app)  # create forms carry a key: sent twice, they make one row
     features.register(app)
     _vocabulary(app)
 

@@ -18,11 +18,20 @@ from engine import clock
 from engine.org.models import User
 from plan import meetings
 from plan.meetings.models import MeetingDecision
-from plan.projects.models import LibraryMember, Project, ProjectLibrary
+from plan.projects.models import LibraryMember, Project, ProjectLibrary, ProjectNeed
 from tests import dashboard_data
 from tests.web.conftest import PASSWORD, PASSWORD_HASH, csrf_of, form_at
 from tests.web.test_meetings_web import RHYTHM
-from tests.web.test_project_entry_web import OFFICER, SECOND, app, count, create, login  # noqa: F401
+from tests.web.test_project_entry_web import (  # noqa: F401
+    OFFICER,
+    SECOND,
+    app,
+    count,
+    create,
+    import_rows,
+    login,
+    upload,
+)
 from web import create_app
 
 CITY_LEADER = "wangjianguo"
@@ -93,6 +102,26 @@ def test_libraries_and_leader_from_a_stale_page_do_not_undo_another_officers(app
     with app.extensions["jzflow.sessionmaker"]() as s:
         assert s.scalar(select(User.username).join(Project, Project.responsible_leader_id == User.id)
                         .where(Project.id == pid)) == CITY_LEADER
+def test_a_double_click_on_a_create_form_makes_one_row(app: Flask, login: Any) -> None:  # noqa: F811
+    officer = login(OFFICER)
+    fields = form_at(officer, "/projects/new", "/projects/new")
+    posted = {**fields, "name": "双击录入的项目", "investment": "15000", "unit_code": "tcj", "libraries": ["key"],
+              "category": "key"}
+    answers = [officer.post("/projects/new", data=posted) for _ in range(2)]
+    assert [a.status_code for a in answers] == [302, 302]
+    assert answers[0].headers["Location"] == answers[1].headers["Location"]  # the second is shown the first's project
+    assert count(app, Project, name="双击录入的项目") == 1
+    pid = int(answers[0].headers["Location"].rsplit("/", 1)[1])
+    action = f"/projects/{pid}/needs"
+    posted = {**form_at(officer, f"/projects/{pid}", action), "kind": "land", "description": "用地指标"}
+    assert [officer.post(action, data=posted).status_code for _ in range(2)] == [302, 302]
+    assert count(app, ProjectNeed, project_id=pid) == 1
+    # a second, deliberate entry of the same words is a new form: a second row
+    posted = {**form_at(officer, f"/projects/{pid}", action), "kind": "land", "description": "用地指标"}
+    assert officer.post(action, data=posted).status_code == 302
+    assert count(app, ProjectNeed, project_id=pid) == 2
+
+
 @pytest.fixture
 def meeting_app(db_url: str, session: Session, frozen: Any) -> Iterator[Flask]:
     dashboard_data.seed_and_deploy(session)

@@ -215,3 +215,18 @@ def test_an_import_confirmed_twice_at_once_adds_each_project_once(
     response = officer.post("/projects/import/confirm", data=fields, follow_redirects=True)
     assert response.status_code == 200 and "此文件已导入，未重复导入" in response.get_data(as_text=True)
     assert [count(app, Project, name=f"导入新项目{i}") for i in range(3)] == [1, 1, 1]
+
+
+def test_the_same_new_project_form_sent_twice_at_once_enters_one_project(
+        app: Flask, login: Any, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """A double click sends the form twice before the first answer: the second copy waits for the first at its key
+    (the once field), then is answered with the first's project — not a second project with the same name."""
+    officer = login(OFFICER)
+    meet_before(monkeypatch, entry, "create_project")  # both copies would enter it together
+    posted = {**form_at(officer, "/projects/new", "/projects/new"), "name": "同时双击的项目", "investment": "15000",
+              "unit_code": "tcj", "libraries": ["key"], "category": "key"}
+    answers = two_at_once(lambda: officer.post("/projects/new", data=posted),
+                          lambda: officer.post("/projects/new", data=posted))
+    assert statuses(answers) == [302, 302], statuses(answers)
+    assert answers[0].headers["Location"] == answers[1].headers["Location"]
+    assert count(app, Project, name="同时双击的项目") == 1

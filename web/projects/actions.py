@@ -11,7 +11,7 @@ from flask_login import login_required
 from engine.errors import InvalidInput
 from plan.projects import approvals, edits, entry, needs, schedule, views
 from plan.projects.models import Project
-from web import links
+from web import links, once
 from web.common import commit, current_actor, db_session
 from web.projects.blueprint import bp, current_reach
 
@@ -112,10 +112,14 @@ def leader(project_id: int) -> ResponseReturnValue:
 @login_required
 def add_need(project_id: int) -> ResponseReturnValue:
     project = _project(project_id)
+    if (sent := once.replayed()) is not None:  # a double click: registered by the first click
+        flash(_("此表单已提交，未重复登记"))
+        return redirect(sent)
     needs.raise_need(db_session(), project, actor=current_actor(), kind=request.form.get("kind", ""),
                      description=request.form.get("description", ""))
+    location = once.commit_once(url_for("projects.show", project_id=project.id) + "#needs")
     flash(_("要素保障事项已登记"))
-    return _back(project, "needs")
+    return redirect(location)
 
 
 @bp.post("/projects/<int:project_id>/needs/<int:need_id>/resolve")

@@ -16,6 +16,7 @@ from engine.errors import InvalidInput
 from plan.dashboard import STAGE_NAMES
 from plan.projects import entry, imports, page, schedule, views
 from plan.projects.core import PROJECT_TYPES, today
+from web import once
 from web.common import commit, current_actor, db_session
 from web.projects.blueprint import bp, current_reach
 
@@ -50,13 +51,16 @@ def new() -> ResponseReturnValue:
 @login_required
 def create() -> ResponseReturnValue:
     _entering()
+    if (sent := once.replayed()) is not None:  # a double click: the project the first click entered
+        flash(_("此表单已提交，未重复录入"))
+        return redirect(sent)
     session = db_session()
     values = {k: request.form.get(k, "") for k in imports.HEADERS if k != "libraries"}
     values["libraries"] = ",".join(request.form.getlist("libraries")[:10])
     project = entry.create_project(session, actor=current_actor(), data=entry.read_input(values))
-    commit()
+    location = once.commit_once(url_for("projects.show", project_id=project.id))
     flash(_("项目已录入：%(code)s", code=project.code))
-    return redirect(url_for("projects.show", project_id=project.id))
+    return redirect(location)
 
 
 @bp.get("/projects/import")

@@ -1,0 +1,89 @@
+"""A create form sent twice — a double click, a resend after a slow answer — makes one row, not two.
+
+A form that adds a row carries `once`, a key made when the page is drawn (`once_field()` in the template). The view
+asks `replayed()` first: when this user's form with that key was answered already, it gets that answer's address
+back (the row made then) instead of making a second. Otherwise it does its work and commits through
+`commit_once(location)`, which stores the answer in the same transaction as the work, as the API's
+`Idempotency-Key` does (`engine.org.idempotency`, the same records): a twin sent at the same moment waits for the
+first's commit at its lookup, then finds the answer. A form without the key (a page from before it) works as before.
+"""
+from __future__ import annotations
+
+import json
+import secrets
+
+from flask import Flask, g, request
+from markupsafe import Markup
+from sqlalchemy.exc import IntegrityError
+
+from engine.errors import Conflict, InvalidInput
+from engine.org import idempotency
+from web.common import commit, current_actor, db_session
+
+FIELD = "once"
+
+
+def once_field() -> Markup:
+    """The hidden field a create form carries: a new key each time the page is drawn."""
+    return Markup('<input type="hidden" name="{}" value="{}">').format(FIELD, secrets.token_hex(16))
+
+
+def _pending() -> tuple[int, str, str] | None:
+    raw = request.form.get(FIELD, "")
+    user_id = current_actor().user_id
+    if not raw or user_id is None:
+        return None
+    if len(raw) > 64 or not all(" " < ch <= "~" for ch in raw):
+        raise InvalidInput("表单的 once 字段无效，请刷新页面后重新填写 (the form's once field is malformed; reload)",
+                           field=FIELD)
+    key = f"form:{raw}"
+    sent = sorted((k, v) for k, v in request.form.items(multi=True) if k != "csrf_token")
+    return user_id, key, idempotency.fingerprint(request.method, request.path, json.dumps(sent).encode())
+
+
+def replayed() -> str | None:
+    """The address this form was answered with already (nothing to do again), or None: do the work.
+
+    Raises: Conflict (the key came with another form: a page used again after it was sent; reload), InvalidInput
+    """
+    pending = _pending()
+    if pending is None:
+        return None
+    user_id, key, fingerprint = pending
+    try:
+        answer = idempotency.find(db_session(), user_id=user_id, key=key, fingerprint=fingerprint)
+    except idempotency.IdempotencyKeyReused:
+        raise Conflict("此表单已提交过，请刷新页面后重新填写 (this form was sent already; reload the page)",
+                       field=FIELD) from None
+    if answer is None:
+        g.once = pending
+        return None
+    return str(json.loads(answer.body)["location"])
+
+
+def commit_once(location: str) -> str:
+    """Commit the work with the address it is answered with; return the address to send the user to."""
+    pending = g.pop("once", None)
+    if pending is None:
+        commit()
+        return location
+    user_id, key, fingerprint = pending
+    answer = idempotency.Answer(status=302, body=json.dumps({"location": location}))
+    try:
+        idempotency.remember(db_session(), user_id=user_id, key=key, fingerprint=fingerprint, answer=answer)
+        commit()
+    except IntegrityError:  # a twin with the same key committed first: its row stands, ours is undone
+        db_session().rollback()
+        first = idempotency.find(db_session(), user_id=user_id, key=key, fingerprint=fingerprint)
+        if first is None:
+            raise
+        return str(json.loads(first.body)["location"])
+    return location
+
+
+def init_app(app: Flask) -> None:
+    """Give the templates `once_field()`."""
+    app.jinja_env.globals["once_field"] = once_field
+
+
+__all__ = ["FIELD", "commit_once", "init_app", "once_field", "replayed"]
