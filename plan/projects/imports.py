@@ -13,13 +13,16 @@ bounded reader of `plan.indicators.upload` (size, rows, and the XLSX bomb guards
 Storing is one transaction (a crash leaves nothing) and happens once per confirm form: the preview gives the form
 a one-time key, and the result is kept under it in the same transaction (`engine.org.idempotency`). The same form
 posted again — a double click, or a retry after the answer was lost with a server that died after its commit — gets
-the first result back and adds nothing (a row without 项目编号 would otherwise be a second project).
+the first result back and adds nothing (a row without 项目编号 would otherwise be a second project). The preview
+also gives the form `seen`, the version of the projects the file names (`files_version`): a confirmation after
+someone changed one of them is refused (`plan.stale`), so the file does not overwrite that change unseen.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -33,7 +36,8 @@ from engine.org.actors import Actor
 from plan.indicators.upload import MAX_BYTES, MAX_ROWS, UploadInvalid, read_table
 from plan.projects import edits, entry
 from plan.projects.core import lock_codes, today
-from plan.projects.models import STAGES, Project
+from plan.projects.models import STAGES, Project, StageReport
+from plan.stale import require_fresh, version
 
 HEADERS: dict[str, tuple[str, ...]] = {
     "code": ("code", "项目编号", "编号"), "name": ("name", "项目名称", "名称"),
@@ -85,6 +89,7 @@ class ImportResult:
     rows: list[RowDone] = field(default_factory=list)
     errors: list[RowError] = field(default_factory=list)
     replayed: bool = False  # this confirm form was stored before: its first result, nothing done now
+    seen: str = ""  # the version of the projects the file names, as the preview found them (`files_version`)
 
     @property
     def ok(self) -> bool:
@@ -149,14 +154,30 @@ def _row(session: Session, cells: dict[str, str], actor: Actor) -> RowDone:
     return RowDone(0, project.code, project.name, "add", tuple(_stages(session, project, cells, actor)))
 
 
-def run(session: Session, *, filename: str, data: bytes, actor: Actor, store: bool, once: str | None = None) -> \
-        ImportResult:
+def files_version(session: Session, codes: Iterable[str]) -> str:
+    """The `seen` of an import's confirmation: the projects the file names as they are now (which exist; their
+    stage, planned dates, libraries, leader and waiting reports), for the preview to carry to the confirmation."""
+    projects = session.scalars(select(Project).where(Project.code.in_(sorted(set(codes)))).order_by(Project.code))
+    return version(*((p.code, p.stage, *(getattr(p, f) for f in entry.PLANNED_FIELDS), p.responsible_leader_id,
+                      tuple(sorted(edits.library_codes(session, p.id))),
+                      tuple(sorted(session.scalars(select(StageReport.stage).where(
+                          StageReport.project_id == p.id, StageReport.status == "reported")))))
+                     for p in projects))
+
+
+def run(session: Session, *, filename: str, data: bytes, actor: Actor, store: bool, once: str | None = None,
+        seen: str | None = None) -> ImportResult:
     """Check (and with `store`, apply) an import; a preview rolls everything back (flushes when storing).
 
     `once` (storing): the confirm form's one-time key; a form stored before returns its first result (`replayed`).
     None (a caller with no form, a script): stored each time it is called.
 
-    Raises: UploadInvalid (an unreadable file; with `store`, any bad row), InvalidInput (a malformed `once`)
+    `seen` (storing): the preview's `result.seen`. The preview showed what storing would do to the projects the
+    file names; when one of them changed since, storing would overwrite that change unseen: refused, as is a
+    confirmation without it (`plan.stale`; None: not from a page).
+
+    Raises: UploadInvalid (an unreadable file; with `store`, any bad row), InvalidInput (a malformed `once`),
+    Conflict (`seen` stale or blank)
     """
     result = ImportResult(filename=filename[:200], sha256=hashlib.sha256(data).hexdigest())
     key = _once_key(once) if store and once is not None and actor.user_id is not None else None
@@ -176,11 +197,15 @@ def run(session: Session, *, filename: str, data: bytes, actor: Actor, store: bo
         if store:
             raise UploadInvalid(f"第1行：缺少列 {result.errors[0].column_name}", field="file", errors=_plain(result))
         return result
+    codes = {c for _, raw in body if (c := _cell(raw, columns, "code"))}
     if store:
         # Every code of the file, in one order, before the first row: another import adding one of them at once is
         # waited for (its projects are then updated), and two files naming the same codes in different orders take
         # turns instead of each holding one the other waits for (a deadlock). A preview rolls back: it takes none.
-        lock_codes(session, *{c for _, raw in body if (c := _cell(raw, columns, "code"))})
+        lock_codes(session, *codes)
+    result.seen = files_version(session, codes)
+    if store:
+        require_fresh(seen, result.seen, what="导入文件中的项目（预览之后）", changes=True)
     outer = session.begin_nested()
     try:
         for line, raw in body:
@@ -268,4 +293,4 @@ def template_xlsx(example_unit: str, today: date) -> bytes:
     return buffer.getvalue()
 
 
-__all__ = ["HEADERS", "MAX_BYTES", "ImportResult", "RowError", "run", "template_xlsx"]
+__all__ = ["HEADERS", "MAX_BYTES", "ImportResult", "RowError", "files_version", "run", "template_xlsx"]

@@ -171,3 +171,30 @@ def test_a_meeting_decision_corrected_from_a_stale_page_does_not_undo_anothers(m
                                     "due_on": "2025-09-30"}).status_code == 302
     missing = {k: v for k, v in form(clerk).items() if k != "seen"}
     refused_as_stale(clerk.post(action, data={**missing, "outcome": "advance", "decision": "按计划推进。"}))
+
+
+def _confirm_form(preview: Any) -> dict[str, str]:
+    body = preview.get_data(as_text=True).split('action="/projects/import/confirm"')[1].split("</form>")[0]
+    return dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)">', body))
+
+
+def test_an_import_confirmed_after_someone_changed_its_projects_is_refused(app: Flask, login: Any) -> None:  # noqa: F811
+    """The preview showed what storing would do to the projects the file names; a confirmation after another officer
+    changed one of them would overwrite that change unseen. Refused (409, upload again), nothing stored."""
+    officer, second = login(OFFICER), login(SECOND)
+    pid = create(officer)
+    code = project_of(app, pid).code
+    preview = upload(officer, import_rows([[code, "", "", "", "", "", "", "", "2026-12-01", "2027-09-30",
+                                            "", "", "", ""]]))
+    assert preview.status_code == 200, preview.get_data(as_text=True)[-1500:]
+    fields = _confirm_form(preview)
+    page, action = f"/projects/{pid}", f"/projects/{pid}/plan"
+    assert second.post(action, data={**form_at(second, page, action), "planned_complete": "2027-12-31"}
+                       ).status_code == 302
+    refused_as_stale(officer.post("/projects/import/confirm", data=fields))
+    assert project_of(app, pid).planned_complete.isoformat() == "2027-12-31"
+    fresh = _confirm_form(upload(officer, import_rows([[code, "", "", "", "", "", "", "", "2026-12-01", "2027-09-30",
+                                                        "", "", "", ""]])))
+    refused_as_stale(officer.post("/projects/import/confirm", data={k: v for k, v in fresh.items() if k != "seen"}))
+    assert officer.post("/projects/import/confirm", data=fresh).status_code == 302
+    assert project_of(app, pid).planned_complete.isoformat() == "2027-09-30"

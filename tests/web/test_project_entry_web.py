@@ -156,10 +156,11 @@ def test_import_previews_then_stores_and_the_dashboard_counts_move(app: Flask, l
     payload = re.search(r'name="payload" value="([^"]+)"', html)
     sha = re.search(r'name="sha256" value="([0-9a-f]+)"', html)
     once = re.search(r'name="once" value="([A-Za-z0-9_-]+)"', html)
-    assert payload and sha and once
+    seen = re.search(r'name="seen" value="([0-9a-f]+)"', html)
+    assert payload and sha and once and seen
     response = officer.post("/projects/import/confirm", data={
         "csrf_token": csrf_of(officer, "/projects/import"), "payload": payload.group(1), "sha256": sha.group(1),
-        "filename": "projects.xlsx", "once": once.group(1)})
+        "filename": "projects.xlsx", "once": once.group(1), "seen": seen.group(1)})
     assert response.status_code == 302
     assert count(app, Project, code="IMP-0001") == 1 and count(app, Project, name="导入项目乙") == 1
     assert count(app, ProjectStage, stage="started") == started_before + 1

@@ -108,7 +108,8 @@ def import_confirm() -> ResponseReturnValue:
     if len(payload) > imports.MAX_BYTES or hashlib.sha256(payload).hexdigest() != request.form.get("sha256"):
         raise InvalidInput(_("上传内容已损坏，请重新上传"), field="payload")
     result = imports.run(db_session(), filename=request.form.get("filename", "upload.xlsx")[:200], data=payload,
-                         actor=current_actor(), store=True, once=request.form.get("once", ""))
+                         actor=current_actor(), store=True, once=request.form.get("once", ""),
+                         seen=request.form.get("seen", "")[:64])
     commit()
     if result.replayed:  # this form was stored before (a double click, a retry): nothing was added now
         flash(_("此文件已导入，未重复导入：新增 %(add)s，更新 %(update)s", add=result.count("add"),
