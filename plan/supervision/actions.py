@@ -29,6 +29,7 @@ from plan.ledger.models import LedgerIssue
 from plan.projects.deadlines import NEXT_STAGE
 from plan.projects.fields import PLANNED_FIELDS, check_planned
 from plan.projects.models import Project
+from plan.stale import require_fresh, version
 from plan.supervision.area import ISSUE_TASKS, issue_tasks, open_target, pending_extension, target_of
 
 URGE_INTERVAL = timedelta(hours=1)
@@ -91,9 +92,27 @@ def set_deadline(session: Session, target: Target, due: datetime, *, now: dateti
     session.flush()
 
 
+def deadline_version(target: Target) -> str:
+    """The `seen` of the 催办 form (`plan.stale`): the deadline the page showed, which a new one replaces."""
+    return version(target.due_at)
+
+
+def holder_version(target: Target) -> str:
+    """The `seen` of the 改派 form: who the page showed holding the object."""
+    return version(*sorted(target.handler_ids))
+
+
+def level_version(level: int) -> str:
+    """The `seen` of the 升级 button: the rung of the ladder the page showed."""
+    return version(level)
+
+
 def urge(session: Session, *, actor: Actor, object_type: str, object_id: int, message: str = "",
-         due_date: date | None = None) -> int:
+         due_date: date | None = None, seen: str | None) -> int:
     """催办: remind the handler, optionally with a new deadline (a new round of the ladder); return how many were told.
+
+    `seen`: the `deadline_version` the page showed; a new deadline over one set since is refused (a reminder alone
+    overwrites nothing and is not).
 
     Raises: NotFound, Forbidden, Conflict, InvalidInput, RateLimited
     """
@@ -112,6 +131,7 @@ def urge(session: Session, *, actor: Actor, object_type: str, object_id: int, me
     due = _new_deadline(due_date, now)
     before = target.due_at
     if due is not None:
+        require_fresh(seen, deadline_version(target), what=f"{target.title} 的期限", changes=due != before)
         set_deadline(session, target, due, now=now)
     text = message.strip()[:2000]
     if object_type == "task":
@@ -148,6 +168,11 @@ class Reassignable:
     instance_id: int | None
     task_id: int | None
 
+    @property
+    def seen(self) -> str:
+        """The version the 改派 form carries: who holds the object now."""
+        return holder_version(self.target)
+
 
 def reassignable(session: Session, *, actor: Actor, object_type: str, object_id: int) -> Reassignable:
     """Return an object the actor may reassign (改派), with the case the picker offers people of.
@@ -179,15 +204,20 @@ def _give_task(session: Session, task: HumanTask, user: User) -> None:
 
 
 def reassign(session: Session, *, actor: Actor, object_type: str, object_id: int, to_username: str,
-             note: str = "") -> User:
+             note: str = "", seen: str | None) -> User:
     """改派: give a task, or an issue and its open tasks, to another handler in the actor's scope (the picker's).
+
+    `seen`: the `holder_version` the 改派 page showed; when someone else handed the object on since, refused.
 
     Raises: NotFound, Forbidden, Conflict, UserNotFound, InvalidInput
     """
+    if object_type == "issue":  # two 改派 at once: the second compares with what the first did (a task's own
+        _lock(session, object_type, object_id)  # compare-and-set, lookup.reassign, covers the moment after the read)
     found = reassignable(session, actor=actor, object_type=object_type, object_id=object_id)
     target = found.target
     user = _user(session, to_username.strip())
     people.require_in_scope(session, actor, user, field="to_username", what="改派给", instance_id=found.instance_id)
+    require_fresh(seen, found.seen, what=f"{target.title} 的办理人", changes=True)
     if object_type == "task":
         task = tasks.get_open(session, object_id)
         if task.assignee_id == user.id:
@@ -286,18 +316,24 @@ def decide_extension(session: Session, *, actor: Actor, object_type: str, object
         escalation.follow(session, object_type, object_id, now=now)
 
 
-def escalate(session: Session, *, actor: Actor, object_type: str, object_id: int, note: str = "") -> EscalationStep:
+def escalate(session: Session, *, actor: Actor, object_type: str, object_id: int, note: str = "",
+             seen: str | None) -> EscalationStep:
     """升级: apply the next rung of the ladder now.
+
+    `seen`: the `level_version` the page showed. Sent twice (a double click, two leaders), each climbed a rung;
+    the second now finds the rung it saw gone and is refused.
 
     Raises: NotFound, Forbidden, Conflict
     """
     now = clock.now()
+    _lock(session, object_type, object_id)  # two at once: the second compares with the rung the first reached
     target = open_target(session, actor, object_type, object_id)
-    escalation.follow(session, object_type, object_id, now=now)  # bring the round up to date first
+    watch = escalation.follow(session, object_type, object_id, now=now)  # bring the round up to date first
+    require_fresh(seen, level_version(watch.level if watch else 0), what=f"{target.title} 的督办级别", changes=True)
     step = escalation.escalate(session, object_type=object_type, object_id=object_id, actor=actor, now=now, note=note)
     _log(session, actor, target, "escalate", note=note)
     return step
 
 
-__all__ = ["Reassignable", "decide_extension", "escalate", "reassign", "reassignable", "request_extension",
-           "set_deadline", "urge"]
+__all__ = ["Reassignable", "deadline_version", "decide_extension", "escalate", "holder_version", "level_version",
+           "reassign", "reassignable", "request_extension", "set_deadline", "urge"]

@@ -136,7 +136,7 @@ def test_a_new_deadline_starts_a_new_round(session: Session, people: dict[str, A
     issue = make_issue(date(2025, 9, 5))
     sweep_at(session, frozen, at(2025, 9, 9))
     assert escalation.watch_of(session, "issue", issue.id, lock=False).level == 2
-    told = supervision.urge(session, actor=people["wang"], object_type="issue", object_id=issue.id,
+    told = supervision.urge(session, seen=None, actor=people["wang"], object_type="issue", object_id=issue.id,
                             message="请本周内办结", due_date=date(2025, 9, 19))
     session.commit()
     assert told == 1
@@ -144,7 +144,7 @@ def test_a_new_deadline_starts_a_new_round(session: Session, people: dict[str, A
     assert (watch.round, watch.light, watch.level) == (2, "green", 0)
     assert session.get(LedgerIssue, issue.id).due_at == sla.deadline_of(date(2025, 9, 19))  # type: ignore[union-attr]
     with pytest.raises(RateLimited):  # 催办 at most once an hour per leader and object
-        supervision.urge(session, actor=people["wang"], object_type="issue", object_id=issue.id)
+        supervision.urge(session, seen=None, actor=people["wang"], object_type="issue", object_id=issue.id)
     session.rollback()
     assert sweep_at(session, frozen, at(2025, 9, 23)) == 4  # yellow, red, handler, unit_head (+1 wd: 22 Sep) of round 2
     rounds = [(r, s) for r, s, _ in steps_of(session, "issue", issue.id)]
@@ -160,15 +160,16 @@ def test_escalating_by_hand_is_not_repeated_by_the_sweep(
         session: Session, people: dict[str, Actor], make_issue: Callable[..., LedgerIssue], frozen: Any) -> None:
     issue = make_issue(date(2025, 9, 5))
     sweep_at(session, frozen, at(2025, 9, 6))  # red + handler
-    step = supervision.escalate(session, actor=people["wang"], object_type="issue", object_id=issue.id, note="加快")
+    step = supervision.escalate(session, seen=None, actor=people["wang"], object_type="issue", object_id=issue.id,
+                                note="加快")
     session.commit()
     assert (step.step, step.manual, step.actor_id) == ("unit_head", True, people["wang"].user_id)
     assert sweep_at(session, frozen, at(2025, 9, 9)) == 0  # unit_head's time came: already done by hand
     assert sweep_at(session, frozen, at(2025, 9, 11)) == 1  # responsible_leader
-    supervision.escalate(session, actor=people["sun"], object_type="issue", object_id=issue.id)
+    supervision.escalate(session, seen=None, actor=people["sun"], object_type="issue", object_id=issue.id)
     session.commit()
     with pytest.raises(Conflict):
-        supervision.escalate(session, actor=people["wang"], object_type="issue", object_id=issue.id)
+        supervision.escalate(session, seen=None, actor=people["wang"], object_type="issue", object_id=issue.id)
     session.rollback()
     steps = session.scalars(select(EscalationStep).where(EscalationStep.object_id == issue.id)
                             .order_by(EscalationStep.id)).all()
@@ -185,10 +186,10 @@ def test_leaders_act_only_in_their_area(session: Session, people: dict[str, Acto
     assert [g.unit_name for g in supervision.overview(session, people["zhou"])] == ["工业和信息化局"]
     assert supervision.overview(session, people["wu"]) == []  # 自然资源局's head sees nothing of 工信局
     with pytest.raises(Forbidden):
-        supervision.urge(session, actor=people["wu"], object_type="issue", object_id=issue.id)
+        supervision.urge(session, seen=None, actor=people["wu"], object_type="issue", object_id=issue.id)
     session.rollback()
     # The issue's own responsible leader may act although he heads no unit.
-    supervision.urge(session, actor=people["sun"], object_type="issue", object_id=issue.id)
+    supervision.urge(session, seen=None, actor=people["sun"], object_type="issue", object_id=issue.id)
     session.commit()
 
 
@@ -196,13 +197,13 @@ def test_reassigning_an_issue_moves_its_open_tasks(session: Session, people: dic
                                                    make_issue: Callable[..., LedgerIssue], frozen: Any) -> None:
     issue = make_issue(date(2025, 9, 5))
     sweep_at(session, frozen, at(2025, 9, 9))
-    user = supervision.reassign(session, actor=people["zhou"], object_type="issue", object_id=issue.id,
+    user = supervision.reassign(session, seen=None, actor=people["zhou"], object_type="issue", object_id=issue.id,
                                 to_username="li", note="张伟出差")
     session.commit()
     assert user.username == "li" and session.get(LedgerIssue, issue.id).handler_id == people["li"].user_id  # type: ignore[union-attr]
     assert notified(session, people["li"]) == ["局长周建华改派给您: WT-2025-0001 企业用电增容迟迟未落实"]
     with pytest.raises(InvalidInput):
-        supervision.reassign(session, actor=people["zhou"], object_type="project", object_id=1, to_username="li")
+        supervision.reassign(session, seen=None, actor=people["zhou"], object_type="project", object_id=1, to_username="li")
     session.rollback()
     actions = session.scalars(select(DeadlineAction.action)).all()
     assert actions == ["reassign"]
@@ -308,7 +309,8 @@ def test_a_task_reaches_its_units_head(session: Session, people: dict[str, Actor
                           "responsible_leader": [ids["wang"]], "city_leader": [ids["wang"]]}
     assert session.scalars(select(AuditEvent.stream).where(AuditEvent.action == "escalation.unit_head")).all() == [
         f"instance:{task.instance_id}"]
-    user = supervision.reassign(session, actor=people["zhou"], object_type="task", object_id=task.id, to_username="li")
+    user = supervision.reassign(session, seen=None, actor=people["zhou"], object_type="task", object_id=task.id,
+                                to_username="li")
     session.commit()
     session.refresh(task)
     assert task.assignee_id == user.id == people["li"].user_id
@@ -323,10 +325,12 @@ def test_a_task_is_reassigned_only_within_the_leaders_scope(session: Session, pe
     found = supervision.reassignable(session, actor=people["zhou"], object_type="task", object_id=task.id)
     assert (found.instance_id, found.task_id) == (task.instance_id, task.id)  # the picker searches this case
     with pytest.raises(Forbidden, match="改派给（to_username）") as refused:  # 自然资源局's head: not zhou's unit
-        supervision.reassign(session, actor=people["zhou"], object_type="task", object_id=task.id, to_username="wu")
+        supervision.reassign(session, seen=None, actor=people["zhou"], object_type="task", object_id=task.id,
+                             to_username="wu")
     assert refused.value.details.get("field") == "to_username"
     with pytest.raises(UserNotFound, match="改派给（to_username）"):
-        supervision.reassign(session, actor=people["zhou"], object_type="task", object_id=task.id, to_username="x")
+        supervision.reassign(session, seen=None, actor=people["zhou"], object_type="task", object_id=task.id,
+                             to_username="x")
     session.rollback()
     assert session.get(HumanTask, task.id).assignee_id == people["zhang"].user_id  # type: ignore[union-attr]
 
@@ -345,11 +349,11 @@ def test_urging_a_project_keeps_its_planned_dates_in_order(session: Session, peo
     session.add(project)
     session.commit()
     with pytest.raises(InvalidInput, match="计划竣工日期") as err:
-        supervision.urge(session, actor=people["zhou"], object_type="project", object_id=project.id, message="加快",
-                         due_date=date(2026, 6, 1))
+        supervision.urge(session, seen=None, actor=people["zhou"], object_type="project", object_id=project.id,
+                         message="加快", due_date=date(2026, 6, 1))
     assert err.value.details["field"] == "planned_complete"
     session.rollback()
     assert (project.planned_start, project.planned_complete) == (date(2025, 8, 1), date(2025, 12, 31))
-    assert supervision.urge(session, actor=people["zhou"], object_type="project", object_id=project.id, message="加快",
-                            due_date=date(2025, 10, 15)) >= 0
+    assert supervision.urge(session, seen=None, actor=people["zhou"], object_type="project", object_id=project.id,
+                            message="加快", due_date=date(2025, 10, 15)) >= 0
     assert project.planned_start == date(2025, 10, 15)

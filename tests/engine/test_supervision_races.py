@@ -173,7 +173,7 @@ def test_a_leader_urging_twice_at_once_urges_once(session: Session, people: dict
     object_id = _ready(session, thing)
 
     def urge(s: Session) -> None:
-        supervision.urge(s, actor=leader, object_type=object_type, object_id=object_id, message="请尽快办理")
+        supervision.urge(s, seen=None, actor=leader, object_type=object_type, object_id=object_id, message="请尽快办理")
     _failed(race(urge, urge), RateLimited)
     assert session.scalar(select(func.count()).select_from(DeadlineAction).where(
         DeadlineAction.object_type == object_type, DeadlineAction.object_id == object_id,
@@ -201,7 +201,7 @@ def test_task_urge_twice_at_once_urges_once(session: Session, people: dict[str, 
 def _urges(people: dict[str, Actor], task_id: int, who: str = "zhou") -> dict[str, Work]:
     """The two ways to urge a task: its own page (催办) and the leader's 督办."""
     return {"task page": lambda s: operations.urge(s, task_id=task_id, actor=people[who], message="请尽快办理"),
-            "督办": lambda s: supervision.urge(s, actor=people[who], object_type="task", object_id=task_id,
+            "督办": lambda s: supervision.urge(s, seen=None, actor=people[who], object_type="task", object_id=task_id,
                                               message="请尽快办理")}
 
 

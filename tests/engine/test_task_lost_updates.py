@@ -197,7 +197,7 @@ def test_reassign_does_not_hand_on_a_task_completed_since_it_was_read(
     """督办 改派 by an administrator while the holder completes the task."""
     where = _situation(session, "holder", cosigner_after=False)
     meanwhile.at(supervision.actions, "_give_task", _complete(where.task_id))
-    outcome = _act(factory, lambda s, a: supervision.reassign(s, actor=a("admin"), object_type="task",
+    outcome = _act(factory, lambda s, a: supervision.reassign(s, seen=None, actor=a("admin"), object_type="task",
                                                               object_id=where.task_id, to_username="head"))
     assert meanwhile.join() == ["done"]
     assert isinstance(outcome, lookup.TaskAlreadyDone), outcome
@@ -257,7 +257,7 @@ def _instance_lock_version(factory: sessionmaker[Session], task_id: int) -> int:
 
 HANDING_ON: dict[str, Callable[[int], Work]] = {  # who holds fg's review changes: 取消认领, 督办's 改派, fg's 转办
     "unclaim": lambda t: lambda s: tasks.unclaim(s, task_id=t, actor=actor_for(s, "admin")),
-    "reassign": lambda t: lambda s: supervision.reassign(s, actor=actor_for(s, "admin"), object_type="task",
+    "reassign": lambda t: lambda s: supervision.reassign(s, seen=None, actor=actor_for(s, "admin"), object_type="task",
                                                          object_id=t, to_username="head"),
     "transfer": lambda t: lambda s: operations.transfer(s, task_id=t, actor=actor_for(s, "fg"), to_username="head"),
 }

@@ -173,9 +173,9 @@ def test_defect9_admin_reassigns_a_task_of_an_instance_in_incident(session: Sess
     from engine.errors import Forbidden
     from plan import supervision
     with pytest.raises(Forbidden):
-        supervision.reassign(session, actor=actor_for(session, "zhang"), object_type="task", object_id=task.id,
+        supervision.reassign(session, seen=None, actor=actor_for(session, "zhang"), object_type="task", object_id=task.id,
                              to_username="zhang")
-    supervision.reassign(session, actor=actor_for(session, "admin"), object_type="task", object_id=task.id,
+    supervision.reassign(session, seen=None, actor=actor_for(session, "admin"), object_type="task", object_id=task.id,
                          to_username="zhang")
     assert task.assignee_id == actor_for(session, "zhang").user_id
 

@@ -22,8 +22,9 @@ from engine.runtime import instances
 from engine.tasks.models import HumanTask
 from plan import reports
 from plan.ledger.models import LedgerIssue
+from plan.supervision import actions as supervision_actions
 from tests.processes.test_issue_ledger import ledger_files
-from tests.web.conftest import csrf_of
+from tests.web.conftest import csrf_of, form_at
 
 SH = clock.SHANGHAI
 
@@ -74,15 +75,18 @@ def test_the_leader_sees_overdue_work_by_unit_and_urges_it(
     assert "单位负责人" in page and f'id="issue-{leaders["issue"]}"' in page
 
     issue = leaders["issue"]
-    assert post(boss, f"/supervision/issue/{issue}/urge", {"due_date": "2025-09-12", "message": "请本周办结"}
-                ).status_code == 302
+    urge = f"/supervision/issue/{issue}/urge"
+    assert boss.post(urge, data={**form_at(boss, "/supervision", urge), "due_date": "2025-09-12",
+                                 "message": "请本周办结"}).status_code == 302
     again = post(boss, f"/supervision/issue/{issue}/urge", {"message": "再催"})
     assert again.status_code == 429 and "一小时内已催办过" in again.get_data(as_text=True)  # once an hour
     with factory() as session:
         assert session.get(LedgerIssue, issue).due_at == sla.deadline_of(date(2025, 9, 12))  # type: ignore[union-attr]
         assert session.scalars(select(DeadlineAction.action)).all() == ["urge"]
         assert escalation.watch_of(session, "issue", issue, lock=False).round == 2
-    assert post(boss, f"/supervision/issue/{issue}/escalate", {"note": "提级督办"}).status_code == 302
+    with factory() as session:  # no longer overdue, the issue left the page: the rung a page would show now
+        seen = supervision_actions.level_version(escalation.watch_of(session, "issue", issue, lock=False).level)
+    assert post(boss, f"/supervision/issue/{issue}/escalate", {"note": "提级督办", "seen": seen}).status_code == 302
     assert post(boss, f"/supervision/issue/{issue}/reassign", {"to_username": "nobody"}).status_code == 404
     no_csrf = boss.post(f"/supervision/issue/{issue}/escalate", data={})
     assert no_csrf.status_code == 400
@@ -103,6 +107,39 @@ def test_someone_without_an_area_is_not_told_which_objects_exist(
         absent = post(zr, f"/supervision/{object_type}/999999/{action}", form)
         assert (seen.status_code, absent.status_code) == (403, 403), (object_type, action)
         assert seen.get_data(as_text=True).count("督办") == absent.get_data(as_text=True).count("督办")
+
+
+def test_a_double_click_on_escalate_escalates_one_rung(
+        leaders: dict[str, int], login: Callable[[str], FlaskClient], factory: sessionmaker[Session]) -> None:
+    """升级 applies the next rung now: sent twice (a double click, or a second leader on a page opened before), it
+    climbed two rungs. The form says the rung it saw; the second copy is refused (409) and climbs nothing."""
+    swept(factory, datetime(2025, 9, 5, 10, tzinfo=SH))
+    boss, issue = login("boss"), leaders["issue"]
+    action = f"/supervision/issue/{issue}/escalate"
+    fields = {**form_at(boss, "/supervision", action), "note": "提级督办"}
+    answers = [boss.post(action, data=fields) for _ in range(2)]
+    assert [a.status_code for a in answers] == [302, 409]
+    assert "刷新" in answers[1].get_data(as_text=True)
+    with factory() as session:
+        assert len(session.scalars(select(EscalationStep.step).where(EscalationStep.manual.is_(True))).all()) == 1
+    missing = {k: v for k, v in form_at(boss, "/supervision", action).items() if k != "seen"}
+    assert boss.post(action, data=missing).status_code == 409
+
+
+def test_a_new_deadline_from_a_page_opened_before_anothers_urge_is_refused(
+        leaders: dict[str, int], login: Callable[[str], FlaskClient], factory: sessionmaker[Session]) -> None:
+    """催办 with a new deadline moves the deadline the page showed: over a deadline another leader set since, it
+    would undo theirs unseen. Refused (409); a reminder without a new deadline still goes."""
+    swept(factory, datetime(2025, 9, 5, 10, tzinfo=SH))
+    boss, admin, issue = login("boss"), login("admin"), leaders["issue"]
+    action = f"/supervision/issue/{issue}/urge"
+    stale, fresh = form_at(boss, "/supervision", action), form_at(admin, "/supervision", action)
+    assert admin.post(action, data={**fresh, "due_date": "2025-09-12", "message": "本周办结"}).status_code == 302
+    late = boss.post(action, data={**stale, "due_date": "2025-09-19", "message": "下周办结"})
+    assert late.status_code == 409 and "刷新" in late.get_data(as_text=True)
+    with factory() as session:
+        assert session.get(LedgerIssue, issue).due_at == sla.deadline_of(date(2025, 9, 12))  # type: ignore[union-attr]
+    assert boss.post(action, data={**stale, "due_date": "", "message": "请抓紧"}).status_code == 302
 
 
 def test_the_ledgers_extension_request_is_decided_from_supervision(

@@ -17,7 +17,7 @@ from engine import org
 from engine.deadlines.models import DeadlineAction
 from engine.org.models import User
 from plan.ledger.models import LedgerIssue
-from tests.web.conftest import csrf_of
+from tests.web.conftest import csrf_of, form_at
 from tests.web.test_supervision import SH, leaders, swept  # boss heads 发改, the issue is 发改's
 
 __all__ = ["leaders"]
@@ -68,7 +68,8 @@ def test_a_leader_reassigns_with_the_pickers_value(leaders: dict[str, int], coll
     assert "fg_li" in offered and "fg" in offered and "zr" not in offered and "applicant" not in offered
     found = boss.get("/people/search", query_string={"q": "fgl"}).get_json()["people"]  # pinyin: 发改李九
     assert [p["username"] for p in found] == ["fg_li"]
-    response = _post(boss, issue, "fg_li")
+    action = f"/supervision/issue/{issue}/reassign"
+    response = boss.post(action, data={**form_at(boss, action, action), "to_username": "fg_li", "note": "出差"})
     assert response.status_code == 302 and _handler(factory, issue) == "fg_li" and _reassigns(factory) == 1
     assert "已改派给 发改李九" in boss.get("/supervision").get_data(as_text=True)
 
@@ -108,3 +109,23 @@ def test_the_reassign_page_speaks_english(leaders: dict[str, int], login: Callab
     boss.get("/lang/en")
     page = boss.get(f"/supervision/issue/{leaders['issue']}/reassign").get_data(as_text=True)
     assert "Reassign to" in page and "Back to supervision" in page
+
+
+def test_a_reassignment_from_a_page_opened_before_another_is_refused(leaders: dict[str, int], colleague: int,
+                                                                      login: Callable[[str], FlaskClient],
+                                                                      factory: sessionmaker[Session]) -> None:
+    """Two leaders hand one issue on: the second page was opened before the first was sent, and would give the issue
+    away from the person the first chose without anyone seeing it. Refused (409, reload); so is a form without its
+    version."""
+    swept(factory, datetime(2025, 9, 5, 10, tzinfo=SH))
+    boss, admin, issue = login("boss"), login("admin"), leaders["issue"]
+    page, action = f"/supervision/issue/{issue}/reassign", f"/supervision/issue/{issue}/reassign"
+    stale, fresh = form_at(boss, page, action), form_at(admin, page, action)
+    assert admin.post(action, data={**fresh, "to_username": "fg_li", "note": "出差"}).status_code == 302
+    late = boss.post(action, data={**stale, "to_username": "fg", "note": "回来了"})
+    assert late.status_code == 409 and "刷新" in late.get_data(as_text=True)
+    assert _handler(factory, issue) == "fg_li" and _reassigns(factory) == 1
+    missing = {k: v for k, v in form_at(boss, page, action).items() if k != "seen"}
+    assert boss.post(action, data={**missing, "to_username": "fg", "note": "x"}).status_code == 409
+    assert boss.post(action, data={**form_at(boss, page, action), "to_username": "fg", "note": "x"}).status_code == 302
+    assert _handler(factory, issue) == "fg"

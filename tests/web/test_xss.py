@@ -30,6 +30,8 @@ from engine.org.models import OrgUnit, User
 from engine.runtime.models import ProcessInstance
 from engine.tasks.collab_models import Attachment
 from engine.tasks.models import HumanTask, TaskCandidate
+from plan.supervision import actions as supervision_actions
+from plan.supervision.area import target_of
 from tests.conftest import FIXTURES
 from tests.web.conftest import csrf_of
 from tests.web.test_authz_matrix import PASSWORD, World, changed, endpoints, open_world, snapshot
@@ -190,10 +192,14 @@ def test_free_text_comes_back_escaped_everywhere(world: World) -> None:
     send(admin, "/admin/users", {"username": "xss_user", "display_name": payload("U01"), "password": "xss-Passw0rd-1",
                                  "email": "xss_user@jiaozhou.test"})  # a hostile address is refused (below)
     send(applicant, "/admin/tokens", {"name": payload("K01")})
-    send(admin, f"/supervision/task/{open_task(world, back_id, 'submit_application')}/urge",
-         {"message": payload("V01"), "due_date": "2030-01-01"})
-    send(admin, f"/supervision/task/{open_task(world, back_id, 'submit_application')}/escalate",
-         {"note": payload("V02")})
+    urged = open_task(world, back_id, 'submit_application')
+    with world.session() as s:  # the versions a 督办 page listing the task would carry (plan.stale)
+        deadline_seen = supervision_actions.deadline_version(target_of(s, "task", urged))
+        s.rollback()
+    send(admin, f"/supervision/task/{urged}/urge",
+         {"message": payload("V01"), "due_date": "2030-01-01", "seen": deadline_seen})
+    send(admin, f"/supervision/task/{urged}/escalate",
+         {"note": payload("V02"), "seen": supervision_actions.level_version(0)})
     entry_form = world.clients["data_officer"].get("/dashboard/data?period=2025-08").get_data(as_text=True)
     seen = re.search(r'name="seen" value="(\w+)"', entry_form)
     assert seen is not None

@@ -61,6 +61,11 @@ def _date(field: str, *, required: bool = False) -> date | None:
         raise InvalidInput(_("日期格式应为 YYYY-MM-DD"), field=field) from None
 
 
+def _seen() -> str:
+    """The version of what the page showed (`plan.stale`): blank when the form sent none, refused then."""
+    return request.form.get("seen", "")[:64]
+
+
 def _back(object_type: str, object_id: int) -> ResponseReturnValue:
     return redirect(url_for("supervision.index") + f"#{object_type}-{object_id}")
 
@@ -82,7 +87,7 @@ def index() -> ResponseReturnValue:
 @login_required
 def urge(object_type: str, object_id: int) -> ResponseReturnValue:
     told = supervision.urge(db_session(), actor=current_actor(), object_type=_object(object_type), object_id=object_id,
-                            message=request.form.get("message", ""), due_date=_date("due_date"))
+                            message=request.form.get("message", ""), due_date=_date("due_date"), seen=_seen())
     commit()
     flash(_("已催办 %(n)s 人", n=told))
     return _back(object_type, object_id)
@@ -105,7 +110,7 @@ def reassign(object_type: str, object_id: int) -> ResponseReturnValue:
     _require_supervisor()
     user = supervision.reassign(db_session(), actor=current_actor(), object_type=_object(object_type),
                                 object_id=object_id, to_username=request.form.get("to_username", "").strip(),
-                                note=request.form.get("note", ""))
+                                note=request.form.get("note", ""), seen=_seen())
     commit()
     flash(_("已改派给 %(name)s", name=user.display_name))
     return _back(object_type, object_id)
@@ -130,7 +135,7 @@ def extension(object_type: str, object_id: int) -> ResponseReturnValue:
 @login_required
 def escalate(object_type: str, object_id: int) -> ResponseReturnValue:
     step = supervision.escalate(db_session(), actor=current_actor(), object_type=_object(object_type),
-                                object_id=object_id, note=request.form.get("note", ""))
+                                object_id=object_id, note=request.form.get("note", ""), seen=_seen())
     commit()
     flash(_("已升级至 %(who)s", who=STEP_NAMES.get(step.step, step.step)))
     return _back(object_type, object_id)
