@@ -6,10 +6,12 @@ The `meetings:` section of data/escalation.yaml (next to the report schedule) se
       review: {first: 2025-01-08, weeks: 2, prepare_days: 2, horizon_days: 14,
                recipients: [city_leader, leader, investment_officer], unit: shz}
 
-A meeting falls every `weeks` weeks from `first`. `prepare_days` before it the beat builds its agenda —
+A meeting falls every `weeks` weeks from `first`; one that falls on a public holiday (or a weekend not worked) is
+held on the first working day after it (`held_on`: 1 October 2025 → 9 October). `prepare_days` before the day it
+is held the beat builds its agenda —
 once: the meeting's date is unique — and tells the recipients. The agenda lists the projects due for
 review, each with its reasons: behind a planned date (对进展缓慢项目), a stage planned within
-`horizon_days` after the meeting, or a new 线索 since the previous meeting (to be 评审). `unit` (optional)
+`horizon_days` after the meeting, or a new 线索 since the day the previous meeting was held (to be 评审). `unit` (optional)
 keeps to projects located in or run by that unit (上合新区: shz). At the meeting, decisions are recorded
 per project: outcome (按计划推进 / 协调解决 / 暂缓 / 退出), the words, the unit that follows it up and the
 date; a decision can be corrected until the meeting is closed (held), then the record is final.
@@ -27,7 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from engine import audit, clock, notify
-from engine.deadlines import sla
+from engine.deadlines import calendar, sla
 from engine.errors import Conflict, Forbidden, InvalidInput, NotFound
 from engine.org.actors import SYSTEM, Actor
 from engine.org.models import OrgUnit, Role
@@ -98,17 +100,36 @@ def load() -> Rhythm | None:
     return parse(yaml.safe_load(path.read_text(encoding="utf-8"))) if path.is_file() else None
 
 
-def next_meeting(rhythm: Rhythm, today: date) -> date:
-    """The first meeting day on or after `today`."""
-    if today <= rhythm.first:
-        return rhythm.first
+def held_on(due: date) -> date:
+    """The day a meeting due on `due` is held: that day, or the first working day after it when it is a public
+    holiday or a weekend not worked (the engine's calendar: 法定节假日 and 调休)."""
+    day = due
+    while not calendar.is_working_day(day):
+        day += timedelta(days=1)
+    return day
+
+
+def _held_around(rhythm: Rhythm, day: date) -> list[date]:
+    """The days the meetings due around `day` are held (a move past a holiday never spans two steps)."""
     step = 7 * rhythm.weeks
-    return rhythm.first + timedelta(days=-(-(today - rhythm.first).days // step) * step)
+    n = max(0, (day - rhythm.first).days // step)
+    return [held_on(rhythm.first + timedelta(days=k * step)) for k in range(max(0, n - 2), n + 3)]
+
+
+def next_meeting(rhythm: Rhythm, today: date) -> date:
+    """The first day on or after `today` a meeting is held: every `weeks` weeks from `first`, each moved to the
+    next working day when it falls on a holiday (the rhythm goes on from the day it was due)."""
+    return min(d for d in _held_around(rhythm, today) if d >= today)
+
+
+def previous_meeting(rhythm: Rhythm, day: date) -> date:
+    """The day the meeting before the one held on `day` was held (a rhythm's step before the first one)."""
+    return max((d for d in _held_around(rhythm, day) if d < day), default=day - timedelta(days=7 * rhythm.weeks))
 
 
 def agenda(session: Session, rhythm: Rhythm, day: date) -> list[dict[str, Any]]:
     """The projects due for review at the meeting of `day`, each with its reasons, most urgent first."""
-    since = day - timedelta(days=7 * rhythm.weeks)
+    since = previous_meeting(rhythm, day)
     horizon = day + timedelta(days=rhythm.horizon_days)
     query = select(Project).where(Project.stage != STAGES[-1]).order_by(Project.code)
     if rhythm.unit:
@@ -287,5 +308,5 @@ def recent(session: Session, limit: int = 20) -> list[ReviewMeeting]:
 
 
 __all__ = ["OUTCOMES", "OUTCOME_NAMES", "SECTION", "DecisionForm", "Rhythm", "agenda", "close_meeting", "decision_forms",
-           "decision_version", "decisions", "ensure_meeting", "get_meeting", "load", "may_record", "next_meeting", "parse",
-           "recent", "record_decision"]
+           "decision_version", "decisions", "ensure_meeting", "get_meeting", "held_on", "load", "may_record",
+           "next_meeting", "parse", "previous_meeting", "recent", "record_decision"]

@@ -72,6 +72,22 @@ def test_every_second_week_from_the_first() -> None:
     assert core.next_meeting(RHYTHM, date(2025, 9, 4)) == date(2025, 9, 17)  # 3 Sep was one
 
 
+def test_a_meeting_that_falls_on_a_holiday_is_held_on_the_next_working_day(session: Session, frozen: Any) -> None:
+    """Every second Wednesday from 8 January 2025 falls on 1 October 2025 (国庆节) and 18 February 2026 (春节): no
+    meeting is held then, nor its agenda sent for that day. It is held on the first working day after (9 October,
+    24 February), and the rhythm goes on from the day it was due."""
+    assert RHYTHM is not None
+    assert core.next_meeting(RHYTHM, date(2025, 9, 18)) == date(2025, 10, 9)
+    assert core.next_meeting(RHYTHM, date(2025, 10, 5)) == date(2025, 10, 9)  # during the holiday: that same one
+    assert core.next_meeting(RHYTHM, date(2025, 10, 10)) == date(2025, 10, 15)
+    assert core.next_meeting(RHYTHM, date(2026, 2, 12)) == date(2026, 2, 24)
+    _world(session)
+    assert meetings.ensure_meeting(session, now=datetime(2025, 9, 29, 7, tzinfo=SH), rhythm=RHYTHM) is None
+    meeting = meetings.ensure_meeting(session, now=datetime(2025, 10, 7, 7, tzinfo=SH), rhythm=RHYTHM)
+    assert meeting is not None and meeting.held_on == date(2025, 10, 9)
+    assert "2025年10月9日" in meeting.title
+
+
 def test_the_agenda_is_built_once_before_the_meeting_with_its_reasons(session: Session, frozen: Any) -> None:
     people = _world(session)
     assert meetings.ensure_meeting(session, now=datetime(2025, 9, 14, 7, tzinfo=SH), rhythm=RHYTHM) is None  # 3 days
