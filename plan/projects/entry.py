@@ -11,6 +11,8 @@ before the stage reached before it. 签约 and 开工 are recorded by the unit (
 a second person (another member of the unit, the 包挂 leader or an admin) confirms the report. A 投产 report may
 wait together with the 竣工 report before it (a finished project entered after the fact) and is confirmed after
 it. Two officers confirming at once: one confirms, the other is told it was confirmed already (a conditional UPDATE).
+A stage recorded by mistake is corrected by an administrator only, who moves the project back with the reason
+(`move_back`, audited with what it withdraws).
 
 Every change locks the project's row first (`lock_project`) and checks after it: two officers recording a stage,
 reporting 竣工 or choosing libraries at once are served one after the other, the second told what the first did.
@@ -55,6 +57,7 @@ from plan.projects.models import (
     ProjectStage,
     StageReport,
 )
+from plan.stale import require_fresh, version
 
 CONFIRMED = ("completed", "producing")  # 竣工、投产: reported by the unit, confirmed by a second person
 LEADER_ROLE = "city_leader"  # 市级领导包挂项目
@@ -287,6 +290,50 @@ def file_report(session: Session, project: Project, *, actor: Actor, stage: str,
     return report
 
 
+def stage_version(session: Session, project: Project) -> str:
+    """The `seen` of the 退回阶段 form (`plan.stale`): the stage line the page showed."""
+    return version(project.stage, *session.execute(select(ProjectStage.stage, ProjectStage.on).where(
+        ProjectStage.project_id == project.id).order_by(ProjectStage.id)).all())
+
+
+def move_back(session: Session, project: Project, *, actor: Actor, stage: str, reason: str,
+              seen: str | None) -> list[str]:
+    """Move a project back to an earlier stage it reached, correcting a stage recorded by mistake (更正误录; flushes).
+
+    Stages otherwise only move forward: only an administrator may, with the reason, audited with the stages
+    withdrawn (their days and evidence). The stages after `stage` are withdrawn and their 竣工/投产 reports
+    marked 退回, so they count nowhere and may be recorded again, one at a time. Returns the stages withdrawn.
+
+    Raises: ProjectForbidden (not an administrator), InvalidInput naming the field, Conflict (the page is stale)
+    """
+    if not (actor.is_admin or actor.is_system):
+        raise ProjectForbidden("只有系统管理员可以退回项目阶段（更正误录） (only an administrator moves a stage back)")
+    lock_project(session, project)
+    if stage not in STAGES or STAGES.index(stage) >= STAGES.index(project.stage):
+        raise InvalidInput(f"退回到（stage）：只能是{STAGE_NAMES[project.stage]}之前已到达的阶段 (an earlier stage)",
+                           field="stage")
+    reason = text(reason, "reason", required=True)
+    require_fresh(seen, stage_version(session, project), what=f"项目 {project.code} 的阶段", changes=True)
+    later = STAGES[STAGES.index(stage) + 1:]
+    rows = list(session.scalars(select(ProjectStage).where(ProjectStage.project_id == project.id,
+                                                           ProjectStage.stage.in_(later)).order_by(ProjectStage.on)))
+    withdrawn = [{"stage": r.stage, "on": r.on, "evidence": r.evidence, "note": r.note} for r in rows]
+    before = project.stage
+    for row in rows:
+        session.delete(row)
+    session.execute(update(StageReport).where(StageReport.project_id == project.id, StageReport.stage.in_(later),
+                                              StageReport.status != "rejected")
+                    .values(status="rejected", decided_by_id=actor.user_id, decided_at=clock.now())
+                    .execution_options(synchronize_session=False))
+    project.stage = stage
+    session.flush()
+    session.expire(project, ["stages"])
+    audit.record(session, actor, "project.stage_back", stream=f"project:{project.id}", object_type="project",
+                 object_id=project.id, before={"stage": before, "withdrawn": withdrawn},
+                 after={"stage": stage, "reason": reason})
+    return [r.stage for r in rows]
+
+
 def may_confirm(project: Project, report: StageReport, actor: Actor) -> bool:
     """Tell whether the actor may confirm a report: not its reporter; the unit, the 包挂 leader or an admin."""
     if actor.user_id is not None and actor.user_id == report.reported_by_id:
@@ -345,9 +392,11 @@ __all__ = [
     "may_confirm",
     "may_edit",
     "may_enter",
+    "move_back",
     "read_input",
     "record_stage",
     "require_edit",
     "require_enter",
+    "stage_version",
     "text",
 ]

@@ -15,7 +15,7 @@ from engine.org.models import Membership, OrgUnit, Role, User
 from plan.projects import approvals
 from plan.projects.core import skipped
 from plan.projects.edits import leader_version, libraries_version, library_codes, planned_version
-from plan.projects.entry import LEADER_ROLE, may_confirm, may_edit
+from plan.projects.entry import LEADER_ROLE, may_confirm, may_edit, stage_version
 from plan.projects.models import STAGES, Project, ProjectApproval, ProjectLibrary, ProjectNeed, StageReport
 from plan.projects.needs import NEED_KINDS
 
@@ -59,6 +59,7 @@ class ProjectWork:
     startable: list[tuple[str, str]]  # approval stages one may start by hand now (code, name)
     recordable: tuple[str, ...] = ()  # the stages the stage form offers: the next one (投产 too while 竣工 waits)
     seen: dict[str, str] | None = None  # the version each form carries (`plan.stale`): planned, libraries, leader
+    back_to: tuple[str, ...] = ()  # the stages an administrator may move the project back to (更正误录)
     now: datetime | None = None
 
 
@@ -112,7 +113,8 @@ def project_work(session: Session, project: Project, actor: Actor) -> ProjectWor
         leaders=leaders(session),
         startable=startable, recordable=recordable(project, {r.stage for r in reports if r.status == "reported"}),
         seen={"planned": planned_version(project), "libraries": libraries_version(session, project),
-              "leader": leader_version(project)})
+              "leader": leader_version(project), "stages": stage_version(session, project)},
+        back_to=STAGES[:STAGES.index(project.stage)] if actor.is_admin else ())
 
 
 def recordable(project: Project, waiting: set[str]) -> tuple[str, ...]:

@@ -228,6 +228,8 @@ MATRIX: dict[str, Access] = {
                                 form={"planned_complete": "2026-12-30", "construction_wd": "100", "produce_wd": "10"}),
     "projects.stage": Access(post=ADMIN, params={"project_id": "@project_id"},
                              form={"stage": "producing", "on": "2025-08-01", "evidence": "x"}),
+    "projects.move_back": Access(post=ADMIN, params={"project_id": "@project_id"},
+                                 form={"stage": "lead", "reason": "x"}),
     "projects.decide": Access(post=ADMIN, params={"project_id": "@project_id", "report_id": "1",
                                                   "decision": "confirm"}),
     "projects.libraries": Access(post=ADMIN, params={"project_id": "@project_id"}, form={"libraries": "land"}),

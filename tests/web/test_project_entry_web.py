@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from engine import clock
+from engine.audit.models import AuditEvent
 from plan.projects import core
 from plan.projects.models import Project, ProjectApproval, ProjectStage, StageReport
 from tests import dashboard_data
@@ -260,3 +261,41 @@ def test_the_stage_form_offers_the_next_stage_and_refuses_a_skip_naming_it(app: 
                                                   "csrf_token": csrf_of(officer, page)})
     assert refused.status_code == 422 and "不能跳过开工、竣工直接记投产" in refused.get_data(as_text=True)
     assert count(app, StageReport, project_id=pid) == 0 and count(app, ProjectStage, project_id=pid) == 2
+
+
+def test_an_administrator_moves_a_misrecorded_stage_back_with_a_reason(app: Flask, login: Any) -> None:
+    """Stages only move forward, one at a time: a stage recorded by mistake (开工 entered for a project that has not
+    started) is corrected by an administrator, who moves the project back with the reason — audited, the stages
+    after it withdrawn, so the counts no longer include it. The unit itself cannot; a reason is required."""
+    officer, admin = login(OFFICER), login("admin")
+    pid = create(officer)
+    page, action = f"/projects/{pid}", f"/projects/{pid}/stage/back"
+    today = core.today().isoformat()
+    for stage, evidence in (("signed", "合同 HT-9"), ("started", "施工许可证（误录）")):
+        assert form_post(officer, f"{page}/stage", {"stage": stage, "on": today, "evidence": evidence}
+                         ).status_code == 302
+    assert f'action="{action}"' not in officer.get(page).get_data(as_text=True)
+    assert form_post(officer, action, {"stage": "signed", "reason": "误录"}).status_code == 403
+    fields = form_at(admin, page, action)
+    refused = admin.post(action, data={**fields, "stage": "signed", "reason": " "})
+    assert refused.status_code == 422 and "reason" in refused.get_data(as_text=True)
+    refused = admin.post(action, data={**fields, "stage": "producing", "reason": "误录"})
+    assert refused.status_code == 422 and "stage" in refused.get_data(as_text=True)
+    assert admin.post(action, data={**fields, "stage": "signed", "reason": "开工误录，施工许可尚未核发"}).status_code == 302
+    assert project_stage(app, pid) == "signed"
+    assert count(app, ProjectStage, project_id=pid, stage="started") == 0
+    with app.extensions["jzflow.sessionmaker"]() as s:
+        event = s.scalars(select(AuditEvent).where(AuditEvent.stream == f"project:{pid}",
+                                                   AuditEvent.action == "project.stage_back")).one()
+        assert event.after["reason"] == "开工误录，施工许可尚未核发" and event.before["stage"] == "started"
+        assert [r["stage"] for r in event.before["withdrawn"]] == ["started"]
+    stale = admin.post(action, data={**fields, "stage": "lead", "reason": "再退"})  # the page showed 开工
+    assert stale.status_code == 409
+    # recorded again, correctly, one stage at a time
+    assert form_post(officer, f"{page}/stage", {"stage": "started", "on": today, "evidence": "施工许可证 3702"}
+                     ).status_code == 302
+
+
+def project_stage(app: Flask, pid: int) -> str:
+    with app.extensions["jzflow.sessionmaker"]() as s:
+        return str(s.scalar(select(Project.stage).where(Project.id == pid)))

@@ -78,6 +78,17 @@ def stage(project_id: int) -> ResponseReturnValue:
     return _back(project, "stages")
 
 
+@bp.post("/projects/<int:project_id>/stage/back")
+@login_required
+def move_back(project_id: int) -> ResponseReturnValue:
+    """退回阶段: an administrator corrects a stage recorded by mistake, with the reason."""
+    project = _project(project_id)
+    entry.move_back(db_session(), project, actor=current_actor(), stage=request.form.get("stage", ""),
+                    reason=request.form.get("reason", ""), seen=_seen())
+    flash(_("阶段已退回"))
+    return _back(project, "stages")
+
+
 @bp.post("/projects/<int:project_id>/reports/<int:report_id>/<any(confirm, reject):decision>")
 @login_required
 def decide(project_id: int, report_id: int, decision: str) -> ResponseReturnValue:
