@@ -22,7 +22,7 @@ from engine.deploy import versions
 from engine.notify.models import OutboxMessage
 from engine.org.models import User
 from engine.runtime.models import ProcessInstance
-from engine.tasks import operations
+from engine.tasks import collab, operations
 from engine.tasks.collab_models import CarbonCopy
 from tests.web.conftest import csrf_of
 from tests.web.flows import db
@@ -225,7 +225,7 @@ def test_a_carbon_copy_posted_twice_at_once_reaches_each_person_once(
     fg = login("fg")
     form = {"csrf_token": csrf_of(fg, f"/tasks/{task}"), "usernames": ["st", "zr"], "note": "请阅"}
     again = twin(app, fg)
-    meet_before(monkeypatch, operations, "carbon_copy")
+    meet_before(monkeypatch, collab, "carbon_copy")
     answers = two_at_once(lambda: fg.post(f"/tasks/{task}/cc", data=form),
                           lambda: again.post(f"/tasks/{task}/cc", data=form))
     assert [a.status_code for a in answers] == [302, 302]
