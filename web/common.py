@@ -7,10 +7,11 @@ from typing import Any
 from flask import Flask, current_app, g
 from flask import session as cookie_session
 from flask_login import UserMixin, current_user
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from engine import clock, notify
-from engine.org import oidc_backchannel
+from engine.org import idempotency, oidc_backchannel
 from engine.org.actors import Actor, actor_of, user_with_actor
 from engine.org.models import User
 from web.extensions import login_manager
@@ -64,6 +65,24 @@ def commit() -> None:
     session.commit()
     if notify.queued(session):
         kick_outbox()
+
+
+def commit_remembered(pending: tuple[int, str, str], answer: idempotency.Answer) -> idempotency.Answer | None:
+    """Commit the request's work with the answer stored under its key (`pending`: user id, key, fingerprint), as an
+    API `Idempotency-Key` or a form's `once` asks; return None, or the first answer when a twin sent with the same key
+    committed first (then this request's work is undone, and the twin's stands).
+    """
+    user_id, key, fingerprint = pending
+    try:
+        idempotency.remember(db_session(), user_id=user_id, key=key, fingerprint=fingerprint, answer=answer)
+        commit()
+    except IntegrityError:
+        db_session().rollback()
+        first = idempotency.find(db_session(), user_id=user_id, key=key, fingerprint=fingerprint)
+        if first is None:
+            raise
+        return first
+    return None
 
 
 def kick_outbox() -> None:

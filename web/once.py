@@ -14,11 +14,10 @@ import secrets
 
 from flask import Flask, g, request
 from markupsafe import Markup
-from sqlalchemy.exc import IntegrityError
 
 from engine.errors import Conflict, InvalidInput
 from engine.org import idempotency
-from web.common import commit, current_actor, db_session
+from web.common import commit, commit_remembered, current_actor, db_session
 
 FIELD = "once"
 
@@ -67,18 +66,8 @@ def commit_once(location: str) -> str:
     if pending is None:
         commit()
         return location
-    user_id, key, fingerprint = pending
-    answer = idempotency.Answer(status=302, body=json.dumps({"location": location}))
-    try:
-        idempotency.remember(db_session(), user_id=user_id, key=key, fingerprint=fingerprint, answer=answer)
-        commit()
-    except IntegrityError:  # a twin with the same key committed first: its row stands, ours is undone
-        db_session().rollback()
-        first = idempotency.find(db_session(), user_id=user_id, key=key, fingerprint=fingerprint)
-        if first is None:
-            raise
-        return str(json.loads(first.body)["location"])
-    return location
+    first = commit_remembered(pending, idempotency.Answer(status=302, body=json.dumps({"location": location})))
+    return location if first is None else str(json.loads(first.body)["location"])
 
 
 def init_app(app: Flask) -> None:

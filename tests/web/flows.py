@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -147,3 +148,18 @@ def started_review(app: Flask, applicant: FlaskClient, business_key: str = "JZ-2
     response = start_web(applicant, title=title, business_key=business_key)
     assert response.status_code == 302, response.get_data(as_text=True)
     return instance_by_key(app, business_key)
+
+
+def two_at_once(*calls: Callable[[], Any]) -> list[Any]:
+    """Run the calls in threads of their own at once (each a request, a service in its own session); their results."""
+    out: list[Any] = [None] * len(calls)
+
+    def run(i: int) -> None:
+        out[i] = calls[i]()
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not any(t.is_alive() for t in threads)
+    return out

@@ -7,7 +7,6 @@ first one holds a lock the second waits for, the barrier times out and the first
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -25,7 +24,7 @@ from engine.runtime.models import ProcessInstance
 from engine.tasks import collab, operations
 from engine.tasks.collab_models import CarbonCopy
 from tests.web.conftest import csrf_of
-from tests.web.flows import db
+from tests.web.flows import db, two_at_once
 from tests.web.test_inbox import minimal_task
 from tests.web.test_modeller import clients, staff, two_versions  # noqa: F401
 from tests.web.test_task_page import deployed, row  # noqa: F401
@@ -34,19 +33,6 @@ pytestmark = pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
 
 MEET = 2.0
 
-
-def two_at_once(*calls: Callable[[], Any]) -> list[Any]:
-    out: list[Any] = [None] * len(calls)
-
-    def run(i: int) -> None:
-        out[i] = calls[i]()
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    assert not any(t.is_alive() for t in threads)
-    return out
 
 
 def meet_before(monkeypatch: pytest.MonkeyPatch, module: Any, name: str) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
@@ -24,25 +23,13 @@ from flask import Flask
 from plan.projects import core, edits, entry, imports
 from plan.projects.models import LibraryMember, Project, ProjectLibrary, ProjectStage, StageReport
 from tests.web.conftest import form_at
+from tests.web.flows import two_at_once
 from tests.web.test_project_entry_web import OFFICER, SECOND, app, count, create, form_post, import_rows, login, upload  # noqa: F401
 
 pytestmark = pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
 
 MEET = 2.0  # seconds a request waits at a barrier for the other (which, once fixed, waits for a lock instead)
 
-
-def two_at_once(*calls: Callable[[], Any]) -> list[Any]:
-    out: list[Any] = [None] * len(calls)
-
-    def run(i: int) -> None:
-        out[i] = calls[i]()
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not any(t.is_alive() for t in threads)
-    return out
 
 
 def meet(barrier: threading.Barrier) -> None:

@@ -10,11 +10,10 @@ from typing import Any
 
 from flask import Response, current_app, g, request
 from flask.typing import ResponseReturnValue
-from sqlalchemy.exc import IntegrityError
 
 from engine.org import idempotency
 from web.api.blueprint import bp
-from web.common import commit, current_actor, db_session
+from web.common import commit, commit_remembered, current_actor, db_session
 
 HEADER = "Idempotency-Key"
 
@@ -48,14 +47,5 @@ def finish(payload: Any, status: int = 200) -> Response:
     if pending is None:
         commit()
         return _response(answer)
-    user_id, key, fingerprint = pending
-    try:
-        idempotency.remember(db_session(), user_id=user_id, key=key, fingerprint=fingerprint, answer=answer)
-        commit()
-    except IntegrityError:  # a twin with the same key committed first: its work stands, ours is undone
-        db_session().rollback()
-        first = idempotency.find(db_session(), user_id=user_id, key=key, fingerprint=fingerprint)
-        if first is None:
-            raise
-        return _response(first, replayed=True)
-    return _response(answer)
+    first = commit_remembered(pending, answer)
+    return _response(answer) if first is None else _response(first, replayed=True)
