@@ -45,7 +45,7 @@ from tests.processes.test_issue_ledger import ledger_files
 from tests.scale import test_worker
 from tests.scale.test_worker import Stack
 from tests.sinks import HookSink, SmtpSink
-from tests.web.conftest import PASSWORD, csrf_of
+from tests.web.conftest import PASSWORD, csrf_of, form_at
 from web import create_app
 
 pytestmark = pytest.mark.scale
@@ -189,8 +189,9 @@ def test_workers_walk_an_issue_up_the_ladder_exactly_once_and_the_leader_acts(st
         page = wang.get("/supervision").get_data(as_text=True)
         assert "工业和信息化局" in page and "企业用电增容迟迟未落实" in page and 'class="light red"' in page
         assert "市级领导" in page
-        response = wang.post(f"/supervision/issue/{issue}/urge", data={
-            "csrf_token": csrf_of(wang, "/supervision"), "due_date": "2025-09-19", "message": "本周五前办结"})
+        action = f"/supervision/issue/{issue}/urge"  # the form as the page gave it: a new deadline needs its `seen`
+        response = wang.post(action, data={**form_at(wang, "/supervision", action), "due_date": "2025-09-19",
+                                           "message": "本周五前办结"})
         assert response.status_code == 302
     finally:
         app.extensions["jzflow.engine"].dispose()
