@@ -24,8 +24,8 @@ from web import create_app
 RHYTHM = core.parse({"meetings": {"review": {"first": "2025-01-08", "recipients": ["city_leader"]}}})
 
 
-@pytest.fixture
-def app(db_url: str, session: Session, frozen: Any) -> Iterator[Flask]:
+def meeting_world(db_url: str, session: Session) -> Flask:
+    """The sample world with this week's 评审会议 on its agenda, everyone's password PASSWORD; the app over it."""
     dashboard_data.seed_and_deploy(session)
     dashboard_data.sample(session)
     for user in session.scalars(select(User)):
@@ -34,8 +34,13 @@ def app(db_url: str, session: Session, frozen: Any) -> Iterator[Flask]:
     assert meeting is not None and meeting.agenda
     session.commit()
     session.close()
-    flask_app = create_app({"DATABASE_URL": db_url, "TESTING": True, "WTF_CSRF_ENABLED": True,
-                            "SECRET_KEY": "test-secret", "RATELIMIT_ENABLED": False})
+    return create_app({"DATABASE_URL": db_url, "TESTING": True, "WTF_CSRF_ENABLED": True,
+                       "SECRET_KEY": "test-secret", "RATELIMIT_ENABLED": False})
+
+
+@pytest.fixture
+def app(db_url: str, session: Session, frozen: Any) -> Iterator[Flask]:
+    flask_app = meeting_world(db_url, session)
     yield flask_app
     flask_app.extensions["jzflow.engine"].dispose()
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import datetime
 from typing import Any
 
 import pytest
@@ -14,14 +13,13 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine import clock
 from engine.org.models import User
 from plan import meetings
 from plan.meetings.models import MeetingDecision
 from plan.projects.models import LibraryMember, Project, ProjectLibrary, ProjectNeed
-from tests import dashboard_data
-from tests.web.conftest import PASSWORD, PASSWORD_HASH, csrf_of, form_at
-from tests.web.test_meetings_web import RHYTHM
+from tests.web.conftest import form_at
+from tests.web.test_meetings_web import login as log_in_to
+from tests.web.test_meetings_web import meeting_world
 from tests.web.test_project_entry_web import (  # noqa: F401
     OFFICER,
     SECOND,
@@ -32,7 +30,6 @@ from tests.web.test_project_entry_web import (  # noqa: F401
     login,
     upload,
 )
-from web import create_app
 
 CITY_LEADER = "wangjianguo"
 
@@ -124,28 +121,13 @@ def test_a_double_click_on_a_create_form_makes_one_row(app: Flask, login: Any) -
 
 @pytest.fixture
 def meeting_app(db_url: str, session: Session, frozen: Any) -> Iterator[Flask]:
-    dashboard_data.seed_and_deploy(session)
-    dashboard_data.sample(session)
-    for user in session.scalars(select(User)):
-        user.password_hash = PASSWORD_HASH
-    meetings.ensure_meeting(session, now=datetime(2025, 9, 15, 7, tzinfo=clock.SHANGHAI), rhythm=RHYTHM)
-    session.commit()
-    session.close()
-    flask_app = create_app({"DATABASE_URL": db_url, "TESTING": True, "WTF_CSRF_ENABLED": True,
-                            "SECRET_KEY": "test-secret", "RATELIMIT_ENABLED": False})
+    flask_app = meeting_world(db_url, session)
     yield flask_app
     flask_app.extensions["jzflow.engine"].dispose()
 
 
-def _client(flask_app: Flask, username: str) -> FlaskClient:
-    client = flask_app.test_client()
-    assert client.post("/login", data={"username": username, "password": PASSWORD,
-                                       "csrf_token": csrf_of(client)}).status_code == 302
-    return client
-
-
 def test_a_meeting_decision_corrected_from_a_stale_page_does_not_undo_anothers(meeting_app: Flask) -> None:
-    chair, clerk = _client(meeting_app, CITY_LEADER), _client(meeting_app, "tangjian")
+    chair, clerk = log_in_to(meeting_app, CITY_LEADER), log_in_to(meeting_app, "tangjian")
     with Session(meeting_app.extensions["jzflow.engine"]) as s:
         meeting = meetings.recent(s)[0]
         code = meeting.agenda[0]["code"]
