@@ -268,6 +268,12 @@ def stored_form_problem(name: str, text: str | None) -> str | None:
     return _said(name, _remembered((text,), lambda: _first_stored_problem(text)))
 
 
+def first_stored_problem(*files: tuple[str | None, str | None]) -> str | None:
+    """Return the first of `stored_form_problem` over (name, text) pairs, those without a name skipped; or None."""
+    return next((said for name, text in files if name and (said := stored_form_problem(name, text)) is not None),
+                None)
+
+
 def stored_reach_problem(name: str, text: str, others: Mapping[str, str]) -> str | None:
     """Return why a stored schema may not be checked against when its `$ref`s reach `others` (other stored form
     files, each within the limits alone), naming it, or None: their branches counted together, as deploy does."""
@@ -297,5 +303,4 @@ def _said(name: str, found: tuple[str, str] | None) -> str | None:
 
 __all__ = ["MAX_CHOICES", "MAX_DATA_DEPTH", "MAX_DATA_VALUES", "MAX_EXPANSION", "MAX_EXPONENT", "MAX_FIELDS",
            "MAX_FORM_DEPTH", "MAX_FORM_VALUES", "MAX_INSTRUCTIONS", "MAX_PRINTED_ROWS", "MAX_TABLE_ROWS", "data_limit",
-           "data_problem",
-           "form_problems", "stored_form_problem", "stored_reach_problem"]
+           "data_problem", "first_stored_problem", "form_problems", "stored_form_problem", "stored_reach_problem"]

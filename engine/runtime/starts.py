@@ -52,8 +52,7 @@ def start_info(session: Session, version: ProcessVersion) -> StartInfo:
     starters = tuple(s.strip() for s in props.get(STARTERS_PROP, "").split(",") if s.strip())
     reserved = tuple(s.strip() for s in props.get(RESERVED_PROP, "").split(",") if s.strip())
     texts = {name: info.files.get(name) for name in (schema, ui) if name}
-    problem = next((said for name, text in texts.items()
-                    if (said := content_limits.stored_form_problem(name, text)) is not None), None)
+    problem = content_limits.first_stored_problem(*texts.items())
     return StartInfo(version=version, key=info.process_key, form_schema=schema, form_ui_schema=ui,
                      schema_text=texts.get(schema) if schema else None, ui_text=texts.get(ui) if ui else None,
                      starters=starters, reserved=reserved, documentation=doc, forms=info.files, form_problem=problem)

@@ -93,8 +93,7 @@ def _load(session: Session, instance: ProcessInstance, *, only_by: int | None = 
         data = ev.after.get("data") if ev is not None and isinstance(ev.after, dict) else None
         schema_text = files.get(row.form_schema) if row.form_schema else None
         ui_text = files.get(row.form_ui_schema) if row.form_ui_schema else None
-        problem = next((said for name, text in ((row.form_schema, schema_text), (row.form_ui_schema, ui_text))
-                        if name and (said := content_limits.stored_form_problem(name, text)) is not None), None)
+        problem = content_limits.first_stored_problem((row.form_schema, schema_text), (row.form_ui_schema, ui_text))
         if problem is not None:  # what was submitted still shows, under its keys, without walking the files
             schema_text = ui_text = None
         fields = formtext.describe_texts(schema_text, ui_text, data) if isinstance(data, dict) else []

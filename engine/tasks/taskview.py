@@ -162,8 +162,7 @@ def form_texts(session: Session, task: HumanTask, version_id: int | None = None,
     texts: list[str | None] = []
     for name in (task.form_schema, task.form_ui_schema):
         texts.append((info.files.get(name) or deploy.file_text(session, version_id, name)) if name else None)
-    problem = next((said for name, text in zip((task.form_schema, task.form_ui_schema), texts, strict=True)
-                    if name and (said := content_limits.stored_form_problem(name, text)) is not None), None)
+    problem = content_limits.first_stored_problem(*zip((task.form_schema, task.form_ui_schema), texts, strict=True))
     schema = texts[0]
     if problem is not None:
         return FormTexts(schema, texts[1], problem)
