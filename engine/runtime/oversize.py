@@ -52,14 +52,15 @@ def refuse_submission(submitted: Mapping[str, Any], size: int, limit: int, *, be
     Raises: FormInvalid
     """
     fields = sorted(((len(str(k)) + 4 + encoded_size(v), str(k)) for k, v in submitted.items()), reverse=True)
-    weight = sum(s for s, _k in fields)
-    if not fields or (before + weight <= limit and size - weight > limit):
+    total = sum(s for s, _k in fields)  # not `weight`: that names the module weighing the state
+    if not fields or (before + total <= limit and size - total > limit):
         return
-    over = min(size, before + weight) - limit  # what its fields must make up
+    over = min(size, before + total) - limit  # what its fields must make up
     named: list[tuple[int, str]] = []
     for field in fields:
         named.append(field)
-        if sum(s for s, _k in named) >= over or len(named) == NAMED_FIELDS:
+        over -= field[0]
+        if over <= 0 or len(named) == NAMED_FIELDS:
             break
     raise FormInvalid([FieldError(key, (
         f"提交的数据过大：此字段约 {kb(s)} KB，提交后流程数据将达 {kb(size)} KB，超过 {kb(limit)} KB 的上限"
