@@ -489,3 +489,33 @@ def test_a_backend_ended_while_idle_is_an_operational_error_and_the_connection_i
         with pytest.raises(pg_errors.OperationalError):
             conn.execute("SELECT %(n)s::int", {"n": 1})
         assert conn.closed
+
+
+# --- a long statement's text is taken apart once, as a short one's is ----------------------------------------------
+
+def test_a_long_statement_is_taken_apart_once_and_runs_with_each_run_s_parameters(
+        raw: pgconn.Connection, monkeypatch: pytest.MonkeyPatch) -> None:
+    """psycopg keeps its parse of a statement's placeholders only up to 4,096 characters: the save's statement is
+    longer, and parsing it again cost every completion 75 µs."""
+    from psycopg import _queries
+    padding = " AND %(n)s::int IS NOT NULL" * 200  # well over psycopg's limit
+    query = f"SELECT %(n)s::int + %(m)s::int WHERE true{padding}"
+    assert len(query) > _queries.MAX_CACHED_STATEMENT_LENGTH
+    parsed: list[bytes] = []
+    real = _queries._query2pg_nocache
+
+    def counting(q: bytes, encoding: str) -> object:
+        parsed.append(q)
+        return real(q, encoding)
+
+    monkeypatch.setattr(_queries, "_query2pg_nocache", counting)
+    pgconn.forget_long_statements()
+    answers = [raw.execute(query, {"n": n, "m": 10}).fetchone() for n in range(8)]  # prepared from the sixth run on
+    raw.rollback()
+    assert answers == [(n + 10,) for n in range(8)]
+    assert len(parsed) <= 1
+    with pytest.raises(pg_errors.ProgrammingError, match="m"):  # a parameter missing is said, as psycopg says it
+        raw.execute(query, {"n": 1})
+    raw.rollback()
+    assert raw.execute(query.replace("true", "1 = 1"), {"n": 1, "m": 1}).fetchone() == (2,)  # another text: its own
+    raw.rollback()
