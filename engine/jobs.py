@@ -149,6 +149,11 @@ def _deliver_bpmn_message(session: Session, msg: OutboxMessage) -> None:
     message_worker.route_pending(session, int(msg.payload["message_id"]))
 
 
+def _give_up_bpmn_message(session: Session, msg: OutboxMessage, error: Exception) -> None:
+    # Its last try failed (the instance it matches busy every time): refused with the reason, not pending for good.
+    message_worker.give_up(session, int(msg.payload["message_id"]), tries=msg.attempts, error=error)
+
+
 def _deliver_bpmn_signal(session: Session, msg: OutboxMessage) -> None:
     signals.prepare(session, int(msg.payload["signal_id"]))
     from engine.jobs_messages import kick  # that module imports this one
@@ -159,6 +164,9 @@ DELIVERERS: dict[str, Callable[[Session, OutboxMessage], None]] = {
     "webhook": _deliver_webhook, "email": _deliver_email, "event": _deliver_event, "in_app": _deliver_in_app,
     "bpmn_message": _deliver_bpmn_message, "bpmn_signal": _deliver_bpmn_signal,
 }
+
+
+GIVE_UP: dict[str, outbox.GiveUp] = {"bpmn_message": _give_up_bpmn_message}
 
 
 def deliver(session: Session, msg: OutboxMessage) -> None:
@@ -182,7 +190,7 @@ def run_outbox(factory: sessionmaker[Session], *, limit: int = 100) -> int:
             if not leased:
                 continue
         with session_scope(factory) as session:
-            delivered += outbox.deliver_one(session, message_id, deliver, leased=leased)
+            delivered += outbox.deliver_one(session, message_id, deliver, leased=leased, give_up=GIVE_UP.get(kind))
     return delivered
 
 

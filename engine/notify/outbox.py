@@ -1,6 +1,7 @@
 """Outbox: record side effects in the transaction; a job delivers them after the commit."""
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -14,6 +15,10 @@ from engine.db import is_postgres
 from engine.notify.models import OutboxMessage
 
 Deliverer = Callable[[Session, OutboxMessage], None]
+# Told, in the transaction that counts the last try, that a message is given up: a BPMN message gets a state of its
+# own (refused, with the reason) instead of waiting for good.
+GiveUp = Callable[[Session, OutboxMessage, Exception], None]
+log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 10
 # Kinds whose delivery leaves the process (a relay, a receiver's server): each attempt is counted and the message
 # leased before it is sent (`lease`). A worker killed while sending then cannot roll the count back, so a message
@@ -68,10 +73,12 @@ def lease(session: Session, message_id: int, *, seconds: int) -> bool:
     return bool(taken.rowcount == 1)  # type: ignore[attr-defined]
 
 
-def deliver_one(session: Session, message_id: int, deliver: Deliverer, *, leased: bool = False) -> bool:
+def deliver_one(session: Session, message_id: int, deliver: Deliverer, *, leased: bool = False,
+                give_up: GiveUp | None = None) -> bool:
     """Deliver one message under a row lock; True if delivered now, False if skipped or failed.
 
-    `leased`: its attempt was counted by `lease` (committed): not counted again.
+    `leased`: its attempt was counted by `lease` (committed): not counted again. `give_up`: called when a failure
+    leaves the message given up (MAX_ATTEMPTS), in this transaction.
     """
     q = select(OutboxMessage).where(OutboxMessage.id == message_id, OutboxMessage.delivered_at.is_(None))
     if is_postgres(session):
@@ -90,8 +97,21 @@ def deliver_one(session: Session, message_id: int, deliver: Deliverer, *, leased
         msg.last_error = f"{type(exc).__name__}: {exc}"[:2000]
         msg.available_at = clock.now() + timedelta(seconds=min(3600, 2 ** msg.attempts))
         session.flush()
+        if give_up is not None and msg.attempts >= MAX_ATTEMPTS:
+            _given_up(session, msg, exc, give_up)
         return False
     msg.attempts += 0 if leased else 1
     msg.delivered_at = clock.now()
     session.flush()
     return True
+
+
+def _given_up(session: Session, msg: OutboxMessage, error: Exception, give_up: GiveUp) -> None:
+    # In a savepoint: a failure here is logged and leaves the message given up all the same, counted with its last
+    # try; raised, it would roll that count back and come first in every batch again, holding up the rest.
+    try:
+        with session.begin_nested():
+            give_up(session, msg, error)
+            session.flush()
+    except Exception:
+        log.exception("outbox message %s was given up, and telling its owner failed", msg.id)

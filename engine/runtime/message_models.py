@@ -47,8 +47,10 @@ class BpmnMessage(Base):
 
     status: buffered (waits for a catch until expires_at) | pending (thrown by an instance, not routed yet) |
     delivered (to instance_id, in the transaction that saved it) | started (a start event made instance_id) |
-    expired (its time to live passed with no match) | refused (thrown by an instance; the catch's schema refused
-    the payload) | broadcast (a signal: see signal_delivery)
+    expired (its time to live passed with no match, or with its match busy) | refused (routed by the outbox job: the
+    catch's schema refused the payload, its sender is gone, or its match was busy at every try and the outbox gave it
+    up; an admin may route it again) | broadcast (a signal: see signal_delivery). `reason`: why it was refused or
+    expired by the outbox job (migration 0039).
     """
 
     __tablename__ = "bpmn_message"
@@ -76,6 +78,7 @@ class BpmnMessage(Base):
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
     created_at: Mapped[datetime] = mapped_column(default=clock.now)
     delivered_at: Mapped[datetime | None] = mapped_column()
+    reason: Mapped[str | None] = mapped_column(String(500))
 
 
 class SignalDelivery(Base):

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from engine import clock, config, content_limits
 from engine.db import database_key
-from engine.errors import Forbidden, InvalidInput, NotFound, RateLimited, UserNotFound
+from engine.errors import Conflict, Forbidden, InvalidInput, NotFound, RateLimited, UserNotFound
 from engine.org.actors import SYSTEM, Actor, actor_for
 from engine.org.models import OrgUnit, Role, User
 from engine.runtime import core as runtime
@@ -62,6 +62,17 @@ class MessageUnmatched(NotFound):
     code = "message_unmatched"
 
 
+class MessageBusy(Conflict):
+    """The instance a message with no time left to live (ttl 0: now or never) matches was busy at every try."""
+
+    code = "message_busy"
+
+    def __init__(self, name: str, instance_id: int) -> None:
+        super().__init__(f"等待消息「{name}」的流程实例 #{instance_id} 正忙，消息未投递，也未保留：其 ttl 为 0 "
+                         f"(the instance #{instance_id} waiting for message {name!r} was busy at every try: not "
+                         "delivered, and not kept as its ttl is 0)", name=name, instance_id=instance_id)
+
+
 class MessageQuotaExceeded(RateLimited):
     """Too many messages from outside kept for catches not waiting yet: of this sender, or of this name."""
 
@@ -75,18 +86,19 @@ class Outcome:
     id: int | None
     kind: str
     name: str
-    status: str  # delivered | started | buffered | pending (for the worker) | duplicate | broadcast
+    status: str  # delivered | started | buffered | pending (for the worker) | duplicate | broadcast | refused | expired
     instance_id: int | None = None
     expires_at: datetime | None = None
     waiting: int = 0  # signals: instances it goes to
     started: tuple[int, ...] = ()
+    reason: str | None = None  # why the outbox job refused or expired it
 
     def to_dict(self) -> dict[str, Any]:
         """Return the outcome for the API and the CLI."""
         return {"id": self.id, "kind": self.kind, "name": self.name, "status": self.status,
                 "instance_id": self.instance_id,
                 "expires_at": self.expires_at.isoformat() if self.expires_at else None,
-                "waiting": self.waiting, "started": list(self.started)}
+                "waiting": self.waiting, "started": list(self.started), "reason": self.reason}
 
 
 def plain(value: Any) -> Any:
@@ -383,7 +395,7 @@ def sender(session: Session, user_id: int | None) -> Actor | None:
 
 
 __all__ = ["INITIATOR", "MAX_CORRELATION", "MAX_NAME", "MAX_PAYLOAD_BYTES", "MAX_THROWN", "Declaration",
-           "MessageQuotaExceeded", "MessageUnknown", "MessageUnmatched", "Outcome", "buffer_quota", "canonical",
-           "catches_at", "check_input", "check_keep", "declarations", "declared_names",
+           "MessageBusy", "MessageQuotaExceeded", "MessageUnknown", "MessageUnmatched", "Outcome", "buffer_quota",
+           "canonical", "catches_at", "check_input", "check_keep", "declarations", "declared_names",
            "default_ttl", "max_ttl", "may_deliver", "named", "plain", "privileged", "require_sender",
            "require_sender_first", "sender", "thrown_problem", "validate_for", "validate_payload"]

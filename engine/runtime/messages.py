@@ -34,6 +34,7 @@ from engine.runtime.message_rules import (
     MAX_CORRELATION,
     MAX_NAME,
     Declaration,
+    MessageBusy,
     MessageUnknown,
     MessageUnmatched,
     Outcome,
@@ -163,7 +164,8 @@ def route(session: Session, row: BpmnMessage, actor: Actor, *, ttl: int | None =
     never look at the buffer again) nor starts another instance. From outside it is kept pending for the outbox job
     (`message_worker.route_pending`) to route again; the outbox job's own try raises, and is retried with backoff.
 
-    Raises: MessageUnmatched (ttl 0 and nothing matched), FormInvalid, Forbidden, MessageUnknown,
+    Raises: MessageUnmatched (ttl 0 and nothing matched), MessageBusy (ttl 0 and the match busy), FormInvalid,
+            Forbidden, MessageUnknown,
             ConcurrentModification (not from outside: the match was busy at every try),
             MessageQuotaExceeded (from outside: too many kept, nothing written)
     """
@@ -183,9 +185,12 @@ def route(session: Session, row: BpmnMessage, actor: Actor, *, ttl: int | None =
     row.payload = json.dumps(payload, ensure_ascii=False, default=plain)
     ttl = default_ttl() if ttl is None else ttl
     if busy is not None:
+        if ttl <= 0:  # now or never: not kept for a later try (the worker's try: its time to live is over)
+            raise MessageBusy(row.name, busy)
         if not from_outside:
             raise ConcurrentModification(busy)
         row.status, row.expires_at = "pending", clock.now() + timedelta(seconds=ttl)  # kept until then, if it must be
+        row.instance_id = row.delivered_at = None  # as the busy try left them on a row not written yet (no rollback)
         session.add(row)
         session.flush()
         outbox.enqueue(session, "bpmn_message", {"message_id": row.id}, dedupe_key=f"bpmn_message:{row.id}")
@@ -215,13 +220,14 @@ def route(session: Session, row: BpmnMessage, actor: Actor, *, ttl: int | None =
 
 def _outcome(row: BpmnMessage) -> Outcome:
     return Outcome(id=row.id, kind=row.kind, name=row.name, status=row.status, instance_id=row.instance_id,
-                   expires_at=row.expires_at)
+                   expires_at=row.expires_at, reason=row.reason)
 
 
-def audit_message(session: Session, actor: Actor, action: str, row: BpmnMessage, **extra: Any) -> None:
+def audit_message(session: Session, actor: Actor, action: str, row: BpmnMessage, *,
+                  before: Any = None, **extra: Any) -> None:
     """Write the message's own audit event (its stream is the message)."""
     audit.record(session, actor, action, stream=f"message:{row.id}", object_type="bpmn_message", object_id=row.id,
-                 after={"kind": row.kind, "name": row.name, "correlation": row.correlation,
+                 before=before, after={"kind": row.kind, "name": row.name, "correlation": row.correlation,
                         "business_key": row.business_key, "status": row.status, "instance_id": row.instance_id,
                         "source_instance_id": row.source_instance_id,
                         "expires_at": row.expires_at.isoformat() if row.expires_at else None, **extra})
