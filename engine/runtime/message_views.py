@@ -138,6 +138,7 @@ class MessageRow:
     sender: str | None  # the publishing user's name; None: an instance threw it, or the system
     created_at: datetime
     delivered_at: datetime | None
+    reason: str | None = None  # why the outbox job refused or expired it ("中文 (English)")
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,7 @@ def recent_messages(session: Session, flt: MessageFilter, *, after: int | None =
             correlation=_correlation(message.correlation), business_key=message.business_key, state=state,
             expires_at=message.expires_at, instance_id=message.instance_id, instance_title=title,
             process_name=process, source_instance_id=message.source_instance_id, sender=_sender(message, names),
-            created_at=message.created_at, delivered_at=message.delivered_at))
+            created_at=message.created_at, delivered_at=message.delivered_at, reason=message.reason))
     return MessagePage(rows, rows[-1].id if len(found) > size else None)
 
 

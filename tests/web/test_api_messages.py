@@ -167,3 +167,33 @@ def test_a_sender_past_its_quota_of_kept_messages_gets_429_naming_it(app: Flask,
     assert "JZFLOW_MESSAGE_BUFFER_PER_SENDER" in refused.json["message"]
     with db(app) as s:
         assert s.scalar(select(func.count()).select_from(BpmnMessage)) == 2
+
+
+def test_a_sender_is_told_at_once_or_when_it_asks_that_a_busy_instance_never_got_its_message(
+        app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ttl 0 (now or never) meeting a busy instance: 409 message_busy, nothing kept. A message kept for the worker
+    and given up after its last try: GET says refused, and why, to its sender."""
+    from engine.errors import ConcurrentModification
+    from engine.runtime import message_worker
+    from tests.engine.test_messages_concurrency import _busy_while
+
+    admin, _applicant, window = _setup(app)
+    iid = _waiting(app, 8)
+    busy = _busy_while(monkeypatch, iid)
+    body = {"name": "supplement", "correlations": {"application_id": 8}, "data": {"pages": 2}}
+    now_or_never = admin.post("/api/messages", {**body, "ttl": 0})
+    assert now_or_never.status_code == 409, now_or_never.get_data(as_text=True)
+    assert now_or_never.json is not None and now_or_never.json["error"] == "message_busy"
+    assert now_or_never.json["instance_id"] == iid and "ttl" in now_or_never.json["message"]
+    with db(app) as s:
+        assert s.scalar(select(func.count()).select_from(BpmnMessage)) == 0
+    kept = admin.post("/api/messages", body)
+    assert kept.status_code == 202 and kept.json is not None
+    assert (kept.json["status"], kept.json["instance_id"], kept.json["reason"]) == ("pending", None, None)
+    with db(app) as s:
+        assert message_worker.give_up(s, kept.json["id"], tries=10, error=ConcurrentModification(iid))
+    busy.clear()
+    told = admin.get(f"/api/messages/{kept.json['id']}")
+    assert told.status_code == 200 and told.json is not None and told.json["status"] == "refused"
+    assert f"#{iid}" in told.json["reason"] and "busy at every try" in told.json["reason"]
+    assert window.get(f"/api/messages/{kept.json['id']}").status_code == 404  # another's: not even why

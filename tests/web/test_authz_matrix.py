@@ -262,6 +262,8 @@ MATRIX: dict[str, Access] = {
     "messages.index": Access(get=MODELLER_READ, query="state=buffered"),
     "messages.waiting": Access(get=MODELLER_READ, query="kind=message&name=%E8%A1%A5%E6%AD%A3%E6%9D%90%E6%96%99"),
     "messages.signals": Access(get=MODELLER_READ, query="name=%E8%AE%A1%E5%88%92%E8%B0%83%E6%95%B4"),
+    # 重新投递 a refused message: admins only (readers are refused too); the world's is kept, so even theirs is a 409
+    "messages.retry": Access(post=ADMIN, params={"message_id": "@message"}),
     # 审计: auditors and admins
     "audit.index": Access(get=AUDIT),
     "audit.event": Access(get=AUDIT, params={"event_id": "@event"}),

@@ -15,12 +15,17 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import func, select
 
-from engine import clock, deploy, org
+from engine import clock, deploy, jobs, org
+from engine.audit.models import AuditEvent
+from engine.errors import ConcurrentModification
 from engine.org.actors import SYSTEM, actor_for
 from engine.org.models import User
-from engine.runtime import instances, messages, signals
+from engine.runtime import instances, message_worker, messages, signals
+from engine.runtime.message_models import BpmnMessage
 from tests.conftest import read_fixture_dir
+from tests.engine.test_messages_concurrency import _busy_while
 from tests.web import zh_crawl
 from tests.web.conftest import PASSWORD_HASH
 from tests.web.flows import db
@@ -224,3 +229,71 @@ def test_every_page_with_data_is_chinese(world: dict[str, Any], login: Login) ->
                      "/messages/signals"):
             html = _page(client, path)
             assert not zh_crawl.untranslated(html), (username, path, zh_crawl.untranslated(html))
+
+
+def _given_up(app: Flask, monkeypatch: pytest.MonkeyPatch, instance_id: int) -> int:
+    """A 补正 published while its instance was busy, then given up by the outbox after its last try (refused)."""
+    busy = _busy_while(monkeypatch, instance_id)
+    with db(app) as s:
+        out = messages.publish(s, name="supplement", actor=actor_for(s, "admin"), correlations={"application_id": 12},
+                               payload={"pages": 3})
+    assert out.status == "pending" and out.id is not None
+    with db(app) as s:
+        assert message_worker.give_up(s, out.id, tries=10, error=ConcurrentModification(instance_id))
+    busy.clear()
+    return out.id
+
+
+def _retry_form(html: str, message_id: int) -> bool:
+    return f'action="/messages/{message_id}/retry"' in html
+
+
+@pytest.mark.parametrize("db_url", ["sqlite", "postgres"], indirect=True)
+def test_a_given_up_message_shows_why_and_only_an_admin_routes_it_again(
+        world: dict[str, Any], login: Login, app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    refused = _given_up(app, monkeypatch, world["still"])
+    for username in READERS[1:]:  # process owners and auditors read why, and are offered nothing to do
+        client = login(username)
+        html = _page(client, "/messages?state=refused")
+        assert _rows(html, "message") == [refused] and "已拒收" in html, username
+        assert f"流程实例 #{world['still']} 每次都正忙" in html and not _retry_form(html, refused), username
+        token = re.search(r'name="csrf_token" value="([^"]+)"', _page(client, "/inbox"))
+        assert token is not None
+        answer = client.post(f"/messages/{refused}/retry", data={"csrf_token": token.group(1)})
+        assert answer.status_code == 403, username
+    admin = login("admin")
+    html = _page(admin, "/messages?state=refused")
+    assert _retry_form(html, refused) and "重新投递" in html
+    token = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert token is not None
+    with db(app) as s:
+        assert s.scalar(select(BpmnMessage.status).where(BpmnMessage.id == refused)) == "refused"
+        assert s.scalar(select(func.count()).select_from(AuditEvent).where(
+            AuditEvent.action == "message.retry")) == 0  # the refusals above changed nothing
+    assert admin.post(f"/messages/{refused}/retry").status_code == 400  # no CSRF token
+    answer = admin.post(f"/messages/{refused}/retry", data={"csrf_token": token.group(1)}, follow_redirects=True)
+    body = answer.get_data(as_text=True)
+    assert answer.status_code == 200 and "已重新投递" in body and f'data-message="{refused}"' in body
+    again = admin.post(f"/messages/{refused}/retry", data={"csrf_token": token.group(1)})
+    assert again.status_code == 409 and "不是已拒收的消息" in again.get_data(as_text=True)  # a double click
+    assert admin.post("/messages/2147483647/retry", data={"csrf_token": token.group(1)}).status_code == 404
+    assert admin.post(f"/messages/{world['kept']}/retry", data={"csrf_token": token.group(1)}).status_code == 409
+    jobs.run_outbox(app.extensions["jzflow.sessionmaker"])
+    with db(app) as s:
+        row = s.get(BpmnMessage, refused)
+        assert row is not None and (row.status, row.instance_id, row.reason) == ("delivered", world["still"], None)
+        assert s.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "message.retry")) == 1
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_given_up_message_reads_in_one_language(world: dict[str, Any], login: Login, app: Flask,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    refused = _given_up(app, monkeypatch, world["still"])
+    admin = login("admin")
+    html = _page(admin, "/messages?state=refused")
+    assert not zh_crawl.untranslated(html), zh_crawl.untranslated(html)
+    assert "busy at every try" not in html
+    admin.get("/lang/en")
+    html = _page(admin, "/messages?state=refused")
+    assert "Refused" in html and "busy at every try" in html and "每次都正忙" not in html and "重新投递" not in html
+    assert _retry_form(html, refused)

@@ -70,7 +70,8 @@ openapi.SCHEMAS.update({
         "data": {"type": "object", "description": "The payload; checked by the catch's messageSchema, if any"},
         "ttl": {"type": "integer", "minimum": 0,
                 "description": "Seconds to keep it if nobody waits yet (default JZFLOW_MESSAGE_TTL_SECONDS); 0: "
-                               "refuse (404 message_unmatched) instead"},
+                               "refuse (404 message_unmatched) instead, and, the waiting instance busy at every try, "
+                               "409 message_busy instead of pending"},
         "message_id": {"type": "string", "maxLength": 200,
                        "description": "The sender's own id: the same sender's second message with it is answered "
                                       "as a duplicate of its first; other senders' ids are theirs"}}},
@@ -83,15 +84,19 @@ openapi.SCHEMAS.update({
                                               "expired", "pending", "refused"]},
         "instance_id": {"type": ["integer", "null"]}, "expires_at": openapi.TIME,
         "waiting": {"type": "integer", "description": "Signals: instances it is delivered to by the worker"},
-        "started": {"type": "array", "items": {"type": "integer"}}}},
+        "started": {"type": "array", "items": {"type": "integer"}},
+        "reason": {"type": ["string", "null"],
+                   "description": "Why the worker refused or expired a pending message: its payload, its sender, its "
+                                  "time to live, or given up after its last try with the waiting instance busy at "
+                                  "every one (an admin may route a refused one again)"}}},
 })
 openapi.PARAMETERS["MessageId"] = {"name": "message_id", "in": "path", "required": True, "schema": {"type": "integer"}}
 _publish = openapi._post(openapi._op(
     "Publish a message: delivered to the waiting instance it correlates with (200), starts a message start "
     "event's process (200), is kept until its time to live (202, buffered; 429 message_quota when the sender or the "
     "name keeps too many already), or, the waiting instance busy at every try, is delivered by the worker shortly "
-    "(202, pending)", "MessageOutcome", request="MessageRequest",
-    errors=("403", "404", "422"), op_id="message_publish"))
+    "(202, pending; ttl 0: 409 message_busy, nothing kept)", "MessageOutcome", request="MessageRequest",
+    errors=("403", "404", "409", "422"), op_id="message_publish"))
 _publish["responses"]["202"] = {"description": "Buffered, or pending for the worker", "content": {openapi.JSON: {
     "schema": openapi._ref("MessageOutcome")}}}
 openapi.PATHS.update({

@@ -48,7 +48,7 @@ ACTIONS = {
     "meeting.agenda": "生成会议议程", "meeting.decision": "记录会议决定", "meeting.close": "结束会议",
     "report.schedule": "按时生成报表", "message.buffer": "暂存消息", "message.expire": "消息过期",
     "message.queue": "消息待后台投递", "message.refuse": "拒收消息", "message.start": "消息启动流程",
-    "message.deliver": "投递消息",
+    "message.deliver": "投递消息", "message.retry": "重新投递消息",
     "signal.broadcast": "广播信号", "signal.deliver": "投递信号", "task.return_to_candidates": "退回候选人",
     "org.directory.sync": "目录同步", "org.unit.directory_update": "目录同步更新单位", "org.unit.head": "设置单位负责人",
     "org.user.directory_update": "目录同步更新用户", "org.user.manager": "设置上级领导", "org.user.move": "调整所在单位",

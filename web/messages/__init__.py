@@ -1,20 +1,22 @@
 """消息与信号: recent messages, the catches instances wait on, and signal broadcasts, all of them.
 
-Read only. Who may open the pages is `engine.runtime.message_views.check_reader` (process owners, auditors and
-admins, as the modeller); anyone else is refused. Publishing stays with the API (`POST /api/messages`,
-`/api/signals`) and the command line.
+Read only but for one act: an admin routes a refused message again (重新投递, `message_worker.retry`; a message the
+outbox gave up after its last try, its instance busy every time). Who may open the pages is
+`engine.runtime.message_views.check_reader` (process owners, auditors and admins, as the modeller); anyone else is
+refused. Publishing stays with the API (`POST /api/messages`, `/api/signals`) and the command line.
 """
 from __future__ import annotations
 
-from flask import Blueprint, Flask, render_template, request
+from flask import Blueprint, Flask, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import login_required
 
 from engine.errors import InvalidInput
 from engine.runtime import message_views as views
+from engine.runtime import message_worker
 from web import access
-from web.common import current_actor, db_session
+from web.common import commit, current_actor, db_session
 from web.guards import id_arg
 
 bp = Blueprint("messages", __name__)
@@ -76,7 +78,18 @@ def index() -> ResponseReturnValue:
     flt = views.message_filter(request.args.get("name"), request.args.get("state"))
     page = views.recent_messages(session, flt, after=id_arg("after"), limit=limit_arg())
     return _render("messages/index.html", page=page, flt=flt, args=_args("name", "state", "limit"),
-                   names=views.message_names(session), states=views.STATES)
+                   names=views.message_names(session), states=views.STATES, may_retry=current_actor().is_admin)
+
+
+@bp.post("/messages/<int:message_id>/retry")
+@login_required
+def retry(message_id: int) -> ResponseReturnValue:
+    """重新投递: an admin routes a refused message again (the outbox job, shortly, as its sender)."""
+    _check()
+    message_worker.retry(db_session(), message_id, actor=current_actor())
+    commit()
+    flash(_("消息已重新投递，后台将很快路由它"), "info")
+    return redirect(url_for("messages.index", state="pending"))
 
 
 @bp.get("/messages/waiting")
