@@ -12,7 +12,7 @@ import json
 import logging
 import re
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -26,7 +26,7 @@ from engine.audit import in_statement
 from engine.deadlines import calendar, sla
 from engine.errors import ConcurrentModification
 from engine.org.actors import Actor
-from engine.runtime import assignment
+from engine.runtime import assignment, linked
 from engine.runtime.models import ProcessInstance
 from engine.runtime.running import Running
 from engine.spiff import workflow as spiff
@@ -69,6 +69,8 @@ class Plan:
     moved: list[HumanTask]  # the instance's open rows, each still open (state kept) or closed now
     created: list[HumanTask]  # new rows with their candidates, not in the session (save adds them for a flush)
     problems: assignment.Problems
+    # the co-signers (加签) of the rows it closed that it cancelled with them, each with the state it had (linked)
+    cosigners: list[tuple[int, str]] = field(default_factory=list)
 
 
 def plan(session: Session, running: Running, process_key: str, lane_map: dict[str, dict[str, int]],
@@ -158,6 +160,8 @@ def _sql_type(col: Column[Any]) -> str:
 # `claim`, a submission's check of its task: its co-signers are read as the statement's snapshot has them, and a 加签
 # committed while the statement waited for the row is not in it. 加签 writes the row (operations._lock), so the row
 # then is another version than the snapshot's (ctid): that refuses too, as a change of who holds it does.
+# `cosigners` and `extensions`: what closes with the rows the save closes (runtime.linked), their waiting co-signers
+# and pending 申请延期; a co-signer who signed while the statement waited for the row keeps the signature.
 _TEMPLATE = """WITH claim AS (
   SELECT id FROM human_task WHERE id = %(claim_id)s::INTEGER AND state = 'ready' AND NOT blocked
   AND (assignee_id = %(claim_actor)s::INTEGER OR (assignee_id IS NULL AND %(claim_free)s::BOOLEAN))
@@ -179,6 +183,14 @@ created AS (
   INSERT INTO human_task ({new_names})
   SELECT {new_values} FROM json_populate_recordset(NULL::human_task, %(created)s::json) WITH ORDINALITY AS n
   WHERE EXISTS (SELECT FROM st) ORDER BY n.ordinality RETURNING id, task_guid),
+cosigners AS (
+  UPDATE human_task AS c SET state = 'cancelled', completed_at = %(s_updated_at)s FROM human_task AS was
+  WHERE c.parent_task_id = ANY(%(closed_ids)s::INTEGER[]) AND c.kind = 'cosign' AND c.state IN ('ready', 'pending')
+  AND was.id = c.id AND EXISTS (SELECT FROM st) RETURNING c.id, was.state),
+extensions AS (
+  UPDATE extension_request SET status = 'cancelled', decided_at = %(s_updated_at)s
+  WHERE object_type = 'task' AND status = 'pending' AND EXISTS (SELECT FROM st)
+  AND (object_id = ANY(%(closed_ids)s::INTEGER[]) OR object_id IN (SELECT id FROM cosigners)) RETURNING id),
 candidates AS (
   INSERT INTO task_candidate (task_id, {cand_names})
   SELECT created.id, {cand_values}
@@ -191,7 +203,9 @@ SELECT 0, id, NULL, NULL::integer, NULL::integer, NULL::integer FROM st
 UNION ALL SELECT 1, id, task_guid, NULL, NULL, NULL FROM created
 UNION ALL SELECT 2, id, task_id::text, user_id, org_unit_id, role_id FROM candidates
 UNION ALL SELECT 3, id, NULL, NULL, NULL, NULL FROM audit_written
-UNION ALL SELECT 4, id, NULL, NULL, NULL, NULL FROM claim"""
+UNION ALL SELECT 4, id, NULL, NULL, NULL, NULL FROM claim
+UNION ALL SELECT 5, id, state, NULL, NULL, NULL FROM cosigners
+UNION ALL SELECT 6, id, NULL, NULL, NULL, NULL FROM extensions"""
 
 
 def _statement() -> str:
@@ -273,7 +287,8 @@ def write_postgres(session: Session, row: ProcessInstance, values: dict[str, Any
     changed = [(h, _changed_columns(h)) for h in projected.moved if h.id is not None]
     moved = sorted(((h, flags) for h, flags in changed if any(flags)), key=lambda m: m[0].id)
     new_columns = [{c.key: _loaded(c, h) for c in _NEW} for h in new]  # as the statement writes them
-    params.update(_documents(moved, new, new_columns), moved_ids=[h.id for h, _ in moved])
+    params.update(_documents(moved, new, new_columns), moved_ids=[h.id for h, _ in moved],
+                  closed_ids=linked.closed_ids(projected.moved))  # flushed already or not
     result = session.connection().exec_driver_sql(_SQL, params).all()
     if not any(r[0] == 0 for r in result):
         discard(session, projected)
@@ -288,6 +303,9 @@ def write_postgres(session: Session, row: ProcessInstance, values: dict[str, Any
                 set_committed_value(h, k, getattr(h, k))
         _clean_if_written(session, h)
     _persisted(session, new, new_columns, [r for r in result if r[0] in (1, 2)])
+    projected.cosigners = [(r[1], r[2]) for r in result if r[0] == 5]
+    linked.written(session, [c for c, _ in projected.cosigners], [r[1] for r in result if r[0] == 6],
+                   values["updated_at"])
     return next((r[1] for r in result if r[0] == 3), None)
 
 

@@ -36,6 +36,17 @@ class TaskAlreadyDone(ConcurrentModification):
 
     code = "task_already_done"
 
+    @classmethod
+    def of(cls, task: HumanTask) -> TaskAlreadyDone:
+        """The error for a task found closed: a cancelled one says so (a timer, 终止, 退回 or 减签 took it away),
+        not that someone acted on it."""
+        error = cls(task.instance_id)
+        if task.state == "cancelled":
+            Conflict.__init__(error, f"此任务已取消，无需再办理 (task {task.id} was cancelled; there is nothing to do)",
+                              instance_id=task.instance_id)
+        error.details["task_id"] = task.id
+        return error
+
 
 class TaskChanged(ConcurrentModification):
     """Someone else changed who holds the task (认领, 取消认领, 转办, 委派, 改派), or gave it co-signers after its
@@ -127,9 +138,7 @@ def require_open(task: HumanTask) -> HumanTask:
     Raises: TaskAlreadyDone
     """
     if task.state in ("completed", "cancelled"):
-        error = TaskAlreadyDone(task.instance_id)
-        error.details["task_id"] = task.id
-        raise error
+        raise TaskAlreadyDone.of(task)
     return task
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine import clock, runtime
+from engine import runtime
 from engine.errors import Conflict, EngineError, InstanceNotRunning, InvalidInput, NotYourTask, TaskNotFound
 from engine.org.actors import Actor, actor_of
 from engine.org.models import User
@@ -113,17 +113,11 @@ def _tell_cancelled(session: Session, actor: Actor, rows: list[HumanTask], targe
                               link=f"/tasks/{row.id}")
 
 
-def _cancel_cosigners(session: Session, parent_ids: list[int]) -> list[HumanTask]:
-    # Co-signers (加签) of the tasks the reset removed have nothing left to sign.
-    now = clock.now()
-    rows = list(session.scalars(select(HumanTask).where(HumanTask.parent_task_id.in_(parent_ids or [-1]),
-                                                        HumanTask.kind == "cosign",
-                                                        HumanTask.state.in_(("ready", "pending")))))
-    asked = [r for r in rows if r.state == "ready"]  # pending ones were never asked: nothing to tell them
-    for cosign in rows:
-        cosign.state = "cancelled"
-        cosign.completed_at = now
-    return asked
+def _asked_cosigners(session: Session, running: runtime.Running) -> list[HumanTask]:
+    """The co-signers (加签) the save cancelled with the tasks it closed who had been asked to sign (ready): they are
+    told. Pending ones were never asked: nothing to tell them."""
+    asked = [cosign_id for cosign_id, was in running.closed_cosigners if was == "ready"]
+    return list(session.scalars(select(HumanTask).where(HumanTask.id.in_(asked or [-1])).order_by(HumanTask.id)))
 
 
 def _reopen(session: Session, actor: Actor, target: HumanTask, action: str, reason: str,
@@ -156,7 +150,7 @@ def _reopen(session: Session, actor: Actor, target: HumanTask, action: str, reas
         raise Conflict("该步骤未能重新打开 (the step did not reopen)", task_id=target.id)
     if target.completed_by_id is not None:
         reopened.assignee_id = target.completed_by_id  # back to who did it
-    cosigners = _cancel_cosigners(session, [r.id for r in cancels] + ([current.id] if current is not None else []))
+    cosigners = _asked_cosigners(session, running)  # the save cancelled them with the rows it closed
     if current is not None:
         operations.add_note(session, current, actor, action.split(".")[-1], reason)
     session.flush()

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from engine import deploy, runtime, tasks
 from engine.errors import ConcurrentModification, EngineError
 from engine.org.actors import SYSTEM, Actor, actor_for
+from engine.runtime import projection
 from engine.tasks import handover, lookup, operations, people, sendback
 from engine.tasks.models import HumanTask
 from plan import supervision
@@ -411,19 +412,13 @@ def test_the_last_signature_goes_on_with_the_held_submission_exactly_once(
 def test_a_send_back_and_a_co_signer_signing_at_that_moment_lose_no_signature(
         factory: sessionmaker[Session], session: Session, review_org: dict[str, Actor], meanwhile: Meanwhile,
         monkeypatch: pytest.MonkeyPatch, when: str) -> None:
-    """boss co-signs the review before fg while fg sends it back (退回): boss signing while the 退回 reads the
-    co-signers it cancels waits for it and then finds the co-sign cancelled; boss having signed once the 退回 has
+    """boss co-signs the review before fg while fg sends it back (退回): boss signing while the 退回's save cancels
+    the co-signers with the review waits for it and then finds the co-sign cancelled; boss having signed once the 退回 has
     read the review keeps the signature."""
     where = _situation(session, "cosigner")  # boss co-signs before fg
     sign = _sign(where.task_id, "boss")
-    if when == "reading":
-        original = sendback._cancel_cosigners
-
-        def cancelling(s: Session, parent_ids: list[int]) -> list[HumanTask]:
-            meanwhile.at(s, "scalars", sign, after=True)  # once the 退回 has read the co-signers
-            return original(s, parent_ids)
-
-        monkeypatch.setattr(sendback, "_cancel_cosigners", cancelling)
+    if when == "reading":  # the save that cancels the co-signers with the review (its statement) about to run
+        meanwhile.at(projection, "write_postgres", sign)
     else:
         meanwhile.at(sendback, "cancelled_by", sign)  # the 退回 has read the review and where it goes
     assert _act(factory, lambda s, a: sendback.send_back(s, task_id=where.parent_id, actor=a("fg"),
