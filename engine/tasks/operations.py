@@ -26,6 +26,7 @@ from engine.errors import (
 from engine.notify import outbox
 from engine.org.actors import Actor, actor_of
 from engine.org.models import User
+from engine.runtime.models import ProcessInstance
 from engine.tasks import completion, lookup, people, task_access
 from engine.tasks.collab_models import Comment
 from engine.tasks.models import HumanTask, TaskCandidate
@@ -153,6 +154,16 @@ def _lock(session: Session, parent_id: int, *, write: bool = False) -> None:
         session.execute(select(HumanTask.id).where(HumanTask.id == parent_id).with_for_update())
 
 
+def _lock_instance(session: Session, instance_id: int) -> None:
+    """Before a signature or 减签 locks the parent: share-lock the instance's row, as the row's foreign keys (the
+    opinion's comment) would later. The timer sweep holds that row (FOR UPDATE) while its save closes the parent: taken
+    after the parent, each would wait for the other (a deadlock, a 500). Now a signature waits for a firing timer and
+    then finds its task cancelled, or the sweep skips the instance while a signature holds it (SKIP LOCKED) and fires
+    it next time, over what the signature did."""
+    session.execute(select(ProcessInstance.id).where(ProcessInstance.id == instance_id)
+                    .with_for_update(read=True, key_share=True))  # FOR KEY SHARE: a save's UPDATE is not held up
+
+
 def _cosigns(session: Session, parent: HumanTask, *states: str) -> list[HumanTask]:
     return list(session.scalars(select(HumanTask).where(HumanTask.parent_task_id == parent.id,
                                                         HumanTask.kind == "cosign",
@@ -213,6 +224,7 @@ def remove_cosigner(session: Session, *, cosign_task_id: int, actor: Actor) -> H
     cosign = lookup.get_open(session, cosign_task_id)
     if cosign.kind != "cosign" or cosign.parent_task_id is None:
         raise InvalidInput("这不是加签任务 (not a co-signer task)", field="task_id")
+    _lock_instance(session, cosign.instance_id)
     _lock(session, cosign.parent_task_id)
     cosign = lookup.get_open(session, cosign_task_id)  # as it is now: signed meanwhile, it is not removed
     parent = session.get(HumanTask, cosign.parent_task_id)
@@ -255,6 +267,7 @@ def sign(session: Session, *, task: HumanTask, actor: Actor, opinion: str) -> co
     if not opinion.strip():
         raise InvalidInput("请填写加签意见 (an opinion is required)", field="opinion")
     if task.parent_task_id is not None:
+        _lock_instance(session, task.instance_id)
         _lock(session, task.parent_task_id)
         task = lookup.require_started(lookup.get_open(session, task.id))  # as it is now: removed meanwhile (减签)
     task.state = "completed"

@@ -18,12 +18,13 @@ from engine import audit, clock, deploy, runtime, tasks
 from engine.audit.models import AuditEvent
 from engine.deadlines.models import ExtensionRequest
 from engine.org.actors import SYSTEM, Actor, actor_for
-from engine.runtime import instances, timers
+from engine.runtime import instances, projection, timers
 from engine.runtime.models import ProcessInstance
-from engine.tasks import operations
-from engine.tasks.lookup import TaskAlreadyDone
+from engine.tasks import lookup, operations
+from engine.tasks.collab_models import Comment
 from engine.tasks.models import HumanTask
 from plan import supervision
+from tests.engine.test_task_lost_updates import Meanwhile, Work, _act, meanwhile  # noqa: F401 (its fixture)
 
 _HEAD = """<?xml version="1.0" encoding="UTF-8"?>
 <bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
@@ -128,7 +129,7 @@ def refused_to_sign(session: Session, factory: sessionmaker[Session], instance_i
     lock_version = session.scalar(select(ProcessInstance.lock_version).where(ProcessInstance.id == instance_id))
     written = events(session, instance_id)
     session.commit()
-    with pytest.raises(TaskAlreadyDone) as refused:
+    with pytest.raises(lookup.TaskAlreadyDone) as refused:
         tasks.complete(session, task_id=cosign_id, actor=who, data={}, opinion="同意")
     session.rollback()
     assert refused.value.http_status == 409 and refused.value.code == "task_already_done"
@@ -228,3 +229,59 @@ def test_a_completed_task_keeps_its_signed_co_signers_as_they_were(
     assert states(session, factory, [review.id, cosign.id]) == [("completed", True), ("completed", True)]
     with factory() as s:
         assert s.get(HumanTask, cosign.id).completed_by_id == actor_for(s, "zr").user_id  # type: ignore[union-attr]
+
+
+# --- a co-signer signing while the timer fires (PostgreSQL: row locks; SQLite has one writer) -----------------------
+
+def _fire_at_once(s: Session) -> None:
+    for instance_id in timers.due_ids(s, now=clock.now()):
+        timers.fire_instance(s, instance_id, now=clock.now())
+
+
+@pytest.mark.parametrize(("position", "first"), [("before", "timer"), ("before", "signer"), ("after", "timer"),
+                                                 ("after", "signer")])
+def test_a_co_signer_signing_while_the_timer_fires_one_wins_whole(
+        session: Session, factory: sessionmaker[Session], review_org: dict[str, Actor], frozen: Any,
+        meanwhile: Meanwhile, position: str, first: str) -> None:  # noqa: F811
+    """zr signs (before fg; or after fg's submission, the last signature going on with it) at the moment the timer
+    ends the review. Whichever goes first wins whole: the timer first, the signature is refused (409) and nothing of
+    it stays; the signature first, it is kept (and a held submission goes on), and the timer finds the review done or
+    closes it. Never a signed co-signer on a cancelled review with its holder's submission half applied."""
+    instance_id, review = start(session, review_org)
+    [cosign] = operations.add_cosigners(session, task_id=review.id, actor=review_org["fg"], usernames=["zr"],
+                                        position=position)
+    if position == "after":
+        tasks.complete(session, task_id=review.id, actor=review_org["fg"], data={"fg_says": "同意"})
+    session.commit()
+    clock.advance(timedelta(hours=2))
+    sign: Work = lambda s: tasks.complete(s, task_id=cosign.id, actor=actor_for(s, "zr"), data={},  # noqa: E731
+                                           opinion="同意")
+    if first == "timer":  # the timer's save about to write: zr signs then
+        meanwhile.at(projection, "write_postgres", sign)
+        outcome = _act(factory, lambda s, a: _fire_at_once(s))
+    else:  # zr's signature written (the review's row locked): the timer fires then
+        meanwhile.at(operations, "_after_cosign", lambda s: _fire_at_once(s))
+        outcome = _act(factory, lambda s, a: sign(s))
+    other = meanwhile.join()
+    outcomes = [outcome, *other] if first == "timer" else [*other, outcome]  # [timer's, signature's]
+    with factory() as s:
+        parent, signed = s.get(HumanTask, review.id), s.get(HumanTask, cosign.id)
+        assert parent is not None and signed is not None
+        row = s.get(ProcessInstance, instance_id)
+        assert row is not None
+        steps = {t.bpmn_id: t.state for t in s.scalars(select(HumanTask).where(HumanTask.instance_id == instance_id,
+                                                                             HumanTask.kind == "bpmn"))}
+        if signed.state == "cancelled":  # the timer won: the signature left nothing
+            assert isinstance(outcomes[1], lookup.TaskAlreadyDone), outcomes
+            assert signed.completed_by_id is None and parent.state == "cancelled" and steps["escalate"] == "ready"
+            assert not s.scalars(select(Comment).where(Comment.task_id == cosign.id)).all()
+        else:  # the signature won, whole
+            assert outcomes[1] == "done" and signed.state == "completed", outcomes
+            assert signed.completed_by_id == actor_for(s, "zr").user_id
+            if position == "after":  # it went on with fg's submission: the review is done, the timer went with it
+                assert parent.state == "completed" and "escalate" not in steps and row.status == "completed"
+    if signed.state == "completed" and position == "before":  # the timer's sweep passed it by (SKIP LOCKED) or
+        assert _act(factory, lambda s, a: _fire_at_once(s)) == "done"  # waited: the next one ends the review
+        assert states(session, factory, [review.id, cosign.id]) == [("cancelled", True), ("completed", True)]
+    with factory() as s:
+        assert audit.verify(s).ok
