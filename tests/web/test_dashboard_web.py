@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine import clock
+from engine.audit.models import AuditEvent
 from engine.org.actors import SYSTEM
 from engine.org.models import User
 from plan.indicators.models import IndicatorValue
@@ -286,3 +287,33 @@ def test_the_same_form_posted_twice_saves_once_and_says_so_twice(login: Login) -
     assert [officer.post("/dashboard/data", data=posted).status_code for _ in range(2)] == [302, 302]
     assert _form_fields(officer.get("/dashboard/data?period=2025-08").get_data(as_text=True))[
         "value:tertiary_share"].startswith("52")
+
+
+def test_a_page_sent_twice_by_its_officer_is_already_saved_not_changed_by_someone_else(login: Login,
+                                                                                       dash_app: Flask) -> None:
+    """The officer saves the entry form, then sends the same page again with another figure (back, edit, 保存): the
+    period changed since that page was drawn, but by their own first post. Refused (409) as the `once` key refuses
+    a form sent again — 此表单已提交过 — not 已被他人修改, which sent them looking for a colleague; nothing changed.
+    The upload's 确认保存 clicked twice stores the file once: the second click is the first's answer again."""
+    officer = login("fanwenjuan")
+    page = _form_fields(officer.get("/dashboard/data?period=2025-08").get_data(as_text=True))
+    assert officer.post("/dashboard/data", data={**page, "value:tertiary_share": "52"}).status_code == 302
+    again = officer.post("/dashboard/data", data={**page, "value:tertiary_share": "51"})
+    text = again.get_data(as_text=True)
+    assert again.status_code == 409 and "此表单已提交过" in text and "已被他人修改" not in text
+    assert _form_fields(officer.get("/dashboard/data?period=2025-08").get_data(as_text=True))[
+        "value:tertiary_share"].startswith("52")
+    preview = officer.post("/dashboard/data/upload", data={
+        "csrf_token": page["csrf_token"], "period": "2025-08",
+        "file": (io.BytesIO("指标代码,数值,单位\ntertiary_share,54,%\n".encode()), "八月.csv")},
+        content_type="multipart/form-data").get_data(as_text=True)
+    confirm = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)">', preview))
+    assert confirm.get("once")  # the confirmation carries its key
+    answers = [officer.post("/dashboard/data/confirm", data=confirm) for _ in range(2)]
+    assert [a.status_code for a in answers] == [302, 302]
+    assert answers[0].headers["Location"] == answers[1].headers["Location"]
+    with Session(dash_app.extensions["jzflow.engine"]) as session:
+        replaced = session.scalars(select(AuditEvent).where(AuditEvent.stream == "indicator_period:2025-08")).all()
+    assert [e.after["via"] for e in replaced] == ["form", "upload"]  # the second click stored nothing again
+    malformed = officer.post("/dashboard/data", data={**page, "once": "x" * 65})
+    assert malformed.status_code == 422 and "once" in malformed.get_data(as_text=True)

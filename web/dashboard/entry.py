@@ -14,7 +14,8 @@ from engine import clock
 from engine.errors import InvalidInput
 from plan import dashboard, indicators
 from plan import investment as plan
-from web.common import commit, current_actor, db_session
+from web import once
+from web.common import current_actor, db_session
 from web.dashboard.blueprint import bp
 
 
@@ -37,6 +38,8 @@ def data() -> ResponseReturnValue:
 def save() -> ResponseReturnValue:
     session = db_session()
     indicators.require_entry(session, current_actor())  # before the input is looked at: refused is refused
+    if (sent := once.replayed()) is not None:  # a double click: saved by the first
+        return _replayed(sent)
     period = _period(request.form.get("period"))
     values = {code[len("value:"):]: (text, request.form.get("source:" + code[len("value:"):], ""))
               for code, text in request.form.items() if code.startswith("value:")}
@@ -46,10 +49,17 @@ def save() -> ResponseReturnValue:
 
 
 def _saved(period: str, result: indicators.Replaced) -> ResponseReturnValue:
-    commit()
+    """Commit with the page's `once` answer: the same page sent again is that answer, not a second replace (its
+    figures changed since the page was drawn, by this save: `seen` would call that someone else's change)."""
+    location = once.commit_once(url_for("dashboard.index", period=period))
     flash(_("已保存 %(period)s：新增 %(added)s，修改 %(changed)s，删除 %(removed)s", period=period,
             added=result.added, changed=result.changed, removed=result.removed))
-    return redirect(url_for("dashboard.index", period=period))
+    return redirect(location)
+
+
+def _replayed(location: str) -> ResponseReturnValue:
+    flash(_("此表单已提交，数据已保存，未重复保存"))
+    return redirect(location)
 
 
 @bp.post("/dashboard/data/upload")
@@ -74,6 +84,8 @@ def upload() -> ResponseReturnValue:
 def confirm() -> ResponseReturnValue:
     session = db_session()
     indicators.require_entry(session, current_actor())
+    if (sent := once.replayed()) is not None:  # 确认保存 clicked twice: stored by the first
+        return _replayed(sent)
     period = _period(request.form.get("period"))
     try:
         payload = base64.b64decode(request.form.get("payload", ""), validate=True)
