@@ -161,7 +161,8 @@ def _sql_type(col: Column[Any]) -> str:
 # committed while the statement waited for the row is not in it. 加签 writes the row (operations._lock), so the row
 # then is another version than the snapshot's (ctid): that refuses too, as a change of who holds it does.
 # `cosigners` and `extensions`: what closes with the rows the save closes (runtime.linked), their waiting co-signers
-# and pending 申请延期; a co-signer who signed while the statement waited for the row keeps the signature.
+# and pending 申请延期; a co-signer who signed while the statement waited for the row keeps the signature. One array
+# of ids, which the index on the requests takes (an OR of the two lists made a scan of every request).
 _TEMPLATE = """WITH claim AS (
   SELECT id FROM human_task WHERE id = %(claim_id)s::INTEGER AND state = 'ready' AND NOT blocked
   AND (assignee_id = %(claim_actor)s::INTEGER OR (assignee_id IS NULL AND %(claim_free)s::BOOLEAN))
@@ -190,7 +191,7 @@ cosigners AS (
 extensions AS (
   UPDATE extension_request SET status = 'cancelled', decided_at = %(s_updated_at)s
   WHERE object_type = 'task' AND status = 'pending' AND EXISTS (SELECT FROM st)
-  AND (object_id = ANY(%(closed_ids)s::INTEGER[]) OR object_id IN (SELECT id FROM cosigners)) RETURNING id),
+  AND object_id = ANY(%(closed_ids)s::INTEGER[] || ARRAY(SELECT id FROM cosigners)) RETURNING id),
 candidates AS (
   INSERT INTO task_candidate (task_id, {cand_names})
   SELECT created.id, {cand_values}
