@@ -60,7 +60,7 @@ def _instance(session: Session, actor: Actor, instance_id: int) -> ProcessInstan
     access.require_view(session, actor, instance_id)
     instance = session.get(ProcessInstance, instance_id)
     if instance is None:
-        raise NotFound(f"流程实例不存在: {instance_id}", instance_id=instance_id)
+        raise access.not_found(instance_id)
     return instance
 
 

@@ -5,7 +5,7 @@ from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import Session
 
 from engine.archive import core as archive
-from engine.errors import Forbidden
+from engine.errors import InstanceNotFound
 from engine.org.actors import Actor
 from engine.runtime.models import ProcessInstance
 from engine.tasks.collab_models import CarbonCopy
@@ -52,10 +52,16 @@ def can_view_instance(session: Session, actor: Actor, instance_id: int) -> bool:
     return session.scalar(cc.limit(1)) is not None
 
 
-def require_view(session: Session, actor: Actor, instance_id: int) -> None:
-    """Refuse unless the actor may see the instance.
+def not_found(instance_id: int) -> InstanceNotFound:
+    """Return the error for an instance that does not exist — and, the same to the byte, for one the actor may not
+    see: ids are sequential, and a 403 would tell which exist (docs/security.md)."""
+    return InstanceNotFound(f"流程实例不存在: {instance_id}", instance_id=instance_id)
 
-    Raises: Forbidden
+
+def require_view(session: Session, actor: Actor, instance_id: int) -> None:
+    """Refuse unless the actor may see the instance, as if it did not exist.
+
+    Raises: InstanceNotFound
     """
     if not can_view_instance(session, actor, instance_id):
-        raise Forbidden("无权查看此流程实例 (not allowed to view this instance)", instance_id=instance_id)
+        raise not_found(instance_id)

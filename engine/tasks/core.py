@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from sqlalchemy import exists, or_, select
@@ -43,9 +44,9 @@ def _audit(session: Session, task: HumanTask, actor: Actor, action: str, before:
 def claim(session: Session, *, task_id: int, actor: Actor) -> HumanTask:
     """Claim an open task the actor is a candidate for (认领).
 
-    Raises: TaskNotFound, TaskAlreadyDone, AlreadyClaimed, NotYourTask
+    Raises: TaskNotFound (also for a task the actor may not see), TaskAlreadyDone, AlreadyClaimed, NotYourTask
     """
-    task = get_open(session, task_id)
+    task = task_access.open_task(session, actor, task_id)
     rels = task_access.relations(session, actor, task)
     if not task_access.allows(task_access.Op.CLAIM, rels):
         if task.assignee_id is not None and is_candidate(task, actor) and rels <= {task_access.Rel.VIEWER}:
@@ -64,9 +65,10 @@ def claim(session: Session, *, task_id: int, actor: Actor) -> HumanTask:
 def unclaim(session: Session, *, task_id: int, actor: Actor) -> HumanTask:
     """Give a claimed task back to its candidates (取消认领).
 
-    Raises: TaskNotFound, TaskAlreadyDone, TaskChanged, NotYourTask, Conflict (a co-sign task)
+    Raises: TaskNotFound (also for a task the actor may not see), TaskAlreadyDone, TaskChanged, NotYourTask,
+    Conflict (a co-sign task)
     """
-    task = get_open(session, task_id)
+    task = task_access.open_task(session, actor, task_id)
     task_access.require(session, actor, task, task_access.Op.UNCLAIM)
     if task.kind == "cosign":  # it has no candidates to go back to: nobody could sign it, the submission would wait
         raise Conflict("加签任务不能取消认领，请由经办人减签 (a co-sign task cannot be unclaimed: its holder removes "
@@ -86,15 +88,15 @@ def complete(session: Session, *, task_id: int, actor: Actor, data: Mapping[str,
     With co-signers added after the holder (后加签) the submission is held until they have signed.
     `task`: the row as the caller already read it in this transaction (it is not read again).
 
-    Raises: TaskNotFound, TaskAlreadyDone, NotYourTask, TaskNotReady (a co-signer after the holder, before the
-    submission), FormInvalid, InstanceNotRunning, ConcurrentModification (AlreadyClaimed, TaskChanged: someone
-    claimed, released or handed on the task since it was read)
+    Raises: TaskNotFound (also for a task the actor may not see), TaskAlreadyDone, NotYourTask, TaskNotReady (a
+    co-signer after the holder, before the submission), FormInvalid, InstanceNotRunning, ConcurrentModification
+    (AlreadyClaimed, TaskChanged: someone claimed, released or handed on the task since it was read)
     """
     read: ToComplete | None = None  # a row the caller read: the rest is read below
     if task is not None and task.id == task_id:
-        task = require_open(task)
-    else:
-        read = get_open_to_complete(session, task_id)
+        task = require_open(task_access.require_seen(session, actor, task))
+    else:  # one the actor may not see is told as missing before its state is
+        read = get_open_to_complete(session, task_id, seen=partial(task_access.require_seen, session, actor))
         task = read.task
     task_access.require(session, actor, task, task_access.Op.COMPLETE)
     require_holder(task, actor)

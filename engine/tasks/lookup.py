@@ -1,6 +1,7 @@
 """Finding an open task and telling who holds it: what every task operation checks first."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -8,6 +9,7 @@ from sqlalchemy import Integer, bindparam, exists, select, union_all, update
 from sqlalchemy.orm import Session, aliased, joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
+from engine.archive import core as archive
 from engine.audit.core import saw_head
 from engine.audit.models import AuditHead
 from engine.errors import (
@@ -60,16 +62,32 @@ class TaskChanged(ConcurrentModification):
                           instance_id=task.instance_id, task_id=task.id)
 
 
-def missing(session: Session, task_id: int) -> EngineError:
-    """Return the error for a task id not in human_task: its instance was archived (read-only), or it never was."""
-    if session.scalar(select(archived_tasks.c.id).where(archived_tasks.c.id == task_id)) is not None:
-        return InstanceArchived(f"此任务所在的流程实例已归档，只能在实例页查看，不能再办理、撤回或退回 "
-                                f"(task {task_id} belongs to an archived instance)", task_id=task_id)
+# Refuses a task the actor may not see (task_access.require_seen, bound to its session and actor): raises not_found.
+Seen = Callable[[HumanTask], object]
+
+
+def not_found(task_id: int) -> TaskNotFound:
+    """Return the error for a task that does not exist — and, the same to the byte, for one the actor may not see."""
     return TaskNotFound(f"任务不存在: {task_id}", task_id=task_id)
 
 
-def get_open(session: Session, task_id: int) -> HumanTask:
-    """Return a task that is still open.
+def missing(session: Session, task_id: int, seen: Seen | None = None) -> EngineError:
+    """Return the error for a task id not in human_task: its instance was archived (read-only), or it never was.
+
+    `seen`: the actor's check; an archived step they may not see is told as one that never was.
+    """
+    if session.scalar(select(archived_tasks.c.id).where(archived_tasks.c.id == task_id)) is not None:
+        if seen is not None:
+            step = archive.task(session, task_id)
+            if step is not None:
+                seen(step)
+        return InstanceArchived(f"此任务所在的流程实例已归档，只能在实例页查看，不能再办理、撤回或退回 "
+                                f"(task {task_id} belongs to an archived instance)", task_id=task_id)
+    return not_found(task_id)
+
+
+def get_open(session: Session, task_id: int, seen: Seen | None = None) -> HumanTask:
+    """Return a task that is still open; `seen` refuses one the actor may not see before its state is told.
 
     Raises: TaskNotFound, TaskAlreadyDone
     """
@@ -77,7 +95,9 @@ def get_open(session: Session, task_id: int) -> HumanTask:
                           .options(joinedload(HumanTask.candidates))  # one round trip for the holder check
                           .execution_options(populate_existing=True))
     if task is None:
-        raise missing(session, task_id)
+        raise missing(session, task_id, seen)
+    if seen is not None:
+        seen(task)
     return require_open(task)
 
 
@@ -118,15 +138,18 @@ class ToComplete:
     open_rows: dict[str, HumanTask]  # the instance's open bpmn rows by guid (the task among them)
 
 
-def get_open_to_complete(session: Session, task_id: int) -> ToComplete:
-    """Return an open task with its instance's row, the co-signer check and the instance's open bpmn rows.
+def get_open_to_complete(session: Session, task_id: int, seen: Seen | None = None) -> ToComplete:
+    """Return an open task with its instance's row, the co-signer check and the instance's open bpmn rows; `seen`
+    refuses one the actor may not see before its state is told.
 
     Raises: TaskNotFound, TaskAlreadyDone
     """
     rows = session.execute(_TO_COMPLETE, {"task_id": task_id}).unique().all()
     target = next((r for r in rows if r[0].id == task_id), None)
     if target is None:
-        raise missing(session, task_id)
+        raise missing(session, task_id, seen)
+    if seen is not None:
+        seen(target[0])
     open_rows = {r[0].task_guid: r[0] for r in rows if r[0].kind == "bpmn" and r[0].state in OPEN_STATES}
     saw_head(session, f"instance:{target[1].id}", target[3], target[4])  # the commit's append starts there
     return ToComplete(require_open(target[0]), target[1], bool(target[2]), open_rows)
@@ -290,9 +313,9 @@ def require_holder(task: HumanTask, actor: Actor) -> None:
         raise NotYourTask("您不是此任务的候选人 (not a candidate for this task)", task_id=task.id)
 
 
-__all__ = ["HELD_COLUMNS", "TaskAlreadyDone", "TaskBlocked", "TaskChanged", "check_submission", "claim_lost", "get_open",
-           "is_candidate", "reassign", "require_as_read", "require_holder", "require_open", "require_started",
-           "submission_refused", "take"]
+__all__ = ["HELD_COLUMNS", "Seen", "TaskAlreadyDone", "TaskBlocked", "TaskChanged", "check_submission", "claim_lost",
+           "get_open", "is_candidate", "missing", "not_found", "reassign", "require_as_read", "require_holder",
+           "require_open", "require_started", "submission_refused", "take"]
 
 
 def get(session: Session, task_id: int) -> HumanTask | None:
@@ -312,6 +335,6 @@ def cosign_of(session: Session, task_id: int, cosign_id: int) -> HumanTask:
     Raises: TaskNotFound
     """
     cosign = session.get(HumanTask, cosign_id)
-    if cosign is None or cosign.parent_task_id != task_id:
+    if cosign is None or cosign.parent_task_id != task_id:  # the route checked that the actor sees task_id
         raise TaskNotFound(f"加签任务不存在: {cosign_id}", task_id=cosign_id)
     return cosign

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import timedelta
+from functools import partial
 from typing import Any
 from uuid import uuid4
 
@@ -64,7 +65,7 @@ def add_note(session: Session, task: HumanTask, actor: Actor, kind: str, body: s
 
 
 def _held(session: Session, task_id: int, actor: Actor, op: task_access.Op) -> HumanTask:
-    task = lookup.get_open(session, task_id)
+    task = task_access.open_task(session, actor, task_id)
     task_access.require(session, actor, task, op)
     if task.assignee_id is None and lookup.is_candidate(task, actor):
         lookup.take(session, task, actor)  # acting on a group task claims it (not over a claim made since)
@@ -123,7 +124,7 @@ def resolve_delegation(session: Session, *, task_id: int, actor: Actor, opinion:
 
     Raises: TaskNotFound, TaskAlreadyDone, TaskChanged, NotYourTask, InvalidInput
     """
-    task = lookup.get_open(session, task_id)
+    task = task_access.open_task(session, actor, task_id)
     task_access.require(session, actor, task, task_access.Op.RESOLVE)
     if not opinion.strip():
         raise InvalidInput("请填写处理意见 (an opinion is required)", field="opinion")
@@ -216,12 +217,22 @@ def add_cosigners(session: Session, *, task_id: int, actor: Actor, usernames: Se
     return created
 
 
+def _parent_seen(session: Session, actor: Actor, cosign: HumanTask) -> None:
+    """Refuse a co-signer's task as missing unless the actor may see the task it was added to (减签 is asked of it).
+
+    Raises: TaskNotFound
+    """
+    parent = session.get(HumanTask, cosign.parent_task_id) if cosign.parent_task_id is not None else None
+    if not task_access.sees(session, actor, parent if parent is not None else cosign):
+        raise lookup.not_found(cosign.id)
+
+
 def remove_cosigner(session: Session, *, cosign_task_id: int, actor: Actor) -> HumanTask:
     """Remove a co-signer who has not signed yet (减签); the parent goes on when none is left.
 
     Raises: TaskNotFound, TaskAlreadyDone, NotYourTask
     """
-    cosign = lookup.get_open(session, cosign_task_id)
+    cosign = lookup.get_open(session, cosign_task_id, seen=partial(_parent_seen, session, actor))
     if cosign.kind != "cosign" or cosign.parent_task_id is None:
         raise InvalidInput("这不是加签任务 (not a co-signer task)", field="task_id")
     _lock_instance(session, cosign.instance_id)
@@ -342,7 +353,7 @@ def urge(session: Session, *, task_id: int, actor: Actor, message: str = "") -> 
     """
     # The task's row first, so two urges at once take turns and the second counts the first (SQLite: BEGIN IMMEDIATE).
     session.execute(select(HumanTask.id).where(HumanTask.id == task_id).with_for_update())
-    task = lookup.get_open(session, task_id)
+    task = task_access.open_task(session, actor, task_id)
     task_access.require(session, actor, task, task_access.Op.URGE)
     lookup.require_started(task)
     require_not_urged(session, task, actor)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from copy import deepcopy
 from dataclasses import dataclass
+from functools import partial
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -84,7 +85,7 @@ def cancelled_by(session: Session, running: runtime.Running, target: HumanTask,
 
 
 def _sendable(session: Session, task_id: int, actor: Actor) -> HumanTask:
-    task = lookup.get_open(session, task_id)
+    task = task_access.open_task(session, actor, task_id)
     task_access.require(session, actor, task, task_access.Op.SEND_BACK)
     if task.kind != "bpmn":
         raise InvalidInput("加签任务不能退回 (a co-signer task cannot be sent back)", field="task_id")
@@ -253,11 +254,13 @@ def withdraw(session: Session, *, task_id: int, actor: Actor, reason: str = "") 
 
     Raises: TaskNotFound, NotYourTask, Conflict, InstanceNotRunning, ConcurrentModification
     """
+    seen = partial(task_access.require_seen, session, actor)  # one they may not see: as if it did not exist
     task = session.get(HumanTask, task_id)
     if task is None:
-        raise lookup.missing(session, task_id)
+        raise lookup.missing(session, task_id, seen)
+    seen(task)
     if task.kind != "bpmn":
-        raise TaskNotFound(f"任务不存在: {task_id}", task_id=task_id)
+        raise lookup.not_found(task_id)
     refusal = withdraw_refusal(session, actor, task)
     if refusal is not None:
         raise refusal

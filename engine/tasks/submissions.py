@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from engine import clock, content_limits, runtime
 from engine.archive import core as archive
 from engine.audit.models import AuditEvent
-from engine.errors import Forbidden, InstanceNotFound
+from engine.errors import Forbidden
 from engine.org.actors import Actor
 from engine.runtime import formtext
 from engine.runtime.models import ProcessInstance
@@ -111,14 +111,14 @@ def _load(session: Session, instance: ProcessInstance, *, only_by: int | None = 
 def _instance(session: Session, instance_id: int) -> ProcessInstance:
     instance = session.get(ProcessInstance, instance_id)
     if instance is None:
-        raise InstanceNotFound(f"流程实例不存在: {instance_id}", instance_id=instance_id)
+        raise access.not_found(instance_id)
     return instance
 
 
 def for_instance(session: Session, actor: Actor, instance_id: int) -> list[Submission]:
     """Return the instance's finished steps in the order they were finished, as far as the actor may see them.
 
-    Raises: Forbidden (the actor may not see the instance)
+    Raises: InstanceNotFound (also when the actor may not see the instance)
     """
     access.require_view(session, actor, instance_id)
     instance = _instance(session, instance_id)
@@ -130,8 +130,8 @@ def for_instance(session: Session, actor: Actor, instance_id: int) -> list[Submi
 def approval_sheet(session: Session, actor: Actor, instance_id: int) -> list[Submission]:
     """Return every finished step for the 审批单 (the instance's whole record of decisions).
 
-    Raises: Forbidden (the actor may not see the instance, or is an applicant from outside: the sheet holds the
-    departments' internal opinions)
+    Raises: InstanceNotFound (also when the actor may not see the instance), Forbidden (an applicant from outside, who
+    sees the instance: the sheet holds the departments' internal opinions)
     """
     access.require_view(session, actor, instance_id)
     if access.is_external(session, actor):

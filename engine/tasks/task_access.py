@@ -16,10 +16,13 @@ an operation is allowed when any of them allows it. The services still check the
   admin      an administrator
   viewer     anyone else who may see the instance (initiator, CC'd, auditors, process owners,
              colleagues of a task someone holds): only when none of the relations above applies
+  (none)     anyone else may not see the task: every operation answers as for a task that does not exist
+             (404, the same body), never 403 — a 403 would tell them the id exists
 """
 from __future__ import annotations
 
 from enum import StrEnum
+from functools import partial
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -126,6 +129,32 @@ def relations(session: Session, actor: Actor, task: HumanTask) -> frozenset[Rel]
     return frozenset(found)
 
 
+def sees(session: Session, actor: Actor, task: HumanTask) -> bool:
+    """Tell whether the actor may see the task at all (hot or archived): holds, delegated, may claim it, or has any
+    relation to it (VIEW is every relation's)."""
+    if task.assignee_id == actor.user_id or task.owner_id == actor.user_id or lookup.is_candidate(task, actor):
+        return True
+    return bool(relations(session, actor, task))
+
+
+def require_seen(session: Session, actor: Actor, task: HumanTask) -> HumanTask:
+    """Refuse a task the actor may not see as one that does not exist (ids are not walked: docs/security.md).
+
+    Raises: TaskNotFound (lookup.not_found: the same answer as for a missing id)
+    """
+    if not sees(session, actor, task):
+        raise lookup.not_found(task.id)
+    return task
+
+
+def open_task(session: Session, actor: Actor, task_id: int) -> HumanTask:
+    """Return an open task the actor may see; one they may not see is told as missing, whatever its state.
+
+    Raises: TaskNotFound, TaskAlreadyDone, InstanceArchived (a step of an archived instance they may see)
+    """
+    return lookup.get_open(session, task_id, seen=partial(require_seen, session, actor))
+
+
 def allows(op: Op, rels: frozenset[Rel]) -> bool:
     """Tell whether any of the relations allows the operation (the table's one rule)."""
     return bool(TABLE[op] & rels)
@@ -149,7 +178,7 @@ MESSAGES: dict[Op, str] = {
 def require(session: Session, actor: Actor, task: HumanTask, op: Op) -> frozenset[Rel]:
     """Refuse unless the table allows the operation to one of the actor's relations; return them.
 
-    Raises: NotYourTask
+    Raises: NotYourTask (naming why), TaskNotFound (the actor may not see the task at all: as if it did not exist)
     """
     direct = frozenset(_direct(actor, task))
     if allows(op, direct):  # the usual case (a holder completing): decided without a query
@@ -157,6 +186,8 @@ def require(session: Session, actor: Actor, task: HumanTask, op: Op) -> frozense
     rels = relations(session, actor, task)
     if allows(op, rels):
         return rels
+    if not rels:
+        require_seen(session, actor, task)
     if Rel.DELEGATE in rels:
         message = "委派的任务只能处理后退回委派人 (a delegate may only give the task back to its owner)"
     elif Rel.OWNER in rels:
@@ -168,4 +199,5 @@ def require(session: Session, actor: Actor, task: HumanTask, op: Op) -> frozense
     raise NotYourTask(message, task_id=task.id, operation=op.value)
 
 
-__all__ = ["MESSAGES", "TABLE", "Op", "Rel", "allows", "is_leader", "permitted", "relations", "require"]
+__all__ = ["MESSAGES", "TABLE", "Op", "Rel", "allows", "is_leader", "open_task", "permitted", "relations", "require",
+           "require_seen", "sees"]

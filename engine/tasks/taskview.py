@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from sqlalchemy import select
@@ -9,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from engine import content_limits, deploy, runtime
 from engine.archive import core as archive
-from engine.errors import Forbidden, TaskNotFound
+from engine.errors import TaskNotFound
 from engine.org.actors import Actor
 from engine.org.models import User
 from engine.runtime import timeline
@@ -59,24 +60,13 @@ class TaskPage:
 def get_visible(session: Session, actor: Actor, task_id: int) -> HumanTask:
     """Return a task the actor may see: they hold it, may claim it, or may see its instance.
 
-    Raises: TaskNotFound, Forbidden
+    Raises: TaskNotFound (also for a task they may not see: as if it did not exist), InstanceArchived (a step of an
+    archived instance they may see)
     """
     task = session.get(HumanTask, task_id)
     if task is None:
-        raise lookup.missing(session, task_id)
-    return _require_visible(session, actor, task)
-
-
-def _require_visible(session: Session, actor: Actor, task: HumanTask) -> HumanTask:
-    """Refuse unless the actor may see the task, hot or archived (the same rules for both); return it.
-
-    Raises: Forbidden
-    """
-    if task.assignee_id == actor.user_id or task.owner_id == actor.user_id or lookup.is_candidate(task, actor):
-        return task
-    if not task_access.allows(task_access.Op.VIEW, task_access.relations(session, actor, task)):
-        raise Forbidden("无权查看此任务 (not allowed to view this task)", task_id=task.id)
-    return task
+        raise lookup.missing(session, task_id, seen=partial(task_access.require_seen, session, actor))
+    return task_access.require_seen(session, actor, task)
 
 
 def abilities(session: Session, actor: Actor, task: HumanTask, instance: ProcessInstance) -> Abilities:
@@ -101,7 +91,7 @@ def abilities(session: Session, actor: Actor, task: HumanTask, instance: Process
 def load(session: Session, actor: Actor, task_id: int) -> TaskPage:
     """Gather everything the task page shows, after the access check.
 
-    Raises: TaskNotFound, Forbidden
+    Raises: TaskNotFound (also for a task they may not see), InstanceArchived
     """
     task = get_visible(session, actor, task_id)
     instance = session.get(ProcessInstance, task.instance_id)
@@ -193,12 +183,12 @@ def attachment(session: Session, actor: Actor, task_id: int, attachment_id: int)
     An archived step's page is gone (InstanceArchived), but the files of its instance stay in their table: they are
     served to whoever could see the step before, by the same rules applied to its archived row and candidates.
 
-    Raises: TaskNotFound, Forbidden
+    Raises: TaskNotFound (also for a task they may not see)
     """
     task = session.get(HumanTask, task_id) or archive.task(session, task_id)
     if task is None:
-        raise TaskNotFound(f"任务不存在: {task_id}", task_id=task_id)
-    _require_visible(session, actor, task)
+        raise lookup.not_found(task_id)
+    task_access.require_seen(session, actor, task)
     found = session.get(Attachment, attachment_id)
     if found is None or found.instance_id != task.instance_id or (
             found.uploaded_by_id != actor.user_id and access.is_external(session, actor)):  # internal: as if absent
@@ -209,7 +199,7 @@ def attachment(session: Session, actor: Actor, task_id: int, attachment_id: int)
 def diagram_xml(session: Session, actor: Actor, task_id: int) -> str:
     """Return the BPMN XML of the task's process version, after the access check.
 
-    Raises: TaskNotFound, Forbidden
+    Raises: TaskNotFound (also for a task they may not see), InstanceArchived
     """
     task = get_visible(session, actor, task_id)
     instance = session.get(ProcessInstance, task.instance_id)

@@ -20,7 +20,7 @@ from engine.errors import InstanceArchived, TaskNotFound
 from engine.org.actors import SYSTEM, Actor
 from engine.runtime import instances, timeline, timers
 from engine.runtime.models import ArchivedState, ProcessInstance, ProcessStateHistory, ProcessVersion, archived_history
-from engine.tasks import access, inbox, queries, sendback
+from engine.tasks import access, inbox, queries, sendback, taskview
 from engine.tasks.models import HumanTask, TaskCandidate, archived_candidates, archived_tasks
 from tests.conftest import read_fixture_dir
 from tests.engine.conftest import at_once
@@ -143,6 +143,14 @@ def test_archiving_moves_the_heavy_parts_and_keeps_the_instance_readable(
         tasks.claim(session, task_id=accept_id, actor=window)
     with pytest.raises(TaskNotFound):  # an id that never was stays "not found"
         tasks.claim(session, task_id=10**6, actor=window)
+    # Someone who could not see the step is not told it was archived: as for an id that never was.
+    for call in (lambda who: tasks.claim(session, task_id=accept_id, actor=who),
+                 lambda who: sendback.withdraw(session, task_id=accept_id, actor=who, reason="重新受理"),
+                 lambda who: taskview.get_visible(session, who, accept_id)):
+        with pytest.raises(TaskNotFound, match=f"任务不存在: {accept_id}$"):
+            call(review_org["boss"])
+        with pytest.raises(InstanceArchived):
+            call(window)
     session.rollback()
 
     # Run again: nothing moves twice. The audit chain is intact (an `instance.archive` event per instance).

@@ -6,10 +6,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine import tasks
-from engine.errors import Forbidden, NotYourTask
+from engine.errors import Forbidden, InstanceNotFound, NotYourTask, TaskNotFound
 from engine.org.actors import Actor, actor_for
 from engine.runtime.models import ProcessInstance
-from engine.tasks import operations, sendback, task_access, taskview
+from engine.tasks import access, operations, sendback, task_access, taskview
 from engine.tasks.models import HumanTask
 from engine.tasks.task_access import TABLE, Op, Rel
 from tests import access_world
@@ -38,6 +38,7 @@ def test_hole5_every_cell_through_the_services(world: Session, relation: str) ->
     assert task is not None
     assert task_access.relations(session, actor, task) == access_world.RELATIONS[relation]
     outcome: dict[Op, bool] = {}
+    unseen: set[Op] = set()
     for op, call in SERVICE.items():
         savepoint = session.begin_nested()
         try:
@@ -45,11 +46,16 @@ def test_hole5_every_cell_through_the_services(world: Session, relation: str) ->
             outcome[op] = True
         except (NotYourTask, Forbidden):
             outcome[op] = False
+        except TaskNotFound as exc:  # may not see it at all: told as of a task that does not exist
+            assert exc.message == f"任务不存在: {exc.details['task_id']}", exc.message
+            outcome[op] = False
+            unseen.add(op)
         finally:
             savepoint.rollback()
         session.expire_all()
     wanted = {op: task_access.allows(op, access_world.RELATIONS[relation]) for op in Op}
     assert outcome == wanted
+    assert unseen == (set(Op) if relation == "stranger" else set()), unseen
     # The task page offers exactly what the table allows.
     instance = session.get(ProcessInstance, task.instance_id)
     assert instance is not None
@@ -60,6 +66,21 @@ def test_hole5_every_cell_through_the_services(world: Session, relation: str) ->
     assert page.resolve == wanted[Op.RESOLVE] and page.urge == wanted[Op.URGE]
     assert page.handle == (wanted[Op.TRANSFER] and task.kind == "bpmn")
     assert page.remove_cosigner == wanted[Op.REMOVE_COSIGNER]
+
+
+def test_an_instance_one_may_not_see_is_refused_as_one_that_does_not_exist(world: Session) -> None:
+    where = build(world, "holder")
+    task = world.get(HumanTask, where.task_id)
+    assert task is not None
+    stranger, fg = actor_for(world, "stranger"), actor_for(world, "fg")
+    told = []
+    for instance_id in (task.instance_id, 10**6):
+        with pytest.raises(InstanceNotFound) as refused:
+            access.require_view(world, stranger, instance_id)
+        told.append((refused.value.code, refused.value.http_status, refused.value.message.replace(str(instance_id), "#"),
+                     refused.value.details == {"instance_id": instance_id}))
+    assert told[0] == told[1] == ("instance_not_found", 404, "流程实例不存在: #", True)
+    access.require_view(world, fg, task.instance_id)  # its holder sees it
 
 
 def _delegated(session: Session) -> tuple[HumanTask, Actor]:

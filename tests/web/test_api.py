@@ -91,13 +91,16 @@ def test_a_task_through_every_operation(app: Flask) -> None:
     again = applicant.post(f"/api/tasks/{submit}/complete", {"data": {}})
     assert again.status_code == 409 and again.json is not None and again.json["error"] == "task_already_done"
 
-    # Another user's task: 403 to see or touch it; 404 for one that does not exist.
-    assert st.get(f"/api/tasks/{accept}").status_code == 403
-    not_yours = st.post(f"/api/tasks/{accept}/claim")
-    assert not_yours.status_code == 403 and not_yours.json is not None and not_yours.json["error"] == "not_your_task"
-    assert st.get(f"/api/instances/{instance_id}").status_code == 403
+    # A task one may not see answers as one that does not exist (404); one may see but not act on, 403 naming why.
+    assert st.get(f"/api/tasks/{accept}").status_code == 404
+    unseen = st.post(f"/api/tasks/{accept}/claim")
+    assert unseen.status_code == 404 and unseen.json is not None and unseen.json["error"] == "task_not_found"
+    assert st.get(f"/api/instances/{instance_id}").status_code == 404
     missing = st.get("/api/tasks/999999")
     assert missing.status_code == 404 and missing.json is not None and missing.json["error"] == "task_not_found"
+    not_yours = applicant.post(f"/api/tasks/{accept}/claim")  # the initiator sees the case, may not claim the step
+    assert not_yours.status_code == 403 and not_yours.json is not None and not_yours.json["error"] == "not_your_task"
+    assert "候选人" in not_yours.json["message"]
     assert st.get("/api/instances/999999").status_code == 404
 
     # 转办 → 退回 → 催办

@@ -160,13 +160,16 @@ def test_who_could_not_see_the_instance_still_cannot_download_its_archived_attac
     other = started_review(app, login("applicant"), business_key="JZ-2025-002")  # still running: not archived
     path = f"/tasks/{task_id}/attachments/{attachment_id}"
     strangers = [login("boss"), login("fg")]
-    for client in strangers:
-        assert client.get(path).status_code == 403
+    for client in strangers:  # as if the step did not exist, hot or archived
+        assert client.get(path).status_code == 404
     _archive(app)
     for client in strangers:
         response = client.get(path)
-        assert response.status_code == 403, response.status_code
-        assert b"materials" not in response.data
+        assert response.status_code == 404, response.status_code
+        assert b"materials" not in response.data and f"任务不存在: {task_id}" in response.get_data(as_text=True)
+        page = client.get(f"/tasks/{task_id}")  # not "archived" (409): that would tell them it exists
+        assert page.status_code == 404 and f"任务不存在: {task_id}" in page.get_data(as_text=True)
+        assert "归档" not in page.get_data(as_text=True)
         assert "受理材料" not in client.get(f"/instances/{row.id}").get_data(as_text=True)
     # An archived step's id does not open another instance's file, nor a live step's id an archived instance's.
     live_task = open_task(app, other.id, "submit_application")

@@ -140,15 +140,17 @@ def test_the_applicant_sees_only_their_own_steps_and_the_certificate(app: Flask,
 
 
 @pytest.mark.parametrize("outsider", ["qiye_li", "zjj_reviewer"])
-def test_who_may_not_see_the_instance_gets_403_everywhere(app: Flask, finished: int, outsider: str) -> None:
+def test_who_may_not_see_the_instance_is_answered_as_if_it_did_not_exist(app: Flask, finished: int,
+                                                                        outsider: str) -> None:
     client = client_of(app, outsider)
     doc = _doc(app, finished)
     for path in (f"/instances/{finished}/sheet", f"/instances/{finished}/sheet.pdf",
                  f"/instances/{finished}/documents/{doc.id}.pdf",
                  f"/tasks/{_task_id(app, finished, 'submit_application')}"):
         response = client.get(path)
-        assert response.status_code == 403, path
+        assert response.status_code == 404, path
         assert "胶审" not in response.get_data(as_text=True) and "营业执照" not in response.get_data(as_text=True)
+        assert "不存在" in response.get_data(as_text=True), path
     assert client_of(app, "window_wang").get(f"/instances/{finished}/documents/{doc.id + 999}.pdf").status_code == 404
     assert app.test_client().get(f"/instances/{finished}/sheet.pdf").status_code == 302  # to the login page
 

@@ -60,12 +60,15 @@ def test_the_starter_sees_page_data_diagram_and_timeline(app: Flask, login: Logi
     assert b'id="review_process"' in xml.data
 
 
-def test_outsiders_get_403_also_by_guessing_ids(app: Flask, login: Login) -> None:
+def test_outsiders_are_answered_as_if_the_instance_did_not_exist(app: Flask, login: Login) -> None:
     deploy_good(app)
     row = started_review(app, login("applicant"))
     st = login("st")  # a reviewer of another unit: not involved before acceptance
-    for path in (f"/instances/{row.id}", f"/instances/{row.id}/diagram.bpmn"):
-        assert st.get(path).status_code == 403, path
+    for path in (f"/instances/{row.id}", f"/instances/{row.id}/diagram.bpmn", f"/instances/{row.id}/sheet"):
+        refused = st.get(path)
+        assert refused.status_code == 404 and f"流程实例不存在: {row.id}" in refused.get_data(as_text=True), path
+        absent = st.get(path.replace(f"/{row.id}", "/999999"))
+        assert absent.status_code == 404 and "流程实例不存在: 999999" in absent.get_data(as_text=True), path
     assert "智能家电" not in st.get("/instances").get_data(as_text=True)
     assert st.get("/instances/999999").status_code == 404
 

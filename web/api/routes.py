@@ -7,7 +7,7 @@ from flask import jsonify, request
 from flask.typing import ResponseReturnValue
 
 from engine import runtime, tasks
-from engine.errors import InstanceNotFound, InvalidInput
+from engine.errors import InvalidInput
 from engine.org.actors import Actor
 from engine.runtime import instances, timeline
 from engine.tasks import access, lookup, operations, queries, sendback, taskview
@@ -27,9 +27,10 @@ def _limit() -> int:
 
 
 def visible_task(task_id: int, actor: Actor) -> HumanTask:
-    """Return a task the actor holds, may claim, or whose instance they may see.
+    """Return a task the actor holds, may claim, or whose instance they may see: every task route asks first, so one
+    they may not see answers as a missing id (404, the same body) before its body or state is looked at.
 
-    Raises: TaskNotFound, Forbidden
+    Raises: TaskNotFound, InstanceArchived
     """
     return taskview.get_visible(db_session(), actor, task_id)
 
@@ -59,18 +60,21 @@ def task_show(task_id: int) -> ResponseReturnValue:
 
 @bp.post("/tasks/<int:task_id>/claim")
 def task_claim(task_id: int) -> ResponseReturnValue:
+    visible_task(task_id, current_actor())
     task = tasks.claim(db_session(), task_id=task_id, actor=current_actor())
     return _task_done(task)
 
 
 @bp.post("/tasks/<int:task_id>/unclaim")
 def task_unclaim(task_id: int) -> ResponseReturnValue:
+    visible_task(task_id, current_actor())
     task = tasks.unclaim(db_session(), task_id=task_id, actor=current_actor())
     return _task_done(task)
 
 
 @bp.post("/tasks/<int:task_id>/complete")
 def task_complete(task_id: int) -> ResponseReturnValue:
+    visible_task(task_id, current_actor())
     data = body()
     form = data.get("data", {})
     if not isinstance(form, dict):
@@ -83,6 +87,7 @@ def task_complete(task_id: int) -> ResponseReturnValue:
 
 @bp.post("/tasks/<int:task_id>/transfer")
 def task_transfer(task_id: int) -> ResponseReturnValue:
+    visible_task(task_id, current_actor())
     data = body()
     task = operations.transfer(db_session(), task_id=task_id, actor=current_actor(),
                                to_username=text_field(data, "to_username", required=True),
@@ -92,6 +97,7 @@ def task_transfer(task_id: int) -> ResponseReturnValue:
 
 @bp.post("/tasks/<int:task_id>/delegate")
 def task_delegate(task_id: int) -> ResponseReturnValue:
+    visible_task(task_id, current_actor())
     data = body()
     task = operations.delegate(db_session(), task_id=task_id, actor=current_actor(),
                                to_username=text_field(data, "to_username", required=True),
@@ -101,6 +107,7 @@ def task_delegate(task_id: int) -> ResponseReturnValue:
 
 @bp.post("/tasks/<int:task_id>/resolve")
 def task_resolve(task_id: int) -> ResponseReturnValue:
+    visible_task(task_id, current_actor())
     data = body()
     task = operations.resolve_delegation(db_session(), task_id=task_id, actor=current_actor(),
                                          opinion=text_field(data, "opinion", required=True))
@@ -109,6 +116,7 @@ def task_resolve(task_id: int) -> ResponseReturnValue:
 
 @bp.post("/tasks/<int:task_id>/cosigners")
 def task_add_cosigners(task_id: int) -> ResponseReturnValue:
+    visible_task(task_id, current_actor())
     data = body()
     names = data.get("usernames", [])
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
@@ -121,6 +129,7 @@ def task_add_cosigners(task_id: int) -> ResponseReturnValue:
 
 @bp.post("/tasks/<int:task_id>/cosigners/<int:cosign_id>/remove")
 def task_remove_cosigner(task_id: int, cosign_id: int) -> ResponseReturnValue:
+    visible_task(task_id, current_actor())
     session = db_session()
     lookup.cosign_of(session, task_id, cosign_id)
     operations.remove_cosigner(session, cosign_task_id=cosign_id, actor=current_actor())
@@ -136,6 +145,7 @@ def _send_back_to(data: dict[str, Any]) -> Any:
 
 @bp.post("/tasks/<int:task_id>/send-back/preview")
 def task_send_back_preview(task_id: int) -> ResponseReturnValue:
+    visible_task(task_id, current_actor())
     found = sendback.preview(db_session(), task_id=task_id, actor=current_actor(), to=_send_back_to(body()))
     return jsonify(task_id=task_id, target={"id": found.target.id, "bpmn_id": found.target.bpmn_id,
                                             "name": found.target.name},
@@ -144,6 +154,7 @@ def task_send_back_preview(task_id: int) -> ResponseReturnValue:
 
 @bp.post("/tasks/<int:task_id>/send-back")
 def task_send_back(task_id: int) -> ResponseReturnValue:
+    visible_task(task_id, current_actor())
     data = body()
     confirm = data.get("confirm", False)
     if not isinstance(confirm, bool):
@@ -155,6 +166,7 @@ def task_send_back(task_id: int) -> ResponseReturnValue:
 
 @bp.post("/tasks/<int:task_id>/urge")
 def task_urge(task_id: int) -> ResponseReturnValue:
+    visible_task(task_id, current_actor())
     data = body()
     notified = operations.urge(db_session(), task_id=task_id, actor=current_actor(),
                                message=text_field(data, "message"))
@@ -183,8 +195,8 @@ def _instance_detail(instance_id: int, **extra: Any) -> dict[str, Any]:
     actor = current_actor()
     row = queries.instance_row(session, instance_id)
     if row is None:
-        raise InstanceNotFound(f"流程实例不存在: {instance_id}", instance_id=instance_id)
-    access.require_view(session, actor, instance_id)
+        raise access.not_found(instance_id)
+    access.require_view(session, actor, instance_id)  # one they may not see: the same answer
     data = None
     if queries.may_see_data(session, actor, row.instance):
         data = timeline.instance_data(runtime.load(session, instance_id, read_only=True))

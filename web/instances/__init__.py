@@ -9,7 +9,7 @@ from flask_babel import gettext as _
 from flask_login import login_required
 
 from engine import documents, runtime
-from engine.errors import Forbidden, InstanceNotFound, NotFound
+from engine.errors import Forbidden, NotFound
 from engine.org.actors import Actor
 from engine.runtime import instances, timeline
 from engine.tasks import access, queries, submissions, taskview
@@ -23,12 +23,12 @@ bp = Blueprint("instances", __name__)
 def visible_row(instance_id: int, actor: Actor) -> queries.InstanceRow:
     """Return an instance the actor may see.
 
-    Raises: InstanceNotFound, Forbidden
+    Raises: InstanceNotFound (also for one they may not see: the same answer, docs/security.md)
     """
     session = db_session()
     row = queries.instance_row(session, instance_id)
     if row is None:
-        raise InstanceNotFound(f"流程实例不存在: {instance_id}", instance_id=instance_id)
+        raise access.not_found(instance_id)
     access.require_view(session, actor, instance_id)
     return row
 

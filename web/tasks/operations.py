@@ -42,7 +42,7 @@ def text(field: str, size: int = 4000) -> str:
 
 
 def _visible(task_id: int) -> HumanTask:
-    """Refuse (403/404) a task the actor may not see, before any service tells them more about it."""
+    """Refuse a task the actor may not see as a missing one (404), before any service tells them more about it."""
     return taskview.get_visible(db_session(), current_actor(), task_id)
 
 
