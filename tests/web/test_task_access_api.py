@@ -72,7 +72,8 @@ def _as_missing(response: Any, task_id: int, missing: int) -> tuple[int, str, li
     for raw in (str(task_id), str(missing)):
         text = re.sub(rf"(?<![0-9]){raw}(?![0-9])", "{id}", text)
     headers = sorted((k, v) for k, v in response.headers.items()  # per request, whatever was asked: not compared
-                     if k not in ("Content-Length", "X-Request-ID", "X-RateLimit-Remaining", "X-RateLimit-Reset"))
+                     if k not in ("Content-Length", "X-Request-ID", "X-RateLimit-Remaining", "X-RateLimit-Reset",
+                                   "Retry-After"))
     return response.status_code, text, headers
 
 
@@ -157,3 +158,13 @@ def test_a_co_signer_after_the_holder_is_told_to_wait_not_given_a_500(app: Flask
     with db(app) as s:
         cosign = s.get(HumanTask, where.removable_id)
         assert cosign is not None and cosign.state == "pending"
+
+
+def test_the_openapi_document_says_an_unseen_task_or_instance_is_not_found(app: Flask) -> None:
+    document = app.test_client().get("/api/openapi.json").json
+    assert document is not None
+    assert "may not see" in document["components"]["responses"]["NotFound"]["description"]
+    for path in ("/api/tasks/{task_id}", "/api/instances/{instance_id}"):  # a read never answers 403 now
+        assert set(document["paths"][path]["get"]["responses"]) >= {"404"}, path
+        assert "403" not in document["paths"][path]["get"]["responses"], path
+    assert "403" in document["paths"]["/api/tasks/{task_id}/claim"]["post"]["responses"]  # seen, not permitted

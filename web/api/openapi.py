@@ -138,9 +138,11 @@ def _error(description: str, schema: str = "Error", headers: dict[str, Any] | No
 RESPONSES = {
     "BadRequest": _error("Malformed request or missing CSRF token (session-cookie callers)"),
     "Unauthorized": _error("No valid bearer token and no session; `token_expired`: the token is past its expiry"),
-    "Forbidden": _error("Not allowed (e.g. another user's task: not_your_task); on a POST with a read-only token: "
-                        "token_read_only, before anything is looked at"),
-    "NotFound": _error("No such object"),
+    "Forbidden": _error("Not allowed on an object the caller may see (e.g. a task they are not a candidate for: "
+                        "not_your_task, the message says why); on a POST with a read-only token: token_read_only, "
+                        "before anything is looked at"),
+    "NotFound": _error("No such object — or a task or instance the caller may not see at all: the same answer "
+                       "(task_not_found / instance_not_found, the same body), so ids cannot be walked"),
     "Conflict": _error("Someone else acted first (concurrent_modification, task_already_done, already_claimed…)"),
     "Unprocessable": _error("Invalid input; form_invalid lists each field", "FormInvalid"),
     "RateLimited": _error(f"Too many requests ({DEFAULT_RATE_LIMIT} per token by default)"),
@@ -205,7 +207,7 @@ PATHS: dict[str, Any] = {
     "/api/tasks": {"get": _op("The caller's inbox (待办): assigned and claimable, due first", "TaskPage",
                               params=("Limit", "After"), errors=("422",), op_id="task_list")},
     "/api/tasks/{task_id}": {"get": _op("One task with its form", "TaskDetail", params=("TaskId",),
-                                        errors=("403", "404"), op_id="task_show")},
+                                        errors=("404",), op_id="task_show")},
     "/api/tasks/{task_id}/claim": _task_op("claim", "Claim (认领)"),
     "/api/tasks/{task_id}/unclaim": _task_op("unclaim", "Give back to the candidates (取消认领)"),
     "/api/tasks/{task_id}/complete": _task_op("complete", "Complete with form data and an opinion", "Completion",
@@ -236,7 +238,7 @@ PATHS: dict[str, Any] = {
                                               {"name": "mine", "in": "query", "schema": {"type": "boolean"}},
                                               {"name": "q", "in": "query", "schema": {"type": "string"}}]}},
     "/api/instances/{instance_id}": {"get": _op("One instance: tasks, incidents, data (if allowed)", "InstanceDetail",
-                                                params=("InstanceId",), errors=("403", "404"),
+                                                params=("InstanceId",), errors=("404",),
                                                 op_id="instance_show")},
     "/api/processes": {"get": _op("Processes the caller may start (latest versions)", "ProcessList",
                                   op_id="process_list")},
