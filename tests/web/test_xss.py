@@ -315,7 +315,7 @@ def test_forms_refuse_bad_input_with_a_message_and_change_nothing(world: World) 
         (applicant, f"/tasks/{submit}/cc", {"usernames": "nobody-here"}, "nobody-here"),
         (applicant, f"/tasks/{submit}/attachments", {}, "请选择文件"),
         (applicant, f"/tasks/{submit}/resolve", {"opinion": "x"}, "委派"),
-        (window, f"/tasks/{world_task}/urge", {"message": "x"}, "无权"),
+        (window, f"/tasks/{world_task}/urge", {"message": "x"}, "任务不存在"),  # not theirs to see: as if absent
         # the inbox: saved filters and bulk actions
         (applicant, "/inbox/filters", {"list": "index", "name": "", "q": "x"}, "请填写筛选名称"),
         (applicant, "/inbox/filters", {"list": "index", "name": "空的"}, "当前没有筛选条件"),
