@@ -403,3 +403,32 @@ def test_a_token_answer_is_not_stored_and_loads_no_cookie_user(app: Flask, monke
     assert loads == []
     refused = app.test_client().get("/api/tasks", headers={"Authorization": "Bearer jzt_not-a-token"})
     assert refused.status_code == 401 and "no-store" not in (refused.headers.get("Cache-Control") or "")
+
+
+def test_completing_through_the_api_reads_the_task_once(app: Flask) -> None:
+    """The completion's one read also tells whether the caller may see the task (an unseen one is a missing one):
+    a read of the task alone before it was a round trip more on every submission through the API."""
+    from sqlalchemy import event
+
+    deploy_good(app)
+    applicant = Api(app, token_for(app, "applicant"))
+    submit = _start(applicant, business_key="JZ-ONCE")["next_task_id"]
+    statements: list[str] = []
+
+    def log(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(" ".join(statement.split()))
+
+    engine = app.extensions["jzflow.engine"]
+    event.listen(engine, "before_cursor_execute", log)
+    try:
+        done = applicant.post(f"/api/tasks/{submit}/complete", {
+            "data": {"project_name": "胶州智能家电产业园", "investment": 6000.5, "project_type": "industrial"}})
+    finally:
+        event.remove(engine, "before_cursor_execute", log)
+    assert done.status_code == 200, done.get_data(as_text=True)
+    reads = [s for s in statements if s.startswith("SELECT human_task.id") and "parent_task_id IN" not in s]
+    assert len(reads) == 1, reads  # (SQLite: the co-signers closing with it are read by a query of their own)
+    st = Api(app, token_for(app, "st"))  # and one the caller may not see is still a missing one, whatever its body
+    for sent in ({"data": []}, {"data": {}}, {"opinion": 5}):
+        unseen = st.post(f"/api/tasks/{done.json['next_tasks'][0]}/complete", sent)  # type: ignore[index]
+        assert unseen.status_code == 404 and unseen.json is not None and unseen.json["error"] == "task_not_found"

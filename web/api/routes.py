@@ -74,12 +74,16 @@ def task_unclaim(task_id: int) -> ResponseReturnValue:
 
 @bp.post("/tasks/<int:task_id>/complete")
 def task_complete(task_id: int) -> ResponseReturnValue:
-    visible_task(task_id, current_actor())
-    data = body()
-    form = data.get("data", {})
-    if not isinstance(form, dict):
-        raise InvalidInput("data 必须是 JSON 对象 (data must be an object)", field="data")
-    opinion = text_field(data, "opinion") or None
+    try:
+        data = body()
+        form = data.get("data", {})
+        if not isinstance(form, dict):
+            raise InvalidInput("data 必须是 JSON 对象 (data must be an object)", field="data")
+        opinion = text_field(data, "opinion") or None
+    except InvalidInput:
+        visible_task(task_id, current_actor())  # one the caller may not see is missing, whatever was sent
+        raise
+    # the completion's one read refuses an unseen task as missing before anything else: no read of it before
     done = tasks.complete(db_session(), task_id=task_id, actor=current_actor(), data=form, opinion=opinion)
     return finish({"instance_id": done.instance_id, "status": done.status, "incident": done.incident,
                    "next_tasks": done.next_tasks})
