@@ -1,4 +1,6 @@
-"""The organisation: units, roles, users and memberships; who is acting (`actors`); API tokens (`tokens`).
+"""The organisation: units, roles, users and memberships; who is acting (`actors`); API tokens (`tokens`);
+停用 with the handover of the person's open work (`leaving.deactivate_user`: imported by module name, as it
+reaches into engine.tasks, which imports this package).
 
 The names below are the public API of the directory.
 """
@@ -7,7 +9,6 @@ from engine.org.core import (
     add_unit,
     add_user,
     change_password,
-    deactivate_user,
     end_sessions,
     log_out,
     roles,
@@ -20,7 +21,6 @@ __all__ = [
     "add_unit",
     "add_user",
     "change_password",
-    "deactivate_user",
     "end_sessions",
     "log_out",
     "roles",

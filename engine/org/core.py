@@ -132,16 +132,12 @@ def add_user(session: Session, *, username: str, display_name: str, password: st
     return user
 
 
-def deactivate_user(session: Session, *, user_id: int, actor: Actor = SYSTEM) -> User:
-    """Deactivate a user: they can no longer log in nor use their API tokens (flushes).
+def deactivate_account(session: Session, *, user: User, actor: Actor = SYSTEM) -> User:
+    """Deactivate a user's account: they can no longer log in nor use their API tokens (flushes).
 
-    Raises: NotFound, InvalidInput
+    Only through `engine.org.deactivate_user` (engine/org/leaving.py), which also hands over their open tasks and
+    has checked the request and locked the user's row.
     """
-    user = session.get(User, user_id)
-    if user is None:
-        raise NotFound(f"用户不存在 (no such user): {user_id}", field="user")
-    if actor.user_id == user.id:
-        raise InvalidInput("不能停用自己 (you cannot deactivate yourself)", field="user")
     if user.is_active:
         user.is_active = False
         user.session_epoch += 1  # every session of theirs ends now, and stays ended if they are reactivated

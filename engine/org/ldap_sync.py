@@ -25,11 +25,10 @@ from sqlalchemy.orm import Session
 from engine import audit, notify
 from engine.db import is_postgres
 from engine.errors import EngineError
-from engine.org import core
+from engine.org import core, leaving
 from engine.org.actors import SYSTEM, Actor
 from engine.org.ldap_read import PersonEntry, Settings, Snapshot, UnitEntry
 from engine.org.models import Membership, OrgUnit, User
-from engine.tasks import handover
 
 SOURCE = "ldap"
 LOCK_KEY = 0x6A7A_6469_7273  # "jzdirs": the advisory lock every directory sync takes
@@ -168,11 +167,6 @@ def _sync_units(session: Session, snap: Snapshot, report: Report, actor: Actor) 
     return done
 
 
-def _plain_units(session: Session, user_id: int) -> set[int]:
-    return set(session.scalars(select(Membership.org_unit_id).where(
-        Membership.user_id == user_id, Membership.org_unit_id.is_not(None), Membership.role_id.is_(None))))
-
-
 def _sync_people(session: Session, snap: Snapshot, units: dict[str, OrgUnit], by_dn: dict[str, User],
                  by_name: dict[str, User], report: Report, actor: Actor) -> dict[str, User]:
     kept_local = {name.lower() for name in _local_logins()}  # in any case, as SSO and password logins name them
@@ -272,14 +266,13 @@ def _sync_head(session: Session, entry: UnitEntry, unit: OrgUnit, people: dict[s
 
 
 def _leave(session: Session, user: User, report: Report, actor: Actor) -> None:
-    unit_ids = sorted(_plain_units(session, user.id))
-    unit = session.get(OrgUnit, unit_ids[0]) if unit_ids else None
+    unit = leaving.first_unit(session, user.id)
     leader_id = user.manager_id
     if leader_id is None and unit is not None:
         leader_id = unit.leader_id if unit.leader_id != user.id else unit.responsible_leader_id
-    core.deactivate_user(session, user_id=user.id, actor=actor)
-    returned = handover.return_to_candidates(session, user_id=user.id, unit_id=unit.id if unit else None,
-                                             actor=actor, reason="directory: left")
+    # The same service as 管理 → 停用: deactivated, their open tasks back to their unit's candidates (audited).
+    returned = leaving.deactivate_user(session, user_id=user.id, actor=actor, reason="directory: left",
+                                       refuse_stuck=False).handed_over
     report.tasks_returned += len(returned)
     report.users_deactivated.append(f"{user.username} {user.display_name}" + (f" ({unit.code})" if unit else "")
                                     + (f": {len(returned)} 项待办退回单位 (tasks returned)" if returned else ""))

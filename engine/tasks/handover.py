@@ -1,45 +1,141 @@
-"""A person who leaves: their open tasks go back to their unit's candidates (退回单位候选人), each audited."""
+"""A person who leaves (离岗交接): their open work goes to a successor (接手人), else back to its candidates.
+
+Called by `engine.org.deactivate_user` for every way a person is deactivated (管理 → 停用, the directory sync's
+leavers), in the deactivation's transaction. What a person holds, and where each goes:
+
+  held (claimed, assigned, transferred to them)      the successor; else released to its candidates
+  offered to them alone by name                      the successor; else their unit becomes a candidate
+  a co-signer's task (加签, waiting or ready)          the successor signs instead; else as above
+  delegated to them (委派, pending)                    back to whoever delegated it, while they are active
+  delegated by them to someone else                  its owner becomes the successor (else nobody): when the
+                                                     delegate gives it back it goes to them, or to the candidates
+
+A task nobody else could take (no other candidate, no unit, no successor) is `stuck`: the admin page refuses
+the deactivation until a successor is named; the directory sync leaves it where it is (its leavers have a unit).
+"""
 from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from engine import audit
+from engine import audit, notify
+from engine.errors import InvalidInput
 from engine.org.actors import Actor
+from engine.org.models import User
 from engine.tasks.models import OPEN_STATES, HumanTask, TaskCandidate
 
+# A co-signer's task waiting for its holder's submission (state pending) is open and the co-signer's too.
+HELD_STATES = (*OPEN_STATES, "pending")
 
-def return_to_candidates(session: Session, *, user_id: int, unit_id: int | None, actor: Actor,
-                         reason: str) -> list[int]:
-    """Release every open task the user holds, and make their unit a candidate where nobody else could claim it.
 
-    Returns the ids of the tasks touched (flushes).
-    """
-    held = select(TaskCandidate.task_id).where(TaskCandidate.user_id == user_id)
-    tasks = list(session.scalars(select(HumanTask).where(
-        HumanTask.state.in_(OPEN_STATES),
-        or_(HumanTask.assignee_id == user_id, (HumanTask.assignee_id.is_(None) & HumanTask.id.in_(held))))
+@dataclass
+class Handover:
+    """What a handover did: the tasks it touched, and those nobody else could take (left where they were)."""
+
+    touched: list[int] = field(default_factory=list)
+    stuck: list[int] = field(default_factory=list)
+
+
+def _theirs(session: Session, user_id: int) -> list[HumanTask]:
+    offered = select(TaskCandidate.task_id).where(TaskCandidate.user_id == user_id)
+    return list(session.scalars(select(HumanTask).where(
+        HumanTask.state.in_(HELD_STATES),
+        or_(HumanTask.assignee_id == user_id,
+            (HumanTask.owner_id == user_id) & (HumanTask.delegation_state == "pending"),
+            HumanTask.assignee_id.is_(None) & HumanTask.id.in_(offered)))
         # Locked as read (PostgreSQL; SQLite: BEGIN IMMEDIATE), in id order as a save locks them: a task the person
         # completed or handed on meanwhile is read as it is now (no longer theirs), never released from under its
         # new holder.
         .order_by(HumanTask.id).with_for_update(of=HumanTask).execution_options(populate_existing=True)))
-    touched: list[int] = []
-    for task in tasks:
-        others = [c for c in task.candidates if c.user_id != user_id]
-        added_unit = False
-        if not others and unit_id is not None:
-            task.candidates.append(TaskCandidate(org_unit_id=unit_id))
-            added_unit = True
-        if task.assignee_id != user_id and not added_unit:
-            continue  # claimable by others already, and not theirs: nothing to hand over
-        before = task.assignee_id
-        task.assignee_id = None
-        if task.delegation_state == "pending":
-            task.delegation_state = None
+
+
+def _may_sign(session: Session, task: HumanTask, user_id: int) -> bool:
+    """Tell whether a successor may take over a co-signer's task: not on a task they hold or already co-sign."""
+    parent = session.get(HumanTask, task.parent_task_id) if task.parent_task_id is not None else None
+    if parent is None or parent.assignee_id == user_id:
+        return False
+    return session.scalar(select(HumanTask.id).where(
+        HumanTask.parent_task_id == parent.id, HumanTask.kind == "cosign", HumanTask.assignee_id == user_id,
+        HumanTask.state.in_(HELD_STATES)).limit(1)) is None
+
+
+def _plan(session: Session, task: HumanTask, user_id: int, unit_id: int | None,
+          successor: User | None) -> tuple[str, int | None]:
+    """Decide where one task goes: (how, to whom) — how is owner_back, successor, release, owner_gone, skip, stuck."""
+    others = [c for c in task.candidates if c.user_id != user_id]
+    if task.delegation_state == "pending" and task.assignee_id == user_id and task.owner_id not in (None, user_id):
+        owner = session.get(User, task.owner_id)
+        if owner is not None and owner.is_active:
+            return "owner_back", owner.id
+    if task.delegation_state == "pending" and task.owner_id == user_id and task.assignee_id != user_id:
+        if successor is None and not others and unit_id is None:
+            return "stuck", None
+        return "owner_gone", successor.id if successor else None
+    if task.assignee_id != user_id and others:
+        return "skip", None  # claimable by others already, and not theirs: nothing to hand over
+    if successor is not None and (task.kind != "cosign" or _may_sign(session, task, successor.id)):
+        return "successor", successor.id
+    if not others and unit_id is None:
+        return "stuck", None
+    return "release", unit_id if not others else None
+
+
+def hand_over(session: Session, *, user_id: int, unit_id: int | None, actor: Actor, reason: str,
+              successor: User | None = None, refuse_stuck: bool = False) -> Handover:
+    """Hand over every open task of the user (flushes); each task touched is audited once.
+
+    `unit_id`: the unit that becomes a candidate of a task nobody else could claim; `refuse_stuck`: refuse, changing
+    nothing, when a task would be left with nobody who could take it.
+
+    Raises: InvalidInput (field successor: `refuse_stuck` and work nobody else could take)
+    """
+    tasks = _theirs(session, user_id)
+    plans = [(task, *_plan(session, task, user_id, unit_id, successor)) for task in tasks]
+    done = Handover(stuck=[t.id for t, how, _ in plans if how == "stuck"])
+    if done.stuck and refuse_stuck:
+        raise InvalidInput(f"有 {len(done.stuck)} 项待办除此人外无人可办理，请指定接手人 (successor: {len(done.stuck)} "
+                           "open tasks have no one else to take them; name a successor)", field="successor",
+                           tasks=done.stuck)
+    for task, how, to in plans:
+        if how in ("skip", "stuck"):
+            continue
+        before = {"assignee_id": task.assignee_id, "owner_id": task.owner_id}
+        action = "task.hand_over"
+        after: dict[str, Any] = {"bpmn_id": task.bpmn_id, "reason": reason}
+        if how == "owner_back":
+            task.assignee_id, task.delegation_state = to, "resolved"
+        elif how == "owner_gone":
+            task.owner_id = to
+            if to is None and not [c for c in task.candidates if c.user_id != user_id]:
+                task.candidates.append(TaskCandidate(org_unit_id=unit_id))
+        elif how == "successor":
+            task.assignee_id, task.delegation_state = to, None
+            if task.kind != "cosign":
+                task.owner_id = to
+            if not any(c.user_id == to for c in task.candidates):
+                task.candidates.append(TaskCandidate(user_id=to))
+        else:
+            action, after["unit_candidate"] = "task.return_to_candidates", to
+            if to is not None:
+                task.candidates.append(TaskCandidate(org_unit_id=to))
+            task.assignee_id = None
+            if task.delegation_state == "pending":
+                task.delegation_state = None
+        if how != "release":
+            taker = session.get(User, to) if to is not None else None
+            after["to"] = taker.username if taker is not None else None
         session.flush()
-        audit.record(session, actor, "task.return_to_candidates", stream=f"instance:{task.instance_id}",
-                     object_type="human_task", object_id=task.id, before={"assignee_id": before},
-                     after={"bpmn_id": task.bpmn_id, "unit_candidate": unit_id if added_unit else None,
-                            "reason": reason})
-        touched.append(task.id)
-    return touched
+        audit.record(session, actor, action, stream=f"instance:{task.instance_id}", object_type="human_task",
+                     object_id=task.id, before=before, after=after)
+        done.touched.append(task.id)
+        if how == "owner_back" and to is not None:
+            notify.send(session, notify.Note(user_id=to, kind="task_returned", link=f"/tasks/{task.id}",
+                                             title=f"委派的任务已退回您（被委派人已停用）: {task.name}"[:300]))
+    given = [t.id for t, how, _ in plans if how == "successor"]
+    if successor is not None and given:
+        notify.send(session, notify.Note(user_id=successor.id, kind="task_assigned", link="/inbox",
+                                         title=f"{len(given)} 项待办已移交给您 ({len(given)} tasks handed over to you)"))
+    return done

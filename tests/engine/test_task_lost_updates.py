@@ -218,7 +218,7 @@ def test_a_person_leaving_does_not_take_back_a_task_they_handed_on_since(
     def work(s: Session, a: Callable[[str], Actor]) -> None:
         fg, admin = a("fg"), a("admin")
         meanwhile.at(s, "scalars", transfer, after=True)  # after the read of fg's tasks
-        handover.return_to_candidates(s, user_id=int(fg.user_id or 0), unit_id=unit_id, actor=admin, reason="调离")
+        handover.hand_over(s, user_id=int(fg.user_id or 0), unit_id=unit_id, actor=admin, reason="调离")
 
     assert _act(factory, work) == "done"
     [transferred] = meanwhile.join()

@@ -22,9 +22,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from engine import clock, org
+from engine import clock
 from engine.audit.models import AuditEvent
-from engine.org import oidc, sso_users
+from engine.org import leaving, oidc, sso_users
 from engine.org.models import Membership, OrgUnit, Role, User
 from tests.engine.conftest import at_once
 from tests.oidc_provider import CLIENT_ID, Provider, configure
@@ -320,7 +320,7 @@ def test_an_sso_session_ends_with_deactivation_like_any_other(sso_app: Flask, pr
     with sso_app.extensions["jzflow.sessionmaker"]() as s:
         user = s.scalar(select(User).where(User.username == "epochy"))
         assert user is not None
-        org.deactivate_user(s, user_id=user.id)
+        leaving.deactivate_user(s, user_id=user.id)
         s.commit()
     assert not _logged_in(client)
     assert _sign_in(sso_app.test_client(), provider, "sub-epoch").status_code == 403  # and cannot come back by SSO

@@ -1,0 +1,81 @@
+"""停用 (deactivate) a person and hand over their open work (离岗交接) in the same transaction.
+
+The one way a person is deactivated, whoever asks: 管理 → 停用 (the web), and the directory sync for a person who
+left the directory. Their sessions and API tokens stop working at once (core.deactivate_account); their open tasks
+go to the successor (接手人) the administrator names, else back to their candidates or their unit's
+(engine.tasks.handover), each audited. Two administrators deactivating the same person at once take turns on the
+person's row: the second finds them deactivated and their work handed over, and records nothing again.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from engine.errors import InvalidInput, NotFound
+from engine.org import core
+from engine.org.actors import SYSTEM, Actor
+from engine.org.models import Membership, OrgUnit, User
+from engine.tasks import handover
+
+
+@dataclass(frozen=True)
+class Leaving:
+    """What deactivating a person did."""
+
+    user: User
+    unit: OrgUnit | None  # the unit that takes back what nobody else could
+    successor: User | None
+    handed_over: list[int] = field(default_factory=list)  # the tasks handed over (ids)
+    stuck: list[int] = field(default_factory=list)  # tasks nobody else could take, left where they were
+
+
+def first_unit(session: Session, user_id: int) -> OrgUnit | None:
+    """Return the person's unit (the first by id of those they are a plain member of), or None."""
+    unit_id = session.scalar(select(func.min(Membership.org_unit_id)).where(
+        Membership.user_id == user_id, Membership.org_unit_id.is_not(None), Membership.role_id.is_(None)))
+    return session.get(OrgUnit, unit_id) if unit_id is not None else None
+
+
+def _successor(session: Session, username: str | None, user: User) -> User | None:
+    name = (username or "").strip()
+    if not name:
+        return None
+    # A name no account could have is not looked up (NUL bytes, surrogates: the database would refuse the query).
+    found = session.scalar(select(User).where(func.lower(User.username) == name.lower())) \
+        if len(name) <= 80 and core.USERNAME.match(name) else None
+    if found is None:
+        shown = name[:80] if core.USERNAME.match(name[:80]) else "?"
+        raise NotFound(f"接手人（successor）：用户不存在: {shown}", field="successor")
+    if found.id == user.id:
+        raise InvalidInput("接手人（successor）不能是被停用的本人 (successor: not the person deactivated)",
+                           field="successor")
+    if not found.is_active:
+        raise InvalidInput(f"接手人（successor）已停用: {found.username} (successor: deactivated)", field="successor")
+    return found
+
+
+def deactivate_user(session: Session, *, user_id: int, actor: Actor = SYSTEM, successor: str | None = None,
+                    reason: str = "deactivated", refuse_stuck: bool = True) -> Leaving:
+    """Deactivate a user and hand over their open tasks (flushes; the caller commits).
+
+    `successor`: the username of who receives the tasks they hold (optional). `refuse_stuck`: refuse, changing
+    nothing, when a task would be left with nobody who could take it and no successor is named (the directory sync
+    passes False). Deactivating a person already deactivated hands over what they still hold, and nothing else.
+
+    Raises: NotFound, InvalidInput (field user, or successor)
+    """
+    # Their row first, locked: a second deactivation at the same time waits here, then reads it deactivated.
+    user = session.scalar(select(User).where(User.id == user_id).with_for_update()
+                          .execution_options(populate_existing=True))
+    if user is None:
+        raise NotFound(f"用户不存在 (no such user): {user_id}", field="user")
+    if actor.user_id == user.id:
+        raise InvalidInput("不能停用自己 (you cannot deactivate yourself)", field="user")
+    taker = _successor(session, successor, user)
+    unit = first_unit(session, user.id)
+    done = handover.hand_over(session, user_id=user.id, unit_id=unit.id if unit else None, actor=actor,
+                              reason=reason, successor=taker, refuse_stuck=refuse_stuck)
+    core.deactivate_account(session, user=user, actor=actor)
+    return Leaving(user=user, unit=unit, successor=taker, handed_over=done.touched, stuck=done.stuck)
