@@ -10,11 +10,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 
-from engine import clock, org
+from engine import clock, org, tasks
 from engine.audit.models import AuditEvent
+from engine.org.actors import actor_for
 from engine.org.models import User
 from engine.org.token_models import ApiToken
 from engine.runtime.models import Incident
+from engine.tasks.models import HumanTask
 from tests.web.conftest import csrf_of
 from tests.web.flows import Api, db, deploy_good, post, started_review, token_for, user_id
 
@@ -153,3 +155,72 @@ def test_an_admin_may_not_issue_a_token_for_another_admin(app: Flask, login: Log
     assert post(admin, "/admin/tokens", {"name": "看板", "username": "boss"}, page="/admin/tokens").status_code == 201
     with db(app) as s:
         assert sorted(s.scalars(select(ApiToken.name))) == ["看板", "自己"]
+
+
+def _accept_held_by_window(app: Flask, login: Login) -> int:
+    deploy_good(app)
+    row = started_review(app, login("applicant"))
+    with db(app) as s:
+        submit = s.scalar(select(HumanTask.id).where(HumanTask.instance_id == row.id,
+                                                     HumanTask.bpmn_id == "submit_application"))
+        assert submit is not None
+        tasks.complete(s, task_id=submit, actor=actor_for(s, "applicant"), data={
+            "project_name": "胶州智能家电产业园", "investment": 6000.5, "project_type": "industrial"})
+        s.commit()
+        accept = s.scalar(select(HumanTask).where(HumanTask.instance_id == row.id, HumanTask.bpmn_id == "accept",
+                                                  HumanTask.state == "ready"))
+        assert accept is not None
+        tasks.claim(s, task_id=accept.id, actor=actor_for(s, "window"))
+        return accept.id
+
+
+def test_deactivating_hands_over_the_persons_tasks_and_says_how_many(app: Flask, login: Login) -> None:
+    accept = _accept_held_by_window(app, login)
+    window = login("window")
+    token = Api(app, token_for(app, "window"))
+    assert token.get("/api/tasks").status_code == 200
+    admin = login("admin")
+    assert 'name="successor"' in admin.get("/admin").get_data(as_text=True)
+    done = post(admin, f"/admin/users/{user_id(app, 'window')}/deactivate", page="/admin")
+    assert done.status_code == 302
+    page = admin.get("/admin").get_data(as_text=True)
+    assert "已停用用户 window" in page and "1 项待办已移交：退回候选人或委派人" in page
+    with db(app) as s:
+        task = s.get(HumanTask, accept)
+        assert task is not None and task.assignee_id is None and task.state == "ready"
+        assert s.scalar(select(func.count()).select_from(AuditEvent).where(
+            AuditEvent.action == "task.return_to_candidates", AuditEvent.object_id == str(accept))) == 1
+    assert window.get("/inbox").status_code == 302  # the logged-in session is refused at its next request
+    assert token.get("/api/tasks").status_code == 401  # and so is the API token
+
+
+def test_a_named_successor_receives_the_tasks_in_english_too(app: Flask, login: Login) -> None:
+    accept = _accept_held_by_window(app, login)
+    admin = login("admin")
+    admin.get("/lang/en")
+    done = post(admin, f"/admin/users/{user_id(app, 'window')}/deactivate", {"successor": "fg"}, page="/admin")
+    assert done.status_code == 302
+    page = admin.get("/admin").get_data(as_text=True)
+    assert "1 task(s) handed over to fg" in page
+    fg = user_id(app, "fg")
+    with db(app) as s:
+        task = s.get(HumanTask, accept)
+        assert task is not None and task.assignee_id == fg
+
+
+def test_a_bad_successor_or_a_non_admin_changes_nothing(app: Flask, login: Login) -> None:
+    accept = _accept_held_by_window(app, login)
+    window_id = user_id(app, "window")
+    for who in ("fg", "applicant"):  # hostile: no admin right, even naming themself as the successor
+        assert post(login(who), f"/admin/users/{window_id}/deactivate", {"successor": who}).status_code == 403
+    admin = login("admin")
+    for bad, status in (("nobody", 404), ("window", 422), ("x\x00y", 400), ("长" * 300, 404)):
+        refused = post(admin, f"/admin/users/{window_id}/deactivate", {"successor": bad}, page="/admin")
+        assert refused.status_code == status, bad
+        assert ("接手人" if status != 400 else "NUL") in refused.get_data(as_text=True), bad
+    with db(app) as s:
+        assert s.scalar(select(User.is_active).where(User.id == window_id)) is True
+        task = s.get(HumanTask, accept)
+        assert task is not None and task.assignee_id == window_id
+        assert s.scalar(select(func.count()).select_from(AuditEvent).where(
+            AuditEvent.stream == f"user:{window_id}", AuditEvent.action == "org.user.deactivate")) == 0

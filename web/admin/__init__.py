@@ -8,7 +8,7 @@ from flask_login import login_required
 
 from engine import clock, org
 from engine.errors import Forbidden, InvalidInput
-from engine.org import tokens
+from engine.org import leaving, tokens
 from engine.org.actors import Actor
 from engine.runtime import timeline
 from engine.tasks import queries
@@ -70,9 +70,15 @@ def create_user() -> ResponseReturnValue:
 @login_required
 def deactivate_user(user_id: int) -> ResponseReturnValue:
     actor = require_admin()
-    user = org.deactivate_user(db_session(), user_id=user_id, actor=actor)
+    done = leaving.deactivate_user(db_session(), user_id=user_id, actor=actor,
+                                   successor=request.form.get("successor", ""), reason="admin: deactivated")
     commit()
-    flash(_("已停用用户 %(name)s", name=user.username), "info")
+    flash(_("已停用用户 %(name)s", name=done.user.username), "info")
+    if done.handed_over and done.successor is not None:
+        flash(_("%(count)d 项待办已移交给 %(successor)s", count=len(done.handed_over),
+                successor=done.successor.username), "info")
+    elif done.handed_over:
+        flash(_("%(count)d 项待办已移交：退回候选人或委派人", count=len(done.handed_over)), "info")
     return redirect(url_for("admin.index"))
 
 
