@@ -197,3 +197,17 @@ def test_two_admins_deactivating_the_same_person_hand_over_once(
             AuditEvent.action == "org.user.deactivate", AuditEvent.object_id == str(fg))) == 1
         assert len(_events(s, where.task_id)) == 1
         assert _task(s, where.task_id).assignee_id is None
+
+
+def test_work_left_with_someone_already_deactivated_is_handed_over_later(session: Session) -> None:
+    """The directory sync leaves what nobody else could take; an administrator names a successor afterwards."""
+    where = _situation(session, "cosigner")
+    boss = _id(session, "boss")
+    left = leaving.deactivate_user(session, user_id=boss, refuse_stuck=False, reason="directory: left")
+    session.commit()
+    assert left.stuck == [where.task_id] and left.handed_over == []
+    done = leaving.deactivate_user(session, user_id=boss, actor=actor_for(session, "admin"), successor="head")
+    session.commit()
+    assert done.handed_over == [where.task_id] and _task(session, where.task_id).assignee_id == _id(session, "head")
+    assert session.scalar(select(func.count()).select_from(AuditEvent).where(
+        AuditEvent.action == "org.user.deactivate", AuditEvent.object_id == str(boss))) == 1
