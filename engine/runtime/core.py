@@ -26,7 +26,7 @@ from engine.audit.models import AuditEvent, AuditHead
 from engine.db import database_key, is_postgres
 from engine.errors import ConcurrentModification, EngineError, InstanceArchived, InstanceNotFound
 from engine.org.actors import SYSTEM, Actor
-from engine.runtime import assignment, effects, hot, linked, oversize, projection, start_limits
+from engine.runtime import assignment, effects, hot, oversize, projection, start_limits
 from engine.runtime.assignment import due_time
 from engine.runtime.models import (
     INSTANCE_STREAM,
@@ -360,7 +360,7 @@ def save(session: Session, running: Running, *, event: Callable[[], AuditEvent] 
     hot.saved(session, row.id, running.lock_version, row.version_id, workflow, len(state))
     if not fused:
         _flush_projection(session, running, projected)
-        projected.cosigners = linked.close(session, linked.closed_ids(projected.moved), now)
+        projection.flush_linked(session, projected, now)
     running.closed_cosigners.extend(projected.cosigners)
     messages.sync(session, running, thrown)  # what it waits on (message_subscription) and what it threw
     session.flush()

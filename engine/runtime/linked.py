@@ -6,6 +6,10 @@ co-signers' rows (ready, or pending the holder's submission) are cancelled as th
 the pending requests cancelled (status `cancelled`, no decider). PostgreSQL does it in the save's one statement
 (projection's `cosigners` and `extensions`); `close` here is the same for a save that flushes (SQLite, or an
 assignment problem's incident). The save's instance event records it as it records the step's own row.
+
+A save that sets a step aside (挂起, or an incident: its row ready → suspended) sets its asked co-signers aside with it
+(ready → suspended), and the save that gives the step back (suspended → ready) gives them back: `follow`, or the
+statement's `followed`. Co-signers pending the holder's submission were never asked and stay pending throughout.
 """
 from __future__ import annotations
 
@@ -20,7 +24,9 @@ from sqlalchemy.orm.util import identity_key
 from engine.deadlines.models import ExtensionRequest
 from engine.tasks.models import OPEN_STATES, HumanTask
 
-WAITING = ("ready", "pending")  # a co-signer's task not signed yet: asked, or to be asked after the holder submits
+# a co-signer's task not signed yet: asked (set aside with its instance: suspended), or to be asked after the holder
+# submits (pending)
+WAITING = ("ready", "suspended", "pending")
 
 
 def closed_ids(moved: list[HumanTask]) -> list[int]:
@@ -49,6 +55,25 @@ def close(session: Session, closed: list[int], now: datetime) -> list[tuple[int,
     return was
 
 
+def follow(session: Session, paused: list[int], resumed: list[int]) -> None:
+    """Set the asked co-signers of the `paused` steps aside and give those of the `resumed` steps back (flushes)."""
+    for parents, was, now in ((paused, "ready", "suspended"), (resumed, "suspended", "ready")):
+        if parents:
+            for cosign in session.scalars(select(HumanTask).where(
+                    HumanTask.parent_task_id.in_(parents), HumanTask.kind == "cosign", HumanTask.state == was)
+                    .order_by(HumanTask.id).with_for_update()):
+                cosign.state = now
+    session.flush()
+
+
+def followed(session: Session, rows: list[tuple[int, str]]) -> None:
+    """Tell the session's copies of the co-signers the statement set aside or gave back (`rows`: id, state now)."""
+    for row_id, state in rows:
+        held: Any = session.identity_map.get(identity_key(HumanTask, row_id))
+        if held is not None:
+            set_committed_value(held, "state", state)
+
+
 def written(session: Session, cosigners: list[int], requests: list[int], now: datetime) -> None:
     """Tell the session's copies of the rows the statement closed what the rows now hold (none is read again)."""
     for model, ids, values in ((HumanTask, cosigners, {"state": "cancelled", "completed_at": now}),
@@ -60,4 +85,4 @@ def written(session: Session, cosigners: list[int], requests: list[int], now: da
                     set_committed_value(held, key, value)
 
 
-__all__ = ["WAITING", "close", "closed_ids", "written"]
+__all__ = ["WAITING", "close", "closed_ids", "follow", "followed", "written"]

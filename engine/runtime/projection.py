@@ -71,6 +71,9 @@ class Plan:
     problems: assignment.Problems
     # the co-signers (加签) of the rows it closed that it cancelled with them, each with the state it had (linked)
     cosigners: list[tuple[int, str]] = field(default_factory=list)
+    # the open rows it sets aside (ready → suspended) and gives back (suspended → ready): their co-signers follow
+    paused: list[int] = field(default_factory=list)
+    resumed: list[int] = field(default_factory=list)
 
 
 def plan(session: Session, running: Running, process_key: str, lane_map: dict[str, dict[str, int]],
@@ -88,9 +91,14 @@ def plan(session: Session, running: Running, process_key: str, lane_map: dict[st
     existing = running.open_rows if running.open_rows is not None else {h.task_guid: h for h in session.scalars(
         select_open(row.id))}
     running.open_rows = None  # read once: a later save of this unit of work reads them again
+    paused: list[int] = []
+    resumed: list[int] = []
     for guid, human in existing.items():
         if guid in ready:
-            human.state = "ready" if active else "suspended"
+            state = "ready" if active else "suspended"
+            if human.state != state and human.id is not None:
+                (paused if state == "suspended" else resumed).append(human.id)
+            human.state = state
             continue
         task = find_task(workflow, guid)
         finished = task is not None and spiff.is_completed(task)
@@ -129,7 +137,13 @@ def plan(session: Session, running: Running, process_key: str, lane_map: dict[st
         assignment.assign(session, engine, task, human, props, lane_map, row.started_by_id, problems)
         created.append(human)  # not in the session yet: write_postgres writes it, or the caller adds it for a flush
     running.created_tasks.extend(created)
-    return Plan(list(existing.values()), created, problems)
+    return Plan(list(existing.values()), created, problems, paused=paused, resumed=resumed)
+
+
+def flush_linked(session: Session, projected: Plan, now: datetime) -> None:
+    """What a save that flushes does to the co-signers of the rows it closed, set aside or gave back (runtime.linked)."""
+    projected.cosigners = linked.close(session, linked.closed_ids(projected.moved), now)
+    linked.follow(session, projected.paused, projected.resumed)
 
 
 def select_open(instance_id: int) -> Any:
@@ -163,6 +177,8 @@ def _sql_type(col: Column[Any]) -> str:
 # `cosigners` and `extensions`: what closes with the rows the save closes (runtime.linked), their waiting co-signers
 # and pending 申请延期; a co-signer who signed while the statement waited for the row keeps the signature. One array
 # of ids, which the index on the requests takes (an OR of the two lists made a scan of every request).
+# `followed`: the asked co-signers of the rows set aside (挂起) or given back (恢复) follow them; both lists are empty
+# in every other save.
 _TEMPLATE = """WITH claim AS (
   SELECT id FROM human_task WHERE id = %(claim_id)s::INTEGER AND state = 'ready' AND NOT blocked
   AND (assignee_id = %(claim_actor)s::INTEGER OR (assignee_id IS NULL AND %(claim_free)s::BOOLEAN))
@@ -186,12 +202,19 @@ created AS (
   WHERE EXISTS (SELECT FROM st) ORDER BY n.ordinality RETURNING id, task_guid),
 cosigners AS (
   UPDATE human_task AS c SET state = 'cancelled', completed_at = %(s_updated_at)s FROM human_task AS was
-  WHERE c.parent_task_id = ANY(%(closed_ids)s::INTEGER[]) AND c.kind = 'cosign' AND c.state IN ('ready', 'pending')
+  WHERE c.parent_task_id = ANY(%(closed_ids)s::INTEGER[]) AND c.kind = 'cosign'
+  AND c.state IN ('ready', 'suspended', 'pending')
   AND was.id = c.id AND EXISTS (SELECT FROM st) RETURNING c.id, was.state),
 extensions AS (
   UPDATE extension_request SET status = 'cancelled', decided_at = %(s_updated_at)s
   WHERE object_type = 'task' AND status = 'pending' AND EXISTS (SELECT FROM st)
   AND object_id = ANY(%(closed_ids)s::INTEGER[] || ARRAY(SELECT id FROM cosigners)) RETURNING id),
+followed AS (
+  UPDATE human_task AS c SET state = CASE c.state WHEN 'ready' THEN 'suspended' ELSE 'ready' END
+  WHERE c.parent_task_id = ANY(%(paused_ids)s::INTEGER[] || %(resumed_ids)s::INTEGER[]) AND c.kind = 'cosign'
+  AND ((c.state = 'ready' AND c.parent_task_id = ANY(%(paused_ids)s::INTEGER[]))
+    OR (c.state = 'suspended' AND c.parent_task_id = ANY(%(resumed_ids)s::INTEGER[])))
+  AND EXISTS (SELECT FROM st) RETURNING c.id, c.state),
 candidates AS (
   INSERT INTO task_candidate (task_id, {cand_names})
   SELECT created.id, {cand_values}
@@ -206,7 +229,8 @@ UNION ALL SELECT 2, id, task_id::text, user_id, org_unit_id, role_id FROM candid
 UNION ALL SELECT 3, id, NULL, NULL, NULL, NULL FROM audit_written
 UNION ALL SELECT 4, id, NULL, NULL, NULL, NULL FROM claim
 UNION ALL SELECT 5, id, state, NULL, NULL, NULL FROM cosigners
-UNION ALL SELECT 6, id, NULL, NULL, NULL, NULL FROM extensions"""
+UNION ALL SELECT 6, id, NULL, NULL, NULL, NULL FROM extensions
+UNION ALL SELECT 7, id, state, NULL, NULL, NULL FROM followed"""
 
 
 def _statement() -> str:
@@ -289,7 +313,8 @@ def write_postgres(session: Session, row: ProcessInstance, values: dict[str, Any
     moved = sorted(((h, flags) for h, flags in changed if any(flags)), key=lambda m: m[0].id)
     new_columns = [{c.key: _loaded(c, h) for c in _NEW} for h in new]  # as the statement writes them
     params.update(_documents(moved, new, new_columns), moved_ids=[h.id for h, _ in moved],
-                  closed_ids=linked.closed_ids(projected.moved))  # flushed already or not
+                  closed_ids=linked.closed_ids(projected.moved),  # flushed already or not
+                  paused_ids=projected.paused, resumed_ids=projected.resumed)
     result = session.connection().exec_driver_sql(_SQL, params).all()
     if not any(r[0] == 0 for r in result):
         discard(session, projected)
@@ -307,6 +332,7 @@ def write_postgres(session: Session, row: ProcessInstance, values: dict[str, Any
     projected.cosigners = [(r[1], r[2]) for r in result if r[0] == 5]
     linked.written(session, [c for c, _ in projected.cosigners], [r[1] for r in result if r[0] == 6],
                    values["updated_at"])
+    linked.followed(session, [(r[1], r[2]) for r in result if r[0] == 7])
     return next((r[1] for r in result if r[0] == 3), None)
 
 
@@ -377,4 +403,5 @@ def _persisted(session: Session, new: list[HumanTask], written: list[dict[str, A
         session.add(human)  # detached → persistent, with its candidates: nothing left to flush
 
 
-__all__ = ["CLAIM", "Claim", "Plan", "claim_now", "discard", "plan", "select_open", "task_title", "write_postgres"]
+__all__ = ["CLAIM", "Claim", "Plan", "claim_now", "discard", "flush_linked", "plan", "select_open", "task_title",
+           "write_postgres"]

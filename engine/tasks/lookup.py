@@ -18,6 +18,7 @@ from engine.errors import (
     Conflict,
     EngineError,
     InstanceArchived,
+    InstanceNotRunning,
     NotYourTask,
     TaskNotFound,
     TaskNotReady,
@@ -178,6 +179,23 @@ def require_started(task: HumanTask) -> HumanTask:
     return task
 
 
+def require_active(session: Session, task: HumanTask) -> HumanTask:
+    """Return the task unless its instance has set it aside (state suspended: 挂起 by an administrator, or an
+    incident): a co-signer then neither signs nor is urged, and the holder neither adds nor removes co-signers.
+
+    Raises: InstanceNotRunning
+    """
+    if task.state != "suspended":
+        return task
+    status = session.scalar(select(ProcessInstance.status).where(ProcessInstance.id == task.instance_id))
+    if status == "suspended":
+        raise InstanceNotRunning("流程实例已挂起，恢复后才能办理 (the instance is suspended: nothing can be done on "
+                                 "its tasks until an administrator resumes it)", instance_id=task.instance_id,
+                                 task_id=task.id, status=status)
+    raise InstanceNotRunning("流程实例未在运行 (instance is not running)", instance_id=task.instance_id,
+                             task_id=task.id, status=status)
+
+
 def is_candidate(task: HumanTask, actor: Actor) -> bool:
     """Tell whether the actor may claim the task."""
     for c in task.candidates:
@@ -314,8 +332,8 @@ def require_holder(task: HumanTask, actor: Actor) -> None:
 
 
 __all__ = ["HELD_COLUMNS", "Seen", "TaskAlreadyDone", "TaskBlocked", "TaskChanged", "check_submission", "claim_lost",
-           "get_open", "is_candidate", "missing", "not_found", "reassign", "require_as_read", "require_holder",
-           "require_open", "require_started", "submission_refused", "take"]
+           "get_open", "is_candidate", "missing", "not_found", "reassign", "require_active", "require_as_read",
+           "require_holder", "require_open", "require_started", "submission_refused", "take"]
 
 
 def get(session: Session, task_id: int) -> HumanTask | None:

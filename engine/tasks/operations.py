@@ -27,6 +27,7 @@ from engine.errors import (
 from engine.notify import outbox
 from engine.org.actors import Actor, actor_of
 from engine.org.models import User
+from engine.runtime import linked
 from engine.runtime.models import ProcessInstance
 from engine.tasks import completion, lookup, people, task_access
 from engine.tasks.collab_models import Comment
@@ -181,15 +182,15 @@ def add_cosigners(session: Session, *, task_id: int, actor: Actor, usernames: Se
         raise InvalidInput("加签位置必须是 before 或 after (position: before | after)", field="position")
     task = _held(session, task_id, actor, task_access.Op.ADD_COSIGNER)
     _lock(session, task_id, write=True)  # after the claim's compare-and-set: a claim made meanwhile is AlreadyClaimed
-    task = lookup.get_open(session, task_id)  # as it is now: the last co-signer may have unblocked it meanwhile
-    if task.assignee_id != actor.user_id:
+    task = lookup.require_active(session, lookup.get_open(session, task_id))  # as it is now: the last co-signer may
+    if task.assignee_id != actor.user_id:  # have unblocked it meanwhile, or an administrator suspended it
         raise lookup.TaskChanged(task)
     if task.kind != "bpmn":
         raise InvalidInput("加签任务不能再加签 (a co-signer cannot add co-signers)", field="task_id")
     if not usernames:
         raise InvalidInput("请选择加签人 (choose at least one co-signer)", field="usernames")
     people.require_few(usernames, field="usernames", what="加签人")
-    existing = {t.assignee_id for t in _cosigns(session, task, "ready", "pending")}
+    existing = {t.assignee_id for t in _cosigns(session, task, *linked.WAITING)}
     asked = position == "before" or task.pending_data is not None  # after me, my submission held: it waits for them
     created: list[HumanTask] = []
     for username in dict.fromkeys(usernames):
@@ -242,6 +243,7 @@ def remove_cosigner(session: Session, *, cosign_task_id: int, actor: Actor) -> H
     if parent is None:
         raise TaskNotFound(f"任务不存在: {cosign.parent_task_id}", task_id=cosign.parent_task_id)
     task_access.require(session, actor, parent, task_access.Op.REMOVE_COSIGNER)
+    lookup.require_active(session, parent)  # 挂起: the last co-signer removed would unblock it in a suspended instance
     cosign.state = "cancelled"
     cosign.completed_at = clock.now()
     session.flush()
@@ -272,15 +274,17 @@ def hold_for_cosigners(session: Session, task: HumanTask, actor: Actor, data: di
 def sign(session: Session, *, task: HumanTask, actor: Actor, opinion: str) -> completion.Completion:
     """A co-signer signs with an opinion; when the last one has, the parent goes on.
 
-    Raises: TaskNotReady (signing after the holder: not before they have submitted), InvalidInput
+    Raises: TaskNotReady (signing after the holder: not before they have submitted), InstanceNotRunning (its
+    instance suspended), InvalidInput
     """
-    lookup.require_started(task)
+    lookup.require_active(session, lookup.require_started(task))
     if not opinion.strip():
         raise InvalidInput("请填写加签意见 (an opinion is required)", field="opinion")
     if task.parent_task_id is not None:
         _lock_instance(session, task.instance_id)
         _lock(session, task.parent_task_id)
         task = lookup.require_started(lookup.get_open(session, task.id))  # as it is now: removed meanwhile (减签)
+    lookup.require_active(session, task)  # or set aside with its instance (挂起) since it was read
     task.state = "completed"
     task.completed_at = clock.now()
     task.completed_by_id = actor.user_id
@@ -294,7 +298,7 @@ def sign(session: Session, *, task: HumanTask, actor: Actor, opinion: str) -> co
 
 
 def _after_cosign(session: Session, parent: HumanTask, actor: Actor) -> completion.Completion:
-    if _cosigns(session, parent, "ready"):
+    if _cosigns(session, parent, "ready", "suspended"):
         return completion.Completion(instance_id=parent.instance_id, status="running", incident=None, next_tasks=[])
     parent.blocked = False
     if parent.pending_data is None:  # co-signers before the holder: back to the holder
@@ -355,7 +359,7 @@ def urge(session: Session, *, task_id: int, actor: Actor, message: str = "") -> 
     session.execute(select(HumanTask.id).where(HumanTask.id == task_id).with_for_update())
     task = task_access.open_task(session, actor, task_id)
     task_access.require(session, actor, task, task_access.Op.URGE)
-    lookup.require_started(task)
+    lookup.require_active(session, lookup.require_started(task))
     require_not_urged(session, task, actor)
     session.add(Comment(instance_id=task.instance_id, task_id=task.id, author_id=actor.user_id, kind="urge",
                         body=message.strip()[:2000] or "催办"))
