@@ -26,7 +26,7 @@ from engine.audit.models import AuditEvent, AuditHead
 from engine.db import database_key, is_postgres
 from engine.errors import ConcurrentModification, EngineError, InstanceArchived, InstanceNotFound
 from engine.org.actors import SYSTEM, Actor
-from engine.runtime import assignment, effects, hot, oversize, projection, start_limits
+from engine.runtime import assignment, effects, hot, linked, oversize, projection, start_limits
 from engine.runtime.assignment import due_time
 from engine.runtime.models import (
     INSTANCE_STREAM,
@@ -361,7 +361,7 @@ def save(session: Session, running: Running, *, event: Callable[[], AuditEvent] 
     if not fused:
         _flush_projection(session, running, projected)
         projection.flush_linked(session, projected, now)
-    running.closed_cosigners.extend(projected.cosigners)
+    linked.kept(running, projected.moved, projected.cosigners)
     messages.sync(session, running, thrown)  # what it waits on (message_subscription) and what it threw
     session.flush()
 
@@ -393,9 +393,9 @@ def _flush_projection(session: Session, running: Running, projected: projection.
         session.flush()
 
 
-def record(session: Session, running: Running, actor: Actor, action: str, *, before: Any = None,
-           after: Any = None) -> None:
-    """Write the instance's audit event for this unit of work."""
+def record(session: Session, running: Running, actor: Actor, action: str, *, before: Any = None, after: Any = None) -> None:
+    """Write the instance's audit event for this unit of work; tell whom its saves cancelled a task of (linked.tell)."""
+    linked.tell(session, running, actor, action)
     audit.record(session, actor, action, stream=f"instance:{running.row.id}", object_type="process_instance",
                  object_id=running.row.id, before=before, after=after)
 

@@ -10,6 +10,10 @@ assignment problem's incident). The save's instance event records it as it recor
 A save that sets a step aside (挂起, or an incident: its row ready → suspended) sets its asked co-signers aside with it
 (ready → suspended), and the save that gives the step back (suspended → ready) gives them back: `follow`, or the
 statement's `followed`. Co-signers pending the holder's submission were never asked and stay pending throughout.
+
+Whoever held a step the engine cancels, and its co-signers who had been asked, are told (`tell`, an in-app 任务已取消
+through the outbox, in the unit of work: delivered after its commit, never for an attempt rolled back), naming the
+step and the event that closed it; one notice per row and person (its dedupe key). 退回 tells them in its own words.
 """
 from __future__ import annotations
 
@@ -22,6 +26,9 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
 from engine.deadlines.models import ExtensionRequest
+from engine.notify import outbox
+from engine.org.actors import Actor
+from engine.runtime.running import Running
 from engine.tasks.models import OPEN_STATES, HumanTask
 
 # a co-signer's task not signed yet: asked (set aside with its instance: suspended), or to be asked after the holder
@@ -74,6 +81,50 @@ def followed(session: Session, rows: list[tuple[int, str]]) -> None:
             set_committed_value(held, "state", state)
 
 
+ASKED = ("ready", "suspended")  # a co-signer who had been asked to sign (pending: not yet)
+# Why the engine cancelled a step, by the audit action of the unit of work that did (zh-CN first, then English).
+REASONS = {
+    "timer.fire": "办理期限已到，定时事件使流程转向其他步骤 (a timer fired and the process moved on)",
+    "instance.terminate": "管理员终止了流程实例 (an administrator terminated the instance)",
+    "instance.migrate": "流程实例已迁移到新版本，此步骤不再需要办理 (the instance moved to a new version)",
+    "message.deliver": "收到消息，流程已转向其他步骤 (a message moved the process on)",
+    "signal.deliver": "收到信号，流程已转向其他步骤 (a signal moved the process on)",
+}
+OTHERWISE = "流程已转向其他步骤，此任务不再需要办理 (the process moved on: this task is no longer needed)"
+ENDED = "流程已结束，此任务不再需要办理 (the process ended: this task is no longer needed)"
+
+
+def kept(running: Running, moved: list[HumanTask], cosigners: list[tuple[int, str]]) -> None:
+    """Keep what a save cancelled for the unit of work: the co-signers with the state they had, and the rows whose
+    people are to be told (the steps it cancelled, the co-signers who had been asked)."""
+    running.closed_cosigners.extend(cosigners)
+    running.untold.extend([h.id for h in moved if h.id is not None and h.state == "cancelled"] +
+                          [c for c, was in cosigners if was in ASKED])
+
+
+def tell(session: Session, running: Running, actor: Actor, action: str) -> None:
+    """Tell the holder of each step the unit of work cancelled (else its user candidates, else its owner) and each
+    co-signer who had been asked that their task was cancelled, and why (`action`: the unit of work's audit action);
+    not `actor`, who did it. Once: the rows are forgotten once told, and each notice has a dedupe key."""
+    if not running.untold:
+        return
+    ids, running.untold = running.untold, []
+    reason = REASONS.get(action, OTHERWISE)
+    if running.row.status == "completed":
+        reason = ENDED
+    if action == "task.complete":
+        reason = f"{actor.display_name}办理了其他步骤: {reason}"
+    for row in session.scalars(select(HumanTask).where(HumanTask.id.in_(ids)).order_by(HumanTask.id)):
+        people = [row.assignee_id] if row.assignee_id else [c.user_id for c in row.candidates if c.user_id]
+        if not people and row.owner_id:
+            people = [row.owner_id]
+        for user_id in dict.fromkeys(p for p in people if p is not None and p != actor.user_id):
+            outbox.enqueue(session, "in_app", {"user_id": user_id, "kind": "task_cancelled",
+                                               "title": f"任务已取消: {row.name}", "body": reason,
+                                               "link": f"/tasks/{row.id}"},
+                           dedupe_key=f"task_cancelled:{row.id}:{user_id}")
+
+
 def written(session: Session, cosigners: list[int], requests: list[int], now: datetime) -> None:
     """Tell the session's copies of the rows the statement closed what the rows now hold (none is read again)."""
     for model, ids, values in ((HumanTask, cosigners, {"state": "cancelled", "completed_at": now}),
@@ -85,4 +136,4 @@ def written(session: Session, cosigners: list[int], requests: list[int], now: da
                     set_committed_value(held, key, value)
 
 
-__all__ = ["WAITING", "close", "closed_ids", "follow", "followed", "written"]
+__all__ = ["ASKED", "WAITING", "close", "closed_ids", "follow", "followed", "kept", "tell", "written"]

@@ -23,6 +23,9 @@ class Running:
     created_tasks: list[HumanTask] = field(default_factory=list)  # projection rows added by this unit of work
     # co-signers (加签) cancelled with the rows this unit of work's saves closed: id, state it had (runtime.linked)
     closed_cosigners: list[tuple[int, str]] = field(default_factory=list)
+    # the rows this unit of work's saves cancelled whose people are not told yet: steps the engine closed and co-signers
+    # who had been asked to sign them (runtime.linked.tell, with the unit of work's audit event)
+    untold: list[int] = field(default_factory=list)
     # The instance's open bpmn rows by guid, when the caller read them with the rest in this transaction
     # (a completion does): the projection then need not read them again. None: read them.
     open_rows: dict[str, HumanTask] | None = None

@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 
 from engine import runtime
 from engine.org.actors import Actor
+from engine.runtime import linked
 from engine.tasks.lookup import is_candidate
 from engine.tasks.models import HumanTask
 
@@ -48,6 +49,7 @@ def finish(session: Session, *, task: HumanTask, running: runtime.Running, actor
         runtime.save(session, running, event=lambda: runtime.new_event(
             running, actor, "task.complete", after={"task_id": task.id, "bpmn_id": task.bpmn_id, "data": data,
                                                     **runtime.waiting_summary(running)}))
+        linked.tell(session, running, actor, "task.complete")  # who held what it cancelled (a gateway, an end)
     return Completion(instance_id=row.id, status=running.row.status,
                       incident=running.incident.message if running.incident else None,
                       next_tasks=[t.id for t in running.created_tasks if t.state == "ready"],

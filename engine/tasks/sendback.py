@@ -155,6 +155,7 @@ def _reopen(session: Session, actor: Actor, target: HumanTask, action: str, reas
     if current is not None:
         operations.add_note(session, current, actor, action.split(".")[-1], reason)
     session.flush()
+    running.untold.clear()  # 退回 and 撤回 tell them in their own words (_tell_cancelled)
     runtime.record(session, running, actor, action, after={
         "to_task_id": reopened.id, "to_bpmn_id": reopened.bpmn_id, "from_task_id": current.id if current else None,
         "reopened_from_task_id": target.id, "cancelled_task_ids": [r.id for r in cancels], "reason": reason,
