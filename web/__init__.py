@@ -151,6 +151,7 @@ def _vocabulary(app: Flask) -> None:
     app.jinja_env.filters["action_label"] = labels.action
     app.jinja_env.filters["object_label"] = labels.object_type
     app.jinja_env.filters["status_label"] = labels.status
+    app.jinja_env.filters["extension_label"] = labels.extension
     app.jinja_env.filters["one_language"] = wording.localized
     app.jinja_env.filters["person"] = wording.person
     app.jinja_env.filters["plan_word"] = wording.plan_word

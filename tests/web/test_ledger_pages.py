@@ -269,3 +269,39 @@ def test_the_dashboard_links_issues_to_the_ledger_page(world: PagesWorld) -> Non
     links = re.findall(r'href="/ledger/(\d+)"', html)
     assert links
     assert {int(i) for i in links} <= {i.id for i in all_issues(world)}
+
+
+def test_a_step_s_extension_requests_say_where_they_stand_in_words(world: PagesWorld) -> None:
+    """申请延期 on the issue's steps: 待审批, 已批准, 未批准, 已取消 — not 待激活 (a co-signer's task state) nor the
+    codes granted and refused, which the page printed as they are."""
+    from engine.deadlines.models import ExtensionRequest
+    target = next(i for i in all_issues(world) if i.instance_id)
+    with world.session() as s:
+        step = s.scalar(select(HumanTask.id).where(HumanTask.instance_id == target.instance_id).order_by(HumanTask.id))
+        assert step is not None
+        made = [ExtensionRequest(object_type="task", object_id=step, requested_due_at=NOW, reason=f"原因{n}",
+                                 status=status) for n, status in enumerate(("pending", "granted", "refused", "cancelled"))]
+        s.add_all(made)
+        s.commit()
+        ids = [r.id for r in made]
+    try:
+        status, html = get(world, ADMIN, f"/ledger/{target.id}")
+        section = html.split('id="extensions"')[1].split("</section>")[0]
+        lines = {code: next(li for li in section.split("<li>") if f"原因{n}" in li)
+                 for n, code in enumerate(("pending", "granted", "refused", "cancelled"))}
+        assert status == 200
+        assert [w in lines[c] for c, w in (("pending", "待审批"), ("granted", "已批准"), ("refused", "未批准"),
+                                           ("cancelled", "已取消"))] == [True] * 4, lines
+        assert not any(word in section for word in ("待激活", "granted", "refused")), section
+        english = world.clients[ADMIN]
+        english.get("/lang/en")
+        try:
+            page = english.get(f"/ledger/{target.id}").get_data(as_text=True)
+        finally:
+            english.get("/lang/zh")
+        section = page.split('id="extensions"')[1].split("</section>")[0]
+        assert all(w in section for w in ("Pending", "Granted", "Not granted", "Cancelled")), section
+    finally:
+        with world.session() as s:
+            s.query(ExtensionRequest).filter(ExtensionRequest.id.in_(ids)).delete()
+            s.commit()

@@ -15,6 +15,9 @@ STATUS = {
     "failed": "失败",
 }
 
+# 申请延期 (extension requests): their own words, not a task's ("pending" is 待审批 here, 待激活 for a co-signer)
+EXTENSION = {"pending": "待审批", "granted": "已批准", "refused": "未批准", "cancelled": "已取消"}
+
 ACTIONS = {
     "instance.start": "发起流程", "instance.suspend": "挂起", "instance.resume": "恢复", "instance.terminate": "终止",
     "instance.incident": "流程故障", "instance.attach": "上传附件", "instance.cc": "抄送", "instance.comment": "评论",
@@ -81,6 +84,11 @@ COMMENTS = {
 def status(code: str | None) -> str:
     """Return a status's translated label (the code itself when unknown)."""
     return _(STATUS[code]) if code in STATUS else (code or "")
+
+
+def extension(code: str | None) -> str:
+    """Return an extension request's status as translated words (the code itself when unknown)."""
+    return _(EXTENSION[code]) if code in EXTENSION else (code or "")
 
 
 def action(code: str) -> str:
