@@ -1,5 +1,6 @@
 """`jzflow archive` and `jzflow sync-directory`: housekeeping an operator runs by hand (the beat runs them too);
-`jzflow sso-link`: an administrator links an existing account to its owner's 统一身份认证 subject."""
+`jzflow sso-link`: an administrator links an existing account to its owner's 统一身份认证 subject;
+`jzflow deactivate-user`: 停用 a person and hand over their open work, as 管理 → 停用 does."""
 from __future__ import annotations
 
 import json
@@ -93,4 +94,26 @@ def sso_link(username: str, subject: str | None, unlink: bool) -> None:
         click.echo(f"已关联 (linked): {name} → {subject.strip()}")
 
 
-COMMANDS = [archive_cmd, sync_directory, sso_link]
+@click.command("deactivate-user")
+@click.argument("username")
+@click.option("--successor", default=None, help="接手人: the username who takes over their open work (else it goes "
+                                                "back to its candidates, or to the unit)")
+@friendly
+def deactivate_user(username: str, successor: str | None) -> None:
+    """停用 the account USERNAME: sessions and API tokens stop, and their open tasks and plan items are handed over
+    in the same transaction (the same service as 管理 → 停用; refused, changing nothing, on a bad successor or work
+    nobody else could take)."""
+    from engine.org import leaving
+    with command_session() as session:
+        user = leaving.user_named(session, username)
+        done = leaving.deactivate_user(session, user_id=user.id, successor=successor, reason="cli: deactivated")
+        lines = [f"已停用 (deactivated): {done.user.username}"]
+        lines += [f"  待办 (task) {task_id} → {done.successor.username if done.successor else '候选人/单位 (candidates)'}"
+                  for task_id in done.handed_over]
+        lines += [f"  {item.label} → {item.to or '退回单位 (back to the unit)'}" for item in done.items]
+        lines += [f"  未移交，无人可接 (left, nobody else could take it): task {task_id}" for task_id in done.stuck]
+        lines += [f"  未移交，无人可接 (left, nobody else could take it): {item.label}" for item in done.items_stuck]
+    click.echo("\n".join(lines))
+
+
+COMMANDS = [archive_cmd, sync_directory, sso_link, deactivate_user]

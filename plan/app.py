@@ -5,7 +5,8 @@ beat, CLI, tests — gets the same additions the first time the engine asks for 
 - service-task operations of the plan's processes (并联审批, 问题台账, 七步工作法, 项目库);
 - ledger issues and projects as objects the deadline sweep watches and escalates;
 - its Celery jobs and their beat schedule;
-- the `seed` and `demo` commands.
+- the `seed` and `demo` commands;
+- the handover of a deactivated person's open issues and leads (`plan.handover`).
 """
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from celery.schedules import crontab
 
 from engine import extensions
 from engine.deadlines import sla, sources
-from plan import cli
+from engine.org import leaving
+from plan import cli, handover
 from plan.leads import deadlines as lead_deadlines
 from plan.ledger import deadlines as ledger_deadlines
 from plan.meetings import core as meetings
@@ -48,3 +50,5 @@ def install() -> None:
     sources.register(project_deadlines.SOURCE)
     sources.register(lead_deadlines.SOURCE)
     sla.OTHER_SECTIONS.update((report_schedule.SECTION, meetings.SECTION))
+    if handover.hand_over not in leaving.HANDOVERS:
+        leaving.HANDOVERS.append(handover.hand_over)

@@ -1,23 +1,57 @@
 """停用 (deactivate) a person and hand over their open work (离岗交接) in the same transaction.
 
-The one way a person is deactivated, whoever asks: 管理 → 停用 (the web), and the directory sync for a person who
-left the directory. Their sessions and API tokens stop working at once (core.deactivate_account); their open tasks
-go to the successor (接手人) the administrator names, else back to their candidates or their unit's
-(engine.tasks.handover), each audited. Two administrators deactivating the same person at once take turns on the
-person's row: the second finds them deactivated and their work handed over, and records nothing again.
+The one way a person is deactivated, whoever asks: 管理 → 停用 (the web), `jzflow deactivate-user`, and the directory
+sync for a person who left the directory. Their sessions and API tokens stop working at once
+(core.deactivate_account); their open tasks go to the successor (接手人) the administrator names, else back to their
+candidates or their unit's (engine.tasks.handover), each audited; and the application's own open items that name
+them as the one responsible (the plan: an issue's 责任人, a lead's handler) go the same way, through the hooks the
+application registered in `HANDOVERS` (the engine knows no such item by itself). Two administrators deactivating the same
+person at once take turns on the person's row: the second finds them deactivated and their work handed over, and
+records nothing again.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from engine import extensions
 from engine.errors import InvalidInput, NotFound
 from engine.org import core
 from engine.org.actors import SYSTEM, Actor
 from engine.org.models import Membership, OrgUnit, User
 from engine.tasks import handover
+
+
+@dataclass(frozen=True)
+class Item:
+    """One of the application's items a person was responsible for (an issue, a lead), and who has it now."""
+
+    kind: str  # its audit object type, e.g. ledger_issue
+    id: int
+    label: str  # its code and title, as shown
+    to: str | None  # the username of who is responsible now; None: back to its unit (no one by name)
+
+
+@dataclass(frozen=True)
+class Passing:
+    """What a hook is told: whose items, who takes them, and whether to change them (False: only say what)."""
+
+    user: User
+    unit: OrgUnit | None
+    successor: User | None
+    actor: Actor
+    reason: str
+    apply: bool
+
+
+# The application's open items a person is responsible for (registered at install, e.g. by plan.app). Each hook is
+# called twice in the deactivation's transaction: with apply False it changes nothing and returns what it would hand
+# over and what nobody else could take; with apply True it hands them over (each audited on the item's own stream,
+# flushed) and returns the same two lists.
+HANDOVERS: list[Callable[[Session, Passing], tuple[list[Item], list[Item]]]] = []
 
 
 @dataclass(frozen=True)
@@ -29,6 +63,8 @@ class Leaving:
     successor: User | None
     handed_over: list[int] = field(default_factory=list)  # the tasks handed over (ids)
     stuck: list[int] = field(default_factory=list)  # tasks nobody else could take, left where they were
+    items: list[Item] = field(default_factory=list)  # the application's items handed over (HANDOVERS)
+    items_stuck: list[Item] = field(default_factory=list)  # its items nobody else could take, left where they were
 
 
 def first_unit(session: Session, user_id: int) -> OrgUnit | None:
@@ -38,16 +74,25 @@ def first_unit(session: Session, user_id: int) -> OrgUnit | None:
     return session.get(OrgUnit, unit_id) if unit_id is not None else None
 
 
-def _successor(session: Session, username: str | None, user: User) -> User | None:
-    name = (username or "").strip()
-    if not name:
-        return None
+def user_named(session: Session, username: str, *, what: str = "用户（username）", field: str = "username") -> User:
+    """Return the account of a username (any case).
+
+    Raises: NotFound naming `field`
+    """
+    name = username.strip()
     # A name no account could have is not looked up (NUL bytes, surrogates: the database would refuse the query).
     found = session.scalar(select(User).where(func.lower(User.username) == name.lower())) \
         if len(name) <= 80 and core.USERNAME.match(name) else None
     if found is None:
         shown = name[:80] if core.USERNAME.match(name[:80]) else "?"
-        raise NotFound(f"接手人（successor）：用户不存在: {shown}", field="successor")
+        raise NotFound(f"{what}：用户不存在: {shown}", field=field)
+    return found
+
+
+def _successor(session: Session, username: str | None, user: User) -> User | None:
+    if not (username or "").strip():
+        return None
+    found = user_named(session, username or "", what="接手人（successor）", field="successor")
     if found.id == user.id:
         raise InvalidInput("接手人（successor）不能是被停用的本人 (successor: not the person deactivated)",
                            field="successor")
@@ -64,6 +109,9 @@ def deactivate_user(session: Session, *, user_id: int, actor: Actor = SYSTEM, su
     nothing, when a task would be left with nobody who could take it and no successor is named (the directory sync
     passes False). Deactivating a person already deactivated hands over what they still hold, and nothing else.
 
+    The application's items the person is responsible for go the same way, through `HANDOVERS`; those nobody else
+    could take are refused like tasks (`refuse_stuck`), else left and listed in `items_stuck`.
+
     Raises: NotFound, InvalidInput (field user, or successor)
     """
     # Their row first, locked: a second deactivation at the same time waits here, then reads it deactivated.
@@ -75,7 +123,21 @@ def deactivate_user(session: Session, *, user_id: int, actor: Actor = SYSTEM, su
         raise InvalidInput("不能停用自己 (you cannot deactivate yourself)", field="user")
     taker = _successor(session, successor, user)
     unit = first_unit(session, user.id)
+    extensions.load()
+    stuck = [i for hook in HANDOVERS for i in hook(session, Passing(user, unit, taker, actor, reason, False))[1]]
+    if stuck and refuse_stuck:  # before anything changes
+        shown = "、".join(i.label.split()[0] for i in stuck[:10])
+        raise InvalidInput(f"有 {len(stuck)} 项事项除此人外无人可负责（{shown}），请指定接手人 (successor: {len(stuck)} "
+                           "open items have no one else to take them; name a successor)", field="successor",
+                           items=[f"{i.kind}:{i.id}" for i in stuck])
     done = handover.hand_over(session, user_id=user.id, unit_id=unit.id if unit else None, actor=actor,
                               reason=reason, successor=taker, refuse_stuck=refuse_stuck)
+    items: list[Item] = []
+    stuck = []
+    for hook in HANDOVERS:
+        given, left = hook(session, Passing(user, unit, taker, actor, reason, True))
+        items += given
+        stuck += left
     core.deactivate_account(session, user=user, actor=actor)
-    return Leaving(user=user, unit=unit, successor=taker, handed_over=done.touched, stuck=done.stuck)
+    return Leaving(user=user, unit=unit, successor=taker, handed_over=done.touched, stuck=done.stuck, items=items,
+                   items_stuck=stuck)

@@ -13,10 +13,11 @@ from sqlalchemy import func, select, update
 from engine import clock, org, tasks
 from engine.audit.models import AuditEvent
 from engine.org.actors import actor_for
-from engine.org.models import User
+from engine.org.models import OrgUnit, User
 from engine.org.token_models import ApiToken
 from engine.runtime.models import Incident
 from engine.tasks.models import HumanTask
+from plan.ledger.models import LedgerIssue
 from tests.web.conftest import csrf_of
 from tests.web.flows import Api, db, deploy_good, post, started_review, token_for, user_id
 
@@ -206,6 +207,42 @@ def test_a_named_successor_receives_the_tasks_in_english_too(app: Flask, login: 
     with db(app) as s:
         task = s.get(HumanTask, accept)
         assert task is not None and task.assignee_id == fg
+
+
+def _issue_handled_by_window(app: Flask) -> int:
+    with db(app) as s:
+        issue = LedgerIssue(code="WT-2025-0001", title="企业用电增容迟迟未落实", status="in_progress",
+                            unit_id=s.scalar(select(OrgUnit.id).where(OrgUnit.code == "window")),
+                            handler_id=s.scalar(select(User.id).where(User.username == "window")))
+        s.add(issue)
+        s.commit()
+        return issue.id
+
+
+def test_the_flash_counts_the_persons_plan_items_with_their_tasks(app: Flask, login: Login) -> None:
+    accept = _accept_held_by_window(app, login)
+    issue = _issue_handled_by_window(app)
+    admin = login("admin")
+    done = post(admin, f"/admin/users/{user_id(app, 'window')}/deactivate", {"successor": "fg"}, page="/admin")
+    assert done.status_code == 302
+    assert "2 项待办已移交给 fg" in admin.get("/admin").get_data(as_text=True)  # the task and the issue
+    fg = user_id(app, "fg")
+    with db(app) as s:
+        found = s.get(LedgerIssue, issue)
+        task = s.get(HumanTask, accept)
+        assert found is not None and task is not None and found.handler_id == task.assignee_id == fg
+
+
+def test_without_a_successor_the_page_says_where_the_plan_items_went(app: Flask, login: Login) -> None:
+    issue = _issue_handled_by_window(app)
+    admin = login("admin")
+    admin.get("/lang/en")
+    done = post(admin, f"/admin/users/{user_id(app, 'window')}/deactivate", page="/admin")
+    assert done.status_code == 302
+    assert "1 issue(s) or lead(s) handed over" in admin.get("/admin").get_data(as_text=True)
+    with db(app) as s:
+        found = s.get(LedgerIssue, issue)
+        assert found is not None and found.handler_id is None  # the unit 窗口 has no head: back to the unit
 
 
 def test_a_bad_successor_or_a_non_admin_changes_nothing(app: Flask, login: Login) -> None:

@@ -74,11 +74,13 @@ def deactivate_user(user_id: int) -> ResponseReturnValue:
                                    successor=request.form.get("successor", ""), reason="admin: deactivated")
     commit()
     flash(_("已停用用户 %(name)s", name=done.user.username), "info")
-    if done.handed_over and done.successor is not None:
-        flash(_("%(count)d 项待办已移交给 %(successor)s", count=len(done.handed_over),
+    if done.successor is not None and (done.handed_over or done.items):
+        flash(_("%(count)d 项待办已移交给 %(successor)s", count=len(done.handed_over) + len(done.items),
                 successor=done.successor.username), "info")
     elif done.handed_over:
         flash(_("%(count)d 项待办已移交：退回候选人或委派人", count=len(done.handed_over)), "info")
+    if done.successor is None and done.items:
+        flash(_("%(count)d 项问题或招商线索已移交：交给所在单位负责人，或退回单位", count=len(done.items)), "info")
     return redirect(url_for("admin.index"))
 
 
