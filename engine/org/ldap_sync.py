@@ -271,11 +271,15 @@ def _leave(session: Session, user: User, report: Report, actor: Actor) -> None:
     if leader_id is None and unit is not None:
         leader_id = unit.leader_id if unit.leader_id != user.id else unit.responsible_leader_id
     # The same service as 管理 → 停用: deactivated, their open tasks back to their unit's candidates (audited).
-    returned = leaving.deactivate_user(session, user_id=user.id, actor=actor, reason="directory: left",
-                                       refuse_stuck=False).handed_over
+    done = leaving.deactivate_user(session, user_id=user.id, actor=actor, reason="directory: left", refuse_stuck=False)
+    returned = done.handed_over
     report.tasks_returned += len(returned)
+    left = "、".join(i.label.split()[0] for i in done.items_stuck)
     report.users_deactivated.append(f"{user.username} {user.display_name}" + (f" ({unit.code})" if unit else "")
-                                    + (f": {len(returned)} 项待办退回单位 (tasks returned)" if returned else ""))
+                                    + (f": {len(returned)} 项待办退回单位 (tasks returned)" if returned else "")
+                                    + (f"; {len(done.items)} 项问题/线索已移交 (items handed over)" if done.items else "")
+                                    + (f"; 无人可接，仍在其名下 (left, nobody else could take them): {left}"
+                                       if left else ""))
     leader = session.get(User, leader_id) if leader_id is not None and leader_id != user.id else None
     if leader is not None and leader.is_active:
         notify.send(session, notify.Note(
