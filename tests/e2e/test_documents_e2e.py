@@ -136,9 +136,9 @@ def test_the_approval_sheet_and_the_certificate(app_process: AppProcess, desk: D
     finally:
         context.close()
 
-    # -- another applicant: 403 for the 审批单 and the PDFs ---------------------------------------------------------------
+    # -- another applicant: 404 for the 审批单 and the PDFs (an instance they may not see is as if it did not exist) ------
     other = desk(OTHER_APPLICANT)
     for path in (f"/instances/{row.id}/sheet", f"/instances/{row.id}/sheet.pdf",
                  f"/instances/{row.id}/documents/{doc.id}.pdf"):
-        assert other.context.request.get(f"{url}{path}").status == 403, path
+        assert other.context.request.get(f"{url}{path}").status == 404, path
     assert desk.errors == [], desk.errors

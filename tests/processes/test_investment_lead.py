@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from engine import audit, clock, deploy, org, runtime, tasks
 from engine.audit.models import AuditEvent
 from engine.deadlines import sources
-from engine.errors import Conflict, Forbidden, FormInvalid, InvalidInput, NotYourTask
+from engine.errors import Conflict, Forbidden, FormInvalid, InvalidInput, NotYourTask, TaskNotFound
 from engine.org.actors import SYSTEM, Actor, actor_for
 from engine.org.models import OrgUnit
 from engine.runtime import instances
@@ -79,7 +79,7 @@ def test_a_pushed_lead_becomes_a_project_lead_after_two_contacts(session: Sessio
     lead = lead_of(session, iid)
     assert lead.code == f"ZS-2025-{lead.id:04d}" and (lead.status, lead.source) == ("registered", "platform")
     assert lead.investment == Decimal("150000.00")
-    with pytest.raises(NotYourTask):  # 派单 is the 招商专员's
+    with pytest.raises(TaskNotFound):  # 派单 is the 招商专员's
         tasks.claim(session, task_id=only_task(session, iid, "dispatch").id, actor=people["shz_chen"])
     session.rollback()
     do(session, only_task(session, iid, "dispatch"), people["zs_wang"],

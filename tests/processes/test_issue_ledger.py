@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine import audit, clock, deploy, org, runtime, tasks
 from engine.audit.models import AuditEvent
-from engine.errors import Conflict, DeployInvalid, Forbidden, FormInvalid, InvalidInput, NotYourTask
+from engine.errors import Conflict, DeployInvalid, Forbidden, FormInvalid, InvalidInput, NotYourTask, TaskNotFound
 from engine.org.actors import SYSTEM, Actor, actor_for
 from engine.org.models import OrgUnit, User
 from engine.runtime import instances
@@ -198,7 +198,7 @@ def test_happy_path_two_progress_reports_then_closed(session: Session, by_hand: 
     # 2025-09-01 (Monday) + 10 working days = Monday 2025-09-15, end of day in Shanghai.
     assert_row(session, iid, "dispatched", unit="gxj", due=date(2025, 9, 15))
     respond = only_task(session, iid, "respond")
-    with pytest.raises(NotYourTask):  # candidates: members of the responsible unit only
+    with pytest.raises(TaskNotFound):  # candidates: members of the responsible unit only (others do not see it)
         tasks.claim(session, task_id=respond.id, actor=people["zr_liu"])
     session.rollback()
     do(session, respond, zhang, {"response": "accept"})
@@ -385,7 +385,7 @@ def test_extension_request_goes_to_the_responsible_leader(session: Session, by_h
 
     decide = only_task(session, iid, "decide_extension")
     assert decide.lane == "责任领导"
-    with pytest.raises(NotYourTask):  # the unit's responsible leader, not any leader
+    with pytest.raises(TaskNotFound):  # the unit's responsible leader, not any leader
         tasks.claim(session, task_id=decide.id, actor=people["leader_zhou"])
     session.rollback()
 

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine import audit, clock, deploy, documents, org, runtime, tasks
 from engine.audit.models import AuditEvent
-from engine.errors import FormInvalid, NotYourTask
+from engine.errors import FormInvalid, NotYourTask, TaskNotFound
 from engine.org.actors import SYSTEM, Actor, actor_for
 from engine.org.models import OrgUnit, User
 from engine.runtime import instances, timers
@@ -421,9 +421,9 @@ def test_supplement_goes_back_only_to_the_department_that_asked(
 
     supplement = only_task(session, iid, "submit_supplement")
     assert supplement.lane == "项目单位" and assignee(session, supplement) == "qiye_zhang"
-    with pytest.raises(NotYourTask):  # assigned to the applicant who started it; others learn nothing more
+    with pytest.raises(TaskNotFound):  # assigned to the applicant who started it; others learn nothing more
         tasks.claim(session, task_id=supplement.id, actor=people["qiye_li"])
-    with pytest.raises(NotYourTask):
+    with pytest.raises(TaskNotFound):
         tasks.complete(session, task_id=supplement.id, actor=people["qiye_li"],
                        data={"supplement_reply": "冒名补正", "supplement_pledge": True})
     session.rollback()
