@@ -16,6 +16,10 @@ Who each rung reaches:
                       unit among its candidates, else its handler's first unit)
   responsible_leader  the object's responsible leader (from its source), else the unit's (up the parents)
   city_leader         the unit's responsible leader who holds the role city_leader (up the parents)
+
+A deactivated person (停用) is never reached, nor listed among a step's recipients: a leader rung takes the first
+active leader it names, and a rung whose people are all deactivated passes to the rung above (the handler's to the
+unit head, …), the top one to the unit's active members. The step's audit event lists those passed over (`skipped`).
 """
 from __future__ import annotations
 
@@ -110,26 +114,43 @@ def load_targets(session: Session, keys: Iterable[tuple[str, int]], org: Org | N
     return found
 
 
-def recipients(step: str, target: Target, org: Org, policy: sla.Policy, session: Session) -> list[int]:
-    """Return who a step notifies."""
-    if step == "yellow":
-        return list(target.handler_ids) if policy.remind_on_yellow else []
-    if step == "red":
-        return []
-    if step == "handler":
+# The rung a step passes to when everyone it names is deactivated (停用); past the top, the object's unit.
+ABOVE = {"yellow": "unit_head", "handler": "unit_head", "unit_head": "responsible_leader",
+         "responsible_leader": "city_leader"}
+
+
+def named(step: str, target: Target, org: Org) -> list[int]:
+    """Return whom a rung names, deactivated people included: every handler, else the leaders it may reach in the
+    order it tries them (the first active one is reached)."""
+    if step in ("yellow", "handler"):
         return list(target.handler_ids)
     if step == "unit_head":
         unit = org.units.get(target.unit_id) if target.unit_id else None
         return [unit.leader_id] if unit and unit.leader_id else []
+    chain = [u.responsible_leader_id for u in org.chain(target.unit_id) if u.responsible_leader_id]
     if step == "responsible_leader":
-        leader = target.responsible_leader_id or next(
-            (u.responsible_leader_id for u in org.chain(target.unit_id) if u.responsible_leader_id), None)
-        return [leader] if leader else []
-    leader = next((u.responsible_leader_id for u in org.chain(target.unit_id)
-                   if u.responsible_leader_id in org.city_leaders), None)
-    if leader is None and target.responsible_leader_id in org.city_leaders:
-        leader = target.responsible_leader_id
-    return [leader] if leader else []
+        return list(dict.fromkeys(([target.responsible_leader_id] if target.responsible_leader_id else []) + chain))
+    return list(dict.fromkeys(u for u in [*chain, target.responsible_leader_id] if u in org.city_leaders))
+
+
+def skipped(step: str, target: Target, org: Org) -> list[int]:
+    """Return the deactivated people a step's own rung names (passed over, never notified)."""
+    return [u for u in named(step, target, org) if u in org.inactive] if step != "red" else []
+
+
+def recipients(step: str, target: Target, org: Org, policy: sla.Policy, session: Session) -> list[int]:
+    """Return who a step notifies: active people only. A rung whose people are all deactivated passes to the rung
+    above (`ABOVE`), and the top one to the unit's active members, rather than to nobody."""
+    if step == "red" or (step == "yellow" and not policy.remind_on_yellow):
+        return []
+    people = named(step, target, org)
+    active = [u for u in people if u not in org.inactive]
+    if step not in ("yellow", "handler"):
+        active = active[:1]
+    if active or not people:
+        return active
+    above = ABOVE.get(step)
+    return recipients(above, target, org, policy, session) if above else org.members(session, target.unit_id)
 
 
 # -- audit in bulk ---------------------------------------------------------------------------------
@@ -201,7 +222,8 @@ class Batch:
         watch.updated_at = self.now
         self.audit.add(actor, f"escalation.{milestone.step}", target, {
             "object": f"{watch.object_type}:{watch.object_id}", "round": watch.round, "level": milestone.level,
-            "due_at": watch.due_at, "recipients": people, "manual": manual, "note": text})
+            "due_at": watch.due_at, "recipients": people, "manual": manual, "note": text,
+            **({"skipped": passed} if (passed := skipped(milestone.step, target, self.org)) else {})})
         kind, title, body = _note(milestone.step, target, watch, self.now, actor if manual else None, text)
         key = f"esc:{watch.object_type}:{watch.object_id}:{watch.round}:{milestone.step}"
         self.notes += [notify.Note(user_id=u, kind=kind, title=title[:300], body=body, link=target.link, key=key)
@@ -354,5 +376,5 @@ def escalate(session: Session, *, object_type: str, object_id: int, actor: Actor
     return step
 
 
-__all__ = ["AuditBatch", "Batch", "Org", "SweepResult", "Target", "claim", "done", "escalate", "follow",
-           "load_targets", "process", "recipients", "refresh", "sweep", "watch_of"]
+__all__ = ["ABOVE", "AuditBatch", "Batch", "Org", "SweepResult", "Target", "claim", "done", "escalate", "follow",
+           "load_targets", "named", "process", "recipients", "refresh", "skipped", "sweep", "watch_of"]

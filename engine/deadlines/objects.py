@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine.org.models import Membership, OrgUnit, Role
+from engine.org.models import Membership, OrgUnit, Role, User
 
 MAX_RECIPIENTS = 50
 
@@ -49,10 +49,14 @@ class Target:
 
 @dataclass
 class Org:
-    """Units with their leaders, and who holds the role city_leader (read once per batch)."""
+    """Units with their leaders, who holds the role city_leader, and who is deactivated (read once per batch).
+
+    A deactivated person (停用) is never a member or a holder here: the ladder reaches none of them.
+    """
 
     units: dict[int, OrgUnit]
     city_leaders: set[int]
+    inactive: frozenset[int] = frozenset()
     _members: dict[int, list[int]] = field(default_factory=dict)
     _holders: dict[int, list[int]] = field(default_factory=dict)
 
@@ -61,20 +65,23 @@ class Org:
         units = {u.id: u for u in session.scalars(select(OrgUnit))}
         city = set(session.scalars(select(Membership.user_id).join(Role, Role.id == Membership.role_id)
                                    .where(Role.code == "city_leader")))
-        return cls(units, city)
+        inactive = frozenset(session.scalars(select(User.id).where(User.is_active.is_(False))))
+        return cls(units, city, inactive)
 
     def members(self, session: Session, unit_id: int | None) -> list[int]:
         if unit_id is None:
             return []
         if unit_id not in self._members:
-            self._members[unit_id] = list(session.scalars(select(Membership.user_id).where(
-                Membership.org_unit_id == unit_id).order_by(Membership.id).limit(MAX_RECIPIENTS)).unique())
+            self._members[unit_id] = list(session.scalars(select(Membership.user_id).join(
+                User, User.id == Membership.user_id).where(Membership.org_unit_id == unit_id, User.is_active.is_(True))
+                .order_by(Membership.id).limit(MAX_RECIPIENTS)).unique())
         return self._members[unit_id]
 
     def holders(self, session: Session, role_id: int) -> list[int]:
         if role_id not in self._holders:
-            self._holders[role_id] = list(session.scalars(select(Membership.user_id).where(
-                Membership.role_id == role_id).order_by(Membership.id).limit(MAX_RECIPIENTS)).unique())
+            self._holders[role_id] = list(session.scalars(select(Membership.user_id).join(
+                User, User.id == Membership.user_id).where(Membership.role_id == role_id, User.is_active.is_(True))
+                .order_by(Membership.id).limit(MAX_RECIPIENTS)).unique())
         return self._holders[role_id]
 
     def chain(self, unit_id: int | None) -> Iterable[OrgUnit]:

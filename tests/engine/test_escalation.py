@@ -357,3 +357,66 @@ def test_urging_a_project_keeps_its_planned_dates_in_order(session: Session, peo
     assert supervision.urge(session, seen=None, actor=people["zhou"], object_type="project", object_id=project.id,
                             message="加快", due_date=date(2025, 10, 15)) >= 0
     assert project.planned_start == date(2025, 10, 15)
+
+
+# -- deactivated people (停用) on the ladder: passed over, never reported as reached -----------------------------------
+
+def _off(session: Session, username: str) -> None:
+    from engine.org.models import User
+    user = session.scalar(select(User).where(User.username == username))
+    assert user is not None
+    user.is_active = False  # as the directory sync leaves one whose work nobody else could take
+    session.commit()
+
+
+def _skipped(session: Session, step: str) -> list[list[int]]:
+    return [e.after.get("skipped", []) for e in session.scalars(
+        select(AuditEvent).where(AuditEvent.action == f"escalation.{step}").order_by(AuditEvent.id))]
+
+
+def test_a_unit_head_deactivated_during_an_escalation_is_passed_over_one_rung_up(
+        session: Session, people: dict[str, Actor], frozen: Any) -> None:
+    from engine.org import leaving
+    org.add_user(session, username="admin", display_name="管理员", is_admin=True)
+    task = _task(session, people)
+    ids = {k: v.user_id for k, v in people.items()}
+    assert sweep_at(session, frozen, at(2025, 9, 3)) == 3  # yellow, red, handler: 张伟
+    leaving.deactivate_user(session, user_id=ids["zhou"], actor=actor_for(session, "admin"))  # 局长 leaves
+    session.commit()
+    sweep_at(session, frozen, at(2025, 9, 10))
+    recipients = {s: r for _, s, r in steps_of(session, "task", task.id)}
+    assert recipients["unit_head"] == [ids["wang"]]  # the rung above: the unit's responsible leader
+    assert all(ids["zhou"] not in r for r in recipients.values())
+    assert _skipped(session, "unit_head") == [[ids["zhou"]]]
+    assert notified(session, people["zhou"]) == []
+    assert audit.verify(session).ok
+
+
+def test_deactivated_handlers_are_passed_over_and_unit_members_exclude_them(
+        session: Session, people: dict[str, Actor], make_issue: Callable[..., LedgerIssue], frozen: Any) -> None:
+    ids = {k: v.user_id for k, v in people.items()}
+    issue = make_issue(date(2025, 9, 26))  # 张伟's
+    lone = make_issue(date(2025, 9, 26), code="WT-2025-0002", handler=None)  # 工信局's: its members handle it
+    _off(session, "zhang")
+    _off(session, "li")
+    sweep_at(session, frozen, at(2025, 9, 29))
+    assert escalation.Org.load(session).members(session, issue.unit_id) == [ids["zhou"]]
+    got = {(o, s): r for o in (issue.id, lone.id) for _, s, r in steps_of(session, "issue", o)}
+    # 张伟 alone handles the first: his reminders go one rung up, to the unit head.
+    assert got[(issue.id, "yellow")] == got[(issue.id, "handler")] == [ids["zhou"]]
+    assert got[(lone.id, "handler")] == [ids["zhou"]]  # the unit's members are 周 alone now
+    assert notified(session, people["zhang"]) == notified(session, people["li"]) == []
+
+
+def test_a_deactivated_responsible_leader_is_passed_over_and_the_top_goes_to_the_unit(
+        session: Session, people: dict[str, Actor], make_issue: Callable[..., LedgerIssue], frozen: Any) -> None:
+    ids = {k: v.user_id for k, v in people.items()}
+    issue = make_issue(date(2025, 9, 26))  # 责任领导 孙; the unit's 包挂 leader 王 (a city leader)
+    _off(session, "sun")
+    _off(session, "wang")
+    sweep_at(session, frozen, at(2025, 10, 11))
+    got = {s: r for _, s, r in steps_of(session, "issue", issue.id)}
+    # Nobody active above the unit head: the responsible and city leader rungs reach the unit (its active members).
+    assert got["responsible_leader"] == got["city_leader"] == [ids["zhou"], ids["zhang"], ids["li"]]
+    assert _skipped(session, "responsible_leader") == [[ids["sun"], ids["wang"]]]
+    assert notified(session, people["sun"]) == notified(session, people["wang"]) == []
