@@ -5,23 +5,31 @@ no mapped lane — is offered to the instance's initiator (发起人). An instan
 none: its task waits for an administrator, who sees every open task and may reassign it (改派).
 Names resolve in one query, at most MAX_NAMES of them. An expression that fails, or gives something
 other than a name or a list of names, is a problem too (Trust II 10): never a silent fallback.
+
+A deactivated person (停用) never becomes a new task's assignee or candidate, nor its initiator's fallback: their
+name resolves as a name nobody has (the next candidates, the lane, the initiator, else the administrators), and the
+process owners are told which element names whom (`tell`: an audit event on the instance, an in-app note), so
+that the model or its data can be put right. The instance runs on: nothing is wrong with it but a name.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from typing import Any
 
 from sqlalchemy import literal, select, union_all
 from sqlalchemy.orm import Session
 
-from engine import clock
+from engine import audit, clock
 from engine.deadlines import sla
-from engine.org.models import OrgUnit, Role, User
+from engine.notify import outbox
+from engine.org.actors import SYSTEM
+from engine.org.models import Membership, OrgUnit, Role, User
 from engine.tasks.models import HumanTask, TaskCandidate
 
 MAX_NAMES = 500  # names one `candidates` or `assignee` expression may give
+OWNER_ROLE = "process_owner"  # who is told of a deactivated person a process names (engine.deploy's OWNER_ROLE)
 # Deadlines a `due` expression may give: 9999-12-31T23:00-14:00 overflowed in the save, and any date near the ends of
 # `datetime` overflows where the warning and escalation times are computed from it.
 DUE_RANGE = (datetime(1970, 1, 1, tzinfo=clock.UTC), datetime(3000, 1, 1, tzinfo=clock.UTC))
@@ -35,11 +43,30 @@ class ExpressionFailed(Exception):
         self.task = task
 
 
+@dataclass(frozen=True)
+class PassedOver:
+    """A deactivated person a new task's `assignee` or `candidates` (or its initiator fallback) named."""
+
+    instance_id: int
+    process_key: str
+    bpmn_id: str
+    task_name: str
+    prop: str  # assignee | candidates | initiator
+    user_id: int
+    username: str
+
+
 @dataclass
 class Problems:
-    """What went wrong while assigning this unit of work's new tasks; the first one becomes the incident."""
+    """What went wrong while assigning this unit of work's new tasks; the first error becomes the incident, and the
+    deactivated people passed over are told to the process owners (`tell`)."""
 
     errors: list[ExpressionFailed]
+    passed_over: list[PassedOver] = field(default_factory=list)
+
+    def pass_over(self, human: HumanTask, prop: str, people: Sequence[tuple[int, str]]) -> None:
+        self.passed_over += [PassedOver(human.instance_id, human.process_key, human.bpmn_id, human.name, prop, user_id,
+                                        username) for user_id, username in people]
 
     def add(self, task: Any, prop: str, expression: str, detail: str) -> None:
         bpmn_id = task.task_spec.bpmn_id or task.task_spec.name
@@ -74,26 +101,35 @@ def evaluate_names(engine: Any, task: Any, prop: str, expression: str, problems:
     return []
 
 
-def resolve(session: Session, names: Sequence[str]) -> list[TaskCandidate]:
-    """Turn names (user, then org unit code/name, then role code/name) into candidates, in one query."""
+def resolve(session: Session, names: Sequence[str],
+            inactive: list[tuple[int, str]] | None = None) -> list[TaskCandidate]:
+    """Turn names (user, then org unit code/name, then role code/name) into candidates, in one query.
+
+    A deactivated user's name resolves as a name nobody has; `inactive` collects (id, username) of those.
+    """
     if not names:
         return []
     query = union_all(
-        select(literal(0).label("rank"), User.id.label("id"), User.username.label("key"))
-        .where(User.username.in_(names)),
-        select(literal(1), OrgUnit.id, OrgUnit.code).where(OrgUnit.code.in_(names)),
-        select(literal(1), OrgUnit.id, OrgUnit.name).where(OrgUnit.name.in_(names)),
-        select(literal(2), Role.id, Role.code).where(Role.code.in_(names)),
-        select(literal(2), Role.id, Role.name).where(Role.name.in_(names)),
+        select(literal(0).label("rank"), User.id.label("id"), User.username.label("key"),
+               User.is_active.label("active")).where(User.username.in_(names)),
+        select(literal(1), OrgUnit.id, OrgUnit.code, literal(True)).where(OrgUnit.code.in_(names)),
+        select(literal(1), OrgUnit.id, OrgUnit.name, literal(True)).where(OrgUnit.name.in_(names)),
+        select(literal(2), Role.id, Role.code, literal(True)).where(Role.code.in_(names)),
+        select(literal(2), Role.id, Role.name, literal(True)).where(Role.name.in_(names)),
     )
     best: dict[str, tuple[int, int]] = {}
-    for rank, id_, key in session.execute(query):
-        if key not in best or (rank, id_) < best[key]:
+    deactivated: dict[str, int] = {}
+    for rank, id_, key, active in session.execute(query):
+        if not active:
+            deactivated[key] = id_
+        elif key not in best or (rank, id_) < best[key]:
             best[key] = (rank, id_)
     out: list[TaskCandidate] = []
     seen: set[tuple[int, int]] = set()
     for name in names:
         found = best.get(name)
+        if found is None and name in deactivated and inactive is not None:
+            inactive.append((deactivated[name], name))
         if found is None or found in seen:
             continue
         seen.add(found)
@@ -101,6 +137,30 @@ def resolve(session: Session, names: Sequence[str]) -> list[TaskCandidate]:
         out.append(TaskCandidate(user_id=id_) if rank == 0 else TaskCandidate(org_unit_id=id_) if rank == 1
                    else TaskCandidate(role_id=id_))
     return out
+
+
+def tell(session: Session, passed_over: Sequence[PassedOver]) -> None:
+    """Audit each deactivated person a new task named on the instance, and tell the process owners (administrators
+    when there is none) in-app, once per task element and person."""
+    if not passed_over:
+        return
+    names = {user_id: name for user_id, name in session.execute(select(User.id, User.display_name).where(
+        User.id.in_({p.user_id for p in passed_over})))}
+    owners = list(session.scalars(select(Membership.user_id).join(Role, Role.id == Membership.role_id).join(
+        User, User.id == Membership.user_id).where(Role.code == OWNER_ROLE, User.is_active.is_(True)).distinct())) \
+        or list(session.scalars(select(User.id).where(User.is_admin.is_(True), User.is_active.is_(True))))
+    for p in dict.fromkeys(passed_over):
+        who = f"{names.get(p.user_id, '')}（{p.username}）"
+        audit.record(session, SYSTEM, "task.assignee_inactive", stream=f"instance:{p.instance_id}",
+                     object_type="process_instance", object_id=p.instance_id,
+                     after={"bpmn_id": p.bpmn_id, "property": p.prop, "username": p.username, "user_id": p.user_id})
+        title = f"流程 {p.process_key} 的任务 {p.bpmn_id}（{p.task_name}）指向已停用的人员 {who}"
+        body = (f"任务 {p.bpmn_id} 的 {p.prop} 指向已停用的人员 {who}，已按查无此人处理："
+                "改由其余候选人、泳道、发起人或管理员办理。请修改流程或其数据 "
+                f"(task '{p.bpmn_id}': {p.prop} names deactivated user '{p.username}'; passed over as a name nobody has)")
+        for user_id in owners:
+            outbox.enqueue(session, "in_app", {"user_id": user_id, "kind": "process_problem", "title": title[:300],
+                                               "body": body, "link": f"/instances/{p.instance_id}"})
 
 
 def due_time(value: object) -> datetime | None:
@@ -151,21 +211,30 @@ def assign(session: Session, engine: Any, task: Any, human: HumanTask, props: di
         human.escalation_unit_id = units[0].org_unit_id if units else None
     if props.get("assignee"):
         names = evaluate_names(engine, task, "assignee", props["assignee"], problems)
-        users = [c for c in resolve(session, names) if c.user_id is not None]
+        inactive: list[tuple[int, str]] = []
+        users = [c for c in resolve(session, names, inactive) if c.user_id is not None]
+        problems.pass_over(human, "assignee", inactive)
         if users:
             human.assignee_id = human.owner_id = users[0].user_id
             human.candidates.append(TaskCandidate(user_id=users[0].user_id))
             return
     candidates: list[TaskCandidate] = []
     if props.get("candidates"):
-        candidates = resolve(session, evaluate_names(engine, task, "candidates", props["candidates"], problems))
+        inactive = []
+        candidates = resolve(session, evaluate_names(engine, task, "candidates", props["candidates"], problems),
+                             inactive)
+        problems.pass_over(human, "candidates", inactive)
     if not candidates and task.task_spec.lane in lane_map:
         target = lane_map[task.task_spec.lane]
         candidates.append(TaskCandidate(org_unit_id=target.get("org_unit_id"), role_id=target.get("role_id")))
     if not candidates and initiator_id is not None:
-        candidates.append(TaskCandidate(user_id=initiator_id))  # nobody else can reach it: 发起人
+        starter = session.execute(select(User.username, User.is_active).where(User.id == initiator_id)).first()
+        if starter is None or starter.is_active:
+            candidates.append(TaskCandidate(user_id=initiator_id))  # nobody else can reach it: 发起人
+        else:  # a deactivated 发起人: the task waits for an administrator, as one the system started does
+            problems.pass_over(human, "initiator", [(initiator_id, starter.username)])
     human.candidates.extend(candidates)
 
 
-__all__ = ["DUE_RANGE", "MAX_NAMES", "ExpressionFailed", "Problems", "apply_due", "assign", "due_time",
-           "evaluate_names", "resolve"]
+__all__ = ["DUE_RANGE", "MAX_NAMES", "ExpressionFailed", "PassedOver", "Problems", "apply_due", "assign", "due_time",
+           "evaluate_names", "resolve", "tell"]

@@ -44,7 +44,7 @@ def carbon_copy(session: Session, *, instance_id: int, actor: Actor, usernames: 
         CarbonCopy.note == note[:2000], CarbonCopy.read_at.is_(None))))
     copies, reached = [], []
     for username in dict.fromkeys(usernames):
-        user = user_named(session, username)
+        user = user_named(session, username, field="usernames", what="抄送给")
         people.require_in_scope(session, actor, user, field="usernames", what="抄送给", instance_id=instance_id)
         if user.id in unread:
             continue

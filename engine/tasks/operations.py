@@ -36,14 +36,24 @@ from engine.tasks.models import HumanTask, TaskCandidate
 URGE_INTERVAL = timedelta(hours=1)
 
 
-def user_named(session: Session, username: str) -> User:
-    """Return the active account of that username.
+def user_named(session: Session, username: str, *, field: str = "username", what: str = "用户") -> User:
+    """Return the active account of that username, to hand work to, share-locked until the commit.
 
-    Raises: UserNotFound
+    The lock (FOR KEY SHARE: logins still update the row) makes a 停用 of the same person wait for this work, whose
+    handover then sees what it gave them; a 停用 under way makes this wait, and then read them deactivated.
+
+    Raises: UserNotFound naming `field`
     """
-    user = session.scalar(select(User).where(User.username == username))
-    if user is None or not user.is_active:
-        raise UserNotFound(f"用户不存在或已停用: {username}", field="username", username=username)
+    name = username[:80]
+    user = session.scalar(select(User).where(User.username == username).with_for_update(read=True, key_share=True)
+                          .execution_options(populate_existing=True))
+    if user is None:
+        raise UserNotFound(f"{what}（{field}）：用户不存在或已停用: {name} ({what}: no such user)", field=field,
+                           username=name)
+    if not user.is_active:
+        raise UserNotFound(f"{what}（{field}）：{user.display_name}（{user.username}）已停用，不能再接收任务，请另选他人 "
+                           f"({what}: {user.username} is deactivated; choose someone else)", field=field,
+                           username=user.username)
     return user
 
 
@@ -84,7 +94,7 @@ def transfer(session: Session, *, task_id: int, actor: Actor, to_username: str, 
     Raises: TaskNotFound, TaskAlreadyDone, TaskChanged, NotYourTask, UserNotFound, InvalidInput
     """
     task = _held(session, task_id, actor, task_access.Op.TRANSFER)
-    target = user_named(session, to_username)
+    target = user_named(session, to_username, field="to_username", what="转办给")
     if target.id == actor.user_id:
         raise InvalidInput("不能转办给自己 (cannot transfer to yourself)", field="to_username")
     people.require_in_scope(session, actor, target, field="to_username", what="转办给", instance_id=task.instance_id)
@@ -107,7 +117,7 @@ def delegate(session: Session, *, task_id: int, actor: Actor, to_username: str, 
     task = _held(session, task_id, actor, task_access.Op.DELEGATE)
     if task.delegation_state == "pending":
         raise Conflict("任务已委派 (already delegated)", task_id=task_id)
-    target = user_named(session, to_username)
+    target = user_named(session, to_username, field="to_username", what="委派给")
     if target.id == actor.user_id:
         raise InvalidInput("不能委派给自己 (cannot delegate to yourself)", field="to_username")
     people.require_in_scope(session, actor, target, field="to_username", what="委派给", instance_id=task.instance_id)
@@ -194,7 +204,7 @@ def add_cosigners(session: Session, *, task_id: int, actor: Actor, usernames: Se
     asked = position == "before" or task.pending_data is not None  # after me, my submission held: it waits for them
     created: list[HumanTask] = []
     for username in dict.fromkeys(usernames):
-        user = user_named(session, username)
+        user = user_named(session, username, field="usernames", what="加签人")
         if user.id == actor.user_id or user.id in existing:
             raise InvalidInput(f"{username} 已是办理人或加签人 (already signing)", field="usernames")
         people.require_in_scope(session, actor, user, field="usernames", what="加签人", instance_id=task.instance_id)

@@ -18,7 +18,7 @@ from engine import audit, clock, notify, tasks
 from engine.deadlines import escalation, sla
 from engine.deadlines.escalation import Target
 from engine.deadlines.models import DeadlineAction, EscalationStep, ExtensionRequest
-from engine.errors import Conflict, InvalidInput, RateLimited, UserNotFound
+from engine.errors import Conflict, InvalidInput, RateLimited
 from engine.org.actors import Actor
 from engine.org.models import User
 from engine.tasks import lookup, operations, people
@@ -152,11 +152,7 @@ def urge(session: Session, *, actor: Actor, object_type: str, object_id: int, me
 def _user(session: Session, username: str) -> User:
     if not username:
         raise InvalidInput("改派给（to_username）：请选择人员 (reassign to: choose a person)", field="to_username")
-    user = session.scalar(select(User).where(User.username == username))
-    if user is None or not user.is_active:
-        raise UserNotFound(f"改派给（to_username）：用户不存在或已停用: {username[:80]}", field="to_username",
-                           username=username[:80])
-    return user
+    return operations.user_named(session, username, field="to_username", what="改派给")
 
 
 @dataclass(frozen=True)
