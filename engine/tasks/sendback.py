@@ -149,8 +149,9 @@ def _reopen(session: Session, actor: Actor, target: HumanTask, action: str, reas
                                                       HumanTask.state.in_(OPEN_STATES)))
     if reopened is None:
         raise Conflict("该步骤未能重新打开 (the step did not reopen)", task_id=target.id)
-    if target.completed_by_id is not None:
-        reopened.assignee_id = target.completed_by_id  # back to who did it
+    doer = session.get(User, target.completed_by_id) if target.completed_by_id is not None else None
+    if doer is not None and doer.is_active:  # back to who did it; one deactivated since: to its candidates
+        reopened.assignee_id = doer.id
     cosigners = _asked_cosigners(session, running)  # the save cancelled them with the rows it closed
     if current is not None:
         operations.add_note(session, current, actor, action.split(".")[-1], reason)

@@ -319,3 +319,18 @@ def test_a_transfer_and_a_deactivation_at_once_never_leave_the_task_with_the_dea
     assert at_once(2, work) == [None, None]
     assert outcomes[1] == "done" and (outcomes[0] == "done" or isinstance(outcomes[0], UserNotFound)), outcomes
     assert not _holder(factory, where.task_id)[1]
+
+
+def test_a_step_sent_back_to_someone_deactivated_since_goes_to_its_candidates(session: Session, owner: int) -> None:
+    """退回 reopens a step for whoever did it; done by 张三, since deactivated, it goes to the step's lane instead."""
+    from engine.tasks import sendback
+    access_world.prepare(session)
+    where = access_world.build(session, "holder")  # fill done by applicant; fg holds the review
+    _deactivate(session, "applicant")
+    reopened = sendback.send_back(session, task_id=where.task_id, actor=actor_for(session, "fg"), to="previous",
+                                  reason="材料不全")
+    session.commit()
+    session.refresh(reopened)
+    assert reopened.bpmn_id == "fill" and reopened.assignee_id is None
+    assert _id(session, "applicant") not in {c.user_id for c in reopened.candidates}
+    assert all("退回" not in t for t in _told(session, _id(session, "applicant")))  # nobody told who cannot log in
