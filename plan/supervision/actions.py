@@ -141,12 +141,15 @@ def urge(session: Session, *, actor: Actor, object_type: str, object_id: int, me
                             body=text or "督办催办"))
     _log(session, actor, target, "urge", note=text, before=before, after=due)
     when = f"新的期限 {due.astimezone(clock.SHANGHAI):%Y-%m-%d}。" if due else ""
+    # its handlers, as the ladder's handler rung reaches them: a deactivated one passes to the rung above, never told
+    policy = sla.load_policies().get(object_type, target.policy)
+    told = escalation.recipients("handler", target, escalation.Org.load(session), policy, session)
     notify.send_many(session, [notify.Note(user_id=u, kind="urge", title=f"{actor.display_name}督办: {target.title}"[:300],
                                            body=" ".join(p for p in (text, when) if p), link=target.link)
-                               for u in target.handler_ids])
+                               for u in told])
     if due is not None:
         escalation.follow(session, object_type, object_id, now=now)
-    return len(target.handler_ids)
+    return len(told)
 
 
 def _user(session: Session, username: str) -> User:

@@ -180,3 +180,20 @@ def test_the_cli_hands_over_and_prints_it_and_a_bad_successor_changes_nothing(
 def test_an_unknown_person_is_refused(session: Session, people: dict[str, Actor]) -> None:
     with pytest.raises(NotFound):
         leaving.deactivate_user(session, user_id=999999, actor=people["admin"])
+
+
+def test_an_urge_of_an_item_left_with_someone_deactivated_reaches_the_rung_above_not_them(
+        session: Session, people: dict[str, Actor]) -> None:
+    """An item still held by a deactivated person (left by an earlier 停用, or the directory's with no one to take it):
+    催办 tells the unit head, as the ladder does, never the person who cannot log in."""
+    from engine.notify.models import OutboxMessage
+    from plan.supervision import actions
+    issue = _issue(session, "WT-2025-0001", people["zhang"])
+    session.execute(User.__table__.update().where(User.id == people["zhang"].user_id).values(is_active=False))
+    session.commit()
+    told = actions.urge(session, actor=people["admin"], object_type="issue", object_id=issue, message="请尽快办理",
+                        seen=None)
+    session.commit()
+    urged = [m.payload.get("user_id") for m in session.scalars(select(OutboxMessage).where(
+        OutboxMessage.kind == "in_app")) if "督办" in str(m.payload.get("title"))]
+    assert (told, urged) == (1, [people["zhou"].user_id])
