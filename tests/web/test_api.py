@@ -405,7 +405,7 @@ def test_a_token_answer_is_not_stored_and_loads_no_cookie_user(app: Flask, monke
     assert refused.status_code == 401 and "no-store" not in (refused.headers.get("Cache-Control") or "")
 
 
-def test_completing_through_the_api_reads_the_task_once(app: Flask) -> None:
+def test_completing_claiming_and_releasing_through_the_api_read_the_task_once(app: Flask) -> None:
     """The completion's one read also tells whether the caller may see the task (an unseen one is a missing one):
     a read of the task alone before it was a round trip more on every submission through the API."""
     from sqlalchemy import event
@@ -428,6 +428,15 @@ def test_completing_through_the_api_reads_the_task_once(app: Flask) -> None:
     assert done.status_code == 200, done.get_data(as_text=True)
     reads = [s for s in statements if s.startswith("SELECT human_task.id") and "parent_task_id IN" not in s]
     assert len(reads) == 1, reads  # (SQLite: the co-signers closing with it are read by a query of their own)
+    other = _start(applicant, business_key="JZ-ONCE-2")["next_task_id"]
+    for op in ("claim", "unclaim"):  # no body: the service's one read is the only read of the task
+        statements.clear()
+        event.listen(engine, "before_cursor_execute", log)
+        try:
+            assert applicant.post(f"/api/tasks/{other}/{op}").status_code == 200
+        finally:
+            event.remove(engine, "before_cursor_execute", log)
+        assert len([s for s in statements if s.startswith("SELECT human_task.id")]) == 1, (op, statements)
     st = Api(app, token_for(app, "st"))  # and one the caller may not see is still a missing one, whatever its body
     for sent in ({"data": []}, {"data": {}}, {"opinion": 5}):
         unseen = st.post(f"/api/tasks/{done.json['next_tasks'][0]}/complete", sent)  # type: ignore[index]
