@@ -7,7 +7,7 @@ under way either refuses the 转办 or takes the task back in the handover, neve
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -28,7 +28,7 @@ from engine.tasks.models import HumanTask
 from plan import supervision
 from tests import access_world
 from tests.engine.conftest import at_once
-from tests.engine.test_task_lost_updates import Meanwhile
+from tests.engine.test_task_lost_updates import Meanwhile, meanwhile  # noqa: F401 (its fixture)
 
 pytestmark = pytest.mark.usefixtures("review_org")
 
@@ -242,15 +242,6 @@ def test_a_person_deactivated_after_the_page_showed_them_is_refused_at_submit(se
 
 # -- two at once ----------------------------------------------------------------------------------------------------
 
-@pytest.fixture
-def meanwhile(db_url: str, factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch) -> Iterator[Meanwhile]:
-    if not db_url.startswith("postgresql"):
-        pytest.skip("row locks: PostgreSQL (SQLite has one writer: BEGIN IMMEDIATE)")
-    m = Meanwhile(factory, monkeypatch)
-    yield m
-    m.join()
-
-
 def _holder(factory: sessionmaker[Session], task_id: int) -> tuple[int | None, bool]:
     with factory() as s:
         task = s.get(HumanTask, task_id)
@@ -271,7 +262,7 @@ def _transfer(factory: sessionmaker[Session], task_id: int) -> object:
 
 
 def test_deactivated_while_a_transfer_to_them_is_under_way_they_do_not_keep_it(
-        factory: sessionmaker[Session], session: Session, meanwhile: Meanwhile) -> None:
+        factory: sessionmaker[Session], session: Session, meanwhile: Meanwhile) -> None:  # noqa: F811
     """fg's 转办 to head has read head (active) when an administrator deactivates head: the deactivation waits for
     the 转办 and then hands the task over, instead of missing it and leaving it with a person who cannot log in."""
     access_world.prepare(session)
@@ -286,7 +277,7 @@ def test_deactivated_while_a_transfer_to_them_is_under_way_they_do_not_keep_it(
 
 
 def test_a_transfer_waiting_for_the_deactivation_is_refused(
-        factory: sessionmaker[Session], session: Session, meanwhile: Meanwhile) -> None:
+        factory: sessionmaker[Session], session: Session, meanwhile: Meanwhile) -> None:  # noqa: F811
     access_world.prepare(session)
     where = access_world.build(session, "holder")
     session.close()
