@@ -9,6 +9,8 @@ third longer (bench/after_read.py).
 
 A transaction that ran nothing but SELECTs changed nothing, so ending it with COMMIT is the same as ending it
 with ROLLBACK, for the data, the locks it took and the settings it made, and keeps the prepared statements.
+That holds for a SELECT … FOR KEY SHARE / FOR UPDATE too (a completion's first read locks its instance's row): it
+marks the row as locked, which either ending releases; it writes no value.
 Anything else, anything not known for sure to be a plain SELECT, or a cursor class other than this module's
 makes it a transaction that may have written, and it is rolled back as before.
 

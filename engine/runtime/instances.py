@@ -12,6 +12,7 @@ from engine.org.actors import Actor
 from engine.runtime import core as runtime
 from engine.runtime import effects, forms, start_limits, starts
 from engine.runtime.models import ProcessInstance
+from engine.runtime.running import lock_instance
 from engine.spiff import events, serializer
 from engine.spiff import workflow as spiff
 
@@ -102,6 +103,7 @@ def _require_admin(actor: Actor) -> None:
 def _transition(session: Session, instance_id: int, actor: Actor, action: str, allowed: tuple[str, ...],
                 new_status: str) -> ProcessInstance:
     _require_admin(actor)
+    lock_instance(session, instance_id)  # before its task rows, as a submission takes them (no deadlock)
     running = runtime.load(session, instance_id)
     before = running.row.status
     if before not in allowed:

@@ -6,6 +6,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine.db import is_postgres
 from engine.runtime.models import Incident, ProcessInstance
 from engine.spiff.workflow import Task, Workflow
 from engine.tasks.models import HumanTask
@@ -37,4 +41,16 @@ class Running:
     submitted: Mapping[str, Any] | None = None
 
 
-__all__ = ["Running"]
+def lock_instance(session: Session, instance_id: int) -> None:
+    """Lock an instance's row (FOR UPDATE, PostgreSQL) before its unit of work reads it and touches its task rows.
+
+    One order for every writer: the instance first, then its tasks (the timer sweep's take_due, a submission's first
+    read, FOR KEY SHARE). The save's statement updates the instance and then the rows it closes; a submission's locks
+    its task and then the instance, so the two, unlocked before, each waited for the other (a deadlock, ended after a
+    second). Now this waits for a submission under way, or the submission's read waits for this unit of work.
+    """
+    if is_postgres(session):
+        session.execute(select(ProcessInstance.id).where(ProcessInstance.id == instance_id).with_for_update())
+
+
+__all__ = ["Running", "lock_instance"]

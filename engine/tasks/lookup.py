@@ -121,11 +121,21 @@ _TASK_AND_OPEN = union_all(select(bindparam("task_id", type_=Integer)),
 # unused when this process holds the instance hot, but with several web processes and no affinity another one
 # often saved it last, and reading the state afterwards cost a completion 0.8 ms more (bench/README.md, sixth
 # pass); bringing it along cost nothing measurable.
-_TO_COMPLETE = (select(HumanTask, ProcessInstance, _COSIGNERS_WAITING, AuditHead.seq, AuditHead.hash)
+# The instance's row is share-locked (FOR KEY SHARE: the save's own UPDATE of it is not held up, nor another
+# submission's) from this read to the commit, so a submission takes the instance before its task's row, as the timer
+# sweep, 终止 and a message delivery do (FOR UPDATE): taking them in the other order, each waited for the other until
+# PostgreSQL ended one as a deadlock (after deadlock_timeout, a second). When one of those holds the instance, the read
+# waits, and gets the row as they left it but the task rows and the head as its snapshot had them: `moved` tells (the
+# row's lock_version against the snapshot's), and the read is made again, the lock held.
+_SNAPSHOT = aliased(ProcessInstance, name="snapshot")
+_MOVED = (ProcessInstance.lock_version != select(_SNAPSHOT.lock_version).where(_SNAPSHOT.id == ProcessInstance.id)
+          .scalar_subquery()).label("moved")
+_TO_COMPLETE = (select(HumanTask, ProcessInstance, _COSIGNERS_WAITING, AuditHead.seq, AuditHead.hash, _MOVED)
                 .join(ProcessInstance, ProcessInstance.id == HumanTask.instance_id)
                 .outerjoin(AuditHead, AuditHead.stream == INSTANCE_STREAM)
                 .where(HumanTask.id.in_(_TASK_AND_OPEN))
                 .options(joinedload(HumanTask.candidates))
+                .with_for_update(read=True, key_share=True, of=ProcessInstance)
                 .execution_options(populate_existing=True))
 
 
@@ -146,6 +156,8 @@ def get_open_to_complete(session: Session, task_id: int, seen: Seen | None = Non
     Raises: TaskNotFound, TaskAlreadyDone
     """
     rows = session.execute(_TO_COMPLETE, {"task_id": task_id}).unique().all()
+    if any(r[5] for r in rows):  # it waited for a save of the instance: its other rows as they are now
+        rows = session.execute(_TO_COMPLETE, {"task_id": task_id}).unique().all()
     target = next((r for r in rows if r[0].id == task_id), None)
     if target is None:
         raise missing(session, task_id, seen)
