@@ -54,7 +54,7 @@ from engine.runtime.message_rules import (
     validate_for,
     validate_payload,
 )
-from engine.runtime.running import Running, lock_instance
+from engine.runtime.running import Running
 from engine.spiff import events
 
 CANDIDATES = 10  # subscriptions tried per round; a conflict re-reads them
@@ -238,7 +238,6 @@ def deliver_to(session: Session, instance_id: int, task_guid: str, row: BpmnMess
 
     Raises: ConcurrentModification, FormInvalid (also: a message published now that would make the state too large)
     """
-    lock_instance(session, instance_id)  # before its task rows, as a submission takes them (no deadlock)
     running = runtime.load(session, instance_id, with_open_rows=True)  # the save reads nothing more
     if running.row.status != "running":
         return False
