@@ -5,12 +5,8 @@ transaction. `save` is the optimistic lock: UPDATE … WHERE lock_version = the 
 """
 from __future__ import annotations
 
-import json
 import logging
-import threading
-from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -23,7 +19,7 @@ from engine import audit, clock, config
 from engine.audit import anchor as audit_anchor
 from engine.audit import in_statement
 from engine.audit.models import AuditEvent, AuditHead
-from engine.db import database_key, is_postgres
+from engine.db import is_postgres
 from engine.errors import ConcurrentModification, EngineError, InstanceArchived, InstanceNotFound
 from engine.org.actors import SYSTEM, Actor
 from engine.runtime import assignment, effects, hot, linked, oversize, projection, start_limits
@@ -32,14 +28,12 @@ from engine.runtime.models import (
     INSTANCE_STREAM,
     ArchivedState,
     Incident,
-    ProcessDefinition,
-    ProcessFile,
     ProcessInstance,
     ProcessStateHistory,
-    ProcessVersion,
 )
 from engine.runtime.oversize import StateTooLarge
 from engine.runtime.running import Running
+from engine.runtime.version_cache import VersionInfo, _spec_cache, specs_for, version_info
 from engine.spiff import events, fanout, guards, sandbox, serializer, timers
 from engine.spiff import workflow as spiff
 from engine.spiff.workflow import Task, Workflow, find_task
@@ -47,11 +41,7 @@ from engine.tasks.models import HumanTask, is_open
 
 log = logging.getLogger(__name__)
 
-_SPEC_CACHE_SIZE = 64
 COMPACT_BATCH = 8  # finished tasks cut at once: one history row every few saves of a looping instance
-# Keyed by database and version id: version ids are only unique within one database.
-_spec_cache: OrderedDict[tuple[str, int], VersionInfo] = OrderedDict()
-_spec_lock = threading.Lock()
 _engine: sandbox.SandboxScriptEngine | None = None
 
 
@@ -63,45 +53,6 @@ def script_engine() -> sandbox.SandboxScriptEngine:
         _engine = sandbox.SandboxScriptEngine(time_limit=settings.script_time_limit, fuel=settings.script_fuel,
                                               services=effects.ServiceMap())
     return _engine
-
-
-@dataclass(frozen=True)
-class VersionInfo:
-    """What the engine needs of a deployed version, read once per process (versions never change)."""
-
-    specs: serializer.Specs
-    process_key: str
-    lane_map: dict[str, dict[str, int]]
-    files: dict[str, str]  # form files by name
-
-
-def version_info(session: Session, version_id: int) -> VersionInfo:
-    """Return a version's parsed specs, lane map and forms, loaded once per process and cached."""
-    key = (database_key(session), version_id)
-    with _spec_lock:
-        cached = _spec_cache.get(key)
-        if cached is not None:
-            _spec_cache.move_to_end(key)
-            return cached
-    version = session.execute(select(ProcessVersion.spec_json, ProcessVersion.lane_map_json, ProcessDefinition.key)
-                              .join(ProcessDefinition, ProcessDefinition.id == ProcessVersion.definition_id)
-                              .where(ProcessVersion.id == version_id)).first()
-    if version is None:
-        raise InstanceNotFound(f"process version {version_id} not found", version_id=version_id)
-    files = dict(session.execute(select(ProcessFile.name, ProcessFile.text).where(
-        ProcessFile.version_id == version_id, ProcessFile.kind == "form")).all())
-    info = VersionInfo(specs=serializer.load_specs(version.spec_json), process_key=version.key,
-                       lane_map=json.loads(version.lane_map_json or "{}"), files=files)
-    with _spec_lock:
-        _spec_cache[key] = info
-        while len(_spec_cache) > _SPEC_CACHE_SIZE:
-            _spec_cache.popitem(last=False)
-    return info
-
-
-def specs_for(session: Session, version_id: int) -> serializer.Specs:
-    """Return a version's parsed specs (cached)."""
-    return version_info(session, version_id).specs
 
 
 # Built once (their cache keys are then computed once): the instance's row and its audit stream's head, and with
@@ -415,6 +366,6 @@ def waiting_summary(running: Running) -> dict[str, Any]:
             "next_timer_at": timer.isoformat() if timer else None}
 
 
-__all__ = ["Running", "StateTooLarge", "complete_user_task", "due_time", "find_task", "is_engine_error", "load",
-           "new_event", "open_incident", "record", "release", "run", "save", "script_engine", "specs_for"]
-
+__all__ = ["COMPACT_BATCH", "Running", "StateTooLarge", "VersionInfo", "_spec_cache", "complete_user_task", "due_time",
+           "find_task", "is_engine_error", "load", "new_event", "open_incident", "record", "release", "run", "save",
+           "script_engine", "specs_for", "version_info"]
