@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 from sqlalchemy.orm.attributes import set_committed_value
 
 from engine import audit, clock, config
@@ -62,10 +62,19 @@ _LOAD = (select(ProcessInstance, AuditHead.seq, AuditHead.hash)
          .where(ProcessInstance.id == bindparam("instance_id")).execution_options(populate_existing=True))
 _LOAD_WITH_OPEN = _LOAD.add_columns(HumanTask).outerjoin(HumanTask, and_(
     HumanTask.instance_id == ProcessInstance.id, HumanTask.kind == "bpmn", is_open(HumanTask.state)))
+# `lock` (PostgreSQL): the same read takes the instance's row FOR UPDATE, as the timer sweep and 终止 do, so a
+# delivery takes the instance before the task rows its save closes, as a submission does (FOR KEY SHARE in its first
+# read); in the other order each waited for the other until PostgreSQL ended one as a deadlock. A read that waited gets
+# the row as committed but its open rows and the head from its snapshot: `moved` tells (lookup._MOVED), read again.
+_SNAPSHOT = aliased(ProcessInstance, name="snapshot")
+_MOVED = (ProcessInstance.lock_version != select(_SNAPSHOT.lock_version).where(_SNAPSHOT.id == ProcessInstance.id)
+          .scalar_subquery()).label("moved")
+_LOCKED = {False: _LOAD.add_columns(_MOVED).with_for_update(of=ProcessInstance),
+           True: _LOAD_WITH_OPEN.add_columns(_MOVED).with_for_update(of=ProcessInstance)}
 
 
 def load(session: Session, instance_id: int, *, read_only: bool = False, row: ProcessInstance | None = None,
-         with_open_rows: bool = False) -> Running:
+         with_open_rows: bool = False, lock: bool = False) -> Running:
     """Load an instance and its workflow (sandbox attached).
 
     `read_only`: the caller only looks (a page, a preview) and promises not to change the workflow;
@@ -73,6 +82,8 @@ def load(session: Session, instance_id: int, *, read_only: bool = False, row: Pr
     `row`: the instance's row as the caller just read it in this transaction (populate_existing), not read again.
     `with_open_rows`: read the instance's open bpmn rows with its row, for a save that follows with no change to
     human_task in between (a message delivery): its projection then reads nothing more.
+    `lock`: lock the instance's row (FOR UPDATE, PostgreSQL) in the same read (not with `row`: it reads nothing),
+    before the save touches its task rows.
 
     Raises: InstanceNotFound
     """
@@ -80,7 +91,12 @@ def load(session: Session, instance_id: int, *, read_only: bool = False, row: Pr
     # with several processes and no affinity that is often, and reading it afterwards cost a round trip more.
     open_rows: dict[str, HumanTask] | None = None
     if row is None or row.id != instance_id:
-        found = session.execute(_LOAD_WITH_OPEN if with_open_rows else _LOAD, {"instance_id": instance_id}).all()
+        if lock and is_postgres(session):
+            found = session.execute(_LOCKED[with_open_rows], {"instance_id": instance_id}).all()
+            if found and found[0][-1]:  # it waited for a save of the instance: its other rows as they are now
+                found = session.execute(_LOCKED[with_open_rows], {"instance_id": instance_id}).all()
+        else:
+            found = session.execute(_LOAD_WITH_OPEN if with_open_rows else _LOAD, {"instance_id": instance_id}).all()
         row = found[0][0] if found else None
         if found:  # the commit's audit append starts from the head (one statement, no lock first)
             audit.saw_head(session, f"instance:{instance_id}", found[0][1], found[0][2])

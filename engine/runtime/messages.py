@@ -238,7 +238,9 @@ def deliver_to(session: Session, instance_id: int, task_guid: str, row: BpmnMess
 
     Raises: ConcurrentModification, FormInvalid (also: a message published now that would make the state too large)
     """
-    running = runtime.load(session, instance_id, with_open_rows=True)  # the save reads nothing more
+    # One read, the instance locked in it (before its task rows, as a submission takes them: no deadlock); it brings
+    # the open rows along, so the save reads nothing more.
+    running = runtime.load(session, instance_id, with_open_rows=True, lock=True)
     if running.row.status != "running":
         return False
     return _catch(session, running, task_guid, row, actor)

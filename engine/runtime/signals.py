@@ -134,7 +134,7 @@ def deliver_one(session: Session, delivery_id: int) -> bool:
         return False
     signal = session.get(BpmnMessage, delivery.signal_id)
     assert signal is not None
-    running = runtime.load(session, delivery.instance_id)
+    running = runtime.load(session, delivery.instance_id, lock=True)  # the instance before its task rows (no deadlock)
     by = messages.sender(session, signal.created_by_id)
     waits = [w for w in events.waiting(running.workflow) if w.kind == "signal" and w.name == signal.name
              and messages.may_deliver(session, by, signal.created_by_id, running.row.started_by_id, w.senders,

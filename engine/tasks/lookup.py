@@ -123,9 +123,10 @@ _TASK_AND_OPEN = union_all(select(bindparam("task_id", type_=Integer)),
 # pass); bringing it along cost nothing measurable.
 # The instance's row is share-locked (FOR KEY SHARE: the save's own UPDATE of it is not held up, nor another
 # submission's) from this read to the commit, so a submission takes the instance before its task's row, as the timer
-# sweep and 终止/挂起/恢复 do (FOR UPDATE; a message delivery does not yet). In the other order each waited for the
-# other until PostgreSQL ended one as a deadlock (after deadlock_timeout, a second). When one of those holds the
-# instance, the read waits, and gets the row as they left it but the task rows and the head as its snapshot had them:
+# sweep, 终止/挂起/恢复 and a message or signal delivery do (FOR UPDATE; a delivery in its one read, runtime.load's
+# `lock`). In the other order each waited for the other until PostgreSQL ended one as a deadlock (after
+# deadlock_timeout, a second). When one of those holds the instance, the read waits, and gets the row as they left it
+# but the task rows and the head as its snapshot had them:
 # `moved` tells (the row's lock_version against the snapshot's), and the read is made again, the lock held.
 _SNAPSHOT = aliased(ProcessInstance, name="snapshot")
 _MOVED = (ProcessInstance.lock_version != select(_SNAPSHOT.lock_version).where(_SNAPSHOT.id == ProcessInstance.id)
