@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from engine import audit, clock, config
@@ -25,6 +25,7 @@ from engine.org.actors import SYSTEM, Actor
 from engine.runtime import assignment, effects, hot, linked, oversize, projection, start_limits
 from engine.runtime.assignment import due_time
 from engine.runtime.models import (
+    INSTANCE_MOVED,
     INSTANCE_STREAM,
     ArchivedState,
     Incident,
@@ -65,12 +66,9 @@ _LOAD_WITH_OPEN = _LOAD.add_columns(HumanTask).outerjoin(HumanTask, and_(
 # `lock` (PostgreSQL): the same read takes the instance's row FOR UPDATE, as the timer sweep and 终止 do, so a
 # delivery takes the instance before the task rows its save closes, as a submission does (FOR KEY SHARE in its first
 # read); in the other order each waited for the other until PostgreSQL ended one as a deadlock. A read that waited gets
-# the row as committed but its open rows and the head from its snapshot: `moved` tells (lookup._MOVED), read again.
-_SNAPSHOT = aliased(ProcessInstance, name="snapshot")
-_MOVED = (ProcessInstance.lock_version != select(_SNAPSHOT.lock_version).where(_SNAPSHOT.id == ProcessInstance.id)
-          .scalar_subquery()).label("moved")
-_LOCKED = {False: _LOAD.add_columns(_MOVED).with_for_update(of=ProcessInstance),
-           True: _LOAD_WITH_OPEN.add_columns(_MOVED).with_for_update(of=ProcessInstance)}
+# the row as committed but its open rows and the head from its snapshot: INSTANCE_MOVED tells, and it reads again.
+_LOCKED = {False: _LOAD.add_columns(INSTANCE_MOVED).with_for_update(of=ProcessInstance),
+           True: _LOAD_WITH_OPEN.add_columns(INSTANCE_MOVED).with_for_update(of=ProcessInstance)}
 
 
 def load(session: Session, instance_id: int, *, read_only: bool = False, row: ProcessInstance | None = None,

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, cast, literal, text
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, cast, literal, select, text
+from sqlalchemy.orm import Mapped, aliased, mapped_column, relationship
 
 from engine import clock
 from engine.archive.mirror import mirror, table_of
@@ -96,6 +96,11 @@ class ProcessInstance(Base):
 
 
 INSTANCE_STREAM = literal("instance:") + cast(ProcessInstance.id, String)  # an instance's audit stream, in SQL
+# A read that locks the instance's row and had to wait for it gets the row as committed, but its other rows from its
+# snapshot: this column tells it so (the row's lock_version against the snapshot's), and it reads again, the lock held.
+_SNAPSHOT = aliased(ProcessInstance, name="snapshot")
+INSTANCE_MOVED = (ProcessInstance.lock_version != select(_SNAPSHOT.lock_version)
+                  .where(_SNAPSHOT.id == ProcessInstance.id).scalar_subquery()).label("moved")
 
 
 class Incident(Base):

@@ -24,7 +24,7 @@ from engine.errors import (
     TaskNotReady,
 )
 from engine.org.actors import Actor
-from engine.runtime.models import INSTANCE_STREAM, ProcessInstance
+from engine.runtime.models import INSTANCE_MOVED, INSTANCE_STREAM, ProcessInstance
 from engine.tasks.models import OPEN_STATES, HumanTask, archived_tasks, is_open
 
 
@@ -128,10 +128,7 @@ _TASK_AND_OPEN = union_all(select(bindparam("task_id", type_=Integer)),
 # deadlock_timeout, a second). When one of those holds the instance, the read waits, and gets the row as they left it
 # but the task rows and the head as its snapshot had them:
 # `moved` tells (the row's lock_version against the snapshot's), and the read is made again, the lock held.
-_SNAPSHOT = aliased(ProcessInstance, name="snapshot")
-_MOVED = (ProcessInstance.lock_version != select(_SNAPSHOT.lock_version).where(_SNAPSHOT.id == ProcessInstance.id)
-          .scalar_subquery()).label("moved")
-_TO_COMPLETE = (select(HumanTask, ProcessInstance, _COSIGNERS_WAITING, AuditHead.seq, AuditHead.hash, _MOVED)
+_TO_COMPLETE = (select(HumanTask, ProcessInstance, _COSIGNERS_WAITING, AuditHead.seq, AuditHead.hash, INSTANCE_MOVED)
                 .join(ProcessInstance, ProcessInstance.id == HumanTask.instance_id)
                 .outerjoin(AuditHead, AuditHead.stream == INSTANCE_STREAM)
                 .where(HumanTask.id.in_(_TASK_AND_OPEN))
