@@ -123,18 +123,22 @@ def _asked_cosigners(session: Session, running: runtime.Running) -> list[HumanTa
 
 def _reopen(session: Session, actor: Actor, target: HumanTask, action: str, reason: str,
             current: HumanTask | None) -> HumanTask:
-    running = runtime.load(session, target.instance_id)
+    # The instance first (FOR UPDATE on PostgreSQL, in the load's one read), then the task rows, as the timer sweep,
+    # 终止 and a delivery take them and a submission (FOR KEY SHARE): in the other order a 退回 and the sweep firing an
+    # interrupting timer each waited for the other until PostgreSQL ended one as a deadlock. Now one waits for the other
+    # (the sweep passes the instance by, SKIP LOCKED, and fires at its next run).
+    running = runtime.load(session, target.instance_id, lock=True)
     if running.row.status != "running":
         raise InstanceNotRunning("流程实例未在运行 (instance is not running)", instance_id=target.instance_id)
     spiff_task = runtime.find_task(running.workflow, target.task_guid)
     if spiff_task is None:
         raise Conflict("该步骤已不在流程中 (that step is no longer on the path)", task_id=target.id)
+    if current is not None and current.assignee_id is None:
+        lookup.take(session, current, actor)  # acting on a group task claims it (not over a claim made since)
     cancels = cancelled_by(session, running, target, current)
-    # The rows it closes, in id order, before the instance (its save): as 会签 and 加签 lock a task before they go on
-    # with it, and that saves the instance. A co-signer's last signature going on with a held submission, or another
-    # 退回, then takes turns with this one instead of deadlocking (and finds its task closed, or this save the
-    # instance moved on: ConcurrentModification). The sender's own task must still be held as it was read: a
-    # release or 改派 committed since is not closed under its new holder (the others: the save's optimistic lock).
+    # Then the rows it closes, in id order, before its save writes them. The sender's own task must still be held as
+    # it was read: a release or 改派 committed since is not closed under its new holder, one the sweep (or anyone)
+    # closed meanwhile is refused (409; the others: the save's optimistic lock).
     closing = [r.id for r in cancels] + ([current.id] if current is not None else [])
     now = session.execute(select(HumanTask.id, *(getattr(HumanTask, k) for k in lookup.HELD_COLUMNS))
                           .where(HumanTask.id.in_(closing or [-1])).order_by(HumanTask.id).with_for_update()).all()
@@ -188,8 +192,6 @@ def send_back(session: Session, *, task_id: int, actor: Actor, to: str | int = "
             raise ConfirmationRequired(f"退回将同时取消 {len(cancels)} 个并行任务：{names}，请确认 "
                                        f"(this also cancels {len(cancels)} open tasks: confirm)",
                                        task_id=task_id, cancels=[{"task_id": r.id, "name": r.name} for r in cancels])
-    if task.assignee_id is None:
-        lookup.take(session, task, actor)  # acting on a group task claims it (not over a claim made since)
     return _reopen(session, actor, target, "task.send_back", reason, task)
 
 
