@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from engine import audit, clock, deploy, org, runtime, tasks
 from engine.audit.models import AuditEvent
 from engine.deadlines import sources
-from engine.errors import Conflict, Forbidden, FormInvalid, InvalidInput, NotYourTask, TaskNotFound
+from engine.errors import Conflict, Forbidden, FormInvalid, InvalidInput, TaskNotFound
 from engine.org.actors import SYSTEM, Actor, actor_for
 from engine.org.models import OrgUnit
 from engine.runtime import instances
@@ -88,7 +88,7 @@ def test_a_pushed_lead_becomes_a_project_lead_after_two_contacts(session: Sessio
     assert lead.status == "dispatched" and lead.due_at is not None
     assert sources.get("lead").deadlines(session, [lead.id])[lead.id].due_at == lead.due_at  # watched and escalated
     respond = only_task(session, iid, "respond")
-    with pytest.raises(NotYourTask):  # only the unit's members
+    with pytest.raises(TaskNotFound):  # only the unit's members (others do not see it)
         tasks.claim(session, task_id=respond.id, actor=people["jx_zhao"])
     session.rollback()
     do(session, respond, people["shz_chen"], {"response": "accept"})
