@@ -16,15 +16,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine import audit, deploy, tasks
+from engine import deploy, tasks
 from engine.org.actors import SYSTEM, Actor, actor_for
 from engine.runtime import core as runtime_core
 from engine.runtime import instances, messages, projection, signals
 from engine.runtime.message_models import BpmnMessage, SignalDelivery
 from engine.runtime.models import ProcessInstance
-from engine.tasks import lookup
 from engine.tasks.models import HumanTask
-from tests.engine.test_lock_order import _race
+from tests.engine.test_lock_order import _race, _refused, _verified
 from tests.engine.test_task_lost_updates import Meanwhile, Work, _act, meanwhile  # noqa: F401 (its fixture)
 
 # review (fg's department), which a withdrawal message or a plan_revised signal ends at once
@@ -119,16 +118,6 @@ def _delivered(factory: sessionmaker[Session], kind: str, instance_id: int) -> b
         states = list(s.scalars(select(SignalDelivery.state).where(SignalDelivery.instance_id == instance_id)))
         assert states and all(st in ("done", "skipped", "pending") for st in states), states
         return states == ["done"]
-
-
-def _refused(outcome: object) -> None:
-    assert isinstance(outcome, lookup.TaskAlreadyDone), outcome
-    assert outcome.http_status == 409 and outcome.code == "task_already_done"
-
-
-def _verified(factory: sessionmaker[Session]) -> None:
-    with factory() as s:
-        assert audit.verify(s).ok
 
 
 @pytest.mark.parametrize("kind", ["message", "signal"])

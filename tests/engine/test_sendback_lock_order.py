@@ -17,14 +17,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine import audit, clock, deploy, tasks
+from engine import clock, deploy, tasks
 from engine.org.actors import SYSTEM, Actor, actor_for
 from engine.runtime import instances, projection, timers
 from engine.runtime.models import ProcessInstance
 from engine.tasks import lookup, sendback
 from engine.tasks.models import HumanTask
 from tests.engine.test_cosigners_closed import _fire_at_once
-from tests.engine.test_lock_order import _race
+from tests.engine.test_lock_order import _race, _refused, _verified
 from tests.engine.test_task_lost_updates import Meanwhile, Work, _act, meanwhile  # noqa: F401 (its fixture)
 
 # the applicant fills, fg's department reviews within an hour (or its leader takes over)
@@ -104,16 +104,6 @@ def _steps(factory: sessionmaker[Session], instance_id: int) -> tuple[str, list[
 
 SENT_BACK = ("running", [("fill", "completed"), ("review", "cancelled"), ("fill", "ready")])
 TIMED_OUT = ("running", [("fill", "completed"), ("review", "cancelled"), ("escalate", "ready")])
-
-
-def _refused(outcome: object) -> None:
-    assert isinstance(outcome, lookup.TaskAlreadyDone), outcome
-    assert outcome.http_status == 409 and outcome.code == "task_already_done"
-
-
-def _verified(factory: sessionmaker[Session]) -> None:
-    with factory() as s:
-        assert audit.verify(s).ok
 
 
 @pytest.mark.parametrize("claimed", [True, False])
