@@ -28,13 +28,12 @@ from engine.errors import (
     ProcessNotFound,
 )
 from engine.org.actors import Actor
-from engine.org.models import User
+from engine.org.models import OWNER_ROLE, User
 from engine.runtime.models import ProcessDefinition, ProcessFile, ProcessInstance, ProcessVersion
 from engine.spiff import migration, serializer
 from engine.tasks.models import HumanTask, is_open
 
-OWNER_ROLE = "process_owner"
-READER_ROLES = ("process_owner", "auditor")
+READER_ROLES = (OWNER_ROLE, "auditor")
 MIGRATABLE = ("running", "suspended")
 # Instances one call moves: its transaction holds each one's row until it commits (a few seconds for this many).
 MAX_MIGRATE = 200

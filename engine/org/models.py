@@ -53,6 +53,9 @@ class OrgUnit(Base):
     parent: Mapped[OrgUnit | None] = relationship(remote_side=[id])
 
 
+OWNER_ROLE = "process_owner"  # 流程负责人: deploys processes, and is told of what a process names wrongly
+
+
 class Role(Base):
     __tablename__ = "role"
     id: Mapped[int] = mapped_column(primary_key=True)

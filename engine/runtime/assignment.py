@@ -25,11 +25,10 @@ from engine import audit, clock
 from engine.deadlines import sla
 from engine.notify import outbox
 from engine.org.actors import SYSTEM
-from engine.org.models import Membership, OrgUnit, Role, User
+from engine.org.models import OWNER_ROLE, Membership, OrgUnit, Role, User
 from engine.tasks.models import HumanTask, TaskCandidate
 
 MAX_NAMES = 500  # names one `candidates` or `assignee` expression may give
-OWNER_ROLE = "process_owner"  # who is told of a deactivated person a process names (engine.deploy's OWNER_ROLE)
 # Deadlines a `due` expression may give: 9999-12-31T23:00-14:00 overflowed in the save, and any date near the ends of
 # `datetime` overflows where the warning and escalation times are computed from it.
 DUE_RANGE = (datetime(1970, 1, 1, tzinfo=clock.UTC), datetime(3000, 1, 1, tzinfo=clock.UTC))
