@@ -124,6 +124,13 @@ def init_db() -> None:
     except migrate.UpgradeFailed as exc:
         click.echo(f"数据库升级失败 (database upgrade failed): {exc}", err=True)
         sys.exit(1)
+    from engine.runtime import orphans
+    with command_session() as session:  # what a database from before a release left waiting on closed steps
+        repaired = orphans.close_orphans(session)
+    if repaired.instances:
+        click.echo(f"已关闭已结束任务上遗留的加签任务 {repaired.cosigners} 个、延期申请 {repaired.requests} 个 "
+                   f"(closed {repaired.cosigners} co-sign task(s) and {repaired.requests} extension request(s) left "
+                   f"waiting on closed steps, in {repaired.instances} instance(s))")
     click.echo("数据库已就绪 (database is up to date)")
 
 
