@@ -74,15 +74,19 @@ def first_unit(session: Session, user_id: int) -> OrgUnit | None:
     return session.get(OrgUnit, unit_id) if unit_id is not None else None
 
 
-def user_named(session: Session, username: str, *, what: str = "用户（username）", field: str = "username") -> User:
-    """Return the account of a username (any case).
+def user_named(session: Session, username: str, *, what: str = "用户（username）", field: str = "username",
+               lock: bool = False) -> User:
+    """Return the account of a username (any case); `lock`: share-locked until the commit (FOR KEY SHARE, as
+    engine.tasks.operations.user_named: a 停用 of that person waits for this transaction, or this read for theirs).
 
     Raises: NotFound naming `field`
     """
     name = username.strip()
+    query = select(User).where(func.lower(User.username) == name.lower())
+    if lock:
+        query = query.with_for_update(read=True, key_share=True).execution_options(populate_existing=True)
     # A name no account could have is not looked up (NUL bytes, surrogates: the database would refuse the query).
-    found = session.scalar(select(User).where(func.lower(User.username) == name.lower())) \
-        if len(name) <= 80 and core.USERNAME.match(name) else None
+    found = session.scalar(query) if len(name) <= 80 and core.USERNAME.match(name) else None
     if found is None:
         shown = name[:80] if core.USERNAME.match(name[:80]) else "?"
         raise NotFound(f"{what}：用户不存在: {shown}", field=field)
@@ -92,7 +96,9 @@ def user_named(session: Session, username: str, *, what: str = "用户（usernam
 def _successor(session: Session, username: str | None, user: User) -> User | None:
     if not (username or "").strip():
         return None
-    found = user_named(session, username or "", what="接手人（successor）", field="successor")
+    # Locked: a 停用 of the successor at the same time waits, then hands over what this one gives them (unlocked, it
+    # read their tasks before, and they kept this work deactivated), or this one waits and finds them deactivated.
+    found = user_named(session, username or "", what="接手人（successor）", field="successor", lock=True)
     if found.id == user.id:
         raise InvalidInput("接手人（successor）不能是被停用的本人 (successor: not the person deactivated)",
                            field="successor")

@@ -22,6 +22,7 @@ from engine.tasks import operations
 from engine.tasks.models import HumanTask, TaskCandidate
 from tests import access_world
 from tests.engine.conftest import at_once
+from tests.engine.test_task_lost_updates import Meanwhile, meanwhile  # noqa: F401 (its fixture)
 
 pytestmark = pytest.mark.usefixtures("review_org")
 
@@ -211,3 +212,41 @@ def test_work_left_with_someone_already_deactivated_is_handed_over_later(session
     assert done.handed_over == [where.task_id] and _task(session, where.task_id).assignee_id == _id(session, "head")
     assert session.scalar(select(func.count()).select_from(AuditEvent).where(
         AuditEvent.action == "org.user.deactivate", AuditEvent.object_id == str(boss))) == 1
+
+
+def test_a_successor_deactivated_meanwhile_does_not_keep_what_they_were_given(
+        factory: sessionmaker[Session], session: Session, meanwhile: Meanwhile) -> None:  # noqa: F811
+    """admin hands fg's work to head while admin2 deactivates head: head's row is share-locked from the successor
+    check to the commit, so admin2's 停用 waits for it and then hands over what head was just given (was: admin2 did
+    not wait, read head's tasks before they were given, and head kept fg's task, deactivated)."""
+    where = _situation(session, "holder")
+    org.add_user(session, username="admin2", display_name="管理员二", is_admin=True)
+    session.commit()
+    fg, head = _id(session, "fg"), _id(session, "head")
+    session.close()
+    meanwhile.at(leaving, "_successor", lambda s: leaving.deactivate_user(
+        s, user_id=head, actor=actor_for(s, "admin2"), refuse_stuck=False), after=True)
+    with factory() as s:
+        leaving.deactivate_user(s, user_id=fg, actor=actor_for(s, "admin"), successor="head")
+        s.commit()
+    assert meanwhile.join() == ["done"]
+    with factory() as s:
+        task = _task(s, where.task_id)
+        assert task.assignee_id not in (fg, head)  # nobody deactivated holds it
+        assert [e.action for e in _events(s, where.task_id)] == ["task.hand_over", "task.return_to_candidates"]
+
+
+def test_a_successor_deactivated_first_is_refused(factory: sessionmaker[Session], session: Session,
+                                                  meanwhile: Meanwhile) -> None:  # noqa: F811
+    where = _situation(session, "holder")
+    org.add_user(session, username="admin2", display_name="管理员二", is_admin=True)
+    session.commit()
+    fg, head = _id(session, "fg"), _id(session, "head")
+    session.close()
+    meanwhile.at(leaving, "_successor", lambda s: leaving.deactivate_user(
+        s, user_id=head, actor=actor_for(s, "admin2"), refuse_stuck=False))
+    with factory() as s, pytest.raises(InvalidInput) as refused:
+        leaving.deactivate_user(s, user_id=fg, actor=actor_for(s, "admin"), successor="head")
+    assert meanwhile.join() == ["done"] and refused.value.details.get("field") == "successor"
+    with factory() as s:
+        assert _task(s, where.task_id).assignee_id == fg and s.get(User, fg).is_active  # type: ignore[union-attr]
