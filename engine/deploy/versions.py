@@ -344,11 +344,18 @@ def migrate(session: Session, instance_ids: Sequence[int], target_version_id: in
 def migrate_one(session: Session, instance_id: int, target_version_id: int, actor: Actor) -> Preview:
     """Move one instance to the target version (flushes).
 
-    Raises: Forbidden, NotFound, InstanceNotFound, MigrationRefused, ConcurrentModification
+    The instance's row is locked in the load's one read (`lock`, PostgreSQL), before the move rewrites its open task
+    rows, as the timer sweep, 终止, a delivery and a submission's first read take it: whichever comes second waits.
+    Unlocked, the save's UPDATE came first and the task rows after it, while a submission locks its task's row and
+    then updates the instance — each waited for the other until PostgreSQL ended one as a deadlock. What is checked
+    is the instance as it is under the lock, not as a preview saw it: one that moved since is moved from where it is
+    now, or refused naming why.
+
+    Raises: Forbidden, NotFound, InstanceNotFound, InstanceArchived, MigrationRefused, ConcurrentModification
     """
     require_deploy(session, actor)
     target = _target(session, target_version_id)
-    running = runtime.load(session, instance_id)
+    running = runtime.load(session, instance_id, lock=True)
     found, _result = _preview(session, running, target)
     if not found.ok:
         raise MigrationRefused(instance_id, found.problems)
