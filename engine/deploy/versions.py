@@ -298,7 +298,7 @@ def preview(session: Session, instance_id: int, target_version_id: int) -> Previ
 
     Raises: InstanceNotFound, NotFound
     """
-    running = runtime.load(session, instance_id)
+    running = runtime.load(session, instance_id, read_only=True)  # a look (migration.check only reads the tree)
     preview_, _check = _preview(session, running, _target(session, target_version_id))
     return preview_
 

@@ -490,3 +490,25 @@ def test_a_tree_too_small_for_a_batch_is_not_walked_and_the_bound_holds_at_every
     assert all(size >= least for size, _ in seen)  # never walked below the bound
     assert all(size >= least for size, cut in seen if cut >= batch)
     assert len(seen) == sum(size >= least for size in sizes) < len(sizes)  # the small trees were not walked
+
+
+def test_a_migration_preview_keeps_the_instance_hot(factory: sessionmaker[Session], session: Session,
+                                                    clerk: Actor) -> None:
+    """The 迁移实例 page previews every listed instance: a look, which leaves the workflow kept for the next
+    completion (was: each preview took it out of the cache, and the next completion deserialised it again)."""
+    instance_id = _start(session, clerk)
+    _complete(factory, instance_id, clerk)
+    files = deploy.read_directory(LOOP)
+    name = next(n for n in files if n.endswith(".bpmn"))
+    files[name] = files[name].replace("报送本轮进展".encode(), "报送本轮进展（新版）".encode())
+    with factory() as s:
+        admin = org.add_user(s, username="owner", display_name="管理员", is_admin=True)
+        s.commit()
+        deploy.deploy(s, files, actor=actor_for(s, admin.username), check_lanes=False)
+        s.commit()
+        target = deploy.latest_version(s, "perf_loop")
+        assert versions.preview(s, instance_id, target.id).problems == []
+        s.rollback()
+    hits = hot.CACHE.hits
+    _complete(factory, instance_id, clerk, progress="after a preview")
+    assert hot.CACHE.hits == hits + 1
