@@ -8,6 +8,7 @@ unconfirmed, and their holders (or candidates) are told when it happens.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from copy import deepcopy
 from dataclasses import dataclass
 from functools import partial
@@ -122,12 +123,16 @@ def _asked_cosigners(session: Session, running: runtime.Running) -> list[HumanTa
 
 
 def _reopen(session: Session, actor: Actor, target: HumanTask, action: str, reason: str,
-            current: HumanTask | None) -> HumanTask:
+            current: HumanTask | None, *, check: Callable[[runtime.Running], EngineError | None] | None = None
+            ) -> HumanTask:
     # The instance first (FOR UPDATE on PostgreSQL, in the load's one read), then the task rows, as the timer sweep,
     # 终止 and a delivery take them and a submission (FOR KEY SHARE): in the other order a 退回 and the sweep firing an
     # interrupting timer each waited for the other until PostgreSQL ended one as a deadlock. Now one waits for the other
-    # (the sweep passes the instance by, SKIP LOCKED, and fires at its next run).
+    # (the sweep passes the instance by, SKIP LOCKED, and fires at its next run). `check` (撤回's) looks again under it.
     running = runtime.load(session, target.instance_id, lock=True)
+    refusal = check(running) if check is not None else None
+    if refusal is not None:
+        raise refusal
     if running.row.status != "running":
         raise InstanceNotRunning("流程实例未在运行 (instance is not running)", instance_id=target.instance_id)
     spiff_task = runtime.find_task(running.workflow, target.task_guid)
@@ -227,24 +232,39 @@ def withdraw_refusal(session: Session, actor: Actor, task: HumanTask) -> EngineE
     if task.state != "completed" or task.completed_by_id != actor.user_id:
         return NotYourTask("只能撤回自己提交的任务 (only what you submitted)", task_id=task.id)
     status = session.scalar(select(ProcessInstance.status).where(ProcessInstance.id == task.instance_id))
-    if status != "running":
+    if status != "running":  # before the load: an archived instance's loads only to look at
+        return Conflict("流程已结束或暂停，无法撤回 (the process is not running)", task_id=task.id)
+    return _moved_on(session, actor, task, runtime.load(session, task.instance_id))
+
+
+def _moved_on(session: Session, actor: Actor, task: HumanTask, running: runtime.Running, *,
+              lock: bool = False) -> EngineError | None:
+    """Return why the instance as loaded (`running`) has moved on past the actor's task (None: it has not).
+
+    `lock`: 撤回 asks again with the instance locked (FOR UPDATE) and takes the later steps' rows too, in id order,
+    before it reads them (after the instance, as every writer here): its first look was made in plain reads, and a
+    claim or a submission of the next step committed between that look and the lock was closed by the 撤回 or its
+    decision thrown away. A claim of a later step made meanwhile waits for the 撤回's lock on its row, a submission for
+    the instance's, and then finds the step gone.
+    """
+    if running.row.status != "running":
         return Conflict("流程已结束或暂停，无法撤回 (the process is not running)", task_id=task.id)
     if session.scalar(select(HumanTask.id).where(HumanTask.instance_id == task.instance_id,
                                                  HumanTask.task_guid == task.task_guid,
                                                  HumanTask.id > task.id).limit(1)) is not None:
         return Conflict("该步骤已重新办理，无法撤回 (that step has been reopened since)", task_id=task.id)
-    running = runtime.load(session, task.instance_id)
     spiff_task = runtime.find_task(running.workflow, task.task_guid)
     if spiff_task is None:
         return Conflict("流程已继续，无法撤回 (the process has moved on)", task_id=task.id)
     after = {str(t.id) for t in spiff_task} - {task.task_guid}
-    later = list(session.scalars(select(HumanTask).where(HumanTask.instance_id == task.instance_id,
-                                                         HumanTask.task_guid.in_(after or {""}))))
+    rows = (select(HumanTask).where(HumanTask.instance_id == task.instance_id, HumanTask.task_guid.in_(after or {""}))
+            .order_by(HumanTask.id))
+    if lock:  # as they are now, not as the first look read them
+        rows = rows.with_for_update(of=HumanTask).execution_options(populate_existing=True)
+    later = list(session.scalars(rows))
     acted = [t for t in later if t.state == "completed" or t.assignee_id is not None]
     if acted or _handled_after(session, actor, later):
         return Conflict("下一步已有人处理，无法撤回 (the next handler has already acted)", task_id=task.id)
-    if running.row.status != "running":
-        return Conflict("流程已结束或暂停，无法撤回 (the process is not running)", task_id=task.id)
     return None
 
 
@@ -268,7 +288,9 @@ def withdraw(session: Session, *, task_id: int, actor: Actor, reason: str = "") 
     refusal = withdraw_refusal(session, actor, task)
     if refusal is not None:
         raise refusal
-    return _reopen(session, actor, task, "task.withdraw", reason, None)
+    # The look above takes no lock (a refusal costs none); _reopen makes it again once it holds the instance.
+    return _reopen(session, actor, task, "task.withdraw", reason, None,
+                   check=partial(_moved_on, session, actor, task, lock=True))
 
 
 __all__ = ["ConfirmationRequired", "Preview", "cancelled_by", "preview", "send_back", "send_back_targets", "withdraw",
