@@ -189,6 +189,20 @@ def require_started(task: HumanTask) -> HumanTask:
     return task
 
 
+SUSPENDED = ("流程实例已挂起，恢复后才能办理 (the instance is suspended: nothing can be done on its tasks until an "
+             "administrator resumes it)")
+NOT_RUNNING = "流程实例未在运行 (instance is not running)"
+
+
+def set_aside(task: HumanTask, status: str | None) -> str | None:
+    """Why nothing can be done on this open task now (the words `require_active` refuses with), or None: its
+    instance is not running (挂起 by an administrator, or an incident). The task page says it instead of offering
+    the actions the services would refuse."""
+    if task.state not in (*OPEN_STATES, "pending") or status == "running":
+        return None
+    return SUSPENDED if status == "suspended" else NOT_RUNNING
+
+
 def require_active(session: Session, task: HumanTask) -> HumanTask:
     """Return the task unless its instance has set it aside (state suspended: 挂起 by an administrator, or an
     incident): a co-signer then neither signs nor is urged, and the holder neither adds nor removes co-signers.
@@ -198,11 +212,7 @@ def require_active(session: Session, task: HumanTask) -> HumanTask:
     if task.state != "suspended":
         return task
     status = session.scalar(select(ProcessInstance.status).where(ProcessInstance.id == task.instance_id))
-    if status == "suspended":
-        raise InstanceNotRunning("流程实例已挂起，恢复后才能办理 (the instance is suspended: nothing can be done on "
-                                 "its tasks until an administrator resumes it)", instance_id=task.instance_id,
-                                 task_id=task.id, status=status)
-    raise InstanceNotRunning("流程实例未在运行 (instance is not running)", instance_id=task.instance_id,
+    raise InstanceNotRunning(SUSPENDED if status == "suspended" else NOT_RUNNING, instance_id=task.instance_id,
                              task_id=task.id, status=status)
 
 
@@ -341,9 +351,10 @@ def require_holder(task: HumanTask, actor: Actor) -> None:
         raise NotYourTask("您不是此任务的候选人 (not a candidate for this task)", task_id=task.id)
 
 
-__all__ = ["HELD_COLUMNS", "Seen", "TaskAlreadyDone", "TaskBlocked", "TaskChanged", "check_submission", "claim_lost",
-           "get_open", "is_candidate", "missing", "not_found", "reassign", "require_active", "require_as_read",
-           "require_holder", "require_open", "require_started", "submission_refused", "take"]
+__all__ = ["HELD_COLUMNS", "NOT_RUNNING", "SUSPENDED", "Seen", "TaskAlreadyDone", "TaskBlocked", "TaskChanged",
+           "check_submission", "claim_lost", "get_open", "is_candidate", "missing", "not_found", "reassign",
+           "require_active", "require_as_read", "require_holder", "require_open", "require_started", "set_aside",
+           "submission_refused", "take"]
 
 
 def get(session: Session, task_id: int) -> HumanTask | None:

@@ -55,6 +55,7 @@ class TaskPage:
     targets: list[HumanTask] = field(default_factory=list)  # where 退回 may go, earliest first
     assignee: str | None = None
     owner: str | None = None
+    set_aside: str | None = None  # why nothing can be done on it now (挂起): said instead of offering refused actions
 
 
 def get_visible(session: Session, actor: Actor, task_id: int) -> HumanTask:
@@ -125,6 +126,7 @@ def load(session: Session, actor: Actor, task_id: int) -> TaskPage:
     names = dict(session.execute(select(User.id, User.display_name).where(
         User.id.in_([i for i in (task.assignee_id, task.owner_id) if i is not None] or [-1]))).all())
     page.assignee = names.get(task.assignee_id) if task.assignee_id else None
+    page.set_aside = lookup.set_aside(task, instance.status)
     page.owner = names.get(task.owner_id) if task.owner_id else None
     return page
 

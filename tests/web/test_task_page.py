@@ -656,3 +656,40 @@ def test_a_web_completion_reads_the_task_row_and_the_form_texts_once(app: Flask,
     assert len(by_id) <= 1, by_id
     assert len(files) <= 1, files
     assert not any(s.startswith("BEGIN") for s in statements[1:]), statements  # nothing read after the commit
+
+
+def test_a_suspended_co_sign_task_offers_no_action_the_service_refuses_and_says_why(
+        deployed: sessionmaker[Session], login: Login) -> None:
+    """挂起: the co-signer's page offers no 签署 (the service answers 409), the holder's no 减签, nobody 催办; each
+    page says the instance is suspended. Resumed, the actions come back."""
+    instance_id, review = at_review(deployed)
+    fg, zr, applicant = login("fg"), login("zr"), login("applicant")
+    post(fg, f"/tasks/{review}/claim")
+    assert post(fg, f"/tasks/{review}/cosigners", {"usernames": "zr", "position": "before"}).status_code == 302
+    cosign = task_of(deployed, instance_id, "review", kind="cosign")
+    sign_form = f'action="/tasks/{cosign}/complete"'
+    remove_form = f'action="/tasks/{review}/cosigners/{cosign}/remove"'
+    urge_form = f'action="/tasks/{cosign}/urge"'
+    assert sign_form in page(zr, cosign) and remove_form in page(fg, review) and urge_form in page(applicant, cosign)
+    with deployed() as s:
+        instances.suspend(s, instance_id=instance_id, actor=actor_for(s, "admin"))
+        s.commit()
+    assert row(deployed, cosign).state == "suspended"
+    reason = "流程实例已挂起，恢复后才能办理"
+    html = page(zr, cosign)
+    assert sign_form not in html and "签署加签意见" not in html
+    assert reason in html
+    assert post(zr, f"/tasks/{cosign}/complete", {"opinion": "同意"}).status_code == 409  # what the page spares zr
+    html = page(fg, review)
+    assert remove_form not in html
+    assert reason in html
+    html = page(applicant, cosign)
+    assert urge_form not in html
+    assert reason in html
+    zr.get("/lang/en")
+    html = page(zr, cosign)
+    assert "nothing can be done on its tasks until an administrator resumes it" in html and reason not in html
+    with deployed() as s:
+        instances.resume(s, instance_id=instance_id, actor=actor_for(s, "admin"))
+        s.commit()
+    assert sign_form in page(zr, cosign) and reason not in page(fg, review)
