@@ -10,6 +10,13 @@ A deactivated person (停用) never becomes a new task's assignee or candidate, 
 name resolves as a name nobody has (the next candidates, the lane, the initiator, else the administrators), and the
 process owners are told which element names whom (`tell`: an audit event on the instance, an in-app note), so
 that the model or its data can be put right. The instance runs on: nothing is wrong with it but a name.
+
+A name nobody has (no person, unit or role; a misspelt username, a person never created) is passed over the same way
+and told the same way (`task.assignee_unknown`), instead of vanishing: the task could otherwise end with nobody but
+the initiator, or an administrator, and nobody would learn why. The names come from the model and its data, so the
+process owner who drew it could fill the trail and the notes: they are told once per element and property, naming at
+most MAX_TOLD names of at most NAME_TOLD_CHARS printable characters each, and counting the rest. The notes are text
+(pages escape them).
 """
 from __future__ import annotations
 
@@ -29,6 +36,8 @@ from engine.org.models import OWNER_ROLE, Membership, OrgUnit, Role, User
 from engine.tasks.models import HumanTask, TaskCandidate
 
 MAX_NAMES = 500  # names one `candidates` or `assignee` expression may give
+MAX_TOLD = 10  # unknown names an element's audit event and note name (the rest only counted)
+NAME_TOLD_CHARS = 80  # of each (a username is at most 80 characters: a longer name is cut, marked with …)
 # Deadlines a `due` expression may give: 9999-12-31T23:00-14:00 overflowed in the save, and any date near the ends of
 # `datetime` overflows where the warning and escalation times are computed from it.
 DUE_RANGE = (datetime(1970, 1, 1, tzinfo=clock.UTC), datetime(3000, 1, 1, tzinfo=clock.UTC))
@@ -55,17 +64,39 @@ class PassedOver:
     username: str
 
 
+@dataclass(frozen=True)
+class Unnamed:
+    """Where a new task's `assignee` or `candidates` named names nobody has: the instance, process, element, property."""
+
+    instance_id: int
+    process_key: str
+    bpmn_id: str
+    task_name: str
+    prop: str  # assignee | candidates
+
+
 @dataclass
 class Problems:
     """What went wrong while assigning this unit of work's new tasks; the first error becomes the incident, and the
-    deactivated people passed over are told to the process owners (`tell`)."""
+    deactivated people and unknown names passed over are told to the process owners (`tell`)."""
 
     errors: list[ExpressionFailed]
     passed_over: list[PassedOver] = field(default_factory=list)
+    unknown: dict[Unnamed, dict[str, None]] = field(default_factory=dict)  # names nobody has, in order, per element
+
+    @property
+    def to_tell(self) -> bool:
+        """Whether `tell` has something to write (then the save is not fused: the flush tells it)."""
+        return bool(self.passed_over or self.unknown)
 
     def pass_over(self, human: HumanTask, prop: str, people: Sequence[tuple[int, str]]) -> None:
         self.passed_over += [PassedOver(human.instance_id, human.process_key, human.bpmn_id, human.name, prop, user_id,
                                         username) for user_id, username in people]
+
+    def name_unknown(self, human: HumanTask, prop: str, names: Sequence[str]) -> None:
+        if names:  # the tasks of a multi-instance share one entry
+            where = Unnamed(human.instance_id, human.process_key, human.bpmn_id, human.name, prop)
+            self.unknown.setdefault(where, {}).update(dict.fromkeys(names))
 
     def add(self, task: Any, prop: str, expression: str, detail: str) -> None:
         bpmn_id = task.task_spec.bpmn_id or task.task_spec.name
@@ -100,11 +131,12 @@ def evaluate_names(engine: Any, task: Any, prop: str, expression: str, problems:
     return []
 
 
-def resolve(session: Session, names: Sequence[str],
-            inactive: list[tuple[int, str]] | None = None) -> list[TaskCandidate]:
+def resolve(session: Session, names: Sequence[str], inactive: list[tuple[int, str]] | None = None,
+            unknown: list[str] | None = None) -> list[TaskCandidate]:
     """Turn names (user, then org unit code/name, then role code/name) into candidates, in one query.
 
-    A deactivated user's name resolves as a name nobody has; `inactive` collects (id, username) of those.
+    A deactivated user's name resolves as a name nobody has; `inactive` collects (id, username) of those, `unknown`
+    the names nobody has (not a blank one: a name left empty, as None is).
     """
     if not names:
         return []
@@ -129,6 +161,8 @@ def resolve(session: Session, names: Sequence[str],
         found = best.get(name)
         if found is None and name in deactivated and inactive is not None:
             inactive.append((deactivated[name], name))
+        elif found is None and name not in deactivated and unknown is not None and name.strip():
+            unknown.append(name)
         if found is None or found in seen:
             continue
         seen.add(found)
@@ -138,16 +172,35 @@ def resolve(session: Session, names: Sequence[str],
     return out
 
 
-def tell(session: Session, passed_over: Sequence[PassedOver]) -> None:
+def _owners(session: Session) -> list[int]:
+    """The active process owners, else the active administrators: whom a process's problems are told."""
+    return list(session.scalars(select(Membership.user_id).join(Role, Role.id == Membership.role_id).join(
+        User, User.id == Membership.user_id).where(Role.code == OWNER_ROLE, User.is_active.is_(True)).distinct())) \
+        or list(session.scalars(select(User.id).where(User.is_admin.is_(True), User.is_active.is_(True))))
+
+
+def told_name(name: str) -> str:
+    """A name as a note and the trail give it: printable characters only (no line of its own), cut short."""
+    shown = "".join(c if c.isprintable() else "\ufffd" for c in name[:NAME_TOLD_CHARS + 1])
+    return shown if len(shown) <= NAME_TOLD_CHARS else f"{shown[:NAME_TOLD_CHARS]}…"
+
+
+def tell(session: Session, problems: Problems) -> None:
     """Audit each deactivated person a new task named on the instance, and tell the process owners (administrators
-    when there is none) in-app, once per task element and person."""
+    when there is none) in-app, once per task element and person; names nobody has, once per element and property."""
+    if not problems.to_tell:
+        return
+    owners = _owners(session)
+    _tell_inactive(session, problems.passed_over, owners)
+    for where, names in problems.unknown.items():
+        _tell_unknown(session, where, list(names), owners)
+
+
+def _tell_inactive(session: Session, passed_over: Sequence[PassedOver], owners: Sequence[int]) -> None:
     if not passed_over:
         return
     names = {user_id: name for user_id, name in session.execute(select(User.id, User.display_name).where(
         User.id.in_({p.user_id for p in passed_over})))}
-    owners = list(session.scalars(select(Membership.user_id).join(Role, Role.id == Membership.role_id).join(
-        User, User.id == Membership.user_id).where(Role.code == OWNER_ROLE, User.is_active.is_(True)).distinct())) \
-        or list(session.scalars(select(User.id).where(User.is_admin.is_(True), User.is_active.is_(True))))
     for p in dict.fromkeys(passed_over):
         who = f"{names.get(p.user_id, '')}（{p.username}）"
         audit.record(session, SYSTEM, "task.assignee_inactive", stream=f"instance:{p.instance_id}",
@@ -160,6 +213,21 @@ def tell(session: Session, passed_over: Sequence[PassedOver]) -> None:
         for user_id in owners:
             outbox.enqueue(session, "in_app", {"user_id": user_id, "kind": "process_problem", "title": title[:300],
                                                "body": body, "link": f"/instances/{p.instance_id}"})
+
+
+def _tell_unknown(session: Session, where: Unnamed, names: list[str], owners: Sequence[int]) -> None:
+    shown = [told_name(n) for n in names[:MAX_TOLD]]
+    audit.record(session, SYSTEM, "task.assignee_unknown", stream=f"instance:{where.instance_id}",
+                 object_type="process_instance", object_id=where.instance_id,
+                 after={"bpmn_id": where.bpmn_id, "property": where.prop, "usernames": shown, "count": len(names)})
+    who = "、".join(shown) + (f" 等 {len(names)} 个" if len(names) > len(shown) else "")
+    title = f"流程 {where.process_key} 的任务 {where.bpmn_id}（{where.task_name}）指向不存在的人员 {who}"
+    body = (f"任务 {where.bpmn_id} 的 {where.prop} 指向不存在的人员 {who}，已跳过："
+            "改由其余候选人、泳道、发起人或管理员办理。请修改流程或其数据 "
+            f"(task '{where.bpmn_id}': {where.prop} names {len(names)} name(s) nobody has, listed above; passed over)")
+    for user_id in owners:
+        outbox.enqueue(session, "in_app", {"user_id": user_id, "kind": "process_problem", "title": title[:300],
+                                           "body": body, "link": f"/instances/{where.instance_id}"})
 
 
 def due_time(value: object) -> datetime | None:
@@ -211,18 +279,21 @@ def assign(session: Session, engine: Any, task: Any, human: HumanTask, props: di
     if props.get("assignee"):
         names = evaluate_names(engine, task, "assignee", props["assignee"], problems)
         inactive: list[tuple[int, str]] = []
-        users = [c for c in resolve(session, names, inactive) if c.user_id is not None]
+        unknown: list[str] = []
+        users = [c for c in resolve(session, names, inactive, unknown) if c.user_id is not None]
         problems.pass_over(human, "assignee", inactive)
+        problems.name_unknown(human, "assignee", unknown)
         if users:
             human.assignee_id = human.owner_id = users[0].user_id
             human.candidates.append(TaskCandidate(user_id=users[0].user_id))
             return
     candidates: list[TaskCandidate] = []
     if props.get("candidates"):
-        inactive = []
+        inactive, unknown = [], []
         candidates = resolve(session, evaluate_names(engine, task, "candidates", props["candidates"], problems),
-                             inactive)
+                             inactive, unknown)
         problems.pass_over(human, "candidates", inactive)
+        problems.name_unknown(human, "candidates", unknown)
     if not candidates and task.task_spec.lane in lane_map:
         target = lane_map[task.task_spec.lane]
         candidates.append(TaskCandidate(org_unit_id=target.get("org_unit_id"), role_id=target.get("role_id")))
@@ -235,5 +306,5 @@ def assign(session: Session, engine: Any, task: Any, human: HumanTask, props: di
     human.candidates.extend(candidates)
 
 
-__all__ = ["DUE_RANGE", "MAX_NAMES", "ExpressionFailed", "PassedOver", "Problems", "apply_due", "assign", "due_time",
-           "evaluate_names", "resolve", "tell"]
+__all__ = ["DUE_RANGE", "MAX_NAMES", "MAX_TOLD", "NAME_TOLD_CHARS", "ExpressionFailed", "PassedOver", "Problems",
+           "Unnamed", "apply_due", "assign", "due_time", "evaluate_names", "resolve", "tell", "told_name"]

@@ -297,7 +297,7 @@ def save(session: Session, running: Running, *, event: Callable[[], AuditEvent] 
     from engine.runtime import messages  # messages loads, runs and saves instances itself
     # PostgreSQL: one round trip writes the state, history, projection and the audit event (unless a message catch
     # may make this transaction wait for something after the save). Otherwise the unit of work writes the new rows.
-    fused = is_postgres(session) and not projected.problems.errors and not projected.problems.passed_over  # rare
+    fused = is_postgres(session) and not projected.problems.errors and not projected.problems.to_tell  # rare
     if fused:
         inline = in_statement.for_statement(session, ev) \
             if ev is not None and not messages.has_catches(session, row.version_id) else None

@@ -142,10 +142,11 @@ def plan(session: Session, running: Running, process_key: str, lane_map: dict[st
 
 def flush_linked(session: Session, projected: Plan, now: datetime) -> None:
     """What a save that flushes does to the co-signers of the rows it closed, set aside or gave back (runtime.linked),
-    and the deactivated people its new rows passed over (assignment.tell; a save that passes one over flushes)."""
+    and the deactivated people and unknown names its new rows passed over (assignment.tell; a save that passes one over
+    flushes)."""
     projected.cosigners = linked.close(session, linked.closed_ids(projected.moved), now)
     linked.follow(session, projected.paused, projected.resumed)
-    assignment.tell(session, projected.problems.passed_over)
+    assignment.tell(session, projected.problems)
 
 
 def select_open(instance_id: int) -> Any:

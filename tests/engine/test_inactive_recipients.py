@@ -22,7 +22,7 @@ from engine.notify.models import OutboxMessage
 from engine.org import leaving
 from engine.org.actors import SYSTEM, actor_for
 from engine.org.models import OrgUnit, User
-from engine.runtime import instances
+from engine.runtime import assignment, instances
 from engine.tasks import collab, operations, people
 from engine.tasks.models import HumanTask
 from plan import supervision
@@ -122,6 +122,12 @@ def _notices(s: Session, instance_id: int) -> list[dict[str, Any]]:
         .order_by(AuditEvent.seq))]
 
 
+def _unknown(s: Session, instance_id: int) -> list[dict[str, Any]]:
+    return [e.after for e in s.scalars(select(AuditEvent).where(
+        AuditEvent.stream == f"instance:{instance_id}", AuditEvent.action == "task.assignee_unknown")
+        .order_by(AuditEvent.seq))]
+
+
 # -- the engine's assignment ---------------------------------------------------------------------------------------
 
 def test_a_lane_task_whose_assignee_is_deactivated_goes_to_the_lane_and_the_owner_is_told(
@@ -139,12 +145,16 @@ def test_a_lane_task_whose_assignee_is_deactivated_goes_to_the_lane_and_the_owne
     [told] = _told(session, owner)
     assert "review" in told and "fg" in told and "发改王五" in told and "已停用" in told
     assert _told(session, _id(session, "fg")) == []
-    # A name nobody has goes the same way, silently as before.
+    # A name nobody has goes the same way, and is told too (task.assignee_unknown), not dropped silently.
     other = instances.start(session, process_key="laned", actor=actor_for(session, "applicant"),
                             data={"who": "nobody"})
     session.commit()
     assert [(c.user_id, c.org_unit_id) for c in _open(session, other.id, "review").candidates] == [(None, fgj)]
     assert _notices(session, other.id) == []
+    assert _unknown(session, other.id) == [
+        {"bpmn_id": "review", "property": "assignee", "usernames": ["nobody"], "count": 1}]
+    told = _told(session, owner)[1:]
+    assert len(told) == 1 and "review" in told[0] and "nobody" in told[0] and "不存在" in told[0]
 
 
 def test_an_active_assignee_is_still_assigned(session: Session, owner: int) -> None:
@@ -179,6 +189,57 @@ def test_a_deactivated_initiator_is_not_the_fallback_the_task_waits_for_an_admin
     [notice] = _notices(session, row.id)
     assert notice["bpmn_id"] == "then" and notice["property"] == "initiator" and notice["username"] == "applicant"
     assert any("applicant" in t for t in _told(session, owner))
+
+
+def test_unknown_candidates_are_told_once_per_element_and_names_that_resolve_are_not(
+        session: Session, owner: int) -> None:
+    """A unit code, a role and a person resolve; a deactivated person is told as such; a name left empty (None, "")
+    is no name; the rest are unknown: one event and one note per element and property, naming them."""
+    _deactivate(session, "fg")
+    row = instances.start(session, process_key="plain", actor=actor_for(session, "applicant"),
+                          data={"who": ["zr", "fgj", "nobody", "fg", None, "", "ghost", "nobody"]})
+    session.commit()
+    task = _open(session, row.id, "first")
+    assert [c.user_id for c in task.candidates if c.user_id] == [_id(session, "zr")]
+    assert [n["username"] for n in _notices(session, row.id)] == ["fg"]
+    assert _unknown(session, row.id) == [
+        {"bpmn_id": "first", "property": "candidates", "usernames": ["nobody", "ghost"], "count": 2}]
+    unknown = [t for t in _told(session, owner) if "不存在" in t]
+    assert len(unknown) == 1 and "nobody" in unknown[0] and "ghost" in unknown[0] and "first" in unknown[0]
+    assert "zr" not in unknown[0] and "fgj" not in unknown[0]
+
+
+def test_a_task_whose_every_name_is_unknown_falls_back_to_the_initiator_and_the_owner_learns_why(
+        session: Session, owner: int) -> None:
+    row = instances.start(session, process_key="plain", actor=actor_for(session, "applicant"),
+                          data={"who": ["Zhang.San", "lisi"]})
+    session.commit()
+    assert row.status == "running"  # as before: no incident, the initiator takes it
+    assert [c.user_id for c in _open(session, row.id, "first").candidates] == [_id(session, "applicant")]
+    [event] = _unknown(session, row.id)
+    assert event["usernames"] == ["Zhang.San", "lisi"] and event["count"] == 2
+    [told] = _told(session, owner)
+    assert "Zhang.San" in told and "lisi" in told and "plain" in told and "first" in told
+
+
+def test_a_hostile_owner_cannot_make_the_notice_huge_nor_forge_its_lines(session: Session, owner: int) -> None:
+    """MAX_NAMES names of 1,500 characters each, with markup and line breaks: the event and the note name the first
+    few, each cut short and on one line, and count the rest; nothing else is written per name."""
+    hostile = [f"x{i}<script>alert(1)</script>\n请联系 evil@example.com" + "y" * 1_500
+               for i in range(assignment.MAX_NAMES)]
+    before = session.scalar(select(func.count()).select_from(OutboxMessage))
+    row = instances.start(session, process_key="plain", actor=actor_for(session, "applicant"), data={"who": hostile})
+    session.commit()
+    assert [c.user_id for c in _open(session, row.id, "first").candidates] == [_id(session, "applicant")]
+    [event] = _unknown(session, row.id)
+    assert event["count"] == assignment.MAX_NAMES
+    assert 0 < len(event["usernames"]) <= assignment.MAX_TOLD < assignment.MAX_NAMES
+    assert all(len(n) <= assignment.NAME_TOLD_CHARS + 1 and "\n" not in n for n in event["usernames"])
+    assert event["usernames"][0].startswith("x0<script>")  # told as it is: pages escape it (tests/web)
+    assert session.scalar(select(func.count()).select_from(OutboxMessage)) - before == 1  # one note, one owner
+    [told] = _told(session, owner)
+    assert len(told) < 2_000 and told.count("\n") == 1  # the title, then the body: no line from the names
+    assert f"{assignment.MAX_NAMES}" in told
 
 
 # -- operations naming a deactivated person ------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """通知: delivered by the outbox job after the commit; listed, opened, marked read — one's own only."""
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from flask import Flask
@@ -9,9 +10,11 @@ from sqlalchemy import select
 
 from engine.jobs import run_outbox
 from engine.org.actors import actor_for
+from engine.runtime import instances
 from engine.tasks import collab, operations
 from engine.tasks.collab_models import Notification
-from tests.web.flows import db, deploy_good, post, started_review
+from tests.conftest import FIXTURES
+from tests.web.flows import db, deploy_files, deploy_good, post, started_review
 
 Login = Callable[[str], FlaskClient]
 
@@ -60,3 +63,28 @@ def test_mark_read_all_and_only_ones_own(app: Flask, login: Login) -> None:
         unread = {n.title: n.read_at for n in s.scalars(select(Notification))}
     assert unread["第一条"] is not None and unread["第二条"] is not None and unread["别人的"] is None
     assert "没有通知" in fg.get("/notifications?unread=1").get_data(as_text=True)
+
+
+def test_a_name_nobody_has_reaches_the_administrators_as_escaped_text(app: Flask, login: Login) -> None:
+    """The names a model gives are the process owner's to choose: an unknown one with markup and a line break is
+    told (no process owner here: the administrators) and shown as text, in the note and in the instance's trail."""
+    forms = FIXTURES / "good" / "forms"
+    text = (FIXTURES / "good" / "minimal.bpmn").read_text(encoding="utf-8")
+    text = re.sub(r'(id|processRef)="minimal"', r'\1="named"', text).replace(
+        '<spiffworkflow:property name="sla" value="3wd" />', '<spiffworkflow:property name="candidates" value="who" />')
+    deploy_files(app, {"named.bpmn": text.encode(), "approve.schema.json": (forms / "approve.schema.json").read_bytes(),
+                       "approve.uischema.json": (forms / "approve.uischema.json").read_bytes()})
+    hostile = '<script>alert(1)</script>"><img src=x onerror=alert(1)>\n伪造的一行'
+    with db(app) as s:
+        row = instances.start(s, process_key="named", actor=actor_for(s, "applicant"), data={"who": [hostile]})
+        instance_id = row.id
+    run_outbox(app.extensions["jzflow.sessionmaker"])
+    admin = login("admin")
+    html = admin.get("/notifications").get_data(as_text=True)
+    assert "指向不存在的人员" in html and "approve" in html
+    assert "<script>alert(1)" not in html and "<img src=x" not in html and "&lt;script&gt;alert(1)" in html
+    trail = admin.get(f"/audit/instances/{instance_id}").get_data(as_text=True)
+    assert "指派对象不存在" in trail and "<script>alert(1)" not in trail and "&lt;script&gt;alert(1)" in trail
+    admin.get("/lang/en")
+    assert "Named an unknown person (passed over)" in admin.get(f"/audit/instances/{instance_id}").get_data(
+        as_text=True)
