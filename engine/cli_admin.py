@@ -104,13 +104,19 @@ def deactivate_user(username: str, successor: str | None) -> None:
     in the same transaction (the same service as 管理 → 停用; refused, changing nothing, on a bad successor or work
     nobody else could take)."""
     from engine.org import leaving
+    from engine.org.models import OrgUnit
     with command_session() as session:
         user = leaving.user_named(session, username)
         done = leaving.deactivate_user(session, user_id=user.id, successor=successor, reason="cli: deactivated")
         lines = [f"已停用 (deactivated): {done.user.username}"]
         lines += [f"  待办 (task) {task_id} → {done.successor.username if done.successor else '候选人/单位 (candidates)'}"
                   for task_id in done.handed_over]
-        lines += [f"  {item.label} → {item.to or '退回单位 (back to the unit)'}" for item in done.items]
+        lines += [f"  {item.label} → {item.to or '退回单位 (back to the unit)'}" for item in done.items
+                  if item.duty != "leader"]
+        lines += [f"  {item.label} 责任领导 (responsible leader) → {item.to or '暂无，请重新指定 (none; name one)'}"
+                  for item in done.items if item.duty == "leader"]
+        lines += [f"  单位 (unit) {unit.code} {unit.name}: 负责人/责任领导已取消 (no longer its head or leader)"
+                  for unit in (session.get(OrgUnit, i) for i in done.units) if unit is not None]
         lines += [f"  未移交，无人可接 (left, nobody else could take it): task {task_id}" for task_id in done.stuck]
         lines += [f"  未移交，无人可接 (left, nobody else could take it): {item.label}" for item in done.items_stuck]
     click.echo("\n".join(lines))

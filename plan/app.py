@@ -6,7 +6,8 @@ beat, CLI, tests — gets the same additions the first time the engine asks for 
 - ledger issues and projects as objects the deadline sweep watches and escalates;
 - its Celery jobs and their beat schedule;
 - the `seed` and `demo` commands;
-- the handover of a deactivated person's open issues and leads (`plan.handover`).
+- the handover of a deactivated person's open issues and leads (`plan.handover`), and of the open issues, leads and
+  projects whose responsible leader they are (`plan.leader_handover`).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from celery.schedules import crontab
 from engine import extensions
 from engine.deadlines import sla, sources
 from engine.org import leaving
-from plan import cli, handover
+from plan import cli, handover, leader_handover
 from plan.leads import deadlines as lead_deadlines
 from plan.ledger import deadlines as ledger_deadlines
 from plan.meetings import core as meetings
@@ -50,5 +51,6 @@ def install() -> None:
     sources.register(project_deadlines.SOURCE)
     sources.register(lead_deadlines.SOURCE)
     sla.OTHER_SECTIONS.update((report_schedule.SECTION, meetings.SECTION))
-    if handover.hand_over not in leaving.HANDOVERS:
-        leaving.HANDOVERS.append(handover.hand_over)
+    for hook in (handover.hand_over, leader_handover.hand_over):
+        if hook not in leaving.HANDOVERS:
+            leaving.HANDOVERS.append(hook)

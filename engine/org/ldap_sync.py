@@ -275,9 +275,12 @@ def _leave(session: Session, user: User, report: Report, actor: Actor) -> None:
     returned = done.handed_over
     report.tasks_returned += len(returned)
     left = "、".join(i.label.split()[0] for i in done.items_stuck)
+    led = [i for i in done.items if i.duty == "leader"]
+    handled = len(done.items) - len(led)
     report.users_deactivated.append(f"{user.username} {user.display_name}" + (f" ({unit.code})" if unit else "")
                                     + (f": {len(returned)} 项待办退回单位 (tasks returned)" if returned else "")
-                                    + (f"; {len(done.items)} 项问题/线索已移交 (items handed over)" if done.items else "")
+                                    + (f"; {handled} 项问题/线索已移交 (items handed over)" if handled else "")
+                                    + (f"; {len(led)} 项责任领导已移交 (items led handed over)" if led else "")
                                     + (f"; 无人可接，仍在其名下 (left, nobody else could take them): {left}"
                                        if left else ""))
     leader = session.get(User, leader_id) if leader_id is not None and leader_id != user.id else None

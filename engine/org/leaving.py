@@ -4,20 +4,23 @@ The one way a person is deactivated, whoever asks: 管理 → 停用 (the web), 
 sync for a person who left the directory. Their sessions and API tokens stop working at once
 (core.deactivate_account); their open tasks go to the successor (接手人) the administrator names, else back to their
 candidates or their unit's (engine.tasks.handover), each audited; and the application's own open items that name
-them as the one responsible (the plan: an issue's 责任人, a lead's handler) go the same way, through the hooks the
-application registered in `HANDOVERS` (the engine knows no such item by itself). Two administrators deactivating the same
-person at once take turns on the person's row: the second finds them deactivated and their work handed over, and
-records nothing again.
+them as the one responsible (the plan: an issue's 责任人, a lead's handler, and the 责任领导 of its open items) go the
+same way, through the hooks the application registered in `HANDOVERS` (the engine knows no such item by itself). A unit
+whose head (负责人, `leader_id`) or responsible leader (责任领导, `responsible_leader_id`) they are loses that mark, as
+the directory sync does when a head leaves it: an appointment is the directory's or the seed's to make again, not the
+successor's to inherit (a unit's leaders widen whom they see, engine.org.area), and no item made afterwards in that
+unit names them. Two administrators deactivating the same person at once take turns on the person's row: the second
+finds them deactivated and their work handed over, and records nothing again.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
-from engine import extensions
+from engine import audit, extensions
 from engine.errors import InvalidInput, NotFound
 from engine.org import core
 from engine.org.actors import SYSTEM, Actor
@@ -33,6 +36,7 @@ class Item:
     id: int
     label: str  # its code and title, as shown
     to: str | None  # the username of who is responsible now; None: back to its unit (no one by name)
+    duty: str = "handler"  # what they were to it: "handler" (who does it) or "leader" (its 责任领导)
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,7 @@ class Leaving:
     stuck: list[int] = field(default_factory=list)  # tasks nobody else could take, left where they were
     items: list[Item] = field(default_factory=list)  # the application's items handed over (HANDOVERS)
     items_stuck: list[Item] = field(default_factory=list)  # its items nobody else could take, left where they were
+    units: list[int] = field(default_factory=list)  # units whose head or responsible leader they were (now none)
 
 
 def first_unit(session: Session, user_id: int) -> OrgUnit | None:
@@ -93,6 +98,27 @@ def user_named(session: Session, username: str, *, what: str = "用户（usernam
     return found
 
 
+def _unmark_units(session: Session, user: User, actor: Actor, reason: str) -> list[int]:
+    """Take the person's head and responsible-leader marks off their units (flushes); one `org.unit.head` each."""
+    units = list(session.scalars(select(OrgUnit).where(or_(OrgUnit.leader_id == user.id,
+                                                           OrgUnit.responsible_leader_id == user.id))
+                                 .order_by(OrgUnit.id).with_for_update().execution_options(populate_existing=True)))
+    for unit in units:
+        before = {"leader_id": unit.leader_id, "responsible_leader_id": unit.responsible_leader_id}
+        if unit.leader_id == user.id:  # as the sync moves the head mark: their membership stays, unmarked
+            session.execute(update(Membership).where(Membership.org_unit_id == unit.id, Membership.user_id == user.id,
+                                                     Membership.role_id.is_(None)).values(is_head=False))
+            unit.leader_id = None
+        if unit.responsible_leader_id == user.id:
+            unit.responsible_leader_id = None
+        session.flush()
+        audit.record(session, actor, "org.unit.head", stream=f"org_unit:{unit.id}", object_type="org_unit",
+                     object_id=unit.id, before=before, after={"leader_id": unit.leader_id,
+                                                              "responsible_leader_id": unit.responsible_leader_id,
+                                                              "reason": reason})
+    return [u.id for u in units]
+
+
 def _successor(session: Session, username: str | None, user: User) -> User | None:
     if not (username or "").strip():
         return None
@@ -116,7 +142,8 @@ def deactivate_user(session: Session, *, user_id: int, actor: Actor = SYSTEM, su
     passes False). Deactivating a person already deactivated hands over what they still hold, and nothing else.
 
     The application's items the person is responsible for go the same way, through `HANDOVERS`; those nobody else
-    could take are refused like tasks (`refuse_stuck`), else left and listed in `items_stuck`.
+    could take are refused like tasks (`refuse_stuck`), else left and listed in `items_stuck`. The units they head or
+    are the responsible leader of lose that mark (`units`), before the hooks hand over what they lead.
 
     Raises: NotFound, InvalidInput (field user, or successor)
     """
@@ -138,6 +165,7 @@ def deactivate_user(session: Session, *, user_id: int, actor: Actor = SYSTEM, su
                            items=[f"{i.kind}:{i.id}" for i in stuck])
     done = handover.hand_over(session, user_id=user.id, unit_id=unit.id if unit else None, actor=actor,
                               reason=reason, successor=taker, refuse_stuck=refuse_stuck)
+    units = _unmark_units(session, user, actor, reason)  # before the hooks: the ladder they consult skips them
     items: list[Item] = []
     stuck = []
     for hook in HANDOVERS:
@@ -146,4 +174,4 @@ def deactivate_user(session: Session, *, user_id: int, actor: Actor = SYSTEM, su
         stuck += left
     core.deactivate_account(session, user=user, actor=actor)
     return Leaving(user=user, unit=unit, successor=taker, handed_over=done.touched, stuck=done.stuck, items=items,
-                   items_stuck=stuck)
+                   items_stuck=stuck, units=units)

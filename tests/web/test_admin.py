@@ -74,6 +74,29 @@ def test_admin_creates_and_deactivates_users(app: Flask, login: Login) -> None:
                                       "csrf_token": csrf_of(again)}).status_code == 401
 
 
+def test_deactivating_a_leader_on_the_page_hands_over_their_items_and_says_so(app: Flask, login: Login) -> None:
+    """boss is 发改's responsible leader and an open issue's; fg takes over. The page says where it went."""
+    boss, fg = user_id(app, "boss"), user_id(app, "fg")
+    with db(app) as s:
+        unit = s.scalar(select(OrgUnit).where(OrgUnit.code == "fgj"))
+        assert unit is not None
+        unit.responsible_leader_id = boss
+        issue = LedgerIssue(code="WT-2025-0001", title="企业用电增容迟迟未落实", unit_id=unit.id, source="manual",
+                            responsible_leader_id=boss, status="in_progress", created_at=clock.now())
+        s.add(issue)
+        s.flush()
+        issue_id, unit_id = issue.id, unit.id
+    admin = login("admin")
+    answer = admin.post(f"/admin/users/{boss}/deactivate", data={"csrf_token": csrf_of(admin, "/admin"),
+                                                                 "successor": "fg"}, follow_redirects=True)
+    html = answer.get_data(as_text=True)
+    assert answer.status_code == 200 and "1 项问题、招商线索或项目的责任领导已移交" in html
+    assert "1 个单位的负责人或责任领导已取消" in html
+    with db(app) as s:
+        assert s.scalar(select(LedgerIssue.responsible_leader_id).where(LedgerIssue.id == issue_id)) == fg
+        assert s.scalar(select(OrgUnit.responsible_leader_id).where(OrgUnit.id == unit_id)) is None
+
+
 def _new_token(html: str) -> str:
     match = re.search(r'<pre class="token">(jzf_[\w-]+)</pre>', html)
     assert match is not None

@@ -74,13 +74,20 @@ def deactivate_user(user_id: int) -> ResponseReturnValue:
                                    successor=request.form.get("successor", ""), reason="admin: deactivated")
     commit()
     flash(_("已停用用户 %(name)s", name=done.user.username), "info")
-    if done.successor is not None and (done.handed_over or done.items):
-        flash(_("%(count)d 项待办已移交给 %(successor)s", count=len(done.handed_over) + len(done.items),
+    handled = [i for i in done.items if i.duty != "leader"]
+    led = [i for i in done.items if i.duty == "leader"]
+    if done.successor is not None and (done.handed_over or handled):
+        flash(_("%(count)d 项待办已移交给 %(successor)s", count=len(done.handed_over) + len(handled),
                 successor=done.successor.username), "info")
     elif done.handed_over:
         flash(_("%(count)d 项待办已移交：退回候选人或委派人", count=len(done.handed_over)), "info")
-    if done.successor is None and done.items:
-        flash(_("%(count)d 项问题或招商线索已移交：交给所在单位负责人，或退回单位", count=len(done.items)), "info")
+    if done.successor is None and handled:
+        flash(_("%(count)d 项问题或招商线索已移交：交给所在单位负责人，或退回单位", count=len(handled)), "info")
+    if led:
+        flash(_("%(count)d 项问题、招商线索或项目的责任领导已移交，其中 %(none)d 项暂无责任领导，请重新指定",
+                count=len(led), none=sum(1 for i in led if i.to is None)), "info")
+    if done.units:
+        flash(_("%(count)d 个单位的负责人或责任领导已取消，请重新设置", count=len(done.units)), "info")
     return redirect(url_for("admin.index"))
 
 
