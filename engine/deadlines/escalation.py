@@ -140,16 +140,18 @@ def skipped(step: str, target: Target, org: Org) -> list[int]:
 
 def recipients(step: str, target: Target, org: Org, policy: sla.Policy, session: Session) -> list[int]:
     """Return who a step notifies: active people only. A rung whose people are all deactivated passes to the rung
-    above (`ABOVE`), and the top one to the unit's active members, rather than to nobody."""
+    above (`ABOVE`), and the top one to the unit's active members, rather than to nobody. A leader rung that names
+    nobody (a unit without a head: none appointed yet, or 停用 took the mark off the one who left) passes up too; the
+    handler's and the top rung's, naming nobody, notify nobody."""
     if step == "red" or (step == "yellow" and not policy.remind_on_yellow):
         return []
     people = named(step, target, org)
     active = [u for u in people if u not in org.inactive]
     if step not in ("yellow", "handler"):
         active = active[:1]
-    if active or not people:
-        return active
     above = ABOVE.get(step)
+    if active or (not people and (above is None or step in ("yellow", "handler"))):
+        return active
     return recipients(above, target, org, policy, session) if above else org.members(session, target.unit_id)
 
 

@@ -374,10 +374,10 @@ def _skipped(session: Session, step: str) -> list[list[int]]:
         select(AuditEvent).where(AuditEvent.action == f"escalation.{step}").order_by(AuditEvent.id))]
 
 
-def test_a_unit_head_deactivated_during_an_escalation_is_never_reached(
+def test_a_unit_head_deactivated_during_an_escalation_is_passed_over_one_rung_up(
         session: Session, people: dict[str, Actor], frozen: Any) -> None:
     """停用 takes the head mark off the unit, as the directory sync does for a head who left: the unit_head rung then
-    names nobody (until a new head is set), and the responsible leader is reached at their own rung."""
+    names nobody (until a new head is set), and passes to the rung above, the unit's responsible leader."""
     from engine.org import leaving
     org.add_user(session, username="admin", display_name="管理员", is_admin=True)
     task = _task(session, people)
@@ -387,7 +387,7 @@ def test_a_unit_head_deactivated_during_an_escalation_is_never_reached(
     session.commit()
     sweep_at(session, frozen, at(2025, 9, 10))
     recipients = {s: r for _, s, r in steps_of(session, "task", task.id)}
-    assert recipients["unit_head"] == [] and recipients["responsible_leader"] == [ids["wang"]]
+    assert recipients["unit_head"] == [ids["wang"]]  # the rung above: the unit's responsible leader
     assert all(ids["zhou"] not in r for r in recipients.values())
     assert notified(session, people["zhou"]) == []
     assert audit.verify(session).ok
