@@ -234,7 +234,8 @@ def withdraw_refusal(session: Session, actor: Actor, task: HumanTask) -> EngineE
     status = session.scalar(select(ProcessInstance.status).where(ProcessInstance.id == task.instance_id))
     if status != "running":  # before the load: an archived instance's loads only to look at
         return Conflict("流程已结束或暂停，无法撤回 (the process is not running)", task_id=task.id)
-    return _moved_on(session, actor, task, runtime.load(session, task.instance_id))
+    # a look (已办, the task page): the workflow stays kept for the unit of work that acts next
+    return _moved_on(session, actor, task, runtime.load(session, task.instance_id, read_only=True))
 
 
 def _moved_on(session: Session, actor: Actor, task: HumanTask, running: runtime.Running, *,

@@ -160,7 +160,8 @@ def form_texts(session: Session, task: HumanTask, version_id: int | None = None,
         return FormTexts(schema, texts[1], problem)
     if schema and form_options.PREFIX in schema:
         if data is None:
-            spiff_task = runtime.find_task(runtime.load(session, task.instance_id).workflow, task.task_guid)
+            spiff_task = runtime.find_task(runtime.load(session, task.instance_id, read_only=True).workflow,
+                                           task.task_guid)
             data = dict(spiff_task.data) if spiff_task is not None else {}
         schema = form_options.resolve(schema, data)
     return FormTexts(schema, texts[1])

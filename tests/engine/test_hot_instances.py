@@ -512,3 +512,20 @@ def test_a_migration_preview_keeps_the_instance_hot(factory: sessionmaker[Sessio
     hits = hot.CACHE.hits
     _complete(factory, instance_id, clerk, progress="after a preview")
     assert hot.CACHE.hits == hits + 1
+
+
+def test_the_done_list_keeps_the_instances_hot(factory: sessionmaker[Session], session: Session,
+                                              clerk: Actor) -> None:
+    """已办 asks of each of the person's done steps whether it may still be withdrawn (撤回): a look, which leaves the
+    workflow kept for the next completion (was: it took it out of the cache, so after a look at 已办 the next
+    completion of each of those instances deserialised its state again)."""
+    instance_id = _start(session, clerk)
+    _complete(factory, instance_id, clerk)
+    with factory() as s:
+        done = s.scalars(select(HumanTask).where(HumanTask.instance_id == instance_id,
+                                                 HumanTask.state == "completed")).all()
+        assert done and sendback.withdrawable(s, clerk, list(done)) == {t.id for t in done}
+        s.rollback()
+    hits = hot.CACHE.hits
+    _complete(factory, instance_id, clerk, progress="after a look at 已办")
+    assert hot.CACHE.hits == hits + 1
