@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
 
 from engine import clock
 from engine.celery_app import celery
@@ -69,8 +70,7 @@ def scheduled_reports() -> int:
     factory = session_factory()
     with session_scope(factory) as session:
         ids = reports.ensure_runs(session, now=clock.now())
-    for run_id in ids:
-        reports.run(factory, run_id)
+    _generate_each(factory, ids)
     return len(ids)
 
 
@@ -81,6 +81,20 @@ def pending_reports() -> int:
     factory = session_factory()
     with session_scope(factory) as session:
         ids = reports.stale_runs(session, now=clock.now())
-    for run_id in ids:
-        reports.run(factory, run_id)
+    _generate_each(factory, ids)
     return len(ids)
+
+
+def _generate_each(factory: sessionmaker[Session], ids: list[int]) -> None:
+    """Generate runs in turn: one that fails is marked failed by `reports.run` and the next is still generated.
+
+    Raising out of the loop left every run after a failing one ungenerated for as long as it failed (the beat asks
+    again in id or kind order, and meets it first). A lost database connection still raises, for the job's retry.
+    """
+    for run_id in ids:
+        try:
+            reports.run(factory, run_id)
+        except OperationalError:
+            raise
+        except Exception:
+            log.exception("report run %s failed; generating the rest", run_id)

@@ -144,3 +144,28 @@ def test_two_beats_at_once_make_one_run(pg_factory: sessionmaker[Session]) -> No
         assert session.scalar(select(func.count()).select_from(ReportRun)) == 2
         assert len({tuple(f) for f in found}) == 1
         assert session.scalar(select(func.count()).select_from(User)) == 2
+
+
+def test_a_report_that_fails_does_not_hold_up_the_other_kind(session: Session, factory: sessionmaker[Session],
+                                                             people: dict[str, int], tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The beat job generates the due runs in turn: one that fails (its data, a font, a bug) is marked failed and the
+    next is still generated — raising out of the loop left the 周调度 ungenerated for as long as the 月通报 failed."""
+    from plan import jobs
+    from plan.reports import core
+    path = tmp_path / "escalation.yaml"
+    path.write_text("defaults: {}\nreports:\n  weekly: {weekday: 1, hour: 8, recipients: [wang]}\n"
+                    "  monthly: {day: 1, hour: 8, recipients: [wang]}\n", encoding="utf-8")
+    monkeypatch.setenv("JZFLOW_ESCALATION_FILE", str(path))
+    monkeypatch.setattr(jobs, "session_factory", lambda: factory)
+    built = core.build
+
+    def build(s: Session, *, kind: str, **kw: Any) -> core.Report:
+        if kind == "monthly":  # generated first (kinds in name order)
+            raise RuntimeError("月通报的数据有误 (bad data)")
+        return built(s, kind=kind, **kw)
+    monkeypatch.setattr(core, "build", build)
+    clock.freeze(datetime(2025, 10, 6, 9, 0, tzinfo=SH))  # Monday: both are due
+    jobs.scheduled_reports()
+    session.expire_all()
+    assert {r.kind: r.status for r in session.scalars(select(ReportRun))} == {"monthly": "failed", "weekly": "done"}
