@@ -21,7 +21,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from engine import audit, clock
-from engine.db import is_postgres
+from engine.db import advisory_lock, is_postgres
 from engine.documents import numbering
 from engine.documents.models import IssuedDocument
 from engine.errors import InvalidInput
@@ -74,8 +74,13 @@ def issue(session: Session, *, instance_id: int, kind: str, rule: numbering.Numb
           issuers: list[str], issued_on: date, actor: Actor, details: Any = None) -> IssuedDocument:
     """Issue the instance's document of this kind with the rule's next number, or return the one issued before.
 
+    The same step submitted twice at once runs this twice before either commits: the second waits here for the
+    first's transaction and then finds its document (its own save then loses: 409), instead of waiting for the number
+    and failing on the unique constraint inside the engine run.
+
     Raises: InvalidInput (an empty title or subject)
     """
+    advisory_lock(session, f"issued_document:{instance_id}:{kind}")
     found = session.scalar(select(IssuedDocument).where(IssuedDocument.instance_id == instance_id,
                                                         IssuedDocument.kind == kind))
     if found is not None:

@@ -13,13 +13,14 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine import deploy, documents, org
+from engine import clock, deploy, documents, org
 from engine.documents import numbering, pdf
 from engine.documents.models import DocumentSequence, IssuedDocument
 from engine.errors import InvalidInput
 from engine.org.actors import SYSTEM, Actor, actor_for
 from engine.runtime import formtext, instances
 from tests.conftest import FIXTURES, pdf_text
+from tests.processes.test_parallel_approval import deployed, people  # noqa: F401 (fixtures used by name)
 
 RULE = numbering.NumberRule("cert", "胶审〔{year}〕{seq:04d}号")
 
@@ -269,3 +270,54 @@ def test_opinions_count_towards_the_row_limit(tmp_path: Path) -> None:
     words = pdf_text(body, tmp_path)
     assert f"意见{limit - 1:05d}" in words and f"意见{limit:05d}" not in words
     assert f"另有 {5_000 - limit:,} 条未打印" in words
+
+
+# --- two at once --------------------------------------------------------------------------------------------
+
+
+def test_the_certificate_step_submitted_twice_at_once_issues_one_document(
+        session: Session, factory: sessionmaker[Session], deployed: None, people: dict[str, Actor],  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """联合出证 submitted twice at once (a double click, two tabs): both runs reach the service task before either
+    commits. The second waited for the first's number, then stored a second document of the same instance and kind:
+    the unique constraint failed inside the engine run, a database error instead of the 409 of a lost save."""
+    from engine import runtime, tasks
+    from engine.db import is_postgres
+    from engine.errors import Conflict
+    from tests.engine.conftest import at_once
+    from tests.processes.test_parallel_approval import APPLICATION, accept, at, review
+    from tests.steps import do, only_task
+    if not is_postgres(session):
+        pytest.skip("row locks: PostgreSQL (SQLite has one writer: BEGIN IMMEDIATE)")
+    runtime._spec_cache.clear()
+    clock.freeze(at("2025-09-25"))
+    row = instances.start(session, process_key="parallel_approval", actor=people["qiye_zhang"],
+                          business_key=APPLICATION["project_code"], title="并联审批")
+    session.commit()
+    do(session, only_task(session, row.id, "submit_application"), people["qiye_zhang"], dict(APPLICATION))
+    accept(session, people, row.id, at("2025-09-26"))
+    for code in ("fgj", "zrzyj", "sthjj"):
+        review(session, people, row.id, code)
+    clock.freeze(at("2025-10-10", "10:00"))
+    task_id = only_task(session, row.id, "issue_certificate").id
+    tasks.claim(session, task_id=task_id, actor=people["window_wang"])
+    session.commit()
+    both = threading.Barrier(2, timeout=20)
+    issue = documents.issue
+
+    def issue_when_both_got_here(*args: object, **kwargs: object) -> documents.IssuedDocument:
+        both.wait()  # both submissions read the task and ran the workflow to the service task
+        return issue(*args, **kwargs)  # type: ignore[arg-type]
+    monkeypatch.setattr(documents, "issue", issue_when_both_got_here)
+
+    def submit(_i: int) -> None:
+        with factory() as s:
+            tasks.complete(s, task_id=task_id, actor=people["window_wang"], data={"issued_on": "2025-10-10"})
+            s.commit()
+    outcomes = at_once(2, submit)
+    assert sorted(o is None for o in outcomes) == [False, True], outcomes
+    lost = next(o for o in outcomes if o is not None)
+    assert isinstance(lost, Conflict), repr(lost)  # 409: someone else just acted
+    session.expire_all()
+    assert [d.number for d in documents.for_instance(session, row.id)] == ["胶审〔2025〕0001号"]
+    assert session.scalar(select(DocumentSequence.last)) == 1  # the loser's number was given back
