@@ -6,7 +6,8 @@
 - /verify/<code>               public: the number, subject, date and issuers of the document with this code
 
 Access is the engine's (`engine.tasks.submissions`, `engine.documents.render`): whoever may not see the instance
-gets 403; an applicant from outside gets their own steps and the issued documents, not the 审批单.
+gets 404, as for an instance that does not exist; an applicant from outside, who may see it, gets their own steps
+and the issued documents, and 403 for the 审批单.
 """
 from __future__ import annotations
 
