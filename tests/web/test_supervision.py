@@ -229,3 +229,24 @@ def test_a_report_run_from_request_to_download(leaders: dict[str, int], login: C
         refused, absent = outsider.get(path), outsider.get(path.replace(str(run_id), "999999"))
         assert (refused.status_code, absent.status_code) == (404, 404), path
         assert "报表不存在" in refused.get_data(as_text=True) and "报表不存在" in absent.get_data(as_text=True)
+
+
+def test_a_failed_report_run_tells_what_to_do_and_only_an_administrator_the_error(
+        leaders: dict[str, int], login: Callable[[str], FlaskClient], factory: sessionmaker[Session],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The exception's text (SQL and its parameters, paths) is for whoever runs the system, not for the leader who
+    asked for the report: they are told it failed and what to do."""
+    boss = login("boss")
+    token = csrf_of(boss, "/reports")
+    run_id = int(boss.post("/reports", data={"kind": "weekly", "day": "2025-09-03", "csrf_token": token})
+                 .headers["Location"].rsplit("/", 1)[1])
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("SELECT secret_column FROM internal_table WHERE token = 'abc'")
+
+    monkeypatch.setattr(reports.core, "build", broken)
+    with pytest.raises(RuntimeError):
+        reports.run(factory, run_id)
+    page = boss.get(f"/reports/{run_id}").get_data(as_text=True)
+    assert "报表生成失败" in page and "secret_column" not in page
+    assert "secret_column" in login("admin").get(f"/reports/{run_id}").get_data(as_text=True)

@@ -63,8 +63,11 @@ def start() -> ResponseReturnValue:
 @bp.get("/reports/<int:run_id>")
 @login_required
 def show(run_id: int) -> ResponseReturnValue:
-    run = reports.get_run(db_session(), run_id, current_actor())
-    return render_template("reports/show.html", run=run, refresh=run.status in ACTIVE)
+    actor = current_actor()
+    run = reports.get_run(db_session(), run_id, actor)
+    # what failed (the exception's text: SQL, parameters, paths) is for whoever runs the system, not the reader
+    return render_template("reports/show.html", run=run, refresh=run.status in ACTIVE,
+                           detail=run.error if actor.is_admin else None)
 
 
 @bp.get("/reports/<int:run_id>.<fmt>")
