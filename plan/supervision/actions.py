@@ -25,6 +25,7 @@ from engine.tasks import lookup, operations, people
 from engine.tasks.collab_models import Comment
 from engine.tasks.models import HumanTask, TaskCandidate
 from plan.dates import YEARS, require_year
+from plan.leads.models import InvestmentLead
 from plan.ledger.models import LedgerIssue
 from plan.projects.deadlines import NEXT_STAGE
 from plan.projects.fields import PLANNED_FIELDS, check_planned
@@ -33,7 +34,21 @@ from plan.stale import require_fresh, version
 from plan.supervision.area import ISSUE_TASKS, issue_tasks, open_target, pending_extension, target_of
 
 URGE_INTERVAL = timedelta(hours=1)
-_ROWS: dict[str, type[HumanTask | LedgerIssue | Project]] = {"task": HumanTask, "issue": LedgerIssue, "project": Project}
+_ROWS: dict[str, type[HumanTask | LedgerIssue | InvestmentLead | Project]] = {
+    "task": HumanTask, "issue": LedgerIssue, "lead": InvestmentLead, "project": Project}
+# An item a process carries (问题台账, 招商线索): its row, its process, the steps that carry its deadline, the steps
+# its handler holds.
+_ITEMS: dict[str, tuple[type[LedgerIssue] | type[InvestmentLead], str, tuple[str, ...], tuple[str, ...]]] = {
+    "issue": (LedgerIssue, "issue_ledger", ISSUE_TASKS, ISSUE_TASKS),
+    "lead": (InvestmentLead, "investment_lead", ("contact", "feedback"), ("respond", "contact", "feedback")),
+}
+
+
+def _item(session: Session, object_type: str, object_id: int) -> LedgerIssue | InvestmentLead:
+    """The issue or lead behind a target (by its own type: ids of different kinds overlap)."""
+    row = session.get(_ITEMS[object_type][0], object_id)
+    assert isinstance(row, (LedgerIssue, InvestmentLead))  # open_target found it
+    return row
 
 
 def _lock(session: Session, object_type: str, object_id: int) -> None:
@@ -75,14 +90,15 @@ def set_deadline(session: Session, target: Target, due: datetime, *, now: dateti
         task = session.get(HumanTask, target.object_id)
         assert task is not None
         task.due_at, task.warn_at = due, sla.warn_time(now, due, policy.yellow)
-    elif target.object_type == "issue":
-        issue = session.get(LedgerIssue, target.object_id)
-        assert issue is not None
-        issue.due_at = due
-        task_policy = sla.load_policies().get("task", "issue_ledger")
-        for task in issue_tasks(session, issue, ISSUE_TASKS):
+    elif target.object_type in _ITEMS:
+        item = _item(session, target.object_type, target.object_id)
+        item.due_at = due
+        _, process_key, carrying, _ = _ITEMS[target.object_type]
+        task_policy = sla.load_policies().get("task", process_key)
+        for task in issue_tasks(session, item, carrying):
             task.due_at, task.warn_at = due, sla.warn_time(now, due, task_policy.yellow)
     else:
+        assert target.object_type == "project", target.object_type
         project = session.get(Project, target.object_id)
         assert project is not None
         column = NEXT_STAGE[project.stage][1]
@@ -189,10 +205,9 @@ def reassignable(session: Session, *, actor: Actor, object_type: str, object_id:
     if object_type == "task":
         task = tasks.get_open(session, object_id)
         return Reassignable(target, task.instance_id, task.id)
-    issue = session.get(LedgerIssue, object_id)
-    assert issue is not None
-    open_tasks = issue_tasks(session, issue, ISSUE_TASKS)
-    return Reassignable(target, issue.instance_id, open_tasks[0].id if open_tasks else None)
+    item = _item(session, object_type, object_id)
+    open_tasks = issue_tasks(session, item, _ITEMS[object_type][3])
+    return Reassignable(target, item.instance_id, open_tasks[0].id if open_tasks else None)
 
 
 def _give_task(session: Session, task: HumanTask, user: User) -> None:
@@ -204,13 +219,13 @@ def _give_task(session: Session, task: HumanTask, user: User) -> None:
 
 def reassign(session: Session, *, actor: Actor, object_type: str, object_id: int, to_username: str,
              note: str = "", seen: str | None) -> User:
-    """改派: give a task, or an issue and its open tasks, to another handler in the actor's scope (the picker's).
+    """改派: give a task, or an issue or lead and its open tasks, to another handler in the actor's scope (the picker's).
 
     `seen`: the `holder_version` the 改派 page showed; when someone else handed the object on since, refused.
 
     Raises: NotFound, Forbidden, Conflict, UserNotFound, InvalidInput
     """
-    if object_type == "issue":  # two 改派 at once: the second compares with what the first did (a task's own
+    if object_type in _ITEMS:  # two 改派 at once: the second compares with what the first did (a task's own
         _lock(session, object_type, object_id)  # compare-and-set, lookup.reassign, covers the moment after the read)
     found = reassignable(session, actor=actor, object_type=object_type, object_id=object_id)
     target = found.target
@@ -223,10 +238,9 @@ def reassign(session: Session, *, actor: Actor, object_type: str, object_id: int
             raise InvalidInput("已由此人办理 (already theirs)", field="to_username")
         _give_task(session, task, user)
     else:
-        issue = session.get(LedgerIssue, object_id)
-        assert issue is not None
-        issue.handler_id = user.id
-        for task in issue_tasks(session, issue, ISSUE_TASKS):
+        item = _item(session, object_type, object_id)
+        item.handler_id = user.id
+        for task in issue_tasks(session, item, _ITEMS[object_type][3]):
             _give_task(session, task, user)
     session.flush()
     _log(session, actor, target, "reassign", note=note, to=user.id)

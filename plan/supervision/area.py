@@ -1,4 +1,4 @@
-"""督办: the objects in a leader's area (`engine.org.area`): tasks, ledger issues, projects.
+"""督办: the objects in a leader's area (`engine.org.area`): tasks, ledger issues, 招商线索 (leads), projects.
 
 An object outside the area is still the business of its own responsible leader.
 """
@@ -14,6 +14,7 @@ from engine.errors import Conflict, Forbidden, InvalidInput, NotFound
 from engine.org.actors import Actor
 from engine.org.area import Area, area
 from engine.tasks.models import HumanTask
+from plan.leads.models import InvestmentLead
 from plan.ledger.models import LedgerIssue
 
 ISSUE_TASKS = ("handle", "feedback")  # the issue's tasks that carry its deadline
@@ -67,7 +68,8 @@ def open_target(session: Session, actor: Actor, object_type: str, object_id: int
     return target
 
 
-def issue_tasks(session: Session, issue: LedgerIssue, bpmn_ids: tuple[str, ...]) -> list[HumanTask]:
+def issue_tasks(session: Session, issue: LedgerIssue | InvestmentLead, bpmn_ids: tuple[str, ...]) -> list[HumanTask]:
+    """The open tasks of an issue's (or a lead's) process among these steps."""
     if issue.instance_id is None:
         return []
     return list(session.scalars(select(HumanTask).where(HumanTask.instance_id == issue.instance_id,

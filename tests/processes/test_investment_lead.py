@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from engine import audit, clock, deploy, org, runtime, tasks
 from engine.audit.models import AuditEvent
-from engine.deadlines import sources
+from engine.deadlines import sla, sources
 from engine.errors import Conflict, Forbidden, FormInvalid, InvalidInput, TaskNotFound
 from engine.org.actors import SYSTEM, Actor, actor_for
 from engine.org.models import OrgUnit
@@ -202,3 +202,38 @@ def test_services_refuse_bad_input_and_other_instances_leads(session: Session, p
     assert lead_of(session, one).status == "registered"
     assert session.scalar(select(OrgUnit.code).where(OrgUnit.id == lead_of(session, one).unit_id)) == "shz"
     assert date(2025, 9, 1) == clock.now().astimezone(clock.SHANGHAI).date()
+
+
+def test_supervision_moves_the_leads_deadline_and_handler_with_its_open_step(
+        session: Session, people: dict[str, Actor]) -> None:
+    """督办 of a 招商线索: a new deadline moves the lead's 反馈 date and the 对接 step that carries it; 改派 gives the
+    lead and its open step to the new handler, whose next 对接 round is theirs too."""
+    from plan.supervision import actions as supervision
+    from plan.supervision.area import target_of
+    admin = org.add_user(session, username="admin", display_name="管理员", is_admin=True)
+    org.add_user(session, username="shz_liu", display_name="示范区刘洋", unit_codes=["shz"], role_codes=["handler"])
+    session.commit()
+    boss, liu = actor_for(session, admin.username), actor_for(session, "shz_liu")
+    iid = instances.start(session, process_key="investment_lead", actor=people["platform"], data=PUSHED).id
+    session.commit()
+    do(session, only_task(session, iid, "dispatch"), people["zs_wang"],
+       {"unit_code": "shz", "deadline_kind": "date", "due_date": "2025-09-10"})
+    do(session, only_task(session, iid, "respond"), people["shz_chen"], {"response": "accept"})
+    lead = lead_of(session, iid)
+    seen = supervision.deadline_version(target_of(session, "lead", lead.id))
+    supervision.urge(session, actor=boss, object_type="lead", object_id=lead.id, due_date=date(2025, 9, 30), seen=seen)
+    session.commit()
+    lead = lead_of(session, iid)
+    assert only_task(session, iid, "contact").due_at == lead.due_at == sla.deadline_of(date(2025, 9, 30))
+    found = supervision.reassignable(session, actor=boss, object_type="lead", object_id=lead.id)
+    assert found.task_id == only_task(session, iid, "contact").id
+    supervision.reassign(session, actor=boss, object_type="lead", object_id=lead.id, to_username="shz_liu",
+                         seen=found.seen)
+    session.commit()
+    assert lead_of(session, iid).handler_id == liu.user_id
+    assert only_task(session, iid, "contact").assignee_id == liu.user_id
+    do(session, only_task(session, iid, "contact"), liu, {"contact_date": "2025-09-01", "contact_way": "phone",
+                                                          "summary": "电话沟通。", "next_step": "again"})
+    assert only_task(session, iid, "contact").assignee_id == liu.user_id  # the next round reads the lead again
+    assert actions(session, lead)[-3:] == ["supervision.urge", "supervision.reassign", "lead.contact"]
+    assert audit.verify(session).ok

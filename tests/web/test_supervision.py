@@ -21,6 +21,7 @@ from engine.org.models import OrgUnit, Role, User
 from engine.runtime import instances
 from engine.tasks.models import HumanTask
 from plan import reports
+from plan.leads.models import InvestmentLead
 from plan.ledger.models import LedgerIssue
 from plan.supervision import actions as supervision_actions
 from tests.processes.test_issue_ledger import ledger_files
@@ -250,3 +251,46 @@ def test_a_failed_report_run_tells_what_to_do_and_only_an_administrator_the_erro
     page = boss.get(f"/reports/{run_id}").get_data(as_text=True)
     assert "报表生成失败" in page and "secret_column" not in page
     assert "secret_column" in login("admin").get(f"/reports/{run_id}").get_data(as_text=True)
+
+
+def test_an_overdue_investment_lead_is_supervised_as_itself(
+        leaders: dict[str, int], login: Callable[[str], FlaskClient], factory: sessionmaker[Session]) -> None:
+    """招商线索 are watched by the deadline sweep and so listed on 督办, but 催办/改派/升级 of one answered 404 (the
+    page's routes knew tasks, issues and projects only) and the category cell was empty. Behind the routes, a
+    lead's new deadline went to the project, and its 改派 to the ledger issue, that has the lead's id."""
+    with factory() as s:
+        fgj = s.scalar(select(OrgUnit).where(OrgUnit.code == "fgj"))
+        assert fgj is not None
+        org.add_user(s, username="fg_li", display_name="发改李九", unit_codes=["fgj"])
+        fg = s.scalar(select(User.id).where(User.username == "fg"))
+        lead = InvestmentLead(code="ZS-2025-0001", title="储能电池生产基地", enterprise="青岛某新能源科技有限公司",
+                              source="platform", unit_id=fgj.id, handler_id=fg, status="accepted",
+                              due_at=sla.deadline_of(date(2025, 9, 3)), created_at=clock.now())
+        s.add(lead)
+        s.commit()
+        assert lead.id == leaders["issue"]  # the same id as the ledger issue: each must stay the other's
+        issue_before = s.get(LedgerIssue, leaders["issue"])
+        assert issue_before is not None
+        issue_due, issue_handler = issue_before.due_at, issue_before.handler_id
+    swept(factory, datetime(2025, 9, 5, 10, tzinfo=SH))
+    boss = login("boss")
+    page = boss.get("/supervision").get_data(as_text=True)
+    assert f'id="lead-{lead.id}"' in page and "招商线索 ZS-2025-0001" in page
+    row = page[page.index(f'id="lead-{lead.id}"'):]
+    assert "<td>招商线索</td>" in row[:row.index("</tr>")]
+    urge = f"/supervision/lead/{lead.id}/urge"
+    assert boss.post(urge, data={**form_at(boss, "/supervision", urge), "due_date": "2025-09-12",
+                                 "message": "请本周反馈"}).status_code == 302
+    with factory() as s:
+        assert s.get(InvestmentLead, lead.id).due_at == sla.deadline_of(date(2025, 9, 12))  # type: ignore[union-attr]
+    reassign = f"/supervision/lead/{lead.id}/reassign"
+    assert boss.get(reassign).status_code == 200
+    assert boss.post(reassign, data={**form_at(boss, reassign, reassign), "to_username": "fg_li"}).status_code == 302
+    with factory() as s:
+        moved = s.get(InvestmentLead, lead.id)
+        issue = s.get(LedgerIssue, leaders["issue"])
+        assert moved is not None and issue is not None
+        assert moved.handler_id == s.scalar(select(User.id).where(User.username == "fg_li"))
+        assert (issue.due_at, issue.handler_id) == (issue_due, issue_handler)  # the issue of the same id untouched
+        streams = set(s.scalars(select(AuditEvent.stream).where(AuditEvent.action.like("supervision.%"))))
+        assert streams == {f"investment_lead:{lead.id}"}

@@ -19,7 +19,7 @@ from web import access
 from web.common import commit, current_actor, db_session
 
 bp = Blueprint("supervision", __name__)
-OBJECT_TYPES = ("task", "issue", "project")
+OBJECT_TYPES = ("task", "issue", "lead", "project")
 
 
 def light(due_at: datetime | None, warn_at: datetime | None = None, now: datetime | None = None) -> Markup:
