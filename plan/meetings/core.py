@@ -268,7 +268,10 @@ def record_decision(session: Session, *, meeting_id: int, project_code: str, out
     wanted = (outcome, text, unit.id if unit else None, due_on)
     require_fresh(seen, decision_version(row), what=f"项目 {project_code} 的会议决定",
                   changes=row is None or (row.outcome, row.decision, row.unit_id, row.due_on) != wanted)
-    before = None if row is None else {"outcome": row.outcome, "decision": row.decision}
+    before = None if row is None else {  # all of what a correction replaces, the unit and date included
+        "outcome": row.outcome, "decision": row.decision,
+        "unit": session.scalar(select(OrgUnit.code).where(OrgUnit.id == row.unit_id)) if row.unit_id else None,
+        "due_on": row.due_on}
     if row is None:
         row = MeetingDecision(meeting_id=meeting.id, project_id=item["project_id"])
         session.add(row)

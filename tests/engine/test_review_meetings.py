@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine import audit, clock, org
+from engine.audit.models import AuditEvent
 from engine.errors import Conflict, Forbidden, InvalidInput
 from engine.notify.models import OutboxMessage
 from engine.org.actors import Actor, actor_for
@@ -162,3 +163,26 @@ def test_two_beats_at_once_build_one_agenda(pg_factory: sessionmaker[Session]) -
     with pg_factory() as session:
         assert session.scalar(select(func.count()).select_from(ReviewMeeting)) == 1
     assert len(set(ids)) == 1 and ids[0] is not None
+
+
+def test_a_corrected_decision_keeps_what_it_replaced_in_the_audit_trail(session: Session, frozen: Any) -> None:
+    """A correction that moves only the 落实单位 or the 落实期限 is a change: its audit event says what they were,
+    as it does for the outcome and the words (the trail lost the unit and date a correction replaced)."""
+    people = _world(session)
+    meeting = meetings.ensure_meeting(session, now=datetime(2025, 9, 15, 7, tzinfo=SH), rhythm=RHYTHM)
+    assert meeting is not None
+    session.commit()
+    ids = {i["code"]: int(i["project_id"]) for i in meeting.agenda}
+    record = dict(meeting_id=meeting.id, project_code="XM-1", outcome="coordinate", decision="协调施工许可。",
+                  actor=people["zs"])
+    meetings.record_decision(session, **record, unit_code="shz", due_on=date(2025, 9, 24),
+                             seen=meetings.decision_version(None))
+    seen = meetings.decision_forms(session, meeting)[ids["XM-1"]].seen
+    meetings.record_decision(session, **record, unit_code="jxj", due_on=date(2025, 9, 30), seen=seen)
+    session.commit()
+    events = session.scalars(select(AuditEvent).where(AuditEvent.stream == f"review_meeting:{meeting.id}",
+                                                      AuditEvent.action == "meeting.decision")
+                             .order_by(AuditEvent.seq)).all()
+    assert [e.before for e in events] == [None, {"outcome": "coordinate", "decision": "协调施工许可。", "unit": "shz",
+                                                 "due_on": "2025-09-24"}]
+    assert events[1].after["unit"] == "jxj" and events[1].after["due_on"] == "2025-09-30"
