@@ -11,7 +11,8 @@ from plan.meetings.core import (
     may_record,
     recent,
     record_decision,
+    require_record,
 )
 
 __all__ = ["OUTCOMES", "OUTCOME_NAMES", "close_meeting", "decision_forms", "decision_version", "decisions",
-           "ensure_meeting", "get_meeting", "may_record", "recent", "record_decision"]
+           "ensure_meeting", "get_meeting", "may_record", "recent", "record_decision", "require_record"]

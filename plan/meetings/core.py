@@ -200,6 +200,15 @@ def may_record(session: Session, actor: Actor) -> bool:
     return bool(codes & set(MEETING_ROLES))
 
 
+def require_record(session: Session, actor: Actor) -> None:
+    """Refuse who may not record decisions, whatever the meeting (the page asks before it reads the form).
+
+    Raises: Forbidden
+    """
+    if not may_record(session, actor):
+        raise Forbidden("只有责任领导、市级领导和招商专员可以记录会议决定 (not allowed to record decisions)")
+
+
 def get_meeting(session: Session, meeting_id: int, *, lock: bool = False) -> ReviewMeeting:
     """Raises: NotFound."""
     meeting = session.get(ReviewMeeting, meeting_id, with_for_update=lock)
@@ -240,8 +249,7 @@ def record_decision(session: Session, *, meeting_id: int, project_code: str, out
 
     Raises: Forbidden, NotFound, Conflict (meeting closed; project not on the agenda; the page is stale), InvalidInput
     """
-    if not may_record(session, actor):
-        raise Forbidden("只有责任领导、市级领导和招商专员可以记录会议决定 (not allowed to record decisions)")
+    require_record(session, actor)
     meeting = get_meeting(session, meeting_id, lock=True)
     if meeting.status == "held":
         raise Conflict(f"{meeting.title} 已结束，决定不能再修改 (the meeting is closed)", meeting_id=meeting_id)
@@ -312,4 +320,4 @@ def recent(session: Session, limit: int = 20) -> list[ReviewMeeting]:
 
 __all__ = ["OUTCOMES", "OUTCOME_NAMES", "SECTION", "DecisionForm", "Rhythm", "agenda", "close_meeting", "decision_forms",
            "decision_version", "decisions", "ensure_meeting", "get_meeting", "held_on", "load", "may_record",
-           "next_meeting", "parse", "previous_meeting", "recent", "record_decision"]
+           "next_meeting", "parse", "previous_meeting", "recent", "record_decision", "require_record"]

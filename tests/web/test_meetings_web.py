@@ -88,3 +88,17 @@ def test_people_without_the_right_are_kept_out(app: Flask) -> None:
     assert applicant.get(f"/meetings/{meeting.id}").status_code == 403
     token = csrf_of(applicant, "/inbox")
     assert applicant.post(f"/meetings/{meeting.id}/close", data={"csrf_token": token}).status_code == 403
+
+
+def test_a_decision_from_someone_without_the_right_is_refused_before_its_fields_are_read(app: Flask) -> None:
+    """Recording a decision is a right by role: refused with 403 whatever the meeting id and whatever the form holds
+    (a malformed 落实期限 answered 422 naming the field to someone who may not record at all)."""
+    applicant = login(app, "gupeng")
+    with Session(app.extensions["jzflow.engine"]) as s:
+        meeting = meetings.recent(s)[0]
+    token = csrf_of(applicant, "/inbox")
+    for meeting_id in (meeting.id, 999999):
+        answer = applicant.post(f"/meetings/{meeting_id}/decisions", data={
+            "csrf_token": token, "project_code": meeting.agenda[0]["code"], "outcome": "advance", "decision": "x",
+            "due_on": "not-a-date"})
+        assert answer.status_code == 403, meeting_id

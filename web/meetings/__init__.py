@@ -58,6 +58,7 @@ def show(meeting_id: int) -> ResponseReturnValue:
 @bp.post("/meetings/<int:meeting_id>/decisions")
 @login_required
 def decide(meeting_id: int) -> ResponseReturnValue:
+    meetings.require_record(db_session(), current_actor())  # by role, before the form is read (its date parsed)
     form = request.form
     meetings.record_decision(db_session(), meeting_id=meeting_id, project_code=form.get("project_code", "")[:40],
                              outcome=form.get("outcome", ""), decision=form.get("decision", "")[:5000],
