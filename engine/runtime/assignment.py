@@ -210,9 +210,7 @@ def _tell_inactive(session: Session, passed_over: Sequence[PassedOver], owners: 
         body = (f"任务 {p.bpmn_id} 的 {p.prop} 指向已停用的人员 {who}，已按查无此人处理："
                 "改由其余候选人、泳道、发起人或管理员办理。请修改流程或其数据 "
                 f"(task '{p.bpmn_id}': {p.prop} names deactivated user '{p.username}'; passed over as a name nobody has)")
-        for user_id in owners:
-            outbox.enqueue(session, "in_app", {"user_id": user_id, "kind": "process_problem", "title": title[:300],
-                                               "body": body, "link": f"/instances/{p.instance_id}"})
+        _note(session, owners, p.instance_id, title, body)
 
 
 def _tell_unknown(session: Session, where: Unnamed, names: list[str], owners: Sequence[int]) -> None:
@@ -225,9 +223,14 @@ def _tell_unknown(session: Session, where: Unnamed, names: list[str], owners: Se
     body = (f"任务 {where.bpmn_id} 的 {where.prop} 指向不存在的人员 {who}，已跳过："
             "改由其余候选人、泳道、发起人或管理员办理。请修改流程或其数据 "
             f"(task '{where.bpmn_id}': {where.prop} names {len(names)} name(s) nobody has, listed above; passed over)")
+    _note(session, owners, where.instance_id, title, body)
+
+
+def _note(session: Session, owners: Sequence[int], instance_id: int, title: str, body: str) -> None:
+    """An in-app note about a process's problem to each owner, linking to the instance."""
     for user_id in owners:
         outbox.enqueue(session, "in_app", {"user_id": user_id, "kind": "process_problem", "title": title[:300],
-                                           "body": body, "link": f"/instances/{where.instance_id}"})
+                                           "body": body, "link": f"/instances/{instance_id}"})
 
 
 def due_time(value: object) -> datetime | None:

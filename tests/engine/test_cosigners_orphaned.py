@@ -21,6 +21,7 @@ from engine.org.actors import Actor
 from engine.runtime import orphans
 from engine.tasks.models import HumanTask
 from plan import supervision
+from tests.engine.conftest import at_once
 from tests.engine.test_cosigners_closed import start, states, with_cosigners
 
 
@@ -105,29 +106,20 @@ def test_two_repairs_at_once_close_once(session: Session, factory: sessionmaker[
         pytest.skip("row locks: PostgreSQL (SQLite has one writer: BEGIN IMMEDIATE)")
     left = _orphaned(session, review_org)
     session.close()
-    barrier = threading.Barrier(2)
     results: list[orphans.Repaired] = []
-    errors: list[BaseException] = []
 
-    def repair() -> None:
-        try:
-            with factory() as s:
-                found = orphans.find(s)
-                barrier.wait(timeout=10)
-                repaired = orphans.Repaired()
-                for instance_id, parents in found.items():
-                    orphans._close(s, instance_id, parents, repaired)
-                s.commit()
-                results.append(repaired)
-        except BaseException as exc:
-            errors.append(exc)
+    def repair(_i: int) -> None:
+        with factory() as s:
+            found = orphans.find(s)  # both find the step before either closes it
+            barrier.wait(timeout=10)
+            repaired = orphans.Repaired()
+            for instance_id, parents in found.items():
+                orphans._close(s, instance_id, parents, repaired)
+            s.commit()
+            results.append(repaired)
 
-    threads = [threading.Thread(target=repair) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
-    assert not errors, errors
+    barrier = threading.Barrier(2)
+    assert at_once(2, repair) == [None, None]
     assert sorted(r.instances for r in results) == [0, 1]
     with factory() as s:
         assert len(_repairs(s, left["instance"])) == 1

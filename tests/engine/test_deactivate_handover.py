@@ -214,16 +214,22 @@ def test_work_left_with_someone_already_deactivated_is_handed_over_later(session
         AuditEvent.action == "org.user.deactivate", AuditEvent.object_id == str(boss))) == 1
 
 
-def test_a_successor_deactivated_meanwhile_does_not_keep_what_they_were_given(
-        factory: sessionmaker[Session], session: Session, meanwhile: Meanwhile) -> None:  # noqa: F811
-    """admin hands fg's work to head while admin2 deactivates head: head's row is share-locked from the successor
-    check to the commit, so admin2's 停用 waits for it and then hands over what head was just given (was: admin2 did
-    not wait, read head's tasks before they were given, and head kept fg's task, deactivated)."""
+def _holder_and_admin2(session: Session) -> tuple[access_world.Situation, int, int]:
+    """fg holds a task; a second administrator; (the situation, fg's id, head's id). Ends the session's transaction."""
     where = _situation(session, "holder")
     org.add_user(session, username="admin2", display_name="管理员二", is_admin=True)
     session.commit()
     fg, head = _id(session, "fg"), _id(session, "head")
     session.close()
+    return where, fg, head
+
+
+def test_a_successor_deactivated_meanwhile_does_not_keep_what_they_were_given(
+        factory: sessionmaker[Session], session: Session, meanwhile: Meanwhile) -> None:  # noqa: F811
+    """admin hands fg's work to head while admin2 deactivates head: head's row is share-locked from the successor
+    check to the commit, so admin2's 停用 waits for it and then hands over what head was just given (was: admin2 did
+    not wait, read head's tasks before they were given, and head kept fg's task, deactivated)."""
+    where, fg, head = _holder_and_admin2(session)
     meanwhile.at(leaving, "_successor", lambda s: leaving.deactivate_user(
         s, user_id=head, actor=actor_for(s, "admin2"), refuse_stuck=False), after=True)
     with factory() as s:
@@ -238,11 +244,7 @@ def test_a_successor_deactivated_meanwhile_does_not_keep_what_they_were_given(
 
 def test_a_successor_deactivated_first_is_refused(factory: sessionmaker[Session], session: Session,
                                                   meanwhile: Meanwhile) -> None:  # noqa: F811
-    where = _situation(session, "holder")
-    org.add_user(session, username="admin2", display_name="管理员二", is_admin=True)
-    session.commit()
-    fg, head = _id(session, "fg"), _id(session, "head")
-    session.close()
+    where, fg, head = _holder_and_admin2(session)
     meanwhile.at(leaving, "_successor", lambda s: leaving.deactivate_user(
         s, user_id=head, actor=actor_for(s, "admin2"), refuse_stuck=False))
     with factory() as s, pytest.raises(InvalidInput) as refused:

@@ -240,12 +240,8 @@ def test_send_back_and_withdraw_still_reach_their_steps_after_compaction(
     assert _data(factory, instance_id)["last_progress"] == "after send back"
 
 
-def test_a_compacted_instance_migrates_to_a_new_version(factory: sessionmaker[Session], session: Session,
-                                                          clerk: Actor) -> None:
-    instance_id = _start(session, clerk)
-    _complete(factory, instance_id, clerk)
-    for _ in range(20):
-        _complete(factory, instance_id, clerk)
+def _new_version(factory: sessionmaker[Session]) -> tuple[Actor, int]:
+    """Deploy a second version of the loop (one task renamed) as a new administrator: (them, the version's id)."""
     files = deploy.read_directory(LOOP)
     name = next(n for n in files if n.endswith(".bpmn"))
     files[name] = files[name].replace("报送本轮进展".encode(), "报送本轮进展（新版）".encode())
@@ -255,11 +251,21 @@ def test_a_compacted_instance_migrates_to_a_new_version(factory: sessionmaker[Se
         owner = actor_for(s, admin.username)
         deploy.deploy(s, files, actor=owner, check_lanes=False)
         s.commit()
-        target = deploy.latest_version(s, "perf_loop")
-        report = versions.migrate(s, [instance_id], target.id, owner)
+        return owner, deploy.latest_version(s, "perf_loop").id
+
+
+def test_a_compacted_instance_migrates_to_a_new_version(factory: sessionmaker[Session], session: Session,
+                                                          clerk: Actor) -> None:
+    instance_id = _start(session, clerk)
+    _complete(factory, instance_id, clerk)
+    for _ in range(20):
+        _complete(factory, instance_id, clerk)
+    owner, target_id = _new_version(factory)
+    with factory() as s:
+        report = versions.migrate(s, [instance_id], target_id, owner)
         s.commit()
         assert report.migrated == [instance_id], report.refused
-    assert _stored(factory, instance_id).version_id == target.id
+    assert _stored(factory, instance_id).version_id == target_id
     _complete(factory, instance_id, clerk, progress="on the new version")
     assert _data(factory, instance_id)["rounds"] == 21
 
@@ -498,16 +504,9 @@ def test_a_migration_preview_keeps_the_instance_hot(factory: sessionmaker[Sessio
     completion (was: each preview took it out of the cache, and the next completion deserialised it again)."""
     instance_id = _start(session, clerk)
     _complete(factory, instance_id, clerk)
-    files = deploy.read_directory(LOOP)
-    name = next(n for n in files if n.endswith(".bpmn"))
-    files[name] = files[name].replace("报送本轮进展".encode(), "报送本轮进展（新版）".encode())
+    _owner, target_id = _new_version(factory)
     with factory() as s:
-        admin = org.add_user(s, username="owner", display_name="管理员", is_admin=True)
-        s.commit()
-        deploy.deploy(s, files, actor=actor_for(s, admin.username), check_lanes=False)
-        s.commit()
-        target = deploy.latest_version(s, "perf_loop")
-        assert versions.preview(s, instance_id, target.id).problems == []
+        assert versions.preview(s, instance_id, target_id).problems == []
         s.rollback()
     hits = hot.CACHE.hits
     _complete(factory, instance_id, clerk, progress="after a preview")
