@@ -184,9 +184,16 @@ def process_choices(session: Session) -> list[tuple[str, str]]:
 
 
 def may_see_data(session: Session, actor: Actor, instance: ProcessInstance) -> bool:
-    """Admins, process owners, auditors and the starter see an instance's data; others only its timeline."""
+    """Admins, process owners, auditors and the starter see an instance's data; others only its timeline.
+
+    A starter from outside (an applicant, `access.is_external`) does not: the data holds every step's form values
+    merged in, the window's and the departments' opinions among them, which are internal to them (their own steps
+    show from `submissions`, the rest as the public history).
+    """
     if actor.is_admin or actor.is_system:
         return True
+    if access.is_external(session, actor):
+        return False
     if actor.user_id is not None and instance.started_by_id == actor.user_id:
         return True
     return bool(actor.role_codes & set(DATA_ROLES))

@@ -117,12 +117,14 @@ def test_a_task_through_every_operation(app: Flask) -> None:
     twice = boss.post(f"/api/tasks/{back.json['id']}/urge", {})
     assert twice.status_code == 429 and twice.json is not None and twice.json["error"] == "rate_limited"
 
-    # Instances: the list, the page, data for the starter only.
+    # Instances: the list, the page, data for admins, process owners, auditors and a starter from inside only.
     listed = applicant.get("/api/instances", q="JZ-API").json
     assert listed is not None and [i["id"] for i in listed["items"]] == [instance_id]
-    mine = applicant.get(f"/api/instances/{instance_id}").json
-    assert mine is not None and mine["data_visible"] is True and mine["data"]["project_name"] == "胶州智能家电产业园"
-    assert mine["data"]["investment"] == "6000.5"  # a Decimal, as text
+    mine = applicant.get(f"/api/instances/{instance_id}").json  # the starter, from outside: no data
+    assert mine is not None and mine["data_visible"] is False and "data" not in mine
+    admin = Api(app, token_for(app, "admin")).get(f"/api/instances/{instance_id}").json
+    assert admin is not None and admin["data_visible"] is True and admin["data"]["project_name"] == "胶州智能家电产业园"
+    assert admin["data"]["investment"] == "6000.5"  # a Decimal, as text
     theirs = window.get(f"/api/instances/{instance_id}").json
     assert theirs is not None and theirs["data_visible"] is False and "data" not in theirs
     assert {t["bpmn_id"] for t in theirs["tasks"]} >= {"submit_application", "accept"}

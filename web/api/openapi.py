@@ -75,7 +75,8 @@ SCHEMAS: dict[str, Any] = {
     "InstanceDetail": {"allOf": [_ref("Instance"), {"type": "object", "properties": {
         "tasks": {"type": "array", "items": _ref("Task")},
         "incidents": {"type": "array", "items": _ref("Incident")},
-        "data_visible": {"type": "boolean", "description": "Admins, process owners, auditors and the starter"},
+        "data_visible": {"type": "boolean",
+                         "description": "Admins, process owners, auditors and the starter (not an applicant from outside)"},
         "data": {"type": "object", "description": "Only when data_visible"},
         "next_task_id": {"type": ["integer", "null"], "description": "After a start: the starter's first task"}}}]},
     "InstancePage": {"type": "object", "required": ["items", "next_cursor"], "properties": {

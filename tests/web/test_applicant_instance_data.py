@@ -1,0 +1,68 @@
+"""An applicant from outside who started their application does not read the instance's data: it holds the
+window's and the departments' form values (their opinions, merged in by SpiffWorkflow), which are internal to
+them as the 审批单, the departments' steps and uploads are (docs/security.md)."""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from engine import tasks
+from engine.org.actors import actor_for
+from engine.tasks.models import HumanTask
+from tests.web.flows import Api, db, deploy_good, open_task, started_review, token_for
+
+Login = Callable[[str], FlaskClient]
+APPLICATION = {"project_name": "胶州智能家电产业园（一期）", "investment": 6000, "project_type": "industrial"}
+WINDOW_NOTE = "窗口内部说明：核查其关联企业"
+DEPARTMENT_OPINION = "发改内部审查意见：暂缓"
+
+
+def _reviewed(app: Flask, instance_id: int) -> None:
+    """The applicant submits, the window accepts with a note, one department reviews with an opinion."""
+    for bpmn_id, username, data in (("submit_application", "applicant", APPLICATION),
+                                    ("accept", "window", {"decision": "accept", "accept_comment": WINDOW_NOTE})):
+        task = open_task(app, instance_id, bpmn_id)
+        with db(app) as s:
+            actor = actor_for(s, username)
+            tasks.claim(s, task_id=task.id, actor=actor)
+            tasks.complete(s, task_id=task.id, actor=actor, data=data)
+    with db(app) as s:
+        review = s.scalars(select(HumanTask).where(HumanTask.instance_id == instance_id,
+                                                   HumanTask.bpmn_id == "department_review",
+                                                   HumanTask.state == "ready").order_by(HumanTask.id)).first()
+        assert review is not None
+        fg = actor_for(s, "fg")
+        tasks.claim(s, task_id=review.id, actor=fg)
+        tasks.complete(s, task_id=review.id, actor=fg, data={"opinion": DEPARTMENT_OPINION, "approved": False})
+
+
+def test_an_applicant_does_not_read_the_window_and_departments_form_values(app: Flask, login: Login) -> None:
+    deploy_good(app)
+    row = started_review(app, login("applicant"))
+    _reviewed(app, row.id)
+
+    mine = Api(app, token_for(app, "applicant")).get(f"/api/instances/{row.id}")
+    assert mine.status_code == 200
+    text = json.dumps(mine.json, ensure_ascii=False)
+    assert WINDOW_NOTE not in text and DEPARTMENT_OPINION not in text
+    assert mine.json is not None and mine.json["data_visible"] is False and "data" not in mine.json
+    page = login("applicant").get(f"/instances/{row.id}").get_data(as_text=True)
+    assert WINDOW_NOTE not in page and DEPARTMENT_OPINION not in page
+    assert APPLICATION["project_name"] in page  # their own step still shows, from the submissions
+
+    admin = json.dumps(Api(app, token_for(app, "admin")).get(f"/api/instances/{row.id}").json, ensure_ascii=False)
+    assert WINDOW_NOTE in admin and DEPARTMENT_OPINION in admin  # the data is there, for those who may read it
+
+
+def test_a_starter_from_inside_still_reads_the_data(app: Flask) -> None:
+    deploy_good(app)
+    window = Api(app, token_for(app, "window"))  # a member of a unit starting the process: not from outside
+    started = window.post("/api/processes/review_process/instances", {"title": "窗口代办", "business_key": "JZ-IN"})
+    assert started.status_code == 201, started.get_data(as_text=True)
+    assert started.json is not None
+    mine = window.get(f"/api/instances/{started.json['id']}").json
+    assert mine is not None and mine["data_visible"] is True and "data" in mine
