@@ -31,6 +31,7 @@ from plan.projects.core import (
     _unit,
     add_lead,
     find_industry,
+    lock_project,
     responsible_leader,
     today,
 )
@@ -140,6 +141,9 @@ def hand_over(session: Session, *, call: dict[str, Any], unit_code: str, sign_by
     """Give the appointed unit the call's project: its lead (or a new lead named after the call), with the
     date to sign by as the planned signing, so that the project deadline sweep follows it up (flushes).
 
+    The project's row is locked before its stage is checked (`lock_project`, as every change to a project): an
+    officer recording its 签约 at this moment is waited for, and the signed project is refused, not handed over.
+
     Raises: ProjectInputInvalid (unknown unit), InvalidInput (the project is past the lead stage)
     """
     unit = _unit(session, unit_code)
@@ -148,6 +152,8 @@ def hand_over(session: Session, *, call: dict[str, Any], unit_code: str, sign_by
     project = None
     if call.get("project_code"):
         project = session.scalar(select(Project).where(Project.code == call["project_code"]))
+    if project is not None:
+        lock_project(session, project)
     if project is None:
         ind = find_industry(session, call.get("industry"))
         project = add_lead(session, actor=actor, name=str(call.get("title") or call.get("code")),
@@ -224,9 +230,11 @@ def loop_appoint(ctx: effects.RunContext, call: dict[str, Any], unit_code: str, 
     by = _as_date(sign_by)
     if by is None or by < today():
         return {"ok": False, "error": "签约期限 sign_by 必须是今天或以后的日期", "project_code": ""}
-    stage = ctx.session.scalar(select(Project.stage).where(Project.code == call.get("project_code"))) \
+    lead = ctx.session.scalar(select(Project).where(Project.code == call.get("project_code"))) \
         if call.get("project_code") else None
-    if stage not in (None, "lead"):
+    if lead is not None:  # locked before its stage is read: a 签约 recorded at this moment sends the form back
+        lock_project(ctx.session, lead)
+    if lead is not None and lead.stage != "lead":
         return {"ok": False, "error": f"项目 {call['project_code']} 已过线索阶段，不能再转交跟进", "project_code": ""}
     try:
         bid = appoint(ctx.session, instance_id=ctx.running.row.id, call=str(call["code"]), unit_code=unit_code,
