@@ -10,6 +10,7 @@ call's project to `signed` and the call's instance starts its parallel approval.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -112,6 +113,17 @@ def lock_project(session: Session, project: Project) -> Project:
     session.flush()
     session.refresh(project, with_for_update=True)
     return project
+
+
+def lock_projects(session: Session, codes: Iterable[str]) -> None:
+    """Lock the rows of the projects with these codes until the transaction ends (in code order) and read them again.
+
+    An import takes them before it compares its preview's `seen` (`plan.projects.imports`): a change to one of them
+    being saved at that moment is waited for and then compared, instead of passing unseen and being overwritten.
+    """
+    session.flush()
+    session.scalars(select(Project).where(Project.code.in_(sorted(set(codes)))).order_by(Project.code)
+                    .with_for_update().execution_options(populate_existing=True)).all()
 
 
 def skipped(current: str, stage: str) -> tuple[str, ...]:
@@ -295,5 +307,5 @@ def project_sign(ctx: effects.RunContext, call: dict[str, Any], project_name: st
 
 
 __all__ = ["ProjectInputInvalid", "add_lead", "approval_start_data", "check_leads", "count_in_stage", "find_industry",
-           "lock_codes", "lock_project", "next_code", "reach_stage", "responsible_leader", "sign", "skipped",
-           "stage_skipped", "today"]
+           "lock_codes", "lock_project", "lock_projects", "next_code", "reach_stage", "responsible_leader", "sign",
+           "skipped", "stage_skipped", "today"]

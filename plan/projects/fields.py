@@ -13,6 +13,7 @@ PLANNED_FIELDS = ("planned_sign", "planned_start", "planned_complete", "planned_
 PLANNED_NAMES = {"planned_sign": "计划签约日期", "planned_start": "计划开工日期", "planned_complete": "计划竣工日期",
                  "planned_produce": "计划投产日期"}
 MAX_TEXT = 2000
+MAX_AMOUNT = Decimal("1e12")  # 万元: what NUMERIC(14, 2) holds, rounded to the 分
 
 
 def text(value: Any, field: str, *, required: bool = False, limit: int = MAX_TEXT) -> str:
@@ -43,14 +44,20 @@ def day(value: Any, field: str) -> date | None:
 
 
 def amount(value: Any, field: str = "investment") -> Decimal:
-    """Return a positive amount in 万元. Raises: InvalidInput naming the field"""
+    """Return a positive amount in 万元, to the 分 (NUMERIC(14, 2)). Raises: InvalidInput naming the field
+
+    Checked once rounded: 0.001 rounds to nothing and 999999999999.995 past what the column holds.
+    """
     try:
         found = Decimal(str(value).strip().replace(",", ""))
     except (InvalidOperation, ValueError):
         raise InvalidInput("投资（万元）：应为数字 (not a number)", field=field) from None
-    if not found.is_finite() or found <= 0 or found >= Decimal("1e12"):
-        raise InvalidInput("投资（万元）：应为大于 0 的数 (must be positive)", field=field)
-    return found.quantize(Decimal("0.01"))
+    if found.is_finite() and 0 < found < MAX_AMOUNT:
+        found = found.quantize(Decimal("0.01"))
+    if not found.is_finite() or found <= 0 or found >= MAX_AMOUNT:
+        raise InvalidInput("投资（万元）：应为 0.01 至 999999999999.99 之间的数 (between 0.01 and 999,999,999,999.99)",
+                           field=field)
+    return found
 
 
 def check_planned(dates: Mapping[str, date | None]) -> None:

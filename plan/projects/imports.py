@@ -35,7 +35,7 @@ from engine.org import idempotency
 from engine.org.actors import Actor
 from plan.indicators.upload import MAX_BYTES, MAX_ROWS, UploadInvalid, read_table
 from plan.projects import edits, entry
-from plan.projects.core import lock_codes, today
+from plan.projects.core import lock_codes, lock_projects, today
 from plan.projects.models import STAGES, Project, StageReport
 from plan.stale import require_fresh, version
 
@@ -197,18 +197,25 @@ def run(session: Session, *, filename: str, data: bytes, actor: Actor, store: bo
         if store:
             raise UploadInvalid(f"第1行：缺少列 {result.errors[0].column_name}", field="file", errors=_plain(result))
         return result
-    codes = {c for _, raw in body if (c := _cell(raw, columns, "code"))}
+    screened = _screen(body, columns)
+    codes = {c for line, raw in body if line not in screened and (c := _cell(raw, columns, "code"))}
     if store:
         # Every code of the file, in one order, before the first row: another import adding one of them at once is
         # waited for (its projects are then updated), and two files naming the same codes in different orders take
         # turns instead of each holding one the other waits for (a deadlock). A preview rolls back: it takes none.
         lock_codes(session, *codes)
+        # and the rows of those that exist, before `seen` is compared: a change being saved to one of them now
+        # (its row held, not yet committed) is waited for and then seen, not overwritten by the rows below
+        lock_projects(session, codes)
     result.seen = files_version(session, codes)
     if store:
         require_fresh(seen, result.seen, what="导入文件中的项目（预览之后）", changes=True)
     outer = session.begin_nested()
     try:
         for line, raw in body:
+            if line in screened:
+                result.errors.append(screened[line])
+                continue
             cells = {key: _cell(raw, columns, key) for key in columns}
             row = session.begin_nested()
             try:
@@ -250,6 +257,24 @@ def _replayed(answer: idempotency.Answer) -> ImportResult:
     stored = json.loads(answer.body)
     rows = [RowDone(r["line"], r["code"], r["name"], r["action"], tuple(r["stages"])) for r in stored["rows"]]
     return ImportResult(filename=stored["filename"], sha256="", rows=rows, replayed=True)
+
+
+def _screen(body: list[tuple[int, list[str]]], columns: dict[str, int]) -> dict[int, RowError]:
+    """Return the rows refused before any row is looked up, by line: a cell holding NUL (a CSV's cells pass no form
+    guard, and PostgreSQL refuses the statement naming no row), and a 项目编号 an earlier row names — its second row
+    would update what the first added or set, whatever the two said, and the file means two things."""
+    refused: dict[int, RowError] = {}
+    first: dict[str, int] = {}
+    for line, raw in body:
+        cells = {key: _cell(raw, columns, key) for key in columns}
+        if (bad := next((key for key, value in cells.items() if "\x00" in value), None)) is not None:
+            refused[line] = RowError(line, bad, "含有非法字符 NUL (invalid character)")
+        elif (code := cells.get("code", "")) and code in first:
+            refused[line] = RowError(line, "code", f"项目编号 {code[:40]} 与第{first[code]}行重复 "
+                                                   f"(the same code as line {first[code]})")
+        elif code:
+            first[code] = line
+    return refused
 
 
 def _cell(raw: list[str], columns: dict[str, int], key: str) -> str:

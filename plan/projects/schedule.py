@@ -21,6 +21,7 @@ from engine import clock
 from engine.deadlines import calendar
 from engine.errors import InvalidInput
 from engine.org.actors import Actor
+from plan.dates import YEARS, require_year
 from plan.projects import approvals
 from plan.projects.edits import set_planned
 from plan.projects.lags import STAGE_NAMES, lag_of
@@ -67,6 +68,11 @@ def backward(planned_complete: date, *, construction_wd: int, produce_wd: int,
     start = calendar.subtract_working_days(_at(complete), construction_wd).astimezone(clock.SHANGHAI).date()
     sign = calendar.subtract_working_days(_at(start), approval_wd).astimezone(clock.SHANGHAI).date()
     produce = calendar.add_working_days(_at(complete), produce_wd).astimezone(clock.SHANGHAI).date()
+    # counted past the years a plan's date may hold (plan.dates): a page showing it could not be sent back
+    for name, value, field in (("计划签约日期", sign, "construction_wd"), ("计划开工日期", start, "construction_wd"),
+                               ("计划投产日期", produce, "produce_wd")):
+        require_year(value.year, field=field, message=f"倒排工期算出的{name} {value} 不在 {YEARS} 年内，请减少工作日数 "
+                                                      f"(the working days carry it out of range)")
     return Backward(sign, start, complete, produce)
 
 
