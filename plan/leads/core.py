@@ -51,9 +51,11 @@ def _amount(value: Any, field: str) -> Decimal | None:
         amount = Decimal(str(value))
     except InvalidOperation:
         raise InvalidInput(f"{field} 须为数字（万元） (a number)", field=field) from None
+    if amount.is_finite() and 0 <= amount < Decimal("1e12"):
+        amount = amount.quantize(Decimal("0.01"))  # checked once rounded: 999999999999.995 is past NUMERIC(14, 2)
     if not amount.is_finite() or not 0 <= amount < Decimal("1e12"):
         raise InvalidInput(f"{field} 须为 0 至 1 万亿之间的数字（万元）", field=field)
-    return amount.quantize(Decimal("0.01"))
+    return amount
 
 
 def _unit(session: Session, code: str | None, field: str = "unit_code") -> OrgUnit | None:

@@ -194,6 +194,10 @@ def test_services_refuse_bad_input_and_other_instances_leads(session: Session, p
     with pytest.raises(InvalidInput) as err:
         leads.register(own, title="x", industry="no_such_industry")
     assert err.value.details["field"] == "industry"
+    for amount in ("999999999999.995", "1e12", "-0.01", "NaN"):  # the first rounds past NUMERIC(14, 2)
+        with pytest.raises(InvalidInput) as err:
+            leads.register(own, title="x", investment=amount)
+        assert err.value.details["field"] == "investment", amount
     session.rollback()
     bad = instances.start(session, process_key="investment_lead", actor=people["platform"],
                           data={**PUSHED, "industry": "no_such_industry"})
