@@ -23,7 +23,8 @@ from engine.runtime.models import ProcessDefinition, ProcessInstance
 from plan.dates import YEARS, require_year
 
 PROCESS_KEY = "investment_loop"
-PERIOD_PATTERN = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+# fullmatch, ASCII: `$` would let "2025-08\n" through and `\d` "２０２５-08"; each read as August but stored as sent
+PERIOD_PATTERN = re.compile(r"(\d{4})-(0[1-9]|1[0-2])", re.ASCII)
 
 
 def parse_period(period: str) -> tuple[int, int]:
@@ -31,7 +32,7 @@ def parse_period(period: str) -> tuple[int, int]:
 
     Raises: InvalidInput
     """
-    match = PERIOD_PATTERN.match(period) if isinstance(period, str) else None
+    match = PERIOD_PATTERN.fullmatch(period) if isinstance(period, str) else None
     if match is None:
         raise InvalidInput(f"期间格式应为 YYYY-MM (period must be YYYY-MM): {period!r}", field="period")
     year = int(match.group(1))

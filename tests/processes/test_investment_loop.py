@@ -423,6 +423,16 @@ def test_periods() -> None:
             plan.parse_period(bad)
 
 
+@pytest.mark.parametrize("bad", ["2025-08\n", "２０２５-08", "٢٠٢٥-08"])
+def test_a_period_with_a_trailing_newline_or_other_digits_is_refused(bad: str) -> None:
+    """`$` also matches before a trailing newline, and `\\d` any script's digits: "2025-08\\n" and "２０２５-08" were
+    read as August 2025 but kept as they came, so figures saved for them went to a period of their own, beside
+    August's (a second, invisible set of figures: on SQLite the later one won for September's dashboard)."""
+    with pytest.raises(InvalidInput) as refused:
+        plan.parse_period(bad)
+    assert refused.value.details["field"] == "period"
+
+
 def test_indicator_statuses_on_hand_computed_figures(session: Session, figures: dict[str, int]) -> None:
     by_code = {a.code: a for a in plan.indicator_statuses(session, PERIOD)}
     got = {c: (a.status, plan.show(a.value), a.as_of, plan.show(a.projected), plan.show(a.gap))

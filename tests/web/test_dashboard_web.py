@@ -17,6 +17,7 @@ from engine import clock
 from engine.audit.models import AuditEvent
 from engine.org.actors import SYSTEM
 from engine.org.models import User
+from plan import indicators
 from plan.indicators.models import IndicatorValue
 from plan.projects import slow_projects
 from tests import dashboard_data
@@ -223,6 +224,25 @@ def test_a_period_out_of_range_is_refused_naming_it(login: Login, period: str) -
     token = csrf_of(officer, "/dashboard/data?period=2025-08")
     saved = officer.post("/dashboard/data", data={"csrf_token": token, "period": period, "value:gdp_growth": "5"})
     assert saved.status_code == 422, saved.status_code
+
+
+@pytest.mark.parametrize("period", ["2025-08\n", "２０２５-08"])
+def test_a_period_that_only_looks_like_a_month_is_refused_and_nothing_is_stored(login: Login, dash_app: Flask,
+                                                                                period: str) -> None:
+    """A period read as August but kept as sent ("2025-08\\n", full-width digits) stored its figures under a period
+    of its own beside August's (and its template's Content-Disposition broke on the newline: 500). Refused, 422."""
+    officer = login("pengtao")
+    for path in ("/dashboard", "/dashboard/data", "/dashboard/data/template.csv"):
+        response = officer.get(path, query_string={"period": period})
+        assert response.status_code == 422 and "期间" in response.get_data(as_text=True), path
+    fields = _form_fields(officer.get("/dashboard/data?period=2025-08").get_data(as_text=True))
+    with Session(dash_app.extensions["jzflow.engine"]) as session:
+        fields["seen"] = indicators.period_version(session, period)  # the version of the (empty) look-alike period
+        before = session.execute(select(IndicatorValue.period, IndicatorValue.value)).all()
+    saved = officer.post("/dashboard/data", data={**fields, "period": period, "value:gdp_growth": "5.9"})
+    assert saved.status_code == 422, saved.status_code
+    with Session(dash_app.extensions["jzflow.engine"]) as session:
+        assert session.execute(select(IndicatorValue.period, IndicatorValue.value)).all() == before
 
 
 def _form_fields(html: str) -> dict[str, str]:
