@@ -33,11 +33,19 @@ def _cell(value: Any) -> str:
 def read_table(filename: str, data: bytes) -> list[list[str]]:
     """Return the rows of a CSV (UTF-8, UTF-8 with BOM or GB18030) or XLSX file's first sheet as text.
 
-    Raises: UploadInvalid (not a readable CSV/XLSX, too large)
+    Raises: UploadInvalid (not a readable CSV/XLSX, too large, a CSV cell past 128 KiB, a NUL character in a cell)
     """
     if len(data) > MAX_BYTES:
         raise UploadInvalid(f"文件超过 {MAX_BYTES // 1024 // 1024} MB (file too large)", field="file")
-    name = filename.lower()
+    table = _read(filename.lower(), data)
+    for line, row in enumerate(table, 1):  # a text column may not hold NUL (PostgreSQL refuses it: a bare 422 then)
+        if any("\x00" in cell for cell in row):
+            raise UploadInvalid(f"第{line}行含 NUL 字符，请检查文件是否为 UTF-8 文本 (line {line} has a NUL character)",
+                                field="file")
+    return table
+
+
+def _read(name: str, data: bytes) -> list[list[str]]:
     if name.endswith(".xlsx"):
         try:  # bounded before openpyxl reads it: declared area, cell count, rows and columns (plan.indicators.sheets)
             rows = sheets.read_first_sheet(data, max_rows=MAX_TABLE_ROWS)
@@ -54,7 +62,11 @@ def read_table(filename: str, data: bytes) -> list[list[str]]:
         else:
             raise UploadInvalid("CSV 文件编码无法识别，请用 UTF-8 (unknown CSV encoding; use UTF-8)", field="file")
         reader = csv.reader(io.StringIO(text))
-        return [[c.strip() for c in row[:sheets.MAX_COLUMNS]] for row in itertools.islice(reader, MAX_TABLE_ROWS)]
+        try:
+            return [[c.strip() for c in row[:sheets.MAX_COLUMNS]] for row in itertools.islice(reader, MAX_TABLE_ROWS)]
+        except csv.Error as exc:  # a cell past the csv module's field limit (128 KiB)
+            raise UploadInvalid(f"第{reader.line_num}行无法读取：单元格过长 (line {reader.line_num} cannot be read: {exc})",
+                                field="file") from None
     raise UploadInvalid("只接受 .xlsx 或 .csv 文件 (only .xlsx or .csv files)", field="file")
 
 

@@ -105,6 +105,22 @@ def test_unreadable_files_are_refused(data: Session) -> None:
         indicators.preview_upload(data, period="2025-13", filename="f.csv", data=b"code,value\n")
 
 
+@pytest.mark.parametrize("cell, message", [
+    ("x" * 200_000, "第2行"),  # a 备注 pasted from a report: past the csv module's 128 KiB field limit (500 before)
+    ("统计\x00局", "NUL")])  # stored as such on SQLite; on PostgreSQL a bare 422 after a preview that said all was well
+def test_a_csv_cell_too_long_or_with_a_nul_is_refused_naming_its_line(data: Session, officer: Actor, cell: str,
+                                                                       message: str) -> None:
+    content = f"指标代码,数值,单位,数据来源\ntertiary_share,54,%,{cell}\n".encode()
+    before = stored(data)
+    with pytest.raises(indicators.UploadInvalid, match=message) as refused:
+        indicators.preview_upload(data, period="2025-08", filename="f.csv", data=content)
+    assert refused.value.details["field"] == "file" and "第2行" in refused.value.message
+    with pytest.raises(indicators.UploadInvalid):
+        indicators.apply_upload(data, period="2025-08", filename="f.csv", data=content, actor=officer,
+                                seen=indicators.period_version(data, "2025-08"))
+    assert stored(data) == before
+
+
 def test_good_xlsx_previews_then_updates_the_dashboard(data: Session, officer: Actor) -> None:
     rows = dashboard.indicator_rows(data, "2025-08", ALL)
     assert {r.code: r.light for r in rows}["tertiary_share"] == "red"
