@@ -1,9 +1,10 @@
 """Who sees what on the dashboard (`scope_of`).
 
 Admins, the system, city leaders (city_leader) and auditors see everything; everyone else sees what
-their org units own — indicators whose responsible unit or whose industry's lead unit is theirs,
-projects their unit is responsible for or that are located in it (a town sees its own projects),
-issues given to their unit or about their projects, their units' tasks.
+their org units own — the units they belong to and a leader's area (engine.org.area: the units they
+head or are responsible for, with sub-units; docs/security.md) — indicators whose responsible unit or
+whose industry's lead unit is theirs, projects their unit is responsible for or that are located in
+it (a town sees its own projects), issues given to their unit or about their projects, their units' tasks.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.org.actors import Actor
+from engine.org.area import area
 from engine.org.models import Role
 from plan.ledger.models import LedgerIssue
 from plan.projects.models import Project
@@ -45,7 +47,7 @@ def scope_of(session: Session, actor: Actor) -> Scope:
         codes = set(session.scalars(select(Role.code).where(Role.id.in_(actor.role_ids))))
         if codes & set(EVERYTHING_ROLES):
             return Scope(True)
-    return Scope(False, frozenset(actor.org_unit_ids))
+    return Scope(False, frozenset(actor.org_unit_ids) | area(session, actor).unit_ids)
 
 
 __all__ = ["EVERYTHING_ROLES", "Scope", "scope_of"]

@@ -205,6 +205,27 @@ def test_scope_town_department_and_leader(data: Session) -> None:
         dashboard.indicator_detail(data, code="nope", period="2025-08", scope=ALL)
 
 
+def test_a_leader_sees_their_area_on_the_dashboard_not_only_their_own_unit(data: Session) -> None:
+    """docs/security.md: a unit's head or responsible leader sees the dashboard scoped to their area — the units they
+    head or are responsible for, with sub-units (engine.org.area, as 督办 has it). The scope took their memberships
+    only: a 分管 leader who is no member of the units they answer for, or a head whose unit has sub-units, saw none
+    of those units' indicators, projects or unit pages (404)."""
+    org.add_unit(data, code="gxj_park", name="智能家电产业园", kind="zone", parent_code="gxj")
+    deputy = org.add_user(data, username="fenguan", display_name="分管副市长", role_codes=["leader"])
+    gxj = data.scalar(select(OrgUnit).where(OrgUnit.code == "gxj"))
+    assert gxj is not None
+    gxj.responsible_leader_id = deputy.id
+    data.commit()
+    scope = dashboard.scope_of(data, actor_for(data, "fenguan"))
+    assert "scale_smart_appliances" in {r.code for r in dashboard.indicator_rows(data, "2025-08", scope)}
+    assert unitview.unit_view(data, code="gxj", scope=scope, now=clock.now()).figures.unit.code == "gxj"
+    head = dashboard.scope_of(data, actor_for(data, "zhoujianhua"))  # head of 工业和信息化局: its park too
+    assert unitview.unit_view(data, code="gxj_park", scope=head, now=clock.now()).figures.unit.code == "gxj_park"
+    town = dashboard.scope_of(data, actor_for(data, "fenguan"))
+    with pytest.raises(NotFound):  # and nothing beyond the area
+        unitview.unit_view(data, code="lgz", scope=town, now=clock.now())
+
+
 def test_drill_down_feeds(data: Session) -> None:
     counted = dashboard.indicator_detail(data, code="projects_signed_focus", period="2025-08", scope=ALL)
     assert [(f.project.code if f.project else None, f.on) for f in counted.feeds] == [
