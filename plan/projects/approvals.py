@@ -28,9 +28,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine import audit, clock
-from engine.errors import InvalidInput
+from engine.errors import InvalidInput, NotFound
 from engine.org.actors import Actor
 from engine.runtime import effects, instances, timeline
+from engine.runtime.models import ProcessInstance
 from plan.projects.core import lock_project, reach_stage
 from plan.projects.entry import file_report
 from plan.projects.models import Project, ProjectApproval, StageReport
@@ -59,6 +60,7 @@ CHAIN = ("land_planning", "construction_works", "construction_permit", "completi
 NEXT = {"land_planning": "construction_works", "land_planning_standard": "construction_works",
         "construction_works": "construction_permit", "construction_permit": "completion_acceptance"}
 STARTS = ("construction_permit", "earthwork_permit")  # their certificate is 开工
+FIRST_STAGES = ("land_planning", "land_planning_standard")  # one of them begins a project's approvals
 BY_HAND = ("land_planning", "land_planning_standard", "earthwork_permit", "construction_works",
            "construction_permit", "completion_acceptance")
 
@@ -79,13 +81,19 @@ def start_data(project: Project, stage: str, applicant: str) -> dict[str, Any]:
             "investment": Decimal(project.investment), "stage": stage, "applicant": applicant}
 
 
-def start_stage(session: Session, project: Project, *, stage: str, actor: Actor, applicant: str) -> ProjectApproval:
+def start_stage(session: Session, project: Project, *, stage: str, actor: Actor, applicant: str,
+                parent_instance_id: int | None = None) -> ProjectApproval:
     """Start a stage's approval for a project, unless it was started already (then return that one; flushes).
+
+    The project's row is locked first (`lock_project`): the unit starting the stage on the project page while the
+    call's instance starts it (`project_start_approval`) waits for the other and then finds its approval, instead of
+    failing on the unique row. `parent_instance_id` links the approval to the instance that started it.
 
     Raises: InvalidInput (unknown stage), ProcessNotFound
     """
     if stage not in STAGES:
         raise InvalidInput(f"未知审批阶段 (unknown approval stage): {stage}", field="stage")
+    lock_project(session, project)
     found = session.scalar(select(ProjectApproval).where(ProjectApproval.project_id == project.id,
                                                          ProjectApproval.stage == stage))
     if found is not None:
@@ -93,14 +101,40 @@ def start_stage(session: Session, project: Project, *, stage: str, actor: Actor,
     row = ProjectApproval(project_id=project.id, stage=stage, started_at=clock.now())
     session.add(row)
     session.flush()  # the unique (project, stage) row first: a second start fails here, before any instance
-    instance = instances.start(session, process_key=PROCESS_KEY, actor=actor,
-                               data=start_data(project, stage, applicant), business_key=project.code,
+    data = start_data(project, stage, applicant)
+    if parent_instance_id is not None:
+        data["parent_instance_id"] = parent_instance_id
+    instance = instances.start(session, process_key=PROCESS_KEY, actor=actor, data=data, business_key=project.code,
                                title=f"并联审批 {project.name}（{STAGES[stage].name}）"[:300])
     row.instance_id = instance.id
     session.flush()
     audit.record(session, actor, "project.approval_start", stream=f"project:{project.id}", object_type="project",
                  object_id=project.id, after={"stage": stage, "instance_id": instance.id, "applicant": applicant})
     return row
+
+
+@effects.service("project_start_approval")
+def project_start_approval(ctx: effects.RunContext, project_code: str, applicant: str) -> dict[str, Any]:
+    """⑦ Start a signed project's first approval stage (立项用地规划许可, or its 标准地 path) for the call, unless
+    one of them was started already (on the project page, say): one approval of the first stage per project, and
+    the call's result names it (`started` false when it was there already).
+
+    Raises: NotFound (no such project)
+    """
+    project = ctx.session.scalar(select(Project).where(Project.code == project_code))
+    if project is None:
+        raise NotFound(f"项目不存在 (no such project): {project_code}", project_code=project_code)
+    lock_project(ctx.session, project)  # a start on the project page at this moment is waited for, then found
+    row = ctx.session.scalar(select(ProjectApproval).where(ProjectApproval.project_id == project.id,
+                                                           ProjectApproval.stage.in_(FIRST_STAGES))
+                             .order_by(ProjectApproval.id))
+    started = row is None
+    if row is None:
+        row = start_stage(ctx.session, project, stage=first_stage(project), actor=ctx.actor, applicant=applicant,
+                          parent_instance_id=ctx.running.row.id)
+    instance = ctx.session.get(ProcessInstance, row.instance_id) if row.instance_id else None
+    return {"instance_id": row.instance_id, "status": instance.status if instance else None, "stage": row.stage,
+            "started": started}
 
 
 def _row_for(session: Session, project: Project, stage: str, instance_id: int) -> ProjectApproval:
@@ -232,5 +266,5 @@ def project_approvals(session: Session, project_id: int) -> list[ProjectApproval
     return sorted(rows, key=lambda r: order.get(r.stage, 99))
 
 
-__all__ = ["CHAIN", "NEXT", "STAGES", "Savings", "Stage", "before_start_wd", "certified", "certified_in",
-           "first_stage", "project_approvals", "savings", "start_data", "start_stage"]
+__all__ = ["CHAIN", "FIRST_STAGES", "NEXT", "STAGES", "Savings", "Stage", "before_start_wd", "certified", "certified_in",
+           "first_stage", "project_approvals", "project_start_approval", "savings", "start_data", "start_stage"]

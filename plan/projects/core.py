@@ -222,15 +222,38 @@ def _as_date(value: Any) -> date | None:
 
 # -- ⑦ signing (the calls themselves: plan.projects.calls) ------------------------------------------
 
+def signed_already(session: Session, project: Project) -> ProjectStage | None:
+    """Return the project's recorded 签约 (its `signed` ProjectStage), if any."""
+    return session.scalar(select(ProjectStage).where(ProjectStage.project_id == project.id,
+                                                     ProjectStage.stage == "signed"))
+
+
 def sign(session: Session, *, actor: Actor, call: dict[str, Any], project_name: str, enterprise: str,
-         investment: Decimal, project_type: str, signed_on: date, note: str = "") -> Project:
+         investment: Decimal, project_type: str, signed_on: date, note: str = "") -> tuple[Project, bool]:
     """Record the signing (签约) of a call's project: the call's lead, or a new project (flushes).
 
-    Raises: InvalidInput (the project was signed already)
+    Returns the project and whether this report recorded the signing. The appointed unit may have recorded the
+    签约 on the project page already (plan.projects.entry.record_stage): the call's report of the same signing is
+    then accepted and changes nothing (the page's record, its day and the project's figures stay; the audit event
+    `project.sign_reported` keeps what the call reported), instead of being refused and stopping the call's instance
+    on an incident. The project's row is locked before it is read or changed (`lock_project`): a 签约 being recorded
+    on the page at this moment is waited for and then seen. A project at 开工 whose 签约 was never recorded (a
+    施工许可 certificate came first) still gets the call's 签约 (`reach_stage` keeps its day, not its stage).
     """
     project = None
     if call.get("project_code"):
         project = session.scalar(select(Project).where(Project.code == call["project_code"]))
+    if project is not None:
+        lock_project(session, project)
+        if (recorded := signed_already(session, project)) is not None:
+            audit.record(session, actor, "project.sign_reported", stream=f"project:{project.id}",
+                         object_type="project", object_id=project.id,
+                         before={"stage": project.stage, "signed_on": recorded.on},
+                         after={"call": call.get("code"), "signed_on": signed_on, "name": project_name.strip()[:200],
+                                "enterprise": enterprise.strip()[:200], "investment": investment,
+                                "project_type": project_type,
+                                "kept": "已签约，保留原签约记录 (signed already: the first record is kept)"})
+            return project, False
     ind = find_industry(session, call.get("industry"))
     if project is None:
         project = Project(code=next_code(session, signed_on.year), name=project_name.strip()[:200],
@@ -255,7 +278,7 @@ def sign(session: Session, *, actor: Actor, call: dict[str, Any], project_name: 
                             "project_type": project_type, "call": call.get("code")})
     reach_stage(session, project, "signed", on=signed_on, actor=actor,
                 note=note or f"揭榜挂帅 {call.get('code', '')}".strip())
-    return project
+    return project, True
 
 
 def approval_start_data(project: Project, applicant: str) -> dict[str, Any]:
@@ -298,14 +321,17 @@ def project_add_lead(ctx: effects.RunContext, leads: list[dict[str, Any]]) -> di
 @effects.service("project_sign")
 def project_sign(ctx: effects.RunContext, call: dict[str, Any], project_name: str, enterprise: str,
                  investment: Any, project_type: str, signed_on: str, applicant: str) -> dict[str, Any]:
-    """⑦ Signed: the project reaches `signed`; returns parallel_approval's start data (0001)."""
+    """⑦ Signed: the project reaches `signed`; returns parallel_approval's start data (0001) and `already_signed`
+    (true when the 签约 had been recorded on the project page: nothing was changed, see `sign`)."""
     signed = _as_date(signed_on) or today()
-    project = sign(ctx.session, actor=ctx.actor, call=dict(call), project_name=project_name, enterprise=enterprise,
-                   investment=Decimal(str(investment)), project_type=project_type, signed_on=signed)
+    project, recorded = sign(ctx.session, actor=ctx.actor, call=dict(call), project_name=project_name,
+                             enterprise=enterprise, investment=Decimal(str(investment)), project_type=project_type,
+                             signed_on=signed)
     data = approval_start_data(project, applicant)
-    return {**data, "investment": str(data["investment"])}  # JSON here; the BPMN makes it a Decimal again
+    # JSON here; the BPMN makes the investment a Decimal again
+    return {**data, "investment": str(data["investment"]), "already_signed": not recorded}
 
 
 __all__ = ["ProjectInputInvalid", "add_lead", "approval_start_data", "check_leads", "count_in_stage", "find_industry",
            "lock_codes", "lock_project", "lock_projects", "next_code", "reach_stage", "responsible_leader", "sign",
-           "skipped", "stage_skipped", "today"]
+           "signed_already", "skipped", "stage_skipped", "today"]

@@ -80,3 +80,91 @@ def test_a_lead_signed_while_its_call_is_appointed_is_not_handed_over(
         after = s.get(Project, world["id"])
         assert after is not None and after.stage == "signed"
         assert after.responsible_unit_id == world["gxj"] and after.planned_sign is None  # nothing handed over
+
+
+def test_the_first_approval_stage_started_twice_at_once_is_one_approval(
+        factory: sessionmaker[Session], world: dict[str, Any]) -> None:
+    """The unit starts 立项用地规划许可 on the project page while the call's instance starts it: one approval."""
+    from pathlib import Path
+
+    from engine import deploy
+    from engine.org.actors import SYSTEM
+    from engine.runtime.models import ProcessInstance
+    from plan.projects import approvals
+    from plan.projects.models import ProjectApproval
+
+    stand_in = Path(__file__).resolve().parents[1] / "fixtures" / "stand_ins" / "parallel_approval.bpmn"
+    with factory() as s:
+        deploy.deploy(s, {"parallel_approval.bpmn": stand_in.read_bytes()}, actor=SYSTEM)
+        s.commit()
+    page = factory()  # the page's start: the project's row is locked until the commit
+    project = page.get(Project, world["id"])
+    assert project is not None
+    first = approvals.start_stage(page, project, stage="land_planning", actor=world["officer"], applicant="officer")
+    outcome: list[BaseException | int | None] = []
+
+    def call_starts() -> None:
+        with factory() as s:
+            try:
+                again = s.get(Project, world["id"])
+                assert again is not None
+                row = approvals.start_stage(s, again, stage="land_planning", actor=world["leader"], applicant="x")
+                s.commit()
+                outcome.append(row.instance_id)
+            except BaseException as exc:
+                s.rollback()
+                outcome.append(exc)
+
+    thread = threading.Thread(target=call_starts)
+    thread.start()
+    time.sleep(0.5)
+    page.commit()
+    first_instance = first.instance_id
+    page.close()
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert outcome == [first_instance]
+    with factory() as s:
+        assert s.scalars(select(ProjectApproval.instance_id).where(ProjectApproval.project_id == world["id"])).all() \
+            == [first_instance]
+        assert s.scalars(select(ProcessInstance.id).where(ProcessInstance.business_key == world["code"])).all() \
+            == [first_instance]
+
+
+def test_a_call_reporting_the_signing_the_page_is_recording_changes_nothing(
+        factory: sessionmaker[Session], world: dict[str, Any]) -> None:
+    """The page's 签约 is being saved when the call's 跟进签约 reports it: the call's report waits, then keeps it."""
+    page = factory()
+    project = page.get(Project, world["id"])
+    assert project is not None
+    core.reach_stage(page, project, "signed", on=core.today(), actor=world["officer"], evidence="合同")
+    outcome: list[BaseException | bool | None] = []
+
+    def call_reports() -> None:
+        with factory() as s:
+            try:
+                _project, recorded = core.sign(
+                    s, actor=world["leader"], call={"code": "JB-2025-10-smart", "project_code": world["code"]},
+                    project_name="另一个名字", enterprise="另一家企业", investment=Decimal("1"),
+                    project_type="service", signed_on=date(2025, 9, 30))
+                s.commit()
+                outcome.append(recorded)
+            except BaseException as exc:
+                s.rollback()
+                outcome.append(exc)
+
+    thread = threading.Thread(target=call_reports)
+    thread.start()
+    time.sleep(0.5)  # the call's report waits for the page's lock
+    page.commit()
+    page.close()
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert outcome == [False]
+    with factory() as s:
+        after = s.get(Project, world["id"])
+        assert after is not None
+        assert (after.stage, after.name, after.enterprise, after.investment, after.project_type) == (
+            "signed", "智能家电配套", "海智电器", Decimal("5000"), "industrial")
+        assert [(st.stage, st.on, st.evidence) for st in after.stages] == [
+            ("lead", core.today(), ""), ("signed", core.today(), "合同")]

@@ -742,6 +742,129 @@ def test_window_closes_with_one_bid(session: Session, factory: sessionmaker[Sess
     assert audit.verify(session).ok
 
 
+# -- 签约 recorded on the project page and reported by the call ---------------------------------------
+
+SIGNED = {"progress": "已签订投资协议", "outcome": "signed", "project_name": "智能家电核心零部件项目",
+          "enterprise": "青岛某精密电机有限公司", "investment": Decimal("30000"), "project_type": "industrial",
+          "signed_on": "2025-09-01", "applicant": "qiye"}
+
+
+def to_follow_up(session: Session, people: dict[str, Actor]) -> tuple[int, Project]:
+    """A call with one bid, 上合示范区 appointed: its new lead is handed over and the follow-up is open."""
+    iid = start(session)
+    to_fork(session, people, iid, [])
+    finish_other_branches(session, people, iid)
+    cid = publish(session, people, iid, ["shz", "lkq"])
+    bid(session, people, cid, "shz", "上合示范区承接")
+    bid(session, people, cid, "lkq", None)
+    do(session, only(session, cid, "appoint"), people["lizhenhua"],
+       {"appointed_unit": "shz", "appoint_opinion": "同意", "sign_by": "2025-11-30"})
+    lead = session.scalar(select(Project).where(Project.name == "智能家电产业链强链补链揭榜"))
+    assert lead is not None and lead.stage == "lead"
+    return cid, lead
+
+
+def approvals_of(session: Session, project: Project) -> list[tuple[str, int | None]]:
+    """The project's approval rows (stage, instance) and, checked alongside, its parallel_approval instances."""
+    from plan.projects.models import ProjectApproval
+    rows = [(r.stage, r.instance_id) for r in session.scalars(
+        select(ProjectApproval).where(ProjectApproval.project_id == project.id).order_by(ProjectApproval.id))]
+    assert sorted(i for _s, i in rows) == [p.id for p in children(session, "parallel_approval")
+                                           if p.business_key == project.code]
+    return rows
+
+
+def test_signing_recorded_on_the_page_then_reported_by_the_call(
+        session: Session, people: dict[str, Actor], deployed: dict[str, str]) -> None:
+    from plan.projects import approvals, entry
+    cid, project = to_follow_up(session, people)
+    unit = people["shz_zs"]
+    # The appointed unit records 签约 on the project page and starts the first approval stage from there.
+    entry.record_stage(session, project, actor=unit, stage="signed", on=date(2025, 9, 1), evidence="投资协议")
+    started = approvals.start_stage(session, project, stage="land_planning", actor=unit, applicant="shz_zs")
+    session.commit()
+    page_stages = [(s.stage, s.on, s.evidence) for s in project.stages]
+    # Then reports "signed" on the call's 跟进签约: accepted, no incident (do() insists), nothing recorded twice.
+    result = do(session, only(session, cid, "follow_up"), unit, SIGNED)
+    assert result.status == "completed"
+    session.expire_all()
+    assert session.get(ProcessInstance, cid).status == "completed"  # type: ignore[union-attr]
+    project = session.get(Project, project.id)  # type: ignore[assignment]
+    assert [(s.stage, s.on, s.evidence) for s in project.stages] == page_stages
+    assert (project.stage, project.name, project.investment) == ("signed", "智能家电产业链强链补链揭榜", Decimal("0"))
+    assert approvals_of(session, project) == [("land_planning", started.instance_id)]
+    running = runtime.load(session, cid)
+    assert data_of(running, "sign_project")["signed_project"]["already_signed"] is True
+    assert data_of(running, "start_approval")["approval"]["instance_id"] == started.instance_id
+    event = session.scalar(select(AuditEvent).where(AuditEvent.stream == f"project:{project.id}",
+                                                    AuditEvent.action == "project.sign_reported"))
+    assert event is not None and event.after["call"] == "JB-2025-08-smart_appliance"
+    assert audit.verify(session).ok
+
+
+def test_the_call_starts_the_approval_and_the_page_finds_it_started(
+        session: Session, people: dict[str, Actor], deployed: dict[str, str]) -> None:
+    from plan.projects import approvals, entry
+    cid, project = to_follow_up(session, people)
+    do(session, only(session, cid, "follow_up"), people["shz_zs"], SIGNED)
+    session.expire_all()
+    project = session.get(Project, project.id)  # type: ignore[assignment]
+    (approval,) = children(session, "parallel_approval")
+    assert approvals_of(session, project) == [("land_planning", approval.id)]
+    assert start_data(session, approval.id)["parent_instance_id"] == cid  # still linked to the call
+    # The unit then starts the same stage from the project page: it is the one the call started.
+    again = approvals.start_stage(session, project, stage="land_planning", actor=people["shz_zs"], applicant="shz_zs")
+    session.commit()
+    assert again.instance_id == approval.id
+    assert approvals_of(session, project) == [("land_planning", approval.id)]
+    # And recording 签约 on the page once the call has: refused with the reason, not recorded twice.
+    with pytest.raises(InvalidInput, match="签约"):
+        entry.record_stage(session, project, actor=people["shz_zs"], stage="signed", on=date(2025, 9, 1),
+                           evidence="投资协议")
+    session.rollback()
+    assert [s.stage for s in session.get(Project, project.id).stages] == ["lead", "signed"]  # type: ignore[union-attr]
+    assert audit.verify(session).ok
+
+
+OLD_START_APPROVAL = """        <spiffworkflow:serviceTaskOperator id="start_process" resultVariable="approval">
+          <spiffworkflow:parameters>
+            <spiffworkflow:parameter id="process_key" type="any" value='"parallel_approval"' />
+            <spiffworkflow:parameter id="data" type="any" value='{"project_code": signed_project["project_code"], \\
+"project_name": signed_project["project_name"], "project_type": signed_project["project_type"], \\
+"investment": Decimal(signed_project["investment"]), "stage": signed_project["stage"], \\
+"applicant": signed_project["applicant"]}' />
+            <spiffworkflow:parameter id="business_key" type="any" value='signed_project["project_code"]' />
+            <spiffworkflow:parameter id="title" type="any" value='"并联审批 " + signed_project["project_name"]' />
+          </spiffworkflow:parameters>"""
+
+
+def test_a_call_on_the_version_before_project_start_approval_still_signs(
+        session: Session, people: dict[str, Actor], deployed: dict[str, str]) -> None:
+    """A call opened before loop_call's start_approval went through project_start_approval keeps its start_process."""
+    import re
+    files = loop_files()
+    text = files["loop_call.bpmn"].decode()
+    current = re.search(r' *<spiffworkflow:serviceTaskOperator id="project_start_approval".*?</spiffworkflow:parameters>',
+                        text, re.S)
+    assert current is not None
+    files["loop_call.bpmn"] = text.replace(current.group(0), OLD_START_APPROVAL.replace("\\\n", "")).encode()
+    deploy.deploy(session, files, actor=SYSTEM)
+    session.commit()
+    cid, _project = to_follow_up(session, people)
+    old = session.get(ProcessInstance, cid)
+    assert old is not None
+    deploy.deploy(session, loop_files(), actor=SYSTEM)  # the new version comes while the call follows up
+    session.commit()
+    assert deploy.latest_version(session, "loop_call").id != old.version_id
+    do(session, only(session, cid, "follow_up"), people["shz_zs"], SIGNED)
+    session.expire_all()
+    (approval,) = children(session, "parallel_approval")
+    assert session.get(ProcessInstance, cid).status == "completed"  # type: ignore[union-attr]
+    assert data_of(runtime.load(session, cid), "start_approval")["approval"] == {
+        "instance_id": approval.id, "status": "running"}
+    assert start_data(session, approval.id)["stage"] == "land_planning"
+
+
 def test_window_closes_with_several_bids_and_follow_up_is_capped(
         session: Session, factory: sessionmaker[Session], people: dict[str, Actor], deployed: dict[str, str]) -> None:
     iid = start(session)
