@@ -33,6 +33,7 @@ from engine.deadlines import calendar, sla
 from engine.errors import Conflict, Forbidden, InvalidInput, NotFound
 from engine.org.actors import SYSTEM, Actor
 from engine.org.models import OrgUnit, Role
+from plan.dates import YEARS, require_year
 from plan.meetings.models import OUTCOMES, MeetingDecision, ReviewMeeting
 from plan.projects.lags import PLANNED, STAGE_NAMES, lag_of
 from plan.projects.models import STAGES, Project, ProjectStage
@@ -268,6 +269,8 @@ def record_decision(session: Session, *, meeting_id: int, project_code: str, out
             raise InvalidInput(f"落实单位不存在 (no such unit): {unit_code}", field="unit_code")
     if due_on is not None and due_on < meeting.held_on:
         raise InvalidInput(f"落实期限 {due_on} 早于会议日期 {meeting.held_on} (before the meeting)", field="due_on")
+    if due_on is not None:  # a deadline the ladder can follow (plan.dates)
+        require_year(due_on.year, field="due_on", message=f"落实期限须在 {YEARS} 年间 (due_on: years {YEARS})")
     if outcome == "coordinate" and (unit is None or due_on is None):
         raise InvalidInput("协调解决的问题须指定落实单位和期限 (unit and due date required)",
                            field="unit_code" if unit is None else "due_on")

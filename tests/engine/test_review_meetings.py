@@ -120,7 +120,8 @@ def test_decisions_are_recorded_checked_and_final_once_closed(session: Session, 
         meetings.record_decision(session, **record, actor=people["staff"])
     for bad, field in ((dict(project_code="XM-4"), "project_code"), (dict(outcome="maybe"), "outcome"),
                        (dict(decision="  "), "decision"), (dict(unit_code="nowhere"), "unit_code"),
-                       (dict(due_on=date(2025, 9, 1)), "due_on"), (dict(unit_code=None), "unit_code")):
+                       (dict(due_on=date(2025, 9, 1)), "due_on"), (dict(due_on=date(9999, 12, 31)), "due_on"),
+                       (dict(unit_code=None), "unit_code")):
         with pytest.raises((InvalidInput, Conflict)) as err:
             meetings.record_decision(session, **{**record, **bad}, actor=people["zs"])
         assert err.value.details.get("field") == field, bad
