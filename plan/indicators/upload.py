@@ -39,9 +39,10 @@ def read_table(filename: str, data: bytes) -> list[list[str]]:
         raise UploadInvalid(f"文件超过 {MAX_BYTES // 1024 // 1024} MB (file too large)", field="file")
     table = _read(filename.lower(), data)
     for line, row in enumerate(table, 1):  # a text column may not hold NUL (PostgreSQL refuses it: a bare 422 then)
-        if any("\x00" in cell for cell in row):
-            raise UploadInvalid(f"第{line}行含 NUL 字符，请检查文件是否为 UTF-8 文本 (line {line} has a NUL character)",
-                                field="file")
+        column = next((n for n, cell in enumerate(row, 1) if "\x00" in cell), None)
+        if column is not None:
+            raise UploadInvalid(f"第{line}行第{column}列含 NUL 字符，请检查文件是否为 UTF-8 文本 "
+                                f"(line {line}, column {column} has a NUL character)", field="file")
     return table
 
 

@@ -260,16 +260,13 @@ def _replayed(answer: idempotency.Answer) -> ImportResult:
 
 
 def _screen(body: list[tuple[int, list[str]]], columns: dict[str, int]) -> dict[int, RowError]:
-    """Return the rows refused before any row is looked up, by line: a cell holding NUL (a CSV's cells pass no form
-    guard, and PostgreSQL refuses the statement naming no row), and a 项目编号 an earlier row names — its second row
-    would update what the first added or set, whatever the two said, and the file means two things."""
+    """Return the rows refused before any row is looked up, by line: a 项目编号 an earlier row names — its second
+    row would update what the first added or set, whatever the two said, and the file means two things. (A cell
+    holding NUL never gets here: `read_table` refuses the file, naming its line and column.)"""
     refused: dict[int, RowError] = {}
     first: dict[str, int] = {}
     for line, raw in body:
-        cells = {key: _cell(raw, columns, key) for key in columns}
-        if (bad := next((key for key, value in cells.items() if "\x00" in value), None)) is not None:
-            refused[line] = RowError(line, bad, "含有非法字符 NUL (invalid character)")
-        elif (code := cells.get("code", "")) and code in first:
+        if (code := _cell(raw, columns, "code")) and code in first:
             refused[line] = RowError(line, "code", f"项目编号 {code[:40]} 与第{first[code]}行重复 "
                                                    f"(the same code as line {first[code]})")
         elif code:

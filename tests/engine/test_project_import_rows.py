@@ -57,13 +57,21 @@ def test_a_file_naming_an_existing_code_twice_is_refused(world: Session) -> None
     assert errors == [(3, "code")]
 
 
-@pytest.mark.parametrize("row,column", [("XM\x00A,项目甲,100,tcj,key,key,", "code"),
-                                        (",项目甲,100,tcj,ke\x00y,key,", "libraries")])
+@pytest.mark.parametrize("row,column", [("XM\x00A,项目甲,100,tcj,key,key,", 1),
+                                        (",项目甲,100,tcj,ke\x00y,key,", 5)])
 def test_a_nul_byte_in_a_csv_cell_is_refused_naming_its_row_and_column(world: Session, row: str,  # noqa: F811
-                                                                        column: str) -> None:
+                                                                        column: int) -> None:
     """The web refuses NUL in every form field (web.guards), but a CSV file's cells are read past it: PostgreSQL
-    then refused the statement (an unnamed 422 for the whole file), SQLite stored a code holding NUL."""
-    assert _refused(world, _csv(row)) == [(2, column)]
+    then refused the statement (an unnamed 422 for the whole file), SQLite stored a code holding NUL. The file is
+    refused when it is read (plan.indicators.upload.read_table), preview and store alike, naming line and column."""
+    officer = actor_for(world, OFFICER)
+    before = world.scalar(select(func.count()).select_from(Project))
+    for store in (False, True):
+        with pytest.raises(UploadInvalid) as refused:
+            imports.run(world, filename="p.csv", data=_csv(row), actor=officer, store=store)
+        assert f"第2行第{column}列" in refused.value.message and refused.value.details.get("field") == "file"
+    world.rollback()
+    assert world.scalar(select(func.count()).select_from(Project)) == before
 
 
 @pytest.mark.parametrize("value", ["999999999999.995", "0.001", "0.004"])
