@@ -65,6 +65,8 @@ ACTIONS = {
     "project.approval_start": "启动审批阶段", "project.leader": "设置包挂领导", "project.libraries": "调整项目库",
     "project.need": "登记要素保障需求", "project.need_resolved": "要素保障已解决", "project.plan": "设置计划日期",
     "project.stage_decide": "确认项目阶段", "project.stage_report": "报送项目阶段",
+    "project.sign_reported": "揭榜挂帅报告签约（已签约，保留原记录）", "project.hand_over": "项目转交挂帅单位",
+    "project.stage_back": "退回项目阶段（更正误录）", "auth.backchannel_logout": "统一身份认证注销登录",
 }
 
 OBJECTS = {
