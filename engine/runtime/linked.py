@@ -114,11 +114,17 @@ def tell(session: Session, running: Running, actor: Actor, action: str) -> None:
         reason = ENDED
     if action == "task.complete":
         reason = f"{actor.display_name}办理了其他步骤: {reason}"
+    tell_cancelled(session, ids, reason, not_to=actor.user_id)
+
+
+def tell_cancelled(session: Session, ids: list[int], reason: str, *, not_to: int | None = None) -> None:
+    """Tell the holder of each of these cancelled tasks (else its user candidates, else its owner), not `not_to`,
+    that it was cancelled and why: an in-app 任务已取消 through the outbox, once per row and person (dedupe key)."""
     for row in session.scalars(select(HumanTask).where(HumanTask.id.in_(ids)).order_by(HumanTask.id)):
         people = [row.assignee_id] if row.assignee_id else [c.user_id for c in row.candidates if c.user_id]
         if not people and row.owner_id:
             people = [row.owner_id]
-        for user_id in dict.fromkeys(p for p in people if p is not None and p != actor.user_id):
+        for user_id in dict.fromkeys(p for p in people if p is not None and p != not_to):
             outbox.enqueue(session, "in_app", {"user_id": user_id, "kind": "task_cancelled",
                                                "title": f"任务已取消: {row.name}", "body": reason,
                                                "link": f"/tasks/{row.id}"},
@@ -136,4 +142,4 @@ def written(session: Session, cosigners: list[int], requests: list[int], now: da
                     set_committed_value(held, key, value)
 
 
-__all__ = ["ASKED", "WAITING", "close", "closed_ids", "follow", "followed", "kept", "tell", "written"]
+__all__ = ["ASKED", "WAITING", "close", "closed_ids", "follow", "followed", "kept", "tell", "tell_cancelled", "written"]

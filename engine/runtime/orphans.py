@@ -21,7 +21,6 @@ from sqlalchemy.orm import Session, aliased
 
 from engine import audit, clock
 from engine.deadlines.models import ExtensionRequest
-from engine.notify import outbox
 from engine.org.actors import SYSTEM
 from engine.runtime import linked
 from engine.runtime.models import ProcessInstance
@@ -86,21 +85,10 @@ def _close(session: Session, instance_id: int, parents: list[int], repaired: Rep
     audit.record(session, SYSTEM, ACTION, stream=f"instance:{instance_id}", object_type="process_instance",
                  object_id=instance_id, after={"tasks": parents, "cosigners": [c for c, _ in was],
                                                "extension_requests": sorted(requests)})
-    _tell(session, asked)
+    linked.tell_cancelled(session, asked, REASON)  # the co-signers who had been asked
     repaired.instances += 1
     repaired.cosigners += len(was)
     repaired.requests += len(requests)
-
-
-def _tell(session: Session, asked: list[int]) -> None:
-    """A 任务已取消 notice to each co-signer who had been asked (their inbox loses the task); once per row."""
-    for row in session.scalars(select(HumanTask).where(HumanTask.id.in_(asked)).order_by(HumanTask.id)):
-        people = [row.assignee_id] if row.assignee_id else [c.user_id for c in row.candidates if c.user_id]
-        for user_id in dict.fromkeys(p for p in people if p is not None):
-            outbox.enqueue(session, "in_app", {"user_id": user_id, "kind": "task_cancelled",
-                                               "title": f"任务已取消: {row.name}", "body": REASON,
-                                               "link": f"/tasks/{row.id}"},
-                           dedupe_key=f"task_cancelled:{row.id}:{user_id}")
 
 
 __all__ = ["ACTION", "Repaired", "close_orphans", "find"]
