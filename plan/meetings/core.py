@@ -210,11 +210,16 @@ def require_record(session: Session, actor: Actor) -> None:
         raise Forbidden("只有责任领导、市级领导和招商专员可以记录会议决定 (not allowed to record decisions)")
 
 
+def no_such_meeting(meeting_id: int) -> NotFound:
+    """The answer for a meeting that does not exist, and for one the reader may not see at all (`sight`)."""
+    return NotFound(f"会议不存在 (no such meeting): {meeting_id}", meeting_id=meeting_id)
+
+
 def get_meeting(session: Session, meeting_id: int, *, lock: bool = False) -> ReviewMeeting:
     """Raises: NotFound."""
     meeting = session.get(ReviewMeeting, meeting_id, with_for_update=lock)
     if meeting is None:
-        raise NotFound(f"会议不存在 (no such meeting): {meeting_id}", meeting_id=meeting_id)
+        raise no_such_meeting(meeting_id)
     return meeting
 
 
@@ -323,4 +328,4 @@ def recent(session: Session, limit: int = 20) -> list[ReviewMeeting]:
 
 __all__ = ["OUTCOMES", "OUTCOME_NAMES", "SECTION", "DecisionForm", "Rhythm", "agenda", "close_meeting", "decision_forms",
            "decision_version", "decisions", "ensure_meeting", "get_meeting", "held_on", "load", "may_record",
-           "next_meeting", "parse", "previous_meeting", "recent", "record_decision", "require_record"]
+           "next_meeting", "no_such_meeting", "parse", "previous_meeting", "recent", "record_decision", "require_record"]

@@ -190,9 +190,10 @@ MATRIX: dict[str, Access] = {
     "reports.start": Access(post=REPORTS - {"auditor"}, form={"kind": "weekly", "day": "2025-09-01"}),
     "reports.show": Access(get=REPORTS, params={"run_id": "@run"}),
     "reports.download": Access(get=REPORTS, params={"run_id": "@run", "fmt": "xlsx"}),
-    # 项目推进暨评审会议: read by those who read reports, decided by leaders and 招商专员 (none in the matrix)
+    # 项目推进暨评审会议: read by those who read reports, decided by leaders and 招商专员 (none in the matrix), who
+    # see every agenda item; the other readers only the projects they see (here none: the meeting answers 404)
     "meetings.index": Access(get=REPORTS),
-    "meetings.show": Access(get=REPORTS, params={"meeting_id": "@meeting"}),
+    "meetings.show": Access(get=R({"leader", "city_leader", "auditor", "admin"}), params={"meeting_id": "@meeting"}),
     "meetings.decide": Access(post=R({"leader", "city_leader", "admin"}), params={"meeting_id": "@meeting"},
                               form={"project_code": "XM-2025-0012", "outcome": "advance", "decision": "x"}),
     "meetings.close": Access(post=R({"leader", "city_leader", "admin"}), params={"meeting_id": "@meeting"}),
@@ -356,7 +357,7 @@ def build(db_url: str) -> dict[str, Any]:
                             progress=100, requested_by_id=bystander.user_id, xlsx=b"PK-xlsx", pdf=b"%PDF-")
             meeting = ReviewMeeting(held_on=date(2025, 9, 17), title="项目推进暨评审会议", status="planned",
                                     agenda=[{"project_id": outsiders(s)["project_id"], "code": "XM-2025-0012",
-                                             "name": "x", "stage": "signed", "reasons": ["x"]}])
+                                             "name": SECRETS[0], "stage": "signed", "reasons": ["x"]}])
             s.add_all([note, run, meeting])
             s.flush()
             issued = documents.issue(s, instance_id=row.id, kind="matrix", rule=documents.NumberRule(

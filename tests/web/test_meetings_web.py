@@ -13,12 +13,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine import clock
+from engine.org.actors import actor_for
 from engine.org.models import User
 from plan import meetings
 from plan.meetings import core
 from plan.meetings.models import MeetingDecision
 from tests import dashboard_data
 from tests.web.conftest import PASSWORD, PASSWORD_HASH, csrf_of
+from tests.web.test_authz_existence import answer
 from web import create_app
 
 RHYTHM = core.parse({"meetings": {"review": {"first": "2025-01-08", "recipients": ["city_leader"]}}})
@@ -102,3 +104,92 @@ def test_a_decision_from_someone_without_the_right_is_refused_before_its_fields_
             "csrf_token": token, "project_code": meeting.agenda[0]["code"], "outcome": "advance", "decision": "x",
             "due_on": "not-a-date"})
         assert answer.status_code == 403, meeting_id
+
+
+# -- who sees what of a meeting: the agenda items of the projects one may see on the project pages ----------------
+
+FGJ_READER, NOBODYS_READER, CLERK = "pengtao", "fanwenjuan", "tangjian"  # 发改局 / 统计局 数据监测; 投促局 招商专员
+
+
+def _meeting_and_decisions(app: Flask) -> tuple[int, list[dict[str, Any]]]:
+    """This week's meeting, with a decision recorded on every agenda project (words naming the project)."""
+    with Session(app.extensions["jzflow.engine"]) as s:
+        meeting = meetings.recent(s)[0]
+        chair = actor_for(s, "wangjianguo")
+        for item in meeting.agenda:
+            meetings.record_decision(s, meeting_id=meeting.id, project_code=item["code"], outcome="advance",
+                                     decision=f"决定：{item['name']}按计划推进", unit_code=None, due_on=None,
+                                     actor=chair, seen=core.decision_version(None))
+        s.commit()
+        return meeting.id, list(meeting.agenda)
+
+
+def _seen_on_the_project_pages(client: FlaskClient, agenda: list[dict[str, Any]]) -> dict[str, bool]:
+    """Which agenda projects the project pages show this reader (200) and which answer 404."""
+    seen = {}
+    for item in agenda:
+        status = client.get(f"/projects/{item['project_id']}").status_code
+        assert status in (200, 404), (item["code"], status)
+        seen[item["code"]] = status == 200
+    return seen
+
+
+def test_a_report_reader_sees_the_agenda_items_and_decisions_only_of_projects_they_may_see(app: Flask) -> None:
+    meeting_id, agenda = _meeting_and_decisions(app)
+    reader = login(app, FGJ_READER)
+    seen = _seen_on_the_project_pages(reader, agenda)
+    assert any(seen.values()) and not all(seen.values()), seen  # the world gives 发改局 some of the agenda, not all
+    page = reader.get(f"/meetings/{meeting_id}")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    for item in agenda:
+        shown = [item["name"] in html, item["code"] in html, f"决定：{item['name']}" in html]
+        assert shown == [seen[item["code"]]] * 3, (item["code"], shown)
+    hidden = sum(not v for v in seen.values())
+    assert f"另有 {hidden} 个议题无权查看" in html
+    listing = reader.get("/meetings").get_data(as_text=True)
+    assert f'data-meeting="{meeting_id}"' in listing
+    assert not any(item["name"] in listing or item["code"] in listing for item in agenda if not seen[item["code"]])
+    assert f"另有 {hidden} 个议题无权查看" in listing
+
+
+def test_a_report_reader_who_sees_none_of_a_meeting_is_told_nothing_of_it(app: Flask) -> None:
+    """Not an attendee and no project of theirs on the agenda: the meeting is not listed, and its page answers as a
+    meeting that does not exist — the same status and body but for the id."""
+    meeting_id, agenda = _meeting_and_decisions(app)
+    reader = login(app, NOBODYS_READER)
+    assert not any(_seen_on_the_project_pages(reader, agenda).values())
+    listing = reader.get("/meetings")
+    assert listing.status_code == 200
+    html = listing.get_data(as_text=True)
+    assert f'data-meeting="{meeting_id}"' not in html and "2025年9月17日" not in html
+    assert not any(item["name"] in html or item["code"] in html for item in agenda)
+    there, absent = reader.get(f"/meetings/{meeting_id}"), reader.get("/meetings/999999")
+    assert there.status_code == absent.status_code == 404
+    assert answer(there, (meeting_id, 999999)) == answer(absent, (meeting_id, 999999))
+    assert not any(item["name"] in there.get_data(as_text=True) for item in agenda)
+
+
+def test_an_attendee_sees_the_meeting_but_not_the_projects_they_may_not_see(app: Flask) -> None:
+    meeting_id, agenda = _meeting_and_decisions(app)
+    with Session(app.extensions["jzflow.engine"]) as s:
+        meeting = meetings.get_meeting(s, meeting_id)
+        meeting.recipients = [*(meeting.recipients or []), actor_for(s, NOBODYS_READER).user_id]
+        s.commit()
+    reader = login(app, NOBODYS_READER)
+    listing = reader.get("/meetings").get_data(as_text=True)
+    assert f'data-meeting="{meeting_id}"' in listing and "2025年9月17日" in listing
+    page = reader.get(f"/meetings/{meeting_id}")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "2025年9月17日" in html and f"另有 {len(agenda)} 个议题无权查看" in html
+    assert not any(item["name"] in html or item["code"] in html for item in agenda)
+
+
+@pytest.mark.parametrize("username", ["wangjianguo", CLERK, "admin"])
+def test_the_meetings_organisers_and_admins_see_the_whole_agenda(app: Flask, username: str) -> None:
+    """Who records the decisions (leaders, city leaders, 招商专员) and admins: every item, every decision."""
+    meeting_id, agenda = _meeting_and_decisions(app)
+    html = login(app, username).get(f"/meetings/{meeting_id}").get_data(as_text=True)
+    assert all(item["name"] in html and f"决定：{item['name']}" in html for item in agenda)
+    assert "无权查看" not in html

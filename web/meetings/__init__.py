@@ -41,18 +41,20 @@ def _day(raw: str) -> date | None:
 @login_required
 def index() -> ResponseReturnValue:
     _require_read()
-    return render_template("meetings/index.html", meetings=meetings.recent(db_session()))
+    return render_template("meetings/index.html", views=meetings.visible_recent(db_session(), current_actor()))
 
 
 @bp.get("/meetings/<int:meeting_id>")
 @login_required
 def show(meeting_id: int) -> ResponseReturnValue:
     _require_read()
-    session = db_session()
-    meeting = meetings.get_meeting(session, meeting_id)
-    return render_template("meetings/show.html", meeting=meeting, decided=meetings.decisions(session, meeting.id),
-                           forms=meetings.decision_forms(session, meeting), outcomes=meetings.OUTCOME_NAMES,
-                           may_record=meetings.may_record(session, current_actor()))
+    session, actor = db_session(), current_actor()
+    view = meetings.visible_meeting(session, actor, meeting_id)  # a meeting one may not see at all: 404, as if absent
+    may_record = meetings.may_record(session, actor)
+    return render_template("meetings/show.html", meeting=view.meeting, items=view.items, hidden=view.hidden,
+                           decided=meetings.visible_decisions(session, view),
+                           forms=meetings.decision_forms(session, view.meeting) if may_record else {},
+                           outcomes=meetings.OUTCOME_NAMES, may_record=may_record)
 
 
 @bp.post("/meetings/<int:meeting_id>/decisions")
