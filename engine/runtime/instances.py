@@ -1,7 +1,7 @@
 """Start instances and change their lifecycle: suspend, resume, terminate."""
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -84,12 +84,24 @@ def start(session: Session, *, process_key: str, actor: Actor, data: Mapping[str
     return row
 
 
+# An application may answer start_process for a process of its own (registered by its extension): a process that
+# runs once per case links the instance the case has instead of starting a second one, whichever version of the
+# calling diagram asks. The route gets the start (data with parent_instance_id, business key, title) and returns
+# start_process's result, or None to have the process started as usual.
+StartRoute = Callable[[effects.RunContext, dict[str, Any], str | None, str | None], dict[str, Any] | None]
+START_ROUTES: dict[str, StartRoute] = {}
+
+
 @effects.service("start_process")
 def start_process(ctx: effects.RunContext, process_key: str, data: dict[str, Any] | None = None,
                   business_key: str | None = None, title: str | None = None) -> dict[str, Any]:
-    """Start another process (e.g. the next stage of a case), linked to this instance."""
+    """Start another process (e.g. the next stage of a case), linked to this instance (or what its route answers)."""
     payload = dict(data or {})
     payload.setdefault("parent_instance_id", ctx.running.row.id)
+    route = START_ROUTES.get(process_key)
+    routed = route(ctx, payload, business_key, title) if route is not None else None
+    if routed is not None:
+        return routed
     child = start(ctx.session, process_key=process_key, actor=ctx.actor, data=payload,
                   business_key=business_key, title=title)
     return {"instance_id": child.id, "status": child.status}

@@ -32,6 +32,33 @@ def test_start_process_starts_a_linked_child_in_the_same_transaction(session: Se
     assert runtime.load(session, child.id).workflow.last_task.data["parent_instance_id"] == row.id
 
 
+def test_an_applications_start_route_answers_start_process_for_its_process(
+        session: Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A route the application registered for a process key answers start_process (here: the case's instance there
+    is); None from it starts the process as usual."""
+    files = {**deploy.read_directory(FIXTURES / "good"), **parent()}
+    deploy.deploy(session, files, actor=SYSTEM, check_lanes=False)
+    first = instances.start(session, process_key="minimal", actor=SYSTEM, business_key="CASE-1")
+    asked: list[tuple[dict[str, object], str | None]] = []
+
+    def route(ctx: object, data: dict[str, object], business_key: str | None,
+              title: str | None) -> dict[str, object] | None:
+        asked.append((data, business_key))
+        return {"instance_id": first.id, "status": first.status, "linked": True} if business_key == "CASE-1" else None
+
+    monkeypatch.setitem(instances.START_ROUTES, "minimal", route)
+    row = instances.start(session, process_key="parent", actor=SYSTEM, data={"project_code": "CASE-1"})
+    assert runtime.load(session, row.id).workflow.last_task.data["child"] == {
+        "instance_id": first.id, "status": "running", "linked": True}
+    assert session.scalars(select(ProcessInstance.id).where(ProcessInstance.business_key == "CASE-1")).all() == [
+        first.id]  # nothing started
+    other = instances.start(session, process_key="parent", actor=SYSTEM, data={"project_code": "CASE-2"})
+    child = session.scalar(select(ProcessInstance).where(ProcessInstance.business_key == "CASE-2"))
+    assert child is not None and runtime.load(session, other.id).workflow.last_task.data["child"]["instance_id"] \
+        == child.id
+    assert [(d["parent_instance_id"], k) for d, k in asked] == [(row.id, "CASE-1"), (other.id, "CASE-2")]
+
+
 def test_unknown_service_and_bad_parameter_are_refused_at_deploy(session: Session) -> None:
     with pytest.raises(DeployInvalid) as err:
         deploy.deploy(session, parent(operator="rm_rf"), actor=SYSTEM)
