@@ -7,7 +7,8 @@ beat, CLI, tests — gets the same additions the first time the engine asks for 
 - its Celery jobs and their beat schedule;
 - the `seed` and `demo` commands;
 - the handover of a deactivated person's open issues and leads (`plan.handover`), and of the open issues, leads and
-  projects whose responsible leader they are (`plan.leader_handover`).
+  projects whose responsible leader they are (`plan.leader_handover`);
+- `start_process` of a project's first approval stage answered with the project's approval (`START_ROUTES`).
 """
 from __future__ import annotations
 
@@ -16,10 +17,12 @@ from celery.schedules import crontab
 from engine import extensions
 from engine.deadlines import sla, sources
 from engine.org import leaving
+from engine.runtime import instances
 from plan import cli, handover, leader_handover
 from plan.leads import deadlines as lead_deadlines
 from plan.ledger import deadlines as ledger_deadlines
 from plan.meetings import core as meetings
+from plan.projects import approvals
 from plan.projects import deadlines as project_deadlines
 from plan.reports import schedule as report_schedule
 
@@ -51,6 +54,8 @@ def install() -> None:
     sources.register(project_deadlines.SOURCE)
     sources.register(lead_deadlines.SOURCE)
     sla.OTHER_SECTIONS.update((report_schedule.SECTION, meetings.SECTION))
+    # start_process of a project's first approval stage (a call on loop_call's old version): one per project
+    instances.START_ROUTES[approvals.PROCESS_KEY] = approvals.routed_start
     for hook in (handover.hand_over, leader_handover.hand_over):
         if hook not in leaving.HANDOVERS:
             leaving.HANDOVERS.append(hook)

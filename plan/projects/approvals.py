@@ -28,10 +28,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine import audit, clock
-from engine.errors import InvalidInput, NotFound
+from engine.audit.models import AuditEvent
+from engine.errors import Conflict, InvalidInput, NotFound
 from engine.org.actors import Actor
 from engine.runtime import effects, instances, timeline
-from engine.runtime.models import ProcessInstance
+from engine.runtime.models import ProcessDefinition, ProcessInstance
 from plan.projects.core import lock_project, reach_stage
 from plan.projects.entry import file_report
 from plan.projects.models import Project, ProjectApproval, StageReport
@@ -87,15 +88,24 @@ def start_stage(session: Session, project: Project, *, stage: str, actor: Actor,
 
     The project's row is locked first (`lock_project`): the unit starting the stage on the project page while the
     call's instance starts it (`project_start_approval`) waits for the other and then finds its approval, instead of
-    failing on the unique row. `parent_instance_id` links the approval to the instance that started it.
+    failing on the unique row. `parent_instance_id` links the approval to the instance that started it. A project has
+    one first stage: the ordinary one or its 标准地 path, whichever was started (even before it had its row).
 
-    Raises: InvalidInput (unknown stage), ProcessNotFound
+    Raises: InvalidInput (unknown stage), Conflict (the other first stage was started), ProcessNotFound
     """
     if stage not in STAGES:
         raise InvalidInput(f"未知审批阶段 (unknown approval stage): {stage}", field="stage")
     lock_project(session, project)
-    found = session.scalar(select(ProjectApproval).where(ProjectApproval.project_id == project.id,
-                                                         ProjectApproval.stage == stage))
+    if stage in FIRST_STAGES:
+        found = first_stage_of(session, project, actor=actor)
+        if found is not None and found.stage != stage:
+            raise Conflict(f"项目 {project.code} 已发起{STAGES[found.stage].name}审批，不能再发起{STAGES[stage].name}审批："
+                           f"每个项目只办理一个第一阶段审批 (project {project.code} has its first approval stage started "
+                           f"already as {found.stage}; a project has one first stage, {stage} is refused)",
+                           field="stage", stage=stage, started=found.stage, instance_id=found.instance_id)
+    else:
+        found = session.scalar(select(ProjectApproval).where(ProjectApproval.project_id == project.id,
+                                                             ProjectApproval.stage == stage))
     if found is not None:
         return found
     row = ProjectApproval(project_id=project.id, stage=stage, started_at=clock.now())
@@ -113,6 +123,59 @@ def start_stage(session: Session, project: Project, *, stage: str, actor: Actor,
     return row
 
 
+def first_stage_of(session: Session, project: Project, *, actor: Actor) -> ProjectApproval | None:
+    """Return the project's first-stage approval, linking one started without its row (flushes; lock the project first).
+
+    Before every start went through `start_stage`, a call on loop_call's old version started parallel_approval by
+    `start_process` (its row came only with the certificate), and anyone may start one by hand with the project's
+    code: such an approval of a first stage, not terminated, is the project's (audit `project.approval_linked`).
+    """
+    row = session.scalar(select(ProjectApproval).where(ProjectApproval.project_id == project.id,
+                                                       ProjectApproval.stage.in_(FIRST_STAGES))
+                         .order_by(ProjectApproval.id))
+    if row is not None:
+        return row
+    linked = select(ProjectApproval.instance_id).where(ProjectApproval.instance_id.is_not(None))
+    unlinked = session.execute(
+        select(ProcessInstance.id, ProcessInstance.started_at)
+        .join(ProcessDefinition, ProcessDefinition.id == ProcessInstance.definition_id)
+        .where(ProcessDefinition.key == PROCESS_KEY, ProcessInstance.business_key == project.code,
+               ProcessInstance.status != "terminated", ProcessInstance.id.not_in(linked))
+        .order_by(ProcessInstance.id)).all()  # as a rule none
+    for instance_id, started_at in unlinked:
+        after = session.scalar(select(AuditEvent.after).where(AuditEvent.stream == f"instance:{instance_id}",
+                                                              AuditEvent.action == "instance.start"))
+        stage = str(((after or {}).get("data") or {}).get("stage") or "")
+        if stage in FIRST_STAGES:
+            row = ProjectApproval(project_id=project.id, stage=stage, instance_id=instance_id, started_at=started_at)
+            session.add(row)
+            session.flush()
+            audit.record(session, actor, "project.approval_linked", stream=f"project:{project.id}",
+                         object_type="project", object_id=project.id,
+                         after={"stage": stage, "instance_id": instance_id, "found": "without_row"})
+            return row
+    return None
+
+
+def _first_stage(ctx: effects.RunContext, project: Project, *, applicant: str, asked: str) -> dict[str, Any]:
+    """The call's start of a project's first stage, whichever version of loop_call asks (`asked`: the stage it
+    named): the approval the project has (audit `project.approval_linked`), else its first stage started now."""
+    lock_project(ctx.session, project)  # a start on the project page at this moment is waited for, then found
+    row = first_stage_of(ctx.session, project, actor=ctx.actor)
+    started = row is None
+    if row is None:
+        row = start_stage(ctx.session, project, stage=first_stage(project), actor=ctx.actor, applicant=applicant,
+                          parent_instance_id=ctx.running.row.id)
+    else:
+        audit.record(ctx.session, ctx.actor, "project.approval_linked", stream=f"project:{project.id}",
+                     object_type="project", object_id=project.id,
+                     after={"stage": row.stage, "instance_id": row.instance_id, "asked_by": ctx.running.row.id,
+                            "asked_stage": asked})
+    instance = ctx.session.get(ProcessInstance, row.instance_id) if row.instance_id else None
+    return {"instance_id": row.instance_id, "status": instance.status if instance else None, "stage": row.stage,
+            "started": started}
+
+
 @effects.service("project_start_approval")
 def project_start_approval(ctx: effects.RunContext, project_code: str, applicant: str) -> dict[str, Any]:
     """⑦ Start a signed project's first approval stage (立项用地规划许可, or its 标准地 path) for the call, unless
@@ -124,17 +187,19 @@ def project_start_approval(ctx: effects.RunContext, project_code: str, applicant
     project = ctx.session.scalar(select(Project).where(Project.code == project_code))
     if project is None:
         raise NotFound(f"项目不存在 (no such project): {project_code}", project_code=project_code)
-    lock_project(ctx.session, project)  # a start on the project page at this moment is waited for, then found
-    row = ctx.session.scalar(select(ProjectApproval).where(ProjectApproval.project_id == project.id,
-                                                           ProjectApproval.stage.in_(FIRST_STAGES))
-                             .order_by(ProjectApproval.id))
-    started = row is None
-    if row is None:
-        row = start_stage(ctx.session, project, stage=first_stage(project), actor=ctx.actor, applicant=applicant,
-                          parent_instance_id=ctx.running.row.id)
-    instance = ctx.session.get(ProcessInstance, row.instance_id) if row.instance_id else None
-    return {"instance_id": row.instance_id, "status": instance.status if instance else None, "stage": row.stage,
-            "started": started}
+    return _first_stage(ctx, project, applicant=applicant, asked=first_stage(project))
+
+
+def routed_start(ctx: effects.RunContext, data: dict[str, Any], _business_key: str | None,
+                 _title: str | None) -> dict[str, Any] | None:
+    """`start_process` of parallel_approval for the first stage of a project in the library (a call still on
+    loop_call's version before project_start_approval, or any diagram) goes the way project_start_approval does:
+    one first-stage approval per project. Other starts (a code not in the library, later stages) start as usual."""
+    project = ctx.session.scalar(select(Project).where(Project.code == str(data.get("project_code") or "")))
+    asked = str(data.get("stage") or "")
+    if project is None or asked not in FIRST_STAGES:
+        return None
+    return _first_stage(ctx, project, applicant=str(data.get("applicant") or ctx.actor.username), asked=asked)
 
 
 def _row_for(session: Session, project: Project, stage: str, instance_id: int) -> ProjectApproval:
@@ -267,4 +332,5 @@ def project_approvals(session: Session, project_id: int) -> list[ProjectApproval
 
 
 __all__ = ["CHAIN", "FIRST_STAGES", "NEXT", "STAGES", "Savings", "Stage", "before_start_wd", "certified", "certified_in",
-           "first_stage", "project_approvals", "project_start_approval", "savings", "start_data", "start_stage"]
+           "first_stage", "first_stage_of", "project_approvals", "project_start_approval", "routed_start", "savings",
+           "start_data", "start_stage"]

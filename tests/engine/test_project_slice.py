@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine import clock
 from engine.deadlines import calendar
-from engine.errors import Forbidden, InvalidInput
+from engine.errors import Conflict, Forbidden, InvalidInput
 from engine.org.actors import SYSTEM, actor_for
 from engine.org.models import OrgUnit
 from engine.runtime.models import ProcessInstance
@@ -166,6 +166,32 @@ def test_standard_land_takes_the_short_first_stage_and_earthworks_start_the_proj
                          "earthwork_permit")
     session.refresh(project)
     assert project.stage == "started"  # 土石方施工许可: earthworks before the full 施工许可
+
+
+@pytest.mark.parametrize(("first", "other", "standard_land"), [("land_planning", "land_planning_standard", ""),
+                                                                 ("land_planning_standard", "land_planning", "是")])
+def test_the_other_first_stage_is_refused_once_one_was_started(world: Session, first: str, other: str,
+                                                                standard_land: str) -> None:
+    """A project has one first approval stage: 标准地 or the ordinary one, whichever was started, never both."""
+    session = world
+    project = new_project(session, standard_land=standard_land)
+    officer = actor_for(session, OFFICER)
+    row = approvals.start_stage(session, project, stage=first, actor=officer, applicant=OFFICER)
+    session.commit()
+    project.standard_land = not project.standard_land  # the flag changed after: the page would offer the other
+    session.commit()
+    before = session.scalar(select(func.count()).select_from(ProcessInstance))
+    with pytest.raises(Conflict) as refused:
+        approvals.start_stage(session, project, stage=other, actor=officer, applicant=OFFICER)
+    assert approvals.STAGES[first].name in refused.value.message and "first" in refused.value.message
+    assert refused.value.details == {"field": "stage", "stage": other, "started": first,
+                                     "instance_id": row.instance_id}
+    session.rollback()
+    assert [(r.stage, r.instance_id) for r in approvals.project_approvals(session, project.id)] == [
+        (first, row.instance_id)]
+    assert session.scalar(select(func.count()).select_from(ProcessInstance)) == before
+    # the same stage again is the one there is
+    assert approvals.start_stage(session, project, stage=first, actor=officer, applicant=OFFICER).id == row.id
 
 
 def test_backward_schedule_counts_working_days_from_the_planned_completion(world: Session) -> None:

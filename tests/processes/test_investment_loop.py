@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine import audit, clock, deploy, org, runtime, tasks
 from engine.audit.models import AuditEvent
-from engine.errors import DeployInvalid, InvalidInput, NotYourTask, TaskNotFound
+from engine.errors import Conflict, DeployInvalid, InvalidInput, NotYourTask, TaskNotFound
 from engine.org.actors import SYSTEM, Actor, actor_for
 from engine.org.models import OrgUnit
 from engine.runtime import instances, timers
@@ -838,9 +838,9 @@ OLD_START_APPROVAL = """        <spiffworkflow:serviceTaskOperator id="start_pro
           </spiffworkflow:parameters>"""
 
 
-def test_a_call_on_the_version_before_project_start_approval_still_signs(
-        session: Session, people: dict[str, Actor], deployed: dict[str, str]) -> None:
-    """A call opened before loop_call's start_approval went through project_start_approval keeps its start_process."""
+def to_follow_up_on_the_old_version(session: Session, people: dict[str, Actor]) -> tuple[int, Project]:
+    """A call opened on loop_call's version before start_approval went through project_start_approval (its
+    start_process starts parallel_approval itself), following up when the new version is deployed."""
     import re
     files = loop_files()
     text = files["loop_call.bpmn"].decode()
@@ -850,19 +850,185 @@ def test_a_call_on_the_version_before_project_start_approval_still_signs(
     files["loop_call.bpmn"] = text.replace(current.group(0), OLD_START_APPROVAL.replace("\\\n", "")).encode()
     deploy.deploy(session, files, actor=SYSTEM)
     session.commit()
-    cid, _project = to_follow_up(session, people)
+    cid, project = to_follow_up(session, people)
     old = session.get(ProcessInstance, cid)
     assert old is not None
     deploy.deploy(session, loop_files(), actor=SYSTEM)  # the new version comes while the call follows up
     session.commit()
     assert deploy.latest_version(session, "loop_call").id != old.version_id
+    return cid, project
+
+
+def linked_events(session: Session, project: Project) -> list[dict[str, Any]]:
+    return [e.after for e in session.scalars(select(AuditEvent).where(
+        AuditEvent.stream == f"project:{project.id}", AuditEvent.action == "project.approval_linked")
+        .order_by(AuditEvent.id))]
+
+
+def test_a_call_on_the_version_before_project_start_approval_still_signs(
+        session: Session, people: dict[str, Actor], deployed: dict[str, str]) -> None:
+    """A call opened before loop_call's start_approval went through project_start_approval keeps its start_process:
+    the approval it starts is the project's first stage (its row), so the page finds it."""
+    from plan.projects import approvals
+    cid, project = to_follow_up_on_the_old_version(session, people)
     do(session, only(session, cid, "follow_up"), people["shz_zs"], SIGNED)
     session.expire_all()
     (approval,) = children(session, "parallel_approval")
     assert session.get(ProcessInstance, cid).status == "completed"  # type: ignore[union-attr]
-    assert data_of(runtime.load(session, cid), "start_approval")["approval"] == {
-        "instance_id": approval.id, "status": "running"}
     assert start_data(session, approval.id)["stage"] == "land_planning"
+    assert start_data(session, approval.id)["parent_instance_id"] == cid
+    # The unit then starts the first stage on the project page: it is the one the call started, nothing new.
+    project = session.get(Project, project.id)  # type: ignore[assignment]
+    again = approvals.start_stage(session, project, stage="land_planning", actor=people["shz_zs"], applicant="shz_zs")
+    session.commit()
+    assert [p.id for p in children(session, "parallel_approval")] == [approval.id]
+    assert again.instance_id == approval.id
+    assert approvals_of(session, project) == [("land_planning", approval.id)]
+    # the call's result names the approval as project_start_approval's does (a superset of start_process's)
+    assert data_of(runtime.load(session, cid), "start_approval")["approval"] == {
+        "instance_id": approval.id, "status": "running", "stage": "land_planning", "started": True}
+    assert audit.verify(session).ok
+
+
+def test_a_call_on_the_old_version_links_the_first_stage_the_page_started(
+        session: Session, people: dict[str, Actor], deployed: dict[str, str]) -> None:
+    """The unit records 签约 and starts the first stage on the page; then the old call signs: no second approval."""
+    from plan.projects import approvals, entry
+    cid, project = to_follow_up_on_the_old_version(session, people)
+    unit = people["shz_zs"]
+    entry.record_stage(session, project, actor=unit, stage="signed", on=date(2025, 9, 1), evidence="投资协议")
+    started = approvals.start_stage(session, project, stage="land_planning", actor=unit, applicant="shz_zs")
+    session.commit()
+    do(session, only(session, cid, "follow_up"), unit, SIGNED)
+    session.expire_all()
+    assert session.get(ProcessInstance, cid).status == "completed"  # type: ignore[union-attr]
+    assert [p.id for p in children(session, "parallel_approval")] == [started.instance_id]
+    project = session.get(Project, project.id)  # type: ignore[assignment]
+    assert approvals_of(session, project) == [("land_planning", started.instance_id)]
+    assert data_of(runtime.load(session, cid), "start_approval")["approval"] == {
+        "instance_id": started.instance_id, "status": "running", "stage": "land_planning", "started": False}
+    assert linked_events(session, project) == [{"stage": "land_planning", "instance_id": started.instance_id,
+                                                "asked_by": cid, "asked_stage": "land_planning"}]
+    assert audit.verify(session).ok
+
+
+def test_a_first_stage_started_before_it_had_its_row_is_the_projects(
+        session: Session, people: dict[str, Actor], deployed: dict[str, str]) -> None:
+    """An approval an old call started before the fix (no project_approval row: it got one only at its certificate)
+    is found by the page and by a call on the new version: neither starts a second one."""
+    from plan.projects import approvals, entry
+    from plan.projects.models import ProjectApproval
+    cid, project = to_follow_up(session, people)
+    unit = people["shz_zs"]
+    entry.record_stage(session, project, actor=unit, stage="signed", on=date(2025, 9, 1), evidence="投资协议")
+    early = instances.start(session, process_key="parallel_approval", actor=SYSTEM, business_key=project.code,
+                            data=approvals.start_data(project, "land_planning", "shz_zs"))
+    session.commit()
+    assert session.scalar(select(func.count(ProjectApproval.id))) == 0
+    again = approvals.start_stage(session, project, stage="land_planning", actor=unit, applicant="shz_zs")
+    session.commit()
+    assert again.instance_id == early.id
+    with pytest.raises(Conflict, match="立项用地规划许可"):
+        approvals.start_stage(session, project, stage="land_planning_standard", actor=unit, applicant="shz_zs")
+    session.rollback()
+    do(session, only(session, cid, "follow_up"), unit, SIGNED)
+    session.expire_all()
+    assert [p.id for p in children(session, "parallel_approval")] == [early.id]
+    assert approvals_of(session, session.get(Project, project.id)) == [  # type: ignore[arg-type]
+        ("land_planning", early.id)]
+    assert data_of(runtime.load(session, cid), "start_approval")["approval"]["instance_id"] == early.id
+    assert audit.verify(session).ok
+
+
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+def test_the_page_and_an_old_version_call_start_the_first_stage_at_once(
+        factory: sessionmaker[Session], session: Session, people: dict[str, Actor], deployed: dict[str, str]) -> None:
+    """PostgreSQL: the page's start holds the project's row while the old call's start_process runs: one approval."""
+    import threading
+    import time
+
+    from plan.projects import approvals, entry
+    cid, project = to_follow_up_on_the_old_version(session, people)
+    pid = project.id
+    session.close()
+    page = factory()
+    mine = page.get(Project, pid)
+    assert mine is not None
+    entry.record_stage(page, mine, actor=people["shz_zs"], stage="signed", on=date(2025, 9, 1), evidence="投资协议")
+    started = approvals.start_stage(page, mine, stage="land_planning", actor=people["shz_zs"], applicant="shz_zs")
+    outcome: list[BaseException | None] = []
+
+    def call_signs() -> None:
+        with factory() as s:
+            try:
+                do(s, only(s, cid, "follow_up"), people["shz_zs"], SIGNED)
+                outcome.append(None)
+            except BaseException as exc:
+                s.rollback()
+                outcome.append(exc)
+
+    thread = threading.Thread(target=call_signs)
+    thread.start()
+    time.sleep(0.8)  # the call's 签约 waits for the page's lock on the project
+    page.commit()
+    first = started.instance_id
+    page.close()
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+    assert outcome == [None]
+    with factory() as s:
+        assert [p.id for p in children(s, "parallel_approval")] == [first]
+        assert approvals_of(s, s.get(Project, pid)) == [("land_planning", first)]  # type: ignore[arg-type]
+        assert s.get(ProcessInstance, cid).status == "completed"  # type: ignore[union-attr]
+        assert data_of(runtime.load(s, cid), "start_approval")["approval"]["instance_id"] == first
+
+
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+def test_an_old_version_call_starting_the_first_stage_holds_off_the_page(
+        factory: sessionmaker[Session], session: Session, people: dict[str, Actor], deployed: dict[str, str]) -> None:
+    """PostgreSQL, the other order: the old call's start_process is being saved when the page starts the first stage
+    (the same, or the 标准地 one): the page waits, then finds the call's approval or is refused; one approval."""
+    import threading
+    import time
+
+    from plan.projects import approvals
+    cid, project = to_follow_up_on_the_old_version(session, people)
+    pid = project.id
+    session.close()
+    call = factory()  # the call's unit of work: 签约 and start_process, not committed yet
+    task = only(call, cid, "follow_up")
+    tasks.claim(call, task_id=task.id, actor=people["shz_zs"])
+    tasks.complete(call, task_id=task.id, actor=people["shz_zs"], data=SIGNED)
+    outcome: list[BaseException | int | None] = []
+
+    def page_starts(stage: str) -> None:
+        with factory() as s:
+            try:
+                mine = s.get(Project, pid)
+                assert mine is not None
+                row = approvals.start_stage(s, mine, stage=stage, actor=people["shz_zs"], applicant="shz_zs")
+                s.commit()
+                outcome.append(row.instance_id)
+            except BaseException as exc:
+                s.rollback()
+                outcome.append(exc)
+
+    threads = [threading.Thread(target=page_starts, args=(stage,)) for stage in ("land_planning",
+                                                                                 "land_planning_standard")]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.8)  # both page starts wait for the call's lock on the project
+    call.commit()
+    call.close()
+    for thread in threads:
+        thread.join(timeout=60)
+        assert not thread.is_alive()
+    with factory() as s:
+        (approval,) = children(s, "parallel_approval")
+        assert approvals_of(s, s.get(Project, pid)) == [("land_planning", approval.id)]  # type: ignore[arg-type]
+    assert approval.id in outcome and len(outcome) == 2
+    [refused] = [o for o in outcome if o != approval.id]
+    assert isinstance(refused, Conflict) and refused.details["started"] == "land_planning", refused
 
 
 def test_window_closes_with_several_bids_and_follow_up_is_capped(

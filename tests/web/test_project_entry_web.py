@@ -238,6 +238,32 @@ def test_the_dashboard_shows_the_days_a_certified_stage_saved(app: Flask, login:
     assert count(app, ProjectApproval, project_id=pid, stage="land_planning") == 1  # started once, not again
 
 
+def test_the_page_refuses_the_standard_land_first_stage_after_the_ordinary_one(app: Flask, login: Any) -> None:
+    """The call (or anyone) started 立项用地规划许可: picking the 标准地 first stage is a 409 naming why, nothing new."""
+    from engine.org.actors import actor_for
+    from engine.runtime.models import ProcessInstance
+    from plan.projects import approvals
+    officer = login(OFFICER)
+    pid = create(officer)
+    with app.extensions["jzflow.sessionmaker"]() as s:
+        project = s.get(Project, pid)
+        assert project is not None
+        approvals.start_stage(s, project, stage="land_planning", actor=actor_for(s, OFFICER), applicant=OFFICER)
+        s.commit()
+    before = count(app, ProcessInstance), count(app, AuditEvent)
+    refused = form_post(officer, f"/projects/{pid}/approval", {"stage": "land_planning_standard"})
+    body = refused.get_data(as_text=True)
+    assert refused.status_code == 409 and "已发起立项用地规划许可审批" in body and "标准地" in body, body[:800]
+    assert (count(app, ProcessInstance), count(app, AuditEvent)) == before
+    assert count(app, ProjectApproval, project_id=pid) == 1
+    # from the page (a referrer): back to it with the reason flashed
+    page = f"/projects/{pid}"
+    back = officer.post(f"{page}/approval", data={"stage": "land_planning_standard", "csrf_token": csrf_of(officer, page)},
+                        headers={"Referer": f"http://localhost{page}"})
+    assert back.status_code == 302 and "已发起立项用地规划许可审批" in officer.get(page).get_data(as_text=True)
+    assert count(app, ProjectApproval, project_id=pid) == 1
+
+
 def test_the_import_template_downloads_on_a_leap_day(app: Flask, login: Any) -> None:
     officer = login(OFFICER)
     clock.freeze(datetime(2028, 2, 29, 9, 0, tzinfo=clock.SHANGHAI))  # unfrozen by tests/conftest.py's _clock
