@@ -25,7 +25,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from engine import audit, clock
 from engine.audit.models import AuditEvent
@@ -38,6 +38,7 @@ from plan.projects.entry import file_report
 from plan.projects.models import Project, ProjectApproval, StageReport
 
 PROCESS_KEY = "parallel_approval"
+LOOP_KEY = "investment_loop"  # the seven steps: the run an old call's start_process of the first stage was part of
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,10 @@ def first_stage_of(session: Session, project: Project, *, actor: Actor) -> Proje
 
     Before every start went through `start_stage`, a call on loop_call's old version started parallel_approval by
     `start_process` (its row came only with the certificate), and anyone may start one by hand with the project's
-    code: such an approval of a first stage, not terminated, is the project's (audit `project.approval_linked`).
+    code: such an approval of a first stage, not terminated, is the project's (audit `project.approval_linked`) when
+    the investment loop's run started it (`start_root_id`: set only by a start inside an engine run). One started by
+    hand is an application naming the code, no department has looked at yet: taken as the project's, it would
+    block the unit's own start or stand in for it (it becomes the project's only when certified, `certified`).
     """
     row = session.scalar(select(ProjectApproval).where(ProjectApproval.project_id == project.id,
                                                        ProjectApproval.stage.in_(FIRST_STAGES))
@@ -136,11 +140,15 @@ def first_stage_of(session: Session, project: Project, *, actor: Actor) -> Proje
     if row is not None:
         return row
     linked = select(ProjectApproval.instance_id).where(ProjectApproval.instance_id.is_not(None))
+    root, root_definition = aliased(ProcessInstance), aliased(ProcessDefinition)
     unlinked = session.execute(
         select(ProcessInstance.id, ProcessInstance.started_at)
         .join(ProcessDefinition, ProcessDefinition.id == ProcessInstance.definition_id)
+        .join(root, root.id == ProcessInstance.start_root_id)
+        .join(root_definition, root_definition.id == root.definition_id)
         .where(ProcessDefinition.key == PROCESS_KEY, ProcessInstance.business_key == project.code,
-               ProcessInstance.status != "terminated", ProcessInstance.id.not_in(linked))
+               root_definition.key == LOOP_KEY, ProcessInstance.status != "terminated",
+               ProcessInstance.id.not_in(linked))
         .order_by(ProcessInstance.id)).all()  # as a rule none
     for instance_id, started_at in unlinked:
         after = session.scalar(select(AuditEvent.after).where(AuditEvent.stream == f"instance:{instance_id}",

@@ -923,6 +923,9 @@ def test_a_first_stage_started_before_it_had_its_row_is_the_projects(
     entry.record_stage(session, project, actor=unit, stage="signed", on=date(2025, 9, 1), evidence="投资协议")
     early = instances.start(session, process_key="parallel_approval", actor=SYSTEM, business_key=project.code,
                             data=approvals.start_data(project, "land_planning", "shz_zs"))
+    call = session.get(ProcessInstance, cid)
+    assert call is not None and call.start_root_id is not None
+    early.start_root_id = call.start_root_id  # started inside the period's run, as the old call's start_process was
     session.commit()
     assert session.scalar(select(func.count(ProjectApproval.id))) == 0
     again = approvals.start_stage(session, project, stage="land_planning", actor=unit, applicant="shz_zs")
@@ -938,6 +941,28 @@ def test_a_first_stage_started_before_it_had_its_row_is_the_projects(
         ("land_planning", early.id)]
     assert data_of(runtime.load(session, cid), "start_approval")["approval"]["instance_id"] == early.id
     assert audit.verify(session).ok
+
+
+def test_an_approval_started_by_hand_with_a_projects_code_is_not_taken_as_its_first_stage(
+        session: Session, people: dict[str, Actor], deployed: dict[str, str]) -> None:
+    """Anyone who may start 并联审批 may name any project's code: such an application is not the project's approval
+    (it would block the unit's own start, or stand in for it, before any department has looked at it)."""
+    from plan.projects import approvals, entry
+    from plan.projects.models import ProjectApproval
+    _cid, project = to_follow_up(session, people)
+    unit = people["shz_zs"]
+    entry.record_stage(session, project, actor=unit, stage="signed", on=date(2025, 9, 1), evidence="投资协议")
+    stranger = instances.start(session, process_key="parallel_approval", actor=people["shz_zs"],
+                               business_key=project.code,
+                               data=approvals.start_data(project, "land_planning_standard", "shz_zs"))
+    session.commit()
+    assert stranger.start_root_id is None
+    started = approvals.start_stage(session, project, stage="land_planning", actor=unit, applicant="shz_zs")
+    session.commit()
+    assert started.instance_id not in (None, stranger.id)
+    assert [(r.stage, r.instance_id) for r in session.scalars(select(ProjectApproval))] == [
+        ("land_planning", started.instance_id)]
+    assert linked_events(session, project) == []
 
 
 @pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
