@@ -13,7 +13,7 @@ project page allows no one else. Else to whom the deadline ladder reaches at lea
 first active responsible leader of the item's unit and its parents (for a project, the first 市级领导 among them; the
 person's own unit marks are taken off first, engine.org.leaving). Else to nobody: the field is cleared rather than left
 naming someone who cannot act, and the head (负责人) of the item's unit is told, once, to have a leader named (on a
-project's page, 包挂领导; for an issue or lead, by whoever appoints its unit's leader). Closed items keep theirs
+project's page, 包挂领导; for an issue or lead, 责任领导 on its page, plan.item_leaders). Closed items keep theirs
 (history). One audit event per item on the item's own stream, in the shape of the 责任人's handover; nothing is ever
 stuck (an item without a leader still has its handler and unit).
 """
