@@ -16,6 +16,7 @@ FEATURES = (
     "web.supervision",    # 督办: overdue and escalated work of a leader's area
     "web.projects",       # 项目库: the projects one may see and a project's page
     "web.ledger",         # 问题台账: the ledger issues one may see and an issue's page
+    "web.leads",          # 招商线索: a lead's page and its 责任领导
     "web.reports",        # 周调度 / 月通报 downloads
     "web.meetings",       # 项目推进暨评审会议: agendas and decisions
     "web.dashboard",      # 经济运行监测: targets, gaps, projects, warnings

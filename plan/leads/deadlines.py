@@ -36,7 +36,7 @@ def lead_targets(session: Session, ids: Sequence[int], org: Org) -> dict[int, Ta
                              .execution_options(populate_existing=True)):
         deadline = lead_deadline(x)
         handlers = [x.handler_id] if x.handler_id else org.members(session, x.unit_id)
-        link = f"/instances/{x.instance_id}" if x.instance_id else "/supervision"
+        link = f"/leads/{x.id}"  # the lead's page (web.leads)
         found[x.id] = Target("lead", x.id, f"招商线索 {x.code} {x.title}（{x.enterprise}）", link,
                              f"investment_lead:{x.id}", "investment_lead", deadline is not None, x.due_at, None,
                              x.created_at, x.source, x.unit_id, handlers, x.responsible_leader_id)

@@ -41,6 +41,7 @@ from engine.tasks.collab_models import Notification, SavedFilter
 from engine.tasks.models import HumanTask
 from plan.data import demo, seed
 from plan.indicators.models import IndicatorValue
+from plan.leads.models import InvestmentLead
 from plan.ledger.models import LedgerIssue
 from plan.meetings.models import ReviewMeeting
 from plan.projects.models import Project
@@ -67,6 +68,7 @@ USERS = {
 # signed logout token is the proof. Without a token they are refused all the same (400/404), changing nothing.
 NO_CSRF = frozenset({"sso.backchannel_logout"})
 OWNER, BYSTANDER = "shaofang", "gaowenjing"  # the world's objects belong to them; neither is in the matrix
+LEAD = "ZS-2025-9001"  # the world's 招商线索, of 李哥庄镇 and its leader
 SECRETS = ("SECRET-机密项目", "SECRET-KEY-7731", "SECRET-附件内容", "SECRET-评论", "SECRET-筛选", "SECRET-令牌",
            "SECRET-通知")
 
@@ -243,6 +245,13 @@ MATRIX: dict[str, Access] = {
                                       form={"stage": "land_planning"}),
     "ledger.index": Access(get=ALL - {"applicant"}),
     "ledger.show": Access(get=R({"city_leader", "auditor", "admin"}), params={"issue_id": "@issue"}),
+    # 指定责任领导 (plan.item_leaders): admins, 市级领导 and the head of the item's unit (none in the matrix here)
+    "ledger.leader": Access(post=R({"city_leader", "admin"}), params={"issue_id": "@issue"},
+                            form={"leader": "wangjianguo"}),
+    # 招商线索: a lead of 李哥庄镇 made for the matrix (no role's unit or area), read as an issue is
+    "leads.show": Access(get=R({"city_leader", "auditor", "admin"}), params={"lead_id": "@lead"}),
+    "leads.leader": Access(post=R({"city_leader", "admin"}), params={"lead_id": "@lead"},
+                           form={"leader": "wangjianguo"}),
     # 流程建模: process owners deploy and migrate; auditors and admins read
     "modeller.index": Access(get=MODELLER_READ),
     "modeller.new": Access(get=OWNERS),
@@ -350,6 +359,12 @@ def build(db_url: str) -> dict[str, Any]:
             tokens.issue(s, s.get(User, owner.user_id), SECRETS[5])  # type: ignore[arg-type]
             token_id = s.scalar(select(ApiToken.id).where(ApiToken.user_id == owner.user_id))
             bystander = actor_for(s, BYSTANDER)
+            lgz = s.scalar(select(OrgUnit).where(OrgUnit.code == "lgz"))
+            assert lgz is not None
+            lead = InvestmentLead(code=LEAD, title="矩阵招商线索", enterprise="青岛示例企业", unit_id=lgz.id,
+                                  responsible_leader_id=lgz.responsible_leader_id, status="contacting")
+            s.add(lead)
+            s.flush()
             note = Notification(user_id=bystander.user_id, kind="cc", title=SECRETS[6], body=SECRETS[6],
                                 link=f"/tasks/{task.id}")
             run = ReportRun(kind="weekly", period_start=date(2025, 9, 1),
@@ -383,14 +398,16 @@ def build(db_url: str) -> dict[str, Any]:
 
 
 def outsiders(s: Session) -> dict[str, int]:
-    """A project and an issue that no role of the matrix has a reason to see (临空经济区, 李哥庄镇)."""
+    """A project, an issue and a lead that no role of the matrix has a reason to see (临空经济区, 李哥庄镇, 李哥庄镇)."""
     matrix = set(s.scalars(select(User.id).where(User.username.in_(list(USERS.values())))))
     project = s.scalar(select(Project).where(Project.code == "XM-2025-0012"))
     issue = s.scalar(select(LedgerIssue).join(OrgUnit, OrgUnit.id == LedgerIssue.unit_id)
                      .where(OrgUnit.code == "lgz", LedgerIssue.project_id.is_(None)).order_by(LedgerIssue.id))
-    assert project is not None and issue is not None
-    assert not {project.responsible_leader_id, issue.responsible_leader_id, issue.handler_id} & matrix
-    return {"project_id": project.id, "issue": issue.id}
+    lead = s.scalar(select(InvestmentLead).where(InvestmentLead.code == LEAD))
+    assert project is not None and issue is not None and lead is not None
+    assert not {project.responsible_leader_id, issue.responsible_leader_id, issue.handler_id,
+                lead.responsible_leader_id, lead.handler_id} & matrix
+    return {"project_id": project.id, "issue": issue.id, "lead": lead.id}
 
 
 @pytest.fixture

@@ -55,7 +55,7 @@ ACTIONS = {
     "signal.broadcast": "广播信号", "signal.deliver": "投递信号", "task.return_to_candidates": "退回候选人",
     "task.hand_over": "离岗移交", "ledger.hand_over": "离岗移交", "lead.hand_over": "离岗移交",
     "ledger.leader_hand_over": "离岗移交责任领导", "lead.leader_hand_over": "离岗移交责任领导",
-    "project.leader_hand_over": "离岗移交责任领导",
+    "project.leader_hand_over": "离岗移交责任领导", "ledger.leader": "指定责任领导", "lead.leader": "指定责任领导",
     "task.assignee_inactive": "指派对象已停用", "task.assignee_unknown": "指派对象不存在",
     "task.orphans_close": "关闭遗留加签与延期申请",
     "org.directory.sync": "目录同步", "org.unit.directory_update": "目录同步更新单位", "org.unit.head": "设置单位负责人",

@@ -1,17 +1,19 @@
 """问题台账: the list of ledger issues one may see, filtered and keyset-paged, and an issue's page."""
 from __future__ import annotations
 
-from flask import Blueprint, Flask, render_template, request, url_for
+from flask import Blueprint, Flask, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
 from flask_login import login_required
 
 from engine import clock
+from plan import item_leaders
 from plan.ledger import views
 from plan.ledger.core import SOURCES
 from plan.ledger.models import ISSUE_STATES
 from plan.projects import views as project_views
 from web import links
-from web.common import current_actor, db_session
+from web.common import commit, current_actor, db_session
 from web.projects import current_reach, may_open
 
 bp = Blueprint("ledger", __name__)
@@ -21,7 +23,7 @@ STATUS_NAMES = {"registered": "登记", "dispatched": "已派单", "accepted": "
 ACTION_NAMES = {"ledger.register": "登记", "ledger.dispatch": "派单", "ledger.accepted": "响应", "ledger.returned": "退回",
                 "ledger.progress": "进展报告", "ledger.extension.grant": "批准延期", "ledger.extension.refuse": "不批准延期",
                 "ledger.feedback": "反馈", "ledger.closed": "核验销号", "ledger.reopened": "核验未通过",
-                "ledger.confirmed": "回访确认", "ledger.revisit_failed": "回访未通过"}
+                "ledger.confirmed": "回访确认", "ledger.revisit_failed": "回访未通过", "ledger.leader": "指定责任领导"}
 SOURCE_NAMES = {"service_visit": "服务企业走访", "project": "项目推进", "manual": "手工登记"}
 
 
@@ -54,7 +56,22 @@ def show(issue_id: int) -> ResponseReturnValue:
     detail = views.issue_detail(session, project_views.require_reach(session, actor, current_reach()), actor, issue_id)
     return render_template("ledger/show.html", d=detail, i=detail.issue, status_names=STATUS_NAMES,
                            action_names=ACTION_NAMES, source_names=SOURCE_NAMES, now=clock.now(), task_url=links.task_url,
-                           instance_url=links.instance_url)
+                           instance_url=links.instance_url,
+                           leader_form=item_leaders.form_for(session, "issue", detail.issue, actor))
+
+
+@bp.post("/ledger/<int:issue_id>/leader")
+@login_required
+def leader(issue_id: int) -> ResponseReturnValue:
+    """指定责任领导: the issue must be in reach (else 404), then the service checks the right (403) and the choice."""
+    session = db_session()
+    actor = current_actor()
+    views.visible_issue(session, project_views.require_reach(session, actor, current_reach()), issue_id)
+    changed = item_leaders.set_leader(session, "issue", issue_id, actor=actor,
+                                      username=request.form.get("leader", "")[:100], seen=request.form.get("seen", "")[:64])
+    commit()
+    flash(_("责任领导已更新") if changed else _("责任领导未改变"))
+    return redirect(url_for("ledger.show", issue_id=issue_id) + "#leader")
 
 
 def _instance_links(instance_id: int) -> list[tuple[str, str, str]]:
