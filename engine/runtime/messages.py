@@ -137,17 +137,29 @@ def _deliver_to_candidates(session: Session, row: BpmnMessage, actor: Actor) -> 
 
     Returns 0 when delivered, None when no match takes it, else the id of an instance that conflicted in every round
     (someone else saves it each time, and it still waits for this message).
+
+    A candidate that does not take it (a sender its catch does not name, no longer waiting) is let go before the
+    next is locked: its savepoint rolled back, its row lock with it. Kept, the walk held instances in subscription
+    order, not id order, and deadlocked with the 迁移实例 page locking them in id order (versions.migrate).
     """
     busy: int | None = None
     for _ in range(ROUNDS):
         busy = None
         for sub in _candidates(session, row):
+            savepoint = session.begin_nested()
             try:
-                with session.begin_nested():
-                    if deliver_to(session, sub.instance_id, sub.task_guid, row, actor):
-                        return 0
+                taken = deliver_to(session, sub.instance_id, sub.task_guid, row, actor)
             except ConcurrentModification:
+                savepoint.rollback()
                 busy = sub.instance_id  # someone else saved it meanwhile: look again
+                continue
+            except BaseException:
+                savepoint.rollback()
+                raise
+            if taken:
+                savepoint.commit()
+                return 0
+            savepoint.rollback()
         if busy is None:
             break
     return busy
