@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import hashlib
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, make_url, text
+from sqlalchemy import Engine, create_engine, event, make_url, select, text
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -141,6 +141,42 @@ def advisory_lock(session: Session, *names: str) -> None:
         return
     session.execute(text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) WITH ORDINALITY"
                          " AS t(k, i) ORDER BY i"), {"keys": keys})
+
+
+def lock_in_order(session: Session, column: Any, ids: Sequence[int], *, wait_seconds: float) -> list[int]:
+    """Lock the rows whose `column` (a primary key) is in `ids`, FOR UPDATE in ascending order in one statement,
+    waiting at most `wait_seconds` for one another transaction holds (the session's own lock_timeout applies after).
+
+    Returns [] when every row is held, else the ids another transaction still held, ascending, and nothing of this
+    call stays locked (its savepoint rolled back). Taking them in one order, two such calls on overlapping sets never
+    deadlock. No-op on SQLite, where every transaction began IMMEDIATE and so holds the one writer lock already.
+    """
+    if not ids or not is_postgres(session):
+        return []
+    wanted = select(column).where(column.in_(ids)).order_by(column)
+    busy: list[int] = []
+    for _ in range(3):  # the holder may finish between the timeout and the look: lock again
+        savepoint = session.begin_nested()
+        try:
+            previous = session.scalar(text("SELECT current_setting('lock_timeout')"))
+            session.execute(text("SELECT set_config('lock_timeout', :t, true)"),
+                            {"t": f"{max(1, int(wait_seconds * 1000))}ms"})
+            session.execute(wanted.with_for_update())
+        except OperationalError as exc:
+            savepoint.rollback()  # its locks and its lock_timeout with it
+            if getattr(exc.orig, "sqlstate", None) != "55P03":  # lock_not_available
+                raise
+        else:
+            session.execute(text("SELECT set_config('lock_timeout', :t, true)"), {"t": previous})
+            savepoint.commit()
+            return []
+        look = session.begin_nested()
+        free = set(session.scalars(wanted.with_for_update(skip_locked=True)))
+        busy = [i for i in session.scalars(wanted) if i not in free]
+        look.rollback()
+        if busy:
+            return busy
+    return busy or sorted(set(ids))
 
 
 def advisory_key(name: str) -> int:

@@ -71,6 +71,16 @@ class ConcurrentModification(Conflict):
                          instance_id=instance_id)
 
 
+class InstanceBusy(Conflict):
+    """Another piece of work holds the instance longer than the caller waits: nothing was changed, try again."""
+
+    code = "instance_busy"
+
+    def __init__(self, instance_id: int) -> None:
+        super().__init__(f"流程实例 {instance_id} 正在被其他操作处理，请稍后重试 "
+                         f"(instance {instance_id} is busy, try again)", instance_id=instance_id)
+
+
 class TaskNotReady(Conflict):
     code = "task_not_ready"
 

@@ -17,11 +17,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from engine import runtime
+from engine.db import lock_in_order
 from engine.deploy import bpmn_diff
 from engine.errors import (
     Conflict,
     Forbidden,
     InstanceArchived,
+    InstanceBusy,
     InstanceNotFound,
     InvalidInput,
     NotFound,
@@ -37,6 +39,7 @@ READER_ROLES = (OWNER_ROLE, "auditor")
 MIGRATABLE = ("running", "suspended")
 # Instances one call moves: its transaction holds each one's row until it commits (a few seconds for this many).
 MAX_MIGRATE = 200
+LOCK_WAIT_SECONDS = 10.0  # for an instance other work holds (PostgreSQL), then: busy, try again
 
 
 class MigrationRefused(Conflict):
@@ -308,10 +311,11 @@ def migrate(session: Session, instance_ids: Sequence[int], target_version_id: in
 
     At most MAX_MIGRATE instances a call, refused before anything is read. The instances' rows are locked first,
     in id order: the same migration sent twice at once moves each instance once — the second waits, then finds
-    them on the target already and says so — and two migrations of overlapping sets never deadlock.
+    them on the target already and says so — and two migrations of overlapping sets never deadlock. One held by
+    other work for longer than LOCK_WAIT_SECONDS is named busy and nothing is moved (the page does not hang).
 
-    Raises: Forbidden, NotFound, InvalidInput (too many instances), MigrationRefused (a moved state that would not
-    load back)
+    Raises: Forbidden, NotFound, InvalidInput (too many instances), InstanceBusy, MigrationRefused (a moved state
+    that would not load back)
     """
     require_deploy(session, actor)
     wanted = list(dict.fromkeys(instance_ids))
@@ -320,8 +324,9 @@ def migrate(session: Session, instance_ids: Sequence[int], target_version_id: in
                            f"{MAX_MIGRATE} instances at a time, {len(wanted)} chosen: migrate them in batches)",
                            field="instance", limit=MAX_MIGRATE, chosen=len(wanted))
     target = _target(session, target_version_id)
-    session.execute(select(ProcessInstance.id).where(ProcessInstance.id.in_(wanted)).order_by(ProcessInstance.id)
-                    .with_for_update())  # PostgreSQL; SQLite's transaction holds the writer lock already
+    busy = lock_in_order(session, ProcessInstance.id, wanted, wait_seconds=LOCK_WAIT_SECONDS)
+    if busy:
+        raise InstanceBusy(busy[0])
     report = Report()
     for instance_id in wanted:
         try:

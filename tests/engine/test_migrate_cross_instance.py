@@ -21,12 +21,13 @@ from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine import deploy, jobs, runtime, tasks
 from engine.deploy import versions
+from engine.errors import InstanceBusy
 from engine.notify.models import OutboxMessage
 from engine.org.actors import SYSTEM, Actor, actor_for
 from engine.runtime import instances, messages
@@ -313,3 +314,53 @@ def test_withdrawals_walking_the_cases_of_a_migration_never_deadlock(
         assert withdrawn == "done", outcomes
         _withdrawn_once(factory, world, migrated)
     _verified(factory)
+
+
+# --- an instance held by a long transaction ------------------------------------------------------------------------
+
+def _hold(factory: sessionmaker[Session], instance_id: int) -> Session:
+    """A transaction that holds the instance's row and does not end (a long job, a stuck request)."""
+    holder = factory()
+    holder.execute(select(ProcessInstance.id).where(ProcessInstance.id == instance_id).with_for_update())
+    return holder
+
+
+def test_the_page_names_an_instance_held_by_a_long_transaction_busy_and_moves_none(
+        session: Session, factory: sessionmaker[Session], notifying: dict[str, Actor],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """One of the page's instances is held by a transaction that does not end: the migration waited for it as long
+    as that lasted (the page hung). Now it waits LOCK_WAIT_SECONDS, then refuses naming the instance (409
+    instance_busy, try again), moves none and keeps none of the others locked; tried again once the holder is done,
+    it moves them all, and the session's own lock_timeout is as it was."""
+    monkeypatch.setattr(versions, "LOCK_WAIT_SECONDS", 0.5)
+    cases = [_case(session, SYSTEM, next(_apps)) for _ in range(3)]
+    target = _redeploy(session)
+    session.close()
+    holder = _hold(factory, cases[1])
+    try:
+        with factory() as s:
+            began = time.monotonic()
+            with pytest.raises(InstanceBusy) as busy:
+                versions.migrate(s, cases, target, actor_for(s, "admin"))
+            assert time.monotonic() - began < 5
+            assert busy.value.http_status == 409 and busy.value.code == "instance_busy"
+            assert busy.value.details["instance_id"] == cases[1]
+            assert f"流程实例 {cases[1]} 正在被其他操作处理，请稍后重试" in busy.value.message
+            assert f"instance {cases[1]} is busy, try again" in busy.value.message
+            with factory() as other:  # the first case is not left locked by the refused call
+                other.execute(text("SET LOCAL lock_timeout = '1s'"))
+                other.execute(select(ProcessInstance.id).where(ProcessInstance.id == cases[0]).with_for_update())
+            s.rollback()
+        assert {v for v, _st in _on(factory, cases).values()} != {target}
+    finally:
+        holder.rollback()
+        holder.close()
+    with factory() as s:
+        s.execute(text("SET lock_timeout = '20s'"))
+        report = versions.migrate(s, cases, target, actor_for(s, "admin"))
+        assert report.migrated == cases, report
+        assert s.scalar(text("SHOW lock_timeout")) == "20s"
+        s.commit()
+    assert {v for v, _st in _on(factory, cases).values()} == {target}
+    _verified(factory)
+

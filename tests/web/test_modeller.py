@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from engine import org, runtime
-from engine.deploy import bpmn_diff
+from engine.deploy import bpmn_diff, versions
 from engine.org.actors import actor_for
 from engine.runtime import instances
 from engine.runtime.models import ProcessDefinition, ProcessInstance, ProcessVersion
@@ -303,6 +303,31 @@ def test_migration_preview_and_migrate_one_or_many(app: Flask, clients: dict[str
     assert done.status_code == 200 and "已迁移的实例" in done.get_data(as_text=True)
     with db(app) as s:
         assert {s.get(ProcessInstance, i).version_id for i in (first, second)} == {v2}  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+def test_a_migration_meeting_an_instance_held_long_says_it_is_busy_and_moves_none(
+        app: Flask, clients: dict[str, FlaskClient], review_org: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long transaction holds one of the chosen instances: the page waits a little (LOCK_WAIT_SECONDS), then says
+    which instance is busy and to try again (409), and moves none of them; it did hang as long as the holder."""
+    monkeypatch.setattr(versions, "LOCK_WAIT_SECONDS", 0.5)
+    owner = clients["owner"]
+    v1, v2 = two_versions(app, owner, running_on_v1=2)
+    with db(app) as s:
+        first, second = s.scalars(select(ProcessInstance.id).order_by(ProcessInstance.id)).all()
+    token = csrf_of(owner, f"/modeller/versions/{v1}/migrate?to={v2}")
+    with db(app) as holder:
+        holder.execute(select(ProcessInstance.id).where(ProcessInstance.id == second).with_for_update())
+        busy = owner.post(f"/modeller/versions/{v1}/migrate",
+                          data={"csrf_token": token, "to": v2, "instance": [str(first), str(second)]})
+        holder.rollback()
+    assert busy.status_code == 409, busy.status_code
+    assert f"流程实例 {second} 正在被其他操作处理，请稍后重试" in busy.get_data(as_text=True)
+    with db(app) as s:
+        assert {s.get(ProcessInstance, i).version_id for i in (first, second)} == {v1}  # type: ignore[union-attr]
+    again = owner.post(f"/modeller/versions/{v1}/migrate",
+                       data={"csrf_token": token, "to": v2, "instance": [str(first), str(second)]})
+    assert again.status_code == 200 and "已迁移的实例" in again.get_data(as_text=True)
 
 
 def test_an_unsafe_migration_is_refused_with_the_reason(app: Flask, clients: dict[str, FlaskClient],
