@@ -12,6 +12,12 @@ other until PostgreSQL ends one as a deadlock (a 500 for the page, or a message 
   id order. Against the migration holding the lower id and waiting for the higher, that was a deadlock. Now a
   candidate that does not take the message is let go with its lock (the savepoint rolled back): the walk holds one
   instance at a time.
+- A person leaving (停用) hands over their open task rows, locked in task id order across instances, without their
+  instances: holding an older row of a later instance, it waited for a newer row of an earlier one the migration had
+  rewritten, while the migration waited for the older row: a deadlock. Now it share-locks those instances first, in
+  id order (`handover.lock_instances`), as a submission takes its instance before its task's row.
+- One of the page's instances held by a long transaction kept the page waiting as long as that lasted; now it is
+  named busy after LOCK_WAIT_SECONDS (409, try again) and none is moved.
 """
 from __future__ import annotations
 
@@ -25,10 +31,11 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine import deploy, jobs, runtime, tasks
+from engine import deploy, jobs, org, runtime, tasks
 from engine.deploy import versions
 from engine.errors import InstanceBusy
 from engine.notify.models import OutboxMessage
+from engine.org import leaving
 from engine.org.actors import SYSTEM, Actor, actor_for
 from engine.runtime import instances, messages
 from engine.runtime.message_models import BpmnMessage
@@ -364,3 +371,116 @@ def test_the_page_names_an_instance_held_by_a_long_transaction_busy_and_moves_no
     assert {v for v, _st in _on(factory, cases).values()} == {target}
     _verified(factory)
 
+
+# --- a person leaving (停用): their open tasks across instances, handed over ----------------------------------------
+
+TWO_STEPS = """<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+  xmlns:spiffworkflow="http://spiffworkflow.org/bpmn/schema/1.0/core" id="two_defs" targetNamespace="http://jzflow/t">
+  <bpmn:collaboration id="c"><bpmn:participant id="p" processRef="two_steps" /></bpmn:collaboration>
+  <bpmn:process id="two_steps" name="两步审查" isExecutable="true">
+    <bpmn:laneSet id="ls">
+      <bpmn:lane id="l2" name="审批部门"><bpmn:flowNodeRef>fill</bpmn:flowNodeRef><bpmn:flowNodeRef>check</bpmn:flowNodeRef>
+      </bpmn:lane>
+    </bpmn:laneSet>
+    <bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="fill" />
+    <bpmn:userTask id="fill" name="填写">{sla}<bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>
+    </bpmn:userTask>
+    <bpmn:sequenceFlow id="f2" sourceRef="fill" targetRef="check" />
+    <bpmn:userTask id="check" name="核对">{sla}<bpmn:incoming>f2</bpmn:incoming><bpmn:outgoing>f3</bpmn:outgoing>
+    </bpmn:userTask>
+    <bpmn:sequenceFlow id="f3" sourceRef="check" targetRef="end" />
+    <bpmn:endEvent id="end"><bpmn:incoming>f3</bpmn:incoming></bpmn:endEvent>
+  </bpmn:process>
+</bpmn:definitions>
+"""
+
+
+def _two_steps(sla: str) -> bytes:
+    prop = ('<bpmn:extensionElements><spiffworkflow:properties><spiffworkflow:property name="sla" '
+            f'value="{sla}" /></spiffworkflow:properties></bpmn:extensionElements>') if sla else ""
+    return TWO_STEPS.replace("{sla}", prop).encode()
+
+
+class Leaving(NamedTuple):
+    older: int  # the lower instance id, at its second step: the newer task row
+    newer: int  # the higher instance id, at its first step: the older task row
+    version: int
+    leaver: int  # fg's user id: fg has claimed both open steps
+
+
+def _claim_ready(session: Session, instance_id: int, who: Actor) -> int:
+    task = session.scalar(select(HumanTask.id).where(HumanTask.instance_id == instance_id, HumanTask.state == "ready"))
+    assert task is not None
+    tasks.claim(session, task_id=task, actor=who)
+    session.commit()
+    return task
+
+
+def _leaving(session: Session, review_org: dict[str, Actor], who: str = "fg") -> Leaving:
+    """Two reviews (审批部门) `who` has claimed, the lower instance one step further on: its open row is the newer
+    one. A version with an SLA on both steps (the migration rewrites both rows)."""
+    deploy.deploy(session, {"two.bpmn": _two_steps("")}, actor=SYSTEM)
+    if who not in review_org:
+        org.add_user(session, username=who, display_name=who, unit_codes=["fgj"], role_codes=["reviewer"])
+        session.commit()
+    fg = actor_for(session, who)
+    older = instances.start(session, process_key="two_steps", actor=review_org["applicant"]).id
+    newer = instances.start(session, process_key="two_steps", actor=review_org["applicant"]).id
+    session.commit()
+    tasks.complete(session, task_id=_claim_ready(session, older, fg), actor=fg, data={})
+    session.commit()
+    assert _claim_ready(session, newer, fg) < _claim_ready(session, older, fg)
+    deploy.deploy(session, {"two.bpmn": _two_steps("3wd")}, actor=SYSTEM)
+    session.commit()
+    target = deploy.latest_version(session, "two_steps")
+    assert target is not None and fg.user_id is not None
+    session.close()
+    return Leaving(older, newer, target.id, fg.user_id)
+
+
+def _deactivate(user_id: int) -> Work:
+    return lambda s: leaving.deactivate_user(s, user_id=user_id, actor=actor_for(s, "admin"), successor="window")
+
+
+def _handed_over(factory: sessionmaker[Session], world: Leaving) -> None:
+    """Both moved with their SLA, both held by window now."""
+    assert {v for v, _st in _on(factory, [world.older, world.newer]).values()} == {world.version}
+    with factory() as s:
+        rows = list(s.scalars(select(HumanTask).where(HumanTask.instance_id.in_([world.older, world.newer]),
+                                                      HumanTask.state == "ready").order_by(HumanTask.instance_id)))
+        assert [(r.bpmn_id, r.sla) for r in rows] == [("check", "3wd"), ("fill", "3wd")]
+        assert {r.assignee_id for r in rows} == {actor_for(s, "window").user_id}, rows
+
+
+def test_a_person_leaving_while_the_page_moves_their_instances_waits_for_it(
+        session: Session, factory: sessionmaker[Session], review_org: dict[str, Actor],
+        meanwhile: Meanwhile) -> None:  # noqa: F811
+    """The migration has moved the lower instance (its open row, the newer one, rewritten) when fg is deactivated
+    (停用, window the successor): the handover locks fg's rows in id order, the older row (the higher instance's)
+    first, then waits for the newer; the migration then rewrites the older row."""
+    world = _leaving(session, review_org)
+    ended: list[OperationalError] = []
+    meanwhile.at(versions, "_move", _ended(_deactivate(world.leaver), ended), after=True)
+    with factory() as s:
+        _ended(_migrate([world.older, world.newer], world.version), ended)(s)
+        s.commit()
+    assert meanwhile.join() == ["done"]
+    assert ended == [], ended
+    _handed_over(factory, world)
+    _verified(factory)
+
+
+def test_people_leaving_and_the_page_moving_their_instances_at_once_never_deadlock(
+        session: Session, factory: sessionmaker[Session], review_org: dict[str, Actor]) -> None:
+    """The 停用 of a reviewer and the migration of the two instances they hold steps of, started at once in both
+    orders, many times: never a deadlock; both done whole, whichever went first."""
+    for round_ in range(ROUNDS):
+        world = _leaving(session, review_org, who=f"leaver{round_}")
+        migrate, leave = _migrate([world.older, world.newer], world.version), _deactivate(world.leaver)
+        outcomes = _race(factory, [migrate, leave] if round_ % 2 else [leave, migrate])
+        _no_deadlock(outcomes)
+        assert outcomes == ["done", "done"], outcomes
+        _handed_over(factory, world)
+    _verified(factory)
