@@ -147,7 +147,9 @@ def deactivate_user(session: Session, *, user_id: int, actor: Actor = SYSTEM, su
 
     Raises: NotFound, InvalidInput (field user, or successor)
     """
-    # Their row first, locked: a second deactivation at the same time waits here, then reads it deactivated.
+    # The instances of their open tasks first (share-locked, id order: after a migration or the sweep holding one),
+    handover.lock_instances(session, user_id)
+    # then their row, locked: a second deactivation at the same time waits here, then reads it deactivated.
     user = session.scalar(select(User).where(User.id == user_id).with_for_update()
                           .execution_options(populate_existing=True))
     if user is None:

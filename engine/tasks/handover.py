@@ -18,13 +18,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session
 
 from engine import audit, notify
+from engine.db import is_postgres
 from engine.errors import InvalidInput
 from engine.org.actors import Actor
 from engine.org.models import User
+from engine.runtime.models import ProcessInstance
 from engine.tasks.models import OPEN_STATES, HumanTask, TaskCandidate
 
 # A co-signer's task waiting for its holder's submission (state pending) is open and the co-signer's too.
@@ -39,13 +41,32 @@ class Handover:
     stuck: list[int] = field(default_factory=list)
 
 
-def _theirs(session: Session, user_id: int) -> list[HumanTask]:
+def _theirs_where(user_id: int) -> ColumnElement[bool]:
     offered = select(TaskCandidate.task_id).where(TaskCandidate.user_id == user_id)
-    return list(session.scalars(select(HumanTask).where(
-        HumanTask.state.in_(HELD_STATES),
-        or_(HumanTask.assignee_id == user_id,
-            (HumanTask.owner_id == user_id) & (HumanTask.delegation_state == "pending"),
-            HumanTask.assignee_id.is_(None) & HumanTask.id.in_(offered)))
+    return HumanTask.state.in_(HELD_STATES) & or_(
+        HumanTask.assignee_id == user_id, (HumanTask.owner_id == user_id) & (HumanTask.delegation_state == "pending"),
+        HumanTask.assignee_id.is_(None) & HumanTask.id.in_(offered))
+
+
+def lock_instances(session: Session, user_id: int) -> None:
+    """Share-lock the instances of the person's open tasks (FOR KEY SHARE, id order; PostgreSQL), before their
+    account's row and the task rows, as a submission takes its instance before its task's row.
+
+    The task rows alone, in id order, were taken across instances in another order than the 迁移实例 page's
+    migration takes them (its list FOR UPDATE in id order, then each instance's rows): a handover holding an older
+    row of a later instance and waiting for a newer row of an earlier one the migration had rewritten deadlocked
+    with it. Now the handover waits for the migration (or it for the handover). The sweep, 终止 and a delivery
+    (FOR UPDATE) wait the same way; other submissions (FOR KEY SHARE) do not.
+    """
+    if not is_postgres(session):
+        return  # SQLite: BEGIN IMMEDIATE, one writer
+    instances = select(HumanTask.instance_id).where(_theirs_where(user_id), HumanTask.instance_id.is_not(None))
+    session.execute(select(ProcessInstance.id).where(ProcessInstance.id.in_(instances)).order_by(ProcessInstance.id)
+                    .with_for_update(read=True, key_share=True, of=ProcessInstance))
+
+
+def _theirs(session: Session, user_id: int) -> list[HumanTask]:
+    return list(session.scalars(select(HumanTask).where(_theirs_where(user_id))
         # Locked as read (PostgreSQL; SQLite: BEGIN IMMEDIATE), in id order as a save locks them: a task the person
         # completed or handed on meanwhile is read as it is now (no longer theirs), never released from under its
         # new holder.
