@@ -172,6 +172,8 @@ def deploy(paths: tuple[Path, ...], username: str | None, no_lane_check: bool, b
     for r in results:
         state = "新版本 (new version)" if r.created else "未变化 (unchanged)"
         click.echo(f"{r.key}: v{r.version} {state}")
+        for warning in r.warnings:  # deployed all the same: a unit or user may be created after the deploy
+            click.echo(f"  警告 (warning) {warning}", err=True)
 
 
 @main.command()

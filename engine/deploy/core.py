@@ -20,6 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from engine import audit, clock
+from engine.deploy import references
 from engine.errors import Conflict, DeployInvalid, DeployProblem, InvalidInput
 from engine.org.actors import Actor
 from engine.org.models import OrgUnit, Role, User
@@ -53,6 +54,8 @@ class Deployed:
     key: str
     version: int
     created: bool  # False when the files were unchanged (a no-op)
+    # What the model names that is not what it should be (engine.deploy.references): deployed all the same.
+    warnings: tuple[DeployProblem, ...] = ()
 
 
 def read_directory(path: Path) -> dict[str, bytes]:
@@ -195,6 +198,8 @@ def deploy(session: Session, files: Mapping[str, bytes | str], *, actor: Actor, 
     `base_versions` maps a process key to the version its edit started from (0: a new process);
     processes not in it are deployed whatever was deployed meanwhile.
 
+    Each result carries the warnings about names its model quotes (`references`): they never refuse a deploy.
+
     Raises: DeployInvalid, InvalidInput, StaleBaseVersion (nothing is stored once the caller rolls back)
     """
     targets = lane_targets(session)
@@ -202,6 +207,7 @@ def deploy(session: Session, files: Mapping[str, bytes | str], *, actor: Actor, 
                                  services=set(effects.load_all()), called=called_resolver(session))
     bases = dict(base_versions or {})
     _check_base_keys(set(bundle.processes), bases)
+    warned = references.check(session, bundle.processes)
     results: list[Deployed] = []
     for key, proc in sorted(bundle.processes.items()):  # one lock order for every deploy: no deadlocks
         names = proc.file_names()
@@ -210,7 +216,8 @@ def deploy(session: Session, files: Mapping[str, bytes | str], *, actor: Actor, 
         latest = session.scalar(select(ProcessVersion).where(
             ProcessVersion.definition_id == definition.id, ProcessVersion.version == definition.latest_version))
         if latest is not None and latest.bundle_sha256 == digest:
-            results.append(Deployed(key, latest.version, created=False))  # the same edit, whoever stored it first
+            # the same edit, whoever stored it first; its warnings still hold (or no longer: a unit made since)
+            results.append(Deployed(key, latest.version, created=False, warnings=tuple(warned[key])))
             continue
         if key in bases:
             _check_base(session, definition, bases[key], latest)
@@ -231,7 +238,7 @@ def deploy(session: Session, files: Mapping[str, bytes | str], *, actor: Actor, 
                      object_id=version.id, after={"key": key, "version": version.version, "sha256": digest,
                                                   "files": {n: bundle.files[n].sha256 for n in names},
                                                   **({"calls": proc.calls} if proc.calls else {})})
-        results.append(Deployed(key, version.version, created=True))
+        results.append(Deployed(key, version.version, created=True, warnings=tuple(warned[key])))
     session.flush()
     return results
 

@@ -30,14 +30,12 @@ from sqlalchemy.orm import Session
 
 from engine import audit, clock
 from engine.deadlines import sla
-from engine.notify import outbox
 from engine.org.actors import SYSTEM
-from engine.org.models import OWNER_ROLE, Membership, OrgUnit, Role, User
+from engine.org.models import OrgUnit, Role, User
+from engine.runtime.owner_notes import MAX_TOLD, NAME_TOLD_CHARS, note_owners, owners, told_name
 from engine.tasks.models import HumanTask, TaskCandidate
 
 MAX_NAMES = 500  # names one `candidates` or `assignee` expression may give
-MAX_TOLD = 10  # unknown names an element's audit event and note name (the rest only counted)
-NAME_TOLD_CHARS = 80  # of each (a username is at most 80 characters: a longer name is cut, marked with …)
 # Deadlines a `due` expression may give: 9999-12-31T23:00-14:00 overflowed in the save, and any date near the ends of
 # `datetime` overflows where the warning and escalation times are computed from it.
 DUE_RANGE = (datetime(1970, 1, 1, tzinfo=clock.UTC), datetime(3000, 1, 1, tzinfo=clock.UTC))
@@ -172,28 +170,15 @@ def resolve(session: Session, names: Sequence[str], inactive: list[tuple[int, st
     return out
 
 
-def _owners(session: Session) -> list[int]:
-    """The active process owners, else the active administrators: whom a process's problems are told."""
-    return list(session.scalars(select(Membership.user_id).join(Role, Role.id == Membership.role_id).join(
-        User, User.id == Membership.user_id).where(Role.code == OWNER_ROLE, User.is_active.is_(True)).distinct())) \
-        or list(session.scalars(select(User.id).where(User.is_admin.is_(True), User.is_active.is_(True))))
-
-
-def told_name(name: str) -> str:
-    """A name as a note and the trail give it: printable characters only (no line of its own), cut short."""
-    shown = "".join(c if c.isprintable() else "\ufffd" for c in name[:NAME_TOLD_CHARS + 1])
-    return shown if len(shown) <= NAME_TOLD_CHARS else f"{shown[:NAME_TOLD_CHARS]}…"
-
-
 def tell(session: Session, problems: Problems) -> None:
     """Audit each deactivated person a new task named on the instance, and tell the process owners (administrators
     when there is none) in-app, once per task element and person; names nobody has, once per element and property."""
     if not problems.to_tell:
         return
-    owners = _owners(session)
-    _tell_inactive(session, problems.passed_over, owners)
+    told = owners(session)
+    _tell_inactive(session, problems.passed_over, told)
     for where, names in problems.unknown.items():
-        _tell_unknown(session, where, list(names), owners)
+        _tell_unknown(session, where, list(names), told)
 
 
 def _tell_inactive(session: Session, passed_over: Sequence[PassedOver], owners: Sequence[int]) -> None:
@@ -210,7 +195,7 @@ def _tell_inactive(session: Session, passed_over: Sequence[PassedOver], owners: 
         body = (f"任务 {p.bpmn_id} 的 {p.prop} 指向已停用的人员 {who}，已按查无此人处理："
                 "改由其余候选人、泳道、发起人或管理员办理。请修改流程或其数据 "
                 f"(task '{p.bpmn_id}': {p.prop} names deactivated user '{p.username}'; passed over as a name nobody has)")
-        _note(session, owners, p.instance_id, title, body)
+        note_owners(session, owners, p.instance_id, title, body)
 
 
 def _tell_unknown(session: Session, where: Unnamed, names: list[str], owners: Sequence[int]) -> None:
@@ -223,14 +208,7 @@ def _tell_unknown(session: Session, where: Unnamed, names: list[str], owners: Se
     body = (f"任务 {where.bpmn_id} 的 {where.prop} 指向不存在的人员 {who}，已跳过："
             "改由其余候选人、泳道、发起人或管理员办理。请修改流程或其数据 "
             f"(task '{where.bpmn_id}': {where.prop} names {len(names)} name(s) nobody has, listed above; passed over)")
-    _note(session, owners, where.instance_id, title, body)
-
-
-def _note(session: Session, owners: Sequence[int], instance_id: int, title: str, body: str) -> None:
-    """An in-app note about a process's problem to each owner, linking to the instance."""
-    for user_id in owners:
-        outbox.enqueue(session, "in_app", {"user_id": user_id, "kind": "process_problem", "title": title[:300],
-                                           "body": body, "link": f"/instances/{instance_id}"})
+    note_owners(session, owners, where.instance_id, title, body)
 
 
 def due_time(value: object) -> datetime | None:
@@ -310,4 +288,5 @@ def assign(session: Session, engine: Any, task: Any, human: HumanTask, props: di
 
 
 __all__ = ["DUE_RANGE", "MAX_NAMES", "MAX_TOLD", "NAME_TOLD_CHARS", "ExpressionFailed", "PassedOver", "Problems",
-           "Unnamed", "apply_due", "assign", "due_time", "evaluate_names", "resolve", "tell", "told_name"]
+           "Unnamed", "apply_due", "assign", "due_time", "evaluate_names", "note_owners", "owners", "resolve", "tell",
+           "told_name"]

@@ -81,6 +81,21 @@ def _text(el: etree._Element) -> str:
 EXPRESSION_PROPERTIES = ("candidates", "assignee", "due", "escalationUnit")
 
 
+def literal_names(text: str) -> list[str] | None:
+    """Return the names a property expression gives whatever the data: a quoted name or a list (tuple) of them.
+
+    None for anything that depends on the data (a variable, a call) or is not text: only a run tells what it gives.
+    """
+    try:
+        node = ast.parse(text.strip(), mode="eval").body
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    items = node.elts if isinstance(node, (ast.List, ast.Tuple)) else [node]
+    if not all(isinstance(i, ast.Constant) and isinstance(i.value, str) for i in items):
+        return None
+    return list(dict.fromkeys(str(i.value) for i in items if isinstance(i, ast.Constant) and str(i.value).strip()))
+
+
 def _check_bpmn(file: str, root: etree._Element, services: Collection[str] | None) -> Iterator[DeployProblem]:
     for prop in root.iter(f"{{{SPIFF_NS}}}property"):
         if prop.get("name") in EXPRESSION_PROPERTIES and (prop.get("value") or "").strip():

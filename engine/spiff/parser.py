@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import warnings
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from copy import deepcopy
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,6 +53,20 @@ class UserTaskInfo:
     instructions: str | None
 
 
+@dataclass(frozen=True)
+class NamedIn:
+    """Names an element's property gives whatever the data (quoted in the model): checked against the organisation."""
+
+    file: str
+    element_id: str | None
+    line: int | None
+    prop: str  # assignee | escalationUnit
+    names: tuple[str, ...]
+
+
+NAMING_PROPERTIES = ("assignee", "escalationUnit")
+
+
 @dataclass
 class ParsedProcess:
     key: str
@@ -64,6 +78,7 @@ class ParsedProcess:
     lanes: set[str] = field(default_factory=set)
     user_tasks: dict[str, UserTaskInfo] = field(default_factory=dict)
     calls: dict[str, int] = field(default_factory=dict)  # deployed process key → the version it is bound to
+    named: list[NamedIn] = field(default_factory=list)  # in document order
 
     def file_names(self) -> list[str]:
         """Return every file this process needs, sorted."""
@@ -293,6 +308,7 @@ def _collect_processes(parser: SpiffBpmnParser, bpmn: dict[str, tuple[BundleFile
                     if lane_known is not None and not lane_known(lane_name):
                         problems.append(DeployProblem.said(name, LANE_UNKNOWN, element_id=lane.get("id"),
                                                            line=lane.sourceline, lane=lane_name))
+            parsed.named = list(_named_in(name, proc))
             for rule_task in proc.iter(f"{{{BPMN_NS}}}businessRuleTask"):
                 ref = _called_decision(rule_task)
                 if ref is None or ref not in decision_files:
@@ -310,6 +326,13 @@ def _collect_processes(parser: SpiffBpmnParser, bpmn: dict[str, tuple[BundleFile
                 _collect_forms(parsed, start_event, decoded, name, root, problems)
             processes[key] = parsed
     return processes
+
+
+def _named_in(file: str, proc: etree._Element) -> Iterator[NamedIn]:
+    """The quoted names of a process's `assignee` and `escalationUnit` properties (its embedded subprocesses' too)."""
+    for prop in proc.iter(f"{{{SPIFF_NS}}}property"):
+        if prop.get("name") in NAMING_PROPERTIES and (names := expressions.literal_names(prop.get("value") or "")):
+            yield NamedIn(file, inert.owner_id(prop), prop.sourceline, str(prop.get("name")), tuple(names))
 
 
 def _lane_in_process(root: etree._Element, lane: etree._Element, proc: etree._Element) -> bool:

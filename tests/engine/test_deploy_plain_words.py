@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from engine import deploy
+from engine.deploy import references
 from engine.errors import DeployInvalid, DeployProblem
 from engine.org.actors import SYSTEM
 from engine.runtime.models import ProcessVersion
@@ -253,6 +254,7 @@ def test_the_cli_has_the_add_role_command_the_hint_names() -> None:
 TEMPLATE_SOURCES: list[Callable[[], dict[str, str]]] = [
     lambda: dict(plain.templates()), foreign_hints.templates,
     lambda: {n: v for n, v in vars(calls).items() if n.isupper() and isinstance(v, str) and "%(" in v},
+    lambda: {n: v for n, v in vars(references).items() if n.isupper() and isinstance(v, str) and "%(" in v},
     lambda: {"LANE_UNKNOWN": parser.LANE_UNKNOWN, "NOT_EXECUTABLE": support.NOT_EXECUTABLE,
              "FEEL_CELL": translate_dmn.FEEL_CELL, "FEEL_CELL_UNTRANSLATABLE": translate_dmn.FEEL_CELL_UNTRANSLATABLE},
 ]

@@ -131,6 +131,44 @@ def test_deploy_from_the_modeller_uses_the_cli_validation(app: Flask, clients: d
     assert unknown.status_code == 422 and unknown.json["problems"][0]["element_id"] == "lane_departments"
 
 
+def _misnamed_files() -> dict[str, str]:
+    files = dict(minimal_files())
+    files["minimal.bpmn"] = files["minimal.bpmn"].replace(
+        '<spiffworkflow:property name="sla" value="3wd" />',
+        '<spiffworkflow:property name="sla" value="3wd" />'
+        '<spiffworkflow:property name="escalationUnit" value="\'no_such_unit\'" />'
+        '<spiffworkflow:property name="assignee" value="\'fgj\'" />')
+    return files
+
+
+def test_the_modeller_deploy_says_what_the_model_names_wrongly_and_stores_it(
+        app: Flask, clients: dict[str, FlaskClient]) -> None:
+    """A unit or user may be created after the deploy: warnings beside the deployed version, pinned to the element."""
+    owner = clients["owner"]
+    ok = post_json(owner, "/modeller/deploy", {"files": _misnamed_files()})
+    assert ok.status_code == 200 and count_versions(app) == 1
+    [result] = ok.json["deployed"]
+    assert result["created"] is True
+    warnings = result["warnings"]
+    assert [(w["element_id"], w["file"]) for w in warnings] == [("approve", "minimal.bpmn")] * 2
+    assert "元素 approve 的 escalationUnit 'no_such_unit' 不是任何单位" in warnings[0]["message"]
+    assert "元素 approve 的 assignee 'fgj' 是单位/角色而不是用户名" in warnings[1]["message"]
+    assert all(w["line"] for w in warnings)
+    owner.get("/lang/en")
+    english = post_json(owner, "/modeller/deploy", {"files": _misnamed_files()}).json["deployed"][0]["warnings"]
+    assert "escalationUnit 'no_such_unit' of element approve is no unit" in english[0]["message"], english
+    assert "candidates" in english[1]["message"] and "不是" not in english[1]["message"]
+
+
+def test_the_import_flashes_the_warnings(app: Flask, clients: dict[str, FlaskClient]) -> None:
+    owner = clients["owner"]
+    response = upload(owner, [("minimal.bpmn", _misnamed_files()["minimal.bpmn"].encode())]
+                      + [(n, t.encode()) for n, t in minimal_files().items() if n.endswith(".json")])
+    assert response.status_code == 302 and count_versions(app) == 1
+    page = owner.get(response.headers["Location"]).get_data(as_text=True)
+    assert "flash-warning" in page and "no_such_unit" in page and "approve" in page
+
+
 @pytest.mark.parametrize("body", [None, {}, {"files": {}}, {"files": []}, {"files": {"a.bpmn": 5}},
                                   {"files": {"../../x.bpmn": "<x/>"}}, {"files": {"x" * 300 + ".bpmn": "<x/>"}},
                                   {"files": {"run.sh": "echo"}}, {"files": {"a.bpmn": "\x00\x01"}}])

@@ -157,7 +157,7 @@ def deploy_files() -> ResponseReturnValue:
     for result in results:
         latest = deploy.latest_version(session, result.key)
         deployed.append({"key": result.key, "version": result.version, "created": result.created,
-                         "version_id": latest.id if latest else None,
+                         "version_id": latest.id if latest else None, "warnings": problems.shown(list(result.warnings)),
                          "url": url_for("modeller.process", key=result.key),
                          "edit_url": url_for("modeller.edit", version_id=latest.id) if latest else None})
     commit()
@@ -260,6 +260,7 @@ def import_files() -> ResponseReturnValue:
             flash(_("已部署 %(key)s 版本 %(version)s", key=result.key, version=result.version), "info")
         else:
             flash(_("%(key)s 未变化，仍为版本 %(version)s", key=result.key, version=result.version), "info")
+        problems.flash_warnings(result.warnings)
     if len(results) == 1:
         return redirect(url_for("modeller.process", key=results[0].key))
     return redirect(url_for("modeller.index"))

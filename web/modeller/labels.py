@@ -19,6 +19,7 @@ def ui_labels() -> dict[str, str]:
         "download": _("下载当前文件"), "new_dmn": _("新建决策表"), "new_form": _("新建表单"),
         "refused": _("部署被拒绝，未保存任何内容"), "deployed": _("已部署 %(key)s 版本 %(version)s"),
         "unchanged": _("文件未变化，%(key)s 仍为版本 %(version)s"), "versions_link": _("查看版本"),
+        "warned": _("已保存，但模型中有以下引用不是应有的单位或人员，请核对："),
         "problem_at": _("%(file)s 第 %(line)s 行"), "load_failed": _("无法载入文件"),
         "jzflow": _("jzflow 设置"), "lane_target": _("对应角色或单位"), "lane_other": _("（其他名称）"),
         "roles": _("角色"), "units": _("单位"), "form_schema": _("表单文件 (JSON Schema)"),

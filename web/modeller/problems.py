@@ -1,10 +1,11 @@
-"""Deploy problems and translation reports in the user's language.
+"""Deploy problems, warnings and translation reports in the user's language.
 
-A problem written from a catalogue template is translated here; a translation report (what `translate`
-changed at import) is flashed line by line, bounded.
+A problem written from a catalogue template is translated here; a deploy's warnings (engine.deploy.references,
+already bounded there) and a translation report (what `translate` changed at import) are flashed line by line.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from flask import flash
@@ -27,6 +28,14 @@ def shown(problems: list[DeployProblem]) -> list[dict[str, Any]]:
     return rows
 
 
+def flash_warnings(warnings: Sequence[DeployProblem]) -> None:
+    """Flash each warning of a deploy (deployed all the same) with its file, line and element."""
+    for row in shown(list(warnings)):
+        where = row["file"] + (f":{row['line']}" if row["line"] else "")
+        where += f" [{row['element_id']}]" if row["element_id"] else ""
+        flash(gettext("警告") + f" {where}: {row['message']}", "warning")
+
+
 def flash_report(translation: Translation) -> None:
     """Flash how many elements were translated and each change (file:line [element] what: before → after)."""
     flash(gettext("已转换 %(count)s 处其他工具的写法：", count=len(translation.report)), "info")
@@ -36,4 +45,4 @@ def flash_report(translation: Translation) -> None:
         flash(gettext("……另有 %(count)s 处", count=len(translation.report) - REPORT_LINES), "info")
 
 
-__all__ = ["flash_report", "shown"]
+__all__ = ["flash_report", "flash_warnings", "shown"]

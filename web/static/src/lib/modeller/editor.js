@@ -337,28 +337,34 @@ class Modeller {
   clearProblems() {
     const canvas = this.modeler.get("canvas");
     const overlays = this.modeler.get("overlays");
-    overlays.remove({ type: "jz-error" });
-    for (const id of this.marked || []) canvas.removeMarker(id, "jz-error");
+    for (const kind of ["jz-error", "jz-warning"]) {
+      overlays.remove({ type: kind });
+      for (const id of this.marked || []) canvas.removeMarker(id, kind);
+    }
     this.marked = [];
+    this.problems.classList.remove("jz-warnings");
     this.problems.replaceChildren();
   }
 
-  showProblems(problems) {
+  // A refused deploy's problems (kind "jz-error"), or a stored one's warnings ("jz-warning": a unit or user the
+  // model names may be created after the deploy), listed under the toolbar and marked on the diagram.
+  showProblems(problems, kind = "jz-error") {
+    this.problems.classList.toggle("jz-warnings", kind === "jz-warning");
     const registry = this.modeler.get("elementRegistry");
     const canvas = this.modeler.get("canvas");
     const overlays = this.modeler.get("overlays");
     for (const problem of problems) {
       const where = problem.line ? format(this.t.problem_at, { file: problem.file, line: problem.line }) : problem.file;
-      const item = el("li", { class: "jz-problem", "data-element-id": problem.element_id || "" },
+      const item = el("li", { class: kind === "jz-warning" ? "jz-problem jz-warning-item" : "jz-problem", "data-element-id": problem.element_id || "" },
         el("strong", {}, where), problem.element_id ? el("code", {}, ` [${problem.element_id}] `) : " ", problem.message);
       this.problems.append(item);
       const shape = problem.file === this.main && problem.element_id ? registry.get(problem.element_id) : null;
       if (!shape) continue;
-      canvas.addMarker(problem.element_id, "jz-error");
+      canvas.addMarker(problem.element_id, kind);
       this.marked.push(problem.element_id);
-      overlays.add(problem.element_id, "jz-error", {
+      overlays.add(problem.element_id, kind, {
         position: { top: -26, left: 0 },
-        html: el("div", { class: "jz-error-overlay", title: problem.message, "data-element-id": problem.element_id }, problem.message),
+        html: el("div", { class: `${kind}-overlay`, title: problem.message, "data-element-id": problem.element_id }, problem.message),
       });
       if (this.marked.length === 1) canvas.scrollToElement(shape); // bring the first problem into view
       item.addEventListener("click", () => {
@@ -443,8 +449,11 @@ class Modeller {
       parts.push(el("span", { class: "jz-deployed", "data-key": result.key, "data-version": result.version }, text, " "),
         el("a", { href: result.url }, this.t.versions_link), " ");
     }
-    this.status.className = "jz-status flash flash-info";
+    const warnings = results.flatMap((result) => result.warnings || []);
+    this.status.className = `jz-status flash ${warnings.length ? "flash-warning" : "flash-info"}`;
+    if (warnings.length) parts.push(el("span", { class: "jz-warned" }, this.t.warned));
     this.status.replaceChildren(...parts);
+    if (warnings.length) this.showProblems(warnings, "jz-warning");
     for (const [name, text] of Object.entries(files)) {
       const file = this.files.get(name);
       if (file) Object.assign(file, { text, original: text, dirty: false });
