@@ -13,7 +13,8 @@ Who each rung reaches:
   handler             the task's assignee, else its candidates (users, unit members, role holders);
                       for other objects, the handlers their source names (`engine.deadlines.sources`)
   unit_head           org_unit.leader_id of the object's unit (a task's: its escalationUnit property, else a
-                      unit among its candidates, else its handler's first unit)
+                      unit among its candidates, else its handler's first unit); nobody when the escalationUnit
+                      named no unit (the process owners are told once, `unknown_units`)
   responsible_leader  the object's responsible leader (from its source), else the unit's (up the parents)
   city_leader         the unit's responsible leader who holds the role city_leader (up the parents)
 
@@ -33,9 +34,9 @@ from sqlalchemy.orm import Session, selectinload
 
 from engine import audit, clock, notify
 from engine.db import is_postgres
-from engine.deadlines import calendar, sla, sources
+from engine.deadlines import calendar, sla, sources, unknown_units
 from engine.deadlines.models import DeadlineWatch, EscalationStep
-from engine.deadlines.objects import MAX_RECIPIENTS, Org, Target
+from engine.deadlines.objects import MAX_RECIPIENTS, Org, Target, UnitUnknown
 from engine.deadlines.sources import TargetReader
 from engine.errors import Conflict, NotFound
 from engine.org.actors import SYSTEM, Actor
@@ -76,9 +77,11 @@ def _task_targets(session: Session, ids: Sequence[int], org: Org) -> dict[int, T
                     handlers += org.holders(session, c.role_id)
         case = cases.get(t.instance_id) or ""
         title = f"{t.name}（{case}）" if case and case not in t.name else t.name  # the step and the case it belongs to
+        misnamed = UnitUnknown(t.escalation_unit_unknown, t.process_key, t.bpmn_id, t.name, t.instance_id) \
+            if t.escalation_unit_unknown else None
         found[t.id] = Target("task", t.id, title[:300], f"/tasks/{t.id}", f"instance:{t.instance_id}", "human_task",
                              t.state == "ready", t.due_at, t.warn_at, t.created_at, t.escalation_policy, unit_id,
-                             list(dict.fromkeys(handlers))[:MAX_RECIPIENTS])
+                             list(dict.fromkeys(handlers))[:MAX_RECIPIENTS], unit_unknown=misnamed)
     return found
 
 
@@ -125,6 +128,8 @@ def named(step: str, target: Target, org: Org) -> list[int]:
     if step in ("yellow", "handler"):
         return list(target.handler_ids)
     if step == "unit_head":
+        if target.unit_unknown is not None:  # the model named a unit there is none of: not the handler's unit's head
+            return []
         unit = org.units.get(target.unit_id) if target.unit_id else None
         return [unit.leader_id] if unit and unit.leader_id else []
     chain = [u.responsible_leader_id for u in org.chain(target.unit_id) if u.responsible_leader_id]
@@ -205,11 +210,13 @@ class Batch:
     audit: AuditBatch = field(default_factory=AuditBatch)
     notes: list[notify.Note] = field(default_factory=list)
     steps: list[EscalationStep] = field(default_factory=list)
+    misnamed: list[UnitUnknown] = field(default_factory=list)  # unit head rungs passed up: told to process owners
 
     def apply(self, watch: DeadlineWatch, target: Target, milestone: sla.Milestone, *, actor: Actor = SYSTEM,
               manual: bool = False, text: str = "") -> EscalationStep:
         policy = self.policies.get(watch.object_type, target.policy)
         people = recipients(milestone.step, target, self.org, policy, self.session)
+        misnamed = target.unit_unknown if milestone.step == "unit_head" else None  # passed up: named no unit
         step = EscalationStep(watch_id=watch.id, object_type=watch.object_type, object_id=watch.object_id,
                               round=watch.round, step=milestone.step, level=milestone.level, at=self.now,
                               due_at=watch.due_at, manual=manual, actor_id=actor.user_id, recipients=people, note=text)
@@ -225,7 +232,10 @@ class Batch:
         self.audit.add(actor, f"escalation.{milestone.step}", target, {
             "object": f"{watch.object_type}:{watch.object_id}", "round": watch.round, "level": milestone.level,
             "due_at": watch.due_at, "recipients": people, "manual": manual, "note": text,
-            **({"skipped": passed} if (passed := skipped(milestone.step, target, self.org)) else {})})
+            **({"skipped": passed} if (passed := skipped(milestone.step, target, self.org)) else {}),
+            **({"escalation_unit_unknown": misnamed.name} if misnamed else {})})
+        if misnamed:
+            self.misnamed.append(misnamed)
         kind, title, body = _note(milestone.step, target, watch, self.now, actor if manual else None, text)
         key = f"esc:{watch.object_type}:{watch.object_id}:{watch.round}:{milestone.step}"
         self.notes += [notify.Note(user_id=u, kind=kind, title=title[:300], body=body, link=target.link, key=key)
@@ -236,8 +246,9 @@ class Batch:
         self.session.add_all(self.steps)
         self.audit.flush(self.session, self.now)
         notify.send_many(self.session, self.notes)
+        unknown_units.tell(self.session, self.misnamed)
         self.session.flush()
-        self.steps, self.notes = [], []
+        self.steps, self.notes, self.misnamed = [], [], []
 
 
 def done(watch: DeadlineWatch, milestone: sla.Milestone) -> bool:

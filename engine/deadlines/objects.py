@@ -27,6 +27,17 @@ class Deadline:
     due_at: datetime
 
 
+@dataclass(frozen=True)
+class UnitUnknown:
+    """A task whose escalationUnit named no unit: the name as told, and where the model names it."""
+
+    name: str
+    process_key: str
+    bpmn_id: str
+    task_name: str
+    instance_id: int
+
+
 @dataclass
 class Target:
     """A watched object as the ladder sees it: open or not, its deadline, its unit and its people."""
@@ -45,6 +56,7 @@ class Target:
     unit_id: int | None
     handler_ids: list[int] = field(default_factory=list)
     responsible_leader_id: int | None = None
+    unit_unknown: UnitUnknown | None = None  # the unit head's rung names nobody: it passes to the rung above
 
 
 @dataclass

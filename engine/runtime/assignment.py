@@ -16,7 +16,11 @@ and told the same way (`task.assignee_unknown`), instead of vanishing: the task 
 the initiator, or an administrator, and nobody would learn why. The names come from the model and its data, so the
 process owner who drew it could fill the trail and the notes: they are told once per element and property, naming at
 most MAX_TOLD names of at most NAME_TOLD_CHARS printable characters each, and counting the rest. The notes are text
-(pages escape them).
+(pages escape them); how they are told is `engine.runtime.owner_notes`.
+
+`escalationUnit` names the unit the escalation ladder climbs from, by code or name (a person or a role of that name is
+no unit). A name that is no unit is kept on the task as told (`escalation_unit_unknown`): its unit head's rung passes
+to the rung above, and the ladder tells the process owners when it gets there (engine.deadlines.unknown_units).
 """
 from __future__ import annotations
 
@@ -170,6 +174,16 @@ def resolve(session: Session, names: Sequence[str], inactive: list[tuple[int, st
     return out
 
 
+def unit_named(session: Session, names: Sequence[str]) -> int | None:
+    """Return the first of the names that is a unit's code or name (a person or a role of that name is no unit)."""
+    if not names:
+        return None
+    found = {key: id_ for id_, key in session.execute(union_all(
+        select(OrgUnit.id, OrgUnit.code.label("key")).where(OrgUnit.code.in_(names)),
+        select(OrgUnit.id, OrgUnit.name).where(OrgUnit.name.in_(names))))}
+    return next((found[n] for n in names if n in found), None)
+
+
 def tell(session: Session, problems: Problems) -> None:
     """Audit each deactivated person a new task named on the instance, and tell the process owners (administrators
     when there is none) in-app, once per task element and person; names nobody has, once per element and property."""
@@ -254,9 +268,11 @@ def assign(session: Session, engine: Any, task: Any, human: HumanTask, props: di
            lane_map: dict[str, dict[str, int]], initiator_id: int | None, problems: Problems) -> None:
     """Set the new task's assignee or candidates (and its escalation unit); see the module's rule."""
     if props.get("escalationUnit"):  # the unit code or name the escalation ladder climbs from
-        units = [c for c in resolve(session, evaluate_names(engine, task, "escalationUnit", props["escalationUnit"],
-                                                            problems)) if c.org_unit_id is not None]
-        human.escalation_unit_id = units[0].org_unit_id if units else None
+        names = [n for n in evaluate_names(engine, task, "escalationUnit", props["escalationUnit"], problems)
+                 if n.strip()]  # None or blank: no unit named, the ladder's own rule
+        human.escalation_unit_id = unit_named(session, names)
+        # Named, but no unit: the unit head's rung passes to the rung above (engine.deadlines.unknown_units tells it)
+        human.escalation_unit_unknown = told_name(names[0]) if names and human.escalation_unit_id is None else None
     if props.get("assignee"):
         names = evaluate_names(engine, task, "assignee", props["assignee"], problems)
         inactive: list[tuple[int, str]] = []
@@ -289,4 +305,4 @@ def assign(session: Session, engine: Any, task: Any, human: HumanTask, props: di
 
 __all__ = ["DUE_RANGE", "MAX_NAMES", "MAX_TOLD", "NAME_TOLD_CHARS", "ExpressionFailed", "PassedOver", "Problems",
            "Unnamed", "apply_due", "assign", "due_time", "evaluate_names", "note_owners", "owners", "resolve", "tell",
-           "told_name"]
+           "told_name", "unit_named"]

@@ -83,6 +83,8 @@ class HumanTask(Base):
     escalation: Mapped[str | None] = mapped_column(String(120))
     # The unit the escalation ladder climbs from (property escalationUnit); None: the handler's first unit.
     escalation_unit_id: Mapped[int | None] = mapped_column(ForeignKey("org_unit.id"))
+    # The name escalationUnit gave when it is no unit, as told (printable, cut): the unit head's rung passes up.
+    escalation_unit_unknown: Mapped[str | None] = mapped_column(String(100))
 
     @property
     def escalation_policy(self) -> str:

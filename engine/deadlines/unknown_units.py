@@ -1,0 +1,68 @@
+"""Tell the process owners once that a task's escalationUnit names no unit (督办升级单位不存在).
+
+The unit head's rung of such a task names nobody and passes to the rung above (`escalation.named`), and each step's
+audit event records the name. The process owners (the administrators when there is none) are told once per process,
+element and name, however many tasks climb past it, in this sweep or a later one: an audit event on the instance and
+an in-app note, through `engine.runtime.assignment`'s notes to process owners, whose dedupe keys remember it. A batch
+tells at most MAX_REPORTS of them (a later batch that meets the others tells them). The name, the element and the
+process come from the model: they are shown as `told_name` shows a name (printable, cut).
+"""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine import audit
+from engine.deadlines.objects import UnitUnknown
+from engine.notify.models import OutboxMessage
+from engine.org.actors import SYSTEM
+from engine.runtime.owner_notes import MAX_TOLD, note_owners, owners, told_name
+
+MAX_REPORTS = MAX_TOLD  # elements told per batch
+
+
+def _key(found: UnitUnknown) -> str:
+    digest = hashlib.sha256(f"{found.process_key}\0{found.bpmn_id}\0{found.name}".encode()).hexdigest()[:40]
+    return f"escalation_unit_unknown:{digest}"
+
+
+def _told_before(session: Session, keys: Sequence[str]) -> set[str]:
+    seen: set[str] = set()
+    for i in range(0, len(keys), 900):
+        seen.update(k for k in session.scalars(select(OutboxMessage.dedupe_key).where(
+            OutboxMessage.dedupe_key.in_(keys[i:i + 900]))) if k)
+    return seen
+
+
+def tell(session: Session, found: Sequence[UnitUnknown]) -> int:
+    """Tell the process owners of each element and name not told before, at most MAX_REPORTS; return how many."""
+    distinct = list({(u.process_key, u.bpmn_id, u.name): u for u in reversed(found)}.values())[::-1]
+    if not distinct:
+        return 0
+    told_to = owners(session)
+    seen = _told_before(session, [f"{_key(u)}:{o}" for u in distinct for o in told_to])
+    told = 0
+    for u in distinct:
+        if told >= MAX_REPORTS:
+            break
+        key = _key(u)
+        if any(f"{key}:{o}" in seen for o in told_to):
+            continue
+        process, element, task = told_name(u.process_key), told_name(u.bpmn_id), told_name(u.task_name)
+        audit.record(session, SYSTEM, "task.escalation_unit_unknown", stream=f"instance:{u.instance_id}",
+                     object_type="process_instance", object_id=u.instance_id,
+                     after={"process_key": process, "bpmn_id": element, "property": "escalationUnit", "name": u.name})
+        title = f"流程 {process} 的任务 {element}（{task}）的 escalationUnit '{u.name}' 不是任何单位"
+        body = (f"任务 {element} 的 escalationUnit 指向 '{u.name}'，它不是任何单位：逾期升级时已跳过单位负责人一级，"
+                "升至上一级。请修改流程或其数据，或创建该单位 "
+                f"(task '{element}': escalationUnit names '{u.name}', which is no unit; the unit head's rung passed "
+                "to the rung above)")
+        note_owners(session, told_to, u.instance_id, title, body, key=key)
+        told += 1
+    return told
+
+
+__all__ = ["MAX_REPORTS", "tell"]
