@@ -4,8 +4,10 @@ The unit head's rung of such a task names nobody and passes to the rung above (`
 audit event records the name. The process owners (the administrators when there is none) are told once per process,
 element and name, however many tasks climb past it, in this sweep or a later one: an audit event on the instance and
 an in-app note, through `engine.runtime.assignment`'s notes to process owners, whose dedupe keys remember it. A batch
-tells at most MAX_REPORTS of them (a later batch that meets the others tells them). The name, the element and the
-process come from the model: they are shown as `told_name` shows a name (printable, cut).
+tells at most MAX_REPORTS of them (a later batch that meets the others tells them). Two workers' batches meeting the
+same element at once (different tasks: SKIP LOCKED) meet on the notes' unique key: the second waits for the first and
+takes it as told (a savepoint), rather than failing its batch. The name, the element and the process come from the
+model: they are shown as `told_name` shows a name (printable, cut).
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import hashlib
 from collections.abc import Sequence
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from engine import audit
@@ -52,15 +55,19 @@ def tell(session: Session, found: Sequence[UnitUnknown]) -> int:
         if any(f"{key}:{o}" in seen for o in told_to):
             continue
         process, element, task = told_name(u.process_key), told_name(u.bpmn_id), told_name(u.task_name)
-        audit.record(session, SYSTEM, "task.escalation_unit_unknown", stream=f"instance:{u.instance_id}",
-                     object_type="process_instance", object_id=u.instance_id,
-                     after={"process_key": process, "bpmn_id": element, "property": "escalationUnit", "name": u.name})
         title = f"流程 {process} 的任务 {element}（{task}）的 escalationUnit '{u.name}' 不是任何单位"
         body = (f"任务 {element} 的 escalationUnit 指向 '{u.name}'，它不是任何单位：逾期升级时已跳过单位负责人一级，"
                 "升至上一级。请修改流程或其数据，或创建该单位 "
                 f"(task '{element}': escalationUnit names '{u.name}', which is no unit; the unit head's rung passed "
                 "to the rung above)")
-        note_owners(session, told_to, u.instance_id, title, body, key=key)
+        try:
+            with session.begin_nested():  # another worker's batch may be telling it now: its key wins, ours waits
+                note_owners(session, told_to, u.instance_id, title, body, key=key)
+        except IntegrityError:
+            continue  # told by the other batch, which committed first
+        audit.record(session, SYSTEM, "task.escalation_unit_unknown", stream=f"instance:{u.instance_id}",
+                     object_type="process_instance", object_id=u.instance_id,
+                     after={"process_key": process, "bpmn_id": element, "property": "escalationUnit", "name": u.name})
         told += 1
     return told
 

@@ -9,11 +9,14 @@ expression that fails or gives something else is a problem (an incident), never 
 """
 from __future__ import annotations
 
+import threading
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session, sessionmaker
 
 from engine import clock, deploy, org
 from engine.audit.models import AuditEvent
@@ -26,6 +29,7 @@ from engine.org.models import Membership, OrgUnit
 from engine.runtime import assignment, instances
 from engine.runtime.models import Incident
 from engine.tasks.models import HumanTask
+from tests.engine.conftest import waits_for_a_lock
 
 BPMN = """<?xml version="1.0" encoding="UTF-8"?>
 <bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
@@ -175,3 +179,41 @@ def test_thousands_of_misnamed_rungs_write_a_bounded_report(session: Session) ->
     unknown_units.tell(session, found[:5])  # the same again: nothing new
     session.commit()
     assert len(_reports(session)) == unknown_units.MAX_REPORTS
+
+
+def test_two_sweeps_meeting_one_misnamed_element_at_once_tell_it_once(
+        db_url: str, factory: sessionmaker[Session], session: Session) -> None:
+    """Two workers' batches (SKIP LOCKED: different tasks) of the same element: the second waits for the first's
+    note on the outbox's unique key, and then takes it as told instead of failing its whole batch."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("row locks: PostgreSQL (SQLite has one writer)")
+    ids = _handled_world(session)
+    row = instances.start(session, process_key="claiming", actor=SYSTEM, data={"leader": "li", "unit": "gxj"})
+    session.commit()
+    found = UnitUnknown("no_such_unit", "claiming", "claim", "认领", row.id)
+    outcome: list[object] = []
+    pids: list[int] = []
+    with factory() as first:
+        assert unknown_units.tell(first, [found]) == 1  # holds its note's key, uncommitted
+
+        def second() -> None:
+            with factory() as other:
+                pids.append(int(other.execute(text("SELECT pg_backend_pid()")).scalar() or 0))
+                try:
+                    outcome.append(unknown_units.tell(other, [found]))
+                    other.commit()
+                except Exception as exc:  # the outcome is the assertion
+                    other.rollback()
+                    outcome.append(exc)
+
+        thread = threading.Thread(target=second)
+        thread.start()
+        deadline = time.monotonic() + 20
+        while not (pids and waits_for_a_lock(factory, pids[0])) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert pids and waits_for_a_lock(factory, pids[0])  # the second waits on the first's key
+        first.commit()
+    thread.join(timeout=30)
+    assert outcome == [0], outcome
+    session.expire_all()
+    assert len(_reports(session)) == 1 and len(_told(session, ids["owner"])) == 1
