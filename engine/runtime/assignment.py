@@ -75,6 +75,7 @@ class Unnamed:
     bpmn_id: str
     task_name: str
     prop: str  # assignee | candidates
+    kind: str = "unknown"  # unknown: names nobody has; group: an assignee naming a unit or role, not a person
 
 
 @dataclass
@@ -95,9 +96,9 @@ class Problems:
         self.passed_over += [PassedOver(human.instance_id, human.process_key, human.bpmn_id, human.name, prop, user_id,
                                         username) for user_id, username in people]
 
-    def name_unknown(self, human: HumanTask, prop: str, names: Sequence[str]) -> None:
+    def name_unknown(self, human: HumanTask, prop: str, names: Sequence[str], kind: str = "unknown") -> None:
         if names:  # the tasks of a multi-instance share one entry
-            where = Unnamed(human.instance_id, human.process_key, human.bpmn_id, human.name, prop)
+            where = Unnamed(human.instance_id, human.process_key, human.bpmn_id, human.name, prop, kind)
             self.unknown.setdefault(where, {}).update(dict.fromkeys(names))
 
     def add(self, task: Any, prop: str, expression: str, detail: str) -> None:
@@ -134,11 +135,11 @@ def evaluate_names(engine: Any, task: Any, prop: str, expression: str, problems:
 
 
 def resolve(session: Session, names: Sequence[str], inactive: list[tuple[int, str]] | None = None,
-            unknown: list[str] | None = None) -> list[TaskCandidate]:
+            unknown: list[str] | None = None, groups: list[str] | None = None) -> list[TaskCandidate]:
     """Turn names (user, then org unit code/name, then role code/name) into candidates, in one query.
 
     A deactivated user's name resolves as a name nobody has; `inactive` collects (id, username) of those, `unknown`
-    the names nobody has (not a blank one: a name left empty, as None is).
+    the names nobody has (not a blank one: a name left empty, as None is), `groups` those that are a unit or a role.
     """
     if not names:
         return []
@@ -165,6 +166,8 @@ def resolve(session: Session, names: Sequence[str], inactive: list[tuple[int, st
             inactive.append((deactivated[name], name))
         elif found is None and name not in deactivated and unknown is not None and name.strip():
             unknown.append(name)
+        if found is not None and found[0] > 0 and groups is not None:
+            groups.append(name)
         if found is None or found in seen:
             continue
         seen.add(found)
@@ -213,6 +216,9 @@ def _tell_inactive(session: Session, passed_over: Sequence[PassedOver], owners: 
 
 
 def _tell_unknown(session: Session, where: Unnamed, names: list[str], owners: Sequence[int]) -> None:
+    if where.kind == "group":
+        _tell_group(session, where, names, owners)
+        return
     shown = [told_name(n) for n in names[:MAX_TOLD]]
     audit.record(session, SYSTEM, "task.assignee_unknown", stream=f"instance:{where.instance_id}",
                  object_type="process_instance", object_id=where.instance_id,
@@ -222,6 +228,20 @@ def _tell_unknown(session: Session, where: Unnamed, names: list[str], owners: Se
     body = (f"任务 {where.bpmn_id} 的 {where.prop} 指向不存在的人员 {who}，已跳过："
             "改由其余候选人、泳道、发起人或管理员办理。请修改流程或其数据 "
             f"(task '{where.bpmn_id}': {where.prop} names {len(names)} name(s) nobody has, listed above; passed over)")
+    note_owners(session, owners, where.instance_id, title, body)
+
+
+def _tell_group(session: Session, where: Unnamed, names: list[str], owners: Sequence[int]) -> None:
+    shown = [told_name(n) for n in names[:MAX_TOLD]]
+    audit.record(session, SYSTEM, "task.assignee_not_user", stream=f"instance:{where.instance_id}",
+                 object_type="process_instance", object_id=where.instance_id,
+                 after={"bpmn_id": where.bpmn_id, "property": where.prop, "names": shown, "count": len(names)})
+    who = "、".join(shown) + (f" 等 {len(names)} 个" if len(names) > len(shown) else "")
+    title = f"流程 {where.process_key} 的任务 {where.bpmn_id}（{where.task_name}）的 assignee 指向单位/角色 {who}"
+    body = (f"任务 {where.bpmn_id} 的 assignee 指向 {who}，是单位/角色而不是用户名，已跳过：改由候选人、泳道、发起人或"
+            "管理员办理。请用 candidates（候选人表达式）指定单位或角色 "
+            f"(task '{where.bpmn_id}': assignee names {len(names)} unit(s) or role(s), not usernames; passed over: "
+            "name units and roles in candidates)")
     note_owners(session, owners, where.instance_id, title, body)
 
 
@@ -277,9 +297,11 @@ def assign(session: Session, engine: Any, task: Any, human: HumanTask, props: di
         names = evaluate_names(engine, task, "assignee", props["assignee"], problems)
         inactive: list[tuple[int, str]] = []
         unknown: list[str] = []
-        users = [c for c in resolve(session, names, inactive, unknown) if c.user_id is not None]
+        groups: list[str] = []
+        users = [c for c in resolve(session, names, inactive, unknown, groups) if c.user_id is not None]
         problems.pass_over(human, "assignee", inactive)
         problems.name_unknown(human, "assignee", unknown)
+        problems.name_unknown(human, "assignee", groups, kind="group")  # a unit or role: candidates' business
         if users:
             human.assignee_id = human.owner_id = users[0].user_id
             human.candidates.append(TaskCandidate(user_id=users[0].user_id))
