@@ -61,8 +61,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         app.config.from_mapping(test_config)
     _secure(app, settings)
     if not settings.public_url and not str(app.config["DATABASE_URL"]).startswith("sqlite"):
-        log.warning("JZFLOW_PUBLIC_URL is unset: links that leave the site (e-mails, the verification link and QR code "
-                    "of issued documents, the single sign-on callback) follow the Host header a request names; set it "
+        log.warning("JZFLOW_PUBLIC_URL is unset: links that leave the site (e-mails, the single sign-on callback) "
+                    "follow the Host header a request names, and issued documents carry no verification link; set it "
                     "to the address users reach the site at")
     engine = make_engine(app.config["DATABASE_URL"])
     app.extensions["jzflow.engine"] = engine

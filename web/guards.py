@@ -7,12 +7,16 @@ the audit serialisation or the hash — as a 500, after work has been done).
 """
 from __future__ import annotations
 
+import io
 import json
 import math
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import IO, Any, TypeVar
 
-from flask import Flask, request
+import flask
+from flask import Flask, current_app, request
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.routing import IntegerConverter
 
 from engine.errors import InvalidInput
@@ -30,6 +34,52 @@ class BoundedInt(IntegerConverter):
     def __init__(self, map: Any, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("max", MAX_ID)
         super().__init__(map, *args, **kwargs)
+
+
+View = TypeVar("View", bound=Callable[..., Any])
+BODY_LIMIT = "jzflow_body_limit"
+
+
+class Request(flask.Request):
+    """The app's request: the files of a view marked `small_body` are read into memory, never spooled to disk."""
+
+    in_memory = False
+
+    def _get_file_stream(self, total_content_length: int | None, content_type: str | None,
+                         filename: str | None = None, content_length: int | None = None) -> IO[bytes]:
+        if self.in_memory:  # bounded by the view's limit, which werkzeug enforces while it reads
+            return io.BytesIO()
+        return super()._get_file_stream(total_content_length, content_type, filename, content_length)
+
+
+class BodyTooLarge(InvalidInput):
+    """A body past the limit its view set (`small_body`)."""
+
+    http_status = 413
+
+
+def small_body(limit: int) -> Callable[[View], View]:
+    """Bound a view's request body to `limit` bytes, files kept in memory (werkzeug spools those past 500 KB to a
+    temporary file): an upload that is only read, never kept, touches no disk."""
+    def mark(view: View) -> View:
+        setattr(view, BODY_LIMIT, limit)
+        return view
+    return mark
+
+
+def _bound_body() -> None:
+    """Set the limit of a view marked `small_body` before anything (the form checks below, CSRF) reads the body."""
+    limit = getattr(current_app.view_functions.get(request.endpoint or ""), BODY_LIMIT, None)
+    if limit is None or not isinstance(request, Request):
+        return
+    request.max_content_length = limit
+    request.in_memory = True
+    try:
+        request.form  # noqa: B018 (parsed here, where the limit's refusal can name itself)
+    except RequestEntityTooLarge as exc:
+        megabytes = max(1, limit // (1024 * 1024))
+        raise BodyTooLarge(f"提交的文件过大：不能超过 {megabytes} MB (the file is larger than {megabytes} MB)",
+                           field="file") from exc
 
 
 class BadInput(InvalidInput):
@@ -96,6 +146,7 @@ def check_request() -> None:
     """
     if any(ch < " " for ch in request.path):
         raise BadInput("地址含控制字符 (control character in the path)", field="(path)")
+    _bound_body()
     # Only these two types have form fields or files (werkzeug parses no other): a JSON call does not build them.
     has_form = request.mimetype in _FORM_TYPES
     sources = (("query", request.args), ("form", request.form)) if has_form else (("query", request.args),)
@@ -134,6 +185,7 @@ def id_arg(name: str) -> int | None:
 def init_app(app: Flask) -> None:
     """Bound `<int:…>` path ids and check every request's input before its view."""
     app.url_map.converters["int"] = BoundedInt
+    app.request_class = Request
     app.before_request(check_request)
 
 

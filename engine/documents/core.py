@@ -4,23 +4,27 @@
 verification code, stores the document and audits it — all in the unit of work of the step that issues it, so a
 rollback leaves no number used and a retried step issues nothing twice (one document per instance and kind).
 
-`/verify/<code>` shows only the public facts (`PublicFacts`): number, subject, date, issuers. Unknown codes
-count as failures per client address in the login counters' table (`login_failure`, key ``verify:<address>``), so
-guessing is stopped as login guessing is.
+The file is made once, as the document is issued (`render.make_file`): its bytes are kept and served as they are,
+and their SHA-256 goes into the audit trail. `/verify/<code>` shows only the public facts (`PublicFacts`): number,
+subject, date, issuers and that digest, and compares a copy the checker uploads with it (`matches`: hashed as it is
+read, never kept). Unknown codes and every upload count per client address in the login counters' table
+(`login_failure`, key ``verify:<address>``), so guessing (and hashing) is stopped as login guessing is.
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import IO, Any
 
 from sqlalchemy import case, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from engine import audit, clock
+from engine import audit, clock, config
 from engine.db import advisory_lock, is_postgres
 from engine.documents import numbering
 from engine.documents.models import IssuedDocument
@@ -35,6 +39,19 @@ CODE_LENGTH = 20
 GROUP = 4
 MAX_TEXT = 300
 LOOK_ALIKES = str.maketrans("OIL", "011")  # typed from paper: O for 0, I or L for 1
+VERIFY_PATH = "/verify/"  # the public page's address under JZFLOW_PUBLIC_URL (web/documents: /verify/<code>)
+MAX_CHECKED_FILE = 10 * 1024 * 1024  # an uploaded copy: an issued certificate is some 100 KB
+_READ = 64 * 1024
+
+
+class FileTooLarge(InvalidInput):
+    """An uploaded copy larger than any issued document."""
+
+    http_status = 413
+
+
+class NoDigest(InvalidInput):
+    """A document issued before files were kept: there is nothing to compare a copy with."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +62,7 @@ class PublicFacts:
     subject: str
     issued_on: date
     issuers: list[str]
+    digest: str | None  # SHA-256 (hex) of the issued file; None for documents issued before migration 0040
 
 
 def new_code() -> str:
@@ -94,10 +112,13 @@ def issue(session: Session, *, instance_id: int, kind: str, rule: numbering.Numb
                          issued_on=issued_on, issued_at=clock.now(), issued_by_id=actor.user_id, details=details)
     session.add(doc)
     session.flush()
+    from engine.documents import render  # render prints with core's codes: imported here, not at the top
+    render.make_file(session, doc)
     audit.record(session, actor, "document.issue", stream=f"instance:{instance_id}", object_type="issued_document",
                  object_id=doc.id, after={"kind": kind, "number": doc.number, "rule": rule.name, "year": doc.year,
                                           "seq": seq, "title": doc.title, "subject": doc.subject,
-                                          "issuers": doc.issuers, "issued_on": issued_on.isoformat()})
+                                          "issuers": doc.issuers, "issued_on": issued_on.isoformat(),
+                                          "sha256": doc.digest})
     return doc
 
 
@@ -109,7 +130,43 @@ def for_instance(session: Session, instance_id: int) -> list[IssuedDocument]:
 
 def public_facts(doc: IssuedDocument) -> PublicFacts:
     return PublicFacts(number=doc.number, subject=doc.subject, issued_on=doc.issued_on,
-                       issuers=list(doc.issuers or []))
+                       issuers=list(doc.issuers or []), digest=doc.digest)
+
+
+def verify_link(code: str) -> str | None:
+    """Return the public address that checks a code, printed on the document: None without JZFLOW_PUBLIC_URL.
+
+    The file is made when the document is issued, often in a worker, with no request whose address could stand in
+    (and a client's Host header must never reach an official document): without the setting it carries the code only.
+    """
+    public = config.load().public_url
+    return f"{public}{VERIFY_PATH}{display_code(code)}" if public else None
+
+
+def digest_of(stream: IO[bytes], limit: int = MAX_CHECKED_FILE) -> str:
+    """Return the SHA-256 (hex) of what a stream holds, read in pieces and kept nowhere.
+
+    Raises: FileTooLarge (more than `limit` bytes)
+    """
+    sha, size = hashlib.sha256(), 0
+    while chunk := stream.read(_READ):
+        size += len(chunk)
+        if size > limit:
+            raise FileTooLarge(f"文件过大：核验的文件不能超过 {limit // (1024 * 1024)} MB "
+                               f"(the file is larger than {limit // (1024 * 1024)} MB)", field="file")
+        sha.update(chunk)
+    return sha.hexdigest()
+
+
+def matches(facts: PublicFacts, stream: IO[bytes]) -> bool:
+    """Tell whether a copy is byte for byte the issued file of the document.
+
+    Raises: NoDigest (issued before files were kept), FileTooLarge
+    """
+    if facts.digest is None:
+        raise NoDigest("本文书出具于启用文件摘要之前，未记录文件摘要，无法比对文件内容 "
+                       "(issued before file digests were recorded: a copy cannot be compared)", field="file")
+    return hmac.compare_digest(digest_of(stream), facts.digest)
 
 
 def _key(address: str | None) -> str:
@@ -129,7 +186,7 @@ def verify_wait(session: Session, *, address: str | None, now: datetime, limit: 
 
 
 def record_miss(session: Session, *, address: str | None, now: datetime, window_seconds: int) -> None:
-    """Count one unknown or malformed code against the address (an atomic upsert; flushes)."""
+    """Count one unknown or malformed code, or one uploaded copy, against the address (an atomic upsert; flushes)."""
     stale = now - timedelta(seconds=window_seconds)
     insert = pg_insert if is_postgres(session) else sqlite_insert
     restart = LoginFailure.window_start <= stale
@@ -149,5 +206,6 @@ def verify(session: Session, code: str) -> PublicFacts | None:
     return public_facts(doc) if doc is not None else None
 
 
-__all__ = ["ALPHABET", "CODE_LENGTH", "PublicFacts", "display_code", "for_instance", "issue", "new_code",
-           "normalize_code", "public_facts", "record_miss", "verify", "verify_wait"]
+__all__ = ["ALPHABET", "CODE_LENGTH", "MAX_CHECKED_FILE", "VERIFY_PATH", "FileTooLarge", "NoDigest", "PublicFacts",
+           "digest_of", "display_code", "for_instance", "issue", "matches", "new_code", "normalize_code",
+           "public_facts", "record_miss", "verify", "verify_link", "verify_wait"]

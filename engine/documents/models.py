@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Date, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, Date, ForeignKey, Integer, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from engine import clock
@@ -45,3 +45,8 @@ class IssuedDocument(Base):
     issued_at: Mapped[datetime] = mapped_column(default=clock.now)
     issued_by_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
     details: Mapped[Any | None] = mapped_column(JSON)  # the layout's own facts (not shown by /verify)
+    # The file as issued, made once when the document is issued and served as is on every download, and its SHA-256
+    # (hex), which /verify shows and compares an uploaded copy with. NULL for documents issued before migration 0040:
+    # those were printed anew on each download, so no one file was the issued one.
+    pdf: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+    digest: Mapped[str | None] = mapped_column(String(64))

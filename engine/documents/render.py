@@ -1,12 +1,17 @@
 """Documents as PDF, after the access check: an issued document in its kind's layout, and an instance's 审批单.
 
 An application registers a layout per document kind (`layout`); a kind without one prints in the generic layout
-(title, number, facts, issuers, seal area, verification code). The 审批单 (approval sheet) is every finished step in
+(title, number, facts, issuers, seal area, verification code). An issued document is printed once, when it is issued
+(`make_file`): every download is that file, byte for byte, so the digest /verify shows is the one of every copy. Its
+layout gets no steps then (one file goes to every reader, the applicant included) and the verification link of
+JZFLOW_PUBLIC_URL (`core.verify_link`). Documents issued before files were kept are printed on each download, as
+before. The 审批单 (approval sheet) is every finished step in
 order — who, when, the form's fields with their labels, the opinion — with the instance's issued numbers and a seal
 area, for whoever may read the whole sheet (`submissions.approval_sheet`).
 """
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -26,7 +31,7 @@ from engine.tasks import access, submissions
 class LayoutInput:
     doc: IssuedDocument
     instance: ProcessInstance
-    steps: list[submissions.Submission]  # the finished steps the reader may see
+    steps: list[submissions.Submission]  # the finished steps the reader may see (none in an issued file)
     verify_url: str | None
 
 
@@ -75,12 +80,31 @@ def issued_pdf(session: Session, actor: Actor, instance_id: int, doc_id: int,
                                                       IssuedDocument.instance_id == instance_id))
     if doc is None:
         raise NotFound(f"文书不存在: {doc_id}", document_id=doc_id)
+    if doc.pdf is not None:
+        return doc, doc.pdf  # the issued file itself, whoever reads it and whenever
+    inp = LayoutInput(doc=doc, instance=instance, steps=submissions.for_instance(session, actor, instance_id),
+                      verify_url=verify_url(core.display_code(doc.verify_code)) if verify_url else None)
+    return doc, pdf.render(_layout(doc.kind)(inp))
+
+
+def make_file(session: Session, doc: IssuedDocument) -> None:
+    """Print a document being issued, once: keep the file and its SHA-256 on the row (flush is the caller's).
+
+    Raises: FontMissing (the issuing step then fails, and is retried once a font is installed)
+    """
+    instance = session.get(ProcessInstance, doc.instance_id)
+    if instance is None:
+        raise access.not_found(doc.instance_id)
+    inp = LayoutInput(doc=doc, instance=instance, steps=[], verify_url=core.verify_link(doc.verify_code))
+    body = pdf.render(_layout(doc.kind)(inp))
+    doc.pdf, doc.digest = body, hashlib.sha256(body).hexdigest()
+
+
+def _layout(kind: str) -> Layout:
     extensions.load()
     from engine.runtime import effects
     effects.load_all()  # the application's layouts are registered where its services are
-    inp = LayoutInput(doc=doc, instance=instance, steps=submissions.for_instance(session, actor, instance_id),
-                      verify_url=verify_url(core.display_code(doc.verify_code)) if verify_url else None)
-    return doc, pdf.render(LAYOUTS.get(doc.kind, generic)(inp))
+    return LAYOUTS.get(kind, generic)
 
 
 def sheet_document(session: Session, actor: Actor, instance_id: int) -> pdf.Document:
@@ -120,5 +144,5 @@ def sheet_pdf(session: Session, actor: Actor, instance_id: int) -> bytes:
     return pdf.render(sheet_document(session, actor, instance_id))
 
 
-__all__ = ["LAYOUTS", "Layout", "LayoutInput", "chinese_date", "generic", "issued_pdf", "layout", "sheet_document",
-           "sheet_pdf"]
+__all__ = ["LAYOUTS", "Layout", "LayoutInput", "chinese_date", "generic", "issued_pdf", "layout", "make_file",
+           "sheet_document", "sheet_pdf"]

@@ -2,6 +2,8 @@
 Chinese font embedded, and read-only views of submitted forms (labels and enum titles, not raw keys)."""
 from __future__ import annotations
 
+import hashlib
+import io
 import shutil
 import subprocess
 import threading
@@ -165,12 +167,87 @@ def test_codes_verify_typed_loosely_and_malformed_ones_are_named(session: Sessio
     assert shown.count("-") == 4
     facts = documents.verify(session, shown.lower())
     assert facts is not None and facts.number == "胶审〔2026〕0001号" and facts.issuers == ["发展和改革局", "自然资源局"]
-    assert set(vars(facts)) == {"number", "subject", "issued_on", "issuers"}  # nothing else
+    assert set(vars(facts)) == {"number", "subject", "issued_on", "issuers", "digest"}  # nothing else
     other = documents.new_code()
     assert documents.verify(session, other if other != doc.verify_code else documents.new_code()) is None
     for bad in ("", "ABC", "<script>", "A" * 21, "U" * 20, "' OR 1=1 --"):
         with pytest.raises(InvalidInput, match="核验码"):
             documents.verify(session, bad)
+
+
+# --- the issued file ------------------------------------------------------------------------------------------
+
+
+def test_an_issued_document_keeps_its_file_and_the_file_s_digest(session: Session, clerk: Actor) -> None:
+    """The verification page vouched for the number, subject, date and issuers only: a PDF whose body was edited (a
+    department's opinion changed) still "verified". The file is made once, when the document is issued; its SHA-256
+    is kept with it and in the audit trail."""
+    from engine.audit.models import AuditEvent
+    (iid,) = _instances(session, clerk, 1)
+    doc = _issue(session, iid, clerk)
+    session.commit()
+    assert doc.pdf is not None and doc.pdf.startswith(b"%PDF")
+    assert doc.digest == hashlib.sha256(doc.pdf).hexdigest()
+    facts = documents.verify(session, doc.verify_code)
+    assert facts is not None and facts.digest == doc.digest
+    event = session.scalars(select(AuditEvent).where(AuditEvent.action == "document.issue")).one()
+    assert event.after["sha256"] == doc.digest  # the audit chain vouches for the digest too
+
+
+def test_the_genuine_file_matches_and_one_changed_byte_does_not(session: Session, clerk: Actor) -> None:
+    (iid,) = _instances(session, clerk, 1)
+    doc = _issue(session, iid, clerk)
+    session.commit()
+    facts = documents.verify(session, doc.verify_code)
+    assert facts is not None and doc.pdf is not None
+    assert documents.matches(facts, io.BytesIO(doc.pdf)) is True
+    for at in (0, len(doc.pdf) // 2, len(doc.pdf) - 1):
+        altered = bytearray(doc.pdf)
+        altered[at] ^= 0x01
+        assert documents.matches(facts, io.BytesIO(bytes(altered))) is False, at
+    assert documents.matches(facts, io.BytesIO(doc.pdf + b"\n")) is False
+    assert documents.matches(facts, io.BytesIO(b"")) is False
+
+
+def test_a_file_larger_than_the_limit_is_refused_unread(session: Session, clerk: Actor) -> None:
+    (iid,) = _instances(session, clerk, 1)
+    doc = _issue(session, iid, clerk)
+    session.commit()
+    facts = documents.verify(session, doc.verify_code)
+    assert facts is not None
+    with pytest.raises(documents.FileTooLarge, match="10 MB"):
+        documents.matches(facts, io.BytesIO(b"%PDF" + b"x" * documents.MAX_CHECKED_FILE))
+
+
+def test_every_download_is_the_issued_file_byte_for_byte(session: Session, clerk: Actor) -> None:
+    """The PDF was rendered again on each download (a new creation time, the reader's address in the link): a
+    digest of one rendering would not match the next."""
+    from engine.documents import render
+    (iid,) = _instances(session, clerk, 1)
+    doc = _issue(session, iid, clerk)
+    session.commit()
+    clock.freeze(clock.now().replace(year=2030))
+    try:
+        _, first = render.issued_pdf(session, clerk, iid, doc.id, lambda code: f"http://evil.example/verify/{code}")
+        _, second = render.issued_pdf(session, clerk, iid, doc.id)
+    finally:
+        clock.unfreeze()
+    assert first == second == doc.pdf
+    assert hashlib.sha256(first).hexdigest() == doc.digest
+
+
+def test_a_document_issued_before_digests_has_none_and_matches_nothing(session: Session, clerk: Actor) -> None:
+    (iid,) = _instances(session, clerk, 1)
+    doc = _issue(session, iid, clerk)
+    doc.pdf, doc.digest = None, None  # as migration 0040 leaves the documents issued before it
+    session.commit()
+    facts = documents.verify(session, doc.verify_code)
+    assert facts is not None and facts.digest is None
+    with pytest.raises(documents.NoDigest, match="未记录"):
+        documents.matches(facts, io.BytesIO(b"%PDF-1.4"))
+    from engine.documents import render
+    _, body = render.issued_pdf(session, clerk, iid, doc.id)  # still printed, as before, on each download
+    assert body.startswith(b"%PDF")
 
 
 # --- PDF ------------------------------------------------------------------------------------------------------

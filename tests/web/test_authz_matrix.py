@@ -170,6 +170,8 @@ MATRIX: dict[str, Access] = {
     "documents.sheet_pdf": Access(get=SEES_ALL),
     "documents.document_pdf": Access(get=SEES_ALL, params={"doc_id": "@doc"}),
     "documents.verify": Access(get=ALL, public=True, params={"code": "@verify_code"}),  # public facts only
+    # a copy compared with the issued file by its digest: public, kept nowhere (a request without a file: 400)
+    "documents.verify_file": Access(post=ALL, public=True, params={"code": "@verify_code"}),
     # 通知: the bystander's notification
     "notifications.index": Access(get=ALL),
     "people.search": Access(get=SEES_ALL, query="task=@task&q=s"),  # on a case: who may see it; scope in test_people_picker

@@ -4,21 +4,25 @@ applicant and an uninvolved department get 403; hostile submitted values are esc
 guessed codes are answered clearly and limited per address like logins."""
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import text as sa_text
 from sqlalchemy.orm import Session
 
 from engine import clock, documents, runtime
 from engine.org.actors import Actor
 from engine.org.models import User
+from engine.orm import Base
 from engine.runtime import instances
 from tests.conftest import pdf_text
 from tests.processes.test_parallel_approval import (  # noqa: F401 (fixtures used by name)
@@ -192,6 +196,7 @@ def test_the_verification_link_is_the_public_address_whatever_host_the_request_n
     """A client chooses the Host header (and a proxy may pass it on): an official PDF's verification link built from
     it would send whoever checks the document to a site of the client's choosing."""
     monkeypatch.setenv("JZFLOW_PUBLIC_URL", public_url)
+    _issue_file_again(app, finished)  # the file is printed when the document is issued: as if under this setting
     window = _client_at(app, "window_wang", "http://evil.example")
     doc = _doc(app, finished)
     cert = window.get(f"/instances/{finished}/documents/{doc.id}.pdf", base_url="http://evil.example")
@@ -202,13 +207,25 @@ def test_the_verification_link_is_the_public_address_whatever_host_the_request_n
     assert "evil.example" not in words
 
 
-def test_without_a_public_address_the_link_is_the_address_the_request_came_to(
+def _issue_file_again(app: Flask, iid: int) -> None:
+    from engine.documents import render
+    with app.extensions["jzflow.sessionmaker"]() as s:
+        (doc,) = documents.for_instance(s, iid)
+        render.make_file(s, doc)
+        s.commit()
+
+
+def test_without_a_public_address_the_document_carries_its_code_and_no_link(
         app: Flask, finished: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file is printed when the document is issued, often in a worker: no request's address could stand in for
+    JZFLOW_PUBLIC_URL (it was the address each download came to, when every download printed the PDF anew)."""
     monkeypatch.delenv("JZFLOW_PUBLIC_URL", raising=False)
     window = _client_at(app, "window_wang", "http://127.0.0.1:5000")
     doc = _doc(app, finished)
     cert = window.get(f"/instances/{finished}/documents/{doc.id}.pdf", base_url="http://127.0.0.1:5000")
-    assert "http://127.0.0.1:5000/verify/" in "".join(pdf_text(cert.data, tmp_path).split())
+    words = "".join(pdf_text(cert.data, tmp_path).split())
+    assert f"核验码：{documents.display_code(doc.verify_code)}" in words
+    assert "/verify/" not in words and "127.0.0.1" not in words
 
 
 def test_verify_answers_good_unknown_and_malformed_codes(app: Flask, finished: int) -> None:
@@ -280,3 +297,135 @@ def test_a_server_on_postgresql_without_a_public_address_says_so_at_start(
     with caplog.at_level(logging.WARNING, logger="web"):
         next(app_on(db_url, session))
     assert not [r for r in caplog.records if "JZFLOW_PUBLIC_URL" in r.getMessage()]
+
+
+# --- the issued file, checked by upload ---------------------------------------------------------------------------
+
+
+def _download(app: Flask, finished: int) -> bytes:
+    doc = _doc(app, finished)
+    body = client_of(app, "qiye_zhang").get(f"/instances/{finished}/documents/{doc.id}.pdf").data
+    assert body.startswith(b"%PDF")
+    return body
+
+
+def _check(client: FlaskClient, code: str, body: bytes, name: str = "联合意见书.pdf", **kwargs: Any) -> Any:
+    token = csrf_of(client)  # the session's token, from any page with a form
+    return client.post(f"/verify/{code}", data=_multipart(token, body, name),
+                       content_type=f"multipart/form-data; boundary={BOUNDARY}", **kwargs)
+
+
+BOUNDARY = "jzflow-verify-boundary"
+
+
+def _multipart(token: str, body: bytes, name: str) -> bytes:
+    """The form as a browser sends it, in memory (werkzeug's test client spools a large one to a temporary file)."""
+    return b"".join([f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"csrf_token\"\r\n\r\n{token}\r\n".encode(),
+                     f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n"
+                     "Content-Type: application/pdf\r\n\r\n".encode(), body, f"\r\n--{BOUNDARY}--\r\n".encode()])
+
+
+def test_the_verify_page_shows_the_issued_file_s_digest(app: Flask, finished: int) -> None:
+    body = _download(app, finished)
+    doc = _doc(app, finished)
+    html = app.test_client().get(f"/verify/{doc.verify_code}").get_data(as_text=True)
+    assert hashlib.sha256(body).hexdigest() == doc.digest
+    assert doc.digest is not None and doc.digest in html and "SHA-256" in html
+    assert 'enctype="multipart/form-data"' in html and 'name="file"' in html
+
+
+def test_the_genuine_file_matches_and_an_edited_one_does_not(app: Flask, finished: int) -> None:
+    """An applicant who changes one department's opinion in the 联合意见书 still held a document that "verified"."""
+    body = _download(app, finished)
+    doc = _doc(app, finished)
+    public = app.test_client()  # nobody logged in: a bank, a contractor, a citizen
+    genuine = _check(public, doc.verify_code, body)
+    assert genuine.status_code == 200
+    assert "与签发文件一致" in genuine.get_data(as_text=True)
+    altered = bytearray(body)
+    altered[len(altered) // 2] ^= 0x01  # one byte of the body
+    edited = _check(public, documents.display_code(doc.verify_code), bytes(altered))
+    assert edited.status_code == 200
+    assert "与签发文件不一致" in edited.get_data(as_text=True)
+    assert "与签发文件一致" not in edited.get_data(as_text=True).replace("与签发文件不一致", "")
+
+
+def test_an_oversized_upload_is_refused_with_a_clear_message(app: Flask, finished: int) -> None:
+    doc = _doc(app, finished)
+    public = app.test_client()
+    response = _check(public, doc.verify_code, b"%PDF" + b"x" * documents.MAX_CHECKED_FILE)
+    assert response.status_code == 413
+    text = response.get_data(as_text=True)
+    assert "文件过大" in text and "10 MB" in text and "文书核验" in text
+    far = _check(public, doc.verify_code, b"x" * (documents.MAX_CHECKED_FILE + 200_000))  # refused unread
+    assert far.status_code == 413
+    assert "文件过大" in far.get_data(as_text=True) and "10 MB" in far.get_data(as_text=True)
+
+
+def test_an_uploaded_file_is_never_stored(app: Flask, finished: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hashed as it is read, in memory: no row, no temporary file (werkzeug spools files over 500 KB to disk)."""
+    import werkzeug.formparser
+
+    def no_disk(*args: object, **kwargs: object) -> object:
+        raise AssertionError("an uploaded file went to a temporary file")
+    monkeypatch.setattr(werkzeug.formparser, "SpooledTemporaryFile", no_disk)
+    body = _download(app, finished)
+    doc = _doc(app, finished)
+    with app.extensions["jzflow.sessionmaker"]() as s:
+        before = {t.name: s.execute(sa_text(f"SELECT count(*) FROM {t.name}")).scalar() for t in Base.metadata.sorted_tables}
+    big = body + b"\n%" + b"0" * 2_000_000  # past werkzeug's 500 KB in-memory threshold
+    assert "与签发文件不一致" in _check(app.test_client(), doc.verify_code, big).get_data(as_text=True)
+    assert "与签发文件一致" in _check(app.test_client(), doc.verify_code, body).get_data(as_text=True)
+    with app.extensions["jzflow.sessionmaker"]() as s:
+        after = {t.name: s.execute(sa_text(f"SELECT count(*) FROM {t.name}")).scalar() for t in Base.metadata.sorted_tables}
+    assert {t for t in before if before[t] != after[t]} <= {"login_failure"}  # the address's count of checks, only
+
+
+def test_uploads_and_code_guesses_share_one_limit(app: Flask, finished: int) -> None:
+    """Each upload is read and hashed: it counts against the address like an unknown code (JZFLOW_VERIFY_ADDRESS_
+    FAILURES=4 here), and past the limit an upload waits like every code."""
+    body = _download(app, finished)
+    doc = _doc(app, finished)
+    guesser = app.test_client()
+    for _ in range(4):
+        assert guesser.get(f"/verify/{documents.new_code()}").status_code == 404
+    token = csrf_of(guesser)
+    limited = guesser.post(f"/verify/{doc.verify_code}", data=_multipart(token, body, "a.pdf"),
+                           content_type=f"multipart/form-data; boundary={BOUNDARY}")
+    assert limited.status_code == 429 and int(limited.headers["Retry-After"]) > 0
+    assert "核验次数过多" in limited.get_data(as_text=True)
+    uploader = app.test_client()
+    for _ in range(4):
+        assert _check(uploader, doc.verify_code, body, environ_base={"REMOTE_ADDR": "10.9.8.7"}).status_code == 200
+    after = uploader.get(f"/verify/{doc.verify_code}", environ_base={"REMOTE_ADDR": "10.9.8.7"})
+    assert after.status_code == 429  # the uploads used the address's checks up
+
+
+def test_an_upload_without_a_file_or_for_a_bad_code_is_answered_clearly(app: Flask, finished: int) -> None:
+    doc = _doc(app, finished)
+    public = app.test_client()
+    token = csrf_of(public)
+    empty = public.post(f"/verify/{doc.verify_code}", data={"csrf_token": token}, content_type="multipart/form-data")
+    assert empty.status_code == 400 and "请选择" in empty.get_data(as_text=True)
+    assert _check(public, documents.new_code(), b"%PDF").status_code == 404
+    assert _check(public, "ABC", b"%PDF").status_code == 400
+
+
+def test_a_document_issued_before_digests_says_so(app: Flask, finished: int) -> None:
+    from sqlalchemy import update
+    doc = _doc(app, finished)
+    with app.extensions["jzflow.sessionmaker"]() as s:  # as migration 0040 leaves the documents issued before it
+        s.execute(update(documents.IssuedDocument).values(pdf=None, digest=None))
+        s.commit()
+    public = app.test_client()
+    html = public.get(f"/verify/{doc.verify_code}").get_data(as_text=True)
+    assert "核验通过" in html and "未记录文件摘要" in html and 'name="file"' not in html
+    refused = _check(public, doc.verify_code, b"%PDF-1.4")
+    assert refused.status_code == 422 and "未记录文件摘要" in refused.get_data(as_text=True)
+
+
+def test_the_printed_link_and_the_verify_route_agree(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engine prints the link when it issues the file (no request then): it must be the route's address."""
+    monkeypatch.setenv("JZFLOW_PUBLIC_URL", "https://jzflow.jiaozhou.gov.cn")
+    with app.test_request_context("/"):
+        assert documents.verify_link("ABCD") == links.external_url("documents.verify", code="ABCD")

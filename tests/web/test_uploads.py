@@ -211,3 +211,44 @@ def test_hole3_an_xlsx_memory_bomb_is_refused_by_the_project_import(app: Flask, 
             "csrf_token": csrf_of(client, "/projects/import"), "file": (io.BytesIO(body), name)},
             content_type="multipart/form-data")
         assert 400 <= response.status_code < 500
+
+
+# --------------------------------------------------------------------------- a copy checked at /verify
+
+def test_a_copy_checked_at_verify_is_bounded_hashed_and_kept_nowhere(app: Flask, deployed: sessionmaker[Session],
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Anyone, logged in or not, may send a file to /verify/<code>: at most 10 MB, read in memory and hashed, never
+    written anywhere (not even werkzeug's temporary file for bodies past 500 KB), nothing kept in the database."""
+    from datetime import date
+
+    import werkzeug.formparser
+
+    from engine import documents
+    from engine.runtime import instances
+    from tests.web.test_documents_pages import BOUNDARY, _multipart
+    with db(app) as s:
+        row = instances.start(s, process_key="minimal", actor=SYSTEM, title="核验")
+        doc = documents.issue(s, instance_id=row.id, kind="upload_suite", rule=documents.NumberRule(
+            "upload_suite", "U{year}-{seq:04d}"), title="文书", subject="公开事项", issuers=["发展和改革局"],
+            issued_on=date(2025, 9, 1), actor=SYSTEM)
+        code, issued = doc.verify_code, bytes(doc.pdf or b"")
+
+    def no_disk(*args: object, **kwargs: object) -> object:
+        raise AssertionError("an uploaded copy went to a temporary file")
+    monkeypatch.setattr(werkzeug.formparser, "SpooledTemporaryFile", no_disk)
+    with db(app) as s:
+        attachments = s.scalar(select(func.count()).select_from(Attachment))
+    client = app.test_client()
+    cases = {"genuine": (issued, 200, "与签发文件一致"), "one byte off": (issued[:-1] + b"\x00", 200, "与签发文件不一致"),
+             "2 MB of active content": (HTML_SCRIPT.encode() * (2_000_000 // len(HTML_SCRIPT)), 200, "与签发文件不一致"),
+             "traversal name": (issued, 200, "与签发文件一致"),
+             "past 10 MB": (b"%PDF" + b"x" * documents.MAX_CHECKED_FILE, 413, "文件过大")}
+    for what, (body, status, words) in cases.items():
+        name = "../../etc/passwd" if what == "traversal name" else "copy.pdf"
+        response = client.post(f"/verify/{code}", data=_multipart(csrf_of(client), body, name),
+                               content_type=f"multipart/form-data; boundary={BOUNDARY}")
+        text = response.get_data(as_text=True)
+        assert response.status_code == status and words in text, (what, response.status_code, text[:300])
+        assert "<script>" not in text, what
+    with db(app) as s:
+        assert s.scalar(select(func.count()).select_from(Attachment)) == attachments
