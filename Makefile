@@ -46,6 +46,9 @@ system-packages:
 setup: $(VENV)/.installed $(ASSETS)
 
 # Embedded default: SQLite under ./instance, Celery on a SQLite broker (no server needed).
+# The laptop's own address for the links printed on documents issued by the demo and the worker (no proxy here);
+# a JZFLOW_PUBLIC_URL in the environment wins.
+run: export JZFLOW_PUBLIC_URL ?= http://$(or $(JZFLOW_HOST),127.0.0.1):$(or $(JZFLOW_PORT),5000)
 run: setup
 	$(JZ) init-db
 	$(JZ) seed
