@@ -46,6 +46,15 @@ def _visible(task_id: int) -> HumanTask:
     return taskview.get_visible(db_session(), current_actor(), task_id)
 
 
+def seen_closed(task: HumanTask) -> bool:
+    """Tell whether the page the form came from showed the step ended (its hidden `step`); a form without it: as the
+    step was read now. A comment, file or 抄送 on a step shown open is refused if it has closed since (409)."""
+    shown = request.form.get("step")
+    if shown in ("open", "closed"):
+        return shown == "closed"
+    return task.state in ("completed", "cancelled")
+
+
 def _back(task_id: int, anchor: str | None = None) -> ResponseReturnValue:
     return redirect(url_for("tasks.show", task_id=task_id, _anchor=anchor))
 
@@ -219,7 +228,7 @@ def carbon_copy(task_id: int) -> ResponseReturnValue:
     task = _visible(task_id)
     names = usernames("usernames")
     collab.carbon_copy(db_session(), instance_id=task.instance_id, actor=current_actor(),
-                       usernames=names, note=text("note", 2000), task_id=task.id)
+                       usernames=names, note=text("note", 2000), task_id=task.id, seen_closed=seen_closed(task))
     commit()
     flash(_("已抄送给 %(names)s", names=chosen(*names)), "info")
     return _back(task_id)
@@ -230,7 +239,7 @@ def carbon_copy(task_id: int) -> ResponseReturnValue:
 def comment(task_id: int) -> ResponseReturnValue:
     task = _visible(task_id)
     collab.add_comment(db_session(), instance_id=task.instance_id, actor=current_actor(), body=text("body"),
-                       task_id=task.id)
+                       task_id=task.id, seen_closed=seen_closed(task))
     commit()
     flash(_("已发表评论"), "info")
     return _back(task_id, "history")
@@ -245,7 +254,8 @@ def attach(task_id: int) -> ResponseReturnValue:
         raise InvalidInput("请选择文件 (choose a file)", field="file")
     collab.attach(db_session(), instance_id=task.instance_id, actor=current_actor(), name=upload.filename,
                   content=upload.read(collab.MAX_ATTACHMENT_BYTES + 1),
-                  content_type=upload.mimetype or "application/octet-stream", task_id=task.id)
+                  content_type=upload.mimetype or "application/octet-stream", task_id=task.id,
+                  seen_closed=seen_closed(task))
     commit()
     flash(_("已上传附件"), "info")
     return _back(task_id, "attachments")
