@@ -78,6 +78,7 @@ def add_note(session: Session, task: HumanTask, actor: Actor, kind: str, body: s
 def _held(session: Session, task_id: int, actor: Actor, op: task_access.Op) -> HumanTask:
     task = task_access.open_task(session, actor, task_id)
     task_access.require(session, actor, task, op)
+    _lock_instance(session, task.instance_id)  # before the claim or the write takes the task's row
     if task.assignee_id is None and lookup.is_candidate(task, actor):
         lookup.take(session, task, actor)  # acting on a group task claims it (not over a claim made since)
     if task.assignee_id != actor.user_id:
@@ -139,6 +140,7 @@ def resolve_delegation(session: Session, *, task_id: int, actor: Actor, opinion:
     task_access.require(session, actor, task, task_access.Op.RESOLVE)
     if not opinion.strip():
         raise InvalidInput("请填写处理意见 (an opinion is required)", field="opinion")
+    _lock_instance(session, task.instance_id)  # before the write takes the task's row
     lookup.reassign(session, task, assignee_id=task.owner_id, delegation_state="resolved")
     add_note(session, task, actor, "opinion", opinion)
     session.flush()
@@ -167,13 +169,24 @@ def _lock(session: Session, parent_id: int, *, write: bool = False) -> None:
 
 
 def _lock_instance(session: Session, instance_id: int) -> None:
-    """Before a signature or 减签 locks the parent: share-lock the instance's row, as the row's foreign keys (the
-    opinion's comment) would later. The timer sweep holds that row (FOR UPDATE) while its save closes the parent: taken
-    after the parent, each would wait for the other (a deadlock, a 500). Now a signature waits for a firing timer and
-    then finds its task cancelled, or the sweep skips the instance while a signature holds it (SKIP LOCKED) and fires
-    it next time, over what the signature did."""
+    """Before a signature or 减签 locks the parent (转办, 委派, 委派退回, 加签 and 催办 their task): share-lock the
+    instance's row, as the row's foreign keys (the opinion's comment) would later. The timer sweep holds that row (FOR
+    UPDATE) while its save closes the parent: taken after the parent, each would wait for the other (a deadlock, a
+    500). Now a signature waits for a firing timer and then finds its task cancelled, or the sweep skips the instance
+    while a signature holds it (SKIP LOCKED) and fires it next time, over what the signature did."""
     session.execute(select(ProcessInstance.id).where(ProcessInstance.id == instance_id)
                     .with_for_update(read=True, key_share=True))  # FOR KEY SHARE: a save's UPDATE is not held up
+
+
+def lock_task(session: Session, task_id: int) -> None:
+    """Lock a task's row before an operation that leaves a note on it (催办, 督办's actions): FOR UPDATE (SQLite: BEGIN
+    IMMEDIATE), the instance's row share-locked first, as every writer takes them. Taken the other way round (the
+    note's foreign key share-locking the instance after the task's row), 终止 or the timer sweep, which lock the
+    instance and then the rows they close, each waited for the other until PostgreSQL ended one as a deadlock."""
+    instance_id = session.scalar(select(HumanTask.instance_id).where(HumanTask.id == task_id))
+    if instance_id is not None:
+        _lock_instance(session, instance_id)
+    session.execute(select(HumanTask.id).where(HumanTask.id == task_id).with_for_update())
 
 
 def _cosigns(session: Session, parent: HumanTask, *states: str) -> list[HumanTask]:
@@ -365,8 +378,7 @@ def urge(session: Session, *, task_id: int, actor: Actor, message: str = "") -> 
 
     Raises: TaskNotFound, TaskAlreadyDone, Forbidden, TaskNotReady, RateLimited
     """
-    # The task's row first, so two urges at once take turns and the second counts the first (SQLite: BEGIN IMMEDIATE).
-    session.execute(select(HumanTask.id).where(HumanTask.id == task_id).with_for_update())
+    lock_task(session, task_id)  # two urges at once take turns and the second counts the first
     task = task_access.open_task(session, actor, task_id)
     task_access.require(session, actor, task, task_access.Op.URGE)
     lookup.require_active(session, lookup.require_started(task))
@@ -382,5 +394,5 @@ def urge(session: Session, *, task_id: int, actor: Actor, message: str = "") -> 
     return len(recipients)
 
 
-__all__ = ["add_cosigners", "add_note", "delegate", "hold_for_cosigners", "notify",
+__all__ = ["add_cosigners", "add_note", "delegate", "hold_for_cosigners", "lock_task", "notify",
            "remove_cosigner", "require_not_urged", "resolve_delegation", "sign", "transfer", "urge", "user_named"]

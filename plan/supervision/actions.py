@@ -56,6 +56,9 @@ def _lock(session: Session, object_type: str, object_id: int) -> None:
 
     PostgreSQL holds the row until the commit; SQLite renders no FOR UPDATE, its BEGIN IMMEDIATE queues every writer.
     """
+    if object_type == "task":  # the instance's row first, as the engine's writers take them
+        operations.lock_task(session, object_id)
+        return
     model = _ROWS.get(object_type)
     if model is not None:  # an unknown type is open_target's to refuse
         session.execute(select(model.id).where(model.id == object_id).with_for_update())
