@@ -34,6 +34,7 @@ def start(session: Session, *, process_key: str, actor: Actor, data: Mapping[str
     A start from inside an engine run (a service task) joins the lineage of the instance that made it and passes its
     limits first (engine/runtime/start_limits.py); it inherits that instance's message and signal generation
     (start_hops), or a relay through start_process would start the count of MAX_START_HOPS again.
+    A client's start of a process the application routes (CLIENT_START_ROUTES) is the route's, once its data is checked.
 
     Raises: ProcessNotFound, FormInvalid (also: client data that would make the state too large), InvalidInput (a
     process only a message or signal starts), TooManyStarts (from inside a run: past a limit, nothing started)
@@ -56,6 +57,9 @@ def start(session: Session, *, process_key: str, actor: Actor, data: Mapping[str
                            for k in reserved])
     schema, files = (start_form.schema_text, start_form.forms) if start_form else (None, None)
     initial = forms.validate(schema, given, files, name=start_form.form_schema if start_form else None)
+    client_route = CLIENT_START_ROUTES.get(process_key) if from_client and trigger is None else None
+    if client_route is not None:  # the application starts it its own way (its business key and title, not the client's)
+        return client_route(session, actor, initial)
     initial["initiator"] = actor.username
     workflow = serializer.new_workflow(runtime.specs_for(session, version.id), runtime.script_engine())
     spiff.put_start_data(workflow, initial)
@@ -90,6 +94,11 @@ def start(session: Session, *, process_key: str, actor: Actor, data: Mapping[str
 # start_process's result, or None to have the process started as usual.
 StartRoute = Callable[[effects.RunContext, dict[str, Any], str | None, str | None], dict[str, Any] | None]
 START_ROUTES: dict[str, StartRoute] = {}
+# An application may take over a person's start (web, API, CLI) of a process of its own: a process with one instance
+# per period starts it through the application's service, which keeps it to one. The route gets the session, the
+# actor and the start data checked against the start form, and returns the started row (or refuses: FormInvalid).
+ClientStartRoute = Callable[[Session, Actor, dict[str, Any]], ProcessInstance]
+CLIENT_START_ROUTES: dict[str, ClientStartRoute] = {}
 
 
 @effects.service("start_process")

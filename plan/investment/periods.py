@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from engine import clock
 from engine.db import advisory_lock
-from engine.errors import InvalidInput
+from engine.errors import FieldError, FormInvalid, InvalidInput
 from engine.org.actors import Actor
 from engine.runtime import instances
 from engine.runtime.models import ProcessDefinition, ProcessInstance
@@ -95,4 +95,22 @@ def start_period(session: Session, period: str, actor: Actor) -> PeriodStart:
     return PeriodStart(row.id, period, created=True)
 
 
-__all__ = ["PROCESS_KEY", "PeriodStart", "business_key", "parse_period", "period_due", "period_end", "start_period"]
+def start_by_hand(session: Session, actor: Actor, data: dict[str, Any]) -> ProcessInstance:
+    """Start the period a person named (start page, API, CLI: `instances.CLIENT_START_ROUTES`) as `start_period` does.
+
+    A period that has its instance already is refused naming `period` and that instance: by hand, as by the beat job,
+    a month gets one instance (its business key, title and link to the month before), never a second beside it.
+    Raises: FormInvalid, InvalidInput
+    """
+    period = data.get("period")
+    started = start_period(session, period if isinstance(period, str) else "", actor)
+    if not started.created:
+        raise FormInvalid([FieldError("period", f"期别 {period} 的七步工作法已发起（实例 {started.instance_id}），每期只有"
+                                                f"一个实例 (the period has its instance: {started.instance_id})")])
+    row = session.get(ProcessInstance, started.instance_id)
+    assert row is not None  # started in this transaction
+    return row
+
+
+__all__ = ["PROCESS_KEY", "PeriodStart", "business_key", "parse_period", "period_due", "period_end", "start_by_hand",
+           "start_period"]

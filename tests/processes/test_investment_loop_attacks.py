@@ -1,0 +1,87 @@
+"""七步工作法 ①–⑥ attacked as an office would: a period started by hand twice (the start page, the API, the CLI),
+several at once.
+
+The period's instance is one per month (`plan.investment.start_period`, business key investment_loop:YYYY-MM). The
+start page, the API and the CLI start a process through `instances.start`, which knew nothing of periods: a data
+officer starting 2025-08 by hand, after the beat job or a colleague had, got a second instance of the month — no
+business key, no link to July — whose ③ wrote a second set of plan items and ④ asked every leader to claim them again.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from engine import audit
+from engine.errors import FormInvalid
+from engine.org.actors import Actor
+from engine.runtime import instances
+from engine.runtime.models import ProcessDefinition, ProcessInstance
+from plan import investment as plan
+from tests.processes import test_investment_loop as loop
+from tests.processes.test_investment_loop import PERIOD, start
+
+people, figures, deployed = loop.people, loop.figures, loop.deployed  # the loop's fixtures, used here too
+
+
+def periods(session: Session) -> list[tuple[str | None, str]]:
+    return [(key, title) for key, title in session.execute(
+        select(ProcessInstance.business_key, ProcessInstance.title).join(ProcessDefinition)
+        .where(ProcessDefinition.key == plan.PROCESS_KEY).order_by(ProcessInstance.id))]
+
+
+def by_hand(session: Session, actor: Actor, period: str = PERIOD, **extra: Any) -> ProcessInstance:
+    """Start the period as the start page, the API and the CLI do: client data, checked against the start form."""
+    return instances.start(session, process_key=plan.PROCESS_KEY, actor=actor, data={"period": period},
+                           from_client=True, **extra)
+
+
+def test_a_period_started_by_hand_is_the_periods_one_instance(
+        session: Session, people: dict[str, Actor], deployed: dict[str, str]) -> None:
+    july = start(session, period="2025-07")
+    row = by_hand(session, people["tongji"], business_key="my-own-key", title="我的标题")
+    session.commit()
+    assert (row.business_key, row.title) == ("investment_loop:2025-08", "七步工作法 2025-08")
+    assert loop.start_data(session, row.id) == {"period": PERIOD, "previous_instance_id": july, "initiator": "tongji"}
+    # Once the month has its instance, by hand (or by the beat job's start_period) there is no second one.
+    with pytest.raises(FormInvalid) as refused:
+        by_hand(session, people["tongji"])
+    session.rollback()
+    assert [e.field for e in refused.value.errors] == ["period"]
+    assert f"实例 {row.id}" in refused.value.errors[0].message
+    assert plan.start_period(session, PERIOD, people["tongji"]) == plan.PeriodStart(row.id, PERIOD, created=False)
+    assert periods(session) == [("investment_loop:2025-07", "七步工作法 2025-07"),
+                                ("investment_loop:2025-08", "七步工作法 2025-08")]
+    assert audit.verify(session).ok
+
+
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+def test_two_data_officers_starting_the_same_period_at_once_make_one_instance(
+        factory: sessionmaker[Session], session: Session, people: dict[str, Actor], deployed: dict[str, str]) -> None:
+    session.close()
+    barrier = threading.Barrier(2)
+    outcome: list[str] = []
+
+    def officer() -> None:
+        with factory() as s:
+            barrier.wait()
+            try:
+                by_hand(s, people["tongji"])
+                s.commit()
+                outcome.append("started")
+            except FormInvalid as exc:
+                s.rollback()
+                outcome.append(exc.errors[0].field)
+
+    threads = [threading.Thread(target=officer) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(outcome) == ["period", "started"]
+    with factory() as s:
+        assert s.scalar(select(func.count(ProcessInstance.id)).join(ProcessDefinition)
+                        .where(ProcessDefinition.key == plan.PROCESS_KEY)) == 1
