@@ -64,4 +64,19 @@ def admit(ctx: RunContext, process_key: str) -> int:
     return root
 
 
-__all__ = ["MAX_START_NESTING", "OPEN", "TooManyStarts", "admit"]
+def room(ctx: RunContext) -> int:
+    """Return how many more instances this run may start now (what `admit` would let pass, counted without starting).
+
+    A service that starts one instance per row checks its rows against it first and sends them back as a whole,
+    instead of starting what fits and stopping on an incident with the rest unstarted.
+    """
+    settings = config.load()
+    if ctx.nesting >= MAX_START_NESTING:
+        return 0
+    root = ctx.running.row.start_root_id or ctx.running.row.id
+    open_now = int(ctx.session.scalar(select(func.count()).select_from(ProcessInstance).where(
+        ProcessInstance.start_root_id == root, ProcessInstance.status.in_(OPEN))) or 0)
+    return max(0, min(settings.max_run_starts - ctx.starts.count, settings.max_open_descendants - open_now))
+
+
+__all__ = ["MAX_START_NESTING", "OPEN", "TooManyStarts", "admit", "room"]

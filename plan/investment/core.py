@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.runtime import effects, instances
+from engine.runtime import effects, instances, start_limits
 from plan.investment.plan_items import ItemsInvalid, claim_plan_item, create_plan_items, item_brief
 from plan.investment.status import gap_analysis, indicator_statuses, status_summary
 
@@ -73,9 +73,24 @@ def loop_claim_item(ctx: effects.RunContext, item_id: int, measures: str = "",
 
 
 @effects.service("loop_raise_issues")
-def loop_raise_issues(ctx: effects.RunContext, visits: list[dict[str, Any]],
-                      initiator: str = "") -> dict[str, Any]:
-    """⑤ Start one issue_ledger instance per problem found on the period's visits (via start_process)."""
+def loop_raise_issues(ctx: effects.RunContext, visits: list[dict[str, Any]], initiator: str = "",
+                      send_back: bool = False) -> dict[str, Any]:
+    """⑤ Start one issue_ledger instance per problem found on the period's visits (via start_process).
+
+    All or none: more problems than this run may start (engine/runtime/start_limits.py) start nothing. The diagram that routes `ok` back to the form passes `send_back`; a version deployed before it has
+    no way back, so there the refusal is an incident — with nothing started, never the first hundred of them.
+    """
+    visits = list(visits)
+    errors: list[str] = []
+    count = sum(len(visit.get("problems") or []) for visit in visits)
+    room = start_limits.room(ctx)
+    if count > room:
+        errors.insert(0, f"visits：本次共 {count} 个问题，一次最多登记 {room} 个，请减少后提交，其余可由台账管理员在问题台账"
+                         f"登记 (at most {room} problems at a time)")
+    if errors:
+        if not send_back:
+            raise ValueError("；".join(errors))
+        return {"ok": False, "error": "；".join(errors), "visits": len(visits), "issues": []}
     reporter = ctx.actor.username if ctx.actor.user_id is not None else initiator
     issues: list[dict[str, Any]] = []
     for visit in visits:
@@ -84,7 +99,7 @@ def loop_raise_issues(ctx: effects.RunContext, visits: list[dict[str, Any]],
             child = instances.start_process(ctx, "issue_ledger", data=data,
                                             title=f"{data['enterprise']}：{data['title']}"[:300])
             issues.append({"instance_id": child["instance_id"], "title": data["title"]})
-    return {"visits": len(visits), "issues": issues}
+    return {"ok": True, "error": None, "visits": len(visits), "issues": issues}
 
 
 __all__ = ["issue_start_data", "loop_claim_item", "loop_create_plan_items", "loop_gap_analysis",

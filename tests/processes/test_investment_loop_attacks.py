@@ -1,5 +1,5 @@
 """七步工作法 ①–⑥ attacked as an office would: a period started by hand twice (the start page, the API, the CLI),
-several at once.
+several at once; ⑤ visits with more problems than a run may start.
 
 The period's instance is one per month (`plan.investment.start_period`, business key investment_loop:YYYY-MM). The
 start page, the API and the CLI start a process through `instances.start`, which knew nothing of periods: a data
@@ -20,9 +20,11 @@ from engine.errors import FormInvalid
 from engine.org.actors import Actor
 from engine.runtime import instances
 from engine.runtime.models import ProcessDefinition, ProcessInstance
+from engine.tasks.models import HumanTask
 from plan import investment as plan
 from tests.processes import test_investment_loop as loop
-from tests.processes.test_investment_loop import PERIOD, start
+from tests.processes.test_investment_loop import PERIOD, children, start, task_data, to_fork
+from tests.steps import do, names, only_task
 
 people, figures, deployed = loop.people, loop.figures, loop.deployed  # the loop's fixtures, used here too
 
@@ -85,3 +87,37 @@ def test_two_data_officers_starting_the_same_period_at_once_make_one_instance(
     with factory() as s:
         assert s.scalar(select(func.count(ProcessInstance.id)).join(ProcessDefinition)
                         .where(ProcessDefinition.key == plan.PROCESS_KEY)) == 1
+
+
+# -- ⑤ visits: every problem found goes to the ledger, or the form comes back and nothing is started -----------------
+
+def visits_task(session: Session, people: dict[str, Actor]) -> tuple[int, HumanTask]:
+    iid = start(session)
+    to_fork(session, people, iid, [])
+    return iid, only_task(session, iid, "record_visits")
+
+
+def a_visit(n: int, problems: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"enterprise": f"胶州企业{n}", "visited_on": "2025-09-01", "summary": "走访", "problems": problems}
+
+
+def test_more_problems_than_one_run_may_start_send_the_visits_back_and_start_none(
+        session: Session, people: dict[str, Actor], deployed: dict[str, str]) -> None:
+    """The form takes 100 visits of 20 problems; one engine run starts at most JZFLOW_MAX_RUN_STARTS (100) instances.
+    The 101st problem stopped the period's instance on an incident for good, after 100 issues had started — and
+    nothing retries an incident, so ⑤ never ended and the period never completed."""
+    iid, task = visits_task(session, people)
+    visits = [a_visit(v, [{"title": f"问题{v}-{p}", "unit_code": "gxj"} for p in range(20)]) for v in range(5)]
+    visits.append(a_visit(5, [{"title": "第101个问题", "unit_code": "zrzyj"}]))
+    do(session, task, people["fuwu"], {"visits": visits})
+    assert children(session, "issue_ledger") == []
+    back = only_task(session, iid, "record_visits")
+    data = task_data(session, back)
+    assert data["visit_result"]["ok"] is False and "101" in data["visit_result"]["error"]
+    assert "visits" in data["visit_result"]["error"] and len(data["visits"]) == 6  # the form shows them again
+    row = session.get(ProcessInstance, iid)
+    assert row is not None and row.status == "running"
+    do(session, back, people["fuwu"], {"visits": visits[:5]})  # 100 fit
+    assert len(children(session, "issue_ledger")) == 100
+    assert "record_visits" not in names(session, iid)
+    assert audit.verify(session).ok
