@@ -11,9 +11,11 @@ Steps ①② live in `status` (formulas there), ③④ in `plan_items`, the peri
 """
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from engine.runtime import effects, instances, start_limits
+from plan.dates import FIRST_YEAR, LAST_YEAR, YEARS
 from plan.investment.plan_items import ItemsInvalid, claim_plan_item, create_plan_items, item_brief
 from plan.investment.status import gap_analysis, indicator_statuses, status_summary
 
@@ -32,6 +34,29 @@ def issue_start_data(visit: dict[str, Any], problem: dict[str, Any], reporter: s
     if problem.get("due_date"):
         data["due_date"] = str(problem["due_date"])
     return data
+
+
+def problem_errors(visits: list[dict[str, Any]]) -> list[str]:
+    """Return what issue_ledger's 登记 would refuse in the visits' problems, each naming its field (empty when fine).
+
+    A blank title or a due date outside the plan's years stops the started issue on an incident at once: the problem
+    never reaches the ledger. They are found here, before anything is started, and the form is sent back.
+    """
+    errors: list[str] = []
+    for v, visit in enumerate(visits):
+        for p, problem in enumerate(visit.get("problems") or []):
+            where = f"第{v + 1}次走访第{p + 1}个问题 visits[{v}].problems[{p}]"
+            if not str(problem.get("title") or "").strip():
+                errors.append(f"{where}.title：问题不能为空")
+            due = problem.get("due_date")
+            if due:
+                try:
+                    year = (due if isinstance(due, date) else date.fromisoformat(str(due))).year
+                except ValueError:
+                    year = None
+                if year is None or not FIRST_YEAR <= year <= LAST_YEAR:
+                    errors.append(f"{where}.due_date：要求办结日期 {due} 应为 {YEARS} 年间的日期")
+    return errors
 
 
 # -- service tasks ----------------------------------------------------------------------------------
@@ -77,11 +102,12 @@ def loop_raise_issues(ctx: effects.RunContext, visits: list[dict[str, Any]], ini
                       send_back: bool = False) -> dict[str, Any]:
     """⑤ Start one issue_ledger instance per problem found on the period's visits (via start_process).
 
-    All or none: more problems than this run may start (engine/runtime/start_limits.py) start nothing. The diagram that routes `ok` back to the form passes `send_back`; a version deployed before it has
+    All or none: problems the ledger would refuse, or more than this run may start (engine/runtime/start_limits.py),
+    start nothing. The diagram that routes `ok` back to the form passes `send_back`; a version deployed before it has
     no way back, so there the refusal is an incident — with nothing started, never the first hundred of them.
     """
     visits = list(visits)
-    errors: list[str] = []
+    errors = problem_errors(visits)
     count = sum(len(visit.get("problems") or []) for visit in visits)
     room = start_limits.room(ctx)
     if count > room:
@@ -103,4 +129,4 @@ def loop_raise_issues(ctx: effects.RunContext, visits: list[dict[str, Any]], ini
 
 
 __all__ = ["issue_start_data", "loop_claim_item", "loop_create_plan_items", "loop_gap_analysis",
-           "loop_indicator_status", "loop_raise_issues"]
+           "loop_indicator_status", "loop_raise_issues", "problem_errors"]

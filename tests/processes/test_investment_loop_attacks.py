@@ -1,5 +1,5 @@
 """七步工作法 ①–⑥ attacked as an office would: a period started by hand twice (the start page, the API, the CLI),
-several at once; ⑤ visits with more problems than a run may start.
+several at once; ⑤ visits with more problems than a run may start, or a problem the ledger refuses.
 
 The period's instance is one per month (`plan.investment.start_period`, business key investment_loop:YYYY-MM). The
 start page, the API and the CLI start a process through `instances.start`, which knew nothing of periods: a data
@@ -121,3 +121,21 @@ def test_more_problems_than_one_run_may_start_send_the_visits_back_and_start_non
     assert len(children(session, "issue_ledger")) == 100
     assert "record_visits" not in names(session, iid)
     assert audit.verify(session).ok
+
+
+@pytest.mark.parametrize(("problem", "field"), [
+    ({"title": "   ", "unit_code": "gxj"}, "visits[1].problems[0].title"),
+    ({"title": "用地", "unit_code": "gxj", "due_date": "9999-12-31"}, "visits[1].problems[0].due_date"),
+    ({"title": "用地", "unit_code": "gxj", "due_date": "1999-12-31"}, "visits[1].problems[0].due_date")])
+def test_a_problem_the_ledger_would_refuse_sends_the_visits_back_naming_it(
+        session: Session, people: dict[str, Actor], deployed: dict[str, str], problem: dict[str, Any],
+        field: str) -> None:
+    """issue_ledger's 登记 refuses a blank title and a due date outside 2000–2100: each such problem was started as an
+    issue_ledger instance that stopped on an incident at once — the problem never reached the ledger, and the service
+    officer was told nothing."""
+    iid, task = visits_task(session, people)
+    fine = {"title": "用电增容", "unit_code": "gxj"}
+    do(session, task, people["fuwu"], {"visits": [a_visit(0, [fine]), a_visit(1, [problem])]})
+    assert children(session, "issue_ledger") == []
+    data = task_data(session, only_task(session, iid, "record_visits"))
+    assert data["visit_result"]["ok"] is False and field in data["visit_result"]["error"]
