@@ -26,6 +26,7 @@ from engine.org.actors import Actor
 from engine.org.models import OrgUnit, User
 from engine.runtime import effects
 from plan.indicators.models import Industry
+from plan.projects import fields
 from plan.projects.lags import STAGE_NAMES
 from plan.projects.models import STAGES, Project, ProjectLibrary, ProjectStage
 
@@ -186,6 +187,24 @@ def check_leads(session: Session, leads: list[dict[str, Any]]) -> list[str]:
     return problems
 
 
+LEAD_FIELDS = (("name", lambda v: fields.text(v, "name", required=True, limit=200)),
+               ("enterprise", lambda v: fields.text(v, "enterprise", required=True, limit=200)),
+               ("investment", fields.amount), ("planned_sign", lambda v: fields.day(v, "planned_sign")))
+
+
+def check_lead_rows(leads: list[dict[str, Any]]) -> list[str]:
+    """Return what 项目录入 would refuse in ⑥'s leads (a blank name, an amount that rounds to nothing, a planned
+    date outside the plan's years), each naming the lead and its field; empty when fine."""
+    problems: list[str] = []
+    for n, lead in enumerate(leads, 1):
+        for field, check in LEAD_FIELDS:
+            try:
+                check(lead.get(field))
+            except InvalidInput as exc:
+                problems.append(f"第{n}条线索 leads[{n - 1}].{field}：{exc.message}")
+    return problems
+
+
 def add_lead(session: Session, *, actor: Actor, name: str, enterprise: str, investment: Decimal,
              project_type: str = "industrial", industry: str | None = None, category: str | None = None,
              description: str = "", planned_sign: date | None = None, note: str = "") -> Project:
@@ -303,7 +322,7 @@ def count_in_stage(session: Session, stage: str, *, year: int, category: str | N
 @effects.service("project_add_lead")
 def project_add_lead(ctx: effects.RunContext, leads: list[dict[str, Any]]) -> dict[str, Any]:
     """⑥ Put new leads into the project library at stage `lead`; bad rows send the form back."""
-    problems = check_leads(ctx.session, list(leads))
+    problems = check_leads(ctx.session, list(leads)) + check_lead_rows(list(leads))
     if problems:
         return {"ok": False, "error": "；".join(problems), "projects": []}
     codes = []
@@ -332,6 +351,6 @@ def project_sign(ctx: effects.RunContext, call: dict[str, Any], project_name: st
     return {**data, "investment": str(data["investment"]), "already_signed": not recorded}
 
 
-__all__ = ["ProjectInputInvalid", "add_lead", "approval_start_data", "check_leads", "count_in_stage", "find_industry",
-           "lock_codes", "lock_project", "lock_projects", "next_code", "reach_stage", "responsible_leader", "sign",
-           "signed_already", "skipped", "stage_skipped", "today"]
+__all__ = ["ProjectInputInvalid", "add_lead", "approval_start_data", "check_lead_rows", "check_leads", "count_in_stage",
+           "find_industry", "lock_codes", "lock_project", "lock_projects", "next_code", "reach_stage",
+           "responsible_leader", "sign", "signed_already", "skipped", "stage_skipped", "today"]

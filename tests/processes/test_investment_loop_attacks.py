@@ -1,5 +1,6 @@
 """七步工作法 ①–⑥ attacked as an office would: a period started by hand twice (the start page, the API, the CLI),
-several at once; ⑤ visits with more problems than a run may start, or a problem the ledger refuses.
+several at once; ⑤ visits with more problems than a run may start, or a problem the ledger refuses; ⑥ a lead the project
+pages refuse.
 
 The period's instance is one per month (`plan.investment.start_period`, business key investment_loop:YYYY-MM). The
 start page, the API and the CLI start a process through `instances.start`, which knew nothing of periods: a data
@@ -9,6 +10,7 @@ business key, no link to July — whose ③ wrote a second set of plan items and
 from __future__ import annotations
 
 import threading
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -22,6 +24,7 @@ from engine.runtime import instances
 from engine.runtime.models import ProcessDefinition, ProcessInstance
 from engine.tasks.models import HumanTask
 from plan import investment as plan
+from plan.projects.models import Project
 from tests.processes import test_investment_loop as loop
 from tests.processes.test_investment_loop import PERIOD, children, start, task_data, to_fork
 from tests.steps import do, names, only_task
@@ -139,3 +142,26 @@ def test_a_problem_the_ledger_would_refuse_sends_the_visits_back_naming_it(
     assert children(session, "issue_ledger") == []
     data = task_data(session, only_task(session, iid, "record_visits"))
     assert data["visit_result"]["ok"] is False and field in data["visit_result"]["error"]
+
+
+# -- ⑥ leads: what the project pages refuse, the leads form does not put into the library either ---------------------
+
+@pytest.mark.parametrize(("change", "said"), [
+    ({"planned_sign": "9999-12-31"}, "planned_sign"), ({"planned_sign": "0001-01-01"}, "planned_sign"),
+    ({"investment": Decimal("0.001")}, "investment"), ({"name": "   "}, "name"), ({"enterprise": " "}, "enterprise")])
+def test_a_lead_the_project_pages_would_refuse_sends_the_leads_back(
+        session: Session, people: dict[str, Actor], deployed: dict[str, str], change: dict[str, Any],
+        said: str) -> None:
+    """项目录入 refuses a planned date outside 2000–2100 (the calendar after 9999-12-31 breaks: the project deadline
+    watch and the lag reports read it), an amount that rounds to 0.00 万元 and a blank name; ⑥ put such leads into
+    the 招商引资项目 library as they came — a lead worth nothing, a nameless one, one due to sign in year 1."""
+    iid = start(session)
+    to_fork(session, people, iid, [])
+    fine = {"name": "智能家电配套", "enterprise": "青岛某电机有限公司", "investment": Decimal("5000"),
+            "project_type": "industrial", "category": "key"}
+    do(session, only_task(session, iid, "source_leads"), people["zhaoshang"],
+       {"leads": [fine, {**fine, "name": "第二条线索", **change}]})
+    assert session.scalars(select(Project.code).where(Project.code.like("XM-%"))).all() == []
+    data = task_data(session, only_task(session, iid, "source_leads"))
+    assert data["leads_result"]["ok"] is False
+    assert "第2条线索" in data["leads_result"]["error"] and said in data["leads_result"]["error"]
