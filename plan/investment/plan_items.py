@@ -6,7 +6,7 @@ industry's lead unit, else of the indicator's responsible unit, else everyone wi
 """
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from sqlalchemy import select
@@ -28,6 +28,18 @@ def _candidates(session: Session, industry: Industry | None, indicator: Indicato
     leader = projects.responsible_leader(session, industry.lead_unit_id if industry else None) or \
         projects.responsible_leader(session, indicator.responsible_unit_id if indicator else None)
     return leader or LEADER_ROLE
+
+
+MAX_GAP = Decimal("999999999999.9999")  # what plan_item.gap, NUMERIC(16, 4), holds
+
+
+def _holds_gap(value: Any) -> bool:
+    """Tell whether a gap, rounded to 4 places as it is stored, fits plan_item.gap (a number from 0 to MAX_GAP)."""
+    try:
+        gap = Decimal(str(value))
+        return gap.is_finite() and 0 <= round4(gap) <= MAX_GAP
+    except (InvalidOperation, ValueError):
+        return False
 
 
 class ItemsInvalid(InvalidInput):
@@ -60,6 +72,9 @@ def create_plan_items(session: Session, *, period: str, instance_id: int | None,
             indicator = session.scalar(select(Indicator).where(Indicator.code == item["indicator"].strip()))
             if indicator is None:
                 problems.append(f"第{n}项：指标“{item['indicator']}”不存在")
+        gap = item.get("gap")
+        if gap is not None and not _holds_gap(gap):
+            problems.append(f"第{n}项 items[{n - 1}].gap：缺口应为 0 至 {MAX_GAP} 之间的数")
         resolved.append((item, industry, indicator))
     if problems:
         raise ItemsInvalid("；".join(problems), field="items")

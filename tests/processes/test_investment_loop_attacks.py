@@ -17,13 +17,15 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine import audit
+from engine import audit, tasks
 from engine.errors import FormInvalid
 from engine.org.actors import Actor
 from engine.runtime import instances
 from engine.runtime.models import ProcessDefinition, ProcessInstance
 from engine.tasks.models import HumanTask
 from plan import investment as plan
+from plan.indicators.models import PlanItem
+from plan.investment import plan_items
 from plan.projects.models import Project
 from tests.processes import test_investment_loop as loop
 from tests.processes.test_investment_loop import PERIOD, children, start, task_data, to_fork
@@ -165,3 +167,30 @@ def test_a_lead_the_project_pages_would_refuse_sends_the_leads_back(
     data = task_data(session, only_task(session, iid, "source_leads"))
     assert data["leads_result"]["ok"] is False
     assert "第2条线索" in data["leads_result"]["error"] and said in data["leads_result"]["error"]
+
+
+# -- ③ the planner's items: what the plan_item row cannot hold goes back to the form --------------------------------
+
+@pytest.mark.parametrize("gap", [Decimal("1000000000000"), Decimal("999999999999.99999")])
+def test_a_gap_past_what_the_plan_item_holds_is_refused_naming_it(
+        session: Session, people: dict[str, Actor], deployed: dict[str, str], gap: Decimal) -> None:
+    """The form's maximum (1e12) was one digit past plan_item.gap (NUMERIC(16, 4)): on PostgreSQL the planner's
+    submission failed with a numeric overflow inside the engine run — a 500, the step open with no word why."""
+    iid = start(session)
+    do(session, only_task(session, iid, "confirm_figures"), people["tongji"], {"figures_decision": "confirm"})
+    task = only_task(session, iid, "review_plan")
+    tasks.claim(session, task_id=task.id, actor=people["guihua"])
+    session.commit()
+    with pytest.raises(FormInvalid) as refused:
+        tasks.complete(session, task_id=task.id, actor=people["guihua"],
+                       data={"items": [{"title": "智能家电强链", "gap": Decimal("80")}, {"title": "补齐缺口", "gap": gap}]})
+    session.rollback()
+    assert [e.field for e in refused.value.errors] == ["items/1/gap"]
+    assert session.scalar(select(func.count(PlanItem.id))) == 0 and only_task(session, iid, "review_plan").id == task.id
+    # A version deployed with the old form's maximum: the service sends the plan back instead.
+    with pytest.raises(plan_items.ItemsInvalid) as sent_back:
+        plan_items.create_plan_items(session, period=PERIOD, instance_id=iid, actor=people["guihua"],
+                                     items=[{"title": "补齐缺口", "gap": gap}])
+    session.rollback()
+    assert "items[0].gap" in sent_back.value.message
+    assert session.scalar(select(func.count(PlanItem.id))) == 0
