@@ -43,7 +43,7 @@ def _holds_gap(value: Any) -> bool:
 
 
 class ItemsInvalid(InvalidInput):
-    """A reviewed plan item names an industry or indicator that does not exist."""
+    """A reviewed plan item names an industry or indicator that does not exist, has no title or a gap too large."""
 
     code = "plan_items_invalid"
 
@@ -72,6 +72,8 @@ def create_plan_items(session: Session, *, period: str, instance_id: int | None,
             indicator = session.scalar(select(Indicator).where(Indicator.code == item["indicator"].strip()))
             if indicator is None:
                 problems.append(f"第{n}项：指标“{item['indicator']}”不存在")
+        if not str(item.get("title") or "").strip():
+            problems.append(f"第{n}项 items[{n - 1}].title：任务不能为空")
         gap = item.get("gap")
         if gap is not None and not _holds_gap(gap):
             problems.append(f"第{n}项 items[{n - 1}].gap：缺口应为 0 至 {MAX_GAP} 之间的数")

@@ -194,3 +194,16 @@ def test_a_gap_past_what_the_plan_item_holds_is_refused_naming_it(
     session.rollback()
     assert "items[0].gap" in sent_back.value.message
     assert session.scalar(select(func.count(PlanItem.id))) == 0
+
+
+def test_a_plan_item_of_spaces_sends_the_plan_back(session: Session, people: dict[str, Actor],
+                                                   deployed: dict[str, str]) -> None:
+    """minLength 1 passes a title of spaces, which create_plan_items strips to nothing: a plan item with no title, and
+    a leader asked to claim 认领计划任务 with no subject."""
+    iid = start(session)
+    do(session, only_task(session, iid, "confirm_figures"), people["tongji"], {"figures_decision": "confirm"})
+    do(session, only_task(session, iid, "review_plan"), people["guihua"],
+       {"items": [{"title": "智能家电强链"}, {"title": " \t "}]})
+    assert session.scalar(select(func.count(PlanItem.id))) == 0
+    result = task_data(session, only_task(session, iid, "review_plan"))["plan_result"]
+    assert result["ok"] is False and "items[1].title" in result["error"]
