@@ -104,10 +104,12 @@ def loop_raise_issues(ctx: effects.RunContext, visits: list[dict[str, Any]], ini
 
     All or none: problems the ledger would refuse, or more than this run may start (engine/runtime/start_limits.py),
     start nothing. The diagram that routes `ok` back to the form passes `send_back`; a version deployed before it has
-    no way back, so there the refusal is an incident — with nothing started, never the first hundred of them.
+    no way back: there too many problems are an incident — with nothing started, never the first hundred of them —
+    and a problem the ledger refuses is started as before (its own issue stops, not the period: nothing retries an
+    incident, and a period stopped at ⑤ could not even be migrated to the version that sends the form back).
     """
     visits = list(visits)
-    errors = problem_errors(visits)
+    errors = problem_errors(visits) if send_back else []
     count = sum(len(visit.get("problems") or []) for visit in visits)
     room = start_limits.room(ctx)
     if count > room:

@@ -207,3 +207,20 @@ def test_a_plan_item_of_spaces_sends_the_plan_back(session: Session, people: dic
     assert session.scalar(select(func.count(PlanItem.id))) == 0
     result = task_data(session, only_task(session, iid, "review_plan"))["plan_result"]
     assert result["ok"] is False and "items[1].title" in result["error"]
+
+
+def test_on_a_version_without_the_way_back_a_bad_problem_does_not_stop_the_period(
+        session: Session, people: dict[str, Actor], deployed: dict[str, str]) -> None:
+    """An instance of a version deployed before gw_visits calls loop_raise_issues without send_back: a problem the
+    ledger refuses stops only its own issue, as before (an incident at ⑤ would stop the period for good)."""
+    from engine.runtime import core as runtime
+    from engine.runtime import effects
+    from plan.investment import core
+    iid = start(session)
+    running = runtime.load(session, iid)
+    with effects.bound(session, running, people["fuwu"]):
+        context = effects.current()
+        assert context is not None
+        result = core.loop_raise_issues(context, [a_visit(0, [{"title": "  ", "unit_code": "gxj"}])])
+    assert result["ok"] is True and len(result["issues"]) == 1
+    session.rollback()
