@@ -99,11 +99,17 @@ def start_by_hand(session: Session, actor: Actor, data: dict[str, Any]) -> Proce
     """Start the period a person named (start page, API, CLI: `instances.CLIENT_START_ROUTES`) as `start_period` does.
 
     A period that has its instance already is refused naming `period` and that instance: by hand, as by the beat job,
-    a month gets one instance (its business key, title and link to the month before), never a second beside it.
+    a month gets one instance (its business key, title and link to the month before), never a second beside it. So is
+    a month not yet begun.
     Raises: FormInvalid, InvalidInput
     """
     period = data.get("period")
-    started = start_period(session, period if isinstance(period, str) else "", actor)
+    period = period if isinstance(period, str) else ""
+    today = clock.now().astimezone(clock.SHANGHAI).date()
+    if parse_period(period) > (today.year, today.month):  # a typo (2052-08 for 2025-08) would keep the month for good
+        raise FormInvalid([FieldError("period", f"期别 {period} 尚未开始，只能发起本月及以前的期别 (the period has not "
+                                                f"begun: at most {today.year:04d}-{today.month:02d})")])
+    started = start_period(session, period, actor)
     if not started.created:
         raise FormInvalid([FieldError("period", f"期别 {period} 的七步工作法已发起（实例 {started.instance_id}），每期只有"
                                                 f"一个实例 (the period has its instance: {started.instance_id})")])

@@ -224,3 +224,19 @@ def test_on_a_version_without_the_way_back_a_bad_problem_does_not_stop_the_perio
         result = core.loop_raise_issues(context, [a_visit(0, [{"title": "  ", "unit_code": "gxj"}])])
     assert result["ok"] is True and len(result["issues"]) == 1
     session.rollback()
+
+
+def test_a_period_not_yet_begun_is_not_started_by_hand(
+        session: Session, people: dict[str, Actor], deployed: dict[str, str]) -> None:
+    """The start form takes any month of 2000–2099: a data officer typing 2052-08 for 2025-08 got an instance of a
+    month decades ahead — ① finds no figures, ③ plans against nothing, ④ asks the leaders to claim it — and, one
+    instance a period for good, the month keeps it. Today is 1 September 2025: August may start, September (begun)
+    too, October not."""
+    for period in ("2052-08", "2025-10"):
+        with pytest.raises(FormInvalid) as refused:
+            by_hand(session, people["tongji"], period)
+        session.rollback()
+        assert [e.field for e in refused.value.errors] == ["period"]
+    assert periods(session) == []
+    assert by_hand(session, people["tongji"], "2025-09").business_key == "investment_loop:2025-09"
+    session.rollback()
