@@ -20,7 +20,7 @@ from engine.errors import FieldError, FormInvalid, InvalidInput
 from engine.org.actors import Actor
 from engine.runtime import instances
 from engine.runtime.models import ProcessDefinition, ProcessInstance
-from plan.dates import YEARS, require_year
+from plan.dates import FIRST_YEAR, YEARS, require_year
 
 PROCESS_KEY = "investment_loop"
 # fullmatch, ASCII: `$` would let "2025-08\n" through and `\d` "２０２５-08"; each read as August but stored as sent
@@ -86,7 +86,9 @@ def start_period(session: Session, period: str, actor: Actor) -> PeriodStart:
     if existing is not None:
         return PeriodStart(existing.id, period, created=False)
     year, month = parse_period(period)
-    previous = _period_instance(session, business_key(f"{year - (month == 1):04d}-{(month - 2) % 12 + 1:02d}"))
+    before = year - (month == 1)  # January 2000 has no month before it within the plan's years
+    previous = _period_instance(session, business_key(f"{before:04d}-{(month - 2) % 12 + 1:02d}")) \
+        if before >= FIRST_YEAR else None
     data: dict[str, Any] = {"period": period}
     if previous is not None:
         data["previous_instance_id"] = previous.id  # continue-as-new: only the link is carried forward

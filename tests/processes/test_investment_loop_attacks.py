@@ -240,3 +240,13 @@ def test_a_period_not_yet_begun_is_not_started_by_hand(
     assert periods(session) == []
     assert by_hand(session, people["tongji"], "2025-09").business_key == "investment_loop:2025-09"
     session.rollback()
+
+
+def test_the_first_month_of_the_plans_years_starts_with_no_month_before(
+        session: Session, people: dict[str, Actor], deployed: dict[str, str]) -> None:
+    """January 2000 passes the start form and parse_period, but start_period looked up December 1999's instance
+    through business_key, which refused it: the month was refused with a message about another one."""
+    row = by_hand(session, people["tongji"], "2000-01")
+    session.commit()
+    assert row.business_key == "investment_loop:2000-01"
+    assert "previous_instance_id" not in loop.start_data(session, row.id)
