@@ -1,6 +1,6 @@
 """七步工作法 ①–⑥ attacked as an office would: a period started by hand twice (the start page, the API, the CLI),
-several at once; ⑤ visits with more problems than a run may start, or a problem the ledger refuses; ⑥ a lead the project
-pages refuse.
+several at once, not yet begun, or the plan's first; ③ a gap the plan_item row cannot hold, a title of spaces; ⑤ visits
+with more problems than a run may start, or a problem the ledger refuses; ⑥ a lead the project pages refuse.
 
 The period's instance is one per month (`plan.investment.start_period`, business key investment_loop:YYYY-MM). The
 start page, the API and the CLI start a process through `instances.start`, which knew nothing of periods: a data
