@@ -226,6 +226,15 @@ def progress(ctx: RunContext, issue_id: int, text: str, percent: int | None = No
                    percent=percent)
 
 
+@service("ledger_done")
+def done(ctx: RunContext, issue_id: int) -> dict[str, Any]:
+    """办结: the handler ends 办理; the snapshot is read again, so 反馈 goes to the handler as a 改派 left it."""
+    issue = _own_issue(ctx, issue_id)
+    if issue.status not in ("accepted", "in_progress"):
+        raise Conflict(f"问题 {issue.code} 状态为 {issue.status}，不能办结", issue_id=issue.id, status=issue.status)
+    return snapshot(ctx.session, issue, ctx.actor)
+
+
 @service("ledger_extension")
 def extension(ctx: RunContext, issue_id: int, decision: str, requested_due_date: str | None = None,
               due_date: str | None = None, reason: str | None = None, opinion: str | None = None) -> dict[str, Any]:
@@ -385,6 +394,6 @@ def monthly_report(session: Session, *, year: int, month: int, now: datetime) ->
     return report(session, start=start, end=end, now=now)
 
 
-__all__ = ["OPEN_STATES", "SOURCES", "TRANSITIONS", "UnitLine", "deadline", "dispatch", "extension", "feedback",
+__all__ = ["OPEN_STATES", "SOURCES", "TRANSITIONS", "UnitLine", "deadline", "dispatch", "done", "extension", "feedback",
            "get_issue", "list_issues", "monthly_report", "progress", "register", "report", "respond", "snapshot",
            "verify", "warning_level", "weekly_report", "yellow_until"]
