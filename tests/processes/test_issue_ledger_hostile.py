@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from engine.errors import FormInvalid
 from engine.org.actors import Actor
+from engine.runtime import instances
+from engine.runtime.models import ProcessInstance
 from plan import supervision
-from tests.processes.test_issue_ledger import by_hand, deployed, dispatch, issue_of, people
+from tests.processes.test_issue_ledger import REGISTRATION, by_hand, deployed, dispatch, issue_of, people
 from tests.steps import do, only_task
 
 __all__ = ["by_hand", "deployed", "people"]
@@ -31,3 +36,20 @@ def test_a_reassigned_handler_gets_the_feedback_step_too(session: Session, by_ha
     assert feedback.assignee_id == li.user_id  # was gx_zhang: the snapshot in the data still named him
     do(session, feedback, li, {"evidence": "已协调供电公司完成方案批复。"})
     assert issue_of(session, iid).status == "feedback"
+
+
+def test_a_person_starting_an_issue_cannot_name_who_confirms_the_fix(session: Session, deployed: None,
+                                                                     people: dict[str, Actor]) -> None:
+    """`reporter` decides who holds 回访, the confirmation 销号 waits for: another process names it (the 0001
+    contract), a person starting by hand is the reporter. Named from a client, a starter handed 回访 to the handler
+    of the issue (who then confirmed his own fix) or to anyone at all."""
+    officer = people["officer"]
+    with pytest.raises(FormInvalid) as refused:
+        instances.start(session, process_key="issue_ledger", actor=officer, from_client=True,
+                        data={**REGISTRATION, "reporter": "gx_zhang"})
+    assert [e.field for e in refused.value.errors] == ["reporter"]
+    session.rollback()
+    assert session.scalar(select(func.count()).select_from(ProcessInstance)) == 0
+    row = instances.start(session, process_key="issue_ledger", actor=officer, from_client=True, data=REGISTRATION)
+    session.commit()
+    assert issue_of(session, row.id).reported_by_id == officer.user_id
