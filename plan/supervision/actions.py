@@ -18,7 +18,7 @@ from engine import audit, clock, notify, tasks
 from engine.deadlines import escalation, sla
 from engine.deadlines.escalation import Target
 from engine.deadlines.models import DeadlineAction, EscalationStep, ExtensionRequest
-from engine.errors import Conflict, InvalidInput, RateLimited
+from engine.errors import Conflict, Forbidden, InvalidInput, RateLimited
 from engine.org.actors import Actor
 from engine.org.models import User
 from engine.tasks import lookup, operations, people
@@ -31,7 +31,7 @@ from plan.projects.deadlines import NEXT_STAGE
 from plan.projects.fields import PLANNED_FIELDS, check_planned
 from plan.projects.models import Project
 from plan.stale import require_fresh, version
-from plan.supervision.area import ISSUE_TASKS, issue_tasks, open_target, pending_extension, target_of
+from plan.supervision.area import ISSUE_TASKS, issue_tasks, open_target, pending_extension, requester_of, target_of
 
 URGE_INTERVAL = timedelta(hours=1)
 _ROWS: dict[str, type[HumanTask | LedgerIssue | InvestmentLead | Project]] = {
@@ -295,6 +295,9 @@ def decide_extension(session: Session, *, actor: Actor, object_type: str, object
     pending = pending_extension(session, object_type, object_id)
     if pending is None:
         raise Conflict("没有待审批的延期申请 (no pending request)", object_type=object_type, object_id=object_id)
+    if requester_of(session, pending) == actor.user_id:  # his area covers his own unit: someone else decides
+        raise Forbidden("不能审批本人的延期申请 (you may not decide your own extension request)",
+                        object_type=object_type, object_id=object_id)
     if isinstance(pending, ExtensionRequest):  # two leaders at once: the second waits here, then finds it decided
         session.refresh(pending, with_for_update=True)
         if pending.status != "pending":

@@ -89,5 +89,14 @@ def pending_extension(session: Session, object_type: str, object_id: int) -> Ext
     return None
 
 
+def requester_of(session: Session, pending: ExtensionRequest | HumanTask) -> int | None:
+    """Return who asked for a pending 申请延期: a task's requester, or whoever submitted the issue's 办理 asking."""
+    if isinstance(pending, ExtensionRequest):
+        return pending.requested_by_id
+    return session.scalar(select(HumanTask.completed_by_id).where(
+        HumanTask.instance_id == pending.instance_id, HumanTask.bpmn_id == "handle", HumanTask.state == "completed")
+        .order_by(HumanTask.completed_at.desc(), HumanTask.id.desc()).limit(1))
+
+
 __all__ = ["ISSUE_TASKS", "Area", "area", "is_supervisor", "issue_tasks", "open_target", "pending_extension",
-           "require_supervisor", "target_of"]
+           "requester_of", "require_supervisor", "target_of"]

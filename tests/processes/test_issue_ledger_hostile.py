@@ -2,14 +2,16 @@
 act on it, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from engine.errors import FormInvalid
-from engine.org.actors import Actor
+from engine import org
+from engine.errors import Forbidden, FormInvalid
+from engine.org.actors import Actor, actor_for
 from engine.runtime import instances
 from engine.runtime.models import ProcessInstance
 from plan import supervision
@@ -53,3 +55,31 @@ def test_a_person_starting_an_issue_cannot_name_who_confirms_the_fix(session: Se
     row = instances.start(session, process_key="issue_ledger", actor=officer, from_client=True, data=REGISTRATION)
     session.commit()
     assert issue_of(session, row.id).reported_by_id == officer.user_id
+
+
+def test_a_head_handling_an_issue_may_not_grant_his_own_extension(session: Session, by_hand: int,
+                                                                  people: dict[str, Actor]) -> None:
+    """The head of 工信局 accepted the issue himself and asks for more time: through 督办 (his area is his unit) he
+    once granted it himself, taking the decision over from the responsible leader."""
+    head = org.add_user(session, username="gx_head", display_name="工信局局长", unit_codes=["gxj"], is_head=True)
+    session.commit()
+    boss = actor_for(session, "gx_head")
+    iid, officer = by_hand, people["officer"]
+    dispatch(session, iid, officer, "gxj", due_date="2025-09-12")
+    do(session, only_task(session, iid, "respond"), boss, {"response": "accept"})
+    do(session, only_task(session, iid, "handle"), boss,
+       {"action": "extension", "requested_due_date": "2025-09-30", "extension_reason": "跨国庆假期"})
+    issue = issue_of(session, iid)
+    due = issue.due_at
+    for grant in (True, False):
+        with pytest.raises(Forbidden) as refused:
+            supervision.decide_extension(session, actor=boss, object_type="issue", object_id=issue.id, grant=grant,
+                                         due_date=date(2025, 9, 30), opinion="同意")
+        assert "本人" in str(refused.value)
+        session.rollback()
+    decide = only_task(session, iid, "decide_extension")
+    assert decide.assignee_id is None and issue_of(session, iid).due_at == due
+    supervision.decide_extension(session, actor=people["leader_sun"], object_type="issue", object_id=issue.id,
+                                 grant=True, due_date=date(2025, 9, 30), opinion="同意")
+    session.commit()
+    assert issue_of(session, iid).due_at != due and head.id == issue_of(session, iid).handler_id
