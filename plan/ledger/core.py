@@ -43,6 +43,11 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "confirmed": frozenset({"feedback"}),  # 回访: the person who raised it confirms the fix
     "closed": frozenset({"confirmed"}),  # 销号 only after 回访
 }
+# A step reopened by 退回 or 撤回 runs its service again with the issue where the later steps left it: taken again, a
+# step may move the issue back to its own status from any later one (never to or from closed: the process has ended).
+RANK = {"registered": 0, "dispatched": 1, "returned": 2, "accepted": 2, "in_progress": 3, "feedback": 4,
+        "confirmed": 5, "closed": 6}
+HANDLING = ("accepted", "in_progress", "feedback", "confirmed")  # 办理 may be open (again) in these
 MAX_WORKING_DAYS = 250
 YELLOW_WORKING_DAYS = 2  # default: yellow within two working days of the deadline
 
@@ -131,7 +136,8 @@ def _own_issue(ctx: RunContext, issue_id: Any) -> LedgerIssue:
 
 
 def _move(issue: LedgerIssue, status: str) -> None:
-    if issue.status not in TRANSITIONS[status]:
+    again = "closed" not in (status, issue.status) and RANK[issue.status] >= RANK[status]
+    if issue.status not in TRANSITIONS[status] and not again:
         raise Conflict(f"问题 {issue.code} 状态为 {issue.status}，不能转为 {status} (transition not allowed)",
                        issue_id=issue.id, status=issue.status, to=status)
     issue.status = status
@@ -230,7 +236,7 @@ def progress(ctx: RunContext, issue_id: int, text: str, percent: int | None = No
 def done(ctx: RunContext, issue_id: int) -> dict[str, Any]:
     """办结: the handler ends 办理; the snapshot is read again, so 反馈 goes to the handler as a 改派 left it."""
     issue = _own_issue(ctx, issue_id)
-    if issue.status not in ("accepted", "in_progress"):
+    if issue.status not in HANDLING:
         raise Conflict(f"问题 {issue.code} 状态为 {issue.status}，不能办结", issue_id=issue.id, status=issue.status)
     return snapshot(ctx.session, issue, ctx.actor)
 
@@ -240,7 +246,7 @@ def extension(ctx: RunContext, issue_id: int, decision: str, requested_due_date:
               due_date: str | None = None, reason: str | None = None, opinion: str | None = None) -> dict[str, Any]:
     """申请延期: the responsible leader's decision; a grant moves the deadline to `due_date`."""
     issue = _own_issue(ctx, issue_id)
-    if issue.status not in ("accepted", "in_progress"):
+    if issue.status not in HANDLING:
         raise Conflict(f"问题 {issue.code} 状态为 {issue.status}，不能延期", issue_id=issue.id, status=issue.status)
     before = _state(issue)
     if decision == "grant":

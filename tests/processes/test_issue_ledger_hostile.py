@@ -9,13 +9,23 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from engine import org
+from engine import org, tasks
 from engine.errors import Forbidden, FormInvalid
 from engine.org.actors import Actor, actor_for
 from engine.runtime import instances
 from engine.runtime.models import ProcessInstance
+from engine.tasks import sendback
+from engine.tasks.models import HumanTask
 from plan import supervision
-from tests.processes.test_issue_ledger import REGISTRATION, by_hand, deployed, dispatch, issue_of, people
+from tests.processes.test_issue_ledger import (
+    REGISTRATION,
+    assert_row,
+    by_hand,
+    deployed,
+    dispatch,
+    issue_of,
+    people,
+)
 from tests.steps import do, only_task
 
 __all__ = ["by_hand", "deployed", "people"]
@@ -83,3 +93,56 @@ def test_a_head_handling_an_issue_may_not_grant_his_own_extension(session: Sessi
                                  grant=True, due_date=date(2025, 9, 30), opinion="同意")
     session.commit()
     assert issue_of(session, iid).due_at != due and head.id == issue_of(session, iid).handler_id
+
+
+def test_a_withdrawn_dispatch_is_dispatched_again(session: Session, by_hand: int, people: dict[str, Actor]) -> None:
+    """撤回 of 派单 before the unit answers (wrong unit picked): the officer dispatches again, the issue follows."""
+    iid, officer = by_hand, people["officer"]
+    dispatch(session, iid, officer, "zrzyj", due_date="2025-09-20")
+    done = session.scalars(select(HumanTask).where(HumanTask.instance_id == iid, HumanTask.bpmn_id == "dispatch")).one()
+    sendback.withdraw(session, task_id=done.id, actor=officer, reason="派错单位")
+    session.commit()
+    dispatch(session, iid, officer, "gxj", due_date="2025-09-26")
+    assert_row(session, iid, "dispatched", unit="gxj", due=date(2025, 9, 26))
+    do(session, only_task(session, iid, "respond"), people["gx_zhang"], {"response": "accept"})
+    assert_row(session, iid, "accepted", unit="gxj", handler="gx_zhang", due=date(2025, 9, 26))
+
+
+def test_a_verification_sent_back_to_the_revisit_goes_on(session: Session, by_hand: int,
+                                                          people: dict[str, Actor]) -> None:
+    """核验 sends 回访 back (退回: the officer wants the raiser to look again): the raiser confirms again, 销号 follows."""
+    iid, officer, zhang = by_hand, people["officer"], people["gx_zhang"]
+    dispatch(session, iid, officer, "gxj", due_date="2025-09-20")
+    do(session, only_task(session, iid, "respond"), zhang, {"response": "accept"})
+    do(session, only_task(session, iid, "handle"), zhang, {"action": "done"})
+    do(session, only_task(session, iid, "feedback"), zhang, {"evidence": "已协调供电公司完成方案批复。"})
+    do(session, only_task(session, iid, "revisit"), officer, {"revisit": "satisfied"})
+    verify = only_task(session, iid, "verify")
+    tasks.claim(session, task_id=verify.id, actor=officer)
+    sendback.send_back(session, task_id=verify.id, actor=officer, reason="请再向企业确认")
+    session.commit()
+    do(session, only_task(session, iid, "revisit"), officer, {"revisit": "satisfied"})
+    do(session, only_task(session, iid, "verify"), officer, {"verdict": "pass"})
+    assert_row(session, iid, "closed", unit="gxj", handler="gx_zhang", due=date(2025, 9, 20), closed=True)
+
+
+def test_handling_sent_back_to_from_the_revisit_may_ask_for_more_time(session: Session, by_hand: int,
+                                                                      people: dict[str, Actor]) -> None:
+    """回访 sends the issue back to 办理 by 退回 (not the form's 未解决): the handler may report, ask for more time, and
+    feed back again; the issue follows each step."""
+    iid, officer, zhang = by_hand, people["officer"], people["gx_zhang"]
+    dispatch(session, iid, officer, "gxj", due_date="2025-09-20")
+    do(session, only_task(session, iid, "respond"), zhang, {"response": "accept"})
+    do(session, only_task(session, iid, "handle"), zhang, {"action": "done"})
+    do(session, only_task(session, iid, "feedback"), zhang, {"evidence": "已协调供电公司完成方案批复。"})
+    handled = session.scalars(select(HumanTask).where(HumanTask.instance_id == iid, HumanTask.bpmn_id == "handle")).one()
+    revisit = only_task(session, iid, "revisit")
+    sendback.send_back(session, task_id=revisit.id, actor=officer, to=handled.id, reason="企业反映仍未送电")
+    session.commit()
+    do(session, only_task(session, iid, "handle"), zhang,
+       {"action": "extension", "requested_due_date": "2025-09-30", "extension_reason": "线路改造"})
+    do(session, only_task(session, iid, "decide_extension"), people["leader_sun"],
+       {"extension_decision": "grant", "new_due_date": "2025-09-30", "leader_opinion": "同意"})
+    do(session, only_task(session, iid, "handle"), zhang, {"action": "done"})
+    do(session, only_task(session, iid, "feedback"), zhang, {"evidence": "线路已送电。"})
+    assert_row(session, iid, "feedback", unit="gxj", handler="gx_zhang", due=date(2025, 9, 30))
