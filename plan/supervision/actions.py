@@ -39,7 +39,7 @@ _ROWS: dict[str, type[HumanTask | LedgerIssue | InvestmentLead | Project]] = {
 # An item a process carries (问题台账, 招商线索): its row, its process, the steps that carry its deadline, the steps
 # its handler holds.
 _ITEMS: dict[str, tuple[type[LedgerIssue] | type[InvestmentLead], str, tuple[str, ...], tuple[str, ...]]] = {
-    "issue": (LedgerIssue, "issue_ledger", ISSUE_TASKS, ISSUE_TASKS),
+    "issue": (LedgerIssue, "issue_ledger", ISSUE_TASKS, ("respond", *ISSUE_TASKS)),  # 响应 too, as a lead's
     "lead": (InvestmentLead, "investment_lead", ("contact", "feedback"), ("respond", "contact", "feedback")),
 }
 

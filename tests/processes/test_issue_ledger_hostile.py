@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from engine import org, tasks
-from engine.errors import Forbidden, FormInvalid
+from engine.errors import AlreadyClaimed, Forbidden, FormInvalid
 from engine.org.actors import Actor, actor_for
 from engine.runtime import instances
 from engine.runtime.models import ProcessInstance
@@ -146,3 +146,23 @@ def test_handling_sent_back_to_from_the_revisit_may_ask_for_more_time(session: S
     do(session, only_task(session, iid, "handle"), zhang, {"action": "done"})
     do(session, only_task(session, iid, "feedback"), zhang, {"evidence": "线路已送电。"})
     assert_row(session, iid, "feedback", unit="gxj", handler="gx_zhang", due=date(2025, 9, 30))
+
+
+def test_an_issue_reassigned_before_anyone_accepted_it_goes_to_the_chosen_person(
+        session: Session, by_hand: int, people: dict[str, Actor]) -> None:
+    """改派 while 响应 waits for the unit: the chosen person answers it. It once only wrote the issue's handler and
+    told him, while the step stayed open to the whole unit and whoever accepted became the handler instead."""
+    org.add_user(session, username="gx_head", display_name="工信局局长", unit_codes=["gxj"], is_head=True)
+    session.commit()
+    iid, officer, zhang, li = by_hand, people["officer"], people["gx_zhang"], people["gx_li"]
+    dispatch(session, iid, officer, "gxj", due_date="2025-09-20")
+    supervision.reassign(session, actor=actor_for(session, "gx_head"), object_type="issue",
+                         object_id=issue_of(session, iid).id, to_username="gx_li", note="请李娜负责", seen=None)
+    session.commit()
+    respond = only_task(session, iid, "respond")
+    assert respond.assignee_id == li.user_id
+    with pytest.raises(AlreadyClaimed):
+        tasks.claim(session, task_id=respond.id, actor=zhang)
+    session.rollback()
+    do(session, respond, li, {"response": "accept"})
+    assert_row(session, iid, "accepted", unit="gxj", handler="gx_li", due=date(2025, 9, 20))
