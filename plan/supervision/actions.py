@@ -34,6 +34,7 @@ from plan.stale import require_fresh, version
 from plan.supervision.area import ISSUE_TASKS, issue_tasks, open_target, pending_extension, requester_of, target_of
 
 URGE_INTERVAL = timedelta(hours=1)
+NOTE_LIMIT = 2000  # characters of a 督办 note (改派, 升级), as of 催办's message and an opinion
 _ROWS: dict[str, type[HumanTask | LedgerIssue | InvestmentLead | Project]] = {
     "task": HumanTask, "issue": LedgerIssue, "lead": InvestmentLead, "project": Project}
 # An item a process carries (问题台账, 招商线索): its row, its process, the steps that carry its deadline, the steps
@@ -73,6 +74,13 @@ def _log(session: Session, actor: Actor, target: Target, action: str, *, note: s
     audit.record(session, actor, f"supervision.{action}", stream=target.stream, object_type=target.audit_type,
                  object_id=target.object_id, before={"due_at": before} if before else None,
                  after={"note": note, "due_at": after, "to_user_id": to})
+
+
+def _note(text: str) -> str:
+    """Return a note as given, refusing one past NOTE_LIMIT: it goes whole into a notification and the audit trail."""
+    if len(text) > NOTE_LIMIT:
+        raise InvalidInput(f"说明（note）超过 {NOTE_LIMIT} 字 (note too long)", field="note")
+    return text
 
 
 def _new_deadline(day: date | None, now: datetime) -> datetime | None:
@@ -231,7 +239,7 @@ def reassign(session: Session, *, actor: Actor, object_type: str, object_id: int
     if object_type in _ITEMS:  # two 改派 at once: the second compares with what the first did (a task's own
         _lock(session, object_type, object_id)  # compare-and-set, lookup.reassign, covers the moment after the read)
     found = reassignable(session, actor=actor, object_type=object_type, object_id=object_id)
-    target = found.target
+    target, note = found.target, _note(note)
     user = _user(session, to_username.strip())
     people.require_in_scope(session, actor, user, field="to_username", what="改派给", instance_id=found.instance_id)
     require_fresh(seen, found.seen, what=f"{target.title} 的办理人", changes=True)
@@ -346,7 +354,7 @@ def escalate(session: Session, *, actor: Actor, object_type: str, object_id: int
     """
     now = clock.now()
     _lock(session, object_type, object_id)  # two at once: the second compares with the rung the first reached
-    target = open_target(session, actor, object_type, object_id)
+    target, note = open_target(session, actor, object_type, object_id), _note(note)
     watch = escalation.follow(session, object_type, object_id, now=now)  # bring the round up to date first
     require_fresh(seen, level_version(watch.level if watch else 0), what=f"{target.title} 的督办级别", changes=True)
     step = escalation.escalate(session, object_type=object_type, object_id=object_id, actor=actor, now=now, note=note)

@@ -1,0 +1,44 @@
+"""督办's free texts are bounded like 催办's: a note over 2,000 characters is refused naming `note`, nothing written
+(it went whole into the notification and the audit trail, which is never erased). On SQLite and PostgreSQL."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from engine.audit.models import AuditEvent
+from engine.deadlines.models import DeadlineAction
+from engine.errors import InvalidInput
+from engine.org.actors import Actor
+from plan import supervision
+from plan.ledger.models import LedgerIssue
+from tests.engine.test_escalation import make_issue, people
+
+__all__ = ["make_issue", "people"]
+HUGE = "督" * 1_000_000
+
+
+@pytest.mark.parametrize("action", ["reassign", "escalate"])
+def test_an_oversized_note_is_refused_naming_the_field(session: Session, people: dict[str, Actor], frozen: Any,
+                                                       make_issue: Callable[..., LedgerIssue], action: str) -> None:
+    issue = make_issue(date(2025, 9, 5))
+    audited = session.scalar(select(func.count()).select_from(AuditEvent))
+    with pytest.raises(InvalidInput) as refused:
+        if action == "reassign":
+            supervision.reassign(session, actor=people["zhou"], object_type="issue", object_id=issue.id,
+                                 to_username="li", note=HUGE, seen=None)
+        else:
+            supervision.escalate(session, actor=people["zhou"], object_type="issue", object_id=issue.id, note=HUGE,
+                                 seen=None)
+    assert refused.value.details["field"] == "note"
+    session.rollback()
+    assert session.scalar(select(func.count()).select_from(DeadlineAction)) == 0
+    assert session.scalar(select(func.count()).select_from(AuditEvent)) == audited
+    # 2,000 characters pass, as 催办's message
+    supervision.reassign(session, actor=people["zhou"], object_type="issue", object_id=issue.id, to_username="li",
+                         note="督" * 2000, seen=None)
+    session.commit()
