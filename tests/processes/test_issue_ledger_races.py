@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from engine import org, tasks
 from engine.audit.models import AuditEvent
 from engine.org.actors import Actor, actor_for
+from engine.tasks import sendback
 from plan import supervision
 from tests.engine.test_supervision_races import Race, race
 from tests.processes.test_issue_ledger import (
@@ -86,3 +87,53 @@ def test_a_reassignment_while_the_handler_submits_leaves_one_handler_of_the_next
     open_now = only_task(session, iid, "feedback" if outcomes[0] is None else "handle")
     holder = people["gx_li"] if outcomes[1] is None else people["gx_zhang"]
     assert open_now.assignee_id == issue_of(session, iid).handler_id == holder.user_id, outcomes
+
+
+def _confirmed(session: Session, iid: int, people: dict[str, Actor]) -> int:
+    """The issue fed back and confirmed at 回访: 核验 is open, claimed by the officer; return its task id."""
+    officer, zhang = people["officer"], people["gx_zhang"]
+    dispatch(session, iid, officer, "gxj", due_date="2025-09-20")
+    do(session, only_task(session, iid, "respond"), zhang, {"response": "accept"})
+    do(session, only_task(session, iid, "handle"), zhang, {"action": "done"})
+    do(session, only_task(session, iid, "feedback"), zhang, {"evidence": "已协调供电公司完成方案批复。"})
+    do(session, only_task(session, iid, "revisit"), officer, {"revisit": "satisfied"})
+    verify = only_task(session, iid, "verify").id
+    tasks.claim(session, task_id=verify, actor=officer)
+    session.commit()
+    return verify
+
+
+def test_a_close_out_submitted_twice_at_once_closes_once(session: Session, by_hand: int, people: dict[str, Actor],
+                                                         frozen: Any, race: Race) -> None:
+    iid = by_hand
+    verify = _confirmed(session, iid, people)
+
+    def close(s: Session) -> None:
+        tasks.complete(s, task_id=verify, actor=people["officer"], data={"verdict": "pass"})
+
+    outcomes = race(close, close)
+    assert sum(o is None for o in outcomes) == 1, outcomes
+    assert issue_of(session, iid).status == "closed" and names(session, iid) == []
+    assert session.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "ledger.closed")) == 1
+    assert len(workflow_data(session, iid)["verifications"]) == 1
+
+
+def test_a_close_out_and_a_send_back_of_it_at_once_do_one_of_them(session: Session, by_hand: int,
+                                                                   people: dict[str, Actor], frozen: Any,
+                                                                   race: Race) -> None:
+    iid = by_hand
+    verify = _confirmed(session, iid, people)
+
+    def close(s: Session) -> None:
+        tasks.complete(s, task_id=verify, actor=people["officer"], data={"verdict": "pass"})
+
+    def send_back(s: Session) -> None:
+        sendback.send_back(s, task_id=verify, actor=people["officer"], reason="请再向企业确认")
+
+    outcomes = race(close, send_back)
+    assert sum(o is None for o in outcomes) == 1, outcomes
+    if outcomes[0] is None:
+        assert issue_of(session, iid).status == "closed" and names(session, iid) == []
+    else:
+        assert issue_of(session, iid).status == "confirmed" and names(session, iid) == ["revisit"]
+        assert issue_of(session, iid).closed_at is None
