@@ -58,13 +58,29 @@ def test_a_person_starting_an_issue_cannot_name_who_confirms_the_fix(session: Se
     officer = people["officer"]
     with pytest.raises(FormInvalid) as refused:
         instances.start(session, process_key="issue_ledger", actor=officer, from_client=True,
-                        data={**REGISTRATION, "reporter": "gx_zhang"})
+                        data={"reporter": "gx_zhang"})
     assert [e.field for e in refused.value.errors] == ["reporter"]
     session.rollback()
     assert session.scalar(select(func.count()).select_from(ProcessInstance)) == 0
-    row = instances.start(session, process_key="issue_ledger", actor=officer, from_client=True, data=REGISTRATION)
+    row = instances.start(session, process_key="issue_ledger", actor=officer, from_client=True)
     session.commit()
+    do(session, only_task(session, row.id, "register_issue"), officer, REGISTRATION)
     assert issue_of(session, row.id).reported_by_id == officer.user_id
+
+
+@pytest.mark.parametrize(("field", "value"), [("title", "长" * 301), ("due_date", "9999-12-31"), ("source", "hotline"),
+                                              ("description", "x" * 4001), ("enterprise", "企" * 201),
+                                              ("unit_code", "gxj"), ("project_code", "XM-2025-0001")])
+def test_registration_data_from_a_client_is_refused_at_the_start_naming_the_field(
+        session: Session, deployed: None, people: dict[str, Actor], field: str, value: str) -> None:
+    """By hand the 登记 form registers an issue. Start data from a client (the API, the CLI) skipped it: a title too
+    long, a year 9999 or an unknown source reached ledger_register and left an instance in an incident, no issue."""
+    with pytest.raises(FormInvalid) as refused:
+        instances.start(session, process_key="issue_ledger", actor=people["officer"], from_client=True,
+                        data={**REGISTRATION, field: value})
+    assert field in [e.field for e in refused.value.errors]
+    session.rollback()
+    assert session.scalar(select(func.count()).select_from(ProcessInstance)) == 0
 
 
 def test_a_head_handling_an_issue_may_not_grant_his_own_extension(session: Session, by_hand: int,
