@@ -297,6 +297,8 @@ def decide_extension(session: Session, *, actor: Actor, object_type: str, object
     target = open_target(session, actor, object_type, object_id)
     if not opinion.strip():
         raise InvalidInput("请填写审批意见 (an opinion is required)", field="opinion")
+    if len(opinion.strip()) > NOTE_LIMIT:  # never cut: what the leader decided stands in his words or not at all
+        raise InvalidInput(f"审批意见（opinion）超过 {NOTE_LIMIT} 字 (opinion too long)", field="opinion")
     due = _new_deadline(due_date, now) if grant else None
     if grant and due is None:
         raise InvalidInput("批准延期须填写新的期限 (the new deadline is required)", field="due_date")
@@ -329,7 +331,7 @@ def decide_extension(session: Session, *, actor: Actor, object_type: str, object
                     break
     else:
         pending.status = "granted" if grant else "refused"
-        pending.decided_by_id, pending.decided_at, pending.opinion = actor.user_id, now, opinion.strip()[:2000]
+        pending.decided_by_id, pending.decided_at, pending.opinion = actor.user_id, now, opinion.strip()
         if due is not None:
             set_deadline(session, target, due, now=now)
         if pending.requested_by_id is not None:
@@ -338,7 +340,7 @@ def decide_extension(session: Session, *, actor: Actor, object_type: str, object
                 title=f"延期申请{'已批准' if grant else '未获批准'}: {target.title}"[:300],
                 body=opinion.strip() + (f" 新的期限 {due.astimezone(clock.SHANGHAI):%Y-%m-%d}。" if due else ""),
                 link=target.link))
-    _log(session, actor, target, f"extension_{decision}", note=opinion.strip()[:2000], before=before, after=due)
+    _log(session, actor, target, f"extension_{decision}", note=opinion.strip(), before=before, after=due)
     if due is not None:
         escalation.follow(session, object_type, object_id, now=now)
 

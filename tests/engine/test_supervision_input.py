@@ -16,7 +16,7 @@ from engine.errors import InvalidInput
 from engine.org.actors import Actor
 from plan import supervision
 from plan.ledger.models import LedgerIssue
-from tests.engine.test_escalation import make_issue, people
+from tests.engine.test_escalation import _task, make_issue, people
 
 __all__ = ["make_issue", "people"]
 HUGE = "督" * 1_000_000
@@ -42,3 +42,18 @@ def test_an_oversized_note_is_refused_naming_the_field(session: Session, people:
     supervision.reassign(session, actor=people["zhou"], object_type="issue", object_id=issue.id, to_username="li",
                          note="督" * 2000, seen=None)
     session.commit()
+
+
+def test_an_oversized_opinion_is_refused_not_cut(session: Session, people: dict[str, Actor], frozen: Any) -> None:
+    """审批意见 over 2,000 characters: refused naming `opinion` (a task's request kept the first 2,000 silently, an
+    issue's named its process form's leader_opinion, a field the 督办 form does not have)."""
+    task = _task(session, people)
+    supervision.request_extension(session, actor=people["zhang"], task_id=task.id, due_date=date(2025, 9, 20),
+                                  reason="等待企业补充材料")
+    session.commit()
+    with pytest.raises(InvalidInput) as refused:
+        supervision.decide_extension(session, actor=people["zhou"], object_type="task", object_id=task.id, grant=False,
+                                     opinion="不" * 2001)
+    assert refused.value.details["field"] == "opinion"
+    session.rollback()
+    assert session.scalar(select(func.count()).select_from(DeadlineAction)) == 0
