@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine.notify import outbox
 from engine.org.models import OWNER_ROLE, Membership, Role, User
 
 MAX_TOLD = 10  # unknown names an element's audit event and note name (the rest only counted)
@@ -36,6 +35,9 @@ def told_name(name: str) -> str:
 def note_owners(session: Session, owners: Sequence[int], instance_id: int, title: str, body: str,
                 key: str | None = None) -> None:
     """An in-app note about a process's problem to each owner, linking to the instance (once per `key` and owner)."""
+    # Imported here: engine.notify imports engine.tasks, whose import reaches engine.deploy, which imports this
+    # module (its deploy warnings name what they tell as told_name does): at import time that is a cycle.
+    from engine.notify import outbox
     for user_id in owners:
         outbox.enqueue(session, "in_app", {"user_id": user_id, "kind": "process_problem", "title": title[:300],
                                            "body": body, "link": f"/instances/{instance_id}"},
