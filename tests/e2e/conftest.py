@@ -176,7 +176,7 @@ class AppProcess:
 def run_recipe(makefile: Path = ROOT / "Makefile") -> list[list[str]]:
     """The `run` target's commands from the Makefile, with $(JZ) and $(PY) resolved to this virtualenv."""
     lines = makefile.read_text(encoding="utf-8").splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("run:"))
+    start = next(i for i, line in enumerate(lines) if line.startswith("run:") and "=" not in line)  # not a variable
     commands: list[list[str]] = []
     for line in lines[start + 1:]:
         if not line.startswith("\t"):
@@ -247,6 +247,9 @@ def app_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppProcess
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("JZFLOW_DATABASE_URL", "JZFLOW_REDIS_URL")}
     env.update(JZFLOW_INSTANCE_DIR=str(instance), JZFLOW_PORT=str(port), PYTHONUNBUFFERED="1")
+    # the `run` target's own default (run: export JZFLOW_PUBLIC_URL ?= http://JZFLOW_HOST:JZFLOW_PORT)
+    assert "run: export JZFLOW_PUBLIC_URL ?=" in (ROOT / "Makefile").read_text(encoding="utf-8")
+    env.setdefault("JZFLOW_PUBLIC_URL", f"http://127.0.0.1:{port}")
     *setup, serve = run_recipe()
     for command in setup:
         done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
