@@ -42,10 +42,31 @@ def _address(text: str) -> Address | None:
         return None
 
 
+NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052: a NAT64 gateway turns it into the IPv4 address it ends in
+COMPATIBLE = ipaddress.ip_network("::/96")  # IPv4-compatible (deprecated): ::a.b.c.d
+
+
+def embedded(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """Return the IPv4 address an IPv6 one carries to (mapped, NAT64, 6to4, IPv4-compatible), else None."""
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip in NAT64 or (ip in COMPATIBLE and int(ip) > 1):
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
 def internal(ip: Address) -> bool:
-    """True for an address outside the public internet (loopback, private, link-local, reserved, …)."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    """True for an address outside the public internet (loopback, private, link-local, reserved, …).
+
+    An IPv6 address that carries an IPv4 one is judged by that one: a NAT64 gateway or 6to4 relay delivers 64:ff9b::a00:1
+    to 10.0.0.1. Site-local (fec0::/10, deprecated but still routed inside some networks) is internal too.
+    """
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.is_site_local:
+            return True
+        ip = embedded(ip) or ip
     return not ip.is_global or ip.is_multicast
 
 
@@ -148,4 +169,4 @@ def post_json(url: str, body: bytes, *, timeout: float = 10.0, headers: dict[str
         conn.close()
 
 
-__all__ = ["ALLOW_ENV", "Refused", "allowed_hosts", "check", "internal", "post_json", "resolve", "split"]
+__all__ = ["ALLOW_ENV", "Refused", "allowed_hosts", "check", "embedded", "internal", "post_json", "resolve", "split"]
