@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from engine import audit
 from engine.errors import InvalidInput, NotFound
 from engine.org.actors import Actor
+from engine.org.models import User
 from engine.tasks.collab_models import SavedFilter
 
 LISTS = ("index", "done", "started", "cc")
@@ -72,7 +73,11 @@ def save_filter(session: Session, actor: Actor, *, name: str, list_name: str, fl
         raise InvalidInput(f"未知列表 (unknown list): {list_name}", field="list")
     if flt.is_empty:
         raise InvalidInput("当前没有筛选条件 (there is no filter to save)", field="filter")
-    row = session.scalar(select(SavedFilter).where(SavedFilter.user_id == actor.user_id, SavedFilter.name == name))
+    # One save of a user's filters at a time: a double click made two filters of one name (and every later save of
+    # that name failed), and saves at once each counted below the cap. The first of a name, should one be doubled.
+    session.execute(select(User.id).where(User.id == actor.user_id).with_for_update(key_share=True))
+    row = session.scalar(select(SavedFilter).where(SavedFilter.user_id == actor.user_id, SavedFilter.name == name)
+                         .order_by(SavedFilter.id).limit(1))
     if row is None:
         total = session.scalar(select(func.count()).select_from(SavedFilter).where(SavedFilter.user_id == actor.user_id))
         if (total or 0) >= MAX_SAVED:
