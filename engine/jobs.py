@@ -9,6 +9,7 @@ from collections.abc import Callable
 from email.message import EmailMessage
 from functools import lru_cache
 
+from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -21,6 +22,7 @@ from engine.notify import outbound, outbox
 from engine.notify.models import OutboxMessage
 from engine.ops import queues
 from engine.org import login_guard, oidc_backchannel
+from engine.org.models import User
 from engine.runtime import message_worker, signals, timers
 from engine.tasks.collab_models import Notification
 
@@ -92,7 +94,19 @@ def delivery_key(msg: OutboxMessage) -> str:
     return f"jzflow.outbox.{msg.id}.{created}"
 
 
-def _deliver_webhook(_session: Session, msg: OutboxMessage) -> None:
+def gone(session: Session, msg: OutboxMessage) -> bool:
+    """Tell whether the person a mail or webhook is about was deactivated (停用) since it was queued; if so the
+    message is noted as dropped (it is marked delivered: nothing to retry)."""
+    user_id = msg.payload.get("user_id") if isinstance(msg.payload, dict) else None
+    if user_id is None or session.scalar(select(User.is_active).where(User.id == int(user_id))) is not False:
+        return False
+    msg.last_error = "dropped: the recipient was deactivated before it was sent"
+    return True
+
+
+def _deliver_webhook(session: Session, msg: OutboxMessage) -> None:
+    if gone(session, msg):
+        return
     body = json.dumps(msg.payload.get("body", msg.payload), ensure_ascii=False).encode()
     # Resolved and checked again now (not only when saved): no loopback, private or link-local target.
     status = outbound.post_json(str(msg.payload["url"]), body, timeout=10,
@@ -109,7 +123,9 @@ def one_line(text: str) -> str:
 _BREAKS = re.compile(r"[\s\x00-\x1f\x7f]+")
 
 
-def _deliver_email(_session: Session, msg: OutboxMessage) -> None:
+def _deliver_email(session: Session, msg: OutboxMessage) -> None:
+    if gone(session, msg):
+        return
     settings = msg.payload
     email = EmailMessage()
     # A title comes from whoever named the case: a line break in it made the header unsendable (the message was

@@ -8,7 +8,9 @@ channel (unique in the outbox) makes a repeated call a no-op.
 Preferences: `notify_preference` rows give the channels per kind (`*` for every kind); with none a
 user gets in-app only. E-mail goes to `app_user.email`; a webhook to the user's own URL, else to the
 robot of one of their units (`notify_webhook`). Robot webhooks (WeChat Work / DingTalk group robots)
-get `{"msgtype": "text", "text": {"content": …}}`; plain ones the notification as JSON.
+get `{"msgtype": "text", "text": {"content": …}}`; plain ones the notification as JSON. A deactivated
+person (停用) gets neither e-mail nor webhook: those rows carry the user's id, and the deliverer drops
+one whose person was deactivated while it waited.
 
 Delivery settings come from the environment of the process that records the notification:
 JZFLOW_SMTP_HOST / JZFLOW_SMTP_PORT / JZFLOW_SMTP_FROM (default 127.0.0.1:25, jzflow@localhost) and
@@ -36,6 +38,7 @@ from engine.tasks.collab_models import Notification
 CHANNELS = ("in_app", "email", "webhook")
 DEFAULT_CHANNELS = ("in_app",)
 FLAVORS = ("robot", "json")
+LEAVING = frozenset({"email", "webhook"})  # channels that leave the building
 
 
 @dataclass(frozen=True)
@@ -117,10 +120,14 @@ def send_many(session: Session, notes: Sequence[Note]) -> int:
             channels[(user_id, kind)] = chosen
     wanted = {c for chosen in channels.values() for c in chosen}
     emails: dict[int, str] = {}
+    present = user_ids
+    if wanted & LEAVING:  # a person deactivated (停用) is told nothing outside the building about work no longer theirs
+        present = [u for chunk in _chunks(user_ids) for u in session.scalars(
+            select(User.id).where(User.id.in_(chunk), User.is_active.is_(True)))]
     if "email" in wanted:
-        for chunk in _chunks(user_ids):
+        for chunk in _chunks(present):
             emails.update({u: e for u, e in session.execute(select(User.id, User.email).where(User.id.in_(chunk))) if e})
-    hooks = _webhooks(session, user_ids) if "webhook" in wanted else {}
+    hooks = _webhooks(session, present) if "webhook" in wanted else {}
     smtp = _smtp() if emails else {}
     rows: list[OutboxMessage] = []
     for note in notes:
@@ -131,10 +138,11 @@ def send_many(session: Session, notes: Sequence[Note]) -> int:
                                            "body": note.body, "link": note.link}
             elif channel == "email" and note.user_id in emails:
                 text = "\n\n".join(part for part in (note.body, _absolute(note.link)) if part)
-                payload = {"to": emails[note.user_id], "subject": note.title, "text": text or note.title, **smtp}
+                payload = {"to": emails[note.user_id], "subject": note.title, "text": text or note.title, **smtp,
+                           "user_id": note.user_id}
             elif channel == "webhook" and note.user_id in hooks:
                 url, flavor = hooks[note.user_id]
-                payload = {"url": url, "body": webhook_body(note, flavor)}
+                payload = {"url": url, "body": webhook_body(note, flavor), "user_id": note.user_id}
             else:
                 continue  # no address for this channel: the other channels still go
             rows.append(OutboxMessage(kind=channel, payload=audit.jsonable(payload), dedupe_key=key,
