@@ -96,8 +96,11 @@ def delete_filter(session: Session, actor: Actor, filter_id: int) -> None:
 
     Raises: NotFound (no such filter of this actor)
     """
-    row = session.get(SavedFilter, filter_id)
-    if row is None or row.user_id != actor.user_id:
+    # Locked: of two deletes at once (a double click) the second waits, then finds it gone, instead of deleting
+    # nothing and recording a second deletion.
+    row = session.scalar(select(SavedFilter).where(SavedFilter.id == filter_id, SavedFilter.user_id == actor.user_id)
+                         .with_for_update())
+    if row is None:
         raise NotFound(f"筛选不存在: {filter_id}", filter_id=filter_id)
     session.delete(row)
     session.flush()

@@ -7,7 +7,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine import org
-from engine.errors import InvalidInput
+from engine.audit.models import AuditEvent
+from engine.errors import InvalidInput, NotFound
 from engine.org.actors import Actor, actor_for
 from engine.tasks import inbox
 from engine.tasks.collab_models import SavedFilter
@@ -48,3 +49,23 @@ def test_saves_at_once_never_pass_the_cap(pg_factory: sessionmaker[Session], fil
     assert all(e is None or isinstance(e, InvalidInput) for e in errors)
     with pg_factory() as session:
         assert session.scalar(select(func.count()).select_from(SavedFilter)) == MAX_SAVED
+
+
+def _delete(factory: sessionmaker[Session], actor: Actor, filter_id: int) -> None:
+    with factory() as session:
+        inbox.delete_filter(session, actor, filter_id)
+        session.commit()
+
+
+def test_a_double_click_on_delete_deletes_it_once_and_the_other_finds_it_gone(pg_factory: sessionmaker[Session],
+                                                                              filer: Actor) -> None:
+    for round_ in range(3):
+        _save(pg_factory, filer, f"del{round_}", "x")
+        with pg_factory() as session:
+            filter_id = session.scalar(select(SavedFilter.id).where(SavedFilter.name == f"del{round_}"))
+        errors = at_once(3, lambda _i, fid=int(filter_id or 0): _delete(pg_factory, filer, fid))
+        assert all(e is None or isinstance(e, NotFound) for e in errors), errors
+        with pg_factory() as session:
+            assert session.get(SavedFilter, filter_id) is None
+            assert session.scalar(select(func.count()).select_from(AuditEvent).where(
+                AuditEvent.action == "filter.delete", AuditEvent.object_id == str(filter_id))) == 1
