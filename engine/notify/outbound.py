@@ -14,6 +14,7 @@ import http.client
 import ipaddress
 import os
 import socket
+import threading
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -139,8 +140,13 @@ def check(url: str, *, allow: Sequence[str] | None = None, strict: bool = True) 
     return addresses
 
 
-def post_json(url: str, body: bytes, *, timeout: float = 10.0, headers: dict[str, str] | None = None) -> int:
+def post_json(url: str, body: bytes, *, timeout: float = 10.0, deadline: float | None = None,
+              headers: dict[str, str] | None = None) -> int:
     """POST a JSON body to a checked URL, connecting to the address that was checked; return the status.
+
+    `timeout` bounds each step; `deadline` (default 3 × timeout) the whole exchange: a receiver answering a byte at a
+    time meets every step's timeout, and held the outbox worker (and, its lease passed, the next) as long as it liked.
+    At the deadline the socket is shut, and the read under way fails.
 
     Raises: Refused, OSError, http.client.HTTPException
     """
@@ -159,14 +165,30 @@ def post_json(url: str, body: bytes, *, timeout: float = 10.0, headers: dict[str
     conn._create_connection = connect_pinned  # type: ignore[attr-defined]
     parts = urlsplit(url)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    watchdog = threading.Timer(deadline if deadline is not None else 3 * timeout, _shut, (conn,))
+    watchdog.daemon = True
+    watchdog.start()
     try:
         conn.request("POST", path, body=body, headers={"Content-Type": "application/json; charset=utf-8",
                                                        "User-Agent": "jzflow-webhook", **(headers or {})})
         response = conn.getresponse()
         response.read(64 * 1024)
+        if not watchdog.is_alive():
+            raise TimeoutError("webhook answer took longer than its deadline")
         return int(response.status)
     finally:
+        watchdog.cancel()
         conn.close()
+
+
+def _shut(conn: http.client.HTTPConnection) -> None:
+    # From the watchdog's thread: shutting the socket wakes the sender's blocked read (closing it would not).
+    sock = conn.sock
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already closed
 
 
 __all__ = ["ALLOW_ENV", "Refused", "allowed_hosts", "check", "embedded", "internal", "post_json", "resolve", "split"]
