@@ -69,6 +69,8 @@ def save_filter(session: Session, actor: Actor, *, name: str, list_name: str, fl
     name = name.strip()[:100]
     if not name:
         raise InvalidInput("请填写筛选名称 (a name is required)", field="name")
+    if not name.isprintable():  # line breaks, escapes, text-direction overrides that make one name look like another
+        raise InvalidInput("筛选名称不能含控制字符 (no control characters in the name)", field="name")
     if list_name not in LISTS:
         raise InvalidInput(f"未知列表 (unknown list): {list_name}", field="list")
     if flt.is_empty:

@@ -1,5 +1,6 @@
 """Saved inbox filters in a busy office (PostgreSQL, threads): two saves of one name at once (a double click) keep
-one filter and leave the name usable; saves at once never pass the cap."""
+one filter and leave the name usable; saves at once never pass the cap; two deletes at once delete once. A name
+holding control or text-direction characters is refused naming the field."""
 from __future__ import annotations
 
 import pytest
@@ -69,3 +70,13 @@ def test_a_double_click_on_delete_deletes_it_once_and_the_other_finds_it_gone(pg
             assert session.get(SavedFilter, filter_id) is None
             assert session.scalar(select(func.count()).select_from(AuditEvent).where(
                 AuditEvent.action == "filter.delete", AuditEvent.object_id == str(filter_id))) == 1
+
+
+@pytest.mark.parametrize("name", ["逾期\n的", "逾期\u202e的审批", "a\x1b[31m", "\u200b", "tab\there"])
+def test_a_filter_name_with_control_or_direction_characters_is_refused_naming_the_field(
+        pg_factory: sessionmaker[Session], filer: Actor, name: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        _save(pg_factory, filer, name, "x")
+    assert caught.value.details["field"] == "name"
+    with pg_factory() as session:
+        assert session.scalar(select(func.count()).select_from(SavedFilter)) == 0
