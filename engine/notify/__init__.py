@@ -3,6 +3,7 @@
 The names below are the public API; `outbox` records side effects, `notifications` is one user's in-app list.
 """
 from engine.notify.core import (
+    MAX_PREFERENCES,
     Note,
     channels_for,
     mark_read,
@@ -15,6 +16,7 @@ from engine.notify.core import (
 from engine.notify.outbox import queued
 
 __all__ = [
+    "MAX_PREFERENCES",
     "Note",
     "channels_for",
     "mark_read",

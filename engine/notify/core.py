@@ -39,6 +39,8 @@ CHANNELS = ("in_app", "email", "webhook")
 DEFAULT_CHANNELS = ("in_app",)
 FLAVORS = ("robot", "json")
 LEAVING = frozenset({"email", "webhook"})  # channels that leave the building
+KIND_SIZE = 40  # notify_preference.kind
+MAX_PREFERENCES = 100  # rows per user: one per kind of notification, with room to spare
 
 
 @dataclass(frozen=True)
@@ -174,14 +176,20 @@ def set_preference(session: Session, *, user_id: int, kind: str = "*", channels:
                    actor: Actor = SYSTEM) -> NotifyPreference:
     """Choose the channels of a kind of notification for a user (flushes, audited).
 
-    Raises: InvalidInput for an unknown channel.
+    Raises: InvalidInput for an unknown channel, a kind the table cannot hold, one kind more than MAX_PREFERENCES.
     """
     bad = [c for c in channels if c not in CHANNELS]
     if bad:
         raise InvalidInput(f"未知的通知渠道 (unknown channel): {', '.join(bad)}", field="channels")
+    if not kind or len(kind) > KIND_SIZE or not kind.isprintable():
+        raise InvalidInput(f"通知类型须为 1–{KIND_SIZE} 个可见字符 (a kind of 1–{KIND_SIZE} printable characters)",
+                           field="kind")
     pref = session.scalar(select(NotifyPreference).where(NotifyPreference.user_id == user_id,
                                                          NotifyPreference.kind == kind))
     before = list(pref.channels) if pref else None
+    if pref is None and (session.scalar(select(func.count()).select_from(NotifyPreference).where(
+            NotifyPreference.user_id == user_id)) or 0) >= MAX_PREFERENCES:
+        raise InvalidInput(f"每人最多{MAX_PREFERENCES}项通知偏好 (at most {MAX_PREFERENCES} preferences)", field="kind")
     if pref is None:
         pref = NotifyPreference(user_id=user_id, kind=kind, channels=list(dict.fromkeys(channels)))
         session.add(pref)
@@ -236,5 +244,5 @@ def mark_read(session: Session, user_id: int, ids: Sequence[int] | None = None) 
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-__all__ = ["CHANNELS", "Note", "channels_for", "mark_read", "send", "send_many", "set_preference", "set_webhook",
-           "unread_count", "webhook_body"]
+__all__ = ["CHANNELS", "MAX_PREFERENCES", "Note", "channels_for", "mark_read", "send", "send_many", "set_preference",
+           "set_webhook", "unread_count", "webhook_body"]

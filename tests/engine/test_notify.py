@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine import clock, notify, org
+from engine.deadlines.models import NotifyPreference
 from engine.errors import InvalidInput
 from engine.jobs import run_outbox
 from engine.notify.models import OutboxMessage
@@ -208,6 +209,25 @@ def test_bad_preferences_are_refused(session: Session, people: dict[str, Actor])
         notify.set_webhook(session, user_id=int(people["li"].user_id or 0), url="file:///etc/passwd")
     with pytest.raises(InvalidInput):
         notify.set_webhook(session, url="https://example.invalid/hook")
+
+
+@pytest.mark.parametrize("kind", ["", "x" * 41, "urge\n", "ur\u202ege"])
+def test_a_preference_kind_the_table_cannot_hold_is_refused_naming_the_field(session: Session,
+                                                                           people: dict[str, Actor], kind: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        notify.set_preference(session, user_id=int(people["li"].user_id or 0), kind=kind, channels=["email"])
+    assert caught.value.details["field"] == "kind"
+    session.rollback()
+    assert session.scalar(select(func.count()).select_from(NotifyPreference)) == 0
+
+
+def test_a_user_has_a_bounded_number_of_preferences(session: Session, people: dict[str, Actor]) -> None:
+    li = int(people["li"].user_id or 0)
+    for i in range(notify.MAX_PREFERENCES):
+        notify.set_preference(session, user_id=li, kind=f"k{i}", channels=["email"])
+    notify.set_preference(session, user_id=li, kind="k0", channels=["in_app"])  # changing one is still fine
+    with pytest.raises(InvalidInput, match="at most"):
+        notify.set_preference(session, user_id=li, kind="one-too-many", channels=["email"])
 
 
 def test_a_message_whose_delivery_kills_the_worker_does_not_hold_up_the_rest(
