@@ -89,13 +89,20 @@ def _listed(host: str, ip: Address | None, allow: Sequence[str]) -> bool:
 def split(url: str) -> tuple[str, str, int]:
     """Return (scheme, host, port) of an http(s) URL.
 
-    Raises: Refused (not http(s), no host, credentials in the URL)
+    Raises: Refused (not http(s), no host, credentials in the URL, a space or control character in it, a path
+    or query not percent-encoded)
     """
+    if any(c.isspace() or not c.isprintable() for c in url):
+        # http.client refuses to send such a path, and urlsplit drops tabs and line breaks silently (what is sent
+        # would not be what was saved): refused here, when the webhook is saved, not at each send.
+        raise Refused(f"Webhook 地址不能含空格或控制字符 (no spaces or control characters): {url[:200]!r}", field="url")
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise Refused(f"Webhook 地址须为 http(s) 网址 (an http(s) URL): {url[:200]!r}", field="url")
     if parts.username or parts.password:
         raise Refused("Webhook 地址不能包含用户名或密码 (no credentials in the URL)", field="url")
+    if not (parts.path + parts.query).isascii():
+        raise Refused(f"Webhook 路径须先百分号编码 (percent-encode the path and query): {url[:200]!r}", field="url")
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:

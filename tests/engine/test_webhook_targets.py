@@ -85,3 +85,16 @@ def test_a_receiver_answering_a_byte_at_a_time_cannot_hold_the_sender(monkeypatc
     assert not sender.is_alive(), "the sender was still reading the answer"
     assert time.monotonic() - started < 4
     assert outcome and isinstance(outcome[0], (OSError, http.client.HTTPException))
+
+
+@pytest.mark.parametrize("url", ["https://example.com/a b", "https://example.com/hook\r\nX-Injected: 1",
+                                 "https://exa\tmple.com/hook", "https://example.com/\x7f", "https://example.com/\u3000",
+                                 "https://example.com/hook ", "https://example.com/机器人?key=1"])
+def test_a_url_with_spaces_or_control_characters_is_refused_when_saved(url: str,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """http.client refuses to send such a path (or Python drops the characters silently, so what is sent is not
+    what was saved): saved, every notification failed ten times and was given up."""
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: [(2, 1, 6, "", ("93.184.216.34", 443))])
+    with pytest.raises(outbound.Refused) as caught:
+        outbound.check(url, strict=False)
+    assert caught.value.details["field"] == "url"
