@@ -30,6 +30,8 @@ with warnings.catch_warnings():  # ldap3 2.9.1 uses names pyasn1 0.6 deprecates
 from engine.errors import EngineError
 from engine.org.core import USERNAME, mailbox_or_none
 
+MAX_DN = 400  # characters of a normalised DN: what app_user.external_id and org_unit.external_id keep
+
 
 class DirectoryError(EngineError):
     """The directory could not be read (unreachable, bind refused, bad settings); nothing was changed."""
@@ -176,6 +178,9 @@ def build(units: list[tuple[str, Mapping[str, Any]]], people: list[tuple[str, Ma
         dn = norm(raw_dn)
         code = _first(attrs, settings.unit_code_attr)
         name = _first(attrs, settings.unit_name_attr) or code
+        if len(dn) > MAX_DN:  # kept as the unit's external_id: stored, it would fail the whole sync
+            snap.skipped.append(f"{raw_dn[:200]}…: 单位 {code[:80]} 的 DN 超过 {MAX_DN} 字符 (unit DN too long)")
+            continue
         if _bad_text(code, 80) or _bad_text(name, 120):
             snap.skipped.append(f"{raw_dn[:200]}: 单位代码或名称无效 (unit code/name invalid)")
             continue
@@ -191,6 +196,9 @@ def build(units: list[tuple[str, Mapping[str, Any]]], people: list[tuple[str, Ma
     for raw_dn, attrs in sorted(people, key=lambda e: e[0]):
         dn = norm(raw_dn)
         username = _first(attrs, settings.username_attr)
+        if len(dn) > MAX_DN:  # kept as the account's external_id: stored, it would fail the whole sync
+            snap.skipped.append(f"{raw_dn[:200]}…: 用户 {username[:80]!r} 的 DN 超过 {MAX_DN} 字符 (person DN too long)")
+            continue
         if not username or len(username) > 80 or not USERNAME.match(username):
             snap.skipped.append(f"{raw_dn[:200]}: 用户名无效 (username {username[:80]!r} invalid)")
             continue
