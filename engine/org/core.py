@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from email.headerregistry import Address
 
 from sqlalchemy import func, select
@@ -17,6 +18,14 @@ USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")  # as data/seed/users.yam
 MIN_PASSWORD = 8
 MAX_PASSWORD = 200
 MAX_EMAIL = 200
+# Control characters, format characters (bidi overrides, zero-width spaces) and line/paragraph separators: a name
+# holding one breaks a line, reverses what follows it or looks like someone else's in every list that shows it.
+_HIDDEN = ("Cc", "Cf", "Zl", "Zp")
+
+
+def plain(text: str) -> bool:
+    """Tell whether text (a name from the directory or the identity provider) holds no hidden character."""
+    return not any(unicodedata.category(ch) in _HIDDEN for ch in text)
 
 
 def mailbox_or_none(value: str | None) -> str | None:

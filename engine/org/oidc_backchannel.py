@@ -196,7 +196,7 @@ def record_login(session: Session, *, user_id: int, sub: str, sid: object, now: 
     """Record a login through the provider: its verified subject and the provider's session when the ID token named
     a usable one (else a logout token names it by sub only); return the record's id for the browser's session.
     Flushes."""
-    usable = isinstance(sid, str) and bool(sid) and len(sid) <= MAX_ID
+    usable = isinstance(sid, str) and bool(sid) and len(sid) <= MAX_ID and sid.isprintable()
     login = SsoSession(user_id=user_id, sub=sub[:MAX_SUBJECT], sid=sid if usable else None, created_at=now,
                        expires_at=now + lifetime)
     session.add(login)

@@ -6,9 +6,10 @@ Refused, with nothing written: a token without a usable username, an emergency a
 deactivated account (停用 is jzflow's decision, not the provider's), and an account a first SSO login made, or
 bound, for another subject (`sub` names the person at the provider; a username may be reassigned or chosen there).
 Roles arrive through JZFLOW_OIDC_ROLE_MAP (provider value → role code); with no map, values that are role codes
-here are taken as they are, and unknown ones ignored. The unit memberships and the roles are brought to what the
-token says when it says it (an absent claim changes nothing); with a map, only the roles it maps to are the
-provider's to take away.
+here are taken as they are, and unknown ones ignored. A name holding hidden characters (controls, bidi overrides,
+zero-width spaces: `core.plain`) is not taken: a new account is named by its username, an existing one keeps its name.
+The unit memberships and the roles are brought to what the token says when it says it (an absent claim changes
+nothing); with a map, only the roles it maps to are the provider's to take away.
 
 Which account: the one bound to the token's `sub` (app_user.sso_subject), whatever its username claim says now;
 else the one its username claim names — refused when that account is bound to another subject, and, when it is
@@ -71,7 +72,8 @@ def provision(session: Session, settings: Settings, claims: dict[str, Any]) -> U
     if username.lower() in {name.lower() for name in settings.local_logins}:
         raise SsoRefused(f"账号 {username} 为本地应急账号，只能使用本地密码登录 (a local emergency account)",
                          field="username")
-    display_name = str(claims.get(settings.name_claim) or username).strip()[:120] or username
+    named = str(claims.get(settings.name_claim) or "").strip()[:120]
+    display_name = named if named and core.plain(named) else None  # unusable: the username for a new account
     email_value = claims.get(settings.email_claim)
     email = core.mailbox_or_none(email_value) if isinstance(email_value, str) else None
     unit_names = _texts(claims.get(settings.unit_claim))
@@ -85,7 +87,7 @@ def provision(session: Session, settings: Settings, claims: dict[str, Any]) -> U
     if user is not None and not user.is_active:
         raise SsoRefused("您的账号已停用，无法登录。如有疑问请联系系统管理员。 (account deactivated)", field="username")
     if user is None:
-        user = core.add_user(session, username=username, display_name=display_name, email=email,
+        user = core.add_user(session, username=username, display_name=display_name or username, email=email,
                              unit_codes=[u.code for u in units], role_codes=[r.code for r in roles or []])
         user.source, user.external_id, user.sso_subject = "oidc", subject, subject
         session.flush()
@@ -94,7 +96,8 @@ def provision(session: Session, settings: Settings, claims: dict[str, Any]) -> U
     if user.sso_subject is None and not _bind(session, user, subject):  # its first SSO login, as JZFLOW_OIDC_LINK
         session.refresh(user)  # allowed; a login of the same subject in another tab bound it first and updated it:
         before = _state(session, user)  # its changes are not this login's
-    user.display_name = display_name
+    if display_name is not None:  # an unusable name claim changes nothing, as an absent one
+        user.display_name = display_name
     if email:
         user.email = email
     if unit_names is not None:
