@@ -28,7 +28,7 @@ with warnings.catch_warnings():  # ldap3 2.9.1 uses names pyasn1 0.6 deprecates
     from ldap3.utils.dn import parse_dn
 
 from engine.errors import EngineError
-from engine.org.core import USERNAME, mailbox_or_none
+from engine.org.core import USERNAME, mailbox_or_none, plain
 
 MAX_DN = 400  # characters of a normalised DN: what app_user.external_id and org_unit.external_id keep
 
@@ -165,7 +165,8 @@ def _first(attrs: Mapping[str, Any], name: str) -> str:
 
 
 def _bad_text(value: str, limit: int) -> bool:
-    return not value or len(value) > limit or any(ch < " " or ch == "\x7f" for ch in value)
+    # controls, and the invisible ones (bidi overrides, zero-width spaces, line separators) that `core.plain` refuses
+    return not value or len(value) > limit or not plain(value)
 
 
 def build(units: list[tuple[str, Mapping[str, Any]]], people: list[tuple[str, Mapping[str, Any]]],

@@ -61,3 +61,18 @@ def test_an_entry_whose_dn_is_too_long_to_keep_is_skipped_and_the_sync_goes_on(
         assert s.scalar(select(OrgUnit).where(OrgUnit.code == "deep")) is None
         linzy = s.scalar(select(User).where(User.username == "linzy"))
         assert linzy is not None and not linzy.is_active
+
+
+@pytest.mark.parametrize("hidden", ["\u202e", "\u200b", "\u2028", "\x85", "\ufeff"])
+def test_names_with_hidden_characters_are_refused_as_control_characters_are(hidden: str) -> None:
+    settings = ldap_read.Settings(url="ldap://x", base_dn=SUFFIX)
+    base = f"ou=fgj,{SUFFIX}"
+    snap = ldap_read.build(
+        [(base, {"ou": ["fgj"], "description": ["发改局"]}),
+         (f"ou=bad,{base}", {"ou": ["bad"], "description": [f"综合{hidden}科"]})],
+        [(f"uid=zhangsan,{base}", {"uid": ["zhangsan"], "displayName": [f"张{hidden}三"],
+                                   "mail": [f"zs{hidden}@example.cn"]})],
+        settings)
+    assert [u.code for u in snap.units.values()] == ["fgj"] and any("bad" in line for line in snap.skipped)
+    person = next(iter(snap.people.values()))
+    assert person.display_name == "zhangsan" and person.email is None
