@@ -184,7 +184,8 @@ def revoke(session: Session, *, token_id: int, actor: Actor) -> ApiToken:
 
     Raises: NotFound (also for another's token: one's tokens are one's own, as if the others did not exist)
     """
-    token = session.get(ApiToken, token_id)
+    # Its row locked as it is read: two revocations at once (the owner's and an admin's) revoke and audit it once.
+    token = session.get(ApiToken, token_id, with_for_update=True, populate_existing=True)
     if token is None or not _may_manage(actor, token.user_id):
         raise NotFound(f"令牌不存在 (no such token): {token_id}", token_id=token_id)
     if token.revoked_at is None:
