@@ -315,6 +315,21 @@ def test_rate_limit_without_a_token_counts_an_ipv6_64_as_one_client(app: Flask) 
     assert client.get("/api/tasks", environ_base={"REMOTE_ADDR": "2001:db8:98::1"}).status_code == 401
 
 
+def test_made_up_tokens_count_against_their_address_and_a_real_token_keeps_its_own_budget(app: Flask) -> None:
+    app.config["JZFLOW_API_RATE_LIMIT"] = "3 per minute"
+    client = app.test_client()
+    # A new made-up token each try had a budget of its own: guessing (or flooding) went on without end
+    statuses = [client.get("/api/tasks", headers={"Authorization": f"Bearer jzf_made-up-{i}"}).status_code
+                for i in range(4)]
+    assert statuses == [401, 401, 401, 429]
+    refused = client.get("/api/tasks", headers={"Authorization": "Bearer jzf_made-up-again"})
+    assert refused.status_code == 429 and refused.json is not None and refused.json["error"] == "rate_limited"
+    assert "Retry-After" in refused.headers
+    elsewhere = client.get("/api/tasks", headers={"Authorization": "Bearer jzf_x"}, environ_base={"REMOTE_ADDR": "10.9.9.9"})
+    assert elsewhere.status_code == 401
+    assert Api(app, token_for(app, "fg")).get("/api/tasks").status_code == 200  # same address, a real token
+
+
 def _routes(app: Flask) -> set[tuple[str, str]]:
     found = set()
     for rule in app.url_map.iter_rules():

@@ -7,6 +7,7 @@ else is 403 token_read_only before the view runs; rate-limited per token (or per
 from __future__ import annotations
 
 import json
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -14,6 +15,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user
+from limits import parse as parse_limit
 from sqlalchemy.exc import DBAPIError
 
 from engine.audit import audit_views
@@ -56,6 +58,24 @@ def unauthorized(message: str, code: str = "unauthorized", challenge: str = "", 
     return response
 
 
+def _unknown_token() -> ResponseReturnValue:
+    """Answer a token that authenticates nobody: 401, counted against the client's address (its own bucket, at the
+    API's rate) — keyed by the token, a new made-up one each request had a budget of its own, so guessing or flooding
+    from one address never stopped. A real token's budget stays its own."""
+    if limiter.enabled and limiter.initialized:
+        rate, key = parse_limit(_rate_limit()), ("api-unknown-token", client_address())
+        try:
+            allowed = limiter.limiter.hit(rate, *key)
+            reset = limiter.limiter.get_window_stats(rate, *key).reset_time if not allowed else 0.0
+        except Exception:  # the store is down: as RATELIMIT_SWALLOW_ERRORS, an answer and not a 500
+            allowed = True
+        if not allowed:
+            response = problem(429, "rate_limited")
+            response.headers["Retry-After"] = str(max(1, int(reset - time.time()) + 1))
+            return response
+    return unauthorized("令牌无效或已吊销 (invalid or revoked token)")
+
+
 @bp.before_request
 def _authenticate() -> ResponseReturnValue | None:
     if request.endpoint in PUBLIC_ENDPOINTS:
@@ -69,7 +89,7 @@ def _authenticate() -> ResponseReturnValue | None:
             return unauthorized(expired.message, expired.code,
                                 ', error="invalid_token", error_description="The access token expired"', **expired.details)
         if found is None:
-            return unauthorized("令牌无效或已吊销 (invalid or revoked token)")
+            return _unknown_token()
         # last_used_at is flushed into the request's unit of work: the view's commit carries it, and a
         # read that commits nothing has it committed by `_commit_reads` (one commit per request either way).
         g.actor, scope = found
