@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from engine import audit
+from engine.db import advisory_lock
 from engine.errors import Conflict, Forbidden, InvalidInput, NotFound
 from engine.org.actors import SYSTEM, Actor
 from engine.org.models import Membership, OrgUnit, Role, User
@@ -107,7 +108,10 @@ def add_user(session: Session, *, username: str, display_name: str, password: st
         raise InvalidInput("用户名只能包含字母、数字、下划线、点和连字符，并以字母或数字开头 "
                            "(username: letters, digits, _ . - only)", field="username")
     email = mailbox(email)
-    # Taken whatever its case: "Zhang" beside "zhang" would be two people to the lists and one to whoever reads them
+    # Taken whatever its case: "Zhang" beside "zhang" would be two people to the lists and one to whoever reads them.
+    # The unique constraint is on the spelling: two makers of one name in two cases at once queue here, and the
+    # second finds the first's account (PostgreSQL; SQLite's transactions hold the writer lock already).
+    advisory_lock(session, "username:" + username.lower())
     if session.scalar(select(User.id).where(func.lower(User.username) == username.lower())) is not None:
         raise Conflict(f"用户已存在（用户名不区分大小写）(user exists, in any case): {username}", field="username")
     user = User(username=username, display_name=display_name, email=email, is_admin=is_admin,

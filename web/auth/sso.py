@@ -42,6 +42,7 @@ from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import NotFound
 
 from engine import audit, clock
+from engine.errors import Conflict
 from engine.org import oidc, oidc_backchannel, oidc_logout, sso_users
 from engine.org.actors import actor_of
 from web import links
@@ -111,8 +112,8 @@ def callback() -> ResponseReturnValue:
         signed_in = oidc.finish(settings, pending, args=request.args, redirect_uri=_redirect_uri(settings))
         try:
             user = sso_users.provision(session, settings, signed_in.claims)
-        except IntegrityError:  # the same person's first login in another tab won the race: now it is an update
-            session.rollback()
+        except (IntegrityError, Conflict):  # the same person's first login in another tab won the race (its account
+            session.rollback()  # made while this one waited for the username's lock): now it is an update
             user = sso_users.provision(session, settings, signed_in.claims)
     except oidc.SsoError as exc:
         return _refused(exc)
