@@ -103,6 +103,8 @@ def issue(session: Session, user: User, name: str, *, actor: Actor | None = None
         raise Forbidden(f"所属用户不能是其他管理员: {user.username}，管理员的令牌只能由本人创建 (username: not another "
                         "administrator — a token acts as its owner; admins issue their own)",
                         field="username", username=user.username)
+    # The owner's row locked and read again: a 停用 at the same moment (it locks the row too) is waited for and seen.
+    session.refresh(user, ["is_active"], with_for_update=True)
     if not user.is_active:
         raise InvalidInput("用户已停用 (the user is deactivated)", field="user")
     clean = name.strip()
