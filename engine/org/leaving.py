@@ -21,11 +21,14 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from engine import audit, extensions
+from engine.db import advisory_lock
 from engine.errors import InvalidInput, NotFound
 from engine.org import core
 from engine.org.actors import SYSTEM, Actor
 from engine.org.models import Membership, OrgUnit, User
 from engine.tasks import handover
+
+ADMINS_LOCK = "jzflow:org:admins"  # held by an administrator's 停用: at least one active administrator stays
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,12 @@ def _unmark_units(session: Session, user: User, actor: Actor, reason: str) -> li
     return [u.id for u in units]
 
 
+def _last_admin(session: Session, user: User) -> bool:
+    """Whether no other active administrator than `user` remains (read under ADMINS_LOCK)."""
+    return session.scalar(select(User.id).where(User.is_admin.is_(True), User.is_active.is_(True),
+                                                User.id != user.id).limit(1)) is None
+
+
 def _successor(session: Session, username: str | None, user: User) -> User | None:
     if not (username or "").strip():
         return None
@@ -147,6 +156,10 @@ def deactivate_user(session: Session, *, user_id: int, actor: Actor = SYSTEM, su
 
     Raises: NotFound, InvalidInput (field user, or successor)
     """
+    # An administrator's 停用 first takes the administrators' lock (before any row: two administrators deactivating
+    # each other at once each held the other's row and deadlocked, or on SQLite left no administrator at all).
+    if session.scalar(select(User.is_admin).where(User.id == user_id)):  # is_admin is set at creation, never after
+        advisory_lock(session, ADMINS_LOCK)
     # The instances of their open tasks first (share-locked, id order: after a migration or the sweep holding one),
     handover.lock_instances(session, user_id)
     # then their row, locked: a second deactivation at the same time waits here, then reads it deactivated.
@@ -156,6 +169,9 @@ def deactivate_user(session: Session, *, user_id: int, actor: Actor = SYSTEM, su
         raise NotFound(f"用户不存在 (no such user): {user_id}", field="user")
     if actor.user_id == user.id:
         raise InvalidInput("不能停用自己 (you cannot deactivate yourself)", field="user")
+    if user.is_admin and user.is_active and _last_admin(session, user):
+        raise InvalidInput("不能停用最后一位在用的管理员，请先添加另一位管理员 (user: the last active administrator; "
+                           "add another administrator first)", field="user")
     taker = _successor(session, successor, user)
     unit = first_unit(session, user.id)
     extensions.load()
