@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from email.headerregistry import Address
+from typing import TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -27,6 +28,7 @@ _HIDDEN = ("Cc", "Cf", "Zl", "Zp")
 def plain(text: str) -> bool:
     """Tell whether text (a name from the directory or the identity provider) holds no hidden character."""
     return not any(unicodedata.category(ch) in _HIDDEN for ch in text)
+Named = TypeVar("Named", OrgUnit, Role)
 
 
 def mailbox_or_none(value: str | None) -> str | None:
@@ -95,6 +97,19 @@ def add_role(session: Session, *, code: str, name: str, actor: Actor = SYSTEM) -
     return role
 
 
+def _named(session: Session, model: type[Named], codes: list[str] | None, missing: str, field: str) -> list[Named]:
+    """Return the units or roles of `codes`, each once, in the order first given (one read).
+
+    Raises: NotFound naming `field` and the first unknown code
+    """
+    wanted = list(dict.fromkeys(codes or []))
+    found = {row.code: row for row in session.scalars(select(model).where(model.code.in_(wanted)))} if wanted else {}
+    for code in wanted:
+        if code not in found:
+            raise NotFound(f"{missing}: {code[:80]}", field=field)
+    return [found[code] for code in wanted]
+
+
 def add_user(session: Session, *, username: str, display_name: str, password: str | None = None,
              unit_codes: list[str] | None = None, role_codes: list[str] | None = None, is_head: bool = False,
              is_admin: bool = False, email: str | None = None, actor: Actor = SYSTEM) -> User:
@@ -118,18 +133,9 @@ def add_user(session: Session, *, username: str, display_name: str, password: st
                 password_hash=generate_password_hash(password) if password else None)
     session.add(user)
     session.flush()
-    units = []
-    for code in unit_codes or []:
-        unit = session.scalar(select(OrgUnit).where(OrgUnit.code == code))
-        if unit is None:
-            raise NotFound(f"单位不存在 (no such unit): {code}", field="unit")
-        units.append(unit)
-    roles = []
-    for code in role_codes or []:
-        role = session.scalar(select(Role).where(Role.code == code))
-        if role is None:
-            raise NotFound(f"角色不存在 (no such role): {code}", field="role")
-        roles.append(role)
+    # Each once, in the order given: a form that repeats a field (tampered, or sent twice) made a row per repetition
+    units = _named(session, OrgUnit, unit_codes, "单位不存在 (no such unit)", "unit")
+    roles = _named(session, Role, role_codes, "角色不存在 (no such role)", "role")
     for unit in units:
         session.add(Membership(user_id=user.id, org_unit_id=unit.id, is_head=is_head))
         if is_head and unit.leader_id is None:

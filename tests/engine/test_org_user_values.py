@@ -1,0 +1,31 @@
+"""Hostile and careless values for a new user (管理 → 用户, `jzflow add-user`, engine/org/core.py `add_user`): the
+same role or unit given twice (or ten thousand times), display names that are too long, blank, or carry control
+and bidirectional-override characters, and a head mark on a unit that has a head already."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine import org
+from engine.audit.models import AuditEvent
+from engine.org.models import Membership, User
+
+pytestmark = pytest.mark.usefixtures("review_org")
+
+
+def _memberships(s: Session, username: str) -> list[tuple[int | None, int | None]]:
+    user_id = s.scalar(select(User.id).where(User.username == username))
+    rows = s.execute(select(Membership.org_unit_id, Membership.role_id).where(Membership.user_id == user_id))
+    return sorted(((unit, role) for unit, role in rows), key=repr)
+
+
+def test_a_role_or_unit_given_many_times_is_held_once(session: Session) -> None:
+    """A tampered form repeats a field: was one membership row per repetition (NULLs are distinct in the unique
+    constraint), 10,000 rows and 10,000 lookups for 10,000 repetitions, and the audit event listed each."""
+    user = org.add_user(session, username="li", display_name="李明", unit_codes=["fgj", "fgj"],
+                        role_codes=["reviewer"] * 10_000)
+    session.commit()  # audit events are appended at commit
+    assert len(_memberships(session, "li")) == 2
+    event = session.scalar(select(AuditEvent).where(AuditEvent.stream == f"user:{user.id}"))
+    assert event is not None and event.after["units"] == ["fgj"] and event.after["roles"] == ["reviewer"]
