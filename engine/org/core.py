@@ -28,6 +28,9 @@ _HIDDEN = ("Cc", "Cf", "Zl", "Zp")
 def plain(text: str) -> bool:
     """Tell whether text (a name from the directory or the identity provider) holds no hidden character."""
     return not any(unicodedata.category(ch) in _HIDDEN for ch in text)
+
+
+MAX_DISPLAY_NAME = 120  # app_user.display_name
 Named = TypeVar("Named", OrgUnit, Role)
 
 
@@ -45,6 +48,34 @@ def mailbox_or_none(value: str | None) -> str | None:
     except Exception:  # the parser refuses in several ways (ValueError, IndexError, its own defects)
         return None
     return text if parsed == text else None
+
+
+def display_name_or_none(value: str | None) -> str | None:
+    """Return value (stripped) when it can be shown as a person's name, else None (blank included).
+
+    1–120 characters, none of them a control or format character: a bidirectional override (U+202E) or isolate shows
+    "\u202e九八七" as 七八九 in every list, a zero-width space makes a second 张伟 the eye cannot tell apart, and an
+    escape sequence or a line break rewrites a terminal's or a log's line. Spaces of any width are kept (李\u3000明).
+    """
+    text = (value or "").strip()
+    if not text or len(text) > MAX_DISPLAY_NAME:
+        return None
+    if any(not ch.isprintable() and unicodedata.category(ch) != "Zs" for ch in text):
+        return None
+    return text
+
+
+def check_display_name(value: str | None) -> str:
+    """Return value (stripped) as a person's display name.
+
+    Raises: InvalidInput (field "display_name")
+    """
+    name = display_name_or_none(value)
+    if name is None:
+        raise InvalidInput(f"姓名（显示名）须为1–{MAX_DISPLAY_NAME}个字符，且不含控制字符或方向控制符 (display_name: "
+                           f"1–{MAX_DISPLAY_NAME} characters, no control or bidirectional-override characters)",
+                           field="display_name")
+    return name
 
 
 def mailbox(value: str | None) -> str | None:
@@ -122,6 +153,7 @@ def add_user(session: Session, *, username: str, display_name: str, password: st
     if not USERNAME.match(username):  # what data/seed allows: it is split on spaces and commas, shown in lists
         raise InvalidInput("用户名只能包含字母、数字、下划线、点和连字符，并以字母或数字开头 "
                            "(username: letters, digits, _ . - only)", field="username")
+    display_name = check_display_name(display_name)
     email = mailbox(email)
     # Taken whatever its case: "Zhang" beside "zhang" would be two people to the lists and one to whoever reads them.
     # The unique constraint is on the spelling: two makers of one name in two cases at once queue here, and the

@@ -28,7 +28,7 @@ with warnings.catch_warnings():  # ldap3 2.9.1 uses names pyasn1 0.6 deprecates
     from ldap3.utils.dn import parse_dn
 
 from engine.errors import EngineError
-from engine.org.core import USERNAME, mailbox_or_none, plain
+from engine.org.core import USERNAME, display_name_or_none, mailbox_or_none, plain
 
 MAX_DN = 400  # characters of a normalised DN: what app_user.external_id and org_unit.external_id keep
 
@@ -208,11 +208,13 @@ def build(units: list[tuple[str, Mapping[str, Any]]], people: list[tuple[str, Ma
             continue
         usernames.add(username.lower())
         display = _first(attrs, settings.name_attr) or _first(attrs, "cn") or username
+        # A name jzflow would not accept (core.display_name_or_none: control, bidi override) shows the username instead
+        display = (display_name_or_none(display[:120]) or username) if not _bad_text(display, 10_000) else username
         email = _first(attrs, settings.email_attr)
         up = next((a for a in ancestors(raw_dn) if a in snap.units), "")
         manager = _first(attrs, settings.manager_attr)
         snap.people[dn] = PersonEntry(
-            dn=dn, username=username, display_name=display[:120] if not _bad_text(display, 10_000) else username,
+            dn=dn, username=username, display_name=display,
             email=mailbox_or_none(email) if email and not _bad_text(email, 200) else None,
             unit_dn=up, manager_dn=norm(manager) if manager else "")
     return snap

@@ -72,8 +72,8 @@ def provision(session: Session, settings: Settings, claims: dict[str, Any]) -> U
     if username.lower() in {name.lower() for name in settings.local_logins}:
         raise SsoRefused(f"账号 {username} 为本地应急账号，只能使用本地密码登录 (a local emergency account)",
                          field="username")
-    named = str(claims.get(settings.name_claim) or "").strip()[:120]
-    display_name = named if named and core.plain(named) else None  # unusable: the username for a new account
+    # unusable (blank, too long, a control or bidi-override character): the username for a new account
+    display_name = core.display_name_or_none(str(claims.get(settings.name_claim) or "").strip()[:120])
     email_value = claims.get(settings.email_claim)
     email = core.mailbox_or_none(email_value) if isinstance(email_value, str) else None
     unit_names = _texts(claims.get(settings.unit_claim))

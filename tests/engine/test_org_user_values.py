@@ -4,11 +4,12 @@ and bidirectional-override characters, and a head mark on a unit that has a head
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from engine import org
 from engine.audit.models import AuditEvent
+from engine.errors import InvalidInput
 from engine.org.models import Membership, User
 
 pytestmark = pytest.mark.usefixtures("review_org")
@@ -29,3 +30,17 @@ def test_a_role_or_unit_given_many_times_is_held_once(session: Session) -> None:
     assert len(_memberships(session, "li")) == 2
     event = session.scalar(select(AuditEvent).where(AuditEvent.stream == f"user:{user.id}"))
     assert event is not None and event.after["units"] == ["fgj"] and event.after["roles"] == ["reviewer"]
+
+
+@pytest.mark.parametrize("name", ["x" * 121, "   ", "\u202e九八七", "张\u200b伟", "李\x07明", "王\x1b[31m五", "赵\u2028六",
+                                  "孙\u2066八\u2069"])
+def test_a_display_name_too_long_blank_or_with_control_characters_is_refused(session: Session, name: str) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        org.add_user(session, username="li", display_name=name)
+    assert refused.value.details["field"] == "display_name"
+    session.rollback()
+    assert session.scalar(select(func.count()).select_from(User).where(User.username == "li")) == 0
+
+
+def test_a_display_name_with_ideographic_spaces_is_kept(session: Session) -> None:
+    assert org.add_user(session, username="li", display_name="  李\u3000明 ").display_name == "李\u3000明"

@@ -284,3 +284,15 @@ def test_a_bad_successor_or_a_non_admin_changes_nothing(app: Flask, login: Login
         assert task is not None and task.assignee_id == window_id
         assert s.scalar(select(func.count()).select_from(AuditEvent).where(
             AuditEvent.stream == f"user:{window_id}", AuditEvent.action == "org.user.deactivate")) == 0
+
+
+def test_a_display_name_too_long_or_with_a_bidi_override_is_refused_naming_the_field(app: Flask, login: Login) -> None:
+    """Was: a 5,000-character name answered PostgreSQL's generic "invalid value" (naming no field) and was kept whole
+    on SQLite; "\u202e" + a name was kept and shown reversed in every list."""
+    admin = login("admin")
+    for name in ("张" * 5000, "\u202e九八七", "李\x1b[31m明"):
+        refused = post(admin, "/admin/users", {"username": "li", "display_name": name, "password": "Secret-pass-1"},
+                       page="/admin")
+        assert refused.status_code == 422 and "姓名（显示名）" in refused.get_data(as_text=True), name[:9]
+    with db(app) as s:
+        assert s.scalar(select(func.count()).select_from(User).where(User.username == "li")) == 0
