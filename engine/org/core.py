@@ -31,6 +31,7 @@ def plain(text: str) -> bool:
 
 
 MAX_DISPLAY_NAME = 120  # app_user.display_name
+USERNAMES_LOCK = "jzflow:org:usernames"  # held by add_user until the commit
 Named = TypeVar("Named", OrgUnit, Role)
 
 
@@ -156,9 +157,11 @@ def add_user(session: Session, *, username: str, display_name: str, password: st
     display_name = check_display_name(display_name)
     email = mailbox(email)
     # Taken whatever its case: "Zhang" beside "zhang" would be two people to the lists and one to whoever reads them.
-    # The unique constraint is on the spelling: two makers of one name in two cases at once queue here, and the
-    # second finds the first's account (PostgreSQL; SQLite's transactions hold the writer lock already).
-    advisory_lock(session, "username:" + username.lower())
+    # The lock first: two administrators (or first SSO logins) adding it at once each passed the check before the
+    # other committed (the unique constraint is on the exact spelling; the same spelling answered a 500). One lock
+    # for every name, not one per name: a first directory sync adds thousands in one transaction, past PostgreSQL's
+    # lock table; adding people is rare enough to take turns.
+    advisory_lock(session, USERNAMES_LOCK)
     if session.scalar(select(User.id).where(func.lower(User.username) == username.lower())) is not None:
         raise Conflict(f"用户已存在（用户名不区分大小写）(user exists, in any case): {username}", field="username")
     user = User(username=username, display_name=display_name, email=email, is_admin=is_admin,

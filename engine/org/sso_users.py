@@ -25,6 +25,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from engine import audit
+from engine.db import advisory_lock
 from engine.errors import InvalidInput
 from engine.org import core
 from engine.org.actors import SYSTEM, Actor, actor_of
@@ -84,6 +85,9 @@ def provision(session: Session, settings: Settings, claims: dict[str, Any]) -> U
     if not isinstance(subject, str) or not subject or len(subject) > MAX_SUBJECT or not subject.isprintable():
         raise SsoRefused("统一身份认证未提供可用的用户标识，无法登录 (no usable sub claim)", field="sub")
     user = _account(session, settings, claims, username, subject)
+    if user is None:  # a first login: read again under the lock add_user takes, so a login in another tab that adds
+        advisory_lock(session, core.USERNAMES_LOCK)  # the account meanwhile is found, not refused as a duplicate
+        user = _account(session, settings, claims, username, subject)
     if user is not None and not user.is_active:
         raise SsoRefused("您的账号已停用，无法登录。如有疑问请联系系统管理员。 (account deactivated)", field="username")
     if user is None:

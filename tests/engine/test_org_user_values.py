@@ -1,16 +1,17 @@
-"""Hostile and careless values for a new user (管理 → 用户, `jzflow add-user`, engine/org/core.py `add_user`): the
-same role or unit given twice (or ten thousand times), display names that are too long, blank, or carry control
-and bidirectional-override characters, and a head mark on a unit that has a head already."""
+"""Hostile, careless and simultaneous values for a new user (管理 → 用户, `jzflow add-user`, engine/org/core.py
+`add_user`): the same role or unit given twice (or ten thousand times), display names that are too long, blank, or
+carry control and bidirectional-override characters, and two administrators adding one username at once."""
 from __future__ import annotations
 
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from engine import org
 from engine.audit.models import AuditEvent
-from engine.errors import InvalidInput
+from engine.errors import Conflict, InvalidInput
 from engine.org.models import Membership, User
+from tests.engine.conftest import at_once
 
 pytestmark = pytest.mark.usefixtures("review_org")
 
@@ -44,3 +45,21 @@ def test_a_display_name_too_long_blank_or_with_control_characters_is_refused(ses
 
 def test_a_display_name_with_ideographic_spaces_is_kept(session: Session) -> None:
     assert org.add_user(session, username="li", display_name="  李\u3000明 ").display_name == "李\u3000明"
+
+
+def test_two_admins_adding_the_same_username_in_two_cases_at_once_add_one(
+        factory: sessionmaker[Session], session: Session) -> None:
+    """Was: both passed the case-insensitive check before either committed, and "Zhang" and "zhang" were two
+    accounts (the unique constraint is on the exact spelling); the same spelling twice answered a 500."""
+    session.close()  # SQLite: its reads began a transaction that holds the writer lock (BEGIN IMMEDIATE)
+    for names in (("Zhang", "zhang"), ("wang", "wang")):
+        def work(i: int, names: tuple[str, str] = names) -> None:
+            with factory() as s:
+                org.add_user(s, username=names[i], display_name="张伟")
+                s.commit()
+
+        outcomes = at_once(2, work)
+        assert outcomes.count(None) == 1 and any(isinstance(o, Conflict) for o in outcomes), outcomes
+        with factory() as s:
+            assert s.scalar(select(func.count()).select_from(User).where(
+                func.lower(User.username) == names[1])) == 1
