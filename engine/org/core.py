@@ -142,6 +142,30 @@ def _named(session: Session, model: type[Named], codes: list[str] | None, missin
     return [found[code] for code in wanted]
 
 
+def _take_heads(session: Session, user: User, units: list[OrgUnit], actor: Actor) -> None:
+    """Make `user` the head (负责人) of each unit, one `org.unit.head` each, as the directory sync records it (flushes).
+
+    The units' rows are locked: two administrators naming two heads of one unit at once take turns, and the second
+    is refused rather than getting a membership marked head of a unit that kept the first.
+
+    Raises: Conflict (field is_head) when a unit has a head already
+    """
+    locked = session.scalars(select(OrgUnit).where(OrgUnit.id.in_([u.id for u in units])).order_by(OrgUnit.id)
+                             .with_for_update().execution_options(populate_existing=True)).all()
+    for unit in locked:
+        if unit.leader_id is not None and unit.leader_id != user.id:
+            head = session.get(User, unit.leader_id)
+            raise Conflict(f"单位 {unit.name} 已有负责人 {head.display_name if head else unit.leader_id}，不能再设为负责人 "
+                           f"(is_head: {unit.code} has a head already)", field="is_head")
+    for unit in locked:
+        before = {"leader_id": unit.leader_id, "responsible_leader_id": unit.responsible_leader_id}
+        unit.leader_id = user.id
+        session.flush()
+        audit.record(session, actor, "org.unit.head", stream=f"org_unit:{unit.id}", object_type="org_unit",
+                     object_id=unit.id, before=before,
+                     after={"leader_id": user.id, "responsible_leader_id": unit.responsible_leader_id})
+
+
 def add_user(session: Session, *, username: str, display_name: str, password: str | None = None,
              unit_codes: list[str] | None = None, role_codes: list[str] | None = None, is_head: bool = False,
              is_admin: bool = False, email: str | None = None, actor: Actor = SYSTEM) -> User:
@@ -171,10 +195,10 @@ def add_user(session: Session, *, username: str, display_name: str, password: st
     # Each once, in the order given: a form that repeats a field (tampered, or sent twice) made a row per repetition
     units = _named(session, OrgUnit, unit_codes, "单位不存在 (no such unit)", "unit")
     roles = _named(session, Role, role_codes, "角色不存在 (no such role)", "role")
+    if is_head:
+        _take_heads(session, user, units, actor)
     for unit in units:
         session.add(Membership(user_id=user.id, org_unit_id=unit.id, is_head=is_head))
-        if is_head and unit.leader_id is None:
-            unit.leader_id = user.id
     for role in roles:
         session.add(Membership(user_id=user.id, role_id=role.id))
     session.flush()

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from engine import org
 from engine.audit.models import AuditEvent
 from engine.errors import Conflict, InvalidInput
-from engine.org.models import Membership, User
+from engine.org.models import Membership, OrgUnit, User
 from tests.engine.conftest import at_once
 
 pytestmark = pytest.mark.usefixtures("review_org")
@@ -63,3 +63,28 @@ def test_two_admins_adding_the_same_username_in_two_cases_at_once_add_one(
         with factory() as s:
             assert s.scalar(select(func.count()).select_from(User).where(
                 func.lower(User.username) == names[1])) == 1
+
+
+def test_a_new_head_is_audited_on_the_units_stream(session: Session) -> None:
+    """Was: the unit's leader_id changed with no event on the unit's stream (the sync and 停用 record one)."""
+    user = org.add_user(session, username="zj_head", display_name="住建主任", unit_codes=["zj"], is_head=True)
+    session.commit()  # audit events are appended at commit
+    unit = session.scalar(select(OrgUnit).where(OrgUnit.code == "zj"))
+    assert unit is not None and unit.leader_id == user.id
+    events = list(session.scalars(select(AuditEvent).where(AuditEvent.stream == f"org_unit:{unit.id}",
+                                                           AuditEvent.action == "org.unit.head")))
+    assert len(events) == 1
+    assert events[0].before == {"leader_id": None, "responsible_leader_id": None}
+    assert events[0].after == {"leader_id": user.id, "responsible_leader_id": None}
+
+
+def test_a_head_mark_on_a_unit_that_has_a_head_is_refused(session: Session) -> None:
+    """Was: the new membership said head, the unit kept its head, and the audit event said head: true — the 管理
+    page showed the old head, and nobody was told the tick was ignored."""
+    org.add_user(session, username="zj_head", display_name="住建主任", unit_codes=["zj"], is_head=True)
+    session.commit()
+    with pytest.raises(Conflict) as refused:
+        org.add_user(session, username="zj_head2", display_name="住建副主任", unit_codes=["zj"], is_head=True)
+    assert refused.value.details["field"] == "is_head" and "住建主任" in refused.value.message
+    session.rollback()
+    assert session.scalar(select(func.count()).select_from(User).where(User.username == "zj_head2")) == 0
