@@ -179,6 +179,10 @@ def add_user(session: Session, *, username: str, display_name: str, password: st
         raise InvalidInput("用户名只能包含字母、数字、下划线、点和连字符，并以字母或数字开头 "
                            "(username: letters, digits, _ . - only)", field="username")
     display_name = check_display_name(display_name)
+    # Whoever adds them (the 管理 page, `jzflow add-user`), within what changing one's own password allows
+    if password is not None and not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+        raise InvalidInput(f"密码须为{MIN_PASSWORD}–{MAX_PASSWORD}位 (password: {MIN_PASSWORD}–{MAX_PASSWORD} characters)",
+                           field="password")
     email = mailbox(email)
     # Taken whatever its case: "Zhang" beside "zhang" would be two people to the lists and one to whoever reads them.
     # The lock first: two administrators (or first SSO logins) adding it at once each passed the check before the

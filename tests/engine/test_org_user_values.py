@@ -88,3 +88,15 @@ def test_a_head_mark_on_a_unit_that_has_a_head_is_refused(session: Session) -> N
     assert refused.value.details["field"] == "is_head" and "住建主任" in refused.value.message
     session.rollback()
     assert session.scalar(select(func.count()).select_from(User).where(User.username == "zj_head2")) == 0
+
+
+@pytest.mark.parametrize("password", ["a", "x" * 7, "x" * 201])
+def test_a_password_outside_8_to_200_characters_is_refused_whoever_adds_the_user(session: Session,
+                                                                                  password: str) -> None:
+    """Was: only the 管理 page checked the minimum, so `jzflow add-user x --password a` made a one-letter password,
+    and the page took 100,000 characters where changing one's password allows 200."""
+    with pytest.raises(InvalidInput) as refused:
+        org.add_user(session, username="li", display_name="李明", password=password)
+    assert refused.value.details["field"] == "password"
+    session.rollback()
+    assert session.scalar(select(func.count()).select_from(User).where(User.username == "li")) == 0
