@@ -215,34 +215,39 @@ def _tell_inactive(session: Session, passed_over: Sequence[PassedOver], owners: 
         note_owners(session, owners, p.instance_id, title, body)
 
 
+def _who(names: list[str]) -> tuple[list[str], str]:
+    """The names an audit event and a note name (at most MAX_TOLD, each as told_name shows it), and how they read."""
+    shown = [told_name(n) for n in names[:MAX_TOLD]]
+    return shown, "、".join(shown) + (f" 等 {len(names)} 个" if len(names) > len(shown) else "")
+
+
+def _tell(session: Session, where: Unnamed, owners: Sequence[int], action: str, listed: dict[str, Any], title: str,
+          body: str) -> None:
+    audit.record(session, SYSTEM, action, stream=f"instance:{where.instance_id}", object_type="process_instance",
+                 object_id=where.instance_id, after={"bpmn_id": where.bpmn_id, "property": where.prop, **listed})
+    note_owners(session, owners, where.instance_id, title, body)
+
+
 def _tell_unknown(session: Session, where: Unnamed, names: list[str], owners: Sequence[int]) -> None:
     if where.kind == "group":
         _tell_group(session, where, names, owners)
         return
-    shown = [told_name(n) for n in names[:MAX_TOLD]]
-    audit.record(session, SYSTEM, "task.assignee_unknown", stream=f"instance:{where.instance_id}",
-                 object_type="process_instance", object_id=where.instance_id,
-                 after={"bpmn_id": where.bpmn_id, "property": where.prop, "usernames": shown, "count": len(names)})
-    who = "、".join(shown) + (f" 等 {len(names)} 个" if len(names) > len(shown) else "")
-    title = f"流程 {where.process_key} 的任务 {where.bpmn_id}（{where.task_name}）指向不存在的人员 {who}"
-    body = (f"任务 {where.bpmn_id} 的 {where.prop} 指向不存在的人员 {who}，已跳过："
-            "改由其余候选人、泳道、发起人或管理员办理。请修改流程或其数据 "
-            f"(task '{where.bpmn_id}': {where.prop} names {len(names)} name(s) nobody has, listed above; passed over)")
-    note_owners(session, owners, where.instance_id, title, body)
+    shown, who = _who(names)
+    _tell(session, where, owners, "task.assignee_unknown", {"usernames": shown, "count": len(names)},
+          f"流程 {where.process_key} 的任务 {where.bpmn_id}（{where.task_name}）指向不存在的人员 {who}",
+          f"任务 {where.bpmn_id} 的 {where.prop} 指向不存在的人员 {who}，已跳过："
+          "改由其余候选人、泳道、发起人或管理员办理。请修改流程或其数据 "
+          f"(task '{where.bpmn_id}': {where.prop} names {len(names)} name(s) nobody has, listed above; passed over)")
 
 
 def _tell_group(session: Session, where: Unnamed, names: list[str], owners: Sequence[int]) -> None:
-    shown = [told_name(n) for n in names[:MAX_TOLD]]
-    audit.record(session, SYSTEM, "task.assignee_not_user", stream=f"instance:{where.instance_id}",
-                 object_type="process_instance", object_id=where.instance_id,
-                 after={"bpmn_id": where.bpmn_id, "property": where.prop, "names": shown, "count": len(names)})
-    who = "、".join(shown) + (f" 等 {len(names)} 个" if len(names) > len(shown) else "")
-    title = f"流程 {where.process_key} 的任务 {where.bpmn_id}（{where.task_name}）的 assignee 指向单位/角色 {who}"
-    body = (f"任务 {where.bpmn_id} 的 assignee 指向 {who}，是单位/角色而不是用户名，已跳过：改由候选人、泳道、发起人或"
-            "管理员办理。请用 candidates（候选人表达式）指定单位或角色 "
-            f"(task '{where.bpmn_id}': assignee names {len(names)} unit(s) or role(s), not usernames; passed over: "
-            "name units and roles in candidates)")
-    note_owners(session, owners, where.instance_id, title, body)
+    shown, who = _who(names)
+    _tell(session, where, owners, "task.assignee_not_user", {"names": shown, "count": len(names)},
+          f"流程 {where.process_key} 的任务 {where.bpmn_id}（{where.task_name}）的 assignee 指向单位/角色 {who}",
+          f"任务 {where.bpmn_id} 的 assignee 指向 {who}，是单位/角色而不是用户名，已跳过：改由候选人、泳道、发起人或"
+          "管理员办理。请用 candidates（候选人表达式）指定单位或角色 "
+          f"(task '{where.bpmn_id}': assignee names {len(names)} unit(s) or role(s), not usernames; passed over: "
+          "name units and roles in candidates)")
 
 
 def due_time(value: object) -> datetime | None:

@@ -7,8 +7,6 @@ out of reach is reported exactly like one that does not exist.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -20,18 +18,9 @@ from engine.runtime.models import ProcessInstance
 from engine.tasks.models import HumanTask
 from plan.indicators.models import Industry
 from plan.leads.models import InvestmentLead
+from plan.ledger.views import LogLine  # a lead's record reads as an issue's: its audit stream, step by step
 from plan.projects.models import Project
 from plan.projects.views import Reach
-
-
-@dataclass(frozen=True)
-class LeadLine:
-    """A step of the lead's own record (登记, 派单, 响应, 对接, 反馈, 责任领导) from its audit stream."""
-
-    at: datetime
-    action: str
-    who: str
-    after: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -45,7 +34,7 @@ class LeadDetail:
     project: Project | None  # None also when the project is out of reach
     instance: ProcessInstance | None
     open_tasks: list[HumanTask]
-    log: list[LeadLine]
+    log: list[LogLine]
 
 
 def sees_lead(reach: Reach, lead: InvestmentLead) -> bool:
@@ -80,7 +69,7 @@ def lead_detail(session: Session, reach: Reach, lead_id: int) -> LeadDetail:
     events = list(session.scalars(select(AuditEvent).where(AuditEvent.stream == f"investment_lead:{lead.id}")
                                   .order_by(AuditEvent.seq)))
     actors = _names(session, {e.actor_id for e in events})
-    log = [LeadLine(e.at, e.action, actors.get(e.actor_id or -1, e.actor_name),
+    log = [LogLine(e.at, e.action, actors.get(e.actor_id or -1, e.actor_name),
                     e.after if isinstance(e.after, dict) else {}) for e in events]
     instance = session.get(ProcessInstance, lead.instance_id) if lead.instance_id else None
     open_tasks = list(session.scalars(select(HumanTask).where(HumanTask.instance_id == instance.id,
@@ -101,4 +90,4 @@ def instance_leads(session: Session, reach: Reach, instance_id: int) -> list[Inv
             if sees_lead(reach, lead)]
 
 
-__all__ = ["LeadDetail", "LeadLine", "instance_leads", "lead_detail", "sees_lead", "visible_lead"]
+__all__ = ["LeadDetail", "instance_leads", "lead_detail", "sees_lead", "visible_lead"]
