@@ -93,12 +93,25 @@ def mailbox(value: str | None) -> str | None:
     return address
 
 
+def _label(value: str, limit: int, field: str, what: str) -> str:
+    """Return a unit's or role's code or name (stripped) as its column keeps it and every list shows it.
+
+    Raises: InvalidInput naming the field (blank, longer than its column, a control or invisible character)
+    """
+    text = value.strip()
+    if not text or len(text) > limit or not plain(text):
+        raise InvalidInput(f"{what}须为1–{limit}个字符，且不含控制字符或不可见字符 ({field}: 1–{limit} characters, "
+                           "no control or invisible characters)", field=field)
+    return text
+
+
 def add_unit(session: Session, *, code: str, name: str, kind: str = "department",
              parent_code: str | None = None, actor: Actor = SYSTEM) -> OrgUnit:
     """Add an org unit (flushes).
 
-    Raises: Conflict, NotFound
+    Raises: InvalidInput (code, name), Conflict, NotFound
     """
+    code, name = _label(code, 80, "code", "单位代码"), _label(name, 120, "name", "单位名称")
     if session.scalar(select(OrgUnit.id).where((OrgUnit.code == code) | (OrgUnit.name == name))) is not None:
         raise Conflict(f"单位已存在 (unit exists): {code} / {name}", field="code")
     parent_id = None
@@ -117,8 +130,9 @@ def add_unit(session: Session, *, code: str, name: str, kind: str = "department"
 def add_role(session: Session, *, code: str, name: str, actor: Actor = SYSTEM) -> Role:
     """Add a role (flushes).
 
-    Raises: Conflict
+    Raises: InvalidInput (code, name), Conflict
     """
+    code, name = _label(code, 80, "code", "角色代码"), _label(name, 120, "name", "角色名称")
     if session.scalar(select(Role.id).where((Role.code == code) | (Role.name == name))) is not None:
         raise Conflict(f"角色已存在 (role exists): {code} / {name}", field="code")
     role = Role(code=code, name=name)
