@@ -6,6 +6,8 @@ epoch, web/common.py).
 """
 from __future__ import annotations
 
+import logging
+
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask import session as cookie_session
 from flask.typing import ResponseReturnValue
@@ -23,6 +25,10 @@ from web.auth.sso import bp as sso_bp
 from web.common import SSO_SESSION, LoginUser, commit, current_actor, db_session
 
 bp = Blueprint("auth", __name__)
+# Failed and refused logins, one line each (the name as sent, cut and printable; the client's address): the audit
+# trail records successes only — written for existing accounts alone it would tell usernames apart by its time, and
+# a flood of guesses would fill its chains.
+log = logging.getLogger("jzflow.auth")
 __all__ = ["bp", "safe_next", "sso_bp"]
 # A hash to compare against when the user does not exist, so timing does not tell usernames apart.
 _DUMMY_HASH = "scrypt:32768:8:1$dummydummydummy$" + "0" * 128
@@ -36,6 +42,12 @@ def _limits() -> login_guard.Limits:
     return login_guard.Limits(per_account=settings.login_account_failures,
                               per_address=settings.login_address_failures,
                               window_seconds=settings.login_window_seconds)
+
+
+def _failed(username: str, address: str | None, outcome: str) -> None:
+    shown = "".join(c if c.isprintable() else "\ufffd" for c in username[:80])
+    log.warning("登录失败 (login failed): %s user=%r address=%s", outcome, shown, address,
+                extra={"username": shown, "address": address, "outcome": outcome})  # the fields again, for JSON logs
 
 
 def _too_many(username: str, wait: int) -> ResponseReturnValue:
@@ -60,6 +72,7 @@ def login() -> ResponseReturnValue:
         wait = login_guard.attempt(session, username=username, address=address, now=now, limits=limits)
         session.commit()
         if wait:  # refused before the password is even looked at: guessing on stops here
+            _failed(username, address, "refused")
             return _too_many(username, wait)
         user = directory.by_username(session, username)
         ok = check_password_hash(user.password_hash if user and user.password_hash else _DUMMY_HASH, password)
@@ -74,6 +87,7 @@ def login() -> ResponseReturnValue:
             session.commit()
             return redirect(_safe_next(request.form.get("next") or request.args.get("next")))
         error = _("用户名或密码错误")  # the failure was counted above
+        _failed(username, address, "failed")
         if oidc.load_settings().enabled and not oidc.load_settings().allows_password(username):
             error = _("本系统已启用统一身份认证，请点击“统一身份认证登录”")
     return render_template("auth/login.html", error=error, username=username,
