@@ -215,6 +215,18 @@ def test_next_never_leaves_the_site(sso_app: Flask, provider: Provider, target: 
     assert location.startswith("/") and not location.startswith("//") and "evil" not in location
 
 
+def test_a_next_too_long_for_the_pending_cookie_lands_on_the_inbox(sso_app: Flask, provider: Provider) -> None:
+    """A `next` of several KB went into the pending login's cookie, which the browser then dropped (over 4 KB): that
+    login could not finish. A path longer than MAX_NEXT is not kept; the login lands on the inbox."""
+    provider.set_user("sub-long", {"preferred_username": "longnext", "unit": "fgj"})
+    client = sso_app.test_client()
+    response = _sign_in(client, provider, "sub-long", next_path="/inbox?q=" + "x" * 6000)
+    assert response.status_code == 302 and response.headers["Location"] == "/inbox"
+    assert _logged_in(client)
+    kept = "/inbox?q=" + "x" * 100
+    assert _sign_in(sso_app.test_client(), provider, "sub-long", next_path=kept).headers["Location"] == kept
+
+
 def test_with_sso_on_only_listed_accounts_log_in_with_a_password(sso_app: Flask) -> None:
     client = sso_app.test_client()
     response = client.post("/login", data={"username": "fg", "password": PASSWORD, "csrf_token": csrf_of(client)})
