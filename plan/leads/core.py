@@ -29,6 +29,7 @@ from plan.leads.models import SOURCES, InvestmentLead
 from plan.projects import core as projects
 from plan.projects import fields
 from plan.projects.models import Project
+from plan.status_moves import Lifecycle
 
 OPEN_STATES = ("registered", "dispatched", "accepted", "returned", "contacting")
 TRANSITIONS: dict[str, frozenset[str]] = {  # status → the statuses it may be reached from
@@ -39,6 +40,10 @@ TRANSITIONS: dict[str, frozenset[str]] = {  # status → the statuses it may be 
     "project": frozenset({"contacting"}),
     "dropped": frozenset({"contacting"}),
 }
+# taken again after 退回 or 撤回 (a dispatch withdrawn, 对接 sent back to 响应), a step may move the lead back to its own
+# status from a later one (plan/status_moves.py)
+LIFECYCLE = Lifecycle(TRANSITIONS, {"registered": 0, "dispatched": 1, "returned": 2, "accepted": 2, "contacting": 3,
+                                    "project": 4, "dropped": 4}, ended=frozenset({"project", "dropped"}))
 CONTACT_WAYS = ("meeting", "visit", "video", "phone")
 MAX_WORKING_DAYS = 250
 MAX_CONTACTS = 100  # 对接 rounds of one lead (each adds to the instance's state)
@@ -110,7 +115,7 @@ def _own(ctx: RunContext, lead_id: Any) -> InvestmentLead:
 
 
 def _move(lead: InvestmentLead, status: str) -> None:
-    if lead.status not in TRANSITIONS[status]:
+    if not LIFECYCLE.allows(lead.status, status):
         raise Conflict(f"线索 {lead.code} 状态为 {lead.status}，不能转为 {status} (transition not allowed)",
                        lead_id=lead.id, status=lead.status, to=status)
     lead.status = status

@@ -30,6 +30,7 @@ from engine.runtime.effects import RunContext, service
 from plan.dates import YEARS, require_year
 from plan.ledger.models import LedgerIssue
 from plan.projects.models import Project
+from plan.status_moves import Lifecycle
 
 SOURCES = ("service_visit", "project", "manual")
 OPEN_STATES = ("registered", "dispatched", "accepted", "in_progress", "feedback", "confirmed", "returned")
@@ -43,10 +44,10 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "confirmed": frozenset({"feedback"}),  # 回访: the person who raised it confirms the fix
     "closed": frozenset({"confirmed"}),  # 销号 only after 回访
 }
-# A step reopened by 退回 or 撤回 runs its service again with the issue where the later steps left it: taken again, a
-# step may move the issue back to its own status from any later one (never to or from closed: the process has ended).
+# taken again after 退回 or 撤回, a step may move the issue back to its own status (plan/status_moves.py)
 RANK = {"registered": 0, "dispatched": 1, "returned": 2, "accepted": 2, "in_progress": 3, "feedback": 4,
         "confirmed": 5, "closed": 6}
+LIFECYCLE = Lifecycle(TRANSITIONS, RANK, ended=frozenset({"closed"}))
 HANDLING = ("accepted", "in_progress", "feedback", "confirmed")  # 办理 may be open (again) in these
 MAX_WORKING_DAYS = 250
 YELLOW_WORKING_DAYS = 2  # default: yellow within two working days of the deadline
@@ -136,8 +137,7 @@ def _own_issue(ctx: RunContext, issue_id: Any) -> LedgerIssue:
 
 
 def _move(issue: LedgerIssue, status: str) -> None:
-    again = "closed" not in (status, issue.status) and RANK[issue.status] >= RANK[status]
-    if issue.status not in TRANSITIONS[status] and not again:
+    if not LIFECYCLE.allows(issue.status, status):
         raise Conflict(f"问题 {issue.code} 状态为 {issue.status}，不能转为 {status} (transition not allowed)",
                        issue_id=issue.id, status=issue.status, to=status)
     issue.status = status
