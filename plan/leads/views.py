@@ -11,14 +11,13 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine.audit.models import AuditEvent
 from engine.errors import NotFound
-from engine.org.models import OrgUnit, User
+from engine.org.models import OrgUnit
 from engine.runtime.models import ProcessInstance
 from engine.tasks.models import HumanTask
 from plan.indicators.models import Industry
 from plan.leads.models import InvestmentLead
-from plan.ledger.views import LogLine  # a lead's record reads as an issue's: its audit stream, step by step
+from plan.ledger.views import LogLine, record_of, user_names  # a lead's record reads as an issue's
 from plan.projects.models import Project
 from plan.projects.views import Reach
 
@@ -54,23 +53,14 @@ def visible_lead(session: Session, reach: Reach, lead_id: int) -> InvestmentLead
     return lead
 
 
-def _names(session: Session, ids: set[int | None]) -> dict[int, str]:
-    wanted = [i for i in ids if i is not None]
-    return {u.id: u.display_name for u in session.scalars(select(User).where(User.id.in_(wanted or [-1])))}
-
-
 def lead_detail(session: Session, reach: Reach, lead_id: int) -> LeadDetail:
     """Return a lead's fields, its instance and open tasks, and its record.
 
     Raises: NotFound
     """
     lead = visible_lead(session, reach, lead_id)
-    names = _names(session, {lead.handler_id, lead.responsible_leader_id, lead.dispatched_by_id})
-    events = list(session.scalars(select(AuditEvent).where(AuditEvent.stream == f"investment_lead:{lead.id}")
-                                  .order_by(AuditEvent.seq)))
-    actors = _names(session, {e.actor_id for e in events})
-    log = [LogLine(e.at, e.action, actors.get(e.actor_id or -1, e.actor_name),
-                    e.after if isinstance(e.after, dict) else {}) for e in events]
+    names = user_names(session, {lead.handler_id, lead.responsible_leader_id, lead.dispatched_by_id})
+    log = record_of(session, f"investment_lead:{lead.id}")
     instance = session.get(ProcessInstance, lead.instance_id) if lead.instance_id else None
     open_tasks = list(session.scalars(select(HumanTask).where(HumanTask.instance_id == instance.id,
                                                               HumanTask.state == "ready").order_by(HumanTask.id))) \

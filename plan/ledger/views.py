@@ -221,9 +221,17 @@ def visible_issue(session: Session, reach: Reach, issue_id: int) -> LedgerIssue:
     return issue
 
 
-def _user_names(session: Session, ids: set[int | None]) -> dict[int, str]:
+def user_names(session: Session, ids: set[int | None]) -> dict[int, str]:
     wanted = [i for i in ids if i is not None]
     return {u.id: u.display_name for u in session.scalars(select(User).where(User.id.in_(wanted or [-1])))}
+
+
+def record_of(session: Session, stream: str) -> list[LogLine]:
+    """A case's own record, step by step, from its audit stream (who acted, by their name now)."""
+    events = list(session.scalars(select(AuditEvent).where(AuditEvent.stream == stream).order_by(AuditEvent.seq)))
+    actors = user_names(session, {e.actor_id for e in events})
+    return [LogLine(e.at, e.action, actors.get(e.actor_id or -1, e.actor_name),
+                    e.after if isinstance(e.after, dict) else {}) for e in events]
 
 
 def issue_detail(session: Session, reach: Reach, actor: Actor, issue_id: int) -> IssueDetail:
@@ -233,12 +241,8 @@ def issue_detail(session: Session, reach: Reach, actor: Actor, issue_id: int) ->
     """
     issue = visible_issue(session, reach, issue_id)
     project = session.get(Project, issue.project_id) if issue.project_id else None
-    names = _user_names(session, {issue.handler_id, issue.responsible_leader_id, issue.reported_by_id})
-    events = list(session.scalars(select(AuditEvent).where(AuditEvent.stream == f"ledger_issue:{issue.id}")
-                                  .order_by(AuditEvent.seq)))
-    actors = _user_names(session, {e.actor_id for e in events})
-    log = [LogLine(e.at, e.action, actors.get(e.actor_id or -1, e.actor_name),
-                   e.after if isinstance(e.after, dict) else {}) for e in events]
+    names = user_names(session, {issue.handler_id, issue.responsible_leader_id, issue.reported_by_id})
+    log = record_of(session, f"ledger_issue:{issue.id}")
     instance = session.get(ProcessInstance, issue.instance_id) if issue.instance_id else None
     open_tasks: list[HumanTask] = []
     task_requests: list[ExtensionRequest] = []
@@ -254,7 +258,7 @@ def issue_detail(session: Session, reach: Reach, actor: Actor, issue_id: int) ->
         if access.can_view_instance(session, actor, instance.id):
             rows = list(session.scalars(select(Comment).where(Comment.instance_id == instance.id)
                                         .order_by(Comment.created_at, Comment.id)))
-            authors = _user_names(session, {c.author_id for c in rows})
+            authors = user_names(session, {c.author_id for c in rows})
             comments = [(c, authors.get(c.author_id or -1, "系统")) for c in rows]
     pending = supervision.pending_extension(session, "issue", issue.id)
     watch = session.scalar(select(DeadlineWatch).where(DeadlineWatch.object_type == "issue",
@@ -280,4 +284,4 @@ def instance_issues(session: Session, reach: Reach, instance_id: int) -> list[Le
 
 
 __all__ = ["IssueDetail", "IssueFilter", "IssuePage", "IssueRow", "LogLine", "instance_issues", "issue_clause",
-           "issue_detail", "issue_page", "visible_issue", "warn_times"]
+           "issue_detail", "issue_page", "record_of", "user_names", "visible_issue", "warn_times"]
