@@ -4,8 +4,8 @@ The provider is found through its discovery document (`<issuer>/.well-known/open
 whose `issuer` must equal the configured one exactly); its signing keys come from the document's
 `jwks_uri`, kept for an hour and fetched again once when a token names an unknown key (rotation).
 An ID token is accepted only when its signature verifies against those keys with an asymmetric
-algorithm, `iss` is the issuer, `aud` holds our client id (and `azp` is ours when there are several),
-it is not expired nor issued in the future (a minute of leeway), and `nonce` is the one this browser's
+algorithm, `iss` is the issuer, `aud` holds our client id (`azp`, when present or when `aud` names several
+parties, is ours), it is not expired nor issued in the future (a minute of leeway), and `nonce` is the one this browser's
 login began with. Everything here is plain HTTP and JOSE: the web layer keeps `Pending` in the
 (signed) session cookie and hands back what the provider sent.
 
@@ -347,7 +347,8 @@ def verify_id_token(settings: Settings, id_token: str, *, nonce: str,
         raise SsoError(f"身份令牌无效 (ID token rejected: {exc.error} {getattr(exc, 'claim', '')})".strip(),
                        field="id_token") from exc
     audience = claims.get("aud")
-    if isinstance(audience, list) and len(audience) > 1 and claims.get("azp") != settings.client_id:
+    several = isinstance(audience, list) and len(audience) > 1
+    if (several or "azp" in claims) and claims.get("azp") != settings.client_id:
         raise SsoError("身份令牌的授权方不是本系统 (ID token azp is not ours)", field="id_token")
     if not isinstance(claims.get("nonce"), str) or not secrets.compare_digest(claims["nonce"], nonce):
         raise SsoError("身份令牌的随机数不符 (nonce mismatch): 请重新登录", field="nonce")

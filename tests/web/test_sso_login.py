@@ -404,6 +404,20 @@ def test_a_token_for_another_audience_is_refused(provider: Provider) -> None:
         oidc.verify_id_token(_settings(provider), token, nonce="n-1")
 
 
+def test_a_token_another_party_was_authorised_for_is_refused_even_with_our_audience_alone(provider: Provider) -> None:
+    # OpenID Connect Core 3.1.3.7: when azp is present it must be our client id, whatever aud holds.
+    def signed(**claims: object) -> str:
+        return provider.logout_token(client_id=CLIENT_ID, sub="v1", nonce="n-1", events=None, jti=None, **claims)
+
+    oidc.METADATA.clear()
+    with pytest.raises(oidc.SsoError, match="azp"):
+        oidc.verify_id_token(_settings(provider), signed(azp="another-app"), nonce="n-1")
+    with pytest.raises(oidc.SsoError, match="azp"):
+        oidc.verify_id_token(_settings(provider), signed(aud=[CLIENT_ID, "another-app"]), nonce="n-1")
+    assert oidc.verify_id_token(_settings(provider), signed(azp=CLIENT_ID), nonce="n-1")["sub"] == "v1"
+    assert oidc.verify_id_token(_settings(provider), signed(), nonce="n-1")["sub"] == "v1"
+
+
 def test_a_tampered_token_is_refused(provider: Provider) -> None:
     token = provider.id_token(sub="v1", client_id=CLIENT_ID, nonce="n-1")
     header, payload, signature = token.split(".")
