@@ -15,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from sqlalchemy import case, delete, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -33,6 +34,14 @@ class Limits:
     per_account: int = 10
     per_address: int = 100
     window_seconds: int = 900
+
+
+class Attempt(NamedTuple):
+    """One try counted: the seconds to wait (0: it may go on), and the keys this try brought to their limit — if its
+    password is wrong, it is the failure that locks them (`account`, `address`): once per key and window."""
+
+    wait: int
+    locking: tuple[str, ...] = ()
 
 
 def client_key(address: str | None) -> str | None:
@@ -72,24 +81,28 @@ def _count(session: Session, key: str, *, now: datetime, stale: datetime) -> tup
     return int(failures), start
 
 
-def attempt(session: Session, *, username: str, address: str | None, now: datetime, limits: Limits) -> int:
+def attempt(session: Session, *, username: str, address: str | None, now: datetime, limits: Limits) -> Attempt:
     """Count one try against the account and the address before its password is looked at; return the seconds to
-    wait, 0 when this try may go on (flushes: the caller commits at once, so that tries sent together see it).
+    wait (0 when this try may go on) and the keys it brings to their limit (flushes: the caller commits at once, so
+    that tries sent together see it).
 
     Read first and written after the check, tries sent together all found the count under the limit and were all
-    looked at; counted first (one atomic upsert each), no more than the limit ever are. A refused try is taken back.
+    looked at; counted first (one atomic upsert each), no more than the limit ever are. A refused try is taken back,
+    so one try only in a window reaches a key's limit (each count is returned to one try).
     """
     window = timedelta(seconds=limits.window_seconds)
-    wait, keys = 0, _keys(username, address)
+    wait, keys, locking = 0, _keys(username, address), []
     for key in keys:
         failures, start = _count(session, key, now=now, stale=now - window)
         limit = limits.per_account if key.startswith("user:") else limits.per_address
         if failures > limit:
             wait = max(wait, int((start + window - now).total_seconds()) + 1)
+        elif failures == limit:
+            locking.append("account" if key.startswith("user:") else "address")
     if wait:
         _take_back(session, keys)
     session.flush()
-    return wait
+    return Attempt(wait, () if wait else tuple(locking))
 
 
 def succeeded(session: Session, *, username: str, address: str | None) -> None:

@@ -15,7 +15,7 @@ LIMITS = login_guard.Limits(per_account=3, per_address=5, window_seconds=600)
 
 
 def _attempt(session: Session, frozen: Any, username: str, address: str) -> int:
-    wait = login_guard.attempt(session, username=username, address=address, now=frozen.now(), limits=LIMITS)
+    wait = login_guard.attempt(session, username=username, address=address, now=frozen.now(), limits=LIMITS).wait
     session.commit()
     return wait
 
@@ -35,7 +35,7 @@ def test_hole7_failures_lock_the_account_then_the_window_passes(session: Session
 def test_a_try_is_counted_before_its_check_a_refused_one_and_a_success_are_taken_back(session: Session,
                                                                                        frozen: Any) -> None:
     def attempt(username: str, address: str) -> int:
-        wait = login_guard.attempt(session, username=username, address=address, now=frozen.now(), limits=LIMITS)
+        wait = login_guard.attempt(session, username=username, address=address, now=frozen.now(), limits=LIMITS).wait
         session.commit()
         return wait
 

@@ -131,6 +131,9 @@ def test_guessing_the_current_password_from_an_open_session_is_limited_like_logi
     assert refused.status_code == 429 and "current_password" in refused.get_data(as_text=True)
     assert _post_login(app.test_client(), "window", PASSWORD, address="10.3.0.1").status_code == 429
     assert _post_login(app.test_client(), "fg", PASSWORD, address="10.3.0.1").status_code == 302  # others log in
+    with db(app) as s:  # the guess that locked the account is audited once, like a login's
+        locks = s.scalars(select(AuditEvent).where(AuditEvent.action == "auth.lockout")).all()
+        assert [(e.object_id, e.after["username"]) for e in locks] == [("account", "window")]
 
 
 def test_current_passwords_guessed_at_once_get_no_more_tries_than_the_limit(
@@ -356,3 +359,30 @@ def test_every_failed_or_refused_login_is_logged_with_its_name_and_address(
     assert ("登录失败 (login failed): refused user='fg' address=10.4.0.10", "fg", "10.4.0.10",
             "refused") in lines  # past the limit: refused before the password is looked at, still logged
     assert all(r[2] != "10.3.0.3" for r in lines)  # a success is the audit trail's (auth.login)
+
+
+def test_an_account_or_address_locked_by_failures_is_in_the_audit_trail_once_per_window(
+        app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    """等保 asks that login failures be audited; single guesses stay in the log (a flood would fill the chains, and a
+    write only for existing accounts would tell usernames apart), but a lock is an event an auditor must see: the
+    failure that locks an account or an address is recorded once per window, for a name that exists or not alike."""
+    monkeypatch.setenv("JZFLOW_LOGIN_ADDRESS_FAILURES", "6")
+
+    def lockouts() -> list[tuple[str, str, Any]]:
+        with db(app) as s:
+            events = s.scalars(select(AuditEvent).where(AuditEvent.action == "auth.lockout")
+                               .order_by(AuditEvent.id)).all()
+            assert audit.verify(s).ok
+            return [(e.actor_name, e.object_id, e.after) for e in events]
+
+    for i in range(12):  # the 10th locks the account; the 11th and 12th are refused unlooked-at: no second record
+        _post_login(app.test_client(), "window", "wrong", address=f"10.5.0.{i}")
+    assert lockouts() == [("system", "account", {"username": "window", "ip": "10.5.0.9", "minutes": 15})]
+    for i in range(10):  # a name nobody has is recorded alike
+        _post_login(app.test_client(), "nobody\x1b", "wrong", address=f"10.6.0.{i}")
+    assert lockouts()[1:] == [("system", "account", {"username": "nobody\ufffd", "ip": "10.6.0.9", "minutes": 15})]
+    for name in ("a1", "a2", "a3", "a4", "a5", "a6", "a7"):  # six failures lock the address
+        _post_login(app.test_client(), name, "wrong", address="10.7.7.7")
+    assert lockouts()[2:] == [("system", "address", {"username": "a6", "ip": "10.7.7.7", "minutes": 15})]
+    assert _post_login(app.test_client(), "fg", PASSWORD, address="10.8.0.1").status_code == 302
+    assert len(lockouts()) == 3  # a success records auth.login, never a lockout

@@ -18,16 +18,17 @@ from werkzeug.security import check_password_hash
 from engine import audit, clock, config, org
 from engine.errors import InvalidInput, RateLimited
 from engine.org import directory, login_guard, oidc
-from engine.org.actors import actor_of
+from engine.org.actors import SYSTEM, actor_of
 from web.auth.redirects import safe_next
 from web.auth.sso import LOGOUT_HINT, logout_target
 from web.auth.sso import bp as sso_bp
 from web.common import SSO_SESSION, LoginUser, commit, current_actor, db_session
 
 bp = Blueprint("auth", __name__)
-# Failed and refused logins, one line each (the name as sent, cut and printable; the client's address): the audit
-# trail records successes only — written for existing accounts alone it would tell usernames apart by its time, and
-# a flood of guesses would fill its chains.
+# Failed and refused logins, one line each (the name as sent, cut and printable; the client's address). The audit
+# trail records successes, and of the failures only the one that locks an account or an address (auth.lockout, once
+# per key and window, for any name): every guess there would fill its chains, and a write for existing accounts alone
+# would tell usernames apart by its time.
 log = logging.getLogger("jzflow.auth")
 __all__ = ["bp", "safe_next", "sso_bp"]
 # A hash to compare against when the user does not exist, so timing does not tell usernames apart.
@@ -44,10 +45,18 @@ def _limits() -> login_guard.Limits:
                               window_seconds=settings.login_window_seconds)
 
 
-def _failed(username: str, address: str | None, outcome: str) -> None:
+def _failed(username: str, address: str | None, outcome: str, locking: tuple[str, ...] = ()) -> None:
+    """Log a failed or refused try; a failure that locks the account or the address is also audited, once per
+    key and window (an auditor sees the lock, not every guess) and for a name that exists or not alike."""
     shown = "".join(c if c.isprintable() else "\ufffd" for c in username[:80])
     log.warning("登录失败 (login failed): %s user=%r address=%s", outcome, shown, address,
                 extra={"username": shown, "address": address, "outcome": outcome})  # the fields again, for JSON logs
+    if locking:
+        session, minutes = db_session(), max(1, config.load().login_window_seconds // 60)
+        for key in locking:
+            audit.record(session, SYSTEM, "auth.lockout", stream="auth:lockout", object_type="login_key",
+                         object_id=key, after={"username": shown, "ip": address, "minutes": minutes})
+        session.commit()
 
 
 def _too_many(username: str, wait: int) -> ResponseReturnValue:
@@ -69,7 +78,7 @@ def login() -> ResponseReturnValue:
         session = db_session()
         limits, now, address = _limits(), clock.now(), request.remote_addr
         # Counted, and committed, before the password is looked at: tries sent together see each other.
-        wait = login_guard.attempt(session, username=username, address=address, now=now, limits=limits)
+        wait, locking = login_guard.attempt(session, username=username, address=address, now=now, limits=limits)
         session.commit()
         if wait:  # refused before the password is even looked at: guessing on stops here
             _failed(username, address, "refused")
@@ -87,7 +96,7 @@ def login() -> ResponseReturnValue:
             session.commit()
             return redirect(_safe_next(request.form.get("next") or request.args.get("next")))
         error = _("用户名或密码错误")  # the failure was counted above
-        _failed(username, address, "failed")
+        _failed(username, address, "failed", locking)
         if oidc.load_settings().enabled and not oidc.load_settings().allows_password(username):
             error = _("本系统已启用统一身份认证，请点击“统一身份认证登录”")
     return render_template("auth/login.html", error=error, username=username,
@@ -126,7 +135,7 @@ def password() -> ResponseReturnValue:
         session, limits, now = db_session(), _limits(), clock.now()
         username, address = current_user.user.username, request.remote_addr
         # A current password tried is a login tried: a session left open must not let anyone guess on without end.
-        wait = login_guard.attempt(session, username=username, address=address, now=now, limits=limits)
+        wait, locking = login_guard.attempt(session, username=username, address=address, now=now, limits=limits)
         session.commit()
         if wait:
             raise RateLimited(f"密码错误次数过多，请{max(1, (wait + 59) // 60)}分钟后再试 (current password: too many "
@@ -135,10 +144,12 @@ def password() -> ResponseReturnValue:
             user = org.change_password(session, user_id=current_user.user.id, current=form.get("current_password", ""),
                                        new=form.get("new_password", ""), actor=current_actor())
         except InvalidInput as exc:
+            session.rollback()
             if exc.details.get("field") != "current_password":  # the current password was right: no failure
-                session.rollback()
                 login_guard.succeeded(session, username=username, address=address)
                 session.commit()
+            else:
+                _failed(username, address, "failed", locking)
             raise
         login_guard.succeeded(session, username=username, address=address)
         commit()

@@ -29,7 +29,7 @@ ACTIONS = {
     "escalation.yellow": "黄灯临期提醒", "escalation.red": "红灯逾期提醒", "escalation.handler": "提醒承办人",
     "escalation.unit_head": "升级至单位负责人", "escalation.responsible_leader": "升级至责任领导",
     "escalation.city_leader": "升级至市级领导", "approval.working_days": "计算审批工作日",
-    "auth.login": "登录", "auth.logout": "退出登录", "api_token.issue": "签发接口令牌", "api_token.revoke": "吊销接口令牌",
+    "auth.login": "登录", "auth.logout": "退出登录", "auth.lockout": "登录失败锁定", "api_token.issue": "签发接口令牌", "api_token.revoke": "吊销接口令牌",
     "call.publish": "发布揭榜任务", "call.bid": "揭榜", "call.appoint": "确定揭榜单位", "call.close": "关闭揭榜任务",
     "cc.read": "阅读抄送", "demo.load": "载入演示数据", "filter.save": "保存筛选", "filter.delete": "删除筛选",
     "indicator.record": "录入指标数据", "indicator.value.set": "修改指标数据", "indicator.value.delete": "删除指标数据",
