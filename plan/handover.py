@@ -13,6 +13,9 @@ without a successor has nobody to take it: the admin page and the CLI refuse unt
 directory sync leaves it and reports it. One audit event per item, on the item's own stream, as its steps are; the
 deadline ladder and the views read the new handler from then on, and so do the item's next process steps
 (their assignee comes from the item's snapshot, which each service step reads again).
+
+A person who moves to another unit (调岗, `Passing.left`: engine.org.leaving.move) hands back the same way, with no
+successor, the items of the units they left: the unit's head takes them (else the unit), not the mover's new unit.
 """
 from __future__ import annotations
 
@@ -55,9 +58,11 @@ def _heir(session: Session, unit_id: int | None, passing: Passing) -> tuple[bool
     return True, head if head is not None and head.is_active else None
 
 
-def _rows(session: Session, kind: Kind, user_id: int, *, lock: bool) -> list[Any]:
+def _rows(session: Session, kind: Kind, user_id: int, *, lock: bool, units: frozenset[int] | None = None) -> list[Any]:
     query = select(kind.model).where(kind.model.handler_id == user_id, kind.model.status.in_(kind.open_states)) \
         .order_by(kind.model.id)
+    if units is not None:  # a move: only the items of the units they left
+        query = query.where(kind.model.unit_id.in_(units or {-1}))
     if lock:  # as an item's own step locks it: a step that moved it meanwhile is read as it is now
         query = query.with_for_update().execution_options(populate_existing=True)
     return list(session.scalars(query))
@@ -69,7 +74,7 @@ def hand_over(session: Session, passing: Passing) -> tuple[list[Item], list[Item
     stuck: list[Item] = []
     received: Counter[int] = Counter()
     for kind in KINDS:
-        for row in _rows(session, kind, passing.user.id, lock=passing.apply):
+        for row in _rows(session, kind, passing.user.id, lock=passing.apply, units=passing.left):
             label = f"{row.code} {row.title}"
             takes, to = _heir(session, row.unit_id, passing)
             if not takes:
@@ -88,8 +93,9 @@ def hand_over(session: Session, passing: Passing) -> tuple[list[Item], list[Item
             if to is not None:
                 received[to.id] += 1
     who = passing.user.display_name or passing.user.username
+    gone = "已停用" if passing.left is None else "已调离本单位"
     for user_id, count in received.items():
         notify.send(session, notify.Note(user_id=user_id, kind="task_assigned", link="/supervision",
-                                         title=f"{who} 已停用，其负责的 {count} 项问题或招商线索已移交给您 "
+                                         title=f"{who} {gone}，其负责的 {count} 项问题或招商线索已移交给您 "
                                                f"({count} items handed over to you)"[:300]))
     return given, stuck

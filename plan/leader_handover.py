@@ -100,6 +100,8 @@ def _rows(session: Session, kind: Kind, user_id: int, *, lock: bool) -> list[Any
 def hand_over(session: Session, passing: Passing) -> tuple[list[Item], list[Item]]:
     """Hand over (or, `passing.apply` False, say what would be) the person's open items as their responsible leader:
     (handed over, stuck — always empty)."""
+    if passing.left is not None:  # a move (调岗): a leader's marks on units are the directory's to move, not a membership
+        return [], []
     given: list[Item] = []
     received: Counter[int] = Counter()
     leaderless: Counter[int] = Counter()  # by the item's unit

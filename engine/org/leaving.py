@@ -52,6 +52,9 @@ class Passing:
     actor: Actor
     reason: str
     apply: bool
+    # A move (调岗, engine.org.leaving.move): only the items of these units, which the person has left, are handed
+    # over (to the unit's head, else back to the unit), and only as their handler; None: a 停用, every item.
+    left: frozenset[int] | None = None
 
 
 # The application's open items a person is responsible for (registered at install, e.g. by plan.app). Each hook is
@@ -193,3 +196,24 @@ def deactivate_user(session: Session, *, user_id: int, actor: Actor = SYSTEM, su
     core.deactivate_account(session, user=user, actor=actor)
     return Leaving(user=user, unit=unit, successor=taker, handed_over=done.touched, stuck=done.stuck, items=items,
                    items_stuck=stuck, units=units)
+
+
+def move(session: Session, *, user: User, actor: Actor, reason: str, left: set[int] | None = None,
+         roles: set[int] | None = None) -> tuple[list[int], list[Item]]:
+    """调岗: the person stays active; the work they held as a member of the units (`left`) or roles (`roles`) they no
+    longer have goes back (flushes). Called once their memberships are what they are now (the directory sync, single
+    sign-on's claims).
+
+    Tasks they claimed from those pools go back to the pools (engine.tasks.handover.give_back); the application's items
+    of those units whose 责任人 they are go to the unit's head, else back to the unit (the `HANDOVERS` hooks, told
+    `Passing.left`). What was given to them by name, and the 责任领导 marks (the directory's to move), stay.
+    Returns (the task ids released, the items handed over).
+    """
+    tasks = handover.give_back(session, user=user, actor=actor, reason=reason, left=left, roles=roles)
+    items: list[Item] = []
+    if left:
+        extensions.load()
+        passing = Passing(user, None, None, actor, reason, True, left=frozenset(left))
+        for hook in HANDOVERS:
+            items += hook(session, passing)[0]
+    return tasks, items

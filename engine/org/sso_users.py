@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from engine import audit
 from engine.db import advisory_lock
 from engine.errors import InvalidInput
-from engine.org import core
+from engine.org import core, leaving
 from engine.org.actors import SYSTEM, Actor, actor_of
 from engine.org.models import Membership, OrgUnit, Role, User
 from engine.org.oidc import Settings, SsoRefused
@@ -214,6 +214,7 @@ def _state(session: Session, user: User) -> dict[str, Any]:
 
 
 def _set_units(session: Session, user: User, units: list[OrgUnit]) -> None:
+    """Bring the person's units to the claim's; what they claimed from the pool of a unit they left goes back (调岗)."""
     wanted = {u.id for u in units}
     have = set(session.scalars(select(Membership.org_unit_id).where(
         Membership.user_id == user.id, Membership.org_unit_id.is_not(None), Membership.role_id.is_(None))))
@@ -223,6 +224,9 @@ def _set_units(session: Session, user: User, units: list[OrgUnit]) -> None:
                                                  Membership.org_unit_id.in_(gone), Membership.role_id.is_(None)))
     for unit_id in sorted(wanted - have):
         session.add(Membership(user_id=user.id, org_unit_id=unit_id))
+    if gone:
+        session.flush()
+        leaving.move(session, user=user, left={i for i in gone if i is not None}, actor=SYSTEM, reason="sso: moved")
 
 
 def _set_roles(session: Session, user: User, roles: list[Role], managed: set[str] | None) -> None:
@@ -235,5 +239,8 @@ def _set_roles(session: Session, user: User, roles: list[Role], managed: set[str
     if gone:
         session.execute(delete(Membership).where(Membership.user_id == user.id,
                                                  Membership.role_id.in_(gone), Membership.org_unit_id.is_(None)))
+        session.flush()  # what they claimed from that role's pool goes back to it
+        leaving.move(session, user=user, roles={i for i in gone if i is not None}, actor=SYSTEM,
+                     reason="sso: role removed")
     for role_id in sorted(wanted - have):
         session.add(Membership(user_id=user.id, role_id=role_id))

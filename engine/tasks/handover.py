@@ -12,6 +12,9 @@ leavers), in the deactivation's transaction. What a person holds, and where each
 
 A task nobody else could take (no other candidate, no unit, no successor) is `stuck`: the admin page refuses
 the deactivation until a successor is named; the directory sync leaves it where it is (its leavers have a unit).
+
+A person who moves to another unit (调岗: the directory sync, single sign-on's unit claim) stays active and keeps what
+was given to them by name; what they claimed from the pool of a unit they left goes back to it (`give_back`).
 """
 from __future__ import annotations
 
@@ -24,9 +27,10 @@ from sqlalchemy.orm import Session
 from engine import audit, notify
 from engine.db import is_postgres
 from engine.errors import InvalidInput
-from engine.org.actors import Actor
+from engine.org.actors import Actor, actor_of
 from engine.org.models import User
 from engine.runtime.models import ProcessInstance
+from engine.tasks.lookup import is_candidate
 from engine.tasks.models import OPEN_STATES, HumanTask, TaskCandidate
 
 # A co-signer's task waiting for its holder's submission (state pending) is open and the co-signer's too.
@@ -159,4 +163,36 @@ def hand_over(session: Session, *, user_id: int, unit_id: int | None, actor: Act
     if successor is not None and given:
         notify.send(session, notify.Note(user_id=successor.id, kind="task_assigned", link="/inbox",
                                          title=f"{len(given)} 项待办已移交给您 ({len(given)} tasks handed over to you)"))
+    return done
+
+
+def give_back(session: Session, *, user: User, actor: Actor, reason: str, left: set[int] | None = None,
+              roles: set[int] | None = None) -> list[int]:
+    """调岗: release the tasks the person claimed from the pool of a unit they have left, or of a role they lost
+    (flushes); return their ids.
+
+    Called once their memberships are what they are now. A task goes back when one of its candidates is a unit in
+    `left` (or a role in `roles`) and none names them any longer (by name, a unit or a role they still hold): until
+    then they remained its holder, could complete it and saw its case, and the colleagues who stayed could not claim
+    it. What was given to them by name (an assignment, 转办, 委派 to them, 加签) stays theirs. Each release is audited
+    once, as a handover's.
+    """
+    left, roles = left or set(), roles or set()
+    if not left and not roles:
+        return []
+    lock_instances(session, user.id)  # as a 停用: the instances first, then the task rows
+    now = actor_of(session, user)
+    done: list[int] = []
+    for task in _theirs(session, user.id):
+        if task.assignee_id != user.id or task.kind == "cosign" or task.delegation_state == "pending" \
+                or is_candidate(task, now) \
+                or not any(c.org_unit_id in left or c.role_id in roles for c in task.candidates):
+            continue
+        before = {"assignee_id": task.assignee_id, "owner_id": task.owner_id}
+        task.assignee_id = None
+        session.flush()
+        audit.record(session, actor, "task.return_to_candidates", stream=f"instance:{task.instance_id}",
+                     object_type="human_task", object_id=task.id, before=before,
+                     after={"bpmn_id": task.bpmn_id, "reason": reason, "unit_candidate": None})
+        done.append(task.id)
     return done
