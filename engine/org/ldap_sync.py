@@ -19,7 +19,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, select, text, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from engine import audit, notify
@@ -29,6 +29,7 @@ from engine.org import core, leaving
 from engine.org.actors import SYSTEM, Actor
 from engine.org.ldap_read import PersonEntry, Settings, Snapshot, UnitEntry
 from engine.org.models import Membership, OrgUnit, User
+from engine.tasks.models import OPEN_STATES, HumanTask, TaskCandidate
 
 SOURCE = "ldap"
 LOCK_KEY = 0x6A7A_6469_7273  # "jzdirs": the advisory lock every directory sync takes
@@ -41,6 +42,7 @@ class Report:
     dry_run: bool = False
     units_added: list[str] = field(default_factory=list)
     units_updated: list[str] = field(default_factory=list)
+    units_gone: list[str] = field(default_factory=list)  # no longer in the directory: kept, no longer the directory's
     users_added: list[str] = field(default_factory=list)
     users_updated: list[str] = field(default_factory=list)
     users_moved: list[str] = field(default_factory=list)
@@ -51,8 +53,8 @@ class Report:
 
     @property
     def changes(self) -> int:
-        return sum(len(x) for x in (self.units_added, self.units_updated, self.users_added, self.users_updated,
-                                    self.users_moved, self.users_deactivated))
+        return sum(len(x) for x in (self.units_added, self.units_updated, self.units_gone, self.users_added,
+                                    self.users_updated, self.users_moved, self.users_deactivated))
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "changes": self.changes}
@@ -65,6 +67,7 @@ class Report:
                f"更新人员 {len(self.users_updated)}, 调动 {len(self.users_moved)}, 停用 {len(self.users_deactivated)}, "
                f"退回待办 {self.tasks_returned}, 跳过 {len(self.skipped)}"]
         for label, items in (("+ 单位 (unit added)", self.units_added), ("~ 单位 (unit updated)", self.units_updated),
+                             ("! 单位已不在目录中 (unit gone from the directory)", self.units_gone),
                              ("+ 人员 (added)", self.users_added), ("~ 人员 (updated)", self.users_updated),
                              ("> 调动 (moved)", self.users_moved), ("- 停用 (deactivated)", self.users_deactivated),
                              ("! 跳过 (skipped)", self.skipped)):
@@ -122,6 +125,7 @@ def sync(session: Session, settings: Settings, snap: Snapshot, *, dry_run: bool 
     units = _sync_units(session, snap, report, actor)
     people = _sync_people(session, snap, units, by_dn, by_name, report, actor)
     _sync_leaders(session, snap, units, people, report, actor)
+    _units_gone(session, snap, report, actor)
     for user in sorted(leavers, key=lambda u: u.username):
         _leave(session, user, report, actor)
     if report.changes:
@@ -214,11 +218,16 @@ def _update_person(session: Session, user: User, entry: PersonEntry, unit: OrgUn
                                                  Membership.org_unit_id.in_(have - wanted or {-1})))
         for unit_id in wanted - have:
             session.add(Membership(user_id=user.id, org_unit_id=unit_id))
+        session.flush()  # 调岗: what they held as a member of a unit they left goes back to it
+        returned, items = leaving.move(session, user=user, left=have - wanted, actor=actor, reason="directory: moved")
+        report.tasks_returned += len(returned)
         old = ",".join(sorted(codes.get(i, str(i)) for i in have)) or "-"
         new = unit.code if unit is not None else "-"
         audit.record(session, actor, "org.user.move", stream=f"user:{user.id}", object_type="app_user",
                      object_id=user.id, before={"units": sorted(have)}, after={"units": sorted(wanted)})
-        report.users_moved.append(f"{user.username}: {old} → {new}")
+        report.users_moved.append(f"{user.username}: {old} → {new}"
+                                  + (f": {len(returned)} 项待办退回原单位 (tasks returned)" if returned else "")
+                                  + (f"; {len(items)} 项问题/线索交回原单位 (items handed back)" if items else ""))
 
 
 def _sync_leaders(session: Session, snap: Snapshot, units: dict[str, OrgUnit], people: dict[str, User],
@@ -263,6 +272,36 @@ def _sync_head(session: Session, entry: UnitEntry, unit: OrgUnit, people: dict[s
     label = f"{unit.code} {unit.name}"
     if label not in report.units_updated and label not in [a for a in report.units_added]:
         report.units_updated.append(label)
+
+
+def _units_gone(session: Session, snap: Snapshot, report: Report, actor: Actor) -> None:
+    """A unit the directory no longer has (merged, or its ou renamed) is kept with its work, no longer the directory's.
+
+    Nobody is a member of it after the sync, so the steps still offered to it could be claimed by nobody: the report
+    names it with how many, once (the unit leaves the directory's care, audited), and its head, else its responsible
+    leader, is told to have them moved. Its marks stay: the directory does not say who takes its work over.
+    """
+    seen = set(snap.units)
+    for unit in session.scalars(select(OrgUnit).where(OrgUnit.source == SOURCE).order_by(OrgUnit.id)):
+        if unit.external_id in seen:
+            continue
+        before = {"source": unit.source, "external_id": unit.external_id}
+        unit.source = None
+        offered = session.scalar(select(func.count(func.distinct(HumanTask.id))).join(
+            TaskCandidate, TaskCandidate.task_id == HumanTask.id).where(
+            TaskCandidate.org_unit_id == unit.id, HumanTask.state.in_(OPEN_STATES), HumanTask.assignee_id.is_(None))) or 0
+        audit.record(session, actor, "org.unit.directory_update", stream=f"org_unit:{unit.id}", object_type="org_unit",
+                     object_id=unit.id, before=before, after={"source": None, "external_id": unit.external_id,
+                                                              "open_tasks": offered})
+        report.units_gone.append(f"{unit.code} {unit.name}" + (f": {offered} 项待办仍在该单位，无人可认领 (open tasks "
+                                                               "still offered to it)" if offered else ""))
+        told = next((u for u in (session.get(User, i) for i in (unit.leader_id, unit.responsible_leader_id)
+                                 if i is not None) if u is not None and u.is_active), None)
+        if offered and told is not None:
+            notify.send(session, notify.Note(
+                user_id=told.id, kind="directory", link="/inbox",
+                title=f"{unit.name} 已不在组织目录中，仍有 {offered} 项待办无人可认领 ({unit.code} left the directory)",
+                body="请联系系统管理员将其待办移交到现有单位。", key=f"directory-unit-gone:{unit.id}"))
 
 
 def _leave(session: Session, user: User, report: Report, actor: Actor) -> None:
