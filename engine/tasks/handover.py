@@ -174,7 +174,8 @@ def give_back(session: Session, *, user: User, actor: Actor, reason: str, left: 
     Called once their memberships are what they are now. A task goes back when one of its candidates is a unit in
     `left` (or a role in `roles`) and none names them any longer (by name, a unit or a role they still hold): until
     then they remained its holder, could complete it and saw its case, and the colleagues who stayed could not claim
-    it. What was given to them by name (an assignment, 转办, 委派 to them, 加签) stays theirs. Each release is audited
+    it. A task they delegated (委派) from such a pool keeps its delegate and, given back, goes to the pool, not to them.
+    What was given to them by name (an assignment, 转办, 委派 to them, 加签) stays theirs. Each change is audited
     once, as a handover's.
     """
     left, roles = left or set(), roles or set()
@@ -184,15 +185,20 @@ def give_back(session: Session, *, user: User, actor: Actor, reason: str, left: 
     now = actor_of(session, user)
     done: list[int] = []
     for task in _theirs(session, user.id):
-        if task.assignee_id != user.id or task.kind == "cosign" or task.delegation_state == "pending" \
-                or is_candidate(task, now) \
+        if task.kind == "cosign" or is_candidate(task, now) \
                 or not any(c.org_unit_id in left or c.role_id in roles for c in task.candidates):
             continue
+        pending = task.delegation_state == "pending"
         before = {"assignee_id": task.assignee_id, "owner_id": task.owner_id}
-        task.assignee_id = None
+        if pending and task.owner_id == user.id and task.assignee_id != user.id:
+            task.owner_id, action = None, "task.hand_over"  # delegated by them (委派): given back, it goes to the pool
+        elif task.assignee_id == user.id and not pending:
+            task.assignee_id, action = None, "task.return_to_candidates"
+        else:
+            continue  # delegated to them by name: theirs until they give it back
         session.flush()
-        audit.record(session, actor, "task.return_to_candidates", stream=f"instance:{task.instance_id}",
-                     object_type="human_task", object_id=task.id, before=before,
-                     after={"bpmn_id": task.bpmn_id, "reason": reason, "unit_candidate": None})
+        audit.record(session, actor, action, stream=f"instance:{task.instance_id}", object_type="human_task",
+                     object_id=task.id, before=before,
+                     after={"bpmn_id": task.bpmn_id, "reason": reason, "unit_candidate": None, "to": None})
         done.append(task.id)
     return done

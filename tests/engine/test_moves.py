@@ -16,7 +16,7 @@ from engine.org.actors import actor_for
 from engine.org.models import OrgUnit, User
 from engine.org.oidc import Settings
 from engine.runtime import instances
-from engine.tasks import handover
+from engine.tasks import handover, operations
 from engine.tasks.models import HumanTask, TaskCandidate
 from plan.leads.models import InvestmentLead
 from plan.ledger.models import LedgerIssue
@@ -172,3 +172,24 @@ def test_a_completion_while_the_move_holds_the_task_is_refused_and_a_completion_
         assert task is not None and task.assignee_id is None and task.state != "completed"  # back in the pool
         done = s.get(HumanTask, named)
         assert done is not None and done.state == "completed"
+
+
+def test_a_step_they_delegated_from_the_old_unit_goes_back_to_its_pool_when_the_delegate_gives_it_back(
+        factory: sessionmaker[Session]) -> None:
+    claimed, _named = _claimed_and_named(factory)
+    with factory() as s:
+        operations.delegate(s, task_id=claimed, actor=actor_for(s, "u0"), to_username="u1")
+        s.commit()
+        sso_users.provision(s, SSO, {"sub": "sub-u0", "preferred_username": "u0", "unit": "zrzy"})
+        s.commit()
+        u1 = actor_for(s, "u1")
+        task = s.get(HumanTask, claimed)
+        assert task is not None and task.assignee_id == u1.user_id and task.owner_id is None  # u1 keeps working on it
+        operations.resolve_delegation(s, task_id=claimed, actor=u1, opinion="已核实")
+        s.commit()
+    with factory() as s:
+        task = s.get(HumanTask, claimed)
+        assert task is not None and task.assignee_id is None  # back in 审批部门's pool, not with u0 in 自然资源局
+        event = s.scalars(select(AuditEvent).where(AuditEvent.action == "task.hand_over",
+                                                   AuditEvent.object_id == str(claimed))).one()
+        assert event.before["owner_id"] == actor_for(s, "u0").user_id and event.after["reason"] == "sso: moved"
