@@ -58,7 +58,7 @@ class NotYourTask(Forbidden):
     code = "not_your_task"
 
 
-class DutyRefused(Forbidden):
+class DutyRefused(NotYourTask):
     """职责分离: the step is not theirs to take or finish because of what they did on the same case (the message names
     the rule; a step of a process, also raised from inside a run: the completion is refused, never an incident)."""
 

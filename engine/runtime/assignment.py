@@ -37,6 +37,7 @@ from engine.deadlines import sla
 from engine.org.actors import SYSTEM
 from engine.org.models import OrgUnit, Role, User
 from engine.runtime.owner_notes import MAX_TOLD, NAME_TOLD_CHARS, note_owners, owners, told_name
+from engine.tasks import duties
 from engine.tasks.models import HumanTask, TaskCandidate
 
 MAX_NAMES = 500  # names one `candidates` or `assignee` expression may give
@@ -86,11 +87,12 @@ class Problems:
     errors: list[ExpressionFailed]
     passed_over: list[PassedOver] = field(default_factory=list)
     unknown: dict[Unnamed, dict[str, None]] = field(default_factory=dict)  # names nobody has, in order, per element
+    barred: list[tuple[HumanTask, duties.Duty, list[int]]] = field(default_factory=list)  # 职责分离: engine.tasks.duties
 
     @property
     def to_tell(self) -> bool:
         """Whether `tell` has something to write (then the save is not fused: the flush tells it)."""
-        return bool(self.passed_over or self.unknown)
+        return bool(self.passed_over or self.unknown or self.barred)
 
     def pass_over(self, human: HumanTask, prop: str, people: Sequence[tuple[int, str]]) -> None:
         self.passed_over += [PassedOver(human.instance_id, human.process_key, human.bpmn_id, human.name, prop, user_id,
@@ -192,6 +194,10 @@ def tell(session: Session, problems: Problems) -> None:
     when there is none) in-app, once per task element and person; names nobody has, once per element and property."""
     if not problems.to_tell:
         return
+    for human, duty, passed in problems.barred:  # the case's own facts, not the model's fault: audited, not told
+        duties.record(session, SYSTEM, human, duty, passed)
+    if not (problems.passed_over or problems.unknown):
+        return
     told = owners(session)
     _tell_inactive(session, problems.passed_over, told)
     for where, names in problems.unknown.items():
@@ -291,7 +297,20 @@ def apply_due(engine: Any, task: Any, expression: str, human: HumanTask, now: da
 
 def assign(session: Session, engine: Any, task: Any, human: HumanTask, props: dict[str, str],
            lane_map: dict[str, dict[str, int]], initiator_id: int | None, problems: Problems) -> None:
-    """Set the new task's assignee or candidates (and its escalation unit); see the module's rule."""
+    """Set the new task's assignee or candidates (and its escalation unit); see the module's rule. Then keep off it
+    whom the application's separation of duties bars (engine.tasks.duties), whatever the model named."""
+    duty = duties.duty_of(session, human)
+    skipped: list[int] = []
+    _assign(session, engine, task, human, props, lane_map, initiator_id, problems,
+            duty.barred if duty else frozenset(), skipped)
+    narrowed = duties.narrow(session, human, duty, skipped) if duty else None
+    if narrowed is not None:
+        problems.barred.append((human, *narrowed))
+
+
+def _assign(session: Session, engine: Any, task: Any, human: HumanTask, props: dict[str, str],
+            lane_map: dict[str, dict[str, int]], initiator_id: int | None, problems: Problems,
+            barred: frozenset[int], skipped: list[int]) -> None:
     if props.get("escalationUnit"):  # the unit code or name the escalation ladder climbs from
         names = [n for n in evaluate_names(engine, task, "escalationUnit", props["escalationUnit"], problems)
                  if n.strip()]  # None or blank: no unit named, the ladder's own rule
@@ -307,7 +326,9 @@ def assign(session: Session, engine: Any, task: Any, human: HumanTask, props: di
         problems.pass_over(human, "assignee", inactive)
         problems.name_unknown(human, "assignee", unknown)
         problems.name_unknown(human, "assignee", groups, kind="group")  # a unit or role: candidates' business
-        if users:
+        if users and users[0].user_id in barred:  # 职责分离: as a name nobody has, the candidates' turn
+            skipped.append(int(users[0].user_id))
+        elif users:
             human.assignee_id = human.owner_id = users[0].user_id
             human.candidates.append(TaskCandidate(user_id=users[0].user_id))
             return

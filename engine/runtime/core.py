@@ -20,7 +20,7 @@ from engine.audit import anchor as audit_anchor
 from engine.audit import in_statement
 from engine.audit.models import AuditEvent, AuditHead
 from engine.db import is_postgres
-from engine.errors import ConcurrentModification, EngineError, InstanceArchived, InstanceNotFound
+from engine.errors import ConcurrentModification, DutyRefused, EngineError, InstanceArchived, InstanceNotFound
 from engine.org.actors import SYSTEM, Actor
 from engine.runtime import assignment, effects, hot, linked, oversize, projection, start_limits
 from engine.runtime.assignment import due_time
@@ -186,7 +186,8 @@ def is_engine_error(exc: BaseException) -> bool:
     """
     if not isinstance(exc, Exception) or isinstance(exc, EngineError):
         return False
-    return not any(isinstance(e, SQLAlchemyError) for e in _cause_chain(exc))
+    # 职责分离 refused by a service (engine.tasks.duties): the person may not do this step; the caller is refused
+    return not any(isinstance(e, (SQLAlchemyError, DutyRefused)) for e in _cause_chain(exc))
 
 
 
@@ -215,6 +216,9 @@ def run(session: Session, running: Running, actor: Actor, *, refresh_timers: boo
             guards.run_deep_for(len(workflow.tasks), steps)
         guards.check_depth(workflow)
     except Exception as exc:
+        refused = next((e for e in _cause_chain(exc) if isinstance(e, DutyRefused)), None)
+        if refused is not None:  # as the service raised it, not as SpiffWorkflow wrapped it
+            raise refused from None
         if not is_engine_error(exc):
             raise
         release(exc)

@@ -18,7 +18,7 @@ from engine.errors import (
 from engine.org.actors import Actor
 from engine.runtime import forms, projection
 from engine.spiff import form_options
-from engine.tasks import operations, task_access
+from engine.tasks import duties, operations, task_access
 from engine.tasks.collab_models import Comment
 from engine.tasks.completion import Completion, finish
 from engine.tasks.lookup import (
@@ -47,6 +47,7 @@ def claim(session: Session, *, task_id: int, actor: Actor) -> HumanTask:
     Raises: TaskNotFound (also for a task the actor may not see), TaskAlreadyDone, AlreadyClaimed, NotYourTask
     """
     task = task_access.open_task(session, actor, task_id)
+    duties.require_not_barred(session, task, actor.user_id)  # 职责分离: the rule named, not "not a candidate"
     rels = task_access.relations(session, actor, task)
     if not task_access.allows(task_access.Op.CLAIM, rels):
         if task.assignee_id is not None and is_candidate(task, actor) and rels <= {task_access.Rel.VIEWER}:
@@ -98,6 +99,7 @@ def complete(session: Session, *, task_id: int, actor: Actor, data: Mapping[str,
     else:  # one the actor may not see is told as missing before its state is
         read = get_open_to_complete(session, task_id, seen=partial(task_access.require_seen, session, actor))
         task = read.task
+    duties.require_not_barred(session, task, actor.user_id)
     task_access.require(session, actor, task, task_access.Op.COMPLETE)
     require_holder(task, actor)
     if task.kind == "cosign":

@@ -29,7 +29,7 @@ from engine.org.actors import Actor, actor_of
 from engine.org.models import User
 from engine.runtime import linked
 from engine.runtime.models import ProcessInstance
-from engine.tasks import completion, lookup, people, task_access
+from engine.tasks import completion, duties, lookup, people, task_access
 from engine.tasks.collab_models import Comment
 from engine.tasks.models import HumanTask, TaskCandidate
 
@@ -99,6 +99,7 @@ def transfer(session: Session, *, task_id: int, actor: Actor, to_username: str, 
     if target.id == actor.user_id:
         raise InvalidInput("不能转办给自己 (cannot transfer to yourself)", field="to_username")
     people.require_in_scope(session, actor, target, field="to_username", what="转办给", instance_id=task.instance_id)
+    duties.require_not_barred(session, task, target.id, field="to_username", who="转办给")
     lookup.reassign(session, task, assignee_id=target.id, owner_id=target.id, delegation_state=None)
     if not any(c.user_id == target.id for c in task.candidates):
         task.candidates.append(TaskCandidate(user_id=target.id))
@@ -122,6 +123,7 @@ def delegate(session: Session, *, task_id: int, actor: Actor, to_username: str, 
     if target.id == actor.user_id:
         raise InvalidInput("不能委派给自己 (cannot delegate to yourself)", field="to_username")
     people.require_in_scope(session, actor, target, field="to_username", what="委派给", instance_id=task.instance_id)
+    duties.require_not_barred(session, task, target.id, field="to_username", who="委派给")
     lookup.reassign(session, task, owner_id=actor.user_id, assignee_id=target.id, delegation_state="pending")
     add_note(session, task, actor, "delegate", note)
     session.flush()
@@ -221,6 +223,7 @@ def add_cosigners(session: Session, *, task_id: int, actor: Actor, usernames: Se
         if user.id == actor.user_id or user.id in existing:
             raise InvalidInput(f"{username} 已是办理人或加签人 (already signing)", field="usernames")
         people.require_in_scope(session, actor, user, field="usernames", what="加签人", instance_id=task.instance_id)
+        duties.require_not_barred(session, task, user.id, field="usernames", who="加签人")
         cosign = HumanTask(instance_id=task.instance_id, task_guid=str(uuid4()),
                            bpmn_id=task.bpmn_id, name=f"加签: {task.name}"[:300], process_key=task.process_key,
                            lane=task.lane, kind="cosign", parent_task_id=task.id, cosign_position=position,

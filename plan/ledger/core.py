@@ -28,6 +28,7 @@ from engine.org.models import OrgUnit, User
 from engine.runtime import due_time
 from engine.runtime.effects import RunContext, service
 from plan.dates import YEARS, require_year
+from plan.ledger.duties import require_separate
 from plan.ledger.models import LedgerIssue
 from plan.projects.models import Project
 from plan.status_moves import Lifecycle
@@ -274,8 +275,10 @@ def feedback(ctx: RunContext, issue_id: int, evidence: str, attachments: Sequenc
 
 @service("ledger_revisit")
 def revisit(ctx: RunContext, issue_id: int, result: str, opinion: str | None = None) -> dict[str, Any]:
-    """回访: the person who raised the issue confirms the fix (then 核验 and 销号) or sends it back to 办理."""
+    """回访: the person who raised the issue confirms the fix (then 核验 and 销号) or sends it back to 办理; never the
+    handler (plan.ledger.duties)."""
     issue = _own_issue(ctx, issue_id)
+    require_separate(ctx, issue, "revisit")
     before = _state(issue)
     if result == "satisfied":
         _move(issue, "confirmed")
@@ -290,8 +293,10 @@ def revisit(ctx: RunContext, issue_id: int, result: str, opinion: str | None = N
 
 @service("ledger_verify")
 def verify(ctx: RunContext, issue_id: int, verdict: str, opinion: str | None = None) -> dict[str, Any]:
-    """核验: pass closes the issue (销号; only after 回访); fail sends it back to 办理 with the reason."""
+    """核验: pass closes the issue (销号; only after 回访); fail sends it back to 办理 with the reason; never by whoever
+    handled it (plan.ledger.duties)."""
     issue = _own_issue(ctx, issue_id)
+    require_separate(ctx, issue, "verify")
     before = _state(issue)
     if verdict == "pass":
         _move(issue, "closed")

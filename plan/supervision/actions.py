@@ -21,7 +21,7 @@ from engine.deadlines.models import DeadlineAction, EscalationStep, ExtensionReq
 from engine.errors import Conflict, Forbidden, InvalidInput, RateLimited
 from engine.org.actors import Actor
 from engine.org.models import User
-from engine.tasks import lookup, operations, people
+from engine.tasks import duties, lookup, operations, people
 from engine.tasks.collab_models import Comment
 from engine.tasks.models import HumanTask, TaskCandidate
 from plan.dates import YEARS, require_year
@@ -31,6 +31,7 @@ from plan.projects.deadlines import NEXT_STAGE
 from plan.projects.fields import PLANNED_FIELDS, check_planned
 from plan.projects.models import Project
 from plan.stale import require_fresh, version
+from plan.supervision import reach
 from plan.supervision.area import ISSUE_TASKS, issue_tasks, open_target, pending_extension, requester_of, target_of
 
 URGE_INTERVAL = timedelta(hours=1)
@@ -66,14 +67,14 @@ def _lock(session: Session, object_type: str, object_id: int) -> None:
 
 
 def _log(session: Session, actor: Actor, target: Target, action: str, *, note: str = "", before: datetime | None = None,
-         after: datetime | None = None, to: int | None = None) -> None:
+         after: datetime | None = None, to: int | None = None, cross_unit: bool = False) -> None:
     session.add(DeadlineAction(object_type=target.object_type, object_id=target.object_id, action=action,
                                actor_id=actor.user_id, at=clock.now(), note=note, due_before=before, due_after=after,
                                target_user_id=to))
     session.flush()
     audit.record(session, actor, f"supervision.{action}", stream=target.stream, object_type=target.audit_type,
                  object_id=target.object_id, before={"due_at": before} if before else None,
-                 after={"note": note, "due_at": after, "to_user_id": to})
+                 after={"note": note, "due_at": after, "to_user_id": to, **({"cross_unit": True} if cross_unit else {})})
 
 
 def _note(text: str) -> str:
@@ -242,11 +243,13 @@ def reassign(session: Session, *, actor: Actor, object_type: str, object_id: int
     target, note = found.target, _note(note)
     user = _user(session, to_username.strip())
     people.require_in_scope(session, actor, user, field="to_username", what="改派给", instance_id=found.instance_id)
+    cross_unit = reach.require_in_unit(session, actor, target, user)
     require_fresh(seen, found.seen, what=f"{target.title} 的办理人", changes=True)
     if object_type == "task":
         task = tasks.get_open(session, object_id)
         if task.assignee_id == user.id:
             raise InvalidInput("已由此人办理 (already theirs)", field="to_username")
+        duties.require_not_barred(session, task, user.id, field="to_username", who="改派给")
         _give_task(session, task, user)
     else:
         item = _item(session, object_type, object_id)
@@ -254,7 +257,9 @@ def reassign(session: Session, *, actor: Actor, object_type: str, object_id: int
         for task in issue_tasks(session, item, _ITEMS[object_type][3]):
             _give_task(session, task, user)
     session.flush()
-    _log(session, actor, target, "reassign", note=note, to=user.id)
+    if found.instance_id is not None:  # who handled it changed: a step now barred to them (核验) is not theirs
+        duties.reapply(session, actor, found.instance_id)
+    _log(session, actor, target, "reassign", note=note, to=user.id, cross_unit=cross_unit)
     notify.send(session, notify.Note(user_id=user.id, kind="reassign", title=f"{actor.display_name}改派给您: {target.title}",
                                      body=note, link=target.link))
     return user

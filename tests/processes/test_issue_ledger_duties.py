@@ -231,6 +231,36 @@ def test_a_reassignment_and_the_verification_at_once_never_both_succeed(
     assert not (issue.status == "closed" and issue.handler_id == wang.user_id)
 
 
+def test_two_supervisors_at_once_never_leave_the_handler_holding_verify(
+        session: Session, by_hand: int, people: dict[str, Actor], race: Race) -> None:
+    """The responsible leader makes 王强 the handler while an administrator gives him the 核验 task: whichever goes
+    second sees the first, and 王强 never ends up both the handler and the holder of 核验."""
+    iid, officer, zhang = by_hand, people["officer"], people["gx_zhang"]
+    wang = _wang(session)
+    org.add_user(session, username="root", display_name="管理员", is_admin=True)
+    session.commit()
+    root = actor_for(session, "root")
+    _handled(session, iid, zhang, officer)
+    do(session, only_task(session, iid, "revisit"), officer, {"revisit": "satisfied"})
+    verify, issue_id = only_task(session, iid, "verify").id, issue_of(session, iid).id
+    session.rollback()
+
+    def handler_changes(s: Session) -> None:
+        supervision.reassign(s, actor=people["leader_sun"], object_type="issue", object_id=issue_id,
+                             to_username="gx_wang", note="王强接手", seen=None)
+
+    def verify_given(s: Session) -> None:
+        supervision.reassign(s, actor=root, object_type="task", object_id=verify, to_username="gx_wang",
+                             note="王强核验", seen=None)
+
+    outcomes = race(handler_changes, verify_given)
+    assert outcomes[0] is None, outcomes  # the handler's change stands; the task's 改派 may have gone first
+    assert outcomes[1] is None or isinstance(outcomes[1], DutyRefused), outcomes
+    task = only_task(session, iid, "verify")
+    assert issue_of(session, iid).handler_id == wang.user_id and task.assignee_id != wang.user_id
+    assert wang.user_id not in _users(task)
+
+
 def test_reassign_keeps_to_the_issues_unit(session: Session, by_hand: int, people: dict[str, Actor]) -> None:
     """自然资源局 returned the issue (so 刘洋 is a person of the case); 工信局 has it now. 改派 to 刘洋 is refused naming
     the field, from the responsible leader and from an administrator: the unit changes by 退回 and 派单 again."""

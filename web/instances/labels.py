@@ -58,6 +58,7 @@ ACTIONS = {
     "ledger.leader_hand_over": "离岗移交责任领导", "lead.leader_hand_over": "离岗移交责任领导",
     "project.leader_hand_over": "离岗移交责任领导", "ledger.leader": "指定责任领导", "lead.leader": "指定责任领导",
     "task.assignee_inactive": "指派对象已停用", "task.assignee_unknown": "指派对象不存在",
+    "task.duty_barred": "职责分离：办理人不能回访、核验",
     "task.escalation_unit_unknown": "督办升级单位不存在", "task.assignee_not_user": "办理人不是用户",
     "task.orphans_close": "关闭遗留加签与延期申请",
     "org.directory.sync": "目录同步", "org.unit.directory_update": "目录同步更新单位", "org.unit.head": "设置单位负责人",

@@ -1,0 +1,75 @@
+"""督办 改派: whom a leader may hand an object to — its own unit's people, never another unit's by the back door.
+
+"派单—响应—对接—反馈": an issue (问题台账) or a lead (招商线索) reaches a unit by 派单, and leaves it by 退回 (非本单位职责)
+and 派单 again, both audited on its own stream; its handler is one of that unit's people. So 改派 of an issue or a lead
+goes to a member of its responsible unit (or a sub-unit), whoever asks, administrators included: giving it to another
+unit's person would leave the unit answering for work done elsewhere.
+
+A task of another process may go to a member of its unit (or a sub-unit), or of the units the leader supervises (their
+area). An administrator may give it to anyone — the engine's way out for a task nobody in its unit can take (one the
+system started, one of an instance in incident) — and such a 改派 across units is audited as such (`cross_unit`).
+"""
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine.deadlines.escalation import Target
+from engine.errors import InvalidInput
+from engine.org.actors import Actor
+from engine.org.area import area
+from engine.org.models import Membership, OrgUnit, User
+
+ITEMS = ("issue", "lead")  # the objects that carry a responsible unit of their own
+
+
+def subtree(session: Session, unit_id: int) -> set[int]:
+    """The unit and its sub-units."""
+    children: dict[int, list[int]] = {}
+    for child, parent in session.execute(select(OrgUnit.id, OrgUnit.parent_id).where(OrgUnit.parent_id.is_not(None))):
+        if parent is not None:
+            children.setdefault(parent, []).append(child)
+    found, todo = {unit_id}, [unit_id]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def _member(session: Session, user: User, units: set[int]) -> bool:
+    return bool(units) and session.scalar(select(Membership.id).where(
+        Membership.user_id == user.id, Membership.org_unit_id.in_(units)).limit(1)) is not None
+
+
+def require_in_unit(session: Session, actor: Actor, target: Target, user: User) -> bool:
+    """Refuse a 改派 to someone outside the object's unit (see the module), naming the field; return True for an
+    administrator's 改派 of a task across units (to be audited as such).
+
+    Raises: InvalidInput (field to_username)
+    """
+    own = subtree(session, target.unit_id) if target.unit_id is not None else set()
+    if _member(session, user, own):
+        return False
+    unit = session.get(OrgUnit, target.unit_id) if target.unit_id is not None else None
+    if target.object_type in ITEMS:
+        if unit is None and (actor.is_admin or actor.is_system):  # not dispatched yet: no unit answers for it
+            return True
+        where = f"责任单位{unit.name}" if unit is not None else "尚未派单的事项的责任单位"
+        raise InvalidInput(f"改派给（to_username）：{user.display_name}（{user.username}）不属于{where}；"
+                           "如属其他单位职责，请由责任单位退回后重新派单 "
+                           f"(reassign to: {user.username} is not a member of the responsible unit; another unit takes it "
+                           "by 退回 and 派单 again)", field="to_username", username=user.username)
+    scope = area(session, actor)
+    if _member(session, user, set(scope.unit_ids)):
+        return False
+    if actor.is_admin or actor.is_system:
+        return True
+    where = f"{unit.name}或您督办范围内的单位" if unit is not None else "您督办范围内的单位"
+    raise InvalidInput(f"改派给（to_username）：{user.display_name}（{user.username}）不属于{where}，不能跨单位改派 "
+                       f"(reassign to: {user.username} is not a member of the task's unit or of your area)",
+                       field="to_username", username=user.username)
+
+
+__all__ = ["ITEMS", "require_in_unit", "subtree"]
