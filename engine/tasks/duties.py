@@ -1,13 +1,13 @@
 """Separation of duties (职责分离): who may not take or finish a step because of what they did on the same case.
 
-An application registers a rule per process key (`register`; the 问题台账's: whoever did the work of an issue neither
-does its 回访 nor its 核验). Given a task it answers a `Duty`: the people barred from it, the rule in words, and whom
-the step goes to when nobody else may take it. The engine applies it
+An application registers a rule per process key (`register`; e.g. whoever handled a case neither confirms nor checks
+it). Given a task it answers a `Duty`: the people barred from it, the rule in words, and whom the step goes to when
+nobody else may take it. The engine applies it
 
   where the step is assigned      a barred assignee is passed over; a barred person is no candidate (a unit or role
                                   that holds them is offered as its other active people); with nobody left, the
                                   `fallback` people (e.g. the unit's head and responsible leader: 督办) — audited
-                                  `task.duty_barred` on the instance and told to the process owners
+                                  `task.duty_barred` on the instance (the case's facts, not the model's fault)
   where it is claimed, completed  refused (DutyRefused, 403, naming the rule), nothing changed
   where it is handed on           转办, 委派, 加签 to a barred person: refused naming the field
   when the rule's facts change    `reapply` (the plan calls it after 改派 changed who handled the case): an open step

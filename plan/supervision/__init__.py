@@ -11,6 +11,7 @@ from plan.supervision.actions import (
 )
 from plan.supervision.area import area, is_supervisor, pending_extension
 from plan.supervision.core import HistoryLine, can_see_heat, history, overview, wait_heat
+from plan.supervision.reach import choices as reassign_choices
 
 __all__ = [
     "HistoryLine",
@@ -24,6 +25,7 @@ __all__ = [
     "overview",
     "pending_extension",
     "reassign",
+    "reassign_choices",
     "reassignable",
     "request_extension",
     "urge",

@@ -19,6 +19,7 @@ from engine.errors import InvalidInput
 from engine.org.actors import Actor
 from engine.org.area import area
 from engine.org.models import Membership, OrgUnit, User
+from engine.tasks.people import Group
 
 ITEMS = ("issue", "lead")  # the objects that carry a responsible unit of their own
 
@@ -43,33 +44,50 @@ def _member(session: Session, user: User, units: set[int]) -> bool:
         Membership.user_id == user.id, Membership.org_unit_id.in_(units)).limit(1)) is not None
 
 
+def allowed_units(session: Session, actor: Actor, target: Target) -> set[int] | None:
+    """The units whose members an ordinary 改派 of the object may go to (None: anyone — an administrator's, across
+    units, audited as such)."""
+    own = subtree(session, target.unit_id) if target.unit_id is not None else set()
+    if target.object_type in ITEMS:
+        return None if not own and (actor.is_admin or actor.is_system) else own  # not dispatched yet: no unit
+    if actor.is_admin or actor.is_system:
+        return None
+    return own | set(area(session, actor).unit_ids)
+
+
+def choices(session: Session, actor: Actor, target: Target, groups: list[Group]) -> list[Group]:
+    """The 改派 form's people (the picker's tree of the case) narrowed to those `require_in_unit` accepts."""
+    units = allowed_units(session, actor, target)
+    if units is None:
+        return groups
+    return [g for g in groups if g.unit_id is not None and g.unit_id in units]
+
+
 def require_in_unit(session: Session, actor: Actor, target: Target, user: User) -> bool:
     """Refuse a 改派 to someone outside the object's unit (see the module), naming the field; return True for an
-    administrator's 改派 of a task across units (to be audited as such).
+    administrator's 改派 across units (to be audited as such).
 
     Raises: InvalidInput (field to_username)
     """
     own = subtree(session, target.unit_id) if target.unit_id is not None else set()
     if _member(session, user, own):
         return False
+    units = allowed_units(session, actor, target)
+    if units is None:
+        return True
+    if _member(session, user, units):
+        return False
     unit = session.get(OrgUnit, target.unit_id) if target.unit_id is not None else None
     if target.object_type in ITEMS:
-        if unit is None and (actor.is_admin or actor.is_system):  # not dispatched yet: no unit answers for it
-            return True
         where = f"责任单位{unit.name}" if unit is not None else "尚未派单的事项的责任单位"
         raise InvalidInput(f"改派给（to_username）：{user.display_name}（{user.username}）不属于{where}；"
                            "如属其他单位职责，请由责任单位退回后重新派单 "
                            f"(reassign to: {user.username} is not a member of the responsible unit; another unit takes it "
                            "by 退回 and 派单 again)", field="to_username", username=user.username)
-    scope = area(session, actor)
-    if _member(session, user, set(scope.unit_ids)):
-        return False
-    if actor.is_admin or actor.is_system:
-        return True
     where = f"{unit.name}或您督办范围内的单位" if unit is not None else "您督办范围内的单位"
     raise InvalidInput(f"改派给（to_username）：{user.display_name}（{user.username}）不属于{where}，不能跨单位改派 "
                        f"(reassign to: {user.username} is not a member of the task's unit or of your area)",
                        field="to_username", username=user.username)
 
 
-__all__ = ["ITEMS", "require_in_unit", "subtree"]
+__all__ = ["ITEMS", "allowed_units", "choices", "require_in_unit", "subtree"]

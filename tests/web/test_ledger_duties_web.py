@@ -3,6 +3,7 @@ claim or complete its 核验 (403 naming the rule, nothing changed), and 督办'
 administrator's included (422 naming the field)."""
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -95,6 +96,9 @@ def test_the_handler_cannot_verify_his_issue_on_the_task_page(wang: dict[str, in
 def test_an_administrator_cannot_reassign_an_issue_to_another_units_person(
         leaders: dict[str, int], login: Callable[[str], FlaskClient], factory: sessionmaker[Session]) -> None:
     admin, issue = login("admin"), leaders["issue"]
+    page = admin.get(f"/supervision/issue/{issue}/reassign").get_data(as_text=True)
+    offered = re.findall(r'<option value="([^"]+)"', page)
+    assert "fg" in offered and "zr" not in offered  # the form offers 发改's people only
     response = admin.post(f"/supervision/issue/{issue}/reassign",
                           data={"csrf_token": csrf_of(admin, "/supervision"), "to_username": "zr", "note": "跨单位"})
     body = response.get_data(as_text=True)

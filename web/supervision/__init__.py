@@ -96,12 +96,14 @@ def urge(object_type: str, object_id: int) -> ResponseReturnValue:
 @bp.get("/supervision/<object_type>/<int:object_id>/reassign")
 @login_required
 def reassign_form(object_type: str, object_id: int) -> ResponseReturnValue:
-    """改派: choose the new handler with the people picker, from the people of the actor's scope on this case."""
+    """改派: choose the new handler with the people picker, from the people of the actor's scope on this case who belong
+    to the object's unit (plan.supervision.reach)."""
     session, actor = db_session(), current_actor()
     _require_supervisor()
     found = supervision.reassignable(session, actor=actor, object_type=_object(object_type), object_id=object_id)
     return render_template("supervision/reassign.html", found=found, target=found.target,
-                           people=people.tree(session, actor, found.instance_id))
+                           people=supervision.reassign_choices(session, actor, found.target,
+                                                               people.tree(session, actor, found.instance_id)))
 
 
 @bp.post("/supervision/<object_type>/<int:object_id>/reassign")
