@@ -7,7 +7,8 @@ the `revisit` and `verify` steps (engine.tasks.duties applies it where the step 
 handed on), and the ledger's own services refuse them too (`require_separate`), whatever a model calls its steps.
 
 With nobody else eligible — the raiser is the handler and no other active ledger officer remains — the step goes to
-the responsible unit's head and the issue's responsible leader (市级领导包挂: 督办), never to the handler, never to nobody.
+the responsible unit's head and the issue's responsible leader (市级领导包挂: 督办), never to the handler; with neither
+(or both deactivated), to the administrators, as any task nobody can take (the event `task.duty_barred` says so).
 """
 from __future__ import annotations
 
