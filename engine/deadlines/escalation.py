@@ -238,8 +238,8 @@ class Batch:
             self.misnamed.append(misnamed)
         kind, title, body = _note(milestone.step, target, watch, self.now, actor if manual else None, text)
         key = f"esc:{watch.object_type}:{watch.object_id}:{watch.round}:{milestone.step}"
-        self.notes += [notify.Note(user_id=u, kind=kind, title=title[:300], body=body, link=target.link, key=key)
-                       for u in people]
+        self.notes += [notify.Note(user_id=u, kind=kind, title=title[:300], body=body, link=target.link, key=key,
+                                   unit_id=target.unit_id) for u in people]
         return step
 
     def write(self) -> None:

@@ -7,7 +7,8 @@ channel (unique in the outbox) makes a repeated call a no-op.
 
 Preferences: `notify_preference` rows give the channels per kind (`*` for every kind); with none a
 user gets in-app only. E-mail goes to `app_user.email`; a webhook to the user's own URL, else to the
-robot of one of their units (`notify_webhook`). Robot webhooks (WeChat Work / DingTalk group robots)
+group robot of the unit the work belongs to (`Note.unit_id`) when the user is a member of it, else to none: another
+unit's robot is no place to post it (`notify_webhook`). Robot webhooks (WeChat Work / DingTalk group robots)
 get `{"msgtype": "text", "text": {"content": …}}`; plain ones the notification as JSON. A deactivated
 person (停用) gets neither e-mail nor webhook: those rows carry the user's id, and the deliverer drops
 one whose person was deactivated while it waited.
@@ -53,6 +54,7 @@ class Note:
     body: str = ""
     link: str | None = None
     key: str | None = None
+    unit_id: int | None = None  # the unit the work belongs to: its group robot is the fallback webhook of its members
 
 
 def channels_for(session: Session, user_ids: Iterable[int], kind: str) -> dict[int, tuple[str, ...]]:
@@ -84,22 +86,33 @@ def _smtp() -> dict[str, Any]:
             "from": os.environ.get("JZFLOW_SMTP_FROM", "jzflow@localhost")}
 
 
-def _webhooks(session: Session, user_ids: Sequence[int]) -> dict[int, tuple[str, str]]:
-    """Return each user's webhook (url, flavor): their own, else their first unit's robot."""
+Hooks = dict[tuple[int, int | None], tuple[str, str]]  # (user, unit of the work) → (url, flavor)
+
+
+def _webhooks(session: Session, notes: Sequence[Note], user_ids: Sequence[int]) -> Hooks:
+    """Return the webhook (url, flavor) of each (user, unit of the work): the user's own, else the robot of the unit
+    the work belongs to when the user is a member of it; none otherwise (another unit's work is not posted to theirs).
+    """
     own: dict[int, tuple[str, str]] = {}
     for chunk in _chunks(list(user_ids)):
         for user_id, url, flavor in session.execute(select(NotifyWebhook.user_id, NotifyWebhook.url, NotifyWebhook.flavor)
                                                     .where(NotifyWebhook.user_id.in_(chunk), NotifyWebhook.active)):
             if user_id is not None:
                 own[user_id] = (url, flavor)
-        rest = [u for u in chunk if u not in own]
-        if rest:
-            for user_id, url, flavor in session.execute(
-                    select(Membership.user_id, NotifyWebhook.url, NotifyWebhook.flavor)
-                    .join(NotifyWebhook, NotifyWebhook.org_unit_id == Membership.org_unit_id)
-                    .where(Membership.user_id.in_(rest), NotifyWebhook.active).order_by(Membership.id)):
-                own.setdefault(user_id, (url, flavor))
-    return own
+    hooks = {(n.user_id, n.unit_id): own[n.user_id] for n in notes if n.user_id in own}
+    wanted = {(n.user_id, n.unit_id) for n in notes if n.user_id not in own and n.unit_id is not None
+              and n.user_id in set(user_ids)}
+    for unit_id in sorted({u for _, u in wanted if u is not None}):
+        robot = session.execute(select(NotifyWebhook.url, NotifyWebhook.flavor).where(
+            NotifyWebhook.org_unit_id == unit_id, NotifyWebhook.active)).first()
+        if robot is None:
+            continue
+        people = [user for user, unit in wanted if unit == unit_id]
+        for chunk in _chunks(people):
+            for user_id in set(session.scalars(select(Membership.user_id).where(
+                    Membership.org_unit_id == unit_id, Membership.user_id.in_(chunk)))):
+                hooks[(user_id, unit_id)] = (robot.url, robot.flavor)
+    return hooks
 
 
 def webhook_body(note: Note, flavor: str) -> dict[str, Any]:
@@ -129,7 +142,7 @@ def send_many(session: Session, notes: Sequence[Note]) -> int:
     if "email" in wanted:
         for chunk in _chunks(present):
             emails.update({u: e for u, e in session.execute(select(User.id, User.email).where(User.id.in_(chunk))) if e})
-    hooks = _webhooks(session, present) if "webhook" in wanted else {}
+    hooks = _webhooks(session, notes, present) if "webhook" in wanted else {}
     smtp = _smtp() if emails else {}
     rows: list[OutboxMessage] = []
     for note in notes:
@@ -142,8 +155,8 @@ def send_many(session: Session, notes: Sequence[Note]) -> int:
                 text = "\n\n".join(part for part in (note.body, _absolute(note.link)) if part)
                 payload = {"to": emails[note.user_id], "subject": note.title, "text": text or note.title, **smtp,
                            "user_id": note.user_id}
-            elif channel == "webhook" and note.user_id in hooks:
-                url, flavor = hooks[note.user_id]
+            elif channel == "webhook" and (note.user_id, note.unit_id) in hooks:
+                url, flavor = hooks[(note.user_id, note.unit_id)]
                 payload = {"url": url, "body": webhook_body(note, flavor), "user_id": note.user_id}
             else:
                 continue  # no address for this channel: the other channels still go

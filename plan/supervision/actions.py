@@ -173,7 +173,8 @@ def urge(session: Session, *, actor: Actor, object_type: str, object_id: int, me
     policy = sla.load_policies().get(object_type, target.policy)
     told = escalation.recipients("handler", target, escalation.Org.load(session), policy, session)
     notify.send_many(session, [notify.Note(user_id=u, kind="urge", title=f"{actor.display_name}督办: {target.title}"[:300],
-                                           body=" ".join(p for p in (text, when) if p), link=target.link)
+                                           body=" ".join(p for p in (text, when) if p), link=target.link,
+                                           unit_id=target.unit_id)
                                for u in told])
     if due is not None:
         escalation.follow(session, object_type, object_id, now=now)
@@ -261,7 +262,7 @@ def reassign(session: Session, *, actor: Actor, object_type: str, object_id: int
         duties.reapply(session, actor, found.instance_id)
     _log(session, actor, target, "reassign", note=note, to=user.id, cross_unit=cross_unit)
     notify.send(session, notify.Note(user_id=user.id, kind="reassign", title=f"{actor.display_name}改派给您: {target.title}",
-                                     body=note, link=target.link))
+                                     body=note, link=target.link, unit_id=target.unit_id))
     return user
 
 
@@ -344,7 +345,7 @@ def decide_extension(session: Session, *, actor: Actor, object_type: str, object
                 user_id=pending.requested_by_id, kind="extension",
                 title=f"延期申请{'已批准' if grant else '未获批准'}: {target.title}"[:300],
                 body=opinion.strip() + (f" 新的期限 {due.astimezone(clock.SHANGHAI):%Y-%m-%d}。" if due else ""),
-                link=target.link))
+                link=target.link, unit_id=target.unit_id))
     _log(session, actor, target, f"extension_{decision}", note=opinion.strip(), before=before, after=due)
     if due is not None:
         escalation.follow(session, object_type, object_id, now=now)

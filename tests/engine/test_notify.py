@@ -52,10 +52,10 @@ def hooks() -> Iterator[HookSink]:
         yield sink
 
 
-def note(user: Actor, key: str | None = "esc:issue:1:1:unit_head") -> notify.Note:
+def note(user: Actor, key: str | None = "esc:issue:1:1:unit_head", unit: int | None = None) -> notify.Note:
     return notify.Note(user_id=int(user.user_id or 0), kind="escalation",
                        title="督办升级(单位负责人): WT-2025-0001 用电增容",
-                       body="已逾期 2 个工作日，请督促办理。", link="/supervision#issue-1", key=key)
+                       body="已逾期 2 个工作日，请督促办理。", link="/supervision#issue-1", key=key, unit_id=unit)
 
 
 def test_by_default_only_in_app_with_an_unread_count(session: Session, factory: sessionmaker[Session],
@@ -85,7 +85,7 @@ def test_email_and_webhooks_follow_preferences(session: Session, factory: sessio
     unit = session.scalar(select(OrgUnit.id).where(OrgUnit.code == "gxj"))
     notify.set_webhook(session, org_unit_id=unit, url=hooks.url("/dingtalk/gxj"), flavor="json")
     assert notify.channels_for(session, [zhang, li], "urge") == {zhang: ("in_app",), li: ("webhook",)}
-    added = notify.send_many(session, [note(people["zhang"]), note(people["li"]), note(people["wang"]),
+    added = notify.send_many(session, [note(people["zhang"]), note(people["li"], unit=unit), note(people["wang"]),
                                        notify.Note(user_id=zhang, kind="urge", title="催办", key="urge:1")])
     session.commit()
     assert added == 3 + 1 + 1 + 1
@@ -102,7 +102,7 @@ def test_email_and_webhooks_follow_preferences(session: Session, factory: sessio
     robot = by_path["/wecom/zhang"]
     assert robot.body["msgtype"] == "text" and robot.content_type.startswith("application/json")
     assert robot.body["text"]["content"].splitlines()[0] == "督办升级(单位负责人): WT-2025-0001 用电增容"
-    assert by_path["/dingtalk/gxj"].body["user_id"] == li  # li has no own hook: his unit's, as plain JSON
+    assert by_path["/dingtalk/gxj"].body["user_id"] == li  # li has no own hook: the work's unit's (his), as plain JSON
     in_app = session.scalars(select(Notification.user_id)).all()
     assert sorted(in_app) == [zhang, zhang]  # escalation and urge; li and wang chose other channels
 
