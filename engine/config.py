@@ -63,6 +63,10 @@ class Settings:
     archive_batch: int = 100  # instances moved per transaction
     public_url: str = ""  # where users reach the site, for links that leave it (empty: the address a request came to)
     token_max_days: int = 365  # the longest lifetime an API token may be issued with
+    # notices (in-app, e-mail, webhook) queued per hour for one process instance, and to one person: past them a
+    # process owner's BPMN (a loop, a huge multi-instance, a timer firing often) gets nothing more sent (engine.notify.quota)
+    notice_cap_instance_hour: int = 500
+    notice_cap_recipient_hour: int = 200
 
     @property
     def anchor_path(self) -> Path:
@@ -91,7 +95,8 @@ _KEYS = ("JZFLOW_INSTANCE_DIR", "JZFLOW_DATABASE_URL", "JZFLOW_REDIS_URL", "JZFL
          "JZFLOW_METRICS_ALLOW", "JZFLOW_NUMBER_RULES", "JZFLOW_PDF_FONT", "JZFLOW_VERIFY_ADDRESS_FAILURES",
          "JZFLOW_INSTANCE_CACHE_SIZE", "JZFLOW_INSTANCE_CACHE_MB", "JZFLOW_STATE_KEEP_LEVELS",
          "JZFLOW_ARCHIVE_AFTER_DAYS", "JZFLOW_ARCHIVE_BATCH", "JZFLOW_PUBLIC_URL", "JZFLOW_TOKEN_MAX_DAYS",
-         "JZFLOW_MAX_RUN_STARTS", "JZFLOW_MAX_OPEN_DESCENDANTS", "JZFLOW_OUTBOX_LEASE_SECONDS")
+         "JZFLOW_MAX_RUN_STARTS", "JZFLOW_MAX_OPEN_DESCENDANTS", "JZFLOW_OUTBOX_LEASE_SECONDS",
+         "JZFLOW_NOTICE_CAP_INSTANCE_HOUR", "JZFLOW_NOTICE_CAP_RECIPIENT_HOUR")
 DEV_SECRET_KEY = "dev-only-secret-change-me"  # noqa: S105  # nosec B105 # refused outside the embedded default
 
 _RAW_KEYS = tuple(os.fsencode(k) for k in _KEYS)  # the keys of os.environ._data on POSIX
@@ -174,6 +179,8 @@ def _load(_env: tuple[str | bytes | None, ...], _cwd: str) -> Settings:
         archive_batch=whole("JZFLOW_ARCHIVE_BATCH", 100, least=1),
         public_url=_public_url(os.environ.get("JZFLOW_PUBLIC_URL", "")),
         token_max_days=whole("JZFLOW_TOKEN_MAX_DAYS", 365, least=1),
+        notice_cap_instance_hour=whole("JZFLOW_NOTICE_CAP_INSTANCE_HOUR", 500, least=1),
+        notice_cap_recipient_hour=whole("JZFLOW_NOTICE_CAP_RECIPIENT_HOUR", 200, least=1),
     )
 
 

@@ -199,6 +199,11 @@ def _note(step: str, target: Target, watch: DeadlineWatch, now: datetime, manual
     return "escalation", f"督办升级({STEP_NAMES[step]}): {target.title}", body
 
 
+def _instance_of(target: Target) -> int | None:
+    """The process instance a target belongs to (a task's), whose notice cap its notices count against."""
+    return int(target.stream.split(":", 1)[1]) if target.stream.startswith("instance:") else None
+
+
 @dataclass
 class Batch:
     """The steps of one transaction: rows to add, audit events and notifications, written at the end."""
@@ -239,7 +244,7 @@ class Batch:
         kind, title, body = _note(milestone.step, target, watch, self.now, actor if manual else None, text)
         key = f"esc:{watch.object_type}:{watch.object_id}:{watch.round}:{milestone.step}"
         self.notes += [notify.Note(user_id=u, kind=kind, title=title[:300], body=body, link=target.link, key=key,
-                                   unit_id=target.unit_id) for u in people]
+                                   unit_id=target.unit_id, instance_id=_instance_of(target)) for u in people]
         return step
 
     def write(self) -> None:

@@ -23,6 +23,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -30,7 +31,7 @@ from sqlalchemy.orm import Session
 from engine import audit, clock, config
 from engine.deadlines.models import NotifyPreference, NotifyWebhook
 from engine.errors import InvalidInput
-from engine.notify import outbound
+from engine.notify import outbound, quota
 from engine.notify.models import OutboxMessage
 from engine.org.actors import SYSTEM, Actor
 from engine.org.models import Membership, User
@@ -55,6 +56,7 @@ class Note:
     link: str | None = None
     key: str | None = None
     unit_id: int | None = None  # the unit the work belongs to: its group robot is the fallback webhook of its members
+    instance_id: int | None = None  # the process instance it is about: counted against its cap (engine.notify.quota)
 
 
 def channels_for(session: Session, user_ids: Iterable[int], kind: str) -> dict[int, tuple[str, ...]]:
@@ -124,15 +126,18 @@ def webhook_body(note: Note, flavor: str) -> dict[str, Any]:
     return {"kind": note.kind, "title": note.title, "body": note.body, "link": link, "user_id": note.user_id}
 
 
-def send_many(session: Session, notes: Sequence[Note]) -> int:
-    """Record notifications as outbox rows on each user's channels (flushes); return how many rows were added."""
+def send_many(session: Session, notes: Sequence[Note], *, channels_: Sequence[str] | None = None) -> int:
+    """Record notifications as outbox rows on each user's channels (flushes); return how many rows were added.
+
+    `channels_`: these channels for every note, whatever the preferences (a test of one's settings).
+    """
     if not notes:
         return 0
     user_ids = sorted({n.user_id for n in notes})
     channels: dict[tuple[int, str], tuple[str, ...]] = {}
     for kind in {n.kind for n in notes}:
         for user_id, chosen in channels_for(session, [n.user_id for n in notes if n.kind == kind], kind).items():
-            channels[(user_id, kind)] = chosen
+            channels[(user_id, kind)] = tuple(channels_) if channels_ is not None else chosen
     wanted = {c for chosen in channels.values() for c in chosen}
     emails: dict[int, str] = {}
     present = user_ids
@@ -144,8 +149,8 @@ def send_many(session: Session, notes: Sequence[Note]) -> int:
             emails.update({u: e for u, e in session.execute(select(User.id, User.email).where(User.id.in_(chunk))) if e})
     hooks = _webhooks(session, notes, present) if "webhook" in wanted else {}
     smtp = _smtp() if emails else {}
-    rows: list[OutboxMessage] = []
-    for note in notes:
+    rows: list[tuple[int, OutboxMessage]] = []  # (index of its note, row)
+    for index, note in enumerate(notes):
         for channel in channels.get((note.user_id, note.kind), DEFAULT_CHANNELS):
             key = f"{note.key}:{note.user_id}:{channel}"[:200] if note.key else None
             if channel == "in_app":
@@ -160,20 +165,25 @@ def send_many(session: Session, notes: Sequence[Note]) -> int:
                 payload = {"url": url, "body": webhook_body(note, flavor), "user_id": note.user_id}
             else:
                 continue  # no address for this channel: the other channels still go
-            rows.append(OutboxMessage(kind=channel, payload=audit.jsonable(payload), dedupe_key=key,
-                                      created_at=clock.now(), available_at=clock.now()))
-    keys = [r.dedupe_key for r in rows if r.dedupe_key]
+            rows.append((index, OutboxMessage(kind=channel, payload=audit.jsonable(payload), dedupe_key=key,
+                                              created_at=clock.now(), available_at=clock.now())))
+    keys = [r.dedupe_key for _, r in rows if r.dedupe_key]
     seen: set[str] = set()
     for i in range(0, len(keys), 900):
         seen.update(session.scalars(select(OutboxMessage.dedupe_key).where(OutboxMessage.dedupe_key.in_(keys[i:i + 900]))))
-    fresh, taken = [], set(seen)
-    for row in rows:
+    fresh: list[tuple[int, OutboxMessage]] = []
+    taken = set(seen)
+    for index, row in rows:
         if row.dedupe_key is not None:
             if row.dedupe_key in taken:
                 continue
             taken.add(row.dedupe_key)
-        fresh.append(row)
-    session.add_all(fresh)
+        fresh.append((index, row))
+    told = sorted({index for index, _ in fresh})  # each a new notice: counted against the caps (engine.notify.quota)
+    admitted = {i for i, ok in zip(told, quota.admit(session, [(notes[i].user_id, notes[i].instance_id) for i in told]),
+                                   strict=True) if ok}
+    fresh = [(index, row) for index, row in fresh if index in admitted]
+    session.add_all([row for _, row in fresh])
     session.flush()
     return len(fresh)
 
@@ -215,6 +225,26 @@ def set_preference(session: Session, *, user_id: int, kind: str = "*", channels:
     return pref
 
 
+def check_webhook(url: str) -> None:
+    """Refuse a webhook address that is not http(s), too long, or internal (outbound.Refused), as it is saved.
+
+    Raises: InvalidInput (field url)
+    """
+    if not url.startswith(("http://", "https://")) or len(url) > 500:
+        raise InvalidInput("Webhook 地址须为 http(s) 网址，最长 500 个字符 (an http(s) URL of at most 500 characters)",
+                           field="url")
+    outbound.check(url, strict=False)  # no loopback/private/link-local target (checked again at send time)
+
+
+def masked(url: str | None) -> str | None:
+    """Show a webhook's address without its secrets: scheme, host and the start of the path; no query, no key."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    path = parts.path if len(parts.path) <= 12 else f"{parts.path[:12]}…"
+    return f"{parts.scheme}://{parts.hostname or ''}{path}" + ("?…" if parts.query else "")
+
+
 def set_webhook(session: Session, *, url: str, user_id: int | None = None, org_unit_id: int | None = None,
                 flavor: str = "robot", actor: Actor = SYSTEM) -> NotifyWebhook:
     """Set the webhook of a user or of an org unit (flushes, audited).
@@ -223,9 +253,7 @@ def set_webhook(session: Session, *, url: str, user_id: int | None = None, org_u
     """
     if (user_id is None) == (org_unit_id is None):
         raise InvalidInput("须指定用户或单位之一 (a user or a unit)", field="owner")
-    if not url.startswith(("http://", "https://")) or len(url) > 500:
-        raise InvalidInput("Webhook 地址须为 http(s) 网址 (an http(s) URL)", field="url")
-    outbound.check(url, strict=False)  # no loopback/private/link-local target (checked again at send time)
+    check_webhook(url)
     if flavor not in FLAVORS:
         raise InvalidInput(f"格式须为 {'/'.join(FLAVORS)} (flavor)", field="flavor")
     owner = NotifyWebhook.user_id == user_id if user_id is not None else NotifyWebhook.org_unit_id == org_unit_id
@@ -238,7 +266,7 @@ def set_webhook(session: Session, *, url: str, user_id: int | None = None, org_u
     session.flush()
     stream = f"user:{user_id}" if user_id is not None else f"org_unit:{org_unit_id}"
     audit.record(session, actor, "notify.webhook", stream=stream, object_type="notify_webhook", object_id=hook.id,
-                 after={"url": url, "flavor": flavor})
+                 after={"url": masked(url), "flavor": flavor})  # a robot's key is in its query: never in the trail
     return hook
 
 
@@ -257,5 +285,5 @@ def mark_read(session: Session, user_id: int, ids: Sequence[int] | None = None) 
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-__all__ = ["CHANNELS", "MAX_PREFERENCES", "Note", "channels_for", "mark_read", "send", "send_many", "set_preference",
-           "set_webhook", "unread_count", "webhook_body"]
+__all__ = ["CHANNELS", "MAX_PREFERENCES", "Note", "channels_for", "check_webhook", "mark_read", "masked", "send",
+           "send_many", "set_preference", "set_webhook", "unread_count", "webhook_body"]

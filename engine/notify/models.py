@@ -23,3 +23,13 @@ class OutboxMessage(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     delivered_at: Mapped[datetime | None] = mapped_column()
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class NoticeCount(Base):
+    """Notices queued (`sent`) and refused past the cap (`dropped`) in one hour for one instance or one person."""
+
+    __tablename__ = "notice_count"
+    scope: Mapped[str] = mapped_column(String(40), primary_key=True)  # instance:<id> | user:<id>
+    hour: Mapped[datetime] = mapped_column(primary_key=True)  # the hour's start, UTC
+    sent: Mapped[int] = mapped_column(Integer, default=0)
+    dropped: Mapped[int] = mapped_column(Integer, default=0)

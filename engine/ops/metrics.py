@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -27,7 +27,7 @@ from engine import clock
 from engine.audit import core as audit_core
 from engine.audit.models import AuditEvent
 from engine.deadlines.models import DeadlineWatch
-from engine.notify import outbox
+from engine.notify import outbox, quota
 from engine.notify.models import OutboxMessage
 from engine.ops import queues
 from engine.org.models import OrgUnit
@@ -132,6 +132,9 @@ class StateCollector(Collector):
             OutboxMessage.delivered_at.is_(None), OutboxMessage.attempts >= outbox.MAX_ATTEMPTS))
         yield GaugeMetricFamily("jzflow_outbox_failed", "Side effects given up after every retry",
                                 value=float(dead or 0))
+        yield GaugeMetricFamily("jzflow_notices_dropped", "Notices not sent in the last 24 hours: past the cap of "
+                                "their instance or person per hour", value=float(quota.dropped(
+                                    session, since=now - timedelta(hours=24))))
 
         by_status = GaugeMetricFamily("jzflow_instances", "Process instances by status", labels=["status"])
         for status, count in session.execute(select(ProcessInstance.status, func.count())

@@ -26,7 +26,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
 from engine.deadlines.models import ExtensionRequest
-from engine.notify import outbox
+from engine.notify import quota
 from engine.org.actors import Actor
 from engine.runtime.running import Running
 from engine.tasks.models import OPEN_STATES, HumanTask
@@ -125,10 +125,9 @@ def tell_cancelled(session: Session, ids: list[int], reason: str, *, not_to: int
         if not people and row.owner_id:
             people = [row.owner_id]
         for user_id in dict.fromkeys(p for p in people if p is not None and p != not_to):
-            outbox.enqueue(session, "in_app", {"user_id": user_id, "kind": "task_cancelled",
-                                               "title": f"任务已取消: {row.name}", "body": reason,
-                                               "link": f"/tasks/{row.id}"},
-                           dedupe_key=f"task_cancelled:{row.id}:{user_id}")
+            quota.enqueue(session, {"user_id": user_id, "kind": "task_cancelled", "title": f"任务已取消: {row.name}",
+                                    "body": reason, "link": f"/tasks/{row.id}"},
+                          instance_id=row.instance_id, dedupe_key=f"task_cancelled:{row.id}:{user_id}")
 
 
 def written(session: Session, cosigners: list[int], requests: list[int], now: datetime) -> None:

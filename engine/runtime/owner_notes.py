@@ -37,11 +37,12 @@ def note_owners(session: Session, owners: Sequence[int], instance_id: int, title
     """An in-app note about a process's problem to each owner, linking to the instance (once per `key` and owner)."""
     # Imported here: engine.notify imports engine.tasks, whose import reaches engine.deploy, which imports this
     # module (its deploy warnings name what they tell as told_name does): at import time that is a cycle.
-    from engine.notify import outbox
+    # Within the caps (engine.notify.quota): a model whose every step misnames someone tells them an hour's worth.
+    from engine.notify import quota
     for user_id in owners:
-        outbox.enqueue(session, "in_app", {"user_id": user_id, "kind": "process_problem", "title": title[:300],
-                                           "body": body, "link": f"/instances/{instance_id}"},
-                       dedupe_key=f"{key}:{user_id}" if key else None)
+        quota.enqueue(session, {"user_id": user_id, "kind": "process_problem", "title": title[:300], "body": body,
+                                "link": f"/instances/{instance_id}"},
+                      instance_id=instance_id, dedupe_key=f"{key}:{user_id}" if key else None)
 
 
 __all__ = ["MAX_TOLD", "NAME_TOLD_CHARS", "note_owners", "owners", "told_name"]
