@@ -177,6 +177,10 @@ MATRIX: dict[str, Access] = {
     "people.search": Access(get=SEES_ALL, query="task=@task&q=s"),  # on a case: who may see it; scope in test_people_picker
     "notifications.read": Access(post=NOBODY, params={"notification_id": "@notification"}),
     "notifications.read_all": Access(post=WRITERS),
+    # 通知设置: one's own only (no user in the path); auditors change nothing, their own settings included
+    "notifications.settings_page": Access(get=ALL),
+    "notifications.save_settings": Access(post=WRITERS),
+    "notifications.send_test": Access(post=WRITERS),
     # 督办: the owner's task as the object (in nobody's unit: only the admins' area covers it)
     "supervision.index": Access(get=SUPERVISORS),
     "supervision.heat": Access(get=SUPERVISORS | OWNERS, params={"process_key": "parallel_approval"}),
@@ -288,6 +292,7 @@ MATRIX: dict[str, Access] = {
     "admin.create_user": Access(post=ADMIN, form={"username": "intruder", "password": "intruder-Passw0rd",
                                                   "display_name": "x", "is_admin": "1"}),
     "admin.deactivate_user": Access(post=ADMIN, params={"user_id": "@owner"}),
+    "admin.user_notifications": Access(get=ADMIN, params={"user_id": "@owner"}),  # to read, the webhook masked
     "admin.token_list": Access(get=ALL),
     "admin.issue_token": Access(post=ADMIN, form={"username": OWNER, "name": "x"}),
     "admin.revoke_token": Access(post=ADMIN, params={"token_id": "@token"}),

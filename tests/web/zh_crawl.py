@@ -20,7 +20,7 @@ ALLOWED = frozenset({
     "GDP", "PPP", "AI", "IT", "OK", "English", "UTC", "XML", "SVG", "PNG", "Token", "token", "Bearer", "YYYY",
     "MM", "DD", "HH", "GB", "MB", "KB", "No", "Q1", "Q2", "Q3", "Q4", "jzflow", "SpiffWorkflow", "EPC", "PM",
     "CPI", "PMI", "SHA", "CSRF", "VS", "vs", "v", "JavaScript", "Camunda", "Modeler", "SpiffArena", "Signavio",
-    "ZIP", "Flowable", "Activiti", "Python",
+    "ZIP", "Flowable", "Activiti", "Python", "Webhook",
 })
 SKIP = frozenset({"script", "style", "code", "pre", "kbd", "samp", "textarea", "svg", "option"})
 VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"})

@@ -8,6 +8,7 @@ from flask_login import login_required
 
 from engine import clock, org
 from engine.errors import Forbidden, InvalidInput
+from engine.notify import settings
 from engine.org import leaving, tokens
 from engine.org.actors import Actor
 from engine.runtime import timeline
@@ -64,6 +65,14 @@ def create_user() -> ResponseReturnValue:
     commit()
     flash(_("已创建用户 %(name)s", name=user.username), "info")
     return redirect(url_for("admin.index"))
+
+
+@bp.get("/admin/users/<int:user_id>/notifications")
+@login_required
+def user_notifications(user_id: int) -> ResponseReturnValue:
+    """A person's 通知设置, to read (their webhook masked): what they chose, what was delivered."""
+    shown = settings.view_of(db_session(), actor=require_admin(), user_id=user_id)
+    return render_template("admin/user_notifications.html", shown=shown, kinds=settings.KINDS)
 
 
 @bp.post("/admin/users/<int:user_id>/deactivate")

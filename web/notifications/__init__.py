@@ -1,4 +1,5 @@
-"""通知: the user's in-app notifications; open one (marks it read), mark all read."""
+"""通知: the user's in-app notifications; open one (marks it read), mark all read. 通知设置: one's own channels,
+webhook, a test notice and the last deliveries."""
 from __future__ import annotations
 
 from urllib.parse import urlsplit
@@ -8,7 +9,7 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import login_required
 
-from engine.notify import notifications
+from engine.notify import notifications, settings
 from web.common import commit, current_actor, db_session
 from web.guards import id_arg
 
@@ -53,3 +54,31 @@ def read_all() -> ResponseReturnValue:
     commit()
     flash(_("已将 %(count)s 条通知标为已读", count=count), "info")
     return redirect(url_for("notifications.index"))
+
+
+@bp.get("/notifications/settings")
+@login_required
+def settings_page() -> ResponseReturnValue:
+    return render_template("notifications/settings.html", shown=settings.view(db_session(), current_actor()),
+                           kinds=settings.KINDS)
+
+
+@bp.post("/notifications/settings")
+@login_required
+def save_settings() -> ResponseReturnValue:
+    form = request.form
+    channels = {kind: [c[:20] for c in form.getlist(f"channels_{kind}")[:5]] for kind in settings.KINDS}
+    settings.save(db_session(), actor=current_actor(), channels=channels, webhook_url=form.get("webhook_url", "")[:600],
+                  flavor=form.get("flavor", "robot")[:20], seen=form.get("seen", "")[:64])
+    commit()
+    flash(_("通知设置已保存"), "info")
+    return redirect(url_for("notifications.settings_page"))
+
+
+@bp.post("/notifications/settings/test")
+@login_required
+def send_test() -> ResponseReturnValue:
+    count = settings.send_test(db_session(), actor=current_actor())
+    commit()
+    flash(_("已排队发送 %(count)s 条测试通知，稍后可在下方查看投递状态", count=count), "info")
+    return redirect(url_for("notifications.settings_page"))
