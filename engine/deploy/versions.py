@@ -354,12 +354,16 @@ def migrate_one(session: Session, instance_id: int, target_version_id: int, acto
     Unlocked, the save's UPDATE came first and the task rows after it, while a submission locks its task's row and
     then updates the instance — each waited for the other until PostgreSQL ended one as a deadlock. What is checked
     is the instance as it is under the lock, not as a preview saw it: one that moved since is moved from where it is
-    now, or refused naming why.
+    now, or refused naming why. One held by other work for longer than LOCK_WAIT_SECONDS is named busy and nothing is
+    moved, as by `migrate` (the caller does not hang behind a long job).
 
-    Raises: Forbidden, NotFound, InstanceNotFound, InstanceArchived, MigrationRefused, ConcurrentModification
+    Raises: Forbidden, NotFound, InstanceNotFound, InstanceArchived, InstanceBusy, MigrationRefused,
+    ConcurrentModification
     """
     require_deploy(session, actor)
     target = _target(session, target_version_id)
+    if lock_in_order(session, ProcessInstance.id, [instance_id], wait_seconds=LOCK_WAIT_SECONDS):
+        raise InstanceBusy(instance_id)
     running = runtime.load(session, instance_id, lock=True)
     found, _result = _preview(session, running, target)
     if not found.ok:

@@ -13,19 +13,20 @@ passed these cases before too: its runs ("many") keep it so.
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any, NamedTuple
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine import clock, deploy, runtime
 from engine.audit.models import AuditEvent
 from engine.deploy import versions
-from engine.errors import InstanceNotRunning
+from engine.errors import InstanceBusy, InstanceNotRunning
 from engine.org.actors import SYSTEM, Actor, actor_for
 from engine.runtime import core as runtime_core
 from engine.runtime import projection, timers
@@ -260,4 +261,41 @@ def test_a_migration_after_the_instance_moved_since_its_preview_checks_it_again(
     refused = _act(factory, lambda s, a: _migrate(done.instance, done.target, how)(s))
     assert isinstance(refused, versions.MigrationRefused) and "completed" in refused.message, refused
     assert _version(factory, done.instance) == done.old and "instance.migrate" not in _actions(factory, done.instance)
+    _verified(factory)
+
+
+@pytest.mark.parametrize("how", ["one", "many"])
+def test_a_migration_of_an_instance_a_long_transaction_holds_is_named_busy_and_moves_nothing(
+        session: Session, factory: sessionmaker[Session], review_org: dict[str, Actor],
+        meanwhile: Meanwhile, monkeypatch: pytest.MonkeyPatch, how: str) -> None:  # noqa: F811 (PostgreSQL only)
+    """A transaction that does not end (a long job, a stuck request) holds the instance: `migrate_one` waited for it
+    as long as that lasted (here: until the session's own lock_timeout, a database error). Now it waits
+    LOCK_WAIT_SECONDS, as the page's `migrate` does, then refuses naming the instance (409 instance_busy, try again)
+    and moves nothing; tried again once the holder is done, it moves it, and the session's lock_timeout is kept."""
+    monkeypatch.setattr(versions, "LOCK_WAIT_SECONDS", 0.5)
+    instance_id, _review, target, old, new = started(session, review_org)
+    holder = factory()
+    holder.execute(select(ProcessInstance.id).where(ProcessInstance.id == instance_id).with_for_update())
+    try:
+        with factory() as s:
+            s.execute(text("SET lock_timeout = '4s'"))  # the old code's unbounded wait ends here, as an error
+            began = time.monotonic()
+            with pytest.raises(InstanceBusy) as busy:
+                _migrate(instance_id, target, how)(s)
+            assert time.monotonic() - began < 3
+            assert busy.value.http_status == 409 and busy.value.code == "instance_busy"
+            assert busy.value.details["instance_id"] == instance_id
+            assert f"流程实例 {instance_id} 正在被其他操作处理，请稍后重试" in busy.value.message
+            s.rollback()
+        assert _version(factory, instance_id) == old
+        assert "instance.migrate" not in _actions(factory, instance_id)
+    finally:
+        holder.rollback()
+        holder.close()
+    with factory() as s:
+        s.execute(text("SET lock_timeout = '20s'"))
+        _migrate(instance_id, target, how)(s)
+        assert s.scalar(text("SHOW lock_timeout")) == "20s"
+        s.commit()
+    assert _version(factory, instance_id) == new
     _verified(factory)
