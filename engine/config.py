@@ -58,7 +58,9 @@ class Settings:
     metrics_allow: tuple[str, ...] = ()  # addresses/networks that may read /metrics without the token
     number_rules: str = ""  # JSON {rule name: template} overriding an application's document number rules
     pdf_font: str = ""  # a TrueType CJK font file to embed in PDFs ("path" or "path#index" for a collection)
-    verify_address_failures: int = 30  # unknown verification codes one address may try per login window
+    verify_address_failures: int = 30  # unknown verification codes one address may try per login window (anonymous)
+    verify_user_failures: int = 30  # the same for one signed-in user, wherever they are
+    verify_address_ceiling: int = 300  # the same for all signed-in users of one address together
     archive_after_days: int = 365  # ended instances older than this move to the archive tables (0: never)
     archive_batch: int = 100  # instances moved per transaction
     public_url: str = ""  # where users reach the site, for links that leave it (empty: the address a request came to)
@@ -93,6 +95,7 @@ _KEYS = ("JZFLOW_INSTANCE_DIR", "JZFLOW_DATABASE_URL", "JZFLOW_REDIS_URL", "JZFL
          "JZFLOW_TRUSTED_PROXIES", "JZFLOW_LOGIN_ACCOUNT_FAILURES", "JZFLOW_LOGIN_ADDRESS_FAILURES",
          "JZFLOW_LOGIN_WINDOW_SECONDS", "JZFLOW_LOG_FORMAT", "JZFLOW_LOG_LEVEL", "JZFLOW_METRICS_TOKEN",
          "JZFLOW_METRICS_ALLOW", "JZFLOW_NUMBER_RULES", "JZFLOW_PDF_FONT", "JZFLOW_VERIFY_ADDRESS_FAILURES",
+         "JZFLOW_VERIFY_USER_FAILURES", "JZFLOW_VERIFY_ADDRESS_CEILING",
          "JZFLOW_INSTANCE_CACHE_SIZE", "JZFLOW_INSTANCE_CACHE_MB", "JZFLOW_STATE_KEEP_LEVELS",
          "JZFLOW_ARCHIVE_AFTER_DAYS", "JZFLOW_ARCHIVE_BATCH", "JZFLOW_PUBLIC_URL", "JZFLOW_TOKEN_MAX_DAYS",
          "JZFLOW_MAX_RUN_STARTS", "JZFLOW_MAX_OPEN_DESCENDANTS", "JZFLOW_OUTBOX_LEASE_SECONDS",
@@ -175,6 +178,8 @@ def _load(_env: tuple[str | bytes | None, ...], _cwd: str) -> Settings:
         number_rules=os.environ.get("JZFLOW_NUMBER_RULES", ""),
         pdf_font=os.environ.get("JZFLOW_PDF_FONT", ""),
         verify_address_failures=whole("JZFLOW_VERIFY_ADDRESS_FAILURES", 30, least=1),
+        verify_user_failures=whole("JZFLOW_VERIFY_USER_FAILURES", 30, least=1),
+        verify_address_ceiling=whole("JZFLOW_VERIFY_ADDRESS_CEILING", 300, least=1),
         archive_after_days=whole("JZFLOW_ARCHIVE_AFTER_DAYS", 365),
         archive_batch=whole("JZFLOW_ARCHIVE_BATCH", 100, least=1),
         public_url=_public_url(os.environ.get("JZFLOW_PUBLIC_URL", "")),

@@ -7,8 +7,9 @@ rollback leaves no number used and a retried step issues nothing twice (one docu
 The file is made once, as the document is issued (`render.make_file`): its bytes are kept and served as they are,
 and their SHA-256 goes into the audit trail. `/verify/<code>` shows only the public facts (`PublicFacts`): number,
 subject, date, issuers and that digest, and compares a copy the checker uploads with it (`matches`: hashed as it is
-read, never kept). Unknown codes and every upload count per client address in the login counters' table
-(`login_failure`, key ``verify:<address>``), so guessing (and hashing) is stopped as login guessing is.
+read, never kept). Unknown codes and every upload count in the login counters' table (`login_failure`, `counters`):
+per client address when anonymous, per user and per address (a higher ceiling) when signed in, so guessing (and
+hashing) is stopped as login guessing is.
 """
 from __future__ import annotations
 
@@ -169,31 +170,51 @@ def matches(facts: PublicFacts, stream: IO[bytes]) -> bool:
     return hmac.compare_digest(digest_of(stream), facts.digest)
 
 
-def _key(address: str | None) -> str:
-    """The counter of the client: an IPv6 address by its /64, like the login limits (login_guard.client_key)."""
-    return "verify:" + (client_key(address) or "unknown")[:190]
+@dataclass(frozen=True)
+class Counter:
+    """One count a check is made against: its key in the login counters' table, and how many it allows a window."""
+
+    key: str
+    limit: int
 
 
-def verify_wait(session: Session, *, address: str | None, now: datetime, limit: int, window_seconds: int) -> int:
-    """Return the seconds this address must wait before checking another code; 0 when it may check now."""
-    row = session.get(LoginFailure, _key(address))
-    if row is None:
-        return 0
-    ends = row.window_start + timedelta(seconds=window_seconds)
-    if row.failures >= limit and ends > now:
-        return int((ends - now).total_seconds()) + 1
-    return 0
+def counters(*, address: str | None, user_id: int | None, address_limit: int, user_limit: int,
+             ceiling: int) -> list[Counter]:
+    """The counts a check of this client is made against (an IPv6 address by its /64, like logins).
+
+    Anonymous: its address (``verify:<address>``). Signed in: the user's own (``verify-user:<id>``), so colleagues
+    behind one NAT address do not share one count, and all signed-in users of the address together
+    (``verify-office:<address>``, a higher ceiling), so many accounts from one address still stop there.
+    """
+    client = (client_key(address) or "unknown")[:180]
+    if user_id is None:
+        return [Counter("verify:" + client, address_limit)]
+    return [Counter(f"verify-user:{int(user_id)}", user_limit), Counter("verify-office:" + client, ceiling)]
 
 
-def record_miss(session: Session, *, address: str | None, now: datetime, window_seconds: int) -> None:
-    """Count one unknown or malformed code, or one uploaded copy, against the address (an atomic upsert; flushes)."""
+def verify_wait(session: Session, found: list[Counter], *, now: datetime, window_seconds: int) -> int:
+    """Return the seconds this client must wait before checking another code; 0 when it may check now."""
+    wait = 0
+    for counter in found:
+        row = session.get(LoginFailure, counter.key)
+        if row is None:
+            continue
+        ends = row.window_start + timedelta(seconds=window_seconds)
+        if row.failures >= counter.limit and ends > now:
+            wait = max(wait, int((ends - now).total_seconds()) + 1)
+    return wait
+
+
+def record_miss(session: Session, found: list[Counter], *, now: datetime, window_seconds: int) -> None:
+    """Count one unknown or malformed code, or one uploaded copy, on each counter (atomic upserts; flushes)."""
     stale = now - timedelta(seconds=window_seconds)
     insert = pg_insert if is_postgres(session) else sqlite_insert
     restart = LoginFailure.window_start <= stale
-    session.execute(insert(LoginFailure).values(key=_key(address), failures=1, window_start=now)
-                    .on_conflict_do_update(index_elements=[LoginFailure.key], set_={
-                        "failures": case((restart, 1), else_=LoginFailure.failures + 1),
-                        "window_start": case((restart, now), else_=LoginFailure.window_start)}))
+    for counter in sorted(found, key=lambda c: c.key):  # one order: two checks at once never deadlock
+        session.execute(insert(LoginFailure).values(key=counter.key, failures=1, window_start=now)
+                        .on_conflict_do_update(index_elements=[LoginFailure.key], set_={
+                            "failures": case((restart, 1), else_=LoginFailure.failures + 1),
+                            "window_start": case((restart, now), else_=LoginFailure.window_start)}))
     session.flush()
 
 
@@ -206,6 +227,6 @@ def verify(session: Session, code: str) -> PublicFacts | None:
     return public_facts(doc) if doc is not None else None
 
 
-__all__ = ["ALPHABET", "CODE_LENGTH", "MAX_CHECKED_FILE", "VERIFY_PATH", "FileTooLarge", "NoDigest", "PublicFacts",
-           "digest_of", "display_code", "for_instance", "issue", "matches", "new_code", "normalize_code",
-           "public_facts", "record_miss", "verify", "verify_link", "verify_wait"]
+__all__ = ["ALPHABET", "CODE_LENGTH", "MAX_CHECKED_FILE", "VERIFY_PATH", "Counter", "FileTooLarge", "NoDigest",
+           "PublicFacts", "counters", "digest_of", "display_code", "for_instance", "issue", "matches", "new_code",
+           "normalize_code", "public_facts", "record_miss", "verify", "verify_link", "verify_wait"]

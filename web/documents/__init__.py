@@ -18,7 +18,7 @@ from typing import Any
 from flask import Blueprint, Response, render_template, request
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
-from flask_login import login_required
+from flask_login import current_user, login_required
 from sqlalchemy.orm import Session
 
 from engine import clock, config, documents
@@ -89,18 +89,21 @@ def _verify_page(status_code: int, *, code: str, status: str, message: str, fact
 
 
 class _Check:
-    """One request's checking: the counter of the client's address (login_failure, `verify:<address>`)."""
+    """One request's checking: the client's counters (login_failure; `documents.counters`): the address's when
+    anonymous, the user's and the address's ceiling when signed in."""
 
     def __init__(self, code: str) -> None:
         self.session: Session = db_session()
         self.settings = config.load()
         self.now: datetime = clock.now()
-        self.address = request.remote_addr
+        self.counters = documents.counters(
+            address=request.remote_addr, user_id=current_user.user.id if current_user.is_authenticated else None,
+            address_limit=self.settings.verify_address_failures, user_limit=self.settings.verify_user_failures,
+            ceiling=self.settings.verify_address_ceiling)
         self.code = code[:40]
 
     def limited(self) -> ResponseReturnValue | None:
-        wait = documents.verify_wait(self.session, address=self.address, now=self.now,
-                                     limit=self.settings.verify_address_failures,
+        wait = documents.verify_wait(self.session, self.counters, now=self.now,
                                      window_seconds=self.settings.login_window_seconds)
         if not wait:
             return None
@@ -109,7 +112,7 @@ class _Check:
                             message=_("核验次数过多，请%(minutes)s分钟后再试", minutes=minutes))
 
     def count(self) -> None:
-        documents.record_miss(self.session, address=self.address, now=self.now,
+        documents.record_miss(self.session, self.counters, now=self.now,
                               window_seconds=self.settings.login_window_seconds)
         self.session.commit()
 
