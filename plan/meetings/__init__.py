@@ -13,8 +13,8 @@ from plan.meetings.core import (
     record_decision,
     require_record,
 )
-from plan.meetings.sight import MeetingView, visible_decisions, visible_meeting, visible_recent
+from plan.meetings.sight import MeetingView, openable, visible_decisions, visible_meeting, visible_recent
 
 __all__ = ["OUTCOMES", "OUTCOME_NAMES", "MeetingView", "close_meeting", "decision_forms", "decision_version",
-           "decisions", "ensure_meeting", "get_meeting", "may_record", "recent", "record_decision", "require_record",
-           "visible_decisions", "visible_meeting", "visible_recent"]
+           "decisions", "ensure_meeting", "get_meeting", "may_record", "openable", "recent", "record_decision",
+           "require_record", "visible_decisions", "visible_meeting", "visible_recent"]

@@ -4,8 +4,10 @@ The meeting's organisers — whoever records its decisions (`core.may_record`: l
 and administrators see every agenda item. Anyone else who reads meetings (those who read reports) sees the items,
 and the decisions, of the projects the project pages show them (`plan.projects.views`: `reach_of`,
 `Reach.sees_project`, on the project as it is now, not as the agenda recorded it), and of the others only how many
-there are. A meeting none of whose items they see is theirs only when they attend it (its `recipients`, told when
-the agenda was built): otherwise it is not listed, and its page answers as a meeting that does not exist.
+there are. An item links to its project's 项目库 page only for a reader who may open it (`openable`): an organiser's
+reach there is their own. A meeting none of whose items they see is theirs only when they attend it (its
+`recipients`, told when the agenda was built): otherwise it is not listed, and its page answers as a meeting that
+does not exist.
 """
 from __future__ import annotations
 
@@ -87,9 +89,19 @@ def visible_recent(session: Session, actor: Actor, limit: int = 20) -> list[Meet
     return out[:limit]
 
 
+def openable(session: Session, actor: Actor, view: MeetingView) -> frozenset[int]:
+    """The view's agenda projects whose 项目库 page (`plan.projects.views.project_detail`) the actor may open.
+
+    Everyone else who sees an item sees it by that reach, so all of theirs; an organiser sees every item, but opens
+    only the projects in their own reach: the agenda links those and shows the others without a link.
+    """
+    reach = reach_of(session, actor)
+    return frozenset(_seen(session, reach, view.project_ids)) if reach.any else frozenset()
+
+
 def visible_decisions(session: Session, view: MeetingView) -> dict[int, MeetingDecision]:
     """The meeting's decisions on the projects of the view, by project id."""
     return {k: d for k, d in decisions(session, view.meeting.id).items() if k in view.project_ids}
 
 
-__all__ = ["MeetingView", "sight_of", "visible_decisions", "visible_meeting", "visible_recent"]
+__all__ = ["MeetingView", "openable", "sight_of", "visible_decisions", "visible_meeting", "visible_recent"]

@@ -193,3 +193,34 @@ def test_the_meetings_organisers_and_admins_see_the_whole_agenda(app: Flask, use
     html = login(app, username).get(f"/meetings/{meeting_id}").get_data(as_text=True)
     assert all(item["name"] in html and f"决定：{item['name']}" in html for item in agenda)
     assert "无权查看" not in html
+
+
+def _agenda_links(html: str) -> dict[str, list[str]]:
+    """Each agenda row's project code and the links its project cell holds."""
+    rows = re.findall(r'<tr data-project="([^"]+)">\s*<td>(.*?)</td>', html, re.S)
+    return {code: re.findall(r'href="([^"]+)"', cell) for code, cell in rows}
+
+
+@pytest.mark.parametrize("username", [FGJ_READER, CLERK, "wangjianguo", "admin"])
+def test_an_agenda_item_links_to_a_project_page_its_reader_may_open_or_to_none(app: Flask, username: str) -> None:
+    """The agenda linked every item to the dashboard's project page, which has a scope of its own: a 招商专员 who sees
+    the whole agenda got 404 there for the projects outside their units. Now an item links to its 项目库 page when
+    the reader may open it (200 there), and shows its name without a link when they may not."""
+    meeting_id, agenda = _meeting_and_decisions(app)
+    client = login(app, username)
+    html = client.get(f"/meetings/{meeting_id}").get_data(as_text=True)
+    links = _agenda_links(html)
+    assert links, html[:2000]
+    opens = _seen_on_the_project_pages(client, [i for i in agenda if i["code"] in links])
+    for item in agenda:
+        if item["code"] not in links:
+            continue
+        if opens[item["code"]]:
+            assert links[item["code"]] == [f"/projects/{item['project_id']}"], (item["code"], links[item["code"]])
+            assert client.get(links[item["code"]][0]).status_code == 200
+        else:
+            assert links[item["code"]] == [], (item["code"], links[item["code"]])
+    if username == CLERK:  # sees the whole agenda, opens none of it: names without links (were links to 404s)
+        assert set(links) == {i["code"] for i in agenda} and not any(opens.values()), opens
+    if username in (FGJ_READER, "admin"):  # what a reader sees on the agenda they open on the project pages
+        assert all(opens.values()), opens

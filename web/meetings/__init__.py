@@ -53,6 +53,7 @@ def show(meeting_id: int) -> ResponseReturnValue:
     may_record = meetings.may_record(session, actor)
     return render_template("meetings/show.html", meeting=view.meeting, items=view.items, hidden=view.hidden,
                            decided=meetings.visible_decisions(session, view),
+                           opens=meetings.openable(session, actor, view),
                            forms=meetings.decision_forms(session, view.meeting) if may_record else {},
                            outcomes=meetings.OUTCOME_NAMES, may_record=may_record)
 
