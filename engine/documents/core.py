@@ -43,6 +43,7 @@ LOOK_ALIKES = str.maketrans("OIL", "011")  # typed from paper: O for 0, I or L f
 VERIFY_PATH = "/verify/"  # the public page's address under JZFLOW_PUBLIC_URL (web/documents: /verify/<code>)
 MAX_CHECKED_FILE = 10 * 1024 * 1024  # an uploaded copy: an issued certificate is some 100 KB
 _READ = 64 * 1024
+SHEET_KIND = "approval_sheet"  # the 审批单 issued (engine.documents.sheet): internal, not for an applicant from outside
 
 
 class FileTooLarge(InvalidInput):
@@ -123,10 +124,13 @@ def issue(session: Session, *, instance_id: int, kind: str, rule: numbering.Numb
     return doc
 
 
-def for_instance(session: Session, instance_id: int) -> list[IssuedDocument]:
-    """Return the documents issued for an instance, in the order they were issued (no access check)."""
-    return list(session.scalars(select(IssuedDocument).where(IssuedDocument.instance_id == instance_id)
-                                .order_by(IssuedDocument.issued_at, IssuedDocument.id)))
+def for_instance(session: Session, instance_id: int, *, internal: bool = True) -> list[IssuedDocument]:
+    """Return the documents issued for an instance, in the order they were issued (no access check); without the
+    internal ones (the 审批单) for a reader who may not read them (`internal=False`: an applicant from outside)."""
+    query = select(IssuedDocument).where(IssuedDocument.instance_id == instance_id)
+    if not internal:
+        query = query.where(IssuedDocument.kind != SHEET_KIND)
+    return list(session.scalars(query.order_by(IssuedDocument.issued_at, IssuedDocument.id)))
 
 
 def public_facts(doc: IssuedDocument) -> PublicFacts:
@@ -227,6 +231,6 @@ def verify(session: Session, code: str) -> PublicFacts | None:
     return public_facts(doc) if doc is not None else None
 
 
-__all__ = ["ALPHABET", "CODE_LENGTH", "MAX_CHECKED_FILE", "VERIFY_PATH", "Counter", "FileTooLarge", "NoDigest",
+__all__ = ["ALPHABET", "CODE_LENGTH", "MAX_CHECKED_FILE", "SHEET_KIND", "VERIFY_PATH", "Counter", "FileTooLarge", "NoDigest",
            "PublicFacts", "counters", "digest_of", "display_code", "for_instance", "issue", "matches", "new_code",
            "normalize_code", "public_facts", "record_miss", "verify", "verify_link", "verify_wait"]

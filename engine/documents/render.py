@@ -5,9 +5,8 @@ An application registers a layout per document kind (`layout`); a kind without o
 (`make_file`): every download is that file, byte for byte, so the digest /verify shows is the one of every copy. Its
 layout gets no steps then (one file goes to every reader, the applicant included) and the verification link of
 JZFLOW_PUBLIC_URL (`core.verify_link`). Documents issued before files were kept are printed on each download, as
-before. The 审批单 (approval sheet) is every finished step in
-order — who, when, the form's fields with their labels, the opinion — with the instance's issued numbers and a seal
-area, for whoever may read the whole sheet (`submissions.approval_sheet`).
+before. The 审批单 (approval sheet, `engine.documents.sheet`) is printed here too once it is issued, with every step
+finished by then; only whoever may read the whole sheet (`submissions.approval_sheet`) downloads it.
 """
 from __future__ import annotations
 
@@ -18,12 +17,12 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine import clock, extensions
+from engine import extensions
 from engine.documents import core, pdf
 from engine.documents.models import IssuedDocument
 from engine.errors import NotFound
-from engine.org.actors import Actor
-from engine.runtime.models import ProcessDefinition, ProcessInstance
+from engine.org.actors import SYSTEM, Actor
+from engine.runtime.models import ProcessInstance
 from engine.tasks import access, submissions
 
 
@@ -71,7 +70,8 @@ def _instance(session: Session, actor: Actor, instance_id: int) -> ProcessInstan
 
 def issued_pdf(session: Session, actor: Actor, instance_id: int, doc_id: int,
                verify_url: Callable[[str], str] | None = None) -> tuple[IssuedDocument, bytes]:
-    """Return an issued document of the instance and its PDF, for whoever may see the instance.
+    """Return an issued document of the instance and its PDF, for whoever may see the instance (the 审批单: whoever
+    may read the whole sheet).
 
     Raises: Forbidden, NotFound (no such document on this instance), FontMissing
     """
@@ -80,6 +80,8 @@ def issued_pdf(session: Session, actor: Actor, instance_id: int, doc_id: int,
                                                       IssuedDocument.instance_id == instance_id))
     if doc is None:
         raise NotFound(f"文书不存在: {doc_id}", document_id=doc_id)
+    if doc.kind == core.SHEET_KIND:  # internal: only for whoever may read the whole sheet
+        submissions.approval_sheet(session, actor, instance_id)
     if doc.pdf is not None:
         return doc, doc.pdf  # the issued file itself, whoever reads it and whenever
     inp = LayoutInput(doc=doc, instance=instance, steps=submissions.for_instance(session, actor, instance_id),
@@ -95,54 +97,19 @@ def make_file(session: Session, doc: IssuedDocument) -> None:
     instance = session.get(ProcessInstance, doc.instance_id)
     if instance is None:
         raise access.not_found(doc.instance_id)
-    inp = LayoutInput(doc=doc, instance=instance, steps=[], verify_url=core.verify_link(doc.verify_code))
+    # The 审批单 is every step finished by now, whoever issues it; any other document holds no step
+    steps = submissions.approval_sheet(session, SYSTEM, doc.instance_id) if doc.kind == core.SHEET_KIND else []
+    inp = LayoutInput(doc=doc, instance=instance, steps=steps, verify_url=core.verify_link(doc.verify_code))
     body = pdf.render(_layout(doc.kind)(inp))
     doc.pdf, doc.digest = body, hashlib.sha256(body).hexdigest()
 
 
 def _layout(kind: str) -> Layout:
+    from engine.documents import sheet  # noqa: F401 (registers the 审批单's layout; it prints with this module)
     extensions.load()
     from engine.runtime import effects
     effects.load_all()  # the application's layouts are registered where its services are
     return LAYOUTS.get(kind, generic)
 
 
-def sheet_document(session: Session, actor: Actor, instance_id: int) -> pdf.Document:
-    """Build the instance's 审批单: facts, every finished step in order, issued numbers, the seal area.
-
-    Raises: Forbidden (not allowed to read the whole sheet), NotFound
-    """
-    instance = _instance(session, actor, instance_id)
-    steps = submissions.approval_sheet(session, actor, instance_id)
-    process_name = session.scalar(select(ProcessDefinition.name).where(
-        ProcessDefinition.id == instance.definition_id)) or ""
-    docs = core.for_instance(session, instance_id)
-    started = clock.as_utc(instance.started_at).astimezone(clock.SHANGHAI)
-    facts = [("流程", process_name), ("事项", instance.title), ("流程编号", str(instance.id))]
-    if instance.business_key:
-        facts.append(("业务编号", instance.business_key))
-    facts.append(("发起时间", started.strftime("%Y-%m-%d %H:%M")))
-    facts += [(d.title, d.number) for d in docs]
-    sections = []
-    for n, step in enumerate(steps, 1):
-        at = step.at.astimezone(clock.SHANGHAI).strftime("%Y-%m-%d %H:%M") if step.at else ""
-        sections.append(pdf.Section(heading=f"{n}. {step.name}", meta=f"办理人：{step.actor}　办理时间：{at}",
-                                    fields=step.fields, opinions=step.opinions,
-                                    note="（此步骤其后被退回或撤回，已重新办理）" if step.superseded else ""))
-    today = clock.now().astimezone(clock.SHANGHAI).date()
-    issuers = [i for d in docs for i in d.issuers]
-    return pdf.Document(title=f"审批单 · {instance.title}", facts=facts, sections=sections,
-                        seal=pdf.Seal(issuers or ["经办单位"], chinese_date(today.year, today.month, today.day)),
-                        footer=f"{process_name} · {instance.title}")
-
-
-def sheet_pdf(session: Session, actor: Actor, instance_id: int) -> bytes:
-    """Return the instance's 审批单 as PDF.
-
-    Raises: Forbidden, NotFound, FontMissing
-    """
-    return pdf.render(sheet_document(session, actor, instance_id))
-
-
-__all__ = ["LAYOUTS", "Layout", "LayoutInput", "chinese_date", "generic", "issued_pdf", "layout", "make_file",
-           "sheet_document", "sheet_pdf"]
+__all__ = ["LAYOUTS", "Layout", "LayoutInput", "chinese_date", "generic", "issued_pdf", "layout", "make_file"]

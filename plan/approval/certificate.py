@@ -5,7 +5,8 @@ zero-padded, gap-free and unique (`engine.documents.numbering`); JZFLOW_NUMBER_R
 the rule `approval_certificate` (e.g. ``{"approval_certificate": "胶审〔{year}〕{seq:05d}号"}``). Nobody types a
 number: the service task after 联合出证 issues it, stores it with a verification code, audits it, and puts it in the
 instance's data (`certificate`). The layout prints the departments' review opinions, the seal area (盖章处) for the
-issuing departments, and the verification code with the public address that checks it.
+issuing departments, and the verification code with the public address that checks it. The instance's 审批单 is
+issued with it (its own rule `approval_sheet`, 胶审单〔年份〕序号号), so a printed sheet is checked at /verify too.
 """
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ from datetime import date
 from typing import Any
 
 from engine import documents
-from engine.documents import pdf, render
+from engine.documents import pdf, render, sheet
 from engine.runtime import effects
 
 RULE = "approval_certificate"
 DEFAULT_TEMPLATE = "胶审〔{year}〕{seq:04d}号"
+SHEET_RULE = "approval_sheet"  # the 审批单 issued with it (engine.documents.sheet), numbered apart
+SHEET_TEMPLATE = "胶审单〔{year}〕{seq:04d}号"
 KIND = "approval_joint_certificate"
 STAGES = {"land_planning": "立项用地规划许可", "construction_works": "工程建设许可",
           "construction_permit": "施工许可", "completion_acceptance": "竣工验收"}
@@ -53,7 +56,12 @@ def issue_certificate(ctx: effects.RunContext, project_name: str, issued_on: str
         title="并联审批联合意见书", subject=project_name, issuers=issuers, issued_on=day, actor=ctx.actor,
         details={"applicant_unit": applicant_unit, "stage": stage, "project_code": project_code,
                  "reviews": _latest_reviews(review_log)})
-    return {"number": doc.number, "document_id": doc.id, "issued_on": doc.issued_on.isoformat()}
+    # the 审批单 behind it, every step to 联合出证, issued with it: a printed copy is checked at /verify like it
+    issued_sheet = sheet.issue(ctx.session, instance_id=ctx.running.row.id, rule=documents.rule(SHEET_RULE,
+                                                                                               SHEET_TEMPLATE),
+                               subject=project_name, issuers=issuers, issued_on=day, actor=ctx.actor)
+    return {"number": doc.number, "document_id": doc.id, "issued_on": doc.issued_on.isoformat(),
+            "sheet_number": issued_sheet.number, "sheet_document_id": issued_sheet.id}
 
 
 @render.layout(KIND)
@@ -87,4 +95,4 @@ def joint_certificate(inp: render.LayoutInput) -> pdf.Document:
         footer=f"{doc.number} · 胶州市并联审批")
 
 
-__all__ = ["DEFAULT_TEMPLATE", "KIND", "RULE", "issue_certificate", "joint_certificate"]
+__all__ = ["DEFAULT_TEMPLATE", "KIND", "RULE", "SHEET_RULE", "SHEET_TEMPLATE", "issue_certificate", "joint_certificate"]

@@ -271,7 +271,9 @@ def test_happy_path_counts_working_days_across_national_day(
     assert final["certificate"]["number"] == "胶审〔2025〕0001号"
     issued = documents.for_instance(session, iid)
     assert [(d.number, d.subject, d.issued_on) for d in issued] == [
-        ("胶审〔2025〕0001号", "胶州湾智能家电产业园（一期）", date(2025, 10, 10))]
+        ("胶审〔2025〕0001号", "胶州湾智能家电产业园（一期）", date(2025, 10, 10)),
+        ("胶审单〔2025〕0001号", "胶州湾智能家电产业园（一期）", date(2025, 10, 10))]  # and its 审批单
+    assert final["certificate"]["sheet_number"] == "胶审单〔2025〕0001号"
     assert issued[0].issuers == [DEPARTMENTS[c] for c in ("fgj", "zrzyj", "sthjj")]
     assert sorted(final["approved_departments"]) == ["fgj", "sthjj", "zrzyj"]
     assert [(r["code"], r["round"], r["decision"]) for r in final["review_log"]] == [

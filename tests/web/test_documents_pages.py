@@ -83,7 +83,7 @@ def client_of(app: Flask, username: str) -> FlaskClient:
 
 def _doc(app: Flask, iid: int) -> documents.IssuedDocument:
     with app.extensions["jzflow.sessionmaker"]() as s:
-        (doc,) = documents.for_instance(s, iid)
+        (doc,) = documents.for_instance(s, iid, internal=False)  # the 联合意见书 (not the 审批单 issued with it)
         s.expunge(doc)
         return doc
 
@@ -210,7 +210,7 @@ def test_the_verification_link_is_the_public_address_whatever_host_the_request_n
 def _issue_file_again(app: Flask, iid: int) -> None:
     from engine.documents import render
     with app.extensions["jzflow.sessionmaker"]() as s:
-        (doc,) = documents.for_instance(s, iid)
+        (doc,) = documents.for_instance(s, iid, internal=False)  # the 联合意见书
         render.make_file(s, doc)
         s.commit()
 

@@ -1,7 +1,8 @@
 """Submitted forms and issued documents: the printable 审批单, PDFs, and the public verification page.
 
 - /instances/<id>/sheet        the 审批单 (every finished step's form and opinion, in order), for printing
-- /instances/<id>/sheet.pdf    the same as PDF, with the seal area
+- /instances/<id>/sheet.pdf    the same as PDF, with the seal area; once issued (a 并联审批's, at 联合出证), the issued
+                               file with its number and verification code
 - /instances/<id>/documents/<doc>.pdf   an issued document (联合意见书) with its number and verification code
 - /verify/<code>               public: the number, subject, date and issuers of the document with this code, and the
                                SHA-256 of the issued file; POST a copy to learn whether it is that file (never kept)
@@ -23,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from engine import clock, config, documents
 from engine.documents import render
+from engine.documents import sheet as approval_sheet
 from engine.errors import InvalidInput
 from engine.tasks import submissions
 from web import downloads, guards, links
@@ -65,7 +67,7 @@ def sheet(instance_id: int) -> ResponseReturnValue:
 def sheet_pdf(instance_id: int) -> ResponseReturnValue:
     actor = current_actor()
     visible_row(instance_id, actor)
-    return _pdf(render.sheet_pdf(db_session(), actor, instance_id), f"审批单-{instance_id}.pdf")
+    return _pdf(approval_sheet.sheet_pdf(db_session(), actor, instance_id), f"审批单-{instance_id}.pdf")
 
 
 @bp.get("/instances/<int:instance_id>/documents/<int:doc_id>.pdf")

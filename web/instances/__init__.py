@@ -79,7 +79,7 @@ def show(instance_id: int) -> ResponseReturnValue:
         tasks=task_rows, users=users, incidents=timeline.incidents(session, instance_id),
         labels=labels, is_admin=actor.is_admin, task_url=links.task_url, related=links.instance_links(instance_id),
         diagram_url=url_for("instances.diagram", instance_id=instance_id), steps=steps, external=external,
-        issued=documents.for_instance(session, instance_id),
+        issued=documents.for_instance(session, instance_id, internal=not external),  # an applicant: not the 审批单
         # An archived instance's task pages are gone: its files are listed here (served by the task route).
         attachments=taskview.visible_attachments(session, actor, instance_id)
         if instance.archived_at is not None else None)

@@ -1,0 +1,108 @@
+"""The 审批单 of a 并联审批, issued with the 联合意见书 (联合出证) and checkable at /verify like it.
+
+A printed 审批单 carried no number, no verification code and no digest: whoever held one (a citizen, another
+department) could not tell it from an edited copy. Now the engine issues it as a document when the certificate is
+issued: printed once with every step finished before it (联合出证's own completes with the issuing run), a number
+(胶审单〔年份〕序号号) and a verification code, its bytes and SHA-256 kept, the digest in the `document.issue` audit
+event. Every download is that file; /verify shows its number, subject, date, issuers and digest and nothing of the
+steps; the applicant, who may not read the sheet, may not download it either (nor see it listed).
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+from flask import Flask
+from sqlalchemy import select
+
+from engine import clock, documents
+from engine.audit.models import AuditEvent
+from engine.documents import sheet
+from tests.conftest import pdf_text
+from tests.processes.test_parallel_approval import deployed, people  # noqa: F401 (fixtures used by name)
+from tests.web.test_documents_pages import (  # noqa: F401 (fixtures used by name)
+    HOSTILE,
+    _check,
+    app,
+    client_of,
+    finished,
+)
+
+
+def _sheet(app: Flask, iid: int) -> documents.IssuedDocument:  # noqa: F811
+    with app.extensions["jzflow.sessionmaker"]() as s:
+        found = [d for d in documents.for_instance(s, iid) if d.kind == sheet.KIND]
+        assert len(found) == 1, [d.kind for d in documents.for_instance(s, iid)]
+        s.expunge(found[0])
+        return found[0]
+
+
+def _pdf(app: Flask, iid: int) -> bytes:  # noqa: F811
+    with app.extensions["jzflow.sessionmaker"]() as s:
+        body = s.scalar(select(documents.IssuedDocument.pdf).where(documents.IssuedDocument.instance_id == iid,
+                                                                 documents.IssuedDocument.kind == sheet.KIND))
+        assert body is not None
+        return body
+
+
+def test_the_sheet_is_issued_once_with_a_number_a_code_and_its_digest_audited(
+        app: Flask, finished: int, tmp_path: Path) -> None:  # noqa: F811
+    doc = _sheet(app, finished)
+    body = _pdf(app, finished)
+    assert doc.number == "胶审单〔2025〕0001号" and doc.title == "审批单" and doc.issued_on.isoformat() == "2025-10-10"
+    assert doc.digest == hashlib.sha256(body).hexdigest()
+    with app.extensions["jzflow.sessionmaker"]() as s:
+        event = s.scalar(select(AuditEvent).where(AuditEvent.action == "document.issue",
+                                                  AuditEvent.object_id == str(doc.id)))
+        assert event is not None and event.after["sha256"] == doc.digest and event.after["kind"] == sheet.KIND
+    words = pdf_text(body, tmp_path)
+    assert documents.display_code(doc.verify_code) in words and "胶审单〔2025〕0001号" in words
+    for shown in ("提交并联审批申请", "一窗受理", "部门审查", "发展和改革局", "胶审〔2025〕0001号", "盖章处",
+                  "2025年10月10日"):
+        assert shown in words, shown
+    # every step before 联合出证, which issues it (its own step completes with the issuing run: the certificate's
+    # number stands for it)
+    assert re.findall(r"^\d+\. (\S+)", words, re.M)[:5] == ["提交并联审批申请", "一窗受理", "部门审查", "部门审查",
+                                                          "部门审查"], words
+    window = client_of(app, "window_wang")
+    clock.freeze(clock.now().replace(year=2026))  # printed another day: the same file
+    try:
+        for path in (f"/instances/{finished}/sheet.pdf", f"/instances/{finished}/documents/{doc.id}.pdf"):
+            response = window.get(path)
+            assert response.status_code == 200 and response.data == body, path
+    finally:
+        clock.unfreeze()
+    html = window.get(f"/instances/{finished}").get_data(as_text=True)
+    assert "胶审单〔2025〕0001号" in html.split('id="issued-documents"', 1)[1]
+
+
+def test_verify_shows_the_sheet_s_public_facts_and_compares_a_copy(app: Flask, finished: int) -> None:  # noqa: F811
+    doc = _sheet(app, finished)
+    body = _pdf(app, finished)
+    public = app.test_client()  # another department, a citizen: nobody logged in
+    page = public.get(f"/verify/{documents.display_code(doc.verify_code)}")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "胶审单〔2025〕0001号" in html and doc.digest is not None and doc.digest in html
+    assert doc.subject in html and "发展和改革局" in html
+    for private in ("提交并联审批申请", "一窗受理", "部门审查", "材料齐全", "受理意见", "审查结论", "窗口 王芳",
+                    "海湾家电 张伟", "营业执照", "alert"):
+        assert private not in html, private
+    assert "与签发文件一致" in _check(public, doc.verify_code, body, "审批单.pdf").get_data(as_text=True)
+    edited = bytearray(body)
+    edited[len(edited) // 2] ^= 0x01
+    assert "与签发文件不一致" in _check(public, doc.verify_code, bytes(edited), "审批单.pdf").get_data(as_text=True)
+
+
+def test_the_applicant_may_not_download_the_issued_sheet_nor_see_it_listed(
+        app: Flask, finished: int) -> None:  # noqa: F811
+    doc = _sheet(app, finished)
+    applicant = client_of(app, "qiye_zhang")
+    assert applicant.get(f"/instances/{finished}/documents/{doc.id}.pdf").status_code == 403
+    assert applicant.get(f"/instances/{finished}/sheet.pdf").status_code == 403
+    html = applicant.get(f"/instances/{finished}").get_data(as_text=True)
+    assert "胶审〔2025〕0001号" in html and "胶审单" not in html  # the certificate is theirs, the sheet is not
+    assert not re.search(rf"/documents/{doc.id}\.pdf", html)
+    assert client_of(app, "qiye_li").get(f"/instances/{finished}/documents/{doc.id}.pdf").status_code == 404
+    assert HOSTILE not in html
