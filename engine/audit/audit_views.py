@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, cast, literal, or_, select
+from sqlalchemy import ColumnElement, String, cast, func, literal, or_, select
 from sqlalchemy.orm import Session
 
 from engine import clock
 from engine.archive import core as archive
 from engine.audit import core as audit
 from engine.audit.models import AuditEvent
-from engine.errors import Forbidden, InstanceNotFound, NotFound
+from engine.errors import Forbidden, InstanceNotFound, InvalidInput, NotFound
 from engine.org.actors import Actor
 from engine.org.models import User
 from engine.runtime.models import ProcessDefinition, ProcessInstance, ProcessVersion
@@ -153,12 +153,28 @@ def events(session: Session, flt: AuditFilter, *, after: int | None = None, limi
     return Page(rows=rows, next_after=rows[-1].id if len(found) > limit else None)
 
 
-def iter_events(session: Session, flt: AuditFilter, *, batch: int = 1000, cap: int = MAX_EXPORT) -> Iterator[EventRow]:
-    """Yield every matching event oldest first (at most `cap`), reading in batches.
+def require_exportable(session: Session, flt: AuditFilter) -> None:
+    """Refuse an export of more events than MAX_EXPORT, before its first byte: the file would be cut short, and one
+    cut without a word is taken for the whole trail. Counts at most MAX_EXPORT + 1 rows.
+
+    Raises: InvalidInput (field `since`: a narrower time range is the way out)
+    """
+    cap = MAX_EXPORT
+    found = session.scalar(select(func.count()).select_from(
+        select(AuditEvent.id).where(*_conditions(flt)).limit(cap + 1).subquery()))
+    if (found or 0) > cap:
+        raise InvalidInput(f"符合条件的审计记录超过 {cap} 条，无法一次导出，请缩小时间范围或筛选条件 "
+                           f"(more than {cap} events match: narrow the time range or the filter)", field="since",
+                           limit=cap)
+
+
+def iter_events(session: Session, flt: AuditFilter, *, batch: int = 1000, cap: int | None = None) -> Iterator[EventRow]:
+    """Yield every matching event oldest first (at most `cap`, MAX_EXPORT by default), reading in batches.
 
     Ends the session's (read-only) transaction after each batch: a long export must not hold SQLite's
     write lock (transactions begin IMMEDIATE there) while the rows travel to the client.
     """
+    cap = MAX_EXPORT if cap is None else cap
     last, sent = 0, 0
     while sent < cap:
         found = list(session.scalars(select(AuditEvent).where(*_conditions(flt), AuditEvent.id > last)
@@ -341,4 +357,5 @@ def verify(session: Session) -> Verification:
 
 
 __all__ = ["AuditFilter", "EventRow", "Page", "Step", "Timeline", "Verification", "actions", "csv_chunks", "event",
-           "events", "iter_events", "may_audit", "object_types", "require_auditor", "timeline", "verify", "xlsx_bytes"]
+           "events", "iter_events", "may_audit", "object_types", "require_auditor", "require_exportable", "timeline",
+           "verify", "xlsx_bytes"]

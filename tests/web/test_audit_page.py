@@ -201,3 +201,37 @@ def test_only_auditors_and_admins_read_the_audit_trail(audit_app: Flask, finishe
     auditor = client_of(audit_app, "auditor")
     token = csrf_of(auditor, "/audit")
     assert auditor.post("/tasks/1/claim", data={"csrf_token": token}).status_code == 403
+
+
+@pytest.mark.parametrize("query", ["until=9999-12-31", "since=0001-01-01T00:00", "until=0001-01-01T00:00"])
+def test_a_date_at_the_calendar_s_edge_is_refused_naming_its_field(audit_app: Flask, finished: int,
+                                                                   query: str) -> None:
+    """The day after 9999-12-31 (or UTC before year 1) is no date: it was a 500 on the page and both exports."""
+    auditor = client_of(audit_app, "auditor")
+    field = query.partition("=")[0]
+    for path in ("/audit", "/audit/export.csv", "/audit/export.xlsx"):
+        response = auditor.get(f"{path}?{query}", headers={"Accept": "application/json"})
+        assert response.status_code == 422, (path, response.status_code)
+        assert field in response.get_data(as_text=True)
+
+
+def test_a_reversed_range_is_refused_not_answered_empty(audit_app: Flask, finished: int) -> None:
+    auditor = client_of(audit_app, "auditor")
+    for path in ("/audit", "/audit/export.csv"):
+        response = auditor.get(f"{path}?since=2025-10-10&until=2025-09-01", headers={"Accept": "application/json"})
+        assert response.status_code == 422 and "since" in response.get_data(as_text=True), path
+    assert auditor.get("/audit?since=2025-09-01&until=2025-09-01").status_code == 200  # one day is a range
+
+
+def test_an_export_past_its_cap_is_refused_with_a_message_not_cut_silently(audit_app: Flask, finished: int,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """An export used to end at MAX_EXPORT rows without a word: the auditor took a cut file for the whole trail."""
+    from engine.audit import audit_views
+    monkeypatch.setattr(audit_views, "MAX_EXPORT", 5)
+    auditor = client_of(audit_app, "auditor")
+    for fmt in ("csv", "xlsx"):
+        response = auditor.get(f"/audit/export.{fmt}?instance={finished}")
+        body = response.get_data(as_text=True)
+        assert response.status_code == 422 and "5" in body and "缩小" in body, fmt
+    small = auditor.get(f"/audit/export.csv?instance={finished}&action=instance.start")
+    assert small.status_code == 200 and len(list(csv.reader(io.StringIO(small.get_data(as_text=True))))) >= 2

@@ -61,9 +61,11 @@ def _when(value: str | None, field: str, *, end: bool) -> datetime | None:
         else:
             moment = datetime.fromisoformat(value.strip())
             moment = moment if moment.tzinfo else moment.replace(tzinfo=clock.SHANGHAI)
+        return clock.as_utc(moment)
     except ValueError as exc:
         raise InvalidInput(_("日期格式无效") + f": {value[:40]}", field=field) from exc
-    return clock.as_utc(moment)
+    except OverflowError as exc:  # the day after 9999-12-31, or UTC before year 1
+        raise InvalidInput(_("日期超出范围") + f": {value[:40]}", field=field) from exc
 
 
 def filter_from(args: Any) -> audit_views.AuditFilter:
@@ -74,8 +76,11 @@ def filter_from(args: Any) -> audit_views.AuditFilter:
     instance = (args.get("instance") or "").strip().lstrip("#")
     if instance and (not instance.isdigit() or int(instance) > MAX_ID):
         raise InvalidInput(_("实例编号须为数字"), field="instance")
+    since, until = _when(args.get("since"), "since", end=False), _when(args.get("until"), "until", end=True)
+    if since is not None and until is not None and since >= until:  # would answer nothing, as if nothing happened
+        raise InvalidInput(_("起始时间须早于截止时间"), field="since")
     return audit_views.AuditFilter(
-        since=_when(args.get("since"), "since", end=False), until=_when(args.get("until"), "until", end=True),
+        since=since, until=until,
         actor=(args.get("actor") or "").strip() or None, action=(args.get("action") or "").strip() or None,
         process_key=(args.get("process") or "").strip() or None, instance_id=int(instance) if instance else None,
         object_type=(args.get("object_type") or "").strip() or None,
@@ -149,6 +154,7 @@ def export_csv() -> ResponseReturnValue:
     _auditor()
     flt = filter_from(request.args)
     session = db_session()
+    audit_views.require_exportable(session, flt)
     body = stream_with_context(audit_views.csv_chunks(audit_views.iter_events(session, flt)))
     response = Response(body, mimetype="text/csv; charset=utf-8")
     response.headers["Content-Disposition"] = f"attachment; filename={_filename('csv')}"
@@ -160,6 +166,7 @@ def export_csv() -> ResponseReturnValue:
 def export_xlsx() -> ResponseReturnValue:
     _auditor()
     flt = filter_from(request.args)
+    audit_views.require_exportable(db_session(), flt)
     data = audit_views.xlsx_bytes(audit_views.iter_events(db_session(), flt))
     response = Response(data, mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
     response.headers["Content-Disposition"] = f"attachment; filename={_filename('xlsx')}"
