@@ -337,3 +337,28 @@ def test_a_page_sent_twice_by_its_officer_is_already_saved_not_changed_by_someon
     assert [e.after["via"] for e in replaced] == ["form", "upload"]  # the second click stored nothing again
     malformed = officer.post("/dashboard/data", data={**page, "once": "x" * 65})
     assert malformed.status_code == 422 and "once" in malformed.get_data(as_text=True)
+
+
+def test_a_chart_file_is_not_kept_for_the_next_person_at_the_same_browser(login: Login) -> None:
+    """The SVG/PNG of a chart said `private, max-age=60`: a town's officer logging in after a city leader at the same
+    counter's browser was served the leader's city-wide chart from its cache (the app's rule is no-store)."""
+    leader = login("wangjianguo")
+    for path in ("/dashboard/charts/investment.svg?period=2025-08", "/dashboard/charts/pipeline.png",
+                 "/dashboard/indicators/gdp_growth/chart.svg", "/dashboard/charts/pipeline.json"):
+        response = leader.get(path)
+        assert response.status_code == 200, path
+        assert response.headers["Cache-Control"] == "no-store", (path, response.headers["Cache-Control"])
+
+
+def test_an_overview_chart_file_speaks_its_reader_s_language(login: Login) -> None:
+    """The overview's charts were in the reader's language on the page, but Chinese in their SVG, PNG and JSON."""
+    leader = login("wangjianguo")
+    leader.set_cookie("lang", "en")
+    data = leader.get("/dashboard/charts/investment.json?period=2025-08").get_json()
+    assert data["title"] == "Investment: projects signed and started"
+    svg = leader.get("/dashboard/charts/industries.svg?period=2025-08").get_data(as_text=True)
+    assert "Progress towards the industries&#x27; scale targets" in svg or \
+        "Progress towards the industries' scale targets" in svg
+    assert "智能家电" in svg  # the industries' names are data, not translated
+    chinese = login("wangjianguo").get("/dashboard/charts/investment.json?period=2025-08").get_json()
+    assert chinese["title"] == "招商引资：新签约与新开工"

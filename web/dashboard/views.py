@@ -1,6 +1,7 @@
 """The dashboard's pages: overview, an indicator's drill-down, a project, units; charts as SVG/PNG/JSON."""
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from flask import Response, jsonify, render_template, request, url_for
@@ -37,12 +38,13 @@ def _helpers() -> dict[str, Any]:
             "now": clock.now()}
 
 
-def _wording(chart: dict[str, Any]) -> dict[str, Any]:
-    """Put an overview chart's fixed words (its title, series, target line) in the reader's language."""
+def _wording(chart: Chart) -> Chart:
+    """Put an overview chart's fixed words (its title, series, target line) in the reader's language: on the page
+    and in its SVG, PNG and JSON alike."""
     from flask_babel import gettext
-    return {**chart, "title": gettext(chart["title"]),
-            "target_label": gettext(chart["target_label"]) if chart.get("target_label") else chart.get("target_label"),
-            "series": [{**s, "name": gettext(s["name"])} for s in chart["series"]]}
+    return replace(chart, title=gettext(chart.title),
+                   target_label=gettext(chart.target_label) if chart.target_label else chart.target_label,
+                   series=tuple(replace(s, name=gettext(s.name)) for s in chart.series))
 
 
 def _send(chart: Chart, fmt: str, name: str) -> ResponseReturnValue:
@@ -55,7 +57,7 @@ def _send(chart: Chart, fmt: str, name: str) -> ResponseReturnValue:
     else:
         raise NotFound(f"图表格式须为 svg、png 或 json (format must be svg, png or json): {fmt}", format=fmt)
     response.headers["Content-Disposition"] = f'inline; filename="{name}.{fmt}"'
-    response.headers["Cache-Control"] = "private, max-age=60"
+    # no Cache-Control of its own: the app's no-store (a browser shared at a counter keeps no one's scoped figures)
     return response
 
 
@@ -69,7 +71,7 @@ def index() -> ResponseReturnValue:
     # 提速审批缩短30天以上: working days saved by the certified approval stages of the projects in scope
     saved = project_approvals.savings(session, None if scope.everything else
                                       [p.id for p in dashboard.visible_projects(session, scope)])
-    chart_data = {name: _wording(dashboard.named_chart(ov, name).as_dict()) for name in dashboard.CHARTS}
+    chart_data = {name: _wording(dashboard.named_chart(ov, name)).as_dict() for name in dashboard.CHARTS}
     industry_links = [url_for("dashboard.indicator", code=i.scale.code, period=period)
                       for i in ov.industries if i.scale is not None]
     return render_template("dashboard/index.html", ov=ov, period=period, charts=chart_data,
@@ -81,7 +83,7 @@ def index() -> ResponseReturnValue:
 @login_required
 def chart(name: str, fmt: str) -> ResponseReturnValue:
     ov = dashboard.overview(db_session(), period=_period(), scope=_scope(), now=clock.now())
-    return _send(dashboard.named_chart(ov, name), fmt, f"{name}-{ov.period}")
+    return _send(_wording(dashboard.named_chart(ov, name)), fmt, f"{name}-{ov.period}")
 
 
 @bp.get("/dashboard/indicators/<code>")
