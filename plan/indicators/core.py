@@ -190,7 +190,7 @@ def template_xlsx(session: Session, period: str) -> bytes:
     assert sheet is not None
     sheet.title = period
     for row in template_rows(session, period):
-        sheet.append(row)
+        sheet.append(exports.xlsx_row(row))
     exports.no_formulas(sheet)
     for column, width in zip("ABCDEF", (34, 36, 10, 14, 8, 18), strict=True):
         sheet.column_dimensions[column].width = width

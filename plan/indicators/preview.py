@@ -6,13 +6,15 @@ checked before anything is stored; one bad row refuses the whole file, and every
 line, column and reason: unknown indicator, an indicator of another year, a figure counted from the
 project library (projects_*), the same indicator twice, a value that is not a number, more than 12
 integer digits, a negative count or amount, a share outside 0–100, a growth rate below −100 %, a unit
-other than the indicator's (no conversion: 5000 万元 is not 0.5 亿元), a period other than the one
+other than the indicator's (no conversion: 5000 万元 is not 0.5 亿元), a 数据来源 holding a control or invisible
+character (no XLSX cell holds one), a period other than the one
 being entered. A row with a blank value means no figure for that indicator (the template lists
 every indicator). Values are kept to 4 decimals (the column's scale).
 """
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
@@ -24,6 +26,7 @@ from plan.indicators.models import Indicator, IndicatorValue
 from plan.indicators.upload import MAX_ROWS, read_table
 
 Q4 = Decimal("0.0001")
+HIDDEN = ("Cc", "Cf", "Zl", "Zp")  # control, format and line-separator characters: none in a 数据来源
 LIMIT = Decimal(10) ** 12
 HEADERS = {
     "code": ("code", "指标代码", "代码"), "name": ("name", "指标名称", "指标", "名称"),
@@ -196,6 +199,10 @@ def check_rows(session: Session, period: str, rows: list[tuple[int, dict[str, st
             errors.append(RowError(line, "value", problem or "缺少数值 (no value)"))
             continue
         source = cells.get("source", "").strip()[:100] or indicator.source
+        if any(unicodedata.category(ch) in HIDDEN for ch in source):
+            errors.append(RowError(line, "source", "数据来源不能含控制字符或不可见字符 "
+                                                   "(no control or invisible characters in the source)"))
+            continue
         entries.append(Entry(line, indicator.id, indicator.code, indicator.name, indicator.unit, value, source))
     return entries, errors
 

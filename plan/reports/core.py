@@ -191,7 +191,7 @@ def to_xlsx(report: Report) -> bytes:
             cell.fill = PatternFill("solid", fgColor="B4232A")
             cell.alignment = Alignment(horizontal="center")
         for row in rows:
-            sheet.append(row)
+            sheet.append(exports.xlsx_row(row))
         exports.no_formulas(sheet)  # a unit's name is text, whatever it begins with
         if head == ISSUE_HEAD:  # 销号率: a percentage a spreadsheet can sort and sum
             for (cell,) in sheet.iter_rows(min_row=4, min_col=len(head), max_col=len(head)):

@@ -258,3 +258,26 @@ def test_a_huge_figure_is_refused_row_by_row_by_the_form_and_the_file(data: Sess
     preview = indicators.preview_upload(data, period="2025-08", filename="big.csv",
                                         data=f"指标代码,数值\ngdp_growth,{huge}\n".encode())
     assert not preview.ok and [(e.line, e.column) for e in preview.errors] == [(2, "value")], preview.errors
+
+
+def test_a_control_character_in_a_source_is_refused_naming_it_and_never_breaks_the_template(
+        data: Session, officer: Actor) -> None:
+    """A 数据来源 holding a control character (pasted from another system: \\x07, \\x1b, a vertical tab) was stored;
+    then openpyxl refused the cell and the fill-in template XLSX of that period was a 500 for every data officer."""
+    seen = indicators.period_version(data, "2025-08")
+    with pytest.raises(indicators.UploadInvalid) as refused:
+        indicators.save_form(data, period="2025-08", values={"gdp_growth": ("5.7", "统计局\x07月报")}, actor=officer,
+                             seen=seen)
+    assert "数据来源" in str(refused.value) and refused.value.details["errors"][0]["column"] == "source"
+    upload = "指标代码,数值,数据来源\ngdp_growth,5.7,统计局\x1b[31m\n".encode()
+    preview = indicators.preview_upload(data, period="2025-08", filename="f.csv", data=upload)
+    assert not preview.ok and [e.column for e in preview.errors] == ["source"]
+    assert indicators.period_version(data, "2025-08") == seen  # nothing stored
+    # one stored before this check (or by hand) is dropped from the XLSX cell, not a 500
+    value = data.scalar(select(IndicatorValue).where(IndicatorValue.period == "2025-08"))
+    assert value is not None
+    value.source = "统计局\x0b月报"
+    data.flush()
+    from openpyxl import load_workbook
+    sheet = load_workbook(io.BytesIO(indicators.template_xlsx(data, "2025-08"))).active
+    assert sheet is not None and "统计局月报" in [c.value for row in sheet.iter_rows() for c in row]
