@@ -2,8 +2,9 @@
 
 - Tasks of a unit: open human tasks (state ready) a unit may claim (a candidate row naming the unit)
   or that a member of the unit holds; overdue when their deadline has passed.
-- Issues of a unit: ledger issues given to it (责任单位). Close-out rate (销号率) = issues closed ÷
-  issues registered in the year; on-time rate = closed by their deadline ÷ closed.
+- Issues of a unit: ledger issues given to it (责任单位). Close-out rate (销号率) = of the issues
+  registered in the year, those closed ÷ all of them (at most 100 %); on-time rate = closed by their
+  deadline ÷ closed.
 - Projects: those the unit is responsible for or that are located in it (a town's own projects).
 """
 from __future__ import annotations
@@ -37,7 +38,7 @@ class UnitFigures:
     issues_total: int  # registered this year
     issues_open: int
     issues_overdue: int
-    issues_closed: int
+    issues_closed: int  # of those, closed
     issues_closed_on_time: int
     projects: int
 
@@ -112,13 +113,14 @@ def figures(session: Session, *, scope: Scope, now: datetime, units: list[OrgUni
     result = []
     for unit in units:
         mine = [i for i in issues if i.unit_id == unit.id]
-        closed = [i for i in mine if i.status == "closed" and i.closed_at is not None
-                  and clock.as_utc(i.closed_at) >= start]
+        this_year = [i for i in mine if clock.as_utc(i.created_at) >= start]
+        # of this year's issues, those closed: one from last year closed now is in neither count (never past 100 %)
+        closed = [i for i in this_year if i.status == "closed" and i.closed_at is not None]
         open_ = [i for i in mine if i.status in OPEN_STATES]
         result.append(UnitFigures(
             unit=unit, tasks_open=len(tasks[unit.id]),
             tasks_overdue=sum(1 for t in tasks[unit.id] if _overdue(t.due_at, now)),
-            issues_total=sum(1 for i in mine if clock.as_utc(i.created_at) >= start),
+            issues_total=len(this_year),
             issues_open=len(open_), issues_overdue=sum(1 for i in open_ if _overdue(i.due_at, now)),
             issues_closed=len(closed),
             issues_closed_on_time=sum(1 for i in closed if i.due_at is None

@@ -286,3 +286,21 @@ def test_nice_ticks() -> None:
 def test_default_period(data: Session) -> None:
     assert dashboard.default_period(data, clock.now()) == "2025-08"
     assert dashboard.default_period(data, dashboard_data.NOW.replace(year=2027)) == "2025-08"
+
+
+def test_a_unit_s_close_out_rate_counts_this_year_s_issues_only_never_past_100(data: Session) -> None:
+    """销号率 is shown as closed/registered this year: an issue from last year closed this year counted as closed but
+    not as registered, so a unit that cleared its old issues read 200.0% (2/1)."""
+    slow_projects.flag_slow_projects(data, clock.now(), SYSTEM)
+    data.commit()
+    issue = data.scalar(select(LedgerIssue).join(OrgUnit, OrgUnit.id == LedgerIssue.unit_id)
+                        .where(OrgUnit.code == "gxj"))
+    assert issue is not None
+    old = LedgerIssue(code="WT-2024-9901", title="去年的问题", unit_id=issue.unit_id, status="closed",
+                      created_at=clock.now().replace(year=2024), closed_at=clock.now(), due_at=clock.now())
+    data.add(old)
+    issue.status, issue.closed_at = "closed", clock.now()
+    data.commit()
+    figures = unitview.unit_view(data, code="gxj", scope=ALL, now=clock.now()).figures
+    assert (figures.issues_closed, figures.issues_total) == (1, 1)
+    assert figures.close_rate == Decimal("100.0")
