@@ -5,11 +5,12 @@ A file has a header row naming its columns (Chinese or English; order free): 指
 checked before anything is stored; one bad row refuses the whole file, and every refusal names its
 line, column and reason: unknown indicator, an indicator of another year, a figure counted from the
 project library (projects_*), the same indicator twice, a value that is not a number, more than 12
-integer digits, a negative count or amount, a share outside 0–100, a growth rate below −100 %, a unit
-other than the indicator's (no conversion: 5000 万元 is not 0.5 亿元), a 数据来源 holding a control or invisible
-character (no XLSX cell holds one), a period other than the one
-being entered. A row with a blank value means no figure for that indicator (the template lists
-every indicator). Values are kept to 4 decimals (the column's scale).
+integer digits, a negative count or amount, a count of whole things (家, 个, 人; not 万人) with
+decimals, a share outside 0–100, a growth rate below −100 %, a unit other than the indicator's (no
+conversion: 5000 万元 is not 0.5 亿元), a 数据来源 holding a control or invisible character (no XLSX
+cell holds one), a period other than the one being entered. A row with a blank value means no figure
+for that indicator (the template lists every indicator). Values are kept to 4 decimals (the column's
+scale).
 """
 from __future__ import annotations
 
@@ -137,6 +138,8 @@ def _number(text: str, indicator: Indicator) -> tuple[Decimal | None, str | None
     # Before quantize (1e30 to four places is more digits than a Decimal holds) and after (…99995 rounds up).
     if abs(value) >= LIMIT or abs(value := value.quantize(Q4, rounding=ROUND_HALF_UP)) >= LIMIT:
         return None, "数值过大：最多12位整数 (at most 12 digits before the point)"
+    if indicator.kind == "count" and not indicator.unit.startswith("万") and value != value.to_integral_value():
+        return None, f"{indicator.name}须为整数 (a count of {indicator.unit} is a whole number): {text}"
     if indicator.kind in ("count", "amount") and value < 0:
         return None, f"{indicator.name}不能为负数 (a count or amount cannot be negative): {text}"
     if indicator.kind == "share" and not Decimal(0) <= value <= Decimal(100):

@@ -281,3 +281,22 @@ def test_a_control_character_in_a_source_is_refused_naming_it_and_never_breaks_t
     from openpyxl import load_workbook
     sheet = load_workbook(io.BytesIO(indicators.template_xlsx(data, "2025-08"))).active
     assert sheet is not None and "统计局月报" in [c.value for row in sheet.iter_rows() for c in row]
+
+
+def test_a_count_of_whole_things_is_a_whole_number(data: Session, officer: Actor) -> None:
+    """1012.5 家 (a slip of the decimal point, 10125 meant) was stored and shown as the number of enterprises; a count in
+    units of one (家, 个, 人, 项, 条, 列) is refused unless whole, one in 万人 keeps its decimals."""
+    seen = indicators.period_version(data, "2025-08")
+    with pytest.raises(indicators.UploadInvalid) as refused:
+        indicators.save_form(data, period="2025-08", values={"industrial_enterprises": ("1012.5", "")}, actor=officer,
+                             seen=seen)
+    assert refused.value.details["errors"][0]["column"] == "value" and "整数" in str(refused.value)
+    assert indicators.period_version(data, "2025-08") == seen
+    csv_file = "指标代码,数值\nindustrial_enterprises,1013.0\n".encode()
+    preview = indicators.preview_upload(data, period="2025-08", filename="f.csv", data=csv_file)
+    assert preview.ok and preview.entries[0].value == Decimal("1013")
+    talents = data.scalar(select(Indicator).where(Indicator.code == "talents_new", Indicator.year == 2025))
+    assert talents is not None and talents.kind == "count" and talents.unit == "万人"
+    kept = indicators.preview_upload(data, period="2025-08", filename="f.csv",
+                                     data="指标代码,数值\ntalents_new,0.35\n".encode())
+    assert kept.ok and kept.entries[0].value == Decimal("0.35")
