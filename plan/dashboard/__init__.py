@@ -9,7 +9,7 @@ from plan.dashboard.core import (
     project_detail,
 )
 from plan.dashboard.pipeline import visible_projects
-from plan.dashboard.scope import Scope, scope_of
+from plan.dashboard.scope import Scope, require_reader, scope_of
 from plan.dashboard.targets import IndicatorRow, check_period, default_period, indicator_rows, light_of
 from plan.projects.lags import STAGE_NAMES, Lag, lag_of
 
@@ -29,6 +29,7 @@ __all__ = [
     "named_chart",
     "overview",
     "project_detail",
+    "require_reader",
     "scope_of",
     "visible_projects",
 ]

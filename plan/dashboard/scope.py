@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from engine.errors import Forbidden
 from engine.org.actors import Actor
 from engine.org.area import area
 from engine.org.models import Role
+from engine.tasks.access import is_external
 from plan.ledger.models import LedgerIssue
 from plan.projects.models import Project
 
@@ -50,4 +52,13 @@ def scope_of(session: Session, actor: Actor) -> Scope:
     return Scope(False, frozenset(actor.org_unit_ids) | area(session, actor).unit_ids)
 
 
-__all__ = ["EVERYTHING_ROLES", "Scope", "scope_of"]
+def require_reader(session: Session, actor: Actor) -> None:
+    """Refuse an applicant from outside (项目单位: no government unit): the dashboard is the government's own.
+
+    Raises: Forbidden
+    """
+    if is_external(session, actor):
+        raise Forbidden("经济运行监测仅供政府部门使用 (the dashboard is for government staff)")
+
+
+__all__ = ["EVERYTHING_ROLES", "Scope", "require_reader", "scope_of"]

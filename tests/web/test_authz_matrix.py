@@ -205,14 +205,14 @@ MATRIX: dict[str, Access] = {
     "meetings.decide": Access(post=R({"leader", "city_leader", "admin"}), params={"meeting_id": "@meeting"},
                               form={"project_code": "XM-2025-0012", "outcome": "advance", "decision": "x"}),
     "meetings.close": Access(post=R({"leader", "city_leader", "admin"}), params={"meeting_id": "@meeting"}),
-    # 经济运行监测: everybody, scoped by unit; a project, unit and indicator of 临空经济区 (no role's unit)
-    "dashboard.index": Access(get=ALL),
-    "dashboard.chart": Access(get=ALL, params={"name": "investment", "fmt": "json"}),
+    # 经济运行监测: the government's staff, scoped by unit; a project, unit and indicator of 临空经济区 (no role's unit)
+    "dashboard.index": Access(get=ALL - {"applicant"}),  # docs/security.md: not applicants from outside
+    "dashboard.chart": Access(get=ALL - {"applicant"}, params={"name": "investment", "fmt": "json"}),
     "dashboard.indicator": Access(get=R({"city_leader", "auditor", "admin"}), params={"code": "@indicator"}),
     "dashboard.indicator_chart": Access(get=R({"city_leader", "auditor", "admin"}),
                                         params={"code": "@indicator", "fmt": "json"}),
     "dashboard.project": Access(get=R({"city_leader", "auditor", "admin"}), params={"code": "@project"}),
-    "dashboard.units": Access(get=ALL),
+    "dashboard.units": Access(get=ALL - {"applicant"}),
     "dashboard.unit": Access(get=R({"city_leader", "auditor", "admin"}), params={"code": "lkq"}),
     "dashboard.data": Access(get=DATA_ENTRY),
     "dashboard.save": Access(post=DATA_ENTRY, form={"period": "2025-08", "value:gdp_growth": "1"}),

@@ -362,3 +362,16 @@ def test_an_overview_chart_file_speaks_its_reader_s_language(login: Login) -> No
     assert "智能家电" in svg  # the industries' names are data, not translated
     chinese = login("wangjianguo").get("/dashboard/charts/investment.json?period=2025-08").get_json()
     assert chinese["title"] == "招商引资：新签约与新开工"
+
+
+def test_an_applicant_from_outside_does_not_open_the_dashboard(login: Login) -> None:
+    """docs/security.md: an applicant (项目单位, no government unit) may not open the dashboard. It opened for them,
+    listing the city's 七步工作法 runs by month and state, the libraries' names and the approval savings."""
+    applicant = login("gupeng")
+    for path in ("/dashboard", "/dashboard/units", "/dashboard/charts/pipeline.json",
+                 "/dashboard/charts/investment.svg"):
+        response = applicant.get(path)
+        assert response.status_code == 403, (path, response.status_code)
+        assert "七步工作法" not in response.get_data(as_text=True)
+    assert "/dashboard" not in re.findall(r'<nav.*?</nav>', applicant.get("/inbox").get_data(as_text=True), re.S)[0]
+    assert login("zoujianjun").get("/dashboard").status_code == 200  # a town's head: their own scope

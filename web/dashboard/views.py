@@ -24,7 +24,13 @@ from web.dashboard.blueprint import bp
 FORMATS = ("svg", "png", "json")
 
 
+def require_reader() -> None:
+    """The dashboard's door: everyone of the government (each sees their scope), not applicants from outside."""
+    dashboard.require_reader(db_session(), current_actor())
+
+
 def _scope() -> dashboard.Scope:
+    require_reader()
     return dashboard.scope_of(db_session(), current_actor())
 
 
@@ -65,8 +71,8 @@ def _send(chart: Chart, fmt: str, name: str) -> ResponseReturnValue:
 @login_required
 def index() -> ResponseReturnValue:
     session = db_session()
+    scope = _scope()  # who may read, before what was asked is looked at
     period = _period()
-    scope = _scope()
     ov = dashboard.overview(session, period=period, scope=scope, now=clock.now())
     # 提速审批缩短30天以上: working days saved by the certified approval stages of the projects in scope
     saved = project_approvals.savings(session, None if scope.everything else
@@ -82,15 +88,17 @@ def index() -> ResponseReturnValue:
 @bp.get("/dashboard/charts/<name>.<fmt>")
 @login_required
 def chart(name: str, fmt: str) -> ResponseReturnValue:
-    ov = dashboard.overview(db_session(), period=_period(), scope=_scope(), now=clock.now())
+    scope = _scope()
+    ov = dashboard.overview(db_session(), period=_period(), scope=scope, now=clock.now())
     return _send(_wording(dashboard.named_chart(ov, name)), fmt, f"{name}-{ov.period}")
 
 
 @bp.get("/dashboard/indicators/<code>")
 @login_required
 def indicator(code: str) -> ResponseReturnValue:
+    scope = _scope()
     period = _period()
-    detail = dashboard.indicator_detail(db_session(), code=code, period=period, scope=_scope())
+    detail = dashboard.indicator_detail(db_session(), code=code, period=period, scope=scope)
     return render_template("dashboard/indicator.html", d=detail, row=detail.row, period=period,
                            chart=detail.chart.as_dict(), **_helpers())
 
@@ -98,8 +106,9 @@ def indicator(code: str) -> ResponseReturnValue:
 @bp.get("/dashboard/indicators/<code>/chart.<fmt>")
 @login_required
 def indicator_chart(code: str, fmt: str) -> ResponseReturnValue:
+    scope = _scope()
     period = _period()
-    detail = dashboard.indicator_detail(db_session(), code=code, period=period, scope=_scope())
+    detail = dashboard.indicator_detail(db_session(), code=code, period=period, scope=scope)
     return _send(detail.chart, fmt, f"{code}-{period}")
 
 
