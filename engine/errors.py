@@ -134,6 +134,18 @@ class FormInvalid(InvalidInput):
         self.errors = errors
 
 
+class SubmissionRefused(FormInvalid):
+    """A service the engine ran right after a person's submission refused what they entered (InvalidInput naming a
+    field of their form): the submission is refused as a form is, and nothing of it was kept (engine/runtime/refusal.py).
+    """
+
+    def __init__(self, errors: list[FieldError], *, bpmn_id: str | None = None) -> None:
+        super().__init__(errors)
+        if bpmn_id:
+            self.details["bpmn_id"] = bpmn_id  # the step that refused it, for the logs and API clients
+        self.bpmn_id = bpmn_id
+
+
 @dataclass(frozen=True)
 class DeployProblem:
     """One reason a deployment was refused, pinned to file, element and line.

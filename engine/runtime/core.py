@@ -22,7 +22,7 @@ from engine.audit.models import AuditEvent, AuditHead
 from engine.db import is_postgres
 from engine.errors import ConcurrentModification, DutyRefused, EngineError, InstanceArchived, InstanceNotFound
 from engine.org.actors import SYSTEM, Actor
-from engine.runtime import assignment, effects, hot, linked, oversize, projection, start_limits
+from engine.runtime import assignment, effects, hot, linked, oversize, projection, refusal, start_limits
 from engine.runtime.assignment import due_time
 from engine.runtime.models import (
     INSTANCE_MOVED,
@@ -222,7 +222,16 @@ def run(session: Session, running: Running, actor: Actor, *, refresh_timers: boo
         if not is_engine_error(exc):
             raise
         release(exc)
+        refuse(running, exc)  # a service refused what the person just submitted: nothing is kept
         open_incident(session, running, exc, actor)
+
+
+def refuse(running: Running, exc: BaseException) -> None:
+    """Refuse the person's submission when the engine error is a service refusing a field of it; else return.
+
+    Raises: SubmissionRefused (engine/runtime/refusal.py)
+    """
+    refusal.refuse(running, _cause_chain(exc))
 
 
 def release(exc: BaseException) -> None:
@@ -385,5 +394,5 @@ def waiting_summary(running: Running) -> dict[str, Any]:
 
 
 __all__ = ["COMPACT_BATCH", "Running", "StateTooLarge", "VersionInfo", "_spec_cache", "complete_user_task", "due_time",
-           "find_task", "is_engine_error", "load", "new_event", "open_incident", "record", "release", "run", "save",
-           "script_engine", "specs_for", "version_info"]
+           "find_task", "is_engine_error", "load", "new_event", "open_incident", "record", "refuse", "release", "run",
+           "save", "script_engine", "specs_for", "version_info"]

@@ -181,6 +181,34 @@ def validate(schema_text: str | None, data: Mapping[str, Any], files: Mapping[st
     return dict(data)
 
 
+@lru_cache(maxsize=256)
+def field_names(schema_text: str | None) -> frozenset[str]:
+    """Return the fields a person fills on a form: its top-level properties, also those of its allOf / if-then parts
+    (where a conditional field lives). A service refusing one of them refuses the submission (runtime/refusal.py)."""
+    try:
+        schema = json.loads(schema_text) if schema_text else None
+    except ValueError:
+        return frozenset()
+    names: set[str] = set()
+    parts: list[Any] = [schema]
+    while parts:
+        part = parts.pop()
+        if not isinstance(part, Mapping):
+            continue
+        props = part.get("properties")
+        if isinstance(props, Mapping):
+            names.update(str(k) for k in props)
+        required = part.get("required")
+        if isinstance(required, list):
+            names.update(str(k) for k in required)
+        parts.extend(part.get(key) for key in ("then", "else"))
+        for key in ("allOf", "anyOf", "oneOf"):
+            branches = part.get(key)
+            if isinstance(branches, list):
+                parts.extend(branches)
+    return frozenset(names)
+
+
 def refuse_stored(name: str, text: str) -> None:
     """Refuse a submission against a stored form file that deploy would refuse today, naming it.
 

@@ -39,6 +39,10 @@ class Running:
     # What a person submits in this unit of work (a task's form, a client's start data): a state over the limit that
     # would fit without it refuses the submission and writes nothing (engine/runtime/oversize.py). None otherwise.
     submitted: Mapping[str, Any] | None = None
+    # The fields a person submits now and may correct (their form's and what they sent): a service that refuses one of
+    # them (InvalidInput naming it) in this unit of work's engine steps refuses the submission and nothing is kept
+    # (engine/runtime/refusal.py). None: nobody to send back to (a timer, a message, a held submission): an incident.
+    refusable: frozenset[str] | None = None
 
 
 def lock_instance(session: Session, instance_id: int) -> None:

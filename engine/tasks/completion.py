@@ -1,6 +1,7 @@
 """Finishing a user task: complete its SpiffWorkflow task, run the engine, save, audit (flushes)."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,16 +24,20 @@ class Completion:
 
 
 def finish(session: Session, *, task: HumanTask, running: runtime.Running, actor: Actor,
-           data: dict[str, Any], submitted_now: bool = True) -> Completion:
+           data: dict[str, Any], submitted_now: bool = True, fields: Iterable[str] = ()) -> Completion:
     """Complete the task's SpiffWorkflow task with validated data, run the engine and save (flushes).
 
     `submitted_now`: the actor submits the data now, and is refused (FormInvalid, nothing saved) when it would make
-    the state too large; False when the holder submitted it earlier (held for co-signers): an incident then.
+    the state too large or a service in the steps that follow refuses a field of it (`fields`: the form's, besides the
+    keys of `data`; engine/runtime/refusal.py); False when the holder submitted it earlier (held for co-signers): an
+    incident then. A refusal leaves writes in the session: the caller rolls its transaction (or savepoint) back.
 
-    Raises: FormInvalid (the data would make the workflow state too large: engine/runtime/oversize.py)
+    Raises: FormInvalid (the data would make the workflow state too large: engine/runtime/oversize.py),
+    SubmissionRefused (a service refused it)
     """
     row = running.row
     running.submitted = data if submitted_now else None
+    running.refusable = frozenset(fields) | frozenset(data) if submitted_now else None
     with session.no_autoflush:  # one flush at the end, not one per query
         try:
             runtime.complete_user_task(running, task.task_guid, data, actor)
@@ -40,6 +45,7 @@ def finish(session: Session, *, task: HumanTask, running: runtime.Running, actor
             if not runtime.is_engine_error(exc):
                 raise
             runtime.release(exc)
+            runtime.refuse(running, exc)
             runtime.open_incident(session, running, exc, actor)
         if running.row.status == "running":
             runtime.run(session, running, actor)

@@ -138,7 +138,7 @@ def complete(session: Session, *, task_id: int, actor: Actor, data: Mapping[str,
             return Completion(instance_id=task.instance_id, status=running.row.status, incident=None, next_tasks=[])
         if read is not None:
             running.open_rows = read.open_rows
-        return finish(session, task=task, running=running, actor=actor, data=cleaned)
+        return finish(session, task=task, running=running, actor=actor, data=cleaned, fields=forms.field_names(schema))
     finally:
         session.info.pop(projection.CLAIM, None)  # not taken: the completion failed before its save
 
