@@ -68,7 +68,7 @@ def _unit(session: Session, code: str | None, field: str = "unit_code") -> OrgUn
         return None
     unit = session.scalar(select(OrgUnit).where(OrgUnit.code == code))
     if unit is None:
-        raise NotFound(f"单位不存在 (no such unit): {code}", field=field)
+        raise InvalidInput(f"单位不存在 (no such unit): {code}", field=field)  # a person's choice: refused, no incident
     return unit
 
 

@@ -186,7 +186,7 @@ def dispatch(ctx: RunContext, issue_id: int, unit_code: str, deadline_kind: str,
     issue = _own_issue(ctx, issue_id)
     unit = _unit(ctx.session, _text(unit_code, "unit_code", required=True, limit=80))
     if unit is None:
-        raise NotFound(f"责任单位不存在 (no such unit): {unit_code}", field="unit_code")
+        raise InvalidInput(f"责任单位不存在 (no such unit): {unit_code}", field="unit_code")  # the officer's choice
     if deadline_kind == "working_days":
         if not isinstance(working_days, int) or not 1 <= working_days <= MAX_WORKING_DAYS:
             raise InvalidInput(f"工作日数须为 1–{MAX_WORKING_DAYS} (working days)", field="working_days")
@@ -242,6 +242,34 @@ def done(ctx: RunContext, issue_id: int) -> dict[str, Any]:
     return snapshot(ctx.session, issue, ctx.actor)
 
 
+def _after_today(day: date, field: str, *, due_at: datetime | None = None) -> None:
+    """Refuse a new deadline that is not after today (Asia/Shanghai), nor after the issue's deadline `due_at`."""
+    today = clock.now().astimezone(clock.SHANGHAI).date()
+    if day <= today:
+        raise InvalidInput(f"新的期限 {day} 须晚于今天 {today} (the new deadline must be after today)", field=field)
+    current = _local_date(due_at)
+    if current is not None and day.isoformat() <= current:
+        raise InvalidInput(f"申请的期限 {day} 须晚于现有期限 {current} (later than the current deadline)", field=field)
+
+
+@service("ledger_extension_request")
+def extension_request(ctx: RunContext, issue_id: int, requested_due_date: str | None = None,
+                      reason: str | None = None) -> dict[str, Any]:
+    """申请延期: the handler's request, checked before it goes to the leader (recorded with the leader's decision).
+
+    A date not after today or the current deadline refuses the handler's submission, naming requested_due_date.
+    """
+    issue = _own_issue(ctx, issue_id)
+    if issue.status not in HANDLING:
+        raise Conflict(f"问题 {issue.code} 状态为 {issue.status}，不能延期", issue_id=issue.id, status=issue.status)
+    day = _date(requested_due_date, "requested_due_date")
+    if day is None:
+        raise InvalidInput("请填写申请的期限 (requested_due_date required)", field="requested_due_date")
+    _after_today(day, "requested_due_date", due_at=issue.due_at)
+    _text(reason, "extension_reason", required=True, limit=2000)
+    return snapshot(ctx.session, issue, ctx.actor)
+
+
 @service("ledger_extension")
 def extension(ctx: RunContext, issue_id: int, decision: str, requested_due_date: str | None = None,
               due_date: str | None = None, reason: str | None = None, opinion: str | None = None) -> dict[str, Any]:
@@ -254,6 +282,7 @@ def extension(ctx: RunContext, issue_id: int, decision: str, requested_due_date:
         day = _date(due_date, "new_due_date")
         if day is None:
             raise InvalidInput("批准延期须填写新的期限 (new_due_date required)", field="new_due_date")
+        _after_today(day, "new_due_date")  # a date already past: the leader's form comes back (no incident)
         issue.due_at = deadline(day)
     elif decision != "refuse":
         raise InvalidInput(f"延期决定须为 grant 或 refuse: {decision!r}", field="decision")
@@ -405,6 +434,6 @@ def monthly_report(session: Session, *, year: int, month: int, now: datetime) ->
     return report(session, start=start, end=end, now=now)
 
 
-__all__ = ["OPEN_STATES", "SOURCES", "TRANSITIONS", "UnitLine", "deadline", "dispatch", "done", "extension", "feedback",
-           "get_issue", "list_issues", "monthly_report", "progress", "register", "report", "respond", "snapshot",
-           "verify", "warning_level", "weekly_report", "yellow_until"]
+__all__ = ["OPEN_STATES", "SOURCES", "TRANSITIONS", "UnitLine", "deadline", "dispatch", "done", "extension",
+           "extension_request", "feedback", "get_issue", "list_issues", "monthly_report", "progress", "register",
+           "report", "respond", "snapshot", "verify", "warning_level", "weekly_report", "yellow_until"]

@@ -37,7 +37,9 @@ SCHEMAS: dict[str, Any] = {
                    "properties": {"field": {"type": "string"}, "message": {"type": "string"}}},
     "FormInvalid": {"allOf": [_ref("Error"), {"type": "object", "properties": {
         "fields": {"type": "array", "items": _ref("FieldError"),
-                   "description": "form_invalid: each field's problem"}}}]},
+                   "description": "form_invalid: each field's problem"},
+        "bpmn_id": {"type": "string", "description": "a service task refused the submission: that step (nothing "
+                                                     "was kept; correct the field and submit again)"}}}]},
     "Task": {"type": "object", "required": ["id", "instance_id", "name", "state"], "properties": {
         "id": {"type": "integer"}, "instance_id": {"type": "integer"}, "name": {"type": "string"},
         "bpmn_id": {"type": "string"}, "process_key": {"type": "string"}, "lane": _nullable("string"),
