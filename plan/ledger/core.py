@@ -4,7 +4,8 @@ Each step of the process calls one service here, so `ledger_issue` (status, unit
 close time) is always in step with the instance and reports never deserialize a workflow. Every
 change is audited on the issue's own stream `ledger_issue:<id>`. A service acts only on the issue
 of the instance that calls it, and refuses a step the issue's status does not allow (the instance
-then stops with an incident). Each returns a snapshot of the issue (`ledger` in the task data).
+then stops with an incident). Data a person entered that a service refuses names the field as the step's form names it
+(InvalidInput field=…): the person's submission is refused then, and nothing is kept (engine/runtime/refusal.py). Each returns a snapshot of the issue (`ledger` in the task data).
 
 Lifecycle: registered 登记 → dispatched 派单 → accepted 响应 (or returned 退回 → dispatched again)
 → in_progress 办理 → feedback 反馈 → closed 销号 (or back to in_progress when 核验 fails).
@@ -203,7 +204,7 @@ def dispatch(ctx: RunContext, issue_id: int, unit_code: str, deadline_kind: str,
     issue.unit_id, issue.responsible_leader_id, issue.handler_id = unit.id, unit.responsible_leader_id, None
     issue.due_at = deadline(day)
     return _record(ctx, issue, "ledger.dispatch", before, unit_code=unit.code, due_date=day.isoformat(),
-                   note=_text(note, "note"))
+                   note=_text(note, "dispatch_note"))
 
 
 @service("ledger_respond")
@@ -219,7 +220,7 @@ def respond(ctx: RunContext, issue_id: int, response: str, reason: str | None = 
         issue.handler_id = None
     else:
         raise InvalidInput(f"响应须为 accept 或 return: {response!r}", field="response")
-    text = _text(reason, "reason", required=response == "return")
+    text = _text(reason, "return_reason", required=response == "return")
     return _record(ctx, issue, f"ledger.{issue.status}", before, reason=text)
 
 
@@ -285,11 +286,11 @@ def extension(ctx: RunContext, issue_id: int, decision: str, requested_due_date:
         _after_today(day, "new_due_date")  # a date already past: the leader's form comes back (no incident)
         issue.due_at = deadline(day)
     elif decision != "refuse":
-        raise InvalidInput(f"延期决定须为 grant 或 refuse: {decision!r}", field="decision")
+        raise InvalidInput(f"延期决定须为 grant 或 refuse: {decision!r}", field="extension_decision")
     requested = _date(requested_due_date, "requested_due_date")
     return _record(ctx, issue, f"ledger.extension.{decision}", before,
                    requested_due_date=requested.isoformat() if requested else None,
-                   reason=_text(reason, "reason"), opinion=_text(opinion, "opinion"))
+                   reason=_text(reason, "extension_reason"), opinion=_text(opinion, "leader_opinion"))
 
 
 @service("ledger_feedback")
@@ -334,7 +335,7 @@ def verify(ctx: RunContext, issue_id: int, verdict: str, opinion: str | None = N
         _move(issue, "in_progress")
     else:
         raise InvalidInput(f"核验结论须为 pass 或 fail: {verdict!r}", field="verdict")
-    text = _text(opinion, "opinion", required=verdict == "fail")
+    text = _text(opinion, "verify_opinion", required=verdict == "fail")
     return _record(ctx, issue, "ledger.closed" if verdict == "pass" else "ledger.reopened", before, opinion=text)
 
 

@@ -7,20 +7,22 @@ from __future__ import annotations
 
 import json
 import threading
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine import deploy, org, tasks
+from engine import clock, config, deploy, org, runtime, tasks
 from engine.audit.models import AuditEvent
 from engine.errors import FormInvalid, InvalidInput, SubmissionRefused
 from engine.notify.models import OutboxMessage
 from engine.org.actors import SYSTEM, Actor, actor_for
-from engine.runtime import effects, hot, instances
+from engine.runtime import effects, hot, instances, timers
 from engine.runtime.effects import RunContext
 from engine.runtime.models import Incident, ProcessInstance
+from engine.spiff import serializer
 from engine.tasks.collab_models import Notification
 from engine.tasks.models import HumanTask
 from tests.steps import names, only_task
@@ -108,6 +110,18 @@ AT_START = _process("refusal_start", f"""
     [("s1", "start", "check"), ("s2", "check", "end")])
 
 
+# fill → a timer of an hour → check: when the timer fires nobody is there to send back to
+AFTER_TIMER = _process("refusal_timer", f"""
+    <bpmn:startEvent id="start"><bpmn:outgoing>t1</bpmn:outgoing></bpmn:startEvent>
+    {_user_task("fill", "t1", "t2")}
+    <bpmn:intermediateCatchEvent id="wait" name="等一小时"><bpmn:incoming>t2</bpmn:incoming>
+      <bpmn:outgoing>t3</bpmn:outgoing><bpmn:timerEventDefinition>
+        <bpmn:timeDuration>"PT1H"</bpmn:timeDuration></bpmn:timerEventDefinition></bpmn:intermediateCatchEvent>
+    {_service("check", "t3", "t4")}
+    <bpmn:endEvent id="end"><bpmn:incoming>t4</bpmn:incoming></bpmn:endEvent>""",
+    [("t1", "start", "fill"), ("t2", "fill", "wait"), ("t3", "wait", "check"), ("t4", "check", "end")])
+
+
 @pytest.fixture
 def people(session: Session, monkeypatch: pytest.MonkeyPatch) -> tuple[Actor, Actor]:
     monkeypatch.setitem(effects.REGISTRY, "test_refusal_check", check)
@@ -116,7 +130,7 @@ def people(session: Session, monkeypatch: pytest.MonkeyPatch) -> tuple[Actor, Ac
     org.add_user(session, username="a", display_name="甲", unit_codes=["dept"])
     org.add_user(session, username="b", display_name="乙", unit_codes=["dept"])
     deploy.deploy(session, {"seq.bpmn": SEQUENTIAL, "par.bpmn": PARALLEL, "start.bpmn": AT_START,
-                            "amount.schema.json": FORM.encode()}, actor=SYSTEM, check_lanes=False)
+                            "timer.bpmn": AFTER_TIMER, "amount.schema.json": FORM.encode()}, actor=SYSTEM, check_lanes=False)
     session.commit()
     return actor_for(session, "a"), actor_for(session, "b")
 
@@ -187,6 +201,37 @@ def test_with_nobody_submitting_a_refusal_is_an_incident(session: Session, peopl
     assert row.status == "incident" and CHECKED == [-5]
     incident = session.scalar(select(Incident).where(Incident.instance_id == row.id))
     assert incident is not None and incident.bpmn_id == "check" and "负数" in incident.message
+    session.rollback()
+
+
+def test_a_refusal_when_a_timer_fires_is_an_incident(session: Session, people: tuple[Actor, Actor],
+                                                     frozen: Any) -> None:
+    """The person's submission went through (the check comes after a timer); when the timer fires there is nobody to
+    send back to: an incident, as before."""
+    iid = start(session, "refusal_timer")
+    done = tasks.complete(session, task_id=only_task(session, iid, "fill").id, actor=people[0], data={"amount": -5})
+    session.commit()
+    assert done.incident is None and done.status == "running" and CHECKED == []
+    frozen.advance(timedelta(hours=2))
+    assert timers.fire_instance(session, iid, now=clock.now())
+    session.commit()
+    row = session.get(ProcessInstance, iid)
+    assert row is not None and row.status == "incident" and CHECKED == [-5]
+
+
+def test_a_hot_instance_is_read_as_stored_after_a_refusal(session: Session, people: tuple[Actor, Actor]) -> None:
+    """The workflow the refused run moved on was the cached one: the next load reads the state as stored."""
+    iid = start(session, "refusal_par")
+    tasks.complete(session, task_id=only_task(session, iid, "b").id, actor=people[1], data={"amount": 2})
+    session.commit()  # the saved workflow is cached now
+    key = hot.key_of(session, iid)
+    assert hot.CACHE._entries.get(key) is not None or config.load().instance_cache_size <= 0
+    with pytest.raises(SubmissionRefused):
+        tasks.complete(session, task_id=only_task(session, iid, "a").id, actor=people[0], data={"amount": -2})
+    session.rollback()
+    assert hot.CACHE._entries.get(key) is None  # taken by the refused run, never put back
+    stored = session.scalar(select(ProcessInstance.state).where(ProcessInstance.id == iid))
+    assert serializer.dump_state(runtime.load(session, iid).workflow) == stored
     session.rollback()
 
 

@@ -1,0 +1,69 @@
+"""招商线索: data the lead's services refuse sends the person's form back naming the field; nothing is kept.
+
+Before, a contact date after today (对接) or a unit on the 派单 form the organisation does not have stopped the lead's
+instance on an incident an administrator had to repair, with the step counted as done.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from engine import tasks
+from engine.audit.models import AuditEvent
+from engine.errors import SubmissionRefused
+from engine.org.actors import Actor
+from engine.runtime import instances
+from engine.runtime.models import Incident, ProcessInstance
+from tests.processes.test_investment_lead import PUSHED, lead_of, people
+from tests.steps import do, names, only_task
+
+__all__ = ["people"]
+DISPATCH = {"deadline_kind": "working_days", "working_days": 10}
+
+
+def _kept(session: Session, iid: int) -> tuple[Any, ...]:
+    session.expire_all()
+    row = session.get(ProcessInstance, iid)
+    assert row is not None
+    return (row.state, row.status, row.lock_version, names(session, iid),
+            session.scalar(select(func.count()).select_from(AuditEvent)),
+            session.scalar(select(func.count()).select_from(Incident)))
+
+
+def _refused(session: Session, iid: int, bpmn_id: str, actor: Actor, data: dict[str, Any]) -> SubmissionRefused:
+    task = only_task(session, iid, bpmn_id)
+    tasks.claim(session, task_id=task.id, actor=actor)
+    session.commit()
+    before = _kept(session, iid)
+    with pytest.raises(SubmissionRefused) as refused:
+        tasks.complete(session, task_id=task.id, actor=actor, data=data)
+    session.rollback()
+    assert _kept(session, iid) == before
+    return refused.value
+
+
+def test_a_unit_the_organisation_does_not_have_is_refused_at_dispatch(session: Session,
+                                                                     people: dict[str, Actor]) -> None:
+    iid = instances.start(session, process_key="investment_lead", actor=people["platform"], data=PUSHED).id
+    session.commit()
+    refused = _refused(session, iid, "dispatch", people["zs_wang"], {"unit_code": "yhz", **DISPATCH})
+    assert [e.field for e in refused.errors] == ["unit_code"] and refused.bpmn_id == "record_dispatch"
+    assert lead_of(session, iid).status == "registered"
+    do(session, only_task(session, iid, "dispatch"), people["zs_wang"], {"unit_code": "shz", **DISPATCH})
+
+
+def test_a_contact_date_after_today_is_refused_naming_the_date(session: Session, people: dict[str, Actor]) -> None:
+    chen = people["shz_chen"]
+    iid = instances.start(session, process_key="investment_lead", actor=people["platform"], data=PUSHED).id
+    session.commit()
+    do(session, only_task(session, iid, "dispatch"), people["zs_wang"], {"unit_code": "shz", **DISPATCH})
+    do(session, only_task(session, iid, "respond"), chen, {"response": "accept"})
+    contact = {"contact_way": "phone", "summary": "电话沟通投资意向。", "next_step": "again"}
+    refused = _refused(session, iid, "contact", chen, {"contact_date": "2025-09-02", **contact})
+    assert [e.field for e in refused.errors] == ["contact_date"] and "今天之后" in refused.errors[0].message
+    assert lead_of(session, iid).contacts == 0
+    do(session, only_task(session, iid, "contact"), chen, {"contact_date": "2025-09-01", **contact})
+    assert lead_of(session, iid).contacts == 1
