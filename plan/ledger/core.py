@@ -4,8 +4,9 @@ Each step of the process calls one service here, so `ledger_issue` (status, unit
 close time) is always in step with the instance and reports never deserialize a workflow. Every
 change is audited on the issue's own stream `ledger_issue:<id>`. A service acts only on the issue
 of the instance that calls it, and refuses a step the issue's status does not allow (the instance
-then stops with an incident). Data a person entered that a service refuses names the field as the step's form names it
-(InvalidInput field=…): the person's submission is refused then, and nothing is kept (engine/runtime/refusal.py). Each returns a snapshot of the issue (`ledger` in the task data).
+then stops with an incident). Data a person entered that a service refuses names the field as the
+step's form names it (InvalidInput field=…): the person's submission is refused then, and nothing is
+kept (engine/runtime/refusal.py). Each returns a snapshot of the issue (`ledger` in the task data).
 
 Lifecycle: registered 登记 → dispatched 派单 → accepted 响应 (or returned 退回 → dispatched again)
 → in_progress 办理 → feedback 反馈 → closed 销号 (or back to in_progress when 核验 fails).
