@@ -36,7 +36,8 @@ def start(session: Session, *, process_key: str, actor: Actor, data: Mapping[str
     (start_hops), or a relay through start_process would start the count of MAX_START_HOPS again.
     A client's start of a process the application routes (CLIENT_START_ROUTES) is the route's, once its data is checked.
 
-    Raises: ProcessNotFound, FormInvalid (also: client data that would make the state too large), InvalidInput (a
+    Raises: ProcessNotFound, FormInvalid (also: client data that would make the state too large; SubmissionRefused: a
+    service of the first run refused a field of it, nothing started), InvalidInput (a
     process only a message or signal starts), TooManyStarts (from inside a run: past a limit, nothing started)
     """
     ctx, root = effects.current(), None
@@ -73,8 +74,11 @@ def start(session: Session, *, process_key: str, actor: Actor, data: Mapping[str
     # A new instance has no rows and an empty audit stream yet: the projection reads none, the commit's append
     # starts the stream in one statement (a stream that somehow has events is never restarted: see audit).
     # A client's data that makes the first state too large is refused, naming the fields, and nothing is started.
+    # A service in the first run refusing a field the client sent (or of the start form) refuses the start: nothing is
+    # started (engine/runtime/refusal.py). A start from a run, a message or a signal has nobody to send back to.
     running = runtime.Running(row=row, workflow=workflow, lock_version=0, open_rows={},
-                              submitted={k: v for k, v in initial.items() if k in given} if from_client else None)
+                              submitted={k: v for k, v in initial.items() if k in given} if from_client else None,
+                              refusable=forms.field_names(schema) | frozenset(map(str, given)) if from_client else None)
     audit.saw_head(session, f"instance:{row.id}", 0, audit.GENESIS)
     runtime.run(session, running, actor)
     if trigger is not None and running.row.status == "running":

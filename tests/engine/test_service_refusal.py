@@ -204,6 +204,19 @@ def test_with_nobody_submitting_a_refusal_is_an_incident(session: Session, peopl
     session.rollback()
 
 
+def test_a_clients_start_a_service_refuses_starts_nothing(session: Session, people: tuple[Actor, Actor]) -> None:
+    """A person's start (the start page, the API, the CLI) is a submission too: refused, nothing started."""
+    before = session.scalar(select(func.count()).select_from(ProcessInstance))
+    with pytest.raises(SubmissionRefused) as refused:
+        instances.start(session, process_key="refusal_start", actor=people[0], data={"amount": -5}, from_client=True)
+    session.rollback()
+    assert [e.field for e in refused.value.errors] == ["amount"] and refused.value.bpmn_id == "check"
+    assert session.scalar(select(func.count()).select_from(ProcessInstance)) == before
+    assert session.scalar(select(func.count()).select_from(Incident)) == 0
+    row = instances.start(session, process_key="refusal_start", actor=people[0], data={"amount": 5}, from_client=True)
+    assert row.status == "completed"
+
+
 def test_a_refusal_when_a_timer_fires_is_an_incident(session: Session, people: tuple[Actor, Actor],
                                                      frozen: Any) -> None:
     """The person's submission went through (the check comes after a timer); when the timer fires there is nobody to

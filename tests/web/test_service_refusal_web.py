@@ -102,3 +102,17 @@ def test_the_bulk_form_lists_each_refused_task_with_the_message(refusing: Flask,
     body = response.get_data(as_text=True)
     assert response.status_code == 200 and body.count("金额不能为负数") == 2, body[:3000]
     assert _kept(refusing, first[0]) == before and _kept(refusing, second[0])[2] == before[2]
+
+
+def test_an_api_start_a_service_refuses_is_422_and_starts_nothing(refusing: Flask) -> None:
+    api = Api(refusing, token_for(refusing, "clerk_a"))
+    with db(refusing) as s:
+        before = s.scalar(select(func.count()).select_from(ProcessInstance))
+    refused = api.post("/api/processes/refusal_start/instances", {"data": {"amount": -5}})
+    assert refused.status_code == 422, refused.get_data(as_text=True)[:2000]
+    assert [f["field"] for f in refused.json["fields"]] == ["amount"] and refused.json["bpmn_id"] == "check"
+    with db(refusing) as s:
+        assert s.scalar(select(func.count()).select_from(ProcessInstance)) == before
+        assert s.scalar(select(func.count()).select_from(Incident)) == 0
+    started = api.post("/api/processes/refusal_start/instances", {"data": {"amount": 5}})
+    assert started.status_code == 201, started.get_data(as_text=True)[:2000]

@@ -85,7 +85,7 @@ def start(key: str) -> ResponseReturnValue:
             try:
                 row = instances.start(db_session(), process_key=key, actor=actor, data=data,
                                       business_key=business_key or None, title=title or None, from_client=True)
-            except FormInvalid as exc:  # data that would make the workflow state too large: nothing was started
+            except FormInvalid as exc:  # too large for the state, or a service refused a field: nothing started
                 db_session().rollback()
                 field_errors = parsed.place(exc.errors)
             else:
