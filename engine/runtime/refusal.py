@@ -1,14 +1,14 @@
 """A service refusing a person's submission: the submission is refused whole instead of an incident.
 
 The contract. A person completes a task (the inbox form, POST /api/…/complete, 批量办理, 督办's decision) or starts a
-process with data (the start page, the API, the CLI); the engine then runs the steps that follow in the same transaction (engine/runtime/core.py `run`). When a service task reached in
-those steps — the next one, one several steps on, one on a parallel branch — raises InvalidInput (FormInvalid,
-FieldError) naming a field of the form that person submitted, the data is theirs to correct: `refuse` raises
-SubmissionRefused (a FormInvalid, 422, the service's message under the field) out of the completion, and the caller
-rolls its transaction back. Nothing is kept: the task stays open with its old data, no audit event of the completion,
-no notification, no projection change, lock_version as it was, and no workflow in the hot-instance cache (the run took
-its workflow out of the cache; a save never ran, and a rollback discards any pending entry of an instance the run
-started or told).
+process with data (the start page, the API, the CLI); the engine then runs the steps that follow in the same
+transaction (engine/runtime/core.py `run`). When a service task reached in those steps — the next one, one several
+steps on, one on a parallel branch — raises InvalidInput (FormInvalid, FieldError) naming a field of the form that
+person submitted, the data is theirs to correct: `refuse` raises SubmissionRefused (a FormInvalid, 422, the service's
+message under the field) out of the completion, and the caller rolls its transaction back. Nothing is kept: the task
+stays open with its old data, no audit event of the completion, no notification, no projection change, lock_version as
+it was, and no workflow in the hot-instance cache (the run took its workflow out of the cache; a save never ran, and a
+rollback discards any pending entry of an instance the run started or told).
 
 Everything else stays an incident, as before: an InvalidInput naming no field, or a field the person did not submit
 (data an earlier step put there: not theirs to correct); another error of a service (Conflict, NotFound, a bug); steps
