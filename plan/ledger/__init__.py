@@ -2,15 +2,12 @@
 """
 from plan.ledger.core import (
     OPEN_STATES,
-    UnitLine,
     dispatch,
     get_issue,
     list_issues,
-    monthly_report,
     verify,
-    warning_level,
-    weekly_report,
 )
+from plan.ledger.reports import UnitLine, monthly_report, warning_level, weekly_report
 
 __all__ = [
     "OPEN_STATES",
