@@ -95,6 +95,13 @@ def _new_deadline(day: date | None, now: datetime) -> datetime | None:
     return due
 
 
+def _extended(day: date | None, now: datetime) -> datetime | None:
+    """The deadline an extension (申请延期, its grant) moves to: a day after today (Asia/Shanghai), as for an issue's."""
+    if day is not None and day <= now.astimezone(clock.SHANGHAI).date():
+        raise InvalidInput(f"延期后的期限 {day} 须晚于今天 (an extension must be to a day after today)", field="due_date")
+    return _new_deadline(day, now)
+
+
 def set_deadline(session: Session, target: Target, due: datetime, *, now: datetime) -> None:
     """Move an object's deadline (a task's due, an issue's due and its tasks', a project's next planned date)."""
     policy = sla.load_policies().get(target.object_type, target.policy)
@@ -276,7 +283,7 @@ def request_extension(session: Session, *, actor: Actor, task_id: int, due_date:
     tasks.require_holder(task, actor)
     if not reason.strip():
         raise InvalidInput("请填写延期理由 (a reason is required)", field="reason")
-    due = _new_deadline(due_date, clock.now())
+    due = _extended(due_date, clock.now())
     assert due is not None
     if task.due_at is not None and due <= task.due_at:
         raise InvalidInput("申请的期限须晚于现有期限 (later than the current deadline)", field="due_date")
@@ -305,7 +312,7 @@ def decide_extension(session: Session, *, actor: Actor, object_type: str, object
         raise InvalidInput("请填写审批意见 (an opinion is required)", field="opinion")
     if len(opinion.strip()) > NOTE_LIMIT:  # never cut: what the leader decided stands in his words or not at all
         raise InvalidInput(f"审批意见（opinion）超过 {NOTE_LIMIT} 字 (opinion too long)", field="opinion")
-    due = _new_deadline(due_date, now) if grant else None
+    due = _extended(due_date, now) if grant else None
     if grant and due is None:
         raise InvalidInput("批准延期须填写新的期限 (the new deadline is required)", field="due_date")
     pending = pending_extension(session, object_type, object_id)

@@ -57,3 +57,25 @@ def test_an_oversized_opinion_is_refused_not_cut(session: Session, people: dict[
     assert refused.value.details["field"] == "opinion"
     session.rollback()
     assert session.scalar(select(func.count()).select_from(DeadlineAction)) == 0
+
+
+@pytest.mark.parametrize("day", [date(2025, 8, 31), date(2025, 9, 1)])
+def test_an_extension_to_a_day_not_after_today_is_refused_naming_the_date(
+        session: Session, people: dict[str, Actor], frozen: Any, day: date) -> None:
+    """Today (2025-09-01) ends tonight: asked for or granted, it was accepted as a new deadline already all but past."""
+    task = _task(session, people)
+    audited = session.scalar(select(func.count()).select_from(AuditEvent))
+    with pytest.raises(InvalidInput) as refused:
+        supervision.request_extension(session, actor=people["zhang"], task_id=task.id, due_date=day, reason="等材料")
+    assert refused.value.details["field"] == "due_date" and "今天" in refused.value.message
+    session.rollback()
+    assert session.scalar(select(func.count()).select_from(AuditEvent)) == audited
+    supervision.request_extension(session, actor=people["zhang"], task_id=task.id, due_date=date(2025, 9, 20),
+                                  reason="等待企业补充材料")
+    session.commit()
+    with pytest.raises(InvalidInput) as refused:
+        supervision.decide_extension(session, actor=people["zhou"], object_type="task", object_id=task.id, grant=True,
+                                     due_date=day, opinion="同意")
+    assert refused.value.details["field"] == "due_date"
+    session.rollback()
+    assert session.scalar(select(func.count()).select_from(DeadlineAction)) == 0

@@ -15,10 +15,11 @@ from sqlalchemy.orm import Session
 
 from engine import tasks
 from engine.audit.models import AuditEvent
-from engine.errors import SubmissionRefused
+from engine.errors import InvalidInput, SubmissionRefused
 from engine.org.actors import Actor
 from engine.runtime.models import Incident, ProcessInstance
-from tests.processes.test_issue_ledger import assert_row, by_hand, deployed, dispatch, people
+from plan import supervision
+from tests.processes.test_issue_ledger import assert_row, by_hand, deployed, dispatch, issue_of, people
 from tests.steps import do, names, only_task
 
 __all__ = ["by_hand", "deployed", "people"]
@@ -93,3 +94,19 @@ def test_dispatching_to_a_unit_the_city_does_not_have_is_refused_naming_it(
     assert [e.field for e in refused.value.errors] == ["unit_code"] and refused.value.bpmn_id == "record_dispatch"
     assert _kept(session, by_hand) == before
     assert_row(session, by_hand, "registered", unit="gxj")
+
+
+def test_granting_today_through_supervision_is_refused_naming_the_date(
+        session: Session, handling: int, people: dict[str, Actor]) -> None:
+    """督办's 批准延期 of an issue completes its decide_extension step: refused before it, on 督办's own field."""
+    iid = handling
+    do(session, only_task(session, iid, "handle"), people["gx_zhang"],
+       {"action": "extension", "requested_due_date": "2025-09-30", "extension_reason": "跨国庆假期"})
+    issue = issue_of(session, iid)
+    before = _kept(session, iid)
+    with pytest.raises(InvalidInput) as refused:
+        supervision.decide_extension(session, actor=people["leader_sun"], object_type="issue", object_id=issue.id,
+                                     grant=True, due_date=date(2025, 9, 1), opinion="同意")
+    session.rollback()
+    assert refused.value.details["field"] == "due_date"
+    assert _kept(session, iid) == before
