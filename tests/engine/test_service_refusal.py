@@ -23,6 +23,7 @@ from engine.runtime import effects, hot, instances, timers
 from engine.runtime.effects import RunContext
 from engine.runtime.models import Incident, ProcessInstance
 from engine.spiff import serializer
+from engine.tasks import operations
 from engine.tasks.collab_models import Notification
 from engine.tasks.models import HumanTask
 from tests.steps import names, only_task
@@ -215,6 +216,24 @@ def test_a_clients_start_a_service_refuses_starts_nothing(session: Session, peop
     assert session.scalar(select(func.count()).select_from(Incident)) == 0
     row = instances.start(session, process_key="refusal_start", actor=people[0], data={"amount": 5}, from_client=True)
     assert row.status == "completed"
+
+
+def test_a_submission_held_for_a_co_signer_is_an_incident_when_signed(session: Session,
+                                                                      people: tuple[Actor, Actor]) -> None:
+    """后加签: the holder's data runs when the co-signer signs; the signer cannot change it, the holder is not there:
+    an incident, as before (the signature is kept)."""
+    iid = start(session, "refusal_seq")
+    fill = only_task(session, iid, "fill")
+    tasks.claim(session, task_id=fill.id, actor=people[0])
+    [after] = operations.add_cosigners(session, task_id=fill.id, actor=people[0], usernames=["b"], position="after")
+    session.commit()
+    held = tasks.complete(session, task_id=fill.id, actor=people[0], data={"amount": -5})
+    session.commit()
+    assert held.incident is None and CHECKED == []
+    tasks.complete(session, task_id=after.id, actor=people[1], data={}, opinion="同意")
+    session.commit()
+    row = session.get(ProcessInstance, iid)
+    assert row is not None and row.status == "incident" and CHECKED == [-5]
 
 
 def test_a_refusal_when_a_timer_fires_is_an_incident(session: Session, people: tuple[Actor, Actor],
