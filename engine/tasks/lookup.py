@@ -1,7 +1,7 @@
 """Finding an open task and telling who holds it: what every task operation checks first."""
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +25,7 @@ from engine.errors import (
 )
 from engine.org.actors import Actor
 from engine.runtime.models import INSTANCE_MOVED, INSTANCE_STREAM, ProcessInstance
+from engine.tasks import first_read
 from engine.tasks.models import OPEN_STATES, HumanTask, archived_tasks, is_open
 
 
@@ -153,8 +154,11 @@ def get_open_to_complete(session: Session, task_id: int, seen: Seen | None = Non
 
     Raises: TaskNotFound, TaskAlreadyDone
     """
-    rows = session.execute(_TO_COMPLETE, {"task_id": task_id}).unique().all()
-    if any(r[5] for r in rows):  # it waited for a save of the instance: its other rows as they are now
+    rows: Sequence[Any] | None = None
+    if not first_read.holds_task(session, task_id):  # through Core, the rows made persistent as the ORM would
+        rows = first_read.read(session, task_id)
+    if rows is None or any(r[5] for r in rows):  # the session held some of them (the ORM refreshes them), or it
+        # waited for a save of the instance: its other rows as they are now
         rows = session.execute(_TO_COMPLETE, {"task_id": task_id}).unique().all()
     target = next((r for r in rows if r[0].id == task_id), None)
     if target is None:

@@ -14,7 +14,7 @@ from engine.orm import Base
 OPEN_STATES = ("ready", "suspended")  # a step still to be done (uq_human_task_guid_open's states)
 
 
-def is_open(state: InstrumentedAttribute[str]) -> ColumnElement[bool]:
+def is_open(state: InstrumentedAttribute[str] | ColumnElement[str]) -> ColumnElement[bool]:
     """`state IN ('ready', 'suspended')` with the states written into the SQL, not bound.
 
     PostgreSQL then proves uq_human_task_guid_open's predicate in every plan, a prepared statement's generic one
