@@ -19,6 +19,7 @@ from engine.audit.models import AuditEvent
 from engine.errors import FormInvalid, InvalidInput, SubmissionRefused
 from engine.notify.models import OutboxMessage
 from engine.org.actors import SYSTEM, Actor, actor_for
+from engine.runtime import core as runtime_core
 from engine.runtime import effects, hot, instances, timers
 from engine.runtime.effects import RunContext
 from engine.runtime.models import Incident, ProcessInstance
@@ -126,6 +127,7 @@ AFTER_TIMER = _process("refusal_timer", f"""
 @pytest.fixture
 def people(session: Session, monkeypatch: pytest.MonkeyPatch) -> tuple[Actor, Actor]:
     monkeypatch.setitem(effects.REGISTRY, "test_refusal_check", check)
+    monkeypatch.setattr(runtime_core, "_engine", None)  # the script engine copies the registry when it is built
     CHECKED.clear()
     org.add_unit(session, code="dept", name="审批部门")
     org.add_user(session, username="a", display_name="甲", unit_codes=["dept"])

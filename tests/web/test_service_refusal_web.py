@@ -17,6 +17,7 @@ from engine import deploy, org
 from engine.audit.models import AuditEvent
 from engine.notify.models import OutboxMessage
 from engine.org.actors import SYSTEM
+from engine.runtime import core as runtime_core
 from engine.runtime import effects, instances
 from engine.runtime.models import Incident, ProcessInstance
 from engine.tasks.models import HumanTask
@@ -30,6 +31,7 @@ Login = Callable[[str], FlaskClient]
 @pytest.fixture
 def refusing(app: Flask, monkeypatch: pytest.MonkeyPatch) -> Flask:
     monkeypatch.setitem(effects.REGISTRY, "test_refusal_check", check)
+    monkeypatch.setattr(runtime_core, "_engine", None)  # the script engine copies the registry when it is built
     with db(app) as s:
         org.add_unit(s, code="dept", name="审批部门")
         for name in ("clerk_a", "clerk_b"):
