@@ -72,6 +72,8 @@ def test_an_internal_webhook_is_refused_naming_the_field(app: Flask, login: Logi
 
 def test_send_test_queues_and_is_rate_limited(app: Flask, login: Login) -> None:
     fg = login("fg")
+    assert post(fg, PAGE, {"seen": _seen(fg), "channels_*": "in_app", "webhook_url": HOOK, "flavor": "robot"},
+                page=PAGE).status_code == 302
     assert post(fg, f"{PAGE}/test", page=PAGE).status_code == 302
     again = fg.post(f"{PAGE}/test", data={"csrf_token": csrf_of(fg, PAGE)}, headers={"Accept": "application/json"})
     assert again.status_code == 429
@@ -79,6 +81,10 @@ def test_send_test_queues_and_is_rate_limited(app: Flask, login: Login) -> None:
         queued = s.scalars(select(OutboxMessage).where(OutboxMessage.dedupe_key.startswith("notify_test:"))).all()
         assert len({m.dedupe_key.rsplit(":", 2)[0] for m in queued if m.dedupe_key}) == 1  # one test, not two
         assert all(m.delivered_at is None for m in queued)  # queued, never fetched inside the request
+        channels = {m.kind for m in queued}
+    listed = fg.get(PAGE).get_data(as_text=True)  # the last deliveries list it, named, waiting
+    assert "还没有邮件或 Webhook 投递" not in listed and "待发送" in listed
+    assert any({"email": "邮件", "webhook": "Webhook"}.get(c, c) in listed.split("最近投递", 1)[1] for c in channels)
 
 
 def test_an_admin_reads_a_persons_settings_without_the_key_and_no_one_else_may(app: Flask, login: Login) -> None:
