@@ -3,11 +3,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from engine import tasks
+from engine.audit.models import AuditEvent
 from engine.org.actors import Actor
+from engine.runtime.models import Incident, ProcessInstance
 from engine.tasks.models import HumanTask
 
 
@@ -71,3 +73,15 @@ def spawner(process_id: str, *, task_id: str = "spawn", name: str = "发起子�
                        for k, v in parameters.items())
     return SPAWNER.format(process_id=quoteattr(process_id), name=quoteattr(name), task_id=quoteattr(task_id),
                           operator=quoteattr(operator), result=quoteattr(result), parameters=params).encode()
+
+
+def kept(session: Session, instance_id: int) -> tuple[Any, ...]:
+    """What a refused submission must leave as it was: the instance's state, status, lock_version and open steps, and
+    the counts of audit events and incidents."""
+    session.expire_all()
+    row = session.get(ProcessInstance, instance_id)
+    assert row is not None
+    return (row.state, row.status, row.lock_version, names(session, instance_id),
+            session.scalar(select(func.count()).select_from(AuditEvent)),
+            session.scalar(select(func.count()).select_from(Incident)))
+

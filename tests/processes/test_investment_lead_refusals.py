@@ -8,40 +8,28 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from engine import tasks
-from engine.audit.models import AuditEvent
 from engine.errors import SubmissionRefused
 from engine.org.actors import Actor
 from engine.runtime import instances
-from engine.runtime.models import Incident, ProcessInstance
 from tests.processes.test_investment_lead import PUSHED, lead_of, people
-from tests.steps import do, names, only_task
+from tests.steps import do, kept, only_task
 
 __all__ = ["people"]
 DISPATCH = {"deadline_kind": "working_days", "working_days": 10}
-
-
-def _kept(session: Session, iid: int) -> tuple[Any, ...]:
-    session.expire_all()
-    row = session.get(ProcessInstance, iid)
-    assert row is not None
-    return (row.state, row.status, row.lock_version, names(session, iid),
-            session.scalar(select(func.count()).select_from(AuditEvent)),
-            session.scalar(select(func.count()).select_from(Incident)))
 
 
 def _refused(session: Session, iid: int, bpmn_id: str, actor: Actor, data: dict[str, Any]) -> SubmissionRefused:
     task = only_task(session, iid, bpmn_id)
     tasks.claim(session, task_id=task.id, actor=actor)
     session.commit()
-    before = _kept(session, iid)
+    before = kept(session, iid)
     with pytest.raises(SubmissionRefused) as refused:
         tasks.complete(session, task_id=task.id, actor=actor, data=data)
     session.rollback()
-    assert _kept(session, iid) == before
+    assert kept(session, iid) == before
     return refused.value
 
 

@@ -7,31 +7,18 @@ the field (requested_due_date / new_due_date). On SQLite and PostgreSQL.
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
 
 import pytest
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from engine import tasks
-from engine.audit.models import AuditEvent
 from engine.errors import InvalidInput, SubmissionRefused
 from engine.org.actors import Actor
-from engine.runtime.models import Incident, ProcessInstance
 from plan import supervision
 from tests.processes.test_issue_ledger import assert_row, by_hand, deployed, dispatch, issue_of, people
-from tests.steps import do, names, only_task
+from tests.steps import do, kept, names, only_task
 
 __all__ = ["by_hand", "deployed", "people"]
-
-
-def _kept(session: Session, iid: int) -> tuple[Any, ...]:
-    session.expire_all()
-    row = session.get(ProcessInstance, iid)
-    assert row is not None
-    return (row.state, row.status, row.lock_version, names(session, iid),
-            session.scalar(select(func.count()).select_from(AuditEvent)),
-            session.scalar(select(func.count()).select_from(Incident)))
 
 
 @pytest.fixture
@@ -46,14 +33,14 @@ def test_asking_for_a_date_not_after_today_or_the_deadline_is_refused(
         session: Session, handling: int, people: dict[str, Actor], day: str, says: str) -> None:
     iid, zhang = handling, people["gx_zhang"]
     handle = only_task(session, iid, "handle")
-    before = _kept(session, iid)
+    before = kept(session, iid)
     with pytest.raises(SubmissionRefused) as refused:
         tasks.complete(session, task_id=handle.id, actor=zhang,
                        data={"action": "extension", "requested_due_date": day, "extension_reason": "跨国庆假期"})
     session.rollback()
     assert [e.field for e in refused.value.errors] == ["requested_due_date"] and says in refused.value.errors[0].message
     assert refused.value.bpmn_id == "check_extension"
-    assert _kept(session, iid) == before and names(session, iid) == ["handle"]
+    assert kept(session, iid) == before and names(session, iid) == ["handle"]
     do(session, handle, zhang, {"action": "extension", "requested_due_date": "2025-09-30", "extension_reason": "跨国庆"})
     assert names(session, iid) == ["decide_extension"]
 
@@ -68,13 +55,13 @@ def test_granting_a_date_already_past_is_refused_naming_the_date(
     decide = only_task(session, iid, "decide_extension")
     tasks.claim(session, task_id=decide.id, actor=sun)
     session.commit()
-    before = _kept(session, iid)
+    before = kept(session, iid)
     with pytest.raises(SubmissionRefused) as refused:
         tasks.complete(session, task_id=decide.id, actor=sun,
                        data={"extension_decision": "grant", "new_due_date": day, "leader_opinion": "同意"})
     session.rollback()
     assert [e.field for e in refused.value.errors] == ["new_due_date"] and "今天" in refused.value.errors[0].message
-    assert _kept(session, iid) == before
+    assert kept(session, iid) == before
     assert_row(session, iid, "accepted", unit="gxj", handler="gx_zhang", due=date(2025, 9, 12))
     do(session, decide, sun, {"extension_decision": "grant", "new_due_date": "2025-09-26", "leader_opinion": "同意"})
     assert_row(session, iid, "accepted", unit="gxj", handler="gx_zhang", due=date(2025, 9, 26))
@@ -86,13 +73,13 @@ def test_dispatching_to_a_unit_the_city_does_not_have_is_refused_naming_it(
     task = only_task(session, by_hand, "dispatch")
     tasks.claim(session, task_id=task.id, actor=people["officer"])
     session.commit()
-    before = _kept(session, by_hand)
+    before = kept(session, by_hand)
     with pytest.raises(SubmissionRefused) as refused:
         tasks.complete(session, task_id=task.id, actor=people["officer"],
                        data={"unit_code": "fgj", "deadline_kind": "working_days", "working_days": 5})
     session.rollback()
     assert [e.field for e in refused.value.errors] == ["unit_code"] and refused.value.bpmn_id == "record_dispatch"
-    assert _kept(session, by_hand) == before
+    assert kept(session, by_hand) == before
     assert_row(session, by_hand, "registered", unit="gxj")
 
 
@@ -103,10 +90,10 @@ def test_granting_today_through_supervision_is_refused_naming_the_date(
     do(session, only_task(session, iid, "handle"), people["gx_zhang"],
        {"action": "extension", "requested_due_date": "2025-09-30", "extension_reason": "跨国庆假期"})
     issue = issue_of(session, iid)
-    before = _kept(session, iid)
+    before = kept(session, iid)
     with pytest.raises(InvalidInput) as refused:
         supervision.decide_extension(session, actor=people["leader_sun"], object_type="issue", object_id=issue.id,
                                      grant=True, due_date=date(2025, 9, 1), opinion="同意")
     session.rollback()
     assert refused.value.details["field"] == "due_date"
-    assert _kept(session, iid) == before
+    assert kept(session, iid) == before
