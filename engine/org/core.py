@@ -149,10 +149,13 @@ def _named(session: Session, model: type[Named], codes: list[str] | None, missin
     Raises: NotFound naming `field` and the first unknown code
     """
     wanted = list(dict.fromkeys(codes or []))
-    found = {row.code: row for row in session.scalars(select(model).where(model.code.in_(wanted)))} if wanted else {}
+    # A code no unit or role could have is not looked up (NUL bytes, lone surrogates: the database refuses the query).
+    askable = [code for code in wanted if len(code) <= 80 and code.isprintable()]
+    found = {row.code: row for row in session.scalars(select(model).where(model.code.in_(askable)))} if askable else {}
     for code in wanted:
         if code not in found:
-            raise NotFound(f"{missing}: {code[:80]}", field=field)
+            shown = code[:80] if code[:80].isprintable() else "?"
+            raise NotFound(f"{missing}: {shown}", field=field)
     return [found[code] for code in wanted]
 
 
@@ -278,6 +281,7 @@ def change_password(session: Session, *, user_id: int, current: str, new: str, a
     if new == current:
         raise InvalidInput("新密码不能与当前密码相同 (new password: same as the current one)", field="new_password")
     user.password_hash = generate_password_hash(new)
+    user.must_change_password = False  # the temporary one an administrator set is changed
     user.session_epoch += 1
     session.flush()
     # Never the password or its hash in the audit trail.

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from engine import audit, extensions
 from engine.db import advisory_lock
-from engine.errors import InvalidInput, NotFound
+from engine.errors import Conflict, InvalidInput, NotFound
 from engine.org import core
 from engine.org.actors import SYSTEM, Actor
 from engine.org.models import Membership, OrgUnit, User
@@ -161,7 +161,8 @@ def deactivate_user(session: Session, *, user_id: int, actor: Actor = SYSTEM, su
     """
     # An administrator's 停用 first takes the administrators' lock (before any row: two administrators deactivating
     # each other at once each held the other's row and deadlocked, or on SQLite left no administrator at all).
-    if session.scalar(select(User.is_admin).where(User.id == user_id)):  # is_admin is set at creation, never after
+    admin = bool(session.scalar(select(User.is_admin).where(User.id == user_id)))
+    if admin:
         advisory_lock(session, ADMINS_LOCK)
     # The instances of their open tasks first (share-locked, id order: after a migration or the sweep holding one),
     handover.lock_instances(session, user_id)
@@ -170,6 +171,9 @@ def deactivate_user(session: Session, *, user_id: int, actor: Actor = SYSTEM, su
                           .execution_options(populate_existing=True))
     if user is None:
         raise NotFound(f"用户不存在 (no such user): {user_id}", field="user")
+    if user.is_admin and not admin:  # made an administrator (编辑人员, under the lock) since it was read above
+        raise Conflict("此人刚被设为管理员，请刷新页面后重试 (user: made an administrator meanwhile; try again)",
+                       field="user")
     if actor.user_id == user.id:
         raise InvalidInput("不能停用自己 (you cannot deactivate yourself)", field="user")
     if user.is_admin and user.is_active and _last_admin(session, user):

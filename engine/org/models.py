@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Integer, String, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from engine import clock
@@ -31,6 +31,9 @@ class User(Base):
     # every other subject is refused this account — migration 0034.
     sso_subject: Mapped[str | None] = mapped_column(String(400), unique=True)
     manager_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    # Set by an administrator's password reset (engine.org.staffing): the person changes it at their next login;
+    # cleared by change_password — migration 0043.
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     memberships: Mapped[list[Membership]] = relationship(back_populates="user", foreign_keys="Membership.user_id")
 

@@ -139,3 +139,4 @@ def revoke_token(token_id: int) -> ResponseReturnValue:
     commit()
     flash(_("令牌已吊销"), "info")
     return redirect(url_for("admin.token_list"))
+from web.admin import people as _people  # noqa: E402,F401  # its routes join this blueprint

@@ -16,7 +16,7 @@ from flask_login import current_user, login_required, login_user, logout_user
 from werkzeug.security import check_password_hash
 
 from engine import audit, clock, config, org
-from engine.errors import InvalidInput, RateLimited
+from engine.errors import Forbidden, InvalidInput, RateLimited
 from engine.org import directory, login_guard, oidc
 from engine.org.actors import SYSTEM, actor_of
 from web.auth.redirects import safe_next
@@ -36,6 +36,22 @@ _DUMMY_HASH = "scrypt:32768:8:1$dummydummydummy$" + "0" * 128
 
 
 _safe_next = safe_next
+# Open to a person whose password an administrator reset (must_change_password) until they change it.
+_WHILE_TEMPORARY = {"auth.password", "auth.logout", "auth.login", "static", "set_language"}
+
+
+@bp.before_app_request
+def _temporary_password() -> ResponseReturnValue | None:
+    """A person logged in with the temporary password an administrator set goes to 修改密码 first, and nowhere else
+    (a form they post elsewhere is refused: 403)."""
+    if not current_user.is_authenticated or not current_user.user.must_change_password:
+        return None
+    if request.endpoint in _WHILE_TEMPORARY:
+        return None
+    if request.method in ("GET", "HEAD"):
+        flash(_("管理员已为您重置密码，请先修改密码"), "info")
+        return redirect(url_for("auth.password"))
+    raise Forbidden("请先修改管理员为您设置的临时密码 (change the temporary password first)")
 
 
 def _limits() -> login_guard.Limits:

@@ -1,0 +1,266 @@
+"""编辑人员 (engine.org.staffing): an administrator moves a person (调岗), changes their roles and admin mark, makes
+them a unit's head or responsible leader, resets their password, reactivates them. On SQLite and PostgreSQL."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.security import check_password_hash
+
+from engine import org, tasks
+from engine.audit.models import AuditEvent
+from engine.errors import Conflict, EngineError, InvalidInput, NotFound
+from engine.org import leaving, staffing, tokens
+from engine.org.actors import actor_for
+from engine.org.models import Membership, OrgUnit, User
+from engine.org.token_models import ApiToken
+from engine.tasks import handover
+from engine.tasks.models import HumanTask
+from tests.engine.conftest import at_once
+from tests.engine.test_moves import _claimed_and_named
+from tests.engine.test_task_lost_updates import Meanwhile, meanwhile  # noqa: F401 (its fixture)
+
+
+def _user(s: Session, username: str) -> User:
+    found = s.scalar(select(User).where(User.username == username))
+    assert found is not None, username
+    return found
+
+
+def _seen(s: Session, username: str) -> str:
+    return staffing.person(s, _user(s, username)).seen
+
+
+def _events(s: Session, action: str) -> list[AuditEvent]:
+    return list(s.scalars(select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id)))
+
+
+@pytest.mark.usefixtures("review_org")
+def test_a_move_changes_units_and_roles_and_is_audited_with_before_and_after(session: Session) -> None:
+    admin = actor_for(session, "admin")
+    fg = _user(session, "fg")
+    done = staffing.set_memberships(session, user_id=fg.id, unit_codes=["zrzy"], role_codes=["leader"],
+                                    is_admin=False, seen=_seen(session, "fg"), actor=admin)
+    session.commit()
+    assert done.units == ["zrzy"] and done.roles == ["leader"]
+    [event] = _events(session, "org.user.edit")
+    assert event.before == {"units": ["fgj"], "roles": ["reviewer"], "admin": False}
+    assert event.after == {"units": ["zrzy"], "roles": ["leader"], "admin": False}
+
+
+@pytest.mark.usefixtures("review_org")
+@pytest.mark.parametrize("units,roles,field", [(["nowhere"], [], "units"), (["fgj"], ["no-role"], "roles"),
+                                               (["x\x00y"], [], "units"), (["长" * 100], [], "units")])
+def test_an_unknown_unit_or_role_is_named_and_changes_nothing(session: Session, units: list[str], roles: list[str],
+                                                              field: str) -> None:
+    fg = _user(session, "fg")
+    seen = _seen(session, "fg")
+    with pytest.raises(NotFound) as refused:
+        staffing.set_memberships(session, user_id=fg.id, unit_codes=units, role_codes=roles, is_admin=False,
+                                 seen=seen, actor=actor_for(session, "admin"))
+    assert refused.value.details.get("field") == field
+    session.rollback()
+    assert _seen(session, "fg") == seen and not _events(session, "org.user.edit")
+
+
+@pytest.mark.usefixtures("review_org")
+def test_a_stale_form_is_refused_instead_of_overwriting_the_newer_change(session: Session) -> None:
+    admin = actor_for(session, "admin")
+    fg = _user(session, "fg")
+    old = _seen(session, "fg")
+    staffing.set_memberships(session, user_id=fg.id, unit_codes=["zrzy"], role_codes=["reviewer"], is_admin=False,
+                             seen=old, actor=admin)
+    session.commit()
+    with pytest.raises(Conflict) as refused:
+        staffing.set_memberships(session, user_id=fg.id, unit_codes=["sthj"], role_codes=["reviewer"],
+                                 is_admin=False, seen=old, actor=admin)
+    assert refused.value.details.get("field") == "seen"
+    session.rollback()
+    assert staffing.person(session, _user(session, "fg")).units == ["zrzy"]
+
+
+@pytest.mark.usefixtures("review_org")
+@pytest.mark.parametrize("source", ["ldap", "oidc"])
+def test_a_directory_managed_person_keeps_units_and_roles_with_a_clear_message(session: Session, source: str) -> None:
+    fg = _user(session, "fg")
+    fg.source = source
+    session.commit()
+    with pytest.raises(InvalidInput) as refused:
+        staffing.set_memberships(session, user_id=fg.id, unit_codes=["zrzy"], role_codes=["reviewer"],
+                                 is_admin=False, seen=_seen(session, "fg"), actor=actor_for(session, "admin"))
+    assert refused.value.details.get("field") == "units" and "同步" in refused.value.message
+    session.rollback()
+    assert staffing.person(session, _user(session, "fg")).units == ["fgj"]
+
+
+@pytest.mark.usefixtures("review_org")
+def test_the_last_active_administrator_keeps_the_mark(session: Session) -> None:
+    admin = _user(session, "admin")
+    with pytest.raises(InvalidInput) as refused:
+        staffing.set_memberships(session, user_id=admin.id, unit_codes=[], role_codes=[], is_admin=False,
+                                 seen=_seen(session, "admin"), actor=actor_for(session, "admin"))
+    assert refused.value.details.get("field") == "is_admin"
+    session.rollback()
+    assert _user(session, "admin").is_admin
+
+
+def test_two_administrators_moving_the_same_person_at_once_take_turns(factory: sessionmaker[Session]) -> None:
+    with factory() as s:
+        for code in ("a", "b", "c"):
+            org.add_unit(s, code=code, name=f"单位{code}")
+        org.add_user(s, username="root1", display_name="管理员一", is_admin=True)
+        org.add_user(s, username="root2", display_name="管理员二", is_admin=True)
+        org.add_user(s, username="p", display_name="调岗人", unit_codes=["a"])
+        s.commit()
+        pid, seen = _user(s, "p").id, _seen(s, "p")
+
+    def work(i: int) -> None:
+        with factory() as s:
+            staffing.set_memberships(s, user_id=pid, unit_codes=[("b", "c")[i]], role_codes=[], is_admin=False,
+                                     seen=seen, actor=actor_for(s, f"root{i + 1}"))
+            s.commit()
+
+    outcomes = at_once(2, work)
+    assert outcomes.count(None) == 1 and any(isinstance(o, Conflict) for o in outcomes), outcomes
+    with factory() as s:
+        assert len(staffing.person(s, _user(s, "p")).units) == 1
+        assert len(_events(s, "org.user.edit")) == 1
+
+
+def test_a_move_gives_back_the_old_units_claimed_task(factory: sessionmaker[Session]) -> None:
+    claimed, named = _claimed_and_named(factory)
+    with factory() as s:
+        org.add_user(s, username="root", display_name="管理员", is_admin=True)
+        s.commit()
+        staffing.set_memberships(s, user_id=_user(s, "u0").id, unit_codes=["zrzy"], role_codes=[], is_admin=False,
+                                 seen=_seen(s, "u0"), actor=actor_for(s, "root"))
+        s.commit()
+        task = s.get(HumanTask, claimed)
+        assert task is not None and task.assignee_id is None and task.state == "ready"
+        mine = s.get(HumanTask, named)
+        assert mine is not None and mine.assignee_id is not None
+
+
+def test_a_completion_while_the_admin_moves_the_person_is_refused(
+        factory: sessionmaker[Session], meanwhile: Meanwhile) -> None:  # noqa: F811
+    claimed, _named = _claimed_and_named(factory)
+    with factory() as s:
+        org.add_user(s, username="root", display_name="管理员", is_admin=True)
+        s.commit()
+        u0 = actor_for(s, "u0")
+    meanwhile.at(handover, "_theirs", lambda s: tasks.complete(s, task_id=claimed, actor=u0, data={}).task,
+                 after=True)
+    with factory() as s:
+        staffing.set_memberships(s, user_id=_user(s, "u0").id, unit_codes=["zrzy"], role_codes=[], is_admin=False,
+                                 seen=_seen(s, "u0"), actor=actor_for(s, "root"))
+        s.commit()
+    outcome = meanwhile.join()
+    assert len(outcome) == 1 and isinstance(outcome[0], EngineError), outcome
+    with factory() as s:
+        task = s.get(HumanTask, claimed)
+        assert task is not None and task.assignee_id is None and task.state != "completed"
+
+
+@pytest.mark.usefixtures("review_org")
+def test_head_and_responsible_leader_marks(session: Session) -> None:
+    admin = actor_for(session, "admin")
+    fg, zr = _user(session, "fg"), _user(session, "zr")
+    staffing.set_unit_mark(session, user_id=fg.id, unit_code="fgj", mark="head", on=True,
+                           seen=_seen(session, "fg"), actor=admin)
+    session.commit()
+    unit = session.scalar(select(OrgUnit).where(OrgUnit.code == "fgj"))
+    assert unit is not None and unit.leader_id == fg.id
+    assert session.scalar(select(Membership.is_head).where(Membership.user_id == fg.id,
+                                                           Membership.org_unit_id == unit.id))
+    with pytest.raises(InvalidInput) as not_member:  # the head is a member of the unit
+        staffing.set_unit_mark(session, user_id=zr.id, unit_code="fgj", mark="head", on=True,
+                               seen=_seen(session, "zr"), actor=admin)
+    assert not_member.value.details.get("field") == "unit"
+    session.rollback()
+    with pytest.raises(NotFound) as unknown:
+        staffing.set_unit_mark(session, user_id=zr.id, unit_code="nowhere", mark="leader", on=True,
+                               seen=_seen(session, "zr"), actor=admin)
+    assert unknown.value.details.get("field") == "unit"
+    session.rollback()
+    staffing.set_unit_mark(session, user_id=zr.id, unit_code="fgj", mark="leader", on=True,
+                           seen=_seen(session, "zr"), actor=admin)
+    staffing.set_unit_mark(session, user_id=fg.id, unit_code="fgj", mark="head", on=False,
+                           seen=_seen(session, "fg"), actor=admin)
+    session.commit()
+    session.refresh(unit)
+    assert unit.leader_id is None and unit.responsible_leader_id == zr.id
+    assert len(_events(session, "org.unit.head")) == 3
+
+
+@pytest.mark.usefixtures("review_org")
+def test_one_head_per_unit_and_a_move_out_of_the_unit_takes_the_mark(session: Session) -> None:
+    admin = actor_for(session, "admin")
+    org.add_user(session, username="fg2", display_name="发改二", unit_codes=["fgj"])
+    session.commit()
+    fg, fg2 = _user(session, "fg"), _user(session, "fg2")
+    staffing.set_unit_mark(session, user_id=fg.id, unit_code="fgj", mark="head", on=True,
+                           seen=_seen(session, "fg"), actor=admin)
+    session.commit()
+    with pytest.raises(Conflict):
+        staffing.set_unit_mark(session, user_id=fg2.id, unit_code="fgj", mark="head", on=True,
+                               seen=_seen(session, "fg2"), actor=admin)
+    session.rollback()
+    staffing.set_memberships(session, user_id=fg.id, unit_codes=["zrzy"], role_codes=["reviewer"], is_admin=False,
+                             seen=_seen(session, "fg"), actor=admin)
+    session.commit()
+    unit = session.scalar(select(OrgUnit).where(OrgUnit.code == "fgj"))
+    assert unit is not None and unit.leader_id is None
+
+
+@pytest.mark.usefixtures("review_org")
+def test_a_password_reset_ends_sessions_forces_a_change_and_keeps_no_secret(session: Session) -> None:
+    fg = _user(session, "fg")
+    epoch = fg.session_epoch
+    _person, shown = staffing.reset_password(session, user_id=fg.id, password=None, seen=_seen(session, "fg"),
+                                             actor=actor_for(session, "admin"))
+    session.commit()
+    fg = _user(session, "fg")
+    assert shown and fg.password_hash and check_password_hash(fg.password_hash, shown)
+    assert fg.session_epoch == epoch + 1 and fg.must_change_password
+    [event] = _events(session, "org.user.password_reset")
+    assert shown not in str(event.before) + str(event.after) and "hash" not in str(event.after)
+    org.change_password(session, user_id=fg.id, current=shown, new="my-own-pass-1", actor=actor_for(session, "fg"))
+    session.commit()
+    assert not _user(session, "fg").must_change_password
+
+
+@pytest.mark.usefixtures("review_org")
+@pytest.mark.parametrize("password", ["short", "长" * 201, "x" * 10_000])
+def test_a_password_too_short_or_oversized_changes_nothing(session: Session, password: str) -> None:
+    fg = _user(session, "fg")
+    before = (fg.password_hash, fg.session_epoch)
+    with pytest.raises(InvalidInput) as refused:
+        staffing.reset_password(session, user_id=fg.id, password=password, seen=_seen(session, "fg"),
+                                actor=actor_for(session, "admin"))
+    assert refused.value.details.get("field") == "password"
+    session.rollback()
+    fg = _user(session, "fg")
+    assert (fg.password_hash, fg.session_epoch) == before and not fg.must_change_password
+
+
+@pytest.mark.usefixtures("review_org")
+def test_a_reset_for_a_deactivated_person_is_refused_and_reactivation_keeps_tokens_revoked(session: Session) -> None:
+    admin = actor_for(session, "admin")
+    fg = _user(session, "fg")
+    plaintext = tokens.issue(session, fg, "接口", actor=admin)
+    session.commit()
+    leaving.deactivate_user(session, user_id=fg.id, actor=admin, refuse_stuck=False)
+    session.commit()
+    epoch = _user(session, "fg").session_epoch
+    with pytest.raises(InvalidInput) as refused:
+        staffing.reset_password(session, user_id=fg.id, password="Temp-pass-123", seen=_seen(session, "fg"),
+                                actor=admin)
+    assert refused.value.details.get("field") == "user"
+    session.rollback()
+    _person, revoked = staffing.reactivate(session, user_id=fg.id, seen=_seen(session, "fg"), actor=admin)
+    session.commit()
+    fg = _user(session, "fg")
+    assert fg.is_active and fg.session_epoch == epoch and revoked == 1
+    assert tokens.authenticate(session, plaintext) is None
+    assert session.scalar(select(func.count()).select_from(ApiToken).where(ApiToken.revoked_at.is_(None))) == 0
+    assert len(_events(session, "org.user.reactivate")) == 1

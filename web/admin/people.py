@@ -1,0 +1,92 @@
+"""管理 → 编辑人员: an administrator's everyday changes to one person (engine.org.staffing): 调岗 and roles, 管理员,
+a unit's head (负责人) or responsible leader (责任领导), a password reset, 启用. Admins only; each form carries `seen`."""
+from __future__ import annotations
+
+from flask import flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from flask_login import login_required
+
+from engine import org
+from engine.errors import NotFound
+from engine.org import staffing
+from engine.org.models import User
+from web.admin import bp, require_admin
+from web.common import commit, db_session
+
+
+def _seen() -> str:
+    return request.form.get("seen", "")[:64]
+
+
+def _page(user_id: int, *, password: str | None = None, status: int = 200) -> ResponseReturnValue:
+    session = db_session()
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"用户不存在 (no such user): {user_id}", field="user")
+    shown = staffing.person(session, user)
+    response = render_template("admin/person.html", person=shown, units=org.units(session), roles=org.roles(session),
+                               managed=staffing.MANAGED.get(user.source or ""), password=password)
+    # A generated password is shown once: never cached.
+    return response, status, {"Cache-Control": "no-store"}
+
+
+def _back(user_id: int) -> ResponseReturnValue:
+    return redirect(url_for("admin.person", user_id=user_id))
+
+
+@bp.get("/admin/users/<int:user_id>")
+@login_required
+def person(user_id: int) -> ResponseReturnValue:
+    require_admin()
+    return _page(user_id)
+
+
+@bp.post("/admin/users/<int:user_id>/memberships")
+@login_required
+def person_memberships(user_id: int) -> ResponseReturnValue:
+    actor = require_admin()
+    form = request.form
+    done = staffing.set_memberships(db_session(), user_id=user_id, unit_codes=[c for c in form.getlist("units") if c],
+                                    role_codes=[c for c in form.getlist("roles") if c],
+                                    is_admin=form.get("is_admin") == "1", seen=_seen(), actor=actor)
+    commit()
+    flash(_("已保存 %(name)s 的单位、角色和管理员身份", name=done.user.username), "info")
+    return _back(user_id)
+
+
+@bp.post("/admin/users/<int:user_id>/marks")
+@login_required
+def person_mark(user_id: int) -> ResponseReturnValue:
+    actor = require_admin()
+    form = request.form
+    done = staffing.set_unit_mark(db_session(), user_id=user_id, unit_code=form.get("unit", ""),
+                                  mark=form.get("mark", ""), on=form.get("on") == "1", seen=_seen(), actor=actor)
+    commit()
+    flash(_("已保存 %(name)s 的负责人和责任领导设置", name=done.user.username), "info")
+    return _back(user_id)
+
+
+@bp.post("/admin/users/<int:user_id>/password")
+@login_required
+def person_password(user_id: int) -> ResponseReturnValue:
+    actor = require_admin()
+    chosen = request.form.get("password", "") if request.form.get("generate") != "1" else ""
+    done, generated = staffing.reset_password(db_session(), user_id=user_id, password=chosen, seen=_seen(),
+                                              actor=actor)
+    commit()
+    flash(_("已重置 %(name)s 的密码：其所有登录已退出，下次登录须修改密码", name=done.user.username), "info")
+    if generated:
+        return _page(user_id, password=generated)
+    return _back(user_id)
+
+
+@bp.post("/admin/users/<int:user_id>/reactivate")
+@login_required
+def person_reactivate(user_id: int) -> ResponseReturnValue:
+    actor = require_admin()
+    done, revoked = staffing.reactivate(db_session(), user_id=user_id, seen=_seen(), actor=actor)
+    commit()
+    flash(_("已启用用户 %(name)s（原有登录和 API 令牌不再有效，共吊销 %(count)d 个令牌）", name=done.user.username,
+            count=revoked), "info")
+    return _back(user_id)
