@@ -394,8 +394,9 @@ def list_processes() -> None:
 
 from engine.cli_admin import COMMANDS as _ADMIN_COMMANDS  # noqa: E402  # they use this module's helpers
 from engine.cli_messages import COMMANDS as _MESSAGE_COMMANDS  # noqa: E402
+from engine.cli_people import COMMANDS as _PEOPLE_COMMANDS  # noqa: E402
 
-for _command in (*_ADMIN_COMMANDS, *_MESSAGE_COMMANDS):
+for _command in (*_ADMIN_COMMANDS, *_MESSAGE_COMMANDS, *_PEOPLE_COMMANDS):
     main.add_command(_command)
 
 

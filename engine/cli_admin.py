@@ -1,6 +1,7 @@
 """`jzflow archive` and `jzflow sync-directory`: housekeeping an operator runs by hand (the beat runs them too);
 `jzflow sso-link`: an administrator links an existing account to its owner's 统一身份认证 subject;
-`jzflow deactivate-user`: 停用 a person and hand over their open work, as 管理 → 停用 does."""
+`jzflow deactivate-user`: 停用 a person and hand over their open work, as 管理 → 停用 does; `jzflow move-user`,
+`set-unit-head`, `reset-password`, `reactivate-user`: what 管理 → 编辑人员 does (engine/cli_people.py)."""
 from __future__ import annotations
 
 import json

@@ -74,12 +74,6 @@ def _locked(session: Session, user_id: int, seen: str | None, *, tasks: bool = F
     return now
 
 
-def _record(session: Session, actor: Actor, action: str, user: User, before: dict[str, object],
-            after: dict[str, object]) -> None:
-    audit.record(session, actor, action, stream=f"user:{user.id}", object_type="app_user", object_id=user.id,
-                 before=before, after=after)
-
-
 def set_memberships(session: Session, *, user_id: int, unit_codes: list[str], role_codes: list[str],
                     is_admin: bool, seen: str | None, actor: Actor) -> Person:
     """调岗 / roles / 管理员: bring the person's units, roles and admin mark to these (flushes).
@@ -126,9 +120,9 @@ def set_memberships(session: Session, *, user_id: int, unit_codes: list[str], ro
         leaving.move(session, user=user, actor=actor, reason="admin: moved", left=left or None, roles=lost or None)
     now = person(session, user)
     if now.seen != was.seen:
-        _record(session, actor, "org.user.edit", user,
-                {"units": was.units, "roles": was.roles, "admin": was_admin},
-                {"units": now.units, "roles": now.roles, "admin": is_admin})
+        audit.record(session, actor, "org.user.edit", stream=f"user:{user.id}", object_type="app_user",
+                     object_id=user.id, before={"units": was.units, "roles": was.roles, "admin": was_admin},
+                     after={"units": now.units, "roles": now.roles, "admin": is_admin})
     return now
 
 
@@ -229,8 +223,10 @@ def reset_password(session: Session, *, user_id: int, password: str | None, seen
     user.session_epoch += 1
     user.must_change_password = True
     session.flush()
-    _record(session, actor, "org.user.password_reset", user, {"must_change": must_change},
-            {"sessions_ended": True, "generated": generated is not None, "must_change": True})
+    # Never the password or its hash in the audit trail.
+    audit.record(session, actor, "org.user.password_reset", stream=f"user:{user.id}", object_type="app_user",
+                 object_id=user.id, before={"must_change": must_change},
+                 after={"sessions_ended": True, "generated": generated is not None, "must_change": True})
     return person(session, user), generated
 
 
@@ -249,6 +245,6 @@ def reactivate(session: Session, *, user_id: int, seen: str | None, actor: Actor
                               .values(revoked_at=clock.now())).rowcount or 0  # type: ignore[attr-defined]
     user.is_active = True
     session.flush()
-    _record(session, actor, "org.user.reactivate", user, {"active": False},
-            {"active": True, "tokens_revoked": revoked})
+    audit.record(session, actor, "org.user.reactivate", stream=f"user:{user.id}", object_type="app_user",
+                 object_id=user.id, before={"active": False}, after={"active": True, "tokens_revoked": revoked})
     return person(session, user), revoked

@@ -264,3 +264,33 @@ def test_a_reset_for_a_deactivated_person_is_refused_and_reactivation_keeps_toke
     assert tokens.authenticate(session, plaintext) is None
     assert session.scalar(select(func.count()).select_from(ApiToken).where(ApiToken.revoked_at.is_(None))) == 0
     assert len(_events(session, "org.user.reactivate")) == 1
+
+
+@pytest.mark.usefixtures("review_org")
+def test_the_cli_moves_marks_resets_and_reactivates(db_url: str, factory: sessionmaker[Session], session: Session,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from engine import cli
+    session.close()  # the command's own connection writes (SQLite: one writer at a time)
+    monkeypatch.setenv("JZFLOW_DATABASE_URL", db_url)
+    runner = CliRunner()
+    moved = runner.invoke(cli.main, ["move-user", "fg", "--unit", "zrzy", "--role", "reviewer"])
+    assert moved.exit_code == 0 and "zrzy" in moved.output, moved.output
+    unknown = runner.invoke(cli.main, ["move-user", "fg", "--unit", "nowhere"])
+    assert unknown.exit_code != 0 and "单位不存在" in unknown.output, unknown.output
+    assert runner.invoke(cli.main, ["set-unit-head", "fg", "zrzy"]).exit_code == 0
+    not_member = runner.invoke(cli.main, ["set-unit-head", "zr", "fgj"])
+    assert not_member.exit_code != 0 and "成员" in not_member.output, not_member.output
+    reset = runner.invoke(cli.main, ["reset-password", "fg"])
+    assert reset.exit_code == 0, reset.output
+    shown = reset.output.rsplit(": ", 1)[-1].strip()
+    assert runner.invoke(cli.main, ["deactivate-user", "st"]).exit_code == 0
+    assert runner.invoke(cli.main, ["reset-password", "st"]).exit_code != 0  # deactivated: 启用 first
+    assert runner.invoke(cli.main, ["reactivate-user", "st"]).exit_code == 0
+    with factory() as s:
+        fg = _user(s, "fg")
+        assert fg.password_hash and check_password_hash(fg.password_hash, shown) and fg.must_change_password
+        assert staffing.person(s, fg).heads == ["zrzy"] and _user(s, "st").is_active
+        assert all(shown not in str(e.after) for e in s.scalars(select(AuditEvent)))
+

@@ -293,6 +293,14 @@ MATRIX: dict[str, Access] = {
                                                   "display_name": "x", "is_admin": "1"}),
     "admin.deactivate_user": Access(post=ADMIN, params={"user_id": "@owner"}),
     "admin.user_notifications": Access(get=ADMIN, params={"user_id": "@owner"}),  # to read, the webhook masked
+    # 编辑人员: admins only; the forms a hostile member of staff would send (make themself admin, head, a password)
+    "admin.person": Access(get=ADMIN, params={"user_id": "@owner"}),
+    "admin.person_memberships": Access(post=ADMIN, params={"user_id": "@owner"},
+                                       form={"units": "lkq", "roles": "process_owner", "is_admin": "1"}),
+    "admin.person_mark": Access(post=ADMIN, params={"user_id": "@owner"},
+                                form={"unit": "lkq", "mark": "head", "on": "1"}),
+    "admin.person_password": Access(post=ADMIN, params={"user_id": "@owner"}, form={"password": "intruder-Passw0rd"}),
+    "admin.person_reactivate": Access(post=ADMIN, params={"user_id": "@owner"}),
     "admin.token_list": Access(get=ALL),
     "admin.issue_token": Access(post=ADMIN, form={"username": OWNER, "name": "x"}),
     "admin.revoke_token": Access(post=ADMIN, params={"token_id": "@token"}),

@@ -41,6 +41,7 @@ ACTIONS = {
     "notify.webhook": "设置推送地址", "notify.webhook_removed": "删除推送地址", "org.role.add": "新增角色",
     "org.unit.add": "新增单位", "org.unit.update": "修改单位",
     "org.user.add": "新增用户", "org.user.deactivate": "停用用户", "org.user.password": "修改密码",
+    "org.user.edit": "编辑人员（调岗、角色）", "org.user.password_reset": "重置密码", "org.user.reactivate": "启用用户",
     "plan.indicator.add": "新增指标", "plan.industry.add": "新增产业链", "plan_item.claim": "认领计划任务",
     "plan_item.create": "生成计划任务", "process.deploy": "部署流程", "project.add": "新增项目",
     "project.library.add": "入库", "project.stage": "项目阶段变更", "project.update": "修改项目",
