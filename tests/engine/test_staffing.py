@@ -294,3 +294,27 @@ def test_the_cli_moves_marks_resets_and_reactivates(db_url: str, factory: sessio
         assert staffing.person(s, fg).heads == ["zrzy"] and _user(s, "st").is_active
         assert all(shown not in str(e.after) for e in s.scalars(select(AuditEvent)))
 
+
+
+def test_a_deactivation_that_read_a_non_admin_made_admin_meanwhile_is_refused(
+        factory: sessionmaker[Session], meanwhile: Meanwhile) -> None:  # noqa: F811
+    """Was: 停用 took the administrators' lock only for someone it read as an administrator (is_admin never changed
+    after creation); a person made one meanwhile was deactivated outside the lock that keeps one administrator."""
+    with factory() as s:
+        org.add_user(s, username="root", display_name="管理员", is_admin=True)
+        org.add_user(s, username="p", display_name="新管理员")
+        s.commit()
+        pid, seen = _user(s, "p").id, _seen(s, "p")
+
+    def grant(s: Session) -> object:
+        return staffing.set_memberships(s, user_id=pid, unit_codes=[], role_codes=[], is_admin=True, seen=seen,
+                                        actor=actor_for(s, "root"))
+
+    meanwhile.at(handover, "lock_instances", grant)
+    with factory() as s, pytest.raises(Conflict):
+        leaving.deactivate_user(s, user_id=pid, actor=actor_for(s, "root"))
+    outcome = meanwhile.join()
+    assert len(outcome) == 1 and not isinstance(outcome[0], BaseException), outcome  # the grant went first
+    with factory() as s:
+        user = _user(s, "p")
+        assert user.is_admin and user.is_active
