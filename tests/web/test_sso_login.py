@@ -452,3 +452,18 @@ def test_settings_refuse_plain_http_off_loopback_and_a_missing_client_id() -> No
     assert settings.issuer == "https://idp.example.cn" and settings.local_logins == ("admin", "ops")
     assert dict(settings.role_map) == {"a": "b", "c": "d"} and not settings.allows_password("fg")
     assert oidc.load_settings({}).allows_password("fg")
+
+
+def test_a_temporary_password_does_not_trap_a_single_sign_on_login(sso_app: Flask, provider: Provider) -> None:
+    """An administrator reset the password of a person who logs in by SSO (管理 → 编辑人员): the SSO login is not a
+    login with that password, and is not sent to 修改密码 (which asks for the current password they never typed)."""
+    with sso_app.extensions["jzflow.sessionmaker"]() as s:
+        fg = s.scalar(select(User).where(User.username == "fg"))
+        assert fg is not None
+        fg.must_change_password = True
+        s.commit()
+    linked(sso_app, "fg", "sub-fg")
+    provider.set_user("sub-fg", {"preferred_username": "fg", "name": "发改王五", "unit": "fgj"})
+    client = sso_app.test_client()
+    assert _sign_in(client, provider, "sub-fg").status_code == 302
+    assert client.get("/inbox").status_code == 200

@@ -43,11 +43,13 @@ _WHILE_TEMPORARY = {"auth.password", "auth.logout", "auth.login", "static", "set
 @bp.before_app_request
 def _temporary_password() -> ResponseReturnValue | None:
     """A person logged in with the temporary password an administrator set goes to 修改密码 first, and nowhere else
-    (a form they post elsewhere is refused: 403)."""
+    (a form they post elsewhere is refused: 403). A single sign-on login of theirs is left alone."""
     endpoint = request.endpoint or ""
     if endpoint in _WHILE_TEMPORARY or endpoint.startswith("ops."):  # probes: no login is loaded for them
         return None
     if not current_user.is_authenticated or not current_user.user.must_change_password:
+        return None
+    if SSO_SESSION in cookie_session:  # a single sign-on login: not one with the temporary password
         return None
     if request.method in ("GET", "HEAD"):
         flash(_("管理员已为您重置密码，请先修改密码"), "info")
