@@ -106,8 +106,7 @@ def set_memberships(session: Session, *, user_id: int, unit_codes: list[str], ro
         session.flush()
         _unhead(session, user, left, actor, "admin: moved")
     if lost:
-        session.execute(delete(Membership).where(Membership.user_id == user.id, Membership.role_id.in_(lost),
-                                                 Membership.org_unit_id.is_(None)))
+        session.execute(delete(Membership).where(Membership.user_id == user.id, Membership.role_id.in_(lost)))
     for unit in units:
         if unit.code not in was.units:
             session.add(Membership(user_id=user.id, org_unit_id=unit.id))
@@ -140,9 +139,11 @@ def _unhead(session: Session, user: User, unit_ids: set[int], actor: Actor, reas
 
 
 def _unit(session: Session, code: str) -> OrgUnit:
-    found = session.scalar(select(OrgUnit).where(OrgUnit.code == code.strip())) if len(code) <= 80 else None
+    code = code.strip()  # a code no unit could have is not looked up (the database refuses NUL bytes, surrogates)
+    found = session.scalar(select(OrgUnit).where(OrgUnit.code == code)) if len(code) <= 80 and code.isprintable() \
+        else None
     if found is None:
-        shown = code.strip()[:80] if core.plain(code[:80]) else "?"
+        shown = code[:80] if code[:80].isprintable() else "?"
         raise NotFound(f"单位不存在 (unit: no such unit): {shown}", field="unit")
     return found
 

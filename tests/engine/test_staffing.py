@@ -94,6 +94,21 @@ def test_a_directory_managed_person_keeps_units_and_roles_with_a_clear_message(s
 
 
 @pytest.mark.usefixtures("review_org")
+def test_a_role_held_within_a_unit_is_taken_away_too(session: Session) -> None:
+    fg = _user(session, "fg")
+    unit = session.scalar(select(OrgUnit).where(OrgUnit.code == "fgj"))
+    leader = session.scalar(select(Membership.role_id).join(User).where(User.username == "boss"))
+    assert unit is not None and leader is not None
+    session.add(Membership(user_id=fg.id, org_unit_id=unit.id, role_id=leader))  # 领导 within 发改
+    session.commit()
+    assert "leader" in staffing.person(session, fg).roles
+    done = staffing.set_memberships(session, user_id=fg.id, unit_codes=["fgj"], role_codes=["reviewer"],
+                                    is_admin=False, seen=_seen(session, "fg"), actor=actor_for(session, "admin"))
+    session.commit()
+    assert done.roles == ["reviewer"]
+
+
+@pytest.mark.usefixtures("review_org")
 def test_the_last_active_administrator_keeps_the_mark(session: Session) -> None:
     admin = _user(session, "admin")
     with pytest.raises(InvalidInput) as refused:
@@ -177,11 +192,12 @@ def test_head_and_responsible_leader_marks(session: Session) -> None:
                                seen=_seen(session, "zr"), actor=admin)
     assert not_member.value.details.get("field") == "unit"
     session.rollback()
-    with pytest.raises(NotFound) as unknown:
-        staffing.set_unit_mark(session, user_id=zr.id, unit_code="nowhere", mark="leader", on=True,
-                               seen=_seen(session, "zr"), actor=admin)
-    assert unknown.value.details.get("field") == "unit"
-    session.rollback()
+    for bad in ("nowhere", "x\x00y", "孤\ud800", "长" * 100):
+        with pytest.raises(NotFound) as unknown:
+            staffing.set_unit_mark(session, user_id=zr.id, unit_code=bad, mark="leader", on=True,
+                                   seen=_seen(session, "zr"), actor=admin)
+        assert unknown.value.details.get("field") == "unit"
+        session.rollback()
     staffing.set_unit_mark(session, user_id=zr.id, unit_code="fgj", mark="leader", on=True,
                            seen=_seen(session, "zr"), actor=admin)
     staffing.set_unit_mark(session, user_id=fg.id, unit_code="fgj", mark="head", on=False,
