@@ -146,14 +146,14 @@ def test_0035_gives_existing_tokens_the_power_they_had_read_write(
         assert s.scalar(select(ApiToken.scope).where(ApiToken.name == "during")) == tokens.READ_WRITE
 
 
-def test_0042_gives_existing_accounts_no_forced_change_and_downgrades(
+def test_0043_gives_existing_accounts_no_forced_change_and_downgrades(
         db_url: str, factory: sessionmaker[Session], session: Session, review_org: dict[str, Actor]) -> None:
     session.close()
-    command.downgrade(migrate.alembic_config(db_url), "0041")
+    command.downgrade(migrate.alembic_config(db_url), "0042")
     migrate.upgrade(db_url)
     assert _revision(factory) == _head(db_url)
     with factory() as s:
         assert s.scalar(text("SELECT count(*) FROM app_user WHERE must_change_password")) == 0
         assert s.scalar(text("SELECT count(*) FROM app_user")) >= 7
-    command.downgrade(migrate.alembic_config(db_url), "0041")
+    command.downgrade(migrate.alembic_config(db_url), "0042")
     migrate.upgrade(db_url)
