@@ -94,6 +94,12 @@ def defer(session: Session, event: Any) -> None:
     session.info.setdefault(DEFERRED, []).append((_current(session), event))
 
 
+def deferred(session: Session) -> list[Any]:
+    """The events recorded in this transaction and not written yet (they are chained and inserted at its commit),
+    in the order they were recorded: a reader inside the transaction (an issued 审批单) sees them too."""
+    return [ev for _tx, ev in session.info.get(DEFERRED, [])]
+
+
 @event.listens_for(Session, "before_commit")
 def _before_commit(session: Session) -> None:
     if session.in_nested_transaction():

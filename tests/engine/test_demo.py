@@ -19,6 +19,8 @@ from sqlalchemy.orm import Session
 
 from engine import audit, clock, deploy, runtime, tasks
 from engine.audit.models import AuditEvent
+from engine.documents import sheet
+from engine.documents.models import IssuedDocument
 from engine.errors import InvalidInput
 from engine.org.actors import SYSTEM, actor_for
 from engine.org.models import Membership, Role, User
@@ -33,6 +35,7 @@ from plan.leads.models import InvestmentLead
 from plan.ledger.models import LedgerIssue
 from plan.meetings.models import ReviewMeeting
 from plan.projects.models import STAGES, Bid, Project, ProjectApproval, ProjectStage
+from tests.conftest import pdf_text
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_CODES = [p["code"] for p in demo.read()["projects"]["projects"]]
@@ -192,6 +195,20 @@ def test_the_demo_shows_every_part_of_the_plan_and_loads_once(session: Session, 
     session.commit()
     assert "已加载" in again and "nothing changed" in again
     assert fingerprint(session) == before
+
+
+def test_the_demo_s_issued_approval_sheet_holds_what_each_step_submitted(session: Session, ready: None,
+                                                                          tmp_path: Path) -> None:
+    """The demo finishes its applications in one transaction, so the steps' completion events were still waiting for
+    the commit when 联合出证 printed the 审批单: it was issued with each step's name and no content. The sheet reads the
+    transaction's own events too."""
+    demo.load_demo(session)
+    session.commit()
+    body = session.scalar(select(IssuedDocument.pdf).where(IssuedDocument.kind == sheet.KIND)
+                          .order_by(IssuedDocument.id).limit(1))
+    assert body is not None
+    text = pdf_text(body, tmp_path)
+    assert "施工图审查及消防设计审查合格。" in text and "人防设计审查通过。" in text, text
 
 
 def test_without_the_seed_it_says_to_run_jzflow_seed(session: Session) -> None:
