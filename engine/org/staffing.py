@@ -42,6 +42,17 @@ class Person:
     seen: str
 
 
+def person_of(session: Session, user_id: int) -> Person:
+    """Return what the page shows of the user with that id.
+
+    Raises: NotFound (field user)
+    """
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"用户不存在 (no such user): {user_id}", field="user")
+    return person(session, user)
+
+
 def person(session: Session, user: User) -> Person:
     """Return what the page shows of `user` and its version."""
     rows = session.execute(select(OrgUnit.code, Role.code).select_from(Membership)

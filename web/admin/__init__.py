@@ -1,34 +1,23 @@
 """管理: users, org units with their leaders and open incidents (admins); API tokens (admins, and each user's own)."""
 from __future__ import annotations
 
-from flask import Blueprint, Flask, flash, redirect, render_template, request, url_for
+from flask import Flask, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import login_required
 
 from engine import clock, org
-from engine.errors import Forbidden, InvalidInput
+from engine.errors import InvalidInput
 from engine.notify import settings
 from engine.org import leaving, tokens
-from engine.org.actors import Actor
 from engine.runtime import timeline
 from engine.tasks import queries
 from web import access
+from web.admin import people as _people  # noqa: F401  # its routes join the blueprint
+from web.admin.blueprint import bp, require_admin
 from web.common import commit, current_actor, db_session
 
-bp = Blueprint("admin", __name__)
 MIN_PASSWORD = 8
-
-
-def require_admin() -> Actor:
-    """Return the acting admin.
-
-    Raises: Forbidden
-    """
-    actor = current_actor()
-    if not actor.is_admin:
-        raise Forbidden("只有管理员可以访问 (admins only)")
-    return actor
 
 
 def init_app(app: Flask) -> None:
@@ -139,4 +128,3 @@ def revoke_token(token_id: int) -> ResponseReturnValue:
     commit()
     flash(_("令牌已吊销"), "info")
     return redirect(url_for("admin.token_list"))
-from web.admin import people as _people  # noqa: E402,F401  # its routes join this blueprint

@@ -8,10 +8,8 @@ from flask_babel import gettext as _
 from flask_login import login_required
 
 from engine import org
-from engine.errors import NotFound
 from engine.org import staffing
-from engine.org.models import User
-from web.admin import bp, require_admin
+from web.admin.blueprint import bp, require_admin
 from web.common import commit, db_session
 
 
@@ -21,10 +19,8 @@ def _seen() -> str:
 
 def _page(user_id: int, *, password: str | None = None, status: int = 200) -> ResponseReturnValue:
     session = db_session()
-    user = session.get(User, user_id)
-    if user is None:
-        raise NotFound(f"用户不存在 (no such user): {user_id}", field="user")
-    shown = staffing.person(session, user)
+    shown = staffing.person_of(session, user_id)
+    user = shown.user
     response = render_template("admin/person.html", person=shown, units=org.units(session), roles=org.roles(session),
                                managed=staffing.MANAGED.get(user.source or ""), password=password)
     # A generated password is shown once: never cached.

@@ -23,6 +23,7 @@ from web.auth.redirects import safe_next
 from web.auth.sso import LOGOUT_HINT, logout_target
 from web.auth.sso import bp as sso_bp
 from web.common import SSO_SESSION, LoginUser, commit, current_actor, db_session
+from web.guards import bearer_token
 
 bp = Blueprint("auth", __name__)
 # Failed and refused logins, one line each (the name as sent, cut and printable; the client's address). The audit
@@ -46,6 +47,8 @@ def _temporary_password() -> ResponseReturnValue | None:
     (a form they post elsewhere is refused: 403). A single sign-on login of theirs is left alone."""
     endpoint = request.endpoint or ""
     if endpoint in _WHILE_TEMPORARY or endpoint.startswith("ops."):  # probes: no login is loaded for them
+        return None
+    if bearer_token() is not None:  # a token request is its token's alone: no cookie user is loaded for it
         return None
     if not current_user.is_authenticated or not current_user.user.must_change_password:
         return None
