@@ -43,6 +43,7 @@ class Report:
     units_added: list[str] = field(default_factory=list)
     units_updated: list[str] = field(default_factory=list)
     units_gone: list[str] = field(default_factory=list)  # no longer in the directory: kept, no longer the directory's
+    units_headless: list[str] = field(default_factory=list)  # their head moved out and the directory names no other
     users_added: list[str] = field(default_factory=list)
     users_updated: list[str] = field(default_factory=list)
     users_moved: list[str] = field(default_factory=list)
@@ -53,7 +54,8 @@ class Report:
 
     @property
     def changes(self) -> int:
-        return sum(len(x) for x in (self.units_added, self.units_updated, self.units_gone, self.users_added,
+        return sum(len(x) for x in (self.units_added, self.units_updated, self.units_gone, self.units_headless,
+                                    self.users_added,
                                     self.users_updated, self.users_moved, self.users_deactivated))
 
     def to_dict(self) -> dict[str, Any]:
@@ -68,6 +70,7 @@ class Report:
                f"退回待办 {self.tasks_returned}, 跳过 {len(self.skipped)}"]
         for label, items in (("+ 单位 (unit added)", self.units_added), ("~ 单位 (unit updated)", self.units_updated),
                              ("! 单位已不在目录中 (unit gone from the directory)", self.units_gone),
+                             ("! 单位无负责人 (unit without a head)", self.units_headless),
                              ("+ 人员 (added)", self.users_added), ("~ 人员 (updated)", self.users_updated),
                              ("> 调动 (moved)", self.users_moved), ("- 停用 (deactivated)", self.users_deactivated),
                              ("! 跳过 (skipped)", self.skipped)):
@@ -123,8 +126,10 @@ def sync(session: Session, settings: Settings, snap: Snapshot, *, dry_run: bool 
                           "nothing changed)")
         raise SyncStopped(report.stopped, report)
     units = _sync_units(session, snap, report, actor)
-    people = _sync_people(session, snap, units, by_dn, by_name, report, actor)
+    headless: list[tuple[OrgUnit, User]] = []
+    people = _sync_people(session, snap, units, by_dn, by_name, report, actor, headless)
     _sync_leaders(session, snap, units, people, report, actor)
+    _units_headless(session, headless, report)
     _units_gone(session, snap, report, actor)
     for user in sorted(leavers, key=lambda u: u.username):
         _leave(session, user, report, actor)
@@ -172,7 +177,8 @@ def _sync_units(session: Session, snap: Snapshot, report: Report, actor: Actor) 
 
 
 def _sync_people(session: Session, snap: Snapshot, units: dict[str, OrgUnit], by_dn: dict[str, User],
-                 by_name: dict[str, User], report: Report, actor: Actor) -> dict[str, User]:
+                 by_name: dict[str, User], report: Report, actor: Actor,
+                 headless: list[tuple[OrgUnit, User]]) -> dict[str, User]:
     kept_local = {name.lower() for name in _local_logins()}  # in any case, as SSO and password logins name them
     names = {p.username.lower() for p in snap.people.values()}
     plain: dict[int, set[int]] = {}  # each user's unit memberships, read once (not a query per person)
@@ -196,14 +202,14 @@ def _sync_people(session: Session, snap: Snapshot, units: dict[str, OrgUnit], by
             user.source, user.external_id = SOURCE, entry.dn
             report.users_added.append(f"{entry.username} {entry.display_name}" + (f" ({unit.code})" if unit else ""))
         else:
-            _update_person(session, user, entry, unit, codes, plain.get(user.id, set()), report, actor)
+            _update_person(session, user, entry, unit, codes, plain.get(user.id, set()), report, actor, headless)
         done[entry.dn] = user
         session.flush()
     return done
 
 
 def _update_person(session: Session, user: User, entry: PersonEntry, unit: OrgUnit | None, codes: dict[int, str],
-                   have: set[int], report: Report, actor: Actor) -> None:
+                   have: set[int], report: Report, actor: Actor, headless: list[tuple[OrgUnit, User]]) -> None:
     before = {"display_name": user.display_name, "email": user.email, "username": user.username}
     user.display_name, user.email, user.username = entry.display_name, entry.email, entry.username
     user.source, user.external_id = SOURCE, entry.dn
@@ -219,7 +225,12 @@ def _update_person(session: Session, user: User, entry: PersonEntry, unit: OrgUn
         for unit_id in wanted - have:
             session.add(Membership(user_id=user.id, org_unit_id=unit_id))
         session.flush()  # 调岗: what they held as a member of a unit they left goes back to it
-        returned, items = leaving.move(session, user=user, left=have - wanted, actor=actor, reason="directory: moved")
+        # the head mark of a unit gone from the directory stays (_units_gone): someone still sees the work left there
+        moving = leaving.move(session, user=user, left=have - wanted, actor=actor, reason="directory: moved",
+                              tell=False, heads=set(codes))
+        returned, items = moving.tasks, moving.items
+        for left in moving.headless:  # reported (and its responsible leader told) once the directory's heads are read
+            headless.append((left, user))
         report.tasks_returned += len(returned)
         old = ",".join(sorted(codes.get(i, str(i)) for i in have)) or "-"
         new = unit.code if unit is not None else "-"
@@ -272,6 +283,18 @@ def _sync_head(session: Session, entry: UnitEntry, unit: OrgUnit, people: dict[s
     label = f"{unit.code} {unit.name}"
     if label not in report.units_updated and label not in [a for a in report.units_added]:
         report.units_updated.append(label)
+
+
+def _units_headless(session: Session, headless: list[tuple[OrgUnit, User]], report: Report) -> None:
+    """A unit whose head moved out in this sync (leaving.move took the mark off, audited) and to which the directory
+    names no head: reported as `units_gone` are, once (the next sync finds no mark to take), and its responsible
+    leader, if the directory left it one, told. A head the directory still names, them or another, is its head."""
+    for unit, user in headless:
+        if unit.leader_id is not None:
+            continue
+        report.units_headless.append(f"{unit.code} {unit.name}: 负责人 {user.username} 已调离，该单位暂无负责人 "
+                                     "(head moved out: no head until the directory names one)")
+        leaving.tell_headless(session, unit, user)
 
 
 def _units_gone(session: Session, snap: Snapshot, report: Report, actor: Actor) -> None:

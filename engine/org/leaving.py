@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
-from engine import audit, extensions
+from engine import audit, extensions, notify
 from engine.db import advisory_lock
+from engine.deadlines import requests
 from engine.errors import Conflict, InvalidInput, NotFound
 from engine.org import core
 from engine.org.actors import SYSTEM, Actor
@@ -202,22 +203,75 @@ def deactivate_user(session: Session, *, user_id: int, actor: Actor = SYSTEM, su
                    items_stuck=stuck, units=units)
 
 
-def move(session: Session, *, user: User, actor: Actor, reason: str, left: set[int] | None = None,
-         roles: set[int] | None = None) -> tuple[list[int], list[Item]]:
-    """调岗: the person stays active; the work they held as a member of the units (`left`) or roles (`roles`) they no
-    longer have goes back (flushes). Called once their memberships are what they are now (the directory sync, single
-    sign-on's claims).
+@dataclass(frozen=True)
+class Moving:
+    """What a move (调岗) did."""
 
-    Tasks they claimed from those pools go back to the pools (engine.tasks.handover.give_back); the application's items
-    of those units whose 责任人 they are go to the unit's head, else back to the unit (the `HANDOVERS` hooks, told
-    `Passing.left`). What was given to them by name, and the 责任领导 marks (the directory's to move), stay.
-    Returns (the task ids released, the items handed over).
+    tasks: list[int]  # the tasks given back to the pools of the units and roles they left (ids)
+    items: list[Item]  # the application's items of the units they left, handed back (HANDOVERS)
+    headless: list[OrgUnit]  # the units they left that they headed: no head now
+    cancelled: list[int]  # their pending 申请延期 on the tasks given back, cancelled (ExtensionRequest ids)
+
+
+def unhead(session: Session, user: User, unit_ids: set[int], actor: Actor, reason: str) -> list[OrgUnit]:
+    """Take the head mark (负责人) of these units off the person (flushes); one `org.unit.head` each, with `reason`.
+
+    Their membership, if they have one still, stays, unmarked. Returns the units that had them as head.
     """
+    units = list(session.scalars(select(OrgUnit).where(OrgUnit.id.in_(unit_ids or {-1}), OrgUnit.leader_id == user.id)
+                                 .order_by(OrgUnit.id).with_for_update().execution_options(populate_existing=True)))
+    for unit in units:
+        before = {"leader_id": unit.leader_id, "responsible_leader_id": unit.responsible_leader_id}
+        session.execute(update(Membership).where(Membership.org_unit_id == unit.id, Membership.user_id == user.id,
+                                                 Membership.role_id.is_(None)).values(is_head=False))
+        unit.leader_id = None
+        session.flush()
+        audit.record(session, actor, "org.unit.head", stream=f"org_unit:{unit.id}", object_type="org_unit",
+                     object_id=unit.id, before=before, after={"leader_id": None,
+                                                              "responsible_leader_id": unit.responsible_leader_id,
+                                                              "reason": reason})
+    return units
+
+
+def tell_headless(session: Session, unit: OrgUnit, user: User) -> None:
+    """Tell the unit's responsible leader (责任领导), if active, that its head moved out and it has none now: the
+    deadline ladder and 督办 skip the empty rung, so a head is to be named (by the directory, or 编辑人员)."""
+    leader = session.get(User, unit.responsible_leader_id) if unit.responsible_leader_id is not None else None
+    if leader is None or not leader.is_active or leader.id == user.id:
+        return
+    notify.send(session, notify.Note(
+        user_id=leader.id, kind="directory", link="/supervision", unit_id=unit.id,
+        title=f"{unit.name} 的负责人 {user.display_name or user.username} 已调离，该单位暂无负责人 "
+              f"({unit.code}: its head moved out)"[:300],
+        body="请在组织目录或“编辑人员”中指定新的负责人。"))
+
+
+def move(session: Session, *, user: User, actor: Actor, reason: str, left: set[int] | None = None,
+         roles: set[int] | None = None, tell: bool = True, heads: set[int] | None = None) -> Moving:
+    """调岗: the person stays active; the work they held as a member of the units (`left`) or roles (`roles`) they no
+    longer have goes back (flushes). Called once their memberships are what they are now (编辑人员, the directory
+    sync, single sign-on's claims).
+
+    A unit they left that they headed loses its head mark (`headless`, audited with `reason`; its responsible leader
+    told, unless `tell` is False: the directory sync reports it instead, once it has read the directory's heads);
+    `heads`: only these of the units left (the directory sync keeps the marks of a unit gone from the directory).
+    Tasks they claimed from those pools go back to the pools (engine.tasks.handover.give_back), and the 申请延期 they
+    asked on them and still pending is cancelled (engine.deadlines.requests.withdraw: the colleague who takes the
+    step asks for themselves; they are told); the application's items of those units whose 责任人 they are go to the
+    unit's head, else back to the unit (the `HANDOVERS` hooks, told `Passing.left`). What was given to them by name,
+    and the 责任领导 marks (appointments, not memberships), stay.
+    """
+    marked = left if heads is None else (left or set()) & heads
+    headless = unhead(session, user, marked, actor, reason) if marked else []
+    if tell:
+        for unit in headless:
+            tell_headless(session, unit, user)
     tasks = handover.give_back(session, user=user, actor=actor, reason=reason, left=left, roles=roles)
+    cancelled = requests.withdraw(session, user=user, task_ids=tasks, actor=actor, reason=reason)
     items: list[Item] = []
     if left:
         extensions.load()
         passing = Passing(user, None, None, actor, reason, True, left=frozenset(left))
         for hook in HANDOVERS:
             items += hook(session, passing)[0]
-    return tasks, items
+    return Moving(tasks, items, headless, cancelled)

@@ -214,7 +214,8 @@ def _state(session: Session, user: User) -> dict[str, Any]:
 
 
 def _set_units(session: Session, user: User, units: list[OrgUnit]) -> None:
-    """Bring the person's units to the claim's; what they claimed from the pool of a unit they left goes back (调岗)."""
+    """Bring the person's units to the claim's; what they claimed from the pool of a unit they left goes back, and a
+    unit they left that they headed loses its head (调岗, leaving.move)."""
     wanted = {u.id for u in units}
     have = set(session.scalars(select(Membership.org_unit_id).where(
         Membership.user_id == user.id, Membership.org_unit_id.is_not(None), Membership.role_id.is_(None))))

@@ -90,7 +90,8 @@ def set_memberships(session: Session, *, user_id: int, unit_codes: list[str], ro
     """调岗 / roles / 管理员: bring the person's units, roles and admin mark to these (flushes).
 
     What they claimed from the pools of units and roles they leave goes back, and the items of a unit they leave go
-    to its head (leaving.move), in this transaction; a unit they leave that they head loses its head. Refused,
+    to its head (leaving.move), in this transaction; a unit they leave that they head loses its head (its responsible
+    leader told), and their pending 申请延期 on the steps given back is withdrawn. Refused,
     changing nothing: an unknown unit or role (named), units or roles of a directory-managed person, the last active
     administrator losing the mark.
 
@@ -115,7 +116,6 @@ def set_memberships(session: Session, *, user_id: int, unit_codes: list[str], ro
     if left:
         session.execute(delete(Membership).where(Membership.user_id == user.id, Membership.org_unit_id.in_(left)))
         session.flush()
-        _unhead(session, user, left, actor, "admin: moved")
     if lost:
         session.execute(delete(Membership).where(Membership.user_id == user.id, Membership.role_id.in_(lost)))
     for unit in units:
@@ -134,19 +134,6 @@ def set_memberships(session: Session, *, user_id: int, unit_codes: list[str], ro
                      object_id=user.id, before={"units": was.units, "roles": was.roles, "admin": was_admin},
                      after={"units": now.units, "roles": now.roles, "admin": is_admin})
     return now
-
-
-def _unhead(session: Session, user: User, unit_ids: set[int], actor: Actor, reason: str) -> None:
-    """Take the head mark of these units off the person (they left them); one `org.unit.head` each (flushes)."""
-    for unit in session.scalars(select(OrgUnit).where(OrgUnit.id.in_(unit_ids), OrgUnit.leader_id == user.id)
-                                .order_by(OrgUnit.id).with_for_update().execution_options(populate_existing=True)):
-        before = {"leader_id": unit.leader_id, "responsible_leader_id": unit.responsible_leader_id}
-        unit.leader_id = None
-        session.flush()
-        audit.record(session, actor, "org.unit.head", stream=f"org_unit:{unit.id}", object_type="org_unit",
-                     object_id=unit.id, before=before, after={"leader_id": None,
-                                                              "responsible_leader_id": unit.responsible_leader_id,
-                                                              "reason": reason})
 
 
 def _unit(session: Session, code: str) -> OrgUnit:
@@ -184,7 +171,7 @@ def set_unit_mark(session: Session, *, user_id: int, unit_code: str, mark: str, 
                                    "member of the unit)", field="unit")
             core._take_heads(session, user, [unit], actor)
         elif unit.leader_id == user.id:
-            _unhead(session, user, {unit.id}, actor, "admin: head removed")
+            leaving.unhead(session, user, {unit.id}, actor, "admin: head removed")
         session.execute(update(Membership).where(Membership.org_unit_id == unit.id, Membership.user_id == user.id,
                                                  Membership.role_id.is_(None)).values(is_head=on))
     else:

@@ -3,6 +3,7 @@
 """
 from __future__ import annotations
 
+import ldap3
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -12,7 +13,7 @@ from engine.notify.models import OutboxMessage
 from engine.org.actors import actor_for
 from engine.org.area import area
 from engine.tasks.models import HumanTask, TaskCandidate
-from tests.engine.test_ldap_sync import _linzy_tasks, _sync, _unit, _user, directory  # noqa: F401 (its fixture)
+from tests.engine.test_ldap_sync import HEAD_FG, _linzy_tasks, _sync, _unit, _user, directory  # noqa: F401 (its fixture)
 from tests.ldap_server import SUFFIX, Directory, dn_of
 
 
@@ -81,3 +82,40 @@ def test_a_unit_gone_from_the_directory_is_reported_once_with_the_work_nobody_ca
         assert s.get(HumanTask, pool_id) is not None
     again = _sync(factory, directory.settings())
     assert again.changes == 0 and not again.units_gone  # once
+
+
+def test_a_head_who_moves_leaves_the_unit_headless_audited_and_reported_once(
+        factory: sessionmaker[Session], directory: Directory) -> None:  # noqa: F811
+    _sync(factory, directory.settings())
+    with directory.admin() as conn:  # 孙明远, 发改局's head, moves to 自然资源局; the directory names no new head yet
+        conn.modify_dn(HEAD_FG, "uid=sunmy", new_superior=f"ou=zrzy,{SUFFIX}")
+    report = _sync(factory, directory.settings())
+    assert report.users_moved == ["sunmy: fgj → zrzy"]
+    assert report.units_headless == ["fgj 发改局: 负责人 sunmy 已调离，该单位暂无负责人 (head moved out: no head until "
+                                     "the directory names one)"]
+    assert any("单位无负责人" in line and "fgj" in line for line in report.lines())
+    with factory() as s:
+        fgj, sunmy = _unit(s, "fgj"), _user(s, "sunmy")
+        assert fgj.leader_id is None
+        events = s.scalars(select(AuditEvent).where(AuditEvent.action == "org.unit.head",
+                                                    AuditEvent.object_id == str(fgj.id))).all()
+        moved = [e for e in events if (e.after or {}).get("reason") == "directory: moved"]
+        assert len(moved) == 1 and (moved[0].before or {})["leader_id"] == sunmy.id
+        assert (moved[0].after or {})["leader_id"] is None
+        assert not area(s, actor_for(s, "sunmy")).covers(fgj.id)  # 督办 of 发改局 no longer reaches him
+    again = _sync(factory, directory.settings())
+    assert again.changes == 0 and not again.units_headless  # once
+
+
+def test_a_head_the_directory_still_names_after_the_move_stays_its_head(
+        factory: sessionmaker[Session], directory: Directory) -> None:  # noqa: F811
+    _sync(factory, directory.settings())
+    moved = dn_of("sunmy", "ou=zrzy")
+    with directory.admin() as conn:  # the directory moves him and names him 发改局's head still (its word)
+        conn.modify_dn(HEAD_FG, "uid=sunmy", new_superior=f"ou=zrzy,{SUFFIX}")
+        conn.modify(f"ou=fgj,{SUFFIX}", {"manager": [(ldap3.MODIFY_REPLACE, [moved])]})
+    report = _sync(factory, directory.settings())
+    assert not report.units_headless
+    with factory() as s:
+        assert _unit(s, "fgj").leader_id == _user(s, "sunmy").id
+    assert _sync(factory, directory.settings()).changes == 0

@@ -47,7 +47,7 @@ ACTIONS = {
     "project.library.add": "入库", "project.stage": "项目阶段变更", "project.update": "修改项目",
     "report.request": "生成报表", "supervision.extension_request": "申请延期", "supervision.urge": "督办催办",
     "supervision.reassign": "改派", "supervision.escalate": "升级督办", "supervision.extension_grant": "批准延期",
-    "supervision.extension_refuse": "不批准延期",
+    "supervision.extension_refuse": "不批准延期", "supervision.extension_cancel": "撤回延期申请（调岗）",
     "lead.register": "登记招商线索", "lead.dispatch": "线索派单", "lead.accepted": "接收线索", "lead.returned": "退回线索",
     "lead.contact": "对接企业", "lead.project": "线索转入项目库", "lead.dropped": "线索未形成项目",
     "ledger.confirmed": "回访确认", "ledger.revisit_failed": "回访未通过",

@@ -1,0 +1,51 @@
+"""申请延期 (ExtensionRequest) a person asked on a step that is no longer theirs: withdrawn with the step.
+
+A request is its asker's plea about their own workload. When a move (调岗, engine.org.leaving.move) gives the step
+back to its unit's pool, the pending request they asked on it goes with them: cancelled (status `cancelled`, no
+decider, as engine.runtime.linked cancels the requests of a step that closes), audited on the instance's stream
+(`supervision.extension_cancel`, with the reason of the move) and its asker told; whoever takes the step over asks
+for themselves. A leader deciding it at the same moment takes turns on the request's row: one decides it, or finds
+it cancelled (Conflict, plan.supervision.actions.decide_extension).
+"""
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine import audit, clock, notify
+from engine.deadlines.models import ExtensionRequest
+from engine.org.actors import Actor
+from engine.org.models import User
+from engine.tasks.models import HumanTask
+
+
+def withdraw(session: Session, *, user: User, task_ids: list[int], actor: Actor, reason: str) -> list[int]:
+    """Cancel the pending 申请延期 `user` asked on these tasks (flushes); one audit event and one notice each.
+    Returns the ids of the requests cancelled."""
+    if not task_ids:
+        return []
+    now = clock.now()
+    found = list(session.scalars(select(ExtensionRequest).where(
+        ExtensionRequest.object_type == "task", ExtensionRequest.object_id.in_(task_ids),
+        ExtensionRequest.requested_by_id == user.id, ExtensionRequest.status == "pending")
+        .order_by(ExtensionRequest.id).with_for_update().execution_options(populate_existing=True)))
+    for request in found:
+        task = session.get(HumanTask, request.object_id)
+        request.status, request.decided_at = "cancelled", now
+        session.flush()
+        instance = task.instance_id if task is not None else None
+        audit.record(session, actor, "supervision.extension_cancel", stream=f"instance:{instance}",
+                     object_type="human_task", object_id=request.object_id,
+                     before={"status": "pending", "requested_by_id": user.id,
+                             "requested_due_at": request.requested_due_at},
+                     after={"status": "cancelled", "reason": reason})
+        name = task.name if task is not None else str(request.object_id)
+        notify.send(session, notify.Note(
+            user_id=user.id, kind="extension", link="/inbox", instance_id=instance,
+            title=f"您对“{name}”的延期申请已撤回 (extension request withdrawn)"[:300],
+            body="您已调离该任务所属的单位或角色，任务已退回原单位的候选人，由接手的人另行申请延期。",
+            key=f"extension-withdrawn:{request.id}"))
+    return [r.id for r in found]
+
+
+__all__ = ["withdraw"]
