@@ -10,6 +10,7 @@ from werkzeug.security import check_password_hash
 from engine import org, tasks
 from engine.audit.models import AuditEvent
 from engine.errors import Conflict, EngineError, InvalidInput, NotFound
+from engine.notify.models import OutboxMessage
 from engine.org import leaving, staffing, tokens
 from engine.org.actors import actor_for
 from engine.org.models import Membership, OrgUnit, User
@@ -334,3 +335,23 @@ def test_a_deactivation_that_read_a_non_admin_made_admin_meanwhile_is_refused(
     with factory() as s:
         user = _user(s, "p")
         assert user.is_admin and user.is_active
+
+
+@pytest.mark.usefixtures("review_org")
+def test_a_head_moved_by_an_administrator_leaves_the_unit_headless_and_its_leader_told(session: Session) -> None:
+    admin = actor_for(session, "admin")
+    fg, zr = _user(session, "fg"), _user(session, "zr")
+    staffing.set_unit_mark(session, user_id=fg.id, unit_code="fgj", mark="head", on=True,
+                           seen=_seen(session, "fg"), actor=admin)
+    staffing.set_unit_mark(session, user_id=zr.id, unit_code="fgj", mark="leader", on=True,
+                           seen=_seen(session, "zr"), actor=admin)
+    session.commit()
+    staffing.set_memberships(session, user_id=fg.id, unit_codes=["zrzy"], role_codes=["reviewer"], is_admin=False,
+                             seen=_seen(session, "fg"), actor=admin)
+    session.commit()
+    unit = session.scalar(select(OrgUnit).where(OrgUnit.code == "fgj"))
+    assert unit is not None and unit.leader_id is None and unit.responsible_leader_id == zr.id
+    moved = [e for e in _events(session, "org.unit.head") if (e.after or {}).get("reason") == "admin: moved"]
+    assert len(moved) == 1 and (moved[0].before or {})["leader_id"] == fg.id
+    told = [m.payload for m in session.scalars(select(OutboxMessage).where(OutboxMessage.kind == "in_app"))]
+    assert any(t["user_id"] == zr.id and "负责人" in str(t["title"]) for t in told)
