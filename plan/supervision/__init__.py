@@ -12,6 +12,7 @@ from plan.supervision.actions import (
 from plan.supervision.area import area, is_supervisor, pending_extension
 from plan.supervision.core import HistoryLine, can_see_heat, history, overview, wait_heat
 from plan.supervision.reach import choices as reassign_choices
+from plan.supervision.reach import search as reassign_search
 
 __all__ = [
     "HistoryLine",
@@ -26,6 +27,7 @@ __all__ = [
     "pending_extension",
     "reassign",
     "reassign_choices",
+    "reassign_search",
     "reassignable",
     "request_extension",
     "urge",

@@ -19,7 +19,8 @@ from engine.errors import InvalidInput
 from engine.org.actors import Actor
 from engine.org.area import area
 from engine.org.models import Membership, OrgUnit, User
-from engine.tasks.people import Group
+from engine.tasks import people
+from engine.tasks.people import Group, Person
 
 ITEMS = ("issue", "lead")  # the objects that carry a responsible unit of their own
 
@@ -63,6 +64,18 @@ def choices(session: Session, actor: Actor, target: Target, groups: list[Group])
     return [g for g in groups if g.unit_id is not None and g.unit_id in units]
 
 
+def search(session: Session, actor: Actor, target: Target, q: str, instance_id: int | None) -> list[Person]:
+    """The 改派 picker's live search: the people search of the actor's scope on the case (engine.tasks.people)
+    narrowed to those `require_in_unit` accepts, best matches first; the 改派 checks the choice again."""
+    units = allowed_units(session, actor, target)
+    if units is None:
+        return people.search(session, actor, q, instance_id)
+    found = people.search(session, actor, q, instance_id, limit=100_000)  # narrowed below, then cut
+    members = set(session.scalars(select(Membership.user_id).where(
+        Membership.user_id.in_({p.user_id for p in found} or {-1}), Membership.org_unit_id.in_(units or {-1}))))
+    return [p for p in found if p.user_id in members][:people.MAX_RESULTS]
+
+
 def require_in_unit(session: Session, actor: Actor, target: Target, user: User) -> bool:
     """Refuse a 改派 to someone outside the object's unit (see the module), naming the field; return True for an
     administrator's 改派 across units (to be audited as such).
@@ -90,4 +103,4 @@ def require_in_unit(session: Session, actor: Actor, target: Target, user: User) 
                        field="to_username", username=user.username)
 
 
-__all__ = ["ITEMS", "allowed_units", "choices", "require_in_unit", "subtree"]
+__all__ = ["ITEMS", "allowed_units", "choices", "require_in_unit", "search", "subtree"]

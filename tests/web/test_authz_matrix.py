@@ -189,6 +189,9 @@ MATRIX: dict[str, Access] = {
                                    form=TASK_FORM),
     # the 改派 form is a read: 督查 (auditors) supervise every unit and open it; their POST is refused (read-only)
     "supervision.reassign_form": Access(get=AUDIT, params={"object_type": "task", "object_id": "@task"}),
+    # its picker's live search: whom the form offers, to whom may open the form
+    "supervision.reassign_people": Access(get=AUDIT, params={"object_type": "task", "object_id": "@task"},
+                                          query="q=s"),
     "supervision.extension": Access(post=ADMIN, params={"object_type": "task", "object_id": "@task"},
                                     form={"decision": "grant", "due_date": "2030-01-01"}),
     "supervision.escalate": Access(post=ADMIN, params={"object_type": "task", "object_id": "@task"},

@@ -1,5 +1,6 @@
-"""督办 改派 with the people picker: the leader chooses from the people of their scope (the same widget and
-/people/search as 转办 on the task page); the server checks the choice again. Hostile: an unknown person, one
+"""督办 改派 with the people picker: the leader chooses from the people of their scope who belong to the object's unit
+(the same widget as 转办 on the task page, its live search narrowed by the 改派's own endpoint); the server checks the
+choice again. Hostile: an unknown person, one
 outside the scope, nobody chosen, and a user who leads nothing."""
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine import org
 from engine.deadlines.models import DeadlineAction
-from engine.org.models import User
+from engine.org.models import Role, User
 from plan.ledger.models import LedgerIssue
 from tests.web.conftest import csrf_of, form_at
 from tests.web.test_supervision import SH, leaders, swept  # boss heads 发改, the issue is 发改's
@@ -63,7 +64,7 @@ def test_a_leader_reassigns_with_the_pickers_value(leaders: dict[str, int], coll
     index = boss.get("/supervision").get_data(as_text=True)
     assert f'href="/supervision/issue/{issue}/reassign"' in index and 'name="to_username"' not in index
     page = boss.get(f"/supervision/issue/{issue}/reassign").get_data(as_text=True)
-    assert 'data-jz-picker="/people/search"' in page and "项目用地规划许可办理缓慢" in page
+    assert f'data-jz-picker="/supervision/issue/{issue}/reassign/people"' in page and "项目用地规划许可办理缓慢" in page
     offered = _options(page)
     assert "fg_li" in offered and "fg" in offered and "zr" not in offered and "applicant" not in offered
     found = boss.get("/people/search", query_string={"q": "fgl"}).get_json()["people"]  # pinyin: 发改李九
@@ -129,3 +130,46 @@ def test_a_reassignment_from_a_page_opened_before_another_is_refused(leaders: di
     assert boss.post(action, data={**missing, "to_username": "fg", "note": "x"}).status_code == 409
     assert boss.post(action, data={**form_at(boss, page, action), "to_username": "fg", "note": "x"}).status_code == 302
     assert _handler(factory, issue) == "fg"
+
+
+def _live(client: FlaskClient, issue: int, q: str = "") -> Any:
+    return client.get(f"/supervision/issue/{issue}/reassign/people", query_string={"q": q},
+                      headers={"Accept": "application/json"})
+
+
+def test_the_pickers_live_search_offers_only_whom_the_reassignment_accepts(
+        leaders: dict[str, int], colleague: int, login: Callable[[str], FlaskClient],
+        factory: sessionmaker[Session]) -> None:
+    with factory() as s:  # a 督查 (auditor): in every leader's scope, of no unit — not one to take 发改's issue
+        if s.scalar(select(Role).where(Role.code == "auditor")) is None:
+            org.add_role(s, code="auditor", name="审计督查")
+        org.add_user(s, username="duch", display_name="督查王五", role_codes=["auditor"])
+        s.commit()
+    boss, issue = login("boss"), leaders["issue"]
+    page = boss.get(f"/supervision/issue/{issue}/reassign").get_data(as_text=True)
+    assert f'data-jz-picker="/supervision/issue/{issue}/reassign/people"' in page
+    response = _live(boss, issue)
+    assert response.status_code == 200 and response.headers["Cache-Control"] == "no-store"
+    offered = {p["username"] for p in response.get_json()["people"]}
+    anywhere = {p["username"] for p in boss.get("/people/search", query_string={"q": ""}).get_json()["people"]}
+    outsiders = anywhere - set(_options(page))
+    assert "duch" in outsiders and not offered & outsiders  # in boss's scope, not of 发改: never offered to take the issue
+    assert {"fg_li", "fg"} <= offered and offered <= set(_options(page))
+    assert [p["username"] for p in _live(boss, issue, "fgl").get_json()["people"]] == ["fg_li"]  # pinyin: 发改李九
+    for outsider in outsiders:  # by name too
+        assert outsider not in {p["username"] for p in _live(boss, issue, outsider).get_json()["people"]}
+
+
+def test_the_live_search_refuses_whom_the_form_refuses_and_malformed_input(
+        leaders: dict[str, int], colleague: int, login: Callable[[str], FlaskClient]) -> None:
+    issue = leaders["issue"]
+    for username in ("fg", "applicant"):  # who leads nothing: 403, whatever the id, as the form
+        client = login(username)
+        assert _live(client, issue).status_code == 403 and _live(client, 999_999).status_code == 403
+        assert b"fg_li" not in _live(client, issue).get_data()
+    boss = login("boss")
+    assert _live(boss, 999_999).status_code == 404
+    too_long = _live(boss, issue, "x" * 300)
+    assert too_long.status_code == 422 and too_long.get_json()["field"] == "q"
+    assert boss.get(f"/supervision/project/{issue}/reassign/people").status_code in (404, 422)
+    assert boss.get(f"/supervision/nothing/{issue}/reassign/people").status_code == 404

@@ -106,6 +106,23 @@ def reassign_form(object_type: str, object_id: int) -> ResponseReturnValue:
                                                                people.tree(session, actor, found.instance_id)))
 
 
+@bp.get("/supervision/<object_type>/<int:object_id>/reassign/people")
+@login_required
+def reassign_people(object_type: str, object_id: int) -> ResponseReturnValue:
+    """改派's live search for the people picker (JSON, as /people/search): only the people the 改派 accepts."""
+    session, actor = db_session(), current_actor()
+    _require_supervisor()
+    q = request.args.get("q", "")
+    if len(q) > 200:
+        raise InvalidInput("搜索内容过长 (q: at most 200 characters)", field="q")
+    found = supervision.reassignable(session, actor=actor, object_type=_object(object_type), object_id=object_id)
+    chosen = supervision.reassign_search(session, actor, found.target, q, found.instance_id)
+    response = jsonify(people=[{"username": p.username, "name": p.name, "unit": p.unit, "label": p.label}
+                               for p in chosen])
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 @bp.post("/supervision/<object_type>/<int:object_id>/reassign")
 @login_required
 def reassign(object_type: str, object_id: int) -> ResponseReturnValue:
