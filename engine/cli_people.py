@@ -53,17 +53,18 @@ def set_unit_head(username: str, unit: str, leader: bool, remove: bool) -> None:
 @click.argument("username")
 @friendly
 def reset_password(username: str) -> None:
-    """Give USERNAME a generated temporary password (printed once, never logged): every session of theirs ends and
-    they change it at their next login. To set one of your choice, use 管理 → 编辑人员 (a command line is kept in
-    the shell's history)."""
+    """Give USERNAME a generated temporary password (printed once, never logged): every session of theirs ends, their
+    API tokens are revoked, and they change it at their next login. To set one of your choice, use 管理 → 编辑人员
+    (a command line is kept in the shell's history)."""
     from engine.org import leaving, staffing
     from engine.org.actors import SYSTEM
     with command_session() as session:
         user = leaving.user_named(session, username)
-        _done, generated = staffing.reset_password(session, user_id=user.id, password=None,
-                                                   seen=staffing.person(session, user).seen, actor=SYSTEM)
+        _done, generated, revoked = staffing.reset_password(session, user_id=user.id, password=None,
+                                                            seen=staffing.person(session, user).seen, actor=SYSTEM)
         name = user.username
-    click.echo(f"已重置 (reset) {name}; 临时密码 (temporary password, shown once): {generated}")
+    click.echo(f"已重置 (reset) {name}; 吊销令牌 (tokens revoked): {revoked}; "
+               f"临时密码 (temporary password, shown once): {generated}")
 
 
 @click.command("reactivate-user")

@@ -196,10 +196,18 @@ def set_unit_mark(session: Session, *, user_id: int, unit_code: str, mark: str, 
 MAX_GENERATED = 16
 
 
+def _revoke_tokens(session: Session, user: User) -> int:
+    """Revoke every live API token of `user` (its row locked by the caller); return how many."""
+    return session.execute(update(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+                           .values(revoked_at=clock.now())).rowcount or 0  # type: ignore[attr-defined]
+
+
 def reset_password(session: Session, *, user_id: int, password: str | None, seen: str | None,
-                   actor: Actor) -> tuple[Person, str | None]:
+                   actor: Actor) -> tuple[Person, str | None, int]:
     """Set a temporary password (or generate one, returned once: never stored in clear nor audited); every session
-    of the person ends and they change it at their next login (flushes). Not for a deactivated person (启用 first).
+    of the person ends, every API token of theirs is revoked (a reset is what follows a compromise: a token taken
+    with the password stops too), and they change it at their next login (flushes). Not for a deactivated person
+    (启用 first). Returns the person, the generated password (None if one was given) and how many tokens were revoked.
 
     Raises: NotFound, InvalidInput (field password, user), Conflict
     """
@@ -221,12 +229,14 @@ def reset_password(session: Session, *, user_id: int, password: str | None, seen
     user.password_hash = generate_password_hash(password)
     user.session_epoch += 1
     user.must_change_password = True
+    revoked = _revoke_tokens(session, user)
     session.flush()
     # Never the password or its hash in the audit trail.
     audit.record(session, actor, "org.user.password_reset", stream=f"user:{user.id}", object_type="app_user",
                  object_id=user.id, before={"must_change": must_change},
-                 after={"sessions_ended": True, "generated": generated is not None, "must_change": True})
-    return person(session, user), generated
+                 after={"sessions_ended": True, "generated": generated is not None, "must_change": True,
+                        "tokens_revoked": revoked})
+    return person(session, user), generated, revoked
 
 
 def reactivate(session: Session, *, user_id: int, seen: str | None, actor: Actor) -> tuple[Person, int]:
@@ -240,8 +250,7 @@ def reactivate(session: Session, *, user_id: int, seen: str | None, actor: Actor
     user = was.user
     if user.is_active:
         return was, 0
-    revoked = session.execute(update(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
-                              .values(revoked_at=clock.now())).rowcount or 0  # type: ignore[attr-defined]
+    revoked = _revoke_tokens(session, user)
     user.is_active = True
     session.flush()
     audit.record(session, actor, "org.user.reactivate", stream=f"user:{user.id}", object_type="app_user",

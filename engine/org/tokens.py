@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from engine import audit, clock, config
 from engine.errors import Forbidden, InvalidInput, NotFound, TokenExpired, UserNotFound
+from engine.org import oidc
 from engine.org.actors import Actor, actor_from, actor_of, with_holdings
 from engine.org.models import User
 from engine.org.token_models import ApiToken
@@ -93,6 +94,7 @@ def issue(session: Session, user: User, name: str, *, actor: Actor | None = None
 
     The acting user defaults to `user` themself; only admins may issue tokens for others, and not for another
     admin: a token acts with all of its owner's rights, so that would be an admin acting as another over the API.
+    None while the owner's password is a temporary one an administrator set (staffing.reset_password).
 
     Raises: Forbidden, InvalidInput
     """
@@ -103,10 +105,18 @@ def issue(session: Session, user: User, name: str, *, actor: Actor | None = None
         raise Forbidden(f"所属用户不能是其他管理员: {user.username}，管理员的令牌只能由本人创建 (username: not another "
                         "administrator — a token acts as its owner; admins issue their own)",
                         field="username", username=user.username)
-    # The owner's row locked and read again: a 停用 at the same moment (it locks the row too) is waited for and seen.
-    session.refresh(user, ["is_active"], with_for_update=True)
+    # The owner's row locked and read again: a 停用 or a password reset at the same moment (each locks the row too) is
+    # waited for and seen; a reset after this lock waits for the issue, and revokes the token it made.
+    session.refresh(user, ["is_active", "must_change_password"], with_for_update=True)
     if not user.is_active:
         raise InvalidInput("用户已停用 (the user is deactivated)", field="user")
+    if user.must_change_password and oidc.load_settings().allows_password(user.username):
+        # An administrator reset the password (after a compromise, perhaps): until its owner has changed it, the
+        # temporary password, known to two, must not become a credential that outlives it. Not while single sign-on
+        # keeps this person's password from opening a login at all: then it is no way in.
+        raise InvalidInput(f"{user.username} 须先修改管理员设置的临时密码，才能创建令牌 (username: change the "
+                           "temporary password an administrator set first)", field="username",
+                           username=user.username)
     clean = name.strip()
     if not clean or len(clean) > 100:
         raise InvalidInput("令牌名称不能为空且不超过100字符 (name: 1–100 characters)", field="name")

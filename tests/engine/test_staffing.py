@@ -233,8 +233,8 @@ def test_one_head_per_unit_and_a_move_out_of_the_unit_takes_the_mark(session: Se
 def test_a_password_reset_ends_sessions_forces_a_change_and_keeps_no_secret(session: Session) -> None:
     fg = _user(session, "fg")
     epoch = fg.session_epoch
-    _person, shown = staffing.reset_password(session, user_id=fg.id, password=None, seen=_seen(session, "fg"),
-                                             actor=actor_for(session, "admin"))
+    _person, shown, _revoked = staffing.reset_password(session, user_id=fg.id, password=None,
+                                                       seen=_seen(session, "fg"), actor=actor_for(session, "admin"))
     session.commit()
     fg = _user(session, "fg")
     assert shown and fg.password_hash and check_password_hash(fg.password_hash, shown)
@@ -244,6 +244,75 @@ def test_a_password_reset_ends_sessions_forces_a_change_and_keeps_no_secret(sess
     org.change_password(session, user_id=fg.id, current=shown, new="my-own-pass-1", actor=actor_for(session, "fg"))
     session.commit()
     assert not _user(session, "fg").must_change_password
+
+
+@pytest.mark.usefixtures("review_org")
+def test_a_password_reset_revokes_the_persons_api_tokens_and_says_how_many(session: Session) -> None:
+    """A reset is what an administrator does after a compromise: a token taken with the password stops too."""
+    admin = actor_for(session, "admin")
+    fg = _user(session, "fg")
+    live, spare = tokens.issue(session, fg, "接口", actor=admin), tokens.issue(session, fg, "备用", actor=admin)
+    tokens.revoke(session, token_id=session.scalars(select(ApiToken.id).where(
+        ApiToken.prefix == spare[:12])).one(), actor=admin)  # revoked before: not counted again
+    boss = tokens.issue(session, _user(session, "boss"), "领导", actor=admin)
+    session.commit()
+    _person, _shown, revoked = staffing.reset_password(session, user_id=fg.id, password=None,
+                                                       seen=_seen(session, "fg"), actor=admin)
+    session.commit()
+    assert revoked == 1
+    assert tokens.authenticate(session, live) is None and tokens.authenticate(session, boss) is not None
+    [event] = _events(session, "org.user.password_reset")
+    assert event.after is not None and event.after["tokens_revoked"] == 1
+
+
+@pytest.mark.usefixtures("review_org")
+def test_no_token_is_issued_while_the_password_is_temporary(session: Session) -> None:
+    admin = actor_for(session, "admin")
+    fg = _user(session, "fg")
+    _person, shown, _revoked = staffing.reset_password(session, user_id=fg.id, password=None,
+                                                       seen=_seen(session, "fg"), actor=admin)
+    session.commit()
+    assert shown
+    for actor in (actor_for(session, "fg"), admin):  # the person themself, or an administrator for them
+        with pytest.raises(InvalidInput, match="临时密码") as refused:
+            tokens.issue(session, _user(session, "fg"), "接口", actor=actor)
+        assert refused.value.details.get("field") == "username"
+        session.rollback()
+    assert session.scalar(select(func.count()).select_from(ApiToken)) == 0
+    org.change_password(session, user_id=fg.id, current=shown, new="my-own-pass-1", actor=actor_for(session, "fg"))
+    session.commit()
+    assert tokens.authenticate(session, tokens.issue(session, _user(session, "fg"), "接口")) is not None
+
+
+@pytest.mark.parametrize("at", ["_may_manage", "lifetime"])
+def test_no_token_outlives_a_reset_made_while_it_was_being_issued(
+        factory: sessionmaker[Session], meanwhile: Meanwhile, at: str) -> None:  # noqa: F811
+    """A reset at the moment of an issue: before the issue locked the person (`_may_manage`), the issue waits for
+    the reset and is refused; after (`lifetime`), the reset waits for the issue and revokes the token it made. Never
+    a live token of a person with a temporary password."""
+    with factory() as s:
+        org.add_user(s, username="root", display_name="管理员", is_admin=True)
+        org.add_user(s, username="p", display_name="科员", password="Own-pass-123")
+        s.commit()
+        pid, seen = _user(s, "p").id, _seen(s, "p")
+
+    def reset(s: Session) -> object:
+        return staffing.reset_password(s, user_id=pid, password="Temp-pass-123", seen=seen, actor=actor_for(s, "root"))
+
+    meanwhile.at(tokens, at, reset)
+    with factory() as s:
+        if at == "_may_manage":
+            with pytest.raises(InvalidInput, match="临时密码"):
+                tokens.issue(s, _user(s, "p"), "接口", actor=actor_for(s, "p"))
+        else:
+            tokens.issue(s, _user(s, "p"), "接口", actor=actor_for(s, "p"))
+            s.commit()
+    assert meanwhile.join() == ["done"]
+    with factory() as s:
+        assert _user(s, "p").must_change_password
+        assert s.scalar(select(func.count()).select_from(ApiToken).where(ApiToken.revoked_at.is_(None))) == 0
+        [event] = _events(s, "org.user.password_reset")
+        assert event.after is not None and event.after["tokens_revoked"] == (0 if at == "_may_manage" else 1)
 
 
 @pytest.mark.usefixtures("review_org")

@@ -11,7 +11,8 @@ from sqlalchemy import func, select
 
 from engine.audit.models import AuditEvent
 from engine.org.models import OrgUnit, User
-from tests.web.flows import db, post, user_id
+from engine.org.token_models import ApiToken
+from tests.web.flows import Api, db, post, token_for, user_id
 
 Login = Callable[[str], FlaskClient]
 
@@ -100,6 +101,40 @@ def test_a_generated_password_is_shown_once_and_the_person_must_change_it(app: F
                                                     "csrf_token": _csrf(fresh, "/account/password")})
     assert changed.status_code == 302
     assert fresh.get("/inbox").status_code == 200
+
+
+def test_a_reset_stops_the_persons_api_tokens_and_none_is_issued_until_the_password_is_changed(
+        app: Flask, login: Login) -> None:
+    """A reset after a compromise: a token taken with the password answers 401 at once, and the temporary password
+    cannot be turned into a new one — by the person (their login reaches only 修改密码) nor by an administrator."""
+    fg = user_id(app, "fg")
+    old = Api(app, token_for(app, "fg"))
+    assert old.get("/api/tasks").status_code == 200
+    admin = login("admin")
+    reset = post(admin, f"/admin/users/{fg}/password", {"password": "Temp-pass-123", "seen": _seen(admin, fg)},
+                 page="/admin")
+    assert reset.status_code == 302
+    assert "吊销 1 个 API 令牌" in admin.get(reset.headers["Location"]).get_data(as_text=True)
+    gone = old.get("/api/tasks")
+    assert gone.status_code == 401 and gone.json is not None and gone.json["error"] == "unauthorized"
+    assert old.post("/api/tasks/1/claim").status_code == 401
+    for_fg = post(admin, "/admin/tokens", {"name": "代建", "username": "fg"}, page="/admin/tokens")
+    assert for_fg.status_code == 422 and "临时密码" in for_fg.get_data(as_text=True)
+    fresh = app.test_client()
+    assert fresh.post("/login", data={"username": "fg", "password": "Temp-pass-123",
+                                      "csrf_token": _csrf(fresh)}).status_code == 302
+    mine = fresh.post("/admin/tokens", data={"name": "自建", "csrf_token": _csrf(fresh, "/account/password")})
+    assert mine.status_code == 403
+    with db(app) as s:
+        assert s.scalar(select(func.count()).select_from(ApiToken).where(ApiToken.revoked_at.is_(None),
+                                                                          ApiToken.user_id == fg)) == 0
+        [event] = s.scalars(select(AuditEvent).where(AuditEvent.action == "org.user.password_reset"))
+        assert event.after is not None and event.after["tokens_revoked"] == 1
+    assert fresh.post("/account/password", data={"current_password": "Temp-pass-123", "new_password": "Mine-pass-123",
+                                                 "confirm_password": "Mine-pass-123",
+                                                 "csrf_token": _csrf(fresh, "/account/password")}).status_code == 302
+    again = fresh.post("/admin/tokens", data={"name": "自建", "csrf_token": _csrf(fresh, "/admin/tokens")})
+    assert again.status_code == 201
 
 
 def _csrf(client: FlaskClient, page: str = "/login") -> str:

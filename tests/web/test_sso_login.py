@@ -467,3 +467,6 @@ def test_a_temporary_password_does_not_trap_a_single_sign_on_login(sso_app: Flas
     client = sso_app.test_client()
     assert _sign_in(client, provider, "sub-fg").status_code == 302
     assert client.get("/inbox").status_code == 200
+    # Nor kept from API tokens: with SSO on, that password opens no login of theirs, so it is no way in.
+    made = client.post("/admin/tokens", data={"name": "接口", "csrf_token": csrf_of(client, "/admin/tokens")})
+    assert made.status_code == 201, made.get_data(as_text=True)[:400]

@@ -68,10 +68,11 @@ def person_mark(user_id: int) -> ResponseReturnValue:
 def person_password(user_id: int) -> ResponseReturnValue:
     actor = require_admin()
     chosen = request.form.get("password", "") if request.form.get("generate") != "1" else ""
-    done, generated = staffing.reset_password(db_session(), user_id=user_id, password=chosen, seen=_seen(),
-                                              actor=actor)
+    done, generated, revoked = staffing.reset_password(db_session(), user_id=user_id, password=chosen, seen=_seen(),
+                                                       actor=actor)
     commit()
-    flash(_("已重置 %(name)s 的密码：其所有登录已退出，下次登录须修改密码", name=done.user.username), "info")
+    flash(_("已重置 %(name)s 的密码：其所有登录已退出，吊销 %(count)d 个 API 令牌，下次登录须修改密码",
+            name=done.user.username, count=revoked), "info")
     if generated:
         return _page(user_id, password=generated)
     return _back(user_id)
