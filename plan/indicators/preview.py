@@ -8,9 +8,10 @@ project library (projects_*), the same indicator twice, a value that is not a nu
 integer digits, a negative count or amount, a count of whole things (家, 个, 人; not 万人) with
 decimals, a share outside 0–100, a growth rate below −100 %, a unit other than the indicator's (no
 conversion: 5000 万元 is not 0.5 亿元), a 数据来源 holding a control or invisible character (no XLSX
-cell holds one), a period other than the one being entered. A row with a blank value means no figure
-for that indicator (the template lists every indicator). Values are kept to 4 decimals (the column's
-scale).
+cell holds one), a period other than the one being entered, an indicator of a unit other than the
+officer's own (`reach`: an indicator's responsible unit; one with none is an administrator's). A row
+with a blank value means no figure for that indicator (the template lists every indicator the officer
+enters). Values are kept to 4 decimals (the column's scale).
 """
 from __future__ import annotations
 
@@ -22,9 +23,13 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from engine.org.actors import Actor
+from engine.org.models import OrgUnit
 from plan import investment as plan
 from plan.indicators.models import Indicator, IndicatorValue
 from plan.indicators.upload import MAX_ROWS, read_table
+
+Reach = frozenset[int] | None  # the org units whose indicators one enters figures of; None: every indicator
 
 Q4 = Decimal("0.0001")
 HIDDEN = ("Cc", "Cf", "Zl", "Zp")  # control, format and line-separator characters: none in a 数据来源
@@ -99,11 +104,36 @@ class Preview:
         return sum(1 for c in self.changes if c.kind == kind)
 
 
-def enterable(session: Session, year: int) -> list[Indicator]:
-    """The indicators of a year that take recorded figures (not counted from the project library), in plan order."""
+def reach(actor: Actor | None) -> Reach:
+    """Return the units whose indicators `actor` enters figures of: a data officer's own units; None (every
+    indicator, also one with no responsible unit) for an administrator, the system, or no actor (a whole-city read).
+    """
+    if actor is None or actor.is_admin or actor.is_system:
+        return None
+    return actor.org_unit_ids
+
+
+def within(indicator: Indicator, scope: Reach) -> bool:
+    """Tell whether an indicator's figures are in `scope`: its responsible unit is one of them."""
+    return scope is None or indicator.responsible_unit_id in scope
+
+
+def enterable(session: Session, year: int, scope: Reach = None) -> list[Indicator]:
+    """The indicators of a year that take recorded figures (not counted from the project library) and are in
+    `scope`, in plan order."""
     rows = session.scalars(select(Indicator).where(Indicator.year == year)
                            .order_by(Indicator.plan_line, Indicator.code)).all()
-    return [i for i in rows if plan.COUNTED_CODE.match(i.code) is None]
+    return [i for i in rows if plan.COUNTED_CODE.match(i.code) is None and within(i, scope)]
+
+
+def not_yours(session: Session, indicator: Indicator) -> str:
+    """Say why a data officer may not enter this indicator's figures: whose it is."""
+    unit = session.get(OrgUnit, indicator.responsible_unit_id) if indicator.responsible_unit_id else None
+    if unit is None:
+        return (f"{indicator.name}（{indicator.code}）未指定责任单位，只有管理员可以录入 "
+                f"(no responsible unit: administrators enter it)")
+    return (f"{indicator.name}（{indicator.code}）的责任单位是{unit.name}，只能由该单位的数据监测人员录入 "
+            f"(an indicator of another unit, {unit.code}: its own data officers enter it)")
 
 
 def _columns(header: list[str]) -> tuple[dict[str, int], list[RowError]]:
@@ -149,8 +179,10 @@ def _number(text: str, indicator: Indicator) -> tuple[Decimal | None, str | None
     return value, None
 
 
-def check_rows(session: Session, period: str, rows: list[tuple[int, dict[str, str]]]) -> tuple[list[Entry], list[RowError]]:
-    """Check figures given as (line, {column: text}) for a period; return the entries and every row's errors.
+def check_rows(session: Session, period: str, rows: list[tuple[int, dict[str, str]]],
+               scope: Reach = None) -> tuple[list[Entry], list[RowError]]:
+    """Check figures given as (line, {column: text}) for a period, by one who enters those of `scope`; return the
+    entries and every row's errors.
 
     Raises: InvalidInput (bad period)
     """
@@ -183,6 +215,9 @@ def check_rows(session: Session, period: str, rows: list[tuple[int, dict[str, st
             errors.append(RowError(line, "code", f"{indicator.name}由项目库自动统计，不接受填报 "
                                                  f"(counted from the project library, not entered)"))
             continue
+        if not within(indicator, scope):
+            errors.append(RowError(line, "code", not_yours(session, indicator)))
+            continue
         if indicator.id in seen:
             errors.append(RowError(line, "code", f"{indicator.name}重复：已在第{seen[indicator.id]}行 "
                                                  f"(same indicator twice; first on line {seen[indicator.id]})"))
@@ -210,12 +245,13 @@ def check_rows(session: Session, period: str, rows: list[tuple[int, dict[str, st
     return entries, errors
 
 
-def period_changes(session: Session, period: str, entries: list[Entry]) -> list[Change]:
+def period_changes(session: Session, period: str, entries: list[Entry], scope: Reach = None) -> list[Change]:
+    """What storing `entries` would change of the period's figures in `scope` (those outside are not touched)."""
     year, _ = plan.parse_period(period)
     current = {v.indicator_id: v for v in session.scalars(select(IndicatorValue).where(IndicatorValue.period == period))}
     wanted = {e.indicator_id: e for e in entries}
     changes = []
-    for indicator in enterable(session, year):
+    for indicator in enterable(session, year, scope):
         old, new = current.get(indicator.id), wanted.get(indicator.id)
         if old is None and new is None:
             continue
@@ -225,8 +261,9 @@ def period_changes(session: Session, period: str, entries: list[Entry]) -> list[
     return changes
 
 
-def preview_upload(session: Session, *, period: str, filename: str, data: bytes) -> Preview:
-    """Read and check a file for a period; store nothing. The preview lists every row error or change.
+def preview_upload(session: Session, *, period: str, filename: str, data: bytes, actor: Actor | None = None) -> Preview:
+    """Read and check a file for a period, as `actor` would store it (None: a whole-city check); store nothing. The
+    preview lists every row error or change.
 
     Raises: InvalidInput (bad period), UploadInvalid (unreadable file)
     """
@@ -248,13 +285,14 @@ def preview_upload(session: Session, *, period: str, filename: str, data: bytes)
     if len(rows) > MAX_ROWS:
         preview.errors.append(RowError(header_at + 1, "file", f"超过 {MAX_ROWS} 行 (too many rows)"))
         return preview
-    preview.entries, preview.errors = check_rows(session, period, rows)
+    scope = reach(actor)
+    preview.entries, preview.errors = check_rows(session, period, rows, scope)
     if not preview.entries and not preview.errors:
         preview.errors.append(RowError(header_at + 1, "value", "没有填写任何数值 (no figures in the file)"))
     if not preview.errors:
-        preview.changes = period_changes(session, period, preview.entries)
+        preview.changes = period_changes(session, period, preview.entries, scope)
     return preview
 
 
-__all__ = ["MAX_ROWS", "Change", "Entry", "Preview", "RowError", "check_rows", "enterable", "period_changes",
-           "preview_upload"]
+__all__ = ["MAX_ROWS", "Change", "Entry", "Preview", "Reach", "RowError", "check_rows", "enterable", "not_yours",
+           "period_changes", "preview_upload", "reach", "within"]

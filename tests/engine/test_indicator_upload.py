@@ -1,6 +1,7 @@
 """指标数据录入: XLSX/CSV upload with row-level errors and a preview; a re-upload replaces the period, audited."""
 from __future__ import annotations
 
+import dataclasses
 import io
 from decimal import Decimal
 from typing import Any
@@ -14,6 +15,7 @@ from engine import audit, clock
 from engine.audit.models import AuditEvent
 from engine.errors import Forbidden, InvalidInput
 from engine.org.actors import Actor, actor_for
+from engine.org.models import OrgUnit
 from plan import dashboard, indicators
 from plan.indicators.models import Indicator, IndicatorValue
 from tests import dashboard_data
@@ -44,7 +46,9 @@ def data(session: Session, frozen: Any) -> Session:
 
 @pytest.fixture
 def officer(data: Session) -> Actor:
-    return actor_for(data, "fanwenjuan")  # 统计局 数据监测 (data_officer)
+    """统计局's 数据监测 (data_officer), here of every unit: enters every indicator's figures (a data officer enters
+    only their own units' ones: tests/engine/test_indicator_units.py)."""
+    return dataclasses.replace(actor_for(data, "fanwenjuan"), org_unit_ids=frozenset(data.scalars(select(OrgUnit.id))))
 
 
 def xlsx(rows: list[list[Any]]) -> bytes:
@@ -232,7 +236,7 @@ def test_two_officers_saving_one_period_at_once_are_served_one_after_the_other(
     """Both forms pass their checks together, each showing the same figures: the second waits for the first, then is
     refused (409) for what the first stored — not a collision on the unique key (a 500), nor an overwrite of the
     first's figures with an audit trail that says it changed nothing."""
-    other = actor_for(data, "pengtao")  # 发改局 数据监测
+    other = dataclasses.replace(actor_for(data, "pengtao"), org_unit_ids=officer.org_unit_ids)  # 发改局 数据监测
     seen = indicators.period_version(data, "2025-09")
     data.commit()
     outcomes = race(

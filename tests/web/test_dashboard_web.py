@@ -140,16 +140,18 @@ def test_units_view_for_leaders(login: Login) -> None:
 
 
 def test_upload_preview_confirm_and_refusal(login: Login, dash_app: Flask) -> None:
-    officer = login("fanwenjuan")
+    officer = login("pengtao")  # 发改局 数据监测: tertiary_share and scale_new_energy are 发改局's
+    gxj_light = light_of(login("wangjianguo").get("/dashboard?period=2025-08").get_data(as_text=True),
+                         "scale_smart_appliances")
     form = officer.get("/dashboard/data?period=2025-08")
     assert form.status_code == 200 and 'name="value:tertiary_share"' in form.get_data(as_text=True)
     token = csrf_of(officer, "/dashboard/data?period=2025-08")
     bad = officer.post("/dashboard/data/upload", data={
         "csrf_token": token, "period": "2025-08",
-        "file": (__import__("io").BytesIO("指标代码,数值,单位\ntertiary_share,54,%\nscale_marine_iot,0.3,亿元\n".encode()),
+        "file": (__import__("io").BytesIO("指标代码,数值,单位\ntertiary_share,54,%\nscale_new_energy,3000,万元\n".encode()),
                  "八月.csv")}, content_type="multipart/form-data")
     text = bad.get_data(as_text=True)
-    assert bad.status_code == 422 and 'data-line="3"' in text and "万元" in text and "确认保存" not in text
+    assert bad.status_code == 422 and 'data-line="3"' in text and "亿元" in text and "确认保存" not in text
     good = officer.post("/dashboard/data/upload", data={
         "csrf_token": token, "period": "2025-08",
         "file": (__import__("io").BytesIO("指标代码,数值,单位\ntertiary_share,54,%\n".encode()), "八月.csv")},
@@ -169,7 +171,8 @@ def test_upload_preview_confirm_and_refusal(login: Login, dash_app: Flask) -> No
     assert "已保存 2025-08" in officer.get("/dashboard?period=2025-08").get_data(as_text=True)
     html = login("wangjianguo").get("/dashboard?period=2025-08").get_data(as_text=True)
     assert light_of(html, "tertiary_share") == "green"
-    assert light_of(html, "scale_smart_appliances") == "red"  # August's removed: July's 270 is the latest now
+    assert light_of(html, "scale_new_energy") == "none"  # 发改局's August figure not in the file: removed
+    assert light_of(html, "scale_smart_appliances") == gxj_light  # 工信局's: not the officer's to remove
     template = officer.get("/dashboard/data/template.xlsx?period=2025-08")
     assert template.status_code == 200 and template.data[:2] == b"PK"
 
@@ -179,12 +182,11 @@ def test_form_entry(login: Login) -> None:
     fields = _form_fields(officer.get("/dashboard/data?period=2025-08").get_data(as_text=True))
     token = fields["csrf_token"]
     saved = officer.post("/dashboard/data", data={"csrf_token": token, "period": "2025-08", "seen": fields["seen"],
-                                                  "value:gdp_growth": "5.7", "source:gdp_growth": "统计局快报",
-                                                  "value:tertiary_share": "50", "source:tertiary_share": "统计局"})
+                                                  "value:tertiary_share": "54", "source:tertiary_share": "统计局快报"})
     assert saved.status_code == 302
-    html = login("wangjianguo").get("/dashboard").get_data(as_text=True)
-    assert light_of(html, "gdp_growth") == "green" and light_of(html, "scale_new_energy") == "none"
-    bad = officer.post("/dashboard/data", data={"csrf_token": token, "period": "2025-08", "value:gdp_growth": "abc"},
+    html = login("wangjianguo").get("/dashboard?period=2025-08").get_data(as_text=True)
+    assert light_of(html, "tertiary_share") == "green" and light_of(html, "scale_new_energy") == "none"
+    bad = officer.post("/dashboard/data", data={"csrf_token": token, "period": "2025-08", "value:tertiary_share": "abc"},
                        headers={"Referer": "http://localhost/dashboard/data?period=2025-08"})
     assert bad.status_code == 302
     assert "不是数字" in officer.get("/dashboard/data?period=2025-08").get_data(as_text=True)
@@ -253,9 +255,10 @@ def _form_fields(html: str) -> dict[str, str]:
 
 
 def test_a_form_opened_before_someone_else_saved_does_not_undo_their_figures(login: Login, dash_app: Flask) -> None:
-    """The entry form replaces the whole period: posted from a page opened before another officer's save, it would
-    put back every figure that officer changed, and say nothing. Refused instead (409), nothing changed."""
-    first, second = login("fanwenjuan"), login("pengtao")
+    """The entry form replaces the whole period (an administrator's; an officer's part of it): posted from a page
+    opened before another's save, it would put back every figure they changed, and say nothing. Refused instead
+    (409), nothing changed."""
+    first, second = login("admin"), login("pengtao")
     stale = _form_fields(first.get("/dashboard/data?period=2025-08").get_data(as_text=True))
     fresh = _form_fields(second.get("/dashboard/data?period=2025-08").get_data(as_text=True))
     assert second.post("/dashboard/data", data={**fresh, "value:tertiary_share": "53"}).status_code == 302
@@ -282,7 +285,7 @@ def test_a_form_without_its_version_is_refused_not_stored_blind(login: Login, da
     """`seen` (the version of the period the page showed) is what tells a stale page: a post without it — a page
     from before the field, a script posting the form — would replace the period whatever was stored since. Refused
     (409, naming the field), nothing changed; the form and the upload's confirmation alike."""
-    officer = login("fanwenjuan")
+    officer = login("pengtao")
     fields = _form_fields(officer.get("/dashboard/data?period=2025-08").get_data(as_text=True))
     assert fields.pop("seen")
     late = officer.post("/dashboard/data", data={**fields, "value:tertiary_share": "51"})
@@ -301,7 +304,7 @@ def test_a_form_without_its_version_is_refused_not_stored_blind(login: Login, da
 def test_the_same_form_posted_twice_saves_once_and_says_so_twice(login: Login) -> None:
     """A double click on 保存: the second copy carries the version the first one changed, but puts back exactly
     what the first stored — no one else's figures are undone, so it is not refused as a stale page."""
-    officer = login("fanwenjuan")
+    officer = login("pengtao")
     fields = _form_fields(officer.get("/dashboard/data?period=2025-08").get_data(as_text=True))
     posted = {**fields, "value:tertiary_share": "52"}
     assert [officer.post("/dashboard/data", data=posted).status_code for _ in range(2)] == [302, 302]
@@ -315,7 +318,7 @@ def test_a_page_sent_twice_by_its_officer_is_already_saved_not_changed_by_someon
     period changed since that page was drawn, but by their own first post. Refused (409) as the `once` key refuses
     a form sent again — 此表单已提交过 — not 已被他人修改, which sent them looking for a colleague; nothing changed.
     The upload's 确认保存 clicked twice stores the file once: the second click is the first's answer again."""
-    officer = login("fanwenjuan")
+    officer = login("pengtao")
     page = _form_fields(officer.get("/dashboard/data?period=2025-08").get_data(as_text=True))
     assert officer.post("/dashboard/data", data={**page, "value:tertiary_share": "52"}).status_code == 302
     again = officer.post("/dashboard/data", data={**page, "value:tertiary_share": "51"})
@@ -375,3 +378,29 @@ def test_an_applicant_from_outside_does_not_open_the_dashboard(login: Login) -> 
         assert "七步工作法" not in response.get_data(as_text=True)
     assert "/dashboard" not in re.findall(r'<nav.*?</nav>', applicant.get("/inbox").get_data(as_text=True), re.S)[0]
     assert login("zoujianjun").get("/dashboard").status_code == 200  # a town's head: their own scope
+
+
+def test_an_officer_enters_their_own_units_figures_only(login: Login, dash_app: Flask) -> None:
+    """发改局's data officer sees, downloads and uploads 发改局's indicators; a file holding 统计局's and 工信局's rows
+    is refused at the preview naming those lines, nothing stored. An administrator's page lists every indicator."""
+    officer = login("pengtao")
+    page = officer.get("/dashboard/data?period=2025-08").get_data(as_text=True)
+    assert 'name="value:tertiary_share"' in page and 'name="value:gdp_growth"' not in page
+    assert "只列出本单位负责的指标" in page
+    template = officer.get("/dashboard/data/template.csv?period=2025-08").get_data(as_text=True)
+    assert "tertiary_share" in template and "gdp_growth" not in template
+    everything = login("admin").get("/dashboard/data?period=2025-08").get_data(as_text=True)
+    assert 'name="value:gdp_growth"' in everything and "只列出本单位负责的指标" not in everything
+    with Session(dash_app.extensions["jzflow.engine"]) as session:
+        before = session.execute(select(IndicatorValue.indicator_id, IndicatorValue.value)).all()
+    refused = officer.post("/dashboard/data/upload", data={
+        "csrf_token": csrf_of(officer, "/dashboard/data?period=2025-08"), "period": "2025-08",
+        "file": (io.BytesIO("指标代码,数值\ntertiary_share,54\ngdp_growth,5.9\nscale_smart_appliances,400\n".encode()),
+                 "八月.csv")}, content_type="multipart/form-data")
+    text = refused.get_data(as_text=True)
+    assert refused.status_code == 422 and 'data-line="3"' in text and 'data-line="4"' in text
+    assert "统计局" in text and "确认保存" not in text
+    posted = officer.post("/dashboard/data", data={**_form_fields(page), "value:gdp_growth": "9"})  # made by hand
+    assert posted.status_code == 422 and "gdp_growth" in posted.get_data(as_text=True)
+    with Session(dash_app.extensions["jzflow.engine"]) as session:
+        assert session.execute(select(IndicatorValue.indicator_id, IndicatorValue.value)).all() == before

@@ -26,11 +26,12 @@ def _period(value: str | None) -> str:
 @bp.get("/dashboard/data")
 @login_required
 def data() -> ResponseReturnValue:
-    session = db_session()
-    indicators.require_entry(session, current_actor())
+    session, actor = db_session(), current_actor()
+    indicators.require_entry(session, actor)
     period = _period(request.args.get("period"))
-    return render_template("dashboard/data.html", period=period, rows=indicators.current_figures(session, period),
-                           seen=indicators.period_version(session, period), show=plan.show)
+    return render_template("dashboard/data.html", period=period,
+                           rows=indicators.current_figures(session, period, actor=actor), every_unit=actor.is_admin,
+                           seen=indicators.period_version(session, period, actor=actor), show=plan.show)
 
 
 @bp.post("/dashboard/data")
@@ -65,17 +66,17 @@ def _replayed(location: str) -> ResponseReturnValue:
 @bp.post("/dashboard/data/upload")
 @login_required
 def upload() -> ResponseReturnValue:
-    session = db_session()
-    indicators.require_entry(session, current_actor())
+    session, actor = db_session(), current_actor()
+    indicators.require_entry(session, actor)
     period = _period(request.form.get("period"))
     file = request.files.get("file")
     if file is None or not file.filename:
         raise InvalidInput(_("请选择 XLSX 或 CSV 文件"), field="file")
     payload = file.read(indicators.MAX_BYTES + 1)
-    preview = indicators.preview_upload(session, period=period, filename=file.filename, data=payload)
+    preview = indicators.preview_upload(session, period=period, filename=file.filename, data=payload, actor=actor)
     status = 200 if preview.ok else 422
     return render_template("dashboard/preview.html", preview=preview, show=plan.show,
-                           seen=indicators.period_version(session, period),
+                           seen=indicators.period_version(session, period, actor=actor),
                            payload=base64.b64encode(payload).decode() if preview.ok else ""), status
 
 
@@ -101,13 +102,13 @@ def confirm() -> ResponseReturnValue:
 @bp.get("/dashboard/data/template.<fmt>")
 @login_required
 def template(fmt: str) -> ResponseReturnValue:
-    session = db_session()
-    indicators.require_entry(session, current_actor())
+    session, actor = db_session(), current_actor()
+    indicators.require_entry(session, actor)
     period = _period(request.args.get("period"))
     if fmt == "csv":
-        body, mimetype = indicators.template_csv(session, period), "text/csv; charset=utf-8"
+        body, mimetype = indicators.template_csv(session, period, actor=actor), "text/csv; charset=utf-8"
     elif fmt == "xlsx":
-        body = indicators.template_xlsx(session, period)
+        body = indicators.template_xlsx(session, period, actor=actor)
         mimetype = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
     else:
         raise InvalidInput(_("模板格式须为 csv 或 xlsx"), field="format")
