@@ -51,7 +51,7 @@ def test_the_starter_sees_page_data_diagram_and_timeline(app: Flask, login: Logi
     assert "请审批" in html and "审批意见" in html  # the opinion (a Comment row)
     assert "accept" in _attr(html, "current") and "submit_application" in _attr(html, "completed")
     assert "start" in _attr(html, "completed") and "issue_certificate" not in _attr(html, "completed")
-    assert f'data-jz-diagram="/instances/{row.id}/diagram.bpmn"' in html  # drawn by the bundle
+    assert f'data-jz-diagram="/instances/{row.id}/diagram.bpmn?v={row.version_id}"' in html  # drawn by the bundle
     heat = re.search(r"data-heat='([^']*)'", html)
     assert heat is not None and set(json.loads(heat.group(1))) == {"submit_application", "accept"}
     assert "<script>" not in html.split("</main>")[0]  # no inline script (CSP 'self')

@@ -2,8 +2,10 @@
 imports of other tools' files (never a server error), versions, downloads, the diff and instance migration."""
 from __future__ import annotations
 
+import html
 import io
 import json
+import re
 import zipfile
 from collections.abc import Callable
 from typing import Any
@@ -341,6 +343,39 @@ def test_migration_preview_and_migrate_one_or_many(app: Flask, clients: dict[str
     assert done.status_code == 200 and "已迁移的实例" in done.get_data(as_text=True)
     with db(app) as s:
         assert {s.get(ProcessInstance, i).version_id for i in (first, second)} == {v2}  # type: ignore[union-attr]
+
+
+def test_the_instance_page_draws_the_version_it_runs_on_right_after_a_migration(
+        app: Flask, clients: dict[str, FlaskClient], review_org: dict[str, Any]) -> None:
+    """The page's diagram came from /instances/<id>/diagram.bpmn, kept by the browser for an hour (max-age=3600):
+    after a migration the page drew the old version's diagram, the new version's states on it. Its URL names the
+    version now (cached long, never stale); any other asks again every time (ETag: 304 while unchanged)."""
+    owner, fg = clients["owner"], clients["fg"]
+    v1, v2 = two_versions(app, owner, running_on_v1=1)
+    with db(app) as s:
+        iid = s.scalars(select(ProcessInstance.id)).one()
+
+    def drawn() -> str:
+        found = re.search(r'data-jz-diagram="([^"]+)"', fg.get(f"/instances/{iid}").get_data(as_text=True))
+        assert found is not None
+        return html.unescape(found.group(1))
+
+    before = drawn()
+    first = fg.get(before)
+    assert first.status_code == 200 and b'value="3wd"' in first.data and first.cache_control.max_age == 3600
+    migrated = owner.post(f"/modeller/versions/{v1}/migrate", data={
+        "csrf_token": csrf_of(owner, f"/modeller/versions/{v1}/migrate?to={v2}"), "to": v2, "instance": str(iid)})
+    assert migrated.status_code == 200
+    after = drawn()
+    assert after != before
+    second = fg.get(after)
+    assert b'value="5wd"' in second.data and b'value="3wd"' not in second.data
+    for url in (before, f"/instances/{iid}/diagram.bpmn", f"/instances/{iid}/diagram.bpmn?v=x"):
+        asked = fg.get(url)  # a page from before the migration, the link opened by hand, a malformed version
+        assert asked.status_code == 200 and b'value="5wd"' in asked.data, url
+        assert asked.cache_control.max_age == 0 and asked.headers.get("ETag"), url
+        again = fg.get(url, headers={"If-None-Match": asked.headers["ETag"]})
+        assert again.status_code == 304 and not again.data, url
 
 
 @pytest.mark.parametrize("db_url", ["postgres"], indirect=True)

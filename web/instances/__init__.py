@@ -18,6 +18,9 @@ from web.common import commit, current_actor, db_session
 from web.instances import labels
 
 bp = Blueprint("instances", __name__)
+# How long a browser keeps the diagram of the version the page names: as the modeller keeps a version's, whose
+# files never change (an hour: not longer, as a kept copy outlives the reader's access to the instance).
+DIAGRAM_MAX_AGE = 3600
 
 
 def visible_row(instance_id: int, actor: Actor) -> queries.InstanceRow:
@@ -78,7 +81,8 @@ def show(instance_id: int) -> ResponseReturnValue:
         "instances/show.html", row=row, instance=instance, states=states, data=data, history=history,
         tasks=task_rows, users=users, incidents=timeline.incidents(session, instance_id),
         labels=labels, is_admin=actor.is_admin, task_url=links.task_url, related=links.instance_links(instance_id),
-        diagram_url=url_for("instances.diagram", instance_id=instance_id), steps=steps, external=external,
+        diagram_url=url_for("instances.diagram", instance_id=instance_id, v=instance.version_id), steps=steps,
+        external=external,
         issued=documents.for_instance(session, instance_id, internal=not external),  # an applicant: not the 审批单
         # An archived instance's task pages are gone: its files are listed here (served by the task route).
         attachments=taskview.visible_attachments(session, actor, instance_id)
@@ -89,11 +93,17 @@ def show(instance_id: int) -> ResponseReturnValue:
 @login_required
 def diagram(instance_id: int) -> ResponseReturnValue:
     row = visible_row(instance_id, current_actor())
-    text = timeline.bpmn_text(db_session(), row.instance.version_id, row.process_key)
+    version_id = row.instance.version_id
+    text = timeline.bpmn_text(db_session(), version_id, row.process_key)
     if text is None:
         raise NotFound("此版本没有BPMN文件 (no BPMN file in this version)", instance_id=instance_id)
-    # Fetched by the viewer as text; opened directly, an inert download. A version's files never change.
-    return downloads.user_file(text, f"{row.process_key}.bpmn", max_age=3600)
+    # Fetched by the viewer as text; opened directly, an inert download. A version's files never change, but an
+    # instance's version does (a migration): the page asks for ?v=<its version>, an answer that never goes stale and
+    # is kept; any other request (a page drawn before a migration, a link opened by hand) is asked again each time,
+    # answered 304 while the instance is still on the version its ETag names.
+    current = request.args.get("v") == str(version_id)
+    return downloads.user_file(text, f"{row.process_key}.bpmn", etag=f"version-{version_id}",
+                               max_age=DIAGRAM_MAX_AGE if current else 0)
 
 
 def _lifecycle(instance_id: int, action: str) -> ResponseReturnValue:
