@@ -7,9 +7,9 @@ indicator (`indicator:<id>`, action indicator.value.set / .delete) and once for 
 (`indicator_period:<YYYY-MM>`, indicator.period.replace: how, the file's name and sha256, counts).
 Figures are year-to-date (1–N月累计) as plan.investment reads them. Who may enter: data officers
 (role data_officer), each the figures of the indicators their own units are responsible for
-(Indicator.responsible_unit: their part of the period is what they see, replace and version; another
-unit's figures are neither shown to them nor removed, and a row of one is refused naming it), and
-admins, every figure (the whole period).
+(Indicator.responsible_unit) or report (Indicator.source names one of them, e.g. 统计局): their part of the
+period is what they see, replace and version; another unit's figures are neither shown to them nor removed,
+and a row of one is refused naming it; admins, every figure (the whole period).
 """
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ from plan.indicators.preview import (
     RowError,
     check_rows,
     enterable,
+    in_reach,
     not_yours,
     period_changes,
     preview_upload,
@@ -77,9 +78,8 @@ def period_version(session: Session, period: str, *, actor: Actor | None = None)
     it, to tell whether they changed since. Another unit's save does not change an officer's."""
     query = (select(IndicatorValue.indicator_id, IndicatorValue.value, IndicatorValue.source)
              .where(IndicatorValue.period == period).order_by(IndicatorValue.indicator_id))
-    if (scope := reach(actor)) is not None:
-        query = query.join(Indicator, Indicator.id == IndicatorValue.indicator_id).where(
-            Indicator.responsible_unit_id.in_(scope or {-1}))
+    if (scope := reach(session, actor)) is not None:
+        query = query.join(Indicator, Indicator.id == IndicatorValue.indicator_id).where(in_reach(scope))
     rows = session.execute(query).all()
     text = "\n".join(f"{i}\t{Decimal(v).quantize(Decimal('0.0001'))}\t{s}" for i, v, s in rows)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
@@ -100,7 +100,7 @@ def replace_period(session: Session, *, period: str, entries: list[Entry], actor
     """
     require_entry(session, actor)
     plan.parse_period(period)
-    scope = reach(actor)
+    scope = reach(session, actor)
     if scope is not None and entries:  # the checked rows said so already: kept here for any other caller
         given = {i.id: i for i in session.scalars(select(Indicator).where(
             Indicator.id.in_({e.indicator_id for e in entries})))}
@@ -155,7 +155,7 @@ def _codes(session: Session, scope: Reach) -> list[str] | None:
     """The codes of the units of a data officer's part of the period (None: the whole period, an admin's)."""
     if scope is None:
         return None
-    return sorted(session.scalars(select(OrgUnit.code).where(OrgUnit.id.in_(scope or {-1}))))
+    return sorted(session.scalars(select(OrgUnit.code).where(OrgUnit.id.in_(scope.ids or {-1}))))
 
 
 def apply_upload(session: Session, *, period: str, filename: str, data: bytes, actor: Actor, seen: str) -> Replaced:
@@ -193,7 +193,7 @@ def save_form(session: Session, *, period: str, values: Mapping[str, tuple[str, 
         value, source = values.get(indicator.code, ("", ""))
         if value.strip():
             rows.append((n, {"code": indicator.code, "value": value, "source": source}))
-    entries, errors = check_rows(session, period, rows, reach(actor))
+    entries, errors = check_rows(session, period, rows, reach(session, actor))
     if errors:
         raise _invalid(errors)
     return replace_period(session, period=period, entries=entries, actor=actor, via="form", seen=seen)
@@ -205,7 +205,7 @@ def current_figures(session: Session, period: str, *,
     figure for the period."""
     year, _ = plan.parse_period(period)
     values = {v.indicator_id: v for v in session.scalars(select(IndicatorValue).where(IndicatorValue.period == period))}
-    return [(i, values.get(i.id)) for i in enterable(session, year, reach(actor))]
+    return [(i, values.get(i.id)) for i in enterable(session, year, reach(session, actor))]
 
 
 def template_rows(session: Session, period: str, *, actor: Actor | None = None) -> list[list[str]]:

@@ -20,7 +20,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session
 
 from engine.org.actors import Actor
@@ -29,7 +29,18 @@ from plan import investment as plan
 from plan.indicators.models import Indicator, IndicatorValue
 from plan.indicators.upload import MAX_ROWS, read_table
 
-Reach = frozenset[int] | None  # the org units whose indicators one enters figures of; None: every indicator
+
+@dataclass(frozen=True)
+class Units:
+    """A data officer's units: they enter the figures of the indicators one of them is responsible for
+    (`responsible_unit`), and of those whose figures come from one of them (`source` names it: 统计局 reports the
+    statistics other units are responsible for)."""
+
+    ids: frozenset[int]
+    names: frozenset[str]
+
+
+Reach = Units | None  # whose indicators one enters figures of; None: every indicator
 
 Q4 = Decimal("0.0001")
 HIDDEN = ("Cc", "Cf", "Zl", "Zp")  # control, format and line-separator characters: none in a 数据来源
@@ -104,18 +115,24 @@ class Preview:
         return sum(1 for c in self.changes if c.kind == kind)
 
 
-def reach(actor: Actor | None) -> Reach:
-    """Return the units whose indicators `actor` enters figures of: a data officer's own units; None (every
+def reach(session: Session, actor: Actor | None) -> Reach:
+    """Return the units whose indicators `actor` enters figures of (`Units`): a data officer's own units; None (every
     indicator, also one with no responsible unit) for an administrator, the system, or no actor (a whole-city read).
     """
     if actor is None or actor.is_admin or actor.is_system:
         return None
-    return actor.org_unit_ids
+    ids = frozenset(actor.org_unit_ids)
+    return Units(ids, frozenset(session.scalars(select(OrgUnit.name).where(OrgUnit.id.in_(ids or {-1})))))
 
 
 def within(indicator: Indicator, scope: Reach) -> bool:
-    """Tell whether an indicator's figures are in `scope`: its responsible unit is one of them."""
-    return scope is None or indicator.responsible_unit_id in scope
+    """Tell whether an indicator's figures are in `scope`: one of its units is responsible for it or reports it."""
+    return scope is None or indicator.responsible_unit_id in scope.ids or (indicator.source or "") in scope.names
+
+
+def in_reach(scope: Units) -> ColumnElement[bool]:
+    """`within` as a condition on Indicator."""
+    return or_(Indicator.responsible_unit_id.in_(scope.ids or {-1}), Indicator.source.in_(scope.names or {""}))
 
 
 def enterable(session: Session, year: int, scope: Reach = None) -> list[Indicator]:
@@ -130,10 +147,10 @@ def not_yours(session: Session, indicator: Indicator) -> str:
     """Say why a data officer may not enter this indicator's figures: whose it is."""
     unit = session.get(OrgUnit, indicator.responsible_unit_id) if indicator.responsible_unit_id else None
     if unit is None:
-        return (f"{indicator.name}（{indicator.code}）未指定责任单位，只有管理员可以录入 "
-                f"(no responsible unit: administrators enter it)")
-    return (f"{indicator.name}（{indicator.code}）的责任单位是{unit.name}，只能由该单位的数据监测人员录入 "
-            f"(an indicator of another unit, {unit.code}: its own data officers enter it)")
+        return (f"{indicator.name}（{indicator.code}）未指定责任单位，只有管理员或数据来源单位的数据监测人员可以录入 "
+                f"(no responsible unit: administrators or its source's data officers enter it)")
+    return (f"{indicator.name}（{indicator.code}）的责任单位是{unit.name}，只能由该单位或数据来源单位的数据监测人员录入 "
+            f"(an indicator of another unit, {unit.code}: its own or its source's data officers enter it)")
 
 
 def _columns(header: list[str]) -> tuple[dict[str, int], list[RowError]]:
@@ -285,7 +302,7 @@ def preview_upload(session: Session, *, period: str, filename: str, data: bytes,
     if len(rows) > MAX_ROWS:
         preview.errors.append(RowError(header_at + 1, "file", f"超过 {MAX_ROWS} 行 (too many rows)"))
         return preview
-    scope = reach(actor)
+    scope = reach(session, actor)
     preview.entries, preview.errors = check_rows(session, period, rows, scope)
     if not preview.entries and not preview.errors:
         preview.errors.append(RowError(header_at + 1, "value", "没有填写任何数值 (no figures in the file)"))
@@ -294,5 +311,20 @@ def preview_upload(session: Session, *, period: str, filename: str, data: bytes,
     return preview
 
 
-__all__ = ["MAX_ROWS", "Change", "Entry", "Preview", "Reach", "RowError", "check_rows", "enterable", "not_yours",
-           "period_changes", "preview_upload", "reach", "within"]
+__all__ = [
+    "MAX_ROWS",
+    "Change",
+    "Entry",
+    "Preview",
+    "Reach",
+    "RowError",
+    "Units",
+    "check_rows",
+    "enterable",
+    "in_reach",
+    "not_yours",
+    "period_changes",
+    "preview_upload",
+    "reach",
+    "within",
+]

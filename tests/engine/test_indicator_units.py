@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from engine import org
 from engine.audit.models import AuditEvent
 from engine.org.actors import Actor, actor_for
 from engine.org.models import OrgUnit
@@ -134,18 +135,50 @@ def test_an_indicator_with_no_responsible_unit_is_entered_by_administrators_only
     assert figures(data)["tertiary_share"] == Decimal(55)
 
 
-def test_two_units_entering_one_period_at_once_keep_each_others_figures(data: Session, fgj: Actor,
-                                                                         race: Race) -> None:  # noqa: F811
+def test_two_units_entering_one_period_at_once_keep_each_others_figures(data: Session, race: Race) -> None:  # noqa: F811
     """Each replaces its own unit's part of the period: neither is refused for the other's save, neither removes it."""
-    tjj = actor_for(data, "fanwenjuan")  # 统计局 数据监测: gdp_growth
+    tjj = actor_for(data, "fanwenjuan")  # 统计局 数据监测: gdp_growth, and what 统计局 reports
+    org.add_user(data, username="tcj_data", display_name="投促局数据员", unit_codes=["tcj"], role_codes=["data_officer"])
+    tcj = actor_for(data, "tcj_data")  # 投资促进局's: investment_partners, from 投资促进局 — no indicator of both
     seen_tjj = indicators.period_version(data, "2025-09", actor=tjj)
-    seen_fgj = indicators.period_version(data, "2025-09", actor=fgj)
+    seen_tcj = indicators.period_version(data, "2025-09", actor=tcj)
     data.commit()
     outcomes = race(
         lambda s: indicators.save_form(s, period="2025-09", values={"gdp_growth": ("5.1", "统计局")}, actor=tjj,
                                        seen=seen_tjj),
-        lambda s: indicators.save_form(s, period="2025-09", values={"tertiary_share": ("52", "")}, actor=fgj,
-                                       seen=seen_fgj))
+        lambda s: indicators.save_form(s, period="2025-09", values={"investment_partners": ("52", "")}, actor=tcj,
+                                       seen=seen_tcj))
     assert [type(o).__name__ for o in outcomes] == ["NoneType", "NoneType"], outcomes
     data.expire_all()
-    assert figures(data, "2025-09") == {"gdp_growth": Decimal("5.1"), "tertiary_share": Decimal(52)}
+    assert figures(data, "2025-09") == {"gdp_growth": Decimal("5.1"), "investment_partners": Decimal(52)}
+
+
+def test_two_units_sharing_an_indicator_take_turns(data: Session, fgj: Actor, race: Race) -> None:  # noqa: F811
+    """tertiary_share is 发改局's and comes from 统计局: both enter it, so a save made on a page opened before the
+    other's save is refused, not a silent overwrite."""
+    tjj = actor_for(data, "fanwenjuan")
+    seen_tjj = indicators.period_version(data, "2025-09", actor=tjj)
+    seen_fgj = indicators.period_version(data, "2025-09", actor=fgj)
+    data.commit()
+    outcomes = race(
+        lambda s: indicators.save_form(s, period="2025-09", values={"tertiary_share": ("51", "统计局")}, actor=tjj,
+                                       seen=seen_tjj),
+        lambda s: indicators.save_form(s, period="2025-09", values={"tertiary_share": ("52", "")}, actor=fgj,
+                                       seen=seen_fgj))
+    assert sorted(type(o).__name__ for o in outcomes) == ["Conflict", "NoneType"], outcomes
+    data.expire_all()
+    assert figures(data, "2025-09")["tertiary_share"] in (Decimal(51), Decimal(52))
+
+
+def test_the_unit_an_indicator_names_as_its_source_enters_it_too(data: Session, fgj: Actor) -> None:
+    tjj = actor_for(data, "fanwenjuan")  # 统计局 数据监测: the statistics other units are responsible for come from it
+    theirs = {i.code for i, _v in indicators.current_figures(data, PERIOD, actor=tjj)}
+    assert {"gdp_growth", "tertiary_share", "rd_intensity"} <= theirs  # its own, and 统计局-sourced ones of fgj, kjj
+    assert "investment_partners" not in theirs  # 投资促进局's, from 投资促进局
+    fgj_codes = {i.code for i, _v in indicators.current_figures(data, PERIOD, actor=fgj)}
+    assert "tertiary_share" in fgj_codes and "rd_intensity" not in fgj_codes  # kjj's, reported by 统计局, not by 发改局
+    # The source that counts is the indicator's, as the plan's seed names it, not what a row says it came from.
+    with pytest.raises(indicators.UploadInvalid, match="investment_partners"):
+        indicators.save_form(data, period=PERIOD, values={"investment_partners": ("9", "统计局")}, actor=tjj,
+                             seen=indicators.period_version(data, PERIOD, actor=tjj))
+    assert figures(data).get("investment_partners") != Decimal(9)
