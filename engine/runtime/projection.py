@@ -21,7 +21,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import PassiveFlag, Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import get_history, instance_dict, set_committed_value
 
-from engine import clock, task_properties
+from engine import clock, direct, task_properties
 from engine.audit import in_statement
 from engine.deadlines import calendar, sla
 from engine.errors import ConcurrentModification
@@ -318,7 +318,7 @@ def write_postgres(session: Session, row: ProcessInstance, values: dict[str, Any
     params.update(_documents(moved, new, new_columns), moved_ids=[h.id for h, _ in moved],
                   closed_ids=linked.closed_ids(projected.moved),  # flushed already or not
                   paused_ids=projected.paused, resumed_ids=projected.resumed)
-    result = session.connection().exec_driver_sql(_SQL, params).all()
+    result = direct.rows(session, _SQL, params)
     if not any(r[0] == 0 for r in result):
         discard(session, projected)
         if claim is not None and not any(r[0] == 4 for r in result):

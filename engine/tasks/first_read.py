@@ -19,6 +19,7 @@ from sqlalchemy import Integer, String, Table, bindparam, cast, exists, literal,
 from sqlalchemy.orm import Mapper, Session
 from sqlalchemy.orm.attributes import instance_dict, set_committed_value
 
+from engine import direct
 from engine.audit.models import AuditHead
 from engine.orm import as_loaded
 from engine.runtime.models import ProcessInstance
@@ -50,6 +51,8 @@ _READ = (select(*_T.c, *(c.label(f"c_{c.name}") for c in _C.c), *(c.label(f"p_{c
                                                             _T.c.kind == "bpmn", is_open(_T.c.state)))))
          .with_for_update(read=True, key_share=True, of=_P))
 
+_PREPARED = direct.Prepared(_READ)
+
 _TASK_KEYS = [_TASK_MAPPER.get_property_by_column(c).key for c in _T.c]
 _CANDIDATE_KEYS = [_CANDIDATE_MAPPER.get_property_by_column(c).key for c in _C.c]
 _INSTANCE_KEYS = [_INSTANCE_MAPPER.get_property_by_column(c).key for c in _P.c]
@@ -76,7 +79,7 @@ def holds_task(session: Session, task_id: int) -> bool:
 def read(session: Session, task_id: int) -> list[Read] | None:
     """Run the first read and return its rows, one per task (the task asked for among them when it exists);
     None when the session holds one of the rows already (nothing entered in it: read through the ORM)."""
-    result = session.connection().execute(_READ, {"task_id": task_id}).all()
+    result = _PREPARED.rows(session, {"task_id": task_id})
     if not result:
         return []
     identity = session.identity_map

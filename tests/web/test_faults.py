@@ -188,7 +188,8 @@ class Killer(threading.Thread):
                 if not self.armed.wait(0.05):
                     continue
                 self.armed.clear()
-                self.stop.wait(self.delay)
+                if self.stop.wait(self.delay):  # stopped while it waited: the test's own checks follow, unkilled
+                    break
                 self.kills += conn.execute(text(
                     "select count(pg_terminate_backend(pid)) from pg_stat_activity "
                     "where datname = :db and pid <> pg_backend_pid()"), {"db": self.database}).scalar() or 0
