@@ -60,6 +60,7 @@ def make_celery(settings: config.Settings | None = None) -> Celery:
             "seal-audit": {"task": "engine.jobs.seal_audit", "schedule": settings.audit_seal_seconds},
             "purge-login-failures": {"task": "engine.jobs.purge_login_failures", "schedule": 3600.0},
             "purge-sso-records": {"task": "engine.jobs.purge_sso_records", "schedule": 3600.0},
+            "purge-notice-counts": {"task": "engine.jobs.purge_notice_counts", "schedule": 3600.0},
             "sweep-deadlines": {"task": "engine.jobs_deadlines.sweep_deadlines", "schedule": 60.0},
             **_directory_beat(),
             # Signal deliveries a lost job left pending, and buffered messages past their time to live.

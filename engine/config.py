@@ -65,8 +65,9 @@ class Settings:
     archive_batch: int = 100  # instances moved per transaction
     public_url: str = ""  # where users reach the site, for links that leave it (empty: the address a request came to)
     token_max_days: int = 365  # the longest lifetime an API token may be issued with
-    # notices (in-app, e-mail, webhook) queued per hour for one process instance, and to one person: past them a
-    # process owner's BPMN (a loop, a huge multi-instance, a timer firing often) gets nothing more sent (engine.notify.quota)
+    # notices (in-app, e-mail, webhook) queued per hour for one process instance, and to one person whatever causes them:
+    # past them a BPMN (a loop, a huge multi-instance, a frequent timer) or a person (催办, 抄送 again and again) gets
+    # nothing more sent (engine.notify.quota)
     notice_cap_instance_hour: int = 500
     notice_cap_recipient_hour: int = 200
 

@@ -18,7 +18,7 @@ from engine.archive import core as archive
 from engine.celery_app import celery
 from engine.db import make_engine, make_sessionmaker, session_scope
 from engine.errors import ConcurrentModification
-from engine.notify import outbound, outbox
+from engine.notify import outbound, outbox, quota
 from engine.notify.models import OutboxMessage
 from engine.ops import queues
 from engine.org import login_guard, oidc_backchannel
@@ -243,6 +243,26 @@ def purge_sso_records() -> int:
     """Delete the back-channel logout tokens and recorded single sign-on logins past their time."""
     with session_scope(session_factory()) as session:
         return oidc_backchannel.purge(session, now=clock.now())
+
+
+def run_notice_prune(factory: sessionmaker[Session], *, batch: int = 1000, max_batches: int = 100) -> int:
+    """Delete the notice counters past quota.KEEP, a batch per transaction, until none is left or max_batches (the next
+    run goes on); return how many."""
+    pruned = 0
+    for _ in range(max_batches):
+        with session_scope(factory) as session:
+            n = quota.prune(session, now=clock.now(), batch=batch)
+        pruned += n
+        if n < batch:
+            break
+    return pruned
+
+
+@celery.task(  # type: ignore[untyped-decorator]
+    acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
+def purge_notice_counts() -> int:
+    """Delete the hourly notice counters of the notice cap older than the ops gauge reads (engine.notify.quota.KEEP)."""
+    return run_notice_prune(session_factory())
 
 
 @celery.task(  # type: ignore[untyped-decorator]

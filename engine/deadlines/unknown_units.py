@@ -22,7 +22,7 @@ from engine import audit
 from engine.deadlines.objects import UnitUnknown
 from engine.notify.models import OutboxMessage
 from engine.org.actors import SYSTEM
-from engine.runtime.owner_notes import MAX_TOLD, note_owners, owners, told_name
+from engine.runtime.owner_notes import MAX_TOLD, note_owners, owners, told_keys, told_name
 
 MAX_REPORTS = MAX_TOLD  # elements told per batch
 
@@ -46,13 +46,13 @@ def tell(session: Session, found: Sequence[UnitUnknown]) -> int:
     if not distinct:
         return 0
     told_to = owners(session)
-    seen = _told_before(session, [f"{_key(u)}:{o}" for u in distinct for o in told_to])
+    seen = _told_before(session, [k for u in distinct for o in told_to for k in told_keys(_key(u), o)])
     told = 0
     for u in distinct:
         if told >= MAX_REPORTS:
             break
         key = _key(u)
-        if any(f"{key}:{o}" in seen for o in told_to):
+        if any(k in seen for o in told_to for k in told_keys(key, o)):
             continue
         process, element, task = told_name(u.process_key), told_name(u.bpmn_id), told_name(u.task_name)
         title = f"流程 {process} 的任务 {element}（{task}）的 escalationUnit '{u.name}' 不是任何单位"

@@ -39,6 +39,7 @@ from engine.tasks.collab_models import Notification
 
 CHANNELS = ("in_app", "email", "webhook")
 DEFAULT_CHANNELS = ("in_app",)
+IN_APP = ("in_app",)  # channels_ of the notes that are in-app only whatever the preferences (inbox operations)
 FLAVORS = ("robot", "json")
 LEAVING = frozenset({"email", "webhook"})  # channels that leave the building
 KIND_SIZE = 40  # notify_preference.kind
@@ -126,18 +127,28 @@ def webhook_body(note: Note, flavor: str) -> dict[str, Any]:
     return {"kind": note.kind, "title": note.title, "body": note.body, "link": link, "user_id": note.user_id}
 
 
-def send_many(session: Session, notes: Sequence[Note], *, channels_: Sequence[str] | None = None) -> int:
+def send_many(session: Session, notes: Sequence[Note], *, channels_: Sequence[str] | None = None,
+              capped: bool = True) -> int:
     """Record notifications as outbox rows on each user's channels (flushes); return how many rows were added.
 
-    `channels_`: these channels for every note, whatever the preferences (a test of one's settings).
+    The one way a notice is made (tests/engine/test_notice_paths.py): each fresh one is counted against the hourly
+    caps of its person and its instance (engine.notify.quota) and dropped past them. `channels_`: these channels for
+    every note, whatever the preferences (in-app only; a test of one's settings). `capped=False`: the caps' own note
+    to the process owners only.
+
+    Raises: IntegrityError when another unit of work queued the same key since it was looked for (a caller that may
+    meet one in a race holds a savepoint).
     """
     if not notes:
         return 0
     user_ids = sorted({n.user_id for n in notes})
     channels: dict[tuple[int, str], tuple[str, ...]] = {}
     for kind in {n.kind for n in notes}:
-        for user_id, chosen in channels_for(session, [n.user_id for n in notes if n.kind == kind], kind).items():
-            channels[(user_id, kind)] = tuple(channels_) if channels_ is not None else chosen
+        of_kind = [n.user_id for n in notes if n.kind == kind]
+        chosen_ = ({u: tuple(channels_) for u in of_kind} if channels_ is not None  # no preference read
+                   else channels_for(session, of_kind, kind))
+        for user_id, chosen in chosen_.items():
+            channels[(user_id, kind)] = chosen
     wanted = {c for chosen in channels.values() for c in chosen}
     emails: dict[int, str] = {}
     present = user_ids
@@ -179,18 +190,19 @@ def send_many(session: Session, notes: Sequence[Note], *, channels_: Sequence[st
                 continue
             taken.add(row.dedupe_key)
         fresh.append((index, row))
-    told = sorted({index for index, _ in fresh})  # each a new notice: counted against the caps (engine.notify.quota)
-    admitted = {i for i, ok in zip(told, quota.admit(session, [(notes[i].user_id, notes[i].instance_id) for i in told]),
-                                   strict=True) if ok}
-    fresh = [(index, row) for index, row in fresh if index in admitted]
+    if capped:
+        told = sorted({index for index, _ in fresh})  # each a new notice: counted against the caps (engine.notify.quota)
+        admitted = {i for i, ok in zip(told, quota.admit(session, [(notes[i].user_id, notes[i].instance_id)
+                                                                   for i in told]), strict=True) if ok}
+        fresh = [(index, row) for index, row in fresh if index in admitted]
     session.add_all([row for _, row in fresh])
     session.flush()
     return len(fresh)
 
 
-def send(session: Session, note: Note) -> int:
-    """Record one notification (flushes); return how many outbox rows were added."""
-    return send_many(session, [note])
+def send(session: Session, note: Note, *, channels_: Sequence[str] | None = None) -> int:
+    """Record one notification as send_many does (flushes); return how many outbox rows were added."""
+    return send_many(session, [note], channels_=channels_)
 
 
 # -- preferences -----------------------------------------------------------------------------------
@@ -285,5 +297,5 @@ def mark_read(session: Session, user_id: int, ids: Sequence[int] | None = None) 
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-__all__ = ["CHANNELS", "MAX_PREFERENCES", "Note", "channels_for", "check_webhook", "mark_read", "masked", "send",
+__all__ = ["CHANNELS", "IN_APP", "MAX_PREFERENCES", "Note", "channels_for", "check_webhook", "mark_read", "masked", "send",
            "send_many", "set_preference", "set_webhook", "unread_count", "webhook_body"]

@@ -26,7 +26,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
 from engine.deadlines.models import ExtensionRequest
-from engine.notify import quota
+from engine.notify import core as notices
 from engine.org.actors import Actor
 from engine.runtime.running import Running
 from engine.tasks.models import OPEN_STATES, HumanTask
@@ -120,14 +120,16 @@ def tell(session: Session, running: Running, actor: Actor, action: str) -> None:
 def tell_cancelled(session: Session, ids: list[int], reason: str, *, not_to: int | None = None) -> None:
     """Tell the holder of each of these cancelled tasks (else its user candidates, else its owner), not `not_to`,
     that it was cancelled and why: an in-app 任务已取消 through the outbox, once per row and person (dedupe key)."""
+    notes: list[notices.Note] = []
     for row in session.scalars(select(HumanTask).where(HumanTask.id.in_(ids)).order_by(HumanTask.id)):
         people = [row.assignee_id] if row.assignee_id else [c.user_id for c in row.candidates if c.user_id]
         if not people and row.owner_id:
             people = [row.owner_id]
         for user_id in dict.fromkeys(p for p in people if p is not None and p != not_to):
-            quota.enqueue(session, {"user_id": user_id, "kind": "task_cancelled", "title": f"任务已取消: {row.name}",
-                                    "body": reason, "link": f"/tasks/{row.id}"},
-                          instance_id=row.instance_id, dedupe_key=f"task_cancelled:{row.id}:{user_id}")
+            notes.append(notices.Note(user_id=user_id, kind="task_cancelled", title=f"任务已取消: {row.name}"[:300],
+                                      body=reason, link=f"/tasks/{row.id}", key=f"task_cancelled:{row.id}",
+                                      instance_id=row.instance_id))
+    notices.send_many(session, notes, channels_=notices.IN_APP)
 
 
 def written(session: Session, cosigners: list[int], requests: list[int], now: datetime) -> None:

@@ -32,17 +32,22 @@ def told_name(name: str) -> str:
     return shown if len(shown) <= NAME_TOLD_CHARS else f"{shown[:NAME_TOLD_CHARS]}…"
 
 
+def told_keys(key: str, owner: int) -> tuple[str, str]:
+    """The outbox keys an owner's note with `key` is kept under: as note_owners queues it now (engine.notify.core adds
+    the person and channel), and as it was queued before notes went through it (an upgrade tells nothing twice)."""
+    return f"{key}:{owner}:in_app", f"{key}:{owner}"
+
+
 def note_owners(session: Session, owners: Sequence[int], instance_id: int, title: str, body: str,
                 key: str | None = None) -> None:
     """An in-app note about a process's problem to each owner, linking to the instance (once per `key` and owner)."""
     # Imported here: engine.notify imports engine.tasks, whose import reaches engine.deploy, which imports this
     # module (its deploy warnings name what they tell as told_name does): at import time that is a cycle.
     # Within the caps (engine.notify.quota): a model whose every step misnames someone tells them an hour's worth.
-    from engine.notify import quota
-    for user_id in owners:
-        quota.enqueue(session, {"user_id": user_id, "kind": "process_problem", "title": title[:300], "body": body,
-                                "link": f"/instances/{instance_id}"},
-                      instance_id=instance_id, dedupe_key=f"{key}:{user_id}" if key else None)
+    from engine.notify import core
+    core.send_many(session, [core.Note(user_id=user_id, kind="process_problem", title=title[:300], body=body,
+                                       link=f"/instances/{instance_id}", key=key, instance_id=instance_id)
+                             for user_id in dict.fromkeys(owners)], channels_=core.IN_APP)
 
 
-__all__ = ["MAX_TOLD", "NAME_TOLD_CHARS", "note_owners", "owners", "told_name"]
+__all__ = ["MAX_TOLD", "NAME_TOLD_CHARS", "note_owners", "owners", "told_keys", "told_name"]

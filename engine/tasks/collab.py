@@ -22,7 +22,7 @@ from engine.runtime.models import ProcessInstance
 from engine.tasks import access, lookup, people, uploads
 from engine.tasks.collab_models import Attachment, CarbonCopy, Comment
 from engine.tasks.models import HumanTask, archived_tasks
-from engine.tasks.operations import notify, user_named
+from engine.tasks.operations import notice, tell, user_named
 
 MAX_ATTACHMENT_BYTES = 20 * 1024 * 1024
 SAFE_NAME = re.compile(r"[^\w.\-（）()\u4e00-\u9fff ]+")
@@ -97,12 +97,13 @@ def carbon_copy(session: Session, *, instance_id: int, actor: Actor, usernames: 
         copies.append(CarbonCopy(instance_id=instance_id, task_id=task_id, user_id=user.id,
                                  from_user_id=actor.user_id, note=note[:2000]))
         reached.append(username)
-        notify(session, user.id, "cc", f"{actor.display_name}抄送给您", body=note, link=f"/instances/{instance_id}")
     session.add_all(copies)
     session.flush()
     if reached:
         audit.record(session, actor, "instance.cc", stream=f"instance:{instance_id}", object_type="process_instance",
                      object_id=instance_id, after={"to": reached, "note": note, "task_id": task_id})
+    tell(session, [notice(c.user_id, "cc", f"{actor.display_name}抄送给您", body=note, link=f"/instances/{instance_id}",
+                          instance_id=instance_id) for c in copies])
     return copies
 
 

@@ -123,6 +123,7 @@ def hand_over(session: Session, *, user_id: int, unit_id: int | None, actor: Act
     tasks = _theirs(session, user_id)
     plans = [(task, *_plan(session, task, user_id, unit_id, successor)) for task in tasks]
     done = Handover(stuck=[t.id for t, how, _ in plans if how == "stuck"])
+    told: list[notify.Note] = []
     if done.stuck and refuse_stuck:
         raise InvalidInput(f"有 {len(done.stuck)} 项待办除此人外无人可办理，请指定接手人 (successor: {len(done.stuck)} "
                            "open tasks have no one else to take them; name a successor)", field="successor",
@@ -160,12 +161,14 @@ def hand_over(session: Session, *, user_id: int, unit_id: int | None, actor: Act
                      object_id=task.id, before=before, after=after)
         done.touched.append(task.id)
         if how == "owner_back" and to is not None:
-            notify.send(session, notify.Note(user_id=to, kind="task_returned", link=f"/tasks/{task.id}",
-                                             title=f"委派的任务已退回您（被委派人已停用）: {task.name}"[:300]))
+            told.append(notify.Note(user_id=to, kind="task_returned", link=f"/tasks/{task.id}",
+                                    title=f"委派的任务已退回您（被委派人已停用）: {task.name}"[:300],
+                                    instance_id=task.instance_id))
     given = [t.id for t, how, _ in plans if how == "successor"]
     if successor is not None and given:
-        notify.send(session, notify.Note(user_id=successor.id, kind="task_assigned", link="/inbox",
-                                         title=f"{len(given)} 项待办已移交给您 ({len(given)} tasks handed over to you)"))
+        told.append(notify.Note(user_id=successor.id, kind="task_assigned", link="/inbox",
+                                title=f"{len(given)} 项待办已移交给您 ({len(given)} tasks handed over to you)"))
+    notify.send_many(session, told)  # after every audit event: the notice counters are the last locks taken
     return done
 
 

@@ -24,7 +24,7 @@ from engine.errors import (
     TaskNotFound,
     UserNotFound,
 )
-from engine.notify import outbox
+from engine.notify import core as notices
 from engine.org.actors import Actor, actor_of
 from engine.org.models import User
 from engine.runtime import linked
@@ -62,10 +62,23 @@ def _record(session: Session, task: HumanTask, actor: Actor, action: str, **afte
                  object_id=task.id, after={"bpmn_id": task.bpmn_id, **after})
 
 
-def notify(session: Session, user_id: int, kind: str, title: str, *, body: str = "", link: str | None = None) -> None:
-    """Queue an in-app notification (delivered by the outbox job after commit)."""
-    outbox.enqueue(session, "in_app", {"user_id": user_id, "kind": kind, "title": title, "body": body,
-                                       "link": link})
+def notice(user_id: int, kind: str, title: str, *, instance_id: int | None, body: str = "",
+           link: str | None = None) -> notices.Note:
+    """An in-app notice about an instance's work, for `tell`."""
+    return notices.Note(user_id=user_id, kind=kind, title=title[:300], body=body, link=link, instance_id=instance_id)
+
+
+def tell(session: Session, notes: Sequence[notices.Note]) -> None:
+    """Queue in-app notices (delivered by the outbox job after commit) within the hourly caps of their persons and
+    instances (engine.notify.quota): past them they are dropped. All of a unit of work's at once, after its audit
+    event: the counters are its last locks, taken in one order."""
+    notices.send_many(session, notes, channels_=notices.IN_APP)
+
+
+def notify(session: Session, user_id: int, kind: str, title: str, *, instance_id: int | None, body: str = "",
+           link: str | None = None) -> None:
+    """Queue one in-app notice as `tell` does."""
+    tell(session, [notice(user_id, kind, title, instance_id=instance_id, body=body, link=link)])
 
 
 def add_note(session: Session, task: HumanTask, actor: Actor, kind: str, body: str) -> None:
@@ -107,7 +120,7 @@ def transfer(session: Session, *, task_id: int, actor: Actor, to_username: str, 
     session.flush()
     _record(session, task, actor, "task.transfer", to=target.username, note=note)
     notify(session, target.id, "task_assigned", f"{actor.display_name}转办给您: {task.name}", body=note,
-           link=f"/tasks/{task.id}")
+           link=f"/tasks/{task.id}", instance_id=task.instance_id)
     return task
 
 
@@ -129,7 +142,7 @@ def delegate(session: Session, *, task_id: int, actor: Actor, to_username: str, 
     session.flush()
     _record(session, task, actor, "task.delegate", to=target.username, note=note)
     notify(session, target.id, "task_delegated", f"{actor.display_name}委派给您: {task.name}", body=note,
-           link=f"/tasks/{task.id}")
+           link=f"/tasks/{task.id}", instance_id=task.instance_id)
     return task
 
 
@@ -149,7 +162,7 @@ def resolve_delegation(session: Session, *, task_id: int, actor: Actor, opinion:
     _record(session, task, actor, "task.delegation_resolved", opinion=opinion)
     if task.owner_id is not None:
         notify(session, task.owner_id, "task_returned", f"{actor.display_name}已处理委派: {task.name}",
-               body=opinion, link=f"/tasks/{task.id}")
+               body=opinion, link=f"/tasks/{task.id}", instance_id=task.instance_id)
     return task
 
 
@@ -238,10 +251,13 @@ def add_cosigners(session: Session, *, task_id: int, actor: Actor, usernames: Se
     session.flush()
     _record(session, task, actor, "task.cosign.add", position=position, cosigners=list(usernames), note=note)
     if asked:
-        for cosign in created:
-            notify(session, int(cosign.assignee_id or 0), "task_assigned",
-                   f"{actor.display_name}请您加签: {task.name}", body=note, link=f"/tasks/{cosign.id}")
+        tell(session, [_asked(cosign, task, actor, note) for cosign in created])
     return created
+
+
+def _asked(cosign: HumanTask, task: HumanTask, actor: Actor, body: str = "") -> notices.Note:
+    return notice(int(cosign.assignee_id or 0), "task_assigned", f"{actor.display_name}请您加签: {task.name}",
+                  body=body, link=f"/tasks/{cosign.id}", instance_id=task.instance_id)
 
 
 def _parent_seen(session: Session, actor: Actor, cosign: HumanTask) -> None:
@@ -290,10 +306,9 @@ def hold_for_cosigners(session: Session, task: HumanTask, actor: Actor, data: di
     task.blocked = True
     for cosign in waiting:
         cosign.state = "ready"
-        notify(session, int(cosign.assignee_id or 0), "task_assigned",
-               f"{actor.display_name}请您加签: {task.name}", link=f"/tasks/{cosign.id}")
     session.flush()
     _record(session, task, actor, "task.submit_for_cosign", data=data, cosigners=[c.id for c in waiting])
+    tell(session, [_asked(cosign, task, actor) for cosign in waiting])
     return True
 
 
@@ -331,7 +346,7 @@ def _after_cosign(session: Session, parent: HumanTask, actor: Actor) -> completi
         session.flush()
         if parent.assignee_id is not None:
             notify(session, parent.assignee_id, "task_ready", f"加签已完成，请办理: {parent.name}",
-                   link=f"/tasks/{parent.id}")
+                   link=f"/tasks/{parent.id}", instance_id=parent.instance_id)
         return completion.Completion(instance_id=parent.instance_id, status="running", incident=None,
                                 next_tasks=[parent.id])
     data = dict(parent.pending_data)
@@ -389,13 +404,13 @@ def urge(session: Session, *, task_id: int, actor: Actor, message: str = "") -> 
     session.add(Comment(instance_id=task.instance_id, task_id=task.id, author_id=actor.user_id, kind="urge",
                         body=message.strip()[:2000] or "催办"))
     recipients = urge_recipients(session, task)
-    for user_id in recipients:
-        notify(session, user_id, "urge", f"{actor.display_name}催办: {task.name}", body=message,
-               link=f"/tasks/{task.id}")
     session.flush()
     _record(session, task, actor, "task.urge", message=message, recipients=recipients)
+    tell(session, [notice(user_id, "urge", f"{actor.display_name}催办: {task.name}", body=message,
+                          link=f"/tasks/{task.id}", instance_id=task.instance_id) for user_id in recipients])
     return len(recipients)
 
 
-__all__ = ["add_cosigners", "add_note", "delegate", "hold_for_cosigners", "lock_task", "notify",
-           "remove_cosigner", "require_not_urged", "resolve_delegation", "sign", "transfer", "urge", "user_named"]
+__all__ = ["add_cosigners", "add_note", "delegate", "hold_for_cosigners", "lock_task", "notice", "notify",
+           "remove_cosigner", "require_not_urged", "resolve_delegation", "sign", "tell", "transfer", "urge",
+           "user_named"]

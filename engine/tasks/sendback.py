@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from engine import runtime
 from engine.errors import Conflict, EngineError, InstanceNotRunning, InvalidInput, NotYourTask, TaskNotFound
+from engine.notify.core import Note
 from engine.org.actors import Actor, actor_of
 from engine.org.models import User
 from engine.runtime.models import ProcessInstance
@@ -104,15 +105,17 @@ def preview(session: Session, *, task_id: int, actor: Actor, to: str | int = "pr
                                                        target, task))
 
 
-def _tell_cancelled(session: Session, actor: Actor, rows: list[HumanTask], target: HumanTask, reason: str) -> None:
+def _cancelled(actor: Actor, rows: list[HumanTask], target: HumanTask, reason: str) -> list[Note]:
+    notes = []
     for row in rows:
         people = [row.assignee_id] if row.assignee_id else [c.user_id for c in row.candidates if c.user_id]
         if not people and row.owner_id:
             people = [row.owner_id]
-        for user_id in dict.fromkeys(p for p in people if p is not None and p != actor.user_id):
-            operations.notify(session, user_id, "task_cancelled",
-                              f"{actor.display_name}退回到「{target.name}」，您的任务已取消: {row.name}", body=reason,
-                              link=f"/tasks/{row.id}")
+        notes += [operations.notice(user_id, "task_cancelled",
+                                    f"{actor.display_name}退回到「{target.name}」，您的任务已取消: {row.name}", body=reason,
+                                    link=f"/tasks/{row.id}", instance_id=row.instance_id)
+                  for user_id in dict.fromkeys(p for p in people if p is not None and p != actor.user_id)]
+    return notes
 
 
 def _asked_cosigners(session: Session, running: runtime.Running) -> list[HumanTask]:
@@ -165,15 +168,17 @@ def _reopen(session: Session, actor: Actor, target: HumanTask, action: str, reas
     if current is not None:
         operations.add_note(session, current, actor, action.split(".")[-1], reason)
     session.flush()
-    running.untold.clear()  # 退回 and 撤回 tell them in their own words (_tell_cancelled)
+    running.untold.clear()  # 退回 and 撤回 tell them in their own words (_cancelled)
     runtime.record(session, running, actor, action, after={
         "to_task_id": reopened.id, "to_bpmn_id": reopened.bpmn_id, "from_task_id": current.id if current else None,
         "reopened_from_task_id": target.id, "cancelled_task_ids": [r.id for r in cancels], "reason": reason,
         **runtime.waiting_summary(running)})
+    notes = _cancelled(actor, cancels + cosigners, reopened, reason)
     if reopened.assignee_id is not None and reopened.assignee_id != actor.user_id:
-        operations.notify(session, reopened.assignee_id, "task_sent_back", f"{actor.display_name}退回: {reopened.name}",
-                          body=reason, link=f"/tasks/{reopened.id}")
-    _tell_cancelled(session, actor, cancels + cosigners, reopened, reason)
+        notes.insert(0, operations.notice(reopened.assignee_id, "task_sent_back",
+                                          f"{actor.display_name}退回: {reopened.name}", body=reason,
+                                          link=f"/tasks/{reopened.id}", instance_id=reopened.instance_id))
+    operations.tell(session, notes)
     return reopened
 
 

@@ -221,7 +221,9 @@ def test_a_closed_issue_leaves_the_ladder(session: Session, people: dict[str, Ac
 
 
 def test_two_sweeps_at_once_never_repeat_a_step(factory: sessionmaker[Session], session: Session,
-                                                people: dict[str, Actor], frozen: Any) -> None:
+                                                people: dict[str, Actor], frozen: Any,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JZFLOW_NOTICE_CAP_RECIPIENT_HOUR", "10000")  # 600 notices to 张: each one counted, none dropped
     unit = session.scalar(select(OrgUnit).where(OrgUnit.code == "gxj"))
     assert unit is not None
     session.add_all([LedgerIssue(code=f"WT-2025-{n:04d}", title=f"问题{n}", unit_id=unit.id, status="in_progress",

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from engine import clock, deploy, notify, org
 from engine.notify import quota
-from engine.notify.models import OutboxMessage
+from engine.notify.models import NoticeCount, OutboxMessage
 from engine.org.actors import SYSTEM, actor_for
 from engine.runtime import instances, timers
 
@@ -96,16 +96,19 @@ def test_one_person_is_sent_at_most_the_recipient_cap_an_hour(session: Session, 
 
 def test_notices_of_the_engine_services_count_and_repeats_do_not(session: Session, world: dict[str, int],
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("JZFLOW_NOTICE_CAP_RECIPIENT_HOUR", "2")
+    monkeypatch.setenv("JZFLOW_NOTICE_CAP_RECIPIENT_HOUR", "3")
     zhang = world["zhang"]
     row = instances.start(session, process_key="nagging", actor=actor_for(session, "zhang"))
-    for key in ("urge:1", "urge:1", "urge:2", "urge:3", "urge:4"):
+    for key in ("urge:1", "urge:1", "urge:2"):
         notify.send(session, notify.Note(user_id=zhang, kind="urge", title="催办", key=key, instance_id=row.id))
-    for key in ("plan:1", "plan:2", "plan:3"):  # about no instance (a plan item's 督办): no model's doing, not capped
+    for key in ("plan:1", "plan:2", "plan:3"):  # about no instance (a plan item's 督办): counted for the person alone
         notify.send(session, notify.Note(user_id=zhang, kind="urge", title="督办", key=key))
+    notify.send(session, notify.Note(user_id=zhang, kind="urge", title="催办", key="urge:3", instance_id=row.id))
     session.commit()
-    assert _told(session, zhang, "urge") == 2 + 3  # the repeated urge:1 was no new notice: it took no room
-    assert quota.dropped(session, since=clock.now() - timedelta(hours=1)) == 2
+    assert _told(session, zhang, "urge") == 3  # the repeated urge:1 was no new notice: it took no room
+    assert quota.dropped(session, since=clock.now() - timedelta(hours=1)) == 3
+    counted = {scope: sent for scope, sent in session.execute(select(NoticeCount.scope, NoticeCount.sent))}
+    assert counted == {f"instance:{row.id}": 2, f"user:{zhang}": 3}  # the plan's notices took no room of the instance
 
 
 def test_the_caps_have_sane_defaults_and_refuse_nonsense(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -21,7 +21,7 @@ Login = Callable[[str], FlaskClient]
 
 def _notify(app: Flask, username: str, title: str, link: str | None) -> None:
     with db(app) as s:
-        operations.notify(s, actor_for(s, username).user_id or 0, "info", title, body="正文", link=link)
+        operations.notify(s, actor_for(s, username).user_id or 0, "info", title, body="正文", link=link, instance_id=None)
     assert run_outbox(app.extensions["jzflow.sessionmaker"]) >= 1
 
 
