@@ -14,14 +14,15 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
-from engine import clock, deploy, notify, tasks
+from engine import clock, deploy, notify, org, tasks
 from engine.notify import quota
 from engine.notify.models import NoticeCount, OutboxMessage
 from engine.org.actors import SYSTEM, Actor
 from engine.runtime import instances
 from engine.tasks import collab, operations, sendback
+from tests.engine.conftest import at_once
 from tests.engine.test_operations import THREE_STEPS, at_review, open_task
 
 
@@ -157,3 +158,27 @@ def test_a_completion_that_tells_no_one_touches_no_counter(session: Session, ins
     finally:
         event.remove(engine, "before_cursor_execute", seen)
     assert statements and not [s for s in statements if "notice_count" in s]
+
+
+@pytest.mark.concurrency
+def test_many_at_once_to_the_same_people_are_each_counted_once(pg_factory: sessionmaker[Session], frozen: Any,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Twelve units of work at once, each telling the same two people (in either order): the counters lose no count
+    and lock in one order (no deadlock); each person gets the cap's worth, the owners hear of each once."""
+    monkeypatch.setenv("JZFLOW_NOTICE_CAP_RECIPIENT_HOUR", "5")
+    with pg_factory() as s:
+        a, b = (org.add_user(s, username=u, display_name=u).id for u in ("jia", "yi"))
+        admin = org.add_user(s, username="root", display_name="管理员", is_admin=True).id
+        s.commit()
+
+    def work(i: int) -> None:
+        with pg_factory() as s:
+            people = [a, b] if i % 2 else [b, a]
+            notify.send_many(s, [notify.Note(user_id=u, kind="urge", title=f"催办{i}") for u in people])
+            s.commit()
+
+    assert at_once(12, work) == [None] * 12
+    with pg_factory() as s:
+        assert (_told(s, a, "urge"), _told(s, b, "urge")) == (5, 5)
+        assert quota.dropped(s, since=clock.now() - timedelta(hours=1)) == 14
+        assert _told(s, admin, "notice_cap") == 2  # once per person
