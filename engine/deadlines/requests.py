@@ -29,6 +29,7 @@ def withdraw(session: Session, *, user: User, task_ids: list[int], actor: Actor,
         ExtensionRequest.object_type == "task", ExtensionRequest.object_id.in_(task_ids),
         ExtensionRequest.requested_by_id == user.id, ExtensionRequest.status == "pending")
         .order_by(ExtensionRequest.id).with_for_update().execution_options(populate_existing=True)))
+    notes: list[notify.Note] = []
     for request in found:
         task = session.get(HumanTask, request.object_id)
         request.status, request.decided_at = "cancelled", now
@@ -40,11 +41,12 @@ def withdraw(session: Session, *, user: User, task_ids: list[int], actor: Actor,
                              "requested_due_at": request.requested_due_at},
                      after={"status": "cancelled", "reason": reason})
         name = task.name if task is not None else str(request.object_id)
-        notify.send(session, notify.Note(
+        notes.append(notify.Note(
             user_id=user.id, kind="extension", link="/inbox", instance_id=instance,
             title=f"您对“{name}”的延期申请已撤回 (extension request withdrawn)"[:300],
             body="您已调离该任务所属的单位或角色，任务已退回原单位的候选人，由接手的人另行申请延期。",
             key=f"extension-withdrawn:{request.id}"))
+    notify.send_many(session, notes)  # after every audit event: the notice counters are the last locks taken
     return [r.id for r in found]
 
 
