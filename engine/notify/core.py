@@ -131,7 +131,7 @@ def send_many(session: Session, notes: Sequence[Note], *, channels_: Sequence[st
               capped: bool = True) -> int:
     """Record notifications as outbox rows on each user's channels (flushes); return how many rows were added.
 
-    The one way a notice is made (tests/engine/test_notice_paths.py): each fresh one is counted against the hourly
+    The one way a notice is made (tests/engine/test_notice_shape.py): each fresh one is counted against the hourly
     caps of its person and its instance (engine.notify.quota) and dropped past them. `channels_`: these channels for
     every note, whatever the preferences (in-app only; a test of one's settings). `capped=False`: the caps' own note
     to the process owners only.
