@@ -151,11 +151,38 @@ def _machine_cpu() -> float:
     return busy / _TICKS
 
 
-def _wait_ready(port: int, server: subprocess.Popen[bytes], timeout: float = 60) -> None:
+# The repository's gunicorn.conf.py with one hook more: each worker says when it has loaded the app. The clients
+# connect only once every worker is up: connected while the first one alone was, their keep-alive connections would
+# all stay with it and the run would measure one worker (half the figure, in three of four runs before this).
+_CONFIG = """\
+import os, runpy
+from pathlib import Path
+globals().update({{k: v for k, v in runpy.run_path({conf!r}).items() if not k.startswith("__")}})
+
+
+def post_worker_init(worker):
+    Path({ready!r}, str(worker.pid)).touch()
+"""
+
+
+def _config(folder: Path) -> tuple[Path, Path]:
+    """A gunicorn config file in `folder` (the repository's, plus the ready hook) and the folder the hook writes to."""
+    ready = folder / "ready"
+    ready.mkdir(parents=True)
+    conf = folder / "gunicorn_bench.conf.py"
+    conf.write_text(_CONFIG.format(conf=str(_ROOT / "gunicorn.conf.py"), ready=str(ready)), encoding="utf-8")
+    return conf, ready
+
+
+def _wait_ready(port: int, server: subprocess.Popen[bytes], ready: Path, workers: int, timeout: float = 60) -> None:
+    """Wait until every worker has loaded the app and one of them answers."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.poll() is not None:
             raise SystemExit(f"gunicorn exited with {server.returncode}")
+        if sum(1 for _ in ready.iterdir()) < workers:
+            time.sleep(0.1)
+            continue
         try:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
             conn.request("GET", "/api/openapi.json")
@@ -216,13 +243,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             env["JZFLOW_REDIS_URL"] = args.redis
         env["JZFLOW_WEB_REUSE_PORT"] = "1" if args.reuse_port else "0"
         app = 'web:create_app({"JZFLOW_API_RATE_LIMIT": "100000000 per minute"})'
+        conf, ready = _config(Path(tmp) / "gunicorn")
         server = subprocess.Popen(  # nosec B603 # our own interpreter and arguments
-            [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(args.workers),
+            [sys.executable, "-m", "gunicorn", "--config", str(conf), "--bind", f"127.0.0.1:{port}",
+             "--workers", str(args.workers),
              "--max-requests", "0",  # no recycling mid-run: a recycled worker closes its clients' connections
              "--threads", str(args.threads), "--worker-class", "gthread", "--log-level", "warning", app],
             cwd=str(_ROOT), env=env)
         try:
-            _wait_ready(port, server)
+            _wait_ready(port, server, ready, args.workers)
             stop, measuring = threading.Event(), threading.Event()
             clients = [Client(port, client_tokens[c], client_tasks[c], stop, measuring, fresh=args.connection_per_request)
                        for c in range(args.clients)]
