@@ -5,8 +5,10 @@ Each change locks the person's row (after the administrators' lock, and the inst
 their work may move: the order of leaving.deactivate_user), so two administrators on the same person take turns;
 each carries `seen`, the version of the person the page showed (`version`), and is refused when the person changed
 since (Conflict, field seen) instead of overwriting the newer change. Each is audited with before and after, never a
-password. A person whose units and roles come from the directory (LDAP) or single sign-on keeps them as those give
-them: the next sync would undo a change made here.
+password. A person whose units and roles come from the directory (LDAP) or single sign-on keeps what those give them
+(`held_by_directory`): the next sync or login would undo a change made here. Single sign-on gives what its settings
+say it sends: the units with a unit claim, the roles with a roles claim — with JZFLOW_OIDC_ROLE_MAP only the roles it
+maps to (sso_users keeps the others an administrator gave) — and the rest is the administrator's to give here.
 """
 from __future__ import annotations
 
@@ -21,13 +23,58 @@ from werkzeug.security import generate_password_hash
 from engine import audit, clock
 from engine.db import advisory_lock
 from engine.errors import Conflict, InvalidInput, NotFound
-from engine.org import core, leaving
+from engine.org import core, leaving, oidc
 from engine.org.actors import Actor
 from engine.org.models import Membership, OrgUnit, Role, User
 from engine.org.token_models import ApiToken
 from engine.tasks import handover
 
 MANAGED = {"ldap": "LDAP目录同步", "oidc": "统一身份认证"}  # User.source: who gives this person units and roles
+
+
+@dataclass(frozen=True)
+class Held:
+    """What of a person's units and roles their directory gives them (and takes away): not changed here."""
+
+    by: str  # the directory's name, as shown ("" for a person jzflow alone manages)
+    units: bool  # their units
+    roles: frozenset[str] | None  # the codes of the roles it gives; None: every role
+
+
+NOTHING_HELD = Held("", units=False, roles=frozenset())
+
+
+def held_by_directory(user: User) -> Held:
+    """Return what the person's directory gives them: LDAP all of it; single sign-on what its claims carry."""
+    by = MANAGED.get(user.source or "")
+    if by is None:
+        return NOTHING_HELD
+    if user.source != "oidc":
+        return Held(by, units=True, roles=None)
+    try:
+        settings = oidc.load_settings()
+    except oidc.SsoError:  # settings that do not load tell nothing of what the provider sends: all of it stays
+        return Held(by, units=True, roles=None)
+    if not settings.roles_claim:
+        roles: frozenset[str] | None = frozenset()
+    else:
+        roles = frozenset(settings.role_map.values()) if settings.role_map else None
+    return Held(by, units=bool(settings.unit_claim), roles=roles)
+
+
+def _refuse_held(user: User, was: Person, units: list[str], roles: list[str]) -> None:
+    held = held_by_directory(user)
+    if held.units and units != was.units:
+        raise InvalidInput(f"此人员的单位由{held.by}管理，在此修改会在下次同步或登录时被覆盖，请在目录中修改 "
+                           f"(units: managed by {user.source}; the next sync would undo a change made here)",
+                           field="units")
+    changed = set(roles) ^ set(was.roles)
+    theirs = changed if held.roles is None else changed & held.roles
+    if theirs:
+        hint = ("；若统一身份认证不提供角色，请运维将 JZFLOW_OIDC_ROLES_CLAIM 设为空，"
+                "或用 JZFLOW_OIDC_ROLE_MAP 指明由其管理的角色" if user.source == "oidc" and held.roles is None else "")
+        raise InvalidInput(f"角色 {'、'.join(sorted(theirs))} 由{held.by}管理，请在目录中修改{hint} "
+                           f"(roles: managed by {user.source})", field="roles")
 
 
 @dataclass(frozen=True)
@@ -104,10 +151,7 @@ def set_memberships(session: Session, *, user_id: int, unit_codes: list[str], ro
     user = was.user
     was_admin = user.is_admin
     wanted_units, wanted_roles = sorted(u.code for u in units), sorted(r.code for r in roles)
-    if user.source in MANAGED and (wanted_units != was.units or wanted_roles != was.roles):
-        raise InvalidInput(f"此人员的单位和角色由{MANAGED[user.source]}管理，在此修改会在下次同步时被覆盖，请在目录中修改 "
-                           f"(units: managed by {user.source}; the next sync would undo a change made here)",
-                           field="units")
+    _refuse_held(user, was, wanted_units, wanted_roles)
     if user.is_admin and not is_admin and user.is_active and leaving._last_admin(session, user):
         raise InvalidInput("不能取消最后一位在用的管理员的管理员身份，请先添加另一位管理员 (is_admin: the last active "
                            "administrator)", field="is_admin")

@@ -424,3 +424,70 @@ def test_a_head_moved_by_an_administrator_leaves_the_unit_headless_and_its_leade
     assert len(moved) == 1 and (moved[0].before or {})["leader_id"] == fg.id
     told = [m.payload for m in session.scalars(select(OutboxMessage).where(OutboxMessage.kind == "in_app"))]
     assert any(t["user_id"] == zr.id and "负责人" in str(t["title"]) for t in told)
+
+
+def _sso_person(s: Session, monkeypatch: pytest.MonkeyPatch, **env: str) -> User:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    fg = _user(s, "fg")
+    fg.source = "oidc"
+    s.commit()
+    return fg
+
+
+@pytest.mark.usefixtures("review_org")
+def test_an_sso_person_gets_from_the_administrator_the_roles_the_role_map_leaves_to_them(
+        session: Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The provider's "approver" is the role reviewer here: reviewer is the provider's to give and take, leader is not
+    # (sso_users keeps the roles an administrator gave outside the map), so 编辑人员 gives leader and keeps reviewer.
+    fg = _sso_person(session, monkeypatch, JZFLOW_OIDC_ROLE_MAP="approver=reviewer")
+    admin = actor_for(session, "admin")
+    done = staffing.set_memberships(session, user_id=fg.id, unit_codes=["fgj"], role_codes=["leader", "reviewer"],
+                                    is_admin=False, seen=_seen(session, "fg"), actor=admin)
+    session.commit()
+    assert done.roles == ["leader", "reviewer"]
+    assert staffing.held_by_directory(fg) == staffing.Held("统一身份认证", units=True, roles=frozenset({"reviewer"}))
+    # the provider's own role stays the provider's: taking it away here is refused, naming roles
+    with pytest.raises(InvalidInput) as refused:
+        staffing.set_memberships(session, user_id=fg.id, unit_codes=["fgj"], role_codes=["leader"], is_admin=False,
+                                 seen=_seen(session, "fg"), actor=admin)
+    assert refused.value.details.get("field") == "roles" and "reviewer" in refused.value.message
+    session.rollback()
+    assert staffing.person(session, _user(session, "fg")).roles == ["leader", "reviewer"]
+
+
+@pytest.mark.usefixtures("review_org")
+def test_an_sso_person_whose_provider_sends_no_roles_or_units_is_staffed_here(
+        session: Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A deployment whose provider sends neither claim turns them off: the administrator gives units and roles.
+    fg = _sso_person(session, monkeypatch, JZFLOW_OIDC_ROLES_CLAIM="", JZFLOW_OIDC_UNIT_CLAIM="")
+    done = staffing.set_memberships(session, user_id=fg.id, unit_codes=["zrzy"], role_codes=["leader"],
+                                    is_admin=False, seen=_seen(session, "fg"), actor=actor_for(session, "admin"))
+    session.commit()
+    assert done.units == ["zrzy"] and done.roles == ["leader"]
+    assert staffing.held_by_directory(fg) == staffing.Held("统一身份认证", units=False, roles=frozenset())
+
+
+@pytest.mark.usefixtures("review_org")
+def test_an_sso_person_with_roles_from_the_provider_and_units_from_here(
+        session: Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    fg = _sso_person(session, monkeypatch, JZFLOW_OIDC_UNIT_CLAIM="")
+    admin = actor_for(session, "admin")
+    done = staffing.set_memberships(session, user_id=fg.id, unit_codes=["zrzy"], role_codes=["reviewer"],
+                                    is_admin=False, seen=_seen(session, "fg"), actor=admin)
+    session.commit()
+    assert done.units == ["zrzy"]
+    with pytest.raises(InvalidInput) as refused:  # every role is the provider's: no map names which
+        staffing.set_memberships(session, user_id=fg.id, unit_codes=["zrzy"], role_codes=["leader"], is_admin=False,
+                                 seen=_seen(session, "fg"), actor=admin)
+    assert refused.value.details.get("field") == "roles" and "JZFLOW_OIDC_ROLES_CLAIM" in refused.value.message
+    session.rollback()
+    assert staffing.person(session, _user(session, "fg")).roles == ["reviewer"]
+
+
+@pytest.mark.usefixtures("review_org")
+def test_a_misconfigured_sign_on_leaves_an_sso_person_as_the_provider_gives_them(
+        session: Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    # settings that do not load (an unknown JZFLOW_OIDC_LINK) say nothing of what the provider sends: all of it stays
+    fg = _sso_person(session, monkeypatch, JZFLOW_OIDC_LINK="nonsense", JZFLOW_OIDC_ROLES_CLAIM="")
+    assert staffing.held_by_directory(fg) == staffing.Held("统一身份认证", units=True, roles=None)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from engine.audit.models import AuditEvent
+from engine.org import staffing
 from engine.org.models import OrgUnit, User
 from engine.org.token_models import ApiToken
 from tests.web.flows import Api, db, post, token_for, user_id
@@ -154,3 +156,43 @@ def test_reactivation_from_the_page(app: Flask, login: Login) -> None:
     with db(app) as s:
         user = s.get(User, st)
         assert user is not None and user.is_active
+
+
+def _form_values(page: str, name: str) -> list[str]:
+    """What the browser sends for `name`: selected options of an enabled select (not disabled ones), hidden inputs."""
+    sent = re.findall(rf'<input type="hidden" name="{name}" value="([^"]+)">', page)
+    select = re.search(rf'<select name="{name}"[^>]*>(.*?)</select>', page, re.S)
+    assert select is not None
+    if " disabled" not in select.group(0).split(">", 1)[0]:
+        sent += [m.group(1) for m in re.finditer(r'<option value="([^"]+)"[^>]*>', select.group(1))
+                 if " selected" in m.group(0) and " disabled" not in m.group(0)]
+    return sent
+
+
+def test_an_sso_person_gets_roles_the_provider_does_not_give_and_keeps_those_it_does(
+        app: Flask, login: Login, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JZFLOW_OIDC_ROLE_MAP", "approver=reviewer")  # the provider gives reviewer, nothing else
+    fg = user_id(app, "fg")
+    with db(app) as s:
+        person = s.get(User, fg)
+        assert person is not None
+        person.source = "oidc"
+        s.commit()
+    admin = login("admin")
+    page = admin.get(f"/admin/users/{fg}").get_data(as_text=True)
+    assert "角色 reviewer 由统一身份认证管理" in page
+    assert re.search(r'<option value="reviewer"[^>]* selected disabled', page)  # shown, not the admin's to change
+    assert _form_values(page, "roles") == ["reviewer"] and _form_values(page, "units") == ["fgj"]
+    added = post(admin, f"/admin/users/{fg}/memberships",
+                 {"units": _form_values(page, "units"), "roles": [*_form_values(page, "roles"), "leader"],
+                  "seen": _seen(admin, fg)}, page="/admin")
+    assert added.status_code == 302
+    # a hand-made form dropping the provider's role is refused, naming it, and changes nothing
+    dropped = post(admin, f"/admin/users/{fg}/memberships", {"units": ["fgj"], "roles": ["leader"],
+                                                              "seen": _seen(admin, fg)}, page="/admin")
+    assert dropped.status_code == 422 and "reviewer" in dropped.get_data(as_text=True)
+    with db(app) as s:
+        assert s.scalar(select(func.count()).select_from(AuditEvent).where(
+            AuditEvent.action == "org.user.edit")) == 1
+        person = s.get(User, fg)
+        assert person is not None and staffing.person(s, person).roles == ["leader", "reviewer"]

@@ -22,7 +22,7 @@ def _page(user_id: int, *, password: str | None = None, status: int = 200) -> Re
     shown = staffing.person_of(session, user_id)
     user = shown.user
     response = render_template("admin/person.html", person=shown, units=org.units(session), roles=org.roles(session),
-                               managed=staffing.MANAGED.get(user.source or ""), password=password)
+                               held=staffing.held_by_directory(user), password=password)
     # A generated password is shown once: never cached.
     return response, status, {"Cache-Control": "no-store"}
 
