@@ -49,6 +49,14 @@ class TokenExpired(EngineError):
     http_status = 401
 
 
+class PasswordChangeRequired(EngineError):
+    """A bearer token of a person who must first change the temporary password an administrator set: refused as a
+    credential (told apart from an unknown one), and revoked when they change it (engine.org.core.change_password)."""
+
+    code = "password_change_required"
+    http_status = 401
+
+
 class Forbidden(EngineError):
     code = "forbidden"
     http_status = 403

@@ -13,6 +13,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from engine import audit
 from engine.db import advisory_lock
 from engine.errors import Conflict, Forbidden, InvalidInput, NotFound
+from engine.org import tokens
 from engine.org.actors import SYSTEM, Actor
 from engine.org.models import Membership, OrgUnit, Role, User
 
@@ -264,7 +265,8 @@ def log_out(session: Session, *, actor: Actor, address: str | None, single_sign_
 
 
 def change_password(session: Session, *, user_id: int, current: str, new: str, actor: Actor) -> User:
-    """Change one's own password after checking the current one; every other session ends (flushes).
+    """Change one's own password after checking the current one; every other session ends (flushes). Leaving a
+    temporary password an administrator set, every API token of theirs it held back (tokens.temporary) is revoked.
 
     Raises: NotFound, Forbidden, InvalidInput
     """
@@ -280,13 +282,17 @@ def change_password(session: Session, *, user_id: int, current: str, new: str, a
                            "characters)", field="new_password")
     if new == current:
         raise InvalidInput("新密码不能与当前密码相同 (new password: same as the current one)", field="new_password")
+    # Tokens from before the reset were refused until now; the reset may have followed a compromise, so they do not
+    # come back with the change: their holder issues new ones (one made since the reset is none: it revoked them).
+    held_back = tokens.temporary(user.username, must_change=user.must_change_password)
     user.password_hash = generate_password_hash(new)
     user.must_change_password = False  # the temporary one an administrator set is changed
     user.session_epoch += 1
+    revoked = tokens.revoke_live(session, user.id) if held_back else 0
     session.flush()
     # Never the password or its hash in the audit trail.
     audit.record(session, actor, "org.user.password", stream=f"user:{user.id}", object_type="app_user",
-                 object_id=user.id, after={"sessions_ended": True})
+                 object_id=user.id, after={"sessions_ended": True, **({"tokens_revoked": revoked} if revoked else {})})
     return user
 
 

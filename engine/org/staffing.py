@@ -20,13 +20,12 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 from werkzeug.security import generate_password_hash
 
-from engine import audit, clock
+from engine import audit
 from engine.db import advisory_lock
 from engine.errors import Conflict, InvalidInput, NotFound
-from engine.org import core, leaving, oidc
+from engine.org import core, leaving, oidc, tokens
 from engine.org.actors import Actor
 from engine.org.models import Membership, OrgUnit, Role, User
-from engine.org.token_models import ApiToken
 from engine.tasks import handover
 
 MANAGED = {"ldap": "LDAP目录同步", "oidc": "统一身份认证"}  # User.source: who gives this person units and roles
@@ -240,12 +239,6 @@ def set_unit_mark(session: Session, *, user_id: int, unit_code: str, mark: str, 
 MAX_GENERATED = 16
 
 
-def _revoke_tokens(session: Session, user: User) -> int:
-    """Revoke every live API token of `user` (its row locked by the caller); return how many."""
-    return session.execute(update(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
-                           .values(revoked_at=clock.now())).rowcount or 0  # type: ignore[attr-defined]
-
-
 def reset_password(session: Session, *, user_id: int, password: str | None, seen: str | None,
                    actor: Actor) -> tuple[Person, str | None, int]:
     """Set a temporary password (or generate one, returned once: never stored in clear nor audited); every session
@@ -273,7 +266,7 @@ def reset_password(session: Session, *, user_id: int, password: str | None, seen
     user.password_hash = generate_password_hash(password)
     user.session_epoch += 1
     user.must_change_password = True
-    revoked = _revoke_tokens(session, user)
+    revoked = tokens.revoke_live(session, user.id)
     session.flush()
     # Never the password or its hash in the audit trail.
     audit.record(session, actor, "org.user.password_reset", stream=f"user:{user.id}", object_type="app_user",
@@ -294,7 +287,7 @@ def reactivate(session: Session, *, user_id: int, seen: str | None, actor: Actor
     user = was.user
     if user.is_active:
         return was, 0
-    revoked = _revoke_tokens(session, user)
+    revoked = tokens.revoke_live(session, user.id)
     user.is_active = True
     session.flush()
     audit.record(session, actor, "org.user.reactivate", stream=f"user:{user.id}", object_type="app_user",

@@ -17,7 +17,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from engine import audit, clock, config, direct
-from engine.errors import Forbidden, InvalidInput, NotFound, TokenExpired, UserNotFound
+from engine.errors import Forbidden, InvalidInput, NotFound, PasswordChangeRequired, TokenExpired, UserNotFound
 from engine.org import oidc
 from engine.org.actors import Actor, actor_from, actor_of, with_holdings
 from engine.org.models import User
@@ -111,7 +111,7 @@ def issue(session: Session, user: User, name: str, *, actor: Actor | None = None
     session.refresh(user, ["is_active", "must_change_password"], with_for_update=True)
     if not user.is_active:
         raise InvalidInput("用户已停用 (the user is deactivated)", field="user")
-    if user.must_change_password and oidc.load_settings().allows_password(user.username):
+    if temporary(user.username, must_change=user.must_change_password):
         # An administrator reset the password (after a compromise, perhaps): until its owner has changed it, the
         # temporary password, known to two, must not become a credential that outlives it. Not while single sign-on
         # keeps this person's password from opening a login at all: then it is no way in.
@@ -135,6 +135,13 @@ def issue(session: Session, user: User, name: str, *, actor: Actor | None = None
     return plaintext
 
 
+def temporary(username: str, *, must_change: bool) -> bool:
+    """Tell whether a person's password is a temporary one an administrator set that opens a login: no token of theirs
+    is issued nor honoured until they change it. Not while single sign-on keeps their password from opening a login
+    (oidc.Settings.allows_password): then it is no way in, and their tokens stand."""
+    return must_change and oidc.load_settings().allows_password(username)
+
+
 def owner(session: Session, username: str) -> User:
     """Return the active user a token is to be issued to.
 
@@ -150,7 +157,7 @@ def owner(session: Session, username: str) -> User:
 # entities: an API request needs the Actor only, and loading two entities into the session cost more than the read.
 _TOKEN_ACTOR = (with_holdings(select(ApiToken.id.label("token_id"), ApiToken.last_used_at, ApiToken.expires_at,
                                      ApiToken.scope, User.id, User.username, User.display_name, User.is_admin,
-                                     User.is_active)
+                                     User.is_active, User.must_change_password)
                               .join(User, User.id == ApiToken.user_id))
                 .where(ApiToken.token_hash == bindparam("token_hash"), ApiToken.revoked_at.is_(None)))
 _TOKEN_READ = direct.Prepared(_TOKEN_ACTOR, named=True)
@@ -173,7 +180,8 @@ def authenticate_scoped(session: Session, plaintext: str) -> tuple[Actor, str] |
     One read: the token, its user and the user's org units and roles. last_used_at is written at most once per
     TOUCH_INTERVAL, in the request's transaction (never for an expired token).
 
-    Raises: TokenExpired (the token is known and live but past its expiry: its holder is told to issue a new one)
+    Raises: TokenExpired (the token is known and live but past its expiry: its holder is told to issue a new one),
+    PasswordChangeRequired (its owner's password is a temporary one an administrator set: `temporary`)
     """
     if not plaintext.startswith(PREFIX) or len(plaintext) > 200:
         return None
@@ -184,6 +192,13 @@ def authenticate_scoped(session: Session, plaintext: str) -> tuple[Actor, str] |
     first = rows[0]
     if not first.is_active:
         return None
+    if temporary(first.username, must_change=first.must_change_password):
+        # A token from before the reset (one made since is revoked by it, and none is issued until the change): the
+        # reset may follow a compromise, so it stops now, and the change revokes it (core.change_password).
+        raise PasswordChangeRequired(
+            f"令牌所属用户 {first.username} 的密码已由管理员重置，此令牌不再可用：请先修改密码，再创建新令牌 (the owner's "
+            "password was reset by an administrator: this token no longer works; change the password, then issue a new "
+            "token)", username=first.username)
     now = clock.now()
     if now >= clock.as_utc(first.expires_at):
         raise TokenExpired("令牌已过期，请创建新令牌 (the token has expired: issue a new one)",
@@ -210,6 +225,12 @@ def revoke(session: Session, *, token_id: int, actor: Actor) -> ApiToken:
     return token
 
 
+def revoke_live(session: Session, user_id: int) -> int:
+    """Revoke every live token of a user (a password reset, 启用, leaving a temporary password); return how many."""
+    return session.execute(update(ApiToken).where(ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None))
+                           .values(revoked_at=clock.now())).rowcount or 0  # type: ignore[attr-defined]
+
+
 def listing(session: Session, actor: Actor, *, user_id: int | None = None) -> Sequence[tuple[ApiToken, User]]:
     """Return tokens with their owners: an admin's view of everyone's (or one user's), others only their own."""
     q = select(ApiToken, User).join(User, User.id == ApiToken.user_id)
@@ -221,4 +242,5 @@ def listing(session: Session, actor: Actor, *, user_id: int | None = None) -> Se
 
 
 __all__ = ["READ", "READ_WRITE", "SCOPES", "authenticate", "authenticate_scoped", "default_days", "digest", "issue",
-           "lifetime", "listing", "max_days", "offered_days", "owner", "revoke", "scope_of"]
+           "lifetime", "listing", "max_days", "offered_days", "owner", "revoke", "revoke_live", "scope_of",
+           "temporary"]

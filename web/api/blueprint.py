@@ -19,7 +19,7 @@ from limits import parse as parse_limit
 from sqlalchemy.exc import DBAPIError
 
 from engine.audit import audit_views
-from engine.errors import InvalidInput, TokenExpired
+from engine.errors import InvalidInput, PasswordChangeRequired, TokenExpired
 from engine.org import tokens
 from web import guards
 from web.common import db_session
@@ -88,6 +88,9 @@ def _authenticate() -> ResponseReturnValue | None:
         except TokenExpired as expired:
             return unauthorized(expired.message, expired.code,
                                 ', error="invalid_token", error_description="The access token expired"', **expired.details)
+        except PasswordChangeRequired as held:  # its owner's password was reset: until changed, no token of theirs
+            return unauthorized(held.message, held.code, ', error="invalid_token", error_description="The owner must '
+                                'change the password an administrator reset"', **held.details)
         if found is None:
             return _unknown_token()
         # last_used_at is flushed into the request's unit of work: the view's commit carries it, and a

@@ -140,7 +140,8 @@ def _error(description: str, schema: str = "Error", headers: dict[str, Any] | No
 
 RESPONSES = {
     "BadRequest": _error("Malformed request or missing CSRF token (session-cookie callers)"),
-    "Unauthorized": _error("No valid bearer token and no session; `token_expired`: the token is past its expiry"),
+    "Unauthorized": _error("No valid bearer token and no session; `token_expired`: the token is past its expiry; "
+                           "`password_change_required`: its owner's password was reset by an administrator"),
     "Forbidden": _error("Not allowed on an object the caller may see (e.g. a task they are not a candidate for: "
                         "not_your_task, the message says why); on a POST with a read-only token: token_read_only, "
                         "before anything is looked at"),
