@@ -4,8 +4,10 @@ A request is its asker's plea about their own workload. When a move (调岗, eng
 back to its unit's pool, the pending request they asked on it goes with them: cancelled (status `cancelled`, no
 decider, as engine.runtime.linked cancels the requests of a step that closes), audited on the instance's stream
 (`supervision.extension_cancel`, with the reason of the move) and its asker told; whoever takes the step over asks
-for themselves. A leader deciding it at the same moment takes turns on the request's row: one decides it, or finds
-it cancelled (Conflict, plan.supervision.actions.decide_extension).
+for themselves. A 停用 (engine.org.leaving.deactivate_user) withdraws every pending request of theirs the same way,
+telling nobody: the asker is gone, and their steps go to whoever takes them over. A leader deciding one at the same
+moment takes turns on the request's row: one decides it, or finds it cancelled (Conflict,
+plan.supervision.actions.decide_extension).
 """
 from __future__ import annotations
 
@@ -19,16 +21,20 @@ from engine.org.models import User
 from engine.tasks.models import HumanTask
 
 
-def withdraw(session: Session, *, user: User, task_ids: list[int], actor: Actor, reason: str) -> list[int]:
-    """Cancel the pending 申请延期 `user` asked on these tasks (flushes); one audit event and one notice each.
-    Returns the ids of the requests cancelled."""
-    if not task_ids:
+def withdraw(session: Session, *, user: User, task_ids: list[int] | None, actor: Actor, reason: str,
+             tell: bool = True) -> list[int]:
+    """Cancel the pending 申请延期 `user` asked on these tasks (None: on any step; flushes); one audit event each,
+    and one notice each unless `tell` is False. Returns the ids of the requests cancelled."""
+    if task_ids is not None and not task_ids:
         return []
     now = clock.now()
-    found = list(session.scalars(select(ExtensionRequest).where(
-        ExtensionRequest.object_type == "task", ExtensionRequest.object_id.in_(task_ids),
-        ExtensionRequest.requested_by_id == user.id, ExtensionRequest.status == "pending")
-        .order_by(ExtensionRequest.id).with_for_update().execution_options(populate_existing=True)))
+    asked = select(ExtensionRequest).where(ExtensionRequest.object_type == "task",
+                                           ExtensionRequest.requested_by_id == user.id,
+                                           ExtensionRequest.status == "pending")
+    if task_ids is not None:
+        asked = asked.where(ExtensionRequest.object_id.in_(task_ids))
+    found = list(session.scalars(asked.order_by(ExtensionRequest.id).with_for_update()
+                                 .execution_options(populate_existing=True)))
     notes: list[notify.Note] = []
     for request in found:
         task = session.get(HumanTask, request.object_id)
@@ -46,7 +52,8 @@ def withdraw(session: Session, *, user: User, task_ids: list[int], actor: Actor,
             title=f"您对“{name}”的延期申请已撤回 (extension request withdrawn)"[:300],
             body="您已调离该任务所属的单位或角色，任务已退回原单位的候选人，由接手的人另行申请延期。",
             key=f"extension-withdrawn:{request.id}"))
-    notify.send_many(session, notes)  # after every audit event: the notice counters are the last locks taken
+    if tell:
+        notify.send_many(session, notes)  # after every audit event: the notice counters are the last locks taken
     return [r.id for r in found]
 
 

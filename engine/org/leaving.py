@@ -3,7 +3,8 @@
 The one way a person is deactivated, whoever asks: 管理 → 停用 (the web), `jzflow deactivate-user`, and the directory
 sync for a person who left the directory. Their sessions and API tokens stop working at once
 (core.deactivate_account); their open tasks go to the successor (接手人) the administrator names, else back to their
-candidates or their unit's (engine.tasks.handover), each audited; and the application's own open items that name
+candidates or their unit's (engine.tasks.handover), each audited, and the 申请延期 they asked and still pending is
+withdrawn (engine.deadlines.requests.withdraw, audited, no notice); and the application's own open items that name
 them as the one responsible (the plan: an issue's 责任人, a lead's handler, and the 责任领导 of its open items) go the
 same way, through the hooks the application registered in `HANDOVERS` (the engine knows no such item by itself). A unit
 whose head (负责人, `leader_id`) or responsible leader (责任领导, `responsible_leader_id`) they are loses that mark, as
@@ -77,6 +78,7 @@ class Leaving:
     items: list[Item] = field(default_factory=list)  # the application's items handed over (HANDOVERS)
     items_stuck: list[Item] = field(default_factory=list)  # its items nobody else could take, left where they were
     units: list[int] = field(default_factory=list)  # units whose head or responsible leader they were (now none)
+    cancelled: list[int] = field(default_factory=list)  # their pending 申请延期, withdrawn (ExtensionRequest ids)
 
 
 def first_unit(session: Session, user_id: int) -> OrgUnit | None:
@@ -189,6 +191,9 @@ def deactivate_user(session: Session, *, user_id: int, actor: Actor = SYSTEM, su
         raise InvalidInput(f"有 {len(stuck)} 项事项除此人外无人可负责（{shown}），请指定接手人 (successor: {len(stuck)} "
                            "open items have no one else to take them; name a successor)", field="successor",
                            items=[f"{i.kind}:{i.id}" for i in stuck])
+    # Their pending 申请延期 withdrawn, before their steps go (whoever takes one asks for themselves): the request
+    # rows locked before the task rows, as a leader deciding one at the same moment takes them (decide_extension).
+    cancelled = requests.withdraw(session, user=user, task_ids=None, actor=actor, reason=reason, tell=False)
     done = handover.hand_over(session, user_id=user.id, unit_id=unit.id if unit else None, actor=actor,
                               reason=reason, successor=taker, refuse_stuck=refuse_stuck)
     units = _unmark_units(session, user, actor, reason)  # before the hooks: the ladder they consult skips them
@@ -200,7 +205,7 @@ def deactivate_user(session: Session, *, user_id: int, actor: Actor = SYSTEM, su
         stuck += left
     core.deactivate_account(session, user=user, actor=actor)
     return Leaving(user=user, unit=unit, successor=taker, handed_over=done.touched, stuck=done.stuck, items=items,
-                   items_stuck=stuck, units=units)
+                   items_stuck=stuck, units=units, cancelled=cancelled)
 
 
 @dataclass(frozen=True)
