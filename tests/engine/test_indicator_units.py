@@ -15,6 +15,7 @@ from engine.org.actors import Actor, actor_for
 from engine.org.models import OrgUnit
 from plan import indicators
 from plan.indicators.models import Indicator, IndicatorValue
+from plan.indicators.preview import enterable, reach
 from tests import dashboard_data
 from tests.engine.test_supervision_races import Race, race  # noqa: F401  (its fixture: works at once)
 
@@ -182,3 +183,18 @@ def test_the_unit_an_indicator_names_as_its_source_enters_it_too(data: Session, 
         indicators.save_form(data, period=PERIOD, values={"investment_partners": ("9", "统计局")}, actor=tjj,
                              seen=indicators.period_version(data, PERIOD, actor=tjj))
     assert figures(data).get("investment_partners") != Decimal(9)
+
+
+def test_a_parent_units_officer_enters_only_its_own_indicators_not_its_sub_units(data: Session, fgj: Actor) -> None:
+    """A member acts for the units they belong to (as project entry, plan/projects/entry.py); only a leader's area
+    (engine.org.area: the units they head or are responsible for) takes in sub-units, to supervise, not to enter."""
+    gxj = data.scalar(select(OrgUnit).where(OrgUnit.code == "gxj"))
+    parent = data.scalar(select(OrgUnit).where(OrgUnit.code == "fgj"))
+    assert gxj is not None and parent is not None
+    gxj.parent_id = parent.id  # 工信局 under 发改局, for the test
+    data.flush()
+    codes = {i.code for i in enterable(data, 2025, reach(data, fgj))}
+    assert "tertiary_share" in codes and "scale_smart_appliances" not in codes
+    org.add_user(data, username="gx_data", display_name="工信数据员", unit_codes=["gxj"], role_codes=["data_officer"])
+    codes = {i.code for i in enterable(data, 2025, reach(data, actor_for(data, "gx_data")))}
+    assert "scale_smart_appliances" in codes and "tertiary_share" not in codes  # nor upwards, to the parent's
