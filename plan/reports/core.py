@@ -37,6 +37,8 @@ STALE_PENDING = timedelta(seconds=30)  # a run nobody picked up (its kick was lo
 FORMATS = ("xlsx", "pdf")  # the files a run produces (ReportRun's deferred columns)
 ISSUE_HEAD = ("排名", "责任单位", "新增", "在办", "本期办结", "逾期", "超期办结", "累计", "累计办结", "销号率")
 PROJECT_HEAD = ("排名", "责任单位", "项目数", "新增", "签约", "开工", "竣工", "投产", "滞后")
+UNIT_WIDTH = 90  # mm: the 责任单位 column of the PDF's tables, its names wrapped inside (landscape A4 leaves 267)
+UNIT_TEXT = 300  # characters of a unit's name in the PDF
 
 
 @dataclass
@@ -225,13 +227,19 @@ def to_pdf(report: Report) -> bytes:
     out = io.BytesIO()
     doc = SimpleDocTemplate(out, pagesize=landscape(A4), leftMargin=15 * mm, rightMargin=15 * mm, topMargin=12 * mm,
                             bottomMargin=12 * mm, title=report.title, author="胶州经济工作流")
-    issues = [list(ISSUE_HEAD)] + [_issue_row(x) for x in report.issues] + [_issue_row(report.totals())]
-    projects = [list(PROJECT_HEAD)] + [_project_row(x) for x in report.projects]
-    story: list[Any] = [Paragraph(report.title, h1), Paragraph(_subtitle(report), small),
-                        Paragraph("一、问题台账办理情况（按销号率排名）", h2),
-                        Table(issues, repeatRows=1, style=style, hAlign="LEFT"),
+    cell = ParagraphStyle("cell", fontName=font, fontSize=9, leading=12)
+
+    def table(head: tuple[str, ...], rows: list[list[Any]]) -> Any:
+        # The unit's name wraps inside its column (escaped: it is an org unit's name, any text an admin typed);
+        # the figures' columns keep their natural width
+        body = [[*row[:1], Paragraph(documents_pdf.text(row[1], UNIT_TEXT), cell), *row[2:]] for row in rows]
+        return Table([list(head), *body], colWidths=[None, UNIT_WIDTH * mm, *[None] * (len(head) - 2)], repeatRows=1,
+                     style=style, hAlign="LEFT", splitInRow=1)
+    issues = [_issue_row(x) for x in report.issues] + [_issue_row(report.totals())]
+    story: list[Any] = [Paragraph(documents_pdf.text(report.title, 300), h1), Paragraph(_subtitle(report), small),
+                        Paragraph("一、问题台账办理情况（按销号率排名）", h2), table(ISSUE_HEAD, issues),
                         Spacer(1, 6 * mm), Paragraph("二、项目推进情况（按滞后项目数排名）", h2)]
-    story += [Table(projects, repeatRows=1, style=style, hAlign="LEFT")] if report.projects else \
+    story += [table(PROJECT_HEAD, [_project_row(x) for x in report.projects])] if report.projects else \
         [Paragraph("本期无项目。", small)]
     doc.build(story)
     return out.getvalue()

@@ -278,3 +278,38 @@ def test_a_worker_that_stopped_answering_is_replaced_and_cannot_undo_its_success
     assert reports.run_file(session, run_id, "pdf", ledger["officer"]) is not None
     told = session.scalars(select(OutboxMessage).where(OutboxMessage.kind == "in_app")).all()
     assert [m.payload["title"] for m in told] == [f"报表已生成: {done.title}"]
+
+
+LONG_UNIT = "胶州市经济技术开发区管理委员会招商引资和项目建设服务中心重点项目推进督导工作专班第三工作组（临时机构）" * 2
+
+
+def _words(pdf: bytes, tmp_path: Path) -> tuple[float, list[tuple[float, float, str]]]:
+    """Return a PDF's first page width and its words with their left and right edges (pdftotext -bbox)."""
+    import re
+    path = tmp_path / "report.pdf"
+    path.write_bytes(pdf)
+    html = subprocess.run(["pdftotext", "-bbox", str(path), "-"], capture_output=True, check=True).stdout.decode()
+    width = float(re.search(r'<page width="([\d.]+)"', html).group(1))  # type: ignore[union-attr]
+    words = [(float(a), float(b), w) for a, b, w in
+             re.findall(r'<word xMin="([\d.]+)" yMin="[\d.]+" xMax="([\d.]+)" yMax="[\d.]+">([^<]*)</word>', html)]
+    return width, words
+
+
+def test_a_long_unit_name_wraps_inside_its_column(session: Session, ledger: dict[str, Actor], tmp_path: Path) -> None:
+    """A unit's name longer than its column went on across the figures and off the page; it wraps in its cell."""
+    unit = session.scalar(select(OrgUnit).where(OrgUnit.name == "工业和信息化局"))
+    assert unit is not None
+    unit.name = LONG_UNIT
+    session.flush()
+    start, end, _ = reports.period("weekly", date(2025, 9, 26))
+    pdf = reports.to_pdf(reports.build(session, kind="weekly", start=start, end=end))
+    if shutil.which("pdftotext") is None:
+        pytest.skip("pdftotext (poppler-utils) is not installed: the text check needs it")
+    width, words = _words(pdf, tmp_path)
+    margin = 15 * 72 / 25.4
+    assert words and all(left >= margin - 1 and right <= width - margin + 1 for left, right, _w in words), \
+        [(w, right) for _l, right, w in words if right > width - margin + 1]
+    text = subprocess.run(["pdftotext", str(tmp_path / "report.pdf"), "-"], capture_output=True,
+                          check=True).stdout.decode()
+    assert LONG_UNIT in "".join(text.split()), text  # all of it, over several lines of its cell
+    assert "销号率" in text and "合计" in text
