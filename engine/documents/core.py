@@ -6,7 +6,7 @@ rollback leaves no number used and a retried step issues nothing twice (one docu
 
 The file is made once, as the document is issued (`render.make_file`): its bytes are kept and served as they are,
 and their SHA-256 goes into the audit trail. `/verify/<code>` shows only the public facts (`PublicFacts`): number,
-subject, date, issuers and that digest, and compares a copy the checker uploads with it (`matches`: hashed as it is
+title, subject, date, issuers and that digest, and compares a copy the checker uploads with it (`matches`: hashed as it is
 read, never kept). Unknown codes and every upload count in the login counters' table (`login_failure`, `counters`):
 per client address when anonymous, per user and per address (a higher ceiling) when signed in, so guessing (and
 hashing) is stopped as login guessing is.
@@ -61,6 +61,7 @@ class PublicFacts:
     """What the public verification page shows of a document, and nothing else."""
 
     number: str
+    title: str  # what the document is (审批单, 并联审批联合意见书, 不予许可决定书)
     subject: str
     issued_on: date
     issuers: list[str]
@@ -134,7 +135,7 @@ def for_instance(session: Session, instance_id: int, *, internal: bool = True) -
 
 
 def public_facts(doc: IssuedDocument) -> PublicFacts:
-    return PublicFacts(number=doc.number, subject=doc.subject, issued_on=doc.issued_on,
+    return PublicFacts(number=doc.number, title=doc.title, subject=doc.subject, issued_on=doc.issued_on,
                        issuers=list(doc.issuers or []), digest=doc.digest)
 
 

@@ -234,6 +234,7 @@ def test_verify_answers_good_unknown_and_malformed_codes(app: Flask, finished: i
     good = public.get(f"/verify/{documents.display_code(doc.verify_code)}")
     html = good.get_data(as_text=True)
     assert good.status_code == 200 and "核验通过" in html
+    assert '<dd id="verify-title">并联审批联合意见书</dd>' in html  # what the document is, not only its number
     for shown in ("胶审〔2025〕0001号", "胶州湾智能家电产业园（一期）", "2025-10-10", "发展和改革局", "自然资源局"):
         assert shown in html
     for private in ("8600", "青岛海湾智能家电有限公司", "13805320000", "张伟"):  # nothing else

@@ -85,6 +85,7 @@ def test_verify_shows_the_sheet_s_public_facts_and_compares_a_copy(app: Flask, f
     assert page.status_code == 200
     html = page.get_data(as_text=True)
     assert "胶审单〔2025〕0001号" in html and doc.digest is not None and doc.digest in html
+    assert '<dd id="verify-title">审批单</dd>' in html
     assert doc.subject in html and "发展和改革局" in html
     for private in ("提交并联审批申请", "一窗受理", "部门审查", "材料齐全", "受理意见", "审查结论", "窗口 王芳",
                     "海湾家电 张伟", "营业执照", "alert"):
