@@ -167,7 +167,8 @@ def test_codes_verify_typed_loosely_and_malformed_ones_are_named(session: Sessio
     assert shown.count("-") == 4
     facts = documents.verify(session, shown.lower())
     assert facts is not None and facts.number == "胶审〔2026〕0001号" and facts.issuers == ["发展和改革局", "自然资源局"]
-    assert set(vars(facts)) == {"number", "subject", "issued_on", "issuers", "digest"}  # nothing else
+    assert set(vars(facts)) == {"number", "title", "subject", "issued_on", "issuers", "digest"}  # nothing else
+    assert facts.title == "联合意见书"
     other = documents.new_code()
     assert documents.verify(session, other if other != doc.verify_code else documents.new_code()) is None
     for bad in ("", "ABC", "<script>", "A" * 21, "U" * 20, "' OR 1=1 --"):
