@@ -71,11 +71,18 @@ def font() -> str:
     return name
 
 
+# Control characters (C0 but tab and line feed, DEL, C1) print as boxes or nothing, and bidi overrides reorder what
+# follows them on paper: a submitted value keeps neither in an official document
+_UNPRINTED = {**dict.fromkeys([*range(0x00, 0x09), *range(0x0b, 0x20), *range(0x7f, 0xa0)]),
+              **dict.fromkeys([*range(0x202a, 0x202f), *range(0x2066, 0x206a)])}
+
+
 def text(value: Any, limit: int = MAX_FIELD_TEXT) -> str:
-    """Escape a value for a reportlab paragraph (line breaks kept)."""
-    raw = str(value if value is not None else "")
+    """Escape a value for a reportlab paragraph (line breaks kept, control characters and bidi overrides dropped)."""
+    raw = str(value if value is not None else "").replace("\r\n", "\n").replace("\r", "\n")
     if len(raw) > limit:
         raw = raw[:limit] + "…"
+    raw = raw.translate(_UNPRINTED).encode("utf-8", "replace").decode("utf-8")  # a lone surrogate: "?"
     return html.escape(raw, quote=False).replace("\n", "<br/>")
 
 
