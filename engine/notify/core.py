@@ -39,7 +39,7 @@ from engine.tasks.collab_models import Notification
 
 CHANNELS = ("in_app", "email", "webhook")
 DEFAULT_CHANNELS = ("in_app",)
-IN_APP = ("in_app",)  # channels_ of the notes that are in-app only whatever the preferences (inbox operations)
+IN_APP = ("in_app",)  # channels_ of notes in-app only whatever the preferences (任务已取消, owner notes)
 FLAVORS = ("robot", "json")
 LEAVING = frozenset({"email", "webhook"})  # channels that leave the building
 KIND_SIZE = 40  # notify_preference.kind

@@ -64,20 +64,20 @@ def _record(session: Session, task: HumanTask, actor: Actor, action: str, **afte
 
 def notice(user_id: int, kind: str, title: str, *, instance_id: int | None, body: str = "",
            link: str | None = None) -> notices.Note:
-    """An in-app notice about an instance's work, for `tell`."""
+    """A notice about an instance's work, for `tell`."""
     return notices.Note(user_id=user_id, kind=kind, title=title[:300], body=body, link=link, instance_id=instance_id)
 
 
 def tell(session: Session, notes: Sequence[notices.Note]) -> None:
-    """Queue in-app notices (delivered by the outbox job after commit) within the hourly caps of their persons and
-    instances (engine.notify.quota): past them they are dropped. All of a unit of work's at once, after its audit
-    event: the counters are its last locks, taken in one order."""
-    notices.send_many(session, notes, channels_=notices.IN_APP)
+    """Queue notices on each person's channels (通知设置: in-app, e-mail, webhook; delivered by the outbox job after
+    commit) within the hourly caps of their persons and instances (engine.notify.quota): past them they are dropped.
+    All of a unit of work's at once, after its audit event: the counters are its last locks, taken in one order."""
+    notices.send_many(session, notes)
 
 
 def notify(session: Session, user_id: int, kind: str, title: str, *, instance_id: int | None, body: str = "",
            link: str | None = None) -> None:
-    """Queue one in-app notice as `tell` does."""
+    """Queue one notice as `tell` does."""
     tell(session, [notice(user_id, kind, title, instance_id=instance_id, body=body, link=link)])
 
 
