@@ -1,11 +1,16 @@
 """In-app notifications of one user: list (keyset on id), mark read, mark all read."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from engine import clock
 from engine.errors import NotFound
+from engine.notify import quota
+from engine.notify.models import OutboxMessage
 from engine.org.actors import Actor
 from engine.tasks.collab_models import Notification
 from engine.tasks.queries import MAX_PAGE, Page
@@ -25,6 +30,25 @@ def page(session: Session, actor: Actor, *, before_id: int | None = None, unread
     rows = list(session.scalars(q.order_by(Notification.id.desc()).limit(size + 1)))
     items = rows[:size]
     return Page(items=items, next_cursor=str(items[-1].id) if len(rows) > size else None)
+
+
+def suppressed(session: Session, items: Sequence[Notification]) -> dict[int, int]:
+    """Return, for each summary notice among these (quota.SUMMARY_KIND), how many of its person's notices its hour
+    dropped, read from the counters now (none once they are pruned: the summary then shows no number)."""
+    summaries = {n.outbox_id: n for n in items if n.kind == quota.SUMMARY_KIND and n.outbox_id is not None}
+    if not summaries:
+        return {}
+    hours: dict[int, tuple[int, datetime]] = {}
+    for outbox_id, key in session.execute(select(OutboxMessage.id, OutboxMessage.dedupe_key).where(
+            OutboxMessage.id.in_(list(summaries)))):
+        parts = (key or "").split(":")  # quota.summary_key, then the person and the channel
+        try:
+            hours[summaries[outbox_id].id] = (summaries[outbox_id].user_id,
+                                              datetime.strptime(parts[2], "%Y%m%d%H").replace(tzinfo=UTC))
+        except (IndexError, ValueError):
+            continue
+    counts = quota.suppressed(session, sorted(set(hours.values())))
+    return {note_id: counts[wanted] for note_id, wanted in hours.items() if counts.get(wanted)}
 
 
 def unread_count(session: Session, actor: Actor) -> int:

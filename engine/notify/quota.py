@@ -10,8 +10,16 @@ JZFLOW_NOTICE_CAP_INSTANCE_HOUR (engine.config) it is not queued but counted as 
 jzflow_notices_dropped gauge), and the process owners are told once (per instance; per person and day). A notice
 about no instance (a plan item's ladder, a person's 督办, an administrator's notice) counts against its person only.
 A notice already queued (same dedupe key) is no new notice: the caller asks only for fresh ones. The owners' own
-note of a full counter is the one notice not counted (it is told once per counter by its key, and must reach an
-owner flooded themselves).
+note of a full counter is not counted (it is told once per counter by its key, and must reach an owner flooded
+themselves).
+
+A person whose notice is first dropped in an hour (their cap or their instance's) is told so once, by one summary
+notice (SUMMARY_KIND: "本小时另有通知因超出上限未单独发送", linking to their 待办) on their own channels, not counted
+either. Once: only the unit of work that finds the person's counter with no drop yet sends it, and it holds that
+counter's lock (PostgreSQL: FOR UPDATE) until it commits, so another one sees its drop; the key (person and hour) backs
+that up. How many were dropped is not written into it: it is the person counter's `dropped`, read when the summary
+is shown (`suppressed`), so a drop writes nothing but the counter it already writes. The drops a unit of work made
+are left in session.info (DROPS) for engine.ops.metrics to count once it commits (jzflow_notice_drops).
 
 The counters are locked in the order of their scope (instance:… before user:…, then by text) after the caller's own
 locks (instance, task): two units of work counting the same scopes wait for each other, never the other way round.
@@ -33,6 +41,8 @@ from engine.db import is_postgres
 from engine.notify.models import NoticeCount
 
 Wanted = tuple[int, int | None]  # (person, instance the notice is about)
+SUMMARY_KIND = "notice_suppressed"  # the summary notice a person gets when their notices are first dropped in an hour
+DROPS = "jzflow.notice_drops"  # session.info: {cap: drops} of this unit of work, counted by engine.ops.metrics on commit
 KEEP = timedelta(hours=48)  # counters kept: the ops gauge reads the last 24 hours
 CHUNK = 400  # scopes per statement (SQLite's bound parameters)
 
@@ -59,7 +69,8 @@ def admit(session: Session, wanted: Sequence[Wanted]) -> list[bool]:
     """Count these fresh notices against the caps; return which may be queued (flushes; nothing wanted: no statement).
 
     Each counts for its person, and for its instance when it is about one. The first one an instance or a person has
-    dropped in the hour is told to the process owners (once).
+    dropped in the hour is told to the process owners (once), and the person whose first drop of the hour it is gets
+    their summary notice (once).
     """
     if not wanted:
         return []
@@ -68,6 +79,8 @@ def admit(session: Session, wanted: Sequence[Wanted]) -> list[bool]:
     hour = _hour(clock.now())
     scopes = {f"user:{u}" for u, _ in wanted} | {f"instance:{i}" for _, i in wanted if i is not None}
     counters = _counters(session, sorted(scopes), hour)
+    unharmed = {s for s, c in counters.items() if s.startswith("user:") and not c.dropped}  # no drop yet this hour
+    drops: dict[str, int] = {}
     admitted: list[bool] = []
     full: dict[str, NoticeCount] = {}
     for user_id, instance_id in wanted:
@@ -78,14 +91,53 @@ def admit(session: Session, wanted: Sequence[Wanted]) -> list[bool]:
             full.update((c.scope, c) for c in over)
             for c in {id(c): c for c in [person, *over]}.values():
                 c.dropped += 1
+            cap = "recipient" if person in over else "instance"
+            drops[cap] = drops.get(cap, 0) + 1
         else:
             for c in mine:
                 c.sent += 1
         admitted.append(not over)
     session.flush()
+    if drops:
+        told = session.info.setdefault(DROPS, {})
+        for cap, n in drops.items():
+            told[cap] = told.get(cap, 0) + n
     for c in full.values():
         _tell_owners(session, c, hour)  # once: the note's dedupe key
+    flooded = sorted(int(s.split(":", 1)[1]) for s in unharmed if counters[s].dropped)
+    if flooded:
+        _tell_person(session, flooded, hour)
     return admitted
+
+
+def summary_key(user_id: int, hour: datetime) -> str:
+    """The key of a person's summary notice for an hour (its outbox rows' dedupe keys start with it)."""
+    return f"{SUMMARY_KIND}:{user_id}:{hour:%Y%m%d%H}"
+
+
+def _tell_person(session: Session, user_ids: Sequence[int], hour: datetime) -> None:
+    from engine.notify import core  # core imports this module
+    start = hour.astimezone(clock.SHANGHAI)
+    window = f"{start:%m月%d日 %H:00}–{start + timedelta(hours=1):%H:00}"
+    cap = config.load().notice_cap_recipient_hour
+    body = (f"{window}（北京时间）给您的通知已超出上限（每小时 {cap} 条，或某一流程实例的上限），此后本小时内的通知不再逐条"
+            "发送，本条不计入上限。请到待办、督办查看需要您办理的事项 (further notices this hour were not sent one by "
+            "one: see your inbox)")
+    # On the person's own channels (kind SUMMARY_KIND, else their "*"): they learn of it where they learn of the rest.
+    core.send_many(session, [core.Note(user_id=user_id, kind=SUMMARY_KIND, link="/inbox", body=body,
+                                       title="本小时另有通知因超出上限未单独发送，请查看待办/督办",
+                                       key=summary_key(user_id, hour)) for user_id in user_ids], capped=False)
+
+
+def suppressed(session: Session, wanted: Sequence[tuple[int, datetime]]) -> dict[tuple[int, datetime], int]:
+    """Return how many notices each (person, hour) had dropped, as their counters say (none: pruned, or no drop)."""
+    found: dict[tuple[int, datetime], int] = {}
+    for i in range(0, len(wanted), CHUNK):
+        chunk = wanted[i:i + CHUNK]
+        for scope, hour, count in session.execute(select(NoticeCount.scope, NoticeCount.hour, NoticeCount.dropped).where(
+                tuple_(NoticeCount.scope, NoticeCount.hour).in_([(f"user:{u}", h) for u, h in chunk]))):
+            found[(int(scope.split(":", 1)[1]), clock.as_utc(hour))] = int(count)
+    return found
 
 
 def _tell_owners(session: Session, counter: NoticeCount, hour: datetime) -> None:
@@ -131,4 +183,4 @@ def prune(session: Session, *, now: datetime, batch: int = 1000) -> int:
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-__all__ = ["KEEP", "admit", "dropped", "prune"]
+__all__ = ["DROPS", "KEEP", "SUMMARY_KIND", "admit", "dropped", "prune", "summary_key", "suppressed"]

@@ -1,7 +1,8 @@
 """Prometheus metrics: what the processes count, and what the database and the broker hold at scrape time.
 
-Counters (starts, completions, incidents, timer fires, every committed audit action) count committed work
-only: they are taken from the audit events a transaction inserted, once it has committed. With
+Counters (starts, completions, incidents, timer fires, every committed audit action, notices dropped past a cap)
+count committed work only: they are taken from the audit events (and drops) a transaction recorded, once it has
+committed. With
 PROMETHEUS_MULTIPROC_DIR set (gunicorn, Celery prefork), every process writes its values to files there
 and a scrape adds them up; the gauges (queues, overdue tasks, timer lag, outbox) are read from the
 database and the broker when scraped, so every web host answers the same.
@@ -42,6 +43,8 @@ STARTS = Counter("jzflow_instance_starts", "Process instances started (committed
 COMPLETIONS = Counter("jzflow_task_completions", "User tasks completed (committed)")
 INCIDENTS = Counter("jzflow_incidents", "Instances stopped with an incident (committed)")
 TIMER_FIRES = Counter("jzflow_timer_fires", "BPMN timers fired (committed)")
+NOTICE_DROPS = Counter("jzflow_notice_drops", "Notices dropped past an hourly cap (committed), by the cap that was "
+                       "full: the person's (recipient) or else their instance's", ["cap"])
 _COUNTED = {"instance.start": STARTS, "task.complete": COMPLETIONS, "instance.incident": INCIDENTS,
             "timer.fire": TIMER_FIRES}
 REQUEST_SECONDS = Histogram("jzflow_http_request_duration_seconds", "Web request latency, by URL rule",
@@ -64,11 +67,14 @@ audit_core.APPENDED.append(_inserted)
 def _committed(session: Session) -> None:
     for action in session.info.pop(_ACTIONS, ()):
         count_action(action)
+    for cap, n in session.info.pop(quota.DROPS, {}).items():
+        NOTICE_DROPS.labels(cap=cap).inc(n)
 
 
 @event.listens_for(Session, "after_rollback")
 def _rolled_back(session: Session) -> None:
     session.info.pop(_ACTIONS, None)
+    session.info.pop(quota.DROPS, None)
 
 
 def count_action(action: str) -> None:

@@ -74,12 +74,14 @@ def test_a_looping_timer_fills_the_outbox_only_to_the_instance_cap(session: Sess
     assert _told(session, world["zhang"], "task_cancelled") == 5  # his own work's notices arrive until the cap
     assert _told(session, world["owner"], "notice_cap") == 1  # told once, however many more are dropped
     assert quota.dropped(session, since=clock.now() - timedelta(hours=2)) == 7
+    assert _told(session, world["zhang"], quota.SUMMARY_KIND) == 1  # he learns once that more were not sent
     clock.advance(timedelta(hours=1))
     _tick(session, 7)  # a new hour: room again, and the owner is not told again
     assert _told(session, world["zhang"], "task_cancelled") == 10
     assert _told(session, world["owner"], "notice_cap") == 1
+    assert _told(session, world["zhang"], quota.SUMMARY_KIND) == 2  # the new hour's drops: its own summary
     outbox = session.scalar(select(func.count()).select_from(OutboxMessage).where(OutboxMessage.kind == "in_app"))
-    assert outbox == 11
+    assert outbox == 13
 
 
 def test_one_person_is_sent_at_most_the_recipient_cap_an_hour(session: Session, world: dict[str, int],

@@ -2,9 +2,9 @@
 
 Read from the source (engine/, plan/, web/): an outbox row is built only by send_many and by outbox.enqueue, whose
 kind is never a notice's channel (in_app, email, webhook); an in-app Notification only by the deliverer of a queued
-one (engine.jobs); neither is inserted in bulk or by SQL text; and the one notice not counted (`capped=False`) is the
-cap's own note to the process owners. A module that queued a notice by another way went around the cap (the inbox
-operations did: 转办, 委派, 加签, 催办, 抄送, 退回).
+one (engine.jobs); neither is inserted in bulk or by SQL text; and the notices not counted (`capped=False`) are the
+cap's own note to the process owners and a person's summary of what they were not sent. A module that queued a
+notice by another way went around the cap (the inbox operations did: 转办, 委派, 加签, 催办, 抄送, 退回).
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ ALLOWED = {
     ("engine/notify/outbox.py", "enqueue", "OutboxMessage(…)"),  # side effects that are no notice (kind checked)
     ("engine/jobs.py", "_deliver_in_app", "Notification(…)"),  # a queued (counted) notice delivered
     ("engine/notify/quota.py", "_tell_owners", "capped=False"),  # the cap's own note, once per full counter
+    ("engine/notify/quota.py", "_tell_person", "capped=False"),  # a person's summary, once per person and hour
 }
 
 

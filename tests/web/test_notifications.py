@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
@@ -88,3 +89,29 @@ def test_a_name_nobody_has_reaches_the_administrators_as_escaped_text(app: Flask
     admin.get("/lang/en")
     assert "Named an unknown person (passed over)" in admin.get(f"/audit/instances/{instance_id}").get_data(
         as_text=True)
+
+
+def test_a_summary_of_notices_not_sent_shows_how_many(app: Flask, login: Login, monkeypatch: pytest.MonkeyPatch,
+                                                      frozen: object) -> None:
+    """Past the hourly cap the person gets one summary, and its page says how many were not sent (from the counter,
+    so also those dropped after it was delivered), in zh and en."""
+    monkeypatch.setenv("JZFLOW_NOTICE_CAP_RECIPIENT_HOUR", "2")
+    for i in range(5):
+        if i < 2:
+            _notify(app, "fg", f"督办{i}", "/inbox")
+        else:
+            _dropped(app, "fg", f"督办{i}")
+    run_outbox(app.extensions["jzflow.sessionmaker"])
+    _dropped(app, "fg", "督办5")
+    fg = login("fg")
+    html = fg.get("/notifications").get_data(as_text=True)
+    assert "本小时另有通知因超出上限未单独发送，请查看待办/督办" in html and "这一小时未单独发送的通知：4 条" in html
+    assert html.count("未单独发送的通知") == 1
+    fg.get("/lang/en")
+    assert "Notices not sent one by one in this hour: 4" in fg.get("/notifications").get_data(as_text=True)
+    assert "未单独发送的通知" not in login("st").get("/notifications").get_data(as_text=True)
+
+
+def _dropped(app: Flask, username: str, title: str) -> None:
+    with db(app) as s:
+        operations.notify(s, actor_for(s, username).user_id or 0, "info", title, instance_id=None)

@@ -32,7 +32,8 @@ def index() -> ResponseReturnValue:
     before = id_arg("before")
     unread_only = request.args.get("unread") == "1"
     page = notifications.page(db_session(), current_actor(), before_id=before, unread_only=unread_only)
-    return render_template("notifications/index.html", page=page, unread_only=unread_only, safe_link=safe_link)
+    return render_template("notifications/index.html", page=page, unread_only=unread_only, safe_link=safe_link,
+                           suppressed=notifications.suppressed(db_session(), page.items))
 
 
 @bp.post("/notifications/<int:notification_id>/read")
