@@ -26,9 +26,13 @@ from engine.org.actors import Actor
 from engine.org.models import User
 
 # The kinds a person may route, as the page names them; "*" is every other kind.
+# The kinds a person chooses channels for, each its own line on 通知设置 (the others follow 其他通知): every notice of
+# the inbox operations has one (tests/engine/test_notify_settings.py reads engine/tasks for them).
 KINDS: dict[str, str] = {"*": "其他通知", "escalation": "督办升级与逾期提醒", "urge": "催办", "reassign": "改派",
-                         "extension": "延期申请结果", "task_assigned": "任务交接", "task_returned": "任务退回",
-                         "meeting": "会议", "report": "报表"}
+                         "extension": "延期申请结果", "task_assigned": "任务交接（转办、加签、移交）",
+                         "task_delegated": "任务委派", "task_returned": "委派的任务回到您", "task_ready": "加签完成",
+                         "task_sent_back": "任务退回", "task_cancelled": "任务已取消", "cc": "抄送", "meeting": "会议",
+                         "report": "报表", "notice_suppressed": "超限通知汇总"}
 TEST_INTERVAL = timedelta(minutes=1)  # one 发送测试 a minute per person
 RECENT = 20  # deliveries shown
 RECENT_SCAN = 5000  # of the newest outbox rows: a person with none is not looked for through all of it

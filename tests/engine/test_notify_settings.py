@@ -3,9 +3,11 @@ internal webhook is refused naming the field; 发送测试 goes through the outb
 the webhook's key. On SQLite and PostgreSQL."""
 from __future__ import annotations
 
+import ast
 import threading
 import time
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from engine import clock, org
 from engine.audit.models import AuditEvent
 from engine.errors import Conflict, InvalidInput, RateLimited
-from engine.notify import settings
+from engine.notify import quota, settings
 from engine.notify.models import OutboxMessage
 from engine.org.actors import Actor, actor_for
 from tests.engine.conftest import waits_for_a_lock
@@ -140,3 +142,29 @@ def test_two_tabs_saving_at_once_the_second_waits_and_is_refused(db_url: str, fa
     session.expire_all()
     shown = settings.view(session, zhang)
     assert shown.webhook_url == HOOK and shown.channels["*"] == ("in_app",)
+
+
+def _kinds_sent_by(folder: Path) -> set[str]:
+    """The notice kinds the modules of `folder` send: `notice(user, "<kind>", …)`, `notify(session, user, "<kind>", …)`
+    and `Note(kind="<kind>", …)` with a literal kind."""
+    found: set[str] = set()
+    for path in folder.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call):
+                continue
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            at = {"notice": 1, "notify": 2}.get(name)
+            if at is not None and len(node.args) > at and isinstance(node.args[at], ast.Constant):
+                found.add(str(node.args[at].value))
+            found |= {str(k.value.value) for k in node.keywords
+                      if name == "Note" and k.arg == "kind" and isinstance(k.value, ast.Constant)}
+    return found
+
+
+def test_every_notice_an_inbox_operation_sends_has_its_own_line_on_the_settings_page() -> None:
+    # 转办, 委派, 委派退回, 加签, 加签完成, 退回, 抄送, 催办 … and the summary past the cap: a person chooses each
+    # one's channels, not only through 其他通知
+    sent = _kinds_sent_by(Path(settings.__file__).parents[1] / "tasks") | {quota.SUMMARY_KIND}
+    assert {"task_assigned", "task_delegated", "task_returned", "task_ready", "task_sent_back", "cc", "urge"} <= sent
+    assert sent - set(settings.KINDS) == set()
+    assert len(set(settings.KINDS.values())) == len(settings.KINDS)  # no two lines with the same name
