@@ -28,8 +28,9 @@ from plan.projects import approvals
 from plan.projects import deadlines as project_deadlines
 from plan.reports import schedule as report_schedule
 
-SERVICE_MODULES = ("plan.approval.core", "plan.approval.certificate", "plan.approval.rejection", "plan.ledger.core",
-                   "plan.leads.core", "plan.investment.core", "plan.projects.core", "plan.projects.approvals")
+SERVICE_MODULES = ("plan.approval.core", "plan.approval.certificate", "plan.approval.rejection",
+                   "plan.approval.receipts", "plan.ledger.core", "plan.leads.core", "plan.investment.core",
+                   "plan.projects.core", "plan.projects.approvals")
 BEAT = {
     "pending-reports": {"task": "plan.jobs.pending_reports", "schedule": 60.0},
     # 七步工作法: one instance per month; idempotent, so a daily run catches up a missed one.

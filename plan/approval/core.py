@@ -25,6 +25,7 @@ from plan.projects import approvals as project_approvals
 
 ACCEPTANCE_MODES = {"accept": "complete", "accept_deferred": "deferred"}  # 受理 / 容缺受理
 SUPPLEMENT_TASK = "submit_supplement"  # the applicant's 补正 task in parallel_approval.bpmn
+MAX_DEPARTMENTS = 50
 
 
 def _department(item: object, index: int) -> dict[str, Any]:
@@ -46,6 +47,14 @@ def _departments(items: object) -> list[dict[str, Any]]:
     if not isinstance(items, Sequence) or isinstance(items, str) or not items:
         raise ValueError("no departments to review (does the approval_departments table cover the project?)")
     return [_department(item, i) for i, item in enumerate(items)]
+
+
+def time_limit_wd(departments: object) -> int:
+    """The 并联审批 time limit in working days from acceptance: the slowest chosen department's SLA.
+
+    Raises: ValueError for a department without a code or an SLA, or no departments
+    """
+    return max(int(d["sla_wd"]) for d in _departments(departments))
 
 
 def _local_day(at: datetime) -> str:
@@ -125,7 +134,7 @@ def working_days(ctx: effects.RunContext, accepted_at: str, departments: list[An
         "supplement_wd": supplement,  # held by the applicant for 补正
         "working_days_net": used - supplement,
         "sla_serial_wd": serial,  # 串联审批: each department's SLA one after another
-        "sla_parallel_wd": max(d["sla_wd"] for d in items),  # 并联审批 commitment: the slowest department
+        "sla_parallel_wd": time_limit_wd(items),  # 并联审批 commitment: the slowest department
         "working_days_saved": serial - used,
         "departments": [d["code"] for d in items],
     }
@@ -139,4 +148,4 @@ def working_days(ctx: effects.RunContext, accepted_at: str, departments: list[An
     return result
 
 
-__all__ = ["accept", "open_review_round", "working_days"]
+__all__ = ["MAX_DEPARTMENTS", "accept", "open_review_round", "time_limit_wd", "working_days"]

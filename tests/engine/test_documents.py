@@ -398,6 +398,7 @@ def test_the_certificate_step_submitted_twice_at_once_issues_one_document(
     assert isinstance(lost, Conflict), repr(lost)  # 409: someone else just acted
     session.expire_all()
     # the certificate and the 审批单 issued with it, once each
-    assert [d.number for d in documents.for_instance(session, row.id)] == ["胶审〔2025〕0001号", "胶审单〔2025〕0001号"]
+    assert [d.number for d in documents.for_instance(session, row.id)] == [
+        "胶受〔2025〕0001号", "胶审〔2025〕0001号", "胶审单〔2025〕0001号"]  # the 受理通知书 issued at 一窗受理 before
     assert list(session.execute(select(DocumentSequence.rule, DocumentSequence.last).order_by(DocumentSequence.rule))) \
-        == [("approval_certificate", 1), ("approval_sheet", 1)]  # the loser's numbers were given back
+        == [("approval_acceptance", 1), ("approval_certificate", 1), ("approval_sheet", 1)]  # the loser's given back

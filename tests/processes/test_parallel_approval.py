@@ -271,10 +271,12 @@ def test_happy_path_counts_working_days_across_national_day(
     assert final["certificate"]["number"] == "胶审〔2025〕0001号"
     issued = documents.for_instance(session, iid)
     assert [(d.number, d.subject, d.issued_on) for d in issued] == [
+        ("胶受〔2025〕0001号", "胶州湾智能家电产业园（一期）", date(2025, 9, 26)),  # 受理通知书 (test_acceptance_receipts)
         ("胶审〔2025〕0001号", "胶州湾智能家电产业园（一期）", date(2025, 10, 10)),
         ("胶审单〔2025〕0001号", "胶州湾智能家电产业园（一期）", date(2025, 10, 10))]  # and its 审批单
     assert final["certificate"]["sheet_number"] == "胶审单〔2025〕0001号"
-    assert issued[0].issuers == [DEPARTMENTS[c] for c in ("fgj", "zrzyj", "sthjj")]
+    assert final["acceptance_notice"]["number"] == "胶受〔2025〕0001号"
+    assert issued[1].issuers == [DEPARTMENTS[c] for c in ("fgj", "zrzyj", "sthjj")]
     assert sorted(final["approved_departments"]) == ["fgj", "sthjj", "zrzyj"]
     assert [(r["code"], r["round"], r["decision"]) for r in final["review_log"]] == [
         ("fgj", 1, "approve"), ("zrzyj", 1, "approve"), ("sthjj", 1, "approve")]
@@ -478,6 +480,8 @@ def test_reject_at_the_window_ends_with_a_rejection(
     assert final["outcome"] == "not_accepted"
     assert final["outcome_reason"] == "项目不符合《产业结构调整指导目录》，不予受理"
     assert "departments" not in final and "acceptance_record" not in final
+    # the 不予受理决定书, numbered by the engine in its own series (tests/processes/test_acceptance_receipts)
+    assert final["not_accepted_notice"]["number"] == "胶不受〔2025〕0001号" and "acceptance_notice" not in final
     assert session.scalar(select(func.count()).select_from(HumanTask).where(
         HumanTask.instance_id == iid, HumanTask.bpmn_id == "department_review")) == 0
 

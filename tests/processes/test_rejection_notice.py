@@ -24,7 +24,7 @@ from engine.documents.models import DocumentSequence
 from engine.errors import Conflict
 from engine.org.actors import Actor
 from engine.runtime import effects, instances
-from plan.approval import rejection
+from plan.approval import receipts, rejection
 from tests.conftest import pdf_text
 from tests.processes.test_parallel_approval import (  # noqa: F401 (fixtures used by name)
     APPLICATION,
@@ -75,7 +75,8 @@ def test_the_decision_is_issued_numbered_with_reasons_and_the_rights_notice(
         "胶不许〔2025〕0001号", "不予许可决定书", APPLICATION["project_name"], "2025-10-09", ["生态环境分局"])
     assert data_of(session, iid)["rejection_notice"] == {"number": doc.number, "document_id": doc.id,
                                                          "issued_on": "2025-10-09"}
-    assert documents.for_instance(session, iid, internal=False) == [doc]  # the applicant's to download
+    # the applicant's to download, with the 受理通知书 of 一窗受理
+    assert [d.kind for d in documents.for_instance(session, iid, internal=False)] == [receipts.ACCEPTANCE_KIND, doc.kind]
     assert doc.pdf is not None and doc.digest == hashlib.sha256(doc.pdf).hexdigest()
     event = session.scalar(select(AuditEvent).where(AuditEvent.action == "document.issue",
                                                     AuditEvent.object_id == str(doc.id)))
@@ -106,7 +107,7 @@ def test_a_step_run_again_issues_nothing_twice(
     assert again == {"number": first.number, "document_id": first.id, "issued_on": "2025-10-09"}
     session.commit()
     assert session.scalar(select(DocumentSequence.last).where(DocumentSequence.rule == rejection.RULE)) == 1
-    assert [d.kind for d in documents.for_instance(session, iid)] == [rejection.KIND]
+    assert [d.kind for d in documents.for_instance(session, iid)] == [receipts.ACCEPTANCE_KIND, rejection.KIND]
 
 
 def test_the_decision_submitted_twice_at_once_issues_one_document_and_one_number(
@@ -138,7 +139,7 @@ def test_the_decision_submitted_twice_at_once_issues_one_document_and_one_number
     lost = next(o for o in outcomes if o is not None)
     assert isinstance(lost, Conflict), repr(lost)
     session.expire_all()
-    assert [d.number for d in documents.for_instance(session, iid)] == ["胶不许〔2025〕0001号"]
+    assert [d.number for d in documents.for_instance(session, iid)] == ["胶受〔2025〕0001号", "胶不许〔2025〕0001号"]
     assert session.scalar(select(DocumentSequence.last).where(DocumentSequence.rule == rejection.RULE)) == 1
 
 

@@ -24,6 +24,7 @@ from engine.org.actors import Actor
 from engine.org.models import User
 from engine.orm import Base
 from engine.runtime import instances
+from plan.approval import certificate
 from tests.conftest import pdf_text
 from tests.processes.test_parallel_approval import (  # noqa: F401 (fixtures used by name)
     APPLICATION,
@@ -83,7 +84,8 @@ def client_of(app: Flask, username: str) -> FlaskClient:
 
 def _doc(app: Flask, iid: int) -> documents.IssuedDocument:
     with app.extensions["jzflow.sessionmaker"]() as s:
-        (doc,) = documents.for_instance(s, iid, internal=False)  # the 联合意见书 (not the 审批单 issued with it)
+        # the 联合意见书 (not the 审批单 issued with it, nor the 受理通知书 of 一窗受理)
+        (doc,) = [d for d in documents.for_instance(s, iid, internal=False) if d.kind == certificate.KIND]
         s.expunge(doc)
         return doc
 
@@ -210,7 +212,7 @@ def test_the_verification_link_is_the_public_address_whatever_host_the_request_n
 def _issue_file_again(app: Flask, iid: int) -> None:
     from engine.documents import render
     with app.extensions["jzflow.sessionmaker"]() as s:
-        (doc,) = documents.for_instance(s, iid, internal=False)  # the 联合意见书
+        (doc,) = [d for d in documents.for_instance(s, iid, internal=False) if d.kind == certificate.KIND]
         render.make_file(s, doc)
         s.commit()
 
