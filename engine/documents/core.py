@@ -61,7 +61,7 @@ class PublicFacts:
     """What the public verification page shows of a document, and nothing else."""
 
     number: str
-    title: str  # what the document is (审批单, 并联审批联合意见书, 不予许可决定书)
+    title: str  # what the document is (审批单, 受理通知书, 并联审批联合意见书, 不予许可决定书, ...)
     subject: str
     issued_on: date
     issuers: list[str]

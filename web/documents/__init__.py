@@ -3,8 +3,8 @@
 - /instances/<id>/sheet        the 审批单 (every finished step's form and opinion, in order), for printing
 - /instances/<id>/sheet.pdf    the same as PDF, with the seal area; once issued (a 并联审批's, at 联合出证), the issued
                                file with its number and verification code
-- /instances/<id>/documents/<doc>.pdf   an issued document (联合意见书, 不予许可决定书) with its number and verification
-                               code
+- /instances/<id>/documents/<doc>.pdf   an issued document (受理通知书, 不予受理决定书, 联合意见书, 不予许可决定书) with its
+                               number and verification code
 - /verify/<code>               public: the title, number, subject, date and issuers of the document with this code, and the
                                SHA-256 of the issued file; POST a copy to learn whether it is that file (never kept)
 
