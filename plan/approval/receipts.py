@@ -120,6 +120,15 @@ def _parts(inp: render.LayoutInput) -> tuple[Mapping[str, Any], str, str, str]:
     return details, stage, day, str(details.get("applicant_unit") or "申请单位")
 
 
+def _day(iso: str) -> str:
+    """A date as printed (2025年10月10日), or the text as given when it is not one."""
+    try:
+        day = date.fromisoformat(iso)
+    except ValueError:
+        return iso
+    return render.chinese_date(day.year, day.month, day.day)
+
+
 def _document(inp: render.LayoutInput, facts: list[tuple[str, str]], paragraphs: list[str], day: str) -> pdf.Document:
     doc = inp.doc
     return pdf.Document(
@@ -143,8 +152,8 @@ def acceptance_notice(inp: render.LayoutInput) -> pdf.Document:
                   f"本申请由{departments}并联审查，审批时限为自受理之日起{limit}个工作日（法定节假日不计；"
                   "补正材料的时间不计入审批时限）。"]
     if details.get("commitment_deadline"):
-        paragraphs.append(f"请于{details['commitment_deadline']}前补交容缺材料；逾期未补交的，由责任领导决定延长"
-                          "承诺期限或者终止审批。")
+        paragraphs.append(f"请于{_day(str(details['commitment_deadline']))}24时前补交容缺材料；逾期未补交的，由责任领导"
+                          "决定延长承诺期限或者终止审批。")
     return _document(inp, facts, [*paragraphs, ACCEPTANCE_BASIS], day)
 
 

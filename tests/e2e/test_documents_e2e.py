@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from engine.documents.models import IssuedDocument
 from engine.runtime.models import ProcessInstance
 from engine.tasks.models import HumanTask
+from plan.approval import certificate
 from tests.e2e.conftest import AppProcess, Desk
 
 WINDOW, OTHER_APPLICANT = "maxiaoyan", "gupeng"  # the demo's window; an applicant of another application
@@ -32,7 +33,8 @@ def certified(server: AppProcess) -> tuple[ProcessInstance, IssuedDocument, int]
     engine = create_engine(server.database_url)
     try:
         with Session(engine) as s:
-            doc = s.scalar(select(IssuedDocument).order_by(IssuedDocument.id))
+            doc = s.scalar(select(IssuedDocument).where(IssuedDocument.kind == certificate.KIND)  # not a 受理通知书
+                           .order_by(IssuedDocument.id))
             assert doc is not None, "the demo issued no certificate"
             row = s.get(ProcessInstance, doc.instance_id)
             task = s.scalar(select(HumanTask.id).where(HumanTask.instance_id == doc.instance_id,

@@ -86,7 +86,7 @@ def test_deferred_acceptance_names_the_commitment_deadline(
     accept(session, people, iid, at("2025-09-26"), acceptance="accept_deferred", window_opinion="环评文件容缺受理",
            deferred_materials=["eia_document"], commitment_deadline="2025-10-10")
     flat = _flat(_one(session, iid, receipts.ACCEPTANCE_KIND), tmp_path)
-    assert "受理方式容缺受理" in flat and "请于2025-10-10前补交容缺材料" in flat
+    assert "受理方式容缺受理" in flat and "请于2025年10月10日24时前补交容缺材料" in flat
 
 
 def test_not_accepting_issues_a_decision_with_reasons_referral_and_rights(
