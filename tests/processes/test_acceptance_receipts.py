@@ -123,6 +123,11 @@ def test_not_accepting_without_reasons_is_refused_and_changes_nothing(
         accept(session, people, iid, at("2025-09-26"), acceptance="reject", window_opinion="")
     assert [e.field for e in err.value.errors] == ["window_opinion"]
     session.rollback()
+    with pytest.raises(FormInvalid) as err:
+        accept(session, people, iid, at("2025-09-26"), acceptance="reject", window_opinion=REASONS,
+               refer_authority="局" * 201)
+    assert [e.field for e in err.value.errors] == ["refer_authority"]
+    session.rollback()
     assert documents.for_instance(session, iid) == [] and only_task(session, iid, "window_accept")
 
 
