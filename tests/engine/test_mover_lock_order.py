@@ -16,18 +16,20 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine import clock, org
+from engine import clock, org, tasks
 from engine.audit.models import AuditEvent
 from engine.deadlines.models import ExtensionRequest
 from engine.errors import Conflict
-from engine.org import sso_users, staffing
+from engine.org import ldap_read, ldap_sync, sso_users, staffing
 from engine.org.actors import actor_for
 from engine.tasks import handover
-from engine.tasks.models import HumanTask
+from engine.tasks.models import HumanTask, TaskCandidate
 from plan.supervision import actions
 from tests.engine.conftest import waits_for_a_lock
+from tests.engine.test_ldap_sync import _linzy_tasks, _sync, _unit, directory  # noqa: F401 (its fixture)
 from tests.engine.test_mover_marks import _asked, _user
 from tests.engine.test_moves import SSO, _claimed_and_named
+from tests.ldap_server import SUFFIX, Directory, dn_of
 
 Work = Callable[[Session], Any]
 
@@ -175,3 +177,54 @@ def test_a_move_arriving_while_a_leader_grants_waits_then_gives_the_step_back_wi
         assert task is not None and task.assignee_id is None and task.due_at is not None
         assert task.due_at.astimezone(clock.SHANGHAI).date() == _later()
         assert not _cancels(s)
+
+
+def _ldap_world(factory: sessionmaker[Session], ldap: Directory) -> tuple[int, int, Work]:
+    """林志远 of 发改局 claims a step from its pool and asks for more time on it; the directory then moves him to
+    自然资源局. Returns the step, his request and the directory sync (run as the move)."""
+    _sync(factory, ldap.settings())
+    _linzy_tasks(factory)
+    with factory() as s:
+        pool = s.scalars(select(HumanTask).where(HumanTask.state == "ready", HumanTask.assignee_id.is_(None))
+                         .order_by(HumanTask.id)).first()
+        assert pool is not None
+        pool.candidates.clear()
+        pool.candidates.append(TaskCandidate(org_unit_id=_unit(s, "fgj").id))
+        s.commit()
+        tasks.claim(s, task_id=pool.id, actor=actor_for(s, "linzy"))
+        request = actions.request_extension(s, actor=actor_for(s, "linzy"), task_id=pool.id,
+                                            due_date=(clock.now() + timedelta(days=30)).date(), reason="材料未齐")
+        s.commit()
+        step, asked = pool.id, request.id
+    with ldap.admin() as conn:
+        conn.modify_dn(dn_of("linzy", "ou=fgj"), "uid=linzy", new_superior=f"ou=zrzy,{SUFFIX}")
+    snap = ldap_read.read(ldap.settings())
+    return step, asked, lambda s: ldap_sync.sync(s, ldap.settings(), snap)
+
+
+def _granted_by_the_head(task_id: int) -> Work:  # 孙明远 heads 发改局: the step is in his area
+    return lambda s: actions.decide_extension(s, actor=actor_for(s, "sunmy"), object_type="task", object_id=task_id,
+                                              grant=True, opinion="同意", due_date=_later())
+
+
+@pytest.mark.parametrize("grant_first", [False, True])
+def test_the_directory_sync_moving_a_person_and_a_grant_at_once_take_turns(
+        factory: sessionmaker[Session], interleave: Interleave, directory: Directory,  # noqa: F811
+        grant_first: bool) -> None:
+    step, asked, sync = _ldap_world(factory, directory)
+    if grant_first:  # the sync starts once the grant holds the request's row
+        interleave.at(actions, "set_deadline", sync)
+        granted, moved = _run(factory, _granted_by_the_head(step)), interleave.join()
+    else:  # the grant starts once the sync holds the step's row
+        interleave.at(handover, "give_back", _granted_by_the_head(step), after=True)
+        moved, granted = _run(factory, sync), interleave.join()
+    assert moved is None, repr(moved)  # the sync always goes through
+    with factory() as s:
+        request = s.get(ExtensionRequest, asked)
+        task = s.get(HumanTask, step)
+        assert request is not None and task is not None and task.assignee_id is None  # back in 发改局's pool
+        if grant_first:
+            assert granted is None and request.status == "granted" and not _cancels(s)
+        else:
+            assert isinstance(granted, Conflict), repr(granted)
+            assert request.status == "cancelled" and len(_cancels(s)) == 1
