@@ -20,7 +20,7 @@ from engine import clock, org, tasks
 from engine.audit.models import AuditEvent
 from engine.deadlines.models import ExtensionRequest
 from engine.errors import Conflict
-from engine.org import ldap_read, ldap_sync, sso_users, staffing
+from engine.org import ldap_read, ldap_sync, leaving, sso_users, staffing
 from engine.org.actors import actor_for
 from engine.tasks import handover
 from engine.tasks.models import HumanTask, TaskCandidate
@@ -223,6 +223,33 @@ def test_the_directory_sync_moving_a_person_and_a_grant_at_once_take_turns(
         request = s.get(ExtensionRequest, asked)
         task = s.get(HumanTask, step)
         assert request is not None and task is not None and task.assignee_id is None  # back in 发改局's pool
+        if grant_first:
+            assert granted is None and request.status == "granted" and not _cancels(s)
+        else:
+            assert isinstance(granted, Conflict), repr(granted)
+            assert request.status == "cancelled" and len(_cancels(s)) == 1
+
+
+@pytest.mark.parametrize("grant_first", [False, True])
+def test_a_deactivation_and_a_grant_at_once_take_turns_whichever_comes_first(
+        factory: sessionmaker[Session], interleave: Interleave, grant_first: bool) -> None:
+    """停用 withdraws first (engine.org.leaving.deactivate_user), in the grant's order: forced here both ways."""
+    claimed, asked = _setup(factory)
+
+    def deactivate(s: Session) -> None:
+        leaving.deactivate_user(s, user_id=_user(s, "u0").id, actor=actor_for(s, "root"), successor="u1")
+
+    if grant_first:
+        interleave.at(actions, "set_deadline", deactivate)
+        granted, left = _run(factory, _grant(claimed)), interleave.join()
+    else:  # the grant starts once the 停用 holds the request's row and the step's
+        interleave.at(handover, "hand_over", _grant(claimed), after=True)
+        left, granted = _run(factory, deactivate), interleave.join()
+    assert left is None, repr(left)
+    with factory() as s:
+        request = s.get(ExtensionRequest, asked)
+        task = s.get(HumanTask, claimed)
+        assert request is not None and task is not None and task.assignee_id == _user(s, "u1").id
         if grant_first:
             assert granted is None and request.status == "granted" and not _cancels(s)
         else:
