@@ -135,7 +135,7 @@ def for_instance(session: Session, instance_id: int, *, internal: bool = True) -
 
 
 def public_facts(doc: IssuedDocument) -> PublicFacts:
-    # As the paper prints them (pdf.printed): a bidi override in an applicant's project name read backwards here
+    # As the paper prints them (pdf.printed): a bidi override in a submitted subject read backwards here
     return PublicFacts(number=doc.number, title=doc.title, subject=pdf.printed(doc.subject), issued_on=doc.issued_on,
                        issuers=[pdf.printed(i) for i in doc.issuers or []], digest=doc.digest)
 
