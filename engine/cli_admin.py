@@ -104,6 +104,7 @@ def deactivate_user(username: str, successor: str | None) -> None:
     """停用 the account USERNAME: sessions and API tokens stop, and their open tasks and plan items are handed over
     in the same transaction (the same service as 管理 → 停用; refused, changing nothing, on a bad successor or work
     nobody else could take)."""
+    from engine.deadlines.models import ExtensionRequest
     from engine.org import leaving
     from engine.org.models import OrgUnit
     with command_session() as session:
@@ -120,6 +121,11 @@ def deactivate_user(username: str, successor: str | None) -> None:
                   for unit in (session.get(OrgUnit, i) for i in done.units) if unit is not None]
         lines += [f"  未移交，无人可接 (left, nobody else could take it): task {task_id}" for task_id in done.stuck]
         lines += [f"  未移交，无人可接 (left, nobody else could take it): {item.label}" for item in done.items_stuck]
+        lines += [f"  延期申请已撤回 (extension request withdrawn): task {request.object_id}"
+                  for request in (session.get(ExtensionRequest, i) for i in done.cancelled) if request is not None]
+        lines.append(f"共 (total): 待办移交 (tasks handed over) {len(done.handed_over)}; 事项移交 (items handed over) "
+                     f"{len(done.items)}; 延期申请撤回 (extension requests withdrawn) {len(done.cancelled)}; "
+                     f"单位取消负责人/责任领导 (units without their head or leader) {len(done.units)}")
     click.echo("\n".join(lines))
 
 

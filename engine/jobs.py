@@ -107,12 +107,30 @@ def gone(session: Session, msg: OutboxMessage) -> bool:
 def _deliver_webhook(session: Session, msg: OutboxMessage) -> None:
     if gone(session, msg):
         return
-    body = json.dumps(msg.payload.get("body", msg.payload), ensure_ascii=False).encode()
+    sent = msg.payload.get("body", msg.payload)
+    body = json.dumps(sent, ensure_ascii=False).encode()
     # Resolved and checked again now (not only when saved): no loopback, private or link-local target.
-    status = outbound.post_json(str(msg.payload["url"]), body, timeout=10,
-                                headers={"Idempotency-Key": delivery_key(msg)})
+    status, answer = outbound.post_json(str(msg.payload["url"]), body, timeout=10,
+                                        headers={"Idempotency-Key": delivery_key(msg)})
     if status >= 300:
         raise RuntimeError(f"webhook answered {status}")
+    if isinstance(sent, dict) and "msgtype" in sent:
+        refused = _robot_refusal(answer)
+        if refused:
+            raise RuntimeError(refused)
+
+
+def _robot_refusal(answer: bytes) -> str | None:
+    """What a group robot (WeChat Work, DingTalk) said when it refused a message: it answers HTTP 200 either way, with
+    a non-zero `errcode` (too many messages a minute, a text too long, a key revoked). None: taken, or no such answer."""
+    try:
+        said = json.loads(answer)
+    except ValueError:
+        return None
+    code = said.get("errcode") if isinstance(said, dict) else None
+    if code in (None, 0, "0"):
+        return None
+    return one_line(f"robot answered errcode {code}: {str(said.get('errmsg', ''))[:200]}")
 
 
 def one_line(text: str) -> str:

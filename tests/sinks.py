@@ -122,6 +122,10 @@ class HookSink:
     """
 
     fail_first: int = 0
+    # As a WeChat Work group robot answers: HTTP 200 whatever happened, the outcome in `errcode`. A text message over
+    # `robot_max_bytes` of UTF-8 is refused (40058, not kept); the first `busy_first` requests are turned away (45009).
+    robot_max_bytes: int | None = None
+    busy_first: int = 0
     hooks: list[Hook] = field(default_factory=list)
     gets: list[str] = field(default_factory=list)
     keys: list[str | None] = field(default_factory=list)  # each POST's Idempotency-Key, failed ones too
@@ -140,12 +144,21 @@ class HookSink:
                         self.send_response(500)
                         self.end_headers()
                         return
-                    sink.hooks.append(Hook(self.path, json.loads(data), self.headers.get("Content-Type", ""),
-                                           self.headers.get("Idempotency-Key")))
+                    body = json.loads(data)
+                    answer = b'{"errcode": 0, "errmsg": "ok"}'
+                    text = body.get("text", {}).get("content", "") if isinstance(body, dict) else ""
+                    if sink.busy_first > 0:
+                        sink.busy_first -= 1
+                        answer = b'{"errcode": 45009, "errmsg": "api freq out of limit"}'
+                    elif sink.robot_max_bytes is not None and len(text.encode()) > sink.robot_max_bytes:
+                        answer = b'{"errcode": 40058, "errmsg": "content exceed max length 2048"}'
+                    else:
+                        sink.hooks.append(Hook(self.path, body, self.headers.get("Content-Type", ""),
+                                               self.headers.get("Idempotency-Key")))
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.end_headers()
-                self.wfile.write(b'{"errcode": 0, "errmsg": "ok"}')
+                self.wfile.write(answer)
 
             def do_GET(self) -> None:
                 with lock:

@@ -21,6 +21,25 @@ from engine.org.models import User
 from engine.tasks.models import HumanTask
 
 
+def _pending(session: Session, user: User, task_ids: list[int] | None) -> list[ExtensionRequest]:
+    """The pending requests `user` asked on these tasks (None: on any), locked FOR UPDATE in id order."""
+    asked = select(ExtensionRequest).where(ExtensionRequest.object_type == "task",
+                                           ExtensionRequest.requested_by_id == user.id,
+                                           ExtensionRequest.status == "pending")
+    if task_ids is not None:
+        asked = asked.where(ExtensionRequest.object_id.in_(task_ids))
+    return list(session.scalars(asked.order_by(ExtensionRequest.id).with_for_update()
+                                .execution_options(populate_existing=True)))
+
+
+def lock_pending(session: Session, *, user: User) -> list[int]:
+    """Lock every pending request `user` asked (FOR UPDATE, id order; PostgreSQL) before the rows of their steps are
+    taken; return their ids. A move (调岗) learns which steps it gives back only by taking their rows; a leader granting
+    one of its requests at the same moment takes the request's row, then the step's (its new deadline): the move takes
+    them all first, as 停用 does by withdrawing first, and withdraws those of the steps it gave back afterwards."""
+    return [r.id for r in _pending(session, user, None)]
+
+
 def withdraw(session: Session, *, user: User, task_ids: list[int] | None, actor: Actor, reason: str,
              tell: bool = True) -> list[int]:
     """Cancel the pending 申请延期 `user` asked on these tasks (None: on any step; flushes); one audit event each,
@@ -28,13 +47,7 @@ def withdraw(session: Session, *, user: User, task_ids: list[int] | None, actor:
     if task_ids is not None and not task_ids:
         return []
     now = clock.now()
-    asked = select(ExtensionRequest).where(ExtensionRequest.object_type == "task",
-                                           ExtensionRequest.requested_by_id == user.id,
-                                           ExtensionRequest.status == "pending")
-    if task_ids is not None:
-        asked = asked.where(ExtensionRequest.object_id.in_(task_ids))
-    found = list(session.scalars(asked.order_by(ExtensionRequest.id).with_for_update()
-                                 .execution_options(populate_existing=True)))
+    found = _pending(session, user, task_ids)
     notes: list[notify.Note] = []
     for request in found:
         task = session.get(HumanTask, request.object_id)
@@ -57,4 +70,4 @@ def withdraw(session: Session, *, user: User, task_ids: list[int] | None, actor:
     return [r.id for r in found]
 
 
-__all__ = ["withdraw"]
+__all__ = ["lock_pending", "withdraw"]

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from engine import audit, clock, config
 from engine.db import advisory_lock, is_postgres
-from engine.documents import numbering
+from engine.documents import numbering, pdf
 from engine.documents.models import IssuedDocument
 from engine.errors import InvalidInput
 from engine.org.actors import Actor
@@ -135,8 +135,9 @@ def for_instance(session: Session, instance_id: int, *, internal: bool = True) -
 
 
 def public_facts(doc: IssuedDocument) -> PublicFacts:
-    return PublicFacts(number=doc.number, title=doc.title, subject=doc.subject, issued_on=doc.issued_on,
-                       issuers=list(doc.issuers or []), digest=doc.digest)
+    # As the paper prints them (pdf.printed): a bidi override in a submitted subject read backwards here
+    return PublicFacts(number=doc.number, title=doc.title, subject=pdf.printed(doc.subject), issued_on=doc.issued_on,
+                       issuers=[pdf.printed(i) for i in doc.issuers or []], digest=doc.digest)
 
 
 def verify_link(code: str) -> str | None:

@@ -77,13 +77,19 @@ _UNPRINTED = {**dict.fromkeys([*range(0x00, 0x09), *range(0x0b, 0x20), *range(0x
               **dict.fromkeys([*range(0x202a, 0x202f), *range(0x2066, 0x206a)])}
 
 
+def printed(value: Any) -> str:
+    """Return a value as the paper prints it: line breaks kept (as LF), control characters and bidi overrides
+    dropped, a lone surrogate "?" (also what /verify shows of a document: core.public_facts)."""
+    raw = str(value if value is not None else "").replace("\r\n", "\n").replace("\r", "\n")
+    return raw.translate(_UNPRINTED).encode("utf-8", "replace").decode("utf-8")
+
+
 def text(value: Any, limit: int = MAX_FIELD_TEXT) -> str:
     """Escape a value for a reportlab paragraph (line breaks kept, control characters and bidi overrides dropped)."""
     raw = str(value if value is not None else "").replace("\r\n", "\n").replace("\r", "\n")
     if len(raw) > limit:
         raw = raw[:limit] + "…"
-    raw = raw.translate(_UNPRINTED).encode("utf-8", "replace").decode("utf-8")  # a lone surrogate: "?"
-    return html.escape(raw, quote=False).replace("\n", "<br/>")
+    return html.escape(printed(raw), quote=False).replace("\n", "<br/>")
 
 
 @dataclass(frozen=True)
@@ -145,7 +151,7 @@ def _seal_flowable(seal: Seal, font_name: str) -> Any:
             c.setFont(font_name, 11)
             y = self.height - 8 * mm
             for name in list(seal.issuers)[:6]:
-                c.drawRightString(cx - r - 6 * mm, y, name[:40])
+                c.drawRightString(cx - r - 6 * mm, y, printed(name)[:40])
                 y -= 6 * mm
             c.drawRightString(cx - r - 6 * mm, max(y, 2 * mm), seal.date_text)
     return SealArea()
@@ -274,4 +280,4 @@ def render(doc: Document) -> bytes:
     return out.getvalue()
 
 
-__all__ = ["CANDIDATES", "Document", "FontMissing", "Seal", "Section", "font", "render", "text"]
+__all__ = ["CANDIDATES", "Document", "FontMissing", "Seal", "Section", "font", "printed", "render", "text"]

@@ -118,12 +118,32 @@ def _webhooks(session: Session, notes: Sequence[Note], user_ids: Sequence[int]) 
     return hooks
 
 
+ROBOT_MAX_BYTES = 2048  # of a group robot's text message, UTF-8: WeChat Work refuses a longer one (errcode 40058)
+
+
+def _fit(text: str, room: int) -> str:
+    """Return `text` cut to `room` bytes of UTF-8, ending in "…" when cut ("" when not even that fits)."""
+    if len(text.encode()) <= room:
+        return text
+    if room < 3:
+        return ""
+    return text.encode()[:room - 3].decode(errors="ignore") + "…"
+
+
+def robot_text(title: str, body: str, link: str) -> str:
+    """A group robot's text: the title, as much of the body as fits in ROBOT_MAX_BYTES, and the link (the way in, kept
+    whole unless it alone does not fit)."""
+    tail = _fit(link, ROBOT_MAX_BYTES // 2)
+    head = _fit(title, ROBOT_MAX_BYTES - len(tail.encode()) - 2)
+    room = ROBOT_MAX_BYTES - len(head.encode()) - len(tail.encode()) - 2 * bool(head) - bool(tail)
+    return "\n".join(part for part in (head, _fit(body, max(room, 0)), tail) if part)
+
+
 def webhook_body(note: Note, flavor: str) -> dict[str, Any]:
     """Return the JSON a webhook receives: a robot's text message, or the notification itself."""
     link = _absolute(note.link)
     if flavor == "robot":
-        content = "\n".join(part for part in (note.title, note.body, link) if part)
-        return {"msgtype": "text", "text": {"content": content}}
+        return {"msgtype": "text", "text": {"content": robot_text(note.title, note.body, link)}}
     return {"kind": note.kind, "title": note.title, "body": note.body, "link": link, "user_id": note.user_id}
 
 

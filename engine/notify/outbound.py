@@ -148,8 +148,9 @@ def check(url: str, *, allow: Sequence[str] | None = None, strict: bool = True) 
 
 
 def post_json(url: str, body: bytes, *, timeout: float = 10.0, deadline: float | None = None,
-              headers: dict[str, str] | None = None) -> int:
-    """POST a JSON body to a checked URL, connecting to the address that was checked; return the status.
+              headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    """POST a JSON body to a checked URL, connecting to the address that was checked; return the status and the first
+    64 KB of the answer (a group robot answers 200 whatever happened, and says in its body).
 
     `timeout` bounds each step; `deadline` (default 3 × timeout) the whole exchange: a receiver answering a byte at a
     time meets every step's timeout, and held the outbox worker (and, its lease passed, the next) as long as it liked.
@@ -185,12 +186,12 @@ def post_json(url: str, body: bytes, *, timeout: float = 10.0, deadline: float |
         conn.request("POST", path, body=body, headers={"Content-Type": "application/json; charset=utf-8",
                                                        "User-Agent": "jzflow-webhook", **(headers or {})})
         response = conn.getresponse()
-        response.read(64 * 1024)
+        answer = response.read(64 * 1024)
         # Not the timer thread's being alive: it still is for a moment after it shut the socket, and the headers cut
         # off there read as complete (http.client takes the EOF for their end), so a dribbled answer passed as a 200.
         if fired.is_set():
             raise TimeoutError("webhook answer took longer than its deadline")
-        return int(response.status)
+        return int(response.status), answer
     finally:
         watchdog.cancel()
         conn.close()

@@ -270,7 +270,10 @@ def change_password(session: Session, *, user_id: int, current: str, new: str, a
 
     Raises: NotFound, Forbidden, InvalidInput
     """
-    user = session.get(User, user_id)
+    # Their row locked and read again before the current password is checked: an administrator's reset at the same
+    # moment (staffing.reset_password locks it too) is waited for and its password is the one checked, never
+    # overwritten by a change that checked the password it replaced.
+    user = session.get(User, user_id, with_for_update=True, populate_existing=True)
     if user is None:
         raise NotFound(f"用户不存在 (no such user): {user_id}", field="user")
     if actor.user_id != user.id:

@@ -34,6 +34,7 @@ from engine.tasks.collab_models import Comment
 from engine.tasks.models import HumanTask, TaskCandidate
 
 URGE_INTERVAL = timedelta(hours=1)
+NOTICE_BODY = 2000  # characters of a note a notice carries (the task's page keeps it whole)
 
 
 def user_named(session: Session, username: str, *, field: str = "username", what: str = "用户") -> User:
@@ -64,8 +65,10 @@ def _record(session: Session, task: HumanTask, actor: Actor, action: str, **afte
 
 def notice(user_id: int, kind: str, title: str, *, instance_id: int | None, body: str = "",
            link: str | None = None) -> notices.Note:
-    """A notice about an instance's work, for `tell`."""
-    return notices.Note(user_id=user_id, kind=kind, title=title[:300], body=body, link=link, instance_id=instance_id)
+    """A notice about an instance's work, for `tell` (its body cut: it goes to e-mail and webhooks too)."""
+    said = body.strip()
+    return notices.Note(user_id=user_id, kind=kind, title=title[:300], link=link, instance_id=instance_id,
+                        body=said if len(said) <= NOTICE_BODY else said[:NOTICE_BODY] + "…")
 
 
 def tell(session: Session, notes: Sequence[notices.Note]) -> None:

@@ -402,3 +402,18 @@ def test_the_certificate_step_submitted_twice_at_once_issues_one_document(
         "胶受〔2025〕0001号", "胶审〔2025〕0001号", "胶审单〔2025〕0001号"]  # the 受理通知书 issued at 一窗受理 before
     assert list(session.execute(select(DocumentSequence.rule, DocumentSequence.last).order_by(DocumentSequence.rule))) \
         == [("approval_acceptance", 1), ("approval_certificate", 1), ("approval_sheet", 1)]  # the loser's given back
+
+
+def test_verify_shows_the_subject_and_issuers_as_the_paper_prints_them(session: Session, clerk: Actor,
+                                                                       tmp_path: Path) -> None:
+    """The paper drops control characters and bidi overrides (pdf.text); /verify showed them, so a subject with a
+    right-to-left override read backwards beside a genuine copy, and a checker comparing the two saw a forgery."""
+    (iid,) = _instances(session, clerk, 1)
+    doc = documents.issue(session, instance_id=iid, kind="cert", rule=RULE, title="联合意见书",
+                          subject="胶州湾\u202e目项业产\u202c（一期）\x07", issuers=["发展\u2066和改革局\u2069"],
+                          issued_on=date(2026, 3, 2), actor=clerk)
+    session.commit()
+    facts = documents.verify(session, doc.verify_code)
+    assert facts is not None
+    assert facts.subject == "胶州湾目项业产（一期）" and facts.issuers == ["发展和改革局"]
+    assert facts.subject == pdf.printed(doc.subject)

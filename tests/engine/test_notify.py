@@ -146,6 +146,46 @@ def test_a_failing_webhook_is_retried_and_delivered_once(session: Session, facto
         assert len(sink.keys) == 2 and len(set(sink.keys)) == 1 and sink.keys[0], sink.keys
 
 
+def test_a_long_notice_reaches_a_group_robot_cut_to_what_it_takes_with_its_link(
+        session: Session, factory: sessionmaker[Session], people: dict[str, Actor],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A WeChat Work robot refuses a text over 2,048 bytes (with HTTP 200): a long 催办 note or 督办 body was lost
+    without a trace. The robot gets the title, as much of the body as fits, and the link."""
+    monkeypatch.setenv("JZFLOW_PUBLIC_URL", "https://jzflow.jiaozhou.test")
+    zhang = int(people["zhang"].user_id or 0)
+    with HookSink(robot_max_bytes=2048) as sink:
+        notify.set_preference(session, user_id=zhang, kind="*", channels=["webhook"])
+        notify.set_webhook(session, user_id=zhang, url=sink.url())
+        notify.send(session, notify.Note(user_id=zhang, kind="urge", title="催办: WT-2025-0001 用电增容",
+                                         body="请尽快办理。" + "企业反映情况" * 600, link="/tasks/7", key="urge:7"))
+        session.commit()
+        assert run_outbox(factory) == 1
+        [robot] = sink.hooks
+        content = robot.body["text"]["content"]
+        assert len(content.encode()) <= 2048
+        lines = content.splitlines()
+        assert lines[0] == "催办: WT-2025-0001 用电增容" and lines[1].startswith("请尽快办理。企业反映情况")
+        assert lines[1].endswith("…") and lines[-1] == "https://jzflow.jiaozhou.test/tasks/7"
+
+
+def test_a_robot_turning_a_message_away_with_http_200_is_tried_again(
+        session: Session, factory: sessionmaker[Session], people: dict[str, Actor]) -> None:
+    """A group robot answers 200 with an errcode when it refuses (too many messages a minute): that is no delivery."""
+    zhang = int(people["zhang"].user_id or 0)
+    with HookSink(busy_first=1) as sink:
+        notify.set_preference(session, user_id=zhang, kind="*", channels=["webhook"])
+        notify.set_webhook(session, user_id=zhang, url=sink.url())
+        notify.send(session, note(people["zhang"]))
+        session.commit()
+        assert run_outbox(factory) == 0
+        msg = session.scalar(select(OutboxMessage).execution_options(populate_existing=True))
+        assert msg is not None and msg.attempts == 1 and "45009" in (msg.last_error or "")
+        session.rollback()  # SQLite: let go of the write lock the read took (BEGIN IMMEDIATE)
+        clock.advance(timedelta(seconds=5))
+        assert run_outbox(factory) == 1
+        assert len(sink.hooks) == 1
+
+
 def test_a_mail_the_relay_took_is_delivered_once_whatever_it_answers_to_quit(
         session: Session, factory: sessionmaker[Session], people: dict[str, Actor],
         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -268,3 +308,14 @@ def test_a_message_whose_delivery_kills_the_worker_does_not_hold_up_the_rest(
     session.refresh(bad)
     assert bad.attempts == outbox.MAX_ATTEMPTS and bad.delivered_at is None and len(smtp.mails) == 1
     assert outbox.pending(session) == []
+
+
+@pytest.mark.parametrize("title,body,link", [
+    ("催办", "", ""), ("长" * 2000, "正文", "https://jzflow.jiaozhou.test/tasks/1"), ("", "体" * 3000, "/x"),
+    ("t", "b", "https://jzflow.jiaozhou.test/" + "p" * 3000), ("标题\n第二行", "🀄" * 1000, "https://a.test/t")])
+def test_a_robot_text_never_passes_what_the_robot_takes(title: str, body: str, link: str) -> None:
+    text = notify.core.robot_text(title, body, link)
+    assert len(text.encode()) <= notify.core.ROBOT_MAX_BYTES
+    assert text.encode().decode() == text  # never a character cut in half
+    if len(link.encode()) <= notify.core.ROBOT_MAX_BYTES // 2:
+        assert text.endswith(link)

@@ -125,3 +125,30 @@ def test_an_operation_rolled_back_delivers_nothing(session: Session, factory: se
     assert smtp.mails == []
     assert session.scalar(select(func.count()).select_from(Notification).where(
         Notification.user_id == review_org["zr"].user_id)) == 0
+
+
+@pytest.mark.parametrize("name", ["转办", "催办", "抄送"])
+def test_a_huge_note_leaves_the_building_cut_to_the_length_a_comment_keeps(
+        session: Session, factory: sessionmaker[Session], instance: int, review_org: dict[str, Actor],
+        smtp: SmtpSink, name: str) -> None:
+    """The API takes a note of any length (the 25 MB body limit): the 催办 comment and the 抄送 kept 2,000 characters
+    of it, but the notice carried all of it — in-app, and now in an e-mail and a webhook post to every recipient."""
+    zr = _zr(session, review_org, ["in_app", "email"])
+    review = at_review(session, instance, review_org)
+    huge = "<b>请办理</b>\r\nBcc: x@evil.test\r\n" + "长" * 1_000_000
+    if name == "转办":
+        operations.transfer(session, task_id=review.id, actor=review_org["fg"], to_username="zr", note=huge)
+    elif name == "催办":
+        operations.transfer(session, task_id=review.id, actor=review_org["fg"], to_username="zr")
+        session.commit()
+        operations.urge(session, task_id=review.id, actor=review_org["applicant"], message=huge)
+    else:
+        collab.carbon_copy(session, instance_id=instance, actor=review_org["admin"], usernames=["zr"], note=huge)
+    session.commit()
+    run_outbox(factory)
+    [mail] = [m for m in smtp.mails if "长" in m.text]
+    assert 2000 <= len(mail.text) <= 2000 + 200 and "…" in mail.text  # the note cut, and the link after it
+    assert mail.recipients == ["zhaoliu@zrzy.jiaozhou.test"]  # the "Bcc:" line is the body's text, no header
+    assert "<b>请办理</b>" in mail.text  # plain text: shown, never markup
+    [note] = session.scalars(select(Notification).where(Notification.user_id == zr, Notification.body.contains("长")))
+    assert len(note.body) <= 2001

@@ -86,6 +86,10 @@ def deactivate_user(user_id: int) -> ResponseReturnValue:
                 count=len(led), none=sum(1 for i in led if i.to is None)), "info")
     if done.units:
         flash(_("%(count)d 个单位的负责人或责任领导已取消，请重新设置", count=len(done.units)), "info")
+    if done.cancelled:
+        flash(_("%(count)d 项待审批的延期申请已撤回", count=len(done.cancelled)), "info")
+    if not (done.handed_over or done.items or done.units or done.cancelled):
+        flash(_("此人没有需要移交的待办或事项"), "info")
     return redirect(url_for("admin.index"))
 
 

@@ -48,7 +48,9 @@ def _temporary_password() -> ResponseReturnValue | None:
     endpoint = request.endpoint or ""
     if endpoint in _WHILE_TEMPORARY or endpoint.startswith("ops."):  # probes: no login is loaded for them
         return None
-    if bearer_token() is not None:  # a token request is its token's alone: no cookie user is loaded for it
+    # An API request with a token is its token's alone (web/api/blueprint.py: no cookie user acts in it). Elsewhere an
+    # Authorization header authenticates nothing and the cookie's person acts: it takes nobody past the change.
+    if request.blueprint == "api" and bearer_token() is not None:
         return None
     if not current_user.is_authenticated or not current_user.user.must_change_password:
         return None
