@@ -91,3 +91,14 @@ def test_web_has_no_import_cycles() -> None:
 
 def test_web_modules_stay_under_400_lines() -> None:
     assert long_modules(WEB) == []
+
+
+INLINE_HANDLER = re.compile(r"<[a-zA-Z][^>]*\son[a-z]+\s*=", re.S)
+
+
+def test_templates_carry_no_inline_event_handlers() -> None:
+    """The CSP (script-src 'self') blocks onclick= and its kind: such a button does nothing in the browser.
+    Behaviour goes through data-* attributes the bundle handles (data-jz-print, data-jz-confirm, …)."""
+    offending = [str(path.relative_to(WEB)) for path in sorted(WEB.rglob("*.html"))
+                 if INLINE_HANDLER.search(path.read_text(encoding="utf-8"))]
+    assert offending == []
