@@ -135,6 +135,28 @@ def test_the_menu_shows_the_project_library_only_to_who_may_open_it(world: Pages
     assert menu and 'href="/projects"' not in menu and 'href="/ledger"' not in menu
 
 
+def test_the_list_offers_entering_and_importing_only_to_who_may_enter(world: PagesWorld) -> None:
+    """录入项目 / 导入项目 lead to pages that answer 403 to everyone but a unit's data or investment officers
+    (and admins): the list must not offer them to the others (the window clerk, a reviewer, a leader)."""
+    for username in (REVIEWER, TOWN, LEADER, CITY_LEADER, AUDITOR):
+        status, html = get(world, username, "/projects")
+        assert status == 200, username
+        assert 'href="/projects/new"' not in html and 'href="/projects/import"' not in html, username
+        assert get(world, username, "/projects/new")[0] == 403, username
+    status, html = get(world, ADMIN, "/projects")
+    assert status == 200 and 'href="/projects/new"' in html and 'href="/projects/import"' in html
+    assert get(world, ADMIN, "/projects/new")[0] == 200
+
+
+def test_the_schedule_prints_without_inline_script(world: PagesWorld) -> None:
+    """挂图作战's 打印 button: the CSP (script-src 'self') blocks an inline onclick, so the bundle's data-jz-print
+    handler must carry it."""
+    status, html = get(world, REVIEWER, "/projects/schedule")
+    assert status == 200
+    assert re.search(r'<button type="button" data-jz-print>打印</button>', html), html
+    assert not re.search(r"\son[a-z]+=", pw.main(html))
+
+
 # -- the project page ---------------------------------------------------------------------------------
 
 def test_the_project_page_has_its_timeline_approvals_issues_and_history(world: PagesWorld) -> None:

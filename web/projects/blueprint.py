@@ -44,7 +44,8 @@ def index() -> ResponseReturnValue:
                               limit=request.args.get("limit", views.PAGE_SIZE, type=int) or views.PAGE_SIZE,
                               now=clock.now())
     return render_template("projects/index.html", page=page, flt=flt, args=_args(flt.as_query()),
-                           choices=views.choices(session), stages=STAGES, stage_names=STAGE_NAMES, now=clock.now())
+                           choices=views.choices(session), stages=STAGES, stage_names=STAGE_NAMES, now=clock.now(),
+                           may_enter=entry.may_enter(session, current_actor()))
 
 
 @bp.get("/projects/<int:project_id>")
