@@ -156,7 +156,7 @@ def register(ctx: RunContext, title: str, description: str = "", enterprise: str
     if source not in SOURCES:
         raise InvalidInput(f"来源 source 须为 {'/'.join(SOURCES)}: {source!r}", field="source")
     unit = _unit(session, _text(unit_code, "unit_code", limit=80))  # a suggestion; 派单 decides
-    requested = _date(due_date, "due_date")
+    requested = _not_before_today(_date(due_date, "due_date"), "due_date")
     values: dict[str, Any] = dict(
         title=_text(title, "title", required=True, limit=300), description=_text(description, "description"),
         enterprise=_text(enterprise, "enterprise", limit=200), source=source,
@@ -196,7 +196,7 @@ def dispatch(ctx: RunContext, issue_id: int, unit_code: str, deadline_kind: str,
         picked = _date(due_date, "due_date")
         if picked is None:
             raise InvalidInput("请填写办结期限 (due_date required)", field="due_date")
-        day = picked
+        day = _not_before_today(picked, "due_date") or picked
     else:
         raise InvalidInput(f"期限方式须为 date 或 working_days: {deadline_kind!r}", field="deadline_kind")
     before = _state(issue)
@@ -241,6 +241,14 @@ def done(ctx: RunContext, issue_id: int) -> dict[str, Any]:
     if issue.status not in HANDLING:
         raise Conflict(f"问题 {issue.code} 状态为 {issue.status}，不能办结", issue_id=issue.id, status=issue.status)
     return snapshot(ctx.session, issue, ctx.actor)
+
+
+def _not_before_today(day: date | None, field: str) -> date | None:
+    """Refuse a deadline already past (Asia/Shanghai): kept, the issue is red at once and its ladder told."""
+    today = clock.now().astimezone(clock.SHANGHAI).date()
+    if day is not None and day < today:
+        raise InvalidInput(f"期限 {day} 早于今天 {today} (the deadline must not be in the past)", field=field)
+    return day
 
 
 def _after_today(day: date, field: str, *, due_at: datetime | None = None) -> None:

@@ -15,7 +15,7 @@ from engine import tasks
 from engine.errors import InvalidInput, SubmissionRefused
 from engine.org.actors import Actor
 from plan import supervision
-from tests.processes.test_issue_ledger import assert_row, by_hand, deployed, dispatch, issue_of, people
+from tests.processes.test_issue_ledger import REGISTRATION, assert_row, by_hand, deployed, dispatch, issue_of, people
 from tests.steps import do, kept, names, only_task
 
 __all__ = ["by_hand", "deployed", "people"]
@@ -97,3 +97,38 @@ def test_granting_today_through_supervision_is_refused_naming_the_date(
     session.rollback()
     assert refused.value.details["field"] == "due_date"
     assert kept(session, iid) == before
+
+
+def test_dispatching_with_a_deadline_already_past_is_refused_naming_the_date(
+        session: Session, by_hand: int, people: dict[str, Actor]) -> None:
+    """派单 by date kept a deadline years past (a slip of the year: 2020 for 2026): the issue red at once and the whole
+    督办 ladder, up to the city leader, told the same minute. Today (2025-09-01) is still a deadline one may give."""
+    task = only_task(session, by_hand, "dispatch")
+    tasks.claim(session, task_id=task.id, actor=people["officer"])
+    session.commit()
+    before = kept(session, by_hand)
+    with pytest.raises(SubmissionRefused) as refused:
+        tasks.complete(session, task_id=task.id, actor=people["officer"],
+                       data={"unit_code": "gxj", "deadline_kind": "date", "due_date": "2020-01-01"})
+    session.rollback()
+    assert [e.field for e in refused.value.errors] == ["due_date"] and "今天" in refused.value.errors[0].message
+    assert refused.value.bpmn_id == "record_dispatch"
+    assert kept(session, by_hand) == before
+    assert_row(session, by_hand, "registered", unit="gxj")
+    dispatch(session, by_hand, people["officer"], "gxj", due_date="2025-09-01")
+    assert_row(session, by_hand, "dispatched", unit="gxj", due=date(2025, 9, 1))
+
+
+def test_registering_a_requested_date_already_past_is_refused_naming_it(
+        session: Session, deployed: None, people: dict[str, Actor]) -> None:
+    """登记's 要求完成日期 in the past was kept as the issue's deadline: red before anyone had it."""
+    from engine.runtime import instances
+    row = instances.start(session, process_key="issue_ledger", actor=people["officer"], title="问题台账")
+    session.commit()
+    task = only_task(session, row.id, "register_issue")
+    with pytest.raises(SubmissionRefused) as refused:
+        tasks.complete(session, task_id=task.id, actor=people["officer"],
+                       data={**REGISTRATION, "due_date": "2025-08-31"})
+    session.rollback()
+    assert [e.field for e in refused.value.errors] == ["due_date"] and "今天" in refused.value.errors[0].message
+    assert names(session, row.id) == ["register_issue"]
