@@ -14,8 +14,9 @@ from collections.abc import Mapping, Sequence
 from datetime import date
 from typing import Any
 
-from engine import documents
+from engine import clock, documents
 from engine.documents import pdf, render, sheet
+from engine.errors import InvalidInput
 from engine.runtime import effects
 
 RULE = "approval_certificate"
@@ -39,15 +40,31 @@ def _latest_reviews(review_log: object) -> list[dict[str, str]]:
     return list(latest.values())
 
 
+def _issue_day(ctx: effects.RunContext, issued_on: str) -> date:
+    """Return the 出证日期 the window typed: from the day the application was made up to today (Asia/Shanghai).
+
+    Raises: InvalidInput naming issued_on (a slip of the year numbered the certificate in a closed year's series)
+    """
+    day = date.fromisoformat(issued_on)
+    applied = clock.as_utc(ctx.running.row.started_at).astimezone(clock.SHANGHAI).date()
+    today = clock.now().astimezone(clock.SHANGHAI).date()
+    if day < applied:
+        raise InvalidInput(f"出证日期 {day} 早于申请日期 {applied} (before the application was made)", field="issued_on")
+    if day > today:
+        raise InvalidInput(f"出证日期 {day} 晚于今天 {today} (a date still to come)", field="issued_on")
+    return day
+
+
 @effects.service("approval_issue_certificate")
 def issue_certificate(ctx: effects.RunContext, project_name: str, issued_on: str, departments: list[Any],
                       review_log: list[Any], applicant_unit: str = "", stage: str = "",
                       project_code: str = "") -> dict[str, Any]:
     """Issue the instance's 联合意见书 with the next 胶审 number (once per instance) and return its number.
 
-    Raises: ValueError (no departments, a bad date), InvalidInput (a bad number rule)
+    Raises: ValueError (no departments, a malformed date), InvalidInput (a date before the application or still to
+    come, a bad number rule)
     """
-    day = date.fromisoformat(issued_on)
+    day = _issue_day(ctx, issued_on)
     issuers = [str(d.get("name") or d.get("code")) for d in departments if isinstance(d, Mapping)]
     if not issuers:
         raise ValueError("no issuing departments (departments is empty)")
