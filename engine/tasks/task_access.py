@@ -76,6 +76,9 @@ TABLE: dict[Op, frozenset[Rel]] = {
     Op.SEND_BACK: frozenset({HOLDER, CANDIDATE}),
     Op.URGE: frozenset({OWNER, LEADER, ADMIN, VIEWER}),
 }
+# Relations that rule an operation out whatever else the actor is: whoever holds a task (a unit head handed one of
+# their unit's tasks, say) would urge nobody but themselves.
+EXCLUDED: dict[Op, frozenset[Rel]] = {Op.URGE: frozenset({HOLDER, DELEGATE, COSIGNER})}
 CITY_LEADER_ROLE = "city_leader"
 
 
@@ -156,8 +159,8 @@ def open_task(session: Session, actor: Actor, task_id: int) -> HumanTask:
 
 
 def allows(op: Op, rels: frozenset[Rel]) -> bool:
-    """Tell whether any of the relations allows the operation (the table's one rule)."""
-    return bool(TABLE[op] & rels)
+    """Tell whether any of the relations allows the operation and none rules it out (EXCLUDED)."""
+    return bool(TABLE[op] & rels) and not EXCLUDED.get(op, frozenset()) & rels
 
 
 def permitted(session: Session, actor: Actor, task: HumanTask) -> frozenset[Op]:
@@ -188,7 +191,9 @@ def require(session: Session, actor: Actor, task: HumanTask, op: Op) -> frozense
         return rels
     if not rels:
         require_seen(session, actor, task)
-    if Rel.DELEGATE in rels:
+    if EXCLUDED.get(op, frozenset()) & rels:
+        message = "此任务在您手中，无需催办 (you hold this task: there is nobody to urge)"
+    elif Rel.DELEGATE in rels:
         message = "委派的任务只能处理后退回委派人 (a delegate may only give the task back to its owner)"
     elif Rel.OWNER in rels:
         message = "任务已委派，待被委派人退回后再办理 (delegated: wait until it comes back)"

@@ -296,6 +296,38 @@ def test_urge_is_rate_limited(session: Session, instance: int, review_org: dict[
         operations.urge(session, task_id=review.id, actor=review_org["applicant"])
 
 
+def test_whoever_holds_a_task_is_not_offered_to_urge_it_even_as_its_units_head(
+        session: Session, instance: int, review_org: dict[str, Actor]) -> None:
+    """A unit head handed a task of their unit (委派, 转办) was offered 催办 on it, and urged themselves: the notice
+    "孙八催办" came back to them. Nobody is urged by the one who holds the task; a leader not holding it still urges."""
+    from engine.org.actors import actor_for
+    from engine.org.models import Membership, OrgUnit
+    from engine.tasks import task_access
+    unit = session.scalar(select(OrgUnit).where(OrgUnit.code == "fgj"))
+    assert unit is not None
+    unit.leader_id = review_org["boss"].user_id  # 孙八 heads 发改 and works there
+    session.add(Membership(user_id=review_org["boss"].user_id, org_unit_id=unit.id))
+    session.commit()
+    review = at_review(session, instance, review_org)
+    boss, fg = actor_for(session, "boss"), review_org["fg"]
+    assert task_access.Op.URGE in task_access.permitted(session, boss, review)  # a leader over the holder
+    assert task_access.Op.URGE not in task_access.permitted(session, fg, review)  # the holder
+    operations.delegate(session, task_id=review.id, actor=fg, to_username="boss", note="请您先看")
+    session.commit()
+    assert task_access.Op.URGE not in task_access.permitted(session, boss, review)  # the delegate holds it now
+    with pytest.raises(NotYourTask):
+        operations.urge(session, task_id=review.id, actor=boss, message="快")
+    session.rollback()
+    assert session.scalar(select(func.count()).select_from(Notification).where(Notification.kind == "urge")) == 0
+    assert operations.urge(session, task_id=review.id, actor=fg, message="请尽快") == 1  # the owner urges the delegate
+    operations.resolve_delegation(session, task_id=review.id, actor=boss, opinion="同意")
+    operations.transfer(session, task_id=review.id, actor=fg, to_username="boss")
+    session.commit()
+    assert task_access.Op.URGE not in task_access.permitted(session, boss, review)  # the holder, again
+    with pytest.raises(NotYourTask):
+        operations.urge(session, task_id=review.id, actor=boss)
+
+
 def test_cc_comments_and_attachments_respect_who_may_see(session: Session, instance: int,
                                                         review_org: dict[str, Actor]) -> None:
     outsider = review_org["window"]
