@@ -28,6 +28,7 @@ from engine.org.actors import Actor
 from engine.org.models import OrgUnit, User
 from engine.runtime import due_time
 from engine.runtime.effects import RunContext, service
+from engine.runtime.models import ProcessVersion
 from plan.dates import YEARS, require_year
 from plan.ledger.duties import require_separate
 from plan.ledger.models import LedgerIssue
@@ -147,6 +148,16 @@ def _move(issue: LedgerIssue, status: str) -> None:
 
 # -- service tasks ------------------------------------------------------------------------------
 
+def _name_instance(ctx: RunContext, issue: LedgerIssue) -> None:
+    """Give an instance started without a title (it bears the process's name) the issue's, as 走访 and the demo name
+    theirs (企业：问题): else every hand-registered issue reads 问题台账销号 in 待办 and the lists."""
+    row = ctx.running.row
+    version = ctx.session.get(ProcessVersion, row.version_id)
+    untitled = {"", f"{version.name if version else ''} {row.business_key or ''}".strip()[:300]}
+    if (row.title or "") in untitled:
+        row.title = f"{issue.enterprise or '问题'}：{issue.title}"[:300]
+
+
 @service("ledger_register")
 def register(ctx: RunContext, title: str, description: str = "", enterprise: str = "", unit_code: str | None = None,
              project_code: str | None = None, source: str = "manual", due_date: str | None = None,
@@ -176,6 +187,7 @@ def register(ctx: RunContext, title: str, description: str = "", enterprise: str
     else:
         for key, value in values.items():
             setattr(issue, key, value)
+    _name_instance(ctx, issue)
     return _record(ctx, issue, "ledger.register", before, title=issue.title, source=source,
                    project_code=project_code, unit_code=unit_code)
 
