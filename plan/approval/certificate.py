@@ -49,9 +49,10 @@ def _issue_day(ctx: effects.RunContext, issued_on: str) -> date:
     applied = clock.as_utc(ctx.running.row.started_at).astimezone(clock.SHANGHAI).date()
     today = clock.now().astimezone(clock.SHANGHAI).date()
     if day < applied:
-        raise InvalidInput(f"出证日期 {day} 早于申请日期 {applied} (before the application was made)", field="issued_on")
+        raise InvalidInput(f"出证日期 {day} 早于申请日期 {applied} ({day} is before the application day {applied})",
+                           field="issued_on")
     if day > today:
-        raise InvalidInput(f"出证日期 {day} 晚于今天 {today} (a date still to come)", field="issued_on")
+        raise InvalidInput(f"出证日期 {day} 晚于今天 {today} ({day} is after today, {today})", field="issued_on")
     return day
 
 

@@ -259,7 +259,7 @@ def _not_before_today(day: date | None, field: str) -> date | None:
     """Refuse a deadline already past (Asia/Shanghai): kept, the issue is red at once and its ladder told."""
     today = clock.now().astimezone(clock.SHANGHAI).date()
     if day is not None and day < today:
-        raise InvalidInput(f"期限 {day} 早于今天 {today} (the deadline must not be in the past)", field=field)
+        raise InvalidInput(f"期限 {day} 早于今天 {today} (the deadline {day} is before today, {today})", field=field)
     return day
 
 
