@@ -138,6 +138,25 @@ def test_filters_pages_and_escaped_values(audit_app: Flask, finished: int) -> No
     assert auditor.get("/audit?since=yesterday").status_code == 422
 
 
+def test_a_bad_filter_comes_back_on_the_page_with_what_was_typed(audit_app: Flask, finished: int) -> None:
+    """A slip in one filter (起始 after 截止, letters in 实例编号) answered a bare error page: the auditor lost the
+    whole filter and had to type it again. The page comes back (still 422) with the filter as typed, the field named
+    next to it, and no records, nor exports of a filter that means nothing."""
+    auditor = client_of(audit_app, "auditor")
+    response = auditor.get("/audit?since=2025-10-10T00:00&until=2025-10-01T00:00&actor=fgj_reviewer&instance=12")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert 'name="since" value="2025-10-10T00:00" aria-invalid="true"' in html
+    assert 'name="actor" value="fgj_reviewer"' in html and 'name="instance" value="12"' in html
+    assert 'role="alert"' in html and "起始时间须早于截止时间" in html
+    assert '<tr data-event="' not in html and "/audit/export" not in html
+    response = auditor.get("/audit?instance=abc&action=task.complete")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422 and "实例编号须为数字" in html
+    assert 'name="instance" value="abc" maxlength="20" inputmode="numeric" aria-invalid="true"' in html
+    assert 'name="action" value="task.complete"' in html
+
+
 def test_before_and_after_values_are_escaped(audit_app: Flask, finished: int) -> None:
     session = audit_app.extensions["jzflow.sessionmaker"]()
     from engine import audit

@@ -20,7 +20,9 @@ from engine.errors import InvalidInput
 from engine.tasks import queries
 from web import access
 from web.common import current_actor, db_session
+from web.errors import wants_json
 from web.guards import MAX_ID, bearer_token, id_arg
+from web.wording import localized
 
 bp = Blueprint("audit", __name__)
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
@@ -113,11 +115,17 @@ def pretty(value: Any) -> str:
 def index() -> ResponseReturnValue:
     _auditor()
     session = db_session()
-    flt = filter_from(request.args)
+    choices = dict(args=_args(), actions=audit_views.actions(session), object_types=audit_views.object_types(session),
+                   processes=queries.process_choices(session), pretty=pretty)
+    try:
+        flt = filter_from(request.args)
+    except InvalidInput as refused:  # the filter comes back as typed, the field named, no records
+        if wants_json():
+            raise
+        return render_template("audit/index.html", page=None, filtered=True, refused=localized(refused.message),
+                               refused_field=refused.details.get("field"), **choices), 422
     page = audit_views.events(session, flt, after=id_arg("after"), limit=request.args.get("limit", 50, type=int) or 50)
-    return render_template("audit/index.html", page=page, args=_args(), actions=audit_views.actions(session),
-                           object_types=audit_views.object_types(session), processes=queries.process_choices(session),
-                           pretty=pretty, filtered=not flt.is_empty())
+    return render_template("audit/index.html", page=page, filtered=not flt.is_empty(), **choices)
 
 
 @bp.get("/audit/events/<int:event_id>")
