@@ -109,8 +109,12 @@ def claim_plan_item(session: Session, *, item_id: int, actor: Actor, measures: s
                     finish_by: str | None = None) -> PlanItem:
     """Record a leader's claim (认领) of a plan item (④; flushes). Claiming twice keeps the first claim.
 
-    Raises: NotFound
+    Raises: NotFound, InvalidInput (a 计划完成日期 already past, named finish_by)
     """
+    today = clock.now().astimezone(clock.SHANGHAI).date().isoformat()
+    if finish_by and finish_by < today:  # ISO dates (the form's format) order as text
+        raise InvalidInput(f"计划完成日期 {finish_by} 早于今天 {today} ({finish_by} is before today, {today})",
+                           field="finish_by")
     item = session.get(PlanItem, item_id)
     if item is None:
         raise NotFound(f"计划任务不存在 (no plan item): {item_id}", item_id=item_id)
