@@ -14,6 +14,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+from engine import clock
 from engine.runtime import effects, instances, start_limits
 from plan.dates import FIRST_YEAR, LAST_YEAR, YEARS
 from plan.investment.plan_items import ItemsInvalid, claim_plan_item, create_plan_items, item_brief
@@ -39,10 +40,11 @@ def issue_start_data(visit: dict[str, Any], problem: dict[str, Any], reporter: s
 def problem_errors(visits: list[dict[str, Any]]) -> list[str]:
     """Return what issue_ledger's 登记 would refuse in the visits' problems, each naming its field (empty when fine).
 
-    A blank title or a due date outside the plan's years stops the started issue on an incident at once: the problem
-    never reaches the ledger. They are found here, before anything is started, and the form is sent back.
+    A blank title, a due date outside the plan's years or already past stops the started issue on an incident at once:
+    the problem never reaches the ledger. They are found here, before anything is started, and the form is sent back.
     """
     errors: list[str] = []
+    today = clock.now().astimezone(clock.SHANGHAI).date()
     for v, visit in enumerate(visits):
         for p, problem in enumerate(visit.get("problems") or []):
             where = f"第{v + 1}次走访第{p + 1}个问题 visits[{v}].problems[{p}]"
@@ -51,11 +53,13 @@ def problem_errors(visits: list[dict[str, Any]]) -> list[str]:
             due = problem.get("due_date")
             if due:
                 try:
-                    year = (due if isinstance(due, date) else date.fromisoformat(str(due))).year
+                    day: date | None = due if isinstance(due, date) else date.fromisoformat(str(due))
                 except ValueError:
-                    year = None
-                if year is None or not FIRST_YEAR <= year <= LAST_YEAR:
+                    day = None
+                if day is None or not FIRST_YEAR <= day.year <= LAST_YEAR:
                     errors.append(f"{where}.due_date：要求办结日期 {due} 应为 {YEARS} 年间的日期")
+                elif day < today:  # 登记 refuses a deadline already past
+                    errors.append(f"{where}.due_date：要求办结日期 {due} 早于今天 {today}")
     return errors
 
 
