@@ -3,6 +3,9 @@ and investment periods. Outside it the calendar arithmetic after a date breaks (
 escalation step after it; year 1 has no week before it in UTC), so such a date is refused where it is typed."""
 from __future__ import annotations
 
+from datetime import date
+
+from engine import clock
 from engine.errors import InvalidInput
 
 FIRST_YEAR = 2000
@@ -17,3 +20,20 @@ def require_year(year: int, *, field: str, message: str) -> None:
     """
     if not FIRST_YEAR <= year <= LAST_YEAR:
         raise InvalidInput(message, field=field)
+
+
+def today() -> date:
+    """Today in the city (Asia/Shanghai)."""
+    return clock.now().astimezone(clock.SHANGHAI).date()
+
+
+def require_not_past(day: date | None, *, field: str, name: str = "期限") -> date | None:
+    """Refuse a deadline already past in the city (today is still one), naming its field: kept, a slip of the year made
+    the item red at once, told its whole escalation ladder, or fired its timer. Returns the day (None stays None).
+
+    Raises: InvalidInput
+    """
+    now = today()
+    if day is not None and day < now:
+        raise InvalidInput(f"{name} {day} 早于今天 {now} ({field}: {day} is before today, {now})", field=field)
+    return day

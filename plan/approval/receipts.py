@@ -27,6 +27,8 @@ from engine.runtime import effects
 from plan.approval import core
 from plan.approval.certificate import STAGES
 from plan.approval.rejection import RIGHTS
+from plan.dates import require_not_past
+from plan.projects import fields
 
 ACCEPTANCE_RULE = "approval_acceptance"
 ACCEPTANCE_TEMPLATE = "胶受〔{year}〕{seq:04d}号"  # to confirm with the city, like 胶不许
@@ -70,6 +72,9 @@ def issue_acceptance_notice(ctx: effects.RunContext, project_name: str, acceptan
     """
     if acceptance not in MODES:
         raise ValueError(f"acceptance '{acceptance}' is not one of {sorted(MODES)}")
+    if acceptance == "accept_deferred":  # its timer would fire at once: the form goes back to the window, named
+        require_not_past(fields.day(commitment_deadline, "commitment_deadline"), field="commitment_deadline",
+                         name="承诺补交期限")
     limit = core.time_limit_wd(departments)
     unit = _window_unit(ctx)
     doc = documents.issue(

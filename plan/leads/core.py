@@ -24,6 +24,7 @@ from engine.errors import Conflict, Forbidden, InvalidInput, NotFound
 from engine.org.models import OrgUnit, User
 from engine.runtime import due_time
 from engine.runtime.effects import RunContext, service
+from plan.dates import require_not_past
 from plan.indicators.models import Industry
 from plan.leads.models import SOURCES, InvestmentLead
 from plan.projects import core as projects
@@ -171,7 +172,7 @@ def dispatch(ctx: RunContext, lead_id: int, unit_code: str, deadline_kind: str, 
         picked = fields.day(due_date, "due_date")
         if picked is None:
             raise InvalidInput("请填写反馈期限 (due_date required)", field="due_date")
-        day = picked
+        day = require_not_past(picked, field="due_date", name="反馈期限") or picked
     else:
         raise InvalidInput(f"期限方式须为 date 或 working_days: {deadline_kind!r}", field="deadline_kind")
     before = _state(lead)

@@ -29,7 +29,7 @@ from engine.org.models import OrgUnit, User
 from engine.runtime import due_time
 from engine.runtime.effects import RunContext, service
 from engine.runtime.models import ProcessVersion
-from plan.dates import YEARS, require_year
+from plan.dates import YEARS, require_not_past, require_year
 from plan.ledger.duties import require_separate
 from plan.ledger.models import LedgerIssue
 from plan.projects.models import Project
@@ -167,7 +167,7 @@ def register(ctx: RunContext, title: str, description: str = "", enterprise: str
     if source not in SOURCES:
         raise InvalidInput(f"来源 source 须为 {'/'.join(SOURCES)}: {source!r}", field="source")
     unit = _unit(session, _text(unit_code, "unit_code", limit=80))  # a suggestion; 派单 decides
-    requested = _not_before_today(_date(due_date, "due_date"), "due_date")
+    requested = require_not_past(_date(due_date, "due_date"), field="due_date")
     values: dict[str, Any] = dict(
         title=_text(title, "title", required=True, limit=300), description=_text(description, "description"),
         enterprise=_text(enterprise, "enterprise", limit=200), source=source,
@@ -208,7 +208,7 @@ def dispatch(ctx: RunContext, issue_id: int, unit_code: str, deadline_kind: str,
         picked = _date(due_date, "due_date")
         if picked is None:
             raise InvalidInput("请填写办结期限 (due_date required)", field="due_date")
-        day = _not_before_today(picked, "due_date") or picked
+        day = require_not_past(picked, field="due_date") or picked
     else:
         raise InvalidInput(f"期限方式须为 date 或 working_days: {deadline_kind!r}", field="deadline_kind")
     before = _state(issue)
@@ -253,14 +253,6 @@ def done(ctx: RunContext, issue_id: int) -> dict[str, Any]:
     if issue.status not in HANDLING:
         raise Conflict(f"问题 {issue.code} 状态为 {issue.status}，不能办结", issue_id=issue.id, status=issue.status)
     return snapshot(ctx.session, issue, ctx.actor)
-
-
-def _not_before_today(day: date | None, field: str) -> date | None:
-    """Refuse a deadline already past (Asia/Shanghai): kept, the issue is red at once and its ladder told."""
-    today = clock.now().astimezone(clock.SHANGHAI).date()
-    if day is not None and day < today:
-        raise InvalidInput(f"期限 {day} 早于今天 {today} (the deadline {day} is before today, {today})", field=field)
-    return day
 
 
 def _after_today(day: date, field: str, *, due_at: datetime | None = None) -> None:

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from engine import clock, documents, runtime, tasks
 from engine.audit.models import AuditEvent
 from engine.documents.models import DocumentSequence
-from engine.errors import Conflict, FormInvalid
+from engine.errors import Conflict, FormInvalid, SubmissionRefused
 from engine.org.actors import Actor
 from engine.runtime import effects
 from plan.approval import receipts, rejection
@@ -87,6 +87,22 @@ def test_deferred_acceptance_names_the_commitment_deadline(
            deferred_materials=["eia_document"], commitment_deadline="2025-10-10")
     flat = _flat(_one(session, iid, receipts.ACCEPTANCE_KIND), tmp_path)
     assert "受理方式容缺受理" in flat and "请于2025年10月10日24时前补交容缺材料" in flat
+
+
+def test_a_commitment_deadline_already_past_sends_the_acceptance_back_naming_it(
+        session: Session, deployed: None, people: dict[str, Actor]) -> None:  # noqa: F811
+    # 容缺受理 with a 承诺补交期限 before today: the commitment's timer would fire at once and the case go to the leader
+    iid = start_by_hand(session, people, at("2025-09-25"))
+    with pytest.raises(SubmissionRefused) as refused:
+        accept(session, people, iid, at("2025-09-26"), acceptance="accept_deferred", window_opinion="环评文件容缺受理",
+               deferred_materials=["eia_document"], commitment_deadline="2024-10-10")
+    session.rollback()
+    assert [e.field for e in refused.value.errors] == ["commitment_deadline"]
+    assert "早于今天" in refused.value.errors[0].message
+    assert documents.for_instance(session, iid) == []
+    accept(session, people, iid, at("2025-09-26"), acceptance="accept_deferred", window_opinion="环评文件容缺受理",
+           deferred_materials=["eia_document"], commitment_deadline="2025-09-26")  # today is still a deadline
+    assert _one(session, iid, receipts.ACCEPTANCE_KIND).number == "胶受〔2025〕0001号"
 
 
 def test_not_accepting_issues_a_decision_with_reasons_referral_and_rights(

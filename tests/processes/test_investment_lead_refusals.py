@@ -55,3 +55,16 @@ def test_a_contact_date_after_today_is_refused_naming_the_date(session: Session,
     assert lead_of(session, iid).contacts == 0
     do(session, only_task(session, iid, "contact"), chen, {"contact_date": "2025-09-01", **contact})
     assert lead_of(session, iid).contacts == 1
+
+
+def test_a_feedback_date_already_past_is_refused_at_dispatch(session: Session, people: dict[str, Actor]) -> None:
+    # 2025-09-01 is today here: a date before it (a slip of the year) turned the lead red the moment it was dispatched
+    iid = instances.start(session, process_key="investment_lead", actor=people["platform"], data=PUSHED).id
+    session.commit()
+    refused = _refused(session, iid, "dispatch", people["zs_wang"],
+                       {"unit_code": "shz", "deadline_kind": "date", "due_date": "2024-09-15"})
+    assert [e.field for e in refused.errors] == ["due_date"] and "早于今天" in refused.errors[0].message
+    assert lead_of(session, iid).status == "registered"
+    do(session, only_task(session, iid, "dispatch"), people["zs_wang"],
+       {"unit_code": "shz", "deadline_kind": "date", "due_date": "2025-09-01"})  # today is still a deadline
+    assert lead_of(session, iid).status == "dispatched"
