@@ -1,13 +1,17 @@
 """Steps the scenario tests share: find open tasks, claim and complete as the inbox would."""
 from __future__ import annotations
 
+import threading
+from collections.abc import Sequence
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from engine import tasks
+from engine import documents, tasks
 from engine.audit.models import AuditEvent
+from engine.errors import Conflict
 from engine.org.actors import Actor
 from engine.runtime.models import Incident, ProcessInstance
 from engine.tasks.models import HumanTask
@@ -85,3 +89,26 @@ def kept(session: Session, instance_id: int) -> tuple[Any, ...]:
             session.scalar(select(func.count()).select_from(AuditEvent)),
             session.scalar(select(func.count()).select_from(Incident)))
 
+
+def submitted_twice_at_once(factory: Any, monkeypatch: pytest.MonkeyPatch, task_id: int, actor: Actor,
+                            data: Sequence[dict[str, Any]]) -> None:
+    """Submit one task twice at once (PostgreSQL: two sessions, `data[0]` and `data[1]`), both held at
+    `engine.documents.issue` until each has read the task and run the workflow to its service task: one wins, the
+    other gets 409 (Conflict) and issues nothing."""
+    from tests.engine.conftest import at_once
+    both = threading.Barrier(2, timeout=20)
+    issue = documents.issue
+
+    def issue_when_both_got_here(*args: Any, **kwargs: Any) -> documents.IssuedDocument:
+        both.wait()
+        return issue(*args, **kwargs)
+    monkeypatch.setattr(documents, "issue", issue_when_both_got_here)
+
+    def submit(i: int) -> None:
+        with factory() as s:
+            tasks.complete(s, task_id=task_id, actor=actor, data=data[i])
+            s.commit()
+    outcomes = at_once(2, submit)
+    assert sorted(o is None for o in outcomes) == [False, True], outcomes
+    lost = next(o for o in outcomes if o is not None)
+    assert isinstance(lost, Conflict), repr(lost)  # 409: someone else just acted

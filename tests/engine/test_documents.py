@@ -361,10 +361,8 @@ def test_the_certificate_step_submitted_twice_at_once_issues_one_document(
     the unique constraint failed inside the engine run, a database error instead of the 409 of a lost save."""
     from engine import runtime, tasks
     from engine.db import is_postgres
-    from engine.errors import Conflict
-    from tests.engine.conftest import at_once
     from tests.processes.test_parallel_approval import APPLICATION, accept, at, review
-    from tests.steps import do, only_task
+    from tests.steps import do, only_task, submitted_twice_at_once
     if not is_postgres(session):
         pytest.skip("row locks: PostgreSQL (SQLite has one writer: BEGIN IMMEDIATE)")
     runtime._spec_cache.clear()
@@ -380,22 +378,7 @@ def test_the_certificate_step_submitted_twice_at_once_issues_one_document(
     task_id = only_task(session, row.id, "issue_certificate").id
     tasks.claim(session, task_id=task_id, actor=people["window_wang"])
     session.commit()
-    both = threading.Barrier(2, timeout=20)
-    issue = documents.issue
-
-    def issue_when_both_got_here(*args: object, **kwargs: object) -> documents.IssuedDocument:
-        both.wait()  # both submissions read the task and ran the workflow to the service task
-        return issue(*args, **kwargs)  # type: ignore[arg-type]
-    monkeypatch.setattr(documents, "issue", issue_when_both_got_here)
-
-    def submit(_i: int) -> None:
-        with factory() as s:
-            tasks.complete(s, task_id=task_id, actor=people["window_wang"], data={"issued_on": "2025-10-10"})
-            s.commit()
-    outcomes = at_once(2, submit)
-    assert sorted(o is None for o in outcomes) == [False, True], outcomes
-    lost = next(o for o in outcomes if o is not None)
-    assert isinstance(lost, Conflict), repr(lost)  # 409: someone else just acted
+    submitted_twice_at_once(factory, monkeypatch, task_id, people["window_wang"], [{"issued_on": "2025-10-10"}] * 2)
     session.expire_all()
     # the certificate and the 审批单 issued with it, once each
     assert [d.number for d in documents.for_instance(session, row.id)] == [

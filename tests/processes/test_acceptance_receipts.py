@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import re
 import subprocess
-import threading
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from engine import clock, documents, runtime, tasks
 from engine.audit.models import AuditEvent
 from engine.documents.models import DocumentSequence
-from engine.errors import Conflict, FormInvalid, SubmissionRefused
+from engine.errors import FormInvalid, SubmissionRefused
 from engine.org.actors import Actor
 from engine.runtime import effects
 from plan.approval import receipts, rejection
@@ -37,7 +36,7 @@ from tests.processes.test_parallel_approval import (  # noqa: F401 (fixtures use
     start_by_hand,
 )
 from tests.processes.test_rejection_notice import HOSTILE
-from tests.steps import only_task
+from tests.steps import only_task, submitted_twice_at_once
 
 REASONS = "申请事项为企业投资项目备案，依法不需要取得行政许可。"
 ELSEWHERE = "青岛市生态环境局"
@@ -177,7 +176,6 @@ def test_the_window_submitting_twice_at_once_issues_one_document_and_one_number(
         monkeypatch: pytest.MonkeyPatch, acceptance: str, number: str) -> None:
     """A double click, two tabs: both runs reach the service task before either commits; one wins, one gets 409."""
     from engine.db import is_postgres
-    from tests.engine.conftest import at_once
     if not is_postgres(session):
         pytest.skip("row locks: PostgreSQL (SQLite has one writer: BEGIN IMMEDIATE)")
     iid = start_by_hand(session, people, at("2025-09-25"))
@@ -185,23 +183,8 @@ def test_the_window_submitting_twice_at_once_issues_one_document_and_one_number(
     task_id = only_task(session, iid, "window_accept").id
     tasks.claim(session, task_id=task_id, actor=people["window_wang"])
     session.commit()
-    both = threading.Barrier(2, timeout=20)
-    issue = documents.issue
-
-    def issue_when_both_got_here(*args: object, **kwargs: object) -> documents.IssuedDocument:
-        both.wait()  # both submissions read the task and ran the workflow to the service task
-        return issue(*args, **kwargs)  # type: ignore[arg-type]
-    monkeypatch.setattr(documents, "issue", issue_when_both_got_here)
-
-    def submit(i: int) -> None:
-        with factory() as s:
-            tasks.complete(s, task_id=task_id, actor=people["window_wang"],
-                           data={"acceptance": acceptance, "window_opinion": f"{REASONS}{i}"})
-            s.commit()
-    outcomes = at_once(2, submit)
-    assert sorted(o is None for o in outcomes) == [False, True], outcomes
-    lost = next(o for o in outcomes if o is not None)
-    assert isinstance(lost, Conflict), repr(lost)
+    submitted_twice_at_once(factory, monkeypatch, task_id, people["window_wang"],
+                            [{"acceptance": acceptance, "window_opinion": f"{REASONS}{i}"} for i in range(2)])
     session.expire_all()
     assert [d.number for d in documents.for_instance(session, iid)] == [number]
     assert [tuple(r) for r in session.execute(select(DocumentSequence.rule, DocumentSequence.last))] == [

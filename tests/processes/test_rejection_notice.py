@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import re
 import subprocess
-import threading
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from engine import clock, documents, runtime, tasks
 from engine.audit.models import AuditEvent
 from engine.documents.models import DocumentSequence
-from engine.errors import Conflict
 from engine.org.actors import Actor
 from engine.runtime import effects, instances
 from plan.approval import receipts, rejection
@@ -36,7 +34,7 @@ from tests.processes.test_parallel_approval import (  # noqa: F401 (fixtures use
     people,
     review,
 )
-from tests.steps import do, only_task
+from tests.steps import do, only_task, submitted_twice_at_once
 
 REASONS = "经生态环境分局审查，项目位于生态保护红线内，不符合《建设项目环境保护管理条例》第十一条的规定。"
 HOSTILE = "<script>alert('jz')</script><b>粗体</b><para>&amp;\x00\x1b[31m\x07\u202e倒序\r\n第二行"
@@ -115,29 +113,14 @@ def test_the_decision_submitted_twice_at_once_issues_one_document_and_one_number
         monkeypatch: pytest.MonkeyPatch) -> None:
     """A double click, two tabs: both runs reach the service task before either commits; one wins, one gets 409."""
     from engine.db import is_postgres
-    from tests.engine.conftest import at_once
     if not is_postgres(session):
         pytest.skip("row locks: PostgreSQL (SQLite has one writer: BEGIN IMMEDIATE)")
     iid = disapproved(session, people)
     task_id = only_task(session, iid, "issue_rejection_notice").id
     tasks.claim(session, task_id=task_id, actor=people["window_wang"])
     session.commit()
-    both = threading.Barrier(2, timeout=20)
-    issue = documents.issue
-
-    def issue_when_both_got_here(*args: object, **kwargs: object) -> documents.IssuedDocument:
-        both.wait()  # both submissions read the task and ran the workflow to the service task
-        return issue(*args, **kwargs)  # type: ignore[arg-type]
-    monkeypatch.setattr(documents, "issue", issue_when_both_got_here)
-
-    def submit(i: int) -> None:
-        with factory() as s:
-            tasks.complete(s, task_id=task_id, actor=people["window_wang"], data={"notice_text": f"{REASONS}{i}"})
-            s.commit()
-    outcomes = at_once(2, submit)
-    assert sorted(o is None for o in outcomes) == [False, True], outcomes
-    lost = next(o for o in outcomes if o is not None)
-    assert isinstance(lost, Conflict), repr(lost)
+    submitted_twice_at_once(factory, monkeypatch, task_id, people["window_wang"],
+                            [{"notice_text": f"{REASONS}{i}"} for i in range(2)])
     session.expire_all()
     assert [d.number for d in documents.for_instance(session, iid)] == ["胶受〔2025〕0001号", "胶不许〔2025〕0001号"]
     assert session.scalar(select(DocumentSequence.last).where(DocumentSequence.rule == rejection.RULE)) == 1
