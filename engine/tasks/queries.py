@@ -199,6 +199,15 @@ def may_see_data(session: Session, actor: Actor, instance: ProcessInstance) -> b
     return bool(actor.role_codes & set(DATA_ROLES))
 
 
+def may_see_raw_data(actor: Actor) -> bool:
+    """Admins, process owners and auditors read an instance's data as stored (流程数据 on its page: keys, codes).
+
+    That is a view for finding faults; a starter from the staff reads the same values as the 审批单 shows them (each
+    step's form with its labels, `submissions`), not raw keys, choice codes and usernames.
+    """
+    return actor.is_admin or actor.is_system or bool(actor.role_codes & set(DATA_ROLES))
+
+
 def first_task_for(session: Session, actor: Actor, instance_id: int) -> HumanTask | None:
     """Return the instance's first open task the actor holds or may claim (to go there after starting)."""
     open_tasks = session.scalars(select(HumanTask).where(HumanTask.instance_id == instance_id,
@@ -257,6 +266,5 @@ class UserNames:
 
 
 __all__ = ["InstanceFilter", "InstanceRow", "Page", "StartInfo", "UserNames", "decode_cursor", "encode_cursor",
-           "first_task_for", "inbox_page", "instance_page", "instance_row", "may_see_data", "may_start",
-           "process_choices",
-           "start_info", "startable", "visible_instances"]
+           "first_task_for", "inbox_page", "instance_page", "instance_row", "may_see_data", "may_see_raw_data",
+           "may_start", "process_choices", "start_info", "startable", "visible_instances"]

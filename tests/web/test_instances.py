@@ -97,6 +97,34 @@ def test_data_is_shown_to_admin_auditor_and_starter_only(app: Flask, login: Logi
     assert "流程数据" in auditor_html and "6000" in auditor_html
 
 
+def test_a_starting_clerk_reads_the_labelled_forms_not_the_raw_data(app: Flask, login: Login) -> None:
+    """A window clerk who started an instance (at the counter, for an enterprise) reads what was submitted as the
+    审批单 shows it — the form's labels and choice labels — not the raw 流程数据 (keys, codes, usernames): that
+    debugging view is the administrators', process owners' and auditors'."""
+    deploy_good(app)
+    window = login("window")
+    row = started_review(app, window, business_key="JZ-W-001")
+    task = open_task(app, row.id, "submit_application")
+    hostile = "<script>alert('x')</script>园区"
+    with db(app) as s:  # the enterprise's own account fills in the application
+        applicant = actor_for(s, "applicant")
+        tasks.claim(s, task_id=task.id, actor=applicant)
+        tasks.complete(s, task_id=task.id, actor=applicant, data={**APPLICATION, "project_name": hostile})
+    html = window.get(f"/instances/{row.id}").get_data(as_text=True)
+    assert "流程数据" not in html, html
+    assert "industrial" not in html  # no raw codes
+    assert "项目类型" in html and "工业项目" in html and "总投资（万元）" in html  # labels and choice labels
+    assert "&lt;script&gt;alert(" in html and "<script>alert" not in html  # escaped as before
+    window.get("/lang/en")
+    en = window.get(f"/instances/{row.id}").get_data(as_text=True)
+    assert "Approval sheet" in en and "Instance data" not in en and "industrial" not in en
+    admin_html = login("admin").get(f"/instances/{row.id}").get_data(as_text=True)
+    assert "流程数据" in admin_html and "industrial" in admin_html  # the raw view stays for debugging
+    assert admin_html.index("工业项目") < admin_html.index("流程数据")  # the readable one first
+    assert "<script>alert" not in admin_html
+    assert login("st").get(f"/instances/{row.id}").status_code == 404  # may not see it: as if it did not exist
+
+
 def test_the_list_filters_and_pages_by_keyset(app: Flask, login: Login, frozen: Callable[..., object]) -> None:
     from datetime import timedelta
 

@@ -62,14 +62,16 @@ def show(instance_id: int) -> ResponseReturnValue:
     actor = current_actor()
     row = visible_row(instance_id, actor)
     instance = row.instance
-    with_data = queries.may_see_data(session, actor, instance)
+    # The data as stored (流程数据, the audit events' values): for admins, process owners and auditors; the staff
+    # starter reads the same values labelled, in the 审批单 (docs/security.md)
+    raw = queries.may_see_data(session, actor, instance) and queries.may_see_raw_data(actor)
     running = runtime.load(session, instance_id, read_only=True)
     states = timeline.diagram_states(session, running)
     data = None
-    if with_data:
+    if raw:
         data = [(key, *labels.pretty(value)) for key, value in timeline.instance_data(running).items()]
     external = access.is_external(session, actor)  # an applicant: the public history only
-    entries = timeline.timeline(session, instance_id, with_details=with_data and not external, public=external,
+    entries = timeline.timeline(session, instance_id, with_details=raw and not external, public=external,
                                 public_for=actor.user_id)
     history = [(e, json.dumps(e.details, ensure_ascii=False, indent=2, sort_keys=True, default=str)
                 if e.details is not None else None) for e in entries]
