@@ -37,6 +37,21 @@ def usernames(session: Session, ids: Iterable[int | None]) -> dict[int, str]:
         select(User.id, User.username).where(User.id.in_(wanted))).all()}
 
 
+MAX_NAME_LOOKUP = 200  # values a page asks about at once (one query; the rest stay as they are)
+
+
+def names_by_username(session: Session, values: Iterable[object]) -> dict[str, str]:
+    """Return display names by username for those of the values that are usernames, in one query.
+
+    Only strings that could be a username are asked about (≤ 150 characters, at most `MAX_NAME_LOOKUP`).
+    """
+    wanted = sorted({v for v in values if isinstance(v, str) and 0 < len(v) <= 150})[:MAX_NAME_LOOKUP]
+    if not wanted:
+        return {}
+    return {username: display or username for username, display in session.execute(
+        select(User.username, User.display_name).where(User.username.in_(wanted))).all()}
+
+
 def demo_logins(session: Session) -> tuple[list[tuple[str, str, str]], str | None]:
     """Return one (username, display name, role name) with a password per role, and an admin's username."""
     rows = session.execute(select(User.username, User.display_name, Role.name)

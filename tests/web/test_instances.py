@@ -121,6 +121,7 @@ def test_a_starting_clerk_reads_the_labelled_forms_not_the_raw_data(app: Flask, 
     admin_html = login("admin").get(f"/instances/{row.id}").get_data(as_text=True)
     assert "流程数据" in admin_html and "industrial" in admin_html  # the raw view stays for debugging
     assert admin_html.index("工业项目") < admin_html.index("流程数据")  # the readable one first
+    assert "initiator" in admin_html and "（窗口李四）" in admin_html  # a username there: who that is
     assert "<script>alert" not in admin_html
     assert login("st").get(f"/instances/{row.id}").status_code == 404  # may not see it: as if it did not exist
 

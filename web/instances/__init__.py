@@ -10,6 +10,7 @@ from flask_login import login_required
 
 from engine import documents, runtime
 from engine.errors import Forbidden, NotFound
+from engine.org import directory
 from engine.org.actors import Actor
 from engine.runtime import instances, timeline
 from engine.tasks import access, queries, submissions, taskview
@@ -69,7 +70,10 @@ def show(instance_id: int) -> ResponseReturnValue:
     states = timeline.diagram_states(session, running)
     data = None
     if raw:
-        data = [(key, *labels.pretty(value)) for key, value in timeline.instance_data(running).items()]
+        values = timeline.instance_data(running)
+        names = directory.names_by_username(session, values.values())  # initiator & co.: who that is, one query
+        data = [(key, *labels.pretty(value), names.get(value) if isinstance(value, str) else None)
+                for key, value in values.items()]
     external = access.is_external(session, actor)  # an applicant: the public history only
     entries = timeline.timeline(session, instance_id, with_details=raw and not external, public=external,
                                 public_for=actor.user_id)
