@@ -30,6 +30,7 @@ from engine.org.models import OrgUnit, User
 from engine.runtime.models import ProcessInstance
 from engine.tasks.collab_models import Attachment
 from engine.tasks.models import HumanTask, TaskCandidate
+from plan import dates
 from plan.supervision import actions as supervision_actions
 from plan.supervision.area import target_of
 from tests.conftest import FIXTURES
@@ -171,7 +172,8 @@ def test_free_text_comes_back_escaped_everywhere(world: World) -> None:
     send(zrzyj, f"/tasks/{task_of_unit(world, iid, 'zrzyj')}/complete", {"f/review_decision": "approve",
                                                                          "f/review_opinion": "同意"})
     certificate = open_task(world, iid, "issue_certificate")
-    send(window, f"/tasks/{certificate}/complete", {"f/issued_on": "2025-09-01", "f/certificate_note": payload("F11")})
+    send(window, f"/tasks/{certificate}/complete", {"f/issued_on": dates.today().isoformat(),  # 出证日期: not before
+                                                    "f/certificate_note": payload("F11")})  # the application
 
     # A second application sent back by the window with a reason.
     send(applicant, "/processes/parallel_approval/start", {"title": "退回用", "business_key": "XSS-BACK"})
