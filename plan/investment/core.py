@@ -14,11 +14,15 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from engine import clock
 from engine.runtime import effects, instances, start_limits
 from plan.dates import FIRST_YEAR, LAST_YEAR, YEARS
 from plan.investment.plan_items import ItemsInvalid, claim_plan_item, create_plan_items, item_brief
 from plan.investment.status import gap_analysis, indicator_statuses, status_summary
+from plan.projects.models import Project
 
 # -- ⑤ enterprise visits → issue ledger ----------------------------------------------------------
 
@@ -37,11 +41,12 @@ def issue_start_data(visit: dict[str, Any], problem: dict[str, Any], reporter: s
     return data
 
 
-def problem_errors(visits: list[dict[str, Any]]) -> list[str]:
+def problem_errors(visits: list[dict[str, Any]], session: Session | None = None) -> list[str]:
     """Return what issue_ledger's 登记 would refuse in the visits' problems, each naming its field (empty when fine).
 
     A blank title, a due date outside the plan's years or already past stops the started issue on an incident at once:
     the problem never reaches the ledger. They are found here, before anything is started, and the form is sent back.
+    With a session, a 关联项目编号 not in the 项目库 too (登记 refuses it).
     """
     errors: list[str] = []
     today = clock.now().astimezone(clock.SHANGHAI).date()
@@ -50,6 +55,9 @@ def problem_errors(visits: list[dict[str, Any]]) -> list[str]:
             where = f"第{v + 1}次走访第{p + 1}个问题 visits[{v}].problems[{p}]"
             if not str(problem.get("title") or "").strip():
                 errors.append(f"{where}.title：问题不能为空")
+            code = str(problem.get("project_code") or "").strip()
+            if session is not None and code and session.scalar(select(Project.id).where(Project.code == code)) is None:
+                errors.append(f"{where}.project_code：项目“{code}”不在项目库中")
             due = problem.get("due_date")
             if due:
                 try:
@@ -113,7 +121,7 @@ def loop_raise_issues(ctx: effects.RunContext, visits: list[dict[str, Any]], ini
     incident, and a period stopped at ⑤ could not even be migrated to the version that sends the form back).
     """
     visits = list(visits)
-    errors = problem_errors(visits) if send_back else []
+    errors = problem_errors(visits, ctx.session) if send_back else []
     count = sum(len(visit.get("problems") or []) for visit in visits)
     room = start_limits.room(ctx)
     if count > room:

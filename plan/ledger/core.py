@@ -168,10 +168,14 @@ def register(ctx: RunContext, title: str, description: str = "", enterprise: str
         raise InvalidInput(f"来源 source 须为 {'/'.join(SOURCES)}: {source!r}", field="source")
     unit = _unit(session, _text(unit_code, "unit_code", limit=80))  # a suggestion; 派单 decides
     requested = require_not_past(_date(due_date, "due_date"), field="due_date")
+    code = _text(project_code, "project_code", limit=40)
+    project_id = session.scalar(select(Project.id).where(Project.code == code)) if code else None
+    if code and project_id is None:  # NOPE-1 was accepted and linked nothing
+        raise InvalidInput(f"项目“{code}”不在项目库中 (no such project)", field="project_code")
     values: dict[str, Any] = dict(
         title=_text(title, "title", required=True, limit=300), description=_text(description, "description"),
         enterprise=_text(enterprise, "enterprise", limit=200), source=source,
-        project_id=session.scalar(select(Project.id).where(Project.code == project_code)) if project_code else None,
+        project_id=project_id,
         unit_id=unit.id if unit else None, responsible_leader_id=unit.responsible_leader_id if unit else None,
         reported_by_id=session.scalar(select(User.id).where(User.username == reporter)) if reporter else None,
         due_at=deadline(requested) if requested else None)
@@ -189,7 +193,7 @@ def register(ctx: RunContext, title: str, description: str = "", enterprise: str
             setattr(issue, key, value)
     _name_instance(ctx, issue)
     return _record(ctx, issue, "ledger.register", before, title=issue.title, source=source,
-                   project_code=project_code, unit_code=unit_code)
+                   project_code=code or None, unit_code=unit_code)
 
 
 @service("ledger_dispatch")

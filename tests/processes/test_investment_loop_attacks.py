@@ -132,7 +132,8 @@ def test_more_problems_than_one_run_may_start_send_the_visits_back_and_start_non
     ({"title": "   ", "unit_code": "gxj"}, "visits[1].problems[0].title"),
     ({"title": "用地", "unit_code": "gxj", "due_date": "9999-12-31"}, "visits[1].problems[0].due_date"),
     ({"title": "用地", "unit_code": "gxj", "due_date": "1999-12-31"}, "visits[1].problems[0].due_date"),
-    ({"title": "用地", "unit_code": "gxj", "due_date": "2025-08-31"}, "visits[1].problems[0].due_date")])  # past
+    ({"title": "用地", "unit_code": "gxj", "due_date": "2025-08-31"}, "visits[1].problems[0].due_date"),  # past
+    ({"title": "用地", "unit_code": "gxj", "project_code": "NOPE-1"}, "visits[1].problems[0].project_code")])
 def test_a_problem_the_ledger_would_refuse_sends_the_visits_back_naming_it(
         session: Session, people: dict[str, Actor], deployed: dict[str, str], problem: dict[str, Any],
         field: str) -> None:

@@ -3,6 +3,7 @@ act on it, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 from datetime import date
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -17,6 +18,8 @@ from engine.runtime.models import ProcessInstance
 from engine.tasks import sendback
 from engine.tasks.models import HumanTask
 from plan import supervision
+from plan.ledger.models import LedgerIssue
+from plan.projects.models import Project, ProjectLibrary
 from tests.processes.test_issue_ledger import (
     REGISTRATION,
     assert_row,
@@ -182,3 +185,28 @@ def test_an_issue_reassigned_before_anyone_accepted_it_goes_to_the_chosen_person
     session.rollback()
     do(session, respond, li, {"response": "accept"})
     assert_row(session, iid, "accepted", unit="gxj", handler="gx_li", due=date(2025, 9, 20))
+
+
+def test_an_unknown_project_code_on_the_register_form_comes_back_naming_the_field(
+        session: Session, deployed: None, people: dict[str, Actor]) -> None:
+    """关联项目编号 NOPE-1 was accepted and nothing linked: the 登记 form comes back with the message under
+    project_code, the task stays open, no issue; a code in the 项目库 links the project."""
+    row = instances.start(session, process_key="issue_ledger", actor=people["officer"], title="问题台账")
+    session.commit()
+    task = only_task(session, row.id, "register_issue")
+    with pytest.raises(FormInvalid) as refused:
+        do(session, task, people["officer"], {**REGISTRATION, "project_code": "NOPE-1"})
+    assert [e.field for e in refused.value.errors] == ["project_code"]
+    assert "项目库" in str(refused.value) and "NOPE-1" in str(refused.value)
+    session.rollback()
+    assert session.scalar(select(func.count()).select_from(LedgerIssue)) == 0
+    library = ProjectLibrary(code="investment", name="招商引资项目")
+    session.add(library)
+    session.flush()
+    project = Project(code="ZS-2025-01", name="智能家电产业园", library_id=library.id, category="key",
+                      investment=Decimal("1000"), stage="signed")
+    session.add(project)
+    session.commit()
+    do(session, only_task(session, row.id, "register_issue"), people["officer"],
+       {**REGISTRATION, "project_code": "ZS-2025-01"})
+    assert issue_of(session, row.id).project_id == project.id
