@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from engine.spiff import serializer
 from engine.tasks.models import HumanTask
 from plan import ledger
 from plan.ledger.models import LedgerIssue
+from plan.projects.models import Project, ProjectLibrary
 from tests.steps import do, names, only_task, spawner
 from web.tasks.instructions import render_text
 
@@ -425,6 +427,12 @@ def test_started_by_another_process_with_the_contract_data(session: Session, dep
                                                             people: dict[str, Actor],
                                                             factory: sessionmaker[Session]) -> None:
     deploy.deploy(session, {"visit.bpmn": VISIT}, actor=SYSTEM)
+    library = ProjectLibrary(code="investment", name="招商引资项目")
+    session.add(library)
+    session.flush()
+    project = Project(code="XM-2025-0042", name="海智电器新厂房", library_id=library.id, category="key",
+                      investment=Decimal("1000"), stage="signed")  # 登记 refuses a code not in the 项目库
+    session.add(project)
     contract = {"title": TITLE, "description": "走访中企业反映用电增容问题。", "enterprise": "青岛海智电器有限公司",
                 "unit_code": "gxj", "project_code": "XM-2025-0042", "source": "service_visit",
                 "due_date": "2025-09-30", "reporter": "gx_li"}
@@ -434,7 +442,7 @@ def test_started_by_another_process_with_the_contract_data(session: Session, dep
     child_id = workflow_data(session, parent.id)["issue_instance"]["instance_id"]
     assert names(session, child_id) == ["dispatch"]  # 登记 is done: registered automatically
     issue = assert_row(session, child_id, "registered", unit="gxj", due=date(2025, 9, 30))
-    assert issue.title == TITLE and issue.source == "service_visit" and issue.project_id is None
+    assert issue.title == TITLE and issue.source == "service_visit" and issue.project_id == project.id
     assert issue.reported_by_id == people["gx_li"].user_id
     assert session.get(ProcessInstance, child_id).title == TITLE  # type: ignore[union-attr]
 

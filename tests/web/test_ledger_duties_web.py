@@ -106,3 +106,47 @@ def test_an_administrator_cannot_reassign_an_issue_to_another_units_person(
     with factory() as s:
         row = s.get(LedgerIssue, issue)
         assert row is not None and row.handler_id == s.scalar(select(User.id).where(User.username == "fg"))
+
+
+def _registering(factory: sessionmaker[Session]) -> int:
+    """An issue_ledger instance the officer started by hand and claimed: its 登记 form is open."""
+    with factory() as s:
+        deploy.deploy(s, ledger_files(), actor=SYSTEM)
+        officer = actor_for(s, "officer")
+        row = instances.start(s, process_key="issue_ledger", actor=officer, title="问题台账")
+        s.commit()
+        task = s.scalar(select(HumanTask).where(HumanTask.instance_id == row.id,
+                                                HumanTask.bpmn_id == "register_issue"))
+        assert task is not None
+        tasks.claim(s, task_id=task.id, actor=officer)
+        s.commit()
+        return task.id
+
+
+def test_an_unknown_project_code_comes_back_on_the_register_page(leaders: dict[str, int],
+                                                                 login: Callable[[str], FlaskClient],
+                                                                 factory: sessionmaker[Session]) -> None:
+    """登记 with 关联项目编号 NOPE-1 was accepted and linked nothing: the form comes back with the message, no new issue."""
+    register = _registering(factory)
+    client = login("officer")
+    refused = client.post(f"/tasks/{register}/complete", data={
+        "csrf_token": csrf_of(client, "/inbox"), "f/title": "企业用电增容迟迟未落实", "f/description": "10kV 增容",
+        "f/source": "manual", "f/project_code": "NOPE-1"})
+    assert refused.status_code == 422
+    assert "项目“NOPE-1”不在项目库中" in refused.get_data(as_text=True)
+    with factory() as s:
+        assert s.scalars(select(LedgerIssue.id)).all() == [leaders["issue"]]  # the fixture's own
+        assert s.get(HumanTask, register).state == "ready"  # type: ignore[union-attr]
+
+
+def test_the_start_page_tells_an_office_worker_what_the_ledger_is_for(leaders: dict[str, int],
+                                                                     login: Callable[[str], FlaskClient],
+                                                                     factory: sessionmaker[Session]) -> None:
+    """发起流程's text under 问题台账销号 spoke of “0001 约定的字段”, “reporter” and “命令行”."""
+    with factory() as s:
+        deploy.deploy(s, ledger_files(), actor=SYSTEM)
+        s.commit()
+    html = login("officer").get("/processes").get_data(as_text=True)
+    assert "问题台账销号" in html and "登记" in html and "派单" in html
+    for developer_word in ("0001", "reporter", "命令行", "API"):
+        assert developer_word not in html.split("问题台账销号", 1)[1].split("</td>", 1)[0], developer_word
