@@ -230,6 +230,8 @@ def test_the_certificate_instructions_name_the_project_once() -> None:
     shown = render_text(template.group(1), {"project_name": "临空冷链物流园",
                                             "certificate_title": "临空冷链物流园并联审批联合意见书"})
     assert shown.count("临空冷链物流园") == 1, shown
+    # The system numbers the certificate (胶审〔年份〕序号号): the window was still asked to "填写证书编号".
+    assert "填写证书编号" not in shown and "证书编号由系统自动生成" in shown and "出证日期" in shown, shown
 
 
 # --- issue #14 item 5: every row and message names its case, its department and its step ------------------------
