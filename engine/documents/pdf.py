@@ -101,6 +101,7 @@ class Section:
     fields: Sequence[Field] = ()
     opinions: Sequence[str] = ()
     note: str = ""
+    opinion_label: str = "审批意见"  # an applicant's own words: 申请说明
 
 
 @dataclass(frozen=True)
@@ -186,11 +187,11 @@ def _field_rows(fields: Sequence[Field], room: list[int], depth: int = 0) -> lis
     return rows
 
 
-def _opinion_rows(opinions: Sequence[str], room: list[int]) -> list[tuple[str, str]]:
+def _opinion_rows(opinions: Sequence[str], room: list[int], label: str = "审批意见") -> list[tuple[str, str]]:
     """Return a section's opinions as rows, within what is left of the document's rows (`room[0]`)."""
     shown = list(opinions[:max(room[0], 0)])
     room[0] -= len(shown)
-    rows = [("审批意见", o) for o in shown]
+    rows = [(label, o) for o in shown]
     return [*rows, _left_out(len(opinions) - len(shown), "条")] if len(shown) < len(opinions) else rows
 
 
@@ -231,7 +232,7 @@ def render(doc: Document) -> bytes:
         block: list[Any] = [Paragraph(text(sec.heading, 300), h2)]
         if sec.meta:
             block.append(Paragraph(text(sec.meta, 300), small))
-        rows = _field_rows(sec.fields, room) + _opinion_rows(sec.opinions, room)
+        rows = _field_rows(sec.fields, room) + _opinion_rows(sec.opinions, room, sec.opinion_label)
         # Tables of at most CHUNK rows: reportlab splits a table at each page by laying out what is left again,
         # quadratic in its rows (1,500 rows took 1.3 s, 15,000 took 35 s)
         for at in range(0, len(rows), CHUNK):

@@ -44,6 +44,7 @@ def _document(session: Session, instance: ProcessInstance, steps: list[submissio
         at = step.at.astimezone(clock.SHANGHAI).strftime("%Y-%m-%d %H:%M") if step.at else ""
         sections.append(pdf.Section(heading=f"{n}. {step.name}", meta=f"办理人：{step.actor}　办理时间：{at}",
                                     fields=step.fields, opinions=step.opinions,
+                                    opinion_label="申请说明" if step.by_applicant else "审批意见",
                                     note="（此步骤其后被退回或撤回，已重新办理）" if step.superseded else ""))
     issuers = list(doc.issuers) if doc is not None else [i for d in docs for i in d.issuers]
     seal = pdf.Seal(issuers or ["经办单位"], render.chinese_date(day.year, day.month, day.day))

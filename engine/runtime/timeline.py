@@ -11,9 +11,11 @@ from sqlalchemy.orm import Session
 from engine import clock
 from engine.archive import core as archive
 from engine.audit.models import AuditEvent
+from engine.org import actors
 from engine.runtime import core as runtime
 from engine.runtime.models import Incident, ProcessFile
 from engine.spiff import workflow as spiff
+from engine.tasks import access
 from engine.tasks.collab_models import CarbonCopy, Comment
 from engine.tasks.models import HumanTask
 from engine.tasks.queries import UserNames
@@ -32,7 +34,7 @@ class Entry:
 
     at: datetime
     kind: str  # event | comment | cc
-    action: str  # the audit action, the comment's kind, or "cc"
+    action: str  # the audit action, the comment's kind (an applicant's opinion: applicant_opinion), or "cc"
     actor: str
     task_name: str | None = None
     text: str = ""  # a comment's body, a CC's recipients and note
@@ -80,6 +82,9 @@ def timeline(session: Session, instance_id: int, *, with_details: bool, public_f
         with_details = False
     users = UserNames().load(session, [e.actor_id for e in events] + [c.author_id for c in comments]
                              + [c.from_user_id for c in copies] + [c.user_id for c in copies])
+    # An applicant's own opinion at their step is their 申请说明, not a 审批意见 (the departments').
+    outside = {uid for uid in {c.author_id for c in comments if c.kind == "opinion"} if uid is not None
+               and (held := actors.user_with_actor(session, uid)) is not None and access.is_external(session, held[1])}
     entries: list[Entry] = []
     for ev in events:
         if ev.action in COVERED_ACTIONS:
@@ -93,7 +98,8 @@ def timeline(session: Session, instance_id: int, *, with_details: bool, public_f
             status=after.get("status") if isinstance(after.get("status"), str) else None,
             details={"before": ev.before, "after": ev.after} if with_details else None))
     for c in comments:
-        entries.append(Entry(at=clock.as_utc(c.created_at), kind="comment", action=c.kind,
+        kind = "applicant_opinion" if c.kind == "opinion" and c.author_id in outside else c.kind
+        entries.append(Entry(at=clock.as_utc(c.created_at), kind="comment", action=kind,
                              actor=users.get(c.author_id) or "系统",
                              task_name=task_names.get(c.task_id) if c.task_id is not None else None, text=c.body))
     for cc in copies:

@@ -20,6 +20,7 @@ from engine.archive import core as archive
 from engine.audit import anchor as audit_anchor
 from engine.audit.models import AuditEvent
 from engine.errors import Forbidden
+from engine.org import actors
 from engine.org.actors import Actor
 from engine.runtime import formtext
 from engine.runtime.models import ProcessInstance
@@ -45,6 +46,7 @@ class Submission:
     opinions: list[str] = field(default_factory=list)
     superseded: bool = False  # the step was reopened afterwards (退回 / 撤回): a later submission replaces it
     form_problem: str | None = None  # its form files past today's limits (stored before them): fields under their keys
+    by_applicant: bool = False  # done by an applicant from outside: their opinion is a 申请说明, not a 审批意见
 
 
 def _events(session: Session, instance_id: int) -> dict[int, AuditEvent]:
@@ -92,6 +94,8 @@ def _load(session: Session, instance: ProcessInstance, *, only_by: int | None = 
     later = {(t.task_guid, t.id) for t in steps if t.kind == "bpmn"}
     files = runtime.version_info(session, instance.version_id).files
     users = UserNames().load(session, [r.completed_by_id for r in rows])
+    outside = {uid for uid in {r.completed_by_id for r in rows} if uid is not None
+               and (held := actors.user_with_actor(session, uid)) is not None and access.is_external(session, held[1])}
     result = []
     for row in rows:
         ev = events.get(row.id)
@@ -109,7 +113,7 @@ def _load(session: Session, instance: ProcessInstance, *, only_by: int | None = 
             actor_id=row.completed_by_id, at=clock.as_utc(at) if at is not None else None,
             form_title=formtext.title_of(schema_text), fields=fields, opinions=opinions.get(row.id, []),
             superseded=row.kind == "bpmn" and any(g == row.task_guid and i > row.id for g, i in later),
-            form_problem=problem))
+            form_problem=problem, by_applicant=row.completed_by_id in outside))
     return result
 
 

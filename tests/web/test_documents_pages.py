@@ -19,7 +19,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import text as sa_text
 from sqlalchemy.orm import Session
 
-from engine import clock, documents, runtime
+from engine import clock, documents, runtime, tasks
 from engine.org.actors import Actor
 from engine.org.models import User
 from engine.orm import Base
@@ -36,11 +36,13 @@ from tests.processes.test_parallel_approval import (  # noqa: F401 (fixtures use
     people,
     review,
 )
-from tests.steps import do, only_task
+from tests.steps import only_task
 from tests.web.conftest import PASSWORD, PASSWORD_HASH, app_on, csrf_of
 from web import create_app, links
 
 HOSTILE = "<script>alert('jz')</script><img src=x onerror=alert(1)>"
+
+APPLICANT_OPINION = "恳请各部门尽快审批"
 
 
 @pytest.fixture
@@ -51,8 +53,11 @@ def finished(session: Session, deployed: None, people: dict[str, Actor]) -> int:
     row = instances.start(session, process_key="parallel_approval", actor=people["qiye_zhang"],
                           business_key=APPLICATION["project_code"], title="胶州湾智能家电产业园（一期）并联审批")
     session.commit()
-    do(session, only_task(session, row.id, "submit_application"), people["qiye_zhang"],
-       {**APPLICATION, "application_note": f"说明{HOSTILE}"})
+    submit = only_task(session, row.id, "submit_application")
+    tasks.claim(session, task_id=submit.id, actor=people["qiye_zhang"])
+    tasks.complete(session, task_id=submit.id, actor=people["qiye_zhang"], opinion=APPLICANT_OPINION,
+                   data={**APPLICATION, "application_note": f"说明{HOSTILE}"})
+    session.commit()
     accept(session, people, row.id, at("2025-09-26"), window_opinion=f"材料齐全{HOSTILE}")
     clock.freeze(at("2025-09-29", "10:00"))
     for code in ("fgj", "zrzyj", "sthjj"):
@@ -143,6 +148,22 @@ def test_the_applicant_sees_only_their_own_steps_and_the_certificate(app: Flask,
     assert response.status_code == 200 and response.mimetype == "application/pdf"
     assert response.headers["Content-Disposition"].startswith("attachment;")  # opened by a PDF reader
     assert "filename*=UTF-8''%E8%83%B6%E5%AE%A1" in response.headers["Content-Disposition"]  # 胶审〔2025〕0001号.pdf
+
+
+def test_the_applicants_own_opinion_is_not_called_an_approval_opinion(app: Flask, finished: int,
+                                                                     tmp_path: Path) -> None:
+    """The applicant's words at 提交申请 were shown as “审批意见”, as if they had approved something; the
+    departments' opinions keep that label (tests/web/test_task_page.py, test_instances.py)."""
+    def labels(html: str) -> list[tuple[str, str]]:
+        return re.findall(r'<span class="muted">([^<]*)：</span><span class="multiline" translate="no">([^<]*)</span>',
+                          html)
+    applicant = client_of(app, "qiye_zhang").get(f"/instances/{finished}").get_data(as_text=True)
+    assert ("申请说明", APPLICANT_OPINION) in labels(applicant)
+    assert "审批意见" not in applicant.split('id="approval-sheet"', 1)[1]
+    sheet = labels(client_of(app, "window_wang").get(f"/instances/{finished}/sheet").get_data(as_text=True))
+    assert ("申请说明", APPLICANT_OPINION) in sheet and ("审批意见", APPLICANT_OPINION) not in sheet
+    pdf = pdf_text(client_of(app, "window_wang").get(f"/instances/{finished}/sheet.pdf").data, tmp_path)
+    assert f"申请说明 {APPLICANT_OPINION}" in " ".join(pdf.split()) and "审批意见" not in pdf
 
 
 @pytest.mark.parametrize("outsider", ["qiye_li", "zjj_reviewer"])

@@ -48,7 +48,7 @@ def test_the_starter_sees_page_data_diagram_and_timeline(app: Flask, login: Logi
     # an applicant from outside: their own step, not the data (it holds the departments' form values too)
     assert "流程数据" not in html and "胶州智能家电产业园（一期）" in html
     assert "项目单位张三" in html and "2025-09-01 09:00" in html  # display names, Shanghai time
-    assert "请审批" in html and "审批意见" in html  # the opinion (a Comment row)
+    assert "请审批" in html and "申请说明" in html  # the opinion (a Comment row): the applicant's own, no 审批意见
     assert "accept" in _attr(html, "current") and "submit_application" in _attr(html, "completed")
     assert "start" in _attr(html, "completed") and "issue_certificate" not in _attr(html, "completed")
     assert f'data-jz-diagram="/instances/{row.id}/diagram.bpmn?v={row.version_id}"' in html  # drawn by the bundle

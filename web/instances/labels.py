@@ -88,8 +88,8 @@ OBJECTS = {
 }
 
 COMMENTS = {
-    "opinion": "审批意见", "comment": "评论", "urge": "催办", "system": "系统", "transfer": "转办说明",
-    "delegate": "委派说明", "send_back": "退回理由", "withdraw": "撤回理由", "cosign": "加签说明",
+    "opinion": "审批意见", "applicant_opinion": "申请说明", "comment": "评论", "urge": "催办", "system": "系统",
+    "transfer": "转办说明", "delegate": "委派说明", "send_back": "退回理由", "withdraw": "撤回理由", "cosign": "加签说明",
 }
 
 

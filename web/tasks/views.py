@@ -25,6 +25,7 @@ ACTIONS = {
     "document.issue": _l("出具文书"),
     "instance.attach": _l("上传附件"), "instance.incident": _l("流程故障"), "instance.suspend": _l("挂起"),
     "instance.resume": _l("恢复"), "instance.terminate": _l("终止"), "opinion": _l("审批意见"),
+    "applicant_opinion": _l("申请说明"),
     "comment": _l("评论"), "urge": _l("催办"), "transfer": _l("转办说明"), "delegate": _l("委派说明"),
     "cosign": _l("加签说明"), "send_back": _l("退回理由"), "withdraw": _l("撤回理由"), "cc": _l("抄送"),
     "system": _l("系统"),
