@@ -53,16 +53,23 @@ def names_by_username(session: Session, values: Iterable[object]) -> dict[str, s
 
 
 def demo_logins(session: Session) -> tuple[list[tuple[str, str, str]], str | None]:
-    """Return one (username, display name, role name) with a password per role, and an admin's username."""
+    """Return the first user with a password of each role, each user once — (username, display name, the roles it
+    is first for, joined by 、) — and an administrator's username when that one is not already listed (else None,
+    and 管理员 (admin) is among the listed user's roles): `make run` printed wangjianguo and admin twice."""
     rows = session.execute(select(User.username, User.display_name, Role.name)
                            .join(Membership, Membership.user_id == User.id)
                            .join(Role, Role.id == Membership.role_id)
                            .where(User.password_hash.is_not(None)).order_by(Role.id, User.id)).all()
     seen: set[str] = set()
-    logins: list[tuple[str, str, str]] = []
+    roles: dict[str, list[str]] = {}
+    names: dict[str, str] = {}
     for username, name, role in rows:
         if role not in seen:
             seen.add(role)
-            logins.append((username, name, role))
-    admin = session.scalar(select(User.username).where(User.is_admin.is_(True)))
-    return logins, admin
+            roles.setdefault(username, []).append(role)
+            names[username] = name
+    admin = session.scalar(select(User.username).where(User.is_admin.is_(True)).order_by(User.id))
+    if admin is not None and admin in roles:
+        roles[admin].append("管理员 (admin)")
+        admin = None
+    return [(username, names[username], "、".join(held)) for username, held in roles.items()], admin
