@@ -46,11 +46,13 @@ def test_a_certificate_date_before_the_application_or_still_to_come_is_refused(
         session: Session, ready: int, people: dict[str, Actor], day: str, says: str) -> None:  # noqa: F811
     task = only_task(session, ready, "issue_certificate")
     before = kept(session, ready)
+    issued = [d.kind for d in documents.for_instance(session, ready)]  # the 受理通知书 of 一窗受理
     with pytest.raises(SubmissionRefused) as refused:
         tasks.complete(session, task_id=task.id, actor=people["window_wang"], data={"issued_on": day})
     session.rollback()
     assert [e.field for e in refused.value.errors] == ["issued_on"] and says in refused.value.errors[0].message
-    assert kept(session, ready) == before and documents.for_instance(session, ready) == []
+    assert kept(session, ready) == before and [d.kind for d in documents.for_instance(session, ready)] == issued
+    assert issued == ["approval_acceptance_notice"]
     # the day it was applied for and today are both dates a window may give
     do(session, task, people["window_wang"], {"issued_on": "2025-09-25"})
     assert data_of(session, ready)["certificate"]["number"] == "胶审〔2025〕0001号"
