@@ -134,14 +134,21 @@ def test_hostile_and_huge_reasons_print_as_text_inside_the_page(
     do(session, only_task(session, iid, "issue_rejection_notice"), people["window_wang"], {"notice_text": reasons})
     doc = notice_of(session, iid)
     assert doc.pdf is not None
-    words = pdf_text(doc.pdf, tmp_path)
+    printed_as_text_inside_the_page(doc.pdf, tmp_path, "胶不许〔2025〕0001号")
+
+
+def printed_as_text_inside_the_page(pdf: bytes, tmp_path: Path, number: str) -> str:
+    """Assert a decision with HOSTILE reasons prints them as text, without control characters, inside the right
+    margin, with its number and the 诉讼 rights; return its words."""
+    words = pdf_text(pdf, tmp_path)
     assert "<script>alert('jz')</script><b>粗体</b><para>&amp;" in words  # printed, never markup
     assert "倒序" in words and "第二行" in words
     for control in ("\x00", "\x1b", "\x07", "\u202e"):
         assert control not in words, repr(control)
-    assert "理由" * 50 in "".join(words.split()) and "胶不许〔2025〕0001号" in words and "六个月内" in words
+    assert "理由" * 50 in "".join(words.split()) and number in words and "六个月内" in words
     html = subprocess.run(["pdftotext", "-bbox", str(tmp_path / "doc.pdf"), "-"], capture_output=True,
                           check=True).stdout.decode()
     width = float(re.search(r'<page width="([\d.]+)"', html).group(1))  # type: ignore[union-attr]
     rights = [float(x) for x in re.findall(r'<word xMin="[\d.]+" yMin="[\d.]+" xMax="([\d.]+)"', html)]
     assert rights and max(rights) <= width - 20 * 72 / 25.4 + 1  # the right margin: nothing runs off the page
+    return words
