@@ -342,6 +342,7 @@ def save(session: Session, running: Running, *, event: Callable[[], AuditEvent] 
     linked.kept(running, projected.moved, projected.cosigners)
     messages.sync(session, running, thrown)  # what it waits on (message_subscription) and what it threw
     session.flush()
+    hot.note_tasks(session, row.id, [h.id for h in projected.created])  # the next completion's read knows them hot
 
 
 def _settled(workflow: Workflow) -> tuple[list[Task], datetime | None]:

@@ -3,7 +3,8 @@
 A completion spends most of its time turning the stored state back into a workflow. After a save
 commits, the workflow it wrote is exactly the stored state at the new `lock_version`, so this process
 keeps it, keyed by (database, instance id), and the next `load` of that instance reuses it when the row
-still has that `lock_version` and process version (one cheap read: the row without its state).
+still has that `lock_version` and process version. A completion's first read then leaves the state out of its
+row (`lock_version_hint`: the task ids whose instance is known, noted by the reads and saves).
 
 Correct with several web and worker processes: every process checks the row's `lock_version`, which
 every save bumps, so a workflow another process moved on is never reused — it is dropped.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +34,7 @@ from engine.spiff.workflow import Workflow
 
 # A deserialised workflow takes several times its JSON text in memory (objects, dicts, UUIDs).
 MEMORY_PER_STATE_BYTE = 6
+TASKS_NOTED = 100_000  # task ids whose instance is remembered (a few MB)
 _PENDING = "jzflow.hot_pending"
 _BORROWED = "jzflow.hot_borrowed"
 
@@ -51,6 +54,7 @@ class HotCache:
 
     def __init__(self) -> None:
         self._entries: OrderedDict[Key, Entry] = OrderedDict()
+        self._instance_of: dict[Key, int] = {}  # (database url, task id) -> its instance's id, for `lock_version_hint`
         self._lock = threading.Lock()
         self._bytes = 0
         self.hits = 0
@@ -107,7 +111,26 @@ class HotCache:
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+            self._instance_of.clear()
             self._bytes = 0
+
+    def note_tasks(self, database: str, instance_id: int, task_ids: Iterable[int | None]) -> None:
+        """Remember which instance these task rows are of (a row never moves to another instance)."""
+        if config.load().instance_cache_size <= 0:
+            return
+        with self._lock:
+            if len(self._instance_of) > TASKS_NOTED:  # a hint only: forgetting them all costs one state read each
+                self._instance_of.clear()
+            for task_id in task_ids:
+                if task_id is not None:
+                    self._instance_of[(database, task_id)] = instance_id
+
+    def lock_version_hint(self, database: str, task_id: int) -> int | None:
+        """The lock_version at which this process keeps the workflow of the task's instance, if it knows of one."""
+        with self._lock:
+            instance_id = self._instance_of.get((database, task_id))
+            entry = self._entries.get((database, instance_id)) if instance_id is not None else None
+            return entry.lock_version if entry is not None else None
 
 
 CACHE = HotCache()
@@ -143,6 +166,25 @@ def take(session: Session, instance_id: int, lock_version: int, version_id: int,
     if workflow is not None and read_only and found is not None:
         session.info.setdefault(_BORROWED, {})[key] = found
     return workflow
+
+
+def lock_version_hint(session: Session, task_id: int) -> int | None:
+    """The lock_version at which the task's instance is hot in this transaction or this process, if known: a
+    completion's first read then leaves out the state, which it would not use (the workflow is taken from here). Only
+    a hint: when the workflow is gone by the time it is taken, the state is read then (tasks.first_read)."""
+    database = database_key(session)
+    pending: dict[Key, Entry] | None = session.info.get(_PENDING)
+    if pending:
+        instance_id = CACHE._instance_of.get((database, task_id))
+        entry = pending.get((database, instance_id)) if instance_id is not None else None
+        if entry is not None:
+            return entry.lock_version
+    return CACHE.lock_version_hint(database, task_id)
+
+
+def note_tasks(session: Session, instance_id: int, task_ids: Iterable[int | None]) -> None:
+    """Remember which instance these task rows are of, for `lock_version_hint`."""
+    CACHE.note_tasks(database_key(session), instance_id, task_ids)
 
 
 def borrowed(session: Session, instance_id: int, lock_version: int, version_id: int, workflow: Workflow,
@@ -202,4 +244,5 @@ def _end(session: Session, transaction: Any) -> None:
         _return_borrowed(session, pending)
 
 
-__all__ = ["CACHE", "Entry", "HotCache", "borrowed", "forget", "key_of", "saved", "take"]
+__all__ = ["CACHE", "Entry", "HotCache", "borrowed", "forget", "key_of", "lock_version_hint", "note_tasks", "saved",
+           "take"]

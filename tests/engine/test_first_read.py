@@ -7,10 +7,14 @@ for the same row.
 """
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import event, inspect, select, text
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.attributes import instance_dict
 
-from engine.runtime import instances
+from engine import runtime, tasks
+from engine.org.actors import Actor
+from engine.runtime import hot, instances
 from engine.runtime.models import ProcessInstance
 from engine.tasks import first_read, lookup
 from engine.tasks.models import HumanTask
@@ -22,13 +26,17 @@ INSTANCE_COLUMNS = [c.key for c in ProcessInstance.__mapper__.column_attrs]
 
 
 def _open(factory: sessionmaker[Session]) -> tuple[int, list[int]]:
+    return _open_by(factory)[1:]
+
+
+def _open_by(factory: sessionmaker[Session]) -> tuple[Actor, int, list[int]]:
     people = staff(factory, 1)
     with factory() as session:
         instance_id = instances.start(session, process_key="siblings", actor=people[0]).id
         session.commit()
         ids = list(session.scalars(select(HumanTask.id).where(HumanTask.instance_id == instance_id,
                                                               HumanTask.state == "ready").order_by(HumanTask.id)))
-    return instance_id, ids
+    return people[0], instance_id, ids
 
 
 def _orm_read(factory: sessionmaker[Session], task_id: int) -> tuple[dict[int, dict[str, object]], dict[str, object],
@@ -108,3 +116,80 @@ def test_the_core_read_skips_the_instances_finished_rows(pg_factory: sessionmake
             session.rollback()
         assert got == ids
         assert read < 20, f"the Core read went through {read} human_task rows for {len(ids)} open ones"
+
+
+def _states_sent(session: Session, task_id: int, hot_lv: int | None) -> list[str]:
+    """The state values the first read's statement returned, one per row that carried one."""
+    at = first_read._AT_INSTANCE + first_read._INSTANCE_KEYS.index("state")
+    return [r[at] for r in first_read._PREPARED.rows(session, {"task_id": task_id, "hot_lv": hot_lv})
+            if r[at] is not None]
+
+
+def test_the_state_comes_once_however_many_rows_and_candidates(pg_factory: sessionmaker[Session]) -> None:
+    """A 并联审批 with six departments at work carried its 88 KB state on every row of the join (open row ×
+    candidate): now on one, whichever open row is the one completed."""
+    instance_id, ids = _open(pg_factory)
+    with pg_factory() as session:
+        for task_id in ids:  # two more candidates on every open row: the join gives three rows per task
+            for role in (None, None):
+                session.execute(text("INSERT INTO task_candidate (task_id, user_id, org_unit_id, role_id) "
+                                     "VALUES (:t, NULL, NULL, :r)"), {"t": task_id, "r": role})
+        session.commit()
+        stored = session.get(ProcessInstance, instance_id).state  # type: ignore[union-attr]
+    hot.CACHE.clear()
+    for task_id in reversed(ids):  # the last open row too, never the join's first
+        with pg_factory() as session:
+            assert _states_sent(session, task_id, None) == [stored]
+            rows = first_read.read(session, task_id)
+            assert rows and len({r[0].id for r in rows}) == len(ids)
+            assert rows[0][1].state == stored
+            session.rollback()
+
+
+def test_a_hot_instance_is_read_without_its_state_and_reads_it_when_the_workflow_is_gone(
+        pg_factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The state is left out when this process holds the workflow at the row's lock_version (the completion takes
+    it from the cache); the hint is only a hint: a workflow taken meanwhile, or kept at another lock_version, and the
+    state is read, as stored."""
+    person, instance_id, ids = _open_by(pg_factory)
+    with pg_factory() as session:
+        stored = session.get(ProcessInstance, instance_id).state  # type: ignore[union-attr]
+        lock_version = session.get(ProcessInstance, instance_id).lock_version  # type: ignore[union-attr]
+        assert hot.lock_version_hint(session, ids[0]) == lock_version  # the start's save kept it hot here
+        assert _states_sent(session, ids[0], lock_version) == []
+        assert _states_sent(session, ids[0], lock_version - 1) == [stored]  # kept at another version: it comes
+        rows = first_read.read(session, ids[0])
+        assert rows is not None
+        instance = rows[0][1]
+        assert "state" not in instance_dict(instance) and "state" in inspect(instance).expired_attributes
+        hot.CACHE.clear()  # taken by another thread of this process meanwhile, or evicted
+        assert instance.state == stored  # read now, in the transaction
+        session.rollback()
+    with pg_factory() as session:  # the instance hot again
+        assert hot.lock_version_hint(session, ids[0]) is None
+        load = session.get(ProcessInstance, instance_id)
+        assert load is not None
+        runtime.load(session, instance_id, row=load, read_only=True)  # kept when the transaction ends
+        session.commit()
+    taken: list[int] = []
+
+    def taken_meanwhile(session: Session, instance_id: int, *args: object, **kwargs: object) -> None:
+        taken.append(instance_id)  # the completion's read left the state out; the workflow is gone when it loads
+        return None
+
+    with pg_factory() as session:
+        hot.note_tasks(session, instance_id, ids)
+        assert hot.lock_version_hint(session, ids[0]) == lock_version
+        monkeypatch.setattr(hot, "take", taken_meanwhile)
+        done = tasks.complete(session, task_id=ids[0], actor=person, data={})
+        session.commit()
+        monkeypatch.undo()
+    assert taken == [instance_id] and done.instance_id == instance_id
+    with pg_factory() as session:  # what it saved is the workflow run from the stored state
+        row = session.get(ProcessInstance, instance_id)
+        assert row is not None and row.lock_version == lock_version + 1
+        assert session.get(HumanTask, ids[0]).state == "completed"  # type: ignore[union-attr]
+        hot.CACHE.clear()
+        running = runtime.load(session, instance_id)
+        assert runtime.find_task(running.workflow, session.get(HumanTask, ids[0]).task_guid).state  # type: ignore
+        session.rollback()
