@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, insert, select, update
+from sqlalchemy import insert, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -18,15 +18,13 @@ from sqlalchemy.orm.attributes import set_committed_value
 from engine import audit, clock, config
 from engine.audit import anchor as audit_anchor
 from engine.audit import in_statement
-from engine.audit.models import AuditEvent, AuditHead
+from engine.audit.models import AuditEvent
 from engine.db import is_postgres
 from engine.errors import ConcurrentModification, DutyRefused, EngineError, InstanceArchived, InstanceNotFound
 from engine.org.actors import SYSTEM, Actor
-from engine.runtime import assignment, effects, hot, linked, oversize, projection, refusal, start_limits
+from engine.runtime import assignment, effects, hot, linked, oversize, projection, refusal, row_read, start_limits
 from engine.runtime.assignment import due_time
 from engine.runtime.models import (
-    INSTANCE_MOVED,
-    INSTANCE_STREAM,
     ArchivedState,
     Incident,
     ProcessInstance,
@@ -38,7 +36,7 @@ from engine.runtime.version_cache import VersionInfo, _spec_cache, specs_for, ve
 from engine.spiff import events, fanout, guards, sandbox, serializer, timers
 from engine.spiff import workflow as spiff
 from engine.spiff.workflow import Task, Workflow, find_task
-from engine.tasks.models import HumanTask, is_open
+from engine.tasks.models import HumanTask
 
 log = logging.getLogger(__name__)
 
@@ -56,21 +54,6 @@ def script_engine() -> sandbox.SandboxScriptEngine:
     return _engine
 
 
-# Built once (their cache keys are then computed once): the instance's row and its audit stream's head, and with
-# them its open bpmn rows (through uq_human_task_guid_open: a looping instance's finished rows are never read).
-_LOAD = (select(ProcessInstance, AuditHead.seq, AuditHead.hash)
-         .outerjoin(AuditHead, AuditHead.stream == INSTANCE_STREAM)
-         .where(ProcessInstance.id == bindparam("instance_id")).execution_options(populate_existing=True))
-_LOAD_WITH_OPEN = _LOAD.add_columns(HumanTask).outerjoin(HumanTask, and_(
-    HumanTask.instance_id == ProcessInstance.id, HumanTask.kind == "bpmn", is_open(HumanTask.state)))
-# `lock` (PostgreSQL): the same read takes the instance's row FOR UPDATE, as the timer sweep and 终止 do, so a
-# delivery takes the instance before the task rows its save closes, as a submission does (FOR KEY SHARE in its first
-# read); in the other order each waited for the other until PostgreSQL ended one as a deadlock. A read that waited gets
-# the row as committed but its open rows and the head from its snapshot: INSTANCE_MOVED tells, and it reads again.
-_LOCKED = {False: _LOAD.add_columns(INSTANCE_MOVED).with_for_update(of=ProcessInstance),
-           True: _LOAD_WITH_OPEN.add_columns(INSTANCE_MOVED).with_for_update(of=ProcessInstance)}
-
-
 def load(session: Session, instance_id: int, *, read_only: bool = False, row: ProcessInstance | None = None,
          with_open_rows: bool = False, lock: bool = False) -> Running:
     """Load an instance and its workflow (sandbox attached).
@@ -85,21 +68,18 @@ def load(session: Session, instance_id: int, *, read_only: bool = False, row: Pr
 
     Raises: InstanceNotFound
     """
-    # The row comes with its state, used only when the hot-instance cache has no workflow at this row's lock_version:
-    # with several processes and no affinity that is often, and reading it afterwards cost a round trip more.
+    # The row comes with its state unless this process holds the instance hot (runtime/row_read.py).
+    # `lock` takes the row FOR UPDATE, as the timer sweep and 终止 do, so a delivery takes the instance before the
+    # task rows its save closes, as a submission does (FOR KEY SHARE in its first read); in the other order each
+    # waited for the other until PostgreSQL ended one as a deadlock.
     open_rows: dict[str, HumanTask] | None = None
     if row is None or row.id != instance_id:
-        if lock and is_postgres(session):
-            found = session.execute(_LOCKED[with_open_rows], {"instance_id": instance_id}).all()
-            if found and found[0][-1]:  # it waited for a save of the instance: its other rows as they are now
-                found = session.execute(_LOCKED[with_open_rows], {"instance_id": instance_id}).all()
-        else:
-            found = session.execute(_LOAD_WITH_OPEN if with_open_rows else _LOAD, {"instance_id": instance_id}).all()
+        found = row_read.read(session, instance_id, with_open_rows=with_open_rows, lock=lock and is_postgres(session))
         row = found[0][0] if found else None
         if found:  # the commit's audit append starts from the head (one statement, no lock first)
             audit.saw_head(session, f"instance:{instance_id}", found[0][1], found[0][2])
         if with_open_rows:
-            open_rows = {r[3].task_guid: r[3] for r in found if r[3] is not None}
+            open_rows = {r[4].task_guid: r[4] for r in found if r[4] is not None}
     if row is None:
         raise InstanceNotFound(f"流程实例不存在: {instance_id}", instance_id=instance_id)
     if row.archived_at is not None:

@@ -168,6 +168,17 @@ def take(session: Session, instance_id: int, lock_version: int, version_id: int,
     return workflow
 
 
+def kept_lock_version(session: Session, instance_id: int) -> int | None:
+    """The lock_version at which this transaction or this process keeps the instance's workflow, if it does: a read of
+    its row then leaves out the state, which it would not use (runtime/row_read.py)."""
+    key = key_of(session, instance_id)
+    pending: dict[Key, Entry] | None = session.info.get(_PENDING)
+    entry = pending.get(key) if pending else None
+    if entry is None:
+        entry = CACHE._entries.get(key)
+    return entry.lock_version if entry is not None else None
+
+
 def lock_version_hint(session: Session, task_id: int) -> int | None:
     """The lock_version at which the task's instance is hot in this transaction or this process, if known: a
     completion's first read then leaves out the state, which it would not use (the workflow is taken from here). Only
@@ -244,5 +255,16 @@ def _end(session: Session, transaction: Any) -> None:
         _return_borrowed(session, pending)
 
 
-__all__ = ["CACHE", "Entry", "HotCache", "borrowed", "forget", "key_of", "lock_version_hint", "note_tasks", "saved",
-           "take"]
+__all__ = [
+    "CACHE",
+    "Entry",
+    "HotCache",
+    "borrowed",
+    "forget",
+    "kept_lock_version",
+    "key_of",
+    "lock_version_hint",
+    "note_tasks",
+    "saved",
+    "take",
+]

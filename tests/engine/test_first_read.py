@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import event, inspect, select, text
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.orm.attributes import instance_dict
+from sqlalchemy.orm.attributes import instance_dict, set_committed_value
 
 from engine import runtime, tasks
 from engine.org.actors import Actor
@@ -192,4 +192,46 @@ def test_a_hot_instance_is_read_without_its_state_and_reads_it_when_the_workflow
         hot.CACHE.clear()
         running = runtime.load(session, instance_id)
         assert runtime.find_task(running.workflow, session.get(HumanTask, ids[0]).task_guid).state  # type: ignore
+        session.rollback()
+
+
+def test_loading_a_hot_instance_leaves_its_state_out_and_reads_it_when_the_workflow_is_gone(
+        pg_factory: sessionmaker[Session]) -> None:
+    """runtime.load's read (a page, a message delivery, a timer) sends the state once with the open rows, none for an
+    instance hot here; a workflow gone by the time it is taken, and the state is read then, as stored."""
+    _, instance_id, ids = _open_by(pg_factory)
+    from engine.runtime import row_read
+    with pg_factory() as session:
+        stored = session.get(ProcessInstance, instance_id).state  # type: ignore[union-attr]
+        lock_version = session.get(ProcessInstance, instance_id).lock_version  # type: ignore[union-attr]
+        session.rollback()
+    for with_open_rows in (False, True):
+        for lock in (False, True):
+            hot.CACHE.clear()
+            with pg_factory() as session:
+                found = row_read.read(session, instance_id, with_open_rows=with_open_rows, lock=lock)
+                assert [r[3] for r in found if r[3] is not None] == [stored]
+                if with_open_rows:
+                    assert sorted(r[4].id for r in found) == ids
+                assert found[0][0].state == stored
+                session.rollback()
+            with pg_factory() as session:  # hot again: the read leaves it out
+                runtime.load(session, instance_id, read_only=True)
+                session.commit()
+            with pg_factory() as session:
+                assert hot.kept_lock_version(session, instance_id) == lock_version
+                found = row_read.read(session, instance_id, with_open_rows=with_open_rows, lock=lock)
+                row = found[0][0]
+                assert all(r[3] is None for r in found) and "state" not in instance_dict(row)
+                hot.CACHE.clear()  # gone before it is taken: load reads the state, in the transaction
+                running = runtime.load(session, instance_id, row=row)
+                assert runtime.find_task(running.workflow, session.get(HumanTask, ids[0]).task_guid) is not None  # type: ignore
+                assert row.state == stored
+                session.rollback()
+    with pg_factory() as session:  # a row the session held with an older state is read again, never kept stale
+        row = session.get(ProcessInstance, instance_id)
+        assert row is not None
+        set_committed_value(row, "state", "{}")
+        runtime.load(session, instance_id, read_only=True)
+        assert row.state == stored
         session.rollback()
