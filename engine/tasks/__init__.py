@@ -11,6 +11,7 @@ from engine.tasks.core import (
     get_open,
     is_candidate,
     open_tasks,
+    read_to_complete,
     require_holder,
     unclaim,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "get_open",
     "is_candidate",
     "open_tasks",
+    "read_to_complete",
     "require_holder",
     "unclaim",
 ]

@@ -82,22 +82,34 @@ def unclaim(session: Session, *, task_id: int, actor: Actor) -> HumanTask:
     return task
 
 
+def read_to_complete(session: Session, task_id: int, actor: Actor) -> ToComplete:
+    """Read what completing the task reads first (one statement: the task, its candidates, its instance's row and
+    open rows), for a caller that looks at the task before it completes it (the form's page: its form files).
+
+    Raises: TaskNotFound (also for a task the actor may not see), TaskAlreadyDone
+    """
+    return get_open_to_complete(session, task_id, seen=partial(task_access.require_seen, session, actor))
+
+
 def complete(session: Session, *, task_id: int, actor: Actor, data: Mapping[str, Any],
-             opinion: str | None = None, task: HumanTask | None = None) -> Completion:
+             opinion: str | None = None, task: HumanTask | None = None, read: ToComplete | None = None) -> Completion:
     """Complete a READY task the actor holds and run the engine until it waits again (flushes).
 
     With co-signers added after the holder (后加签) the submission is held until they have signed.
-    `task`: the row as the caller already read it in this transaction (it is not read again).
+    `task`: the row as the caller already read it in this transaction (it is not read again); `read`: what
+    `read_to_complete` gave the caller in this transaction (nothing is read again).
 
     Raises: TaskNotFound (also for a task the actor may not see), TaskAlreadyDone, NotYourTask, TaskNotReady (a
     co-signer after the holder, before the submission), FormInvalid, InstanceNotRunning, ConcurrentModification
     (AlreadyClaimed, TaskChanged: someone claimed, released or handed on the task since it was read)
     """
-    read: ToComplete | None = None  # a row the caller read: the rest is read below
-    if task is not None and task.id == task_id:
+    if read is not None and read.task.id == task_id:  # seen and open when read, in this transaction
+        task = read.task
+    elif task is not None and task.id == task_id:
+        read = None  # a row the caller read: the rest is read below
         task = require_open(task_access.require_seen(session, actor, task))
     else:  # one the actor may not see is told as missing before its state is
-        read = get_open_to_complete(session, task_id, seen=partial(task_access.require_seen, session, actor))
+        read = read_to_complete(session, task_id, actor)
         task = read.task
     duties.require_not_barred(session, task, actor.user_id)
     task_access.require(session, actor, task, task_access.Op.COMPLETE)
@@ -173,6 +185,7 @@ __all__ = [
     "inbox_query",
     "is_candidate",
     "open_tasks",
+    "read_to_complete",
     "require_holder",
     "unclaim",
 ]

@@ -83,14 +83,18 @@ def unclaim(task_id: int) -> ResponseReturnValue:
 @login_required
 def complete(task_id: int) -> ResponseReturnValue:
     session, actor = db_session(), current_actor()
-    task = _visible(task_id)
     if request.form.get("_more"):  # "增加一行": show the form again with one more empty row, submit nothing
+        _visible(task_id)
         return render_page(task_id, raw=request.form, more=request.form["_more"])
+    # What the completion reads first, read once here (the page's form files need the task): one statement where a
+    # read of the task, of its instance's version, of the instance and of its open rows went one by one
+    read = tasks.read_to_complete(session, task_id, actor)
+    task = read.task
     opinion = text("opinion") or None
     data: dict[str, object] = {}
     parsed = None
     if task.kind == "bpmn":
-        texts = taskview.form_texts(session, task)
+        texts = taskview.form_texts(session, task, read.instance.version_id)
         if texts.problem is not None:  # a stored form past today's limits: the page says which, nothing is read
             return render_page(task_id, raw=request.form, status=422)
         parsed = parse(Form.from_text(texts.schema, texts.ui), request.form)
@@ -104,7 +108,7 @@ def complete(task_id: int) -> ResponseReturnValue:
             flash(_("表单有误，请修改标出的字段"), "error")
             return render_page(task_id, raw=request.form, errors=parsed.place(found), status=422)
     try:
-        result = tasks.complete(session, task_id=task_id, actor=actor, data=data, opinion=opinion, task=task)
+        result = tasks.complete(session, task_id=task_id, actor=actor, data=data, opinion=opinion, read=read)
     except FormInvalid as exc:
         session.rollback()
         if parsed is None:
