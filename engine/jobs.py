@@ -175,7 +175,8 @@ def _deliver_in_app(session: Session, msg: OutboxMessage) -> None:
     # Written in the same transaction that marks the message delivered: exactly once.
     p = msg.payload
     session.add(Notification(user_id=int(p["user_id"]), kind=str(p.get("kind", "info")), title=str(p["title"])[:300],
-                             body=str(p.get("body") or ""), link=p.get("link"), outbox_id=msg.id))
+                             body=str(p.get("body") or ""), link=p.get("link"), outbox_id=msg.id,
+                             params=p.get("params") if isinstance(p.get("params"), dict) else None))
 
 
 def _deliver_bpmn_message(session: Session, msg: OutboxMessage) -> None:

@@ -93,9 +93,8 @@ def hand_over(session: Session, passing: Passing) -> tuple[list[Item], list[Item
             if to is not None:
                 received[to.id] += 1
     who = passing.user.display_name or passing.user.username
-    gone = "已停用" if passing.left is None else "已调离本单位"
+    text = "items_handed_over_left" if passing.left is None else "items_handed_over_moved"
     for user_id, count in received.items():
-        notify.send(session, notify.Note(user_id=user_id, kind="task_assigned", link="/supervision",
-                                         title=f"{who} {gone}，其负责的 {count} 项问题或招商线索已移交给您 "
-                                               f"({count} items handed over to you)"[:300]))
+        notify.send(session, notify.worded(user_id, "task_assigned", text, {"who": who, "count": count},
+                                           link="/supervision"))
     return given, stuck

@@ -131,14 +131,11 @@ def hand_over(session: Session, passing: Passing) -> tuple[list[Item], list[Item
 def _tell(session: Session, passing: Passing, received: Counter[int], leaderless: Counter[int]) -> None:
     who = passing.user.display_name or passing.user.username
     for user_id, count in received.items():
-        notify.send(session, notify.Note(user_id=user_id, kind="task_assigned", link="/supervision",
-                                         title=f"{who} 已停用，其作为责任领导的 {count} 项问题、招商线索或项目已移交给您 "
-                                               f"({count} items you are now the responsible leader of)"[:300]))
+        notify.send(session, notify.worded(user_id, "task_assigned", "led_handed_over", {"who": who, "count": count},
+                                           link="/supervision"))
     for unit_id, count in leaderless.items():
         unit = session.get(OrgUnit, unit_id)
         head = session.get(User, unit.leader_id) if unit is not None and unit.leader_id is not None else None
         if head is not None and head.is_active:
-            notify.send(session, notify.Note(user_id=head.id, kind="task_assigned", link="/supervision",
-                                             title=f"{who} 已停用，本单位 {count} 项问题、招商线索或项目暂无责任领导，"
-                                                   f"请报请重新指定 ({count} items have no responsible leader; "
-                                                   "have one named)"[:300]))
+            notify.send(session, notify.worded(head.id, "task_assigned", "leaderless", {"who": who, "count": count},
+                                               link="/supervision"))

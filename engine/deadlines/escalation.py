@@ -186,17 +186,18 @@ def _local(at: datetime | None) -> str:
 
 
 def _note(step: str, target: Target, watch: DeadlineWatch, now: datetime, manual_by: Actor | None,
-          text: str) -> tuple[str, str, str]:
+          text: str) -> tuple[str, str, dict[str, Any]]:
+    """The kind, the text id (engine.notify.texts) and the arguments of a rung's notice."""
     due = _local(watch.due_at)
     late = calendar.working_days_left(now, watch.due_at) if watch.due_at else 0
     if step == "yellow":
-        return "sla", f"临期提醒: {target.title}", f"办理期限 {due}，请抓紧办理。"
+        return "sla", "due_soon", {"title": target.title, "due": due}
     if step == "handler":
-        return "escalation", f"逾期提醒: {target.title}", f"已超过办理期限 {due}，请尽快办理。"
-    who = f"{manual_by.display_name}督办" if manual_by else "自动督办"
-    overdue = f"已逾期 {-late} 个工作日" if late < 0 else f"办理期限 {due}"
-    body = f"{who}升级至{STEP_NAMES[step]}：{target.title}，{overdue}。" + (f"\n{text}" if text else "")
-    return "escalation", f"督办升级({STEP_NAMES[step]}): {target.title}", body
+        return "escalation", "overdue", {"title": target.title, "due": due}
+    args: dict[str, Any] = {"step": STEP_NAMES[step], "title": target.title, "note": f"\n{text}" if text else ""}
+    args.update({"actor": manual_by.display_name} if manual_by else {})
+    args.update({"days": -late} if late < 0 else {"due": due})
+    return "escalation", f"escalated{'_by' if manual_by else ''}_{'late' if late < 0 else 'due'}", args
 
 
 def _instance_of(target: Target) -> int | None:
@@ -241,10 +242,11 @@ class Batch:
             **({"escalation_unit_unknown": misnamed.name} if misnamed else {})})
         if misnamed:
             self.misnamed.append(misnamed)
-        kind, title, body = _note(milestone.step, target, watch, self.now, actor if manual else None, text)
+        kind, worded, args = _note(milestone.step, target, watch, self.now, actor if manual else None, text)
         key = f"esc:{watch.object_type}:{watch.object_id}:{watch.round}:{milestone.step}"
-        self.notes += [notify.Note(user_id=u, kind=kind, title=title[:300], body=body, link=target.link, key=key,
-                                   unit_id=target.unit_id, instance_id=_instance_of(target)) for u in people]
+        self.notes += [notify.worded(u, kind, worded, args, words=("step",) if "step" in args else (),
+                                     link=target.link, key=key, unit_id=target.unit_id,
+                                     instance_id=_instance_of(target)) for u in people]
         return step
 
     def write(self) -> None:

@@ -60,11 +60,8 @@ def withdraw(session: Session, *, user: User, task_ids: list[int] | None, actor:
                              "requested_due_at": request.requested_due_at},
                      after={"status": "cancelled", "reason": reason})
         name = task.name if task is not None else str(request.object_id)
-        notes.append(notify.Note(
-            user_id=user.id, kind="extension", link="/inbox", instance_id=instance,
-            title=f"您对“{name}”的延期申请已撤回 (extension request withdrawn)"[:300],
-            body="您已调离该任务所属的单位或角色，任务已退回原单位的候选人，由接手的人另行申请延期。",
-            key=f"extension-withdrawn:{request.id}"))
+        notes.append(notify.worded(user.id, "extension", "extension_withdrawn", {"task": name}, link="/inbox",
+                                   instance_id=instance, key=f"extension-withdrawn:{request.id}"))
     if tell:
         notify.send_many(session, notes)  # after every audit event: the notice counters are the last locks taken
     return [r.id for r in found]

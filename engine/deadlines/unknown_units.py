@@ -55,14 +55,10 @@ def tell(session: Session, found: Sequence[UnitUnknown]) -> int:
         if any(k in seen for o in told_to for k in told_keys(key, o)):
             continue
         process, element, task = told_name(u.process_key), told_name(u.bpmn_id), told_name(u.task_name)
-        title = f"流程 {process} 的任务 {element}（{task}）的 escalationUnit '{u.name}' 不是任何单位"
-        body = (f"任务 {element} 的 escalationUnit 指向 '{u.name}'，它不是任何单位：逾期升级时已跳过单位负责人一级，"
-                "升至上一级。请修改流程或其数据，或创建该单位 "
-                f"(task '{element}': escalationUnit names '{u.name}', which is no unit; the unit head's rung passed "
-                "to the rung above)")
+        args = {"process": process, "element": element, "task": task, "name": u.name}
         try:
             with session.begin_nested():  # another worker's batch may be telling it now: its key wins, ours waits
-                note_owners(session, told_to, u.instance_id, title, body, key=key)
+                note_owners(session, told_to, u.instance_id, "escalation_unit_unknown", args, key=key)
         except IntegrityError:
             continue  # told by the other batch, which committed first
         audit.record(session, SYSTEM, "task.escalation_unit_unknown", stream=f"instance:{u.instance_id}",

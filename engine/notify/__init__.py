@@ -12,6 +12,7 @@ from engine.notify.core import (
     set_preference,
     set_webhook,
     unread_count,
+    worded,
 )
 from engine.notify.outbox import queued
 
@@ -26,4 +27,5 @@ __all__ = [
     "set_preference",
     "set_webhook",
     "unread_count",
+    "worded",
 ]

@@ -20,7 +20,7 @@ JZFLOW_PUBLIC_URL (the site's address, to make links absolute in e-mail and webh
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 from engine import audit, clock, config
 from engine.deadlines.models import NotifyPreference, NotifyWebhook
 from engine.errors import InvalidInput
-from engine.notify import outbound, quota
+from engine.notify import outbound, quota, texts
 from engine.notify.models import OutboxMessage
 from engine.org.actors import SYSTEM, Actor
 from engine.org.models import Membership, User
@@ -58,6 +58,28 @@ class Note:
     key: str | None = None
     unit_id: int | None = None  # the unit the work belongs to: its group robot is the fallback webhook of its members
     instance_id: int | None = None  # the process instance it is about: counted against its cap (engine.notify.quota)
+    params: dict[str, Any] | None = None  # its text id and arguments (engine.notify.texts): the web renders it again
+
+
+def worded(user_id: int, kind: str, text: str, args: Mapping[str, Any] | None = None, *, words: Sequence[str] = (),
+           body_room: int | None = None, **where: Any) -> Note:
+    """A notice in the words of `text` (engine.notify.texts): rendered in Chinese as its title and body, and kept as
+    the text id and arguments, so the web shows it in its reader's language. `body_room`: the body is cut to that
+    many characters (with "…"), the arguments too (a note typed at length goes to e-mail and webhooks as well).
+    `where`: Note's link, key, unit_id, instance_id.
+    """
+    filled = dict(args or {})
+    if body_room is not None:
+        filled = {k: _cut(v, body_room) if isinstance(v, str) else v for k, v in filled.items()}
+    title, body = texts.render(text, filled)
+    if body_room is not None:
+        body = _cut(body, body_room)
+    return Note(user_id=user_id, kind=kind, title=title[:300], body=body, params=texts.params(text, filled, words),
+                **where)
+
+
+def _cut(text: str, room: int) -> str:
+    return text if len(text) <= room else text[:room] + "…"
 
 
 def channels_for(session: Session, user_ids: Iterable[int], kind: str) -> dict[int, tuple[str, ...]]:
@@ -187,6 +209,8 @@ def send_many(session: Session, notes: Sequence[Note], *, channels_: Sequence[st
             if channel == "in_app":
                 payload: dict[str, Any] = {"user_id": note.user_id, "kind": note.kind, "title": note.title,
                                            "body": note.body, "link": note.link}
+                if note.params is not None:
+                    payload["params"] = note.params
             elif channel == "email" and note.user_id in emails:
                 text = "\n\n".join(part for part in (note.body, _absolute(note.link)) if part)
                 payload = {"to": emails[note.user_id], "subject": note.title, "text": text or note.title, **smtp,
@@ -318,4 +342,4 @@ def mark_read(session: Session, user_id: int, ids: Sequence[int] | None = None) 
 
 
 __all__ = ["CHANNELS", "IN_APP", "MAX_PREFERENCES", "Note", "channels_for", "check_webhook", "mark_read", "masked", "send",
-           "send_many", "set_preference", "set_webhook", "unread_count", "webhook_body"]
+           "send_many", "set_preference", "set_webhook", "unread_count", "webhook_body", "worded"]

@@ -118,15 +118,11 @@ def summary_key(user_id: int, hour: datetime) -> str:
 def _tell_person(session: Session, user_ids: Sequence[int], hour: datetime) -> None:
     from engine.notify import core  # core imports this module
     start = hour.astimezone(clock.SHANGHAI)
-    window = f"{start:%m月%d日 %H:00}–{start + timedelta(hours=1):%H:00}"
-    cap = config.load().notice_cap_recipient_hour
-    body = (f"{window}（北京时间）给您的通知已超出上限（每小时 {cap} 条，或某一流程实例的上限），此后本小时内的通知不再逐条"
-            "发送，本条不计入上限。请到待办、督办查看需要您办理的事项 (further notices this hour were not sent one by "
-            "one: see your inbox)")
+    window = {"month": f"{start:%m}", "day": f"{start:%d}", "start": f"{start:%H:00}",
+              "end": f"{start + timedelta(hours=1):%H:00}", "cap": config.load().notice_cap_recipient_hour}
     # On the person's own channels (kind SUMMARY_KIND, else their "*"): they learn of it where they learn of the rest.
-    core.send_many(session, [core.Note(user_id=user_id, kind=SUMMARY_KIND, link="/inbox", body=body,
-                                       title="本小时另有通知因超出上限未单独发送，请查看待办/督办",
-                                       key=summary_key(user_id, hour)) for user_id in user_ids], capped=False)
+    core.send_many(session, [core.worded(user_id, SUMMARY_KIND, "notice_suppressed", window, link="/inbox",
+                                         key=summary_key(user_id, hour)) for user_id in user_ids], capped=False)
 
 
 def suppressed(session: Session, wanted: Sequence[tuple[int, datetime]]) -> dict[tuple[int, datetime], int]:
@@ -147,21 +143,17 @@ def _tell_owners(session: Session, counter: NoticeCount, hour: datetime) -> None
     from engine.runtime.owner_notes import owners
     kind, ident = counter.scope.split(":", 1)
     if kind == "instance":
-        title = f"流程实例 {ident} 一小时内的通知已达上限，其余不再发送"
-        body = (f"流程实例 {ident} 一小时内已发出 {counter.sent} 条通知（上限 {config.load().notice_cap_instance_hour}），"
-                "此后本小时内的通知不再发送。请检查流程中的循环、多实例、频繁触发的定时器或反复的催办、抄送 "
-                f"(instance {ident} reached its notice cap for the hour; further notices are dropped)")
+        text, args = "notice_cap_instance", {"instance": ident, "sent": counter.sent,
+                                             "cap": config.load().notice_cap_instance_hour}
         link: str | None = f"/instances/{ident}"
         key = f"notice_cap:{counter.scope}"
     else:
-        title = f"用户 {ident} 一小时内收到的通知已达上限，其余不再发送"
-        body = (f"用户 {ident} 一小时内已收到 {counter.sent} 条通知（上限 {config.load().notice_cap_recipient_hour}），"
-                "此后本小时内给他的通知不再发送。请检查流程中的循环、多实例、频繁触发的定时器，或是否有人反复催办、抄送、"
-                f"转办给他 (user {ident} reached the notice cap for the hour; further notices to them are dropped)")
+        text, args = "notice_cap_user", {"user": ident, "sent": counter.sent,
+                                         "cap": config.load().notice_cap_recipient_hour}
         link = None
         key = f"notice_cap:{counter.scope}:{hour:%Y-%m-%d}"
     # Past the cap themselves (an owner told of a flood): still told of this one, the one notice not counted.
-    core.send_many(session, [core.Note(user_id=user_id, kind="notice_cap", title=title, body=body, link=link, key=key)
+    core.send_many(session, [core.worded(user_id, "notice_cap", text, args, link=link, key=key)
                              for user_id in owners(session)], channels_=core.IN_APP, capped=False)
 
 

@@ -185,9 +185,8 @@ def send_test(session: Session, *, actor: Actor) -> int:
     now = clock.now()
     if last is not None and clock.as_utc(last) > now - TEST_INTERVAL:
         raise RateLimited("发送测试过于频繁，请一分钟后再试 (one test a minute)", field="test")
-    note = core.Note(user_id=user_id, kind="notify_test", title="jzflow 通知测试 (test notice)",
-                     body="这是一条测试通知：收到即表示该渠道设置正确。", link="/notifications/settings",
-                     key=f"{prefix}{now:%Y%m%d%H%M%S}")
+    note = core.worded(user_id, "notify_test", "notify_test", link="/notifications/settings",
+                       key=f"{prefix}{now:%Y%m%d%H%M%S}")
     return core.send_many(session, [note], channels_=core.CHANNELS)
 
 

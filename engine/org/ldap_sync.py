@@ -321,10 +321,9 @@ def _units_gone(session: Session, snap: Snapshot, report: Report, actor: Actor) 
         told = next((u for u in (session.get(User, i) for i in (unit.leader_id, unit.responsible_leader_id)
                                  if i is not None) if u is not None and u.is_active), None)
         if offered and told is not None:
-            notify.send(session, notify.Note(
-                user_id=told.id, kind="directory", link="/inbox",
-                title=f"{unit.name} 已不在组织目录中，仍有 {offered} 项待办无人可认领 ({unit.code} left the directory)",
-                body="请联系系统管理员将其待办移交到现有单位。", key=f"directory-unit-gone:{unit.id}"))
+            notify.send(session, notify.worded(
+                told.id, "directory", "unit_gone", {"unit": unit.name, "count": offered, "code": unit.code},
+                link="/inbox", key=f"directory-unit-gone:{unit.id}"))
 
 
 def _leave(session: Session, user: User, report: Report, actor: Actor) -> None:
@@ -347,9 +346,8 @@ def _leave(session: Session, user: User, report: Report, actor: Actor) -> None:
                                        if left else ""))
     leader = session.get(User, leader_id) if leader_id is not None and leader_id != user.id else None
     if leader is not None and leader.is_active:
-        notify.send(session, notify.Note(
-            user_id=leader.id, kind="directory", link="/inbox",
-            title=f"{user.display_name} 已不在组织目录中，账号已停用 ({user.username} left the directory)",
-            body=(f"其 {len(returned)} 项待办已退回{unit.name if unit else '所在单位'}的候选人，请安排办理。"
-                  if returned else "其名下没有待办。"),
-            key=f"directory-leaver:{user.id}:{user.session_epoch}"))
+        text = ("leaver_idle" if not returned else "leaver_returned" if unit else "leaver_returned_nounit")
+        notify.send(session, notify.worded(
+            leader.id, "directory", text, {"who": user.display_name, "username": user.username, "count": len(returned),
+                                           **({"unit": unit.name} if unit else {})},
+            link="/inbox", key=f"directory-leaver:{user.id}:{user.session_epoch}"))

@@ -244,11 +244,9 @@ def tell_headless(session: Session, unit: OrgUnit, user: User) -> None:
     leader = session.get(User, unit.responsible_leader_id) if unit.responsible_leader_id is not None else None
     if leader is None or not leader.is_active or leader.id == user.id:
         return
-    notify.send(session, notify.Note(
-        user_id=leader.id, kind="directory", link="/supervision", unit_id=unit.id,
-        title=f"{unit.name} 的负责人 {user.display_name or user.username} 已调离，该单位暂无负责人 "
-              f"({unit.code}: its head moved out)"[:300],
-        body="请在组织目录或“编辑人员”中指定新的负责人。"))
+    notify.send(session, notify.worded(
+        leader.id, "directory", "headless", {"unit": unit.name, "who": user.display_name or user.username,
+                                             "code": unit.code}, link="/supervision", unit_id=unit.id))
 
 
 def move(session: Session, *, user: User, actor: Actor, reason: str, left: set[int] | None = None,

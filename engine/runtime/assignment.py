@@ -214,11 +214,9 @@ def _tell_inactive(session: Session, passed_over: Sequence[PassedOver], owners: 
         audit.record(session, SYSTEM, "task.assignee_inactive", stream=f"instance:{p.instance_id}",
                      object_type="process_instance", object_id=p.instance_id,
                      after={"bpmn_id": p.bpmn_id, "property": p.prop, "username": p.username, "user_id": p.user_id})
-        title = f"流程 {p.process_key} 的任务 {p.bpmn_id}（{p.task_name}）指向已停用的人员 {who}"
-        body = (f"任务 {p.bpmn_id} 的 {p.prop} 指向已停用的人员 {who}，已按查无此人处理："
-                "改由其余候选人、泳道、发起人或管理员办理。请修改流程或其数据 "
-                f"(task '{p.bpmn_id}': {p.prop} names deactivated user '{p.username}'; passed over as a name nobody has)")
-        note_owners(session, owners, p.instance_id, title, body)
+        note_owners(session, owners, p.instance_id, "assignee_inactive", {
+            "process": p.process_key, "element": p.bpmn_id, "task": p.task_name, "who": who, "prop": p.prop,
+            "username": p.username})
 
 
 def _who(names: list[str]) -> tuple[list[str], str]:
@@ -227,11 +225,13 @@ def _who(names: list[str]) -> tuple[list[str], str]:
     return shown, "、".join(shown) + (f" 等 {len(names)} 个" if len(names) > len(shown) else "")
 
 
-def _tell(session: Session, where: Unnamed, owners: Sequence[int], action: str, listed: dict[str, Any], title: str,
-          body: str) -> None:
+def _tell(session: Session, where: Unnamed, owners: Sequence[int], action: str, listed: dict[str, Any], text: str,
+          who: str) -> None:
     audit.record(session, SYSTEM, action, stream=f"instance:{where.instance_id}", object_type="process_instance",
                  object_id=where.instance_id, after={"bpmn_id": where.bpmn_id, "property": where.prop, **listed})
-    note_owners(session, owners, where.instance_id, title, body)
+    note_owners(session, owners, where.instance_id, text, {
+        "process": where.process_key, "element": where.bpmn_id, "task": where.task_name, "who": who,
+        "prop": where.prop, "count": int(listed.get("count", 0))})
 
 
 def _tell_unknown(session: Session, where: Unnamed, names: list[str], owners: Sequence[int]) -> None:
@@ -240,20 +240,13 @@ def _tell_unknown(session: Session, where: Unnamed, names: list[str], owners: Se
         return
     shown, who = _who(names)
     _tell(session, where, owners, "task.assignee_unknown", {"usernames": shown, "count": len(names)},
-          f"流程 {where.process_key} 的任务 {where.bpmn_id}（{where.task_name}）指向不存在的人员 {who}",
-          f"任务 {where.bpmn_id} 的 {where.prop} 指向不存在的人员 {who}，已跳过："
-          "改由其余候选人、泳道、发起人或管理员办理。请修改流程或其数据 "
-          f"(task '{where.bpmn_id}': {where.prop} names {len(names)} name(s) nobody has, listed above; passed over)")
+          "assignee_unknown", who)
 
 
 def _tell_group(session: Session, where: Unnamed, names: list[str], owners: Sequence[int]) -> None:
     shown, who = _who(names)
     _tell(session, where, owners, "task.assignee_not_user", {"names": shown, "count": len(names)},
-          f"流程 {where.process_key} 的任务 {where.bpmn_id}（{where.task_name}）的 assignee 指向单位/角色 {who}",
-          f"任务 {where.bpmn_id} 的 assignee 指向 {who}，是单位/角色而不是用户名，已跳过：改由候选人、泳道、发起人或"
-          "管理员办理。请用 candidates（候选人表达式）指定单位或角色 "
-          f"(task '{where.bpmn_id}': assignee names {len(names)} unit(s) or role(s), not usernames; passed over: "
-          "name units and roles in candidates)")
+          "assignee_not_user", who)
 
 
 def due_time(value: object) -> datetime | None:

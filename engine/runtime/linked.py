@@ -112,23 +112,25 @@ def tell(session: Session, running: Running, actor: Actor, action: str) -> None:
     reason = REASONS.get(action, OTHERWISE)
     if running.row.status == "completed":
         reason = ENDED
-    if action == "task.complete":
-        reason = f"{actor.display_name}办理了其他步骤: {reason}"
-    tell_cancelled(session, ids, reason, not_to=actor.user_id)
+    by = actor.display_name if action == "task.complete" else None  # someone else's step moved the process on
+    tell_cancelled(session, ids, reason, not_to=actor.user_id, by=by)
 
 
-def tell_cancelled(session: Session, ids: list[int], reason: str, *, not_to: int | None = None) -> None:
+def tell_cancelled(session: Session, ids: list[int], reason: str, *, not_to: int | None = None,
+                   by: str | None = None) -> None:
     """Tell the holder of each of these cancelled tasks (else its user candidates, else its owner), not `not_to`,
-    that it was cancelled and why: an in-app 任务已取消 through the outbox, once per row and person (dedupe key)."""
+    that it was cancelled and why (`reason`: one of the engine's own, translated on the web; `by`: the person whose
+    step did it): an in-app 任务已取消 through the outbox, once per row and person (dedupe key)."""
     notes: list[notices.Note] = []
     for row in session.scalars(select(HumanTask).where(HumanTask.id.in_(ids)).order_by(HumanTask.id)):
         people = [row.assignee_id] if row.assignee_id else [c.user_id for c in row.candidates if c.user_id]
         if not people and row.owner_id:
             people = [row.owner_id]
         for user_id in dict.fromkeys(p for p in people if p is not None and p != not_to):
-            notes.append(notices.Note(user_id=user_id, kind="task_cancelled", title=f"任务已取消: {row.name}"[:300],
-                                      body=reason, link=f"/tasks/{row.id}", key=f"task_cancelled:{row.id}",
-                                      instance_id=row.instance_id))
+            notes.append(notices.worded(
+                user_id, "task_cancelled", "task_cancelled_by" if by is not None else "task_cancelled",
+                {"task": row.name, "reason": reason, **({"actor": by} if by is not None else {})}, words=("reason",),
+                link=f"/tasks/{row.id}", key=f"task_cancelled:{row.id}", instance_id=row.instance_id))
     notices.send_many(session, notes, channels_=notices.IN_APP)
 
 

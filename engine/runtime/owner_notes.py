@@ -8,7 +8,8 @@ ladder (engine.deadlines.unknown_units).
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -38,15 +39,16 @@ def told_keys(key: str, owner: int) -> tuple[str, str]:
     return f"{key}:{owner}:in_app", f"{key}:{owner}"
 
 
-def note_owners(session: Session, owners: Sequence[int], instance_id: int, title: str, body: str,
+def note_owners(session: Session, owners: Sequence[int], instance_id: int, text: str, args: Mapping[str, Any],
                 key: str | None = None) -> None:
-    """An in-app note about a process's problem to each owner, linking to the instance (once per `key` and owner)."""
+    """An in-app note about a process's problem to each owner, linking to the instance (once per `key` and owner), in
+    the words of `text` (engine.notify.texts)."""
     # Imported here: engine.notify imports engine.tasks, whose import reaches engine.deploy, which imports this
     # module (its deploy warnings name what they tell as told_name does): at import time that is a cycle.
     # Within the caps (engine.notify.quota): a model whose every step misnames someone tells them an hour's worth.
     from engine.notify import core
-    core.send_many(session, [core.Note(user_id=user_id, kind="process_problem", title=title[:300], body=body,
-                                       link=f"/instances/{instance_id}", key=key, instance_id=instance_id)
+    core.send_many(session, [core.worded(user_id, "process_problem", text, args, link=f"/instances/{instance_id}",
+                                         key=key, instance_id=instance_id)
                              for user_id in dict.fromkeys(owners)], channels_=core.IN_APP)
 
 

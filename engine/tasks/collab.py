@@ -102,8 +102,8 @@ def carbon_copy(session: Session, *, instance_id: int, actor: Actor, usernames: 
     if reached:
         audit.record(session, actor, "instance.cc", stream=f"instance:{instance_id}", object_type="process_instance",
                      object_id=instance_id, after={"to": reached, "note": note, "task_id": task_id})
-    tell(session, [notice(c.user_id, "cc", f"{actor.display_name}抄送给您", body=note, link=f"/instances/{instance_id}",
-                          instance_id=instance_id) for c in copies])
+    tell(session, [notice(c.user_id, "cc", "cc", {"actor": actor.display_name, "note": note},
+                          link=f"/instances/{instance_id}", instance_id=instance_id) for c in copies])
     return copies
 
 

@@ -67,6 +67,9 @@ class Notification(Base):
     title: Mapped[str] = mapped_column(String(300))
     body: Mapped[str] = mapped_column(Text, default="")
     link: Mapped[str | None] = mapped_column(String(300))
+    # {"text": <engine.notify.texts id>, "args": {…}, "words": [...]}: rendered in the reader's language by the web
+    # (web/notifications/wording.py); null on rows written before migration 0044, shown as title/body.
+    params: Mapped[Any] = mapped_column(JSON, nullable=True)
     outbox_id: Mapped[int | None] = mapped_column(ForeignKey("outbox_message.id"), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=clock.now)
     read_at: Mapped[datetime | None] = mapped_column()

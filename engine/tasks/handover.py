@@ -161,13 +161,12 @@ def hand_over(session: Session, *, user_id: int, unit_id: int | None, actor: Act
                      object_id=task.id, before=before, after=after)
         done.touched.append(task.id)
         if how == "owner_back" and to is not None:
-            told.append(notify.Note(user_id=to, kind="task_returned", link=f"/tasks/{task.id}",
-                                    title=f"委派的任务已退回您（被委派人已停用）: {task.name}"[:300],
-                                    instance_id=task.instance_id))
+            told.append(notify.worded(to, "task_returned", "delegate_left", {"task": task.name},
+                                      link=f"/tasks/{task.id}", instance_id=task.instance_id))
     given = [t.id for t, how, _ in plans if how == "successor"]
     if successor is not None and given:
-        told.append(notify.Note(user_id=successor.id, kind="task_assigned", link="/inbox",
-                                title=f"{len(given)} 项待办已移交给您 ({len(given)} tasks handed over to you)"))
+        told.append(notify.worded(successor.id, "task_assigned", "tasks_handed_over", {"count": len(given)},
+                                  link="/inbox"))
     notify.send_many(session, told)  # after every audit event: the notice counters are the last locks taken
     return done
 

@@ -4,7 +4,7 @@ Each is an audited engine service in the caller's transaction; notifications go 
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from functools import partial
 from typing import Any
@@ -63,12 +63,13 @@ def _record(session: Session, task: HumanTask, actor: Actor, action: str, **afte
                  object_id=task.id, after={"bpmn_id": task.bpmn_id, **after})
 
 
-def notice(user_id: int, kind: str, title: str, *, instance_id: int | None, body: str = "",
+def notice(user_id: int, kind: str, text: str, args: Mapping[str, Any], *, instance_id: int | None,
            link: str | None = None) -> notices.Note:
-    """A notice about an instance's work, for `tell` (its body cut: it goes to e-mail and webhooks too)."""
-    said = body.strip()
-    return notices.Note(user_id=user_id, kind=kind, title=title[:300], link=link, instance_id=instance_id,
-                        body=said if len(said) <= NOTICE_BODY else said[:NOTICE_BODY] + "…")
+    """A notice about an instance's work, for `tell`, in the words of `text` (engine.notify.texts: the reader's
+    language on the web). A note typed with it (`args["note"]`) is stripped, and the body cut: it goes to e-mail and
+    webhooks too."""
+    filled = {k: v.strip() if k == "note" and isinstance(v, str) else v for k, v in args.items()}
+    return notices.worded(user_id, kind, text, filled, body_room=NOTICE_BODY, link=link, instance_id=instance_id)
 
 
 def tell(session: Session, notes: Sequence[notices.Note]) -> None:
@@ -78,10 +79,10 @@ def tell(session: Session, notes: Sequence[notices.Note]) -> None:
     notices.send_many(session, notes)
 
 
-def notify(session: Session, user_id: int, kind: str, title: str, *, instance_id: int | None, body: str = "",
-           link: str | None = None) -> None:
+def notify(session: Session, user_id: int, kind: str, text: str, args: Mapping[str, Any], *,
+           instance_id: int | None, link: str | None = None) -> None:
     """Queue one notice as `tell` does."""
-    tell(session, [notice(user_id, kind, title, instance_id=instance_id, body=body, link=link)])
+    tell(session, [notice(user_id, kind, text, args, instance_id=instance_id, link=link)])
 
 
 def add_note(session: Session, task: HumanTask, actor: Actor, kind: str, body: str) -> None:
@@ -122,7 +123,8 @@ def transfer(session: Session, *, task_id: int, actor: Actor, to_username: str, 
     add_note(session, task, actor, "transfer", note)
     session.flush()
     _record(session, task, actor, "task.transfer", to=target.username, note=note)
-    notify(session, target.id, "task_assigned", f"{actor.display_name}转办给您: {task.name}", body=note,
+    notify(session, target.id, "task_assigned", "transferred", {"actor": actor.display_name, "task": task.name,
+                                                                 "note": note},
            link=f"/tasks/{task.id}", instance_id=task.instance_id)
     return task
 
@@ -144,7 +146,8 @@ def delegate(session: Session, *, task_id: int, actor: Actor, to_username: str, 
     add_note(session, task, actor, "delegate", note)
     session.flush()
     _record(session, task, actor, "task.delegate", to=target.username, note=note)
-    notify(session, target.id, "task_delegated", f"{actor.display_name}委派给您: {task.name}", body=note,
+    notify(session, target.id, "task_delegated", "delegated", {"actor": actor.display_name, "task": task.name,
+                                                                "note": note},
            link=f"/tasks/{task.id}", instance_id=task.instance_id)
     return task
 
@@ -164,8 +167,9 @@ def resolve_delegation(session: Session, *, task_id: int, actor: Actor, opinion:
     session.flush()
     _record(session, task, actor, "task.delegation_resolved", opinion=opinion)
     if task.owner_id is not None:
-        notify(session, task.owner_id, "task_returned", f"{actor.display_name}已处理委派: {task.name}",
-               body=opinion, link=f"/tasks/{task.id}", instance_id=task.instance_id)
+        notify(session, task.owner_id, "task_returned", "delegation_resolved",
+               {"actor": actor.display_name, "task": task.name, "note": opinion},
+               link=f"/tasks/{task.id}", instance_id=task.instance_id)
     return task
 
 
@@ -259,8 +263,9 @@ def add_cosigners(session: Session, *, task_id: int, actor: Actor, usernames: Se
 
 
 def _asked(cosign: HumanTask, task: HumanTask, actor: Actor, body: str = "") -> notices.Note:
-    return notice(int(cosign.assignee_id or 0), "task_assigned", f"{actor.display_name}请您加签: {task.name}",
-                  body=body, link=f"/tasks/{cosign.id}", instance_id=task.instance_id)
+    return notice(int(cosign.assignee_id or 0), "task_assigned", "cosign_asked",
+                  {"actor": actor.display_name, "task": task.name, "note": body},
+                  link=f"/tasks/{cosign.id}", instance_id=task.instance_id)
 
 
 def _parent_seen(session: Session, actor: Actor, cosign: HumanTask) -> None:
@@ -348,7 +353,7 @@ def _after_cosign(session: Session, parent: HumanTask, actor: Actor) -> completi
     if parent.pending_data is None:  # co-signers before the holder: back to the holder
         session.flush()
         if parent.assignee_id is not None:
-            notify(session, parent.assignee_id, "task_ready", f"加签已完成，请办理: {parent.name}",
+            notify(session, parent.assignee_id, "task_ready", "cosign_done", {"task": parent.name},
                    link=f"/tasks/{parent.id}", instance_id=parent.instance_id)
         return completion.Completion(instance_id=parent.instance_id, status="running", incident=None,
                                 next_tasks=[parent.id])
@@ -409,7 +414,7 @@ def urge(session: Session, *, task_id: int, actor: Actor, message: str = "") -> 
     recipients = urge_recipients(session, task)
     session.flush()
     _record(session, task, actor, "task.urge", message=message, recipients=recipients)
-    tell(session, [notice(user_id, "urge", f"{actor.display_name}催办: {task.name}", body=message,
+    tell(session, [notice(user_id, "urge", "urged", {"actor": actor.display_name, "task": task.name, "note": message},
                           link=f"/tasks/{task.id}", instance_id=task.instance_id) for user_id in recipients])
     return len(recipients)
 

@@ -111,9 +111,9 @@ def _cancelled(actor: Actor, rows: list[HumanTask], target: HumanTask, reason: s
         people = [row.assignee_id] if row.assignee_id else [c.user_id for c in row.candidates if c.user_id]
         if not people and row.owner_id:
             people = [row.owner_id]
-        notes += [operations.notice(user_id, "task_cancelled",
-                                    f"{actor.display_name}退回到「{target.name}」，您的任务已取消: {row.name}", body=reason,
-                                    link=f"/tasks/{row.id}", instance_id=row.instance_id)
+        notes += [operations.notice(user_id, "task_cancelled", "sent_back_cancelled",
+                                    {"actor": actor.display_name, "target": target.name, "task": row.name,
+                                     "note": reason}, link=f"/tasks/{row.id}", instance_id=row.instance_id)
                   for user_id in dict.fromkeys(p for p in people if p is not None and p != actor.user_id)]
     return notes
 
@@ -175,8 +175,8 @@ def _reopen(session: Session, actor: Actor, target: HumanTask, action: str, reas
         **runtime.waiting_summary(running)})
     notes = _cancelled(actor, cancels + cosigners, reopened, reason)
     if reopened.assignee_id is not None and reopened.assignee_id != actor.user_id:
-        notes.insert(0, operations.notice(reopened.assignee_id, "task_sent_back",
-                                          f"{actor.display_name}退回: {reopened.name}", body=reason,
+        notes.insert(0, operations.notice(reopened.assignee_id, "task_sent_back", "sent_back",
+                                          {"actor": actor.display_name, "task": reopened.name, "note": reason},
                                           link=f"/tasks/{reopened.id}", instance_id=reopened.instance_id))
     operations.tell(session, notes)
     return reopened

@@ -188,9 +188,10 @@ def ensure_meeting(session: Session, *, now: datetime, rhythm: Rhythm | None = N
         return session.scalar(select(ReviewMeeting).where(ReviewMeeting.held_on == day))
     audit.record(session, SYSTEM, "meeting.agenda", stream=f"review_meeting:{meeting.id}", object_type="review_meeting",
                  object_id=meeting.id, after={"held_on": day, "projects": [i["code"] for i in meeting.agenda]})
-    notify.send_many(session, [notify.Note(user_id=u, kind="meeting", link=f"/meetings/{meeting.id}",
-                                           title=f"会议议程已生成: {meeting.title}（{len(meeting.agenda)} 个项目）"[:300],
-                                           key=f"meeting:{meeting.id}:{u}") for u in meeting.recipients or []])
+    notify.send_many(session, [notify.worded(u, "meeting", "meeting_agenda",
+                                             {"title": meeting.title, "count": len(meeting.agenda)},
+                                             link=f"/meetings/{meeting.id}", key=f"meeting:{meeting.id}:{u}")
+                               for u in meeting.recipients or []])
     return meeting
 
 

@@ -363,8 +363,8 @@ def run(factory: sessionmaker[Session], run_id: int) -> str:
             with session_scope(factory) as session:
                 row = lease.take(session)
                 row.xlsx, row.pdf, row.status, row.progress, row.finished_at = xlsx, pdf, "done", 100, clock.now()
-                notify.send_many(session, [notify.Note(user_id=user_id, kind="report", title=f"报表已生成: {title}"[:300],
-                                                       link=f"/reports/{run_id}", key=f"report:{run_id}:{user_id}")
+                notify.send_many(session, [notify.worded(user_id, "report", "report_ready", {"title": title},
+                                                         link=f"/reports/{run_id}", key=f"report:{run_id}:{user_id}")
                                            for user_id in told])
     except Lost:
         log.warning("report run %s was taken up by another worker while this one was silent", run_id)

@@ -175,14 +175,16 @@ def urge(session: Session, *, actor: Actor, object_type: str, object_id: int, me
         session.add(Comment(instance_id=task.instance_id, task_id=task.id, author_id=actor.user_id, kind="urge",
                             body=text or "督办催办"))
     _log(session, actor, target, "urge", note=text, before=before, after=due)
-    when = f"新的期限 {due.astimezone(clock.SHANGHAI):%Y-%m-%d}。" if due else ""
+    said = {"actor": actor.display_name, "title": target.title}
+    if due is not None:  # the note, then the new deadline, one space between
+        said.update(note=f"{text} " if text else "", due=f"{due.astimezone(clock.SHANGHAI):%Y-%m-%d}")
+    else:
+        said.update(note=text)
     # its handlers, as the ladder's handler rung reaches them: a deactivated one passes to the rung above, never told
     policy = sla.load_policies().get(object_type, target.policy)
     told = escalation.recipients("handler", target, escalation.Org.load(session), policy, session)
-    notify.send_many(session, [notify.Note(user_id=u, kind="urge", title=f"{actor.display_name}督办: {target.title}"[:300],
-                                           body=" ".join(p for p in (text, when) if p), link=target.link,
-                                           unit_id=target.unit_id)
-                               for u in told])
+    notify.send_many(session, [notify.worded(u, "urge", "supervised_due" if due is not None else "supervised", said,
+                                             link=target.link, unit_id=target.unit_id) for u in told])
     if due is not None:
         escalation.follow(session, object_type, object_id, now=now)
     return len(told)
@@ -268,8 +270,9 @@ def reassign(session: Session, *, actor: Actor, object_type: str, object_id: int
     if found.instance_id is not None:  # who handled it changed: a step now barred to them (核验) is not theirs
         duties.reapply(session, actor, found.instance_id)
     _log(session, actor, target, "reassign", note=note, to=user.id, cross_unit=cross_unit)
-    notify.send(session, notify.Note(user_id=user.id, kind="reassign", title=f"{actor.display_name}改派给您: {target.title}",
-                                     body=note, link=target.link, unit_id=target.unit_id))
+    notify.send(session, notify.worded(user.id, "reassign", "reassigned",
+                                       {"actor": actor.display_name, "title": target.title, "note": note},
+                                       link=target.link, unit_id=target.unit_id))
     return user
 
 
@@ -348,10 +351,11 @@ def decide_extension(session: Session, *, actor: Actor, object_type: str, object
         if due is not None:
             set_deadline(session, target, due, now=now)
         if pending.requested_by_id is not None:
-            notify.send(session, notify.Note(
-                user_id=pending.requested_by_id, kind="extension",
-                title=f"延期申请{'已批准' if grant else '未获批准'}: {target.title}"[:300],
-                body=opinion.strip() + (f" 新的期限 {due.astimezone(clock.SHANGHAI):%Y-%m-%d}。" if due else ""),
+            decided = {"title": target.title, "note": opinion.strip(),
+                       **({"due": f"{due.astimezone(clock.SHANGHAI):%Y-%m-%d}"} if due else {})}
+            notify.send(session, notify.worded(
+                pending.requested_by_id, "extension",
+                f"extension_{'granted' if grant else 'refused'}{'_due' if due else ''}", decided,
                 link=target.link, unit_id=target.unit_id))
     _log(session, actor, target, f"extension_{decision}", note=opinion.strip(), before=before, after=due)
     if due is not None:

@@ -145,15 +145,15 @@ def test_two_tabs_saving_at_once_the_second_waits_and_is_refused(db_url: str, fa
 
 
 def _kinds_sent_by(folder: Path) -> set[str]:
-    """The notice kinds the modules of `folder` send: `notice(user, "<kind>", …)`, `notify(session, user, "<kind>", …)`
-    and `Note(kind="<kind>", …)` with a literal kind."""
+    """The notice kinds the modules of `folder` send: `notice(user, "<kind>", …)`, `notify(session, user, "<kind>", …)`,
+    `worded(user, "<kind>", …)` and `Note(kind="<kind>", …)` with a literal kind."""
     found: set[str] = set()
     for path in folder.glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if not isinstance(node, ast.Call):
                 continue
             name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
-            at = {"notice": 1, "notify": 2}.get(name)
+            at = {"notice": 1, "notify": 2, "worded": 1}.get(name)
             if at is not None and len(node.args) > at and isinstance(node.args[at], ast.Constant):
                 found.add(str(node.args[at].value))
             found |= {str(k.value.value) for k in node.keywords

@@ -12,6 +12,7 @@ from flask_login import login_required
 from engine.notify import notifications, settings
 from web.common import commit, current_actor, db_session
 from web.guards import id_arg
+from web.notifications import wording
 
 bp = Blueprint("notifications", __name__)
 
@@ -33,7 +34,7 @@ def index() -> ResponseReturnValue:
     unread_only = request.args.get("unread") == "1"
     page = notifications.page(db_session(), current_actor(), before_id=before, unread_only=unread_only)
     return render_template("notifications/index.html", page=page, unread_only=unread_only, safe_link=safe_link,
-                           suppressed=notifications.suppressed(db_session(), page.items))
+                           suppressed=notifications.suppressed(db_session(), page.items), worded=wording.of)
 
 
 @bp.post("/notifications/<int:notification_id>/read")

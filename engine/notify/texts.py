@@ -1,0 +1,135 @@
+"""The words of each notice, by text id: a Chinese title and body with named placeholders (the msgids of the web's
+i18n catalogue), and the arguments that fill them.
+
+A notice is stored as its text id and arguments (`Note.params`, the in-app outbox payload, `notification.params`) as
+well as rendered in Chinese (`title`, `body`): e-mail, webhooks and anything reading the title get the Chinese; the
+web renders the notice again in its reader's language (web/notifications/wording.py). Arguments are data (names of
+people, tasks, units; notes people typed): they fill placeholders and are never themselves a format string, so a task
+named "%(x)s" or "{0}" prints as typed. `words` names the arguments that are the app's own fixed words (a step of the
+ladder, a reason the engine gives): the web translates those too. Every text has an English line in the catalogue
+(tests/engine/test_notice_texts.py), and every notice is built here (`note`), so a new one without a translation fails.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+# text id → (title, body). Bodies that are only "%(note)s" carry what a person typed.
+TEXTS: dict[str, tuple[str, str]] = {
+    # inbox operations (engine.tasks)
+    "transferred": ("%(actor)s转办给您: %(task)s", "%(note)s"),
+    "delegated": ("%(actor)s委派给您: %(task)s", "%(note)s"),
+    "delegation_resolved": ("%(actor)s已处理委派: %(task)s", "%(note)s"),
+    "cosign_asked": ("%(actor)s请您加签: %(task)s", "%(note)s"),
+    "cosign_done": ("加签已完成，请办理: %(task)s", ""),
+    "urged": ("%(actor)s催办: %(task)s", "%(note)s"),
+    "cc": ("%(actor)s抄送给您", "%(note)s"),
+    "sent_back": ("%(actor)s退回: %(task)s", "%(note)s"),
+    "sent_back_cancelled": ("%(actor)s退回到「%(target)s」，您的任务已取消: %(task)s", "%(note)s"),
+    "task_cancelled": ("任务已取消: %(task)s", "%(reason)s"),
+    "task_cancelled_by": ("任务已取消: %(task)s", "%(actor)s办理了其他步骤: %(reason)s"),
+    "delegate_left": ("委派的任务已退回您（被委派人已停用）: %(task)s", ""),
+    "tasks_handed_over": ("%(count)s 项待办已移交给您 (%(count)s tasks handed over to you)", ""),
+    # caps (engine.notify.quota)
+    "notice_suppressed": (
+        "本小时另有通知因超出上限未单独发送，请查看待办/督办",
+        "%(month)s月%(day)s日 %(start)s–%(end)s（北京时间）给您的通知已超出上限（每小时 %(cap)s 条，或某一流程实例的上限），"
+        "此后本小时内的通知不再逐条发送，本条不计入上限。请到待办、督办查看需要您办理的事项 (further notices this hour were "
+        "not sent one by one: see your inbox)"),
+    "notice_cap_instance": (
+        "流程实例 %(instance)s 一小时内的通知已达上限，其余不再发送",
+        "流程实例 %(instance)s 一小时内已发出 %(sent)s 条通知（上限 %(cap)s），此后本小时内的通知不再发送。请检查流程中的"
+        "循环、多实例、频繁触发的定时器或反复的催办、抄送 (instance %(instance)s reached its notice cap for the hour; "
+        "further notices are dropped)"),
+    "notice_cap_user": (
+        "用户 %(user)s 一小时内收到的通知已达上限，其余不再发送",
+        "用户 %(user)s 一小时内已收到 %(sent)s 条通知（上限 %(cap)s），此后本小时内给他的通知不再发送。请检查流程中的循环、"
+        "多实例、频繁触发的定时器，或是否有人反复催办、抄送、转办给他 (user %(user)s reached the notice cap for the hour; "
+        "further notices to them are dropped)"),
+    "notify_test": ("jzflow 通知测试 (test notice)", "这是一条测试通知：收到即表示该渠道设置正确。"),
+    # deadlines (engine.deadlines)
+    "due_soon": ("临期提醒: %(title)s", "办理期限 %(due)s，请抓紧办理。"),
+    "overdue": ("逾期提醒: %(title)s", "已超过办理期限 %(due)s，请尽快办理。"),
+    "escalated_late": ("督办升级(%(step)s): %(title)s",
+                       "自动督办升级至%(step)s：%(title)s，已逾期 %(days)s 个工作日。%(note)s"),
+    "escalated_due": ("督办升级(%(step)s): %(title)s", "自动督办升级至%(step)s：%(title)s，办理期限 %(due)s。%(note)s"),
+    "escalated_by_late": ("督办升级(%(step)s): %(title)s",
+                          "%(actor)s督办升级至%(step)s：%(title)s，已逾期 %(days)s 个工作日。%(note)s"),
+    "escalated_by_due": ("督办升级(%(step)s): %(title)s",
+                         "%(actor)s督办升级至%(step)s：%(title)s，办理期限 %(due)s。%(note)s"),
+    "extension_withdrawn": ("您对“%(task)s”的延期申请已撤回 (extension request withdrawn)",
+                            "您已调离该任务所属的单位或角色，任务已退回原单位的候选人，由接手的人另行申请延期。"),
+    # 督办 (plan.supervision)
+    "supervised": ("%(actor)s督办: %(title)s", "%(note)s"),
+    "supervised_due": ("%(actor)s督办: %(title)s", "%(note)s新的期限 %(due)s。"),
+    "reassigned": ("%(actor)s改派给您: %(title)s", "%(note)s"),
+    "extension_granted": ("延期申请已批准: %(title)s", "%(note)s"),
+    "extension_granted_due": ("延期申请已批准: %(title)s", "%(note)s 新的期限 %(due)s。"),
+    "extension_refused": ("延期申请未获批准: %(title)s", "%(note)s"),
+    "extension_refused_due": ("延期申请未获批准: %(title)s", "%(note)s 新的期限 %(due)s。"),
+    # the plan's other work
+    "meeting_agenda": ("会议议程已生成: %(title)s（%(count)s 个项目）", ""),
+    "report_ready": ("报表已生成: %(title)s", ""),
+    "items_handed_over_left": ("%(who)s 已停用，其负责的 %(count)s 项问题或招商线索已移交给您 "
+                               "(%(count)s items handed over to you)", ""),
+    "items_handed_over_moved": ("%(who)s 已调离本单位，其负责的 %(count)s 项问题或招商线索已移交给您 "
+                                "(%(count)s items handed over to you)", ""),
+    "led_handed_over": ("%(who)s 已停用，其作为责任领导的 %(count)s 项问题、招商线索或项目已移交给您 "
+                        "(%(count)s items you are now the responsible leader of)", ""),
+    "leaderless": ("%(who)s 已停用，本单位 %(count)s 项问题、招商线索或项目暂无责任领导，请报请重新指定 "
+                   "(%(count)s items have no responsible leader; have one named)", ""),
+    # a process's problems, to its owners (engine.runtime.assignment, engine.deadlines.unknown_units)
+    "assignee_inactive": (
+        "流程 %(process)s 的任务 %(element)s（%(task)s）指向已停用的人员 %(who)s",
+        "任务 %(element)s 的 %(prop)s 指向已停用的人员 %(who)s，已按查无此人处理：改由其余候选人、泳道、发起人或管理员办理。"
+        "请修改流程或其数据 (task '%(element)s': %(prop)s names deactivated user '%(username)s'; passed over as a name "
+        "nobody has)"),
+    "assignee_unknown": (
+        "流程 %(process)s 的任务 %(element)s（%(task)s）指向不存在的人员 %(who)s",
+        "任务 %(element)s 的 %(prop)s 指向不存在的人员 %(who)s，已跳过：改由其余候选人、泳道、发起人或管理员办理。"
+        "请修改流程或其数据 (task '%(element)s': %(prop)s names %(count)s name(s) nobody has, listed above; passed over)"),
+    "assignee_not_user": (
+        "流程 %(process)s 的任务 %(element)s（%(task)s）的 assignee 指向单位/角色 %(who)s",
+        "任务 %(element)s 的 assignee 指向 %(who)s，是单位/角色而不是用户名，已跳过：改由候选人、泳道、发起人或管理员办理。"
+        "请用 candidates（候选人表达式）指定单位或角色 (task '%(element)s': assignee names %(count)s unit(s) or role(s), "
+        "not usernames; passed over: name units and roles in candidates)"),
+    "escalation_unit_unknown": (
+        "流程 %(process)s 的任务 %(element)s（%(task)s）的 escalationUnit '%(name)s' 不是任何单位",
+        "任务 %(element)s 的 escalationUnit 指向 '%(name)s'，它不是任何单位：逾期升级时已跳过单位负责人一级，升至上一级。"
+        "请修改流程或其数据，或创建该单位 (task '%(element)s': escalationUnit names '%(name)s', which is no unit; the unit "
+        "head's rung passed to the rung above)"),
+    # the directory (engine.org)
+    "unit_gone": ("%(unit)s 已不在组织目录中，仍有 %(count)s 项待办无人可认领 (%(code)s left the directory)",
+                  "请联系系统管理员将其待办移交到现有单位。"),
+    "leaver_returned": ("%(who)s 已不在组织目录中，账号已停用 (%(username)s left the directory)",
+                        "其 %(count)s 项待办已退回%(unit)s的候选人，请安排办理。"),
+    "leaver_returned_nounit": ("%(who)s 已不在组织目录中，账号已停用 (%(username)s left the directory)",
+                               "其 %(count)s 项待办已退回所在单位的候选人，请安排办理。"),
+    "leaver_idle": ("%(who)s 已不在组织目录中，账号已停用 (%(username)s left the directory)", "其名下没有待办。"),
+    "headless": ("%(unit)s 的负责人 %(who)s 已调离，该单位暂无负责人 (%(code)s: its head moved out)",
+                 "请在组织目录或“编辑人员”中指定新的负责人。"),
+}
+
+
+def render(text: str, args: Mapping[str, Any], translate: Any = None) -> tuple[str, str]:
+    """Return (title, body) of a text filled with its arguments; `translate` (msgid → text) for another language.
+
+    Raises: KeyError for an unknown text or a placeholder without an argument.
+    """
+    title, body = TEXTS[text]
+    if translate is not None:
+        title, body = translate(title), translate(body) if body else body
+    return title % dict(args), body % dict(args) if body else ""
+
+
+def params(text: str, args: Mapping[str, Any], words: Sequence[str] = ()) -> dict[str, Any]:
+    """The stored form of a notice: its text id, its arguments (str or int) and which of them are fixed words."""
+    if text not in TEXTS:
+        raise KeyError(text)
+    stored: dict[str, Any] = {"text": text, "args": {k: v if isinstance(v, int) else str(v) for k, v in args.items()}}
+    if words:
+        stored["words"] = list(words)
+    return stored
+
+
+__all__ = ["TEXTS", "params", "render"]

@@ -1,0 +1,113 @@
+"""Notices in the reader's language: each is kept as its text id and arguments (engine.notify.texts) and rendered on
+通知 through the catalogue, so a person who chose English reads 转办, 委派, 催办, 抄送, 督办升级 and the hourly summary
+in English; a Chinese reader reads them as before; a row written before notices kept their words shows as stored; and
+a task name that looks like a format string (or markup) prints as typed."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from types import SimpleNamespace
+from typing import Any
+
+from flask.testing import FlaskClient
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from engine import clock, notify
+from engine.deadlines import escalation
+from engine.jobs import run_outbox
+from engine.notify import quota
+from engine.org.actors import actor_for
+from engine.tasks import collab, operations
+from engine.tasks import core as tasks
+from engine.tasks.collab_models import Notification
+from engine.tasks.models import HumanTask
+from tests.web.test_task_page import deployed, start, task_of  # noqa: F401
+
+Login = Callable[[str], FlaskClient]
+HOSTILE = "审批 %(x)s {0} %s %(actor)s <b>粗</b>"  # a task name as a BPMN author may type it
+SHOWN = "审批 %(x)s {0} %s %(actor)s &lt;b&gt;粗&lt;/b&gt;"
+
+
+def _page(client: FlaskClient, lang: str) -> str:
+    client.get(f"/lang/{lang}")
+    return client.get("/notifications").get_data(as_text=True)
+
+
+def _told(factory: sessionmaker[Session]) -> int:
+    """Every kind of notice the test reads, queued and delivered; the hostile task's id."""
+    task_id = task_of(factory, start(factory, "minimal", title="园区审批"), "approve")
+    with factory() as s:
+        s.execute(update(HumanTask).where(HumanTask.id == task_id).values(name=HOSTILE))
+        s.commit()
+        fg, st, admin = (actor_for(s, u) for u in ("fg", "st", "admin"))
+        tasks.claim(s, task_id=task_id, actor=fg)
+        operations.transfer(s, task_id=task_id, actor=fg, to_username="st", note="请 %(actor)s {0} 办理")
+        s.commit()
+        operations.delegate(s, task_id=task_id, actor=st, to_username="fg", note="委派说明")
+        s.commit()
+        operations.urge(s, task_id=task_id, actor=admin, message="尽快")
+        instance_id = s.get(HumanTask, task_id).instance_id  # type: ignore[union-attr]
+        collab.carbon_copy(s, instance_id=instance_id, actor=st, usernames=["fg"], note="知悉")
+        now = clock.now()
+        kind, text, args = escalation._note("unit_head", SimpleNamespace(title=HOSTILE),  # type: ignore[arg-type]
+                                            SimpleNamespace(due_at=now - timedelta(days=20)), now, st, "请关注")
+        notify.send(s, notify.worded(fg.user_id or 0, kind, text, args, words=("step",)))
+        quota._tell_person(s, [fg.user_id or 0], now.replace(minute=0, second=0, microsecond=0))
+        notify.send(s, notify.Note(user_id=fg.user_id or 0, kind="info", title="旧的通知标题", body="旧的正文"))
+        s.commit()
+    assert run_outbox(factory) >= 7
+    return task_id
+
+
+def test_an_english_reader_reads_each_notice_in_english_a_chinese_one_in_chinese(
+        deployed: sessionmaker[Session], login: Login) -> None:  # noqa: F811
+    _told(deployed)
+    st, fg = login("st"), login("fg")
+    english = _page(st, "en")
+    assert "transferred a task to you: " in english and "转办给您" not in english
+    assert SHOWN in english and "<b>粗</b>" not in english  # the name as typed: never a format string, never markup
+    assert "请 %(actor)s {0} 办理" in english
+    english = _page(fg, "en")
+    for said in ("delegated a task to you: ", "sent a reminder (urge): ", "copied you in (CC)",
+                 "Escalated (Head of the units): ", "working days overdue.",
+                 "More notices this hour were not sent one by one (over the limit)"):
+        assert said in english, said
+    for chinese in ("委派给您", "催办:", "抄送给您", "督办升级", "本小时另有通知"):
+        assert chinese not in english, chinese
+    assert "旧的通知标题" in english and "旧的正文" in english  # before notices kept their words: as stored
+    assert english.count(SHOWN) >= 3 and "<b>粗</b>" not in english
+    chinese = _page(fg, "zh")
+    for said in ("委派给您: ", "催办: ", "抄送给您", "督办升级(单位负责人): ", "本小时另有通知因超出上限未单独发送",
+                 "旧的通知标题", "尽快", "知悉", "委派说明", "请关注"):
+        assert said in chinese, said
+    assert "delegated a task to you" not in chinese and "Escalated" not in chinese
+    assert chinese.count(SHOWN) >= 3 and "<b>粗</b>" not in chinese
+
+
+def test_the_stored_title_stays_chinese_for_mail_and_webhooks(deployed: sessionmaker[Session]) -> None:  # noqa: F811
+    _told(deployed)
+    with deployed() as s:
+        rows = {n.params["text"] if n.params else None: (n.title, n.params) for n in s.scalars(select(Notification))}
+        s.rollback()
+    assert rows["transferred"][0].endswith(f"转办给您: {HOSTILE}")
+    assert rows["transferred"][1]["args"]["task"] == HOSTILE
+    assert rows["escalated_by_late"][1]["words"] == ["step"]
+    assert rows["escalated_by_late"][0] == f"督办升级(单位负责人): {HOSTILE}"
+    assert rows[None][0] == "旧的通知标题"
+
+
+def test_a_params_row_that_no_longer_fits_is_shown_as_stored(deployed: sessionmaker[Session],  # noqa: F811
+                                                             login: Login) -> None:
+    """A text since removed, arguments of the wrong shape, a placeholder without its argument: the stored words."""
+    bad: list[Any] = [{"text": "no_such_text", "args": {}}, {"text": "transferred", "args": "x"},
+                      {"text": "transferred", "args": {"actor": "某人"}}, {"text": "cc", "args": {}, "words": "actor"},
+                      ["transferred"]]
+    with deployed() as s:
+        fg = actor_for(s, "fg").user_id or 0
+        s.add_all([Notification(user_id=fg, kind="info", title=f"存储的标题{i}", body="", params=p)
+                   for i, p in enumerate(bad)])
+        s.commit()
+    english = _page(login("fg"), "en")
+    for i in range(len(bad)):
+        assert f"存储的标题{i}" in english
