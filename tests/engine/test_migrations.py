@@ -157,3 +157,21 @@ def test_0043_gives_existing_accounts_no_forced_change_and_downgrades(
         assert s.scalar(text("SELECT count(*) FROM app_user")) >= 7
     command.downgrade(migrate.alembic_config(db_url), "0042")
     migrate.upgrade(db_url)
+
+
+def test_0044_leaves_existing_notifications_without_params_and_downgrades(
+        db_url: str, factory: sessionmaker[Session], session: Session, review_org: dict[str, Actor]) -> None:
+    session.close()
+    command.downgrade(migrate.alembic_config(db_url), "0043")
+    with factory() as s:  # a notice delivered before 0044: its words only as rendered in Chinese
+        s.execute(text("INSERT INTO notification (user_id, kind, title, body, created_at) "
+                       "VALUES (:user, 'cc', '张三抄送给您', '知悉', :at)"),
+                  {"user": review_org["fg"].user_id, "at": clock.now()})
+        s.commit()
+    migrate.upgrade(db_url)
+    assert _revision(factory) == _head(db_url)
+    with factory() as s:
+        assert s.execute(text("SELECT title, params FROM notification")).all() == [("张三抄送给您", None)]
+    command.downgrade(migrate.alembic_config(db_url), "0043")
+    migrate.upgrade(db_url)
+    assert _revision(factory) == _head(db_url)
