@@ -123,9 +123,8 @@ def transfer(session: Session, *, task_id: int, actor: Actor, to_username: str, 
     add_note(session, task, actor, "transfer", note)
     session.flush()
     _record(session, task, actor, "task.transfer", to=target.username, note=note)
-    notify(session, target.id, "task_assigned", "transferred", {"actor": actor.display_name, "task": task.name,
-                                                                 "note": note},
-           link=f"/tasks/{task.id}", instance_id=task.instance_id)
+    said = {"actor": actor.display_name, "task": task.name, "note": note}
+    notify(session, target.id, "task_assigned", "transferred", said, link=f"/tasks/{task.id}", instance_id=task.instance_id)
     return task
 
 
@@ -146,9 +145,8 @@ def delegate(session: Session, *, task_id: int, actor: Actor, to_username: str, 
     add_note(session, task, actor, "delegate", note)
     session.flush()
     _record(session, task, actor, "task.delegate", to=target.username, note=note)
-    notify(session, target.id, "task_delegated", "delegated", {"actor": actor.display_name, "task": task.name,
-                                                                "note": note},
-           link=f"/tasks/{task.id}", instance_id=task.instance_id)
+    said = {"actor": actor.display_name, "task": task.name, "note": note}
+    notify(session, target.id, "task_delegated", "delegated", said, link=f"/tasks/{task.id}", instance_id=task.instance_id)
     return task
 
 

@@ -111,3 +111,20 @@ def test_a_params_row_that_no_longer_fits_is_shown_as_stored(deployed: sessionma
     english = _page(login("fg"), "en")
     for i in range(len(bad)):
         assert f"存储的标题{i}" in english
+
+
+def test_the_apps_own_words_among_the_arguments_are_translated(app: Any) -> None:
+    """A reason the engine gives ("中文 (English)") and a step of the ladder: the reader's half, or the catalogue's."""
+    from engine.runtime import linked
+    from web.notifications.wording import shown
+    cancelled = {"text": "task_cancelled_by", "args": {"task": "复核", "actor": "张三", "reason": linked.ENDED},
+                 "words": ["reason"]}
+    with app.test_request_context(headers={"Cookie": "lang=en"}):
+        title, body = shown("任务已取消: 复核", "", cancelled)
+        assert title == 'Task cancelled: <span translate="no">复核</span>'
+        assert body == ('<span translate="no">张三</span> handled another step: the process ended: this task is no '
+                        'longer needed')
+    with app.test_request_context():
+        title, body = shown("任务已取消: 复核", "", cancelled)
+        assert title == '任务已取消: <span translate="no">复核</span>'
+        assert body == '<span translate="no">张三</span>办理了其他步骤: 流程已结束，此任务不再需要办理'
