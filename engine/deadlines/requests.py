@@ -8,6 +8,15 @@ for themselves. A 停用 (engine.org.leaving.deactivate_user) withdraws every pe
 telling nobody: the asker is gone, and their steps go to whoever takes them over. A leader deciding one at the same
 moment takes turns on the request's row: one decides it, or finds it cancelled (Conflict,
 plan.supervision.actions.decide_extension).
+
+A person asking at the moment they are moved or deactivated takes turns with the move on their own row (`asker`): a
+move holds it from before it looks for their requests until it commits (`lock_person`; 编辑人员 and 停用 hold it from
+the start), and a request share-locks it before the step's row and reads the person's units and roles again under it.
+Asked first, the request is there when the move looks and is withdrawn with the step; asked after, it is refused
+naming the step. The Actor a request arrives with was read when it began: waiting for a move's step row, it went on
+with the units the person had left and stayed pending on a step of a pool no longer theirs (nobody told, a leader
+could grant it); and a request holding the step's row waited for the move's lock on the person (its row's foreign key)
+while the move waited for the step (a deadlock).
 """
 from __future__ import annotations
 
@@ -16,7 +25,8 @@ from sqlalchemy.orm import Session
 
 from engine import audit, clock, notify
 from engine.deadlines.models import ExtensionRequest
-from engine.org.actors import Actor
+from engine.errors import NotYourTask
+from engine.org.actors import Actor, actor_of
 from engine.org.models import User
 from engine.tasks.models import HumanTask
 
@@ -38,6 +48,26 @@ def lock_pending(session: Session, *, user: User) -> list[int]:
     one of its requests at the same moment takes the request's row, then the step's (its new deadline): the move takes
     them all first, as 停用 does by withdrawing first, and withdraws those of the steps it gave back afterwards."""
     return [r.id for r in _pending(session, user, None)]
+
+
+def lock_person(session: Session, user: User) -> None:
+    """A move's lock on the person it moves (FOR NO KEY UPDATE, until the commit; PostgreSQL), before it looks for
+    their requests: a request of theirs (`asker`) waits for it, or it for the request (SQLite: one writer)."""
+    session.execute(select(User.id).where(User.id == user.id).with_for_update(key_share=True))
+
+
+def asker(session: Session, actor: Actor) -> Actor:
+    """Share-lock the asker's row (FOR SHARE: after a move or 停用 of theirs that holds it, before it) and return their
+    Actor as it is now, with the units and roles they hold once any such change has committed. Called before the
+    step's row is locked, as a move takes the person's row before the steps'.
+
+    Raises: NotYourTask (deactivated)
+    """
+    user = session.scalar(select(User).where(User.id == actor.user_id).with_for_update(read=True)
+                          .execution_options(populate_existing=True))
+    if user is None or not user.is_active:
+        raise NotYourTask("您的账号已停用，不能申请延期 (extension: your account is deactivated)")
+    return actor_of(session, user)
 
 
 def withdraw(session: Session, *, user: User, task_ids: list[int] | None, actor: Actor, reason: str,
@@ -67,4 +97,4 @@ def withdraw(session: Session, *, user: User, task_ids: list[int] | None, actor:
     return [r.id for r in found]
 
 
-__all__ = ["lock_pending", "withdraw"]
+__all__ = ["asker", "lock_pending", "lock_person", "withdraw"]

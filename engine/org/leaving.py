@@ -260,7 +260,9 @@ def move(session: Session, *, user: User, actor: Actor, reason: str, left: set[i
     `heads`: only these of the units left (the directory sync keeps the marks of a unit gone from the directory).
     Tasks they claimed from those pools go back to the pools (engine.tasks.handover.give_back), and the 申请延期 they
     asked on them and still pending is cancelled (engine.deadlines.requests.withdraw: the colleague who takes the
-    step asks for themselves; they are told). Their pending requests' rows are locked before the steps' rows (a
+    step asks for themselves; they are told). Their row is locked first (requests.lock_person: a request of theirs
+    at the same moment is asked before, and withdrawn, or refused after), then their pending requests' rows before
+    the steps' rows (a
     leader granting one at the same moment takes the request's, then the step's: the other way round, PostgreSQL
     ended one as a deadlock); the application's items of those units whose 责任人 they are go to the
     unit's head, else back to the unit (the `HANDOVERS` hooks, told `Passing.left`). What was given to them by name,
@@ -272,7 +274,8 @@ def move(session: Session, *, user: User, actor: Actor, reason: str, left: set[i
         for unit in headless:
             tell_headless(session, unit, user)
     if left or roles:  # their requests' rows before their steps' (give_back), as a leader granting one takes them
-        handover.lock_instances(session, user.id)  # as a 停用: the instances, then the requests, then the steps
+        handover.lock_instances(session, user.id)  # as a 停用: the instances, the person, the requests, the steps
+        requests.lock_person(session, user)  # a request of theirs now waits, then is refused (requests.asker)
         requests.lock_pending(session, user=user)
     tasks = handover.give_back(session, user=user, actor=actor, reason=reason, left=left, roles=roles)
     cancelled = requests.withdraw(session, user=user, task_ids=tasks, actor=actor, reason=reason)

@@ -15,10 +15,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine import audit, clock, notify, tasks
-from engine.deadlines import escalation, sla
+from engine.deadlines import escalation, requests, sla
 from engine.deadlines.escalation import Target
 from engine.deadlines.models import DeadlineAction, EscalationStep, ExtensionRequest
-from engine.errors import Conflict, Forbidden, InvalidInput, RateLimited
+from engine.errors import Conflict, Forbidden, InvalidInput, NotYourTask, RateLimited
 from engine.org.actors import Actor
 from engine.org.models import User
 from engine.tasks import duties, lookup, operations, people
@@ -281,9 +281,15 @@ def request_extension(session: Session, *, actor: Actor, task_id: int, due_date:
 
     Raises: TaskNotFound, TaskAlreadyDone, NotYourTask, InvalidInput, Conflict
     """
+    # The asker's row before the step's, as a move (调岗) or 停用 of theirs takes them; their units and roles read
+    # again under it: the Actor they came with may still show a unit a move has taken them out of meanwhile.
+    asker = requests.asker(session, actor)
     _lock(session, "task", task_id)  # asked twice at once (a double click): the second finds the first pending
     task = tasks.get_open(session, task_id)
-    tasks.require_holder(task, actor)
+    try:
+        tasks.require_holder(task, asker)
+    except NotYourTask as refused:  # named: it may be a step they held a moment ago (given back by a move)
+        raise NotYourTask(f"不能对“{task.name}”申请延期：{refused}"[:500], task_id=task.id) from None
     if not reason.strip():
         raise InvalidInput("请填写延期理由 (a reason is required)", field="reason")
     due = _extended(due_date, clock.now())
