@@ -19,7 +19,8 @@ either. Once: only the unit of work that finds the person's counter with no drop
 counter's lock (PostgreSQL: FOR UPDATE) until it commits, so another one sees its drop; the key (person and hour) backs
 that up. How many were dropped is not written into it: it is the person counter's `dropped`, read when the summary
 is shown (`suppressed`), so a drop writes nothing but the counter it already writes. The drops a unit of work made
-are left in session.info (DROPS) for engine.ops.metrics to count once it commits (jzflow_notice_drops).
+are left in session.info (DROPS) for engine.ops.metrics to count once it commits (jzflow_notice_drops): those of a
+savepoint rolled back are not counted, those of one released only when the transaction around it commits.
 
 The counters are locked in the order of their scope (instance:… before user:…, then by text) after the caller's own
 locks (instance, task): two units of work counting the same scopes wait for each other, never the other way round.

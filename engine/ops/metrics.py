@@ -16,6 +16,7 @@ import logging
 import os
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -63,18 +64,60 @@ def _inserted(session: Session, events: list[AuditEvent]) -> None:
 audit_core.APPENDED.append(_inserted)
 
 
+# What a unit of work collected (its audit actions, its notice drops) is counted once it commits, and only what its
+# database changes kept: a savepoint rolled back takes what was collected inside it, and only that; one released hands
+# it to the transaction around it, which may still roll back. When a savepoint begins, what its parent collected so far
+# is set aside (_SAVED, by the savepoint), and session.info holds what the savepoint collects; when it ends, the parent's
+# is put back, with the savepoint's added unless it rolled back (after_rollback emptied it first), as engine.runtime.hot
+# publishes its workflows. Before, a released savepoint counted everything so far (the transaction could still roll
+# back), and a savepoint rolled back threw away what the whole transaction had collected.
+_SAVED = "jzflow.metrics_saved"
+
+
+def _collected(session: Session) -> tuple[list[str], dict[str, int]]:
+    return session.info.pop(_ACTIONS, []), session.info.pop(quota.DROPS, {})
+
+
+@event.listens_for(Session, "after_transaction_create")
+def _savepoint_begins(session: Session, transaction: Any) -> None:
+    if transaction.nested:
+        session.info.setdefault(_SAVED, {})[transaction] = _collected(session)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _transaction_ends(session: Session, transaction: Any) -> None:
+    if transaction.parent is None:  # the outermost: committed (counted already), rolled back or closed
+        _collected(session)
+        session.info.pop(_SAVED, None)
+        return
+    saved = session.info.get(_SAVED, {}).pop(transaction, None) if transaction.nested else None
+    if saved is None:
+        return
+    actions, drops = saved
+    inner_actions, inner_drops = _collected(session)  # empty if it rolled back
+    actions += inner_actions
+    for cap, n in inner_drops.items():
+        drops[cap] = drops.get(cap, 0) + n
+    if actions:
+        session.info[_ACTIONS] = actions
+    if drops:
+        session.info[quota.DROPS] = drops
+
+
 @event.listens_for(Session, "after_commit")
 def _committed(session: Session) -> None:
-    for action in session.info.pop(_ACTIONS, ()):
+    if session.in_nested_transaction():
+        return  # a savepoint released: the transaction around it may still roll back
+    actions, drops = _collected(session)
+    for action in actions:
         count_action(action)
-    for cap, n in session.info.pop(quota.DROPS, {}).items():
+    for cap, n in drops.items():
         NOTICE_DROPS.labels(cap=cap).inc(n)
 
 
 @event.listens_for(Session, "after_rollback")
 def _rolled_back(session: Session) -> None:
-    session.info.pop(_ACTIONS, None)
-    session.info.pop(quota.DROPS, None)
+    _collected(session)  # what the transaction, or the savepoint, collected since it began
 
 
 def count_action(action: str) -> None:
