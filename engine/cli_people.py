@@ -1,6 +1,8 @@
 """`jzflow move-user`, `set-unit-head`, `reset-password`, `reactivate-user`: what 管理 → 编辑人员 does, for an
 operator at the server (the same services, engine.org.staffing; the actor is the system). Each reads the person and
-changes them in one transaction, their row locked: the web's `seen` is the version read at the start."""
+changes them in one transaction, their row locked: the web's `seen` is the version read at the start.
+`revoke-reset-tokens`: once after an upgrade, the API tokens that resets made before resets revoked them left live
+(engine.org.reset_tokens)."""
 from __future__ import annotations
 
 import click
@@ -82,4 +84,22 @@ def reactivate_user(username: str) -> None:
     click.echo(f"已启用 (reactivated) {name}; 吊销令牌 (tokens revoked): {revoked}")
 
 
-COMMANDS = [move_user, set_unit_head, reset_password, reactivate_user]
+@click.command("revoke-reset-tokens")
+@click.option("--dry-run", is_flag=True, help="only list the tokens, revoke nothing")
+@friendly
+def revoke_reset_tokens(dry_run: bool) -> None:
+    """Revoke the live API tokens an administrator's password reset (重置密码) made before resets revoked tokens left
+    behind: those made before the reset, and those made while its temporary password was in force (audit trail:
+    org.user.password_reset, org.user.password). Each revocation is audited; a second run finds nothing."""
+    from engine.org import reset_tokens
+    from engine.org.actors import SYSTEM
+    with command_session() as session:
+        found = reset_tokens.find(session) if dry_run else reset_tokens.revoke(session, actor=SYSTEM)
+    for f in found:
+        click.echo(f"{f.username}\t{f.prefix}…\t{f.name}\t创建 (created) {f.created_at:%Y-%m-%d %H:%M}\t"
+                   f"重置 (reset) {f.reset_at:%Y-%m-%d %H:%M}")
+    verb = "将吊销 (would revoke)" if dry_run else "已吊销 (revoked)"
+    click.echo(f"{verb} {len(found)} 个令牌 (tokens)")
+
+
+COMMANDS = [move_user, set_unit_head, reset_password, reactivate_user, revoke_reset_tokens]
