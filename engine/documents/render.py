@@ -97,8 +97,10 @@ def make_file(session: Session, doc: IssuedDocument) -> None:
     instance = session.get(ProcessInstance, doc.instance_id)
     if instance is None:
         raise access.not_found(doc.instance_id)
-    # The 审批单 is every step finished by now, whoever issues it; any other document holds no step
-    steps = submissions.approval_sheet(session, SYSTEM, doc.instance_id) if doc.kind == core.SHEET_KIND else []
+    # The 审批单 is every step finished by now, whoever issues it, and the step whose completion issues it (联合出证:
+    # saved after this run); any other document holds no step
+    steps = [*submissions.approval_sheet(session, SYSTEM, doc.instance_id),
+             *submissions.completing_now(session, doc.instance_id)] if doc.kind == core.SHEET_KIND else []
     inp = LayoutInput(doc=doc, instance=instance, steps=steps, verify_url=core.verify_link(doc.verify_code))
     body = pdf.render(_layout(doc.kind)(inp))
     doc.pdf, doc.digest = body, hashlib.sha256(body).hexdigest()

@@ -3,8 +3,9 @@
 Until it is issued it prints on demand, as a working copy (no number, no verification code, dated the day printed).
 An application issues it (`issue`, e.g. with a 并联审批's 联合意见书 at 联合出证) as a document of its own, through
 the same machinery as every issued document (`core.issue`, `render.make_file`): a number of its rule, a verification
-code, printed once with every step finished by then (not the step whose completion runs the issuing service: its
-completion is recorded after the run), its bytes and SHA-256 kept, the digest audited in
+code, printed once with every step finished by then and the step whose completion runs the issuing service (its
+completion is saved after the run: `submissions.completing_now` adds it as it will read, with the numbers the run
+issued before the sheet, e.g. the 联合意见书's), its bytes and SHA-256 kept, the digest audited in
 `document.issue`; from then on every download of the sheet is that file, and /verify shows its public facts (number,
 subject, date, issuers, digest: never a step) and compares a copy. Unlike other documents it is internal
 (`core.SHEET_KIND`): an applicant from outside, who sees the instance, neither downloads it nor sees it listed.

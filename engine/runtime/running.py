@@ -15,6 +15,16 @@ from engine.spiff.workflow import Task, Workflow
 from engine.tasks.models import HumanTask
 
 
+@dataclass(frozen=True)
+class Completing:
+    """The person's step a unit of work completes: its row is marked completed and its `task.complete` event written
+    only after the engine run, so what the run prints of the instance (the 审批单 issued at 联合出证) adds it itself."""
+
+    task: HumanTask
+    data: Mapping[str, Any]
+    events_before: int  # the transaction's audit events not yet written when the step was submitted
+
+
 @dataclass
 class Running:
     """An instance loaded for one unit of work."""
@@ -43,6 +53,8 @@ class Running:
     # them (InvalidInput naming it) in this unit of work's engine steps refuses the submission and nothing is kept
     # (engine/runtime/refusal.py). None: nobody to send back to (a timer, a message, a held submission): an incident.
     refusable: frozenset[str] | None = None
+    # The person's step this unit of work completes (tasks.completion.finish), None for any other unit of work.
+    completing: Completing | None = None
 
 
 def lock_instance(session: Session, instance_id: int) -> None:
@@ -57,4 +69,4 @@ def lock_instance(session: Session, instance_id: int) -> None:
         session.execute(select(ProcessInstance.id).where(ProcessInstance.id == instance_id).with_for_update())
 
 
-__all__ = ["Running", "lock_instance"]
+__all__ = ["Completing", "Running", "lock_instance"]

@@ -8,8 +8,10 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from engine import runtime
+from engine.audit import anchor as audit_anchor
 from engine.org.actors import Actor
 from engine.runtime import linked
+from engine.runtime.running import Completing
 from engine.tasks.lookup import is_candidate
 from engine.tasks.models import HumanTask
 
@@ -38,6 +40,7 @@ def finish(session: Session, *, task: HumanTask, running: runtime.Running, actor
     row = running.row
     running.submitted = data if submitted_now else None
     running.refusable = frozenset(fields) | frozenset(data) if submitted_now else None
+    running.completing = Completing(task, data, len(audit_anchor.deferred(session)))
     with session.no_autoflush:  # one flush at the end, not one per query
         try:
             runtime.complete_user_task(running, task.task_guid, data, actor)

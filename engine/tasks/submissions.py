@@ -9,6 +9,7 @@ from outside (`access.is_external`) sees only what they submitted themselves —
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -22,7 +23,7 @@ from engine.audit.models import AuditEvent
 from engine.errors import Forbidden
 from engine.org import actors
 from engine.org.actors import Actor
-from engine.runtime import formtext
+from engine.runtime import effects, formtext
 from engine.runtime.models import ProcessInstance
 from engine.tasks import access
 from engine.tasks.collab_models import Comment
@@ -71,6 +72,22 @@ def _finished(task: HumanTask) -> tuple[bool, datetime, int]:
     return at is None, clock.as_utc(at) if at is not None else datetime.min.replace(tzinfo=UTC), task.id
 
 
+def _submission(row: HumanTask, files: Mapping[str, str], data: object, *, actor: str, actor_id: int | None,
+                at: datetime | None,
+                opinions: list[str], superseded: bool, by_applicant: bool,
+                more: Sequence[formtext.Field] = ()) -> Submission:
+    schema_text = files.get(row.form_schema) if row.form_schema else None
+    ui_text = files.get(row.form_ui_schema) if row.form_ui_schema else None
+    problem = content_limits.first_stored_problem((row.form_schema, schema_text), (row.form_ui_schema, ui_text))
+    if problem is not None:  # what was submitted still shows, under its keys, without walking the files
+        schema_text = ui_text = None
+    fields = formtext.describe_texts(schema_text, ui_text, data) if isinstance(data, dict) else []
+    return Submission(task_id=row.id, bpmn_id=row.bpmn_id, name=row.name, kind=row.kind, actor=actor,
+                      actor_id=actor_id, at=at, form_title=formtext.title_of(schema_text),
+                      fields=[*fields, *more], opinions=opinions, superseded=superseded, form_problem=problem,
+                      by_applicant=by_applicant)
+
+
 def _load(session: Session, instance: ProcessInstance, *, only_by: int | None = None,
           task_ids: set[int] | None = None) -> list[Submission]:
     # Hot and archived steps alike: archiving moves an ended instance's steps out of human_task, and its 审批单
@@ -100,20 +117,13 @@ def _load(session: Session, instance: ProcessInstance, *, only_by: int | None = 
     for row in rows:
         ev = events.get(row.id)
         data = ev.after.get("data") if ev is not None and isinstance(ev.after, dict) else None
-        schema_text = files.get(row.form_schema) if row.form_schema else None
-        ui_text = files.get(row.form_ui_schema) if row.form_ui_schema else None
-        problem = content_limits.first_stored_problem((row.form_schema, schema_text), (row.form_ui_schema, ui_text))
-        if problem is not None:  # what was submitted still shows, under its keys, without walking the files
-            schema_text = ui_text = None
-        fields = formtext.describe_texts(schema_text, ui_text, data) if isinstance(data, dict) else []
         at = row.completed_at or (ev.at if ev is not None else None)
-        result.append(Submission(
-            task_id=row.id, bpmn_id=row.bpmn_id, name=row.name, kind=row.kind,
-            actor=users.get(row.completed_by_id) or (ev.actor_name if ev is not None else "") or "系统",
+        result.append(_submission(
+            row, files, data, actor=users.get(row.completed_by_id) or (ev.actor_name if ev is not None else "") or "系统",
             actor_id=row.completed_by_id, at=clock.as_utc(at) if at is not None else None,
-            form_title=formtext.title_of(schema_text), fields=fields, opinions=opinions.get(row.id, []),
+            opinions=opinions.get(row.id, []),
             superseded=row.kind == "bpmn" and any(g == row.task_guid and i > row.id for g, i in later),
-            form_problem=problem, by_applicant=row.completed_by_id in outside))
+            by_applicant=row.completed_by_id in outside))
     return result
 
 
@@ -136,6 +146,34 @@ def for_instance(session: Session, actor: Actor, instance_id: int) -> list[Submi
     return _load(session, instance)
 
 
+def completing_now(session: Session, instance_id: int) -> list[Submission]:
+    """Return the step whose completion runs the engine run this is called in, if it is one of this instance's.
+
+    Its row is marked completed and its data audited after the run (`tasks.completion.finish`): a 审批单 issued by a
+    service of that run (联合出证's) would otherwise end with the step before, and never say who issued, when, on which
+    date. It reads as it will once saved — completed now by the run's actor, with what they submitted and their
+    opinion — plus the numbers of the documents the run issued before the caller's (the 联合意见书's).
+    """
+    ctx = effects.current()
+    if ctx is None or ctx.running.row.id != instance_id or ctx.running.completing is None:
+        return []
+    done = ctx.running.completing
+    row, user_id = done.task, ctx.actor.user_id
+    stream = f"instance:{instance_id}"
+    issued = [formtext.Field(key=f"document:{ev.after.get('kind')}", label=str(ev.after.get("title") or "文书编号"),
+                             text=str(ev.after.get("number") or ""))
+              for ev in audit_anchor.deferred(session)[done.events_before:]
+              if ev.stream == stream and ev.action == "document.issue" and isinstance(ev.after, dict)]
+    opinions = [c.body for c in session.new if isinstance(c, Comment) and c.task_id == row.id
+                and c.kind == "opinion" and c.author_id == user_id]
+    held = actors.user_with_actor(session, user_id) if user_id is not None else None
+    return [_submission(row, runtime.version_info(session, ctx.running.row.version_id).files, dict(done.data),
+                        actor=ctx.actor.display_name or ctx.actor.username or "系统", actor_id=user_id,
+                        at=clock.now(),
+                        opinions=opinions, superseded=False,
+                        by_applicant=held is not None and access.is_external(session, held[1]), more=issued)]
+
+
 def approval_sheet(session: Session, actor: Actor, instance_id: int) -> list[Submission]:
     """Return every finished step for the 审批单 (the instance's whole record of decisions).
 
@@ -148,4 +186,4 @@ def approval_sheet(session: Session, actor: Actor, instance_id: int) -> list[Sub
     return _load(session, _instance(session, instance_id))
 
 
-__all__ = ["Submission", "approval_sheet", "for_instance"]
+__all__ = ["Submission", "approval_sheet", "completing_now", "for_instance"]

@@ -2,7 +2,7 @@
 
 A printed 审批单 carried no number, no verification code and no digest: whoever held one (a citizen, another
 department) could not tell it from an edited copy. Now the engine issues it as a document when the certificate is
-issued: printed once with every step finished before it (联合出证's own completes with the issuing run), a number
+issued: printed once with every step to 联合出证, its own included (saved after the issuing run), a number
 (胶审单〔年份〕序号号) and a verification code, its bytes and SHA-256 kept, the digest in the `document.issue` audit
 event. Every download is that file; /verify shows its number, subject, date, issuers and digest and nothing of the
 steps; the applicant, who may not read the sheet, may not download it either (nor see it listed).
@@ -61,8 +61,7 @@ def test_the_sheet_is_issued_once_with_a_number_a_code_and_its_digest_audited(
     for shown in ("提交并联审批申请", "一窗受理", "部门审查", "发展和改革局", "胶审〔2025〕0001号", "盖章处",
                   "2025年10月10日"):
         assert shown in words, shown
-    # every step before 联合出证, which issues it (its own step completes with the issuing run: the certificate's
-    # number stands for it)
+    # every step to 联合出证, which issues it (its own step last: test_the_issued_sheet_holds_the_joint_certificate_step)
     # (a step may open a page: pdftotext starts it with a form feed)
     assert re.findall(r"^\f?\d+\. (\S+)", words, re.M)[:5] == ["提交并联审批申请", "一窗受理", "部门审查", "部门审查",
                                                           "部门审查"], words
@@ -108,3 +107,21 @@ def test_the_applicant_may_not_download_the_issued_sheet_nor_see_it_listed(
     assert not re.search(rf"/documents/{doc.id}\.pdf", html)
     assert client_of(app, "qiye_li").get(f"/instances/{finished}/documents/{doc.id}.pdf").status_code == 404
     assert HOSTILE not in html
+
+
+def test_the_issued_sheet_holds_the_joint_certificate_step_itself(
+        app: Flask, finished: int, tmp_path: Path) -> None:  # noqa: F811
+    """联合出证 is the step that issues the sheet: its completion is saved after the issuing run, so the issued file
+    ended with the departments' reviews and the sheet never said who issued the certificate, when, on which 出证日期
+    and under which number. The file now prints it as the last step, like every other."""
+    words = pdf_text(_pdf(app, finished), tmp_path)
+    steps = re.findall(r"^\f?\d+\. (\S+)", words, re.M)
+    assert steps[-1] == "联合出证" and steps.count("联合出证") == 1, steps
+    last = words.rsplit("联合出证", 1)[1]
+    assert "窗口 王芳" in last and "2025-10-10 10:00" in last  # who, when (Asia/Shanghai)
+    assert "出证日期" in last and "2025-10-10" in last
+    assert "胶审〔2025〕0001号" in last  # the certificate issued by this step
+    assert "胶审单" not in last.split("盖章处", 1)[0]  # not the sheet itself: the document being printed
+    # the page of the sheet (after the run) reads the same step
+    html = client_of(app, "window_wang").get(f"/instances/{finished}/sheet").get_data(as_text=True)
+    assert html.count("联合出证") >= 1 and "窗口 王芳" in html
