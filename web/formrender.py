@@ -2,9 +2,11 @@
 
 SpiffArena's conventions: `ui:order` (with `*`), `ui:widget` (textarea, radio, select, checkbox,
 checkboxes, date, range, hidden), `ui:enumNames`, `ui:help`, `ui:placeholder`, `ui:options.rows`,
-`ui:autofocus`, `ui:readonly`. Fields of `allOf` / `if`-`then`-`else` branches are shown too; the server
-decides what they require. Field names are paths under `f/` (`f/visits/0/enterprise`), so the data
-never collides with the page's own fields (`csrf_token`, `opinion`). `web.formparse` reads them back.
+`ui:autofocus`, `ui:readonly`; and jzflow's `ui:default` (`"today"`: an empty date field opens on today's date in
+the city, worked out as the page is drawn, never stored; `engine.form_defaults`). Fields of `allOf` /
+`if`-`then`-`else` branches are shown too; the server decides what they require. Field names are paths under `f/`
+(`f/visits/0/enterprise`), so the data never collides with the page's own fields (`csrf_token`, `opinion`).
+`web.formparse` reads them back.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from flask_babel import gettext as _
 from markupsafe import Markup
 from werkzeug.datastructures import MultiDict
 
-from engine import clock, content_limits
+from engine import clock, content_limits, form_defaults
 from web.formschema import PREFIX, ROW_REMOVE, Form, Option, field_id, json_type, options, widget
 from web.wording import localized
 
@@ -69,13 +71,23 @@ def initial(form: Form, data: Mapping[str, Any] | None) -> MultiDict[str, str]:
     return raw
 
 
+def _default(form: Form, schema: Mapping[str, Any], ui: Mapping[str, Any]) -> Any:
+    """The schema's literal `default`, else the UI schema's keyword worked out now (`engine.form_defaults`: today's
+    date on a date field; an unknown keyword gives nothing)."""
+    if "default" in schema:
+        return schema["default"]
+    if form_defaults.KEY in ui:
+        return form_defaults.value(ui[form_defaults.KEY], widget(schema, ui, form))
+    return None
+
+
 def _flatten(form: Form, schema: Mapping[str, Any], ui: Mapping[str, Any], path: str, value: Any,
              raw: MultiDict[str, str]) -> None:
     kind = widget(schema, ui, form)
     if kind == "object":
         values = value if isinstance(value, Mapping) else {}
         for name, sub, sub_ui in form.fields(schema, ui):
-            _flatten(form, sub, sub_ui, f"{path}/{name}", values.get(name, sub.get("default")), raw)
+            _flatten(form, sub, sub_ui, f"{path}/{name}", values.get(name, _default(form, sub, sub_ui)), raw)
         return
     if value is None:
         return

@@ -8,7 +8,7 @@ import json
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from engine import content_limits, patterns
+from engine import content_limits, form_defaults, patterns
 from engine.errors import DeployProblem
 from engine.spiff import form_options, inert
 
@@ -46,6 +46,8 @@ def check(name: str, text: str, form_names: Collection[str], forms: Mapping[str,
     if name.endswith(".uischema.json") or "uischema" in name.lower():
         if not isinstance(doc, dict):
             problems.append(DeployProblem(name, "UI schema must be a JSON object", line=1))
+        problems.extend(DeployProblem(name, f"{path}: {message}", line=json_line(text, path.split("/")))
+                        for path, message in form_defaults.problems(doc))  # "ui:default": "today", nothing else
         return problems
     if not isinstance(doc, dict):
         problems.append(DeployProblem(name, "JSON Schema must be a JSON object", line=1))
