@@ -208,6 +208,13 @@ def may_see_raw_data(actor: Actor) -> bool:
     return actor.is_admin or actor.is_system or bool(actor.role_codes & set(DATA_ROLES))
 
 
+def shows_raw_data(session: Session, actor: Actor, instance: ProcessInstance) -> bool:
+    """Whether this reader is given the instance's data as stored: 流程数据 on its page, `data` of
+    `GET /api/instances/{id}` — one rule for both (`may_see_data` and `may_see_raw_data`), so a staff starter who reads
+    the labelled 审批单 on the page does not read the raw keys, codes and usernames through the API instead."""
+    return may_see_data(session, actor, instance) and may_see_raw_data(actor)
+
+
 def first_task_for(session: Session, actor: Actor, instance_id: int) -> HumanTask | None:
     """Return the instance's first open task the actor holds or may claim (to go there after starting)."""
     open_tasks = session.scalars(select(HumanTask).where(HumanTask.instance_id == instance_id,
@@ -267,4 +274,4 @@ class UserNames:
 
 __all__ = ["InstanceFilter", "InstanceRow", "Page", "StartInfo", "UserNames", "decode_cursor", "encode_cursor",
            "first_task_for", "inbox_page", "instance_page", "instance_row", "may_see_data", "may_see_raw_data",
-           "may_start", "process_choices", "start_info", "startable", "visible_instances"]
+           "may_start", "process_choices", "shows_raw_data", "start_info", "startable", "visible_instances"]

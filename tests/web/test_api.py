@@ -212,7 +212,10 @@ def test_start_forms_are_validated_by_the_api(app: Flask) -> None:
     assert fg.post("/api/processes/nope/instances", {}).status_code == 404
     started = fg.post("/api/processes/start_form_demo/instances",
                       {"data": {"project_name": "胶州湾", "investment": 12.5}, "business_key": "SF-API"})
-    assert started.status_code == 201 and started.json is not None and started.json["data"]["investment"] == "12.5"
+    assert started.status_code == 201 and started.json is not None
+    assert started.json["data_visible"] is False and "data" not in started.json  # a staff starter: as on the page
+    stored = Api(app, token_for(app, "admin")).get(f"/api/instances/{started.json['id']}").json
+    assert stored is not None and stored["data"]["investment"] == "12.5"
 
 
 def test_oversized_start_data_is_refused_by_the_api_naming_the_field_and_starts_nothing(app: Flask) -> None:

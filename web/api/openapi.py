@@ -78,8 +78,10 @@ SCHEMAS: dict[str, Any] = {
         "tasks": {"type": "array", "items": _ref("Task")},
         "incidents": {"type": "array", "items": _ref("Incident")},
         "data_visible": {"type": "boolean",
-                         "description": "Admins, process owners, auditors and the starter (not an applicant from outside)"},
-        "data": {"type": "object", "description": "Only when data_visible"},
+                         "description": "Admins, process owners and auditors: whoever the instance page shows the raw "
+                                        "流程数据 to (not a starter, from the staff or from outside)"},
+        "data": {"type": "object", "description": "Only when data_visible: the process variables as stored (keys, "
+                                                  "choice codes, usernames)"},
         "next_task_id": {"type": ["integer", "null"], "description": "After a start: the starter's first task"}}}]},
     "InstancePage": {"type": "object", "required": ["items", "next_cursor"], "properties": {
         "items": {"type": "array", "items": _ref("Instance")}, "next_cursor": _nullable("string")}},

@@ -201,7 +201,7 @@ def _instance_detail(instance_id: int, **extra: Any) -> dict[str, Any]:
         raise access.not_found(instance_id)
     access.require_view(session, actor, instance_id)  # one they may not see: the same answer
     data = None
-    if queries.may_see_data(session, actor, row.instance):
+    if queries.shows_raw_data(session, actor, row.instance):  # as 流程数据 on the page: not for a staff starter
         data = timeline.instance_data(runtime.load(session, instance_id, read_only=True))
     out = serialize.instance_detail(session, row, actor, task_rows=timeline.human_tasks(session, instance_id),
                                     incidents=timeline.incidents(session, instance_id), data=data)
