@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine import audit, clock, config
+from engine import audit, clock, config, plaintext
 from engine.archive import core as archive
 from engine.celery_app import celery
 from engine.db import make_engine, make_sessionmaker, session_scope
@@ -134,8 +134,10 @@ def _robot_refusal(answer: bytes) -> str | None:
 
 
 def one_line(text: str) -> str:
-    """Return text as a mail header holds it: each run of line breaks, tabs and other control characters one space."""
-    return _BREAKS.sub(" ", text).strip()
+    """Return text as a mail header holds it: control characters and bidi controls dropped as on paper
+    (`plaintext.printed`: a U+202E in a BPMN task name reversed the subject), each run of line breaks, tabs and
+    other white space one space."""
+    return _BREAKS.sub(" ", plaintext.printed(text)).strip()
 
 
 _BREAKS = re.compile(r"[\s\x00-\x1f\x7f]+")

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine import config, content_limits
+from engine import config, content_limits, plaintext
 from engine.errors import EngineError
 from engine.runtime.formtext import Field
 
@@ -71,17 +71,9 @@ def font() -> str:
     return name
 
 
-# Control characters (C0 but tab and line feed, DEL, C1) print as boxes or nothing, and bidi overrides reorder what
-# follows them on paper: a submitted value keeps neither in an official document
-_UNPRINTED = {**dict.fromkeys([*range(0x00, 0x09), *range(0x0b, 0x20), *range(0x7f, 0xa0)]),
-              **dict.fromkeys([*range(0x202a, 0x202f), *range(0x2066, 0x206a)])}
-
-
-def printed(value: Any) -> str:
-    """Return a value as the paper prints it: line breaks kept (as LF), control characters and bidi overrides
-    dropped, a lone surrogate "?" (also what /verify shows of a document: core.public_facts)."""
-    raw = str(value if value is not None else "").replace("\r\n", "\n").replace("\r", "\n")
-    return raw.translate(_UNPRINTED).encode("utf-8", "replace").decode("utf-8")
+# Control characters and bidi controls are dropped from what a document prints (`engine.plaintext`, shared with the
+# mail subjects): also what /verify shows of a document (core.public_facts)
+printed = plaintext.printed
 
 
 def text(value: Any, limit: int = MAX_FIELD_TEXT) -> str:

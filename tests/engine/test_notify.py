@@ -125,6 +125,25 @@ def test_a_title_with_line_breaks_is_mailed_on_one_line(session: Session, factor
     assert mail.text.strip() == "已逾期 2 个工作日。"
 
 
+def test_bidi_overrides_and_control_characters_never_reach_a_mail_subject(
+        session: Session, factory: sessionmaker[Session], people: dict[str, Actor], smtp: SmtpSink) -> None:
+    """A task's name comes from the BPMN a process owner wrote: a right-to-left override (U+202E) in it made the
+    subject read backwards in the mail client ("审批单.exe" shown as "exe.单批审"), an isolate or a C1 control hid or
+    reordered text. The subject is printed as a PDF prints submitted text (engine.plaintext, shared): those dropped,
+    line breaks one space; what is left is the title as written."""
+    wang = int(people["wang"].user_id or 0)
+    notify.set_preference(session, user_id=wang, kind="*", channels=["email"])
+    hostile = ("待办: 部门\u202e审查\u202c · \u2067用电增容\u2069\u202a（青岛\u202b某\u202d公司）"
+               "\u2066\u2068\x85\x9b31m\x7f\u200e\u200f\u061c完")
+    notify.send(session, notify.Note(user_id=wang, kind="task_assigned", key="t:1", title=hostile, body="请办理。"))
+    session.commit()
+    assert run_outbox(factory) == 1
+    [mail] = smtp.mails
+    assert mail.subject == "待办: 部门审查 · 用电增容（青岛某公司）31m完", ascii(mail.subject)
+    assert not any(0x202a <= ord(c) <= 0x202e or 0x2066 <= ord(c) <= 0x2069 or 0x7f <= ord(c) < 0xa0
+                   for c in str(mail.message["Subject"])), ascii(str(mail.message["Subject"]))
+
+
 def test_a_failing_webhook_is_retried_and_delivered_once(session: Session, factory: sessionmaker[Session],
                                                          people: dict[str, Actor]) -> None:
     zhang = int(people["zhang"].user_id or 0)
