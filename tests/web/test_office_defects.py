@@ -260,3 +260,23 @@ def test_deadline_messages_name_the_step_the_department_and_the_case(world: pw.P
         watch = SimpleNamespace(due_at=target.due_at or pw.NOW)
         _kind, subject, _body = escalation._note("red", target, watch, pw.NOW, None, "")  # type: ignore[arg-type]
         assert cases[instance_id] in subject and "部门审查 · " in subject, subject
+
+
+def test_loop_call_documentation_says_what_the_process_does_in_the_plan_s_words() -> None:
+    """启动并联审批's documentation spoke of “0001 约定的开始数据” and listed field names the diagram does not pass (it
+    gives the service the project code and the applicant; the service fills the rest from the 项目库)."""
+    text = (pw.ROOT / "bpmn" / "loop_call.bpmn").read_text(encoding="utf-8")
+    docs = re.findall(r"<bpmn:documentation>(.*?)</bpmn:documentation>", text, re.S)
+    assert docs
+    for doc in docs:
+        assert "0001" not in doc and "约定" not in doc, doc
+    task = text[text.index('<bpmn:serviceTask id="start_approval"'):]
+    doc = re.search(r"<bpmn:documentation>(.*?)</bpmn:documentation>", task, re.S)
+    assert doc is not None
+    for word in ("立项用地规划许可", "“标准地”出让", "项目库", "项目代码", "并联审批申请人",
+                 "每个项目只办理一个第一阶段审批"):
+        assert word in doc.group(1), word
+    for field in ("project_name", "project_type", "investment", "stage"):  # not passed by the diagram
+        assert field not in doc.group(1), field
+    params = re.findall(r'<spiffworkflow:parameter id="(\w+)"', task.split("</bpmn:serviceTask>", 1)[0])
+    assert params == ["project_code", "applicant"], params  # what the documentation says the diagram passes
