@@ -707,8 +707,8 @@ def test_a_web_completion_reads_what_the_api_reads_in_one_statement(app: Flask, 
     with statements_of(app) as statements:
         response = fg.post(f"/tasks/{review}/complete", data={"f/approved": "true", "csrf_token": token})
     assert response.status_code == 302
-    instance_reads = [s for s in statements if s.startswith("SELECT") and "FROM process_instance" in s
-                      or "JOIN process_instance" in s]
+    instance_reads = [s for s in statements if s.startswith("SELECT")
+                      and ("FROM process_instance" in s or "JOIN process_instance" in s)]
     open_reads = [s for s in statements if s.startswith("SELECT human_task.") and "human_task.instance_id =" in s
                   and "process_instance" not in s]
     assert len(instance_reads) == 1, instance_reads
