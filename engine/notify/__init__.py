@@ -15,6 +15,7 @@ from engine.notify.core import (
     worded,
 )
 from engine.notify.outbox import queued
+from engine.notify.texts import register as register_texts
 
 __all__ = [
     "MAX_PREFERENCES",
@@ -22,6 +23,7 @@ __all__ = [
     "channels_for",
     "mark_read",
     "queued",
+    "register_texts",
     "send",
     "send_many",
     "set_preference",

@@ -59,25 +59,10 @@ TEXTS: dict[str, tuple[str, str]] = {
                          "%(actor)s督办升级至%(step)s：%(title)s，办理期限 %(due)s。%(note)s"),
     "extension_withdrawn": ("您对“%(task)s”的延期申请已撤回 (extension request withdrawn)",
                             "您已调离该任务所属的单位或角色，任务已退回原单位的候选人，由接手的人另行申请延期。"),
-    # 督办 (plan.supervision)
-    "supervised": ("%(actor)s督办: %(title)s", "%(note)s"),
-    "supervised_due": ("%(actor)s督办: %(title)s", "%(note)s新的期限 %(due)s。"),
-    "reassigned": ("%(actor)s改派给您: %(title)s", "%(note)s"),
     "extension_granted": ("延期申请已批准: %(title)s", "%(note)s"),
     "extension_granted_due": ("延期申请已批准: %(title)s", "%(note)s 新的期限 %(due)s。"),
     "extension_refused": ("延期申请未获批准: %(title)s", "%(note)s"),
     "extension_refused_due": ("延期申请未获批准: %(title)s", "%(note)s 新的期限 %(due)s。"),
-    # the plan's other work
-    "meeting_agenda": ("会议议程已生成: %(title)s（%(count)s 个项目）", ""),
-    "report_ready": ("报表已生成: %(title)s", ""),
-    "items_handed_over_left": ("%(who)s 已停用，其负责的 %(count)s 项问题或招商线索已移交给您 "
-                               "(%(count)s items handed over to you)", ""),
-    "items_handed_over_moved": ("%(who)s 已调离本单位，其负责的 %(count)s 项问题或招商线索已移交给您 "
-                                "(%(count)s items handed over to you)", ""),
-    "led_handed_over": ("%(who)s 已停用，其作为责任领导的 %(count)s 项问题、招商线索或项目已移交给您 "
-                        "(%(count)s items you are now the responsible leader of)", ""),
-    "leaderless": ("%(who)s 已停用，本单位 %(count)s 项问题、招商线索或项目暂无责任领导，请报请重新指定 "
-                   "(%(count)s items have no responsible leader; have one named)", ""),
     # a process's problems, to its owners (engine.runtime.assignment, engine.deadlines.unknown_units)
     "assignee_inactive": (
         "流程 %(process)s 的任务 %(element)s（%(task)s）指向已停用的人员 %(who)s",
@@ -111,6 +96,16 @@ TEXTS: dict[str, tuple[str, str]] = {
 }
 
 
+def register(more: Mapping[str, tuple[str, str]]) -> None:
+    """Add an application's texts (the plan's: plan/notices.py): the engine words only its own notices.
+
+    Raises: ValueError for a text id already worded otherwise
+    """
+    for text, words in more.items():
+        if TEXTS.setdefault(text, words) != words:
+            raise ValueError(f"notice text {text!r} is worded twice")
+
+
 def render(text: str, args: Mapping[str, Any], translate: Any = None) -> tuple[str, str]:
     """Return (title, body) of a text filled with its arguments; `translate` (msgid → text) for another language.
 
@@ -132,4 +127,4 @@ def params(text: str, args: Mapping[str, Any], words: Sequence[str] = ()) -> dic
     return stored
 
 
-__all__ = ["TEXTS", "params", "render"]
+__all__ = ["TEXTS", "params", "register", "render"]

@@ -15,15 +15,7 @@ from sqlalchemy.orm import Session
 
 from engine import audit, clock, runtime
 from engine.deadlines import escalation, sla
-from engine.errors import (
-    Conflict,
-    InstanceNotRunning,
-    InvalidInput,
-    NotYourTask,
-    RateLimited,
-    TaskNotFound,
-    UserNotFound,
-)
+from engine.errors import Conflict, InstanceNotRunning, InvalidInput, NotYourTask, RateLimited, TaskNotFound, UserNotFound
 from engine.notify import core as notices
 from engine.org.actors import Actor, actor_of
 from engine.org.models import User
@@ -65,9 +57,8 @@ def _record(session: Session, task: HumanTask, actor: Actor, action: str, **afte
 
 def notice(user_id: int, kind: str, text: str, args: Mapping[str, Any], *, instance_id: int | None,
            link: str | None = None) -> notices.Note:
-    """A notice about an instance's work, for `tell`, in the words of `text` (engine.notify.texts: the reader's
-    language on the web). A note typed with it (`args["note"]`) is stripped, and the body cut: it goes to e-mail and
-    webhooks too."""
+    """A notice about an instance's work, for `tell`, in the words of `text` (engine.notify.texts); a note typed with
+    it (`args["note"]`) stripped, and the body cut: it goes to e-mail and webhooks too."""
     filled = {k: v.strip() if k == "note" and isinstance(v, str) else v for k, v in args.items()}
     return notices.worded(user_id, kind, text, filled, body_room=NOTICE_BODY, link=link, instance_id=instance_id)
 
@@ -165,9 +156,9 @@ def resolve_delegation(session: Session, *, task_id: int, actor: Actor, opinion:
     session.flush()
     _record(session, task, actor, "task.delegation_resolved", opinion=opinion)
     if task.owner_id is not None:
-        notify(session, task.owner_id, "task_returned", "delegation_resolved",
-               {"actor": actor.display_name, "task": task.name, "note": opinion},
-               link=f"/tasks/{task.id}", instance_id=task.instance_id)
+        said = {"actor": actor.display_name, "task": task.name, "note": opinion}
+        notify(session, task.owner_id, "task_returned", "delegation_resolved", said, link=f"/tasks/{task.id}",
+               instance_id=task.instance_id)
     return task
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from babel.messages.pofile import read_po
 
+import plan  # noqa: F401 # its notice texts, registered with the engine's
 from engine.notify import core, texts
 
 ROOT = Path(__file__).resolve().parents[2]
