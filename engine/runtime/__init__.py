@@ -23,11 +23,12 @@ from engine.runtime.core import (
     version_info,
     waiting_summary,
 )
-from engine.runtime.history import compacted_task_data
+from engine.runtime.history import compacted_task, compacted_task_data, reattach
 
 __all__ = [
     "Running",
     "_spec_cache",
+    "compacted_task",
     "compacted_task_data",
     "complete_user_task",
     "due_time",
@@ -36,6 +37,7 @@ __all__ = [
     "load",
     "new_event",
     "open_incident",
+    "reattach",
     "record",
     "refuse",
     "release",

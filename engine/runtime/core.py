@@ -266,7 +266,8 @@ def save(session: Session, running: Running, *, event: Callable[[], AuditEvent] 
     finally:
         running.settled = None
     settings = config.load()
-    # Earlier rounds of a loop leave the live tree for the history table: the state stays the size of the live part.
+    # Earlier rounds of a loop and finished subprocesses (a multi-instance's claimed children) leave the live state for
+    # the history table: the state stays the size of the live part.
     history = serializer.compact(workflow, keep=settings.state_keep_levels, batch=COMPACT_BATCH) \
         if row.status == "running" else None
     thrown = events.drain_thrown(workflow)  # queued by messages.sync below, never written with the state

@@ -1,13 +1,22 @@
-"""Finished steps compacted out of an instance's live state (engine.spiff.compaction) read back from history."""
+"""Finished steps compacted out of an instance's live state (engine.spiff.compaction) read back from history.
+
+Earlier rounds of a loop are read as data only (the task page). A finished subprocess is restored whole: beside the
+live workflow for a look (the task page, whether 撤回 may reach a step in it), or back into it for the 撤回 itself.
+"""
 from __future__ import annotations
 
 import json
 from typing import Any
+from uuid import UUID
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.runtime.models import ProcessStateHistory
+from engine.runtime.running import Running
+from engine.spiff import serializer
+from engine.spiff import workflow as spiff
+from engine.spiff.workflow import Task, Workflow, find_task
 
 
 def compacted_task_data(session: Session, instance_id: int, task_guid: str,
@@ -35,3 +44,68 @@ def compacted_task_data(session: Session, instance_id: int, task_guid: str,
                 data.pop(name, None)
             return data
     return None
+
+
+def _archived_subprocess(session: Session, workflow: Workflow, instance_id: int,
+                         task_guid: str) -> tuple[Task, dict[str, Any]] | None:
+    """The latest archived copy of the finished subprocess holding the task, and the live task that ran it.
+
+    None when the task is in no compacted subprocess, or in one whose parent task is not live (an earlier round of a
+    loop, compacted with it) or that runs again (a reset made it anew since).
+    """
+    rows = session.scalars(select(ProcessStateHistory.tasks).where(ProcessStateHistory.instance_id == instance_id,
+                                                                   ProcessStateHistory.tasks.contains(task_guid))
+                           .order_by(ProcessStateHistory.id.desc()))
+    for text in rows:
+        subprocesses = json.loads(text).get("subprocesses") or {}
+        for sub_id, dct in subprocesses.items() if isinstance(subprocesses, dict) else ():
+            if not (isinstance(dct, dict) and task_guid in (dct.get("tasks") or {}) and dct.get("completed")):
+                continue
+            parent = find_task(workflow, sub_id)
+            if parent is None or parent.id in workflow.subprocesses or not spiff.is_completed(parent):
+                return None
+            return parent, dct
+    return None
+
+
+def compacted_task(session: Session, running: Running, task_guid: str) -> Task | None:
+    """A task of a finished subprocess compacted into history, restored beside the live workflow, not into it (a look:
+    the task page, whether 撤回 may reach it). None: not there."""
+    found = _archived_subprocess(session, running.workflow, running.row.id, task_guid)
+    if found is None:
+        return None
+    parent, dct = found
+    sub = serializer.SERIALIZER.registry.restore(dct, task=parent, top_workflow=running.workflow)
+    task: Task | None = sub.tasks.get(UUID(task_guid))
+    return task
+
+
+def reattach(session: Session, running: Running, task_guid: str) -> Task | None:
+    """Put the compacted subprocess holding the task back into the live workflow (撤回 reopens a step in it, as it did
+    before the subprocess left); the next saves compact it again once it has finished. None: not there."""
+    found = _archived_subprocess(session, running.workflow, running.row.id, task_guid)
+    if found is None:
+        return None
+    parent, dct = found
+    workflow = running.workflow
+    sub = serializer.SERIALIZER.registry.restore(dct, task=parent, top_workflow=workflow)
+    workflow.subprocesses[parent.id] = sub
+    sub.completed_event.connect(parent.task_spec._on_subworkflow_completed, parent)  # as SpiffWorkflow's restore does
+    _in_restore_order(workflow)
+    return find_task(workflow, task_guid)
+
+
+def _in_restore_order(workflow: Workflow) -> None:
+    """Order the subprocesses as restoring the saved state does (by their tasks, parents first), so that the workflow
+    kept in memory dumps as a restart restores it (engine.runtime.hot)."""
+    subs = workflow.subprocesses
+    order: list[Any] = []
+    stack = [workflow]
+    while stack:
+        flow = stack.pop()
+        found = [t for t in flow.tasks if t in subs and t not in order]
+        order.extend(found)
+        stack.extend(subs[t] for t in reversed(found))
+    kept = {k: subs[k] for k in order + [k for k in subs if k not in order]}
+    subs.clear()
+    subs.update(kept)

@@ -14,8 +14,18 @@ spliced out: the task below it hangs from the task above it, so
 every kept task keeps all its kept ancestors (joins and inclusive gateways compare ancestry). A
 process without loops is never compacted. Subprocesses started by cut tasks go with them.
 
+Finished subprocesses go too, loop or not. SpiffWorkflow keeps the subprocess of a multi-instance child, an embedded
+subprocess or a call activity in `workflow.subprocesses` after it completed (it drops them only on a reset): a period
+of ④ 认领 with dozens of plan items carried one of ~4 KB per claimed item. One leaves when it completed and its parent
+task completed too (the task took its outputs; a multi-instance merges its children's task data, not their
+subprocesses), except the `SUBPROCESS_KEEP` latest of each subprocess task (the diagram colours a finished child's
+service steps from them, and 撤回 of a claim just made needs no history read); a compacted one is read back from the
+history by 撤回 and the task page (engine.runtime.history), never by the engine: nothing waits in a completed subprocess
+(no timer, boundary event or message catch), and a reset above it drops it anyway.
+
 `compact` returns what it cut, serialised (for the instance's history table), or None when there
-was nothing worth cutting (fewer than `batch` tasks: compaction is amortised over several saves).
+was nothing worth cutting (fewer than `batch` tasks, or `SUBPROCESS_BATCH` subprocesses: compaction is amortised
+over several saves).
 """
 from __future__ import annotations
 
@@ -26,6 +36,8 @@ from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState
 
 FINISHED = TaskState.COMPLETED | TaskState.CANCELLED
+SUBPROCESS_KEEP = 2  # finished subprocesses kept per subprocess task (the latest)
+SUBPROCESS_BATCH = 4  # finished subprocesses cut at once
 
 
 def _finished(task: Task) -> bool:
@@ -113,7 +125,72 @@ def _subtree(task: Task, keep_ids: set[Any]) -> list[Task]:
     return found
 
 
+def _task(workflow: BpmnWorkflow, task_id: Any) -> Task | None:
+    if task_id in workflow.tasks:
+        return workflow.tasks[task_id]
+    return next((s.tasks[task_id] for s in workflow.subprocesses.values() if task_id in s.tasks), None)
+
+
+def finished_subprocesses(workflow: BpmnWorkflow, keep: int = SUBPROCESS_KEEP) -> list[Any]:
+    """Return the ids of the completed subprocesses whose parent task completed, but the `keep` latest of each task."""
+    groups: dict[str, list[tuple[float, str, Any]]] = {}
+    for sub_id, sub in workflow.subprocesses.items():
+        if not sub.is_completed():
+            continue
+        parent = _task(workflow, sub_id)
+        if parent is None or parent.state != TaskState.COMPLETED:
+            continue  # still to take its outputs (or a reset is making it again)
+        groups.setdefault(parent.task_spec.name, []).append((parent.last_state_change, str(sub_id), sub_id))
+    out: list[Any] = []
+    for found in groups.values():
+        found.sort()
+        out.extend(sub_id for _at, _key, sub_id in found[:max(len(found) - keep, 0)])
+    return out
+
+
+def _with_nested(workflow: BpmnWorkflow, ids: list[Any]) -> dict[Any, Any] | None:
+    """The subprocesses with these ids and the ones they started; None when one of them still runs."""
+    gone = {sub_id: workflow.subprocesses[sub_id] for sub_id in ids}
+    changed = True
+    while changed:
+        changed = False
+        for sub_id, sub in workflow.subprocesses.items():
+            if sub_id not in gone and any(sub.parent_task_id in s.tasks for s in gone.values()):
+                gone[sub_id] = sub
+                changed = True
+    return None if any(not s.is_completed() for s in gone.values()) else gone
+
+
+def compact_subprocesses(workflow: BpmnWorkflow, *, convert: Any, keep: int = SUBPROCESS_KEEP,
+                         batch: int = SUBPROCESS_BATCH) -> dict[str, Any] | None:
+    """Cut finished subprocesses whose parent task took their outputs; return them serialised, or None (under `batch`)."""
+    if len(workflow.subprocesses) < keep + batch:
+        return None  # no walk: most saves, and every process without subprocesses
+    ids = finished_subprocesses(workflow, keep)
+    if len(ids) < batch:
+        return None
+    gone = _with_nested(workflow, ids)
+    if gone is None:
+        return None
+    archived = {"tasks": [], "subprocesses": {str(k): convert(v) for k, v in gone.items()}}
+    for sub_id in gone:
+        del workflow.subprocesses[sub_id]
+    return archived
+
+
 def compact(workflow: BpmnWorkflow, *, keep: int, batch: int, convert: Any) -> dict[str, Any] | None:
+    """Cut finished earlier rounds and finished subprocesses out of the live state; return them serialised, or None."""
+    rounds = compact_rounds(workflow, keep=keep, batch=batch, convert=convert)
+    subs = compact_subprocesses(workflow, convert=convert)
+    if subs is None:
+        return rounds
+    if rounds is None:
+        return subs
+    rounds["subprocesses"].update(subs["subprocesses"])
+    return rounds
+
+
+def compact_rounds(workflow: BpmnWorkflow, *, keep: int, batch: int, convert: Any) -> dict[str, Any] | None:
     """Cut finished earlier rounds out of the live paths of the tree; return them serialised, or None.
 
     Each cut run of tasks is spliced out: the task below it becomes a child of the task above it (or the
@@ -177,4 +254,4 @@ def compact(workflow: BpmnWorkflow, *, keep: int, batch: int, convert: Any) -> d
     return archived
 
 
-__all__ = ["compact", "removable"]
+__all__ = ["compact", "compact_rounds", "compact_subprocesses", "finished_subprocesses", "removable"]

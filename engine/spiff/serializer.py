@@ -25,6 +25,7 @@ from engine.spiff.guards import run_deep_for
 
 # Bump the first part when our own state layout changes; the second is SpiffWorkflow's.
 # jz2: the task tree's root may be any finished task (earlier rounds compacted out, engine.spiff.compaction).
+# Finished subprocesses compacted out (the same module) leave a state of the same layout, only without them.
 SERIALIZER_VERSION = "jz2/spiff1.5"
 SPIFF_STATE_VERSION = "1.5"
 # Our layouts that load as they are (jz1 → jz2 only widened what the root may be; the next save compacts).

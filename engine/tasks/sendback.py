@@ -138,7 +138,10 @@ def _reopen(session: Session, actor: Actor, target: HumanTask, action: str, reas
         raise refusal
     if running.row.status != "running":
         raise InstanceNotRunning("流程实例未在运行 (instance is not running)", instance_id=target.instance_id)
-    spiff_task = runtime.find_task(running.workflow, target.task_guid)
+    # A step of a finished subprocess compacted into history (a claim made before many others) goes back into the
+    # live state first: 撤回 reopens it as it did before the subprocess left (engine.spiff.compaction).
+    spiff_task = runtime.find_task(running.workflow, target.task_guid) \
+        or runtime.reattach(session, running, target.task_guid)
     if spiff_task is None:
         raise Conflict("该步骤已不在流程中 (that step is no longer on the path)", task_id=target.id)
     if current is not None and current.assignee_id is None:
@@ -259,7 +262,8 @@ def _moved_on(session: Session, actor: Actor, task: HumanTask, running: runtime.
                                                  HumanTask.task_guid == task.task_guid,
                                                  HumanTask.id > task.id).limit(1)) is not None:
         return Conflict("该步骤已重新办理，无法撤回 (that step has been reopened since)", task_id=task.id)
-    spiff_task = runtime.find_task(running.workflow, task.task_guid)
+    spiff_task = runtime.find_task(running.workflow, task.task_guid) \
+        or runtime.compacted_task(session, running, task.task_guid)  # a look: the live workflow is not changed
     if spiff_task is None:
         return Conflict("流程已继续，无法撤回 (the process has moved on)", task_id=task.id)
     after = {str(t.id) for t in spiff_task} - {task.task_guid}

@@ -101,7 +101,8 @@ def load(session: Session, actor: Actor, task_id: int) -> TaskPage:
     parent = session.get(HumanTask, task.parent_task_id) if task.parent_task_id else None
     source = parent if task.kind == "cosign" and parent is not None else task  # a co-signer sees the parent's form
     running = runtime.load(session, task.instance_id, read_only=True)
-    spiff_task = runtime.find_task(running.workflow, source.task_guid)
+    spiff_task = runtime.find_task(running.workflow, source.task_guid) \
+        or runtime.compacted_task(session, running, source.task_guid)  # a finished subprocess's, in history
     if spiff_task is not None:
         data: dict[str, Any] = dict(spiff_task.data)
     else:  # a finished step of an earlier round, compacted into history
