@@ -6,6 +6,7 @@ live workflow for a look (the task page, whether 撤回 may reach a step in it),
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 from uuid import UUID
 
@@ -17,6 +18,8 @@ from engine.runtime.running import Running
 from engine.spiff import serializer
 from engine.spiff import workflow as spiff
 from engine.spiff.workflow import Task, Workflow, find_task
+
+log = logging.getLogger(__name__)
 
 
 def compacted_task_data(session: Session, instance_id: int, task_guid: str,
@@ -68,6 +71,19 @@ def _archived_subprocess(session: Session, workflow: Workflow, instance_id: int,
     return None
 
 
+def _restored(instance_id: int, dct: dict[str, Any], parent: Task, workflow: Workflow) -> Workflow | None:
+    """Restore a history copy of a subprocess under its live parent task; None when it no longer restores (a later
+    version renamed or dropped its steps, or the row is damaged): its steps are then out of reach, as a step the
+    process has moved past is (撤回 refused with its reason, never an error)."""
+    try:
+        sub: Workflow = serializer.SERIALIZER.registry.restore(dct, task=parent, top_workflow=workflow)
+    except Exception:  # whatever a stored copy that does not fit the version's specs raises
+        log.warning("instance %s: the history copy of subprocess %s does not restore", instance_id, parent.id,
+                    exc_info=True)
+        return None
+    return sub
+
+
 def compacted_task(session: Session, running: Running, task_guid: str) -> Task | None:
     """A task of a finished subprocess compacted into history, restored beside the live workflow, not into it (a look:
     the task page, whether 撤回 may reach it). None: not there."""
@@ -75,8 +91,8 @@ def compacted_task(session: Session, running: Running, task_guid: str) -> Task |
     if found is None:
         return None
     parent, dct = found
-    sub = serializer.SERIALIZER.registry.restore(dct, task=parent, top_workflow=running.workflow)
-    task: Task | None = sub.tasks.get(UUID(task_guid))
+    sub = _restored(running.row.id, dct, parent, running.workflow)
+    task: Task | None = sub.tasks.get(UUID(task_guid)) if sub is not None else None
     return task
 
 
@@ -88,7 +104,9 @@ def reattach(session: Session, running: Running, task_guid: str) -> Task | None:
         return None
     parent, dct = found
     workflow = running.workflow
-    sub = serializer.SERIALIZER.registry.restore(dct, task=parent, top_workflow=workflow)
+    sub = _restored(running.row.id, dct, parent, workflow)
+    if sub is None:
+        return None
     workflow.subprocesses[parent.id] = sub
     sub.completed_event.connect(parent.task_spec._on_subworkflow_completed, parent)  # as SpiffWorkflow's restore does
     _in_restore_order(workflow)

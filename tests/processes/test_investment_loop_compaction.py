@@ -6,6 +6,7 @@ state as saved, the task page still shows a compacted child's form."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -187,3 +188,27 @@ def test_a_period_with_compacted_claims_migrates_and_an_earlier_claim_is_withdra
     for task in open_tasks(session, iid, "claim_item"):
         do(session, task, leader, {"measures": "新版", "finish_by": "2025-12-31"})
     assert names(session, iid) == ["publish_call", "record_visits", "source_leads"]
+
+
+def test_a_compacted_claim_that_no_longer_restores_is_refused_not_an_error(
+        session: Session, factory: sessionmaker[Session], people: dict[str, Actor], deployed: dict[str, str]) -> None:
+    """A history copy the engine cannot restore any more (its steps renamed by a later version, or the row damaged):
+    the claim in it is told as moved on (撤回 refused with a reason, its page without the offer), never a 500."""
+    iid = _to_claims(session, people)
+    first = _claim(session, people, iid, ITEMS - 1)[0]
+    leader = people["wangjianguo"]
+    session.expire_all()
+    rows = session.scalars(select(ProcessStateHistory).where(ProcessStateHistory.instance_id == iid,
+                                                             ProcessStateHistory.tasks.contains(first.task_guid))).all()
+    assert rows
+    for row in rows:  # every step of the copy names a spec the version does not have
+        row.tasks = re.sub(r'"task_spec": ?"[^"]+"', '"task_spec": "no_such_step"', row.tasks)
+    session.commit()
+    session.expire_all()
+    refusal = sendback.withdraw_refusal(session, leader, session.get(type(first), first.id))
+    assert isinstance(refusal, Conflict) and "流程已继续" in refusal.message
+    session.rollback()
+    with pytest.raises(Conflict):
+        sendback.withdraw(session, task_id=first.id, actor=leader, reason="填错了")
+    session.rollback()
+    assert taskview.load(session, leader, first.id).may.withdraw is False
