@@ -280,3 +280,35 @@ def test_loop_call_documentation_says_what_the_process_does_in_the_plan_s_words(
         assert field not in doc.group(1), field
     params = re.findall(r'<spiffworkflow:parameter id="(\w+)"', task.split("</bpmn:serviceTask>", 1)[0])
     assert params == ["project_code", "applicant"], params  # what the documentation says the diagram passes
+
+
+def _shown_texts(text: str) -> list[str]:
+    """What a diagram shows people: documentation, 办理说明, scripts (the modeller's panel), names and annotations."""
+    found: list[str] = []
+    for tag in ("bpmn:documentation", "spiffworkflow:instructionsForEndUser", "bpmn:script", "spiffworkflow:preScript",
+                "spiffworkflow:postScript", "bpmn:text"):
+        found += re.findall(rf"<{tag}>(.*?)</{tag}>", text, re.S)
+    found += re.findall(r'\bname="([^"]*)"', text)
+    return found
+
+
+@pytest.mark.parametrize("path", sorted((pw.ROOT / "bpmn").glob("*.bpmn")), ids=lambda p: p.name)
+def test_no_diagram_speaks_of_the_0001_contract(path: Path) -> None:
+    """investment_loop's 问题转入台账 told its readers (in Chinese) of “0001 约定” and issue_ledger / parallel_approval of
+    “the docs/decisions/0001 contract”: a file in the repository, not something a 流程管理员 or an applicant knows. Every
+    text a diagram shows says what the step does instead, in the plan's words."""
+    text = path.read_text(encoding="utf-8")
+    assert "0001" not in text and "docs/decisions" not in text
+    for shown in _shown_texts(text):
+        assert "约定：" not in shown and "contract" not in shown.lower(), shown
+
+
+def test_raise_issues_documentation_says_what_the_step_does() -> None:
+    text = (pw.ROOT / "bpmn" / "investment_loop.bpmn").read_text(encoding="utf-8")
+    task = text[text.index('<bpmn:serviceTask id="raise_issues"'):].split("</bpmn:serviceTask>", 1)[0]
+    doc = re.search(r"<bpmn:documentation>(.*?)</bpmn:documentation>", task, re.S)
+    assert doc is not None
+    for word in ("问题台账", "服务企业走访", "责任单位", "项目库", "退回", "一个也不登记"):
+        assert word in doc.group(1), word
+    for field in ("unit_code", "project_code", "due_date", "start_process"):  # identifiers, not the plan's words
+        assert field not in doc.group(1), field
