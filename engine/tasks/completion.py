@@ -12,6 +12,7 @@ from engine.audit import anchor as audit_anchor
 from engine.org.actors import Actor
 from engine.runtime import linked
 from engine.runtime.running import Completing
+from engine.tasks import submissions
 from engine.tasks.lookup import is_candidate
 from engine.tasks.models import HumanTask
 
@@ -40,7 +41,8 @@ def finish(session: Session, *, task: HumanTask, running: runtime.Running, actor
     row = running.row
     running.submitted = data if submitted_now else None
     running.refusable = frozenset(fields) | frozenset(data) if submitted_now else None
-    running.completing = Completing(task, data, len(audit_anchor.deferred(session)))
+    events_before = len(audit_anchor.deferred(session))
+    running.completing = Completing(task, data, events_before)
     with session.no_autoflush:  # one flush at the end, not one per query
         try:
             runtime.complete_user_task(running, task.task_guid, data, actor)
@@ -55,8 +57,11 @@ def finish(session: Session, *, task: HumanTask, running: runtime.Running, actor
         if task.assignee_id is None:
             task.assignee_id = actor.user_id  # completing a group task claims it implicitly
         task.completed_by_id = actor.user_id
+        # the documents its run issued (联合出证's 联合意见书) stay with the step: every 审批单 names them beside it
+        issued = submissions.issued_in_run(session, row.id, events_before)
         runtime.save(session, running, event=lambda: runtime.new_event(
             running, actor, "task.complete", after={"task_id": task.id, "bpmn_id": task.bpmn_id, "data": data,
+                                                    **({"documents": issued} if issued else {}),
                                                     **runtime.waiting_summary(running)}))
         linked.tell(session, running, actor, "task.complete")  # who held what it cancelled (a gateway, an end)
     return Completion(instance_id=row.id, status=running.row.status,

@@ -20,6 +20,7 @@ from engine import clock, content_limits, runtime
 from engine.archive import core as archive
 from engine.audit import anchor as audit_anchor
 from engine.audit.models import AuditEvent
+from engine.documents.core import SHEET_KIND
 from engine.errors import Forbidden
 from engine.org import actors
 from engine.org.actors import Actor
@@ -72,6 +73,31 @@ def _finished(task: HumanTask) -> tuple[bool, datetime, int]:
     return at is None, clock.as_utc(at) if at is not None else datetime.min.replace(tzinfo=UTC), task.id
 
 
+def issued_in_run(session: Session, instance_id: int, since: int) -> list[dict[str, str]]:
+    """Return the documents this transaction issued for the instance from its `since`-th pending audit event on (kind,
+    title, number), but the 审批单 (internal, and not a step's certificate: the sheet that lists the steps).
+
+    A person's step whose run issues documents (联合出证: the 联合意见书; 受理: the 受理通知书) keeps them in its
+    `task.complete` event (`tasks.completion.finish`), so every reading of the step names them beside it, as the issued
+    审批单 prints them (`completing_now`).
+    """
+    stream = f"instance:{instance_id}"
+    return [{"kind": str(ev.after.get("kind") or ""), "title": str(ev.after.get("title") or ""),
+             "number": str(ev.after.get("number") or "")}
+            for ev in audit_anchor.deferred(session)[since:]
+            if ev.stream == stream and ev.action == "document.issue" and isinstance(ev.after, dict)
+            and ev.after.get("kind") != SHEET_KIND]
+
+
+def _document_fields(issued: object) -> list[formtext.Field]:
+    # What a task.complete event holds (a list of {kind, title, number}); anything else, as an older event, holds none
+    if not isinstance(issued, list):
+        return []
+    return [formtext.Field(key=f"document:{d.get('kind')}", label=str(d.get("title") or "文书编号"),
+                           text=str(d.get("number") or ""))
+            for d in issued if isinstance(d, dict) and d.get("number")]
+
+
 def _submission(row: HumanTask, files: Mapping[str, str], data: object, *, actor: str, actor_id: int | None,
                 at: datetime | None,
                 opinions: list[str], superseded: bool, by_applicant: bool,
@@ -116,14 +142,15 @@ def _load(session: Session, instance: ProcessInstance, *, only_by: int | None = 
     result = []
     for row in rows:
         ev = events.get(row.id)
-        data = ev.after.get("data") if ev is not None and isinstance(ev.after, dict) else None
+        after = ev.after if ev is not None and isinstance(ev.after, dict) else {}
+        data = after.get("data")
         at = row.completed_at or (ev.at if ev is not None else None)
         result.append(_submission(
             row, files, data, actor=users.get(row.completed_by_id) or (ev.actor_name if ev is not None else "") or "系统",
             actor_id=row.completed_by_id, at=clock.as_utc(at) if at is not None else None,
             opinions=opinions.get(row.id, []),
             superseded=row.kind == "bpmn" and any(g == row.task_guid and i > row.id for g, i in later),
-            by_applicant=row.completed_by_id in outside))
+            by_applicant=row.completed_by_id in outside, more=_document_fields(after.get("documents"))))
     return result
 
 
@@ -159,11 +186,7 @@ def completing_now(session: Session, instance_id: int) -> list[Submission]:
         return []
     done = ctx.running.completing
     row, user_id = done.task, ctx.actor.user_id
-    stream = f"instance:{instance_id}"
-    issued = [formtext.Field(key=f"document:{ev.after.get('kind')}", label=str(ev.after.get("title") or "文书编号"),
-                             text=str(ev.after.get("number") or ""))
-              for ev in audit_anchor.deferred(session)[done.events_before:]
-              if ev.stream == stream and ev.action == "document.issue" and isinstance(ev.after, dict)]
+    issued = _document_fields(issued_in_run(session, instance_id, done.events_before))
     opinions = [c.body for c in session.new if isinstance(c, Comment) and c.task_id == row.id
                 and c.kind == "opinion" and c.author_id == user_id]
     held = actors.user_with_actor(session, user_id) if user_id is not None else None
@@ -186,4 +209,4 @@ def approval_sheet(session: Session, actor: Actor, instance_id: int) -> list[Sub
     return _load(session, _instance(session, instance_id))
 
 
-__all__ = ["Submission", "approval_sheet", "completing_now", "for_instance"]
+__all__ = ["Submission", "approval_sheet", "completing_now", "for_instance", "issued_in_run"]

@@ -125,3 +125,29 @@ def test_the_issued_sheet_holds_the_joint_certificate_step_itself(
     # the page of the sheet (after the run) reads the same step
     html = client_of(app, "window_wang").get(f"/instances/{finished}/sheet").get_data(as_text=True)
     assert html.count("联合出证") >= 1 and "窗口 王芳" in html
+
+
+def _step_block(html: str, name: str) -> str:
+    blocks = re.findall(r'<details class="submission[^"]*" id="submission-\d+".*?</details>', html, re.S)
+    found = [b for b in blocks if f"<strong>{name}</strong>" in b]
+    assert len(found) == 1, [b[:200] for b in blocks]
+    return found[0]
+
+
+def test_the_sheet_page_shows_the_certificate_number_at_joint_certificate(
+        app: Flask, finished: int) -> None:  # noqa: F811
+    """The issued PDF prints the 联合意见书's number under 联合出证 (the step whose run issued it); the 审批单 page and
+    the instance page read the steps after the run and showed 联合出证 without it. The number now stays with the step
+    (its task.complete event), never the 审批单's own (internal: not the step's certificate)."""
+    with app.extensions["jzflow.sessionmaker"]() as s:
+        issued = {d.kind: d for d in documents.for_instance(s, finished)}
+        s.expunge_all()
+    cert, receipt = issued["approval_joint_certificate"], issued["approval_acceptance_notice"]
+    for url in (f"/instances/{finished}/sheet", f"/instances/{finished}"):
+        html = client_of(app, "window_wang").get(url).get_data(as_text=True)
+        step = _step_block(html, "联合出证")
+        assert cert.number in step and cert.title in step, step
+        assert "胶审单" not in step, step
+        blocks = re.findall(r'<details class="submission[^"]*" id="submission-\d+".*?</details>', html, re.S)
+        assert sum(cert.number in b for b in blocks) == 1  # only 联合出证 holds it, not the reviews before
+        assert sum(receipt.number in b for b in blocks) == 1  # and 受理 the 受理通知书 its run issued
