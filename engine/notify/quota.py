@@ -119,7 +119,7 @@ def summary_key(user_id: int, hour: datetime) -> str:
 def _tell_person(session: Session, user_ids: Sequence[int], hour: datetime) -> None:
     from engine.notify import core  # core imports this module
     start = hour.astimezone(clock.SHANGHAI)
-    window = {"month": f"{start:%m}", "day": f"{start:%d}", "start": f"{start:%H:00}",
+    window = {"date": start.date().isoformat(), "start": f"{start:%H:00}",
               "end": f"{start + timedelta(hours=1):%H:00}", "cap": config.load().notice_cap_recipient_hour}
     # On the person's own channels (kind SUMMARY_KIND, else their "*"): they learn of it where they learn of the rest.
     core.send_many(session, [core.worded(user_id, SUMMARY_KIND, "notice_suppressed", window, link="/inbox",

@@ -11,7 +11,8 @@ ladder, a reason the engine gives): the web translates those too. Every text has
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from datetime import date
 from typing import Any
 
 # text id → (title, body). Bodies that are only "%(note)s" carry what a person typed.
@@ -33,7 +34,7 @@ TEXTS: dict[str, tuple[str, str]] = {
     # caps (engine.notify.quota)
     "notice_suppressed": (
         "本小时另有通知因超出上限未单独发送，请查看待办/督办",
-        "%(month)s月%(day)s日 %(start)s–%(end)s（北京时间）给您的通知已超出上限（每小时 %(cap)s 条，或某一流程实例的上限），"
+        "%(date)s %(start)s–%(end)s（北京时间）给您的通知已超出上限（每小时 %(cap)s 条，或某一流程实例的上限），"
         "此后本小时内的通知不再逐条发送，本条不计入上限。请到待办、督办查看需要您办理的事项 (further notices this hour were "
         "not sent one by one: see your inbox)"),
     "notice_cap_instance": (
@@ -73,11 +74,21 @@ TEXTS: dict[str, tuple[str, str]] = {
         "流程 %(process)s 的任务 %(element)s（%(task)s）指向不存在的人员 %(who)s",
         "任务 %(element)s 的 %(prop)s 指向不存在的人员 %(who)s，已跳过：改由其余候选人、泳道、发起人或管理员办理。"
         "请修改流程或其数据 (task '%(element)s': %(prop)s names %(count)s name(s) nobody has, listed above; passed over)"),
+    "assignee_unknown_more": (  # more names than a note lists (engine.runtime.owner_notes.MAX_TOLD): how many in all
+        "流程 %(process)s 的任务 %(element)s（%(task)s）指向不存在的人员 %(who)s 等 %(count)s 个",
+        "任务 %(element)s 的 %(prop)s 指向不存在的人员 %(who)s 等 %(count)s 个，已跳过：改由其余候选人、泳道、发起人或管理员"
+        "办理。请修改流程或其数据 (task '%(element)s': %(prop)s names %(count)s name(s) nobody has, listed above; passed "
+        "over)"),
     "assignee_not_user": (
         "流程 %(process)s 的任务 %(element)s（%(task)s）的 assignee 指向单位/角色 %(who)s",
         "任务 %(element)s 的 assignee 指向 %(who)s，是单位/角色而不是用户名，已跳过：改由候选人、泳道、发起人或管理员办理。"
         "请用 candidates（候选人表达式）指定单位或角色 (task '%(element)s': assignee names %(count)s unit(s) or role(s), "
         "not usernames; passed over: name units and roles in candidates)"),
+    "assignee_not_user_more": (
+        "流程 %(process)s 的任务 %(element)s（%(task)s）的 assignee 指向单位/角色 %(who)s 等 %(count)s 个",
+        "任务 %(element)s 的 assignee 指向 %(who)s 等 %(count)s 个，是单位/角色而不是用户名，已跳过：改由候选人、泳道、"
+        "发起人或管理员办理。请用 candidates（候选人表达式）指定单位或角色 (task '%(element)s': assignee names %(count)s "
+        "unit(s) or role(s), not usernames; passed over: name units and roles in candidates)"),
     "escalation_unit_unknown": (
         "流程 %(process)s 的任务 %(element)s（%(task)s）的 escalationUnit '%(name)s' 不是任何单位",
         "任务 %(element)s 的 escalationUnit 指向 '%(name)s'，它不是任何单位：逾期升级时已跳过单位负责人一级，升至上一级。"
@@ -106,15 +117,31 @@ def register(more: Mapping[str, tuple[str, str]]) -> None:
             raise ValueError(f"notice text {text!r} is worded twice")
 
 
-def render(text: str, args: Mapping[str, Any], translate: Any = None) -> tuple[str, str]:
-    """Return (title, body) of a text filled with its arguments; `translate` (msgid → text) for another language.
+# text id → its arguments that are a day, kept as an ISO date ("2026-03-07") and worded by whoever renders the text in
+# its language ("03月07日" here, "March 7" on an English reader's page): a day is no word of any one language.
+DAYS: dict[str, tuple[str, ...]] = {"notice_suppressed": ("date",)}
 
-    Raises: KeyError for an unknown text or a placeholder without an argument.
+
+def chinese_day(day: date) -> str:
+    """A day as the Chinese texts give it (month and day, the year understood): 03月07日."""
+    return f"{day:%m}月{day:%d}日"
+
+
+def render(text: str, args: Mapping[str, Any], translate: Any = None,
+           day: Callable[[date], Any] = chinese_day) -> tuple[str, str]:
+    """Return (title, body) of a text filled with its arguments; `translate` (msgid → text) for another language,
+    `day` (a date → its words) for the text's DAYS.
+
+    Raises: KeyError for an unknown text or a placeholder without an argument, ValueError for a day that is no ISO date.
     """
     title, body = TEXTS[text]
+    filled = dict(args)
+    for name in DAYS.get(text, ()):
+        if name in filled:
+            filled[name] = day(date.fromisoformat(str(filled[name])))
     if translate is not None:
         title, body = translate(title), translate(body) if body else body
-    return title % dict(args), body % dict(args) if body else ""
+    return title % filled, body % filled if body else ""
 
 
 def params(text: str, args: Mapping[str, Any], words: Sequence[str] = ()) -> dict[str, Any]:
@@ -127,4 +154,4 @@ def params(text: str, args: Mapping[str, Any], words: Sequence[str] = ()) -> dic
     return stored
 
 
-__all__ = ["TEXTS", "params", "register", "render"]
+__all__ = ["DAYS", "TEXTS", "chinese_day", "params", "register", "render"]

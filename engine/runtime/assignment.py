@@ -219,34 +219,34 @@ def _tell_inactive(session: Session, passed_over: Sequence[PassedOver], owners: 
             "username": p.username})
 
 
-def _who(names: list[str]) -> tuple[list[str], str]:
-    """The names an audit event and a note name (at most MAX_TOLD, each as told_name shows it), and how they read."""
-    shown = [told_name(n) for n in names[:MAX_TOLD]]
-    return shown, "、".join(shown) + (f" 等 {len(names)} 个" if len(names) > len(shown) else "")
+def _shown(names: list[str]) -> list[str]:
+    """The names an audit event and a note name: at most MAX_TOLD, each as told_name shows it. How many there are in
+    all is the note's `count`, worded by its text (the `_more` one) in the reader's language."""
+    return [told_name(n) for n in names[:MAX_TOLD]]
 
 
 def _tell(session: Session, where: Unnamed, owners: Sequence[int], action: str, listed: dict[str, Any], text: str,
-          who: str) -> None:
+          shown: list[str], count: int) -> None:
     audit.record(session, SYSTEM, action, stream=f"instance:{where.instance_id}", object_type="process_instance",
                  object_id=where.instance_id, after={"bpmn_id": where.bpmn_id, "property": where.prop, **listed})
-    note_owners(session, owners, where.instance_id, text, {
-        "process": where.process_key, "element": where.bpmn_id, "task": where.task_name, "who": who,
-        "prop": where.prop, "count": int(listed.get("count", 0))})
+    note_owners(session, owners, where.instance_id, f"{text}_more" if count > len(shown) else text, {
+        "process": where.process_key, "element": where.bpmn_id, "task": where.task_name, "who": "、".join(shown),
+        "prop": where.prop, "count": count})
 
 
 def _tell_unknown(session: Session, where: Unnamed, names: list[str], owners: Sequence[int]) -> None:
     if where.kind == "group":
         _tell_group(session, where, names, owners)
         return
-    shown, who = _who(names)
+    shown = _shown(names)
     _tell(session, where, owners, "task.assignee_unknown", {"usernames": shown, "count": len(names)},
-          "assignee_unknown", who)
+          "assignee_unknown", shown, len(names))
 
 
 def _tell_group(session: Session, where: Unnamed, names: list[str], owners: Sequence[int]) -> None:
-    shown, who = _who(names)
+    shown = _shown(names)
     _tell(session, where, owners, "task.assignee_not_user", {"names": shown, "count": len(names)},
-          "assignee_not_user", who)
+          "assignee_not_user", shown, len(names))
 
 
 def due_time(value: object) -> datetime | None:

@@ -4,8 +4,9 @@ in English; a Chinese reader reads them as before; a row written before notices 
 a task name that looks like a format string (or markup) prints as typed."""
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
@@ -102,7 +103,11 @@ def test_a_params_row_that_no_longer_fits_is_shown_as_stored(deployed: sessionma
     """A text since removed, arguments of the wrong shape, a placeholder without its argument: the stored words."""
     bad: list[Any] = [{"text": "no_such_text", "args": {}}, {"text": "transferred", "args": "x"},
                       {"text": "transferred", "args": {"actor": "某人"}}, {"text": "cc", "args": {}, "words": "actor"},
-                      ["transferred"]]
+                      ["transferred"],
+                      {"text": "notice_suppressed", "args": {"month": "03", "day": "07", "start": "01:00", "end": "02:00",
+                                                             "cap": 200}},  # as the summary was kept before its day
+                      {"text": "notice_suppressed", "args": {"date": "<b>7</b>", "start": "", "end": "", "cap": 1}},
+                      {"text": "notice_suppressed", "args": {"date": 7, "start": "", "end": "", "cap": 1}}]
     with deployed() as s:
         fg = actor_for(s, "fg").user_id or 0
         s.add_all([Notification(user_id=fg, kind="info", title=f"存储的标题{i}", body="", params=p)
@@ -128,3 +133,42 @@ def test_the_apps_own_words_among_the_arguments_are_translated(app: Any) -> None
         title, body = shown("任务已取消: 复核", "", cancelled)
         assert title == '任务已取消: <span translate="no">复核</span>'
         assert body == '<span translate="no">张三</span>办理了其他步骤: 流程已结束，此任务不再需要办理'
+
+
+def _told_owner_and_summary(factory: sessionmaker[Session]) -> None:
+    """A process problem naming more names than a note lists (and one naming a few), and a summary of a set hour."""
+    from engine.runtime import assignment
+    with factory() as s:
+        fg = actor_for(s, "fg").user_id or 0
+        many = [f"nobody{i}" for i in range(assignment.MAX_TOLD + 5)]
+        assignment._tell_unknown(s, assignment.Unnamed(1, "plain", "first", "第一步", "candidates"), many, [fg])
+        assignment._tell_unknown(s, assignment.Unnamed(1, "plain", "group", "第二步", "assignee", kind="group"),
+                                 many, [fg])
+        assignment._tell_unknown(s, assignment.Unnamed(1, "plain", "few", "第三步", "candidates"), ["ghost"], [fg])
+        quota._tell_person(s, [fg], datetime(2026, 3, 6, 17, tzinfo=UTC))  # 03-07 01:00 in Beijing
+        s.commit()
+    assert run_outbox(factory) >= 4
+
+
+def test_the_count_of_names_and_the_summary_s_date_read_in_the_reader_s_language(
+        deployed: sessionmaker[Session], login: Login) -> None:  # noqa: F811
+    """The process-problem notice listed its names with “等 N 个” and the hourly summary dated itself “03月07日” whatever
+    the reader's language: both were words inside an argument. The count and the day are arguments now, worded by the
+    text: an English reader reads “and others, 15 in all” and “March 7”, a Chinese one as before."""
+    _told_owner_and_summary(deployed)
+    fg = login("fg")
+    english = re.sub(r"<[^>]+>", "", _page(fg, "en"))
+    assert english.count("15 in all") >= 2 and "等 " not in english and " 个" not in english
+    assert "on March 7 (Beijing time)" in english and "月" not in english and "03/07" not in english
+    chinese = re.sub(r"<[^>]+>", "", _page(fg, "zh"))
+    assert chinese.count("等 15 个") >= 2 and "ghost" in chinese
+    assert "03月07日 01:00–02:00（北京时间）" in chinese
+    assert "in all" not in chinese and "March" not in chinese
+    with deployed() as s:  # as e-mail and webhooks read it: the Chinese as before
+        rows = [(n.title, n.body or "", n.params or {}) for n in s.scalars(select(Notification))]
+        s.rollback()
+    stored = [t for t, _, _ in rows if "不存在的人员" in t or "单位/角色" in t]
+    assert sum(t.endswith("等 15 个") for t in stored) == 2 and any(t.endswith("ghost") for t in stored)
+    [summary] = [(b, p) for _, b, p in rows if p.get("text") == "notice_suppressed"]
+    assert summary[0].startswith("03月07日 01:00–02:00（北京时间）给您的通知已超出上限")
+    assert summary[1]["args"]["date"] == "2026-03-07"  # a day, not the words of one language
