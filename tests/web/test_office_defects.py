@@ -248,6 +248,7 @@ def test_inbox_rows_tell_themselves_apart(world: pw.PagesWorld, username: str) -
 
 def test_deadline_messages_name_the_step_the_department_and_the_case(world: pw.PagesWorld) -> None:
     from engine.deadlines import escalation
+    from engine.notify import texts
     with world.session() as s:
         tasks = s.execute(select(HumanTask.id, HumanTask.instance_id).where(HumanTask.bpmn_id == "department_review")).all()
         cases = dict(s.execute(select(ProcessInstance.id, ProcessInstance.title)).all())
@@ -258,7 +259,8 @@ def test_deadline_messages_name_the_step_the_department_and_the_case(world: pw.P
         target = targets[("task", task_id)]
         assert target.title.startswith("部门审查 · ") and cases[instance_id] in target.title, target.title
         watch = SimpleNamespace(due_at=target.due_at or pw.NOW)
-        _kind, subject, _body = escalation._note("red", target, watch, pw.NOW, None, "")  # type: ignore[arg-type]
+        _kind, text, args = escalation._note("red", target, watch, pw.NOW, None, "")  # type: ignore[arg-type]
+        subject, _body = texts.render(text, args)  # a notice is its text and arguments (engine.notify.texts)
         assert cases[instance_id] in subject and "部门审查 · " in subject, subject
 
 
