@@ -12,7 +12,6 @@ from engine.audit import anchor as audit_anchor
 from engine.org.actors import Actor
 from engine.runtime import linked
 from engine.runtime.running import Completing
-from engine.tasks import submissions
 from engine.tasks.lookup import is_candidate
 from engine.tasks.models import HumanTask
 
@@ -57,7 +56,9 @@ def finish(session: Session, *, task: HumanTask, running: runtime.Running, actor
         if task.assignee_id is None:
             task.assignee_id = actor.user_id  # completing a group task claims it implicitly
         task.completed_by_id = actor.user_id
-        # the documents its run issued (联合出证's 联合意见书) stay with the step: every 审批单 names them beside it
+        # the documents its run issued (联合出证's 联合意见书) stay with the step: every 审批单 names them beside it.
+        # Imported here: submissions reaches engine.runtime, whose import (from engine.deploy) reaches this module.
+        from engine.tasks import submissions
         issued = submissions.issued_in_run(session, row.id, events_before)
         runtime.save(session, running, event=lambda: runtime.new_event(
             running, actor, "task.complete", after={"task_id": task.id, "bpmn_id": task.bpmn_id, "data": data,
