@@ -34,6 +34,9 @@ class User(Base):
     # Set by an administrator's password reset (engine.org.staffing): the person changes it at their next login;
     # cleared by change_password — migration 0043.
     must_change_password: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The person's language, "zh-CN" or "en" (engine.notify.language): their pages once logged in, their e-mail and
+    # own webhooks; None until they choose (pages follow the browser's cookie, mail is Chinese) — migration 0045.
+    language: Mapped[str | None] = mapped_column(String(8))
 
     memberships: Mapped[list[Membership]] = relationship(back_populates="user", foreign_keys="Membership.user_id")
 

@@ -175,3 +175,22 @@ def test_0044_leaves_existing_notifications_without_params_and_downgrades(
     command.downgrade(migrate.alembic_config(db_url), "0043")
     migrate.upgrade(db_url)
     assert _revision(factory) == _head(db_url)
+
+
+def test_0045_gives_existing_accounts_no_language_and_downgrades_with_one_chosen(
+        db_url: str, factory: sessionmaker[Session], session: Session, review_org: dict[str, Actor]) -> None:
+    session.close()
+    command.downgrade(migrate.alembic_config(db_url), "0044")
+    with factory() as s:
+        assert "language" not in s.execute(text("SELECT * FROM app_user")).keys()
+    migrate.upgrade(db_url)
+    assert _revision(factory) == _head(db_url)
+    with factory() as s:  # nobody has chosen: pages follow the browser's cookie, mail is Chinese
+        assert s.scalar(text("SELECT count(*) FROM app_user WHERE language IS NOT NULL")) == 0
+        s.execute(text("UPDATE app_user SET language = 'en' WHERE id = :id"), {"id": review_org["fg"].user_id})
+        s.commit()
+    command.downgrade(migrate.alembic_config(db_url), "0044")  # a chosen language is dropped with its column
+    migrate.upgrade(db_url)
+    assert _revision(factory) == _head(db_url)
+    with factory() as s:
+        assert s.scalar(text("SELECT count(*) FROM app_user WHERE language IS NOT NULL")) == 0
