@@ -15,16 +15,21 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from engine import config
 from engine.db import make_engine, make_sessionmaker
-from web import auth, common, errors, features, guards, i18n, limits_memory, limits_redis, once, ops, wording
+from engine.notify import language as notify_language
+from web import auth, common, errors, features, guards, i18n, language, limits_memory, limits_redis, once, ops, wording
 from web.extensions import SECURITY_HEADERS, babel, csrf, limiter, login_manager
 from web.sessions import CookieSessions
 
-LANGUAGES = ("zh", "en")
+LANGUAGES = language.LOCALES
 log = logging.getLogger(__name__)
 
 
 def _locale() -> str:
-    chosen = request.cookies.get("lang")
+    """The logged-in person's saved language, else the browser's cookie, else Chinese (web/language.py)."""
+    saved = language.saved()
+    if saved is not None:
+        return saved
+    chosen = request.cookies.get(language.COOKIE)
     return chosen if chosen in LANGUAGES else "zh"
 
 
@@ -124,12 +129,17 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
             response.headers["Cache-Control"] = "no-store"
         return response
 
-    @app.get("/lang/<code>")
+    @app.route("/lang/<code>", methods=["GET", "POST"])
     def set_language(code: str) -> ResponseReturnValue:
+        """The switch: this browser's cookie; by POST (CSRF) while logged in, the person's saved language too."""
+        if request.method == "POST" and _authenticated():
+            notify_language.choose(common.db_session(), actor=common.current_actor(),
+                                   language=language.person_language(code[:20]))  # InvalidInput names the field
+            common.commit()
         target = request.referrer if request.referrer and request.referrer.startswith(request.host_url) else "/"
         response = redirect(target)
         if code in LANGUAGES:
-            response.set_cookie("lang", code, max_age=365 * 86400, samesite="Lax", httponly=True)
+            language.remember(response, code)
         return response
 
     icon = (Path(__file__).parent / "static" / "favicon.ico").read_bytes()

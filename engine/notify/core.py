@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 from engine import audit, clock, config
 from engine.deadlines.models import NotifyPreference, NotifyWebhook
 from engine.errors import InvalidInput
-from engine.notify import outbound, quota, texts
+from engine.notify import language, outbound, quota, texts
 from engine.notify.models import OutboxMessage
 from engine.org.actors import SYSTEM, Actor
 from engine.org.models import Membership, User
@@ -111,19 +111,19 @@ def _smtp() -> dict[str, Any]:
             "from": os.environ.get("JZFLOW_SMTP_FROM", "jzflow@localhost")}
 
 
-Hooks = dict[tuple[int, int | None], tuple[str, str]]  # (user, unit of the work) → (url, flavor)
+Hooks = dict[tuple[int, int | None], tuple[str, str, bool]]  # (user, unit of the work) → (url, flavor, the user's own)
 
 
 def _webhooks(session: Session, notes: Sequence[Note], user_ids: Sequence[int]) -> Hooks:
-    """Return the webhook (url, flavor) of each (user, unit of the work): the user's own, else the robot of the unit
+    """Return the webhook (url, flavor, own) of each (user, unit of the work): the user's own, else the robot of the unit
     the work belongs to when the user is a member of it; none otherwise (another unit's work is not posted to theirs).
     """
-    own: dict[int, tuple[str, str]] = {}
+    own: dict[int, tuple[str, str, bool]] = {}
     for chunk in _chunks(list(user_ids)):
         for user_id, url, flavor in session.execute(select(NotifyWebhook.user_id, NotifyWebhook.url, NotifyWebhook.flavor)
                                                     .where(NotifyWebhook.user_id.in_(chunk), NotifyWebhook.active)):
             if user_id is not None:
-                own[user_id] = (url, flavor)
+                own[user_id] = (url, flavor, True)
     hooks = {(n.user_id, n.unit_id): own[n.user_id] for n in notes if n.user_id in own}
     wanted = {(n.user_id, n.unit_id) for n in notes if n.user_id not in own and n.unit_id is not None
               and n.user_id in set(user_ids)}
@@ -136,7 +136,7 @@ def _webhooks(session: Session, notes: Sequence[Note], user_ids: Sequence[int]) 
         for chunk in _chunks(people):
             for user_id in set(session.scalars(select(Membership.user_id).where(
                     Membership.org_unit_id == unit_id, Membership.user_id.in_(chunk)))):
-                hooks[(user_id, unit_id)] = (robot.url, robot.flavor)
+                hooks[(user_id, unit_id)] = (robot.url, robot.flavor, False)
     return hooks
 
 
@@ -161,12 +161,18 @@ def robot_text(title: str, body: str, link: str) -> str:
     return "\n".join(part for part in (head, _fit(body, max(room, 0)), tail) if part)
 
 
-def webhook_body(note: Note, flavor: str) -> dict[str, Any]:
-    """Return the JSON a webhook receives: a robot's text message, or the notification itself."""
+def webhook_body(note: Note, flavor: str, lang: str | None = None) -> dict[str, Any]:
+    """Return the JSON a webhook receives: a robot's text message (Chinese: a robot addresses a group), or the
+    notification itself, worded in `lang` (the person's, for their own webhook; Chinese for a unit's), with its text
+    id, arguments and fixed words (engine.notify.texts; null and empty for a notice without them)."""
     link = _absolute(note.link)
     if flavor == "robot":
         return {"msgtype": "text", "text": {"content": robot_text(note.title, note.body, link)}}
-    return {"kind": note.kind, "title": note.title, "body": note.body, "link": link, "user_id": note.user_id}
+    title, body = language.worded(note.title, note.body, note.params, lang)
+    params = note.params or {}
+    return {"kind": note.kind, "title": title, "body": body, "link": link, "user_id": note.user_id,
+            "text_id": params.get("text"), "args": params.get("args"), "words": params.get("words", []),
+            "language": lang or language.DEFAULT}
 
 
 def send_many(session: Session, notes: Sequence[Note], *, channels_: Sequence[str] | None = None,
@@ -193,13 +199,18 @@ def send_many(session: Session, notes: Sequence[Note], *, channels_: Sequence[st
             channels[(user_id, kind)] = chosen
     wanted = {c for chosen in channels.values() for c in chosen}
     emails: dict[int, str] = {}
+    chosen_language: dict[int, str | None] = {}  # of each person told outside the building: their mail's words
     present = user_ids
     if wanted & LEAVING:  # a person deactivated (停用) is told nothing outside the building about work no longer theirs
         present = [u for chunk in _chunks(user_ids) for u in session.scalars(
             select(User.id).where(User.id.in_(chunk), User.is_active.is_(True)))]
-    if "email" in wanted:
+    if wanted & LEAVING:
         for chunk in _chunks(present):
-            emails.update({u: e for u, e in session.execute(select(User.id, User.email).where(User.id.in_(chunk))) if e})
+            for user_id, email, lang in session.execute(
+                    select(User.id, User.email, User.language).where(User.id.in_(chunk))):
+                chosen_language[user_id] = lang
+                if email and "email" in wanted:
+                    emails[user_id] = email
     hooks = _webhooks(session, notes, present) if "webhook" in wanted else {}
     smtp = _smtp() if emails else {}
     rows: list[tuple[int, OutboxMessage]] = []  # (index of its note, row)
@@ -211,13 +222,15 @@ def send_many(session: Session, notes: Sequence[Note], *, channels_: Sequence[st
                                            "body": note.body, "link": note.link}
                 if note.params is not None:
                     payload["params"] = note.params
-            elif channel == "email" and note.user_id in emails:
-                text = "\n\n".join(part for part in (note.body, _absolute(note.link)) if part)
-                payload = {"to": emails[note.user_id], "subject": note.title, "text": text or note.title, **smtp,
+            elif channel == "email" and note.user_id in emails:  # in the person's language (engine.notify.language)
+                subject, body = language.worded(note.title, note.body, note.params, chosen_language.get(note.user_id))
+                text = "\n\n".join(part for part in (body, _absolute(note.link)) if part)
+                payload = {"to": emails[note.user_id], "subject": subject, "text": text or subject, **smtp,
                            "user_id": note.user_id}
             elif channel == "webhook" and (note.user_id, note.unit_id) in hooks:
-                url, flavor = hooks[(note.user_id, note.unit_id)]
-                payload = {"url": url, "body": webhook_body(note, flavor), "user_id": note.user_id}
+                url, flavor, own = hooks[(note.user_id, note.unit_id)]
+                lang = chosen_language.get(note.user_id) if own else None  # a unit's webhook reads Chinese
+                payload = {"url": url, "body": webhook_body(note, flavor, lang), "user_id": note.user_id}
             else:
                 continue  # no address for this channel: the other channels still go
             rows.append((index, OutboxMessage(kind=channel, payload=audit.jsonable(payload), dedupe_key=key,

@@ -182,7 +182,7 @@ def test_0045_gives_existing_accounts_no_language_and_downgrades_with_one_chosen
     session.close()
     command.downgrade(migrate.alembic_config(db_url), "0044")
     with factory() as s:
-        assert "language" not in s.execute(text("SELECT * FROM app_user")).keys()
+        assert "language" not in list(s.execute(text("SELECT * FROM app_user")).keys())
     migrate.upgrade(db_url)
     assert _revision(factory) == _head(db_url)
     with factory() as s:  # nobody has chosen: pages follow the browser's cookie, mail is Chinese

@@ -115,7 +115,8 @@ MATRIX: dict[str, Access] = {
     "ops.readyz": Access(get=ALL, public=True),
     "ops.metrics": Access(get=NOBODY, public=True),
     "favicon": Access(get=ALL, public=True),
-    "set_language": Access(get=ALL, public=True, params={"code": "en"}),
+    # the switch: GET sets the cookie; POST (logged in) saves one's own language too, auditors' included
+    "set_language": Access(get=ALL, post=ALL, public=True, params={"code": "en"}),
     "auth.login": Access(get=ALL, post=ALL, public=True),
     "auth.logout": Access(post=ALL),
     "auth.password": Access(get=ALL, post=ALL),  # one's own password (wrong current password here: 422)
@@ -181,6 +182,7 @@ MATRIX: dict[str, Access] = {
     "notifications.settings_page": Access(get=ALL),
     "notifications.save_settings": Access(post=WRITERS),
     "notifications.send_test": Access(post=WRITERS),
+    "notifications.save_language": Access(post=ALL, form={"language": "en"}),  # one's own; an auditor's too
     # 督办: the owner's task as the object (in nobody's unit: only the admins' area covers it)
     "supervision.index": Access(get=SUPERVISORS),
     "supervision.heat": Access(get=SUPERVISORS | OWNERS, params={"process_key": "parallel_approval"}),

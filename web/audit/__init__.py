@@ -27,8 +27,9 @@ from web.wording import localized
 bp = Blueprint("audit", __name__)
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 # One's own credentials are not the records audited: an auditor changes their password and revokes their own tokens
-# (tokens.revoke refuses anyone else's).
-ALWAYS_ALLOWED = ("auth.login", "auth.logout", "auth.password", "admin.revoke_token", "static")
+# (tokens.revoke refuses anyone else's), and chooses the language they read in (the switch, 通知设置's 语言).
+ALWAYS_ALLOWED = ("auth.login", "auth.logout", "auth.password", "admin.revoke_token", "static", "set_language",
+                  "notifications.save_language")
 
 
 # --- auditors change nothing --------------------------------------------------------------------------------

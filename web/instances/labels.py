@@ -39,7 +39,7 @@ ACTIONS = {
     "ledger.extension.grant": "批准延期", "ledger.extension.refuse": "不批准延期", "ledger.feedback": "反馈",
     "ledger.closed": "核验销号", "ledger.reopened": "核验未通过", "notify.preference": "修改通知设置",
     "notify.webhook": "设置推送地址", "notify.webhook_removed": "删除推送地址", "org.role.add": "新增角色",
-    "org.unit.add": "新增单位", "org.unit.update": "修改单位",
+    "notify.language": "修改语言", "org.unit.add": "新增单位", "org.unit.update": "修改单位",
     "org.user.add": "新增用户", "org.user.deactivate": "停用用户", "org.user.password": "修改密码",
     "org.user.edit": "编辑人员（调岗、角色）", "org.user.password_reset": "重置密码", "org.user.reactivate": "启用用户",
     "plan.indicator.add": "新增指标", "plan.industry.add": "新增产业链", "plan_item.claim": "认领计划任务",

@@ -1,5 +1,6 @@
 """通知: the user's in-app notifications; open one (marks it read), mark all read. 通知设置: one's own channels,
-webhook, a test notice and the last deliveries."""
+webhook, language (engine.notify.language: pages once logged in, e-mail and own webhooks), a test notice and the last
+deliveries."""
 from __future__ import annotations
 
 from urllib.parse import urlsplit
@@ -7,9 +8,11 @@ from urllib.parse import urlsplit
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
-from flask_login import login_required
+from flask_babel import refresh
+from flask_login import current_user, login_required
 
-from engine.notify import notifications, settings
+from engine.notify import language, notifications, settings
+from web import language as page_language
 from web.common import commit, current_actor, db_session
 from web.guards import id_arg
 from web.notifications import wording
@@ -62,7 +65,7 @@ def read_all() -> ResponseReturnValue:
 @login_required
 def settings_page() -> ResponseReturnValue:
     return render_template("notifications/settings.html", shown=settings.view(db_session(), current_actor()),
-                           kinds=settings.KINDS)
+                           kinds=settings.KINDS, languages=language.LANGUAGES, language=current_user.user.language)
 
 
 @bp.post("/notifications/settings")
@@ -75,6 +78,20 @@ def save_settings() -> ResponseReturnValue:
     commit()
     flash(_("通知设置已保存"), "info")
     return redirect(url_for("notifications.settings_page"))
+
+
+@bp.post("/notifications/settings/language")
+@login_required
+def save_language() -> ResponseReturnValue:
+    """Save one's own language (never anyone else's: no user is named) and set this browser's cookie to it."""
+    chosen = request.form.get("language", "")[:20]
+    language.choose(db_session(), actor=current_actor(), language=chosen)  # InvalidInput names the field
+    commit()
+    refresh()  # the flash below in the language just chosen
+    flash(_("语言已保存：登录后的页面、邮件和个人 Webhook 将使用此语言"), "info")
+    response = redirect(url_for("notifications.settings_page"))
+    locale = page_language.locale_of(chosen)
+    return page_language.remember(response, locale) if locale else response
 
 
 @bp.post("/notifications/settings/test")
