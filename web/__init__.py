@@ -127,6 +127,11 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         if request.endpoint != "static" and "Cache-Control" not in response.headers and \
                 (g.get("api_auth") or _authenticated()):
             response.headers["Cache-Control"] = "no-store"
+        # The browser's cookie follows a person's saved language while they are logged in (the login answer included),
+        # so the login page after a logout stays in it.
+        saved = language.saved() if request.endpoint != "static" and _authenticated() else None
+        if saved is not None and request.cookies.get(language.COOKIE) != saved:
+            language.remember(response, saved)
         return response
 
     @app.route("/lang/<code>", methods=["GET", "POST"])

@@ -51,6 +51,9 @@ def test_the_switch_saves_the_persons_language_and_a_new_browser_opens_in_it(app
     assert _lang_of(chinese_cookie) == "en" and _saved(app, "fg") == "en"
     chinese_cookie.get("/lang/zh")  # a link (GET) while logged in: this browser's cookie, not the person's choice
     assert _saved(app, "fg") == "en" and _lang_of(chinese_cookie) == "en"
+    chinese_cookie.post("/logout", data={"csrf_token": csrf_of(chinese_cookie, "/notifications/settings")})
+    assert 'lang="en"' in chinese_cookie.get("/login").get_data(as_text=True)  # the cookie followed the person
+    fg = _log_in(app, "fg")  # (the logout ended every session of the person)
     fg.post("/lang/zh", data={"csrf_token": csrf_of(fg, "/notifications/settings")})  # the switch back
     assert _saved(app, "fg") == "zh-CN" and _lang_of(_log_in(app, "fg", cookie="en")) == "zh-CN"
     with db(app) as s:
