@@ -9,9 +9,10 @@ Preferences: `notify_preference` rows give the channels per kind (`*` for every 
 user gets in-app only. E-mail goes to `app_user.email`; a webhook to the user's own URL, else to the
 group robot of the unit the work belongs to (`Note.unit_id`) when the user is a member of it, else to none: another
 unit's robot is no place to post it (`notify_webhook`). Robot webhooks (WeChat Work / DingTalk group robots)
-get `{"msgtype": "text", "text": {"content": …}}`; plain ones the notification as JSON. A deactivated
-person (停用) gets neither e-mail nor webhook: those rows carry the user's id, and the deliverer drops
-one whose person was deactivated while it waited.
+get `{"msgtype": "text", "text": {"content": …}}` (in Chinese: they address a group); plain ones the notification as
+JSON, with its text id and arguments. E-mail and a person's own webhook are worded in the person's language
+(engine.notify.language). A deactivated person (停用) gets neither e-mail nor webhook: those rows carry the user's id,
+and the deliverer drops one whose person was deactivated while it waited.
 
 Delivery settings come from the environment of the process that records the notification:
 JZFLOW_SMTP_HOST / JZFLOW_SMTP_PORT / JZFLOW_SMTP_FROM (default 127.0.0.1:25, jzflow@localhost) and
