@@ -172,3 +172,25 @@ def test_the_count_of_names_and_the_summary_s_date_read_in_the_reader_s_language
     [summary] = [(b, p) for _, b, p in rows if p.get("text") == "notice_suppressed"]
     assert summary[0].startswith("03月07日 01:00–02:00（北京时间）给您的通知已超出上限")
     assert summary[1]["args"]["date"] == "2026-03-07"  # a day, not the words of one language
+
+
+def test_a_tampered_text_id_of_any_json_shape_is_shown_as_stored(deployed: sessionmaker[Session],  # noqa: F811
+                                                                 login: Login) -> None:
+    """`params` is JSON a person with the database may have edited: a text id that is a list or an object (not a key
+    of the catalogue, and unhashable) shows the stored words, the page is no 500."""
+    args = {"actor": "某人", "task": "复核", "note": ""}
+    bad: list[Any] = [{"text": ["transferred"], "args": args}, {"text": {"transferred": 1}, "args": args},
+                      {"text": "transferred", "args": args, "words": [["actor"], {"a": 1}]},
+                      {"text": "transferred", "args": {"actor": ["x"], "task": {"y": None}, "note": 12.5}}]
+    with deployed() as s:
+        fg = actor_for(s, "fg").user_id or 0
+        s.add_all([Notification(user_id=fg, kind="info", title=f"存储的标题{i}", body="", params=p)
+                   for i, p in enumerate(bad)])
+        s.commit()
+    client = login("fg")
+    client.get("/lang/en")
+    page = client.get("/notifications")
+    assert page.status_code == 200
+    english = page.get_data(as_text=True)
+    for i in range(2):
+        assert f"存储的标题{i}" in english

@@ -37,18 +37,19 @@ def _day(value: date) -> Markup:
 def shown(title: str, body: str | None, params: Any) -> tuple[Markup, Markup]:
     """Return a notice's title and body, escaped, in the reader's language (as stored when it cannot be)."""
     stored = Markup.escape(title), Markup.escape(body or "")
-    if not isinstance(params, Mapping) or params.get("text") not in texts.TEXTS:
+    text = params.get("text") if isinstance(params, Mapping) else None
+    if not isinstance(text, str) or text not in texts.TEXTS:  # a list or object edited in: unhashable, not a text
         return stored
     args, words = params.get("args"), params.get("words") or ()
     if not isinstance(args, Mapping) or not isinstance(words, list | tuple):
         return stored
     translate = get_translations().gettext
-    days = texts.DAYS.get(str(params["text"]), ())
+    days = texts.DAYS.get(text, ())
     filled = {str(k): v if k in days else  # a day: worded by `_day` in texts.render
               Markup.escape(localized(translate(v))) if k in words and isinstance(v, str) and v else _data(v)
               for k, v in args.items()}  # ("" is the catalogue's header to gettext)
     try:
-        new_title, new_body = texts.render(str(params["text"]), filled,
+        new_title, new_body = texts.render(text, filled,
                                            translate=lambda msgid: Markup.escape(translate(msgid)), day=_day)
     except (KeyError, ValueError, TypeError):  # a translation naming an argument this row has not: as stored
         return stored
