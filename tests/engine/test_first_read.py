@@ -235,3 +235,42 @@ def test_loading_a_hot_instance_leaves_its_state_out_and_reads_it_when_the_workf
         runtime.load(session, instance_id, read_only=True)
         assert row.state == stored
         session.rollback()
+
+
+def test_a_state_left_out_and_read_after_another_save_never_saves_over_it(pg_factory: sessionmaker[Session]) -> None:
+    """Two completions of one hot instance at once in one process: both reads leave the state out (FOR KEY SHARE
+    lets the other save go on); the first takes the workflow and commits; the second finds it gone and reads the
+    state then — the one the first saved, newer than the lock_version it read. Its save is refused (the lock_version
+    compare-and-set), never written over the first's, and run again it completes both."""
+    from engine.errors import ConcurrentModification
+    person, instance_id, ids = _open_by(pg_factory)
+    with pg_factory() as session:
+        lock_version = session.get(ProcessInstance, instance_id).lock_version  # type: ignore[union-attr]
+        session.rollback()
+    late = pg_factory()
+    try:
+        read = tasks.read_to_complete(late, ids[1], person)
+        assert read.instance.lock_version == lock_version and "state" not in instance_dict(read.instance)
+        with pg_factory() as first:
+            tasks.complete(first, task_id=ids[0], actor=person, data={"stop": True})
+            first.commit()
+        misses = hot.CACHE.misses
+        with pytest.raises(ConcurrentModification):
+            tasks.complete(late, task_id=ids[1], actor=person, data={"stop": True}, read=read)
+        assert hot.CACHE.misses == misses + 1  # the workflow kept was the first's: the state was read then
+        late.rollback()
+    finally:
+        late.close()
+    with pg_factory() as session:  # nothing of the late one was kept; the first's save stands
+        row = session.get(ProcessInstance, instance_id)
+        assert row is not None and row.lock_version == lock_version + 1
+        assert [session.get(HumanTask, i).state for i in ids[:2]] == ["completed", "ready"]  # type: ignore[union-attr]
+        tasks.complete(session, task_id=ids[1], actor=person, data={"stop": True})
+        session.commit()
+    with pg_factory() as session:
+        hot.CACHE.clear()
+        running = runtime.load(session, instance_id, read_only=True)
+        for i in ids[:2]:
+            assert runtime.find_task(running.workflow, session.get(HumanTask, i).task_guid).state  # type: ignore
+        assert [session.get(HumanTask, i).state for i in ids[:2]] == ["completed", "completed"]  # type: ignore[union-attr]
+        session.rollback()
