@@ -215,9 +215,13 @@ def require_active(session: Session, task: HumanTask) -> HumanTask:
     """
     if task.state != "suspended":
         return task
+    raise _set_aside(session, task)
+
+
+def _set_aside(session: Session, task: HumanTask) -> InstanceNotRunning:
     status = session.scalar(select(ProcessInstance.status).where(ProcessInstance.id == task.instance_id))
-    raise InstanceNotRunning(SUSPENDED if status == "suspended" else NOT_RUNNING, instance_id=task.instance_id,
-                             task_id=task.id, status=status)
+    return InstanceNotRunning(SUSPENDED if status == "suspended" else NOT_RUNNING, instance_id=task.instance_id,
+                              task_id=task.id, status=status)
 
 
 def is_candidate(task: HumanTask, actor: Actor) -> bool:
@@ -296,11 +300,14 @@ def require_as_read(task: HumanTask, now: Any) -> None:
 
 def claim_lost(session: Session, task: HumanTask, actor: Actor, *, held: bool = False) -> EngineError | None:
     """After a claim's compare-and-set found the task taken, or a submission's save found it no longer the actor's
-    (`held`: they held it when it was read): the error to give (finished meanwhile, claimed by someone else, or
-    released or handed on), None when the actor holds it (claimed in another tab meanwhile)."""
+    (`held`: they held it when it was read): the error to give (finished meanwhile, set aside by its instance,
+    claimed by someone else, or released or handed on), None when the actor holds it (claimed in another tab
+    meanwhile)."""
     now = session.execute(select(HumanTask.state, HumanTask.assignee_id).where(HumanTask.id == task.id)).one()
     if now.state in ("completed", "cancelled"):
         return TaskAlreadyDone(task.instance_id)
+    if now.state == "suspended":  # set aside meanwhile (an incident of a colleague's step, 挂起): nobody claimed it
+        return _set_aside(session, task)
     if now.assignee_id is None or now.assignee_id != actor.user_id:
         if held:
             return TaskChanged(task)

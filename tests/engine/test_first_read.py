@@ -274,3 +274,29 @@ def test_a_state_left_out_and_read_after_another_save_never_saves_over_it(pg_fac
             assert runtime.find_task(running.workflow, session.get(HumanTask, i).task_guid).state  # type: ignore
         assert [session.get(HumanTask, i).state for i in ids[:2]] == ["completed", "completed"]  # type: ignore[union-attr]
         session.rollback()
+
+
+def test_a_group_step_set_aside_while_submitted_is_refused_as_set_aside_not_as_claimed(
+        pg_factory: sessionmaker[Session]) -> None:
+    """A candidate submits an unclaimed step while a colleague's step of the same instance runs into an incident that
+    sets it aside (挂起, state suspended): nobody claimed it, so the refusal says the instance is not running — what a
+    submission a moment later is told — never 此任务刚被他人认领."""
+    from engine.errors import AlreadyClaimed, InstanceNotRunning
+    person, _, ids = _open_by(pg_factory)
+    late = pg_factory()
+    try:
+        read = tasks.read_to_complete(late, ids[1], person)
+        with pg_factory() as first:  # no `stop`: its gateway fails, an incident sets the other steps aside
+            tasks.complete(first, task_id=ids[0], actor=person, data={})
+            first.commit()
+        with pytest.raises(InstanceNotRunning) as refused:
+            tasks.complete(late, task_id=ids[1], actor=person, data={"stop": True}, read=read)
+        assert not isinstance(refused.value, AlreadyClaimed)
+        late.rollback()
+    finally:
+        late.close()
+    with pg_factory() as session:
+        assert session.get(HumanTask, ids[1]).state == "suspended"  # type: ignore[union-attr]
+        with pytest.raises(InstanceNotRunning):
+            tasks.complete(session, task_id=ids[1], actor=person, data={"stop": True})
+        session.rollback()
