@@ -69,6 +69,11 @@ class HotCache:
 
     def take(self, key: Key, lock_version: int, version_id: int) -> Workflow | None:
         """Remove and return the workflow kept for this row version; a stale entry is dropped."""
+        entry = self.take_entry(key, lock_version, version_id)
+        return entry.workflow if entry is not None else None
+
+    def take_entry(self, key: Key, lock_version: int, version_id: int) -> Entry | None:
+        """`take`, returning the entry taken: what a look gives back is the entry it was lent, in the same lock."""
         with self._lock:
             entry = self._entries.pop(key, None)
             if entry is not None:
@@ -77,7 +82,7 @@ class HotCache:
                 self.misses += 1
                 return None
             self.hits += 1
-            return entry.workflow
+            return entry
 
     def put(self, key: Key, entry: Entry) -> None:
         """Keep a committed workflow, evicting the least recently used past the limits."""
@@ -160,12 +165,14 @@ def take(session: Session, instance_id: int, lock_version: int, version_id: int,
             return entry.workflow
     if config.load().instance_cache_size <= 0:
         return None
-    with CACHE._lock:
-        found = CACHE._entries.get(key)
-    workflow = CACHE.take(key, lock_version, version_id)
-    if workflow is not None and read_only and found is not None:
+    # One step under the cache's lock: a peek first and a take after could lend one entry and give back another
+    # (taken meanwhile by another thread's completion, which changes its workflow and may roll back).
+    found = CACHE.take_entry(key, lock_version, version_id)
+    if found is None:
+        return None
+    if read_only:
         session.info.setdefault(_BORROWED, {})[key] = found
-    return workflow
+    return found.workflow
 
 
 def kept_lock_version(session: Session, instance_id: int) -> int | None:

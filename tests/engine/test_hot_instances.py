@@ -528,3 +528,47 @@ def test_the_done_list_keeps_the_instances_hot(factory: sessionmaker[Session], s
     hits = hot.CACHE.hits
     _complete(factory, instance_id, clerk, progress="after a look at 已办")
     assert hot.CACHE.hits == hits + 1
+
+
+def test_a_look_gives_back_the_workflow_it_was_lent_never_one_another_thread_took_meanwhile(
+        factory: sessionmaker[Session], session: Session, clerk: Actor, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two threads of one process: a look (read_only) takes the kept workflow while another thread's completion
+    takes it too (it changes it, and may roll back) and a third puts back a copy of its own. Whatever the order, what
+    the look gives back is what it was lent: giving back the completion's put a workflow with unsaved (perhaps
+    refused) changes in the cache at the row's lock_version, for the next completion to save. The others run the
+    moment the look first lets go of the cache's lock (before, between its peek and its take)."""
+    from types import SimpleNamespace
+    instance_id = _start(session, clerk)
+    _complete(factory, instance_id, clerk)
+    hot.CACHE.clear()
+    with factory() as s:
+        runtime.load(s, instance_id, read_only=True)  # kept when it ends
+        s.rollback()
+    key = hot.key_of(session, instance_id)
+    entry = hot.CACHE._entries[key]
+    completion_took: list[Any] = []
+
+    def others() -> None:
+        completion_took.append(hot.CACHE.take(key, entry.lock_version, entry.version_id))  # changes it, rolls back
+        hot.CACHE.put_back(key, hot.Entry(entry.lock_version, entry.version_id, SimpleNamespace(), entry.size))
+
+    class Interleaved:
+        def __init__(self, lock: Any) -> None:
+            self.lock, self.then = lock, [others]
+
+        def __enter__(self) -> None:
+            self.lock.acquire()
+
+        def __exit__(self, *exc: object) -> None:
+            self.lock.release()
+            while self.then:
+                self.then.pop()()
+
+    monkeypatch.setattr(hot.CACHE, "_lock", Interleaved(hot.CACHE._lock))
+    with factory() as s:
+        lent = runtime.load(s, instance_id, read_only=True).workflow
+        s.rollback()
+    kept = hot.CACHE._entries.get(key)
+    assert completion_took and kept is not None
+    assert kept.workflow is not completion_took[0]
+    assert lent is not completion_took[0]
