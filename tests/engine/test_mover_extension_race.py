@@ -68,28 +68,15 @@ def _refused_naming_the_step(asked: BaseException | None, task: HumanTask) -> No
 
 
 @pytest.mark.parametrize("path", ["sso", "admin"])
-def test_a_request_waiting_for_the_step_a_move_gives_back_is_refused_naming_it(
-        factory: sessionmaker[Session], interleave: Interleave, path: str) -> None:
-    """The request begins once the move holds the step's row (given back): it waits, then finds the step no longer
-    theirs to ask on, although its Actor was read while they were still in the unit."""
+@pytest.mark.parametrize("after", [True, False], ids=["after_give_back", "before_give_back"])
+def test_a_request_begun_during_a_move_is_refused_naming_the_step(
+        factory: sessionmaker[Session], interleave: Interleave, path: str, after: bool) -> None:
+    """The request begins once the move holds the step's row (given back: `after`): it waits, then finds the step no
+    longer theirs to ask on, although its Actor was read while they were still in the unit. Or it begins once the
+    move has locked the person's pending requests, before it takes the step's row: no deadlock; the move goes
+    through and the request is refused naming the step."""
     claimed = _setup(factory)
-    interleave.at(handover, "give_back", _ask(claimed), after=True)
-    moved = _run(factory, _move_by(path))
-    asked = interleave.join()
-    assert moved is None, repr(moved)
-    with factory() as s:
-        task = _given_back(s, claimed)
-        assert not _pending(s, claimed)
-        _refused_naming_the_step(asked, task)
-
-
-@pytest.mark.parametrize("path", ["sso", "admin"])
-def test_a_request_begun_between_the_moves_locks_and_its_give_back_ends_one_way_or_the_other(
-        factory: sessionmaker[Session], interleave: Interleave, path: str) -> None:
-    """The request begins once the move has locked the person's pending requests, before it takes the step's row: no
-    deadlock; the move goes through and the request is refused naming the step."""
-    claimed = _setup(factory)
-    interleave.at(handover, "give_back", _ask(claimed))
+    interleave.at(handover, "give_back", _ask(claimed), after=after)
     moved = _run(factory, _move_by(path))
     asked = interleave.join()
     assert moved is None, repr(moved)
