@@ -5,10 +5,12 @@ A JSON Schema `default` is a literal fixed at deploy: a date field that should o
 
     "issued_on": {"ui:widget": "date", "ui:default": "today"}
 
-`today` is today's date in the city (Asia/Shanghai, `engine.clock`), on a date field only (format or widget `date`):
-filled into the empty field when the page is drawn (`web.formrender.initial`), never stored in a form file nor in the
-data until the person submits it. The server checks what is submitted as it always did (the schema, and a service's
-own rule such as 联合出证's window from the application day to today): a default is a proposal, not a value.
+`today` is today's date in the city (Asia/Shanghai, `engine.clock`), for a date field only (format or widget `date`;
+deploy checks each form file alone and cannot tell a field's kind from its UI schema, so on another field the keyword
+is ignored when the form is drawn): filled into the empty field when the page is drawn (`web.formrender.initial`),
+never stored in a form file nor in the data until the person submits it. The server checks what is submitted as it
+always did (the schema, and a service's own rule such as 联合出证's window from the application day to today): a default is
+a proposal, not a value.
 
 Deploy refuses a `ui:default` that is not one of `KEYWORDS` (a typo, an expression, markup), naming the file and the
 path; a form file stored before this check that holds one is drawn without it: an unknown keyword is ignored, never

@@ -62,19 +62,20 @@ class Note:
     params: dict[str, Any] | None = None  # its text id and arguments (engine.notify.texts): the web renders it again
 
 
+NOTE_ROOM = 2000  # characters of a notice's body and of each argument: a note typed at length is cut (…)
+
+
 def worded(user_id: int, kind: str, text: str, args: Mapping[str, Any] | None = None, *, words: Sequence[str] = (),
            body_room: int | None = None, **where: Any) -> Note:
     """A notice in the words of `text` (engine.notify.texts): rendered in Chinese as its title and body, and kept as
     the text id and arguments, so the web shows it in its reader's language. `body_room`: the body is cut to that
-    many characters (with "…"), the arguments too (a note typed at length goes to e-mail and webhooks as well).
-    `where`: Note's link, key, unit_id, instance_id.
+    many characters (with "…"), the arguments too (a note typed at length goes to e-mail and webhooks as well);
+    NOTE_ROOM when not given. `where`: Note's link, key, unit_id, instance_id.
     """
-    filled = dict(args or {})
-    if body_room is not None:
-        filled = {k: _cut(v, body_room) if isinstance(v, str) else v for k, v in filled.items()}
+    room = NOTE_ROOM if body_room is None else body_room
+    filled = {k: _cut(v, room) if isinstance(v, str) else v for k, v in (args or {}).items()}
     title, body = texts.render(text, filled)
-    if body_room is not None:
-        body = _cut(body, body_room)
+    body = _cut(body, room)
     return Note(user_id=user_id, kind=kind, title=title[:300], body=body, params=texts.params(text, filled, words),
                 **where)
 

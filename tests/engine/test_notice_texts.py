@@ -112,3 +112,13 @@ def test_an_unknown_text_or_a_missing_argument_is_refused_when_queued() -> None:
         core.worded(1, "cc", "no_such_text", {})
     with pytest.raises(KeyError):
         core.worded(1, "cc", "cc", {})
+
+
+@pytest.mark.parametrize("text", ["supervised", "reassigned", "extension_granted", "cc"])
+def test_a_note_typed_at_length_is_cut_in_every_notice(text: str) -> None:
+    """督办, 改派 and the extension answers carried a note whole into mail, webhooks and the in-app list (the inbox
+    operations cut theirs at 2,000 characters): every notice now does."""
+    args = {"actor": "张三", "title": "事项", "task": "任务", "note": "长" * 10_000}
+    note = core.worded(1, "urge", text, args)
+    assert len(note.body) <= core.NOTE_ROOM + 1 and note.body.endswith("…")
+    assert len(note.params["args"]["note"]) == core.NOTE_ROOM + 1  # the stored argument too
