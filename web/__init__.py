@@ -129,7 +129,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
             response.headers["Cache-Control"] = "no-store"
         # The browser's cookie follows a person's saved language while they are logged in (the login answer included),
         # so the login page after a logout stays in it.
-        saved = language.saved() if request.endpoint != "static" and _authenticated() else None
+        # (not for an API token's request: asking flask-login would load a cookie session's user it never uses)
+        saved = language.saved() if request.endpoint != "static" and not g.get("api_auth") and _authenticated() \
+            else None
         if saved is not None and request.cookies.get(language.COOKIE) != saved:
             language.remember(response, saved)
         return response
