@@ -13,6 +13,7 @@ from engine import deploy, org
 from engine.db import make_engine, make_sessionmaker
 from engine.org.actors import SYSTEM, Actor, actor_for
 from tests.conftest import FIXTURES, PgDatabases
+from tests.sinks import SmtpSink
 
 SIBLINGS = FIXTURES / "concurrency"
 
@@ -66,3 +67,13 @@ def waits_for_a_lock(factory: sessionmaker[Session], pid: int) -> bool:
     with factory() as look:
         return bool(look.execute(text("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = :p"),
                                  {"p": pid}).scalar())
+
+
+@pytest.fixture
+def smtp(monkeypatch: pytest.MonkeyPatch) -> Iterator[SmtpSink]:
+    """A local SMTP server the mail jobs deliver to (and the public URL their links name)."""
+    with SmtpSink() as sink:
+        monkeypatch.setenv("JZFLOW_SMTP_HOST", "127.0.0.1")
+        monkeypatch.setenv("JZFLOW_SMTP_PORT", str(sink.port))
+        monkeypatch.setenv("JZFLOW_PUBLIC_URL", "https://jzflow.jiaozhou.test")
+        yield sink

@@ -31,15 +31,6 @@ def people(session: Session, frozen: Any) -> dict[str, Actor]:
     return {u: actor_for(session, u) for u in ("zhang", "li", "wang")}
 
 
-@pytest.fixture
-def smtp(monkeypatch: pytest.MonkeyPatch) -> Iterator[SmtpSink]:
-    with SmtpSink() as sink:
-        monkeypatch.setenv("JZFLOW_SMTP_HOST", "127.0.0.1")
-        monkeypatch.setenv("JZFLOW_SMTP_PORT", str(sink.port))
-        monkeypatch.setenv("JZFLOW_PUBLIC_URL", "https://jzflow.jiaozhou.test")
-        yield sink
-
-
 @pytest.fixture(autouse=True)
 def _loopback_hooks_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
     """The sinks listen on loopback, which webhooks may reach only when an administrator lists it."""

@@ -34,15 +34,6 @@ def instance(session: Session, review_org: dict[str, Actor], frozen: Any) -> int
 
 
 @pytest.fixture
-def smtp(monkeypatch: pytest.MonkeyPatch) -> Iterator[SmtpSink]:
-    with SmtpSink() as sink:
-        monkeypatch.setenv("JZFLOW_SMTP_HOST", "127.0.0.1")
-        monkeypatch.setenv("JZFLOW_SMTP_PORT", str(sink.port))
-        monkeypatch.setenv("JZFLOW_PUBLIC_URL", "https://jzflow.jiaozhou.test")
-        yield sink
-
-
-@pytest.fixture
 def hooks(monkeypatch: pytest.MonkeyPatch) -> Iterator[HookSink]:
     monkeypatch.setenv("JZFLOW_WEBHOOK_ALLOW_HOSTS", "127.0.0.1")  # the sink listens on loopback
     with HookSink() as sink:
