@@ -44,6 +44,9 @@ RUNS: dict[str, tuple[str, list[str], str, tuple[str, ...]]] = {
                           rf"msgs_per_s={NUM} ratio={NUM} waiting=60", ("postgres",)),
     "archiving-sqlite": ("archiving.py", ["--instances", "3", "--rounds", "2", "--batch", "2"],
                          rf"per_s={NUM} ms={NUM} moved=3 tasks=[0-9]+ db=sqlite", ()),
+    "wide-postgres": ("wide.py", ["--instances", "1", "--items", "2"],
+                      rf"wide_ms={NUM} loop_ms={NUM} cpu_wide_ms={NUM} cpu_loop_ms={NUM} growth={NUM} sql=[0-9]+ "
+                      r"bytes=[0-9]+", ("postgres",)),
     "sweep-postgres": ("sweep.py", ["--tasks", "40", "--crossing", "4", "--workers", "1", "--batch", "10"],
                        r"sweep_s=" + NUM + r" applied=4", ("postgres", "redis")),
 }
