@@ -19,8 +19,9 @@ hits every step alike:
 Each completion is timed around *new session → engine.tasks.complete(...) → commit* (as bench/engine.py): wall
 (`time.perf_counter`) and CPU (`time.process_time`, this process only: the bench's Python work, not PostgreSQL's —
 steadier on a machine shared with other tests), and the SQL statements it sent are counted. After it (untimed), the
-state's size in the row is read, and **bare** is timed: SpiffWorkflow's serializer restoring that same state in
-memory and dumping it again (engine.spiff.serializer over SpiffWorkflow's BpmnWorkflowSerializer; no database). A bare
+state's size in the row (UTF-8 bytes) is read, and **bare** is timed in CPU: SpiffWorkflow's serializer restoring that
+same state in memory and dumping it again (engine.spiff.serializer over SpiffWorkflow's BpmnWorkflowSerializer; no
+database), and the dump alone (what a completion of an instance kept hot in this process pays for its state). A bare
 run of the whole path is not feasible: the path's service tasks (受理通知书, review rounds, ledger issues, calls) are
 the plan's operators, which need the database; the serializer round trip is the part of a bare engine that follows
 the state's size.
@@ -88,6 +89,7 @@ class Sample:
     sql: int
     size: int
     bare: float
+    dump: float
 
 
 @dataclass
@@ -144,23 +146,27 @@ class Run:
                 PROFILE.disable()  # type: ignore[union-attr]
         if result.incident is not None:
             raise SystemExit(f"instance {self.instance_id}: {bpmn_id} raised an incident: {result.incident}")
-        size, bare = self.state_figures()
-        self.samples.append(Sample(label or bpmn_id, wall, cpu, self.counter.count, size, bare))
+        size, bare, dump = self.state_figures()
+        self.samples.append(Sample(label or bpmn_id, wall, cpu, self.counter.count, size, bare, dump))
 
-    def state_figures(self) -> tuple[int, float]:
-        """The state's length in the row, and a bare serializer round trip of it in memory (median of 3)."""
+    def state_figures(self) -> tuple[int, float, float]:
+        """The state's UTF-8 bytes in the row; a bare serializer round trip of it in memory and its dump alone (medians
+        of 3)."""
         with self.db.factory() as s:
             row = s.get(ProcessInstance, self.instance_id)
             assert row is not None
             if not row.state:
-                return 0, 0.0
+                return 0, 0.0, 0.0
             specs, engine = runtime.specs_for(s, row.version_id), runtime.script_engine()
-            times = []
+            times, dumps = [], []
             for _ in range(3):
-                began = time.perf_counter()
-                serializer.dump_state(serializer.load_state(row.state, specs, engine, version=row.serializer_version))
-                times.append(time.perf_counter() - began)
-            return len(row.state), statistics.median(times)
+                began = time.process_time()  # CPU: in-memory work only, steadier than the wall on a shared machine
+                workflow = serializer.load_state(row.state, specs, engine, version=row.serializer_version)
+                loaded = time.process_time()
+                serializer.dump_state(workflow)
+                times.append(time.process_time() - began)
+                dumps.append(time.process_time() - loaded)
+            return len(row.state.encode()), statistics.median(times), statistics.median(dumps)
 
 
 # -- the paths: generators yielding after each completion, so instances advance round-robin ------------------------
@@ -266,12 +272,13 @@ def round_robin(paths: Sequence[Iterator[None]]) -> None:
 def table(title: str, runs: Sequence[Run]) -> list[Sample]:
     """Print one line per step (medians over the runs) and return every sample."""
     print(f"{title}: {len(runs)} instance(s), {len(runs[0].samples)} completions each")
-    print(f"  {'#':>3} {'step':<32} {'wall ms':>8} {'cpu ms':>7} {'sql':>4} {'state B':>8} {'bare ms':>8}")
+    print(f"  {'#':>3} {'step':<32} {'wall ms':>8} {'cpu ms':>7} {'sql':>4} {'state B':>8} {'bare ms':>8} {'dump ms':>8}")
     for k in range(len(runs[0].samples)):
         at = [r.samples[k] for r in runs]
         print(f"  {k + 1:>3} {at[0].step:<32} {statistics.median(s.wall for s in at) * 1000:8.2f} "
               f"{statistics.median(s.cpu for s in at) * 1000:7.2f} {statistics.median(s.sql for s in at):4.0f} "
-              f"{statistics.median(s.size for s in at):8.0f} {statistics.median(s.bare for s in at) * 1000:8.2f}")
+              f"{statistics.median(s.size for s in at):8.0f} {statistics.median(s.bare for s in at) * 1000:8.2f} "
+              f"{statistics.median(s.dump for s in at) * 1000:8.2f}")
     return [s for r in runs for s in r.samples]
 
 
@@ -336,7 +343,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     bare = ms([s.bare for s in wide]), ms([s.bare for s in claim_samples])
     print(f"bare serializer round trip of the same state: wide {bare[0]:.2f} ms, claims {bare[1]:.2f} ms "
           f"(first 3 claims {ms([s.bare for c in claims for s in c[:3]]):.2f}, last 3 "
-          f"{ms([s.bare for c in claims for s in c[-3:]]):.2f})")
+          f"{ms([s.bare for c in claims for s in c[-3:]]):.2f}); its dump alone (what a completion of a hot instance "
+          f"pays): wide {ms([s.dump for s in wide]):.2f} ms, claims {ms([s.dump for s in claim_samples]):.2f} ms")
     print(f"wide_ms={ms([s.wall for s in wide]):.2f} loop_ms={ms([s.wall for s in claim_samples]):.2f} "
           f"cpu_wide_ms={ms([s.cpu for s in wide]):.2f} cpu_loop_ms={ms([s.cpu for s in claim_samples]):.2f} "
           f"growth={statistics.median(last) / statistics.median(first):.2f} "
