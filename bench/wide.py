@@ -108,6 +108,7 @@ class Run:
 
     db: common.BenchDatabase
     counter: Counter
+    shared: Session  # the look-ups' session (Demo): ended before each step, or SQLite's writer waits on it
     instance_id: int = 0
     samples: list[Sample] = field(default_factory=list)
 
@@ -123,6 +124,7 @@ class Run:
 
     def complete(self, bpmn_id: str, username: str, data: dict[str, Any], *, unit_id: int | None = None,
                  label: str | None = None) -> None:
+        self.shared.commit()
         found = self.open_tasks(bpmn_id)
         if unit_id is not None:
             found = [t for t in found if any(c.org_unit_id == unit_id for c in t.candidates)]
@@ -172,6 +174,7 @@ class Run:
 # -- the paths: generators yielding after each completion, so instances advance round-robin ------------------------
 
 def approval_path(run: Run, demo: Demo) -> Iterator[None]:
+    run.shared.commit()
     with run.db.factory() as s:
         row = instances.start(s, process_key="parallel_approval", actor=common.actor(s, APPLICANT),
                               data={**PROJECT, "applicant": APPLICANT}, business_key=PROJECT["project_code"],
@@ -215,6 +218,7 @@ def approval_path(run: Run, demo: Demo) -> Iterator[None]:
 
 
 def loop_path(run: Run, demo: Demo, period: str, items: int) -> Iterator[None]:
+    run.shared.commit()
     with run.db.factory() as s:
         run.instance_id = plan.start_period(s, period, SYSTEM).instance_id
         s.commit()
@@ -289,10 +293,15 @@ def ms(values: Sequence[float]) -> float:
 @contextmanager
 def prepared(kind: str) -> Iterator[tuple[common.BenchDatabase, Demo, Session]]:
     hot.CACHE.clear()
+    began = time.perf_counter()
     with common.database(kind) as db, db.factory() as session:
+        migrated = time.perf_counter()
         seed.load_seed(session)
+        seeded = time.perf_counter()
         deploy.deploy(session, deploy.read_directory(_ROOT / "bpmn"), actor=SYSTEM)
         session.commit()
+        print(f"setup: migrate {migrated - began:.1f} s, seed {seeded - migrated:.1f} s, "
+              f"deploy bpmn/ {time.perf_counter() - seeded:.1f} s")
         yield db, Demo(session, clock.now()), session
 
 
@@ -310,7 +319,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with prepared(args.db) as (db, demo, _):
         counter = Counter()
         event.listen(db.engine, "before_cursor_execute", counter)
-        approvals = [Run(db, counter) for _ in range(args.instances)]
+        approvals = [Run(db, counter, demo.session) for _ in range(args.instances)]
         round_robin([approval_path(r, demo) for r in approvals])
         current = plan.period_due(clock.now())
         year, month = (int(x) for x in current.split("-"))
@@ -318,7 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for n in range(args.instances):
             y, m = divmod(year * 12 + month - 1 - n, 12)
             periods.append(f"{y}-{m + 1:02d}")
-        loops = [Run(db, counter) for _ in range(args.instances)]
+        loops = [Run(db, counter, demo.session) for _ in range(args.instances)]
         round_robin([loop_path(r, demo, p, args.items) for r, p in zip(loops, periods, strict=True)])
         with db.factory() as s:
             ended = s.scalars(select(ProcessInstance.status).where(
