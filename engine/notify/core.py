@@ -73,7 +73,8 @@ def worded(user_id: int, kind: str, text: str, args: Mapping[str, Any] | None = 
     NOTE_ROOM when not given. `where`: Note's link, key, unit_id, instance_id.
     """
     room = NOTE_ROOM if body_room is None else body_room
-    filled = {k: _cut(v, room) if isinstance(v, str) else v for k, v in (args or {}).items()}
+    filled = {k: _cut(v, room) if isinstance(v, str) else [_cut(str(i), room) for i in v]
+              if isinstance(v, list | tuple) else v for k, v in (args or {}).items()}
     title, body = texts.render(text, filled)
     body = _cut(body, room)
     return Note(user_id=user_id, kind=kind, title=title[:300], body=body, params=texts.params(text, filled, words),

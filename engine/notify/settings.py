@@ -56,6 +56,7 @@ class Settings:
     seen: str
     deliveries: list[Delivery]
     person: str = ""  # whose (to an administrator): display name and username
+    language: str | None = None  # their saved language (engine.notify.language), to an administrator; None: not chosen
 
 
 def _rows(session: Session, user_id: int) -> tuple[dict[str, tuple[str, ...]], NotifyWebhook | None]:
@@ -110,7 +111,7 @@ def view_of(session: Session, *, actor: Actor, user_id: int) -> Settings:
         raise NotFound(f"用户不存在 (no such user): {user_id}", user_id=user_id)
     shown = _view(session, user_id)
     return replace(shown, webhook_url=core.masked(shown.webhook_url) or "", seen="",
-                   person=f"{user.display_name}（{user.username}）")
+                   person=f"{user.display_name}（{user.username}）", language=user.language)
 
 
 def _view(session: Session, user_id: int) -> Settings:

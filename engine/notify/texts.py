@@ -127,10 +127,15 @@ def chinese_day(day: date) -> str:
     return f"{day:%m}月{day:%d}日"
 
 
+# An argument that is a list (the names a process problem lists) is kept as a list and joined by whoever renders the
+# text, with the catalogue's word for LIST_JOIN: "、" in Chinese, ", " in English (a joined string reads as stored).
+LIST_JOIN = "、"
+
+
 def render(text: str, args: Mapping[str, Any], translate: Any = None,
            day: Callable[[date], Any] = chinese_day) -> tuple[str, str]:
     """Return (title, body) of a text filled with its arguments; `translate` (msgid → text) for another language,
-    `day` (a date → its words) for the text's DAYS.
+    `day` (a date → its words) for the text's DAYS; a list argument joined with LIST_JOIN in the language.
 
     Raises: KeyError for an unknown text or a placeholder without an argument, ValueError for a day that is no ISO date.
     """
@@ -139,19 +144,24 @@ def render(text: str, args: Mapping[str, Any], translate: Any = None,
     for name in DAYS.get(text, ()):
         if name in filled:
             filled[name] = day(date.fromisoformat(str(filled[name])))
+    joiner = LIST_JOIN if translate is None else translate(LIST_JOIN)
+    filled = {k: joiner.join(v) if isinstance(v, list | tuple) else v for k, v in filled.items()}
     if translate is not None:
         title, body = translate(title), translate(body) if body else body
     return title % filled, body % filled if body else ""
 
 
 def params(text: str, args: Mapping[str, Any], words: Sequence[str] = ()) -> dict[str, Any]:
-    """The stored form of a notice: its text id, its arguments (str or int) and which of them are fixed words."""
+    """The stored form of a notice: its text id, its arguments (str, int or a list of str) and which of them are fixed
+    words."""
     if text not in TEXTS:
         raise KeyError(text)
-    stored: dict[str, Any] = {"text": text, "args": {k: v if isinstance(v, int) else str(v) for k, v in args.items()}}
+    stored: dict[str, Any] = {"text": text, "args": {
+        k: v if isinstance(v, int) else [str(i) for i in v] if isinstance(v, list | tuple) else str(v)
+        for k, v in args.items()}}
     if words:
         stored["words"] = list(words)
     return stored
 
 
-__all__ = ["DAYS", "TEXTS", "chinese_day", "params", "register", "render"]
+__all__ = ["DAYS", "LIST_JOIN", "TEXTS", "chinese_day", "params", "register", "render"]

@@ -230,7 +230,7 @@ def _tell(session: Session, where: Unnamed, owners: Sequence[int], action: str, 
     audit.record(session, SYSTEM, action, stream=f"instance:{where.instance_id}", object_type="process_instance",
                  object_id=where.instance_id, after={"bpmn_id": where.bpmn_id, "property": where.prop, **listed})
     note_owners(session, owners, where.instance_id, f"{text}_more" if count > len(shown) else text, {
-        "process": where.process_key, "element": where.bpmn_id, "task": where.task_name, "who": "、".join(shown),
+        "process": where.process_key, "element": where.bpmn_id, "task": where.task_name, "who": shown,
         "prop": where.prop, "count": count})
 
 

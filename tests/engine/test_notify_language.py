@@ -145,3 +145,22 @@ def test_choosing_is_checked_and_audited(session: Session, people: dict[str, Act
     assert [(e.before, e.after) for e in events] == [({"language": None}, {"language": "en"})]
     assert language.of(session, _uid(zhang)) == "en" and language.of(session, _uid(people["wang"])) == "zh-CN"
     assert language.of(session, -1) == "zh-CN"
+
+
+def test_a_list_of_names_is_joined_in_each_persons_language(
+        session: Session, factory: sessionmaker[Session], people: dict[str, Actor], smtp: SmtpSink) -> None:
+    """A list argument (the names a process problem lists) is kept as a list and joined by the renderer: “、” in
+    Chinese, “, ” in English (it was joined in Chinese before it was stored, for every reader)."""
+    args = {"process": "plain", "element": "two", "task": "第四步", "who": ["ghost", "phantom"], "prop": "candidates",
+            "count": 2}
+    notify.send_many(session, [notify.worded(_uid(people[who]), "process_problem", "assignee_unknown", args,
+                                             key=f"list:{who}") for who in ("anna", "zhang")])
+    session.commit()
+    assert run_outbox(factory) == 2
+    [english] = _mails(smtp, "anna@gxj.jiaozhou.test")
+    [chinese] = _mails(smtp, "zhang@gxj.jiaozhou.test")
+    assert english.endswith("ghost, phantom") and "、" not in english
+    assert chinese.endswith("ghost、phantom")
+    # a row stored before lists were kept as lists (one joined string) reads as stored
+    assert language.worded("t", "b", {"text": "assignee_unknown", "args": {**args, "who": "ghost、phantom"}},
+                           "en")[0].endswith("ghost、phantom")

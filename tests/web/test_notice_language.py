@@ -194,3 +194,29 @@ def test_a_tampered_text_id_of_any_json_shape_is_shown_as_stored(deployed: sessi
     english = page.get_data(as_text=True)
     for i in range(2):
         assert f"存储的标题{i}" in english
+
+
+def test_a_list_of_names_is_joined_in_the_reader_s_language(deployed: sessionmaker[Session], login: Login) -> None:  # noqa: F811
+    """A process problem naming two names joined them with “、” for every reader: the names are a list argument now,
+    joined by the text's renderer (“ghost、phantom” in Chinese, “ghost, phantom” in English); the stored Chinese and
+    mail stay as before."""
+    from engine.runtime import assignment
+    with deployed() as s:
+        fg = actor_for(s, "fg").user_id or 0
+        assignment._tell_unknown(s, assignment.Unnamed(1, "plain", "two", "第四步", "candidates"), ["ghost", "phantom"],
+                                 [fg])
+        s.commit()
+    assert run_outbox(deployed) >= 1
+    with deployed() as s:
+        [params] = [n.params for n in s.scalars(select(Notification))]
+        s.rollback()
+    assert params["args"]["who"] == ["ghost", "phantom"]
+    client = login("fg")
+    english = re.sub(r"<[^>]+>", "", _page(client, "en"))
+    assert "ghost, phantom" in english and "、" not in english
+    chinese = re.sub(r"<[^>]+>", "", _page(client, "zh"))
+    assert "ghost、phantom" in chinese and "ghost, phantom" not in chinese
+    with deployed() as s:
+        [title] = [n.title for n in s.scalars(select(Notification))]
+        s.rollback()
+    assert title.endswith("ghost、phantom")

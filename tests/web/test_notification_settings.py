@@ -10,7 +10,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from engine.notify import settings
+from engine.notify import language, settings
 from engine.notify.models import OutboxMessage
 from engine.org.actors import actor_for
 from tests.web.conftest import csrf_of
@@ -100,3 +100,21 @@ def test_an_admin_reads_a_persons_settings_without_the_key_and_no_one_else_may(a
     assert shown.status_code == 200 and "hooks.example.com" in html and "s3cret" not in html
     assert 'name="webhook_url"' not in html  # to read, not to edit
     assert login("st").get(f"/admin/users/{fg_id}/notifications").status_code == 403
+
+
+def test_an_admin_reads_a_persons_saved_language(app: Flask, login: Login) -> None:
+    """The administrators' read-only view showed channels and the webhook but not the language the person's mail and
+    webhook go out in: it shows it (or that none was chosen, mail then Chinese), in the reader's words."""
+    with db(app) as s:
+        fg_id, st_id = actor_for(s, "fg").user_id, actor_for(s, "st").user_id
+        language.choose(s, actor=actor_for(s, "fg"), language="en")
+        s.commit()
+    admin = login("admin")
+    chosen = admin.get(f"/admin/users/{fg_id}/notifications").get_data(as_text=True)
+    assert "语言：English" in chosen
+    unchosen = admin.get(f"/admin/users/{st_id}/notifications").get_data(as_text=True)
+    assert "语言：尚未选择（邮件为中文）" in unchosen
+    admin.get("/lang/en")
+    assert "Language: English" in admin.get(f"/admin/users/{fg_id}/notifications").get_data(as_text=True)
+    english = admin.get(f"/admin/users/{st_id}/notifications").get_data(as_text=True)
+    assert "Language: not chosen (mail in Chinese)" in english

@@ -130,7 +130,7 @@ def _plan(action: str, ids: list[int]) -> tuple[Callable[[int], Any], str] | Res
 
         def transfer(task_id: int) -> Any:
             return operations.transfer(session, task_id=task_id, actor=actor, to_username=target, note=note)
-        return transfer, _("已转办给 %(name)s", name="、".join(people.labels(session, [target])) or target)
+        return transfer, _("已转办给 %(name)s", name=_("、").join(people.labels(session, [target])) or target)
     if action == "complete":
         if not request.form.get("confirm"):  # first the shared form, on a page of its own
             target = url_for("inbox.bulk_form", ids=ids, **_filter_args())

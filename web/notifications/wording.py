@@ -5,7 +5,8 @@ The arguments are data (names of people and tasks, notes people typed): each fil
 translate="no", and is never read as a format string itself, so a task named "%(x)s" or "{0}" shows as typed. The
 arguments a notice names as `words` are the app's own fixed words (a step of the escalation ladder, a reason the
 engine gives, "中文 (English)"): those are translated, or the half of the reader's language shown; a day (the text's
-`texts.DAYS`, kept as an ISO date) is worded in the reader's language (03月07日, March 7). A row without
+`texts.DAYS`, kept as an ISO date) is worded in the reader's language (03月07日, March 7), and a list of names is
+joined in it (“、”, “, ”). A row without
 params (written before the migration), or whose text or arguments no longer fit, is shown as stored.
 """
 from __future__ import annotations
@@ -46,7 +47,8 @@ def shown(title: str, body: str | None, params: Any) -> tuple[Markup, Markup]:
     translate = get_translations().gettext
     days = texts.DAYS.get(text, ())
     filled = {str(k): v if k in days else  # a day: worded by `_day` in texts.render
-              Markup.escape(localized(translate(v))) if k in words and isinstance(v, str) and v else _data(v)
+              Markup.escape(localized(translate(v))) if k in words and isinstance(v, str) and v else
+              [_data(i) for i in v] if isinstance(v, list) else _data(v)  # a list: joined by texts.render
               for k, v in args.items()}  # ("" is the catalogue's header to gettext)
     try:
         new_title, new_body = texts.render(text, filled,

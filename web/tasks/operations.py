@@ -34,7 +34,7 @@ def usernames(field: str) -> list[str]:
 
 def chosen(*names: str) -> str:
     """Name the people an operation reached by name and unit (林志远（发改局）), never by username."""
-    return "、".join(people.labels(db_session(), names))
+    return _("、").join(people.labels(db_session(), names))
 
 
 def text(field: str, size: int = 4000) -> str:
