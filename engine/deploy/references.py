@@ -32,8 +32,14 @@ ESCALATION_UNIT_UNKNOWN = ("元素 %(element)s 的 escalationUnit '%(name)s' 不
                            "升至上一级。请先创建该单位，或改用已有单位的代码或名称")
 ASSIGNEE_NOT_A_USER = ("元素 %(element)s 的 assignee '%(name)s' 是单位/角色而不是用户名；请用 candidates（候选人表达式）"
                        "指定单位或角色，assignee 只写用户名")
+# more names than a warning lists (MAX_TOLD): the count is the template's, worded in the reader's language
+ESCALATION_UNIT_UNKNOWN_MORE = ("元素 %(element)s 的 escalationUnit '%(name)s' 等 %(count)s 个都不是任何单位：逾期升级时将"
+                                "跳过单位负责人一级，升至上一级。请先创建该单位，或改用已有单位的代码或名称")
+ASSIGNEE_NOT_A_USER_MORE = ("元素 %(element)s 的 assignee '%(name)s' 等 %(count)s 个是单位/角色而不是用户名；请用 candidates"
+                            "（候选人表达式）指定单位或角色，assignee 只写用户名")
 MORE_WARNINGS = "另有 %(count)s 处警告未列出"
 NOT_CHECKED = "名称过多，另有 %(count)s 个元素的 assignee 或 escalationUnit 未检查"
+_MORE = {ESCALATION_UNIT_UNKNOWN: ESCALATION_UNIT_UNKNOWN_MORE, ASSIGNEE_NOT_A_USER: ASSIGNEE_NOT_A_USER_MORE}
 
 
 def _found(session: Session, names: Sequence[str]) -> tuple[set[str], set[str], set[str]]:
@@ -51,14 +57,13 @@ def _found(session: Session, names: Sequence[str]) -> tuple[set[str], set[str], 
     return units, roles, users
 
 
-def _shown(names: Sequence[str]) -> str:
-    listed = "', '".join(told_name(n) for n in names[:MAX_TOLD])
-    return listed + (f"' 等 {len(names)} 个 '" if len(names) > MAX_TOLD else "")
-
-
 def _warning(named: NamedIn, template: str, names: Sequence[str]) -> DeployProblem:
+    listed = "', '".join(told_name(n) for n in names[:MAX_TOLD])
+    if len(names) > MAX_TOLD:  # how many in all: the `_MORE` template's words, not the name field's
+        return DeployProblem.said(named.file, _MORE[template], element_id=named.element_id, line=named.line,
+                                  element=told_name(named.element_id or ""), name=listed, count=len(names))
     return DeployProblem.said(named.file, template, element_id=named.element_id, line=named.line,
-                              element=told_name(named.element_id or ""), name=_shown(names))
+                              element=told_name(named.element_id or ""), name=listed)
 
 
 def _budgeted(processes: Mapping[str, ParsedProcess]) -> tuple[list[str], dict[str, int]]:
@@ -106,5 +111,5 @@ def _bounded(warnings: list[DeployProblem], named: Iterable[NamedIn], past: int)
     return shown
 
 
-__all__ = ["ASSIGNEE_NOT_A_USER", "ESCALATION_UNIT_UNKNOWN", "MAX_LOOKED_UP", "MAX_WARNINGS", "MORE_WARNINGS",
-           "NOT_CHECKED", "check"]
+__all__ = ["ASSIGNEE_NOT_A_USER", "ASSIGNEE_NOT_A_USER_MORE", "ESCALATION_UNIT_UNKNOWN", "ESCALATION_UNIT_UNKNOWN_MORE",
+           "MAX_LOOKED_UP", "MAX_WARNINGS", "MORE_WARNINGS", "NOT_CHECKED", "check"]

@@ -123,3 +123,19 @@ def test_jzflow_deploy_prints_the_warnings(session: Session, tmp_path: Path, db_
     assert result.exit_code == 0, result.output
     assert "named: v1" in result.stdout
     assert "警告 (warning)" in result.stderr and "元素 claim 的 escalationUnit 'foo' 不是任何单位" in result.stderr
+
+
+def test_more_names_than_a_warning_lists_are_counted_in_the_readers_words(session: Session) -> None:
+    """The count of names past MAX_TOLD was “等 N 个” inside the name field, Chinese for every reader: it is the
+    template's now (a `_MORE` template with `count`), so the English catalogue words it too."""
+    from engine.notify import language
+    _world(session)
+    names = ["gxj"] + [f"u{i}" for i in range(20)]
+    for i in range(20):
+        org.add_unit(session, code=f"u{i}", name=f"单位{i}")
+    session.commit()
+    [found] = _warnings(session, [("many", {"assignee": repr(names).replace("'", "&apos;")})])
+    assert found.template == references.ASSIGNEE_NOT_A_USER_MORE and found.params["count"] == 21
+    assert "'gxj', 'u0'" in found.message and "等 21 个" in found.message and "' '" not in found.message
+    english = language.translator("en")(found.template) % found.params  # type: ignore[misc]
+    assert "21 in all" in english and not any("\u4e00" <= c <= "\u9fff" for c in english), english
