@@ -20,8 +20,8 @@ from werkzeug.exceptions import HTTPException
 
 from engine.db import COMMIT_STARTED, is_disconnect
 from engine.errors import EngineError
-from web import access
-from web.wording import localized
+from web import access, language
+from web.wording import localized, worded
 
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
@@ -54,6 +54,8 @@ def problem(status: int, code: str | None = None, message: str | None = None, **
     """Return an RFC 9457 problem (`type`, `title`, `status`, `detail`) that keeps jzflow's `error`/`message`."""
     default_code, zh, en = STATUS_TEXT.get(status, ("http_error", "请求失败", "Error"))
     text = message or f"{zh} ({en})"
+    if g.get("api_auth") and language.saved() is not None:  # an API caller who chose a language: its half only
+        text, details = worded(text, details)
     body = {"type": "about:blank", "title": en, "status": status, "detail": text, "instance": request.path,
             "error": code or default_code, "message": text, **details}
     response = jsonify(body)

@@ -30,10 +30,14 @@ def locale_of(language: str | None) -> str | None:
 
 
 def saved() -> str | None:
-    """The logged-in person's saved language as a locale; None when anonymous, not chosen, or an API token's request
-    (authenticated by its token, g.api_auth: a cookie session's user is not loaded for it)."""
-    if g.get("api_auth"):
-        return None
+    """The logged-in person's saved language as a locale; None when anonymous or not chosen. An API token's request
+    (g.api_auth "token") reads its token's person's, by id, once: a cookie session's user is never loaded for it."""
+    if g.get("api_auth") == "token":
+        if "api_language" not in g:
+            from engine.notify import language as notify_language
+            from web.common import db_session
+            g.api_language = locale_of(notify_language.chosen(db_session(), g.actor.user_id or -1))
+        return g.get("api_language")
     user = getattr(current_user, "user", None)  # a LoginUser's account; anonymous users have none
     return locale_of(getattr(user, "language", None))
 

@@ -7,6 +7,7 @@ half only, an English page the gloss (or the whole message when there is none).
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from flask_babel import get_locale
 from markupsafe import Markup
@@ -17,11 +18,14 @@ _INNER_GLOSS = re.compile(r"\s*\(([a-z][^()\u3000-\u9fff]*)\)(?=[:：])")
 
 
 def split(message: str) -> tuple[str, str | None]:
-    """Return (Chinese, English gloss or None) of a "中文 (English)" message; the detail after a colon stays."""
-    text = _INNER_GLOSS.sub("", message) if _INNER_GLOSS.search(message) else message
+    """Return (Chinese, English gloss or None) of a "中文 (English)" message; the detail after a colon stays (in
+    both halves of "中文 (English): detail")."""
+    inner = _INNER_GLOSS.search(message)
+    text = _INNER_GLOSS.sub("", message) if inner else message
     match = _GLOSS.search(text)
     if match is None or not re.search(r"[\u4e00-\u9fff]", text[:match.start()]):
-        return text, None
+        # "任务不存在 (no such task): 5": the gloss and the detail after it (the detail is data)
+        return text, inner.group(1) + message[inner.end():] if inner else None
     return text[:match.start()], match.group(1).strip()
 
 
@@ -31,6 +35,18 @@ def localized(message: str) -> str:
     if str(get_locale() or "zh") == "en":
         return en or message
     return zh
+
+
+def worded(message: str, details: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Return an API problem's message and details in the current locale's half: each field's message of a
+    form_invalid (`fields`), and the message rebuilt from them (its own halves would split at the last field's)."""
+    fields = details.get("fields")
+    if not isinstance(fields, list) or not all(isinstance(f, dict) and isinstance(f.get("message"), str)
+                                               for f in fields):
+        return localized(message), details
+    said = [{**f, "message": localized(f["message"])} for f in fields]
+    head = localized(message.split(":", 1)[0]) if ":" in message else localized(message)
+    return f"{head}: " + "; ".join(f"{f.get('field')}: {f['message']}" for f in said), {**details, "fields": said}
 
 
 def person(name: str | None) -> Markup:

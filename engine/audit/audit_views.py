@@ -256,7 +256,7 @@ def timeline(session: Session, instance_id: int) -> Timeline:
                             .join(ProcessVersion, ProcessVersion.id == ProcessInstance.version_id)
                             .where(ProcessInstance.id == instance_id)).first()
     if found is None:
-        raise InstanceNotFound(f"流程实例不存在: {instance_id}", instance_id=instance_id)
+        raise InstanceNotFound(f"流程实例不存在 (no such instance): {instance_id}", instance_id=instance_id)
     row, key, version = found
     raw = list(session.scalars(select(AuditEvent).where(AuditEvent.stream == f"instance:{instance_id}")
                                .order_by(AuditEvent.seq)))

@@ -162,7 +162,7 @@ def versions(session: Session, process_key: str) -> list[VersionRow]:
     """
     definition = session.scalar(select(ProcessDefinition).where(ProcessDefinition.key == process_key))
     if definition is None:
-        raise ProcessNotFound(f"流程不存在: {process_key}", process_key=process_key)
+        raise ProcessNotFound(f"流程不存在 (no such process): {process_key}", process_key=process_key)
     rows = session.scalars(select(ProcessVersion).where(ProcessVersion.definition_id == definition.id)
                            .order_by(ProcessVersion.version.desc())).all()
     return _rows(session, rows, definition.key)

@@ -79,7 +79,7 @@ def issued_pdf(session: Session, actor: Actor, instance_id: int, doc_id: int,
     doc = session.scalar(select(IssuedDocument).where(IssuedDocument.id == doc_id,
                                                       IssuedDocument.instance_id == instance_id))
     if doc is None:
-        raise NotFound(f"文书不存在: {doc_id}", document_id=doc_id)
+        raise NotFound(f"文书不存在 (no such document): {doc_id}", document_id=doc_id)
     if doc.kind == core.SHEET_KIND:  # internal: only for whoever may read the whole sheet
         submissions.approval_sheet(session, actor, instance_id)
     if doc.pdf is not None:

@@ -56,7 +56,12 @@ def checked(language: str) -> str:
 
 def of(session: Session, user_id: int) -> str:
     """Return a person's language: their choice, else DEFAULT."""
-    return session.scalar(select(User.language).where(User.id == user_id)) or DEFAULT
+    return chosen(session, user_id) or DEFAULT
+
+
+def chosen(session: Session, user_id: int) -> str | None:
+    """Return the language a person chose, None when they have not."""
+    return session.scalar(select(User.language).where(User.id == user_id))
 
 
 def choose(session: Session, *, actor: Actor, language: str) -> bool:
@@ -129,4 +134,4 @@ def worded(title: str, body: str, params: Any, language: str | None) -> tuple[st
     return new_title[:TITLE_ROOM], new_body
 
 
-__all__ = ["CATALOGUE", "DEFAULT", "LANGUAGES", "checked", "choose", "of", "translator", "worded"]
+__all__ = ["CATALOGUE", "DEFAULT", "LANGUAGES", "checked", "choose", "chosen", "of", "translator", "worded"]

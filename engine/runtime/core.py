@@ -81,7 +81,7 @@ def load(session: Session, instance_id: int, *, read_only: bool = False, row: Pr
         if with_open_rows:
             open_rows = {r[4].task_guid: r[4] for r in found if r[4] is not None}
     if row is None:
-        raise InstanceNotFound(f"流程实例不存在: {instance_id}", instance_id=instance_id)
+        raise InstanceNotFound(f"流程实例不存在 (no such instance): {instance_id}", instance_id=instance_id)
     if row.archived_at is not None:
         return _load_archived(session, row, read_only=read_only)
     workflow = hot.take(session, row.id, row.lock_version, row.version_id, read_only=read_only)

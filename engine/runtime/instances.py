@@ -45,7 +45,7 @@ def start(session: Session, *, process_key: str, actor: Actor, data: Mapping[str
         root, start_hops = start_limits.admit(ctx, process_key), ctx.running.row.start_hops
     version = deploy.latest_version(session, process_key)
     if version is None:
-        raise ProcessNotFound(f"流程不存在: {process_key}", process_key=process_key)
+        raise ProcessNotFound(f"流程不存在 (no such process): {process_key}", process_key=process_key)
     if trigger is None and not events.has_none_start(runtime.specs_for(session, version.id)):
         raise InvalidInput(f"流程 {process_key} 由消息或信号启动，不能手动发起 (process {process_key} is started by a "
                            "message or signal, not by hand)", field="process_key")

@@ -403,7 +403,7 @@ def describe(session: Session, message_id: int) -> Outcome:
     """
     row = session.get(BpmnMessage, message_id)
     if row is None:
-        raise NotFound(f"消息不存在: {message_id}", message_id=message_id)
+        raise NotFound(f"消息不存在 (no such message): {message_id}", message_id=message_id)
     out = _outcome(row)
     if row.status == "buffered" and row.expires_at is not None and row.expires_at <= clock.now():
         return replace(out, status="expired")

@@ -55,7 +55,7 @@ def can_view_instance(session: Session, actor: Actor, instance_id: int) -> bool:
 def not_found(instance_id: int) -> InstanceNotFound:
     """Return the error for an instance that does not exist — and, the same to the byte, for one the actor may not
     see: ids are sequential, and a 403 would tell which exist (docs/security.md)."""
-    return InstanceNotFound(f"流程实例不存在: {instance_id}", instance_id=instance_id)
+    return InstanceNotFound(f"流程实例不存在 (no such instance): {instance_id}", instance_id=instance_id)
 
 
 def require_view(session: Session, actor: Actor, instance_id: int) -> None:

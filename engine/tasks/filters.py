@@ -103,7 +103,7 @@ def delete_filter(session: Session, actor: Actor, filter_id: int) -> None:
     row = session.scalar(select(SavedFilter).where(SavedFilter.id == filter_id, SavedFilter.user_id == actor.user_id)
                          .with_for_update())
     if row is None:
-        raise NotFound(f"筛选不存在: {filter_id}", filter_id=filter_id)
+        raise NotFound(f"筛选不存在 (no such saved filter): {filter_id}", filter_id=filter_id)
     session.delete(row)
     session.flush()
     audit.record(session, actor, "filter.delete", stream=f"user:{actor.user_id}", object_type="saved_filter",

@@ -310,7 +310,7 @@ def mark_cc_read(session: Session, actor: Actor, cc_id: int | None = None) -> in
     if cc_id is not None:
         owner = session.scalar(select(CarbonCopy.user_id).where(CarbonCopy.id == cc_id))
         if owner is None or owner != actor.user_id:
-            raise NotFound(f"抄送不存在: {cc_id}", cc_id=cc_id)
+            raise NotFound(f"抄送不存在 (no such carbon copy): {cc_id}", cc_id=cc_id)
         where.append(CarbonCopy.id == cc_id)
     result = session.execute(update(CarbonCopy).where(*where).values(read_at=clock.now())
                              .execution_options(synchronize_session=False))

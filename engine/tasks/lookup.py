@@ -70,7 +70,7 @@ Seen = Callable[[HumanTask], object]
 
 def not_found(task_id: int) -> TaskNotFound:
     """Return the error for a task that does not exist — and, the same to the byte, for one the actor may not see."""
-    return TaskNotFound(f"任务不存在: {task_id}", task_id=task_id)
+    return TaskNotFound(f"任务不存在 (no such task): {task_id}", task_id=task_id)
 
 
 def missing(session: Session, task_id: int, seen: Seen | None = None) -> EngineError:
@@ -386,5 +386,5 @@ def cosign_of(session: Session, task_id: int, cosign_id: int) -> HumanTask:
     """
     cosign = session.get(HumanTask, cosign_id)
     if cosign is None or cosign.parent_task_id != task_id:  # the route checked that the actor sees task_id
-        raise TaskNotFound(f"加签任务不存在: {cosign_id}", task_id=cosign_id)
+        raise TaskNotFound(f"加签任务不存在 (no such co-sign task): {cosign_id}", task_id=cosign_id)
     return cosign

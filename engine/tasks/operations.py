@@ -280,7 +280,7 @@ def remove_cosigner(session: Session, *, cosign_task_id: int, actor: Actor) -> H
     cosign = lookup.get_open(session, cosign_task_id)  # as it is now: signed meanwhile, it is not removed
     parent = session.get(HumanTask, cosign.parent_task_id)
     if parent is None:
-        raise TaskNotFound(f"任务不存在: {cosign.parent_task_id}", task_id=cosign.parent_task_id)
+        raise TaskNotFound(f"任务不存在 (no such task): {cosign.parent_task_id}", task_id=cosign.parent_task_id)
     task_access.require(session, actor, parent, task_access.Op.REMOVE_COSIGNER)
     lookup.require_active(session, parent)  # 挂起: the last co-signer removed would unblock it in a suspended instance
     cosign.state = "cancelled"

@@ -236,7 +236,7 @@ def _handled_after(session: Session, actor: Actor, later: list[HumanTask]) -> bo
 def withdraw_refusal(session: Session, actor: Actor, task: HumanTask) -> EngineError | None:
     """Return why the actor may not withdraw a task now (None: they may); the one check the button and 撤回 share."""
     if task.kind != "bpmn":
-        return TaskNotFound(f"任务不存在: {task.id}", task_id=task.id)
+        return TaskNotFound(f"任务不存在 (no such task): {task.id}", task_id=task.id)
     if task.state != "completed" or task.completed_by_id != actor.user_id:
         return NotYourTask("只能撤回自己提交的任务 (only what you submitted)", task_id=task.id)
     status = session.scalar(select(ProcessInstance.status).where(ProcessInstance.id == task.instance_id))

@@ -196,7 +196,7 @@ def attachment(session: Session, actor: Actor, task_id: int, attachment_id: int)
     found = session.get(Attachment, attachment_id)
     if found is None or found.instance_id != task.instance_id or (
             found.uploaded_by_id != actor.user_id and access.is_external(session, actor)):  # internal: as if absent
-        raise TaskNotFound(f"附件不存在: {attachment_id}", attachment_id=attachment_id)
+        raise TaskNotFound(f"附件不存在 (no such attachment): {attachment_id}", attachment_id=attachment_id)
     return found
 
 
@@ -210,7 +210,7 @@ def diagram_xml(session: Session, actor: Actor, task_id: int) -> str:
     assert instance is not None
     text = timeline.bpmn_text(session, instance.version_id, task.process_key)
     if text is None:
-        raise TaskNotFound(f"流程图不存在: {task_id}", task_id=task_id)
+        raise TaskNotFound(f"流程图不存在 (no diagram for this task): {task_id}", task_id=task_id)
     return text
 
 
