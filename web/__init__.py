@@ -172,6 +172,7 @@ def _vocabulary(app: Flask) -> None:
     app.jinja_env.filters["one_language"] = wording.localized
     app.jinja_env.filters["person"] = wording.person
     app.jinja_env.filters["plan_word"] = wording.plan_word
+    app.jinja_env.filters["listed"] = wording.listed
 
 
 def _secure(app: Flask, settings: config.Settings) -> None:

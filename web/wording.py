@@ -7,6 +7,7 @@ half only, an English page the gloss (or the whole message when there is none).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from flask_babel import get_locale
@@ -55,6 +56,12 @@ def person(name: str | None) -> Markup:
     if not name or name in ("system", "系统"):  # the plan layer names the system 系统 already
         return Markup.escape(_("系统"))
     return Markup('<span translate="no">{}</span>').format(name)
+
+
+def listed(value: str | Sequence[str]) -> str:
+    """Return names joined in the reader's language (“、”, “, ”); text as it is."""
+    from flask_babel import gettext as _
+    return value if isinstance(value, str) else _("、").join(value)
 
 
 MANUAL = "（手动）"

@@ -103,14 +103,14 @@ class HistoryLine:
     at: datetime
     what: str
     who: str
-    note: str
+    note: str | tuple[str, ...]  # a step's recipients: names, joined by the page in its reader's language
 
 
 def history(session: Session, object_type: str, object_id: int) -> list[HistoryLine]:
     """Return the steps and 督办 actions of an object, oldest first."""
     names = {u.id: u.display_name for u in session.scalars(select(User))}
     lines = [HistoryLine(s.at, escalation.STEP_NAMES.get(s.step, s.step) + ("（手动）" if s.manual else ""),
-                         names.get(s.actor_id or -1, "系统"), "、".join(names.get(u, str(u)) for u in s.recipients or []))
+                         names.get(s.actor_id or -1, "系统"), tuple(names.get(u, str(u)) for u in s.recipients or []))
              for s in session.scalars(select(EscalationStep).where(EscalationStep.object_type == object_type,
                                                                    EscalationStep.object_id == object_id))]
     labels = {"urge": "催办", "reassign": "改派", "extension_grant": "批准延期", "extension_refuse": "不批准延期",

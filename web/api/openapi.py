@@ -26,8 +26,9 @@ SCHEMAS: dict[str, Any] = {
     "Error": {"type": "object", "required": ["type", "title", "status", "detail", "error", "message"],
               "additionalProperties": True,
               "description": "Every error is an RFC 9457 problem (type, title, status, detail, instance) with a "
-                             "stable code (`error`), the message (Chinese, then English; = detail) and details "
-                             "such as ids or the field.",
+                             "stable code (`error`), the message (= detail) and details such as ids or the field. "
+                             "The message is in the caller's saved language (its Chinese or its English; each "
+                             "`fields[].message` too), or Chinese then English for a caller who has not chosen one.",
               "properties": {"type": {"type": "string"}, "title": {"type": "string"},
                              "status": {"type": "integer"}, "detail": {"type": "string"},
                              "instance": {"type": "string"},
