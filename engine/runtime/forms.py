@@ -3,7 +3,8 @@
 A schema's `$ref` resolves only inside the deployment's own form files (by plain name) or the schema
 itself: the registry holds those files and its retrieve function refuses everything else, so no URL
 a process owner wrote is ever fetched (jsonschema's default would fetch http:// and file:// refs).
-A schema's `pattern`s are matched by RE2, never by Python's backtracking `re` (engine/patterns.py).
+A schema's `pattern`s are matched by RE2, never by Python's backtracking `re`, and so is an answer to a
+`"format": "regex"` field compiled (engine/patterns.py).
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
-from jsonschema import Draft202012Validator, FormatChecker, validators
+from jsonschema import Draft202012Validator, validators
 from referencing import Registry, Resource
 from referencing.exceptions import NoSuchResource, Unresolvable
 from referencing.jsonschema import DRAFT202012
@@ -49,7 +50,7 @@ def registry(files: Mapping[str, str]) -> Registry[Any]:
 def _validator(schema_text: str, files: tuple[tuple[str, str], ...] = ()) -> Any:
     schema = json.loads(schema_text)
     cls = validators.validator_for(schema, default=Draft202012Validator)
-    return cls(schema, format_checker=FormatChecker(), registry=registry(dict(files)))
+    return cls(schema, format_checker=patterns.format_checker(), registry=registry(dict(files)))
 
 
 def _field(error: Any) -> str:

@@ -6,6 +6,7 @@ submitted answer stopped a web process. RE2 (engine/patterns.py) matches in time
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -122,3 +123,41 @@ def test_refusals_are_not_written_to_the_process_s_stderr(capfd: pytest.CaptureF
     with pytest.raises(patterns.PatternRefused):
         patterns.compiled("(?=x)quiet")
     assert capfd.readouterr().err == ""
+
+
+# Python's `re` *compiles* some short patterns slowly: each case-insensitive class over the whole of Unicode costs it
+# some 15 ms, so 600 of them (3,000 characters) held a process for 10 s, and a 5 MB form file or answer for hours.
+SLOW_TO_COMPILE = "(?i)" + "[\u0100-\U0010ffff]" * 600
+
+
+def test_an_answer_to_a_regex_field_is_checked_by_re2_not_compiled_by_re() -> None:
+    """`"format": "regex"` made jsonschema `re.compile` the answer: anyone filling the form held the web process."""
+    schema = _schema(properties={"x": {"type": "string", "format": "regex"}})
+    re.purge()  # a pattern `re` compiled before is in its cache: nothing to measure
+    started = time.monotonic()
+    with pytest.raises(FormInvalid) as refused:
+        forms.validate(schema, {"x": SLOW_TO_COMPILE}, {})
+    assert time.monotonic() - started < 2
+    [error] = refused.value.errors
+    assert error.field == "x" and "regex" in error.message
+    assert forms.validate(schema, {"x": "^1[3-9]\\d{9}$"}, {}) == {"x": "^1[3-9]\\d{9}$"}
+    with pytest.raises(FormInvalid):
+        forms.validate(schema, {"x": "(unclosed"}, {})
+
+
+@pytest.mark.parametrize("where", ["pattern", "patternProperties"])
+def test_deploy_checks_a_form_s_patterns_with_re2_alone(session: Session, where: str) -> None:
+    """Deploy (and the modeller's preview) checked the schema against its meta-schema, whose `"format": "regex"`
+    `re.compile`d every pattern again, the ones RE2 had just refused included."""
+    files = deploy.read_directory(BAD / "invalid_form")
+    keyword = ({"properties": {"x": {"type": "string", "pattern": SLOW_TO_COMPILE}}} if where == "pattern"
+               else {"patternProperties": {SLOW_TO_COMPILE: {"type": "string"}}})
+    files["broken.schema.json"] = json.dumps({"type": "object", **keyword}, ensure_ascii=False).encode()
+    re.purge()
+    started = time.monotonic()
+    with pytest.raises(DeployInvalid) as err:
+        deploy.deploy(session, files, actor=SYSTEM, check_lanes=False)
+    assert time.monotonic() - started < 3
+    mine = [p.message for p in err.value.problems if p.file == "broken.schema.json"]
+    assert len(mine) == 1 and "pattern longer than 1000" in mine[0], mine
+    assert session.scalar(select(func.count()).select_from(ProcessVersion)) == 0
