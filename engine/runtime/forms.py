@@ -69,8 +69,8 @@ def _multiple_of(validator: Any, step: Any, instance: Any, schema: Any) -> Itera
 @lru_cache(maxsize=512)
 def _validator(schema_text: str, files: tuple[tuple[str, str], ...] = ()) -> Any:
     schema = json.loads(schema_text)
-    cls = validators.extend(validators.validator_for(schema, default=Draft202012Validator),
-                            {"multipleOf": _multiple_of})
+    base = validators.validator_for(schema, default=Draft202012Validator)
+    cls = validators.extend(base, {"multipleOf": _multiple_of})  # type: ignore[no-untyped-call]
     return cls(schema, format_checker=patterns.format_checker(), registry=registry(dict(files)))
 
 
