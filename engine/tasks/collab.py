@@ -11,7 +11,7 @@ import hashlib
 import re
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from engine import audit
@@ -25,6 +25,11 @@ from engine.tasks.models import HumanTask, archived_tasks
 from engine.tasks.operations import notice, tell, user_named
 
 MAX_ATTACHMENT_BYTES = 20 * 1024 * 1024
+# An instance's files together: anyone who sees it may attach (an applicant to their case), 20 MB a post, so without
+# these one person with a script filled the database. A count, not a lock: two uploads at the same moment
+# may each pass it by their own file.
+MAX_INSTANCE_FILES = 500
+MAX_INSTANCE_BYTES = 2 * 1024 * 1024 * 1024
 SAFE_NAME = re.compile(r"[^\w.\-（）()\u4e00-\u9fff ]+")
 # What a refusal names: the trace that was not kept, in both languages.
 TRACES = {"comment": ("评论", "comment"), "attachment": ("附件", "file"), "carbon_copy": ("抄送", "copy")}
@@ -127,12 +132,33 @@ def add_comment(session: Session, *, instance_id: int, actor: Actor, body: str,
     return comment
 
 
+def _megabytes(size: int) -> str:
+    return f"{size // (1024 * 1024)} MB" if size >= 1024 * 1024 else f"{size} B"
+
+
+def _require_room(session: Session, instance_id: int, size: int) -> None:
+    """Refuse a file the instance has no room for (MAX_INSTANCE_FILES, MAX_INSTANCE_BYTES), naming `file`.
+
+    Raises: InvalidInput
+    """
+    count, total = session.execute(select(func.count(Attachment.id), func.coalesce(func.sum(Attachment.size), 0))
+                                   .where(Attachment.instance_id == instance_id)).one()
+    if count >= MAX_INSTANCE_FILES:
+        raise InvalidInput(f"此流程实例已有 {MAX_INSTANCE_FILES} 个附件，不能再上传 (the instance holds "
+                           f"{MAX_INSTANCE_FILES} files, the most it takes)", field="file")
+    if total + size > MAX_INSTANCE_BYTES:
+        limit = _megabytes(MAX_INSTANCE_BYTES)
+        raise InvalidInput(f"此流程实例的附件合计不能超过 {limit}，已有 {_megabytes(int(total))} (the instance's files "
+                           f"together may not pass {limit}; it holds {_megabytes(int(total))})", field="file")
+
+
 def attach(session: Session, *, instance_id: int, actor: Actor, name: str, content: bytes,
            content_type: str = "application/octet-stream", task_id: int | None = None,
            seen_closed: bool = False) -> Attachment:
-    """Attach a file (at most 20 MB) to an instance, from one of its steps (`task_id`; `seen_closed`: it had ended when
-    the actor looked, else it must still be open). The file is kept in the database, in the caller's transaction: a
-    refusal or a rollback leaves nothing of it anywhere.
+    """Attach a file (at most 20 MB; the instance's files: MAX_INSTANCE_FILES, MAX_INSTANCE_BYTES) to an instance,
+    from one of its steps (`task_id`; `seen_closed`: it had ended when the actor looked, else it must still be
+    open). The file is kept in the database, in the caller's transaction: a refusal or a rollback leaves nothing of it
+    anywhere.
 
     Raises: Forbidden, InvalidInput, TaskNotFound, InstanceArchived, TaskAlreadyDone
     """
@@ -145,6 +171,7 @@ def attach(session: Session, *, instance_id: int, actor: Actor, name: str, conte
     if len(content) > MAX_ATTACHMENT_BYTES:
         raise InvalidInput("文件超过20MB (file larger than 20 MB)", field="file")
     _on_step(session, instance_id, task_id, "attachment", seen_closed=seen_closed)
+    _require_room(session, instance_id, len(content))
     digest = hashlib.sha256(content).hexdigest()
     # The uploader's declared type is a claim: only an inert one is kept (text/javascript, html, svg are not).
     attachment = Attachment(instance_id=instance_id, task_id=task_id, name=clean,
@@ -157,4 +184,5 @@ def attach(session: Session, *, instance_id: int, actor: Actor, name: str, conte
     return attachment
 
 
-__all__ = ["MAX_ATTACHMENT_BYTES", "TRACES", "add_comment", "attach", "carbon_copy", "step_closed"]
+__all__ = ["MAX_ATTACHMENT_BYTES", "MAX_INSTANCE_BYTES", "MAX_INSTANCE_FILES", "TRACES", "add_comment", "attach",
+           "carbon_copy", "step_closed"]

@@ -118,6 +118,33 @@ def test_attachment_size_and_name_limits(session: Session, review_org: dict[str,
     assert session.scalar(select(func.count()).select_from(Attachment)) == 0
 
 
+def test_an_instance_holds_a_bounded_number_and_size_of_files(session: Session, review_org: dict[str, Actor],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Anyone who sees an instance may attach to it (an applicant to their case): 20 MB a post and posts without end
+    filled the database. An instance's files are bounded in number and in bytes; a refusal keeps nothing."""
+    monkeypatch.setattr(collab, "MAX_INSTANCE_FILES", 3)
+    monkeypatch.setattr(collab, "MAX_INSTANCE_BYTES", 10)
+    deploy.deploy(session, minimal(), actor=SYSTEM)
+    row = instances.start(session, process_key="minimal", actor=review_org["fg"])
+    other = instances.start(session, process_key="minimal", actor=review_org["fg"])
+
+    def attach(instance_id: int, content: bytes) -> None:
+        collab.attach(session, instance_id=instance_id, actor=review_org["fg"], name="a.txt", content=content)
+
+    attach(row.id, b"123456")
+    with pytest.raises(InvalidInput) as too_big:  # 6 + 5 bytes > 10
+        attach(row.id, b"12345")
+    attach(row.id, b"1234")  # 10 bytes: the limit itself
+    for _ in range(3):
+        attach(other.id, b"1")
+    with pytest.raises(InvalidInput) as too_many:
+        attach(other.id, b"1")
+    assert too_big.value.details.get("field") == "file" and "10" in str(too_big.value)
+    assert too_many.value.details.get("field") == "file" and "3" in str(too_many.value)
+    assert session.scalar(select(func.count()).select_from(Attachment).where(Attachment.instance_id == row.id)) == 2
+    assert session.scalar(select(func.count()).select_from(Attachment).where(Attachment.instance_id == other.id)) == 3
+
+
 # --------------------------------------------------------------------------- XML bombs and external entities
 
 XML_BOMBS = {
