@@ -87,11 +87,25 @@ def _unique_items(validator: Any, unique: Any, instance: Any, schema: Any) -> It
         yield ValidationError("has non-unique elements")
 
 
+def _pattern_properties(validator: Any, by_pattern: Any, instance: Any, schema: Any) -> Iterator[ValidationError]:
+    """`patternProperties` with each key searched once, for all patterns together (an RE2 set): jsonschema searched
+    every key with every pattern, 10 s for 100 patterns and 20,000 keys. Errors come in jsonschema's order."""
+    if not validator.is_type(instance, "object") or not isinstance(by_pattern, Mapping):
+        return
+    names = tuple(by_pattern)
+    matcher = patterns.pattern_set(names)
+    hits = sorted((index, number) for number, key in enumerate(instance) for index in matcher.Match(key) or ())
+    keys = list(instance)
+    for index, number in hits:
+        key = keys[number]
+        yield from validator.descend(instance[key], by_pattern[names[index]], path=key, schema_path=names[index])
+
+
 @lru_cache(maxsize=512)
 def _validator(schema_text: str, files: tuple[tuple[str, str], ...] = ()) -> Any:
     schema = json.loads(schema_text)
     base = validators.validator_for(schema, default=Draft202012Validator)
-    exact = {"multipleOf": _multiple_of, "uniqueItems": _unique_items}
+    exact = {"multipleOf": _multiple_of, "uniqueItems": _unique_items, "patternProperties": _pattern_properties}
     cls = validators.extend(base, exact)  # type: ignore[no-untyped-call]
     return cls(schema, format_checker=patterns.format_checker(), registry=registry(dict(files)))
 
