@@ -7,7 +7,7 @@ import secrets
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
@@ -71,7 +71,7 @@ class Settings:
     notice_cap_instance_hour: int = 500
     notice_cap_recipient_hour: int = 200
 
-    @property
+    @cached_property  # asked at every commit that wrote audit events: the join built once per settings
     def anchor_path(self) -> Path:
         """The append-only file where audit seals and stream heads are anchored outside the database."""
         return self.audit_anchor or self.instance_dir / "audit-anchors.log"

@@ -7,6 +7,7 @@ only after every row it writes (see `statement_ctes`); otherwise the event waits
 """
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 from sqlalchemy.dialects import postgresql
@@ -45,6 +46,18 @@ def statement_ctes(when: str) -> str:
 NO_EVENT: dict[str, Any] = {**{f"e_{name}": None for name in _COLUMNS}, "e_prev_seq": None, "e_prev_head": None}
 
 
+_JSON_PROCESSORS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+def _json_processor(dialect: Any) -> Any:
+    """The JSON column's bind processor for the dialect, built once per dialect (not anew for every event)."""
+    try:
+        return _JSON_PROCESSORS[dialect]
+    except KeyError:
+        processor = _JSON_PROCESSORS[dialect] = _EVENTS.c.after.type.dialect_impl(dialect).bind_processor(dialect)
+        return processor
+
+
 def for_statement(session: Session, ev: AuditEvent) -> dict[str, Any] | None:
     """Chain an event onto the head this transaction saw of its stream, as `statement_ctes`' parameters.
 
@@ -57,7 +70,7 @@ def for_statement(session: Session, ev: AuditEvent) -> dict[str, Any] | None:
         return None
     _chain([ev], {ev.stream: seen}, audit_anchor.key())
     params = {f"e_{name}": value for name, value in _row(ev).items()}
-    to_json = _EVENTS.c.after.type.dialect_impl(session.get_bind().dialect).bind_processor(session.get_bind().dialect)
+    to_json = _json_processor(session.get_bind().dialect)
     if to_json is not None:  # as the ORM and Core write a JSON column
         params.update(e_before=to_json(ev.before), e_after=to_json(ev.after))
     params.update(e_prev_seq=seen[0], e_prev_head=seen[1])

@@ -124,9 +124,9 @@ def read(session: Session, task_id: int) -> list[Read] | None:
             held = tasks[task_id_of] = (task, [], r)
         if r[_CANDIDATE_ID] is not None:
             candidate = _CANDIDATE_MAPPER.class_manager.new_instance()
-            values = instance_dict(candidate)
-            values.update(zip(_CANDIDATE_KEYS, r[_N_TASK:_AT_INSTANCE], strict=True))
-            values["task"] = held[0]
+            held_values = instance_dict(candidate)
+            held_values.update(zip(_CANDIDATE_KEYS, r[_N_TASK:_AT_INSTANCE], strict=True))
+            held_values["task"] = held[0]
             held[1].append(candidate)
     as_loaded(session, instance, first[_INSTANCE_ID])
     if state_left_out:
