@@ -196,13 +196,14 @@ def _message(error: Any, schema: Mapping[str, Any]) -> str:
 
 
 def validate(schema_text: str | None, data: Mapping[str, Any], files: Mapping[str, str] | None = None, *,
-             name: str | None = None) -> dict[str, Any]:
+             name: str | None = None, stored_checked: bool = False) -> dict[str, Any]:
     """Return the submitted data as a dict if it satisfies the schema (`files`: the version's forms, for `$ref`).
 
     Every client's data for a workflow passes here (a form, the API's and the CLI's start data, a message's payload
     its catch checks): its size, depth and values are bounded before the schema or SpiffWorkflow walks it. A stored
     schema (`name`: its file) that deploy would refuse today, or a file it reaches through `$ref`, refuses every
-    submission naming the file: a version deployed before the limits may hold one.
+    submission naming the file: a version deployed before the limits may hold one. `stored_checked`: the caller
+    refused that file already (`refuse_stored` on this very text), so it is not checked twice.
 
     Raises: FormInvalid (each error names its field; nothing is changed)
     """
@@ -216,7 +217,8 @@ def validate(schema_text: str | None, data: Mapping[str, Any], files: Mapping[st
         raise FormInvalid([FieldError(str(k), "保留字段名 (reserved field name)") for k in reserved])
     if schema_text is None:
         return dict(data)
-    refuse_stored(name or "(form)", schema_text)
+    if not stored_checked:
+        refuse_stored(name or "(form)", schema_text)
     needed = _reachable(schema_text, files or {})
     for file, text in needed.items():
         refuse_stored(file, text)

@@ -128,12 +128,15 @@ def complete(session: Session, *, task_id: int, actor: Actor, data: Mapping[str,
     schema = info.files.get(task.form_schema) if task.form_schema else None
     if task.form_schema and schema is None:  # forms of versions deployed before forms were cached
         schema = deploy.file_text(session, running.row.version_id, task.form_schema)
+    checked = False  # validate need not refuse the stored file again
     if schema and task.form_schema:  # a stored file deploy would refuse today is refused before it is read
         forms.refuse_stored(task.form_schema, schema)
+        checked = True
     if schema and form_options.PREFIX in schema:  # choices from task data: the data the task holds now
         spiff_task = runtime.find_task(running.workflow, task.task_guid)
         schema = form_options.resolve(schema, dict(spiff_task.data) if spiff_task is not None else {})
-    cleaned = forms.validate(schema, data, info.files, name=task.form_schema)
+        checked = False  # the text with its choices is another: validate checks it
+    cleaned = forms.validate(schema, data, info.files, name=task.form_schema, stored_checked=checked)
     postgres = is_postgres(session)
     # A candidate submitting a group task claims it, not over a claim made since: SQLite, or a submission that may be
     # held for co-signers (then not saved), by compare-and-set now; else in the save's statement.

@@ -150,6 +150,20 @@ def test_a_stored_form_branching_through_another_file_refuses_submissions(case: 
     assert error.field == "(form)" and "broken.schema.json" in error.message and "allOf" in error.message, error
 
 
+def test_a_stored_file_the_caller_refused_already_is_not_checked_again_but_the_data_is(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """tasks.complete refuses the stored file before it reads it (choices from task data); validate then checks the
+    data against it without checking the file a second time. Any other caller's file is checked as before."""
+    schema = json.dumps({"type": "object", "properties": {"amount": {"type": "integer"}}})
+    checked: list[str] = []
+    monkeypatch.setattr(content_limits, "stored_form_problem", lambda name, text: checked.append(name))
+    with pytest.raises(FormInvalid) as refused:
+        forms.validate(schema, {"amount": "很多"}, {}, name="fill.schema.json", stored_checked=True)
+    assert [e.field for e in refused.value.errors] == ["amount"] and checked == []
+    assert forms.validate(schema, {"amount": 3}, {}, name="fill.schema.json") == {"amount": 3}
+    assert checked == ["fill.schema.json"]
+
+
 def test_a_reference_the_count_does_not_follow_is_refused_not_a_500() -> None:
     """`$dynamicRef` is not counted (its target depends on where the check came from): jsonschema recursed without
     end on it, the submission was a RecursionError."""
