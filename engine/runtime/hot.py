@@ -75,8 +75,12 @@ class HotCache:
     def take_entry(self, key: Key, lock_version: int, version_id: int) -> Entry | None:
         """`take`, returning the entry taken: what a look gives back is the entry it was lent, in the same lock."""
         with self._lock:
-            entry = self._entries.pop(key, None)
+            entry = self._entries.get(key)
+            if entry is not None and entry.lock_version > lock_version:
+                self.misses += 1  # this reader read the row before a save that committed since: the entry is newer
+                return None
             if entry is not None:
+                del self._entries[key]
                 self._bytes -= entry.size
             if entry is None or entry.lock_version != lock_version or entry.version_id != version_id:
                 self.misses += 1
@@ -85,12 +89,24 @@ class HotCache:
             return entry
 
     def put(self, key: Key, entry: Entry) -> None:
-        """Keep a committed workflow, evicting the least recently used past the limits."""
+        """Keep a committed workflow, evicting the least recently used past the limits; one kept at a later
+        lock_version stays (every save bumps it: the later one is the newer state)."""
+        self._put(key, entry, replace_same=True)
+
+    def put_back(self, key: Key, entry: Entry) -> None:
+        """Return a workflow borrowed by a read-only unit of work, unless something as new or newer is kept."""
+        self._put(key, entry, replace_same=False)
+
+    def _put(self, key: Key, entry: Entry, *, replace_same: bool) -> None:
         settings = config.load()
         max_count, max_bytes = settings.instance_cache_size, settings.instance_cache_mb * 1024 * 1024
-        with self._lock:
-            old = self._entries.pop(key, None)
+        with self._lock:  # the check and the put in one hold: a put between them could be replaced by an older one
+            old = self._entries.get(key)
+            if old is not None and (old.lock_version > entry.lock_version
+                                    or (old.lock_version == entry.lock_version and not replace_same)):
+                return
             if old is not None:
+                del self._entries[key]
                 self._bytes -= old.size
             if max_count <= 0 or entry.size > max_bytes:
                 return
@@ -99,13 +115,6 @@ class HotCache:
             while len(self._entries) > max_count or self._bytes > max_bytes:
                 _key, evicted = self._entries.popitem(last=False)
                 self._bytes -= evicted.size
-
-    def put_back(self, key: Key, entry: Entry) -> None:
-        """Return a workflow borrowed by a read-only unit of work, unless something newer is kept."""
-        with self._lock:
-            if key in self._entries:
-                return
-        self.put(key, entry)
 
     def drop(self, key: Key) -> None:
         with self._lock:
