@@ -10,12 +10,12 @@ from plan.reports.core import (
     period,
     recent_runs,
     run,
-    run_file,
     stale_runs,
     to_pdf,
     to_xlsx,
 )
 from plan.reports.schedule import ensure_runs
+from plan.reports.sight import run_file, visible_summary
 
 __all__ = [
     "ISSUE_HEAD",
@@ -32,4 +32,5 @@ __all__ = [
     "stale_runs",
     "to_pdf",
     "to_xlsx",
+    "visible_summary",
 ]

@@ -52,6 +52,7 @@ class IssueLine:
     total: int = 0
     closed_total: int = 0
     rank: int = 0
+    unit_id: int | None = None  # None: not dispatched (or a run stored before lines named their unit)
 
     @property
     def close_rate(self) -> float:
@@ -69,6 +70,7 @@ class ProjectLine:
     producing: int = 0
     behind: int = 0
     rank: int = 0
+    unit_id: int | None = None
 
 
 @dataclass
@@ -124,11 +126,12 @@ def build(session: Session, *, kind: str, start: date, end: date, title: str = "
     open_at_end = existed & (i.closed_at.is_(None) | (i.closed_at >= hi))
     closed_in = (i.closed_at >= lo) & (i.closed_at < hi)
     rows = session.execute(
-        select(OrgUnit.name, count((i.created_at >= lo) & (i.created_at < hi)), count(open_at_end), count(closed_in),
-               count(open_at_end & (i.due_at < as_of)), count(closed_in & (i.closed_at > i.due_at)), count(existed),
-               count(i.closed_at < hi))
-        .select_from(i).outerjoin(OrgUnit, OrgUnit.id == i.unit_id).group_by(OrgUnit.name)).all()
-    report.issues = [IssueLine(name or "未派单", *(int(n or 0) for n in counts)) for name, *counts in rows]
+        select(OrgUnit.id, OrgUnit.name, count((i.created_at >= lo) & (i.created_at < hi)), count(open_at_end),
+               count(closed_in), count(open_at_end & (i.due_at < as_of)), count(closed_in & (i.closed_at > i.due_at)),
+               count(existed), count(i.closed_at < hi))
+        .select_from(i).outerjoin(OrgUnit, OrgUnit.id == i.unit_id).group_by(OrgUnit.id, OrgUnit.name)).all()
+    report.issues = [IssueLine(name or "未派单", *(int(n or 0) for n in counts), unit_id=unit_id)
+                     for unit_id, name, *counts in rows]
     report.issues = [line for line in report.issues if line.total]
     report.issues.sort(key=lambda line: (-line.close_rate, line.overdue, -line.closed, line.unit))
     for n, line in enumerate(report.issues, 1):
@@ -137,11 +140,12 @@ def build(session: Session, *, kind: str, start: date, end: date, title: str = "
     p, s = Project, ProjectStage
     reached = {(pid, stage) for pid, stage in session.execute(select(s.project_id, s.stage).where(
         s.on >= start, s.on < end))}
-    lines: dict[str, ProjectLine] = {}
+    lines: dict[int | None, ProjectLine] = {}
     as_of_day = as_of.astimezone(clock.SHANGHAI).date()
     for project, unit in session.execute(select(p, OrgUnit.name).outerjoin(OrgUnit, OrgUnit.id == p.responsible_unit_id)
                                          .where(p.created_at < hi)):
-        pline = lines.setdefault(unit or "未明确单位", ProjectLine(unit or "未明确单位"))
+        unit_id = project.responsible_unit_id if unit is not None else None
+        pline = lines.setdefault(unit_id, ProjectLine(unit or "未明确单位", unit_id=unit_id))
         pline.projects += 1
         pline.new += lo <= clock.as_utc(project.created_at) < hi
         for stage in ("signed", "started", "completed", "producing"):

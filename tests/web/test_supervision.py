@@ -232,6 +232,32 @@ def test_a_report_run_from_request_to_download(leaders: dict[str, int], login: C
         assert "报表不存在" in refused.get_data(as_text=True) and "报表不存在" in absent.get_data(as_text=True)
 
 
+def test_a_report_page_and_its_files_show_a_leader_only_the_units_in_their_area(
+        leaders: dict[str, int], login: Callable[[str], FlaskClient], session: Session,
+        factory: sessionmaker[Session]) -> None:
+    """boss heads 发改, sun is 工信局's responsible leader: each reads their unit's line, not the other's."""
+    import io
+
+    from openpyxl import load_workbook
+    gxj = session.scalar(select(OrgUnit.id).where(OrgUnit.code == "gxj"))
+    session.add(LedgerIssue(code="WT-2025-0002", title="工业园区供电不足", unit_id=gxj, status="in_progress",
+                            due_at=sla.deadline_of(date(2025, 9, 30)), created_at=clock.now()))
+    session.commit()
+    boss, sun = login("boss"), login("leader_sun")
+    token = csrf_of(boss, "/reports")
+    run_id = int(boss.post("/reports", data={"kind": "weekly", "day": "2025-09-03", "csrf_token": token})
+                 .headers["Location"].rsplit("/", 1)[1])
+    assert reports.run(factory, run_id) == "done"
+    for client, mine, other in ((boss, "发改", "工业和信息化局"), (sun, "工业和信息化局", "发改")):
+        page = client.get(f"/reports/{run_id}").get_data(as_text=True)
+        assert mine in page and other not in page and 'id="hidden-lines"' in page
+        book = load_workbook(io.BytesIO(client.get(f"/reports/{run_id}.xlsx").data))
+        cells = " ".join(str(c) for row in book["问题台账"].iter_rows(values_only=True) for c in row)
+        assert mine in cells and other not in cells
+    everything = login("admin").get(f"/reports/{run_id}").get_data(as_text=True)
+    assert "发改" in everything and "工业和信息化局" in everything and 'id="hidden-lines"' not in everything
+
+
 def test_a_failed_report_run_tells_what_to_do_and_only_an_administrator_the_error(
         leaders: dict[str, int], login: Callable[[str], FlaskClient], factory: sessionmaker[Session],
         monkeypatch: pytest.MonkeyPatch) -> None:

@@ -67,6 +67,7 @@ def show(run_id: int) -> ResponseReturnValue:
     run = reports.get_run(db_session(), run_id, actor)
     # what failed (the exception's text: SQL, parameters, paths) is for whoever runs the system, not the reader
     return render_template("reports/show.html", run=run, refresh=run.status in ACTIVE,
+                           summary=reports.visible_summary(db_session(), run, actor),
                            detail=run.error if actor.is_admin else None)
 
 
