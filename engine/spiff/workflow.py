@@ -86,6 +86,25 @@ def run_engine_steps(workflow: Workflow, *, refresh_timers: bool = False,
     workflow.do_engine_steps(did_complete_task=did_complete_task)
 
 
+def reset_to(workflow: Workflow, task_id: UUID, data: dict[str, Any] | None) -> list[Task]:
+    """Reopen a finished task (退回, 撤回): drop what followed it and make it runnable again with `data`.
+
+    SpiffWorkflow 3.2.0's `reset_from_task_id` sets only the top workflow's `last_task` (to the reopened task's
+    parent, in whichever workflow it is) and leaves a subprocess it reopens as it was: a finished one still `completed`,
+    its `last_task` on the End task the reset dropped. The live workflow then dumped an id its restored copy reads as
+    none, and a subprocess said completed had a task to do (not refreshed with the active ones). So each workflow from
+    the task's up to the top is reopened here: its last task is the one above the step reopened in it.
+    """
+    task = workflow.get_task_from_id(task_id)
+    dropped: list[Task] = workflow.reset_from_task_id(task_id, data)
+    while True:
+        flow = task.workflow
+        flow.last_task, flow.completed = task.parent, False
+        if flow is workflow or flow.parent_task_id is None:
+            return dropped
+        task = workflow.get_task_from_id(flow.parent_task_id)
+
+
 __all__ = ["CURRENT_STATES", "Task", "Workflow", "all_tasks", "find_task", "is_completed", "is_ready",
-           "is_spiff_error", "multi_instance_item", "put_start_data", "ready_user_tasks", "run_engine_steps",
+           "is_spiff_error", "multi_instance_item", "put_start_data", "ready_user_tasks", "reset_to", "run_engine_steps",
            "task_state_name"]

@@ -23,6 +23,7 @@ from engine.org.actors import Actor, actor_of
 from engine.org.models import User
 from engine.runtime.models import ProcessInstance
 from engine.spiff import guards
+from engine.spiff.workflow import reset_to
 from engine.tasks import lookup, operations, task_access
 from engine.tasks.collab_models import Attachment, CarbonCopy, Comment
 from engine.tasks.models import OPEN_STATES, HumanTask
@@ -156,7 +157,7 @@ def _reopen(session: Session, actor: Actor, target: HumanTask, action: str, reas
     if current is not None:
         lookup.require_as_read(current, next(r for r in now if r.id == current.id))
     data = deepcopy(spiff_task.data)  # the form they submitted comes back filled in
-    guards.run_deep_for(len(running.workflow.tasks), running.workflow.reset_from_task_id, spiff_task.id, data)
+    guards.run_deep_for(len(running.workflow.tasks), reset_to, running.workflow, spiff_task.id, data)
     runtime.run(session, running, actor)
     runtime.save(session, running)  # the projection adds a new row for the step: `target` stays in the history
     reopened = session.scalar(select(HumanTask).where(HumanTask.instance_id == target.instance_id,
