@@ -52,7 +52,8 @@ class IssueLine:
     total: int = 0
     closed_total: int = 0
     rank: int = 0
-    unit_id: int | None = None  # None: not dispatched (or a run stored before lines named their unit)
+    unit_id: int | None = field(default=None, kw_only=True)  # None: not dispatched (or a run stored before lines
+    # named their unit)
 
     @property
     def close_rate(self) -> float:
@@ -70,7 +71,7 @@ class ProjectLine:
     producing: int = 0
     behind: int = 0
     rank: int = 0
-    unit_id: int | None = None
+    unit_id: int | None = field(default=None, kw_only=True)
 
 
 @dataclass
