@@ -30,10 +30,11 @@ def compacted_task_data(session: Session, instance_id: int, task_guid: str,
     round are compacted too; so this is the instance's current data (`base`) with the task's own change
     applied: the values the step itself set are exact, the rest is as the instance holds them now.
     """
-    rows = session.scalars(select(ProcessStateHistory.tasks).where(ProcessStateHistory.instance_id == instance_id)
-                           .order_by(ProcessStateHistory.id.desc()))
+    rows = session.scalars(select(ProcessStateHistory.tasks).where(ProcessStateHistory.instance_id == instance_id,
+                                                                   ProcessStateHistory.tasks.contains(task_guid))
+                           .order_by(ProcessStateHistory.id.desc()))  # only the rows naming it leave the database
     for text in rows:
-        if task_guid not in text:
+        if task_guid not in text:  # SQLite's LIKE ignores case
             continue
         tasks = json.loads(text).get("tasks") or []
         for found in tasks.values() if isinstance(tasks, dict) else tasks:
