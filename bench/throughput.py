@@ -6,9 +6,12 @@ A fresh PostgreSQL database (bench/common.py) gets the bench org and processes a
 and analysed, as an office's database would be after some months (bench/engine.py's seeding); each client is a
 user of its own with an API token and `--instances` instances of `bench_loop` (fixtures/bench_loop.bpmn:
 every completion of its `report` user task runs one more round and opens the next one). gunicorn serves
-`web:create_app` on 127.0.0.1 only (a free port) with `--workers` processes of `--threads` threads;
+the product's entry point `web.wsgi:app` (its logging at INFO: a line a request, written to a file in the run's
+folder, shown if the run fails; `--factory`: `web:create_app` as before the twenty-first pass, no logging set up)
+on 127.0.0.1 only (a free port) with `--workers` processes of `--threads` threads;
 the API rate limit is lifted for the run (still counted: in-process, or in Redis with `--redis URL`). The
-clients (threads of this process, one keep-alive connection each) complete their instances' open tasks
+clients (threads of this process, one keep-alive connection each, the request http.client would send written on
+a plain socket) complete their instances' open tasks
 round-robin — different instances, so no two clients race for one instance — as fast as answers come, for
 `--warmup` seconds untimed and then `--duration` seconds. Every answer must be 200 with the next task;
 afterwards the database must hold exactly as many completed tasks as answers counted.
@@ -68,23 +71,28 @@ class Client(threading.Thread):
         self.errors: list[str] = []
 
     def run(self) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        headers = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
+        # The request as http.client writes it (the same request line and headers, so the server's work per request
+        # is what such a client causes), on a plain socket: http.client's request assembly and its header parsing
+        # through the email package took client CPU the server shares the two cores with (bench/README, 21st pass).
+        head = (f"Host: 127.0.0.1:{self.port}\r\nAccept-Encoding: identity\r\n"
+                f"Authorization: Bearer {self.token}\r\nContent-Type: application/json\r\n").encode()
+        conn: _Connection | None = None
         n = 0
         try:
             while not self.stop.is_set():
                 slot = n % len(self.task_ids)
-                body = json.dumps({"data": {"progress": f"第{n}轮", "done": False}})
+                body = json.dumps({"data": {"progress": f"第{n}轮", "done": False}}).encode()
+                request = (f"POST /api/tasks/{self.task_ids[slot]}/complete HTTP/1.1\r\n".encode() + head
+                           + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
                 began = time.perf_counter()
-                if self.fresh:  # a connection per request, as a proxy without an upstream keep-alive pool opens them
-                    conn.close()
-                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-                conn.request("POST", f"/api/tasks/{self.task_ids[slot]}/complete", body=body, headers=headers)
-                response = conn.getresponse()
-                payload = response.read()
+                if conn is None or self.fresh:  # fresh: a connection per request, as a proxy without a keep-alive pool
+                    if conn is not None:
+                        conn.close()
+                    conn = _Connection(self.port)
+                status, payload = conn.exchange(request)
                 elapsed = time.perf_counter() - began
-                if response.status != 200:
-                    self.errors.append(f"{response.status}: {payload[:200]!r}")
+                if status != 200:
+                    self.errors.append(f"{status}: {payload[:200]!r}")
                     return
                 answer = json.loads(payload)
                 if answer.get("status") != "running" or len(answer.get("next_tasks") or []) != 1:
@@ -98,7 +106,47 @@ class Client(threading.Thread):
         except Exception as exc:  # a dead server or a broken connection ends this client; reported below
             self.errors.append(f"{type(exc).__name__}: {exc}")
         finally:
-            conn.close()
+            if conn is not None:
+                conn.close()
+
+
+class _Connection:
+    """One keep-alive HTTP/1.1 connection: send a request, read the status and a Content-Length body."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as http.client sets it
+        self.buffer = b""
+
+    def exchange(self, request: bytes) -> tuple[int, bytes]:
+        self.sock.sendall(request)
+        while b"\r\n\r\n" not in self.buffer:
+            self._read()
+        head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
+        lines = head.split(b"\r\n")
+        status = int(lines[0].split(b" ", 2)[1])
+        length = None
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+            elif name.strip().lower() == b"transfer-encoding":
+                raise ConnectionError("a chunked answer: this client reads Content-Length bodies only")
+        if length is None:
+            raise ConnectionError("an answer without Content-Length")
+        while len(self.buffer) < length:
+            self._read()
+        payload, self.buffer = self.buffer[:length], self.buffer[length:]
+        return status, payload
+
+    def _read(self) -> None:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("the server closed the connection")
+        self.buffer += chunk
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100  # /proc's CPU times are in these
@@ -174,6 +222,14 @@ def _config(folder: Path) -> tuple[Path, Path]:
     return conf, ready
 
 
+def _tail(log: Path, lines: int = 30) -> str:
+    """The last lines the server wrote (its log goes to a file: a line a request would flood the terminal)."""
+    try:
+        return "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
 def _wait_ready(port: int, server: subprocess.Popen[bytes], ready: Path, workers: int, timeout: float = 60) -> None:
     """Wait until every worker has loaded the app and one of them answers."""
     deadline = time.monotonic() + timeout
@@ -210,6 +266,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="instances already in the database, of the approval bench process, spread over a year "
                              "(default 10000: an office's database after some months; 0: an empty one, whose "
                              "unanalysed tables PostgreSQL plans as if they stayed tiny)")
+    parser.add_argument("--factory", action="store_true",
+                        help="serve web:create_app (no logging configured, as the bench did up to the 20th pass) "
+                             "instead of the product's web.wsgi:app")
     parser.add_argument("--redis", metavar="URL", default=None,
                         help="JZFLOW_REDIS_URL for the server: the rate limiter counts in Redis, as in production "
                              "(default: the in-process store)")
@@ -242,16 +301,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.redis:
             env["JZFLOW_REDIS_URL"] = args.redis
         env["JZFLOW_WEB_REUSE_PORT"] = "1" if args.reuse_port else "0"
-        app = 'web:create_app({"JZFLOW_API_RATE_LIMIT": "100000000 per minute"})'
+        env["JZFLOW_API_RATE_LIMIT"] = "100000000 per minute"  # create_app reads it (README's setting)
+        app = "web:create_app()" if args.factory else "web.wsgi:app"
+        server_log = Path(tmp) / "server.log"
         conf, ready = _config(Path(tmp) / "gunicorn")
         server = subprocess.Popen(  # nosec B603 # our own interpreter and arguments
             [sys.executable, "-m", "gunicorn", "--config", str(conf), "--bind", f"127.0.0.1:{port}",
              "--workers", str(args.workers),
              "--max-requests", "0",  # no recycling mid-run: a recycled worker closes its clients' connections
              "--threads", str(args.threads), "--worker-class", "gthread", "--log-level", "warning", app],
-            cwd=str(_ROOT), env=env)
+            cwd=str(_ROOT), env=env, stderr=server_log.open("wb"))
         try:
-            _wait_ready(port, server, ready, args.workers)
+            try:
+                _wait_ready(port, server, ready, args.workers)
+            except SystemExit:
+                print(_tail(server_log), file=sys.stderr)
+                raise
             stop, measuring = threading.Event(), threading.Event()
             clients = [Client(port, client_tokens[c], client_tasks[c], stop, measuring, fresh=args.connection_per_request)
                        for c in range(args.clients)]
@@ -281,6 +346,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 server.wait()
         errors = [e for c in clients for e in c.errors]
         if errors:
+            print(_tail(server_log), file=sys.stderr)
             raise SystemExit(f"{len(errors)} client(s) failed, first: {errors[0]}")
         with db.factory() as session:
             stored = session.scalar(select(func.count()).select_from(HumanTask).where(

@@ -118,8 +118,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     @app.after_request
     def _headers(response: Any) -> Any:
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
+        # One pass over the answer's headers (setdefault per name scanned them and raised a KeyError for each one absent)
+        present = {name.lower() for name, _value in response.headers}
+        response.headers.extend([(name, value) for name, value in SECURITY_HEADERS.items()
+                                 if name.lower() not in present])
         if app.config["SESSION_COOKIE_SECURE"]:
             response.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
         # A shared or back-button cache never shows a user's page or answer. An API token request is authenticated

@@ -86,6 +86,9 @@ def configure(level: str | None = None) -> None:
     root.setLevel(wanted)
     # Every /readyz asks Alembic for the schema revision; its INFO lines would fill the log.
     logging.getLogger("alembic.runtime.migration").setLevel(max(logging.WARNING, root.level))
+    # SpiffWorkflow logs every task's change of state at INFO (a dozen lines a completion, each formatted and
+    # written): the engine's own debugging, seen at DEBUG only.
+    logging.getLogger("spiff").setLevel(root.level if root.level <= logging.DEBUG else logging.WARNING)
 
 
 def adopt(logger: logging.Logger) -> None:

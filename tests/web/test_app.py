@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from flask import Flask
+from flask import Flask, Response
 from flask.testing import FlaskClient
 
 from tests.web.conftest import PASSWORD, csrf_of
+from web.extensions import SECURITY_HEADERS
 
 
 def test_health_and_headers(app: Flask) -> None:
@@ -14,6 +15,22 @@ def test_health_and_headers(app: Flask) -> None:
     assert response.status_code == 200 and response.json is not None and response.json["status"] == "ok"
     assert response.headers["X-Frame-Options"] == "DENY"
     assert "default-src 'self'" in response.headers["Content-Security-Policy"]
+    for name in SECURITY_HEADERS:  # each once
+        assert len(response.headers.getlist(name)) == 1, name
+
+
+def test_a_view_s_own_security_header_is_kept_whatever_its_case(app: Flask) -> None:
+    @app.get("/_own_headers")
+    def own() -> Response:
+        answer = Response("x")
+        answer.headers["content-security-policy"] = "sandbox"
+        answer.headers["X-FRAME-OPTIONS"] = "SAMEORIGIN"
+        return answer
+
+    response = app.test_client().get("/_own_headers")
+    assert response.headers.getlist("Content-Security-Policy") == ["sandbox"]
+    assert response.headers.getlist("X-Frame-Options") == ["SAMEORIGIN"]
+    assert response.headers["Referrer-Policy"] == "same-origin"  # the others added
 
 
 def test_anonymous_is_sent_to_login(app: Flask) -> None:

@@ -286,6 +286,26 @@ def test_log_settings_are_checked_and_foreign_handlers_get_the_request_id(monkey
     assert stream.getvalue().splitlines() == ["[WARNING] [rid-9] inside", "[WARNING] [-] outside"]
 
 
+@pytest.mark.parametrize(("level", "spiff_shown"), [("INFO", False), ("WARNING", False), ("DEBUG", True)])
+def test_the_engine_library_s_state_changes_are_logged_at_debug_only(level: str, spiff_shown: bool,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """SpiffWorkflow logs every task's change of state at INFO (a dozen lines a completion): at INFO they cost a
+    completion more than its request line, so they show only when the operator asks for DEBUG; ours still show."""
+    root, spiff = logging.getLogger(), logging.getLogger("spiff")
+    monkeypatch.setattr(root, "handlers", [h for h in root.handlers if not getattr(h, "_jzflow_handler", False)])
+    monkeypatch.setattr(root, "level", root.level)
+    monkeypatch.setattr(spiff, "level", spiff.level)
+    monkeypatch.setattr(logging.getLogger("alembic.runtime.migration"), "level", logging.NOTSET)
+    logs.configure(level)
+    logging.Logger.manager._clear_cache()  # levels changed under the loggers' cached answers
+    try:
+        assert logging.getLogger("spiff.task").isEnabledFor(logging.INFO) is spiff_shown
+        assert logging.getLogger("spiff.task").isEnabledFor(logging.WARNING)  # its warnings and errors stay
+        assert logging.getLogger("jzflow.web.request").isEnabledFor(logging.INFO) is (level != "WARNING")
+    finally:
+        logging.Logger.manager._clear_cache()
+
+
 def test_gunicorn_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """One shared listening socket unless JZFLOW_WEB_REUSE_PORT=1 (docs/operations.md has the trade)."""
     conf = Path(__file__).resolve().parents[2] / "gunicorn.conf.py"
