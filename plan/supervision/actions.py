@@ -142,6 +142,11 @@ def level_version(level: int) -> str:
     return version(level)
 
 
+def extension_version(pending: ExtensionRequest | HumanTask | None) -> str:
+    """The `seen` of the 审批延期 form: the request the page showed (a new one, asked since, is another)."""
+    return version(type(pending).__name__, pending.id if pending is not None else None)
+
+
 def urge(session: Session, *, actor: Actor, object_type: str, object_id: int, message: str = "",
          due_date: date | None = None, seen: str | None) -> int:
     """催办: remind the handler, optionally with a new deadline (a new round of the ladder); return how many were told.
@@ -310,8 +315,10 @@ def request_extension(session: Session, *, actor: Actor, task_id: int, due_date:
 
 
 def decide_extension(session: Session, *, actor: Actor, object_type: str, object_id: int, grant: bool,
-                     due_date: date | None = None, opinion: str) -> None:
+                     due_date: date | None = None, opinion: str, seen: str | None = None) -> None:
     """Grant (with the new deadline) or refuse a pending 申请延期 (flushes).
+
+    `seen`: the `extension_version` the page showed; a request decided since and asked anew is another (409).
 
     Raises: NotFound, Forbidden, Conflict, InvalidInput, and for issues what completing a task raises
     """
@@ -334,6 +341,7 @@ def decide_extension(session: Session, *, actor: Actor, object_type: str, object
         session.refresh(pending, with_for_update=True)
         if pending.status != "pending":
             raise Conflict("该延期申请刚被他人处理 (already decided)", object_type=object_type, object_id=object_id)
+    require_fresh(seen, extension_version(pending), what=f"{target.title} 的延期申请", changes=True)
     decision = "grant" if grant else "refuse"
     before = target.due_at
     if isinstance(pending, HumanTask):  # a ledger issue: its process's own decision task

@@ -23,7 +23,7 @@ from engine.runtime.models import ProcessDefinition, ProcessVersion
 from engine.tasks import access
 from engine.tasks.models import HumanTask
 from plan.ledger.models import LedgerIssue
-from plan.supervision.actions import deadline_version, level_version
+from plan.supervision.actions import deadline_version, extension_version, level_version
 from plan.supervision.area import area, is_supervisor, pending_extension
 
 HEAT_ROLES = ("process_owner",)  # besides those who read everything and the supervisors
@@ -45,8 +45,10 @@ class Item:
 
     @property
     def seen(self) -> dict[str, str]:
-        """The versions its forms carry (`plan.stale`): the deadline 催办 may move, the rung 升级 climbs from."""
-        return {"deadline": deadline_version(self.target), "level": level_version(self.level)}
+        """The versions its forms carry (`plan.stale`): the deadline 催办 may move, the rung 升级 climbs from, the
+        申请延期 审批延期 decides."""
+        return {"deadline": deadline_version(self.target), "level": level_version(self.level),
+                "extension": extension_version(self.extension)}
 
 
 @dataclass

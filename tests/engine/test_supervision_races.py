@@ -233,3 +233,37 @@ def test_a_leader_urging_a_task_both_ways_at_once_urges_once(session: Session, p
     _failed(race(*_urges(people, task_id).values()), RateLimited)
     assert session.scalar(select(func.count()).select_from(Comment).where(
         Comment.task_id == task_id, Comment.kind == "urge")) == 1
+
+
+def test_a_decision_from_a_page_that_showed_an_earlier_request_is_refused(
+        session: Session, people: dict[str, Actor], frozen: Any) -> None:
+    """Two leaders, one busy morning: 王 refuses the request 周's page shows, 张 asks again (another date, another
+    reason); 周's decision, sent from the page that showed the first, decided the second unread. Refused (409
+    naming `seen`), the new request still pending, nothing recorded; from a fresh page it is decided."""
+    task = _task(session, people)
+    first = supervision.request_extension(session, actor=people["zhang"], task_id=task.id, due_date=date(2025, 9, 20),
+                                          reason="等待企业补充材料")
+    session.commit()
+    shown = supervision.extension_version(first)
+    supervision.decide_extension(session, actor=people["wang"], object_type="task", object_id=task.id, grant=False,
+                                 opinion="材料不全", seen=shown)
+    second = supervision.request_extension(session, actor=people["zhang"], task_id=task.id,
+                                           due_date=date(2025, 12, 31), reason="企业改变选址")
+    session.commit()
+    audited = session.scalar(select(func.count()).select_from(AuditEvent))
+    with pytest.raises(Conflict) as refused:
+        supervision.decide_extension(session, actor=people["zhou"], object_type="task", object_id=task.id, grant=True,
+                                     due_date=date(2025, 9, 19), opinion="同意", seen=shown)
+    assert refused.value.details["field"] == "seen"
+    session.rollback()
+    assert session.get(ExtensionRequest, second.id).status == "pending"  # type: ignore[union-attr]
+    assert session.scalar(select(func.count()).select_from(AuditEvent)) == audited
+    with pytest.raises(Conflict) as blind:  # a post that does not say what it saw is refused the same way
+        supervision.decide_extension(session, actor=people["zhou"], object_type="task", object_id=task.id,
+                                     grant=False, opinion="不同意", seen="")
+    assert blind.value.details["field"] == "seen"
+    session.rollback()
+    supervision.decide_extension(session, actor=people["zhou"], object_type="task", object_id=task.id, grant=False,
+                                 opinion="不同意", seen=supervision.extension_version(second))
+    session.commit()
+    assert session.get(ExtensionRequest, second.id).status == "refused"  # type: ignore[union-attr]

@@ -168,8 +168,12 @@ def test_the_ledgers_extension_request_is_decided_from_supervision(
     sun = login("leader_sun")
     page = sun.get("/supervision").get_data(as_text=True)
     assert "申请延期" in page and "企业用电增容迟迟未落实" in page
-    response = post(sun, f"/supervision/issue/{issue_id}/extension",
-                    {"decision": "grant", "due_date": "2025-09-30", "opinion": "同意延期，请抓紧协调"})
+    action = f"/supervision/issue/{issue_id}/extension"
+    fields = {**form_at(sun, "/supervision", action), "decision": "grant", "due_date": "2025-09-30",
+              "opinion": "同意延期，请抓紧协调"}
+    blind = sun.post(action, data={k: v for k, v in fields.items() if k != "seen"})  # says not which request it read
+    assert blind.status_code == 409 and "seen" in blind.get_data(as_text=True)
+    response = sun.post(action, data=fields)
     assert response.status_code == 302
     with factory() as s:
         issue = s.get(LedgerIssue, issue_id)

@@ -144,7 +144,7 @@ def extension(object_type: str, object_id: int) -> ResponseReturnValue:
     grant = decision == "grant"
     supervision.decide_extension(db_session(), actor=current_actor(), object_type=_object(object_type),
                                  object_id=object_id, grant=grant, due_date=_date("due_date", required=grant),
-                                 opinion=request.form.get("opinion", ""))
+                                 opinion=request.form.get("opinion", ""), seen=_seen())
     commit()
     flash(_("已批准延期") if grant else _("已不批准延期"))
     return _back(object_type, object_id)
