@@ -138,3 +138,29 @@ def test_start_data_that_would_make_the_state_too_large_shows_the_form_again_nam
     assert refused.status_code == 422 and "JZFLOW_MAX_STATE_KB" in html, html[-3000:]
     with db(app) as s:
         assert s.scalar(select(func.count()).select_from(ProcessInstance)) == 0
+
+
+def test_a_start_form_sent_twice_starts_one_instance(app: Flask, login: Login, frozen: object) -> None:
+    """A double click on 发起, or the form sent again after a slow answer (back, resend), started two applications
+    — two instances, two first steps in the office's inboxes. The page's `once` key makes the second the first's
+    answer; the same key with another form (the page reused after its start) is refused (409, reload)."""
+    import re
+
+    from tests.web.conftest import form_at
+    deploy_good(app)
+    applicant = login("applicant")
+    action = "/processes/review_process/start"
+    fields = {**form_at(applicant, action, action), "title": "胶州智能家电产业园", "business_key": "JZ-2025-017"}
+    assert re.fullmatch(r"[0-9a-f]{32}", fields.get("once", "")), fields
+    first, second = applicant.post(action, data=fields), applicant.post(action, data=fields)
+    assert first.status_code == second.status_code == 302
+    assert first.headers["Location"] == second.headers["Location"]
+    with db(app) as s:
+        assert s.scalar(select(func.count()).select_from(ProcessInstance).where(
+            ProcessInstance.business_key == "JZ-2025-017")) == 1
+    reused = applicant.post(action, data={**fields, "title": "另一个项目"})
+    assert reused.status_code == 409 and "此表单已提交过" in reused.get_data(as_text=True)
+    with db(app) as s:
+        assert s.scalar(select(func.count()).select_from(ProcessInstance)) == 1
+    fresh = {**form_at(applicant, action, action), "title": "另一个项目", "business_key": "JZ-2025-018"}
+    assert applicant.post(action, data=fresh).status_code == 302  # a page drawn again starts another

@@ -15,8 +15,8 @@ from engine.errors import Forbidden, FormInvalid, ProcessNotFound
 from engine.org.actors import Actor
 from engine.runtime import forms, instances
 from engine.tasks import queries
-from web import formparse, formrender
-from web.common import commit, current_actor, db_session
+from web import formparse, formrender, once
+from web.common import current_actor, db_session
 
 bp = Blueprint("processes", __name__)
 
@@ -70,6 +70,9 @@ def start(key: str) -> ResponseReturnValue:
     if request.method == "POST" and info.form_problem is not None:  # nothing starts on a form no page may draw
         status = 422
     elif request.method == "POST":
+        if (sent := once.replayed()) is not None:  # a double click, a resend: the instance the first one started
+            flash(_("此表单已提交，未重复发起"), "info")
+            return redirect(sent)
         raw = request.form
         parsed = formparse.parse(form, raw) if form is not None else formparse.Parsed(data={})
         if len(title) > 300:
@@ -89,9 +92,9 @@ def start(key: str) -> ResponseReturnValue:
                 db_session().rollback()
                 field_errors = parsed.place(exc.errors)
             else:
-                commit()
+                location = once.commit_once(after_start_url(row.id, actor))
                 flash(_("流程已发起"), "info")
-                return redirect(after_start_url(row.id, actor))
+                return redirect(location)
         errors.update(field_errors)
         status = 422
     fields = formrender.render(form, raw, errors) if form is not None else None
