@@ -95,13 +95,13 @@ SCHEMAS: dict[str, Any] = {
         "items": {"type": "array", "items": _ref("Process")}}},
     "CompleteRequest": {"type": "object", "properties": {
         "data": {"type": "object", "description": "The form's fields, validated against the task's JSON Schema"},
-        "opinion": {"type": "string", "description": "审批意见"}}},
+        "opinion": {"type": "string", "maxLength": 4000, "description": "审批意见"}}},
     "TransferRequest": {"type": "object", "required": ["to_username"], "properties": {
-        "to_username": {"type": "string"}, "note": {"type": "string"}}},
+        "to_username": {"type": "string"}, "note": {"type": "string", "maxLength": 4000}}},
     "SendBackRequest": {"type": "object", "required": ["reason"], "properties": {
         "to": {"oneOf": [{"type": "string", "enum": ["previous", "applicant"]}, {"type": "integer"}],
                "default": "previous"},
-        "reason": {"type": "string"},
+        "reason": {"type": "string", "maxLength": 4000},
         "confirm": {"type": "boolean", "default": False,
                     "description": "Required when the 退回 cancels other open tasks (see send-back/preview); "
                                    "without it: 409 confirmation_required listing them"}}},
@@ -116,16 +116,17 @@ SCHEMAS: dict[str, Any] = {
                     "items": {"type": "object", "properties": {
                         "task_id": {"type": "integer"}, "bpmn_id": {"type": "string"}, "name": {"type": "string"}}}}}},
     "DelegateRequest": {"type": "object", "required": ["to_username"], "properties": {
-        "to_username": {"type": "string"}, "note": {"type": "string"}}},
-    "ResolveRequest": {"type": "object", "required": ["opinion"], "properties": {"opinion": {"type": "string"}}},
+        "to_username": {"type": "string"}, "note": {"type": "string", "maxLength": 4000}}},
+    "ResolveRequest": {"type": "object", "required": ["opinion"], "properties": {
+        "opinion": {"type": "string", "maxLength": 4000}}},
     "CosignRequest": {"type": "object", "required": ["usernames", "position"], "properties": {
         "usernames": {"type": "array", "items": {"type": "string"}},
-        "position": {"type": "string", "enum": ["before", "after"]}, "note": {"type": "string"}}},
+        "position": {"type": "string", "enum": ["before", "after"]}, "note": {"type": "string", "maxLength": 4000}}},
     "CosignResult": {"type": "object", "required": ["task_id", "cosign_task_ids"], "properties": {
         "task_id": {"type": "integer"}, "cosign_task_ids": {"type": "array", "items": {"type": "integer"}}}},
     "CosignRemoved": {"type": "object", "required": ["task_id", "removed"], "properties": {
         "task_id": {"type": "integer"}, "removed": {"type": "integer"}}},
-    "UrgeRequest": {"type": "object", "properties": {"message": {"type": "string"}}},
+    "UrgeRequest": {"type": "object", "properties": {"message": {"type": "string", "maxLength": 2000}}},
     "UrgeResult": {"type": "object", "required": ["task_id", "notified"], "properties": {
         "task_id": {"type": "integer"}, "notified": {"type": "integer"}}},
     "StartRequest": {"type": "object", "properties": {

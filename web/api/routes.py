@@ -18,6 +18,9 @@ from web.api.idempotency import finish
 from web.common import current_actor, db_session
 from web.processes import startable_info
 
+# Free texts (意见, 说明, 理由) as the task page takes them: longer is refused naming the field, never cut.
+TEXT_LIMIT, URGE_LIMIT = 4000, 2000
+
 
 def _limit() -> int:
     value = request.args.get("limit", "50")
@@ -78,7 +81,7 @@ def task_complete(task_id: int) -> ResponseReturnValue:
         form = data.get("data", {})
         if not isinstance(form, dict):
             raise InvalidInput("data 必须是 JSON 对象 (data must be an object)", field="data")
-        opinion = text_field(data, "opinion") or None
+        opinion = text_field(data, "opinion", max_length=TEXT_LIMIT) or None
     except InvalidInput:
         visible_task(task_id, current_actor())  # one the caller may not see is missing, whatever was sent
         raise
@@ -94,7 +97,7 @@ def task_transfer(task_id: int) -> ResponseReturnValue:
     data = body()
     task = operations.transfer(db_session(), task_id=task_id, actor=current_actor(),
                                to_username=text_field(data, "to_username", required=True),
-                               note=text_field(data, "note"))
+                               note=text_field(data, "note", max_length=TEXT_LIMIT))
     return _task_done(task)
 
 
@@ -104,7 +107,7 @@ def task_delegate(task_id: int) -> ResponseReturnValue:
     data = body()
     task = operations.delegate(db_session(), task_id=task_id, actor=current_actor(),
                                to_username=text_field(data, "to_username", required=True),
-                               note=text_field(data, "note"))
+                               note=text_field(data, "note", max_length=TEXT_LIMIT))
     return _task_done(task)
 
 
@@ -113,7 +116,7 @@ def task_resolve(task_id: int) -> ResponseReturnValue:
     visible_task(task_id, current_actor())
     data = body()
     task = operations.resolve_delegation(db_session(), task_id=task_id, actor=current_actor(),
-                                         opinion=text_field(data, "opinion", required=True))
+                                         opinion=text_field(data, "opinion", required=True, max_length=TEXT_LIMIT))
     return _task_done(task)
 
 
@@ -126,7 +129,7 @@ def task_add_cosigners(task_id: int) -> ResponseReturnValue:
         raise InvalidInput("usernames 须为字符串数组 (usernames: a list of strings)", field="usernames")
     created = operations.add_cosigners(db_session(), task_id=task_id, actor=current_actor(), usernames=names,
                                        position=text_field(data, "position", required=True),
-                                       note=text_field(data, "note"))
+                                       note=text_field(data, "note", max_length=TEXT_LIMIT))
     return finish({"task_id": task_id, "cosign_task_ids": [c.id for c in created]})
 
 
@@ -163,7 +166,7 @@ def task_send_back(task_id: int) -> ResponseReturnValue:
     if not isinstance(confirm, bool):
         raise InvalidInput("confirm 须为 true 或 false (confirm: a boolean)", field="confirm")
     reopened = sendback.send_back(db_session(), task_id=task_id, actor=current_actor(), to=_send_back_to(data),
-                                  reason=text_field(data, "reason"), confirm=confirm)
+                                  reason=text_field(data, "reason", max_length=TEXT_LIMIT), confirm=confirm)
     return _task_done(reopened)
 
 
@@ -172,7 +175,7 @@ def task_urge(task_id: int) -> ResponseReturnValue:
     visible_task(task_id, current_actor())
     data = body()
     notified = operations.urge(db_session(), task_id=task_id, actor=current_actor(),
-                               message=text_field(data, "message"))
+                               message=text_field(data, "message", max_length=URGE_LIMIT))
     return finish({"task_id": task_id, "notified": notified})
 
 

@@ -20,6 +20,7 @@ from web.formparse import parse
 from web.formrender import Form
 from web.tasks.blueprint import bp
 from web.tasks.views import render_page
+from web.wording import localized
 
 _NAMES = re.compile(r"[\s,，、;；]+")
 
@@ -37,8 +38,22 @@ def chosen(*names: str) -> str:
     return _("、").join(people.labels(db_session(), names))
 
 
+_LABELS = {"opinion": "意见", "note": "说明", "reason": "理由", "body": "评论", "message": "催办内容",
+           "to_username": "用户名"}
+
+
 def text(field: str, size: int = 4000) -> str:
-    return request.form.get(field, "").strip()[:size]
+    """A free text of the form, whole: its line breaks read as the browser counted them against the textarea's
+    `maxlength` (one, sent as CR LF), and past `size` refused naming the field — never cut (the end of an opinion
+    was lost without a word).
+
+    Raises: InvalidInput
+    """
+    value = request.form.get(field, "").replace("\r\n", "\n").strip()
+    if len(value) > size:
+        raise InvalidInput(f"{_LABELS.get(field, field)}（{field}）超过 {size} 字，请删减后重新提交 "
+                           f"({field} is longer than {size} characters)", field=field, limit=size)
+    return value
 
 
 def _visible(task_id: int) -> HumanTask:
@@ -90,7 +105,11 @@ def complete(task_id: int) -> ResponseReturnValue:
     # read of the task, of its instance's version, of the instance and of its open rows went one by one
     read = tasks.read_to_complete(session, task_id, actor)
     task = read.task
-    opinion = text("opinion") or None
+    try:
+        opinion = text("opinion") or None
+    except InvalidInput as refused:  # the page again, what was typed kept
+        flash(localized(refused.message), "error")
+        return render_page(task_id, raw=request.form, status=422)
     data: dict[str, object] = {}
     parsed = None
     if task.kind == "bpmn":
