@@ -15,6 +15,7 @@ from engine.org import directory
 from engine.runtime import forms
 from engine.tasks import collab, lookup, operations, people, sendback, taskview
 from engine.tasks.models import HumanTask
+from web import once
 from web.common import commit, current_actor, db_session
 from web.formparse import parse
 from web.formrender import Form
@@ -261,11 +262,13 @@ def carbon_copy(task_id: int) -> ResponseReturnValue:
 @login_required
 def comment(task_id: int) -> ResponseReturnValue:
     task = _visible(task_id)
+    if (sent := once.replayed()) is not None:  # a double click, a resend: the first one commented
+        return redirect(sent)
     collab.add_comment(db_session(), instance_id=task.instance_id, actor=current_actor(), body=text("body"),
                        task_id=task.id, seen_closed=seen_closed(task))
-    commit()
+    location = once.commit_once(url_for("tasks.show", task_id=task_id, _anchor="history"))
     flash(_("已发表评论"), "info")
-    return _back(task_id, "history")
+    return redirect(location)
 
 
 @bp.post("/tasks/<int:task_id>/attachments")
