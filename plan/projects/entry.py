@@ -341,19 +341,29 @@ def may_confirm(project: Project, report: StageReport, actor: Actor) -> bool:
     return may_edit(project, actor) or (actor.user_id is not None and actor.user_id == project.responsible_leader_id)
 
 
+def report_version(report: StageReport) -> str:
+    """The `seen` of a report's 确认 / 退回 buttons: the report the page showed (one rejected and filed again since keeps
+    its row, not what it says)."""
+    return version(report.stage, report.on, report.evidence, report.note, report.reported_by_id)
+
+
 def decide_report(session: Session, project: Project, *, actor: Actor, report_id: int, confirm: bool,
-                  note: str = "") -> StageReport:
+                  note: str = "", seen: str | None = None) -> StageReport:
     """Confirm (the stage is reached on the reported day) or reject a 竣工 / 投产 report, exactly once (flushes).
+
+    `seen`: the `report_version` the page showed; a report filed again since with other content is refused (409).
 
     Raises: ProjectForbidden (the reporter, or someone outside the unit), InvalidInput (decided already)
     """
     lock_project(session, project)
     report = session.scalar(select(StageReport).where(StageReport.id == report_id,
-                                                      StageReport.project_id == project.id))
+                                                      StageReport.project_id == project.id)
+                            .execution_options(populate_existing=True))
     if report is None:
         raise NotFound("报送不存在 (no such report)", report_id=report_id)
     if not may_confirm(project, report, actor):
         raise ProjectForbidden("须由报送人以外的本单位人员或包挂领导确认 (a second person must confirm)")
+    require_fresh(seen, report_version(report), what=f"{STAGE_NAMES[report.stage]}报送", changes=True)
     if confirm and report.status == "reported" and (missing := skipped(project.stage, report.stage)):
         raise stage_skipped(project, report.stage, missing)  # 投产 waits until its 竣工 report is confirmed
     status = "confirmed" if confirm else "rejected"
@@ -390,6 +400,7 @@ __all__ = [
     "get_project",
     "libraries_named",
     "may_confirm",
+    "report_version",
     "may_edit",
     "may_enter",
     "move_back",

@@ -15,7 +15,7 @@ from engine.org.models import Membership, OrgUnit, Role, User
 from plan.projects import approvals
 from plan.projects.core import skipped
 from plan.projects.edits import leader_version, libraries_version, library_codes, planned_version
-from plan.projects.entry import LEADER_ROLE, may_confirm, may_edit, stage_version
+from plan.projects.entry import LEADER_ROLE, may_confirm, may_edit, report_version, stage_version
 from plan.projects.models import STAGES, Project, ProjectApproval, ProjectLibrary, ProjectNeed, StageReport
 from plan.projects.needs import NEED_KINDS
 
@@ -26,6 +26,11 @@ class ReportLine:
     reporter: str
     decider: str
     may_confirm: bool
+
+    @property
+    def seen(self) -> str:
+        """The version its 确认 / 退回 buttons carry (`plan.stale`)."""
+        return report_version(self.report)
 
 
 @dataclass(frozen=True)

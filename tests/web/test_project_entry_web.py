@@ -87,14 +87,45 @@ def test_a_unit_enters_a_project_and_takes_it_to_completion_on_the_web(app: Flas
     html = second.get(page).get_data(as_text=True)
     report_id = re.search(r'data-report="(\d+)"', html)
     assert report_id and f"/reports/{report_id.group(1)}/confirm" in html
-    assert form_post(second, f"{page}/reports/{report_id.group(1)}/confirm", {}).status_code == 302
-    assert form_post(second, f"{page}/reports/{report_id.group(1)}/confirm", {}).status_code in (302, 422)
+    confirm = f"{page}/reports/{report_id.group(1)}/confirm"
+    shown = form_at(second, page, confirm)
+    assert second.post(confirm, data=shown).status_code == 302
+    assert second.post(confirm, data=shown).status_code in (302, 422)  # a double click: decided already
     assert count(app, ProjectStage, project_id=pid, stage="completed") == 1
     html = officer.get(page).get_data(as_text=True)
     assert 'data-stage="completed" data-reached="' in html and 'data-status="confirmed"' in html
     chart = officer.get("/projects/schedule?unit=tcj").get_data(as_text=True)
     assert '<svg' in chart and 'data-mark="started"' in chart and 'id="today-line"' in chart
     assert "胶州新材料产业园" in chart
+
+
+def test_a_confirmation_from_a_page_that_showed_an_earlier_report_is_refused(app: Flask, login: Any) -> None:
+    """A busy office: 李明 opens the project with the 竣工 report; an administrator 退回s it, 唐建 files it again
+    with another date and evidence; 李明's 确认, sent from the page that showed the first, confirmed the second unread
+    (the report keeps its row). Refused (409, reload), nothing reached; from the page drawn again it is confirmed."""
+    officer, second, admin = login(OFFICER), login(SECOND), login("admin")
+    pid = create(officer)
+    page, today = f"/projects/{pid}", core.today()
+    for stage, evidence in (("signed", "合同 HT-7"), ("started", "施工许可证 370281"), ("completed", "竣工验收备案")):
+        assert form_post(officer, f"{page}/stage", {"stage": stage, "on": today.isoformat(), "evidence": evidence}
+                         ).status_code == 302
+    report_id = re.search(r'data-report="(\d+)"', second.get(page).get_data(as_text=True))
+    assert report_id
+    confirm, reject = (f"{page}/reports/{report_id.group(1)}/{d}" for d in ("confirm", "reject"))
+    stale = form_at(second, page, confirm)
+    assert stale.get("seen"), stale
+    assert admin.post(reject, data=form_at(admin, page, reject)).status_code == 302
+    refiled = today.isoformat()
+    assert form_post(officer, f"{page}/stage", {"stage": "completed", "on": refiled, "evidence": "另一份备案 B-2"}
+                     ).status_code == 302
+    late = second.post(confirm, data=stale)
+    assert late.status_code == 409 and "刷新" in late.get_data(as_text=True)
+    assert count(app, ProjectStage, project_id=pid, stage="completed") == 0
+    assert count(app, StageReport, project_id=pid, status="reported") == 1
+    blind = second.post(confirm, data={k: v for k, v in stale.items() if k != "seen"})  # says not what it read
+    assert blind.status_code == 409 and count(app, ProjectStage, project_id=pid, stage="completed") == 0
+    assert second.post(confirm, data=form_at(second, page, confirm)).status_code == 302
+    assert count(app, ProjectStage, project_id=pid, stage="completed") == 1
 
 
 def test_another_unit_cannot_see_or_change_and_a_leader_who_sees_cannot_change(app: Flask, login: Any) -> None:

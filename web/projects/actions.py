@@ -94,7 +94,7 @@ def move_back(project_id: int) -> ResponseReturnValue:
 def decide(project_id: int, report_id: int, decision: str) -> ResponseReturnValue:
     project = _project(project_id)
     entry.decide_report(db_session(), project, actor=current_actor(), report_id=report_id,
-                        confirm=decision == "confirm", note=request.form.get("note", "")[:2000])
+                        confirm=decision == "confirm", note=request.form.get("note", "")[:2000], seen=_seen())
     flash(_("已确认") if decision == "confirm" else _("已退回"))
     return _back(project, "stages")
 
