@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from flask import Flask, current_app, g
+from flask import Flask, current_app, g, request
 from flask import session as cookie_session
 from flask_login import UserMixin, current_user
 from sqlalchemy.exc import IntegrityError
@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from engine import clock, notify
 from engine.org import idempotency, oidc_backchannel
 from engine.org.actors import Actor, actor_of, user_with_actor
+from engine.errors import InvalidInput
 from engine.org.models import User
 from web.extensions import login_manager
 from web.links import nav_allowed
@@ -155,3 +156,21 @@ def init_app(app: Flask) -> None:
         links = [(endpoint, _(label)) for endpoint, label in NAV
                  if endpoint in app.view_functions and (not current_user.is_authenticated or nav_allowed(endpoint))]
         return {"unread_count": unread, "locale": str(get_locale() or "zh"), "nav_links": links}
+
+
+_LABELS = {"opinion": "意见", "note": "说明", "reason": "理由", "body": "评论", "message": "催办内容",
+           "to_username": "用户名"}
+
+
+def form_text(field: str, size: int = 4000) -> str:
+    """A free text of the form, whole: its line breaks read as the browser counted them against the textarea's
+    `maxlength` (one, sent as CR LF), and past `size` refused naming the field — never cut (the end of an opinion
+    was lost without a word).
+
+    Raises: InvalidInput
+    """
+    value = request.form.get(field, "").replace("\r\n", "\n").strip()
+    if len(value) > size:
+        raise InvalidInput(f"{_LABELS.get(field, field)}（{field}）超过 {size} 字，请删减后重新提交 "
+                           f"({field} is longer than {size} characters)", field=field, limit=size)
+    return value

@@ -18,6 +18,7 @@ from engine.errors import EngineError
 from engine.org.actors import actor_for
 from engine.org.models import Role, User
 from engine.tasks import collab, inbox, taskview
+from engine.tasks.collab_models import Comment
 from engine.tasks.models import HumanTask, TaskCandidate
 from tests.web.test_authz_existence import answer
 from tests.web.test_task_page import deployed, finish, flashes, post, row, start, task_of  # noqa: F401
@@ -210,6 +211,25 @@ def test_bulk_complete_validates_each_task(deployed: sessionmaker[Session], logi
     assert row(deployed, other_form).state == "ready"
     done = fg.get("/inbox/done").get_data(as_text=True)
     assert set(listed(done)) == {first, second}
+
+
+def test_a_bulk_opinion_is_kept_whole_or_refused_naming_the_field(deployed: sessionmaker[Session],  # noqa: F811
+                                                                   login: Login) -> None:
+    """批量办理's 意见 was cut at 4,000 characters without a word — and one typed to the textarea's `maxlength` with
+    line breaks arrived longer (CR LF) and lost its end. Read as the browser counted it; past the limit refused
+    (422, the form again naming `opinion`), no task completed."""
+    first, second = minimal_task(deployed, "甲项目"), minimal_task(deployed, "乙项目")
+    fg = login("fg")
+    sent = {"ids": [first, second], "action": "complete", "confirm": "1", "f/approved": "true"}
+    refused = post(fg, "/inbox/bulk", {**sent, "opinion": "意" * 4001})
+    assert refused.status_code == 422 and "opinion" in refused.get_data(as_text=True)
+    assert row(deployed, first).state == row(deployed, second).state == "ready"
+    lines = "\n".join(["同意，请按程序办理。" + "。" * 30] * 110)[:4000]
+    assert post(fg, "/inbox/bulk", {**sent, "opinion": lines.replace("\n", "\r\n")}).status_code == 200
+    assert row(deployed, first).state == row(deployed, second).state == "completed"
+    with deployed() as s:
+        kept = s.scalars(select(Comment.body).where(Comment.kind == "opinion")).all()
+    assert kept == [lines, lines]
 
 
 def test_bulk_form_names_only_the_tasks_the_user_may_see(deployed: sessionmaker[Session], login: Login) -> None:  # noqa: F811

@@ -21,7 +21,7 @@ from engine.errors import EngineError, FieldError, FormInvalid, InvalidInput
 from engine.runtime import forms
 from engine.tasks import inbox, lookup, operations, people, taskview
 from engine.tasks.models import HumanTask
-from web.common import commit, current_actor, db_session
+from web.common import commit, current_actor, db_session, form_text
 from web.formparse import parse
 from web.formrender import Form, initial, render
 from web.inbox.blueprint import bp
@@ -113,7 +113,11 @@ def _complete_each(ids: list[int]) -> Callable[[int], Any] | ResponseReturnValue
         except FormInvalid as exc:
             found = exc.errors
         return _bulk_form(ids, request.form, parsed.place(found), 422)
-    opinion = request.form.get("opinion", "").strip()[:4000] or None
+    try:
+        opinion = form_text("opinion") or None
+    except InvalidInput as refused:  # the form again, what was typed kept
+        flash(localized(refused.message), "error")
+        return _bulk_form(ids, request.form, status=422)
     return lambda task_id: tasks.complete(session, task_id=task_id, actor=actor, data=parsed.data, opinion=opinion)
 
 
@@ -126,7 +130,7 @@ def _plan(action: str, ids: list[int]) -> tuple[Callable[[int], Any], str] | Res
         target = request.form.get("to_username", "").strip()[:80]
         if not target:
             raise InvalidInput("请填写转办给谁 (whom to transfer to)", field="to_username")
-        note = request.form.get("note", "").strip()[:4000]
+        note = form_text("note")
 
         def transfer(task_id: int) -> Any:
             return operations.transfer(session, task_id=task_id, actor=actor, to_username=target, note=note)

@@ -17,6 +17,7 @@ from engine.tasks import collab, lookup, operations, people, sendback, taskview
 from engine.tasks.models import HumanTask
 from web import once
 from web.common import commit, current_actor, db_session
+from web.common import form_text as text
 from web.formparse import parse
 from web.formrender import Form
 from web.tasks.blueprint import bp
@@ -39,22 +40,6 @@ def chosen(*names: str) -> str:
     return _("、").join(people.labels(db_session(), names))
 
 
-_LABELS = {"opinion": "意见", "note": "说明", "reason": "理由", "body": "评论", "message": "催办内容",
-           "to_username": "用户名"}
-
-
-def text(field: str, size: int = 4000) -> str:
-    """A free text of the form, whole: its line breaks read as the browser counted them against the textarea's
-    `maxlength` (one, sent as CR LF), and past `size` refused naming the field — never cut (the end of an opinion
-    was lost without a word).
-
-    Raises: InvalidInput
-    """
-    value = request.form.get(field, "").replace("\r\n", "\n").strip()
-    if len(value) > size:
-        raise InvalidInput(f"{_LABELS.get(field, field)}（{field}）超过 {size} 字，请删减后重新提交 "
-                           f"({field} is longer than {size} characters)", field=field, limit=size)
-    return value
 
 
 def _visible(task_id: int) -> HumanTask:
