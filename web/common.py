@@ -11,9 +11,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from engine import clock, notify
+from engine.errors import InvalidInput
 from engine.org import idempotency, oidc_backchannel
 from engine.org.actors import Actor, actor_of, user_with_actor
-from engine.errors import InvalidInput
 from engine.org.models import User
 from web.extensions import login_manager
 from web.links import nav_allowed
