@@ -20,16 +20,18 @@ from SpiffWorkflow.bpmn.serializer.migration.version_migration import MIGRATIONS
 from SpiffWorkflow.bpmn.specs.bpmn_process_spec import BpmnProcessSpec
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
 
-from engine.spiff import compaction
+from engine.spiff import compaction, repeats
 from engine.spiff.guards import run_deep_for
 
 # Bump the first part when our own state layout changes; the second is SpiffWorkflow's.
 # jz2: the task tree's root may be any finished task (earlier rounds compacted out, engine.spiff.compaction).
 # Finished subprocesses compacted out (the same module) leave a state of the same layout, only without them.
-SERIALIZER_VERSION = "jz2/spiff1.5"
+# jz3: a large data value the state repeats is written once, in a top-level table (engine.spiff.repeats).
+SERIALIZER_VERSION = "jz3/spiff1.5"
 SPIFF_STATE_VERSION = "1.5"
-# Our layouts that load as they are (jz1 → jz2 only widened what the root may be; the next save compacts).
-READABLE_VERSIONS = frozenset({"jz1/spiff1.5", SERIALIZER_VERSION})
+# Our layouts that load as they are (jz1 → jz2 only widened what the root may be; the next save compacts; a jz2 state
+# has no table of shared values, and the next save writes one).
+READABLE_VERSIONS = frozenset({"jz1/spiff1.5", "jz2/spiff1.5", SERIALIZER_VERSION})
 
 Specs = tuple[BpmnProcessSpec, dict[str, BpmnProcessSpec]]
 
@@ -102,12 +104,18 @@ def dump_state(workflow: BpmnWorkflow) -> str:
     SpiffWorkflow 3.2.0 needs (it rebuilds task data parent-first). A restored workflow builds its
     data dicts in another key order than the run that made them; sorting makes `dump(load(s)) == s`
     whether a workflow was restored or kept in memory (the hot-instance cache).
+
+    A large data value repeated across the state is written once (engine.spiff.repeats): the state's length, which
+    JZFLOW_MAX_STATE_KB limits, counts it once.
     """
     registry = SERIALIZER.registry
     registry._encoder_mode = True
     try:
         dct = SERIALIZER.to_dict(workflow)
         dct[SERIALIZER.VERSION_KEY] = SERIALIZER.VERSION
+        table = repeats.share(dct, _canonical)
+        if table is not None:
+            dct[repeats.KEY] = table
         return _canonical_workflow(dct)
     finally:
         registry._encoder_mode = False
@@ -145,7 +153,9 @@ def _canonical_workflow(dct: dict[str, Any]) -> str:
     parts: list[str] = []
     for key in sorted(dct):
         value = dct[key]
-        if key in ("tasks", "subprocesses") and isinstance(value, dict):
+        if isinstance(value, repeats.Table):
+            parts.append(f"{json.dumps(key)}: {value.encode(_canonical)}")
+        elif key in ("tasks", "subprocesses") and isinstance(value, dict):
             item = _canonical_task if key == "tasks" else _canonical_workflow
             inner = ", ".join(f"{json.dumps(k)}: {item(v)}" for k, v in value.items())
             parts.append(f"{json.dumps(key)}: {{{inner}}}")
@@ -169,6 +179,7 @@ def load_state(text: str, specs: Specs, script_engine: PythonScriptEngine,
     if version in MIGRATIONS:
         # SpiffWorkflow's migrations expect a full serialization; we store 1.5 and above only.
         raise ValueError(f"stored workflow state has unsupported serializer version {version}")
+    repeats.expand(dct)  # before the restore: it gives each place its own copy
     workflow: BpmnWorkflow = SERIALIZER.registry.restore(dct, spec=spec, subprocess_specs=subprocess_specs)
     workflow.script_engine = script_engine
     return workflow

@@ -7,7 +7,8 @@ for its keys but not for its element (after compaction the root is any earlier t
 
 When a workflow — the instance's, or a called process's — completes, SpiffWorkflow 3.2.0 copies its last task's data
 into the workflow's own data (`Workflow._mark_complete`), which the state writes in full: `end_copies` weighs that
-repetition, which the limit does not count.
+repetition, which the limit does not count. A large value is not counted there: the state writes it once anyway
+(engine.spiff.repeats), the repetition costs a reference.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from typing import Any
 
 from SpiffWorkflow.util.deep_merge import DeepMerge
 
+from engine.spiff.repeats import LARGE
 from engine.spiff.serializer import encoded_size
 from engine.spiff.workflow import Workflow, all_tasks
 
@@ -60,15 +62,19 @@ def weigh(workflow: Workflow) -> Weight:
 
 def end_copies(workflow: Workflow) -> int:
     """Return the characters the state spends repeating, in a completed workflow's (or subprocess's) own data, the data
-    of the End task it was copied from: each key the End task holds with the same value."""
+    of the End task it was copied from: each key the End task holds with the same value, but a large one (written
+    once: `LARGE` characters or more, a list or dict)."""
     total = 0
     for flow in (workflow, *getattr(workflow, "subprocesses", {}).values()):
         last = flow.last_task
         if not flow.completed or last is None or last.task_spec.name != "End":
             continue
         kept = last.data
-        total += sum(s for _k, s in _sizes({k: v for k, v in (flow.data or {}).items()
-                                            if k in kept and (kept[k] is v or kept[k] == v)}))
+        for key, value in (flow.data or {}).items():
+            if key in kept and (kept[key] is value or kept[key] == value):
+                size = encoded_size(value)
+                if not (isinstance(value, (list, dict)) and size >= LARGE):
+                    total += len(str(key)) + 4 + size
     return total
 
 
