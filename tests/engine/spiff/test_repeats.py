@@ -82,7 +82,8 @@ def test_no_two_places_share_an_object_after_a_load() -> None:
     assert len({id(p) for p in plans}) == len(plans)
     # Across the children (within one, SpiffWorkflow's restore shallow-copies a task's data from its parent's, as
     # without the table): no item is shared.
-    roots = [t.workflow.task_tree.data["plan"] for t in asks] + [next(t for t in loaded.tasks.values() if t.task_spec.name == "start").data["plan"]]
+    start = next(t for t in loaded.tasks.values() if t.task_spec.name == "start")
+    roots = [t.workflow.task_tree.data["plan"] for t in asks] + [start.data["plan"]]
     assert len({id(p[0]) for p in roots}) == len(roots)
     asks[0].data["plan"].append({"title": "只在这一个子任务里"})
     asks[0].data["plan"][0]["title"] = "改了"
