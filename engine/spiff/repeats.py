@@ -1,8 +1,8 @@
 """Store a large data value the workflow's state repeats once (issue #17).
 
 SpiffWorkflow 3.2.0 starts every multi-instance child (and an embedded subprocess) with a deep copy of the parent
-task's data, the collection it iterates included: a 七步工作法 period's ④ children each held the whole `plan_items`
-list, n children × n items. The serializer writes each copy in full (a subprocess's root task holds its data whole).
+task's data, the collection it iterates included: with n children over a collection of n items, the state held n
+copies of it. The serializer writes each copy in full (a subprocess's root task holds its data whole).
 
 `share` runs on the dict SpiffWorkflow's serializer made, before it is encoded. It looks at the values of the data
 dicts (a workflow's or subprocess's own data, a task's data and its delta's updates), top level only: a list or dict
