@@ -9,18 +9,18 @@ A schema's `pattern`s are matched by RE2, never by Python's backtracking `re`, a
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
-from fractions import Fraction
+from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
-from jsonschema import Draft202012Validator, ValidationError, validators
+from jsonschema import Draft202012Validator, validators
 from referencing import Registry, Resource
 from referencing.exceptions import NoSuchResource, Unresolvable
 from referencing.jsonschema import DRAFT202012
 
 from engine import content_limits, patterns
 from engine.errors import FieldError, FormInvalid
+from engine.runtime import form_keywords
 from engine.spiff import inert
 
 RESERVED_PREFIX = "_"
@@ -47,66 +47,11 @@ def registry(files: Mapping[str, str]) -> Registry[Any]:
     return Registry(retrieve=_refuse).with_resources(resources)  # type: ignore[call-arg]
 
 
-def _exact(number: Any) -> Fraction:
-    """A JSON number as written: a float (a schema's `0.01`) by its shortest repr, a Decimal or an int exactly."""
-    return Fraction(repr(number)) if isinstance(number, float) else Fraction(number)
-
-
-def _multiple_of(validator: Any, step: Any, instance: Any, schema: Any) -> Iterator[ValidationError]:
-    """`multipleOf`, exact. The web and the API read answers as Decimal, the schema's `0.01` is a float: jsonschema's
-    own division raised TypeError for those (a 500 on every submission), decimal's DivisionImpossible for 1e100 by 7,
-    and with floats found 0.3 no multiple of 0.1. Answers are bounded first (content_limits.data_problem)."""
-    if not validator.is_type(instance, "number") or not validator.is_type(step, "number"):
-        return
-    try:
-        fits = _exact(instance) % _exact(step) == 0
-    except (ArithmeticError, ValueError):  # a step of 0, an infinity: deploy refuses such a schema
-        fits = False
-    if not fits:
-        yield ValidationError(f"{instance!r} is not a multiple of {step}")
-
-
-def _same(value: Any) -> Any:
-    """A hashable stand-in for a JSON value, equal for values JSON Schema calls equal: numbers by value (1 and 1.0),
-    booleans apart from numbers, objects whatever their key order, arrays in order."""
-    if isinstance(value, bool) or value is None:
-        return ("b", value)
-    if isinstance(value, str):
-        return ("s", value)
-    if isinstance(value, Mapping):
-        return ("o", frozenset((key, _same(item)) for key, item in value.items()))
-    if isinstance(value, (list, tuple)):
-        return ("a", tuple(_same(item) for item in value))
-    return ("n", value)  # int, float, Decimal: Python hashes equal numbers alike
-
-
-def _unique_items(validator: Any, unique: Any, instance: Any, schema: Any) -> Iterator[ValidationError]:
-    """`uniqueItems` in time linear in the answer: jsonschema compared each item with every other when they cannot be
-    sorted (objects; numbers and text mixed), hours of a web process for the 50,000 items an API body may hold."""
-    if unique and validator.is_type(instance, "array") and len({_same(item) for item in instance}) < len(instance):
-        yield ValidationError("has non-unique elements")
-
-
-def _pattern_properties(validator: Any, by_pattern: Any, instance: Any, schema: Any) -> Iterator[ValidationError]:
-    """`patternProperties` with each key searched once, for all patterns together (an RE2 set): jsonschema searched
-    every key with every pattern, 10 s for 100 patterns and 20,000 keys. Errors come in jsonschema's order."""
-    if not validator.is_type(instance, "object") or not isinstance(by_pattern, Mapping):
-        return
-    names = tuple(by_pattern)
-    matcher = patterns.pattern_set(names)
-    hits = sorted((index, number) for number, key in enumerate(instance) for index in matcher.Match(key) or ())
-    keys = list(instance)
-    for index, number in hits:
-        key = keys[number]
-        yield from validator.descend(instance[key], by_pattern[names[index]], path=key, schema_path=names[index])
-
-
 @lru_cache(maxsize=512)
 def _validator(schema_text: str, files: tuple[tuple[str, str], ...] = ()) -> Any:
     schema = json.loads(schema_text)
     base = validators.validator_for(schema, default=Draft202012Validator)
-    exact = {"multipleOf": _multiple_of, "uniqueItems": _unique_items, "patternProperties": _pattern_properties}
-    cls = validators.extend(base, exact)  # type: ignore[no-untyped-call]
+    cls = validators.extend(base, form_keywords.for_draft(base))  # type: ignore[no-untyped-call]
     return cls(schema, format_checker=patterns.format_checker(), registry=registry(dict(files)))
 
 

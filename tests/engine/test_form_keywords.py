@@ -83,3 +83,59 @@ def test_unique_items_keeps_json_schema_s_equality(items: list[object], unique: 
     else:
         with pytest.raises(FormInvalid):
             forms.validate(_list_form(), {"x": items}, {})
+
+
+def _field(**where: Any) -> str:
+    return json.dumps({"type": "object", "properties": {"x": where}})
+
+
+@pytest.mark.parametrize(("where", "answer"), [
+    ({"enum": [0.1, 0.2, 0.5]}, Decimal("0.1")), ({"enum": [0.1, 0.2, 0.5]}, Decimal("0.50")),
+    ({"enum": [1, 2]}, Decimal("1.0")), ({"enum": [1.0]}, Decimal("1")), ({"const": 0.3}, Decimal("0.3")),
+    ({"const": 1e-7}, Decimal("1E-7")), ({"enum": [[0.1, {"a": 2.5}]]}, [Decimal("0.1"), {"a": Decimal("2.5")}]),
+    ({"const": {"rate": 0.07}}, {"rate": Decimal("0.07")}), ({"enum": [0.1]}, 0.1), ({"enum": ["0.1", 0.1]}, "0.1"),
+    ({"minimum": 0.1}, Decimal("0.1")), ({"maximum": 0.3}, Decimal("0.3")), ({"exclusiveMinimum": 0.1}, Decimal(
+        "0.1000000000000000000001")), ({"exclusiveMaximum": 0.3}, Decimal("0.2999999999999999999999")),
+    ({"minimum": 1}, True),  # a boolean is no number: minimum says nothing of it
+])
+def test_an_answer_s_number_equals_the_schema_s_number_as_written(where: dict[str, Any], answer: Any) -> None:
+    """The API and the web read numbers as Decimal, a schema's 0.1 is a float: jsonschema found Decimal('0.1') no
+    choice of [0.1] and below a minimum of 0.1. JSON Schema means the number as written."""
+    assert forms.validate(_field(**where), {"x": answer}, {}) == {"x": answer}
+
+
+@pytest.mark.parametrize(("where", "answer"), [
+    ({"enum": [0.1, 0.2]}, Decimal("0.10000000000000001")), ({"enum": [1, 2]}, True), ({"enum": [0, 1]}, False),
+    ({"const": 1}, True), ({"const": False}, 0), ({"enum": [True]}, Decimal("1")), ({"enum": [0.1]}, "0.1"),
+    ({"const": [0.1, 0.2]}, [Decimal("0.2"), Decimal("0.1")]), ({"const": {"a": 1}}, {"a": True}),
+    ({"minimum": 0.1}, Decimal("0.0999999999999999999")), ({"maximum": 0.3}, Decimal("0.3000000000000000001")),
+    ({"exclusiveMinimum": 0.1}, Decimal("0.1")), ({"exclusiveMaximum": 0.3}, Decimal("0.3")),
+    ({"enum": [1e308]}, Decimal("1e309")),
+])
+def test_a_different_answer_is_refused_naming_the_field(where: dict[str, Any], answer: Any) -> None:
+    with pytest.raises(FormInvalid) as refused:
+        forms.validate(_field(**where), {"x": answer}, {})
+    [error] = refused.value.errors
+    assert error.field == "x"
+
+
+def test_unique_items_takes_numbers_as_written_too() -> None:
+    with pytest.raises(FormInvalid):
+        forms.validate(_list_form(), {"x": [Decimal("0.1"), 0.1]}, {})
+
+
+@pytest.mark.parametrize(("draft", "where", "answer", "fits"), [
+    ("http://json-schema.org/draft-04/schema#", {"minimum": 0.1, "exclusiveMinimum": True}, Decimal("0.1"), False),
+    ("http://json-schema.org/draft-04/schema#", {"minimum": 0.1}, Decimal("0.1"), True),
+    ("http://json-schema.org/draft-04/schema#", {"maximum": 0.3, "exclusiveMaximum": True}, Decimal("0.3"), False),
+    ("http://json-schema.org/draft-04/schema#", {"enum": [0.1]}, Decimal("0.1"), True),
+    ("https://json-schema.org/draft/2019-09/schema", {"const": 0.1}, Decimal("0.1"), True),
+    ("http://json-schema.org/draft-07/schema#", {"exclusiveMaximum": 0.3}, Decimal("0.3"), False),
+])
+def test_each_draft_keeps_its_own_keywords(draft: str, where: dict[str, Any], answer: Any, fits: bool) -> None:
+    form = json.dumps({"$schema": draft, "type": "object", "properties": {"x": where}})
+    if fits:
+        assert forms.validate(form, {"x": answer}, {}) == {"x": answer}
+    else:
+        with pytest.raises(FormInvalid):
+            forms.validate(form, {"x": answer}, {})
