@@ -1,7 +1,8 @@
 """Size limits for what reaches the engine outside scripts: a process owner's form files, a client's workflow data.
 
 A form file (JSON Schema or UI schema) is checked at deploy and by the modeller's preview: the choices of one field
-(`enum`, `oneOf`/`anyOf` of `const`, `ui:enumNames`), the fields of one form, its nesting, its values, and how many
+(`enum`, `oneOf`/`anyOf` of `const`, `ui:enumNames`), the fields of one form, its nesting, its values, its regular
+expressions (how many, how long together: each answer key is matched against them), and how many
 schemas its `allOf`/`anyOf`/`oneOf`/`$ref` branches expand to where a page lists the fields — each is work every task
 page, preview and printed 审批单 repeats. Workflow data from a form, the API, the CLI or a message's or signal's
 payload is checked where it arrives, before SpiffWorkflow sees it: its depth, its values, and its JSON size (half of
@@ -33,6 +34,8 @@ MAX_DATA_VALUES: Final = 100_000  # JSON values of workflow data from outside
 MAX_EXPONENT: Final = 1_000  # of a Decimal (the API reads 1e999999999 as one: as an integer, a billion digits)
 MAX_TABLE_ROWS: Final = 500  # rows of one table a form takes (web.formrender) and a printed document shows
 MAX_PRINTED_ROWS: Final = 3_000  # rows of a printed document's tables together (fields, opinions)
+MAX_PATTERNS: Final = 100  # regular expressions of one form file: `pattern`s and `patternProperties` keys
+MAX_PATTERN_CHARS: Final = 10_000  # their characters together (each at most patterns.MAX_PATTERN)
 MAX_INSTRUCTIONS: Final = 20_000  # characters of a user task's instructions template, compiled on each view of its page
 _BRANCHES: Final = ("allOf", "anyOf", "oneOf")
 _SCALAR: Final = 24  # characters counted for a number, a date or another value that is not text
@@ -136,6 +139,26 @@ def _choices(node: Mapping[str, Any]) -> list[str]:
     return found + [k for k in _BRANCHES if isinstance(node.get(k), list) and len(node[k]) > MAX_CHOICES]
 
 
+def _patterns(node: Mapping[str, Any], path: tuple[Any, ...], counted: list[int]) -> tuple[str, str] | None:
+    """Count the node's patterns into `counted` (a schema's `pattern`, its `patternProperties`' keys; not a field so
+    named): each is matched by RE2 against answers, every key of an answer against every `patternProperties`."""
+    if path[-1:] == ("properties",):
+        return None
+    for keyword in ("pattern", "patternProperties"):
+        found = node.get(keyword)
+        written = [found] if keyword == "pattern" and isinstance(found, str) else []
+        written += [str(k) for k in found] if keyword == "patternProperties" and isinstance(found, Mapping) else []
+        counted[0] += len(written)
+        counted[1] += sum(len(p) for p in written)
+        if counted[0] > MAX_PATTERNS:
+            return _path((*path, keyword)), (f"正则表达式过多，每个表单最多 {MAX_PATTERNS:,} 个 (more than "
+                                             f"{MAX_PATTERNS:,} patterns)")
+        if counted[1] > MAX_PATTERN_CHARS:
+            return _path((*path, keyword)), (f"正则表达式总长过大，每个表单最多 {MAX_PATTERN_CHARS:,} 个字符 (patterns "
+                                             f"longer than {MAX_PATTERN_CHARS:,} characters together)")
+    return None
+
+
 def form_problems(doc: Any, others: Mapping[str, Any] | None = None) -> list[tuple[str, str]]:
     """Return (path, message) for each place a form file passes a limit (paths as `properties/kind/enum`).
 
@@ -144,6 +167,7 @@ def form_problems(doc: Any, others: Mapping[str, Any] | None = None) -> list[tup
     problems: list[tuple[str, str]] = []
     stack: list[tuple[Any, tuple[Any, ...]]] = [(doc, ())]
     values = fields = 0
+    counted = [0, 0]  # patterns, their characters
     while stack:
         value, path = stack.pop()
         if len(path) > MAX_FORM_DEPTH:
@@ -162,6 +186,9 @@ def form_problems(doc: Any, others: Mapping[str, Any] | None = None) -> list[tup
         for key in choices:
             problems.append((_path((*path, key)), f"选项过多：{len(value[key]):,} 个，每个字段最多 "
                              f"{MAX_CHOICES:,} 个 ({len(value[key]):,} choices, at most {MAX_CHOICES:,})"))
+        too_many = _patterns(value, path, counted)
+        if too_many is not None:
+            return [*problems, too_many]
         props = value.get("properties")
         if path[-1:] != ("properties",) and isinstance(props, Mapping):
             fields += len(props)
@@ -302,5 +329,6 @@ def _said(name: str, found: tuple[str, str] | None) -> str | None:
 
 
 __all__ = ["MAX_CHOICES", "MAX_DATA_DEPTH", "MAX_DATA_VALUES", "MAX_EXPANSION", "MAX_EXPONENT", "MAX_FIELDS",
-           "MAX_FORM_DEPTH", "MAX_FORM_VALUES", "MAX_INSTRUCTIONS", "MAX_PRINTED_ROWS", "MAX_TABLE_ROWS", "data_limit",
+           "MAX_FORM_DEPTH", "MAX_FORM_VALUES", "MAX_INSTRUCTIONS", "MAX_PATTERNS",
+           "MAX_PATTERN_CHARS", "MAX_PRINTED_ROWS", "MAX_TABLE_ROWS", "data_limit",
            "data_problem", "first_stored_problem", "form_problems", "stored_form_problem", "stored_reach_problem"]
