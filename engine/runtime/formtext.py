@@ -15,6 +15,7 @@ from datetime import date, datetime
 from typing import Any
 
 from engine import clock
+from engine.runtime import form_keywords
 
 MAX_DEPTH = 12
 YES, NO = "是", "否"
@@ -111,8 +112,9 @@ def _datetime_text(value: Any) -> str:
 
 
 def _label_of(choices: list[tuple[Any, str]], value: Any) -> str:
-    return next((label for original, label in choices if original == value and type(original) is type(value)),
-                _scalar(value))
+    """The choice's label: numbers as written (the API's Decimal('0.1') is the schema's 0.1), booleans no numbers."""
+    wanted = form_keywords.same(value)
+    return next((label for original, label in choices if form_keywords.same(original) == wanted), _scalar(value))
 
 
 def _item(root: Mapping[str, Any], schema: Mapping[str, Any], ui: Mapping[str, Any]) -> tuple[Mapping[str, Any],

@@ -139,3 +139,13 @@ def test_each_draft_keeps_its_own_keywords(draft: str, where: dict[str, Any], an
     else:
         with pytest.raises(FormInvalid):
             forms.validate(form, {"x": answer}, {})
+
+
+def test_a_number_choice_shows_its_title_whatever_the_number_s_type() -> None:
+    """The API's Decimal('0.1') is the schema's choice 0.1: shown as its title on the task page and the 审批单."""
+    from engine.runtime import formtext
+    schema = {"type": "object", "properties": {"rate": {"type": "number", "enum": [0.1, 0.2]},
+                                               "flag": {"enum": [1, True]}}}
+    ui = {"rate": {"ui:enumNames": ["低", "高"]}, "flag": {"ui:enumNames": ["一", "是"]}}
+    shown = {f.key: f.text for f in formtext.describe(schema, ui, {"rate": Decimal("0.1"), "flag": True})}
+    assert shown == {"rate": "低", "flag": "是"}

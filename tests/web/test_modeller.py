@@ -214,6 +214,15 @@ def test_the_form_preview_refuses_a_form_past_the_limits_naming_the_field(client
     assert ui.status_code == 422 and ui.json is not None and ui.json["field"] == "uischema", ui.json
 
 
+def test_the_form_preview_refuses_more_patterns_than_deploy_takes(clients: dict[str, FlaskClient]) -> None:
+    from engine import content_limits
+    fields = {f"f{i}": {"type": "string", "pattern": f"^{i}$"} for i in range(content_limits.MAX_PATTERNS + 1)}
+    refused = post_json(clients["owner"], "/modeller/form-preview", {"schema": {"type": "object",
+                                                                                "properties": fields}})
+    assert refused.status_code == 422 and refused.json is not None and refused.json["field"] == "schema"
+    assert "/pattern" in refused.json["message"] and "patterns" in refused.json["message"], refused.json
+
+
 # --------------------------------------------------------------------------- import from other tools
 
 
