@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from engine import deploy, patterns
+from engine import content_limits, deploy, patterns
 from engine.errors import DeployInvalid, FormInvalid
 from engine.org.actors import SYSTEM
 from engine.runtime import forms
@@ -165,13 +165,14 @@ def test_deploy_checks_a_form_s_patterns_with_re2_alone(session: Session, where:
 
 def test_pattern_properties_are_matched_against_each_key_once_whatever_their_number() -> None:
     """jsonschema searched every key of an answer with every pattern: 100 patterns and the 20,000 keys an API body
-    may hold took 10 s, 5,000 patterns (deploy has no cap on them) minutes; RE2's set matches them all in one pass."""
-    schema = _schema(patternProperties={f"^k{i}x$": {"type": "string"} for i in range(500)})
+    may hold took 10 s, 5,000 patterns (deploy had no cap on them then) minutes; RE2's set matches them all in one
+    pass. Deploy now takes at most MAX_PATTERNS (test_form_pattern_limits.py)."""
+    schema = _schema(patternProperties={f"^k{i}x$": {"type": "string"} for i in range(content_limits.MAX_PATTERNS)})
     answer: dict[str, object] = {f"z{i}": 1 for i in range(50_000)}
     started = time.monotonic()
     assert forms.validate(schema, answer, {}) == answer
     with pytest.raises(FormInvalid) as refused:
-        forms.validate(schema, {**answer, "k7x": 1, "k499x": "text", "k42x": 2}, {})
+        forms.validate(schema, {**answer, "k7x": 1, "k99x": "text", "k42x": 2}, {})
     assert time.monotonic() - started < 3
     assert sorted(e.field for e in refused.value.errors) == ["k42x", "k7x"]
 
