@@ -92,7 +92,7 @@ def leader_version(row: LedgerIssue | InvestmentLead) -> str:
 def _kind(kind: str) -> Kind:
     found = KINDS.get(kind)
     if found is None:
-        raise InvalidInput(f"事项类型须为 issue 或 lead: {kind!r}", field="kind")
+        raise InvalidInput(f"事项类型须为 issue 或 lead (kind: issue or lead): {kind!r}", field="kind")
     return found
 
 
@@ -117,12 +117,12 @@ def _chosen(session: Session, username: str) -> User:
     try:
         user = user_named(session, username, what="责任领导（leader）", field=FIELD, lock=True)
     except NotFound as exc:
-        raise InvalidInput(f"{exc.message} (leader: no such user)", field=FIELD) from None
+        raise InvalidInput(exc.message, field=FIELD) from None  # 中文 (leader: no such user): name
     if not user.is_active:
         raise InvalidInput(f"责任领导（leader）已停用: {user.username} (leader: deactivated)", field=FIELD)
     if session.scalar(select(User.id).where(User.id == user.id, _leader_ids())) is None:
-        raise InvalidInput(f"责任领导（leader）“{user.username}”不是领导 (leader: not a leader — a 责任领导 or 市级领导 "
-                           "role, or a unit's responsible leader)", field=FIELD)
+        raise InvalidInput(f"责任领导（leader）“{user.username}”不是领导 (leader: {user.username} is not a "
+                           "leader — give a person with a leader role, or a unit's responsible leader)", field=FIELD)
     return user
 
 

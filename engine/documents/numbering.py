@@ -46,28 +46,31 @@ def check_template(name: str, template: str) -> NumberRule:
 
     Raises: InvalidInput naming the rule
     """
-    def bad(why: str) -> InvalidInput:
-        return InvalidInput(f"编号规则 {name} 无效: {why} (number rule {name}: {why})", field=name)
+    def bad(why: str, english: str) -> InvalidInput:
+        return InvalidInput(f"编号规则 {name} 无效: {why} (number rule {name}: {english})", field=name)
     if not isinstance(template, str) or not template.strip() or len(template) > MAX_TEMPLATE:
-        raise bad(f"模板须为1–{MAX_TEMPLATE}个字符")
+        raise bad(f"模板须为1–{MAX_TEMPLATE}个字符", f"the template takes 1–{MAX_TEMPLATE} characters")
     try:
         parts = list(string.Formatter().parse(template))
     except ValueError as exc:
-        raise bad(str(exc)) from exc
+        raise bad(str(exc), str(exc)) from exc
     seen: list[str] = []
     for _text, field_name, spec, conversion in parts:
         if field_name is None:
             continue
         if field_name not in FIELDS or conversion:
-            raise bad(f"只能使用 {{year}} 和 {{seq}}，不能使用 {{{field_name}}}")
+            raise bad(f"只能使用 {{year}} 和 {{seq}}，不能使用 {{{field_name}}}",
+                      f"only {{year}} and {{seq}} may be used, not {{{field_name}}}")
         width = re.fullmatch(r"0?([1-9][0-9]?)?d", spec) if spec else None
         if spec and (width is None or int(width.group(1) or 0) > MAX_WIDTH):
-            raise bad(f"{{{field_name}:{spec}}} 不是整数格式（如 {{seq:04d}}）")
+            raise bad(f"{{{field_name}:{spec}}} 不是整数格式（如 {{seq:04d}}）",
+                      f"{{{field_name}:{spec}}} is not a whole-number format such as {{seq:04d}}")
         seen.append(field_name)
     if seen.count("seq") != 1:
-        raise bad("须恰好包含一个 {seq}")
+        raise bad("须恰好包含一个 {seq}", "the template takes {seq} exactly once")
     if "year" not in seen:  # the sequence starts again each year: without the year, its numbers would repeat
-        raise bad("须包含 {year}：序号每年从1重新开始，没有年份的编号会重复")
+        raise bad("须包含 {year}：序号每年从1重新开始，没有年份的编号会重复",
+                  "the template needs {year}: the sequence starts again at 1 each year")
     return NumberRule(name, template)
 
 

@@ -303,7 +303,7 @@ def check_webhook(url: str) -> None:
     Raises: InvalidInput (field url)
     """
     if not url.startswith(("http://", "https://")) or len(url) > 500:
-        raise InvalidInput("Webhook 地址须为 http(s) 网址，最长 500 个字符 (an http(s) URL of at most 500 characters)",
+        raise InvalidInput("Webhook 地址须为 http(s) 网址，最长 500 个字符 (an http or https URL of at most 500 characters)",
                            field="url")
     outbound.check(url, strict=False)  # no loopback/private/link-local target (checked again at send time)
 

@@ -98,7 +98,7 @@ def split(url: str) -> tuple[str, str, int]:
         raise Refused(f"Webhook 地址不能含空格或控制字符 (no spaces or control characters): {url[:200]!r}", field="url")
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise Refused(f"Webhook 地址须为 http(s) 网址 (an http(s) URL): {url[:200]!r}", field="url")
+        raise Refused(f"Webhook 地址须为 http(s) 网址 (an http or https URL): {url[:200]!r}", field="url")
     if parts.username or parts.password:
         raise Refused("Webhook 地址不能包含用户名或密码 (no credentials in the URL)", field="url")
     if not (parts.path + parts.query).isascii():

@@ -145,7 +145,8 @@ def save(session: Session, *, actor: Actor, channels: Mapping[str, Sequence[str]
     for kind, chosen in channels.items():
         bad = [c for c in chosen if c not in core.CHANNELS]
         if bad:
-            raise InvalidInput(f"{KINDS[kind]}：未知的通知渠道 (unknown channel) {', '.join(c[:20] for c in bad)}",
+            raise InvalidInput(f"{KINDS[kind]}：未知的通知渠道 (unknown channel for {kind}): "
+                               f"{', '.join(c[:20] for c in bad)}",
                                field=f"channels_{kind}")
     url = webhook_url.strip()
     if flavor not in core.FLAVORS:

@@ -89,5 +89,5 @@ def actor_for(session: Session, username: str) -> Actor:
     """
     user = session.scalar(select(User).where(User.username == username))
     if user is None or not user.is_active:
-        raise UserNotFound(f"用户不存在或已停用: {username}", username=username)
+        raise UserNotFound(f"用户不存在或已停用 (no such active user): {username}", username=username)
     return actor_of(session, user)

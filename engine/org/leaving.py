@@ -103,7 +103,7 @@ def user_named(session: Session, username: str, *, what: str = "用户（usernam
     found = session.scalar(query) if len(name) <= 80 and core.USERNAME.match(name) else None
     if found is None:
         shown = name[:80] if core.USERNAME.match(name[:80]) else "?"
-        raise NotFound(f"{what}：用户不存在: {shown}", field=field)
+        raise NotFound(f"{what}：用户不存在 ({field}: no such user): {shown}", field=field)
     return found
 
 

@@ -149,7 +149,7 @@ def owner(session: Session, username: str) -> User:
     """
     user = session.scalar(select(User).where(User.username == username))
     if user is None or not user.is_active:
-        raise UserNotFound(f"用户不存在或已停用: {username}", field="username", username=username)
+        raise UserNotFound(f"用户不存在或已停用 (no such active user): {username}", field="username", username=username)
     return user
 
 

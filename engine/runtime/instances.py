@@ -132,7 +132,8 @@ def _transition(session: Session, instance_id: int, actor: Actor, action: str, a
     running = runtime.load(session, instance_id)
     before = running.row.status
     if before not in allowed:
-        raise InstanceNotRunning(f"实例状态为 {before}，不能{action}", instance_id=instance_id, status=before)
+        raise InstanceNotRunning(f"实例状态为 {before}，不能{action} "
+                                 f"(the instance is {before}: it cannot {action})", instance_id=instance_id, status=before)
     running.row.status = new_status
     if new_status == "terminated":
         running.row.ended_at = clock.now()

@@ -217,7 +217,7 @@ def render_png(chart: Chart, *, width: int = 720, height: int = 360, scale: floa
     try:
         import cairosvg  # type: ignore[import-untyped, unused-ignore]
     except (ImportError, OSError) as exc:  # OSError: the cairo C library is missing
-        raise ChartUnavailable(f"PNG 图表需要 cairosvg (PNG charts need cairosvg): {exc}") from None
+        raise ChartUnavailable(f"PNG 图表需要 cairosvg (charts as PNG need cairosvg): {exc}") from None
     png: bytes = cairosvg.svg2png(bytestring=render_svg(chart, width=width, height=height).encode("utf-8"),
                                   scale=scale)
     return png

@@ -85,7 +85,7 @@ def read(path: Path | None = None) -> dict[str, Any]:
         try:
             data[name] = yaml.safe_load((base / f"{name}.yaml").read_text(encoding="utf-8")) or {}
         except (OSError, yaml.YAMLError) as exc:
-            raise InvalidInput(f"演示数据文件无法读取 (cannot read demo data) {name}.yaml: {exc}", file=name) from exc
+            raise InvalidInput(f"演示数据文件无法读取 (cannot read demo data file): {name}.yaml: {exc}", file=name) from exc
     check(data)
     return data
 

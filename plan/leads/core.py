@@ -60,7 +60,8 @@ def _amount(value: Any, field: str) -> Decimal | None:
     if amount.is_finite() and 0 <= amount < Decimal("1e12"):
         amount = amount.quantize(Decimal("0.01"))  # checked once rounded: 999999999999.995 is past NUMERIC(14, 2)
     if not amount.is_finite() or not 0 <= amount < Decimal("1e12"):
-        raise InvalidInput(f"{field} 须为 0 至 1 万亿之间的数字（万元）", field=field)
+        raise InvalidInput(f"{field} 须为 0 至 1 万亿之间的数字（万元） "
+                           f"({field}: a number from 0 to 1 trillion, in units of 10,000 yuan)", field=field)
     return amount
 
 
@@ -131,7 +132,8 @@ def register(ctx: RunContext, title: str, enterprise: str = "", industry: str | 
     """登记: the instance's lead row, coded ZS-<year>-<id> (a repeated step updates it)."""
     session = ctx.session
     if source not in SOURCES:
-        raise InvalidInput(f"线索来源 source 须为 {'/'.join(SOURCES)}: {source!r}", field="source")
+        raise InvalidInput(f"线索来源 source 须为 {'/'.join(SOURCES)} (source: one of {', '.join(SOURCES)}): "
+                           f"{source!r}", field="source")
     ref = fields.text(industry, "industry", limit=60)
     found = projects.find_industry(session, ref) if ref else None
     if ref and found is None:
@@ -174,7 +176,8 @@ def dispatch(ctx: RunContext, lead_id: int, unit_code: str, deadline_kind: str, 
             raise InvalidInput("请填写反馈期限 (due_date required)", field="due_date")
         day = require_not_past(picked, field="due_date", name="反馈期限") or picked
     else:
-        raise InvalidInput(f"期限方式须为 date 或 working_days: {deadline_kind!r}", field="deadline_kind")
+        raise InvalidInput(f"期限方式须为 date 或 working_days (deadline_kind: date or working_days): "
+                           f"{deadline_kind!r}", field="deadline_kind")
     before = _state(lead)
     _move(lead, "dispatched")
     lead.unit_id, lead.responsible_leader_id, lead.handler_id = unit.id, unit.responsible_leader_id, None
@@ -198,7 +201,7 @@ def respond(ctx: RunContext, lead_id: int, response: str, reason: str | None = N
         _move(lead, "returned")
         lead.handler_id = None
         return _record(ctx, lead, "lead.returned", before, reason=text)
-    raise InvalidInput(f"响应须为 accept 或 return: {response!r}", field="response")
+    raise InvalidInput(f"响应须为 accept 或 return (response: accept or return): {response!r}", field="response")
 
 
 @service("lead_contact")
@@ -211,7 +214,8 @@ def contact(ctx: RunContext, lead_id: int, contact_date: str, contact_way: str, 
     if day > clock.now().astimezone(clock.SHANGHAI).date():
         raise InvalidInput(f"对接日期 {day} 在今天之后 (in the future)", field="contact_date")
     if contact_way not in CONTACT_WAYS:
-        raise InvalidInput(f"对接方式须为 {'/'.join(CONTACT_WAYS)}: {contact_way!r}", field="contact_way")
+        raise InvalidInput(f"对接方式须为 {'/'.join(CONTACT_WAYS)} (contact_way: one of "
+                           f"{', '.join(CONTACT_WAYS)}): {contact_way!r}", field="contact_way")
     if lead.contacts >= MAX_CONTACTS:
         raise Conflict(f"线索 {lead.code} 已记录 {MAX_CONTACTS} 次对接，请反馈结果 (too many rounds)", lead_id=lead.id)
     before = _state(lead)
@@ -250,7 +254,7 @@ def feedback(ctx: RunContext, lead_id: int, outcome: str, project_name: str | No
         _move(lead, "dropped")
         lead.closed_at, lead.outcome_note = clock.now(), text
         return _record(ctx, lead, "lead.dropped", before, reason=text)
-    raise InvalidInput(f"对接结果须为 project 或 dropped: {outcome!r}", field="outcome")
+    raise InvalidInput(f"对接结果须为 project 或 dropped (outcome: project or dropped): {outcome!r}", field="outcome")
 
 
 # -- queries ------------------------------------------------------------------------------------

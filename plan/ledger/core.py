@@ -165,7 +165,8 @@ def register(ctx: RunContext, title: str, description: str = "", enterprise: str
     """登记: create the instance's ledger_issue row with a code WT-<year>-<id> (again: update it)."""
     session = ctx.session
     if source not in SOURCES:
-        raise InvalidInput(f"来源 source 须为 {'/'.join(SOURCES)}: {source!r}", field="source")
+        raise InvalidInput(f"来源 source 须为 {'/'.join(SOURCES)} (source: one of {', '.join(SOURCES)}): {source!r}",
+                           field="source")
     unit = _unit(session, _text(unit_code, "unit_code", limit=80))  # a suggestion; 派单 decides
     requested = require_not_past(_date(due_date, "due_date"), field="due_date")
     code = _text(project_code, "project_code", limit=40)
@@ -214,7 +215,8 @@ def dispatch(ctx: RunContext, issue_id: int, unit_code: str, deadline_kind: str,
             raise InvalidInput("请填写办结期限 (due_date required)", field="due_date")
         day = require_not_past(picked, field="due_date") or picked
     else:
-        raise InvalidInput(f"期限方式须为 date 或 working_days: {deadline_kind!r}", field="deadline_kind")
+        raise InvalidInput(f"期限方式须为 date 或 working_days (deadline_kind: date or working_days): "
+                           f"{deadline_kind!r}", field="deadline_kind")
     before = _state(issue)
     _move(issue, "dispatched")
     issue.unit_id, issue.responsible_leader_id, issue.handler_id = unit.id, unit.responsible_leader_id, None
@@ -235,7 +237,7 @@ def respond(ctx: RunContext, issue_id: int, response: str, reason: str | None = 
         _move(issue, "returned")
         issue.handler_id = None
     else:
-        raise InvalidInput(f"响应须为 accept 或 return: {response!r}", field="response")
+        raise InvalidInput(f"响应须为 accept 或 return (response: accept or return): {response!r}", field="response")
     text = _text(reason, "return_reason", required=response == "return")
     return _record(ctx, issue, f"ledger.{issue.status}", before, reason=text)
 
@@ -255,7 +257,9 @@ def done(ctx: RunContext, issue_id: int) -> dict[str, Any]:
     """办结: the handler ends 办理; the snapshot is read again, so 反馈 goes to the handler as a 改派 left it."""
     issue = _own_issue(ctx, issue_id)
     if issue.status not in HANDLING:
-        raise Conflict(f"问题 {issue.code} 状态为 {issue.status}，不能办结", issue_id=issue.id, status=issue.status)
+        raise Conflict(f"问题 {issue.code} 状态为 {issue.status}，不能办结 "
+                       f"(issue {issue.code} is {issue.status}: it cannot be closed)",
+                       issue_id=issue.id, status=issue.status)
     return snapshot(ctx.session, issue, ctx.actor)
 
 
@@ -278,7 +282,9 @@ def extension_request(ctx: RunContext, issue_id: int, requested_due_date: str | 
     """
     issue = _own_issue(ctx, issue_id)
     if issue.status not in HANDLING:
-        raise Conflict(f"问题 {issue.code} 状态为 {issue.status}，不能延期", issue_id=issue.id, status=issue.status)
+        raise Conflict(f"问题 {issue.code} 状态为 {issue.status}，不能延期 "
+                       f"(issue {issue.code} is {issue.status}: its deadline cannot be extended)",
+                       issue_id=issue.id, status=issue.status)
     day = _date(requested_due_date, "requested_due_date")
     if day is None:
         raise InvalidInput("请填写申请的期限 (requested_due_date required)", field="requested_due_date")
@@ -293,7 +299,9 @@ def extension(ctx: RunContext, issue_id: int, decision: str, requested_due_date:
     """申请延期: the responsible leader's decision; a grant moves the deadline to `due_date`."""
     issue = _own_issue(ctx, issue_id)
     if issue.status not in HANDLING:
-        raise Conflict(f"问题 {issue.code} 状态为 {issue.status}，不能延期", issue_id=issue.id, status=issue.status)
+        raise Conflict(f"问题 {issue.code} 状态为 {issue.status}，不能延期 "
+                       f"(issue {issue.code} is {issue.status}: its deadline cannot be extended)",
+                       issue_id=issue.id, status=issue.status)
     before = _state(issue)
     if decision == "grant":
         day = _date(due_date, "new_due_date")
@@ -302,7 +310,8 @@ def extension(ctx: RunContext, issue_id: int, decision: str, requested_due_date:
         _after_today(day, "new_due_date")  # a date already past: the leader's form comes back (no incident)
         issue.due_at = deadline(day)
     elif decision != "refuse":
-        raise InvalidInput(f"延期决定须为 grant 或 refuse: {decision!r}", field="extension_decision")
+        raise InvalidInput(f"延期决定须为 grant 或 refuse (extension_decision: grant or refuse): {decision!r}",
+                           field="extension_decision")
     requested = _date(requested_due_date, "requested_due_date")
     return _record(ctx, issue, f"ledger.extension.{decision}", before,
                    requested_due_date=requested.isoformat() if requested else None,
@@ -331,7 +340,8 @@ def revisit(ctx: RunContext, issue_id: int, result: str, opinion: str | None = N
     elif result == "unsatisfied":
         _move(issue, "in_progress")
     else:
-        raise InvalidInput(f"回访结论须为 satisfied 或 unsatisfied: {result!r}", field="revisit")
+        raise InvalidInput(f"回访结论须为 satisfied 或 unsatisfied (revisit: satisfied or unsatisfied): {result!r}",
+                           field="revisit")
     text = _text(opinion, "revisit_opinion", required=result == "unsatisfied")
     return _record(ctx, issue, "ledger.confirmed" if result == "satisfied" else "ledger.revisit_failed", before,
                    opinion=text)
@@ -350,7 +360,7 @@ def verify(ctx: RunContext, issue_id: int, verdict: str, opinion: str | None = N
     elif verdict == "fail":
         _move(issue, "in_progress")
     else:
-        raise InvalidInput(f"核验结论须为 pass 或 fail: {verdict!r}", field="verdict")
+        raise InvalidInput(f"核验结论须为 pass 或 fail (verdict: pass or fail): {verdict!r}", field="verdict")
     text = _text(opinion, "verify_opinion", required=verdict == "fail")
     return _record(ctx, issue, "ledger.closed" if verdict == "pass" else "ledger.reopened", before, opinion=text)
 

@@ -214,7 +214,8 @@ def add_lead(session: Session, *, actor: Actor, name: str, enterprise: str, inve
     """
     problems = check_leads(session, [{"industry": industry, "category": category}])
     if problems:
-        raise ProjectInputInvalid(problems[0].removeprefix("第1条线索："), field="industry")
+        english = "no such industry" if (industry or "").strip() else "give an industry or a category"
+        raise ProjectInputInvalid(f"{problems[0].removeprefix('第1条线索：')} (industry: {english})", field="industry")
     ind = find_industry(session, industry)
     year = today().year
     project = Project(code=next_code(session, year), name=name.strip()[:200],

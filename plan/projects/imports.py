@@ -195,7 +195,8 @@ def run(session: Session, *, filename: str, data: bytes, actor: Actor, store: bo
     columns, result.errors = _columns(header)
     if result.errors:
         if store:
-            raise UploadInvalid(f"第1行：缺少列 {result.errors[0].column_name}", field="file", errors=_plain(result))
+            raise UploadInvalid(f"第1行：缺少列 {result.errors[0].column_name} (row 1: a column is missing)",
+                                field="file", errors=_plain(result))
         return result
     screened = _screen(body, columns)
     codes = {c for line, raw in body if line not in screened and (c := _cell(raw, columns, "code"))}

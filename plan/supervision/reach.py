@@ -95,8 +95,9 @@ def require_in_unit(session: Session, actor: Actor, target: Target, user: User) 
         where = f"责任单位{unit.name}" if unit is not None else "尚未派单的事项的责任单位"
         raise InvalidInput(f"改派给（to_username）：{user.display_name}（{user.username}）不属于{where}；"
                            "如属其他单位职责，请由责任单位退回后重新派单 "
-                           f"(reassign to: {user.username} is not a member of the responsible unit; another unit takes it "
-                           "by 退回 and 派单 again)", field="to_username", username=user.username)
+                           f"(to_username: {user.username} is not in the responsible unit; if another unit is responsible, "
+                           "the responsible unit sends the item back and it is dispatched again)",
+                           field="to_username", username=user.username)
     where = f"{unit.name}或您督办范围内的单位" if unit is not None else "您督办范围内的单位"
     raise InvalidInput(f"改派给（to_username）：{user.display_name}（{user.username}）不属于{where}，不能跨单位改派 "
                        f"(reassign to: {user.username} is not a member of the task's unit or of your area)",

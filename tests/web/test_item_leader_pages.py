@@ -153,3 +153,21 @@ def test_both_pages_and_their_form_read_in_english(world: tuple[Flask, dict[str,
         html = client.get(page).get_data(as_text=True)
         assert 'name="leader"' in html and "Responsible leader" in html
         assert not chinese(html), (page, chinese(html))
+
+
+@pytest.mark.parametrize(("leader", "zh", "en"), [("nobody", "责任领导（leader）：用户不存在: nobody",
+                                                   "leader: no such user: nobody"),
+                                                  ("zhang", "责任领导（leader）“zhang”不是领导",
+                                                   "leader: zhang is not a leader")])
+def test_a_bad_choice_is_said_in_the_readers_language(world: tuple[Flask, dict[str, int]], leader: str, zh: str,
+                                                      en: str) -> None:
+    app, ids = world
+    client = _client(app, "admin")
+    page, action = f"/ledger/{ids['issue']}", f"/ledger/{ids['issue']}/leader"
+    client.get("/lang/en")
+    text = client.post(action, data={**form_at(client, page, action), "leader": leader}).get_data(as_text=True)
+    assert en in text and zh not in text and "不是领导" not in text and "用户不存在" not in text
+    client.get("/lang/zh")
+    text = client.post(action, data={**form_at(client, page, action), "leader": leader}).get_data(as_text=True)
+    assert zh in text and en not in text  # a Chinese reader reads it as before
+    assert _state(app, LedgerIssue, ids["issue"]) == (_user_id(app, "zhao"), 0)
