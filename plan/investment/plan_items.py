@@ -63,28 +63,23 @@ def create_plan_items(session: Session, *, period: str, instance_id: int | None,
             return existing
     resolved: list[tuple[dict[str, Any], Industry | None, Indicator | None]] = []
     problems: list[str] = []
-    english: list[str] = []  # the same problems, for English readers (names stay out: they may be Chinese)
     for n, item in enumerate(items, 1):
         industry = projects.find_industry(session, str(item.get("industry") or ""))
         if (item.get("industry") or "").strip() and industry is None:
             problems.append(f"第{n}项：产业“{item['industry']}”不存在")
-            english.append(f"items[{n - 1}].industry: no such industry")
         indicator = None
         if (item.get("indicator") or "").strip():
             indicator = session.scalar(select(Indicator).where(Indicator.code == item["indicator"].strip()))
             if indicator is None:
                 problems.append(f"第{n}项：指标“{item['indicator']}”不存在")
-                english.append(f"items[{n - 1}].indicator: no such indicator")
         if not str(item.get("title") or "").strip():
             problems.append(f"第{n}项 items[{n - 1}].title：任务不能为空")
-            english.append(f"items[{n - 1}].title: a task is required")
         gap = item.get("gap")
         if gap is not None and not _holds_gap(gap):
             problems.append(f"第{n}项 items[{n - 1}].gap：缺口应为 0 至 {MAX_GAP} 之间的数")
-            english.append(f"items[{n - 1}].gap: a number from 0 to {MAX_GAP}")
         resolved.append((item, industry, indicator))
     if problems:
-        raise ItemsInvalid(f"{'；'.join(problems)} ({'; '.join(english)})", field="items")
+        raise ItemsInvalid("；".join(problems), field="items")
     created: list[PlanItem] = []
     for item, industry, indicator in resolved:
         gap = item.get("gap")
