@@ -67,18 +67,15 @@ def open_call(session: Session, *, period: str, title: str, industry: str, eligi
     """
     ind = find_industry(session, industry)
     if ind is None:
-        raise ProjectInputInvalid(f"产业“{industry}”不存在 (industry: no such industry)", field="industry")
+        raise ProjectInputInvalid(f"产业“{industry}”不存在", field="industry")
     code = call_code(period, ind.code)
     if code in (taken or set()):
-        raise ProjectInputInvalid(f"产业链“{ind.name}”在本次提交中重复：每条产业链每期只发布一个榜单 "
-                                  "(industry: named twice; one call per industry chain and period)", field="industry")
+        raise ProjectInputInvalid(f"产业链“{ind.name}”在本次提交中重复：每条产业链每期只发布一个榜单", field="industry")
     if any(c["code"] == code for c in calls_of_period(session, period)):
-        raise ProjectInputInvalid(f"产业链“{ind.name}”本期已发布榜单 {code}：每条产业链每期只发布一个榜单 "
-                                  f"(industry: call {code} is already published; one call per industry chain and period)",
+        raise ProjectInputInvalid(f"产业链“{ind.name}”本期已发布榜单 {code}：每条产业链每期只发布一个榜单",
                                   field="industry")
     if project_code and session.scalar(select(Project.id).where(Project.code == project_code)) is None:
-        raise ProjectInputInvalid(f"项目“{project_code}”不在项目库中 (project_code: not in the project library)",
-                                  field="project_code")
+        raise ProjectInputInvalid(f"项目“{project_code}”不在项目库中", field="project_code")
     units = [c for c in dict.fromkeys(eligible_units) if _unit(session, c) is not None]
     if not units:
         raise ProjectInputInvalid("没有可揭榜的单位 (none of the eligible units exists)", field="eligible_units")
@@ -132,8 +129,7 @@ def appoint(session: Session, *, instance_id: int, call: str, unit_code: str, ac
         elif bid.appointed:
             bid.appointed = False
     if chosen is None:
-        raise ProjectInputInvalid(f"单位“{unit_code}”未揭榜，不能挂帅 "
-                                  "(appointed_unit: only a unit that bid can be appointed)", field="appointed_unit")
+        raise ProjectInputInvalid(f"单位“{unit_code}”未揭榜，不能挂帅", field="appointed_unit")
     chosen.appointed = True
     session.flush()
     audit.record(session, actor, "call.appoint", stream=f"call:{call}", object_type="bid", object_id=chosen.id,
@@ -152,7 +148,7 @@ def hand_over(session: Session, *, call: dict[str, Any], unit_code: str, sign_by
     """
     unit = _unit(session, unit_code)
     if unit is None:
-        raise ProjectInputInvalid(f"单位“{unit_code}”不存在 (appointed_unit: no such unit)", field="appointed_unit")
+        raise ProjectInputInvalid(f"单位“{unit_code}”不存在", field="appointed_unit")
     project = None
     if call.get("project_code"):
         project = session.scalar(select(Project).where(Project.code == call["project_code"]))
@@ -165,9 +161,7 @@ def hand_over(session: Session, *, call: dict[str, Any], unit_code: str, sign_by
                            category=None if ind else "key", description=f"揭榜挂帅 {call.get('code', '')}",
                            note=f"揭榜挂帅 {call.get('code', '')} 挂帅后建立")
     elif project.stage != "lead":
-        raise InvalidInput(f"项目 {project.code} 已过线索阶段，不能再转交跟进 "
-                           f"(project {project.code} is past the lead stage: it cannot be handed over)",
-                           field="project_code")
+        raise InvalidInput(f"项目 {project.code} 已过线索阶段，不能再转交跟进", field="project_code")
     before = {"responsible_unit_id": project.responsible_unit_id, "planned_sign": project.planned_sign}
     project.responsible_unit_id, project.planned_sign = unit.id, sign_by
     session.flush()
