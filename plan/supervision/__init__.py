@@ -1,6 +1,7 @@
 """督办: a leader's view of everything overdue or escalated in their area, and what they can do (the names below).
 """
 from plan.supervision.actions import (
+    NOTE_LIMIT,
     Reassignable,
     decide_extension,
     escalate,
@@ -16,6 +17,7 @@ from plan.supervision.reach import choices as reassign_choices
 from plan.supervision.reach import search as reassign_search
 
 __all__ = [
+    "NOTE_LIMIT",
     "HistoryLine",
     "Reassignable",
     "area",

@@ -168,12 +168,14 @@ def urge(session: Session, *, actor: Actor, object_type: str, object_id: int, me
             DeadlineAction.action == "urge", DeadlineAction.actor_id == actor.user_id,
             DeadlineAction.at >= now - URGE_INTERVAL).limit(1)) is not None:
         raise RateLimited("一小时内已催办过 (already urged within the hour)", object_type=object_type, object_id=object_id)
+    text = message.strip()
+    if len(text) > NOTE_LIMIT:  # never cut: the end of a reminder was lost without a word
+        raise InvalidInput(f"催办内容（message）超过 {NOTE_LIMIT} 字 (message too long)", field="message")
     due = _new_deadline(due_date, now)
     before = target.due_at
     if due is not None:
         require_fresh(seen, deadline_version(target), what=f"{target.title} 的期限", changes=due != before)
         set_deadline(session, target, due, now=now)
-    text = message.strip()[:2000]
     if object_type == "task":
         task = session.get(HumanTask, object_id)
         assert task is not None

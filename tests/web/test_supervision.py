@@ -170,7 +170,7 @@ def test_the_ledgers_extension_request_is_decided_from_supervision(
     assert "申请延期" in page and "企业用电增容迟迟未落实" in page
     action = f"/supervision/issue/{issue_id}/extension"
     fields = {**form_at(sun, "/supervision", action), "decision": "grant", "due_date": "2025-09-30",
-              "opinion": "同意延期，请抓紧协调"}
+              "opinion": "同意延期，请抓紧协调" + NEAR_LIMIT[10:]}  # multi-line, 1,999 as the browser counted
     blind = sun.post(action, data={k: v for k, v in fields.items() if k != "seen"})  # says not which request it read
     assert blind.status_code == 409 and "seen" in blind.get_data(as_text=True)
     response = sun.post(action, data=fields)
@@ -324,3 +324,30 @@ def test_an_overdue_investment_lead_is_supervised_as_itself(
         assert (issue.due_at, issue.handler_id) == (issue_due, issue_handler)  # the issue of the same id untouched
         streams = set(s.scalars(select(AuditEvent.stream).where(AuditEvent.action.like("supervision.%"))))
         assert streams == {f"investment_lead:{lead.id}"}
+
+
+# 1,999 characters as the browser counts them against maxlength="2000" (a line break one), 2,008 as sent (CR LF)
+NEAR_LIMIT = "\r\n".join(["督" * 199] * 10)
+PAST_LIMIT = NEAR_LIMIT + "办办"  # 2,001 as the browser counts
+
+
+def test_supervision_texts_count_line_breaks_as_the_browser_and_are_never_cut(
+        leaders: dict[str, int], login: Callable[[str], FlaskClient], factory: sessionmaker[Session]) -> None:
+    """催办内容 and 升级's 说明 (2,000, the textarea's maxlength): a multi-line text the browser let through was refused
+    (or, for 催办, cut at 2,000 as sent, its end lost). Now whole up to the limit, past it refused naming the field."""
+    swept(factory, datetime(2025, 9, 5, 10, tzinfo=SH))
+    boss, issue = login("boss"), leaders["issue"]
+    urge = f"/supervision/issue/{issue}/urge"
+    past = boss.post(urge, data={**form_at(boss, "/supervision", urge), "message": PAST_LIMIT})
+    assert past.status_code == 422 and "message" in past.get_data(as_text=True)
+    with factory() as session:
+        assert session.scalars(select(DeadlineAction.action)).all() == []  # nothing done
+    assert boss.post(urge, data={**form_at(boss, "/supervision", urge), "message": NEAR_LIMIT}).status_code == 302
+    escalate = f"/supervision/issue/{issue}/escalate"
+    too_long = boss.post(escalate, data={**form_at(boss, "/supervision", escalate), "note": PAST_LIMIT})
+    assert too_long.status_code == 422 and "note" in too_long.get_data(as_text=True)
+    assert boss.post(escalate, data={**form_at(boss, "/supervision", escalate), "note": NEAR_LIMIT}).status_code == 302
+    with factory() as session:
+        notes = {action: note for action, note in session.execute(select(DeadlineAction.action, DeadlineAction.note))}
+    whole = NEAR_LIMIT.replace("\r\n", "\n")
+    assert notes == {"urge": whole, "escalate": whole}

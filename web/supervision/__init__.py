@@ -16,7 +16,7 @@ from engine.errors import Forbidden, InvalidInput, NotFound
 from engine.tasks import people
 from plan import supervision
 from web import access
-from web.common import commit, current_actor, db_session
+from web.common import commit, current_actor, db_session, form_text
 
 bp = Blueprint("supervision", __name__)
 OBJECT_TYPES = ("task", "issue", "lead", "project")
@@ -87,7 +87,7 @@ def index() -> ResponseReturnValue:
 @login_required
 def urge(object_type: str, object_id: int) -> ResponseReturnValue:
     told = supervision.urge(db_session(), actor=current_actor(), object_type=_object(object_type), object_id=object_id,
-                            message=request.form.get("message", ""), due_date=_date("due_date"), seen=_seen())
+                            message=form_text("message", supervision.NOTE_LIMIT), due_date=_date("due_date"), seen=_seen())
     commit()
     flash(_("已催办 %(n)s 人", n=told))
     return _back(object_type, object_id)
@@ -129,7 +129,7 @@ def reassign(object_type: str, object_id: int) -> ResponseReturnValue:
     _require_supervisor()
     user = supervision.reassign(db_session(), actor=current_actor(), object_type=_object(object_type),
                                 object_id=object_id, to_username=request.form.get("to_username", "").strip(),
-                                note=request.form.get("note", ""), seen=_seen())
+                                note=form_text("note", supervision.NOTE_LIMIT), seen=_seen())
     commit()
     flash(_("已改派给 %(name)s", name=user.display_name))
     return _back(object_type, object_id)
@@ -144,7 +144,7 @@ def extension(object_type: str, object_id: int) -> ResponseReturnValue:
     grant = decision == "grant"
     supervision.decide_extension(db_session(), actor=current_actor(), object_type=_object(object_type),
                                  object_id=object_id, grant=grant, due_date=_date("due_date", required=grant),
-                                 opinion=request.form.get("opinion", ""), seen=_seen())
+                                 opinion=form_text("opinion", supervision.NOTE_LIMIT), seen=_seen())
     commit()
     flash(_("已批准延期") if grant else _("已不批准延期"))
     return _back(object_type, object_id)
@@ -154,7 +154,7 @@ def extension(object_type: str, object_id: int) -> ResponseReturnValue:
 @login_required
 def escalate(object_type: str, object_id: int) -> ResponseReturnValue:
     step = supervision.escalate(db_session(), actor=current_actor(), object_type=_object(object_type),
-                                object_id=object_id, note=request.form.get("note", ""), seen=_seen())
+                                object_id=object_id, note=form_text("note", supervision.NOTE_LIMIT), seen=_seen())
     commit()
     flash(_("已升级至 %(who)s", who=STEP_NAMES.get(step.step, step.step)))
     return _back(object_type, object_id)
