@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from typing import Any
 
 from flask import Flask, g, request
 from markupsafe import Markup
@@ -45,6 +46,15 @@ def replayed() -> str | None:
 
     Raises: Conflict (the key came with another form: a page used again after it was sent; reload), InvalidInput
     """
+    first = first_answer()
+    return None if first is None else str(first["location"])
+
+
+def first_answer() -> dict[str, Any] | None:
+    """What this form was answered with already (its `location` and what `commit_once` kept besides), or None.
+
+    Raises: Conflict, InvalidInput (as `replayed`)
+    """
     pending = _pending()
     if pending is None:
         return None
@@ -57,17 +67,27 @@ def replayed() -> str | None:
     if answer is None:
         g.once = pending
         return None
-    return str(json.loads(answer.body)["location"])
+    return dict(json.loads(answer.body))
 
 
-def commit_once(location: str) -> str:
-    """Commit the work with the address it is answered with; return the address to send the user to."""
+def commit_once(location: str, **kept: str | int) -> str:
+    """Commit the work with the address it is answered with; return the address to send the user to.
+
+    `kept`: what a second copy is told besides the address (never a secret: it is stored as sent)."""
+    first = commit_once_answer(location, **kept)
+    return location if first is None else str(first["location"])
+
+
+def commit_once_answer(location: str, **kept: str | int) -> dict[str, Any] | None:
+    """Commit the work as `commit_once`; return None, or the first answer when a twin with the key committed first
+    (this request's work is undone then: nothing of it may be shown)."""
     pending = g.pop("once", None)
     if pending is None:
         commit()
-        return location
-    first = commit_remembered(pending, idempotency.Answer(status=302, body=json.dumps({"location": location})))
-    return location if first is None else str(json.loads(first.body)["location"])
+        return None
+    first = commit_remembered(pending, idempotency.Answer(status=302,
+                                                          body=json.dumps({**kept, "location": location})))
+    return None if first is None else dict(json.loads(first.body))
 
 
 def init_app(app: Flask) -> None:
@@ -75,4 +95,4 @@ def init_app(app: Flask) -> None:
     app.jinja_env.globals["once_field"] = once_field
 
 
-__all__ = ["FIELD", "commit_once", "init_app", "once_field", "replayed"]
+__all__ = ["FIELD", "commit_once", "commit_once_answer", "first_answer", "init_app", "once_field", "replayed"]

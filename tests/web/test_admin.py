@@ -18,7 +18,7 @@ from engine.org.token_models import ApiToken
 from engine.runtime.models import Incident
 from engine.tasks.models import HumanTask
 from plan.ledger.models import LedgerIssue
-from tests.web.conftest import csrf_of
+from tests.web.conftest import csrf_of, form_at
 from tests.web.flows import Api, db, deploy_good, post, started_review, token_for, user_id
 
 Login = Callable[[str], FlaskClient]
@@ -140,6 +140,30 @@ def test_tokens_are_shown_once_stored_hashed_and_revocable(app: Flask, login: Lo
     with db(app) as s:
         assert s.scalar(select(func.count()).select_from(AuditEvent).where(
             AuditEvent.action == "api_token.revoke")) == 1
+
+
+def test_a_token_form_sent_twice_issues_one_token_and_never_shows_its_secret_again(app: Flask, login: Login) -> None:
+    """创建令牌 answers with the secret (a page, not a redirect): a double click or a refresh issued a second valid
+    token whose secret nobody saw. The form carries `once`: the second copy issues nothing and says which token the
+    form issued (its name and prefix, to revoke it if the secret was lost), not the secret."""
+    fg = login("fg")
+    fields = {**form_at(fg, "/admin/tokens", "/admin/tokens"), "name": "统计接口"}
+    assert fields.get("once")
+    first = fg.post("/admin/tokens", data=fields)
+    assert first.status_code == 201
+    plaintext = _new_token(first.get_data(as_text=True))
+    again = fg.post("/admin/tokens", data=fields, follow_redirects=True)
+    text = again.get_data(as_text=True)
+    assert again.status_code == 200 and plaintext not in text and 'class="token"' not in text
+    assert "统计接口" in text and plaintext[:12] in text and "已签发" in text
+    assert plaintext not in (again.history[0].headers.get("Location") or "")
+    with db(app) as s:
+        assert s.scalar(select(func.count()).select_from(ApiToken)) == 1
+        assert plaintext not in str(s.scalars(select(AuditEvent.after)).all())
+    other = fg.post("/admin/tokens", data={**fields, "name": "另一个"})  # the same page used again for another
+    assert other.status_code == 409 and "此表单已提交过" in other.get_data(as_text=True)
+    with db(app) as s:
+        assert s.scalar(select(func.count()).select_from(ApiToken)) == 1
 
 
 def test_a_service_issued_token_and_an_empty_name(app: Flask, login: Login) -> None:

@@ -12,7 +12,7 @@ from engine.notify import settings
 from engine.org import leaving, tokens
 from engine.runtime import timeline
 from engine.tasks import queries
-from web import access
+from web import access, once
 from web.admin import people as _people  # noqa: F401  # its routes join the blueprint
 from web.admin.blueprint import bp, require_admin
 from web.common import commit, current_actor, db_session
@@ -117,12 +117,24 @@ def token_list() -> ResponseReturnValue:
 def issue_token() -> ResponseReturnValue:
     actor = current_actor()
     session = db_session()
+    if (first := once.first_answer()) is not None:  # a double click, a refresh: the token the form issued, not another
+        return _issued_already(first)
     username = request.form.get("username", "").strip() or actor.username
     owner = tokens.owner(session, username)
     plaintext = tokens.issue(session, owner, request.form.get("name", ""), actor=actor,
                              days=request.form.get("expires_in_days"), scope=request.form.get("scope"))
-    commit()
+    # Kept for a second copy: the name and the prefix (listed and audited already), never the secret.
+    twin = once.commit_once_answer(url_for("admin.token_list"), name=request.form.get("name", "").strip(),
+                                   prefix=plaintext[:12])
+    if twin is not None:  # a twin committed first: this token was undone, its secret is worth nothing
+        return _issued_already(twin)
     return _tokens_page(new_token=plaintext, status=201)
+
+
+def _issued_already(first: dict[str, object]) -> ResponseReturnValue:
+    flash(_("此表单已签发过令牌「%(name)s」（%(prefix)s…），未再签发；其密钥只在签发时显示一次，如未保存，请吊销后重新创建",
+            name=first.get("name", ""), prefix=first.get("prefix", "")), "info")
+    return redirect(str(first["location"]))
 
 
 @bp.post("/admin/tokens/<int:token_id>/revoke")
