@@ -9,6 +9,7 @@ first's commit at its lookup, then finds the answer. A form without the key (a p
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 from typing import Any
@@ -28,7 +29,7 @@ def once_field() -> Markup:
     return Markup('<input type="hidden" name="{}" value="{}">').format(FIELD, secrets.token_hex(16))
 
 
-def _pending() -> tuple[int, str, str] | None:
+def _pending(upload: tuple[str, bytes] | None = None) -> tuple[int, str, str] | None:
     raw = request.form.get(FIELD, "")
     user_id = current_actor().user_id
     if not raw or user_id is None:
@@ -38,24 +39,30 @@ def _pending() -> tuple[int, str, str] | None:
                            field=FIELD)
     key = f"form:{raw}"
     sent = sorted((k, v) for k, v in request.form.items(multi=True) if k != "csrf_token")
+    if upload is not None:  # the file is part of the key: another file from the same page is another upload
+        name, content = upload
+        key += ":" + hashlib.sha256(name.encode("utf-8", "surrogatepass") + b"\0" + content).hexdigest()
     return user_id, key, idempotency.fingerprint(request.method, request.path, json.dumps(sent).encode())
 
 
-def replayed() -> str | None:
+def replayed(upload: tuple[str, bytes] | None = None) -> str | None:
     """The address this form was answered with already (nothing to do again), or None: do the work.
+
+    `upload`: the file's name and content, for a form that sends one: the same file sent again is the repeat, another
+    file from the same page a new upload (never dropped as a repeat).
 
     Raises: Conflict (the key came with another form: a page used again after it was sent; reload), InvalidInput
     """
-    first = first_answer()
+    first = first_answer(upload)
     return None if first is None else str(first["location"])
 
 
-def first_answer() -> dict[str, Any] | None:
+def first_answer(upload: tuple[str, bytes] | None = None) -> dict[str, Any] | None:
     """What this form was answered with already (its `location` and what `commit_once` kept besides), or None.
 
     Raises: Conflict, InvalidInput (as `replayed`)
     """
-    pending = _pending()
+    pending = _pending(upload)
     if pending is None:
         return None
     user_id, key, fingerprint = pending

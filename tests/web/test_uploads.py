@@ -253,3 +253,28 @@ def test_a_copy_checked_at_verify_is_bounded_hashed_and_kept_nowhere(app: Flask,
         assert "<script>" not in text, what
     with db(app) as s:
         assert s.scalar(select(func.count()).select_from(Attachment)) == attachments
+
+
+def test_an_upload_sent_twice_is_kept_once_and_another_file_from_the_same_page_is_kept_too(
+        deployed: sessionmaker[Session], login: Login) -> None:
+    """上传附件 sent twice (a double click, a resend after a slow answer) stored the file twice. The form carries
+    `once`: the same file with the same key is answered as the first; a different file sent from the same page is a
+    new upload, kept — never dropped silently as a repeat."""
+    from tests.web.conftest import form_at
+    _, review = at_review(deployed)
+    client = login("fg")
+    action = f"/tasks/{review}/attachments"
+    fields = form_at(client, f"/tasks/{review}", action)
+    assert fields.get("once")
+
+    def send(body: bytes, name: str) -> Any:
+        return client.post(action, data={**fields, "file": (io.BytesIO(body), name, "text/plain")},
+                           content_type="multipart/form-data")
+
+    assert [send(b"report v1", "report.txt").status_code for _ in range(2)] == [302, 302]
+    assert send(b"report v2", "report.txt").status_code == 302  # another file from the same page
+    assert send(b"report v1", "copy.txt").status_code == 302  # the same bytes under another name
+    with deployed() as s:
+        stored = [(n, c) for n, c in s.execute(select(Attachment.name, Attachment.content).order_by(Attachment.id))]
+        s.rollback()
+    assert stored == [("report.txt", b"report v1"), ("report.txt", b"report v2"), ("copy.txt", b"report v1")]

@@ -263,10 +263,13 @@ def attach(task_id: int) -> ResponseReturnValue:
     upload = request.files.get("file")
     if upload is None or not upload.filename:
         raise InvalidInput("请选择文件 (choose a file)", field="file")
+    content = upload.read(collab.MAX_ATTACHMENT_BYTES + 1)
+    if (sent := once.replayed((upload.filename, content))) is not None:  # the same file sent again: kept once
+        flash(_("此附件已上传，未重复保存"), "info")
+        return redirect(sent)
     collab.attach(db_session(), instance_id=task.instance_id, actor=current_actor(), name=upload.filename,
-                  content=upload.read(collab.MAX_ATTACHMENT_BYTES + 1),
-                  content_type=upload.mimetype or "application/octet-stream", task_id=task.id,
+                  content=content, content_type=upload.mimetype or "application/octet-stream", task_id=task.id,
                   seen_closed=seen_closed(task))
-    commit()
+    location = once.commit_once(url_for("tasks.show", task_id=task_id, _anchor="attachments"))
     flash(_("已上传附件"), "info")
-    return _back(task_id, "attachments")
+    return redirect(location)
