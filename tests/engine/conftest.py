@@ -4,6 +4,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
@@ -59,6 +60,22 @@ def at_once(n: int, work: Callable[[int], None]) -> list[BaseException | None]:
     for t in threads:
         t.join(timeout=60)
     return outcomes
+
+
+class InterleavedLock:
+    """Stands in for a lock: each of `then` runs once, right after the first release (another thread getting in
+    between two holds of the lock)."""
+
+    def __init__(self, lock: Any, *then: Callable[[], None]) -> None:
+        self.lock, self.then = lock, list(then)
+
+    def __enter__(self) -> None:
+        self.lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
+        while self.then:
+            self.then.pop()()
 
 
 def waits_for_a_lock(factory: sessionmaker[Session], pid: int) -> bool:

@@ -6,13 +6,13 @@ The interleavings are forced: the other thread's steps run the moment the cache 
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from types import SimpleNamespace
-from typing import Any
 
 import pytest
 
 from engine.runtime import hot
+from tests.engine.conftest import InterleavedLock
 
 KEY = ("postgresql://test/hot-order", 7)
 
@@ -26,25 +26,10 @@ def _entry(lock_version: int) -> hot.Entry:
     return hot.Entry(lock_version, 1, SimpleNamespace(lock_version=lock_version), 1_000)  # type: ignore[arg-type]
 
 
-class _Interleaved:
-    """The cache's lock; `then` runs once, right after its first release (another thread getting in)."""
-
-    def __init__(self, lock: Any, then: Callable[[], None]) -> None:
-        self.lock, self.then = lock, [then]
-
-    def __enter__(self) -> None:
-        self.lock.acquire()
-
-    def __exit__(self, *exc: object) -> None:
-        self.lock.release()
-        while self.then:
-            self.then.pop()()
-
-
 def test_a_stale_look_given_back_never_replaces_a_save_published_meanwhile(
         cache: hot.HotCache, monkeypatch: pytest.MonkeyPatch) -> None:
     """A look borrowed version 5; a completion saved 6 and published it while the look gave 5 back."""
-    monkeypatch.setattr(cache, "_lock", _Interleaved(cache._lock, lambda: cache.put(KEY, _entry(6))))
+    monkeypatch.setattr(cache, "_lock", InterleavedLock(cache._lock, lambda: cache.put(KEY, _entry(6))))
     cache.put_back(KEY, _entry(5))
     kept = cache._entries.get(KEY)
     assert kept is not None and kept.lock_version == 6

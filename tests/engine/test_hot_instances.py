@@ -26,6 +26,7 @@ from engine.spiff import serializer
 from engine.tasks import sendback, taskview
 from engine.tasks.models import HumanTask
 from tests.conftest import FIXTURES
+from tests.engine.conftest import InterleavedLock
 
 LOOP = FIXTURES / "perf"
 
@@ -552,19 +553,7 @@ def test_a_look_gives_back_the_workflow_it_was_lent_never_one_another_thread_too
         completion_took.append(hot.CACHE.take(key, entry.lock_version, entry.version_id))  # changes it, rolls back
         hot.CACHE.put_back(key, hot.Entry(entry.lock_version, entry.version_id, SimpleNamespace(), entry.size))
 
-    class Interleaved:
-        def __init__(self, lock: Any) -> None:
-            self.lock, self.then = lock, [others]
-
-        def __enter__(self) -> None:
-            self.lock.acquire()
-
-        def __exit__(self, *exc: object) -> None:
-            self.lock.release()
-            while self.then:
-                self.then.pop()()
-
-    monkeypatch.setattr(hot.CACHE, "_lock", Interleaved(hot.CACHE._lock))
+    monkeypatch.setattr(hot.CACHE, "_lock", InterleavedLock(hot.CACHE._lock, others))
     with factory() as s:
         lent = runtime.load(s, instance_id, read_only=True).workflow
         s.rollback()
