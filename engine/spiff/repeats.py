@@ -17,7 +17,7 @@ not change another's (tests/engine/spiff/test_repeats.py holds it to that).
 """
 from __future__ import annotations
 
-import pickle
+import pickle  # nosec B403 # dumps only, to tell equal values apart: nothing is ever unpickled
 from collections.abc import Callable, Iterator
 from typing import Any
 
