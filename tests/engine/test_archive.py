@@ -147,7 +147,7 @@ def test_archiving_moves_the_heavy_parts_and_keeps_the_instance_readable(
     for call in (lambda who: tasks.claim(session, task_id=accept_id, actor=who),
                  lambda who: sendback.withdraw(session, task_id=accept_id, actor=who, reason="重新受理"),
                  lambda who: taskview.get_visible(session, who, accept_id)):
-        with pytest.raises(TaskNotFound, match=f"任务不存在: {accept_id}$"):
+        with pytest.raises(TaskNotFound, match=rf"任务不存在 \(no such task\): {accept_id}$"):
             call(review_org["boss"])
         with pytest.raises(InstanceArchived):
             call(window)

@@ -332,9 +332,9 @@ def test_cc_comments_and_attachments_respect_who_may_see(session: Session, insta
                                                         review_org: dict[str, Actor]) -> None:
     outsider = review_org["window"]
     assert not access.can_view_instance(session, outsider, instance)
-    with pytest.raises(InstanceNotFound, match=f"流程实例不存在: {instance}$"):  # as if it did not exist
+    with pytest.raises(InstanceNotFound, match=rf"流程实例不存在 \(no such instance\): {instance}$"):  # as if absent
         collab.add_comment(session, instance_id=instance, actor=outsider, body="我来看看")
-    with pytest.raises(InstanceNotFound, match=f"流程实例不存在: {instance}$"):
+    with pytest.raises(InstanceNotFound, match=rf"流程实例不存在 \(no such instance\): {instance}$"):
         collab.carbon_copy(session, instance_id=instance, actor=outsider, usernames=["window"])
     with pytest.raises(Forbidden) as refused:  # the window does not handle the applicant's case: out of their scope
         collab.carbon_copy(session, instance_id=instance, actor=review_org["applicant"], usernames=["window"])

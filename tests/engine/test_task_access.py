@@ -47,7 +47,7 @@ def test_hole5_every_cell_through_the_services(world: Session, relation: str) ->
         except (NotYourTask, Forbidden):
             outcome[op] = False
         except TaskNotFound as exc:  # may not see it at all: told as of a task that does not exist
-            assert exc.message == f"任务不存在: {exc.details['task_id']}", exc.message
+            assert exc.message == f"任务不存在 (no such task): {exc.details['task_id']}", exc.message
             outcome[op] = False
             unseen.add(op)
         finally:
@@ -79,7 +79,7 @@ def test_an_instance_one_may_not_see_is_refused_as_one_that_does_not_exist(world
             access.require_view(world, stranger, instance_id)
         told.append((refused.value.code, refused.value.http_status, refused.value.message.replace(str(instance_id), "#"),
                      refused.value.details == {"instance_id": instance_id}))
-    assert told[0] == told[1] == ("instance_not_found", 404, "流程实例不存在: #", True)
+    assert told[0] == told[1] == ("instance_not_found", 404, "流程实例不存在 (no such instance): #", True)
     access.require_view(world, fg, task.instance_id)  # its holder sees it
 
 
