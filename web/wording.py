@@ -25,8 +25,10 @@ def split(message: str) -> tuple[str, str | None]:
     text = _INNER_GLOSS.sub("", message) if inner else message
     match = _GLOSS.search(text)
     if match is None or not re.search(r"[\u4e00-\u9fff]", text[:match.start()]):
-        # "任务不存在 (no such task): 5": the gloss and the detail after it (the detail is data)
-        return text, inner.group(1) + message[inner.end():] if inner else None
+        # "任务不存在 (no such task): 5": the gloss and the detail after it (the detail is data); an English text with
+        # parentheses before a colon (a catalogue's translation) has no Chinese before them and no gloss
+        glossed = inner is not None and re.search(r"[\u4e00-\u9fff]", message[:inner.start()])
+        return text, inner.group(1) + message[inner.end():] if glossed and inner else None
     return text[:match.start()], match.group(1).strip()
 
 
