@@ -49,6 +49,7 @@ def pg_live_server(pg_databases: PgDatabases) -> Iterator[LiveServer]:
     engine.dispose()
     with serving(url) as live:
         yield live
+    pg_databases.drop(url)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

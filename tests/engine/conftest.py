@@ -21,9 +21,11 @@ SIBLINGS = FIXTURES / "concurrency"
 
 @pytest.fixture
 def pg(pg_databases: PgDatabases) -> Iterator[Engine]:
-    engine = make_engine(pg_databases.fresh(), pool_size=20)
+    url = pg_databases.fresh()
+    engine = make_engine(url, pool_size=20)
     yield engine
     engine.dispose()
+    pg_databases.drop(url)
 
 
 @pytest.fixture

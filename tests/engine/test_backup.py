@@ -59,6 +59,7 @@ def empty_target(db_url: str, tmp_path: Path, request: pytest.FixtureRequest) ->
     name = f"{dbs.prefix}_empty_{uuid.uuid4().hex[:6]}"
     dbs._create(name)
     yield dbs.url(name)
+    dbs.drop(dbs.url(name))
 
 
 def _verify(url: str) -> audit.core.VerifyReport:

@@ -100,6 +100,7 @@ def empty_target(db_url: str, tmp_path: Path, request: pytest.FixtureRequest) ->
     dbs: PgDatabases = request.getfixturevalue("pg_databases")
     name = f"{dbs.prefix}_arch_{uuid.uuid4().hex[:6]}"
     dbs._create(name)
+    request.addfinalizer(lambda: dbs.drop(dbs.url(name)))
     return dbs.url(name)
 
 

@@ -29,8 +29,15 @@ HOT = "SELECT count(*) FROM org_unit WHERE code = %(code)s"
 
 
 @pytest.fixture
-def one_connection(pg_databases: PgDatabases) -> Iterator[Engine]:
-    engine = make_engine(pg_databases.fresh(), pool_size=1, max_overflow=0)  # every session on the same connection
+def pg_url(pg_databases: PgDatabases) -> Iterator[str]:
+    url = pg_databases.fresh()
+    yield url
+    pg_databases.drop(url)
+
+
+@pytest.fixture
+def one_connection(pg_url: str) -> Iterator[Engine]:
+    engine = make_engine(pg_url, pool_size=1, max_overflow=0)  # every session on the same connection
     yield engine
     engine.dispose()
 
@@ -183,8 +190,8 @@ def test_a_read_only_end_refused_at_commit_is_still_a_rollback(sessions: session
         assert s.execute(text("SELECT 2")).scalar() == 2
 
 
-def test_read_only_end_releases_row_locks(pg_databases: PgDatabases) -> None:
-    engine = make_engine(pg_databases.fresh())
+def test_read_only_end_releases_row_locks(pg_url: str) -> None:
+    engine = make_engine(pg_url)
     try:
         factory = make_sessionmaker(engine)
         with factory() as s:
@@ -429,8 +436,8 @@ def test_statements_without_parameters_may_be_several_and_get_a_begin_of_their_o
     assert cur.fetchone() == (0,)
 
 
-def test_an_autocommit_connection_sends_no_begin(pg_databases: PgDatabases) -> None:
-    with pgconn.Connection.connect(pg_databases.fresh().replace("+psycopg", ""), autocommit=True) as conn:
+def test_an_autocommit_connection_sends_no_begin(pg_url: str) -> None:
+    with pgconn.Connection.connect(pg_url.replace("+psycopg", ""), autocommit=True) as conn:
         with _traced(conn) as lines:
             conn.execute("SELECT %(n)s::int", {"n": 1})
         assert not any("BEGIN" in line for line in lines)
@@ -482,8 +489,8 @@ def test_a_statement_whose_preparation_fails_is_reported_and_nothing_is_left_hal
 
 
 def test_a_backend_ended_while_idle_is_an_operational_error_and_the_connection_is_closed(
-        pg_databases: PgDatabases) -> None:
-    with pgconn.Connection.connect(pg_databases.fresh().replace("+psycopg", "")) as conn:
+        pg_url: str) -> None:
+    with pgconn.Connection.connect(pg_url.replace("+psycopg", "")) as conn:
         _terminate(conn.info.backend_pid)
         _until_hung_up(conn)
         with pytest.raises(pg_errors.OperationalError):

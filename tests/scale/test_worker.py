@@ -149,6 +149,7 @@ def stack(tmp_path: Path, pg_databases: PgDatabases, redis_url: str) -> Iterator
             yield Stack(settings, make_sessionmaker(engine), workers)
     finally:
         engine.dispose()
+        pg_databases.drop(settings.database_url)
 
 
 def assert_fired_exactly_once(stack: Stack, ids: list[int]) -> None:
