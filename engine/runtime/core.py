@@ -90,7 +90,8 @@ def load(session: Session, instance_id: int, *, read_only: bool = False, row: Pr
         workflow = serializer.load_state(state, specs_for(session, row.version_id), script_engine(),
                                          version=row.serializer_version)
         if read_only:
-            hot.borrowed(session, row.id, row.lock_version, row.version_id, workflow, len(state))
+            hot.borrowed(session, row.id, row.lock_version, row.version_id, workflow,
+                         serializer.held_chars(workflow, len(state)))
     workflow.script_engine = script_engine()
     return Running(row=row, workflow=workflow, lock_version=row.lock_version, open_rows=open_rows)
 
@@ -125,7 +126,7 @@ def open_incident(session: Session, running: Running, exc: BaseException, actor:
     kind = "engine_error"
     if any(isinstance(e, MemoryError) for e in chain):
         kind = "out_of_memory"
-    elif any(isinstance(e, StateTooLarge) for e in chain):
+    elif any(isinstance(e, (StateTooLarge, fanout.CopiesTooLarge)) for e in chain):
         kind = "state_too_large"
     elif any(isinstance(e, (sandbox.BudgetExceeded, RecursionError)) for e in chain):
         kind = "budget_exceeded"
@@ -316,7 +317,7 @@ def save(session: Session, running: Running, *, event: Callable[[], AuditEvent] 
         session.execute(insert(ProcessStateHistory).values(
             instance_id=row.id, lock_version=running.lock_version, serializer_version=serializer.SERIALIZER_VERSION,
             tasks=history, created_at=now))
-    hot.saved(session, row.id, running.lock_version, row.version_id, workflow, len(state))
+    hot.saved(session, row.id, running.lock_version, row.version_id, workflow, serializer.held_chars(workflow, len(state)))
     if not fused:
         _flush_projection(session, running, projected)
         projection.flush_linked(session, projected, now)

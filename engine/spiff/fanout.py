@@ -23,11 +23,20 @@ an incident of kind `too_many_instances` on the multi-instance or loop task:
 A multi-instance or loop inside another's instances (a multi-instance subprocess or call activity) counts once
 per outer instance: 200 × 200 nested took 15.7 s and ended in `state_too_large`, where 500 × 500 would not end.
 
+A parallel multi-instance subprocess or call activity also starts every instance with a copy of the workflow's data
+(SpiffWorkflow deep-copies it into each subprocess; a restored state gives each its own copy). The saved state writes a
+repeated value once (engine.spiff.repeats), so the state limit no longer saw the copies: 100 instances over 150 KB of
+data saved 0.5 MB and held 120 MB, rebuilt on every load. `check_copies` counts them as held — instances (nested ones
+multiplied) × the data each starts with — against JZFLOW_MAX_STATE_KB before the first is made: CopiesTooLarge, an
+incident of kind `state_too_large`. A sequential one or a loop is not counted so: a finished instance's subprocess
+leaves the live state at the next save (engine.spiff.serializer.compact).
+
 The plan's own multi-instances make one instance per department (a few dozen of the city's ~46 units), per
 plan item (the 审定 form allows 50) or per bidding unit (40), none nested: 500 leaves room and no more.
 """
 from __future__ import annotations
 
+import json
 import math
 import sys
 from collections.abc import Mapping, Sequence, Sized
@@ -42,6 +51,7 @@ from SpiffWorkflow.bpmn.specs.mixins.multiinstance_task import (
     SequentialMultiInstanceTask,
     StandardLoopTask,
 )
+from SpiffWorkflow.bpmn.specs.mixins.subworkflow_task import CallActivity, SubWorkflowTask
 from SpiffWorkflow.task import Task
 
 from engine import config
@@ -67,6 +77,19 @@ class TooManyInstances(WorkflowTaskException):  # type: ignore[misc]
         self.count = count
         self.outer = outer
         self.limit = limit
+
+
+class CopiesTooLarge(WorkflowTaskException):  # type: ignore[misc]
+    """A parallel multi-instance subprocess would hold more copies of the workflow data than JZFLOW_MAX_STATE_KB."""
+
+    def __init__(self, task: Task, count: int, each: int, limit: int) -> None:
+        bpmn_id = task.task_spec.bpmn_id
+        held = -(-count * each // 1024)
+        super().__init__(
+            f"多实例子流程 {bpmn_id} 要为 {count} 个实例各复制一份 {-(-each // 1024)} KB 的流程数据，共 {held} KB，"
+            f"超过 {limit // 1024} KB 的上限（JZFLOW_MAX_STATE_KB）(multi-instance {bpmn_id} would copy "
+            f"{-(-each // 1024)} KB of workflow data into each of {count} instances, {held} KB in all, over the "
+            f"{limit // 1024} KB limit: JZFLOW_MAX_STATE_KB)", task=task)
 
 
 def planned(task: Task) -> int:
@@ -107,6 +130,34 @@ def check(spec: MultiInstanceTask | StandardLoopTask, task: Task, count: int) ->
         raise TooManyInstances(task, count, limit, source, outer)
 
 
+def copied(spec: MultiInstanceTask, task: Task) -> int:
+    """Characters of the data each instance of `spec` starts its subprocess with; 0: its instances are no subprocess."""
+    child = task.workflow.spec.task_specs.get(spec.task_spec)
+    if not isinstance(child, SubWorkflowTask):
+        return 0
+    data: Any = task.data
+    if isinstance(child, CallActivity):  # with data inputs, a called process is given those alone
+        called = task.workflow.top_workflow.subprocess_specs.get(child.spec)
+        inputs = called.io_specification.data_inputs if called is not None and called.io_specification else ()
+        if inputs:
+            data = {var.bpmn_id: task.data.get(var.bpmn_id) for var in inputs}
+    return len(json.dumps(data, default=str, ensure_ascii=False))
+
+
+def check_copies(spec: MultiInstanceTask, task: Task, count: int) -> None:
+    """Refuse a parallel multi-instance subprocess whose instances would hold more data than the state limit.
+
+    Raises: CopiesTooLarge
+    """
+    if count < 2:
+        return
+    each = copied(spec, task)
+    total = count * enclosing(task)
+    limit = config.load().max_state_kb * 1024
+    if each and total * each > limit:
+        raise CopiesTooLarge(task, total, each, limit)
+
+
 def _check_items(spec: MultiInstanceTask, task: Task, items: Any) -> None:
     if isinstance(items, Sized):  # else SpiffWorkflow reports it (missing, not iterable); task data holds no generator
         check(spec, task, len(items))
@@ -140,6 +191,8 @@ def _create_children(self: ParallelMultiInstanceTask, my_task: Task) -> None:
     if self.data_input is not None:
         data_input = self.data_input.get(my_task)
         _check_items(self, my_task, data_input)
+        if isinstance(data_input, Sized):
+            check_copies(self, my_task, len(data_input))
         # We have to preserve the key or index for maps/sequences, in case we're updating in place, or the output
         # is a mapping
         if isinstance(data_input, Mapping):
@@ -153,6 +206,7 @@ def _create_children(self: ParallelMultiInstanceTask, my_task: Task) -> None:
         # For tasks specifying the cardinality, use the index as the "item"
         cardinality = my_task.workflow.script_engine.evaluate(my_task, self.cardinality)
         _check_cardinality(self, my_task, cardinality)
+        check_copies(self, my_task, whole(cardinality) or 0)
         children = ((idx, idx) for idx in range(cardinality))
 
     if self.data_output is not None:

@@ -17,6 +17,7 @@ not change another's (tests/engine/spiff/test_repeats.py holds it to that).
 """
 from __future__ import annotations
 
+import json
 import pickle  # nosec B403 # dumps only, to tell equal values apart: nothing is ever unpickled
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -35,6 +36,10 @@ class Table:
     def __init__(self) -> None:
         self.texts: list[str] = []
         self.places: list[list[Place]] = []
+
+    def repeated_chars(self) -> int:
+        """Characters the places hold beyond the one written copy of each value (what a restore builds anew)."""
+        return sum(len(text) * (len(at) - 1) for text, at in zip(self.texts, self.places, strict=True))
 
     def encode(self, dumps: Callable[[Any], str]) -> str:
         """The table as JSON, its values as the texts already encoded (sorted keys, as the state's canonical text)."""
@@ -128,18 +133,24 @@ def _put(dct: dict[str, Any], place: Place, data: dict[Any, Any]) -> None:
         flow["tasks"][task_id] = {**task, "delta": {**task["delta"], "updates": data}}
 
 
-def expand(dct: dict[str, Any]) -> None:
+def expand(dct: dict[str, Any]) -> int:
     """Put each value stored once back at its places (the dict json.loads made of a state); no table: nothing to do.
+
+    Returns about how many characters the places hold beyond the written copies (as `Table.repeated_chars`; each
+    value measured again as JSON), for what the restored workflow takes in memory.
 
     Raises: ValueError when the table does not fit the state (a damaged state)."""
     table = dct.pop(KEY, None)
     if table is None:
-        return
+        return 0
+    repeated = 0
     try:
         values, places = table["values"], table["at"]
         if len(values) != len(places):
             raise ValueError("values and places differ in number")
         for value, at in zip(values, places, strict=True):
+            if len(at) > 1:
+                repeated += len(json.dumps(value)) * (len(at) - 1)
             for sub_id, task_id, field, key in at:
                 flow = dct if sub_id is None else dct["subprocesses"][sub_id]
                 if task_id is None:
@@ -153,6 +164,7 @@ def expand(dct: dict[str, Any]) -> None:
                 data[key] = value
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"stored workflow state has a damaged table of shared values ({KEY}): {exc!r}") from exc
+    return repeated
 
 
 __all__ = ["KEY", "LARGE", "Table", "expand", "share"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import weakref
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -116,7 +117,9 @@ def dump_state(workflow: BpmnWorkflow) -> str:
         table = repeats.share(dct, _canonical)
         if table is not None:
             dct[repeats.KEY] = table
-        return _canonical_workflow(dct)
+        text = _canonical_workflow(dct)
+        _HELD[workflow] = len(text) + (table.repeated_chars() if table is not None else 0)
+        return text
     finally:
         registry._encoder_mode = False
 
@@ -179,10 +182,22 @@ def load_state(text: str, specs: Specs, script_engine: PythonScriptEngine,
     if version in MIGRATIONS:
         # SpiffWorkflow's migrations expect a full serialization; we store 1.5 and above only.
         raise ValueError(f"stored workflow state has unsupported serializer version {version}")
-    repeats.expand(dct)  # before the restore: it gives each place its own copy
+    repeated = repeats.expand(dct)  # before the restore: it gives each place its own copy
     workflow: BpmnWorkflow = SERIALIZER.registry.restore(dct, spec=spec, subprocess_specs=subprocess_specs)
     workflow.script_engine = script_engine
+    _HELD[workflow] = len(text) + repeated
     return workflow
+
+
+# What each workflow last dumped or loaded holds as JSON, every repeated value counted at each place (the restore
+# builds each anew): the hot cache's measure of its memory. Weak: it goes with the workflow.
+_HELD: weakref.WeakKeyDictionary[BpmnWorkflow, int] = weakref.WeakKeyDictionary()
+
+
+def held_chars(workflow: BpmnWorkflow, written: int) -> int:
+    """Characters of JSON the workflow holds, repeated values counted at each place; `written`: the state's length,
+    when the workflow was neither dumped nor loaded here."""
+    return _HELD.get(workflow, written)
 
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
