@@ -95,7 +95,8 @@ def test_patterns_forms_use_match_as_before(pattern: str, answer: str, matches: 
         assert [e.field for e in refused.value.errors] == ["x"]
 
 
-@pytest.mark.parametrize("pattern", ["^(?=.*\\d).{8,}$", "(a)\\1", "(?<!x)y", "a{1001}{1001}", "x" * 1001])
+@pytest.mark.parametrize("pattern", ["^(?=.*\\d).{8,}$", "(a)\\1", "(?<!x)y", "a{1001}{1001}", "x" * 1001,
+                                     "(?:.{0,100}){0,10}x"])
 def test_a_pattern_that_cannot_be_matched_safely_is_refused_when_submitted_naming_it(pattern: str) -> None:
     """A form deployed before deploy checked its patterns: refused with a message, never run by `re`."""
     schema = _schema(properties={"x": {"type": "string", "pattern": pattern}})
@@ -103,6 +104,36 @@ def test_a_pattern_that_cannot_be_matched_safely_is_refused_when_submitted_namin
         forms.validate(schema, {"x": "abc"}, {})
     [error] = refused.value.errors
     assert error.field == "(form)" and pattern[:50] in error.message
+
+
+# RE2 matches in time linear in the text, times the pattern's program: past a few thousand instructions its DFA no
+# longer fits its memory and each search falls back to the slow engine — `(?:.{0,100}){0,10}x` (9,014 instructions)
+# took 336 ms a search of a 4,000-character answer, so a form of 100 such fields held a web process half a minute
+# per submission. At 5,000 (`^.{0,500}$` takes 4,502) the worst crafted here took 8 ms.
+SLOW = ["(?:.{0,100}){0,10}x", "^(?:[^a]{1,100}){1,10}$", "[\\s\\S]{0,1000}$"]
+
+
+@pytest.mark.parametrize("pattern", SLOW)
+def test_a_pattern_whose_program_is_too_large_is_refused_naming_its_size(pattern: str) -> None:
+    with pytest.raises(patterns.PatternRefused, match="5,000"):
+        patterns.compiled(pattern)
+
+
+@pytest.mark.parametrize("pattern", ["^[\\u4e00-\\u9fa5·]{2,50}$", "^\\d{17}[\\dXx]$", "^1[3-9]\\d{9}$",
+                                     "^[0-9A-HJ-NPQRTUWXY]{2}\\d{6}[0-9A-HJ-NPQRTUWXY]{10}$",
+                                     "^[\\w.+-]+@[\\w-]+(\\.[\\w-]+)+$", "^.{0,500}$"])
+def test_the_patterns_forms_write_fit_the_program_limit(pattern: str) -> None:
+    assert patterns.compiled(pattern).programsize <= patterns.MAX_PROGRAM
+
+
+def test_a_form_of_many_patterns_answered_at_length_is_checked_quickly() -> None:
+    """The worst a pattern under the limit does: a hundred fields of 4,000 characters each."""
+    worst = "(?:.{0,50}){0,10}x"
+    schema = _schema(properties={f"f{i}": {"type": "string", "pattern": worst} for i in range(100)})
+    began = time.monotonic()
+    with pytest.raises(FormInvalid):
+        forms.validate(schema, {f"f{i}": ("b中" * 2000)[:4000] for i in range(100)}, {})
+    assert time.monotonic() - began < 10  # 0.8 s here; 34 s with a pattern of 9,014 instructions
 
 
 def test_deploy_refuses_a_form_whose_pattern_cannot_be_matched_safely(session: Session) -> None:
