@@ -46,37 +46,45 @@ def _finished(task: Task) -> bool:
 
 def _distances(workflow: BpmnWorkflow) -> dict[Any, int]:
     """Map every unfinished task and each of its ancestors to its distance (in levels) to the nearest one below."""
+    # Ids and the tasks dict, not Task.parent/children: each of those is a property building Task objects from ids
+    # (a dict lookup, a UUID hash in Python, per id); this walk runs on every save of a loop instance.
+    tasks = workflow.tasks
     dist: dict[Any, int] = {}
-    for task in workflow.tasks.values():
-        if _finished(task):
+    for task_id, task in tasks.items():
+        if task.state & FINISHED:
             continue
-        node: Task | None = task
+        node_id: Any = task_id
         d = 0
-        while node is not None and dist.get(node.id, d + 1) > d:
-            dist[node.id] = d
-            node = node.parent
+        while dist.get(node_id, d + 1) > d:
+            dist[node_id] = d
+            parent = tasks[node_id]._parent
+            if parent is None or parent not in tasks:  # the root (Task.parent: no such task)
+                break
+            node_id = parent
             d += 1
     return dist
 
 
 def _specs_below(workflow: BpmnWorkflow, dist: dict[Any, int]) -> dict[Any, frozenset[str]]:
     """Map each task on a live path to the names of the human steps strictly below it on live paths."""
+    tasks = workflow.tasks
     below: dict[Any, frozenset[str]] = {}
-    order: list[Task] = []
+    order: list[tuple[Any, list[Any]]] = []  # (task id, its children on live paths), parents before children
     root = workflow.task_tree
-    stack = [root] if root is not None and root.id in dist else []
-    while stack:  # parents before children
-        task = stack.pop()
-        order.append(task)
-        stack.extend(c for c in task.children if c.id in dist)
-    for task in reversed(order):
+    stack = [root.id] if root is not None and root.id in dist else []
+    while stack:
+        task_id = stack.pop()
+        live = [c for c in tasks[task_id]._children if c in dist]
+        order.append((task_id, live))
+        stack.extend(live)
+    for task_id, live in reversed(order):
         names: set[str] = set()
-        for child in task.children:
-            if child.id in dist:
-                names |= below[child.id]
-                if child.task_spec.manual:
-                    names.add(child.task_spec.name)
-        below[task.id] = frozenset(names)
+        for child_id in live:
+            names |= below[child_id]
+            spec = tasks[child_id].task_spec
+            if spec.manual:
+                names.add(spec.name)
+        below[task_id] = frozenset(names)
     return below
 
 

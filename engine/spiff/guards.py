@@ -95,14 +95,17 @@ def tree_depth(workflow: Workflow) -> int:
     """Return the depth of the deepest task in the workflow's tree, subprocesses included."""
     subprocesses: Mapping[Any, Workflow] = getattr(workflow, "subprocesses", {})
     deepest = 0
-    stack: list[tuple[Task, int]] = [(workflow.task_tree, 0)]
+    # Ids and each tree's tasks dict, not Task.children (a property building the child Task objects, a UUID hash in
+    # Python per id): this walk runs after every engine run.
+    stack: list[tuple[Mapping[Any, Task], Any, int]] = [(workflow.tasks, workflow.task_tree.id, 0)]
     while stack:  # explicit stack: a recursive walk would itself hit the recursion limit
-        task, depth = stack.pop()
-        deepest = max(deepest, depth)
-        stack.extend((child, depth + 1) for child in task.children)
-        subprocess = subprocesses.get(task.id)
+        tasks, task_id, depth = stack.pop()
+        if depth > deepest:
+            deepest = depth
+        stack.extend([(tasks, child, depth + 1) for child in tasks[task_id]._children])
+        subprocess = subprocesses.get(task_id)
         if subprocess is not None:
-            stack.append((subprocess.task_tree, depth + 1))
+            stack.append((subprocess.tasks, subprocess.task_tree.id, depth + 1))
     return deepest
 
 
