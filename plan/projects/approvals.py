@@ -29,10 +29,11 @@ from sqlalchemy.orm import Session, aliased
 
 from engine import audit, clock
 from engine.audit.models import AuditEvent
-from engine.errors import Conflict, InvalidInput, NotFound
+from engine.errors import Conflict, InvalidInput
 from engine.org.actors import Actor
 from engine.runtime import effects, instances, timeline
 from engine.runtime.models import ProcessDefinition, ProcessInstance
+from plan.projects.acting import project_in_reach
 from plan.projects.core import lock_project, reach_stage
 from plan.projects.entry import file_report
 from plan.projects.models import Project, ProjectApproval, StageReport
@@ -188,13 +189,12 @@ def _first_stage(ctx: effects.RunContext, project: Project, *, applicant: str, a
 def project_start_approval(ctx: effects.RunContext, project_code: str, applicant: str) -> dict[str, Any]:
     """⑦ Start a signed project's first approval stage (立项用地规划许可, or its 标准地 path) for the call, unless
     one of them was started already (on the project page, say): one approval of the first stage per project, and
-    the call's result names it (`started` false when it was there already).
+    the call's result names it (`started` false when it was there already). The project must be in reach of the
+    person whose submission runs the call (plan.projects.acting): the code comes from the process data.
 
-    Raises: NotFound (no such project)
+    Raises: ProjectInputInvalid naming project_code (no such project, or out of reach)
     """
-    project = ctx.session.scalar(select(Project).where(Project.code == project_code))
-    if project is None:
-        raise NotFound(f"项目不存在 (no such project): {project_code}", project_code=project_code)
+    project = project_in_reach(ctx.session, ctx.actor, str(project_code or ""))
     return _first_stage(ctx, project, applicant=applicant, asked=first_stage(project))
 
 
@@ -202,11 +202,13 @@ def routed_start(ctx: effects.RunContext, data: dict[str, Any], _business_key: s
                  _title: str | None) -> dict[str, Any] | None:
     """`start_process` of parallel_approval for the first stage of a project in the library (a call still on
     loop_call's version before project_start_approval, or any diagram) goes the way project_start_approval does:
-    one first-stage approval per project. Other starts (a code not in the library, later stages) start as usual."""
+    one first-stage approval per project, and (as there) only for a project in reach of the person acting. Other
+    starts (a code not in the library, later stages) start as usual."""
     project = ctx.session.scalar(select(Project).where(Project.code == str(data.get("project_code") or "")))
     asked = str(data.get("stage") or "")
     if project is None or asked not in FIRST_STAGES:
         return None
+    project_in_reach(ctx.session, ctx.actor, project.code)  # the first stage of a project out of reach: refused
     return _first_stage(ctx, project, applicant=str(data.get("applicant") or ctx.actor.username), asked=asked)
 
 

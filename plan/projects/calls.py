@@ -21,11 +21,13 @@ from sqlalchemy.orm import Session
 
 from engine import audit, clock
 from engine.errors import InvalidInput, NotFound
-from engine.org.actors import Actor
+from engine.org.actors import SYSTEM, Actor
 from engine.org.models import OrgUnit, User
 from engine.runtime import effects, instances
 from engine.runtime.models import ProcessDefinition, ProcessInstance
+from plan.projects.acting import project_in_reach
 from plan.projects.core import (
+    INVESTMENT_LIBRARY,
     ProjectInputInvalid,
     _as_date,
     _unit,
@@ -57,13 +59,15 @@ def calls_of_period(session: Session, period: str) -> list[dict[str, Any]]:
 
 
 def open_call(session: Session, *, period: str, title: str, industry: str, eligible_units: list[str],
-              project_code: str = "", taken: set[str] | None = None) -> dict[str, Any]:
+              project_code: str = "", taken: set[str] | None = None, actor: Actor = SYSTEM) -> dict[str, Any]:
     """Check and describe a call before bidding opens: its code, the units that may bid, who appoints
     (changes nothing: loop_open_calls records and starts the calls once all of them are valid).
 
     A chain has one call per period: a code in `taken` (this submission) or already opened is refused.
-    Units that do not exist are left out (listed in `skipped_units`).
-    Raises: ProjectInputInvalid (unknown industry or project, a second call of the chain, no existing unit)
+    Units that do not exist are left out (listed in `skipped_units`). The target lead (`project_code`) is a lead of
+    the 招商引资 library or a project in the publisher's (`actor`'s) reach: 挂帅 hands it over to the appointed unit.
+    Raises: ProjectInputInvalid (unknown industry, a project not in the library or out of reach, a second call of the
+    chain, no existing unit)
     """
     ind = find_industry(session, industry)
     if ind is None:
@@ -74,8 +78,8 @@ def open_call(session: Session, *, period: str, title: str, industry: str, eligi
     if any(c["code"] == code for c in calls_of_period(session, period)):
         raise ProjectInputInvalid(f"产业链“{ind.name}”本期已发布榜单 {code}：每条产业链每期只发布一个榜单",
                                   field="industry")
-    if project_code and session.scalar(select(Project.id).where(Project.code == project_code)) is None:
-        raise ProjectInputInvalid(f"项目“{project_code}”不在项目库中", field="project_code")
+    if project_code:  # the 招商引资 library's leads (⑥'s), or a project in the publisher's reach (plan.projects.acting)
+        project_in_reach(session, actor, project_code, library=INVESTMENT_LIBRARY)
     units = [c for c in dict.fromkeys(eligible_units) if _unit(session, c) is not None]
     if not units:
         raise ProjectInputInvalid("没有可揭榜的单位 (none of the eligible units exists)", field="eligible_units")
@@ -184,7 +188,7 @@ def loop_open_calls(ctx: effects.RunContext, period: str, calls: list[dict[str, 
         try:
             call = open_call(ctx.session, period=period, title=str(given["call_title"]),
                              industry=str(given["industry"]), eligible_units=list(given["eligible_units"]),
-                             project_code=str(given.get("project_code") or ""), taken=taken)
+                             project_code=str(given.get("project_code") or ""), taken=taken, actor=ctx.actor)
         except ProjectInputInvalid as exc:
             problems.append(f"第{n + 1}个榜单 calls[{n}].{exc.details.get('field', 'industry')}：{exc.message}")
             continue

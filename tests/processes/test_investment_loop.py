@@ -1151,7 +1151,7 @@ def test_bad_input_goes_back_to_its_form(session: Session, factory: sessionmaker
         "ok": False, "error": "第1个榜单 calls[0].industry：产业“no_such_industry”不存在", "calls": []}
     assert publish(session, people, iid, ["shz"], project_code="XM-1999-0001") == 0
     assert task_data(session, only(session, iid, "publish_call"))["call_result"]["error"] == \
-        "第1个榜单 calls[0].project_code：项目“XM-1999-0001”不在项目库中"
+        "第1个榜单 calls[0].project_code：项目“XM-1999-0001”不在项目库中或不在您的查看范围内 (no such project in your reach)"
     with pytest.raises(Exception, match="calls"):  # the form: a call without its chain
         do(session, only(session, iid, "publish_call"), people["zhaoshang"],
            {"call_decision": "publish", "calls": [{"call_title": "x", "eligible_units": ["shz"], "bid_window": "P7D"}]})

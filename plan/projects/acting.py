@@ -1,0 +1,51 @@
+"""Whether a service may act on a project a process names: only on one in reach of the person acting.
+
+The project services of the seven steps (⑦'s call target `open_call`, `project_sign`, `project_start_approval`, a
+`start_process` of parallel_approval routed to `routed_start`) take a project code from the process data, which a
+person's form feeds — ⑦'s publish form, or the form of any diagram a process owner deploys. The code is acted on
+only when the project is in reach of the run's actor (the person whose submission runs the service; the system and
+those who see every project reach all): the rule of the project pages (`plan.projects.views.reach_of`). A project
+out of reach is refused with the words of one not in the library, so nobody learns that another unit's project
+is there; the refusal names the field, and the service refuses before it changes anything.
+"""
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine.org.actors import Actor
+from plan.projects.core import ProjectInputInvalid
+from plan.projects.models import LibraryMember, Project, ProjectLibrary
+from plan.projects.views import reach_of
+
+
+def out_of_reach(code: str, field: str = "project_code") -> ProjectInputInvalid:
+    """The refusal of a project code not in the library or out of the actor's reach (the same words for both)."""
+    return ProjectInputInvalid(f"项目“{code}”不在项目库中或不在您的查看范围内 (no such project in your reach)", field=field)
+
+
+def in_library(session: Session, project: Project, library: str) -> bool:
+    """Whether the project belongs to a library (its own, or as a member of another)."""
+    lib_id = session.scalar(select(ProjectLibrary.id).where(ProjectLibrary.code == library))
+    return lib_id is not None and (project.library_id == lib_id or session.scalar(
+        select(LibraryMember.id).where(LibraryMember.project_id == project.id,
+                                       LibraryMember.library_id == lib_id)) is not None)
+
+
+def project_in_reach(session: Session, actor: Actor, code: str, *, field: str = "project_code",
+                     library: str | None = None) -> Project:
+    """Return the project with this code if the actor may act on it: in their reach, or (`library`) in that library.
+
+    Raises: ProjectInputInvalid naming `field` (no such project, or out of reach: the same words)
+    """
+    project = session.scalar(select(Project).where(Project.code == code)) if code else None
+    if project is None:
+        raise out_of_reach(code, field)
+    if library is not None and in_library(session, project, library):
+        return project
+    if not reach_of(session, actor).sees_project(project):
+        raise out_of_reach(code, field)
+    return project
+
+
+__all__ = ["in_library", "out_of_reach", "project_in_reach"]
