@@ -284,7 +284,8 @@ def reassign(session: Session, *, actor: Actor, object_type: str, object_id: int
 
 
 def request_extension(session: Session, *, actor: Actor, task_id: int, due_date: date, reason: str) -> ExtensionRequest:
-    """申请延期 of a task by its holder (issues ask through their own process).
+    """申请延期 of a task by its holder (issues ask through their own process). The reason is kept whole: past
+    NOTE_LIMIT it is refused naming `reason`, never cut.
 
     Raises: TaskNotFound, TaskAlreadyDone, NotYourTask, InvalidInput, Conflict
     """
@@ -297,8 +298,12 @@ def request_extension(session: Session, *, actor: Actor, task_id: int, due_date:
         tasks.require_holder(task, asker)
     except NotYourTask as refused:  # named: it may be a step they held a moment ago (given back by a move)
         raise NotYourTask(f"不能对“{task.name}”申请延期：{refused}"[:500], task_id=task.id) from None
-    if not reason.strip():
+    reason = reason.replace("\r\n", "\n").strip()  # a line break counts as one, as the browser counts it
+    if not reason:
         raise InvalidInput("请填写延期理由 (a reason is required)", field="reason")
+    if len(reason) > NOTE_LIMIT:  # never cut: the end of why the holder asked was lost without a word
+        raise InvalidInput(f"延期理由（reason）超过 {NOTE_LIMIT} 字，请删减后重新提交 (reason is longer than "
+                           f"{NOTE_LIMIT} characters)", field="reason", limit=NOTE_LIMIT)
     due = _extended(due_date, clock.now())
     assert due is not None
     if task.due_at is not None and due <= task.due_at:
@@ -308,7 +313,7 @@ def request_extension(session: Session, *, actor: Actor, task_id: int, due_date:
                                                         ExtensionRequest.status == "pending")) is not None:
         raise Conflict("已有待审批的延期申请 (a request is pending)", task_id=task_id)
     request = ExtensionRequest(object_type="task", object_id=task_id, requested_by_id=actor.user_id,
-                               requested_due_at=due, reason=reason.strip()[:2000], created_at=clock.now())
+                               requested_due_at=due, reason=reason, created_at=clock.now())
     session.add(request)
     session.flush()
     audit.record(session, actor, "supervision.extension_request", stream=f"instance:{task.instance_id}",

@@ -59,6 +59,29 @@ def test_an_oversized_opinion_is_refused_not_cut(session: Session, people: dict[
     assert session.scalar(select(func.count()).select_from(DeadlineAction)) == 0
 
 
+def test_an_extension_reason_past_its_limit_is_refused_not_cut(session: Session, people: dict[str, Actor],
+                                                               frozen: Any) -> None:
+    """申请延期's reason over 2,000 characters: refused naming `reason`, nothing stored (it kept the first 2,000
+    silently); 2,000 with a line break counted as one pass whole, as the other texts of the product."""
+    from engine.deadlines.models import ExtensionRequest
+    task = _task(session, people)
+    audited = session.scalar(select(func.count()).select_from(AuditEvent))
+    with pytest.raises(InvalidInput) as refused:
+        supervision.request_extension(session, actor=people["zhang"], task_id=task.id, due_date=date(2025, 9, 20),
+                                      reason="等" * 2001)
+    assert refused.value.details["field"] == "reason"
+    assert refused.value.message == ("延期理由（reason）超过 2000 字，请删减后重新提交 "
+                                     "(reason is longer than 2000 characters)")
+    session.rollback()
+    assert session.scalar(select(func.count()).select_from(ExtensionRequest)) == 0
+    assert session.scalar(select(func.count()).select_from(AuditEvent)) == audited
+    whole = "等" * 1000 + "\n" + "材" * 999
+    request = supervision.request_extension(session, actor=people["zhang"], task_id=task.id,
+                                            due_date=date(2025, 9, 20), reason=f"  {whole}  ")
+    session.commit()
+    assert request.reason == whole
+
+
 @pytest.mark.parametrize("day", [date(2025, 8, 31), date(2025, 9, 1)])
 def test_an_extension_to_a_day_not_after_today_is_refused_naming_the_date(
         session: Session, people: dict[str, Actor], frozen: Any, day: date) -> None:

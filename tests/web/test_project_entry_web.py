@@ -128,6 +128,31 @@ def test_a_confirmation_from_a_page_that_showed_an_earlier_report_is_refused(app
     assert count(app, ProjectStage, project_id=pid, stage="completed") == 1
 
 
+def test_a_confirmation_note_past_its_limit_is_refused_not_cut(app: Flask, login: Any) -> None:
+    """确认's 说明 past 2,000 characters: refused naming `note`, nothing decided (it was cut to 2,000 without a word);
+    2,000 with a line break the browser sent as CR LF pass whole."""
+    officer, second = login(OFFICER), login(SECOND)
+    pid = create(officer)
+    page, today = f"/projects/{pid}", core.today().isoformat()
+    for stage, evidence in (("signed", "合同 HT-7"), ("started", "施工许可证 370281"), ("completed", "竣工验收备案")):
+        assert form_post(officer, f"{page}/stage", {"stage": stage, "on": today, "evidence": evidence}
+                         ).status_code == 302
+    report_id = re.search(r'data-report="(\d+)"', second.get(page).get_data(as_text=True))
+    assert report_id
+    confirm = f"{page}/reports/{report_id.group(1)}/confirm"
+    refused = second.post(confirm, data={**form_at(second, page, confirm), "note": "确" * 2001})
+    assert refused.status_code == 422
+    assert "说明（note）超过 2000 字" in refused.get_data(as_text=True)
+    assert count(app, ProjectStage, project_id=pid, stage="completed") == 0
+    assert count(app, StageReport, project_id=pid, status="reported") == 1
+    whole = "确" * 1000 + "\r\n" + "认" * 999
+    assert second.post(confirm, data={**form_at(second, page, confirm), "note": whole}).status_code == 302
+    assert count(app, ProjectStage, project_id=pid, stage="completed") == 1
+    with app.extensions["jzflow.sessionmaker"]() as s:
+        kept = s.scalar(select(AuditEvent.after).where(AuditEvent.action == "project.stage_decide"))
+    assert kept is not None and kept["note"] == whole.replace("\r\n", "\n")
+
+
 def test_another_unit_cannot_see_or_change_and_a_leader_who_sees_cannot_change(app: Flask, login: Any) -> None:
     pid = create(login(OFFICER))
     outsider, leader = login(OUTSIDER), login(CITY_LEADER)

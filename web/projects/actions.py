@@ -12,7 +12,7 @@ from engine.errors import InvalidInput
 from plan.projects import approvals, edits, entry, needs, schedule, views
 from plan.projects.models import Project
 from web import links, once
-from web.common import commit, current_actor, db_session
+from web.common import commit, current_actor, db_session, form_text
 from web.projects.blueprint import bp, current_reach
 
 
@@ -94,7 +94,7 @@ def move_back(project_id: int) -> ResponseReturnValue:
 def decide(project_id: int, report_id: int, decision: str) -> ResponseReturnValue:
     project = _project(project_id)
     entry.decide_report(db_session(), project, actor=current_actor(), report_id=report_id,
-                        confirm=decision == "confirm", note=request.form.get("note", "")[:2000], seen=_seen())
+                        confirm=decision == "confirm", note=form_text("note", 2000), seen=_seen())
     flash(_("已确认") if decision == "confirm" else _("已退回"))
     return _back(project, "stages")
 
