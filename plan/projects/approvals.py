@@ -231,9 +231,16 @@ def certified(session: Session, *, instance_id: int, data: Mapping[str, Any], da
 
     `data` is the approval instance's data (project_code, stage, applicant, certificate), `days` the
     result of approval_working_days. Returns what was done (empty when the instance is of no known project).
+    An instance with its project's row (started for the project) is that project's stage: the project code and
+    stage its applicant typed on the application form do not move another project (or another stage).
     """
     code, stage = str(data.get("project_code") or ""), str(data.get("stage") or "")
-    project = session.scalar(select(Project).where(Project.code == code))
+    own = session.scalar(select(ProjectApproval).where(ProjectApproval.instance_id == instance_id))
+    if own is not None:  # started for its project: certified for it, whatever the application form names
+        project = session.get(Project, own.project_id)
+        code, stage = (project.code if project is not None else code), own.stage
+    else:  # started by hand with a code: the project of that code (it becomes the project's on its certificate)
+        project = session.scalar(select(Project).where(Project.code == code))
     if project is None or stage not in STAGES:
         return {}
     lock_project(session, project)  # its stage is read below: an officer may be recording 开工 at this moment
