@@ -10,11 +10,12 @@ first's commit at its lookup, then finds the answer. A form without the key (a p
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import secrets
 from typing import Any
 
-from flask import Flask, g, request
+from flask import Flask, current_app, g, request
 from markupsafe import Markup
 
 from engine.errors import Conflict, InvalidInput
@@ -29,7 +30,7 @@ def once_field() -> Markup:
     return Markup('<input type="hidden" name="{}" value="{}">').format(FIELD, secrets.token_hex(16))
 
 
-def _pending(upload: tuple[str, bytes] | None = None) -> tuple[int, str, str] | None:
+def _pending(upload: tuple[str, bytes] | None = None, secret: tuple[str, ...] = ()) -> tuple[int, str, str] | None:
     raw = request.form.get(FIELD, "")
     user_id = current_actor().user_id
     if not raw or user_id is None:
@@ -38,11 +39,18 @@ def _pending(upload: tuple[str, bytes] | None = None) -> tuple[int, str, str] | 
         raise InvalidInput("表单的 once 字段无效，请刷新页面后重新填写 (the form's once field is malformed; reload)",
                            field=FIELD)
     key = f"form:{raw}"
-    sent = sorted((k, v) for k, v in request.form.items(multi=True) if k != "csrf_token")
+    sent = sorted((k, _keyed(v) if k in secret else v) for k, v in request.form.items(multi=True) if k != "csrf_token")
     if upload is not None:  # the file is part of the key: another file from the same page is another upload
         name, content = upload
         key += ":" + hashlib.sha256(name.encode("utf-8", "surrogatepass") + b"\0" + content).hexdigest()
     return user_id, key, idempotency.fingerprint(request.method, request.path, json.dumps(sent).encode())
+
+
+def _keyed(value: str) -> str:
+    """A secret field (a password) as it enters the stored fingerprint: keyed with the app's secret, so the record is
+    no fast, unkeyed hash of it to guess at beside the user's slow one; the same value still gives the same print."""
+    key = str(current_app.secret_key or "").encode()
+    return hmac.new(key, value.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
 
 
 def replayed(upload: tuple[str, bytes] | None = None) -> str | None:
@@ -57,12 +65,14 @@ def replayed(upload: tuple[str, bytes] | None = None) -> str | None:
     return None if first is None else str(first["location"])
 
 
-def first_answer(upload: tuple[str, bytes] | None = None) -> dict[str, Any] | None:
+def first_answer(upload: tuple[str, bytes] | None = None, secret: tuple[str, ...] = ()) -> dict[str, Any] | None:
     """What this form was answered with already (its `location` and what `commit_once` kept besides), or None.
+
+    `secret`: the fields (a password) that enter the stored fingerprint only keyed with the app's secret.
 
     Raises: Conflict, InvalidInput (as `replayed`)
     """
-    pending = _pending(upload)
+    pending = _pending(upload, secret)
     if pending is None:
         return None
     user_id, key, fingerprint = pending

@@ -41,6 +41,9 @@ def index() -> ResponseReturnValue:
 @login_required
 def create_user() -> ResponseReturnValue:
     actor = require_admin()
+    if (first := once.first_answer(secret=("password",))) is not None:  # a double click: the user the first made
+        flash(_("已创建用户 %(name)s", name=first.get("username", "")), "info")
+        return redirect(str(first["location"]))
     form = request.form
     password = form.get("password", "")
     if len(password) < MIN_PASSWORD:
@@ -51,9 +54,9 @@ def create_user() -> ResponseReturnValue:
                         unit_codes=[c for c in form.getlist("units") if c],
                         role_codes=[c for c in form.getlist("roles") if c],
                         is_head=form.get("is_head") == "1", is_admin=form.get("is_admin") == "1", actor=actor)
-    commit()
-    flash(_("已创建用户 %(name)s", name=user.username), "info")
-    return redirect(url_for("admin.index"))
+    twin = once.commit_once_answer(url_for("admin.index"), username=user.username)
+    flash(_("已创建用户 %(name)s", name=user.username if twin is None else twin.get("username", "")), "info")
+    return redirect(url_for("admin.index") if twin is None else str(twin["location"]))
 
 
 @bp.get("/admin/users/<int:user_id>/notifications")

@@ -12,8 +12,8 @@ from flask_login import login_required
 from engine import clock
 from engine.errors import Forbidden, InvalidInput, NotFound
 from plan import reports
-from web import access
-from web.common import commit, current_actor, db_session, kick
+from web import access, once
+from web.common import current_actor, db_session, kick
 
 bp = Blueprint("reports", __name__)
 ACTIVE = ("pending", "running")
@@ -48,16 +48,21 @@ def index() -> ResponseReturnValue:
 @bp.post("/reports")
 @login_required
 def start() -> ResponseReturnValue:
+    _require_reports()  # before the form is looked at: refused is refused
+    if (sent := once.replayed()) is not None:  # a double click, a refresh: the run the first asked for
+        return redirect(sent)
     kind = request.form.get("kind", "")
     try:
         day = date.fromisoformat(request.form.get("day", "").strip())
     except ValueError:
         raise InvalidInput(_("日期格式应为 YYYY-MM-DD"), field="day") from None
     run = reports.create_run(db_session(), actor=current_actor(), kind=kind, day=day)
-    commit()
-    kick_report(run.id)
+    mine = url_for("reports.show", run_id=run.id)
+    location = once.commit_once(mine)
+    if location == mine:  # else a twin committed first: this run was undone, the twin kicked its own
+        kick_report(run.id)
     flash(_("报表生成中"))
-    return redirect(url_for("reports.show", run_id=run.id))
+    return redirect(location)
 
 
 @bp.get("/reports/<int:run_id>")

@@ -15,7 +15,7 @@ from engine.deadlines.escalation import STEP_NAMES
 from engine.errors import Forbidden, InvalidInput, NotFound
 from engine.tasks import people
 from plan import supervision
-from web import access
+from web import access, once
 from web.common import commit, current_actor, db_session, form_text
 
 bp = Blueprint("supervision", __name__)
@@ -86,11 +86,16 @@ def index() -> ResponseReturnValue:
 @bp.post("/supervision/<object_type>/<int:object_id>/urge")
 @login_required
 def urge(object_type: str, object_id: int) -> ResponseReturnValue:
-    told = supervision.urge(db_session(), actor=current_actor(), object_type=_object(object_type), object_id=object_id,
+    kind = _object(object_type)
+    if (first := once.first_answer()) is not None:  # a double click, a resend: the first one urged, not refused 429
+        flash(_("已催办 %(n)s 人", n=first.get("told", 0)))
+        return redirect(str(first["location"]))
+    told = supervision.urge(db_session(), actor=current_actor(), object_type=kind, object_id=object_id,
                             message=form_text("message", supervision.NOTE_LIMIT), due_date=_date("due_date"), seen=_seen())
-    commit()
-    flash(_("已催办 %(n)s 人", n=told))
-    return _back(object_type, object_id)
+    mine = url_for("supervision.index") + f"#{object_type}-{object_id}"
+    twin = once.commit_once_answer(mine, told=told)
+    flash(_("已催办 %(n)s 人", n=told if twin is None else twin.get("told", 0)))
+    return redirect(mine if twin is None else str(twin["location"]))
 
 
 @bp.get("/supervision/<object_type>/<int:object_id>/reassign")

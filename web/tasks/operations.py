@@ -225,10 +225,13 @@ def withdraw(task_id: int) -> ResponseReturnValue:
 @login_required
 def urge(task_id: int) -> ResponseReturnValue:
     _visible(task_id)
+    if (first := once.first_answer()) is not None:  # a double click, a resend: the first one urged, not refused 429
+        flash(_("已催办 %(n)s 人", n=first.get("told", 0)), "info")
+        return redirect(str(first["location"]))
     count = operations.urge(db_session(), task_id=task_id, actor=current_actor(), message=text("message", 2000))
-    commit()
-    flash(_("已催办 %(n)s 人", n=count), "info")
-    return _back(task_id)
+    twin = once.commit_once_answer(url_for("tasks.show", task_id=task_id), told=count)
+    flash(_("已催办 %(n)s 人", n=count if twin is None else twin.get("told", 0)), "info")
+    return redirect(url_for("tasks.show", task_id=task_id) if twin is None else str(twin["location"]))
 
 
 @bp.post("/tasks/<int:task_id>/cc")
