@@ -22,6 +22,7 @@ from engine.org import idempotency
 from engine.org.models import User
 from engine.org.token_models import IdempotencyRecord
 from engine.tasks.collab_models import Comment
+from engine.tasks.models import HumanTask
 from plan import reports
 from plan.ledger.models import LedgerIssue
 from plan.reports.models import ReportRun
@@ -137,3 +138,24 @@ def test_a_supervision_urge_sent_twice_is_one_urge(leaders: dict[str, int], logi
     with factory() as session:
         assert session.scalars(select(DeadlineAction.action)).all() == ["urge"]
         assert session.get(LedgerIssue, issue).due_at == sla.deadline_of(date(2025, 9, 12))  # type: ignore[union-attr]
+
+
+def test_cosigners_added_twice_are_added_once(deployed: sessionmaker[Session], login: Login) -> None:
+    """加签 sent twice was refused 422 "zr 已是办理人或加签人" by its own first copy: it is the first's answer now,
+    one co-signing task."""
+    _, review = at_review(deployed)
+    fg = login("fg")
+    post(fg, f"/tasks/{review}/claim")
+    action = f"/tasks/{review}/cosigners"
+    fields = {**form_at(fg, f"/tasks/{review}", action), "usernames": "zr", "position": "before", "note": "请会签"}
+    assert re.fullmatch(r"[0-9a-f]{32}", fields.get("once", "")), fields
+    first = fg.post(action, data=fields)
+    assert first.status_code == 302
+    fg.get(first.headers["Location"])  # its flash shown
+    second = fg.post(action, data=fields)
+    assert second.status_code == 302 and second.headers["Location"] == first.headers["Location"]
+    assert "已加签" in fg.get(second.headers["Location"]).get_data(as_text=True)
+    reused = fg.post(action, data={**fields, "usernames": "st"})
+    assert reused.status_code == 409 and "此表单已提交过" in reused.get_data(as_text=True)
+    with deployed() as s:
+        assert s.scalar(select(func.count()).select_from(HumanTask).where(HumanTask.kind == "cosign")) == 1

@@ -167,14 +167,22 @@ def resolve(task_id: int) -> ResponseReturnValue:
 @login_required
 def add_cosigners(task_id: int) -> ResponseReturnValue:
     _visible(task_id)
+    if (first := once.first_answer()) is not None:  # a double click: the first one added them, not refused 422
+        return _cosigned(first)
     position = request.form.get("position", "")
     names = usernames("usernames")
     operations.add_cosigners(db_session(), task_id=task_id, actor=current_actor(), usernames=names,
                              position=position, note=text("note"))
-    commit()
-    flash(_("已加签 %(names)s，加签人签署后由您继续办理", names=chosen(*names)) if position == "before"
-          else _("已加签 %(names)s，您提交后由加签人签署", names=chosen(*names)), "info")
-    return _back(task_id, "cosigners")
+    answer = {"location": url_for("tasks.show", task_id=task_id, _anchor="cosigners"), "position": position,
+              "names": chosen(*names)}
+    return _cosigned(once.commit_once_answer(**answer) or answer)
+
+
+def _cosigned(answer: dict[str, object]) -> ResponseReturnValue:
+    names = str(answer.get("names", ""))
+    flash(_("已加签 %(names)s，加签人签署后由您继续办理", names=names) if answer.get("position") == "before"
+          else _("已加签 %(names)s，您提交后由加签人签署", names=names), "info")
+    return redirect(str(answer["location"]))
 
 
 @bp.post("/tasks/<int:task_id>/cosigners/<int:cosign_id>/remove")
