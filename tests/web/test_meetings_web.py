@@ -9,17 +9,18 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from engine import clock
+from engine.audit.models import AuditEvent
 from engine.org.actors import actor_for
 from engine.org.models import User
 from plan import meetings
 from plan.meetings import core
 from plan.meetings.models import MeetingDecision
 from tests import dashboard_data
-from tests.web.conftest import PASSWORD, PASSWORD_HASH, csrf_of
+from tests.web.conftest import PASSWORD, PASSWORD_HASH, csrf_of, form_at
 from tests.web.test_authz_existence import answer
 from web import create_app
 
@@ -104,6 +105,27 @@ def test_a_decision_from_someone_without_the_right_is_refused_before_its_fields_
             "csrf_token": token, "project_code": meeting.agenda[0]["code"], "outcome": "advance", "decision": "x",
             "due_on": "not-a-date"})
         assert answer.status_code == 403, meeting_id
+
+
+def test_a_decision_sent_twice_is_recorded_once(app: Flask) -> None:
+    """记录决定 clicked twice: the second copy matched what the first stored, so `seen` let it through and it was
+    recorded again (a second audit entry, its time moved). The form carries `once`: the second copy is the first's
+    answer; the page used again for another decision is refused (409), nothing written."""
+    leader = login(app, "wangjianguo")
+    with Session(app.extensions["jzflow.engine"]) as s:
+        meeting = meetings.recent(s)[0]
+    action = f"/meetings/{meeting.id}/decisions"
+    fields = {**form_at(leader, f"/meetings/{meeting.id}", action), "outcome": "advance", "decision": "按计划推进。"}
+    assert re.fullmatch(r"[0-9a-f]{32}", fields.get("once", "")), fields
+    first, second = leader.post(action, data=fields), leader.post(action, data=fields)
+    assert first.status_code == second.status_code == 302
+    assert first.headers["Location"] == second.headers["Location"]
+    reused = leader.post(action, data={**fields, "decision": "另议。"})
+    assert reused.status_code == 409 and "此表单已提交过" in reused.get_data(as_text=True)
+    with Session(app.extensions["jzflow.engine"]) as s:
+        assert [d.decision for d in s.scalars(select(MeetingDecision))] == ["按计划推进。"]
+        assert s.scalar(select(func.count()).select_from(AuditEvent).where(
+            AuditEvent.action == "meeting.decision")) == 1
 
 
 # -- who sees what of a meeting: the agenda items of the projects one may see on the project pages ----------------

@@ -10,7 +10,7 @@ from flask_login import login_required
 
 from engine.errors import Forbidden, InvalidInput
 from plan import meetings, reports
-from web import access
+from web import access, once
 from web.common import commit, current_actor, db_session
 
 bp = Blueprint("meetings", __name__)
@@ -62,15 +62,18 @@ def show(meeting_id: int) -> ResponseReturnValue:
 @login_required
 def decide(meeting_id: int) -> ResponseReturnValue:
     meetings.require_record(db_session(), current_actor())  # by role, before the form is read (its date parsed)
+    if (sent := once.replayed()) is not None:  # a double click: recorded by the first, not again
+        flash(_("会议决定已记录"))
+        return redirect(sent)
     form = request.form
     meetings.record_decision(db_session(), meeting_id=meeting_id, project_code=form.get("project_code", "")[:40],
                              outcome=form.get("outcome", ""), decision=form.get("decision", "")[:5000],
                              unit_code=form.get("unit_code", "").strip()[:80] or None,
                              due_on=_day(form.get("due_on", "")[:20]), actor=current_actor(),
                              seen=form.get("seen", "")[:64])
-    commit()
+    location = once.commit_once(url_for("meetings.show", meeting_id=meeting_id))
     flash(_("会议决定已记录"))
-    return redirect(url_for("meetings.show", meeting_id=meeting_id))
+    return redirect(location)
 
 
 @bp.post("/meetings/<int:meeting_id>/close")
