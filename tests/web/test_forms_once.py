@@ -35,6 +35,21 @@ __all__ = ["deployed", "leaders"]
 Login = Callable[[str], FlaskClient]
 
 
+def sent_twice(client: FlaskClient, action: str, fields: dict[str, Any], *, said: str,
+               other: dict[str, str]) -> None:
+    """Post the form twice: the second copy is the first's answer (redirected alike, its flash `said` shown again);
+    the same page sent with `other` fields is refused 409."""
+    assert re.fullmatch(r"[0-9a-f]{32}", fields.get("once", "")), fields
+    first = client.post(action, data=fields)
+    assert first.status_code == 302
+    client.get(first.headers["Location"])  # its flash shown
+    second = client.post(action, data=fields)
+    assert second.status_code == 302 and second.headers["Location"] == first.headers["Location"]
+    assert said in client.get(second.headers["Location"]).get_data(as_text=True)
+    reused = client.post(action, data={**fields, **other})
+    assert reused.status_code == 409 and "此表单已提交过" in reused.get_data(as_text=True)
+
+
 def _runs(factory: sessionmaker[Session]) -> int:
     with factory() as s:
         return s.scalar(select(func.count()).select_from(ReportRun)) or 0
@@ -126,15 +141,7 @@ def test_a_supervision_urge_sent_twice_is_one_urge(leaders: dict[str, int], logi
     boss, issue = login("boss"), leaders["issue"]
     action = f"/supervision/issue/{issue}/urge"
     fields = {**form_at(boss, "/supervision", action), "due_date": "2025-09-12", "message": "请本周办结"}
-    assert re.fullmatch(r"[0-9a-f]{32}", fields.get("once", "")), fields
-    first = boss.post(action, data=fields)
-    assert first.status_code == 302
-    boss.get(first.headers["Location"])  # its flash shown
-    second = boss.post(action, data=fields)
-    assert second.status_code == 302 and second.headers["Location"] == first.headers["Location"]
-    assert "已催办" in boss.get(second.headers["Location"]).get_data(as_text=True)
-    reused = boss.post(action, data={**fields, "message": "再催"})
-    assert reused.status_code == 409 and "此表单已提交过" in reused.get_data(as_text=True)
+    sent_twice(boss, action, fields, said="已催办", other={"message": "再催"})
     with factory() as session:
         assert session.scalars(select(DeadlineAction.action)).all() == ["urge"]
         assert session.get(LedgerIssue, issue).due_at == sla.deadline_of(date(2025, 9, 12))  # type: ignore[union-attr]
@@ -148,14 +155,6 @@ def test_cosigners_added_twice_are_added_once(deployed: sessionmaker[Session], l
     post(fg, f"/tasks/{review}/claim")
     action = f"/tasks/{review}/cosigners"
     fields = {**form_at(fg, f"/tasks/{review}", action), "usernames": "zr", "position": "before", "note": "请会签"}
-    assert re.fullmatch(r"[0-9a-f]{32}", fields.get("once", "")), fields
-    first = fg.post(action, data=fields)
-    assert first.status_code == 302
-    fg.get(first.headers["Location"])  # its flash shown
-    second = fg.post(action, data=fields)
-    assert second.status_code == 302 and second.headers["Location"] == first.headers["Location"]
-    assert "已加签" in fg.get(second.headers["Location"]).get_data(as_text=True)
-    reused = fg.post(action, data={**fields, "usernames": "st"})
-    assert reused.status_code == 409 and "此表单已提交过" in reused.get_data(as_text=True)
+    sent_twice(fg, action, fields, said="已加签", other={"usernames": "st"})
     with deployed() as s:
         assert s.scalar(select(func.count()).select_from(HumanTask).where(HumanTask.kind == "cosign")) == 1
