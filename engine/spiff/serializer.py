@@ -16,10 +16,11 @@ from uuid import UUID
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
 from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
-from SpiffWorkflow.bpmn.serializer.default.workflow import BpmnWorkflowConverter, WorkflowConverter
+from SpiffWorkflow.bpmn.serializer.default.workflow import BpmnWorkflowConverter, TaskConverter, WorkflowConverter
 from SpiffWorkflow.bpmn.serializer.migration.version_migration import MIGRATIONS
 from SpiffWorkflow.bpmn.specs.bpmn_process_spec import BpmnProcessSpec
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
+from SpiffWorkflow.task import Task
 
 from engine.spiff import compaction, repeats
 from engine.spiff.guards import run_deep_for
@@ -62,9 +63,40 @@ class StateOnlyWorkflowConverter(BpmnWorkflowConverter):  # type: ignore[misc]
         return workflow
 
 
+class StateTaskConverter(TaskConverter):  # type: ignore[misc]
+    """SpiffWorkflow 3.2.0's task conversion, the same dict, with the parent looked up once instead of three times
+    (`Task.parent` is a property: a dict lookup and a UUID hash in Python each; a save converts every task)."""
+
+    def to_dict(self, task: Task) -> dict[str, Any]:
+        parent = task.workflow.tasks.get(task._parent)  # Task.parent
+        if parent is None:
+            data = task.data
+            delta: dict[str, Any] = {}
+        else:
+            data, before = {}, parent.data
+            after = task.data
+            delta = {  # DeepMerge.get_updated_keys / get_deleted_keys
+                "updates": {key: after[key] for key in after if key not in before or after[key] != before[key]},
+                "deletions": [key for key in before if key not in after],
+            }
+        return {
+            "id": str(task.id),
+            "parent": str(task._parent) if parent is not None else None,
+            "children": [str(child) for child in task._children],
+            "last_state_change": task.last_state_change,
+            "state": task.state,
+            "task_spec": task.task_spec.name,
+            "triggered": task.triggered,
+            "internal_data": self.registry.convert(task.internal_data),
+            "data": data,
+            "delta": delta,
+        }
+
+
 def _registry() -> Any:
     config = dict(SPIFF_CONFIG)
     config[BpmnWorkflow] = StateOnlyWorkflowConverter
+    config[Task] = StateTaskConverter
     registry = BpmnWorkflowSerializer.configure(config)
     # Task data types beyond JSON. datetime is registered by SpiffWorkflow; date is a different class.
     registry.register(Decimal, lambda v: {"value": str(v)}, lambda v: Decimal(v["value"]))
@@ -130,9 +162,20 @@ _SORTED = SERIALIZER._encoder_cls(sort_keys=True)
 _UNSORTED = SERIALIZER._encoder_cls()
 
 
+# JSONEncoder.encode builds its C encoder (and a float closure it does not use) in Python on every call, and a dump
+# encodes each task on its own: the same C encoder is made here directly from _SORTED's settings, with a new
+# circular-reference memo per call (None without the C accelerator: encode() then).
+_C_ENCODER: Any = getattr(json.encoder, "c_make_encoder", None) if _SORTED.indent is None else None
+_ESCAPE = json.encoder.encode_basestring_ascii  # what json.dumps(key) gives a str, as _SORTED (ensure_ascii)
+_C_ARGS = (_SORTED.default, _ESCAPE if _SORTED.ensure_ascii else json.encoder.encode_basestring, _SORTED.indent,
+           _SORTED.key_separator, _SORTED.item_separator, _SORTED.sort_keys, _SORTED.skipkeys, _SORTED.allow_nan)
+
+
 def _canonical(value: Any) -> str:
     try:
-        return str(_SORTED.encode(value))
+        if _C_ENCODER is None:
+            return str(_SORTED.encode(value))
+        return "".join(_C_ENCODER({}, *_C_ARGS)(value, 0))
     except TypeError:  # keys of mixed types (1 and "a") cannot be sorted: keep their order
         return str(_UNSORTED.encode(value))
 
@@ -144,9 +187,10 @@ def encoded_size(value: Any) -> int:
 
 def _canonical_task(dct: dict[str, Any]) -> str:
     delta = dct.get("delta")
-    if isinstance(delta, dict) and isinstance(delta.get("deletions"), list):  # names of keys popped on restore
-        try:
-            dct = {**dct, "delta": {**delta, "deletions": sorted(delta["deletions"])}}
+    deletions = delta.get("deletions") if isinstance(delta, dict) else None
+    if isinstance(delta, dict) and isinstance(deletions, list) and len(deletions) > 1:  # keys popped on restore
+        try:  # (one or none: sorted already)
+            dct = {**dct, "delta": {**delta, "deletions": sorted(deletions)}}
         except TypeError:
             pass
     return _canonical(dct)
@@ -157,14 +201,18 @@ def _canonical_workflow(dct: dict[str, Any]) -> str:
     for key in sorted(dct):
         value = dct[key]
         if isinstance(value, repeats.Table):
-            parts.append(f"{json.dumps(key)}: {value.encode(_canonical)}")
+            parts.append(f"{_key(key)}: {value.encode(_canonical)}")
         elif key in ("tasks", "subprocesses") and isinstance(value, dict):
             item = _canonical_task if key == "tasks" else _canonical_workflow
-            inner = ", ".join(f"{json.dumps(k)}: {item(v)}" for k, v in value.items())
-            parts.append(f"{json.dumps(key)}: {{{inner}}}")
+            inner = ", ".join(f"{_key(k)}: {item(v)}" for k, v in value.items())
+            parts.append(f"{_key(key)}: {{{inner}}}")
         else:
-            parts.append(f"{json.dumps(key)}: {_canonical(value)}")
+            parts.append(f"{_key(key)}: {_canonical(value)}")
     return "{" + ", ".join(parts) + "}"
+
+
+def _key(key: Any) -> str:
+    return str(_ESCAPE(key)) if type(key) is str else json.dumps(key)
 
 
 def load_state(text: str, specs: Specs, script_engine: PythonScriptEngine,
