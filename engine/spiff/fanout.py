@@ -28,8 +28,10 @@ A parallel multi-instance subprocess or call activity also starts every instance
 repeated value once (engine.spiff.repeats), so the state limit no longer saw the copies: 100 instances over 150 KB of
 data saved 0.5 MB and held 120 MB, rebuilt on every load. `check_copies` counts them as held — instances (nested ones
 multiplied) × the data each starts with — against JZFLOW_MAX_STATE_KB before the first is made: CopiesTooLarge, an
-incident of kind `state_too_large`. A sequential one or a loop is not counted so: a finished instance's subprocess
-leaves the live state at the next save (engine.spiff.serializer.compact).
+incident of kind `state_too_large`. A sequential one or a loop over a subprocess counts the instances whose subprocess
+the workflow still holds, and the next: a finished one's leaves the live state at the next save
+(engine.spiff.serializer.compact), but one run of script-only instances held all of them (100 × 150 KB: 230 MB, and
+the completed instance's state rebuilt them, 440 MB, on every look).
 
 The plan's own multi-instances make one instance per department (a few dozen of the city's ~46 units), per
 plan item (the 审定 form allows 50) or per bidding unit (40), none nested: 500 leaves room and no more.
@@ -130,7 +132,7 @@ def check(spec: MultiInstanceTask | StandardLoopTask, task: Task, count: int) ->
         raise TooManyInstances(task, count, limit, source, outer)
 
 
-def copied(spec: MultiInstanceTask, task: Task) -> int:
+def copied(spec: MultiInstanceTask | StandardLoopTask, task: Task) -> int:
     """Characters of the data each instance of `spec` starts its subprocess with; 0: its instances are no subprocess."""
     child = task.workflow.spec.task_specs.get(spec.task_spec)
     if not isinstance(child, SubWorkflowTask):
@@ -144,7 +146,7 @@ def copied(spec: MultiInstanceTask, task: Task) -> int:
     return len(json.dumps(data, default=str, ensure_ascii=False))
 
 
-def check_copies(spec: MultiInstanceTask, task: Task, count: int) -> None:
+def check_copies(spec: MultiInstanceTask | StandardLoopTask, task: Task, count: int) -> None:
     """Refuse a parallel multi-instance subprocess whose instances would hold more data than the state limit.
 
     Raises: CopiesTooLarge
@@ -156,6 +158,12 @@ def check_copies(spec: MultiInstanceTask, task: Task, count: int) -> None:
     limit = config.load().max_state_kb * 1024
     if each and total * each > limit:
         raise CopiesTooLarge(task, total, each, limit)
+
+
+def held(spec: SequentialMultiInstanceTask | StandardLoopTask, task: Task) -> int:
+    """Instances of `spec` made so far whose subprocess the workflow still holds (not compacted out)."""
+    subprocesses = task.workflow.top_workflow.subprocesses
+    return sum(1 for child in spec._instances(task) if child.id in subprocesses)
 
 
 def _check_items(spec: MultiInstanceTask, task: Task, items: Any) -> None:
@@ -231,6 +239,7 @@ def _add_next_child(self: SequentialMultiInstanceTask, my_task: Task) -> None:
             check(self, my_task, len(my_task.internal_data.get("remaining", ())))
         else:
             _check_cardinality(self, my_task, my_task.internal_data.get("cardinality"))
+    check_copies(self, my_task, held(self, my_task) + 1)
     _spiff_add_next_child(self, my_task)
 
 
@@ -242,6 +251,7 @@ _spiff_loop_create_child = StandardLoopTask.create_child
 def _loop_create_child(self: StandardLoopTask, my_task: Task) -> None:
     """Refuse the iteration past the cap (a loop with no loopMaximum whose condition never ends), then add it."""
     check(self, my_task, len(my_task.internal_data.get("merged", ())) + 1)
+    check_copies(self, my_task, held(self, my_task) + 1)
     _spiff_loop_create_child(self, my_task)
 
 

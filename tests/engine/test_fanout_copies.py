@@ -21,7 +21,7 @@ from engine import deploy
 from engine.org.actors import SYSTEM
 from engine.runtime import instances
 from engine.runtime.models import Incident, ProcessInstance
-from tests.engine.test_multi_instance_limits import FLOWS, HEAD, TAIL, collection
+from tests.engine.test_multi_instance_limits import EMPTY, FLOWS, HEAD, TAIL, cardinality, collection
 
 INNER = ('<bpmn:startEvent id="s2"><bpmn:outgoing>g1</bpmn:outgoing></bpmn:startEvent>'
          '<bpmn:userTask id="inner" name="审查"><bpmn:incoming>g1</bpmn:incoming><bpmn:outgoing>g2</bpmn:outgoing>'
@@ -88,3 +88,64 @@ def test_the_hot_cache_counts_every_copy_a_workflow_holds(session: Session, monk
     session.commit()  # the borrowed workflow goes to the cache
     loaded = hot.CACHE._entries[key]
     assert loaded.size >= held * hot.MEMORY_PER_STATE_BYTE
+
+
+def sequential_scripts() -> dict[str, bytes]:
+    """A sequential multi-instance subprocess of a script alone: every instance runs within the one run."""
+    inner = INNER.replace('<bpmn:userTask id="inner" name="审查">', '<bpmn:scriptTask id="inner">') \
+        .replace("</bpmn:userTask>", "<bpmn:script>y = 1</bpmn:script></bpmn:scriptTask>")
+    task = f'<bpmn:subProcess id="many">{FLOWS}{cardinality("n", sequential=True)}{inner}</bpmn:subProcess>'
+    return {"mi.bpmn": (HEAD + "    " + task + TAIL).encode()}
+
+
+def test_a_sequential_run_holding_every_copy_is_an_incident(session: Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    """100 script-only instances over 150 KB held 230 MB in one run, and the completed instance's state rebuilt all
+    of them (440 MB) whenever it was looked at."""
+    monkeypatch.setenv("JZFLOW_MAX_STATE_KB", "512")
+    deploy.deploy(session, sequential_scripts(), actor=SYSTEM, check_lanes=False)
+    row = instances.start(session, process_key="mi", actor=SYSTEM, data={"big": bulky(1000), "n": 40})
+    assert row.status == "incident"
+    incident = session.scalar(select(Incident).where(Incident.instance_id == row.id))
+    assert incident is not None and incident.bpmn_id == "many" and incident.kind == "state_too_large"
+    assert len(json.loads(row.state or "{}").get("subprocesses") or {}) <= 17  # stopped at ~512 KB of copies
+
+
+def test_a_sequential_one_of_user_tasks_counts_what_the_state_still_holds(
+        session: Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Done one a save, a finished instance's subprocess leaves the live state: twenty instances of 30 KB each run
+    under a limit of 512 KB that would not hold them all at once."""
+    from engine import org, tasks
+    from engine.org.actors import actor_for
+    from engine.tasks.models import HumanTask
+    monkeypatch.setenv("JZFLOW_MAX_STATE_KB", "512")
+    org.add_user(session, username="u", display_name="审查人")
+    person = actor_for(session, "u")
+    inner = INNER.replace('<bpmn:userTask id="inner" name="审查">', '<bpmn:userTask id="inner" name="审查">'
+                          '<bpmn:extensionElements><spiffworkflow:properties><spiffworkflow:property name="candidates" '
+                          'value="&quot;u&quot;" /></spiffworkflow:properties></bpmn:extensionElements>')
+    task = f'<bpmn:subProcess id="many">{FLOWS}{cardinality("n", sequential=True)}{inner}</bpmn:subProcess>'
+    deploy.deploy(session, {"mi.bpmn": (HEAD + "    " + task + TAIL).encode()}, actor=SYSTEM, check_lanes=False)
+    row = instances.start(session, process_key="mi", actor=SYSTEM, data={"big": bulky(1000), "n": 20})
+    session.commit()
+    for _ in range(20):
+        open_task = session.scalar(select(HumanTask).where(HumanTask.instance_id == row.id,
+                                                           HumanTask.state == "ready"))
+        assert open_task is not None, row.status
+        tasks.claim(session, task_id=open_task.id, actor=person)
+        result = tasks.complete(session, task_id=open_task.id, actor=person, data={})
+        assert result.incident is None, result.incident
+        session.commit()
+    session.refresh(row)
+    assert row.status == "completed"
+
+
+def test_a_loop_over_a_subprocess_counts_its_copies_too(session: Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JZFLOW_MAX_STATE_KB", "512")
+    loop = ("<bpmn:standardLoopCharacteristics><bpmn:loopCondition>True</bpmn:loopCondition>"
+            "</bpmn:standardLoopCharacteristics>")
+    body = f'<bpmn:subProcess id="many">{FLOWS}{loop}{EMPTY}</bpmn:subProcess>'
+    deploy.deploy(session, {"mi.bpmn": (HEAD + "    " + body + TAIL).encode()}, actor=SYSTEM, check_lanes=False)
+    row = instances.start(session, process_key="mi", actor=SYSTEM, data={"big": bulky(1000)})
+    assert row.status == "incident"
+    incident = session.scalar(select(Incident).where(Incident.instance_id == row.id))
+    assert incident is not None and incident.kind == "state_too_large", incident and incident.message
