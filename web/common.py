@@ -1,7 +1,7 @@
 """What every feature blueprint shares: the request's session, the acting user, commit-then-kick."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from flask import Flask, current_app, g, request
@@ -174,3 +174,19 @@ def form_text(field: str, size: int = 4000) -> str:
         raise InvalidInput(f"{_LABELS.get(field, field)}（{field}）超过 {size} 字，请删减后重新提交 "
                            f"({field} is longer than {size} characters)", field=field, limit=size)
     return value
+
+
+def due_date_of(value: object) -> date:
+    """The day a 申请延期 asks for (YYYY-MM-DD), refused naming `due_date` when missing or not a date.
+
+    Raises: InvalidInput
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise InvalidInput("请填写延期后的期限 (the new due date is required)", field="due_date")
+    try:
+        if not isinstance(value, str):
+            raise ValueError(value)
+        return date.fromisoformat(value.strip())
+    except ValueError:
+        raise InvalidInput("延期后的期限（due_date）须为日期，如 2026-12-31 (due_date must be a date)",
+                           field="due_date") from None

@@ -11,7 +11,7 @@ from plan.supervision.actions import (
     request_extension,
     urge,
 )
-from plan.supervision.area import area, is_supervisor, pending_extension
+from plan.supervision.area import area, is_supervisor, latest_extension, pending_extension
 from plan.supervision.core import HistoryLine, can_see_heat, history, overview, wait_heat
 from plan.supervision.reach import choices as reassign_choices
 from plan.supervision.reach import search as reassign_search
@@ -27,6 +27,7 @@ __all__ = [
     "extension_version",
     "history",
     "is_supervisor",
+    "latest_extension",
     "overview",
     "pending_extension",
     "reassign",

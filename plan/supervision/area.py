@@ -89,6 +89,13 @@ def pending_extension(session: Session, object_type: str, object_id: int) -> Ext
     return None
 
 
+def latest_extension(session: Session, task_id: int) -> ExtensionRequest | None:
+    """Return a task's latest 申请延期 (pending, or the last decided, with its decision), for the task page."""
+    return session.scalar(select(ExtensionRequest).where(ExtensionRequest.object_type == "task",
+                                                         ExtensionRequest.object_id == task_id)
+                          .order_by(ExtensionRequest.id.desc()).limit(1))
+
+
 def requester_of(session: Session, pending: ExtensionRequest | HumanTask) -> int | None:
     """Return who asked for a pending 申请延期: a task's requester, or whoever submitted the issue's 办理 asking."""
     if isinstance(pending, ExtensionRequest):
@@ -98,5 +105,5 @@ def requester_of(session: Session, pending: ExtensionRequest | HumanTask) -> int
         .order_by(HumanTask.completed_at.desc(), HumanTask.id.desc()).limit(1))
 
 
-__all__ = ["ISSUE_TASKS", "Area", "area", "is_supervisor", "issue_tasks", "open_target", "pending_extension",
-           "requester_of", "require_supervisor", "target_of"]
+__all__ = ["ISSUE_TASKS", "Area", "area", "is_supervisor", "issue_tasks", "latest_extension", "open_target",
+           "pending_extension", "requester_of", "require_supervisor", "target_of"]

@@ -16,7 +16,7 @@ def _section(text: str, heading: str) -> str:
 
 def test_security_lists_seen_and_once_forms() -> None:
     text = " ".join(_section((DOCS / "security.md").read_text(encoding="utf-8"), "### Stale pages, double clicks").split())
-    for form in ("审批延期", "竣工", "投产", "发起", "评论", "批量办理", "督办's 催办内容"):
+    for form in ("审批延期", "竣工", "投产", "发起", "评论", "申请延期", "批量办理", "督办's 催办内容"):
         assert form in text, form
     assert "`seen`" in text and "`once`" in text
     assert "never cut" in text and "CR LF" in text
@@ -24,5 +24,5 @@ def test_security_lists_seen_and_once_forms() -> None:
 
 def test_architecture_lists_them_too() -> None:
     text = _section((DOCS / "architecture.md").read_text(encoding="utf-8"), "### Two people on one plan form")
-    for form in ("审批延期", "竣工", "发起", "评论"):
+    for form in ("审批延期", "竣工", "发起", "评论", "申请延期"):
         assert form in text, form

@@ -10,7 +10,7 @@ import html as html_lib
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -19,11 +19,14 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine import clock, deploy, org
+from engine import clock, deploy, org, tasks
 from engine.db import make_engine, make_sessionmaker
 from engine.deadlines import escalation
-from engine.org.actors import SYSTEM
+from engine.errors import NotYourTask
+from engine.org.actors import SYSTEM, actor_for
 from engine.org.models import Membership, OrgUnit, User
+from engine.tasks.models import HumanTask
+from plan import supervision
 from plan.data import demo, seed
 from plan.projects import slow_projects
 from tests.web.conftest import PASSWORD, PASSWORD_HASH, csrf_of
@@ -68,6 +71,22 @@ class PagesWorld:
             return mine | led
 
 
+def ask(s: Session, username: str) -> int:
+    """申请延期 on the first open step with a deadline the user holds; return the step's id."""
+    actor = actor_for(s, username)
+    for task in s.scalars(select(HumanTask).where(HumanTask.state == "ready", HumanTask.due_at.is_not(None))
+                          .order_by(HumanTask.id)):
+        try:
+            tasks.require_holder(task, actor)
+        except NotYourTask:
+            continue
+        assert task.due_at is not None
+        day = max(task.due_at, clock.now()).astimezone(clock.SHANGHAI).date() + timedelta(days=10)  # overdue ones too
+        supervision.request_extension(s, actor=actor, task_id=task.id, due_date=day, reason="材料尚未齐全，申请延期十天")
+        return task.id
+    raise AssertionError(f"{username} holds no step with a deadline")
+
+
 def build(path: Path, template: Path) -> str:
     path.write_bytes(template.read_bytes())
     url = f"sqlite:///{path}"
@@ -92,6 +111,12 @@ def build(path: Path, template: Path) -> str:
         with factory() as s:  # the deadline sweep: lights and escalation steps to show
             clock.freeze(NOW)
             escalation.sweep(s, now=clock.now())
+            s.commit()
+        with factory() as s:  # 申请延期: the reviewer's pending, the town clerk's refused by his head
+            ask(s, REVIEWER)
+            town = ask(s, TOWN)
+            supervision.decide_extension(s, actor=actor_for(s, AREA_HEAD), object_type="task", object_id=town,
+                                         grant=False, opinion="请按原期限办结")
             s.commit()
     finally:
         clock.freeze(NOW)

@@ -151,6 +151,7 @@ MATRIX: dict[str, Access] = {
     "tasks.remove_cosigner": Access(post=NOBODY, form=TASK_FORM, params={"cosign_id": "@task"}),
     "tasks.send_back": Access(post=NOBODY, form=TASK_FORM),
     "tasks.withdraw": Access(post=NOBODY, form=TASK_FORM),
+    "tasks.request_extension": Access(post=NOBODY, form={**TASK_FORM, "due_date": "2099-12-31"}),  # the holder's
     # leaders urge, CC and comment on what they may see (an instance page's readers)
     "tasks.urge": Access(post=SEES_ALL - {"auditor"}, form=TASK_FORM),
     "tasks.carbon_copy": Access(post=SEES_ALL - {"auditor"}, form=TASK_FORM),
@@ -325,6 +326,7 @@ MATRIX: dict[str, Access] = {
     "api.task_add_cosigners": Access(post=NOBODY, form={"usernames": ["jiangtao"], "position": "before"}),
     "api.task_remove_cosigner": Access(post=NOBODY, params={"cosign_id": "@task"}),
     "api.task_urge": Access(post=SEES_ALL - {"auditor"}, form={"message": "x"}),
+    "api.task_request_extension": Access(post=NOBODY, form={"due_date": "2099-12-31", "reason": "x"}),
     "api.instance_list": Access(get=ALL),
     "api.instance_show": Access(get=SEES_ALL),
     "api.process_list": Access(get=ALL),

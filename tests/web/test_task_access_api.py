@@ -20,7 +20,8 @@ from tests.web.flows import Api, db, token_for, two_at_once
 from tests.web.test_task_page import post
 
 # The task routes that are operations of the table; the others act on what the actor may see (comments,
-# attachments, CC) or on what they themselves did (撤回), and check that in their own services.
+# attachments, CC), on what they themselves did (撤回) or on what only the holder asks (申请延期), and check that in
+# their own services.
 WEB_ROUTES: dict[str, Op] = {
     "tasks.show": Op.VIEW, "tasks.claim": Op.CLAIM, "tasks.unclaim": Op.UNCLAIM, "tasks.complete": Op.COMPLETE,
     "tasks.resolve": Op.RESOLVE, "tasks.transfer": Op.TRANSFER, "tasks.delegate": Op.DELEGATE,
@@ -33,7 +34,7 @@ WEB_ROUTES: dict[str, Op] = {
     "api.task_send_back_preview": Op.SEND_BACK, "api.task_urge": Op.URGE,
 }
 OUTSIDE_THE_TABLE = {"tasks.withdraw", "tasks.carbon_copy", "tasks.comment", "tasks.attach", "tasks.attachment",
-                     "tasks.diagram"}
+                     "tasks.diagram", "tasks.request_extension", "api.task_request_extension"}
 
 
 def test_hole5_every_task_route_is_an_operation_of_the_table(app: Flask) -> None:

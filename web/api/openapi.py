@@ -129,6 +129,15 @@ SCHEMAS: dict[str, Any] = {
     "UrgeRequest": {"type": "object", "properties": {"message": {"type": "string", "maxLength": 2000}}},
     "UrgeResult": {"type": "object", "required": ["task_id", "notified"], "properties": {
         "task_id": {"type": "integer"}, "notified": {"type": "integer"}}},
+    "ExtensionRequestBody": {"type": "object", "required": ["due_date", "reason"], "properties": {
+        "due_date": {"type": "string", "format": "date", "description": "The day asked for: later than today and "
+                                                                         "than the current deadline"},
+        "reason": {"type": "string", "minLength": 1, "maxLength": 2000}}},
+    "ExtensionRequest": {"type": "object", "required": ["id", "task_id", "requested_due_at", "reason", "status"],
+                         "properties": {
+        "id": {"type": "integer"}, "task_id": {"type": "integer"},
+        "requested_due_at": {"type": "string", "format": "date-time"}, "reason": {"type": "string"},
+        "status": {"type": "string", "enum": ["pending", "granted", "refused"]}, "created_at": TIME}},
     "StartRequest": {"type": "object", "properties": {
         "data": {"type": "object", "description": "Start data; validated by the start event's form, if any"},
         "title": {"type": "string", "maxLength": 300}, "business_key": {"type": "string", "maxLength": 200}}},
@@ -238,6 +247,10 @@ PATHS: dict[str, Any] = {
         errors=(*TASK_ERRORS, "422"), op_id="task_remove_cosigner")},
     "/api/tasks/{task_id}/urge": _task_op("urge", "Remind the holder (催办), once an hour", "UrgeResult",
                                           "UrgeRequest", errors=("403", "404", "409")),
+    "/api/tasks/{task_id}/extension-requests": {"post": _post(_op(
+        "Ask for a later deadline (申请延期), the step's holder; 督办 decides it. One pending at a time (409)",
+        "ExtensionRequest", status="201", params=("TaskId",), request="ExtensionRequestBody",
+        errors=(*TASK_ERRORS, "422"), op_id="task_request_extension"))},
     "/api/instances": {"get": {**_op("Instances the caller may see, newest first", "InstancePage",
                                      params=("Limit", "After"), errors=("422",), op_id="instance_list"),
                                "parameters": [_param("Limit"), _param("After"),

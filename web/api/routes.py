@@ -12,10 +12,11 @@ from engine.org.actors import Actor
 from engine.runtime import instances, timeline
 from engine.tasks import access, lookup, operations, queries, sendback, taskview
 from engine.tasks.models import HumanTask
+from plan import supervision
 from web.api import serialize
 from web.api.blueprint import body, bp, text_field
 from web.api.idempotency import finish
-from web.common import current_actor, db_session
+from web.common import current_actor, db_session, due_date_of
 from web.processes import startable_info
 
 # Free texts (意见, 说明, 理由) as the task page takes them: longer is refused naming the field, never cut.
@@ -177,6 +178,17 @@ def task_urge(task_id: int) -> ResponseReturnValue:
     notified = operations.urge(db_session(), task_id=task_id, actor=current_actor(),
                                message=text_field(data, "message", max_length=URGE_LIMIT))
     return finish({"task_id": task_id, "notified": notified})
+
+
+@bp.post("/tasks/<int:task_id>/extension-requests")
+def task_request_extension(task_id: int) -> ResponseReturnValue:
+    """申请延期 by the step's holder: a later due date and why; 督办 decides it."""
+    tasks.require_holder(visible_task(task_id, current_actor()), current_actor())  # said before its fields
+    data = body()
+    asked = supervision.request_extension(db_session(), actor=current_actor(), task_id=task_id,
+                                          due_date=due_date_of(data.get("due_date")),
+                                          reason=text_field(data, "reason"))  # its limit: the service's, named
+    return finish(serialize.extension_request(asked), 201)
 
 
 # --- instances and processes -------------------------------------------------------------------------

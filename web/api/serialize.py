@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from engine import audit, clock, content_limits, deploy, runtime, tasks
+from engine.deadlines.models import ExtensionRequest
 from engine.org import directory
 from engine.org.actors import Actor
 from engine.runtime.models import Incident
@@ -114,3 +115,9 @@ def process(info: queries.StartInfo) -> dict[str, Any]:
             "start_form": json.loads(info.schema_text) if info.schema_text and not info.form_problem else None,
             "start_form_ui": json.loads(info.ui_text) if info.ui_text and not info.form_problem else None,
             "start_form_problem": info.form_problem}
+
+
+def extension_request(row: ExtensionRequest) -> dict[str, Any]:
+    """A 申请延期 as the API answers it."""
+    return {"id": row.id, "task_id": row.object_id, "requested_due_at": when(row.requested_due_at),
+            "reason": row.reason, "status": row.status, "created_at": when(row.created_at)}

@@ -15,8 +15,9 @@ from engine.org import directory
 from engine.runtime import forms
 from engine.tasks import collab, lookup, operations, people, sendback, taskview
 from engine.tasks.models import HumanTask
+from plan import supervision
 from web import once
-from web.common import commit, current_actor, db_session
+from web.common import commit, current_actor, db_session, due_date_of
 from web.common import form_text as text
 from web.formparse import parse
 from web.formrender import Form
@@ -283,4 +284,24 @@ def attach(task_id: int) -> ResponseReturnValue:
                   seen_closed=seen_closed(task))
     location = once.commit_once(url_for("tasks.show", task_id=task_id, _anchor="attachments"))
     flash(_("已上传附件"), "info")
+    return redirect(location)
+
+
+@bp.post("/tasks/<int:task_id>/extension-requests")
+@login_required
+def request_extension(task_id: int) -> ResponseReturnValue:
+    tasks.require_holder(_visible(task_id), current_actor())  # before its fields: not theirs is said first
+    if (sent := once.replayed()) is not None:  # a double click, a resend: the first one asked
+        return redirect(sent)
+    session = db_session()
+    try:
+        supervision.request_extension(session, actor=current_actor(), task_id=task_id,
+                                      due_date=due_date_of(request.form.get("due_date", "")),
+                                      reason=text("reason", supervision.NOTE_LIMIT))
+    except InvalidInput as refused:  # the page again, what was typed kept, nothing stored
+        session.rollback()
+        flash(localized(refused.message), "error")
+        return render_page(task_id, extension=request.form, status=422)
+    location = once.commit_once(url_for("tasks.show", task_id=task_id, _anchor="extension"))
+    flash(_("已申请延期，待督办领导审批"), "info")
     return redirect(location)

@@ -7,8 +7,11 @@ from flask_babel import lazy_gettext as _l
 from flask_login import login_required
 from werkzeug.datastructures import MultiDict
 
-from engine import clock
+from engine import clock, tasks
+from engine.errors import NotYourTask
+from engine.org.actors import Actor
 from engine.tasks import inbox, people, submissions, taskview
+from plan import supervision
 from web import downloads
 from web.common import current_actor, db_session
 from web.formrender import Form, initial, render
@@ -32,12 +35,16 @@ ACTIONS = {
 }
 STATES = {"ready": _l("待办理"), "completed": _l("已完成"), "cancelled": _l("已取消"), "suspended": _l("已挂起"),
           "pending": _l("待激活")}
+EXTENSION_STATES = {"pending": _l("待审批"), "granted": _l("已批准"), "refused": _l("未批准"),
+                    "cancelled": _l("已取消")}  # cancelled: its asker moved or was deactivated
 POSITIONS = {"before": _l("前加签"), "after": _l("后加签")}
 
 
 def render_page(task_id: int, *, raw: MultiDict[str, str] | None = None, errors: dict[str, list[str]] | None = None,
-                more: str = "", status: int = 200) -> ResponseReturnValue:
-    """Render the task page; after a refused submission, with the user's input and the errors at their fields."""
+                more: str = "", extension: MultiDict[str, str] | None = None,
+                status: int = 200) -> ResponseReturnValue:
+    """Render the task page; after a refused submission, with the user's input and the errors at their fields
+    (`extension`: what a refused 申请延期 sent, shown again in its form)."""
     session = db_session()
     actor = current_actor()
     page = taskview.load(session, actor, task_id)
@@ -46,6 +53,7 @@ def render_page(task_id: int, *, raw: MultiDict[str, str] | None = None, errors:
         form = Form.from_text(page.schema_text, page.ui_text)
         form_html = render(form, raw if raw is not None else initial(form, page.data), errors, more=more)
     now = clock.now()
+    asked = supervision.latest_extension(session, page.task.id)
     steps = submissions.for_instance(session, actor, page.task.instance_id)  # what earlier steps submitted
     return render_template(
         "tasks/show.html", page=page, task=page.task, form_html=form_html, steps=steps,
@@ -54,7 +62,20 @@ def render_page(task_id: int, *, raw: MultiDict[str, str] | None = None, errors:
         instructions_html=instructions.render(page.instructions, page.data),
         light=inbox.light_of(page.task.due_at, page.task.warn_at, now),
         people=people.tree(session, actor, page.task.instance_id), actions=ACTIONS, states=STATES, positions=POSITIONS,
+        asked=asked, may_extend=may_extend(page, actor) and (asked is None or asked.status != "pending"),
+        extension=extension or MultiDict(), extension_states=EXTENSION_STATES,
     ), status
+
+
+def may_extend(page: taskview.TaskPage, actor: Actor) -> bool:
+    """Whether the page offers 申请延期: an open step with a deadline, to its holder (the service checks again)."""
+    if page.task.state != "ready" or page.instance.status != "running" or page.task.due_at is None:
+        return False
+    try:
+        tasks.require_holder(page.task, actor)
+    except NotYourTask:
+        return False
+    return True
 
 
 @bp.get("/tasks/<int:task_id>")
