@@ -60,6 +60,7 @@ TEXTS: dict[str, tuple[str, str]] = {
                          "%(actor)s督办升级至%(step)s：%(title)s，办理期限 %(due)s。%(note)s"),
     "extension_withdrawn": ("您对“%(task)s”的延期申请已撤回 (extension request withdrawn)",
                             "您已调离该任务所属的单位或角色，任务已退回原单位的候选人，由接手的人另行申请延期。"),
+    "extension_requested": ("%(actor)s申请延期: %(title)s", "申请延期至 %(due)s。%(note)s"),
     "extension_granted": ("延期申请已批准: %(title)s", "%(note)s"),
     "extension_granted_due": ("延期申请已批准: %(title)s", "%(note)s 新的期限 %(due)s。"),
     "extension_refused": ("延期申请未获批准: %(title)s", "%(note)s"),

@@ -318,6 +318,16 @@ def request_extension(session: Session, *, actor: Actor, task_id: int, due_date:
     session.flush()
     audit.record(session, actor, "supervision.extension_request", stream=f"instance:{task.instance_id}",
                  object_type="human_task", object_id=task.id, after={"requested_due_at": due, "reason": request.reason})
+    # who decides it: the unit's head (their area), as the ladder's rung reaches them (none, or 停用: the rung above);
+    # a head asking does not decide their own: the responsible leader is told
+    target, org = target_of(session, "task", task_id), escalation.Org.load(session)
+    policy = sla.load_policies().get("task", target.policy)
+    told = [u for step in ("unit_head", "responsible_leader")
+            for u in escalation.recipients(step, target, org, policy, session) if u != actor.user_id][:1]
+    said = {"actor": actor.display_name, "title": target.title, "due": f"{due.astimezone(clock.SHANGHAI):%Y-%m-%d}",
+            "note": reason}
+    notify.send_many(session, [notify.worded(u, "extension", "extension_requested", said, link=target.link,
+                                             unit_id=target.unit_id) for u in told])
     return request
 
 

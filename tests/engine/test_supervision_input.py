@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from engine.audit.models import AuditEvent
 from engine.deadlines.models import DeadlineAction
 from engine.errors import InvalidInput
+from engine.notify.models import OutboxMessage
 from engine.org.actors import Actor
 from plan import supervision
 from plan.ledger.models import LedgerIssue
@@ -102,3 +103,30 @@ def test_an_extension_to_a_day_not_after_today_is_refused_naming_the_date(
     assert refused.value.details["field"] == "due_date"
     session.rollback()
     assert session.scalar(select(func.count()).select_from(DeadlineAction)) == 0
+
+
+def test_an_extension_request_tells_the_unit_head_who_decides_it(session: Session, people: dict[str, Actor],
+                                                                 frozen: Any) -> None:
+    """A request waited unseen on the 督办 list: the head of the task's unit (who may decide it: their area) is told,
+    as the ladder's unit_head rung reaches them; the asker is not told of their own request."""
+    task = _task(session, people)
+    supervision.request_extension(session, actor=people["zhang"], task_id=task.id, due_date=date(2025, 9, 20),
+                                  reason="等待企业补充材料")
+    session.commit()
+    told = [m.payload for m in session.scalars(select(OutboxMessage).where(OutboxMessage.kind == "in_app"))]
+    assert [p["user_id"] for p in told] == [people["zhou"].user_id]
+    assert told[0]["title"] == "张伟申请延期: 核对企业材料"
+    assert "2025-09-20" in told[0]["body"] and "等待企业补充材料" in told[0]["body"]
+
+
+def test_a_head_asking_tells_the_unit_s_responsible_leader(session: Session, people: dict[str, Actor],
+                                                           frozen: Any) -> None:
+    """Nobody decides their own request: the head holding the step asks, the rung above (责任领导) is told."""
+    task = _task(session, people)
+    task.assignee_id = people["zhou"].user_id
+    session.commit()
+    supervision.request_extension(session, actor=people["zhou"], task_id=task.id, due_date=date(2025, 9, 20),
+                                  reason="等待企业补充材料")
+    session.commit()
+    told = [m.payload["user_id"] for m in session.scalars(select(OutboxMessage).where(OutboxMessage.kind == "in_app"))]
+    assert told == [people["wang"].user_id]
