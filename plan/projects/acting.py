@@ -16,7 +16,6 @@ from sqlalchemy.orm import Session
 from engine.org.actors import Actor
 from plan.projects.core import ProjectInputInvalid
 from plan.projects.models import LibraryMember, Project, ProjectLibrary
-from plan.projects.views import reach_of
 
 
 def out_of_reach(code: str, field: str = "project_code") -> ProjectInputInvalid:
@@ -43,6 +42,10 @@ def project_in_reach(session: Session, actor: Actor, code: str, *, field: str = 
         raise out_of_reach(code, field)
     if library is not None and in_library(session, project, library):
         return project
+    # The pages' rule reads the dashboard's scope and 督办's area, which import the ledger, which imports this
+    # package: read when a service acts, not when plan.projects is imported (tests/architecture/test_imports_alone.py).
+    from plan.projects.views import reach_of
+
     if not reach_of(session, actor).sees_project(project):
         raise out_of_reach(code, field)
     return project
