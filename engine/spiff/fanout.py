@@ -82,14 +82,15 @@ class TooManyInstances(WorkflowTaskException):  # type: ignore[misc]
 
 
 class CopiesTooLarge(WorkflowTaskException):  # type: ignore[misc]
-    """A parallel multi-instance subprocess would hold more copies of the workflow data than JZFLOW_MAX_STATE_KB."""
+    """A multi-instance or loop over a subprocess would hold more copies of the workflow data than JZFLOW_MAX_STATE_KB."""
 
     def __init__(self, task: Task, count: int, each: int, limit: int) -> None:
         bpmn_id = task.task_spec.bpmn_id
         held = -(-count * each // 1024)
+        zh, en = ("循环", "loop") if isinstance(task.task_spec, StandardLoopTask) else ("多实例", "multi-instance")
         super().__init__(
-            f"多实例子流程 {bpmn_id} 要为 {count} 个实例各复制一份 {-(-each // 1024)} KB 的流程数据，共 {held} KB，"
-            f"超过 {limit // 1024} KB 的上限（JZFLOW_MAX_STATE_KB）(multi-instance {bpmn_id} would copy "
+            f"{zh}子流程 {bpmn_id} 要为 {count} 个实例各复制一份 {-(-each // 1024)} KB 的流程数据，共 {held} KB，"
+            f"超过 {limit // 1024} KB 的上限（JZFLOW_MAX_STATE_KB）({en} {bpmn_id} would copy "
             f"{-(-each // 1024)} KB of workflow data into each of {count} instances, {held} KB in all, over the "
             f"{limit // 1024} KB limit: JZFLOW_MAX_STATE_KB)", task=task)
 
@@ -143,11 +144,14 @@ def copied(spec: MultiInstanceTask | StandardLoopTask, task: Task) -> int:
         inputs = called.io_specification.data_inputs if called is not None and called.io_specification else ()
         if inputs:
             data = {var.bpmn_id: task.data.get(var.bpmn_id) for var in inputs}
-    return len(json.dumps(data, default=str, ensure_ascii=False))
+    try:  # characters, as memory holds them (a Chinese character one, where the saved state's `\uXXXX` takes six)
+        return len(json.dumps(data, default=str, ensure_ascii=False))
+    except (TypeError, ValueError, RecursionError):  # keys JSON cannot write, a value holding itself: its text
+        return len(repr(data))
 
 
 def check_copies(spec: MultiInstanceTask | StandardLoopTask, task: Task, count: int) -> None:
-    """Refuse a parallel multi-instance subprocess whose instances would hold more data than the state limit.
+    """Refuse `count` instances of a multi-instance or loop over a subprocess holding more data than the state limit.
 
     Raises: CopiesTooLarge
     """
