@@ -15,9 +15,9 @@ from engine.org.actors import Actor
 from engine.runtime.models import ProcessInstance, ProcessStateHistory
 from engine.spiff import repeats, serializer
 from engine.tasks import sendback
-from tests.processes.test_investment_loop import deployed, figures, people
+from tests.processes.test_investment_loop import deployed, figures, people, start
 from tests.processes.test_investment_loop_compaction import ITEMS, _claim, _same_kept_and_stored, _state, _to_claims
-from tests.steps import names
+from tests.steps import do, names, only_task
 
 __all__ = ["deployed", "figures", "people"]
 
@@ -81,3 +81,18 @@ def test_a_period_with_16_items_writes_the_plan_once_and_runs_as_before(
     assert names(session, iid).count("claim_item") == 3
     _claim(session, people, iid, 3)
     assert names(session, iid) == ["publish_call", "record_visits", "source_leads"]
+
+
+def test_the_widest_plan_the_review_form_allows_opens_every_claim(
+        session: Session, people: dict[str, Actor], deployed: dict[str, str]) -> None:
+    """50 items (the form's maxItems) with titles at their maxLength, in Chinese (industry and indicator are names
+    of the plan's own, checked by ③'s service): each ④ child starts with a copy
+    of the whole plan, and the copies stay under the bound on what a fan-out may hold (engine.spiff.fanout
+    `check_copies`: characters as held, a Chinese character one)."""
+    iid = start(session)
+    do(session, only_task(session, iid, "confirm_figures"), people["tongji"], {"figures_decision": "confirm"})
+    items = [{"title": f"{i:02d}" + "招" * 298, "industry": "", "indicator": ""} for i in range(50)]
+    do(session, only_task(session, iid, "review_plan"), people["guihua"], {"items": items})
+    assert names(session, iid).count("claim_item") == 50
+    row = session.get(ProcessInstance, iid)
+    assert row is not None and row.status == "running"
