@@ -40,15 +40,22 @@ def project_in_reach(session: Session, actor: Actor, code: str, *, field: str = 
     project = session.scalar(select(Project).where(Project.code == code)) if code else None
     if project is None:
         raise out_of_reach(code, field)
-    if library is not None and in_library(session, project, library):
-        return project
+    if library is None or not in_library(session, project, library):
+        require_reach(session, actor, project, field=field)
+    return project
+
+
+def require_reach(session: Session, actor: Actor, project: Project, *, field: str = "project_code") -> None:
+    """Refuse a project (found already) out of the actor's reach, in the words of a code not in the library.
+
+    Raises: ProjectInputInvalid naming `field`
+    """
     # The pages' rule reads the dashboard's scope and 督办's area, which import the ledger, which imports this
     # package: read when a service acts, not when plan.projects is imported (tests/architecture/test_imports_alone.py).
     from plan.projects.views import reach_of
 
     if not reach_of(session, actor).sees_project(project):
-        raise out_of_reach(code, field)
-    return project
+        raise out_of_reach(project.code, field)
 
 
-__all__ = ["in_library", "out_of_reach", "project_in_reach"]
+__all__ = ["in_library", "out_of_reach", "project_in_reach", "require_reach"]

@@ -33,7 +33,7 @@ from engine.errors import Conflict, InvalidInput
 from engine.org.actors import Actor
 from engine.runtime import effects, instances, timeline
 from engine.runtime.models import ProcessDefinition, ProcessInstance
-from plan.projects.acting import project_in_reach
+from plan.projects.acting import project_in_reach, require_reach
 from plan.projects.core import lock_project, reach_stage
 from plan.projects.entry import file_report
 from plan.projects.models import Project, ProjectApproval, StageReport
@@ -208,7 +208,7 @@ def routed_start(ctx: effects.RunContext, data: dict[str, Any], _business_key: s
     asked = str(data.get("stage") or "")
     if project is None or asked not in FIRST_STAGES:
         return None
-    project_in_reach(ctx.session, ctx.actor, project.code)  # the first stage of a project out of reach: refused
+    require_reach(ctx.session, ctx.actor, project)  # the first stage of a project out of reach: refused
     return _first_stage(ctx, project, applicant=str(data.get("applicant") or ctx.actor.username), asked=asked)
 
 

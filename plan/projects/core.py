@@ -345,10 +345,11 @@ def project_sign(ctx: effects.RunContext, call: dict[str, Any], project_name: st
     (true when the 签约 had been recorded on the project page: nothing was changed, see `sign`). The call's project
     (its code comes from the process data) is signed only when it is in reach of the person acting
     (plan.projects.acting; after 挂帅 it is the appointed unit's); else refused naming project_code, nothing changed."""
-    from plan.projects.acting import project_in_reach  # here: acting imports this module
+    from plan.projects.acting import require_reach  # here: acting imports this module
     code = str(call.get("project_code") or "")
-    if code and ctx.session.scalar(select(Project.id).where(Project.code == code)) is not None:
-        project_in_reach(ctx.session, ctx.actor, code)  # the call's project: signed only in reach of the one acting
+    target = ctx.session.scalar(select(Project).where(Project.code == code)) if code else None
+    if target is not None:  # the call's project: signed only in reach of the one acting
+        require_reach(ctx.session, ctx.actor, target)
     signed = _as_date(signed_on) or today()
     project, recorded = sign(ctx.session, actor=ctx.actor, call=dict(call), project_name=project_name,
                              enterprise=enterprise, investment=Decimal(str(investment)), project_type=project_type,
