@@ -57,10 +57,10 @@ def env() -> SandboxEnvironment:
     "'\\u4e00'.encode('ascii', 'namereplace')",
 ])
 def test_a_step_no_tick_can_interrupt_is_refused_before_it_runs(env: SandboxEnvironment, expression: str) -> None:
-    began = time.monotonic()
+    began = time.thread_time()  # CPU of this thread: what running the step would cost, whatever the machine's load
     with pytest.raises(BudgetExceeded):
         env.evaluate(expression, {})
-    assert time.monotonic() - began < 0.5
+    assert time.thread_time() - began < 0.5
 
 
 @pytest.mark.parametrize("script", [
@@ -71,10 +71,10 @@ def test_a_step_no_tick_can_interrupt_is_refused_before_it_runs(env: SandboxEnvi
 ])
 def test_data_that_expands_past_max_items_when_written_back_is_refused(env: SandboxEnvironment, script: str) -> None:
     data: dict[str, Any] = {}
-    began = time.monotonic()
+    began = time.thread_time()  # CPU of this thread: what running the step would cost, whatever the machine's load
     with pytest.raises(BudgetExceeded):
         env.execute(script, data)
-    assert time.monotonic() - began < 0.5
+    assert time.thread_time() - began < 0.5
     assert data == {}
 
 
