@@ -73,6 +73,27 @@ class DutyRefused(NotYourTask):
     code = "separation_of_duties"
 
 
+class StepOutOfReach(NotYourTask):
+    """The step acts on something out of the person's reach (a project of another unit: engine.tasks.fit): it is
+    not theirs to take, finish or be handed (the message names the reason; also raised from inside a run for data
+    they did not submit: the completion is refused, never an incident)."""
+
+    code = "step_out_of_reach"
+
+    @classmethod
+    def of(cls, reason: str, **details: Any) -> StepOutOfReach:
+        """The refusal of the person's taking or completing the step, for `reason` (Chinese, then English)."""
+        return cls(f"您不能办理此任务：{reason}。任务仍由您办理，未作任何更改，请联系上级改派给能办理的人 "
+                   "(you cannot complete this task; nothing was changed: ask a leader to reassign it)",
+                   reason=reason, **details)
+
+
+class OutOfReach(Exception):
+    """Mixed into the InvalidInput a service raises for something out of the acting person's reach: a field the person
+    submitted is theirs to correct (the submission is refused naming it); otherwise their completion is refused
+    (StepOutOfReach), not the instance stopped in an incident (engine/runtime/core.py `run`)."""
+
+
 class Conflict(EngineError):
     code = "conflict"
     http_status = 409

@@ -10,6 +10,10 @@ stays open with its old data, no audit event of the completion, no notification,
 it was, and no workflow in the hot-instance cache (the run took its workflow out of the cache; a save never ran, and a
 rollback discards any pending entry of an instance the run started or told).
 
+A service refusing something out of the person's reach (an InvalidInput that is an OutOfReach: a project of another
+unit) in data they did not submit (the project a call's earlier steps chose) refuses their completion the same way,
+as StepOutOfReach (403) naming the reason: the step is not theirs to do (engine.tasks.fit), and a leader can 改派 it.
+
 Everything else stays an incident, as before: an InvalidInput naming no field, or a field the person did not submit
 (data an earlier step put there: not theirs to correct); another error of a service (Conflict, NotFound, a bug); steps
 nobody submitted just now (a timer, a message, a submission held for co-signers and finished by the last one's
@@ -19,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from engine.errors import FieldError, FormInvalid, InvalidInput, SubmissionRefused
+from engine.errors import FieldError, FormInvalid, InvalidInput, OutOfReach, StepOutOfReach, SubmissionRefused
 from engine.runtime.running import Running
 
 
@@ -31,10 +35,11 @@ def _errors(found: InvalidInput) -> list[FieldError]:
 
 
 def refuse(running: Running, chain: Iterable[BaseException]) -> None:
-    """Refuse the person's submission when a service in its engine steps refused a field they submitted; else return
-    (the caller opens the incident). `chain`: the error and its causes, outermost first.
+    """Refuse the person's submission when a service in its engine steps refused a field they submitted, or
+    something out of their reach; else return (the caller opens the incident). `chain`: the error and its causes,
+    outermost first.
 
-    Raises: SubmissionRefused
+    Raises: SubmissionRefused, StepOutOfReach
     """
     if running.refusable is None:
         return
@@ -43,11 +48,12 @@ def refuse(running: Running, chain: Iterable[BaseException]) -> None:
     if found is None:
         return
     errors = _errors(found)
-    if not errors or any(e.field.split("/")[0] not in running.refusable for e in errors):
-        return
-    task = next((getattr(e, "task", None) for e in chain if getattr(e, "task", None) is not None), None)
-    bpmn_id = getattr(getattr(task, "task_spec", None), "bpmn_id", None)
-    raise SubmissionRefused(errors, bpmn_id=bpmn_id if isinstance(bpmn_id, str) else None) from found
+    if errors and all(e.field.split("/")[0] in running.refusable for e in errors):
+        task = next((getattr(e, "task", None) for e in chain if getattr(e, "task", None) is not None), None)
+        bpmn_id = getattr(getattr(task, "task_spec", None), "bpmn_id", None)
+        raise SubmissionRefused(errors, bpmn_id=bpmn_id if isinstance(bpmn_id, str) else None) from found
+    if isinstance(found, OutOfReach):  # data they did not submit names what they cannot reach: not theirs to do
+        raise StepOutOfReach.of(found.message) from found
 
 
 __all__ = ["refuse"]

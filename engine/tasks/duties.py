@@ -10,6 +10,7 @@ nobody else may take it. The engine applies it
                                   `task.duty_barred` on the instance (the case's facts, not the model's fault)
   where it is claimed, completed  refused (DutyRefused, 403, naming the rule), nothing changed
   where it is handed on           转办, 委派, 加签 to a barred person: refused naming the field
+  (and engine.tasks.fit's check)  the same places refuse one who cannot complete the step (its project out of reach)
   when the rule's facts change    `reapply` (the plan calls it after 改派 changed who handled the case): an open step
                                   a now barred person holds goes back to its candidates, and they are no longer one
 
@@ -29,6 +30,7 @@ from engine import audit
 from engine.errors import DutyRefused
 from engine.org.actors import Actor
 from engine.org.models import Membership, User
+from engine.tasks import fit
 from engine.tasks.models import OPEN_STATES, HumanTask, TaskCandidate
 
 
@@ -61,15 +63,19 @@ def duty_of(session: Session, task: HumanTask) -> Duty | None:
 
 
 def require_not_barred(session: Session, task: HumanTask, user_id: int | None, *, field: str | None = None,
-                       who: str = "") -> None:
-    """Refuse a barred person taking, finishing or being handed the task, naming the rule (and the field).
+                       who: str = "", completes: bool = True) -> None:
+    """Refuse a barred person taking, finishing or being handed the task, naming the rule (and the field); and one
+    who cannot complete it (engine.tasks.fit: what its services act on is out of their reach) unless they will not
+    complete it (`completes` false: a co-signer only signs).
 
-    Raises: DutyRefused
+    Raises: DutyRefused, StepOutOfReach
     """
     if user_id is None:
         return
     duty = duty_of(session, task)
     if duty is None or user_id not in duty.barred:
+        if completes:
+            fit.require_fit(session, task, user_id, field=field, who=who)
         return
     prefix = f"{who}（{field}）：" if field else ""
     details: dict[str, object] = {"task_id": task.id, "rule": duty.rule}

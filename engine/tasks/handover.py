@@ -30,7 +30,7 @@ from engine.errors import InvalidInput
 from engine.org.actors import Actor, actor_of
 from engine.org.models import User
 from engine.runtime.models import ProcessInstance
-from engine.tasks import duties
+from engine.tasks import duties, fit
 from engine.tasks.lookup import is_candidate
 from engine.tasks.models import OPEN_STATES, HumanTask, TaskCandidate
 
@@ -102,8 +102,9 @@ def _plan(session: Session, task: HumanTask, user_id: int, unit_id: int | None,
         return "owner_gone", successor.id if successor else None
     if task.assignee_id != user_id and others:
         return "skip", None  # claimable by others already, and not theirs: nothing to hand over
-    duty = duties.duty_of(session, task)  # 职责分离: never to a successor the step bars; its candidates instead
+    duty = duties.duty_of(session, task)  # 职责分离, fit: never to a successor barred or unfit; its candidates instead
     if successor is not None and (duty is None or successor.id not in duty.barred) and (
+            fit.unfit(session, task, successor.id) is None) and (
             task.kind != "cosign" or _may_sign(session, task, successor.id)):
         return "successor", successor.id
     if not others and unit_id is None:

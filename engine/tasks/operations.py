@@ -232,7 +232,7 @@ def add_cosigners(session: Session, *, task_id: int, actor: Actor, usernames: Se
         if user.id == actor.user_id or user.id in existing:
             raise InvalidInput(f"{username} 已是办理人或加签人 (already signing)", field="usernames")
         people.require_in_scope(session, actor, user, field="usernames", what="加签人", instance_id=task.instance_id)
-        duties.require_not_barred(session, task, user.id, field="usernames", who="加签人")
+        duties.require_not_barred(session, task, user.id, field="usernames", who="加签人", completes=False)
         cosign = HumanTask(instance_id=task.instance_id, task_guid=str(uuid4()),
                            bpmn_id=task.bpmn_id, name=f"加签: {task.name}"[:300], process_key=task.process_key,
                            lane=task.lane, kind="cosign", parent_task_id=task.id, cosign_position=position,

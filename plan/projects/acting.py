@@ -13,14 +13,24 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from engine import runtime
+from engine.errors import OutOfReach
 from engine.org.actors import Actor
+from engine.tasks.models import HumanTask
 from plan.projects.core import ProjectInputInvalid
 from plan.projects.models import LibraryMember, Project, ProjectLibrary
 
 
+class ProjectOutOfReach(ProjectInputInvalid, OutOfReach):
+    """A project code not in the library or out of the actor's reach: a field the person submitted comes back to
+    them; a code from data they did not submit refuses their completion (engine/runtime/refusal.py), no incident."""
+
+    code = "project_input_invalid"
+
+
 def out_of_reach(code: str, field: str = "project_code") -> ProjectInputInvalid:
     """The refusal of a project code not in the library or out of the actor's reach (the same words for both)."""
-    return ProjectInputInvalid(f"项目“{code}”不在项目库中或不在您的查看范围内 (no such project in your reach)", field=field)
+    return ProjectOutOfReach(f"项目“{code}”不在项目库中或不在您的查看范围内 (no such project in your reach)", field=field)
 
 
 def in_library(session: Session, project: Project, library: str) -> bool:
@@ -58,4 +68,31 @@ def require_reach(session: Session, actor: Actor, project: Project, *, field: st
         raise out_of_reach(project.code, field)
 
 
-__all__ = ["in_library", "out_of_reach", "project_in_reach", "require_reach"]
+# loop_call's steps whose completion runs a project service on the call's project (project_sign, then
+# project_start_approval): only someone who reaches that project can complete them (engine.tasks.fit)
+CALL_PROJECT_STEPS = frozenset({"follow_up"})
+
+
+def call_step_unfit(session: Session, task: HumanTask, actor: Actor) -> str | None:
+    """Why the person cannot complete a call's 跟进签约 (its project out of their reach), or None (engine.tasks.fit).
+
+    The project is the one the call's data names at that step (after 挂帅: the appointed unit's lead), as
+    project_sign reads it; a step whose data names none (or a project since gone) refuses nobody.
+    """
+    from plan.projects.views import reach_of  # here: see require_reach
+
+    if task.bpmn_id not in CALL_PROJECT_STEPS:
+        return None
+    step = runtime.find_task(runtime.load(session, task.instance_id, read_only=True).workflow, task.task_guid)
+    call = step.data.get("call") if step is not None else None
+    code = str(call.get("project_code") or "") if isinstance(call, dict) else ""
+    project = session.scalar(select(Project).where(Project.code == code)) if code else None
+    if project is None or reach_of(session, actor).sees_project(project):
+        return None
+    return (f"此任务办理的项目“{code}”不在{actor.display_name}（{actor.username}）的项目范围内，签约入库和并联审批只能由"
+            f"项目责任单位（挂帅单位）的人员办理 (project {code} is out of {actor.username}'s reach: only its "
+            "responsible unit can sign it and start its approval)")
+
+
+__all__ = ["CALL_PROJECT_STEPS", "ProjectOutOfReach", "call_step_unfit", "in_library", "out_of_reach",
+           "project_in_reach", "require_reach"]

@@ -20,12 +20,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine import audit, clock
+from engine.tasks import fit
 from engine.errors import InvalidInput, NotFound
 from engine.org.actors import SYSTEM, Actor
 from engine.org.models import OrgUnit, User
 from engine.runtime import effects, instances
 from engine.runtime.models import ProcessDefinition, ProcessInstance
-from plan.projects.acting import project_in_reach
+from plan.projects.acting import call_step_unfit, project_in_reach
 from plan.projects.core import (
     INVESTMENT_LIBRARY,
     ProjectInputInvalid,
@@ -249,5 +250,7 @@ def loop_appoint(ctx: effects.RunContext, call: dict[str, Any], unit_code: str, 
     bidder = ctx.session.scalar(select(User.username).where(User.id == bid.bidder_id)) if bid.bidder_id else None
     return {"ok": True, "error": None, "unit_code": unit_code, "bidder": bidder, "project_code": project.code,
             "sign_by": by.isoformat()}
+
+fit.register(CALL_PROCESS, call_step_unfit)  # a call's 跟进签约 goes only to someone who reaches its project
 
 __all__ = ["CALL_PROCESS", "appoint", "bids_of", "call_code", "calls_of_period", "hand_over", "open_call", "record_bid"]
