@@ -135,3 +135,24 @@ def test_a_handover_does_not_give_the_follow_up_to_a_successor_who_cannot_comple
     again = only_task(session, cid, "follow_up")
     assert again.assignee_id is None  # back to the appointed unit to claim, not to lkq_zs
     assert people["lkq_zs"].user_id not in [c.user_id for c in again.candidates]
+
+
+def test_supervision_reassigning_the_follow_up_out_of_reach_is_refused_and_within_it_goes_through(
+        session: Session, people: dict[str, Actor], deployed: dict[str, str]) -> None:
+    """督办改派 — the way a leader moves the step when its holder cannot complete it — applies the same rule."""
+    from engine.org.actors import SYSTEM
+    from plan.supervision import actions
+    cid, lead = to_follow_up(session, people)
+    task = only_task(session, cid, "follow_up")
+    before = state(session, cid, task.id)
+    with pytest.raises(StepOutOfReach) as refused:
+        actions.reassign(session, actor=SYSTEM, object_type="task", object_id=task.id, to_username="lkq_zs", seen=None)
+    session.rollback()
+    assert refused.value.message.startswith("改派给（to_username）：" + REASON.format(code=lead.code))
+    assert state(session, cid, task.id) == before
+    org.add_user(session, username="shz_zs2", display_name="上合示范区陈晨", unit_codes=["shz"],
+                 role_codes=["investment_officer"])
+    session.commit()
+    actions.reassign(session, actor=SYSTEM, object_type="task", object_id=task.id, to_username="shz_zs2", seen=None)
+    session.commit()
+    assert only_task(session, cid, "follow_up").assignee_id == actor_for(session, "shz_zs2").user_id
