@@ -74,7 +74,7 @@ class DutyRefused(NotYourTask):
 
 
 class StepOutOfReach(NotYourTask):
-    """The step acts on something out of the person's reach (a project of another unit: engine.tasks.fit): it is
+    """The step acts on something out of the person's reach (another unit's record: engine.tasks.fit): it is
     not theirs to take, finish or be handed (the message names the reason; also raised from inside a run for data
     they did not submit: the completion is refused, never an incident)."""
 
@@ -91,7 +91,7 @@ class StepOutOfReach(NotYourTask):
 class OutOfReach(Exception):
     """Mixed into the InvalidInput a service raises for something out of the acting person's reach: a field the person
     submitted is theirs to correct (the submission is refused naming it); otherwise their completion is refused
-    (StepOutOfReach), not the instance stopped in an incident (engine/runtime/core.py `run`)."""
+    (StepOutOfReach), not the instance stopped in an incident (engine/runtime/refusal.py)."""
 
 
 class Conflict(EngineError):

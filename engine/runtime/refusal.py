@@ -10,8 +10,8 @@ stays open with its old data, no audit event of the completion, no notification,
 it was, and no workflow in the hot-instance cache (the run took its workflow out of the cache; a save never ran, and a
 rollback discards any pending entry of an instance the run started or told).
 
-A service refusing something out of the person's reach (an InvalidInput that is an OutOfReach: a project of another
-unit) in data they did not submit (the project a call's earlier steps chose) refuses their completion the same way,
+A service refusing something out of the person's reach (an InvalidInput that is an OutOfReach: another unit's
+record) in data they did not submit (one an earlier step chose) refuses their completion the same way,
 as StepOutOfReach (403) naming the reason: the step is not theirs to do (engine.tasks.fit), and a leader can 改派 it.
 
 Everything else stays an incident, as before: an InvalidInput naming no field, or a field the person did not submit

@@ -10,7 +10,7 @@ nobody else may take it. The engine applies it
                                   `task.duty_barred` on the instance (the case's facts, not the model's fault)
   where it is claimed, completed  refused (DutyRefused, 403, naming the rule), nothing changed
   where it is handed on           转办, 委派, 加签 to a barred person: refused naming the field
-  (and engine.tasks.fit's check)  the same places refuse one who cannot complete the step (its project out of reach)
+  (and engine.tasks.fit's check)  the same places refuse one who cannot complete the step (what it acts on out of reach)
   when the rule's facts change    `reapply` (the plan calls it after 改派 changed who handled the case): an open step
                                   a now barred person holds goes back to its candidates, and they are no longer one
 

@@ -1,7 +1,7 @@
 """Who can complete a step: the application's check of a person against what the step's services will act on.
 
-A step whose completion runs a service bound to the acting person (a project service acts only on a project in their
-reach: plan.projects.acting) can be completed only by someone that service accepts. An application registers a
+A step whose completion runs a service bound to the acting person (an application's service acting only on records
+in their reach) can be completed only by someone that service accepts. An application registers a
 check per process key (`register`); given a task and a person it answers why they cannot complete it, or None. The
 engine asks it wherever the step is given to a person or finished, so the mistake is refused where it is made:
 
