@@ -82,10 +82,25 @@ class StepOutOfReach(NotYourTask):
 
     @classmethod
     def of(cls, reason: str, **details: Any) -> StepOutOfReach:
-        """The refusal of the person's taking or completing the step, for `reason` (Chinese, then English)."""
-        return cls(f"您不能办理此任务：{reason}。任务仍由您办理，未作任何更改，请联系上级改派给能办理的人 "
-                   "(you cannot complete this task; nothing was changed: ask a leader to reassign it)",
+        """The refusal of the person's taking or completing the step, for `reason` ("中文 (English)")."""
+        zh, en = _halves(reason)
+        return cls(f"您不能办理此任务：{zh}。任务仍由您办理，未作任何更改，请联系上级改派给能办理的人 "
+                   f"(you cannot complete this task: {en}; nothing was changed, ask a leader to reassign it)",
                    reason=reason, **details)
+
+    @classmethod
+    def handed(cls, who: str, field: str, reason: str, **details: Any) -> StepOutOfReach:
+        """The refusal of handing the step (转办给, 委派给, 改派给: `who`) to a person chosen in `field`."""
+        zh, en = _halves(reason)
+        return cls(f"{who}（{field}）：{zh}，此人不能办理此任务，请另选他人 "
+                   f"({field}: {en}; they cannot complete this task, choose someone else)",
+                   field=field, reason=reason, **details)
+
+
+def _halves(message: str) -> tuple[str, str]:
+    """The Chinese and the English of a "中文 (English)" message (the whole message twice when it has no gloss)."""
+    head, paren, gloss = message.rstrip().rstrip(")").rpartition(" (")
+    return (head, gloss) if paren and head and "(" not in gloss else (message, message)
 
 
 class OutOfReach(Exception):

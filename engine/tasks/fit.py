@@ -24,7 +24,7 @@ from engine.org.actors import Actor, actor_of
 from engine.org.models import User
 from engine.tasks.models import HumanTask
 
-Check = Callable[[Session, HumanTask, Actor], "str | None"]  # why the person cannot complete the step, or None
+Check = Callable[[Session, HumanTask, Actor], "str | None"]  # why they cannot complete it ("中文 (English)"), or None
 _CHECKS: dict[str, Check] = {}
 
 
@@ -52,8 +52,7 @@ def require_fit(session: Session, task: HumanTask, user_id: int, *, field: str |
     if reason is None:
         return
     if field:
-        raise StepOutOfReach(f"{who}（{field}）：{reason}；此人不能办理此任务，请另选他人 (they cannot complete this "
-                             "task: choose someone else)", field=field, task_id=task.id, reason=reason)
+        raise StepOutOfReach.handed(who, field, reason, task_id=task.id)
     raise StepOutOfReach.of(reason, task_id=task.id)
 
 

@@ -91,7 +91,7 @@ def call_step_unfit(session: Session, task: HumanTask, actor: Actor) -> str | No
         return None
     return (f"此任务办理的项目“{code}”不在{actor.display_name}（{actor.username}）的项目范围内，签约入库和并联审批只能由"
             f"项目责任单位（挂帅单位）的人员办理 (project {code} is out of {actor.username}'s reach: only its "
-            "responsible unit can sign it and start its approval)")
+            "responsible unit signs it and starts its approval)")
 
 
 __all__ = ["CALL_PROJECT_STEPS", "ProjectOutOfReach", "call_step_unfit", "in_library", "out_of_reach",

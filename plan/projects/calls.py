@@ -20,12 +20,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine import audit, clock
-from engine.tasks import fit
 from engine.errors import InvalidInput, NotFound
 from engine.org.actors import SYSTEM, Actor
 from engine.org.models import OrgUnit, User
 from engine.runtime import effects, instances
 from engine.runtime.models import ProcessDefinition, ProcessInstance
+from engine.tasks import fit
 from plan.projects.acting import call_step_unfit, project_in_reach
 from plan.projects.core import (
     INVESTMENT_LIBRARY,

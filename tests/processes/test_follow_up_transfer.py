@@ -31,8 +31,8 @@ from tests.steps import do, only_task
 people, figures, deployed = loop.people, loop.figures, loop.deployed  # the loop's fixtures, used here too
 
 REASON = ("此任务办理的项目“{code}”不在临空经济区郑洁（lkq_zs）的项目范围内，签约入库和并联审批只能由项目责任单位"
-          "（挂帅单位）的人员办理 (project {code} is out of lkq_zs's reach: only its responsible unit can sign it and "
-          "start its approval)")
+          "（挂帅单位）的人员办理")
+GLOSS = "project {code} is out of lkq_zs's reach: only its responsible unit signs it and starts its approval"
 
 
 def state(session: Session, cid: int, task_id: int) -> dict[str, Any]:
@@ -55,9 +55,9 @@ def test_a_follow_up_transferred_out_of_the_appointed_unit_is_refused_naming_the
     with pytest.raises(StepOutOfReach) as refused:
         operations.transfer(session, task_id=task.id, actor=people["shz_zs"], to_username="lkq_zs", note="请跟进")
     session.rollback()
-    assert refused.value.message == ("转办给（to_username）：" + REASON.format(code=lead.code)
-                                     + "；此人不能办理此任务，请另选他人 (they cannot complete this task: choose "
-                                     "someone else)")
+    assert refused.value.message == (f"转办给（to_username）：{REASON.format(code=lead.code)}，此人不能办理此任务，"
+                                     f"请另选他人 (to_username: {GLOSS.format(code=lead.code)}; they cannot "
+                                     "complete this task, choose someone else)")
     assert refused.value.details["field"] == "to_username"
     assert state(session, cid, task.id) == before
     # 委派 likewise: the delegate would fill in the form
@@ -99,8 +99,11 @@ def test_one_who_moved_unit_after_taking_the_follow_up_is_refused_and_it_stays_t
     with pytest.raises(StepOutOfReach) as refused:
         tasks.complete(session, task_id=task.id, actor=moved, data=data)
     session.rollback()
-    assert refused.value.message.startswith("您不能办理此任务：此任务办理的项目“" + lead.code + "”不在")
-    assert "请联系上级改派" in refused.value.message and "ask a leader to reassign it" in refused.value.message
+    assert refused.value.message == (
+        f"您不能办理此任务：此任务办理的项目“{lead.code}”不在上合示范区吴磊（shz_zs）的项目范围内，签约入库和并联审批只能由"
+        "项目责任单位（挂帅单位）的人员办理。任务仍由您办理，未作任何更改，请联系上级改派给能办理的人 (you cannot complete "
+        f"this task: project {lead.code} is out of shz_zs's reach: only its responsible unit signs it and starts its "
+        "approval; nothing was changed, ask a leader to reassign it)")
     assert state(session, cid, task.id) == before  # no incident, the task still theirs, nothing recorded
 
 
@@ -117,7 +120,10 @@ def test_a_service_refusing_a_project_the_person_did_not_submit_refuses_the_comp
     with pytest.raises(StepOutOfReach) as refused:
         tasks.complete(session, task_id=task.id, actor=people["lkq_zs"], data=SIGNED)
     session.rollback()
-    assert refused.value.message.startswith(f"您不能办理此任务：项目“{lead.code}”不在项目库中或不在您的查看范围内")
+    assert refused.value.message == (
+        f"您不能办理此任务：项目“{lead.code}”不在项目库中或不在您的查看范围内。任务仍由您办理，未作任何更改，请联系上级改派"
+        "给能办理的人 (you cannot complete this task: no such project in your reach; nothing was changed, ask a leader "
+        "to reassign it)")
     assert state(session, cid, task.id) == before
 
 
@@ -148,7 +154,7 @@ def test_supervision_reassigning_the_follow_up_out_of_reach_is_refused_and_withi
     with pytest.raises(StepOutOfReach) as refused:
         actions.reassign(session, actor=SYSTEM, object_type="task", object_id=task.id, to_username="lkq_zs", seen=None)
     session.rollback()
-    assert refused.value.message.startswith("改派给（to_username）：" + REASON.format(code=lead.code))
+    assert refused.value.message.startswith(f"改派给（to_username）：{REASON.format(code=lead.code)}，此人不能办理")
     assert state(session, cid, task.id) == before
     org.add_user(session, username="shz_zs2", display_name="上合示范区陈晨", unit_codes=["shz"],
                  role_codes=["investment_officer"])

@@ -46,8 +46,14 @@ def test_transfer_to_one_who_cannot_complete_is_refused_on_the_page_the_api_and_
     fg = login("fg")
     page = post(fg, f"/tasks/{a}/transfer", {"to_username": "st", "note": "请办"})
     said = page.get_data(as_text=True)  # the refusal's page, as for a 转办 to someone out of one's scope
-    assert page.status_code == 403 and "转办给（to_username）：此任务办理的项目“XM-1”不在st的项目范围内" in said
-    assert "请另选他人" in said
+    assert page.status_code == 403
+    assert "转办给（to_username）：此任务办理的项目“XM-1”不在st的项目范围内，此人不能办理" in said
+    assert "请另选他人" in said and "reach" not in said  # one language on the page
+    fg.set_cookie("lang", "en")
+    english = post(fg, f"/tasks/{a}/transfer", {"to_username": "st"}).get_data(as_text=True)
+    assert "to_username: project XM-1 is out of st&#39;s reach; they cannot complete this task, choose someone else" \
+        in english and "转办给" not in english
+    fg.set_cookie("lang", "zh")
     assert row(deployed, a).assignee_id == fg_id
     api = fg.post(f"/api/tasks/{a}/transfer", json={"to_username": "st"},
                   headers={"X-CSRFToken": csrf_of(fg, "/inbox")})
