@@ -84,7 +84,7 @@ class StepOutOfReach(NotYourTask):
     def of(cls, reason: str, **details: Any) -> StepOutOfReach:
         """The refusal of the person's taking or completing the step, for `reason` ("中文 (English)")."""
         zh, en = _halves(reason)
-        return cls(f"您不能办理此任务：{zh}。任务仍由您办理，未作任何更改，请联系上级改派给能办理的人 "
+        return cls(f"您不能办理此任务：{zh}。未作任何更改，请联系上级把任务改派给能办理的人 "
                    f"(you cannot complete this task: {en}; nothing was changed, ask a leader to reassign it)",
                    reason=reason, **details)
 

@@ -101,7 +101,7 @@ def test_one_who_moved_unit_after_taking_the_follow_up_is_refused_and_it_stays_t
     session.rollback()
     assert refused.value.message == (
         f"您不能办理此任务：此任务办理的项目“{lead.code}”不在上合示范区吴磊（shz_zs）的项目范围内，签约入库和并联审批只能由"
-        "项目责任单位（挂帅单位）的人员办理。任务仍由您办理，未作任何更改，请联系上级改派给能办理的人 (you cannot complete "
+        "项目责任单位（挂帅单位）的人员办理。未作任何更改，请联系上级把任务改派给能办理的人 (you cannot complete "
         f"this task: project {lead.code} is out of shz_zs's reach: only its responsible unit signs it and starts its "
         "approval; nothing was changed, ask a leader to reassign it)")
     assert state(session, cid, task.id) == before  # no incident, the task still theirs, nothing recorded
@@ -121,7 +121,7 @@ def test_a_service_refusing_a_project_the_person_did_not_submit_refuses_the_comp
         tasks.complete(session, task_id=task.id, actor=people["lkq_zs"], data=SIGNED)
     session.rollback()
     assert refused.value.message == (
-        f"您不能办理此任务：项目“{lead.code}”不在项目库中或不在您的查看范围内。任务仍由您办理，未作任何更改，请联系上级改派"
+        f"您不能办理此任务：项目“{lead.code}”不在项目库中或不在您的查看范围内。未作任何更改，请联系上级把任务改派"
         "给能办理的人 (you cannot complete this task: no such project in your reach; nothing was changed, ask a leader "
         "to reassign it)")
     assert state(session, cid, task.id) == before

@@ -10,10 +10,12 @@ from collections.abc import Callable
 
 import pytest
 from flask.testing import FlaskClient
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine import tasks
 from engine.org.actors import Actor, actor_for
+from engine.runtime.models import Incident
 from engine.tasks import fit
 from engine.tasks.models import HumanTask
 from tests.web.conftest import csrf_of
@@ -68,3 +70,31 @@ def test_transfer_to_one_who_cannot_complete_is_refused_on_the_page_the_api_and_
     # someone who can complete it takes it over, by each way
     assert post(fg, "/inbox/bulk", {"ids": [a, b], "action": "transfer", "to_username": "zr"}).status_code == 200
     assert [row(deployed, t).assignee_id for t in (a, b)] == [user_id(deployed, "zr")] * 2
+
+
+def test_one_who_can_no_longer_complete_the_task_is_refused_on_the_page_and_the_api_and_keeps_it(
+        deployed: sessionmaker[Session], login: Login, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """Handed to st while st could complete it; st then cannot (moved unit): the completion says why, changes
+    nothing and opens no incident, and the task waits with st for a leader's 改派."""
+    task_id = claimed(deployed, "项目丙")
+    with deployed() as s:
+        operations_transfer(s, task_id)
+    monkeypatch.setattr(fit, "_CHECKS", {"minimal": lambda _s, _t, a: REASON if a.username == "st" else None})
+    st = login("st")
+    page = post(st, f"/tasks/{task_id}/complete", {"f/approved": "true", "f/comment": "同意"})
+    said = page.get_data(as_text=True)
+    assert page.status_code == 403 and "您不能办理此任务：此任务办理的项目“XM-1”不在st的项目范围内。未作任何更改" in said
+    api = st.post(f"/api/tasks/{task_id}/complete", json={"data": {"approved": True, "comment": "同意"}},
+                  headers={"X-CSRFToken": csrf_of(st, "/inbox")})
+    assert api.status_code == 403 and api.json is not None and api.json["error"] == "step_out_of_reach"
+    done = row(deployed, task_id)
+    assert (done.state, done.assignee_id) == ("ready", user_id(deployed, "st"))
+    with deployed() as s:
+        assert s.scalar(select(func.count(Incident.id))) == 0
+        s.rollback()
+
+
+def operations_transfer(session: Session, task_id: int) -> None:
+    from engine.tasks import operations
+    operations.transfer(session, task_id=task_id, actor=actor_for(session, "fg"), to_username="st")
+    session.commit()
