@@ -31,6 +31,7 @@ from engine.org import core, leaving
 from engine.org.actors import SYSTEM, Actor, actor_of
 from engine.org.models import Membership, OrgUnit, Role, User
 from engine.org.oidc import Settings, SsoRefused
+from engine.tasks import handover
 
 MAX_CLAIM = 200
 MAX_SUBJECT = 400  # characters of a sub (app_user.sso_subject): a longer one is refused, never cut
@@ -85,6 +86,9 @@ def provision(session: Session, settings: Settings, claims: dict[str, Any]) -> U
     if not isinstance(subject, str) or not subject or len(subject) > MAX_SUBJECT or not subject.isprintable():
         raise SsoRefused("统一身份认证未提供可用的用户标识，无法登录 (no usable sub claim)", field="sub")
     user = _account(session, settings, claims, username, subject)
+    if user is not None:  # found again under its lock: a login of another subject may have bound it meanwhile
+        _lock(session, user)
+        user = _account(session, settings, claims, username, subject)
     if user is None:  # a first login: read again under the lock add_user takes, so a login in another tab that adds
         advisory_lock(session, core.USERNAMES_LOCK)  # the account meanwhile is found, not refused as a duplicate
         user = _account(session, settings, claims, username, subject)
@@ -140,6 +144,15 @@ def _account(session: Session, settings: Settings, claims: dict[str, Any], usern
                          "provider subject: an administrator links it with jzflow sso-link)",
                          field="sub", username=user.username)
     return user
+
+
+def _lock(session: Session, user: User) -> None:
+    """Lock the person's row and read it again before their memberships are read (the instances of their open tasks
+    first, as 编辑人员 and a 停用 take them; PostgreSQL, SQLite has one writer): a login in another tab at the same
+    moment waits, then finds what this one added. Both read the memberships unlocked and added each claimed unit and
+    role (uq_membership holds no NULL: a unit's row has no role, a role's no unit), so the person had them twice."""
+    handover.lock_instances(session, user.id)
+    session.refresh(user, with_for_update={"key_share": True})  # FOR NO KEY UPDATE: a row naming them still goes in
 
 
 def _may_link(settings: Settings, claims: dict[str, Any], user: User) -> bool:
