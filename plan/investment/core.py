@@ -11,6 +11,8 @@ Steps ①② live in `status` (formulas there), ③④ in `plan_items`, the peri
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import date
 from typing import Any
 
@@ -19,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from engine import clock
 from engine.runtime import effects, instances, start_limits
+from engine.runtime.models import ProcessDefinition, ProcessInstance
 from plan.dates import FIRST_YEAR, LAST_YEAR, YEARS
 from plan.investment.plan_items import ItemsInvalid, claim_plan_item, create_plan_items, item_brief
 from plan.investment.status import gap_analysis, indicator_statuses, status_summary
@@ -71,6 +74,22 @@ def problem_errors(visits: list[dict[str, Any]], session: Session | None = None)
     return errors
 
 
+def issue_key(instance_id: int, visit: dict[str, Any], problem: dict[str, Any]) -> str:
+    """The business key of the issue a problem found on a visit raises: the period's instance, the enterprise, the
+    day and the problem's title. ⑤ taken back (撤回) and sent again runs its service again: a problem raised then
+    finds its issue by this key instead of raising a second one beside it."""
+    said = json.dumps([str(visit.get("enterprise") or ""), str(visit.get("visited_on") or ""),
+                       str(problem.get("title") or "")], ensure_ascii=False)
+    return f"service_visit:{instance_id}:{hashlib.sha256(said.encode()).hexdigest()[:24]}"
+
+
+def raised_issue(session: Session, key: str) -> int | None:
+    """The issue_ledger instance raised under this key already (not terminated), or None."""
+    return session.scalar(select(ProcessInstance.id).join(ProcessDefinition)
+                          .where(ProcessDefinition.key == "issue_ledger", ProcessInstance.business_key == key,
+                                 ProcessInstance.status != "terminated").order_by(ProcessInstance.id).limit(1))
+
+
 # -- service tasks ----------------------------------------------------------------------------------
 
 def _instance_id(ctx: effects.RunContext) -> int:
@@ -119,10 +138,14 @@ def loop_raise_issues(ctx: effects.RunContext, visits: list[dict[str, Any]], ini
     no way back: there too many problems are an incident — with nothing started, never the first hundred of them —
     and a problem the ledger refuses is started as before (its own issue stops, not the period: nothing retries an
     incident, and a period stopped at ⑤ could not even be migrated to the version that sends the form back).
+    Once: a problem whose issue was raised by an earlier run of this step (⑤ taken back and sent again) names that
+    issue (`issue_key`), never a second; one left out when it was sent again keeps its issue (the ledger closes it).
     """
     visits = list(visits)
     errors = problem_errors(visits, ctx.session) if send_back else []
-    count = sum(len(visit.get("problems") or []) for visit in visits)
+    found = [(visit, problem, issue_key(_instance_id(ctx), visit, problem))
+             for visit in visits for problem in visit.get("problems") or []]
+    count = sum(1 for _v, _p, key in found if raised_issue(ctx.session, key) is None)  # raised before: not again
     room = start_limits.room(ctx)
     if count > room:
         errors.insert(0, f"visits：本次共 {count} 个问题，一次最多登记 {room} 个，请减少后提交，其余可由台账管理员在问题台账"
@@ -133,14 +156,15 @@ def loop_raise_issues(ctx: effects.RunContext, visits: list[dict[str, Any]], ini
         return {"ok": False, "error": "；".join(errors), "visits": len(visits), "issues": []}
     reporter = ctx.actor.username if ctx.actor.user_id is not None else initiator
     issues: list[dict[str, Any]] = []
-    for visit in visits:
-        for problem in visit.get("problems") or []:
-            data = issue_start_data(visit, problem, reporter)
-            child = instances.start_process(ctx, "issue_ledger", data=data,
-                                            title=f"{data['enterprise']}：{data['title']}"[:300])
-            issues.append({"instance_id": child["instance_id"], "title": data["title"]})
+    for visit, problem, key in found:
+        data = issue_start_data(visit, problem, reporter)
+        raised = raised_issue(ctx.session, key)
+        if raised is None:
+            raised = instances.start_process(ctx, "issue_ledger", data=data, business_key=key,
+                                             title=f"{data['enterprise']}：{data['title']}"[:300])["instance_id"]
+        issues.append({"instance_id": raised, "title": data["title"]})
     return {"ok": True, "error": None, "visits": len(visits), "issues": issues}
 
 
-__all__ = ["issue_start_data", "loop_claim_item", "loop_create_plan_items", "loop_gap_analysis",
-           "loop_indicator_status", "loop_raise_issues", "problem_errors"]
+__all__ = ["issue_key", "issue_start_data", "loop_claim_item", "loop_create_plan_items", "loop_gap_analysis",
+           "loop_indicator_status", "loop_raise_issues", "problem_errors", "raised_issue"]
