@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String, UniqueConstraint, false
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, UniqueConstraint, false, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from engine import clock
@@ -73,7 +73,14 @@ class Membership(Base):
     """A user in an org unit, optionally with a role there (role scoped to the unit)."""
 
     __tablename__ = "membership"
-    __table_args__ = (UniqueConstraint("user_id", "org_unit_id", "role_id", name="uq_membership"),)
+    __table_args__ = (
+        UniqueConstraint("user_id", "org_unit_id", "role_id", name="uq_membership"),
+        # uq_membership holds no NULL: a unit membership (no role) and a role (no unit) once each (migration 0046)
+        Index("uq_membership_unit", "user_id", "org_unit_id", unique=True, postgresql_where=text("role_id IS NULL"),
+              sqlite_where=text("role_id IS NULL")),
+        Index("uq_membership_role", "user_id", "role_id", unique=True, postgresql_where=text("org_unit_id IS NULL"),
+              sqlite_where=text("org_unit_id IS NULL")),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"), index=True)
     org_unit_id: Mapped[int | None] = mapped_column(ForeignKey("org_unit.id"), index=True)

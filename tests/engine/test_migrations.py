@@ -194,3 +194,32 @@ def test_0045_gives_existing_accounts_no_language_and_downgrades_with_one_chosen
     assert _revision(factory) == _head(db_url)
     with factory() as s:
         assert s.scalar(text("SELECT count(*) FROM app_user WHERE language IS NOT NULL")) == 0
+
+
+def test_0046_folds_a_membership_stored_twice_into_one_and_refuses_another_copy(
+        db_url: str, factory: sessionmaker[Session], session: Session, review_org: dict[str, Actor]) -> None:
+    session.close()
+    command.downgrade(migrate.alembic_config(db_url), "0045")
+    fg = review_org["fg"].user_id
+    with factory() as s:  # two logins at once stored 发改 and 审批部门 twice (uq_membership holds no NULL)
+        unit = s.scalar(text("SELECT org_unit_id FROM membership WHERE user_id = :u AND role_id IS NULL"), {"u": fg})
+        role = s.scalar(text("SELECT role_id FROM membership WHERE user_id = :u AND org_unit_id IS NULL"), {"u": fg})
+        s.execute(text("INSERT INTO membership (user_id, org_unit_id, role_id, is_head) VALUES (:u, :o, NULL, :t)"),
+                  {"u": fg, "o": unit, "t": True})
+        s.execute(text("INSERT INTO membership (user_id, org_unit_id, role_id, is_head) VALUES (:u, NULL, :r, :f)"),
+                  {"u": fg, "r": role, "f": False})
+        s.commit()
+    migrate.upgrade(db_url)
+    assert _revision(factory) == _head(db_url)
+    with factory() as s:
+        rows = s.execute(text("SELECT org_unit_id, role_id, is_head FROM membership WHERE user_id = :u "
+                              "ORDER BY id"), {"u": fg}).all()
+        assert [(o, r) for o, r, _h in rows] == [(unit, None), (None, role)]
+        assert bool(rows[0][2])  # a head in one copy: the kept row is the head's
+        with pytest.raises(IntegrityError):
+            s.execute(text("INSERT INTO membership (user_id, org_unit_id, role_id, is_head) "
+                           "VALUES (:u, :o, NULL, :f)"), {"u": fg, "o": unit, "f": False})
+        s.rollback()
+    command.downgrade(migrate.alembic_config(db_url), "0045")
+    migrate.upgrade(db_url)
+    assert _revision(factory) == _head(db_url)
