@@ -20,11 +20,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine import clock
+from engine.org.actors import Actor
 from engine.runtime import effects, instances, start_limits
 from engine.runtime.models import ProcessDefinition, ProcessInstance
 from plan.dates import FIRST_YEAR, LAST_YEAR, YEARS
 from plan.investment.plan_items import ItemsInvalid, claim_plan_item, create_plan_items, item_brief
 from plan.investment.status import gap_analysis, indicator_statuses, status_summary
+from plan.projects.acting import issue_project
+from plan.projects.core import ProjectInputInvalid
 from plan.projects.models import Project
 
 # -- ⑤ enterprise visits → issue ledger ----------------------------------------------------------
@@ -44,12 +47,14 @@ def issue_start_data(visit: dict[str, Any], problem: dict[str, Any], reporter: s
     return data
 
 
-def problem_errors(visits: list[dict[str, Any]], session: Session | None = None) -> list[str]:
+def problem_errors(visits: list[dict[str, Any]], session: Session | None = None,
+                   actor: Actor | None = None) -> list[str]:
     """Return what issue_ledger's 登记 would refuse in the visits' problems, each naming its field (empty when fine).
 
     A blank title, a due date outside the plan's years or already past stops the started issue on an incident at once:
     the problem never reaches the ledger. They are found here, before anything is started, and the form is sent back.
-    With a session, a 关联项目编号 not in the 项目库 too (登记 refuses it).
+    With a session, a 关联项目编号 not in the 项目库 too (登记 refuses it), and with the actor one out of their reach,
+    in the same words (登记 refuses it too: `plan.projects.acting.issue_project`).
     """
     errors: list[str] = []
     today = clock.now().astimezone(clock.SHANGHAI).date()
@@ -59,7 +64,12 @@ def problem_errors(visits: list[dict[str, Any]], session: Session | None = None)
             if not str(problem.get("title") or "").strip():
                 errors.append(f"{where}.title：问题不能为空")
             code = str(problem.get("project_code") or "").strip()
-            if session is not None and code and session.scalar(select(Project.id).where(Project.code == code)) is None:
+            if session is not None and code and actor is not None:
+                try:
+                    issue_project(session, actor, code)
+                except ProjectInputInvalid as refused:
+                    errors.append(f"{where}.project_code：{refused.message}")
+            elif session is not None and code and session.scalar(select(Project.id).where(Project.code == code)) is None:
                 errors.append(f"{where}.project_code：项目“{code}”不在项目库中")
             due = problem.get("due_date")
             if due:
@@ -142,7 +152,7 @@ def loop_raise_issues(ctx: effects.RunContext, visits: list[dict[str, Any]], ini
     issue (`issue_key`), never a second; one left out when it was sent again keeps its issue (the ledger closes it).
     """
     visits = list(visits)
-    errors = problem_errors(visits, ctx.session) if send_back else []
+    errors = problem_errors(visits, ctx.session, ctx.actor) if send_back else []
     found = [(visit, problem, issue_key(_instance_id(ctx), visit, problem))
              for visit in visits for problem in visit.get("problems") or []]
     count = sum(1 for _v, _p, key in found if raised_issue(ctx.session, key) is None)  # raised before: not again

@@ -32,7 +32,7 @@ from engine.runtime.models import ProcessVersion
 from plan.dates import YEARS, require_not_past, require_year
 from plan.ledger.duties import require_separate
 from plan.ledger.models import LedgerIssue
-from plan.projects.models import Project
+from plan.projects.acting import issue_project
 from plan.status_moves import Lifecycle
 
 SOURCES = ("service_visit", "project", "manual")
@@ -170,9 +170,8 @@ def register(ctx: RunContext, title: str, description: str = "", enterprise: str
     unit = _unit(session, _text(unit_code, "unit_code", limit=80))  # a suggestion; 派单 decides
     requested = require_not_past(_date(due_date, "due_date"), field="due_date")
     code = _text(project_code, "project_code", limit=40)
-    project_id = session.scalar(select(Project.id).where(Project.code == code)) if code else None
-    if code and project_id is None:  # NOPE-1 was accepted and linked nothing
-        raise InvalidInput(f"项目“{code}”不在项目库中 (no such project)", field="project_code")
+    # NOPE-1 was accepted and linked nothing; another unit's project was linked by whoever typed its code
+    project_id = issue_project(session, ctx.actor, code).id if code else None
     values: dict[str, Any] = dict(
         title=_text(title, "title", required=True, limit=300), description=_text(description, "description"),
         enterprise=_text(enterprise, "enterprise", limit=200), source=source,

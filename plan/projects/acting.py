@@ -17,7 +17,7 @@ from engine import runtime
 from engine.errors import OutOfReach
 from engine.org.actors import Actor
 from engine.tasks.models import HumanTask
-from plan.projects.core import ProjectInputInvalid
+from plan.projects.core import INVESTMENT_LIBRARY, ProjectInputInvalid
 from plan.projects.models import LibraryMember, Project, ProjectLibrary
 
 
@@ -94,5 +94,25 @@ def call_step_unfit(session: Session, task: HumanTask, actor: Actor) -> str | No
             "responsible unit signs it and starts its approval)")
 
 
-__all__ = ["CALL_PROJECT_STEPS", "ProjectOutOfReach", "call_step_unfit", "in_library", "out_of_reach",
-           "project_in_reach", "require_reach"]
+# 台账管理员: they register and dispatch every unit's issues (问题台账), so an issue they register may be about any project
+LEDGER_ROLE = "ledger_officer"
+
+
+def issue_project(session: Session, actor: Actor, code: str, *, field: str = "project_code") -> Project:
+    """Return the project an issue registered by the actor may be about (its 关联项目编号): any project for a
+    台账管理员; for anyone else (a 服务专员's visit, ⑤) what ⑦'s call may aim at — a project of the 招商引资项目 library
+    (its leads are everyone's work) or one in the actor's reach. Another unit's project would have the issue put on
+    that unit's project page and in its 问题台账, and the answer would tell that the code exists.
+
+    Raises: ProjectInputInvalid naming `field` (no such project, or out of reach: the same words)
+    """
+    if LEDGER_ROLE not in actor.role_codes:
+        return project_in_reach(session, actor, code, field=field, library=INVESTMENT_LIBRARY)
+    project = session.scalar(select(Project).where(Project.code == code)) if code else None
+    if project is None:
+        raise out_of_reach(code, field)
+    return project
+
+
+__all__ = ["CALL_PROJECT_STEPS", "LEDGER_ROLE", "ProjectOutOfReach", "call_step_unfit", "in_library", "issue_project",
+           "out_of_reach", "project_in_reach", "require_reach"]

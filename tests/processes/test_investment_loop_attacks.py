@@ -26,7 +26,8 @@ from engine.tasks.models import HumanTask
 from plan import investment as plan
 from plan.indicators.models import PlanItem
 from plan.investment import plan_items
-from plan.projects.models import Project
+from plan.ledger.models import LedgerIssue
+from plan.projects.models import Project, ProjectLibrary
 from tests.processes import test_investment_loop as loop
 from tests.processes.test_investment_loop import PERIOD, children, start, task_data, to_fork
 from tests.steps import do, names, only_task
@@ -146,6 +147,38 @@ def test_a_problem_the_ledger_would_refuse_sends_the_visits_back_naming_it(
     assert children(session, "issue_ledger") == []
     data = task_data(session, only_task(session, iid, "record_visits"))
     assert data["visit_result"]["ok"] is False and field in data["visit_result"]["error"]
+
+
+def test_a_problem_naming_another_units_project_is_refused_like_a_code_not_in_the_library(
+        session: Session, people: dict[str, Actor], deployed: dict[str, str]) -> None:
+    """⑤ 关联项目编号: the 服务专员 (胶东街道's) typed another unit's 重点项目 code on a problem, and the issue started
+    for it was linked to that project — put on the other unit's project page and into its 问题台账 — while a code not
+    in the 项目库 sent the visits back: which codes exist was told. A project out of his reach is now refused in the
+    words of one not in the library (as ⑦'s are, plan/projects/acting.py), naming the field, nothing started; a
+    project of his own unit links."""
+    library = ProjectLibrary(code="key", name="重点项目")  # the 招商引资 library's leads are everyone's (⑦'s rule)
+    session.add(library)
+    session.flush()
+    for code, name, unit in [("XM-2025-0101", "工信局的项目", "gxj"), ("XM-2025-0102", "胶东街道的项目", "jdj")]:
+        session.add(Project(code=code, name=name, library_id=library.id, category="key", investment=Decimal("1000"),
+                            stage="signed", responsible_unit_id=loop.unit_id(session, unit)))
+    session.commit()
+    iid, _task = visits_task(session, people)
+    said = {}
+    for code in ("XM-2025-0101", "NOPE-1"):
+        problem = {"title": "用电增容", "unit_code": "gxj", "project_code": code}
+        do(session, only_task(session, iid, "record_visits"), people["fuwu"], {"visits": [a_visit(0, [problem])]})
+        assert children(session, "issue_ledger") == []
+        result = task_data(session, only_task(session, iid, "record_visits"))["visit_result"]
+        assert result["ok"] is False and "visits[0].problems[0].project_code" in result["error"]
+        said[code] = result["error"].replace(code, "CODE")
+    assert said["XM-2025-0101"] == said["NOPE-1"] and "不在您的查看范围内" in said["NOPE-1"]
+    ours = {"title": "用电增容", "unit_code": "gxj", "project_code": "XM-2025-0102"}
+    do(session, only_task(session, iid, "record_visits"), people["fuwu"], {"visits": [a_visit(0, [ours])]})
+    assert len(children(session, "issue_ledger")) == 1
+    if deployed["issue_ledger"] == "bpmn":
+        linked = session.scalar(select(LedgerIssue.project_id))
+        assert linked == session.scalar(select(Project.id).where(Project.code == "XM-2025-0102"))
 
 
 # -- ⑥ leads: what the project pages refuse, the leads form does not put into the library either ---------------------
