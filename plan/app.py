@@ -24,7 +24,7 @@ from plan.investment import periods
 from plan.leads import deadlines as lead_deadlines
 from plan.ledger import deadlines as ledger_deadlines
 from plan.meetings import core as meetings
-from plan.projects import approvals
+from plan.projects import approvals, slow_projects
 from plan.projects import deadlines as project_deadlines
 from plan.reports import schedule as report_schedule
 
@@ -61,6 +61,8 @@ def install() -> None:
     instances.START_ROUTES[approvals.PROCESS_KEY] = approvals.routed_start
     # 七步工作法 started by hand (start page, API, CLI): the period's one instance, as the beat job starts it
     instances.CLIENT_START_ROUTES[periods.PROCESS_KEY] = periods.start_by_hand
+    # 对进展缓慢项目自动预警 finds its open issue by this key: nobody's start may take it (and silence the warning)
+    instances.RESERVED_KEY_PREFIXES[f"{slow_projects.KEY_PREFIX}:"] = "对进展缓慢项目自动预警"
     for hook in (handover.hand_over, leader_handover.hand_over):
         if hook not in leaving.HANDOVERS:
             leaving.HANDOVERS.append(hook)

@@ -20,6 +20,10 @@ from engine.spiff import workflow as spiff
 RESERVED_START_KEYS = ("initiator",)
 # Set by the engine when one instance starts another (start_process, the next period): not a client's to say.
 ENGINE_LINK_KEYS = ("parent_instance_id", "previous_instance_id")
+# Business keys an application gives the instances it starts itself and finds them again by (prefix → what for, named
+# in the refusal): while one of its instances holds such a key, the application starts no other. Not a client's to
+# take: a starter typing one stood in for the application's own instance (and stopped it from starting its own).
+RESERVED_KEY_PREFIXES: dict[str, str] = {}
 
 
 def start(session: Session, *, process_key: str, actor: Actor, data: Mapping[str, Any] | None = None,
@@ -56,6 +60,8 @@ def start(session: Session, *, process_key: str, actor: Actor, data: Mapping[str
     if reserved:
         raise FormInvalid([FieldError(k, "保留字段，由系统根据发起人设置 (reserved: set by the engine from who starts)")
                            for k in reserved])
+    if from_client and business_key:
+        _require_own_key(business_key)
     schema, files = (start_form.schema_text, start_form.forms) if start_form else (None, None)
     initial = forms.validate(schema, given, files, name=start_form.form_schema if start_form else None)
     client_route = CLIENT_START_ROUTES.get(process_key) if from_client and trigger is None else None
@@ -90,6 +96,17 @@ def start(session: Session, *, process_key: str, actor: Actor, data: Mapping[str
                           "data": initial, **({"trigger": trigger} if trigger else {}),
                           **runtime.waiting_summary(running)})
     return row
+
+
+def _require_own_key(business_key: str) -> None:
+    """Refuse a client's business key in a namespace the application keeps (RESERVED_KEY_PREFIXES), naming the field.
+
+    Raises: FormInvalid
+    """
+    for prefix, purpose in RESERVED_KEY_PREFIXES.items():
+        if business_key.startswith(prefix):
+            raise FormInvalid([FieldError("business_key", f"业务编号以“{prefix}”开头的为系统保留（{purpose}），请换一个 "
+                                                          f"(business_key: {prefix}… is kept for the system's own)")])
 
 
 # An application may answer start_process for a process of its own (registered by its extension): a process that

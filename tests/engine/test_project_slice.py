@@ -15,16 +15,17 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine import clock
 from engine.deadlines import calendar
-from engine.errors import Conflict, Forbidden, InvalidInput
+from engine.errors import Conflict, Forbidden, FormInvalid, InvalidInput
 from engine.org.actors import SYSTEM, actor_for
 from engine.org.models import OrgUnit
+from engine.runtime import instances
 from engine.runtime.models import ProcessInstance
 from engine.tasks.models import HumanTask
 from plan import projects as core
 from plan.projects import approvals, edits, entry, needs, schedule
 from plan.projects.lags import lag_of
 from plan.projects.models import LibraryMember, Project, ProjectApproval, ProjectNeed, ProjectStage, StageReport
-from plan.projects.slow_projects import flag_slow_projects
+from plan.projects.slow_projects import flag_slow_projects, lag_key
 from tests import dashboard_data, steps
 
 OFFICER, SECOND, OUTSIDER = "tangjian", "liming", "pengtao"  # 投促 (tcj) ×2, 发改 (fgj)
@@ -223,6 +224,30 @@ def test_a_slow_project_is_warned_once_its_entered_planned_date_passes(world: Se
     again = [f for f in flag_slow_projects(session, clock.now(), SYSTEM) if f.project_code == project.code]
     assert len(again) == 1 and not again[0].created  # idempotent
 
+
+
+def test_nobody_starts_an_issue_under_a_warnings_business_key_to_silence_it(world: Session) -> None:
+    """The warning of a lagging project is raised once, under the business key project_lag:<code>:<stage>: while an
+    issue of that key is open nothing new is raised. The key was anybody's to type on the start page (业务编号) or in the
+    API: a 台账管理员 or 服务专员 of another unit started issue_ledger under it, registered something, and the warning of
+    投促局's project was never raised. Now a client's start under the key is refused naming business_key, nothing
+    started, and the warning is raised."""
+    session = world
+    project = new_project(session, planned_sign=(core.core.today() + timedelta(days=10)).isoformat())
+    clock.advance(timedelta(days=12))
+    key = lag_key(project.code, "signed")
+    for who in ("jiangtao", "fangyuan"):  # 台账管理员 of 发改局, 服务专员 of 李哥庄镇
+        before = session.scalar(select(func.count()).select_from(ProcessInstance))
+        with pytest.raises(FormInvalid) as refused:
+            instances.start(session, process_key="issue_ledger", actor=actor_for(session, who), business_key=key,
+                            from_client=True)
+        session.rollback()
+        assert [e.field for e in refused.value.errors] == ["business_key"] and "project_lag:" in str(refused.value)
+        assert session.scalar(select(func.count()).select_from(ProcessInstance)) == before
+    flagged = [f for f in flag_slow_projects(session, clock.now(), SYSTEM) if f.project_code == project.code]
+    assert len(flagged) == 1 and flagged[0].created
+    started = session.get(ProcessInstance, flagged[0].instance_id)
+    assert started is not None and started.business_key == key and started.started_by_id is None
 
 def test_dashboard_counts_move_with_entered_stages(world: Session) -> None:
     session = world

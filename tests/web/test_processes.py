@@ -125,6 +125,18 @@ def test_the_title_is_escaped_and_bounded(app: Flask, login: Login) -> None:
     assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
 
 
+
+def test_a_business_key_the_system_keeps_is_refused_under_the_field(app: Flask, login: Login) -> None:
+    """project_lag:<code>:<stage> is the key the plan's slow-project warning finds its open issue by: typed as 业务编号,
+    it silenced another unit's warning. The page comes back with the message under 业务编号, nothing started."""
+    deploy_good(app)
+    refused = start_web(login("applicant"), title="胶州项目", business_key="project_lag:XM-2025-0001:signed")
+    html = refused.get_data(as_text=True)
+    assert refused.status_code == 422
+    assert '<div class="field-error" role="alert">业务编号以“project_lag:”开头的为系统保留' in html
+    with db(app) as s:
+        assert s.scalar(select(func.count()).select_from(ProcessInstance)) == 0
+
 def test_start_data_that_would_make_the_state_too_large_shows_the_form_again_naming_the_field(
         app: Flask, login: Login) -> None:
     """Within the data limit at the door (characters), but six characters each in the saved state: the start page

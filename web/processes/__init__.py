@@ -90,7 +90,10 @@ def start(key: str) -> ResponseReturnValue:
                                       business_key=business_key or None, title=title or None, from_client=True)
             except FormInvalid as exc:  # too large for the state, or a service refused a field: nothing started
                 db_session().rollback()
-                field_errors = parsed.place(exc.errors)
+                key_errors = [e.message for e in exc.errors if e.field == "business_key"]  # the page's, not the form's
+                field_errors = parsed.place(e for e in exc.errors if e.field != "business_key")
+                if key_errors:
+                    field_errors["business_key"] = key_errors
             else:
                 location = once.commit_once(after_start_url(row.id, actor))
                 flash(_("流程已发起"), "info")
