@@ -9,6 +9,7 @@ beat, CLI, tests — gets the same additions the first time the engine asks for 
 - the handover of a deactivated person's open issues and leads (`plan.handover`), and of the open issues, leads and
   projects whose responsible leader they are (`plan.leader_handover`);
 - `start_process` of a project's first approval stage answered with the project's approval (`START_ROUTES`);
+- the project code and stage of an approval started for a project fixed on its forms (`engine.tasks.fixed.FIXED`);
 - a 七步工作法 period started by hand taken as `start_period` takes it, one instance a month (`CLIENT_START_ROUTES`).
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ from engine import extensions
 from engine.deadlines import sla, sources
 from engine.org import leaving
 from engine.runtime import instances
+from engine.tasks import fixed
 from plan import cli, handover, leader_handover
 from plan.investment import periods
 from plan.leads import deadlines as lead_deadlines
@@ -59,6 +61,8 @@ def install() -> None:
     sla.OTHER_SECTIONS.update((report_schedule.SECTION, meetings.SECTION))
     # start_process of a project's first approval stage (a call on loop_call's old version): one per project
     instances.START_ROUTES[approvals.PROCESS_KEY] = approvals.routed_start
+    # an approval started for a project: its project code and stage are fixed on its forms (shown, not editable)
+    fixed.FIXED[approvals.PROCESS_KEY] = approvals.fixed_on_form
     # 七步工作法 started by hand (start page, API, CLI): the period's one instance, as the beat job starts it
     instances.CLIENT_START_ROUTES[periods.PROCESS_KEY] = periods.start_by_hand
     # 对进展缓慢项目自动预警 finds its open issue by this key: nobody's start may take it (and silence the warning)

@@ -18,7 +18,7 @@ from engine.errors import (
 from engine.org.actors import Actor
 from engine.runtime import forms, projection
 from engine.spiff import form_options
-from engine.tasks import duties, operations, task_access
+from engine.tasks import duties, fixed, operations, task_access
 from engine.tasks.collab_models import Comment
 from engine.tasks.completion import Completion, finish
 from engine.tasks.lookup import (
@@ -100,7 +100,8 @@ def complete(session: Session, *, task_id: int, actor: Actor, data: Mapping[str,
     `read_to_complete` gave the caller in this transaction (nothing is read again).
 
     Raises: TaskNotFound (also for a task the actor may not see), TaskAlreadyDone, NotYourTask, TaskNotReady (a
-    co-signer after the holder, before the submission), FormInvalid, InstanceNotRunning, ConcurrentModification
+    co-signer after the holder, before the submission), FormInvalid (also a field the application fixed on the step,
+    submitted with another value: engine/tasks/fixed.py), InstanceNotRunning, ConcurrentModification
     (AlreadyClaimed, TaskChanged: someone claimed, released or handed on the task since it was read)
     """
     if read is not None and read.task.id == task_id:  # seen and open when read, in this transaction
@@ -136,6 +137,7 @@ def complete(session: Session, *, task_id: int, actor: Actor, data: Mapping[str,
         spiff_task = runtime.find_task(running.workflow, task.task_guid)
         schema = form_options.resolve(schema, dict(spiff_task.data) if spiff_task is not None else {})
         checked = False  # the text with its choices is another: validate checks it
+    data = fixed.apply(session, task, schema, data)  # fields the application fixed on the step: theirs, or refused
     cleaned = forms.validate(schema, data, info.files, name=task.form_schema, stored_checked=checked)
     postgres = is_postgres(session)
     # A candidate submitting a group task claims it, not over a claim made since: SQLite, or a submission that may be

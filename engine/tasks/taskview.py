@@ -16,7 +16,7 @@ from engine.org.models import User
 from engine.runtime import timeline
 from engine.runtime.models import ProcessDefinition, ProcessInstance
 from engine.spiff import form_options
-from engine.tasks import access, lookup, sendback, task_access
+from engine.tasks import access, fixed, lookup, sendback, task_access
 from engine.tasks.collab_models import Attachment
 from engine.tasks.models import HumanTask
 
@@ -56,6 +56,7 @@ class TaskPage:
     assignee: str | None = None
     owner: str | None = None
     set_aside: str | None = None  # why nothing can be done on it now (挂起): said instead of offering refused actions
+    fixed: dict[str, Any] = field(default_factory=dict)  # fields the application fixed on the form: shown, read-only
 
 
 def get_visible(session: Session, actor: Actor, task_id: int) -> HumanTask:
@@ -110,6 +111,9 @@ def load(session: Session, actor: Actor, task_id: int) -> TaskPage:
         data = runtime.compacted_task_data(session, task.instance_id, source.task_guid,
                                            dict(last.data) if last is not None else None) or {}
     form = form_texts(session, task, instance.version_id, data) if task.kind == "bpmn" else FormTexts(None, None)
+    held = fixed.values(fixed.of(session, task, form.schema)) if form.problem is None else {}
+    if held:  # drawn filled in with the values the application fixed, and read-only (engine/tasks/fixed.py)
+        form = FormTexts(form.schema, fixed.read_only(form.ui, held))
     states = timeline.diagram_states(session, running)
     may = abilities(session, actor, task, instance)
     page = TaskPage(task=task, instance=instance, process_name=process_name or task.process_key, parent=parent,
@@ -117,7 +121,8 @@ def load(session: Session, actor: Actor, task_id: int) -> TaskPage:
                     instructions=source.instructions, may=may,
                     current=states.current, completed=states.completed,
                     history=timeline.timeline(session, instance.id, with_details=False,
-                                                    public=access.is_external(session, actor), public_for=actor.user_id))
+                                                    public=access.is_external(session, actor), public_for=actor.user_id),
+                    fixed=held)
     page.attachments = visible_attachments(session, actor, instance.id)
     if task.kind == "bpmn":
         page.cosigners = list(session.scalars(select(HumanTask).where(

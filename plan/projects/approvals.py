@@ -33,6 +33,8 @@ from engine.errors import Conflict, InvalidInput
 from engine.org.actors import Actor
 from engine.runtime import effects, instances, timeline
 from engine.runtime.models import ProcessDefinition, ProcessInstance
+from engine.tasks.fixed import Fixed
+from engine.tasks.models import HumanTask
 from plan.projects.acting import project_in_reach, require_reach
 from plan.projects.core import lock_project, reach_stage
 from plan.projects.entry import file_report
@@ -225,6 +227,27 @@ def _row_for(session: Session, project: Project, stage: str, instance_id: int) -
     return row
 
 
+def fixed_on_form(session: Session, task: HumanTask) -> dict[str, Fixed]:
+    """The project code and stage of an approval started for its project, fixed on its forms (engine.tasks.fixed).
+
+    The application form (提交并联审批申请) has both as fields, pre-filled: on an approval with its project's row they
+    are shown read-only, a field left out takes the project's, and another code or stage is refused naming the field
+    (`certified` ignores them anyway: refused, they no longer put another project or stage in the instance's data,
+    its task pages, the audit and the reports). An approval started by hand without a row keeps its free form.
+    """
+    found = session.execute(select(Project.code, ProjectApproval.stage)
+                            .join(Project, Project.id == ProjectApproval.project_id)
+                            .where(ProjectApproval.instance_id == task.instance_id)).first()
+    if found is None:
+        return {}
+    code, stage = found
+    name = STAGES[stage].name if stage in STAGES else stage
+    return {"project_code": Fixed(code, f"本审批为项目“{code}”发起，项目代码不能改为其他项目代码 (this approval was started "
+                                        f"for project {code}: the project code cannot name another project)"),
+            "stage": Fixed(stage, f"本审批为“{name}”阶段发起，审批阶段不能更改 (this approval was started for the "
+                                  f"stage {stage}: the stage cannot be changed)")}
+
+
 def certified(session: Session, *, instance_id: int, data: Mapping[str, Any], days: Mapping[str, Any],
               actor: Actor) -> dict[str, Any]:
     """Record a stage's certificate for its project, move the project, start the next stage (flushes; once).
@@ -349,5 +372,5 @@ def project_approvals(session: Session, project_id: int) -> list[ProjectApproval
 
 
 __all__ = ["CHAIN", "FIRST_STAGES", "NEXT", "STAGES", "Savings", "Stage", "before_start_wd", "certified", "certified_in",
-           "first_stage", "first_stage_of", "project_approvals", "project_start_approval", "routed_start", "savings",
-           "start_data", "start_stage"]
+           "first_stage", "first_stage_of", "fixed_on_form", "project_approvals", "project_start_approval",
+           "routed_start", "savings", "start_data", "start_stage"]

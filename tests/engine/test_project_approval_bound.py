@@ -5,15 +5,19 @@ application form (提交并联审批申请: project_code and stage are fields of
 立项用地规划许可 — an enterprise, with no project in its reach — typing another unit's project code and 施工许可
 had, at 联合出证, that other project moved to 开工 and its 竣工验收 started, while its own stage was marked certified.
 Now an approval with its project's row (started for the project: the page, the call, the chain) is certified for
-that project and stage, whatever the application names; one started by hand without a row is as before.
+that project and stage, whatever its data names; one started by hand without a row is as before. Since then the
+application form refuses another code or stage on such an approval (tests/processes/test_approval_bound_form.py):
+`certified` is checked here on the data of an approval submitted before that, which still names the other project.
 """
 from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from engine.audit.models import AuditEvent
+from engine.errors import FormInvalid
 from engine.org.actors import actor_for
 from plan.projects import approvals, entry
 from plan.projects.models import Project, ProjectApproval, ProjectStage
@@ -31,8 +35,15 @@ def test_an_application_naming_another_project_certifies_only_its_own(world: Any
     approvals.start_stage(session, ours, stage="land_planning", actor=actor_for(session, OFFICER), applicant=OFFICER)
     session.commit()
     iid = stage_instance(session, ours, "land_planning")
-    # the applicant names the other project and 施工许可 on the application form
-    drive_to_certificate(session, iid, OFFICER, theirs, "construction_permit")
+    with pytest.raises(FormInvalid) as refused:  # the application form no longer takes the other project, nor 施工许可
+        drive_to_certificate(session, iid, OFFICER, theirs, "construction_permit")
+    assert sorted(e.field for e in refused.value.errors) == ["project_code", "stage"]
+    session.rollback()
+    # an approval whose application named them before the form refused it: its certificate
+    approvals.certified(session, instance_id=iid, actor=actor_for(session, OFFICER), days={
+        "certified_on": "2025-09-10", "working_days_used": 5, "sla_serial_wd": 23},
+        data={"project_code": theirs.code, "stage": "construction_permit", "applicant": OFFICER})
+    session.commit()
     session.expire_all()
     theirs_now = session.get(Project, theirs.id)
     assert theirs_now is not None and theirs_now.stage == "lead"

@@ -112,6 +112,7 @@ def test_the_api_names_the_fixed_values_and_refuses_another_naming_the_field(
         bound: tuple[Flask, str, int, int]) -> None:
     app, code, iid, task_id = bound
     api = Api(app, token_for(app, OFFICER))
+    outsider = Api(app, token_for(app, OUTSIDER))  # another unit's user
     shown = api.get(f"/api/tasks/{task_id}").json
     assert shown["fixed"] == {"project_code": code, "stage": "land_planning"}
     assert shown["form_ui"]["project_code"]["ui:readonly"] is True and shown["form_ui"]["stage"]["ui:readonly"] is True
@@ -126,8 +127,7 @@ def test_the_api_names_the_fixed_values_and_refuses_another_naming_the_field(
     assert sorted(fields) == ["project_code", "stage"]
     assert code in fields["project_code"] and "(this approval" in fields["project_code"]  # Chinese, then English
     assert kept(app, iid) == before
-    outsider = Api(app, token_for(app, OUTSIDER))  # another unit's user: no such task, whatever is sent
-    assert outsider.post(f"/api/tasks/{task_id}/complete", {"data": data}).status_code == 404
+    assert outsider.post(f"/api/tasks/{task_id}/complete", {"data": data}).status_code == 404  # no such task
     assert kept(app, iid) == before
     done = api.post(f"/api/tasks/{task_id}/complete", {"data": data})  # left out: the project's
     assert done.status_code == 200, done.json

@@ -56,6 +56,10 @@ SCHEMAS: dict[str, Any] = {
         "form_problem": _nullable("string", description="Why `form` and `form_ui` are null although the task names "
                                                         "form files: a stored file past the form limits (deployed "
                                                         "before them), named; completing the task is refused (422)"),
+        "fixed": {"type": "object", "description": "Fields of the form the case fixes (an approval started for a "
+                                                   "project: project_code and stage), by name: shown read-only in "
+                                                   "`form_ui`; left out they take these values, another value is "
+                                                   "refused (422, form_invalid naming the field)"},
         "instance": {"type": "object", "properties": {
             "id": {"type": "integer"}, "title": {"type": "string"}, "status": {"type": "string"},
             "business_key": _nullable("string"), "process_key": {"type": "string"}}},

@@ -13,7 +13,7 @@ from engine.deadlines.models import ExtensionRequest
 from engine.org import directory
 from engine.org.actors import Actor
 from engine.runtime.models import Incident
-from engine.tasks import queries, task_access
+from engine.tasks import fixed, queries, task_access
 from engine.tasks.models import HumanTask
 
 
@@ -66,6 +66,10 @@ def task_detail(session: Session, t: HumanTask, actor: Actor) -> dict[str, Any]:
                                              for name in (t.form_schema, t.form_ui_schema))
         refused = problem or ui_problem  # neither file is given: a client draws nothing of a refused form
         out["form"], out["form_ui"], out["form_problem"] = (None, None, refused) if refused else (form, ui, None)
+        # fields the application fixed on the form (an approval started for its project: its code and stage)
+        out["fixed"] = fixed.values(fixed.of(session, t, form)) if form is not None and not refused else {}
+        if out["fixed"]:
+            out["form_ui"] = fixed.read_only_ui(ui, out["fixed"])
         out["instance"] = {"id": row.instance.id, "title": row.instance.title, "status": row.instance.status,
                            "business_key": row.instance.business_key, "process_key": row.process_key}
     is_open = t.state == "ready" and row is not None and row.instance.status == "running"

@@ -14,7 +14,7 @@ from engine.tasks import inbox, people, submissions, taskview
 from plan import supervision
 from web import downloads
 from web.common import current_actor, db_session
-from web.formrender import Form, initial, render
+from web.formrender import PREFIX, Form, initial, render
 from web.tasks import instructions
 from web.tasks.blueprint import bp
 
@@ -51,7 +51,7 @@ def render_page(task_id: int, *, raw: MultiDict[str, str] | None = None, errors:
     form_html = None
     if page.may.complete and page.task.kind == "bpmn" and page.form_problem is None:
         form = Form.from_text(page.schema_text, page.ui_text)
-        form_html = render(form, raw if raw is not None else initial(form, page.data), errors, more=more)
+        form_html = render(form, shown(form, page, raw), errors, more=more)
     now = clock.now()
     asked = supervision.latest_extension(session, page.task.id)
     steps = submissions.for_instance(session, actor, page.task.instance_id)  # what earlier steps submitted
@@ -65,6 +65,21 @@ def render_page(task_id: int, *, raw: MultiDict[str, str] | None = None, errors:
         asked=asked, may_extend=may_extend(page, actor) and (asked is None or asked.status != "pending"),
         extension=extension or MultiDict(), extension_states=EXTENSION_STATES,
     ), status
+
+
+def shown(form: Form, page: taskview.TaskPage, raw: MultiDict[str, str] | None) -> MultiDict[str, str]:
+    """The values the form is drawn with: the task's data, or what was sent; the fields the application fixed always
+    with their values (a read-only field sends it, a disabled choice nothing: engine/tasks/fixed.py)."""
+    if raw is None:
+        return initial(form, {**page.data, **page.fixed})
+    if not page.fixed:
+        return raw
+    values = raw.copy()
+    held = initial(form, page.fixed)
+    for name in page.fixed:
+        path = f"{PREFIX}/{name}"
+        values.setlist(path, held.getlist(path))
+    return values
 
 
 def may_extend(page: taskview.TaskPage, actor: Actor) -> bool:
