@@ -1,15 +1,15 @@
 """Fields an application fixes on a step's form: shown filled in and read-only, refused with another value.
 
 An application may bind a process instance to a case of its own, and then some fields of a step's form are no longer
-the person's to choose: a 并联审批 started for a project (plan.projects.approvals) is that project's and that stage's,
-whatever its application form would name. The application registers, per process key, a function (`FIXED`) given
+the person's to choose: an instance started for one case is that case's, whatever a form would name (the
+application's extension says which). The application registers, per process key, a function (`FIXED`) given
 the session and the step, returning the fields it fixes there: the form's field name → `Fixed` (the value, and the
 words refusing another one). The engine then
 - draws them filled in with that value and read-only (`ui:readonly`: the task page, the API's task);
 - on a submission (the page, the API, 批量办理, the CLI: all through `engine.tasks.complete`), before the schema
   checks it, takes the value for a field left out or empty, and refuses another value whole (FormInvalid naming each
-  such field, nothing kept). A text is the same value with whitespace around it (the web form strips what is typed,
-  as imports strip codes); letters are compared as they are (project codes are looked up as they are everywhere).
+  such field, nothing kept). A text is the same value with whitespace around it (the web form strips what is typed);
+  letters are compared as they are (a code in another letter case is another code).
 Only top-level fields of the step's form are fixed; a process without an entry keeps its forms as they are.
 """
 from __future__ import annotations

@@ -112,7 +112,7 @@ def test_the_same_code_with_whitespace_is_the_same_code_but_other_letters_are_no
 @pytest.mark.parametrize("missing", [(None, None), ("", ""), (None, "")])
 def test_fields_left_out_or_empty_take_the_projects(world: Any, missing: tuple[Any, Any]) -> None:
     session = world
-    project, iid, task_id = bound(session)
+    project, iid, _task_id = bound(session)
     data = application(project)
     for field, value in zip(("project_code", "stage"), missing, strict=True):
         data.pop(field)

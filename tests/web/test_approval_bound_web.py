@@ -102,8 +102,8 @@ def test_another_code_from_the_page_is_refused_at_its_field_and_shown_again_as_t
     assert re.search(r'id="[^"]*stage[^"]*-error"', again)
     (code_input,) = re.findall(r'<input [^>]*name="f/project_code"[^>]*>', again)
     assert f'value="{code}"' in code_input  # shown again as the project's, not as typed
-    assert [s for s in re.findall(r'<input [^>]*name="f/stage"[^>]*>', again) if " checked" in s][0].count(
-        'value="land_planning"') == 1
+    checked = [s for s in re.findall(r'<input [^>]*name="f/stage"[^>]*>', again) if " checked" in s]
+    assert len(checked) == 1 and 'value="land_planning"' in checked[0]
     assert kept(app, iid) == before
     assert stored(app, iid)["project_code"] == code
 
@@ -136,7 +136,7 @@ def test_the_api_names_the_fixed_values_and_refuses_another_naming_the_field(
 
 
 def test_an_english_page_reads_the_refusal_in_english(bound: tuple[Flask, str, int, int]) -> None:
-    app, code, _iid, task_id = bound
+    app, _code, _iid, task_id = bound
     client: FlaskClient = client_of(app, OFFICER)
     client.set_cookie("lang", "en")
     page = client.get(f"/tasks/{task_id}").get_data(as_text=True)
