@@ -137,8 +137,9 @@ def complete(session: Session, *, task_id: int, actor: Actor, data: Mapping[str,
         spiff_task = runtime.find_task(running.workflow, task.task_guid)
         schema = form_options.resolve(schema, dict(spiff_task.data) if spiff_task is not None else {})
         checked = False  # the text with its choices is another: validate checks it
-    data = fixed.apply(session, task, schema, data)  # fields the application fixed on the step: theirs, or refused
-    cleaned = forms.validate(schema, data, info.files, name=task.form_schema, stored_checked=checked)
+    data, wrong = fixed.apply(session, task, schema, data)  # fields the application fixed on the step: theirs, or refused
+    cleaned = fixed.validated(wrong, lambda: forms.validate(schema, data, info.files, name=task.form_schema,
+                                                            stored_checked=checked))
     postgres = is_postgres(session)
     # A candidate submitting a group task claims it, not over a claim made since: SQLite, or a submission that may be
     # held for co-signers (then not saved), by compare-and-set now; else in the save's statement.

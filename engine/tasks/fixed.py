@@ -8,8 +8,8 @@ words refusing another one). The engine then
 - draws them filled in with that value and read-only (`ui:readonly`: the task page, the API's task);
 - on a submission (the page, the API, 批量办理, the CLI: all through `engine.tasks.complete`), before the schema
   checks it, takes the value for a field left out or empty, and refuses another value whole (FormInvalid naming each
-  such field, nothing kept). A text is the same value with whitespace around it (the web form strips what is typed);
-  letters are compared as they are (a code in another letter case is another code).
+  such field with whatever else the form finds, nothing kept). A text is the same value with whitespace around it
+  (the web form strips what is typed); letters are compared as they are (a code in another letter case is another).
 Only top-level fields of the step's form are fixed; a process without an entry keeps its forms as they are.
 """
 from __future__ import annotations
@@ -72,25 +72,34 @@ def _same(given: Any, value: Any) -> bool:
     return bool(given == value) and type(given) is type(value)
 
 
-def apply(session: Session, task: HumanTask, schema_text: str | None, data: Mapping[str, Any]) -> dict[str, Any]:
-    """Return the submitted data with the step's fixed fields set to their values (the same value, or left out).
-
-    Raises: FormInvalid naming each fixed field submitted with another value
-    """
+def apply(session: Session, task: HumanTask, schema_text: str | None,
+          data: Mapping[str, Any]) -> tuple[dict[str, Any], list[FieldError]]:
+    """Return the submitted data with the step's fixed fields set to their values, and the refusal of each fixed field
+    submitted with another value (the caller refuses the submission with them and whatever else its form finds)."""
     fixed = of(session, task, schema_text)
     result = dict(data)
-    if not fixed:
-        return result
     errors = []
     for name, one in fixed.items():
         given = data.get(name)
-        if _blank(given) or _same(given, one.value):
-            result[name] = one.value
-        else:
+        if not (_blank(given) or _same(given, one.value)):
             errors.append(FieldError(name, one.message))
+        result[name] = one.value
+    return result, errors
+
+
+def validated(errors: list[FieldError], check: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run the form's check on the data `apply` gave; refuse the fixed fields' `errors` with the form's others.
+
+    Raises: FormInvalid
+    """
+    try:
+        cleaned = check()
+    except FormInvalid as exc:
+        named = {e.field for e in errors}
+        raise FormInvalid(errors + [e for e in exc.errors if e.field not in named]) from None
     if errors:
         raise FormInvalid(errors)
-    return result
+    return cleaned
 
 
 def read_only_ui(ui: Any, names: Iterable[str]) -> dict[str, Any]:
@@ -115,4 +124,4 @@ def values(fixed: Mapping[str, Fixed]) -> dict[str, Any]:
     return {name: one.value for name, one in fixed.items()}
 
 
-__all__ = ["FIXED", "Fixed", "Fixer", "apply", "of", "read_only", "read_only_ui", "values"]
+__all__ = ["FIXED", "Fixed", "Fixer", "apply", "of", "read_only", "read_only_ui", "validated", "values"]

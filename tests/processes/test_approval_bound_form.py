@@ -146,3 +146,25 @@ def test_an_approval_started_without_a_project_keeps_its_free_form(world: Any) -
              application(project, project_code="2025-370281-26-03-012345", stage="construction_permit"))
     done = data_of(session, row.id)
     assert (done["project_code"], done["stage"]) == ("2025-370281-26-03-012345", "construction_permit")
+
+
+@pytest.mark.parametrize("hostile", [12345, ["XM-2025-0001"], {"code": "XM-2025-0001"}, True, "X" * 100_000,
+                                     "XM-2025-0001\u200b", "ＸＭ-2025-0001"])
+def test_malformed_or_oversized_codes_are_refused_naming_the_field_without_echoing_them(world: Any,
+                                                                                       hostile: Any) -> None:
+    session = world
+    project, iid, task_id = bound(session)
+    before = steps.kept(session, iid)
+    error = refused(session, task_id, application(project, project_code=hostile))
+    assert [e.field for e in error.errors] == ["project_code"]
+    assert len(error.errors[0].message) < 300 and project.code in error.errors[0].message
+    assert steps.kept(session, iid) == before
+
+
+def test_the_refusal_names_the_forms_other_problems_too(world: Any) -> None:
+    session = world
+    project, iid, task_id = bound(session)
+    error = refused(session, task_id, application(project, stage="construction_permit", contact_phone="12",
+                                                  contact_name=None))
+    assert sorted(e.field for e in error.errors) == ["contact_name", "contact_phone", "stage"]
+    assert steps.names(session, iid) == ["submit_application"]
