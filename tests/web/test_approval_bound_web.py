@@ -144,3 +144,29 @@ def test_an_english_page_reads_the_refusal_in_english(bound: tuple[Flask, str, i
             "csrf_token": csrf_of(client, "/inbox")}
     again = client.post(f"/tasks/{task_id}/complete", data=sent).get_data(as_text=True)
     assert "this approval was started for project" in again and "本审批" not in again
+
+
+def test_bulk_completion_of_two_projects_applications_keeps_each_ones_code_and_stage(
+        bound: tuple[Flask, str, int, int]) -> None:
+    app, code, iid, task_id = bound
+    with db(app) as s:  # a second project of the same unit, its approval started by the same applicant
+        other = new_project(s, name="胶州新材料产业园")
+        row = approvals.start_stage(s, other, stage=approvals.first_stage(other), actor=actor_for(s, OFFICER),
+                                    applicant=OFFICER)
+        s.commit()
+        assert row.instance_id is not None
+        other_iid, other_code = row.instance_id, other.code
+        other_task = steps.only_task(s, other_iid, "submit_application").id
+    client = client_of(app, OFFICER)
+    ids = [task_id, other_task]
+    page = client.get("/inbox/bulk/complete", query_string={"ids": ids}).get_data(as_text=True)
+    (code_input,) = re.findall(r'<input [^>]*name="f/project_code"[^>]*>', page)
+    assert " readonly" in code_input and 'value=""' in code_input  # each task's own: none shown for all
+    assert all(" disabled" in s for s in re.findall(r'<input [^>]*name="f/stage"[^>]*>', page))
+    sent = {"ids": ids, "action": "complete", "confirm": "1", "f/project_name": "共同名称", "f/project_type": "service",
+            "f/investment": "8000", **FILLED, "csrf_token": csrf_of(client, "/inbox")}
+    response = client.post("/inbox/bulk", data=sent)
+    assert response.status_code == 200 and "成功 2 项" in response.get_data(as_text=True)
+    assert (stored(app, iid)["project_code"], stored(app, iid)["stage"]) == (code, "land_planning")
+    assert (stored(app, other_iid)["project_code"], stored(app, other_iid)["stage"]) == (other_code, "land_planning")
+    assert code != other_code

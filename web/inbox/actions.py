@@ -19,7 +19,7 @@ from werkzeug.datastructures import MultiDict
 from engine import tasks
 from engine.errors import EngineError, FieldError, FormInvalid, InvalidInput
 from engine.runtime import forms
-from engine.tasks import inbox, lookup, operations, people, taskview
+from engine.tasks import fixed, inbox, lookup, operations, people, taskview
 from engine.tasks.models import HumanTask
 from web.common import commit, current_actor, db_session, form_text
 from web.formparse import parse
@@ -88,7 +88,9 @@ def _bulk_form(ids: list[int], raw: MultiDict[str, str] | None = None, errors: d
     texts = taskview.form_texts(session, first)
     html = None
     if texts.problem is None:  # else a stored form past today's limits: the page says which, draws none of it
-        form = Form.from_text(texts.schema, texts.ui)
+        # a field every chosen task fixes (engine/tasks/fixed.py) is read-only and left empty: each takes its own value
+        held = set.intersection(*(set(fixed.of(session, t, texts.schema)) for t in chosen))
+        form = Form.from_text(texts.schema, fixed.read_only(texts.ui, sorted(held)))
         html = render(form, raw if raw is not None else initial(form, {}), errors,
                       more=raw.get("_more", "") if raw is not None else "")
     return render_template("inbox/bulk_complete.html", ids=[t.id for t in chosen], tasks=chosen, first=first,
