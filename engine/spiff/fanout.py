@@ -60,6 +60,7 @@ from engine import config
 from engine.spiff import patching
 
 SETTING = "JZFLOW_MAX_MULTI_INSTANCE"
+_WHOLE_DIGITS = 18  # a Decimal cardinality this long is past any cap: counted as sys.maxsize, never converted
 
 
 class TooManyInstances(WorkflowTaskException):  # type: ignore[misc]
@@ -180,6 +181,8 @@ def whole(cardinality: Any) -> int | None:
     # A sequential multi-instance counts `current < cardinality`: 2.5 makes 3, 1e9 as many as 10**9.
     if isinstance(cardinality, bool) or not isinstance(cardinality, (int, float, Decimal)):
         return None
+    if isinstance(cardinality, Decimal) and cardinality.is_finite() and cardinality.adjusted() >= _WHOLE_DIGITS:
+        return sys.maxsize  # math.ceil would build the integer: Decimal('1e999999999') in one C step, for ever
     try:
         return math.ceil(cardinality)
     except (OverflowError, ValueError, ArithmeticError):  # infinity or NaN

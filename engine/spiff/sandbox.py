@@ -51,7 +51,7 @@ from SpiffWorkflow.bpmn.script_engine import (
 )
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 
-from engine import limits
+from engine import content_limits, limits
 from engine.limits import BudgetExceeded as BudgetExceeded  # re-exported: raised by the sandbox
 from engine.spiff import nesting
 from engine.spiff.policy import TICK, SandboxViolation, compile_code, compile_expression, compile_script
@@ -333,6 +333,11 @@ class SandboxEnvironment(BasePythonScriptEngineEnvironment):  # type: ignore[mis
         if service is None:
             raise LookupError(f"unknown service '{operation_name}'")
         params = {name: param["value"] for name, param in (operation_params or {}).items()}
+        problem = content_limits.data_problem(params)
+        if problem is not None:  # a script's Decimal('1e999999999') is cheap; the service's int() of it is not
+            field, message = problem
+            raise ValueError(f"服务“{operation_name}”的参数 {field} 超出限制：{message} "
+                             f"(service '{operation_name}', parameter {field})")
         return json.dumps(service(**params))
 
 

@@ -2,7 +2,9 @@
 (engine/spiff/fanout.py)."""
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -112,3 +114,16 @@ def test_the_cardinality_is_evaluated_once(sequential: bool) -> None:
     wf.do_engine_steps()
     assert wf.is_completed()
     assert len(mi_task(wf).internal_data["merged"]) == 16
+
+
+@pytest.mark.parametrize("sequential", [False, True])
+def test_a_huge_decimal_cardinality_is_refused_without_building_its_integer(sequential: bool) -> None:
+    # math.ceil(Decimal('1e400000')) builds a 400,000-digit int in one C step no budget interrupts: seconds here,
+    # and Decimal('1e999999999') from a loopCardinality held a worker for ever.
+    wf = workflow(CARDINALITY.format("Decimal('1e400000')"), sequential, {})
+    started = time.monotonic()
+    with pytest.raises(TooManyInstances):
+        wf.do_engine_steps()
+    assert time.monotonic() - started < 1
+    assert instances(wf) == []
+    assert fanout.whole(Decimal("1e999999999")) > 20 and fanout.whole(Decimal("2.5")) == 3

@@ -505,6 +505,26 @@ def test_call_service_uses_the_registry() -> None:
     assert isinstance(info.value.__cause__, LookupError)
 
 
+def test_call_service_refuses_parameters_past_the_data_limits_before_the_service_runs() -> None:
+    # A script's Decimal('1e999999999') is cheap to hold; a service doing int(issue_id) on it (plan.ledger, leads,
+    # investment) built a billion-digit integer in one C step outside the sandbox: a worker held for ever.
+    called: list[Any] = []
+    engine = SandboxScriptEngine(services={"get": lambda issue_id: called.append(issue_id) or {}})
+    huge = {"issue_id": {"value": Decimal("1e400000"), "type": "int"}}
+    with pytest.raises(WorkflowTaskException, match="issue_id") as info:
+        engine.call_service(a_task(), operation_name="get", operation_params=huge)
+    assert "1e±1000" in str(info.value) and called == []
+    deep: Any = 1
+    for _ in range(40):
+        deep = [deep]
+    with pytest.raises(WorkflowTaskException, match="nested more than 32 levels"):
+        engine.call_service(a_task(), operation_name="get", operation_params={"issue_id": {"value": deep}})
+    assert called == []
+    assert engine.call_service(a_task(), operation_name="get",
+                               operation_params={"issue_id": {"value": Decimal("1e999")}}) == "{}"
+    assert called == [Decimal("1e999")]
+
+
 def test_validate_tells_partial_dmn_cells_from_forbidden_code() -> None:
     engine = make_script_engine()
     engine.validate('"A"')
