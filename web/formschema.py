@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from engine.runtime.formtext import order_names
+
 PREFIX = "f"
 ROW_REMOVE = "_remove"
 
@@ -74,16 +76,7 @@ class Form:
         if not isinstance(order, list):
             return props
         by_name = dict(props)
-        listed = [n for n in order if n in by_name]
-        rest = [n for n, _ in props if n not in listed]
-        names: list[str] = []
-        for n in order:
-            if n == "*":
-                names += rest
-            elif n in by_name and n not in names:
-                names.append(n)
-        if "*" not in order:
-            names += rest
+        names = order_names([n for n, _ in props], order)
         return [(n, by_name[n]) for n in names]
 
     def fields(self, schema: Mapping[str, Any],

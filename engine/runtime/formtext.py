@@ -61,17 +61,27 @@ def _properties(root: Mapping[str, Any], schema: Mapping[str, Any], depth: int =
 
 def _ordered(names: list[str], ui: Mapping[str, Any]) -> list[str]:
     order = ui.get("ui:order")
-    if not isinstance(order, list):
-        return names
-    listed = [n for n in order if n in names]
+    return order_names(names, order) if isinstance(order, list) else names
+
+
+def order_names(names: list[str], order: list[Any]) -> list[str]:
+    """Apply a `ui:order` list to field names: each name once, those it leaves out where its first `*` is, or at
+    the end. Linear in the order: before, every `*` placed the rest again (`["*"] * 90000` under 1,000 fields drew
+    90 million), and each name was looked for in lists."""
+    known = set(names)
+    listed = {n for n in order if isinstance(n, str) and n in known}
     rest = [n for n in names if n not in listed]
     result: list[str] = []
+    placed: set[str] = set()
     for n in order:
         if n == "*":
-            result += rest
-        elif n in names and n not in result:
+            if "*" not in placed:
+                placed.add("*")
+                result += rest
+        elif isinstance(n, str) and n in known and n not in placed:
+            placed.add(n)
             result.append(n)
-    if "*" not in order:
+    if "*" not in placed:
         result += rest
     return result
 
