@@ -359,6 +359,27 @@ GUARDS: Final[Mapping[str, object]] = {  # the names engine.spiff.policy's rewri
 }
 
 
+
+STORED_INT_BITS: Final = 14_000  # ≈4,214 digits: Python writes at most 4,300 of an int (sys.get_int_max_str_digits)
+LONG_INT: Final = "整数超过 4,300 位，无法保存或显示 (an integer of more than 4,300 digits cannot be stored or shown)"
+
+
+def long_int(value: Any) -> bool:
+    """Tell whether value holds an int past STORED_INT_BITS, a key included: scripts compute with ints up to
+    limits.MAX_INT_BITS, but json and str() refuse one past 4,300 digits (ValueError in the save, a 500, no incident).
+    Each container is walked once, however often it is shared."""
+    stack: list[Any] = [value]
+    seen: set[int] = set()
+    while stack:
+        item = stack.pop()
+        if isinstance(item, int):
+            if item.bit_length() > STORED_INT_BITS:
+                return True
+        elif isinstance(item, (list, tuple, set, frozenset, dict)) and id(item) not in seen:
+            seen.add(id(item))
+            stack.extend((*item.keys(), *item.values()) if isinstance(item, dict) else item)
+    return False
+
 __all__ = ["BUILTINS", "COMPARISONS", "GUARDS", "NESTED", "Dict", "FrozenSet", "Printed", "Set", "Str", "binary",
            "check", "check_contains", "check_pair", "checked_hash", "checked_max", "checked_min", "checked_sorted",
-           "contains", "expanded", "guarded_method", "key", "materialized", "mod", "not_contains", "quiet", "shown"]
+           "contains", "expanded", "guarded_method", "key", "long_int", "materialized", "mod", "not_contains", "quiet", "shown"]
