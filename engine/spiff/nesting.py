@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import itertools
 import operator
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
@@ -362,24 +363,31 @@ GUARDS: Final[Mapping[str, object]] = {  # the names engine.spiff.policy's rewri
 
 STORED_INT_BITS: Final = 14_000  # ≈4,214 digits: Python writes at most 4,300 of an int (sys.get_int_max_str_digits)
 LONG_INT: Final = "整数超过 4,300 位，无法保存或显示 (an integer of more than 4,300 digits cannot be stored or shown)"
+LONE_SURROGATE: Final = ("含不成对的代理字符（如 chr(0xd800)），无法显示 (a lone surrogate, as chr(0xd800): UTF-8 cannot "
+                         "hold it, and every page showing it failed)")
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
 
 
-def long_int(value: Any) -> bool:
-    """Tell whether value holds an int past STORED_INT_BITS, a key included: scripts compute with ints up to
-    limits.MAX_INT_BITS, but json and str() refuse one past 4,300 digits (ValueError in the save, a 500, no incident).
-    Each container is walked once, however often it is shared."""
+def unstorable(value: Any) -> str | None:
+    """Say what value holds that no save or page could write, a key included, or None: an int past STORED_INT_BITS
+    (scripts compute with ints up to limits.MAX_INT_BITS, but json and str() refuse one past 4,300 digits: ValueError
+    in the save, a 500, no incident) or a lone surrogate (a 500 on each page showing it). Each container is walked
+    once, however often it is shared."""
     stack: list[Any] = [value]
     seen: set[int] = set()
     while stack:
         item = stack.pop()
-        if isinstance(item, int):
+        if isinstance(item, str):
+            if not item.isascii() and _SURROGATE.search(item):
+                return LONE_SURROGATE
+        elif isinstance(item, int):
             if item.bit_length() > STORED_INT_BITS:
-                return True
+                return LONG_INT
         elif isinstance(item, (list, tuple, set, frozenset, dict)) and id(item) not in seen:
             seen.add(id(item))
             stack.extend((*item.keys(), *item.values()) if isinstance(item, dict) else item)
-    return False
+    return None
 
 __all__ = ["BUILTINS", "COMPARISONS", "GUARDS", "NESTED", "Dict", "FrozenSet", "Printed", "Set", "Str", "binary",
            "check", "check_contains", "check_pair", "checked_hash", "checked_max", "checked_min", "checked_sorted",
-           "contains", "expanded", "guarded_method", "key", "long_int", "materialized", "mod", "not_contains", "quiet", "shown"]
+           "contains", "expanded", "guarded_method", "key", "materialized", "mod", "not_contains", "quiet", "shown", "unstorable"]

@@ -17,8 +17,8 @@ precisions (``%`` formatting, f-string specs, ``strftime``) above MAX_WIDTH, Dec
 point; conversions to int past MAX_INT_BITS (``int()``, ``round()``, ``from_bytes``, ``'%d'``);
 ``pow(a, b, mod)`` with operands past MAX_POW_MOD_BITS; codecs other than engine.limits.TEXT_CODECS.
 Data written back that the serializer would expand past MAX_ITEMS values (a list held twice is written
-twice) is refused too, and so is an int past 4,300 digits in it or in an expression's value (nesting.long_int):
-Python writes none as text. A service's parameters are held to the limits of data from outside (content_limits).
+twice) is refused too, and so is an int past 4,300 digits or a lone surrogate in it or in an expression's value (nesting.unstorable):
+no save or page writes them. A service's parameters are held to the limits of data from outside (content_limits).
 
 Steps that walk nested values (comparisons, ``in``, ``hash()``, dict keys and set members, ``sorted``,
 ``min``/``max``, ``count``/``index``, ``str``/``repr``/f-strings/``print``/``%s``, an error's message) are
@@ -262,8 +262,9 @@ class SandboxEnvironment(BasePythonScriptEngineEnvironment):  # type: ignore[mis
         code = compiled.unwrap()
         scope = self._scope(compiled.names, context, external_context or {})[1]
         value = eval(code, scope)  # noqa: S307  # nosec B307 # RestrictedPython code, guarded globals; an expression has no `try`: it cannot swallow BudgetExceeded
-        if nesting.long_int(value):  # a DMN output, a message payload, a subject: stored or shown outside
-            raise ValueError(f"表达式的结果：{nesting.LONG_INT}")
+        problem = nesting.unstorable(value)  # a DMN output, a message payload, a subject: stored or shown outside
+        if problem is not None:
+            raise ValueError(f"表达式的结果：{problem}")
         return value
 
     def execute(self, script: str, context: dict[str, Any],
@@ -303,8 +304,9 @@ class SandboxEnvironment(BasePythonScriptEngineEnvironment):  # type: ignore[mis
                                 "be stored in task data; use str, int, float, bool, None, Decimal, date, "
                                 "datetime, list, dict, tuple or set") from None
             limits.check_size(total, "脚本写回的数据 (data the script writes back)")
-            if nesting.long_int(value):
-                raise ValueError(f"脚本变量 '{name}'：{nesting.LONG_INT} (script variable '{name}')")
+            problem = nesting.unstorable(value)
+            if problem is not None:
+                raise ValueError(f"脚本变量 '{name}'：{problem} (script variable '{name}')")
             updates[name] = value
         for name, value in updates.items():
             if value is _GONE:

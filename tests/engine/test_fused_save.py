@@ -27,6 +27,7 @@ from engine.errors import ConcurrentModification
 from engine.org.actors import SYSTEM, Actor, actor_for
 from engine.runtime import instances
 from engine.runtime.models import ProcessInstance
+from engine.spiff import nesting
 from engine.tasks import operations
 from engine.tasks.models import HumanTask, TaskCandidate
 from tests.engine.conftest import SIBLINGS, staff
@@ -304,9 +305,13 @@ def test_a_writer_holding_the_task_and_appending_at_its_commit_does_not_deadlock
     ("孤", "note + chr(0xd800) + '代理'", "甲项 · 孤代理"),  # a script's lone surrogate (the web refuses one in JSON)
     ("  ", "note", "甲项")])
 def test_what_a_task_title_takes_from_data_survives_the_statement(pg_factory: sessionmaker[Session], tmp_path: Path,
-                                                                  note: str, subject: str, title: str) -> None:
+                                                                  note: str, subject: str, title: str,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """The new rows travel as JSON: quotes, backslashes, JSON-looking text and emoji arrive as they were, and what
-    PostgreSQL's text cannot hold (NUL, a lone surrogate) is left out of the title, not a failed save."""
+    PostgreSQL's text cannot hold (NUL, a lone surrogate) is left out of the title, not a failed save. (The sandbox
+    now refuses a lone surrogate in an expression's value, nesting.unstorable: let through here, as data saved
+    before that could hold one.)"""
+    monkeypatch.setattr(nesting, "unstorable", lambda value: None)
     bpmn = (SIBLINGS / "siblings.bpmn").read_text(encoding="utf-8").replace(
         '<spiffworkflow:property name="sla" value="3wd" />',
         '<spiffworkflow:property name="sla" value="3wd" />'

@@ -1,9 +1,11 @@
-"""An integer too long to be written as text never leaves the sandbox (engine/spiff/sandbox.py).
+"""Nothing a save or a page cannot write leaves the sandbox (engine/spiff/sandbox.py, engine/spiff/nesting.py).
 
 Scripts may compute with integers up to engine.limits.MAX_INT_BITS (100,000 bits, 30,103 digits), but Python writes
 at most 4,300 digits of one (`sys.get_int_max_str_digits`). Before, `x = 10 ** 5000` in a script task, or a `subject`
 of `10 ** 5000`, passed the sandbox and raised ValueError in the save (json) or the task list's title: a traceback,
 a 500 for whoever started or completed the step, never an incident; a DMN output or a message payload the same.
+A script's `chr(0xd800)` (a lone surrogate: UTF-8 cannot hold it) was saved, and every page showing it — the task
+page, its form and instructions — was a 500 for everyone: the step could be neither seen nor completed.
 """
 from __future__ import annotations
 
@@ -39,14 +41,18 @@ def _process(script: str, subject: str = "") -> str:
     ("x = 10 ** 5000", "", "compute"),
     ("x = [1, {2: 10 ** 5000}]", "", "compute"),
     ("x = {10 ** 5000: 1}", "", "compute"),
+    ("x = chr(0xd800)", "", "compute"),
+    ("x = {'a': ['中文' + chr(0xdfff)]}", "", "compute"),
+    ("x = {chr(0xd800): 1}", "", "compute"),
 ])
-def test_a_script_writing_an_integer_python_cannot_print_is_an_incident(session: Session, script: str, subject: str,
+def test_a_script_writing_what_no_page_can_show_is_an_incident(session: Session, script: str, subject: str,
                                                                          element: str) -> None:
     deploy.deploy(session, {"l.bpmn": _process(script, subject).encode()}, actor=SYSTEM, check_lanes=False)
     row = instances.start(session, process_key="long", actor=SYSTEM)
     incident = session.scalar(select(Incident).where(Incident.instance_id == row.id))
     assert row.status == "incident" and incident is not None
-    assert incident.bpmn_id == element and "'x'" in incident.message and "4,300" in incident.message
+    assert incident.bpmn_id == element and "'x'" in incident.message
+    assert ("4,300" if "10 **" in script else "lone surrogate") in incident.message
 
 
 def test_a_subject_giving_a_long_integer_leaves_the_step_its_name(session: Session) -> None:
@@ -60,7 +66,10 @@ def test_expressions_giving_a_long_integer_are_refused_and_short_ones_pass() -> 
     for expression in ("10 ** 5000", "[1, {'a': 10 ** 5000}]", "{10 ** 5000}", "-(10 ** 5000)"):
         with pytest.raises(ValueError, match="4,300"):
             env.evaluate(expression, {})
+    with pytest.raises(ValueError, match="lone surrogate"):
+        env.evaluate("['ok', chr(0xd800)]", {})
     assert env.evaluate("10 ** 4000", {}) == 10 ** 4000
+    assert env.evaluate("'中文' + chr(0x1F600)", {}) == "中文😀"
     assert env.evaluate("x", {"x": True}) is True
     shared: list[object] = [1]
     for _ in range(60):  # shared 2**60 times over: walked once per list
