@@ -213,6 +213,19 @@ def _from_validation(exc: Exception, default_file: str, raw: Mapping[str, bytes]
     return DeployProblem(file or default_file, message, element_id=element, line=line)
 
 
+# What the process's row holds (engine.runtime.models): a longer id or name failed the deploy in the database, a 500.
+PROCESS_KEY_CHARS, PROCESS_NAME_CHARS = 120, 200
+
+
+def _too_long(file: str, proc: etree._Element) -> list[DeployProblem]:
+    key, name = proc.get("id") or "", proc.get("name") or ""
+    found = [(len(key), PROCESS_KEY_CHARS, "标识（id）", "id")] if len(key) > PROCESS_KEY_CHARS else []
+    found += [(len(name), PROCESS_NAME_CHARS, "名称（name）", "name")] if len(name) > PROCESS_NAME_CHARS else []
+    return [DeployProblem(file, f"流程{zh}过长：{n:,} 字，最多 {limit} 字 (process {en} of {n:,} characters, at most "
+                                f"{limit})", element_id=key[:PROCESS_KEY_CHARS], line=proc.sourceline)
+            for n, limit, zh, en in found]
+
+
 def _process_elements(root: etree._Element) -> list[etree._Element]:
     return [p for p in root.iter(f"{{{BPMN_NS}}}process")]
 
@@ -257,6 +270,7 @@ def parse_bundle(files: Mapping[str, bytes | str], *, lane_known: LaneResolver |
             if not list(proc.iter(f"{{{BPMN_NS}}}startEvent")):
                 problems.append(DeployProblem(name, "process has no start event", element_id=proc.get("id"),
                                               line=proc.sourceline))
+            problems.extend(_too_long(name, proc))
     for name, (f, root) in trees.items():
         problems.extend(expressions.check_document(name, f.kind, root, services))
     bound = calls.resolve({n: r for n, (f, r) in trees.items() if f.kind == "bpmn"}, called, problems)
