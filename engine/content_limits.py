@@ -221,7 +221,7 @@ def _expansion_problems(root: Mapping[str, Any], others: Mapping[str, Any]) -> l
     of each table, whatever the data, so a field that holds its own schema (a linked list, a tree) never ends.
     """
     stack: list[tuple[Any, int, Mapping[str, Any], bool]] = [(root, 0, root, True)]  # node, depth, its file, drawn
-    seen = 0
+    seen = choices = 0
     while stack:
         node, depth, doc, drawn = stack.pop()
         hops = 0
@@ -237,6 +237,12 @@ def _expansion_problems(root: Mapping[str, Any], others: Mapping[str, Any]) -> l
         if seen > MAX_EXPANSION:
             return [("allOf", f"allOf/anyOf/oneOf 与 $ref 展开后的结构过多，最多 {MAX_EXPANSION:,} 个 (branches and "
                               f"$refs expand to more than {MAX_EXPANSION:,} schemas)")]
+        # each field drawn or checked through a `$ref` draws its list again: 2,000 choices named by 1,000 fields were
+        # two million <option>s a view (30 s for 400 fields); counted as the form written out would hold them
+        choices += sum(len(listed) for key in ("enum", "oneOf", "anyOf") if isinstance(listed := node.get(key), list))
+        if choices > MAX_FORM_VALUES:
+            return [("enum", f"选项经 $ref 展开后过多，最多 {MAX_FORM_VALUES:,} 个 (choices drawn through $refs: more "
+                             f"than {MAX_FORM_VALUES:,} choices)")]
         branches = [b for key in _BRANCHES if isinstance(listed := node.get(key), list) for b in listed]
         branches += [node.get(k) for k in ("if", "then", "else", "not") if isinstance(node.get(k), Mapping)]
         dependent = node.get("dependentSchemas")
