@@ -2,11 +2,13 @@
 
 The project services of the seven steps (⑦'s call target `open_call`, `project_sign`, `project_start_approval`, a
 `start_process` of parallel_approval routed to `routed_start`) take a project code from the process data, which a
-person's form feeds — ⑦'s publish form, or the form of any diagram a process owner deploys. The code is acted on
-only when the project is in reach of the run's actor (the person whose submission runs the service; the system and
-those who see every project reach all): the rule of the project pages (`plan.projects.views.reach_of`). A project
-out of reach is refused with the words of one not in the library, so nobody learns that another unit's project
-is there; the refusal names the field, and the service refuses before it changes anything.
+person's form feeds — ⑦'s publish form, or the form of any diagram a process owner deploys. The code is acted on only
+when the project is in reach of the run's actor (the person whose submission runs the service; those who see every
+project reach all; a run of the system's — a timer — inside an instance a person started acts in that person's reach,
+`acting_for`, and only what the system itself started reaches all): the rule of the project pages
+(`plan.projects.views.reach_of`). A project out of reach is refused with the words of one not in the library, so
+nobody learns that another unit's project is there; the refusal names the field, and the service refuses before it
+changes anything.
 """
 from __future__ import annotations
 
@@ -15,7 +17,10 @@ from sqlalchemy.orm import Session
 
 from engine import runtime
 from engine.errors import OutOfReach
-from engine.org.actors import Actor
+from engine.org.actors import Actor, actor_for
+from engine.org.models import User
+from engine.runtime import effects
+from engine.runtime.models import ProcessInstance
 from engine.tasks.models import HumanTask
 from plan.projects.core import INVESTMENT_LIBRARY, ProjectInputInvalid
 from plan.projects.models import LibraryMember, Project, ProjectLibrary
@@ -64,7 +69,7 @@ def require_reach(session: Session, actor: Actor, project: Project, *, field: st
     # package: read when a service acts, not when plan.projects is imported (tests/architecture/test_imports_alone.py).
     from plan.projects.views import reach_of
 
-    if not reach_of(session, actor).sees_project(project):
+    if not reach_of(session, acting_for(session, actor)).sees_project(project):
         raise out_of_reach(project.code, field)
 
 
@@ -114,5 +119,23 @@ def issue_project(session: Session, actor: Actor, code: str, *, field: str = "pr
     return project
 
 
-__all__ = ["CALL_PROJECT_STEPS", "LEDGER_ROLE", "ProjectOutOfReach", "call_step_unfit", "in_library", "issue_project",
-           "out_of_reach", "project_in_reach", "require_reach"]
+def acting_for(session: Session, actor: Actor) -> Actor:
+    """Whose reach a service acts in: the actor's; in a run of the system's (a timer, the message worker) inside an
+    instance a person started, that person's — the instance's starter, else the starter of the lineage it was started
+    in (`start_root_id`). Before, a timer between a process owner's diagram's start and its service made the run the
+    system's, which reaches every project. Only what the system itself started keeps the system's reach.
+
+    Raises: UserNotFound (the person who started it has left: nobody's reach)
+    """
+    run = effects.current()
+    if not actor.is_system or run is None or run.session is not session:
+        return actor
+    row = run.running.row
+    root = session.get(ProcessInstance, row.start_root_id) if row.start_root_id is not None else None
+    starter_id = row.started_by_id or (root.started_by_id if root is not None else None)
+    starter = session.get(User, starter_id) if starter_id is not None else None
+    return actor if starter is None else actor_for(session, starter.username)
+
+
+__all__ = ["CALL_PROJECT_STEPS", "LEDGER_ROLE", "ProjectOutOfReach", "acting_for", "call_step_unfit", "in_library",
+           "issue_project", "out_of_reach", "project_in_reach", "require_reach"]

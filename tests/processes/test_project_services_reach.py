@@ -15,18 +15,18 @@ acting person's reach naming project_code: the submission comes back, nothing is
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from engine import audit, deploy, tasks
+from engine import audit, clock, deploy, tasks
 from engine.audit.models import AuditEvent
 from engine.errors import SubmissionRefused
 from engine.org.actors import SYSTEM, Actor
-from engine.runtime import instances
+from engine.runtime import instances, timers
 from engine.runtime.models import ProcessInstance
 from plan.projects.models import Project, ProjectApproval, ProjectLibrary, ProjectStage
 from tests.processes import test_investment_loop as loop
@@ -189,3 +189,71 @@ def test_a_service_acts_on_a_project_of_the_submitters_unit(
         assert session.get(Project, ours.id).stage == "signed"  # type: ignore[union-attr]
     else:
         assert [r.stage for r in session.scalars(select(ProjectApproval))] == ["land_planning"]
+
+
+# -- a timer between: the run is the system's, and acts in the reach of whoever started the instance --------------
+
+HOP = """<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+    xmlns:spiffworkflow="http://spiffworkflow.org/bpmn/schema/1.0/core" id="d_hop" targetNamespace="t">
+  <bpmn:process id="reach_hop" name="reach_hop" isExecutable="true">
+    <bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:intermediateCatchEvent id="wait"><bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>
+      <bpmn:timerEventDefinition><bpmn:timeDuration>"PT1M"</bpmn:timeDuration></bpmn:timerEventDefinition>
+    </bpmn:intermediateCatchEvent>
+    <bpmn:serviceTask id="act" name="办理">
+      <bpmn:extensionElements><spiffworkflow:serviceTaskOperator id="project_start_approval" resultVariable="result">
+        <spiffworkflow:parameters>{params}</spiffworkflow:parameters>
+      </spiffworkflow:serviceTaskOperator></bpmn:extensionElements>
+      <bpmn:incoming>f2</bpmn:incoming><bpmn:outgoing>f3</bpmn:outgoing></bpmn:serviceTask>
+    <bpmn:endEvent id="end"><bpmn:incoming>f3</bpmn:incoming></bpmn:endEvent>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="wait" />
+    <bpmn:sequenceFlow id="f2" sourceRef="wait" targetRef="act" />
+    <bpmn:sequenceFlow id="f3" sourceRef="act" targetRef="end" />
+  </bpmn:process>
+</bpmn:definitions>"""
+
+
+def _after_a_timer(session: Session, starter: Actor, code: str) -> ProcessInstance:
+    """Deploy a diagram naming the project itself (no form: its owner wrote the code in), start it as `starter`,
+    and fire its timer: the service runs in the timer sweep's run, whose actor is the system."""
+    params = _param("project_code", f'"{code}"') + _param("applicant", '"qiye"')
+    deploy.deploy(session, {"reach_hop.bpmn": HOP.format(params=params).encode()}, actor=SYSTEM)
+    row = instances.start(session, process_key="reach_hop", actor=starter, data={})
+    session.commit()
+    clock.advance(timedelta(minutes=5))
+    for instance_id in timers.due_ids(session, now=clock.now()):
+        timers.fire_instance(session, instance_id, now=clock.now())
+    session.commit()
+    session.expire_all()
+    found = session.get(ProcessInstance, row.id)
+    assert found is not None
+    return found
+
+
+def test_a_timer_before_the_service_does_not_reach_past_the_starter(
+        session: Session, people: dict[str, Actor], deployed: dict[str, str]) -> None:
+    # Before: the timer's run acts as the system, which reaches every project: 商河's 招商专员 (or whoever a process
+    # owner's diagram lets start it) started 交通局's approval, audited as the system's.
+    theirs = a_project(session, "ZF-2025-0005", "jtj", stage="signed")
+    events = project_events(session, theirs)
+    row = _after_a_timer(session, people["shz_zs"], "ZF-2025-0005")
+    assert row.status == "incident"
+    assert session.scalar(select(func.count(ProjectApproval.id))) == 0
+    assert project_events(session, theirs) == events
+
+
+def test_a_timer_before_the_service_acts_on_the_starters_own_project(
+        session: Session, people: dict[str, Actor], deployed: dict[str, str]) -> None:
+    a_project(session, "ZF-2025-0006", "shz", stage="signed")
+    row = _after_a_timer(session, people["shz_zs"], "ZF-2025-0006")
+    assert row.status == "completed"
+    assert [r.stage for r in session.scalars(select(ProjectApproval))] == ["land_planning"]
+
+
+def test_an_instance_the_system_started_keeps_the_systems_reach(
+        session: Session, people: dict[str, Actor], deployed: dict[str, str]) -> None:
+    a_project(session, "ZF-2025-0007", "jtj", stage="signed")
+    row = _after_a_timer(session, SYSTEM, "ZF-2025-0007")
+    assert row.status == "completed"
+    assert [r.stage for r in session.scalars(select(ProjectApproval))] == ["land_planning"]
