@@ -390,4 +390,5 @@ def unstorable(value: Any) -> str | None:
 
 __all__ = ["BUILTINS", "COMPARISONS", "GUARDS", "NESTED", "Dict", "FrozenSet", "Printed", "Set", "Str", "binary",
            "check", "check_contains", "check_pair", "checked_hash", "checked_max", "checked_min", "checked_sorted",
-           "contains", "expanded", "guarded_method", "key", "materialized", "mod", "not_contains", "quiet", "shown", "unstorable"]
+           "contains", "expanded", "guarded_method", "key", "materialized", "mod", "not_contains", "quiet", "shown",
+           "unstorable"]

@@ -17,8 +17,9 @@ precisions (``%`` formatting, f-string specs, ``strftime``) above MAX_WIDTH, Dec
 point; conversions to int past MAX_INT_BITS (``int()``, ``round()``, ``from_bytes``, ``'%d'``);
 ``pow(a, b, mod)`` with operands past MAX_POW_MOD_BITS; codecs other than engine.limits.TEXT_CODECS.
 Data written back that the serializer would expand past MAX_ITEMS values (a list held twice is written
-twice) is refused too, and so is an int past 4,300 digits or a lone surrogate in it or in an expression's value (nesting.unstorable):
-no save or page writes them. A service's parameters are held to the limits of data from outside (content_limits).
+twice) is refused too, and so is an int past 4,300 digits or a lone surrogate in it or in an expression's value
+(nesting.unstorable): no save or page writes them. A service's parameters are held to the limits of data from
+outside (content_limits).
 
 Steps that walk nested values (comparisons, ``in``, ``hash()``, dict keys and set members, ``sorted``,
 ``min``/``max``, ``count``/``index``, ``str``/``repr``/f-strings/``print``/``%s``, an error's message) are

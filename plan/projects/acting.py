@@ -2,10 +2,10 @@
 
 The project services of the seven steps (⑦'s call target `open_call`, `project_sign`, `project_start_approval`, a
 `start_process` of parallel_approval routed to `routed_start`) take a project code from the process data, which a
-person's form feeds — ⑦'s publish form, or the form of any diagram a process owner deploys. The code is acted on only
-when the project is in reach of the run's actor (the person whose submission runs the service; those who see every
-project reach all; a run of the system's — a timer — inside an instance a person started acts in that person's reach,
-`acting_for`, and only what the system itself started reaches all): the rule of the project pages
+person's form feeds — ⑦'s publish form, or the form of any diagram a process owner deploys. The code is acted on
+only when the project is in reach of the run's actor (the person whose submission runs the service; those who see
+every project reach all; a run of the system's — a timer, a message — acts in the reach of the person who started
+the instance, `acting_for`, and only what the system itself started reaches all): the rule of the project pages
 (`plan.projects.views.reach_of`). A project out of reach is refused with the words of one not in the library, so
 nobody learns that another unit's project is there; the refusal names the field, and the service refuses before it
 changes anything.
@@ -69,7 +69,8 @@ def require_reach(session: Session, actor: Actor, project: Project, *, field: st
     # package: read when a service acts, not when plan.projects is imported (tests/architecture/test_imports_alone.py).
     from plan.projects.views import reach_of
 
-    if not reach_of(session, acting_for(session, actor)).sees_project(project):
+    who = acting_for(session, actor)
+    if who is None or not reach_of(session, who).sees_project(project):
         raise out_of_reach(project.code, field)
 
 
@@ -119,11 +120,13 @@ def issue_project(session: Session, actor: Actor, code: str, *, field: str = "pr
     return project
 
 
-def acting_for(session: Session, actor: Actor) -> Actor:
-    """Whose reach a service acts in: the actor's; in a run of the system's (a timer, the message worker) inside an
-    instance a person started, that person's — the instance's starter, else the starter of the lineage it was started
-    in (`start_root_id`). Before, a timer between a process owner's diagram's start and its service made the run the
-    system's, which reaches every project. Only what the system itself started keeps the system's reach.
+def acting_for(session: Session, actor: Actor) -> Actor | None:
+    """Whose reach a service acts in: the actor's; in a run of the system's (a timer, the outbox delivering a message
+    or a signal) inside an instance a person started, that person's — the instance's starter, else the starter of
+    the lineage it was started in (`start_root_id`); None (nobody's) for one an instance's throw started with no
+    person behind it (`start_hops`). Before, a timer or a message between a process owner's diagram's start and its
+    service made the run the system's, which reaches every project. Only what the system itself started (the CLI,
+    a message from outside) keeps the system's reach.
 
     Raises: UserNotFound (the person who started it has left: nobody's reach)
     """
@@ -134,7 +137,9 @@ def acting_for(session: Session, actor: Actor) -> Actor:
     root = session.get(ProcessInstance, row.start_root_id) if row.start_root_id is not None else None
     starter_id = row.started_by_id or (root.started_by_id if root is not None else None)
     starter = session.get(User, starter_id) if starter_id is not None else None
-    return actor if starter is None else actor_for(session, starter.username)
+    if starter is not None:
+        return actor_for(session, starter.username)
+    return None if row.start_hops or (root is not None and root.start_hops) else actor
 
 
 __all__ = ["CALL_PROJECT_STEPS", "LEDGER_ROLE", "ProjectOutOfReach", "acting_for", "call_step_unfit", "in_library",

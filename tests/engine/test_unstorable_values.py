@@ -28,7 +28,8 @@ def _process(script: str, subject: str = "") -> str:
     <bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
     <bpmn:scriptTask id="compute" scriptFormat="python"><bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>
       <bpmn:script>{script}</bpmn:script></bpmn:scriptTask>
-    <bpmn:userTask id="work" name="办理">{prop}<bpmn:incoming>f2</bpmn:incoming><bpmn:outgoing>f3</bpmn:outgoing></bpmn:userTask>
+    <bpmn:userTask id="work" name="办理">{prop}<bpmn:incoming>f2</bpmn:incoming><bpmn:outgoing>f3</bpmn:outgoing>
+    </bpmn:userTask>
     <bpmn:endEvent id="end"><bpmn:incoming>f3</bpmn:incoming></bpmn:endEvent>
     <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="compute" />
     <bpmn:sequenceFlow id="f2" sourceRef="compute" targetRef="work" />

@@ -20,9 +20,9 @@ from decimal import Decimal
 
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
-from engine import audit, clock, deploy, tasks
+from engine import audit, clock, deploy, jobs, tasks
 from engine.audit.models import AuditEvent
 from engine.errors import SubmissionRefused
 from engine.org.actors import SYSTEM, Actor
@@ -257,3 +257,48 @@ def test_an_instance_the_system_started_keeps_the_systems_reach(
     row = _after_a_timer(session, SYSTEM, "ZF-2025-0007")
     assert row.status == "completed"
     assert [r.stage for r in session.scalars(select(ProjectApproval))] == ["land_planning"]
+
+
+RELAY = """<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+    xmlns:spiffworkflow="http://spiffworkflow.org/bpmn/schema/1.0/core" id="d_relay" targetNamespace="t">
+  <bpmn:message id="m_relay" name="reach_relay" />
+  <bpmn:process id="reach_thrower" isExecutable="true">
+    <bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:intermediateThrowEvent id="tell"><bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>
+      <bpmn:messageEventDefinition messageRef="m_relay" /></bpmn:intermediateThrowEvent>
+    <bpmn:endEvent id="end"><bpmn:incoming>f2</bpmn:incoming></bpmn:endEvent>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="tell" />
+    <bpmn:sequenceFlow id="f2" sourceRef="tell" targetRef="end" />
+  </bpmn:process>
+  <bpmn:process id="reach_catcher" isExecutable="true">
+    <bpmn:startEvent id="caught"><bpmn:outgoing>g1</bpmn:outgoing>
+      <bpmn:messageEventDefinition messageRef="m_relay" /></bpmn:startEvent>
+    <bpmn:serviceTask id="act" name="办理">
+      <bpmn:extensionElements><spiffworkflow:serviceTaskOperator id="project_start_approval" resultVariable="result">
+        <spiffworkflow:parameters>{params}</spiffworkflow:parameters>
+      </spiffworkflow:serviceTaskOperator></bpmn:extensionElements>
+      <bpmn:incoming>g1</bpmn:incoming><bpmn:outgoing>g2</bpmn:outgoing></bpmn:serviceTask>
+    <bpmn:endEvent id="done"><bpmn:incoming>g2</bpmn:incoming></bpmn:endEvent>
+    <bpmn:sequenceFlow id="g1" sourceRef="caught" targetRef="act" />
+    <bpmn:sequenceFlow id="g2" sourceRef="act" targetRef="done" />
+  </bpmn:process>
+</bpmn:definitions>"""
+
+
+def test_a_message_between_start_and_service_does_not_reach_past_anyone(
+        session: Session, factory: sessionmaker[Session], people: dict[str, Actor], deployed: dict[str, str]) -> None:
+    # The outbox delivers a thrown message as the system, and the instance it starts was the system's: every project.
+    theirs = a_project(session, "ZF-2025-0008", "jtj", stage="signed")
+    events = project_events(session, theirs)
+    params = _param("project_code", '"ZF-2025-0008"') + _param("applicant", '"qiye"')
+    deploy.deploy(session, {"relay.bpmn": RELAY.format(params=params).encode()}, actor=SYSTEM, check_lanes=False)
+    instances.start(session, process_key="reach_thrower", actor=people["shz_zs"], data={})
+    session.commit()
+    for _ in range(3):
+        jobs.run_outbox(factory, limit=100)
+    session.expire_all()
+    caught = session.scalar(select(ProcessInstance).where(ProcessInstance.start_hops > 0))
+    assert caught is not None and caught.status == "incident"
+    assert session.scalar(select(func.count(ProjectApproval.id))) == 0
+    assert project_events(session, theirs) == events
