@@ -18,26 +18,40 @@ from engine import clock, documents
 from engine.documents import pdf, render, sheet
 from engine.errors import InvalidInput
 from engine.runtime import effects
+from plan.approval import facts
 
 RULE = "approval_certificate"
 DEFAULT_TEMPLATE = "胶审〔{year}〕{seq:04d}号"
 SHEET_RULE = "approval_sheet"  # the 审批单 issued with it (engine.documents.sheet), numbered apart
 SHEET_TEMPLATE = "胶审单〔{year}〕{seq:04d}号"
 KIND = "approval_joint_certificate"
+SERVICE = "approval_issue_certificate"
 STAGES = {"land_planning": "立项用地规划许可", "construction_works": "工程建设许可",
           "construction_permit": "施工许可", "completion_acceptance": "竣工验收"}
 DECISIONS = {"approve": "同意", "supplement": "补正", "disapprove": "不同意"}
 
 
-def _latest_reviews(review_log: object) -> list[dict[str, str]]:
-    """Each department's last review (the round that decided), in the order the departments first reviewed."""
-    latest: dict[str, dict[str, str]] = {}
+def _latest_reviews(review_log: object) -> list[Any]:
+    """Each department's last entry of the review log (the round that decided), in the order they first reviewed."""
+    latest: dict[str, Any] = {}
     for item in review_log if isinstance(review_log, Sequence) and not isinstance(review_log, str) else []:
-        if isinstance(item, Mapping) and isinstance(item.get("code"), str):
-            latest[item["code"]] = {"name": str(item.get("name") or item["code"]),
-                                    "decision": str(item.get("decision") or ""),
-                                    "opinion": str(item.get("opinion") or ""), "round": str(item.get("round") or "")}
+        latest[str(item.get("code")) if isinstance(item, Mapping) else f"#{len(latest)}"] = item
     return list(latest.values())
+
+
+def _approvals(ctx: effects.RunContext, departments: object, review_log: object) -> list[facts.Review]:
+    """The departments' reviews the certificate prints: every department's last recorded review, each an approval.
+
+    Raises: ValueError naming departments or review_log (a department that did not approve, an opinion rewritten)
+    """
+    recorded = facts.reviews(ctx)
+    approved = facts.require_reviews(SERVICE, "departments", departments, recorded, decision="approve")
+    if {r.code for r in approved} != set(recorded):
+        raise facts.refuse(SERVICE, "departments", "not every department that reviewed approved")
+    logged = facts.require_reviews(SERVICE, "review_log", _latest_reviews(review_log), recorded, decision="approve")
+    if {r.code for r in logged} != set(recorded):
+        raise facts.refuse(SERVICE, "review_log", "it leaves out a department's review")
+    return approved
 
 
 def _issue_day(ctx: effects.RunContext, issued_on: str) -> date:
@@ -56,24 +70,30 @@ def _issue_day(ctx: effects.RunContext, issued_on: str) -> date:
     return day
 
 
-@effects.service("approval_issue_certificate")
+@effects.service(SERVICE)
 def issue_certificate(ctx: effects.RunContext, project_name: str, issued_on: str, departments: list[Any],
                       review_log: list[Any], applicant_unit: str = "", stage: str = "",
                       project_code: str = "") -> dict[str, Any]:
     """Issue the instance's 联合意见书 with the next 胶审 number (once per instance) and return its number.
 
-    Raises: ValueError (no departments, a malformed date), InvalidInput (a date before the application or still to
-    come, a bad number rule)
+    The project, the departments and their opinions are the recorded ones (`facts`), never the diagram's.
+
+    Raises: ValueError (a parameter no record backs, naming it; a malformed date), InvalidInput (a date before the
+    application or still to come, a bad number rule)
     """
     day = _issue_day(ctx, issued_on)
-    issuers = [str(d.get("name") or d.get("code")) for d in departments if isinstance(d, Mapping)]
-    if not issuers:
-        raise ValueError("no issuing departments (departments is empty)")
+    project = facts.project(ctx, SERVICE, {"project_name": project_name, "project_code": project_code,
+                                           "stage": stage, "applicant_unit": applicant_unit})
+    reviews = _approvals(ctx, departments, review_log)
+    issuers = [r.name for r in reviews]
+    project_name = project["project_name"]
     doc = documents.issue(
         ctx.session, instance_id=ctx.running.row.id, kind=KIND, rule=documents.rule(RULE, DEFAULT_TEMPLATE),
         title="并联审批联合意见书", subject=project_name, issuers=issuers, issued_on=day, actor=ctx.actor,
-        details={"applicant_unit": applicant_unit, "stage": stage, "project_code": project_code,
-                 "reviews": _latest_reviews(review_log)})
+        details={"applicant_unit": project["applicant_unit"], "stage": project["stage"],
+                 "project_code": project["project_code"],
+                 "reviews": [{"code": r.code, "name": r.name, "decision": r.decision, "opinion": r.opinion,
+                              "round": r.round} for r in reviews]})
     # the 审批单 behind it, every step to 联合出证, issued with it: a printed copy is checked at /verify like it
     issued_sheet = sheet.issue(ctx.session, instance_id=ctx.running.row.id, rule=documents.rule(SHEET_RULE,
                                                                                                SHEET_TEMPLATE),
