@@ -53,31 +53,45 @@ def refuse(service: str, parameter: str, what: str) -> ValueError:
                       f"recorded: {what}; a document states only recorded facts)")
 
 
-def _submitted(ctx: effects.RunContext, bpmn_id: str) -> list[tuple[HumanTask, dict[str, Any]]]:
-    """The instance's completed steps `bpmn_id` (oldest first) with the data their holders submitted."""
+@dataclass(frozen=True)
+class Done:
+    """A completed step: its row, who completed it, what they submitted."""
+
+    task: HumanTask
+    by: int | None
+    data: dict[str, Any]
+
+
+def _submitted(ctx: effects.RunContext, bpmn_id: str) -> list[Done]:
+    """The instance's completed steps `bpmn_id` (oldest first) with the data their holders submitted.
+
+    The step this unit of work completes (its row and event written after the run: `Running.completing`) is last.
+    """
     instance_id = ctx.running.row.id
     rows = ctx.session.scalars(select(HumanTask).where(
         HumanTask.instance_id == instance_id, HumanTask.bpmn_id == bpmn_id, HumanTask.kind == "bpmn",
         HumanTask.state == "completed").order_by(HumanTask.completed_at, HumanTask.id)).all()
-    if not rows:
-        return []
     stream = f"instance:{instance_id}"
     events = [*ctx.session.scalars(select(AuditEvent).where(AuditEvent.stream == stream,
                                                             AuditEvent.action == "task.complete")
                                    .order_by(AuditEvent.seq)),
               *[ev for ev in audit_anchor.deferred(ctx.session) if ev.stream == stream and ev.action == "task.complete"]]
     data: dict[int, dict[str, Any]] = {}
-    for ev in events:
+    for ev in events if rows else []:
         after = ev.after if isinstance(ev.after, Mapping) else {}
         if isinstance(after.get("task_id"), int) and isinstance(after.get("data"), Mapping):
             data[after["task_id"]] = dict(after["data"])
-    return [(row, data[row.id]) for row in rows if row.id in data]
+    done = [Done(row, row.completed_by_id, data[row.id]) for row in rows if row.id in data]
+    now = ctx.running.completing
+    if now is not None and now.task.bpmn_id == bpmn_id and now.task.kind == "bpmn" and now.task.instance_id == instance_id:
+        done.append(Done(now.task, ctx.actor.user_id, dict(now.data)))
+    return done
 
 
 def last_submitted(ctx: effects.RunContext, bpmn_id: str) -> dict[str, Any] | None:
     """What the last completed step `bpmn_id` of the instance was submitted with, or None."""
     found = _submitted(ctx, bpmn_id)
-    return found[-1][1] if found else None
+    return found[-1].data if found else None
 
 
 def _text(value: object) -> str:
@@ -120,12 +134,13 @@ def reviews(ctx: effects.RunContext) -> dict[str, Review]:
     """
     found: dict[str, Review] = {}
     rounds: dict[str, int] = {}
-    for row, data in _submitted(ctx, REVIEW_TASK):
+    for done in _submitted(ctx, REVIEW_TASK):
         units = ctx.session.scalars(select(TaskCandidate.org_unit_id).where(
-            TaskCandidate.task_id == row.id, TaskCandidate.org_unit_id.is_not(None))).all()
-        if len(units) != 1 or row.completed_by_id is None:
+            TaskCandidate.task_id == done.task.id, TaskCandidate.org_unit_id.is_not(None))).all()
+        if len(units) != 1 or done.by is None:
             continue
-        member = ctx.session.scalar(select(Membership.id).where(Membership.user_id == row.completed_by_id,
+        data = done.data
+        member = ctx.session.scalar(select(Membership.id).where(Membership.user_id == done.by,
                                                                 Membership.org_unit_id == units[0]).limit(1))
         unit = ctx.session.get(OrgUnit, units[0])
         if member is None or unit is None:

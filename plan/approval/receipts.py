@@ -24,7 +24,7 @@ from engine.documents import pdf, render
 from engine.documents.core import MAX_TEXT
 from engine.org.models import OrgUnit
 from engine.runtime import effects
-from plan.approval import core
+from plan.approval import core, facts
 from plan.approval.certificate import STAGES
 from plan.approval.rejection import RIGHTS
 from plan.dates import require_not_past
@@ -34,10 +34,12 @@ ACCEPTANCE_RULE = "approval_acceptance"
 ACCEPTANCE_TEMPLATE = "胶受〔{year}〕{seq:04d}号"  # to confirm with the city, like 胶不许
 ACCEPTANCE_KIND = "approval_acceptance_notice"
 ACCEPTANCE_TITLE = "受理通知书"
+ACCEPTANCE_SERVICE = "approval_issue_acceptance_notice"
 NOT_ACCEPTED_RULE = "approval_not_accepted"
 NOT_ACCEPTED_TEMPLATE = "胶不受〔{year}〕{seq:04d}号"  # to confirm with the city
 NOT_ACCEPTED_KIND = "approval_not_accepted_notice"
 NOT_ACCEPTED_TITLE = "不予受理决定书"
+NOT_ACCEPTED_SERVICE = "approval_issue_not_accepted_notice"
 WINDOW_UNIT = "行政审批服务局"  # the 一窗受理 window's unit, when the accepting person belongs to none
 MODES = {"accept": "受理（材料齐全）", "accept_deferred": "容缺受理"}
 ACCEPTANCE_BASIS = "根据《中华人民共和国行政许可法》第三十二条的规定，特此通知。"
@@ -57,21 +59,62 @@ def _today() -> date:
     return clock.now().astimezone(clock.SHANGHAI).date()
 
 
-def _applicant(applicant_unit: str, stage: str, project_code: str) -> dict[str, str]:
-    return {"applicant_unit": str(applicant_unit or "")[:MAX_TEXT], "stage": str(stage or "")[:MAX_TEXT],
-            "project_code": str(project_code or "")[:MAX_TEXT]}
+def _project(ctx: effects.RunContext, service: str, project_name: str, applicant_unit: str, stage: str,
+             project_code: str) -> dict[str, str]:
+    """The project as recorded (`facts.project`), cut to the document's lengths.
+
+    Raises: ValueError naming a parameter no record backs
+    """
+    found = facts.project(ctx, service, {"project_name": project_name, "project_code": project_code, "stage": stage,
+                                         "applicant_unit": applicant_unit})
+    return {key: value[:MAX_TEXT] for key, value in found.items()}
 
 
-@effects.service("approval_issue_acceptance_notice")
+def _window(ctx: effects.RunContext, service: str, parameter: str, key: str, given: str) -> str:
+    """The value the window submitted under `key` on its last 一窗受理, which the diagram's `given` must be.
+
+    Raises: ValueError naming `parameter` (no such step, or another value)
+    """
+    written = facts.last_submitted(ctx, facts.WINDOW_TASK)
+    value = str((written or {}).get(key) or "").strip()
+    if written is None or value != str(given or "").strip():
+        raise facts.refuse(service, parameter, "the window submitted no such value on 一窗受理")
+    return value
+
+
+def _departments(service: str, ctx: effects.RunContext, departments: list[Any]) -> list[str]:
+    """The names of the departments to review, each an org unit of the city (its recorded name, not the diagram's).
+
+    Raises: ValueError naming departments (a code that is no unit)
+    """
+    names = []
+    for index, item in enumerate(departments[:core.MAX_DEPARTMENTS]):
+        code = str(item.get("code") or "") if isinstance(item, Mapping) else ""
+        name = ctx.session.scalar(select(OrgUnit.name).where(OrgUnit.code == code)) if code else None
+        if name is None:
+            raise facts.refuse(service, "departments", f"item {index} ({code}) is no department of the city")
+        names.append(str(name)[:MAX_TEXT])
+    return names
+
+
+@effects.service(ACCEPTANCE_SERVICE)
 def issue_acceptance_notice(ctx: effects.RunContext, project_name: str, acceptance: str, departments: list[Any],
                             applicant_unit: str = "", stage: str = "", project_code: str = "",
                             commitment_deadline: str = "") -> dict[str, Any]:
     """Issue the instance's 受理通知书 with the next 胶受 number (once per instance) and return its number.
 
-    Raises: ValueError (not an acceptance, no departments), InvalidInput (an empty subject, a bad number rule)
+    The project, the window's decision and the departments are the recorded ones (`facts`), never the diagram's.
+
+    Raises: ValueError (not an acceptance, no departments, a parameter no record backs, naming it), InvalidInput (an
+    empty subject, a bad number rule)
     """
     if acceptance not in MODES:
         raise ValueError(f"acceptance '{acceptance}' is not one of {sorted(MODES)}")
+    project = _project(ctx, ACCEPTANCE_SERVICE, project_name, applicant_unit, stage, project_code)
+    _window(ctx, ACCEPTANCE_SERVICE, "acceptance", "acceptance", acceptance)
+    if acceptance == "accept_deferred":
+        _window(ctx, ACCEPTANCE_SERVICE, "commitment_deadline", "commitment_deadline", commitment_deadline)
+    names = _departments(ACCEPTANCE_SERVICE, ctx, departments)
     if acceptance == "accept_deferred":  # its timer would fire at once: the form goes back to the window, named
         require_not_past(fields.day(commitment_deadline, "commitment_deadline"), field="commitment_deadline",
                          name="承诺补交期限")
@@ -79,32 +122,36 @@ def issue_acceptance_notice(ctx: effects.RunContext, project_name: str, acceptan
     unit = _window_unit(ctx)
     doc = documents.issue(
         ctx.session, instance_id=ctx.running.row.id, kind=ACCEPTANCE_KIND,
-        rule=documents.rule(ACCEPTANCE_RULE, ACCEPTANCE_TEMPLATE), title=ACCEPTANCE_TITLE, subject=project_name,
-        issuers=[unit], issued_on=_today(), actor=ctx.actor,
-        details={**_applicant(applicant_unit, stage, project_code), "mode": acceptance, "time_limit_wd": limit,
-                 "departments": [str(d.get("name") or d.get("code"))[:MAX_TEXT] for d in departments
-                                 if isinstance(d, Mapping)][:core.MAX_DEPARTMENTS],
+        rule=documents.rule(ACCEPTANCE_RULE, ACCEPTANCE_TEMPLATE), title=ACCEPTANCE_TITLE,
+        subject=project.pop("project_name"), issuers=[unit], issued_on=_today(), actor=ctx.actor,
+        details={**project, "mode": acceptance, "time_limit_wd": limit, "departments": names,
                  "commitment_deadline": str(commitment_deadline or "")[:20] if acceptance == "accept_deferred"
                  else ""})
     return {"number": doc.number, "document_id": doc.id, "issued_on": doc.issued_on.isoformat(),
             "time_limit_wd": limit}
 
 
-@effects.service("approval_issue_not_accepted_notice")
+@effects.service(NOT_ACCEPTED_SERVICE)
 def issue_not_accepted_notice(ctx: effects.RunContext, project_name: str, reasons: str, refer_to: str = "",
                               applicant_unit: str = "", stage: str = "", project_code: str = "") -> dict[str, Any]:
     """Issue the instance's 不予受理决定书 with the next 胶不受 number (once per instance) and return its number.
 
-    Raises: ValueError (no reasons), InvalidInput (an empty subject, a bad number rule)
+    The project and the window's reasons are the recorded ones (`facts`), never the diagram's.
+
+    Raises: ValueError (no reasons, a parameter no record backs, naming it), InvalidInput (an empty subject, a bad
+    number rule)
     """
     if not str(reasons or "").strip():
         raise ValueError("a decision not to accept states its reasons (window_opinion is empty)")
+    project = _project(ctx, NOT_ACCEPTED_SERVICE, project_name, applicant_unit, stage, project_code)
+    _window(ctx, NOT_ACCEPTED_SERVICE, "acceptance", "acceptance", "reject")
+    reasons = _window(ctx, NOT_ACCEPTED_SERVICE, "reasons", "window_opinion", reasons)
+    refer_to = _window(ctx, NOT_ACCEPTED_SERVICE, "refer_to", "refer_authority", refer_to) if refer_to else ""
     doc = documents.issue(
         ctx.session, instance_id=ctx.running.row.id, kind=NOT_ACCEPTED_KIND,
         rule=documents.rule(NOT_ACCEPTED_RULE, NOT_ACCEPTED_TEMPLATE), title=NOT_ACCEPTED_TITLE,
-        subject=project_name, issuers=[_window_unit(ctx)], issued_on=_today(), actor=ctx.actor,
-        details={**_applicant(applicant_unit, stage, project_code), "reasons": str(reasons)[:pdf.MAX_FIELD_TEXT],
-                 "refer_to": str(refer_to or "").strip()[:MAX_TEXT]})
+        subject=project.pop("project_name"), issuers=[_window_unit(ctx)], issued_on=_today(), actor=ctx.actor,
+        details={**project, "reasons": reasons[:pdf.MAX_FIELD_TEXT], "refer_to": refer_to[:MAX_TEXT]})
     return {"number": doc.number, "document_id": doc.id, "issued_on": doc.issued_on.isoformat()}
 
 

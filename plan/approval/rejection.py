@@ -11,18 +11,20 @@ deciding departments and the date. It is not internal: the applicant downloads i
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from engine import clock, documents
 from engine.documents import pdf, render
 from engine.documents.core import MAX_TEXT
 from engine.runtime import effects
+from plan.approval import facts
 from plan.approval.certificate import STAGES
 
 RULE = "approval_rejection"
 DEFAULT_TEMPLATE = "胶不许〔{year}〕{seq:04d}号"  # a series of its own, like 胶审单 beside 胶审: to confirm with the city
 KIND = "approval_rejection_notice"
+SERVICE = "approval_issue_rejection_notice"
 TITLE = "不予许可决定书"
 MAX_DEPARTMENTS = 50
 BASIS = "根据《中华人民共和国行政许可法》第三十八条第二款的规定，作出本决定。"
@@ -31,34 +33,46 @@ RIGHTS = ("如不服本决定，你单位可以自知道或者应当知道本决
           "规定向人民法院提起行政诉讼。")
 
 
-def _disapprovals(value: object) -> list[dict[str, str]]:
-    """The disapproving departments (code, name, opinion) as the review gateway recorded them, each once."""
-    found: dict[str, dict[str, str]] = {}
-    for item in value if isinstance(value, Sequence) and not isinstance(value, str) else []:
-        if isinstance(item, Mapping) and (item.get("code") or item.get("name")):
-            key = str(item.get("code") or item.get("name"))
-            found[key] = {"name": str(item.get("name") or key)[:MAX_TEXT],
-                          "opinion": str(item.get("opinion") or "")[:pdf.MAX_FIELD_TEXT]}
-    return list(found.values())[:MAX_DEPARTMENTS]
+def _disapprovals(ctx: effects.RunContext, value: object) -> list[dict[str, str]]:
+    """The disapproving departments (name, opinion) as their members submitted them (`facts.reviews`), each once.
+
+    Raises: ValueError naming disapprovals (an item no recorded disapproval backs, or none)
+    """
+    found = facts.require_reviews(SERVICE, "disapprovals", value, facts.reviews(ctx), decision="disapprove")
+    return [{"name": r.name[:MAX_TEXT], "opinion": r.opinion[:pdf.MAX_FIELD_TEXT]} for r in found][:MAX_DEPARTMENTS]
 
 
-@effects.service("approval_issue_rejection_notice")
+def _reasons(ctx: effects.RunContext, reasons: str) -> str:
+    """The reasons as the window wrote them on 出具不予许可决定 (its last completion).
+
+    Raises: ValueError naming reasons (no such step, or other words)
+    """
+    written = facts.last_submitted(ctx, facts.REJECTION_TASK)
+    if written is None or str(written.get("notice_text") or "").strip() != str(reasons or "").strip():
+        raise facts.refuse(SERVICE, "reasons", "the window wrote no such reasons on 出具不予许可决定")
+    return str(reasons).strip()
+
+
+@effects.service(SERVICE)
 def issue_rejection_notice(ctx: effects.RunContext, project_name: str, reasons: str, disapprovals: list[Any],
                            applicant_unit: str = "", stage: str = "", project_code: str = "") -> dict[str, Any]:
     """Issue the instance's 不予许可决定书 with the next 胶不许 number (once per instance) and return its number.
 
-    Raises: ValueError (no disapproving department), InvalidInput (an empty subject, a bad number rule)
+    The project, the departments, their opinions and the reasons are the recorded ones (`facts`), never the diagram's.
+
+    Raises: ValueError (a parameter no record backs, naming it), InvalidInput (an empty subject, a bad number rule)
     """
-    departments = _disapprovals(disapprovals)
-    if not departments:
-        raise ValueError("no disapproving department (disapprovals is empty)")
+    project = facts.project(ctx, SERVICE, {"project_name": project_name, "project_code": project_code,
+                                           "stage": stage, "applicant_unit": applicant_unit})
+    departments = _disapprovals(ctx, disapprovals)
+    reasons = _reasons(ctx, reasons)
     day = clock.now().astimezone(clock.SHANGHAI).date()
     doc = documents.issue(
         ctx.session, instance_id=ctx.running.row.id, kind=KIND, rule=documents.rule(RULE, DEFAULT_TEMPLATE),
-        title=TITLE, subject=project_name, issuers=[d["name"] for d in departments], issued_on=day, actor=ctx.actor,
-        details={"applicant_unit": str(applicant_unit or "")[:MAX_TEXT], "stage": str(stage or ""),
-                 "project_code": str(project_code or "")[:MAX_TEXT],
-                 "reasons": str(reasons or "")[:pdf.MAX_FIELD_TEXT], "disapprovals": departments})
+        title=TITLE, subject=project["project_name"], issuers=[d["name"] for d in departments], issued_on=day,
+        actor=ctx.actor, details={"applicant_unit": project["applicant_unit"][:MAX_TEXT], "stage": project["stage"],
+                                  "project_code": project["project_code"][:MAX_TEXT],
+                                  "reasons": reasons[:pdf.MAX_FIELD_TEXT], "disapprovals": departments})
     return {"number": doc.number, "document_id": doc.id, "issued_on": doc.issued_on.isoformat()}
 
 
