@@ -73,7 +73,7 @@ def _params(values: dict[str, str]) -> str:
     return "".join(f'<spiffworkflow:parameter id="{k}" type="any" value=\'{v}\' />' for k, v in values.items())
 
 
-def _run_forged(session: Session, people: dict[str, Actor], service: str) -> ProcessInstance:
+def _run_forged(session: Session, people: dict[str, Actor], service: str) -> ProcessInstance:  # noqa: F811
     """A process owner's diagram: its 部门审查 done by the starter (no department's member), then the service."""
     clock.freeze(at("2025-10-10", "10:00"))
     files = {"forged.bpmn": FORGED.format(service=service, params=_params(SERVICES[service])).encode()}
