@@ -158,10 +158,11 @@ def test_a_step_run_again_issues_nothing_twice(
     ctx = effects.RunContext(session=session, running=running, actor=people["window_wang"])
     with effects.bound(session, running, people["window_wang"]):
         if acceptance == "accept":
-            again = receipts.issue_acceptance_notice(ctx, project_name="另一个项目", acceptance="accept",
+            # the run again passes what was recorded (another project would be refused: plan.approval.facts)
+            again = receipts.issue_acceptance_notice(ctx, project_name=APPLICATION["project_name"], acceptance="accept",
                                                      departments=[{"code": "fgj", "name": "发展和改革局", "sla_wd": 3}])
         else:
-            again = receipts.issue_not_accepted_notice(ctx, project_name="另一个项目", reasons="另一个理由")
+            again = receipts.issue_not_accepted_notice(ctx, project_name=APPLICATION["project_name"], reasons=REASONS)
     assert {k: again[k] for k in ("number", "document_id")} == {"number": first.number, "document_id": first.id}
     session.commit()
     assert session.scalar(select(DocumentSequence.last).where(DocumentSequence.rule == rule)) == 1

@@ -100,8 +100,8 @@ def test_a_step_run_again_issues_nothing_twice(
     with effects.bound(session, running, people["window_wang"]):
         again = rejection.issue_rejection_notice(
             effects.RunContext(session=session, running=running, actor=people["window_wang"]),
-            project_name=APPLICATION["project_name"], reasons="另一个理由",
-            disapprovals=[{"code": "sthjj", "name": "生态环境分局", "opinion": "不予许可"}])
+            project_name=APPLICATION["project_name"], reasons=REASONS,  # as recorded: others are refused (facts)
+            disapprovals=[{"code": "sthjj", "name": "生态环境分局"}])
     assert again == {"number": first.number, "document_id": first.id, "issued_on": "2025-10-09"}
     session.commit()
     assert session.scalar(select(DocumentSequence.last).where(DocumentSequence.rule == rejection.RULE)) == 1
