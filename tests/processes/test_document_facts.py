@@ -134,3 +134,39 @@ def test_a_review_log_rewritten_by_a_diagram_is_refused(
     assert completion.incident and "approval_issue_certificate" in completion.incident
     assert "review_log" in completion.incident
     assert [d.kind for d in documents.for_instance(session, iid)] == ["approval_acceptance_notice"]
+
+
+APPLIED = FORGED.replace(
+    '<bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="department_review" />',
+    '<bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="submit_application" />'
+    '<bpmn:sequenceFlow id="f0" sourceRef="submit_application" targetRef="department_review" />').replace(
+    '<bpmn:userTask id="department_review"',
+    '<bpmn:userTask id="submit_application" name="提交并联审批申请"><bpmn:extensionElements><spiffworkflow:properties>'
+    '<spiffworkflow:property name="assignee" value="initiator" /></spiffworkflow:properties></bpmn:extensionElements>'
+    '<bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f0</bpmn:outgoing></bpmn:userTask>'
+    '<bpmn:userTask id="department_review"').replace(
+    '<bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing></bpmn:userTask>\n    <bpmn:serviceTask',
+    '<bpmn:incoming>f0</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing></bpmn:userTask>\n    <bpmn:serviceTask')
+
+
+@pytest.mark.parametrize(("service", "parameter"), [("approval_issue_certificate", "departments"),
+                                                    ("approval_issue_rejection_notice", "disapprovals")])
+def test_a_review_step_done_by_no_member_of_the_department_is_nobodys_review(
+        session: Session, deployed: None, people: dict[str, Actor], service: str, parameter: str) -> None:  # noqa: F811
+    """The owner's diagram records a real application, then gives its 部门审查 to the starter: no department's."""
+    clock.freeze(at("2025-10-10", "09:00"))
+    files = {"applied.bpmn": APPLIED.format(service=service, params=_params(SERVICES[service])).encode()}
+    deploy.deploy(session, files, actor=SYSTEM, check_lanes=False)
+    row = instances.start(session, process_key="forged_documents", actor=people["window_wang"], data={})
+    session.commit()
+    application = {"project_name": "胶州湾不存在的项目", "project_code": "2025-370281-99-99-999999",
+                   "applicant_unit": "某公司", "stage": "land_planning"}
+    do(session, only_task(session, row.id, "submit_application"), people["window_wang"], application)
+    clock.freeze(at("2025-10-10", "10:00"))
+    decision = "approve" if service == "approval_issue_certificate" else "disapprove"
+    completion = tasks.complete(session, task_id=only_task(session, row.id, "department_review").id,
+                                actor=people["window_wang"],
+                                data={"review_decision": decision, "review_opinion": "同意"})
+    session.commit()
+    assert completion.incident and service in completion.incident and parameter in completion.incident
+    assert documents.for_instance(session, row.id) == []
