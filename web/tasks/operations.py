@@ -88,6 +88,8 @@ def complete(task_id: int) -> ResponseReturnValue:
     if request.form.get("_more"):  # "增加一行": show the form again with one more empty row, submit nothing
         _visible(task_id)
         return render_page(task_id, raw=request.form, more=request.form["_more"])
+    if (first := _submitted_before(task_id)) is not None:  # a double click, a resend: the first one's answer
+        return _submitted(first)
     # What the completion reads first, read once here (the page's form files need the task): one statement where a
     # read of the task, of its instance's version, of the instance and of its open rows went one by one
     read = tasks.read_to_complete(session, task_id, actor)
@@ -122,14 +124,29 @@ def complete(task_id: int) -> ResponseReturnValue:
         flash(_("表单有误，请修改标出的字段"), "error")
         return render_page(task_id, raw=request.form, errors=parsed.place(exc.errors), status=422)
     held = task.blocked and task.kind == "bpmn"
-    commit()
-    if result.incident:
+    answer = {
+        "location": url_for("tasks.show", task_id=result.mine_next) if result.mine_next is not None  # mine too: there
+        else url_for("inbox.index"),
+        "said": "incident" if result.incident else "held" if held else "done"}
+    return _submitted(once.commit_once_answer(**answer) or answer)
+
+
+def _submitted_before(task_id: int) -> dict[str, object] | None:
+    """The answer this completion form got already (its `once`), or None: complete now. Asked before the task is
+    read to complete, which refuses a step done — by this same form's first copy, too."""
+    if not request.form.get(once.FIELD):
+        return None
+    _visible(task_id)
+    return once.first_answer()
+
+
+def _submitted(answer: dict[str, object]) -> ResponseReturnValue:
+    said = answer.get("said")
+    if said == "incident":
         flash(_("已提交，但流程出现故障，已通知管理员"), "error")
     else:
-        flash(_("已提交，等待加签人签署") if held else _("已提交"), "info")
-    if result.mine_next is not None:  # the next step is mine too: go straight there
-        return _back(result.mine_next)
-    return redirect(url_for("inbox.index"))
+        flash(_("已提交，等待加签人签署") if said == "held" else _("已提交"), "info")
+    return redirect(str(answer["location"]))
 
 
 @bp.post("/tasks/<int:task_id>/transfer")
