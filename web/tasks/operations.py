@@ -264,12 +264,18 @@ def urge(task_id: int) -> ResponseReturnValue:
 @login_required
 def carbon_copy(task_id: int) -> ResponseReturnValue:
     task = _visible(task_id)
+    # A resend (a double click, a slow answer) is the first's answer: the engine's own check finds only unread copies,
+    # and one read meanwhile would be delivered again
+    if (first := once.first_answer()) is not None:
+        flash(_("已抄送给 %(names)s", names=first.get("names", "")), "info")
+        return redirect(str(first["location"]))
     names = usernames("usernames")
     collab.carbon_copy(db_session(), instance_id=task.instance_id, actor=current_actor(),
                        usernames=names, note=text("note", 2000), task_id=task.id, seen_closed=seen_closed(task))
-    commit()
-    flash(_("已抄送给 %(names)s", names=chosen(*names)), "info")
-    return _back(task_id)
+    answer = {"location": url_for("tasks.show", task_id=task_id), "names": chosen(*names)}
+    told = once.commit_once_answer(**answer) or answer
+    flash(_("已抄送给 %(names)s", names=told.get("names", "")), "info")
+    return redirect(str(told["location"]))
 
 
 @bp.post("/tasks/<int:task_id>/comments")
