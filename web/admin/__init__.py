@@ -1,6 +1,8 @@
 """管理: users, org units with their leaders and open incidents (admins); API tokens (admins, and each user's own)."""
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Flask, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
@@ -71,29 +73,40 @@ def user_notifications(user_id: int) -> ResponseReturnValue:
 @login_required
 def deactivate_user(user_id: int) -> ResponseReturnValue:
     actor = require_admin()
+    if (first := once.first_answer()) is not None:  # a resend: what the first did, not "nothing to hand over"
+        return _deactivated(first)
     done = leaving.deactivate_user(db_session(), user_id=user_id, actor=actor,
                                    successor=request.form.get("successor", ""), reason="admin: deactivated")
-    commit()
-    flash(_("已停用用户 %(name)s", name=done.user.username), "info")
-    handled = [i for i in done.items if i.duty != "leader"]
     led = [i for i in done.items if i.duty == "leader"]
-    if done.successor is not None and (done.handed_over or handled):
-        flash(_("%(count)d 项待办已移交给 %(successor)s", count=len(done.handed_over) + len(handled),
-                successor=done.successor.username), "info")
-    elif done.handed_over:
-        flash(_("%(count)d 项待办已移交：退回候选人或委派人", count=len(done.handed_over)), "info")
-    if done.successor is None and handled:
-        flash(_("%(count)d 项问题或招商线索已移交：交给所在单位负责人，或退回单位", count=len(handled)), "info")
+    answer: dict[str, str | int] = {
+        "location": url_for("admin.index"), "name": done.user.username,
+        "successor": done.successor.username if done.successor is not None else "",
+        "handed_over": len(done.handed_over), "handled": len(done.items) - len(led), "led": len(led),
+        "no_leader": sum(1 for i in led if i.to is None), "units": len(done.units), "cancelled": len(done.cancelled)}
+    return _deactivated(once.commit_once_answer(**answer) or answer)
+
+
+def _deactivated(done: dict[str, Any]) -> ResponseReturnValue:
+    """Say what a deactivation did (its counts, as `deactivate_user` kept them for a second copy of the form)."""
+    flash(_("已停用用户 %(name)s", name=done["name"]), "info")
+    handed_over, handled, led = int(done["handed_over"]), int(done["handled"]), int(done["led"])
+    if done["successor"] and (handed_over or handled):
+        flash(_("%(count)d 项待办已移交给 %(successor)s", count=handed_over + handled, successor=done["successor"]),
+              "info")
+    elif handed_over:
+        flash(_("%(count)d 项待办已移交：退回候选人或委派人", count=handed_over), "info")
+    if not done["successor"] and handled:
+        flash(_("%(count)d 项问题或招商线索已移交：交给所在单位负责人，或退回单位", count=handled), "info")
     if led:
         flash(_("%(count)d 项问题、招商线索或项目的责任领导已移交，其中 %(none)d 项暂无责任领导，请重新指定",
-                count=len(led), none=sum(1 for i in led if i.to is None)), "info")
-    if done.units:
-        flash(_("%(count)d 个单位的负责人或责任领导已取消，请重新设置", count=len(done.units)), "info")
-    if done.cancelled:
-        flash(_("%(count)d 项待审批的延期申请已撤回", count=len(done.cancelled)), "info")
-    if not (done.handed_over or done.items or done.units or done.cancelled):
+                count=led, none=int(done["no_leader"])), "info")
+    if done["units"]:
+        flash(_("%(count)d 个单位的负责人或责任领导已取消，请重新设置", count=int(done["units"])), "info")
+    if done["cancelled"]:
+        flash(_("%(count)d 项待审批的延期申请已撤回", count=int(done["cancelled"])), "info")
+    if not (handed_over or handled or led or done["units"] or done["cancelled"]):
         flash(_("此人没有需要移交的待办或事项"), "info")
-    return redirect(url_for("admin.index"))
+    return redirect(str(done["location"]))
 
 
 def _tokens_page(new_token: str | None = None, status: int = 200) -> ResponseReturnValue:

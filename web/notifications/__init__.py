@@ -13,6 +13,7 @@ from flask_login import current_user, login_required
 
 from engine.notify import language, notifications, settings
 from web import language as page_language
+from web import once
 from web.common import commit, current_actor, db_session
 from web.guards import id_arg
 from web.notifications import wording
@@ -71,11 +72,15 @@ def settings_page() -> ResponseReturnValue:
 @bp.post("/notifications/settings")
 @login_required
 def save_settings() -> ResponseReturnValue:
-    form = request.form
-    channels = {kind: [c[:20] for c in form.getlist(f"channels_{kind}")[:5]] for kind in settings.KINDS}
-    settings.save(db_session(), actor=current_actor(), channels=channels, webhook_url=form.get("webhook_url", "")[:600],
-                  flavor=form.get("flavor", "robot")[:20], seen=form.get("seen", "")[:64])
-    commit()
+    # A resend (a double click, a slow answer): the first's answer, not "changed since" by its own first copy; the
+    # webhook's address (its key) enters the form's stored print only keyed (web.once)
+    if once.first_answer(secret=("webhook_url",)) is None:
+        form = request.form
+        channels = {kind: [c[:20] for c in form.getlist(f"channels_{kind}")[:5]] for kind in settings.KINDS}
+        settings.save(db_session(), actor=current_actor(), channels=channels,
+                      webhook_url=form.get("webhook_url", "")[:600], flavor=form.get("flavor", "robot")[:20],
+                      seen=form.get("seen", "")[:64])
+        once.commit_once(url_for("notifications.settings_page"))
     flash(_("通知设置已保存"), "info")
     return redirect(url_for("notifications.settings_page"))
 
