@@ -61,6 +61,34 @@ def _back(task_id: int, anchor: str | None = None) -> ResponseReturnValue:
     return redirect(url_for("tasks.show", task_id=task_id, _anchor=anchor))
 
 
+def _said(answer: dict[str, object]) -> str:
+    """What an operation's answer flashes, from what `_done` kept: the first copy's, and again a second copy's."""
+    name, said = answer.get("name", ""), answer.get("said")
+    return {"unclaim": lambda: _("已取消认领"), "transfer": lambda: _("已转办给 %(name)s", name=name),
+            "delegate": lambda: _("已委派给 %(name)s，待其处理后退回给您", name=name),
+            "resolve": lambda: _("已处理并退回委派人"), "uncosign": lambda: _("已减签"),
+            "send_back": lambda: _("已退回到「%(name)s」", name=name), "withdraw": lambda: _("已撤回，请重新办理"),
+            "cc": lambda: _("已抄送给 %(names)s", names=name)}[str(said)]()
+
+
+def _again() -> ResponseReturnValue | None:
+    """The first copy's answer to this form (a double click, a resend after a slow answer), or None: do the work.
+    Asked after `_visible`; the operation itself would refuse what its own first copy did (已委派, 已取消...)."""
+    first = once.first_answer()
+    return None if first is None else _told(first)
+
+
+def _done(said: str, location: str, name: str = "") -> ResponseReturnValue:
+    """Commit the operation with its answer kept under the form's `once` (a twin's, if it committed first)."""
+    answer = {"said": said, "location": location, "name": name}
+    return _told(once.commit_once_answer(**answer) or answer)
+
+
+def _told(answer: dict[str, object]) -> ResponseReturnValue:
+    flash(_said(answer), "info")
+    return redirect(str(answer["location"]))
+
+
 @bp.post("/tasks/<int:task_id>/claim")
 @login_required
 def claim(task_id: int) -> ResponseReturnValue:
@@ -75,10 +103,10 @@ def claim(task_id: int) -> ResponseReturnValue:
 @login_required
 def unclaim(task_id: int) -> ResponseReturnValue:
     _visible(task_id)
+    if (first := _again()) is not None:
+        return first
     tasks.unclaim(db_session(), task_id=task_id, actor=current_actor())
-    commit()
-    flash(_("已取消认领"), "info")
-    return _back(task_id)
+    return _done("unclaim", url_for("tasks.show", task_id=task_id))
 
 
 @bp.post("/tasks/<int:task_id>/complete")
@@ -153,32 +181,32 @@ def _submitted(answer: dict[str, object]) -> ResponseReturnValue:
 @login_required
 def transfer(task_id: int) -> ResponseReturnValue:
     _visible(task_id)
+    if (first := _again()) is not None:
+        return first
     target = text("to_username", 80)
     operations.transfer(db_session(), task_id=task_id, actor=current_actor(), to_username=target, note=text("note"))
-    commit()
-    flash(_("已转办给 %(name)s", name=chosen(target)), "info")
-    return redirect(url_for("inbox.index"))
+    return _done("transfer", url_for("inbox.index"), chosen(target))
 
 
 @bp.post("/tasks/<int:task_id>/delegate")
 @login_required
 def delegate(task_id: int) -> ResponseReturnValue:
     _visible(task_id)
+    if (first := _again()) is not None:
+        return first
     target = text("to_username", 80)
     operations.delegate(db_session(), task_id=task_id, actor=current_actor(), to_username=target, note=text("note"))
-    commit()
-    flash(_("已委派给 %(name)s，待其处理后退回给您", name=chosen(target)), "info")
-    return _back(task_id)
+    return _done("delegate", url_for("tasks.show", task_id=task_id), chosen(target))
 
 
 @bp.post("/tasks/<int:task_id>/resolve")
 @login_required
 def resolve(task_id: int) -> ResponseReturnValue:
     _visible(task_id)
+    if (first := _again()) is not None:
+        return first
     operations.resolve_delegation(db_session(), task_id=task_id, actor=current_actor(), opinion=text("opinion"))
-    commit()
-    flash(_("已处理并退回委派人"), "info")
-    return redirect(url_for("inbox.index"))
+    return _done("resolve", url_for("inbox.index"))
 
 
 @bp.post("/tasks/<int:task_id>/cosigners")
@@ -209,16 +237,18 @@ def remove_cosigner(task_id: int, cosign_id: int) -> ResponseReturnValue:
     _visible(task_id)
     session = db_session()
     lookup.cosign_of(session, task_id, cosign_id)
+    if (first := _again()) is not None:
+        return first
     operations.remove_cosigner(session, cosign_task_id=cosign_id, actor=current_actor())
-    commit()
-    flash(_("已减签"), "info")
-    return _back(task_id, "cosigners")
+    return _done("uncosign", url_for("tasks.show", task_id=task_id, _anchor="cosigners"))
 
 
 @bp.post("/tasks/<int:task_id>/send-back")
 @login_required
 def send_back(task_id: int) -> ResponseReturnValue:
     _visible(task_id)
+    if (first := _again()) is not None:
+        return first
     session, actor = db_session(), current_actor()
     to = request.form.get("to", "previous").strip() or "previous"
     if to not in ("previous", "applicant") and not to.isdigit():
@@ -232,19 +262,17 @@ def send_back(task_id: int) -> ResponseReturnValue:
         names = directory.display_names(session, [r.assignee_id for r in preview.cancels])
         return render_template("tasks/send_back_confirm.html", task_id=task_id, preview=preview, names=names, to=to,
                                reason=text("reason")), 409
-    commit()
-    flash(_("已退回到「%(name)s」", name=reopened.name), "info")
-    return redirect(url_for("inbox.index"))
+    return _done("send_back", url_for("inbox.index"), reopened.name)
 
 
 @bp.post("/tasks/<int:task_id>/withdraw")
 @login_required
 def withdraw(task_id: int) -> ResponseReturnValue:
     _visible(task_id)
+    if (first := _again()) is not None:
+        return first
     reopened = sendback.withdraw(db_session(), task_id=task_id, actor=current_actor(), reason=text("reason"))
-    commit()
-    flash(_("已撤回，请重新办理"), "info")
-    return _back(reopened.id)
+    return _done("withdraw", url_for("tasks.show", task_id=reopened.id))
 
 
 @bp.post("/tasks/<int:task_id>/urge")
@@ -266,16 +294,12 @@ def carbon_copy(task_id: int) -> ResponseReturnValue:
     task = _visible(task_id)
     # A resend (a double click, a slow answer) is the first's answer: the engine's own check finds only unread copies,
     # and one read meanwhile would be delivered again
-    if (first := once.first_answer()) is not None:
-        flash(_("已抄送给 %(names)s", names=first.get("names", "")), "info")
-        return redirect(str(first["location"]))
+    if (first := _again()) is not None:
+        return first
     names = usernames("usernames")
     collab.carbon_copy(db_session(), instance_id=task.instance_id, actor=current_actor(),
                        usernames=names, note=text("note", 2000), task_id=task.id, seen_closed=seen_closed(task))
-    answer = {"location": url_for("tasks.show", task_id=task_id), "names": chosen(*names)}
-    told = once.commit_once_answer(**answer) or answer
-    flash(_("已抄送给 %(names)s", names=told.get("names", "")), "info")
-    return redirect(str(told["location"]))
+    return _done("cc", url_for("tasks.show", task_id=task_id), chosen(*names))
 
 
 @bp.post("/tasks/<int:task_id>/comments")
