@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from engine.audit.models import AuditEvent
 from engine.tasks.collab_models import CarbonCopy
 from engine.tasks.models import HumanTask
-from tests.web.conftest import form_at
+from tests.web.conftest import csrf_of, form_at
 from tests.web.test_forms_once import sent_twice
 from tests.web.test_task_page import at_review, deployed, post, task_of
 
@@ -38,7 +38,26 @@ def test_a_task_submitted_twice_gets_the_first_answer(deployed: sessionmaker[Ses
     assert _audited(deployed, "task.complete") == before + 1
     again = fg.post(action, data={**fields, "once": "0" * 32})  # another page's key: the step is done, said so
     assert again.status_code == 409 and "此表单已提交过" not in again.get_data(as_text=True)
+    zr = login("zr")  # another person sending the same key gets no answer of fg's: the step is done, said so
+    theirs = zr.post(action, data={**fields, "csrf_token": csrf_of(zr, "/inbox")})
+    assert theirs.status_code == 409 and "此表单已提交过" not in theirs.get_data(as_text=True)
     assert _audited(deployed, "task.complete") == before + 1
+
+
+def test_a_malformed_key_on_the_task_form_is_refused_naming_it(deployed: sessionmaker[Session],
+                                                               login: Login) -> None:
+    _, review = at_review(deployed)
+    fg = login("fg")
+    post(fg, f"/tasks/{review}/claim")
+    action = f"/tasks/{review}/complete"
+    fields = {**form_at(fg, f"/tasks/{review}", action), "f/approved": "true", "once": "x" * 65}
+    before = _audited(deployed, "task.complete")
+    refused = fg.post(action, data=fields)
+    assert refused.status_code == 422 and "once" in refused.get_data(as_text=True)
+    assert _audited(deployed, "task.complete") == before
+    strange = fg.post(f"/tasks/{review}/unclaim", data={**fields, "once": "é"})
+    assert strange.status_code == 422 and "once" in strange.get_data(as_text=True)
+    assert _audited(deployed, "task.unclaim") == 0
 
 
 def _copies(factory: sessionmaker[Session]) -> int:
