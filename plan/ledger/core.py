@@ -32,7 +32,7 @@ from engine.runtime.models import ProcessVersion
 from plan.dates import YEARS, require_not_past, require_year
 from plan.ledger.duties import require_separate
 from plan.ledger.models import LedgerIssue
-from plan.projects.acting import issue_project
+from plan.projects.acting import issue_project, issue_reporter
 from plan.status_moves import Lifecycle
 
 SOURCES = ("service_visit", "project", "manual")
@@ -177,7 +177,7 @@ def register(ctx: RunContext, title: str, description: str = "", enterprise: str
         enterprise=_text(enterprise, "enterprise", limit=200), source=source,
         project_id=project_id,
         unit_id=unit.id if unit else None, responsible_leader_id=unit.responsible_leader_id if unit else None,
-        reported_by_id=session.scalar(select(User.id).where(User.username == reporter)) if reporter else None,
+        reported_by_id=issue_reporter(session, ctx.actor, _text(reporter, "reporter", limit=100)),
         due_at=deadline(requested) if requested else None)
     issue = session.scalar(select(LedgerIssue).where(LedgerIssue.instance_id == ctx.running.row.id))
     before = _state(issue) if issue else None

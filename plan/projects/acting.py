@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine import runtime
-from engine.errors import OutOfReach
+from engine.errors import InvalidInput, OutOfReach, UserNotFound
 from engine.org.actors import Actor, actor_for
 from engine.org.models import User
 from engine.runtime import effects
@@ -120,6 +120,35 @@ def issue_project(session: Session, actor: Actor, code: str, *, field: str = "pr
     return project
 
 
+def issue_reporter(session: Session, actor: Actor, name: str) -> int | None:
+    """Return the user id of the reporter (登记人) an issue registered by the actor may name: the person acting
+    (`acting_for`: in a run of the system's, the person behind it); for a 台账管理员 registering for someone, or the
+    system itself (对进展缓慢项目自动预警), any active user they name. No name, or the system naming itself: nobody.
+
+    The reporter holds 回访 and is shown as the person who raised the issue: a diagram's expression naming anyone
+    handed a handler the confirmation of his own fix, or showed a leader raising what he never raised.
+
+    Raises: InvalidInput naming `reporter` (a form's field comes back; a diagram's value stops it with an incident)
+    """
+    if not name:
+        return None
+    try:
+        who = acting_for(session, actor)
+    except UserNotFound:
+        who = None
+    if who is not None and name == who.username:
+        return who.user_id  # None for the system's own run (no user: nobody holds 回访 but the lane)
+    if who is not None and (who.is_system or LEDGER_ROLE in who.role_codes):
+        user_id = session.scalar(select(User.id).where(User.username == name, User.is_active.is_(True)))
+        if user_id is not None:
+            return user_id
+        raise InvalidInput(f"登记人 reporter“{name}”不是在职用户 (ledger_register: reporter {name!r} is no active user)",
+                           field="reporter")
+    raise InvalidInput(f"登记人 reporter 只能是办理人本人（{who.username if who else '无人'}），台账管理员可代在职人员登记 "
+                       f"(ledger_register: reporter {name!r} must be the person acting, or an active user a ledger "
+                       "officer names)", field="reporter")
+
+
 def acting_for(session: Session, actor: Actor) -> Actor | None:
     """Whose reach a service acts in: the actor's; in a run of the system's (a timer, the outbox delivering a message
     or a signal) inside an instance a person started, that person's — the instance's starter, else the starter of
@@ -143,4 +172,4 @@ def acting_for(session: Session, actor: Actor) -> Actor | None:
 
 
 __all__ = ["CALL_PROJECT_STEPS", "LEDGER_ROLE", "ProjectOutOfReach", "acting_for", "call_step_unfit", "in_library",
-           "issue_project", "out_of_reach", "project_in_reach", "require_reach"]
+           "issue_project", "issue_reporter", "out_of_reach", "project_in_reach", "require_reach"]
