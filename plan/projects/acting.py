@@ -120,10 +120,20 @@ def issue_project(session: Session, actor: Actor, code: str, *, field: str = "pr
     return project
 
 
+def _starter(session: Session) -> User | None:
+    """The active person who started the instance the service runs in, if any (none outside an engine run)."""
+    run = effects.current()
+    if run is None or run.session is not session or run.running.row.started_by_id is None:
+        return None
+    user = session.get(User, run.running.row.started_by_id)
+    return user if user is not None and user.is_active else None
+
+
 def issue_reporter(session: Session, actor: Actor, name: str) -> int | None:
     """Return the user id of the reporter (登记人) an issue registered by the actor may name: the person acting
-    (`acting_for`: in a run of the system's, the person behind it); for a 台账管理员 registering for someone, or the
-    system itself (对进展缓慢项目自动预警), any active user they name. No name, or the system naming itself: nobody.
+    (`acting_for`: in a run of the system's, the person behind it) or the instance's own (active) starter; for a
+    台账管理员 registering for someone, or the system itself (对进展缓慢项目自动预警), any active user they name. No name,
+    or the system naming itself: nobody.
 
     The reporter holds 回访 and is shown as the person who raised the issue: a diagram's expression naming anyone
     handed a handler the confirmation of his own fix, or showed a leader raising what he never raised.
@@ -138,6 +148,9 @@ def issue_reporter(session: Session, actor: Actor, name: str) -> int | None:
         who = None
     if who is not None and name == who.username:
         return who.user_id  # None for the system's own run (no user: nobody holds 回访 but the lane)
+    starter = _starter(session)
+    if starter is not None and name == starter.username:
+        return starter.id  # the instance's 发起人 (issue_ledger's `initiator`), its 登记 改派'd to someone else
     if who is not None and (who.is_system or LEDGER_ROLE in who.role_codes):
         user_id = session.scalar(select(User.id).where(User.username == name, User.is_active.is_(True)))
         if user_id is not None:

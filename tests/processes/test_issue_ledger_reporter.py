@@ -175,3 +175,29 @@ def test_a_timer_in_an_officers_instance_registers_for_whom_they_name(
     assert _after_a_timer(session, people["officer"], '"gx_li"').status == "completed"
     assert _reporter(session) == "gx_li"
 
+
+
+HANDED = FILL.replace('<spiffworkflow:property name="formJsonSchemaFilename" value="rep.schema.json" />',
+                      '<spiffworkflow:property name="formJsonSchemaFilename" value="rep.schema.json" />\n'
+                      '        <spiffworkflow:property name="candidates" value="&quot;gx_zhang&quot;" />')
+
+
+@pytest.mark.parametrize(("named", "kept"), [("zr_liu", True), ("gx_zhang", True), ("leader_sun", False)])
+def test_a_registration_handed_to_someone_else_names_the_starter_or_themselves(
+        session: Session, deployed: None, people: dict[str, Actor], named: str, kept: bool) -> None:
+    """issue_ledger's 登记 passes its initiator: one 改派'd to someone else still registers the starter's issue."""
+    _deploy(session, HANDED, "reporter", title="title")
+    row = instances.start(session, process_key="rep", actor=people["zr_liu"], data={})
+    session.commit()
+    task = only_task(session, row.id, "mid")
+    tasks.claim(session, task_id=task.id, actor=people["gx_zhang"])
+    if not kept:
+        with pytest.raises(SubmissionRefused):
+            tasks.complete(session, task_id=task.id, actor=people["gx_zhang"], data={"title": "x", "reporter": named})
+        session.rollback()
+        assert _no_issue(session)
+        return
+    result = tasks.complete(session, task_id=task.id, actor=people["gx_zhang"], data={"title": "x", "reporter": named})
+    session.commit()
+    assert result.incident is None, result.incident
+    assert _reporter(session) == named
