@@ -21,7 +21,7 @@ from SpiffWorkflow.spiff.parser.process import VALIDATOR, SpiffBpmnParser
 
 from engine import content_limits
 from engine.errors import DeployInvalid, DeployProblem
-from engine.spiff import calls, events, expressions, form_files, inert, plain, support, translate_dmn
+from engine.spiff import calls, end_events, events, expressions, form_files, inert, plain, support, translate_dmn
 from engine.spiff.guards import locate_validation_error, run_deep
 from engine.spiff.serializer import Specs
 
@@ -176,7 +176,7 @@ def _xsd_check(f: BundleFile, root: etree._Element, problems: list[DeployProblem
 
 def _spiff_parse(bpmn: dict[str, tuple[BundleFile, etree._Element]], dmn: dict[str, tuple[BundleFile, etree._Element]],
                  problems: list[DeployProblem]) -> SpiffBpmnParser | None:
-    parser = SpiffBpmnParser(validator=VALIDATOR)
+    parser = end_events.Parser(validator=VALIDATOR)
     raw = {name: f.text.encode("utf-8") for name, (f, _root) in {**bpmn, **dmn}.items()}
     for name, (_f, root) in dmn.items():
         try:
