@@ -87,5 +87,7 @@ def test_oversized_data_a_script_hands_start_process_is_an_incident_naming_the_t
     row = instances.start(session, process_key="parent", actor=SYSTEM, data={"project_code": "XM-BIG"})
     assert row.status == "incident"
     [incident] = timeline.incidents(session, row.id)
-    assert incident.bpmn_id == "spawn" and "rows" in incident.message, incident.message
+    # checked as the service is called (any service's parameters pass the data limits first): names it and the parameter
+    assert incident.bpmn_id == "spawn" and "parameter data" in incident.message, incident.message
+    assert "start_process" in incident.message and "100,000" in incident.message
     assert session.scalar(select(ProcessInstance).where(ProcessInstance.business_key == "XM-BIG")) is None
