@@ -11,21 +11,21 @@ with an incident naming ledger_register's parameter. On SQLite and PostgreSQL.
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from engine import clock, deploy, tasks
+from engine import deploy, tasks
 from engine.errors import SubmissionRefused
 from engine.org.actors import SYSTEM, Actor
 from engine.org.models import User
-from engine.runtime import instances, timers
+from engine.runtime import instances
 from engine.runtime.models import Incident, ProcessInstance
 from plan.ledger.models import LedgerIssue
 from tests.processes.test_issue_ledger import deployed, people
+from tests.processes.test_project_services_reach import started_then_timers
 from tests.steps import only_task
 
 __all__ = ["deployed", "people"]
@@ -145,16 +145,7 @@ def test_a_ledger_officer_registers_for_an_active_user_only(
 def _after_a_timer(session: Session, starter: Actor, reporter: str) -> ProcessInstance:
     """The diagram's owner wrote the reporter in; it runs in the timer sweep's run (the system's)."""
     _deploy(session, WAIT, reporter)
-    row = instances.start(session, process_key="rep", actor=starter, data={})
-    session.commit()
-    clock.advance(timedelta(minutes=5))
-    for instance_id in timers.due_ids(session, now=clock.now()):
-        timers.fire_instance(session, instance_id, now=clock.now())
-    session.commit()
-    session.expire_all()
-    found = session.get(ProcessInstance, row.id)
-    assert found is not None
-    return found
+    return started_then_timers(session, "rep", starter)
 
 
 def test_a_timer_before_the_service_names_no_one_but_the_starter(

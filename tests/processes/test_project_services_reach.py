@@ -219,7 +219,13 @@ def _after_a_timer(session: Session, starter: Actor, code: str) -> ProcessInstan
     and fire its timer: the service runs in the timer sweep's run, whose actor is the system."""
     params = _param("project_code", f'"{code}"') + _param("applicant", '"qiye"')
     deploy.deploy(session, {"reach_hop.bpmn": HOP.format(params=params).encode()}, actor=SYSTEM)
-    row = instances.start(session, process_key="reach_hop", actor=starter, data={})
+    return started_then_timers(session, "reach_hop", starter)
+
+
+def started_then_timers(session: Session, process_key: str, starter: Actor) -> ProcessInstance:
+    """Start the process as `starter`, five minutes on fire the timers due (the sweep's run: the system's), and return
+    the instance as it then stands."""
+    row = instances.start(session, process_key=process_key, actor=starter, data={})
     session.commit()
     clock.advance(timedelta(minutes=5))
     for instance_id in timers.due_ids(session, now=clock.now()):
