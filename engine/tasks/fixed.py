@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from engine.errors import FieldError, FormInvalid
+from engine.runtime import forms
 from engine.tasks.models import HumanTask
 
 
@@ -44,10 +45,12 @@ def _load(text: str | None) -> Any:
         return None
 
 
-def _top_fields(schema: str | Mapping[str, Any] | None) -> set[str]:
-    doc = schema if isinstance(schema, Mapping) else _load(schema)
-    props = doc.get("properties") if isinstance(doc, dict) else None
-    return set(props) if isinstance(props, dict) else set()
+def _fields(schema: str | Mapping[str, Any] | None) -> frozenset[str]:
+    """The fields a person fills on the form (forms.field_names: parsed once per form text, not per submission)."""
+    if isinstance(schema, Mapping):
+        props = schema.get("properties")
+        return frozenset(props) if isinstance(props, Mapping) else frozenset()
+    return forms.field_names(schema)
 
 
 def of(session: Session, task: HumanTask, schema: str | Mapping[str, Any] | None) -> dict[str, Fixed]:
@@ -58,7 +61,7 @@ def of(session: Session, task: HumanTask, schema: str | Mapping[str, Any] | None
     found = fixer(session, task)
     if not found:
         return {}
-    fields = _top_fields(schema)
+    fields = _fields(schema)
     return {name: one for name, one in found.items() if name in fields}
 
 
